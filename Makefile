@@ -1,0 +1,35 @@
+# Two entry points for a fresh machine (see README): `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+DATA   ?= ./data
+
+.PHONY: demo test peers lint bench-register clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+# Debian packages the integration tests drive: SIPp (sip-tester) and baresip.
+peers:
+	@command -v sipp >/dev/null && command -v baresip >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq sip-tester baresip >/dev/null; }
+
+demo: $(VENV)/.installed
+	$(BIN)/zvonok --data-dir $(DATA) demo
+
+test: $(VENV)/.installed peers
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+bench-register: $(VENV)/.installed peers
+	$(BIN)/python bench/register.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,18 @@
+"""Prometheus metrics shared by all layers (exposed at ``/metrics``)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+SIP_MESSAGES_IN = Counter(
+    "zvonok_sip_messages_in_total", "SIP messages received", ["transport", "kind", "method", "status"]
+)
+SIP_MESSAGES_OUT = Counter(
+    "zvonok_sip_messages_out_total", "SIP messages sent", ["transport", "kind", "method", "status"]
+)
+SIP_PARSE_ERRORS = Counter("zvonok_sip_parse_errors_total", "SIP messages rejected as malformed", ["transport"])
+REGISTRATIONS = Gauge("zvonok_registrations", "Live SIP contact bindings")
+REGISTER_RESULTS = Counter("zvonok_register_total", "REGISTER outcomes", ["result"])
+AUTH_FAILURES = Counter("zvonok_auth_failures_total", "Failed SIP digest authentications")
+AUTH_BLOCKED = Counter("zvonok_auth_blocked_total", "Requests dropped from blocked sources")
+ERRORS = Counter("zvonok_errors_total", "Unexpected errors caught at a boundary", ["where"])
