@@ -1,0 +1,1 @@
+"""Org domain: tenants (companies), offices, departments, employees, extensions, logins and tokens."""

@@ -1,0 +1,80 @@
+"""Secrets handling: digest HA1 values, web password hashes, API token and password generation.
+
+Nothing here stores or logs a clear-text secret; callers show generated secrets once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from pwdlib import PasswordHash
+
+_password_hash = PasswordHash.recommended()  # argon2id with pwdlib's recommended cost
+# Verified when the login name is unknown, so both failure paths cost one argon2 verification.
+_DUMMY_HASH = _password_hash.hash(secrets.token_urlsafe(16))
+
+TOKEN_PREFIX = "zv_"
+
+
+def ha1(algorithm: str, username: str, realm: str, password: str) -> str:
+    """RFC 2617/7616 HA1 = H(username:realm:password) as lower-case hex."""
+    data = f"{username}:{realm}:{password}".encode()
+    if algorithm == "MD5":
+        return hashlib.md5(data, usedforsecurity=False).hexdigest()
+    if algorithm == "SHA-256":
+        return hashlib.sha256(data).hexdigest()
+    raise ValueError(f"unsupported digest algorithm {algorithm!r}")
+
+
+def sip_ha1s(username: str, realm: str, password: str) -> tuple[str, str]:
+    """(MD5, SHA-256) HA1 pair for an extension."""
+    return ha1("MD5", username, realm, password), ha1("SHA-256", username, realm, password)
+
+
+def generate_sip_password() -> str:
+    """12 URL-safe characters (~72 bits), typeable on a desk phone's keypad-less web UI."""
+    return secrets.token_urlsafe(9)
+
+
+def generate_web_password() -> str:
+    return secrets.token_urlsafe(12)
+
+
+async def hash_password(password: str) -> str:
+    """argon2id in a worker thread: ~0.1 s of CPU must not stall the SIP event loop."""
+    return await asyncio.to_thread(_password_hash.hash, password)
+
+
+async def verify_password(password: str, hashed: str | None) -> bool:
+    """Check a password; with ``hashed=None`` still spend the same time on a dummy hash."""
+    target = hashed if hashed is not None else _DUMMY_HASH
+    ok = await asyncio.to_thread(_password_hash.verify, password, target)
+    return ok and hashed is not None
+
+
+@dataclass(frozen=True)
+class NewToken:
+    """A freshly generated API token: ``secret`` is shown once, only ``secret_hash`` is stored."""
+
+    secret: str
+    prefix: str
+    secret_hash: str
+
+
+def token_hash(secret: str) -> str:
+    # A plain SHA-256 suffices: the secret has 256 bits of entropy, so no slow hash is needed.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_api_token() -> NewToken:
+    body = secrets.token_urlsafe(32)
+    secret = f"{TOKEN_PREFIX}{body}"
+    return NewToken(secret=secret, prefix=secret[:10], secret_hash=token_hash(secret))
+
+
+def hashes_equal(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())

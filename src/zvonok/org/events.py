@@ -1,0 +1,61 @@
+"""Org-domain events, emitted through :func:`zvonok.storage.db.emit` and delivered after commit.
+
+Subscribers (the registrar dropping cached credentials, webhooks later) register with
+``Database.add_listener``. Every event names its tenant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrgEvent:
+    tenant_id: int
+    version: int = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class TenantCreated(OrgEvent):
+    sip_domain: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class TenantChanged(OrgEvent):
+    fields: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TenantDeleted(OrgEvent):
+    sip_domain: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class EntityChanged(OrgEvent):
+    """An office, department or employee was created, changed or deleted (``action``)."""
+
+    entity: str
+    entity_id: int
+    action: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExtensionCreated(OrgEvent):
+    extension_id: int
+    number: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExtensionChanged(OrgEvent):
+    """``credentials_changed`` is set when the password, enabled flag or device limit changed."""
+
+    extension_id: int
+    number: str
+    fields: tuple[str, ...]
+    credentials_changed: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExtensionDeleted(OrgEvent):
+    extension_id: int
+    number: str

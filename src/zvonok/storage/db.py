@@ -1,0 +1,113 @@
+"""The database handle: one async engine, sessions, migrations, and events published after commit.
+
+The composition root owns a :class:`Database` (create, ``upgrade()``, ``dispose()``); the HTTP app and
+the services only borrow sessions from it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_EVENTS_KEY = "zvonok_pending_events"
+
+EventListener = Callable[[object], None]
+
+
+def emit(session: AsyncSession | Session, evt: object) -> None:
+    """Queue a domain event; listeners see it only if and after the session's transaction commits."""
+    info = session.info
+    info.setdefault(_EVENTS_KEY, []).append(evt)
+
+
+def run_migrations(connection: Connection, revision: str = "head") -> None:
+    """Upgrade the schema on an open (sync) connection; used by :meth:`Database.upgrade` and tests."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["connection"] = connection
+    command.upgrade(cfg, revision)
+
+
+class Database:
+    """An async engine built from a URL (``sqlite+aiosqlite://`` or ``postgresql+asyncpg://``)."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        parsed = make_url(url)
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        kwargs: dict[str, Any] = {"echo": echo}
+        if self.is_sqlite:
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        else:
+            kwargs["pool_pre_ping"] = True
+        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        if self.is_sqlite:
+            event.listen(self.engine.sync_engine, "connect", _sqlite_on_connect)
+
+        # A Session subclass per Database so commit hooks stay local to this instance.
+        session_cls = type("ZvonokSession", (Session,), {})
+        event.listen(session_cls, "after_commit", self._after_commit)
+        event.listen(session_cls, "after_rollback", _drop_events)
+        self._listeners: list[EventListener] = []
+        self.sessionmaker = async_sessionmaker(
+            self.engine, expire_on_commit=False, sync_session_class=session_cls
+        )
+
+    def add_listener(self, listener: EventListener) -> None:
+        """Call ``listener(event)`` for each domain event after its transaction commits (sync, keep it short)."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: EventListener) -> None:
+        self._listeners.remove(listener)
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A session; the caller commits. Uncommitted work is rolled back on exit."""
+        async with self.sessionmaker() as session:
+            yield session
+
+    async def upgrade(self, revision: str = "head") -> None:
+        """Apply the packaged Alembic migrations up to ``revision``."""
+        async with self.engine.begin() as conn:
+            await conn.run_sync(run_migrations, revision)
+        log.info("database schema at %s", revision)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+    def _after_commit(self, session: Session) -> None:
+        events = session.info.pop(_EVENTS_KEY, [])
+        for evt in events:
+            for listener in list(self._listeners):
+                try:
+                    listener(evt)
+                except Exception:  # a faulty subscriber must not undo a committed change
+                    log.exception("event listener failed for %r", evt)
+
+
+def _drop_events(session: Session) -> None:
+    session.info.pop(_EVENTS_KEY, None)
+
+
+def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
+    # Foreign keys are off by default in SQLite; WAL lets the API read while the registrar writes.
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()

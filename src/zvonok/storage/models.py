@@ -1,0 +1,13 @@
+"""Imports every table module so ``Base.metadata`` is complete (Alembic env, autogenerate, tests).
+
+Add one import line per domain that defines tables (e.g. ``zvonok.telephony.models`` for registrations).
+"""
+
+from __future__ import annotations
+
+import zvonok.org.models  # noqa: F401
+from zvonok.storage.base import Base
+
+metadata = Base.metadata
+
+__all__ = ["Base", "metadata"]
