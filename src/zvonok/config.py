@@ -63,6 +63,9 @@ class Settings(BaseSettings):
         default=None, description="Key for login tokens and nonces; generated into data_dir when unset"
     )
 
+    login_token_ttl: int = Field(default=12 * 3600, ge=60, description="Lifetime of login (JWT) tokens, seconds")
+    demo_domain: str = Field(default="demo.zvonok.local", description="SIP domain of the demo company")
+
     log_level: str = Field(default="info", description="debug, info, warning, error")
     log_json: bool = Field(default=False, description="Log as JSON lines instead of console text")
 

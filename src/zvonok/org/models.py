@@ -21,7 +21,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from zvonok.storage.base import Base, TenantScoped, Timestamped, utcnow
 
 
-class Role(str, enum.Enum):
+class Role(enum.StrEnum):
     PLATFORM_ADMIN = "platform_admin"
     TENANT_ADMIN = "tenant_admin"
     EMPLOYEE = "employee"

@@ -1,0 +1,158 @@
+"""Authentication and authorization for the HTTP API.
+
+``Authorization: Bearer <token>`` carries either an API token (``zv_...``, looked up by its SHA-256)
+or a login token from ``POST /api/v1/auth/login`` (a JWT signed with the settings' secret key, HS256,
+naming the account; role and tenant are re-read from the database on every request so a demoted or
+deactivated account loses access at once).
+
+Tenant isolation: :func:`tenant_access` answers 404 for another tenant's URLs, exactly as for a
+tenant that does not exist, so ids of other companies cannot be probed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated
+
+import jwt
+from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from zvonok.api.deps import get_session, get_settings
+from zvonok.config import Settings
+from zvonok.org import accounts
+from zvonok.org.credentials import TOKEN_PREFIX
+from zvonok.org.models import Role, Tenant
+from zvonok.org.schemas import LoginIn, LoginOut, MeOut
+from zvonok.storage.base import utcnow
+
+_JWT_ALG = "HS256"
+_bearer = HTTPBearer(auto_error=False, description="API token (zv_...) or login token")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling. Exactly one of ``account_id`` / ``token_id`` is set."""
+
+    role: Role
+    tenant_id: int | None
+    employee_id: int | None = None
+    account_id: int | None = None
+    token_id: int | None = None
+
+    @property
+    def is_platform_admin(self) -> bool:
+        return self.role is Role.PLATFORM_ADMIN
+
+    def may_administer(self, tenant_id: int) -> bool:
+        return self.is_platform_admin or (self.role is Role.TENANT_ADMIN and self.tenant_id == tenant_id)
+
+
+def _unauthorized(detail: str = "invalid or missing credentials") -> HTTPException:
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def issue_login_token(settings: Settings, account_id: int) -> str:
+    now = utcnow()
+    claims = {"sub": str(account_id), "typ": "login", "iat": now, "exp": now + timedelta(seconds=settings.login_token_ttl)}
+    return jwt.encode(claims, settings.resolved_secret_key(), algorithm=_JWT_ALG)
+
+
+async def require_principal(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    session: Annotated[AsyncSession, Depends(get_session)],
+    settings: Annotated[Settings, Depends(get_settings)],
+) -> Principal:
+    """The authenticated caller, or 401."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise _unauthorized()
+    secret = credentials.credentials
+    if secret.startswith(TOKEN_PREFIX):
+        token = await accounts.resolve_api_token(session, secret)
+        if token is None:
+            raise _unauthorized()
+        await session.commit()  # keep last_used_at even when the route only reads
+        return Principal(role=Role(token.role), tenant_id=token.tenant_id, token_id=token.id)
+    try:
+        claims = jwt.decode(secret, settings.resolved_secret_key(), algorithms=[_JWT_ALG], options={"require": ["exp", "sub"]})
+        account_id = int(claims["sub"])
+    except (jwt.PyJWTError, ValueError, KeyError):
+        raise _unauthorized() from None
+    if claims.get("typ") != "login":
+        raise _unauthorized()
+    account = await accounts.platform_get_account(session, account_id)
+    if account is None or not account.active:
+        raise _unauthorized()
+    return Principal(
+        role=Role(account.role), tenant_id=account.tenant_id, employee_id=account.employee_id, account_id=account.id
+    )
+
+
+CurrentPrincipal = Annotated[Principal, Depends(require_principal)]
+
+
+def require_role(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
+    """Dependency factory: the caller must have one of ``roles`` (else 403)."""
+
+    async def dependency(principal: CurrentPrincipal) -> Principal:
+        if principal.role not in roles:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "not allowed for role " + principal.role.value)
+        return principal
+
+    return dependency
+
+
+async def tenant_access(
+    tenant_id: int,
+    principal: CurrentPrincipal,
+    session: Annotated[AsyncSession, Depends(get_session)],
+) -> Principal:
+    """The caller, if it may see tenant ``tenant_id`` (its own, or any for a platform admin); else 404."""
+    if principal.tenant_id != tenant_id and not principal.is_platform_admin:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"tenant {tenant_id} not found")
+    if await session.get(Tenant, tenant_id) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"tenant {tenant_id} not found")
+    return principal
+
+
+async def tenant_admin(tenant_id: int, principal: Annotated[Principal, Depends(tenant_access)]) -> Principal:
+    """:func:`tenant_access` plus write rights on that tenant (tenant admin or platform admin); else 403."""
+    if not principal.may_administer(tenant_id):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "tenant admin role required")
+    return principal
+
+
+TenantReader = Annotated[Principal, Depends(tenant_access)]
+TenantAdmin = Annotated[Principal, Depends(tenant_admin)]
+PlatformAdmin = Annotated[Principal, Depends(require_role(Role.PLATFORM_ADMIN))]
+
+router = APIRouter(prefix="/api/v1", tags=["auth"])
+
+
+@router.post("/auth/login", response_model=LoginOut)
+async def login(
+    body: LoginIn,
+    session: Annotated[AsyncSession, Depends(get_session)],
+    settings: Annotated[Settings, Depends(get_settings)],
+) -> LoginOut:
+    """Exchange email and password for a login token. Every failure is the same 401."""
+    account = await accounts.authenticate(session, body.email, body.password)
+    if account is None:
+        raise _unauthorized("invalid email or password")
+    await session.commit()
+    return LoginOut(access_token=issue_login_token(settings, account.id), expires_in=settings.login_token_ttl)
+
+
+@router.get("/me", response_model=MeOut)
+async def me(principal: CurrentPrincipal, session: Annotated[AsyncSession, Depends(get_session)]) -> MeOut:
+    if principal.account_id is not None:
+        account = await accounts.platform_get_account(session, principal.account_id)
+        return MeOut(
+            kind="account", id=principal.account_id, role=principal.role.value, tenant_id=principal.tenant_id,
+            employee_id=principal.employee_id, email=account.email if account else None,
+        )
+    assert principal.token_id is not None
+    return MeOut(kind="api_token", id=principal.token_id, role=principal.role.value, tenant_id=principal.tenant_id, employee_id=None)

@@ -1,0 +1,187 @@
+"""Logins (accounts) and API tokens.
+
+Account emails are global (they are the login name); employee emails are unique per tenant only, so
+giving an employee a login can conflict with another tenant's account (409, naming the email).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from zvonok.org.credentials import hash_password, hashes_equal, new_api_token, token_hash, verify_password
+from zvonok.org.errors import Conflict, NotFound, ValidationError
+from zvonok.org.models import Account, ApiToken, Employee, Role
+from zvonok.storage.base import utcnow
+
+_LAST_USED_RESOLUTION = timedelta(minutes=1)  # don't write on every request
+
+
+# --- accounts --------------------------------------------------------------------------------------
+async def _check_email_free(session: AsyncSession, email: str, *, except_id: int | None = None) -> None:
+    stmt = select(Account.id).where(Account.email == email)
+    existing = (await session.execute(stmt)).scalar_one_or_none()
+    if existing is not None and existing != except_id:
+        raise Conflict(f"an account with email {email} already exists", field="email")
+
+
+async def platform_create_account(
+    session: AsyncSession,
+    *,
+    email: str,
+    password: str,
+    role: Role,
+    tenant_id: int | None = None,
+    employee_id: int | None = None,
+) -> Account:
+    """Create a login; ``platform_admin`` must have no tenant, the other roles must have one."""
+    email = email.strip().lower()
+    if (role is Role.PLATFORM_ADMIN) != (tenant_id is None):
+        raise ValidationError("role: platform_admin accounts have no tenant; other roles need one", field="role")
+    if len(password) < 8:
+        raise ValidationError("password: at least 8 characters", field="password")
+    await _check_email_free(session, email)
+    account = Account(
+        email=email,
+        password_hash=await hash_password(password),
+        role=role.value,
+        tenant_id=tenant_id,
+        employee_id=employee_id,
+    )
+    session.add(account)
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise Conflict(f"an account with email {email} already exists", field="email") from None
+    return account
+
+
+async def account_for_employee(session: AsyncSession, tenant_id: int, employee_id: int) -> Account | None:
+    stmt = select(Account).where(Account.tenant_id == tenant_id, Account.employee_id == employee_id)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def set_employee_login(
+    session: AsyncSession, tenant_id: int, employee: Employee, password: str, role: str
+) -> Account:
+    """Give an employee a login named by their email."""
+    if not employee.email:
+        raise ValidationError("web_password: the employee needs an email to log in", field="web_password")
+    return await platform_create_account(
+        session, email=employee.email, password=password, role=Role(role), tenant_id=tenant_id,
+        employee_id=employee.id,
+    )
+
+
+async def update_employee_login(
+    session: AsyncSession, tenant_id: int, employee: Employee, password: str | None, role: str | None
+) -> None:
+    """Keep the employee's login in step: new password/role, or its email after the employee's changed."""
+    account = await account_for_employee(session, tenant_id, employee.id)
+    if account is None:
+        if password is not None:
+            await set_employee_login(session, tenant_id, employee, password, role or Role.EMPLOYEE.value)
+        elif role is not None:
+            raise ValidationError("role: the employee has no login; give a web_password too", field="role")
+        return
+    if employee.email is None:
+        raise ValidationError("email: the employee has a login, the email cannot be removed", field="email")
+    if employee.email != account.email:
+        await _check_email_free(session, employee.email, except_id=account.id)
+        account.email = employee.email
+    if password is not None:
+        account.password_hash = await hash_password(password)
+    if role is not None:
+        account.role = Role(role).value
+    await session.flush()
+
+
+async def platform_get_account(session: AsyncSession, account_id: int) -> Account | None:
+    return await session.get(Account, account_id)
+
+
+async def authenticate(session: AsyncSession, email: str, password: str) -> Account | None:
+    """The account if the password matches. Unknown emails cost the same argon2 time as wrong passwords."""
+    stmt = select(Account).where(Account.email == email.strip().lower())
+    account = (await session.execute(stmt)).scalar_one_or_none()
+    usable = account is not None and account.active
+    ok = await verify_password(password, account.password_hash if account is not None else None)
+    if not (ok and usable):
+        return None
+    assert account is not None
+    account.last_login_at = utcnow()
+    return account
+
+
+# --- API tokens ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CreatedToken:
+    token: ApiToken
+    secret: str  # shown once
+
+
+async def _create_token(
+    session: AsyncSession, tenant_id: int | None, name: str, role: Role, account_id: int | None
+) -> CreatedToken:
+    new = new_api_token()
+    token = ApiToken(
+        tenant_id=tenant_id, name=name, prefix=new.prefix, secret_hash=new.secret_hash, role=role.value,
+        account_id=account_id,
+    )
+    session.add(token)
+    await session.flush()
+    return CreatedToken(token=token, secret=new.secret)
+
+
+async def create_api_token(
+    session: AsyncSession, tenant_id: int, name: str, role: Role, *, account_id: int | None = None
+) -> CreatedToken:
+    if role is Role.PLATFORM_ADMIN:
+        raise ValidationError("role: a tenant token cannot be platform_admin", field="role")
+    return await _create_token(session, tenant_id, name, role, account_id)
+
+
+async def platform_create_api_token(
+    session: AsyncSession, name: str, *, account_id: int | None = None
+) -> CreatedToken:
+    return await _create_token(session, None, name, Role.PLATFORM_ADMIN, account_id)
+
+
+async def list_api_tokens(
+    session: AsyncSession, tenant_id: int, *, include_revoked: bool = True, limit: int = 100, offset: int = 0
+) -> tuple[list[ApiToken], int]:
+    stmt = select(ApiToken).where(ApiToken.tenant_id == tenant_id)
+    if not include_revoked:
+        stmt = stmt.where(ApiToken.revoked_at.is_(None))
+    total = int((await session.execute(select(func.count()).select_from(stmt.subquery()))).scalar_one())
+    rows = (await session.execute(stmt.order_by(ApiToken.id).limit(limit).offset(offset))).scalars().all()
+    return list(rows), total
+
+
+async def revoke_api_token(session: AsyncSession, tenant_id: int, token_id: int) -> ApiToken:
+    stmt = select(ApiToken).where(ApiToken.tenant_id == tenant_id, ApiToken.id == token_id)
+    token = (await session.execute(stmt)).scalar_one_or_none()
+    if token is None:
+        raise NotFound(f"token {token_id} not found")
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+        await session.flush()
+    return token
+
+
+async def resolve_api_token(session: AsyncSession, secret: str) -> ApiToken | None:
+    """The live token for a bearer secret. Looked up by SHA-256 (an index hit reveals nothing of the
+    secret through timing), then compared in constant time anyway."""
+    digest = token_hash(secret)
+    token = (await session.execute(select(ApiToken).where(ApiToken.secret_hash == digest))).scalar_one_or_none()
+    if token is None or token.revoked_at is not None or not hashes_equal(token.secret_hash, digest):
+        return None
+    now = utcnow()
+    if token.last_used_at is None or now - token.last_used_at > _LAST_USED_RESOLUTION:
+        token.last_used_at = now
+        await session.flush()
+    return token

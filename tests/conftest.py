@@ -1,0 +1,163 @@
+"""Shared fixtures: a real database per test (SQLite file and PostgreSQL), the API with a platform token.
+
+PostgreSQL must be reachable at ``ZVONOK_TEST_PG_URL`` (CI and dev machines run it): if it is not,
+the postgres-parametrized tests fail loudly rather than skip, so a broken setup is never mistaken
+for a green run.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from zvonok.config import Settings
+from zvonok.storage.db import Database
+
+PG_URL = os.environ.get("ZVONOK_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+
+
+def make_settings(tmp_path: Path, database_url: str | None = None) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data", database_url=database_url, secret_key="test-secret-key-0123456789abcdef0123"
+    )
+
+
+class FreshDatabase:
+    """Create an empty, uniquely named database and drop it afterwards (SQLite: a temp file)."""
+
+    def __init__(self, kind: str, tmp_path: Path) -> None:
+        self.kind = kind
+        self.tmp_path = tmp_path
+        self.name = f"zvonok_t_{uuid.uuid4().hex[:12]}"
+        if kind == "sqlite":
+            self.url = f"sqlite+aiosqlite:///{tmp_path / (self.name + '.db')}"
+        else:
+            self.url = make_url(PG_URL).set(database=self.name).render_as_string(hide_password=False)
+
+    async def create(self) -> None:
+        if self.kind == "postgres":
+            await self._admin(f'CREATE DATABASE "{self.name}"')
+
+    async def drop(self) -> None:
+        if self.kind == "postgres":
+            await self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+    async def _admin(self, sql: str) -> None:
+        engine = create_async_engine(PG_URL, isolation_level="AUTOCOMMIT")
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text(sql))
+        finally:
+            await engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def fresh_db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[FreshDatabase]:
+    """An empty database (no schema) on each backend."""
+    fresh = FreshDatabase(request.param, tmp_path)
+    await fresh.create()
+    try:
+        yield fresh
+    finally:
+        await fresh.drop()
+
+
+@pytest.fixture
+async def db(fresh_db: FreshDatabase) -> AsyncIterator[Database]:
+    """A migrated database on each backend."""
+    database = Database(fresh_db.url)
+    await database.upgrade()
+    try:
+        yield database
+    finally:
+        await database.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, fresh_db: FreshDatabase) -> Settings:
+    return make_settings(tmp_path, fresh_db.url)
+
+
+@dataclass
+class Api:
+    """An httpx client on the ASGI app plus a platform-admin bearer token."""
+
+    client: httpx.AsyncClient
+    db: Database
+    settings: Settings
+    admin_token: str
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_token}"}
+
+
+def _extra_routers() -> list[Any]:
+    """The routers other layers mount in ``zvonok.server`` so API tests (tenant isolation!) cover them."""
+    from zvonok.telephony.http import registrations_router
+    from zvonok.telephony.location import Location
+
+    return [registrations_router(Location())]
+
+
+@pytest.fixture
+async def api(db: Database, settings: Settings) -> AsyncIterator[Api]:
+    from zvonok.api.app import create_app
+    from zvonok.org import accounts
+
+    async with db.session() as session:
+        created = await accounts.platform_create_api_token(session, "tests")
+        await session.commit()
+    app = create_app(settings, db, routers=_extra_routers())
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://zvonok.test") as client:
+        yield Api(client=client, db=db, settings=settings, admin_token=created.secret)
+
+
+@dataclass
+class TenantHandle:
+    id: int
+    domain: str
+    headers: dict[str, str]  # a tenant-admin API token of this tenant
+
+
+@pytest.fixture
+def make_tenant(api: Api):  # type: ignore[no-untyped-def]
+    """``await make_tenant("a.example")`` -> a tenant created through the API, with its admin token."""
+
+    async def make(domain: str, name: str | None = None) -> TenantHandle:
+        r = await api.client.post(
+            "/api/v1/tenants", headers=api.admin, json={"name": name or domain, "sip_domain": domain}
+        )
+        assert r.status_code == 201, r.text
+        tenant_id = r.json()["id"]
+        r = await api.client.post(
+            f"/api/v1/tenants/{tenant_id}/tokens", headers=api.admin, json={"name": "admin", "role": "tenant_admin"}
+        )
+        assert r.status_code == 201, r.text
+        return TenantHandle(tenant_id, domain, {"Authorization": f"Bearer {r.json()['token']}"})
+
+    return make
+
+
+@pytest.fixture
+def pg_database_url(tmp_path: Path) -> Iterator[str]:
+    """A fresh empty PostgreSQL database for sync tests (e.g. the CLI, which runs its own event loop)."""
+    import asyncio
+
+    fresh = FreshDatabase("postgres", tmp_path)
+    asyncio.run(fresh.create())
+    try:
+        yield fresh.url
+    finally:
+        asyncio.run(fresh.drop())

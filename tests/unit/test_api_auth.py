@@ -1,0 +1,147 @@
+"""Login, tokens, roles, and that no secret is ever stored in clear."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import String, select
+
+from zvonok.org import accounts
+from zvonok.org.models import Role
+from zvonok.storage.models import metadata
+
+Api = Any
+
+
+async def _account(api: Api, email: str, password: str, role: Role, tenant_id: int | None) -> None:
+    async with api.db.session() as session:
+        await accounts.platform_create_account(session, email=email, password=password, role=role, tenant_id=tenant_id)
+        await session.commit()
+
+
+async def _login(api: Api, email: str, password: str) -> Any:
+    return await api.client.post("/api/v1/auth/login", json={"email": email, "password": password})
+
+
+async def test_login_failures_are_identical(api: Api, make_tenant: Any) -> None:
+    t = await make_tenant("login.example")
+    await _account(api, "boss@login.example", "correct horse", Role.TENANT_ADMIN, t.id)
+
+    timings = {}
+    responses = {}
+    for case, email, pw in [("wrong", "boss@login.example", "wrong pass"), ("unknown", "ghost@login.example", "wrong pass")]:
+        start = time.perf_counter()
+        responses[case] = await _login(api, email, pw)
+        timings[case] = time.perf_counter() - start
+    wrong, unknown = responses["wrong"], responses["unknown"]
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json() == unknown.json() == {"detail": "invalid email or password"}
+    assert wrong.headers.get("www-authenticate") == unknown.headers.get("www-authenticate")
+    # Both paths run one argon2 verification; allow generous jitter, catch a skipped hash (10x faster).
+    assert timings["unknown"] > timings["wrong"] / 4, timings
+
+    ok = await _login(api, "BOSS@login.example", "correct horse")
+    assert ok.status_code == 200
+    token = ok.json()["access_token"]
+    me = await api.client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+    assert me.json() == {
+        "kind": "account", "id": me.json()["id"], "role": "tenant_admin", "tenant_id": t.id, "employee_id": None,
+        "email": "boss@login.example", "name": None,
+    }
+    r = await api.client.get(f"/api/v1/tenants/{t.id}/offices", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200
+
+
+async def test_bad_credentials_get_401(api: Api) -> None:
+    for headers in [{}, {"Authorization": "Bearer nonsense"}, {"Authorization": "Bearer zv_not-a-token"},
+                    {"Authorization": "Basic dXNlcjpwdw=="}]:
+        r = await api.client.get("/api/v1/me", headers=headers)
+        assert r.status_code == 401, headers
+    r = await api.client.get("/api/v1/me", headers=api.admin)
+    assert r.json()["kind"] == "api_token" and r.json()["role"] == "platform_admin"
+
+
+async def test_token_lifecycle_and_revocation(api: Api, make_tenant: Any) -> None:
+    t = await make_tenant("tok.example")
+    base = f"/api/v1/tenants/{t.id}/tokens"
+    r = await api.client.post(base, headers=t.headers, json={"name": "ci", "role": "employee"})
+    created = r.json()
+    assert r.status_code == 201 and created["token"].startswith("zv_") and created["token"].startswith(created["prefix"])
+    reader = {"Authorization": f"Bearer {created['token']}"}
+    assert (await api.client.get(f"/api/v1/tenants/{t.id}/offices", headers=reader)).status_code == 200
+    listed = (await api.client.get(base, headers=t.headers)).json()
+    assert listed["total"] == 2 and all("token" not in item for item in listed["items"])
+    assert created["token"] not in str(listed)
+    r = await api.client.delete(f"{base}/{created['id']}", headers=t.headers)
+    assert r.status_code == 204
+    assert (await api.client.get("/api/v1/me", headers=reader)).status_code == 401
+    r = await api.client.post(base, headers=t.headers, json={"name": "x", "role": "platform_admin"})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "role"]
+
+
+async def test_no_secret_stored_in_clear(api: Api, make_tenant: Any) -> None:
+    t = await make_tenant("secret.example")
+    base = f"/api/v1/tenants/{t.id}"
+    secrets = [api.admin_token, t.headers["Authorization"].removeprefix("Bearer ")]
+    r = await api.client.post(f"{base}/extensions", headers=t.headers, json={"number": "10", "display_name": "A"})
+    secrets.append(r.json()["sip_password"])
+    await api.client.post(f"{base}/extensions", headers=t.headers, json={"number": "11", "display_name": "B", "sip_password": "sip-Secret-11"})
+    secrets.append("sip-Secret-11")
+    r = await api.client.post(f"{base}/employees", headers=t.headers, json={
+        "full_name": "W", "email": "w@secret.example", "web_password": "web-Secret-99"})
+    assert r.status_code == 201, r.text
+    secrets.append("web-Secret-99")
+    r = await api.client.post(f"{base}/tokens", headers=t.headers, json={"name": "n"})
+    secrets.append(r.json()["token"])
+
+    dump: list[str] = []
+    async with api.db.session() as session:
+        for table in metadata.sorted_tables:
+            cols = [c for c in table.columns if isinstance(c.type, String)]
+            if cols:
+                for row in (await session.execute(select(*cols))).all():
+                    dump.extend(str(v) for v in row if v is not None)
+    blob = "\n".join(dump)
+    for secret in secrets:
+        assert secret and secret not in blob
+
+
+async def test_roles(api: Api, make_tenant: Any) -> None:
+    t = await make_tenant("roles.example")
+    base = f"/api/v1/tenants/{t.id}"
+    emp = (await api.client.post(f"{base}/employees", headers=t.headers, json={
+        "full_name": "Olga", "email": "olga@roles.example", "web_password": "olga-password"})).json()
+    own = (await api.client.post(f"{base}/extensions", headers=t.headers, json={
+        "number": "20", "display_name": "Olga", "employee_id": emp["id"]})).json()
+    other = (await api.client.post(f"{base}/extensions", headers=t.headers, json={
+        "number": "21", "display_name": "Desk"})).json()
+    r = await _login(api, "olga@roles.example", "olga-password")
+    olga = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    me = (await api.client.get("/api/v1/me", headers=olga)).json()
+    assert (me["role"], me["employee_id"]) == ("employee", emp["id"])
+
+    assert (await api.client.get(f"{base}/extensions", headers=olga)).status_code == 200
+    assert (await api.client.post(f"{base}/offices", headers=olga, json={"name": "X"})).status_code == 403
+    r = await api.client.patch(f"{base}/extensions/{own['id']}", headers=olga, json={"sip_password": "my-new-password"})
+    assert r.status_code == 200
+    r = await api.client.patch(f"{base}/extensions/{own['id']}", headers=olga, json={"display_name": "Boss"})
+    assert r.status_code == 403
+    r = await api.client.patch(f"{base}/extensions/{other['id']}", headers=olga, json={"sip_password": "my-new-password"})
+    assert r.status_code == 403
+    assert (await api.client.get(f"{base}/tokens", headers=olga)).status_code == 403
+
+    # Tenant admins: no platform operations, no domain/suspension changes.
+    assert (await api.client.get("/api/v1/tenants", headers=t.headers)).status_code == 403
+    r = await api.client.post("/api/v1/tenants", headers=t.headers, json={"name": "X", "sip_domain": "x.example"})
+    assert r.status_code == 403
+    r = await api.client.patch(base, headers=t.headers, json={"suspended": False})
+    assert r.status_code == 403 and "suspended" in r.json()["detail"]
+    r = await api.client.patch(base, headers=t.headers, json={"locale": "en-GB"})
+    assert r.status_code == 200
+    assert (await api.client.delete(base, headers=t.headers)).status_code == 403
+
+    # Promote Olga; role is re-read from the database on each request.
+    r = await api.client.patch(f"{base}/employees/{emp['id']}", headers=t.headers, json={"role": "tenant_admin"})
+    assert r.status_code == 200
+    assert (await api.client.post(f"{base}/offices", headers=olga, json={"name": "X"})).status_code == 201

@@ -1,0 +1,116 @@
+"""Tenant isolation over *every* tenant-scoped route of the app, found from the OpenAPI schema, so
+routes added later (by any layer) are covered automatically. Tenant A's admin must get 404 — never
+403, never data — for tenant B's objects and collections, and must not be able to create in B.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+Api = Any
+
+# A valid body per collection so a POST would succeed if isolation were broken.
+BODIES: dict[str, dict[str, Any]] = {
+    "offices": {"name": "Intruder office"},
+    "departments": {"name": "Intruder dept"},
+    "employees": {"full_name": "Intruder", "email": "intruder@x.example"},
+    "extensions": {"number": "999", "display_name": "Intruder"},
+    "tokens": {"name": "intruder"},
+}
+PATCHES: dict[str, dict[str, Any]] = {
+    "tenants": {"name": "Owned"},
+    "offices": {"name": "Owned"},
+    "departments": {"name": "Owned"},
+    "employees": {"full_name": "Owned"},
+    "extensions": {"display_name": "Owned"},
+}
+
+
+async def _populate(api: Api, t: Any) -> dict[str, int]:
+    """One object of each kind in tenant ``t``; returns path-parameter values."""
+    base = f"/api/v1/tenants/{t.id}"
+
+    async def post(kind: str, body: dict[str, Any]) -> int:
+        r = await api.client.post(f"{base}/{kind}", headers=t.headers, json=body)
+        assert r.status_code == 201, r.text
+        return int(r.json()["id"])
+
+    office = await post("offices", {"name": "HQ"})
+    dept = await post("departments", {"name": "Sales", "office_id": office})
+    emp = await post("employees", {"full_name": "E", "email": f"e@{t.domain}", "office_id": office})
+    ext = await post("extensions", {"number": "101", "display_name": "E", "employee_id": emp})
+    token = await post("tokens", {"name": "script"})
+    return {
+        "tenant_id": t.id, "office_id": office, "department_id": dept, "employee_id": emp,
+        "extension_id": ext, "token_id": token,
+    }
+
+
+def _fill(path: str, values: dict[str, int]) -> str:
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1)
+        assert name in values, f"isolation test: give a sample value for path parameter {{{name}}} ({path})"
+        return str(values[name])
+
+    return re.sub(r"\{(\w+)\}", sub, path)
+
+
+def _body(path: str, method: str) -> dict[str, Any] | None:
+    parts = [p for p in path.split("/") if p and not p.startswith("{")]
+    kind = parts[-1]
+    if method == "post":
+        return BODIES.get(kind, {})
+    if method in ("patch", "put"):
+        return PATCHES.get(kind, {})
+    return None
+
+
+async def _snapshot(api: Api, values: dict[str, int]) -> list[Any]:
+    out = []
+    base = f"/api/v1/tenants/{values['tenant_id']}"
+    for kind in ("", "/offices", "/departments", "/employees", "/extensions", "/tokens"):
+        r = await api.client.get(base + kind, headers=api.admin)
+        assert r.status_code == 200
+        out.append(r.json())
+    return out
+
+
+async def test_tenant_a_cannot_touch_tenant_b(api: Api, make_tenant: Any) -> None:
+    a = await make_tenant("a.example")
+    b = await make_tenant("b.example")
+    a_ids = await _populate(api, a)
+    b_ids = await _populate(api, b)
+    before = await _snapshot(api, b_ids)
+
+    paths = api.client._transport.app.openapi()["paths"]
+    scoped = {p: ops for p, ops in paths.items() if "{tenant_id}" in p}
+    assert len(scoped) >= 11, sorted(scoped)
+    checked = 0
+    for path, ops in scoped.items():
+        # B's tenant with B's objects, and A's own tenant with B's object ids.
+        variants = [_fill(path, b_ids)]
+        if re.search(r"\{(?!tenant_id)\w+\}", path):
+            variants.append(_fill(path, {**b_ids, "tenant_id": a.id}))
+        for method in ops:
+            for url in variants:
+                r = await api.client.request(method.upper(), url, headers=a.headers, json=_body(path, method))
+                assert r.status_code == 404, f"{method.upper()} {url} -> {r.status_code} {r.text}"
+                checked += 1
+    assert checked >= 25
+
+    assert await _snapshot(api, b_ids) == before
+    # A's own objects still work with A's token (the 404s above are not a blanket failure).
+    r = await api.client.get(_fill("/api/v1/tenants/{tenant_id}/extensions/{extension_id}", a_ids), headers=a.headers)
+    assert r.status_code == 200
+    r = await api.client.get(f"/api/v1/tenants/{a.id}/extensions", headers=a.headers)
+    assert {e["tenant_id"] for e in r.json()["items"]} == {a.id}
+
+
+async def test_missing_tenant_and_foreign_tenant_look_the_same(api: Api, make_tenant: Any) -> None:
+    a = await make_tenant("a.example")
+    b = await make_tenant("b.example")
+    foreign = await api.client.get(f"/api/v1/tenants/{b.id}/offices", headers=a.headers)
+    missing = await api.client.get("/api/v1/tenants/987654/offices", headers=a.headers)
+    assert foreign.status_code == missing.status_code == 404
+    assert foreign.json()["detail"].replace(str(b.id), "N") == missing.json()["detail"].replace("987654", "N")
