@@ -1,0 +1,163 @@
+"""The composition root: builds every part of one ``zvonok serve`` process, starts them in order and
+stops them in reverse. One asyncio event loop (uvloop) runs the SIP service and the HTTP API together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+
+import uvicorn
+
+from zvonok import metrics
+from zvonok.api.app import create_app
+from zvonok.config import Settings
+from zvonok.logs import configure, get_logger
+from zvonok.org import events as org_events
+from zvonok.org.service import sip_credentials
+from zvonok.sip.digest import Algorithm, DigestVerifier, NonceManager
+from zvonok.storage.db import Database
+from zvonok.telephony.http import registrations_router
+from zvonok.telephony.location import Location
+from zvonok.telephony.registrar import CredentialCache, Registrar, RegistrarConfig
+from zvonok.telephony.service import SipService
+from zvonok.telephony.store import SqlBindingStore
+from zvonok.telephony.throttle import FailureThrottle
+
+log = get_logger(__name__)
+
+FLUSH_INTERVAL = 0.25  # seconds between write-behind flushes of registrations
+
+
+@dataclass
+class Runtime:
+    """Everything a running server holds; tests reach in through it."""
+
+    settings: Settings
+    db: Database
+    location: Location
+    sip: SipService
+    http: uvicorn.Server
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+def _http_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+async def build(settings: Settings) -> Runtime:
+    db = Database(settings.resolved_database_url())
+    await db.upgrade()
+    store = SqlBindingStore(db)
+    location = Location()
+    location.restore(await store.load(time.time()))
+    metrics.REGISTRATIONS.set(location.count)
+
+    async def lookup(domain: str, username: str):  # type: ignore[no-untyped-def]
+        async with db.session() as session:
+            return await sip_credentials(session, domain, username)
+
+    credentials = CredentialCache(lookup)
+
+    def on_org_event(event: object) -> None:
+        if isinstance(event, org_events.OrgEvent):
+            credentials.invalidate(event.tenant_id)
+
+    db.add_listener(on_org_event)
+    nonces = NonceManager(settings.resolved_secret_key().encode(), settings.nonce_lifetime, os.urandom)
+    verifier = DigestVerifier(nonces, [Algorithm(a.value) for a in settings.digest_algorithms])
+    registrar = Registrar(
+        location=location, credentials=credentials, verifier=verifier,
+        throttle=FailureThrottle(settings.auth_fail_limit, settings.auth_fail_window, settings.auth_ban_time),
+        config=RegistrarConfig(settings.register_min_expires, settings.register_max_expires,
+                               settings.register_default_expires, settings.register_max_contacts),
+        to_tag=lambda: os.urandom(6).hex(),
+    )
+    sip = SipService(settings, registrar)
+    app = create_app(settings, db, routers=[registrations_router(location)])
+    config = uvicorn.Config(app, loop="none", lifespan="off", log_level="warning", access_log=False)
+    http = uvicorn.Server(config)
+    runtime = Runtime(settings, db, location, sip, http)
+    runtime.tasks.append(asyncio.create_task(_flush_loop(location, store)))
+    return runtime
+
+
+async def _flush_loop(location: Location, store: SqlBindingStore) -> None:
+    """Expire bindings and write changed ones to the database, in batches."""
+    while True:
+        await asyncio.sleep(FLUSH_INTERVAL)
+        await _flush(location, store)
+
+
+async def _flush(location: Location, store: SqlBindingStore) -> None:
+    location.expire(time.time())
+    metrics.REGISTRATIONS.set(location.count)
+    if not location.has_changes:
+        return
+    upserts, deletes = location.take_changes()
+    try:
+        await store.apply(upserts, deletes)
+    except Exception:  # noqa: BLE001 - keep serving; the next flush retries what is still current
+        metrics.ERRORS.labels("registration_flush").inc()
+        log.exception("failed to persist registrations", upserts=len(upserts), deletes=len(deletes))
+        for binding in upserts:
+            if binding.contact in location.current(binding.tenant_id, binding.extension_id):
+                location.put(binding)
+
+
+async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
+    """Run until SIGINT/SIGTERM (or cancellation), then stop everything in reverse order."""
+    runtime = await build(settings)
+    await runtime.sip.start()
+    sock = _http_socket(settings.http_host, settings.http_port)
+    http_port = sock.getsockname()[1]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    runtime.http.config.install_signal_handlers = False  # ours above stop SIP and HTTP together
+    http_task = asyncio.create_task(runtime.http.serve(sockets=[sock]))
+    log.info("zvonok ready", sip=f"{runtime.sip.local[0]}:{runtime.sip.local[1]}",
+             http=f"http://{settings.http_host}:{http_port}", database=runtime.db.url.split("://")[0])
+    if ready is not None:
+        ready.set()
+    try:
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({stopper, http_task}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        log.info("zvonok stopping")
+        runtime.http.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(http_task, 10)
+        await runtime.sip.stop()
+        for task in runtime.tasks:
+            task.cancel()
+        await _flush(runtime.location, SqlBindingStore(runtime.db))
+        await runtime.db.dispose()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+        log.info("zvonok stopped")
+
+
+def run(settings: Settings) -> None:
+    """Entry point of ``zvonok serve``: structured logs, uvloop, serve until a signal."""
+    configure(settings.log_level, settings.log_json)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on every supported platform
+        asyncio.run(serve(settings))
+    else:
+        uvloop.run(serve(settings))

@@ -1,0 +1,54 @@
+"""REST view of the location service: the live SIP registrations of a tenant."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from zvonok.api.auth import TenantReader
+
+from .location import Location
+
+
+class RegistrationOut(BaseModel):
+    extension_id: int
+    aor: str
+    contact: str
+    source: str
+    user_agent: str
+    expires_in: int
+    expires_at: datetime
+    registered_at: datetime
+    q: float | None
+    instance: str | None
+
+
+class RegistrationList(BaseModel):
+    items: list[RegistrationOut]
+    total: int
+
+
+def registrations_router(location: Location) -> APIRouter:
+    router = APIRouter(prefix="/api/v1/tenants/{tenant_id}", tags=["registrations"])
+
+    @router.get("/registrations", response_model=RegistrationList)
+    async def list_registrations(tenant_id: int, principal: TenantReader,
+                                 extension_id: int | None = None) -> RegistrationList:
+        """Devices registered now (extension, contact, user agent, source address, expiry)."""
+        now = time.time()
+        items = [
+            RegistrationOut(
+                extension_id=b.extension_id, aor=b.aor, contact=b.contact, source=b.source,
+                user_agent=b.user_agent, expires_in=b.remaining(now),
+                expires_at=datetime.fromtimestamp(b.expires_at, UTC),
+                registered_at=datetime.fromtimestamp(b.registered_at, UTC), q=b.q, instance=b.instance,
+            )
+            for b in location.tenant_bindings(tenant_id, now)
+            if extension_id is None or b.extension_id == extension_id
+        ]
+        return RegistrationList(items=items, total=len(items))
+
+    return router

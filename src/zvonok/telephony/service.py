@@ -1,0 +1,218 @@
+"""The SIP service: transports in, transaction layer, the methods we serve, transports out.
+
+How it works: every datagram or framed stream message is parsed; a malformed request is answered
+statelessly with the status its error names (400, 505 …) and a malformed response is dropped
+(RFC 4475 §3.1.2). Good messages go through the sans-I/O :class:`TransactionLayer`, which absorbs
+retransmissions and runs the RFC 3261 timers; this adapter re-arms one ``loop.call_at`` for its
+earliest deadline (the aioquic shape). New requests are checked (§8.2: method, URI scheme, Require,
+content) and handed to their handler: REGISTER to the registrar, OPTIONS answered here (phones use it
+as a keep-alive). Nothing a peer sends can raise out of this class: the worst is a 500 and a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+from zvonok import metrics
+from zvonok.config import Settings
+from zvonok.logs import get_logger
+from zvonok.sip.errors import SipParseError
+from zvonok.sip.message import Request, Response, make_response, parse_datagram
+from zvonok.sip.peer import Peer
+from zvonok.sip.transaction import (
+    RequestReceived,
+    ServerTransaction,
+    TransactionLayer,
+    TransportSend,
+    stamp_via,
+)
+from zvonok.sip.uas import check_request
+from zvonok.transport.tcp import TcpTransport
+from zvonok.transport.udp import UdpTransport, open_udp
+
+from .registrar import Registrar
+
+log = get_logger(__name__)
+
+ALLOWED_METHODS = ("REGISTER", "OPTIONS", "ACK", "CANCEL")
+ACCEPTED_TYPES = ("application/sdp",)
+USER_AGENT = "Zvonok"
+
+
+class SipService:
+    def __init__(self, settings: Settings, registrar: Registrar) -> None:
+        self.settings = settings
+        self.registrar = registrar
+        self.layer = TransactionLayer(
+            t1=settings.sip_t1, t2=settings.sip_t2, t4=settings.sip_t4,
+            branch_factory=lambda: "z9hG4bK" + os.urandom(8).hex(),
+        )
+        self.udp: UdpTransport | None = None
+        self.tcp: TcpTransport | None = None
+        self.local: tuple[str, int] = (settings.sip_host, settings.sip_port)
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        host, port = self.settings.sip_host, self.settings.sip_port
+        # UDP and TCP share one port number; with port 0 take UDP's free port and retry if TCP's is taken
+        for _attempt in range(20):
+            self.udp = await open_udp(host, port, self._on_datagram)
+            self.tcp = TcpTransport(self._on_stream, self.settings.sip_max_message_size,
+                                    self.settings.sip_tcp_idle_timeout)
+            try:
+                await self.tcp.start(host, self.udp.local[1])
+            except OSError:
+                self.udp.close()
+                if port != 0:
+                    raise
+                continue
+            break
+        assert self.udp is not None
+        self.local = (host, self.udp.local[1])
+
+    async def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        if self.udp is not None:
+            self.udp.close()
+        if self.tcp is not None:
+            await self.tcp.close()
+
+    # -- input -------------------------------------------------------------------------------------
+    def _on_datagram(self, data: bytes, peer: Peer) -> None:
+        if data.strip(b"\r\n\x00 ") == b"":
+            return  # keep-alive (RFC 5626 §3.5.1 CRLF, or a bare NUL some phones send)
+        try:
+            msg = parse_datagram(data, max_size=self.settings.sip_max_message_size)
+        except SipParseError as exc:
+            self._reject(exc, peer)
+            return
+        except Exception:  # noqa: BLE001 - a parser bug must not take the service down
+            metrics.ERRORS.labels("sip_parse").inc()
+            log.exception("unexpected error parsing a datagram", peer=str(peer), size=len(data))
+            return
+        self._on_message(msg, peer)
+
+    def _on_stream(self, item: Request | Response | SipParseError, raw: bytes, peer: Peer) -> None:
+        if isinstance(item, SipParseError):
+            self._reject(item, peer)
+        else:
+            self._on_message(item, peer)
+
+    def _reject(self, exc: SipParseError, peer: Peer) -> None:
+        metrics.SIP_PARSE_ERRORS.labels(peer.transport).inc()
+        request = exc.partial
+        log.debug("malformed sip message", peer=str(peer), error=exc.reason)
+        if not isinstance(request, Request) or request.method == "ACK":
+            return  # malformed responses and ACKs are dropped (RFC 4475 §3.1.2.5, §3.1.2.19)
+        try:
+            response = make_response(request, exc.status, exc.reason)
+            response.headers.add("Server", USER_AGENT)
+            self._send(response.to_bytes(), peer)
+        except Exception:  # noqa: BLE001 - answering garbage is best effort
+            metrics.ERRORS.labels("sip_reject").inc()
+
+    def _on_message(self, msg: Request | Response, peer: Peer) -> None:
+        is_request = isinstance(msg, Request)
+        metrics.SIP_MESSAGES_IN.labels(
+            peer.transport, "request" if is_request else "response",
+            msg.method if isinstance(msg, Request) else msg.cseq.method,
+            "" if isinstance(msg, Request) else str(msg.status),
+        ).inc()
+        try:
+            if isinstance(msg, Request):
+                stamp_via(msg, peer)
+            events = self.layer.receive(msg, peer, self._now())
+            self._process(events)
+        except SipParseError as exc:
+            self._reject(exc, peer)
+        except Exception:  # noqa: BLE001
+            metrics.ERRORS.labels("sip_receive").inc()
+            log.exception("unexpected error handling a sip message", peer=str(peer))
+
+    # -- the transaction user ------------------------------------------------------------------------
+    def _process(self, events: list[object]) -> None:
+        for event in events:
+            if isinstance(event, TransportSend):
+                self._send(event.data, event.peer)
+            elif isinstance(event, RequestReceived):
+                self._dispatch(event.transaction, event.request, event.peer)
+        self._arm_timer()
+
+    def _dispatch(self, txn: ServerTransaction, request: Request, peer: Peer) -> None:
+        error = check_request(request, allowed_methods=ALLOWED_METHODS, content_types=ACCEPTED_TYPES,
+                              to_tag=_tag())
+        if error is not None:
+            self._respond(txn, error)
+        elif request.method == "REGISTER":
+            task = asyncio.ensure_future(self._register(txn, request, peer))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        elif request.method == "OPTIONS":
+            self._respond(txn, make_response(request, 200, to_tag=_tag(), headers=[
+                ("Allow", ", ".join(ALLOWED_METHODS)), ("Accept", "application/sdp"),
+                ("Accept-Language", "en, ru"), ("Supported", ""),
+            ]))
+        elif request.method == "CANCEL":
+            # no INVITE transaction can exist yet (calls come with the call engine): §9.2 says 481
+            self._respond(txn, make_response(request, 481, to_tag=_tag()))
+
+    async def _register(self, txn: ServerTransaction, request: Request, peer: Peer) -> None:
+        try:
+            response = await self.registrar.handle(request, peer, time.time())
+        except Exception:  # noqa: BLE001 - answer 500 rather than leave the phone retransmitting
+            metrics.ERRORS.labels("registrar").inc()
+            log.exception("registrar failed", peer=str(peer), call_id=request.headers.get("call-id"))
+            response = make_response(request, 500, to_tag=_tag())
+        if response is not None:
+            self._respond(txn, response)
+
+    def _respond(self, txn: ServerTransaction, response: Response) -> None:
+        response.headers.add("Server", USER_AGENT)
+        self._process(self.layer.respond(txn, response, self._now()))
+
+    # -- output and timers ---------------------------------------------------------------------------
+    def _send(self, data: bytes, peer: Peer) -> None:
+        if peer.reliable:
+            if self.tcp is not None and not self.tcp.send(data, peer):
+                log.info("no connection left to send on", peer=str(peer))
+        elif self.udp is not None:
+            self.udp.send(data, peer)
+
+    def _now(self) -> float:
+        assert self._loop is not None
+        return self._loop.time()
+
+    def _arm_timer(self) -> None:
+        deadline = self.layer.get_timer()
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is not None and self._loop is not None:
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        try:
+            self._process(self.layer.handle_timer(self._now()))
+        except Exception:  # noqa: BLE001
+            metrics.ERRORS.labels("sip_timer").inc()
+            log.exception("unexpected error in sip timers")
+            self._arm_timer()
+
+
+def _tag() -> str:
+    return os.urandom(6).hex()

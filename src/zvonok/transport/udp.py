@@ -1,0 +1,42 @@
+"""SIP over UDP (RFC 3261 §18): a thin asyncio adapter that feeds datagrams in and sends bytes out."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from zvonok.sip.peer import Peer
+
+DatagramHandler = Callable[[bytes, Peer], None]
+
+
+class UdpTransport(asyncio.DatagramProtocol):
+    def __init__(self, handler: DatagramHandler) -> None:
+        self._handler = handler
+        self._transport: asyncio.DatagramTransport | None = None
+        self.local: tuple[str, int] = ("", 0)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]  # uvloop's UDPTransport is no subclass
+        self.local = transport.get_extra_info("sockname")[:2]
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
+        self._handler(data, Peer(transport="udp", host=str(addr[0]), port=addr[1]))
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable for an earlier sendto: nothing to do, the transaction times out
+        pass
+
+    def send(self, data: bytes, peer: Peer) -> None:
+        if self._transport is not None:
+            self._transport.sendto(data, (peer.host, peer.port))
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+
+async def open_udp(host: str, port: int, handler: DatagramHandler) -> UdpTransport:
+    loop = asyncio.get_running_loop()
+    _, protocol = await loop.create_datagram_endpoint(lambda: UdpTransport(handler), local_addr=(host, port))
+    return protocol
