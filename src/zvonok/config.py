@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class DigestAlgorithm(str, Enum):
+class DigestAlgorithm(StrEnum):
     MD5 = "MD5"
     SHA256 = "SHA-256"
 
@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     sip_t1: float = Field(default=0.5, description="RFC 3261 T1 (RTT estimate), seconds")
     sip_t2: float = Field(default=4.0, description="RFC 3261 T2 (max non-INVITE retransmit interval), seconds")
     sip_t4: float = Field(default=5.0, description="RFC 3261 T4 (max time a message stays in the network)")
+    sip_force_rport: bool = Field(
+        default=True,
+        description="Answer UDP requests at their source address and port even without rport (RFC 3581), "
+        "as Asterisk's force_rport: phones behind NAT are the rule for a cloud PBX",
+    )
     sip_tcp_idle_timeout: float = Field(default=300.0, description="Close idle TCP connections after this")
 
     # Registrar
@@ -46,8 +51,10 @@ class Settings(BaseSettings):
 
     # Digest authentication
     digest_algorithms: list[DigestAlgorithm] = Field(
-        default=[DigestAlgorithm.MD5, DigestAlgorithm.SHA256],
-        description="Challenges offered, in this order (many phones and SIPp only do MD5: keep it first)",
+        default=[DigestAlgorithm.MD5],
+        description="Digest challenges offered, in this order, e.g. '[\"MD5\",\"SHA-256\"]'. MD5 alone by "
+        "default: baresip 1.0 fails on any SHA-256 challenge, and SIPp and many desk phones copy only with "
+        "MD5 first (RFC 8760 clients that do SHA-256 can be served by adding it)",
     )
     nonce_lifetime: int = Field(default=300, description="Seconds a nonce is valid; older ones get stale=true")
 

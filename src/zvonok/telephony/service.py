@@ -14,20 +14,23 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Sequence
 
 from zvonok import metrics
 from zvonok.config import Settings
 from zvonok.logs import get_logger
 from zvonok.sip.errors import SipParseError
+from zvonok.sip.headers import get_param
 from zvonok.sip.message import Request, Response, make_response, parse_datagram
 from zvonok.sip.peer import Peer
 from zvonok.sip.transaction import (
+    CancelReceived,
+    Event,
     RequestReceived,
     ServerTransaction,
     TransactionLayer,
-    TransportSend,
-    stamp_via,
 )
+from zvonok.sip.transaction_messages import replace_top_via
 from zvonok.sip.uas import check_request
 from zvonok.transport.tcp import TcpTransport
 from zvonok.transport.udp import UdpTransport, open_udp
@@ -129,8 +132,11 @@ class SipService:
             "" if isinstance(msg, Request) else str(msg.status),
         ).inc()
         try:
-            if isinstance(msg, Request):
-                stamp_via(msg, peer)
+            if is_request and self.settings.sip_force_rport and not peer.reliable:
+                via = msg.top_via
+                if get_param(via.params, "rport") is None:
+                    via.params["rport"] = None  # filled with the source port when the layer stamps it
+                    replace_top_via(msg, via)
             events = self.layer.receive(msg, peer, self._now())
             self._process(events)
         except SipParseError as exc:
@@ -140,12 +146,15 @@ class SipService:
             log.exception("unexpected error handling a sip message", peer=str(peer))
 
     # -- the transaction user ------------------------------------------------------------------------
-    def _process(self, events: list[object]) -> None:
+    def _process(self, events: Sequence[Event]) -> None:
         for event in events:
-            if isinstance(event, TransportSend):
-                self._send(event.data, event.peer)
-            elif isinstance(event, RequestReceived):
+            if isinstance(event, RequestReceived):
                 self._dispatch(event.transaction, event.request, event.peer)
+            elif isinstance(event, CancelReceived):
+                # no INVITE transaction exists yet (calls come with the call engine): §9.2 says 481
+                self._respond(event.transaction, make_response(event.request, 481, to_tag=_tag()))
+        for item in self.layer.data_to_send():
+            self._send(item.data, item.peer)
         self._arm_timer()
 
     def _dispatch(self, txn: ServerTransaction, request: Request, peer: Peer) -> None:
@@ -162,9 +171,6 @@ class SipService:
                 ("Allow", ", ".join(ALLOWED_METHODS)), ("Accept", "application/sdp"),
                 ("Accept-Language", "en, ru"), ("Supported", ""),
             ]))
-        elif request.method == "CANCEL":
-            # no INVITE transaction can exist yet (calls come with the call engine): §9.2 says 481
-            self._respond(txn, make_response(request, 481, to_tag=_tag()))
 
     async def _register(self, txn: ServerTransaction, request: Request, peer: Peer) -> None:
         try:
@@ -178,7 +184,10 @@ class SipService:
 
     def _respond(self, txn: ServerTransaction, response: Response) -> None:
         response.headers.add("Server", USER_AGENT)
-        self._process(self.layer.respond(txn, response, self._now()))
+        metrics.SIP_MESSAGES_OUT.labels(txn.peer.transport, "response", txn.request.method,
+                                        str(response.status)).inc()
+        self.layer.respond(txn, response, self._now())
+        self._process(())
 
     # -- output and timers ---------------------------------------------------------------------------
     def _send(self, data: bytes, peer: Peer) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable
 
 from zvonok.sip.peer import Peer
@@ -36,7 +37,26 @@ class UdpTransport(asyncio.DatagramProtocol):
             self._transport.close()
 
 
+RECEIVE_BUFFER = 8 * 1024 * 1024  # absorbs bursts (thousands of REGISTERs at once) while the loop is busy
+
+
 async def open_udp(host: str, port: int, handler: DatagramHandler) -> UdpTransport:
     loop = asyncio.get_running_loop()
-    _, protocol = await loop.create_datagram_endpoint(lambda: UdpTransport(handler), local_addr=(host, port))
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.bind((host, port))
+        for option in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
+            if option is None:
+                continue
+            try:  # FORCE passes the rmem_max cap when we run as root; otherwise the capped size is taken
+                sock.setsockopt(socket.SOL_SOCKET, option, RECEIVE_BUFFER)
+                break
+            except OSError:
+                continue
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    _, protocol = await loop.create_datagram_endpoint(lambda: UdpTransport(handler), sock=sock)
     return protocol

@@ -1,0 +1,152 @@
+"""The SIP service on real loopback sockets: every RFC 4475 message gets the answer the RFC asks for.
+
+The service runs in the test's event loop with an in-memory registrar; a UDP socket plays the peer.
+After each torture message the test sends an OPTIONS probe: the probe's answer arriving first proves
+that the torture message got no answer (UDP on loopback keeps order and the service answers in order).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import socket
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from zvonok.config import Settings
+from zvonok.org.service import SipCredentials
+from zvonok.sip.digest import Algorithm, DigestVerifier, NonceManager
+from zvonok.sip.message import Response, parse_datagram
+from zvonok.telephony.location import Location
+from zvonok.telephony.registrar import CredentialCache, Registrar, RegistrarConfig
+from zvonok.telephony.service import SipService
+from zvonok.telephony.throttle import FailureThrottle
+
+RFC4475 = Path(__file__).parents[3] / "shared" / "testdata" / "rfc4475"
+
+# the answer each message gets from our server (a registrar that does not take calls yet);
+# None: no answer (a response, or an ACK, has nobody to answer)
+WIRE_EXPECTED: dict[str, int | None] = {
+    "wsinv": 405, "intmeth": 501, "esc01": 405, "escnull": 401, "esc02": 501, "lwsdisp": 200,
+    "longreq": 405, "dblreq": 401, "semiuri": 200, "transports": 200, "mpart01": 405, "unreason": None,
+    "noreason": None, "badinv01": 400, "clerr": 400, "ncl": 400, "scalar02": 400, "scalarlg": None,
+    "quotbal": 400, "ltgtruri": 400, "lwsruri": 400, "lwsstart": 400, "trws": 400, "escruri": 405,
+    "baddate": 405, "regbadct": 400, "badaspec": 400, "baddn": 400, "badvers": 505, "mismatch01": 400,
+    "mismatch02": 400, "bigcode": None, "badbranch": 200, "insuf": 400, "unkscm": 416, "novelsc": 416,
+    "unksm2": 400, "bext01": 420, "invut": 405, "regaut01": 401, "multi01": 400, "mcl01": 400,
+    "bcast": None, "zeromf": 200, "cparam01": 401, "cparam02": 401, "regescrt": 401, "sdp01": 405,
+    "inv2543": 405,
+}
+
+
+def probe(n: int) -> bytes:
+    return (
+        "OPTIONS sip:probe@127.0.0.1 SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKprobe{n};rport\r\n"
+        "Max-Forwards: 70\r\nFrom: <sip:t@127.0.0.1>;tag=p\r\nTo: <sip:probe@127.0.0.1>\r\n"
+        f"Call-ID: probe-{n}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+
+
+class Peer:
+    def __init__(self, port: int) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setblocking(False)
+        self.server = ("127.0.0.1", port)
+
+    async def recv(self, timeout: float = 10.0) -> bytes:
+        loop = asyncio.get_running_loop()
+        return await asyncio.wait_for(loop.sock_recv(self.sock, 65535), timeout)
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendto(data, self.server)
+
+
+@pytest.fixture
+async def service() -> AsyncIterator[SipService]:
+    async def lookup(domain: str, user: str) -> SipCredentials | None:
+        return None
+
+    registrar = Registrar(
+        location=Location(), credentials=CredentialCache(lookup),
+        verifier=DigestVerifier(NonceManager(os.urandom(32), 300, os.urandom), [Algorithm.MD5]),
+        throttle=FailureThrottle(100, 60, 60), config=RegistrarConfig(), to_tag=lambda: os.urandom(4).hex(),
+    )
+    svc = SipService(Settings(sip_host="127.0.0.1", sip_port=0), registrar)
+    await svc.start()
+    yield svc
+    await svc.stop()
+
+
+@pytest.fixture
+def peer(service: SipService) -> Iterator[Peer]:
+    client = Peer(service.local[1])
+    yield client
+    client.sock.close()
+
+
+def status_and_call_id(data: bytes) -> tuple[int, str]:
+    """Read a response leniently: an answer to a malformed request copies its malformed headers."""
+    status = int(data.split(b" ", 2)[1])
+    match = re.search(rb"\r\n(?:Call-ID|i)[ \t]*:[ \t]*([^\r\n]*)", data, re.IGNORECASE)
+    return status, match.group(1).decode(errors="replace") if match else ""
+
+
+@pytest.mark.parametrize("name", sorted(WIRE_EXPECTED))
+async def test_rfc4475_over_udp(service: SipService, peer: Peer, name: str) -> None:
+    peer.send((RFC4475 / f"{name}.dat").read_bytes())
+    peer.send(probe(1))
+    status, call_id = status_and_call_id(await peer.recv())
+    expected = WIRE_EXPECTED[name]
+    if expected is None:
+        assert call_id == "probe-1", f"{name} was answered with {status}"
+        return
+    assert (status, call_id != "probe-1") == (expected, True), name
+    assert status_and_call_id(await peer.recv()) == (200, "probe-1")
+
+
+async def test_retransmitted_request_gets_the_same_response(service: SipService, peer: Peer) -> None:
+    peer.send(probe(7))
+    first = await peer.recv()
+    peer.send(probe(7))  # the same branch: a retransmission, absorbed by the transaction layer
+    again = await peer.recv()
+    assert again == first
+
+
+async def test_response_goes_to_source_port_with_rport(service: SipService, peer: Peer) -> None:
+    peer.send(probe(8))
+    response = parse_datagram(await peer.recv())
+    via = response.vias[0]
+    assert via.params.get("rport") == str(peer.sock.getsockname()[1])
+    assert via.received == "127.0.0.1"
+
+
+async def test_options_over_tcp_and_framing_error_closes(service: SipService, peer: Peer) -> None:
+    reader, writer = await asyncio.open_connection(*service.local)
+    writer.write(b"\r\n\r\n" + probe(9).replace(b"SIP/2.0/UDP", b"SIP/2.0/TCP"))
+    pong = await asyncio.wait_for(reader.readexactly(2), 10)
+    assert pong == b"\r\n"
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    response = parse_datagram(head)
+    assert isinstance(response, Response) and response.status == 200
+    writer.write((RFC4475 / "ncl.dat").read_bytes())  # negative Content-Length: the stream is lost
+    rest = await asyncio.wait_for(reader.read(), 10)
+    assert rest == b""
+    writer.close()
+
+
+async def test_garbage_never_stops_the_service(service: SipService, peer: Peer) -> None:
+    rng = __import__("random").Random(4475)
+    seeds = [p.read_bytes() for p in sorted(RFC4475.glob("*.dat"))]
+    for batch in range(10):  # in batches, so that no socket buffer overflows
+        for _ in range(40):
+            seed = rng.choice(seeds)
+            cut = rng.randrange(len(seed))
+            peer.send(seed[:cut] + bytes(rng.randrange(256) for _ in range(rng.randrange(20))))
+        peer.send(probe(100 + batch))
+        while status_and_call_id(await peer.recv()) != (200, f"probe-{100 + batch}"):
+            pass
