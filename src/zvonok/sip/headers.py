@@ -34,10 +34,18 @@ _TOKEN_RE = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
 _LWS_RE = re.compile(r"[ \t]+")
 
 
+_KEY_CACHE: dict[str, str] = {}
+
+
 def header_key(name: str) -> str:
-    """The lower-case long form of a header name: the key all look-ups use."""
-    low = name.lower()
-    return COMPACT_FORMS.get(low, low)
+    """The lower-case long form of a header name: the key all look-ups use (memoized: it is per field)."""
+    key = _KEY_CACHE.get(name)
+    if key is None:
+        low = name.lower()
+        key = COMPACT_FORMS.get(low, low)
+        if len(_KEY_CACHE) < 4096:  # bounded: a peer can invent names
+            _KEY_CACHE[name] = key
+    return key
 
 
 def canonical_name(name: str) -> str:

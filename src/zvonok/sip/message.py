@@ -58,12 +58,17 @@ def _encode(text: str) -> bytes:
 
 
 class Headers:
-    """Ordered header fields with case-insensitive, compact-form-aware look-up by name."""
+    """Ordered header fields with case-insensitive, compact-form-aware look-up by name.
 
-    __slots__ = ("_fields", "changed")
+    Each field keeps its look-up key (the lower-case long name) beside it, computed once when the field
+    is added: look-ups are on the hot path of every message.
+    """
+
+    __slots__ = ("_fields", "_keys", "changed")
 
     def __init__(self, fields: Iterable[tuple[str, str]] = ()) -> None:
         self._fields: list[tuple[str, str]] = list(fields)
+        self._keys: list[str] = [header_key(name) for name, _ in self._fields]
         self.changed = False
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
@@ -72,46 +77,61 @@ class Headers:
     def __len__(self) -> int:
         return len(self._fields)
 
+    def keys(self) -> list[str]:
+        """The look-up key of every field, in order."""
+        return self._keys
+
     def get(self, name: str) -> str | None:
         """The first value of a header, or None."""
         key = header_key(name)
-        for fname, value in self._fields:
-            if header_key(fname) == key:
-                return value
-        return None
+        try:
+            return self._fields[self._keys.index(key)][1]
+        except ValueError:
+            return None
 
     def get_all(self, name: str) -> list[str]:
         """Every header field of that name, in order (not split at commas)."""
         key = header_key(name)
-        return [value for fname, value in self._fields if header_key(fname) == key]
+        return [field[1] for k, field in zip(self._keys, self._fields, strict=True) if k == key]
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and self.get(name) is not None
+        return isinstance(name, str) and header_key(name) in self._keys
 
     def add(self, name: str, value: str, *, first: bool = False) -> None:
         if first:
             self._fields.insert(0, (name, value))
+            self._keys.insert(0, header_key(name))
         else:
             self._fields.append((name, value))
+            self._keys.append(header_key(name))
         self.changed = True
 
     def set(self, name: str, value: str) -> None:
         """Replace every field of that name with one (where the first stood)."""
         key = header_key(name)
-        for i, (fname, _) in enumerate(self._fields):
-            if header_key(fname) == key:
-                self._fields[i] = (fname, value)
-                self._fields = [f for j, f in enumerate(self._fields) if j <= i or header_key(f[0]) != key]
-                self.changed = True
-                return
-        self.add(canonical_name(name), value)
+        if key not in self._keys:
+            self.add(canonical_name(name), value)
+            return
+        first = self._keys.index(key)
+        self._fields[first] = (self._fields[first][0], value)
+        self._drop(key, keep=first)
+
+    def replace_first(self, name: str, value: str) -> None:
+        """Change the value of the first field of that name (e.g. the top Via line), keeping the others."""
+        key = header_key(name)
+        index = self._keys.index(key)
+        self._fields[index] = (self._fields[index][0], value)
+        self.changed = True
 
     def remove(self, name: str) -> None:
-        key = header_key(name)
-        kept = [f for f in self._fields if header_key(f[0]) != key]
-        if len(kept) != len(self._fields):
-            self._fields = kept
-            self.changed = True
+        self._drop(header_key(name), keep=-1)
+
+    def _drop(self, key: str, keep: int) -> None:
+        pairs = [(k, f) for i, (k, f) in enumerate(zip(self._keys, self._fields, strict=True))
+                 if k != key or i == keep]
+        self._keys = [k for k, _ in pairs]
+        self._fields = [f for _, f in pairs]
+        self.changed = True
 
     def copy(self) -> Headers:
         return Headers(self._fields)
@@ -266,20 +286,34 @@ def _content_length(headers: Headers, *, framing: bool) -> int | None:
 
 def _parse_head(head: bytes) -> tuple[str, Headers]:
     head = head.lstrip(b"\r\n")  # RFC 3261 §7.5: CRLFs before the start line are ignored
-    head = _FOLD_RE.sub(b" ", head)
-    lines = head.split(b"\r\n") if b"\r\n" in head else head.split(b"\n")
-    start = _decode(lines[0])
+    if b"\n " in head or b"\n\t" in head:
+        head = _FOLD_RE.sub(b" ", head)
+    text = _decode(head)
+    lines = text.split("\r\n") if "\r\n" in text else text.split("\n")
     fields: list[tuple[str, str]] = []
-    for raw in lines[1:]:
-        line = _decode(raw)
+    known = _KNOWN_NAMES
+    for line in lines[1:]:
         colon = line.find(":")
         if colon <= 0:
             raise SipParseError("malformed header line")
-        name = line[:colon].rstrip(" \t")
-        if not is_token(name):
-            raise SipParseError("malformed header name")
+        name = line[:colon]
+        if name not in known:
+            name = name.rstrip(" \t")
+            if not is_token(name):
+                raise SipParseError("malformed header name")
         fields.append((name, line[colon + 1 :].strip(" \t")))
-    return start, Headers(fields)
+    return lines[0], Headers(fields)
+
+
+# names seen in nearly every message: skip the token check for them
+_KNOWN_NAMES = frozenset(
+    variant
+    for name in ("Via", "From", "To", "Call-ID", "CSeq", "Contact", "Max-Forwards", "Content-Length",
+                 "Content-Type", "Expires", "User-Agent", "Authorization", "Allow", "Supported", "Route",
+                 "Record-Route", "Server", "WWW-Authenticate", "Proxy-Authorization", "Accept", "Event",
+                 "v", "f", "t", "i", "m", "l", "c", "k")
+    for variant in (name, name.lower(), name.upper())
+)
 
 
 def _parse_start(start: str, headers: Headers) -> Request | Response:
@@ -311,8 +345,7 @@ def _validate(msg: Request | Response) -> None:
     """The checks every layer above relies on (RFC 3261 §8.1.1, §8.2.1; RFC 4475 §3.1.2, §3.3.1, §3.3.8)."""
     headers = msg.headers
     seen: dict[str, int] = {}
-    for name, _ in headers:
-        key = header_key(name)
+    for key in headers.keys():
         if key in SINGLE_VALUED:
             seen[key] = seen.get(key, 0) + 1
     for key in ("via", "from", "to", "call-id", "cseq"):

@@ -8,7 +8,7 @@ response (§17.1.1.3) and the CANCEL (§9.1).
 
 from __future__ import annotations
 
-from .headers import Via, get_param, header_key, split_commas
+from .headers import Via, get_param, split_commas
 from .message import Headers, Message, Request, Response
 from .peer import Peer
 
@@ -65,21 +65,15 @@ def top_via_text(message: Message) -> str:
 
 
 def replace_top_via(message: Message, via: Via) -> None:
-    """Write ``via`` (the message's parsed top Via, changed in place) back into the header fields.
+    """Write ``via`` (the message's parsed top Via, changed in place) back into the first Via field.
 
-    Headers has no way to replace one value in place, so the field list is rebuilt; marking it changed
-    makes :meth:`Message.to_bytes` serialize the new value. The parsed views stay valid.
+    The field is marked changed, so :meth:`Message.to_bytes` serializes the new value; the parsed views
+    stay valid.
     """
-    fields = list(message.headers)
-    for i, (name, value) in enumerate(fields):
-        if header_key(name) == "via":
-            items = split_commas(value)
-            items[0] = str(via)
-            fields[i] = (name, ", ".join(items))
-            break
-    headers = Headers(fields)
-    headers.changed = True
-    message.headers = headers
+    value = message.headers.get("via") or ""
+    items = split_commas(value) if "," in value else [value]
+    items[0] = str(via)
+    message.headers.replace_first("via", ", ".join(items))
 
 
 def _find_param(params: dict[str, str | None], name: str) -> str | None:
