@@ -168,10 +168,14 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     else:
         sip_host = settings.sip_advertised_host or settings.sip_host
         _out(f"Demo company ready: SIP domain {info.domain}")
-        _out(f"Point a softphone at server {sip_host}:{settings.sip_port}, transport UDP or TCP,")
-        _out(f"domain/realm {info.domain}, username = extension number:")
+        server = f"{sip_host}:{settings.sip_port}"
+        _out(f"Point a softphone at it: domain {info.domain}, outbound proxy (or registrar) {server},")
+        _out("transport UDP or TCP, username = authentication name = the extension number:")
         for ext in info.extensions:
             _out(f"  {ext.number}  {ext.name:<18} password {ext.password}")
+        first = info.extensions[0]
+        _out("For example, a line for baresip's ~/.baresip/accounts:")
+        _out(f'  <sip:{first.number}@{info.domain}>;auth_pass={first.password};outbound="sip:{server}"')
         _out(f"Web/API admin: {info.admin_login} / {info.admin_password}")
         _out(f"API token (tenant admin): {info.api_token}")
         _out(f"API docs: http://{settings.http_host}:{settings.http_port}/docs")
@@ -179,6 +183,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     if args.no_serve:
         return 0
     sys.stdout.flush()
+    if settings.sip_default_domain is None:
+        # a softphone given only the server's address registers to the demo company
+        settings = settings.model_copy(update={"sip_default_domain": info.domain})
     return cmd_serve(args, settings)
 
 

@@ -41,6 +41,11 @@ class Settings(BaseSettings):
         description="Answer UDP requests at their source address and port even without rport (RFC 3581), "
         "as Asterisk's force_rport: phones behind NAT are the rule for a cloud PBX",
     )
+    sip_default_domain: str | None = Field(
+        default=None,
+        description="Tenant domain for REGISTERs addressed to the server's IP address instead of a domain "
+        "(softphones set up with just the server address); `zvonok demo` sets it to the demo domain",
+    )
     sip_tcp_idle_timeout: float = Field(default=300.0, description="Close idle TCP connections after this")
 
     # Registrar

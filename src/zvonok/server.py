@@ -81,7 +81,8 @@ async def build(settings: Settings) -> Runtime:
         location=location, credentials=credentials, verifier=verifier,
         throttle=FailureThrottle(settings.auth_fail_limit, settings.auth_fail_window, settings.auth_ban_time),
         config=RegistrarConfig(settings.register_min_expires, settings.register_max_expires,
-                               settings.register_default_expires, settings.register_max_contacts),
+                               settings.register_default_expires, settings.register_max_contacts,
+                               settings.sip_default_domain),
         to_tag=lambda: os.urandom(6).hex(),
     )
     sip = SipService(settings, registrar)

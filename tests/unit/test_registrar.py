@@ -268,3 +268,22 @@ async def test_expired_nonce_is_stale_not_forbidden(registrar: Registrar) -> Non
     late = await registrar.handle(register(auth=authorize(challenge, "101", "secret101"), cseq=2), PEER, NOW + 301)
     assert late is not None and late.status == 401
     assert parse_challenge(late.headers.get_all("www-authenticate")[0]).stale
+
+
+async def test_register_to_an_ip_address_uses_the_default_domain(registrar: Registrar) -> None:
+    plain = await registrar.handle(register(domain="192.0.2.1"), PEER, NOW)
+    assert plain is not None
+    assert parse_challenge(plain.headers.get_all("www-authenticate")[0]).realm == "192.0.2.1"
+    registrar.config = RegistrarConfig(default_domain=DOMAIN)
+    challenge = await registrar.handle(register(domain="192.0.2.1"), PEER, NOW)
+    assert challenge is not None and challenge.status == 401
+    chosen = parse_challenge(challenge.headers.get_all("www-authenticate")[0])
+    assert chosen.realm == DOMAIN
+    response = compute_response(ha1=ha1("101", DOMAIN, "secret101"), nonce=chosen.nonce, method="REGISTER",
+                                uri="sip:192.0.2.1", algorithm=Algorithm.MD5, qop="auth", nc="00000001",
+                                cnonce="c")
+    auth = (f'Digest username="101", realm="{DOMAIN}", nonce="{chosen.nonce}", uri="sip:192.0.2.1", '
+            f'response="{response}", algorithm=MD5, qop=auth, nc=00000001, cnonce="c"')
+    ok = await registrar.handle(register(domain="192.0.2.1", auth=auth, cseq=2), PEER, NOW)
+    assert ok is not None and ok.status == 200
+    assert [b.aor for b in registrar.location.lookup(1, 101, NOW)] == ["101@acme.test"]

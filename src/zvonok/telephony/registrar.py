@@ -14,6 +14,7 @@ database; org events drop cached entries when a password or extension changes.
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -78,6 +79,7 @@ class RegistrarConfig:
     max_expires: int = 3600
     default_expires: int = 3600
     max_contacts: int = 10
+    default_domain: str | None = None  # the domain of REGISTERs sent to an IP address
 
 
 class Registrar:
@@ -105,6 +107,8 @@ class Registrar:
             # RFC 4475 §3.3.4: the To of a REGISTER must be a SIP or SIPS AOR
             return self._reply(request, 400, reason="To must be a SIP URI")
         domain = ruri.host_lower
+        if self.config.default_domain and _is_ip(domain):
+            domain = self.config.default_domain.lower()
         try:
             # the request must be well formed before it is worth a challenge (RFC 4475 §3.1.2.13)
             contacts, wildcard = _contacts(request)
@@ -235,6 +239,14 @@ def _contacts(request: Request) -> tuple[list[NameAddr], bool]:
         else:
             contacts.extend(parsed)
     return contacts, wildcard
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def _expires_value(value: str | None) -> int | None:
