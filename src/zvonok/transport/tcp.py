@@ -34,8 +34,7 @@ class TcpConnection(asyncio.Protocol):
         self.last_activity = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's TCPTransport is no subclass
         host, port = transport.get_extra_info("peername")[:2]
         self.peer = Peer(transport="tcp", host=host, port=port, connection=self.id)
         self.server.connections[self.id] = self
