@@ -150,3 +150,24 @@ async def test_garbage_never_stops_the_service(service: SipService, peer: Peer) 
         peer.send(probe(100 + batch))
         while status_and_call_id(await peer.recv()) != (200, f"probe-{100 + batch}"):
             pass
+
+
+async def test_metrics_count_messages_by_method_and_status(service: SipService, peer: Peer) -> None:
+    from prometheus_client import REGISTRY
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    before_in = sample("zvonok_sip_messages_in_total", transport="udp", kind="request", method="OPTIONS", status="")
+    before_out = sample("zvonok_sip_messages_out_total", transport="udp", kind="response", method="OPTIONS",
+                        status="200")
+    before_bad = sample("zvonok_sip_parse_errors_total", transport="udp")
+    peer.send(probe(11))
+    await peer.recv()
+    peer.send((RFC4475 / "badvers.dat").read_bytes())
+    await peer.recv()
+    assert sample("zvonok_sip_messages_in_total", transport="udp", kind="request", method="OPTIONS",
+                  status="") == before_in + 1
+    assert sample("zvonok_sip_messages_out_total", transport="udp", kind="response", method="OPTIONS",
+                  status="200") == before_out + 1
+    assert sample("zvonok_sip_parse_errors_total", transport="udp") == before_bad + 1

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from pwdlib import PasswordHash
 
+from zvonok.sip.digest import Algorithm, ha1
+
 _password_hash = PasswordHash.recommended()  # argon2id with pwdlib's recommended cost
 # Verified when the login name is unknown, so both failure paths cost one argon2 verification.
 _DUMMY_HASH = _password_hash.hash(secrets.token_urlsafe(16))
@@ -20,19 +22,9 @@ _DUMMY_HASH = _password_hash.hash(secrets.token_urlsafe(16))
 TOKEN_PREFIX = "zv_"
 
 
-def ha1(algorithm: str, username: str, realm: str, password: str) -> str:
-    """RFC 2617/7616 HA1 = H(username:realm:password) as lower-case hex."""
-    data = f"{username}:{realm}:{password}".encode()
-    if algorithm == "MD5":
-        return hashlib.md5(data, usedforsecurity=False).hexdigest()
-    if algorithm == "SHA-256":
-        return hashlib.sha256(data).hexdigest()
-    raise ValueError(f"unsupported digest algorithm {algorithm!r}")
-
-
 def sip_ha1s(username: str, realm: str, password: str) -> tuple[str, str]:
     """(MD5, SHA-256) HA1 pair for an extension."""
-    return ha1("MD5", username, realm, password), ha1("SHA-256", username, realm, password)
+    return ha1(username, realm, password, Algorithm.MD5), ha1(username, realm, password, Algorithm.SHA256)
 
 
 def generate_sip_password() -> str:

@@ -146,7 +146,7 @@ class Registrar:
             metrics.REGISTER_RESULTS.labels("forbidden").inc()
             if self.throttle.record_failure(source, now):
                 log.warning("sip source blocked after failed authentications", source=str(peer),
-                            domain=domain)
+                            domain=domain, call_id=request.call_id)
             return self._reply(request, 403)
         self.throttle.record_success(source)
         if not stored.enabled or stored.tenant_suspended:

@@ -121,6 +121,7 @@ class SipService:
             response = make_response(request, exc.status, exc.reason)
             response.headers.add("Server", USER_AGENT)
             self._send(response.to_bytes(), peer)
+            metrics.SIP_MESSAGES_OUT.labels(peer.transport, "response", request.method[:32], str(exc.status)).inc()
         except Exception:  # noqa: BLE001 - answering garbage is best effort
             metrics.ERRORS.labels("sip_reject").inc()
 
