@@ -22,9 +22,10 @@ from zvonok.org import events as org_events
 from zvonok.org.service import sip_credentials
 from zvonok.sip.digest import Algorithm, DigestVerifier, NonceManager
 from zvonok.storage.db import Database
+from zvonok.telephony.auth import Authenticator, CredentialCache
 from zvonok.telephony.http import registrations_router
 from zvonok.telephony.location import Location
-from zvonok.telephony.registrar import CredentialCache, Registrar, RegistrarConfig
+from zvonok.telephony.registrar import Registrar, RegistrarConfig
 from zvonok.telephony.service import SipService
 from zvonok.telephony.store import SqlBindingStore
 from zvonok.telephony.throttle import FailureThrottle
@@ -77,13 +78,15 @@ async def build(settings: Settings) -> Runtime:
     db.add_listener(on_org_event)
     nonces = NonceManager(settings.resolved_secret_key().encode(), settings.nonce_lifetime, os.urandom)
     verifier = DigestVerifier(nonces, [Algorithm(a.value) for a in settings.digest_algorithms])
-    registrar = Registrar(
-        location=location, credentials=credentials, verifier=verifier,
+    auth = Authenticator(
+        credentials=credentials, verifier=verifier,
         throttle=FailureThrottle(settings.auth_fail_limit, settings.auth_fail_window, settings.auth_ban_time),
+        to_tag=lambda: os.urandom(6).hex(), default_domain=settings.sip_default_domain,
+    )
+    registrar = Registrar(
+        location=location, auth=auth,
         config=RegistrarConfig(settings.register_min_expires, settings.register_max_expires,
-                               settings.register_default_expires, settings.register_max_contacts,
-                               settings.sip_default_domain),
-        to_tag=lambda: os.urandom(6).hex(),
+                               settings.register_default_expires, settings.register_max_contacts),
     )
     sip = SipService(settings, registrar)
     app = create_app(settings, db, routers=[registrations_router(location)])

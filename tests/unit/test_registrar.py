@@ -13,8 +13,9 @@ from zvonok.sip.digest import Algorithm, DigestVerifier, NonceManager, compute_r
 from zvonok.sip.headers import parse_name_addr
 from zvonok.sip.message import Request, Response, parse_datagram
 from zvonok.sip.peer import Peer
+from zvonok.telephony.auth import Authenticator, CredentialCache
 from zvonok.telephony.location import Location
-from zvonok.telephony.registrar import CredentialCache, Registrar, RegistrarConfig
+from zvonok.telephony.registrar import Registrar, RegistrarConfig
 from zvonok.telephony.throttle import FailureThrottle
 
 RFC4475 = Path(__file__).parents[3] / "shared" / "testdata" / "rfc4475"
@@ -44,12 +45,13 @@ def registrar() -> Registrar:
 
     counter = itertools.count()
     nonces = NonceManager(b"k" * 32, 300, os.urandom)
+    auth = Authenticator(
+        credentials=CredentialCache(lookup), verifier=DigestVerifier(nonces, [Algorithm.MD5, Algorithm.SHA256]),
+        throttle=FailureThrottle(limit=3, window=60, ban_time=600), to_tag=lambda: f"tag{next(counter)}",
+    )
     return Registrar(
-        location=Location(), credentials=CredentialCache(lookup),
-        verifier=DigestVerifier(nonces, [Algorithm.MD5, Algorithm.SHA256]),
-        throttle=FailureThrottle(limit=3, window=60, ban_time=600),
+        location=Location(), auth=auth,
         config=RegistrarConfig(min_expires=60, max_expires=3600, default_expires=1800, max_contacts=10),
-        to_tag=lambda: f"tag{next(counter)}",
     )
 
 
@@ -274,7 +276,7 @@ async def test_register_to_an_ip_address_uses_the_default_domain(registrar: Regi
     plain = await registrar.handle(register(domain="192.0.2.1"), PEER, NOW)
     assert plain is not None
     assert parse_challenge(plain.headers.get_all("www-authenticate")[0]).realm == "192.0.2.1"
-    registrar.config = RegistrarConfig(default_domain=DOMAIN)
+    registrar.auth.default_domain = DOMAIN
     challenge = await registrar.handle(register(domain="192.0.2.1"), PEER, NOW)
     assert challenge is not None and challenge.status == 401
     chosen = parse_challenge(challenge.headers.get_all("www-authenticate")[0])

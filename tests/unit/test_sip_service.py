@@ -20,8 +20,9 @@ from zvonok.config import Settings
 from zvonok.org.service import SipCredentials
 from zvonok.sip.digest import Algorithm, DigestVerifier, NonceManager
 from zvonok.sip.message import Response, parse_datagram
+from zvonok.telephony.auth import Authenticator, CredentialCache
 from zvonok.telephony.location import Location
-from zvonok.telephony.registrar import CredentialCache, Registrar, RegistrarConfig
+from zvonok.telephony.registrar import Registrar, RegistrarConfig
 from zvonok.telephony.service import SipService
 from zvonok.telephony.throttle import FailureThrottle
 
@@ -71,11 +72,12 @@ async def service() -> AsyncIterator[SipService]:
     async def lookup(domain: str, user: str) -> SipCredentials | None:
         return None
 
-    registrar = Registrar(
-        location=Location(), credentials=CredentialCache(lookup),
+    auth = Authenticator(
+        credentials=CredentialCache(lookup),
         verifier=DigestVerifier(NonceManager(os.urandom(32), 300, os.urandom), [Algorithm.MD5]),
-        throttle=FailureThrottle(100, 60, 60), config=RegistrarConfig(), to_tag=lambda: os.urandom(4).hex(),
+        throttle=FailureThrottle(100, 60, 60), to_tag=lambda: os.urandom(4).hex(),
     )
+    registrar = Registrar(location=Location(), auth=auth, config=RegistrarConfig())
     svc = SipService(Settings(sip_host="127.0.0.1", sip_port=0), registrar)
     await svc.start()
     yield svc

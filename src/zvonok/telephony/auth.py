@@ -1,0 +1,170 @@
+"""Digest authentication of requests from devices (RFC 3261 §22), shared by REGISTER and INVITE.
+
+How it works: the domain a request is addressed to names the tenant and is the realm. A request
+without usable credentials gets a challenge (401 for a registrar, 407 for calls), one per configured
+algorithm, whatever the domain or user. Unknown domain, unknown user and wrong password all end in the
+same 403 after the same work, so nobody learns which users exist. Failures are counted per source
+address; a source over the limit is ignored for a while (like Kamailio's pike with fail2ban).
+Credentials are read through :class:`CredentialCache` so the hot path does not touch the database.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from zvonok import metrics
+from zvonok.logs import get_logger
+from zvonok.org.service import SipCredentials
+from zvonok.sip.digest import (
+    AuthResult,
+    DigestError,
+    DigestVerifier,
+    UnsupportedSchemeError,
+    parse_credentials,
+)
+from zvonok.sip.errors import SipParseError
+from zvonok.sip.message import Request, Response, make_response
+from zvonok.sip.peer import Peer
+from zvonok.sip.uri import SipUri, parse_uri
+
+from .throttle import FailureThrottle
+
+log = get_logger(__name__)
+
+CredentialLookup = Callable[[str, str], Awaitable[SipCredentials | None]]
+
+
+class CredentialCache:
+    """Caches SIP credentials (and their absence) by (domain, username) for ``ttl`` seconds."""
+
+    def __init__(self, lookup: CredentialLookup, ttl: float = 30.0, max_entries: int = 200_000) -> None:
+        self._lookup = lookup
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: dict[tuple[str, str], tuple[float, SipCredentials | None]] = {}
+
+    async def get(self, domain: str, username: str) -> SipCredentials | None:
+        key = (domain, username)
+        now = time.monotonic()
+        hit = self._entries.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        creds = await self._lookup(domain, username)
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[key] = (now + self.ttl, creds)
+        return creds
+
+    def invalidate(self, tenant_id: int | None = None) -> None:
+        """Forget cached entries of a tenant (all when None)."""
+        if tenant_id is None:
+            self._entries.clear()
+            return
+        # entries for unknown users (None) carry no tenant: drop them too, they may exist now
+        self._entries = {k: v for k, v in self._entries.items() if v[1] is not None and v[1].tenant_id != tenant_id}
+
+
+@dataclass(frozen=True, slots=True)
+class AuthOutcome:
+    """``credentials`` when authenticated; else ``response`` to send (a challenge or a refusal), or
+    neither when the request must be dropped (its source is blocked)."""
+
+    credentials: SipCredentials | None = None
+    response: Response | None = None
+
+
+class Authenticator:
+    def __init__(self, *, credentials: CredentialCache, verifier: DigestVerifier, throttle: FailureThrottle,
+                 to_tag: Callable[[], str], default_domain: str | None = None) -> None:
+        self.credentials = credentials
+        self.verifier = verifier
+        self.throttle = throttle
+        self.default_domain = default_domain.lower() if default_domain else None
+        self._to_tag = to_tag
+
+    def domain_of(self, uri: SipUri) -> str:
+        """The tenant domain a request to ``uri`` is for (the default domain for a bare IP address)."""
+        domain = uri.host_lower
+        if self.default_domain and _is_ip(domain):
+            return self.default_domain
+        return domain
+
+    def blocked(self, peer: Peer, now: float) -> bool:
+        if self.throttle.is_blocked(peer.host, now):
+            metrics.AUTH_BLOCKED.inc()
+            return True
+        return False
+
+    def reply(self, request: Request, status: int, *headers: tuple[str, str], reason: str | None = None) -> Response:
+        return make_response(request, status, reason, to_tag=self._to_tag(), headers=headers)
+
+    async def authenticate(self, request: Request, peer: Peer, now: float, *, domain: str,
+                           user: str | None = None, proxy: bool = False) -> AuthOutcome:
+        """Check the request's digest credentials for ``domain``.
+
+        ``user``: the only username allowed (a REGISTER may bind only its own AOR). ``proxy``: use
+        Proxy-Authorization and 407 (a request to be routed onwards, RFC 3261 §22.3) instead of 401.
+        """
+        auth_value = request.headers.get("proxy-authorization" if proxy else "authorization")
+        creds = None
+        if auth_value is not None:
+            try:
+                creds = parse_credentials(auth_value)
+            except UnsupportedSchemeError:
+                creds = None  # RFC 4475 §3.3.7: ignore a scheme we do not know and challenge
+            except DigestError:
+                return AuthOutcome(response=self.reply(request, 400, reason="Malformed Authorization"))
+        if creds is None:
+            return AuthOutcome(response=self._challenge(request, domain, now, stale=False, proxy=proxy))
+        stored = await self.credentials.get(domain, creds.username)
+        ha1: str | None = None
+        if stored is not None:
+            ha1 = stored.ha1_sha256 if creds.algorithm.hash_name == "sha256" else stored.ha1_md5
+        result = self.verifier.verify(creds, method=request.method, ha1=ha1, realm=domain, now=now)
+        if result is AuthResult.STALE:
+            return AuthOutcome(response=self._challenge(request, domain, now, stale=True, proxy=proxy))
+        if (
+            result is not AuthResult.OK
+            or stored is None
+            or (user is not None and creds.username != user)
+            or not _same_uri(creds.uri, request.uri_text)  # §22.4: the digest names this request
+        ):
+            metrics.AUTH_FAILURES.inc()
+            if self.throttle.record_failure(peer.host, now):
+                log.warning("sip source blocked after failed authentications", source=str(peer),
+                            domain=domain, method=request.method, call_id=request.call_id)
+            return AuthOutcome(response=self.reply(request, 403))
+        self.throttle.record_success(peer.host)
+        if not stored.enabled or stored.tenant_suspended:
+            return AuthOutcome(response=self.reply(request, 403, reason="Extension disabled"))
+        return AuthOutcome(credentials=stored)
+
+    def _challenge(self, request: Request, domain: str, now: float, *, stale: bool, proxy: bool) -> Response:
+        challenges = self.verifier.challenges(domain, now, stale=stale)
+        name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
+        return self.reply(request, 407 if proxy else 401, *((name, c.to_header_value()) for c in challenges))
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _same_uri(digest_uri: str, request_uri: str) -> bool:
+    """Does the digest ``uri`` name the Request-URI (§22.4: it must)? Compared as SIP URIs (§19.1.4)."""
+    if digest_uri == request_uri:
+        return True
+    try:
+        a, b = parse_uri(digest_uri), parse_uri(request_uri)
+    except SipParseError:
+        return False
+    if not isinstance(a, SipUri) or not isinstance(b, SipUri):
+        return False
+    return (a.scheme, a.user_unescaped, a.host_lower, a.port or 5060) == (
+        b.scheme, b.user_unescaped, b.host_lower, b.port or 5060)
