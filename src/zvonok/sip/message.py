@@ -480,10 +480,19 @@ def make_response(request: Request, status: int, reason: str | None = None, *, t
         if key in ("via", "from", "call-id", "cseq"):
             out.add(canonical_name(key), value)
         elif key == "to":
-            if to_tag is not None and status > 100 and ";tag=" not in value.replace(" ", "").lower():
+            if to_tag is not None and status > 100 and not _has_tag(request):
                 value = f"{value};tag={to_tag}"
             out.add("To", value)
     for name, value in headers:
         out.add(name, value)
     out.changed = True
     return Response(status, reason, out, body)
+
+
+def _has_tag(request: Request) -> bool:
+    """Does the request's To carry a tag? (By the parsed header; by its text if it does not parse.)"""
+    try:
+        return request.to.tag is not None
+    except SipParseError:
+        value = (request.headers.get("to") or "").replace(" ", "").lower()
+        return ";tag=" in value.rpartition(">")[2] if ">" in value else ";tag=" in value
