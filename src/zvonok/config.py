@@ -48,6 +48,12 @@ class Settings(BaseSettings):
     )
     sip_tcp_idle_timeout: float = Field(default=300.0, description="Close idle TCP connections after this")
 
+    # Media and calls
+    rtp_port_min: int = Field(default=20000, ge=1024, le=65534, description="First RTP port (even)")
+    rtp_port_max: int = Field(default=29999, ge=1025, le=65535, description="Last RTP port")
+    call_no_answer_timeout: float = Field(default=60.0, description="Ring this long, then give up (480)")
+    media_timeout: float = Field(default=60.0, description="End a call after this long without RTP from a leg")
+
     # Registrar
     register_min_expires: int = Field(default=60, description="Shorter Expires gets 423 Interval Too Brief")
     register_max_expires: int = Field(default=3600, description="Longer Expires is cut to this")

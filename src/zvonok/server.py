@@ -11,18 +11,27 @@ import signal
 import socket
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import uvicorn
 
 from zvonok import metrics
 from zvonok.api.app import create_app
+from zvonok.api.ws import events_router
+from zvonok.bus import LocalBus, forward_committed
+from zvonok.cdr import http as cdr_http
+from zvonok.cdr.consumer import CdrWriter
+from zvonok.cdr.service import close_interrupted
 from zvonok.config import Settings
 from zvonok.logs import configure, get_logger
+from zvonok.media.engine import InProcessMediaEngine
 from zvonok.org import events as org_events
 from zvonok.org.service import sip_credentials
 from zvonok.sip.digest import Algorithm, DigestVerifier, NonceManager
 from zvonok.storage.db import Database
 from zvonok.telephony.auth import Authenticator, CredentialCache
+from zvonok.telephony.b2bua import CallEngine
+from zvonok.telephony.directory import Directory
 from zvonok.telephony.http import registrations_router
 from zvonok.telephony.location import Location
 from zvonok.telephony.registrar import Registrar, RegistrarConfig
@@ -44,6 +53,8 @@ class Runtime:
     location: Location
     sip: SipService
     http: uvicorn.Server
+    bus: LocalBus
+    cdr_writer: CdrWriter
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -60,6 +71,14 @@ def _http_socket(host: str, port: int) -> socket.socket:
 async def build(settings: Settings) -> Runtime:
     db = Database(settings.resolved_database_url())
     await db.upgrade()
+    bus = LocalBus()
+    # calls a crash left open become CDRs marked "interrupted" before anything new starts
+    interrupted = await close_interrupted(db, datetime.now(UTC), bus=bus)
+    if interrupted:
+        log.warning("closed calls interrupted by the last stop", calls=len(interrupted))
+    forward_committed(db, bus)
+    cdr_writer = CdrWriter(db, bus)
+    cdr_writer.start()
     store = SqlBindingStore(db)
     location = Location()
     location.restore(await store.load(time.time()))
@@ -89,10 +108,17 @@ async def build(settings: Settings) -> Runtime:
                                settings.register_default_expires, settings.register_max_contacts),
     )
     sip = SipService(settings, registrar)
-    app = create_app(settings, db, routers=[registrations_router(location)])
+    media = InProcessMediaEngine(host=settings.sip_host, port_min=settings.rtp_port_min,
+                                 port_max=settings.rtp_port_max, advertised_host=settings.sip_advertised_host)
+    directory = Directory(db)
+    db.add_listener(lambda event: directory.invalidate(getattr(event, "tenant_id", None)))
+    sip.calls = CallEngine(sip=sip, media=media, auth=auth, location=location, directory=directory, bus=bus,
+                           no_answer_timeout=settings.call_no_answer_timeout,
+                           media_timeout=settings.media_timeout)
+    app = create_app(settings, db, routers=[registrations_router(location), cdr_http.router, events_router(bus)])
     config = uvicorn.Config(app, loop="none", lifespan="off", log_level="warning", access_log=False)
     http = uvicorn.Server(config)
-    runtime = Runtime(settings, db, location, sip, http)
+    runtime = Runtime(settings, db, location, sip, http, bus, cdr_writer)
     runtime.tasks.append(asyncio.create_task(_flush_loop(location, store)))
     return runtime
 
@@ -145,7 +171,11 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
         runtime.http.should_exit = True
         with contextlib.suppress(Exception):
             await asyncio.wait_for(http_task, 10)
+        if runtime.sip.calls is not None:
+            await runtime.sip.calls.stop()
         await runtime.sip.stop()
+        await runtime.bus.close()  # drains the CDR writer: every finished call is on disk
+        await runtime.cdr_writer.stop()
         for task in runtime.tasks:
             task.cancel()
         await _flush(runtime.location, SqlBindingStore(runtime.db))

@@ -6,9 +6,31 @@ routes added later (by any layer) are covered automatically. Tenant A's admin mu
 from __future__ import annotations
 
 import re
+import uuid
 from typing import Any
 
 Api = Any
+
+
+async def _cdr_with_recording(api: Api, tenant_id: int) -> int:
+    """A CDR whose recording exists, so a leak would answer 200 rather than a coincidental 404."""
+    from zvonok.cdr import service as cdr_service
+    from zvonok.cdr.state import CallRecord
+    from zvonok.telephony.events import CallStarted, Direction, Disposition, HangupSide, Party
+
+    rec = api.settings.data_dir / "recordings" / f"{tenant_id}.wav"
+    rec.parent.mkdir(parents=True, exist_ok=True)
+    rec.write_bytes(b"RIFF")
+    record = CallRecord.started(CallStarted(
+        tenant_id=tenant_id, call_id=uuid.uuid4().hex, at=1e9, caller=Party(number="101"), callee_number="102",
+        direction=Direction.INTERNAL))
+    record.recording_path = rec.name
+    finished = record.finish(at=1e9 + 5, disposition=Disposition.ANSWERED, hangup_side=HangupSide.CALLER, cause="n")
+    async with api.db.session() as session:
+        cdr = await cdr_service.write_cdr(session, tenant_id, finished)
+        await session.commit()
+    assert cdr is not None
+    return cdr.id
 
 # A valid body per collection so a POST would succeed if isolation were broken.
 BODIES: dict[str, dict[str, Any]] = {
@@ -41,9 +63,12 @@ async def _populate(api: Api, t: Any) -> dict[str, int]:
     emp = await post("employees", {"full_name": "E", "email": f"e@{t.domain}", "office_id": office})
     ext = await post("extensions", {"number": "101", "display_name": "E", "employee_id": emp})
     token = await post("tokens", {"name": "script"})
+    cdr = await _cdr_with_recording(api, t.id)
+    r = await api.client.get(f"{base}/cdrs/{cdr}/recording", headers=t.headers)
+    assert r.status_code == 200, r.text
     return {
         "tenant_id": t.id, "office_id": office, "department_id": dept, "employee_id": emp,
-        "extension_id": ext, "token_id": token,
+        "extension_id": ext, "token_id": token, "cdr_id": cdr,
     }
 
 
@@ -69,7 +94,7 @@ def _body(path: str, method: str) -> dict[str, Any] | None:
 async def _snapshot(api: Api, values: dict[str, int]) -> list[Any]:
     out = []
     base = f"/api/v1/tenants/{values['tenant_id']}"
-    for kind in ("", "/offices", "/departments", "/employees", "/extensions", "/tokens"):
+    for kind in ("", "/offices", "/departments", "/employees", "/extensions", "/tokens", "/cdrs"):
         r = await api.client.get(base + kind, headers=api.admin)
         assert r.status_code == 200
         out.append(r.json())
@@ -86,6 +111,7 @@ async def test_tenant_a_cannot_touch_tenant_b(api: Api, make_tenant: Any) -> Non
     paths = api.client._transport.app.openapi()["paths"]
     scoped = {p: ops for p, ops in paths.items() if "{tenant_id}" in p}
     assert len(scoped) >= 11, sorted(scoped)
+    assert "/api/v1/tenants/{tenant_id}/cdrs/{cdr_id}/recording" in scoped
     checked = 0
     for path, ops in scoped.items():
         # B's tenant with B's objects, and A's own tenant with B's object ids.

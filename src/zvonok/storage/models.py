@@ -5,6 +5,7 @@ Add one import line per domain that defines tables (e.g. ``zvonok.telephony.mode
 
 from __future__ import annotations
 
+import zvonok.cdr.models  # noqa: F401
 import zvonok.org.models  # noqa: F401
 import zvonok.telephony.models  # noqa: F401
 from zvonok.storage.base import Base

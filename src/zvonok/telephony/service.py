@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from zvonok import metrics
 from zvonok.config import Settings
@@ -24,22 +25,34 @@ from zvonok.sip.headers import get_param
 from zvonok.sip.message import Request, Response, make_response, parse_datagram
 from zvonok.sip.peer import Peer
 from zvonok.sip.transaction import (
+    AckReceived,
     CancelReceived,
+    ClientTransaction,
     Event,
     RequestReceived,
+    ResponseReceived,
     ServerTransaction,
+    State,
     TransactionLayer,
+    TransactionTimeout,
+    TransportError,
 )
-from zvonok.sip.transaction_messages import replace_top_via
+from zvonok.sip.transaction_messages import build_cancel, replace_top_via
 from zvonok.sip.uas import check_request
 from zvonok.transport.tcp import TcpTransport
 from zvonok.transport.udp import UdpTransport, open_udp
 
 from .registrar import Registrar
 
+if TYPE_CHECKING:
+    from .b2bua import CallEngine
+
+ClientHandler = Callable[[object], None]
+
 log = get_logger(__name__)
 
 ALLOWED_METHODS = ("REGISTER", "OPTIONS", "ACK", "CANCEL")
+CALL_METHODS = ("INVITE", "BYE", "UPDATE", "INFO", "NOTIFY")
 ACCEPTED_TYPES = ("application/sdp",)
 USER_AGENT = "Zvonok"
 
@@ -59,6 +72,23 @@ class SipService:
         self._timer_at: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._clients: dict[ClientTransaction, ClientHandler] = {}
+        self._pending_cancels: dict[ClientTransaction, str | None] = {}
+        self.calls: CallEngine | None = None  # set by the composition root when calls are served
+        self.t1 = settings.sip_t1
+        self.t2 = settings.sip_t2
+
+    @property
+    def local_host(self) -> str:
+        return self.settings.sip_advertised_host or self.local[0]
+
+    @property
+    def local_port(self) -> int:
+        return self.local[1]
+
+    @property
+    def allowed_methods(self) -> tuple[str, ...]:
+        return ALLOWED_METHODS + CALL_METHODS if self.calls is not None else ALLOWED_METHODS
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -151,25 +181,52 @@ class SipService:
         for event in events:
             if isinstance(event, RequestReceived):
                 self._dispatch(event.transaction, event.request, event.peer)
+            elif isinstance(event, (ResponseReceived, TransactionTimeout, TransportError)):
+                txn = event.transaction
+                if isinstance(txn, ClientTransaction):
+                    if txn in self._pending_cancels:
+                        reason = self._pending_cancels.pop(txn)
+                        if isinstance(event, ResponseReceived) and event.response.status < 200:
+                            self.cancel(txn, reason)  # §9.1: the CANCEL waited for a provisional response
+                    handler = self._clients.get(txn)
+                    if handler is not None:
+                        if not isinstance(event, ResponseReceived) or txn.state is State.TERMINATED:
+                            del self._clients[txn]
+                        handler(event)
+                elif isinstance(event, TransactionTimeout) and self.calls is not None:
+                    self.calls.on_invite_timeout(txn)
+            elif isinstance(event, AckReceived):
+                if self.calls is not None:
+                    self.calls.on_ack(event.request, event.peer)
             elif isinstance(event, CancelReceived):
-                # no INVITE transaction exists yet (calls come with the call engine): §9.2 says 481
-                self._respond(event.transaction, make_response(event.request, 481, to_tag=_tag()))
+                if self.calls is not None:
+                    self.calls.on_cancel(event.transaction, event.request, event.invite)
+                else:  # §9.2: no INVITE transaction can match
+                    self._respond(event.transaction, make_response(event.request, 481, to_tag=_tag()))
         for item in self.layer.data_to_send():
             self._send(item.data, item.peer)
         self._arm_timer()
+        if len(self._clients) > 1000:
+            self._clients = {t: h for t, h in self._clients.items() if t.state is not State.TERMINATED}
 
     def _dispatch(self, txn: ServerTransaction, request: Request, peer: Peer) -> None:
-        error = check_request(request, allowed_methods=ALLOWED_METHODS, content_types=ACCEPTED_TYPES,
+        error = check_request(request, allowed_methods=self.allowed_methods, content_types=ACCEPTED_TYPES,
                               to_tag=_tag())
         if error is not None:
             self._respond(txn, error)
+        elif self.calls is not None and request.method in CALL_METHODS + ("OPTIONS",) and request.to.tag:
+            self.calls.on_request(txn, request, peer)
+        elif self.calls is not None and request.method == "INVITE":
+            self.calls.on_invite(txn, request, peer)
+        elif request.method in CALL_METHODS:
+            self._respond(txn, make_response(request, 481, to_tag=_tag()))  # outside any dialog
         elif request.method == "REGISTER":
             task = asyncio.ensure_future(self._register(txn, request, peer))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         elif request.method == "OPTIONS":
             self._respond(txn, make_response(request, 200, to_tag=_tag(), headers=[
-                ("Allow", ", ".join(ALLOWED_METHODS)), ("Accept", "application/sdp"),
+                ("Allow", ", ".join(self.allowed_methods)), ("Accept", "application/sdp"),
                 ("Accept-Language", "en, ru"), ("Supported", ""),
             ]))
 
@@ -188,6 +245,34 @@ class SipService:
         metrics.SIP_MESSAGES_OUT.labels(txn.peer.transport, "response", txn.request.method,
                                         str(response.status)).inc()
         self.layer.respond(txn, response, self._now())
+        self._process(())
+
+    # -- the stack the call engine uses ---------------------------------------------------------------
+    def respond(self, txn: ServerTransaction, response: Response) -> None:
+        self._respond(txn, response)
+
+    def send_request(self, request: Request, peer: Peer, handler: ClientHandler) -> ClientTransaction:
+        """Send ``request`` (its top Via in place) in a new client transaction; events go to ``handler``."""
+        txn = self.layer.send_request(request, peer, self._now())
+        self._clients[txn] = handler
+        metrics.SIP_MESSAGES_OUT.labels(peer.transport, "request", request.method, "").inc()
+        self._process(())
+        return txn
+
+    def cancel(self, invite: ClientTransaction, reason: str | None = None) -> None:
+        """CANCEL an INVITE we sent (§9.1); before its first provisional response, as soon as one comes."""
+        if invite.state is not State.PROCEEDING:
+            if invite.state is State.CALLING:
+                self._pending_cancels[invite] = reason
+            return
+        request = build_cancel(invite.request)
+        if reason:
+            request.headers.add("Reason", reason)  # RFC 3326: why the other devices stop ringing
+        self._clients[self.layer.send_request(request, invite.peer, self._now())] = _ignore
+        self._process(())
+
+    def send_stateless(self, message: Request | Response, peer: Peer) -> None:
+        self.layer.send_stateless(message, peer)
         self._process(())
 
     # -- output and timers ---------------------------------------------------------------------------
@@ -222,6 +307,10 @@ class SipService:
             metrics.ERRORS.labels("sip_timer").inc()
             log.exception("unexpected error in sip timers")
             self._arm_timer()
+
+
+def _ignore(event: object) -> None:
+    pass
 
 
 def _tag() -> str:

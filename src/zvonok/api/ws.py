@@ -1,0 +1,197 @@
+"""Live call events over a websocket: ``/api/v1/tenants/{tenant_id}/events``.
+
+Authentication is the REST API's: ``Authorization: Bearer <token>``, or ``?token=<token>`` for browsers
+(which cannot set headers on a websocket). The server accepts the socket and then closes it with
+
+* ``4401`` — no or an invalid token (also when a token is revoked, or the account deactivated, while
+  the socket is open: access is re-checked every ``reauth_interval`` seconds);
+* ``4404`` — the tenant is not the caller's (or does not exist: the two look the same, as in REST).
+
+Each text frame is one event as :func:`zvonok.bus.serialize` renders it (``{"type": "CallStarted",
+...}``): every call event of the tenant and ``CdrWritten``. An admin receives all of them; an employee
+only those of calls where they are a party (caller, a callee leg, or a transfer target) — events of a
+call that arrive before the employee joins it are held and sent when they do. Each connection has a
+bounded (lossy) bus subscription: a client that cannot keep up loses events, and is told so by a
+``{"type": "EventsDropped", "dropped": <total so far>}`` frame before the next event it gets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import OrderedDict
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
+from fastapi.security import HTTPAuthorizationCredentials
+
+from zvonok.api.auth import Principal, require_principal, tenant_access
+from zvonok.bus import Bus, serialize
+from zvonok.cdr.events import CdrWritten
+from zvonok.org.models import Role
+from zvonok.telephony.events import CallEnded, CallEvent, CallStarted, CallTransferred, LegCreated, Party
+
+log = logging.getLogger(__name__)
+
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_NOT_FOUND = 4404
+STREAMED_TYPES: tuple[type, ...] = (CallEvent, CdrWritten)
+
+
+class CallVisibility:
+    """Decides which events one viewer gets; ``admit(event)`` returns the frames to send now.
+
+    Admins see everything. An employee sees a call from the moment one of its events names them as a
+    party; the call's earlier events (held, at most ``max_held_events`` per call for at most
+    ``max_held_calls`` calls) are released first, so their view of the call starts at ``CallStarted``.
+    """
+
+    def __init__(self, principal: Principal, *, max_held_calls: int = 1000, max_held_events: int = 64) -> None:
+        self.all_calls = principal.role is not Role.EMPLOYEE
+        self.employee_id = principal.employee_id
+        self.max_held_calls = max_held_calls
+        self.max_held_events = max_held_events
+        self._held: OrderedDict[str, list[CallEvent]] = OrderedDict()
+        self._mine: OrderedDict[str, None] = OrderedDict()
+
+    def admit(self, event: object) -> list[object]:
+        if self.all_calls:
+            return [event]
+        if self.employee_id is None:
+            return []
+        if isinstance(event, CdrWritten):
+            return [event] if self.employee_id in event.employee_ids else []
+        if not isinstance(event, CallEvent):
+            return []
+        call_id = event.call_id
+        if call_id in self._mine:
+            out: list[object] = [event]
+        elif self._names_me(event):
+            self._mine[call_id] = None
+            if len(self._mine) > self.max_held_calls:
+                self._mine.popitem(last=False)
+            out = [*self._held.pop(call_id, []), event]
+        else:
+            if not isinstance(event, CallEnded):
+                held = self._held.setdefault(call_id, [])
+                if len(held) < self.max_held_events:
+                    held.append(event)
+                if len(self._held) > self.max_held_calls:
+                    self._held.popitem(last=False)
+            out = []
+        if isinstance(event, CallEnded):
+            self._held.pop(call_id, None)
+            self._mine.pop(call_id, None)
+        return out
+
+    def _names_me(self, event: CallEvent) -> bool:
+        party: Party | None = None
+        if isinstance(event, CallStarted):
+            party = event.caller
+        elif isinstance(event, LegCreated):
+            party = event.party
+        elif isinstance(event, CallTransferred):
+            party = event.to
+        return party is not None and party.employee_id == self.employee_id
+
+
+def _token(websocket: WebSocket) -> str | None:
+    header = websocket.headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+    return websocket.query_params.get("token") or None
+
+
+async def _authorize(websocket: WebSocket, tenant_id: int, secret: str | None) -> Principal | int:
+    """The principal, or the close code to answer with."""
+    if secret is None:
+        return CLOSE_UNAUTHORIZED
+    app_state = websocket.app.state
+    async with app_state.db.session() as session:
+        try:
+            principal = await require_principal(
+                HTTPAuthorizationCredentials(scheme="Bearer", credentials=secret), session, app_state.settings
+            )
+        except HTTPException:
+            return CLOSE_UNAUTHORIZED
+        try:
+            await tenant_access(tenant_id, principal, session)
+        except HTTPException:
+            return CLOSE_NOT_FOUND
+    return principal
+
+
+async def _until_disconnect(websocket: WebSocket) -> None:
+    """Read and ignore client frames until the client goes away."""
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+
+
+def events_router(bus: Bus, *, queue_size: int = 1000, reauth_interval: float = 60.0) -> APIRouter:
+    """The websocket route, streaming from ``bus``; mount with ``create_app(..., routers=[...])``."""
+    router = APIRouter()
+
+    @router.websocket("/api/v1/tenants/{tenant_id}/events")
+    async def tenant_events(websocket: WebSocket, tenant_id: int) -> None:
+        secret = _token(websocket)
+        who = await _authorize(websocket, tenant_id, secret)
+        await websocket.accept()
+        if isinstance(who, int):
+            await websocket.close(who)
+            return
+        visibility = CallVisibility(who)
+        gone = asyncio.Event()
+        reported_drops = 0
+
+        async def deliver(event: Any) -> None:
+            nonlocal reported_drops
+            if gone.is_set():
+                return
+            frames = visibility.admit(event)
+            if not frames:
+                return
+            try:
+                if sub.dropped != reported_drops:
+                    reported_drops = sub.dropped
+                    await websocket.send_text(json.dumps({"type": "EventsDropped", "dropped": reported_drops}))
+                for frame in frames:
+                    await websocket.send_text(json.dumps(serialize(frame)))
+            except (WebSocketDisconnect, RuntimeError, OSError):  # the client is gone
+                gone.set()
+
+        sub = bus.subscribe(
+            deliver, event_types=STREAMED_TYPES, where=lambda e: e.tenant_id == tenant_id, maxsize=queue_size,
+            name=f"ws:tenant{tenant_id}",
+        )
+        receiver = asyncio.create_task(_until_disconnect(websocket))
+        gone_wait = asyncio.create_task(gone.wait())
+        close_code: int | None = 1000
+        try:
+            while True:
+                done, _ = await asyncio.wait(
+                    {receiver, gone_wait}, timeout=reauth_interval, return_when=asyncio.FIRST_COMPLETED
+                )
+                if receiver in done:
+                    close_code = None  # the client closed; nothing to answer
+                    break
+                if done:
+                    break
+                again = await _authorize(websocket, tenant_id, secret)
+                if again != who:  # revoked, moved, or a changed role (reconnect for the new view)
+                    close_code = again if isinstance(again, int) else CLOSE_UNAUTHORIZED
+                    break
+        finally:
+            gone.set()
+            receiver.cancel()
+            gone_wait.cancel()
+            await sub.close()
+            if close_code is not None:
+                with contextlib.suppress(RuntimeError, OSError):
+                    await websocket.close(close_code)
+
+    return router

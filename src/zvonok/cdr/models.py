@@ -1,0 +1,100 @@
+"""Tables of the CDR domain.
+
+``cdrs`` holds one row per finished call (``call_id`` unique: writing is idempotent), its legs in
+``cdr_legs``. ``calls_open`` is the durable note that a call is in progress: inserted at CallStarted,
+refreshed at a few milestones (answer, transfer, recording) with a JSON snapshot of what is known, and
+deleted in the same transaction that writes the CDR. Rows left there after a crash are turned into
+"interrupted" CDRs at start-up (:func:`zvonok.cdr.service.close_interrupted`).
+
+Party columns copy the number and name as they were at call time; the directory ids (extension,
+employee, office, department) are ``ON DELETE SET NULL`` so history survives deleting the directory entry.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, Numeric, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from zvonok.storage.base import Base, TenantScoped, utcnow
+
+
+def _ref(table: str) -> Mapped[int | None]:
+    return mapped_column(ForeignKey(f"{table}.id", ondelete="SET NULL"), index=True, nullable=True)
+
+
+class Cdr(TenantScoped, Base):
+    __tablename__ = "cdrs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[str] = mapped_column(String(64), unique=True)
+    direction: Mapped[str] = mapped_column(String(16))
+    internal: Mapped[bool] = mapped_column(Boolean)
+    dialed_number: Mapped[str] = mapped_column(String(64))
+
+    caller_number: Mapped[str] = mapped_column(String(64))
+    caller_name: Mapped[str] = mapped_column(String(200))
+    caller_extension_id: Mapped[int | None] = _ref("extensions")
+    caller_employee_id: Mapped[int | None] = _ref("employees")
+    caller_office_id: Mapped[int | None] = _ref("offices")
+    caller_department_id: Mapped[int | None] = _ref("departments")
+
+    callee_number: Mapped[str] = mapped_column(String(64))
+    callee_name: Mapped[str] = mapped_column(String(200))
+    callee_extension_id: Mapped[int | None] = _ref("extensions")
+    callee_employee_id: Mapped[int | None] = _ref("employees")
+    callee_office_id: Mapped[int | None] = _ref("offices")
+    callee_department_id: Mapped[int | None] = _ref("departments")
+
+    started_at: Mapped[datetime] = mapped_column(index=True)
+    answered_at: Mapped[datetime | None] = mapped_column()
+    ended_at: Mapped[datetime] = mapped_column()
+    duration: Mapped[int] = mapped_column(Integer)  # whole seconds, end - start
+    billsec: Mapped[int] = mapped_column(Integer)  # whole seconds, end - answer; 0 if unanswered
+
+    disposition: Mapped[str] = mapped_column(String(16), index=True)
+    hangup_side: Mapped[str] = mapped_column(String(16))
+    cause: Mapped[str] = mapped_column(String(64))
+    sip_status: Mapped[int | None] = mapped_column(Integer)
+    recording_path: Mapped[str | None] = mapped_column(String(1024))
+    cost: Mapped[Decimal] = mapped_column(Numeric(12, 4), default=Decimal(0))
+    currency: Mapped[str] = mapped_column(String(3))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    legs: Mapped[list[CdrLeg]] = relationship(
+        back_populates="cdr", cascade="all, delete-orphan", order_by="CdrLeg.id", lazy="raise"
+    )
+
+
+class CdrLeg(TenantScoped, Base):
+    __tablename__ = "cdr_legs"
+    __table_args__ = (UniqueConstraint("cdr_id", "leg_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cdr_id: Mapped[int] = mapped_column(ForeignKey("cdrs.id", ondelete="CASCADE"), index=True)
+    leg_id: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    number: Mapped[str] = mapped_column(String(64))
+    display_name: Mapped[str] = mapped_column(String(200))
+    contact: Mapped[str] = mapped_column(String(1024))
+    user_agent: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column()
+    answered_at: Mapped[datetime | None] = mapped_column()
+    ended_at: Mapped[datetime | None] = mapped_column()
+    cause: Mapped[str | None] = mapped_column(String(64))
+
+    cdr: Mapped[Cdr] = relationship(back_populates="legs")
+
+
+class OpenCall(TenantScoped, Base):
+    """A call in progress, durably (see the module docstring)."""
+
+    __tablename__ = "calls_open"
+
+    call_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column()
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -1,0 +1,316 @@
+"""CDR logic: the durable call lifecycle (open → CDR) and tenant-scoped queries.
+
+Writers flush but never commit, except the platform-level :func:`close_interrupted`, which owns its
+transaction. The tenant is the first argument after the session in every call.
+
+Idempotency: ``cdrs.call_id`` is unique, and :func:`write_cdr` returns ``None`` when a CDR for the call
+already exists, so replaying a call's events never duplicates it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, delete, false, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from zvonok.cdr.events import CdrWritten
+from zvonok.cdr.models import Cdr, CdrLeg, OpenCall
+from zvonok.cdr.state import CallRecord, FinishedCall, to_datetime
+from zvonok.org.errors import NotFound
+from zvonok.org.models import Department, Employee, Extension, Office, Tenant
+from zvonok.telephony.events import Direction, Disposition, HangupSide, Party
+
+log = logging.getLogger(__name__)
+
+INTERRUPTED_CAUSE = "server_restart"
+
+
+# --- the call lifecycle ----------------------------------------------------------------------------
+async def cdr_exists(session: AsyncSession, tenant_id: int, call_id: str) -> bool:
+    stmt = select(Cdr.id).where(Cdr.tenant_id == tenant_id, Cdr.call_id == call_id)
+    return (await session.execute(stmt)).first() is not None
+
+
+async def open_call(session: AsyncSession, tenant_id: int, record: CallRecord) -> bool:
+    """Note durably that the call is in progress. False if it already has a CDR (a replay)."""
+    if await cdr_exists(session, tenant_id, record.call_id):
+        return False
+    await save_open_call(session, tenant_id, record)
+    return True
+
+
+async def save_open_call(session: AsyncSession, tenant_id: int, record: CallRecord) -> None:
+    """Insert or refresh the call's snapshot in ``calls_open``."""
+    row = await session.get(OpenCall, record.call_id)
+    if row is None:
+        session.add(OpenCall(
+            tenant_id=tenant_id, call_id=record.call_id, started_at=to_datetime(record.started_at),
+            updated_at=to_datetime(record.last_at), state=record.to_json(),
+        ))
+    elif row.tenant_id == tenant_id:
+        row.updated_at = to_datetime(record.last_at)
+        row.state = record.to_json()
+    await session.flush()
+
+
+async def load_open_call(session: AsyncSession, tenant_id: int, call_id: str) -> CallRecord | None:
+    row = await session.get(OpenCall, call_id)
+    if row is None or row.tenant_id != tenant_id:
+        return None
+    return _record_of(row)
+
+
+async def write_cdr(session: AsyncSession, tenant_id: int, call: FinishedCall) -> Cdr | None:
+    """Add the CDR and its legs and close the open call; ``None`` if the call already has a CDR or
+    the tenant is gone. Directory ids that no longer exist in the tenant are stored as NULL."""
+    if call.tenant_id != tenant_id:
+        raise ValueError("call of another tenant")
+    await session.execute(delete(OpenCall).where(OpenCall.tenant_id == tenant_id, OpenCall.call_id == call.call_id))
+    if await cdr_exists(session, tenant_id, call.call_id):
+        await session.flush()
+        return None
+    tenant = await session.get(Tenant, tenant_id)
+    if tenant is None:
+        log.warning("CDR of call %s dropped: tenant %s no longer exists", call.call_id, tenant_id)
+        return None
+    caller, callee = await _known_parties(session, tenant_id, call.caller, call.callee)
+    cdr = Cdr(
+        tenant_id=tenant_id, call_id=call.call_id, direction=call.direction.value, internal=call.internal,
+        dialed_number=_text(call.dialed_number, 64),
+        **_party_columns("caller", caller), **_party_columns("callee", callee),
+        started_at=call.started_at, answered_at=call.answered_at, ended_at=call.ended_at,
+        duration=call.duration, billsec=call.billsec, disposition=call.disposition.value,
+        hangup_side=call.hangup_side.value, cause=_text(call.cause, 64), sip_status=call.sip_status,
+        recording_path=_text(call.recording_path, 1024) if call.recording_path else None,
+        # Rating is billing's job (later); until then every call costs nothing, internal ones always.
+        cost=Decimal(0), currency=tenant.currency,
+        legs=[
+            CdrLeg(
+                tenant_id=tenant_id, leg_id=_text(leg.leg_id, 64), role=leg.role.value,
+                number=_text(leg.party.number, 64), display_name=_text(leg.party.display_name, 200),
+                contact=_text(leg.contact, 1024), user_agent=_text(leg.user_agent, 255),
+                created_at=to_datetime(leg.created_at),
+                answered_at=to_datetime(leg.answered_at) if leg.answered_at is not None else None,
+                ended_at=to_datetime(leg.ended_at) if leg.ended_at is not None else None,
+                cause=_text(leg.cause, 64) if leg.cause is not None else None,
+            )
+            for leg in call.legs
+        ],
+    )
+    session.add(cdr)
+    await session.flush()
+    return cdr
+
+
+def cdr_written(cdr: Cdr) -> CdrWritten:
+    ids = {cdr.caller_employee_id, cdr.callee_employee_id} - {None}
+    return CdrWritten(tenant_id=cdr.tenant_id, call_id=cdr.call_id, cdr_id=cdr.id, employee_ids=tuple(sorted(ids)))  # type: ignore[arg-type]
+
+
+async def close_interrupted(db: Any, now: datetime, *, bus: Any = None) -> list[CdrWritten]:
+    """Start-up: turn every call left open by a crash into a CDR with disposition "interrupted" (ended
+    ``now``, hung up by the system), in one transaction; then publish ``CdrWritten`` on ``bus`` if given.
+
+    ``db`` is the :class:`~zvonok.storage.db.Database`; call this before the SIP service starts, so no
+    call of this run can be mistaken for a leftover. Platform-level: it covers every tenant.
+    """
+    written: list[CdrWritten] = []
+    async with db.session() as session:
+        rows = (await session.execute(select(OpenCall).order_by(OpenCall.started_at))).scalars().all()
+        for row in rows:
+            record = _record_of(row)
+            finished = record.finish(
+                at=max(now.timestamp(), record.last_at), disposition=Disposition.INTERRUPTED,
+                hangup_side=HangupSide.SYSTEM, cause=INTERRUPTED_CAUSE,
+            )
+            cdr = await write_cdr(session, row.tenant_id, finished)
+            if cdr is not None:
+                written.append(cdr_written(cdr))
+        await session.commit()
+    if written:
+        log.warning("closed %d call(s) left open by an unclean stop as interrupted", len(written))
+    if bus is not None:
+        for evt in written:
+            bus.publish(evt)
+    return written
+
+
+def _record_of(row: OpenCall) -> CallRecord:
+    try:
+        return CallRecord.from_json(row.state)
+    except (KeyError, TypeError, ValueError):
+        log.warning("unreadable snapshot of open call %s; writing what the row itself knows", row.call_id)
+        start = row.started_at.timestamp()
+        return CallRecord(
+            tenant_id=row.tenant_id, call_id=row.call_id, direction=Direction.INBOUND, caller=Party(number=""),
+            dialed_number="", started_at=start, last_at=max(start, row.updated_at.timestamp()),
+        )
+
+
+def _text(value: str, size: int) -> str:
+    """Fit a string from the wire into a column: no NUL (PostgreSQL rejects it in text, and a display
+    name is whatever a stranger's phone sent), at most ``size`` characters."""
+    return value.replace("\x00", "")[:size]
+
+
+def _party_columns(prefix: str, p: Party) -> dict[str, Any]:
+    return {
+        f"{prefix}_number": _text(p.number, 64), f"{prefix}_name": _text(p.display_name, 200),
+        f"{prefix}_extension_id": p.extension_id, f"{prefix}_employee_id": p.employee_id,
+        f"{prefix}_office_id": p.office_id, f"{prefix}_department_id": p.department_id,
+    }
+
+
+async def _known_parties(session: AsyncSession, tenant_id: int, *parties: Party) -> list[Party]:
+    """Null out directory ids that do not exist in this tenant (deleted meanwhile, or a caller's bug that
+    would otherwise link a CDR to another tenant's rows or break the foreign key)."""
+    known: dict[str, set[int]] = {}
+    for attr, model in (("extension_id", Extension), ("employee_id", Employee), ("office_id", Office),
+                        ("department_id", Department)):
+        ids = {getattr(p, attr) for p in parties} - {None}
+        if ids:
+            stmt = select(model.id).where(model.tenant_id == tenant_id, model.id.in_(ids))
+            known[attr] = set((await session.execute(stmt)).scalars())
+        else:
+            known[attr] = set()
+    out = []
+    for p in parties:
+        changes: dict[str, Any] = {
+            attr: None for attr in known if getattr(p, attr) is not None and getattr(p, attr) not in known[attr]
+        }
+        if changes:
+            p = replace(p, **changes)
+        out.append(p)
+    return out
+
+
+# --- queries ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Viewer:
+    """Whose CDRs may be seen: all of the tenant (admins), or those where ``employee_id`` is a party."""
+
+    all_calls: bool
+    employee_id: int | None = None
+
+    @classmethod
+    def admin(cls) -> Viewer:
+        return cls(all_calls=True)
+
+    @classmethod
+    def employee(cls, employee_id: int | None) -> Viewer:
+        return cls(all_calls=False, employee_id=employee_id)
+
+    def condition(self) -> ColumnElement[bool] | None:
+        if self.all_calls:
+            return None
+        if self.employee_id is None:  # an employee-role login not linked to an employee sees nothing
+            return false()
+        return or_(Cdr.caller_employee_id == self.employee_id, Cdr.callee_employee_id == self.employee_id)
+
+
+@dataclass(frozen=True)
+class CdrFilter:
+    since: datetime | None = None  # started_at >= since
+    until: datetime | None = None  # started_at < until
+    extension: str | None = None  # caller or callee number
+    extension_id: int | None = None  # caller or callee extension
+    disposition: str | None = None
+    direction: str | None = None
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        conds: list[ColumnElement[bool]] = []
+        if self.since is not None:
+            conds.append(Cdr.started_at >= self.since)
+        if self.until is not None:
+            conds.append(Cdr.started_at < self.until)
+        if self.extension is not None:
+            conds.append(or_(Cdr.caller_number == self.extension, Cdr.callee_number == self.extension))
+        if self.extension_id is not None:
+            conds.append(or_(Cdr.caller_extension_id == self.extension_id, Cdr.callee_extension_id == self.extension_id))
+        if self.disposition is not None:
+            conds.append(Cdr.disposition == self.disposition)
+        if self.direction is not None:
+            conds.append(Cdr.direction == self.direction)
+        return conds
+
+
+def _query(tenant_id: int, flt: CdrFilter, viewer: Viewer) -> Select[Cdr]:
+    conds = [Cdr.tenant_id == tenant_id, *flt.conditions()]
+    visible = viewer.condition()
+    if visible is not None:
+        conds.append(visible)
+    return select(Cdr).where(and_(*conds))
+
+
+_ORDER = (Cdr.started_at.desc(), Cdr.id.desc())
+
+
+async def list_cdrs(
+    session: AsyncSession, tenant_id: int, flt: CdrFilter, viewer: Viewer, *, limit: int, offset: int
+) -> tuple[list[Cdr], int]:
+    """One page, newest first, and the total count matching."""
+    base = _query(tenant_id, flt, viewer)
+    total = int((await session.execute(select(func.count()).select_from(base.subquery()))).scalar_one())
+    rows = (await session.execute(base.order_by(*_ORDER).limit(limit).offset(offset))).scalars().all()
+    return list(rows), total
+
+
+async def iter_cdrs(
+    session: AsyncSession, tenant_id: int, flt: CdrFilter, viewer: Viewer, *, batch: int = 500
+) -> AsyncIterator[list[Cdr]]:
+    """Every matching CDR, newest first, in batches (keyset paging, so an export of a year stays cheap
+    and stable while new calls are written)."""
+    base = _query(tenant_id, flt, viewer).order_by(*_ORDER).limit(batch)
+    after: tuple[datetime, int] | None = None
+    while True:
+        stmt = base
+        if after is not None:
+            stmt = stmt.where(or_(Cdr.started_at < after[0], and_(Cdr.started_at == after[0], Cdr.id < after[1])))
+        rows = list((await session.execute(stmt)).scalars().all())
+        if not rows:
+            return
+        yield rows
+        if len(rows) < batch:
+            return
+        after = (rows[-1].started_at, rows[-1].id)
+
+
+async def get_cdr(session: AsyncSession, tenant_id: int, cdr_id: int, viewer: Viewer, *, legs: bool = True) -> Cdr:
+    stmt = _query(tenant_id, CdrFilter(), viewer).where(Cdr.id == cdr_id)
+    if legs:
+        stmt = stmt.options(selectinload(Cdr.legs))
+    cdr = (await session.execute(stmt)).scalar_one_or_none()
+    if cdr is None:
+        raise NotFound(f"cdr {cdr_id} not found")
+    return cdr
+
+
+# --- recordings ------------------------------------------------------------------------------------
+def recordings_dir(data_dir: Path) -> Path:
+    return data_dir / "recordings"
+
+
+def recording_file(data_dir: Path, stored: str | None) -> Path | None:
+    """The recording's real path if it is an existing file inside ``<data_dir>/recordings`` (after
+    resolving ``..`` and symlinks); else None. A CDR's path is never trusted to point anywhere else."""
+    if not stored:
+        return None
+    root = recordings_dir(data_dir).resolve()
+    candidate = Path(stored)
+    if not candidate.is_absolute():
+        candidate = root / candidate
+    try:
+        real = candidate.resolve(strict=True)
+    except (OSError, RuntimeError, ValueError):  # missing, a symlink loop, a NUL byte
+        return None
+    if not real.is_relative_to(root) or not real.is_file():
+        return None
+    return real

@@ -1,0 +1,195 @@
+"""Folding one call's events into the values of its CDR. Pure: no I/O, no clock.
+
+How it works: :meth:`CallRecord.started` opens a record from ``CallStarted``; :meth:`CallRecord.apply`
+folds every later event of the call; :meth:`CallRecord.finish` turns ``CallEnded`` into a
+:class:`FinishedCall` (the row to write). ``to_json`` / ``from_json`` are the snapshot kept in
+``calls_open`` so a crash loses as little as possible.
+
+Rules:
+* durations are whole seconds, rounded half up: ``duration = end - start``, ``billsec = end - answer``
+  (0 when nobody answered);
+* the callee is the party of the answering callee leg; else of the first callee leg; else the number
+  as dialed (external for outbound calls). A transfer does not change it: the legs show the transfer;
+* the outcome (disposition, hangup side, cause, SIP status) is what ``CallEnded`` says.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from zvonok.telephony.events import (
+    CallAnswered,
+    CallEnded,
+    CallEvent,
+    CallStarted,
+    CallTransferred,
+    Direction,
+    Disposition,
+    HangupSide,
+    LegAnswered,
+    LegCreated,
+    LegEnded,
+    LegRole,
+    Party,
+    RecordingStarted,
+    RecordingStopped,
+)
+
+
+def to_datetime(at: float) -> datetime:
+    return datetime.fromtimestamp(at, UTC)
+
+
+def whole_seconds(seconds: float) -> int:
+    """Round half up through whole milliseconds, as Asterisk does ((ms + 500) / 1000), so 7.4999999 s
+    of float noise between two event times of 7.5 s counts as 8."""
+    return max(0, (round(seconds * 1000) + 500) // 1000)
+
+
+@dataclass
+class LegRecord:
+    leg_id: str
+    role: LegRole
+    party: Party
+    contact: str
+    user_agent: str
+    created_at: float
+    answered_at: float | None = None
+    ended_at: float | None = None
+    cause: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class FinishedCall:
+    """Everything a ``cdrs`` row (and its ``cdr_legs``) needs, in Python types."""
+
+    tenant_id: int
+    call_id: str
+    direction: Direction
+    internal: bool
+    dialed_number: str
+    caller: Party
+    callee: Party
+    started_at: datetime
+    answered_at: datetime | None
+    ended_at: datetime
+    duration: int
+    billsec: int
+    disposition: Disposition
+    hangup_side: HangupSide
+    cause: str
+    sip_status: int | None
+    recording_path: str | None
+    legs: tuple[LegRecord, ...]
+
+
+@dataclass
+class CallRecord:
+    tenant_id: int
+    call_id: str
+    direction: Direction
+    caller: Party
+    dialed_number: str
+    started_at: float
+    last_at: float
+    answered_at: float | None = None
+    answered_leg_id: str | None = None
+    recording_path: str | None = None
+    transfers: int = 0
+    legs: dict[str, LegRecord] = field(default_factory=dict)
+
+    @classmethod
+    def started(cls, ev: CallStarted) -> CallRecord:
+        return cls(
+            tenant_id=ev.tenant_id, call_id=ev.call_id, direction=ev.direction, caller=ev.caller,
+            dialed_number=ev.callee_number, started_at=ev.at, last_at=ev.at,
+        )
+
+    def apply(self, ev: CallEvent) -> None:
+        """Fold one event of this call (events of other calls are a caller's bug)."""
+        if ev.call_id != self.call_id or ev.tenant_id != self.tenant_id:
+            raise ValueError(f"event of call {ev.call_id} applied to call {self.call_id}")
+        self.last_at = max(self.last_at, ev.at)
+        if isinstance(ev, LegCreated):
+            self.legs.setdefault(ev.leg_id, LegRecord(
+                leg_id=ev.leg_id, role=ev.role, party=ev.party, contact=ev.contact, user_agent=ev.user_agent,
+                created_at=ev.at,
+            ))
+        elif isinstance(ev, LegAnswered):
+            leg = self.legs.get(ev.leg_id)
+            if leg is not None and leg.answered_at is None:
+                leg.answered_at = ev.at
+        elif isinstance(ev, CallAnswered):
+            if self.answered_at is None:
+                self.answered_at = ev.at
+                self.answered_leg_id = ev.answered_leg_id
+        elif isinstance(ev, LegEnded):
+            leg = self.legs.get(ev.leg_id)
+            if leg is not None and leg.ended_at is None:
+                leg.ended_at, leg.cause = ev.at, ev.cause
+        elif isinstance(ev, RecordingStarted):
+            self.recording_path = ev.path
+        elif isinstance(ev, RecordingStopped):
+            self.recording_path = self.recording_path or ev.path
+        elif isinstance(ev, CallTransferred):
+            self.transfers += 1
+
+    def callee(self) -> Party:
+        callee_legs = [leg for leg in self.legs.values() if leg.role is LegRole.CALLEE]
+        answered = self.legs.get(self.answered_leg_id) if self.answered_leg_id else None
+        if answered is not None and answered.role is LegRole.CALLEE:
+            return answered.party
+        for leg in callee_legs:
+            if leg.answered_at is not None:
+                return leg.party
+        if callee_legs:
+            return callee_legs[0].party
+        return Party(number=self.dialed_number, external=self.direction is Direction.OUTBOUND)
+
+    def finish(
+        self, *, at: float, disposition: Disposition, hangup_side: HangupSide, cause: str,
+        sip_status: int | None = None,
+    ) -> FinishedCall:
+        end = max(at, self.started_at)
+        legs = tuple(
+            dataclasses.replace(leg, ended_at=leg.ended_at if leg.ended_at is not None else end)
+            for leg in self.legs.values()
+        )
+        return FinishedCall(
+            tenant_id=self.tenant_id, call_id=self.call_id, direction=self.direction,
+            internal=self.direction is Direction.INTERNAL, dialed_number=self.dialed_number,
+            caller=self.caller, callee=self.callee(),
+            started_at=to_datetime(self.started_at),
+            answered_at=to_datetime(self.answered_at) if self.answered_at is not None else None,
+            ended_at=to_datetime(end),
+            duration=whole_seconds(end - self.started_at),
+            billsec=whole_seconds(end - self.answered_at) if self.answered_at is not None else 0,
+            disposition=disposition, hangup_side=hangup_side, cause=cause, sip_status=sip_status,
+            recording_path=self.recording_path, legs=legs,
+        )
+
+    def finish_with(self, ev: CallEnded) -> FinishedCall:
+        return self.finish(
+            at=ev.at, disposition=ev.disposition, hangup_side=ev.hangup_side, cause=ev.cause,
+            sip_status=ev.sip_status,
+        )
+
+    # --- snapshot for calls_open ----------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["direction"] = self.direction.value
+        data["legs"] = [{**dataclasses.asdict(leg), "role": leg.role.value} for leg in self.legs.values()]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CallRecord:
+        legs = {}
+        for raw in data.get("legs", []):
+            leg = LegRecord(**{**raw, "role": LegRole(raw["role"]), "party": Party(**raw["party"])})
+            legs[leg.leg_id] = leg
+        return cls(**{
+            **data, "direction": Direction(data["direction"]), "caller": Party(**data["caller"]), "legs": legs,
+        })

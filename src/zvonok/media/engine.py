@@ -1,0 +1,591 @@
+"""The in-process media engine: RTP sockets on the event loop (asyncio or uvloop), relay, play, record.
+
+How it works. Each endpoint (:class:`_Leg`) is the datagram protocol of its RTP socket; RTCP (port + 1)
+is only counted. A packet is unpacked once (:data:`~zvonok.media.rtp.RTP_HEADER`), checked against the
+latching rule, counted, and — when the leg is bridged — handed to the other leg, which ``sendto``\\ s it
+from its own socket to its peer. Same codec and an unchanged source: the datagram goes out as received.
+Otherwise the header is rewritten (payload type mapped, SSRC/seq/ts kept continuous by the outgoing leg's
+:class:`~zvonok.media.rtp.SsrcRewriter`) and a PCMU↔PCMA payload goes through a 256-byte ``translate``.
+
+Latching (symmetric RTP, RFC 4961, for peers behind NAT) and RTP-bleed protection:
+
+* Until a source is latched, we send to the SDP address and accept packets from anywhere. A source
+  (address, SSRC) is latched after ``LATCH_PROBATION`` packets with consecutive sequence numbers; from
+  then on we send to it.
+* Once latched, a packet from another address is dropped unless
+  - it carries the latched SSRC with a sequence number continuing the stream (at most ``MAX_CONTINUE``
+    ahead): the same stream moved (NAT rebinding) — re-latch at once; or
+  - the latched source has been silent for ``RELATCH_GAP`` seconds and the new source passes the
+    probation again (a new SSRC after a re-INVITE or a transfer upstream).
+  A blind attacker knows neither the SSRC nor the sequence, so it cannot steal a live stream.
+* ``set_remote`` with a different address starts over (unlatched).
+
+Pacing (play) uses absolute deadlines with ``loop.call_at``; callbacks to the call engine are scheduled
+with ``loop.call_soon``, so a failing callback can never break the socket's protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .dtmf import DtmfReceiver
+from .errors import MediaUsageError, PacketError, PortsExhausted
+from .events import DtmfReceived, MediaTimeout, PlaybackFinished
+from .g711 import CLOCK_RATE, Codec, decode, encode, transcode_table
+from .interface import (
+    Address,
+    DtmfCallback,
+    Endpoint,
+    InactivityCallback,
+    PlaybackCallback,
+    PlaySource,
+    Prompt,
+    Recording,
+    RecordingInfo,
+    Tone,
+)
+from .recording import SlotRecorder
+from .rtp import RTP_HEADER, SsrcRewriter, parse_rtcp, rtp_payload_bounds, seq_delta
+from .stats import MediaStats, StreamStats
+from .tones import FrameSource, ToneGenerator
+from .wav import WavSource, WavWriter
+
+log = logging.getLogger(__name__)
+
+LATCH_PROBATION = 2
+MAX_CONTINUE = 100
+RELATCH_GAP = 1.0
+RECORD_FLUSH_INTERVAL = 0.5
+MAX_PLAY_LAG = 0.1  # when the loop stalled longer than this, playback skips ahead instead of bursting
+
+_unpack = RTP_HEADER.unpack_from
+_pack_into = RTP_HEADER.pack_into
+
+
+class _RtcpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, stats: StreamStats) -> None:
+        self.stats = stats
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        try:
+            self.stats.rtcp_reports += len(parse_rtcp(data))
+        except PacketError:
+            pass
+
+    def error_received(self, exc: Exception) -> None:
+        pass  # ICMP unreachable from an earlier send: the peer is gone, the RTP timeout will tell
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+class _Player:
+    """Sends one source's frames to a leg's peer every 20 ms (absolute deadlines)."""
+
+    def __init__(self, leg: _Leg, source: FrameSource, on_finished: PlaybackCallback | None, ssrc: int) -> None:
+        self.leg = leg
+        self.source = source
+        self.on_finished = on_finished
+        self.ssrc = ssrc
+        self.seq = secrets.randbits(16)
+        self.ts = secrets.randbits(32)
+        self.first = True
+        self.loop = leg.loop
+        self.deadline = self.loop.time()
+        self.handle: asyncio.TimerHandle | asyncio.Handle = self.loop.call_soon(self._tick)
+
+    def _tick(self) -> None:
+        frame = self.source.read_frame()
+        if frame is None:
+            self.leg.end_play(stopped=False)
+            return
+        leg = self.leg
+        if leg.codec is not None and leg.audio_pt is not None:
+            leg.send_own(encode(leg.codec, frame), leg.audio_pt, self.first, self.ssrc, self.seq, self.ts)
+            self.first = False
+        self.seq = (self.seq + 1) & 0xFFFF
+        self.ts = (self.ts + frame.size) & 0xFFFFFFFF
+        self.deadline += frame.size / CLOCK_RATE
+        now = self.loop.time()
+        if self.deadline < now - MAX_PLAY_LAG:
+            self.deadline = now
+        self.handle = self.loop.call_at(self.deadline, self._tick)
+
+    def cancel(self) -> None:
+        self.handle.cancel()
+
+
+class _Leg(asyncio.DatagramProtocol):
+    """One endpoint: its RTP socket's protocol and all per-leg media state."""
+
+    __slots__ = (
+        "audio_pt", "candidate", "closed", "codec", "dtmf", "endpoint", "event_pt", "inactivity",
+        "inactivity_handle", "inactivity_reported", "inactivity_since", "loop", "on_dtmf", "peer", "player",
+        "r_audio_pt", "r_event_pt", "r_table", "recorders", "rewriter", "rtcp", "rtcp_transport", "sdp_addr",
+        "send_addr", "src_addr", "stats", "transport",
+    )
+
+    def __init__(self, endpoint: Endpoint, loop: asyncio.AbstractEventLoop) -> None:
+        self.endpoint = endpoint
+        self.loop = loop
+        self.transport: Any = None  # uvloop's UDPTransport is no asyncio.DatagramTransport subclass
+        self.rtcp_transport: Any = None
+        self.rtcp: _RtcpProtocol | None = None
+        self.closed: asyncio.Future[None] = loop.create_future()
+        self.sdp_addr: tuple[str, int] | None = None
+        self.send_addr: tuple[Any, ...] | None = None  # where our packets go: SDP address, then latched
+        self.src_addr: tuple[Any, ...] | None = None  # the latched source (None: not latched)
+        self.candidate: tuple[tuple[Any, ...], int, int, int] | None = None  # addr, ssrc, seq, count
+        self.codec: Codec | None = None
+        self.audio_pt: int | None = None
+        self.event_pt: int | None = None
+        self.stats = StreamStats()
+        self.dtmf = DtmfReceiver()
+        self.on_dtmf: DtmfCallback | None = None
+        self.peer: _Leg | None = None
+        # the route of packets *received here* towards ``peer``: its PTs and the payload table
+        self.r_audio_pt: int | None = None
+        self.r_event_pt: int | None = None
+        self.r_table: bytes | None = None
+        self.rewriter = SsrcRewriter()  # the stream we send to our peer
+        self.player: _Player | None = None
+        self.recorders: list[tuple[SlotRecorder, int]] = []
+        self.inactivity: tuple[float, InactivityCallback] | None = None
+        self.inactivity_handle: asyncio.TimerHandle | None = None
+        self.inactivity_since = 0.0
+        self.inactivity_reported: float | None = None
+
+    # --- socket callbacks ----------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def error_received(self, exc: Exception) -> None:
+        pass  # ICMP port unreachable for an earlier sendto: the peer is not there (yet); keep going
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        if len(data) < 12:
+            return
+        b0, b1, seq, ts, ssrc = _unpack(data)
+        if b0 & 0xC0 != 0x80:
+            return
+        now = self.loop.time()
+        if addr != self.src_addr and not self._accept_source(addr, ssrc, seq, now):
+            return
+        pt = b1 & 0x7F
+        if pt == self.audio_pt:
+            self.stats.received(ssrc, seq, ts, len(data), now)
+            if self.recorders:
+                self._record(data, now)
+            peer = self.peer
+            if peer is not None and peer.player is None:
+                peer.relay(data, b0, b1, seq, ts, ssrc, now, self.r_audio_pt, self.r_table)
+        elif pt == self.event_pt:
+            self.stats.received(ssrc, seq, ts, len(data), now, False)
+            self._dtmf(data, ts)
+            peer = self.peer
+            if peer is not None and peer.player is None and self.r_event_pt is not None:
+                peer.relay(data, b0, b1, seq, ts, ssrc, now, self.r_event_pt, None)
+        else:  # comfort noise (RFC 3389), unnegotiated codecs: not relayed, but the peer is alive
+            self.stats.last_received_at = now
+
+    # --- latching (see the module doc) ---------------------------------------------------------------
+
+    def _accept_source(self, addr: tuple[Any, ...], ssrc: int, seq: int, now: float) -> bool:
+        stats = self.stats
+        if self.src_addr is not None:
+            if ssrc == stats.ssrc and 0 < seq_delta(seq, stats.max_seq) <= MAX_CONTINUE:
+                self._latch(addr)  # the same stream from a new address: NAT rebinding
+                return True
+            last = stats.last_received_at
+            if last is not None and now - last < RELATCH_GAP:
+                return False
+        candidate = self.candidate
+        count = 1
+        if candidate is not None and candidate[0] == addr and candidate[1] == ssrc \
+                and seq == (candidate[2] + 1) & 0xFFFF:
+            count = candidate[3] + 1
+        if count >= LATCH_PROBATION:
+            self._latch(addr)
+            return True
+        self.candidate = (addr, ssrc, seq, count)
+        return self.src_addr is None  # unlatched: accept from anywhere; latched: wait for the probation
+
+    def _latch(self, addr: tuple[Any, ...]) -> None:
+        self.src_addr = addr
+        self.send_addr = addr
+        self.candidate = None
+
+    # --- sending ---------------------------------------------------------------------------------------
+
+    def relay(self, data: bytes, b0: int, b1: int, seq: int, ts: int, ssrc: int, now: float,
+              out_pt: int | None, table: bytes | None) -> None:
+        """Send a packet received on the bridged leg to our peer (called by that leg)."""
+        dest = self.send_addr
+        if dest is None or out_pt is None:
+            return
+        rewriter = self.rewriter
+        out_seq, out_ts = rewriter.rewrite(ssrc, seq, ts, now)
+        if table is None and rewriter.identity and out_pt == b1 & 0x7F:
+            self.transport.sendto(data, dest)
+            self.stats.sent(len(data))
+            return
+        if table is None and not b0 & 0x20:
+            packet = bytearray(data)
+        else:
+            try:
+                start, end = rtp_payload_bounds(data)
+            except PacketError:
+                return
+            b0 &= ~0x20  # padding is not carried over
+            payload = data[start:end]
+            packet = bytearray(data[:start])
+            packet += payload.translate(table) if table is not None else payload
+        _pack_into(packet, 0, b0, (b1 & 0x80) | out_pt, out_seq, out_ts, rewriter.out_ssrc)
+        self.transport.sendto(packet, dest)
+        self.stats.sent(len(packet))
+
+    def send_own(self, payload: bytes, pt: int, marker: bool, ssrc: int, seq: int, ts: int) -> None:
+        """Send a packet we generated (playback) to our peer, through the same continuity rewriter."""
+        dest = self.send_addr
+        if dest is None:
+            return
+        out_seq, out_ts = self.rewriter.rewrite(ssrc, seq, ts, self.loop.time())
+        packet = bytearray(12 + len(payload))
+        _pack_into(packet, 0, 0x80, pt | (0x80 if marker else 0), out_seq, out_ts, self.rewriter.out_ssrc)
+        packet[12:] = payload
+        self.transport.sendto(packet, dest)
+        self.stats.sent(len(packet))
+
+    def end_play(self, *, stopped: bool) -> None:
+        player = self.player
+        if player is None:
+            return
+        player.cancel()
+        self.player = None
+        if player.on_finished is not None:
+            endpoint = self.endpoint
+            self.loop.call_soon(player.on_finished, PlaybackFinished(
+                tenant_id=endpoint.tenant_id, call_id=endpoint.call_id, endpoint_id=endpoint.id, stopped=stopped))
+
+    # --- DTMF, recording, inactivity ------------------------------------------------------------------
+
+    def _dtmf(self, data: bytes, ts: int) -> None:
+        try:
+            start, end = rtp_payload_bounds(data)
+            events = self.dtmf.receive(ts, data[start:end])
+        except PacketError:
+            return
+        callback = self.on_dtmf
+        if callback is None:
+            return
+        endpoint = self.endpoint
+        for event in events:
+            self.loop.call_soon(callback, DtmfReceived(
+                tenant_id=endpoint.tenant_id, call_id=endpoint.call_id, endpoint_id=endpoint.id,
+                digit=event.digit, duration_ms=event.duration_ms))
+
+    def _record(self, data: bytes, now: float) -> None:
+        if self.codec is None:
+            return
+        try:
+            start, end = rtp_payload_bounds(data)
+        except PacketError:
+            return
+        samples = decode(self.codec, data[start:end])
+        for recorder, index in self.recorders:
+            recorder.feed(index, samples, now)
+
+    def arm_inactivity(self) -> None:
+        if self.inactivity_handle is not None:
+            self.inactivity_handle.cancel()
+            self.inactivity_handle = None
+        if self.inactivity is not None:
+            self.inactivity_since = self.loop.time()
+            self.inactivity_reported = None
+            self.inactivity_handle = self.loop.call_at(self.inactivity_since + self.inactivity[0],
+                                                       self._check_inactivity)
+
+    def _check_inactivity(self) -> None:
+        if self.inactivity is None:
+            return
+        timeout, callback = self.inactivity
+        now = self.loop.time()
+        last = max(self.stats.last_received_at or 0.0, self.inactivity_since)
+        if now - last >= timeout - 1e-3:
+            if self.inactivity_reported != last:  # once per silence
+                self.inactivity_reported = last
+                endpoint = self.endpoint
+                self.loop.call_soon(callback, MediaTimeout(
+                    tenant_id=endpoint.tenant_id, call_id=endpoint.call_id, endpoint_id=endpoint.id,
+                    silent_for=now - last))
+            deadline = now + timeout
+        else:
+            deadline = last + timeout
+        self.inactivity_handle = self.loop.call_at(deadline, self._check_inactivity)
+
+    def update_route(self) -> None:
+        """Recompute how packets received here are sent on to ``peer`` (after bridge or set_remote)."""
+        peer = self.peer
+        self.r_audio_pt = self.r_event_pt = self.r_table = None
+        if peer is None or self.codec is None or peer.codec is None:
+            return
+        self.r_audio_pt = peer.audio_pt
+        self.r_event_pt = peer.event_pt if self.event_pt is not None else None
+        self.r_table = transcode_table(self.codec, peer.codec)
+
+    def remote(self) -> tuple[str, int] | None:
+        return (str(self.send_addr[0]), int(self.send_addr[1])) if self.send_addr else None
+
+
+@dataclass(slots=True)
+class _RecordingState:
+    recording: Recording
+    recorder: SlotRecorder
+    writer: WavWriter
+    legs: list[_Leg]
+    handle: asyncio.TimerHandle | None = None
+    deadline: float = 0.0
+
+
+class InProcessMediaEngine:
+    """:class:`~zvonok.media.interface.MediaEngine` on this process's event loop."""
+
+    def __init__(self, *, host: str = "127.0.0.1", port_min: int = 20000, port_max: int = 29999,
+                 advertised_host: str | None = None,
+                 ssrc_factory: Callable[[], int] = lambda: secrets.randbits(32)) -> None:
+        if port_min % 2:
+            port_min += 1
+        if port_max - port_min < 1:
+            raise ValueError("the RTP port range needs at least one even/odd pair")
+        self.host = host
+        self.advertised_host = advertised_host or host
+        self.port_min = port_min
+        self.port_max = port_max
+        self._ssrc = ssrc_factory
+        self._next_port = port_min
+        self._legs: dict[str, _Leg] = {}
+        self._ports: set[int] = set()
+        self._recordings: dict[str, _RecordingState] = {}
+        self._ids = itertools.count(1)
+
+    # --- endpoints ---------------------------------------------------------------------------------
+
+    async def create_endpoint(self, tenant_id: int, call_id: str, codecs: Sequence[Codec]) -> Endpoint:
+        loop = asyncio.get_running_loop()
+        pairs = (self.port_max - self.port_min + 1) // 2
+        for _ in range(pairs):
+            port = self._next_port
+            self._next_port = port + 2 if port + 3 <= self.port_max else self.port_min
+            if port in self._ports:
+                continue
+            socks = self._bind_pair(port)
+            if socks is None:
+                continue
+            endpoint = Endpoint(id=f"m{next(self._ids)}", tenant_id=tenant_id, call_id=call_id,
+                                local_address=Address(host=self.advertised_host, port=port),
+                                codecs=tuple(codecs))
+            try:
+                leg = await self._open(endpoint, socks, loop)
+            except OSError:
+                for sock in socks:
+                    sock.close()
+                raise
+            self._ports.add(port)
+            self._legs[endpoint.id] = leg
+            return endpoint
+        raise PortsExhausted(f"no free RTP port pair in {self.port_min}-{self.port_max}")
+
+    @staticmethod
+    async def _open(endpoint: Endpoint, socks: tuple[socket.socket, socket.socket],
+                    loop: asyncio.AbstractEventLoop) -> _Leg:
+        leg = _Leg(endpoint, loop)
+        rtcp = _RtcpProtocol(leg.stats)
+        await loop.create_datagram_endpoint(lambda: leg, sock=socks[0])
+        try:
+            leg.rtcp_transport, _ = await loop.create_datagram_endpoint(lambda: rtcp, sock=socks[1])
+        except OSError:
+            leg.transport.close()
+            raise
+        leg.rtcp = rtcp
+        return leg
+
+    def _bind_pair(self, port: int) -> tuple[socket.socket, socket.socket] | None:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        bound: list[socket.socket] = []
+        try:
+            for p in (port, port + 1):
+                sock = socket.socket(family, socket.SOCK_DGRAM)
+                bound.append(sock)
+                sock.bind((self.host, p))
+                sock.setblocking(False)
+        except OSError:
+            for sock in bound:
+                sock.close()
+            return None
+        return bound[0], bound[1]
+
+    def _leg(self, endpoint: Endpoint) -> _Leg:
+        leg = self._legs.get(endpoint.id)
+        if leg is None:
+            raise MediaUsageError(f"unknown or released media endpoint {endpoint.id}")
+        return leg
+
+    async def set_remote(self, endpoint: Endpoint, host: str, port: int, *, payload_type: int, codec: Codec,
+                         telephone_event_pt: int | None = None) -> None:
+        leg = self._leg(endpoint)
+        if codec not in endpoint.codecs:
+            raise MediaUsageError(f"{codec} was not offered on endpoint {endpoint.id}")
+        if (host, port) != leg.sdp_addr:
+            leg.sdp_addr = (host, port)
+            leg.send_addr = (host, port)
+            leg.src_addr = None
+            leg.candidate = None
+        leg.codec = codec
+        leg.audio_pt = payload_type
+        leg.event_pt = telephone_event_pt
+        leg.update_route()
+        if leg.peer is not None:
+            leg.peer.update_route()
+        leg.arm_inactivity()
+
+    async def bridge(self, a: Endpoint, b: Endpoint) -> None:
+        leg_a, leg_b = self._leg(a), self._leg(b)
+        if leg_a is leg_b:
+            raise MediaUsageError("cannot bridge an endpoint with itself")
+        for leg in (leg_a, leg_b):
+            self._unbridge(leg)
+        leg_a.peer, leg_b.peer = leg_b, leg_a
+        leg_a.update_route()
+        leg_b.update_route()
+
+    async def unbridge(self, endpoint: Endpoint) -> None:
+        self._unbridge(self._leg(endpoint))
+
+    @staticmethod
+    def _unbridge(leg: _Leg) -> None:
+        peer = leg.peer
+        if peer is not None:
+            peer.peer = None
+            peer.update_route()
+        leg.peer = None
+        leg.update_route()
+
+    # --- play --------------------------------------------------------------------------------------
+
+    async def play(self, endpoint: Endpoint, source: PlaySource | FrameSource, *,
+                   on_finished: PlaybackCallback | None = None) -> None:
+        """Besides a :data:`PlaySource`, any in-process :class:`FrameSource` plays (tests, generated audio)."""
+        leg = self._leg(endpoint)
+        frames: FrameSource
+        if isinstance(source, Tone):
+            frames = ToneGenerator(source.frequencies, cadence=source.cadence, amplitude=source.amplitude)
+        elif isinstance(source, Prompt):
+            frames = await asyncio.to_thread(WavSource, source.path, loop=source.loop)
+        else:
+            frames = source
+        leg.end_play(stopped=True)
+        leg.player = _Player(leg, frames, on_finished, self._ssrc())
+
+    async def stop_play(self, endpoint: Endpoint) -> None:
+        self._leg(endpoint).end_play(stopped=True)
+
+    # --- record ------------------------------------------------------------------------------------
+
+    async def record(self, endpoints: Sequence[Endpoint], path: str | os.PathLike[str], *,
+                     stereo: bool) -> Recording:
+        legs = [self._leg(endpoint) for endpoint in endpoints]
+        if stereo and len(legs) != 2:
+            raise MediaUsageError("a stereo recording takes exactly two endpoints")
+        if not legs:
+            raise MediaUsageError("nothing to record")
+        writer = await asyncio.to_thread(WavWriter, path, channels=2 if stereo else 1)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        recording = Recording(id=f"r{next(self._ids)}", path=Path(path),
+                              endpoint_ids=tuple(e.id for e in endpoints), stereo=stereo)
+        state = _RecordingState(recording, SlotRecorder(writer, len(legs), stereo=stereo, start=start), writer,
+                                legs, deadline=start)
+        for index, leg in enumerate(legs):
+            leg.recorders.append((state.recorder, index))
+        self._recordings[recording.id] = state
+        self._flush_recording(state)
+        return recording
+
+    def _flush_recording(self, state: _RecordingState) -> None:
+        loop = asyncio.get_running_loop()
+        state.recorder.flush(loop.time())
+        state.deadline += RECORD_FLUSH_INTERVAL
+        state.handle = loop.call_at(state.deadline, self._flush_recording, state)
+
+    async def stop_record(self, recording: Recording) -> RecordingInfo:
+        state = self._recordings.pop(recording.id, None)
+        if state is None:
+            raise MediaUsageError(f"unknown or stopped recording {recording.id}")
+        if state.handle is not None:
+            state.handle.cancel()
+        for leg in state.legs:
+            leg.recorders = [r for r in leg.recorders if r[0] is not state.recorder]
+        state.recorder.finish()
+        await asyncio.to_thread(state.writer.close)
+        return RecordingInfo(path=recording.path, seconds=state.writer.seconds, channels=state.writer.channels)
+
+    # --- callbacks, stats, release -----------------------------------------------------------------
+
+    async def on_dtmf(self, endpoint: Endpoint, callback: DtmfCallback | None) -> None:
+        self._leg(endpoint).on_dtmf = callback
+
+    async def on_inactivity(self, endpoint: Endpoint, timeout: float, callback: InactivityCallback | None) -> None:
+        leg = self._leg(endpoint)
+        leg.inactivity = (timeout, callback) if callback is not None else None
+        leg.arm_inactivity()
+
+    async def stats(self, endpoint: Endpoint) -> MediaStats:
+        leg = self._leg(endpoint)
+        return leg.stats.snapshot(leg.remote())
+
+    async def release(self, endpoint: Endpoint) -> None:
+        leg = self._legs.pop(endpoint.id, None)
+        if leg is None:
+            return
+        self._unbridge(leg)
+        leg.end_play(stopped=True)
+        leg.inactivity = None
+        leg.arm_inactivity()
+        leg.recorders = []  # a recording that includes this leg goes on with silence for it
+        pending = leg.dtmf.flush()
+        if pending is not None and leg.on_dtmf is not None:
+            leg.loop.call_soon(leg.on_dtmf, DtmfReceived(
+                tenant_id=endpoint.tenant_id, call_id=endpoint.call_id, endpoint_id=endpoint.id,
+                digit=pending.digit, duration_ms=pending.duration_ms))
+        waits: list[asyncio.Future[None]] = []
+        for transport, closed in ((leg.transport, leg.closed),
+                                  (leg.rtcp_transport, leg.rtcp.closed if leg.rtcp else None)):
+            if transport is not None and closed is not None:
+                transport.close()
+                waits.append(closed)
+        if waits:
+            await asyncio.wait(waits, timeout=5.0)
+        self._ports.discard(endpoint.local_address.port)
+
+    async def close(self) -> None:
+        """Stop all recordings (files completed) and release every endpoint (server shutdown)."""
+        for state in list(self._recordings.values()):
+            await self.stop_record(state.recording)
+        for leg in list(self._legs.values()):
+            await self.release(leg.endpoint)

@@ -1,0 +1,140 @@
+"""The narrow interface through which the call engine uses media: :class:`MediaEngine`.
+
+Everything crossing it is a small frozen value (handles, addresses, tone/prompt descriptions, events), so
+an out-of-process implementation (media worker processes, rtpengine over its ng protocol) can implement
+the same Protocol: the in-process :class:`~zvonok.media.engine.InProcessMediaEngine` is one of them.
+Every method is a coroutine for the same reason (a remote implementation has to ask someone).
+
+Life of an endpoint: ``create_endpoint`` (local RTP/RTCP ports, put in our SDP) → ``set_remote`` (from the
+peer's SDP; again on re-INVITE) → ``bridge`` / ``play`` / ``record`` / callbacks → ``release``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from .events import DtmfReceived, MediaTimeout, PlaybackFinished
+from .g711 import Codec
+from .stats import MediaStats
+
+__all__ = [
+    "BUSY_RU", "RINGBACK_RU", "Address", "Codec", "DtmfCallback", "DtmfReceived", "Endpoint", "InactivityCallback",
+    "MediaEngine", "MediaStats", "MediaTimeout", "PlaySource", "PlaybackCallback", "PlaybackFinished", "Prompt",
+    "Recording", "RecordingInfo", "Tone",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Address:
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Endpoint:
+    """A handle on one leg's media: what goes into our SDP is ``local_address`` (RTCP is port + 1)."""
+
+    id: str
+    tenant_id: int
+    call_id: str
+    local_address: Address
+    codecs: tuple[Codec, ...]  # what we may offer/accept on it, in preference order
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tone:
+    """A generated tone: the sum of ``frequencies``, on/off ``cadence`` in seconds (empty: continuous)."""
+
+    frequencies: tuple[float, ...]
+    cadence: tuple[float, ...] = ()
+    amplitude: float = 0.25  # of full scale
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Prompt:
+    """A WAV file (8 kHz, 16-bit) played once, or in a loop (music on hold)."""
+
+    path: Path
+    loop: bool = False
+
+
+PlaySource = Tone | Prompt
+
+RINGBACK_RU = Tone(frequencies=(425.0,), cadence=(1.0, 4.0))
+BUSY_RU = Tone(frequencies=(425.0,), cadence=(0.35, 0.35))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Recording:
+    id: str
+    path: Path
+    endpoint_ids: tuple[str, ...]
+    stereo: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordingInfo:
+    """A finished recording, complete on disk."""
+
+    path: Path
+    seconds: float
+    channels: int
+
+
+DtmfCallback = Callable[[DtmfReceived], None]
+InactivityCallback = Callable[[MediaTimeout], None]
+PlaybackCallback = Callable[[PlaybackFinished], None]
+
+
+class MediaEngine(Protocol):
+    async def create_endpoint(self, tenant_id: int, call_id: str, codecs: Sequence[Codec]) -> Endpoint:
+        """Allocate an even RTP port (RTCP on the next odd one) from the engine's range.
+
+        Raises :class:`~zvonok.media.errors.PortsExhausted` when the range is full.
+        """
+        ...
+
+    async def set_remote(
+        self, endpoint: Endpoint, host: str, port: int, *, payload_type: int, codec: Codec,
+        telephone_event_pt: int | None = None,
+    ) -> None:
+        """The peer's SDP address and chosen codec (again on a re-INVITE; a new address resets latching)."""
+        ...
+
+    async def bridge(self, a: Endpoint, b: Endpoint) -> None:
+        """Relay RTP both ways (transcoding PCMU↔PCMA, mapping telephone-event PTs); ends older bridges."""
+        ...
+
+    async def unbridge(self, endpoint: Endpoint) -> None: ...
+
+    async def play(self, endpoint: Endpoint, source: PlaySource, *,
+                   on_finished: PlaybackCallback | None = None) -> None:
+        """Send ``source`` to the endpoint's peer (replacing bridged audio towards it while it plays)."""
+        ...
+
+    async def stop_play(self, endpoint: Endpoint) -> None: ...
+
+    async def record(self, endpoints: Sequence[Endpoint], path: str | os.PathLike[str], *,
+                     stereo: bool) -> Recording:
+        """Record what the endpoints receive from their peers: stereo (two endpoints: left = first) or mixed."""
+        ...
+
+    async def stop_record(self, recording: Recording) -> RecordingInfo:
+        """Finish the file: when this returns it is complete and fsynced."""
+        ...
+
+    async def on_dtmf(self, endpoint: Endpoint, callback: DtmfCallback | None) -> None: ...
+
+    async def on_inactivity(self, endpoint: Endpoint, timeout: float, callback: InactivityCallback | None) -> None:
+        """Call ``callback`` once per silence of ``timeout`` seconds without RTP from the peer."""
+        ...
+
+    async def stats(self, endpoint: Endpoint) -> MediaStats: ...
+
+    async def release(self, endpoint: Endpoint) -> None:
+        """Stop everything on the endpoint and free its ports (they are free when this returns)."""
+        ...

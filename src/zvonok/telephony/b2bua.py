@@ -1,0 +1,610 @@
+"""The call engine: a back-to-back user agent between extensions of one tenant.
+
+How it works: an INVITE from a registered extension is authenticated (407, RFC 3261 §22.3), routed
+(the dialed number names an extension of the caller's tenant) and answered as a UAS on the caller's
+leg, while the engine places a new INVITE as a UAC to every registered device of the callee (parallel
+forking) with its own Call-ID, tags and SDP: topology hiding, and the media always flows through our
+endpoints (one per leg) so the engine can relay, transcode, record and detect silence. Provisional
+responses become a 180 (or a 183 with early media) to the caller; the first 2xx wins, the other forks
+are cancelled with ``Reason: SIP;cause=200;text="Call completed elsewhere"`` (RFC 3326), the endpoints
+are bridged and the caller gets our 200 with our answer to its offer. BYE from either side ends both
+dialogs; CANCEL before the answer ends the forks. Every step is published on the bus as a typed call
+event (:mod:`zvonok.telephony.events`): the CDR writer and the websocket consume those, never SIP.
+
+What is not here yet: INVITEs without an offer (delayed offer), transfers (REFER), session timers
+(RFC 4028) — a call whose peer vanished ends by the RTP inactivity timeout instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
+
+from zvonok.bus import Bus
+from zvonok.logs import get_logger
+from zvonok.media.events import MediaTimeout
+from zvonok.media.g711 import Codec as MediaCodec
+from zvonok.media.interface import MediaEngine
+from zvonok.sip.dialog import (
+    Dialog,
+    DialogKey,
+    add_top_via,
+    credentials_of,
+    dialog_key_for_request,
+    dialog_response,
+)
+from zvonok.sip.message import Headers, Request, Response, make_response
+from zvonok.sip.peer import Peer
+from zvonok.sip.sdp import Direction as SdpDirection
+from zvonok.sip.sdp import SdpError, parse_sdp
+from zvonok.sip.sdp_offer_answer import (
+    PCMA,
+    PCMU,
+    TELEPHONE_EVENT,
+    Codec,
+    LocalSession,
+    NegotiatedMedia,
+    accept_answer,
+    build_offer,
+    media_direction,
+    negotiate,
+)
+from zvonok.sip.transaction import (
+    ClientTransaction,
+    ResponseReceived,
+    ServerTransaction,
+    TransactionTimeout,
+    TransportError,
+)
+from zvonok.sip.uri import SipUri
+
+from . import events as ev
+from .auth import Authenticator
+from .call import Call, Leg, LegState
+from .directory import Directory
+from .location import Binding, Location
+
+log = get_logger(__name__)
+
+CODECS: tuple[Codec, ...] = (PCMU, PCMA, TELEPHONE_EVENT)
+BUSY_STATUSES = frozenset({486, 600})
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, NOTIFY"
+
+
+class SipStack(Protocol):
+    """What the engine needs from the SIP service (see :class:`zvonok.telephony.service.SipService`)."""
+
+    local_host: str
+    local_port: int
+    t1: float
+    t2: float
+
+    def respond(self, txn: ServerTransaction, response: Response) -> None: ...
+
+    def send_request(self, request: Request, peer: Peer,
+                     handler: Callable[[object], None]) -> ClientTransaction: ...
+
+    def cancel(self, invite: ClientTransaction, reason: str | None = None) -> None: ...
+
+    def send_stateless(self, message: Request | Response, peer: Peer) -> None: ...
+
+
+def _tag() -> str:
+    return os.urandom(6).hex()
+
+
+def _new_session() -> LocalSession:
+    return LocalSession(sess_id=int.from_bytes(os.urandom(4), "big"))
+
+
+def peer_of(binding: Binding) -> Peer:
+    """Where to reach a registered device: the address its REGISTER came from (NAT-safe)."""
+    transport, _, rest = binding.source.partition(":")
+    host, _, port = rest.rpartition(":")
+    return Peer(transport=transport, host=host.strip("[]"), port=int(port), connection=binding.connection)
+
+
+class CallEngine:
+    def __init__(self, *, sip: SipStack, media: MediaEngine, auth: Authenticator, location: Location,
+                 directory: Directory, bus: Bus, no_answer_timeout: float = 60.0,
+                 media_timeout: float = 60.0) -> None:
+        self.sip = sip
+        self.media = media
+        self.auth = auth
+        self.location = location
+        self.directory = directory
+        self.bus = bus
+        self.no_answer_timeout = no_answer_timeout
+        self.media_timeout = media_timeout
+        self.calls: dict[str, Call] = {}
+        self.dialogs: dict[DialogKey, Leg] = {}
+        self.invites: dict[ServerTransaction, Leg] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- plumbing ------------------------------------------------------------------------------------
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("call engine task failed", exc_info=task.exception())
+
+    def publish(self, event_type: type[ev.CallEvent], call: Call, **fields: Any) -> None:
+        self.bus.publish(event_type(tenant_id=call.tenant_id, call_id=call.id, at=time.time(), **fields))
+
+    def contact(self, peer: Peer) -> str:
+        transport = "" if peer.transport == "udp" else f";transport={peer.transport}"
+        return f"<sip:zvonok@{self.sip.local_host}:{self.sip.local_port}{transport}>"
+
+    async def stop(self) -> None:
+        for call in list(self.calls.values()):
+            self._hangup(call, None, ev.HangupSide.SYSTEM, "shutdown")
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
+
+    # -- a new call ---------------------------------------------------------------------------------
+    def on_invite(self, txn: ServerTransaction, request: Request, peer: Peer) -> None:
+        self.spawn(self._guarded_invite(txn, request, peer))
+
+    async def _guarded_invite(self, txn: ServerTransaction, request: Request, peer: Peer) -> None:
+        try:
+            await self._invite(txn, request, peer)
+        except Exception:  # noqa: BLE001 - answer rather than leave the phone retransmitting
+            log.exception("failed to set up a call", call_id=request.call_id)
+            if not txn.responded:
+                self.sip.respond(txn, make_response(request, 500, to_tag=_tag()))
+            leg = self.invites.get(txn)
+            if leg is not None:
+                self._hangup(leg.call, None, ev.HangupSide.SYSTEM, "failed", disposition=ev.Disposition.FAILED)
+
+    async def _invite(self, txn: ServerTransaction, request: Request, peer: Peer) -> None:
+        now = time.time()
+
+        def reply(status: int, reason: str | None = None) -> None:
+            self.sip.respond(txn, make_response(request, status, reason, to_tag=_tag()))
+
+        if self.auth.blocked(peer, now):
+            reply(403)
+            return
+        uri = request.uri
+        if not isinstance(uri, SipUri):
+            reply(404)  # tel: and outside numbers come with trunks
+            return
+        outcome = await self.auth.authenticate(request, peer, now, domain=self.auth.domain_of(uri), proxy=True)
+        if outcome.credentials is None:
+            if outcome.response is not None:
+                self.sip.respond(txn, outcome.response)
+            else:
+                reply(403)
+            return
+        creds = outcome.credentials
+        caller_ext = await self.directory.extension(creds.tenant_id, creds.number)
+        if caller_ext is None:
+            reply(403)
+            return
+        dialed = uri.user_unescaped or ""
+        # from here on the attempt is a call with a CDR, whatever becomes of it
+        call = Call(id=uuid.uuid4().hex, tenant_id=creds.tenant_id, direction=ev.Direction.INTERNAL,
+                    started_at=now)
+        caller_party = caller_ext.party()
+        caller = Leg(id=_tag(), role=ev.LegRole.CALLER, call=call, party=caller_party, peer=peer,
+                     session=_new_session(), invite=request, server_txn=txn, local_tag=_tag(),
+                     user_agent=(request.headers.get("user-agent") or "")[:255])
+        call.caller = caller
+        self.calls[call.id] = call
+        self.invites[txn] = caller
+        self.sip.respond(txn, make_response(request, 100))
+        self.publish(ev.CallStarted, call, caller=caller_party, callee_number=dialed, direction=call.direction)
+        self.publish(ev.LegCreated, call, leg_id=caller.id, role=caller.role, party=caller_party,
+                     contact=request.headers.get("contact") or "", user_agent=caller.user_agent)
+
+        async def refuse(status: int, cause: str, reason: str | None = None) -> None:
+            self.sip.respond(txn, make_response(request, status, reason, to_tag=caller.local_tag))
+            await self._finish(call, ev.Disposition.FAILED, ev.HangupSide.SYSTEM, cause, status)
+
+        callee_ext = await self.directory.extension(creds.tenant_id, dialed) if dialed else None
+        if callee_ext is None:
+            await refuse(404, "no_route")
+            return
+        bindings = self.location.lookup(creds.tenant_id, callee_ext.extension_id, now)
+        if not callee_ext.enabled or not bindings:
+            await refuse(480, "unavailable")
+            return
+        ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+        if not request.body or ctype != "application/sdp":
+            await refuse(488, "incompatible_media", "An SDP offer is required")
+            return
+        try:
+            offer = parse_sdp(request.body)
+            caller.endpoint = await self.media.create_endpoint(call.tenant_id, call.id,
+                                                               [MediaCodec.PCMU, MediaCodec.PCMA])
+            answer, negotiated = negotiate(offer, CODECS, self.sip.local_host,
+                                           caller.endpoint.local_address.port, caller.session)
+        except SdpError as exc:
+            await refuse(exc.status, "incompatible_media", exc.reason)
+            return
+        caller.media = negotiated
+        call.caller_answer_sdp = answer.to_bytes()
+        await self._set_remote(caller, negotiated)
+        log.info("call started", call=call.id, tenant=call.tenant_id, caller=caller_party.number,
+                 callee=callee_ext.number, devices=len(bindings), sip_call_id=request.call_id)
+        preferred = [c for c in CODECS if c.name == negotiated.codec_name]
+        codecs = preferred + [c for c in CODECS if c not in preferred]
+        from_display = (caller_party.display_name or request.from_.display or caller_party.number).replace('"', "")
+        for binding in bindings:
+            if call.ended:
+                return
+            await self._fork(call, callee_ext.party(), binding, codecs, from_display, uri.host)
+        if not call.ended:
+            loop = asyncio.get_running_loop()
+            call.no_answer = loop.call_later(self.no_answer_timeout, self._no_answer, call)
+
+    async def _fork(self, call: Call, party: ev.Party, binding: Binding, codecs: list[Codec],
+                    from_display: str, domain: str) -> None:
+        assert call.caller is not None
+        peer = peer_of(binding)
+        leg = Leg(id=_tag(), role=ev.LegRole.CALLEE, call=call, party=party, peer=peer, session=_new_session(),
+                  local_tag=_tag(), contact=binding.contact, user_agent=binding.user_agent)
+        leg.endpoint = await self.media.create_endpoint(call.tenant_id, call.id, [MediaCodec.PCMU, MediaCodec.PCMA])
+        offer = build_offer(self.sip.local_host, leg.endpoint.local_address.port, codecs, SdpDirection.SENDRECV,
+                            leg.session)
+        leg.offer_sdp = offer
+        caller_number = call.caller.party.number
+        request = Request("INVITE", binding.contact, Headers([
+            ("Max-Forwards", "70"),
+            ("From", f'"{from_display}" <sip:{caller_number}@{domain}>;tag={leg.local_tag}'),
+            ("To", f"<sip:{party.number}@{domain}>"),
+            ("Call-ID", uuid.uuid4().hex),
+            ("CSeq", "1 INVITE"),
+            ("Contact", self.contact(peer)),
+            ("Allow", ALLOW),
+            ("User-Agent", "Zvonok"),
+            ("Content-Type", "application/sdp"),
+        ]), offer.to_bytes())
+        add_top_via(request, peer.transport, self.sip.local_host, self.sip.local_port)
+        leg.invite = request
+        call.forks.append(leg)
+        self.publish(ev.LegCreated, call, leg_id=leg.id, role=leg.role, party=party, contact=binding.contact,
+                     user_agent=binding.user_agent)
+        leg.client_txn = self.sip.send_request(request, peer, lambda event: self._on_fork_event(leg, event))
+
+    # -- what the callee's devices answer -------------------------------------------------------------
+    def _on_fork_event(self, leg: Leg, event: object) -> None:
+        call = leg.call
+        if isinstance(event, (TransactionTimeout, TransportError)):
+            if leg.state is not LegState.ANSWERED:
+                self._fork_failed(leg, 408)
+            return
+        if not isinstance(event, ResponseReceived):
+            return
+        response = event.response
+        status = response.status
+        if status < 200:
+            if status == 100 or leg.state is LegState.ENDED or call.callee is not None:
+                return
+            if response.to.tag and leg.dialog is None and leg.invite is not None:
+                leg.dialog = Dialog.from_uac(leg.invite, response)
+            first_ring = leg.state is LegState.TRYING
+            leg.state = LegState.RINGING
+            early = status == 183 and bool(response.body) and call.early_media_from is None
+            if first_ring:
+                self.publish(ev.LegRinging, call, leg_id=leg.id, early_media=early)
+            if early:
+                call.early_media_from = leg
+                self.spawn(self._early_media(leg, response))
+            elif first_ring and call.early_media_from is None:
+                self._provisional(call, 180)
+            return
+        if 200 <= status < 300:
+            self._fork_answered(leg, response)
+            return
+        self._fork_failed(leg, status)
+
+    def _provisional(self, call: Call, status: int, body: bytes = b"") -> None:
+        caller = call.caller
+        if caller is None or caller.server_txn is None or caller.invite is None or call.answered_at is not None:
+            return
+        response = dialog_response(caller.invite, status, caller.local_tag, self.contact(caller.peer), body=body)
+        self.sip.respond(caller.server_txn, response)
+
+    async def _early_media(self, leg: Leg, response: Response) -> None:
+        call = leg.call
+        try:
+            assert leg.offer_sdp is not None
+            media = accept_answer(leg.offer_sdp, parse_sdp(response.body), CODECS)
+        except SdpError:
+            self._provisional(call, 180)
+            return
+        leg.media = media
+        await self._set_remote(leg, media)
+        assert call.caller is not None and call.caller.endpoint is not None and leg.endpoint is not None
+        await self.media.bridge(call.caller.endpoint, leg.endpoint)
+        self._provisional(call, 183, call.caller_answer_sdp)
+
+    def _fork_answered(self, leg: Leg, response: Response) -> None:
+        call = leg.call
+        assert leg.invite is not None
+        if leg.dialog is None or leg.dialog.remote_tag != (response.to.tag or ""):
+            leg.dialog = Dialog.from_uac(leg.invite, response)
+        else:
+            leg.dialog.receive_response(response)
+        self._ack(leg, leg.invite.cseq.number)
+        if call.callee is leg:
+            return  # a retransmitted 2xx: the ACK above answers it
+        if call.ended or call.callee is not None:
+            # a second device answered too (or the caller is gone): end that dialog (§13.2.2.4)
+            self._send_bye(leg)
+            leg.state = LegState.ENDED
+            self._release(leg)
+            return
+        call.callee = leg
+        leg.state = LegState.ANSWERED
+        self.dialogs[leg.dialog.key] = leg
+        if call.no_answer is not None:
+            call.no_answer.cancel()
+        for other in call.forks:
+            if other is not leg and other.state is not LegState.ENDED:
+                self._cancel_fork(other, 'SIP;cause=200;text="Call completed elsewhere"')
+        self.spawn(self._connect(call, leg, response))
+
+    async def _connect(self, call: Call, leg: Leg, response: Response) -> None:
+        caller = call.caller
+        assert caller is not None and caller.invite is not None and caller.server_txn is not None
+        try:
+            assert leg.offer_sdp is not None
+            media = accept_answer(leg.offer_sdp, parse_sdp(response.body), CODECS)
+        except SdpError:
+            self._send_bye(leg)
+            self.sip.respond(caller.server_txn, make_response(caller.invite, 488, to_tag=caller.local_tag))
+            await self._finish(call, ev.Disposition.FAILED, ev.HangupSide.SYSTEM, "incompatible_media", 488)
+            return
+        leg.media = media
+        await self._set_remote(leg, media)
+        assert caller.endpoint is not None and leg.endpoint is not None
+        await self.media.bridge(caller.endpoint, leg.endpoint)
+        if call.ended:
+            return
+        call.answered_at = time.time()
+        ok = dialog_response(caller.invite, 200, caller.local_tag, self.contact(caller.peer),
+                             body=call.caller_answer_sdp, extra_headers=[("Allow", ALLOW)])
+        caller.dialog = Dialog.from_uas(caller.invite, ok, self.contact(caller.peer), secure=False)
+        caller.state = LegState.ANSWERED
+        self.dialogs[caller.dialog.key] = caller
+        self._send_2xx(caller, caller.server_txn, ok)
+        self.publish(ev.LegAnswered, call, leg_id=leg.id)
+        self.publish(ev.LegAnswered, call, leg_id=caller.id)
+        self.publish(ev.CallAnswered, call, answered_leg_id=leg.id)
+        log.info("call answered", call=call.id, tenant=call.tenant_id, codec_in=caller.media and caller.media.codec_name,
+                 codec_out=media.codec_name)
+        for each in (caller, leg):
+            assert each.endpoint is not None
+            await self.media.on_inactivity(each.endpoint, self.media_timeout,
+                                           lambda event, who=each: self._media_timeout(who, event))
+
+    def _fork_failed(self, leg: Leg, status: int) -> None:
+        call = leg.call
+        if leg.state is LegState.ENDED:
+            return
+        leg.state = LegState.ENDED
+        leg.final_status = status
+        cause = "busy" if status in BUSY_STATUSES else "cancelled" if leg.cancelled else f"sip_{status}"
+        self.publish(ev.LegEnded, call, leg_id=leg.id, cause=cause)
+        self._release(leg)
+        if call.ended or call.callee is not None:
+            return
+        if any(fork.state is not LegState.ENDED for fork in call.forks):
+            return
+        # every device refused: answer the caller with the most telling status (§16.7 step 6 in spirit)
+        statuses = [fork.final_status or 480 for fork in call.forks]
+        if any(s in BUSY_STATUSES for s in statuses):
+            final, disposition, cause = 486, ev.Disposition.BUSY, "busy"
+        elif any(s == 603 for s in statuses):
+            final, disposition, cause = 603, ev.Disposition.BUSY, "declined"
+        else:
+            final, disposition, cause = 480, ev.Disposition.FAILED, "unavailable"
+        self._reject_caller(call, final)
+        self.spawn(self._finish(call, disposition, ev.HangupSide.CALLEE, cause, final))
+
+    def _reject_caller(self, call: Call, status: int) -> None:
+        caller = call.caller
+        if caller is not None and caller.server_txn is not None and caller.invite is not None:
+            self.sip.respond(caller.server_txn, make_response(caller.invite, status, to_tag=caller.local_tag))
+
+    def _no_answer(self, call: Call) -> None:
+        if call.ended or call.callee is not None:
+            return
+        for fork in call.forks:
+            self._cancel_fork(fork, None)
+        self._reject_caller(call, 480)
+        self.spawn(self._finish(call, ev.Disposition.NO_ANSWER, ev.HangupSide.SYSTEM, "no_answer", 480))
+
+    def _cancel_fork(self, leg: Leg, reason: str | None) -> None:
+        if leg.state is LegState.ENDED or leg.client_txn is None:
+            return
+        leg.cancelled = True
+        self.sip.cancel(leg.client_txn, reason)
+
+    # -- requests from the caller or in a dialog ----------------------------------------------------------
+    def on_cancel(self, txn: ServerTransaction, request: Request, invite: ServerTransaction | None) -> None:
+        leg = self.invites.get(invite) if invite is not None else None
+        if leg is None:
+            self.sip.respond(txn, make_response(request, 481, to_tag=_tag()))
+            return
+        self.sip.respond(txn, make_response(request, 200, to_tag=leg.local_tag))
+        call = leg.call
+        if call.answered_at is not None or call.ended:
+            return  # CANCEL lost the race with our 200: the caller ACKs and sends BYE
+        for fork in call.forks:
+            self._cancel_fork(fork, None)
+        self._reject_caller(call, 487)
+        self.spawn(self._finish(call, ev.Disposition.CANCELLED, ev.HangupSide.CALLER, "cancelled", 487))
+
+    def on_ack(self, request: Request, peer: Peer) -> None:
+        key = dialog_key_for_request(request)
+        leg = self.dialogs.get(key) if key is not None else None
+        if leg is None:
+            return
+        if leg.retransmit is not None:
+            leg.retransmit.cancel()
+            leg.retransmit = None
+        leg.pending_2xx = None
+
+    def on_invite_timeout(self, txn: ServerTransaction) -> None:
+        """Timer H: our non-2xx final response to an INVITE was never acknowledged; nothing to do."""
+        self.invites.pop(txn, None)
+
+    def on_request(self, txn: ServerTransaction, request: Request, peer: Peer) -> None:
+        """A request inside a dialog (it has a To tag)."""
+        key = dialog_key_for_request(request)
+        leg = self.dialogs.get(key) if key is not None else None
+        if leg is None or leg.dialog is None:
+            self.sip.respond(txn, make_response(request, 481, to_tag=_tag()))
+            return
+        error = leg.dialog.receive_request(request)
+        if error is not None:
+            self.sip.respond(txn, leg.dialog.create_response(request, error))
+            return
+        method = request.method
+        if method == "BYE":
+            self.sip.respond(txn, leg.dialog.create_response(request, 200))
+            side = ev.HangupSide.CALLER if leg.role is ev.LegRole.CALLER else ev.HangupSide.CALLEE
+            self._hangup(leg.call, leg, side, "normal_clearing")
+        elif method in ("INVITE", "UPDATE"):
+            self.spawn(self._reoffer(txn, request, leg))
+        elif method in ("INFO", "NOTIFY", "OPTIONS"):
+            self.sip.respond(txn, leg.dialog.create_response(request, 200))
+        else:
+            self.sip.respond(txn, leg.dialog.create_response(request, 405, extra_headers=[("Allow", ALLOW)]))
+
+    async def _reoffer(self, txn: ServerTransaction, request: Request, leg: Leg) -> None:
+        """A re-INVITE or UPDATE from a leg: answer it from our endpoint; hold and resume (RFC 3264 §8.4)."""
+        assert leg.dialog is not None and leg.endpoint is not None
+        if not request.body:
+            # a session refresh without an offer: answer with our current description
+            body = leg.last_sdp if leg.last_sdp else b""
+            self.sip.respond(txn, leg.dialog.create_response(request, 200, body=body))
+            return
+        try:
+            offer = parse_sdp(request.body)
+            answer, media = negotiate(offer, CODECS, self.sip.local_host, leg.endpoint.local_address.port,
+                                      leg.session)
+        except SdpError as exc:
+            self.sip.respond(txn, leg.dialog.create_response(request, 488 if exc.status == 488 else 400))
+            return
+        leg.media = media
+        await self._set_remote(leg, media)
+        body = answer.to_bytes()
+        leg.last_sdp = body
+        response = leg.dialog.create_response(request, 200, body=body)
+        if request.method == "INVITE":
+            self._send_2xx(leg, txn, response)
+        else:
+            self.sip.respond(txn, response)
+        held = not media_direction(offer).receives
+        if held != leg.held:
+            leg.held = held
+            self.publish(ev.LegHeld if held else ev.LegResumed, leg.call, leg_id=leg.id)
+
+    # -- ending -----------------------------------------------------------------------------------------
+    def _media_timeout(self, leg: Leg, event: MediaTimeout) -> None:
+        log.info("no RTP from a leg: ending the call", call=leg.call.id, leg=leg.id, silent_for=event.silent_for)
+        self._hangup(leg.call, None, ev.HangupSide.SYSTEM, "media_timeout")
+
+    def _hangup(self, call: Call, from_leg: Leg | None, side: ev.HangupSide, cause: str,
+                disposition: ev.Disposition | None = None) -> None:
+        """End an answered call (or any call, for shutdown): BYE to the legs that did not hang up."""
+        if call.ended:
+            return
+        if call.answered_at is None and disposition is None:
+            # not answered yet (shutdown, failure): cancel forks, refuse the caller
+            for fork in call.forks:
+                self._cancel_fork(fork, None)
+            self._reject_caller(call, 503 if cause == "shutdown" else 500)
+        for leg in (call.caller, call.callee):
+            if leg is not None and leg is not from_leg and leg.state is LegState.ANSWERED:
+                self._send_bye(leg)
+        final = disposition or (ev.Disposition.ANSWERED if call.answered_at is not None else ev.Disposition.FAILED)
+        self.spawn(self._finish(call, final, side, cause, None))
+
+    def _send_bye(self, leg: Leg) -> None:
+        if leg.dialog is None:
+            return
+        bye = leg.dialog.create_request("BYE")
+        add_top_via(bye, leg.peer.transport, self.sip.local_host, self.sip.local_port)
+        self.sip.send_request(bye, leg.peer, lambda event: None)
+        leg.dialog.terminate()
+
+    async def _finish(self, call: Call, disposition: ev.Disposition, side: ev.HangupSide, cause: str,
+                      sip_status: int | None) -> None:
+        if call.ended:
+            return
+        call.ended = True
+        call.hangup_side = side
+        if call.no_answer is not None:
+            call.no_answer.cancel()
+        for leg in call.legs():
+            if leg.retransmit is not None and leg.pending_2xx is None:
+                leg.retransmit.cancel()
+            if leg.state is not LegState.ENDED:
+                leg.state = LegState.ENDED
+                self.publish(ev.LegEnded, call, leg_id=leg.id, cause=cause)
+            self._release(leg)
+            if leg.dialog is not None:
+                self.dialogs.pop(leg.dialog.key, None)
+            if leg.server_txn is not None:
+                self.invites.pop(leg.server_txn, None)
+        self.calls.pop(call.id, None)
+        self.publish(ev.CallEnded, call, disposition=disposition, hangup_side=side, cause=cause,
+                     sip_status=sip_status)
+        log.info("call ended", call=call.id, tenant=call.tenant_id, disposition=disposition.value, cause=cause)
+
+    def _release(self, leg: Leg) -> None:
+        endpoint, leg.endpoint = leg.endpoint, None
+        if endpoint is not None:
+            self.spawn(self.media.release(endpoint))
+
+    # -- helpers -------------------------------------------------------------------------------------------
+    async def _set_remote(self, leg: Leg, media: NegotiatedMedia) -> None:
+        assert leg.endpoint is not None
+        await self.media.set_remote(leg.endpoint, media.remote_host, media.remote_port,
+                                    payload_type=media.payload_type, codec=MediaCodec(media.codec_name),
+                                    telephone_event_pt=media.telephone_event_pt)
+
+    def _ack(self, leg: Leg, cseq: int) -> None:
+        assert leg.dialog is not None and leg.invite is not None
+        ack = leg.dialog.create_ack(cseq, extra_headers=credentials_of(leg.invite))
+        add_top_via(ack, leg.peer.transport, self.sip.local_host, self.sip.local_port, branch=_tag() + _tag())
+        self.sip.send_stateless(ack, leg.peer)
+
+    def _send_2xx(self, leg: Leg, txn: ServerTransaction, response: Response) -> None:
+        """Send a 2xx to an INVITE and retransmit it until the ACK (§13.3.1.4: T1 doubling to T2, 64*T1)."""
+        leg.pending_2xx = response
+        self.sip.respond(txn, response)
+        if leg.peer.reliable:
+            leg.pending_2xx = None
+            return
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        interval = self.sip.t1
+
+        def again() -> None:
+            nonlocal interval
+            if leg.pending_2xx is not response:
+                return
+            if loop.time() - started >= 64 * self.sip.t1:
+                leg.pending_2xx = None
+                log.info("no ACK for our 2xx: ending the call", call=leg.call.id)
+                self._hangup(leg.call, None, ev.HangupSide.SYSTEM, "no_ack")
+                return
+            self.sip.send_stateless(response, leg.peer)
+            interval = min(interval * 2, self.sip.t2)
+            leg.retransmit = loop.call_later(interval, again)
+
+        leg.retransmit = loop.call_later(interval, again)

@@ -1,0 +1,85 @@
+"""A call: legs (each one SIP dialog with one media endpoint) joined by a bridge.
+
+The caller's leg is the one we answer as a UAS; the callee legs are the INVITEs we place as a UAC, one
+per registered device of the called extension (parallel forking). The first device to answer wins; the
+others are cancelled. These are plain records; :mod:`zvonok.telephony.b2bua` drives them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from zvonok.media.interface import Endpoint
+from zvonok.sip.dialog import Dialog
+from zvonok.sip.message import Request, Response
+from zvonok.sip.peer import Peer
+from zvonok.sip.sdp import SessionDescription
+from zvonok.sip.sdp_offer_answer import LocalSession, NegotiatedMedia
+from zvonok.sip.transaction import ClientTransaction, ServerTransaction
+
+from .events import Direction, HangupSide, LegRole, Party
+
+
+class LegState(StrEnum):
+    TRYING = "trying"
+    RINGING = "ringing"
+    ANSWERED = "answered"
+    ENDED = "ended"
+
+
+@dataclass(eq=False)
+class Leg:
+    id: str
+    role: LegRole
+    call: Call
+    party: Party
+    peer: Peer  # where requests to this leg's device go
+    session: LocalSession
+    endpoint: Endpoint | None = None
+    invite: Request | None = None  # the INVITE we received (caller) or sent (callee)
+    server_txn: ServerTransaction | None = None
+    client_txn: ClientTransaction | None = None
+    dialog: Dialog | None = None
+    media: NegotiatedMedia | None = None
+    state: LegState = LegState.TRYING
+    local_tag: str = ""
+    contact: str = ""
+    user_agent: str = ""
+    held: bool = False  # this leg's device put the call on hold
+    cancelled: bool = False
+    final_status: int | None = None
+    # the 2xx we sent on this (caller) leg, retransmitted until the ACK comes (RFC 3261 §13.3.1.4)
+    pending_2xx: Response | None = None
+    retransmit: asyncio.TimerHandle | None = None
+    offer_sdp: SessionDescription | None = None  # our offer on a callee leg
+    last_sdp: bytes = b""  # our latest answer on this leg (for offerless re-INVITEs)
+
+
+@dataclass(eq=False)
+class Call:
+    id: str
+    tenant_id: int
+    direction: Direction
+    caller: Leg | None = None
+    forks: list[Leg] = field(default_factory=list)
+    callee: Leg | None = None  # the fork that answered
+    started_at: float = 0.0
+    answered_at: float | None = None
+    ended: bool = False
+    hangup_side: HangupSide | None = None
+    no_answer: asyncio.TimerHandle | None = None
+    caller_answer_sdp: bytes = b""  # our answer to the caller's offer (sent in 183 or 200)
+    early_media_from: Leg | None = None
+    recording: object | None = None
+    recording_path: str | None = None
+
+    def other(self, leg: Leg) -> Leg | None:
+        """The leg bridged with ``leg``."""
+        if leg is self.caller:
+            return self.callee
+        return self.caller if leg is self.callee else None
+
+    def legs(self) -> list[Leg]:
+        return [leg for leg in (self.caller, *self.forks) if leg is not None]

@@ -1,0 +1,185 @@
+"""The call-event vocabulary: what the call engine tells everyone else about a call.
+
+A call (``call_id``: Zvonok's own id, a uuid hex, never a SIP Call-ID) is legs — each a SIP dialog with
+a media endpoint, ``leg_id`` — joined by bridges. The engine publishes these events on the bus; the CDR
+writer, live statistics, CRM history, the websocket and webhooks consume the same stream.
+
+Every event is a frozen, keyword-only, slotted dataclass carrying ``tenant_id``, ``call_id``, ``at``
+(wall-clock epoch seconds, the moment the thing happened) and ``version``. A field added later gets a
+default, so older serialized events still decode; a change of meaning bumps ``version``.
+
+The usual order for one call::
+
+    CallStarted, LegCreated(caller), LegCreated(callee)..., LegRinging, LegAnswered, CallAnswered,
+    [LegHeld/LegResumed, CallTransferred, RecordingStarted/Stopped, DtmfReceived]...,
+    LegEnded..., CallEnded
+
+``CallEnded`` is always the last event of a call and states the outcome; consumers must not infer it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+# The bus codec, re-exported: it serializes every registered event (these, ``CdrWritten``...).
+from zvonok.bus import deserialize, register_event, serialize
+
+__all__ = [
+    "CallAnswered", "CallEnded", "CallEvent", "CallStarted", "CallTransferred", "Direction", "Disposition",
+    "DtmfReceived", "HangupSide", "LegAnswered", "LegCreated", "LegEnded", "LegHeld", "LegResumed",
+    "LegRinging", "LegRole", "Party", "RecordingStarted", "RecordingStopped", "TransferKind",
+    "deserialize", "serialize",
+]
+
+
+class Direction(enum.StrEnum):
+    INTERNAL = "internal"  # extension to extension of the same tenant
+    INBOUND = "inbound"  # from outside (trunk, DID) to the tenant
+    OUTBOUND = "outbound"  # from the tenant to outside
+
+
+class LegRole(enum.StrEnum):
+    CALLER = "caller"
+    CALLEE = "callee"
+
+
+class TransferKind(enum.StrEnum):
+    BLIND = "blind"
+    ATTENDED = "attended"
+
+
+class Disposition(enum.StrEnum):
+    ANSWERED = "answered"
+    BUSY = "busy"
+    NO_ANSWER = "no_answer"
+    FAILED = "failed"
+    CANCELLED = "cancelled"  # the caller hung up before anyone answered
+    INTERRUPTED = "interrupted"  # the server stopped (crash) while the call was up
+
+
+class HangupSide(enum.StrEnum):
+    CALLER = "caller"
+    CALLEE = "callee"
+    SYSTEM = "system"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Party:
+    """One end of a call as the directory knows it; ``external`` for numbers outside the tenant."""
+
+    number: str
+    display_name: str = ""
+    extension_id: int | None = None
+    employee_id: int | None = None
+    office_id: int | None = None
+    department_id: int | None = None
+    external: bool = False
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CallEvent:
+    """Base of every call event (never published itself)."""
+
+    tenant_id: int
+    call_id: str
+    at: float
+    version: int = 1
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CallStarted(CallEvent):
+    caller: Party
+    callee_number: str  # as dialed, after the tenant's dialing rules (E.164 for outside numbers)
+    direction: Direction
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LegCreated(CallEvent):
+    leg_id: str
+    role: LegRole
+    party: Party
+    contact: str = ""  # the device's SIP Contact
+    user_agent: str = ""
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LegRinging(CallEvent):
+    leg_id: str
+    early_media: bool = False
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LegAnswered(CallEvent):
+    leg_id: str
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CallAnswered(CallEvent):
+    answered_leg_id: str
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LegHeld(CallEvent):
+    leg_id: str
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LegResumed(CallEvent):
+    leg_id: str
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CallTransferred(CallEvent):
+    kind: TransferKind
+    from_leg_id: str  # the leg whose party asked for the transfer
+    to: Party
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RecordingStarted(CallEvent):
+    path: str  # relative to the data directory's recordings folder, or absolute inside it
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RecordingStopped(CallEvent):
+    path: str
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DtmfReceived(CallEvent):
+    leg_id: str
+    digit: str
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LegEnded(CallEvent):
+    leg_id: str
+    cause: str  # e.g. "normal_clearing", "busy", "no_answer", "cancelled", "failed"
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CallEnded(CallEvent):
+    disposition: Disposition
+    hangup_side: HangupSide
+    cause: str
+    sip_status: int | None = None  # the final SIP status that decided the outcome, when there was one
+
+
+CALL_EVENT_TYPES: tuple[type[CallEvent], ...] = (
+    CallStarted, LegCreated, LegRinging, LegAnswered, CallAnswered, LegHeld, LegResumed, CallTransferred,
+    RecordingStarted, RecordingStopped, DtmfReceived, LegEnded, CallEnded,
+)

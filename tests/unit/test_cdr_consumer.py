@@ -1,0 +1,391 @@
+"""The CDR writer: synthetic call-event streams through a real bus into a real database (both backends)
+give exact CDR rows; replays do not duplicate; CdrWritten follows the commit; calls left open by a
+crash become "interrupted" CDRs at start-up."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+
+from zvonok.bus import LocalBus
+from zvonok.cdr import service as cdr_service
+from zvonok.cdr.consumer import CdrWriter
+from zvonok.cdr.events import CdrWritten
+from zvonok.cdr.models import Cdr, OpenCall
+from zvonok.org import schemas
+from zvonok.org import service as org
+from zvonok.storage.db import Database
+from zvonok.telephony import events as ev
+from zvonok.telephony.events import Direction, Disposition, HangupSide, LegRole, Party
+
+T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
+
+
+def utc(at: float) -> datetime:
+    return datetime.fromtimestamp(at, UTC)
+
+
+@dataclass
+class World:
+    tenant_id: int
+    office_id: int
+    dept_id: int
+    alice: Party  # ext 101, Sales in HQ
+    bob: Party  # ext 102, HQ, no department
+    other_tenant_id: int
+    other_ext_id: int
+
+
+async def make_world(db: Database) -> World:
+    async with db.session() as s:
+        t = await org.platform_create_tenant(s, schemas.TenantCreate(name="Acme", sip_domain="acme.example", currency="RUB"))
+        office = await org.create_office(s, t.id, schemas.OfficeCreate(name="HQ"))
+        dept = await org.create_department(s, t.id, schemas.DepartmentCreate(name="Sales", office_id=office.id))
+        alice = await org.create_employee(s, t.id, schemas.EmployeeCreate(
+            full_name="Alice", email="alice@acme.example", office_id=office.id, department_id=dept.id))
+        bob = await org.create_employee(s, t.id, schemas.EmployeeCreate(full_name="Bob", office_id=office.id))
+        x101, _ = await org.create_extension(s, t.id, schemas.ExtensionCreate(
+            number="101", display_name="Alice", employee_id=alice.id, office_id=office.id))
+        x102, _ = await org.create_extension(s, t.id, schemas.ExtensionCreate(
+            number="102", display_name="Bob", employee_id=bob.id, office_id=office.id))
+        other = await org.platform_create_tenant(s, schemas.TenantCreate(name="Other", sip_domain="other.example"))
+        ox, _ = await org.create_extension(s, other.id, schemas.ExtensionCreate(number="101", display_name="O"))
+        await s.commit()
+        return World(
+            tenant_id=t.id, office_id=office.id, dept_id=dept.id,
+            alice=Party(number="101", display_name="Alice", extension_id=x101.id, employee_id=alice.id,
+                        office_id=office.id, department_id=dept.id),
+            bob=Party(number="102", display_name="Bob", extension_id=x102.id, employee_id=bob.id, office_id=office.id),
+            other_tenant_id=other.id, other_ext_id=ox.id,
+        )
+
+
+class CallScript:
+    """Builds one call's events with a running clock."""
+
+    def __init__(self, tenant_id: int, caller: Party, dialed: str, direction: Direction, t0: float = T0) -> None:
+        self.tenant_id = tenant_id
+        self.call_id = uuid.uuid4().hex
+        self.t = t0
+        self.events: list[ev.CallEvent] = []
+        self.add(ev.CallStarted, caller=caller, callee_number=dialed, direction=direction)
+        self.add(ev.LegCreated, leg_id="L1", role=LegRole.CALLER, party=caller, contact="sip:a@10.0.0.1", user_agent="UA-A")
+
+    def add(self, cls: type[Any], after: float = 0.0, **fields: Any) -> CallScript:
+        self.t += after
+        self.events.append(cls(tenant_id=self.tenant_id, call_id=self.call_id, at=self.t, **fields))
+        return self
+
+    def callee_leg(self, party: Party, leg_id: str = "L2", after: float = 0.1) -> CallScript:
+        self.add(ev.LegCreated, after, leg_id=leg_id, role=LegRole.CALLEE, party=party,
+                 contact=f"sip:{party.number}@10.0.0.2", user_agent="UA-B")
+        return self.add(ev.LegRinging, 0.1, leg_id=leg_id)
+
+    def answer(self, leg_id: str = "L2", after: float = 0.0) -> CallScript:
+        self.add(ev.LegAnswered, after, leg_id=leg_id)
+        return self.add(ev.CallAnswered, 0.0, answered_leg_id=leg_id)
+
+    def end(self, after: float, disposition: Disposition, side: HangupSide, cause: str,
+            status: int | None = None, legs: tuple[str, ...] = ("L1", "L2")) -> CallScript:
+        self.t += after
+        for leg in legs:
+            self.add(ev.LegEnded, leg_id=leg, cause=cause)
+        return self.add(ev.CallEnded, disposition=disposition, hangup_side=side, cause=cause, sip_status=status)
+
+
+async def run_stream(db: Database, *scripts: CallScript, bus: LocalBus | None = None) -> list[CdrWritten]:
+    """Publish the scripts' events (interleaved in time order) to a fresh writer; return CdrWritten seen."""
+    own = bus is None
+    bus = bus or LocalBus()
+    announced: list[CdrWritten] = []
+
+    async def on_written(e: CdrWritten) -> None:
+        # The CDR is already committed when the announcement is handled: read it on a new session.
+        async with db.session() as s:
+            assert await s.get(Cdr, e.cdr_id) is not None
+        announced.append(e)
+
+    bus.subscribe(on_written, event_types=[CdrWritten])
+    CdrWriter(db, bus).start()
+    for e in sorted((e for s in scripts for e in s.events), key=lambda e: e.at):
+        bus.publish(e)
+    if own:
+        await bus.close()
+    return announced
+
+
+async def cdr_row(db: Database, call_id: str) -> dict[str, Any]:
+    async with db.session() as s:
+        cdr = (await s.execute(
+            select(Cdr).where(Cdr.call_id == call_id).options(selectinload(Cdr.legs)))).scalar_one()
+        row = {c.name: getattr(cdr, c.name) for c in Cdr.__table__.columns if c.name not in ("id", "created_at")}
+        row["legs"] = [
+            (leg.leg_id, leg.role, leg.number, leg.contact, leg.user_agent, leg.answered_at, leg.ended_at, leg.cause)
+            for leg in cdr.legs
+        ]
+        return row
+
+
+def party_cols(prefix: str, p: Party) -> dict[str, Any]:
+    return {
+        f"{prefix}_number": p.number, f"{prefix}_name": p.display_name, f"{prefix}_extension_id": p.extension_id,
+        f"{prefix}_employee_id": p.employee_id, f"{prefix}_office_id": p.office_id,
+        f"{prefix}_department_id": p.department_id,
+    }
+
+
+async def test_answered_internal_call(db: Database) -> None:
+    w = await make_world(db)
+    call = CallScript(w.tenant_id, w.alice, "102", Direction.INTERNAL)
+    call.callee_leg(w.bob).answer(after=4.8)  # answered at T0 + 5.0
+    call.add(ev.RecordingStarted, 0.5, path="1/call.wav").add(ev.LegHeld, 3, leg_id="L1")
+    call.add(ev.LegResumed, 2, leg_id="L1").add(ev.DtmfReceived, 1, leg_id="L2", digit="5")
+    call.end(55.1, Disposition.ANSWERED, HangupSide.CALLER, "normal_clearing", 200)  # ended T0 + 66.6
+    announced = await run_stream(db, call)
+
+    row = await cdr_row(db, call.call_id)
+    assert row == {
+        "tenant_id": w.tenant_id, "call_id": call.call_id, "direction": "internal", "internal": True,
+        "dialed_number": "102", **party_cols("caller", w.alice), **party_cols("callee", w.bob),
+        "started_at": utc(T0), "answered_at": utc(T0 + 5.0), "ended_at": utc(T0 + 66.6),
+        "duration": 67, "billsec": 62, "disposition": "answered", "hangup_side": "caller",
+        "cause": "normal_clearing", "sip_status": 200, "recording_path": "1/call.wav",
+        "cost": Decimal("0"), "currency": "RUB",
+        "legs": [
+            ("L1", "caller", "101", "sip:a@10.0.0.1", "UA-A", None, utc(T0 + 66.6), "normal_clearing"),
+            ("L2", "callee", "102", "sip:102@10.0.0.2", "UA-B", utc(T0 + 5.0), utc(T0 + 66.6), "normal_clearing"),
+        ],
+    }
+    assert [(e.tenant_id, e.call_id, e.employee_ids) for e in announced] == [
+        (w.tenant_id, call.call_id, tuple(sorted((w.alice.employee_id, w.bob.employee_id))))  # type: ignore[type-var]
+    ]
+    async with db.session() as s:
+        assert (await s.execute(select(func.count()).select_from(OpenCall))).scalar_one() == 0
+
+
+async def test_unanswered_outcomes(db: Database) -> None:
+    w = await make_world(db)
+    busy = CallScript(w.tenant_id, w.alice, "102", Direction.INTERNAL).callee_leg(w.bob)
+    busy.end(0.2, Disposition.BUSY, HangupSide.CALLEE, "user_busy", 486)  # 0.4 s in all
+    no_answer = CallScript(w.tenant_id, w.bob, "101", Direction.INTERNAL, T0 + 1).callee_leg(w.alice)
+    no_answer.end(29.8, Disposition.NO_ANSWER, HangupSide.SYSTEM, "no_answer", 480)  # 30.0 s
+    cancelled = CallScript(w.tenant_id, w.alice, "102", Direction.INTERNAL, T0 + 2).callee_leg(w.bob)
+    cancelled.end(7.3, Disposition.CANCELLED, HangupSide.CALLER, "originator_cancel", 487)  # 7.5 s -> 8
+    failed = CallScript(w.tenant_id, w.alice, "999", Direction.INTERNAL, T0 + 3)
+    failed.end(0.01, Disposition.FAILED, HangupSide.SYSTEM, "unallocated_number", 404, legs=("L1",))
+    announced = await run_stream(db, busy, no_answer, cancelled, failed)
+    assert len(announced) == 4
+
+    expect = {
+        busy.call_id: ("busy", "callee", "user_busy", 486, 0, w.alice, w.bob),
+        no_answer.call_id: ("no_answer", "system", "no_answer", 480, 30, w.bob, w.alice),
+        cancelled.call_id: ("cancelled", "caller", "originator_cancel", 487, 8, w.alice, w.bob),
+        failed.call_id: ("failed", "system", "unallocated_number", 404, 0, w.alice, Party(number="999")),
+    }
+    for call_id, (disp, side, cause, status, duration, caller, callee) in expect.items():
+        row = await cdr_row(db, call_id)
+        assert (row["disposition"], row["hangup_side"], row["cause"], row["sip_status"]) == (disp, side, cause, status)
+        assert (row["duration"], row["billsec"], row["answered_at"]) == (duration, 0, None)
+        assert {k: row[k] for k in party_cols("caller", caller)} == party_cols("caller", caller)
+        assert {k: row[k] for k in party_cols("callee", callee)} == party_cols("callee", callee)
+    assert (await cdr_row(db, failed.call_id))["legs"] == [
+        ("L1", "caller", "101", "sip:a@10.0.0.1", "UA-A", None, utc(T0 + 3.01), "unallocated_number")
+    ]
+
+
+async def test_inbound_and_outbound_calls(db: Database) -> None:
+    w = await make_world(db)
+    customer = Party(number="+74951234567", display_name="=HYPERLINK(1)", external=True)
+    inbound = CallScript(w.tenant_id, customer, "+74950000000", Direction.INBOUND)
+    # A ring group: two callee legs, Bob answers, Alice's leg is cancelled.
+    inbound.callee_leg(w.alice, "L2").callee_leg(w.bob, "L3").answer("L3", after=3)
+    inbound.add(ev.LegEnded, leg_id="L2", cause="answered_elsewhere")
+    inbound.end(120, Disposition.ANSWERED, HangupSide.CALLEE, "normal_clearing", legs=("L1", "L3"))
+    outbound = CallScript(w.tenant_id, w.alice, "+74957654321", Direction.OUTBOUND, T0 + 10)
+    outbound.add(ev.LegCreated, 0.1, leg_id="T1", role=LegRole.CALLEE, party=Party(number="+74957654321", external=True))
+    outbound.answer("T1", after=10).end(30, Disposition.ANSWERED, HangupSide.CALLER, "normal_clearing", 200,
+                                        legs=("L1", "T1"))
+    await run_stream(db, inbound, outbound)
+
+    row = await cdr_row(db, inbound.call_id)
+    assert (row["direction"], row["internal"], row["dialed_number"]) == ("inbound", False, "+74950000000")
+    assert {k: row[k] for k in party_cols("caller", customer)} == party_cols("caller", customer)
+    assert {k: row[k] for k in party_cols("callee", w.bob)} == party_cols("callee", w.bob)
+    assert (row["duration"], row["billsec"]) == (123, 120)
+    assert [(leg[0], leg[5] is not None, leg[7]) for leg in row["legs"]] == [
+        ("L1", False, "normal_clearing"), ("L2", False, "answered_elsewhere"), ("L3", True, "normal_clearing"),
+    ]
+    row = await cdr_row(db, outbound.call_id)
+    assert (row["direction"], row["internal"], row["callee_number"], row["callee_extension_id"]) == (
+        "outbound", False, "+74957654321", None)
+    assert (row["duration"], row["billsec"], row["caller_department_id"]) == (40, 30, w.dept_id)
+
+
+async def test_replay_does_not_duplicate(db: Database) -> None:
+    w = await make_world(db)
+    call = CallScript(w.tenant_id, w.alice, "102", Direction.INTERNAL).callee_leg(w.bob).answer(after=1)
+    call.end(10, Disposition.ANSWERED, HangupSide.CALLEE, "normal_clearing", 200)
+    bus = LocalBus()
+    first = await run_stream(db, call, bus=bus)
+    for e in call.events:  # the same writer sees the stream again
+        bus.publish(e)
+    await bus.close()
+    again = await run_stream(db, call)  # a fresh writer (after a restart) replays it
+    assert len(first) == 1 and again == []
+    async with db.session() as s:
+        assert (await s.execute(select(func.count()).select_from(Cdr))).scalar_one() == 1
+        assert (await s.execute(select(func.count()).select_from(OpenCall))).scalar_one() == 0
+    # Writing the same finished call directly is refused too.
+    async with db.session() as s:
+        record = cdr_service.CallRecord.started(call.events[0])  # type: ignore[arg-type]
+        finished = record.finish(at=T0 + 5, disposition=Disposition.ANSWERED, hangup_side=HangupSide.CALLER, cause="x")
+        assert await cdr_service.write_cdr(s, w.tenant_id, finished) is None
+
+
+async def test_unknown_directory_ids_are_not_linked(db: Database) -> None:
+    """A party naming another tenant's extension (an engine bug) or a deleted employee stores NULL ids."""
+    w = await make_world(db)
+    foreign = Party(number="555", extension_id=w.other_ext_id, employee_id=987654, office_id=w.office_id)
+    call = CallScript(w.tenant_id, foreign, "102", Direction.INTERNAL).callee_leg(w.bob)
+    call.end(1, Disposition.NO_ANSWER, HangupSide.SYSTEM, "no_answer")
+    await run_stream(db, call)
+    row = await cdr_row(db, call.call_id)
+    assert (row["caller_extension_id"], row["caller_employee_id"], row["caller_office_id"]) == (None, None, w.office_id)
+
+
+async def test_deleting_directory_entries_keeps_history(db: Database) -> None:
+    w = await make_world(db)
+    call = CallScript(w.tenant_id, w.alice, "102", Direction.INTERNAL).callee_leg(w.bob).answer(after=1)
+    call.end(3, Disposition.ANSWERED, HangupSide.CALLER, "normal_clearing")
+    await run_stream(db, call)
+    async with db.session() as s:
+        await org.delete_extension(s, w.tenant_id, w.bob.extension_id)  # type: ignore[arg-type]
+        await s.commit()
+    row = await cdr_row(db, call.call_id)
+    assert (row["callee_number"], row["callee_extension_id"], row["callee_employee_id"]) == (
+        "102", None, w.bob.employee_id)
+
+
+async def test_tenant_deleted_during_the_call(db: Database) -> None:
+    w = await make_world(db)
+    call = CallScript(w.tenant_id, w.alice, "102", Direction.INTERNAL).callee_leg(w.bob)
+    bus = LocalBus()
+    await run_stream(db, bus=bus)
+    for e in call.events:
+        bus.publish(e)
+    for sub in bus.subscriptions:
+        await sub.drain()
+    async with db.session() as s:
+        await org.platform_delete_tenant(s, w.tenant_id)
+        await s.commit()
+    call.end(5, Disposition.CANCELLED, HangupSide.CALLER, "originator_cancel")
+    bus.publish(call.events[-1])
+    await bus.close()
+    async with db.session() as s:
+        assert (await s.execute(select(func.count()).select_from(Cdr))).scalar_one() == 0
+
+
+async def test_close_interrupted_after_a_crash(db: Database) -> None:
+    w = await make_world(db)
+    up = CallScript(w.tenant_id, w.alice, "102", Direction.INTERNAL).callee_leg(w.bob).answer(after=2)
+    up.add(ev.RecordingStarted, 1, path="rec/up.wav").add(ev.LegHeld, 5, leg_id="L1")
+    ringing = CallScript(w.tenant_id, w.bob, "101", Direction.INTERNAL, T0 + 30).callee_leg(w.alice)
+    done = CallScript(w.tenant_id, w.bob, "101", Direction.INTERNAL, T0 + 40).callee_leg(w.alice)
+    done.end(1, Disposition.CANCELLED, HangupSide.CALLER, "originator_cancel")
+    await run_stream(db, up, ringing, done)  # the process "dies": the writer and its memory are gone
+    async with db.session() as s:
+        open_ids = set((await s.execute(select(OpenCall.call_id))).scalars())
+    assert open_ids == {up.call_id, ringing.call_id}
+
+    restart = utc(T0 + 100)
+    bus = LocalBus()
+    got: list[object] = []
+
+    async def listener(e: object) -> None:
+        got.append(e)
+
+    bus.subscribe(listener)
+    written = await cdr_service.close_interrupted(db, restart, bus=bus)
+    await bus.close()
+    assert {e.call_id for e in written} == {up.call_id, ringing.call_id} and got == written
+
+    row = await cdr_row(db, up.call_id)
+    assert (row["disposition"], row["hangup_side"], row["cause"]) == ("interrupted", "system", "server_restart")
+    assert (row["started_at"], row["answered_at"], row["ended_at"]) == (utc(T0), utc(T0 + 2.2), restart)
+    assert (row["duration"], row["billsec"], row["recording_path"]) == (100, 98, "rec/up.wav")
+    assert row["callee_employee_id"] == w.bob.employee_id  # the snapshot at the answer knew the callee
+    assert [leg[0] for leg in row["legs"]] == ["L1", "L2"]
+    row = await cdr_row(db, ringing.call_id)
+    # Never answered: the snapshot from CallStarted knows the caller and the number dialed only.
+    assert (row["disposition"], row["billsec"], row["caller_employee_id"], row["callee_number"]) == (
+        "interrupted", 0, w.bob.employee_id, "101")
+
+    assert await cdr_service.close_interrupted(db, restart) == []
+    # A late CallEnded of an interrupted call (replayed to the new process) changes nothing.
+    up.end(1, Disposition.ANSWERED, HangupSide.CALLER, "normal_clearing")
+    assert await run_stream(db, up) == []
+    async with db.session() as s:
+        assert (await s.execute(select(func.count()).select_from(Cdr))).scalar_one() == 3
+        assert (await s.execute(select(Cdr.disposition).where(Cdr.call_id == up.call_id))).scalar_one() == "interrupted"
+
+
+async def test_call_ended_completed_from_the_open_snapshot(db: Database) -> None:
+    """A writer that never saw the call start (e.g. restarted mid-call without a crash sweep) still writes
+    the CDR from the calls_open snapshot."""
+    w = await make_world(db)
+    call = CallScript(w.tenant_id, w.alice, "102", Direction.INTERNAL).callee_leg(w.bob).answer(after=1)
+    await run_stream(db, call)
+    call.end(9, Disposition.ANSWERED, HangupSide.CALLEE, "normal_clearing", 200)
+    later = CallScript(w.tenant_id, w.alice, "102", Direction.INTERNAL)
+    later.events = [call.events[-1]]
+    assert len(await run_stream(db, later)) == 1
+    row = await cdr_row(db, call.call_id)
+    assert (row["disposition"], row["billsec"], row["callee_employee_id"]) == ("answered", 9, w.bob.employee_id)
+    # And a CallEnded for a call nobody knows is dropped with a warning, not an error.
+    stray = CallScript(w.tenant_id, w.alice, "102", Direction.INTERNAL).end(1, Disposition.FAILED, HangupSide.SYSTEM, "x")
+    stray.events = stray.events[-1:]
+    assert await run_stream(db, stray) == []
+
+
+async def test_wire_strings_are_made_storable(db: Database) -> None:
+    """Caller ID is whatever a stranger's phone sent: NUL bytes (PostgreSQL refuses them) and overlong
+    names must not cost the CDR."""
+    w = await make_world(db)
+    spoofed = Party(number="+7495\x001234567", display_name="Evil\x00Name" + "x" * 300, external=True)
+    call = CallScript(w.tenant_id, spoofed, "102", Direction.INBOUND).callee_leg(w.bob)
+    call.end(1, Disposition.NO_ANSWER, HangupSide.SYSTEM, "no_answer")
+    assert len(await run_stream(db, call)) == 1
+    row = await cdr_row(db, call.call_id)
+    assert row["caller_number"] == "+74951234567"
+    assert row["caller_name"].startswith("EvilName") and len(row["caller_name"]) == 200
+
+
+async def test_a_transient_database_failure_is_retried(db: Database, monkeypatch: Any) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    w = await make_world(db)
+    real = cdr_service.write_cdr
+    failures = [OperationalError("INSERT", {}, Exception("database is locked"))]
+
+    async def flaky(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(cdr_service, "write_cdr", flaky)
+    call = CallScript(w.tenant_id, w.alice, "102", Direction.INTERNAL).callee_leg(w.bob)
+    call.end(1, Disposition.CANCELLED, HangupSide.CALLER, "originator_cancel")
+    bus = LocalBus()
+    writer = CdrWriter(db, bus, retry_delays=(0.01,))
+    writer.start()
+    for e in call.events:
+        bus.publish(e)
+    await bus.close()
+    assert failures == [] and writer.written == 1
+    assert (await cdr_row(db, call.call_id))["disposition"] == "cancelled"
