@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     rtp_port_max: int = Field(default=29999, ge=1025, le=65535, description="Last RTP port")
     call_no_answer_timeout: float = Field(default=60.0, description="Ring this long, then give up (480)")
     media_timeout: float = Field(default=60.0, description="End a call after this long without RTP from a leg")
+    record_calls: bool = Field(default=False, description="Record every answered call to <data_dir>/recordings")
+    record_stereo: bool = Field(default=True, description="Recordings as stereo (caller left, callee right)")
 
     # Registrar
     register_min_expires: int = Field(default=60, description="Shorter Expires gets 423 Interval Too Brief")

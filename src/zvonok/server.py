@@ -114,7 +114,9 @@ async def build(settings: Settings) -> Runtime:
     db.add_listener(lambda event: directory.invalidate(getattr(event, "tenant_id", None)))
     sip.calls = CallEngine(sip=sip, media=media, auth=auth, location=location, directory=directory, bus=bus,
                            no_answer_timeout=settings.call_no_answer_timeout,
-                           media_timeout=settings.media_timeout)
+                           media_timeout=settings.media_timeout,
+                           recordings_dir=(settings.data_dir / "recordings").resolve() if settings.record_calls else None,
+                           record_stereo=settings.record_stereo)
     app = create_app(settings, db, routers=[registrations_router(location), cdr_http.router, events_router(bus)])
     config = uvicorn.Config(app, loop="none", lifespan="off", log_level="warning", access_log=False)
     http = uvicorn.Server(config)

@@ -22,6 +22,8 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from zvonok.bus import Bus
@@ -40,7 +42,7 @@ from zvonok.sip.dialog import (
 from zvonok.sip.message import Headers, Request, Response, make_response
 from zvonok.sip.peer import Peer
 from zvonok.sip.sdp import Direction as SdpDirection
-from zvonok.sip.sdp import SdpError, parse_sdp
+from zvonok.sip.sdp import SdpError, SessionDescription, parse_sdp
 from zvonok.sip.sdp_offer_answer import (
     PCMA,
     PCMU,
@@ -111,7 +113,8 @@ def peer_of(binding: Binding) -> Peer:
 class CallEngine:
     def __init__(self, *, sip: SipStack, media: MediaEngine, auth: Authenticator, location: Location,
                  directory: Directory, bus: Bus, no_answer_timeout: float = 60.0,
-                 media_timeout: float = 60.0) -> None:
+                 media_timeout: float = 60.0, recordings_dir: Path | None = None,
+                 record_stereo: bool = True) -> None:
         self.sip = sip
         self.media = media
         self.auth = auth
@@ -120,6 +123,8 @@ class CallEngine:
         self.bus = bus
         self.no_answer_timeout = no_answer_timeout
         self.media_timeout = media_timeout
+        self.recordings_dir = recordings_dir  # None: calls are not recorded
+        self.record_stereo = record_stereo
         self.calls: dict[str, Call] = {}
         self.dialogs: dict[DialogKey, Leg] = {}
         self.invites: dict[ServerTransaction, Leg] = {}
@@ -383,10 +388,28 @@ class CallEngine:
         self.publish(ev.CallAnswered, call, answered_leg_id=leg.id)
         log.info("call answered", call=call.id, tenant=call.tenant_id, codec_in=caller.media and caller.media.codec_name,
                  codec_out=media.codec_name)
-        for each in (caller, leg):
-            assert each.endpoint is not None
-            await self.media.on_inactivity(each.endpoint, self.media_timeout,
-                                           lambda event, who=each: self._media_timeout(who, event))
+        await self._watch_media(call)
+        if self.recordings_dir is not None:
+            await self._start_recording(call, caller, leg)
+
+    async def _watch_media(self, call: Call) -> None:
+        """End the call when a leg sends no RTP for ``media_timeout`` (a vanished phone), except on hold,
+        when silence is expected."""
+        held = any(leg.held for leg in (call.caller, call.callee) if leg is not None)
+        for leg in (call.caller, call.callee):
+            if leg is not None and leg.endpoint is not None:
+                callback = None if held else (lambda event, who=leg: self._media_timeout(who, event))
+                await self.media.on_inactivity(leg.endpoint, self.media_timeout, callback)
+
+    async def _start_recording(self, call: Call, caller: Leg, callee: Leg) -> None:
+        assert self.recordings_dir is not None and caller.endpoint is not None and callee.endpoint is not None
+        day = datetime.fromtimestamp(call.started_at, UTC).strftime("%Y-%m-%d")
+        relative = Path(str(call.tenant_id)) / day / f"{call.id}.wav"
+        path = self.recordings_dir / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        call.recording = await self.media.record([caller.endpoint, callee.endpoint], path, stereo=self.record_stereo)
+        call.recording_path = str(relative)
+        self.publish(ev.RecordingStarted, call, path=str(relative))
 
     def _fork_failed(self, leg: Leg, status: int) -> None:
         call = leg.call
@@ -511,6 +534,36 @@ class CallEngine:
         if held != leg.held:
             leg.held = held
             self.publish(ev.LegHeld if held else ev.LegResumed, leg.call, leg_id=leg.id)
+            await self._watch_media(leg.call)
+            other = leg.call.other(leg)
+            if other is not None and other.state is LegState.ANSWERED:
+                self._reinvite(other, SdpDirection.SENDONLY if held else SdpDirection.SENDRECV)
+
+    def _reinvite(self, leg: Leg, direction: SdpDirection) -> None:
+        """Offer ``direction`` to a leg's device (tell the other party it is held, or resumed)."""
+        if leg.dialog is None or leg.endpoint is None or leg.media is None:
+            return
+        codecs = [c for c in CODECS if c.name == leg.media.codec_name or c is TELEPHONE_EVENT]
+        offer = build_offer(self.sip.local_host, leg.endpoint.local_address.port, codecs, direction, leg.session)
+        request = leg.dialog.create_request("INVITE", body=offer.to_bytes(), content_type="application/sdp")
+        add_top_via(request, leg.peer.transport, self.sip.local_host, self.sip.local_port)
+
+        def on_event(event: object) -> None:
+            if isinstance(event, ResponseReceived) and 200 <= event.response.status < 300 and leg.dialog is not None:
+                leg.dialog.receive_response(event.response)
+                self._ack(leg, request.cseq.number, request)
+                self.spawn(self._reinvite_answered(leg, offer, event.response))
+
+        self.sip.send_request(request, leg.peer, on_event)
+
+    async def _reinvite_answered(self, leg: Leg, offer: SessionDescription, response: Response) -> None:
+        try:
+            media = accept_answer(offer, parse_sdp(response.body), CODECS)
+        except SdpError:
+            return
+        leg.media = media
+        if leg.endpoint is not None:
+            await self._set_remote(leg, media)
 
     # -- ending -----------------------------------------------------------------------------------------
     def _media_timeout(self, leg: Leg, event: MediaTimeout) -> None:
@@ -549,6 +602,14 @@ class CallEngine:
         call.hangup_side = side
         if call.no_answer is not None:
             call.no_answer.cancel()
+        if call.recording is not None:
+            recording, call.recording = call.recording, None
+            try:
+                await self.media.stop_record(recording)  # complete and fsynced when this returns
+            except Exception:  # noqa: BLE001 - a lost recording must not lose the CDR
+                log.exception("failed to finish a recording", call=call.id)
+            else:
+                self.publish(ev.RecordingStopped, call, path=call.recording_path or "")
         for leg in call.legs():
             if leg.retransmit is not None and leg.pending_2xx is None:
                 leg.retransmit.cancel()
@@ -577,9 +638,10 @@ class CallEngine:
                                     payload_type=media.payload_type, codec=MediaCodec(media.codec_name),
                                     telephone_event_pt=media.telephone_event_pt)
 
-    def _ack(self, leg: Leg, cseq: int) -> None:
-        assert leg.dialog is not None and leg.invite is not None
-        ack = leg.dialog.create_ack(cseq, extra_headers=credentials_of(leg.invite))
+    def _ack(self, leg: Leg, cseq: int, invite: Request | None = None) -> None:
+        invite = invite or leg.invite
+        assert leg.dialog is not None and invite is not None
+        ack = leg.dialog.create_ack(cseq, extra_headers=credentials_of(invite))
         add_top_via(ack, leg.peer.transport, self.sip.local_host, self.sip.local_port, branch=_tag() + _tag())
         self.sip.send_stateless(ack, leg.peer)
 
