@@ -204,3 +204,57 @@ def test_hold_and_resume_are_seen_on_the_event_stream(server: tuple[Any, Any], p
     recording = download_recording(server, cdrs(server, "701", 2)[-1], tmp_path / "hold.wav")
     assert abs(dominant_frequency(recording, channel=0, last=1.0) - 440) < 20
     assert abs(dominant_frequency(recording, channel=1, last=1.0) - 1000) < 20
+
+
+def test_a_vanished_phone_ends_the_call(tmp_path_factory: pytest.TempPathFactory, phones: list[Baresip],
+                                        tmp_path: Path) -> None:
+    """Kill the caller's softphone mid-call: no BYE ever comes, the RTP timeout ends the call."""
+    data_dir = tmp_path_factory.mktemp("vanish") / "data"
+    domain = f"vanish-{secrets.token_hex(3)}.test"
+    database_url = harness.os.environ.get("ZVONOK_TEST_DATABASE_URL") or None
+    seeded = harness.seed(data_dir, domain=domain, numbers=["801", "802"], database_url=database_url)
+    srv = harness.ZvonokServer(data_dir=data_dir, database_url=database_url, env={"ZVONOK_MEDIA_TIMEOUT": "3"})
+    srv.start()
+    try:
+        server = (srv, seeded)
+        a = phone(phones, tmp_path, server, "801")
+        b = phone(phones, tmp_path, server, "802", auto_answer=True)
+        a.command("dial", f"sip:802@{domain}")
+        b.wait_event({"CALL_ESTABLISHED"})
+        assert a.proc is not None
+        a.proc.kill()  # no BYE, no RTP
+        closed = b.wait_event({"CALL_CLOSED"}, timeout=30)
+        assert closed["type"] == "CALL_CLOSED"
+        (cdr,) = cdrs(server, "801", 1)
+        assert (cdr["disposition"], cdr["hangup_side"], cdr["cause"]) == ("answered", "system", "media_timeout")
+    finally:
+        assert srv.stop() == 0, srv.log_tail()
+
+
+def test_blind_transfer(server: tuple[Any, Any], phones: list[Baresip], tmp_path: Path) -> None:
+    """A calls B; B transfers A to C (REFER); A and C then hear each other, B is released."""
+    srv, seeded = server
+    a = phone(phones, tmp_path, server, "703", frequency=440, record=True)
+    b = phone(phones, tmp_path, server, "704", frequency=1000, auto_answer=True)
+    c = phone(phones, tmp_path, server, "705", frequency=1500, auto_answer=True, record=True)
+    a.command("dial", f"sip:704@{seeded.domain}")
+    a.wait_event({"CALL_ESTABLISHED"})
+    b.wait_event({"CALL_ESTABLISHED"})
+    b.command("transfer", f"sip:705@{seeded.domain}")
+    c.wait_event({"CALL_ESTABLISHED"})
+    b.wait_event({"CALL_CLOSED"})  # the transferor is released
+    time.sleep(3)
+    a.command("hangup")
+    c.wait_event({"CALL_CLOSED"})
+    a.stop()
+    c.stop()
+    (heard_by_a,) = a.received_audio()
+    (heard_by_c,) = c.received_audio()
+    assert abs(dominant_frequency(heard_by_a, last=2.0) - 1500) < 20  # C's tone after the transfer
+    assert abs(dominant_frequency(heard_by_c) - 440) < 20
+    # one CDR for the call as dialed (A to B), whose legs show where it went
+    cdr = cdrs(server, "703", 1)[-1]
+    assert (cdr["disposition"], cdr["callee_number"]) == ("answered", "704")
+    detail = harness.http_json(f"{srv.http_url}/api/v1/tenants/{seeded.tenant_id}/cdrs/{cdr['id']}", seeded.token)
+    legs = {(leg["number"], leg["cause"]) for leg in detail["legs"]}
+    assert ("704", "transferred") in legs and ("705", "normal_clearing") in legs

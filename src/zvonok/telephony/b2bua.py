@@ -39,7 +39,9 @@ from zvonok.sip.dialog import (
     dialog_key_for_request,
     dialog_response,
 )
-from zvonok.sip.message import Headers, Request, Response, make_response
+from zvonok.sip.errors import SipParseError
+from zvonok.sip.headers import parse_name_addr
+from zvonok.sip.message import REASONS, Headers, Request, Response, make_response
 from zvonok.sip.peer import Peer
 from zvonok.sip.sdp import Direction as SdpDirection
 from zvonok.sip.sdp import SdpError, SessionDescription, parse_sdp
@@ -66,7 +68,7 @@ from zvonok.sip.uri import SipUri
 
 from . import events as ev
 from .auth import Authenticator
-from .call import Call, Leg, LegState
+from .call import Call, Leg, LegState, Transfer
 from .directory import Directory
 from .location import Binding, Location
 
@@ -74,7 +76,7 @@ log = get_logger(__name__)
 
 CODECS: tuple[Codec, ...] = (PCMU, PCMA, TELEPHONE_EVENT)
 BUSY_STATUSES = frozenset({486, 600})
-ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, NOTIFY"
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, NOTIFY, REFER"
 
 
 class SipStack(Protocol):
@@ -197,7 +199,7 @@ class CallEngine:
         dialed = uri.user_unescaped or ""
         # from here on the attempt is a call with a CDR, whatever becomes of it
         call = Call(id=uuid.uuid4().hex, tenant_id=creds.tenant_id, direction=ev.Direction.INTERNAL,
-                    started_at=now)
+                    started_at=now, domain=creds.realm)
         caller_party = caller_ext.party()
         caller = Leg(id=_tag(), role=ev.LegRole.CALLER, call=call, party=caller_party, peer=peer,
                      session=_new_session(), invite=request, server_txn=txn, local_tag=_tag(),
@@ -246,13 +248,14 @@ class CallEngine:
         for binding in bindings:
             if call.ended:
                 return
-            await self._fork(call, callee_ext.party(), binding, codecs, from_display, uri.host)
+            await self._fork(call, callee_ext.party(), binding, codecs, from_display, call.domain)
         if not call.ended:
             loop = asyncio.get_running_loop()
             call.no_answer = loop.call_later(self.no_answer_timeout, self._no_answer, call)
 
     async def _fork(self, call: Call, party: ev.Party, binding: Binding, codecs: list[Codec],
-                    from_display: str, domain: str) -> None:
+                    from_display: str, domain: str, *, from_number: str | None = None,
+                    handler: Callable[[Leg, object], None] | None = None) -> Leg:
         assert call.caller is not None
         peer = peer_of(binding)
         leg = Leg(id=_tag(), role=ev.LegRole.CALLEE, call=call, party=party, peer=peer, session=_new_session(),
@@ -261,7 +264,7 @@ class CallEngine:
         offer = build_offer(self.sip.local_host, leg.endpoint.local_address.port, codecs, SdpDirection.SENDRECV,
                             leg.session)
         leg.offer_sdp = offer
-        caller_number = call.caller.party.number
+        caller_number = from_number or call.caller.party.number
         request = Request("INVITE", binding.contact, Headers([
             ("Max-Forwards", "70"),
             ("From", f'"{from_display}" <sip:{caller_number}@{domain}>;tag={leg.local_tag}'),
@@ -278,7 +281,9 @@ class CallEngine:
         call.forks.append(leg)
         self.publish(ev.LegCreated, call, leg_id=leg.id, role=leg.role, party=party, contact=binding.contact,
                      user_agent=binding.user_agent)
-        leg.client_txn = self.sip.send_request(request, peer, lambda event: self._on_fork_event(leg, event))
+        on_event = handler or self._on_fork_event
+        leg.client_txn = self.sip.send_request(request, peer, lambda event: on_event(leg, event))
+        return leg
 
     # -- what the callee's devices answer -------------------------------------------------------------
     def _on_fork_event(self, leg: Leg, event: object) -> None:
@@ -401,10 +406,11 @@ class CallEngine:
                 callback = None if held else (lambda event, who=leg: self._media_timeout(who, event))
                 await self.media.on_inactivity(leg.endpoint, self.media_timeout, callback)
 
-    async def _start_recording(self, call: Call, caller: Leg, callee: Leg) -> None:
+    async def _start_recording(self, call: Call, caller: Leg, callee: Leg, part: int = 1) -> None:
         assert self.recordings_dir is not None and caller.endpoint is not None and callee.endpoint is not None
         day = datetime.fromtimestamp(call.started_at, UTC).strftime("%Y-%m-%d")
-        relative = Path(str(call.tenant_id)) / day / f"{call.id}.wav"
+        name = f"{call.id}.wav" if part == 1 else f"{call.id}-{part}.wav"
+        relative = Path(str(call.tenant_id)) / day / name
         path = self.recordings_dir / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         call.recording = await self.media.record([caller.endpoint, callee.endpoint], path, stereo=self.record_stereo)
@@ -501,6 +507,8 @@ class CallEngine:
             self._hangup(leg.call, leg, side, "normal_clearing")
         elif method in ("INVITE", "UPDATE"):
             self.spawn(self._reoffer(txn, request, leg))
+        elif method == "REFER":
+            self.spawn(self._refer(txn, request, leg))
         elif method in ("INFO", "NOTIFY", "OPTIONS"):
             self.sip.respond(txn, leg.dialog.create_response(request, 200))
         else:
@@ -564,6 +572,137 @@ class CallEngine:
         leg.media = media
         if leg.endpoint is not None:
             await self._set_remote(leg, media)
+
+    # -- blind transfer (RFC 3515, RFC 5589 §6) ------------------------------------------------------------
+    async def _refer(self, txn: ServerTransaction, request: Request, transferor: Leg) -> None:
+        """The transferor's device asks us to connect its party to the Refer-To target and then drops out.
+
+        We accept (202), report progress in NOTIFYs with message/sipfrag bodies, place the new call to the
+        target's devices, and when one answers bridge it with the transferee, NOTIFY 200 and BYE the
+        transferor. A failed attempt is reported (NOTIFY with the final status) and the call goes on.
+        """
+        call = transferor.call
+        dialog = transferor.dialog
+        transferee = call.other(transferor)
+        assert dialog is not None
+        try:
+            target = parse_name_addr(request.headers.get("refer-to") or "").uri
+        except SipParseError:
+            target = None
+        if not isinstance(target, SipUri) or transferee is None or call.answered_at is None:
+            self.sip.respond(txn, dialog.create_response(request, 400 if target is None else 403))
+            return
+        if target.headers is not None and "replaces" in target.headers.lower():
+            self.sip.respond(txn, dialog.create_response(request, 501, reason="Attended transfer not supported yet"))
+            return
+        self.sip.respond(txn, dialog.create_response(request, 202))
+        self._notify_refer(transferor, "SIP/2.0 100 Trying", final=False)
+        number = target.user_unescaped or ""
+        ext = await self.directory.extension(call.tenant_id, number) if number else None
+        now = time.time()
+        bindings = self.location.lookup(call.tenant_id, ext.extension_id, now) if ext is not None else []
+        if ext is None or not bindings:
+            self._notify_refer(transferor, "SIP/2.0 404 Not Found" if ext is None else
+                               "SIP/2.0 480 Temporarily Unavailable", final=True)
+            return
+        assert transferee.media is not None
+        preferred = [c for c in CODECS if c.name == transferee.media.codec_name]
+        codecs = preferred + [c for c in CODECS if c not in preferred]
+        transfer = Transfer(transferor=transferor, transferee=transferee, target=ext.party())
+        for binding in bindings:
+            leg = await self._fork(call, ext.party(), binding, codecs,
+                                   transferee.party.display_name or transferee.party.number, call.domain,
+                                   from_number=transferee.party.number,
+                                   handler=lambda leg, event: self._on_transfer_event(transfer, leg, event))
+            transfer.forks.append(leg)
+
+    def _notify_refer(self, leg: Leg, sipfrag: str, *, final: bool) -> None:
+        if leg.dialog is None or leg.state is LegState.ENDED:
+            return
+        state = "terminated;reason=noresource" if final else "active;expires=60"
+        notify = leg.dialog.create_request(
+            "NOTIFY", body=(sipfrag + "\r\n").encode(), content_type="message/sipfrag;version=2.0",
+            extra_headers=[("Event", "refer"), ("Subscription-State", state)])
+        add_top_via(notify, leg.peer.transport, self.sip.local_host, self.sip.local_port)
+        self.sip.send_request(notify, leg.peer, lambda event: None)
+
+    def _on_transfer_event(self, transfer: Transfer, leg: Leg, event: object) -> None:
+        call = leg.call
+        if isinstance(event, (TransactionTimeout, TransportError)):
+            event = None
+            status = 408
+        elif isinstance(event, ResponseReceived):
+            status = event.response.status
+        else:
+            return
+        if status < 200:
+            if status == 180 and not transfer.ringing:
+                transfer.ringing = True
+                self._notify_refer(transfer.transferor, "SIP/2.0 180 Ringing", final=False)
+            return
+        if 200 <= status < 300:
+            assert isinstance(event, ResponseReceived) and leg.invite is not None
+            response = event.response
+            leg.dialog = Dialog.from_uac(leg.invite, response)
+            self._ack(leg, leg.invite.cseq.number)
+            if transfer.done or call.ended:
+                self._send_bye(leg)
+                leg.state = LegState.ENDED
+                self._release(leg)
+                return
+            transfer.done = True
+            leg.state = LegState.ANSWERED
+            self.dialogs[leg.dialog.key] = leg
+            for other in transfer.forks:
+                if other is not leg and other.state is not LegState.ENDED:
+                    self._cancel_fork(other, 'SIP;cause=200;text="Call completed elsewhere"')
+            self.spawn(self._transfer_connected(transfer, leg, response))
+            return
+        leg.state = LegState.ENDED
+        leg.final_status = status
+        self.publish(ev.LegEnded, call, leg_id=leg.id, cause=f"sip_{status}")
+        self._release(leg)
+        if not transfer.done and all(f.state is LegState.ENDED for f in transfer.forks):
+            reason = REASONS.get(status, "Failed")
+            self._notify_refer(transfer.transferor, f"SIP/2.0 {status} {reason}", final=True)
+
+    async def _transfer_connected(self, transfer: Transfer, leg: Leg, response: Response) -> None:
+        call = leg.call
+        transferor, transferee = transfer.transferor, transfer.transferee
+        try:
+            assert leg.offer_sdp is not None
+            media = accept_answer(leg.offer_sdp, parse_sdp(response.body), CODECS)
+        except SdpError:
+            self._send_bye(leg)
+            self._notify_refer(transferor, "SIP/2.0 488 Not Acceptable Here", final=True)
+            return
+        leg.media = media
+        await self._set_remote(leg, media)
+        assert transferee.endpoint is not None and leg.endpoint is not None
+        await self.media.bridge(transferee.endpoint, leg.endpoint)  # ends the bridge with the transferor
+        if call.caller is transferor:
+            call.caller = leg
+        else:
+            call.callee = leg
+        self._notify_refer(transferor, "SIP/2.0 200 OK", final=True)
+        self._send_bye(transferor)
+        transferor.state = LegState.ENDED
+        if transferor.dialog is not None:
+            self.dialogs.pop(transferor.dialog.key, None)
+        self.publish(ev.LegEnded, call, leg_id=transferor.id, cause="transferred")
+        self._release(transferor)
+        self.publish(ev.LegAnswered, call, leg_id=leg.id)
+        self.publish(ev.CallTransferred, call, kind=ev.TransferKind.BLIND, from_leg_id=transferor.id,
+                     to=transfer.target)
+        if call.recording is not None and self.recordings_dir is not None:
+            # the recording followed the transferor's endpoint: finish it, record the new pair
+            recording, call.recording = call.recording, None
+            await self.media.stop_record(recording)
+            self.publish(ev.RecordingStopped, call, path=call.recording_path or "")
+            if call.caller is not None and call.callee is not None:
+                await self._start_recording(call, call.caller, call.callee, part=2)
+        log.info("call transferred", call=call.id, tenant=call.tenant_id, to=transfer.target.number)
+        await self._watch_media(call)
 
     # -- ending -----------------------------------------------------------------------------------------
     def _media_timeout(self, leg: Leg, event: MediaTimeout) -> None:

@@ -62,6 +62,7 @@ class Call:
     id: str
     tenant_id: int
     direction: Direction
+    domain: str = ""  # the tenant's SIP domain
     caller: Leg | None = None
     forks: list[Leg] = field(default_factory=list)
     callee: Leg | None = None  # the fork that answered
@@ -83,3 +84,15 @@ class Call:
 
     def legs(self) -> list[Leg]:
         return [leg for leg in (self.caller, *self.forks) if leg is not None]
+
+
+@dataclass(eq=False)
+class Transfer:
+    """A blind transfer in progress: the transferee is connected to the first of ``forks`` to answer."""
+
+    transferor: Leg
+    transferee: Leg
+    target: Party
+    forks: list[Leg] = field(default_factory=list)
+    ringing: bool = False
+    done: bool = False

@@ -52,7 +52,7 @@ ClientHandler = Callable[[object], None]
 log = get_logger(__name__)
 
 ALLOWED_METHODS = ("REGISTER", "OPTIONS", "ACK", "CANCEL")
-CALL_METHODS = ("INVITE", "BYE", "UPDATE", "INFO", "NOTIFY")
+CALL_METHODS = ("INVITE", "BYE", "UPDATE", "INFO", "NOTIFY", "REFER")
 ACCEPTED_TYPES = ("application/sdp",)
 USER_AGENT = "Zvonok"
 
