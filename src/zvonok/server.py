@@ -26,7 +26,7 @@ from zvonok.config import Settings
 from zvonok.logs import configure, get_logger
 from zvonok.media.engine import InProcessMediaEngine
 from zvonok.org import events as org_events
-from zvonok.org.service import sip_credentials
+from zvonok.org.service import platform_all_sip_credentials, sip_credentials
 from zvonok.sip.digest import Algorithm, DigestVerifier, NonceManager
 from zvonok.storage.db import Database
 from zvonok.telephony.auth import Authenticator, CredentialCache
@@ -56,6 +56,7 @@ class Runtime:
     bus: LocalBus
     cdr_writer: CdrWriter
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def _http_socket(host: str, port: int) -> socket.socket:
@@ -89,9 +90,18 @@ async def build(settings: Settings) -> Runtime:
             return await sip_credentials(session, domain, username)
 
     credentials = CredentialCache(lookup)
+    async with db.session() as session:
+        preloaded = credentials.preload(await platform_all_sip_credentials(session))
+    log.info("sip credentials loaded", extensions=preloaded)
 
     def on_org_event(event: object) -> None:
-        if isinstance(event, org_events.OrgEvent):
+        # one extension's change drops that extension only: a tenant with thousands of phones must not
+        # fall back to the database for all of them when one is added
+        if isinstance(event, (org_events.ExtensionCreated, org_events.ExtensionChanged)):
+            credentials.invalidate_extension(event.extension_id, event.number)
+        elif isinstance(event, org_events.ExtensionDeleted):
+            credentials.invalidate_extension(event.extension_id)
+        elif isinstance(event, (org_events.TenantChanged, org_events.TenantDeleted)):
             credentials.invalidate(event.tenant_id)
 
     db.add_listener(on_org_event)
@@ -121,14 +131,18 @@ async def build(settings: Settings) -> Runtime:
     config = uvicorn.Config(app, loop="none", lifespan="off", log_level="warning", access_log=False)
     http = uvicorn.Server(config)
     runtime = Runtime(settings, db, location, sip, http, bus, cdr_writer)
-    runtime.tasks.append(asyncio.create_task(_flush_loop(location, store)))
+    runtime.tasks.append(asyncio.create_task(_flush_loop(location, store, runtime.stopping)))
     return runtime
 
 
-async def _flush_loop(location: Location, store: SqlBindingStore) -> None:
-    """Expire bindings and write changed ones to the database, in batches."""
-    while True:
-        await asyncio.sleep(FLUSH_INTERVAL)
+async def _flush_loop(location: Location, store: SqlBindingStore, stopping: asyncio.Event) -> None:
+    """Expire bindings and write changed ones to the database, in batches, until ``stopping`` is set.
+
+    It is stopped by the event, never cancelled, so that a batch being written is never cut off halfway.
+    """
+    while not stopping.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), FLUSH_INTERVAL)
         await _flush(location, store)
 
 
@@ -140,12 +154,12 @@ async def _flush(location: Location, store: SqlBindingStore) -> None:
     upserts, deletes = location.take_changes()
     try:
         await store.apply(upserts, deletes)
-    except Exception:  # noqa: BLE001 - keep serving; the next flush retries what is still current
+    except BaseException as exc:  # keep what was not written; the next flush retries it
+        location.requeue(upserts, deletes)
+        if not isinstance(exc, Exception):
+            raise
         metrics.ERRORS.labels("registration_flush").inc()
         log.exception("failed to persist registrations", upserts=len(upserts), deletes=len(deletes))
-        for binding in upserts:
-            if binding.contact in location.current(binding.tenant_id, binding.extension_id):
-                location.put(binding)
 
 
 async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
@@ -178,8 +192,8 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
         await runtime.sip.stop()
         await runtime.bus.close()  # drains the CDR writer: every finished call is on disk
         await runtime.cdr_writer.stop()
-        for task in runtime.tasks:
-            task.cancel()
+        runtime.stopping.set()
+        await asyncio.gather(*runtime.tasks, return_exceptions=True)
         await _flush(runtime.location, SqlBindingStore(runtime.db))
         await runtime.db.dispose()
         for sig in (signal.SIGINT, signal.SIGTERM):

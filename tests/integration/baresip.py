@@ -31,6 +31,7 @@ class Baresip:
     account: str  # a line of baresip's accounts file
     frequency: int = 440  # the sine the phone sends into calls
     record: bool = False  # dump decoded call audio to WAV files in workdir/snd (the sndfile module)
+    trace: bool = False  # log every SIP message (baresip -s) into the log file
     sip_port: int = field(default_factory=lambda: free_port(socket.SOCK_DGRAM))
     ctrl_port: int = field(default_factory=free_port)
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -63,7 +64,7 @@ class Baresip:
         # the account is added over the control socket once it is connected, so that no event is lost
         (self.workdir / "accounts").write_text("")
         log = open(self.workdir / "baresip.log", "wb")  # noqa: SIM115 - owned by the process
-        self.proc = subprocess.Popen(["baresip", "-f", str(self.workdir)], stdout=log, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(["baresip", "-f", str(self.workdir), *(["-s"] if self.trace else [])], stdout=log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
         log.close()
         deadline = time.monotonic() + timeout
@@ -81,9 +82,9 @@ class Baresip:
         """The WAV files of what the phone received (decoded) in its calls, oldest first."""
         return sorted((self.workdir / "snd").glob("*-dec.wav"))
 
-    def log(self) -> str:
+    def log(self, chars: int = 4000) -> str:
         path = self.workdir / "baresip.log"
-        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
 
     def command(self, command: str, params: str = "") -> None:
         assert self._sock is not None

@@ -51,12 +51,12 @@ def phones() -> Iterator[list[Baresip]]:
 
 
 def phone(phones: list[Baresip], tmp_path: Path, server: tuple[Any, Any], number: str, *, frequency: int = 440,
-          auto_answer: bool = False, record: bool = False) -> Baresip:
+          auto_answer: bool = False, record: bool = False, trace: bool = False) -> Baresip:
     srv, seeded = server
     account = (f"<sip:{number}@{seeded.domain}>;auth_pass={harness.password_for(number)};"
                f'outbound="sip:127.0.0.1:{srv.sip_port}";regint=600'
                + (";answermode=auto" if auto_answer else ""))
-    p = Baresip(tmp_path / f"phone{number}", account, frequency=frequency, record=record)
+    p = Baresip(tmp_path / f"phone{number}", account, frequency=frequency, record=record, trace=trace)
     phones.append(p)
     p.start()
     p.wait_event({"REGISTER_OK"})
@@ -258,3 +258,20 @@ def test_blind_transfer(server: tuple[Any, Any], phones: list[Baresip], tmp_path
     detail = harness.http_json(f"{srv.http_url}/api/v1/tenants/{seeded.tenant_id}/cdrs/{cdr['id']}", seeded.token)
     legs = {(leg["number"], leg["cause"]) for leg in detail["legs"]}
     assert ("704", "transferred") in legs and ("705", "normal_clearing") in legs
+
+
+def test_two_devices_ring_and_the_first_to_answer_wins(server: tuple[Any, Any], phones: list[Baresip],
+                                                       tmp_path: Path) -> None:
+    srv, seeded = server
+    a = phone(phones, tmp_path, server, "701")
+    desk = phone(phones, tmp_path / "desk", server, "702", trace=True)  # rings, is never answered
+    mobile = phone(phones, tmp_path / "mobile", server, "702", auto_answer=True)
+    a.command("dial", f"sip:702@{seeded.domain}")
+    desk.wait_event({"CALL_INCOMING"})
+    mobile.wait_event({"CALL_ESTABLISHED"})
+    a.wait_event({"CALL_ESTABLISHED"})
+    desk.wait_event({"CALL_CLOSED"})  # our CANCEL, with Reason: answered elsewhere
+    cancel = desk.log(100_000).split("CANCEL sip:", 1)[1]
+    assert 'Reason: SIP;cause=200;text="Call completed elsewhere"' in cancel.split("\r\n\r\n", 1)[0]
+    a.command("hangup")
+    mobile.wait_event({"CALL_CLOSED"})

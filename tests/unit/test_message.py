@@ -255,3 +255,13 @@ def test_random_datagrams_never_crash(data: bytes) -> None:
         StreamFramer().feed(data)
     except SipParseError:
         pass
+
+
+def test_a_header_line_without_colon_is_still_answerable() -> None:
+    data = load("cparam01").replace(b"Max-Forwards: 70\r\n", b"Max-Forwards: 70\r\n101[authentication x]\r\n")
+    with pytest.raises(SipParseError) as info:
+        parse_datagram(data)
+    assert info.value.status == 400 and isinstance(info.value.partial, Request)
+    assert make_response(info.value.partial, 400).to_bytes().startswith(b"SIP/2.0 400 ")
+    ((item, raw),) = StreamFramer().feed(data)  # on a stream: answered, and the connection survives
+    assert isinstance(item, SipParseError) and isinstance(item.partial, Request) and raw == data

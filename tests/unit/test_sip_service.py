@@ -173,3 +173,10 @@ async def test_metrics_count_messages_by_method_and_status(service: SipService, 
     assert sample("zvonok_sip_messages_out_total", transport="udp", kind="response", method="OPTIONS",
                   status="200") == before_out + 1
     assert sample("zvonok_sip_parse_errors_total", transport="udp") == before_bad + 1
+
+
+async def test_a_header_line_without_colon_gets_400(service: SipService, peer: Peer) -> None:
+    data = (RFC4475 / "cparam01.dat").read_bytes().replace(b"Max-Forwards: 70\r\n",
+                                                            b"Max-Forwards: 70\r\n101[authentication x]\r\n")
+    peer.send(data)
+    assert status_and_call_id(await peer.recv())[0] == 400

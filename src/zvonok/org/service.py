@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -78,29 +78,31 @@ async def tenant_by_domain(session: AsyncSession, domain: str) -> TenantInfo | N
     return _tenant_info(row) if row else None
 
 
+_CREDENTIAL_COLUMNS = (
+    Tenant.id, Extension.id, Extension.number, Extension.display_name, Tenant.sip_domain, Extension.ha1_md5,
+    Extension.ha1_sha256, Extension.max_devices, Extension.enabled, Tenant.suspended,
+)
+# built once: the registrar asks this on every cache miss, and building the ORM expression costs more
+# than running it
+_CREDENTIALS_BY_NAME = (
+    select(*_CREDENTIAL_COLUMNS)
+    .select_from(Extension)
+    .join(Tenant, Tenant.id == Extension.tenant_id)
+    .where(Tenant.sip_domain == bindparam("domain"), Extension.number == bindparam("number"))
+)
+
+
 async def sip_credentials(session: AsyncSession, domain: str, username: str) -> SipCredentials | None:
     """Credentials of extension ``username`` in the tenant owning ``domain``, or None."""
-    stmt = (
-        select(Extension, Tenant)
-        .join(Tenant, Tenant.id == Extension.tenant_id)
-        .where(Tenant.sip_domain == domain.strip().lower().rstrip("."), Extension.number == username)
-    )
-    row = (await session.execute(stmt)).one_or_none()
-    if row is None:
-        return None
-    ext, tenant = row
-    return SipCredentials(
-        tenant_id=tenant.id,
-        extension_id=ext.id,
-        number=ext.number,
-        display_name=ext.display_name,
-        realm=tenant.sip_domain,
-        ha1_md5=ext.ha1_md5,
-        ha1_sha256=ext.ha1_sha256,
-        max_devices=ext.max_devices,
-        enabled=ext.enabled,
-        tenant_suspended=tenant.suspended,
-    )
+    params = {"domain": domain.strip().lower().rstrip("."), "number": username}
+    row = (await session.execute(_CREDENTIALS_BY_NAME, params)).one_or_none()
+    return SipCredentials(*row) if row is not None else None
+
+
+async def platform_all_sip_credentials(session: AsyncSession) -> list[SipCredentials]:
+    """Every extension's credentials, all tenants (platform path: the SIP service warms its cache)."""
+    stmt = select(*_CREDENTIAL_COLUMNS).select_from(Extension).join(Tenant, Tenant.id == Extension.tenant_id)
+    return [SipCredentials(*row) for row in (await session.execute(stmt)).all()]
 
 
 # --- helpers ---------------------------------------------------------------------------------------

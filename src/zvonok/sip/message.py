@@ -284,7 +284,9 @@ def _content_length(headers: Headers, *, framing: bool) -> int | None:
     return int(text)
 
 
-def _parse_head(head: bytes) -> tuple[str, Headers]:
+def _parse_head(head: bytes, *, strict: bool = True) -> tuple[str, Headers]:
+    """The start line and header fields; ``strict=False`` skips malformed lines instead of raising
+    (used only to salvage enough of a bad request to answer it with 400)."""
     head = head.lstrip(b"\r\n")  # RFC 3261 §7.5: CRLFs before the start line are ignored
     if b"\n " in head or b"\n\t" in head:
         head = _FOLD_RE.sub(b" ", head)
@@ -295,11 +297,15 @@ def _parse_head(head: bytes) -> tuple[str, Headers]:
     for line in lines[1:]:
         colon = line.find(":")
         if colon <= 0:
+            if not strict:
+                continue
             raise SipParseError("malformed header line")
         name = line[:colon]
         if name not in known:
             name = name.rstrip(" \t")
             if not is_token(name):
+                if not strict:
+                    continue
                 raise SipParseError("malformed header name")
         fields.append((name, line[colon + 1 :].strip(" \t")))
     return lines[0], Headers(fields)
@@ -383,7 +389,11 @@ def parse_datagram(data: bytes, *, max_size: int = 65535) -> Request | Response:
         head, rest = data.rstrip(b"\r\n"), b""
     else:
         head, rest = parts
-    start, headers = _parse_head(head)
+    try:
+        start, headers = _parse_head(head)
+    except SipParseError as exc:
+        exc.partial = _partial_request(*_parse_head(head, strict=False))
+        raise
     try:
         length = _content_length(headers, framing=True)
     except SipParseError as exc:
@@ -449,7 +459,13 @@ class StreamFramer:
                     raise FramingError("header section too large", 513)
                 return out
             head = bytes(self._buf[:end])
-            start, headers = _parse_head(head)
+            bad: SipParseError | None = None
+            try:
+                start, headers = _parse_head(head)
+            except SipParseError as exc:  # a bad header line: the framing (Content-Length) may still hold
+                start, headers = _parse_head(head, strict=False)
+                exc.partial = _partial_request(start, headers)
+                bad = exc
             length = _content_length(headers, framing=True) or 0
             total = end + 4 + length
             if total > self.max_size:
@@ -458,6 +474,9 @@ class StreamFramer:
                 return out
             raw = bytes(self._buf[:total])
             del self._buf[:total]
+            if bad is not None:
+                out.append((bad, raw))
+                continue
             try:
                 msg = parse_message_parts(start, headers, raw[end + 4 :])
                 msg.raw = raw

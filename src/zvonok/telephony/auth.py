@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from zvonok import metrics
@@ -20,6 +20,7 @@ from zvonok.logs import get_logger
 from zvonok.org.service import SipCredentials
 from zvonok.sip.digest import (
     AuthResult,
+    Credentials,
     DigestError,
     DigestVerifier,
     UnsupportedSchemeError,
@@ -38,13 +39,28 @@ CredentialLookup = Callable[[str, str], Awaitable[SipCredentials | None]]
 
 
 class CredentialCache:
-    """Caches SIP credentials (and their absence) by (domain, username) for ``ttl`` seconds."""
+    """SIP credentials by (domain, username), held in memory like a registrar's user table.
 
-    def __init__(self, lookup: CredentialLookup, ttl: float = 30.0, max_entries: int = 200_000) -> None:
+    Known users stay ``ttl`` seconds (long: org events drop a tenant's entries whenever its extensions
+    change, and the TTL only bounds staleness should an event be missed); unknown ones ``negative_ttl``
+    seconds, so a scanner guessing names does not turn every guess into a database query. The server
+    preloads every extension at start (:meth:`preload`).
+    """
+
+    def __init__(self, lookup: CredentialLookup, ttl: float = 600.0, negative_ttl: float = 30.0,
+                 max_entries: int = 500_000) -> None:
         self._lookup = lookup
         self.ttl = ttl
+        self.negative_ttl = negative_ttl
         self.max_entries = max_entries
         self._entries: dict[tuple[str, str], tuple[float, SipCredentials | None]] = {}
+
+    def peek(self, domain: str, username: str) -> tuple[bool, SipCredentials | None]:
+        """(found, credentials) from memory only; found is False when the database must be asked."""
+        hit = self._entries.get((domain, username))
+        if hit is not None and hit[0] > time.monotonic():
+            return True, hit[1]
+        return False, None
 
     async def get(self, domain: str, username: str) -> SipCredentials | None:
         key = (domain, username)
@@ -53,10 +69,28 @@ class CredentialCache:
         if hit is not None and hit[0] > now:
             return hit[1]
         creds = await self._lookup(domain, username)
+        self._store(key, creds, now)
+        return creds
+
+    def _store(self, key: tuple[str, str], creds: SipCredentials | None, now: float) -> None:
         if len(self._entries) >= self.max_entries:
             self._entries.clear()
-        self._entries[key] = (now + self.ttl, creds)
-        return creds
+        self._entries[key] = (now + (self.ttl if creds is not None else self.negative_ttl), creds)
+
+    def preload(self, credentials: Iterable[SipCredentials]) -> int:
+        now = time.monotonic()
+        count = 0
+        for creds in credentials:
+            self._store((creds.realm, creds.number), creds, now)
+            count += 1
+        return count
+
+    def invalidate_extension(self, extension_id: int, number: str | None = None) -> None:
+        """Forget one extension (and any cached "unknown user" under its number)."""
+        self._entries = {
+            k: v for k, v in self._entries.items()
+            if not (v[1] is not None and v[1].extension_id == extension_id) and not (v[1] is None and k[1] == number)
+        }
 
     def invalidate(self, tenant_id: int | None = None) -> None:
         """Forget cached entries of a tenant (all when None)."""
@@ -108,6 +142,16 @@ class Authenticator:
         ``user``: the only username allowed (a REGISTER may bind only its own AOR). ``proxy``: use
         Proxy-Authorization and 407 (a request to be routed onwards, RFC 3261 §22.3) instead of 401.
         """
+        outcome = self.check(request, peer, now, domain=domain, user=user, proxy=proxy)
+        if isinstance(outcome, AuthOutcome):
+            return outcome
+        stored = await self.credentials.get(domain, outcome)
+        return self._decide(request, peer, now, domain, user, proxy, stored)
+
+    def check(self, request: Request, peer: Peer, now: float, *, domain: str, user: str | None = None,
+              proxy: bool = False) -> AuthOutcome | str:
+        """:meth:`authenticate` without waiting: the outcome, or the username whose credentials must be
+        fetched first (not in the cache). Keeps the hot path free of a task per request."""
         auth_value = request.headers.get("proxy-authorization" if proxy else "authorization")
         creds = None
         if auth_value is not None:
@@ -119,7 +163,15 @@ class Authenticator:
                 return AuthOutcome(response=self.reply(request, 400, reason="Malformed Authorization"))
         if creds is None:
             return AuthOutcome(response=self._challenge(request, domain, now, stale=False, proxy=proxy))
-        stored = await self.credentials.get(domain, creds.username)
+        hit, stored = self.credentials.peek(domain, creds.username)
+        if not hit:
+            return creds.username
+        return self._decide(request, peer, now, domain, user, proxy, stored, creds)
+
+    def _decide(self, request: Request, peer: Peer, now: float, domain: str, user: str | None, proxy: bool,
+                stored: SipCredentials | None, creds: Credentials | None = None) -> AuthOutcome:
+        if creds is None:
+            creds = parse_credentials(request.headers.get("proxy-authorization" if proxy else "authorization") or "")
         ha1: str | None = None
         if stored is not None:
             ha1 = stored.ha1_sha256 if creds.algorithm.hash_name == "sha256" else stored.ha1_md5

@@ -13,6 +13,7 @@ design rule of one interface per piece of shared state).
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -58,6 +59,8 @@ class Location:
     def __init__(self) -> None:
         self._bindings: dict[Key, dict[str, Binding]] = {}
         self._dirty: dict[tuple[int, int, str], Binding | None] = {}
+        # expiry times in a heap (stale entries of refreshed bindings are skipped when they surface)
+        self._expiry: list[tuple[float, int, int, str]] = []
         self.count = 0
 
     # -- reads ------------------------------------------------------------------------------------
@@ -86,6 +89,14 @@ class Location:
             self.count += 1
         found[binding.contact] = binding
         self._dirty[(binding.tenant_id, binding.extension_id, binding.contact)] = binding
+        self._schedule(binding)
+
+    def _schedule(self, binding: Binding) -> None:
+        heapq.heappush(self._expiry, (binding.expires_at, binding.tenant_id, binding.extension_id, binding.contact))
+        if len(self._expiry) > 2 * self.count + 1024:  # mostly refreshed entries: rebuild
+            self._expiry = [(b.expires_at, b.tenant_id, b.extension_id, b.contact)
+                            for found in self._bindings.values() for b in found.values()]
+            heapq.heapify(self._expiry)
 
     def remove(self, tenant_id: int, extension_id: int, contact: str) -> None:
         found = self._bindings.get((tenant_id, extension_id))
@@ -104,14 +115,16 @@ class Location:
         return self._bindings.get((tenant_id, extension_id), {})
 
     def expire(self, now: float) -> int:
-        """Remove expired bindings; returns how many."""
-        gone = [
-            (b.tenant_id, b.extension_id, b.contact)
-            for found in self._bindings.values() for b in found.values() if b.expires_at <= now
-        ]
-        for tenant_id, extension_id, contact in gone:
-            self.remove(tenant_id, extension_id, contact)
-        return len(gone)
+        """Remove expired bindings; returns how many. Costs only what expired, not all bindings."""
+        removed = 0
+        heap = self._expiry
+        while heap and heap[0][0] <= now:
+            _, tenant_id, extension_id, contact = heapq.heappop(heap)
+            binding = self._bindings.get((tenant_id, extension_id), {}).get(contact)
+            if binding is not None and binding.expires_at <= now:
+                self.remove(tenant_id, extension_id, contact)
+                removed += 1
+        return removed
 
     # -- persistence ------------------------------------------------------------------------------
     def restore(self, bindings: Iterable[Binding]) -> None:
@@ -121,6 +134,7 @@ class Location:
             if binding.contact not in found:
                 self.count += 1
             found[binding.contact] = replace(binding, connection=None)
+            self._schedule(binding)
 
     def take_changes(self) -> tuple[list[Binding], list[tuple[int, int, str]]]:
         """The changes since the last call: bindings to upsert and (tenant, extension, contact) to delete."""
@@ -128,6 +142,13 @@ class Location:
         upserts = [b for b in dirty.values() if b is not None]
         deletes = [k for k, b in dirty.items() if b is None]
         return upserts, deletes
+
+    def requeue(self, upserts: list[Binding], deletes: list[tuple[int, int, str]]) -> None:
+        """Put back changes whose write failed, unless a newer change of the same binding is queued."""
+        for binding in upserts:
+            self._dirty.setdefault((binding.tenant_id, binding.extension_id, binding.contact), binding)
+        for key in deletes:
+            self._dirty.setdefault(key, None)
 
     @property
     def has_changes(self) -> bool:

@@ -25,6 +25,14 @@ from .location import Binding, Location
 
 
 @dataclass(frozen=True, slots=True)
+class Lookup:
+    """What :meth:`Registrar.handle_now` needs fetched before it can answer."""
+
+    domain: str
+    username: str
+
+
+@dataclass(frozen=True, slots=True)
 class RegistrarConfig:
     min_expires: int = 60
     max_expires: int = 3600
@@ -43,6 +51,19 @@ class Registrar:
 
     async def handle(self, request: Request, peer: Peer, now: float) -> Response | None:
         """Answer one REGISTER; None means drop it (the source is blocked)."""
+        result = self.handle_now(request, peer, now)
+        if isinstance(result, Lookup):
+            await self.auth.credentials.get(result.domain, result.username)  # into the cache, then again
+            result = self.handle_now(request, peer, now, fetched=True)
+        assert not isinstance(result, Lookup)
+        return result
+
+    def handle_now(self, request: Request, peer: Peer, now: float, *,
+                   fetched: bool = False) -> Response | None | Lookup:
+        """:meth:`handle` without waiting, or the :class:`Lookup` to make first (credentials not cached).
+
+        The SIP service calls this inline, so a REGISTER whose user is in memory costs no task.
+        """
         auth = self.auth
         if auth.blocked(peer, now):
             return None
@@ -56,14 +77,19 @@ class Registrar:
             contacts, wildcard = _contacts(request)
         except SipParseError as exc:
             return auth.reply(request, exc.status, reason=exc.reason)
-        outcome = await auth.authenticate(request, peer, now, domain=auth.domain_of(ruri),
-                                          user=aor_uri.user_unescaped or "")
+        domain = auth.domain_of(ruri)
+        outcome = auth.check(request, peer, now, domain=domain, user=aor_uri.user_unescaped or "")
+        if isinstance(outcome, str):
+            if not fetched:
+                return Lookup(domain, outcome)
+            # evicted between the fetch and now (a full cache was cleared): ask once more, uncached
+            return auth.reply(request, 500, ("Retry-After", "1"))
         if outcome.credentials is None:
             status = outcome.response.status if outcome.response is not None else 0
-            metrics.REGISTER_RESULTS.labels({401: "challenged", 403: "forbidden"}.get(status, str(status))).inc()
+            metrics.child(metrics.REGISTER_RESULTS, {401: "challenged", 403: "forbidden"}.get(status, str(status))).inc()
             return outcome.response
         response = self._update_bindings(request, peer, outcome.credentials, contacts, wildcard, now)
-        metrics.REGISTER_RESULTS.labels("ok" if response.status == 200 else str(response.status)).inc()
+        metrics.child(metrics.REGISTER_RESULTS, "ok" if response.status == 200 else str(response.status)).inc()
         return response
 
     # -- RFC 3261 §10.3 steps 6-8 ------------------------------------------------------------------

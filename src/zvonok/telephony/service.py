@@ -42,7 +42,7 @@ from zvonok.sip.uas import check_request
 from zvonok.transport.tcp import TcpTransport
 from zvonok.transport.udp import UdpTransport, open_udp
 
-from .registrar import Registrar
+from .registrar import Lookup, Registrar
 
 if TYPE_CHECKING:
     from .b2bua import CallEngine
@@ -130,7 +130,7 @@ class SipService:
             self._reject(exc, peer)
             return
         except Exception:  # noqa: BLE001 - a parser bug must not take the service down
-            metrics.ERRORS.labels("sip_parse").inc()
+            metrics.child(metrics.ERRORS, "sip_parse").inc()
             log.exception("unexpected error parsing a datagram", peer=str(peer), size=len(data))
             return
         self._on_message(msg, peer)
@@ -142,7 +142,7 @@ class SipService:
             self._on_message(item, peer)
 
     def _reject(self, exc: SipParseError, peer: Peer) -> None:
-        metrics.SIP_PARSE_ERRORS.labels(peer.transport).inc()
+        metrics.child(metrics.SIP_PARSE_ERRORS, peer.transport).inc()
         request = exc.partial
         log.debug("malformed sip message", peer=str(peer), error=exc.reason)
         if not isinstance(request, Request) or request.method == "ACK":
@@ -151,13 +151,13 @@ class SipService:
             response = make_response(request, exc.status, exc.reason)
             response.headers.add("Server", USER_AGENT)
             self._send(response.to_bytes(), peer)
-            metrics.SIP_MESSAGES_OUT.labels(peer.transport, "response", request.method[:32], str(exc.status)).inc()
+            metrics.child(metrics.SIP_MESSAGES_OUT, peer.transport, "response", request.method[:32], str(exc.status)).inc()
         except Exception:  # noqa: BLE001 - answering garbage is best effort
-            metrics.ERRORS.labels("sip_reject").inc()
+            metrics.child(metrics.ERRORS, "sip_reject").inc()
 
     def _on_message(self, msg: Request | Response, peer: Peer) -> None:
         is_request = isinstance(msg, Request)
-        metrics.SIP_MESSAGES_IN.labels(
+        metrics.child(metrics.SIP_MESSAGES_IN,
             peer.transport, "request" if is_request else "response",
             msg.method if isinstance(msg, Request) else msg.cseq.method,
             "" if isinstance(msg, Request) else str(msg.status),
@@ -173,7 +173,7 @@ class SipService:
         except SipParseError as exc:
             self._reject(exc, peer)
         except Exception:  # noqa: BLE001
-            metrics.ERRORS.labels("sip_receive").inc()
+            metrics.child(metrics.ERRORS, "sip_receive").inc()
             log.exception("unexpected error handling a sip message", peer=str(peer))
 
     # -- the transaction user ------------------------------------------------------------------------
@@ -221,9 +221,13 @@ class SipService:
         elif request.method in CALL_METHODS:
             self._respond(txn, make_response(request, 481, to_tag=_tag()))  # outside any dialog
         elif request.method == "REGISTER":
-            task = asyncio.ensure_future(self._register(txn, request, peer))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            result = self.registrar.handle_now(request, peer, time.time())
+            if isinstance(result, Lookup):  # credentials not in memory: ask the database in a task
+                task = asyncio.ensure_future(self._register(txn, request, peer))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            elif result is not None:
+                self._respond(txn, result)
         elif request.method == "OPTIONS":
             self._respond(txn, make_response(request, 200, to_tag=_tag(), headers=[
                 ("Allow", ", ".join(self.allowed_methods)), ("Accept", "application/sdp"),
@@ -234,7 +238,7 @@ class SipService:
         try:
             response = await self.registrar.handle(request, peer, time.time())
         except Exception:  # noqa: BLE001 - answer 500 rather than leave the phone retransmitting
-            metrics.ERRORS.labels("registrar").inc()
+            metrics.child(metrics.ERRORS, "registrar").inc()
             log.exception("registrar failed", peer=str(peer), call_id=request.headers.get("call-id"))
             response = make_response(request, 500, to_tag=_tag())
         if response is not None:
@@ -242,7 +246,7 @@ class SipService:
 
     def _respond(self, txn: ServerTransaction, response: Response) -> None:
         response.headers.add("Server", USER_AGENT)
-        metrics.SIP_MESSAGES_OUT.labels(txn.peer.transport, "response", txn.request.method,
+        metrics.child(metrics.SIP_MESSAGES_OUT, txn.peer.transport, "response", txn.request.method,
                                         str(response.status)).inc()
         self.layer.respond(txn, response, self._now())
         self._process(())
@@ -255,7 +259,7 @@ class SipService:
         """Send ``request`` (its top Via in place) in a new client transaction; events go to ``handler``."""
         txn = self.layer.send_request(request, peer, self._now())
         self._clients[txn] = handler
-        metrics.SIP_MESSAGES_OUT.labels(peer.transport, "request", request.method, "").inc()
+        metrics.child(metrics.SIP_MESSAGES_OUT, peer.transport, "request", request.method, "").inc()
         self._process(())
         return txn
 
@@ -304,7 +308,7 @@ class SipService:
         try:
             self._process(self.layer.handle_timer(self._now()))
         except Exception:  # noqa: BLE001
-            metrics.ERRORS.labels("sip_timer").inc()
+            metrics.child(metrics.ERRORS, "sip_timer").inc()
             log.exception("unexpected error in sip timers")
             self._arm_timer()
 

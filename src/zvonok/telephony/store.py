@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import and_, delete, or_, select
+from typing import Any
+
+from sqlalchemy import bindparam, delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 
 from zvonok.storage.db import Database
 
@@ -31,19 +36,45 @@ class SqlBindingStore:
         ]
 
     async def apply(self, upserts: list[Binding], deletes: list[tuple[int, int, str]]) -> None:
+        """Write one batch in one transaction: Core statements, executemany, no ORM unit of work (it is
+        the registrar's write path: thousands of refreshes a second)."""
         if not upserts and not deletes:
             return
-        async with self.db.session() as session:
-            keys = [(b.extension_id, b.contact) for b in upserts] + [(e, c) for _, e, c in deletes]
-            # delete-then-insert is portable (SQLite, PostgreSQL) and the batch is one transaction
-            for start in range(0, len(keys), 400):
-                chunk = keys[start:start + 400]
-                await session.execute(delete(Registration).where(or_(*(
-                    and_(Registration.extension_id == e, Registration.contact == c) for e, c in chunk
-                ))))
-            session.add_all(
-                Registration(tenant_id=b.tenant_id, extension_id=b.extension_id, contact=b.contact,
-                             **{f: getattr(b, f) for f in _FIELDS})
-                for b in upserts
-            )
-            await session.commit()
+        table = Registration.__table__
+        removal = delete(table).where(table.c.extension_id == bindparam("e"), table.c.contact == bindparam("c"))
+        removed = [{"e": extension_id, "c": contact} for _, extension_id, contact in deletes]
+        rows = [_row(b) for b in upserts]
+        try:
+            async with self.db.engine.begin() as conn:
+                if removed:
+                    await conn.execute(removal, removed)
+                if rows:
+                    await conn.execute(_upsert(conn.dialect.name), rows)
+        except IntegrityError:
+            # an extension was deleted since it registered: write the rest, skip what the FK refuses
+            async with self.db.engine.begin() as conn:
+                if removed:
+                    await conn.execute(removal, removed)
+            await self._apply_one_by_one(rows)
+
+    async def _apply_one_by_one(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            try:
+                async with self.db.engine.begin() as conn:
+                    await conn.execute(_upsert(conn.dialect.name), row)
+            except IntegrityError:
+                continue
+
+
+def _upsert(dialect: str) -> Any:
+    table = Registration.__table__
+    stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c.extension_id, table.c.contact],
+        set_={f: getattr(stmt.excluded, f) for f in _FIELDS},
+    )
+
+
+def _row(b: Binding) -> dict[str, Any]:
+    return {"tenant_id": b.tenant_id, "extension_id": b.extension_id, "contact": b.contact,
+            **{f: getattr(b, f) for f in _FIELDS}}

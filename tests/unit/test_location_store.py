@@ -1,0 +1,67 @@
+"""The location service's durable copy on SQLite and PostgreSQL: batches, upserts, deletes, FK safety."""
+
+from __future__ import annotations
+
+import time
+
+from zvonok.org import schemas, service
+from zvonok.storage.db import Database
+from zvonok.telephony.location import Binding, Location
+from zvonok.telephony.store import SqlBindingStore
+
+
+async def _extension(db: Database, number: str = "100") -> tuple[int, int]:
+    async with db.session() as session:
+        tenant = await service.platform_create_tenant(session, schemas.TenantCreate(name="x", sip_domain="st.test"))
+        ext, _ = await service.create_extension(
+            session, tenant.id, schemas.ExtensionCreate(number=number, display_name="a", sip_password="secret12345"))
+        await session.commit()
+        return tenant.id, ext.id
+
+
+def _binding(tenant_id: int, extension_id: int, contact: str, *, expires_in: float = 100, cseq: int = 1) -> Binding:
+    now = time.time()
+    return Binding(tenant_id=tenant_id, extension_id=extension_id, aor="100@st.test", contact=contact,
+                   expires_at=now + expires_in, registered_at=now, cseq=cseq, source="udp:192.0.2.1:5060")
+
+
+async def test_batches_upsert_delete_and_reload(db: Database) -> None:
+    tenant_id, extension_id = await _extension(db)
+    store = SqlBindingStore(db)
+    first = _binding(tenant_id, extension_id, "sip:100@192.0.2.1", cseq=2**32 - 1)  # CSeq needs 32 bits
+    await store.apply([first], [])
+    await store.apply([_binding(tenant_id, extension_id, "sip:100@192.0.2.1", expires_in=500)], [])  # a refresh
+    await store.apply([_binding(tenant_id, extension_id, "sip:100@192.0.2.2")], [])
+    await store.apply([], [(tenant_id, extension_id, "sip:100@192.0.2.2")])
+    (loaded,) = await store.load(time.time())
+    assert loaded.contact == "sip:100@192.0.2.1" and loaded.expires_at > time.time() + 400
+    assert loaded.source == "udp:192.0.2.1:5060"
+
+
+async def test_expired_rows_are_dropped_at_load(db: Database) -> None:
+    tenant_id, extension_id = await _extension(db)
+    store = SqlBindingStore(db)
+    await store.apply([_binding(tenant_id, extension_id, "sip:old@192.0.2.1", expires_in=-1)], [])
+    assert await store.load(time.time()) == []
+
+
+async def test_a_deleted_extension_does_not_lose_the_rest_of_the_batch(db: Database) -> None:
+    tenant_id, extension_id = await _extension(db)
+    store = SqlBindingStore(db)
+    gone = _binding(tenant_id, 999_999, "sip:ghost@192.0.2.9")  # the FK refuses it
+    kept = _binding(tenant_id, extension_id, "sip:100@192.0.2.3")
+    await store.apply([gone, kept], [])
+    assert [b.contact for b in await store.load(time.time())] == ["sip:100@192.0.2.3"]
+
+
+async def test_a_failed_write_is_requeued_unless_newer_changes_exist() -> None:
+    location = Location()
+    a = _binding(1, 1, "sip:a@192.0.2.1")
+    b = _binding(1, 1, "sip:b@192.0.2.1")
+    location.put(a)
+    location.put(b)
+    upserts, deletes = location.take_changes()
+    location.remove(1, 1, "sip:b@192.0.2.1")  # newer than the failed write of b
+    location.requeue(upserts, deletes)
+    again, removed = location.take_changes()
+    assert [x.contact for x in again] == ["sip:a@192.0.2.1"] and removed == [(1, 1, "sip:b@192.0.2.1")]
