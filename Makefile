@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 DATA   ?= ./data
 
-.PHONY: demo test peers lint bench-register clean
+.PHONY: demo test test-integration-pg peers lint bench-register clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,14 @@ test: $(VENV)/.installed peers
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+# The integration suite again with the servers on PostgreSQL (a fresh database, dropped afterwards).
+PG_ADMIN_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+test-integration-pg: $(VENV)/.installed peers
+	@db=zvonok_it_$$(date +%s)_$$$$; \
+	$(BIN)/python tests/pgdb.py create "$(PG_ADMIN_URL)" $$db && \
+	ZVONOK_TEST_DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/$$db $(BIN)/pytest tests/integration; \
+	status=$$?; $(BIN)/python tests/pgdb.py drop "$(PG_ADMIN_URL)" $$db; exit $$status
 
 bench-register: $(VENV)/.installed peers
 	$(BIN)/python bench/register.py
