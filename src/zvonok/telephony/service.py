@@ -74,6 +74,7 @@ class SipService:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._clients: dict[ClientTransaction, ClientHandler] = {}
         self._pending_cancels: dict[ClientTransaction, str | None] = {}
+        self._sweep_at = 1024
         self.calls: CallEngine | None = None  # set by the composition root when calls are served
         self.t1 = settings.sip_t1
         self.t2 = settings.sip_t2
@@ -206,8 +207,11 @@ class SipService:
         for item in self.layer.data_to_send():
             self._send(item.data, item.peer)
         self._arm_timer()
-        if len(self._clients) > 1000:
+        if len(self._clients) > self._sweep_at:
+            # transactions ended by a timer never report it: drop them, but only once the table has
+            # doubled since the last sweep (amortized O(1); INVITE transactions live 32 s after a final)
             self._clients = {t: h for t, h in self._clients.items() if t.state is not State.TERMINATED}
+            self._sweep_at = max(1024, 2 * len(self._clients))
 
     def _dispatch(self, txn: ServerTransaction, request: Request, peer: Peer) -> None:
         error = check_request(request, allowed_methods=self.allowed_methods, content_types=ACCEPTED_TYPES,
