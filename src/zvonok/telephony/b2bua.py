@@ -30,7 +30,7 @@ from zvonok.bus import Bus
 from zvonok.logs import get_logger
 from zvonok.media.events import MediaTimeout
 from zvonok.media.g711 import Codec as MediaCodec
-from zvonok.media.interface import MediaEngine
+from zvonok.media.interface import Endpoint, MediaEngine
 from zvonok.sip.dialog import (
     Dialog,
     DialogKey,
@@ -245,22 +245,35 @@ class CallEngine:
         preferred = [c for c in CODECS if c.name == negotiated.codec_name]
         codecs = preferred + [c for c in CODECS if c not in preferred]
         from_display = (caller_party.display_name or request.from_.display or caller_party.number).replace('"', "")
-        for binding in bindings:
-            if call.ended:
-                return
-            await self._fork(call, callee_ext.party(), binding, codecs, from_display, call.domain)
+        # every endpoint first, then every INVITE without awaiting in between: a device answering at
+        # once must find all the forks it has to cancel
+        endpoints = await self._endpoints(call, len(bindings))
+        if endpoints is None:
+            return
+        for binding, endpoint in zip(bindings, endpoints, strict=True):
+            self._fork(call, callee_ext.party(), binding, endpoint, codecs, from_display, call.domain)
         if not call.ended:
             loop = asyncio.get_running_loop()
             call.no_answer = loop.call_later(self.no_answer_timeout, self._no_answer, call)
 
-    async def _fork(self, call: Call, party: ev.Party, binding: Binding, codecs: list[Codec],
-                    from_display: str, domain: str, *, from_number: str | None = None,
-                    handler: Callable[[Leg, object], None] | None = None) -> Leg:
+    async def _endpoints(self, call: Call, count: int) -> list[Endpoint] | None:
+        """``count`` media endpoints for new legs; None (and nothing held) if the call ended meanwhile."""
+        endpoints = [await self.media.create_endpoint(call.tenant_id, call.id, [MediaCodec.PCMU, MediaCodec.PCMA])
+                     for _ in range(count)]
+        if call.ended:
+            for endpoint in endpoints:
+                self.spawn(self.media.release(endpoint))
+            return None
+        return endpoints
+
+    def _fork(self, call: Call, party: ev.Party, binding: Binding, endpoint: Endpoint, codecs: list[Codec],
+              from_display: str, domain: str, *, from_number: str | None = None,
+              handler: Callable[[Leg, object], None] | None = None) -> Leg:
+        """Place one INVITE to a registered device of the callee, as a new leg of ``call``."""
         assert call.caller is not None
         peer = peer_of(binding)
         leg = Leg(id=_tag(), role=ev.LegRole.CALLEE, call=call, party=party, peer=peer, session=_new_session(),
-                  local_tag=_tag(), contact=binding.contact, user_agent=binding.user_agent)
-        leg.endpoint = await self.media.create_endpoint(call.tenant_id, call.id, [MediaCodec.PCMU, MediaCodec.PCMA])
+                  local_tag=_tag(), contact=binding.contact, user_agent=binding.user_agent, endpoint=endpoint)
         offer = build_offer(self.sip.local_host, leg.endpoint.local_address.port, codecs, SdpDirection.SENDRECV,
                             leg.session)
         leg.offer_sdp = offer
@@ -609,8 +622,11 @@ class CallEngine:
         preferred = [c for c in CODECS if c.name == transferee.media.codec_name]
         codecs = preferred + [c for c in CODECS if c not in preferred]
         transfer = Transfer(transferor=transferor, transferee=transferee, target=ext.party())
-        for binding in bindings:
-            leg = await self._fork(call, ext.party(), binding, codecs,
+        endpoints = await self._endpoints(call, len(bindings))
+        if endpoints is None:
+            return
+        for binding, endpoint in zip(bindings, endpoints, strict=True):
+            leg = self._fork(call, ext.party(), binding, endpoint, codecs,
                                    transferee.party.display_name or transferee.party.number, call.domain,
                                    from_number=transferee.party.number,
                                    handler=lambda leg, event: self._on_transfer_event(transfer, leg, event))
