@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import itertools
 from pathlib import Path
 
@@ -57,8 +58,8 @@ def uri_without_transport(text: str) -> str:
     # requests (one of its simplifications, §1.3); the URI is otherwise the remote target
     uri = parse_uri(text)
     assert isinstance(uri, SipUri)
-    uri.params.pop("transport", None)
-    return str(uri)
+    params = {k: v for k, v in uri.params.items() if k != "transport"}
+    return str(dataclasses.replace(uri, params=params))  # parsed URIs are shared: never change one
 
 
 def assert_same_request(built: Request, expected: Request) -> None:

@@ -201,7 +201,10 @@ def _parse_params(text: str) -> dict[str, str]:
             # Two values for one name is how parser-differential attacks start: refuse.
             raise DigestError(f"duplicate parameter {name!r}")
         quoted = m.group(2)
-        params[name] = _UNESCAPE_RE.sub(r"\1", quoted) if quoted is not None else m.group(3)
+        if quoted is None:
+            params[name] = m.group(3)
+        else:
+            params[name] = _UNESCAPE_RE.sub(r"\1", quoted) if "\\" in quoted else quoted
         pos = m.end()
         sep = _SEP_RE.match(text, pos)
         assert sep is not None  # the pattern matches the empty string

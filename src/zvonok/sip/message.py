@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 
 from .errors import FramingError, SipParseError
 from .headers import (
+    _KEY_CACHE,
     SINGLE_VALUED,
     CSeq,
     NameAddr,
@@ -66,9 +67,9 @@ class Headers:
 
     __slots__ = ("_fields", "_keys", "changed")
 
-    def __init__(self, fields: Iterable[tuple[str, str]] = ()) -> None:
+    def __init__(self, fields: Iterable[tuple[str, str]] = (), keys: list[str] | None = None) -> None:
         self._fields: list[tuple[str, str]] = list(fields)
-        self._keys: list[str] = [header_key(name) for name, _ in self._fields]
+        self._keys: list[str] = keys if keys is not None else [header_key(name) for name, _ in self._fields]
         self.changed = False
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
@@ -293,7 +294,9 @@ def _parse_head(head: bytes, *, strict: bool = True) -> tuple[str, Headers]:
     text = _decode(head)
     lines = text.split("\r\n") if "\r\n" in text else text.split("\n")
     fields: list[tuple[str, str]] = []
+    keys: list[str] = []
     known = _KNOWN_NAMES
+    key_cache = _KEY_CACHE
     for line in lines[1:]:
         colon = line.find(":")
         if colon <= 0:
@@ -308,7 +311,8 @@ def _parse_head(head: bytes, *, strict: bool = True) -> tuple[str, Headers]:
                     continue
                 raise SipParseError("malformed header name")
         fields.append((name, line[colon + 1 :].strip(" \t")))
-    return lines[0], Headers(fields)
+        keys.append(key_cache.get(name) or header_key(name))
+    return lines[0], Headers(fields, keys)
 
 
 # names seen in nearly every message: skip the token check for them
@@ -487,6 +491,9 @@ class StreamFramer:
 
 # -- building responses ----------------------------------------------------------------------------------
 
+_COPIED = {"via": "Via", "from": "From", "call-id": "Call-ID", "cseq": "CSeq"}
+
+
 def make_response(request: Request, status: int, reason: str | None = None, *, to_tag: str | None = None,
                   headers: Iterable[tuple[str, str]] = (), body: bytes = b"") -> Response:
     """A response to ``request`` with the headers §8.2.6.2 says to copy (Via, From, To, Call-ID, CSeq).
@@ -494,10 +501,9 @@ def make_response(request: Request, status: int, reason: str | None = None, *, t
     Works on the raw header values, so it also serves a request that failed to parse.
     """
     out = Headers()
-    for name, value in request.headers:
-        key = header_key(name)
-        if key in ("via", "from", "call-id", "cseq"):
-            out.add(canonical_name(key), value)
+    for key, (_, value) in zip(request.headers.keys(), request.headers, strict=True):
+        if key in _COPIED:
+            out.add(_COPIED[key], value)
         elif key == "to":
             if to_tag is not None and status > 100 and not _has_tag(request):
                 value = f"{value};tag={to_tag}"

@@ -30,7 +30,7 @@ def _check_escapes(text: str, what: str) -> None:
         raise SipParseError(f"bad escape in {what}")
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True)
 class SipUri:
     """A ``sip:`` or ``sips:`` URI; parts are kept escaped, as received."""
 
@@ -90,7 +90,7 @@ class SipUri:
         return f"{self.user_unescaped or ''}@{self.host_lower}"
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True)
 class TelUri:
     """A ``tel:`` URI (RFC 3966): the number and its parameters, kept as received."""
 
@@ -105,7 +105,7 @@ class TelUri:
         return "".join(out)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True)
 class AbsoluteUri:
     """Any other scheme (RFC 4475 §3.3.2–3.3.4): parsed only far enough to name the scheme."""
 
@@ -134,8 +134,28 @@ def _parse_params(text: str, what: str) -> dict[str, str | None]:
     return params
 
 
+_MEMO: dict[str, Uri] = {}
+_MEMO_MAX = 65536
+
+
 def parse_uri(text: str) -> Uri:
-    """Parse a URI; raise :class:`SipParseError` (400) when it is not well formed."""
+    """Parse a URI; raise :class:`SipParseError` (400) when it is not well formed.
+
+    Memoized: the same URIs come back in every message of a phone (its AOR in From and To, the
+    registrar's domain, its contact), and parsing is a good share of the per-message cost. The result
+    is shared, so callers treat URIs as immutable and use ``dataclasses.replace`` for a changed copy.
+    """
+    found = _MEMO.get(text)
+    if found is not None:
+        return found
+    uri = _parse_uri(text)
+    if len(_MEMO) >= _MEMO_MAX:
+        _MEMO.clear()
+    _MEMO[text] = uri
+    return uri
+
+
+def _parse_uri(text: str) -> Uri:
     scheme, colon, rest = text.partition(":")
     if not colon or not _SCHEME_RE.match(scheme) or _BAD_CHARS.search(text):
         raise SipParseError(f"malformed URI {text[:80]!r}")
