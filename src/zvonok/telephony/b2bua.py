@@ -71,6 +71,7 @@ from .auth import Authenticator
 from .call import Call, Leg, LegState, Transfer
 from .directory import Directory
 from .location import Binding, Location
+from .throttle import FailureThrottle
 
 log = get_logger(__name__)
 
@@ -116,7 +117,7 @@ class CallEngine:
     def __init__(self, *, sip: SipStack, media: MediaEngine, auth: Authenticator, location: Location,
                  directory: Directory, bus: Bus, no_answer_timeout: float = 60.0,
                  media_timeout: float = 60.0, recordings_dir: Path | None = None,
-                 record_stereo: bool = True) -> None:
+                 record_stereo: bool = True, flood: FailureThrottle | None = None) -> None:
         self.sip = sip
         self.media = media
         self.auth = auth
@@ -126,6 +127,8 @@ class CallEngine:
         self.no_answer_timeout = no_answer_timeout
         self.media_timeout = media_timeout
         self.recordings_dir = recordings_dir  # None: calls are not recorded
+        # every new INVITE counts; an address placing more than the limit per window gets 503
+        self.flood = flood or FailureThrottle(limit=30, window=1.0, ban_time=30.0)
         self.record_stereo = record_stereo
         self.calls: dict[str, Call] = {}
         self.dialogs: dict[DialogKey, Leg] = {}
@@ -179,6 +182,9 @@ class CallEngine:
 
         if self.auth.blocked(peer, now):
             reply(403)
+            return
+        if self.flood.is_blocked(peer.host, now) or self.flood.record_failure(peer.host, now):
+            self.sip.respond(txn, make_response(request, 503, to_tag=_tag(), headers=[("Retry-After", "30")]))
             return
         uri = request.uri
         if not isinstance(uri, SipUri):
