@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import socket
@@ -203,9 +204,19 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
         log.info("zvonok stopped")
 
 
+def _tune_gc() -> None:
+    """Collect the young generation less often. A loaded SIP server allocates short-lived objects at a
+    high rate (every message is a few dozen), and CPython's default threshold (700) makes it run the
+    collector thousands of times a second; the objects that live on are few."""
+    gc.collect()
+    gc.freeze()  # what start-up built (modules, tables, caches) is never garbage: stop scanning it
+    gc.set_threshold(20_000, 20, 20)
+
+
 def run(settings: Settings) -> None:
     """Entry point of ``zvonok serve``: structured logs, uvloop, serve until a signal."""
     configure(settings.log_level, settings.log_json)
+    _tune_gc()
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on every supported platform

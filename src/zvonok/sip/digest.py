@@ -383,6 +383,7 @@ class NonceManager:
         # nonce -> (issue time in ms, last accepted nc); insertion order ~ issue order.
         self._nc: OrderedDict[str, tuple[int, int]] = OrderedDict()
         self._floor_ms: int | None = None
+        self._last: tuple[str, int] = ("", 0)
 
     def _mac(self, body: bytes) -> bytes:
         return hmac.new(self._secret, _MAC_LABEL + body, hashlib.sha256).digest()[:_NONCE_MAC]
@@ -394,7 +395,19 @@ class NonceManager:
         return base64.urlsafe_b64encode(body + self._mac(body)).decode("ascii")
 
     def _issued_ms(self, nonce: str) -> int | None:
-        """The issue time of a genuine nonce, or None."""
+        """The issue time of a genuine nonce, or None (the HMAC is checked once per nonce and request:
+        a nonce already in the nc table, or the one just checked, is known to be genuine)."""
+        entry = self._nc.get(nonce)
+        if entry is not None:
+            return entry[0]
+        if self._last[0] == nonce:
+            return self._last[1]
+        issued = self._verify_mac(nonce)
+        if issued is not None:
+            self._last = (nonce, issued)
+        return issued
+
+    def _verify_mac(self, nonce: str) -> int | None:
         if len(nonce) != _NONCE_LEN or _NONCE_CHARS.fullmatch(nonce) is None:
             return None
         try:

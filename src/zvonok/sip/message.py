@@ -93,7 +93,13 @@ class Headers:
     def get_all(self, name: str) -> list[str]:
         """Every header field of that name, in order (not split at commas)."""
         key = header_key(name)
-        return [field[1] for k, field in zip(self._keys, self._fields, strict=True) if k == key]
+        keys = self._keys
+        count = keys.count(key)  # C speed; nearly every header appears once or not at all
+        if count == 0:
+            return []
+        if count == 1:
+            return [self._fields[keys.index(key)][1]]
+        return [field[1] for k, field in zip(keys, self._fields, strict=True) if k == key]
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and header_key(name) in self._keys

@@ -156,8 +156,18 @@ class Registrar:
     def _ok(self, request: Request, tenant_id: int, extension_id: int, now: float) -> Response:
         bindings = self.location.lookup(tenant_id, extension_id, now)
         headers = [("Contact", f"<{b.contact}>;expires={b.remaining(now)}") for b in bindings]
-        headers.append(("Date", time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now))))
+        headers.append(("Date", _http_date(int(now))))
         return self._reply(request, 200, *headers)
+
+
+_DATE_CACHE: list[object] = [0, ""]
+
+
+def _http_date(second: int) -> str:
+    """The Date header value (RFC 3261 §20.17), formatted once a second."""
+    if _DATE_CACHE[0] != second:
+        _DATE_CACHE[:] = [second, time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(second))]
+    return str(_DATE_CACHE[1])
 
 
 def _contacts(request: Request) -> tuple[list[NameAddr], bool]:
