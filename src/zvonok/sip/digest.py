@@ -383,7 +383,7 @@ class NonceManager:
         # nonce -> (issue time in ms, last accepted nc); insertion order ~ issue order.
         self._nc: OrderedDict[str, tuple[int, int]] = OrderedDict()
         self._floor_ms: int | None = None
-        self._last: tuple[str, int] = ("", 0)
+        self._last: tuple[str | None, int] = (None, 0)  # the last nonce whose MAC was checked
 
     def _mac(self, body: bytes) -> bytes:
         return hmac.new(self._secret, _MAC_LABEL + body, hashlib.sha256).digest()[:_NONCE_MAC]

@@ -122,8 +122,8 @@ def parse_params(text: str, what: str) -> dict[str, str | None]:
     if _SIMPLE_PARAMS_RE.fullmatch(text):
         # the usual case (";tag=as8d7;expires=3600"): validated by one regex, split without a loop
         for item in text[1:].split(";"):
-            name, eq, value = item.partition("=")
-            params[name] = value if eq else None
+            key, eq, val = item.partition("=")
+            params[key] = val if eq else None
         return params
     if not text.startswith(";"):
         raise SipParseError(f"junk after {what}")
