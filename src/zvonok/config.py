@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     rtp_port_max: int = Field(default=29999, ge=1025, le=65535, description="Last RTP port")
     call_no_answer_timeout: float = Field(default=60.0, description="Ring this long, then give up (480)")
     media_timeout: float = Field(default=60.0, description="End a call after this long without RTP from a leg")
+    session_min_se: int = Field(default=90, ge=1, description="RFC 4028 Min-SE: shorter session intervals get 422")
     invite_rate_limit: int = Field(default=30, description="New calls per second from one address before it "
                                    "is refused for invite_flood_ban seconds (503)")
     invite_flood_ban: float = Field(default=30.0, description="How long a flooding address gets 503, seconds")

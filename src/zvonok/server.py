@@ -128,7 +128,8 @@ async def build(settings: Settings) -> Runtime:
                            media_timeout=settings.media_timeout,
                            recordings_dir=(settings.data_dir / "recordings").resolve() if settings.record_calls else None,
                            record_stereo=settings.record_stereo,
-                           flood=FailureThrottle(settings.invite_rate_limit, 1.0, settings.invite_flood_ban))
+                           flood=FailureThrottle(settings.invite_rate_limit, 1.0, settings.invite_flood_ban),
+                           session_min_se=settings.session_min_se)
     app = create_app(settings, db, routers=[registrations_router(location), cdr_http.router, events_router(bus)])
     config = uvicorn.Config(app, loop="none", lifespan="off", log_level="warning", access_log=False)
     http = uvicorn.Server(config)

@@ -44,9 +44,9 @@ CLI_USER = ("101", "Alice", "secret101")  # added through `zvonok extension add`
 
 def _require_tools() -> None:
     if shutil.which("sipp") is None:
-        pytest.skip("SIPp (Debian sip-tester) is not installed")
+        pytest.fail("SIPp (Debian sip-tester) is not installed: `make test` installs it")
     if not Path(harness.ZVONOK).exists() and shutil.which("zvonok") is None:
-        pytest.skip("the zvonok command is not installed in the venv")
+        pytest.fail("the zvonok command is not installed in the venv: run `make test`")
 
 
 @dataclass

@@ -50,7 +50,8 @@ TRANSCODED = ("6003", "6004")
 CANCEL = ("6005", "6006")
 CALLEE_BYE = ("6007", "6008")
 BUSY = ("6009", "6010")
-NUMBERS = [n for pair in (MEDIA, TRANSCODED, CANCEL, CALLEE_BYE, BUSY) for n in pair]
+SESSION_TIMER = ("6011", "6012")
+NUMBERS = [n for pair in (MEDIA, TRANSCODED, CANCEL, CALLEE_BYE, BUSY, SESSION_TIMER) for n in pair]
 PCAP_PACKETS = 236  # g711a.pcap: 7.05 s of PCMA in 30 ms packets (checked below)
 
 
@@ -83,14 +84,14 @@ class Pbx:
 @pytest.fixture(scope="module")
 def pbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pbx]:
     if harness.shutil.which("sipp") is None or not calls.G711A_PCAP.exists():
-        pytest.skip("SIPp (Debian sip-tester) with its pcap files is not installed")
+        pytest.fail("SIPp (Debian sip-tester) with its pcap files is not installed: `make test` installs it")
     tmp = tmp_path_factory.mktemp("calls_sipp")
     data_dir = tmp / "data"
     database_url = harness.os.environ.get("ZVONOK_TEST_DATABASE_URL") or None
     seeded = harness.seed(data_dir, domain=f"sipp-calls-{secrets.token_hex(3)}.test", numbers=NUMBERS,
                           database_url=database_url)
     server = harness.ZvonokServer(data_dir=data_dir, database_url=database_url,
-                                  env={"ZVONOK_CALL_NO_ANSWER_TIMEOUT": "20"})
+                                  env={"ZVONOK_CALL_NO_ANSWER_TIMEOUT": "20", "ZVONOK_SESSION_MIN_SE": "5"})
     server.start()
     try:
         yield Pbx(server=server, seeded=seeded, workdir=tmp / "sipp")
@@ -231,3 +232,21 @@ def test_busy_callee(pbx: Pbx) -> None:
     assert_all_ok(callee_result, count)  # our ACK of the callee's 486 arrived
     cdrs = pbx.cdrs(caller_number, count)
     assert [(c["disposition"], c["sip_status"], c["billsec"]) for c in cdrs] == [("busy", 486, 0)] * count
+
+
+def test_session_timer_ends_a_call_that_is_not_refreshed(pbx: Pbx) -> None:
+    """RFC 4028: the caller asks for a 10 s session it refreshes itself, then never does; our 200 carries
+    Session-Expires and Require: timer (the scenario checks both), and we end the call with BYE."""
+    callee_number, caller_number = SESSION_TIMER
+    callee = start_callee(pbx, callee_number, "call_uas_answer.xml")
+    try:
+        result = place_calls(pbx, caller_number, callee_number, "call_uac_session_timer.xml", 1, rate=1,
+                             timeout=40)
+        callee_result = finish_callee(callee, 1)
+    finally:
+        callee.kill()
+    assert_all_ok(result, 1)  # got the 200 with the timer headers, then our BYE
+    assert_all_ok(callee_result, 1)  # the callee got our BYE too
+    (cdr,) = pbx.cdrs(caller_number, 1)
+    assert (cdr["disposition"], cdr["hangup_side"], cdr["cause"]) == ("answered", "system", "session_timeout")
+    assert 5 <= cdr["billsec"] <= 10, cdr  # 10 s less the RFC 4028 margin of a third

@@ -106,6 +106,15 @@ def _new_session() -> LocalSession:
     return LocalSession(sess_id=int.from_bytes(os.urandom(4), "big"))
 
 
+def _session_expires(request: Request) -> int | None:
+    """The Session-Expires delta of a request (RFC 4028 §4; compact form x), or None."""
+    value = request.headers.get("session-expires")
+    if value is None:
+        return None
+    delta = value.split(";", 1)[0].strip()
+    return int(delta) if delta.isdigit() and len(delta) < 10 else None
+
+
 def peer_of(binding: Binding) -> Peer:
     """Where to reach a registered device: the address its REGISTER came from (NAT-safe)."""
     transport, _, rest = binding.source.partition(":")
@@ -117,7 +126,8 @@ class CallEngine:
     def __init__(self, *, sip: SipStack, media: MediaEngine, auth: Authenticator, location: Location,
                  directory: Directory, bus: Bus, no_answer_timeout: float = 60.0,
                  media_timeout: float = 60.0, recordings_dir: Path | None = None,
-                 record_stereo: bool = True, flood: FailureThrottle | None = None) -> None:
+                 record_stereo: bool = True, flood: FailureThrottle | None = None,
+                 session_min_se: int = 90) -> None:
         self.sip = sip
         self.media = media
         self.auth = auth
@@ -130,6 +140,7 @@ class CallEngine:
         # every new INVITE counts; an address placing more than the limit per window gets 503
         self.flood = flood or FailureThrottle(limit=30, window=1.0, ban_time=30.0)
         self.record_stereo = record_stereo
+        self.session_min_se = session_min_se
         self.calls: dict[str, Call] = {}
         self.dialogs: dict[DialogKey, Leg] = {}
         self.invites: dict[ServerTransaction, Leg] = {}
@@ -203,6 +214,12 @@ class CallEngine:
             reply(403)
             return
         dialed = uri.user_unescaped or ""
+        session_expires = _session_expires(request)
+        if session_expires is not None and session_expires < self.session_min_se:
+            # RFC 4028 §8.1: too short an interval is refused with our minimum
+            self.sip.respond(txn, make_response(request, 422, to_tag=_tag(),
+                                                headers=[("Min-SE", str(self.session_min_se))]))
+            return
         # from here on the attempt is a call with a CDR, whatever becomes of it
         call = Call(id=uuid.uuid4().hex, tenant_id=creds.tenant_id, direction=ev.Direction.INTERNAL,
                     started_at=now, domain=creds.realm)
@@ -210,6 +227,7 @@ class CallEngine:
         caller = Leg(id=_tag(), role=ev.LegRole.CALLER, call=call, party=caller_party, peer=peer,
                      session=_new_session(), invite=request, server_txn=txn, local_tag=_tag(),
                      user_agent=(request.headers.get("user-agent") or "")[:255])
+        caller.session_expires = session_expires
         call.caller = caller
         self.calls[call.id] = call
         self.invites[txn] = caller
@@ -402,7 +420,8 @@ class CallEngine:
             return
         call.answered_at = time.time()
         ok = dialog_response(caller.invite, 200, caller.local_tag, self.contact(caller.peer),
-                             body=call.caller_answer_sdp, extra_headers=[("Allow", ALLOW)])
+                             body=call.caller_answer_sdp,
+                             extra_headers=[("Allow", ALLOW), *self._session_timer_headers(caller)])
         caller.dialog = Dialog.from_uas(caller.invite, ok, self.contact(caller.peer), secure=False)
         caller.state = LegState.ANSWERED
         self.dialogs[caller.dialog.key] = caller
@@ -412,9 +431,32 @@ class CallEngine:
         self.publish(ev.CallAnswered, call, answered_leg_id=leg.id)
         log.info("call answered", call=call.id, tenant=call.tenant_id, codec_in=caller.media and caller.media.codec_name,
                  codec_out=media.codec_name)
+        self._arm_session_timer(caller)
         await self._watch_media(call)
         if self.recordings_dir is not None:
             await self._start_recording(call, caller, leg)
+
+    # -- RFC 4028 session timers (on the caller's leg, when its phone asks for them) ---------------------
+    def _session_timer_headers(self, leg: Leg) -> list[tuple[str, str]]:
+        if leg.session_expires is None:
+            return []
+        return [("Session-Expires", f"{leg.session_expires};refresher=uac"), ("Require", "timer")]
+
+    def _arm_session_timer(self, leg: Leg) -> None:
+        """The caller refreshes; without a refresh by the interval's end (less a margin, §10) we hang up."""
+        if leg.session_timer is not None:
+            leg.session_timer.cancel()
+            leg.session_timer = None
+        if leg.session_expires is None:
+            return
+        margin = min(32.0, leg.session_expires / 3)
+        leg.session_timer = asyncio.get_running_loop().call_later(
+            leg.session_expires - margin, self._session_expired, leg)
+
+    def _session_expired(self, leg: Leg) -> None:
+        leg.session_timer = None
+        log.info("session timer expired without a refresh: ending the call", call=leg.call.id, leg=leg.id)
+        self._hangup(leg.call, None, ev.HangupSide.SYSTEM, "session_timeout")
 
     async def _watch_media(self, call: Call) -> None:
         """End the call when a leg sends no RTP for ``media_timeout`` (a vanished phone), except on hold,
@@ -536,10 +578,16 @@ class CallEngine:
     async def _reoffer(self, txn: ServerTransaction, request: Request, leg: Leg) -> None:
         """A re-INVITE or UPDATE from a leg: answer it from our endpoint; hold and resume (RFC 3264 §8.4)."""
         assert leg.dialog is not None and leg.endpoint is not None
+        refreshed = _session_expires(request)
+        if leg.session_expires is not None:
+            if refreshed is not None and refreshed >= self.session_min_se:
+                leg.session_expires = refreshed
+            self._arm_session_timer(leg)  # any re-INVITE or UPDATE refreshes the session (§10)
+        timer_headers = self._session_timer_headers(leg)
         if not request.body:
             # a session refresh without an offer: answer with our current description
             body = leg.last_sdp if leg.last_sdp else b""
-            self.sip.respond(txn, leg.dialog.create_response(request, 200, body=body))
+            self.sip.respond(txn, leg.dialog.create_response(request, 200, body=body, extra_headers=timer_headers))
             return
         try:
             offer = parse_sdp(request.body)
@@ -552,7 +600,7 @@ class CallEngine:
         await self._set_remote(leg, media)
         body = answer.to_bytes()
         leg.last_sdp = body
-        response = leg.dialog.create_response(request, 200, body=body)
+        response = leg.dialog.create_response(request, 200, body=body, extra_headers=timer_headers)
         if request.method == "INVITE":
             self._send_2xx(leg, txn, response)
         else:
@@ -772,6 +820,8 @@ class CallEngine:
             else:
                 self.publish(ev.RecordingStopped, call, path=call.recording_path or "")
         for leg in call.legs():
+            if leg.session_timer is not None:
+                leg.session_timer.cancel()
             if leg.retransmit is not None and leg.pending_2xx is None:
                 leg.retransmit.cancel()
             if leg.state is not LegState.ENDED:

@@ -53,6 +53,8 @@ class Leg:
     # the 2xx we sent on this (caller) leg, retransmitted until the ACK comes (RFC 3261 §13.3.1.4)
     pending_2xx: Response | None = None
     retransmit: asyncio.TimerHandle | None = None
+    session_expires: int | None = None  # RFC 4028 interval this (caller) leg refreshes, when it asked
+    session_timer: asyncio.TimerHandle | None = None
     offer_sdp: SessionDescription | None = None  # our offer on a callee leg
     last_sdp: bytes = b""  # our latest answer on this leg (for offerless re-INVITEs)
 

@@ -88,6 +88,11 @@ class SipService:
         return self.local[1]
 
     @property
+    def supported(self) -> tuple[str, ...]:
+        """SIP extensions we do (RFC 3261 §19.2): session timers come with calls (RFC 4028)."""
+        return ("timer",) if self.calls is not None else ()
+
+    @property
     def allowed_methods(self) -> tuple[str, ...]:
         return ALLOWED_METHODS + CALL_METHODS if self.calls is not None else ALLOWED_METHODS
 
@@ -215,7 +220,7 @@ class SipService:
 
     def _dispatch(self, txn: ServerTransaction, request: Request, peer: Peer) -> None:
         error = check_request(request, allowed_methods=self.allowed_methods, content_types=ACCEPTED_TYPES,
-                              to_tag=_tag())
+                              supported=self.supported, to_tag=_tag())
         if error is not None:
             self._respond(txn, error)
         elif self.calls is not None and request.method in CALL_METHODS + ("OPTIONS",) and request.to.tag:
@@ -235,7 +240,7 @@ class SipService:
         elif request.method == "OPTIONS":
             self._respond(txn, make_response(request, 200, to_tag=_tag(), headers=[
                 ("Allow", ", ".join(self.allowed_methods)), ("Accept", "application/sdp"),
-                ("Accept-Language", "en, ru"), ("Supported", ""),
+                ("Accept-Language", "en, ru"), ("Supported", ", ".join(self.supported)),
             ]))
 
     async def _register(self, txn: ServerTransaction, request: Request, peer: Peer) -> None:
