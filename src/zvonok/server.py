@@ -211,7 +211,7 @@ def _tune_gc() -> None:
     collector thousands of times a second; the objects that live on are few."""
     gc.collect()
     gc.freeze()  # what start-up built (modules, tables, caches) is never garbage: stop scanning it
-    gc.set_threshold(20_000, 20, 20)
+    gc.set_threshold(50_000, 50, 100)
 
 
 def run(settings: Settings) -> None:

@@ -357,6 +357,14 @@ def _parse_start(start: str, headers: Headers) -> Request | Response:
     return request
 
 
+# the From of nearly every message: <sip:user@host>;tag=x, with or without a quoted or token display name.
+# It is checked by this one pattern and parsed only when a layer asks for it.
+_PLAIN_NAME_ADDR = re.compile(
+    r'(?:"[^"\\\r\n]*" ?|[A-Za-z0-9\-.!%*_+`\'~]+ )?<sips?:[A-Za-z0-9\-_.!~*\'()&=+$,;?/%]+@'
+    r'[A-Za-z0-9\-.]+(?::[0-9]{1,5})?>(?:;[A-Za-z0-9\-.!%*_+`\'~]+(?:=[A-Za-z0-9\-.!%*_+`\'~]+)?)*'
+)
+
+
 def _validate(msg: Request | Response) -> None:
     """The checks every layer above relies on (RFC 3261 §8.1.1, §8.2.1; RFC 4475 §3.1.2, §3.3.1, §3.3.8)."""
     headers = msg.headers
@@ -372,7 +380,10 @@ def _validate(msg: Request | Response) -> None:
         raise SipParseError(f"more than one {canonical_name(repeated[0])} header")
     if not headers.get_all("via"):
         raise SipParseError("missing Via header")
-    _ = msg.vias, msg.from_, msg.to
+    _ = msg.vias, msg.to
+    from_value = headers.get("from") or ""
+    if _PLAIN_NAME_ADDR.fullmatch(from_value) is None:
+        _ = msg.from_  # anything but the plain form is parsed now, so that errors answer 400 here
     if not msg.call_id:
         raise SipParseError("empty Call-ID")
     cseq = msg.cseq
@@ -506,16 +517,21 @@ def make_response(request: Request, status: int, reason: str | None = None, *, t
 
     Works on the raw header values, so it also serves a request that failed to parse.
     """
-    out = Headers()
+    fields: list[tuple[str, str]] = []
+    keys: list[str] = []
     for key, (_, value) in zip(request.headers.keys(), request.headers, strict=True):
         if key in _COPIED:
-            out.add(_COPIED[key], value)
+            fields.append((_COPIED[key], value))
+            keys.append(key)
         elif key == "to":
             if to_tag is not None and status > 100 and not _has_tag(request):
                 value = f"{value};tag={to_tag}"
-            out.add("To", value)
+            fields.append(("To", value))
+            keys.append(key)
     for name, value in headers:
-        out.add(name, value)
+        fields.append((name, value))
+        keys.append(header_key(name))
+    out = Headers(fields, keys)
     out.changed = True
     return Response(status, reason, out, body)
 

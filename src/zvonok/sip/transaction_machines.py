@@ -382,7 +382,14 @@ class NonInviteServerTransaction(ServerTransaction):
 
     def _start_j(self, _: object, now: float) -> None:
         self._start("J", 0.0 if self.reliable else 64 * self._host.t1, now)
+        if not self.rfc2543:
+            # Completed keeps only the response bytes for the 32 s of Timer J: letting the parsed
+            # request go keeps a registrar at thousands of REGISTERs a second from holding (and the
+            # garbage collector from scanning) hundreds of thousands of message objects
+            self.request = _RELEASED
 
+
+_RELEASED = Request("RELEASED", "sip:released.invalid")  # what a Completed transaction keeps of its request
 
 _IST = InviteServerTransaction
 InviteServerTransaction.TIMERS = {

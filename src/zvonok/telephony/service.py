@@ -37,7 +37,7 @@ from zvonok.sip.transaction import (
     TransactionTimeout,
     TransportError,
 )
-from zvonok.sip.transaction_messages import build_cancel, replace_top_via
+from zvonok.sip.transaction_messages import build_cancel
 from zvonok.sip.uas import check_request
 from zvonok.transport.tcp import TcpTransport
 from zvonok.transport.udp import UdpTransport, open_udp
@@ -172,8 +172,8 @@ class SipService:
             if is_request and self.settings.sip_force_rport and not peer.reliable:
                 via = msg.top_via
                 if get_param(via.params, "rport") is None:
-                    via.params["rport"] = None  # filled with the source port when the layer stamps it
-                    replace_top_via(msg, via)
+                    # filled with the source port when the layer stamps the Via (which rewrites it once)
+                    via.params["rport"] = None
             events = self.layer.receive(msg, peer, self._now())
             self._process(events)
         except SipParseError as exc:
