@@ -56,6 +56,7 @@ class Runtime:
     http: uvicorn.Server
     bus: LocalBus
     cdr_writer: CdrWriter
+    store: SqlBindingStore
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -133,7 +134,7 @@ async def build(settings: Settings) -> Runtime:
     app = create_app(settings, db, routers=[registrations_router(location), cdr_http.router, events_router(bus)])
     config = uvicorn.Config(app, loop="none", lifespan="off", log_level="warning", access_log=False)
     http = uvicorn.Server(config)
-    runtime = Runtime(settings, db, location, sip, http, bus, cdr_writer)
+    runtime = Runtime(settings, db, location, sip, http, bus, cdr_writer, store)
     runtime.tasks.append(asyncio.create_task(_flush_loop(location, store, runtime.stopping)))
     return runtime
 
@@ -197,7 +198,8 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
         await runtime.cdr_writer.stop()
         runtime.stopping.set()
         await asyncio.gather(*runtime.tasks, return_exceptions=True)
-        await _flush(runtime.location, SqlBindingStore(runtime.db))
+        await _flush(runtime.location, runtime.store)
+        runtime.store.close()
         await runtime.db.dispose()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
