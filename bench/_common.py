@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import csv
 import json
@@ -411,6 +412,63 @@ def run_sipp(scenario: str | Path, target: str, *, workdir: Path, rows: Sequence
         cpu=(rusage.ru_utime + rusage.ru_stime) if rusage else 0.0, stats=stats, errors=errors,
         stdout=screen or tail.decode(errors="replace"),
     )
+
+
+# --- machine and profiles (shared by the benchmarks) ----------------------------------------------
+def cpu_model() -> str:
+    """The CPU model from /proc/cpuinfo ("unknown" elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+def _short_path(path: str) -> str:
+    parts = Path(path).parts
+    if "zvonok" in parts:
+        return "/".join(parts[parts.index("zvonok"):])
+    return "/".join(parts[-2:])
+
+
+def _where(frame: str) -> str:
+    """``func (path/to/zvonok/x.py:12)`` -> ``func (zvonok/x.py:12)``."""
+    name, _, where = frame.partition(" (")
+    path, _, line = where.rstrip(")").rpartition(":")
+    return f"{name} ({_short_path(path)}:{line})"
+
+
+def _function(frame: str) -> str:
+    name, _, where = frame.partition(" (")
+    return f"{name} ({_short_path(where.rstrip(')').rpartition(':')[0])})"
+
+
+def pyspy_summary(path: Path, title: str, top: int) -> str:
+    """A py-spy ``--format raw`` profile as text: self time by line and inclusive time by function."""
+    own: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [f for f in stack.split(";") if f]
+        total += count
+        if frames:
+            own[_where(frames[-1])] += count
+        for frame in {_function(f) for f in frames}:
+            inclusive[frame] += count
+    if not total:
+        return f"{title}: no samples ({path})"
+    lines = [f"{title}: {total} samples ({path})", "", "self time by line:"]
+    lines += [f"  {100 * n / total:5.1f}%  {f}" for f, n in own.most_common(top)]
+    lines += ["", "inclusive time by function:"]
+    lines += [f"  {100 * n / total:5.1f}%  {f}" for f, n in inclusive.most_common(top * 2)]
+    return "\n".join(lines)
 
 
 # --- child-process entry point ---------------------------------------------------------------------

@@ -32,7 +32,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-import collections
 import os
 import platform
 import shutil
@@ -228,54 +227,11 @@ def profile(server: h.ZvonokServer, workdir: Path, rate: int, seconds: float, ho
     spy_out, _ = spy.communicate(timeout=seconds + 40)
     if not out.exists():
         return f"py-spy produced no profile:\n{spy_out.decode(errors='replace')[-2000:]}"
-    own_lines: collections.Counter[str] = collections.Counter()
-    inclusive: collections.Counter[str] = collections.Counter()
-    total = 0
-    for line in out.read_text().splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        count = int(count_text)
-        frames = [f for f in stack.split(";") if f]
-        total += count
-        if frames:
-            own_lines[_where(frames[-1])] += count
-        for frame in {_function(f) for f in frames}:
-            inclusive[frame] += count
-    lines = [f"py-spy at {rate} calls/s offered: {step.ok} ok, {step.failed} failed, {total} samples ({out})",
-             "", "self time by line:"]
-    lines += [f"  {100 * n / total:5.1f}%  {f}" for f, n in own_lines.most_common(top)]
-    lines += ["", "inclusive time by function:"]
-    lines += [f"  {100 * n / total:5.1f}%  {f}" for f, n in inclusive.most_common(top * 2)]
-    return "\n".join(lines)
-
-
-def _short_path(path: str) -> str:
-    parts = Path(path).parts
-    if "zvonok" in parts:
-        return "/".join(parts[parts.index("zvonok"):])
-    return "/".join(parts[-2:])
-
-
-def _where(frame: str) -> str:
-    """``func (path/to/zvonok/x.py:12)`` -> ``func (zvonok/x.py:12)``."""
-    name, _, where = frame.partition(" (")
-    path, _, line = where.rstrip(")").rpartition(":")
-    return f"{name} ({_short_path(path)}:{line})"
-
-
-def _function(frame: str) -> str:
-    name, _, where = frame.partition(" (")
-    return f"{name} ({_short_path(where.rstrip(')').rpartition(':')[0])})"
+    return h.pyspy_summary(out, f"py-spy at {rate} calls/s offered: {step.ok} ok, {step.failed} failed", top)
 
 
 def machine() -> str:
-    model = "unknown"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+    model = h.cpu_model()
     sipp = subprocess.run([h.SIPP, "-v"], capture_output=True, text=True, check=False).stdout.strip().splitlines()
     return (f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}; nproc {os.cpu_count()}; {model}; "
             f"Python {platform.python_version()}; {platform.platform()}; {sipp[0].strip() if sipp else 'SIPp ?'}")

@@ -29,7 +29,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-import collections
 import os
 import platform
 import shutil
@@ -160,44 +159,11 @@ def profile(server: h.ZvonokServer, users: list[str], rate: int, transport: str,
     spy_out, _ = spy.communicate(timeout=seconds + 30)
     if not out.exists():
         return f"py-spy produced no profile:\n{spy_out.decode(errors='replace')[-2000:]}"
-    own: collections.Counter[str] = collections.Counter()
-    inclusive: collections.Counter[str] = collections.Counter()
-    total = 0
-    for line in out.read_text().splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        count = int(count_text)
-        frames = [f for f in stack.split(";") if f]
-        total += count
-        if frames:
-            own[_short(frames[-1])] += count
-        for frame in {_short(f) for f in frames}:
-            inclusive[frame] += count
-    lines = [f"py-spy: {total} samples at {rate}/s ({out})", "", "self time:"]
-    lines += [f"  {100 * c / total:5.1f}%  {f}" for f, c in own.most_common(top)]
-    lines += ["", "inclusive time:"]
-    lines += [f"  {100 * c / total:5.1f}%  {f}" for f, c in inclusive.most_common(top * 2)]
-    return "\n".join(lines)
-
-
-def _short(frame: str) -> str:
-    """``func (path/to/module.py:12)`` -> ``func (module.py)``: aggregate a function over its lines."""
-    name, _, where = frame.partition(" (")
-    path = where.rstrip(")").rsplit(":", 1)[0]
-    parts = Path(path).parts
-    short = "/".join(parts[-2:]) if "zvonok" in parts else Path(path).name
-    return f"{name} ({short})"
+    return h.pyspy_summary(out, f"py-spy at {rate}/s", top)
 
 
 def machine() -> str:
-    model = "unknown"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return f"{os.cpu_count()} CPUs, {model}, Python {platform.python_version()}, {platform.platform()}"
+    return f"{os.cpu_count()} CPUs, {h.cpu_model()}, Python {platform.python_version()}, {platform.platform()}"
 
 
 def table(steps: list[Step], server_label: str) -> str:
