@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -54,6 +55,9 @@ class Settings(BaseSettings):
     call_no_answer_timeout: float = Field(default=60.0, description="Ring this long, then give up (480)")
     media_timeout: float = Field(default=60.0, description="End a call after this long without RTP from a leg")
     session_min_se: int = Field(default=90, ge=1, description="RFC 4028 Min-SE: shorter session intervals get 422")
+    ringback: Literal["local", "inband"] = Field(
+        default="local", description="local: 180 and the phone rings itself; inband: 183 and 425 Hz ringback from us")
+    busy_tone_seconds: float = Field(default=3.0, ge=0, description="inband mode: busy tone played before a 486")
     invite_rate_limit: int = Field(default=30, description="New calls per second from one address before it "
                                    "is refused for invite_flood_ban seconds (503)")
     invite_flood_ban: float = Field(default=30.0, description="How long a flooding address gets 503, seconds")

@@ -10,6 +10,7 @@ import gc
 import os
 import signal
 import socket
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -130,7 +131,8 @@ async def build(settings: Settings) -> Runtime:
                            recordings_dir=(settings.data_dir / "recordings").resolve() if settings.record_calls else None,
                            record_stereo=settings.record_stereo,
                            flood=FailureThrottle(settings.invite_rate_limit, 1.0, settings.invite_flood_ban),
-                           session_min_se=settings.session_min_se)
+                           session_min_se=settings.session_min_se,
+                           ringback=settings.ringback, busy_tone_seconds=settings.busy_tone_seconds)
     app = create_app(settings, db, routers=[registrations_router(location), cdr_http.router, events_router(bus)])
     config = uvicorn.Config(app, loop="none", lifespan="off", log_level="warning", access_log=False)
     http = uvicorn.Server(config)
@@ -162,6 +164,9 @@ async def _flush(location: Location, store: SqlBindingStore) -> None:
         location.requeue(upserts, deletes)
         if not isinstance(exc, Exception):
             raise
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+            log.info("database busy: registrations written at the next flush", upserts=len(upserts))
+            return
         metrics.ERRORS.labels("registration_flush").inc()
         log.exception("failed to persist registrations", upserts=len(upserts), deletes=len(deletes))
 

@@ -51,7 +51,11 @@ CANCEL = ("6005", "6006")
 CALLEE_BYE = ("6007", "6008")
 BUSY = ("6009", "6010")
 SESSION_TIMER = ("6011", "6012")
-NUMBERS = [n for pair in (MEDIA, TRANSCODED, CANCEL, CALLEE_BYE, BUSY, SESSION_TIMER) for n in pair]
+DELAYED_OFFER = ("6013", "6014")
+WE_REFRESH = ("6015", "6016")
+NO_REFRESH = ("6017", "6018")
+NUMBERS = [n for pair in (MEDIA, TRANSCODED, CANCEL, CALLEE_BYE, BUSY, SESSION_TIMER, DELAYED_OFFER, WE_REFRESH,
+                          NO_REFRESH) for n in pair]
 PCAP_PACKETS = 236  # g711a.pcap: 7.05 s of PCMA in 30 ms packets (checked below)
 
 
@@ -250,3 +254,57 @@ def test_session_timer_ends_a_call_that_is_not_refreshed(pbx: Pbx) -> None:
     (cdr,) = pbx.cdrs(caller_number, 1)
     assert (cdr["disposition"], cdr["hangup_side"], cdr["cause"]) == ("answered", "system", "session_timeout")
     assert 5 <= cdr["billsec"] <= 10, cdr  # 10 s less the RFC 4028 margin of a third
+
+
+def test_delayed_offer(pbx: Pbx) -> None:
+    """INVITEs without SDP: our 200 carries the offer (the scenario checks PCMA is in it), the caller's ACK
+    the answer; the caller's RTP then crosses the relay to the callee, which echoes it."""
+    callee_number, caller_number = DELAYED_OFFER
+    count = 3
+    callee = start_callee(pbx, callee_number, "call_uas.xml", codec="PCMA", rtp_echo=True)
+    try:
+        result = place_calls(pbx, caller_number, callee_number, "call_uac_delayed_offer.xml", count, rate=3,
+                             hold_ms=8000)
+        assert callee.wait_for("SuccessfulCall(C)", count, timeout=10), callee.stats()
+        callee.dump_screens()
+        callee_result = callee.stop()
+    finally:
+        callee.kill()
+    assert_all_ok(result, count)
+    assert_all_ok(callee_result, count)
+    echoed = calls.echoed_packets(callee_result.stdout)
+    assert echoed is not None and echoed >= 0.98 * count * PCAP_PACKETS, echoed
+    cdrs = pbx.cdrs(caller_number, count)
+    assert [(c["disposition"], c["hangup_side"]) for c in cdrs] == [("answered", "caller")] * count
+
+
+def test_session_timer_we_refresh_for_the_callee(pbx: Pbx) -> None:
+    """The callee's 200 makes us the refresher of a 6 s session: we re-INVITE it with Session-Expires at
+    half the interval (the callee scenario fails without it), and the call goes on until the caller's BYE."""
+    callee_number, caller_number = WE_REFRESH
+    callee = start_callee(pbx, callee_number, "call_uas_timer_we_refresh.xml")
+    try:
+        result = place_calls(pbx, caller_number, callee_number, "call_uac.xml", 1, rate=1, hold_ms=4500)
+        callee_result = finish_callee(callee, 1)
+    finally:
+        callee.kill()
+    assert_all_ok(result, 1)
+    assert_all_ok(callee_result, 1)
+    (cdr,) = pbx.cdrs(caller_number, 1)
+    assert (cdr["disposition"], cdr["hangup_side"]) == ("answered", "caller"), cdr
+
+
+def test_session_timer_ends_a_call_the_callee_does_not_refresh(pbx: Pbx) -> None:
+    """The callee asks for a 6 s session it refreshes itself and never does: we end the call (BYE to both)."""
+    callee_number, caller_number = NO_REFRESH
+    callee = start_callee(pbx, callee_number, "call_uas_timer_no_refresh.xml")
+    try:
+        result = place_calls(pbx, caller_number, callee_number, "call_uac_callee_bye.xml", 1, rate=1, timeout=40)
+        callee_result = finish_callee(callee, 1)
+    finally:
+        callee.kill()
+    assert_all_ok(result, 1)  # the caller got our BYE
+    assert_all_ok(callee_result, 1)  # and so did the callee
+    (cdr,) = pbx.cdrs(caller_number, 1)
+    assert (cdr["disposition"], cdr["hangup_side"], cdr["cause"]) == ("answered", "system", "session_timeout")
+    assert 2 <= cdr["billsec"] <= 6, cdr

@@ -11,8 +11,10 @@ are bridged and the caller gets our 200 with our answer to its offer. BYE from e
 dialogs; CANCEL before the answer ends the forks. Every step is published on the bus as a typed call
 event (:mod:`zvonok.telephony.events`): the CDR writer and the websocket consume those, never SIP.
 
-What is not here yet: INVITEs without an offer (delayed offer), transfers (REFER), session timers
-(RFC 4028) — a call whose peer vanished ends by the RTP inactivity timeout instead.
+Also here: delayed offer (an INVITE without SDP gets our offer in the 200, the answer in the ACK), blind
+and attended transfer (REFER, REFER with Replaces), RFC 4028 session timers on both legs (we check the
+refreshes of a device that refreshes, and refresh ourselves when a callee makes us the refresher), in-band
+ringback and busy tone (``ringback="inband"``), and an RTP inactivity timeout for vanished peers.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from zvonok.bus import Bus
 from zvonok.logs import get_logger
 from zvonok.media.events import MediaTimeout
 from zvonok.media.g711 import Codec as MediaCodec
-from zvonok.media.interface import Endpoint, MediaEngine
+from zvonok.media.interface import BUSY_RU, RINGBACK_RU, Endpoint, MediaEngine
 from zvonok.sip.dialog import (
     Dialog,
     DialogKey,
@@ -43,6 +45,7 @@ from zvonok.sip.errors import SipParseError
 from zvonok.sip.headers import parse_name_addr
 from zvonok.sip.message import REASONS, Headers, Request, Response, make_response
 from zvonok.sip.peer import Peer
+from zvonok.sip.replaces import Replaces, replaces_of
 from zvonok.sip.sdp import Direction as SdpDirection
 from zvonok.sip.sdp import SdpError, SessionDescription, parse_sdp
 from zvonok.sip.sdp_offer_answer import (
@@ -127,7 +130,7 @@ class CallEngine:
                  directory: Directory, bus: Bus, no_answer_timeout: float = 60.0,
                  media_timeout: float = 60.0, recordings_dir: Path | None = None,
                  record_stereo: bool = True, flood: FailureThrottle | None = None,
-                 session_min_se: int = 90) -> None:
+                 session_min_se: int = 90, ringback: str = "local", busy_tone_seconds: float = 3.0) -> None:
         self.sip = sip
         self.media = media
         self.auth = auth
@@ -141,6 +144,10 @@ class CallEngine:
         self.flood = flood or FailureThrottle(limit=30, window=1.0, ban_time=30.0)
         self.record_stereo = record_stereo
         self.session_min_se = session_min_se
+        # "local": the caller's phone rings on our 180; "inband": a 183 and the Russian 425 Hz ringback
+        # (and the busy tone before a 486) from us, for callers that play only what they receive
+        self.inband_ringback = ringback == "inband"
+        self.busy_tone_seconds = busy_tone_seconds
         self.calls: dict[str, Call] = {}
         self.dialogs: dict[DialogKey, Leg] = {}
         self.invites: dict[ServerTransaction, Leg] = {}
@@ -249,24 +256,33 @@ class CallEngine:
             await refuse(480, "unavailable")
             return
         ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
-        if not request.body or ctype != "application/sdp":
-            await refuse(488, "incompatible_media", "An SDP offer is required")
+        if request.body and ctype != "application/sdp":
+            await refuse(415, "incompatible_media")
             return
         try:
-            offer = parse_sdp(request.body)
             caller.endpoint = await self.media.create_endpoint(call.tenant_id, call.id,
                                                                [MediaCodec.PCMU, MediaCodec.PCMA])
-            answer, negotiated = negotiate(offer, CODECS, self.sip.local_host,
-                                           caller.endpoint.local_address.port, caller.session)
+            if request.body:
+                answer, negotiated = negotiate(parse_sdp(request.body), CODECS, self.sip.local_host,
+                                               caller.endpoint.local_address.port, caller.session)
+            else:
+                # delayed offer (RFC 3261 §13.2.1): our offer goes in the 200, the answer comes in the ACK
+                caller.offer_sdp = build_offer(self.sip.local_host, caller.endpoint.local_address.port, CODECS,
+                                               SdpDirection.SENDRECV, caller.session)
+                caller.awaits_answer = True
+                call.caller_answer_sdp = caller.offer_sdp.to_bytes()
+                negotiated = None
         except SdpError as exc:
             await refuse(exc.status, "incompatible_media", exc.reason)
             return
-        caller.media = negotiated
-        call.caller_answer_sdp = answer.to_bytes()
-        await self._set_remote(caller, negotiated)
+        if negotiated is not None:
+            caller.media = negotiated
+            call.caller_answer_sdp = answer.to_bytes()
+            await self._set_remote(caller, negotiated)
         log.info("call started", call=call.id, tenant=call.tenant_id, caller=caller_party.number,
-                 callee=callee_ext.number, devices=len(bindings), sip_call_id=request.call_id)
-        preferred = [c for c in CODECS if c.name == negotiated.codec_name]
+                 callee=callee_ext.number, devices=len(bindings), sip_call_id=request.call_id,
+                 delayed_offer=negotiated is None)
+        preferred = [c for c in CODECS if negotiated is not None and c.name == negotiated.codec_name]
         codecs = preferred + [c for c in CODECS if c not in preferred]
         from_display = (caller_party.display_name or request.from_.display or caller_party.number).replace('"', "")
         # every endpoint first, then every INVITE without awaiting in between: a device answering at
@@ -346,8 +362,12 @@ class CallEngine:
             if early:
                 call.early_media_from = leg
                 self.spawn(self._early_media(leg, response))
-            elif first_ring and call.early_media_from is None:
-                self._provisional(call, 180)
+            elif first_ring and call.early_media_from is None and not call.ringback:
+                if self.inband_ringback and call.caller is not None and call.caller.media is not None:
+                    call.ringback = True
+                    self.spawn(self._play_ringback(call))
+                else:
+                    self._provisional(call, 180)
             return
         if 200 <= status < 300:
             self._fork_answered(leg, response)
@@ -361,8 +381,36 @@ class CallEngine:
         response = dialog_response(caller.invite, status, caller.local_tag, self.contact(caller.peer), body=body)
         self.sip.respond(caller.server_txn, response)
 
+    async def _play_ringback(self, call: Call) -> None:
+        """Ring in band (425 Hz, 1 s on / 4 s off): a 183 with our answer, then the tone on the caller's leg."""
+        caller = call.caller
+        if caller is None or caller.endpoint is None or call.ended:
+            return
+        await self.media.play(caller.endpoint, RINGBACK_RU)
+        self._provisional(call, 183, call.caller_answer_sdp)
+
+    async def _stop_tone(self, call: Call) -> None:
+        if call.ringback:
+            call.ringback = False
+            if call.caller is not None and call.caller.endpoint is not None:
+                await self.media.stop_play(call.caller.endpoint)
+
+    async def _busy_tone(self, call: Call, status: int, disposition: ev.Disposition, cause: str) -> None:
+        """The caller already hears our early media: let it hear the busy tone before the final status."""
+        caller = call.caller
+        if caller is not None and caller.endpoint is not None:
+            await self.media.play(caller.endpoint, BUSY_RU)
+            await asyncio.sleep(self.busy_tone_seconds)
+        if call.ended:
+            return  # the caller gave up (CANCEL) meanwhile
+        self._reject_caller(call, status)
+        await self._finish(call, disposition, ev.HangupSide.CALLEE, cause, status)
+
     async def _early_media(self, leg: Leg, response: Response) -> None:
         call = leg.call
+        if call.caller is None or call.caller.media is None:
+            self._provisional(call, 180)  # delayed offer: our offer must wait for the 2xx (no 100rel here)
+            return
         try:
             assert leg.offer_sdp is not None
             media = accept_answer(leg.offer_sdp, parse_sdp(response.body), CODECS)
@@ -372,6 +420,7 @@ class CallEngine:
         leg.media = media
         await self._set_remote(leg, media)
         assert call.caller is not None and call.caller.endpoint is not None and leg.endpoint is not None
+        await self._stop_tone(call)
         await self.media.bridge(call.caller.endpoint, leg.endpoint)
         self._provisional(call, 183, call.caller_answer_sdp)
 
@@ -414,7 +463,9 @@ class CallEngine:
             return
         leg.media = media
         await self._set_remote(leg, media)
+        self._callee_session_timer(leg, response)
         assert caller.endpoint is not None and leg.endpoint is not None
+        await self._stop_tone(call)
         await self.media.bridge(caller.endpoint, leg.endpoint)
         if call.ended:
             return
@@ -443,15 +494,37 @@ class CallEngine:
         return [("Session-Expires", f"{leg.session_expires};refresher=uac"), ("Require", "timer")]
 
     def _arm_session_timer(self, leg: Leg) -> None:
-        """The caller refreshes; without a refresh by the interval's end (less a margin, §10) we hang up."""
+        """When the leg's device refreshes: without a refresh by the interval's end (less a margin, §10) we
+        hang up. When we refresh (a callee chose refresher=uac): a re-INVITE at half the interval (§7.4)."""
         if leg.session_timer is not None:
             leg.session_timer.cancel()
             leg.session_timer = None
         if leg.session_expires is None:
             return
+        loop = asyncio.get_running_loop()
+        if leg.we_refresh:
+            leg.session_timer = loop.call_later(leg.session_expires / 2, self._refresh_session, leg)
+            return
         margin = min(32.0, leg.session_expires / 3)
-        leg.session_timer = asyncio.get_running_loop().call_later(
-            leg.session_expires - margin, self._session_expired, leg)
+        leg.session_timer = loop.call_later(leg.session_expires - margin, self._session_expired, leg)
+
+    def _callee_session_timer(self, leg: Leg, response: Response) -> None:
+        """RFC 4028 §7.2: the callee's 2xx may start a session timer and name who refreshes it."""
+        value = response.headers.get("session-expires")
+        if value is None:
+            return
+        delta, _, params = value.partition(";")
+        if not delta.strip().isdigit():
+            return
+        leg.session_expires = max(int(delta.strip()), 1)
+        leg.we_refresh = "refresher=uac" in params.replace(" ", "").lower()
+        self._arm_session_timer(leg)
+
+    def _refresh_session(self, leg: Leg) -> None:
+        leg.session_timer = None
+        if leg.state is not LegState.ANSWERED or leg.session_expires is None:
+            return
+        self._reinvite(leg, SdpDirection.SENDONLY if leg.held_by_us else SdpDirection.SENDRECV, refresh=True)
 
     def _session_expired(self, leg: Leg) -> None:
         leg.session_timer = None
@@ -499,6 +572,10 @@ class CallEngine:
             final, disposition, cause = 603, ev.Disposition.BUSY, "declined"
         else:
             final, disposition, cause = 480, ev.Disposition.FAILED, "unavailable"
+        if call.ringback and final == 486 and self.busy_tone_seconds > 0:
+            call.ringback = False
+            self.spawn(self._busy_tone(call, final, disposition, cause))
+            return
         self._reject_caller(call, final)
         self.spawn(self._finish(call, disposition, ev.HangupSide.CALLEE, cause, final))
 
@@ -545,6 +622,24 @@ class CallEngine:
             leg.retransmit.cancel()
             leg.retransmit = None
         leg.pending_2xx = None
+        if leg.awaits_answer:
+            leg.awaits_answer = False
+            self.spawn(self._answer_in_ack(leg, request))
+
+    async def _answer_in_ack(self, leg: Leg, ack: Request) -> None:
+        """The caller's answer to the offer of our 2xx (delayed offer); without a usable one the call ends
+        (RFC 3261 §13.2.2.4: the UAC should then BYE — we do it for it)."""
+        try:
+            if not ack.body or leg.offer_sdp is None:
+                raise SdpError("the ACK carries no SDP answer", 488)
+            media = accept_answer(leg.offer_sdp, parse_sdp(ack.body), CODECS)
+        except SdpError:
+            log.info("no usable answer in the ACK: ending the call", call=leg.call.id)
+            self._hangup(leg.call, None, ev.HangupSide.SYSTEM, "incompatible_media")
+            return
+        leg.media = media
+        if leg.endpoint is not None:
+            await self._set_remote(leg, media)
 
     def on_invite_timeout(self, txn: ServerTransaction) -> None:
         """Timer H: our non-2xx final response to an INVITE was never acknowledged; nothing to do."""
@@ -614,20 +709,34 @@ class CallEngine:
             if other is not None and other.state is LegState.ANSWERED:
                 self._reinvite(other, SdpDirection.SENDONLY if held else SdpDirection.SENDRECV)
 
-    def _reinvite(self, leg: Leg, direction: SdpDirection) -> None:
-        """Offer ``direction`` to a leg's device (tell the other party it is held, or resumed)."""
+    def _reinvite(self, leg: Leg, direction: SdpDirection, *, refresh: bool = False) -> None:
+        """Offer ``direction`` to a leg's device (tell the other party it is held, or resumed); with
+        ``refresh``, the same offer again as our session refresh (RFC 4028 §7.4)."""
         if leg.dialog is None or leg.endpoint is None or leg.media is None:
             return
         codecs = [c for c in CODECS if c.name == leg.media.codec_name or c is TELEPHONE_EVENT]
+        leg.held_by_us = direction is not SdpDirection.SENDRECV
         offer = build_offer(self.sip.local_host, leg.endpoint.local_address.port, codecs, direction, leg.session)
-        request = leg.dialog.create_request("INVITE", body=offer.to_bytes(), content_type="application/sdp")
+        timer = ([("Session-Expires", f"{leg.session_expires};refresher=uac"), ("Supported", "timer")]
+                 if leg.we_refresh and leg.session_expires is not None else [])
+        request = leg.dialog.create_request("INVITE", body=offer.to_bytes(), content_type="application/sdp",
+                                            extra_headers=timer)
         add_top_via(request, leg.peer.transport, self.sip.local_host, self.sip.local_port)
 
         def on_event(event: object) -> None:
             if isinstance(event, ResponseReceived) and 200 <= event.response.status < 300 and leg.dialog is not None:
                 leg.dialog.receive_response(event.response)
                 self._ack(leg, request.cseq.number, request)
+                if leg.we_refresh:
+                    self._arm_session_timer(leg)
                 self.spawn(self._reinvite_answered(leg, offer, event.response))
+            elif refresh and (isinstance(event, (TransactionTimeout, TransportError)) or (
+                    isinstance(event, ResponseReceived) and event.response.status in (408, 481))):
+                # §10: a refresh that times out or finds no dialog means the session is gone
+                log.info("session refresh failed: ending the call", call=leg.call.id, leg=leg.id)
+                self._hangup(leg.call, None, ev.HangupSide.SYSTEM, "session_timeout")
+            elif refresh and isinstance(event, ResponseReceived) and event.response.status >= 300:
+                self._arm_session_timer(leg)  # e.g. 491 glare: try again at the next half interval
 
         self.sip.send_request(request, leg.peer, on_event)
 
@@ -659,8 +768,13 @@ class CallEngine:
         if not isinstance(target, SipUri) or transferee is None or call.answered_at is None:
             self.sip.respond(txn, dialog.create_response(request, 400 if target is None else 403))
             return
-        if target.headers is not None and "replaces" in target.headers.lower():
-            self.sip.respond(txn, dialog.create_response(request, 501, reason="Attended transfer not supported yet"))
+        try:
+            replaces = replaces_of(target)
+        except SipParseError:
+            self.sip.respond(txn, dialog.create_response(request, 400, reason="Bad Replaces in Refer-To"))
+            return
+        if replaces is not None:
+            await self._attended_transfer(txn, request, transferor, transferee, replaces)
             return
         self.sip.respond(txn, dialog.create_response(request, 202))
         self._notify_refer(transferor, "SIP/2.0 100 Trying", final=False)
@@ -685,6 +799,87 @@ class CallEngine:
                                    from_number=transferee.party.number,
                                    handler=lambda leg, event: self._on_transfer_event(transfer, leg, event))
             transfer.forks.append(leg)
+
+    async def _attended_transfer(self, txn: ServerTransaction, request: Request, transferor: Leg,
+                                 transferee: Leg, replaces: Replaces) -> None:
+        """REFER with Replaces (RFC 3891, RFC 5589 §7): join the transferee with the party of the named dialog.
+
+        Both of the transferor's dialogs end at us, so no INVITE with Replaces is needed: we bridge the
+        transferee's endpoint with the target's (the consultation call's other leg), move the target's leg
+        into this call, and end the transferor's two legs (NOTIFY 200 and BYE here, BYE on the
+        consultation call, whose record ends as "transferred"). A party we had put on hold because the
+        transferor held the call is resumed.
+        """
+        call = transferor.call
+        assert transferor.dialog is not None
+        consult = next((self.dialogs[key] for key in replaces.dialog_keys() if key in self.dialogs), None)
+        consult_call = consult.call if consult is not None else None
+        target = consult_call.other(consult) if consult is not None and consult_call is not None else None
+        self.sip.respond(txn, transferor.dialog.create_response(request, 202))
+        if (consult is None or consult_call is None or consult_call is call or target is None
+                or consult_call.tenant_id != call.tenant_id or target.state is not LegState.ANSWERED
+                or consult.state is not LegState.ANSWERED):
+            # the dialog to replace is not a confirmed call of this tenant (§6.1 answers such an INVITE 481)
+            self._notify_refer(transferor, "SIP/2.0 481 Call/Transaction Does Not Exist", final=True)
+            return
+        assert transferee.endpoint is not None and target.endpoint is not None
+        await self.media.bridge(transferee.endpoint, target.endpoint)  # ends both bridges with the transferor
+        if call.ended or consult_call.ended:
+            return
+        # the target's leg leaves the consultation call and takes the transferor's place in this one
+        self.publish(ev.LegEnded, consult_call, leg_id=target.id, cause="transferred")
+        if consult_call.caller is target:
+            consult_call.caller = None
+        else:
+            consult_call.callee = None
+            if target in consult_call.forks:
+                consult_call.forks.remove(target)
+        target.call = call
+        if call.caller is transferor:
+            call.caller = target
+        else:
+            call.callee = target
+            call.forks.append(target)
+        self.publish(ev.LegCreated, call, leg_id=target.id, role=target.role, party=target.party,
+                     contact=target.contact, user_agent=target.user_agent)
+        self.publish(ev.LegAnswered, call, leg_id=target.id)
+        self._notify_refer(transferor, "SIP/2.0 200 OK", final=True)
+        self._end_leg(transferor, "transferred")
+        self._send_bye(consult)
+        consult_side = ev.HangupSide.CALLER if consult is consult_call.caller else ev.HangupSide.CALLEE
+        self.spawn(self._finish(consult_call, ev.Disposition.ANSWERED, consult_side, "transferred", None))
+        self.publish(ev.CallTransferred, call, kind=ev.TransferKind.ATTENDED, from_leg_id=transferor.id,
+                     to=target.party)
+        log.info("attended transfer", call=call.id, tenant=call.tenant_id, to=target.party.number,
+                 consultation=consult_call.id)
+        for leg in (transferee, target):
+            partner = call.other(leg)
+            if leg.held_by_us and (partner is None or not partner.held):
+                self._reinvite(leg, SdpDirection.SENDRECV)
+        await self._restart_recording(call)
+        await self._watch_media(call)
+
+    def _end_leg(self, leg: Leg, cause: str) -> None:
+        """BYE one leg that leaves a call which goes on (a transferor)."""
+        self._send_bye(leg)
+        leg.state = LegState.ENDED
+        if leg.dialog is not None:
+            self.dialogs.pop(leg.dialog.key, None)
+        if leg.session_timer is not None:
+            leg.session_timer.cancel()
+        self.publish(ev.LegEnded, leg.call, leg_id=leg.id, cause=cause)
+        self._release(leg)
+
+    async def _restart_recording(self, call: Call) -> None:
+        """After a transfer the recording follows a gone endpoint: finish it and record the new pair."""
+        if call.recording is None or self.recordings_dir is None:
+            return
+        recording, call.recording = call.recording, None
+        await self.media.stop_record(recording)
+        self.publish(ev.RecordingStopped, call, path=call.recording_path or "")
+        call.recording_part += 1
+        if call.caller is not None and call.callee is not None:
+            await self._start_recording(call, call.caller, call.callee, part=call.recording_part)
 
     def _notify_refer(self, leg: Leg, sipfrag: str, *, final: bool) -> None:
         if leg.dialog is None or leg.state is LegState.ENDED:
@@ -748,6 +943,7 @@ class CallEngine:
             return
         leg.media = media
         await self._set_remote(leg, media)
+        self._callee_session_timer(leg, response)
         assert transferee.endpoint is not None and leg.endpoint is not None
         await self.media.bridge(transferee.endpoint, leg.endpoint)  # ends the bridge with the transferor
         if call.caller is transferor:
@@ -755,22 +951,13 @@ class CallEngine:
         else:
             call.callee = leg
         self._notify_refer(transferor, "SIP/2.0 200 OK", final=True)
-        self._send_bye(transferor)
-        transferor.state = LegState.ENDED
-        if transferor.dialog is not None:
-            self.dialogs.pop(transferor.dialog.key, None)
-        self.publish(ev.LegEnded, call, leg_id=transferor.id, cause="transferred")
-        self._release(transferor)
+        self._end_leg(transferor, "transferred")
         self.publish(ev.LegAnswered, call, leg_id=leg.id)
         self.publish(ev.CallTransferred, call, kind=ev.TransferKind.BLIND, from_leg_id=transferor.id,
                      to=transfer.target)
-        if call.recording is not None and self.recordings_dir is not None:
-            # the recording followed the transferor's endpoint: finish it, record the new pair
-            recording, call.recording = call.recording, None
-            await self.media.stop_record(recording)
-            self.publish(ev.RecordingStopped, call, path=call.recording_path or "")
-            if call.caller is not None and call.callee is not None:
-                await self._start_recording(call, call.caller, call.callee, part=2)
+        if transferee.held_by_us and not transferee.held:
+            self._reinvite(transferee, SdpDirection.SENDRECV)
+        await self._restart_recording(call)
         log.info("call transferred", call=call.id, tenant=call.tenant_id, to=transfer.target.number)
         await self._watch_media(call)
 

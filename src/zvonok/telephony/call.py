@@ -48,13 +48,16 @@ class Leg:
     contact: str = ""
     user_agent: str = ""
     held: bool = False  # this leg's device put the call on hold
+    held_by_us: bool = False  # we offered sendonly to this leg's device (its party is on hold)
+    awaits_answer: bool = False  # delayed offer: our offer went in the 2xx, the answer comes in the ACK
     cancelled: bool = False
     final_status: int | None = None
     # the 2xx we sent on this (caller) leg, retransmitted until the ACK comes (RFC 3261 §13.3.1.4)
     pending_2xx: Response | None = None
     retransmit: asyncio.TimerHandle | None = None
-    session_expires: int | None = None  # RFC 4028 interval this (caller) leg refreshes, when it asked
+    session_expires: int | None = None  # RFC 4028 interval of this leg's session, when one was agreed
     session_timer: asyncio.TimerHandle | None = None
+    we_refresh: bool = False  # RFC 4028: we send the refreshes on this leg (its device chose refresher=uac)
     offer_sdp: SessionDescription | None = None  # our offer on a callee leg
     last_sdp: bytes = b""  # our latest answer on this leg (for offerless re-INVITEs)
 
@@ -75,8 +78,10 @@ class Call:
     no_answer: asyncio.TimerHandle | None = None
     caller_answer_sdp: bytes = b""  # our answer to the caller's offer (sent in 183 or 200)
     early_media_from: Leg | None = None
+    ringback: bool = False  # we play ringback to the caller in band (a 183 went out)
     recording: object | None = None
     recording_path: str | None = None
+    recording_part: int = 1  # a transfer starts a new file: <call id>-<part>.wav
 
     def other(self, leg: Leg) -> Leg | None:
         """The leg bridged with ``leg``."""

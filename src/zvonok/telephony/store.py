@@ -43,7 +43,11 @@ class SqlBindingStore:
                 self._conn = sqlite3.connect(self._sqlite_path, check_same_thread=False, isolation_level=None)
                 self._conn.execute("PRAGMA foreign_keys=ON")
                 self._conn.execute("PRAGMA synchronous=NORMAL")
-                self._conn.execute("PRAGMA busy_timeout=5000")
+                # never wait for the lock: this runs on the event loop, and the writer holding it may be an
+                # async (aiosqlite) transaction that needs the loop to finish — waiting froze the loop for
+                # the whole busy timeout (seen: 5 s of frozen calls). A busy database fails the batch now
+                # and the next flush retries it.
+                self._conn.execute("PRAGMA busy_timeout=0")
             conn = self._conn
             rows = [(b.tenant_id, b.extension_id, b.contact, *(getattr(b, f) for f in _FIELDS)) for b in upserts]
             conn.execute("BEGIN IMMEDIATE")
