@@ -132,6 +132,11 @@ async def cdr_row(db: Database, call_id: str) -> dict[str, Any]:
         return row
 
 
+# an internal call has no route and no rate
+UNRATED = {"trunk_id": None, "did": None, "destination_class": None, "rate_prefix": None, "rate_destination": None,
+           "rate_per_minute": None, "billed_seconds": 0}
+
+
 def party_cols(prefix: str, p: Party) -> dict[str, Any]:
     return {
         f"{prefix}_number": p.number, f"{prefix}_name": p.display_name, f"{prefix}_extension_id": p.extension_id,
@@ -156,7 +161,7 @@ async def test_answered_internal_call(db: Database) -> None:
         "started_at": utc(T0), "answered_at": utc(T0 + 5.0), "ended_at": utc(T0 + 66.6),
         "duration": 67, "billsec": 62, "disposition": "answered", "hangup_side": "caller",
         "cause": "normal_clearing", "sip_status": 200, "recording_path": "1/call.wav",
-        "cost": Decimal("0"), "currency": "RUB",
+        "cost": Decimal("0"), "currency": "RUB", **UNRATED,
         "legs": [
             ("L1", "caller", "101", "sip:a@10.0.0.1", "UA-A", None, utc(T0 + 66.6), "normal_clearing"),
             ("L2", "callee", "102", "sip:102@10.0.0.2", "UA-B", utc(T0 + 5.0), utc(T0 + 66.6), "normal_clearing"),

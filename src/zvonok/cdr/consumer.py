@@ -32,6 +32,7 @@ from zvonok.telephony.events import (
     CallAnswered,
     CallEnded,
     CallEvent,
+    CallRouted,
     CallStarted,
     CallTransferred,
     RecordingStarted,
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 A = TypeVar("A")
 R = TypeVar("R")
 
-_SNAPSHOT_AT = (CallAnswered, CallTransferred, RecordingStarted)
+_SNAPSHOT_AT = (CallAnswered, CallRouted, CallTransferred, RecordingStarted)
 _DONE_MEMORY = 10_000  # finished call ids remembered to ignore late or replayed events cheaply
 
 

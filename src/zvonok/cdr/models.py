@@ -62,6 +62,14 @@ class Cdr(TenantScoped, Base):
     recording_path: Mapped[str | None] = mapped_column(String(1024))
     cost: Mapped[Decimal] = mapped_column(Numeric(12, 4), default=Decimal(0))
     currency: Mapped[str] = mapped_column(String(3))
+    # outside calls: the trunk, the number (DID) called in on, the destination class and the rate used
+    trunk_id: Mapped[int | None] = _ref("trunks")
+    did: Mapped[str | None] = mapped_column(String(32))
+    destination_class: Mapped[str | None] = mapped_column(String(16), index=True)
+    rate_prefix: Mapped[str | None] = mapped_column(String(16))
+    rate_destination: Mapped[str | None] = mapped_column(String(200))
+    rate_per_minute: Mapped[Decimal | None] = mapped_column(Numeric(12, 4))
+    billed_seconds: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     legs: Mapped[list[CdrLeg]] = relationship(

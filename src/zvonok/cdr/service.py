@@ -13,7 +13,6 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +89,11 @@ async def write_cdr(session: AsyncSession, tenant_id: int, call: FinishedCall) -
         duration=call.duration, billsec=call.billsec, disposition=call.disposition.value,
         hangup_side=call.hangup_side.value, cause=_text(call.cause, 64), sip_status=call.sip_status,
         recording_path=_text(call.recording_path, 1024) if call.recording_path else None,
-        # Rating is billing's job (later); until then every call costs nothing, internal ones always.
-        cost=Decimal(0), currency=tenant.currency,
+        # internal calls cost nothing; outside calls are rated by the route the engine chose (state.rate)
+        cost=call.rating.cost, currency=call.rating.currency or tenant.currency,
+        trunk_id=call.rating.trunk_id, did=call.rating.did, destination_class=call.rating.destination_class,
+        rate_prefix=call.rating.rate_prefix, rate_destination=call.rating.rate_destination,
+        rate_per_minute=call.rating.rate_per_minute, billed_seconds=call.rating.billed_seconds,
         legs=[
             CdrLeg(
                 tenant_id=tenant_id, leg_id=_text(leg.leg_id, 64), role=leg.role.value,

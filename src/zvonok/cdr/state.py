@@ -18,12 +18,16 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
+from zvonok.billing.rating import billable_seconds, call_cost
+from zvonok.billing.tariffs import Increment
 from zvonok.telephony.events import (
     CallAnswered,
     CallEnded,
     CallEvent,
+    CallRouted,
     CallStarted,
     CallTransferred,
     Direction,
@@ -84,6 +88,38 @@ class FinishedCall:
     sip_status: int | None
     recording_path: str | None
     legs: tuple[LegRecord, ...]
+    rating: Rating = field(default_factory=lambda: Rating())
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rating:
+    """An outside call's route and its price (all empty/zero for internal calls)."""
+
+    trunk_id: int | None = None
+    did: str | None = None
+    destination_class: str | None = None
+    rate_prefix: str | None = None
+    rate_destination: str | None = None
+    rate_per_minute: Decimal | None = None
+    billed_seconds: int = 0
+    cost: Decimal = Decimal(0)
+    currency: str | None = None
+
+
+def rate(route: CallRouted | None, talk_seconds: float) -> Rating:
+    """Price an ended call from its route: billed seconds by the rate's increment and minimum, cost =
+    connection fee + price per minute × billed seconds / 60 (:mod:`zvonok.billing.rating`)."""
+    if route is None:
+        return Rating()
+    base = Rating(trunk_id=route.trunk_id, did=route.did, destination_class=route.destination_class,
+                  rate_prefix=route.rate_prefix, rate_destination=route.rate_destination,
+                  currency=route.currency)
+    if route.price_per_minute is None:
+        return base
+    price = Decimal(route.price_per_minute)
+    billed = billable_seconds(max(talk_seconds, 0.0), Increment.parse(route.increment), route.minimum)
+    cost = call_cost(price, billed, Decimal(route.connection_fee))
+    return dataclasses.replace(base, rate_per_minute=price, billed_seconds=billed, cost=cost)
 
 
 @dataclass
@@ -100,6 +136,7 @@ class CallRecord:
     recording_path: str | None = None
     transfers: int = 0
     legs: dict[str, LegRecord] = field(default_factory=dict)
+    route: dict[str, Any] | None = None  # the CallRouted event's fields (JSON: it goes into snapshots)
 
     @classmethod
     def started(cls, ev: CallStarted) -> CallRecord:
@@ -136,6 +173,8 @@ class CallRecord:
             self.recording_path = self.recording_path or ev.path
         elif isinstance(ev, CallTransferred):
             self.transfers += 1
+        elif isinstance(ev, CallRouted):
+            self.route = {f.name: getattr(ev, f.name) for f in dataclasses.fields(ev)}
 
     def callee(self) -> Party:
         callee_legs = [leg for leg in self.legs.values() if leg.role is LegRole.CALLEE]
@@ -169,6 +208,8 @@ class CallRecord:
             billsec=whole_seconds(end - self.answered_at) if self.answered_at is not None else 0,
             disposition=disposition, hangup_side=hangup_side, cause=cause, sip_status=sip_status,
             recording_path=self.recording_path, legs=legs,
+            rating=rate(CallRouted(**self.route) if self.route else None,
+                        end - self.answered_at if self.answered_at is not None else 0.0),
         )
 
     def finish_with(self, ev: CallEnded) -> FinishedCall:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from zvonok.bus import deserialize, register_event, serialize
 
 __all__ = [
-    "CallAnswered", "CallEnded", "CallEvent", "CallStarted", "CallTransferred", "Direction", "Disposition",
+    "CallAnswered", "CallEnded", "CallEvent", "CallRouted", "CallStarted", "CallTransferred", "Direction", "Disposition",
     "DtmfReceived", "HangupSide", "LegAnswered", "LegCreated", "LegEnded", "LegHeld", "LegResumed",
     "LegRinging", "LegRole", "Party", "RecordingStarted", "RecordingStopped", "TransferKind",
     "deserialize", "serialize",
@@ -93,6 +93,29 @@ class CallStarted(CallEvent):
     caller: Party
     callee_number: str  # as dialed, after the tenant's dialing rules (E.164 for outside numbers)
     direction: Direction
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CallRouted(CallEvent):
+    """An outside call's route and price, decided before any leg goes out (or the DID it came in on).
+
+    Money travels as decimal strings (the bus codec is JSON); the CDR writer rates the call with them
+    when it ends: billed seconds by the increment and minimum, cost = connection fee + price × seconds.
+    """
+
+    destination_class: str  # zvonok.dialing.DestinationClass value (inbound calls: "inbound")
+    number: str = ""  # the outside party's E.164 number
+    did: str | None = None  # inbound: the number called
+    trunk_id: int | None = None
+    rate_prefix: str | None = None
+    rate_destination: str | None = None
+    price_per_minute: str | None = None  # of the period in force at the start
+    connection_fee: str = "0"
+    increment: str = "60/60"
+    minimum: int = 0
+    currency: str | None = None
+    period: str | None = None
 
 
 @register_event

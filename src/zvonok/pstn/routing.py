@@ -1,0 +1,278 @@
+"""What the call engine knows about the outside world, as one immutable in-memory snapshot.
+
+How it works: :mod:`zvonok.pstn.loader` reads the trunks, numbers, routes, tariffs, policies, offices and
+tenants from the database into a :class:`PstnSnapshot`; the engine swaps in a new snapshot whenever a
+``PstnChanged`` or org event says something changed. Every routing decision of a call is then a few
+dict look-ups on the loop, never a query: trusting a source address (:meth:`PstnSnapshot.trunk_from`),
+finding a DID, choosing trunks for a number (longest prefix, then priority, then the carrier's buy price
+at that moment: least-cost routing), the caller's dial plan, permissions, caller ID and sell rate.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from zvonok.billing.limits import Budget
+from zvonok.billing.limits import Level as BudgetLevel
+from zvonok.billing.tariffs import Rate, Tariff
+from zvonok.dialing import CallingPolicy, DialPlan, EffectivePolicy, ServiceClass, resolve, russian_plan
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TrunkInfo:
+    id: int
+    tenant_id: int | None  # None: the operator's, shared by every tenant
+    name: str
+    kind: str  # carrier | pbx
+    host: str  # as configured
+    address: str  # resolved IP we send to
+    port: int
+    transport: str
+    username: str | None = None
+    password: str | None = None
+    auth_username: str | None = None
+    from_domain: str | None = None
+    register: bool = False
+    register_expires: int = 3600
+    inbound: tuple[IpNetwork, ...] = ()
+    max_calls: int | None = None
+    number_format: str = "e164"
+    buy_tariff: Tariff | None = None
+    office_id: int | None = None
+
+    @property
+    def domain(self) -> str:
+        return self.from_domain or self.host
+
+    def format_number(self, e164: str) -> str:
+        """A number as this carrier wants it: +74951234567, 74951234567 or 84951234567."""
+        if not e164.startswith("+"):
+            return e164  # an emergency or short number goes as dialed
+        if self.number_format == "digits":
+            return e164[1:]
+        if self.number_format == "national":
+            return "8" + e164[2:] if e164.startswith("+7") else "810" + e164[1:]
+        return e164
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class NumberInfo:
+    id: int
+    tenant_id: int | None
+    number: str  # E.164
+    office_id: int | None
+    kind: str
+    destination: Mapping[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class OfficeInfo:
+    id: int
+    tenant_id: int
+    area_code: str | None
+    timezone: str | None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TenantInfo:
+    id: int
+    domain: str
+    timezone: str
+    currency: str
+    locale: str
+    suspended: bool
+    tariff: Tariff | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RouteInfo:
+    tenant_id: int | None
+    prefix: str  # E.164 digits without '+'; '' matches everything
+    trunk_id: int
+    priority: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PolicyInfo:
+    tenant_id: int
+    level: str  # tenant | office | department | employee
+    ref_id: int | None
+    service_class: str | None = None
+    deny: frozenset[str] = frozenset()
+    allow: frozenset[str] = frozenset()
+    caller_id: str | None = None
+    monthly_limit: Decimal | None = None
+    warn_percent: int = 80
+
+    def calling(self) -> CallingPolicy:
+        return CallingPolicy(service_class=ServiceClass[self.service_class.upper()] if self.service_class else None,
+                             deny=self.deny, allow=self.allow)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CallerProfile:
+    """Everything about who places an outside call that a decision needs (most specific level first)."""
+
+    tenant_id: int
+    employee_id: int | None = None
+    department_id: int | None = None
+    office_id: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class OutboundRules:
+    policy: EffectivePolicy
+    caller_id: str | None
+    limits: tuple[PolicyInfo, ...]  # the levels with a monthly limit, most specific first
+
+
+@dataclass
+class PstnSnapshot:
+    trunks: dict[int, TrunkInfo] = field(default_factory=dict)
+    numbers: dict[str, NumberInfo] = field(default_factory=dict)
+    routes: list[RouteInfo] = field(default_factory=list)
+    offices: dict[int, OfficeInfo] = field(default_factory=dict)
+    tenants: dict[int, TenantInfo] = field(default_factory=dict)
+    policies: dict[tuple[int, str, int | None], PolicyInfo] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._by_ip: dict[str, TrunkInfo] = {}
+        self._networks: list[tuple[IpNetwork, TrunkInfo]] = []
+        for trunk in self.trunks.values():
+            if not trunk.inbound:
+                self._by_ip.setdefault(trunk.address, trunk)
+            for net in trunk.inbound:
+                if net.num_addresses == 1:
+                    self._by_ip.setdefault(str(net.network_address), trunk)
+                else:
+                    self._networks.append((net, trunk))
+        # tenant id (None: platform) -> prefix -> routes, for longest-prefix match by probing
+        self._routes: dict[int | None, dict[str, list[RouteInfo]]] = {}
+        for route in self.routes:
+            self._routes.setdefault(route.tenant_id, {}).setdefault(route.prefix, []).append(route)
+        self._prefix_lengths = {tenant: sorted({len(p) for p in table}, reverse=True)
+                                for tenant, table in self._routes.items()}
+
+    # -- inbound ---------------------------------------------------------------------------------------
+    def trunk_from(self, host: str) -> TrunkInfo | None:
+        """The trunk allowed to send us calls from ``host`` (an IP), or None: never trust the unknown."""
+        trunk = self._by_ip.get(host)
+        if trunk is not None or not self._networks:
+            return trunk
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            return None
+        for net, candidate in self._networks:
+            if ip.version == net.version and ip in net:
+                return candidate
+        return None
+
+    def number(self, e164: str) -> NumberInfo | None:
+        return self.numbers.get(e164)
+
+    # -- outbound --------------------------------------------------------------------------------------
+    def _matching(self, tenant_id: int | None, digits: str) -> list[RouteInfo]:
+        table = self._routes.get(tenant_id)
+        if not table:
+            return []
+        for length in self._prefix_lengths[tenant_id]:
+            if length <= len(digits):
+                routes = table.get(digits[:length])
+                if routes:
+                    return routes
+        return []
+
+    def outbound_trunks(self, tenant_id: int, number: str, at: float) -> list[TrunkInfo]:
+        """The trunks to try for ``number`` (E.164 or an emergency short code), in order.
+
+        The tenant's own routes come first when any matches (its own carrier or PBX), else the platform's.
+        Among the routes of the longest matching prefix: priority, then the carrier's buy price for this
+        number at ``at`` (least-cost routing; a trunk without a buy rate for it sorts last)."""
+        digits = number.lstrip("+")
+        routes = self._matching(tenant_id, digits) or self._matching(None, digits)
+        ranked: list[tuple[int, Decimal, int, TrunkInfo]] = []
+        for index, route in enumerate(routes):
+            trunk = self.trunks.get(route.trunk_id)
+            if trunk is None or (trunk.tenant_id is not None and trunk.tenant_id != tenant_id):
+                continue
+            price = _buy_price(trunk, digits, at)
+            ranked.append((route.priority, price, index, trunk))
+        ranked.sort(key=lambda item: item[:3])
+        seen: set[int] = set()
+        out: list[TrunkInfo] = []
+        for *_, trunk in ranked:
+            if trunk.id not in seen:
+                seen.add(trunk.id)
+                out.append(trunk)
+        return out
+
+    def plan_for(self, tenant_id: int, office_id: int | None) -> DialPlan:
+        office = self.offices.get(office_id) if office_id is not None else None
+        area = office.area_code if office is not None and office.area_code else None
+        try:
+            return russian_plan(area)
+        except ValueError:  # an area code the Russian plan does not know: local numbers can't be dialed
+            return russian_plan(None)
+
+    def rules_for(self, caller: CallerProfile) -> OutboundRules:
+        tenant_id = caller.tenant_id
+        levels = [
+            self.policies.get((tenant_id, "employee", caller.employee_id)) if caller.employee_id else None,
+            self.policies.get((tenant_id, "department", caller.department_id)) if caller.department_id else None,
+            self.policies.get((tenant_id, "office", caller.office_id)) if caller.office_id else None,
+            self.policies.get((tenant_id, "tenant", None)),
+        ]
+        employee, department, office, tenant = levels
+        policy = resolve(employee=employee.calling() if employee else None,
+                         department=department.calling() if department else None,
+                         office=office.calling() if office else None,
+                         tenant=tenant.calling() if tenant else None)
+        caller_id = next((p.caller_id for p in levels if p is not None and p.caller_id), None)
+        if caller_id is None:
+            # no caller ID set anywhere: the office's first number, else the tenant's first number
+            caller_id = self._first_number(tenant_id, caller.office_id) or self._first_number(tenant_id, None)
+        limits = tuple(p for p in levels if p is not None and p.monthly_limit is not None)
+        return OutboundRules(policy=policy, caller_id=caller_id, limits=limits)
+
+    def _first_number(self, tenant_id: int, office_id: int | None) -> str | None:
+        numbers = sorted(n.number for n in self.numbers.values()
+                         if n.tenant_id == tenant_id and (office_id is None or n.office_id == office_id))
+        return numbers[0] if numbers else None
+
+    def sell_rate(self, tenant_id: int, number: str) -> tuple[Tariff, Rate] | None:
+        tenant = self.tenants.get(tenant_id)
+        if tenant is None or tenant.tariff is None:
+            return None
+        rate = tenant.tariff.lookup(number.lstrip("+"))
+        return (tenant.tariff, rate) if rate is not None else None
+
+
+def budgets(limits: Iterable[PolicyInfo], spent: Mapping[tuple[str, int | None], Decimal]) -> list[Budget]:
+    """The spending budgets of the levels that have a limit, with this month's spend of each."""
+    out = []
+    for p in limits:
+        assert p.monthly_limit is not None
+        out.append(Budget(level=BudgetLevel(p.level), limit=p.monthly_limit,
+                          spent=spent.get((p.level, p.ref_id), Decimal(0)),
+                          warn_ratio=Decimal(p.warn_percent) / 100, owner_id=p.ref_id))
+    return out
+
+
+def _buy_price(trunk: TrunkInfo, digits: str, at: float) -> Decimal:
+    if trunk.buy_tariff is None:
+        return Decimal("Infinity")
+    rate = trunk.buy_tariff.lookup(digits)
+    if rate is None:
+        return Decimal("Infinity")
+    return trunk.buy_tariff.price_at(rate, at)[1]
+
+
+def networks(addresses: Sequence[str]) -> tuple[IpNetwork, ...]:
+    return tuple(ipaddress.ip_network(a.strip(), strict=False) for a in addresses if a.strip())
