@@ -16,10 +16,13 @@ from zvonok.sip.dialog import Dialog
 from zvonok.sip.message import Request, Response
 from zvonok.sip.peer import Peer
 from zvonok.sip.sdp import SessionDescription
-from zvonok.sip.sdp_offer_answer import LocalSession, NegotiatedMedia
+from zvonok.sip.sdp_offer_answer import PCMA, PCMU, TELEPHONE_EVENT, Codec, LocalSession, NegotiatedMedia
 from zvonok.sip.transaction import ClientTransaction, ServerTransaction
 
 from .events import Direction, HangupSide, LegRole, Party
+
+# what every leg offers and accepts, in our order of preference
+CODECS: tuple[Codec, ...] = (PCMU, PCMA, TELEPHONE_EVENT)
 
 
 class LegState(StrEnum):

@@ -1,0 +1,250 @@
+"""Transfers: blind (REFER, RFC 3515, RFC 5589 §6) and attended (REFER with Replaces, RFC 3891, RFC 5589 §7).
+
+A mixin of :class:`zvonok.telephony.b2bua.CallEngine`: it uses the engine's legs, forks, media and SIP
+plumbing. The transferor's device sends REFER in its dialog with us; we accept (202), report progress in
+NOTIFYs with message/sipfrag bodies, and either place a new call to the target (blind) or join the
+transferee with the other party of the transferor's consultation call (attended).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from zvonok.logs import get_logger
+from zvonok.sip.dialog import Dialog, add_top_via
+from zvonok.sip.errors import SipParseError
+from zvonok.sip.headers import parse_name_addr
+from zvonok.sip.message import REASONS, Request, Response
+from zvonok.sip.replaces import Replaces, replaces_of
+from zvonok.sip.sdp import Direction as SdpDirection
+from zvonok.sip.sdp import SdpError, parse_sdp
+from zvonok.sip.sdp_offer_answer import accept_answer
+from zvonok.sip.transaction import ResponseReceived, ServerTransaction, TransactionTimeout, TransportError
+from zvonok.sip.uri import SipUri
+
+from . import events as ev
+from .call import CODECS, Call, Leg, LegState, Transfer
+
+if TYPE_CHECKING:
+    from .b2bua import CallEngine
+
+    _Base = CallEngine
+else:
+    _Base = object
+
+log = get_logger(__name__)
+
+
+class TransferMixin(_Base):
+    # -- blind transfer (RFC 3515, RFC 5589 §6) ------------------------------------------------------------
+    async def _refer(self, txn: ServerTransaction, request: Request, transferor: Leg) -> None:
+        """The transferor's device asks us to connect its party to the Refer-To target and then drops out.
+
+        We accept (202), report progress in NOTIFYs with message/sipfrag bodies, place the new call to the
+        target's devices, and when one answers bridge it with the transferee, NOTIFY 200 and BYE the
+        transferor. A failed attempt is reported (NOTIFY with the final status) and the call goes on.
+        """
+        call = transferor.call
+        dialog = transferor.dialog
+        transferee = call.other(transferor)
+        assert dialog is not None
+        try:
+            target = parse_name_addr(request.headers.get("refer-to") or "").uri
+        except SipParseError:
+            target = None
+        if not isinstance(target, SipUri) or transferee is None or call.answered_at is None:
+            self.sip.respond(txn, dialog.create_response(request, 400 if target is None else 403))
+            return
+        try:
+            replaces = replaces_of(target)
+        except SipParseError:
+            self.sip.respond(txn, dialog.create_response(request, 400, reason="Bad Replaces in Refer-To"))
+            return
+        if replaces is not None:
+            await self._attended_transfer(txn, request, transferor, transferee, replaces)
+            return
+        self.sip.respond(txn, dialog.create_response(request, 202))
+        self._notify_refer(transferor, "SIP/2.0 100 Trying", final=False)
+        number = target.user_unescaped or ""
+        ext = await self.directory.extension(call.tenant_id, number) if number else None
+        now = time.time()
+        bindings = self.location.lookup(call.tenant_id, ext.extension_id, now) if ext is not None else []
+        if ext is None or not bindings:
+            self._notify_refer(transferor, "SIP/2.0 404 Not Found" if ext is None else
+                               "SIP/2.0 480 Temporarily Unavailable", final=True)
+            return
+        assert transferee.media is not None
+        preferred = [c for c in CODECS if c.name == transferee.media.codec_name]
+        codecs = preferred + [c for c in CODECS if c not in preferred]
+        transfer = Transfer(transferor=transferor, transferee=transferee, target=ext.party())
+        endpoints = await self._endpoints(call, len(bindings))
+        if endpoints is None:
+            return
+        for binding, endpoint in zip(bindings, endpoints, strict=True):
+            leg = self._fork(call, ext.party(), binding, endpoint, codecs,
+                                   transferee.party.display_name or transferee.party.number, call.domain,
+                                   from_number=transferee.party.number,
+                                   handler=lambda leg, event: self._on_transfer_event(transfer, leg, event))
+            transfer.forks.append(leg)
+
+    async def _attended_transfer(self, txn: ServerTransaction, request: Request, transferor: Leg,
+                                 transferee: Leg, replaces: Replaces) -> None:
+        """REFER with Replaces (RFC 3891, RFC 5589 §7): join the transferee with the party of the named dialog.
+
+        Both of the transferor's dialogs end at us, so no INVITE with Replaces is needed: we bridge the
+        transferee's endpoint with the target's (the consultation call's other leg), move the target's leg
+        into this call, and end the transferor's two legs (NOTIFY 200 and BYE here, BYE on the
+        consultation call, whose record ends as "transferred"). A party we had put on hold because the
+        transferor held the call is resumed.
+        """
+        call = transferor.call
+        assert transferor.dialog is not None
+        consult = next((self.dialogs[key] for key in replaces.dialog_keys() if key in self.dialogs), None)
+        consult_call = consult.call if consult is not None else None
+        target = consult_call.other(consult) if consult is not None and consult_call is not None else None
+        self.sip.respond(txn, transferor.dialog.create_response(request, 202))
+        if (consult is None or consult_call is None or consult_call is call or target is None
+                or consult_call.tenant_id != call.tenant_id or target.state is not LegState.ANSWERED
+                or consult.state is not LegState.ANSWERED):
+            # the dialog to replace is not a confirmed call of this tenant (§6.1 answers such an INVITE 481)
+            self._notify_refer(transferor, "SIP/2.0 481 Call/Transaction Does Not Exist", final=True)
+            return
+        assert transferee.endpoint is not None and target.endpoint is not None
+        await self.media.bridge(transferee.endpoint, target.endpoint)  # ends both bridges with the transferor
+        if call.ended or consult_call.ended:
+            return
+        # the target's leg leaves the consultation call and takes the transferor's place in this one
+        self.publish(ev.LegEnded, consult_call, leg_id=target.id, cause="transferred")
+        if consult_call.caller is target:
+            consult_call.caller = None
+        else:
+            consult_call.callee = None
+            if target in consult_call.forks:
+                consult_call.forks.remove(target)
+        target.call = call
+        if call.caller is transferor:
+            call.caller = target
+        else:
+            call.callee = target
+            call.forks.append(target)
+        self.publish(ev.LegCreated, call, leg_id=target.id, role=target.role, party=target.party,
+                     contact=target.contact, user_agent=target.user_agent)
+        self.publish(ev.LegAnswered, call, leg_id=target.id)
+        self._notify_refer(transferor, "SIP/2.0 200 OK", final=True)
+        self._end_leg(transferor, "transferred")
+        self._send_bye(consult)
+        consult_side = ev.HangupSide.CALLER if consult is consult_call.caller else ev.HangupSide.CALLEE
+        self.spawn(self._finish(consult_call, ev.Disposition.ANSWERED, consult_side, "transferred", None))
+        self.publish(ev.CallTransferred, call, kind=ev.TransferKind.ATTENDED, from_leg_id=transferor.id,
+                     to=target.party)
+        log.info("attended transfer", call=call.id, tenant=call.tenant_id, to=target.party.number,
+                 consultation=consult_call.id)
+        for leg in (transferee, target):
+            partner = call.other(leg)
+            if leg.held_by_us and (partner is None or not partner.held):
+                self._reinvite(leg, SdpDirection.SENDRECV)
+        await self._restart_recording(call)
+        await self._watch_media(call)
+
+    def _end_leg(self, leg: Leg, cause: str) -> None:
+        """BYE one leg that leaves a call which goes on (a transferor)."""
+        self._send_bye(leg)
+        leg.state = LegState.ENDED
+        if leg.dialog is not None:
+            self.dialogs.pop(leg.dialog.key, None)
+        if leg.session_timer is not None:
+            leg.session_timer.cancel()
+        self.publish(ev.LegEnded, leg.call, leg_id=leg.id, cause=cause)
+        self._release(leg)
+
+    async def _restart_recording(self, call: Call) -> None:
+        """After a transfer the recording follows a gone endpoint: finish it and record the new pair."""
+        if call.recording is None or self.recordings_dir is None:
+            return
+        recording, call.recording = call.recording, None
+        await self.media.stop_record(recording)
+        self.publish(ev.RecordingStopped, call, path=call.recording_path or "")
+        call.recording_part += 1
+        if call.caller is not None and call.callee is not None:
+            await self._start_recording(call, call.caller, call.callee, part=call.recording_part)
+
+    def _notify_refer(self, leg: Leg, sipfrag: str, *, final: bool) -> None:
+        if leg.dialog is None or leg.state is LegState.ENDED:
+            return
+        state = "terminated;reason=noresource" if final else "active;expires=60"
+        notify = leg.dialog.create_request(
+            "NOTIFY", body=(sipfrag + "\r\n").encode(), content_type="message/sipfrag;version=2.0",
+            extra_headers=[("Event", "refer"), ("Subscription-State", state)])
+        add_top_via(notify, leg.peer.transport, self.sip.local_host, self.sip.local_port)
+        self.sip.send_request(notify, leg.peer, lambda event: None)
+
+    def _on_transfer_event(self, transfer: Transfer, leg: Leg, event: object) -> None:
+        call = leg.call
+        if isinstance(event, (TransactionTimeout, TransportError)):
+            event = None
+            status = 408
+        elif isinstance(event, ResponseReceived):
+            status = event.response.status
+        else:
+            return
+        if status < 200:
+            if status == 180 and not transfer.ringing:
+                transfer.ringing = True
+                self._notify_refer(transfer.transferor, "SIP/2.0 180 Ringing", final=False)
+            return
+        if 200 <= status < 300:
+            assert isinstance(event, ResponseReceived) and leg.invite is not None
+            response = event.response
+            leg.dialog = Dialog.from_uac(leg.invite, response)
+            self._ack(leg, leg.invite.cseq.number)
+            if transfer.done or call.ended:
+                self._send_bye(leg)
+                leg.state = LegState.ENDED
+                self._release(leg)
+                return
+            transfer.done = True
+            leg.state = LegState.ANSWERED
+            self.dialogs[leg.dialog.key] = leg
+            for other in transfer.forks:
+                if other is not leg and other.state is not LegState.ENDED:
+                    self._cancel_fork(other, 'SIP;cause=200;text="Call completed elsewhere"')
+            self.spawn(self._transfer_connected(transfer, leg, response))
+            return
+        leg.state = LegState.ENDED
+        leg.final_status = status
+        self.publish(ev.LegEnded, call, leg_id=leg.id, cause=f"sip_{status}")
+        self._release(leg)
+        if not transfer.done and all(f.state is LegState.ENDED for f in transfer.forks):
+            reason = REASONS.get(status, "Failed")
+            self._notify_refer(transfer.transferor, f"SIP/2.0 {status} {reason}", final=True)
+
+    async def _transfer_connected(self, transfer: Transfer, leg: Leg, response: Response) -> None:
+        call = leg.call
+        transferor, transferee = transfer.transferor, transfer.transferee
+        try:
+            assert leg.offer_sdp is not None
+            media = accept_answer(leg.offer_sdp, parse_sdp(response.body), CODECS)
+        except SdpError:
+            self._send_bye(leg)
+            self._notify_refer(transferor, "SIP/2.0 488 Not Acceptable Here", final=True)
+            return
+        leg.media = media
+        await self._set_remote(leg, media)
+        self._callee_session_timer(leg, response)
+        assert transferee.endpoint is not None and leg.endpoint is not None
+        await self.media.bridge(transferee.endpoint, leg.endpoint)  # ends the bridge with the transferor
+        if call.caller is transferor:
+            call.caller = leg
+        else:
+            call.callee = leg
+        self._notify_refer(transferor, "SIP/2.0 200 OK", final=True)
+        self._end_leg(transferor, "transferred")
+        self.publish(ev.LegAnswered, call, leg_id=leg.id)
+        self.publish(ev.CallTransferred, call, kind=ev.TransferKind.BLIND, from_leg_id=transferor.id,
+                     to=transfer.target)
+        if transferee.held_by_us and not transferee.held:
+            self._reinvite(transferee, SdpDirection.SENDRECV)
+        await self._restart_recording(call)
+        log.info("call transferred", call=call.id, tenant=call.tenant_id, to=transfer.target.number)
+        await self._watch_media(call)
