@@ -185,9 +185,13 @@ class SippProcess:
         assert self.proc is not None
         limit = self.started + (timeout if timeout is not None else self.timeout + 30)
         rusage = None
-        status = 0
+        status: int | None = 0
         while True:
-            pid, status, rusage = os.wait4(self.proc.pid, os.WNOHANG)
+            try:
+                pid, status, rusage = os.wait4(self.proc.pid, os.WNOHANG)
+            except ChildProcessError:  # already reaped by running() (Popen.poll): its returncode is set
+                status = None
+                break
             if pid:
                 break
             if time.monotonic() > limit:
@@ -195,7 +199,8 @@ class SippProcess:
                 _, status, rusage = os.wait4(self.proc.pid, 0)
                 break
             time.sleep(0.05)
-        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        if status is not None:
+            self.proc.returncode = os.waitstatus_to_exitcode(status)
         self._out.close()
         stats = common.parse_stat_csv(self.stat_file)
 

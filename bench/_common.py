@@ -123,6 +123,108 @@ async def _seed_async(database_url: str, domain: str, name: str, numbers: Sequen
         await db.dispose()
 
 
+async def _seed_pstn_async(database_url: str, tenant_id: int, spec: dict[str, Any]) -> dict[str, Any]:
+    """The outside world of a test or benchmark tenant, straight into the tables (see :func:`seed_pstn`)."""
+    from decimal import Decimal
+
+    from sqlalchemy import select
+
+    from zvonok.org.models import Department, Employee, Extension, Office
+    from zvonok.pstn import models as m
+    from zvonok.storage.db import Database
+
+    db = Database(database_url)
+    ids: dict[str, dict[str, int]] = {"offices": {}, "departments": {}, "employees": {}, "trunks": {},
+                                      "tariffs": {}}
+    try:
+        await db.upgrade()
+        async with db.session() as session:
+            for o in spec.get("offices", []):
+                office = Office(tenant_id=tenant_id, name=o["name"], area_code=o.get("area_code"),
+                                timezone=o.get("timezone"))
+                session.add(office)
+                await session.flush()
+                ids["offices"][o["name"]] = office.id
+            for d in spec.get("departments", []):
+                dep = Department(tenant_id=tenant_id, name=d["name"], office_id=ids["offices"].get(d.get("office", "")))
+                session.add(dep)
+                await session.flush()
+                ids["departments"][d["name"]] = dep.id
+            for e in spec.get("employees", []):
+                emp = Employee(tenant_id=tenant_id, full_name=e["name"], office_id=ids["offices"].get(e.get("office", "")),
+                               department_id=ids["departments"].get(e.get("department", "")), phone=e.get("phone"))
+                session.add(emp)
+                await session.flush()
+                ids["employees"][e["name"]] = emp.id
+                if e.get("extension"):
+                    ext = (await session.execute(select(Extension).where(
+                        Extension.tenant_id == tenant_id, Extension.number == e["extension"]))).scalar_one()
+                    ext.employee_id = emp.id
+                    ext.office_id = emp.office_id
+            for t in spec.get("tariffs", []):
+                tariff = m.Tariff(tenant_id=None, name=t["name"], currency=t.get("currency", "RUB"),
+                                  time_zone=t.get("time_zone", "Europe/Moscow"), periods=t.get("periods", []))
+                session.add(tariff)
+                await session.flush()
+                ids["tariffs"][t["name"]] = tariff.id
+                for r in t.get("rates", []):
+                    session.add(m.TariffRate(tariff_id=tariff.id, prefix=r["prefix"], destination=r.get("destination", ""),
+                                             price=Decimal(r["price"]), connection_fee=Decimal(r.get("connection_fee", "0")),
+                                             increment=r.get("increment", "60/60"), minimum=r.get("minimum", 0),
+                                             period_prices=r.get("period_prices", {})))
+                if t.get("plan"):
+                    session.add(m.BillingAccount(tenant_id=tenant_id, tariff_id=tariff.id))
+            for t in spec.get("trunks", []):
+                trunk = m.Trunk(tenant_id=None if t.get("platform") else tenant_id, name=t["name"],
+                                kind=t.get("kind", "carrier"), host=t["host"], port=t["port"],
+                                transport=t.get("transport", "udp"), username=t.get("username"),
+                                password=t.get("password"), register=t.get("register", False),
+                                register_expires=t.get("register_expires", 3600),
+                                inbound_addresses=t.get("inbound_addresses", []), max_calls=t.get("max_calls"),
+                                number_format=t.get("number_format", "e164"),
+                                buy_tariff_id=ids["tariffs"].get(t.get("buy_tariff", "")),
+                                office_id=ids["offices"].get(t.get("office", "")), from_domain=t.get("from_domain"))
+                session.add(trunk)
+                await session.flush()
+                ids["trunks"][t["name"]] = trunk.id
+            for r in spec.get("routes", []):
+                session.add(m.OutboundRoute(tenant_id=None if r.get("platform") else tenant_id,
+                                            prefix=r.get("prefix", ""), trunk_id=ids["trunks"][r["trunk"]],
+                                            priority=r.get("priority", 100)))
+            for n in spec.get("numbers", []):
+                session.add(m.PhoneNumber(tenant_id=tenant_id, number=n["number"],
+                                          office_id=ids["offices"].get(n.get("office", "")),
+                                          destination_kind=n.get("kind", "extension"),
+                                          destination=n.get("destination", {})))
+            for p in spec.get("policies", []):
+                level = p["level"]
+                ref = None if level == "tenant" else ids[level + "s"][p["ref"]]
+                session.add(m.OutboundPolicy(tenant_id=tenant_id, level=level, ref_id=ref,
+                                             service_class=p.get("service_class"), deny_prefixes=p.get("deny", []),
+                                             allow_prefixes=p.get("allow", []), caller_id=p.get("caller_id"),
+                                             monthly_limit=Decimal(p["monthly_limit"]) if p.get("monthly_limit") else None,
+                                             warn_percent=p.get("warn_percent", 80)))
+            await session.commit()
+        return ids
+    finally:
+        await db.dispose()
+
+
+def seed_pstn(data_dir: Path, tenant_id: int, spec: dict[str, Any], *, database_url: str | None = None,
+              timeout: float = 120) -> dict[str, dict[str, int]]:
+    """Offices, departments, employees (linked to extensions), tariffs, trunks, routes, numbers and policies
+    of ``spec`` (see :func:`_seed_pstn_async` for the keys) for ``tenant_id``: the ids created, by name."""
+    spec_file = data_dir / f"seed-pstn-{time.monotonic_ns()}.json"
+    spec_file.write_text(json.dumps(spec))
+    cmd = [PYTHON, str(Path(__file__).resolve()), "seed-pstn", "--database-url",
+           database_url_for(data_dir, database_url), "--tenant-id", str(tenant_id), "--spec", str(spec_file)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"seeding the outside world failed ({out.returncode}):\n{out.stderr[-4000:]}")
+    result: dict[str, dict[str, int]] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
 def database_url_for(data_dir: Path, database_url: str | None) -> str:
     return database_url or f"sqlite+aiosqlite:///{(data_dir / 'zvonok.db').resolve()}"
 
@@ -481,7 +583,15 @@ def _main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--name", default="Acme")
     p.add_argument("--numbers-file", type=Path, required=True, help="one extension number per line")
     p.add_argument("--no-token", action="store_true")
+    p = sub.add_parser("seed-pstn", help="trunks, numbers, routes, tariffs, policies of a tenant")
+    p.add_argument("--database-url", required=True)
+    p.add_argument("--tenant-id", type=int, required=True)
+    p.add_argument("--spec", type=Path, required=True, help="a JSON file (see seed_pstn)")
     args = parser.parse_args(argv)
+    if args.command == "seed-pstn":
+        ids = asyncio.run(_seed_pstn_async(args.database_url, args.tenant_id, json.loads(args.spec.read_text())))
+        print(json.dumps(ids))  # noqa: T201 - the parent reads this line
+        return
     numbers = [n for n in args.numbers_file.read_text().split() if n]
     result = asyncio.run(_seed_async(args.database_url, args.domain, args.name, numbers, not args.no_token))
     print(json.dumps(result))  # noqa: T201 - the parent reads this line

@@ -29,6 +29,7 @@ from zvonok.logs import configure, get_logger
 from zvonok.media.engine import InProcessMediaEngine
 from zvonok.org import events as org_events
 from zvonok.org.service import platform_all_sip_credentials, sip_credentials
+from zvonok.pstn.loader import load_snapshot
 from zvonok.sip.digest import Algorithm, DigestVerifier, NonceManager
 from zvonok.storage.db import Database
 from zvonok.telephony.auth import Authenticator, CredentialCache
@@ -40,6 +41,7 @@ from zvonok.telephony.registrar import Registrar, RegistrarConfig
 from zvonok.telephony.service import SipService
 from zvonok.telephony.store import SqlBindingStore
 from zvonok.telephony.throttle import FailureThrottle
+from zvonok.telephony.trunks import Trunks
 
 log = get_logger(__name__)
 
@@ -58,6 +60,7 @@ class Runtime:
     bus: LocalBus
     cdr_writer: CdrWriter
     store: SqlBindingStore
+    trunks: Trunks
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -125,6 +128,22 @@ async def build(settings: Settings) -> Runtime:
                                  port_max=settings.rtp_port_max, advertised_host=settings.sip_advertised_host)
     directory = Directory(db)
     db.add_listener(lambda event: directory.invalidate(getattr(event, "tenant_id", None)))
+    trunks = Trunks(sip, loader=lambda: load_snapshot(db))
+    reload_pending: list[asyncio.TimerHandle] = []
+
+    def on_outside_change(event: object) -> None:
+        # trunks, numbers, routes, tariffs, policies, offices (area codes) and tenants feed the routing
+        # snapshot: read it again, once for a burst of changes
+        name = type(event).__name__
+        if type(event).__module__ != "zvonok.pstn.events" and not name.startswith(("Office", "Tenant")):
+            return
+        if reload_pending:
+            return
+        loop = asyncio.get_running_loop()
+        reload_pending.append(loop.call_later(0.2, lambda: (reload_pending.clear(),
+                                                              asyncio.ensure_future(trunks.reload()))))
+
+    db.add_listener(on_outside_change)
     sip.calls = CallEngine(sip=sip, media=media, auth=auth, location=location, directory=directory, bus=bus,
                            no_answer_timeout=settings.call_no_answer_timeout,
                            media_timeout=settings.media_timeout,
@@ -132,11 +151,13 @@ async def build(settings: Settings) -> Runtime:
                            record_stereo=settings.record_stereo,
                            flood=FailureThrottle(settings.invite_rate_limit, 1.0, settings.invite_flood_ban),
                            session_min_se=settings.session_min_se,
-                           ringback=settings.ringback, busy_tone_seconds=settings.busy_tone_seconds)
+                           ringback=settings.ringback, busy_tone_seconds=settings.busy_tone_seconds,
+                           trunks=trunks)
     app = create_app(settings, db, routers=[registrations_router(location), cdr_http.router, events_router(bus)])
+    app.state.trunk_status = trunks.status  # GET .../trunks/{id}/status (zvonok.pstn.http)
     config = uvicorn.Config(app, loop="none", lifespan="off", log_level="warning", access_log=False)
     http = uvicorn.Server(config)
-    runtime = Runtime(settings, db, location, sip, http, bus, cdr_writer, store)
+    runtime = Runtime(settings, db, location, sip, http, bus, cdr_writer, store, trunks)
     runtime.tasks.append(asyncio.create_task(_flush_loop(location, store, runtime.stopping)))
     return runtime
 
@@ -175,6 +196,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
     """Run until SIGINT/SIGTERM (or cancellation), then stop everything in reverse order."""
     runtime = await build(settings)
     await runtime.sip.start()
+    await runtime.trunks.reload()  # after the SIP service: registrations need its address
     sock = _http_socket(settings.http_host, settings.http_port)
     http_port = sock.getsockname()[1]
     stop = asyncio.Event()
@@ -198,6 +220,8 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
             await asyncio.wait_for(http_task, 10)
         if runtime.sip.calls is not None:
             await runtime.sip.calls.stop()
+        runtime.trunks.stop()  # REGISTER Expires: 0 to the carriers
+        await asyncio.sleep(0.2)
         await runtime.sip.stop()
         await runtime.bus.close()  # drains the CDR writer: every finished call is on disk
         await runtime.cdr_writer.stop()

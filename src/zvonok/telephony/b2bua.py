@@ -33,6 +33,7 @@ from zvonok.logs import get_logger
 from zvonok.media.events import MediaTimeout
 from zvonok.media.g711 import Codec as MediaCodec
 from zvonok.media.interface import BUSY_RU, RINGBACK_RU, Endpoint, MediaEngine
+from zvonok.pstn.routing import CallerProfile
 from zvonok.sip.dialog import (
     Dialog,
     DialogKey,
@@ -67,10 +68,12 @@ from zvonok.sip.uri import SipUri
 from . import events as ev
 from .auth import Authenticator
 from .call import CODECS, Call, Leg, LegState
-from .directory import Directory
+from .directory import Directory, ExtensionInfo
 from .location import Binding, Location
+from .outside import OutsideMixin
 from .throttle import FailureThrottle
 from .transfers import TransferMixin
+from .trunks import Trunks
 
 log = get_logger(__name__)
 
@@ -120,12 +123,13 @@ def peer_of(binding: Binding) -> Peer:
     return Peer(transport=transport, host=host.strip("[]"), port=int(port), connection=binding.connection)
 
 
-class CallEngine(TransferMixin):
+class CallEngine(TransferMixin, OutsideMixin):
     def __init__(self, *, sip: SipStack, media: MediaEngine, auth: Authenticator, location: Location,
                  directory: Directory, bus: Bus, no_answer_timeout: float = 60.0,
                  media_timeout: float = 60.0, recordings_dir: Path | None = None,
                  record_stereo: bool = True, flood: FailureThrottle | None = None,
-                 session_min_se: int = 90, ringback: str = "local", busy_tone_seconds: float = 3.0) -> None:
+                 session_min_se: int = 90, ringback: str = "local", busy_tone_seconds: float = 3.0,
+                 trunks: Trunks | None = None, prompt_language: str = "ru") -> None:
         self.sip = sip
         self.media = media
         self.auth = auth
@@ -139,6 +143,8 @@ class CallEngine(TransferMixin):
         self.flood = flood or FailureThrottle(limit=30, window=1.0, ban_time=30.0)
         self.record_stereo = record_stereo
         self.session_min_se = session_min_se
+        self.trunks = trunks  # None: no outside world (extension-to-extension only)
+        self.prompt_language = prompt_language
         # "local": the caller's phone rings on our 180; "inband": a 183 and the Russian 425 Hz ringback
         # (and the busy tone before a 486) from us, for callers that play only what they receive
         self.inband_ringback = ringback == "inband"
@@ -196,12 +202,29 @@ class CallEngine(TransferMixin):
         if self.auth.blocked(peer, now):
             reply(403)
             return
-        if self.flood.is_blocked(peer.host, now) or self.flood.record_failure(peer.host, now):
+        trunk = self.trunks.snapshot.trunk_from(peer.host) if self.trunks is not None else None
+        if trunk is None and (self.flood.is_blocked(peer.host, now) or self.flood.record_failure(peer.host, now)):
+            # a carrier's gateway brings many callers: trunks are limited by max_calls instead
             self.sip.respond(txn, make_response(request, 503, to_tag=_tag(), headers=[("Retry-After", "30")]))
             return
         uri = request.uri
         if not isinstance(uri, SipUri):
-            reply(404)  # tel: and outside numbers come with trunks
+            reply(416)
+            return
+        session_expires = _session_expires(request)
+        if session_expires is not None and session_expires < self.session_min_se:
+            # RFC 4028 §8.1: too short an interval is refused with our minimum
+            self.sip.respond(txn, make_response(request, 422, to_tag=_tag(),
+                                                headers=[("Min-SE", str(self.session_min_se))]))
+            return
+        if trunk is not None:
+            await self._invite_from_trunk(txn, request, peer, trunk, now)
+            return
+        if self._calls_a_did(request) and not request.headers.get("proxy-authorization"):
+            # a carrier we don't know (or a scanner) calling one of our numbers: never challenge, refuse
+            log.warning("call to a number from an unknown address refused", source=str(peer),
+                        number=uri.user_unescaped, sip_call_id=request.call_id)
+            reply(403)
             return
         outcome = await self.auth.authenticate(request, peer, now, domain=self.auth.domain_of(uri), proxy=True)
         if outcome.credentials is None:
@@ -216,17 +239,28 @@ class CallEngine(TransferMixin):
             reply(403)
             return
         dialed = uri.user_unescaped or ""
-        session_expires = _session_expires(request)
-        if session_expires is not None and session_expires < self.session_min_se:
-            # RFC 4028 §8.1: too short an interval is refused with our minimum
-            self.sip.respond(txn, make_response(request, 422, to_tag=_tag(),
-                                                headers=[("Min-SE", str(self.session_min_se))]))
-            return
+        callee_ext = await self.directory.extension(creds.tenant_id, dialed) if dialed else None
+        outside = callee_ext is None and self.trunks is not None and bool(dialed)
         # from here on the attempt is a call with a CDR, whatever becomes of it
-        call = Call(id=uuid.uuid4().hex, tenant_id=creds.tenant_id, direction=ev.Direction.INTERNAL,
-                    started_at=now, domain=creds.realm)
-        caller_party = caller_ext.party()
-        caller = Leg(id=_tag(), role=ev.LegRole.CALLER, call=call, party=caller_party, peer=peer,
+        call = self._open_call(txn, request, peer, tenant_id=creds.tenant_id, party=caller_ext.party(),
+                               domain=creds.realm, dialed=dialed, session_expires=session_expires,
+                               direction=ev.Direction.OUTBOUND if outside else ev.Direction.INTERNAL)
+        if outside:
+            profile = CallerProfile(tenant_id=creds.tenant_id, employee_id=caller_ext.employee_id,
+                                    department_id=caller_ext.department_id, office_id=caller_ext.office_id)
+            await self._route_outside(call, dialed, profile)
+            return
+        if callee_ext is None:
+            await self._refuse(call, 404, "no_route")
+            return
+        await self._ring_extensions(call, [callee_ext], now)
+
+    def _open_call(self, txn: ServerTransaction, request: Request, peer: Peer, *, tenant_id: int, party: ev.Party,
+                   domain: str, dialed: str, direction: ev.Direction, session_expires: int | None) -> Call:
+        """The call and its caller's leg for an INVITE we take: 100 Trying, CallStarted, LegCreated."""
+        call = Call(id=uuid.uuid4().hex, tenant_id=tenant_id, direction=direction, started_at=time.time(),
+                    domain=domain)
+        caller = Leg(id=_tag(), role=ev.LegRole.CALLER, call=call, party=party, peer=peer,
                      session=_new_session(), invite=request, server_txn=txn, local_tag=_tag(),
                      user_agent=(request.headers.get("user-agent") or "")[:255])
         caller.session_expires = session_expires
@@ -234,26 +268,27 @@ class CallEngine(TransferMixin):
         self.calls[call.id] = call
         self.invites[txn] = caller
         self.sip.respond(txn, make_response(request, 100))
-        self.publish(ev.CallStarted, call, caller=caller_party, callee_number=dialed, direction=call.direction)
-        self.publish(ev.LegCreated, call, leg_id=caller.id, role=caller.role, party=caller_party,
+        self.publish(ev.CallStarted, call, caller=party, callee_number=dialed, direction=direction)
+        self.publish(ev.LegCreated, call, leg_id=caller.id, role=caller.role, party=party,
                      contact=request.headers.get("contact") or "", user_agent=caller.user_agent)
+        return call
 
-        async def refuse(status: int, cause: str, reason: str | None = None) -> None:
-            self.sip.respond(txn, make_response(request, status, reason, to_tag=caller.local_tag))
-            await self._finish(call, ev.Disposition.FAILED, ev.HangupSide.SYSTEM, cause, status)
+    async def _refuse(self, call: Call, status: int, cause: str, reason: str | None = None,
+                      disposition: ev.Disposition = ev.Disposition.FAILED) -> None:
+        caller = call.caller
+        if caller is not None and caller.server_txn is not None and caller.invite is not None and not call.ended:
+            self.sip.respond(caller.server_txn, make_response(caller.invite, status, reason, to_tag=caller.local_tag))
+        await self._finish(call, disposition, ev.HangupSide.SYSTEM, cause, status)
 
-        callee_ext = await self.directory.extension(creds.tenant_id, dialed) if dialed else None
-        if callee_ext is None:
-            await refuse(404, "no_route")
-            return
-        bindings = self.location.lookup(creds.tenant_id, callee_ext.extension_id, now)
-        if not callee_ext.enabled or not bindings:
-            await refuse(480, "unavailable")
-            return
+    async def _negotiate_caller(self, call: Call) -> bool:
+        """Our endpoint for the caller and our answer to its offer (or our offer, for a delayed offer)."""
+        caller = call.caller
+        assert caller is not None and caller.invite is not None
+        request = caller.invite
         ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
         if request.body and ctype != "application/sdp":
-            await refuse(415, "incompatible_media")
-            return
+            await self._refuse(call, 415, "incompatible_media")
+            return False
         try:
             caller.endpoint = await self.media.create_endpoint(call.tenant_id, call.id,
                                                                [MediaCodec.PCMU, MediaCodec.PCMA])
@@ -268,25 +303,45 @@ class CallEngine(TransferMixin):
                 call.caller_answer_sdp = caller.offer_sdp.to_bytes()
                 negotiated = None
         except SdpError as exc:
-            await refuse(exc.status, "incompatible_media", exc.reason)
-            return
+            await self._refuse(call, exc.status, "incompatible_media", exc.reason)
+            return False
         if negotiated is not None:
             caller.media = negotiated
             call.caller_answer_sdp = answer.to_bytes()
             await self._set_remote(caller, negotiated)
-        log.info("call started", call=call.id, tenant=call.tenant_id, caller=caller_party.number,
-                 callee=callee_ext.number, devices=len(bindings), sip_call_id=request.call_id,
-                 delayed_offer=negotiated is None)
-        preferred = [c for c in CODECS if negotiated is not None and c.name == negotiated.codec_name]
-        codecs = preferred + [c for c in CODECS if c not in preferred]
-        from_display = (caller_party.display_name or request.from_.display or caller_party.number).replace('"', "")
+        return not call.ended
+
+    def _offer_codecs(self, call: Call) -> list[Codec]:
+        """What new legs offer: the caller's codec first, so the relay needs no transcoding."""
+        caller = call.caller
+        preferred = [c for c in CODECS if caller is not None and caller.media is not None
+                     and c.name == caller.media.codec_name]
+        return preferred + [c for c in CODECS if c not in preferred]
+
+    async def _ring_extensions(self, call: Call, extensions: list[ExtensionInfo], now: float, *,
+                               from_number: str | None = None) -> None:
+        """Ring every registered device of ``extensions`` at once (parallel forking): 480 if none is."""
+        targets = [(ext, binding) for ext in extensions if ext.enabled
+                   for binding in self.location.lookup(call.tenant_id, ext.extension_id, now)]
+        if not targets:
+            await self._refuse(call, 480, "unavailable")
+            return
+        if not await self._negotiate_caller(call):
+            return
+        caller = call.caller
+        assert caller is not None and caller.invite is not None
+        log.info("call started", call=call.id, tenant=call.tenant_id, caller=caller.party.number,
+                 callee=",".join(ext.number for ext in extensions), devices=len(targets),
+                 sip_call_id=caller.invite.call_id, delayed_offer=caller.media is None)
+        codecs = self._offer_codecs(call)
+        from_display = (caller.party.display_name or caller.invite.from_.display or caller.party.number).replace('"', "")
         # every endpoint first, then every INVITE without awaiting in between: a device answering at
         # once must find all the forks it has to cancel
-        endpoints = await self._endpoints(call, len(bindings))
+        endpoints = await self._endpoints(call, len(targets))
         if endpoints is None:
             return
-        for binding, endpoint in zip(bindings, endpoints, strict=True):
-            self._fork(call, callee_ext.party(), binding, endpoint, codecs, from_display, call.domain)
+        for (ext, binding), endpoint in zip(targets, endpoints, strict=True):
+            self._fork(call, ext.party(), binding, endpoint, codecs, from_display, call.domain, from_number=from_number)
         if not call.ended:
             loop = asyncio.get_running_loop()
             call.no_answer = loop.call_later(self.no_answer_timeout, self._no_answer, call)
@@ -306,29 +361,40 @@ class CallEngine(TransferMixin):
               handler: Callable[[Leg, object], None] | None = None) -> Leg:
         """Place one INVITE to a registered device of the callee, as a new leg of ``call``."""
         assert call.caller is not None
-        peer = peer_of(binding)
+        caller_number = from_number or call.caller.party.number
+        return self._place_leg(
+            call, party, peer_of(binding), endpoint, codecs, request_uri=binding.contact,
+            to_header=f"<sip:{party.number}@{domain}>",
+            from_header=f'"{from_display}" <sip:{caller_number}@{domain}>', contact=binding.contact,
+            user_agent=binding.user_agent, handler=handler)
+
+    def _place_leg(self, call: Call, party: ev.Party, peer: Peer, endpoint: Endpoint, codecs: list[Codec], *,
+                   request_uri: str, to_header: str, from_header: str, contact: str, user_agent: str = "",
+                   extra_headers: list[tuple[str, str]] | None = None,
+                   handler: Callable[[Leg, object], None] | None = None, trunk_id: int | None = None) -> Leg:
+        """Send our INVITE (our offer from ``endpoint``) for a new callee leg of ``call``."""
         leg = Leg(id=_tag(), role=ev.LegRole.CALLEE, call=call, party=party, peer=peer, session=_new_session(),
-                  local_tag=_tag(), contact=binding.contact, user_agent=binding.user_agent, endpoint=endpoint)
-        offer = build_offer(self.sip.local_host, leg.endpoint.local_address.port, codecs, SdpDirection.SENDRECV,
+                  local_tag=_tag(), contact=contact, user_agent=user_agent, endpoint=endpoint, trunk_id=trunk_id)
+        offer = build_offer(self.sip.local_host, endpoint.local_address.port, codecs, SdpDirection.SENDRECV,
                             leg.session)
         leg.offer_sdp = offer
-        caller_number = from_number or call.caller.party.number
-        request = Request("INVITE", binding.contact, Headers([
+        request = Request("INVITE", request_uri, Headers([
             ("Max-Forwards", "70"),
-            ("From", f'"{from_display}" <sip:{caller_number}@{domain}>;tag={leg.local_tag}'),
-            ("To", f"<sip:{party.number}@{domain}>"),
+            ("From", f"{from_header};tag={leg.local_tag}"),
+            ("To", to_header),
             ("Call-ID", uuid.uuid4().hex),
             ("CSeq", "1 INVITE"),
             ("Contact", self.contact(peer)),
             ("Allow", ALLOW),
             ("User-Agent", "Zvonok"),
+            *(extra_headers or []),
             ("Content-Type", "application/sdp"),
         ]), offer.to_bytes())
         add_top_via(request, peer.transport, self.sip.local_host, self.sip.local_port)
         leg.invite = request
         call.forks.append(leg)
-        self.publish(ev.LegCreated, call, leg_id=leg.id, role=leg.role, party=party, contact=binding.contact,
-                     user_agent=binding.user_agent)
+        self.publish(ev.LegCreated, call, leg_id=leg.id, role=leg.role, party=party, contact=contact,
+                     user_agent=user_agent)
         on_event = handler or self._on_fork_event
         leg.client_txn = self.sip.send_request(request, peer, lambda event: on_event(leg, event))
         return leg
@@ -478,6 +544,7 @@ class CallEngine(TransferMixin):
         log.info("call answered", call=call.id, tenant=call.tenant_id, codec_in=caller.media and caller.media.codec_name,
                  codec_out=media.codec_name)
         self._arm_session_timer(caller)
+        self._arm_limit(call)
         await self._watch_media(call)
         if self.recordings_dir is not None:
             await self._start_recording(call, caller, leg)
@@ -557,10 +624,18 @@ class CallEngine(TransferMixin):
         self._release(leg)
         if call.ended or call.callee is not None:
             return
+        if leg.trunk_id is not None and self._failover(leg, status):
+            return
         if any(fork.state is not LegState.ENDED for fork in call.forks):
             return
         # every device refused: answer the caller with the most telling status (§16.7 step 6 in spirit)
         statuses = [fork.final_status or 480 for fork in call.forks]
+        if leg.trunk_id is not None and status not in BUSY_STATUSES:
+            # the carrier's answer is the caller's (a challenge we could not answer: unavailable)
+            final = 503 if status in (401, 407) else status
+            self._reject_caller(call, final)
+            self.spawn(self._finish(call, ev.Disposition.FAILED, ev.HangupSide.CALLEE, f"sip_{status}", final))
+            return
         if any(s in BUSY_STATUSES for s in statuses):
             final, disposition, cause = 486, ev.Disposition.BUSY, "busy"
         elif any(s == 603 for s in statuses):
@@ -781,6 +856,8 @@ class CallEngine(TransferMixin):
         call.hangup_side = side
         if call.no_answer is not None:
             call.no_answer.cancel()
+        for timer in call.limit_timers:
+            timer.cancel()
         if call.recording is not None:
             recording, call.recording = call.recording, None
             try:
@@ -808,6 +885,9 @@ class CallEngine(TransferMixin):
         log.info("call ended", call=call.id, tenant=call.tenant_id, disposition=disposition.value, cause=cause)
 
     def _release(self, leg: Leg) -> None:
+        if leg.trunk_id is not None and not leg.trunk_released and self.trunks is not None:
+            leg.trunk_released = True
+            self.trunks.release(leg.trunk_id)
         endpoint, leg.endpoint = leg.endpoint, None
         if endpoint is not None:
             self.spawn(self.media.release(endpoint))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from zvonok.media.interface import Endpoint
 from zvonok.sip.dialog import Dialog
@@ -63,6 +64,9 @@ class Leg:
     we_refresh: bool = False  # RFC 4028: we send the refreshes on this leg (its device chose refresher=uac)
     offer_sdp: SessionDescription | None = None  # our offer on a callee leg
     last_sdp: bytes = b""  # our latest answer on this leg (for offerless re-INVITEs)
+    trunk_id: int | None = None  # the leg goes to (or came from) this trunk: counted against its max_calls
+    trunk_released: bool = False
+    auth_answered: bool = False  # we answered the trunk's 401/407 for this INVITE once
 
 
 @dataclass(eq=False)
@@ -85,6 +89,13 @@ class Call:
     recording: object | None = None
     recording_path: str | None = None
     recording_part: int = 1  # a transfer starts a new file: <call id>-<part>.wav
+    # outside calls: the number dialed out, the trunks still to try (failover), what we present
+    outside_number: str | None = None
+    next_trunks: list[Any] = field(default_factory=list)
+    caller_id: str | None = None
+    route_fields: dict[str, Any] = field(default_factory=dict)  # the CallRouted event's, but the trunk
+    max_duration: int | None = None  # seconds after the answer (spending limit)
+    limit_timers: list[asyncio.TimerHandle] = field(default_factory=list)
 
     def other(self, leg: Leg) -> Leg | None:
         """The leg bridged with ``leg``."""

@@ -203,6 +203,6 @@ class CallEnded(CallEvent):
 
 
 CALL_EVENT_TYPES: tuple[type[CallEvent], ...] = (
-    CallStarted, LegCreated, LegRinging, LegAnswered, CallAnswered, LegHeld, LegResumed, CallTransferred,
+    CallStarted, CallRouted, LegCreated, LegRinging, LegAnswered, CallAnswered, LegHeld, LegResumed, CallTransferred,
     RecordingStarted, RecordingStopped, DtmfReceived, LegEnded, CallEnded,
 )

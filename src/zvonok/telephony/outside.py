@@ -1,0 +1,361 @@
+"""Calls to and from the outside world: carriers and office PBXs joined as trunks, numbers (DIDs).
+
+A mixin of :class:`zvonok.telephony.b2bua.CallEngine`. How a call goes:
+
+- **In from a trunk.** The source address names the trunk (:meth:`PstnSnapshot.trunk_from`); an unknown
+  address calling one of our numbers gets 403 and a log line, never a challenge. From a carrier, the
+  number called (Request-URI, else To) is normalized to E.164 and looked up: unknown → 404, a suspended
+  tenant's → an announcement and 403, else its destination (resolved through its time schedule) — one
+  extension, several at once, an outside number (forwarding), or the access-number service. From an
+  office PBX the dialed string is an extension of its tenant or an outside number, dialed out under
+  the office's permissions, caller ID and cost.
+- **Out to a trunk.** The dialed string is normalized with the caller's office dial plan (Russian:
+  8-prefix, 810, local numbers with the area code; emergency numbers always go out), the caller's class
+  of service and deny prefixes are checked (most specific level wins), the sell rate and the monthly
+  spending limits decide whether the call may start and for how long; the route's trunks are tried in
+  order (longest prefix, priority, cheapest buy rate), the next one when a trunk answers 408/5xx or not
+  at all. The carrier's digest challenge (401/407) is answered with the trunk's credentials.
+- A refused call hears why (a short prompt in the tenant's language as early media) before its 403.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+
+from zvonok.billing.limits import authorize
+from zvonok.cdr.models import Cdr
+from zvonok.dialing import DestinationClass, InvalidNumber, normalize, russian_plan
+from zvonok.logs import get_logger
+from zvonok.media.interface import Prompt, Tone
+from zvonok.media.prompts import prompt_path
+from zvonok.pstn import schedule
+from zvonok.pstn.routing import CallerProfile, NumberInfo, PstnSnapshot, TrunkInfo, budgets
+from zvonok.sip.digest_client import authorize_request
+from zvonok.sip.message import Request, make_response
+from zvonok.sip.peer import Peer
+from zvonok.sip.transaction import ResponseReceived, ServerTransaction
+from zvonok.sip.uri import SipUri
+
+from . import events as ev
+from .call import Call, Leg
+from .trunks import trunk_peer
+
+if TYPE_CHECKING:
+    from .b2bua import CallEngine
+
+    _Base = CallEngine
+else:
+    _Base = object
+
+log = get_logger(__name__)
+
+FAILOVER_STATUSES = frozenset({408, 500, 502, 503, 504})
+WARNING_TONE = Tone(frequencies=(1400.0,), cadence=(0.2, 0.2))
+WARNING_SECONDS = 10  # the warning tone this long before a spending limit cuts the call
+
+
+def _token() -> str:
+    return os.urandom(6).hex()
+
+
+def _e164(user: str) -> str | None:
+    """A number as a carrier sends it (+7…, 7…, 8…) in E.164, or None."""
+    try:
+        dest = normalize(user, russian_plan(None))
+    except InvalidNumber:
+        return None
+    return dest.e164
+
+
+class OutsideMixin(_Base):
+    # -- in from a trunk ------------------------------------------------------------------------------
+    def _calls_a_did(self, request: Request) -> bool:
+        if self.trunks is None or not isinstance(request.uri, SipUri):
+            return False
+        number = _e164(request.uri.user_unescaped or "")
+        return number is not None and self.trunks.snapshot.number(number) is not None
+
+    async def _invite_from_trunk(self, txn: ServerTransaction, request: Request, peer: Peer, trunk: TrunkInfo,
+                                 now: float) -> None:
+        assert self.trunks is not None
+        snapshot = self.trunks.snapshot
+        uri = request.uri
+        assert isinstance(uri, SipUri)
+        caller_number = request.from_.uri.user_unescaped if isinstance(request.from_.uri, SipUri) else None
+        caller_e164 = _e164(caller_number or "") or (caller_number or "anonymous")
+        display = (request.from_.display or "").replace('"', "")
+        if trunk.kind == "pbx" and trunk.tenant_id is not None:
+            await self._invite_from_pbx(txn, request, peer, trunk, snapshot, caller_number or "", display, now)
+            return
+        number: NumberInfo | None = None
+        for candidate in (uri.user_unescaped, request.to.uri.user_unescaped if isinstance(request.to.uri, SipUri)
+                          else None):
+            e164 = _e164(candidate or "")
+            if e164 is not None and (number := snapshot.number(e164)) is not None:
+                break
+        if number is None or number.tenant_id is None or (trunk.tenant_id not in (None, number.tenant_id)):
+            self.sip.respond(txn, make_response(request, 404, to_tag=_token()))
+            log.info("call from a trunk to an unknown number", trunk=trunk.id, number=uri.user_unescaped)
+            return
+        tenant = snapshot.tenants.get(number.tenant_id)
+        if tenant is None:
+            return
+        party = ev.Party(number=caller_e164, display_name=display, external=True)
+        call = self._open_call(txn, request, peer, tenant_id=tenant.id, party=party, domain=tenant.domain,
+                               dialed=number.number, direction=ev.Direction.INBOUND,
+                               session_expires=None)
+        assert call.caller is not None
+        if not self.trunks.acquire(trunk):
+            await self._refuse(call, 503, "trunk_busy")
+            return
+        call.caller.trunk_id = trunk.id
+        self.publish(ev.CallRouted, call, destination_class="inbound", number=caller_e164, did=number.number,
+                     trunk_id=trunk.id)
+        if tenant.suspended:
+            await self._announce_and_refuse(call, "service_suspended", 403, "tenant_suspended")
+            return
+        office = snapshot.offices.get(number.office_id) if number.office_id else None
+        zone = (office.timezone if office and office.timezone else None) or tenant.timezone
+        kind, destination = schedule.resolve(number.kind, number.destination, now, zone)
+        log.info("inbound call", call=call.id, tenant=tenant.id, did=number.number, caller=caller_e164,
+                 destination=kind, trunk=trunk.id)
+        await self._to_destination(call, kind, destination, now, from_number=caller_e164)
+
+    async def _to_destination(self, call: Call, kind: str, destination: Any, now: float, *,
+                              from_number: str) -> None:
+        if kind in ("extension", "ring"):
+            numbers = [destination.get("number")] if kind == "extension" else list(destination.get("numbers", []))
+            extensions = [ext for n in numbers if n
+                          if (ext := await self.directory.extension(call.tenant_id, str(n))) is not None]
+            if not extensions:
+                await self._refuse(call, 404, "no_route")
+                return
+            await self._ring_extensions(call, extensions, now, from_number=from_number)
+        elif kind == "external":
+            target = str(destination.get("number", ""))
+            profile = CallerProfile(tenant_id=call.tenant_id)
+            await self._route_outside(call, target, profile, forwarded=True)
+        else:  # voicemail, queue: their issues fill these in; "none": nobody takes calls now
+            await self._refuse(call, 480, "unavailable")
+
+    async def _invite_from_pbx(self, txn: ServerTransaction, request: Request, peer: Peer, trunk: TrunkInfo,
+                               snapshot: PstnSnapshot, caller_number: str, display: str, now: float) -> None:
+        """An office PBX joined as a trunk: its users call our extensions, or out through our carriers."""
+        assert trunk.tenant_id is not None and self.trunks is not None
+        tenant = snapshot.tenants.get(trunk.tenant_id)
+        uri = request.uri
+        assert isinstance(uri, SipUri) and tenant is not None
+        dialed = uri.user_unescaped or ""
+        party = ev.Party(number=caller_number, display_name=display, office_id=trunk.office_id)
+        callee_ext = await self.directory.extension(tenant.id, dialed) if dialed else None
+        call = self._open_call(txn, request, peer, tenant_id=tenant.id, party=party, domain=tenant.domain,
+                               dialed=dialed, session_expires=None,
+                               direction=ev.Direction.INTERNAL if callee_ext else ev.Direction.OUTBOUND)
+        assert call.caller is not None
+        if not self.trunks.acquire(trunk):
+            await self._refuse(call, 503, "trunk_busy")
+            return
+        call.caller.trunk_id = trunk.id
+        if callee_ext is not None:
+            await self._ring_extensions(call, [callee_ext], now, from_number=caller_number)
+            return
+        await self._route_outside(call, dialed, CallerProfile(tenant_id=tenant.id, office_id=trunk.office_id))
+
+    # -- out to a trunk ---------------------------------------------------------------------------------
+    async def _route_outside(self, call: Call, dialed: str, profile: CallerProfile, *,
+                             forwarded: bool = False) -> None:
+        assert self.trunks is not None and call.caller is not None
+        snapshot = self.trunks.snapshot
+        now = time.time()
+        try:
+            dest = normalize(dialed, snapshot.plan_for(profile.tenant_id, profile.office_id))
+        except InvalidNumber as exc:
+            # a short string that is no extension is "no such number"; a malformed long one is incomplete
+            status = 404 if len(dialed) <= 4 else exc.sip_status
+            await self._refuse(call, status, "no_route" if status == 404 else "invalid_number")
+            return
+        if dest.klass is DestinationClass.INTERNAL:
+            await self._refuse(call, 404, "no_route")
+            return
+        tenant = snapshot.tenants.get(profile.tenant_id)
+        emergency = dest.klass is DestinationClass.EMERGENCY
+        rules = snapshot.rules_for(profile)
+        if not forwarded:
+            decision = rules.policy.check(dest)
+            if not decision.allowed:
+                log.warning("outside call refused by calling permissions", call=call.id, tenant=call.tenant_id,
+                            caller=call.caller.party.number, number=dest.number, reason=str(decision.reason),
+                            level=str(decision.level))
+                await self._announce_and_refuse(call, "not_allowed", 403, "not_allowed")
+                return
+        sell = None if emergency else snapshot.sell_rate(profile.tenant_id, dest.number)
+        zone = tenant.timezone if tenant else "UTC"
+        price = None
+        period = None
+        if sell is not None:
+            period, price = sell[0].price_at(sell[1], now, zone)
+        elif tenant is not None and tenant.tariff is not None and not emergency:
+            log.warning("no rate for an outside number: refused", call=call.id, number=dest.number)
+            await self._announce_and_refuse(call, "not_allowed", 403, "no_rate")
+            return
+        if sell is not None and rules.limits and not emergency:
+            spent = await self._month_spend(profile, zone)
+            verdict = authorize(budgets(rules.limits, spent), sell[1], price_per_minute=price)
+            if not verdict.allowed:
+                log.warning("spending limit reached: outside call refused", call=call.id, tenant=call.tenant_id,
+                            levels=[b.level.value for b in verdict.exceeded])
+                await self._announce_and_refuse(call, "limit_reached", 403, "limit_reached")
+                return
+            call.max_duration = verdict.max_duration
+        trunks = [t for t in snapshot.outbound_trunks(profile.tenant_id, dest.number, now)]
+        if not trunks:
+            await self._refuse(call, 503, "no_trunk")
+            return
+        call.outside_number = dest.number
+        call.caller_id = call.caller.party.number if forwarded else (rules.caller_id or call.caller.party.number)
+        rate = sell[1] if sell is not None else None
+        # published with each trunk tried (failover): the CDR keeps the last, the one that carried the call
+        call.route_fields = dict(
+            destination_class=dest.klass.value, number=dest.number, rate_prefix=rate.prefix if rate else None,
+            rate_destination=rate.destination if rate else None,
+            price_per_minute=str(price) if price is not None else None,
+            connection_fee=str(rate.connection_fee) if rate else "0",
+            increment=str(rate.increment) if rate else "60/60", minimum=rate.minimum if rate else 0,
+            currency=sell[0].currency if sell else None, period=period)
+        if not await self._negotiate_caller(call):
+            return
+        log.info("outside call", call=call.id, tenant=call.tenant_id, number=dest.number, klass=dest.klass.value,
+                 trunks=[t.id for t in trunks], caller_id=call.caller_id)
+        call.next_trunks = trunks
+        await self._next_trunk(call)
+
+    async def _next_trunk(self, call: Call) -> None:
+        """Place the call on the next trunk that has room; 503 when none is left."""
+        assert self.trunks is not None and call.caller is not None and call.outside_number is not None
+        while call.next_trunks:
+            trunk: TrunkInfo = call.next_trunks.pop(0)
+            if not self.trunks.acquire(trunk):
+                log.info("trunk at its call limit: next one", call=call.id, trunk=trunk.id)
+                continue
+            endpoints = await self._endpoints(call, 1)
+            if endpoints is None:
+                self.trunks.release(trunk.id)
+                return
+            number = trunk.format_number(call.outside_number)
+            caller_id = trunk.format_number(call.caller_id or "")
+            display = (call.caller.party.display_name or caller_id).replace('"', "")
+            target = f"sip:{number}@{trunk.host}:{trunk.port}" + ("" if trunk.transport == "udp"
+                                                                   else f";transport={trunk.transport}")
+            party = ev.Party(number=call.outside_number, external=True)
+            self.publish(ev.CallRouted, call, trunk_id=trunk.id, **call.route_fields)
+            self._place_leg(
+                call, party, trunk_peer(trunk), endpoints[0], self._offer_codecs(call), request_uri=target,
+                to_header=f"<sip:{number}@{trunk.domain}>",
+                from_header=f'"{display}" <sip:{caller_id}@{trunk.domain}>', contact=target,
+                user_agent=trunk.name,
+                extra_headers=[("P-Asserted-Identity", f"<sip:{caller_id}@{trunk.domain}>")],
+                handler=self._on_trunk_event, trunk_id=trunk.id)
+            if call.no_answer is None and not call.ended:
+                call.no_answer = asyncio.get_running_loop().call_later(self.no_answer_timeout, self._no_answer, call)
+            return
+        await self._refuse(call, 503, "no_trunk")
+
+    def _on_trunk_event(self, leg: Leg, event: object) -> None:
+        """A carrier's response: answer its digest challenge once, else as any callee's response."""
+        if (isinstance(event, ResponseReceived) and event.response.status in (401, 407)
+                and self.trunks is not None and leg.invite is not None and not leg.cancelled):
+            trunk = self.trunks.snapshot.trunks.get(leg.trunk_id or -1)
+            if trunk is not None and trunk.username and trunk.password and not leg.auth_answered:
+                retry = authorize_request(leg.invite, event.response, trunk.auth_username or trunk.username,
+                                          trunk.password, _token, {})
+                if retry is not None:
+                    leg.auth_answered = True
+                    leg.invite = retry
+                    leg.client_txn = self.sip.send_request(retry, leg.peer,
+                                                           lambda e: self._on_trunk_event(leg, e))
+                    return
+            log.warning("trunk refused our credentials", call=leg.call.id, trunk=leg.trunk_id)
+        self._on_fork_event(leg, event)
+
+    def _failover(self, leg: Leg, status: int) -> bool:
+        """After a trunk failed with ``status``: try the next one? (True: it is being tried.)"""
+        call = leg.call
+        if leg.cancelled or call.ended or call.callee is not None or not call.next_trunks:
+            return False
+        if status not in FAILOVER_STATUSES:
+            return False
+        log.info("trunk failed: trying the next one", call=call.id, trunk=leg.trunk_id, status=status)
+        if call.no_answer is not None:
+            call.no_answer.cancel()
+            call.no_answer = None
+        self.spawn(self._next_trunk(call))
+        return True
+
+    # -- announcements, limits ---------------------------------------------------------------------------
+    async def _announce_and_refuse(self, call: Call, prompt: str, status: int, cause: str) -> None:
+        """Tell the caller why (a prompt as early media, RFC 3960 style 183) and then refuse the call."""
+        caller = call.caller
+        tenant = self.trunks.snapshot.tenants.get(call.tenant_id) if self.trunks else None
+        lang = tenant.locale if tenant is not None else self.prompt_language
+        if caller is not None and caller.invite is not None and caller.invite.body \
+                and await self._negotiate_caller(call) and caller.endpoint is not None:
+            done = asyncio.get_running_loop().create_future()
+            await self.media.play(caller.endpoint, Prompt(path=prompt_path(prompt, lang)),  # type: ignore[arg-type]
+                                  on_finished=lambda _e: done.done() or done.set_result(None))
+            self._provisional(call, 183, call.caller_answer_sdp)
+            try:
+                await asyncio.wait_for(done, timeout=10)
+            except TimeoutError:
+                pass
+        await self._refuse(call, status, cause)
+
+    async def _month_spend(self, profile: CallerProfile, zone: str) -> dict[tuple[str, int | None], Decimal]:
+        """This month's outside spend of the caller's employee, department, office and tenant."""
+        tz = ZoneInfo(zone)
+        local = datetime.now(tz)
+        since = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
+        out: dict[tuple[str, int | None], Decimal] = {}
+        columns = (("employee", Cdr.caller_employee_id, profile.employee_id),
+                   ("department", Cdr.caller_department_id, profile.department_id),
+                   ("office", Cdr.caller_office_id, profile.office_id))
+        async with self.directory.db.session() as session:
+            for level, column, ref in columns:
+                if ref is None:
+                    continue
+                total = (await session.execute(select(func.coalesce(func.sum(Cdr.cost), 0)).where(
+                    Cdr.tenant_id == profile.tenant_id, Cdr.started_at >= since, column == ref))).scalar_one()
+                out[(level, ref)] = Decimal(str(total))
+            total = (await session.execute(select(func.coalesce(func.sum(Cdr.cost), 0)).where(
+                Cdr.tenant_id == profile.tenant_id, Cdr.started_at >= since))).scalar_one()
+            out[("tenant", None)] = Decimal(str(total))
+        return out
+
+    def _arm_limit(self, call: Call) -> None:
+        """A call with a spending limit: a warning tone before the limit, then the call is cut."""
+        if call.max_duration is None:
+            return
+        loop = asyncio.get_running_loop()
+        warn_at = max(0, call.max_duration - WARNING_SECONDS)
+        call.limit_timers.append(loop.call_later(warn_at, lambda: self.spawn(self._warning_tone(call))))
+        call.limit_timers.append(loop.call_later(call.max_duration, self._limit_reached, call))
+
+    async def _warning_tone(self, call: Call) -> None:
+        caller = call.caller
+        if call.ended or caller is None or caller.endpoint is None:
+            return
+        await self.media.play(caller.endpoint, WARNING_TONE)
+        await asyncio.sleep(1.2)
+        if caller.endpoint is not None:
+            await self.media.stop_play(caller.endpoint)
+
+    def _limit_reached(self, call: Call) -> None:
+        log.info("spending limit reached: call cut", call=call.id, tenant=call.tenant_id)
+        self._hangup(call, None, ev.HangupSide.SYSTEM, "limit_reached")

@@ -1,0 +1,174 @@
+"""Trunks at run time: the routing snapshot, registrations to carriers, and calls in progress per trunk.
+
+How it works: :class:`Trunks` holds the current :class:`~zvonok.pstn.routing.PstnSnapshot` and swaps in a
+fresh one (:meth:`reload`) when the outside world's tables change. For every trunk with ``register`` it
+runs a sans-I/O :class:`~zvonok.sip.registration_client.RegistrationClient`, sending its REGISTERs through
+the SIP service's transaction layer and re-arming one loop timer per client from ``get_timer()``.
+:meth:`acquire`/:meth:`release` count each trunk's calls against its ``max_calls``; :meth:`status` is what
+the REST API shows (registered, last error, active calls).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from zvonok.logs import get_logger
+from zvonok.pstn.routing import PstnSnapshot, TrunkInfo
+from zvonok.sip.message import Request
+from zvonok.sip.peer import Peer
+from zvonok.sip.registration_client import Registered, RegistrationClient, RegistrationFailed
+from zvonok.sip.transaction import ClientTransaction, ResponseReceived, TransactionTimeout, TransportError
+
+log = get_logger(__name__)
+
+
+class _Sip(Protocol):
+    local_host: str
+    local_port: int
+
+    def send_request(self, request: Request, peer: Peer,
+                     handler: Callable[[object], None]) -> ClientTransaction: ...
+
+
+def _token() -> str:
+    return os.urandom(6).hex()
+
+
+def trunk_peer(trunk: TrunkInfo) -> Peer:
+    return Peer(transport=trunk.transport, host=trunk.address, port=trunk.port)
+
+
+class _Registration:
+    def __init__(self, trunks: Trunks, trunk: TrunkInfo) -> None:
+        sip = trunks.sip
+        assert trunk.username and trunk.password
+        self.trunks = trunks
+        self.trunk = trunk
+        self.timer: asyncio.TimerHandle | None = None
+        transport = "" if trunk.transport == "udp" else f";transport={trunk.transport}"
+        self.client = RegistrationClient(
+            registrar=f"sip:{trunk.host}:{trunk.port}{transport}",
+            aor=f"sip:{trunk.username}@{trunk.domain}",
+            username=trunk.auth_username or trunk.username, password=trunk.password,
+            contact=f"sip:{trunk.username}@{sip.local_host}:{sip.local_port}{transport}",
+            peer=trunk_peer(trunk), local_host=sip.local_host, local_port=sip.local_port,
+            call_id_gen=lambda: _token() + _token(), tag_gen=_token, branch_gen=lambda: "z9hG4bK" + _token(),
+            cnonce_gen=_token, expires=trunk.register_expires, user_agent="Zvonok",
+        )
+
+    def start(self) -> None:
+        self.client.start(time.time())
+        self.pump()
+
+    def stop(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.client.stop(time.time())
+        self.pump()
+
+    def pump(self) -> None:
+        """Send what the client wants sent, report its events, re-arm its timer."""
+        for request in self.client.requests_to_send():
+            self.trunks.sip.send_request(request, self.client.peer,
+                                         lambda event, sent=request: self._on_event(sent, event))
+        while (event := self.client.next_event()) is not None:
+            if isinstance(event, Registered):
+                log.info("trunk registered", trunk=self.trunk.id, name=self.trunk.name, expires=event.expires)
+            elif isinstance(event, RegistrationFailed):
+                log.warning("trunk registration failed", trunk=self.trunk.id, name=self.trunk.name,
+                            error=event.error, retry_at=event.retry_at)
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        deadline = self.client.get_timer()
+        if deadline is not None:
+            loop = asyncio.get_running_loop()
+            self.timer = loop.call_later(max(0.0, deadline - time.time()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        self.client.handle_timer(time.time())
+        self.pump()
+
+    def _on_event(self, request: Request, event: object) -> None:
+        now = time.time()
+        if isinstance(event, ResponseReceived):
+            if event.response.status < 200:
+                return
+            self.client.receive_response(event.response, now)
+        elif isinstance(event, TransactionTimeout):
+            self.client.transaction_failed(now, request=request, reason="timeout")
+        elif isinstance(event, TransportError):
+            self.client.transaction_failed(now, request=request, reason="transport error")
+        else:
+            return
+        self.pump()
+
+
+class Trunks:
+    def __init__(self, sip: _Sip, loader: Callable[[], Awaitable[PstnSnapshot]] | None = None) -> None:
+        self.sip = sip
+        self.loader = loader
+        self.snapshot = PstnSnapshot()
+        self.active: dict[int, int] = {}
+        self._registrations: dict[int, _Registration] = {}
+        self._reload_lock = asyncio.Lock()
+
+    async def reload(self) -> None:
+        """Read the tables again and swap the snapshot; restart registrations whose settings changed."""
+        if self.loader is None:
+            return
+        async with self._reload_lock:
+            snapshot = await self.loader()
+            self.snapshot = snapshot
+            wanted = {t.id: t for t in snapshot.trunks.values() if t.register and t.username and t.password}
+            for trunk_id, reg in list(self._registrations.items()):
+                if wanted.get(trunk_id) != reg.trunk:
+                    reg.stop()
+                    del self._registrations[trunk_id]
+            for trunk_id, trunk in wanted.items():
+                if trunk_id not in self._registrations:
+                    reg = _Registration(self, trunk)
+                    self._registrations[trunk_id] = reg
+                    reg.start()
+
+    def stop(self) -> None:
+        for reg in self._registrations.values():
+            reg.stop()
+        self._registrations.clear()
+
+    # -- calls per trunk ---------------------------------------------------------------------------------
+    def acquire(self, trunk: TrunkInfo) -> bool:
+        """Count one more call on ``trunk``; False (nothing counted) when it is at its limit."""
+        count = self.active.get(trunk.id, 0)
+        if trunk.max_calls is not None and count >= trunk.max_calls:
+            return False
+        self.active[trunk.id] = count + 1
+        return True
+
+    def release(self, trunk_id: int) -> None:
+        count = self.active.get(trunk_id, 0)
+        if count <= 1:
+            self.active.pop(trunk_id, None)
+        else:
+            self.active[trunk_id] = count - 1
+
+    def status(self, trunk_id: int) -> dict[str, Any]:
+        trunk = self.snapshot.trunks.get(trunk_id)
+        reg = self._registrations.get(trunk_id)
+        out: dict[str, Any] = {"trunk_id": trunk_id, "loaded": trunk is not None,
+                               "active_calls": self.active.get(trunk_id, 0),
+                               "max_calls": trunk.max_calls if trunk else None,
+                               "registration": None}
+        if reg is not None:
+            st = reg.client.status()
+            out["registration"] = {"state": st.state.value, "last_error": st.last_error,
+                                   "registered_until": st.registered_until, "last_attempt_at": st.last_attempt_at,
+                                   "next_attempt_at": st.next_attempt_at}
+            out["registered"] = st.state.value == "registered"
+        return out

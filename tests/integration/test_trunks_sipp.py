@@ -1,0 +1,240 @@
+"""The outside world through SIPp carriers: outbound calls with digest and caller ID, failover, permissions,
+inbound calls on a number (DID), refusals of unknown addresses and numbers, registration to a carrier.
+
+Every SIPp carrier runs on its own loopback address (127.0.0.2 ...), because a trunk is recognised by the
+address its calls come from; the phones (SIPp extensions) stay on 127.0.0.1. The tenant's offices, tariff,
+trunks, routes, numbers and policies are written to the database before the server starts
+(``harness.seed_pstn``), as an admin would through the API.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from .test_calls_sipp import Pbx, assert_all_ok, calls, place_calls, start_callee
+
+pytestmark = pytest.mark.integration
+
+harness: Any = sys.modules["zvonok_bench_common"]
+
+ANNA, BORIS, DESK = "7201", "7202", "7203"  # Anna: local calls only; Boris: long distance; the desk takes DIDs
+DID = "+74957654321"
+CARRIER_USER, CARRIER_PASSWORD = "zvonok-acme", "carrier-secret"
+
+
+@dataclass
+class Carriers:
+    main: int  # 127.0.0.2: challenges (407), takes 7495; also delivers our inbound calls
+    broken: int  # 127.0.0.3: answers 503 (first for 7812)
+    backup: int  # 127.0.0.4: answers (second for 7812)
+    registrar: int  # 127.0.0.5: we register to it
+
+
+@dataclass
+class World:
+    pbx: Pbx
+    carriers: Carriers
+    ids: dict[str, dict[str, int]]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    if harness.shutil.which("sipp") is None:
+        pytest.fail("SIPp (Debian sip-tester) is not installed: `make test` installs it")
+    tmp = tmp_path_factory.mktemp("trunks")
+    data_dir = tmp / "data"
+    database_url = harness.os.environ.get("ZVONOK_TEST_DATABASE_URL") or None
+    seeded = harness.seed(data_dir, domain=f"trunks-{secrets.token_hex(3)}.test", numbers=[ANNA, BORIS, DESK],
+                          database_url=database_url)
+    carriers = Carriers(*(harness.free_sip_port() for _ in range(4)))
+    spec = {
+        "offices": [{"name": "Moscow", "area_code": "495", "timezone": "Europe/Moscow"}],
+        "employees": [{"name": "Anna", "office": "Moscow", "extension": ANNA},
+                      {"name": "Boris", "office": "Moscow", "extension": BORIS}],
+        "tariffs": [{"name": "Retail", "plan": True, "rates": [
+            {"prefix": "7495", "destination": "Moscow", "price": "1.00", "increment": "60/60"},
+            {"prefix": "7812", "destination": "St Petersburg", "price": "2.50", "increment": "60/60"},
+            {"prefix": "7", "destination": "Russia", "price": "3.00", "increment": "60/60"}]}],
+        "trunks": [
+            {"name": "Main", "host": "127.0.0.2", "port": carriers.main, "username": CARRIER_USER,
+             "password": CARRIER_PASSWORD},
+            {"name": "Broken", "host": "127.0.0.3", "port": carriers.broken},
+            {"name": "Backup", "host": "127.0.0.4", "port": carriers.backup},
+            {"name": "Registrar", "host": "127.0.0.5", "port": carriers.registrar, "register": True,
+             "register_expires": 60, "username": CARRIER_USER, "password": CARRIER_PASSWORD},
+        ],
+        "routes": [{"prefix": "7495", "trunk": "Main"},
+                   {"prefix": "7812", "trunk": "Broken", "priority": 10},
+                   {"prefix": "7812", "trunk": "Backup", "priority": 20}],
+        "numbers": [{"number": DID, "office": "Moscow", "kind": "extension", "destination": {"number": DESK}}],
+        "policies": [{"level": "tenant", "caller_id": DID},
+                     {"level": "office", "ref": "Moscow", "service_class": "local"},
+                     {"level": "employee", "ref": "Boris", "service_class": "long_distance"}],
+    }
+    ids = harness.seed_pstn(data_dir, seeded.tenant_id, spec, database_url=database_url)
+    server = harness.ZvonokServer(data_dir=data_dir, database_url=database_url,
+                                  env={"ZVONOK_CALL_NO_ANSWER_TIMEOUT": "20"})
+    world = World(Pbx(server=server, seeded=seeded, workdir=tmp / "sipp"), carriers, ids)
+    # the carrier we register to listens before we start: our first REGISTER goes out at start-up
+    registrar = carrier(world, "carrier_register.xml", "127.0.0.5", carriers.registrar, "carrier_registrar",
+                        rows=[[CARRIER_USER, CARRIER_PASSWORD]], timeout=600)
+    server.start()
+    try:
+        yield world
+    finally:
+        code = server.stop()
+        registrar.kill()
+        assert code == 0, f"zvonok serve exited with {code} on SIGTERM:\n{server.log_tail()}"
+
+
+def carrier(world: World, scenario: str, address: str, port: int, name: str, *,
+            rows: list[list[str]] | None = None, timeout: float = 60) -> Any:
+    """A SIPp carrier in server mode on ``address``:``port``."""
+    return calls.SippProcess(scenario, None, workdir=world.pbx.workdir, name=name, local_port=port, rows=rows,
+                             timeout=timeout, keys={"codec": "8", "codec_name": "PCMA"},
+                             extra=["-i", address, "-trace_logs", "-log_file", str(world.pbx.workdir / f"{name}.log")]
+                             ).start()
+
+
+def carrier_log(world: World, name: str) -> str:
+    path = world.pbx.workdir / f"{name}.log"
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def count_cdrs(world: World, caller: str) -> int:
+    return len(world.pbx.cdrs(caller, 0, timeout=0))
+
+
+def last_cdr(world: World, caller: str, before: int) -> dict[str, Any]:
+    """The CDR of ``caller``'s newest call, once there are more than ``before`` (they are written async)."""
+    cdrs = world.pbx.cdrs(caller, before + 1)
+    assert len(cdrs) > before, f"no new CDR of {caller}"
+    return cdrs[-1]
+
+
+def test_local_call_goes_out_with_digest_and_the_company_number(world: World) -> None:
+    """Anna dials a 7-digit Moscow number: +7495… through the main carrier, which challenges us (407) and
+    checks our digest; the caller ID is the company's number; the CDR is rated 1.00 (one minute, 60/60)."""
+    before = count_cdrs(world, ANNA)
+    main = carrier(world, "carrier_auth_answer.xml", "127.0.0.2", world.carriers.main, "carrier_main",
+                   rows=[[CARRIER_USER, CARRIER_PASSWORD]])
+    try:
+        result = place_calls(world.pbx, ANNA, "765-43-00", "call_uac.xml", 1, rate=1, hold_ms=1500)
+        assert main.wait_for("SuccessfulCall(C)", 1, timeout=15), main.stats()
+        main_result = main.stop()
+    finally:
+        main.kill()
+    assert_all_ok(result, 1)
+    assert_all_ok(main_result, 1)
+    assert "CALLED +74957654300 FROM +74957654321" in carrier_log(world, "carrier_main")
+    cdr = last_cdr(world, ANNA, before)
+    assert (cdr["direction"], cdr["disposition"], cdr["internal"]) == ("outbound", "answered", False)
+    detail = harness.http_json(f"{world.pbx.server.http_url}/api/v1/tenants/{world.pbx.seeded.tenant_id}"
+                               f"/cdrs/{cdr['id']}", world.pbx.seeded.token)
+    assert detail["callee_number"] == "+74957654300", detail
+    assert Decimal(str(detail["cost"])) == Decimal("1.00"), detail
+
+
+def test_failover_to_the_next_carrier_on_503(world: World) -> None:
+    """Boris (long distance allowed) dials 8 812 …: the first carrier answers 503, the second takes the call."""
+    before = count_cdrs(world, BORIS)
+    broken = carrier(world, "carrier_503.xml", "127.0.0.3", world.carriers.broken, "carrier_broken")
+    backup = carrier(world, "carrier_answer.xml", "127.0.0.4", world.carriers.backup, "carrier_backup")
+    try:
+        result = place_calls(world.pbx, BORIS, "88121234567", "call_uac.xml", 1, rate=1, hold_ms=1000)
+        assert broken.wait_for("SuccessfulCall(C)", 1, timeout=15), broken.stats()
+        assert backup.wait_for("SuccessfulCall(C)", 1, timeout=15), backup.stats()
+        broken_result, backup_result = broken.stop(), backup.stop()
+    finally:
+        broken.kill()
+        backup.kill()
+    assert_all_ok(result, 1)
+    assert_all_ok(broken_result, 1)  # it got our INVITE and our ACK of its 503
+    assert_all_ok(backup_result, 1)
+    assert "CALLED +78121234567 FROM +74957654321" in carrier_log(world, "carrier_backup")
+    cdr = last_cdr(world, BORIS, before)
+    detail = harness.http_json(f"{world.pbx.server.http_url}/api/v1/tenants/{world.pbx.seeded.tenant_id}"
+                               f"/cdrs/{cdr['id']}", world.pbx.seeded.token)
+    assert detail["disposition"] == "answered"
+    assert Decimal(str(detail["cost"])) == Decimal("2.50"), detail
+
+
+def test_long_distance_is_refused_to_a_local_only_employee(world: World) -> None:
+    before = count_cdrs(world, ANNA)
+    result = place_calls(world.pbx, ANNA, "88121234567", "call_uac_refused.xml", 1, rate=1)
+    assert_all_ok(result, 1)
+    cdr = last_cdr(world, ANNA, before)
+    assert (cdr["disposition"], cdr["sip_status"], cdr["cause"]) == ("failed", 403, "not_allowed")
+
+
+def test_inbound_call_on_a_number_rings_its_extension(world: World) -> None:
+    desk = start_callee(world.pbx, DESK, "call_uas.xml", codec="PCMA")
+    try:
+        result = harness.run_sipp("carrier_call_in.xml", world.pbx.target, workdir=world.pbx.workdir,
+                                  rows=[["74957654321", "79161234567"]], rate=1, timeout=30,
+                                  extra=["-i", "127.0.0.2", "-mi", "127.0.0.2", "-d", "1000"],
+                                  name="carrier_in")
+        assert desk.wait_for("SuccessfulCall(C)", 1, timeout=15), desk.stats()
+        desk_result = desk.stop()
+    finally:
+        desk.kill()
+    assert_all_ok(result, 1)
+    assert_all_ok(desk_result, 1)
+    url = f"{world.pbx.server.http_url}/api/v1/tenants/{world.pbx.seeded.tenant_id}/cdrs?limit=100"
+    deadline = time.monotonic() + 15
+    inbound: list[dict[str, Any]] = []
+    while not inbound and time.monotonic() < deadline:
+        inbound = [c for c in harness.http_json(url, world.pbx.seeded.token)["items"] if c["direction"] == "inbound"]
+        time.sleep(0.2)
+    assert inbound, "no CDR for the inbound call"
+    cdr = inbound[-1]
+    assert (cdr["caller_number"], cdr["callee_number"], cdr["disposition"]) == ("+79161234567", DESK, "answered"), cdr
+
+
+@pytest.mark.parametrize(("source", "number", "scenario"), [
+    ("127.0.0.6", "74957654321", "carrier_call_in_403.xml"),  # not a trunk's address: never trusted
+    ("127.0.0.2", "74959999999", "carrier_call_in_404.xml"),  # a trunk, but not our number
+], ids=["unknown-address", "unknown-number"])
+def test_inbound_refusals(world: World, source: str, number: str, scenario: str) -> None:
+    result = harness.run_sipp(scenario, world.pbx.target, workdir=world.pbx.workdir,
+                              rows=[[number, "79161234567"]], rate=1, timeout=20,
+                              extra=["-i", source, "-mi", source], name=f"refused_{source}")
+    assert_all_ok(result, 1)
+
+
+def test_registration_to_a_carrier(world: World) -> None:
+    """The Registrar trunk registered to its carrier at start-up (401 challenge, digest checked by SIPp);
+    its status in the REST API says so."""
+    trunk_id = world.ids["trunks"]["Registrar"]
+    url = f"{world.pbx.server.http_url}/api/v1/tenants/{world.pbx.seeded.tenant_id}/trunks/{trunk_id}/status"
+    deadline = time.monotonic() + 30
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status = harness.http_json(url, world.pbx.seeded.token)
+        if (status.get("registration") or {}).get("state") == "registered":
+            break
+        time.sleep(0.5)
+    assert (status.get("registration") or {}).get("state") == "registered", status
+    assert status["active_calls"] == 0
+
+
+def test_internal_calls_stay_free(world: World) -> None:
+    """Internal calls stay free: the desk's calls to Anna cost nothing even with a tariff in force."""
+    before = count_cdrs(world, DESK)
+    anna = start_callee(world.pbx, ANNA, "call_uas_answer.xml")
+    try:
+        result = place_calls(world.pbx, DESK, ANNA, "call_uac.xml", 1, rate=1, hold_ms=500)
+        anna.wait_for("SuccessfulCall(C)", 1, timeout=10)
+    finally:
+        anna.kill()
+    assert_all_ok(result, 1)
+    cdr = last_cdr(world, DESK, before)
+    assert cdr["internal"] is True and Decimal(str(cdr["cost"])) == 0
