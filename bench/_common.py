@@ -196,6 +196,11 @@ async def _seed_pstn_async(database_url: str, tenant_id: int, spec: dict[str, An
                                           office_id=ids["offices"].get(n.get("office", "")),
                                           destination_kind=n.get("kind", "extension"),
                                           destination=n.get("destination", {})))
+            for pin in spec.get("pins", []):
+                from zvonok.org.pins import hash_pin
+
+                session.add(m.EmployeePin(tenant_id=tenant_id, employee_id=ids["employees"][pin["employee"]],
+                                          pin_hash=hash_pin(pin["pin"]), skip_for_caller_id=pin.get("skip", False)))
             for p in spec.get("policies", []):
                 level = p["level"]
                 ref = None if level == "tenant" else ids[level + "s"][p["ref"]]

@@ -197,10 +197,16 @@ class CallRecord:
             dataclasses.replace(leg, ended_at=leg.ended_at if leg.ended_at is not None else end)
             for leg in self.legs.values()
         )
+        caller = self.caller
+        if self.route and self.route.get("employee_id"):
+            # an access-number call: billed to the PIN's owner (their office and department too)
+            caller = dataclasses.replace(caller, employee_id=self.route["employee_id"],
+                                         office_id=self.route.get("office_id"),
+                                         department_id=self.route.get("department_id"))
         return FinishedCall(
             tenant_id=self.tenant_id, call_id=self.call_id, direction=self.direction,
             internal=self.direction is Direction.INTERNAL, dialed_number=self.dialed_number,
-            caller=self.caller, callee=self.callee(),
+            caller=caller, callee=self.callee(),
             started_at=to_datetime(self.started_at),
             answered_at=to_datetime(self.answered_at) if self.answered_at is not None else None,
             ended_at=to_datetime(end),

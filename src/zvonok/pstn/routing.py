@@ -158,17 +158,29 @@ class PstnSnapshot:
             self._routes.setdefault(route.tenant_id, {}).setdefault(route.prefix, []).append(route)
         self._prefix_lengths = {tenant: sorted({len(p) for p in table}, reverse=True)
                                 for tenant, table in self._routes.items()}
+        # the first number (sorted) of each tenant and of each office: the caller ID when none is set
+        self._first: dict[tuple[int, int | None], str] = {}
+        for n in sorted(self.numbers.values(), key=lambda n: n.number):
+            if n.tenant_id is not None:
+                self._first.setdefault((n.tenant_id, None), n.number)
+                if n.office_id is not None:
+                    self._first.setdefault((n.tenant_id, n.office_id), n.number)
 
     # -- inbound ---------------------------------------------------------------------------------------
     def trunk_from(self, host: str) -> TrunkInfo | None:
         """The trunk allowed to send us calls from ``host`` (an IP), or None: never trust the unknown."""
         trunk = self._by_ip.get(host)
-        if trunk is not None or not self._networks:
+        if trunk is not None:
             return trunk
         try:
             ip = ipaddress.ip_address(host)
         except ValueError:
             return None
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped  # an IPv4 carrier seen by a dual-stack ("::") socket
+        trunk = self._by_ip.get(str(ip))
+        if trunk is not None:
+            return trunk
         for net, candidate in self._networks:
             if ip.version == net.version and ip in net:
                 return candidate
@@ -242,9 +254,7 @@ class PstnSnapshot:
         return OutboundRules(policy=policy, caller_id=caller_id, limits=limits)
 
     def _first_number(self, tenant_id: int, office_id: int | None) -> str | None:
-        numbers = sorted(n.number for n in self.numbers.values()
-                         if n.tenant_id == tenant_id and (office_id is None or n.office_id == office_id))
-        return numbers[0] if numbers else None
+        return self._first.get((tenant_id, office_id))
 
     def sell_rate(self, tenant_id: int, number: str) -> tuple[Tariff, Rate] | None:
         tenant = self.tenants.get(tenant_id)

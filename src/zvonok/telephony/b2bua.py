@@ -66,11 +66,13 @@ from zvonok.sip.transaction import (
 from zvonok.sip.uri import SipUri
 
 from . import events as ev
+from .access import AccessMixin
 from .auth import Authenticator
 from .call import CODECS, Call, Leg, LegState
 from .directory import Directory, ExtensionInfo
 from .location import Binding, Location
 from .outside import OutsideMixin
+from .pin_guard import PinGuard
 from .throttle import FailureThrottle
 from .transfers import TransferMixin
 from .trunks import Trunks
@@ -123,7 +125,7 @@ def peer_of(binding: Binding) -> Peer:
     return Peer(transport=transport, host=host.strip("[]"), port=int(port), connection=binding.connection)
 
 
-class CallEngine(TransferMixin, OutsideMixin):
+class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
     def __init__(self, *, sip: SipStack, media: MediaEngine, auth: Authenticator, location: Location,
                  directory: Directory, bus: Bus, no_answer_timeout: float = 60.0,
                  media_timeout: float = 60.0, recordings_dir: Path | None = None,
@@ -144,6 +146,7 @@ class CallEngine(TransferMixin, OutsideMixin):
         self.record_stereo = record_stereo
         self.session_min_se = session_min_se
         self.trunks = trunks  # None: no outside world (extension-to-extension only)
+        self.pin_guard = PinGuard()  # wrong access-number PINs, by caller ID and source
         self.prompt_language = prompt_language
         # "local": the caller's phone rings on our 180; "inband": a 183 and the Russian 425 Hz ringback
         # (and the busy tone before a 486) from us, for callers that play only what they receive
@@ -275,6 +278,8 @@ class CallEngine(TransferMixin, OutsideMixin):
 
     async def _refuse(self, call: Call, status: int, cause: str, reason: str | None = None,
                       disposition: ev.Disposition = ev.Disposition.FAILED) -> None:
+        if call.access is not None and self._access_failed(call, cause):
+            return  # the access-number caller hears why and may dial another number
         caller = call.caller
         if caller is not None and caller.server_txn is not None and caller.invite is not None and not call.ended:
             self.sip.respond(caller.server_txn, make_response(caller.invite, status, reason, to_tag=caller.local_tag))
@@ -284,6 +289,8 @@ class CallEngine(TransferMixin, OutsideMixin):
         """Our endpoint for the caller and our answer to its offer (or our offer, for a delayed offer)."""
         caller = call.caller
         assert caller is not None and caller.invite is not None
+        if caller.endpoint is not None:
+            return not call.ended  # negotiated already (an access-number call dialing out)
         request = caller.invite
         ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
         if request.body and ctype != "application/sdp":
@@ -527,8 +534,19 @@ class CallEngine(TransferMixin, OutsideMixin):
         self._callee_session_timer(leg, response)
         assert caller.endpoint is not None and leg.endpoint is not None
         await self._stop_tone(call)
+        if call.access is not None:
+            await self._access_connected(call)
         await self.media.bridge(caller.endpoint, leg.endpoint)
         if call.ended:
+            return
+        if caller.state is LegState.ANSWERED:
+            # the caller was answered by us already (the access number): the far end joins the call
+            self.publish(ev.LegAnswered, call, leg_id=leg.id)
+            log.info("access number call connected", call=call.id, tenant=call.tenant_id)
+            self._arm_limit(call)
+            await self._watch_media(call)
+            if self.recordings_dir is not None:
+                await self._start_recording(call, caller, leg)
             return
         call.answered_at = time.time()
         ok = dialog_response(caller.invite, 200, caller.local_tag, self.contact(caller.peer),
@@ -628,6 +646,8 @@ class CallEngine(TransferMixin, OutsideMixin):
             return
         if any(fork.state is not LegState.ENDED for fork in call.forks):
             return
+        if call.access is not None and self._access_failed(call, "busy" if status in BUSY_STATUSES else f"sip_{status}"):
+            return
         # every device refused: answer the caller with the most telling status (§16.7 step 6 in spirit)
         statuses = [fork.final_status or 480 for fork in call.forks]
         if leg.trunk_id is not None and status not in BUSY_STATUSES:
@@ -656,6 +676,8 @@ class CallEngine(TransferMixin, OutsideMixin):
 
     def _no_answer(self, call: Call) -> None:
         if call.ended or call.callee is not None:
+            return
+        if call.access is not None and self._access_failed(call, "no_answer"):
             return
         for fork in call.forks:
             self._cancel_fork(fork, None)
@@ -858,6 +880,8 @@ class CallEngine(TransferMixin, OutsideMixin):
             call.no_answer.cancel()
         for timer in call.limit_timers:
             timer.cancel()
+        if call.access is not None and call.access.timer is not None:
+            call.access.timer.cancel()
         if call.recording is not None:
             recording, call.recording = call.recording, None
             try:

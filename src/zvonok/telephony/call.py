@@ -94,6 +94,7 @@ class Call:
     next_trunks: list[Any] = field(default_factory=list)
     caller_id: str | None = None
     route_fields: dict[str, Any] = field(default_factory=dict)  # the CallRouted event's, but the trunk
+    access: Any = None  # the access-number session while its dialogue runs (telephony.access)
     max_duration: int | None = None  # seconds after the answer (spending limit)
     limit_timers: list[asyncio.TimerHandle] = field(default_factory=list)
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from zvonok.bus import deserialize, register_event, serialize
 
 __all__ = [
-    "CallAnswered", "CallEnded", "CallEvent", "CallRouted", "CallStarted", "CallTransferred", "Direction", "Disposition",
+    "AccessNumberBlocked", "CallAnswered", "CallEnded", "CallEvent", "CallRouted", "CallStarted", "CallTransferred", "Direction", "Disposition",
     "DtmfReceived", "HangupSide", "LegAnswered", "LegCreated", "LegEnded", "LegHeld", "LegResumed",
     "LegRinging", "LegRole", "Party", "RecordingStarted", "RecordingStopped", "TransferKind",
     "deserialize", "serialize",
@@ -116,6 +116,19 @@ class CallRouted(CallEvent):
     minimum: int = 0
     currency: str | None = None
     period: str | None = None
+    # an access-number call is billed to the PIN's owner, not to the (outside) caller
+    employee_id: int | None = None
+    office_id: int | None = None
+    department_id: int | None = None
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AccessNumberBlocked(CallEvent):
+    """Wrong access-number PINs blocked a caller ID (or source address) for a while: an alert."""
+
+    source_kind: str
+    source: str
 
 
 @register_event

@@ -139,6 +139,11 @@ class OutsideMixin(_Base):
                 await self._refuse(call, 404, "no_route")
                 return
             await self._ring_extensions(call, extensions, now, from_number=from_number)
+        elif kind == "access":
+            tenant = self.trunks.snapshot.tenants.get(call.tenant_id) if self.trunks else None
+            await self._access_number(call, destination, caller_e164=from_number,
+                                      language=tenant.locale if tenant else self.prompt_language,
+                                      source_address=None)  # a carrier's gateway carries many callers
         elif kind == "external":
             target = str(destination.get("number", ""))
             profile = CallerProfile(tenant_id=call.tenant_id)
@@ -224,6 +229,9 @@ class OutsideMixin(_Base):
         rate = sell[1] if sell is not None else None
         # published with each trunk tried (failover): the CDR keeps the last, the one that carried the call
         call.route_fields = dict(
+            employee_id=profile.employee_id if call.access else None,
+            office_id=profile.office_id if call.access else None,
+            department_id=profile.department_id if call.access else None,
             destination_class=dest.klass.value, number=dest.number, rate_prefix=rate.prefix if rate else None,
             rate_destination=rate.destination if rate else None,
             price_per_minute=str(price) if price is not None else None,
@@ -302,6 +310,9 @@ class OutsideMixin(_Base):
     # -- announcements, limits ---------------------------------------------------------------------------
     async def _announce_and_refuse(self, call: Call, prompt: str, status: int, cause: str) -> None:
         """Tell the caller why (a prompt as early media, RFC 3960 style 183) and then refuse the call."""
+        if call.access is not None:
+            await self._refuse(call, status, cause)  # the access-number dialogue says why itself
+            return
         caller = call.caller
         tenant = self.trunks.snapshot.tenants.get(call.tenant_id) if self.trunks else None
         lang = tenant.locale if tenant is not None else self.prompt_language

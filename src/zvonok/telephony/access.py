@@ -1,0 +1,269 @@
+"""The access-number service in the call engine: answer, prompts and keys, PIN, then the call out.
+
+A mixin of :class:`zvonok.telephony.b2bua.CallEngine`, driving one sans-I/O
+:class:`~zvonok.telephony.access_number.AccessNumberDialogue` per call. We answer the caller's INVITE
+ourselves (our media endpoint is the far end), play the dialogue's prompts in order on that endpoint,
+feed it the caller's RFC 4733 keys and one timer, look PINs up (extension + PIN, argon2 in a thread), and
+on ``Dial`` route the number out as the PIN's owner: their permissions, caller ID and spending limits,
+their office/department/employee on the CDR. If the number cannot be reached the caller hears why and
+may try another; when the far end answers the two are bridged and the call goes on as any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+
+from zvonok.logs import get_logger
+from zvonok.media.events import DtmfReceived
+from zvonok.media.interface import Prompt
+from zvonok.media.prompts import prompt_path
+from zvonok.org.models import Employee, Extension
+from zvonok.org.pins import pin_entry_candidates, verify_pin_in_thread
+from zvonok.pstn.models import EmployeePin
+from zvonok.pstn.routing import CallerProfile
+from zvonok.sip.dialog import Dialog, dialog_response
+
+from . import events as ev
+from .access_number import (
+    AccessNumberDialogue,
+    Blocked,
+    Dial,
+    DialFailure,
+    Hangup,
+    Play,
+    StopPlayback,
+    VerifyPin,
+)
+from .call import Call, LegState
+from .pin_guard import PinGuard, pin_sources
+
+if TYPE_CHECKING:
+    from .b2bua import CallEngine
+
+    _Base = CallEngine
+else:
+    _Base = object
+
+log = get_logger(__name__)
+
+
+@dataclass(eq=False)
+class AccessSession:
+    dialogue: AccessNumberDialogue
+    language: str
+    queue: list[str] = field(default_factory=list)  # prompts waiting to play
+    playing: bool = False
+    timer: asyncio.TimerHandle | None = None
+    profile: CallerProfile | None = None  # the PIN owner, once known
+
+
+def _dial_failure(cause: str) -> DialFailure:
+    if cause in ("not_allowed", "no_rate"):
+        return DialFailure.NOT_ALLOWED
+    if cause == "limit_reached":
+        return DialFailure.LIMIT_REACHED
+    return DialFailure.UNAVAILABLE
+
+
+class AccessMixin(_Base):
+    pin_guard: PinGuard
+
+    async def _access_number(self, call: Call, destination: Any, *, caller_e164: str, language: str,
+                             source_address: str | None) -> None:
+        """Answer an access-number call and start its dialogue (a blocked caller is refused unanswered)."""
+        if self.pin_guard.is_blocked(pin_sources(caller_e164, source_address), time.monotonic()):
+            log.info("access number: blocked caller refused", call=call.id, caller=caller_e164)
+            await self._refuse(call, 403, "access_blocked")
+            return
+        if not await self._negotiate_caller(call):
+            return
+        skip_for = None
+        if destination.get("skip_pin_for_known_callers"):
+            skip_for = await self._employee_skipping_pin(call.tenant_id, caller_e164)
+        dialogue = AccessNumberDialogue(guard=self.pin_guard, caller_id=caller_e164, skip_pin_for=skip_for,
+                                        source_address=source_address)
+        session = AccessSession(dialogue=dialogue, language=language)
+        call.access = session
+        self._answer_caller(call)
+        caller = call.caller
+        assert caller is not None and caller.endpoint is not None
+        endpoint = caller.endpoint
+        await self.media.on_dtmf(endpoint, lambda event: self._access_key(call, event))
+        dialogue.start(time.monotonic())
+        await self._access_pump(call)
+
+    def _answer_caller(self, call: Call) -> None:
+        """We are the far end: 200 with our answer, the caller's dialog confirmed on its ACK."""
+        caller = call.caller
+        assert caller is not None and caller.invite is not None and caller.server_txn is not None
+        call.answered_at = time.time()
+        ok = dialog_response(caller.invite, 200, caller.local_tag, self.contact(caller.peer),
+                             body=call.caller_answer_sdp, extra_headers=[("Allow", "INVITE, ACK, BYE, CANCEL")])
+        caller.dialog = Dialog.from_uas(caller.invite, ok, self.contact(caller.peer), secure=False)
+        caller.state = LegState.ANSWERED
+        self.dialogs[caller.dialog.key] = caller
+        self._send_2xx(caller, caller.server_txn, ok)
+        self.publish(ev.LegAnswered, call, leg_id=caller.id)
+        self.publish(ev.CallAnswered, call, answered_leg_id=caller.id)
+
+    def _access_key(self, call: Call, event: DtmfReceived) -> None:
+        session = call.access
+        if session is None or call.ended:
+            return
+        try:
+            session.dialogue.dtmf(event.digit, time.monotonic())
+        except ValueError:
+            return
+        self.spawn(self._access_pump(call))
+
+    async def _access_pump(self, call: Call) -> None:
+        """Carry out the dialogue's actions in order, then re-arm its one timer."""
+        session = call.access
+        caller = call.caller
+        if session is None or caller is None or caller.endpoint is None:
+            return
+        dialogue = session.dialogue
+        while (action := dialogue.next_action()) is not None:
+            if call.ended:
+                return
+            if isinstance(action, Play):
+                session.queue.append(action.prompt)
+                if not session.playing:
+                    await self._access_play_next(call)
+            elif isinstance(action, StopPlayback):
+                session.queue.clear()
+                session.playing = False
+                if caller.endpoint is not None:
+                    await self.media.stop_play(caller.endpoint)
+            elif isinstance(action, VerifyPin):
+                self.spawn(self._access_verify(call, action.pin))
+            elif isinstance(action, Dial):
+                self.spawn(self._access_dial(call, action.destination, action.employee_ref))
+            elif isinstance(action, Blocked):
+                log.warning("access number: caller blocked after wrong PINs", call=call.id, tenant=call.tenant_id,
+                            source=str(action.source))
+                self.publish(ev.AccessNumberBlocked, call, source_kind=action.source.kind.value,
+                             source=action.source.value)
+            elif isinstance(action, Hangup):
+                log.info("access number: hang-up", call=call.id, reason=action.reason.value)
+                self._hangup(call, None, ev.HangupSide.SYSTEM, f"access_{action.reason.value}")
+                return
+        if session.timer is not None:
+            session.timer.cancel()
+            session.timer = None
+        deadline = dialogue.get_timer()
+        if deadline is not None:
+            session.timer = asyncio.get_running_loop().call_later(max(0.0, deadline - time.monotonic()),
+                                                                  self._access_timer, call)
+
+    def _access_timer(self, call: Call) -> None:
+        session = call.access
+        if session is None or call.ended:
+            return
+        session.timer = None
+        session.dialogue.timer(time.monotonic())
+        self.spawn(self._access_pump(call))
+
+    async def _access_play_next(self, call: Call) -> None:
+        session = call.access
+        caller = call.caller
+        if session is None or caller is None or caller.endpoint is None:
+            return
+        if not session.queue:
+            session.playing = False
+            session.dialogue.play_finished(time.monotonic())
+            await self._access_pump(call)
+            return
+        name = session.queue.pop(0)
+        session.playing = True
+        await self.media.play(caller.endpoint, Prompt(path=prompt_path(name, session.language)),  # type: ignore[arg-type]
+                              on_finished=lambda _e: self._access_played(call))
+
+    def _access_played(self, call: Call) -> None:
+        session = call.access
+        if session is None or call.ended or not session.playing:
+            return  # stopped (barge-in): StopPlayback already dropped the queue
+        self.spawn(self._access_play_next(call))
+
+    async def _access_verify(self, call: Call, entry: str) -> None:
+        """Which employee's PIN is ``entry`` (extension + PIN, or the bare PIN of a known caller)?"""
+        session = call.access
+        if session is None:
+            return
+        async with self.directory.db.session() as s:
+            lengths = [n for (n,) in await s.execute(
+                select(func.length(Extension.number)).where(Extension.tenant_id == call.tenant_id).distinct())]
+        found: int | None = None
+        for candidate in pin_entry_candidates(entry, extension_lengths=lengths):
+            ext = await self.directory.extension(call.tenant_id, candidate.extension or "")
+            employee_id = ext.employee_id if ext is not None else None
+            async with self.directory.db.session() as s:
+                row = await s.get(EmployeePin, employee_id) if employee_id is not None else None
+            hashed = row.pin_hash if row is not None and row.tenant_id == call.tenant_id else None
+            if await verify_pin_in_thread(candidate.pin, hashed) and employee_id is not None:
+                found = employee_id
+                break
+        if call.ended or call.access is None:
+            return
+        if found is not None:
+            session.profile = await self._employee_profile(call.tenant_id, found)
+        log.info("access number: PIN checked", call=call.id, ok=found is not None, employee=found)
+        session.dialogue.pin_result(found is not None, found, time.monotonic())
+        await self._access_pump(call)
+
+    async def _employee_profile(self, tenant_id: int, employee_id: int) -> CallerProfile:
+        async with self.directory.db.session() as s:
+            emp = await s.get(Employee, employee_id)
+        return CallerProfile(tenant_id=tenant_id, employee_id=employee_id,
+                             department_id=emp.department_id if emp else None,
+                             office_id=emp.office_id if emp else None)
+
+    async def _employee_skipping_pin(self, tenant_id: int, caller_e164: str) -> int | None:
+        async with self.directory.db.session() as s:
+            row = (await s.execute(
+                select(Employee.id).join(EmployeePin, EmployeePin.employee_id == Employee.id)
+                .where(Employee.tenant_id == tenant_id, Employee.phone == caller_e164,
+                       EmployeePin.skip_for_caller_id.is_(True)))).first()
+        return row[0] if row else None
+
+    async def _access_dial(self, call: Call, destination: str, employee_id: int) -> None:
+        session = call.access
+        if session is None or call.ended:
+            return
+        profile = session.profile or await self._employee_profile(call.tenant_id, employee_id)
+        session.profile = profile
+        log.info("access number: dialing", call=call.id, employee=employee_id, number=destination)
+        await self._route_outside(call, destination, profile)
+
+    def _access_failed(self, call: Call, cause: str) -> bool:
+        """An access-number call's outbound attempt failed: the dialogue goes on (True), else False."""
+        session = call.access
+        if session is None or call.ended:
+            return False
+        for fork in call.forks:
+            self._cancel_fork(fork, None)
+        if call.no_answer is not None:
+            call.no_answer.cancel()
+            call.no_answer = None
+        session.dialogue.dial_failed(_dial_failure(cause), time.monotonic())
+        self.spawn(self._access_pump(call))
+        return True
+
+    async def _access_connected(self, call: Call) -> None:
+        """The far end answered: stop the prompts and the dialogue; the bridge does the rest."""
+        session, call.access = call.access, None
+        if session is None:
+            return
+        if session.timer is not None:
+            session.timer.cancel()
+        session.queue.clear()
+        session.playing = False
+        caller = call.caller
+        if caller is not None and caller.endpoint is not None:
+            await self.media.stop_play(caller.endpoint)
+            await self.media.on_dtmf(caller.endpoint, None)

@@ -1,0 +1,139 @@
+"""Trunks at run time without the network: calls counted against max_calls, status, snapshot swaps."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from zvonok.pstn.routing import PstnSnapshot, TrunkInfo
+from zvonok.sip.message import Request
+from zvonok.sip.peer import Peer
+from zvonok.telephony.trunks import Trunks, trunk_peer
+
+
+class FakeSip:
+    """Just enough of the SIP service for Trunks; any REGISTER sent would be recorded (and fail the test)."""
+
+    local_host = "127.0.0.1"
+    local_port = 5062
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[Request, Peer]] = []
+
+    def send_request(self, request: Request, peer: Peer, handler: Callable[[object], None]) -> object:
+        self.sent.append((request, peer))
+        raise AssertionError("no request may be sent in these tests")
+
+
+def trunk(trunk_id: int, max_calls: int | None = None, **kwargs: Any) -> TrunkInfo:
+    return TrunkInfo(id=trunk_id, tenant_id=None, name=f"t{trunk_id}", kind="carrier", host="sip.example.net",
+                     address="192.0.2.5", port=5080, transport="tcp", max_calls=max_calls, **kwargs)
+
+
+def trunks_with(*infos: TrunkInfo) -> tuple[Trunks, FakeSip]:
+    sip = FakeSip()
+    runtime = Trunks(sip=sip)  # type: ignore[arg-type]
+    runtime.snapshot = PstnSnapshot(trunks={t.id: t for t in infos})
+    return runtime, sip
+
+
+def test_acquire_counts_up_to_max_calls() -> None:
+    limited = trunk(1, max_calls=2)
+    runtime, sip = trunks_with(limited)
+    assert [runtime.acquire(limited) for _ in range(4)] == [True, True, False, False]
+    assert runtime.active == {1: 2}  # refused calls are not counted
+    runtime.release(1)
+    assert runtime.active == {1: 1}
+    assert runtime.acquire(limited) is True
+    assert runtime.acquire(limited) is False
+    assert sip.sent == []
+
+
+def test_release_down_to_zero_forgets_the_trunk_and_never_goes_negative() -> None:
+    limited = trunk(1, max_calls=1)
+    runtime, _ = trunks_with(limited)
+    assert runtime.acquire(limited) is True
+    runtime.release(1)
+    assert runtime.active == {}
+    runtime.release(1)  # a stray release of an idle trunk
+    runtime.release(42)  # and of a trunk never seen
+    assert runtime.active == {}
+    assert [runtime.acquire(limited), runtime.acquire(limited)] == [True, False]
+
+
+def test_without_max_calls_there_is_no_limit() -> None:
+    free = trunk(1)
+    runtime, _ = trunks_with(free)
+    assert all(runtime.acquire(free) for _ in range(500))
+    assert runtime.active == {1: 500}
+
+
+def test_counts_are_per_trunk() -> None:
+    a, b = trunk(1, max_calls=1), trunk(2, max_calls=3)
+    runtime, _ = trunks_with(a, b)
+    results = [runtime.acquire(a), runtime.acquire(a), runtime.acquire(b), runtime.acquire(b)]
+    assert results == [True, False, True, True]
+    assert runtime.active == {1: 1, 2: 2}
+    runtime.release(2)
+    assert runtime.active == {1: 1, 2: 1}
+
+
+def test_status_of_a_trunk_without_registration() -> None:
+    limited = trunk(7, max_calls=3)
+    runtime, _ = trunks_with(limited)
+    runtime.acquire(limited)
+    assert runtime.status(7) == {"trunk_id": 7, "loaded": True, "active_calls": 1, "max_calls": 3,
+                                 "registration": None}
+
+
+def test_status_of_a_trunk_without_limit_and_of_an_unknown_trunk() -> None:
+    runtime, _ = trunks_with(trunk(7))
+    assert runtime.status(7) == {"trunk_id": 7, "loaded": True, "active_calls": 0, "max_calls": None,
+                                 "registration": None}
+    assert runtime.status(8) == {"trunk_id": 8, "loaded": False, "active_calls": 0, "max_calls": None,
+                                 "registration": None}
+
+
+def test_calls_in_progress_outlive_a_snapshot_without_their_trunk() -> None:
+    limited = trunk(7, max_calls=3)
+    runtime, _ = trunks_with(limited)
+    runtime.acquire(limited)
+    runtime.snapshot = PstnSnapshot()
+    assert runtime.status(7) == {"trunk_id": 7, "loaded": False, "active_calls": 1, "max_calls": None,
+                                 "registration": None}
+    runtime.release(7)
+    assert runtime.status(7)["active_calls"] == 0
+
+
+async def test_reload_without_loader_keeps_the_snapshot() -> None:
+    runtime, sip = trunks_with(trunk(7))
+    before = runtime.snapshot
+    await runtime.reload()
+    assert runtime.snapshot is before
+    assert sip.sent == []
+
+
+async def test_reload_swaps_the_snapshot_and_registers_nothing_that_cannot_register() -> None:
+    fresh = PstnSnapshot(trunks={
+        1: trunk(1, max_calls=5),
+        2: trunk(2, register=True, username="user"),  # no password: cannot register
+        3: trunk(3, register=True, password="secret"),  # no username either
+        4: trunk(4, register=False, username="user", password="secret"),
+    })
+
+    async def loader() -> PstnSnapshot:
+        return fresh
+
+    sip = FakeSip()
+    runtime = Trunks(sip=sip, loader=loader)  # type: ignore[arg-type]
+    await runtime.reload()
+    assert runtime.snapshot is fresh
+    assert [runtime.status(i)["registration"] for i in (1, 2, 3, 4)] == [None] * 4
+    assert runtime.status(1)["max_calls"] == 5
+    assert sip.sent == []
+    runtime.stop()  # nothing to stop
+    assert sip.sent == []
+
+
+def test_trunk_peer_is_the_resolved_address() -> None:
+    assert trunk_peer(trunk(1)) == Peer(transport="tcp", host="192.0.2.5", port=5080)
