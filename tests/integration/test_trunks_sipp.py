@@ -27,7 +27,8 @@ pytestmark = pytest.mark.integration
 
 harness: Any = sys.modules["zvonok_bench_common"]
 
-ANNA, BORIS, DESK = "7201", "7202", "7203"  # Anna: local calls only; Boris: long distance; the desk takes DIDs
+ANNA, BORIS, DESK, CLARA = "7201", "7202", "7203", "7204"  # Anna: local calls only; Boris: long distance;
+# the desk takes DIDs; Clara: long distance with a 2.00 monthly limit
 DID = "+74957654321"
 ACCESS = "+74957654399"  # the access number: PIN + destination, then out as the PIN's owner
 BORIS_PIN = "4826"
@@ -56,34 +57,39 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("trunks")
     data_dir = tmp / "data"
     database_url = harness.os.environ.get("ZVONOK_TEST_DATABASE_URL") or None
-    seeded = harness.seed(data_dir, domain=f"trunks-{secrets.token_hex(3)}.test", numbers=[ANNA, BORIS, DESK],
+    seeded = harness.seed(data_dir, domain=f"trunks-{secrets.token_hex(3)}.test", numbers=[ANNA, BORIS, DESK, CLARA],
                           database_url=database_url)
     carriers = Carriers(*(harness.free_sip_port() for _ in range(4)))
     spec = {
         "offices": [{"name": "Moscow", "area_code": "495", "timezone": "Europe/Moscow"}],
         "employees": [{"name": "Anna", "office": "Moscow", "extension": ANNA},
-                      {"name": "Boris", "office": "Moscow", "extension": BORIS}],
+                      {"name": "Boris", "office": "Moscow", "extension": BORIS},
+                      {"name": "Clara", "office": "Moscow", "extension": CLARA}],
         "tariffs": [{"name": "Retail", "plan": True, "rates": [
             {"prefix": "7495", "destination": "Moscow", "price": "1.00", "increment": "60/60"},
             {"prefix": "7812", "destination": "St Petersburg", "price": "2.50", "increment": "60/60"},
+            {"prefix": "7843", "destination": "Kazan (dear)", "price": "60.00", "increment": "1/1"},
             {"prefix": "7", "destination": "Russia", "price": "3.00", "increment": "60/60"}]}],
         "trunks": [
             {"name": "Main", "host": "127.0.0.2", "port": carriers.main, "username": CARRIER_USER,
              "password": CARRIER_PASSWORD},
             {"name": "Broken", "host": "127.0.0.3", "port": carriers.broken},
             {"name": "Backup", "host": "127.0.0.4", "port": carriers.backup},
+            {"name": "OfficePBX", "kind": "pbx", "host": "127.0.0.7", "port": 5060, "office": "Moscow"},
             {"name": "Registrar", "host": "127.0.0.5", "port": carriers.registrar, "register": True,
              "register_expires": 60, "username": CARRIER_USER, "password": CARRIER_PASSWORD},
         ],
         "routes": [{"prefix": "7495", "trunk": "Main"},
                    {"prefix": "7812", "trunk": "Broken", "priority": 10},
-                   {"prefix": "7812", "trunk": "Backup", "priority": 20}],
+                   {"prefix": "7812", "trunk": "Backup", "priority": 20},
+                   {"prefix": "7843", "trunk": "Backup"}],
         "numbers": [{"number": DID, "office": "Moscow", "kind": "extension", "destination": {"number": DESK}},
                     {"number": ACCESS, "office": "Moscow", "kind": "access", "destination": {}}],
         "pins": [{"employee": "Boris", "pin": BORIS_PIN}],
         "policies": [{"level": "tenant", "caller_id": DID},
                      {"level": "office", "ref": "Moscow", "service_class": "local"},
-                     {"level": "employee", "ref": "Boris", "service_class": "long_distance"}],
+                     {"level": "employee", "ref": "Boris", "service_class": "long_distance"},
+                     {"level": "employee", "ref": "Clara", "service_class": "long_distance", "monthly_limit": "2.00"}],
     }
     ids = harness.seed_pstn(data_dir, seeded.tenant_id, spec, database_url=database_url)
     server = harness.ZvonokServer(data_dir=data_dir, database_url=database_url,
@@ -404,3 +410,54 @@ def test_access_number_wrong_pins_lock_the_caller_out(world: World) -> None:
     dispositions = [c["disposition"] for c in records if c["caller_number"] == "+79165550000"]
     assert dispositions[-3:] == ["answered", "answered", "failed"], dispositions
     assert "caller blocked after wrong PINs" in world.pbx.server.log_tail(200_000)
+
+
+def test_office_pbx_reaches_extensions_and_calls_out_as_the_office(world: World) -> None:
+    """An office PBX joined as a trunk (127.0.0.7): its user calls extension 7203, then a local number
+    that goes out through our carrier with the company's caller ID."""
+    desk = start_callee(world.pbx, DESK, "call_uas.xml", codec="PCMA")
+    try:
+        result = harness.run_sipp("carrier_call_in.xml", world.pbx.target, workdir=world.pbx.workdir,
+                                  rows=[[DESK, "201"]], rate=1, timeout=30,
+                                  extra=["-i", "127.0.0.7", "-mi", "127.0.0.7", "-d", "500"], name="pbx_in")
+        assert desk.wait_for("SuccessfulCall(C)", 1, timeout=15), desk.stats()
+        desk.stop()
+    finally:
+        desk.kill()
+    assert_all_ok(result, 1)
+    main = carrier(world, "carrier_auth_answer.xml", "127.0.0.2", world.carriers.main, "carrier_main_pbx",
+                   rows=[[CARRIER_USER, CARRIER_PASSWORD]])
+    try:
+        result = harness.run_sipp("carrier_call_in.xml", world.pbx.target, workdir=world.pbx.workdir,
+                                  rows=[["7654301", "202"]], rate=1, timeout=30,
+                                  extra=["-i", "127.0.0.7", "-mi", "127.0.0.7", "-d", "500"], name="pbx_out")
+        assert main.wait_for("SuccessfulCall(C)", 1, timeout=15), main.stats()
+        main.stop()
+    finally:
+        main.kill()
+    assert_all_ok(result, 1)
+    assert "CALLED +74957654301 FROM +74957654321" in carrier_log(world, "carrier_main_pbx")
+    cdrs = [c for c in world.pbx.cdrs("202", 1) if c["caller_number"] == "202"]
+    assert cdrs and cdrs[-1]["direction"] == "outbound", cdrs
+    assert cdrs[-1]["caller_office_id"] == world.ids["offices"]["Moscow"], cdrs[-1]
+
+
+def test_spending_limit_cuts_the_call_then_refuses_the_next(world: World) -> None:
+    """Clara's monthly limit is 2.00 and Kazan costs 60.00 a minute billed per second: her call is cut
+    after 2 s (cause limit_reached, cost 2.00); her next paid call is refused (403)."""
+    before = count_cdrs(world, CLARA)
+    backup = carrier(world, "carrier_answer.xml", "127.0.0.4", world.carriers.backup, "carrier_backup_limit")
+    try:
+        result = place_calls(world.pbx, CLARA, "88431234567", "call_uac_callee_bye.xml", 1, rate=1, timeout=30)
+        assert backup.wait_for("SuccessfulCall(C)", 1, timeout=15), backup.stats()
+        backup.stop()
+    finally:
+        backup.kill()
+    assert_all_ok(result, 1)  # our BYE reached the caller
+    cdr = last_cdr(world, CLARA, before)
+    assert (cdr["disposition"], cdr["cause"]) == ("answered", "limit_reached"), cdr
+    assert Decimal(str(cdr["cost"])) == Decimal("2.00"), cdr
+    result = place_calls(world.pbx, CLARA, "88431234567", "call_uac_refused.xml", 1, rate=1)
+    assert_all_ok(result, 1)
+    cdr = last_cdr(world, CLARA, before + 1)
+    assert (cdr["sip_status"], cdr["cause"]) == (403, "limit_reached"), cdr

@@ -60,6 +60,7 @@ log = get_logger(__name__)
 FAILOVER_STATUSES = frozenset({408, 500, 502, 503, 504})
 WARNING_TONE = Tone(frequencies=(1400.0,), cadence=(0.2, 0.2))
 WARNING_SECONDS = 10  # the warning tone this long before a spending limit cuts the call
+CUT_MARGIN = 0.4  # seconds: timer and signalling latency before the billed end
 
 
 def _token() -> str:
@@ -356,7 +357,8 @@ class OutsideMixin(_Base):
         loop = asyncio.get_running_loop()
         warn_at = max(0, call.max_duration - WARNING_SECONDS)
         call.limit_timers.append(loop.call_later(warn_at, lambda: self.spawn(self._warning_tone(call))))
-        call.limit_timers.append(loop.call_later(call.max_duration, self._limit_reached, call))
+        # billing rounds a started second up: cut a little early so the call never costs more than is left
+        call.limit_timers.append(loop.call_later(max(0.5, call.max_duration - CUT_MARGIN), self._limit_reached, call))
 
     async def _warning_tone(self, call: Call) -> None:
         caller = call.caller
