@@ -1,0 +1,69 @@
+"""pytest fixtures for pjsua2 phones: a factory that starts them and reaps every process at teardown.
+
+Use it from a test module with ``pjsua_phones = pjsua_fixtures.pjsua_phones`` (a fixture must be visible
+in the module that uses it; conftest.py is shared and not ours to grow). Each phone gets its own
+directory under the test's ``tmp_path`` with its PJSIP log, the agent's stderr and its recordings.
+"""
+
+from __future__ import annotations
+
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .pjsua_phone import PjsuaPhone
+
+RATE = 8000  # the phones' conference bridge runs at 8 kHz (G.711 only): tones need no resampling
+
+
+def write_tone(path: Path, frequency: float, *, seconds: float = 1.0, level: float = 0.3) -> Path:
+    """A 16-bit mono sine WAV; one second of a whole number of cycles loops without a click."""
+    t = np.arange(int(RATE * seconds)) / RATE
+    samples = (np.sin(2 * np.pi * frequency * t) * level * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        w.writeframes(samples.tobytes())
+    return path
+
+
+class PhoneFactory:
+    """Starts named phones (``factory("a", tone=440)``); :meth:`close` stops them all."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.phones: list[PjsuaPhone] = []
+
+    def __call__(self, name: str, *, tone: float | None = None, record: bool = True) -> PjsuaPhone:
+        workdir = self.root / f"pjsua-{name}"
+        workdir.mkdir(parents=True, exist_ok=True)
+        play = write_tone(workdir / f"tone{int(tone)}.wav", tone) if tone else None
+        phone = PjsuaPhone(workdir, name=name, play=play, record=record)
+        self.phones.append(phone)  # before start(): a phone that fails to start is still reaped
+        phone.start()
+        return phone
+
+    def close(self) -> list[str]:
+        """Stop every phone; what went wrong inside them (a non-zero exit, a callback that raised)."""
+        bad = []
+        for phone in self.phones:
+            code = phone.stop()
+            if code not in (0, None):
+                bad.append(f"{phone.name} exited with {code}:\n{phone.diagnostics()}")
+            # the agent turns exceptions in pjsua2 callbacks into events instead of dying: surface them
+            bad += [f"{phone.name}: {e}" for e in phone.history if e.get("event") in ("error", "fatal")]
+        return bad
+
+
+@pytest.fixture
+def pjsua_phones(tmp_path: Path) -> Iterator[PhoneFactory]:
+    factory = PhoneFactory(tmp_path)
+    try:
+        yield factory
+    finally:
+        problems = factory.close()
+    assert not problems, "\n".join(problems)  # a crash in libDestroy is a driver bug worth seeing
