@@ -214,7 +214,8 @@ def profile(server: h.ZvonokServer, workdir: Path, rate: int, seconds: float, ho
         return "py-spy not installed (pip install py-spy into the venv)"
     out = workdir / "profile.txt"
     spy = subprocess.Popen([py_spy, "record", "--pid", str(server.pid), "--rate", "200", "--duration",
-                            str(int(seconds + 2)), "--format", "raw", "--output", str(out), "--nonblocking"],
+                            str(int(seconds + 2)), "--format", "raw", "--output", str(out), "--nonblocking",
+                            *(["--gil"] if os.environ.get("PYSPY_GIL") else [])],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     time.sleep(1.0)
     callee = start_callee(f"{h.LOOPBACK}:{server.sip_port}", workdir, CPS_CALLEE, "call_uas_answer.xml",

@@ -461,3 +461,23 @@ def test_spending_limit_cuts_the_call_then_refuses_the_next(world: World) -> Non
     assert_all_ok(result, 1)
     cdr = last_cdr(world, CLARA, before + 1)
     assert (cdr["sip_status"], cdr["cause"]) == (403, "limit_reached"), cdr
+    # the first call took Clara across her warning threshold (80%) and her limit: one event each
+    log = world.pbx.server.log_tail(400_000)
+    crossed = [line for line in log.splitlines() if "spending threshold crossed" in line]
+    assert any("threshold=warning" in line for line in crossed) and any("threshold=limit" in line for line in crossed), crossed
+
+
+def test_office_pbx_dials_through_the_access_number_in_one_string(world: World) -> None:
+    """The documented dialed form <access number>*<extension+PIN>*<destination>: no prompts to wait for;
+    the call goes out as Boris (his caller ID, his cost)."""
+    main = carrier(world, "carrier_answer.xml", "127.0.0.2", world.carriers.main, "carrier_main_dialed")
+    try:
+        result = harness.run_sipp("carrier_call_in.xml", world.pbx.target, workdir=world.pbx.workdir,
+                                  rows=[[f"74957654399*{BORIS}{BORIS_PIN}*84951112244", "203"]], rate=1, timeout=30,
+                                  extra=["-i", "127.0.0.7", "-mi", "127.0.0.7", "-d", "3000"], name="pbx_dialed")
+        assert main.wait_for("SuccessfulCall(C)", 1, timeout=20), main.stats()
+        main.stop()
+    finally:
+        main.kill()
+    assert_all_ok(result, 1)
+    assert "CALLED +74951112244 FROM +74957654321" in carrier_log(world, "carrier_main_dialed")

@@ -74,7 +74,7 @@ class AccessMixin(_Base):
     pin_guard: PinGuard
 
     async def _access_number(self, call: Call, destination: Any, *, caller_e164: str, language: str,
-                             source_address: str | None) -> None:
+                             source_address: str | None, dialed: tuple[str, str] | None = None) -> None:
         """Answer an access-number call and start its dialogue (a blocked caller is refused unanswered)."""
         if self.pin_guard.is_blocked(pin_sources(caller_e164, source_address), time.monotonic()):
             log.info("access number: blocked caller refused", call=call.id, caller=caller_e164)
@@ -86,7 +86,7 @@ class AccessMixin(_Base):
         if destination.get("skip_pin_for_known_callers"):
             skip_for = await self._employee_skipping_pin(call.tenant_id, caller_e164)
         dialogue = AccessNumberDialogue(guard=self.pin_guard, caller_id=caller_e164, skip_pin_for=skip_for,
-                                        source_address=source_address)
+                                        source_address=source_address, dialed=dialed)
         session = AccessSession(dialogue=dialogue, language=language)
         call.access = session
         self._answer_caller(call)

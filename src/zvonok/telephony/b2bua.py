@@ -904,6 +904,7 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
             if leg.server_txn is not None:
                 self.invites.pop(leg.server_txn, None)
         self.calls.pop(call.id, None)
+        self._publish_crossings(call, time.time())
         self.publish(ev.CallEnded, call, disposition=disposition, hangup_side=side, cause=cause,
                      sip_status=sip_status)
         log.info("call ended", call=call.id, tenant=call.tenant_id, disposition=disposition.value, cause=cause)

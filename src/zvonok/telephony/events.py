@@ -28,7 +28,7 @@ from zvonok.bus import deserialize, register_event, serialize
 __all__ = [
     "AccessNumberBlocked", "CallAnswered", "CallEnded", "CallEvent", "CallRouted", "CallStarted", "CallTransferred", "Direction", "Disposition",
     "DtmfReceived", "HangupSide", "LegAnswered", "LegCreated", "LegEnded", "LegHeld", "LegResumed",
-    "LegRinging", "LegRole", "Party", "RecordingStarted", "RecordingStopped", "TransferKind",
+    "LegRinging", "LegRole", "Party", "RecordingStarted", "RecordingStopped", "SpendingThresholdCrossed", "TransferKind",
     "deserialize", "serialize",
 ]
 
@@ -120,6 +120,18 @@ class CallRouted(CallEvent):
     employee_id: int | None = None
     office_id: int | None = None
     department_id: int | None = None
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SpendingThresholdCrossed(CallEvent):
+    """This call took a level's monthly spend across its warning threshold or its limit."""
+
+    level: str  # employee | department | office | tenant
+    owner_id: int | None
+    threshold: str  # warning | limit
+    limit: str  # decimal strings, the tenant's currency
+    spent: str
 
 
 @register_event

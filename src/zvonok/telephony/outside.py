@@ -30,8 +30,9 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from zvonok.billing.limits import authorize
+from zvonok.billing.limits import authorize, crossings
 from zvonok.cdr.models import Cdr
+from zvonok.cdr.state import rate
 from zvonok.dialing import DestinationClass, InvalidNumber, normalize, russian_plan
 from zvonok.logs import get_logger
 from zvonok.media.interface import Prompt, Tone
@@ -45,6 +46,7 @@ from zvonok.sip.transaction import ResponseReceived, ServerTransaction
 from zvonok.sip.uri import SipUri
 
 from . import events as ev
+from .access_number import split_dialed_access
 from .call import Call, Leg
 from .trunks import trunk_peer
 
@@ -161,6 +163,17 @@ class OutsideMixin(_Base):
         assert isinstance(uri, SipUri) and tenant is not None
         dialed = uri.user_unescaped or ""
         party = ev.Party(number=caller_number, display_name=display, office_id=trunk.office_id)
+        access = split_dialed_access(dialed)
+        if access is not None:
+            # <access number>*<PIN>*<destination> from the office PBX: the access service, keys typed ahead
+            number = snapshot.number(_e164(access[0]) or "")
+            if number is not None and number.tenant_id == tenant.id and number.kind == "access":
+                call = self._open_call(txn, request, peer, tenant_id=tenant.id, party=party, domain=tenant.domain,
+                                       dialed=number.number, direction=ev.Direction.INBOUND, session_expires=None)
+                await self._access_number(call, number.destination, caller_e164=caller_number,
+                                          language=tenant.locale, source_address=peer.host,
+                                          dialed=(access[1], access[2]))
+                return
         callee_ext = await self.directory.extension(tenant.id, dialed) if dialed else None
         call = self._open_call(txn, request, peer, tenant_id=tenant.id, party=party, domain=tenant.domain,
                                dialed=dialed, session_expires=None,
@@ -214,7 +227,8 @@ class OutsideMixin(_Base):
             return
         if sell is not None and rules.limits and not emergency:
             spent = await self._month_spend(profile, zone)
-            verdict = authorize(budgets(rules.limits, spent), sell[1], price_per_minute=price)
+            call.budgets = budgets(rules.limits, spent)
+            verdict = authorize(call.budgets, sell[1], price_per_minute=price)
             if not verdict.allowed:
                 log.warning("spending limit reached: outside call refused", call=call.id, tenant=call.tenant_id,
                             levels=[b.level.value for b in verdict.exceeded])
@@ -368,6 +382,19 @@ class OutsideMixin(_Base):
         await asyncio.sleep(1.2)
         if caller.endpoint is not None:
             await self.media.stop_play(caller.endpoint)
+
+    def _publish_crossings(self, call: Call, ended_at: float) -> None:
+        """Warning and limit thresholds this call's cost took its levels across: one event each."""
+        if not call.budgets or call.answered_at is None or not call.route_fields.get("price_per_minute"):
+            return
+        route = ev.CallRouted(tenant_id=call.tenant_id, call_id=call.id, at=ended_at, **call.route_fields)
+        cost = rate(route, ended_at - call.answered_at).cost
+        for crossing in crossings(call.budgets, cost):
+            log.warning("spending threshold crossed", call=call.id, tenant=call.tenant_id, level=crossing.level.value,
+                        owner=crossing.owner_id, threshold=crossing.threshold.value, spent=str(crossing.spent),
+                        limit=str(crossing.limit))
+            self.publish(ev.SpendingThresholdCrossed, call, level=crossing.level.value, owner_id=crossing.owner_id,
+                         threshold=crossing.threshold.value, limit=str(crossing.limit), spent=str(crossing.spent))
 
     def _limit_reached(self, call: Call) -> None:
         log.info("spending limit reached: call cut", call=call.id, tenant=call.tenant_id)
