@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--tenant", metavar="DOMAIN", help="company SIP domain (omit for a platform admin)")
     sp.add_argument("--password", help="password (min 8 characters); prompted when omitted")
     sp.set_defaults(func=cmd_admin_create)
+    from zvonok.pstn.cli import add_parser as add_rates_parser
+
+    add_rates_parser(sub)  # zvonok rates import/export
     return p
 
 

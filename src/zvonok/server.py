@@ -29,6 +29,7 @@ from zvonok.logs import configure, get_logger
 from zvonok.media.engine import InProcessMediaEngine
 from zvonok.org import events as org_events
 from zvonok.org.service import platform_all_sip_credentials, sip_credentials
+from zvonok.pstn import http as pstn_http
 from zvonok.pstn.loader import load_snapshot
 from zvonok.sip.digest import Algorithm, DigestVerifier, NonceManager
 from zvonok.storage.db import Database
@@ -153,7 +154,8 @@ async def build(settings: Settings) -> Runtime:
                            session_min_se=settings.session_min_se,
                            ringback=settings.ringback, busy_tone_seconds=settings.busy_tone_seconds,
                            trunks=trunks)
-    app = create_app(settings, db, routers=[registrations_router(location), cdr_http.router, events_router(bus)])
+    app = create_app(settings, db, routers=[registrations_router(location), cdr_http.router, events_router(bus),
+                                            pstn_http.router])
     app.state.trunk_status = trunks.status  # GET .../trunks/{id}/status (zvonok.pstn.http)
     config = uvicorn.Config(app, loop="none", lifespan="off", log_level="warning", access_log=False)
     http = uvicorn.Server(config)

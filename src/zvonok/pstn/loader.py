@@ -128,10 +128,14 @@ async def load_snapshot(db: Database) -> PstnSnapshot:
                  for o in offices},
         tenants={t.id: TenantInfo(id=t.id, domain=t.sip_domain, timezone=t.timezone, currency=t.currency,
                                   locale=t.locale, suspended=t.suspended,
-                                  tariff=tariffs.get(accounts[t.id]) if accounts.get(t.id) else None)
+                                  tariff=_tariff_of(tariffs, accounts.get(t.id)))
                  for t in tenants},
         policies={(p.tenant_id, p.level, p.ref_id): _policy(p) for p in policies},
     )
+
+
+def _tariff_of(tariffs: dict[int, Tariff], tariff_id: int | None) -> Tariff | None:
+    return tariffs.get(tariff_id) if tariff_id is not None else None
 
 
 def _policy(p: OutboundPolicy) -> PolicyInfo:

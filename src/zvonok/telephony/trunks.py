@@ -171,4 +171,5 @@ class Trunks:
                                    "registered_until": st.registered_until, "last_attempt_at": st.last_attempt_at,
                                    "next_attempt_at": st.next_attempt_at}
             out["registered"] = st.state.value == "registered"
+            out["last_error"] = st.last_error
         return out

@@ -1,0 +1,194 @@
+"""A phone number's destination: what each ``destination_kind`` accepts as its JSON payload.
+
+Pure checks (no database): :func:`clean_destination` validates a payload and returns it normalized
+(external numbers in E.164) together with the extension numbers it names, each with its place in the
+payload, so the service can look them up in the tenant and say exactly which one is missing.
+
+Payloads by kind::
+
+    extension   {"number": "101"}                     voicemail  {"number": "101"}
+    ring        {"numbers": ["101", "102"], "timeout": 30}   (1-20 extensions; timeout optional, seconds)
+    queue       {"queue": "sales"}                    external   {"number": "+74951234567"}
+    access      {} or {"skip_pin_for_known_callers": true}
+    schedule    {"timezone": "Europe/Moscow", "rules": [{"days": [0, 1, 2, 3, 4], "from": "09:00",
+                 "to": "18:00", "destination": {"kind": "ring", "numbers": ["101", "102"]}}],
+                 "holidays": ["2025-01-01"], "holiday_destination": {...}, "default": {...}}
+
+A schedule's branches are ``{"kind": ..., <that kind's payload>}`` and may not be schedules themselves.
+Rule times follow :mod:`zvonok.pstn.schedule`: a rule whose ``to`` is 00:00 (or 24:00) or earlier than
+its ``from`` runs past midnight; 00:00-00:00 is the whole day.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from zvonok.dialing import DialingError, russian_plan
+from zvonok.dialing import normalize as normalize_dialed
+
+# The plan only matters for numbers of its own country code: "+7" numbers must have 10 national digits.
+# Other country codes are checked for length and a valid code (zvonok.dialing.numbers).
+_E164_PLAN = russian_plan(None)
+_EXTENSION = re.compile(r"^[0-9]{2,8}$")
+_HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+MAX_RING = 20
+
+
+def to_e164(value: str) -> str:
+    """``"+7 (495) 123-45-67"`` -> ``"+74951234567"``; ValueError saying why otherwise."""
+    text = value.strip()
+    if not text.lstrip("( ").startswith("+"):
+        raise ValueError(f"{value!r}: write the number in international form, '+' and the country code")
+    try:
+        dest = normalize_dialed(text, _E164_PLAN)
+    except DialingError as exc:
+        raise ValueError(str(exc)) from None
+    if dest.e164 is None:
+        raise ValueError(f"{value!r} is not an E.164 number")
+    return dest.e164
+
+
+@dataclass(frozen=True)
+class CleanDestination:
+    payload: dict[str, Any]
+    extensions: tuple[tuple[str, str], ...]  # (where in the payload, extension number)
+
+
+def clean_destination(kind: str, payload: Any, *, path: str = "destination") -> CleanDestination:
+    """Check ``payload`` for ``kind``; ValueError naming the place (``destination.rules[0].from``)."""
+    refs: list[tuple[str, str]] = []
+    clean = _clean(kind, payload, path, refs, nested=False)
+    return CleanDestination(clean, tuple(refs))
+
+
+def extension_refs(kind: str, payload: Any) -> set[str]:
+    """The extension numbers a stored destination names (best effort: stored payloads were checked)."""
+    try:
+        return {number for _, number in clean_destination(kind, payload).extensions}
+    except ValueError:
+        return set()
+
+
+def _keys(payload: Any, path: str, required: AbstractSet[str], optional: AbstractSet[str] = frozenset()) -> dict[str, Any]:
+    if not isinstance(payload, dict):
+        raise ValueError(f"{path}: must be an object")
+    unknown = sorted(set(payload) - required - optional)
+    if unknown:
+        raise ValueError(f"{path}: unknown key {unknown[0]!r}")
+    missing = sorted(required - set(payload))
+    if missing:
+        raise ValueError(f"{path}.{missing[0]}: required")
+    return payload
+
+
+def _extension(value: Any, path: str, refs: list[tuple[str, str]]) -> str:
+    if not isinstance(value, str) or not _EXTENSION.match(value):
+        raise ValueError(f"{path}: an extension number is 2-8 digits")
+    refs.append((path, value))
+    return value
+
+
+def _clean(kind: str, payload: Any, path: str, refs: list[tuple[str, str]], *, nested: bool) -> dict[str, Any]:
+    if kind in ("extension", "voicemail"):
+        _keys(payload, path, {"number"})
+        return {"number": _extension(payload["number"], f"{path}.number", refs)}
+    if kind == "ring":
+        _keys(payload, path, {"numbers"}, {"timeout"})
+        numbers = payload["numbers"]
+        if not isinstance(numbers, list) or not 1 <= len(numbers) <= MAX_RING:
+            raise ValueError(f"{path}.numbers: a list of 1 to {MAX_RING} extension numbers")
+        clean = [_extension(n, f"{path}.numbers[{i}]", refs) for i, n in enumerate(numbers)]
+        if len(set(clean)) != len(clean):
+            raise ValueError(f"{path}.numbers: an extension is listed twice")
+        out: dict[str, Any] = {"numbers": clean}
+        if "timeout" in payload:
+            timeout = payload["timeout"]
+            if type(timeout) is not int or not 5 <= timeout <= 600:
+                raise ValueError(f"{path}.timeout: whole seconds from 5 to 600")
+            out["timeout"] = timeout
+        return out
+    if kind == "queue":
+        _keys(payload, path, {"queue"})
+        queue = payload["queue"]
+        if not isinstance(queue, str) or not 1 <= len(queue.strip()) <= 100:
+            raise ValueError(f"{path}.queue: a queue name (1-100 characters)")
+        return {"queue": queue.strip()}
+    if kind == "external":
+        _keys(payload, path, {"number"})
+        if not isinstance(payload["number"], str):
+            raise ValueError(f"{path}.number: an E.164 number")
+        try:
+            return {"number": to_e164(payload["number"])}
+        except ValueError as exc:
+            raise ValueError(f"{path}.number: {exc}") from None
+    if kind == "access":
+        _keys(payload, path, set(), {"skip_pin_for_known_callers"})
+        if "skip_pin_for_known_callers" in payload:
+            if not isinstance(payload["skip_pin_for_known_callers"], bool):
+                raise ValueError(f"{path}.skip_pin_for_known_callers: true or false")
+            return {"skip_pin_for_known_callers": payload["skip_pin_for_known_callers"]}
+        return {}
+    if kind == "schedule":
+        if nested:
+            raise ValueError(f"{path}: a schedule may not contain another schedule")
+        return _schedule(payload, path, refs)
+    raise ValueError(f"{path}.kind: unknown destination kind {kind!r}")
+
+
+def _nested(value: Any, path: str, refs: list[tuple[str, str]]) -> dict[str, Any]:
+    if not isinstance(value, dict) or not isinstance(value.get("kind"), str):
+        raise ValueError(f"{path}: an object with a \"kind\" and that kind's fields")
+    payload = {k: v for k, v in value.items() if k != "kind"}
+    return {"kind": value["kind"], **_clean(value["kind"], payload, path, refs, nested=True)}
+
+
+def _schedule(payload: Any, path: str, refs: list[tuple[str, str]]) -> dict[str, Any]:
+    _keys(payload, path, {"default"}, {"timezone", "rules", "holidays", "holiday_destination"})
+    out: dict[str, Any] = {}
+    if "timezone" in payload:
+        zone = payload["timezone"]
+        try:
+            ZoneInfo(zone if isinstance(zone, str) else "")
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{path}.timezone: unknown IANA time zone {zone!r}") from None
+        out["timezone"] = zone
+    rules = payload.get("rules", [])
+    if not isinstance(rules, list) or len(rules) > 50:
+        raise ValueError(f"{path}.rules: a list of at most 50 rules")
+    out["rules"] = []
+    for i, rule in enumerate(rules):
+        where = f"{path}.rules[{i}]"
+        _keys(rule, where, {"days", "from", "to", "destination"})
+        days = rule["days"]
+        if (not isinstance(days, list) or not days or any(type(d) is not int or not 0 <= d <= 6 for d in days)
+                or len(set(days)) != len(days)):
+            raise ValueError(f"{where}.days: a list of different weekdays 0-6 (0 is Monday)")
+        start, end = rule["from"], rule["to"]
+        if not isinstance(start, str) or not _HHMM.match(start):
+            raise ValueError(f"{where}.from: a time HH:MM")
+        if not isinstance(end, str) or not (_HHMM.match(end) or end == "24:00"):
+            raise ValueError(f"{where}.to: a time HH:MM (24:00 or 00:00 for the end of the day)")
+        if end == start and start != "00:00":
+            raise ValueError(f"{where}: 'from' and 'to' are both {start} (00:00-00:00 means the whole day)")
+        out["rules"].append({"days": sorted(days), "from": start, "to": end,
+                             "destination": _nested(rule["destination"], f"{where}.destination", refs)})
+    holidays = payload.get("holidays", [])
+    if not isinstance(holidays, list) or len(holidays) > 366:
+        raise ValueError(f"{path}.holidays: a list of at most 366 dates")
+    for i, day in enumerate(holidays):
+        try:
+            date.fromisoformat(day if isinstance(day, str) and len(day) == 10 else "")
+        except ValueError:
+            raise ValueError(f"{path}.holidays[{i}]: a date YYYY-MM-DD") from None
+    if len(set(holidays)) != len(holidays):
+        raise ValueError(f"{path}.holidays: a date is listed twice")
+    out["holidays"] = list(holidays)
+    if "holiday_destination" in payload:
+        out["holiday_destination"] = _nested(payload["holiday_destination"], f"{path}.holiday_destination", refs)
+    out["default"] = _nested(payload["default"], f"{path}.default", refs)
+    return out
