@@ -136,7 +136,9 @@ async def build(settings: Settings) -> Runtime:
         # trunks, numbers, routes, tariffs, policies, offices (area codes) and tenants feed the routing
         # snapshot: read it again, once for a burst of changes
         name = type(event).__name__
-        if type(event).__module__ != "zvonok.pstn.events" and not name.startswith(("Office", "Tenant")):
+        entity = getattr(event, "entity", None)  # org's EntityChanged: offices (area codes), people (policies)
+        if (type(event).__module__ != "zvonok.pstn.events" and not name.startswith("Tenant")
+                and entity not in ("office", "department", "employee")):
             return
         if reload_pending:
             return

@@ -481,3 +481,27 @@ def test_office_pbx_dials_through_the_access_number_in_one_string(world: World) 
         main.kill()
     assert_all_ok(result, 1)
     assert "CALLED +74951112244 FROM +74957654321" in carrier_log(world, "carrier_main_dialed")
+
+
+def test_a_route_added_through_the_api_takes_effect_at_once(world: World) -> None:
+    """No route for +7999…: 503. The admin adds one through the REST API; the next call goes out on it
+    (the server reloads its routing snapshot on the change event, no restart)."""
+    before = count_cdrs(world, BORIS)
+    result = place_calls(world.pbx, BORIS, "89991234567", "call_uac_unavailable.xml", 1, rate=1)
+    assert_all_ok(result, 1)
+    cdr = last_cdr(world, BORIS, before)
+    assert (cdr["sip_status"], cdr["cause"]) == (503, "no_trunk"), cdr
+    base = f"{world.pbx.server.http_url}/api/v1/tenants/{world.pbx.seeded.tenant_id}"
+    route = harness.http_json(f"{base}/routes", world.pbx.seeded.token, method="POST",
+                              body={"prefix": "7999", "trunk_id": world.ids["trunks"]["Backup"]})
+    assert route["prefix"] == "7999"
+    time.sleep(1.0)  # the reload is debounced (0.2 s)
+    backup = carrier(world, "carrier_answer.xml", "127.0.0.4", world.carriers.backup, "carrier_backup_new_route")
+    try:
+        result = place_calls(world.pbx, BORIS, "89991234567", "call_uac.xml", 1, rate=1, hold_ms=500)
+        assert backup.wait_for("SuccessfulCall(C)", 1, timeout=15), backup.stats()
+        backup.stop()
+    finally:
+        backup.kill()
+    assert_all_ok(result, 1)
+    assert "CALLED +79991234567 FROM +74957654321" in carrier_log(world, "carrier_backup_new_route")

@@ -190,3 +190,24 @@ async def _verifies(api: PstnApi, employee_id: int, pin: str) -> bool:
     async with api.db.session() as session:
         hashed = (await session.execute(select(EmployeePin.pin_hash).where(EmployeePin.employee_id == employee_id))).scalar_one()
     return verify_pin(pin, hashed)
+
+
+async def test_deleting_an_employee_drops_their_policy_and_pin(db: Database) -> None:
+    """A later employee that reuses the id must not inherit a deleted one's class of service or PIN."""
+    from zvonok.org import schemas as org_schemas
+    from zvonok.org import service as org_service
+    from zvonok.pstn import service  # noqa: F401 - registers the org hooks
+    from zvonok.pstn.models import OutboundPolicy
+
+    async with db.session() as session:
+        tenant = await org_service.platform_create_tenant(
+            session, org_schemas.TenantCreate(name="Hooks", sip_domain="hooks.test"))
+        emp = await org_service.create_employee(session, tenant.id, org_schemas.EmployeeCreate(full_name="Gone"))
+        session.add(OutboundPolicy(tenant_id=tenant.id, level="employee", ref_id=emp.id, service_class="international",
+                                   deny_prefixes=[], allow_prefixes=[]))
+        session.add(EmployeePin(tenant_id=tenant.id, employee_id=emp.id, pin_hash="x", skip_for_caller_id=False))
+        await session.commit()
+        await org_service.delete_employee(session, tenant.id, emp.id)
+        await session.commit()
+        assert (await session.execute(select(OutboundPolicy).where(OutboundPolicy.tenant_id == tenant.id))).first() is None
+        assert (await session.execute(select(EmployeePin).where(EmployeePin.tenant_id == tenant.id))).first() is None

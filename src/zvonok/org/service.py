@@ -235,6 +235,7 @@ async def delete_office(session: AsyncSession, tenant_id: int, office_id: int) -
     }
     if any(refs.values()):
         raise InUse(f"office {office_id} is in use by {describe_counts(refs)}")
+    await _run_delete_hooks(session, tenant_id, "office", office_id)
     await session.delete(office)
     await session.flush()
     emit(session, events.EntityChanged(tenant_id=tenant_id, entity="office", entity_id=office_id, action="deleted"))
@@ -315,6 +316,7 @@ async def delete_department(session: AsyncSession, tenant_id: int, department_id
     }
     if any(refs.values()):
         raise InUse(f"department {department_id} is in use by {describe_counts(refs)}")
+    await _run_delete_hooks(session, tenant_id, "department", department_id)
     await session.delete(dept)
     await session.flush()
     emit(session, events.EntityChanged(tenant_id=tenant_id, entity="department", entity_id=department_id, action="deleted"))
@@ -392,6 +394,7 @@ async def delete_employee(session: AsyncSession, tenant_id: int, employee_id: in
     refs = {"extension": await count_in_tenant(session, Extension, tenant_id, Extension.employee_id == employee_id)}
     if any(refs.values()):
         raise InUse(f"employee {employee_id} is in use by {describe_counts(refs)}")
+    await _run_delete_hooks(session, tenant_id, "employee", employee_id)
     await session.delete(emp)
     await session.flush()
     emit(session, events.EntityChanged(tenant_id=tenant_id, entity="employee", entity_id=employee_id, action="deleted"))
@@ -403,6 +406,17 @@ async def _check_employee_email(session: AsyncSession, tenant_id: int, email: st
 
 
 # --- extensions ------------------------------------------------------------------------------------
+# Other domains register here what goes with a deleted office, department or employee (its outbound
+# policy, its PIN...): hook(session, tenant_id, entity, entity_id), run before the row is deleted.
+EntityDeleted = Callable[[AsyncSession, int, str, int], Awaitable[None]]
+entity_deleted_hooks: list[EntityDeleted] = []
+
+
+async def _run_delete_hooks(session: AsyncSession, tenant_id: int, entity: str, entity_id: int) -> None:
+    for hook in entity_deleted_hooks:
+        await hook(session, tenant_id, entity, entity_id)
+
+
 # Other domains register here what makes an extension undeletable (a DID, a ring group, a queue...).
 # A hook returns human-readable descriptions of the references it finds, e.g. ["DID +74951234567"].
 ExtensionReference = Callable[[AsyncSession, int, int], Awaitable[list[str]]]

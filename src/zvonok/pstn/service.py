@@ -33,6 +33,7 @@ from zvonok.pstn.destinations import clean_destination, extension_refs
 from zvonok.pstn.loader import build_tariff
 from zvonok.pstn.models import (
     BillingAccount,
+    EmployeePin,
     OutboundPolicy,
     OutboundRoute,
     PhoneNumber,
@@ -298,10 +299,24 @@ async def did_references(session: AsyncSession, tenant_id: int, extension_id: in
     return [f"DID {n.number}" for n in numbers if ext.number in extension_refs(n.destination_kind, n.destination)]
 
 
+async def drop_with_entity(session: AsyncSession, tenant_id: int, entity: str, entity_id: int) -> None:
+    """An office, department or employee is being deleted: its outbound policy (and an employee's PIN)
+    go with it, so a later object that reuses the id never inherits them."""
+    await session.execute(delete(OutboundPolicy).where(
+        OutboundPolicy.tenant_id == tenant_id, OutboundPolicy.level == entity, OutboundPolicy.ref_id == entity_id))
+    if entity == "employee":
+        await session.execute(delete(EmployeePin).where(EmployeePin.tenant_id == tenant_id,
+                                                        EmployeePin.employee_id == entity_id))
+    emit(session, events.PstnChanged(tenant_id=tenant_id, what="policy"))
+
+
 def register_hooks() -> None:
-    """Tell the org domain what makes an extension undeletable (idempotent; done at import)."""
+    """Tell the org domain what makes an extension undeletable and what goes with a deleted office,
+    department or employee (idempotent; done at import)."""
     if did_references not in org_service.extension_references:
         org_service.extension_references.append(did_references)
+    if drop_with_entity not in org_service.entity_deleted_hooks:
+        org_service.entity_deleted_hooks.append(drop_with_entity)
 
 
 register_hooks()
