@@ -17,7 +17,7 @@ from zvonok.bus import LocalBus
 from zvonok.cdr import service as cdr_service
 from zvonok.cdr.consumer import CdrWriter
 from zvonok.cdr.events import CdrWritten
-from zvonok.cdr.models import Cdr, OpenCall
+from zvonok.cdr.models import Cdr, CdrLeg, OpenCall
 from zvonok.org import schemas
 from zvonok.org import service as org
 from zvonok.storage.db import Database
@@ -375,15 +375,21 @@ async def test_a_transient_database_failure_is_retried(db: Database, monkeypatch
     from sqlalchemy.exc import OperationalError
 
     w = await make_world(db)
-    real = cdr_service.write_cdr
-    failures = [OperationalError("INSERT", {}, Exception("database is locked"))]
+    # the batch fails (its items are then written one by one), and so does the first single write
+    failures = {name: [OperationalError("INSERT", {}, Exception("database is locked"))]
+                for name in ("apply_batch", "write_cdr")}
 
-    async def flaky(*args: Any, **kwargs: Any) -> Any:
-        if failures:
-            raise failures.pop()
-        return await real(*args, **kwargs)
+    def flaky(name: str) -> Any:
+        real = getattr(cdr_service, name)
 
-    monkeypatch.setattr(cdr_service, "write_cdr", flaky)
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            if failures[name]:
+                raise failures[name].pop()
+            return await real(*args, **kwargs)
+        return call
+
+    for name in failures:
+        monkeypatch.setattr(cdr_service, name, flaky(name))
     call = CallScript(w.tenant_id, w.alice, "102", Direction.INTERNAL).callee_leg(w.bob)
     call.end(1, Disposition.CANCELLED, HangupSide.CALLER, "originator_cancel")
     bus = LocalBus()
@@ -392,5 +398,30 @@ async def test_a_transient_database_failure_is_retried(db: Database, monkeypatch
     for e in call.events:
         bus.publish(e)
     await bus.close()
-    assert failures == [] and writer.written == 1
+    assert failures == {"apply_batch": [], "write_cdr": []} and writer.written == 1
     assert (await cdr_row(db, call.call_id))["disposition"] == "cancelled"
+
+
+async def test_many_calls_in_overlapping_batches(db: Database) -> None:
+    """300 calls whose events interleave across many batches (opens, snapshots, CDRs of other calls in
+    one transaction): every call gets exactly one CDR with its legs, and no open row is left behind."""
+    w = await make_world(db)
+    scripts = [
+        CallScript(w.tenant_id, w.alice, "102", Direction.INTERNAL, t0=T0 + i * 0.01)
+        .callee_leg(w.bob).answer(after=1.0).end(2.0, Disposition.ANSWERED, HangupSide.CALLER, "normal_clearing", 200)
+        for i in range(300)
+    ]
+    bus = LocalBus()
+    writer = CdrWriter(db, bus, batch_size=40)
+    writer.start()
+    for e in sorted((e for s in scripts for e in s.events), key=lambda e: e.at):
+        bus.publish(e)
+    await bus.close()
+    assert writer.written == 300
+    async with db.session() as s:
+        assert await s.scalar(select(func.count()).select_from(Cdr)) == 300
+        assert await s.scalar(select(func.count()).select_from(OpenCall)) == 0
+        legs = await s.scalar(select(func.count(CdrLeg.id)))
+    assert legs == 600
+    row = await cdr_row(db, scripts[150].call_id)
+    assert (row["billsec"], row["disposition"], row["caller_employee_id"]) == (2, "answered", w.alice.employee_id)

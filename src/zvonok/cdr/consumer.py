@@ -142,10 +142,10 @@ class CdrWriter:
         self._opening.difference_update(item[2].call_id for item in batch if item[0] == "open")
         try:
             async with self.db.session() as session:
-                results = [await self._apply(session, item) for item in batch]
+                results = await service.apply_batch(session, [(kind, data) for kind, data, _ in batch])
                 await session.commit()
         except (SQLAlchemyError, OSError):
-            log.warning("CDR batch of %d failed; writing its items one by one", len(batch))
+            log.warning("CDR batch of %d failed; writing its items one by one", len(batch), exc_info=True)
             results = [await self._with_retry(item[0], item[2], self._apply_alone, item) for item in batch]
         for item, result in zip(batch, results, strict=True):
             if item[0] == "open" and result is False:

@@ -43,6 +43,12 @@ from zvonok.telephony.events import (
 )
 
 
+def _party_json(p: Party) -> dict[str, Any]:
+    return {"number": p.number, "display_name": p.display_name, "extension_id": p.extension_id,
+            "employee_id": p.employee_id, "office_id": p.office_id, "department_id": p.department_id,
+            "external": p.external}
+
+
 def to_datetime(at: float) -> datetime:
     return datetime.fromtimestamp(at, UTC)
 
@@ -226,10 +232,18 @@ class CallRecord:
 
     # --- snapshot for calls_open ----------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["direction"] = self.direction.value
-        data["legs"] = [{**dataclasses.asdict(leg), "role": leg.role.value} for leg in self.legs.values()]
-        return data
+        # field by field, not dataclasses.asdict: its recursive deep copy cost ~0.3 ms per snapshot
+        return {
+            "tenant_id": self.tenant_id, "call_id": self.call_id, "direction": self.direction.value,
+            "caller": _party_json(self.caller), "dialed_number": self.dialed_number,
+            "started_at": self.started_at, "last_at": self.last_at, "answered_at": self.answered_at,
+            "answered_leg_id": self.answered_leg_id, "recording_path": self.recording_path,
+            "transfers": self.transfers, "route": dict(self.route) if self.route else None,
+            "legs": [{"leg_id": leg.leg_id, "role": leg.role.value, "party": _party_json(leg.party),
+                      "contact": leg.contact, "user_agent": leg.user_agent, "created_at": leg.created_at,
+                      "answered_at": leg.answered_at, "ended_at": leg.ended_at, "cause": leg.cause}
+                     for leg in self.legs.values()],
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CallRecord:
