@@ -505,3 +505,64 @@ def test_a_route_added_through_the_api_takes_effect_at_once(world: World) -> Non
         backup.kill()
     assert_all_ok(result, 1)
     assert "CALLED +79991234567 FROM +74957654321" in carrier_log(world, "carrier_backup_new_route")
+
+
+def did_id(world: World, number: str) -> int:
+    url = f"{world.pbx.server.http_url}/api/v1/tenants/{world.pbx.seeded.tenant_id}/numbers?limit=100"
+    return next(n["id"] for n in harness.http_json(url, world.pbx.seeded.token)["items"] if n["number"] == number)
+
+
+def route_did(world: World, number: str, kind: str, destination: dict[str, Any]) -> None:
+    """Point a number somewhere else through the API, and give the server a moment to reload."""
+    url = f"{world.pbx.server.http_url}/api/v1/tenants/{world.pbx.seeded.tenant_id}/numbers/{did_id(world, number)}"
+    out = harness.http_json(url, world.pbx.seeded.token, method="PATCH",
+                            body={"destination_kind": kind, "destination": destination})
+    assert out["destination_kind"] == kind, out
+    time.sleep(1.0)
+
+
+def test_a_number_rings_several_extensions_at_once(world: World) -> None:
+    """The DID rings the desk and Anna together: the desk answers, Anna's phone gets CANCEL."""
+    route_did(world, DID, "ring", {"numbers": [DESK, ANNA]})
+    try:
+        desk = start_callee(world.pbx, DESK, "call_uas.xml", codec="PCMA")
+        anna = start_callee(world.pbx, ANNA, "call_uas_ring.xml")
+        try:
+            result = harness.run_sipp("carrier_call_in.xml", world.pbx.target, workdir=world.pbx.workdir,
+                                      rows=[["74957654321", "79161230001"]], rate=1, timeout=30,
+                                      extra=["-i", "127.0.0.2", "-mi", "127.0.0.2", "-d", "500"], name="ring_group")
+            assert desk.wait_for("SuccessfulCall(C)", 1, timeout=15), desk.stats()
+            assert anna.wait_for("SuccessfulCall(C)", 1, timeout=15), anna.stats()  # INVITE, CANCEL, 487, ACK
+        finally:
+            desk.kill()
+            anna.kill()
+        assert_all_ok(result, 1)
+    finally:
+        route_did(world, DID, "extension", {"number": DESK})
+
+
+def test_a_holiday_forwards_the_number_outside(world: World) -> None:
+    """A time schedule: on a holiday (today, in Moscow) the number forwards to an outside number through the
+    carrier, presenting the original caller's number."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    today = datetime.now(ZoneInfo("Europe/Moscow")).date().isoformat()
+    route_did(world, DID, "schedule", {
+        "rules": [{"days": [0, 1, 2, 3, 4, 5, 6], "from": "00:00", "to": "00:00",
+                   "destination": {"kind": "extension", "number": DESK}}],
+        "holidays": [today], "holiday_destination": {"kind": "external", "number": "+74951112255"},
+        "default": {"kind": "extension", "number": DESK}})
+    main = carrier(world, "carrier_auth_answer.xml", "127.0.0.2", world.carriers.main, "carrier_main_forward",
+                   rows=[[CARRIER_USER, CARRIER_PASSWORD]])
+    try:
+        result = harness.run_sipp("carrier_call_in.xml", world.pbx.target, workdir=world.pbx.workdir,
+                                  rows=[["74957654321", "79161230002"]], rate=1, timeout=30,
+                                  extra=["-i", "127.0.0.2", "-mi", "127.0.0.2", "-d", "500"], name="holiday")
+        assert main.wait_for("SuccessfulCall(C)", 1, timeout=15), main.stats()
+        main.stop()
+    finally:
+        main.kill()
+        route_did(world, DID, "extension", {"number": DESK})
+    assert_all_ok(result, 1)
+    assert "CALLED +74951112255 FROM +79161230002" in carrier_log(world, "carrier_main_forward")
