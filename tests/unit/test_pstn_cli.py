@@ -59,3 +59,28 @@ def test_import_and_export(settings: Settings, tmp_path: Path, capsys: pytest.Ca
     out = tmp_path / "out.csv"
     assert _run(settings, "rates", "export", "--tariff", str(tariff), str(out)) == 0
     assert out.read_text().count("\n") == 3  # the old deck is intact
+
+
+def test_import_reports_progress_of_checking_then_writing(settings: Settings) -> None:
+    """The progress the CLI's bar shows: every row checked, then every row written, in that order."""
+    tariff = asyncio.run(_tariff(settings))
+    deck = "prefix,destination,rate\n" + "".join(f"{7000000 + n},Dest {n},1.{n % 100:02d}\n" for n in range(12_000))
+    seen: list[tuple[str, int, int]] = []
+
+    async def go() -> bool:
+        db = Database(settings.resolved_database_url())
+        try:
+            async with db.session() as session:
+                result = await service.replace_rates(session, tariff, deck,
+                                                     on_progress=lambda *args: seen.append(args))
+                await session.commit()
+                return result.ok
+        finally:
+            await db.dispose()
+
+    assert asyncio.run(go())
+    stages = [stage for stage, _, _ in seen]
+    assert stages.index("writing") > max(i for i, s in enumerate(stages) if s == "checking")
+    assert seen[-1] == ("writing", 12_000, 12_000)
+    assert [d for s, d, _ in seen if s == "writing"] == [5000, 10_000, 12_000]
+    assert max(d for s, d, _ in seen if s == "checking") == 12_000

@@ -15,6 +15,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+
 from zvonok.billing.rates_csv import RateImport
 from zvonok.config import Settings
 from zvonok.storage.db import Database
@@ -57,14 +60,25 @@ def cmd_rates_import(args: argparse.Namespace, settings: Settings) -> int:
 
     data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
 
-    async def go(db: Database) -> RateImport:
-        async with db.session() as session:
-            result = await service.replace_rates(session, args.tariff, data)
-            if result.ok:
-                await session.commit()
-            return result
+    # a progress bar on a terminal (checking every row, then writing them); nothing when piped
+    console = Console(stderr=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, disable=not console.is_terminal, transient=True) as progress:
+        tasks: dict[str, TaskID] = {}
 
-    result = _with_db(settings, go)
+        def on_progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(f"{stage} rates", total=total)
+            progress.update(tasks[stage], completed=done)
+
+        async def go(db: Database) -> RateImport:
+            async with db.session() as session:
+                result = await service.replace_rates(session, args.tariff, data, on_progress=on_progress)
+                if result.ok:
+                    await session.commit()
+                return result
+
+        result = _with_db(settings, go)
     if not result.ok:
         name = "stdin" if args.file == "-" else Path(args.file).name
         for error in result.errors:

@@ -14,6 +14,7 @@ For the call engine: :func:`load_tariff` / :func:`tenant_tariff` build pure bill
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, TypeVar, cast
 
@@ -443,18 +444,28 @@ async def list_rates(
     return list(rows), total
 
 
-async def replace_rates(session: AsyncSession, tariff_id: int, data: bytes | str) -> RateImport:
+Progress = Callable[[str, int, int], None]  # (stage "checking" | "writing", done, total)
+
+
+async def replace_rates(session: AsyncSession, tariff_id: int, data: bytes | str, *,
+                        on_progress: Progress | None = None) -> RateImport:
     """Replace every rate of the tariff with the deck in ``data``, all or nothing: when the result has
-    errors nothing was touched. The caller commits (one transaction: delete and insert together)."""
+    errors nothing was touched. The caller commits (one transaction: delete and insert together).
+    ``on_progress`` follows the checking of the rows and then their writing (a CLI progress bar)."""
     tariff = await platform_get_tariff(session, tariff_id)
-    parsed = parse_rates_csv(data)
+    parsed = parse_rates_csv(data, on_progress=(lambda done, total: on_progress("checking", done, total))
+                             if on_progress else None)
     if not parsed.ok:
         return parsed
     await session.execute(delete(TariffRate).where(TariffRate.tariff_id == tariff_id))
     rows = [{"tariff_id": tariff_id, "prefix": r.prefix, "destination": r.destination, "price": r.price_per_minute,
              "connection_fee": r.connection_fee, "increment": str(r.increment), "minimum": r.minimum,
              "period_prices": {name: _scale4(price) for name, price in r.period_prices}} for r in parsed.rates]
-    await session.execute(insert(TariffRate), rows)
+    chunk = 5000
+    for start in range(0, len(rows), chunk):
+        await session.execute(insert(TariffRate), rows[start:start + chunk])
+        if on_progress:
+            on_progress("writing", min(start + chunk, len(rows)), len(rows))
     tariff.updated_at = utcnow()
     await session.flush()
     notify(session, tariff.tenant_id, events.RATES)
