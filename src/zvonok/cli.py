@@ -122,7 +122,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings(**overrides)
 
 
-def _with_db(settings: Settings, fn: Callable[[Any], Awaitable[T]]) -> T:
+def with_db(settings: Settings, fn: Callable[[Any], Awaitable[T]]) -> T:
     """Open the database, bring the schema up to date, run ``fn(db)``, close."""
     from zvonok.storage.db import Database
 
@@ -165,7 +165,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from zvonok.org.demo import seed_demo
 
-    info = _with_db(settings, lambda db: seed_demo(db, settings))
+    info = with_db(settings, lambda db: seed_demo(db, settings))
     if args.json:
         _json(info.to_dict())
     else:
@@ -196,7 +196,7 @@ def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     async def noop(db: Any) -> None:
         return None
 
-    _with_db(settings, noop)
+    with_db(settings, noop)
     _out("database is up to date")
     return 0
 
@@ -220,7 +220,7 @@ def cmd_tenant_create(args: argparse.Namespace, settings: Settings) -> int:
             await session.commit()
             return _tenant_row(tenant)
 
-    row = _with_db(settings, go)
+    row = with_db(settings, go)
     if args.json:
         _json(row)
     else:
@@ -236,7 +236,7 @@ def cmd_tenant_list(args: argparse.Namespace, settings: Settings) -> int:
             rows, _ = await service.platform_list_tenants(session, limit=100_000)
             return [_tenant_row(t) for t in rows]
 
-    rows = _with_db(settings, go)
+    rows = with_db(settings, go)
     if args.json:
         _json(rows)
         return 0
@@ -260,7 +260,7 @@ def cmd_extension_add(args: argparse.Namespace, settings: Settings) -> int:
             await session.commit()
             return schemas.ExtensionOut.model_validate(ext).model_dump(mode="json"), generated
 
-    row, generated = _with_db(settings, go)
+    row, generated = with_db(settings, go)
     if args.json:
         _json({**row, "sip_password": generated})
     else:
@@ -279,7 +279,7 @@ def cmd_extension_list(args: argparse.Namespace, settings: Settings) -> int:
             rows, _ = await service.list_extensions(session, tenant_id, limit=100_000)
             return [schemas.ExtensionOut.model_validate(e).model_dump(mode="json") for e in rows]
 
-    rows = _with_db(settings, go)
+    rows = with_db(settings, go)
     if args.json:
         _json(rows)
         return 0
@@ -308,7 +308,7 @@ def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
             await session.commit()
             return created.secret
 
-    _out(_with_db(settings, go))
+    _out(with_db(settings, go))
     return 0
 
 
@@ -339,7 +339,7 @@ def cmd_admin_create(args: argparse.Namespace, settings: Settings) -> int:
             await session.commit()
             return account.id
 
-    account_id = _with_db(settings, go)
+    account_id = with_db(settings, go)
     _out(f"account {account_id} created: {args.email.strip().lower()}")
     return 0
 

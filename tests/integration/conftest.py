@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 
+from .baresip import Baresip
+
 _COMMON_PATH = Path(__file__).resolve().parents[2] / "bench" / "_common.py"
 _spec = importlib.util.spec_from_file_location("zvonok_bench_common", _COMMON_PATH)
 assert _spec is not None and _spec.loader is not None
@@ -333,3 +335,12 @@ def raw_client(pbx: Pbx) -> Iterator[RawSipClient]:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture
+def phones() -> Iterator[list[Baresip]]:
+    """baresip phones a test starts (``test_calls_softphone.phone``), stopped at its end."""
+    started: list[Baresip] = []
+    yield started
+    for phone in started:
+        phone.stop()

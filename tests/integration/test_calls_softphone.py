@@ -7,6 +7,7 @@ through our B2BUA and media relay both ways.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import sys
@@ -27,14 +28,15 @@ harness: Any = sys.modules["zvonok_bench_common"]  # loaded by conftest.py (benc
 NUMBERS = ["701", "702", "703", "704", "705"]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any]]:
-    data_dir = tmp_path_factory.mktemp("calls") / "data"
-    domain = f"calls-{secrets.token_hex(3)}.test"
+@contextlib.contextmanager
+def calls_server(tmp_path_factory: pytest.TempPathFactory, name: str, numbers: list[str],
+                 env: dict[str, str]) -> Iterator[tuple[Any, Any]]:
+    """A seeded tenant with ``numbers`` and a running server (on PostgreSQL when the suite says so)."""
+    data_dir = tmp_path_factory.mktemp(name) / "data"
+    domain = f"{name}-{secrets.token_hex(3)}.test"
     database_url = harness.os.environ.get("ZVONOK_TEST_DATABASE_URL") or None
-    seeded = harness.seed(data_dir, domain=domain, numbers=NUMBERS, database_url=database_url)
-    srv = harness.ZvonokServer(data_dir=data_dir, database_url=database_url,
-                               env={"ZVONOK_CALL_NO_ANSWER_TIMEOUT": "30", "ZVONOK_RECORD_CALLS": "true"})
+    seeded = harness.seed(data_dir, domain=domain, numbers=numbers, database_url=database_url)
+    srv = harness.ZvonokServer(data_dir=data_dir, database_url=database_url, env=env)
     srv.start()
     try:
         yield srv, seeded
@@ -42,12 +44,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any]
         assert srv.stop() == 0, srv.log_tail()
 
 
-@pytest.fixture
-def phones() -> Iterator[list[Baresip]]:
-    started: list[Baresip] = []
-    yield started
-    for phone in started:
-        phone.stop()
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any]]:
+    with calls_server(tmp_path_factory, "calls", NUMBERS,
+                      {"ZVONOK_CALL_NO_ANSWER_TIMEOUT": "30", "ZVONOK_RECORD_CALLS": "true"}) as running:
+        yield running
 
 
 def phone(phones: list[Baresip], tmp_path: Path, server: tuple[Any, Any], number: str, *, frequency: int = 440,

@@ -9,7 +9,6 @@ on/off envelope.
 
 from __future__ import annotations
 
-import secrets
 import time
 import wave
 from collections.abc import Iterator
@@ -20,32 +19,16 @@ import numpy as np
 import pytest
 
 from .baresip import Baresip
-from .test_calls_softphone import cdrs, harness, phone
+from .test_calls_softphone import calls_server, cdrs, phone
 
 NUMBERS = ["711", "712", "713", "714"]
 
 
 @pytest.fixture(scope="module")
 def tone_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any]]:
-    data_dir = tmp_path_factory.mktemp("tones") / "data"
-    database_url = harness.os.environ.get("ZVONOK_TEST_DATABASE_URL") or None
-    seeded = harness.seed(data_dir, domain=f"tones-{secrets.token_hex(3)}.test", numbers=NUMBERS,
-                          database_url=database_url)
-    srv = harness.ZvonokServer(data_dir=data_dir, database_url=database_url,
-                               env={"ZVONOK_RINGBACK": "inband", "ZVONOK_BUSY_TONE_SECONDS": "3"})
-    srv.start()
-    try:
-        yield srv, seeded
-    finally:
-        assert srv.stop() == 0, srv.log_tail()
-
-
-@pytest.fixture
-def phones() -> Iterator[list[Baresip]]:
-    started: list[Baresip] = []
-    yield started
-    for p in started:
-        p.stop()
+    with calls_server(tmp_path_factory, "tones", NUMBERS,
+                      {"ZVONOK_RINGBACK": "inband", "ZVONOK_BUSY_TONE_SECONDS": "3"}) as running:
+        yield running
 
 
 def samples_of(path: Path) -> tuple[np.ndarray, int]:

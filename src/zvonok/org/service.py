@@ -114,7 +114,9 @@ async def _flush(session: AsyncSession, conflict: str) -> None:
         raise Conflict(conflict) from None
 
 
-def _apply(obj: Any, changes: dict[str, Any], non_null: set[str]) -> list[str]:
+def apply_changes(obj: Any, changes: dict[str, Any], non_null: set[str]) -> list[str]:
+    """Set the changed attributes of a row (a PATCH body); the names that changed. ``non_null`` fields
+    may not be set to null (ValidationError)."""
     changed = []
     for name, value in changes.items():
         if value is None and name in non_null:
@@ -178,7 +180,7 @@ async def update_tenant(session: AsyncSession, tenant_id: int, data: schemas.Ten
                 "as digests bound to the domain (realm); delete the extensions first",
                 field="sip_domain",
             )
-    changed = _apply(tenant, changes, non_null=set(changes))
+    changed = apply_changes(tenant, changes, non_null=set(changes))
     await _flush(session, f"sip_domain {new_domain} is already in use")
     if changed:
         emit(session, events.TenantChanged(tenant_id=tenant_id, fields=tuple(changed)))
@@ -220,7 +222,7 @@ async def update_office(
     changes = data.model_dump(exclude_unset=True)
     if changes.get("name") not in (None, office.name):
         await _check_office_name(session, tenant_id, changes["name"])
-    if _apply(office, changes, non_null={"name"}):
+    if apply_changes(office, changes, non_null={"name"}):
         await _flush(session, f"office name {office.name!r} already exists")
         emit(session, events.EntityChanged(tenant_id=tenant_id, entity="office", entity_id=office_id, action="updated"))
     return office
@@ -291,7 +293,7 @@ async def update_department(
         await check_ref(session, Office, tenant_id, changes["office_id"], "office_id", "office")
     if changes.get("parent_id") is not None:
         await _check_no_cycle(session, tenant_id, department_id, changes["parent_id"])
-    if _apply(dept, changes, non_null={"name"}):
+    if apply_changes(dept, changes, non_null={"name"}):
         await session.flush()
         emit(session, events.EntityChanged(tenant_id=tenant_id, entity="department", entity_id=department_id, action="updated"))
     return dept
@@ -379,7 +381,7 @@ async def update_employee(
         await check_ref(session, Department, tenant_id, changes["department_id"], "department_id", "department")
     if changes.get("email") not in (None, emp.email):
         await _check_employee_email(session, tenant_id, changes["email"])
-    changed = _apply(emp, changes, non_null={"full_name", "active"})
+    changed = apply_changes(emp, changes, non_null={"full_name", "active"})
     await _flush(session, f"employee email {emp.email} already exists")
     if password is not None or role is not None or "email" in changed:
         await accounts.update_employee_login(session, tenant_id, emp, password, role)
@@ -496,7 +498,7 @@ async def update_extension(
         await check_ref(session, Employee, tenant_id, changes["employee_id"], "employee_id", "employee")
     if "office_id" in changes:
         await check_ref(session, Office, tenant_id, changes["office_id"], "office_id", "office")
-    changed = _apply(ext, changes, non_null={"display_name", "max_devices", "enabled"})
+    changed = apply_changes(ext, changes, non_null={"display_name", "max_devices", "enabled"})
     if password is not None:
         tenant = await get_tenant(session, tenant_id)
         ext.ha1_md5, ext.ha1_sha256 = sip_ha1s(ext.number, tenant.sip_domain, password)

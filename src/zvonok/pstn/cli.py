@@ -9,9 +9,7 @@ number, nothing changes and the exit code is 1.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -43,19 +41,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     sp.set_defaults(func=cmd_rates_export)
 
 
-def _with_db(settings: Settings, fn: Callable[[Database], Awaitable[T]]) -> T:
-    async def go() -> T:
-        db = Database(settings.resolved_database_url())
-        try:
-            await db.upgrade()
-            return await fn(db)
-        finally:
-            await db.dispose()
-
-    return asyncio.run(go())
-
-
 def cmd_rates_import(args: argparse.Namespace, settings: Settings) -> int:
+    from zvonok.cli import with_db
     from zvonok.pstn import service
 
     data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
@@ -78,7 +65,7 @@ def cmd_rates_import(args: argparse.Namespace, settings: Settings) -> int:
                     await session.commit()
                 return result
 
-        result = _with_db(settings, go)
+        result = with_db(settings, go)
     if not result.ok:
         name = "stdin" if args.file == "-" else Path(args.file).name
         for error in result.errors:
@@ -90,13 +77,14 @@ def cmd_rates_import(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_rates_export(args: argparse.Namespace, settings: Settings) -> int:
+    from zvonok.cli import with_db
     from zvonok.pstn import reports, service
 
     async def go(db: Database) -> str:
         async with db.session() as session:
             return reports.rates_csv(await service.all_rates(session, args.tariff))
 
-    text = _with_db(settings, go)
+    text = with_db(settings, go)
     if args.file == "-":
         sys.stdout.write(text)
     else:

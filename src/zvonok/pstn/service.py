@@ -71,17 +71,6 @@ async def _page(
     return list(rows), total
 
 
-def _apply(obj: Any, changes: dict[str, Any], non_null: set[str]) -> list[str]:
-    changed = []
-    for name, value in changes.items():
-        if value is None and name in non_null:
-            raise ValidationError(f"{name}: may not be null", field=name)
-        if getattr(obj, name) != value:
-            setattr(obj, name, value)
-            changed.append(name)
-    return changed
-
-
 async def flush_or_conflict(session: AsyncSession, conflict: str) -> None:
     try:
         await session.flush()
@@ -132,7 +121,7 @@ async def create_trunk(session: AsyncSession, tenant_id: int | None, data: s.Tru
 
 async def update_trunk(session: AsyncSession, tenant_id: int | None, trunk_id: int, data: s.TrunkUpdate) -> Trunk:
     trunk = await get_trunk(session, tenant_id, trunk_id)
-    changed = _apply(trunk, data.model_dump(exclude_unset=True, by_alias=True), _TRUNK_NON_NULL)
+    changed = org_service.apply_changes(trunk, data.model_dump(exclude_unset=True, by_alias=True), _TRUNK_NON_NULL)
     with session.no_autoflush:  # the checks look at the trunk as changed; an unchecked id must not hit the FK first
         await _check_trunk(session, tenant_id, trunk, set(changed))
     if changed:
@@ -197,7 +186,7 @@ async def platform_get_number(session: AsyncSession, number_id: int) -> PhoneNum
 
 async def platform_update_number(session: AsyncSession, number_id: int, data: s.NumberPoolUpdate) -> PhoneNumber:
     number = await platform_get_number(session, number_id)
-    if _apply(number, data.model_dump(exclude_unset=True), {"monthly_fee", "enabled"}):
+    if org_service.apply_changes(number, data.model_dump(exclude_unset=True), {"monthly_fee", "enabled"}):
         await session.flush()
         notify(session, number.tenant_id, events.NUMBER)
     return number
@@ -274,7 +263,7 @@ async def update_number(session: AsyncSession, tenant_id: int, number_id: int, d
             raise ValidationError(str(exc), field="destination") from None
         await _check_extensions(session, tenant_id, clean.extensions)
         changes["destination_kind"], changes["destination"] = kind, clean.payload
-    if _apply(number, changes, {"destination_kind", "destination", "monthly_fee", "enabled"}):
+    if org_service.apply_changes(number, changes, {"destination_kind", "destination", "monthly_fee", "enabled"}):
         await session.flush()
         notify(session, tenant_id, events.NUMBER)
     return number
@@ -362,7 +351,7 @@ async def update_route(
     changes = data.model_dump(exclude_unset=True)
     if changes.get("trunk_id") is not None:
         await _check_route_trunk(session, tenant_id, changes["trunk_id"])
-    if _apply(route, changes, {"prefix", "trunk_id", "priority", "enabled"}):
+    if org_service.apply_changes(route, changes, {"prefix", "trunk_id", "priority", "enabled"}):
         await session.flush()
         notify(session, tenant_id, events.ROUTE)
     return route
@@ -414,7 +403,7 @@ async def platform_update_tariff(session: AsyncSession, tariff_id: int, data: s.
     changes = data.model_dump(exclude_unset=True, exclude={"periods"})
     if "periods" in data.model_fields_set:
         changes["periods"] = _periods(data.periods) if data.periods is not None else None
-    if _apply(tariff, changes, {"name", "currency", "time_zone", "periods", "default_period"}):
+    if org_service.apply_changes(tariff, changes, {"name", "currency", "time_zone", "periods", "default_period"}):
         await session.flush()
         notify(session, tariff.tenant_id, events.TARIFF)
     return tariff
