@@ -139,6 +139,12 @@ async def _seed_pstn_async(database_url: str, tenant_id: int, spec: dict[str, An
     try:
         await db.upgrade()
         async with db.session() as session:
+            if spec.get("suspended"):
+                from zvonok.org.models import Tenant
+
+                tenant = await session.get(Tenant, tenant_id)
+                assert tenant is not None
+                tenant.suspended = True
             for o in spec.get("offices", []):
                 office = Office(tenant_id=tenant_id, name=o["name"], area_code=o.get("area_code"),
                                 timezone=o.get("timezone"))

@@ -32,6 +32,7 @@ ANNA, BORIS, DESK, CLARA = "7201", "7202", "7203", "7204"  # Anna: local calls o
 DID = "+74957654321"
 ACCESS = "+74957654399"  # the access number: PIN + destination, then out as the PIN's owner
 BORIS_PIN = "4826"
+SUSPENDED_DID = "+74957650000"  # a number of a suspended company
 CARRIER_USER, CARRIER_PASSWORD = "zvonok-acme", "carrier-secret"
 
 
@@ -76,6 +77,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             {"name": "Broken", "host": "127.0.0.3", "port": carriers.broken},
             {"name": "Backup", "host": "127.0.0.4", "port": carriers.backup},
             {"name": "OfficePBX", "kind": "pbx", "host": "127.0.0.7", "port": 5060, "office": "Moscow"},
+            # the operator's carrier, shared by every company: it delivers the suspended company's number
+            {"name": "Operator", "host": "127.0.0.8", "port": 5060, "platform": True},
             {"name": "Registrar", "host": "127.0.0.5", "port": carriers.registrar, "register": True,
              "register_expires": 60, "username": CARRIER_USER, "password": CARRIER_PASSWORD},
         ],
@@ -92,6 +95,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                      {"level": "employee", "ref": "Clara", "service_class": "long_distance", "monthly_limit": "2.00"}],
     }
     ids = harness.seed_pstn(data_dir, seeded.tenant_id, spec, database_url=database_url)
+    # a second company, suspended (unpaid), with a number of its own
+    other = harness.seed(data_dir, domain=f"suspended-{secrets.token_hex(3)}.test", numbers=["7301"],
+                         database_url=database_url, with_token=False)
+    harness.seed_pstn(data_dir, other.tenant_id, {"suspended": True, "numbers": [
+        {"number": SUSPENDED_DID, "kind": "extension", "destination": {"number": "7301"}}]},
+        database_url=database_url)
     server = harness.ZvonokServer(data_dir=data_dir, database_url=database_url,
                                   env={"ZVONOK_CALL_NO_ANSWER_TIMEOUT": "20"})
     world = World(Pbx(server=server, seeded=seeded, workdir=tmp / "sipp"), carriers, ids)
@@ -214,7 +223,8 @@ def test_inbound_call_on_a_number_rings_its_extension(world: World) -> None:
 @pytest.mark.parametrize(("source", "number", "scenario"), [
     ("127.0.0.6", "74957654321", "carrier_call_in_403.xml"),  # not a trunk's address: never trusted
     ("127.0.0.2", "74959999999", "carrier_call_in_404.xml"),  # a trunk, but not our number
-], ids=["unknown-address", "unknown-number"])
+    ("127.0.0.8", "74957650000", "carrier_call_in_403.xml"),  # a suspended company's: announcement, 403
+], ids=["unknown-address", "unknown-number", "suspended-company"])
 def test_inbound_refusals(world: World, source: str, number: str, scenario: str) -> None:
     result = harness.run_sipp(scenario, world.pbx.target, workdir=world.pbx.workdir,
                               rows=[[number, "79161234567"]], rate=1, timeout=20,
