@@ -32,6 +32,7 @@ ANNA, BORIS, DESK, CLARA = "7201", "7202", "7203", "7204"  # Anna: local calls o
 DID = "+74957654321"
 ACCESS = "+74957654399"  # the access number: PIN + destination, then out as the PIN's owner
 BORIS_PIN = "4826"
+BORIS_MOBILE = "+79160000042"  # registered to Boris: the access number lets it skip the PIN
 SUSPENDED_DID = "+74957650000"  # a number of a suspended company
 CARRIER_USER, CARRIER_PASSWORD = "zvonok-acme", "carrier-secret"
 
@@ -42,6 +43,7 @@ class Carriers:
     broken: int  # 127.0.0.3: answers 503 (first for 7812)
     backup: int  # 127.0.0.4: answers (second for 7812)
     registrar: int  # 127.0.0.5: we register to it
+    tiny: int  # 127.0.0.9: one call at a time (max_calls 1), the only route to 7473
 
 
 @dataclass
@@ -60,11 +62,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     database_url = harness.os.environ.get("ZVONOK_TEST_DATABASE_URL") or None
     seeded = harness.seed(data_dir, domain=f"trunks-{secrets.token_hex(3)}.test", numbers=[ANNA, BORIS, DESK, CLARA],
                           database_url=database_url)
-    carriers = Carriers(*(harness.free_sip_port() for _ in range(4)))
+    carriers = Carriers(*(harness.free_sip_port() for _ in range(5)))
     spec = {
         "offices": [{"name": "Moscow", "area_code": "495", "timezone": "Europe/Moscow"}],
         "employees": [{"name": "Anna", "office": "Moscow", "extension": ANNA},
-                      {"name": "Boris", "office": "Moscow", "extension": BORIS},
+                      {"name": "Boris", "office": "Moscow", "extension": BORIS, "phone": BORIS_MOBILE},
                       {"name": "Clara", "office": "Moscow", "extension": CLARA}],
         "tariffs": [{"name": "Retail", "plan": True, "rates": [
             {"prefix": "7495", "destination": "Moscow", "price": "1.00", "increment": "60/60"},
@@ -79,16 +81,19 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             {"name": "OfficePBX", "kind": "pbx", "host": "127.0.0.7", "port": 5060, "office": "Moscow"},
             # the operator's carrier, shared by every company: it delivers the suspended company's number
             {"name": "Operator", "host": "127.0.0.8", "port": 5060, "platform": True},
+            {"name": "Tiny", "host": "127.0.0.9", "port": carriers.tiny, "max_calls": 1},
             {"name": "Registrar", "host": "127.0.0.5", "port": carriers.registrar, "register": True,
              "register_expires": 60, "username": CARRIER_USER, "password": CARRIER_PASSWORD},
         ],
         "routes": [{"prefix": "7495", "trunk": "Main"},
                    {"prefix": "7812", "trunk": "Broken", "priority": 10},
                    {"prefix": "7812", "trunk": "Backup", "priority": 20},
-                   {"prefix": "7843", "trunk": "Backup"}],
+                   {"prefix": "7843", "trunk": "Backup"},
+                   {"prefix": "7473", "trunk": "Tiny"}],
         "numbers": [{"number": DID, "office": "Moscow", "kind": "extension", "destination": {"number": DESK}},
-                    {"number": ACCESS, "office": "Moscow", "kind": "access", "destination": {}}],
-        "pins": [{"employee": "Boris", "pin": BORIS_PIN}],
+                    {"number": ACCESS, "office": "Moscow", "kind": "access",
+                     "destination": {"skip_pin_for_known_callers": True}}],
+        "pins": [{"employee": "Boris", "pin": BORIS_PIN, "skip": True}],
         "policies": [{"level": "tenant", "caller_id": DID},
                      {"level": "office", "ref": "Moscow", "service_class": "local"},
                      {"level": "employee", "ref": "Boris", "service_class": "long_distance"},
@@ -576,3 +581,40 @@ def test_a_holiday_forwards_the_number_outside(world: World) -> None:
         route_did(world, DID, "extension", {"number": DESK})
     assert_all_ok(result, 1)
     assert "CALLED +74951112255 FROM +79161230002" in carrier_log(world, "carrier_main_forward")
+
+
+def test_a_known_mobile_skips_the_pin(world: World) -> None:
+    """Boris's own mobile calls the access number: no PIN asked, he keys only the number."""
+    main = carrier(world, "carrier_answer.xml", "127.0.0.2", world.carriers.main, "carrier_main_skip")
+    scenario = access_scenario(world, "access_skip", "84951112266#", HANG_UP_AFTER.format(ms=8000), "hangs up 8 s later")
+    try:
+        result = harness.run_sipp(scenario, world.pbx.target, workdir=world.pbx.workdir,
+                                  rows=[["74957654399", BORIS_MOBILE.lstrip("+")]], rate=1, timeout=40,
+                                  extra=["-i", "127.0.0.2", "-mi", "127.0.0.2"], name="access_skip")
+        assert main.wait_for("SuccessfulCall(C)", 1, timeout=15), main.stats()
+        main.stop()
+    finally:
+        main.kill()
+    assert_all_ok(result, 1)
+    assert "CALLED +74951112266 FROM +74957654321" in carrier_log(world, "carrier_main_skip")
+
+
+def test_a_trunk_takes_no_more_calls_than_its_limit(world: World) -> None:
+    """Tiny takes one call at a time: while Boris's first call to Voronezh is up, the second finds no trunk
+    with room (503); the first goes on."""
+    tiny = carrier(world, "carrier_answer.xml", "127.0.0.9", world.carriers.tiny, "carrier_tiny")
+    first = calls.SippProcess("call_uac.xml", world.pbx.target, workdir=world.pbx.workdir, name="tiny_first",
+                              rows=[calls.caller_row(BORIS, harness.password_for(BORIS), world.pbx.domain, "84731234567")],
+                              calls=1, rate=1, timeout=30, auth_uri=f"sip:84731234567@{world.pbx.domain}",
+                              extra=["-d", "5000"]).start()
+    try:
+        assert calls.wait_until(lambda: "CALLED +74731234567" in carrier_log(world, "carrier_tiny"), timeout=10)
+        second = place_calls(world.pbx, BORIS, "84731234568", "call_uac_unavailable.xml", 1, rate=1)
+        assert_all_ok(second, 1)
+        assert first.wait_for("SuccessfulCall(C)", 1, timeout=20), first.stats()
+        assert_all_ok(first.stop(), 1)
+        tiny.stop()
+    finally:
+        first.kill()
+        tiny.kill()
+    assert "CALLED +74731234568" not in carrier_log(world, "carrier_tiny")
