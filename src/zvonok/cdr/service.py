@@ -239,15 +239,19 @@ async def apply_batch(session: AsyncSession, items: list[tuple[str, Any]]) -> li
         if leg_rows:
             await session.execute(insert(legs_table), leg_rows)
         for (index, values, _), cdr_id in zip(cdrs, cdr_ids, strict=True):
-            employees = {values["caller_employee_id"], values["callee_employee_id"]} - {None}
-            results[index] = CdrWritten(tenant_id=values["tenant_id"], call_id=values["call_id"], cdr_id=cdr_id,
-                                        employee_ids=tuple(sorted(employees)))
+            results[index] = _written(values["tenant_id"], values["call_id"], cdr_id,
+                                      values["caller_employee_id"], values["callee_employee_id"])
     return results
 
 
 def cdr_written(cdr: Cdr) -> CdrWritten:
-    ids = {cdr.caller_employee_id, cdr.callee_employee_id} - {None}
-    return CdrWritten(tenant_id=cdr.tenant_id, call_id=cdr.call_id, cdr_id=cdr.id, employee_ids=tuple(sorted(ids)))  # type: ignore[arg-type]
+    return _written(cdr.tenant_id, cdr.call_id, cdr.id, cdr.caller_employee_id, cdr.callee_employee_id)
+
+
+def _written(tenant_id: int, call_id: str, cdr_id: int, *employee_ids: int | None) -> CdrWritten:
+    """The announcement of a CDR on disk, naming the employees whose call it was."""
+    return CdrWritten(tenant_id=tenant_id, call_id=call_id, cdr_id=cdr_id,
+                      employee_ids=tuple(sorted({e for e in employee_ids if e is not None})))
 
 
 async def close_interrupted(db: Any, now: datetime, *, bus: Any = None) -> list[CdrWritten]:

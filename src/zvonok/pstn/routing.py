@@ -10,6 +10,7 @@ at that moment: least-cost routing), the caller's dial plan, permissions, caller
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -227,11 +228,7 @@ class PstnSnapshot:
 
     def plan_for(self, tenant_id: int, office_id: int | None) -> DialPlan:
         office = self.offices.get(office_id) if office_id is not None else None
-        area = office.area_code if office is not None and office.area_code else None
-        try:
-            return russian_plan(area)
-        except ValueError:  # an area code the Russian plan does not know: local numbers can't be dialed
-            return russian_plan(None)
+        return _plan(office.area_code if office is not None and office.area_code else None)
 
     def rules_for(self, caller: CallerProfile) -> OutboundRules:
         tenant_id = caller.tenant_id
@@ -262,6 +259,15 @@ class PstnSnapshot:
             return None
         rate = tenant.tariff.lookup(number.lstrip("+"))
         return (tenant.tariff, rate) if rate is not None else None
+
+
+@functools.lru_cache(maxsize=1024)
+def _plan(area_code: str | None) -> DialPlan:
+    """The (immutable) Russian plan of an area code, built once per code, not once per call."""
+    try:
+        return russian_plan(area_code)
+    except ValueError:  # an area code the Russian plan does not know: local numbers can't be dialed
+        return russian_plan(None)
 
 
 def budgets(limits: Iterable[PolicyInfo], spent: Mapping[tuple[str, int | None], Decimal]) -> list[Budget]:

@@ -68,10 +68,13 @@ def _token() -> str:
     return os.urandom(6).hex()
 
 
+_CARRIER_PLAN = russian_plan(None)  # numbers as carriers write them: +7…, 7…, 8… (no local forms)
+
+
 def _e164(user: str) -> str | None:
     """A number as a carrier sends it (+7…, 7…, 8…) in E.164, or None."""
     try:
-        dest = normalize(user, russian_plan(None))
+        dest = normalize(user, _CARRIER_PLAN)
     except InvalidNumber:
         return None
     return dest.e164
