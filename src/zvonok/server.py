@@ -143,11 +143,12 @@ async def build(settings: Settings) -> Runtime:
         if reload_pending:
             return
         loop = asyncio.get_running_loop()
+        # spawned by the engine: a failed reload is logged (the old snapshot stays in force)
         reload_pending.append(loop.call_later(0.2, lambda: (reload_pending.clear(),
-                                                              asyncio.ensure_future(trunks.reload()))))
+                                                              engine.spawn(trunks.reload()))))
 
     db.add_listener(on_outside_change)
-    sip.calls = CallEngine(sip=sip, media=media, auth=auth, location=location, directory=directory, bus=bus,
+    sip.calls = engine = CallEngine(sip=sip, media=media, auth=auth, location=location, directory=directory, bus=bus,
                            no_answer_timeout=settings.call_no_answer_timeout,
                            media_timeout=settings.media_timeout,
                            recordings_dir=(settings.data_dir / "recordings").resolve() if settings.record_calls else None,

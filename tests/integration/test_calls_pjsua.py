@@ -14,10 +14,14 @@ import time
 from typing import Any
 from urllib.parse import unquote
 
+import pytest
+
 from . import pjsua_fixtures, test_calls_softphone
 from .pjsua_fixtures import PhoneFactory
 from .pjsua_phone import PjsuaPhone
 from .test_calls_softphone import cdrs, dominant_frequency, harness
+
+pytestmark = pytest.mark.integration
 
 # fixtures used here by name: the baresip tests' server (extensions 701-705) and the phone factory
 server = test_calls_softphone.server

@@ -111,7 +111,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     world = World(Pbx(server=server, seeded=seeded, workdir=tmp / "sipp"), carriers, ids)
     # the carrier we register to listens before we start: our first REGISTER goes out at start-up
     registrar = carrier(world, "carrier_register.xml", "127.0.0.5", carriers.registrar, "carrier_registrar",
-                        rows=[[CARRIER_USER, CARRIER_PASSWORD]], timeout=600)
+                        rows=[[CARRIER_USER, CARRIER_PASSWORD, "60"]], timeout=600)
     server.start()
     try:
         yield world
@@ -228,7 +228,7 @@ def test_inbound_call_on_a_number_rings_its_extension(world: World) -> None:
 @pytest.mark.parametrize(("source", "number", "scenario"), [
     ("127.0.0.6", "74957654321", "carrier_call_in_403.xml"),  # not a trunk's address: never trusted
     ("127.0.0.2", "74959999999", "carrier_call_in_404.xml"),  # a trunk, but not our number
-    ("127.0.0.8", "74957650000", "carrier_call_in_403.xml"),  # a suspended company's: announcement, 403
+    ("127.0.0.8", "74957650000", "carrier_call_in_announced_403.xml"),  # suspended company: 183 + prompt, 403
 ], ids=["unknown-address", "unknown-number", "suspended-company"])
 def test_inbound_refusals(world: World, source: str, number: str, scenario: str) -> None:
     result = harness.run_sipp(scenario, world.pbx.target, workdir=world.pbx.workdir,
@@ -251,6 +251,9 @@ def test_registration_to_a_carrier(world: World) -> None:
         time.sleep(0.5)
     assert (status.get("registration") or {}).get("state") == "registered", status
     assert status["active_calls"] == 0
+    # the carrier granted 60 s: the registration runs to about then (refreshed at half of it)
+    until = status["registration"]["registered_until"]
+    assert until is not None and 0 < until - time.time() <= 61, status
 
 
 def test_internal_calls_stay_free(world: World) -> None:
@@ -259,7 +262,8 @@ def test_internal_calls_stay_free(world: World) -> None:
     anna = start_callee(world.pbx, ANNA, "call_uas_answer.xml")
     try:
         result = place_calls(world.pbx, DESK, ANNA, "call_uac.xml", 1, rate=1, hold_ms=500)
-        anna.wait_for("SuccessfulCall(C)", 1, timeout=10)
+        assert anna.wait_for("SuccessfulCall(C)", 1, timeout=10), anna.stats()
+        assert_all_ok(anna.stop(), 1)
     finally:
         anna.kill()
     assert_all_ok(result, 1)
@@ -436,7 +440,7 @@ def test_office_pbx_reaches_extensions_and_calls_out_as_the_office(world: World)
                                   rows=[[DESK, "201"]], rate=1, timeout=30,
                                   extra=["-i", "127.0.0.7", "-mi", "127.0.0.7", "-d", "500"], name="pbx_in")
         assert desk.wait_for("SuccessfulCall(C)", 1, timeout=15), desk.stats()
-        desk.stop()
+        assert_all_ok(desk.stop(), 1)
     finally:
         desk.kill()
     assert_all_ok(result, 1)
@@ -447,7 +451,7 @@ def test_office_pbx_reaches_extensions_and_calls_out_as_the_office(world: World)
                                   rows=[["7654301", "202"]], rate=1, timeout=30,
                                   extra=["-i", "127.0.0.7", "-mi", "127.0.0.7", "-d", "500"], name="pbx_out")
         assert main.wait_for("SuccessfulCall(C)", 1, timeout=15), main.stats()
-        main.stop()
+        assert_all_ok(main.stop(), 1)
     finally:
         main.kill()
     assert_all_ok(result, 1)
@@ -465,7 +469,7 @@ def test_spending_limit_cuts_the_call_then_refuses_the_next(world: World) -> Non
     try:
         result = place_calls(world.pbx, CLARA, "88431234567", "call_uac_callee_bye.xml", 1, rate=1, timeout=30)
         assert backup.wait_for("SuccessfulCall(C)", 1, timeout=15), backup.stats()
-        backup.stop()
+        assert_all_ok(backup.stop(), 1)
     finally:
         backup.kill()
     assert_all_ok(result, 1)  # our BYE reached the caller
@@ -491,11 +495,12 @@ def test_office_pbx_dials_through_the_access_number_in_one_string(world: World) 
                                   rows=[[f"74957654399*{BORIS}{BORIS_PIN}*84951112244", "203"]], rate=1, timeout=30,
                                   extra=["-i", "127.0.0.7", "-mi", "127.0.0.7", "-d", "3000"], name="pbx_dialed")
         assert main.wait_for("SuccessfulCall(C)", 1, timeout=20), main.stats()
-        main.stop()
+        assert_all_ok(main.stop(), 1)
     finally:
         main.kill()
     assert_all_ok(result, 1)
     assert "CALLED +74951112244 FROM +74957654321" in carrier_log(world, "carrier_main_dialed")
+    assert_billed_to_boris(world, "203", "+74951112244")
 
 
 def test_a_route_added_through_the_api_takes_effect_at_once(world: World) -> None:
@@ -515,7 +520,7 @@ def test_a_route_added_through_the_api_takes_effect_at_once(world: World) -> Non
     try:
         result = place_calls(world.pbx, BORIS, "89991234567", "call_uac.xml", 1, rate=1, hold_ms=500)
         assert backup.wait_for("SuccessfulCall(C)", 1, timeout=15), backup.stats()
-        backup.stop()
+        assert_all_ok(backup.stop(), 1)
     finally:
         backup.kill()
     assert_all_ok(result, 1)
@@ -575,7 +580,7 @@ def test_a_holiday_forwards_the_number_outside(world: World) -> None:
                                   rows=[["74957654321", "79161230002"]], rate=1, timeout=30,
                                   extra=["-i", "127.0.0.2", "-mi", "127.0.0.2", "-d", "500"], name="holiday")
         assert main.wait_for("SuccessfulCall(C)", 1, timeout=15), main.stats()
-        main.stop()
+        assert_all_ok(main.stop(), 1)
     finally:
         main.kill()
         route_did(world, DID, "extension", {"number": DESK})
@@ -592,11 +597,27 @@ def test_a_known_mobile_skips_the_pin(world: World) -> None:
                                   rows=[["74957654399", BORIS_MOBILE.lstrip("+")]], rate=1, timeout=40,
                                   extra=["-i", "127.0.0.2", "-mi", "127.0.0.2"], name="access_skip")
         assert main.wait_for("SuccessfulCall(C)", 1, timeout=15), main.stats()
-        main.stop()
+        assert_all_ok(main.stop(), 1)
     finally:
         main.kill()
     assert_all_ok(result, 1)
     assert "CALLED +74951112266 FROM +74957654321" in carrier_log(world, "carrier_main_skip")
+    assert_billed_to_boris(world, BORIS_MOBILE, "+74951112266")
+
+
+def assert_billed_to_boris(world: World, caller: str, number: str) -> None:
+    """The access-number call's CDR names Boris (the PIN's or the mobile's owner) and is rated 1.00."""
+    mine: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 15
+    while not mine and time.monotonic() < deadline:
+        mine = [c for c in inbound_cdrs(world, 1) if c["caller_number"] == caller]
+        time.sleep(0.2)
+    assert mine, f"no access-number CDR from {caller}"
+    detail = harness.http_json(f"{world.pbx.server.http_url}/api/v1/tenants/{world.pbx.seeded.tenant_id}"
+                               f"/cdrs/{mine[-1]['id']}", world.pbx.seeded.token)
+    assert detail["caller_employee_id"] == world.ids["employees"]["Boris"], detail
+    assert Decimal(str(detail["cost"])) == Decimal("1.00"), detail
+    assert any(leg["number"] == number for leg in detail["legs"]), detail
 
 
 def test_a_trunk_takes_no_more_calls_than_its_limit(world: World) -> None:
@@ -613,7 +634,7 @@ def test_a_trunk_takes_no_more_calls_than_its_limit(world: World) -> None:
         assert_all_ok(second, 1)
         assert first.wait_for("SuccessfulCall(C)", 1, timeout=20), first.stats()
         assert_all_ok(first.stop(), 1)
-        tiny.stop()
+        assert_all_ok(tiny.stop(), 1)
     finally:
         first.kill()
         tiny.kill()

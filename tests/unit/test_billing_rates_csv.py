@@ -205,3 +205,15 @@ def test_amounts_accepted(text: str, value: str) -> None:
 @pytest.mark.parametrize("text", ["-1", "+1", "1.2.3", "1,234.50", ".5", "1.", "1e3", "NaN", "", "1,2,3"])
 def test_amounts_refused(text: str) -> None:
     assert parse_amount(text) is None
+
+
+def test_values_the_rate_columns_cannot_hold_are_line_errors() -> None:
+    """NUMERIC(12,4) and a 200-character destination: refused here, never a database error or a rounding."""
+    text = ("prefix,destination,rate\n"
+            "7495,Moscow,1.23456\n"  # five decimals
+            "7812,Piter,123456789\n"  # nine integer digits
+            f"7843,{'K' * 201},1.00\n"
+            "7383,Novosibirsk,1.2345\n")  # fine
+    errors = errors_of(parse_rates_csv(text))
+    assert [line for line, _ in errors] == [2, 3, 4], errors
+    assert "200" in errors[2][1]

@@ -104,11 +104,13 @@ async def run_stream(db: Database, *scripts: CallScript, bus: LocalBus | None = 
     own = bus is None
     bus = bus or LocalBus()
     announced: list[CdrWritten] = []
+    not_on_disk: list[int] = []  # the bus swallows a subscriber's exception: collect, assert below
 
     async def on_written(e: CdrWritten) -> None:
         # The CDR is already committed when the announcement is handled: read it on a new session.
         async with db.session() as s:
-            assert await s.get(Cdr, e.cdr_id) is not None
+            if await s.get(Cdr, e.cdr_id) is None:
+                not_on_disk.append(e.cdr_id)
         announced.append(e)
 
     bus.subscribe(on_written, event_types=[CdrWritten])
@@ -117,6 +119,7 @@ async def run_stream(db: Database, *scripts: CallScript, bus: LocalBus | None = 
         bus.publish(e)
     if own:
         await bus.close()
+        assert not_on_disk == [], f"CdrWritten announced before the CDR was committed: {not_on_disk}"
     return announced
 
 

@@ -211,3 +211,22 @@ async def test_deleting_an_employee_drops_their_policy_and_pin(db: Database) -> 
         await session.commit()
         assert (await session.execute(select(OutboundPolicy).where(OutboundPolicy.tenant_id == tenant.id))).first() is None
         assert (await session.execute(select(EmployeePin).where(EmployeePin.tenant_id == tenant.id))).first() is None
+
+
+async def test_a_tenant_has_one_tenant_level_policy(db: Database) -> None:
+    """ref_id is NULL at the tenant level, and NULLs never collide in a unique constraint: a partial
+    unique index keeps a second tenant-level row (two concurrent PUTs) out."""
+    from sqlalchemy.exc import IntegrityError
+
+    from zvonok.org import schemas as org_schemas
+    from zvonok.org import service as org_service
+    from zvonok.pstn.models import OutboundPolicy
+
+    async with db.session() as session:
+        tenant = await org_service.platform_create_tenant(
+            session, org_schemas.TenantCreate(name="Once", sip_domain="once.test"))
+        for _ in range(2):
+            session.add(OutboundPolicy(tenant_id=tenant.id, level="tenant", ref_id=None, deny_prefixes=[],
+                                       allow_prefixes=[]))
+        with pytest.raises(IntegrityError):
+            await session.flush()

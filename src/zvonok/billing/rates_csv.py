@@ -33,10 +33,13 @@ from decimal import Decimal
 from .tariffs import FLAT, MAX_PREFIX_DIGITS, PERIOD_NAME, Increment, Rate
 
 REQUIRED = ("prefix", "destination", "rate")
+MAX_DESTINATION = 200  # the column's size
 OPTIONAL = ("connection_fee", "increment", "minimum")
 PROGRESS_CALLS = 100  # the progress callback is called about this many times, whatever the file size
 
-_AMOUNT = re.compile(r"[0-9]{1,12}(?:[.,][0-9]{1,10})?")
+# what the rate columns hold (NUMERIC(12,4)): at most 8 integer digits and 4 decimals, so a deck that
+# imports here never fails (or is rounded) in the database
+_AMOUNT = re.compile(r"[0-9]{1,8}(?:[.,][0-9]{1,4})?")
 _SPACES = str.maketrans("", "", " \u00a0\u202f")
 _DELIMITERS = (";", "\t", ",")
 
@@ -219,6 +222,8 @@ def _parse_row(
         fail("destination is empty")
     elif not destination.isprintable():
         fail(f"destination {destination!r} contains control characters")
+    elif len(destination) > MAX_DESTINATION:
+        fail(f"destination is longer than {MAX_DESTINATION} characters")
 
     def amount(name: str, *, required: bool) -> Decimal | None:
         text = cell(name)

@@ -220,8 +220,9 @@ class CallRecord:
             billsec=whole_seconds(end - self.answered_at) if self.answered_at is not None else 0,
             disposition=disposition, hangup_side=hangup_side, cause=cause, sip_status=sip_status,
             recording_path=self.recording_path, legs=legs,
+            # billed from the same whole seconds as billsec: a CDR never shows two durations
             rating=rate(CallRouted(**self.route) if self.route else None,
-                        end - self.answered_at if self.answered_at is not None else 0.0),
+                        whole_seconds(end - self.answered_at) if self.answered_at is not None else 0),
         )
 
     def finish_with(self, ev: CallEnded) -> FinishedCall:

@@ -19,7 +19,7 @@ import enum
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, Numeric, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, Numeric, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from zvonok.storage.base import Base, TenantScoped, Timestamped
@@ -153,7 +153,12 @@ class OutboundPolicy(TenantScoped, Timestamped, Base):
     """What one level (the tenant, an office, a department, an employee) may call, as whom, for how much."""
 
     __tablename__ = "outbound_policies"
-    __table_args__ = (UniqueConstraint("tenant_id", "level", "ref_id"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "level", "ref_id"),
+        # NULLs never collide in a unique constraint: the one tenant-level row needs its own index
+        Index("uq_outbound_policies_tenant_level", "tenant_id", "level", unique=True,
+              sqlite_where=text("ref_id IS NULL"), postgresql_where=text("ref_id IS NULL")),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     level: Mapped[str] = mapped_column(String(16))

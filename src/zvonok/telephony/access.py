@@ -26,7 +26,6 @@ from zvonok.org.models import Employee, Extension
 from zvonok.org.pins import pin_entry_candidates, verify_pin_in_thread
 from zvonok.pstn.models import EmployeePin
 from zvonok.pstn.routing import CallerProfile
-from zvonok.sip.dialog import Dialog, dialog_response
 
 from . import events as ev
 from .access_number import (
@@ -39,7 +38,7 @@ from .access_number import (
     StopPlayback,
     VerifyPin,
 )
-from .call import Call, LegState
+from .call import Call
 from .pin_guard import PinGuard, pin_sources
 
 if TYPE_CHECKING:
@@ -96,20 +95,6 @@ class AccessMixin(_Base):
         await self.media.on_dtmf(endpoint, lambda event: self._access_key(call, event))
         dialogue.start(time.monotonic())
         await self._access_pump(call)
-
-    def _answer_caller(self, call: Call) -> None:
-        """We are the far end: 200 with our answer, the caller's dialog confirmed on its ACK."""
-        caller = call.caller
-        assert caller is not None and caller.invite is not None and caller.server_txn is not None
-        call.answered_at = time.time()
-        ok = dialog_response(caller.invite, 200, caller.local_tag, self.contact(caller.peer),
-                             body=call.caller_answer_sdp, extra_headers=[("Allow", "INVITE, ACK, BYE, CANCEL")])
-        caller.dialog = Dialog.from_uas(caller.invite, ok, self.contact(caller.peer), secure=False)
-        caller.state = LegState.ANSWERED
-        self.dialogs[caller.dialog.key] = caller
-        self._send_2xx(caller, caller.server_txn, ok)
-        self.publish(ev.LegAnswered, call, leg_id=caller.id)
-        self.publish(ev.CallAnswered, call, answered_leg_id=caller.id)
 
     def _access_key(self, call: Call, event: DtmfReceived) -> None:
         session = call.access

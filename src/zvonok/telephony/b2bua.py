@@ -42,6 +42,8 @@ from zvonok.sip.dialog import (
     dialog_key_for_request,
     dialog_response,
 )
+from zvonok.sip.errors import SipParseError
+from zvonok.sip.headers import get_param, parse_params
 from zvonok.sip.message import Headers, Request, Response, make_response
 from zvonok.sip.peer import Peer
 from zvonok.sip.sdp import Direction as SdpDirection
@@ -109,13 +111,26 @@ def _new_session() -> LocalSession:
     return LocalSession(sess_id=int.from_bytes(os.urandom(4), "big"))
 
 
-def _session_expires(request: Request) -> int | None:
-    """The Session-Expires delta of a request (RFC 4028 §4; compact form x), or None."""
-    value = request.headers.get("session-expires")
+def session_expires_of(message: Request | Response) -> tuple[int, str | None] | None:
+    """A message's Session-Expires (RFC 4028 §4; compact form x): the interval and the refresher
+    ("uac", "uas" or None when not named), or None when absent or malformed."""
+    value = message.headers.get("session-expires")
     if value is None:
         return None
-    delta = value.split(";", 1)[0].strip()
-    return int(delta) if delta.isdigit() and len(delta) < 10 else None
+    delta, _, params = value.partition(";")
+    delta = delta.strip()
+    if not delta.isdigit() or len(delta) >= 10:
+        return None
+    try:
+        refresher = get_param(parse_params(";" + params, "Session-Expires"), "refresher") if params else None
+    except SipParseError:
+        refresher = None
+    return int(delta), (refresher.lower() if refresher else None)
+
+
+def _session_expires(request: Request) -> int | None:
+    found = session_expires_of(request)
+    return found[0] if found is not None else None
 
 
 def peer_of(binding: Binding) -> Peer:
@@ -223,7 +238,7 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
         if trunk is not None:
             await self._invite_from_trunk(txn, request, peer, trunk, now)
             return
-        if self._calls_a_did(request) and not request.headers.get("proxy-authorization"):
+        if not request.headers.get("proxy-authorization") and self._calls_a_did(request):
             # a carrier we don't know (or a scanner) calling one of our numbers: never challenge, refuse
             log.warning("call to a number from an unknown address refused", source=str(peer),
                         number=uri.user_unescaped, sip_call_id=request.call_id)
@@ -267,6 +282,9 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
                      session=_new_session(), invite=request, server_txn=txn, local_tag=_tag(),
                      user_agent=(request.headers.get("user-agent") or "")[:255])
         caller.session_expires = session_expires
+        timer = session_expires_of(request)
+        # the caller may ask us to refresh (refresher=uas): we then re-INVITE it at half the interval
+        caller.we_refresh = session_expires is not None and timer is not None and timer[1] == "uas"
         call.caller = caller
         self.calls[call.id] = call
         self.invites[txn] = caller
@@ -355,8 +373,15 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
 
     async def _endpoints(self, call: Call, count: int) -> list[Endpoint] | None:
         """``count`` media endpoints for new legs; None (and nothing held) if the call ended meanwhile."""
-        endpoints = [await self.media.create_endpoint(call.tenant_id, call.id, [MediaCodec.PCMU, MediaCodec.PCMA])
-                     for _ in range(count)]
+        endpoints: list[Endpoint] = []
+        try:
+            for _ in range(count):
+                endpoints.append(await self.media.create_endpoint(call.tenant_id, call.id,
+                                                                  [MediaCodec.PCMU, MediaCodec.PCMA]))
+        except BaseException:
+            for endpoint in endpoints:
+                self.spawn(self.media.release(endpoint))
+            raise
         if call.ended:
             for endpoint in endpoints:
                 self.spawn(self.media.release(endpoint))
@@ -526,8 +551,8 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
             media = accept_answer(leg.offer_sdp, parse_sdp(response.body), CODECS)
         except SdpError:
             self._send_bye(leg)
-            self.sip.respond(caller.server_txn, make_response(caller.invite, 488, to_tag=caller.local_tag))
-            await self._finish(call, ev.Disposition.FAILED, ev.HangupSide.SYSTEM, "incompatible_media", 488)
+            leg.state = LegState.ENDED
+            await self._refuse(call, 488, "incompatible_media")
             return
         leg.media = media
         await self._set_remote(leg, media)
@@ -548,17 +573,8 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
             if self.recordings_dir is not None:
                 await self._start_recording(call, caller, leg)
             return
-        call.answered_at = time.time()
-        ok = dialog_response(caller.invite, 200, caller.local_tag, self.contact(caller.peer),
-                             body=call.caller_answer_sdp,
-                             extra_headers=[("Allow", ALLOW), *self._session_timer_headers(caller)])
-        caller.dialog = Dialog.from_uas(caller.invite, ok, self.contact(caller.peer), secure=False)
-        caller.state = LegState.ANSWERED
-        self.dialogs[caller.dialog.key] = caller
-        self._send_2xx(caller, caller.server_txn, ok)
         self.publish(ev.LegAnswered, call, leg_id=leg.id)
-        self.publish(ev.LegAnswered, call, leg_id=caller.id)
-        self.publish(ev.CallAnswered, call, answered_leg_id=leg.id)
+        self._answer_caller(call, answered_by=leg)
         log.info("call answered", call=call.id, tenant=call.tenant_id, codec_in=caller.media and caller.media.codec_name,
                  codec_out=media.codec_name)
         self._arm_session_timer(caller)
@@ -567,11 +583,29 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
         if self.recordings_dir is not None:
             await self._start_recording(call, caller, leg)
 
+    def _answer_caller(self, call: Call, answered_by: Leg | None = None) -> None:
+        """Our 200 to the caller (the callee answered, or we are the far end: the access number), with our
+        SDP, Allow and session-timer headers; the caller's dialog is confirmed on its ACK."""
+        caller = call.caller
+        assert caller is not None and caller.invite is not None and caller.server_txn is not None
+        call.answered_at = time.time()
+        ok = dialog_response(caller.invite, 200, caller.local_tag, self.contact(caller.peer),
+                             body=call.caller_answer_sdp,
+                             extra_headers=[("Allow", ALLOW), *self._session_timer_headers(caller)])
+        caller.dialog = Dialog.from_uas(caller.invite, ok, self.contact(caller.peer), secure=False)
+        caller.state = LegState.ANSWERED
+        self.dialogs[caller.dialog.key] = caller
+        self._send_2xx(caller, caller.server_txn, ok)
+        self.publish(ev.LegAnswered, call, leg_id=caller.id)
+        self.publish(ev.CallAnswered, call, answered_leg_id=(answered_by or caller).id)
+
     # -- RFC 4028 session timers (on the caller's leg, when its phone asks for them) ---------------------
     def _session_timer_headers(self, leg: Leg) -> list[tuple[str, str]]:
         if leg.session_expires is None:
             return []
-        return [("Session-Expires", f"{leg.session_expires};refresher=uac"), ("Require", "timer")]
+        # in our answer to the leg's request: "uas" is us, "uac" the leg's device (RFC 4028 §9)
+        refresher = "uas" if leg.we_refresh else "uac"
+        return [("Session-Expires", f"{leg.session_expires};refresher={refresher}"), ("Require", "timer")]
 
     def _arm_session_timer(self, leg: Leg) -> None:
         """When the leg's device refreshes: without a refresh by the interval's end (less a margin, §10) we
@@ -590,14 +624,11 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
 
     def _callee_session_timer(self, leg: Leg, response: Response) -> None:
         """RFC 4028 §7.2: the callee's 2xx may start a session timer and name who refreshes it."""
-        value = response.headers.get("session-expires")
-        if value is None:
+        timer = session_expires_of(response)
+        if timer is None:
             return
-        delta, _, params = value.partition(";")
-        if not delta.strip().isdigit():
-            return
-        leg.session_expires = max(int(delta.strip()), 1)
-        leg.we_refresh = "refresher=uac" in params.replace(" ", "").lower()
+        leg.session_expires = max(timer[0], 1)
+        leg.we_refresh = timer[1] == "uac"  # we sent the INVITE: we are its UAC
         self._arm_session_timer(leg)
 
     def _refresh_session(self, leg: Leg) -> None:
@@ -762,6 +793,12 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
         else:
             self.sip.respond(txn, leg.dialog.create_response(request, 405, extra_headers=[("Allow", ALLOW)]))
 
+    def _local_sdp(self, leg: Leg) -> bytes:
+        """The session description we last gave a leg: our answer to the caller, our offer to a callee."""
+        if leg is leg.call.caller:
+            return leg.call.caller_answer_sdp
+        return leg.offer_sdp.to_bytes() if leg.offer_sdp is not None else b""
+
     async def _reoffer(self, txn: ServerTransaction, request: Request, leg: Leg) -> None:
         """A re-INVITE or UPDATE from a leg: answer it from our endpoint; hold and resume (RFC 3264 §8.4)."""
         assert leg.dialog is not None and leg.endpoint is not None
@@ -773,7 +810,7 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
         timer_headers = self._session_timer_headers(leg)
         if not request.body:
             # a session refresh without an offer: answer with our current description
-            body = leg.last_sdp if leg.last_sdp else b""
+            body = leg.last_sdp or self._local_sdp(leg)
             self.sip.respond(txn, leg.dialog.create_response(request, 200, body=body, extra_headers=timer_headers))
             return
         try:
@@ -891,6 +928,9 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
             else:
                 self.publish(ev.RecordingStopped, call, path=call.recording_path or "")
         for leg in call.legs():
+            if leg.state in (LegState.TRYING, LegState.RINGING) and leg.role is ev.LegRole.CALLEE \
+                    and not leg.cancelled:
+                self._cancel_fork(leg, None)  # a transfer's or an access number's attempt still ringing
             if leg.session_timer is not None:
                 leg.session_timer.cancel()
             if leg.retransmit is not None and leg.pending_2xx is None:

@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 
 from zvonok.billing.limits import authorize, crossings
 from zvonok.billing.statement import month_bounds
-from zvonok.cdr.state import rate
+from zvonok.cdr.state import rate, whole_seconds
 from zvonok.dialing import DestinationClass, InvalidNumber, normalize, russian_plan
 from zvonok.logs import get_logger
 from zvonok.media.interface import Prompt, Tone
@@ -111,7 +111,8 @@ class OutsideMixin(_Base):
             log.info("call from a trunk to an unknown number", trunk=trunk.id, number=uri.user_unescaped)
             return
         tenant = snapshot.tenants.get(number.tenant_id)
-        if tenant is None:
+        if tenant is None:  # the snapshot is behind the number's assignment: answer, don't leave it retrying
+            self.sip.respond(txn, make_response(request, 404, to_tag=_token()))
             return
         party = ev.Party(number=caller_e164, display_name=display, external=True)
         call = self._open_call(txn, request, peer, tenant_id=tenant.id, party=party, domain=tenant.domain,
@@ -172,6 +173,11 @@ class OutsideMixin(_Base):
             if number is not None and number.tenant_id == tenant.id and number.kind == "access":
                 call = self._open_call(txn, request, peer, tenant_id=tenant.id, party=party, domain=tenant.domain,
                                        dialed=number.number, direction=ev.Direction.INBOUND, session_expires=None)
+                if not self.trunks.acquire(trunk):
+                    await self._refuse(call, 503, "trunk_busy")
+                    return
+                assert call.caller is not None
+                call.caller.trunk_id = trunk.id
                 await self._access_number(call, number.destination, caller_e164=caller_number,
                                           language=tenant.locale, source_address=peer.host,
                                           dialed=(access[1], access[2]))
@@ -378,7 +384,7 @@ class OutsideMixin(_Base):
         if not call.budgets or call.answered_at is None or not call.route_fields.get("price_per_minute"):
             return
         route = ev.CallRouted(tenant_id=call.tenant_id, call_id=call.id, at=ended_at, **call.route_fields)
-        cost = rate(route, ended_at - call.answered_at).cost
+        cost = rate(route, whole_seconds(ended_at - call.answered_at)).cost  # as the CDR will bill it
         for crossing in crossings(call.budgets, cost):
             log.warning("spending threshold crossed", call=call.id, tenant=call.tenant_id, level=crossing.level.value,
                         owner=crossing.owner_id, threshold=crossing.threshold.value, spent=str(crossing.spent),

@@ -148,13 +148,17 @@ class TransferMixin(_Base):
         await self._watch_media(call)
 
     def _end_leg(self, leg: Leg, cause: str) -> None:
-        """BYE one leg that leaves a call which goes on (a transferor)."""
+        """BYE one leg that leaves a call which goes on (a transferor): everything _finish would drop."""
         self._send_bye(leg)
         leg.state = LegState.ENDED
         if leg.dialog is not None:
             self.dialogs.pop(leg.dialog.key, None)
-        if leg.session_timer is not None:
-            leg.session_timer.cancel()
+        if leg.server_txn is not None:
+            self.invites.pop(leg.server_txn, None)
+        for timer in (leg.session_timer, leg.retransmit):
+            if timer is not None:
+                timer.cancel()
+        leg.pending_2xx = None
         self.publish(ev.LegEnded, leg.call, leg_id=leg.id, cause=cause)
         self._release(leg)
 
@@ -196,6 +200,9 @@ class TransferMixin(_Base):
         if 200 <= status < 300:
             assert isinstance(event, ResponseReceived) and leg.invite is not None
             response = event.response
+            if leg.state is LegState.ANSWERED and leg.dialog is not None:
+                self._ack(leg, leg.invite.cseq.number)  # a retransmitted 2xx (RFC 6026): ACK it again
+                return
             leg.dialog = Dialog.from_uac(leg.invite, response)
             self._ack(leg, leg.invite.cseq.number)
             if transfer.done or call.ended:

@@ -38,6 +38,12 @@ def _token() -> str:
     return os.urandom(6).hex()
 
 
+def _registration_of(trunk: TrunkInfo) -> tuple[object, ...]:
+    """What a trunk's registration depends on: only a change of these restarts it."""
+    return (trunk.host, trunk.address, trunk.port, trunk.transport, trunk.username, trunk.password,
+            trunk.auth_username, trunk.from_domain, trunk.register_expires)
+
+
 def trunk_peer(trunk: TrunkInfo) -> Peer:
     return Peer(transport=trunk.transport, host=trunk.address, port=trunk.port)
 
@@ -128,9 +134,12 @@ class Trunks:
             self.snapshot = snapshot
             wanted = {t.id: t for t in snapshot.trunks.values() if t.register and t.username and t.password}
             for trunk_id, reg in list(self._registrations.items()):
-                if wanted.get(trunk_id) != reg.trunk:
-                    reg.stop()
-                    del self._registrations[trunk_id]
+                trunk = wanted.get(trunk_id)
+                if trunk is not None and _registration_of(trunk) == _registration_of(reg.trunk):
+                    reg.trunk = trunk  # a change elsewhere (limits, tariff): the registration goes on
+                    continue
+                reg.stop()
+                del self._registrations[trunk_id]
             for trunk_id, trunk in wanted.items():
                 if trunk_id not in self._registrations:
                     reg = _Registration(self, trunk)

@@ -37,6 +37,8 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('outbound_policies', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_outbound_policies_tenant_id'), ['tenant_id'], unique=False)
+        batch_op.create_index('uq_outbound_policies_tenant_level', ['tenant_id', 'level'], unique=True,
+                              sqlite_where=sa.text('ref_id IS NULL'), postgresql_where=sa.text('ref_id IS NULL'))
 
     op.create_table('tariffs',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -226,6 +228,7 @@ def downgrade() -> None:
 
     op.drop_table('tariffs')
     with op.batch_alter_table('outbound_policies', schema=None) as batch_op:
+        batch_op.drop_index('uq_outbound_policies_tenant_level')
         batch_op.drop_index(batch_op.f('ix_outbound_policies_tenant_id'))
 
     op.drop_table('outbound_policies')
