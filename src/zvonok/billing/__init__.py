@@ -1,11 +1,11 @@
-"""Billing: tariffs, rating, least-cost routing, rate-deck import, spending limits, statements.
+"""Billing: tariffs, rating, rate-deck import, spending limits, statements (least-cost routing is
+the router's: :meth:`zvonok.pstn.routing.PstnSnapshot.outbound_trunks` orders trunks by priority, then buy price).
 
 The modules here are pure (no database, no clock, no I/O): times come in as aware datetimes or epoch
 seconds, files as bytes, money as :class:`decimal.Decimal`. The billing service (tables, REST, CLI)
 builds on them.
 """
 
-from .lcr import RouteChoice, TrunkTariff, least_cost_routes
 from .limits import Authorization, Budget, Crossing, Level, Threshold, authorize, crossings, max_duration
 from .rates_csv import RateImport, RowError, parse_rates_csv
 from .rating import (
@@ -23,8 +23,8 @@ from .tariffs import FREE_CLASSES, Increment, Period, Rate, Tariff, peak_offpeak
 
 __all__ = [
     "FREE_CLASSES", "Authorization", "Budget", "ChargedCall", "Crossing", "Increment",
-    "Level", "Margin", "NoRateError", "Period", "Rate", "RateImport", "RatedCall", "RouteChoice", "RowError",
-    "Statement", "Tariff", "Threshold", "Totals", "TrunkTariff", "authorize", "billable_seconds", "call_cost",
-    "crossings", "least_cost_routes", "margin", "max_duration", "month_bounds", "monthly_statement",
+    "Level", "Margin", "NoRateError", "Period", "Rate", "RateImport", "RatedCall", "RowError",
+    "Statement", "Tariff", "Threshold", "Totals", "authorize", "billable_seconds", "call_cost",
+    "crossings", "margin", "max_duration", "month_bounds", "monthly_statement",
     "parse_rates_csv", "peak_offpeak", "rate_call", "round_money",
 ]
