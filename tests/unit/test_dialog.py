@@ -26,7 +26,7 @@ from zvonok.sip.peer import Peer
 from zvonok.sip.transaction import TransactionLayer
 from zvonok.sip.uri import SipUri, parse_uri
 
-TESTDATA = Path(__file__).parents[3] / "shared" / "testdata"
+TESTDATA = Path(__file__).parents[1] / "data"
 RFC3665 = TESTDATA / "rfc3665"
 
 ALICE_CONTACT = "<sip:alice@client.atlanta.example.com;transport=tcp>"

@@ -31,7 +31,7 @@ from zvonok.sip.digest import (
     parse_credentials,
 )
 
-TESTDATA = Path(__file__).parents[3] / "shared" / "testdata"
+TESTDATA = Path(__file__).parents[1] / "data"
 VECTORS: list[dict[str, Any]] = json.loads((TESTDATA / "digest-vectors.json").read_text())["vectors"]
 SECRET = b"0123456789abcdef0123456789abcdef"
 

@@ -33,7 +33,7 @@ from zvonok.sip.digest_client import (
 )
 from zvonok.sip.message import Request, Response, make_response, parse_datagram
 
-TESTDATA = Path(__file__).parents[3] / "shared" / "testdata"
+TESTDATA = Path(__file__).parents[1] / "data"
 VECTORS: list[dict[str, Any]] = json.loads((TESTDATA / "digest-vectors.json").read_text())["vectors"]
 
 

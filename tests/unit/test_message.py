@@ -19,7 +19,7 @@ from zvonok.sip.message import (
 )
 from zvonok.sip.uri import AbsoluteUri, SipUri, TelUri, parse_uri
 
-TESTDATA = Path(__file__).parents[3] / "shared" / "testdata"
+TESTDATA = Path(__file__).parents[1] / "data"
 RFC4475 = TESTDATA / "rfc4475"
 RFC3665 = TESTDATA / "rfc3665"
 

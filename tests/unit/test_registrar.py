@@ -18,7 +18,7 @@ from zvonok.telephony.location import Location
 from zvonok.telephony.registrar import Registrar, RegistrarConfig
 from zvonok.telephony.throttle import FailureThrottle
 
-RFC4475 = Path(__file__).parents[3] / "shared" / "testdata" / "rfc4475"
+RFC4475 = Path(__file__).parents[1] / "data" / "rfc4475"
 DOMAIN = "acme.test"
 PEER = Peer(transport="udp", host="192.0.2.10", port=5062)
 NOW = 1_800_000_000.0

@@ -38,7 +38,7 @@ from zvonok.sip.sdp_offer_answer import (
     negotiate,
 )
 
-TESTDATA = Path(__file__).parents[3] / "shared" / "testdata"
+TESTDATA = Path(__file__).parents[1] / "data"
 RFC4475 = TESTDATA / "rfc4475"
 RFC3665 = TESTDATA / "rfc3665"
 

@@ -26,7 +26,7 @@ from zvonok.telephony.registrar import Registrar, RegistrarConfig
 from zvonok.telephony.service import SipService
 from zvonok.telephony.throttle import FailureThrottle
 
-RFC4475 = Path(__file__).parents[3] / "shared" / "testdata" / "rfc4475"
+RFC4475 = Path(__file__).parents[1] / "data" / "rfc4475"
 
 # the answer each message gets from our server (a registrar that does not take calls yet);
 # None: no answer (a response, or an ACK, has nobody to answer)
