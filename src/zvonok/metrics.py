@@ -17,6 +17,8 @@ REGISTRATIONS = Gauge("zvonok_registrations", "Live SIP contact bindings")
 REGISTER_RESULTS = Counter("zvonok_register_total", "REGISTER outcomes", ["result"])
 AUTH_FAILURES = Counter("zvonok_auth_failures_total", "Failed SIP digest authentications")
 AUTH_BLOCKED = Counter("zvonok_auth_blocked_total", "Requests dropped from blocked sources")
+ROUTING_SNAPSHOTS = Counter("zvonok_routing_snapshot_loads", "Routing snapshots (trunks, numbers, routes, "
+                            "tariffs) loaded; tests wait on it for a change to take effect")
 ERRORS = Counter("zvonok_errors_total", "Unexpected errors caught at a boundary", ["where"])
 
 
