@@ -18,6 +18,8 @@ REGISTER_RESULTS = Counter("zvonok_register_total", "REGISTER outcomes", ["resul
 AUTH_FAILURES = Counter("zvonok_auth_failures_total", "Failed SIP digest authentications")
 AUTH_BLOCKED = Counter("zvonok_auth_blocked_total", "Requests dropped from blocked sources")
 ERRORS = Counter("zvonok_errors_total", "Unexpected errors caught at a boundary", ["where"])
+CONNECTIONS_CLOSED = Counter("zvonok_connections_limited_total",
+                             "TCP connections refused by a cap or closed by a deadline", ["listener", "reason"])
 
 
 _children: dict[tuple[int, tuple[str, ...]], Any] = {}
