@@ -25,6 +25,7 @@ ENV = {
     "ZVONOK_SIP_TCP_MESSAGE_TIMEOUT": "2",
     "ZVONOK_SIP_TCP_FIRST_MESSAGE_TIMEOUT": "3",
     "ZVONOK_HTTP_HEADER_TIMEOUT": "2",
+    "ZVONOK_HTTP_BODY_TIMEOUT": "2",
     "ZVONOK_HTTP_MAX_BODY": "65536",
     "ZVONOK_HTTP_MAX_PER_ADDRESS": "3",
     "ZVONOK_AUTH_FAIL_LIMIT": "1000",
@@ -149,19 +150,8 @@ def test_slowloris_is_closed_by_the_message_deadline(limited: Pbx) -> None:
     sock = tcp_connect(limited, source="127.0.0.3")
     try:
         data = request(sock, "OPTIONS", "301", limited.domain, cseq=1, call_id=secrets.token_hex(6))
-        closed = False
-        deadline = time.monotonic() + 20  # the deadline is 2 s; a byte every 0.3 s keeps the idle timer happy
-        for byte in data:
-            try:
-                sock.sendall(bytes([byte]))
-            except (BrokenPipeError, ConnectionResetError):
-                closed = True
-                break
-            if closed_by_server(sock, timeout=0.3):
-                closed = True
-                break
-            assert time.monotonic() < deadline, "the trickled message was never cut off"
-        assert closed, "the whole message trickled in: the deadline never closed the connection"
+        # the deadline is 2 s; a byte every 0.3 s would keep an idle timer happy for as long as it lasts
+        assert trickle(sock, data, 0.3), "the whole message trickled in: the deadline never closed the connection"
         assert options_status(limited) == 200
     finally:
         sock.close()
@@ -224,22 +214,30 @@ def test_http_body_over_the_limit_is_refused_before_it_is_read(limited: Pbx) -> 
     assert options_status(limited) == 200
 
 
+def trickle(sock: socket.socket, data: bytes, pause: float) -> bool:
+    """Send ``data`` a byte at a time, ``pause`` seconds apart; True when the server closed first."""
+    for byte in data:
+        try:
+            sock.sendall(bytes([byte]))
+        except (BrokenPipeError, ConnectionResetError):
+            return True
+        if closed_by_server(sock, timeout=pause):
+            return True
+    return False
+
+
 def test_http_headers_trickling_in_are_cut_off(limited: Pbx) -> None:
-    sock = socket.create_connection(("127.0.0.1", limited.server.http_port), timeout=10)
-    try:
-        closed = False
-        for byte in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200:
-            try:
-                sock.sendall(bytes([byte]))
-            except (BrokenPipeError, ConnectionResetError):
-                closed = True
-                break
-            if closed_by_server(sock, timeout=0.2):
-                closed = True
-                break
-        assert closed, "headers sent a byte at a time were never cut off"
-    finally:
-        sock.close()
+    with socket.create_connection(("127.0.0.1", limited.server.http_port), timeout=10) as sock:
+        assert trickle(sock, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200, 0.2), \
+            "headers sent a byte at a time were never cut off"
+
+
+def test_http_body_trickling_in_is_cut_off(limited: Pbx) -> None:
+    with socket.create_connection(("127.0.0.1", limited.server.http_port), timeout=10) as sock:
+        sock.sendall(b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 200\r\n\r\n")
+        assert trickle(sock, b"{" + b" " * 199, 0.2), "a body sent a byte at a time was never cut off"
+    assert options_status(limited) == 200
 
 
 def http_status(pbx: Pbx, source: str) -> int:

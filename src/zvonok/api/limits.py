@@ -123,7 +123,7 @@ class GuardedH11Protocol(H11Protocol):
     def _expire(self, what: str) -> None:
         self._timer = None
         metrics.child(metrics.CONNECTIONS_CLOSED, "http", f"{what} deadline").inc()
-        log.info("closing http connection: request too slow", client=str(self.client), waiting_for=what)
+        log.debug("closing http connection: request too slow", client=str(self.client), waiting_for=what)
         self.transport.close()
 
 

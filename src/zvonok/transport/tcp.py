@@ -124,7 +124,7 @@ class TcpTransport:
                 reason = conn.deadlines.expired(now) if conn.deadlines is not None else None
                 if reason is not None and conn.transport is not None and not conn.transport.is_closing():
                     metrics.child(metrics.CONNECTIONS_CLOSED, "sip", reason).inc()
-                    log.info("closing sip connection", peer=str(conn.peer), reason=reason)
+                    log.debug("closing sip connection", peer=str(conn.peer), reason=reason)
                     conn.transport.close()
 
     def send(self, data: bytes, peer: Peer) -> bool:
