@@ -29,13 +29,15 @@ StreamHandler = Callable[[Request | Response | SipParseError, bytes, Peer], None
 _ids = itertools.count(1)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TcpLimits:
-    max_connections: int = 2000
-    max_per_address: int = 64
-    idle_timeout: float = 300.0
-    message_timeout: float = 10.0
-    first_message_timeout: float = 30.0
+    """The caps and deadlines of the listener (their defaults and meaning: ``zvonok.config.Settings.sip_tcp_*``)."""
+
+    max_connections: int
+    max_per_address: int
+    idle_timeout: float
+    message_timeout: float
+    first_message_timeout: float
 
 
 class TcpConnection(asyncio.Protocol):
@@ -94,10 +96,10 @@ class TcpConnection(asyncio.Protocol):
 class TcpTransport:
     """A listening TCP socket and its connections."""
 
-    def __init__(self, handler: StreamHandler, max_size: int = 65535, limits: TcpLimits | None = None) -> None:
+    def __init__(self, handler: StreamHandler, max_size: int, limits: TcpLimits) -> None:
         self.handler = handler
         self.max_size = max_size
-        self.limits = limits or TcpLimits()
+        self.limits = limits
         self.table = ConnectionTable(self.limits.max_connections, self.limits.max_per_address)
         self.connections: dict[int, TcpConnection] = {}
         self._server: asyncio.Server | None = None
