@@ -15,7 +15,15 @@ from typing import Any
 
 import pytest
 
-from .conftest import Pbx, SipResponse, _start_pbx, _stop_pbx, digest_authorization, parse_response
+from .conftest import (
+    Pbx,
+    SipResponse,
+    _digest_params,
+    _start_pbx,
+    _stop_pbx,
+    digest_authorization,
+    parse_response,
+)
 
 harness: Any = sys.modules["zvonok_bench_common"]  # loaded by conftest.py (bench/_common.py)
 
@@ -87,12 +95,15 @@ def register_tcp(pbx: Pbx, sock: socket.socket, user: str) -> int:
     challenge = read_response(sock)
     assert challenge.status == 401, challenge.raw
     value = next(v for v in challenge.get_all("WWW-Authenticate") if "MD5" in v.upper() or "algorithm" not in v)
-    from .conftest import _digest_params
-
     auth = digest_authorization(_digest_params(value), user, pbx.extensions[user], "REGISTER", f"sip:{pbx.domain}")
     sock.sendall(request(sock, "REGISTER", user, pbx.domain, cseq=2, call_id=call_id,
                          extra=(f"Authorization: {auth}",)))
     return read_response(sock).status
+
+
+def options_over(sock: socket.socket, pbx: Pbx) -> SipResponse:
+    sock.sendall(request(sock, "OPTIONS", "301", pbx.domain, cseq=1, call_id=secrets.token_hex(6)))
+    return read_response(sock)
 
 
 def options_status(pbx: Pbx) -> int:
@@ -124,8 +135,11 @@ def closed_by_server(sock: socket.socket, timeout: float) -> bool:
 
 
 def test_per_address_cap_refuses_the_next_connection_but_not_another_address(limited: Pbx) -> None:
-    held = [tcp_connect(limited) for _ in range(PER_ADDRESS)]
+    held = []
     try:
+        for _ in range(PER_ADDRESS):
+            held.append(tcp_connect(limited))
+            assert options_over(held[-1], limited).status == 200  # within the first-message deadline
         # the caps count at accept: the fifth connection from 127.0.0.1 is closed before it says anything
         extra = tcp_connect(limited)
         try:
@@ -149,7 +163,8 @@ def test_per_address_cap_refuses_the_next_connection_but_not_another_address(lim
 def test_slowloris_is_closed_by_the_message_deadline(limited: Pbx) -> None:
     sock = tcp_connect(limited, source="127.0.0.3")
     try:
-        data = request(sock, "OPTIONS", "301", limited.domain, cseq=1, call_id=secrets.token_hex(6))
+        assert options_over(sock, limited).status == 200  # a good first message: only the deadline is left
+        data = request(sock, "OPTIONS", "301", limited.domain, cseq=2, call_id=secrets.token_hex(6))
         # the deadline is 2 s; a byte every 0.3 s would keep an idle timer happy for as long as it lasts
         assert trickle(sock, data, 0.3), "the whole message trickled in: the deadline never closed the connection"
         assert options_status(limited) == 200
