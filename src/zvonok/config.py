@@ -47,7 +47,21 @@ class Settings(BaseSettings):
         description="Tenant domain for REGISTERs addressed to the server's IP address instead of a domain "
         "(softphones set up with just the server address); `zvonok demo` sets it to the demo domain",
     )
-    sip_tcp_idle_timeout: float = Field(default=300.0, description="Close idle TCP connections after this")
+    sip_tcp_idle_timeout: float = Field(default=300.0, gt=0,
+                                        description="Close TCP connections that sent no byte for this long, seconds")
+    sip_tcp_max_connections: int = Field(
+        default=2000, ge=1, description="SIP-TCP connections open at once; more are closed as they arrive (as "
+        "Kamailio's tcp_max_connections). Lowered at start if the file-descriptor limit cannot also hold the "
+        "RTP port range (the budget is logged)")
+    sip_tcp_max_per_address: int = Field(
+        default=64, ge=1, description="SIP-TCP connections from one IPv4 address or IPv6 /64; an office NAT "
+        "with more TCP phones than this needs a higher value")
+    sip_tcp_message_timeout: float = Field(
+        default=10.0, gt=0, description="A SIP message must be complete this long after its first byte, "
+        "seconds; bytes trickling in do not extend it (slowloris)")
+    sip_tcp_first_message_timeout: float = Field(
+        default=30.0, gt=0, description="Close a new SIP-TCP connection that sent no well-formed SIP message "
+        "within this, seconds (as Asterisk's tcpauthtimeout)")
 
     # Media and calls
     rtp_port_min: int = Field(default=20000, ge=1024, le=65534, description="First RTP port (even)")
@@ -87,6 +101,22 @@ class Settings(BaseSettings):
     # HTTP API
     http_host: str = Field(default="127.0.0.1", description="Address the HTTP API binds")
     http_port: int = Field(default=8080, ge=0, le=65535, description="HTTP port; 0 picks a free one")
+    http_max_connections: int = Field(
+        default=1000, ge=1, description="HTTP connections open at once, websockets included; more get 503 and "
+        "are closed. Lowered at start if the file-descriptor limit cannot also hold the RTP port range")
+    http_max_per_address: int = Field(
+        default=256, ge=1, description="HTTP connections from one IPv4 address or IPv6 /64 (an office NAT: "
+        "a few per browser plus one websocket per agent panel)")
+    http_header_timeout: float = Field(
+        default=10.0, gt=0, description="A request's headers must be complete this long after the connection "
+        "is ready for it, seconds (as nginx's client_header_timeout); the connection is closed otherwise")
+    http_body_timeout: float = Field(
+        default=120.0, gt=0, description="A request body must be complete this long after its headers, seconds")
+    http_max_body: int = Field(
+        default=1 << 20, ge=1024, description="Largest request body in bytes (413 beyond, before it is read; "
+        "as nginx's client_max_body_size)")
+    http_max_upload: int = Field(
+        default=64 << 20, ge=1024, description="Largest body of a file import (a tariff's rate deck), bytes")
     secret_key: str | None = Field(
         default=None, description="Key for login tokens and nonces; generated into data_dir when unset"
     )

@@ -20,6 +20,8 @@ AUTH_BLOCKED = Counter("zvonok_auth_blocked_total", "Requests dropped from block
 ROUTING_SNAPSHOTS = Counter("zvonok_routing_snapshot_loads", "Routing snapshots (trunks, numbers, routes, "
                             "tariffs) loaded; tests wait on it for a change to take effect")
 ERRORS = Counter("zvonok_errors_total", "Unexpected errors caught at a boundary", ["where"])
+CONNECTIONS_CLOSED = Counter("zvonok_connections_limited_total",
+                             "TCP connections refused by a cap or closed by a deadline", ["listener", "reason"])
 
 
 _children: dict[tuple[int, tuple[str, ...]], Any] = {}

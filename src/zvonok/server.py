@@ -19,6 +19,7 @@ import uvicorn
 
 from zvonok import metrics
 from zvonok.api.app import create_app
+from zvonok.api.limits import http_protocol
 from zvonok.api.ws import events_router
 from zvonok.bus import LocalBus, forward_committed
 from zvonok.cdr import http as cdr_http
@@ -43,6 +44,7 @@ from zvonok.telephony.service import SipService
 from zvonok.telephony.store import SqlBindingStore
 from zvonok.telephony.throttle import FailureThrottle
 from zvonok.telephony.trunks import Trunks
+from zvonok.transport.limits import ConnectionTable, fd_budget, raise_nofile_limit
 
 log = get_logger(__name__)
 
@@ -76,7 +78,24 @@ def _http_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _connection_budget(settings: Settings) -> Settings:
+    """Raise the descriptor limit and fit the connection caps under it beside the RTP range (issue 8:
+    a connection flood must not take the descriptors calls need for media); the settings in force."""
+    budget = fd_budget(raise_nofile_limit(), rtp_ports=settings.rtp_port_max - settings.rtp_port_min + 1,
+                       sip_tcp=settings.sip_tcp_max_connections, http=settings.http_max_connections)
+    log.info("file descriptor budget", nofile=budget.nofile, reserved=budget.reserved, rtp=budget.rtp,
+             sip_tcp=budget.sip_tcp, http=budget.http, spare=budget.spare)
+    if budget.rtp < settings.rtp_port_max - settings.rtp_port_min + 1:
+        log.warning("the descriptor limit cannot hold the whole RTP port range: raise it (ulimit -n) or "
+                    "narrow the range", usable_rtp_ports=budget.rtp)
+    if (budget.sip_tcp, budget.http) != (settings.sip_tcp_max_connections, settings.http_max_connections):
+        log.warning("connection caps lowered to fit the descriptor limit", sip_tcp=budget.sip_tcp, http=budget.http)
+    return settings.model_copy(update={"sip_tcp_max_connections": budget.sip_tcp,
+                                       "http_max_connections": budget.http})
+
+
 async def build(settings: Settings) -> Runtime:
+    settings = _connection_budget(settings)
     db = Database(settings.resolved_database_url())
     await db.upgrade()
     bus = LocalBus()
@@ -160,7 +179,11 @@ async def build(settings: Settings) -> Runtime:
     app = create_app(settings, db, routers=[registrations_router(location), cdr_http.router, events_router(bus),
                                             pstn_http.router])
     app.state.trunk_status = trunks.status  # GET .../trunks/{id}/status (zvonok.pstn.http)
-    config = uvicorn.Config(app, loop="none", lifespan="off", log_level="warning", access_log=False)
+    http_protocol_class = http_protocol(ConnectionTable(settings.http_max_connections, settings.http_max_per_address),
+                                        header_timeout=settings.http_header_timeout,
+                                        body_timeout=settings.http_body_timeout)
+    config = uvicorn.Config(app, loop="none", lifespan="off", log_level="warning", access_log=False,
+                            http=http_protocol_class)
     http = uvicorn.Server(config)
     runtime = Runtime(settings, db, location, sip, http, bus, cdr_writer, store, trunks)
     runtime.tasks.append(asyncio.create_task(_flush_loop(location, store, runtime.stopping)))
