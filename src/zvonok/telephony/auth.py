@@ -3,8 +3,20 @@
 How it works: the domain a request is addressed to names the tenant and is the realm. A request
 without usable credentials gets a challenge (401 for a registrar, 407 for calls), one per configured
 algorithm, whatever the domain or user. Unknown domain, unknown user and wrong password all end in the
-same 403 after the same work, so nobody learns which users exist. Failures are counted per source
-address; a source over the limit is ignored for a while (like Kamailio's pike with fail2ban).
+same 403 after the same work, so nobody learns which users exist.
+
+Failures are counted twice (like Kamailio's pike with fail2ban, plus a per-account lock):
+
+* per source address (an IPv6 /64 counts as one), each failure tagged with the account it was against;
+  a source over the limit is ignored for a while. A success forgets only that address's failures
+  against that same account, so a valid login of one's own never resets guesses at someone else's;
+* per target account (domain, username; unknown names too, so a lock says nothing about existence),
+  never forgotten on success: guesses spread over many addresses still lock the account. A locked
+  account is refused without a check, except from addresses where it authenticated recently, so an
+  attacker cannot lock its own phones out.
+
+Throttles run on a monotonic clock (``clock``), never on the wall-clock ``now`` that nonces and
+bindings use: a step of the system clock must neither lift nor stretch a ban.
 Credentials are read through :class:`CredentialCache` so the hot path does not touch the database.
 """
 
@@ -12,6 +24,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
@@ -31,7 +44,7 @@ from zvonok.sip.message import Request, Response, make_response
 from zvonok.sip.peer import Peer
 from zvonok.sip.uri import SipUri, parse_uri
 
-from .throttle import FailureThrottle
+from .throttle import FailureThrottle, address_key
 
 log = get_logger(__name__)
 
@@ -110,14 +123,29 @@ class AuthOutcome:
     response: Response | None = None
 
 
+# How long an address stays "proven" for an account after a success there (it may then authenticate
+# while the account is locked): longer than any registration interval, so a phone refreshing its
+# registration keeps proving itself.
+PROVEN_TIME = 86_400.0
+
+
 class Authenticator:
+    """``throttle`` counts failures per source address (tagged by account), ``target_throttle`` per account."""
+
     def __init__(self, *, credentials: CredentialCache, verifier: DigestVerifier, throttle: FailureThrottle,
-                 to_tag: Callable[[], str], default_domain: str | None = None) -> None:
+                 to_tag: Callable[[], str], default_domain: str | None = None,
+                 target_throttle: FailureThrottle | None = None, clock: Callable[[], float] = time.monotonic,
+                 max_proven: int = 100_000) -> None:
         self.credentials = credentials
         self.verifier = verifier
         self.throttle = throttle
+        self.target_throttle = target_throttle
         self.default_domain = default_domain.lower() if default_domain else None
         self._to_tag = to_tag
+        self._clock = clock
+        # (address, domain, username) -> proven until (monotonic), oldest first; bounded like the throttles
+        self._proven: OrderedDict[tuple[str, str, str], float] = OrderedDict()
+        self._max_proven = max_proven
 
     def domain_of(self, uri: SipUri) -> str:
         """The tenant domain a request to ``uri`` is for (the default domain for a bare IP address)."""
@@ -126,11 +154,25 @@ class Authenticator:
             return self.default_domain
         return domain
 
-    def blocked(self, peer: Peer, now: float) -> bool:
-        if self.throttle.is_blocked(peer.host, now):
+    def blocked(self, peer: Peer) -> bool:
+        """Is the request's source banned (drop it before any work)?"""
+        if self.throttle.is_blocked(address_key(peer.host), self._clock()):
             metrics.AUTH_BLOCKED.inc()
             return True
         return False
+
+    def _account_locked(self, peer: Peer, domain: str, username: str) -> bool:
+        if self.target_throttle is None or not self.target_throttle.is_blocked((domain, username), self._clock()):
+            return False
+        until = self._proven.get((address_key(peer.host), domain, username))
+        return until is None or until <= self._clock()
+
+    def _prove(self, address: str, domain: str, username: str) -> None:
+        key = (address, domain, username)
+        self._proven.pop(key, None)
+        while len(self._proven) >= self._max_proven:
+            self._proven.popitem(last=False)
+        self._proven[key] = self._clock() + PROVEN_TIME
 
     def reply(self, request: Request, status: int, *headers: tuple[str, str], reason: str | None = None) -> Response:
         return make_response(request, status, reason, to_tag=self._to_tag(), headers=headers)
@@ -163,6 +205,9 @@ class Authenticator:
                 return AuthOutcome(response=self.reply(request, 400, reason="Malformed Authorization"))
         if creds is None:
             return AuthOutcome(response=self._challenge(request, domain, now, stale=False, proxy=proxy))
+        if self._account_locked(peer, domain, creds.username):
+            metrics.AUTH_BLOCKED.inc()
+            return AuthOutcome(response=self.reply(request, 403))
         hit, stored = self.credentials.peek(domain, creds.username)
         if not hit:
             return creds.username
@@ -185,11 +230,18 @@ class Authenticator:
             or not _same_uri(creds.uri, request.uri_text)  # §22.4: the digest names this request
         ):
             metrics.AUTH_FAILURES.inc()
-            if self.throttle.record_failure(peer.host, now):
+            mono = self._clock()
+            target = (domain, creds.username)
+            if self.throttle.record_failure(address_key(peer.host), mono, target):
                 log.warning("sip source blocked after failed authentications", source=str(peer),
                             domain=domain, method=request.method, call_id=request.call_id)
+            if self.target_throttle is not None and self.target_throttle.record_failure(target, mono):
+                log.warning("sip account locked after failed authentications", domain=domain,
+                            username=creds.username, source=str(peer), method=request.method)
             return AuthOutcome(response=self.reply(request, 403))
-        self.throttle.record_success(peer.host)
+        address = address_key(peer.host)
+        self.throttle.record_success(address, (domain, creds.username))
+        self._prove(address, domain, creds.username)
         if not stored.enabled or stored.tenant_suspended:
             return AuthOutcome(response=self.reply(request, 403, reason="Extension disabled"))
         return AuthOutcome(credentials=stored)

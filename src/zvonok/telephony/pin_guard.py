@@ -31,11 +31,10 @@ the same three methods.
 from __future__ import annotations
 
 import enum
-import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .throttle import FailureThrottle
+from .throttle import FailureThrottle, address_key
 
 __all__ = ["ANONYMOUS", "PinGuard", "PinSource", "SourceKind", "pin_sources"]
 
@@ -65,20 +64,8 @@ def pin_sources(caller_id: str | None, address: str | None = None) -> tuple[PinS
         cid = ANONYMOUS
     sources = [PinSource(kind=SourceKind.CALLER_ID, value=cid)]
     if address:
-        sources.append(PinSource(kind=SourceKind.ADDRESS, value=_address_key(address)))
+        sources.append(PinSource(kind=SourceKind.ADDRESS, value=address_key(address)))
     return tuple(sources)
-
-
-def _address_key(address: str) -> str:
-    try:
-        ip = ipaddress.ip_address(address.strip("[]"))
-    except ValueError:
-        return address  # a host name or an already-built key: used as given
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:  # a dual-stack socket's view of an IPv4 peer: the same peer
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-    return str(ip)
 
 
 class PinGuard:

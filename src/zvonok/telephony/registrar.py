@@ -65,7 +65,7 @@ class Registrar:
         The SIP service calls this inline, so a REGISTER whose user is in memory costs no task.
         """
         auth = self.auth
-        if auth.blocked(peer, now):
+        if auth.blocked(peer):
             return None
         ruri = request.uri
         aor_uri = request.to.uri
