@@ -112,8 +112,11 @@ async def build(settings: Settings) -> Runtime:
             credentials.invalidate(event.tenant_id)
 
     db.add_listener(on_org_event)
-    nonces = NonceManager(settings.resolved_secret_key().encode(), settings.nonce_lifetime, os.urandom)
-    verifier = DigestVerifier(nonces, [Algorithm(a.value) for a in settings.digest_algorithms])
+    # nonces from before this start are stale: the nc counts that guarded them against replay are gone
+    nonces = NonceManager(settings.resolved_secret_key().encode(), settings.nonce_lifetime, os.urandom,
+                          issued_after=time.time())
+    verifier = DigestVerifier(nonces, [Algorithm(a.value) for a in settings.digest_algorithms],
+                              accept_rfc2069=settings.digest_allow_no_qop)
     auth = Authenticator(
         credentials=credentials, verifier=verifier,
         throttle=FailureThrottle(settings.auth_fail_limit, settings.auth_fail_window, settings.auth_ban_time),

@@ -322,6 +322,20 @@ async def test_replayed_authorization_gets_a_fresh_stale_challenge(registrar: Re
     assert all(parse_challenge(v).stale for v in replay.headers.get_all("www-authenticate"))
 
 
+async def test_a_digest_without_qop_is_refused(registrar: Registrar) -> None:
+    # issue 8: an RFC 2069 digest has no nonce-count and replays from anywhere while its nonce lives
+    challenge = await registrar.handle(register(), PEER, NOW)
+    assert challenge is not None
+    chosen = parse_challenge(challenge.headers.get_all("www-authenticate")[0])
+    response = compute_response(ha1=ha1("101", DOMAIN, "secret101"), nonce=chosen.nonce, method="REGISTER",
+                                uri=f"sip:{DOMAIN}", algorithm=Algorithm.MD5)
+    auth = (f'Digest username="101", realm="{DOMAIN}", nonce="{chosen.nonce}", uri="sip:{DOMAIN}", '
+            f'response="{response}", algorithm=MD5')
+    refused = await registrar.handle(register(auth=auth, cseq=2), PEER, NOW)
+    assert refused is not None and refused.status == 403
+    assert registrar.location.count == 0
+
+
 async def test_expired_nonce_is_stale_not_forbidden(registrar: Registrar) -> None:
     challenge = await registrar.handle(register(), PEER, NOW)
     assert challenge is not None
