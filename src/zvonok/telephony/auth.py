@@ -116,7 +116,8 @@ class CredentialCache:
     async def reload(self, fetch: Callable[[], Awaitable[Iterable[SipCredentials]]]) -> int:
         """:meth:`preload` what ``fetch`` reads; a name changed while it reads stays unsure (the rows
         read may predate the change)."""
-        self._changed_in_reload = changed = set()
+        changed: set[str] = set()
+        self._changed_in_reload = changed
         try:
             rows = await fetch()
         finally:
