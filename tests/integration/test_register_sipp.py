@@ -234,3 +234,18 @@ def test_registrations_survive_a_restart(pbx: Pbx, raw_client: RawSipClient) -> 
     # the restarted server keeps working
     again = pbx.sipp("register.xml", pbx.rows(RESTART_USERS[:2]), local_port=port, rate=50)
     _assert_all_ok(again, 2)
+
+
+def test_an_extension_added_through_the_api_registers_at_once(pbx: Pbx, raw_client: RawSipClient) -> None:
+    # issue 8: the server answers unknown names from its preloaded table; a new extension must not stay
+    # unknown to it until the next full reload
+    number, password = "5999", "a-new-phone-password"
+    _, refused = raw_client.register(number, pbx.domain, password)
+    assert refused is not None and refused.status == 403, refused
+    created = harness.http_json(f"{pbx.http_url}/api/v1/tenants/{pbx.tenant_id}/extensions", pbx.token,
+                                method="POST", body={"number": number, "display_name": "New",
+                                                     "sip_password": password})
+    assert created["number"] == number, created
+    _, final = raw_client.register(number, pbx.domain, password)
+    assert final is not None and final.status == 200, final
+    assert number in pbx.registrations_of([number])
