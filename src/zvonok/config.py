@@ -92,9 +92,19 @@ class Settings(BaseSettings):
         "MD5 first (RFC 8760 clients that do SHA-256 can be served by adding it)",
     )
     nonce_lifetime: int = Field(default=300, description="Seconds a nonce is valid; older ones get stale=true")
+    digest_allow_no_qop: bool = Field(
+        default=False,
+        description="Accept RFC 2069 digests without qop (very old phones). Off by default: such a digest "
+        "has no nonce-count, so a captured request can be replayed from anywhere while its nonce lives",
+    )
 
     # Brute-force protection (like Kamailio pike / fail2ban)
-    auth_fail_limit: int = Field(default=20, description="Failed authentications from one source in the window")
+    auth_fail_limit: int = Field(default=20, description="Failed authentications from one source address "
+                                 "(IPv6: one /64) in the window; more ban the source")
+    auth_target_fail_limit: int = Field(
+        default=10, ge=0, description="Failed authentications against one account (domain and username) from "
+        "all sources in the window; more lock the account for auth_ban_time, except from addresses where it "
+        "authenticated within the last day")
     auth_fail_window: float = Field(default=60.0, description="Window for counting failures, seconds")
     auth_ban_time: float = Field(default=600.0, description="How long a source stays blocked, seconds")
 

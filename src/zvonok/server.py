@@ -12,6 +12,7 @@ import signal
 import socket
 import sqlite3
 import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -29,7 +30,7 @@ from zvonok.config import Settings
 from zvonok.logs import configure, get_logger
 from zvonok.media.engine import InProcessMediaEngine
 from zvonok.org import events as org_events
-from zvonok.org.service import platform_all_sip_credentials, sip_credentials
+from zvonok.org.service import SipCredentials, platform_all_sip_credentials, sip_credentials
 from zvonok.pstn import http as pstn_http
 from zvonok.pstn.loader import load_snapshot
 from zvonok.sip.digest import Algorithm, DigestVerifier, NonceManager
@@ -115,9 +116,12 @@ async def build(settings: Settings) -> Runtime:
         async with db.session() as session:
             return await sip_credentials(session, domain, username)
 
+    async def all_credentials():  # type: ignore[no-untyped-def]
+        async with db.session() as session:
+            return await platform_all_sip_credentials(session)
+
     credentials = CredentialCache(lookup)
-    async with db.session() as session:
-        preloaded = credentials.preload(await platform_all_sip_credentials(session))
+    preloaded = await credentials.reload(all_credentials)
     log.info("sip credentials loaded", extensions=preloaded)
 
     def on_org_event(event: object) -> None:
@@ -131,11 +135,16 @@ async def build(settings: Settings) -> Runtime:
             credentials.invalidate(event.tenant_id)
 
     db.add_listener(on_org_event)
-    nonces = NonceManager(settings.resolved_secret_key().encode(), settings.nonce_lifetime, os.urandom)
-    verifier = DigestVerifier(nonces, [Algorithm(a.value) for a in settings.digest_algorithms])
+    # nonces from before this start are stale: the nc counts that guarded them against replay are gone
+    nonces = NonceManager(settings.resolved_secret_key().encode(), settings.nonce_lifetime, os.urandom,
+                          issued_after=time.time())
+    verifier = DigestVerifier(nonces, [Algorithm(a.value) for a in settings.digest_algorithms],
+                              accept_rfc2069=settings.digest_allow_no_qop)
     auth = Authenticator(
         credentials=credentials, verifier=verifier,
         throttle=FailureThrottle(settings.auth_fail_limit, settings.auth_fail_window, settings.auth_ban_time),
+        target_throttle=FailureThrottle(settings.auth_target_fail_limit, settings.auth_fail_window,
+                                        settings.auth_ban_time),
         to_tag=lambda: os.urandom(6).hex(), default_domain=settings.sip_default_domain,
     )
     registrar = Registrar(
@@ -187,7 +196,26 @@ async def build(settings: Settings) -> Runtime:
     http = uvicorn.Server(config)
     runtime = Runtime(settings, db, location, sip, http, bus, cdr_writer, store, trunks)
     runtime.tasks.append(asyncio.create_task(_flush_loop(location, store, runtime.stopping)))
+    runtime.tasks.append(asyncio.create_task(_reload_credentials_loop(credentials, all_credentials,
+                                                                      runtime.stopping)))
     return runtime
+
+
+async def _reload_credentials_loop(credentials: CredentialCache,
+                                   fetch: Callable[[], Awaitable[Iterable[SipCredentials]]],
+                                   stopping: asyncio.Event) -> None:
+    """Read every extension's credentials again every ``credentials.ttl`` seconds: org events keep the
+    table current, this bounds how long a missed one (a change made by another process) goes unseen."""
+    while not stopping.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), credentials.ttl)
+        if stopping.is_set():
+            return
+        try:
+            await credentials.reload(fetch)
+        except Exception:  # noqa: BLE001 - keep the table we have; the next round tries again
+            metrics.ERRORS.labels("credentials_reload").inc()
+            log.exception("failed to reload sip credentials")
 
 
 async def _flush_loop(location: Location, store: SqlBindingStore, stopping: asyncio.Event) -> None:
