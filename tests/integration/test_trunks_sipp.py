@@ -225,6 +225,23 @@ def test_inbound_call_on_a_number_rings_its_extension(world: World) -> None:
     assert (cdr["caller_number"], cdr["callee_number"], cdr["disposition"]) == ("+79161234567", DESK, "answered"), cdr
 
 
+def test_a_hostile_from_reaches_the_extension_escaped(world: World) -> None:
+    """A display name ending in a backslash and a user part with %3E%3B: passed on to the phone as they
+    came (the quoted-string and the URI stay closed), not unescaped into a broken From that hangs the call."""
+    desk = start_callee(world.pbx, DESK, "call_uas_check_from.xml", codec="PCMA")
+    try:
+        result = harness.run_sipp("carrier_call_in_hostile_from.xml", world.pbx.target, workdir=world.pbx.workdir,
+                                  rows=[["74957654321", "79161234567"]], rate=1, timeout=30,
+                                  extra=["-i", "127.0.0.2", "-mi", "127.0.0.2", "-d", "500"],
+                                  name="carrier_hostile_from")
+        assert desk.wait_for("SuccessfulCall(C)", 1, timeout=15), desk.stats()
+        desk_result = desk.stop()
+    finally:
+        desk.kill()
+    assert_all_ok(result, 1)
+    assert_all_ok(desk_result, 1)
+
+
 @pytest.mark.parametrize(("source", "number", "scenario"), [
     ("127.0.0.6", "74957654321", "carrier_call_in_403.xml"),  # not a trunk's address: never trusted
     ("127.0.0.2", "74959999999", "carrier_call_in_404.xml"),  # a trunk, but not our number

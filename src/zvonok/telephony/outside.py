@@ -39,6 +39,7 @@ from zvonok.pstn import schedule
 from zvonok.pstn.reports import month_spend
 from zvonok.pstn.routing import CallerProfile, NumberInfo, PstnSnapshot, TrunkInfo, budgets
 from zvonok.sip.digest_client import authorize_request
+from zvonok.sip.grammar import name_addr
 from zvonok.sip.message import Request, make_response
 from zvonok.sip.peer import Peer
 from zvonok.sip.transaction import ResponseReceived, ServerTransaction
@@ -96,7 +97,7 @@ class OutsideMixin(_Base):
         assert isinstance(uri, SipUri)
         caller_number = request.from_.uri.user_unescaped if isinstance(request.from_.uri, SipUri) else None
         caller_e164 = _e164(caller_number or "") or (caller_number or "anonymous")
-        display = (request.from_.display or "").replace('"', "")
+        display = request.from_.display or ""
         if trunk.kind == "pbx" and trunk.tenant_id is not None:
             await self._invite_from_pbx(txn, request, peer, trunk, snapshot, caller_number or "", display, now)
             return
@@ -282,17 +283,17 @@ class OutsideMixin(_Base):
                 return
             number = trunk.format_number(call.outside_number)
             caller_id = trunk.format_number(call.caller_id or "")
-            display = (call.caller.party.display_name or caller_id).replace('"', "")
+            display = call.caller.party.display_name or caller_id
             target = f"sip:{number}@{trunk.host}:{trunk.port}" + ("" if trunk.transport == "udp"
                                                                    else f";transport={trunk.transport}")
             party = ev.Party(number=call.outside_number, external=True)
             self.publish(ev.CallRouted, call, trunk_id=trunk.id, **call.route_fields)
             self._place_leg(
                 call, party, trunk_peer(trunk), endpoints[0], self._offer_codecs(call), request_uri=target,
-                to_header=f"<sip:{number}@{trunk.domain}>",
-                from_header=f'"{display}" <sip:{caller_id}@{trunk.domain}>', contact=target,
+                to_header=name_addr(None, number, trunk.domain),
+                from_header=name_addr(display, caller_id, trunk.domain), contact=target,
                 user_agent=trunk.name,
-                extra_headers=[("P-Asserted-Identity", f"<sip:{caller_id}@{trunk.domain}>")],
+                extra_headers=[("P-Asserted-Identity", name_addr(None, caller_id, trunk.domain))],
                 handler=self._on_trunk_event, trunk_id=trunk.id)
             if call.no_answer is None and not call.ended:
                 call.no_answer = asyncio.get_running_loop().call_later(self.no_answer_timeout, self._no_answer, call)
