@@ -66,6 +66,15 @@ TRUNK_ERRORS: list[tuple[dict[str, Any], str]] = [
     ({"buy_tariff_id": 987654}, "buy_tariff_id"),
     ({"office_id": 987654}, "office_id"),
     ({"surprise": 1}, "surprise"),
+    # text that ends up in SIP messages (REGISTER, From, digest): no line breaks, the RFC 3261 grammar
+    ({"username": "acme\r\nVia: SIP/2.0/UDP evil"}, "username"),
+    ({"username": "ac me"}, "username"),
+    ({"username": "acme<x>"}, "username"),
+    ({"auth_username": 'acme"x'}, "auth_username"),
+    ({"from_domain": "carrier.example\r\nX: y"}, "from_domain"),
+    ({"host": "sip.carrier.example\nX: y"}, "host"),
+    ({"name": "Carrier\r\nX: y"}, "name"),
+    ({"password": "pass\r\nword"}, "password"),
 ]
 
 
@@ -81,6 +90,14 @@ async def test_trunk_validation(api: PstnApi, make_tenant: Any) -> None:
         r = await api.client.patch(f"{c.base}/trunks/{trunk['id']}", headers=c.headers, json=change)
         assert r.status_code == 422 and field in r.json()["detail"][0]["loc"], (change, r.text)
     assert (await ok(await api.client.get(f"{c.base}/trunks", headers=c.headers)))["total"] == 1
+
+
+async def test_trunk_validation_messages_say_what_is_wrong(api: PstnApi, make_tenant: Any) -> None:
+    c = await make_company(api, make_tenant, "messages.example")
+    r = await api.client.post(f"{c.base}/trunks", headers=c.headers, json={**TRUNK, "username": "ac\r\nme"})
+    assert r.status_code == 422 and "control characters" in r.json()["detail"][0]["msg"], r.text
+    r = await api.client.post(f"{c.base}/trunks", headers=c.headers, json={**TRUNK, "username": "a<b"})
+    assert r.status_code == 422 and "is not a SIP user name" in r.json()["detail"][0]["msg"], r.text
 
 
 async def test_trunk_references_must_be_the_tenants(api: PstnApi, make_tenant: Any) -> None:

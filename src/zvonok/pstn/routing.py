@@ -141,6 +141,7 @@ class PstnSnapshot:
     offices: dict[int, OfficeInfo] = field(default_factory=dict)
     tenants: dict[int, TenantInfo] = field(default_factory=dict)
     policies: dict[tuple[int, str, int | None], PolicyInfo] = field(default_factory=dict)
+    rejected: dict[int, str] = field(default_factory=dict)  # trunks left out, with why (their status says it)
 
     def __post_init__(self) -> None:
         self._by_ip: dict[str, TrunkInfo] = {}
