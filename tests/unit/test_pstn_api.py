@@ -100,6 +100,45 @@ async def test_trunk_validation_messages_say_what_is_wrong(api: PstnApi, make_te
     assert r.status_code == 422 and "is not a SIP user name" in r.json()["detail"][0]["msg"], r.text
 
 
+async def test_what_a_tenant_admin_may_trust_is_its_own(api: PstnApi, make_tenant: Any) -> None:
+    """A trunk's inbound addresses are taken without a challenge: a tenant admin may not trust a wide or
+    special range, nor another company's or the operator's addresses (those are the platform admin's)."""
+    a = await make_company(api, make_tenant, "trust-a.example")
+    b = await make_company(api, make_tenant, "trust-b.example")
+    plain = {"name": "PBX", "kind": "pbx", "host": "pbx.example"}
+    await ok(await api.client.post(f"{a.base}/trunks", headers=a.headers,
+                                   json={**plain, "inbound_addresses": ["203.0.113.0/24"]}), 201)
+    await ok(await api.client.post("/api/v1/platform/trunks", headers=api.admin,
+                                   json={"name": "Operator", "host": "192.0.2.55"}), 201)
+    refused = [
+        ({"inbound_addresses": ["10.0.0.0/16"]}, 422, "wider than /24"),
+        ({"inbound_addresses": ["0.0.0.0/0"]}, 422, "wider than /24"),
+        ({"inbound_addresses": ["127.0.0.0/8"]}, 422, "wider than /24"),
+        ({"inbound_addresses": ["2001:db8::/48"]}, 422, "wider than /64"),
+        ({"inbound_addresses": ["127.0.0.1"]}, 422, "loopback"),
+        ({"host": "127.0.0.1"}, 422, "loopback"),  # no inbound list: the host's address is trusted
+        ({"inbound_addresses": ["203.0.113.128/25"]}, 403, "another company's or the operator's trunk"),
+        ({"inbound_addresses": ["203.0.113.7"]}, 403, "another company's or the operator's trunk"),
+        ({"host": "192.0.2.55"}, 403, "another company's or the operator's trunk"),
+    ]
+    mine = await ok(await api.client.post(f"{b.base}/trunks", headers=b.headers,
+                                          json={**plain, "inbound_addresses": ["198.51.100.0/24"]}), 201)
+    for change, status, words in refused:
+        r = await api.client.post(f"{b.base}/trunks", headers=b.headers, json={**plain, **change})
+        assert r.status_code == status and words in r.text and "trust-a" not in r.text, (change, r.text)
+        r = await api.client.patch(f"{b.base}/trunks/{mine['id']}", headers=b.headers,
+                                   json={"inbound_addresses": []} | change)
+        assert r.status_code == status and words in r.text, (change, r.text)
+    # the platform admin may (a carrier's wide range, a shared gateway), also under the tenant's URL
+    for change, _, _ in refused:
+        await ok(await api.client.post(f"{b.base}/trunks", headers=api.admin, json={**plain, **change}), 201)
+    patched = await ok(await api.client.patch(f"{b.base}/trunks/{mine['id']}", headers=api.admin,
+                                              json={"inbound_addresses": ["10.0.0.0/16"]}))
+    assert patched["inbound_addresses"] == ["10.0.0.0/16"]
+    # and the tenant admin may still change the rest of such a trunk
+    await ok(await api.client.patch(f"{b.base}/trunks/{mine['id']}", headers=b.headers, json={"max_calls": 3}))
+
+
 async def test_trunk_references_must_be_the_tenants(api: PstnApi, make_tenant: Any) -> None:
     a = await make_company(api, make_tenant, "a.example")
     b = await make_company(api, make_tenant, "b.example")
@@ -324,7 +363,9 @@ async def test_outbound_routes(api: PstnApi, make_tenant: Any) -> None:
     a = await make_company(api, make_tenant, "a.example")
     b = await make_company(api, make_tenant, "b.example")
     own = await ok(await api.client.post(f"{a.base}/trunks", headers=a.headers, json=TRUNK), 201)
-    other = await ok(await api.client.post(f"{b.base}/trunks", headers=b.headers, json=TRUNK), 201)
+    # b's trunk trusts its own addresses: a's are not b's to trust (test_what_a_tenant_admin_may_trust_is_its_own)
+    other = await ok(await api.client.post(f"{b.base}/trunks", headers=b.headers,
+                                           json={**TRUNK, "inbound_addresses": ["192.0.2.0/24"]}), 201)
     shared = await ok(await api.client.post("/api/v1/platform/trunks", headers=api.admin, json=TRUNK), 201)
     r1 = await ok(await api.client.post(f"{a.base}/routes", headers=a.headers, json={"prefix": "7495", "trunk_id": own["id"]}), 201)
     r2 = await ok(await api.client.post(f"{a.base}/routes", headers=a.headers,

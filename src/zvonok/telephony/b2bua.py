@@ -221,7 +221,7 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
         if self.auth.blocked(peer, now):
             reply(403)
             return
-        trunk = self.trunks.snapshot.trunk_from(peer.host) if self.trunks is not None else None
+        trunk = self._trunk_for(request, peer)
         if trunk is None and (self.flood.is_blocked(peer.host, now) or self.flood.record_failure(peer.host, now)):
             # a carrier's gateway brings many callers: trunks are limited by max_calls instead
             self.sip.respond(txn, make_response(request, 503, to_tag=_tag(), headers=[("Retry-After", "30")]))
