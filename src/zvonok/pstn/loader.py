@@ -148,7 +148,7 @@ def trunk_problem(t: Trunk) -> str | None:
     checks: list[tuple[str, str | None, Callable[[str], str]]] = [
         ("name", t.name, grammar.check_text), ("host", t.host, grammar.check_host),
         ("from_domain", t.from_domain, grammar.check_host), ("username", t.username, grammar.check_user),
-        ("auth_username", t.auth_username, grammar.check_user), ("password", t.password, grammar.check_text)]
+        ("auth_username", t.auth_username, grammar.check_text), ("password", t.password, grammar.check_text)]
     for field, value, check in checks:
         if value is None:
             continue

@@ -74,9 +74,12 @@ Address = Annotated[str, StringConstraints(max_length=64), AfterValidator(check_
 PolicyPrefix = Annotated[str, StringConstraints(max_length=20), AfterValidator(policy_prefix)]
 RoutePrefix = Annotated[str, StringConstraints(pattern=r"^[0-9]{0,15}$")]
 Secret = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(check_text)]
-# a trunk's username is the user part of its AOR and Contact, its auth name the digest username
+# a trunk's username is the user part of its AOR and Contact: the URI grammar
 SipUser = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
                     AfterValidator(check_user)]
+# its auth name is the digest username, a quoted-string (escaped when written): "acme@carrier.example" is fine
+AuthName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+                     AfterValidator(check_text)]
 Money = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2), AfterValidator(lambda v: v.quantize(_CENT))]
 HHMM = Annotated[str, AfterValidator(_hhmm)]
 HHMMEnd = Annotated[str, AfterValidator(lambda v: v if v == "24:00" else _hhmm(v))]
@@ -106,7 +109,7 @@ class TrunkCreate(_In):
     transport: Transport = "udp"
     username: SipUser | None = None
     password: Secret | None = Field(default=None, description="Write-only: responses say has_password")
-    auth_username: SipUser | None = None
+    auth_username: AuthName | None = None
     from_domain: Host | None = None
     # "register" is a BaseModel (ABCMeta) method: the field is register_ inside, "register" on the wire
     register_: bool = Field(default=False, alias="register")
@@ -127,7 +130,7 @@ class TrunkUpdate(_In):
     transport: Transport | None = None
     username: SipUser | None = None
     password: Secret | None = Field(default=None, description="Write-only; null removes it")
-    auth_username: SipUser | None = None
+    auth_username: AuthName | None = None
     from_domain: Host | None = None
     register_: bool | None = Field(default=None, alias="register")
     register_expires: int | None = Field(default=None, ge=60, le=86400)
