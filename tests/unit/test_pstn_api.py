@@ -120,6 +120,7 @@ async def test_what_a_tenant_admin_may_trust_is_its_own(api: PstnApi, make_tenan
         ({"inbound_addresses": ["2001:db8::/48"]}, 422, "wider than /64"),
         ({"inbound_addresses": ["127.0.0.1"]}, 422, "loopback"),
         ({"host": "127.0.0.1"}, 422, "loopback"),  # no inbound list: the host's address is trusted
+        ({"host": "localhost"}, 422, "loopback"),  # ... and a host name's, as it resolves
         ({"inbound_addresses": ["203.0.113.128/25"]}, 403, "another company's or the operator's trunk"),
         ({"inbound_addresses": ["203.0.113.7"]}, 403, "another company's or the operator's trunk"),
         ({"host": "192.0.2.55"}, 403, "another company's or the operator's trunk"),

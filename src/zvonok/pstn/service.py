@@ -32,7 +32,7 @@ from zvonok.org.scope import check_ref, describe_counts
 from zvonok.pstn import events
 from zvonok.pstn import schemas as s
 from zvonok.pstn.destinations import clean_destination, extension_refs
-from zvonok.pstn.loader import build_tariff
+from zvonok.pstn.loader import build_tariff, resolve_host
 from zvonok.pstn.models import (
     BillingAccount,
     EmployeePin,
@@ -158,7 +158,9 @@ async def _check_trusted_addresses(session: AsyncSession, tenant_id: int | None,
     only the platform admin may set those."""
     if tenant_id is None:
         return
-    mine = trusted_networks(trunk.inbound_addresses or [], trunk.host)
+    # without an inbound list the host's address is trusted: a name is judged by what it resolves to now
+    host = trunk.host if trunk.inbound_addresses else await resolve_host(trunk.host, trunk.port or 5060)
+    mine = trusted_networks(trunk.inbound_addresses or [], host)
     for net in mine:
         widest = _WIDEST_TRUSTED[net.version]
         if net.prefixlen < widest:
