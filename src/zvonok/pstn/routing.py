@@ -147,7 +147,9 @@ class PstnSnapshot:
         self._tenant_by_domain = {t.domain.lower(): t.id for t in self.tenants.values()}
         self._by_ip: dict[str, TrunkInfo] = {}
         self._networks: list[tuple[IpNetwork, TrunkInfo]] = []
-        for trunk in self.trunks.values():
+        # the operator's trunks first: where a tenant's trunk shares an address with one (a carrier's
+        # gateway, set before the API refused it), the operator's keeps taking the calls of every tenant
+        for trunk in sorted(self.trunks.values(), key=lambda t: (t.tenant_id is not None, t.id)):
             if not trunk.inbound:
                 self._by_ip.setdefault(trunk.address, trunk)
             for net in trunk.inbound:
