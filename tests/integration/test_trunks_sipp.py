@@ -107,6 +107,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     harness.seed_pstn(data_dir, other.tenant_id, {"suspended": True, "numbers": [
         {"number": SUSPENDED_DID, "kind": "extension", "destination": {"number": "7301"}}]},
         database_url=database_url)
+    # a third company whose office PBX trusts 127.0.0.1, where our phones are (a NAT address shared with
+    # them, set by the operator): it must take none of their calls (test_a_neighbours_pbx_...)
+    neighbour = harness.seed(data_dir, domain=f"neighbour-{secrets.token_hex(3)}.test", numbers=["7401"],
+                             database_url=database_url, with_token=False)
+    harness.seed_pstn(data_dir, neighbour.tenant_id, {"trunks": [
+        {"name": "NeighbourPBX", "kind": "pbx", "host": "127.0.0.1", "port": 5060, "inbound_addresses": ["127.0.0.1"]}]},
+        database_url=database_url)
     server = harness.ZvonokServer(data_dir=data_dir, database_url=database_url,
                                   env={"ZVONOK_CALL_NO_ANSWER_TIMEOUT": "20"})
     world = World(Pbx(server=server, seeded=seeded, workdir=tmp / "sipp"), carriers, ids)
@@ -226,6 +233,23 @@ def test_inbound_call_on_a_number_rings_its_extension(world: World) -> None:
     assert (cdr["caller_number"], cdr["callee_number"], cdr["disposition"]) == ("+79161234567", DESK, "answered"), cdr
 
 
+def test_a_hostile_from_reaches_the_extension_escaped(world: World) -> None:
+    """A display name ending in a backslash and a user part with %3E%3B: passed on to the phone as they
+    came (the quoted-string and the URI stay closed), not unescaped into a broken From that hangs the call."""
+    desk = start_callee(world.pbx, DESK, "call_uas_check_from.xml", codec="PCMA")
+    try:
+        result = harness.run_sipp("carrier_call_in_hostile_from.xml", world.pbx.target, workdir=world.pbx.workdir,
+                                  rows=[["74957654321", "79161234567"]], rate=1, timeout=30,
+                                  extra=["-i", "127.0.0.2", "-mi", "127.0.0.2", "-d", "500"],
+                                  name="carrier_hostile_from")
+        assert desk.wait_for("SuccessfulCall(C)", 1, timeout=15), desk.stats()
+        desk_result = desk.stop()
+    finally:
+        desk.kill()
+    assert_all_ok(result, 1)
+    assert_all_ok(desk_result, 1)
+
+
 @pytest.mark.parametrize(("source", "number", "scenario"), [
     ("127.0.0.6", "74957654321", "carrier_call_in_403.xml"),  # not a trunk's address: never trusted
     ("127.0.0.2", "74959999999", "carrier_call_in_404.xml"),  # a trunk, but not our number
@@ -255,6 +279,22 @@ def test_registration_to_a_carrier(world: World) -> None:
     # the carrier granted 60 s: the registration runs to about then (refreshed at half of it)
     until = status["registration"]["registered_until"]
     assert until is not None and 0 < until - time.time() <= 61, status
+
+
+def test_a_neighbours_pbx_trusting_the_phones_address_takes_none_of_their_calls(world: World) -> None:
+    """Another company's PBX trunk trusts 127.0.0.1, the phones' address: Anna's call to the desk (to our
+    domain, then with our digest credentials) is still hers, not the neighbour's PBX calling out (503)."""
+    before = count_cdrs(world, ANNA)
+    desk = start_callee(world.pbx, DESK, "call_uas_answer.xml")
+    try:
+        result = place_calls(world.pbx, ANNA, DESK, "call_uac.xml", 1, rate=1, hold_ms=300)
+        assert desk.wait_for("SuccessfulCall(C)", 1, timeout=10), desk.stats()
+        assert_all_ok(desk.stop(), 1)
+    finally:
+        desk.kill()
+    assert_all_ok(result, 1)
+    cdr = last_cdr(world, ANNA, before)
+    assert (cdr["callee_number"], cdr["disposition"], cdr["internal"]) == (DESK, "answered", True), cdr
 
 
 def test_internal_calls_stay_free(world: World) -> None:

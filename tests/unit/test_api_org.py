@@ -181,3 +181,26 @@ async def test_patch_null_and_unknown_fields(api: Api, make_tenant: Any) -> None
     assert r.status_code == 200 and r.json()["city"] is None and r.json()["name"] == "HQ"
     r = await api.client.post(f"/api/v1/tenants/{t.id}/offices", headers=t.headers, json={"name": "HQ"})
     assert r.status_code == 409 and r.json() == {"detail": "office name 'HQ' already exists"}
+
+
+async def test_names_that_become_sip_display_names_refuse_control_characters(api: Api, make_tenant: Any) -> None:
+    """An extension's display name, an employee's or an office's name is a caller name in From headers:
+    a line break in it would add a header of the sender's choosing (a spoofed P-Asserted-Identity)."""
+    t = await make_tenant("names.example")
+    base = f"/api/v1/tenants/{t.id}"
+    office = await _post(api, f"{base}/offices", {"name": "Main"}, t.headers)
+    emp = await _post(api, f"{base}/employees", {"full_name": "Anna"}, t.headers)
+    ext = await _post(api, f"{base}/extensions", {"number": "101", "display_name": "Anna"}, t.headers)
+    hostile = "Anna\r\nP-Asserted-Identity: <sip:+74950000000@carrier.example>"
+    for path, field in [(f"offices/{office['id']}", "name"), (f"employees/{emp['id']}", "full_name"),
+                        (f"extensions/{ext['id']}", "display_name")]:
+        r = await api.client.patch(f"{base}/{path}", headers=t.headers, json={field: hostile})
+        assert r.status_code == 422, (path, r.text)
+        detail = r.json()["detail"][0]
+        assert detail["loc"] == ["body", field] and "control characters" in detail["msg"], detail
+    r = await api.client.post(f"{base}/extensions", headers=t.headers, json={"number": "102", "display_name": "B\nX"})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "display_name"]
+    # quotes and backslashes are fine: they are escaped when written into a message
+    r = await api.client.patch(f"{base}/extensions/{ext['id']}", headers=t.headers,
+                               json={"display_name": 'Anna "the boss" \\'})
+    assert r.status_code == 200 and r.json()["display_name"] == 'Anna "the boss" \\'

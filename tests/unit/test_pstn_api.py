@@ -66,6 +66,15 @@ TRUNK_ERRORS: list[tuple[dict[str, Any], str]] = [
     ({"buy_tariff_id": 987654}, "buy_tariff_id"),
     ({"office_id": 987654}, "office_id"),
     ({"surprise": 1}, "surprise"),
+    # text that ends up in SIP messages (REGISTER, From, digest): no line breaks, the RFC 3261 grammar
+    ({"username": "acme\r\nVia: SIP/2.0/UDP evil"}, "username"),
+    ({"username": "ac me"}, "username"),
+    ({"username": "acme<x>"}, "username"),
+    ({"auth_username": "acme\nx"}, "auth_username"),
+    ({"from_domain": "carrier.example\r\nX: y"}, "from_domain"),
+    ({"host": "sip.carrier.example\nX: y"}, "host"),
+    ({"name": "Carrier\r\nX: y"}, "name"),
+    ({"password": "pass\r\nword"}, "password"),
 ]
 
 
@@ -81,6 +90,57 @@ async def test_trunk_validation(api: PstnApi, make_tenant: Any) -> None:
         r = await api.client.patch(f"{c.base}/trunks/{trunk['id']}", headers=c.headers, json=change)
         assert r.status_code == 422 and field in r.json()["detail"][0]["loc"], (change, r.text)
     assert (await ok(await api.client.get(f"{c.base}/trunks", headers=c.headers)))["total"] == 1
+
+
+async def test_trunk_validation_messages_say_what_is_wrong(api: PstnApi, make_tenant: Any) -> None:
+    c = await make_company(api, make_tenant, "messages.example")
+    r = await api.client.post(f"{c.base}/trunks", headers=c.headers, json={**TRUNK, "username": "ac\r\nme"})
+    assert r.status_code == 422 and "control characters" in r.json()["detail"][0]["msg"], r.text
+    r = await api.client.post(f"{c.base}/trunks", headers=c.headers, json={**TRUNK, "username": "a<b"})
+    assert r.status_code == 422 and "is not a SIP user name" in r.json()["detail"][0]["msg"], r.text
+    # the digest username is a quoted-string: an e-mail-like auth name is fine (the URI user must escape '@')
+    await ok(await api.client.post(f"{c.base}/trunks", headers=c.headers,
+                                   json={**TRUNK, "username": "acme%40corp", "auth_username": 'acme@corp "x"'}), 201)
+
+
+async def test_what_a_tenant_admin_may_trust_is_its_own(api: PstnApi, make_tenant: Any) -> None:
+    """A trunk's inbound addresses are taken without a challenge: a tenant admin may not trust a wide or
+    special range, nor another company's or the operator's addresses (those are the platform admin's)."""
+    a = await make_company(api, make_tenant, "trust-a.example")
+    b = await make_company(api, make_tenant, "trust-b.example")
+    plain = {"name": "PBX", "kind": "pbx", "host": "pbx.example"}
+    await ok(await api.client.post(f"{a.base}/trunks", headers=a.headers,
+                                   json={**plain, "inbound_addresses": ["203.0.113.0/24"]}), 201)
+    await ok(await api.client.post("/api/v1/platform/trunks", headers=api.admin,
+                                   json={"name": "Operator", "host": "192.0.2.55"}), 201)
+    refused = [
+        ({"inbound_addresses": ["10.0.0.0/16"]}, 422, "wider than /24"),
+        ({"inbound_addresses": ["0.0.0.0/0"]}, 422, "wider than /24"),
+        ({"inbound_addresses": ["127.0.0.0/8"]}, 422, "wider than /24"),
+        ({"inbound_addresses": ["2001:db8::/48"]}, 422, "wider than /64"),
+        ({"inbound_addresses": ["127.0.0.1"]}, 422, "loopback"),
+        ({"host": "127.0.0.1"}, 422, "loopback"),  # no inbound list: the host's address is trusted
+        ({"host": "localhost"}, 422, "loopback"),  # ... and a host name's, as it resolves
+        ({"inbound_addresses": ["203.0.113.128/25"]}, 403, "another company's or the operator's trunk"),
+        ({"inbound_addresses": ["203.0.113.7"]}, 403, "another company's or the operator's trunk"),
+        ({"host": "192.0.2.55"}, 403, "another company's or the operator's trunk"),
+    ]
+    mine = await ok(await api.client.post(f"{b.base}/trunks", headers=b.headers,
+                                          json={**plain, "inbound_addresses": ["198.51.100.0/24"]}), 201)
+    for change, status, words in refused:
+        r = await api.client.post(f"{b.base}/trunks", headers=b.headers, json={**plain, **change})
+        assert r.status_code == status and words in r.text and "trust-a" not in r.text, (change, r.text)
+        r = await api.client.patch(f"{b.base}/trunks/{mine['id']}", headers=b.headers,
+                                   json={"inbound_addresses": []} | change)
+        assert r.status_code == status and words in r.text, (change, r.text)
+    # the platform admin may (a carrier's wide range, a shared gateway), also under the tenant's URL
+    for change, _, _ in refused:
+        await ok(await api.client.post(f"{b.base}/trunks", headers=api.admin, json={**plain, **change}), 201)
+    patched = await ok(await api.client.patch(f"{b.base}/trunks/{mine['id']}", headers=api.admin,
+                                              json={"inbound_addresses": ["10.0.0.0/16"]}))
+    assert patched["inbound_addresses"] == ["10.0.0.0/16"]
+    # and the tenant admin may still change the rest of such a trunk
+    await ok(await api.client.patch(f"{b.base}/trunks/{mine['id']}", headers=b.headers, json={"max_calls": 3}))
 
 
 async def test_trunk_references_must_be_the_tenants(api: PstnApi, make_tenant: Any) -> None:
@@ -307,7 +367,9 @@ async def test_outbound_routes(api: PstnApi, make_tenant: Any) -> None:
     a = await make_company(api, make_tenant, "a.example")
     b = await make_company(api, make_tenant, "b.example")
     own = await ok(await api.client.post(f"{a.base}/trunks", headers=a.headers, json=TRUNK), 201)
-    other = await ok(await api.client.post(f"{b.base}/trunks", headers=b.headers, json=TRUNK), 201)
+    # b's trunk trusts its own addresses: a's are not b's to trust (test_what_a_tenant_admin_may_trust_is_its_own)
+    other = await ok(await api.client.post(f"{b.base}/trunks", headers=b.headers,
+                                           json={**TRUNK, "inbound_addresses": ["192.0.2.0/24"]}), 201)
     shared = await ok(await api.client.post("/api/v1/platform/trunks", headers=api.admin, json=TRUNK), 201)
     r1 = await ok(await api.client.post(f"{a.base}/routes", headers=a.headers, json={"prefix": "7495", "trunk_id": own["id"]}), 201)
     r2 = await ok(await api.client.post(f"{a.base}/routes", headers=a.headers,

@@ -110,6 +110,14 @@ def test_trunk_from_without_networks_only_exact_hosts() -> None:
     assert snap.trunk_from("garbage") is None
 
 
+def test_the_operators_trunk_wins_an_address_shared_with_a_tenants() -> None:
+    """A tenant's trunk on the operator's carrier's address (or range) must not take the calls that carrier
+    delivers for every tenant (they would all end in 404 as not that tenant's numbers)."""
+    snap = snapshot_of([trunk(1, tenant_id=7, address="192.0.2.10"), trunk(2, tenant_id=7, inbound=("203.0.113.0/24",)),
+                        trunk(3, address="192.0.2.10"), trunk(4, inbound=("203.0.113.0/24",))])
+    assert [snap.trunk_from(h).id for h in ("192.0.2.10", "203.0.113.9")] == [3, 4]  # type: ignore[union-attr]
+
+
 def test_empty_snapshot_trusts_nobody() -> None:
     assert PstnSnapshot().trunk_from("127.0.0.1") is None
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from zvonok.pstn.loader import load_snapshot
+from zvonok.pstn.models import Trunk
 from zvonok.pstn.routing import PstnSnapshot, TrunkInfo
 from zvonok.sip.message import Request
 from zvonok.sip.peer import Peer
+from zvonok.storage.db import Database
 from zvonok.telephony.trunks import Trunks, trunk_peer
 
 
@@ -137,3 +140,59 @@ async def test_reload_swaps_the_snapshot_and_registers_nothing_that_cannot_regis
 
 def test_trunk_peer_is_the_resolved_address() -> None:
     assert trunk_peer(trunk(1)) == Peer(transport="tcp", host="192.0.2.5", port=5080)
+
+
+class RecordingSip(FakeSip):
+    """The SIP service as far as registrations go: records what is sent, answers nothing."""
+
+    def send_request(self, request: Request, peer: Peer, handler: Callable[[object], None]) -> object:
+        self.sent.append((request, peer))
+        return object()
+
+
+async def test_a_bad_trunk_row_is_skipped_and_reported_while_the_others_register(db: Database) -> None:
+    """A username with CR/LF written to the database behind the API's back (or before it checked):
+    that trunk is left out and its status says why; the server starts and the good trunk registers."""
+    async with db.session() as session:
+        bad = Trunk(name="Broken", host="sip.bad.example", username="acme\r\nVia: SIP/2.0/UDP evil",
+                    password="secret", register=True)
+        good = Trunk(name="Good", host="192.0.2.10", username="good", password="secret", register=True)
+        session.add_all([bad, good])
+        await session.commit()
+        bad_id, good_id = bad.id, good.id
+    sip = RecordingSip()
+    runtime = Trunks(sip=sip, loader=lambda: load_snapshot(db))  # type: ignore[arg-type]
+    try:
+        await runtime.reload()
+        assert list(runtime.snapshot.trunks) == [good_id]
+        assert [(r.method, str(r.uri), p.host) for r, p in sip.sent] == [
+            ("REGISTER", "sip:192.0.2.10:5060", "192.0.2.10")]
+        status = runtime.status(bad_id)
+        assert (status["loaded"], status["registered"]) == (False, False)
+        assert status["last_error"].startswith("configuration: username: must not contain control characters")
+        assert runtime.status(good_id)["registration"]["state"] in ("registering", "registered")
+        await runtime.reload()  # a later reload goes on the same way
+        assert runtime.status(bad_id)["last_error"] == status["last_error"]
+    finally:
+        runtime.stop()
+
+
+async def test_a_registration_that_cannot_start_leaves_the_others_registering() -> None:
+    """Should a trunk the loader let through still fail to build its REGISTER, the others go on."""
+    fresh = PstnSnapshot(trunks={
+        1: trunk(1, register=True, username="bad user", password="secret"),  # not a URI user: no REGISTER
+        2: trunk(2, register=True, username="good", password="secret"),
+    })
+
+    async def loader() -> PstnSnapshot:
+        return fresh
+
+    sip = RecordingSip()
+    runtime = Trunks(sip=sip, loader=loader)  # type: ignore[arg-type]
+    try:
+        await runtime.reload()
+        assert [str(r.headers.get("to")) for r, _ in sip.sent] == ["<sip:good@sip.example.net>"]
+        assert runtime.status(1)["last_error"].startswith("configuration: bad AOR URI")
+        assert runtime.status(2)["registration"] is not None
+    finally:
+        runtime.stop()

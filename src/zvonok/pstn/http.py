@@ -78,8 +78,8 @@ async def list_trunks(tenant_id: int, _: TenantReader, session: Session, p: Page
 
 
 @router.post("/tenants/{tenant_id}/trunks", response_model=s.TrunkOut, status_code=201, tags=["trunks"])
-async def create_trunk(tenant_id: int, body: s.TrunkCreate, _: TenantAdmin, session: Session) -> object:
-    trunk = await service.create_trunk(session, tenant_id, body)
+async def create_trunk(tenant_id: int, body: s.TrunkCreate, who: TenantAdmin, session: Session) -> object:
+    trunk = await service.create_trunk(session, tenant_id, body, platform_admin=who.is_platform_admin)
     await session.commit()
     return trunk
 
@@ -90,8 +90,9 @@ async def get_trunk(tenant_id: int, trunk_id: int, _: TenantReader, session: Ses
 
 
 @router.patch("/tenants/{tenant_id}/trunks/{trunk_id}", response_model=s.TrunkOut, tags=["trunks"])
-async def update_trunk(tenant_id: int, trunk_id: int, body: s.TrunkUpdate, _: TenantAdmin, session: Session) -> object:
-    trunk = await service.update_trunk(session, tenant_id, trunk_id, body)
+async def update_trunk(tenant_id: int, trunk_id: int, body: s.TrunkUpdate, who: TenantAdmin,
+                       session: Session) -> object:
+    trunk = await service.update_trunk(session, tenant_id, trunk_id, body, platform_admin=who.is_platform_admin)
     await session.commit()
     return trunk
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import time
 from decimal import Decimal
 from typing import Any
@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from zvonok.billing.tariffs import Increment, Period, Rate, Tariff
 from zvonok.logs import get_logger
 from zvonok.org.models import Office, Tenant
+from zvonok.sip import grammar
 from zvonok.storage.db import Database
 
 from .models import BillingAccount, OutboundPolicy, OutboundRoute, PhoneNumber, TariffRate, Trunk
@@ -103,7 +104,14 @@ async def load_snapshot(db: Database) -> PstnSnapshot:
                             | {t.buy_tariff_id for t in trunks if t.buy_tariff_id is not None})
         tariffs = await load_tariffs(session, tariff_ids)
     trunk_infos: dict[int, TrunkInfo] = {}
+    rejected: dict[int, str] = {}
     for t in trunks:
+        problem = trunk_problem(t)
+        if problem is not None:
+            # written before the API checked it, or behind its back: this trunk is out, the others go on
+            log.error("trunk cannot be used: skipped", trunk=t.id, tenant=t.tenant_id, problem=problem)
+            rejected[t.id] = problem
+            continue
         try:
             inbound = networks(t.inbound_addresses or [])
         except ValueError:
@@ -131,7 +139,24 @@ async def load_snapshot(db: Database) -> PstnSnapshot:
                                   tariff=_tariff_of(tariffs, accounts.get(t.id)))
                  for t in tenants},
         policies={(p.tenant_id, p.level, p.ref_id): _policy(p) for p in policies},
+        rejected=rejected,
     )
+
+
+def trunk_problem(t: Trunk) -> str | None:
+    """What makes a trunk row unusable in SIP messages (the API's own checks, again), or None."""
+    checks: list[tuple[str, str | None, Callable[[str], str]]] = [
+        ("name", t.name, grammar.check_text), ("host", t.host, grammar.check_host),
+        ("from_domain", t.from_domain, grammar.check_host), ("username", t.username, grammar.check_user),
+        ("auth_username", t.auth_username, grammar.check_text), ("password", t.password, grammar.check_text)]
+    for field, value, check in checks:
+        if value is None:
+            continue
+        try:
+            check(value)
+        except ValueError as exc:
+            return f"{field}: {exc}"
+    return None
 
 
 def _tariff_of(tariffs: dict[int, Tariff], tariff_id: int | None) -> Tariff | None:

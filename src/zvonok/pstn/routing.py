@@ -141,11 +141,15 @@ class PstnSnapshot:
     offices: dict[int, OfficeInfo] = field(default_factory=dict)
     tenants: dict[int, TenantInfo] = field(default_factory=dict)
     policies: dict[tuple[int, str, int | None], PolicyInfo] = field(default_factory=dict)
+    rejected: dict[int, str] = field(default_factory=dict)  # trunks left out, with why (their status says it)
 
     def __post_init__(self) -> None:
+        self._tenant_by_domain = {t.domain.lower(): t.id for t in self.tenants.values()}
         self._by_ip: dict[str, TrunkInfo] = {}
         self._networks: list[tuple[IpNetwork, TrunkInfo]] = []
-        for trunk in self.trunks.values():
+        # the operator's trunks first: where a tenant's trunk shares an address with one (a carrier's
+        # gateway, set before the API refused it), the operator's keeps taking the calls of every tenant
+        for trunk in sorted(self.trunks.values(), key=lambda t: (t.tenant_id is not None, t.id)):
             if not trunk.inbound:
                 self._by_ip.setdefault(trunk.address, trunk)
             for net in trunk.inbound:
@@ -186,6 +190,10 @@ class PstnSnapshot:
             if ip.version == net.version and ip in net:
                 return candidate
         return None
+
+    def tenant_of_domain(self, domain: str) -> int | None:
+        """The tenant whose SIP domain ``domain`` is (our realms too), or None."""
+        return self._tenant_by_domain.get(domain.lower())
 
     def number(self, e164: str) -> NumberInfo | None:
         return self.numbers.get(e164)
@@ -292,3 +300,14 @@ def _buy_price(trunk: TrunkInfo, digits: str, at: float) -> Decimal:
 
 def networks(addresses: Sequence[str]) -> tuple[IpNetwork, ...]:
     return tuple(ipaddress.ip_network(a.strip(), strict=False) for a in addresses if a.strip())
+
+
+def trusted_networks(inbound: Sequence[str], host: str) -> tuple[IpNetwork, ...]:
+    """Where a trunk's calls are taken from without a challenge: its inbound list, else its host (an IP
+    literal here; a host name is trusted by what it resolves to, which the API cannot know)."""
+    if inbound:
+        return networks(inbound)
+    try:
+        return (ipaddress.ip_network(host.strip("[]")),)
+    except ValueError:
+        return ()

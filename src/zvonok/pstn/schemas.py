@@ -33,8 +33,8 @@ from zvonok.billing.tariffs import PERIOD_NAME, Period
 from zvonok.dialing import CallingPolicy
 from zvonok.org.schemas import Currency, Name, TimeZone
 from zvonok.pstn.destinations import to_e164
+from zvonok.sip.grammar import check_host, check_text, check_user
 
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?$")
 _HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 _CENT = Decimal("0.01")
 
@@ -46,17 +46,6 @@ def policy_prefix(value: str) -> str:
     if not re.fullmatch(r"[1-9][0-9]{0,14}", digits):
         raise ValueError(f"{value!r}: a prefix is 1-15 digits of an E.164 number (not starting with 0)")
     return "+" + digits
-
-
-def check_host(value: str) -> str:
-    text = value.strip().lower()
-    try:
-        return str(ipaddress.ip_address(text.strip("[]")))
-    except ValueError:
-        pass
-    if not _HOSTNAME.match(text):
-        raise ValueError(f"{value!r} is not a host name or an IP address")
-    return text
 
 
 def check_address(value: str) -> str:
@@ -84,8 +73,13 @@ Host = Annotated[str, StringConstraints(min_length=1, max_length=253), AfterVali
 Address = Annotated[str, StringConstraints(max_length=64), AfterValidator(check_address)]
 PolicyPrefix = Annotated[str, StringConstraints(max_length=20), AfterValidator(policy_prefix)]
 RoutePrefix = Annotated[str, StringConstraints(pattern=r"^[0-9]{0,15}$")]
-Secret = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-Login = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Secret = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(check_text)]
+# a trunk's username is the user part of its AOR and Contact: the URI grammar
+SipUser = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+                    AfterValidator(check_user)]
+# its auth name is the digest username, a quoted-string (escaped when written): "acme@carrier.example" is fine
+AuthName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+                     AfterValidator(check_text)]
 Money = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2), AfterValidator(lambda v: v.quantize(_CENT))]
 HHMM = Annotated[str, AfterValidator(_hhmm)]
 HHMMEnd = Annotated[str, AfterValidator(lambda v: v if v == "24:00" else _hhmm(v))]
@@ -113,9 +107,9 @@ class TrunkCreate(_In):
     host: Host
     port: int = Field(default=5060, ge=1, le=65535)
     transport: Transport = "udp"
-    username: Login | None = None
+    username: SipUser | None = None
     password: Secret | None = Field(default=None, description="Write-only: responses say has_password")
-    auth_username: Login | None = None
+    auth_username: AuthName | None = None
     from_domain: Host | None = None
     # "register" is a BaseModel (ABCMeta) method: the field is register_ inside, "register" on the wire
     register_: bool = Field(default=False, alias="register")
@@ -134,9 +128,9 @@ class TrunkUpdate(_In):
     host: Host | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
     transport: Transport | None = None
-    username: Login | None = None
+    username: SipUser | None = None
     password: Secret | None = Field(default=None, description="Write-only; null removes it")
-    auth_username: Login | None = None
+    auth_username: AuthName | None = None
     from_domain: Host | None = None
     register_: bool | None = Field(default=None, alias="register")
     register_expires: int | None = Field(default=None, ge=60, le=86400)

@@ -19,20 +19,20 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import ColumnElement, CursorResult, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, CursorResult, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok.billing.rates_csv import RateImport, parse_rates_csv
 from zvonok.billing.tariffs import Tariff as PureTariff
 from zvonok.org import service as org_service
-from zvonok.org.errors import Conflict, InUse, NotFound, ValidationError
+from zvonok.org.errors import Conflict, InUse, NotFound, PermissionDenied, ValidationError
 from zvonok.org.models import Extension, Office, Tenant
 from zvonok.org.scope import check_ref, describe_counts
 from zvonok.pstn import events
 from zvonok.pstn import schemas as s
 from zvonok.pstn.destinations import clean_destination, extension_refs
-from zvonok.pstn.loader import build_tariff
+from zvonok.pstn.loader import build_tariff, resolve_host
 from zvonok.pstn.models import (
     BillingAccount,
     EmployeePin,
@@ -43,10 +43,12 @@ from zvonok.pstn.models import (
     TariffRate,
     Trunk,
 )
+from zvonok.pstn.routing import trusted_networks
 from zvonok.storage.base import utcnow
 from zvonok.storage.db import emit
 
 _M = TypeVar("_M", Trunk, OutboundRoute, Tariff, PhoneNumber)
+_WIDEST_TRUSTED = {4: 24, 6: 64}  # the widest inbound range (prefix length) a tenant admin may trust
 
 
 # --- helpers ---------------------------------------------------------------------------------------
@@ -110,21 +112,28 @@ async def get_trunk(session: AsyncSession, tenant_id: int | None, trunk_id: int)
     return await _get(session, Trunk, tenant_id, trunk_id, "trunk")
 
 
-async def create_trunk(session: AsyncSession, tenant_id: int | None, data: s.TrunkCreate) -> Trunk:
+async def create_trunk(session: AsyncSession, tenant_id: int | None, data: s.TrunkCreate, *,
+                       platform_admin: bool = False) -> Trunk:
+    """``platform_admin``: the change comes from the operator, who may trust any addresses for a tenant."""
     values = data.model_dump(by_alias=True)
     trunk = Trunk(tenant_id=tenant_id, **values)
     await _check_trunk(session, tenant_id, trunk, set(values))
+    if not platform_admin:
+        await _check_trusted_addresses(session, tenant_id, trunk)
     session.add(trunk)
     await session.flush()
     notify(session, tenant_id, events.TRUNK)
     return trunk
 
 
-async def update_trunk(session: AsyncSession, tenant_id: int | None, trunk_id: int, data: s.TrunkUpdate) -> Trunk:
+async def update_trunk(session: AsyncSession, tenant_id: int | None, trunk_id: int, data: s.TrunkUpdate, *,
+                       platform_admin: bool = False) -> Trunk:
     trunk = await get_trunk(session, tenant_id, trunk_id)
     changed = org_service.apply_changes(trunk, data.model_dump(exclude_unset=True, by_alias=True), _TRUNK_NON_NULL)
     with session.no_autoflush:  # the checks look at the trunk as changed; an unchecked id must not hit the FK first
         await _check_trunk(session, tenant_id, trunk, set(changed))
+        if not platform_admin and {"inbound_addresses", "host"} & set(changed):
+            await _check_trusted_addresses(session, tenant_id, trunk)
     if changed:
         await session.flush()
         notify(session, tenant_id, events.TRUNK)
@@ -140,6 +149,37 @@ async def _check_trunk(session: AsyncSession, tenant_id: int | None, trunk: Trun
         await check_ref(session, Office, tenant_id, trunk.office_id, "office_id", "office")
     if "buy_tariff_id" in fields and trunk.buy_tariff_id is not None:
         await _check_tariff_ref(session, tenant_id, trunk.buy_tariff_id, "buy_tariff_id")
+
+
+async def _check_trusted_addresses(session: AsyncSession, tenant_id: int | None, trunk: Trunk) -> None:
+    """What a tenant admin may trust: the addresses a trunk's calls are taken from unchallenged are the
+    tenant's alone. A range wider than /24 (/64), a loopback, link-local or multicast one, or one that
+    overlaps another company's or the operator's trunk would let the trunk take calls meant for others:
+    only the platform admin may set those."""
+    if tenant_id is None:
+        return
+    # without an inbound list the host's address is trusted: a name is judged by what it resolves to now
+    host = trunk.host if trunk.inbound_addresses else await resolve_host(trunk.host, trunk.port or 5060)
+    mine = trusted_networks(trunk.inbound_addresses or [], host)
+    for net in mine:
+        widest = _WIDEST_TRUSTED[net.version]
+        if net.prefixlen < widest:
+            raise ValidationError(f"inbound_addresses: {net} is wider than /{widest}: only the platform admin "
+                                  "may trust so many addresses", field="inbound_addresses")
+        if net.is_loopback or net.is_link_local or net.is_multicast or net.is_unspecified:
+            raise ValidationError(f"inbound_addresses: {net} is a loopback, link-local, multicast or unspecified "
+                                  "address: only the platform admin may trust it", field="inbound_addresses")
+    if not mine:
+        return
+    others = select(Trunk).where(or_(Trunk.tenant_id.is_(None), Trunk.tenant_id != tenant_id))
+    for other in (await session.execute(others)).scalars():
+        for theirs in trusted_networks(other.inbound_addresses or [], other.host):
+            for net in mine:
+                if net.version == theirs.version and net.overlaps(theirs):
+                    # which company's trunk it is stays unsaid: that is another tenant's business
+                    raise PermissionDenied(f"inbound_addresses: {net} overlaps the addresses of another company's "
+                                           "or the operator's trunk: only the platform admin may allow that",
+                                           field="inbound_addresses")
 
 
 async def delete_trunk(session: AsyncSession, tenant_id: int | None, trunk_id: int) -> None:

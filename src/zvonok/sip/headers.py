@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from .errors import SipParseError
+from .grammar import TOKEN_CHARS, is_token, quote_display
 from .uri import SipUri, Uri, parse_uri
 
 # RFC 3261 §7.3.3 and the IANA registry of compact forms
@@ -29,8 +30,6 @@ CANONICAL: dict[str, str] = {
 # headers that may appear once only (RFC 4475 §3.3.8)
 SINGLE_VALUED = frozenset({"to", "from", "call-id", "cseq", "max-forwards", "content-length", "content-type"})
 
-TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
-_TOKEN_RE = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
 # parameters without quotes or white space: ;name or ;name=value, one after another
 _SIMPLE_PARAMS_RE = re.compile(r"(?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=[A-Za-z0-9\-.!%*_+`'~\[\]:]+)?)+")
 _LWS_RE = re.compile(r"[ \t]+")
@@ -53,10 +52,6 @@ def header_key(name: str) -> str:
 def canonical_name(name: str) -> str:
     low = header_key(name)
     return CANONICAL.get(low) or "-".join(part.capitalize() for part in low.split("-"))
-
-
-def is_token(text: str) -> bool:
-    return bool(_TOKEN_RE.match(text))
 
 
 def split_commas(value: str) -> list[str]:
@@ -198,10 +193,7 @@ class NameAddr:
         return get_param(self.params, "tag")
 
     def __str__(self) -> str:
-        head = ""
-        if self.display is not None:
-            escaped = self.display.replace("\\", "\\\\").replace('"', '\\"')
-            head = f'"{escaped}" '
+        head = f"{quote_display(self.display)} " if self.display is not None else ""
         if self.bracketed or self.display is not None:
             return f"{head}<{self.uri}>{params_to_str(self.params)}"
         return f"{self.uri}{params_to_str(self.params)}"

@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable, Iterator
 
 from .errors import FramingError, SipParseError
+from .grammar import is_token
 from .headers import (
     _KEY_CACHE,
     SINGLE_VALUED,
@@ -24,7 +25,6 @@ from .headers import (
     Via,
     canonical_name,
     header_key,
-    is_token,
     parse_cseq,
     parse_name_addr,
     parse_via,

@@ -43,6 +43,7 @@ from zvonok.sip.dialog import (
     dialog_response,
 )
 from zvonok.sip.errors import SipParseError
+from zvonok.sip.grammar import name_addr
 from zvonok.sip.headers import get_param, parse_params
 from zvonok.sip.message import Headers, Request, Response, make_response
 from zvonok.sip.peer import Peer
@@ -220,7 +221,7 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
         if self.auth.blocked(peer):
             reply(403)
             return
-        trunk = self.trunks.snapshot.trunk_from(peer.host) if self.trunks is not None else None
+        trunk = self._trunk_for(request, peer)
         mono = time.monotonic()  # throttles count on a clock that never steps
         if trunk is None and (self.flood.is_blocked(peer.host, mono) or self.flood.record_failure(peer.host, mono)):
             # a carrier's gateway brings many callers: trunks are limited by max_calls instead
@@ -360,7 +361,7 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
                  callee=",".join(ext.number for ext in extensions), devices=len(targets),
                  sip_call_id=caller.invite.call_id, delayed_offer=caller.media is None)
         codecs = self._offer_codecs(call)
-        from_display = (caller.party.display_name or caller.invite.from_.display or caller.party.number).replace('"', "")
+        from_display = caller.party.display_name or caller.invite.from_.display or caller.party.number
         # every endpoint first, then every INVITE without awaiting in between: a device answering at
         # once must find all the forks it has to cancel
         endpoints = await self._endpoints(call, len(targets))
@@ -397,8 +398,8 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
         caller_number = from_number or call.caller.party.number
         return self._place_leg(
             call, party, peer_of(binding), endpoint, codecs, request_uri=binding.contact,
-            to_header=f"<sip:{party.number}@{domain}>",
-            from_header=f'"{from_display}" <sip:{caller_number}@{domain}>', contact=binding.contact,
+            to_header=name_addr(None, party.number, domain),
+            from_header=name_addr(from_display, caller_number, domain), contact=binding.contact,
             user_agent=binding.user_agent, handler=handler)
 
     def _place_leg(self, call: Call, party: ev.Party, peer: Peer, endpoint: Endpoint, codecs: list[Codec], *,

@@ -2,7 +2,7 @@
 
 A mixin of :class:`zvonok.telephony.b2bua.CallEngine`. How a call goes:
 
-- **In from a trunk.** The source address names the trunk (:meth:`PstnSnapshot.trunk_from`); an unknown
+- **In from a trunk.** The source address names the trunk (:meth:`OutsideMixin._trunk_for`); an unknown
   address calling one of our numbers gets 403 and a log line, never a challenge. From a carrier, the
   number called (Request-URI, else To) is normalized to E.164 and looked up: unknown → 404, a suspended
   tenant's → an announcement and 403, else its destination (resolved through its time schedule) — one
@@ -38,7 +38,9 @@ from zvonok.media.prompts import prompt_path
 from zvonok.pstn import schedule
 from zvonok.pstn.reports import month_spend
 from zvonok.pstn.routing import CallerProfile, NumberInfo, PstnSnapshot, TrunkInfo, budgets
+from zvonok.sip.digest import DigestError, parse_credentials
 from zvonok.sip.digest_client import authorize_request
+from zvonok.sip.grammar import escape_user, name_addr
 from zvonok.sip.message import Request, make_response
 from zvonok.sip.peer import Peer
 from zvonok.sip.transaction import ResponseReceived, ServerTransaction
@@ -80,8 +82,43 @@ def _e164(user: str) -> str | None:
     return dest.e164
 
 
+def _our_realm(request: Request, snapshot: PstnSnapshot) -> bool:
+    """Does the request carry digest credentials for one of our domains (the answer to our challenge)?"""
+    for name in ("proxy-authorization", "authorization"):
+        value = request.headers.get(name)
+        if not value:
+            continue
+        try:
+            realm = parse_credentials(value).realm
+        except DigestError:
+            continue
+        if snapshot.tenant_of_domain(realm) is not None:
+            return True
+    return False
+
+
 class OutsideMixin(_Base):
     # -- in from a trunk ------------------------------------------------------------------------------
+    def _trunk_for(self, request: Request, peer: Peer) -> TrunkInfo | None:
+        """The trunk an INVITE comes through, or None (then it is a phone's, authenticated by digest).
+
+        A source address inside a trunk's allow-list is not enough, because a tenant's list may cover
+        other companies' phones (a shared NAT address, a range too wide): a request answering our
+        digest challenge is a phone's, never a trunk's, and a tenant's trunk takes only requests
+        addressed to no other tenant's domain (its numbers are checked when the call is routed).
+        """
+        if self.trunks is None:
+            return None
+        snapshot = self.trunks.snapshot
+        trunk = snapshot.trunk_from(peer.host)
+        if trunk is None or _our_realm(request, snapshot):
+            return None
+        if trunk.tenant_id is not None and isinstance(request.uri, SipUri):
+            owner = snapshot.tenant_of_domain(request.uri.host_lower)
+            if owner is not None and owner != trunk.tenant_id:
+                return None
+        return trunk
+
     def _calls_a_did(self, request: Request) -> bool:
         if self.trunks is None or not isinstance(request.uri, SipUri):
             return False
@@ -96,7 +133,7 @@ class OutsideMixin(_Base):
         assert isinstance(uri, SipUri)
         caller_number = request.from_.uri.user_unescaped if isinstance(request.from_.uri, SipUri) else None
         caller_e164 = _e164(caller_number or "") or (caller_number or "anonymous")
-        display = (request.from_.display or "").replace('"', "")
+        display = request.from_.display or ""
         if trunk.kind == "pbx" and trunk.tenant_id is not None:
             await self._invite_from_pbx(txn, request, peer, trunk, snapshot, caller_number or "", display, now)
             return
@@ -282,17 +319,17 @@ class OutsideMixin(_Base):
                 return
             number = trunk.format_number(call.outside_number)
             caller_id = trunk.format_number(call.caller_id or "")
-            display = (call.caller.party.display_name or caller_id).replace('"', "")
-            target = f"sip:{number}@{trunk.host}:{trunk.port}" + ("" if trunk.transport == "udp"
+            display = call.caller.party.display_name or caller_id
+            target = f"sip:{escape_user(number)}@{trunk.host}:{trunk.port}" + ("" if trunk.transport == "udp"
                                                                    else f";transport={trunk.transport}")
             party = ev.Party(number=call.outside_number, external=True)
             self.publish(ev.CallRouted, call, trunk_id=trunk.id, **call.route_fields)
             self._place_leg(
                 call, party, trunk_peer(trunk), endpoints[0], self._offer_codecs(call), request_uri=target,
-                to_header=f"<sip:{number}@{trunk.domain}>",
-                from_header=f'"{display}" <sip:{caller_id}@{trunk.domain}>', contact=target,
+                to_header=name_addr(None, number, trunk.domain),
+                from_header=name_addr(display, caller_id, trunk.domain), contact=target,
                 user_agent=trunk.name,
-                extra_headers=[("P-Asserted-Identity", f"<sip:{caller_id}@{trunk.domain}>")],
+                extra_headers=[("P-Asserted-Identity", name_addr(None, caller_id, trunk.domain))],
                 handler=self._on_trunk_event, trunk_id=trunk.id)
             if call.no_answer is None and not call.ended:
                 call.no_answer = asyncio.get_running_loop().call_later(self.no_answer_timeout, self._no_answer, call)

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from zvonok import metrics
 from zvonok.logs import get_logger
 from zvonok.pstn.routing import PstnSnapshot, TrunkInfo
+from zvonok.sip.errors import SipError
 from zvonok.sip.message import Request
 from zvonok.sip.peer import Peer
 from zvonok.sip.registration_client import Registered, RegistrationClient, RegistrationFailed
@@ -124,6 +125,7 @@ class Trunks:
         self.snapshot = PstnSnapshot()
         self.active: dict[int, int] = {}
         self._registrations: dict[int, _Registration] = {}
+        self._failed: dict[int, str] = {}  # trunk id -> why its registration could not start
         self._reload_lock = asyncio.Lock()
 
     async def reload(self) -> None:
@@ -142,11 +144,19 @@ class Trunks:
                     continue
                 reg.stop()
                 del self._registrations[trunk_id]
+            self._failed = {k: v for k, v in self._failed.items() if k in wanted}
             for trunk_id, trunk in wanted.items():
                 if trunk_id not in self._registrations:
-                    reg = _Registration(self, trunk)
+                    try:
+                        reg = _Registration(self, trunk)
+                        reg.start()
+                    except (SipError, ValueError) as exc:
+                        # one trunk's bad settings must not keep the others (or the server) from starting
+                        log.error("trunk registration cannot start", trunk=trunk_id, name=trunk.name, error=str(exc))
+                        self._failed[trunk_id] = str(exc)
+                        continue
+                    self._failed.pop(trunk_id, None)
                     self._registrations[trunk_id] = reg
-                    reg.start()
 
     def stop(self) -> None:
         for reg in self._registrations.values():
@@ -176,6 +186,10 @@ class Trunks:
                                "active_calls": self.active.get(trunk_id, 0),
                                "max_calls": trunk.max_calls if trunk else None,
                                "registration": None}
+        problem = self.snapshot.rejected.get(trunk_id) or self._failed.get(trunk_id)
+        if problem is not None:
+            out["registered"] = False if trunk is None or trunk.register else None
+            out["last_error"] = f"configuration: {problem}"
         if reg is not None:
             st = reg.client.status()
             out["registration"] = {"state": st.state.value, "last_error": st.last_error,

@@ -1,0 +1,103 @@
+"""What configured text may go into a SIP message, and how it is written there (RFC 3261 §19.1.2, §25.1).
+
+How it works: two halves sharing one grammar. The ``check_*`` functions are the API's validators (and the
+snapshot loader's, for rows written before they existed): they raise :class:`ValueError` with a message
+that names what is wrong, so pydantic turns it into a clear 422. The writers (:func:`quote_display`,
+:func:`escape_user`, :func:`name_addr`) are what every header we build goes through, so that text that
+slipped past a check (a display name from a peer's From, an old row) still cannot end a header line
+or close a quoted-string or a URI early.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
+_TOKEN_RE = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
+# control characters: CR and LF split a header; the others (NUL, TAB, ESC …) have no place in a name
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+# §25.1 user = 1*( unreserved / escaped / user-unreserved ); unreserved = alphanum / mark
+_USER_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.!~*'()&=+$,;?/")
+# what we write unescaped: user-unreserved less ';' '?' '/', which some phones take for the URI's
+# parameters, headers or path (escaped and unescaped users are equal, §19.1.4, so nothing is lost)
+_SAFE_USER_CHARS = _USER_CHARS - frozenset(";?/")
+_ESCAPED_RE = re.compile(r"%[0-9A-Fa-f]{2}")
+_HOSTNAME_RE = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?$")
+
+
+# -- checks (the API's validators) ------------------------------------------------------------------------
+def is_token(text: str) -> bool:
+    return bool(_TOKEN_RE.match(text))
+
+
+def check_text(value: str) -> str:
+    """Text that becomes a display name (names of people, offices, trunks): no control characters."""
+    if _CONTROL_RE.search(value):
+        raise ValueError("must not contain control characters (line breaks, tabs, NUL)")
+    return value
+
+
+def check_user(value: str) -> str:
+    """A SIP URI user part (a trunk's username): ``1*(unreserved / escaped / user-unreserved)`` (§25.1)."""
+    check_text(value)
+    bad = sorted({ch for ch in _ESCAPED_RE.sub("", value) if ch not in _USER_CHARS})
+    if not value or bad:
+        shown = " ".join(repr(ch) for ch in bad)
+        raise ValueError(f"{value!r} is not a SIP user name: letters, digits and -_.!~*'()&=+$,;?/ only"
+                         + (f" (not {shown})" if bad else ""))
+    return value
+
+
+def check_host(value: str) -> str:
+    """A host: a host name or an IP address (an IPv6 one with or without brackets), in canonical form."""
+    text = value.strip().lower()
+    check_text(text)
+    try:
+        return str(ipaddress.ip_address(text.removeprefix("[").removesuffix("]")))
+    except ValueError:
+        pass
+    if not _HOSTNAME_RE.match(text):
+        raise ValueError(f"{value!r} is not a host name or an IP address")
+    return text
+
+
+def check_token(value: str) -> str:
+    """A token (§25.1): a header parameter's name or value, a method."""
+    if not is_token(value):
+        raise ValueError(f"{value!r} is not a SIP token: letters, digits and -.!%*_+`'~ only")
+    return value
+
+
+# -- writers ----------------------------------------------------------------------------------------------
+def quote_display(name: str) -> str:
+    """``name`` as a quoted-string (§25.1): backslash and double quote escaped as quoted-pairs.
+
+    CR and LF cannot be quoted at all (quoted-pair excludes them) and the other control characters
+    confuse peers: each becomes a space.
+    """
+    text = _CONTROL_RE.sub(" ", name)
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def escape_user(user: str) -> str:
+    """A user part for a SIP URI (§19.1.2): every character outside the user grammar as ``%HH`` of UTF-8.
+
+    It takes the unescaped text (what :attr:`SipUri.user_unescaped` gives), so a received ``a%3Eb``
+    goes out as ``a%3Eb`` again, and a ``%`` of the text itself as ``%25``.
+    """
+    if all(ch in _SAFE_USER_CHARS for ch in user):
+        return user
+    return "".join(ch if ch in _SAFE_USER_CHARS else "".join(f"%{b:02X}" for b in ch.encode("utf-8", "surrogateescape"))
+                   for ch in user)
+
+
+def name_addr(display: str | None, user: str | None, host: str) -> str:
+    """A name-addr for From, To or P-Asserted-Identity: ``"display" <sip:user@host>``.
+
+    ``display`` and ``user`` are plain (unescaped) text, escaped here; ``host`` is a configured host or
+    domain, already checked by :func:`check_host` (a host cannot be escaped into something valid).
+    """
+    uri = f"sip:{escape_user(user)}@{host}" if user else f"sip:{host}"
+    return f"{quote_display(display)} <{uri}>" if display else f"<{uri}>"

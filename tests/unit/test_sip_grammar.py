@@ -1,0 +1,86 @@
+"""Configured and received text on its way into our headers: the checks and the name-addr writer."""
+
+from __future__ import annotations
+
+import pytest
+
+from zvonok.sip.grammar import check_host, check_text, check_user, escape_user, name_addr, quote_display
+from zvonok.sip.headers import parse_name_addr
+from zvonok.sip.message import Request, parse_datagram
+from zvonok.sip.uri import SipUri
+
+HOSTILE_DISPLAYS = [
+    "Anna\r\nP-Asserted-Identity: <sip:+74950000000@carrier.example>",
+    "Anna\\",  # a trailing backslash would escape our closing quote
+    'Anna" <sip:evil@evil.example>;x="',
+    "\\\"\\",
+    "Tab\there\x00nul\x7fdel",
+    "Анна Петрова",
+]
+HOSTILE_USERS = ["a>b", "a%3Eb", "a;b=c", "+7 495 <1>", "x@y", "100%", "\r\nVia: evil", "a\\", "Пётр"]
+
+
+@pytest.mark.parametrize("display", HOSTILE_DISPLAYS)
+@pytest.mark.parametrize("user", HOSTILE_USERS)
+def test_name_addr_round_trips_through_our_parser(display: str, user: str) -> None:
+    text = name_addr(display, user, "pbx.example.com")
+    assert "\r" not in text and "\n" not in text
+    parsed = parse_name_addr(text + ";tag=abc")
+    assert parsed.params == {"tag": "abc"}
+    assert isinstance(parsed.uri, SipUri)
+    assert parsed.uri.host == "pbx.example.com"
+    assert parsed.uri.user_unescaped == user  # the user comes back exactly as given
+    # the display name comes back whole; only control characters (which no quoted-string can hold) as spaces
+    expected = "".join(" " if ord(ch) < 0x20 or ord(ch) == 0x7F else ch for ch in display)
+    assert parsed.display == expected
+
+
+@pytest.mark.parametrize("display", HOSTILE_DISPLAYS)
+def test_a_hostile_display_name_adds_no_header_to_a_message(display: str) -> None:
+    raw = (
+        "INVITE sip:101@pbx.example.com SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1\r\n"
+        f"From: {name_addr(display, '100', 'pbx.example.com')};tag=1\r\n"
+        f"To: {name_addr(None, '101', 'pbx.example.com')}\r\n"
+        "Call-ID: c1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    message = parse_datagram(raw)
+    assert isinstance(message, Request)
+    assert [name.lower() for name, _ in message.headers] == [
+        "via", "from", "to", "call-id", "cseq", "max-forwards", "content-length"]
+    assert message.from_.display is not None and message.from_.uri == SipUri(
+        scheme="sip", host="pbx.example.com", user="100")
+
+
+def test_writers_exact_forms() -> None:
+    assert quote_display('Anna "A" \\') == '"Anna \\"A\\" \\\\"'
+    assert quote_display("a\r\nb") == '"a  b"'
+    assert escape_user("a>b") == "a%3Eb"
+    assert escape_user("+7916>;x") == "+7916%3E%3Bx"
+    assert escape_user("a%3Eb") == "a%253Eb"  # plain text in, so its '%' is escaped too
+    assert escape_user("+74951234567") == "+74951234567"
+    assert name_addr(None, "101", "acme.example") == "<sip:101@acme.example>"
+    assert name_addr("", "", "acme.example") == "<sip:acme.example>"
+
+
+@pytest.mark.parametrize("value", ["acme\r\n", "ac me", "a<b", 'a"b', "a@b", "a:b", "", "50%"])
+def test_check_user_refuses(value: str) -> None:
+    with pytest.raises(ValueError):
+        check_user(value)
+
+
+@pytest.mark.parametrize("value", ["acme", "+74951234567", "user.name-1_x", "a%40b", "a;b=c"])
+def test_check_user_accepts(value: str) -> None:
+    assert check_user(value) == value
+
+
+def test_check_host_and_text() -> None:
+    assert check_host("SIP.Carrier.example") == "sip.carrier.example"
+    assert check_host("[2001:DB8::1]") == "2001:db8::1"
+    for bad in ("sip.carrier.example\r\nX: y", "a b", "a_b.example", "-a.example", "a..b"):
+        with pytest.raises(ValueError):
+            check_host(bad)
+    assert check_text("Anna 'Quote' \"Petrova\" \\") == "Anna 'Quote' \"Petrova\" \\"
+    for bad in ("Anna\r\nX: y", "Anna\n", "A\x00", "A\tB"):
+        with pytest.raises(ValueError, match="control characters"):
+            check_text(bad)

@@ -1,0 +1,70 @@
+"""Which INVITEs a trunk's allow-list admits: never one answering our digest challenge, and a tenant's
+trunk never one addressed to another tenant's domain (a PBX of company B trusting a range that holds
+company A's phones must not take their calls)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from zvonok.pstn.routing import PstnSnapshot, TenantInfo, TrunkInfo, networks
+from zvonok.sip.message import Request, parse_datagram
+from zvonok.sip.peer import Peer
+from zvonok.telephony.outside import OutsideMixin
+
+A, B = 1, 2
+PHONES = Peer(transport="udp", host="127.0.0.1", port=5070)
+
+
+def _tenant(tenant_id: int, domain: str) -> TenantInfo:
+    return TenantInfo(id=tenant_id, domain=domain, timezone="UTC", currency="RUB", locale="ru-RU", suspended=False)
+
+
+def _trunk(trunk_id: int, tenant_id: int | None) -> TrunkInfo:
+    return TrunkInfo(id=trunk_id, tenant_id=tenant_id, name=f"t{trunk_id}", kind="pbx", host="192.0.2.1",
+                     address="192.0.2.1", port=5060, transport="udp", inbound=networks(["127.0.0.1"]))
+
+
+def _engine(trunk: TrunkInfo) -> OutsideMixin:
+    snapshot = PstnSnapshot(trunks={trunk.id: trunk},
+                            tenants={A: _tenant(A, "a.example"), B: _tenant(B, "B.example")})
+    engine = OutsideMixin()
+    engine.trunks = SimpleNamespace(snapshot=snapshot)  # type: ignore[assignment]
+    return engine
+
+
+def _invite(uri: str, *extra: str) -> Request:
+    raw = (f"INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1\r\n"
+           "From: <sip:101@a.example>;tag=1\r\nTo: <sip:102@a.example>\r\nCall-ID: c1\r\nCSeq: 2 INVITE\r\n"
+           "Max-Forwards: 70\r\n" + "".join(f"{h}\r\n" for h in extra) + "Content-Length: 0\r\n\r\n")
+    request = parse_datagram(raw.encode())
+    assert isinstance(request, Request)
+    return request
+
+
+def _credentials(realm: str, header: str = "Proxy-Authorization") -> str:
+    return (f'{header}: Digest username="101", realm="{realm}", nonce="n", uri="sip:102@a.example", '
+            'response="0123456789abcdef0123456789abcdef"')
+
+
+@pytest.mark.parametrize(("uri", "headers", "trusted"), [
+    ("sip:102@127.0.0.1", [], True),  # to our address, no credentials: the allow-list decides
+    ("sip:102@b.example", [], True),  # to the trunk's own tenant (domains compare case-blind)
+    ("sip:102@a.example", [], False),  # to another tenant's domain: a phone's call, challenged
+    ("sip:102@127.0.0.1", [_credentials("a.example")], False),  # answers our challenge: a phone
+    ("sip:102@127.0.0.1", [_credentials("b.example", "Authorization")], False),
+    ("sip:102@127.0.0.1", [_credentials("carrier.example")], True),  # not our realm: proves nothing
+    ("sip:102@127.0.0.1", ["Proxy-Authorization: Digest junk"], True),
+], ids=["ip", "own-domain", "other-domain", "our-realm", "our-realm-authorization", "foreign-realm", "junk"])
+def test_a_tenants_trunk_takes_only_what_is_its_own(uri: str, headers: list[str], trusted: bool) -> None:
+    trunk = _trunk(7, B)
+    assert _engine(trunk)._trunk_for(_invite(uri, *headers), PHONES) == (trunk if trusted else None)
+
+
+def test_the_operators_trunk_serves_every_domain_but_not_our_phones() -> None:
+    trunk = _trunk(8, None)
+    engine = _engine(trunk)
+    assert engine._trunk_for(_invite("sip:+74951234567@a.example"), PHONES) == trunk
+    assert engine._trunk_for(_invite("sip:102@a.example", _credentials("a.example")), PHONES) is None
+    assert engine._trunk_for(_invite("sip:102@a.example"), Peer(transport="udp", host="127.0.0.2", port=5060)) is None
