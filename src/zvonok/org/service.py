@@ -385,6 +385,8 @@ async def update_employee(
     await _flush(session, f"employee email {emp.email} already exists")
     if password is not None or role is not None or "email" in changed:
         await accounts.update_employee_login(session, tenant_id, emp, password, role)
+    if "active" in changed and not emp.active:
+        await accounts.revoke_employee_access(session, tenant_id, employee_id)
     if changed:
         emit(session, events.EntityChanged(tenant_id=tenant_id, entity="employee", entity_id=employee_id, action="updated"))
     return emp
@@ -397,6 +399,7 @@ async def delete_employee(session: AsyncSession, tenant_id: int, employee_id: in
     if any(refs.values()):
         raise InUse(f"employee {employee_id} is in use by {describe_counts(refs)}")
     await _run_delete_hooks(session, tenant_id, "employee", employee_id)
+    await accounts.revoke_employee_access(session, tenant_id, employee_id)  # its tokens outlive the row
     await session.delete(emp)
     await session.flush()
     emit(session, events.EntityChanged(tenant_id=tenant_id, entity="employee", entity_id=employee_id, action="deleted"))
