@@ -478,6 +478,14 @@ async def list_extensions(
     )
 
 
+async def extension_ids_of(session: AsyncSession, tenant_id: int, employee_id: int | None) -> set[int]:
+    """The extensions assigned to an employee (none for ``None``: a token that is no employee)."""
+    if employee_id is None:
+        return set()
+    stmt = select(Extension.id).where(Extension.tenant_id == tenant_id, Extension.employee_id == employee_id)
+    return set((await session.execute(stmt)).scalars())
+
+
 async def get_extension(session: AsyncSession, tenant_id: int, extension_id: int) -> Extension:
     return await get_in_tenant(session, Extension, tenant_id, extension_id, "extension")
 
