@@ -91,6 +91,14 @@ class Settings(BaseSettings):
         default=None, description="Key for login tokens and nonces; generated into data_dir when unset"
     )
 
+    login_fail_limit: int = Field(
+        default=5, ge=0, description="Failed web/API logins for one login name within login_fail_window before "
+        "it is locked for login_ban_time (429), known account or not")
+    login_address_fail_limit: int = Field(
+        default=20, ge=0, description="Failed logins from one client address (IPv6: its /64) within "
+        "login_fail_window before the address is refused for login_ban_time (429)")
+    login_fail_window: float = Field(default=900.0, gt=0, description="Window for counting failed logins, seconds")
+    login_ban_time: float = Field(default=900.0, gt=0, description="How long a locked login name or address waits")
     login_token_ttl: int = Field(default=12 * 3600, ge=60, description="Lifetime of login (JWT) tokens, seconds")
     demo_domain: str = Field(default="demo.zvonok.local", description="SIP domain of the demo company")
 

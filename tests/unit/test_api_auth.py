@@ -213,3 +213,39 @@ async def test_access_ends_with_its_reason(api: Api, make_tenant: Any) -> None:
 
     # The tenant's own admin token (not created by any of them) is untouched.
     assert await ok(t.headers)
+
+
+async def test_login_is_throttled_per_account_and_per_address(api: Api, make_tenant: Any) -> None:
+    """Guessing stops at the limit with 429 + Retry-After, even for the right password, and the answer
+    is the same whether the account exists or not."""
+    import httpx
+
+    from zvonok.api.login_guard import LoginGuard
+
+    t = await make_tenant("guard.example")
+    await _account(api, "boss@guard.example", "correct horse", Role.TENANT_ADMIN, t.id)
+    await _account(api, "clerk@guard.example", "clerk password", Role.EMPLOYEE, t.id)
+    limit = api.settings.login_fail_limit
+    answers = {}
+    for email in ("boss@guard.example", "ghost@guard.example"):
+        for _ in range(limit + 1):
+            assert (await _login(api, email, "wrong guess")).status_code == 401
+        r = await _login(api, email.upper(), "correct horse")
+        assert r.status_code == 429, r.text
+        assert 0 < int(r.headers["retry-after"]) <= api.settings.login_ban_time
+        answers[email] = (r.json(), r.headers["retry-after"])
+    assert answers["boss@guard.example"] == answers["ghost@guard.example"]
+    assert (await _login(api, "clerk@guard.example", "clerk password")).status_code == 200  # others unaffected
+
+    # Per address: many names from one address, then even a right password from there waits.
+    app = api.client._transport.app
+    app.state.login_guard = LoginGuard(api.settings.model_copy(update={"login_address_fail_limit": 3}))
+    for i in range(4):
+        assert (await _login(api, f"user{i}@guard.example", "wrong guess")).status_code == 401
+    r = await _login(api, "clerk@guard.example", "clerk password")
+    assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
+    elsewhere = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("192.0.2.9", 40000)),
+                                  base_url="http://zvonok.test")
+    async with elsewhere:
+        r = await elsewhere.post("/api/v1/auth/login", json={"email": "clerk@guard.example", "password": "clerk password"})
+        assert r.status_code == 200, r.text

@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 import zvonok
 from zvonok.api import auth
+from zvonok.api.login_guard import LoginGuard
 from zvonok.config import Settings
 from zvonok.metrics import ERRORS
 from zvonok.org import http as org_http
@@ -45,6 +46,7 @@ def create_app(settings: Settings, db: Database, *, routers: Sequence[APIRouter]
     )
     app.state.settings = settings
     app.state.db = db
+    app.state.login_guard = LoginGuard(settings)
     app.add_exception_handler(OrgError, _org_error)
 
     app.include_router(auth.router)

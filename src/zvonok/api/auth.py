@@ -12,17 +12,19 @@ tenant that does not exist, so ids of other companies cannot be probed.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated
 
 import jwt
-from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok.api.deps import get_session, get_settings
+from zvonok.api.login_guard import LoginGuard, address_key
 from zvonok.config import Settings
 from zvonok.org import accounts
 from zvonok.org.credentials import TOKEN_PREFIX
@@ -143,16 +145,34 @@ PlatformAdmin = Annotated[Principal, Depends(require_role(Role.PLATFORM_ADMIN))]
 router = APIRouter(prefix="/api/v1", tags=["auth"])
 
 
-@router.post("/auth/login", response_model=LoginOut)
+def _login_guard(request: Request) -> LoginGuard:
+    guard: LoginGuard = request.app.state.login_guard
+    return guard
+
+
+@router.post("/auth/login", response_model=LoginOut, responses={429: {"description": "Too many failed logins"}})
 async def login(
     body: LoginIn,
+    request: Request,
     session: Annotated[AsyncSession, Depends(get_session)],
     settings: Annotated[Settings, Depends(get_settings)],
+    guard: Annotated[LoginGuard, Depends(_login_guard)],
 ) -> LoginOut:
-    """Exchange email and password for a login token. Every failure is the same 401."""
+    """Exchange email and password for a login token. Every failure is the same 401; too many failures
+    for the email or from the address get 429 with Retry-After (see :mod:`zvonok.api.login_guard`)."""
+    name = body.email.strip().lower()
+    address = address_key(request.client.host if request.client else None)
+    wait = guard.retry_after(name, address, time.monotonic())
+    if wait is not None:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS, "too many failed logins; try again later",
+            headers={"Retry-After": str(wait)},
+        )
     account = await accounts.authenticate(session, body.email, body.password)
     if account is None:
+        guard.failed(name, address, time.monotonic())
         raise _unauthorized("invalid email or password")
+    guard.succeeded(name)
     await session.commit()
     return LoginOut(
         access_token=issue_login_token(settings, account.id, account.token_version), expires_in=settings.login_token_ttl
