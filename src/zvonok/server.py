@@ -77,6 +77,7 @@ def _http_socket(host: str, port: int) -> socket.socket:
 
 
 async def build(settings: Settings) -> Runtime:
+    settings.prepare_data_dir()
     db = Database(settings.resolved_database_url())
     await db.upgrade()
     bus = LocalBus()

@@ -23,7 +23,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from zvonok.api.deps import get_session, get_settings
+from zvonok.api.deps import MAX_ID, get_session, get_settings
 from zvonok.api.login_guard import LoginGuard, address_key
 from zvonok.config import Settings
 from zvonok.org import accounts
@@ -93,7 +93,7 @@ async def require_principal(
         version = claims["ver"]
     except (jwt.PyJWTError, ValueError, KeyError):
         raise _unauthorized() from None
-    if claims.get("typ") != "login" or type(version) is not int or not 0 < account_id < 2**63:
+    if claims.get("typ") != "login" or type(version) is not int or not 0 < account_id <= MAX_ID:
         raise _unauthorized()
     account = await accounts.live_account(session, account_id, version)
     if account is None:

@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok.api.auth import PlatformAdmin, Principal, TenantAdmin, TenantReader
-from zvonok.api.deps import Paging, get_session, paging
+from zvonok.api.deps import Moment, Paging, get_session, paging
 from zvonok.billing.statement import month_bounds
 from zvonok.org import service as org_service
 from zvonok.org.schemas import Page
@@ -209,9 +209,9 @@ async def _cost_lines(
     return start, end, lines, total
 
 
-From = Annotated[datetime | None, Query(alias="from", description="started_at >= from (a date or a time; "
+From = Annotated[Moment | None, Query(alias="from", description="started_at >= from (a date or a time; "
                                          "without an offset: in the tenant's zone). Default: this month's start")]
-To = Annotated[datetime | None, Query(description="started_at < to. Default: the end of the month of from")]
+To = Annotated[Moment | None, Query(description="started_at < to. Default: the end of the month of from")]
 
 
 @router.get("/tenants/{tenant_id}/reports/costs", response_model=s.CostReport, tags=["reports"])
