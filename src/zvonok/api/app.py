@@ -21,11 +21,13 @@ from sqlalchemy.exc import SQLAlchemyError
 import zvonok
 from zvonok.api import auth
 from zvonok.api.deps import ids_in_range
+from zvonok.api.limits import BodyLimit
 from zvonok.api.login_guard import LoginGuard
 from zvonok.config import Settings
 from zvonok.metrics import ERRORS
 from zvonok.org import http as org_http
 from zvonok.org.errors import OrgError, ValidationError
+from zvonok.pstn.billing_http import RATES_UPLOAD
 from zvonok.storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -82,6 +84,8 @@ def create_app(settings: Settings, db: Database, *, routers: Sequence[APIRouter]
     app.state.login_guard = LoginGuard(settings)
     app.add_exception_handler(OrgError, _org_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    method, path = RATES_UPLOAD
+    app.add_middleware(BodyLimit, default=settings.http_max_body, larger=[(method, path, settings.http_max_upload)])
 
     app.include_router(auth.router)
     app.include_router(org_http.router)

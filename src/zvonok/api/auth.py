@@ -24,13 +24,14 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok.api.deps import MAX_ID, get_session, get_settings
-from zvonok.api.login_guard import LoginGuard, address_key
+from zvonok.api.login_guard import LoginGuard
 from zvonok.config import Settings
 from zvonok.org import accounts
 from zvonok.org.credentials import TOKEN_PREFIX
 from zvonok.org.models import Role, Tenant
 from zvonok.org.schemas import LoginIn, LoginOut, MeOut
 from zvonok.storage.base import utcnow
+from zvonok.telephony.throttle import address_key
 
 _JWT_ALG = "HS256"
 _bearer = HTTPBearer(auto_error=False, description="API token (zv_...) or login token")
@@ -161,7 +162,7 @@ async def login(
     """Exchange email and password for a login token. Every failure is the same 401; too many failures
     for the email or from the address get 429 with Retry-After (see :mod:`zvonok.api.login_guard`)."""
     name = body.email.strip().lower()
-    address = address_key(request.client.host if request.client else None)
+    address = address_key(request.client.host if request.client else "?")
     wait = guard.retry_after(name, address, time.monotonic())
     if wait is not None:
         raise HTTPException(

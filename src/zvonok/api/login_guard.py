@@ -11,24 +11,10 @@ name only: a valid login of the attacker's own must not wipe the address's count
 
 from __future__ import annotations
 
-import ipaddress
 import math
 
 from zvonok.config import Settings
 from zvonok.telephony.throttle import FailureThrottle
-
-
-def address_key(host: str | None) -> str:
-    """The counted unit of a client address: IPv4 as is, IPv6 as its /64."""
-    if not host:
-        return "?"
-    try:
-        addr = ipaddress.ip_address(host)
-    except ValueError:
-        return host
-    if addr.version == 6:
-        return str(ipaddress.ip_network(f"{addr}/64", strict=False))
-    return str(addr)
 
 
 class LoginGuard:

@@ -39,7 +39,7 @@ from zvonok.sip.transaction import (
 )
 from zvonok.sip.transaction_messages import build_cancel
 from zvonok.sip.uas import check_request
-from zvonok.transport.tcp import TcpTransport
+from zvonok.transport.tcp import TcpLimits, TcpTransport
 from zvonok.transport.udp import UdpTransport, open_udp
 
 from .registrar import Lookup, Registrar
@@ -103,8 +103,12 @@ class SipService:
         # UDP and TCP share one port number; with port 0 take UDP's free port and retry if TCP's is taken
         for _attempt in range(20):
             self.udp = await open_udp(host, port, self._on_datagram)
-            self.tcp = TcpTransport(self._on_stream, self.settings.sip_max_message_size,
-                                    self.settings.sip_tcp_idle_timeout)
+            self.tcp = TcpTransport(self._on_stream, self.settings.sip_max_message_size, TcpLimits(
+                max_connections=self.settings.sip_tcp_max_connections,
+                max_per_address=self.settings.sip_tcp_max_per_address,
+                idle_timeout=self.settings.sip_tcp_idle_timeout,
+                message_timeout=self.settings.sip_tcp_message_timeout,
+                first_message_timeout=self.settings.sip_tcp_first_message_timeout))
             try:
                 await self.tcp.start(host, self.udp.local[1])
             except OSError:
