@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -151,6 +152,13 @@ class Settings(BaseSettings):
 
     log_level: str = Field(default="info", description="debug, info, warning, error")
     log_json: bool = Field(default=False, description="Log as JSON lines instead of console text")
+
+    @field_validator("metrics_allow")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for net in value:
+            ipaddress.ip_network(net, strict=False)  # ValueError names the bad one at start-up
+        return value
 
     def prepare_data_dir(self) -> Path:
         """The data directory, created if need be and kept owner-only (0700): it holds the SQLite file

@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import httpx
 from sqlalchemy import String, select
 
+from zvonok.api.login_guard import LoginGuard
 from zvonok.org import accounts
 from zvonok.org.models import Role
 from zvonok.storage.models import metadata
@@ -218,10 +220,6 @@ async def test_access_ends_with_its_reason(api: Api, make_tenant: Any) -> None:
 async def test_login_is_throttled_per_account_and_per_address(api: Api, make_tenant: Any) -> None:
     """Guessing stops at the limit with 429 + Retry-After, even for the right password, and the answer
     is the same whether the account exists or not."""
-    import httpx
-
-    from zvonok.api.login_guard import LoginGuard
-
     t = await make_tenant("guard.example")
     await _account(api, "boss@guard.example", "correct horse", Role.TENANT_ADMIN, t.id)
     await _account(api, "clerk@guard.example", "clerk password", Role.EMPLOYEE, t.id)

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pydantic
+import pytest
 
 from zvonok.api.app import create_app
 from zvonok.config import Settings
@@ -93,6 +95,11 @@ async def test_metrics_for_allowed_networks_and_token(db: Database, settings: Se
     assert (await get(tight, "192.0.2.9", {"Authorization": "Bearer wrong"})).status_code == 401
     r = await get(tight, "192.0.2.9", {"Authorization": "Bearer scrape-me"})
     assert r.status_code == 200 and "# TYPE" in r.text
+
+
+def test_metrics_networks_are_checked_at_start() -> None:
+    with pytest.raises(pydantic.ValidationError, match="metrics_allow"):
+        Settings(metrics_allow=["10.0.0.0/8", "not-a-network"])
 
 
 def _mode(path: Path) -> int:
