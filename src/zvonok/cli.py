@@ -127,6 +127,7 @@ def with_db(settings: Settings, fn: Callable[[Any], Awaitable[T]]) -> T:
     from zvonok.storage.db import Database
 
     async def go() -> T:
+        settings.prepare_data_dir()
         db = Database(settings.resolved_database_url())
         try:
             await db.upgrade()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -131,11 +133,38 @@ class Settings(BaseSettings):
         default=None, description="Key for login tokens and nonces; generated into data_dir when unset"
     )
 
+    metrics_allow: list[str] = Field(
+        default=["127.0.0.0/8", "::1/128"],
+        description="Networks that may read /metrics, e.g. '[\"10.0.0.0/8\"]' for a Prometheus elsewhere "
+        "(loopback only by default)")
+    metrics_token: str | None = Field(
+        default=None, description="When set, /metrics also needs 'Authorization: Bearer <this token>'")
+    login_fail_limit: int = Field(
+        default=5, ge=0, description="Failed web/API logins for one login name within login_fail_window before "
+        "it is locked for login_ban_time (429), known account or not")
+    login_address_fail_limit: int = Field(
+        default=20, ge=0, description="Failed logins from one client address (IPv6: its /64) within "
+        "login_fail_window before the address is refused for login_ban_time (429)")
+    login_fail_window: float = Field(default=900.0, gt=0, description="Window for counting failed logins, seconds")
+    login_ban_time: float = Field(default=900.0, gt=0, description="How long a locked login name or address waits")
     login_token_ttl: int = Field(default=12 * 3600, ge=60, description="Lifetime of login (JWT) tokens, seconds")
     demo_domain: str = Field(default="demo.zvonok.local", description="SIP domain of the demo company")
 
     log_level: str = Field(default="info", description="debug, info, warning, error")
     log_json: bool = Field(default=False, description="Log as JSON lines instead of console text")
+
+    @field_validator("metrics_allow")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for net in value:
+            ipaddress.ip_network(net, strict=False)  # ValueError names the bad one at start-up
+        return value
+
+    def prepare_data_dir(self) -> Path:
+        """The data directory, created if need be and kept owner-only (0700): it holds the SQLite file
+        (HA1s, token hashes), the secret key and recordings."""
+        private_dir(self.data_dir)
+        return self.data_dir
 
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -151,8 +180,17 @@ class Settings(BaseSettings):
         path = self.data_dir / "secret.key"
         if path.exists():
             return path.read_text().strip()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.prepare_data_dir()
         key = secrets.token_hex(32)
-        path.write_text(key)
-        path.chmod(0o600)
+        # Created 0600 from the start: no moment when another user could read it.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(key)
         return key
+
+
+def private_dir(path: Path) -> None:
+    """Make ``path`` (with missing parents) readable by its owner only."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o700)

@@ -97,6 +97,7 @@ def _connection_budget(settings: Settings) -> Settings:
 
 async def build(settings: Settings) -> Runtime:
     settings = _connection_budget(settings)
+    settings.prepare_data_dir()
     db = Database(settings.resolved_database_url())
     await db.upgrade()
     bus = LocalBus()

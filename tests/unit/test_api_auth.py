@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import httpx
 from sqlalchemy import String, select
 
+from zvonok.api.login_guard import LoginGuard
 from zvonok.org import accounts
 from zvonok.org.models import Role
 from zvonok.storage.models import metadata
@@ -145,3 +147,103 @@ async def test_roles(api: Api, make_tenant: Any) -> None:
     r = await api.client.patch(f"{base}/employees/{emp['id']}", headers=t.headers, json={"role": "tenant_admin"})
     assert r.status_code == 200
     assert (await api.client.post(f"{base}/offices", headers=olga, json={"name": "X"})).status_code == 201
+
+
+async def test_access_ends_with_its_reason(api: Api, make_tenant: Any) -> None:
+    """Deactivation, demotion, deletion and a password change end login tokens and the account's API
+    tokens at once, including tokens minted by those tokens."""
+    t = await make_tenant("revoke.example")
+    base = f"/api/v1/tenants/{t.id}"
+
+    async def employee(name: str, role: str) -> dict[str, str]:
+        r = await api.client.post(f"{base}/employees", headers=t.headers, json={
+            "full_name": name, "email": f"{name}@revoke.example", "web_password": f"{name}-password", "role": role})
+        assert r.status_code == 201, r.text
+        r = await _login(api, f"{name}@revoke.example", f"{name}-password")
+        assert r.status_code == 200, r.text
+        return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+    async def ok(headers: dict[str, str]) -> bool:
+        r = await api.client.get("/api/v1/me", headers=headers)
+        assert r.status_code in (200, 401), r.text
+        return r.status_code == 200
+
+    async def emp_id(name: str) -> int:
+        r = await api.client.get(f"{base}/employees", headers=t.headers, params={"q": name})
+        return int(r.json()["items"][0]["id"])
+
+    # Deactivation: the login token stops, and no new login.
+    anna = await employee("anna", "employee")
+    assert await ok(anna)
+    r = await api.client.patch(f"{base}/employees/{await emp_id('anna')}", headers=t.headers, json={"active": False})
+    assert r.status_code == 200
+    assert not await ok(anna)
+    assert (await _login(api, "anna@revoke.example", "anna-password")).status_code == 401
+
+    # Password change: old login tokens stop, the new password works.
+    boris = await employee("boris", "employee")
+    boris_id = await emp_id("boris")
+    r = await api.client.patch(f"{base}/employees/{boris_id}", headers=t.headers, json={"web_password": "boris-new-pw"})
+    assert r.status_code == 200
+    assert not await ok(boris)
+    assert (await _login(api, "boris@revoke.example", "boris-new-pw")).status_code == 200
+
+    # Demotion: an admin's API tokens (and the tokens those minted) are revoked with its login tokens.
+    vera = await employee("vera", "tenant_admin")
+    vera_id = await emp_id("vera")
+    r = await api.client.post(f"{base}/tokens", headers=vera, json={"name": "vera-script"})
+    script = {"Authorization": f"Bearer {r.json()['token']}"}
+    r = await api.client.post(f"{base}/tokens", headers=script, json={"name": "minted"})
+    minted = {"Authorization": f"Bearer {r.json()['token']}"}
+    assert await ok(script) and await ok(minted)
+    r = await api.client.patch(f"{base}/employees/{vera_id}", headers=t.headers, json={"role": "employee"})
+    assert r.status_code == 200
+    assert not await ok(vera) and not await ok(script) and not await ok(minted)
+    assert (await api.client.post(f"{base}/tokens", headers=script, json={"name": "x"})).status_code == 401
+    r = await _login(api, "vera@revoke.example", "vera-password")
+    assert (await api.client.get("/api/v1/me", headers={"Authorization": f"Bearer {r.json()['access_token']}"})).json()[
+        "role"] == "employee"
+
+    # Deletion: the API tokens of the deleted account's employee are revoked too.
+    gleb = await employee("gleb", "tenant_admin")
+    r = await api.client.post(f"{base}/tokens", headers=gleb, json={"name": "gleb-script"})
+    gleb_script = {"Authorization": f"Bearer {r.json()['token']}"}
+    assert await ok(gleb_script)
+    r = await api.client.delete(f"{base}/employees/{await emp_id('gleb')}", headers=t.headers)
+    assert r.status_code == 204, r.text
+    assert not await ok(gleb) and not await ok(gleb_script)
+
+    # The tenant's own admin token (not created by any of them) is untouched.
+    assert await ok(t.headers)
+
+
+async def test_login_is_throttled_per_account_and_per_address(api: Api, make_tenant: Any) -> None:
+    """Guessing stops at the limit with 429 + Retry-After, even for the right password, and the answer
+    is the same whether the account exists or not."""
+    t = await make_tenant("guard.example")
+    await _account(api, "boss@guard.example", "correct horse", Role.TENANT_ADMIN, t.id)
+    await _account(api, "clerk@guard.example", "clerk password", Role.EMPLOYEE, t.id)
+    limit = api.settings.login_fail_limit
+    answers = {}
+    for email in ("boss@guard.example", "ghost@guard.example"):
+        for _ in range(limit + 1):
+            assert (await _login(api, email, "wrong guess")).status_code == 401
+        r = await _login(api, email.upper(), "correct horse")
+        assert r.status_code == 429, r.text
+        assert 0 < int(r.headers["retry-after"]) <= api.settings.login_ban_time
+        answers[email] = (r.json(), r.headers["retry-after"])
+    assert answers["boss@guard.example"] == answers["ghost@guard.example"]
+    assert (await _login(api, "clerk@guard.example", "clerk password")).status_code == 200  # others unaffected
+
+    # Per address: many names from one address, then even a right password from there waits.
+    app = api.client._transport.app
+    app.state.login_guard = LoginGuard(api.settings.model_copy(update={"login_address_fail_limit": 3}))
+    for i in range(4):
+        assert (await _login(api, f"user{i}@guard.example", "wrong guess")).status_code == 401
+    r = await _login(api, "clerk@guard.example", "clerk password")
+    assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
+    elsewhere = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("192.0.2.9", 40000)),
+                                  base_url="http://zvonok.test")
+    async with elsewhere:
+        r = await elsewhere.post("/api/v1/auth/login", json={"email": "clerk@guard.example", "password": "clerk password"})
+        assert r.status_code == 200, r.text

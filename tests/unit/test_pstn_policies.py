@@ -47,9 +47,10 @@ async def test_policy_levels(api: PstnApi, make_tenant: Any) -> None:
     for level, ref in (("office", a.office), ("department", a.dept), ("employee", a.alice)):
         out = await ok(await api.client.put(f"{base}/{level}/{ref}", headers=a.headers, json={"allow_prefixes": ["7809"]}), 201)
         assert (out["level"], out["ref_id"], out["allow_prefixes"]) == (level, ref, ["+7809"])
-        got = await ok(await api.client.get(f"{base}/{level}/{ref}", headers=a.alice_headers))
+        got = await ok(await api.client.get(f"{base}/{level}/{ref}", headers=a.headers))
         assert got["id"] == out["id"]
-    page = await ok(await api.client.get(base, headers=a.alice_headers))
+        assert (await api.client.get(f"{base}/{level}/{ref}", headers=a.alice_headers)).status_code == 403
+    page = await ok(await api.client.get(base, headers=a.headers))
     assert [(p["level"], p["ref_id"]) for p in page["items"]] == [
         ("department", a.dept), ("employee", a.alice), ("office", a.office), ("tenant", None)]
     assert (await ok(await api.client.get(base, headers=a.headers, params={"level": "office"})))["total"] == 1

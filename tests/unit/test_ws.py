@@ -268,3 +268,36 @@ def test_visibility_holds_a_bounded_amount() -> None:
     assert nobody.admit(calls[0][0]) == []
     admin = CallVisibility(Principal(role=Role.TENANT_ADMIN, tenant_id=1))
     assert admin.admit(calls[0][0]) == [calls[0][0]]
+
+
+async def test_revocation_closes_the_socket_at_once(api: Api, make_tenant: Any, bus: LocalBus) -> None:
+    """No waiting for the periodic re-check: revoking the token, or deactivating the employee whose
+    login the socket uses, closes it straight away."""
+    app = mount(api, bus, reauth_interval=3600)
+    t = await make_tenant("revoke-now.example")
+    base = f"/api/v1/tenants/{t.id}"
+    r = await api.client.post(f"{base}/tokens", headers=t.headers, json={"name": "wallboard"})
+    token = r.json()
+    r = await api.client.post(f"{base}/employees", headers=t.headers, json={
+        "full_name": "Ira", "email": "ira@revoke-now.example", "web_password": "ira-password"})
+    ira = r.json()
+    r = await api.client.post("/api/v1/auth/login", json={"email": "ira@revoke-now.example", "password": "ira-password"})
+    login = r.json()["access_token"]
+
+    board = WsClient(app, f"{base}/events", token=token["token"])
+    phone = WsClient(app, f"{base}/events", token=login)
+    assert await board.connect() == "websocket.accept"
+    assert await phone.connect() == "websocket.accept"
+    await subscribed(bus, 2)
+
+    r = await api.client.delete(f"{base}/tokens/{token['id']}", headers=t.headers)
+    assert r.status_code == 204, r.text
+    assert await board.close_code() == CLOSE_UNAUTHORIZED
+    await phone.nothing_more()  # the others' sockets stay
+    r = await api.client.patch(f"{base}/employees/{ira['id']}", headers=t.headers, json={"active": False})
+    assert r.status_code == 200, r.text
+    assert await phone.close_code() == CLOSE_UNAUTHORIZED
+    for client in (board, phone):
+        assert client.task is not None
+        await asyncio.wait_for(client.task, 3)
+    await subscribed(bus, 0)

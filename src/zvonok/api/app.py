@@ -5,10 +5,14 @@ The app borrows ``db``; the composition root (``zvonok.server``) creates, upgrad
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from sqlalchemy import text
@@ -16,7 +20,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 import zvonok
 from zvonok.api import auth
+from zvonok.api.deps import ids_in_range
 from zvonok.api.limits import BodyLimit
+from zvonok.api.login_guard import LoginGuard
 from zvonok.config import Settings
 from zvonok.metrics import ERRORS
 from zvonok.org import http as org_http
@@ -36,6 +42,33 @@ async def _org_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": exc.message}, status_code=exc.status)
 
 
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422 without the ``input`` of each error: a rejected body may hold a password, a PIN or
+    a token, and an answer must never echo a secret back (into logs, proxies, browser histories)."""
+    assert isinstance(exc, RequestValidationError)
+    errors = [{k: v for k, v in err.items() if k != "input"} for err in exc.errors()]
+    return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
+
+def _metrics_guard(settings: Settings) -> Callable[[Request], None]:
+    """/metrics for the allowed networks only (loopback by default) and, with a token set, its bearer."""
+    networks = [ipaddress.ip_network(n, strict=False) for n in settings.metrics_allow]
+    expected = f"Bearer {settings.metrics_token}".encode() if settings.metrics_token else None
+
+    def check(request: Request) -> None:
+        try:
+            addr = ipaddress.ip_address(request.client.host) if request.client else None
+        except ValueError:
+            addr = None
+        if addr is None or not any(addr in net for net in networks):
+            raise HTTPException(403, "metrics are not served to this address")
+        given = request.headers.get("authorization", "").encode()
+        if expected is not None and not hmac.compare_digest(given, expected):
+            raise HTTPException(401, "metrics need the metrics token", headers={"WWW-Authenticate": "Bearer"})
+
+    return check
+
+
 def create_app(settings: Settings, db: Database, *, routers: Sequence[APIRouter] = ()) -> FastAPI:
     """Build the HTTP API. ``routers`` come from other layers (e.g. the registrar's registrations)
     and should protect themselves with :func:`zvonok.api.auth.tenant_access` / ``tenant_admin``."""
@@ -44,10 +77,13 @@ def create_app(settings: Settings, db: Database, *, routers: Sequence[APIRouter]
         version=zvonok.__version__,
         description="Multi-tenant cloud PBX: companies, offices, departments, employees, extensions.",
         docs_url="/docs",
+        dependencies=[Depends(ids_in_range)],
     )
     app.state.settings = settings
     app.state.db = db
+    app.state.login_guard = LoginGuard(settings)
     app.add_exception_handler(OrgError, _org_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
     method, path = RATES_UPLOAD
     app.add_middleware(BodyLimit, default=settings.http_max_body, larger=[(method, path, settings.http_max_upload)])
 
@@ -67,7 +103,7 @@ def create_app(settings: Settings, db: Database, *, routers: Sequence[APIRouter]
             raise HTTPException(503, "database unavailable") from None
         return {"status": "ok"}
 
-    @app.get("/metrics", tags=["ops"], include_in_schema=False)
+    @app.get("/metrics", tags=["ops"], include_in_schema=False, dependencies=[Depends(_metrics_guard(settings))])
     async def metrics() -> PlainTextResponse:
         return PlainTextResponse(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 

@@ -2,8 +2,9 @@
 
 ``Authorization: Bearer <token>`` carries either an API token (``zv_...``, looked up by its SHA-256)
 or a login token from ``POST /api/v1/auth/login`` (a JWT signed with the settings' secret key, HS256,
-naming the account; role and tenant are re-read from the database on every request so a demoted or
-deactivated account loses access at once).
+naming the account and its ``token_version``; role and tenant are re-read from the database on every
+request, and a token issued before a password change, demotion or deactivation no longer matches the
+account's version, so it stops working at once).
 
 Tenant isolation: :func:`tenant_access` answers 404 for another tenant's URLs, exactly as for a
 tenant that does not exist, so ids of other companies cannot be probed.
@@ -11,23 +12,26 @@ tenant that does not exist, so ids of other companies cannot be probed.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated
 
 import jwt
-from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from zvonok.api.deps import get_session, get_settings
+from zvonok.api.deps import MAX_ID, get_session, get_settings
+from zvonok.api.login_guard import LoginGuard
 from zvonok.config import Settings
 from zvonok.org import accounts
 from zvonok.org.credentials import TOKEN_PREFIX
 from zvonok.org.models import Role, Tenant
 from zvonok.org.schemas import LoginIn, LoginOut, MeOut
 from zvonok.storage.base import utcnow
+from zvonok.telephony.throttle import address_key
 
 _JWT_ALG = "HS256"
 _bearer = HTTPBearer(auto_error=False, description="API token (zv_...) or login token")
@@ -35,13 +39,16 @@ _bearer = HTTPBearer(auto_error=False, description="API token (zv_...) or login 
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling. Exactly one of ``account_id`` / ``token_id`` is set."""
+    """Who is calling. Exactly one of ``account_id`` / ``token_id`` is set. ``owner_id`` is the account
+    whose rights this access rests on (the account itself, or the one that created the API token):
+    tokens minted with it belong to that account too, so revoking the account's access reaches them."""
 
     role: Role
     tenant_id: int | None
     employee_id: int | None = None
     account_id: int | None = None
     token_id: int | None = None
+    owner_id: int | None = None
 
     @property
     def is_platform_admin(self) -> bool:
@@ -55,9 +62,12 @@ def _unauthorized(detail: str = "invalid or missing credentials") -> HTTPExcepti
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-def issue_login_token(settings: Settings, account_id: int) -> str:
+def issue_login_token(settings: Settings, account_id: int, token_version: int) -> str:
     now = utcnow()
-    claims = {"sub": str(account_id), "typ": "login", "iat": now, "exp": now + timedelta(seconds=settings.login_token_ttl)}
+    claims = {
+        "sub": str(account_id), "typ": "login", "ver": token_version, "iat": now,
+        "exp": now + timedelta(seconds=settings.login_token_ttl),
+    }
     return jwt.encode(claims, settings.resolved_secret_key(), algorithm=_JWT_ALG)
 
 
@@ -75,19 +85,23 @@ async def require_principal(
         if token is None:
             raise _unauthorized()
         await session.commit()  # keep last_used_at even when the route only reads
-        return Principal(role=Role(token.role), tenant_id=token.tenant_id, token_id=token.id)
+        return Principal(role=Role(token.role), tenant_id=token.tenant_id, token_id=token.id, owner_id=token.account_id)
     try:
-        claims = jwt.decode(secret, settings.resolved_secret_key(), algorithms=[_JWT_ALG], options={"require": ["exp", "sub"]})
+        claims = jwt.decode(
+            secret, settings.resolved_secret_key(), algorithms=[_JWT_ALG], options={"require": ["exp", "sub", "ver"]}
+        )
         account_id = int(claims["sub"])
+        version = claims["ver"]
     except (jwt.PyJWTError, ValueError, KeyError):
         raise _unauthorized() from None
-    if claims.get("typ") != "login":
+    if claims.get("typ") != "login" or type(version) is not int or not 0 < account_id <= MAX_ID:
         raise _unauthorized()
-    account = await accounts.platform_get_account(session, account_id)
-    if account is None or not account.active:
+    account = await accounts.live_account(session, account_id, version)
+    if account is None:
         raise _unauthorized()
     return Principal(
-        role=Role(account.role), tenant_id=account.tenant_id, employee_id=account.employee_id, account_id=account.id
+        role=Role(account.role), tenant_id=account.tenant_id, employee_id=account.employee_id, account_id=account.id,
+        owner_id=account.id,
     )
 
 
@@ -132,18 +146,38 @@ PlatformAdmin = Annotated[Principal, Depends(require_role(Role.PLATFORM_ADMIN))]
 router = APIRouter(prefix="/api/v1", tags=["auth"])
 
 
-@router.post("/auth/login", response_model=LoginOut)
+def _login_guard(request: Request) -> LoginGuard:
+    guard: LoginGuard = request.app.state.login_guard
+    return guard
+
+
+@router.post("/auth/login", response_model=LoginOut, responses={429: {"description": "Too many failed logins"}})
 async def login(
     body: LoginIn,
+    request: Request,
     session: Annotated[AsyncSession, Depends(get_session)],
     settings: Annotated[Settings, Depends(get_settings)],
+    guard: Annotated[LoginGuard, Depends(_login_guard)],
 ) -> LoginOut:
-    """Exchange email and password for a login token. Every failure is the same 401."""
+    """Exchange email and password for a login token. Every failure is the same 401; too many failures
+    for the email or from the address get 429 with Retry-After (see :mod:`zvonok.api.login_guard`)."""
+    name = body.email.strip().lower()
+    address = address_key(request.client.host if request.client else "?")
+    wait = guard.retry_after(name, address, time.monotonic())
+    if wait is not None:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS, "too many failed logins; try again later",
+            headers={"Retry-After": str(wait)},
+        )
     account = await accounts.authenticate(session, body.email, body.password)
     if account is None:
+        guard.failed(name, address, time.monotonic())
         raise _unauthorized("invalid email or password")
+    guard.succeeded(name)
     await session.commit()
-    return LoginOut(access_token=issue_login_token(settings, account.id), expires_in=settings.login_token_ttl)
+    return LoginOut(
+        access_token=issue_login_token(settings, account.id, account.token_version), expires_in=settings.login_token_ttl
+    )
 
 
 @router.get("/me", response_model=MeOut)

@@ -4,7 +4,9 @@ Authentication is the REST API's: ``Authorization: Bearer <token>``, or ``?token
 (which cannot set headers on a websocket). The server accepts the socket and then closes it with
 
 * ``4401`` — no or an invalid token (also when a token is revoked, or the account deactivated, while
-  the socket is open: access is re-checked every ``reauth_interval`` seconds);
+  the socket is open: access is re-checked at once when this process revokes any access
+  (:class:`~zvonok.org.events.AccessRevoked`), and every ``reauth_interval`` seconds for changes made
+  elsewhere);
 * ``4404`` — the tenant is not the caller's (or does not exist: the two look the same, as in REST).
 
 Each text frame is one event as :func:`zvonok.bus.serialize` renders it (``{"type": "CallStarted",
@@ -30,6 +32,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from zvonok.api.auth import Principal, require_principal, tenant_access
 from zvonok.bus import Bus, serialize
 from zvonok.cdr.events import CdrWritten
+from zvonok.org.events import AccessRevoked
 from zvonok.org.models import Role
 from zvonok.telephony.events import CallEnded, CallEvent, CallStarted, CallTransferred, LegCreated, Party
 
@@ -170,25 +173,41 @@ def events_router(bus: Bus, *, queue_size: int = 1000, reauth_interval: float = 
         )
         receiver = asyncio.create_task(_until_disconnect(websocket))
         gone_wait = asyncio.create_task(gone.wait())
+        revoked = asyncio.Event()
+
+        def on_commit(event: object) -> None:
+            # Any revocation may be ours (a token, its creator's account): re-check now. Revocations are
+            # rare, so the extra look-up per open socket costs nothing that matters.
+            if isinstance(event, AccessRevoked):
+                revoked.set()
+
+        db = websocket.app.state.db
+        db.add_listener(on_commit)
+        revoked_wait = asyncio.create_task(revoked.wait())
         close_code: int | None = 1000
         try:
             while True:
                 done, _ = await asyncio.wait(
-                    {receiver, gone_wait}, timeout=reauth_interval, return_when=asyncio.FIRST_COMPLETED
+                    {receiver, gone_wait, revoked_wait}, timeout=reauth_interval, return_when=asyncio.FIRST_COMPLETED
                 )
                 if receiver in done:
                     close_code = None  # the client closed; nothing to answer
                     break
-                if done:
+                if gone_wait in done:
                     break
+                if revoked_wait in done:
+                    revoked.clear()
+                    revoked_wait = asyncio.create_task(revoked.wait())
                 again = await _authorize(websocket, tenant_id, secret)
                 if again != who:  # revoked, moved, or a changed role (reconnect for the new view)
                     close_code = again if isinstance(again, int) else CLOSE_UNAUTHORIZED
                     break
         finally:
+            db.remove_listener(on_commit)
             gone.set()
             receiver.cancel()
             gone_wait.cancel()
+            revoked_wait.cancel()
             await sub.close()
             if close_code is not None:
                 with contextlib.suppress(RuntimeError, OSError):

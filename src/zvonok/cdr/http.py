@@ -21,7 +21,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok.api.auth import Principal, TenantReader
-from zvonok.api.deps import Paging, get_db, get_session, get_settings, paging
+from zvonok.api.deps import Moment, Paging, get_db, get_session, get_settings, paging
 from zvonok.cdr import service
 from zvonok.cdr.schemas import CSV_COLUMNS, CdrDetail, CdrPage
 from zvonok.config import Settings
@@ -43,8 +43,8 @@ def viewer_of(principal: Principal) -> service.Viewer:
 async def cdr_filter(
     tenant_id: int,
     session: Session,
-    from_: Annotated[datetime | None, Query(alias="from", description="started_at >= from (ISO 8601)")] = None,
-    to: Annotated[datetime | None, Query(description="started_at < to (ISO 8601)")] = None,
+    from_: Annotated[Moment | None, Query(alias="from", description="started_at >= from (ISO 8601)")] = None,
+    to: Annotated[Moment | None, Query(description="started_at < to (ISO 8601)")] = None,
     extension: Annotated[str | None, Query(max_length=64, description="Caller or callee number")] = None,
     extension_id: Annotated[int | None, Query(description="Caller or callee extension id")] = None,
     disposition: Disposition | None = None,

@@ -2,23 +2,32 @@
 
 Account emails are global (they are the login name); employee emails are unique per tenant only, so
 giving an employee a login can conflict with another tenant's account (409, naming the email).
+
+Access ends with its reason, at once: a password change invalidates the account's login tokens (they
+carry ``token_version``, which is bumped); a demotion, a deactivation (of the account or of its
+employee) or a deletion also revokes the API tokens the account created, so none outlives the rights
+it was made with. Each emits :class:`~zvonok.org.events.AccessRevoked` (open websockets re-check).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from zvonok.org import events
 from zvonok.org.credentials import hash_password, hashes_equal, new_api_token, token_hash, verify_password
 from zvonok.org.errors import Conflict, NotFound, ValidationError
 from zvonok.org.models import Account, ApiToken, Employee, Role
 from zvonok.storage.base import utcnow
+from zvonok.storage.db import emit
 
 _LAST_USED_RESOLUTION = timedelta(minutes=1)  # don't write on every request
+_RANK = {Role.EMPLOYEE: 0, Role.TENANT_ADMIN: 1, Role.PLATFORM_ADMIN: 2}
 
 
 # --- accounts --------------------------------------------------------------------------------------
@@ -93,22 +102,69 @@ async def update_employee_login(
     if employee.email != account.email:
         await _check_email_free(session, employee.email, except_id=account.id)
         account.email = employee.email
+    demoted = role is not None and _RANK[Role(role)] < _RANK[Role(account.role)]
     if password is not None:
         account.password_hash = await hash_password(password)
     if role is not None:
         account.role = Role(role).value
     await session.flush()
+    if demoted:
+        await revoke_account_access(session, account, api_tokens=True)
+    elif password is not None:
+        await revoke_account_access(session, account, api_tokens=False)
+
+
+async def revoke_account_access(session: AsyncSession, account: Account, *, api_tokens: bool) -> None:
+    """End the account's login tokens (all of them, now); with ``api_tokens``, also revoke the API
+    tokens it created (demotion, deactivation, deletion: what they were made with is gone)."""
+    account.token_version += 1
+    revoked: tuple[int, ...] = ()
+    if api_tokens:
+        stmt = select(ApiToken).where(ApiToken.account_id == account.id, ApiToken.revoked_at.is_(None))
+        tokens = (await session.execute(stmt)).scalars().all()
+        now = utcnow()
+        for token in tokens:
+            token.revoked_at = now
+        revoked = tuple(t.id for t in tokens)
+    await session.flush()
+    if account.tenant_id is not None:
+        emit(session, events.AccessRevoked(tenant_id=account.tenant_id, account_id=account.id, token_ids=revoked))
+
+
+async def revoke_employee_access(session: AsyncSession, tenant_id: int, employee_id: int) -> None:
+    """The employee was deactivated or is being deleted: their login and its API tokens end."""
+    account = await account_for_employee(session, tenant_id, employee_id)
+    if account is not None:
+        await revoke_account_access(session, account, api_tokens=True)
 
 
 async def platform_get_account(session: AsyncSession, account_id: int) -> Account | None:
     return await session.get(Account, account_id)
 
 
+def _with_employee_active(where: Any) -> Any:
+    # One query on every path (known or unknown email, login or token check): the same work each time.
+    return select(Account, Employee.active).outerjoin(Employee, Employee.id == Account.employee_id).where(where)
+
+
+async def live_account(session: AsyncSession, account_id: int, token_version: int) -> Account | None:
+    """The account a login token names, if that token is still good: the account active, its employee
+    (if any) active, and no password change, demotion or deactivation since it was issued."""
+    row = (await session.execute(_with_employee_active(Account.id == account_id))).one_or_none()
+    if row is None:
+        return None
+    account, employee_active = row
+    if not account.active or employee_active is False or account.token_version != token_version:
+        return None
+    return account  # type: ignore[no-any-return]
+
+
 async def authenticate(session: AsyncSession, email: str, password: str) -> Account | None:
-    """The account if the password matches. Unknown emails cost the same argon2 time as wrong passwords."""
-    stmt = select(Account).where(Account.email == email.strip().lower())
-    account = (await session.execute(stmt)).scalar_one_or_none()
-    usable = account is not None and account.active
+    """The account if the password matches. Unknown emails cost the same argon2 time as wrong passwords;
+    a deactivated account or employee is refused like a wrong password."""
+    row = (await session.execute(_with_employee_active(Account.email == email.strip().lower()))).one_or_none()
+    account: Account | None = row[0] if row is not None else None
+    usable = row is not None and row[0].active and row[1] is not False
     ok = await verify_password(password, account.password_hash if account is not None else None)
     if not (ok and usable):
         return None
@@ -170,6 +226,7 @@ async def revoke_api_token(session: AsyncSession, tenant_id: int, token_id: int)
     if token.revoked_at is None:
         token.revoked_at = utcnow()
         await session.flush()
+        emit(session, events.AccessRevoked(tenant_id=tenant_id, token_ids=(token.id,)))
     return token
 
 

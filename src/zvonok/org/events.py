@@ -59,3 +59,12 @@ class ExtensionChanged(OrgEvent):
 class ExtensionDeleted(OrgEvent):
     extension_id: int
     number: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class AccessRevoked(OrgEvent):
+    """Some access of the tenant ended (a token revoked, an account's logins invalidated): whoever
+    holds a long-lived connection (the websocket) re-checks its credentials now."""
+
+    account_id: int | None = None
+    token_ids: tuple[int, ...] = ()

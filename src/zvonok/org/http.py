@@ -255,7 +255,7 @@ async def delete_extension(tenant_id: int, extension_id: int, _: TenantAdmin, se
 # --- API tokens ------------------------------------------------------------------------------------
 @router.post("/tenants/{tenant_id}/tokens", response_model=s.TokenCreated, status_code=201, tags=["tokens"])
 async def create_token(tenant_id: int, body: s.TokenCreate, who: TenantAdmin, session: Session) -> object:
-    created = await accounts.create_api_token(session, tenant_id, body.name, Role(body.role), account_id=who.account_id)
+    created = await accounts.create_api_token(session, tenant_id, body.name, Role(body.role), account_id=who.owner_id)
     await session.commit()
     return s.TokenCreated(**s.TokenOut.model_validate(created.token).model_dump(), token=created.secret)
 

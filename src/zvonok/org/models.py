@@ -116,6 +116,9 @@ class Account(Timestamped, Base):
     employee_id: Mapped[int | None] = mapped_column(ForeignKey("employees.id", ondelete="CASCADE"), index=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     last_login_at: Mapped[datetime | None] = mapped_column()
+    # Login tokens carry the version they were issued at; bumping it (password change, demotion,
+    # deactivation) invalidates every login token of the account at once.
+    token_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ApiToken(Base):

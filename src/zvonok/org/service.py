@@ -385,6 +385,8 @@ async def update_employee(
     await _flush(session, f"employee email {emp.email} already exists")
     if password is not None or role is not None or "email" in changed:
         await accounts.update_employee_login(session, tenant_id, emp, password, role)
+    if "active" in changed and not emp.active:
+        await accounts.revoke_employee_access(session, tenant_id, employee_id)
     if changed:
         emit(session, events.EntityChanged(tenant_id=tenant_id, entity="employee", entity_id=employee_id, action="updated"))
     return emp
@@ -397,6 +399,7 @@ async def delete_employee(session: AsyncSession, tenant_id: int, employee_id: in
     if any(refs.values()):
         raise InUse(f"employee {employee_id} is in use by {describe_counts(refs)}")
     await _run_delete_hooks(session, tenant_id, "employee", employee_id)
+    await accounts.revoke_employee_access(session, tenant_id, employee_id)  # its tokens outlive the row
     await session.delete(emp)
     await session.flush()
     emit(session, events.EntityChanged(tenant_id=tenant_id, entity="employee", entity_id=employee_id, action="deleted"))
@@ -473,6 +476,14 @@ async def list_extensions(
         q_columns=(Extension.number, Extension.display_name), order_by=(Extension.number,),
         limit=limit, offset=offset,
     )
+
+
+async def extension_ids_of(session: AsyncSession, tenant_id: int, employee_id: int | None) -> set[int]:
+    """The extensions assigned to an employee (none for ``None``: a token that is no employee)."""
+    if employee_id is None:
+        return set()
+    stmt = select(Extension.id).where(Extension.tenant_id == tenant_id, Extension.employee_id == employee_id)
+    return set((await session.execute(stmt)).scalars())
 
 
 async def get_extension(session: AsyncSession, tenant_id: int, extension_id: int) -> Extension:

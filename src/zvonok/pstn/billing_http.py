@@ -23,8 +23,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from zvonok.api.auth import PlatformAdmin, TenantAdmin, TenantReader
-from zvonok.api.deps import Paging, get_session, paging
+from zvonok.api.auth import PlatformAdmin, Principal, TenantAdmin, TenantReader
+from zvonok.api.deps import Moment, Paging, get_session, paging
 from zvonok.billing.statement import month_bounds
 from zvonok.org import service as org_service
 from zvonok.org.schemas import Page
@@ -155,14 +155,21 @@ async def export_rates(tariff_id: int, _: PlatformAdmin, session: Session) -> Re
 
 # --- billing plan ----------------------------------------------------------------------------------
 @router.get("/tenants/{tenant_id}/billing", response_model=s.BillingOut, tags=["billing"])
-async def get_billing(tenant_id: int, _: TenantReader, session: Session) -> object:
+async def get_billing(tenant_id: int, _: TenantAdmin, session: Session) -> object:
     return await service.get_billing(session, tenant_id)
 
 
-@router.put("/tenants/{tenant_id}/billing", response_model=s.BillingOut, tags=["billing"])
-async def set_billing(tenant_id: int, body: s.BillingIn, who: TenantReader, session: Session) -> object:
+async def _tariff_chooser(tenant_id: int, who: TenantReader) -> Principal:
+    # A dependency, so the 403 comes before any body validation (and another tenant's URL stays 404).
     if not who.is_platform_admin:
         raise HTTPException(403, "only a platform admin may choose a tenant's tariff")
+    return who
+
+
+@router.put("/tenants/{tenant_id}/billing", response_model=s.BillingOut, tags=["billing"])
+async def set_billing(
+    tenant_id: int, body: s.BillingIn, _: Annotated[Principal, Depends(_tariff_chooser)], session: Session
+) -> object:
     out = await service.platform_set_billing(session, tenant_id, body.tariff_id)
     await session.commit()
     return out
@@ -196,9 +203,9 @@ async def _cost_lines(
     return start, end, lines, total
 
 
-From = Annotated[datetime | None, Query(alias="from", description="started_at >= from (a date or a time; "
+From = Annotated[Moment | None, Query(alias="from", description="started_at >= from (a date or a time; "
                                          "without an offset: in the tenant's zone). Default: this month's start")]
-To = Annotated[datetime | None, Query(description="started_at < to. Default: the end of the month of from")]
+To = Annotated[Moment | None, Query(description="started_at < to. Default: the end of the month of from")]
 
 
 @router.get("/tenants/{tenant_id}/reports/costs", response_model=s.CostReport, tags=["reports"])

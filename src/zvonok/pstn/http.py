@@ -1,7 +1,9 @@
 """Thin REST routes of the outside world: check access, call the service, commit, shape the answer.
 
-Tenant URLs (``/api/v1/tenants/{tenant_id}/...``): reads need :data:`TenantReader`, writes
-:data:`TenantAdmin`; another tenant's objects answer 404 exactly like missing ones. Platform URLs
+Tenant URLs (``/api/v1/tenants/{tenant_id}/...``) need :data:`TenantAdmin`, reads too: trunks (carrier
+hosts, usernames), numbers, routes and policies are the company's configuration, not an employee's
+business (least privilege; tests/unit/test_api_roles.py holds the table per route); another tenant's
+objects answer 404 exactly like missing ones. Platform URLs
 (``/api/v1/platform/...``: the operator's trunks and routes, the number pool, tariffs) need a platform
 admin. Exceptions, each said where it applies: a number's ``monthly_fee``/``enabled`` and a tenant's
 billing plan are the platform admin's; an employee may set their own PIN; cost reports are for admins.
@@ -72,7 +74,7 @@ async def _trunk_status(request: Request, trunk_id: int) -> s.TrunkStatus:
 
 
 @router.get("/tenants/{tenant_id}/trunks", response_model=Page[s.TrunkOut], tags=["trunks"])
-async def list_trunks(tenant_id: int, _: TenantReader, session: Session, p: PageParams) -> object:
+async def list_trunks(tenant_id: int, _: TenantAdmin, session: Session, p: PageParams) -> object:
     rows, total = await service.list_trunks(session, tenant_id, limit=p.limit, offset=p.offset)
     return _page(s.TrunkOut, rows, total, p)
 
@@ -85,7 +87,7 @@ async def create_trunk(tenant_id: int, body: s.TrunkCreate, who: TenantAdmin, se
 
 
 @router.get("/tenants/{tenant_id}/trunks/{trunk_id}", response_model=s.TrunkOut, tags=["trunks"])
-async def get_trunk(tenant_id: int, trunk_id: int, _: TenantReader, session: Session) -> object:
+async def get_trunk(tenant_id: int, trunk_id: int, _: TenantAdmin, session: Session) -> object:
     return await service.get_trunk(session, tenant_id, trunk_id)
 
 
@@ -105,7 +107,7 @@ async def delete_trunk(tenant_id: int, trunk_id: int, _: TenantAdmin, session: S
 
 
 @router.get("/tenants/{tenant_id}/trunks/{trunk_id}/status", response_model=s.TrunkStatus, tags=["trunks"])
-async def trunk_status(tenant_id: int, trunk_id: int, _: TenantReader, session: Session, request: Request) -> object:
+async def trunk_status(tenant_id: int, trunk_id: int, _: TenantAdmin, session: Session, request: Request) -> object:
     await service.get_trunk(session, tenant_id, trunk_id)
     return await _trunk_status(request, trunk_id)
 
@@ -202,14 +204,14 @@ async def release_number(number_id: int, _: PlatformAdmin, session: Session) -> 
 
 @router.get("/tenants/{tenant_id}/numbers", response_model=Page[s.NumberOut], tags=["numbers"])
 async def list_numbers(
-    tenant_id: int, _: TenantReader, session: Session, p: PageParams, office_id: int | None = None
+    tenant_id: int, _: TenantAdmin, session: Session, p: PageParams, office_id: int | None = None
 ) -> object:
     rows, total = await service.list_numbers(session, tenant_id, office_id=office_id, limit=p.limit, offset=p.offset)
     return _page(s.NumberOut, rows, total, p)
 
 
 @router.get("/tenants/{tenant_id}/numbers/{number_id}", response_model=s.NumberOut, tags=["numbers"])
-async def get_number(tenant_id: int, number_id: int, _: TenantReader, session: Session) -> object:
+async def get_number(tenant_id: int, number_id: int, _: TenantAdmin, session: Session) -> object:
     return await service.get_number(session, tenant_id, number_id)
 
 
@@ -227,7 +229,7 @@ async def update_number(
 
 # --- outbound routes -------------------------------------------------------------------------------
 @router.get("/tenants/{tenant_id}/routes", response_model=Page[s.RouteOut], tags=["routes"])
-async def list_routes(tenant_id: int, _: TenantReader, session: Session, p: PageParams) -> object:
+async def list_routes(tenant_id: int, _: TenantAdmin, session: Session, p: PageParams) -> object:
     rows, total = await service.list_routes(session, tenant_id, limit=p.limit, offset=p.offset)
     return _page(s.RouteOut, rows, total, p)
 
@@ -240,7 +242,7 @@ async def create_route(tenant_id: int, body: s.RouteCreate, _: TenantAdmin, sess
 
 
 @router.get("/tenants/{tenant_id}/routes/{route_id}", response_model=s.RouteOut, tags=["routes"])
-async def get_route(tenant_id: int, route_id: int, _: TenantReader, session: Session) -> object:
+async def get_route(tenant_id: int, route_id: int, _: TenantAdmin, session: Session) -> object:
     return await service.get_route(session, tenant_id, route_id)
 
 
@@ -308,14 +310,14 @@ async def _delete_policy(session: AsyncSession, tenant_id: int, level: str, ref_
 
 @router.get("/tenants/{tenant_id}/policies", response_model=Page[s.PolicyOut], tags=["policies"])
 async def list_policies(
-    tenant_id: int, _: TenantReader, session: Session, p: PageParams, level: s.PolicyLevelName | None = None
+    tenant_id: int, _: TenantAdmin, session: Session, p: PageParams, level: s.PolicyLevelName | None = None
 ) -> object:
     rows, total = await policies.list_policies(session, tenant_id, level=level, limit=p.limit, offset=p.offset)
     return _page(s.PolicyOut, rows, total, p)
 
 
 @router.get("/tenants/{tenant_id}/policies/tenant", response_model=s.PolicyOut, tags=["policies"])
-async def get_tenant_policy(tenant_id: int, _: TenantReader, session: Session) -> object:
+async def get_tenant_policy(tenant_id: int, _: TenantAdmin, session: Session) -> object:
     return await policies.get_policy(session, tenant_id, "tenant", None)
 
 
@@ -333,7 +335,7 @@ async def delete_tenant_policy(tenant_id: int, _: TenantAdmin, session: Session)
 
 
 @router.get("/tenants/{tenant_id}/policies/office/{office_id}", response_model=s.PolicyOut, tags=["policies"])
-async def get_office_policy(tenant_id: int, office_id: int, _: TenantReader, session: Session) -> object:
+async def get_office_policy(tenant_id: int, office_id: int, _: TenantAdmin, session: Session) -> object:
     return await policies.get_policy(session, tenant_id, "office", office_id)
 
 
@@ -351,7 +353,7 @@ async def delete_office_policy(tenant_id: int, office_id: int, _: TenantAdmin, s
 
 
 @router.get("/tenants/{tenant_id}/policies/department/{department_id}", response_model=s.PolicyOut, tags=["policies"])
-async def get_department_policy(tenant_id: int, department_id: int, _: TenantReader, session: Session) -> object:
+async def get_department_policy(tenant_id: int, department_id: int, _: TenantAdmin, session: Session) -> object:
     return await policies.get_policy(session, tenant_id, "department", department_id)
 
 
@@ -369,7 +371,7 @@ async def delete_department_policy(tenant_id: int, department_id: int, _: Tenant
 
 
 @router.get("/tenants/{tenant_id}/policies/employee/{employee_id}", response_model=s.PolicyOut, tags=["policies"])
-async def get_employee_policy(tenant_id: int, employee_id: int, _: TenantReader, session: Session) -> object:
+async def get_employee_policy(tenant_id: int, employee_id: int, _: TenantAdmin, session: Session) -> object:
     return await policies.get_policy(session, tenant_id, "employee", employee_id)
 
 

@@ -7,6 +7,7 @@ the services only borrow sessions from it.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -52,7 +53,7 @@ class Database:
         kwargs: dict[str, Any] = {"echo": echo}
         if self.is_sqlite:
             if parsed.database and parsed.database != ":memory:":
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+                _private_sqlite_file(Path(parsed.database))
         else:
             kwargs["pool_pre_ping"] = True
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
@@ -98,6 +99,18 @@ class Database:
                     listener(evt)
                 except Exception:  # a faulty subscriber must not undo a committed change
                     log.exception("event listener failed for %r", evt)
+
+
+def _private_sqlite_file(path: Path) -> None:
+    """The SQLite file holds HA1s and token hashes: owner-only (0600), created so before SQLite opens
+    it (an empty file is a valid new database; its -wal/-shm files take the same mode). Missing parent
+    directories are made 0700; existing ones are the operator's choice."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
 
 
 def _drop_events(session: Session) -> None:

@@ -1,14 +1,22 @@
-"""REST view of the location service: the live SIP registrations of a tenant."""
+"""REST view of the location service: the live SIP registrations of a tenant.
+
+An admin sees every device; an employee only the devices of extensions assigned to them (addresses
+and user agents of colleagues' phones are not theirs to see).
+"""
 
 from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok.api.auth import TenantReader
+from zvonok.api.deps import get_session
+from zvonok.org import service as org_service
 
 from .location import Location
 
@@ -36,8 +44,13 @@ def registrations_router(location: Location) -> APIRouter:
 
     @router.get("/registrations", response_model=RegistrationList)
     async def list_registrations(tenant_id: int, principal: TenantReader,
+                                 session: Annotated[AsyncSession, Depends(get_session)],
                                  extension_id: int | None = None) -> RegistrationList:
-        """Devices registered now (extension, contact, user agent, source address, expiry)."""
+        """Devices registered now (extension, contact, user agent, source address, expiry); an
+        employee's own devices only."""
+        mine: set[int] | None = None
+        if not principal.may_administer(tenant_id):
+            mine = await org_service.extension_ids_of(session, tenant_id, principal.employee_id)
         now = time.time()
         items = [
             RegistrationOut(
@@ -47,7 +60,7 @@ def registrations_router(location: Location) -> APIRouter:
                 registered_at=datetime.fromtimestamp(b.registered_at, UTC), q=b.q, instance=b.instance,
             )
             for b in location.tenant_bindings(tenant_id, now)
-            if extension_id is None or b.extension_id == extension_id
+            if (extension_id is None or b.extension_id == extension_id) and (mine is None or b.extension_id in mine)
         ]
         return RegistrationList(items=items, total=len(items))
 

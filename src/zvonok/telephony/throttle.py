@@ -139,3 +139,7 @@ class FailureThrottle:
     def banned_sources(self) -> int:
         """Bans in memory; expired ones linger until the next call prunes them."""
         return len(self._bans)
+
+    def blocked_until(self, source: Hashable, now: float) -> float | None:
+        """When the ban of ``source`` ends (for a Retry-After), or None if it is not blocked."""
+        return self._bans[source] if self.is_blocked(source, now) else None

@@ -1,0 +1,226 @@
+"""Least privilege per role, route by route: every route of the app (as ``zvonok serve`` mounts them) is
+in :data:`ACCESS`, so a new route fails this test until someone decides who may use it.
+
+An employee may read the company directory (the tenant, offices, departments, colleagues' names and
+extensions — a phone book), their own devices, calls, recordings and PIN, and set their own
+extension's SIP password. Not trunks, numbers, routes, policies, tariffs, billing, reports, tokens,
+other people's devices or calls: those answer 403 (another tenant's things still answer 404).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.routing import APIRoute, iter_route_contexts
+
+from zvonok.api.app import create_app
+from zvonok.api.ws import events_router
+from zvonok.bus import LocalBus
+from zvonok.cdr import http as cdr_http
+from zvonok.cdr import service as cdr_service
+from zvonok.cdr.state import CallRecord
+from zvonok.config import Settings
+from zvonok.pstn import http as pstn_http
+from zvonok.storage.db import Database
+from zvonok.telephony.events import CallStarted, Direction, Disposition, HangupSide, Party
+from zvonok.telephony.http import registrations_router
+from zvonok.telephony.location import Binding, Location
+
+PUBLIC = "public"  # no token needed
+ANY = "any"  # any valid token
+PLATFORM = "platform"  # platform admins only
+ADMIN = "admin"  # the tenant's admins (and platform admins)
+MEMBER = "member"  # anyone of the tenant: the directory
+OWN = "own"  # anyone of the tenant, an employee for their own things only
+
+ACCESS: dict[str, str] = {
+    "openapi": PUBLIC, "swagger_ui_html": PUBLIC, "swagger_ui_redirect": PUBLIC, "redoc_html": PUBLIC,
+    "healthz": PUBLIC, "metrics": PUBLIC, "login": PUBLIC,
+    "me": ANY,
+    "create_tenant": PLATFORM, "list_tenants": PLATFORM, "delete_tenant": PLATFORM,
+    "get_tenant": MEMBER, "update_tenant": ADMIN,
+    "create_office": ADMIN, "list_offices": MEMBER, "get_office": MEMBER, "update_office": ADMIN,
+    "delete_office": ADMIN,
+    "create_department": ADMIN, "list_departments": MEMBER, "get_department": MEMBER,
+    "update_department": ADMIN, "delete_department": ADMIN,
+    "create_employee": ADMIN, "list_employees": MEMBER, "get_employee": MEMBER, "update_employee": ADMIN,
+    "delete_employee": ADMIN,
+    "create_extension": ADMIN, "list_extensions": MEMBER, "get_extension": MEMBER, "update_extension": OWN,
+    "delete_extension": ADMIN,
+    "create_token": ADMIN, "list_tokens": ADMIN, "revoke_token": ADMIN,
+    "list_registrations": OWN, "tenant_events": OWN,
+    "list_cdrs": OWN, "export_cdrs": OWN, "get_cdr": OWN, "get_recording": OWN,
+    "list_trunks": ADMIN, "create_trunk": ADMIN, "get_trunk": ADMIN, "update_trunk": ADMIN,
+    "delete_trunk": ADMIN, "trunk_status": ADMIN,
+    "list_platform_trunks": PLATFORM, "create_platform_trunk": PLATFORM, "get_platform_trunk": PLATFORM,
+    "update_platform_trunk": PLATFORM, "delete_platform_trunk": PLATFORM, "platform_trunk_status": PLATFORM,
+    "create_number": PLATFORM, "list_pool": PLATFORM, "get_pool_number": PLATFORM,
+    "update_pool_number": PLATFORM, "delete_pool_number": PLATFORM, "assign_number": PLATFORM,
+    "release_number": PLATFORM,
+    "list_numbers": ADMIN, "get_number": ADMIN, "update_number": ADMIN,
+    "list_routes": ADMIN, "create_route": ADMIN, "get_route": ADMIN, "update_route": ADMIN, "delete_route": ADMIN,
+    "list_platform_routes": PLATFORM, "create_platform_route": PLATFORM, "get_platform_route": PLATFORM,
+    "update_platform_route": PLATFORM, "delete_platform_route": PLATFORM,
+    "list_policies": ADMIN,
+    "get_tenant_policy": ADMIN, "put_tenant_policy": ADMIN, "delete_tenant_policy": ADMIN,
+    "get_office_policy": ADMIN, "put_office_policy": ADMIN, "delete_office_policy": ADMIN,
+    "get_department_policy": ADMIN, "put_department_policy": ADMIN, "delete_department_policy": ADMIN,
+    "get_employee_policy": ADMIN, "put_employee_policy": ADMIN, "delete_employee_policy": ADMIN,
+    "get_pin": OWN, "set_pin": OWN, "delete_pin": OWN,
+    "list_tariffs": PLATFORM, "create_tariff": PLATFORM, "get_tariff": PLATFORM, "update_tariff": PLATFORM,
+    "delete_tariff": PLATFORM, "list_rates": PLATFORM, "import_rates": PLATFORM, "export_rates": PLATFORM,
+    "get_billing": ADMIN, "set_billing": PLATFORM,
+    "cost_report": ADMIN, "cost_report_csv": ADMIN, "statement": ADMIN,
+}
+# Bodies for the routes an employee may change (their own things).
+OWN_BODIES = {"update_extension": {"sip_password": "olga-new-sip-pw"}, "set_pin": {"pin": "4826"}}
+
+
+@dataclass
+class Setup:
+    client: httpx.AsyncClient
+    app: Any
+    location: Location
+
+
+@pytest.fixture
+async def setup(db: Database, settings: Settings) -> AsyncIterator[Setup]:
+    """The app with every router ``zvonok serve`` mounts, and a location we can fill."""
+    location = Location()
+    app = create_app(settings, db, routers=[
+        registrations_router(location), cdr_http.router, events_router(LocalBus()), pstn_http.router])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://zvonok.test") as client:
+        yield Setup(client, app, location)
+
+
+async def _cdr(db: Database, settings: Settings, tenant_id: int, caller: Party, callee: str) -> int:
+    rec = settings.data_dir / "recordings" / f"{uuid.uuid4().hex}.wav"
+    rec.parent.mkdir(parents=True, exist_ok=True)
+    rec.write_bytes(b"RIFF")
+    record = CallRecord.started(CallStarted(
+        tenant_id=tenant_id, call_id=uuid.uuid4().hex, at=1e9, caller=caller, callee_number=callee,
+        direction=Direction.INTERNAL))
+    record.recording_path = rec.name
+    finished = record.finish(at=1e9 + 5, disposition=Disposition.ANSWERED, hangup_side=HangupSide.CALLER, cause="n")
+    async with db.session() as session:
+        cdr = await cdr_service.write_cdr(session, tenant_id, finished)
+        await session.commit()
+    assert cdr is not None
+    return cdr.id
+
+
+def _fill(path: str, values: dict[str, int]) -> str:
+    def sub(m: re.Match[str]) -> str:
+        assert m.group(1) in values, f"give a sample value for {{{m.group(1)}}} ({path})"
+        return str(values[m.group(1)])
+
+    return re.sub(r"\{(\w+)\}", sub, path)
+
+
+async def test_each_route_gives_an_employee_only_what_is_theirs(
+    setup: Setup, db: Database, settings: Settings, api: Any
+) -> None:
+    client = setup.client
+    platform = api.admin
+    r = await client.post("/api/v1/tenants", headers=platform, json={"name": "Roles", "sip_domain": "roles.example"})
+    tid = r.json()["id"]
+    base = f"/api/v1/tenants/{tid}"
+    r = await client.post(f"{base}/tokens", headers=platform, json={"name": "admin"})
+    admin = {"Authorization": f"Bearer {r.json()['token']}"}
+
+    async def post(path: str, body: dict[str, Any], headers: dict[str, str] = admin) -> int:
+        r = await client.post(path, headers=headers, json=body)
+        assert r.status_code == 201, r.text
+        return int(r.json()["id"])
+
+    office = await post(f"{base}/offices", {"name": "HQ"})
+    dept = await post(f"{base}/departments", {"name": "Sales"})
+    olga = await post(f"{base}/employees", {"full_name": "Olga", "email": "olga@roles.example",
+                                            "web_password": "olga-password"})
+    petr = await post(f"{base}/employees", {"full_name": "Petr", "email": "petr@roles.example"})
+    olga_ext = await post(f"{base}/extensions", {"number": "101", "display_name": "Olga", "employee_id": olga})
+    petr_ext = await post(f"{base}/extensions", {"number": "102", "display_name": "Petr", "employee_id": petr})
+    token = await post(f"{base}/tokens", {"name": "script"})
+    trunk = await post(f"{base}/trunks", {"name": "T", "host": "sip.carrier.example", "username": "acme"})
+    route = await post(f"{base}/routes", {"trunk_id": trunk})
+    number = await post("/api/v1/platform/numbers", {"number": "+74950000001"}, platform)
+    r = await client.post(f"/api/v1/platform/numbers/{number}/assign", headers=platform, json={"tenant_id": tid})
+    assert r.status_code == 200, r.text
+    tariff = await post("/api/v1/platform/tariffs", {"name": "Retail"}, platform)
+    r = await client.put(f"{base}/employees/{petr}/pin", headers=admin, json={"pin": "8362"})
+    assert r.status_code == 200, r.text
+    olga_cdr = await _cdr(db, settings, tid, Party(number="101", employee_id=olga, extension_id=olga_ext), "102")
+    petr_cdr = await _cdr(db, settings, tid, Party(number="102", employee_id=petr, extension_id=petr_ext), "7777123")
+    now = time.time()
+    for ext, host in ((olga_ext, "192.0.2.1"), (petr_ext, "198.51.100.7")):
+        setup.location.put(Binding(
+            tenant_id=tid, extension_id=ext, aor=f"{ext}@roles.example", contact=f"sip:{ext}@{host}",
+            expires_at=now + 600, registered_at=now, source=f"udp:{host}:5060", user_agent=f"Phone of {ext}"))
+
+    r = await client.post("/api/v1/auth/login", json={"email": "olga@roles.example", "password": "olga-password"})
+    emp = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    common = {"tenant_id": tid, "office_id": office, "department_id": dept, "token_id": token, "trunk_id": trunk,
+              "route_id": route, "number_id": number, "tariff_id": tariff}
+    own = {**common, "employee_id": olga, "extension_id": olga_ext, "cdr_id": olga_cdr}
+    others = {**common, "employee_id": petr, "extension_id": petr_ext, "cdr_id": petr_cdr}
+
+    routes = list(iter_route_contexts(setup.app.routes))
+    unclassified = sorted(str(rc.name) for rc in routes if rc.name not in ACCESS)
+    assert not unclassified, f"decide who may use these routes (ACCESS): {unclassified}"
+    walked = 0
+    for rc in routes:
+        level = ACCESS[str(rc.name)]
+        if not isinstance(rc.original_route, APIRoute) or level == PUBLIC:
+            continue  # the websocket's own-calls view is tested in test_ws.py
+        for method in sorted(rc.methods or ()):
+            walked += 1
+            path = str(rc.path)
+            body = OWN_BODIES.get(str(rc.name), {}) if method in ("POST", "PUT", "PATCH") else None
+
+            async def call(
+                values: dict[str, int], path: str = path, method: str = method, body: Any = body
+            ) -> httpx.Response:
+                return await client.request(method, _fill(path, values), headers=emp, json=body)
+
+            what = f"{method} {path}"
+            if level in (PLATFORM, ADMIN):
+                r = await call(own)
+                assert r.status_code == 403, f"{what}: {r.status_code} {r.text}"
+                assert set(r.json()) == {"detail"}, what
+                if level == PLATFORM:
+                    r = await client.request(method, _fill(path, own), headers=admin, json={} if method != "GET" else None)
+                    assert r.status_code == 403, f"tenant admin: {what}: {r.status_code} {r.text}"
+            elif level in (ANY, MEMBER):
+                assert method == "GET", f"{what}: an employee may only read the directory"
+                r = await call(own)
+                assert r.status_code == 200, f"{what}: {r.status_code} {r.text}"
+                if "{" in path.removeprefix("/api/v1/tenants/{tenant_id}"):
+                    r = await call(others)  # a colleague's directory entry is in the phone book
+                    assert r.status_code == 200, f"{what}: {r.status_code} {r.text}"
+            else:
+                r = await call(own)
+                assert r.status_code in (200, 204), f"{what}: {r.status_code} {r.text}"
+                if re.search(r"\{(employee_id|extension_id|cdr_id)\}", path):
+                    r = await call(others)
+                    assert r.status_code in (403, 404), f"{what}, a colleague's: {r.status_code} {r.text}"
+                else:  # a list: only Olga's things in it
+                    text = r.text
+                    assert "198.51.100.7" not in text and f"Phone of {petr_ext}" not in text, f"{what}: {text}"
+                    assert "7777123" not in text, f"{what}: a colleague's call: {text}"
+    assert walked >= 90
+
+    # What Olga does see of her own: her phone and her call.
+    r = await client.get(f"{base}/registrations", headers=emp)
+    assert [b["extension_id"] for b in r.json()["items"]] == [olga_ext]
+    r = await client.get(f"{base}/cdrs", headers=emp)
+    assert [c["id"] for c in r.json()["items"]] == [olga_cdr]
+    # An admin sees everyone's devices.
+    r = await client.get(f"{base}/registrations", headers=admin)
+    assert sorted(b["extension_id"] for b in r.json()["items"]) == sorted([olga_ext, petr_ext])
