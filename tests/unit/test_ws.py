@@ -56,10 +56,10 @@ class WsClient:
         await self.to_app.put({"type": "websocket.connect"})
         return (await self.message())["type"]
 
-    async def message(self, timeout: float = 3.0) -> dict[str, Any]:
+    async def message(self, timeout: float = 20.0) -> dict[str, Any]:
         return await asyncio.wait_for(self.from_app.get(), timeout)
 
-    async def event(self, timeout: float = 3.0) -> dict[str, Any]:
+    async def event(self, timeout: float = 20.0) -> dict[str, Any]:
         msg = await self.message(timeout)
         assert msg["type"] == "websocket.send", msg
         data: dict[str, Any] = json.loads(msg["text"])
@@ -78,7 +78,7 @@ class WsClient:
     async def disconnect(self) -> None:
         await self.to_app.put({"type": "websocket.disconnect", "code": 1000})
         assert self.task is not None
-        await asyncio.wait_for(self.task, 3)
+        await asyncio.wait_for(self.task, 20)
 
 
 @pytest.fixture
@@ -169,7 +169,7 @@ async def test_auth_failures_close_with_4401_or_4404(api: Api, make_tenant: Any,
         assert await client.connect() == "websocket.accept"
         assert await client.close_code() == code
         assert client.task is not None
-        await asyncio.wait_for(client.task, 3)
+        await asyncio.wait_for(client.task, 20)
     assert bus.subscriptions == ()
 
 
@@ -251,7 +251,7 @@ async def test_access_is_rechecked_while_connected(api: Api, make_tenant: Any, b
     assert r.status_code == 204, r.text
     assert await client.close_code() == CLOSE_UNAUTHORIZED
     assert client.task is not None
-    await asyncio.wait_for(client.task, 3)
+    await asyncio.wait_for(client.task, 20)
     await subscribed(bus, 0)
 
 
@@ -299,5 +299,5 @@ async def test_revocation_closes_the_socket_at_once(api: Api, make_tenant: Any, 
     assert await phone.close_code() == CLOSE_UNAUTHORIZED
     for client in (board, phone):
         assert client.task is not None
-        await asyncio.wait_for(client.task, 3)
+        await asyncio.wait_for(client.task, 20)
     await subscribed(bus, 0)
