@@ -34,6 +34,8 @@ class Baresip:
     trace: bool = False  # log every SIP message (baresip -s) into the log file
     sip_port: int = field(default_factory=lambda: free_port(socket.SOCK_DGRAM))
     ctrl_port: int = field(default_factory=free_port)
+    rtp_port: int = field(default_factory=lambda: free_port(socket.SOCK_DGRAM))  # first of 20 RTP/RTCP ports
+    config: list[str] = field(default_factory=list)  # more lines of its config (modules, TLS CA file …)
     events: list[dict[str, Any]] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
     _sock: socket.socket | None = None
@@ -42,7 +44,7 @@ class Baresip:
     def start(self, timeout: float = 20.0) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "snd").mkdir(exist_ok=True)
-        rtp = free_port(socket.SOCK_DGRAM)
+        rtp = self.rtp_port
         (self.workdir / "config").write_text("\n".join([
             "poll_method poll",
             f"sip_listen 127.0.0.1:{self.sip_port}",
@@ -59,6 +61,7 @@ class Baresip:
             "module_app account.so", "module_app menu.so",
             "module ctrl_tcp.so",
             f"ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}",
+            *self.config,
             "",
         ]))
         # the account is added over the control socket once it is connected, so that no event is lost

@@ -28,6 +28,7 @@ class ExtensionInfo:
     office_id: int | None
     department_id: int | None
     enabled: bool
+    srtp: str | None = None  # SRTP policy of the extension (None: the server's default)
 
     def party(self) -> Party:
         return Party(number=self.number, display_name=self.display_name, extension_id=self.extension_id,

@@ -4,7 +4,8 @@ Each accepted connection gets a number; a message received on it carries that nu
 :class:`Peer`, and anything sent to such a peer goes back on the same connection (§18.2.2). A framing
 error (bad Content-Length, oversized message) closes the connection: the stream cannot be resynchronised
 (RFC 4475 §3.1.2.3, §3.3.9). Idle connections are closed after a timeout. A later TLS or WebSocket
-transport produces the same (message or error, Peer) pairs, so nothing above changes.
+transport produces the same (message or error, Peer) pairs, so nothing above changes: SIP over TLS
+(RFC 3261 §26.2, :mod:`.tls`) is this same transport given an SSL context (its peers say ``tls``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Callable
+from ssl import SSLContext
 
 from zvonok.logs import get_logger
 from zvonok.sip.errors import SipParseError
@@ -36,7 +38,7 @@ class TcpConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's TCPTransport is no subclass
         host, port = transport.get_extra_info("peername")[:2]
-        self.peer = Peer(transport="tcp", host=host, port=port, connection=self.id)
+        self.peer = Peer(transport=self.server.name, host=host, port=port, connection=self.id)
         self.server.connections[self.id] = self
         self.last_activity = asyncio.get_running_loop().time()
 
@@ -64,9 +66,12 @@ class TcpConnection(asyncio.Protocol):
 
 
 class TcpTransport:
-    """A listening TCP socket and its connections."""
+    """A listening TCP socket and its connections; with ``ssl``, SIP over TLS (the peers' transport ``tls``)."""
 
-    def __init__(self, handler: StreamHandler, max_size: int = 65535, idle_timeout: float = 300.0) -> None:
+    def __init__(self, handler: StreamHandler, max_size: int = 65535, idle_timeout: float = 300.0, *,
+                 ssl: SSLContext | None = None) -> None:
+        self.ssl = ssl
+        self.name = "tls" if ssl is not None else "tcp"
         self.handler = handler
         self.max_size = max_size
         self.idle_timeout = idle_timeout
@@ -77,7 +82,8 @@ class TcpTransport:
 
     async def start(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: TcpConnection(self), host, port, reuse_address=True)
+        self._server = await loop.create_server(lambda: TcpConnection(self), host, port, reuse_address=True,
+                                                ssl=self.ssl)
         self.local = self._server.sockets[0].getsockname()[:2]
         self._reaper = asyncio.create_task(self._reap_idle())
 

@@ -1,0 +1,180 @@
+"""SIP over TLS and SRTP (SDES) with real softphones: a baresip phone registered over TLS with
+``mediaenc=srtp-mand`` calls a plain UDP phone, and the other way round. The audio is checked by FFT at
+both ends, and a capture of the loopback interface (a raw AF_PACKET socket, as tcpdump would) shows that
+the RTP on the TLS phone's ports is SRTP — longer by the 80-bit tag and no tone when read as PCMU —
+while the same capture finds the tone in the clear on the plain phone's leg (the capture works).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from zvonok.media import g711
+from zvonok.media.g711 import Codec
+from zvonok.transport.tls import write_self_signed
+
+from .baresip import Baresip, free_port
+from .test_calls_softphone import calls_server, dominant_frequency
+
+pytestmark = pytest.mark.integration
+
+harness: Any = sys.modules["zvonok_bench_common"]
+
+NUMBERS = ["801", "802", "803"]
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any, Path]]:
+    certs = tmp_path_factory.mktemp("certs")
+    write_self_signed(certs / "cert.pem", certs / "key.pem", ["127.0.0.1"])
+    env = {"ZVONOK_SIP_TLS_PORT": str(free_port()), "ZVONOK_SIP_TLS_CERT": str(certs / "cert.pem"),
+           "ZVONOK_SIP_TLS_KEY": str(certs / "key.pem"), "ZVONOK_SIP_TLS_RELOAD_INTERVAL": "0.5",
+           "ZVONOK_CALL_NO_ANSWER_TIMEOUT": "30"}
+    with calls_server(tmp_path_factory, "tls", NUMBERS, env) as (srv, seeded):
+        yield srv, seeded, certs
+
+
+def tls_port(server: tuple[Any, Any, Path]) -> int:
+    return int(server[0].env["ZVONOK_SIP_TLS_PORT"])
+
+
+def phone(phones: list[Baresip], tmp_path: Path, server: tuple[Any, Any, Path], number: str, *, tls: bool,
+          frequency: int, auto_answer: bool = False) -> Baresip:
+    srv, seeded, certs = server
+    if tls:
+        account = (f"<sip:{number}@{seeded.domain};transport=tls>;auth_pass={harness.password_for(number)};"
+                   f'outbound="sip:127.0.0.1:{tls_port(server)};transport=tls";regint=600;mediaenc=srtp-mand')
+        config = ["module srtp.so", f"sip_cafile {certs / 'cert.pem'}"]
+    else:
+        account = (f"<sip:{number}@{seeded.domain}>;auth_pass={harness.password_for(number)};"
+                   f'outbound="sip:127.0.0.1:{srv.sip_port}";regint=600')
+        config = []
+    p = Baresip(tmp_path / f"phone{number}", account + (";answermode=auto" if auto_answer else ""),
+                frequency=frequency, record=True, config=config)
+    phones.append(p)
+    p.start()
+    p.wait_event({"REGISTER_OK"})
+    return p
+
+
+class LoopbackCapture:
+    """UDP datagrams on ``lo`` to or from some ports, captured with a raw packet socket (needs root or
+    CAP_NET_RAW, as tcpdump does)."""
+
+    def __init__(self, ports: set[int]) -> None:
+        self.ports = ports
+        self.payloads: dict[int, list[bytes]] = {p: [] for p in ports}
+        self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+        self._sock.bind(("lo", 0))
+        self._sock.settimeout(0.2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                frame, address = self._sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            if address[2] == socket.PACKET_OUTGOING:  # each loopback packet is seen leaving and arriving
+                continue
+            ip = frame[14:]
+            if len(ip) < 28 or ip[0] >> 4 != 4 or ip[9] != socket.IPPROTO_UDP:
+                continue
+            udp = ip[(ip[0] & 0x0F) * 4:]
+            source, dest = struct.unpack_from("!HH", udp)
+            for port in (source, dest):
+                if port in self.ports:
+                    self.payloads[port].append(bytes(udp[8:]))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sock.close()
+
+
+def rtp_of(datagrams: list[bytes]) -> list[bytes]:
+    """The RTP among captured datagrams (version 2, a payload type of PCMU/PCMA), not RTCP or SIP."""
+    return [d for d in datagrams if len(d) >= 12 and d[0] >> 6 == 2 and (d[1] & 0x7F) in (0, 8)]
+
+
+def tonality(packets: list[bytes]) -> list[float]:
+    """Per RTP stream (SSRC, in sequence order): how much of the power of its payloads, read as plain PCMU
+    (after the 12-byte header), lies within 20 Hz of the phones' tones (440 and 1000 Hz) — near 1 in the
+    clear, near 80/4000 for noise (ciphertext)."""
+    streams: dict[int, dict[int, bytes]] = {}
+    for p in packets:
+        seq, ssrc = struct.unpack_from("!H4xI", p, 2)
+        streams.setdefault(ssrc, {})[seq] = p[12:12 + 160]
+    found = []
+    for stream in streams.values():
+        if len(stream) < 50:
+            continue
+        samples = np.concatenate([g711.decode(Codec.PCMU, stream[seq]) for seq in sorted(stream)])
+        power = np.abs(np.fft.rfft(samples.astype(np.float64) * np.hanning(len(samples)))) ** 2
+        freqs = np.fft.rfftfreq(len(samples), 1 / 8000)
+        near = (np.abs(freqs - 440) <= 20) | (np.abs(freqs - 1000) <= 20)
+        found.append(float(power[near].sum() / power.sum()))
+    return found
+
+
+@contextlib.contextmanager
+def capture(*phones: Baresip) -> Iterator[LoopbackCapture]:
+    cap = LoopbackCapture({p.rtp_port + i for p in phones for i in range(21)})
+    try:
+        yield cap
+    finally:
+        cap.stop()
+
+
+def talk(caller: Baresip, callee: Baresip, target: str, seconds: float = 3.0) -> None:
+    caller.command("dial", target)
+    caller.wait_event({"CALL_ESTABLISHED"})
+    callee.wait_event({"CALL_ESTABLISHED"})
+    time.sleep(seconds)  # audio flows for a while: the length of the recording, not a wait for a state
+    caller.command("hangup")
+    caller.wait_event({"CALL_CLOSED"})
+    callee.wait_event({"CALL_CLOSED"})
+    caller.stop()
+    callee.stop()
+
+
+def check_call(tls_phone: Baresip, plain_phone: Baresip, cap: LoopbackCapture) -> None:
+    (heard_by_tls,) = tls_phone.received_audio()
+    (heard_by_plain,) = plain_phone.received_audio()
+    assert abs(dominant_frequency(heard_by_tls) - 1000) < 20  # the plain phone's tone, decrypted
+    assert abs(dominant_frequency(heard_by_plain) - 440) < 20  # the TLS phone's tone, encrypted on its leg
+    secure = rtp_of([d for p in range(tls_phone.rtp_port, tls_phone.rtp_port + 21) for d in cap.payloads[p]])
+    plain = rtp_of([d for p in range(plain_phone.rtp_port, plain_phone.rtp_port + 21) for d in cap.payloads[p]])
+    assert len(secure) > 100 and len(plain) > 100
+    # SRTP: every packet carries the 10-byte auth tag after 160 bytes of (encrypted) 20 ms PCMU
+    assert {len(d) for d in secure} == {12 + 160 + 10}
+    assert {len(d) for d in plain} == {12 + 160}
+    # the plain leg's payloads are the tones in the clear; the SRTP leg's read the same way are noise
+    assert len(tonality(plain)) == 2 and min(tonality(plain)) > 0.8, tonality(plain)
+    assert len(tonality(secure)) == 2 and max(tonality(secure)) < 0.1, tonality(secure)
+
+
+def test_tls_srtp_phone_calls_a_plain_phone(tls_server: tuple[Any, Any, Path], phones: list[Baresip],
+                                            tmp_path: Path) -> None:
+    srv, seeded, _ = tls_server
+    a = phone(phones, tmp_path, tls_server, "801", tls=True, frequency=440)
+    b = phone(phones, tmp_path, tls_server, "802", tls=False, frequency=1000, auto_answer=True)
+    sources = {r["aor"].removeprefix("sip:").split("@")[0]: r["source"]
+               for r in srv.registrations(seeded.tenant_id, seeded.token)}
+    assert sources["801"].startswith("tls:") and sources["802"].startswith("udp:")
+    with capture(a, b) as cap:
+        talk(a, b, f"sip:802@{seeded.domain}")
+    check_call(a, b, cap)
