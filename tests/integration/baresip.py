@@ -34,7 +34,6 @@ class Baresip:
     trace: bool = False  # log every SIP message (baresip -s) into the log file
     sip_port: int = field(default_factory=lambda: free_port(socket.SOCK_DGRAM))
     ctrl_port: int = field(default_factory=free_port)
-    rtp_port: int = field(default_factory=lambda: free_port(socket.SOCK_DGRAM))  # first of 20 RTP/RTCP ports
     config: list[str] = field(default_factory=list)  # more lines of its config (modules, TLS CA file …)
     events: list[dict[str, Any]] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
@@ -44,7 +43,7 @@ class Baresip:
     def start(self, timeout: float = 20.0) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "snd").mkdir(exist_ok=True)
-        rtp = self.rtp_port
+        rtp = free_port(socket.SOCK_DGRAM)
         (self.workdir / "config").write_text("\n".join([
             "poll_method poll",
             f"sip_listen 127.0.0.1:{self.sip_port}",

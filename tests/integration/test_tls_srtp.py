@@ -8,6 +8,7 @@ while the same capture finds the tone in the clear on the plain phone's leg (the
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import struct
 import sys
@@ -61,7 +62,7 @@ def phone(phones: list[Baresip], tmp_path: Path, server: tuple[Any, Any, Path], 
                    f'outbound="sip:127.0.0.1:{srv.sip_port}";regint=600')
         config = []
     p = Baresip(tmp_path / f"phone{number}", account + (";answermode=auto" if auto_answer else ""),
-                frequency=frequency, record=True, config=config)
+                frequency=frequency, record=True, config=config, trace=True)
     phones.append(p)
     p.start()
     p.wait_event({"REGISTER_OK"})
@@ -69,12 +70,11 @@ def phone(phones: list[Baresip], tmp_path: Path, server: tuple[Any, Any, Path], 
 
 
 class LoopbackCapture:
-    """UDP datagrams on ``lo`` to or from some ports, captured with a raw packet socket (needs root or
-    CAP_NET_RAW, as tcpdump does)."""
+    """UDP datagrams on ``lo`` (of RTP size), captured with a raw packet socket (needs root or
+    CAP_NET_RAW, as tcpdump does); :meth:`of_port` picks those to or from one port afterwards."""
 
-    def __init__(self, ports: set[int]) -> None:
-        self.ports = ports
-        self.payloads: dict[int, list[bytes]] = {p: [] for p in ports}
+    def __init__(self) -> None:
+        self.datagrams: list[tuple[int, int, bytes]] = []
         self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
         self._sock.bind(("lo", 0))
         self._sock.settimeout(0.2)
@@ -95,9 +95,11 @@ class LoopbackCapture:
                 continue
             udp = ip[(ip[0] & 0x0F) * 4:]
             source, dest = struct.unpack_from("!HH", udp)
-            for port in (source, dest):
-                if port in self.ports:
-                    self.payloads[port].append(bytes(udp[8:]))
+            if len(udp) <= 8 + 12 + 160 + 10:
+                self.datagrams.append((source, dest, bytes(udp[8:])))
+
+    def of_port(self, port: int) -> list[bytes]:
+        return [d for source, dest, d in self.datagrams if port in (source, dest)]
 
     def stop(self) -> None:
         self._stop.set()
@@ -130,9 +132,21 @@ def tonality(packets: list[bytes]) -> list[float]:
     return found
 
 
+def media_port(phone: Baresip) -> int:
+    """The RTP port the phone put in its own SDP (from its SIP trace: the messages it sent)."""
+    text = (phone.workdir / "baresip.log").read_text(errors="replace")
+    blocks = re.split(r"^(?:UDP|TCP|TLS) (\S+) -> \S+$", text, flags=re.MULTILINE)
+    sources, bodies = blocks[1::2], blocks[2::2]
+    own = sources[0]  # its first message is its REGISTER
+    ports = [int(m) for src, body in zip(sources, bodies, strict=True) if src == own
+             for m in re.findall(r"^m=audio (\d+) ", body, flags=re.MULTILINE)]
+    assert ports, text[-3000:]
+    return ports[0]
+
+
 @contextlib.contextmanager
-def capture(*phones: Baresip) -> Iterator[LoopbackCapture]:
-    cap = LoopbackCapture({p.rtp_port + i for p in phones for i in range(21)})
+def capture() -> Iterator[LoopbackCapture]:
+    cap = LoopbackCapture()
     try:
         yield cap
     finally:
@@ -156,8 +170,8 @@ def check_call(tls_phone: Baresip, plain_phone: Baresip, cap: LoopbackCapture) -
     (heard_by_plain,) = plain_phone.received_audio()
     assert abs(dominant_frequency(heard_by_tls) - 1000) < 20  # the plain phone's tone, decrypted
     assert abs(dominant_frequency(heard_by_plain) - 440) < 20  # the TLS phone's tone, encrypted on its leg
-    secure = rtp_of([d for p in range(tls_phone.rtp_port, tls_phone.rtp_port + 21) for d in cap.payloads[p]])
-    plain = rtp_of([d for p in range(plain_phone.rtp_port, plain_phone.rtp_port + 21) for d in cap.payloads[p]])
+    secure = rtp_of(cap.of_port(media_port(tls_phone)))
+    plain = rtp_of(cap.of_port(media_port(plain_phone)))
     assert len(secure) > 100 and len(plain) > 100
     # SRTP: every packet carries the 10-byte auth tag after 160 bytes of (encrypted) 20 ms PCMU
     assert {len(d) for d in secure} == {12 + 160 + 10}
@@ -175,6 +189,17 @@ def test_tls_srtp_phone_calls_a_plain_phone(tls_server: tuple[Any, Any, Path], p
     sources = {r["aor"].removeprefix("sip:").split("@")[0]: r["source"]
                for r in srv.registrations(seeded.tenant_id, seeded.token)}
     assert sources["801"].startswith("tls:") and sources["802"].startswith("udp:")
-    with capture(a, b) as cap:
+    with capture() as cap:
         talk(a, b, f"sip:802@{seeded.domain}")
     check_call(a, b, cap)
+
+
+def test_plain_phone_calls_a_tls_srtp_phone(tls_server: tuple[Any, Any, Path], phones: list[Baresip],
+                                            tmp_path: Path) -> None:
+    """Our offer to a device registered over TLS is RTP/SAVP with our key (the callee side of SRTP)."""
+    _, seeded, _ = tls_server
+    a = phone(phones, tmp_path, tls_server, "802", tls=False, frequency=1000)
+    b = phone(phones, tmp_path, tls_server, "803", tls=True, frequency=440, auto_answer=True)
+    with capture() as cap:
+        talk(a, b, f"sip:803@{seeded.domain}")
+    check_call(b, a, cap)
