@@ -32,7 +32,7 @@ pytestmark = pytest.mark.integration
 
 harness: Any = sys.modules["zvonok_bench_common"]
 
-NUMBERS = ["801", "802", "803"]
+NUMBERS = ["801", "802", "803", "804", "805"]
 
 
 @pytest.fixture(scope="module")
@@ -51,12 +51,12 @@ def tls_port(server: tuple[Any, Any, Path]) -> int:
 
 
 def phone(phones: list[Baresip], tmp_path: Path, server: tuple[Any, Any, Path], number: str, *, tls: bool,
-          frequency: int, auto_answer: bool = False) -> Baresip:
+          frequency: int, auto_answer: bool = False, srtp: bool = True) -> Baresip:
     srv, seeded, certs = server
     if tls:
         account = (f"<sip:{number}@{seeded.domain};transport=tls>;auth_pass={harness.password_for(number)};"
                    f'outbound="sip:127.0.0.1:{tls_port(server)};transport=tls";regint=600;mediaenc=srtp-mand')
-        config = ["module srtp.so", f"sip_cafile {certs / 'cert.pem'}"]
+        config = [*(["module srtp.so"] if srtp else []), f"sip_cafile {certs / 'cert.pem'}"]
     else:
         account = (f"<sip:{number}@{seeded.domain}>;auth_pass={harness.password_for(number)};"
                    f'outbound="sip:127.0.0.1:{srv.sip_port}";regint=600')
@@ -203,3 +203,37 @@ def test_plain_phone_calls_a_tls_srtp_phone(tls_server: tuple[Any, Any, Path], p
     with capture() as cap:
         talk(a, b, f"sip:803@{seeded.domain}")
     check_call(b, a, cap)
+
+
+def set_policy(server: tuple[Any, Any, Path], number: str, policy: str | None) -> None:
+    srv, seeded, _ = server
+    api = f"{srv.http_url}/api/v1/tenants/{seeded.tenant_id}/extensions"
+    (ext,) = [e for e in harness.http_json(f"{api}?limit=100", seeded.token)["items"] if e["number"] == number]
+    changed = harness.http_json(f"{api}/{ext['id']}", seeded.token, method="PATCH", body={"srtp": policy})
+    assert changed["srtp"] == policy
+
+
+def test_required_srtp_refuses_plain_media(tls_server: tuple[Any, Any, Path], phones: list[Baresip],
+                                          tmp_path: Path) -> None:
+    """An extension whose policy is "required": its plain offer over TLS gets 488, a call from it over UDP
+    gets 488, and its device registered over UDP is not rung (480)."""
+    _, seeded, _ = tls_server
+    set_policy(tls_server, "804", "required")
+    set_policy(tls_server, "805", "required")
+    plain_tls = phone(phones, tmp_path, tls_server, "804", tls=True, frequency=440, srtp=False)
+    udp = phone(phones, tmp_path, tls_server, "805", tls=False, frequency=440, auto_answer=True)
+    other = phone(phones, tmp_path, tls_server, "802", tls=False, frequency=1000, auto_answer=True)
+    for caller in (plain_tls, udp):
+        caller.command("dial", f"sip:802@{seeded.domain}")
+        closed = caller.wait_event({"CALL_CLOSED"})
+        assert "488" in closed.get("param", ""), closed
+    other.command("dial", f"sip:805@{seeded.domain}")
+    closed = other.wait_event({"CALL_CLOSED"})
+    assert "480" in closed.get("param", ""), closed
+    assert not [e for e in udp.events if e.get("type") == "CALL_INCOMING"]
+    # back to the default: the same plain offer over TLS is answered (optional: SRTP only when offered)
+    set_policy(tls_server, "804", None)
+    plain_tls.command("dial", f"sip:802@{seeded.domain}")
+    plain_tls.wait_event({"CALL_ESTABLISHED"})
+    plain_tls.command("hangup")
+    plain_tls.wait_event({"CALL_CLOSED"})

@@ -283,6 +283,7 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
         # from here on the attempt is a call with a CDR, whatever becomes of it
         call = self._open_call(txn, request, peer, tenant_id=creds.tenant_id, party=caller_ext.party(),
                                domain=creds.realm, dialed=dialed, session_expires=session_expires,
+                               srtp_policy=caller_ext.srtp,
                                direction=ev.Direction.OUTBOUND if outside else ev.Direction.INTERNAL)
         if outside:
             profile = CallerProfile(tenant_id=creds.tenant_id, employee_id=caller_ext.employee_id,
@@ -295,13 +296,14 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
         await self._ring_extensions(call, [callee_ext], now)
 
     def _open_call(self, txn: ServerTransaction, request: Request, peer: Peer, *, tenant_id: int, party: ev.Party,
-                   domain: str, dialed: str, direction: ev.Direction, session_expires: int | None) -> Call:
+                   domain: str, dialed: str, direction: ev.Direction, session_expires: int | None,
+                   srtp_policy: str | None = None) -> Call:
         """The call and its caller's leg for an INVITE we take: 100 Trying, CallStarted, LegCreated."""
         call = Call(id=uuid.uuid4().hex, tenant_id=tenant_id, direction=direction, started_at=time.time(),
                     domain=domain)
         caller = Leg(id=_tag(), role=ev.LegRole.CALLER, call=call, party=party, peer=peer,
                      session=_new_session(), invite=request, server_txn=txn, local_tag=_tag(),
-                     user_agent=(request.headers.get("user-agent") or "")[:255])
+                     user_agent=(request.headers.get("user-agent") or "")[:255], srtp_policy=srtp_policy)
         caller.session_expires = session_expires
         timer = session_expires_of(request)
         # the caller may ask us to refresh (refresher=uas): we then re-INVITE it at half the interval

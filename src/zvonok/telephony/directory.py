@@ -69,7 +69,7 @@ class Directory:
             info = ExtensionInfo(
                 tenant_id=tenant_id, extension_id=ext.id, number=ext.number, display_name=ext.display_name,
                 employee_id=ext.employee_id, office_id=ext.office_id or employee_office,
-                department_id=department_id, enabled=ext.enabled,
+                department_id=department_id, enabled=ext.enabled, srtp=ext.srtp,
             )
         self._extensions[(tenant_id, number)] = (now + self.ttl, info)
         return info
