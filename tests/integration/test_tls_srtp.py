@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import re
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -237,3 +238,24 @@ def test_required_srtp_refuses_plain_media(tls_server: tuple[Any, Any, Path], ph
     plain_tls.wait_event({"CALL_ESTABLISHED"})
     plain_tls.command("hangup")
     plain_tls.wait_event({"CALL_CLOSED"})
+
+
+def test_a_renewed_certificate_is_served_without_a_restart(tls_server: tuple[Any, Any, Path]) -> None:
+    _, _, certs = tls_server
+
+    def presented() -> bytes:
+        client = ssl.create_default_context()
+        client.check_hostname = False
+        client.verify_mode = ssl.CERT_NONE
+        with (socket.create_connection(("127.0.0.1", tls_port(tls_server)), timeout=5) as raw,
+              client.wrap_socket(raw) as conn):
+            return bytes(conn.getpeercert(binary_form=True) or b"")
+
+    before = presented()
+    assert before == ssl.PEM_cert_to_DER_cert((certs / "cert.pem").read_text())
+    write_self_signed(certs / "cert.pem", certs / "key.pem", ["127.0.0.1", "renewed.example"])
+    renewed = ssl.PEM_cert_to_DER_cert((certs / "cert.pem").read_text())
+    deadline = time.monotonic() + 15
+    while presented() != renewed:  # checked every 0.5 s by the server (ZVONOK_SIP_TLS_RELOAD_INTERVAL)
+        assert time.monotonic() < deadline, "the renewed certificate was not picked up"
+        time.sleep(0.1)
