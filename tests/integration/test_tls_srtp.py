@@ -206,6 +206,23 @@ def test_plain_phone_calls_a_tls_srtp_phone(tls_server: tuple[Any, Any, Path], p
     check_call(b, a, cap)
 
 
+
+def test_two_tls_srtp_phones(tls_server: tuple[Any, Any, Path], phones: list[Baresip], tmp_path: Path) -> None:
+    """SRTP on both legs: each leg has its own keys (we decrypt and encrypt again in between)."""
+    _, seeded, _ = tls_server
+    a = phone(phones, tmp_path, tls_server, "801", tls=True, frequency=440)
+    b = phone(phones, tmp_path, tls_server, "803", tls=True, frequency=1000, auto_answer=True)
+    with capture() as cap:
+        talk(a, b, f"sip:803@{seeded.domain}")
+    (heard_by_a,) = a.received_audio()
+    (heard_by_b,) = b.received_audio()
+    assert abs(dominant_frequency(heard_by_a) - 1000) < 20 and abs(dominant_frequency(heard_by_b) - 440) < 20
+    for p in (a, b):
+        secure = rtp_of(cap.of_port(media_port(p)))
+        assert len(secure) > 100 and {len(d) for d in secure} == {12 + 160 + 10}
+        assert len(tonality(secure)) == 2 and max(tonality(secure)) < 0.1, tonality(secure)
+
+
 def set_policy(server: tuple[Any, Any, Path], number: str, policy: str | None) -> None:
     srv, seeded, _ = server
     api = f"{srv.http_url}/api/v1/tenants/{seeded.tenant_id}/extensions"
