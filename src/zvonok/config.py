@@ -47,7 +47,21 @@ class Settings(BaseSettings):
         description="Tenant domain for REGISTERs addressed to the server's IP address instead of a domain "
         "(softphones set up with just the server address); `zvonok demo` sets it to the demo domain",
     )
-    sip_tcp_idle_timeout: float = Field(default=300.0, description="Close idle TCP connections after this")
+    sip_tcp_idle_timeout: float = Field(default=300.0, gt=0,
+                                        description="Close TCP connections that sent no byte for this long, seconds")
+    sip_tcp_max_connections: int = Field(
+        default=2000, ge=1, description="SIP-TCP connections open at once; more are closed as they arrive (as "
+        "Kamailio's tcp_max_connections). Lowered at start if the file-descriptor limit cannot also hold the "
+        "RTP port range (the budget is logged)")
+    sip_tcp_max_per_address: int = Field(
+        default=64, ge=1, description="SIP-TCP connections from one IPv4 address or IPv6 /64; an office NAT "
+        "with more TCP phones than this needs a higher value")
+    sip_tcp_message_timeout: float = Field(
+        default=10.0, gt=0, description="A SIP message must be complete this long after its first byte, "
+        "seconds; bytes trickling in do not extend it (slowloris)")
+    sip_tcp_first_message_timeout: float = Field(
+        default=30.0, gt=0, description="Close a new SIP-TCP connection that sent no well-formed SIP message "
+        "within this, seconds (as Asterisk's tcpauthtimeout)")
     sip_tls_port: int = Field(default=5061, ge=0, le=65535,
                               description="SIP over TLS port (with sip_tls_cert and sip_tls_key); 0 picks a free one")
     sip_tls_cert: Path | None = Field(default=None, description="PEM certificate (chain) of the TLS listener; "
@@ -91,15 +105,41 @@ class Settings(BaseSettings):
         "MD5 first (RFC 8760 clients that do SHA-256 can be served by adding it)",
     )
     nonce_lifetime: int = Field(default=300, description="Seconds a nonce is valid; older ones get stale=true")
+    digest_allow_no_qop: bool = Field(
+        default=False,
+        description="Accept RFC 2069 digests without qop (very old phones). Off by default: such a digest "
+        "has no nonce-count, so a captured request can be replayed from anywhere while its nonce lives",
+    )
 
     # Brute-force protection (like Kamailio pike / fail2ban)
-    auth_fail_limit: int = Field(default=20, description="Failed authentications from one source in the window")
+    auth_fail_limit: int = Field(default=20, description="Failed authentications from one source address "
+                                 "(IPv6: one /64) in the window; more ban the source")
+    auth_target_fail_limit: int = Field(
+        default=10, ge=0, description="Failed authentications against one account (domain and username) from "
+        "all sources in the window; more lock the account for auth_ban_time, except from addresses where it "
+        "authenticated within the last day")
     auth_fail_window: float = Field(default=60.0, description="Window for counting failures, seconds")
     auth_ban_time: float = Field(default=600.0, description="How long a source stays blocked, seconds")
 
     # HTTP API
     http_host: str = Field(default="127.0.0.1", description="Address the HTTP API binds")
     http_port: int = Field(default=8080, ge=0, le=65535, description="HTTP port; 0 picks a free one")
+    http_max_connections: int = Field(
+        default=1000, ge=1, description="HTTP connections open at once, websockets included; more get 503 and "
+        "are closed. Lowered at start if the file-descriptor limit cannot also hold the RTP port range")
+    http_max_per_address: int = Field(
+        default=256, ge=1, description="HTTP connections from one IPv4 address or IPv6 /64 (an office NAT: "
+        "a few per browser plus one websocket per agent panel)")
+    http_header_timeout: float = Field(
+        default=10.0, gt=0, description="A request's headers must be complete this long after the connection "
+        "is ready for it, seconds (as nginx's client_header_timeout); the connection is closed otherwise")
+    http_body_timeout: float = Field(
+        default=120.0, gt=0, description="A request body must be complete this long after its headers, seconds")
+    http_max_body: int = Field(
+        default=1 << 20, ge=1024, description="Largest request body in bytes (413 beyond, before it is read; "
+        "as nginx's client_max_body_size)")
+    http_max_upload: int = Field(
+        default=64 << 20, ge=1024, description="Largest body of a file import (a tariff's rate deck), bytes")
     secret_key: str | None = Field(
         default=None, description="Key for login tokens and nonces; generated into data_dir when unset"
     )

@@ -17,7 +17,13 @@ REGISTRATIONS = Gauge("zvonok_registrations", "Live SIP contact bindings")
 REGISTER_RESULTS = Counter("zvonok_register_total", "REGISTER outcomes", ["result"])
 AUTH_FAILURES = Counter("zvonok_auth_failures_total", "Failed SIP digest authentications")
 AUTH_BLOCKED = Counter("zvonok_auth_blocked_total", "Requests dropped from blocked sources")
+ROUTING_SNAPSHOTS = Counter("zvonok_routing_snapshot_loads", "Routing snapshots (trunks, numbers, routes, "
+                            "tariffs) loaded; tests wait on it for a change to take effect")
+ACCESS_PIN_ALARMS = Counter("zvonok_access_pin_alarms_total",
+                            "Times wrong access-number PINs from all callers passed the alarm rate")
 ERRORS = Counter("zvonok_errors_total", "Unexpected errors caught at a boundary", ["where"])
+CONNECTIONS_CLOSED = Counter("zvonok_connections_limited_total",
+                             "TCP connections refused by a cap or closed by a deadline", ["listener", "reason"])
 
 
 _children: dict[tuple[int, tuple[str, ...]], Any] = {}

@@ -12,6 +12,7 @@ import signal
 import socket
 import sqlite3
 import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -19,6 +20,7 @@ import uvicorn
 
 from zvonok import metrics
 from zvonok.api.app import create_app
+from zvonok.api.limits import http_protocol
 from zvonok.api.ws import events_router
 from zvonok.bus import LocalBus, forward_committed
 from zvonok.cdr import http as cdr_http
@@ -28,7 +30,7 @@ from zvonok.config import Settings
 from zvonok.logs import configure, get_logger
 from zvonok.media.engine import InProcessMediaEngine
 from zvonok.org import events as org_events
-from zvonok.org.service import platform_all_sip_credentials, sip_credentials
+from zvonok.org.service import SipCredentials, platform_all_sip_credentials, sip_credentials
 from zvonok.pstn import http as pstn_http
 from zvonok.pstn.loader import load_snapshot
 from zvonok.sip.digest import Algorithm, DigestVerifier, NonceManager
@@ -43,6 +45,7 @@ from zvonok.telephony.service import SipService
 from zvonok.telephony.store import SqlBindingStore
 from zvonok.telephony.throttle import FailureThrottle
 from zvonok.telephony.trunks import Trunks
+from zvonok.transport.limits import ConnectionTable, fd_budget, raise_nofile_limit
 
 log = get_logger(__name__)
 
@@ -76,7 +79,24 @@ def _http_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _connection_budget(settings: Settings) -> Settings:
+    """Raise the descriptor limit and fit the connection caps under it beside the RTP range (issue 8:
+    a connection flood must not take the descriptors calls need for media); the settings in force."""
+    budget = fd_budget(raise_nofile_limit(), rtp_ports=settings.rtp_port_max - settings.rtp_port_min + 1,
+                       sip_tcp=settings.sip_tcp_max_connections, http=settings.http_max_connections)
+    log.info("file descriptor budget", nofile=budget.nofile, reserved=budget.reserved, rtp=budget.rtp,
+             sip_tcp=budget.sip_tcp, http=budget.http, spare=budget.spare)
+    if budget.rtp < settings.rtp_port_max - settings.rtp_port_min + 1:
+        log.warning("the descriptor limit cannot hold the whole RTP port range: raise it (ulimit -n) or "
+                    "narrow the range", usable_rtp_ports=budget.rtp)
+    if (budget.sip_tcp, budget.http) != (settings.sip_tcp_max_connections, settings.http_max_connections):
+        log.warning("connection caps lowered to fit the descriptor limit", sip_tcp=budget.sip_tcp, http=budget.http)
+    return settings.model_copy(update={"sip_tcp_max_connections": budget.sip_tcp,
+                                       "http_max_connections": budget.http})
+
+
 async def build(settings: Settings) -> Runtime:
+    settings = _connection_budget(settings)
     db = Database(settings.resolved_database_url())
     await db.upgrade()
     bus = LocalBus()
@@ -96,9 +116,12 @@ async def build(settings: Settings) -> Runtime:
         async with db.session() as session:
             return await sip_credentials(session, domain, username)
 
+    async def all_credentials():  # type: ignore[no-untyped-def]
+        async with db.session() as session:
+            return await platform_all_sip_credentials(session)
+
     credentials = CredentialCache(lookup)
-    async with db.session() as session:
-        preloaded = credentials.preload(await platform_all_sip_credentials(session))
+    preloaded = await credentials.reload(all_credentials)
     log.info("sip credentials loaded", extensions=preloaded)
 
     def on_org_event(event: object) -> None:
@@ -112,11 +135,16 @@ async def build(settings: Settings) -> Runtime:
             credentials.invalidate(event.tenant_id)
 
     db.add_listener(on_org_event)
-    nonces = NonceManager(settings.resolved_secret_key().encode(), settings.nonce_lifetime, os.urandom)
-    verifier = DigestVerifier(nonces, [Algorithm(a.value) for a in settings.digest_algorithms])
+    # nonces from before this start are stale: the nc counts that guarded them against replay are gone
+    nonces = NonceManager(settings.resolved_secret_key().encode(), settings.nonce_lifetime, os.urandom,
+                          issued_after=time.time())
+    verifier = DigestVerifier(nonces, [Algorithm(a.value) for a in settings.digest_algorithms],
+                              accept_rfc2069=settings.digest_allow_no_qop)
     auth = Authenticator(
         credentials=credentials, verifier=verifier,
         throttle=FailureThrottle(settings.auth_fail_limit, settings.auth_fail_window, settings.auth_ban_time),
+        target_throttle=FailureThrottle(settings.auth_target_fail_limit, settings.auth_fail_window,
+                                        settings.auth_ban_time),
         to_tag=lambda: os.urandom(6).hex(), default_domain=settings.sip_default_domain,
     )
     registrar = Registrar(
@@ -160,11 +188,34 @@ async def build(settings: Settings) -> Runtime:
     app = create_app(settings, db, routers=[registrations_router(location), cdr_http.router, events_router(bus),
                                             pstn_http.router])
     app.state.trunk_status = trunks.status  # GET .../trunks/{id}/status (zvonok.pstn.http)
-    config = uvicorn.Config(app, loop="none", lifespan="off", log_level="warning", access_log=False)
+    http_protocol_class = http_protocol(ConnectionTable(settings.http_max_connections, settings.http_max_per_address),
+                                        header_timeout=settings.http_header_timeout,
+                                        body_timeout=settings.http_body_timeout)
+    config = uvicorn.Config(app, loop="none", lifespan="off", log_level="warning", access_log=False,
+                            http=http_protocol_class)
     http = uvicorn.Server(config)
     runtime = Runtime(settings, db, location, sip, http, bus, cdr_writer, store, trunks)
     runtime.tasks.append(asyncio.create_task(_flush_loop(location, store, runtime.stopping)))
+    runtime.tasks.append(asyncio.create_task(_reload_credentials_loop(credentials, all_credentials,
+                                                                      runtime.stopping)))
     return runtime
+
+
+async def _reload_credentials_loop(credentials: CredentialCache,
+                                   fetch: Callable[[], Awaitable[Iterable[SipCredentials]]],
+                                   stopping: asyncio.Event) -> None:
+    """Read every extension's credentials again every ``credentials.ttl`` seconds: org events keep the
+    table current, this bounds how long a missed one (a change made by another process) goes unseen."""
+    while not stopping.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), credentials.ttl)
+        if stopping.is_set():
+            return
+        try:
+            await credentials.reload(fetch)
+        except Exception:  # noqa: BLE001 - keep the table we have; the next round tries again
+            metrics.ERRORS.labels("credentials_reload").inc()
+            log.exception("failed to reload sip credentials")
 
 
 async def _flush_loop(location: Location, store: SqlBindingStore, stopping: asyncio.Event) -> None:

@@ -22,6 +22,8 @@ from .conftest import (
     Pbx,
     RawSipClient,
     SipResponse,
+    _digest_params,
+    digest_authorization,
     harness,
 )
 
@@ -174,14 +176,54 @@ def test_options_gets_200_with_allow(pbx: Pbx, raw_client: RawSipClient) -> None
     assert {"REGISTER", "OPTIONS"} <= allow, response.headers
 
 
-def test_registrations_survive_a_restart(pbx: Pbx) -> None:
+def _authorized_register(client: RawSipClient, pbx: Pbx, number: str, *, qop: bool = True) -> bytes:
+    """A REGISTER of ``number`` that answers a fresh challenge (with qop=auth, or in the RFC 2069 form)."""
+    ruri = f"sip:{pbx.domain}"
+    contact = ("Contact", f"<sip:{number}@127.0.0.1:{client.port}>")
+    first = client.exchange(client.request("REGISTER", ruri, number, pbx.domain, headers=[contact]))
+    assert first is not None and first.status == 401, first
+    challenge = _digest_params(first.get_all("WWW-Authenticate")[0])
+    if not qop:
+        challenge.pop("qop", None)
+    auth = digest_authorization(challenge, number, pbx.extensions[number], "REGISTER", ruri)
+    return client.request("REGISTER", ruri, number, pbx.domain, cseq=2, new_call=False,
+                          headers=[contact, ("Authorization", auth)])
+
+
+def test_a_digest_without_qop_is_refused(pbx: Pbx, raw_client: RawSipClient) -> None:
+    # issue 8: without qop there is no nonce-count, and the request replays from anywhere
+    number = RAW_USERS[2]
+    final = raw_client.exchange(_authorized_register(raw_client, pbx, number, qop=False))
+    assert final is not None and final.status == 403, final
+    assert pbx.registrations_of([number]) == {}
+
+
+def test_registrations_survive_a_restart(pbx: Pbx, raw_client: RawSipClient) -> None:
     port = harness.free_sip_port()
     result = pbx.sipp("register.xml", pbx.rows(RESTART_USERS), local_port=port, rate=50)
     _assert_all_ok(result, len(RESTART_USERS))
     before = pbx.registrations_of(RESTART_USERS)
     assert sorted(before) == sorted(RESTART_USERS)
+    captured = _authorized_register(raw_client, pbx, RAW_USERS[3])
+    first = raw_client.exchange(captured)
+    assert first is not None and first.status == 200, first
 
     assert pbx.restart() == 0, pbx.server.log_tail()
+
+    # issue 8: a REGISTER captured before the restart must not replay after it (the nonce-counts that
+    # refused it are gone with the old process): the replayer gets a fresh challenge, useless to it
+    # (the digest covers neither CSeq nor Contact: a replay can move the binding to the attacker)
+    attacker = RawSipClient(pbx.sip_port)
+    try:
+        hijack = captured.replace(b"CSeq: 2 ", b"CSeq: 3 ").replace(
+            f"127.0.0.1:{raw_client.port}>".encode(), f"127.0.0.1:{attacker.port}>".encode())
+        replayed = attacker.exchange(hijack)
+    finally:
+        attacker.close()
+    assert replayed is not None and replayed.status == 401, replayed
+    assert "stale=true" in replayed.get_all("WWW-Authenticate")[0].replace('"', "").lower()
+    bound = pbx.registrations_of([RAW_USERS[3]])[RAW_USERS[3]]
+    assert [str(b["contact"]) for b in bound] == [f"sip:{RAW_USERS[3]}@127.0.0.1:{raw_client.port}"]
 
     after = pbx.registrations_of(RESTART_USERS)
     assert sorted(after) == sorted(RESTART_USERS)
@@ -192,3 +234,18 @@ def test_registrations_survive_a_restart(pbx: Pbx) -> None:
     # the restarted server keeps working
     again = pbx.sipp("register.xml", pbx.rows(RESTART_USERS[:2]), local_port=port, rate=50)
     _assert_all_ok(again, 2)
+
+
+def test_an_extension_added_through_the_api_registers_at_once(pbx: Pbx, raw_client: RawSipClient) -> None:
+    # issue 8: the server answers unknown names from its preloaded table; a new extension must not stay
+    # unknown to it until the next full reload
+    number, password = "5999", "a-new-phone-password"
+    _, refused = raw_client.register(number, pbx.domain, password)
+    assert refused is not None and refused.status == 403, refused
+    created = harness.http_json(f"{pbx.http_url}/api/v1/tenants/{pbx.tenant_id}/extensions", pbx.token,
+                                method="POST", body={"number": number, "display_name": "New",
+                                                     "sip_password": password})
+    assert created["number"] == number, created
+    _, final = raw_client.register(number, pbx.domain, password)
+    assert final is not None and final.status == 200, final
+    assert number in pbx.registrations_of([number])

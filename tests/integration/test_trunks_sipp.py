@@ -12,6 +12,7 @@ from __future__ import annotations
 import secrets
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -503,6 +504,23 @@ def test_office_pbx_dials_through_the_access_number_in_one_string(world: World) 
     assert_billed_to_boris(world, "203", "+74951112244")
 
 
+def snapshot_loads(world: World) -> float:
+    """How many routing snapshots the server has loaded (its Prometheus counter)."""
+    with urllib.request.urlopen(f"{world.pbx.server.http_url}/metrics", timeout=10) as resp:  # noqa: S310
+        for line in resp.read().decode().splitlines():
+            if line.startswith("zvonok_routing_snapshot_loads_total "):
+                return float(line.split()[1])
+    return 0.0
+
+
+def wait_for_reload(world: World, before: float, timeout: float = 30.0) -> None:
+    """Poll until the server has loaded a routing snapshot newer than the one counted in ``before``."""
+    deadline = time.monotonic() + timeout
+    while snapshot_loads(world) <= before:
+        assert time.monotonic() < deadline, "the routing snapshot was not reloaded"
+        time.sleep(0.05)
+
+
 def test_a_route_added_through_the_api_takes_effect_at_once(world: World) -> None:
     """No route for +7999…: 503. The admin adds one through the REST API; the next call goes out on it
     (the server reloads its routing snapshot on the change event, no restart)."""
@@ -512,10 +530,11 @@ def test_a_route_added_through_the_api_takes_effect_at_once(world: World) -> Non
     cdr = last_cdr(world, BORIS, before)
     assert (cdr["sip_status"], cdr["cause"]) == (503, "no_trunk"), cdr
     base = f"{world.pbx.server.http_url}/api/v1/tenants/{world.pbx.seeded.tenant_id}"
+    loads = snapshot_loads(world)
     route = harness.http_json(f"{base}/routes", world.pbx.seeded.token, method="POST",
                               body={"prefix": "7999", "trunk_id": world.ids["trunks"]["Backup"]})
     assert route["prefix"] == "7999"
-    time.sleep(1.0)  # the reload is debounced (0.2 s)
+    wait_for_reload(world, loads)
     backup = carrier(world, "carrier_answer.xml", "127.0.0.4", world.carriers.backup, "carrier_backup_new_route")
     try:
         result = place_calls(world.pbx, BORIS, "89991234567", "call_uac.xml", 1, rate=1, hold_ms=500)
@@ -533,12 +552,13 @@ def did_id(world: World, number: str) -> int:
 
 
 def route_did(world: World, number: str, kind: str, destination: dict[str, Any]) -> None:
-    """Point a number somewhere else through the API, and give the server a moment to reload."""
+    """Point a number somewhere else through the API, and wait until the server has reloaded it."""
+    loads = snapshot_loads(world)
     url = f"{world.pbx.server.http_url}/api/v1/tenants/{world.pbx.seeded.tenant_id}/numbers/{did_id(world, number)}"
     out = harness.http_json(url, world.pbx.seeded.token, method="PATCH",
                             body={"destination_kind": kind, "destination": destination})
     assert out["destination_kind"] == kind, out
-    time.sleep(1.0)
+    wait_for_reload(world, loads)
 
 
 def test_a_number_rings_several_extensions_at_once(world: World) -> None:

@@ -13,6 +13,7 @@ from zvonok.telephony.access_number import (
     AccessNumberDialogue,
     AccessNumberError,
     Action,
+    Alarm,
     Blocked,
     Dial,
     DialFailure,
@@ -26,7 +27,7 @@ from zvonok.telephony.access_number import (
     parse_dialed_access,
     split_dialed_access,
 )
-from zvonok.telephony.pin_guard import PinGuard, PinSource, SourceKind, pin_sources
+from zvonok.telephony.pin_guard import PinGuard, PinSource, SourceKind, employee_source, pin_sources
 
 CID = "+79161234567"
 EMPLOYEE = 7
@@ -515,11 +516,44 @@ def test_guard_limits_per_kind() -> None:
     assert not guard.is_blocked(pin_sources("+79990000001"), 1.0)  # the caller ID alone is not blocked
 
 
+def test_rotating_caller_ids_still_block_the_targeted_employee() -> None:
+    # issue 8: through a carrier the caller ID is the attacker's choice, rotated at every call
+    guard = PinGuard(max_failures=5, employee_max_failures=3)
+    target = employee_source(EMPLOYEE)
+    reports: list[Action] = []
+    for i in range(3):
+        d = started(float(i), guard=guard, caller_id=f"+7999000000{i}")
+        keys(d, "0071111#", float(i))
+        d.pin_result(False, None, float(i), targets=[EMPLOYEE])
+        reports += [a for a in d.drain_actions() if isinstance(a, Blocked)]
+        assert d.state is DialogueState.PIN  # the caller itself is not blocked: it may try another
+    assert reports == [Blocked(source=target)]
+    assert guard.is_blocked((target,), 3.0)
+    assert not guard.is_blocked(pin_sources("+79990000000"), 3.0)
+    assert not guard.is_blocked((employee_source(EMPLOYEE + 1),), 3.0)
+
+
+def test_wrong_pins_from_everyone_raise_the_alarm_once_a_window() -> None:
+    guard = PinGuard(max_failures=5, alarm_failures=3, window=60.0)
+    alarms: list[float] = []
+    for i in range(8):
+        now = i * 20.0
+        d = started(now, guard=guard, caller_id=f"+7999100000{i}")  # a new caller every time: no ban
+        keys(d, "1111#", now)
+        d.pin_result(False, None, now)
+        alarms += [now for a in d.drain_actions() if isinstance(a, Alarm)]
+    # 3 failures within 60 s at 40; quiet for a window, then counting again: 3 more by 160 (100, 120, 140)
+    assert alarms == [40.0, 140.0]
+    assert guard.banned_sources == 0  # the alarm blocks nobody
+
+
 def test_guard_rejects_nonsense_limits() -> None:
     with pytest.raises(ValueError):
         PinGuard(max_failures=0)
     with pytest.raises(ValueError):
         PinGuard(address_max_failures=0)
+    with pytest.raises(ValueError):
+        PinGuard(employee_max_failures=0)
 
 
 @pytest.mark.parametrize("module", [access_number, pin_guard])

@@ -423,6 +423,20 @@ def test_nonce_lifetime_boundaries() -> None:
     assert nonces.check(nonce, 994.9) is NonceStatus.STALE
 
 
+def test_nonces_from_before_a_restart_are_stale() -> None:
+    # issue 8: the nc table is in memory; a REGISTER captured before a restart must not replay after it
+    before = _verifier(Algorithm.MD5)
+    challenge = before.challenges(REALM, 1000.0)[0]
+    creds = _respond(challenge)
+    kwargs: dict[str, Any] = {"method": "REGISTER", "ha1": _stored(Algorithm.MD5), "realm": REALM, "now": 1001.0}
+    assert before.verify(creds, **kwargs) is AuthResult.OK
+    after = DigestVerifier(_nonces(issued_after=1000.5), [Algorithm.MD5])  # the same key, started again
+    assert after.nonces.check(challenge.nonce, 1001.0) is NonceStatus.STALE
+    assert after.verify(creds, **kwargs) is AuthResult.STALE
+    fresh = after.challenges(REALM, 1001.0)[0]
+    assert after.verify(_respond(fresh), **kwargs) is AuthResult.OK
+
+
 def test_nonce_is_quote_and_token_safe_and_unique() -> None:
     nonces = _nonces()
     issued = {nonces.issue(5.0) for _ in range(200)}
@@ -617,11 +631,12 @@ def test_rfc2069_clients() -> None:
     challenge = verifier.challenges(REALM, 0.0)[0]
     creds = _respond(challenge, qop=None)
     kwargs: dict[str, Any] = {"method": "REGISTER", "ha1": _stored(Algorithm.MD5), "realm": REALM, "now": 1.0}
-    assert verifier.verify(creds, **kwargs) is AuthResult.OK
-    strict = DigestVerifier(verifier.nonces, [Algorithm.MD5], accept_rfc2069=False)
-    assert strict.verify(creds, **kwargs) is AuthResult.FAILED
+    # issue 8: no nc means no replay protection, so qop=auth is required unless old phones need it
+    assert verifier.verify(creds, **kwargs) is AuthResult.FAILED
+    lenient = DigestVerifier(verifier.nonces, [Algorithm.MD5], accept_rfc2069=True)
+    assert lenient.verify(creds, **kwargs) is AuthResult.OK
     # The -sess session key needs a cnonce, which only exists with qop.
-    sess = DigestVerifier(verifier.nonces, [Algorithm.MD5_SESS])
+    sess = DigestVerifier(verifier.nonces, [Algorithm.MD5_SESS], accept_rfc2069=True)
     no_qop_sess = replace(creds, algorithm=Algorithm.MD5_SESS)
     assert sess.verify(no_qop_sess, **kwargs) is AuthResult.FAILED
 

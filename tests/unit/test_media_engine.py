@@ -327,7 +327,7 @@ async def test_inactivity_fires_once_per_silence() -> None:
         await engine.set_remote(endpoint, HOST, peer.port, payload_type=0, codec=Codec.PCMU)
         await engine.on_inactivity(endpoint, 0.2, timeouts.append)
         await wait_until(lambda: len(timeouts) == 1)
-        assert timeouts[0].silent_for > 0.19 and timeouts[0].endpoint_id == endpoint.id
+        assert timeouts[0].endpoint_id == endpoint.id
         await asyncio.sleep(0.5)
         assert len(timeouts) == 1  # not repeated for the same silence
         # comfort noise (not relayed) still shows the peer is alive; then silence again

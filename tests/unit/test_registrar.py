@@ -35,11 +35,27 @@ def creds(number: str, password: str, **kw: object) -> SipCredentials:
     return SipCredentials(**fields)  # type: ignore[arg-type]
 
 
-USERS = {(DOMAIN, "101"): creds("101", "secret101"), (DOMAIN, "102"): creds("102", "pw102", enabled=False)}
+USERS = {(DOMAIN, "101"): creds("101", "secret101"), (DOMAIN, "102"): creds("102", "pw102", enabled=False),
+         (DOMAIN, "103"): creds("103", "pw103")}
+
+
+class Clock:
+    """The throttles' monotonic clock, stepped by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 @pytest.fixture
-def registrar() -> Registrar:
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def registrar(clock: Clock) -> Registrar:
     async def lookup(domain: str, user: str) -> SipCredentials | None:
         return USERS.get((domain, user))
 
@@ -48,6 +64,7 @@ def registrar() -> Registrar:
     auth = Authenticator(
         credentials=CredentialCache(lookup), verifier=DigestVerifier(nonces, [Algorithm.MD5, Algorithm.SHA256]),
         throttle=FailureThrottle(limit=3, window=60, ban_time=600), to_tag=lambda: f"tag{next(counter)}",
+        target_throttle=FailureThrottle(limit=5, window=60, ban_time=600), clock=clock,
     )
     return Registrar(
         location=Location(), auth=auth,
@@ -94,12 +111,12 @@ def authorize(challenge: Response, user: str, password: str, *, domain: str = DO
 
 
 async def do_register(reg: Registrar, password: str = "secret101", user: str = "101", now: float = NOW,
-                      algorithm: str = "MD5", **kw: object) -> Response:
-    challenge = await reg.handle(register(user, **kw), PEER, now)  # type: ignore[arg-type]
+                      algorithm: str = "MD5", peer: Peer = PEER, **kw: object) -> Response:
+    challenge = await reg.handle(register(user, **kw), peer, now)  # type: ignore[arg-type]
     assert challenge is not None and challenge.status == 401
     cseq = int(kw.pop("cseq", 1)) + 1  # type: ignore[call-overload]
     auth = authorize(challenge, user, password, algorithm=algorithm)
-    response = await reg.handle(register(user, auth=auth, cseq=cseq, **kw), PEER, now)  # type: ignore[arg-type]
+    response = await reg.handle(register(user, auth=auth, cseq=cseq, **kw), peer, now)  # type: ignore[arg-type]
     assert response is not None
     return response
 
@@ -135,7 +152,7 @@ async def test_wrong_password_unknown_user_unknown_domain_look_the_same(registra
     assert registrar.location.count == 0
 
 
-async def test_failures_from_one_source_get_it_blocked(registrar: Registrar) -> None:
+async def test_failures_from_one_source_get_it_blocked(registrar: Registrar, clock: Clock) -> None:
     for _ in range(4):
         response = await do_register(registrar, password="guess")
         assert response.status == 403
@@ -143,7 +160,48 @@ async def test_failures_from_one_source_get_it_blocked(registrar: Registrar) -> 
     other = Peer(transport="udp", host="192.0.2.99", port=5060)
     answered = await registrar.handle(register(), other, NOW + 1)
     assert answered is not None and answered.status == 401
-    assert (await do_register(registrar, now=NOW + 601)).status == 200  # the ban expires
+    clock.now = 601.0  # bans run on the monotonic clock: the wall clock's NOW has no say
+    assert (await do_register(registrar, now=NOW)).status == 200  # the ban expires
+
+
+async def test_a_valid_login_does_not_reset_guesses_at_another_account(registrar: Registrar) -> None:
+    # issue 8: one's own valid login every few guesses used to clear the address's count
+    for _ in range(3):
+        assert (await do_register(registrar, user="101", password="guess")).status == 403
+        assert (await do_register(registrar, user="103", password="pw103")).status == 200
+    assert (await do_register(registrar, user="101", password="guess")).status == 403  # the 4th: banned
+    assert await registrar.handle(register("103"), PEER, NOW) is None
+
+
+async def test_a_success_forgets_that_accounts_own_typos(registrar: Registrar) -> None:
+    for _ in range(3):
+        assert (await do_register(registrar, password="typo")).status == 403
+    assert (await do_register(registrar)).status == 200
+    for _ in range(3):
+        assert (await do_register(registrar, password="typo")).status == 403
+    assert (await do_register(registrar)).status == 200  # 3 + 3 typos, but never more than 3 unforgiven
+
+
+async def test_guesses_from_many_addresses_lock_the_account(registrar: Registrar) -> None:
+    assert (await do_register(registrar, user="101")).status == 200  # PEER proves itself for 101
+    for i in range(6):  # 6 > the target limit of 5, each address well under its own limit
+        attacker = Peer(transport="udp", host=f"198.51.100.{i}", port=5060)
+        assert (await do_register(registrar, user="101", password=f"guess{i}", peer=attacker)).status == 403
+    newcomer = Peer(transport="udp", host="203.0.113.5", port=5060)
+    assert (await do_register(registrar, user="101", peer=newcomer)).status == 403  # locked, even when right
+    assert (await do_register(registrar, user="103", password="pw103", peer=newcomer)).status == 200
+    assert (await do_register(registrar, user="101")).status == 200  # its own phone still registers
+
+
+async def test_an_ipv6_64_counts_as_one_source(registrar: Registrar) -> None:
+    for i in range(4):
+        peer = Peer(transport="udp", host=f"2001:db8::{i + 1}", port=5060)
+        assert (await do_register(registrar, password="guess", peer=peer)).status == 403
+    same_64 = Peer(transport="udp", host="2001:db8::ffff", port=5060)
+    assert await registrar.handle(register(), same_64, NOW) is None
+    next_64 = Peer(transport="udp", host="2001:db8:0:1::1", port=5060)
+    answered = await registrar.handle(register(), next_64, NOW)
+    assert answered is not None and answered.status == 401
 
 
 async def test_disabled_extension_is_refused(registrar: Registrar) -> None:
@@ -262,6 +320,20 @@ async def test_replayed_authorization_gets_a_fresh_stale_challenge(registrar: Re
     assert first is not None and first.status == 200
     assert replay is not None and replay.status == 401
     assert all(parse_challenge(v).stale for v in replay.headers.get_all("www-authenticate"))
+
+
+async def test_a_digest_without_qop_is_refused(registrar: Registrar) -> None:
+    # issue 8: an RFC 2069 digest has no nonce-count and replays from anywhere while its nonce lives
+    challenge = await registrar.handle(register(), PEER, NOW)
+    assert challenge is not None
+    chosen = parse_challenge(challenge.headers.get_all("www-authenticate")[0])
+    response = compute_response(ha1=ha1("101", DOMAIN, "secret101"), nonce=chosen.nonce, method="REGISTER",
+                                uri=f"sip:{DOMAIN}", algorithm=Algorithm.MD5)
+    auth = (f'Digest username="101", realm="{DOMAIN}", nonce="{chosen.nonce}", uri="sip:{DOMAIN}", '
+            f'response="{response}", algorithm=MD5')
+    refused = await registrar.handle(register(auth=auth, cseq=2), PEER, NOW)
+    assert refused is not None and refused.status == 403
+    assert registrar.location.count == 0
 
 
 async def test_expired_nonce_is_stale_not_forbidden(registrar: Registrar) -> None:

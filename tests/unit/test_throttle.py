@@ -70,6 +70,30 @@ def test_success_forgets_failures_but_not_a_ban() -> None:
     t.record_success("never seen")  # no-op
 
 
+def test_a_tagged_success_forgets_only_failures_with_its_tag() -> None:
+    # issue 8: a valid login for one account must not reset an address's guesses at another
+    t = FailureThrottle(limit=3, window=60.0, ban_time=60.0)
+    t.record_failure(IP, 0.0, "victim")
+    t.record_failure(IP, 1.0, "own")
+    t.record_failure(IP, 2.0, "victim")
+    t.record_success(IP, "own")
+    assert not t.record_failure(IP, 3.0, "victim")
+    assert t.record_failure(IP, 4.0, "victim")  # four against "victim": over the limit
+    other = "192.0.2.2"
+    t.record_failure(other, 0.0, "own")
+    t.record_success(other, "own")
+    assert t.tracked_sources == 0  # nothing left of it is kept
+
+
+@pytest.mark.parametrize(("address", "key"), [
+    ("2001:db8::1", "2001:db8::/64"), ("[2001:db8::ffff:1]", "2001:db8::/64"),
+    ("2001:db8:0:1::1", "2001:db8:0:1::/64"), ("::ffff:192.0.2.7", "192.0.2.7"), ("192.0.2.7", "192.0.2.7"),
+    ("host.example", "host.example"),
+])
+def test_address_key_folds_an_ipv6_64(address: str, key: str) -> None:
+    assert throttle.address_key(address) == key
+
+
 def test_sources_are_independent_and_opaque() -> None:
     t = FailureThrottle(limit=1, window=60.0, ban_time=60.0)
     a, b = ("tenant-1", "2001:db8::/64"), ("tenant-2", "2001:db8::/64")

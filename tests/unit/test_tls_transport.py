@@ -12,7 +12,7 @@ from pathlib import Path
 from zvonok.sip.errors import SipParseError
 from zvonok.sip.message import Request, Response
 from zvonok.sip.peer import Peer
-from zvonok.transport.tcp import TcpTransport
+from zvonok.transport.tcp import TcpLimits, TcpTransport
 from zvonok.transport.tls import ServerCertificate, write_self_signed
 
 OPTIONS = (b"OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5999;branch=z9hG4bK1\r\n"
@@ -47,7 +47,9 @@ async def test_sip_over_tls_and_certificate_reload(tmp_path: Path) -> None:
         received.append((item, peer))
         transport.send(b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n", peer)
 
-    transport = TcpTransport(handler, ssl=certificate.context)
+    limits = TcpLimits(max_connections=10, max_per_address=10, idle_timeout=60, message_timeout=10,
+                       first_message_timeout=10)
+    transport = TcpTransport(handler, 65535, limits, ssl=certificate.context)
     await transport.start("127.0.0.1", 0)
     port = transport.local[1]
     try:

@@ -16,10 +16,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 import zvonok
 from zvonok.api import auth
+from zvonok.api.limits import BodyLimit
 from zvonok.config import Settings
 from zvonok.metrics import ERRORS
 from zvonok.org import http as org_http
 from zvonok.org.errors import OrgError, ValidationError
+from zvonok.pstn.billing_http import RATES_UPLOAD
 from zvonok.storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,8 @@ def create_app(settings: Settings, db: Database, *, routers: Sequence[APIRouter]
     app.state.settings = settings
     app.state.db = db
     app.add_exception_handler(OrgError, _org_error)
+    method, path = RATES_UPLOAD
+    app.add_middleware(BodyLimit, default=settings.http_max_body, larger=[(method, path, settings.http_max_upload)])
 
     app.include_router(auth.router)
     app.include_router(org_http.router)

@@ -30,6 +30,7 @@ with ``loop.call_soon``, so a failing callback can never break the socket's prot
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
 import logging
 import os
@@ -454,9 +455,13 @@ class InProcessMediaEngine:
                 bound.append(sock)
                 sock.bind((self.host, p))
                 sock.setblocking(False)
-        except OSError:
+        except OSError as exc:
             for sock in bound:
                 sock.close()
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                # not this port's fault: trying the other pairs would fail the same way, and "no free port"
+                # would send the operator to the wrong limit (the connection caps keep RTP's share: issue 8)
+                raise PortsExhausted("out of file descriptors for RTP sockets (open-file limit)") from exc
             return None
         return bound[0], bound[1]
 

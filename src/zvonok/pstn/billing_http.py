@@ -34,7 +34,8 @@ from zvonok.pstn import schemas as s
 router = APIRouter()  # paths under /api/v1: zvonok.pstn.http.router includes it with that prefix
 Session = Annotated[AsyncSession, Depends(get_session)]
 PageParams = Annotated[Paging, Depends(paging)]
-MAX_RATES_BYTES = 64 * 1024 * 1024  # a 100k-prefix deck is a few MB; this is a typo guard, not a quota
+# the rate deck is the one upload: zvonok.api.limits.BodyLimit gives this route settings.http_max_upload
+RATES_UPLOAD = ("PUT", "/api/v1/platform/tariffs/[^/]+/rates")
 _CSV_TYPES = {"", "text/csv", "text/plain", "application/csv", "application/octet-stream", "application/vnd.ms-excel"}
 
 
@@ -125,14 +126,7 @@ async def _rates_file(request: Request) -> bytes:
     media = content_type.split(";")[0].strip().lower()
     if media != "multipart/form-data" and media not in _CSV_TYPES:
         raise HTTPException(415, f"send the rates as text/csv or as a multipart/form-data upload, not {media}")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_RATES_BYTES:
-            raise HTTPException(413, f"the rate file is larger than {MAX_RATES_BYTES // 2**20} MB")
-        chunks.append(chunk)
-    body = b"".join(chunks)
+    body = await request.body()  # its size is bounded by the BodyLimit middleware (413)
     return _multipart_file(content_type, body) if media == "multipart/form-data" else body
 
 

@@ -22,7 +22,12 @@ How it works
 4. With qop=auth the nonce-count (``nc``) must grow for each use of one nonce (RFC 2617 §3.2.2
    "nonce-count"); :meth:`NonceManager.accept_nc` keeps the last accepted nc per nonce in a bounded
    table.  The RFC 2069 form has no nc, so it has no replay protection: RFC 3261 §22.4 item 8 keeps it
-   acceptable for RFC 2543 clients; ``DigestVerifier(accept_rfc2069=False)`` turns it off.
+   acceptable for RFC 2543 clients, but a captured request then replays from anywhere for the nonce's
+   lifetime, so it is refused unless ``DigestVerifier(accept_rfc2069=True)`` (old phones only).
+5. The nc table lives in memory, so a restart forgets it: nonces issued before the
+   :class:`NonceManager` was made (``issued_after``) are STALE, never VALID, or a request captured
+   just before a restart would replay once more after it.  The client gets a fresh nonce, useless
+   without the password.
 
 The verifier does not compare ``uri`` with the Request-URI (RFC 3261 §22.4 "the digest-uri ... MUST
 match"): that needs the parsed request, so the registrar/proxy does it.  ``qop=auth-int`` and RFC 7616
@@ -369,6 +374,7 @@ class NonceManager:
         random_bytes: Callable[[int], bytes],
         *,
         max_entries: int = 100_000,
+        issued_after: float | None = None,
     ) -> None:
         if len(secret) < 16:
             raise ValueError("nonce secret must be at least 16 bytes")
@@ -383,6 +389,8 @@ class NonceManager:
         # nonce -> (issue time in ms, last accepted nc); insertion order ~ issue order.
         self._nc: OrderedDict[str, tuple[int, int]] = OrderedDict()
         self._floor_ms: int | None = None
+        # nonces issued up to here (the process start) may have had ncs accepted that we no longer know
+        self._epoch_ms: int | None = round(issued_after * 1000) if issued_after is not None else None
         self._last: tuple[str | None, int] = (None, 0)  # the last nonce whose MAC was checked
 
     def _mac(self, body: bytes) -> bytes:
@@ -422,7 +430,7 @@ class NonceManager:
 
     def _status(self, issued_ms: int, now: float) -> NonceStatus:
         age = now - issued_ms / 1000
-        if age > self.lifetime or age < -_CLOCK_SKEW:
+        if age > self.lifetime or age < -_CLOCK_SKEW or (self._epoch_ms is not None and issued_ms <= self._epoch_ms):
             return NonceStatus.STALE
         return NonceStatus.VALID
 
@@ -493,7 +501,7 @@ class DigestVerifier:
         nonces: NonceManager,
         algorithms: Sequence[Algorithm],
         *,
-        accept_rfc2069: bool = True,
+        accept_rfc2069: bool = False,
     ) -> None:
         if not algorithms:
             raise ValueError("at least one algorithm is required")

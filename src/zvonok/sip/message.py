@@ -464,6 +464,11 @@ class StreamFramer:
         self.max_size = max_size
         self.pongs = 0  # double-CRLF pings seen, each to be answered with a single CRLF
 
+    @property
+    def buffered(self) -> int:
+        """Bytes of a message begun but not yet complete (the transport's message deadline runs on them)."""
+        return len(self._buf)
+
     def feed(self, data: bytes) -> list[tuple[Request | Response | SipParseError, bytes]]:
         self._buf += data
         out: list[tuple[Request | Response | SipParseError, bytes]] = []

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
+from zvonok import metrics
 from zvonok.logs import get_logger
 from zvonok.media.events import DtmfReceived
 from zvonok.media.interface import Prompt
@@ -30,6 +31,7 @@ from zvonok.pstn.routing import CallerProfile
 from . import events as ev
 from .access_number import (
     AccessNumberDialogue,
+    Alarm,
     Blocked,
     Dial,
     DialFailure,
@@ -39,7 +41,7 @@ from .access_number import (
     VerifyPin,
 )
 from .call import Call
-from .pin_guard import PinGuard, pin_sources
+from .pin_guard import PinGuard, employee_source, pin_sources
 
 if TYPE_CHECKING:
     from .b2bua import CallEngine
@@ -134,6 +136,10 @@ class AccessMixin(_Base):
                             source=str(action.source))
                 self.publish(ev.AccessNumberBlocked, call, source_kind=action.source.kind.value,
                              source=action.source.value)
+            elif isinstance(action, Alarm):
+                metrics.ACCESS_PIN_ALARMS.inc()
+                log.warning("access number: wrong PINs from all callers above the alarm rate", call=call.id,
+                            tenant=call.tenant_id)
             elif isinstance(action, Hangup):
                 log.info("access number: hang-up", call=call.id, reason=action.reason.value)
                 self._hangup(call, None, ev.HangupSide.SYSTEM, f"access_{action.reason.value}")
@@ -184,21 +190,27 @@ class AccessMixin(_Base):
             lengths = [n for (n,) in await s.execute(
                 select(func.length(Extension.number)).where(Extension.tenant_id == call.tenant_id).distinct())]
         found: int | None = None
+        targets: list[int] = []  # employees whose PIN this entry missed: the failure counts against them
         for candidate in pin_entry_candidates(entry, extension_lengths=lengths):
             ext = await self.directory.extension(call.tenant_id, candidate.extension or "")
             employee_id = ext.employee_id if ext is not None else None
+            if employee_id is not None and self.pin_guard.is_blocked((employee_source(employee_id),),
+                                                                     time.monotonic()):
+                employee_id = None  # too many wrong PINs for this one: refused, right or not (same work)
             async with self.directory.db.session() as s:
                 row = await s.get(EmployeePin, employee_id) if employee_id is not None else None
             hashed = row.pin_hash if row is not None and row.tenant_id == call.tenant_id else None
             if await verify_pin_in_thread(candidate.pin, hashed) and employee_id is not None:
                 found = employee_id
                 break
+            if hashed is not None and employee_id is not None:
+                targets.append(employee_id)
         if call.ended or call.access is None:
             return
         if found is not None:
             session.profile = await self._employee_profile(call.tenant_id, found)
         log.info("access number: PIN checked", call=call.id, ok=found is not None, employee=found)
-        session.dialogue.pin_result(found is not None, found, time.monotonic())
+        session.dialogue.pin_result(found is not None, found, time.monotonic(), targets=targets)
         await self._access_pump(call)
 
     async def _employee_profile(self, tenant_id: int, employee_id: int) -> CallerProfile:

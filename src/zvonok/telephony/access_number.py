@@ -33,6 +33,7 @@ VERIFYING   right PIN                                NUMBER: the type-ahead, or 
 VERIFYING   wrong PIN, attempts left                 PIN: Play(wrong_pin), Play(enter_pin)
 VERIFYING   wrong PIN, the call's last attempt       CLOSING: Play(blocked)
 VERIFYING   wrong PIN, the guard blocks              CLOSING: Blocked(source)..., Play(blocked)
+VERIFYING   wrong PIN over the guard's alarm rate    the same, with Alarm() among the actions
 VERIFYING   no answer within verify_timeout          CLOSING: Play(goodbye)
 DIALING     not allowed / unavailable                NUMBER: Play(reason), Play(enter_number)
 DIALING     the same, last attempt; limit reached    CLOSING: Play(reason)[, Play(goodbye)]
@@ -65,14 +66,15 @@ from __future__ import annotations
 import enum
 import re
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from zvonok.media.prompts import PromptName
 
-from .pin_guard import PinGuard, PinSource, pin_sources
+from .pin_guard import PinGuard, PinSource, SourceKind, employee_source, pin_sources
 
 __all__ = [
-    "AccessNumberDialogue", "AccessNumberError", "Action", "Blocked", "Dial", "DialFailure", "DialogueConfig",
+    "AccessNumberDialogue", "AccessNumberError", "Action", "Alarm", "Blocked", "Dial", "DialFailure", "DialogueConfig",
     "DialogueState", "Hangup", "HangupReason", "Play", "StopPlayback", "VerifyPin", "parse_dialed_access",
     "split_dialed_access",
 ]
@@ -149,7 +151,13 @@ class Blocked:
     source: PinSource
 
 
-Action = Play | StopPlayback | VerifyPin | Dial | Hangup | Blocked
+@dataclass(frozen=True, slots=True)
+class Alarm:
+    """Wrong PINs from all callers together passed the guard's alarm rate: warn the operator (once per
+    window), a guess spread over many caller IDs and employees that no single ban catches."""
+
+
+Action = Play | StopPlayback | VerifyPin | Dial | Hangup | Blocked | Alarm
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -270,8 +278,10 @@ class AccessNumberDialogue:
         elif self.state in _STAGE_PROMPT and not self._entry:
             self._deadline = now + self.config.first_digit_timeout
 
-    def pin_result(self, ok: bool, employee_ref: int | None, now: float) -> None:
-        """The answer to a :class:`VerifyPin`: ``ok`` with the employee it belongs to, or not ``ok``."""
+    def pin_result(self, ok: bool, employee_ref: int | None, now: float, *, targets: Iterable[int] = ()) -> None:
+        """The answer to a :class:`VerifyPin`: ``ok`` with the employee it belongs to, or not ``ok`` with
+        the ``targets``, the employees whose PIN the entry was checked against (the failure counts
+        against each)."""
         if not self._awaiting_pin:
             raise AccessNumberError("pin_result() without a VerifyPin")
         self._awaiting_pin = False
@@ -283,7 +293,7 @@ class AccessNumberDialogue:
             self.employee_ref = employee_ref
             self._pin_accepted(now)
         else:
-            self._pin_rejected(now)
+            self._pin_rejected(now, tuple(employee_source(t) for t in targets))
 
     def dial_failed(self, reason: DialFailure, now: float) -> None:
         """The :class:`Dial` could not be placed; the dialogue offers another number or says goodbye."""
@@ -359,12 +369,12 @@ class AccessNumberDialogue:
         if self.state is DialogueState.NUMBER and not self._entry:
             self._prompt(now)
 
-    def _pin_rejected(self, now: float) -> None:
+    def _pin_rejected(self, now: float, targets: tuple[PinSource, ...]) -> None:
         self.pin_attempts += 1
         self._typeahead = ""  # never dial what was typed after a wrong PIN
-        newly_blocked = self._guard.record_failure(self.sources, now) if self._guard is not None else ()
+        newly_blocked = self._guard.record_failure(self.sources + targets, now) if self._guard is not None else ()
         for source in newly_blocked:
-            self._actions.append(Blocked(source=source))
+            self._actions.append(Alarm() if source.kind is SourceKind.ALL else Blocked(source=source))
         if self._guard is not None and self._guard.is_blocked(self.sources, now):
             self._close(now, HangupReason.BLOCKED, "blocked")
         elif self.pin_attempts >= self.config.max_pin_attempts:

@@ -238,11 +238,12 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
         def reply(status: int, reason: str | None = None) -> None:
             self.sip.respond(txn, make_response(request, status, reason, to_tag=_tag()))
 
-        if self.auth.blocked(peer, now):
+        if self.auth.blocked(peer):
             reply(403)
             return
         trunk = self.trunks.snapshot.trunk_from(peer.host) if self.trunks is not None else None
-        if trunk is None and (self.flood.is_blocked(peer.host, now) or self.flood.record_failure(peer.host, now)):
+        mono = time.monotonic()  # throttles count on a clock that never steps
+        if trunk is None and (self.flood.is_blocked(peer.host, mono) or self.flood.record_failure(peer.host, mono)):
             # a carrier's gateway brings many callers: trunks are limited by max_calls instead
             self.sip.respond(txn, make_response(request, 503, to_tag=_tag(), headers=[("Retry-After", "30")]))
             return

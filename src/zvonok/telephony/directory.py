@@ -1,12 +1,14 @@
 """What the call engine needs to know about tenants and extensions, cached in memory.
 
 Routing a call looks up the dialed extension and the parties' office and department on every INVITE;
-the answers are cached for ``ttl`` seconds and dropped when an org event says the tenant changed.
+the answers are cached for ``ttl`` seconds and dropped when an org event says the tenant changed. A
+caller chooses what is dialed, so the caches are bounded LRUs with misses kept apart
+(:class:`~zvonok.telephony.cache.BoundedCache`): dialing made-up numbers neither grows memory nor pushes
+out the extensions everyone calls.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -15,6 +17,7 @@ from sqlalchemy import select
 from zvonok.org.models import Employee, Extension, Tenant
 from zvonok.storage.db import Database
 
+from .cache import BoundedCache
 from .events import Party
 
 
@@ -46,17 +49,18 @@ Loader = Callable[[], Awaitable[object]]
 
 
 class Directory:
-    def __init__(self, db: Database, ttl: float = 30.0) -> None:
+    def __init__(self, db: Database, ttl: float = 30.0, max_entries: int = 100_000, max_misses: int = 10_000) -> None:
         self.db = db
         self.ttl = ttl
-        self._extensions: dict[tuple[int, str], tuple[float, ExtensionInfo | None]] = {}
-        self._tenants: dict[str, tuple[float, TenantRef | None]] = {}
+        self._extensions: BoundedCache[tuple[int, str], ExtensionInfo] = BoundedCache(
+            ttl=ttl, negative_ttl=ttl, max_entries=max_entries, max_misses=max_misses)
+        self._tenants: BoundedCache[str, TenantRef] = BoundedCache(
+            ttl=ttl, negative_ttl=ttl, max_entries=max_entries, max_misses=max_misses)
 
     async def extension(self, tenant_id: int, number: str) -> ExtensionInfo | None:
-        now = time.monotonic()
-        hit = self._extensions.get((tenant_id, number))
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        found, cached = self._extensions.get((tenant_id, number))
+        if found:
+            return cached
         async with self.db.session() as session:
             row = (await session.execute(
                 select(Extension, Employee.department_id, Employee.office_id)
@@ -71,24 +75,25 @@ class Directory:
                 employee_id=ext.employee_id, office_id=ext.office_id or employee_office,
                 department_id=department_id, enabled=ext.enabled, srtp=ext.srtp,
             )
-        self._extensions[(tenant_id, number)] = (now + self.ttl, info)
+        self._extensions.put((tenant_id, number), info)
         return info
 
     async def tenant(self, domain: str) -> TenantRef | None:
-        now = time.monotonic()
         domain = domain.lower()
-        hit = self._tenants.get(domain)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        found, cached = self._tenants.get(domain)
+        if found:
+            return cached
         async with self.db.session() as session:
             tenant = (await session.execute(select(Tenant).where(Tenant.sip_domain == domain))).scalar_one_or_none()
         ref = TenantRef(tenant.id, tenant.sip_domain, tenant.suspended) if tenant is not None else None
-        self._tenants[domain] = (now + self.ttl, ref)
+        self._tenants.put(domain, ref)
         return ref
 
     def invalidate(self, tenant_id: int | None = None) -> None:
         if tenant_id is None:
             self._extensions.clear()
-        else:
-            self._extensions = {k: v for k, v in self._extensions.items() if k[0] != tenant_id}
-        self._tenants.clear()
+            self._tenants.clear()
+            return
+        self._extensions.discard_where(lambda key, _info: key[0] == tenant_id)
+        # a domain not found may now be this tenant's (a domain changed or a tenant was made)
+        self._tenants.discard_where(lambda _domain, ref: ref is None or ref.id == tenant_id)

@@ -137,7 +137,8 @@ class SpendingThresholdCrossed(CallEvent):
 @register_event
 @dataclass(frozen=True, kw_only=True, slots=True)
 class AccessNumberBlocked(CallEvent):
-    """Wrong access-number PINs blocked a caller ID (or source address) for a while: an alert."""
+    """Wrong access-number PINs blocked a caller ID, a source address or (source_kind "employee") the
+    PIN of the employee they were tried against, for a while: an alert."""
 
     source_kind: str
     source: str

@@ -1,9 +1,15 @@
-"""Brute-force protection for access-number PINs, keyed by caller ID and by source address.
+"""Brute-force protection for access-number PINs, keyed by caller ID, source address and target employee.
 
 How it works
 ------------
 A wrong PIN counts against every :class:`PinSource` of the call: its caller ID and, when the engine
-passes one, the SIP source address.  Each kind has its own :class:`~zvonok.telephony.throttle.FailureThrottle`
+passes one, the SIP source address; and against each employee whose PIN the entry was checked against
+(:func:`employee_source`), since calls through a carrier come with whatever caller ID the attacker
+chooses, rotated at will: only the target's count holds then.  A blocked employee's PIN is refused, even
+when right, until the ban ends.  Every failure also counts toward a global alarm (:data:`ALL`):
+``alarm_failures`` wrong PINs from all callers within ``window`` are reported once per ``window``, for a
+distributed guess at many employees that no single counter sees.  Each kind has its own
+:class:`~zvonok.telephony.throttle.FailureThrottle`
 (the same sliding window and fixed ban as the registrar's digest throttle), so the limits can differ: an
 office PBX behind one address carries many employees' typos, a caller ID is one person.
 ``max_failures`` wrong PINs within ``window`` seconds block the source for ``ban_time`` seconds; the
@@ -31,13 +37,12 @@ the same three methods.
 from __future__ import annotations
 
 import enum
-import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .throttle import FailureThrottle
+from .throttle import FailureThrottle, address_key
 
-__all__ = ["ANONYMOUS", "PinGuard", "PinSource", "SourceKind", "pin_sources"]
+__all__ = ["ALL", "ANONYMOUS", "PinGuard", "PinSource", "SourceKind", "employee_source", "pin_sources"]
 
 ANONYMOUS = "anonymous"
 
@@ -45,6 +50,8 @@ ANONYMOUS = "anonymous"
 class SourceKind(enum.StrEnum):
     CALLER_ID = "caller_id"
     ADDRESS = "address"
+    EMPLOYEE = "employee"  # the target: the employee whose PIN was tried
+    ALL = "all"  # every caller: the alarm rate
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,41 +72,43 @@ def pin_sources(caller_id: str | None, address: str | None = None) -> tuple[PinS
         cid = ANONYMOUS
     sources = [PinSource(kind=SourceKind.CALLER_ID, value=cid)]
     if address:
-        sources.append(PinSource(kind=SourceKind.ADDRESS, value=_address_key(address)))
+        sources.append(PinSource(kind=SourceKind.ADDRESS, value=address_key(address)))
     return tuple(sources)
 
 
-def _address_key(address: str) -> str:
-    try:
-        ip = ipaddress.ip_address(address.strip("[]"))
-    except ValueError:
-        return address  # a host name or an already-built key: used as given
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:  # a dual-stack socket's view of an IPv4 peer: the same peer
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-    return str(ip)
+def employee_source(employee_id: int) -> PinSource:
+    """The key wrong PINs tried against ``employee_id`` are counted under."""
+    return PinSource(kind=SourceKind.EMPLOYEE, value=str(employee_id))
+
+
+ALL = PinSource(kind=SourceKind.ALL, value="all")
 
 
 class PinGuard:
     """Blocks a caller ID after ``max_failures`` wrong PINs in ``window`` s, an address after
-    ``address_max_failures``; a block lasts ``ban_time`` s."""
+    ``address_max_failures``, an employee's PIN after ``employee_max_failures``; a block lasts
+    ``ban_time`` s.  ``alarm_failures`` wrong PINs from everyone in ``window`` s raise the alarm."""
 
     def __init__(
         self,
         *,
         max_failures: int = 5,
         address_max_failures: int = 20,
+        employee_max_failures: int = 10,
+        alarm_failures: int = 100,
         window: float = 600.0,
         ban_time: float = 900.0,
         max_sources: int = 100_000,
     ) -> None:
-        if max_failures < 1 or address_max_failures < 1:
+        if min(max_failures, address_max_failures, employee_max_failures, alarm_failures) < 1:
             raise ValueError("max_failures must be at least 1")
         # FailureThrottle bans on the failure that *exceeds* its limit: N failures block at limit N - 1.
         self._throttles = {
             SourceKind.CALLER_ID: FailureThrottle(max_failures - 1, window, ban_time, max_sources),
             SourceKind.ADDRESS: FailureThrottle(address_max_failures - 1, window, ban_time, max_sources),
+            SourceKind.EMPLOYEE: FailureThrottle(employee_max_failures - 1, window, ban_time, max_sources),
+            # its "ban" only keeps a raised alarm quiet for a window; nothing is ever blocked by it
+            SourceKind.ALL: FailureThrottle(alarm_failures - 1, window, window, 1),
         }
 
     def blocked_source(self, sources: Iterable[PinSource], now: float) -> PinSource | None:
@@ -113,11 +122,12 @@ class PinGuard:
         return self.blocked_source(sources, now) is not None
 
     def record_failure(self, sources: Iterable[PinSource], now: float) -> tuple[PinSource, ...]:
-        """Count one wrong PIN against each source; the sources this very failure blocked (usually none)."""
-        return tuple(source for source in sources
+        """Count one wrong PIN against each source and toward the alarm; the sources this very failure
+        blocked (usually none), :data:`ALL` last when it raised the alarm."""
+        return tuple(source for source in (*sources, ALL)
                      if self._throttles[source.kind].record_failure(source.value, now))
 
     @property
     def banned_sources(self) -> int:
         """Bans held in memory (for metrics; expired ones linger until the next call prunes them)."""
-        return sum(t.banned_sources for t in self._throttles.values())
+        return sum(t.banned_sources for kind, t in self._throttles.items() if kind is not SourceKind.ALL)

@@ -65,7 +65,7 @@ class Registrar:
         The SIP service calls this inline, so a REGISTER whose user is in memory costs no task.
         """
         auth = self.auth
-        if auth.blocked(peer, now):
+        if auth.blocked(peer):
             return None
         ruri = request.uri
         aor_uri = request.to.uri
@@ -82,7 +82,7 @@ class Registrar:
         if isinstance(outcome, str):
             if not fetched:
                 return Lookup(domain, outcome)
-            # evicted between the fetch and now (a full cache was cleared): ask once more, uncached
+            # pushed out of a full cache between the fetch and now: let the phone ask once more
             return auth.reply(request, 500, ("Retry-After", "1"))
         if outcome.credentials is None:
             status = outcome.response.status if outcome.response is not None else 0

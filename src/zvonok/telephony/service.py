@@ -39,7 +39,7 @@ from zvonok.sip.transaction import (
 )
 from zvonok.sip.transaction_messages import build_cancel
 from zvonok.sip.uas import check_request
-from zvonok.transport.tcp import TcpTransport
+from zvonok.transport.tcp import TcpLimits, TcpTransport
 from zvonok.transport.tls import ServerCertificate
 from zvonok.transport.udp import UdpTransport, open_udp
 
@@ -111,8 +111,7 @@ class SipService:
         # UDP and TCP share one port number; with port 0 take UDP's free port and retry if TCP's is taken
         for _attempt in range(20):
             self.udp = await open_udp(host, port, self._on_datagram)
-            self.tcp = TcpTransport(self._on_stream, self.settings.sip_max_message_size,
-                                    self.settings.sip_tcp_idle_timeout)
+            self.tcp = TcpTransport(self._on_stream, self.settings.sip_max_message_size, self._tcp_limits())
             try:
                 await self.tcp.start(host, self.udp.local[1])
             except OSError:
@@ -125,13 +124,22 @@ class SipService:
         self.local = (host, self.udp.local[1])
         if self.settings.sip_tls_cert is not None and self.settings.sip_tls_key is not None:
             self.certificate = ServerCertificate(self.settings.sip_tls_cert, self.settings.sip_tls_key)
-            self.tls = TcpTransport(self._on_stream, self.settings.sip_max_message_size,
-                                    self.settings.sip_tcp_idle_timeout, ssl=self.certificate.context)
+            # the same caps and deadlines as SIP-TCP, counted on their own (TLS phones are not starved by TCP)
+            self.tls = TcpTransport(self._on_stream, self.settings.sip_max_message_size, self._tcp_limits(),
+                                    ssl=self.certificate.context)
             await self.tls.start(host, self.settings.sip_tls_port)
             self.tls_port = self.tls.local[1]
             task = asyncio.ensure_future(self._watch_certificate(self.certificate))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _tcp_limits(self) -> TcpLimits:
+        return TcpLimits(
+            max_connections=self.settings.sip_tcp_max_connections,
+            max_per_address=self.settings.sip_tcp_max_per_address,
+            idle_timeout=self.settings.sip_tcp_idle_timeout,
+            message_timeout=self.settings.sip_tcp_message_timeout,
+            first_message_timeout=self.settings.sip_tcp_first_message_timeout)
 
     async def _watch_certificate(self, certificate: ServerCertificate) -> None:
         while True:

@@ -3,8 +3,9 @@ fail2ban, in process).
 
 How it works
 ------------
-Each source (an opaque hashable key: an IP string, better an IPv6 /64 prefix, or a (tenant, IP) pair)
-keeps the times of its recent failures in a deque of at most ``limit + 1`` entries.  A failure counts
+Each source (an opaque hashable key: an address from :func:`address_key`, which folds an IPv6 /64
+into one, or an account) keeps the times of its recent failures in a deque of at most ``limit + 1``
+entries, each failure with an optional tag (the account it was against).  A failure counts
 for ``window`` seconds: the window is half-open, ``(now - window, now]``, so a failure exactly
 ``window`` seconds old no longer counts.  The failure that makes the count exceed ``limit`` bans the
 source for ``ban_time`` seconds, ``[now, now + ban_time)``, and clears its history, so after the ban
@@ -18,16 +19,35 @@ Memory is bounded by two ordered tables, each of at most ``max_sources`` entries
 * bans in expiry order (``ban_time`` is fixed, so insertion order is expiry order): expired bans are
   pruned from the front; when the table is full the ban closest to expiry is dropped.
 
-Every call does O(1) amortized work.  Time is the caller's ``now`` (a monotonic clock), never read
+A success forgets the failures of its source with its tag only: a success from an address for one
+account must not wipe out that address's guesses at other accounts (an attacker who knows one password
+would interleave it with guesses at another and never reach the limit).
+
+Every call does O(1) amortized work (a tagged success walks at most ``limit + 1`` entries).  Time is the caller's ``now`` (a monotonic clock), never read
 here.  The pruning assumes ``now`` does not go backwards; if it does, pruning merely stops early.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections import OrderedDict, deque
 from collections.abc import Hashable
 
-__all__ = ["FailureThrottle"]
+__all__ = ["FailureThrottle", "address_key"]
+
+
+def address_key(address: str) -> str:
+    """The key failures from ``address`` are counted under: an IPv4 address, or an IPv6 address's /64
+    (the smallest block one subscriber is normally given, so rotating through it gains nothing)."""
+    try:
+        ip = ipaddress.ip_address(address.strip("[]"))
+    except ValueError:
+        return address  # a host name or an already-built key: used as given
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:  # a dual-stack socket's view of an IPv4 peer: the same peer
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 class FailureThrottle:
@@ -44,7 +64,7 @@ class FailureThrottle:
         self.window = window
         self.ban_time = ban_time
         self.max_sources = max_sources
-        self._failures: OrderedDict[Hashable, deque[float]] = OrderedDict()
+        self._failures: OrderedDict[Hashable, deque[tuple[float, Hashable]]] = OrderedDict()  # (time, tag)
         self._bans: OrderedDict[Hashable, float] = OrderedDict()  # source -> banned until
 
     def is_blocked(self, source: Hashable, now: float) -> bool:
@@ -52,8 +72,8 @@ class FailureThrottle:
         until = self._bans.get(source)
         return until is not None and now < until
 
-    def record_failure(self, source: Hashable, now: float) -> bool:
-        """Count a failure; True exactly when this failure starts a new ban."""
+    def record_failure(self, source: Hashable, now: float, tag: Hashable = None) -> bool:
+        """Count a failure (against ``tag``, e.g. an account); True exactly when it starts a new ban."""
         if self.is_blocked(source, now):
             return False
         self._prune_failures(now)
@@ -65,9 +85,9 @@ class FailureThrottle:
         else:
             self._failures.move_to_end(source)
             horizon = now - self.window
-            while times and times[0] <= horizon:
+            while times and times[0][0] <= horizon:
                 times.popleft()
-        times.append(now)
+        times.append((now, tag))
         if len(times) <= self.limit:
             return False
         del self._failures[source]
@@ -77,9 +97,21 @@ class FailureThrottle:
         self._bans[source] = now + self.ban_time
         return True
 
-    def record_success(self, source: Hashable) -> None:
-        """Forget the failures of ``source`` (an active ban stays)."""
-        self._failures.pop(source, None)
+    def record_success(self, source: Hashable, tag: Hashable = None) -> None:
+        """Forget the failures of ``source`` against ``tag`` (all of them when ``tag`` is None); an active
+        ban stays."""
+        if tag is None:
+            self._failures.pop(source, None)
+            return
+        times = self._failures.get(source)
+        if times is None:
+            return
+        kept = [entry for entry in times if entry[1] != tag]
+        if not kept:
+            del self._failures[source]
+        elif len(kept) != len(times):
+            times.clear()
+            times.extend(kept)
 
     def _prune_bans(self, now: float) -> None:
         bans = self._bans
@@ -94,7 +126,7 @@ class FailureThrottle:
         horizon = now - self.window
         while failures:
             source, times = next(iter(failures.items()))
-            if times and times[-1] > horizon:
+            if times and times[-1][0] > horizon:
                 return
             del failures[source]
 

@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from zvonok import metrics
 from zvonok.logs import get_logger
 from zvonok.pstn.routing import PstnSnapshot, TrunkInfo
 from zvonok.sip.message import Request
@@ -132,6 +133,7 @@ class Trunks:
         async with self._reload_lock:
             snapshot = await self.loader()
             self.snapshot = snapshot
+            metrics.ROUTING_SNAPSHOTS.inc()
             wanted = {t.id: t for t in snapshot.trunks.values() if t.register and t.username and t.password}
             for trunk_id, reg in list(self._registrations.items()):
                 trunk = wanted.get(trunk_id)

@@ -3,9 +3,11 @@
 Each accepted connection gets a number; a message received on it carries that number in its
 :class:`Peer`, and anything sent to such a peer goes back on the same connection (§18.2.2). A framing
 error (bad Content-Length, oversized message) closes the connection: the stream cannot be resynchronised
-(RFC 4475 §3.1.2.3, §3.3.9). Idle connections are closed after a timeout. A later TLS or WebSocket
-transport produces the same (message or error, Peer) pairs, so nothing above changes: SIP over TLS
-(RFC 3261 §26.2, :mod:`.tls`) is this same transport given an SSL context (its peers say ``tls``).
+(RFC 4475 §3.1.2.3, §3.3.9). Connections beyond the caps (overall, per address) are closed as soon as
+they are accepted, and one sweep closes those whose deadline passed (idle, a message begun but not
+finished, no message at all: see :mod:`zvonok.transport.limits`). A later TLS or WebSocket transport
+produces the same (message or error, Peer) pairs, so nothing above changes: SIP over TLS (RFC 3261
+§26.2, :mod:`.tls`) is this same transport given an SSL context (its peers say ``tls``).
 """
 
 from __future__ import annotations
@@ -13,17 +15,31 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Callable
+from dataclasses import dataclass
 from ssl import SSLContext
 
+from zvonok import metrics
 from zvonok.logs import get_logger
 from zvonok.sip.errors import SipParseError
 from zvonok.sip.message import Request, Response, StreamFramer
 from zvonok.sip.peer import Peer
+from zvonok.transport.limits import ConnectionTable, StreamDeadlines
 
 log = get_logger(__name__)
 
 StreamHandler = Callable[[Request | Response | SipParseError, bytes, Peer], None]
 _ids = itertools.count(1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TcpLimits:
+    """The caps and deadlines of the listener (their defaults and meaning: ``zvonok.config.Settings.sip_tcp_*``)."""
+
+    max_connections: int
+    max_per_address: int
+    idle_timeout: float
+    message_timeout: float
+    first_message_timeout: float
 
 
 class TcpConnection(asyncio.Protocol):
@@ -33,24 +49,36 @@ class TcpConnection(asyncio.Protocol):
         self.framer = StreamFramer(server.max_size)
         self.transport: asyncio.Transport | None = None
         self.peer: Peer | None = None
-        self.last_activity = 0.0
+        self.deadlines: StreamDeadlines | None = None  # None: refused, never counted
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's TCPTransport is no subclass
         host, port = transport.get_extra_info("peername")[:2]
         self.peer = Peer(transport=self.server.name, host=host, port=port, connection=self.id)
+        if not self.server.table.admit(host):
+            # closed at once, before reading a byte: the descriptor is back within this callback
+            metrics.child(metrics.CONNECTIONS_CLOSED, "sip", "refused").inc()
+            log.debug("sip connection refused: connection cap", peer=str(self.peer))
+            transport.abort()  # type: ignore[attr-defined]
+            return
+        limits = self.server.limits
+        self.deadlines = StreamDeadlines(asyncio.get_running_loop().time(), idle=limits.idle_timeout,
+                                         message=limits.message_timeout, first=limits.first_message_timeout)
         self.server.connections[self.id] = self
-        self.last_activity = asyncio.get_running_loop().time()
 
     def data_received(self, data: bytes) -> None:
+        if self.deadlines is None:
+            return  # refused, closing
         assert self.peer is not None and self.transport is not None
-        self.last_activity = asyncio.get_running_loop().time()
         try:
             items = self.framer.feed(data)
         except SipParseError as exc:
             log.info("closing sip connection after framing error", peer=str(self.peer), error=exc.reason)
             self.transport.close()
             return
+        self.deadlines.on_data(asyncio.get_running_loop().time(), buffered=self.framer.buffered,
+                               completed=len(items) + self.framer.pongs,
+                               valid=any(not isinstance(item, SipParseError) for item, _ in items))
         if self.framer.pongs:
             self.transport.write(b"\r\n" * self.framer.pongs)  # RFC 5626 §4.4.1 keep-alive pong
             self.framer.pongs = 0
@@ -58,6 +86,8 @@ class TcpConnection(asyncio.Protocol):
             self.server.handler(item, raw, self.peer)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.deadlines is not None and self.peer is not None:
+            self.server.table.release(self.peer.host)
         self.server.connections.pop(self.id, None)
 
     def send(self, data: bytes) -> None:
@@ -68,13 +98,14 @@ class TcpConnection(asyncio.Protocol):
 class TcpTransport:
     """A listening TCP socket and its connections; with ``ssl``, SIP over TLS (the peers' transport ``tls``)."""
 
-    def __init__(self, handler: StreamHandler, max_size: int = 65535, idle_timeout: float = 300.0, *,
+    def __init__(self, handler: StreamHandler, max_size: int, limits: TcpLimits, *,
                  ssl: SSLContext | None = None) -> None:
         self.ssl = ssl
         self.name = "tls" if ssl is not None else "tcp"
         self.handler = handler
         self.max_size = max_size
-        self.idle_timeout = idle_timeout
+        self.limits = limits
+        self.table = ConnectionTable(self.limits.max_connections, self.limits.max_per_address)
         self.connections: dict[int, TcpConnection] = {}
         self._server: asyncio.Server | None = None
         self._reaper: asyncio.Task[None] | None = None
@@ -85,15 +116,23 @@ class TcpTransport:
         self._server = await loop.create_server(lambda: TcpConnection(self), host, port, reuse_address=True,
                                                 ssl=self.ssl)
         self.local = self._server.sockets[0].getsockname()[:2]
-        self._reaper = asyncio.create_task(self._reap_idle())
+        self._reaper = asyncio.create_task(self._reap())
 
-    async def _reap_idle(self) -> None:
+    async def _reap(self) -> None:
+        """One sweep for every connection's deadlines: a few thousand comparisons a second cost less than
+        a timer handle per connection re-armed on every segment."""
+        limits = self.limits
+        tick = max(0.05, min(1.0, limits.message_timeout / 4, limits.first_message_timeout / 4,
+                             limits.idle_timeout / 4))
         loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(min(30.0, self.idle_timeout / 2))
-            limit = loop.time() - self.idle_timeout
+            await asyncio.sleep(tick)
+            now = loop.time()
             for conn in list(self.connections.values()):
-                if conn.last_activity < limit and conn.transport is not None:
+                reason = conn.deadlines.expired(now) if conn.deadlines is not None else None
+                if reason is not None and conn.transport is not None and not conn.transport.is_closing():
+                    metrics.child(metrics.CONNECTIONS_CLOSED, "sip", reason).inc()
+                    log.debug("closing sip connection", peer=str(conn.peer), reason=reason)
                     conn.transport.close()
 
     def send(self, data: bytes, peer: Peer) -> bool:
