@@ -6,12 +6,21 @@ written over the files is what the next handshake presents; a broken one leaves 
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 from pathlib import Path
 
+from zvonok.config import Settings
+from zvonok.org.service import SipCredentials
+from zvonok.sip.digest import Algorithm, DigestVerifier, NonceManager
 from zvonok.sip.errors import SipParseError
 from zvonok.sip.message import Request, Response
 from zvonok.sip.peer import Peer
+from zvonok.telephony.auth import Authenticator, CredentialCache
+from zvonok.telephony.location import Location
+from zvonok.telephony.registrar import Registrar, RegistrarConfig
+from zvonok.telephony.service import SipService
+from zvonok.telephony.throttle import FailureThrottle
 from zvonok.transport.tcp import TcpLimits, TcpTransport
 from zvonok.transport.tls import ServerCertificate, write_self_signed
 
@@ -78,3 +87,42 @@ async def test_sip_over_tls_and_certificate_reload(tmp_path: Path) -> None:
         assert await presented(port) == renewed
     finally:
         await transport.close()
+
+
+async def test_sip_service_answers_over_tls_and_counts_tls_with_tcp(tmp_path: Path) -> None:
+    """The service's TLS listener: OPTIONS answered on the TLS connection; its connections count against
+    the same SIP stream cap as TCP's (the descriptor budget reserves one number for both)."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    write_self_signed(cert, key, ["127.0.0.1"])
+
+    async def lookup(domain: str, user: str) -> SipCredentials | None:
+        return None
+
+    auth = Authenticator(
+        credentials=CredentialCache(lookup),
+        verifier=DigestVerifier(NonceManager(os.urandom(32), 300, os.urandom), [Algorithm.MD5]),
+        throttle=FailureThrottle(100, 60, 60), to_tag=lambda: os.urandom(4).hex(),
+    )
+    settings = Settings(sip_host="127.0.0.1", sip_port=0, sip_tls_port=0, sip_tls_cert=cert, sip_tls_key=key,
+                        sip_tcp_max_connections=2)
+    service = SipService(settings, Registrar(location=Location(), auth=auth, config=RegistrarConfig()))
+    await service.start()
+    client = ssl.create_default_context(cafile=cert)
+    client.check_hostname = False
+    opened: list[asyncio.StreamWriter] = []
+    try:
+        assert service.port_for("tls") == service.tls_port != service.port_for("udp") == service.local[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", service.tls_port, ssl=client)
+        opened.append(writer)
+        writer.write(OPTIONS)
+        answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert answer.startswith(b"SIP/2.0 200 OK") and b"Via: SIP/2.0/TLS" in answer
+        _, tcp_writer = await asyncio.open_connection("127.0.0.1", service.local[1])  # the second of two
+        opened.append(tcp_writer)
+        third, writer3 = await asyncio.open_connection("127.0.0.1", service.tls_port, ssl=client)
+        opened.append(writer3)
+        assert await asyncio.wait_for(third.read(), 10) == b""  # over the cap: closed at once
+    finally:
+        for w in opened:
+            w.close()
+        await service.stop()

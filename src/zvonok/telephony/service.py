@@ -124,9 +124,12 @@ class SipService:
         self.local = (host, self.udp.local[1])
         if self.settings.sip_tls_cert is not None and self.settings.sip_tls_key is not None:
             self.certificate = ServerCertificate(self.settings.sip_tls_cert, self.settings.sip_tls_key)
-            # the same caps and deadlines as SIP-TCP, counted on their own (TLS phones are not starved by TCP)
             self.tls = TcpTransport(self._on_stream, self.settings.sip_max_message_size, self._tcp_limits(),
                                     ssl=self.certificate.context)
+            # the same deadlines, and the same caps counted together with SIP-TCP: the descriptor budget
+            # (zvonok.server) reserves sip_tcp_max_connections for SIP streams, TLS included
+            assert self.tcp is not None
+            self.tls.table = self.tcp.table
             await self.tls.start(host, self.settings.sip_tls_port)
             self.tls_port = self.tls.local[1]
             task = asyncio.ensure_future(self._watch_certificate(self.certificate))
