@@ -167,6 +167,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from zvonok.org.demo import seed_demo
 
     info = with_db(settings, lambda db: seed_demo(db, settings))
+    settings = _demo_certificate(settings, info.domain)
     if args.json:
         _json(info.to_dict())
     else:
@@ -180,6 +181,11 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         first = info.extensions[0]
         _out("For example, a line for baresip's ~/.baresip/accounts:")
         _out(f'  <sip:{first.number}@{info.domain}>;auth_pass={first.password};outbound="sip:{server}"')
+        tls = f"{sip_host}:{settings.sip_tls_port}"
+        _out(f"SIP over TLS on {tls} (certificate {settings.sip_tls_cert}, self-signed: tell the phone to trust it),")
+        _out("with SRTP media when the phone offers it (baresip: module srtp.so and mediaenc=srtp-mand):")
+        _out(f'  <sip:{first.number}@{info.domain};transport=tls>;auth_pass={first.password};'
+             f'outbound="sip:{tls};transport=tls";mediaenc=srtp-mand')
         _out(f"Web/API admin: {info.admin_login} / {info.admin_password}")
         _out(f"API token (tenant admin): {info.api_token}")
         _out(f"API docs: http://{settings.http_host}:{settings.http_port}/docs")
@@ -191,6 +197,20 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         # a softphone given only the server's address registers to the demo company
         settings = settings.model_copy(update={"sip_default_domain": info.domain})
     return cmd_serve(args, settings)
+
+
+def _demo_certificate(settings: Settings, domain: str) -> Settings:
+    """The demo serves SIP over TLS too: with a self-signed pair made once into the data directory, unless
+    a certificate is configured."""
+    if settings.sip_tls_cert is not None:
+        return settings
+    from zvonok.transport.tls import write_self_signed
+
+    cert, key = settings.data_dir / "tls" / "cert.pem", settings.data_dir / "tls" / "key.pem"
+    if not (cert.exists() and key.exists()):
+        host = settings.sip_advertised_host or settings.sip_host
+        write_self_signed(cert, key, list(dict.fromkeys([host, domain, "localhost", "127.0.0.1"])))
+    return settings.model_copy(update={"sip_tls_cert": cert, "sip_tls_key": key})
 
 
 def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:

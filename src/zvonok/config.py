@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     sip_tcp_idle_timeout: float = Field(default=300.0, gt=0,
                                         description="Close TCP connections that sent no byte for this long, seconds")
     sip_tcp_max_connections: int = Field(
-        default=2000, ge=1, description="SIP-TCP connections open at once; more are closed as they arrive (as "
+        default=2000, ge=1, description="SIP-TCP and SIP-TLS connections open at once (together); more are closed as they arrive (as "
         "Kamailio's tcp_max_connections). Lowered at start if the file-descriptor limit cannot also hold the "
         "RTP port range (the budget is logged)")
     sip_tcp_max_per_address: int = Field(
@@ -64,6 +64,19 @@ class Settings(BaseSettings):
     sip_tcp_first_message_timeout: float = Field(
         default=30.0, gt=0, description="Close a new SIP-TCP connection that sent no well-formed SIP message "
         "within this, seconds (as Asterisk's tcpauthtimeout)")
+    sip_tls_port: int = Field(default=5061, ge=0, le=65535,
+                              description="SIP over TLS port (with sip_tls_cert and sip_tls_key); 0 picks a free one")
+    sip_tls_cert: Path | None = Field(default=None, description="PEM certificate (chain) of the TLS listener; "
+                                      "none: no TLS. Reloaded when the file changes")
+    sip_tls_key: Path | None = Field(default=None, description="PEM private key of sip_tls_cert")
+    sip_tls_reload_interval: float = Field(default=5.0, gt=0,
+                                           description="How often the certificate files are checked for a change")
+    srtp_policy: Literal["required", "optional", "off"] = Field(
+        default="optional",
+        description="SRTP (SDES keys, AES_CM_128_HMAC_SHA1_80) on TLS legs, unless an extension or trunk sets its "
+        "own: required (plain offers get 488, devices not on TLS are not rung), optional (SRTP when the "
+        "device offers it; our offers to TLS devices are SRTP), off (plain RTP). Never on UDP/TCP legs: "
+        "the keys would travel in the clear")
 
     # Media and calls
     rtp_port_min: int = Field(default=20000, ge=1024, le=65534, description="First RTP port (even)")

@@ -185,7 +185,7 @@ async def build(settings: Settings) -> Runtime:
                            flood=FailureThrottle(settings.invite_rate_limit, 1.0, settings.invite_flood_ban),
                            session_min_se=settings.session_min_se,
                            ringback=settings.ringback, busy_tone_seconds=settings.busy_tone_seconds,
-                           trunks=trunks)
+                           trunks=trunks, srtp_policy=settings.srtp_policy)
     app = create_app(settings, db, routers=[registrations_router(location), cdr_http.router, events_router(bus),
                                             pstn_http.router])
     app.state.trunk_status = trunks.status  # GET .../trunks/{id}/status (zvonok.pstn.http)

@@ -34,6 +34,7 @@ class Baresip:
     trace: bool = False  # log every SIP message (baresip -s) into the log file
     sip_port: int = field(default_factory=lambda: free_port(socket.SOCK_DGRAM))
     ctrl_port: int = field(default_factory=free_port)
+    config: list[str] = field(default_factory=list)  # more lines of its config (modules, TLS CA file …)
     events: list[dict[str, Any]] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
     _sock: socket.socket | None = None
@@ -59,6 +60,7 @@ class Baresip:
             "module_app account.so", "module_app menu.so",
             "module ctrl_tcp.so",
             f"ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}",
+            *self.config,
             "",
         ]))
         # the account is added over the control socket once it is connected, so that no event is lost

@@ -102,6 +102,13 @@ def test_demo_json_is_idempotent(capsys: pytest.CaptureFixture[str], dd: list[st
     assert first["admin_login"] == "admin@demo.zvonok.local" and first["api_token"].startswith("zv_")
     code, out, _ = run(capsys, *dd, "demo", "--no-serve", "--sip-port", "5080")
     assert "127.0.0.1:5080" in out and first["extensions"][0]["password"] in out and "/docs" in out
+    # TLS with a self-signed pair made once into the data directory (kept on the next run)
+    cert = Path(dd[1]) / "tls" / "cert.pem"
+    assert "127.0.0.1:5061" in out and "transport=tls" in out and str(cert) in out
+    pem = cert.read_text()
+    assert "BEGIN CERTIFICATE" in pem and (cert.parent / "key.pem").stat().st_mode & 0o077 == 0
+    run(capsys, *dd, "demo", "--no-serve")
+    assert cert.read_text() == pem
     code, out, _ = run(capsys, *dd, "extension", "list", "--tenant", "demo.zvonok.local", "--json")
     assert len(json.loads(out)) == 4
 

@@ -1,5 +1,5 @@
 """The in-process media engine on loopback with real UDP sockets: two fake peers, relay, transcoding,
-latching, recording, DTMF, playback, inactivity and port release (asyncio and uvloop).
+latching, recording, DTMF, playback, inactivity, port release and SRTP (asyncio and uvloop).
 
 No timing assertions: every wait has a generous timeout and checks content, not speed.
 """
@@ -7,6 +7,7 @@ No timing assertions: every wait has a generous timeout and checks content, not 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import socket
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 import uvloop
+from pylibsrtp import Error as SrtpError
 
 from zvonok.media import g711
 from zvonok.media.dtmf import event_payloads
@@ -23,8 +25,9 @@ from zvonok.media.engine import InProcessMediaEngine
 from zvonok.media.errors import MediaUsageError
 from zvonok.media.events import DtmfReceived, MediaTimeout, PlaybackFinished
 from zvonok.media.g711 import Codec
-from zvonok.media.interface import Endpoint, MediaEngine, Prompt, Tone
+from zvonok.media.interface import Endpoint, MediaEngine, Prompt, SrtpKeys, Tone
 from zvonok.media.rtp import RtpPacket, build_rtp, parse_rtp, seq_delta
+from zvonok.media.srtp import rx_session, tx_session
 from zvonok.media.tones import dominant_frequency, sine
 from zvonok.media.wav import WavWriter, read_wav
 
@@ -356,3 +359,87 @@ async def test_ports_exhausted_and_reused() -> None:
         assert third.local_address.port == first.local_address.port != second.local_address.port
     finally:
         await engine.close()
+
+
+# --- SRTP: a leg whose peer speaks SRTP bridged to a plain RTP leg ---------------------------------------
+
+
+class RawPeer(FakePeer):
+    """Keeps the datagrams as they arrived (SRTP cannot be parsed as RTP payload)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.raw: list[bytes] = []
+
+    def datagram_received(self, data: bytes, addr: tuple[object, ...]) -> None:
+        self.raw.append(data)
+        self.arrived.set()
+
+
+async def srtp_scenario() -> None:
+    engine = make_engine()
+    ours, theirs = os.urandom(30), os.urandom(30)  # our a=crypto key, the SRTP phone's
+    secure = await engine.create_endpoint(1, "c", [Codec.PCMU])
+    plain = await engine.create_endpoint(1, "c", [Codec.PCMU])
+    srtp_phone, plain_phone = await RawPeer.open(), await FakePeer.open()
+    try:
+        await engine.set_remote(secure, HOST, srtp_phone.port, payload_type=0, codec=Codec.PCMU,
+                                srtp=SrtpKeys(local=ours, remote=theirs))
+        await engine.set_remote(plain, HOST, plain_phone.port, payload_type=0, codec=Codec.PCMU)
+        await engine.bridge(secure, plain)
+        protect = tx_session(theirs).protect
+        unprotect = rx_session(ours).unprotect
+        tone_in, tone_out = sine(1000.0, amplitude=0.5), sine(440.0, amplitude=0.5)
+        sent_plain: list[bytes] = []
+        for seq in range(50):
+            packet = build_rtp(payload_type=0, sequence=seq, timestamp=seq * 160, ssrc=0x5EC,
+                               payload=g711.encode(Codec.PCMU, tone_in.read_frame()))
+            srtp_phone.send(protect(packet), secure)
+            out = build_rtp(payload_type=0, sequence=seq, timestamp=seq * 160, ssrc=0x9A1,
+                            payload=g711.encode(Codec.PCMU, tone_out.read_frame()))
+            sent_plain.append(out)
+            plain_phone.send(out, plain)
+            await asyncio.sleep(0.002)
+        await wait_until(lambda: len(plain_phone.packets) >= 45 and len(srtp_phone.raw) >= 45)
+        # the SRTP side decrypts to the plain side's audio, and none of it went out in the clear
+        heard = np.concatenate([g711.decode(Codec.PCMU, parse_rtp(unprotect(d)).payload) for d in srtp_phone.raw])
+        assert abs(dominant_frequency(heard) - 440.0) < 20
+        payloads = {parse_rtp(p).payload for p in sent_plain}
+        assert not any(d[12:12 + 160] in payloads for d in srtp_phone.raw)
+        assert all(len(d) == 12 + 160 + 10 for d in srtp_phone.raw)  # the 80-bit auth tag
+        got = np.concatenate([g711.decode(Codec.PCMU, p.payload) for p in plain_phone.packets])
+        assert abs(dominant_frequency(got) - 1000.0) < 20
+        # a packet protected with another key (a forger, or a wrong a=crypto) is dropped
+        before = len(plain_phone.packets)
+        forged = tx_session(os.urandom(30)).protect(build_rtp(payload_type=0, sequence=60, timestamp=9600,
+                                                              ssrc=0x5EC, payload=b"\xff" * 160))
+        srtp_phone.send(forged, secure)
+        srtp_phone.send(protect(build_rtp(payload_type=0, sequence=61, timestamp=9760, ssrc=0x5EC,
+                                          payload=b"\x7f" * 160)), secure)
+        await wait_until(lambda: len(plain_phone.packets) > before)
+        assert [p.payload for p in plain_phone.packets[before:]] == [b"\x7f" * 160]
+        try:
+            rx_session(ours).unprotect(srtp_phone.raw[0][:-10] + b"\x00" * 10)
+        except SrtpError:
+            pass
+        else:
+            raise AssertionError("a tampered packet must fail authentication")
+        # back to plain RTP (a re-INVITE without crypto): sent in the clear again
+        await engine.set_remote(secure, HOST, srtp_phone.port, payload_type=0, codec=Codec.PCMU)
+        srtp_phone.raw.clear()
+        plain_phone.send(sent_plain[0], plain)
+        await wait_until(lambda: len(srtp_phone.raw) >= 1)
+        assert parse_rtp(srtp_phone.raw[0]).payload == parse_rtp(sent_plain[0]).payload
+    finally:
+        srtp_phone.close()
+        plain_phone.close()
+        await engine.close()
+
+
+async def test_srtp_leg_bridged_to_plain_leg() -> None:
+    await srtp_scenario()
+
+
+def test_srtp_leg_under_uvloop() -> None:
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(srtp_scenario())

@@ -20,6 +20,9 @@ Latching (symmetric RTP, RFC 4961, for peers behind NAT) and RTP-bleed protectio
   A blind attacker knows neither the SSRC nor the sequence, so it cannot steal a live stream.
 * ``set_remote`` with a different address starts over (unlatched).
 
+SRTP (:mod:`.srtp`) wraps a leg's socket transport and protocol when ``set_remote`` gives it keys; the
+code above never sees it, and plain legs pay nothing for it.
+
 Pacing (play) uses absolute deadlines with ``loop.call_at``; callbacks to the call engine are scheduled
 with ``loop.call_soon``, so a failing callback can never break the socket's protocol.
 """
@@ -56,6 +59,7 @@ from .interface import (
 )
 from .recording import SlotRecorder
 from .rtp import RTP_HEADER, SsrcRewriter, parse_rtcp, rtp_payload_bounds, seq_delta
+from .srtp import SrtpKeys, SrtpReceiver, SrtpSender, rx_session, tx_session
 from .stats import MediaStats, StreamStats
 from .tones import FrameSource, ToneGenerator
 from .wav import WavSource, WavWriter
@@ -134,7 +138,7 @@ class _Leg(asyncio.DatagramProtocol):
         "audio_pt", "candidate", "closed", "codec", "dtmf", "endpoint", "event_pt", "inactivity",
         "inactivity_handle", "inactivity_reported", "inactivity_since", "loop", "on_dtmf", "peer", "player",
         "r_audio_pt", "r_event_pt", "r_table", "recorders", "rewriter", "rtcp", "rtcp_transport", "sdp_addr",
-        "send_addr", "src_addr", "stats", "transport",
+        "send_addr", "src_addr", "srtp", "stats", "transport",
     )
 
     def __init__(self, endpoint: Endpoint, loop: asyncio.AbstractEventLoop) -> None:
@@ -143,6 +147,7 @@ class _Leg(asyncio.DatagramProtocol):
         self.transport: Any = None  # uvloop's UDPTransport is no asyncio.DatagramTransport subclass
         self.rtcp_transport: Any = None
         self.rtcp: _RtcpProtocol | None = None
+        self.srtp: tuple[SrtpKeys, Any] | None = None  # the keys and the plain socket transport
         self.closed: asyncio.Future[None] = loop.create_future()
         self.sdp_addr: tuple[str, int] | None = None
         self.send_addr: tuple[Any, ...] | None = None  # where our packets go: SDP address, then latched
@@ -350,6 +355,21 @@ class _Leg(asyncio.DatagramProtocol):
         self.r_event_pt = peer.event_pt if self.event_pt is not None else None
         self.r_table = transcode_table(self.codec, peer.codec)
 
+    def set_srtp(self, keys: SrtpKeys | None) -> None:
+        """Protect/unprotect with ``keys`` from now on (None: plain RTP again)."""
+        current = self.srtp
+        if (current[0] if current is not None else None) == keys:
+            return
+        raw = current[1] if current is not None else self.transport
+        if keys is None:
+            self.srtp = None
+            self.transport = raw
+            raw.set_protocol(self)
+            return
+        self.srtp = (keys, raw)
+        self.transport = SrtpSender(raw, tx_session(keys.local))
+        raw.set_protocol(SrtpReceiver(self, rx_session(keys.remote)))
+
     def remote(self) -> tuple[str, int] | None:
         return (str(self.send_addr[0]), int(self.send_addr[1])) if self.send_addr else None
 
@@ -452,8 +472,9 @@ class InProcessMediaEngine:
         return leg
 
     async def set_remote(self, endpoint: Endpoint, host: str, port: int, *, payload_type: int, codec: Codec,
-                         telephone_event_pt: int | None = None) -> None:
+                         telephone_event_pt: int | None = None, srtp: SrtpKeys | None = None) -> None:
         leg = self._leg(endpoint)
+        leg.set_srtp(srtp)
         if codec not in endpoint.codecs:
             raise MediaUsageError(f"{codec} was not offered on endpoint {endpoint.id}")
         if (host, port) != leg.sdp_addr:

@@ -19,12 +19,13 @@ from typing import Protocol
 
 from .events import DtmfReceived, MediaTimeout, PlaybackFinished
 from .g711 import Codec
+from .srtp import SrtpKeys
 from .stats import MediaStats
 
 __all__ = [
     "BUSY_RU", "RINGBACK_RU", "Address", "Codec", "DtmfCallback", "DtmfReceived", "Endpoint", "InactivityCallback",
     "MediaEngine", "MediaStats", "MediaTimeout", "PlaySource", "PlaybackCallback", "PlaybackFinished", "Prompt",
-    "Recording", "RecordingInfo", "Tone",
+    "Recording", "RecordingInfo", "SrtpKeys", "Tone",
 ]
 
 
@@ -100,9 +101,13 @@ class MediaEngine(Protocol):
 
     async def set_remote(
         self, endpoint: Endpoint, host: str, port: int, *, payload_type: int, codec: Codec,
-        telephone_event_pt: int | None = None,
+        telephone_event_pt: int | None = None, srtp: SrtpKeys | None = None,
     ) -> None:
-        """The peer's SDP address and chosen codec (again on a re-INVITE; a new address resets latching)."""
+        """The peer's SDP address and chosen codec (again on a re-INVITE; a new address resets latching).
+
+        ``srtp``: the leg's SDES keys — what goes to the peer is protected, what comes from it unprotected
+        (None: plain RTP). New keys start new SRTP sessions; the same keys keep the running ones.
+        """
         ...
 
     async def bridge(self, a: Endpoint, b: Endpoint) -> None:

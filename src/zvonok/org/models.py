@@ -97,6 +97,7 @@ class Extension(TenantScoped, Timestamped, Base):
     ha1_sha256: Mapped[str] = mapped_column(String(64))
     max_devices: Mapped[int] = mapped_column(Integer, default=5)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    srtp: Mapped[str | None] = mapped_column(String(8))  # required | optional | off; NULL: the server's default
 
 
 class Account(Timestamped, Base):

@@ -60,6 +60,7 @@ SipPassword = Annotated[str, StringConstraints(min_length=8, max_length=128)]
 WebPassword = Annotated[str, StringConstraints(min_length=8, max_length=256)]
 Phone = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9 ()-]{2,31}$")]
 TenantRole = Literal["tenant_admin", "employee"]
+SrtpPolicy = Literal["required", "optional", "off"]
 
 T = TypeVar("T")
 
@@ -210,6 +211,8 @@ class ExtensionCreate(_In):
     )
     max_devices: int = Field(default=5, ge=1, le=100)
     enabled: bool = True
+    srtp: SrtpPolicy | None = Field(default=None, description="SRTP on TLS legs: required (plain offers get 488), optional, off; "
+                                          "null: the server's ZVONOK_SRTP_POLICY")
 
 
 class ExtensionUpdate(_In):
@@ -219,6 +222,8 @@ class ExtensionUpdate(_In):
     sip_password: SipPassword | None = Field(default=None, description="Write-only")
     max_devices: int | None = Field(default=None, ge=1, le=100)
     enabled: bool | None = None
+    srtp: SrtpPolicy | None = Field(default=None, description="SRTP on TLS legs: required (plain offers get 488), optional, off; "
+                                          "null: the server's ZVONOK_SRTP_POLICY")
 
 
 class ExtensionOut(_Out):
@@ -230,6 +235,7 @@ class ExtensionOut(_Out):
     office_id: int | None
     max_devices: int
     enabled: bool
+    srtp: str | None
     created_at: datetime
     updated_at: datetime
 

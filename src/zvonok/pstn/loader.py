@@ -121,7 +121,7 @@ async def load_snapshot(db: Database) -> PstnSnapshot:
             id=t.id, tenant_id=t.tenant_id, name=t.name, kind=t.kind, host=t.host,
             address=await resolve_host(t.host, t.port), port=t.port, transport=t.transport,
             username=t.username, password=t.password, auth_username=t.auth_username, from_domain=t.from_domain,
-            register=t.register, register_expires=t.register_expires, inbound=inbound, max_calls=t.max_calls,
+            register=t.register, register_expires=t.register_expires, inbound=inbound, max_calls=t.max_calls, srtp=t.srtp,
             number_format=t.number_format,
             buy_tariff=tariffs.get(t.buy_tariff_id) if t.buy_tariff_id is not None else None,
             office_id=t.office_id)

@@ -77,6 +77,7 @@ class Trunk(Timestamped, Base):
     buy_tariff_id: Mapped[int | None] = mapped_column(ForeignKey("tariffs.id", ondelete="SET NULL"), index=True)
     office_id: Mapped[int | None] = mapped_column(ForeignKey("offices.id", ondelete="SET NULL"), index=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    srtp: Mapped[str | None] = mapped_column(String(8))  # required | optional | off; NULL: the server's default
 
 
 class PhoneNumber(Timestamped, Base):

@@ -46,6 +46,7 @@ class TrunkInfo:
     number_format: str = "e164"
     buy_tariff: Tariff | None = None
     office_id: int | None = None
+    srtp: str | None = None  # required | optional | off (None: the server's default)
 
     @property
     def domain(self) -> str:

@@ -86,6 +86,7 @@ HHMMEnd = Annotated[str, AfterValidator(lambda v: v if v == "24:00" else _hhmm(v
 PeriodName = Annotated[str, StringConstraints(pattern=f"^{PERIOD_NAME.pattern}$", max_length=32)]
 TrunkKindName = Literal["carrier", "pbx"]
 Transport = Literal["udp", "tcp"]
+SrtpPolicy = Literal["required", "optional", "off"]
 NumberFormatName = Literal["e164", "digits", "national"]
 DestinationKindName = Literal["extension", "ring", "voicemail", "queue", "external", "access", "schedule"]
 ServiceClassName = Literal["internal_only", "local", "long_distance", "international"]
@@ -120,6 +121,8 @@ class TrunkCreate(_In):
     buy_tariff_id: int | None = None
     office_id: int | None = None
     enabled: bool = True
+    srtp: SrtpPolicy | None = Field(default=None, description="SRTP on TLS legs: required (plain offers get 488; out through it only over TLS), optional, off; "
+                                          "null: the server's ZVONOK_SRTP_POLICY")
 
 
 class TrunkUpdate(_In):
@@ -140,6 +143,8 @@ class TrunkUpdate(_In):
     buy_tariff_id: int | None = None
     office_id: int | None = None
     enabled: bool | None = None
+    srtp: SrtpPolicy | None = Field(default=None, description="SRTP on TLS legs: required (plain offers get 488), optional, off; "
+                                          "null: the server's ZVONOK_SRTP_POLICY")
 
 
 class TrunkOut(_Out):
@@ -161,6 +166,7 @@ class TrunkOut(_Out):
     buy_tariff_id: int | None
     office_id: int | None
     enabled: bool
+    srtp: str | None
     has_password: Annotated[bool, BeforeValidator(lambda secret: bool(secret))] = Field(
         default=False, validation_alias="password"
     )

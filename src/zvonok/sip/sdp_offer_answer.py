@@ -9,13 +9,22 @@ same order (§6, §8.2). :func:`build_offer` writes our offers (a hold is an off
 same sess-id for the whole call, a sess-version that moves by one each time the description changes and
 stays put when it does not (§8, RFC 4566 §5.2). What the media engine needs comes out as
 :class:`NegotiatedMedia`, with the direction from *our* side.
+
+SRTP with SDES keys (RFC 4568, :mod:`.sdes`): given our ``srtp_key``, an RTP/SAVP offer with a crypto
+line we can run is answered RTP/SAVP with our key under the offer's tag, and so is an RTP/AVP offer that
+carries one (best-effort SRTP, as baresip's ``mediaenc=srtp`` and Asterisk send it); without our key, or
+with no usable crypto line, a SAVP stream is rejected. ``srtp_required`` rejects plain streams too, so
+a plain offer gets 488. Our offers with a key are RTP/SAVP. The peer's key comes out in
+:attr:`NegotiatedMedia.srtp_key`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
+from .sdes import SRTP_PROFILES, crypto_line, usable_crypto
 from .sdp import (
     Attribute,
     Connection,
@@ -28,7 +37,7 @@ from .sdp import (
 
 NOT_ACCEPTABLE_HERE = 488
 DEFAULT_PTIME = 20
-RTP_PROFILES = frozenset({"RTP/AVP", "RTP/AVPF"})  # SRTP (RTP/SAVP, …/SAVPF) is not handled: rejected
+RTP_PROFILES = frozenset({"RTP/AVP", "RTP/AVPF"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,6 +95,7 @@ class NegotiatedMedia:
     telephone_event_pt: int | None
     direction: Direction
     ptime: int = DEFAULT_PTIME
+    srtp_key: bytes | None = None  # the remote side's SRTP master key || salt (SDES): it protects with it
 
     @property
     def on_hold(self) -> bool:
@@ -171,7 +181,16 @@ def _codec_of(media: MediaDescription, fmt: str, supported: Sequence[Codec]) -> 
 
 
 def _usable(media: MediaDescription) -> bool:
-    return media.media.lower() == "audio" and media.port != 0 and media.proto.upper() in RTP_PROFILES
+    return (media.media.lower() == "audio" and media.port != 0
+            and media.proto.upper() in RTP_PROFILES | SRTP_PROFILES)
+
+
+def _remote_key(media: MediaDescription, srtp: bool, required: bool) -> tuple[int, bytes] | None | Literal[False]:
+    """The crypto tag and key we run ``media`` with; None for plain RTP; False when we cannot run it."""
+    crypto = usable_crypto(media.attribute_values("crypto")) if srtp else None
+    if crypto is None:
+        return False if required or media.proto.upper() in SRTP_PROFILES else None
+    return crypto.tag, crypto.keys[0].key
 
 
 def _select(media: MediaDescription, supported: Sequence[Codec]) -> tuple[int, Codec, int | None] | None:
@@ -194,7 +213,7 @@ def _select(media: MediaDescription, supported: Sequence[Codec]) -> tuple[int, C
 
 
 def _audio_section(port: int, proto: str, entries: Sequence[tuple[int, Codec]], ptime: int,
-                   direction: Direction) -> MediaDescription:
+                   direction: Direction, crypto: tuple[int, bytes] | None = None) -> MediaDescription:
     media = MediaDescription(media="audio", port=port, proto=proto, formats=[str(pt) for pt, _ in entries])
     for pt, codec in entries:
         channels = f"/{codec.channels}" if codec.channels != 1 else ""
@@ -203,6 +222,8 @@ def _audio_section(port: int, proto: str, entries: Sequence[tuple[int, Codec]], 
             media.attributes.append(Attribute("fmtp", f"{pt} {codec.fmtp}"))
     media.attributes.append(Attribute("ptime", str(ptime)))
     media.attributes.append(Attribute(direction.value))
+    if crypto is not None:
+        media.attributes.append(Attribute("crypto", crypto_line(*crypto)))
     return media
 
 
@@ -214,19 +235,22 @@ def _rejected(offered: MediaDescription) -> MediaDescription:
 
 def negotiate(offer: SessionDescription, supported: Sequence[Codec], local_host: str, local_port: int,
               session: LocalSession, *, direction: Direction = Direction.SENDRECV,
+              srtp_key: bytes | None = None, srtp_required: bool = False,
               ) -> tuple[SessionDescription, NegotiatedMedia]:
     """Answer ``offer`` (RFC 3264 §6): accept the first usable audio stream, reject the rest with port 0.
 
     ``direction`` is what we want (sendonly to hold the caller while answering); the answer carries it
     limited by the reverse of the offer's (§6.1: sendonly is answered recvonly, recvonly sendonly,
-    inactive inactive). Raises :class:`SdpError` with 488 when no stream has a codec in common.
+    inactive inactive). Raises :class:`SdpError` with 488 when no stream has a codec in common (or, see
+    the module doc, no SRTP we can run where it is needed).
     """
     answer = SessionDescription(origin=Origin("-", "0", 0), connection=_connection(local_host))
     chosen: NegotiatedMedia | None = None
     for offered in offer.media:
         selection = _select(offered, supported) if chosen is None and _usable(offered) else None
         connection = offer.connection_for(offered)
-        if selection is None or connection is None:
+        remote = _remote_key(offered, srtp_key is not None, srtp_required) if selection is not None else False
+        if selection is None or connection is None or remote is False:
             answer.media.append(_rejected(offered))
             continue
         pt, codec, event_pt = selection
@@ -236,10 +260,12 @@ def negotiate(offer: SessionDescription, supported: Sequence[Codec], local_host:
             entries.append((event_pt, events))
         ours = direction.limit(media_direction(offer, offered).reverse())
         ptime = offered.ptime or DEFAULT_PTIME
-        answer.media.append(_audio_section(local_port, offered.proto, entries, ptime, ours))
+        ours_crypto = (remote[0], srtp_key) if remote is not None and srtp_key is not None else None
+        answer.media.append(_audio_section(local_port, offered.proto, entries, ptime, ours, ours_crypto))
         chosen = NegotiatedMedia(
             remote_host=connection.host, remote_port=offered.port, payload_type=pt, codec_name=codec.name,
             clock_rate=codec.clock_rate, telephone_event_pt=event_pt, direction=ours, ptime=ptime,
+            srtp_key=remote[1] if remote is not None else None,
         )
     if chosen is None:
         raise SdpError("no audio stream with a codec in common", NOT_ACCEPTABLE_HERE)
@@ -248,15 +274,19 @@ def negotiate(offer: SessionDescription, supported: Sequence[Codec], local_host:
 
 
 def build_offer(local_host: str, local_port: int, codecs: Sequence[Codec], direction: Direction,
-                session: LocalSession, *, ptime: int = DEFAULT_PTIME) -> SessionDescription:
-    """Our offer of one audio stream with ``codecs`` in order of preference (RFC 3264 §5).
+                session: LocalSession, *, ptime: int = DEFAULT_PTIME,
+                srtp_key: bytes | None = None) -> SessionDescription:
+    """Our offer of one audio stream with ``codecs`` in order of preference (RFC 3264 §5); with
+    ``srtp_key``, RTP/SAVP with our key in ``a=crypto:1`` (RFC 4568).
 
     A hold is an offer with ``Direction.SENDONLY`` (or INACTIVE if we are held already), never
     c=0.0.0.0 (§8.4). Stamped by ``session``, so re-offering the same thing keeps the version.
     """
     offer = SessionDescription(origin=Origin("-", "0", 0), connection=_connection(local_host))
     offer.media.append(
-        _audio_section(local_port, "RTP/AVP", [(c.payload_type, c) for c in codecs], ptime, direction)
+        _audio_section(local_port, "RTP/SAVP" if srtp_key is not None else "RTP/AVP",
+                       [(c.payload_type, c) for c in codecs], ptime, direction,
+                       (1, srtp_key) if srtp_key is not None else None)
     )
     return session.stamp(offer, local_host)
 
@@ -267,21 +297,26 @@ def accept_answer(offer: SessionDescription, answer: SessionDescription,
 
     Media streams pair up by position (§6). The codec is the first in the answer's list that we support;
     the direction is ours as offered, limited by the reverse of the answer's. 488 when the answer has no
-    usable audio stream (the caller then ends or re-offers).
+    usable audio stream (the caller then ends or re-offers). When we offered SRTP the answer must accept
+    it with a key under the tag we offered (RFC 4568 §5.1.2).
     """
     for index, answered in enumerate(answer.media):
         if index >= len(offer.media) or not _usable(answered):
             continue
         selection = _select(answered, supported)
         connection = answer.connection_for(answered)
-        if selection is None or connection is None:
+        offered = offer.media[index]
+        srtp = offered.proto.upper() in SRTP_PROFILES
+        remote = _remote_key(answered, srtp, srtp)
+        if selection is None or connection is None or remote is False:
+            continue
+        if remote is not None and str(remote[0]) not in [v.split(" ", 1)[0] for v in offered.attribute_values("crypto")]:
             continue
         pt, codec, event_pt = selection
-        offered = offer.media[index]
         ours = media_direction(offer, offered).limit(media_direction(answer, answered).reverse())
         return NegotiatedMedia(
             remote_host=connection.host, remote_port=answered.port, payload_type=pt, codec_name=codec.name,
             clock_rate=codec.clock_rate, telephone_event_pt=event_pt, direction=ours,
-            ptime=answered.ptime or DEFAULT_PTIME,
+            ptime=answered.ptime or DEFAULT_PTIME, srtp_key=remote[1] if remote is not None else None,
         )
     raise SdpError("the answer accepts no audio stream we can use", NOT_ACCEPTABLE_HERE)

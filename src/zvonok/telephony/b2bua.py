@@ -32,7 +32,7 @@ from zvonok.bus import Bus
 from zvonok.logs import get_logger
 from zvonok.media.events import MediaTimeout
 from zvonok.media.g711 import Codec as MediaCodec
-from zvonok.media.interface import BUSY_RU, RINGBACK_RU, Endpoint, MediaEngine
+from zvonok.media.interface import BUSY_RU, RINGBACK_RU, Endpoint, MediaEngine, SrtpKeys
 from zvonok.pstn.routing import CallerProfile
 from zvonok.sip.dialog import (
     Dialog,
@@ -94,6 +94,8 @@ class SipStack(Protocol):
     t1: float
     t2: float
 
+    def port_for(self, transport: str) -> int: ...
+
     def respond(self, txn: ServerTransaction, response: Response) -> None: ...
 
     def send_request(self, request: Request, peer: Peer,
@@ -147,7 +149,7 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
                  media_timeout: float = 60.0, recordings_dir: Path | None = None,
                  record_stereo: bool = True, flood: FailureThrottle | None = None,
                  session_min_se: int = 90, ringback: str = "local", busy_tone_seconds: float = 3.0,
-                 trunks: Trunks | None = None, prompt_language: str = "ru") -> None:
+                 trunks: Trunks | None = None, prompt_language: str = "ru", srtp_policy: str = "optional") -> None:
         self.sip = sip
         self.media = media
         self.auth = auth
@@ -164,6 +166,7 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
         self.trunks = trunks  # None: no outside world (extension-to-extension only)
         self.pin_guard = PinGuard()  # wrong access-number PINs, by caller ID and source
         self.prompt_language = prompt_language
+        self.srtp_policy = srtp_policy  # for extensions and trunks without their own
         # "local": the caller's phone rings on our 180; "inband": a 183 and the Russian 425 Hz ringback
         # (and the busy tone before a 486) from us, for callers that play only what they receive
         self.inband_ringback = ringback == "inband"
@@ -189,7 +192,25 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
 
     def contact(self, peer: Peer) -> str:
         transport = "" if peer.transport == "udp" else f";transport={peer.transport}"
-        return f"<sip:zvonok@{self.sip.local_host}:{self.sip.local_port}{transport}>"
+        return f"<sip:zvonok@{self.sip.local_host}:{self.sip.port_for(peer.transport)}{transport}>"
+
+    # -- SRTP (SDES keys on TLS legs, RFC 4568) ---------------------------------------------------------
+    def srtp_mode(self, policy: str | None) -> str:
+        return policy or self.srtp_policy
+
+    def _srtp_key(self, leg: Leg) -> bytes | None:
+        """Our SDES master key || salt for a leg that may run SRTP: a TLS leg whose policy is not off. Never
+        on UDP/TCP legs: the key would travel in the clear (RFC 4568 §8.3)."""
+        if leg.srtp_key is None and leg.peer.transport == "tls" and self.srtp_mode(leg.srtp_policy) != "off":
+            leg.srtp_key = os.urandom(30)
+        return leg.srtp_key
+
+    def _srtp_required(self, leg: Leg) -> bool:
+        return self.srtp_mode(leg.srtp_policy) == "required"
+
+    def reachable(self, binding: Binding, policy: str | None) -> bool:
+        """A device of an extension (or trunk) that requires SRTP is rung only over TLS."""
+        return self.srtp_mode(policy) != "required" or peer_of(binding).transport == "tls"
 
     async def stop(self) -> None:
         for call in list(self.calls.values()):
@@ -264,6 +285,7 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
         # from here on the attempt is a call with a CDR, whatever becomes of it
         call = self._open_call(txn, request, peer, tenant_id=creds.tenant_id, party=caller_ext.party(),
                                domain=creds.realm, dialed=dialed, session_expires=session_expires,
+                               srtp_policy=caller_ext.srtp,
                                direction=ev.Direction.OUTBOUND if outside else ev.Direction.INTERNAL)
         if outside:
             profile = CallerProfile(tenant_id=creds.tenant_id, employee_id=caller_ext.employee_id,
@@ -276,13 +298,14 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
         await self._ring_extensions(call, [callee_ext], now)
 
     def _open_call(self, txn: ServerTransaction, request: Request, peer: Peer, *, tenant_id: int, party: ev.Party,
-                   domain: str, dialed: str, direction: ev.Direction, session_expires: int | None) -> Call:
+                   domain: str, dialed: str, direction: ev.Direction, session_expires: int | None,
+                   srtp_policy: str | None = None) -> Call:
         """The call and its caller's leg for an INVITE we take: 100 Trying, CallStarted, LegCreated."""
         call = Call(id=uuid.uuid4().hex, tenant_id=tenant_id, direction=direction, started_at=time.time(),
                     domain=domain)
         caller = Leg(id=_tag(), role=ev.LegRole.CALLER, call=call, party=party, peer=peer,
                      session=_new_session(), invite=request, server_txn=txn, local_tag=_tag(),
-                     user_agent=(request.headers.get("user-agent") or "")[:255])
+                     user_agent=(request.headers.get("user-agent") or "")[:255], srtp_policy=srtp_policy)
         caller.session_expires = session_expires
         timer = session_expires_of(request)
         # the caller may ask us to refresh (refresher=uas): we then re-INVITE it at half the interval
@@ -316,16 +339,21 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
         if request.body and ctype != "application/sdp":
             await self._refuse(call, 415, "incompatible_media")
             return False
+        if self._srtp_required(caller) and caller.peer.transport != "tls":
+            await self._refuse(call, 488, "incompatible_media", "SRTP required: call over TLS")
+            return False
         try:
             caller.endpoint = await self.media.create_endpoint(call.tenant_id, call.id,
                                                                [MediaCodec.PCMU, MediaCodec.PCMA])
             if request.body:
                 answer, negotiated = negotiate(parse_sdp(request.body), CODECS, self.sip.local_host,
-                                               caller.endpoint.local_address.port, caller.session)
+                                               caller.endpoint.local_address.port, caller.session,
+                                               srtp_key=self._srtp_key(caller),
+                                               srtp_required=self._srtp_required(caller))
             else:
                 # delayed offer (RFC 3261 §13.2.1): our offer goes in the 200, the answer comes in the ACK
                 caller.offer_sdp = build_offer(self.sip.local_host, caller.endpoint.local_address.port, CODECS,
-                                               SdpDirection.SENDRECV, caller.session)
+                                               SdpDirection.SENDRECV, caller.session, srtp_key=self._srtp_key(caller))
                 caller.awaits_answer = True
                 call.caller_answer_sdp = caller.offer_sdp.to_bytes()
                 negotiated = None
@@ -349,7 +377,8 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
                                from_number: str | None = None) -> None:
         """Ring every registered device of ``extensions`` at once (parallel forking): 480 if none is."""
         targets = [(ext, binding) for ext in extensions if ext.enabled
-                   for binding in self.location.lookup(call.tenant_id, ext.extension_id, now)]
+                   for binding in self.location.lookup(call.tenant_id, ext.extension_id, now)
+                   if self.reachable(binding, ext.srtp)]
         if not targets:
             await self._refuse(call, 480, "unavailable")
             return
@@ -368,7 +397,8 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
         if endpoints is None:
             return
         for (ext, binding), endpoint in zip(targets, endpoints, strict=True):
-            self._fork(call, ext.party(), binding, endpoint, codecs, from_display, call.domain, from_number=from_number)
+            self._fork(call, ext.party(), binding, endpoint, codecs, from_display, call.domain, from_number=from_number,
+                       srtp_policy=ext.srtp)
         if not call.ended:
             loop = asyncio.get_running_loop()
             call.no_answer = loop.call_later(self.no_answer_timeout, self._no_answer, call)
@@ -392,7 +422,7 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
 
     def _fork(self, call: Call, party: ev.Party, binding: Binding, endpoint: Endpoint, codecs: list[Codec],
               from_display: str, domain: str, *, from_number: str | None = None,
-              handler: Callable[[Leg, object], None] | None = None) -> Leg:
+              handler: Callable[[Leg, object], None] | None = None, srtp_policy: str | None = None) -> Leg:
         """Place one INVITE to a registered device of the callee, as a new leg of ``call``."""
         assert call.caller is not None
         caller_number = from_number or call.caller.party.number
@@ -400,17 +430,19 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
             call, party, peer_of(binding), endpoint, codecs, request_uri=binding.contact,
             to_header=name_addr(None, party.number, domain),
             from_header=name_addr(from_display, caller_number, domain), contact=binding.contact,
-            user_agent=binding.user_agent, handler=handler)
+            user_agent=binding.user_agent, handler=handler, srtp_policy=srtp_policy)
 
     def _place_leg(self, call: Call, party: ev.Party, peer: Peer, endpoint: Endpoint, codecs: list[Codec], *,
                    request_uri: str, to_header: str, from_header: str, contact: str, user_agent: str = "",
                    extra_headers: list[tuple[str, str]] | None = None,
-                   handler: Callable[[Leg, object], None] | None = None, trunk_id: int | None = None) -> Leg:
+                   handler: Callable[[Leg, object], None] | None = None, trunk_id: int | None = None,
+                   srtp_policy: str | None = None) -> Leg:
         """Send our INVITE (our offer from ``endpoint``) for a new callee leg of ``call``."""
         leg = Leg(id=_tag(), role=ev.LegRole.CALLEE, call=call, party=party, peer=peer, session=_new_session(),
-                  local_tag=_tag(), contact=contact, user_agent=user_agent, endpoint=endpoint, trunk_id=trunk_id)
+                  local_tag=_tag(), contact=contact, user_agent=user_agent, endpoint=endpoint, trunk_id=trunk_id,
+                  srtp_policy=srtp_policy)
         offer = build_offer(self.sip.local_host, endpoint.local_address.port, codecs, SdpDirection.SENDRECV,
-                            leg.session)
+                            leg.session, srtp_key=self._srtp_key(leg))
         leg.offer_sdp = offer
         request = Request("INVITE", request_uri, Headers([
             ("Max-Forwards", "70"),
@@ -424,7 +456,7 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
             *(extra_headers or []),
             ("Content-Type", "application/sdp"),
         ]), offer.to_bytes())
-        add_top_via(request, peer.transport, self.sip.local_host, self.sip.local_port)
+        add_top_via(request, peer.transport, self.sip.local_host, self.sip.port_for(peer.transport))
         leg.invite = request
         call.forks.append(leg)
         self.publish(ev.LegCreated, call, leg_id=leg.id, role=leg.role, party=party, contact=contact,
@@ -818,7 +850,8 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
         try:
             offer = parse_sdp(request.body)
             answer, media = negotiate(offer, CODECS, self.sip.local_host, leg.endpoint.local_address.port,
-                                      leg.session)
+                                      leg.session, srtp_key=self._srtp_key(leg),
+                                      srtp_required=self._srtp_required(leg))
         except SdpError as exc:
             self.sip.respond(txn, leg.dialog.create_response(request, 488 if exc.status == 488 else 400))
             return
@@ -847,12 +880,15 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
             return
         codecs = [c for c in CODECS if c.name == leg.media.codec_name or c is TELEPHONE_EVENT]
         leg.held_by_us = direction is not SdpDirection.SENDRECV
-        offer = build_offer(self.sip.local_host, leg.endpoint.local_address.port, codecs, direction, leg.session)
+        # SRTP stays as agreed: a leg that runs plain RTP (optional policy, plain offer) is re-offered plain
+        key = leg.srtp_key if leg.media.srtp_key is not None else None
+        offer = build_offer(self.sip.local_host, leg.endpoint.local_address.port, codecs, direction, leg.session,
+                            srtp_key=key)
         timer = ([("Session-Expires", f"{leg.session_expires};refresher=uac"), ("Supported", "timer")]
                  if leg.we_refresh and leg.session_expires is not None else [])
         request = leg.dialog.create_request("INVITE", body=offer.to_bytes(), content_type="application/sdp",
                                             extra_headers=timer)
-        add_top_via(request, leg.peer.transport, self.sip.local_host, self.sip.local_port)
+        add_top_via(request, leg.peer.transport, self.sip.local_host, self.sip.port_for(leg.peer.transport))
 
         def on_event(event: object) -> None:
             if isinstance(event, ResponseReceived) and 200 <= event.response.status < 300 and leg.dialog is not None:
@@ -905,7 +941,7 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
         if leg.dialog is None:
             return
         bye = leg.dialog.create_request("BYE")
-        add_top_via(bye, leg.peer.transport, self.sip.local_host, self.sip.local_port)
+        add_top_via(bye, leg.peer.transport, self.sip.local_host, self.sip.port_for(leg.peer.transport))
         self.sip.send_request(bye, leg.peer, lambda event: None)
         leg.dialog.terminate()
 
@@ -964,13 +1000,16 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
         assert leg.endpoint is not None
         await self.media.set_remote(leg.endpoint, media.remote_host, media.remote_port,
                                     payload_type=media.payload_type, codec=MediaCodec(media.codec_name),
-                                    telephone_event_pt=media.telephone_event_pt)
+                                    telephone_event_pt=media.telephone_event_pt,
+                                    srtp=SrtpKeys(local=leg.srtp_key, remote=media.srtp_key)
+                                    if leg.srtp_key is not None and media.srtp_key is not None else None)
 
     def _ack(self, leg: Leg, cseq: int, invite: Request | None = None) -> None:
         invite = invite or leg.invite
         assert leg.dialog is not None and invite is not None
         ack = leg.dialog.create_ack(cseq, extra_headers=credentials_of(invite))
-        add_top_via(ack, leg.peer.transport, self.sip.local_host, self.sip.local_port, branch=_tag() + _tag())
+        add_top_via(ack, leg.peer.transport, self.sip.local_host, self.sip.port_for(leg.peer.transport),
+                    branch=_tag() + _tag())
         self.sip.send_stateless(ack, leg.peer)
 
     def _send_2xx(self, leg: Leg, txn: ServerTransaction, response: Response) -> None:

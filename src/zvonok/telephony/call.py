@@ -67,6 +67,8 @@ class Leg:
     trunk_id: int | None = None  # the leg goes to (or came from) this trunk: counted against its max_calls
     trunk_released: bool = False
     auth_answered: bool = False  # we answered the trunk's 401/407 for this INVITE once
+    srtp_policy: str | None = None  # its extension's or trunk's: required, optional, off (None: the default)
+    srtp_key: bytes | None = None  # our SDES key on this leg (TLS legs that may run SRTP)
 
 
 @dataclass(eq=False)

@@ -31,6 +31,7 @@ class ExtensionInfo:
     office_id: int | None
     department_id: int | None
     enabled: bool
+    srtp: str | None = None  # SRTP policy of the extension (None: the server's default)
 
     def party(self) -> Party:
         return Party(number=self.number, display_name=self.display_name, extension_id=self.extension_id,
@@ -72,7 +73,7 @@ class Directory:
             info = ExtensionInfo(
                 tenant_id=tenant_id, extension_id=ext.id, number=ext.number, display_name=ext.display_name,
                 employee_id=ext.employee_id, office_id=ext.office_id or employee_office,
-                department_id=department_id, enabled=ext.enabled,
+                department_id=department_id, enabled=ext.enabled, srtp=ext.srtp,
             )
         self._extensions.put((tenant_id, number), info)
         return info

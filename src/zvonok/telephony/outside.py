@@ -154,7 +154,7 @@ class OutsideMixin(_Base):
         party = ev.Party(number=caller_e164, display_name=display, external=True)
         call = self._open_call(txn, request, peer, tenant_id=tenant.id, party=party, domain=tenant.domain,
                                dialed=number.number, direction=ev.Direction.INBOUND,
-                               session_expires=None)
+                               session_expires=None, srtp_policy=trunk.srtp)
         assert call.caller is not None
         if not self.trunks.acquire(trunk):
             await self._refuse(call, 503, "trunk_busy")
@@ -209,7 +209,8 @@ class OutsideMixin(_Base):
             number = snapshot.number(_e164(access[0]) or "")
             if number is not None and number.tenant_id == tenant.id and number.kind == "access":
                 call = self._open_call(txn, request, peer, tenant_id=tenant.id, party=party, domain=tenant.domain,
-                                       dialed=number.number, direction=ev.Direction.INBOUND, session_expires=None)
+                                       dialed=number.number, direction=ev.Direction.INBOUND, session_expires=None,
+                                       srtp_policy=trunk.srtp)
                 if not self.trunks.acquire(trunk):
                     await self._refuse(call, 503, "trunk_busy")
                     return
@@ -221,7 +222,7 @@ class OutsideMixin(_Base):
                 return
         callee_ext = await self.directory.extension(tenant.id, dialed) if dialed else None
         call = self._open_call(txn, request, peer, tenant_id=tenant.id, party=party, domain=tenant.domain,
-                               dialed=dialed, session_expires=None,
+                               dialed=dialed, session_expires=None, srtp_policy=trunk.srtp,
                                direction=ev.Direction.INTERNAL if callee_ext else ev.Direction.OUTBOUND)
         assert call.caller is not None
         if not self.trunks.acquire(trunk):
@@ -310,6 +311,9 @@ class OutsideMixin(_Base):
         assert self.trunks is not None and call.caller is not None and call.outside_number is not None
         while call.next_trunks:
             trunk: TrunkInfo = call.next_trunks.pop(0)
+            if self.srtp_mode(trunk.srtp) == "required" and trunk.transport != "tls":
+                log.info("trunk requires SRTP, which needs TLS: next one", call=call.id, trunk=trunk.id)
+                continue
             if not self.trunks.acquire(trunk):
                 log.info("trunk at its call limit: next one", call=call.id, trunk=trunk.id)
                 continue
@@ -330,7 +334,7 @@ class OutsideMixin(_Base):
                 from_header=name_addr(display, caller_id, trunk.domain), contact=target,
                 user_agent=trunk.name,
                 extra_headers=[("P-Asserted-Identity", name_addr(None, caller_id, trunk.domain))],
-                handler=self._on_trunk_event, trunk_id=trunk.id)
+                handler=self._on_trunk_event, trunk_id=trunk.id, srtp_policy=trunk.srtp)
             if call.no_answer is None and not call.ended:
                 call.no_answer = asyncio.get_running_loop().call_later(self.no_answer_timeout, self._no_answer, call)
             return

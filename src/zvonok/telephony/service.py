@@ -40,6 +40,7 @@ from zvonok.sip.transaction import (
 from zvonok.sip.transaction_messages import build_cancel
 from zvonok.sip.uas import check_request
 from zvonok.transport.tcp import TcpLimits, TcpTransport
+from zvonok.transport.tls import ServerCertificate
 from zvonok.transport.udp import UdpTransport, open_udp
 
 from .registrar import Lookup, Registrar
@@ -67,6 +68,9 @@ class SipService:
         )
         self.udp: UdpTransport | None = None
         self.tcp: TcpTransport | None = None
+        self.tls: TcpTransport | None = None  # SIP over TLS: the same stream transport with a certificate
+        self.certificate: ServerCertificate | None = None
+        self.tls_port = 0
         self.local: tuple[str, int] = (settings.sip_host, settings.sip_port)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -87,6 +91,10 @@ class SipService:
     def local_port(self) -> int:
         return self.local[1]
 
+    def port_for(self, transport: str) -> int:
+        """Our port for ``transport`` (Via sent-by, Contact): TLS listens on its own."""
+        return self.tls_port if transport == "tls" else self.local[1]
+
     @property
     def supported(self) -> tuple[str, ...]:
         """SIP extensions we do (RFC 3261 §19.2): session timers come with calls (RFC 4028)."""
@@ -103,12 +111,7 @@ class SipService:
         # UDP and TCP share one port number; with port 0 take UDP's free port and retry if TCP's is taken
         for _attempt in range(20):
             self.udp = await open_udp(host, port, self._on_datagram)
-            self.tcp = TcpTransport(self._on_stream, self.settings.sip_max_message_size, TcpLimits(
-                max_connections=self.settings.sip_tcp_max_connections,
-                max_per_address=self.settings.sip_tcp_max_per_address,
-                idle_timeout=self.settings.sip_tcp_idle_timeout,
-                message_timeout=self.settings.sip_tcp_message_timeout,
-                first_message_timeout=self.settings.sip_tcp_first_message_timeout))
+            self.tcp = TcpTransport(self._on_stream, self.settings.sip_max_message_size, self._tcp_limits())
             try:
                 await self.tcp.start(host, self.udp.local[1])
             except OSError:
@@ -119,6 +122,32 @@ class SipService:
             break
         assert self.udp is not None
         self.local = (host, self.udp.local[1])
+        if self.settings.sip_tls_cert is not None and self.settings.sip_tls_key is not None:
+            self.certificate = ServerCertificate(self.settings.sip_tls_cert, self.settings.sip_tls_key)
+            self.tls = TcpTransport(self._on_stream, self.settings.sip_max_message_size, self._tcp_limits(),
+                                    ssl=self.certificate.context)
+            # the same deadlines, and the same caps counted together with SIP-TCP: the descriptor budget
+            # (zvonok.server) reserves sip_tcp_max_connections for SIP streams, TLS included
+            assert self.tcp is not None
+            self.tls.table = self.tcp.table
+            await self.tls.start(host, self.settings.sip_tls_port)
+            self.tls_port = self.tls.local[1]
+            task = asyncio.ensure_future(self._watch_certificate(self.certificate))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _tcp_limits(self) -> TcpLimits:
+        return TcpLimits(
+            max_connections=self.settings.sip_tcp_max_connections,
+            max_per_address=self.settings.sip_tcp_max_per_address,
+            idle_timeout=self.settings.sip_tcp_idle_timeout,
+            message_timeout=self.settings.sip_tcp_message_timeout,
+            first_message_timeout=self.settings.sip_tcp_first_message_timeout)
+
+    async def _watch_certificate(self, certificate: ServerCertificate) -> None:
+        while True:
+            await asyncio.sleep(self.settings.sip_tls_reload_interval)
+            certificate.reload_if_changed()
 
     async def stop(self) -> None:
         if self._timer is not None:
@@ -129,6 +158,8 @@ class SipService:
             self.udp.close()
         if self.tcp is not None:
             await self.tcp.close()
+        if self.tls is not None:
+            await self.tls.close()
 
     # -- input -------------------------------------------------------------------------------------
     def _on_datagram(self, data: bytes, peer: Peer) -> None:
@@ -295,7 +326,8 @@ class SipService:
     # -- output and timers ---------------------------------------------------------------------------
     def _send(self, data: bytes, peer: Peer) -> None:
         if peer.reliable:
-            if self.tcp is not None and not self.tcp.send(data, peer):
+            stream = self.tls if peer.transport == "tls" else self.tcp
+            if stream is not None and not stream.send(data, peer):
                 log.info("no connection left to send on", peer=str(peer))
         elif self.udp is not None:
             self.udp.send(data, peer)

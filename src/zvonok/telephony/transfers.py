@@ -180,7 +180,7 @@ class TransferMixin(_Base):
         notify = leg.dialog.create_request(
             "NOTIFY", body=(sipfrag + "\r\n").encode(), content_type="message/sipfrag;version=2.0",
             extra_headers=[("Event", "refer"), ("Subscription-State", state)])
-        add_top_via(notify, leg.peer.transport, self.sip.local_host, self.sip.local_port)
+        add_top_via(notify, leg.peer.transport, self.sip.local_host, self.sip.port_for(leg.peer.transport))
         self.sip.send_request(notify, leg.peer, lambda event: None)
 
     def _on_transfer_event(self, transfer: Transfer, leg: Leg, event: object) -> None:

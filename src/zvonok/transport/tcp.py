@@ -6,7 +6,8 @@ error (bad Content-Length, oversized message) closes the connection: the stream 
 (RFC 4475 §3.1.2.3, §3.3.9). Connections beyond the caps (overall, per address) are closed as soon as
 they are accepted, and one sweep closes those whose deadline passed (idle, a message begun but not
 finished, no message at all: see :mod:`zvonok.transport.limits`). A later TLS or WebSocket transport
-produces the same (message or error, Peer) pairs, so nothing above changes.
+produces the same (message or error, Peer) pairs, so nothing above changes: SIP over TLS (RFC 3261
+§26.2, :mod:`.tls`) is this same transport given an SSL context (its peers say ``tls``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import asyncio
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
+from ssl import SSLContext
 
 from zvonok import metrics
 from zvonok.logs import get_logger
@@ -52,7 +54,7 @@ class TcpConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's TCPTransport is no subclass
         host, port = transport.get_extra_info("peername")[:2]
-        self.peer = Peer(transport="tcp", host=host, port=port, connection=self.id)
+        self.peer = Peer(transport=self.server.name, host=host, port=port, connection=self.id)
         if not self.server.table.admit(host):
             # closed at once, before reading a byte: the descriptor is back within this callback
             metrics.child(metrics.CONNECTIONS_CLOSED, "sip", "refused").inc()
@@ -94,9 +96,12 @@ class TcpConnection(asyncio.Protocol):
 
 
 class TcpTransport:
-    """A listening TCP socket and its connections."""
+    """A listening TCP socket and its connections; with ``ssl``, SIP over TLS (the peers' transport ``tls``)."""
 
-    def __init__(self, handler: StreamHandler, max_size: int, limits: TcpLimits) -> None:
+    def __init__(self, handler: StreamHandler, max_size: int, limits: TcpLimits, *,
+                 ssl: SSLContext | None = None) -> None:
+        self.ssl = ssl
+        self.name = "tls" if ssl is not None else "tcp"
         self.handler = handler
         self.max_size = max_size
         self.limits = limits
@@ -108,7 +113,8 @@ class TcpTransport:
 
     async def start(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: TcpConnection(self), host, port, reuse_address=True)
+        self._server = await loop.create_server(lambda: TcpConnection(self), host, port, reuse_address=True,
+                                                ssl=self.ssl)
         self.local = self._server.sockets[0].getsockname()[:2]
         self._reaper = asyncio.create_task(self._reap())
 
