@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     register_max_expires: int = Field(default=3600, description="Longer Expires is cut to this")
     register_default_expires: int = Field(default=3600, description="Expires when the REGISTER gives none")
     register_max_contacts: int = Field(default=10, description="Bindings per extension")
+    register_commit_delay: float = Field(
+        default=0.005, ge=0, le=0.1,
+        description="Seconds the registrar gathers REGISTERs into one database commit before answering "
+                    "them 200 (group commit: a 200 is sent only once its binding is stored)")
 
     # Digest authentication
     digest_algorithms: list[DigestAlgorithm] = Field(

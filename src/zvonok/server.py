@@ -10,7 +10,6 @@ import gc
 import os
 import signal
 import socket
-import sqlite3
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,7 +36,7 @@ from zvonok.telephony.auth import Authenticator, CredentialCache
 from zvonok.telephony.b2bua import CallEngine
 from zvonok.telephony.directory import Directory
 from zvonok.telephony.http import registrations_router
-from zvonok.telephony.location import Location
+from zvonok.telephony.location import GroupCommit, Location
 from zvonok.telephony.registrar import Registrar, RegistrarConfig
 from zvonok.telephony.service import SipService
 from zvonok.telephony.store import SqlBindingStore
@@ -45,8 +44,6 @@ from zvonok.telephony.throttle import FailureThrottle
 from zvonok.telephony.trunks import Trunks
 
 log = get_logger(__name__)
-
-FLUSH_INTERVAL = 0.25  # seconds between write-behind flushes of registrations
 
 
 @dataclass
@@ -61,6 +58,7 @@ class Runtime:
     bus: LocalBus
     cdr_writer: CdrWriter
     store: SqlBindingStore
+    bindings: GroupCommit
     trunks: Trunks
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -162,39 +160,10 @@ async def build(settings: Settings) -> Runtime:
     app.state.trunk_status = trunks.status  # GET .../trunks/{id}/status (zvonok.pstn.http)
     config = uvicorn.Config(app, loop="none", lifespan="off", log_level="warning", access_log=False)
     http = uvicorn.Server(config)
-    runtime = Runtime(settings, db, location, sip, http, bus, cdr_writer, store, trunks)
-    runtime.tasks.append(asyncio.create_task(_flush_loop(location, store, runtime.stopping)))
+    bindings = GroupCommit(location, store, delay=settings.register_commit_delay)
+    runtime = Runtime(settings, db, location, sip, http, bus, cdr_writer, store, bindings, trunks)
+    runtime.tasks.append(asyncio.create_task(bindings.run(runtime.stopping)))
     return runtime
-
-
-async def _flush_loop(location: Location, store: SqlBindingStore, stopping: asyncio.Event) -> None:
-    """Expire bindings and write changed ones to the database, in batches, until ``stopping`` is set.
-
-    It is stopped by the event, never cancelled, so that a batch being written is never cut off halfway.
-    """
-    while not stopping.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), FLUSH_INTERVAL)
-        await _flush(location, store)
-
-
-async def _flush(location: Location, store: SqlBindingStore) -> None:
-    location.expire(time.time())
-    metrics.REGISTRATIONS.set(location.count)
-    if not location.has_changes:
-        return
-    upserts, deletes = location.take_changes()
-    try:
-        await store.apply(upserts, deletes)
-    except BaseException as exc:  # keep what was not written; the next flush retries it
-        location.requeue(upserts, deletes)
-        if not isinstance(exc, Exception):
-            raise
-        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-            log.info("database busy: registrations written at the next flush", upserts=len(upserts))
-            return
-        metrics.ERRORS.labels("registration_flush").inc()
-        log.exception("failed to persist registrations", upserts=len(upserts), deletes=len(deletes))
 
 
 async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
@@ -232,7 +201,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
         await runtime.cdr_writer.stop()
         runtime.stopping.set()
         await asyncio.gather(*runtime.tasks, return_exceptions=True)
-        await _flush(runtime.location, runtime.store)
+        await runtime.bindings.flush()
         runtime.store.close()
         await runtime.db.dispose()
         for sig in (signal.SIGINT, signal.SIGTERM):
