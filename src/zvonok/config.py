@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     invite_flood_ban: float = Field(default=30.0, description="How long a flooding address gets 503, seconds")
     record_calls: bool = Field(default=False, description="Record every answered call to <data_dir>/recordings")
     record_stereo: bool = Field(default=True, description="Recordings as stereo (caller left, callee right)")
+    cdr_heartbeat_interval: float = Field(
+        default=5.0, gt=0, description="Seconds between heartbeats of the calls in progress (one UPDATE for all): "
+                                       "a call cut by a crash is closed at its last heartbeat")
 
     # Registrar
     register_min_expires: int = Field(default=60, description="Shorter Expires gets 423 Interval Too Brief")

@@ -83,7 +83,7 @@ async def build(settings: Settings) -> Runtime:
     if interrupted:
         log.warning("closed calls interrupted by the last stop", calls=len(interrupted))
     forward_committed(db, bus)
-    cdr_writer = CdrWriter(db, bus)
+    cdr_writer = CdrWriter(db, bus, heartbeat=settings.cdr_heartbeat_interval)
     cdr_writer.start()
     store = SqlBindingStore(db)
     location = Location()

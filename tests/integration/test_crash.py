@@ -3,13 +3,21 @@ moment, starts it again on the same data, and looks for what it had promised."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import select
 
-from .conftest import Pbx, RawSipClient, _start_pbx, _stop_pbx
+from zvonok.cdr.models import OpenCall
+from zvonok.storage.db import Database
+
+from .conftest import Pbx, RawSipClient, _database_url, _start_pbx, _stop_pbx, harness
+from .test_calls_sipp import calls, start_callee
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +34,8 @@ def _wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> bool:
 @pytest.fixture
 def crash_pbx(tmp_path: Path) -> Iterator[Pbx]:
     """A server of its own: these tests kill it."""
-    instance = _start_pbx(tmp_path, stem="crash", numbers=["301", "302"], env={}, use_cli=False)
+    env = {"ZVONOK_CDR_HEARTBEAT_INTERVAL": "1"}
+    instance = _start_pbx(tmp_path, stem="crash", numbers=["301", "302"], env=env, use_cli=False)
     try:
         yield instance
     finally:
@@ -44,3 +53,45 @@ def test_a_registration_answered_200_survives_kill_9(crash_pbx: Pbx) -> None:
     crash_pbx.server.start()
     bindings = crash_pbx.registrations_of(["301"]).get("301", [])
     assert [b["contact"] for b in bindings] == [f"sip:301@127.0.0.1:{client.port}"]
+
+
+def _open_calls(pbx: Pbx) -> list[tuple[datetime, dict[str, Any]]]:
+    """The server's ``calls_open`` rows (updated_at, snapshot), read from its database."""
+    async def read() -> list[tuple[datetime, dict[str, Any]]]:
+        db = Database(_database_url() or f"sqlite+aiosqlite:///{(pbx.data_dir / 'zvonok.db').resolve()}")
+        try:
+            async with db.session() as session:
+                rows = (await session.execute(select(OpenCall))).scalars().all()
+                return [(row.updated_at, row.state) for row in rows if row.tenant_id == pbx.tenant_id]
+        finally:
+            await db.dispose()
+    return asyncio.run(read())
+
+
+def test_a_call_cut_by_kill_9_ends_at_its_last_heartbeat(crash_pbx: Pbx) -> None:
+    callee = start_callee(crash_pbx, "302", "call_uas.xml", timeout=60)
+    caller = calls.SippProcess(
+        "call_uac.xml", crash_pbx.target, workdir=crash_pbx.workdir, name="caller_301", timeout=60,
+        rows=[calls.caller_row("301", crash_pbx.extensions["301"], crash_pbx.domain, "302")],
+        auth_uri=f"sip:302@{crash_pbx.domain}", extra=["-d", "60000"],  # talks for a minute
+    ).start()
+    try:
+        # answered, and a heartbeat after the answer (ZVONOK_CDR_HEARTBEAT_INTERVAL=1)
+        def beating() -> bool:
+            rows = _open_calls(crash_pbx)
+            return bool(rows) and rows[0][1].get("answered_at") is not None \
+                and rows[0][0].timestamp() > rows[0][1]["answered_at"] + 0.5
+        assert _wait_for(beating), crash_pbx.server.log_tail()
+        (beat, _), = _open_calls(crash_pbx)
+        crash_pbx.server.kill()
+        killed_at = time.time()
+        crash_pbx.server.start()
+    finally:
+        caller.kill()
+        callee.kill()
+    url = f"{crash_pbx.http_url}/api/v1/tenants/{crash_pbx.tenant_id}/cdrs?extension=301"
+    (cdr,) = harness.http_json(url, crash_pbx.token)["items"]
+    assert (cdr["disposition"], cdr["end_estimated"]) == ("interrupted", True), cdr
+    ended = datetime.fromisoformat(cdr["ended_at"])
+    # the end is the last heartbeat before the kill, not the restart (which came after killed_at)
+    assert beat <= ended and ended.timestamp() <= killed_at, (beat, cdr["ended_at"], killed_at)

@@ -164,7 +164,7 @@ async def test_answered_internal_call(db: Database) -> None:
         "started_at": utc(T0), "answered_at": utc(T0 + 5.0), "ended_at": utc(T0 + 66.6),
         "duration": 67, "billsec": 62, "disposition": "answered", "hangup_side": "caller",
         "cause": "normal_clearing", "sip_status": 200, "recording_path": "1/call.wav",
-        "cost": Decimal("0"), "currency": "RUB", **UNRATED,
+        "cost": Decimal("0"), "currency": "RUB", **UNRATED, "end_estimated": False,
         "legs": [
             ("L1", "caller", "101", "sip:a@10.0.0.1", "UA-A", None, utc(T0 + 66.6), "normal_clearing"),
             ("L2", "callee", "102", "sip:102@10.0.0.2", "UA-B", utc(T0 + 5.0), utc(T0 + 66.6), "normal_clearing"),
@@ -325,8 +325,10 @@ async def test_close_interrupted_after_a_crash(db: Database) -> None:
 
     row = await cdr_row(db, up.call_id)
     assert (row["disposition"], row["hangup_side"], row["cause"]) == ("interrupted", "system", "server_restart")
-    assert (row["started_at"], row["answered_at"], row["ended_at"]) == (utc(T0), utc(T0 + 2.2), restart)
-    assert (row["duration"], row["billsec"], row["recording_path"]) == (100, 98, "rec/up.wav")
+    # no heartbeat came (the writer lived for less than one): the end is the last event it wrote down
+    assert (row["started_at"], row["answered_at"], row["ended_at"]) == (utc(T0), utc(T0 + 2.2), utc(T0 + 8.2))
+    assert (row["duration"], row["billsec"], row["recording_path"]) == (8, 6, "rec/up.wav")
+    assert row["end_estimated"] is True
     assert row["callee_employee_id"] == w.bob.employee_id  # the snapshot at the answer knew the callee
     assert [leg[0] for leg in row["legs"]] == ["L1", "L2"]
     row = await cdr_row(db, ringing.call_id)
@@ -341,6 +343,27 @@ async def test_close_interrupted_after_a_crash(db: Database) -> None:
     async with db.session() as s:
         assert (await s.execute(select(func.count()).select_from(Cdr))).scalar_one() == 3
         assert (await s.execute(select(Cdr.disposition).where(Cdr.call_id == up.call_id))).scalar_one() == "interrupted"
+
+
+async def test_an_interrupted_call_ends_at_its_last_heartbeat(db: Database) -> None:
+    """1 s of talk cut by a crash was billed as the whole time until the restart: the writer's heartbeat
+    keeps the open call's last sign of life, and the interrupted CDR ends there, marked estimated."""
+    w = await make_world(db)
+    now = [T0]
+    writer = CdrWriter(db, LocalBus(), heartbeat=None, clock=lambda: now[0])
+    call = CallScript(w.tenant_id, w.alice, "102", Direction.INTERNAL).callee_leg(w.bob).answer(after=0.8)
+    for e in call.events:
+        await writer.handle(e)
+    await writer.flush()  # the call is open in the database, answered at T0 + 1
+    now[0] = T0 + 6
+    await writer.heartbeat()
+    now[0] = T0 + 11
+    await writer.heartbeat()  # the last one: the process dies at about T0 + 12
+    written = await cdr_service.close_interrupted(db, utc(T0 + 300))  # restarted five minutes later
+    assert [e.call_id for e in written] == [call.call_id]
+    row = await cdr_row(db, call.call_id)
+    assert (row["disposition"], row["cause"], row["end_estimated"]) == ("interrupted", "server_restart", True)
+    assert (row["answered_at"], row["ended_at"], row["billsec"]) == (utc(T0 + 1), utc(T0 + 11), 10)
 
 
 async def test_call_ended_completed_from_the_open_snapshot(db: Database) -> None:

@@ -5,6 +5,9 @@ Database writes per call: ``calls_open`` insert at ``CallStarted``; a snapshot r
 ``CallAnswered``, ``CallTransferred`` and ``RecordingStarted`` (what an "interrupted" CDR needs after a
 crash: who answered and when, the recording); the CDR at ``CallEnded``. Other events only change memory.
 
+Heartbeat: every ``heartbeat`` seconds one UPDATE moves ``calls_open.updated_at`` of all this writer's
+open calls to now, so a crash's "interrupted" CDRs end within that much of the crash, not at restart.
+
 Idempotent: a ``CallStarted`` for a call that already has a CDR is ignored with all its later events, and
 ``write_cdr`` refuses a second CDR per ``call_id``. A ``CallEnded`` whose call is not in memory (this
 process started after the call did) is completed from the ``calls_open`` snapshot.
@@ -13,7 +16,9 @@ process started after the call did) is completed from the ``calls_open`` snapsho
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -25,7 +30,7 @@ from zvonok import metrics
 from zvonok.bus import Bus, Subscription
 from zvonok.cdr import service
 from zvonok.cdr.events import CdrWritten
-from zvonok.cdr.state import CallRecord, FinishedCall
+from zvonok.cdr.state import CallRecord, FinishedCall, to_datetime
 from zvonok.storage.db import Database
 from zvonok.telephony.events import (
     CALL_EVENT_TYPES,
@@ -57,8 +62,13 @@ class CdrWriter:
     """
 
     def __init__(self, db: Database, bus: Bus, *, retry_delays: tuple[float, ...] = (0.1, 0.5, 2.0),
-                 batch_size: int = 500, linger: float = 0.05) -> None:
+                 batch_size: int = 500, linger: float = 0.05, heartbeat: float | None = 5.0,
+                 clock: Callable[[], float] = time.time) -> None:
         self.db = db
+        self.heartbeat_interval = heartbeat
+        self.clock = clock  # wall-clock seconds, for heartbeats
+        self._beating: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()  # one transaction of this writer at a time (batches, heartbeats)
         self.bus = bus
         self.retry_delays = retry_delays
         self.batch_size = batch_size
@@ -74,9 +84,34 @@ class CdrWriter:
 
     def start(self) -> Subscription:
         self.subscription = self.bus.subscribe(self.handle, event_types=CALL_EVENT_TYPES, name="cdr-writer")
+        if self.heartbeat_interval is not None:
+            self._beating = asyncio.get_running_loop().create_task(self._beat(self.heartbeat_interval))
         return self.subscription
 
+    async def _beat(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            await self.heartbeat()
+
+    async def heartbeat(self) -> None:
+        """Note in one UPDATE that every call in progress here was still in progress now."""
+        call_ids = [call_id for call_id in self.calls if call_id not in self._opening]
+        if not call_ids:
+            return
+        at = to_datetime(self.clock())
+        try:
+            async with self._lock, self.db.session() as session:
+                await service.heartbeat(session, call_ids, at)
+                await session.commit()
+        except (SQLAlchemyError, OSError):  # the next beat tries again; a crash meanwhile costs one interval
+            log.warning("CDR heartbeat of %d calls failed", len(call_ids), exc_info=True)
+
     async def stop(self) -> None:
+        if self._beating is not None:
+            self._beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._beating
+            self._beating = None
         if self.subscription is not None:
             await self.subscription.close(drain=True)
             self.subscription = None
@@ -141,7 +176,7 @@ class CdrWriter:
         batch, self._pending = self._pending, []
         self._opening.difference_update(item[2].call_id for item in batch if item[0] == "open")
         try:
-            async with self.db.session() as session:
+            async with self._lock, self.db.session() as session:
                 results = await service.apply_batch(session, [(kind, data) for kind, data, _ in batch])
                 await session.commit()
         except (SQLAlchemyError, OSError):
