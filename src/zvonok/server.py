@@ -22,6 +22,8 @@ from zvonok.api.ws import events_router
 from zvonok.bus import LocalBus, forward_committed
 from zvonok.cdr import http as cdr_http
 from zvonok.cdr.consumer import CdrWriter
+from zvonok.cdr.journal import FILE_NAME as CDR_JOURNAL
+from zvonok.cdr.journal import CdrJournal
 from zvonok.cdr.service import close_interrupted
 from zvonok.config import Settings
 from zvonok.logs import configure, get_logger
@@ -78,12 +80,15 @@ async def build(settings: Settings) -> Runtime:
     db = Database(settings.resolved_database_url())
     await db.upgrade()
     bus = LocalBus()
-    # calls a crash left open become CDRs marked "interrupted" before anything new starts
+    # before anything new starts: the CDR journal that a crash (or a database down at the last stop) left
+    # is written, then the calls a crash left open become CDRs marked "interrupted"
+    cdr_writer = CdrWriter(db, bus, heartbeat=settings.cdr_heartbeat_interval,
+                           journal=CdrJournal(settings.data_dir / CDR_JOURNAL))
+    await cdr_writer.recover()
     interrupted = await close_interrupted(db, datetime.now(UTC), bus=bus)
     if interrupted:
         log.warning("closed calls interrupted by the last stop", calls=len(interrupted))
     forward_committed(db, bus)
-    cdr_writer = CdrWriter(db, bus, heartbeat=settings.cdr_heartbeat_interval)
     cdr_writer.start()
     store = SqlBindingStore(db)
     location = Location()

@@ -5,6 +5,12 @@ Database writes per call: ``calls_open`` insert at ``CallStarted``; a snapshot r
 ``CallAnswered``, ``CallTransferred`` and ``RecordingStarted`` (what an "interrupted" CDR needs after a
 crash: who answered and when, the recording); the CDR at ``CallEnded``. Other events only change memory.
 
+Journal: each batch is appended to a local fsync'd journal (:mod:`zvonok.cdr.journal`) before the
+database transaction. While the database is unreachable, batches stay there and in memory and are
+retried with backoff (``retry_delays``, the last one repeated) until it is back; a crash meanwhile loses
+nothing: :meth:`CdrWriter.recover` replays the journal at the next start, before interrupted calls are
+closed.
+
 Heartbeat: every ``heartbeat`` seconds one UPDATE moves ``calls_open.updated_at`` of all this writer's
 open calls to now, so a crash's "interrupted" CDRs end within that much of the crash, not at restart.
 
@@ -21,16 +27,17 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok import metrics
-from zvonok.bus import Bus, Subscription
+from zvonok.bus import Bus, Subscription, deserialize, serialize
 from zvonok.cdr import service
 from zvonok.cdr.events import CdrWritten
-from zvonok.cdr.state import CallRecord, FinishedCall, to_datetime
+from zvonok.cdr.journal import CdrJournal
+from zvonok.cdr.state import CallRecord, to_datetime
 from zvonok.storage.db import Database
 from zvonok.telephony.events import (
     CALL_EVENT_TYPES,
@@ -50,6 +57,11 @@ R = TypeVar("R")
 _SNAPSHOT_AT = (CallAnswered, CallRouted, CallTransferred, RecordingStarted)
 _DONE_MEMORY = 10_000  # finished call ids remembered to ignore late or replayed events cheaply
 
+# One unit of queued database work, in event order: ("open" | "snapshot", record, None),
+# ("write", record, its CallEnded) or ("write-open", CallEnded, CallEnded) for a call this process never
+# saw start (completed from its calls_open row at write time).
+Item = tuple[str, CallRecord | CallEnded, CallEnded | None]
+
 
 class CdrWriter:
     """Build with the database and the bus, then :meth:`start` (subscribes); :meth:`stop` drains.
@@ -61,10 +73,17 @@ class CdrWriter:
     starts and ends within one batch writes its CDR only. ``CdrWritten`` is published after the commit.
     """
 
-    def __init__(self, db: Database, bus: Bus, *, retry_delays: tuple[float, ...] = (0.1, 0.5, 2.0),
+    def __init__(self, db: Database, bus: Bus, *, retry_delays: tuple[float, ...] = (0.1, 0.5, 2.0, 5.0),
                  batch_size: int = 500, linger: float = 0.05, heartbeat: float | None = 5.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, journal: CdrJournal | None = None) -> None:
         self.db = db
+        self.journal = journal
+        # journaled work the database has not committed yet (it was unreachable), oldest first
+        self._backlog: list[Item] = []
+        self._failures = 0  # consecutive failed attempts to write the backlog
+        self._retry_at = 0.0  # loop time before which the database is not tried again
+        self._retry: asyncio.TimerHandle | None = None
+        self._retrying: asyncio.Task[None] | None = None
         self.heartbeat_interval = heartbeat
         self.clock = clock  # wall-clock seconds, for heartbeats
         self._beating: asyncio.Task[None] | None = None
@@ -78,8 +97,7 @@ class CdrWriter:
         self._done: OrderedDict[str, None] = OrderedDict()
         self.subscription: Subscription | None = None
         self.written = 0
-        # queued database work, in event order: ("open" | "snapshot", record) or ("write", finished, event)
-        self._pending: list[tuple[str, CallRecord | FinishedCall | CallEnded, CallEvent]] = []
+        self._pending: list[Item] = []  # queued database work, not journaled yet
         self._opening: set[str] = set()  # calls whose "open" is queued, not yet written
 
     def start(self) -> Subscription:
@@ -106,7 +124,32 @@ class CdrWriter:
         except (SQLAlchemyError, OSError):  # the next beat tries again; a crash meanwhile costs one interval
             log.warning("CDR heartbeat of %d calls failed", len(call_ids), exc_info=True)
 
+    @property
+    def queued(self) -> int:
+        """Items journaled but not yet committed (the database was unreachable)."""
+        return len(self._backlog)
+
+    async def recover(self) -> int:
+        """Start-up: write what the journal holds (a crash, or a database down at the last stop) to the
+        database; call it before closing interrupted calls. Returns how many items were replayed."""
+        if self.journal is None:
+            return 0
+        records = self.journal.read()
+        if not records:
+            return 0
+        self._backlog = [_item_of(record) for record in records]
+        log.warning("replaying %d CDR journal item(s) not committed before the last stop", len(records))
+        await self.flush(force=True)
+        if self._backlog:
+            raise RuntimeError("the CDR journal could not be written to the database")
+        return len(records)
+
     async def stop(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        if self._retrying is not None:
+            await asyncio.gather(self._retrying, return_exceptions=True)
         if self._beating is not None:
             self._beating.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -115,7 +158,12 @@ class CdrWriter:
         if self.subscription is not None:
             await self.subscription.close(drain=True)
             self.subscription = None
-        await self.flush()
+        await self.flush(force=True)  # what the database still refuses stays in the journal for the next start
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        if self.journal is not None:
+            self.journal.close()
 
     async def handle(self, event: CallEvent) -> None:
         had_work = bool(self._pending)
@@ -143,7 +191,7 @@ class CdrWriter:
             if event.call_id not in self.calls:
                 self.calls[event.call_id] = CallRecord.started(event)
                 self._opening.add(event.call_id)
-                self._pending.append(("open", self.calls[event.call_id], event))
+                self._pending.append(("open", self.calls[event.call_id], None))
             return
         record = self.calls.get(event.call_id)
         if isinstance(event, CallEnded):
@@ -153,7 +201,7 @@ class CdrWriter:
             return  # a call this process never saw start (or already written): nothing to add to
         record.apply(event)
         if isinstance(event, _SNAPSHOT_AT) and event.call_id not in self._opening:
-            self._pending.append(("snapshot", record, event))
+            self._pending.append(("snapshot", record, None))
 
     def _ended(self, ev: CallEnded, record: CallRecord | None) -> None:
         if record is None:
@@ -163,36 +211,71 @@ class CdrWriter:
             return
         if ev.call_id in self._opening:
             # never written as open: the CDR alone is enough (and the queued open/snapshots can go)
-            self._pending = [item for item in self._pending if item[2].call_id != ev.call_id]
+            self._pending = [item for item in self._pending if item[1].call_id != ev.call_id]
             self._opening.discard(ev.call_id)
-        self._pending.append(("write", record.finish_with(ev), ev))
+        self._pending.append(("write", record, ev))
         self.calls.pop(ev.call_id, None)
         self._remember_done(ev.call_id)
 
-    async def flush(self) -> None:
-        """Write the queued work in one transaction (item by item, with retries, if that fails)."""
-        if not self._pending:
-            return
-        batch, self._pending = self._pending, []
-        self._opening.difference_update(item[2].call_id for item in batch if item[0] == "open")
-        try:
-            async with self._lock, self.db.session() as session:
-                results = await service.apply_batch(session, [(kind, data) for kind, data, _ in batch])
-                await session.commit()
-        except (SQLAlchemyError, OSError):
-            log.warning("CDR batch of %d failed; writing its items one by one", len(batch), exc_info=True)
-            results = [await self._with_retry(item[0], item[2], self._apply_alone, item) for item in batch]
-        for item, result in zip(batch, results, strict=True):
+    async def flush(self, *, force: bool = False) -> None:
+        """Journal the queued work, then write it (after any backlog) in one transaction.
+
+        While the database is down (a transient failure), nothing is tried before the retry time unless
+        ``force``; the work waits in the journal. A bad item (not a transient failure) makes the batch be
+        written item by item, as before, so one bad call cannot block the others.
+        """
+        async with self._lock:
+            batch, self._pending = self._pending, []
+            self._opening.difference_update(item[1].call_id for item in batch if item[0] == "open")
+            if batch and self.journal is not None:
+                await self.journal.append([_record_of(item) for item in batch])
+            self._backlog.extend(batch)
+            loop = asyncio.get_running_loop()
+            if not self._backlog or (not force and loop.time() < self._retry_at):
+                return
+            todo = self._backlog
+            try:
+                async with self.db.session() as session:
+                    results = await service.apply_batch(session, [_db_item(item) for item in todo])
+                    await session.commit()
+            except (SQLAlchemyError, OSError) as exc:
+                if _transient(exc):
+                    self._down(loop, len(todo))
+                    return
+                log.warning("CDR batch of %d failed; writing its items one by one", len(todo), exc_info=True)
+                results = [await self._with_retry(item[0], item[1], self._apply_alone, item) for item in todo]
+            if self._failures:
+                log.warning("CDR database reachable again: %d queued item(s) written", len(todo))
+            self._backlog, self._failures, self._retry_at = [], 0, 0.0
+            if self.journal is not None:
+                self.journal.clear()
+        for item, result in zip(todo, results, strict=True):
             if item[0] == "open" and result is False:
-                self.calls.pop(item[2].call_id, None)
-                self._remember_done(item[2].call_id)
+                self.calls.pop(item[1].call_id, None)
+                self._remember_done(item[1].call_id)
             elif item[0] in ("write", "write-open") and isinstance(result, CdrWritten):
                 self.written += 1
                 self.bus.publish(result)  # after the commit: the CDR is on disk
 
-    async def _apply(self, session: AsyncSession,
-                     item: tuple[str, CallRecord | FinishedCall | CallEnded, CallEvent]) -> object:
-        kind, data, _ = item
+    def _down(self, loop: asyncio.AbstractEventLoop, queued: int) -> None:
+        """The database is unreachable: try again after the next backoff delay (the work is journaled)."""
+        delay = self.retry_delays[min(self._failures, len(self.retry_delays) - 1)] if self.retry_delays else 1.0
+        self._failures += 1
+        self._retry_at = loop.time() + delay
+        metrics.ERRORS.labels(where="cdr_database").inc()
+        log.warning("CDR database unreachable (attempt %d): %d item(s) kept in the journal, retry in %.1f s",
+                    self._failures, queued, delay, exc_info=self._failures == 1)
+        if self._retry is not None:
+            self._retry.cancel()
+        self._retry = loop.call_later(delay, self._retry_now)
+
+    def _retry_now(self) -> None:
+        self._retry = None
+        if self._retrying is None or self._retrying.done():
+            self._retrying = asyncio.ensure_future(self.flush())
+
+    async def _apply(self, session: AsyncSession, item: Item) -> object:
+        kind, data, ended = item
         if kind == "open":
             assert isinstance(data, CallRecord)
             return await service.open_call(session, data.tenant_id, data)
@@ -206,21 +289,23 @@ class CdrWriter:
             if record is None:
                 log.warning("CallEnded for unknown call %s of tenant %s: no CDR", data.call_id, data.tenant_id)
                 return None
-            data = record.finish_with(data)
-        assert isinstance(data, FinishedCall)
-        cdr = await service.write_cdr(session, data.tenant_id, data)
+            data = record
+        assert isinstance(data, CallRecord) and ended is not None
+        finished = data.finish_with(ended)
+        cdr = await service.write_cdr(session, finished.tenant_id, finished)
         if cdr is None:
             return None
         await session.flush()
         return service.cdr_written(cdr)
 
-    async def _apply_alone(self, item: tuple[str, CallRecord | FinishedCall | CallEnded, CallEvent]) -> object:
+    async def _apply_alone(self, item: Item) -> object:
         async with self.db.session() as session:
             result = await self._apply(session, item)
             await session.commit()
         return result
 
-    async def _with_retry(self, what: str, ev: CallEvent, fn: Callable[[A], Awaitable[R]], arg: A) -> R | None:
+    async def _with_retry(self, what: str, ev: CallRecord | CallEnded, fn: Callable[[A], Awaitable[R]],
+                          arg: A) -> R | None:
         """Retry transient database failures; after the last one log and give up on this step (the
         ``calls_open`` row, if any, makes the call come back as "interrupted" at the next start)."""
         for attempt, delay in enumerate((*self.retry_delays, None)):
@@ -249,3 +334,34 @@ def _transient(exc: BaseException) -> bool:
     if isinstance(exc, OSError | OperationalError | InterfaceError):
         return True
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def _db_item(item: Item) -> tuple[str, Any]:
+    """The item as :func:`service.apply_batch` takes it (a finished call is finished here)."""
+    kind, data, ended = item
+    if kind == "write":
+        assert isinstance(data, CallRecord) and ended is not None
+        return kind, data.finish_with(ended)
+    return kind, data
+
+
+def _record_of(item: Item) -> dict[str, Any]:
+    """The journal line of an item: the call's snapshot and/or its CallEnded."""
+    kind, data, ended = item
+    record: dict[str, Any] = {"kind": kind}
+    if isinstance(data, CallRecord):
+        record["call"] = data.to_json()
+    if ended is not None:
+        record["ended"] = serialize(ended)
+    return record
+
+
+def _item_of(record: dict[str, Any]) -> Item:
+    ended = deserialize(record["ended"]) if record.get("ended") is not None else None
+    if ended is not None and not isinstance(ended, CallEnded):
+        raise ValueError(f"CDR journal line {record.get('seq')}: not a CallEnded")
+    if "call" in record:
+        return record["kind"], CallRecord.from_json(record["call"]), ended
+    if ended is None:
+        raise ValueError(f"CDR journal line {record.get('seq')}: neither a call nor its end")
+    return record["kind"], ended, ended
