@@ -4,8 +4,11 @@ moment, starts it again on the same data, and looks for what it had promised."""
 from __future__ import annotations
 
 import asyncio
+import json
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -95,3 +98,56 @@ def test_a_call_cut_by_kill_9_ends_at_its_last_heartbeat(crash_pbx: Pbx) -> None
     ended = datetime.fromisoformat(cdr["ended_at"])
     # the end is the last heartbeat before the kill, not the restart (which came after killed_at)
     assert beat <= ended and ended.timestamp() <= killed_at, (beat, cdr["ended_at"], killed_at)
+
+
+@contextmanager
+def _cdrs_locked(pbx: Pbx) -> Iterator[None]:
+    """Another client holds a lock that keeps the server from writing CDRs (without stopping the shared
+    PostgreSQL server): SQLite's write lock (readers go on, WAL), or PostgreSQL's table lock on cdrs."""
+    url = _database_url()
+    if url is None:
+        blocker = sqlite3.connect(pbx.data_dir / "zvonok.db", isolation_level=None)
+        try:
+            blocker.execute("BEGIN IMMEDIATE")
+            yield
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        return
+    import asyncpg
+
+    loop = asyncio.new_event_loop()
+    conn = loop.run_until_complete(asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://")))
+    try:
+        loop.run_until_complete(conn.execute("BEGIN; LOCK TABLE cdrs IN ACCESS EXCLUSIVE MODE"))
+        yield
+    finally:
+        loop.run_until_complete(conn.close())  # ends the transaction: the lock goes with it
+        loop.close()
+
+
+def test_a_cdr_journaled_while_the_database_is_locked_survives_kill_9(crash_pbx: Pbx) -> None:
+    """The database refuses the CDR writer (another client holds a lock: the server cannot commit),
+    the call ends, the server dies before it could write the CDR: the journal brings it back at start."""
+    journal = crash_pbx.data_dir / "cdr-journal.jsonl"
+    callee = start_callee(crash_pbx, "302", "call_uas.xml", timeout=30)
+    with _cdrs_locked(crash_pbx):
+        caller = calls.SippProcess(
+            "call_uac.xml", crash_pbx.target, workdir=crash_pbx.workdir, name="caller_301", timeout=30,
+            rows=[calls.caller_row("301", crash_pbx.extensions["301"], crash_pbx.domain, "302")],
+            auth_uri=f"sip:302@{crash_pbx.domain}", extra=["-d", "1000"],
+        ).start()
+        try:
+            def journaled() -> bool:
+                lines = journal.read_text().splitlines() if journal.exists() else []
+                return any(json.loads(line)["kind"] == "write" for line in lines if line.endswith("}"))
+            assert _wait_for(journaled, timeout=30), crash_pbx.server.log_tail()
+            crash_pbx.server.kill()
+        finally:
+            caller.kill()
+            callee.kill()
+    crash_pbx.server.start()
+    url = f"{crash_pbx.http_url}/api/v1/tenants/{crash_pbx.tenant_id}/cdrs?extension=301"
+    (cdr,) = harness.http_json(url, crash_pbx.token)["items"]
+    assert (cdr["disposition"], cdr["callee_number"], cdr["end_estimated"]) == ("answered", "302", False), cdr
+    assert journal.read_bytes() == b""

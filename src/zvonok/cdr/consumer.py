@@ -75,15 +75,17 @@ class CdrWriter:
 
     def __init__(self, db: Database, bus: Bus, *, retry_delays: tuple[float, ...] = (0.1, 0.5, 2.0, 5.0),
                  batch_size: int = 500, linger: float = 0.05, heartbeat: float | None = 5.0,
-                 clock: Callable[[], float] = time.time, journal: CdrJournal | None = None) -> None:
+                 clock: Callable[[], float] = time.time, journal: CdrJournal | None = None,
+                 patience: float = 1.0) -> None:
         self.db = db
+        self.patience = patience
         self.journal = journal
         # journaled work the database has not committed yet (it was unreachable), oldest first
         self._backlog: list[Item] = []
         self._failures = 0  # consecutive failed attempts to write the backlog
         self._retry_at = 0.0  # loop time before which the database is not tried again
         self._retry: asyncio.TimerHandle | None = None
-        self._retrying: asyncio.Task[None] | None = None
+        self._writing: asyncio.Task[None] | None = None  # the task committing the backlog
         self.heartbeat_interval = heartbeat
         self.clock = clock  # wall-clock seconds, for heartbeats
         self._beating: asyncio.Task[None] | None = None
@@ -139,17 +141,12 @@ class CdrWriter:
             return 0
         self._backlog = [_item_of(record) for record in records]
         log.warning("replaying %d CDR journal item(s) not committed before the last stop", len(records))
-        await self.flush(force=True)
+        await self._write()
         if self._backlog:
             raise RuntimeError("the CDR journal could not be written to the database")
         return len(records)
 
     async def stop(self) -> None:
-        if self._retry is not None:
-            self._retry.cancel()
-            self._retry = None
-        if self._retrying is not None:
-            await asyncio.gather(self._retrying, return_exceptions=True)
         if self._beating is not None:
             self._beating.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -158,10 +155,13 @@ class CdrWriter:
         if self.subscription is not None:
             await self.subscription.close(drain=True)
             self.subscription = None
-        await self.flush(force=True)  # what the database still refuses stays in the journal for the next start
+        await self.flush()
         if self._retry is not None:
             self._retry.cancel()
             self._retry = None
+        if self._writing is not None:
+            await asyncio.gather(self._writing, return_exceptions=True)
+        await self._write()  # one last try: what the database still refuses stays in the journal for the next start
         if self.journal is not None:
             self.journal.close()
 
@@ -217,23 +217,44 @@ class CdrWriter:
         self.calls.pop(ev.call_id, None)
         self._remember_done(ev.call_id)
 
-    async def flush(self, *, force: bool = False) -> None:
-        """Journal the queued work, then write it (after any backlog) in one transaction.
+    async def flush(self) -> None:
+        """Journal the queued work (one fsync) and hand it to the task that commits it.
 
-        While the database is down (a transient failure), nothing is tried before the retry time unless
-        ``force``; the work waits in the journal. A bad item (not a transient failure) makes the batch be
-        written item by item, as before, so one bad call cannot block the others.
+        The commit runs in its own task, waited for at most ``patience`` seconds: so the events queue
+        behind a commit as usual (bigger batches under load), but a database that hangs (no refusal, no
+        answer at all) does not keep the events that come meanwhile from reaching the journal.
+        """
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        self._opening.difference_update(item[1].call_id for item in batch if item[0] == "open")
+        # into the backlog first, then the journal, with no await between: whenever the backlog is empty
+        # every journaled line is committed, so the committer may truncate the journal then
+        self._backlog.extend(batch)
+        if self.journal is not None:
+            await self.journal.append([_record_of(item) for item in batch])
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._retry_at:
+            return  # the database is down: the retry timer writes the backlog
+        if self._writing is None or self._writing.done():
+            self._writing = loop.create_task(self._write_all())
+        await asyncio.wait({self._writing}, timeout=self.patience)
+
+    async def _write_all(self) -> None:
+        while self._backlog and await self._write():
+            pass
+
+    async def _write(self) -> bool:
+        """Commit the backlog (what is in it now) in one transaction; False if the database is down.
+
+        A bad item (not a transient failure) makes the batch be written item by item, so one bad call
+        cannot block the others.
         """
         async with self._lock:
-            batch, self._pending = self._pending, []
-            self._opening.difference_update(item[1].call_id for item in batch if item[0] == "open")
-            if batch and self.journal is not None:
-                await self.journal.append([_record_of(item) for item in batch])
-            self._backlog.extend(batch)
+            todo = self._backlog[:]
+            if not todo:
+                return True
             loop = asyncio.get_running_loop()
-            if not self._backlog or (not force and loop.time() < self._retry_at):
-                return
-            todo = self._backlog
             try:
                 async with self.db.session() as session:
                     results = await service.apply_batch(session, [_db_item(item) for item in todo])
@@ -241,13 +262,14 @@ class CdrWriter:
             except (SQLAlchemyError, OSError) as exc:
                 if _transient(exc):
                     self._down(loop, len(todo))
-                    return
+                    return False
                 log.warning("CDR batch of %d failed; writing its items one by one", len(todo), exc_info=True)
                 results = [await self._with_retry(item[0], item[1], self._apply_alone, item) for item in todo]
             if self._failures:
                 log.warning("CDR database reachable again: %d queued item(s) written", len(todo))
-            self._backlog, self._failures, self._retry_at = [], 0, 0.0
-            if self.journal is not None:
+            del self._backlog[:len(todo)]
+            self._failures, self._retry_at = 0, 0.0
+            if not self._backlog and self.journal is not None:
                 self.journal.clear()
         for item, result in zip(todo, results, strict=True):
             if item[0] == "open" and result is False:
@@ -256,6 +278,7 @@ class CdrWriter:
             elif item[0] in ("write", "write-open") and isinstance(result, CdrWritten):
                 self.written += 1
                 self.bus.publish(result)  # after the commit: the CDR is on disk
+        return True
 
     def _down(self, loop: asyncio.AbstractEventLoop, queued: int) -> None:
         """The database is unreachable: try again after the next backoff delay (the work is journaled)."""
@@ -271,8 +294,9 @@ class CdrWriter:
 
     def _retry_now(self) -> None:
         self._retry = None
-        if self._retrying is None or self._retrying.done():
-            self._retrying = asyncio.ensure_future(self.flush())
+        self._retry_at = 0.0
+        if self._writing is None or self._writing.done():
+            self._writing = asyncio.get_running_loop().create_task(self._write_all())
 
     async def _apply(self, session: AsyncSession, item: Item) -> object:
         kind, data, ended = item
