@@ -33,7 +33,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Operation
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok import metrics
-from zvonok.bus import Bus, Subscription, deserialize, serialize
+from zvonok.bus import Bus, Subscription
 from zvonok.cdr import service
 from zvonok.cdr.events import CdrWritten
 from zvonok.cdr.journal import CdrJournal
@@ -47,6 +47,8 @@ from zvonok.telephony.events import (
     CallRouted,
     CallStarted,
     CallTransferred,
+    Disposition,
+    HangupSide,
     RecordingStarted,
 )
 
@@ -100,7 +102,7 @@ class CdrWriter:
         self.subscription: Subscription | None = None
         self.written = 0
         self._pending: list[Item] = []  # queued database work, not journaled yet
-        self._opening: set[str] = set()  # calls whose "open" is queued, not yet written
+        self._opening: set[str] = set()  # calls whose "open" is queued, not yet handed to the journal
 
     def start(self) -> Subscription:
         self.subscription = self.bus.subscribe(self.handle, event_types=CALL_EVENT_TYPES, name="cdr-writer")
@@ -156,12 +158,12 @@ class CdrWriter:
             await self.subscription.close(drain=True)
             self.subscription = None
         await self.flush()
-        if self._retry is not None:
-            self._retry.cancel()
-            self._retry = None
         if self._writing is not None:
             await asyncio.gather(self._writing, return_exceptions=True)
         await self._write()  # one last try: what the database still refuses stays in the journal for the next start
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
         if self.journal is not None:
             self.journal.close()
 
@@ -376,14 +378,17 @@ def _record_of(item: Item) -> dict[str, Any]:
     if isinstance(data, CallRecord):
         record["call"] = data.to_json()
     if ended is not None:
-        record["ended"] = serialize(ended)
+        # field by field: the bus's generic serialize cost three times as much, per CDR
+        record["ended"] = {"tenant_id": ended.tenant_id, "call_id": ended.call_id, "at": ended.at,
+                           "disposition": ended.disposition.value, "hangup_side": ended.hangup_side.value,
+                           "cause": ended.cause, "sip_status": ended.sip_status}
     return record
 
 
 def _item_of(record: dict[str, Any]) -> Item:
-    ended = deserialize(record["ended"]) if record.get("ended") is not None else None
-    if ended is not None and not isinstance(ended, CallEnded):
-        raise ValueError(f"CDR journal line {record.get('seq')}: not a CallEnded")
+    raw = record.get("ended")
+    ended = CallEnded(**{**raw, "disposition": Disposition(raw["disposition"]),
+                         "hangup_side": HangupSide(raw["hangup_side"])}) if raw is not None else None
     if "call" in record:
         return record["kind"], CallRecord.from_json(record["call"]), ended
     if ended is None:

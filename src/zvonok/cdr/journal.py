@@ -59,7 +59,7 @@ class CdrJournal:
         lines = []
         for record in records:
             self.seq += 1
-            lines.append(json.dumps({"seq": self.seq, **record}, separators=(",", ":")).encode())
+            lines.append(json.dumps({"seq": self.seq, **record}, separators=(",", ":"), check_circular=False).encode())
         self._file.write(b"\n".join(lines) + b"\n")
         self._file.flush()
         # the fsync off the event loop: a slow disk must not stall SIP
