@@ -112,3 +112,24 @@ async def test_without_a_group_commit_the_registrar_is_answered_at_once() -> Non
     answers: list[bool] = []
     location.when_durable(answers.append)
     assert answers == [True]
+
+
+async def test_a_failed_commit_answers_false_and_keeps_the_binding_for_the_next_flush() -> None:
+    class Broken(_Store):
+        failures = 1
+
+        async def apply(self, upserts: list[Binding], deletes: list[tuple[int, int, str]]) -> None:
+            if self.failures:
+                self.failures -= 1
+                raise RuntimeError("disk full")  # not a busy database: no point in making the phone wait
+            self.written.extend(upserts)
+
+    location, store = Location(), Broken()
+    commit = GroupCommit(location, store)
+    answers: list[bool] = []
+    location.put(_binding(1, 1, "sip:a@192.0.2.1"))
+    location.when_durable(answers.append)
+    assert await commit.flush() is False
+    assert answers == [False] and store.written == []  # the registrar answers 500, not 200
+    assert await commit.flush() is True
+    assert [b.contact for b in store.written] == ["sip:a@192.0.2.1"]
