@@ -92,12 +92,19 @@ class Settings(BaseSettings):
     invite_flood_ban: float = Field(default=30.0, description="How long a flooding address gets 503, seconds")
     record_calls: bool = Field(default=False, description="Record every answered call to <data_dir>/recordings")
     record_stereo: bool = Field(default=True, description="Recordings as stereo (caller left, callee right)")
+    cdr_heartbeat_interval: float = Field(
+        default=5.0, gt=0, description="Seconds between heartbeats of the calls in progress (one UPDATE for all): "
+                                       "a call cut by a crash is closed at its last heartbeat")
 
     # Registrar
     register_min_expires: int = Field(default=60, description="Shorter Expires gets 423 Interval Too Brief")
     register_max_expires: int = Field(default=3600, description="Longer Expires is cut to this")
     register_default_expires: int = Field(default=3600, description="Expires when the REGISTER gives none")
     register_max_contacts: int = Field(default=10, description="Bindings per extension")
+    register_commit_delay: float = Field(
+        default=0.005, ge=0, le=0.1,
+        description="Seconds the registrar gathers REGISTERs into one database commit before answering "
+                    "them 200 (group commit: a 200 is sent only once its binding is stored)")
 
     # Digest authentication
     digest_algorithms: list[DigestAlgorithm] = Field(

@@ -10,7 +10,6 @@ import gc
 import os
 import signal
 import socket
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -25,6 +24,8 @@ from zvonok.api.ws import events_router
 from zvonok.bus import LocalBus, forward_committed
 from zvonok.cdr import http as cdr_http
 from zvonok.cdr.consumer import CdrWriter
+from zvonok.cdr.journal import FILE_NAME as CDR_JOURNAL
+from zvonok.cdr.journal import CdrJournal
 from zvonok.cdr.service import close_interrupted
 from zvonok.config import Settings
 from zvonok.logs import configure, get_logger
@@ -39,7 +40,7 @@ from zvonok.telephony.auth import Authenticator, CredentialCache
 from zvonok.telephony.b2bua import CallEngine
 from zvonok.telephony.directory import Directory
 from zvonok.telephony.http import registrations_router
-from zvonok.telephony.location import Location
+from zvonok.telephony.location import GroupCommit, Location
 from zvonok.telephony.registrar import Registrar, RegistrarConfig
 from zvonok.telephony.service import SipService
 from zvonok.telephony.store import SqlBindingStore
@@ -48,8 +49,6 @@ from zvonok.telephony.trunks import Trunks
 from zvonok.transport.limits import ConnectionTable, fd_budget, raise_nofile_limit
 
 log = get_logger(__name__)
-
-FLUSH_INTERVAL = 0.25  # seconds between write-behind flushes of registrations
 
 
 @dataclass
@@ -64,6 +63,7 @@ class Runtime:
     bus: LocalBus
     cdr_writer: CdrWriter
     store: SqlBindingStore
+    bindings: GroupCommit
     trunks: Trunks
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -101,12 +101,15 @@ async def build(settings: Settings) -> Runtime:
     db = Database(settings.resolved_database_url())
     await db.upgrade()
     bus = LocalBus()
-    # calls a crash left open become CDRs marked "interrupted" before anything new starts
+    # before anything new starts: the CDR journal that a crash (or a database down at the last stop) left
+    # is written, then the calls a crash left open become CDRs marked "interrupted"
+    cdr_writer = CdrWriter(db, bus, heartbeat=settings.cdr_heartbeat_interval,
+                           journal=CdrJournal(settings.data_dir / CDR_JOURNAL))
+    await cdr_writer.recover()
     interrupted = await close_interrupted(db, datetime.now(UTC), bus=bus)
     if interrupted:
         log.warning("closed calls interrupted by the last stop", calls=len(interrupted))
     forward_committed(db, bus)
-    cdr_writer = CdrWriter(db, bus)
     cdr_writer.start()
     store = SqlBindingStore(db)
     location = Location()
@@ -195,8 +198,9 @@ async def build(settings: Settings) -> Runtime:
     config = uvicorn.Config(app, loop="none", lifespan="off", log_level="warning", access_log=False,
                             http=http_protocol_class)
     http = uvicorn.Server(config)
-    runtime = Runtime(settings, db, location, sip, http, bus, cdr_writer, store, trunks)
-    runtime.tasks.append(asyncio.create_task(_flush_loop(location, store, runtime.stopping)))
+    bindings = GroupCommit(location, store, delay=settings.register_commit_delay)
+    runtime = Runtime(settings, db, location, sip, http, bus, cdr_writer, store, bindings, trunks)
+    runtime.tasks.append(asyncio.create_task(bindings.run(runtime.stopping)))
     runtime.tasks.append(asyncio.create_task(_reload_credentials_loop(credentials, all_credentials,
                                                                       runtime.stopping)))
     return runtime
@@ -217,36 +221,6 @@ async def _reload_credentials_loop(credentials: CredentialCache,
         except Exception:  # noqa: BLE001 - keep the table we have; the next round tries again
             metrics.ERRORS.labels("credentials_reload").inc()
             log.exception("failed to reload sip credentials")
-
-
-async def _flush_loop(location: Location, store: SqlBindingStore, stopping: asyncio.Event) -> None:
-    """Expire bindings and write changed ones to the database, in batches, until ``stopping`` is set.
-
-    It is stopped by the event, never cancelled, so that a batch being written is never cut off halfway.
-    """
-    while not stopping.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), FLUSH_INTERVAL)
-        await _flush(location, store)
-
-
-async def _flush(location: Location, store: SqlBindingStore) -> None:
-    location.expire(time.time())
-    metrics.REGISTRATIONS.set(location.count)
-    if not location.has_changes:
-        return
-    upserts, deletes = location.take_changes()
-    try:
-        await store.apply(upserts, deletes)
-    except BaseException as exc:  # keep what was not written; the next flush retries it
-        location.requeue(upserts, deletes)
-        if not isinstance(exc, Exception):
-            raise
-        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-            log.info("database busy: registrations written at the next flush", upserts=len(upserts))
-            return
-        metrics.ERRORS.labels("registration_flush").inc()
-        log.exception("failed to persist registrations", upserts=len(upserts), deletes=len(deletes))
 
 
 async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
@@ -284,7 +258,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
         await runtime.cdr_writer.stop()
         runtime.stopping.set()
         await asyncio.gather(*runtime.tasks, return_exceptions=True)
-        await _flush(runtime.location, runtime.store)
+        await runtime.bindings.flush()
         runtime.store.close()
         await runtime.db.dispose()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -4,10 +4,13 @@ crash become "interrupted" CDRs at start-up."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -17,6 +20,7 @@ from zvonok.bus import LocalBus
 from zvonok.cdr import service as cdr_service
 from zvonok.cdr.consumer import CdrWriter
 from zvonok.cdr.events import CdrWritten
+from zvonok.cdr.journal import CdrJournal
 from zvonok.cdr.models import Cdr, CdrLeg, OpenCall
 from zvonok.org import schemas
 from zvonok.org import service as org
@@ -164,7 +168,7 @@ async def test_answered_internal_call(db: Database) -> None:
         "started_at": utc(T0), "answered_at": utc(T0 + 5.0), "ended_at": utc(T0 + 66.6),
         "duration": 67, "billsec": 62, "disposition": "answered", "hangup_side": "caller",
         "cause": "normal_clearing", "sip_status": 200, "recording_path": "1/call.wav",
-        "cost": Decimal("0"), "currency": "RUB", **UNRATED,
+        "cost": Decimal("0"), "currency": "RUB", **UNRATED, "end_estimated": False,
         "legs": [
             ("L1", "caller", "101", "sip:a@10.0.0.1", "UA-A", None, utc(T0 + 66.6), "normal_clearing"),
             ("L2", "callee", "102", "sip:102@10.0.0.2", "UA-B", utc(T0 + 5.0), utc(T0 + 66.6), "normal_clearing"),
@@ -325,8 +329,10 @@ async def test_close_interrupted_after_a_crash(db: Database) -> None:
 
     row = await cdr_row(db, up.call_id)
     assert (row["disposition"], row["hangup_side"], row["cause"]) == ("interrupted", "system", "server_restart")
-    assert (row["started_at"], row["answered_at"], row["ended_at"]) == (utc(T0), utc(T0 + 2.2), restart)
-    assert (row["duration"], row["billsec"], row["recording_path"]) == (100, 98, "rec/up.wav")
+    # no heartbeat came (the writer lived for less than one): the end is the last event it wrote down
+    assert (row["started_at"], row["answered_at"], row["ended_at"]) == (utc(T0), utc(T0 + 2.2), utc(T0 + 8.2))
+    assert (row["duration"], row["billsec"], row["recording_path"]) == (8, 6, "rec/up.wav")
+    assert row["end_estimated"] is True
     assert row["callee_employee_id"] == w.bob.employee_id  # the snapshot at the answer knew the callee
     assert [leg[0] for leg in row["legs"]] == ["L1", "L2"]
     row = await cdr_row(db, ringing.call_id)
@@ -341,6 +347,27 @@ async def test_close_interrupted_after_a_crash(db: Database) -> None:
     async with db.session() as s:
         assert (await s.execute(select(func.count()).select_from(Cdr))).scalar_one() == 3
         assert (await s.execute(select(Cdr.disposition).where(Cdr.call_id == up.call_id))).scalar_one() == "interrupted"
+
+
+async def test_an_interrupted_call_ends_at_its_last_heartbeat(db: Database) -> None:
+    """1 s of talk cut by a crash was billed as the whole time until the restart: the writer's heartbeat
+    keeps the open call's last sign of life, and the interrupted CDR ends there, marked estimated."""
+    w = await make_world(db)
+    now = [T0]
+    writer = CdrWriter(db, LocalBus(), heartbeat=None, clock=lambda: now[0])
+    call = CallScript(w.tenant_id, w.alice, "102", Direction.INTERNAL).callee_leg(w.bob).answer(after=0.8)
+    for e in call.events:
+        await writer.handle(e)
+    await writer.flush()  # the call is open in the database, answered at T0 + 1
+    now[0] = T0 + 6
+    await writer.heartbeat()
+    now[0] = T0 + 11
+    await writer.heartbeat()  # the last one: the process dies at about T0 + 12
+    written = await cdr_service.close_interrupted(db, utc(T0 + 300))  # restarted five minutes later
+    assert [e.call_id for e in written] == [call.call_id]
+    row = await cdr_row(db, call.call_id)
+    assert (row["disposition"], row["cause"], row["end_estimated"]) == ("interrupted", "server_restart", True)
+    assert (row["answered_at"], row["ended_at"], row["billsec"]) == (utc(T0 + 1), utc(T0 + 11), 10)
 
 
 async def test_call_ended_completed_from_the_open_snapshot(db: Database) -> None:
@@ -378,31 +405,116 @@ async def test_a_transient_database_failure_is_retried(db: Database, monkeypatch
     from sqlalchemy.exc import OperationalError
 
     w = await make_world(db)
-    # the batch fails (its items are then written one by one), and so does the first single write
-    failures = {name: [OperationalError("INSERT", {}, Exception("database is locked"))]
-                for name in ("apply_batch", "write_cdr")}
+    failures = [OperationalError("INSERT", {}, Exception("database is locked"))]  # the first batch fails
+    real = cdr_service.apply_batch
 
-    def flaky(name: str) -> Any:
-        real = getattr(cdr_service, name)
+    async def flaky(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return await real(*args, **kwargs)
 
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            if failures[name]:
-                raise failures[name].pop()
-            return await real(*args, **kwargs)
-        return call
-
-    for name in failures:
-        monkeypatch.setattr(cdr_service, name, flaky(name))
+    monkeypatch.setattr(cdr_service, "apply_batch", flaky)
     call = CallScript(w.tenant_id, w.alice, "102", Direction.INTERNAL).callee_leg(w.bob)
     call.end(1, Disposition.CANCELLED, HangupSide.CALLER, "originator_cancel")
     bus = LocalBus()
-    writer = CdrWriter(db, bus, retry_delays=(0.01,))
+    writer = CdrWriter(db, bus, retry_delays=(0.01,), heartbeat=None)
     writer.start()
     for e in call.events:
         bus.publish(e)
     await bus.close()
-    assert failures == {"apply_batch": [], "write_cdr": []} and writer.written == 1
+    assert await _poll(lambda: writer.written == 1) and failures == []  # written by the retry, not lost
     assert (await cdr_row(db, call.call_id))["disposition"] == "cancelled"
+    await writer.stop()
+
+
+async def _poll(predicate: Any, timeout: float = 20.0) -> bool:
+    """Wait for ``predicate()`` (the writer retries on its own timer)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
+def _unreachable() -> Database:
+    """A database nobody listens for: every connection is refused, as when PostgreSQL is down."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return Database(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/zvonok")
+
+
+async def _cdr_count(db: Database) -> int:
+    async with db.session() as s:
+        return int((await s.execute(select(func.count()).select_from(Cdr))).scalar_one())
+
+
+async def test_cdrs_wait_in_the_journal_while_the_database_is_unreachable(db: Database, tmp_path: Path) -> None:
+    """The writer gave up after ~2.6 s and the CDR of a call that started and ended in one batch was lost:
+    now it waits in the fsync'd journal, retried until the database is back, then written once."""
+    w = await make_world(db)
+    down = _unreachable()
+    journal = CdrJournal(tmp_path / "cdr-journal.jsonl")
+    bus = LocalBus()
+    announced: list[CdrWritten] = []
+
+    async def on_written(e: CdrWritten) -> None:
+        announced.append(e)
+
+    bus.subscribe(on_written, event_types=[CdrWritten])
+    writer = CdrWriter(down, bus, retry_delays=(0.02,), heartbeat=None, journal=journal)
+    writer.start()
+    call = CallScript(w.tenant_id, w.alice, "102", Direction.INTERNAL).callee_leg(w.bob).answer(after=1)
+    call.end(2, Disposition.ANSWERED, HangupSide.CALLER, "normal_clearing", 200)
+    for e in call.events:
+        bus.publish(e)
+    # many failed attempts (more than the old writer's three retries), the call kept all along
+    assert await _poll(lambda: writer._failures >= 10)
+    assert writer.queued == 1 and [r["kind"] for r in journal.read()] == ["write"] and writer.written == 0
+    writer.db = db  # the database is back
+    assert await _poll(lambda: writer.written == 1)
+    assert journal.empty and writer.queued == 0 and await _cdr_count(db) == 1
+    row = await cdr_row(db, call.call_id)
+    assert (row["disposition"], row["billsec"], row["callee_employee_id"]) == ("answered", 2, w.bob.employee_id)
+    await bus.close()
+    assert [e.call_id for e in announced] == [call.call_id]
+    await writer.stop()
+    await down.dispose()
+
+
+async def test_a_journal_left_by_a_crash_is_replayed_at_start_once(db: Database, tmp_path: Path) -> None:
+    w = await make_world(db)
+    down = _unreachable()
+    path = tmp_path / "cdr-journal.jsonl"
+    bus = LocalBus()
+    writer = CdrWriter(down, bus, retry_delays=(60.0,), heartbeat=None, journal=CdrJournal(path))
+    writer.start()
+    ended = CallScript(w.tenant_id, w.alice, "102", Direction.INTERNAL).callee_leg(w.bob).answer(after=1)
+    ended.end(4, Disposition.ANSWERED, HangupSide.CALLEE, "normal_clearing", 200)
+    talking = CallScript(w.tenant_id, w.bob, "101", Direction.INTERNAL).callee_leg(w.alice).answer(after=1)
+    for e in sorted(ended.events + talking.events, key=lambda e: e.at):
+        bus.publish(e)
+    await bus.close()
+    await writer.stop()  # the database is still down: the journal is all there is (as after kill -9)
+    await down.dispose()
+    left = path.read_bytes()
+    assert left and await _cdr_count(db) == 0
+
+    restarted = CdrWriter(db, LocalBus(), heartbeat=None, journal=CdrJournal(path))
+    assert await restarted.recover() == 2
+    assert path.read_bytes() == b""  # committed: the journal starts afresh
+    assert (await cdr_row(db, ended.call_id))["billsec"] == 4
+    # the call still talking at the crash is open again, so the crash sweep closes it as interrupted
+    assert [e.call_id for e in await cdr_service.close_interrupted(db, utc(T0 + 60))] == [talking.call_id]
+    await restarted.stop()
+
+    path.write_bytes(left)  # replayed twice (a crash during the replay): still one CDR per call
+    again = CdrWriter(db, LocalBus(), heartbeat=None, journal=CdrJournal(path))
+    assert await again.recover() == 2
+    await again.stop()
+    assert await _cdr_count(db) == 2
 
 
 async def test_many_calls_in_overlapping_batches(db: Database) -> None:

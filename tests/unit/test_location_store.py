@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import time
 
 from zvonok.org import schemas, service
 from zvonok.storage.db import Database
-from zvonok.telephony.location import Binding, Location
+from zvonok.telephony.location import Binding, GroupCommit, Location
 from zvonok.telephony.store import SqlBindingStore
 
 
@@ -65,3 +67,69 @@ async def test_a_failed_write_is_requeued_unless_newer_changes_exist() -> None:
     location.requeue(upserts, deletes)
     again, removed = location.take_changes()
     assert [x.contact for x in again] == ["sip:a@192.0.2.1"] and removed == [(1, 1, "sip:b@192.0.2.1")]
+
+
+class _Store:
+    """A store whose writes can be made to fail as a busy SQLite database does."""
+
+    def __init__(self) -> None:
+        self.written: list[Binding] = []
+        self.busy = 0  # how many more writes fail with "database is locked"
+
+    async def load(self, now: float) -> list[Binding]:
+        return list(self.written)
+
+    async def apply(self, upserts: list[Binding], deletes: list[tuple[int, int, str]]) -> None:
+        if self.busy:
+            self.busy -= 1
+            raise sqlite3.OperationalError("database is locked")
+        self.written.extend(upserts)
+
+
+async def test_a_registration_is_answered_only_after_its_commit_shared_by_several() -> None:
+    location, store = Location(), _Store()
+    commit = GroupCommit(location, store, delay=0.001)
+    answers: list[tuple[str, bool, int]] = []  # (contact, durable, bindings stored when answered)
+    for name in ("a", "b", "c"):
+        location.put(_binding(1, 1, f"sip:{name}@192.0.2.1"))
+        location.when_durable(lambda ok, name=name: answers.append((name, ok, len(store.written))))
+    assert answers == []  # nothing answered before the commit
+    store.busy = 2  # the database is busy twice: the waiters keep waiting, the loop is not blocked
+    stopping = asyncio.Event()
+    task = asyncio.create_task(commit.run(stopping))
+    for _ in range(500):
+        if answers:
+            break
+        await asyncio.sleep(0.005)
+    stopping.set()
+    await task
+    assert answers == [("a", True, 3), ("b", True, 3), ("c", True, 3)]  # one commit for the three
+    assert store.busy == 0
+
+
+async def test_without_a_group_commit_the_registrar_is_answered_at_once() -> None:
+    location = Location()
+    answers: list[bool] = []
+    location.when_durable(answers.append)
+    assert answers == [True]
+
+
+async def test_a_failed_commit_answers_false_and_keeps_the_binding_for_the_next_flush() -> None:
+    class Broken(_Store):
+        failures = 1
+
+        async def apply(self, upserts: list[Binding], deletes: list[tuple[int, int, str]]) -> None:
+            if self.failures:
+                self.failures -= 1
+                raise RuntimeError("disk full")  # not a busy database: no point in making the phone wait
+            self.written.extend(upserts)
+
+    location, store = Location(), Broken()
+    commit = GroupCommit(location, store)
+    answers: list[bool] = []
+    location.put(_binding(1, 1, "sip:a@192.0.2.1"))
+    location.when_durable(answers.append)
+    assert await commit.flush() is False
+    assert answers == [False] and store.written == []  # the registrar answers 500, not 200
+    assert await commit.flush() is True
+    assert [b.contact for b in store.written] == ["sip:a@192.0.2.1"]

@@ -2,9 +2,10 @@
 
 ``cdrs`` holds one row per finished call (``call_id`` unique: writing is idempotent), its legs in
 ``cdr_legs``. ``calls_open`` is the durable note that a call is in progress: inserted at CallStarted,
-refreshed at a few milestones (answer, transfer, recording) with a JSON snapshot of what is known, and
+refreshed at a few milestones (answer, transfer, recording) with a JSON snapshot of what is known, its
+``updated_at`` moved on by the writer's heartbeat every few seconds (one UPDATE for all open calls), and
 deleted in the same transaction that writes the CDR. Rows left there after a crash are turned into
-"interrupted" CDRs at start-up (:func:`zvonok.cdr.service.close_interrupted`).
+"interrupted" CDRs ending at their last heartbeat, ``end_estimated`` (:func:`zvonok.cdr.service.close_interrupted`).
 
 Party columns copy the number and name as they were at call time; the directory ids (extension,
 employee, office, department) are ``ON DELETE SET NULL`` so history survives deleting the directory entry.
@@ -70,6 +71,8 @@ class Cdr(TenantScoped, Base):
     rate_destination: Mapped[str | None] = mapped_column(String(200))
     rate_per_minute: Mapped[Decimal | None] = mapped_column(Numeric(12, 4))
     billed_seconds: Mapped[int] = mapped_column(Integer, default=0)
+    # the end is the call's last heartbeat before a crash, not a hang-up anyone saw ("interrupted")
+    end_estimated: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     legs: Mapped[list[CdrLeg]] = relationship(

@@ -55,6 +55,8 @@ class CdrOut(BaseModel):
     hangup_side: str
     cause: str
     sip_status: int | None
+    end_estimated: bool = Field(default=False, description="The call was cut by a server crash: ended_at is "
+                                "its last sign of life (heartbeat), not a hang-up")
     cost: Decimal
     currency: str
     has_recording: Annotated[bool, BeforeValidator(lambda path: path is not None)] = Field(

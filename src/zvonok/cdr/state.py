@@ -95,6 +95,7 @@ class FinishedCall:
     recording_path: str | None
     legs: tuple[LegRecord, ...]
     rating: Rating = field(default_factory=lambda: Rating())
+    end_estimated: bool = False  # ended at the last heartbeat before a crash
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -196,7 +197,7 @@ class CallRecord:
 
     def finish(
         self, *, at: float, disposition: Disposition, hangup_side: HangupSide, cause: str,
-        sip_status: int | None = None,
+        sip_status: int | None = None, estimated: bool = False,
     ) -> FinishedCall:
         end = max(at, self.started_at)
         legs = tuple(
@@ -223,6 +224,7 @@ class CallRecord:
             # billed from the same whole seconds as billsec: a CDR never shows two durations
             rating=rate(CallRouted(**self.route) if self.route else None,
                         whole_seconds(end - self.answered_at) if self.answered_at is not None else 0),
+            end_estimated=estimated,
         )
 
     def finish_with(self, ev: CallEnded) -> FinishedCall:

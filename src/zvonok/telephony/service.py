@@ -271,7 +271,7 @@ class SipService:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             elif result is not None:
-                self._respond(txn, result)
+                self._answer_register(txn, result)
         elif request.method == "OPTIONS":
             self._respond(txn, make_response(request, 200, to_tag=_tag(), headers=[
                 ("Allow", ", ".join(self.allowed_methods)), ("Accept", "application/sdp"),
@@ -286,7 +286,22 @@ class SipService:
             log.exception("registrar failed", peer=str(peer), call_id=request.headers.get("call-id"))
             response = make_response(request, 500, to_tag=_tag())
         if response is not None:
+            self._answer_register(txn, response)
+
+    def _answer_register(self, txn: ServerTransaction, response: Response) -> None:
+        """A 200 only once the bindings it lists are committed (group commit: see ``GroupCommit``)."""
+        if response.status != 200:
             self._respond(txn, response)
+            return
+
+        def answer(durable: bool) -> None:
+            if durable:
+                self._respond(txn, response)
+            else:  # the phone tries again shortly; its binding is kept in memory and written later
+                self._respond(txn, make_response(txn.request, 500, "Registration Not Stored", to_tag=_tag(),
+                                                 headers=[("Retry-After", "5")]))
+
+        self.registrar.location.when_durable(answer)
 
     def _respond(self, txn: ServerTransaction, response: Response) -> None:
         response.headers.add("Server", USER_AGENT)
