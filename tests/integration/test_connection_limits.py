@@ -280,3 +280,43 @@ def test_http_per_address_cap_counts_websockets_until_they_close(limited: Pbx) -
     while http_status(limited, "127.0.0.5") != 200:  # the websockets' slots are given back
         assert time.monotonic() < deadline, "closed websockets still hold their address's slots"
         time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def crowded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pbx]:
+    """A server whose SIP-TCP table holds four connections, two per address."""
+    env = {"ZVONOK_SIP_TCP_MAX_CONNECTIONS": "4", "ZVONOK_SIP_TCP_MAX_PER_ADDRESS": "2",
+           "ZVONOK_AUTH_FAIL_LIMIT": "1000"}
+    instance = _start_pbx(tmp_path_factory.mktemp("crowded"), stem="crowded", numbers=["401"], env=env,
+                          use_cli=False)
+    try:
+        yield instance
+    finally:
+        _stop_pbx(instance)
+
+
+def test_a_table_full_of_idle_connections_makes_room_for_a_phone(crowded: Pbx) -> None:
+    idle: list[socket.socket] = []
+    newcomers: list[socket.socket] = []
+    phone = None
+    try:
+        # two addresses fill the table the way the finding did: one OPTIONS each, then silence
+        for source in ("127.0.1.1", "127.0.1.1", "127.0.1.2", "127.0.1.2"):
+            idle.append(tcp_connect(crowded, source))
+            assert options_over(idle[-1], crowded).status == 200
+        phone = tcp_connect(crowded, "127.0.1.3")
+        assert register_tcp(crowded, phone, "401") == 200
+        assert closed_by_server(idle[0], timeout=10), "the oldest idle connection was not closed for the phone"
+        for sock in idle[1:]:
+            assert options_over(sock, crowded).status == 200  # only the oldest went
+        # the phone's connection registered: the next newcomers take the idle ones' places, never the phone's
+        for source in ("127.0.1.4", "127.0.1.4", "127.0.1.5", "127.0.1.5"):
+            newcomers.append(tcp_connect(crowded, source))
+            assert options_over(newcomers[-1], crowded).status == 200
+        for sock in idle[1:]:
+            assert closed_by_server(sock, timeout=10)
+        assert closed_by_server(newcomers[0], timeout=10)  # the fourth newcomer evicted the first
+        assert options_over(phone, crowded).status == 200
+    finally:
+        for sock in [*idle, *newcomers, *([phone] if phone is not None else [])]:
+            sock.close()

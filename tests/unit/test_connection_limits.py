@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI, Request
 
 from zvonok.api.limits import BodyLimit
-from zvonok.transport.limits import ConnectionTable, StreamDeadlines, address_key, fd_budget
+from zvonok.transport.limits import ConnectionTable, StreamDeadlines, address_key, fd_budget, prefix_key
 
 
 def test_address_key_counts_ipv6_per_64_and_mapped_ipv4_as_ipv4() -> None:
@@ -40,6 +40,80 @@ def test_table_caps_per_address_and_overall() -> None:
     assert table.total == 0 and table.count("2001:db8::5") == 0
     table.release("10.0.0.9")  # never admitted: nothing to release
     assert table.total == 0
+
+
+def test_table_caps_an_ipv6_48_beyond_its_64s() -> None:
+    assert prefix_key("2001:db8:1:ffff::1") == prefix_key("2001:db8:1::9") == "2001:db8:1::/48"
+    assert prefix_key("192.0.2.7") is None and prefix_key("::ffff:192.0.2.7") is None
+    table = ConnectionTable(max_total=100, max_per_address=2)
+    assert table.max_per_prefix == 8  # four times the per-address cap by default
+    for subnet in range(4):  # two each from four /64s of one /48
+        assert table.admit(f"2001:db8:1:{subnet}::1") and table.admit(f"2001:db8:1:{subnet}::2")
+    assert table.prefix_count("2001:db8:1:77::1") == 8
+    assert not table.admit("2001:db8:1:4::1")  # a fresh /64 of the same /48: the /48 is full
+    assert table.admit("2001:db8:2::1")  # another /48
+    assert table.admit("192.0.2.1") and table.admit("192.0.2.2")  # IPv4 has no prefix cap
+    table.release("2001:db8:1:0::1")
+    assert table.prefix_count("2001:db8:1::") == 7
+    assert table.admit("2001:db8:1:4::1")
+    assert table.refused == 1
+
+
+class Conn:
+    """A connection as the table sees it: evict() closes it."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        self.evicted = False
+
+    def evict(self) -> None:
+        self.evicted = True
+
+
+def test_full_table_evicts_the_oldest_untrusted_connection() -> None:
+    # age is admission order: the table needs no clock to find the oldest
+    table = ConnectionTable(max_total=3, max_per_address=10)
+    a, b, c, d, e, f = (Conn(f"10.0.0.{i}") for i in range(1, 7))
+    for conn in (a, b, c):
+        assert table.admit(conn.host, conn)
+    table.trust(b)  # e.g. it registered
+    assert table.admit(d.host, d)  # full: the oldest untrusted (a) makes room
+    assert a.evicted and not (b.evicted or c.evicted)
+    assert table.total == 3 and table.count(a.host) == 0 and table.count(d.host) == 1
+    assert table.admit(e.host, e)  # b is older but trusted: c goes
+    assert c.evicted and not b.evicted
+    assert table.admit(f.host, f)
+    assert d.evicted and not b.evicted
+    assert (table.evicted, table.refused) == (3, 0)
+
+
+def test_trusted_connections_are_never_evicted() -> None:
+    table = ConnectionTable(max_total=2, max_per_address=10)
+    a, b, c = Conn("10.0.0.1"), Conn("10.0.0.2"), Conn("10.0.0.3")
+    assert table.admit(a.host, a) and table.admit(b.host, b)
+    table.trust(a)
+    table.trust(b)
+    assert not table.admit(c.host, c)  # every connection trusted: the newcomer is refused as without eviction
+    assert not (a.evicted or b.evicted) and table.refused == 1 and table.total == 2
+    # a connection counted by address alone (the HTTP listener's) is never evicted either
+    http = ConnectionTable(max_total=1, max_per_address=10)
+    assert http.admit("10.0.0.1")
+    assert not http.admit(c.host, c)
+
+
+def test_a_released_connection_is_no_longer_a_candidate() -> None:
+    table = ConnectionTable(max_total=2, max_per_address=10)
+    a, b, c, d = (Conn(f"10.0.0.{i}") for i in range(1, 5))
+    assert table.admit(a.host, a) and table.admit(b.host, b)
+    table.release(a.host, a)  # closed by its peer
+    assert table.admit(c.host, c)  # room without evicting
+    assert table.admit(d.host, d)
+    assert b.evicted and not a.evicted and table.total == 2
+    # the per-address cap refuses before anything is evicted for the newcomer
+    crowded = ConnectionTable(max_total=2, max_per_address=1)
+    x, y = Conn("10.0.0.1"), Conn("10.0.0.1")
+    assert crowded.admit(x.host, x) and not crowded.admit(y.host, y)
+    assert not x.evicted
 
 
 def test_a_trickled_message_is_not_extended_by_its_bytes() -> None:

@@ -224,6 +224,8 @@ class SipService:
                 self._dispatch(event.transaction, event.request, event.peer)
             elif isinstance(event, (ResponseReceived, TransactionTimeout, TransportError)):
                 txn = event.transaction
+                if isinstance(event, ResponseReceived):
+                    self._trust(event.peer)  # it answered a request of ours: a device we chose to reach
                 if isinstance(txn, ClientTransaction):
                     if txn in self._pending_cancels:
                         reason = self._pending_cancels.pop(txn)
@@ -305,6 +307,10 @@ class SipService:
 
     def _respond(self, txn: ServerTransaction, response: Response) -> None:
         response.headers.add("Server", USER_AGENT)
+        if 200 <= response.status < 300 and txn.request.method in ("REGISTER", "INVITE"):
+            # a REGISTER or INVITE accepted (authenticated, or from a trunk's trusted addresses): its
+            # connection is a phone's or a carrier's, never evicted for a newcomer at the overall cap
+            self._trust(txn.peer)
         metrics.child(metrics.SIP_MESSAGES_OUT, txn.peer.transport, "response", txn.request.method,
                                         str(response.status)).inc()
         self.layer.respond(txn, response, self._now())
@@ -339,13 +345,21 @@ class SipService:
         self._process(())
 
     # -- output and timers ---------------------------------------------------------------------------
+    def _stream(self, peer: Peer) -> TcpTransport | None:
+        return self.tls if peer.transport == "tls" else self.tcp
+
     def _send(self, data: bytes, peer: Peer) -> None:
         if peer.reliable:
-            stream = self.tls if peer.transport == "tls" else self.tcp
+            stream = self._stream(peer)
             if stream is not None and not stream.send(data, peer):
                 log.info("no connection left to send on", peer=str(peer))
         elif self.udp is not None:
             self.udp.send(data, peer)
+
+    def _trust(self, peer: Peer) -> None:
+        stream = self._stream(peer) if peer.reliable else None
+        if stream is not None:
+            stream.trust(peer)
 
     def _now(self) -> float:
         assert self._loop is not None

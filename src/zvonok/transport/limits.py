@@ -2,10 +2,12 @@
 
 How it works. Every accepted connection costs a file descriptor, and so does every RTP/RTCP socket. A
 flood of idle connections (3,000 in the finding of issue 8) used the descriptors that calls then lacked
-for their media. So each listener admits connections through a :class:`ConnectionTable` (a cap overall and
-one per source address, IPv6 counted per /64 since one host gets a whole /64), and :func:`fd_budget`
-sizes those caps at start from the process's descriptor limit so that the RTP port range keeps its share:
-Kamailio's ``tcp_max_connections``, Asterisk's ``tcpauthlimit``, nginx's ``limit_conn``.
+for their media. So each listener admits connections through a :class:`ConnectionTable` (a cap
+overall, one per source address, IPv6 counted per /64 since one host gets a whole /64, and a larger one
+per IPv6 /48 since one site gets a whole /48; at the overall cap the oldest unauthenticated connection
+makes room), and :func:`fd_budget` sizes those caps at start from the process's descriptor limit so
+that the RTP port range keeps its share: Kamailio's ``tcp_max_connections``, Asterisk's
+``tcpauthlimit``, nginx's ``limit_conn``.
 
 :class:`StreamDeadlines` holds the timers of one SIP-TCP connection (Kamailio's
 ``tcp_connection_lifetime``, Asterisk's ``tcpauthtimeout``): a message must complete within its deadline
@@ -18,57 +20,120 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import Protocol
+
+PREFIX_FACTOR = 4  # an IPv6 /48 may hold this many times the per-address cap
+
+
+def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:  # a name: counted as it is
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
 
 
 def address_key(host: str) -> str:
     """The unit a per-address cap counts: an IPv4 address, an IPv6 /64 (an IPv4-mapped one as IPv4)."""
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:  # a scoped link-local address ("fe80::1%eth0") or a name: as it is
+    ip = _ip(host)
+    if ip is None:
         return host
     if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
         return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
     return str(ip)
 
 
-class ConnectionTable:
-    """Open connections counted overall and per source address; ``admit`` refuses beyond either cap.
+def prefix_key(host: str) -> str | None:
+    """The unit the per-prefix cap counts: an IPv6 /48 (one site's allocation, 65,536 /64s); None for IPv4."""
+    ip = _ip(host)
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return None
+    return str(ipaddress.IPv6Network((int(ip) >> 80 << 80, 48)))
 
-    Bounded by construction: an address is a key only while it has a connection open.
+
+class Evictable(Protocol):
+    def evict(self) -> None:
+        """Close the connection now; the table has already given its slot away."""
+
+
+class ConnectionTable:
+    """Open connections counted overall, per source address (IPv6 per /64) and per IPv6 /48.
+
+    ``admit`` refuses beyond the per-address or per-prefix cap. At the overall cap it makes room by
+    evicting the oldest connection still *untrusted* — admitted with its ``connection`` and not yet
+    passed to :meth:`trust` (the SIP service trusts a connection that carried an authenticated
+    REGISTER or INVITE) — and refuses only when there is none. Why: a connection kept alive by one
+    OPTIONS per idle period costs nothing, so 32 addresses (or 32 /64s of one /48) at the per-address
+    cap would otherwise hold every slot and lock every tenant's TCP/TLS phones out. Evicting the oldest
+    untrusted one means a flood must churn through all of them before it reaches a phone that has just
+    connected, and never takes a registered phone's connection. The untrusted connections are a dict in
+    admission order, so the oldest is its first entry: no clock, no scan.
+
+    Bounded by construction: a key is present only while it has a connection open.
     """
 
-    def __init__(self, max_total: int, max_per_address: int) -> None:
+    def __init__(self, max_total: int, max_per_address: int, max_per_prefix: int | None = None) -> None:
         self.max_total = max_total
         self.max_per_address = max_per_address
+        self.max_per_prefix = max_per_prefix if max_per_prefix is not None else PREFIX_FACTOR * max_per_address
         self.total = 0
         self.refused = 0
-        self._per_address: dict[str, int] = {}
+        self.evicted = 0
+        self._counts: dict[str, int] = {}  # address keys and /48 keys (their spellings differ)
+        self._untrusted: dict[Evictable, str] = {}  # connection -> host, oldest first
 
-    def admit(self, host: str) -> bool:
-        key = address_key(host)
-        count = self._per_address.get(key, 0)
-        if self.total >= self.max_total or count >= self.max_per_address:
+    def admit(self, host: str, connection: Evictable | None = None) -> bool:
+        """Count a new connection from ``host``; with ``connection``, it may be evicted until trusted."""
+        address, prefix = address_key(host), prefix_key(host)
+        if (self._counts.get(address, 0) >= self.max_per_address
+                or (prefix is not None and self._counts.get(prefix, 0) >= self.max_per_prefix)
+                or (self.total >= self.max_total and not self._evict_oldest())):
             self.refused += 1
             return False
-        self._per_address[key] = count + 1
+        for key in (address, prefix):
+            if key is not None:
+                self._counts[key] = self._counts.get(key, 0) + 1
         self.total += 1
+        if connection is not None:
+            self._untrusted[connection] = host
         return True
 
-    def release(self, host: str) -> None:
-        key = address_key(host)
-        count = self._per_address.get(key, 0)
-        if count <= 0:
+    def trust(self, connection: Evictable) -> None:
+        """Never evict ``connection`` for a newcomer (a no-op for one not admitted or already trusted)."""
+        self._untrusted.pop(connection, None)
+
+    def release(self, host: str, connection: Evictable | None = None) -> None:
+        if connection is not None:
+            self._untrusted.pop(connection, None)
+        address = address_key(host)
+        if self._counts.get(address, 0) <= 0:
             return
         self.total -= 1
-        if count == 1:
-            del self._per_address[key]
-        else:
-            self._per_address[key] = count - 1
+        for key in (address, prefix_key(host)):
+            if key is not None:
+                count = self._counts.get(key, 0)
+                if count <= 1:
+                    self._counts.pop(key, None)
+                else:
+                    self._counts[key] = count - 1
 
     def count(self, host: str) -> int:
-        return self._per_address.get(address_key(host), 0)
+        return self._counts.get(address_key(host), 0)
+
+    def prefix_count(self, host: str) -> int:
+        key = prefix_key(host)
+        return self._counts.get(key, 0) if key is not None else 0
+
+    def _evict_oldest(self) -> bool:
+        if not self._untrusted:
+            return False
+        victim = next(iter(self._untrusted))
+        self.release(self._untrusted[victim], victim)
+        self.evicted += 1
+        victim.evict()
+        return True
 
 
 class StreamDeadlines:

@@ -3,8 +3,9 @@
 Each accepted connection gets a number; a message received on it carries that number in its
 :class:`Peer`, and anything sent to such a peer goes back on the same connection (§18.2.2). A framing
 error (bad Content-Length, oversized message) closes the connection: the stream cannot be resynchronised
-(RFC 4475 §3.1.2.3, §3.3.9). Connections beyond the caps (overall, per address) are closed as soon as
-they are accepted, and one sweep closes those whose deadline passed (idle, a message begun but not
+(RFC 4475 §3.1.2.3, §3.3.9). Connections beyond the per-address caps are closed as soon as they are
+accepted; at the overall cap the oldest connection not yet trusted (see :meth:`TcpTransport.trust`) is
+closed to make room, and the newcomer only when every connection is trusted. One sweep closes those whose deadline passed (idle, a message begun but not
 finished, no message at all: see :mod:`zvonok.transport.limits`). A later TLS or WebSocket transport
 produces the same (message or error, Peer) pairs, so nothing above changes: SIP over TLS (RFC 3261
 §26.2, :mod:`.tls`) is this same transport given an SSL context (its peers say ``tls``).
@@ -49,13 +50,13 @@ class TcpConnection(asyncio.Protocol):
         self.framer = StreamFramer(server.max_size)
         self.transport: asyncio.Transport | None = None
         self.peer: Peer | None = None
-        self.deadlines: StreamDeadlines | None = None  # None: refused, never counted
+        self.deadlines: StreamDeadlines | None = None  # None: not counted (refused, or evicted)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's TCPTransport is no subclass
         host, port = transport.get_extra_info("peername")[:2]
         self.peer = Peer(transport=self.server.name, host=host, port=port, connection=self.id)
-        if not self.server.table.admit(host):
+        if not self.server.table.admit(host, self):
             # closed at once, before reading a byte: the descriptor is back within this callback
             metrics.child(metrics.CONNECTIONS_CLOSED, "sip", "refused").inc()
             log.debug("sip connection refused: connection cap", peer=str(self.peer))
@@ -87,8 +88,16 @@ class TcpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.deadlines is not None and self.peer is not None:
-            self.server.table.release(self.peer.host)
+            self.server.table.release(self.peer.host, self)
         self.server.connections.pop(self.id, None)
+
+    def evict(self) -> None:
+        """Closed for a newcomer at the overall cap; the table has already released this slot."""
+        self.deadlines = None
+        metrics.child(metrics.CONNECTIONS_CLOSED, "sip", "evicted").inc()
+        log.debug("sip connection evicted for a newcomer", peer=str(self.peer))
+        if self.transport is not None:
+            self.transport.abort()
 
     def send(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -134,6 +143,12 @@ class TcpTransport:
                     metrics.child(metrics.CONNECTIONS_CLOSED, "sip", reason).inc()
                     log.debug("closing sip connection", peer=str(conn.peer), reason=reason)
                     conn.transport.close()
+
+    def trust(self, peer: Peer) -> None:
+        """The connection ``peer`` came on carried an authenticated request: never evict it for a newcomer."""
+        conn = self.connections.get(peer.connection) if peer.connection is not None else None
+        if conn is not None and conn.deadlines is not None:
+            self.table.trust(conn)
 
     def send(self, data: bytes, peer: Peer) -> bool:
         """Send on the connection the peer used; False when it is gone (the caller may reconnect)."""
