@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
 import socket
 from collections.abc import AsyncIterator
@@ -219,3 +221,60 @@ async def test_rtp_out_of_descriptors_is_told_apart_from_a_full_port_range(monke
     with pytest.raises(PortsExhausted, match="file descriptors"):
         await engine.create_endpoint(1, "c", [engine_module.Codec.PCMU])
     assert attempts == [1]  # not 500 pairs tried in vain
+
+
+async def test_a_connection_that_answered_our_request_is_kept_at_the_cap() -> None:
+    """The service trusts a stream that answered a request it sent (an INVITE to a phone, say): at the
+    overall cap a newcomer evicts the younger, silent connection instead of that older one."""
+    from zvonok.config import Settings
+    from zvonok.sip.message import Request, make_response, parse_datagram
+    from zvonok.sip.peer import Peer
+    from zvonok.telephony.location import Location
+    from zvonok.telephony.registrar import Registrar, RegistrarConfig
+    from zvonok.telephony.service import SipService
+
+    settings = Settings(sip_host="127.0.0.1", sip_port=0, sip_tcp_max_connections=2)
+    registrar = Registrar(location=Location(), auth=None,  # type: ignore[arg-type]  # no REGISTER here
+                          config=RegistrarConfig())
+    service = SipService(settings, registrar)
+    await service.start()
+    assert service.tcp is not None
+    port = service.local[1]
+    opened: list[asyncio.StreamWriter] = []
+    try:
+        phone_reader, phone = await asyncio.open_connection("127.0.0.1", port)
+        opened.append(phone)
+        for _ in range(100):  # accepted on the server's side
+            if service.tcp.connections:
+                break
+            await asyncio.sleep(0.05)
+        conn_id, conn = next(iter(service.tcp.connections.items()))
+        assert conn.peer is not None
+        responses: list[object] = []
+        request = parse_datagram(
+            b"OPTIONS sip:phone@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:%d;branch=z9hG4bKq1\r\n"
+            b"From: <sip:pbx@x>;tag=p\r\nTo: <sip:phone@x>\r\nCall-ID: q1\r\nCSeq: 1 OPTIONS\r\n"
+            b"Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n" % port)
+        assert isinstance(request, Request)
+        service.send_request(request, Peer(transport="tcp", host="127.0.0.1", port=conn.peer.port,
+                                           connection=conn_id), responses.append)
+        received = parse_datagram(await asyncio.wait_for(phone_reader.readuntil(b"\r\n\r\n"), 10))
+        assert isinstance(received, Request)
+        phone.write(make_response(received, 200, to_tag="ph").to_bytes())
+        for _ in range(200):
+            if responses:
+                break
+            await asyncio.sleep(0.05)
+        assert responses
+        silent_reader, silent = await asyncio.open_connection("127.0.0.1", port)
+        opened.append(silent)
+        _, newcomer = await asyncio.open_connection("127.0.0.1", port)  # the third of two
+        opened.append(newcomer)
+        with contextlib.suppress(ConnectionResetError):
+            assert await asyncio.wait_for(silent_reader.read(), 10) == b""  # the silent one made room
+        phone.write(b"\r\n\r\n")  # a keep-alive: still served
+        assert await asyncio.wait_for(phone_reader.readexactly(2), 10) == b"\r\n"
+    finally:
+        for writer in opened:
+            writer.close()
+        await service.stop()
