@@ -3,10 +3,11 @@
 Each accepted connection gets a number; a message received on it carries that number in its
 :class:`Peer`, and anything sent to such a peer goes back on the same connection (§18.2.2). A framing
 error (bad Content-Length, oversized message) closes the connection: the stream cannot be resynchronised
-(RFC 4475 §3.1.2.3, §3.3.9). Connections beyond the per-address caps are closed as soon as they are
-accepted; at the overall cap the oldest connection not yet trusted (see :meth:`TcpTransport.trust`) is
-closed to make room, and the newcomer only when every connection is trusted. One sweep closes those whose deadline passed (idle, a message begun but not
-finished, no message at all: see :mod:`zvonok.transport.limits`). A later TLS or WebSocket transport
+(RFC 4475 §3.1.2.3, §3.3.9). Connections beyond a per-address or per-/48 cap are closed as soon as
+they are accepted; at the overall cap the oldest connection not yet trusted (see
+:meth:`TcpTransport.trust`) is closed to make room, the newcomer only when every connection is trusted.
+One sweep closes those whose deadline passed (idle, a message begun but not finished, no message at
+all: see :mod:`zvonok.transport.limits`). A later TLS or WebSocket transport
 produces the same (message or error, Peer) pairs, so nothing above changes: SIP over TLS (RFC 3261
 §26.2, :mod:`.tls`) is this same transport given an SSL context (its peers say ``tls``).
 """
