@@ -52,7 +52,8 @@ class Settings(BaseSettings):
     sip_tcp_idle_timeout: float = Field(default=300.0, gt=0,
                                         description="Close TCP connections that sent no byte for this long, seconds")
     sip_tcp_max_connections: int = Field(
-        default=2000, ge=1, description="SIP-TCP and SIP-TLS connections open at once (together); more are closed as they arrive (as "
+        default=2000, ge=1, description="SIP-TCP and SIP-TLS connections open at once (together); beyond it the oldest "
+        "connection that has not proven itself (no REGISTER/INVITE answered 2xx on it) makes room (as "
         "Kamailio's tcp_max_connections). Lowered at start if the file-descriptor limit cannot also hold the "
         "RTP port range (the budget is logged)")
     sip_tcp_max_per_address: int = Field(

@@ -23,7 +23,7 @@ ACCESS_PIN_ALARMS = Counter("zvonok_access_pin_alarms_total",
                             "Times wrong access-number PINs from all callers passed the alarm rate")
 ERRORS = Counter("zvonok_errors_total", "Unexpected errors caught at a boundary", ["where"])
 CONNECTIONS_CLOSED = Counter("zvonok_connections_limited_total",
-                             "TCP connections refused by a cap or closed by a deadline", ["listener", "reason"])
+                             "TCP connections refused by a cap, evicted for a newcomer or closed by a deadline", ["listener", "reason"])
 
 
 _children: dict[tuple[int, tuple[str, ...]], Any] = {}
