@@ -149,7 +149,7 @@ async def build(settings: Settings) -> Runtime:
         throttle=FailureThrottle(settings.auth_fail_limit, settings.auth_fail_window, settings.auth_ban_time),
         target_throttle=FailureThrottle(settings.auth_target_fail_limit, settings.auth_fail_window,
                                         settings.auth_ban_time),
-        to_tag=lambda: os.urandom(6).hex(), default_domain=settings.sip_default_domain,
+        to_tag=lambda: os.urandom(6).hex(), default_domain=settings.sip_default_domain, location=location,
     )
     registrar = Registrar(
         location=location, auth=auth,

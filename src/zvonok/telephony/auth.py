@@ -12,8 +12,11 @@ Failures are counted twice (like Kamailio's pike with fail2ban, plus a per-accou
   against that same account, so a valid login of one's own never resets guesses at someone else's;
 * per target account (domain, username; unknown names too, so a lock says nothing about existence),
   never forgotten on success: guesses spread over many addresses still lock the account. A locked
-  account is refused without a check, except from addresses where it authenticated recently, so an
-  attacker cannot lock its own phones out.
+  account is refused without a check (503 with Retry-After: a phone retries then, where a 403 would
+  leave it unregistered, RFC 3261 §21.4.4), except from addresses the account has proven: the source
+  of one of its live bindings (the location service, restored from the database after a restart) or
+  an address where it authenticated recently (a few per account, so no account can push out another's).
+  So anyone may lock an extension against guessing, but not its own phones out.
 
 Throttles run on a monotonic clock (``clock``), never on the wall-clock ``now`` that nonces and
 bindings use: a step of the system clock must neither lift nor stretch a ban.
@@ -46,6 +49,7 @@ from zvonok.sip.peer import Peer
 from zvonok.sip.uri import SipUri, parse_uri
 
 from .cache import BoundedCache
+from .location import Location
 from .throttle import FailureThrottle, address_key
 
 log = get_logger(__name__)
@@ -163,6 +167,9 @@ class AuthOutcome:
 # while the account is locked): longer than any registration interval, so a phone refreshing its
 # registration keeps proving itself.
 PROVEN_TIME = 86_400.0
+# Addresses remembered per account (a desk phone, a softphone, a mobile; the oldest goes first): an
+# account's own successes can push out only its own addresses.
+PROVEN_PER_ACCOUNT = 8
 
 
 class Authenticator:
@@ -171,7 +178,7 @@ class Authenticator:
     def __init__(self, *, credentials: CredentialCache, verifier: DigestVerifier, throttle: FailureThrottle,
                  to_tag: Callable[[], str], default_domain: str | None = None,
                  target_throttle: FailureThrottle | None = None, clock: Callable[[], float] = time.monotonic,
-                 max_proven: int = 100_000) -> None:
+                 location: Location | None = None) -> None:
         self.credentials = credentials
         self.verifier = verifier
         self.throttle = throttle
@@ -179,9 +186,11 @@ class Authenticator:
         self.default_domain = default_domain.lower() if default_domain else None
         self._to_tag = to_tag
         self._clock = clock
-        # (address, domain, username) -> proven until (monotonic), oldest first; bounded like the throttles
-        self._proven: OrderedDict[tuple[str, str, str], float] = OrderedDict()
-        self._max_proven = max_proven
+        self.location = location
+        # (domain, username) -> {address: proven until (monotonic)}; accounts in order of their last
+        # success, so those whose every address expired are pruned from the front. Only a correct
+        # password adds an entry: at most PROVEN_PER_ACCOUNT per real account.
+        self._proven: OrderedDict[tuple[str, str], OrderedDict[str, float]] = OrderedDict()
 
     def domain_of(self, uri: SipUri) -> str:
         """The tenant domain a request to ``uri`` is for (the default domain for a bare IP address)."""
@@ -197,18 +206,40 @@ class Authenticator:
             return True
         return False
 
-    def _account_locked(self, peer: Peer, domain: str, username: str) -> bool:
-        if self.target_throttle is None or not self.target_throttle.is_blocked((domain, username), self._clock()):
-            return False
-        until = self._proven.get((address_key(peer.host), domain, username))
-        return until is None or until <= self._clock()
+    def _locked_out(self, peer: Peer, now: float, domain: str, username: str,
+                    stored: SipCredentials | None) -> float | None:
+        """Seconds until the account's lock ends when it refuses this source, else None (not locked,
+        or the source is one the account has proven)."""
+        if self.target_throttle is None:
+            return None
+        mono = self._clock()
+        until = self.target_throttle.blocked_until((domain, username), mono)
+        if until is None:
+            return None
+        address = address_key(peer.host)
+        proven = self._proven.get((domain, username))
+        if proven is not None and proven.get(address, -math.inf) > mono:
+            return None
+        if stored is not None and self.location is not None and any(
+            binding.expires_at > now and _source_address(binding.source) == address
+            for binding in self.location.current(stored.tenant_id, stored.extension_id).values()
+        ):
+            return None
+        return until - mono
 
     def _prove(self, address: str, domain: str, username: str) -> None:
-        key = (address, domain, username)
-        self._proven.pop(key, None)
-        while len(self._proven) >= self._max_proven:
-            self._proven.popitem(last=False)
-        self._proven[key] = self._clock() + PROVEN_TIME
+        mono = self._clock()
+        while self._proven:  # accounts whose last success is older than PROVEN_TIME hold nothing live
+            account, addresses = next(iter(self._proven.items()))
+            if next(reversed(addresses.values())) > mono:
+                break
+            del self._proven[account]
+        addresses = self._proven.pop((domain, username), None) or OrderedDict()
+        self._proven[(domain, username)] = addresses
+        addresses.pop(address, None)
+        while len(addresses) >= PROVEN_PER_ACCOUNT:
+            addresses.popitem(last=False)
+        addresses[address] = mono + PROVEN_TIME
 
     def reply(self, request: Request, status: int, *headers: tuple[str, str], reason: str | None = None) -> Response:
         return make_response(request, status, reason, to_tag=self._to_tag(), headers=headers)
@@ -241,9 +272,6 @@ class Authenticator:
                 return AuthOutcome(response=self.reply(request, 400, reason="Malformed Authorization"))
         if creds is None:
             return AuthOutcome(response=self._challenge(request, domain, now, stale=False, proxy=proxy))
-        if self._account_locked(peer, domain, creds.username):
-            metrics.AUTH_BLOCKED.inc()
-            return AuthOutcome(response=self.reply(request, 403))
         hit, stored = self.credentials.peek(domain, creds.username)
         if not hit:
             return creds.username
@@ -253,6 +281,12 @@ class Authenticator:
                 stored: SipCredentials | None, creds: Credentials | None = None) -> AuthOutcome:
         if creds is None:
             creds = parse_credentials(request.headers.get("proxy-authorization" if proxy else "authorization") or "")
+        # before any check of the digest: a locked account tells an unproven source nothing, not even
+        # whether its password was right (the lock is there to stop guessing)
+        locked_for = self._locked_out(peer, now, domain, creds.username, stored)
+        if locked_for is not None:
+            metrics.AUTH_BLOCKED.inc()
+            return AuthOutcome(response=self.reply(request, 503, ("Retry-After", str(max(1, math.ceil(locked_for))))))
         ha1: str | None = None
         if stored is not None:
             ha1 = stored.ha1_sha256 if creds.algorithm.hash_name == "sha256" else stored.ha1_md5
@@ -294,6 +328,12 @@ def _is_ip(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _source_address(source: str) -> str:
+    """The address key of a binding's ``source`` ("udp:203.0.113.5:5060", "tcp:[2001:db8::1]:5061")."""
+    host = source.partition(":")[2].rpartition(":")[0]
+    return address_key(host)
 
 
 def _same_uri(digest_uri: str, request_uri: str) -> bool:
