@@ -139,9 +139,9 @@ async def build(settings: Settings) -> Runtime:
             credentials.invalidate(event.tenant_id)
 
     db.add_listener(on_org_event)
-    # nonces from before this start are stale: the nc counts that guarded them against replay are gone
-    nonces = NonceManager(settings.resolved_secret_key().encode(), settings.nonce_lifetime, os.urandom,
-                          issued_after=time.time())
+    # nonces from before this start (another generation) are stale: the nc counts that guarded them
+    # against replay are gone
+    nonces = NonceManager(settings.resolved_secret_key().encode(), settings.nonce_lifetime, os.urandom)
     verifier = DigestVerifier(nonces, [Algorithm(a.value) for a in settings.digest_algorithms],
                               accept_rfc2069=settings.digest_allow_no_qop)
     auth = Authenticator(
