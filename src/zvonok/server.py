@@ -132,7 +132,7 @@ async def build(settings: Settings) -> Runtime:
         # one extension's change drops that extension only: a tenant with thousands of phones must not
         # fall back to the database for all of them when one is added
         if isinstance(event, (org_events.ExtensionCreated, org_events.ExtensionChanged)):
-            credentials.invalidate_extension(event.extension_id, event.number)
+            credentials.invalidate_extension(event.extension_id, event.number, event.tenant_id)
         elif isinstance(event, org_events.ExtensionDeleted):
             credentials.invalidate_extension(event.extension_id)
         elif isinstance(event, (org_events.TenantChanged, org_events.TenantDeleted)):

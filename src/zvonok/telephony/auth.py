@@ -25,6 +25,7 @@ Credentials are read through :class:`CredentialCache` so the hot path does not t
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import math
 import time
@@ -68,19 +69,30 @@ class CredentialCache:
     preload was made or the table outgrew ``max_entries`` (then found users stay ``ttl`` seconds,
     unknown ones ``negative_ttl`` seconds in a separate, smaller table, so a scanner's guesses never
     push real users out).
+
+    A reload builds the new table beside the old one, yielding to the event loop every ``RELOAD_CHUNK``
+    entries (200,000 in one go held the loop for 0.6 s), and swaps it in at once. Changed names are
+    unsure per (domain, username): a change in one tenant must not make "100" a database question (and
+    so a known/unknown timing difference) in every domain.
     """
+
+    RELOAD_CHUNK = 5_000
 
     def __init__(self, lookup: CredentialLookup, ttl: float = 600.0, negative_ttl: float = 30.0,
                  max_entries: int = 500_000, max_misses: int = 50_000,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._lookup = lookup
         self.ttl = ttl
-        self._cache: BoundedCache[tuple[str, str], SipCredentials] = BoundedCache(
+        self._new_table = lambda: BoundedCache[tuple[str, str], SipCredentials](
             ttl=ttl, negative_ttl=negative_ttl, max_entries=max_entries, max_misses=max_misses, clock=clock)
+        self._cache = self._new_table()
         self._complete = False
         self._evicted_at_preload = 0
-        self._unsure: set[str] = set()  # usernames changed since the preload: ask the database
-        self._changed_in_reload: set[str] | None = None  # names changed while a reload reads the table
+        # (domain, username) changed since the preload: ask the database. Domain None: in any domain
+        # (a change in a tenant whose domain we do not know)
+        self._unsure: set[tuple[str | None, str]] = set()
+        self._changed_in_reload: set[tuple[str | None, str]] | None = None  # changed while a reload runs
+        self._domains: dict[int, str] = {}  # tenant id -> its domain, as far as the table tells
 
     @property
     def complete(self) -> bool:
@@ -92,7 +104,7 @@ class CredentialCache:
         found, creds = self._cache.get((domain, username))
         if found:
             return True, creds
-        if self.complete and username not in self._unsure:
+        if self.complete and (domain, username) not in self._unsure and (None, username) not in self._unsure:
             return True, None
         return False, None
 
@@ -102,45 +114,64 @@ class CredentialCache:
             return creds
         creds = await self._lookup(domain, username)
         self._cache.put((domain, username), creds)
+        if creds is not None:
+            self._domains[creds.tenant_id] = creds.realm
         return creds
 
     def preload(self, credentials: Iterable[SipCredentials]) -> int:
         """Replace the table with ``credentials``, every extension there is; they stay until the next
         preload (events drop the ones that change)."""
-        self._cache.clear()
-        self._evicted_at_preload = self._cache.evicted  # one pushed out from here on: the table is not whole
-        count = 0
+        table, domains = self._new_table(), {}
         for creds in credentials:
-            self._cache.put((creds.realm, creds.number), creds, ttl=math.inf)
-            count += 1
-        self._unsure.clear()
-        self._complete = True
-        return count
+            self._add(table, domains, creds)
+        return self._install(table, domains, set())
 
     async def reload(self, fetch: Callable[[], Awaitable[Iterable[SipCredentials]]]) -> int:
-        """:meth:`preload` what ``fetch`` reads; a name changed while it reads stays unsure (the rows
-        read may predate the change)."""
-        changed: set[str] = set()
+        """:meth:`preload` what ``fetch`` reads, in chunks between which the event loop runs; a name
+        changed while it reads and builds stays unsure (the rows read may predate the change)."""
+        changed: set[tuple[str | None, str]] = set()
         self._changed_in_reload = changed
         try:
             rows = await fetch()
+            table, domains = self._new_table(), {}
+            for count, creds in enumerate(rows, 1):
+                self._add(table, domains, creds)
+                if count % self.RELOAD_CHUNK == 0:
+                    await asyncio.sleep(0)
         finally:
             self._changed_in_reload = None
-        count = self.preload(rows)
-        self._unsure |= changed
-        return count
+        return self._install(table, domains, changed)
 
-    def _mark_unsure(self, names: Iterable[str]) -> None:
+    @staticmethod
+    def _add(table: BoundedCache[tuple[str, str], SipCredentials], domains: dict[int, str],
+             creds: SipCredentials) -> None:
+        table.put((creds.realm, creds.number), creds, ttl=math.inf)
+        domains[creds.tenant_id] = creds.realm
+
+    def _install(self, table: BoundedCache[tuple[str, str], SipCredentials], domains: dict[int, str],
+                 unsure: set[tuple[str | None, str]]) -> int:
+        self._cache = table
+        self._evicted_at_preload = 0  # one pushed out while building or from here on: the table is not whole
+        self._domains = domains
+        self._unsure = unsure
+        self._complete = True
+        return len(table)
+
+    def _mark_unsure(self, names: Iterable[tuple[str | None, str]]) -> None:
         names = set(names)
         self._unsure |= names
         if self._changed_in_reload is not None:
             self._changed_in_reload |= names
 
-    def invalidate_extension(self, extension_id: int, number: str | None = None) -> None:
-        """Forget one extension (and any cached "unknown user" under its number)."""
+    def invalidate_extension(self, extension_id: int, number: str | None = None,
+                             tenant_id: int | None = None) -> None:
+        """Forget one extension (and any cached "unknown user" under its number) of tenant ``tenant_id``."""
         dropped = self._cache.discard_where(
             lambda key, creds: (creds.extension_id == extension_id) if creds is not None else key[1] == number)
-        self._mark_unsure([creds.number for creds in dropped] + ([number] if number is not None else []))
+        names: list[tuple[str | None, str]] = [(creds.realm, creds.number) for creds in dropped]
+        if number is not None:
+            names.append((self._domains.get(tenant_id) if tenant_id is not None else None, number))
+        self._mark_unsure(names)
 
     def invalidate(self, tenant_id: int | None = None) -> None:
         """Forget cached entries of a tenant (all when None)."""
@@ -150,8 +181,10 @@ class CredentialCache:
             return
         # entries for unknown users (None) carry no tenant: drop them too, they may exist now
         dropped = self._cache.discard_where(lambda _key, creds: creds is None or creds.tenant_id == tenant_id)
-        # its domain may have changed too: every name it had is asked for again
-        self._mark_unsure(creds.number for creds in dropped)
+        # every name it had is asked for again, in its domain (which cannot change while it has extensions)
+        self._mark_unsure((creds.realm, creds.number) for creds in dropped)
+        if not dropped:  # its domain may have changed (it has no extensions then): learned again later
+            self._domains.pop(tenant_id, None)
 
 
 @dataclass(frozen=True, slots=True)
