@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 from zvonok import metrics
 from zvonok.logs import get_logger
+from zvonok.netaddr import address_key
 from zvonok.org.service import SipCredentials
 from zvonok.sip.digest import (
     AuthResult,
@@ -51,7 +52,7 @@ from zvonok.sip.uri import SipUri, parse_uri
 
 from .cache import BoundedCache
 from .location import Location
-from .throttle import FailureThrottle, address_key
+from .throttle import FailureThrottle
 
 log = get_logger(__name__)
 

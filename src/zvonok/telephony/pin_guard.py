@@ -40,7 +40,9 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .throttle import FailureThrottle, address_key
+from zvonok.netaddr import address_key
+
+from .throttle import FailureThrottle
 
 __all__ = ["ALL", "ANONYMOUS", "PinGuard", "PinSource", "SourceKind", "employee_source", "pin_sources"]
 

@@ -16,21 +16,9 @@ connection must deliver a well-formed message soon or it is closed. Everything h
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 
-
-def address_key(host: str) -> str:
-    """The unit a per-address cap counts: an IPv4 address, an IPv6 /64 (an IPv4-mapped one as IPv4)."""
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:  # a scoped link-local address ("fe80::1%eth0") or a name: as it is
-        return host
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
-    return str(ip)
+from zvonok.netaddr import address_key
 
 
 class ConnectionTable:
