@@ -7,9 +7,10 @@ How it works
    :meth:`DigestVerifier.challenges`, in the configured algorithm order (RFC 8760 §2.4 lets the server
    offer several; SIPp and many phones read only the first and only know MD5, so order is policy).
 2. Nonces are stateless (RFC 7616 §3.3 suggests this shape): ``time || generation || random ||
-   HMAC-SHA256(secret, time || generation || random)``, base64url.  Any node that shares the secret can tell a genuine nonce from a forged
-   one and how old it is, with no table.  An expired genuine nonce is *stale*: the client knew the
-   password, so it gets ``stale=true`` and retries without asking the user (RFC 2617 §3.2.1).
+   HMAC-SHA256(secret, time || generation || random)``, base64url.  Whoever holds the secret can tell
+   a genuine nonce from a forged one and how old it is, with no table; only the process that issued it
+   (its generation, item 5) takes it as VALID.  An expired genuine nonce is *stale*: the client knew
+   the password, so it gets ``stale=true`` and retries without asking the user (RFC 2617 §3.2.1).
 3. The client answers with ``Authorization``; :func:`parse_credentials` reads it (RFC 3261 §25.1
    grammar, LWS folding §7.3.1, quoted-pair escapes) and :meth:`DigestVerifier.verify` recomputes
    ``response`` (RFC 2617 §3.2.2 / RFC 7616 §3.4.1)::
