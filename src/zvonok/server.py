@@ -132,16 +132,16 @@ async def build(settings: Settings) -> Runtime:
         # one extension's change drops that extension only: a tenant with thousands of phones must not
         # fall back to the database for all of them when one is added
         if isinstance(event, (org_events.ExtensionCreated, org_events.ExtensionChanged)):
-            credentials.invalidate_extension(event.extension_id, event.number)
+            credentials.invalidate_extension(event.extension_id, event.number, event.tenant_id)
         elif isinstance(event, org_events.ExtensionDeleted):
             credentials.invalidate_extension(event.extension_id)
         elif isinstance(event, (org_events.TenantChanged, org_events.TenantDeleted)):
             credentials.invalidate(event.tenant_id)
 
     db.add_listener(on_org_event)
-    # nonces from before this start are stale: the nc counts that guarded them against replay are gone
-    nonces = NonceManager(settings.resolved_secret_key().encode(), settings.nonce_lifetime, os.urandom,
-                          issued_after=time.time())
+    # nonces from before this start (another generation) are stale: the nc counts that guarded them
+    # against replay are gone
+    nonces = NonceManager(settings.resolved_secret_key().encode(), settings.nonce_lifetime, os.urandom)
     verifier = DigestVerifier(nonces, [Algorithm(a.value) for a in settings.digest_algorithms],
                               accept_rfc2069=settings.digest_allow_no_qop)
     auth = Authenticator(
@@ -149,7 +149,7 @@ async def build(settings: Settings) -> Runtime:
         throttle=FailureThrottle(settings.auth_fail_limit, settings.auth_fail_window, settings.auth_ban_time),
         target_throttle=FailureThrottle(settings.auth_target_fail_limit, settings.auth_fail_window,
                                         settings.auth_ban_time),
-        to_tag=lambda: os.urandom(6).hex(), default_domain=settings.sip_default_domain,
+        to_tag=lambda: os.urandom(6).hex(), default_domain=settings.sip_default_domain, location=location,
     )
     registrar = Registrar(
         location=location, auth=auth,

@@ -4,11 +4,18 @@ and exact deadlines."""
 from __future__ import annotations
 
 import ast
+import contextlib
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from zvonok.telephony import access_number, pin_guard
+from zvonok.org.pins import hash_pin
+from zvonok.pstn.models import EmployeePin
+from zvonok.telephony import access, access_number, pin_guard
+from zvonok.telephony.access import AccessMixin, AccessSession
 from zvonok.telephony.access_number import (
     AccessNumberDialogue,
     AccessNumberError,
@@ -564,3 +571,81 @@ def test_module_is_sans_io(module: object) -> None:
     imported |= {node.module.split(".")[0] for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom) and node.module and node.level == 0}
     assert not imported & {"asyncio", "socket", "time", "selectors", "uvloop"}
+
+
+# --- the engine's PIN check (telephony/access.py) with a fake directory and database -----------------
+
+
+class _PinDb:
+    """The reads ``_access_verify`` makes: the tenant's extension lengths, EmployeePin and Employee rows."""
+
+    def __init__(self, pins: dict[int, str]) -> None:
+        self.pins = {employee: EmployeePin(employee_id=employee, tenant_id=1, pin_hash=hash_pin(pin))
+                     for employee, pin in pins.items()}
+        self.pin_reads: list[int] = []
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[_PinDb]:
+        yield self
+
+    async def execute(self, _query: object) -> list[tuple[int]]:
+        return [(3,)]
+
+    async def get(self, model: type, key: int) -> object:
+        if model is EmployeePin:
+            self.pin_reads.append(key)
+            return self.pins.get(key)
+        return None
+
+
+class _PinDirectory:
+    def __init__(self, db: _PinDb, extensions: dict[str, int]) -> None:
+        self.db = db
+        self.extensions = extensions
+
+    async def extension(self, _tenant_id: int, number: str) -> object:
+        employee = self.extensions.get(number)
+        return SimpleNamespace(employee_id=employee) if employee is not None else None
+
+
+class _PinEngine(AccessMixin):
+    def __init__(self, guard: PinGuard, directory: _PinDirectory) -> None:
+        self.pin_guard = guard
+        self.directory = directory  # type: ignore[assignment]
+
+
+async def _enter_pin(engine: _PinEngine, caller_id: str, entry: str) -> AccessNumberDialogue:
+    d = started(0.0, guard=engine.pin_guard, caller_id=caller_id)
+    keys(d, entry + "#", 0.0)
+    call = SimpleNamespace(id="c", tenant_id=1, ended=False, caller=None,
+                           access=AccessSession(dialogue=d, language="ru"))
+    await engine._access_verify(call, entry)  # type: ignore[arg-type]
+    return d
+
+
+async def test_the_engine_counts_wrong_pins_against_the_employee_and_refuses_a_locked_ones_right_pin(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # issue 8 review: the wiring in the engine had no test: the employees a wrong PIN was checked against
+    # (targets) must reach the guard, and a locked employee's right PIN must be refused after the same work
+    db = _PinDb({EMPLOYEE: "4321", EMPLOYEE + 1: "8765"})
+    engine = _PinEngine(PinGuard(max_failures=5, employee_max_failures=2), _PinDirectory(db, {"101": EMPLOYEE,
+                                                                                              "102": EMPLOYEE + 1}))
+    verified: list[str | None] = []
+    real_verify = access.verify_pin_in_thread
+
+    async def counting(pin: str, hashed: str | None) -> bool:
+        verified.append(hashed)
+        return await real_verify(pin, hashed)
+
+    monkeypatch.setattr(access, "verify_pin_in_thread", counting)
+    for i in range(2):  # two callers, each under its own limit, both aiming at 101
+        assert (await _enter_pin(engine, f"+7999000000{i}", "1010000")).employee_ref is None
+    assert engine.pin_guard.is_blocked((employee_source(EMPLOYEE),), time.monotonic())
+    db.pin_reads.clear()
+    verified.clear()
+    locked = await _enter_pin(engine, "+79990000009", "1014321")  # the right PIN, from a new caller
+    assert locked.employee_ref is None and state_of(locked) is DialogueState.PIN
+    assert db.pin_reads == [EMPLOYEE]  # the same read and hash as an unlocked employee's
+    assert verified == [db.pins[EMPLOYEE].pin_hash]
+    other = await _enter_pin(engine, "+79990000009", "1028765")  # another employee is not locked
+    assert other.employee_ref == EMPLOYEE + 1

@@ -13,7 +13,8 @@ import pytest
 from fastapi import FastAPI, Request
 
 from zvonok.api.limits import BodyLimit
-from zvonok.transport.limits import ConnectionTable, StreamDeadlines, address_key, fd_budget, prefix_key
+from zvonok.netaddr import address_key
+from zvonok.transport.limits import ConnectionTable, StreamDeadlines, fd_budget, prefix_key
 
 
 def test_address_key_counts_ipv6_per_64_and_mapped_ipv4_as_ipv4() -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ast
+import base64
 import json
 import random
+import struct
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -430,12 +432,31 @@ def test_nonces_from_before_a_restart_are_stale() -> None:
     creds = _respond(challenge)
     kwargs: dict[str, Any] = {"method": "REGISTER", "ha1": _stored(Algorithm.MD5), "realm": REALM, "now": 1001.0}
     assert before.verify(creds, **kwargs) is AuthResult.OK
-    after = DigestVerifier(_nonces(issued_after=1000.5), [Algorithm.MD5])  # the same key, started again
+    after = DigestVerifier(_nonces(generation=b"again!"), [Algorithm.MD5])  # the same key, started again
     assert after.nonces.check(challenge.nonce, 1001.0) is NonceStatus.STALE
     assert after.verify(creds, **kwargs) is AuthResult.STALE
     fresh = after.challenges(REALM, 1001.0)[0]
     assert after.verify(_respond(fresh), **kwargs) is AuthResult.OK
 
+
+def test_a_clock_stepping_back_after_a_start_leaves_new_nonces_valid() -> None:
+    # issue 8 review: "before the start" was judged by the wall clock, so after the clock stepped back
+    # past the start time every new nonce counted as an earlier process's: phones looped on 401 stale
+    started = _verifier(Algorithm.MD5)  # made at 1000.0; then the clock steps back an hour
+    challenge = started.challenges(REALM, -2600.0)[0]
+    kwargs: dict[str, Any] = {"method": "REGISTER", "ha1": _stored(Algorithm.MD5), "realm": REALM, "now": -2599.0}
+    assert started.nonces.check(challenge.nonce, -2599.0) is NonceStatus.VALID
+    assert started.verify(_respond(challenge), **kwargs) is AuthResult.OK
+
+
+def test_a_nonce_issued_before_the_upgrade_is_stale_not_invalid() -> None:
+    # the old layout (time || 12 random bytes || MAC): a phone refreshing with it after the upgrade gets
+    # a fresh nonce, not a 403 counted towards a ban
+    nonces = _nonces()
+    body = struct.pack(">q", 1_000_000) + bytes(range(12))
+    old = base64.urlsafe_b64encode(body + nonces._mac(body)).decode()
+    assert nonces.check(old, 1000.0) is NonceStatus.STALE
+    assert nonces.check(old[:-2] + "AA", 1000.0) is NonceStatus.INVALID
 
 def test_nonce_is_quote_and_token_safe_and_unique() -> None:
     nonces = _nonces()

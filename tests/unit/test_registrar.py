@@ -54,22 +54,29 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture
-def registrar(clock: Clock) -> Registrar:
+def make_registrar(clock: Clock, location: Location | None = None) -> Registrar:
+    """A registrar as the server builds it at start (a new one after a restart, over the restored
+    ``location``)."""
     async def lookup(domain: str, user: str) -> SipCredentials | None:
         return USERS.get((domain, user))
 
     counter = itertools.count()
+    location = location or Location()
     nonces = NonceManager(b"k" * 32, 300, os.urandom)
     auth = Authenticator(
         credentials=CredentialCache(lookup), verifier=DigestVerifier(nonces, [Algorithm.MD5, Algorithm.SHA256]),
         throttle=FailureThrottle(limit=3, window=60, ban_time=600), to_tag=lambda: f"tag{next(counter)}",
-        target_throttle=FailureThrottle(limit=5, window=60, ban_time=600), clock=clock,
+        target_throttle=FailureThrottle(limit=5, window=60, ban_time=600), clock=clock, location=location,
     )
     return Registrar(
-        location=Location(), auth=auth,
+        location=location, auth=auth,
         config=RegistrarConfig(min_expires=60, max_expires=3600, default_expires=1800, max_contacts=10),
     )
+
+
+@pytest.fixture
+def registrar(clock: Clock) -> Registrar:
+    return make_registrar(clock)
 
 
 def register(user: str = "101", *, contact: str = "<sip:101@192.0.2.10:5062>", expires: str | None = "600",
@@ -188,9 +195,59 @@ async def test_guesses_from_many_addresses_lock_the_account(registrar: Registrar
         attacker = Peer(transport="udp", host=f"198.51.100.{i}", port=5060)
         assert (await do_register(registrar, user="101", password=f"guess{i}", peer=attacker)).status == 403
     newcomer = Peer(transport="udp", host="203.0.113.5", port=5060)
-    assert (await do_register(registrar, user="101", peer=newcomer)).status == 403  # locked, even when right
+    locked = await do_register(registrar, user="101", peer=newcomer)  # locked, even when right
+    # 503 with Retry-After, not 403 (RFC 3261 §21.4.4: do not retry): a phone tries again later
+    assert locked.status == 503 and locked.headers.get("retry-after") == "600"
+    guess = await do_register(registrar, user="101", password="guess", peer=newcomer)
+    assert (guess.status, guess.headers.get("retry-after")) == (503, "600")  # a guess learns nothing more
     assert (await do_register(registrar, user="103", password="pw103", peer=newcomer)).status == 200
     assert (await do_register(registrar, user="101")).status == 200  # its own phone still registers
+
+
+async def test_a_registered_phone_refreshes_through_a_lock_after_a_restart(clock: Clock) -> None:
+    # issue 8 review: the addresses an account had proven were in memory only; after a restart anyone
+    # who locked the account (11 wrong digests) kept every phone of it from refreshing its registration
+    before = make_registrar(clock)
+    assert (await do_register(before, call_id="phone")).status == 200
+    restored = Location()
+    restored.restore(before.location.current(1, 101).values())  # what the database gives back at start
+    after = make_registrar(clock, restored)  # new authenticator, throttles and nonce generation
+    for i in range(6):
+        attacker = Peer(transport="udp", host=f"198.51.100.{i}", port=5060)
+        assert (await do_register(after, password=f"guess{i}", peer=attacker)).status == 403
+    moved = Peer(transport="udp", host="203.0.113.5", port=5060)
+    assert (await do_register(after, peer=moved)).status == 503  # an address without a binding: locked
+    refresh = await do_register(after, call_id="phone", cseq=10)  # from the binding's source address
+    assert refresh.status == 200
+    v6 = Peer(transport="udp", host="2001:db8::7", port=5060)  # a binding's IPv6 source, parsed from "[...]"
+    clock.now = 700.0  # the lock is over
+    assert (await do_register(after, user="103", password="pw103", peer=v6, call_id="v6")).status == 200
+    for i in range(6):
+        attacker = Peer(transport="udp", host=f"198.51.100.{10 + i}", port=5060)
+        assert (await do_register(after, user="103", password=f"guess{i}", peer=attacker)).status == 403
+    fresh = make_registrar(clock, after.location)
+    for i in range(6):
+        attacker = Peer(transport="udp", host=f"198.51.100.{20 + i}", port=5060)
+        assert (await do_register(fresh, user="103", password=f"guess{i}", peer=attacker)).status == 403
+    same_64 = Peer(transport="udp", host="2001:db8::8", port=5060)
+    assert (await do_register(fresh, user="103", password="pw103", peer=same_64, call_id="v6", cseq=9)).status == 200
+
+
+async def test_one_accounts_logins_cannot_push_out_anothers_proven_address(registrar: Registrar) -> None:
+    # issue 8 review: one global table of proven addresses, oldest dropped first, let a tenant's logins
+    # from many addresses evict every other account's
+    auth = registrar.auth
+    auth.location = None  # the in-memory part alone
+    assert (await do_register(registrar, user="101", contact="")).status == 200  # PEER proves itself for 101
+    for i in range(3):
+        other = Peer(transport="udp", host=f"203.0.113.{i}", port=5060)
+        assert (await do_register(registrar, user="103", password="pw103", peer=other, contact="")).status == 200
+    for i in range(100_001):  # as many more successes of 103 as the global table held (fast, without digests)
+        auth._prove(f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}", DOMAIN, "103")
+    for i in range(6):
+        attacker = Peer(transport="udp", host=f"198.51.100.{i}", port=5060)
+        assert (await do_register(registrar, user="101", password=f"guess{i}", peer=attacker)).status == 403
+    assert (await do_register(registrar, user="101", contact="")).status == 200
 
 
 async def test_an_ipv6_64_counts_as_one_source(registrar: Registrar) -> None:

@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from zvonok.netaddr import address_key
+from zvonok.sip.digest import Algorithm, DigestVerifier, NonceManager
+from zvonok.sip.message import Request, Response, parse_datagram
+from zvonok.sip.peer import Peer
 from zvonok.telephony import throttle
+from zvonok.telephony.auth import Authenticator, CredentialCache
+from zvonok.telephony.b2bua import CallEngine
+from zvonok.telephony.location import Location
 from zvonok.telephony.throttle import FailureThrottle
 
 IP = "192.0.2.1"
@@ -91,7 +98,7 @@ def test_a_tagged_success_forgets_only_failures_with_its_tag() -> None:
     ("host.example", "host.example"),
 ])
 def test_address_key_folds_an_ipv6_64(address: str, key: str) -> None:
-    assert throttle.address_key(address) == key
+    assert address_key(address) == key
 
 
 def test_sources_are_independent_and_opaque() -> None:
@@ -203,3 +210,37 @@ def test_module_reads_no_clock() -> None:
     }
     modules = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert not (names | modules) & {"time", "asyncio", "datetime"}
+
+
+async def test_the_invite_flood_limit_counts_an_ipv6_64_as_one_source() -> None:
+    # issue 8 review: the flood limiter counted per address, so a host rotating through its /64 was never
+    # limited; it keys by the same address_key as the authentication throttle
+    answered: list[Response] = []
+
+    class Sip:
+        local_host, local_port, t1, t2 = "192.0.2.1", 5060, 0.5, 4.0
+
+        def respond(self, _txn: object, response: Response) -> None:
+            answered.append(response)
+
+    async def nobody(_domain: str, _user: str) -> None:
+        return None
+
+    auth = Authenticator(credentials=CredentialCache(nobody),
+                         verifier=DigestVerifier(NonceManager(b"k" * 32, 300, bytes), [Algorithm.MD5]),
+                         throttle=FailureThrottle(100, 60, 60), to_tag=lambda: "t")
+    engine = CallEngine(sip=Sip(), media=None, auth=auth, location=Location(), directory=None,  # type: ignore[arg-type]
+                        bus=None, flood=FailureThrottle(limit=1, window=1.0, ban_time=30.0))  # type: ignore[arg-type]
+
+    def invite(n: int) -> Request:
+        msg = parse_datagram((
+            "INVITE sip:102@acme.test SIP/2.0\r\nVia: SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bK" + str(n)
+            + f"\r\nMax-Forwards: 70\r\nFrom: <sip:101@acme.test>;tag=f{n}\r\nTo: <sip:102@acme.test>\r\n"
+            f"Call-ID: flood-{n}\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n").encode())
+        assert isinstance(msg, Request)
+        return msg
+
+    for n, host in enumerate(["2001:db8::1", "2001:db8::2", "2001:db8:0:1::1"]):
+        await engine._invite(object(), invite(n), Peer(transport="udp", host=host, port=5060))  # type: ignore[arg-type]
+    # the first is challenged; the second, from the same /64, is over the limit; the next /64 is not
+    assert [r.status for r in answered] == [407, 503, 407]

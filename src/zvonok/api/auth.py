@@ -26,12 +26,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from zvonok.api.deps import MAX_ID, get_session, get_settings
 from zvonok.api.login_guard import LoginGuard
 from zvonok.config import Settings
+from zvonok.netaddr import address_key
 from zvonok.org import accounts
 from zvonok.org.credentials import TOKEN_PREFIX
 from zvonok.org.models import Role, Tenant
 from zvonok.org.schemas import LoginIn, LoginOut, MeOut
 from zvonok.storage.base import utcnow
-from zvonok.telephony.throttle import address_key
 
 _JWT_ALG = "HS256"
 _bearer = HTTPBearer(auto_error=False, description="API token (zv_...) or login token")

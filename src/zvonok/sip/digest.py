@@ -6,10 +6,11 @@ How it works
    ``WWW-Authenticate``/``Proxy-Authenticate`` per :class:`Challenge` from
    :meth:`DigestVerifier.challenges`, in the configured algorithm order (RFC 8760 §2.4 lets the server
    offer several; SIPp and many phones read only the first and only know MD5, so order is policy).
-2. Nonces are stateless (RFC 7616 §3.3 suggests this shape): ``time || random || HMAC-SHA256(secret,
-   time || random)``, base64url.  Any node that shares the secret can tell a genuine nonce from a forged
-   one and how old it is, with no table.  An expired genuine nonce is *stale*: the client knew the
-   password, so it gets ``stale=true`` and retries without asking the user (RFC 2617 §3.2.1).
+2. Nonces are stateless (RFC 7616 §3.3 suggests this shape): ``time || generation || random ||
+   HMAC-SHA256(secret, time || generation || random)``, base64url.  Whoever holds the secret can tell
+   a genuine nonce from a forged one and how old it is, with no table; only the process that issued it
+   (its generation, item 5) takes it as VALID.  An expired genuine nonce is *stale*: the client knew
+   the password, so it gets ``stale=true`` and retries without asking the user (RFC 2617 §3.2.1).
 3. The client answers with ``Authorization``; :func:`parse_credentials` reads it (RFC 3261 §25.1
    grammar, LWS folding §7.3.1, quoted-pair escapes) and :meth:`DigestVerifier.verify` recomputes
    ``response`` (RFC 2617 §3.2.2 / RFC 7616 §3.4.1)::
@@ -24,10 +25,11 @@ How it works
    table.  The RFC 2069 form has no nc, so it has no replay protection: RFC 3261 §22.4 item 8 keeps it
    acceptable for RFC 2543 clients, but a captured request then replays from anywhere for the nonce's
    lifetime, so it is refused unless ``DigestVerifier(accept_rfc2069=True)`` (old phones only).
-5. The nc table lives in memory, so a restart forgets it: nonces issued before the
-   :class:`NonceManager` was made (``issued_after``) are STALE, never VALID, or a request captured
-   just before a restart would replay once more after it.  The client gets a fresh nonce, useless
-   without the password.
+5. The nc table lives in memory, so a restart forgets it: a nonce of another :class:`NonceManager`
+   (another ``generation``, drawn at random when it is made) is STALE, never VALID, or a request
+   captured just before a restart would replay once more after it.  The client gets a fresh nonce,
+   useless without the password.  The generation, not the issue time, tells them apart: compared with
+   the start time, every new nonce looked older than the start once the clock stepped back.
 
 The verifier does not compare ``uri`` with the Request-URI (RFC 3261 §22.4 "the digest-uri ... MUST
 match"): that needs the parsed request, so the registrar/proxy does it.  ``qop=auth-int`` and RFC 7616
@@ -347,12 +349,21 @@ class NonceStatus(Enum):
 
 
 _NONCE_TIME = struct.Struct(">q")  # issue time in milliseconds
-_NONCE_RANDOM = 12
+# 6 + 6 where 12 random bytes were: the nonce keeps its length and MAC, so one issued before an
+# upgrade is still genuine, and its first 6 random bytes make it another generation (STALE, not a
+# failure that would count towards a ban). 48 bits each: two starts sharing a generation, or two nonces
+# of one millisecond sharing their random part, are 2^-48 events.
+_NONCE_GENERATION = 6
+_NONCE_RANDOM = 6
 _NONCE_MAC = 16  # HMAC-SHA256 truncated to 128 bits
-_NONCE_RAW = _NONCE_TIME.size + _NONCE_RANDOM + _NONCE_MAC  # 36 bytes -> 48 base64url chars, no padding
+_NONCE_BODY = _NONCE_TIME.size + _NONCE_GENERATION + _NONCE_RANDOM
+_NONCE_RAW = _NONCE_BODY + _NONCE_MAC  # 36 bytes -> 48 base64url chars, no padding
 _NONCE_LEN = _NONCE_RAW * 4 // 3
 _NONCE_CHARS = re.compile(r"[A-Za-z0-9_-]+")
 _MAC_LABEL = b"zvonok-digest-nonce-v1\x00"
+# The issue time given to a genuine nonce of another generation: no real nonce has it (times are
+# non-negative), and it is always STALE
+_OTHER_GENERATION = -1
 # Nodes sharing the secret may disagree slightly about the time; a nonce a little "from the future"
 # is still ours.
 _CLOCK_SKEW = 5.0
@@ -374,7 +385,7 @@ class NonceManager:
         random_bytes: Callable[[int], bytes],
         *,
         max_entries: int = 100_000,
-        issued_after: float | None = None,
+        generation: bytes | None = None,
     ) -> None:
         if len(secret) < 16:
             raise ValueError("nonce secret must be at least 16 bytes")
@@ -389,21 +400,25 @@ class NonceManager:
         # nonce -> (issue time in ms, last accepted nc); insertion order ~ issue order.
         self._nc: OrderedDict[str, tuple[int, int]] = OrderedDict()
         self._floor_ms: int | None = None
-        # nonces issued up to here (the process start) may have had ncs accepted that we no longer know
-        self._epoch_ms: int | None = round(issued_after * 1000) if issued_after is not None else None
+        # this manager's nonces; another generation's (an earlier process) may have had ncs accepted
+        # that we no longer know
+        self.generation = random_bytes(_NONCE_GENERATION) if generation is None else generation
+        if len(self.generation) != _NONCE_GENERATION:
+            raise ValueError(f"generation must be {_NONCE_GENERATION} bytes")
         self._last: tuple[str | None, int] = (None, 0)  # the last nonce whose MAC was checked
 
     def _mac(self, body: bytes) -> bytes:
         return hmac.new(self._secret, _MAC_LABEL + body, hashlib.sha256).digest()[:_NONCE_MAC]
 
     def issue(self, now: float) -> str:
-        body = _NONCE_TIME.pack(round(now * 1000)) + self._random_bytes(_NONCE_RANDOM)
-        if len(body) != _NONCE_TIME.size + _NONCE_RANDOM:
+        body = _NONCE_TIME.pack(round(now * 1000)) + self.generation + self._random_bytes(_NONCE_RANDOM)
+        if len(body) != _NONCE_BODY:
             raise ValueError("random_bytes returned the wrong length")
         return base64.urlsafe_b64encode(body + self._mac(body)).decode("ascii")
 
     def _issued_ms(self, nonce: str) -> int | None:
-        """The issue time of a genuine nonce, or None (the HMAC is checked once per nonce and request:
+        """The issue time of a genuine nonce (:data:`_OTHER_GENERATION` for one of another generation),
+        or None (the HMAC is checked once per nonce and request:
         a nonce already in the nc table, or the one just checked, is known to be genuine)."""
         entry = self._nc.get(nonce)
         if entry is not None:
@@ -425,12 +440,16 @@ class NonceManager:
         body, mac = raw[:-_NONCE_MAC], raw[-_NONCE_MAC:]
         if not hmac.compare_digest(mac, self._mac(body)):
             return None
+        if body[_NONCE_TIME.size : _NONCE_TIME.size + _NONCE_GENERATION] != self.generation:
+            return _OTHER_GENERATION
         (issued_ms,) = _NONCE_TIME.unpack_from(body)
         return int(issued_ms)
 
     def _status(self, issued_ms: int, now: float) -> NonceStatus:
+        if issued_ms == _OTHER_GENERATION:
+            return NonceStatus.STALE
         age = now - issued_ms / 1000
-        if age > self.lifetime or age < -_CLOCK_SKEW or (self._epoch_ms is not None and issued_ms <= self._epoch_ms):
+        if age > self.lifetime or age < -_CLOCK_SKEW:
             return NonceStatus.STALE
         return NonceStatus.VALID
 

@@ -194,17 +194,19 @@ class AccessMixin(_Base):
         for candidate in pin_entry_candidates(entry, extension_lengths=lengths):
             ext = await self.directory.extension(call.tenant_id, candidate.extension or "")
             employee_id = ext.employee_id if ext is not None else None
-            if employee_id is not None and self.pin_guard.is_blocked((employee_source(employee_id),),
-                                                                     time.monotonic()):
-                employee_id = None  # too many wrong PINs for this one: refused, right or not (same work)
             async with self.directory.db.session() as s:
                 row = await s.get(EmployeePin, employee_id) if employee_id is not None else None
             hashed = row.pin_hash if row is not None and row.tenant_id == call.tenant_id else None
-            if await verify_pin_in_thread(candidate.pin, hashed) and employee_id is not None:
+            right = await verify_pin_in_thread(candidate.pin, hashed)
+            if hashed is None or employee_id is None:
+                continue
+            # asked after the same read and hash as for anyone: the time does not tell who is blocked
+            if self.pin_guard.is_blocked((employee_source(employee_id),), time.monotonic()):
+                continue  # too many wrong PINs for this one: refused, right or not
+            if right:
                 found = employee_id
                 break
-            if hashed is not None and employee_id is not None:
-                targets.append(employee_id)
+            targets.append(employee_id)
         if call.ended or call.access is None:
             return
         if found is not None:

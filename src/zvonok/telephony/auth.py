@@ -12,8 +12,11 @@ Failures are counted twice (like Kamailio's pike with fail2ban, plus a per-accou
   against that same account, so a valid login of one's own never resets guesses at someone else's;
 * per target account (domain, username; unknown names too, so a lock says nothing about existence),
   never forgotten on success: guesses spread over many addresses still lock the account. A locked
-  account is refused without a check, except from addresses where it authenticated recently, so an
-  attacker cannot lock its own phones out.
+  account is refused without a check (503 with Retry-After: a phone retries then, where a 403 would
+  leave it unregistered, RFC 3261 §21.4.4), except from addresses the account has proven: the source
+  of one of its live bindings (the location service, restored from the database after a restart) or
+  an address where it authenticated recently (a few per account, so no account can push out another's).
+  So anyone may lock an extension against guessing, but not its own phones out.
 
 Throttles run on a monotonic clock (``clock``), never on the wall-clock ``now`` that nonces and
 bindings use: a step of the system clock must neither lift nor stretch a ban.
@@ -22,6 +25,7 @@ Credentials are read through :class:`CredentialCache` so the hot path does not t
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import math
 import time
@@ -31,6 +35,7 @@ from dataclasses import dataclass
 
 from zvonok import metrics
 from zvonok.logs import get_logger
+from zvonok.netaddr import address_key
 from zvonok.org.service import SipCredentials
 from zvonok.sip.digest import (
     AuthResult,
@@ -46,7 +51,8 @@ from zvonok.sip.peer import Peer
 from zvonok.sip.uri import SipUri, parse_uri
 
 from .cache import BoundedCache
-from .throttle import FailureThrottle, address_key
+from .location import Location
+from .throttle import FailureThrottle
 
 log = get_logger(__name__)
 
@@ -64,19 +70,30 @@ class CredentialCache:
     preload was made or the table outgrew ``max_entries`` (then found users stay ``ttl`` seconds,
     unknown ones ``negative_ttl`` seconds in a separate, smaller table, so a scanner's guesses never
     push real users out).
+
+    A reload builds the new table beside the old one, yielding to the event loop every ``RELOAD_CHUNK``
+    entries (200,000 in one go held the loop for 0.6 s), and swaps it in at once. Changed names are
+    unsure per (domain, username): a change in one tenant must not make "100" a database question (and
+    so a known/unknown timing difference) in every domain.
     """
+
+    RELOAD_CHUNK = 5_000
 
     def __init__(self, lookup: CredentialLookup, ttl: float = 600.0, negative_ttl: float = 30.0,
                  max_entries: int = 500_000, max_misses: int = 50_000,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._lookup = lookup
         self.ttl = ttl
-        self._cache: BoundedCache[tuple[str, str], SipCredentials] = BoundedCache(
+        self._new_table = lambda: BoundedCache[tuple[str, str], SipCredentials](
             ttl=ttl, negative_ttl=negative_ttl, max_entries=max_entries, max_misses=max_misses, clock=clock)
+        self._cache = self._new_table()
         self._complete = False
         self._evicted_at_preload = 0
-        self._unsure: set[str] = set()  # usernames changed since the preload: ask the database
-        self._changed_in_reload: set[str] | None = None  # names changed while a reload reads the table
+        # (domain, username) changed since the preload: ask the database. Domain None: in any domain
+        # (a change in a tenant whose domain we do not know)
+        self._unsure: set[tuple[str | None, str]] = set()
+        self._changed_in_reload: set[tuple[str | None, str]] | None = None  # changed while a reload runs
+        self._domains: dict[int, str] = {}  # tenant id -> its domain, as far as the table tells
 
     @property
     def complete(self) -> bool:
@@ -88,7 +105,7 @@ class CredentialCache:
         found, creds = self._cache.get((domain, username))
         if found:
             return True, creds
-        if self.complete and username not in self._unsure:
+        if self.complete and (domain, username) not in self._unsure and (None, username) not in self._unsure:
             return True, None
         return False, None
 
@@ -98,45 +115,64 @@ class CredentialCache:
             return creds
         creds = await self._lookup(domain, username)
         self._cache.put((domain, username), creds)
+        if creds is not None:
+            self._domains[creds.tenant_id] = creds.realm
         return creds
 
     def preload(self, credentials: Iterable[SipCredentials]) -> int:
         """Replace the table with ``credentials``, every extension there is; they stay until the next
         preload (events drop the ones that change)."""
-        self._cache.clear()
-        self._evicted_at_preload = self._cache.evicted  # one pushed out from here on: the table is not whole
-        count = 0
+        table, domains = self._new_table(), {}
         for creds in credentials:
-            self._cache.put((creds.realm, creds.number), creds, ttl=math.inf)
-            count += 1
-        self._unsure.clear()
-        self._complete = True
-        return count
+            self._add(table, domains, creds)
+        return self._install(table, domains, set())
 
     async def reload(self, fetch: Callable[[], Awaitable[Iterable[SipCredentials]]]) -> int:
-        """:meth:`preload` what ``fetch`` reads; a name changed while it reads stays unsure (the rows
-        read may predate the change)."""
-        changed: set[str] = set()
+        """:meth:`preload` what ``fetch`` reads, in chunks between which the event loop runs; a name
+        changed while it reads and builds stays unsure (the rows read may predate the change)."""
+        changed: set[tuple[str | None, str]] = set()
         self._changed_in_reload = changed
         try:
             rows = await fetch()
+            table, domains = self._new_table(), {}
+            for count, creds in enumerate(rows, 1):
+                self._add(table, domains, creds)
+                if count % self.RELOAD_CHUNK == 0:
+                    await asyncio.sleep(0)
         finally:
             self._changed_in_reload = None
-        count = self.preload(rows)
-        self._unsure |= changed
-        return count
+        return self._install(table, domains, changed)
 
-    def _mark_unsure(self, names: Iterable[str]) -> None:
+    @staticmethod
+    def _add(table: BoundedCache[tuple[str, str], SipCredentials], domains: dict[int, str],
+             creds: SipCredentials) -> None:
+        table.put((creds.realm, creds.number), creds, ttl=math.inf)
+        domains[creds.tenant_id] = creds.realm
+
+    def _install(self, table: BoundedCache[tuple[str, str], SipCredentials], domains: dict[int, str],
+                 unsure: set[tuple[str | None, str]]) -> int:
+        self._cache = table
+        self._evicted_at_preload = 0  # one pushed out while building or from here on: the table is not whole
+        self._domains = domains
+        self._unsure = unsure
+        self._complete = True
+        return len(table)
+
+    def _mark_unsure(self, names: Iterable[tuple[str | None, str]]) -> None:
         names = set(names)
         self._unsure |= names
         if self._changed_in_reload is not None:
             self._changed_in_reload |= names
 
-    def invalidate_extension(self, extension_id: int, number: str | None = None) -> None:
-        """Forget one extension (and any cached "unknown user" under its number)."""
+    def invalidate_extension(self, extension_id: int, number: str | None = None,
+                             tenant_id: int | None = None) -> None:
+        """Forget one extension (and any cached "unknown user" under its number) of tenant ``tenant_id``."""
         dropped = self._cache.discard_where(
             lambda key, creds: (creds.extension_id == extension_id) if creds is not None else key[1] == number)
-        self._mark_unsure([creds.number for creds in dropped] + ([number] if number is not None else []))
+        names: list[tuple[str | None, str]] = [(creds.realm, creds.number) for creds in dropped]
+        if number is not None:
+            names.append((self._domains.get(tenant_id) if tenant_id is not None else None, number))
+        self._mark_unsure(names)
 
     def invalidate(self, tenant_id: int | None = None) -> None:
         """Forget cached entries of a tenant (all when None)."""
@@ -146,8 +182,10 @@ class CredentialCache:
             return
         # entries for unknown users (None) carry no tenant: drop them too, they may exist now
         dropped = self._cache.discard_where(lambda _key, creds: creds is None or creds.tenant_id == tenant_id)
-        # its domain may have changed too: every name it had is asked for again
-        self._mark_unsure(creds.number for creds in dropped)
+        # every name it had is asked for again, in its domain (which cannot change while it has extensions)
+        self._mark_unsure((creds.realm, creds.number) for creds in dropped)
+        if not dropped:  # its domain may have changed (it has no extensions then): learned again later
+            self._domains.pop(tenant_id, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +201,9 @@ class AuthOutcome:
 # while the account is locked): longer than any registration interval, so a phone refreshing its
 # registration keeps proving itself.
 PROVEN_TIME = 86_400.0
+# Addresses remembered per account (a desk phone, a softphone, a mobile; the oldest goes first): an
+# account's own successes can push out only its own addresses.
+PROVEN_PER_ACCOUNT = 8
 
 
 class Authenticator:
@@ -171,7 +212,7 @@ class Authenticator:
     def __init__(self, *, credentials: CredentialCache, verifier: DigestVerifier, throttle: FailureThrottle,
                  to_tag: Callable[[], str], default_domain: str | None = None,
                  target_throttle: FailureThrottle | None = None, clock: Callable[[], float] = time.monotonic,
-                 max_proven: int = 100_000) -> None:
+                 location: Location | None = None) -> None:
         self.credentials = credentials
         self.verifier = verifier
         self.throttle = throttle
@@ -179,9 +220,11 @@ class Authenticator:
         self.default_domain = default_domain.lower() if default_domain else None
         self._to_tag = to_tag
         self._clock = clock
-        # (address, domain, username) -> proven until (monotonic), oldest first; bounded like the throttles
-        self._proven: OrderedDict[tuple[str, str, str], float] = OrderedDict()
-        self._max_proven = max_proven
+        self.location = location
+        # (domain, username) -> {address: proven until (monotonic)}; accounts in order of their last
+        # success, so those whose every address expired are pruned from the front. Only a correct
+        # password adds an entry: at most PROVEN_PER_ACCOUNT per real account.
+        self._proven: OrderedDict[tuple[str, str], OrderedDict[str, float]] = OrderedDict()
 
     def domain_of(self, uri: SipUri) -> str:
         """The tenant domain a request to ``uri`` is for (the default domain for a bare IP address)."""
@@ -197,18 +240,40 @@ class Authenticator:
             return True
         return False
 
-    def _account_locked(self, peer: Peer, domain: str, username: str) -> bool:
-        if self.target_throttle is None or not self.target_throttle.is_blocked((domain, username), self._clock()):
-            return False
-        until = self._proven.get((address_key(peer.host), domain, username))
-        return until is None or until <= self._clock()
+    def _locked_out(self, peer: Peer, now: float, domain: str, username: str,
+                    stored: SipCredentials | None) -> float | None:
+        """Seconds until the account's lock ends when it refuses this source, else None (not locked,
+        or the source is one the account has proven)."""
+        if self.target_throttle is None:
+            return None
+        mono = self._clock()
+        until = self.target_throttle.blocked_until((domain, username), mono)
+        if until is None:
+            return None
+        address = address_key(peer.host)
+        proven = self._proven.get((domain, username))
+        if proven is not None and proven.get(address, -math.inf) > mono:
+            return None
+        if stored is not None and self.location is not None and any(
+            binding.expires_at > now and _source_address(binding.source) == address
+            for binding in self.location.current(stored.tenant_id, stored.extension_id).values()
+        ):
+            return None
+        return until - mono
 
     def _prove(self, address: str, domain: str, username: str) -> None:
-        key = (address, domain, username)
-        self._proven.pop(key, None)
-        while len(self._proven) >= self._max_proven:
-            self._proven.popitem(last=False)
-        self._proven[key] = self._clock() + PROVEN_TIME
+        mono = self._clock()
+        while self._proven:  # accounts whose last success is older than PROVEN_TIME hold nothing live
+            account, addresses = next(iter(self._proven.items()))
+            if next(reversed(addresses.values())) > mono:
+                break
+            del self._proven[account]
+        addresses = self._proven.pop((domain, username), None) or OrderedDict()
+        self._proven[(domain, username)] = addresses
+        addresses.pop(address, None)
+        while len(addresses) >= PROVEN_PER_ACCOUNT:
+            addresses.popitem(last=False)
+        addresses[address] = mono + PROVEN_TIME
 
     def reply(self, request: Request, status: int, *headers: tuple[str, str], reason: str | None = None) -> Response:
         return make_response(request, status, reason, to_tag=self._to_tag(), headers=headers)
@@ -241,9 +306,6 @@ class Authenticator:
                 return AuthOutcome(response=self.reply(request, 400, reason="Malformed Authorization"))
         if creds is None:
             return AuthOutcome(response=self._challenge(request, domain, now, stale=False, proxy=proxy))
-        if self._account_locked(peer, domain, creds.username):
-            metrics.AUTH_BLOCKED.inc()
-            return AuthOutcome(response=self.reply(request, 403))
         hit, stored = self.credentials.peek(domain, creds.username)
         if not hit:
             return creds.username
@@ -253,6 +315,12 @@ class Authenticator:
                 stored: SipCredentials | None, creds: Credentials | None = None) -> AuthOutcome:
         if creds is None:
             creds = parse_credentials(request.headers.get("proxy-authorization" if proxy else "authorization") or "")
+        # before any check of the digest: a locked account tells an unproven source nothing, not even
+        # whether its password was right (the lock is there to stop guessing)
+        locked_for = self._locked_out(peer, now, domain, creds.username, stored)
+        if locked_for is not None:
+            metrics.AUTH_BLOCKED.inc()
+            return AuthOutcome(response=self.reply(request, 503, ("Retry-After", str(max(1, math.ceil(locked_for))))))
         ha1: str | None = None
         if stored is not None:
             ha1 = stored.ha1_sha256 if creds.algorithm.hash_name == "sha256" else stored.ha1_md5
@@ -294,6 +362,12 @@ def _is_ip(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _source_address(source: str) -> str:
+    """The address key of a binding's ``source`` ("udp:203.0.113.5:5060", "tcp:[2001:db8::1]:5061")."""
+    host = source.partition(":")[2].rpartition(":")[0]
+    return address_key(host)
 
 
 def _same_uri(digest_uri: str, request_uri: str) -> bool:

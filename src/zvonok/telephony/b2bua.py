@@ -33,6 +33,7 @@ from zvonok.logs import get_logger
 from zvonok.media.events import MediaTimeout
 from zvonok.media.g711 import Codec as MediaCodec
 from zvonok.media.interface import BUSY_RU, RINGBACK_RU, Endpoint, MediaEngine, SrtpKeys
+from zvonok.netaddr import address_key
 from zvonok.pstn.routing import CallerProfile
 from zvonok.sip.dialog import (
     Dialog,
@@ -244,7 +245,8 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
             return
         trunk = self._trunk_for(request, peer)
         mono = time.monotonic()  # throttles count on a clock that never steps
-        if trunk is None and (self.flood.is_blocked(peer.host, mono) or self.flood.record_failure(peer.host, mono)):
+        source = address_key(peer.host)  # an IPv6 /64 is one source, as for the auth throttle
+        if trunk is None and (self.flood.is_blocked(source, mono) or self.flood.record_failure(source, mono)):
             # a carrier's gateway brings many callers: trunks are limited by max_calls instead
             self.sip.respond(txn, make_response(request, 503, to_tag=_tag(), headers=[("Retry-After", "30")]))
             return

@@ -27,8 +27,9 @@ Choices, and why:
   keying on it would let one attacker lock every employee out of the access number.
 * IPv6 addresses are keyed by their /64, the smallest block one subscriber is normally given.
 * Caller IDs can be spoofed, so an attacker can get a victim's number blocked for ``ban_time``; bans are
-  kept short (15 minutes by default) for that reason, and a blocked employee can still call in from
-  another phone.
+  kept short (15 minutes by default) for that reason.  An employee blocked by wrong PINs aimed at them
+  cannot call in at all until the ban ends, from any phone (anyone who knows the extension can cause
+  that): the price of a count that rotating caller IDs cannot escape.
 
 Pure and in-memory (time is the caller's ``now``); several nodes would share bans through a store with
 the same three methods.
@@ -40,7 +41,9 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .throttle import FailureThrottle, address_key
+from zvonok.netaddr import address_key
+
+from .throttle import FailureThrottle
 
 __all__ = ["ALL", "ANONYMOUS", "PinGuard", "PinSource", "SourceKind", "employee_source", "pin_sources"]
 

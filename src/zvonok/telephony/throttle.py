@@ -3,7 +3,7 @@ fail2ban, in process).
 
 How it works
 ------------
-Each source (an opaque hashable key: an address from :func:`address_key`, which folds an IPv6 /64
+Each source (an opaque hashable key: an address from :func:`zvonok.netaddr.address_key`, which folds an IPv6 /64
 into one, or an account) keeps the times of its recent failures in a deque of at most ``limit + 1``
 entries, each failure with an optional tag (the account it was against).  A failure counts
 for ``window`` seconds: the window is half-open, ``(now - window, now]``, so a failure exactly
@@ -29,25 +29,10 @@ here.  The pruning assumes ``now`` does not go backwards; if it does, pruning me
 
 from __future__ import annotations
 
-import ipaddress
 from collections import OrderedDict, deque
 from collections.abc import Hashable
 
-__all__ = ["FailureThrottle", "address_key"]
-
-
-def address_key(address: str) -> str:
-    """The key failures from ``address`` are counted under: an IPv4 address, or an IPv6 address's /64
-    (the smallest block one subscriber is normally given, so rotating through it gains nothing)."""
-    try:
-        ip = ipaddress.ip_address(address.strip("[]"))
-    except ValueError:
-        return address  # a host name or an already-built key: used as given
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:  # a dual-stack socket's view of an IPv4 peer: the same peer
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-    return str(ip)
+__all__ = ["FailureThrottle"]
 
 
 class FailureThrottle:

@@ -22,6 +22,8 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Protocol
 
+from zvonok.netaddr import address_key
+
 PREFIX_FACTOR = 4  # an IPv6 /48 may hold this many times the per-address cap
 
 
@@ -34,15 +36,6 @@ def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return ip.ipv4_mapped
     return ip
 
-
-def address_key(host: str) -> str:
-    """The unit a per-address cap counts: an IPv4 address, an IPv6 /64 (an IPv4-mapped one as IPv4)."""
-    ip = _ip(host)
-    if ip is None:
-        return host
-    if isinstance(ip, ipaddress.IPv6Address):
-        return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
-    return str(ip)
 
 
 def prefix_key(host: str) -> str | None:
