@@ -180,3 +180,43 @@ async def test_a_header_line_without_colon_gets_400(service: SipService, peer: P
                                                             b"Max-Forwards: 70\r\n101[authentication x]\r\n")
     peer.send(data)
     assert status_and_call_id(await peer.recv())[0] == 400
+
+
+async def test_a_finished_client_transaction_lets_go_of_its_handler(peer: Peer) -> None:
+    """A request we send keeps its handler (and through it the call) only while its transaction lives:
+    after the 200 the transaction ends silently by Timer K, and the handler must go with it."""
+    from zvonok.sip.peer import Peer as SipPeer
+
+    async def lookup(domain: str, user: str) -> SipCredentials | None:
+        return None
+
+    auth = Authenticator(
+        credentials=CredentialCache(lookup),
+        verifier=DigestVerifier(NonceManager(os.urandom(32), 300, os.urandom), [Algorithm.MD5]),
+        throttle=FailureThrottle(100, 60, 60), to_tag=lambda: os.urandom(4).hex(),
+    )
+    svc = SipService(Settings(sip_host="127.0.0.1", sip_port=0, sip_t4=0.05),
+                     Registrar(location=Location(), auth=auth, config=RegistrarConfig()))
+    await svc.start()
+    try:
+        peer.server = ("127.0.0.1", svc.local[1])
+        host, port = peer.sock.getsockname()
+        got: list[int] = []
+        for n in range(20):
+            request = parse_datagram((
+                f"OPTIONS sip:p@{host}:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{svc.local[1]};rport\r\n"
+                f"Max-Forwards: 70\r\nFrom: <sip:z@127.0.0.1>;tag=z{n}\r\n"
+                f"To: <sip:p@{host}>\r\nCall-ID: out-{n}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").encode())
+            assert not isinstance(request, Response)
+            svc.send_request(request, SipPeer(transport="udp", host=host, port=port), lambda event: got.append(1))
+            sent = await peer.recv()
+            lines = [line for line in sent.split(b"\r\n") if line.lower().startswith(
+                (b"via", b"from", b"to", b"call-id", b"cseq"))]
+            peer.send(b"SIP/2.0 200 OK\r\n" + b"\r\n".join(lines) + b"\r\nContent-Length: 0\r\n\r\n")
+        deadline = asyncio.get_running_loop().time() + 20
+        while (len(got) < 20 or svc.client_handlers) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        assert len(got) == 20
+        assert svc.client_handlers == 0
+    finally:
+        await svc.stop()

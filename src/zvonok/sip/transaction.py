@@ -94,12 +94,15 @@ class TransactionLayer:
     not answered within this many seconds gets a 100 Trying from the transaction (§17.2.1); None turns
     that off. ``unanswered_limit``: a non-INVITE server transaction the TU leaves unanswered this long
     is dropped with ``TransactionTimeout(timer="unanswered")`` (default 32 s: 64*T1 with the default T1,
-    when the client's Timer F has fired anyway); None turns that off.
+    when the client's Timer F has fired anyway); None turns that off. ``on_terminated`` is called with
+    every transaction as it leaves the tables, however it ends (most end silently, by Timer D, K, I, J, L
+    or M): the TU forgets what it keeps per transaction then, not at some later sweep.
     """
 
     def __init__(self, *, branch_factory: Callable[[], str], t1: float = 0.5, t2: float = 4.0,
                  t4: float = 5.0, trying_delay: float | None = 0.2,
-                 unanswered_limit: float | None = 32.0) -> None:
+                 unanswered_limit: float | None = 32.0,
+                 on_terminated: Callable[[Transaction], None] | None = None) -> None:
         if not 0 < t1 <= t2:
             raise SipUsageError("need 0 < T1 <= T2")
         self.t1 = t1
@@ -108,6 +111,7 @@ class TransactionLayer:
         self.trying_delay = trying_delay
         self.unanswered_limit = unanswered_limit
         self._branch_factory = branch_factory
+        self._on_terminated = on_terminated
         self._servers: dict[tuple[object, ...], ServerTransaction] = {}
         self._clients: dict[tuple[object, ...], ClientTransaction] = {}
         self._heap: list[tuple[float, int, Transaction, str]] = []
@@ -277,4 +281,6 @@ class TransactionLayer:
         table = self._servers if isinstance(txn, ServerTransaction) else self._clients
         if table.get(txn.key) is txn:
             del table[txn.key]
+        if self._on_terminated is not None:
+            self._on_terminated(txn)
 

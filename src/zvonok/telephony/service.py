@@ -33,6 +33,7 @@ from zvonok.sip.transaction import (
     ResponseReceived,
     ServerTransaction,
     State,
+    Transaction,
     TransactionLayer,
     TransactionTimeout,
     TransportError,
@@ -62,9 +63,13 @@ class SipService:
     def __init__(self, settings: Settings, registrar: Registrar) -> None:
         self.settings = settings
         self.registrar = registrar
+        # client transactions that ended since the outermost _process began: their handlers are dropped
+        # when it returns (an event of this very input may still be on its way to the handler)
+        self._ended: list[ClientTransaction] = []
+        self._depth = 0
         self.layer = TransactionLayer(
             t1=settings.sip_t1, t2=settings.sip_t2, t4=settings.sip_t4,
-            branch_factory=lambda: "z9hG4bK" + os.urandom(8).hex(),
+            branch_factory=lambda: "z9hG4bK" + os.urandom(8).hex(), on_terminated=self._ended_append,
         )
         self.udp: UdpTransport | None = None
         self.tcp: TcpTransport | None = None
@@ -78,7 +83,6 @@ class SipService:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._clients: dict[ClientTransaction, ClientHandler] = {}
         self._pending_cancels: dict[ClientTransaction, str | None] = {}
-        self._sweep_at = 1024
         self.calls: CallEngine | None = None  # set by the composition root when calls are served
         self.t1 = settings.sip_t1
         self.t2 = settings.sip_t2
@@ -94,6 +98,11 @@ class SipService:
     def port_for(self, transport: str) -> int:
         """Our port for ``transport`` (Via sent-by, Contact): TLS listens on its own."""
         return self.tls_port if transport == "tls" else self.local[1]
+
+    @property
+    def client_handlers(self) -> int:
+        """Client transactions whose handler we still keep (each holds its call): 0 once all have ended."""
+        return len(self._clients)
 
     @property
     def supported(self) -> tuple[str, ...]:
@@ -218,7 +227,25 @@ class SipService:
             log.exception("unexpected error handling a sip message", peer=str(peer))
 
     # -- the transaction user ------------------------------------------------------------------------
+    def _ended_append(self, txn: Transaction) -> None:
+        if isinstance(txn, ClientTransaction):
+            self._ended.append(txn)
+
     def _process(self, events: Sequence[Event]) -> None:
+        self._depth += 1
+        try:
+            self._handle(events)
+        finally:
+            self._depth -= 1
+        if not self._depth and self._ended:
+            # a handler holds its leg and so the whole call: it goes with its transaction, which most
+            # often ends silently by a timer (D, K, M) long after the call did
+            ended, self._ended = self._ended, []
+            for txn in ended:
+                self._clients.pop(txn, None)
+                self._pending_cancels.pop(txn, None)
+
+    def _handle(self, events: Sequence[Event]) -> None:
         for event in events:
             if isinstance(event, RequestReceived):
                 self._dispatch(event.transaction, event.request, event.peer)
@@ -249,11 +276,6 @@ class SipService:
         for item in self.layer.data_to_send():
             self._send(item.data, item.peer)
         self._arm_timer()
-        if len(self._clients) > self._sweep_at:
-            # transactions ended by a timer never report it: drop them, but only once the table has
-            # doubled since the last sweep (amortized O(1); INVITE transactions live 32 s after a final)
-            self._clients = {t: h for t, h in self._clients.items() if t.state is not State.TERMINATED}
-            self._sweep_at = max(1024, 2 * len(self._clients))
 
     def _dispatch(self, txn: ServerTransaction, request: Request, peer: Peer) -> None:
         error = check_request(request, allowed_methods=self.allowed_methods, content_types=ACCEPTED_TYPES,
