@@ -114,7 +114,9 @@ class OutsideMixin(_Base):
         if trunk is None or _our_realm(request, snapshot):
             return None
         if trunk.tenant_id is not None and isinstance(request.uri, SipUri):
-            owner = snapshot.tenant_of_domain(request.uri.host_lower)
+            # the domain the request is for as authentication sees it: a phone set up with only our
+            # address sends its first INVITE to sip:102@<our IP>, which is the default domain's call
+            owner = snapshot.tenant_of_domain(self.auth.domain_of(request.uri))
             if owner is not None and owner != trunk.tenant_id:
                 return None
         return trunk
