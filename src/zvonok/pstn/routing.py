@@ -134,6 +134,14 @@ class OutboundRules:
     limits: tuple[PolicyInfo, ...]  # the levels with a monthly limit, most specific first
 
 
+@dataclass(slots=True)
+class _Tier:
+    """The trusted sources of one kind of trunk (the operator's, or the tenants'): single addresses, ranges."""
+
+    by_ip: dict[str, TrunkInfo] = field(default_factory=dict)
+    networks: list[tuple[IpNetwork, TrunkInfo]] = field(default_factory=list)
+
+
 @dataclass
 class PstnSnapshot:
     trunks: dict[int, TrunkInfo] = field(default_factory=dict)
@@ -146,18 +154,19 @@ class PstnSnapshot:
 
     def __post_init__(self) -> None:
         self._tenant_by_domain = {t.domain.lower(): t.id for t in self.tenants.values()}
-        self._by_ip: dict[str, TrunkInfo] = {}
-        self._networks: list[tuple[IpNetwork, TrunkInfo]] = []
-        # the operator's trunks first: where a tenant's trunk shares an address with one (a carrier's
-        # gateway, set before the API refused it), the operator's keeps taking the calls of every tenant
-        for trunk in sorted(self.trunks.values(), key=lambda t: (t.tenant_id is not None, t.id)):
+        # two tiers, the operator's trunks first, each looked up exactly and then by range: where a tenant's
+        # trunk shares an address with one (a carrier's gateway, set before the API refused it) or sits
+        # inside its range, the operator's keeps taking the calls it delivers for every tenant
+        self._tiers: tuple[_Tier, _Tier] = (_Tier(), _Tier())
+        for trunk in sorted(self.trunks.values(), key=lambda t: t.id):
+            tier = self._tiers[trunk.tenant_id is not None]
             if not trunk.inbound:
-                self._by_ip.setdefault(trunk.address, trunk)
+                tier.by_ip.setdefault(trunk.address, trunk)
             for net in trunk.inbound:
                 if net.num_addresses == 1:
-                    self._by_ip.setdefault(str(net.network_address), trunk)
+                    tier.by_ip.setdefault(str(net.network_address), trunk)
                 else:
-                    self._networks.append((net, trunk))
+                    tier.networks.append((net, trunk))
         # tenant id (None: platform) -> prefix -> routes, for longest-prefix match by probing
         self._routes: dict[int | None, dict[str, list[RouteInfo]]] = {}
         for route in self.routes:
@@ -175,21 +184,19 @@ class PstnSnapshot:
     # -- inbound ---------------------------------------------------------------------------------------
     def trunk_from(self, host: str) -> TrunkInfo | None:
         """The trunk allowed to send us calls from ``host`` (an IP), or None: never trust the unknown."""
-        trunk = self._by_ip.get(host)
-        if trunk is not None:
-            return trunk
         try:
             ip = ipaddress.ip_address(host)
         except ValueError:
             return None
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped  # an IPv4 carrier seen by a dual-stack ("::") socket
-        trunk = self._by_ip.get(str(ip))
-        if trunk is not None:
-            return trunk
-        for net, candidate in self._networks:
-            if ip.version == net.version and ip in net:
-                return candidate
+        for tier in self._tiers:
+            trunk = tier.by_ip.get(str(ip))
+            if trunk is not None:
+                return trunk
+            for net, candidate in tier.networks:
+                if ip.version == net.version and ip in net:
+                    return candidate
         return None
 
     def tenant_of_domain(self, domain: str) -> int | None:
