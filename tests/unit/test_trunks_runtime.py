@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+from test_pstn_support import fake_dns
+
+from zvonok.org.models import Tenant
+from zvonok.pstn import loader
 from zvonok.pstn.loader import load_snapshot
 from zvonok.pstn.models import Trunk
 from zvonok.pstn.routing import PstnSnapshot, TrunkInfo
@@ -196,3 +203,68 @@ async def test_a_registration_that_cannot_start_leaves_the_others_registering() 
         assert runtime.status(2)["registration"] is not None
     finally:
         runtime.stop()
+
+
+async def test_a_tenants_host_name_is_judged_again_by_what_it_resolves_to_on_each_reload(
+        db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The API checked the name once; the tenant controls its DNS and may later point it at 127.0.0.1 or
+    at another company's address: that trunk is then left out (its status says why), not trusted."""
+    dns = fake_dns(monkeypatch, {"pbx.a.example": "198.18.0.5", "pbx.b.example": "198.18.0.9",
+                                 "carrier.example": "127.0.0.1"})
+    async with db.session() as session:
+        a, b = (Tenant(name=n, sip_domain=f"{n}.example", timezone="UTC", currency="RUB", locale="ru-RU")
+                for n in ("a", "b"))
+        session.add_all([a, b])
+        await session.flush()
+        mine = Trunk(tenant_id=a.id, name="A's PBX", kind="pbx", host="pbx.a.example")
+        neighbour = Trunk(tenant_id=b.id, name="B's PBX", kind="pbx", host="198.18.0.7")
+        named = Trunk(tenant_id=b.id, name="B's other PBX", kind="pbx", host="pbx.b.example")
+        operator = Trunk(name="Carrier", host="carrier.example")  # the operator's: its own business
+        session.add_all([mine, neighbour, named, operator])
+        await session.commit()
+        ids = mine.id, neighbour.id, named.id, operator.id
+    runtime = Trunks(sip=RecordingSip(), loader=lambda: load_snapshot(db))  # type: ignore[arg-type]
+    try:
+        await runtime.reload()
+        assert sorted(runtime.snapshot.trunks) == sorted(ids) and runtime.snapshot.rejected == {}
+        assert runtime.snapshot.trunk_from("198.18.0.5").id == ids[0]  # type: ignore[union-attr]
+        for address, words, holder in [
+                ("127.0.0.1", "127.0.0.1/32 is a loopback, link-local, multicast or unspecified address", ids[3]),
+                ("198.18.0.7", "198.18.0.7/32 overlaps an address in use by another trunk on this platform", ids[1]),
+                ("198.18.0.9", "198.18.0.9/32 overlaps an address in use by another trunk on this platform", None)]:
+            dns["pbx.a.example"] = address
+            await runtime.reload()
+            assert ids[0] not in runtime.snapshot.trunks, address
+            assert runtime.status(ids[0])["last_error"].startswith(
+                f"configuration: host: pbx.a.example resolves to {address}: {words}: only the platform admin")
+            found = runtime.snapshot.trunk_from(address)
+            assert (found.id if found is not None else None) == holder, address
+        # two names on one address: neither can be trusted with it
+        assert ids[2] not in runtime.snapshot.trunks and ids[1] in runtime.snapshot.trunks
+        dns["pbx.a.example"] = "198.18.0.5"
+        await runtime.reload()
+        assert sorted(runtime.snapshot.trunks) == sorted(ids) and runtime.snapshot.rejected == {}
+    finally:
+        runtime.stop()
+
+
+async def test_host_names_resolve_on_their_own_threads_within_a_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A DNS server that never answers holds a reload up for RESOLVE_TIMEOUT, and never the default executor."""
+    release = threading.Event()
+    threads: list[str] = []
+
+    def getaddrinfo(host: str, port: int, *args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        if host == "slow.example":
+            release.wait(30)
+        return [(socket.AF_INET, socket.SOCK_DGRAM, 17, "", ("198.18.0.1", port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(loader, "RESOLVE_TIMEOUT", 0.2)
+    try:
+        assert await loader.resolve_host("slow.example", 5060) == "slow.example"  # unresolved: trusted nowhere
+        assert await loader.resolve_host("fast.example", 5060) == "198.18.0.1"
+        assert await loader.resolve_host("[2001:db8::1]", 5060) == "2001:db8::1"  # a literal needs no lookup
+    finally:
+        release.set()
+    assert len(threads) == 2 and all(name.startswith("zvonok-dns") for name in threads), threads

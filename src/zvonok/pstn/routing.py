@@ -23,6 +23,7 @@ from zvonok.billing.tariffs import Rate, Tariff
 from zvonok.dialing import CallingPolicy, DialPlan, EffectivePolicy, ServiceClass, resolve, russian_plan
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+WIDEST_TRUSTED = {4: 24, 6: 64}  # the widest inbound range (prefix length) a tenant may trust by itself
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -51,6 +52,11 @@ class TrunkInfo:
     @property
     def domain(self) -> str:
         return self.from_domain or self.host
+
+    @property
+    def trusted(self) -> tuple[IpNetwork, ...]:
+        """Where its calls are taken from unchallenged: its inbound list, else the address it resolved to."""
+        return self.inbound or trusted_networks((), self.address)
 
     def format_number(self, e164: str) -> str:
         """A number as this carrier wants it: +74951234567, 74951234567 or 84951234567."""
@@ -160,9 +166,7 @@ class PstnSnapshot:
         self._tiers: tuple[_Tier, _Tier] = (_Tier(), _Tier())
         for trunk in sorted(self.trunks.values(), key=lambda t: t.id):
             tier = self._tiers[trunk.tenant_id is not None]
-            if not trunk.inbound:
-                tier.by_ip.setdefault(trunk.address, trunk)
-            for net in trunk.inbound:
+            for net in trunk.trusted:
                 if net.num_addresses == 1:
                     tier.by_ip.setdefault(str(net.network_address), trunk)
                 else:
@@ -311,11 +315,39 @@ def networks(addresses: Sequence[str]) -> tuple[IpNetwork, ...]:
 
 
 def trusted_networks(inbound: Sequence[str], host: str) -> tuple[IpNetwork, ...]:
-    """Where a trunk's calls are taken from without a challenge: its inbound list, else its host (an IP
-    literal here; a host name is trusted by what it resolves to, which the API cannot know)."""
+    """Where a trunk's calls are taken from without a challenge: its inbound list, else its host if that is
+    an IP address (a host name is trusted by what it resolves to: :func:`zvonok.pstn.loader.trusted_addresses`)."""
     if inbound:
         return networks(inbound)
     try:
         return (ipaddress.ip_network(host.strip("[]")),)
     except ValueError:
         return ()
+
+
+class UntrustedAddress(ValueError):
+    """An address a tenant may not trust by itself; ``overlap``: because another trunk's calls come from it."""
+
+    def __init__(self, message: str, *, overlap: bool = False) -> None:
+        super().__init__(message)
+        self.overlap = overlap
+
+
+def check_trusted(mine: Iterable[IpNetwork], others: Sequence[IpNetwork]) -> None:
+    """What a tenant may trust by itself (the API's check, and the loader's for what a host name resolves
+    to on each reload): the addresses a trunk's calls are taken from unchallenged must be the tenant's
+    alone. A range wider than /24 (/64), a loopback, link-local, multicast or unspecified one, or one
+    overlapping ``others`` (the other companies' and the operator's trunks) would let the trunk take
+    calls meant for others: :class:`UntrustedAddress`. Which trunk it overlaps stays unsaid: that is
+    another company's business."""
+    for net in mine:
+        widest = WIDEST_TRUSTED[net.version]
+        if net.prefixlen < widest:
+            raise UntrustedAddress(f"{net} is wider than /{widest}: only the platform admin may trust so many "
+                                   "addresses")
+        if net.is_loopback or net.is_link_local or net.is_multicast or net.is_unspecified:
+            raise UntrustedAddress(f"{net} is a loopback, link-local, multicast or unspecified address: only the "
+                                   "platform admin may trust it")
+        if any(net.version == theirs.version and net.overlaps(theirs) for theirs in others):
+            raise UntrustedAddress(f"{net} overlaps an address in use by another trunk on this platform: only the "
+                                   "platform admin may allow that", overlap=True)
