@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from zvonok.sip.grammar import check_host, check_text, check_user, escape_user, name_addr, quote_display
-from zvonok.sip.headers import parse_name_addr
+from zvonok.sip.dialog import add_top_via
+from zvonok.sip.grammar import (
+    check_host,
+    check_text,
+    check_user,
+    escape_user,
+    name_addr,
+    quote_display,
+    uri_host,
+)
+from zvonok.sip.headers import parse_name_addr, parse_via
 from zvonok.sip.message import Request, parse_datagram
-from zvonok.sip.uri import SipUri
+from zvonok.sip.uri import SipUri, parse_uri
 
 HOSTILE_DISPLAYS = [
     "Anna\r\nP-Asserted-Identity: <sip:+74950000000@carrier.example>",
@@ -84,3 +93,22 @@ def test_check_host_and_text() -> None:
     for bad in ("Anna\r\nX: y", "Anna\n", "A\x00", "A\tB"):
         with pytest.raises(ValueError, match="control characters"):
             check_text(bad)
+
+
+@pytest.mark.parametrize(("configured", "parsed_host"), [
+    ("2001:db8::1", "[2001:db8::1]"),  # as check_host stores an IPv6 trunk host: without brackets
+    ("[2001:db8::1]", "[2001:db8::1]"),
+    ("192.0.2.1", "192.0.2.1"),
+    ("pbx.example.com", "pbx.example.com"),
+])
+def test_a_host_goes_into_uris_and_via_in_a_form_our_parser_reads(configured: str, parsed_host: str) -> None:
+    host = check_host(configured)
+    parsed = parse_name_addr(name_addr("Anna", "+74951234567", host))
+    assert isinstance(parsed.uri, SipUri) and parsed.uri.user == "+74951234567"
+    assert (parsed.uri.host, parsed.uri.port) == (parsed_host, None)
+    target = parse_uri(f"sip:{escape_user('102')}@{uri_host(host)}:5080")
+    assert isinstance(target, SipUri) and (target.host, target.port) == (parsed_host, 5080)
+    request = Request(method="OPTIONS", uri=target)
+    add_top_via(request, "udp", host, 5062, branch="z9hG4bK1")
+    via = parse_via(request.headers.get("via") or "")[0]
+    assert (via.host, via.port) == (parsed_host, 5062)

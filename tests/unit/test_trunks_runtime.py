@@ -15,8 +15,10 @@ from zvonok.pstn import loader
 from zvonok.pstn.loader import load_snapshot
 from zvonok.pstn.models import Trunk
 from zvonok.pstn.routing import PstnSnapshot, TrunkInfo
+from zvonok.sip.headers import parse_name_addr
 from zvonok.sip.message import Request
 from zvonok.sip.peer import Peer
+from zvonok.sip.uri import parse_uri
 from zvonok.storage.db import Database
 from zvonok.telephony.trunks import Trunks, trunk_peer
 
@@ -268,3 +270,24 @@ async def test_host_names_resolve_on_their_own_threads_within_a_timeout(monkeypa
     finally:
         release.set()
     assert len(threads) == 2 and all(name.startswith("zvonok-dns") for name in threads), threads
+
+
+async def test_a_trunk_at_an_ipv6_address_registers_with_uris_our_parser_reads() -> None:
+    """check_host stores an IPv6 host without brackets; the REGISTER's URIs must carry them."""
+    six = TrunkInfo(id=1, tenant_id=None, name="v6", kind="carrier", host="2001:db8::5", address="2001:db8::5",
+                    port=5060, transport="udp", register=True, username="acme", password="secret")
+
+    async def loader() -> PstnSnapshot:
+        return PstnSnapshot(trunks={1: six})
+
+    sip = RecordingSip()
+    sip.local_host = "2001:db8::1"
+    runtime = Trunks(sip=sip, loader=loader)  # type: ignore[arg-type]
+    try:
+        await runtime.reload()
+        [(register, peer)] = sip.sent
+        assert register.uri_text == "sip:[2001:db8::5]:5060" and peer.host == "2001:db8::5"
+        assert register.to.uri == parse_uri("sip:acme@[2001:db8::5]")
+        assert parse_name_addr(register.headers.get("contact") or "").uri == parse_uri("sip:acme@[2001:db8::1]:5062")
+    finally:
+        runtime.stop()

@@ -93,11 +93,18 @@ def escape_user(user: str) -> str:
                    for ch in user)
 
 
+def uri_host(host: str) -> str:
+    """A host as it goes into a URI or a Via: an IPv6 literal in brackets (§25.1 ``IPv6reference``),
+    which :func:`check_host` stores without them; a name or an IPv4 address as it is."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
 def name_addr(display: str | None, user: str | None, host: str) -> str:
     """A name-addr for From, To or P-Asserted-Identity: ``"display" <sip:user@host>``.
 
     ``display`` and ``user`` are plain (unescaped) text, escaped here; ``host`` is a configured host or
     domain, already checked by :func:`check_host` (a host cannot be escaped into something valid).
     """
+    host = uri_host(host)
     uri = f"sip:{escape_user(user)}@{host}" if user else f"sip:{host}"
     return f"{quote_display(display)} <{uri}>" if display else f"<{uri}>"

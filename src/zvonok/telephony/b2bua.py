@@ -43,7 +43,7 @@ from zvonok.sip.dialog import (
     dialog_response,
 )
 from zvonok.sip.errors import SipParseError
-from zvonok.sip.grammar import name_addr
+from zvonok.sip.grammar import name_addr, uri_host
 from zvonok.sip.headers import get_param, parse_params
 from zvonok.sip.message import Headers, Request, Response, make_response
 from zvonok.sip.peer import Peer
@@ -192,7 +192,7 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
 
     def contact(self, peer: Peer) -> str:
         transport = "" if peer.transport == "udp" else f";transport={peer.transport}"
-        return f"<sip:zvonok@{self.sip.local_host}:{self.sip.port_for(peer.transport)}{transport}>"
+        return f"<sip:zvonok@{uri_host(self.sip.local_host)}:{self.sip.port_for(peer.transport)}{transport}>"
 
     # -- SRTP (SDES keys on TLS legs, RFC 4568) ---------------------------------------------------------
     def srtp_mode(self, policy: str | None) -> str:

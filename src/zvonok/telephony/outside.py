@@ -40,7 +40,7 @@ from zvonok.pstn.reports import month_spend
 from zvonok.pstn.routing import CallerProfile, NumberInfo, PstnSnapshot, TrunkInfo, budgets
 from zvonok.sip.digest import DigestError, parse_credentials
 from zvonok.sip.digest_client import authorize_request
-from zvonok.sip.grammar import escape_user, name_addr
+from zvonok.sip.grammar import escape_user, name_addr, uri_host
 from zvonok.sip.message import Request, make_response
 from zvonok.sip.peer import Peer
 from zvonok.sip.transaction import ResponseReceived, ServerTransaction
@@ -326,7 +326,7 @@ class OutsideMixin(_Base):
             number = trunk.format_number(call.outside_number)
             caller_id = trunk.format_number(call.caller_id or "")
             display = call.caller.party.display_name or caller_id
-            target = f"sip:{escape_user(number)}@{trunk.host}:{trunk.port}" + ("" if trunk.transport == "udp"
+            target = f"sip:{escape_user(number)}@{uri_host(trunk.host)}:{trunk.port}" + ("" if trunk.transport == "udp"
                                                                    else f";transport={trunk.transport}")
             party = ev.Party(number=call.outside_number, external=True)
             self.publish(ev.CallRouted, call, trunk_id=trunk.id, **call.route_fields)
