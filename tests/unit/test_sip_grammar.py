@@ -8,7 +8,6 @@ from zvonok.sip.dialog import add_top_via
 from zvonok.sip.grammar import (
     check_host,
     check_text,
-    check_user,
     escape_user,
     name_addr,
     quote_display,
@@ -70,17 +69,6 @@ def test_writers_exact_forms() -> None:
     assert escape_user("+74951234567") == "+74951234567"
     assert name_addr(None, "101", "acme.example") == "<sip:101@acme.example>"
     assert name_addr("", "", "acme.example") == "<sip:acme.example>"
-
-
-@pytest.mark.parametrize("value", ["acme\r\n", "ac me", "a<b", 'a"b', "a@b", "a:b", "", "50%"])
-def test_check_user_refuses(value: str) -> None:
-    with pytest.raises(ValueError):
-        check_user(value)
-
-
-@pytest.mark.parametrize("value", ["acme", "+74951234567", "user.name-1_x", "a%40b", "a;b=c"])
-def test_check_user_accepts(value: str) -> None:
-    assert check_user(value) == value
 
 
 def test_check_host_and_text() -> None:

@@ -160,26 +160,40 @@ class RecordingSip(FakeSip):
 
 
 async def test_a_bad_trunk_row_is_skipped_and_reported_while_the_others_register(db: Database) -> None:
-    """A username with CR/LF written to the database behind the API's back (or before it checked):
-    that trunk is left out and its status says why; the server starts and the good trunk registers."""
+    """Rows written behind the API's back (or before it checked): a bad host leaves its trunk out, a
+    username with CR/LF only its registration; each status says why, the good trunks register, and a
+    username that is no URI user (an e-mail-like digest name) registers escaped in the AOR and Contact."""
     async with db.session() as session:
-        bad = Trunk(name="Broken", host="sip.bad.example", username="acme\r\nVia: SIP/2.0/UDP evil",
+        broken = Trunk(name="Broken", host="sip.bad.example\r\nVia: evil", username="acme", password="secret",
+                       register=True)
+        bad = Trunk(name="Bad user", host="192.0.2.9", username="acme\r\nVia: SIP/2.0/UDP evil",
                     password="secret", register=True)
         good = Trunk(name="Good", host="192.0.2.10", username="good", password="secret", register=True)
-        session.add_all([bad, good])
+        mail = Trunk(name="Mail", host="192.0.2.11", username="12345@carrier.example", password="secret",
+                     register=True)
+        session.add_all([broken, bad, good, mail])
         await session.commit()
-        bad_id, good_id = bad.id, good.id
+        broken_id, bad_id, good_id, mail_id = broken.id, bad.id, good.id, mail.id
     sip = RecordingSip()
     runtime = Trunks(sip=sip, loader=lambda: load_snapshot(db))  # type: ignore[arg-type]
     try:
         await runtime.reload()
-        assert list(runtime.snapshot.trunks) == [good_id]
-        assert [(r.method, str(r.uri), p.host) for r, p in sip.sent] == [
-            ("REGISTER", "sip:192.0.2.10:5060", "192.0.2.10")]
-        status = runtime.status(bad_id)
+        assert sorted(runtime.snapshot.trunks) == [bad_id, good_id, mail_id]
+        assert runtime.snapshot.trunks[bad_id].username is None  # nor answers challenges with it
+        assert [(r.method, str(r.uri), p.host, r.headers.get("to"), r.headers.get("contact")) for r, p in sip.sent] == [
+            ("REGISTER", "sip:192.0.2.10:5060", "192.0.2.10", "<sip:good@192.0.2.10>", "<sip:good@127.0.0.1:5062>"),
+            ("REGISTER", "sip:192.0.2.11:5060", "192.0.2.11", "<sip:12345%40carrier.example@192.0.2.11>",
+             "<sip:12345%40carrier.example@127.0.0.1:5062>")]
+        assert parse_name_addr(sip.sent[1][0].headers.get("to") or "").uri.user_unescaped == "12345@carrier.example"  # type: ignore[union-attr]
+        status = runtime.status(broken_id)
         assert (status["loaded"], status["registered"]) == (False, False)
+        assert status["last_error"].startswith("configuration: host: ")
+        status = runtime.status(bad_id)
+        assert (status["loaded"], status["registered"]) == (True, False)
         assert status["last_error"].startswith("configuration: username: must not contain control characters")
-        assert runtime.status(good_id)["registration"]["state"] in ("registering", "registered")
+        assert status["last_error"].endswith("(the trunk does not register)")
+        for trunk_id in (good_id, mail_id):
+            assert runtime.status(trunk_id)["registration"]["state"] in ("registering", "registered")
         await runtime.reload()  # a later reload goes on the same way
         assert runtime.status(bad_id)["last_error"] == status["last_error"]
     finally:
@@ -189,7 +203,7 @@ async def test_a_bad_trunk_row_is_skipped_and_reported_while_the_others_register
 async def test_a_registration_that_cannot_start_leaves_the_others_registering() -> None:
     """Should a trunk the loader let through still fail to build its REGISTER, the others go on."""
     fresh = PstnSnapshot(trunks={
-        1: trunk(1, register=True, username="bad user", password="secret"),  # not a URI user: no REGISTER
+        1: trunk(1, register=True, username="user", password="secret", from_domain="bad domain"),  # no AOR
         2: trunk(2, register=True, username="good", password="secret"),
     })
 

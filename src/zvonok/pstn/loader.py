@@ -146,10 +146,16 @@ async def load_snapshot(db: Database) -> PstnSnapshot:
         except ValueError:
             log.warning("trunk has a bad inbound address: ignored", trunk=t.id)
             inbound = ()
+        username, password, auth_username = t.username, t.password, t.auth_username
+        if (problem := credentials_problem(t)) is not None:
+            log.error("trunk credentials cannot be used: no registration", trunk=t.id, tenant=t.tenant_id,
+                      problem=problem)
+            rejected[t.id] = f"{problem} (the trunk does not register)"
+            username = password = auth_username = None
         trunk_infos[t.id] = TrunkInfo(
             id=t.id, tenant_id=t.tenant_id, name=t.name, kind=t.kind, host=t.host,
             address=address, port=t.port, transport=t.transport,
-            username=t.username, password=t.password, auth_username=t.auth_username, from_domain=t.from_domain,
+            username=username, password=password, auth_username=auth_username, from_domain=t.from_domain,
             register=t.register, register_expires=t.register_expires, inbound=inbound, max_calls=t.max_calls, srtp=t.srtp,
             number_format=t.number_format,
             buy_tariff=tariffs.get(t.buy_tariff_id) if t.buy_tariff_id is not None else None,
@@ -195,10 +201,19 @@ def _untrusted_names(trunks: dict[int, TrunkInfo]) -> dict[int, str]:
 
 def trunk_problem(t: Trunk) -> str | None:
     """What makes a trunk row unusable in SIP messages (the API's own checks, again), or None."""
-    checks: list[tuple[str, str | None, Callable[[str], str]]] = [
-        ("name", t.name, grammar.check_text), ("host", t.host, grammar.check_host),
-        ("from_domain", t.from_domain, grammar.check_host), ("username", t.username, grammar.check_user),
-        ("auth_username", t.auth_username, grammar.check_text), ("password", t.password, grammar.check_text)]
+    return _problem([("name", t.name, grammar.check_text), ("host", t.host, grammar.check_host),
+                     ("from_domain", t.from_domain, grammar.check_host)])
+
+
+def credentials_problem(t: Trunk) -> str | None:
+    """What makes a trunk's credentials unusable (the trunk still carries calls, it only does not register
+    nor answer challenges), or None."""
+    return _problem([("username", t.username, grammar.check_text),
+                     ("auth_username", t.auth_username, grammar.check_text),
+                     ("password", t.password, grammar.check_text)])
+
+
+def _problem(checks: list[tuple[str, str | None, Callable[[str], str]]]) -> str | None:
     for field, value, check in checks:
         if value is None:
             continue

@@ -156,7 +156,9 @@ class PstnSnapshot:
     offices: dict[int, OfficeInfo] = field(default_factory=dict)
     tenants: dict[int, TenantInfo] = field(default_factory=dict)
     policies: dict[tuple[int, str, int | None], PolicyInfo] = field(default_factory=dict)
-    rejected: dict[int, str] = field(default_factory=dict)  # trunks left out, with why (their status says it)
+    # what of a trunk's configuration is refused, with why (its status says it): the trunk is left out, or
+    # (bad credentials) it is loaded without them and does not register
+    rejected: dict[int, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._tenant_by_domain = {t.domain.lower(): t.id for t in self.tenants.values()}

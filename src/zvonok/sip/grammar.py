@@ -39,17 +39,6 @@ def check_text(value: str) -> str:
     return value
 
 
-def check_user(value: str) -> str:
-    """A SIP URI user part (a trunk's username): ``1*(unreserved / escaped / user-unreserved)`` (§25.1)."""
-    check_text(value)
-    bad = sorted({ch for ch in _ESCAPED_RE.sub("", value) if ch not in _USER_CHARS})
-    if not value or bad:
-        shown = " ".join(repr(ch) for ch in bad)
-        raise ValueError(f"{value!r} is not a SIP user name: letters, digits and -_.!~*'()&=+$,;?/ only"
-                         + (f" (not {shown})" if bad else ""))
-    return value
-
-
 def check_host(value: str) -> str:
     """A host: a host name or an IP address (an IPv6 one with or without brackets), in canonical form."""
     text = value.strip().lower()
