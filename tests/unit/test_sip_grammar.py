@@ -11,6 +11,7 @@ from zvonok.sip.grammar import (
     escape_user,
     name_addr,
     quote_display,
+    quoted_string,
     uri_host,
 )
 from zvonok.sip.headers import parse_name_addr, parse_via
@@ -100,3 +101,16 @@ def test_a_host_goes_into_uris_and_via_in_a_form_our_parser_reads(configured: st
     add_top_via(request, "udp", host, 5062, branch="z9hG4bK1")
     via = parse_via(request.headers.get("via") or "")[0]
     assert (via.host, via.port) == (parsed_host, 5062)
+
+
+def test_one_writer_of_quoted_strings() -> None:
+    """Display names and both digest directions quote through grammar.quoted_string (no copies drifting
+    apart): what it cannot quote is refused, where a display name only loses its control characters."""
+    from zvonok.sip import digest, digest_client
+
+    assert digest._quote is quoted_string and digest_client.quoted_string is quoted_string
+    assert quoted_string('a\\"b\tc') == '"a\\\\\\"b\tc"'
+    for bad in ("a\rb", "a\nb", "a\x00b"):
+        with pytest.raises(ValueError, match="cannot be in a quoted-string"):
+            quoted_string(bad)
+        assert quote_display(bad) == '"a b"'

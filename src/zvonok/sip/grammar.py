@@ -17,6 +17,8 @@ TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
 # control characters: CR and LF split a header; the others (NUL, TAB, ESC …) have no place in a name
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+# what no quoted-string can hold: CR and LF (quoted-pair excludes them, §25.1), NUL (C parsers stop there)
+UNQUOTABLE_RE = re.compile(r"[\x00\r\n]")
 # §25.1 user = 1*( unreserved / escaped / user-unreserved ); unreserved = alphanum / mark
 _USER_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.!~*'()&=+$,;?/")
 # what we write unescaped: user-unreserved less ';' '?' '/', which some phones take for the URI's
@@ -60,14 +62,22 @@ def check_token(value: str) -> str:
 
 
 # -- writers ----------------------------------------------------------------------------------------------
-def quote_display(name: str) -> str:
-    """``name`` as a quoted-string (§25.1): backslash and double quote escaped as quoted-pairs.
+def quoted_string(text: str) -> str:
+    """``text`` as a quoted-string (§25.1): backslash and double quote escaped as quoted-pairs.
 
-    CR and LF cannot be quoted at all (quoted-pair excludes them) and the other control characters
-    confuse peers: each becomes a space.
+    The one writer of quoted-strings (display names, digest parameters). Text holding CR, LF or NUL
+    cannot be quoted (:data:`UNQUOTABLE_RE`): :class:`ValueError`, since changing it would change what
+    it means (a digest username, a realm).
     """
-    text = _CONTROL_RE.sub(" ", name)
+    if UNQUOTABLE_RE.search(text):
+        raise ValueError("CR, LF or NUL cannot be in a quoted-string")
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def quote_display(name: str) -> str:
+    """A display name as a quoted-string: a name can lose its control characters (which confuse peers,
+    and CR and LF cannot be quoted at all), so each becomes a space."""
+    return quoted_string(_CONTROL_RE.sub(" ", name))
 
 
 def escape_user(user: str) -> str:
