@@ -12,6 +12,7 @@ from zvonok.sip.grammar import (
     name_addr,
     quote_display,
     quoted_string,
+    reescape_user,
     uri_host,
 )
 from zvonok.sip.headers import parse_name_addr, parse_via
@@ -114,3 +115,26 @@ def test_one_writer_of_quoted_strings() -> None:
         with pytest.raises(ValueError, match="cannot be in a quoted-string"):
             quoted_string(bad)
         assert quote_display(bad) == '"a b"'
+
+
+@pytest.mark.parametrize(("received", "written"), [
+    ("1234;phone-context=+7495", "1234;phone-context=+7495"),  # ';' is reserved: %3B would be another user
+    ("1234%3Bphone-context=+7495", "1234%3Bphone-context=+7495"),  # ... and the escaped one stays escaped
+    ("a&b=c+d$e,f?g/h", "a&b=c+d$e,f?g/h"),  # every user-unreserved character as it came
+    ("%41lice%2a", "%41lice%2a"),  # escapes are kept as they are, case and all
+    ("a>b", "a%3Eb"), ("a b", "a%20b"), ("100%", "100%25"), ("50%zz", "50%25zz"),  # what the grammar forbids
+    ("a@b", "a%40b"), ("Пётр", "%D0%9F%D1%91%D1%82%D1%80"),
+])
+def test_a_user_from_the_wire_goes_back_as_it_came(received: str, written: str) -> None:
+    assert reescape_user(received) == written
+    parsed = parse_name_addr(name_addr("Anna", received, "pbx.example.com", received=True))
+    assert isinstance(parsed.uri, SipUri) and parsed.uri.user == written
+    assert parsed.uri.host == "pbx.example.com" and parsed.uri.params == {}
+
+
+def test_escape_user_escapes_plain_text_but_a_received_user_is_not_plain_text() -> None:
+    wire = parse_uri("sip:1234;phone-context=+7495@carrier.example")
+    assert isinstance(wire, SipUri) and wire.user_unescaped == "1234;phone-context=+7495"
+    assert escape_user(wire.user_unescaped) == "1234%3Bphone-context=+7495"  # configured text's form
+    assert name_addr(None, wire.user, "pbx.example.com", received=True) == (
+        "<sip:1234;phone-context=+7495@pbx.example.com>")

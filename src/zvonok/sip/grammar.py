@@ -21,10 +21,14 @@ _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 UNQUOTABLE_RE = re.compile(r"[\x00\r\n]")
 # §25.1 user = 1*( unreserved / escaped / user-unreserved ); unreserved = alphanum / mark
 _USER_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.!~*'()&=+$,;?/")
-# what we write unescaped: user-unreserved less ';' '?' '/', which some phones take for the URI's
-# parameters, headers or path (escaped and unescaped users are equal, §19.1.4, so nothing is lost)
+# what we write unescaped from plain text: user-unreserved less ';' '?' '/', which some phones take for
+# the URI's parameters, headers or path. An escaped and an unescaped character are the same user only for
+# unreserved ones (§19.1.4): configured text may choose the escaped form, a user from the wire may not
+# (a received "1234;phone-context=+7495" escaped to "1234%3Bphone-context=+7495" is another user), so
+# that goes back out as it came (reescape_user)
 _SAFE_USER_CHARS = _USER_CHARS - frozenset(";?/")
-_ESCAPED_RE = re.compile(r"%[0-9A-Fa-f]{2}")
+# one piece of a received user: an escape as it is, or one character
+_RECEIVED_PIECE_RE = re.compile(r"%[0-9A-Fa-f]{2}|.", re.DOTALL)
 _HOSTNAME_RE = re.compile(
     r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?$")
 
@@ -81,15 +85,28 @@ def quote_display(name: str) -> str:
 
 
 def escape_user(user: str) -> str:
-    """A user part for a SIP URI (§19.1.2): every character outside the user grammar as ``%HH`` of UTF-8.
+    """A user part for a SIP URI (§19.1.2) from plain text: every character outside the user grammar (and
+    ';' '?' '/') as ``%HH`` of UTF-8.
 
-    It takes the unescaped text (what :attr:`SipUri.user_unescaped` gives), so a received ``a%3Eb``
-    goes out as ``a%3Eb`` again, and a ``%`` of the text itself as ``%25``.
+    It takes the unescaped text (a configured name, a number), so a ``%`` of the text itself goes out as
+    ``%25``. A user taken from the wire goes back through :func:`reescape_user` instead.
     """
     if all(ch in _SAFE_USER_CHARS for ch in user):
         return user
-    return "".join(ch if ch in _SAFE_USER_CHARS else "".join(f"%{b:02X}" for b in ch.encode("utf-8", "surrogateescape"))
-                   for ch in user)
+    return "".join(ch if ch in _SAFE_USER_CHARS else _percent(ch) for ch in user)
+
+
+def reescape_user(user: str) -> str:
+    """A user part as received (:attr:`SipUri.user`, escapes and all), safe to write back: only what the
+    user grammar (§25.1 ``1*( unreserved / escaped / user-unreserved )``) does not allow is escaped, a
+    stray ``%`` too; its ``%HH`` escapes and its ``& = + $ , ; ? /`` stay as they came, so it is the
+    same user (§19.1.4) and cannot end the URI early."""
+    return "".join(piece if len(piece) == 3 or piece in _USER_CHARS else _percent(piece)
+                   for piece in _RECEIVED_PIECE_RE.findall(user))
+
+
+def _percent(ch: str) -> str:
+    return "".join(f"%{b:02X}" for b in ch.encode("utf-8", "surrogateescape"))
 
 
 def uri_host(host: str) -> str:
@@ -98,12 +115,15 @@ def uri_host(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
-def name_addr(display: str | None, user: str | None, host: str) -> str:
+def name_addr(display: str | None, user: str | None, host: str, *, received: bool = False) -> str:
     """A name-addr for From, To or P-Asserted-Identity: ``"display" <sip:user@host>``.
 
-    ``display`` and ``user`` are plain (unescaped) text, escaped here; ``host`` is a configured host or
-    domain, already checked by :func:`check_host` (a host cannot be escaped into something valid).
+    ``display`` and ``user`` are plain (unescaped) text, escaped here; ``received``: ``user`` is a URI user
+    as it came from the wire, written back as it came (:func:`reescape_user`). ``host`` is a configured
+    host or domain, already checked by :func:`check_host` (a host cannot be escaped into something valid).
     """
     host = uri_host(host)
-    uri = f"sip:{escape_user(user)}@{host}" if user else f"sip:{host}"
+    if user:
+        user = reescape_user(user) if received else escape_user(user)
+    uri = f"sip:{user}@{host}" if user else f"sip:{host}"
     return f"{quote_display(display)} <{uri}>" if display else f"<{uri}>"

@@ -425,11 +425,16 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
               handler: Callable[[Leg, object], None] | None = None, srtp_policy: str | None = None) -> Leg:
         """Place one INVITE to a registered device of the callee, as a new leg of ``call``."""
         assert call.caller is not None
-        caller_number = from_number or call.caller.party.number
+        caller = call.caller.party
+        caller_number = from_number or caller.number
+        # a caller's number as its URI user came from a trunk goes on as it came (an escaped ';' differs)
+        from_header = (name_addr(from_display, caller.uri_user, domain, received=True)
+                       if caller.uri_user is not None and caller_number == caller.number
+                       else name_addr(from_display, caller_number, domain))
         return self._place_leg(
             call, party, peer_of(binding), endpoint, codecs, request_uri=binding.contact,
             to_header=name_addr(None, party.number, domain),
-            from_header=name_addr(from_display, caller_number, domain), contact=binding.contact,
+            from_header=from_header, contact=binding.contact,
             user_agent=binding.user_agent, handler=handler, srtp_policy=srtp_policy)
 
     def _place_leg(self, call: Call, party: ev.Party, peer: Peer, endpoint: Endpoint, codecs: list[Codec], *,

@@ -133,11 +133,14 @@ class OutsideMixin(_Base):
         snapshot = self.trunks.snapshot
         uri = request.uri
         assert isinstance(uri, SipUri)
+        caller_user = request.from_.uri.user if isinstance(request.from_.uri, SipUri) else None
         caller_number = request.from_.uri.user_unescaped if isinstance(request.from_.uri, SipUri) else None
         caller_e164 = _e164(caller_number or "") or (caller_number or "anonymous")
         display = request.from_.display or ""
         if trunk.kind == "pbx" and trunk.tenant_id is not None:
-            await self._invite_from_pbx(txn, request, peer, trunk, snapshot, caller_number or "", display, now)
+            await self._invite_from_pbx(txn, request, peer, trunk, snapshot,
+                                        ev.Party(number=caller_number or "", display_name=display,
+                                                 office_id=trunk.office_id, uri_user=caller_user), now)
             return
         number: NumberInfo | None = None
         for candidate in (uri.user_unescaped, request.to.uri.user_unescaped if isinstance(request.to.uri, SipUri)
@@ -153,7 +156,8 @@ class OutsideMixin(_Base):
         if tenant is None:  # the snapshot is behind the number's assignment: answer, don't leave it retrying
             self.sip.respond(txn, make_response(request, 404, to_tag=_token()))
             return
-        party = ev.Party(number=caller_e164, display_name=display, external=True)
+        party = ev.Party(number=caller_e164, display_name=display, external=True,
+                         uri_user=caller_user if caller_e164 == caller_number else None)
         call = self._open_call(txn, request, peer, tenant_id=tenant.id, party=party, domain=tenant.domain,
                                dialed=number.number, direction=ev.Direction.INBOUND,
                                session_expires=None, srtp_policy=trunk.srtp)
@@ -197,14 +201,14 @@ class OutsideMixin(_Base):
             await self._refuse(call, 480, "unavailable")
 
     async def _invite_from_pbx(self, txn: ServerTransaction, request: Request, peer: Peer, trunk: TrunkInfo,
-                               snapshot: PstnSnapshot, caller_number: str, display: str, now: float) -> None:
+                               snapshot: PstnSnapshot, party: ev.Party, now: float) -> None:
         """An office PBX joined as a trunk: its users call our extensions, or out through our carriers."""
         assert trunk.tenant_id is not None and self.trunks is not None
         tenant = snapshot.tenants.get(trunk.tenant_id)
         uri = request.uri
         assert isinstance(uri, SipUri) and tenant is not None
         dialed = uri.user_unescaped or ""
-        party = ev.Party(number=caller_number, display_name=display, office_id=trunk.office_id)
+        caller_number = party.number
         access = split_dialed_access(dialed)
         if access is not None:
             # <access number>*<PIN>*<destination> from the office PBX: the access service, keys typed ahead
