@@ -67,10 +67,10 @@ TRUNK_ERRORS: list[tuple[dict[str, Any], str]] = [
     ({"buy_tariff_id": 987654}, "buy_tariff_id"),
     ({"office_id": 987654}, "office_id"),
     ({"surprise": 1}, "surprise"),
-    # text that ends up in SIP messages (REGISTER, From, digest): no line breaks, the RFC 3261 grammar
+    # text that ends up in SIP messages (REGISTER, From, digest): no control characters (a username is
+    # escaped where it goes into a URI, so "ac me" and "acme<x>" are fine)
     ({"username": "acme\r\nVia: SIP/2.0/UDP evil"}, "username"),
-    ({"username": "ac me"}, "username"),
-    ({"username": "acme<x>"}, "username"),
+    ({"username": "acme\tx"}, "username"),
     ({"auth_username": "acme\nx"}, "auth_username"),
     ({"from_domain": "carrier.example\r\nX: y"}, "from_domain"),
     ({"host": "sip.carrier.example\nX: y"}, "host"),
