@@ -139,8 +139,11 @@ async def load_snapshot(db: Database) -> PstnSnapshot:
             rejected[t.id] = problem
         else:
             usable.append(t)
-    addresses = await asyncio.gather(*(resolve_host(t.host, t.port) for t in usable))
-    for t, address in zip(usable, addresses, strict=True):
+    # all at once, each name once: a reload waits RESOLVE_TIMEOUT at most, however many trunks
+    hosts = sorted({(t.host, t.port) for t in usable})
+    resolved = dict(zip(hosts, await asyncio.gather(*(resolve_host(*host) for host in hosts)), strict=True))
+    for t in usable:
+        address = resolved[t.host, t.port]
         try:
             inbound = networks(t.inbound_addresses or [])
         except ValueError:
