@@ -97,6 +97,15 @@ def _our_realm(request: Request, snapshot: PstnSnapshot) -> bool:
     return False
 
 
+def _own_number(trunk: TrunkInfo, uri: SipUri, snapshot: PstnSnapshot) -> bool:
+    """A tenant's carrier delivering one of its tenant's numbers: carriers address a number to our IP
+    address, not to a domain, and the number names its tenant whatever the default domain is. (A PBX's
+    calls name no tenant so: it addresses its tenant's domain.)"""
+    number = _e164(uri.user_unescaped or "") if trunk.kind == "carrier" else None
+    info = snapshot.number(number) if number is not None else None
+    return info is not None and info.tenant_id == trunk.tenant_id
+
+
 class OutsideMixin(_Base):
     # -- in from a trunk ------------------------------------------------------------------------------
     def _trunk_for(self, request: Request, peer: Peer) -> TrunkInfo | None:
@@ -105,7 +114,8 @@ class OutsideMixin(_Base):
         A source address inside a trunk's allow-list is not enough, because a tenant's list may cover
         other companies' phones (a shared NAT address, a range too wide): a request answering our
         digest challenge is a phone's, never a trunk's, and a tenant's trunk takes only requests
-        addressed to no other tenant's domain (its numbers are checked when the call is routed).
+        addressed to no other tenant's domain (its numbers are checked when the call is routed); one to
+        our bare address is the default domain's, unless a carrier delivers its own tenant's number.
         """
         if self.trunks is None:
             return None
@@ -116,8 +126,10 @@ class OutsideMixin(_Base):
         if trunk.tenant_id is not None and isinstance(request.uri, SipUri):
             # the domain the request is for as authentication sees it: a phone set up with only our
             # address sends its first INVITE to sip:102@<our IP>, which is the default domain's call
-            owner = snapshot.tenant_of_domain(self.auth.domain_of(request.uri))
-            if owner is not None and owner != trunk.tenant_id:
+            domain = self.auth.domain_of(request.uri)
+            owner = snapshot.tenant_of_domain(domain)
+            if owner is not None and owner != trunk.tenant_id and not (
+                    domain != request.uri.host_lower and _own_number(trunk, request.uri, snapshot)):
                 return None
         return trunk
 
