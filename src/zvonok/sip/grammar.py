@@ -2,10 +2,11 @@
 
 How it works: two halves sharing one grammar. The ``check_*`` functions are the API's validators (and the
 snapshot loader's, for rows written before they existed): they raise :class:`ValueError` with a message
-that names what is wrong, so pydantic turns it into a clear 422. The writers (:func:`quote_display`,
-:func:`escape_user`, :func:`name_addr`) are what every header we build goes through, so that text that
-slipped past a check (a display name from a peer's From, an old row) still cannot end a header line
-or close a quoted-string or a URI early.
+that names what is wrong, so pydantic turns it into a clear 422. The writers (:func:`quoted_string`
+and :func:`quote_display`, :func:`escape_user` and :func:`reescape_user`, :func:`uri_host`,
+:func:`name_addr`) are what every header we build goes through, so that text that slipped past a check
+(a display name from a peer's From, an old row) still cannot end a header line or close a quoted-string
+or a URI early.
 """
 
 from __future__ import annotations
