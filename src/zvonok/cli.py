@@ -165,13 +165,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from zvonok.org.demo import seed_demo
+    from zvonok.sip.grammar import uri_host
 
     info = with_db(settings, lambda db: seed_demo(db, settings))
     settings = _demo_certificate(settings, info.domain)
     if args.json:
         _json(info.to_dict())
     else:
-        sip_host = settings.sip_advertised_host or settings.sip_host
+        sip_host = uri_host(settings.sip_advertised_host or settings.sip_host)  # it goes into sip: URIs below
         _out(f"Demo company ready: SIP domain {info.domain}")
         server = f"{sip_host}:{settings.sip_port}"
         _out(f"Point a softphone at it: domain {info.domain}, outbound proxy (or registrar) {server},")

@@ -109,6 +109,8 @@ def test_demo_json_is_idempotent(capsys: pytest.CaptureFixture[str], dd: list[st
     assert "BEGIN CERTIFICATE" in pem and (cert.parent / "key.pem").stat().st_mode & 0o077 == 0
     run(capsys, *dd, "demo", "--no-serve")
     assert cert.read_text() == pem
+    code, out, _ = run(capsys, *dd, "demo", "--no-serve", "--sip-host", "::1", "--sip-port", "5080")
+    assert code == 0 and 'outbound="sip:[::1]:5080"' in out and "sip:[::1]:5061;transport=tls" in out, out
     code, out, _ = run(capsys, *dd, "extension", "list", "--tenant", "demo.zvonok.local", "--json")
     assert len(json.loads(out)) == 4
 

@@ -274,7 +274,8 @@ def test_malformed_credentials(value: str) -> None:
 _token = st.text(
     alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~", min_size=1
 )
-_quoted_text = st.text(alphabet=st.characters(exclude_characters="\r\n", exclude_categories=("Cs",)))
+# what grammar.quoted_string (digest._quote) writes: no CR, LF or NUL
+_quoted_text = st.text(alphabet=st.characters(exclude_characters="\r\n\x00", exclude_categories=("Cs",)))
 
 
 @given(st.text())

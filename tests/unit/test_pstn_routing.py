@@ -118,6 +118,14 @@ def test_the_operators_trunk_wins_an_address_shared_with_a_tenants() -> None:
     assert [snap.trunk_from(h).id for h in ("192.0.2.10", "203.0.113.9")] == [3, 4]  # type: ignore[union-attr]
 
 
+def test_the_operators_range_wins_over_a_tenants_single_address_inside_it() -> None:
+    snap = snapshot_of([trunk(1, tenant_id=7, address="198.51.100.7"), trunk(2, inbound=("198.51.100.0/24",)),
+                        trunk(3, tenant_id=7, inbound=("203.0.113.9",)), trunk(4, inbound=("203.0.113.0/28",)),
+                        trunk(5, tenant_id=7, inbound=("203.0.113.77",))])
+    assert [snap.trunk_from(h).id for h in ("198.51.100.7", "::ffff:198.51.100.7", "203.0.113.9",  # type: ignore[union-attr]
+                                            "203.0.113.77")] == [2, 2, 4, 5]
+
+
 def test_empty_snapshot_trusts_nobody() -> None:
     assert PstnSnapshot().trunk_from("127.0.0.1") is None
 

@@ -3,6 +3,7 @@ a company with offices, a department, employees and extensions, and CDR rows wri
 
 from __future__ import annotations
 
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,6 +18,21 @@ from zvonok.config import Settings
 from zvonok.storage.db import Database
 
 Api = Any
+
+
+def fake_dns(monkeypatch: Any, names: dict[str, str]) -> dict[str, str]:
+    """Trunk host names resolving to the given addresses (the dict may change later: a tenant re-points
+    its name); other names resolve for real (the database's host, say)."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host in names:
+            family = socket.AF_INET6 if ":" in names[host] else socket.AF_INET
+            return [(family, socket.SOCK_DGRAM, 17, "", (names[host], port))]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return names
 
 
 @dataclass

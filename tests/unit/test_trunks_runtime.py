@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+from test_pstn_support import fake_dns
+
+from zvonok.org.models import Tenant
+from zvonok.pstn import loader
 from zvonok.pstn.loader import load_snapshot
 from zvonok.pstn.models import Trunk
 from zvonok.pstn.routing import PstnSnapshot, TrunkInfo
+from zvonok.sip.headers import parse_name_addr
 from zvonok.sip.message import Request
 from zvonok.sip.peer import Peer
+from zvonok.sip.uri import parse_uri
 from zvonok.storage.db import Database
 from zvonok.telephony.trunks import Trunks, trunk_peer
 
@@ -151,26 +160,40 @@ class RecordingSip(FakeSip):
 
 
 async def test_a_bad_trunk_row_is_skipped_and_reported_while_the_others_register(db: Database) -> None:
-    """A username with CR/LF written to the database behind the API's back (or before it checked):
-    that trunk is left out and its status says why; the server starts and the good trunk registers."""
+    """Rows written behind the API's back (or before it checked): a bad host leaves its trunk out, a
+    username with CR/LF only its registration; each status says why, the good trunks register, and a
+    username that is no URI user (an e-mail-like digest name) registers escaped in the AOR and Contact."""
     async with db.session() as session:
-        bad = Trunk(name="Broken", host="sip.bad.example", username="acme\r\nVia: SIP/2.0/UDP evil",
+        broken = Trunk(name="Broken", host="sip.bad.example\r\nVia: evil", username="acme", password="secret",
+                       register=True)
+        bad = Trunk(name="Bad user", host="192.0.2.9", username="acme\r\nVia: SIP/2.0/UDP evil",
                     password="secret", register=True)
         good = Trunk(name="Good", host="192.0.2.10", username="good", password="secret", register=True)
-        session.add_all([bad, good])
+        mail = Trunk(name="Mail", host="192.0.2.11", username="12345@carrier.example", password="secret",
+                     register=True)
+        session.add_all([broken, bad, good, mail])
         await session.commit()
-        bad_id, good_id = bad.id, good.id
+        broken_id, bad_id, good_id, mail_id = broken.id, bad.id, good.id, mail.id
     sip = RecordingSip()
     runtime = Trunks(sip=sip, loader=lambda: load_snapshot(db))  # type: ignore[arg-type]
     try:
         await runtime.reload()
-        assert list(runtime.snapshot.trunks) == [good_id]
-        assert [(r.method, str(r.uri), p.host) for r, p in sip.sent] == [
-            ("REGISTER", "sip:192.0.2.10:5060", "192.0.2.10")]
-        status = runtime.status(bad_id)
+        assert sorted(runtime.snapshot.trunks) == [bad_id, good_id, mail_id]
+        assert runtime.snapshot.trunks[bad_id].username is None  # nor answers challenges with it
+        assert [(r.method, str(r.uri), p.host, r.headers.get("to"), r.headers.get("contact")) for r, p in sip.sent] == [
+            ("REGISTER", "sip:192.0.2.10:5060", "192.0.2.10", "<sip:good@192.0.2.10>", "<sip:good@127.0.0.1:5062>"),
+            ("REGISTER", "sip:192.0.2.11:5060", "192.0.2.11", "<sip:12345%40carrier.example@192.0.2.11>",
+             "<sip:12345%40carrier.example@127.0.0.1:5062>")]
+        assert parse_name_addr(sip.sent[1][0].headers.get("to") or "").uri.user_unescaped == "12345@carrier.example"  # type: ignore[union-attr]
+        status = runtime.status(broken_id)
         assert (status["loaded"], status["registered"]) == (False, False)
+        assert status["last_error"].startswith("configuration: host: ")
+        status = runtime.status(bad_id)
+        assert (status["loaded"], status["registered"]) == (True, False)
         assert status["last_error"].startswith("configuration: username: must not contain control characters")
-        assert runtime.status(good_id)["registration"]["state"] in ("registering", "registered")
+        assert status["last_error"].endswith("(the trunk does not register)")
+        for trunk_id in (good_id, mail_id):
+            assert runtime.status(trunk_id)["registration"]["state"] in ("registering", "registered")
         await runtime.reload()  # a later reload goes on the same way
         assert runtime.status(bad_id)["last_error"] == status["last_error"]
     finally:
@@ -180,7 +203,7 @@ async def test_a_bad_trunk_row_is_skipped_and_reported_while_the_others_register
 async def test_a_registration_that_cannot_start_leaves_the_others_registering() -> None:
     """Should a trunk the loader let through still fail to build its REGISTER, the others go on."""
     fresh = PstnSnapshot(trunks={
-        1: trunk(1, register=True, username="bad user", password="secret"),  # not a URI user: no REGISTER
+        1: trunk(1, register=True, username="user", password="secret", from_domain="bad domain"),  # no AOR
         2: trunk(2, register=True, username="good", password="secret"),
     })
 
@@ -194,5 +217,91 @@ async def test_a_registration_that_cannot_start_leaves_the_others_registering() 
         assert [str(r.headers.get("to")) for r, _ in sip.sent] == ["<sip:good@sip.example.net>"]
         assert runtime.status(1)["last_error"].startswith("configuration: bad AOR URI")
         assert runtime.status(2)["registration"] is not None
+    finally:
+        runtime.stop()
+
+
+async def test_a_tenants_host_name_is_judged_again_by_what_it_resolves_to_on_each_reload(
+        db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The API checked the name once; the tenant controls its DNS and may later point it at 127.0.0.1 or
+    at another company's address: that trunk is then left out (its status says why), not trusted."""
+    dns = fake_dns(monkeypatch, {"pbx.a.example": "198.18.0.5", "pbx.b.example": "198.18.0.9",
+                                 "carrier.example": "127.0.0.1"})
+    async with db.session() as session:
+        a, b = (Tenant(name=n, sip_domain=f"{n}.example", timezone="UTC", currency="RUB", locale="ru-RU")
+                for n in ("a", "b"))
+        session.add_all([a, b])
+        await session.flush()
+        mine = Trunk(tenant_id=a.id, name="A's PBX", kind="pbx", host="pbx.a.example")
+        neighbour = Trunk(tenant_id=b.id, name="B's PBX", kind="pbx", host="198.18.0.7")
+        named = Trunk(tenant_id=b.id, name="B's other PBX", kind="pbx", host="pbx.b.example")
+        operator = Trunk(name="Carrier", host="carrier.example")  # the operator's: its own business
+        session.add_all([mine, neighbour, named, operator])
+        await session.commit()
+        ids = mine.id, neighbour.id, named.id, operator.id
+    runtime = Trunks(sip=RecordingSip(), loader=lambda: load_snapshot(db))  # type: ignore[arg-type]
+    try:
+        await runtime.reload()
+        assert sorted(runtime.snapshot.trunks) == sorted(ids) and runtime.snapshot.rejected == {}
+        assert runtime.snapshot.trunk_from("198.18.0.5").id == ids[0]  # type: ignore[union-attr]
+        for address, words, holder in [
+                ("127.0.0.1", "127.0.0.1/32 is a loopback, link-local, multicast or unspecified address", ids[3]),
+                ("198.18.0.7", "198.18.0.7/32 overlaps an address in use by another trunk on this platform", ids[1]),
+                ("198.18.0.9", "198.18.0.9/32 overlaps an address in use by another trunk on this platform", None)]:
+            dns["pbx.a.example"] = address
+            await runtime.reload()
+            assert ids[0] not in runtime.snapshot.trunks, address
+            assert runtime.status(ids[0])["last_error"].startswith(
+                f"configuration: host: pbx.a.example resolves to {address}: {words}: only the platform admin")
+            found = runtime.snapshot.trunk_from(address)
+            assert (found.id if found is not None else None) == holder, address
+        # two names on one address: neither can be trusted with it
+        assert ids[2] not in runtime.snapshot.trunks and ids[1] in runtime.snapshot.trunks
+        dns["pbx.a.example"] = "198.18.0.5"
+        await runtime.reload()
+        assert sorted(runtime.snapshot.trunks) == sorted(ids) and runtime.snapshot.rejected == {}
+    finally:
+        runtime.stop()
+
+
+async def test_host_names_resolve_on_their_own_threads_within_a_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A DNS server that never answers holds a reload up for RESOLVE_TIMEOUT, and never the default executor."""
+    release = threading.Event()
+    threads: list[str] = []
+
+    def getaddrinfo(host: str, port: int, *args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        if host == "slow.example":
+            release.wait(30)
+        return [(socket.AF_INET, socket.SOCK_DGRAM, 17, "", ("198.18.0.1", port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(loader, "RESOLVE_TIMEOUT", 0.2)
+    try:
+        assert await loader.resolve_host("slow.example", 5060) == "slow.example"  # unresolved: trusted nowhere
+        assert await loader.resolve_host("fast.example", 5060) == "198.18.0.1"
+        assert await loader.resolve_host("[2001:db8::1]", 5060) == "2001:db8::1"  # a literal needs no lookup
+    finally:
+        release.set()
+    assert len(threads) == 2 and all(name.startswith("zvonok-dns") for name in threads), threads
+
+
+async def test_a_trunk_at_an_ipv6_address_registers_with_uris_our_parser_reads() -> None:
+    """check_host stores an IPv6 host without brackets; the REGISTER's URIs must carry them."""
+    six = TrunkInfo(id=1, tenant_id=None, name="v6", kind="carrier", host="2001:db8::5", address="2001:db8::5",
+                    port=5060, transport="udp", register=True, username="acme", password="secret")
+
+    async def loader() -> PstnSnapshot:
+        return PstnSnapshot(trunks={1: six})
+
+    sip = RecordingSip()
+    sip.local_host = "2001:db8::1"
+    runtime = Trunks(sip=sip, loader=loader)  # type: ignore[arg-type]
+    try:
+        await runtime.reload()
+        [(register, peer)] = sip.sent
+        assert register.uri_text == "sip:[2001:db8::5]:5060" and peer.host == "2001:db8::5"
+        assert register.to.uri == parse_uri("sip:acme@[2001:db8::5]")
+        assert parse_name_addr(register.headers.get("contact") or "").uri == parse_uri("sip:acme@[2001:db8::1]:5062")
     finally:
         runtime.stop()

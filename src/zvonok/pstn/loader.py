@@ -1,15 +1,19 @@
 """Read the outside world's tables into a :class:`~zvonok.pstn.routing.PstnSnapshot` (and build tariffs).
 
 A whole snapshot is read in one session and swapped in at once: the engine never sees half a change.
-Trunk hosts are resolved here (asynchronously), so a call never waits for DNS.
+Trunk hosts are resolved here (asynchronously), so a call never waits for DNS. A tenant's host name is
+trusted by what it resolves to, which the tenant controls: on every reload that address goes through the
+same checks as the API's (:func:`~zvonok.pstn.routing.check_trusted`), and a trunk that fails is left out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import time
 from decimal import Decimal
 from typing import Any
@@ -26,6 +30,7 @@ from zvonok.storage.db import Database
 from .models import BillingAccount, OutboundPolicy, OutboundRoute, PhoneNumber, TariffRate, Trunk
 from .models import Tariff as TariffRow
 from .routing import (
+    IpNetwork,
     NumberInfo,
     OfficeInfo,
     PolicyInfo,
@@ -33,7 +38,10 @@ from .routing import (
     RouteInfo,
     TenantInfo,
     TrunkInfo,
+    UntrustedAddress,
+    check_trusted,
     networks,
+    trusted_networks,
 )
 
 log = get_logger(__name__)
@@ -76,17 +84,34 @@ async def load_tariffs(session: AsyncSession, ids: Sequence[int]) -> dict[int, T
     return out
 
 
+RESOLVE_TIMEOUT = 2.0  # seconds a reload (or an API call) waits for one host name; then it counts as unresolved
+# getaddrinfo blocks a thread: its own few, so that a slow DNS server cannot hold up what the default
+# executor runs for the calls (logins' password and PIN hashing, the CDR journal's fsync)
+_resolver = ThreadPoolExecutor(max_workers=4, thread_name_prefix="zvonok-dns")
+
+
 async def resolve_host(host: str, port: int) -> str:
+    """The IP address to send to (and, without an inbound list, to trust); ``host`` itself if it does not
+    resolve within :data:`RESOLVE_TIMEOUT`."""
     try:
-        return str(ipaddress.ip_address(host))
+        return str(ipaddress.ip_address(host.strip("[]")))
     except ValueError:
         pass
+    lookup = asyncio.get_running_loop().run_in_executor(
+        _resolver, functools.partial(socket.getaddrinfo, host, port, type=socket.SOCK_DGRAM))
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-    except OSError:
-        log.warning("trunk host does not resolve", host=host)
+        infos = await asyncio.wait_for(lookup, RESOLVE_TIMEOUT)
+    except (OSError, TimeoutError) as exc:
+        log.warning("trunk host does not resolve", host=host, error=str(exc) or type(exc).__name__)
         return host
     return str(infos[0][4][0])
+
+
+async def trusted_addresses(inbound: Sequence[str], host: str, port: int) -> tuple[IpNetwork, ...]:
+    """Where a trunk's calls would be taken from unchallenged: its inbound list, else what its host is now."""
+    if inbound:
+        return trusted_networks(inbound, host)
+    return trusted_networks((), await resolve_host(host, port))
 
 
 async def load_snapshot(db: Database) -> PstnSnapshot:
@@ -105,26 +130,44 @@ async def load_snapshot(db: Database) -> PstnSnapshot:
         tariffs = await load_tariffs(session, tariff_ids)
     trunk_infos: dict[int, TrunkInfo] = {}
     rejected: dict[int, str] = {}
+    usable = []
     for t in trunks:
         problem = trunk_problem(t)
         if problem is not None:
             # written before the API checked it, or behind its back: this trunk is out, the others go on
             log.error("trunk cannot be used: skipped", trunk=t.id, tenant=t.tenant_id, problem=problem)
             rejected[t.id] = problem
-            continue
+        else:
+            usable.append(t)
+    # all at once, each name once: a reload waits RESOLVE_TIMEOUT at most, however many trunks
+    hosts = sorted({(t.host, t.port) for t in usable})
+    resolved = dict(zip(hosts, await asyncio.gather(*(resolve_host(*host) for host in hosts)), strict=True))
+    for t in usable:
+        address = resolved[t.host, t.port]
         try:
             inbound = networks(t.inbound_addresses or [])
         except ValueError:
             log.warning("trunk has a bad inbound address: ignored", trunk=t.id)
             inbound = ()
+        username, password, auth_username = t.username, t.password, t.auth_username
+        if (problem := credentials_problem(t)) is not None:
+            log.error("trunk credentials cannot be used: no registration", trunk=t.id, tenant=t.tenant_id,
+                      problem=problem)
+            rejected[t.id] = f"{problem} (the trunk does not register)"
+            username = password = auth_username = None
         trunk_infos[t.id] = TrunkInfo(
             id=t.id, tenant_id=t.tenant_id, name=t.name, kind=t.kind, host=t.host,
-            address=await resolve_host(t.host, t.port), port=t.port, transport=t.transport,
-            username=t.username, password=t.password, auth_username=t.auth_username, from_domain=t.from_domain,
+            address=address, port=t.port, transport=t.transport,
+            username=username, password=password, auth_username=auth_username, from_domain=t.from_domain,
             register=t.register, register_expires=t.register_expires, inbound=inbound, max_calls=t.max_calls, srtp=t.srtp,
             number_format=t.number_format,
             buy_tariff=tariffs.get(t.buy_tariff_id) if t.buy_tariff_id is not None else None,
             office_id=t.office_id)
+    for trunk_id, problem in _untrusted_names(trunk_infos).items():
+        log.error("trunk cannot be used: skipped", trunk=trunk_id, tenant=trunk_infos[trunk_id].tenant_id,
+                  problem=problem)
+        rejected[trunk_id] = problem
+        del trunk_infos[trunk_id]
     return PstnSnapshot(
         trunks=trunk_infos,
         numbers={n.number: NumberInfo(id=n.id, tenant_id=n.tenant_id, number=n.number, office_id=n.office_id,
@@ -143,12 +186,37 @@ async def load_snapshot(db: Database) -> PstnSnapshot:
     )
 
 
+def _untrusted_names(trunks: dict[int, TrunkInfo]) -> dict[int, str]:
+    """The tenants' trunks trusted by a host name that now resolves to what the tenant may not trust by
+    itself (127.0.0.1, another company's or the operator's address), with why. Two names resolving to
+    one address both fail: the snapshot cannot know whose it is."""
+    out = {}
+    for trunk in trunks.values():
+        if trunk.tenant_id is None or trunk.inbound or trusted_networks((), trunk.host):
+            continue  # the operator's, or trusted by what the API checked (an inbound list, an IP literal)
+        others = [net for other in trunks.values() if other.tenant_id != trunk.tenant_id for net in other.trusted]
+        try:
+            check_trusted(trunk.trusted, others)
+        except UntrustedAddress as exc:
+            out[trunk.id] = f"host: {trunk.host} resolves to {trunk.address}: {exc}"
+    return out
+
+
 def trunk_problem(t: Trunk) -> str | None:
     """What makes a trunk row unusable in SIP messages (the API's own checks, again), or None."""
-    checks: list[tuple[str, str | None, Callable[[str], str]]] = [
-        ("name", t.name, grammar.check_text), ("host", t.host, grammar.check_host),
-        ("from_domain", t.from_domain, grammar.check_host), ("username", t.username, grammar.check_user),
-        ("auth_username", t.auth_username, grammar.check_text), ("password", t.password, grammar.check_text)]
+    return _problem([("name", t.name, grammar.check_text), ("host", t.host, grammar.check_host),
+                     ("from_domain", t.from_domain, grammar.check_host)])
+
+
+def credentials_problem(t: Trunk) -> str | None:
+    """What makes a trunk's credentials unusable (the trunk still carries calls, it only does not register
+    nor answer challenges), or None."""
+    return _problem([("username", t.username, grammar.check_text),
+                     ("auth_username", t.auth_username, grammar.check_text),
+                     ("password", t.password, grammar.check_text)])
+
+
+def _problem(checks: list[tuple[str, str | None, Callable[[str], str]]]) -> str | None:
     for field, value, check in checks:
         if value is None:
             continue

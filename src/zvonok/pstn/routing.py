@@ -23,6 +23,7 @@ from zvonok.billing.tariffs import Rate, Tariff
 from zvonok.dialing import CallingPolicy, DialPlan, EffectivePolicy, ServiceClass, resolve, russian_plan
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+WIDEST_TRUSTED = {4: 24, 6: 64}  # the widest inbound range (prefix length) a tenant may trust by itself
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -51,6 +52,11 @@ class TrunkInfo:
     @property
     def domain(self) -> str:
         return self.from_domain or self.host
+
+    @property
+    def trusted(self) -> tuple[IpNetwork, ...]:
+        """Where its calls are taken from unchallenged: its inbound list, else the address it resolved to."""
+        return self.inbound or trusted_networks((), self.address)
 
     def format_number(self, e164: str) -> str:
         """A number as this carrier wants it: +74951234567, 74951234567 or 84951234567."""
@@ -134,6 +140,14 @@ class OutboundRules:
     limits: tuple[PolicyInfo, ...]  # the levels with a monthly limit, most specific first
 
 
+@dataclass(slots=True)
+class _Tier:
+    """The trusted sources of one kind of trunk (the operator's, or the tenants'): single addresses, ranges."""
+
+    by_ip: dict[str, TrunkInfo] = field(default_factory=dict)
+    networks: list[tuple[IpNetwork, TrunkInfo]] = field(default_factory=list)
+
+
 @dataclass
 class PstnSnapshot:
     trunks: dict[int, TrunkInfo] = field(default_factory=dict)
@@ -142,22 +156,23 @@ class PstnSnapshot:
     offices: dict[int, OfficeInfo] = field(default_factory=dict)
     tenants: dict[int, TenantInfo] = field(default_factory=dict)
     policies: dict[tuple[int, str, int | None], PolicyInfo] = field(default_factory=dict)
-    rejected: dict[int, str] = field(default_factory=dict)  # trunks left out, with why (their status says it)
+    # what of a trunk's configuration is refused, with why (its status says it): the trunk is left out, or
+    # (bad credentials) it is loaded without them and does not register
+    rejected: dict[int, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._tenant_by_domain = {t.domain.lower(): t.id for t in self.tenants.values()}
-        self._by_ip: dict[str, TrunkInfo] = {}
-        self._networks: list[tuple[IpNetwork, TrunkInfo]] = []
-        # the operator's trunks first: where a tenant's trunk shares an address with one (a carrier's
-        # gateway, set before the API refused it), the operator's keeps taking the calls of every tenant
-        for trunk in sorted(self.trunks.values(), key=lambda t: (t.tenant_id is not None, t.id)):
-            if not trunk.inbound:
-                self._by_ip.setdefault(trunk.address, trunk)
-            for net in trunk.inbound:
+        # two tiers, the operator's trunks first, each looked up exactly and then by range: where a tenant's
+        # trunk shares an address with one (a carrier's gateway, set before the API refused it) or sits
+        # inside its range, the operator's keeps taking the calls it delivers for every tenant
+        self._tiers: tuple[_Tier, _Tier] = (_Tier(), _Tier())
+        for trunk in sorted(self.trunks.values(), key=lambda t: t.id):
+            tier = self._tiers[trunk.tenant_id is not None]
+            for net in trunk.trusted:
                 if net.num_addresses == 1:
-                    self._by_ip.setdefault(str(net.network_address), trunk)
+                    tier.by_ip.setdefault(str(net.network_address), trunk)
                 else:
-                    self._networks.append((net, trunk))
+                    tier.networks.append((net, trunk))
         # tenant id (None: platform) -> prefix -> routes, for longest-prefix match by probing
         self._routes: dict[int | None, dict[str, list[RouteInfo]]] = {}
         for route in self.routes:
@@ -175,21 +190,19 @@ class PstnSnapshot:
     # -- inbound ---------------------------------------------------------------------------------------
     def trunk_from(self, host: str) -> TrunkInfo | None:
         """The trunk allowed to send us calls from ``host`` (an IP), or None: never trust the unknown."""
-        trunk = self._by_ip.get(host)
-        if trunk is not None:
-            return trunk
         try:
             ip = ipaddress.ip_address(host)
         except ValueError:
             return None
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped  # an IPv4 carrier seen by a dual-stack ("::") socket
-        trunk = self._by_ip.get(str(ip))
-        if trunk is not None:
-            return trunk
-        for net, candidate in self._networks:
-            if ip.version == net.version and ip in net:
-                return candidate
+        for tier in self._tiers:
+            trunk = tier.by_ip.get(str(ip))
+            if trunk is not None:
+                return trunk
+            for net, candidate in tier.networks:
+                if ip.version == net.version and ip in net:
+                    return candidate
         return None
 
     def tenant_of_domain(self, domain: str) -> int | None:
@@ -304,11 +317,39 @@ def networks(addresses: Sequence[str]) -> tuple[IpNetwork, ...]:
 
 
 def trusted_networks(inbound: Sequence[str], host: str) -> tuple[IpNetwork, ...]:
-    """Where a trunk's calls are taken from without a challenge: its inbound list, else its host (an IP
-    literal here; a host name is trusted by what it resolves to, which the API cannot know)."""
+    """Where a trunk's calls are taken from without a challenge: its inbound list, else its host if that is
+    an IP address (a host name is trusted by what it resolves to: :func:`zvonok.pstn.loader.trusted_addresses`)."""
     if inbound:
         return networks(inbound)
     try:
         return (ipaddress.ip_network(host.strip("[]")),)
     except ValueError:
         return ()
+
+
+class UntrustedAddress(ValueError):
+    """An address a tenant may not trust by itself; ``overlap``: because another trunk's calls come from it."""
+
+    def __init__(self, message: str, *, overlap: bool = False) -> None:
+        super().__init__(message)
+        self.overlap = overlap
+
+
+def check_trusted(mine: Iterable[IpNetwork], others: Sequence[IpNetwork]) -> None:
+    """What a tenant may trust by itself (the API's check, and the loader's for what a host name resolves
+    to on each reload): the addresses a trunk's calls are taken from unchallenged must be the tenant's
+    alone. A range wider than /24 (/64), a loopback, link-local, multicast or unspecified one, or one
+    overlapping ``others`` (the other companies' and the operator's trunks) would let the trunk take
+    calls meant for others: :class:`UntrustedAddress`. Which trunk it overlaps stays unsaid: that is
+    another company's business."""
+    for net in mine:
+        widest = WIDEST_TRUSTED[net.version]
+        if net.prefixlen < widest:
+            raise UntrustedAddress(f"{net} is wider than /{widest}: only the platform admin may trust so many "
+                                   "addresses")
+        if net.is_loopback or net.is_link_local or net.is_multicast or net.is_unspecified:
+            raise UntrustedAddress(f"{net} is a loopback, link-local, multicast or unspecified address: only the "
+                                   "platform admin may trust it")
+        if any(net.version == theirs.version and net.overlaps(theirs) for theirs in others):
+            raise UntrustedAddress(f"{net} overlaps an address in use by another trunk on this platform: only the "
+                                   "platform admin may allow that", overlap=True)

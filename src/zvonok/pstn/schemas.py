@@ -33,7 +33,7 @@ from zvonok.billing.tariffs import PERIOD_NAME, Period
 from zvonok.dialing import CallingPolicy
 from zvonok.org.schemas import Currency, Name, TimeZone
 from zvonok.pstn.destinations import to_e164
-from zvonok.sip.grammar import check_host, check_text, check_user
+from zvonok.sip.grammar import check_host, check_text
 
 _HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 _CENT = Decimal("0.01")
@@ -74,12 +74,10 @@ Address = Annotated[str, StringConstraints(max_length=64), AfterValidator(check_
 PolicyPrefix = Annotated[str, StringConstraints(max_length=20), AfterValidator(policy_prefix)]
 RoutePrefix = Annotated[str, StringConstraints(pattern=r"^[0-9]{0,15}$")]
 Secret = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(check_text)]
-# a trunk's username is the user part of its AOR and Contact: the URI grammar
-SipUser = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
-                    AfterValidator(check_user)]
-# its auth name is the digest username, a quoted-string (escaped when written): "acme@carrier.example" is fine
-AuthName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
-                     AfterValidator(check_text)]
+# a trunk's username and auth name are text: the digest username is a quoted-string and the username goes
+# into the AOR and Contact escaped (grammar.escape_user), so "12345@carrier.example" is fine in both
+TrunkUser = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+                      AfterValidator(check_text)]
 Money = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2), AfterValidator(lambda v: v.quantize(_CENT))]
 HHMM = Annotated[str, AfterValidator(_hhmm)]
 HHMMEnd = Annotated[str, AfterValidator(lambda v: v if v == "24:00" else _hhmm(v))]
@@ -108,9 +106,9 @@ class TrunkCreate(_In):
     host: Host
     port: int = Field(default=5060, ge=1, le=65535)
     transport: Transport = "udp"
-    username: SipUser | None = None
+    username: TrunkUser | None = None
     password: Secret | None = Field(default=None, description="Write-only: responses say has_password")
-    auth_username: AuthName | None = None
+    auth_username: TrunkUser | None = None
     from_domain: Host | None = None
     # "register" is a BaseModel (ABCMeta) method: the field is register_ inside, "register" on the wire
     register_: bool = Field(default=False, alias="register")
@@ -131,9 +129,9 @@ class TrunkUpdate(_In):
     host: Host | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
     transport: Transport | None = None
-    username: SipUser | None = None
+    username: TrunkUser | None = None
     password: Secret | None = Field(default=None, description="Write-only; null removes it")
-    auth_username: AuthName | None = None
+    auth_username: TrunkUser | None = None
     from_domain: Host | None = None
     register_: bool | None = Field(default=None, alias="register")
     register_expires: int | None = Field(default=None, ge=60, le=86400)

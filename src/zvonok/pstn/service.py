@@ -32,7 +32,7 @@ from zvonok.org.scope import check_ref, describe_counts
 from zvonok.pstn import events
 from zvonok.pstn import schemas as s
 from zvonok.pstn.destinations import clean_destination, extension_refs
-from zvonok.pstn.loader import build_tariff, resolve_host
+from zvonok.pstn.loader import build_tariff, trusted_addresses
 from zvonok.pstn.models import (
     BillingAccount,
     EmployeePin,
@@ -43,12 +43,11 @@ from zvonok.pstn.models import (
     TariffRate,
     Trunk,
 )
-from zvonok.pstn.routing import trusted_networks
+from zvonok.pstn.routing import UntrustedAddress, check_trusted
 from zvonok.storage.base import utcnow
 from zvonok.storage.db import emit
 
 _M = TypeVar("_M", Trunk, OutboundRoute, Tariff, PhoneNumber)
-_WIDEST_TRUSTED = {4: 24, 6: 64}  # the widest inbound range (prefix length) a tenant admin may trust
 
 
 # --- helpers ---------------------------------------------------------------------------------------
@@ -152,34 +151,22 @@ async def _check_trunk(session: AsyncSession, tenant_id: int | None, trunk: Trun
 
 
 async def _check_trusted_addresses(session: AsyncSession, tenant_id: int | None, trunk: Trunk) -> None:
-    """What a tenant admin may trust: the addresses a trunk's calls are taken from unchallenged are the
-    tenant's alone. A range wider than /24 (/64), a loopback, link-local or multicast one, or one that
-    overlaps another company's or the operator's trunk would let the trunk take calls meant for others:
-    only the platform admin may set those."""
+    """What a tenant admin may trust by itself (:func:`~zvonok.pstn.routing.check_trusted`, which the
+    loader applies again on each reload to what a host name resolves to then): without an inbound list
+    the host's address is trusted, and a name (its own or another trunk's) by what it resolves to now."""
     if tenant_id is None:
         return
-    # without an inbound list the host's address is trusted: a name is judged by what it resolves to now
-    host = trunk.host if trunk.inbound_addresses else await resolve_host(trunk.host, trunk.port or 5060)
-    mine = trusted_networks(trunk.inbound_addresses or [], host)
-    for net in mine:
-        widest = _WIDEST_TRUSTED[net.version]
-        if net.prefixlen < widest:
-            raise ValidationError(f"inbound_addresses: {net} is wider than /{widest}: only the platform admin "
-                                  "may trust so many addresses", field="inbound_addresses")
-        if net.is_loopback or net.is_link_local or net.is_multicast or net.is_unspecified:
-            raise ValidationError(f"inbound_addresses: {net} is a loopback, link-local, multicast or unspecified "
-                                  "address: only the platform admin may trust it", field="inbound_addresses")
+    mine = await trusted_addresses(trunk.inbound_addresses or [], trunk.host, trunk.port or 5060)
     if not mine:
         return
-    others = select(Trunk).where(or_(Trunk.tenant_id.is_(None), Trunk.tenant_id != tenant_id))
-    for other in (await session.execute(others)).scalars():
-        for theirs in trusted_networks(other.inbound_addresses or [], other.host):
-            for net in mine:
-                if net.version == theirs.version and net.overlaps(theirs):
-                    # which company's trunk it is stays unsaid: that is another tenant's business
-                    raise PermissionDenied(f"inbound_addresses: {net} overlaps the addresses of another company's "
-                                           "or the operator's trunk: only the platform admin may allow that",
-                                           field="inbound_addresses")
+    others = (await session.execute(
+        select(Trunk).where(or_(Trunk.tenant_id.is_(None), Trunk.tenant_id != tenant_id)))).scalars().all()
+    theirs = await asyncio.gather(*(trusted_addresses(o.inbound_addresses or [], o.host, o.port) for o in others))
+    try:
+        check_trusted(mine, [net for nets in theirs for net in nets])
+    except UntrustedAddress as exc:
+        field = "inbound_addresses" if trunk.inbound_addresses else "host"
+        raise (PermissionDenied if exc.overlap else ValidationError)(f"{field}: {exc}", field=field) from None
 
 
 async def delete_trunk(session: AsyncSession, tenant_id: int | None, trunk_id: int) -> None:

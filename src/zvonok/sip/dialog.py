@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from .errors import SipUsageError
+from .grammar import uri_host
 from .headers import NameAddr, parse_name_addr, split_commas
 from .message import Headers, Request, Response, make_response
 from .transaction_messages import MAGIC_COOKIE
@@ -343,8 +344,7 @@ def add_top_via(request: Request, transport: str, host: str, port: int | None, *
     Without ``branch`` the transaction layer adds one in ``send_request``; an ACK for a 2xx needs one
     here (it is sent with ``send_stateless``). A branch without the magic cookie gets it prepended.
     """
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
+    host = uri_host(host)
     sent_by = host if port is None else f"{host}:{port}"
     value = f"SIP/2.0/{transport.upper()} {sent_by};rport"
     if branch is not None:

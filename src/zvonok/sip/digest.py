@@ -48,6 +48,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 
+from .grammar import UNQUOTABLE_RE as _FORBIDDEN_IN_QUOTED
+from .grammar import quoted_string as _quote
+
 __all__ = [
     "Algorithm",
     "AuthResult",
@@ -282,13 +285,6 @@ def parse_credentials(value: str) -> Credentials:
         opaque=params.get("opaque"),
         extra_params={k: v for k, v in params.items() if k not in _KNOWN},
     )
-
-
-_FORBIDDEN_IN_QUOTED = re.compile(r"[\x00\r\n]")
-
-
-def _quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 @dataclass(frozen=True)

@@ -27,11 +27,11 @@ Everything that should differ per run (cnonce, branch) comes from generators the
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 
 from .digest import Challenge, DigestError, compute_response, ha1, parse_challenge, parse_credentials
+from .grammar import quoted_string
 from .message import Request, Response
 from .transaction_messages import MAGIC_COOKIE, replace_top_via
 
@@ -48,7 +48,6 @@ __all__ = [
 # RFC 3261 §22.2 (401, origin server or registrar) and §22.3 (407, proxy).
 _CHALLENGE_HEADER = {401: "WWW-Authenticate", 407: "Proxy-Authenticate"}
 _CREDENTIALS_HEADER = {False: "Authorization", True: "Proxy-Authorization"}
-_UNSAFE_IN_QUOTED = re.compile(r"[\x00\r\n]")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -123,14 +122,6 @@ def select_challenges(challenges: Sequence[ReceivedChallenge]) -> list[ReceivedC
     return [item for item in chosen.values() if item is not None]
 
 
-def _quoted(text: str) -> str:
-    if _UNSAFE_IN_QUOTED.search(text):
-        # A username or password with CR/LF would split the header: a configuration error, not a
-        # peer's fault.
-        raise ValueError("CR, LF or NUL in a digest parameter")
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def authorization_value(
     challenge: Challenge,
     *,
@@ -163,18 +154,18 @@ def authorization_value(
         cnonce=cnonce if qop is not None else None,
     )
     parts = [
-        f"Digest username={_quoted(username)}",
-        f"realm={_quoted(challenge.realm)}",
-        f"nonce={_quoted(challenge.nonce)}",
-        f"uri={_quoted(uri)}",
+        f"Digest username={quoted_string(username)}",
+        f"realm={quoted_string(challenge.realm)}",
+        f"nonce={quoted_string(challenge.nonce)}",
+        f"uri={quoted_string(uri)}",
         f'response="{response}"',
         f"algorithm={algorithm.value}",
     ]
     if qop is not None:
         # RFC 3261 §25.1 and RFC 7616 §3.4: qop and nc are tokens, cnonce a quoted-string.
-        parts += [f"cnonce={_quoted(cnonce)}", f"qop={qop}", f"nc={nc_text}"]
+        parts += [f"cnonce={quoted_string(cnonce)}", f"qop={qop}", f"nc={nc_text}"]
     if challenge.opaque is not None:
-        parts.append(f"opaque={_quoted(challenge.opaque)}")
+        parts.append(f"opaque={quoted_string(challenge.opaque)}")
     return ", ".join(parts)
 
 

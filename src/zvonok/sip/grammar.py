@@ -2,10 +2,11 @@
 
 How it works: two halves sharing one grammar. The ``check_*`` functions are the API's validators (and the
 snapshot loader's, for rows written before they existed): they raise :class:`ValueError` with a message
-that names what is wrong, so pydantic turns it into a clear 422. The writers (:func:`quote_display`,
-:func:`escape_user`, :func:`name_addr`) are what every header we build goes through, so that text that
-slipped past a check (a display name from a peer's From, an old row) still cannot end a header line
-or close a quoted-string or a URI early.
+that names what is wrong, so pydantic turns it into a clear 422. The writers (:func:`quoted_string`
+and :func:`quote_display`, :func:`escape_user` and :func:`reescape_user`, :func:`uri_host`,
+:func:`name_addr`) are what every header we build goes through, so that text that slipped past a check
+(a display name from a peer's From, an old row) still cannot end a header line or close a quoted-string
+or a URI early.
 """
 
 from __future__ import annotations
@@ -17,12 +18,18 @@ TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
 # control characters: CR and LF split a header; the others (NUL, TAB, ESC …) have no place in a name
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+# what no quoted-string can hold: CR and LF (quoted-pair excludes them, §25.1), NUL (C parsers stop there)
+UNQUOTABLE_RE = re.compile(r"[\x00\r\n]")
 # §25.1 user = 1*( unreserved / escaped / user-unreserved ); unreserved = alphanum / mark
 _USER_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.!~*'()&=+$,;?/")
-# what we write unescaped: user-unreserved less ';' '?' '/', which some phones take for the URI's
-# parameters, headers or path (escaped and unescaped users are equal, §19.1.4, so nothing is lost)
+# what we write unescaped from plain text: user-unreserved less ';' '?' '/', which some phones take for
+# the URI's parameters, headers or path. An escaped and an unescaped character are the same user only for
+# unreserved ones (§19.1.4): configured text may choose the escaped form, a user from the wire may not
+# (a received "1234;phone-context=+7495" escaped to "1234%3Bphone-context=+7495" is another user), so
+# that goes back out as it came (reescape_user)
 _SAFE_USER_CHARS = _USER_CHARS - frozenset(";?/")
-_ESCAPED_RE = re.compile(r"%[0-9A-Fa-f]{2}")
+# one piece of a received user: an escape as it is, or one character
+_RECEIVED_PIECE_RE = re.compile(r"%[0-9A-Fa-f]{2}|.", re.DOTALL)
 _HOSTNAME_RE = re.compile(
     r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?$")
 
@@ -36,17 +43,6 @@ def check_text(value: str) -> str:
     """Text that becomes a display name (names of people, offices, trunks): no control characters."""
     if _CONTROL_RE.search(value):
         raise ValueError("must not contain control characters (line breaks, tabs, NUL)")
-    return value
-
-
-def check_user(value: str) -> str:
-    """A SIP URI user part (a trunk's username): ``1*(unreserved / escaped / user-unreserved)`` (§25.1)."""
-    check_text(value)
-    bad = sorted({ch for ch in _ESCAPED_RE.sub("", value) if ch not in _USER_CHARS})
-    if not value or bad:
-        shown = " ".join(repr(ch) for ch in bad)
-        raise ValueError(f"{value!r} is not a SIP user name: letters, digits and -_.!~*'()&=+$,;?/ only"
-                         + (f" (not {shown})" if bad else ""))
     return value
 
 
@@ -71,33 +67,64 @@ def check_token(value: str) -> str:
 
 
 # -- writers ----------------------------------------------------------------------------------------------
-def quote_display(name: str) -> str:
-    """``name`` as a quoted-string (§25.1): backslash and double quote escaped as quoted-pairs.
+def quoted_string(text: str) -> str:
+    """``text`` as a quoted-string (§25.1): backslash and double quote escaped as quoted-pairs.
 
-    CR and LF cannot be quoted at all (quoted-pair excludes them) and the other control characters
-    confuse peers: each becomes a space.
+    The one writer of quoted-strings (display names, digest parameters). Text holding CR, LF or NUL
+    cannot be quoted (:data:`UNQUOTABLE_RE`): :class:`ValueError`, since changing it would change what
+    it means (a digest username, a realm).
     """
-    text = _CONTROL_RE.sub(" ", name)
+    if UNQUOTABLE_RE.search(text):
+        raise ValueError("CR, LF or NUL cannot be in a quoted-string")
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def escape_user(user: str) -> str:
-    """A user part for a SIP URI (§19.1.2): every character outside the user grammar as ``%HH`` of UTF-8.
+def quote_display(name: str) -> str:
+    """A display name as a quoted-string: a name can lose its control characters (which confuse peers,
+    and CR and LF cannot be quoted at all), so each becomes a space."""
+    return quoted_string(_CONTROL_RE.sub(" ", name))
 
-    It takes the unescaped text (what :attr:`SipUri.user_unescaped` gives), so a received ``a%3Eb``
-    goes out as ``a%3Eb`` again, and a ``%`` of the text itself as ``%25``.
+
+def escape_user(user: str) -> str:
+    """A user part for a SIP URI (§19.1.2) from plain text: every character outside the user grammar (and
+    ';' '?' '/') as ``%HH`` of UTF-8.
+
+    It takes the unescaped text (a configured name, a number), so a ``%`` of the text itself goes out as
+    ``%25``. A user taken from the wire goes back through :func:`reescape_user` instead.
     """
     if all(ch in _SAFE_USER_CHARS for ch in user):
         return user
-    return "".join(ch if ch in _SAFE_USER_CHARS else "".join(f"%{b:02X}" for b in ch.encode("utf-8", "surrogateescape"))
-                   for ch in user)
+    return "".join(ch if ch in _SAFE_USER_CHARS else _percent(ch) for ch in user)
 
 
-def name_addr(display: str | None, user: str | None, host: str) -> str:
+def reescape_user(user: str) -> str:
+    """A user part as received (:attr:`SipUri.user`, escapes and all), safe to write back: only what the
+    user grammar (§25.1 ``1*( unreserved / escaped / user-unreserved )``) does not allow is escaped, a
+    stray ``%`` too; its ``%HH`` escapes and its ``& = + $ , ; ? /`` stay as they came, so it is the
+    same user (§19.1.4) and cannot end the URI early."""
+    return "".join(piece if len(piece) == 3 or piece in _USER_CHARS else _percent(piece)
+                   for piece in _RECEIVED_PIECE_RE.findall(user))
+
+
+def _percent(ch: str) -> str:
+    return "".join(f"%{b:02X}" for b in ch.encode("utf-8", "surrogateescape"))
+
+
+def uri_host(host: str) -> str:
+    """A host as it goes into a URI or a Via: an IPv6 literal in brackets (§25.1 ``IPv6reference``),
+    which :func:`check_host` stores without them; a name or an IPv4 address as it is."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def name_addr(display: str | None, user: str | None, host: str, *, received: bool = False) -> str:
     """A name-addr for From, To or P-Asserted-Identity: ``"display" <sip:user@host>``.
 
-    ``display`` and ``user`` are plain (unescaped) text, escaped here; ``host`` is a configured host or
-    domain, already checked by :func:`check_host` (a host cannot be escaped into something valid).
+    ``display`` and ``user`` are plain (unescaped) text, escaped here; ``received``: ``user`` is a URI user
+    as it came from the wire, written back as it came (:func:`reescape_user`). ``host`` is a configured
+    host or domain, already checked by :func:`check_host` (a host cannot be escaped into something valid).
     """
-    uri = f"sip:{escape_user(user)}@{host}" if user else f"sip:{host}"
+    host = uri_host(host)
+    if user:
+        user = reescape_user(user) if received else escape_user(user)
+    uri = f"sip:{user}@{host}" if user else f"sip:{host}"
     return f"{quote_display(display)} <{uri}>" if display else f"<{uri}>"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .grammar import uri_host
+
 RELIABLE_TRANSPORTS = frozenset({"tcp", "tls", "ws", "wss"})
 
 
@@ -25,5 +27,4 @@ class Peer:
         return self.transport in RELIABLE_TRANSPORTS
 
     def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.transport}:{host}:{self.port}"
+        return f"{self.transport}:{uri_host(self.host)}:{self.port}"

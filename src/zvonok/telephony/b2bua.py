@@ -44,7 +44,7 @@ from zvonok.sip.dialog import (
     dialog_response,
 )
 from zvonok.sip.errors import SipParseError
-from zvonok.sip.grammar import name_addr
+from zvonok.sip.grammar import name_addr, uri_host
 from zvonok.sip.headers import get_param, parse_params
 from zvonok.sip.message import Headers, Request, Response, make_response
 from zvonok.sip.peer import Peer
@@ -193,7 +193,7 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
 
     def contact(self, peer: Peer) -> str:
         transport = "" if peer.transport == "udp" else f";transport={peer.transport}"
-        return f"<sip:zvonok@{self.sip.local_host}:{self.sip.port_for(peer.transport)}{transport}>"
+        return f"<sip:zvonok@{uri_host(self.sip.local_host)}:{self.sip.port_for(peer.transport)}{transport}>"
 
     # -- SRTP (SDES keys on TLS legs, RFC 4568) ---------------------------------------------------------
     def srtp_mode(self, policy: str | None) -> str:
@@ -427,11 +427,16 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
               handler: Callable[[Leg, object], None] | None = None, srtp_policy: str | None = None) -> Leg:
         """Place one INVITE to a registered device of the callee, as a new leg of ``call``."""
         assert call.caller is not None
-        caller_number = from_number or call.caller.party.number
+        caller = call.caller.party
+        caller_number = from_number or caller.number
+        # a caller's number as its URI user came from a trunk goes on as it came (an escaped ';' differs)
+        from_header = (name_addr(from_display, caller.uri_user, domain, received=True)
+                       if caller.uri_user is not None and caller_number == caller.number
+                       else name_addr(from_display, caller_number, domain))
         return self._place_leg(
             call, party, peer_of(binding), endpoint, codecs, request_uri=binding.contact,
             to_header=name_addr(None, party.number, domain),
-            from_header=name_addr(from_display, caller_number, domain), contact=binding.contact,
+            from_header=from_header, contact=binding.contact,
             user_agent=binding.user_agent, handler=handler, srtp_policy=srtp_policy)
 
     def _place_leg(self, call: Call, party: ev.Party, peer: Peer, endpoint: Endpoint, codecs: list[Codec], *,

@@ -75,6 +75,9 @@ class Party:
     office_id: int | None = None
     department_id: int | None = None
     external: bool = False
+    # the number as its URI user came from the wire (escapes and all; a trunk's caller that is no E.164
+    # number): written back so, since an escaped ';' is another user (grammar.reescape_user)
+    uri_user: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

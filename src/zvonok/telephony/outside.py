@@ -40,7 +40,7 @@ from zvonok.pstn.reports import month_spend
 from zvonok.pstn.routing import CallerProfile, NumberInfo, PstnSnapshot, TrunkInfo, budgets
 from zvonok.sip.digest import DigestError, parse_credentials
 from zvonok.sip.digest_client import authorize_request
-from zvonok.sip.grammar import escape_user, name_addr
+from zvonok.sip.grammar import escape_user, name_addr, uri_host
 from zvonok.sip.message import Request, make_response
 from zvonok.sip.peer import Peer
 from zvonok.sip.transaction import ResponseReceived, ServerTransaction
@@ -97,6 +97,15 @@ def _our_realm(request: Request, snapshot: PstnSnapshot) -> bool:
     return False
 
 
+def _own_number(trunk: TrunkInfo, uri: SipUri, snapshot: PstnSnapshot) -> bool:
+    """A tenant's carrier delivering one of its tenant's numbers: carriers address a number to our IP
+    address, not to a domain, and the number names its tenant whatever the default domain is. (A PBX's
+    calls name no tenant so: it addresses its tenant's domain.)"""
+    number = _e164(uri.user_unescaped or "") if trunk.kind == "carrier" else None
+    info = snapshot.number(number) if number is not None else None
+    return info is not None and info.tenant_id == trunk.tenant_id
+
+
 class OutsideMixin(_Base):
     # -- in from a trunk ------------------------------------------------------------------------------
     def _trunk_for(self, request: Request, peer: Peer) -> TrunkInfo | None:
@@ -105,7 +114,8 @@ class OutsideMixin(_Base):
         A source address inside a trunk's allow-list is not enough, because a tenant's list may cover
         other companies' phones (a shared NAT address, a range too wide): a request answering our
         digest challenge is a phone's, never a trunk's, and a tenant's trunk takes only requests
-        addressed to no other tenant's domain (its numbers are checked when the call is routed).
+        addressed to no other tenant's domain (its numbers are checked when the call is routed); one to
+        our bare address is the default domain's, unless a carrier delivers its own tenant's number.
         """
         if self.trunks is None:
             return None
@@ -114,8 +124,12 @@ class OutsideMixin(_Base):
         if trunk is None or _our_realm(request, snapshot):
             return None
         if trunk.tenant_id is not None and isinstance(request.uri, SipUri):
-            owner = snapshot.tenant_of_domain(request.uri.host_lower)
-            if owner is not None and owner != trunk.tenant_id:
+            # the domain the request is for as authentication sees it: a phone set up with only our
+            # address sends its first INVITE to sip:102@<our IP>, which is the default domain's call
+            domain = self.auth.domain_of(request.uri)
+            owner = snapshot.tenant_of_domain(domain)
+            if owner is not None and owner != trunk.tenant_id and not (
+                    domain != request.uri.host_lower and _own_number(trunk, request.uri, snapshot)):
                 return None
         return trunk
 
@@ -131,11 +145,14 @@ class OutsideMixin(_Base):
         snapshot = self.trunks.snapshot
         uri = request.uri
         assert isinstance(uri, SipUri)
+        caller_user = request.from_.uri.user if isinstance(request.from_.uri, SipUri) else None
         caller_number = request.from_.uri.user_unescaped if isinstance(request.from_.uri, SipUri) else None
         caller_e164 = _e164(caller_number or "") or (caller_number or "anonymous")
         display = request.from_.display or ""
         if trunk.kind == "pbx" and trunk.tenant_id is not None:
-            await self._invite_from_pbx(txn, request, peer, trunk, snapshot, caller_number or "", display, now)
+            await self._invite_from_pbx(txn, request, peer, trunk, snapshot,
+                                        ev.Party(number=caller_number or "", display_name=display,
+                                                 office_id=trunk.office_id, uri_user=caller_user), now)
             return
         number: NumberInfo | None = None
         for candidate in (uri.user_unescaped, request.to.uri.user_unescaped if isinstance(request.to.uri, SipUri)
@@ -151,7 +168,8 @@ class OutsideMixin(_Base):
         if tenant is None:  # the snapshot is behind the number's assignment: answer, don't leave it retrying
             self.sip.respond(txn, make_response(request, 404, to_tag=_token()))
             return
-        party = ev.Party(number=caller_e164, display_name=display, external=True)
+        party = ev.Party(number=caller_e164, display_name=display, external=True,
+                         uri_user=caller_user if caller_e164 == caller_number else None)
         call = self._open_call(txn, request, peer, tenant_id=tenant.id, party=party, domain=tenant.domain,
                                dialed=number.number, direction=ev.Direction.INBOUND,
                                session_expires=None, srtp_policy=trunk.srtp)
@@ -195,14 +213,14 @@ class OutsideMixin(_Base):
             await self._refuse(call, 480, "unavailable")
 
     async def _invite_from_pbx(self, txn: ServerTransaction, request: Request, peer: Peer, trunk: TrunkInfo,
-                               snapshot: PstnSnapshot, caller_number: str, display: str, now: float) -> None:
+                               snapshot: PstnSnapshot, party: ev.Party, now: float) -> None:
         """An office PBX joined as a trunk: its users call our extensions, or out through our carriers."""
         assert trunk.tenant_id is not None and self.trunks is not None
         tenant = snapshot.tenants.get(trunk.tenant_id)
         uri = request.uri
         assert isinstance(uri, SipUri) and tenant is not None
         dialed = uri.user_unescaped or ""
-        party = ev.Party(number=caller_number, display_name=display, office_id=trunk.office_id)
+        caller_number = party.number
         access = split_dialed_access(dialed)
         if access is not None:
             # <access number>*<PIN>*<destination> from the office PBX: the access service, keys typed ahead
@@ -324,7 +342,7 @@ class OutsideMixin(_Base):
             number = trunk.format_number(call.outside_number)
             caller_id = trunk.format_number(call.caller_id or "")
             display = call.caller.party.display_name or caller_id
-            target = f"sip:{escape_user(number)}@{trunk.host}:{trunk.port}" + ("" if trunk.transport == "udp"
+            target = f"sip:{escape_user(number)}@{uri_host(trunk.host)}:{trunk.port}" + ("" if trunk.transport == "udp"
                                                                    else f";transport={trunk.transport}")
             party = ev.Party(number=call.outside_number, external=True)
             self.publish(ev.CallRouted, call, trunk_id=trunk.id, **call.route_fields)

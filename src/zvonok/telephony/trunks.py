@@ -20,6 +20,7 @@ from zvonok import metrics
 from zvonok.logs import get_logger
 from zvonok.pstn.routing import PstnSnapshot, TrunkInfo
 from zvonok.sip.errors import SipError
+from zvonok.sip.grammar import escape_user, uri_host
 from zvonok.sip.message import Request
 from zvonok.sip.peer import Peer
 from zvonok.sip.registration_client import Registered, RegistrationClient, RegistrationFailed
@@ -59,10 +60,10 @@ class _Registration:
         self.timer: asyncio.TimerHandle | None = None
         transport = "" if trunk.transport == "udp" else f";transport={trunk.transport}"
         self.client = RegistrationClient(
-            registrar=f"sip:{trunk.host}:{trunk.port}{transport}",
-            aor=f"sip:{trunk.username}@{trunk.domain}",
+            registrar=f"sip:{uri_host(trunk.host)}:{trunk.port}{transport}",
+            aor=f"sip:{escape_user(trunk.username)}@{uri_host(trunk.domain)}",
             username=trunk.auth_username or trunk.username, password=trunk.password,
-            contact=f"sip:{trunk.username}@{sip.local_host}:{sip.local_port}{transport}",
+            contact=f"sip:{escape_user(trunk.username)}@{uri_host(sip.local_host)}:{sip.local_port}{transport}",
             peer=trunk_peer(trunk), local_host=sip.local_host, local_port=sip.local_port,
             call_id_gen=lambda: _token() + _token(), tag_gen=_token, branch_gen=lambda: "z9hG4bK" + _token(),
             cnonce_gen=_token, expires=trunk.register_expires, user_agent="Zvonok",
