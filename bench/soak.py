@@ -26,7 +26,7 @@ The verdict, over the samples under load after the first 20% of the run (the war
 
 * RSS growth per 10,000 calls: the slope of a least-squares line of RSS against calls ended; < 1 MB;
 * open files and tasks flat: the median of the last third of those samples minus that of the first
-  third within ``max(--flat-abs, --flat-rel × median)`` (both vary with the number of calls up, so a
+  third within ``max(--flat-abs or --tasks-abs, --flat-rel × median)`` (both vary with the number of calls up, so a
   single sample's max − min, also printed, says little);
 * database bytes per CDR: the slope of database size against CDR rows; ≤ ``--max-bytes-per-cdr``
   (a CDR row with its indexes is a few hundred bytes; more means something else grows);
@@ -130,7 +130,7 @@ def flat_check(name: str, values: Sequence[float], abs_tol: float, rel_tol: floa
         return Check(name, f"{len(values)} samples", "≥ 3 samples after warm-up", False)
     d = drift(values)
     tol = max(abs_tol, rel_tol * statistics.median(values))
-    return Check(name, f"drift {d:+.0f} (range {min(values):.0f}–{max(values):.0f})", f"|drift| ≤ {tol:.0f}",
+    return Check(name, f"drift {d:+.0f} (range {min(values):.0f}–{max(values):.0f})", f"drift within ±{tol:.0f}",
                  abs(d) <= tol)
 
 
@@ -141,7 +141,7 @@ def ratio_check(name: str, failed: int, total: int, budget: float = FAILURE_BUDG
 
 def verdict(samples: Sequence[Sample], duration: float, *, calls_placed: int, calls_failed: int,
             rss_target_mb: float = RSS_TARGET_MB, max_bytes_per_cdr: float = 2048, flat_abs: float = 16,
-            flat_rel: float = 0.05, warmup: float = WARMUP_FRACTION) -> list[Check]:
+            tasks_abs: float = 5, flat_rel: float = 0.05, warmup: float = WARMUP_FRACTION) -> list[Check]:
     """The checks of the issue over ``samples`` (``duration``: the load's length in seconds)."""
     steady = after_warmup(samples, duration, warmup)
     checks: list[Check] = []
@@ -158,7 +158,7 @@ def verdict(samples: Sequence[Sample], duration: float, *, calls_placed: int, ca
     if any(t is None for t in tasks):
         checks.append(Check("asyncio tasks", "not read from /metrics", "flat", False))
     else:
-        checks.append(flat_check("asyncio tasks", [float(t) for t in tasks if t is not None], flat_abs, flat_rel))
+        checks.append(flat_check("asyncio tasks", [float(t) for t in tasks if t is not None], tasks_abs, flat_rel))
     if len(steady) >= 3 and steady[-1].cdrs > steady[0].cdrs:
         slope, _ = linear_fit([s.cdrs for s in steady], [s.db_bytes for s in steady])
         checks.append(Check("database bytes per CDR", f"{slope:,.0f}", f"≤ {max_bytes_per_cdr:,.0f}",
@@ -368,7 +368,8 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     callee_result = callee.wait() if callee is not None else None
     checks = verdict(samples, duration, calls_placed=max(result.created, total_calls),
                      calls_failed=max(result.created, total_calls) - result.successful,
-                     max_bytes_per_cdr=args.max_bytes_per_cdr, flat_abs=args.flat_abs, flat_rel=args.flat_rel)
+                     max_bytes_per_cdr=args.max_bytes_per_cdr, flat_abs=args.flat_abs,
+                     tasks_abs=args.tasks_abs, flat_rel=args.flat_rel)
     checks.append(Check("server exit code on SIGTERM", str(code), "0", code == 0))
     return {
         "machine": calls.machine(),
@@ -423,7 +424,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="wait after the load before the idle sample (SIP transaction timers: 32 s)")
     parser.add_argument("--database-url", default=None, help="server database (default SQLite in the temp dir)")
     parser.add_argument("--max-bytes-per-cdr", type=float, default=2048.0)
-    parser.add_argument("--flat-abs", type=float, default=16.0, help="drift always allowed to fds and tasks")
+    parser.add_argument("--flat-abs", type=float, default=16.0, help="drift always allowed to open files")
+    parser.add_argument("--tasks-abs", type=float, default=5.0, help="drift always allowed to asyncio tasks")
     parser.add_argument("--flat-rel", type=float, default=0.05, help="drift allowed as a share of the median")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the result as JSON ('-': stdout)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")

@@ -25,6 +25,7 @@ DURATION = 100.0  # seconds of load: samples before 20 s are the warm-up
 
 
 def samples(*, rss_kb_per_call: float = 0.0, fds_leak_per_sample: float = 0.0, tasks: int | None = 20,
+            tasks_leak_per_sample: int = 0,
             db_bytes_per_cdr: float = 500.0, warmup_rss_jump_kb: int = 50_000, n: int = 21) -> list[Any]:
     """A steady run: 100 calls ended every 5 s, fds noisy around 400 as calls come and go."""
     out = [soak.Sample(elapsed=0, calls_ended=0, calls_failed=0, calls_up=0, cdrs=0, rss_kb=100_000, fds=20,
@@ -37,7 +38,8 @@ def samples(*, rss_kb_per_call: float = 0.0, fds_leak_per_sample: float = 0.0, t
             # the warm-up's growth (caches, pools, lazy imports) must not count
             rss_kb=int(100_000 + (warmup_rss_jump_kb * i // 4 if warm else warmup_rss_jump_kb)
                        + rss_kb_per_call * calls),
-            fds=int(400 + (7 if i % 2 else -7) + fds_leak_per_sample * i), tasks=tasks,
+            fds=int(400 + (7 if i % 2 else -7) + fds_leak_per_sample * i),
+            tasks=None if tasks is None else tasks + (1 if i % 3 else -1) + tasks_leak_per_sample * i,
             db_bytes=int(1_000_000 + db_bytes_per_cdr * calls), registrations=10 * i, api_reads=5 * i))
     return out
 
@@ -77,8 +79,10 @@ def test_a_descriptor_leak_fails_but_noise_does_not() -> None:
     assert "range 393–407" in noisy["open files"].value
 
 
-def test_tasks_not_read_fail() -> None:
+def test_tasks_not_read_or_growing_fail() -> None:
     checks = by_name(soak.verdict(samples(tasks=None), DURATION, calls_placed=2000, calls_failed=0))
+    assert not checks["asyncio tasks"].ok
+    checks = by_name(soak.verdict(samples(tasks_leak_per_sample=1), DURATION, calls_placed=2000, calls_failed=0))
     assert not checks["asyncio tasks"].ok
 
 
