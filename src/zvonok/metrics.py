@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from prometheus_client import Counter, Gauge
@@ -38,3 +39,17 @@ def child(metric: Counter, *labels: str) -> Any:
         if len(_children) < 10_000:  # method names come from peers: keep the memo bounded
             _children[key] = found
     return found
+
+
+# --- event loop ------------------------------------------------------------------------------------
+def _asyncio_tasks() -> float:
+    """Tasks alive on the event loop, read at scrape time (/metrics is served on that loop): a count that
+    keeps rising under a steady load is a leak (bench/soak.py watches it)."""
+    try:
+        return float(len(asyncio.all_tasks()))
+    except RuntimeError:  # no running loop in this thread (a scrape from elsewhere, e.g. a test)
+        return float("nan")
+
+
+ASYNCIO_TASKS = Gauge("zvonok_asyncio_tasks", "Tasks alive on the event loop, counted at scrape time")
+ASYNCIO_TASKS.set_function(_asyncio_tasks)
