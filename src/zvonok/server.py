@@ -215,8 +215,9 @@ async def build(settings: Settings) -> Runtime:
 async def _reload_credentials_loop(credentials: CredentialCache,
                                    fetch: Callable[[], Awaitable[Iterable[SipCredentials]]],
                                    stopping: asyncio.Event) -> None:
-    """Read every extension's credentials again every ``credentials.ttl`` seconds: org events keep the
-    table current, this bounds how long a missed one (a change made by another process) goes unseen."""
+    """Read every extension's credentials again every ``credentials.ttl`` seconds: org events (also other
+    processes', through the change feed) keep the table current, this bounds how long a missed one goes
+    unseen."""
     while not stopping.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), credentials.ttl)
