@@ -31,7 +31,8 @@ EventListener = Callable[[object], None]
 
 
 def emit(session: AsyncSession | Session, evt: object) -> None:
-    """Queue a domain event; listeners see it only if and after the session's transaction commits."""
+    """Queue a domain event; listeners see it only if and after the session's transaction commits (this
+    process's at once, other processes' through the ``change_log`` row the commit writes with it)."""
     info = session.info
     info.setdefault(_EVENTS_KEY, []).append(evt)
 
