@@ -89,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--tenant", required=True, metavar="DOMAIN", help="the company's SIP domain")
     sp.add_argument("--json", action="store_true", help="JSON output")
     sp.set_defaults(func=cmd_extension_list)
+    sp = ext.add_parser("passwd", help="set an extension's SIP password",
+                        description="Replace an extension's SIP password (a running server accepts it within "
+                        "about a second); prints it when it was generated.")
+    sp.add_argument("--tenant", required=True, metavar="DOMAIN", help="the company's SIP domain")
+    sp.add_argument("--number", required=True, help="the extension's number")
+    sp.add_argument("--password", help="the new SIP password (generated when omitted)")
+    sp.set_defaults(func=cmd_extension_passwd)
 
     tok = sub.add_parser("token", help="API tokens").add_subparsers(dest="token_cmd", metavar="ACTION", required=True)
     sp = tok.add_parser("create", help="create an API token (the secret is printed once)",
@@ -289,6 +296,25 @@ def cmd_extension_add(args: argparse.Namespace, settings: Settings) -> int:
         _out(f"extension {row['number']} ({row['display_name']}) created in {args.tenant}")
         if generated:
             _out(f"SIP password: {generated}  (shown once)")
+    return 0
+
+
+def cmd_extension_passwd(args: argparse.Namespace, settings: Settings) -> int:
+    from zvonok.org import service
+
+    password = args.password or service.generate_sip_password()
+
+    async def go(db: Any) -> None:
+        async with db.session() as session:
+            tenant_id = await _tenant_id(session, args.tenant)
+            ext = await service.get_extension_by_number(session, tenant_id, args.number)
+            await service.set_extension_password(session, tenant_id, ext.id, password)
+            await session.commit()
+
+    with_db(settings, go)
+    _out(f"password of extension {args.number} in {args.tenant} changed")
+    if not args.password:
+        _out(f"SIP password: {password}  (shown once)")
     return 0
 
 

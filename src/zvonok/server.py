@@ -35,6 +35,7 @@ from zvonok.org.service import SipCredentials, platform_all_sip_credentials, sip
 from zvonok.pstn import http as pstn_http
 from zvonok.pstn.loader import load_snapshot
 from zvonok.sip.digest import Algorithm, DigestVerifier, NonceManager
+from zvonok.storage.changes import ChangeFeed
 from zvonok.storage.db import Database
 from zvonok.telephony.auth import Authenticator, CredentialCache
 from zvonok.telephony.b2bua import CallEngine
@@ -100,6 +101,10 @@ async def build(settings: Settings) -> Runtime:
     settings.prepare_data_dir()
     db = Database(settings.resolved_database_url())
     await db.upgrade()
+    # changes other processes commit (the CLI, other nodes) reach this one's listeners; primed before
+    # anything is loaded, so no change falls between a load and the feed (issue 8)
+    changes = ChangeFeed(db)
+    await changes.prime()
     bus = LocalBus()
     # before anything new starts: the CDR journal that a crash (or a database down at the last stop) left
     # is written, then the calls a crash left open become CDRs marked "interrupted"
@@ -201,6 +206,7 @@ async def build(settings: Settings) -> Runtime:
     bindings = GroupCommit(location, store, delay=settings.register_commit_delay)
     runtime = Runtime(settings, db, location, sip, http, bus, cdr_writer, store, bindings, trunks)
     runtime.tasks.append(asyncio.create_task(bindings.run(runtime.stopping)))
+    runtime.tasks.append(asyncio.create_task(changes.run(runtime.stopping)))
     runtime.tasks.append(asyncio.create_task(_reload_credentials_loop(credentials, all_credentials,
                                                                       runtime.stopping)))
     return runtime
@@ -209,8 +215,9 @@ async def build(settings: Settings) -> Runtime:
 async def _reload_credentials_loop(credentials: CredentialCache,
                                    fetch: Callable[[], Awaitable[Iterable[SipCredentials]]],
                                    stopping: asyncio.Event) -> None:
-    """Read every extension's credentials again every ``credentials.ttl`` seconds: org events keep the
-    table current, this bounds how long a missed one (a change made by another process) goes unseen."""
+    """Read every extension's credentials again every ``credentials.ttl`` seconds: org events (also other
+    processes', through the change feed) keep the table current, this bounds how long a missed one goes
+    unseen."""
     while not stopping.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), credentials.ttl)

@@ -249,3 +249,28 @@ def test_an_extension_added_through_the_api_registers_at_once(pbx: Pbx, raw_clie
     _, final = raw_client.register(number, pbx.domain, password)
     assert final is not None and final.status == 200, final
     assert number in pbx.registrations_of([number])
+
+
+def _registers_within(client: RawSipClient, pbx: Pbx, number: str, password: str, timeout: float = 15.0) -> int:
+    """Poll a REGISTER (every 0.5 s: few failures against the account's throttle) until it is not refused;
+    the last final status."""
+    deadline = time.monotonic() + timeout
+    while True:
+        _, final = client.register(number, pbx.domain, password)
+        assert final is not None, "no final response"
+        if final.status == 200 or time.monotonic() > deadline:
+            return final.status
+        time.sleep(0.5)
+
+
+def test_a_password_changed_by_another_process_is_accepted_within_seconds(pbx: Pbx, raw_client: RawSipClient) -> None:
+    # issue 8: the CLI is another process; the server's credential table (read again only every 600 s)
+    # learns of its changes through the change feed: a new extension, then a new password
+    number, old, new = "5998", "first-password-5998", "second-password-5998"
+    pbx.server.cli("extension", "add", "--tenant", pbx.domain, "--number", number, "--name", "Other process",
+                   "--password", old)
+    assert _registers_within(raw_client, pbx, number, old) == 200
+    pbx.server.cli("extension", "passwd", "--tenant", pbx.domain, "--number", number, "--password", new)
+    assert _registers_within(raw_client, pbx, number, new) == 200
+    _, refused = raw_client.register(number, pbx.domain, old)
+    assert refused is not None and refused.status == 403, refused

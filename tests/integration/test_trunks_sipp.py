@@ -586,6 +586,45 @@ def test_a_route_added_through_the_api_takes_effect_at_once(world: World) -> Non
     assert "CALLED +79991234567 FROM +74957654321" in carrier_log(world, "carrier_backup_new_route")
 
 
+RETAIL_DECK = ("prefix;destination;rate;increment\n7495;Moscow;{moscow};60/60\n7812;St Petersburg;2.50;60/60\n"
+               "7843;Kazan (dear);60.00;1/1\n7;Russia;3.00;60/60\n")
+
+
+def import_retail_rates(world: World, moscow: str) -> None:
+    """``zvonok rates import`` of the Retail deck (Moscow at ``moscow``): another process than the server."""
+    deck = world.pbx.workdir / f"retail-{moscow}.csv"
+    deck.write_text(RETAIL_DECK.format(moscow=moscow))
+    out = world.pbx.server.cli("rates", "import", "--tariff", str(world.ids["tariffs"]["Retail"]), str(deck))
+    assert "4 rates imported" in out, out
+
+
+def test_rates_imported_by_the_cli_price_the_next_call(world: World) -> None:
+    """issue 8: the CLI is another process. Its new price for Moscow reaches the running server (the change
+    feed makes it reload its routing snapshot) and Anna's next call is rated at it."""
+    loads = snapshot_loads(world)
+    import_retail_rates(world, "4.00")
+    try:
+        wait_for_reload(world, loads)
+        before = count_cdrs(world, ANNA)
+        main = carrier(world, "carrier_auth_answer.xml", "127.0.0.2", world.carriers.main, "carrier_main_new_rate",
+                       rows=[[CARRIER_USER, CARRIER_PASSWORD]])
+        try:
+            result = place_calls(world.pbx, ANNA, "765-43-01", "call_uac.xml", 1, rate=1, hold_ms=500)
+            assert main.wait_for("SuccessfulCall(C)", 1, timeout=15), main.stats()
+            assert_all_ok(main.stop(), 1)
+        finally:
+            main.kill()
+        assert_all_ok(result, 1)
+        cdr = last_cdr(world, ANNA, before)
+        detail = harness.http_json(f"{world.pbx.server.http_url}/api/v1/tenants/{world.pbx.seeded.tenant_id}"
+                                   f"/cdrs/{cdr['id']}", world.pbx.seeded.token)
+        assert Decimal(str(detail["cost"])) == Decimal("4.00"), detail
+    finally:  # the module's other tests price Moscow at 1.00
+        loads = snapshot_loads(world)
+        import_retail_rates(world, "1.00")
+        wait_for_reload(world, loads)
+
+
 def did_id(world: World, number: str) -> int:
     url = f"{world.pbx.server.http_url}/api/v1/tenants/{world.pbx.seeded.tenant_id}/numbers?limit=100"
     return next(n["id"] for n in harness.http_json(url, world.pbx.seeded.token)["items"] if n["number"] == number)

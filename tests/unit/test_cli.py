@@ -155,3 +155,41 @@ def test_serve_calls_server_run(capsys: pytest.CaptureFixture[str], dd: list[str
     assert code == 0
     [settings] = seen
     assert (settings.sip_port, settings.http_port, settings.sip_host) == (0, 0, "127.0.0.2")
+
+
+def test_extension_passwd_changes_the_password_and_announces_it(capsys: pytest.CaptureFixture[str],
+                                                                 dd: list[str]) -> None:
+    """``extension passwd``: the new HA1 is stored, and the change is in change_log for the running server."""
+    run(capsys, *dd, "tenant", "create", "--name", "Acme", "--domain", "acme.example")
+    run(capsys, *dd, "extension", "add", "--tenant", "acme.example", "--number", "101", "--name", "I",
+        "--password", "pw-123456")
+    code, out, err = run(capsys, *dd, "extension", "passwd", "--tenant", "acme.example", "--number", "101",
+                         "--password", "pw-654321")
+    assert code == 0, err
+    assert out == "password of extension 101 in acme.example changed\n"
+    code, out, _ = run(capsys, *dd, "extension", "passwd", "--tenant", "acme.example", "--number", "101")
+    assert code == 0 and "SIP password:" in out
+    generated = out.split("SIP password: ")[1].split()[0]
+    code, _, err = run(capsys, *dd, "extension", "passwd", "--tenant", "acme.example", "--number", "109")
+    assert code == 1 and "109" in err
+
+    async def stored() -> tuple[str | None, list[dict[str, Any]]]:
+        from sqlalchemy import select
+
+        from zvonok.org.service import sip_credentials
+        from zvonok.storage.changes import ChangeLog
+        from zvonok.storage.db import Database
+
+        db = Database(f"sqlite+aiosqlite:///{Path(dd[1]) / 'zvonok.db'}")
+        try:
+            async with db.session() as session:
+                creds = await sip_credentials(session, "acme.example", "101")
+                payloads = (await session.execute(select(ChangeLog.payload).order_by(ChangeLog.id))).scalars().all()
+                return (creds.ha1_md5 if creds else None), list(payloads)
+        finally:
+            await db.dispose()
+
+    ha1, payloads = asyncio.run(stored())
+    assert ha1 == hashlib.md5(f"101:acme.example:{generated}".encode()).hexdigest()
+    changed = [p for p in payloads if p["type"] == "ExtensionChanged"]
+    assert len(changed) == 2 and all(p["credentials_changed"] and p["number"] == "101" for p in changed)

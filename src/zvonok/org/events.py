@@ -1,12 +1,15 @@
 """Org-domain events, emitted through :func:`zvonok.storage.db.emit` and delivered after commit.
 
 Subscribers (the registrar dropping cached credentials, webhooks later) register with
-``Database.add_listener``. Every event names its tenant.
+``Database.add_listener``. Every event names its tenant. Each is registered with the bus codec so that
+other processes receive it too (:mod:`zvonok.storage.changes`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from zvonok.bus import register_event
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -15,21 +18,25 @@ class OrgEvent:
     version: int = 1
 
 
+@register_event
 @dataclass(frozen=True, kw_only=True)
 class TenantCreated(OrgEvent):
     sip_domain: str
 
 
+@register_event
 @dataclass(frozen=True, kw_only=True)
 class TenantChanged(OrgEvent):
     fields: tuple[str, ...]
 
 
+@register_event
 @dataclass(frozen=True, kw_only=True)
 class TenantDeleted(OrgEvent):
     sip_domain: str
 
 
+@register_event
 @dataclass(frozen=True, kw_only=True)
 class EntityChanged(OrgEvent):
     """An office, department or employee was created, changed or deleted (``action``)."""
@@ -39,12 +46,14 @@ class EntityChanged(OrgEvent):
     action: str
 
 
+@register_event
 @dataclass(frozen=True, kw_only=True)
 class ExtensionCreated(OrgEvent):
     extension_id: int
     number: str
 
 
+@register_event
 @dataclass(frozen=True, kw_only=True)
 class ExtensionChanged(OrgEvent):
     """``credentials_changed`` is set when the password, enabled flag or device limit changed."""
@@ -55,12 +64,14 @@ class ExtensionChanged(OrgEvent):
     credentials_changed: bool
 
 
+@register_event
 @dataclass(frozen=True, kw_only=True)
 class ExtensionDeleted(OrgEvent):
     extension_id: int
     number: str
 
 
+@register_event
 @dataclass(frozen=True, kw_only=True)
 class AccessRevoked(OrgEvent):
     """Some access of the tenant ended (a token revoked, an account's logins invalidated): whoever

@@ -2,13 +2,17 @@
 
 The composition root owns a :class:`Database` (create, ``upgrade()``, ``dispose()``); the HTTP app and
 the services only borrow sessions from it.
+
+A committed event reaches this process's listeners at once, and other processes' (the server, when the
+CLI wrote) through the ``change_log`` row written in the same transaction (:mod:`zvonok.storage.changes`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+import secrets
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -27,7 +31,8 @@ EventListener = Callable[[object], None]
 
 
 def emit(session: AsyncSession | Session, evt: object) -> None:
-    """Queue a domain event; listeners see it only if and after the session's transaction commits."""
+    """Queue a domain event; listeners see it only if and after the session's transaction commits (this
+    process's at once, other processes' through the ``change_log`` row the commit writes with it)."""
     info = session.info
     info.setdefault(_EVENTS_KEY, []).append(evt)
 
@@ -62,9 +67,12 @@ class Database:
 
         # A Session subclass per Database so commit hooks stay local to this instance.
         session_cls = type("ZvonokSession", (Session,), {})
+        event.listen(session_cls, "before_commit", self._before_commit)
         event.listen(session_cls, "after_commit", self._after_commit)
         event.listen(session_cls, "after_rollback", _drop_events)
         self._listeners: list[EventListener] = []
+        # who wrote a change_log row: this process's feed skips its own (they were delivered at commit)
+        self.origin = secrets.token_hex(8)
         self.sessionmaker = async_sessionmaker(
             self.engine, expire_on_commit=False, sync_session_class=session_cls
         )
@@ -91,8 +99,19 @@ class Database:
     async def dispose(self) -> None:
         await self.engine.dispose()
 
+    def _before_commit(self, session: Session) -> None:
+        events = session.info.get(_EVENTS_KEY)
+        if events and not session.in_nested_transaction():  # a savepoint's events wait for the real commit
+            from zvonok.storage.changes import log_changes
+
+            log_changes(session, self.origin, events)
+
     def _after_commit(self, session: Session) -> None:
-        events = session.info.pop(_EVENTS_KEY, [])
+        self.deliver(session.info.pop(_EVENTS_KEY, []))
+
+    def deliver(self, events: Iterable[object]) -> None:
+        """Call the listeners for committed events: this process's, and other processes' read by the
+        change feed (the listeners cannot tell them apart)."""
         for evt in events:
             for listener in list(self._listeners):
                 try:

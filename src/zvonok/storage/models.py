@@ -8,6 +8,7 @@ from __future__ import annotations
 import zvonok.cdr.models  # noqa: F401
 import zvonok.org.models  # noqa: F401
 import zvonok.pstn.models  # noqa: F401
+import zvonok.storage.changes  # noqa: F401
 import zvonok.telephony.models  # noqa: F401
 from zvonok.storage.base import Base
 
