@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import REGISTRY, Counter, Gauge
+from prometheus_client.core import GaugeMetricFamily
 
 SIP_MESSAGES_IN = Counter(
     "zvonok_sip_messages_in_total", "SIP messages received", ["transport", "kind", "method", "status"]
@@ -38,3 +40,28 @@ def child(metric: Counter, *labels: str) -> Any:
         if len(_children) < 10_000:  # method names come from peers: keep the memo bounded
             _children[key] = found
     return found
+
+
+# --- sizes of the per-call tables, read at scrape time (issue 8: a finished call leaves nothing behind) ----
+
+class _Sizes:
+    """Gauges computed when ``/metrics`` is scraped, from the functions :func:`watch_sizes` registered: the
+    tables stay free of bookkeeping on the hot path. After calls end, all of them fall back to 0."""
+
+    def __init__(self) -> None:
+        self.readers: dict[str, tuple[str, Callable[[], int]]] = {}
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        for name, (documentation, read) in list(self.readers.items()):
+            yield GaugeMetricFamily(name, documentation, value=read())
+
+
+_SIZES = _Sizes()
+REGISTRY.register(_SIZES)  # a collector is anything with collect()
+
+
+def watch_sizes(**readers: tuple[str, Callable[[], int]]) -> None:
+    """Expose ``zvonok_<name>`` as a gauge of ``read()``'s value: ``name=(documentation, read)``; a later
+    call for the same name replaces the reader (the last server built in this process)."""
+    for name, reader in readers.items():
+        _SIZES.readers[f"zvonok_{name}"] = reader

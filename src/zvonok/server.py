@@ -38,6 +38,7 @@ from zvonok.sip.digest import Algorithm, DigestVerifier, NonceManager
 from zvonok.storage.db import Database
 from zvonok.telephony.auth import Authenticator, CredentialCache
 from zvonok.telephony.b2bua import CallEngine
+from zvonok.telephony.call import Call
 from zvonok.telephony.directory import Directory
 from zvonok.telephony.http import registrations_router
 from zvonok.telephony.location import GroupCommit, Location
@@ -189,6 +190,16 @@ async def build(settings: Settings) -> Runtime:
                            session_min_se=settings.session_min_se,
                            ringback=settings.ringback, busy_tone_seconds=settings.busy_tone_seconds,
                            trunks=trunks, srtp_policy=settings.srtp_policy)
+    metrics.watch_sizes(
+        calls_active=("Calls in progress", lambda: len(engine.calls)),
+        call_objects=("Call objects in memory, in progress or not: 0 again once calls end (issue 8)",
+                      lambda: len(Call.live)),
+        sip_transactions=("SIP transactions not yet terminated", lambda: len(sip.layer)),
+        sip_dialogs=("SIP dialogs of calls in progress", lambda: len(engine.dialogs)),
+        sip_invites=("INVITE server transactions of calls", lambda: len(engine.invites)),
+        client_handlers=("Handlers of client transactions not yet terminated", lambda: sip.client_handlers),
+        media_endpoints=("Media endpoints not yet released", lambda: media.endpoint_count),
+    )
     app = create_app(settings, db, routers=[registrations_router(location), cdr_http.router, events_router(bus),
                                             pstn_http.router])
     app.state.trunk_status = trunks.status  # GET .../trunks/{id}/status (zvonok.pstn.http)

@@ -407,6 +407,11 @@ class InProcessMediaEngine:
 
     # --- endpoints ---------------------------------------------------------------------------------
 
+    @property
+    def endpoint_count(self) -> int:
+        """Endpoints created and not yet released."""
+        return len(self._legs)
+
     async def create_endpoint(self, tenant_id: int, call_id: str, codecs: Sequence[Codec]) -> Endpoint:
         loop = asyncio.get_running_loop()
         pairs = (self.port_max - self.port_min + 1) // 2
