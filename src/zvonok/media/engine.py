@@ -604,6 +604,7 @@ class InProcessMediaEngine:
             leg.loop.call_soon(leg.on_dtmf, DtmfReceived(
                 tenant_id=endpoint.tenant_id, call_id=endpoint.call_id, endpoint_id=endpoint.id,
                 digit=pending.digit, duration_ms=pending.duration_ms))
+        leg.on_dtmf = None  # the call engine's callback holds its call: not kept while the sockets close
         waits: list[asyncio.Future[None]] = []
         for transport, closed in ((leg.transport, leg.closed),
                                   (leg.rtcp_transport, leg.rtcp.closed if leg.rtcp else None)):
