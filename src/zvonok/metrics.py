@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import REGISTRY, Counter, Gauge
+from prometheus_client.core import GaugeMetricFamily
 
 SIP_MESSAGES_IN = Counter(
     "zvonok_sip_messages_in_total", "SIP messages received", ["transport", "kind", "method", "status"]
@@ -53,3 +55,27 @@ def _asyncio_tasks() -> float:
 
 ASYNCIO_TASKS = Gauge("zvonok_asyncio_tasks", "Tasks alive on the event loop, counted at scrape time")
 ASYNCIO_TASKS.set_function(_asyncio_tasks)
+
+# --- sizes of the per-call tables, read at scrape time (issue 8: a finished call leaves nothing behind) ----
+
+class _Sizes:
+    """Gauges computed when ``/metrics`` is scraped, from the functions :func:`watch_sizes` registered: the
+    tables stay free of bookkeeping on the hot path. After calls end, all of them fall back to 0."""
+
+    def __init__(self) -> None:
+        self.readers: dict[str, tuple[str, Callable[[], int]]] = {}
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        for name, (documentation, read) in list(self.readers.items()):
+            yield GaugeMetricFamily(name, documentation, value=read())
+
+
+_SIZES = _Sizes()
+REGISTRY.register(_SIZES)  # a collector is anything with collect()
+
+
+def watch_sizes(**readers: tuple[str, Callable[[], int]]) -> None:
+    """Expose ``zvonok_<name>`` as a gauge of ``read()``'s value: ``name=(documentation, read)``; a later
+    call for the same name replaces the reader (the last server built in this process)."""
+    for name, reader in readers.items():
+        _SIZES.readers[f"zvonok_{name}"] = reader

@@ -39,6 +39,7 @@ from zvonok.storage.changes import ChangeFeed
 from zvonok.storage.db import Database
 from zvonok.telephony.auth import Authenticator, CredentialCache
 from zvonok.telephony.b2bua import CallEngine
+from zvonok.telephony.call import Call
 from zvonok.telephony.directory import Directory
 from zvonok.telephony.http import registrations_router
 from zvonok.telephony.location import GroupCommit, Location
@@ -194,6 +195,16 @@ async def build(settings: Settings) -> Runtime:
                            session_min_se=settings.session_min_se,
                            ringback=settings.ringback, busy_tone_seconds=settings.busy_tone_seconds,
                            trunks=trunks, srtp_policy=settings.srtp_policy)
+    metrics.watch_sizes(
+        calls_active=("Calls in progress", lambda: len(engine.calls)),
+        call_objects=("Call objects in memory, in progress or not: 0 again once calls end (issue 8)",
+                      lambda: len(Call.live)),
+        sip_transactions=("SIP transactions not yet terminated", lambda: len(sip.layer)),
+        sip_dialogs=("SIP dialogs of calls in progress", lambda: len(engine.dialogs)),
+        sip_invites=("INVITE server transactions of calls", lambda: len(engine.invites)),
+        client_handlers=("Handlers of client transactions not yet terminated", lambda: sip.client_handlers),
+        media_endpoints=("Media endpoints not yet released", lambda: media.endpoint_count),
+    )
     app = create_app(settings, db, routers=[registrations_router(location), cdr_http.router, events_router(bus),
                                             pstn_http.router])
     app.state.trunk_status = trunks.status  # GET .../trunks/{id}/status (zvonok.pstn.http)
@@ -277,7 +288,10 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
 def _tune_gc() -> None:
     """Collect the young generation less often. A loaded SIP server allocates short-lived objects at a
     high rate (every message is a few dozen), and CPython's default threshold (700) makes it run the
-    collector thousands of times a second; the objects that live on are few."""
+    collector thousands of times a second; the objects that live on are few. The price: garbage in a reference
+    cycle that was still reachable at a young collection reaches the old generation and waits for a rare full
+    one, so what every call creates must be freed by reference counting (no cycles: ``CallEngine._finish``;
+    the gauge ``zvonok_call_objects`` falls to 0 after the calls end, issue 8)."""
     gc.collect()
     gc.freeze()  # what start-up built (modules, tables, caches) is never garbage: stop scanning it
     gc.set_threshold(50_000, 50, 100)

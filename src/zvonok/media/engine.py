@@ -407,6 +407,11 @@ class InProcessMediaEngine:
 
     # --- endpoints ---------------------------------------------------------------------------------
 
+    @property
+    def endpoint_count(self) -> int:
+        """Endpoints created and not yet released."""
+        return len(self._legs)
+
     async def create_endpoint(self, tenant_id: int, call_id: str, codecs: Sequence[Codec]) -> Endpoint:
         loop = asyncio.get_running_loop()
         pairs = (self.port_max - self.port_min + 1) // 2
@@ -599,6 +604,7 @@ class InProcessMediaEngine:
             leg.loop.call_soon(leg.on_dtmf, DtmfReceived(
                 tenant_id=endpoint.tenant_id, call_id=endpoint.call_id, endpoint_id=endpoint.id,
                 digit=pending.digit, duration_ms=pending.duration_ms))
+        leg.on_dtmf = None  # the call engine's callback holds its call: not kept while the sockets close
         waits: list[asyncio.Future[None]] = []
         for transport, closed in ((leg.transport, leg.closed),
                                   (leg.rtcp_transport, leg.rtcp.closed if leg.rtcp else None)):

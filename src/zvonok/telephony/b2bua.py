@@ -38,6 +38,7 @@ from zvonok.pstn.routing import CallerProfile
 from zvonok.sip.dialog import (
     Dialog,
     DialogKey,
+    DialogState,
     add_top_via,
     credentials_of,
     dialog_key_for_request,
@@ -945,8 +946,8 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
         self.spawn(self._finish(call, final, side, cause, None))
 
     def _send_bye(self, leg: Leg) -> None:
-        if leg.dialog is None:
-            return
+        if leg.dialog is None or leg.dialog.state is DialogState.TERMINATED:
+            return  # e.g. the leg's device hung up, or we sent a BYE already (a media timeout racing a BYE)
         bye = leg.dialog.create_request("BYE")
         add_top_via(bye, leg.peer.transport, self.sip.local_host, self.sip.port_for(leg.peer.transport))
         self.sip.send_request(bye, leg.peer, lambda event: None)
@@ -960,10 +961,13 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
         call.hangup_side = side
         if call.no_answer is not None:
             call.no_answer.cancel()
+            call.no_answer = None
         for timer in call.limit_timers:
             timer.cancel()
+        call.limit_timers = []
         if call.access is not None and call.access.timer is not None:
             call.access.timer.cancel()
+            call.access.timer = None
         if call.recording is not None:
             recording, call.recording = call.recording, None
             try:
@@ -978,8 +982,10 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
                 self._cancel_fork(leg, None)  # a transfer's or an access number's attempt still ringing
             if leg.session_timer is not None:
                 leg.session_timer.cancel()
+                leg.session_timer = None
             if leg.retransmit is not None and leg.pending_2xx is None:
                 leg.retransmit.cancel()
+                leg.retransmit = None
             if leg.state is not LegState.ENDED:
                 leg.state = LegState.ENDED
                 self.publish(ev.LegEnded, call, leg_id=leg.id, cause=cause)
@@ -993,6 +999,13 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
         self.publish(ev.CallEnded, call, disposition=disposition, hangup_side=side, cause=cause,
                      sip_status=sip_status)
         log.info("call ended", call=call.id, tenant=call.tenant_id, disposition=disposition.value, cause=cause)
+        # the call no longer holds its legs (each leg keeps its call): no call <-> leg cycle is left, so what
+        # still holds a leg for a while (a client transaction's handler until Timer D/K, a 2xx retransmitted
+        # until the ACK, a task finishing) frees the whole call by reference counting when it lets go. A cycle
+        # outlived the young collections and waited for a rare full one (the GC is tuned for throughput):
+        # memory grew with every call (issue 8)
+        call.caller = call.callee = call.early_media_from = None
+        call.forks = []
 
     def _release(self, leg: Leg) -> None:
         if leg.trunk_id is not None and not leg.trunk_released and self.trunks is not None:
@@ -1027,20 +1040,20 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
             leg.pending_2xx = None
             return
         loop = asyncio.get_running_loop()
-        started = loop.time()
-        interval = self.sip.t1
+        leg.retransmit = loop.call_later(self.sip.t1, self._retransmit_2xx, leg, response, loop.time(), self.sip.t1)
 
-        def again() -> None:
-            nonlocal interval
-            if leg.pending_2xx is not response:
-                return
-            if loop.time() - started >= 64 * self.sip.t1:
-                leg.pending_2xx = None
-                log.info("no ACK for our 2xx: ending the call", call=leg.call.id)
-                self._hangup(leg.call, None, ev.HangupSide.SYSTEM, "no_ack")
-                return
-            self.sip.send_stateless(response, leg.peer)
-            interval = min(interval * 2, self.sip.t2)
-            leg.retransmit = loop.call_later(interval, again)
-
-        leg.retransmit = loop.call_later(interval, again)
+    def _retransmit_2xx(self, leg: Leg, response: Response, started: float, interval: float) -> None:
+        # a method with arguments, not a closure that re-arms itself: that closure was a reference cycle
+        # holding the leg and its call until a full collection
+        leg.retransmit = None
+        if leg.pending_2xx is not response:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() - started >= 64 * self.sip.t1:
+            leg.pending_2xx = None
+            log.info("no ACK for our 2xx: ending the call", call=leg.call.id)
+            self._hangup(leg.call, None, ev.HangupSide.SYSTEM, "no_ack")
+            return
+        self.sip.send_stateless(response, leg.peer)
+        interval = min(interval * 2, self.sip.t2)
+        leg.retransmit = loop.call_later(interval, self._retransmit_2xx, leg, response, started, interval)

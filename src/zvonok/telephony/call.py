@@ -8,9 +8,10 @@ others are cancelled. These are plain records; :mod:`zvonok.telephony.b2bua` dri
 from __future__ import annotations
 
 import asyncio
+import weakref
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from zvonok.media.interface import Endpoint
 from zvonok.sip.dialog import Dialog
@@ -100,6 +101,14 @@ class Call:
     max_duration: int | None = None  # seconds after the answer (spending limit)
     budgets: list[Any] = field(default_factory=list)  # the spending budgets checked at the start
     limit_timers: list[asyncio.TimerHandle] = field(default_factory=list)
+
+    # every Call object still in memory, ended or not (weak: the set never keeps one alive). After the calls
+    # end this must fall to 0 by reference counting alone; a finished call that lingers is held by a
+    # reference cycle (freed only by a rare full collection) or by a forgotten timer or callback (issue 8)
+    live: ClassVar[weakref.WeakSet[Call]] = weakref.WeakSet()
+
+    def __post_init__(self) -> None:
+        Call.live.add(self)
 
     def other(self, leg: Leg) -> Leg | None:
         """The leg bridged with ``leg``."""
