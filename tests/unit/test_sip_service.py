@@ -67,16 +67,21 @@ class Peer:
         self.sock.sendto(data, self.server)
 
 
-@pytest.fixture
-async def service() -> AsyncIterator[SipService]:
+def no_users_authenticator() -> Authenticator:
+    """An authenticator that knows no user (every digest fails): for tests of the transport layers."""
     async def lookup(domain: str, user: str) -> SipCredentials | None:
         return None
 
-    auth = Authenticator(
+    return Authenticator(
         credentials=CredentialCache(lookup),
         verifier=DigestVerifier(NonceManager(os.urandom(32), 300, os.urandom), [Algorithm.MD5]),
         throttle=FailureThrottle(100, 60, 60), to_tag=lambda: os.urandom(4).hex(),
     )
+
+
+@pytest.fixture
+async def service() -> AsyncIterator[SipService]:
+    auth = no_users_authenticator()
     registrar = Registrar(location=Location(), auth=auth, config=RegistrarConfig())
     svc = SipService(Settings(sip_host="127.0.0.1", sip_port=0), registrar)
     await svc.start()
@@ -187,14 +192,7 @@ async def test_a_finished_client_transaction_lets_go_of_its_handler(peer: Peer) 
     after the 200 the transaction ends silently by Timer K, and the handler must go with it."""
     from zvonok.sip.peer import Peer as SipPeer
 
-    async def lookup(domain: str, user: str) -> SipCredentials | None:
-        return None
-
-    auth = Authenticator(
-        credentials=CredentialCache(lookup),
-        verifier=DigestVerifier(NonceManager(os.urandom(32), 300, os.urandom), [Algorithm.MD5]),
-        throttle=FailureThrottle(100, 60, 60), to_tag=lambda: os.urandom(4).hex(),
-    )
+    auth = no_users_authenticator()
     svc = SipService(Settings(sip_host="127.0.0.1", sip_port=0, sip_t4=0.05),
                      Registrar(location=Location(), auth=auth, config=RegistrarConfig()))
     await svc.start()

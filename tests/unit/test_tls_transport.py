@@ -6,21 +6,18 @@ written over the files is what the next handshake presents; a broken one leaves 
 from __future__ import annotations
 
 import asyncio
-import os
 import ssl
 from pathlib import Path
 
+from test_sip_service import no_users_authenticator
+
 from zvonok.config import Settings
-from zvonok.org.service import SipCredentials
-from zvonok.sip.digest import Algorithm, DigestVerifier, NonceManager
 from zvonok.sip.errors import SipParseError
 from zvonok.sip.message import Request, Response
 from zvonok.sip.peer import Peer
-from zvonok.telephony.auth import Authenticator, CredentialCache
 from zvonok.telephony.location import Location
 from zvonok.telephony.registrar import Registrar, RegistrarConfig
 from zvonok.telephony.service import SipService
-from zvonok.telephony.throttle import FailureThrottle
 from zvonok.transport.tcp import TcpLimits, TcpTransport
 from zvonok.transport.tls import ServerCertificate, write_self_signed
 
@@ -96,14 +93,7 @@ async def test_sip_service_answers_over_tls_and_counts_tls_with_tcp(tmp_path: Pa
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     write_self_signed(cert, key, ["127.0.0.1"])
 
-    async def lookup(domain: str, user: str) -> SipCredentials | None:
-        return None
-
-    auth = Authenticator(
-        credentials=CredentialCache(lookup),
-        verifier=DigestVerifier(NonceManager(os.urandom(32), 300, os.urandom), [Algorithm.MD5]),
-        throttle=FailureThrottle(100, 60, 60), to_tag=lambda: os.urandom(4).hex(),
-    )
+    auth = no_users_authenticator()
     settings = Settings(sip_host="127.0.0.1", sip_port=0, sip_tls_port=0, sip_tls_cert=cert, sip_tls_key=key,
                         sip_tcp_max_connections=2)
     service = SipService(settings, Registrar(location=Location(), auth=auth, config=RegistrarConfig()))
