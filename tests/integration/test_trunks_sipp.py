@@ -209,19 +209,24 @@ def test_long_distance_is_refused_to_a_local_only_employee(world: World) -> None
     assert (cdr["disposition"], cdr["sip_status"], cdr["cause"]) == ("failed", 403, "not_allowed")
 
 
-def test_inbound_call_on_a_number_rings_its_extension(world: World) -> None:
-    desk = start_callee(world.pbx, DESK, "call_uas.xml", codec="PCMA")
+def call_the_desk_in(world: World, scenario: str, desk_scenario: str, name: str, *, hold_ms: int = 500) -> None:
+    """The main carrier (127.0.0.2) calls the DID; the desk's SIPp answers with ``desk_scenario``: both
+    sides must complete their scenario."""
+    desk = start_callee(world.pbx, DESK, desk_scenario, codec="PCMA")
     try:
-        result = harness.run_sipp("carrier_call_in.xml", world.pbx.target, workdir=world.pbx.workdir,
+        result = harness.run_sipp(scenario, world.pbx.target, workdir=world.pbx.workdir,
                                   rows=[["74957654321", "79161234567"]], rate=1, timeout=30,
-                                  extra=["-i", "127.0.0.2", "-mi", "127.0.0.2", "-d", "1000"],
-                                  name="carrier_in")
+                                  extra=["-i", "127.0.0.2", "-mi", "127.0.0.2", "-d", str(hold_ms)], name=name)
         assert desk.wait_for("SuccessfulCall(C)", 1, timeout=15), desk.stats()
         desk_result = desk.stop()
     finally:
         desk.kill()
     assert_all_ok(result, 1)
     assert_all_ok(desk_result, 1)
+
+
+def test_inbound_call_on_a_number_rings_its_extension(world: World) -> None:
+    call_the_desk_in(world, "carrier_call_in.xml", "call_uas.xml", "carrier_in", hold_ms=1000)
     url = f"{world.pbx.server.http_url}/api/v1/tenants/{world.pbx.seeded.tenant_id}/cdrs?limit=100"
     deadline = time.monotonic() + 15
     inbound: list[dict[str, Any]] = []
@@ -236,18 +241,7 @@ def test_inbound_call_on_a_number_rings_its_extension(world: World) -> None:
 def test_a_hostile_from_reaches_the_extension_escaped(world: World) -> None:
     """A display name ending in a backslash and a user part with %3E%3B: passed on to the phone as they
     came (the quoted-string and the URI stay closed), not unescaped into a broken From that hangs the call."""
-    desk = start_callee(world.pbx, DESK, "call_uas_check_from.xml", codec="PCMA")
-    try:
-        result = harness.run_sipp("carrier_call_in_hostile_from.xml", world.pbx.target, workdir=world.pbx.workdir,
-                                  rows=[["74957654321", "79161234567"]], rate=1, timeout=30,
-                                  extra=["-i", "127.0.0.2", "-mi", "127.0.0.2", "-d", "500"],
-                                  name="carrier_hostile_from")
-        assert desk.wait_for("SuccessfulCall(C)", 1, timeout=15), desk.stats()
-        desk_result = desk.stop()
-    finally:
-        desk.kill()
-    assert_all_ok(result, 1)
-    assert_all_ok(desk_result, 1)
+    call_the_desk_in(world, "carrier_call_in_hostile_from.xml", "call_uas_check_from.xml", "carrier_hostile_from")
 
 
 @pytest.mark.parametrize(("source", "number", "scenario"), [
