@@ -21,7 +21,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from zvonok.config import Settings
+from zvonok.org import credentials
 from zvonok.storage.db import Database
+
+# The cheapest argon2id for every slow hash of this test process (production cost: ~0.1 s of CPU each,
+# minutes over the suite); test_pins checks that a fresh process still hashes at the production cost.
+credentials.use_cheap_hashes_in_tests()
 
 PG_URL = os.environ.get("ZVONOK_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 
@@ -86,6 +91,16 @@ async def db(fresh_db: FreshDatabase) -> AsyncIterator[Database]:
 @pytest.fixture
 def settings(tmp_path: Path, fresh_db: FreshDatabase) -> Settings:
     return make_settings(tmp_path, fresh_db.url)
+
+
+@pytest.fixture
+def production_hash_cost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The production argon2 cost for one test (one that compares the time of two hashed paths)."""
+    from pwdlib import PasswordHash
+
+    strong = PasswordHash.recommended()
+    monkeypatch.setattr(credentials, "_password_hash", strong)
+    monkeypatch.setattr(credentials, "_DUMMY_HASH", strong.hash("dummy-for-this-test"))
 
 
 @dataclass

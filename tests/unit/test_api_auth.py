@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import String, select
 
 from zvonok.api.login_guard import LoginGuard
@@ -26,6 +27,7 @@ async def _login(api: Api, email: str, password: str) -> Any:
     return await api.client.post("/api/v1/auth/login", json={"email": email, "password": password})
 
 
+@pytest.mark.usefixtures("production_hash_cost")  # the timing comparison needs the real argon2 cost
 async def test_login_failures_are_identical(api: Api, make_tenant: Any) -> None:
     t = await make_tenant("login.example")
     await _account(api, "boss@login.example", "correct horse", Role.TENANT_ADMIN, t.id)

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from zvonok.org.pins import (
@@ -76,6 +82,20 @@ def test_hash_and_verify() -> None:
     assert not verify_pin("4828", hashed)
     assert not verify_pin("04829", hashed)
     assert hash_pin("4829") != hashed  # salted
+
+
+def test_a_fresh_process_hashes_at_the_production_cost() -> None:
+    # The suite runs on a cheap argon2 (tests/conftest.py); the product must not: a process that never
+    # loaded the test setup hashes with at least pwdlib's recommended cost (m=64 MiB, t=3, p=4).
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = {**os.environ, "PYTHONPATH": src}
+    code = "from zvonok.org.pins import hash_pin; print(hash_pin('4829'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60,
+                         check=True).stdout
+    found = re.fullmatch(r"\$argon2id\$v=19\$m=(\d+),t=(\d+),p=(\d+)\$\S+\n", out)
+    assert found is not None, out
+    memory, time_cost, lanes = map(int, found.groups())
+    assert memory >= 65536 and time_cost >= 3 and lanes >= 4, out
 
 
 def test_verify_without_a_hash_or_with_garbage_fails() -> None:

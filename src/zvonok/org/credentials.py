@@ -12,12 +12,33 @@ import secrets
 from dataclasses import dataclass
 
 from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
 
 from zvonok.sip.digest import Algorithm, ha1
 
 _password_hash = PasswordHash.recommended()  # argon2id with pwdlib's recommended cost
 # Verified when the login name is unknown, so both failure paths cost one argon2 verification.
 _DUMMY_HASH = _password_hash.hash(secrets.token_urlsafe(16))
+
+
+def slow_hash(secret: str) -> str:
+    """argon2id of a web password or PIN (blocking: callers run it in a thread)."""
+    return _password_hash.hash(secret)
+
+
+def slow_verify(secret: str, hashed: str | None) -> bool:
+    """Check ``secret`` against ``hashed``, or against the dummy hash when None (the same time either way)."""
+    return _password_hash.verify(secret, hashed if hashed is not None else _DUMMY_HASH)
+
+
+def use_cheap_hashes_in_tests() -> None:
+    """Swap in the cheapest argon2id for this process.  Only the test suite calls this (tests/conftest.py):
+    hundreds of hashes at the production cost took minutes of CI.  Nothing in the product or its
+    settings reaches it, and a test checks that a fresh process still hashes at the production cost.
+    Hashes stay verifiable either way (argon2 stores its parameters in the hash)."""
+    global _password_hash, _DUMMY_HASH
+    _password_hash = PasswordHash((Argon2Hasher(time_cost=1, memory_cost=1024, parallelism=1),))
+    _DUMMY_HASH = _password_hash.hash(secrets.token_urlsafe(16))
 
 TOKEN_PREFIX = "zv_"
 
@@ -38,13 +59,12 @@ def generate_web_password() -> str:
 
 async def hash_password(password: str) -> str:
     """argon2id in a worker thread: ~0.1 s of CPU must not stall the SIP event loop."""
-    return await asyncio.to_thread(_password_hash.hash, password)
+    return await asyncio.to_thread(slow_hash, password)
 
 
 async def verify_password(password: str, hashed: str | None) -> bool:
     """Check a password; with ``hashed=None`` still spend the same time on a dummy hash."""
-    target = hashed if hashed is not None else _DUMMY_HASH
-    ok = await asyncio.to_thread(_password_hash.verify, password, target)
+    ok = await asyncio.to_thread(slow_verify, password, hashed)
     return ok and hashed is not None
 
 

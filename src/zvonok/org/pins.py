@@ -48,7 +48,7 @@ from itertools import pairwise
 
 # The hasher of web passwords and the dummy hash that evens out the time of unknown-user failures: one
 # place decides the argon2 cost for every slow hash.
-from .credentials import _DUMMY_HASH, _password_hash
+from .credentials import slow_hash, slow_verify
 
 __all__ = [
     "MAX_CANDIDATES", "PIN_MAX_LENGTH", "PIN_MIN_LENGTH", "PinEntry", "PinProblem", "hash_pin",
@@ -116,7 +116,7 @@ def hash_pin(pin: str, *, pepper: bytes | None = None) -> str:
     :func:`pin_problem` belong to the service that lets a person set a PIN."""
     if not _format_ok(pin):
         raise ValueError(f"a PIN is {PIN_MIN_LENGTH} to {PIN_MAX_LENGTH} digits")
-    return _password_hash.hash(_material(pin, pepper))
+    return slow_hash(_material(pin, pepper))
 
 
 def verify_pin(pin: str, hashed: str | None, *, pepper: bytes | None = None) -> bool:
@@ -125,8 +125,7 @@ def verify_pin(pin: str, hashed: str | None, *, pepper: bytes | None = None) -> 
     well_formed = _format_ok(pin)
     # A malformed entry is verified too (against the dummy): its failure must cost the same time.
     material = _material(pin, pepper) if well_formed else "-"
-    target = hashed if hashed is not None and well_formed else _DUMMY_HASH
-    ok = _password_hash.verify(material, target)
+    ok = slow_verify(material, hashed if well_formed else None)
     return ok and well_formed and hashed is not None
 
 
