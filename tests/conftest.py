@@ -8,6 +8,7 @@ for a green run.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -38,39 +39,89 @@ def make_settings(tmp_path: Path, database_url: str | None = None) -> Settings:
 
 
 class FreshDatabase:
-    """Create an empty, uniquely named database and drop it afterwards (SQLite: a temp file)."""
+    """Create a uniquely named database and drop it afterwards (SQLite: a temp file); empty, or a copy
+    of ``template`` (a migrated database of the same backend)."""
 
     def __init__(self, kind: str, tmp_path: Path) -> None:
         self.kind = kind
         self.tmp_path = tmp_path
         self.name = f"zvonok_t_{uuid.uuid4().hex[:12]}"
         if kind == "sqlite":
-            self.url = f"sqlite+aiosqlite:///{tmp_path / (self.name + '.db')}"
+            self.path = tmp_path / (self.name + ".db")
+            self.url = f"sqlite+aiosqlite:///{self.path}"
         else:
             self.url = make_url(PG_URL).set(database=self.name).render_as_string(hide_password=False)
 
-    async def create(self) -> None:
+    async def create(self, template: FreshDatabase | None = None) -> None:
         if self.kind == "postgres":
-            await self._admin(f'CREATE DATABASE "{self.name}"')
+            clause = f' TEMPLATE "{template.name}"' if template is not None else ""
+            # A throwaway database need not wait for the WAL flush at each commit (most of a test's
+            # time on a busy disk); a crash of PostgreSQL itself could lose the last commits, nothing else.
+            await self._admin(f'CREATE DATABASE "{self.name}"{clause}',
+                              f'ALTER DATABASE "{self.name}" SET synchronous_commit = off')
+        elif template is not None:
+            shutil.copyfile(template.path, self.path)
 
     async def drop(self) -> None:
         if self.kind == "postgres":
             await self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
-    async def _admin(self, sql: str) -> None:
+    async def _admin(self, *statements: str) -> None:
         engine = create_async_engine(PG_URL, isolation_level="AUTOCOMMIT")
         try:
             async with engine.connect() as conn:
-                await conn.execute(text(sql))
+                for sql in statements:
+                    await conn.execute(text(sql))
         finally:
             await engine.dispose()
 
 
+class MigratedTemplates:
+    """One migrated database per backend for the whole session (per xdist worker), made on first use;
+    each test's ``db`` is a copy (CREATE DATABASE ... TEMPLATE, or a file copy), so Alembic runs once
+    per backend instead of once per test.  The copy is exact: the migrations write no rows."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self._made: dict[str, FreshDatabase] = {}
+
+    async def get(self, kind: str) -> FreshDatabase:
+        if kind not in self._made:
+            template = FreshDatabase(kind, self.tmp_path)
+            await template.create()
+            database = Database(template.url)
+            try:
+                await database.upgrade()
+            finally:
+                # no connection may stay open: PostgreSQL copies only an idle template, and SQLite
+                # folds its WAL back into the file when the last connection closes
+                await database.dispose()
+            self._made[kind] = template
+        return self._made[kind]
+
+    def drop_all(self) -> None:
+        import asyncio
+
+        for template in self._made.values():
+            asyncio.run(template.drop())
+
+
+@pytest.fixture(scope="session")
+def migrated_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MigratedTemplates]:
+    templates = MigratedTemplates(tmp_path_factory.mktemp("templates"))
+    try:
+        yield templates
+    finally:
+        templates.drop_all()
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def fresh_db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[FreshDatabase]:
-    """An empty database (no schema) on each backend."""
+async def fresh_db(request: pytest.FixtureRequest, tmp_path: Path,
+                   migrated_templates: MigratedTemplates) -> AsyncIterator[FreshDatabase]:
+    """A database on each backend: empty (no schema), or already migrated when the test uses ``db``."""
     fresh = FreshDatabase(request.param, tmp_path)
-    await fresh.create()
+    migrated = "db" in request.fixturenames
+    await fresh.create(await migrated_templates.get(request.param) if migrated else None)
     try:
         yield fresh
     finally:
@@ -79,9 +130,8 @@ async def fresh_db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
 
 @pytest.fixture
 async def db(fresh_db: FreshDatabase) -> AsyncIterator[Database]:
-    """A migrated database on each backend."""
+    """A migrated database on each backend (a copy of the session's migrated template)."""
     database = Database(fresh_db.url)
-    await database.upgrade()
     try:
         yield database
     finally:

@@ -16,6 +16,8 @@ async def main(action: str, admin_url: str, name: str) -> None:
     try:
         if action == "create":
             await conn.execute(f'CREATE DATABASE "{name}"')
+            # a throwaway database: commits need not wait for the WAL flush (see tests/conftest.py)
+            await conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
         else:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
