@@ -23,10 +23,14 @@ peers:
 demo: $(VENV)/.installed
 	$(BIN)/zvonok --data-dir $(DATA) demo
 
+# Unit tests on every core (pytest-xdist: each worker has its own temp dirs and databases); the
+# integration tests one at a time, as their servers, SIPp runs and phones share the machine's CPUs.
+TEST_WORKERS ?= auto
 test: $(VENV)/.installed peers
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) tests/unit
+	$(BIN)/pytest tests/integration
 
 # The integration suite again with the servers on PostgreSQL (a fresh database, dropped afterwards).
 PG_ADMIN_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
