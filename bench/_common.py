@@ -307,7 +307,7 @@ class ZvonokServer:
         env.update(self.env)
         return env
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 60.0) -> None:  # a condition wait: generous for a loaded CI machine
         if not self.sip_port:
             self.sip_port = free_sip_port()
         if not self.http_port:
