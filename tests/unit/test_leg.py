@@ -1,0 +1,455 @@
+"""telephony.leg: a UAC leg and a UAS leg driven in pairs, each over a real TransactionLayer, through a fake
+network (FIFO, zero latency, loss injected by message) and a fake clock stepped deadline by deadline.
+
+The wire log records every datagram as ``"<time> <sender> <method or status> [<CSeq method>]"``, with
+``(lost)`` for the dropped ones. T1 = 0.5 and T2 = 4 s, so every instant is an exact binary fraction
+and is asserted with ==. The last test checks that these scenarios went through every row of the table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections import deque
+from collections.abc import Callable
+
+import pytest
+
+from zvonok.sip.dialog import add_top_via
+from zvonok.sip.message import Request, Response, make_response, parse_datagram
+from zvonok.sip.peer import Peer
+from zvonok.sip.sdp import Direction, parse_sdp
+from zvonok.sip.sdp_offer_answer import PCMA, Codec, LocalSession
+from zvonok.sip.transaction import (
+    AckReceived,
+    CancelReceived,
+    ClientTransaction,
+    RequestReceived,
+    ResponseReceived,
+    TransactionLayer,
+    TransactionTimeout,
+    TransportError,
+)
+from zvonok.telephony.leg import TABLE, Leg, LegState
+from zvonok.telephony.leg_events import (
+    Answered,
+    CancelInvite,
+    Held,
+    LegConfig,
+    LegEvent,
+    LegIds,
+    LegUsageError,
+    MediaUpdated,
+    OfferReceived,
+    Progress,
+    ReofferFailed,
+    RequestForApplication,
+    Resumed,
+    SendRequest,
+    SendResponse,
+    SendStateless,
+    Terminated,
+    TerminationCause,
+)
+
+S = LegState
+C = TerminationCause
+UAC_PEER = Peer(transport="udp", host="192.0.2.1", port=5060)
+UAS_PEER = Peer(transport="udp", host="192.0.2.2", port=5060)
+RETRANSMITS = [0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5]  # T1 doubling to T2 (§13.3.1.4)
+
+VISITED: set[tuple[LegState, str]] = set()  # the table rows the scenarios went through
+
+
+class TracedLeg(Leg):
+    def _step(self, name: str, data: object, now: float) -> bool:
+        if (self.state, name) in TABLE:
+            VISITED.add((self.state, name))
+        return super()._step(name, data, now)
+
+
+class Draws:
+    """The injected ``uniform``: records the ranges asked for and returns the high end (or a set value)."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[float, float]] = []
+        self.fraction = 1.0
+
+    def __call__(self, low: float, high: float) -> float:
+        self.asked.append((low, high))
+        return low + (high - low) * self.fraction
+
+
+class Side:
+    """One UA: a TransactionLayer and (at most) one leg, wired as the engine will wire them."""
+
+    def __init__(self, net: Net, name: str, own: Peer, other: Peer, config: LegConfig, *,
+                 trying_delay: float | None) -> None:
+        self.net = net
+        self.name = name
+        self.own = own
+        self.other = other
+        counter = itertools.count(1)
+        self.layer = TransactionLayer(branch_factory=lambda: f"{name}{next(counter)}", trying_delay=trying_delay)
+        self.config = config
+        tags = itertools.count(1)
+        branches = itertools.count(1)
+        self.draws = Draws()
+        self.ids = LegIds(tag=lambda: f"{name}-tag{next(tags)}", branch=lambda: f"z9hG4bK{name}-ack{next(branches)}",
+                          uniform=self.draws, cseq=101)
+        self.session = LocalSession(sess_id=1000 if name == "uac" else 2000)
+        self.leg: Leg | None = None
+        self.invite_txn: ClientTransaction | None = None
+        self.events: list[LegEvent] = []
+        self.sent: list[Request | Response] = []  # what the leg asked to send, in order
+        self.app_requests: list[RequestForApplication] = []
+
+    @property
+    def the_leg(self) -> Leg:
+        assert self.leg is not None
+        return self.leg
+
+    def drive(self, now: float) -> None:
+        leg = self.leg
+        if leg is not None:
+            for action in leg.take_actions():
+                if isinstance(action, SendRequest):
+                    self.sent.append(action.request)
+                    txn = self.layer.send_request(action.request, self.other, now)
+                    if action.request.method == "INVITE" and self.invite_txn is None:
+                        self.invite_txn = txn
+                elif isinstance(action, CancelInvite):
+                    assert self.invite_txn is not None
+                    self.layer.cancel_request(self.invite_txn, now)
+                elif isinstance(action, SendResponse):
+                    self.sent.append(action.response)
+                    self.layer.respond(action.transaction, action.response, now)
+                else:
+                    self.sent.append(action.message)
+                    self.layer.send_stateless(action.message, self.other)
+            for event in leg.take_events():
+                self.events.append(event)
+                if isinstance(event, RequestForApplication):
+                    self.app_requests.append(event)
+        for out in self.layer.data_to_send():
+            self.net.transmit(self, out.data)
+
+    def deliver(self, data: bytes, now: float) -> None:
+        self.dispatch(self.layer.receive(parse_datagram(data), self.other, now), now)
+
+    def dispatch(self, events: list[object], now: float) -> None:
+        for event in events:
+            leg = self.leg
+            if isinstance(event, RequestReceived):
+                request = event.request
+                if request.method == "INVITE" and not request.to.tag and leg is None:
+                    self.leg = TracedLeg.uas(self.config, self.ids, self.session, request, event.transaction, now)
+                elif leg is not None:
+                    leg.receive_request(request, event.transaction, now)
+                else:  # the engine knows no such dialog
+                    self.layer.respond(event.transaction, _response(request, 481), now)
+            elif isinstance(event, CancelReceived) and leg is not None:
+                leg.receive_cancel(event.request, event.transaction, now)
+            elif isinstance(event, AckReceived) and leg is not None:
+                leg.receive_ack(event.request, now)
+            elif isinstance(event, ResponseReceived) and leg is not None:
+                leg.receive_response(event.response, now)
+            elif isinstance(event, (TransactionTimeout, TransportError)) and leg is not None:
+                if isinstance(event.transaction, ClientTransaction):
+                    leg.transaction_failed(event.transaction.request, now)
+        self.drive(now)
+
+    def deadline(self) -> float | None:
+        found = [d for d in (self.layer.get_timer(), self.leg.next_deadline() if self.leg else None) if d is not None]
+        return min(found) if found else None
+
+    def fire(self, now: float) -> None:
+        self.dispatch(list(self.layer.handle_timer(now)), now)
+        if self.leg is not None:
+            self.leg.handle_timer(now)
+        self.drive(now)
+
+    def only(self, kind: type[LegEvent]) -> list[LegEvent]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+def _response(request: Request, status: int) -> Response:
+    return make_response(request, status, to_tag="gone")
+
+
+def _label(message: Request | Response) -> str:
+    if isinstance(message, Request):
+        return message.method
+    return f"{message.status} {message.cseq.method}"
+
+
+class Net:
+    def __init__(self, *, uac: LegConfig | None = None, uas: LegConfig | None = None,
+                 trying_delay: float | None = None) -> None:
+        self.now = 0.0
+        self.log: list[str] = []
+        self.queue: deque[tuple[Side, bytes]] = deque()
+        self.losses: list[list[object]] = []  # [sender name, label, count or None for always, after time]
+        self.uac = Side(self, "uac", UAC_PEER, UAS_PEER, uac or config("192.0.2.1", 4000), trying_delay=None)
+        self.uas = Side(self, "uas", UAS_PEER, UAC_PEER, uas or config("192.0.2.2", 6000), trying_delay=trying_delay)
+
+    def lose(self, sender: str, label: str, times: int | None = 1) -> None:
+        self.losses.append([sender, label, times])
+
+    def transmit(self, sender: Side, data: bytes) -> None:
+        label = _label(parse_datagram(data))
+        entry = f"{self.now:g} {sender.name} {label}"
+        for loss in self.losses:
+            if loss[0] == sender.name and loss[1] == label and loss[2] != 0:
+                if isinstance(loss[2], int):
+                    loss[2] -= 1
+                self.log.append(entry + " (lost)")
+                return
+        self.log.append(entry)
+        self.queue.append((self.uas if sender is self.uac else self.uac, data))
+
+    def pump(self) -> None:
+        while self.queue:
+            side, data = self.queue.popleft()
+            side.deliver(data, self.now)
+
+    def act(self, side: Side, do: Callable[[Leg, float], None], *, pump: bool = True) -> None:
+        do(side.the_leg, self.now)
+        side.drive(self.now)
+        if pump:
+            self.pump()
+
+    def advance(self, until: float) -> None:
+        """Step the clock to each deadline of either side up to ``until``, firing as an adapter would."""
+        while True:
+            deadlines = [d for d in (self.uac.deadline(), self.uas.deadline()) if d is not None]
+            if not deadlines or min(deadlines) > until:
+                break
+            self.now = min(deadlines)
+            for side in (self.uac, self.uas):
+                if (d := side.deadline()) is not None and d <= self.now:
+                    side.fire(self.now)
+            self.pump()
+        self.now = until
+
+    def call(self) -> None:
+        """The UAC places its INVITE."""
+        self.uac.leg = TracedLeg.uac(self.uac.config, self.uac.ids, self.uac.session,
+                                     request_uri="sip:bob@192.0.2.2", from_uri="sip:alice@example.com",
+                                     to_uri="sip:bob@example.com", call_id="call-1@192.0.2.1")
+        self.act(self.uac, Leg.invite)
+
+    def established(self) -> None:
+        self.call()
+        self.act(self.uas, lambda leg, now: leg.ring(now))
+        self.act(self.uas, Leg.answer)
+        assert self.uac.the_leg.state is S.CONFIRMED and self.uas.the_leg.state is S.CONFIRMED
+        self.log.clear()
+        self.uac.events.clear()
+        self.uas.events.clear()
+
+
+def config(host: str, media_port: int, **changes: object) -> LegConfig:
+    base = LegConfig(transport="udp", host=host, port=5060, contact=f"<sip:zvonok@{host}:5060>",
+                     media_host=host, media_port=media_port)
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def terminated(side: Side) -> Terminated:
+    [event] = side.only(Terminated)
+    assert isinstance(event, Terminated)
+    return event
+
+
+def both_done(net: Net) -> None:
+    assert net.uac.the_leg.state is S.TERMINATED and net.uas.the_leg.state is S.TERMINATED
+    assert net.uac.the_leg.next_deadline() is None and net.uas.the_leg.next_deadline() is None
+
+
+# -- set-up and tear-down --------------------------------------------------------------------------------
+
+def test_a_call_rings_is_answered_acked_and_hung_up() -> None:
+    net = Net()
+    net.call()
+    assert net.uac.the_leg.state is S.CALLING and net.uas.the_leg.state is S.INCOMING
+    [offer] = net.uas.only(OfferReceived)
+    assert isinstance(offer, OfferReceived) and offer.media.remote_port == 4000 and offer.media.codec_name == "PCMU"
+    net.act(net.uas, lambda leg, now: leg.ring(now))
+    assert net.uac.the_leg.state is S.EARLY and net.uas.the_leg.state is S.EARLY
+    assert net.uac.events == [Progress(status=180, reason="Ringing", media=None)]
+    net.act(net.uas, Leg.answer)
+    assert net.log == ["0 uac INVITE", "0 uas 180 INVITE", "0 uas 200 INVITE", "0 uac ACK"]
+    [answered] = net.uac.only(Answered)
+    assert isinstance(answered, Answered) and answered.media is not None and answered.media.remote_port == 6000
+    assert net.uas.only(Answered) == [Answered(media=offer.media)]
+    uac, uas = net.uac.the_leg, net.uas.the_leg
+    assert uac.state is S.CONFIRMED and uas.state is S.CONFIRMED
+    assert uac.dialog is not None and uas.dialog is not None
+    assert uac.dialog.key == (uas.dialog.call_id, uas.dialog.remote_tag, uas.dialog.local_tag)
+    assert uac.next_deadline() is None and uas.next_deadline() is None  # no session timer asked, ACK came
+    net.act(net.uac, Leg.hangup)
+    assert net.log[-2:] == ["0 uac BYE", "0 uas 200 BYE"]
+    assert terminated(net.uac) == Terminated(cause=C.LOCAL_BYE)
+    assert terminated(net.uas) == Terminated(cause=C.REMOTE_BYE)
+    both_done(net)
+    net.uac.the_leg.hangup(net.now)  # hanging up an ended leg is harmless
+    assert net.uac.the_leg.take_actions() == []
+
+
+def test_the_invite_and_the_answer_carry_offer_answer_and_headers() -> None:
+    net = Net()
+    net.established()
+    invite, ok = net.uac.sent[0], net.uas.sent[-1]
+    assert isinstance(invite, Request) and isinstance(ok, Response)
+    assert invite.headers.get("cseq") == "101 INVITE" and invite.from_.tag == "uac-tag1"
+    assert invite.top_via.branch == "z9hG4bKuac1"  # added by the layer
+    assert b"m=audio 4000 RTP/AVP 0 8 101" in invite.body
+    assert ok.to.tag == "uas-tag1" and ok.headers.get("contact") == "<sip:zvonok@192.0.2.2:5060>"
+    assert b"m=audio 6000 RTP/AVP 0 101" in ok.body
+    ack = net.uac.sent[-1]
+    assert isinstance(ack, Request) and ack.method == "ACK" and ack.top_via.branch == "z9hG4bKuac-ack1"
+    assert ack.headers.get("cseq") == "101 ACK"
+
+
+def test_early_media_answer_in_183_then_answered_from_early() -> None:
+    net = Net()
+    net.call()
+    net.act(net.uas, lambda leg, now: leg.ring(now, early_media=True))
+    net.act(net.uas, lambda leg, now: leg.ring(now))  # a 180 after the 183: still early
+    [first, second] = net.uac.only(Progress)
+    assert isinstance(first, Progress) and first.status == 183 and first.media is not None
+    assert first.media.remote_port == 6000 and isinstance(second, Progress) and second.media is None
+    net.act(net.uas, Leg.answer)
+    assert net.log == ["0 uac INVITE", "0 uas 183 INVITE", "0 uas 180 INVITE", "0 uas 200 INVITE", "0 uac ACK"]
+    assert net.uac.only(Answered) == [Answered(media=first.media)]
+
+
+def test_answer_without_ringing_and_a_100_trying_first() -> None:
+    net = Net(trying_delay=0.25)
+    net.call()
+    net.advance(0.25)
+    assert net.log == ["0 uac INVITE", "0.25 uas 100 INVITE"]
+    assert net.uac.the_leg.state is S.EARLY and net.uac.events == []  # a 100 is no progress for the Call
+    net.act(net.uas, Leg.answer)
+    assert net.uac.the_leg.state is S.CONFIRMED and net.uas.the_leg.state is S.CONFIRMED
+
+
+@pytest.mark.parametrize("how", ["reject", "hangup"])
+def test_the_uas_refuses_the_call(how: str) -> None:
+    net = Net()
+    net.call()
+    if how == "reject":
+        net.act(net.uas, lambda leg, now: leg.ring(now))
+        net.act(net.uas, lambda leg, now: leg.reject(486, now))
+        status = 486
+    else:
+        net.act(net.uas, lambda leg, now: leg.hangup(now))  # an unanswered UAS hangs up with 480
+        status = 480
+    assert net.log[-2:] == [f"0 uas {status} INVITE", "0 uac ACK"]  # the ACK of the INVITE transaction
+    assert terminated(net.uac) == Terminated(cause=C.REJECTED, status=status)
+    assert terminated(net.uas) == Terminated(cause=C.REJECTED, status=status)
+    both_done(net)
+
+
+def test_an_offer_without_a_common_codec_is_refused_with_488() -> None:
+    g722 = Codec(name="G722", clock_rate=8000, payload_type=9)
+    net = Net(uac=config("192.0.2.1", 4000, codecs=(g722,)))
+    net.call()
+    assert net.log == ["0 uac INVITE", "0 uas 488 INVITE", "0 uac ACK"]
+    assert terminated(net.uas) == Terminated(cause=C.REJECTED, status=488)
+    assert terminated(net.uac) == Terminated(cause=C.REJECTED, status=488)
+
+
+def test_the_invite_times_out_when_nothing_answers() -> None:
+    net = Net()
+    net.lose("uac", "INVITE", times=None)
+    net.call()
+    net.advance(40.0)
+    assert [line for line in net.log] == [f"{t:g} uac INVITE (lost)" for t in (0, 0.5, 1.5, 3.5, 7.5, 15.5, 31.5)]
+    assert terminated(net.uac) == Terminated(cause=C.TIMEOUT)  # Timer B at 64*T1 = 32
+
+
+# -- CANCEL (§9) and the CANCEL/200 race (§15) ---------------------------------------------------------
+
+def test_cancel_after_ringing() -> None:
+    net = Net()
+    net.call()
+    net.act(net.uas, lambda leg, now: leg.ring(now))
+    net.act(net.uac, Leg.cancel)
+    assert net.log == ["0 uac INVITE", "0 uas 180 INVITE", "0 uac CANCEL", "0 uas 200 CANCEL", "0 uas 487 INVITE",
+                       "0 uac ACK"]
+    assert terminated(net.uac) == Terminated(cause=C.CANCELLED, status=487)
+    assert terminated(net.uas) == Terminated(cause=C.REMOTE_CANCEL, status=487)
+    both_done(net)
+
+
+def test_a_cancel_waits_for_the_first_provisional_response() -> None:
+    net = Net(trying_delay=0.25)
+    net.call()
+    net.act(net.uac, lambda leg, now: leg.hangup(now))  # hanging up an unanswered UAC is a CANCEL
+    assert net.uac.the_leg.state is S.CANCEL_PENDING and net.log == ["0 uac INVITE"]
+    assert net.uac.the_leg.next_deadline() == 32.0  # §9.1: given up 64*T1 after
+    net.advance(0.25)
+    assert net.log == ["0 uac INVITE", "0.25 uas 100 INVITE", "0.25 uac CANCEL", "0.25 uas 200 CANCEL",
+                       "0.25 uas 487 INVITE", "0.25 uac ACK"]
+    assert terminated(net.uac) == Terminated(cause=C.CANCELLED, status=487)
+
+
+def test_a_200_crossing_our_cancel_is_acked_then_byed() -> None:
+    net = Net()
+    net.call()
+    net.act(net.uas, lambda leg, now: leg.ring(now))
+    net.act(net.uac, Leg.cancel, pump=False)  # the CANCEL is on the wire ...
+    net.act(net.uas, Leg.answer, pump=False)  # ... while the callee answers
+    net.pump()
+    assert net.log == ["0 uac INVITE", "0 uas 180 INVITE", "0 uac CANCEL", "0 uas 200 INVITE",
+                       "0 uas 200 CANCEL",  # too late: the CANCEL has no effect (§9.2)
+                       "0 uac ACK", "0 uac BYE", "0 uas 200 BYE"]
+    assert net.uac.only(Answered) == []  # the Call never sees this leg answered
+    assert terminated(net.uac) == Terminated(cause=C.CANCELLED, status=200)
+    assert terminated(net.uas) == Terminated(cause=C.REMOTE_BYE)
+    both_done(net)
+
+
+def test_a_200_before_any_provisional_after_our_cancel_is_acked_then_byed() -> None:
+    net = Net()
+    net.call()
+    net.act(net.uac, Leg.cancel)
+    net.act(net.uas, Leg.answer)
+    assert net.log == ["0 uac INVITE", "0 uas 200 INVITE", "0 uac ACK", "0 uac BYE", "0 uas 200 BYE"]
+    assert terminated(net.uac) == Terminated(cause=C.CANCELLED, status=200)
+    both_done(net)
+
+
+def test_a_cancel_without_a_final_response_is_given_up_after_64_t1() -> None:
+    net = Net()
+    net.call()
+    net.act(net.uas, lambda leg, now: leg.ring(now))
+    net.lose("uas", "200 CANCEL", times=None)
+    net.lose("uas", "487 INVITE", times=None)
+    net.act(net.uac, Leg.cancel)
+    assert net.uac.the_leg.next_deadline() == 32.0
+    net.advance(31.9)
+    assert net.uac.the_leg.state is S.CANCELLING
+    net.advance(40.0)
+    assert terminated(net.uac) == Terminated(cause=C.CANCELLED)
+    assert net.uac.the_leg.state is S.TERMINATED
+
+
+def test_an_invite_lost_after_our_cancel_times_out_as_cancelled() -> None:
+    net = Net()
+    net.lose("uac", "INVITE", times=None)
+    net.call()
+    net.act(net.uac, Leg.cancel)
+    net.advance(40.0)
+    assert "uac CANCEL" not in " ".join(net.log)  # no provisional ever came: no CANCEL was sent
+    assert terminated(net.uac) == Terminated(cause=C.CANCELLED)
+
+
+def test_a_cancel_pending_leg_gives_up_at_its_own_deadline() -> None:
+    net = Net()
+    net.call()
+    net.act(net.uac, Leg.cancel)
+    net.uac.layer = TransactionLayer(branch_factory=lambda: "x")  # the INVITE transaction is gone (no Timer B)
+    net.advance(40.0)
+    assert terminated(net.uac) == Terminated(cause=C.CANCELLED)
