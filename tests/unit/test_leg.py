@@ -453,3 +453,86 @@ def test_a_cancel_pending_leg_gives_up_at_its_own_deadline() -> None:
     net.uac.layer = TransactionLayer(branch_factory=lambda: "x")  # the INVITE transaction is gone (no Timer B)
     net.advance(40.0)
     assert terminated(net.uac) == Terminated(cause=C.CANCELLED)
+
+
+# -- the 2xx until its ACK (§13.3.1.4) -----------------------------------------------------------------
+
+def test_a_lost_200_is_retransmitted_t1_doubling_until_the_ack() -> None:
+    net = Net()
+    net.call()
+    net.act(net.uas, lambda leg, now: leg.ring(now))
+    net.lose("uas", "200 INVITE", times=3)
+    net.act(net.uas, Leg.answer)
+    assert net.uas.the_leg.state is S.ACCEPTED and net.uas.the_leg.timers == {"2xx": 0.5, "ack": 32.0}
+    net.advance(10.0)
+    assert net.log[2:] == ["0 uas 200 INVITE (lost)", "0.5 uas 200 INVITE (lost)", "1.5 uas 200 INVITE (lost)",
+                           "3.5 uas 200 INVITE", "3.5 uac ACK"]
+    assert net.uas.the_leg.state is S.CONFIRMED and net.uas.the_leg.next_deadline() is None
+    assert len(net.uas.only(Answered)) == 1
+    retransmitted = [m for m in net.uas.sent if isinstance(m, Response) and m.status == 200]
+    assert len({m.to_bytes() for m in retransmitted}) == 1  # the same 2xx each time
+
+
+def test_a_lost_ack_is_sent_again_for_the_retransmitted_200() -> None:
+    net = Net()
+    net.call()
+    net.lose("uac", "ACK", times=2)
+    net.act(net.uas, Leg.answer)
+    net.advance(10.0)
+    assert net.log[1:] == ["0 uas 200 INVITE", "0 uac ACK (lost)", "0.5 uas 200 INVITE", "0.5 uac ACK (lost)",
+                           "1.5 uas 200 INVITE", "1.5 uac ACK"]
+    acks = [m for m in net.uac.sent if isinstance(m, Request) and m.method == "ACK"]
+    assert len(acks) == 3 and len({a.to_bytes() for a in acks}) == 1  # the same ACK, branch and all
+    assert net.uac.only(Answered) != [] and len(net.uac.only(Answered)) == 1
+    assert net.uas.the_leg.state is S.CONFIRMED
+
+
+def test_no_ack_within_64_t1_ends_the_session_with_a_bye() -> None:
+    net = Net()
+    net.call()
+    net.lose("uac", "ACK", times=None)
+    net.act(net.uas, Leg.answer)
+    net.advance(40.0)
+    assert [line for line in net.log if "uas 200 INVITE" in line] == (
+        ["0 uas 200 INVITE"] + [f"{t:g} uas 200 INVITE" for t in RETRANSMITS])
+    assert net.log[-2:] == ["32 uas BYE", "32 uac 200 BYE"]
+    assert terminated(net.uas) == Terminated(cause=C.NO_ACK)
+    assert terminated(net.uac) == Terminated(cause=C.REMOTE_BYE)
+    both_done(net)
+
+
+def test_no_retransmission_over_a_reliable_transport() -> None:
+    net = Net(uas=config("192.0.2.2", 6000, transport="tcp"))
+    net.call()
+    net.lose("uac", "ACK", times=None)
+    net.act(net.uas, Leg.answer)
+    assert net.uas.the_leg.timers == {"ack": 32.0}
+    net.advance(40.0)
+    assert net.log[-2:] == ["32 uas BYE", "32 uac 200 BYE"]
+
+
+@pytest.mark.parametrize("acks_lost", [1, None])
+def test_a_bye_we_want_before_the_ack_waits_for_it(acks_lost: int | None) -> None:
+    net = Net()
+    net.call()
+    net.lose("uac", "ACK", times=acks_lost)
+    net.act(net.uas, Leg.answer)
+    net.act(net.uas, Leg.hangup)
+    assert net.uas.the_leg.state is S.BYE_AFTER_ACK and "BYE" not in " ".join(net.log)  # §15
+    net.act(net.uas, Leg.hangup)  # twice is harmless
+    net.advance(40.0)
+    at = "0.5" if acks_lost == 1 else "32"
+    assert net.log[-2:] == [f"{at} uas BYE", f"{at} uac 200 BYE"]
+    assert terminated(net.uas) == Terminated(cause=C.LOCAL_BYE)
+    both_done(net)
+
+
+def test_a_bye_from_the_caller_before_its_ack_arrived() -> None:
+    net = Net()
+    net.call()
+    net.lose("uac", "ACK")
+    net.act(net.uas, Leg.answer)
+    net.act(net.uac, Leg.hangup)
+    assert net.log[-3:] == ["0 uac ACK (lost)", "0 uac BYE", "0 uas 200 BYE"]
+    assert terminated(net.uas) == Terminated(cause=C.REMOTE_BYE)
+    both_done(net)
