@@ -536,3 +536,229 @@ def test_a_bye_from_the_caller_before_its_ack_arrived() -> None:
     assert net.log[-3:] == ["0 uac ACK (lost)", "0 uac BYE", "0 uas 200 BYE"]
     assert terminated(net.uas) == Terminated(cause=C.REMOTE_BYE)
     both_done(net)
+
+
+# -- re-INVITE both ways, hold and resume (RFC 3264 §8.4) ----------------------------------------------
+
+@pytest.mark.parametrize("holder", ["uac", "uas"])
+def test_hold_and_resume_by_re_invite(holder: str) -> None:
+    net = Net()
+    net.established()
+    side, peer = (net.uac, net.uas) if holder == "uac" else (net.uas, net.uac)
+    net.act(side, lambda leg, now: leg.reoffer(Direction.SENDONLY, now))
+    assert net.log == [f"0 {side.name} INVITE", f"0 {peer.name} 200 INVITE", f"0 {side.name} ACK"]
+    [updated] = side.only(MediaUpdated)
+    assert isinstance(updated, MediaUpdated) and updated.media.direction is Direction.SENDONLY
+    [offered] = peer.only(OfferReceived)
+    assert isinstance(offered, OfferReceived) and offered.media.direction is Direction.RECVONLY
+    assert peer.only(Held) == [Held()] and peer.the_leg.remote_held
+    reinvite = side.sent[-2]
+    assert isinstance(reinvite, Request) and b"a=sendonly" in reinvite.body
+    assert reinvite.cseq.number == (102 if holder == "uac" else 1)
+    net.act(side, lambda leg, now: leg.reoffer(Direction.SENDRECV, now))
+    assert peer.only(Resumed) == [Resumed()] and not peer.the_leg.remote_held
+    assert side.the_leg.state is S.CONFIRMED and peer.the_leg.state is S.CONFIRMED
+    assert side.the_leg.next_deadline() is None and peer.the_leg.next_deadline() is None
+
+
+def test_a_re_invite_2xx_is_retransmitted_and_its_ack_resent() -> None:
+    net = Net()
+    net.established()
+    net.lose("uac", "ACK", times=1)
+    net.act(net.uac, lambda leg, now: leg.reoffer(Direction.SENDONLY, now))
+    assert net.uas.the_leg.state is S.REINVITED
+    net.advance(1.0)
+    assert net.log == ["0 uac INVITE", "0 uas 200 INVITE", "0 uac ACK (lost)", "0.5 uas 200 INVITE", "0.5 uac ACK"]
+    assert net.uas.the_leg.state is S.CONFIRMED
+
+
+def test_a_re_invite_2xx_never_acked_ends_the_session() -> None:
+    net = Net()
+    net.established()
+    net.lose("uac", "ACK", times=None)
+    net.act(net.uac, lambda leg, now: leg.reoffer(Direction.SENDONLY, now))
+    net.advance(40.0)
+    assert net.log[-2:] == ["32 uas BYE", "32 uac 200 BYE"]
+    assert terminated(net.uas) == Terminated(cause=C.NO_ACK)
+
+
+def test_a_re_offer_the_peer_cannot_take_is_refused_and_the_session_stays() -> None:
+    net = Net()
+    net.established()
+    net.uas.the_leg.config = dataclasses.replace(net.uas.the_leg.config, codecs=(PCMA,))
+    net.act(net.uac, lambda leg, now: leg.reoffer(Direction.SENDONLY, now))
+    assert net.log == ["0 uac INVITE", "0 uas 488 INVITE", "0 uac ACK"]
+    assert net.uac.only(ReofferFailed) == [ReofferFailed(status=488)]
+    assert net.uac.the_leg.state is S.CONFIRMED and net.uas.the_leg.state is S.CONFIRMED
+    assert net.uas.events == []
+
+
+def test_a_re_invite_to_a_dialog_the_peer_lost_ends_with_a_bye() -> None:
+    net = Net()
+    net.established()
+    net.uas.leg = None  # the far end forgot the dialog (it restarted): 481 to everything
+    net.act(net.uac, lambda leg, now: leg.reoffer(Direction.SENDONLY, now))
+    assert net.log == ["0 uac INVITE", "0 uas 481 INVITE", "0 uac ACK", "0 uac BYE", "0 uas 481 BYE"]
+    assert terminated(net.uac) == Terminated(cause=C.DIALOG_GONE, status=481)
+    assert net.uac.the_leg.state is S.TERMINATED
+
+
+def test_a_re_invite_that_times_out_ends_with_a_bye() -> None:
+    net = Net()
+    net.established()
+    net.lose("uac", "INVITE", times=None)
+    net.act(net.uac, lambda leg, now: leg.reoffer(Direction.SENDONLY, now))
+    net.advance(40.0)
+    assert net.log[-2:] == ["32 uac BYE", "32 uas 200 BYE"]
+    assert terminated(net.uac) == Terminated(cause=C.TIMEOUT)
+    both_done(net)
+
+
+def test_an_offerless_re_invite_gets_our_offer_and_the_ack_the_answer() -> None:
+    net = Net()
+    net.established()
+    dialog = net.uac.the_leg.dialog
+    assert dialog is not None
+    reinvite = add_top_via(dialog.create_request("INVITE"), "udp", "192.0.2.1", 5060)
+    net.uac.layer.send_request(reinvite, UAS_PEER, net.now)
+    net.uac.drive(net.now)
+    net.pump()
+    ok = net.uas.sent[-1]
+    assert isinstance(ok, Response) and ok.status == 200 and b"m=audio 6000" in ok.body
+    assert net.uas.the_leg.state is S.REINVITED
+    answer = parse_sdp(net.uac.sent[0].body)  # the UAC's first offer will do as the answer here
+    answer.media[0].port = 4010
+    ack = add_top_via(dialog.create_ack(reinvite.cseq.number, answer.to_bytes()), "udp", "192.0.2.1", 5060,
+                      branch="z9hG4bKmanual")
+    net.uac.layer.send_stateless(ack, UAS_PEER)
+    net.uac.drive(net.now)
+    net.pump()
+    [updated] = net.uas.only(MediaUpdated)
+    assert isinstance(updated, MediaUpdated) and updated.media.remote_port == 4010
+    assert net.uas.the_leg.state is S.CONFIRMED
+
+
+# -- glare (§14.1, §14.2) -------------------------------------------------------------------------------
+
+def test_glare_both_get_491_and_retry_after_their_own_back_off() -> None:
+    net = Net()
+    net.established()
+    net.act(net.uac, lambda leg, now: leg.reoffer(Direction.SENDONLY, now), pump=False)
+    net.act(net.uas, lambda leg, now: leg.reoffer(Direction.SENDONLY, now), pump=False)
+    net.pump()
+    assert net.log == ["0 uac INVITE", "0 uas INVITE", "0 uas 491 INVITE", "0 uac 491 INVITE",
+                       "0 uac ACK", "0 uas ACK"]
+    # the Call-ID's owner (the UAC of the initial INVITE) waits 2.1-4 s, the other 0-2 s
+    assert net.uac.draws.asked == [(2.1, 4.0)] and net.uas.draws.asked == [(0.0, 2.0)]
+    assert net.uac.the_leg.timers == {"glare": 4.0} and net.uas.the_leg.timers == {"glare": 2.0}
+    net.act(net.uac, lambda leg, now: leg.reoffer(Direction.SENDONLY, now))  # waits for its back-off
+    assert len(net.log) == 6
+    net.advance(10.0)
+    assert net.log[6:] == ["2 uas INVITE", "2 uac 200 INVITE", "2 uas ACK",
+                           "4 uac INVITE", "4 uas 200 INVITE", "4 uac ACK"]
+    assert net.uac.only(Held) == [Held()] and net.uas.only(Held) == [Held()]
+    assert net.uac.the_leg.state is S.CONFIRMED and net.uas.the_leg.state is S.CONFIRMED
+    assert net.uac.the_leg.next_deadline() is None and net.uas.the_leg.next_deadline() is None
+
+
+def test_a_back_off_ending_while_answering_a_re_invite_retries_after_its_ack() -> None:
+    net = Net()
+    net.established()
+    net.uas.draws.fraction = 0.0  # the UAS retries at once
+    net.act(net.uac, lambda leg, now: leg.reoffer(Direction.SENDONLY, now), pump=False)
+    net.act(net.uas, lambda leg, now: leg.reoffer(Direction.SENDONLY, now), pump=False)
+    net.pump()
+    net.lose("uas", "ACK")  # the UAC keeps waiting for the ACK of the UAS's retry ...
+    net.advance(0.0)
+    assert net.uac.the_leg.state is S.REINVITED
+    net.advance(3.9)  # ... past its own back-off, so its retry waits for that ACK (at 0.5)
+    assert net.log[6:] == ["0 uas INVITE", "0 uac 200 INVITE", "0 uas ACK (lost)", "0.5 uac 200 INVITE",
+                           "0.5 uas ACK"]
+    net.advance(10.0)
+    assert net.log[11:] == ["4 uac INVITE", "4 uas 200 INVITE", "4 uac ACK"]
+
+
+def test_a_re_invite_before_our_2xx_was_acked_gets_491() -> None:
+    net = Net()
+    net.call()
+    net.lose("uac", "ACK")
+    net.act(net.uas, Leg.answer)
+    net.act(net.uac, lambda leg, now: leg.reoffer(Direction.SENDONLY, now))
+    assert net.log[-3:] == ["0 uac INVITE", "0 uas 491 INVITE", "0 uac ACK"]
+    assert net.uas.the_leg.state is S.ACCEPTED
+    net.act(net.uas, lambda leg, now: leg.reoffer(Direction.SENDONLY, now))  # owed until the ACK
+    net.advance(1.0)
+    assert "0.5 uas INVITE" in net.log and net.uac.only(Held) == [Held()]
+
+
+# -- RFC 4028 session timers ----------------------------------------------------------------------------
+
+def test_the_refresher_re_invites_at_half_the_interval_and_the_other_side_watches() -> None:
+    net = Net(uac=config("192.0.2.1", 4000, session_expires=90))
+    net.established()
+    invite, ok = net.uac.sent[0], net.uas.sent[-1]
+    assert invite.headers.get("session-expires") == "90" and invite.headers.get("min-se") == "90"
+    assert ok.headers.get("session-expires") == "90;refresher=uac" and ok.headers.get("require") == "timer"
+    assert net.uac.the_leg.timers == {"refresh": 45.0}
+    assert net.uas.the_leg.timers == {"expiry": 60.0}  # 90 - min(32, 90/3)
+    net.advance(50.0)
+    assert net.log == ["45 uac INVITE", "45 uas 200 INVITE", "45 uac ACK"]
+    refresh = net.uac.sent[-2]
+    assert isinstance(refresh, Request) and refresh.headers.get("session-expires") == "90;refresher=uac"
+    first, again = parse_sdp(net.uac.sent[0].body), parse_sdp(refresh.body)
+    assert first.origin is not None and again.origin is not None
+    assert again.origin.sess_version == first.origin.sess_version  # nothing changed: same version
+    assert net.uac.the_leg.timers == {"refresh": 90.0} and net.uas.the_leg.timers == {"expiry": 105.0}
+    assert net.uac.events == [] and net.uas.events == [OfferReceived(media=net.uas.the_leg.media)]  # type: ignore[arg-type]
+
+
+def test_no_refresh_in_time_ends_the_session() -> None:
+    net = Net(uac=config("192.0.2.1", 4000, session_expires=90))
+    net.established()
+    net.lose("uac", "INVITE", times=None)
+    net.advance(70.0)
+    assert [line for line in net.log if "uas" in line] == ["60 uas BYE"]
+    assert "60 uac 200 BYE" in net.log  # (the lost refresh is still retransmitted by its transaction)
+    assert terminated(net.uas) == Terminated(cause=C.SESSION_EXPIRED)
+    assert terminated(net.uac) == Terminated(cause=C.REMOTE_BYE)
+
+
+def test_a_session_interval_under_our_min_se_gets_422() -> None:
+    net = Net(uac=config("192.0.2.1", 4000, session_expires=60, min_se=60))
+    net.call()
+    assert net.log == ["0 uac INVITE", "0 uas 422 INVITE", "0 uac ACK"]
+    refusal = net.uas.sent[-1]
+    assert isinstance(refusal, Response) and refusal.headers.get("min-se") == "90"
+    assert terminated(net.uac) == Terminated(cause=C.REJECTED, status=422)
+
+
+def test_a_refresh_refused_keeps_the_session_and_tries_again_later() -> None:
+    net = Net(uac=config("192.0.2.1", 4000, session_expires=90))
+    net.established()
+    g722 = Codec(name="G722", clock_rate=8000, payload_type=9)
+    net.uas.the_leg.config = dataclasses.replace(net.uas.the_leg.config, codecs=(g722,))
+    net.advance(46.0)
+    assert net.log == ["45 uac INVITE", "45 uas 488 INVITE", "45 uac ACK"]
+    assert net.uac.the_leg.timers == {"refresh": 90.0}
+
+
+def test_an_update_refreshes_the_session_and_can_carry_an_offer() -> None:
+    net = Net(uac=config("192.0.2.1", 4000, session_expires=90))
+    net.established()
+    net.advance(30.0)
+    dialog = net.uac.the_leg.dialog
+    assert dialog is not None
+    update = add_top_via(dialog.create_request("UPDATE", extra_headers=[("Session-Expires", "120;refresher=uac")]),
+                         "udp", "192.0.2.1", 5060)
+    net.uac.layer.send_request(update, UAS_PEER, net.now)
+    net.uac.drive(net.now)
+    net.pump()
+    assert net.log == ["30 uac UPDATE", "30 uas 200 UPDATE"]
+    assert net.uas.sent[-1].headers.get("session-expires") == "120;refresher=uac"
+    assert net.uas.the_leg.timers == {"expiry": 30.0 + 120 - 32}
+    offer = add_top_via(dialog.create_request("UPDATE", body=net.uac.sent[0].body), "udp", "192.0.2.1", 5060)
+    net.uac.layer.send_request(offer, UAS_PEER, net.now)
+    net.uac.drive(net.now)
+    net.pump()
+    assert net.log[-1] == "30 uas 200 UPDATE" and b"m=audio 6000" in net.uas.sent[-1].body
+    assert len(net.uas.only(OfferReceived)) == 1

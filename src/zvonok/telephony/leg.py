@@ -640,6 +640,18 @@ class Leg:
         self._reinvite = self._via(request)
         self._actions.append(SendRequest(request=self._reinvite))
 
+    def _h_refresh(self, _: object, now: float) -> None:
+        # RFC 4028 §7.4 with RFC 6337 §3.1: a refresh offers the description last sent, version unchanged
+        assert self.dialog is not None
+        if not self._local_sdp or self._remote_held or self._direction is not Direction.SENDRECV:
+            self._h_reoffer(None, now)
+            return
+        self._offer = parse_sdp(self._local_sdp)
+        request = self.dialog.create_request("INVITE", body=self._local_sdp, content_type="application/sdp",
+                                             extra_headers=self._timer_headers(answering=False))
+        self._reinvite = self._via(request)
+        self._actions.append(SendRequest(request=self._reinvite))
+
     def _h_owe(self, _: object, now: float) -> None:
         self._owed = True
 
@@ -650,8 +662,9 @@ class Leg:
         self._reinvite = None
         self._session_from_response(response)
         self._arm_session(now)  # a re-INVITE refreshes the session whoever sent it (RFC 4028 §10)
+        before = self.media
         media = self._take_answer(response.body)
-        if media is not None:
+        if media is not None and media != before:  # a refresh that changed nothing is no news for the Call
             self._events.append(MediaUpdated(media=media))
 
     def _h_glare(self, _: object, now: float) -> None:
@@ -779,7 +792,7 @@ TABLE: dict[tuple[LegState, str], tuple[LegState, Callable[[Leg, Any, float], No
     (_S.CONFIRMED, "reoffer"): (_S.REINVITING, _L._h_reoffer),
     (_S.CONFIRMED, "owed reoffer"): (_S.REINVITING, _L._h_reoffer),
     (_S.CONFIRMED, "timer glare"): (_S.REINVITING, _L._h_reoffer),
-    (_S.CONFIRMED, "timer refresh"): (_S.REINVITING, _L._h_reoffer),
+    (_S.CONFIRMED, "timer refresh"): (_S.REINVITING, _L._h_refresh),
     **_rows((*_LIVE, _S.ACCEPTED), "reoffer later", None, _L._h_owe),
     **_rows((_S.REINVITING, _S.REINVITED), "timer refresh", None, _L._h_nothing),  # one is in flight
     (_S.REINVITED, "timer glare"): (_S.REINVITED, _L._h_owe),
