@@ -664,18 +664,17 @@ def test_glare_both_get_491_and_retry_after_their_own_back_off() -> None:
 def test_a_back_off_ending_while_answering_a_re_invite_retries_after_its_ack() -> None:
     net = Net()
     net.established()
-    net.uas.draws.fraction = 0.0  # the UAS retries at once
+    net.uac.draws.fraction = net.uas.draws.fraction = 0.0  # the UAC retries at 2.1 s, the UAS at once
     net.act(net.uac, lambda leg, now: leg.reoffer(Direction.SENDONLY, now), pump=False)
     net.act(net.uas, lambda leg, now: leg.reoffer(Direction.SENDONLY, now), pump=False)
     net.pump()
-    net.lose("uas", "ACK")  # the UAC keeps waiting for the ACK of the UAS's retry ...
-    net.advance(0.0)
-    assert net.uac.the_leg.state is S.REINVITED
-    net.advance(3.9)  # ... past its own back-off, so its retry waits for that ACK (at 0.5)
-    assert net.log[6:] == ["0 uas INVITE", "0 uac 200 INVITE", "0 uas ACK (lost)", "0.5 uac 200 INVITE",
-                           "0.5 uas ACK"]
+    net.lose("uas", "ACK", times=3)  # the UAC waits for the ACK of the UAS's retry ...
+    net.advance(2.2)
+    assert net.uac.the_leg.state is S.REINVITED  # ... past its own back-off (2.1): its retry waits
     net.advance(10.0)
-    assert net.log[11:] == ["4 uac INVITE", "4 uas 200 INVITE", "4 uac ACK"]
+    assert net.log[6:] == ["0 uas INVITE", "0 uac 200 INVITE", "0 uas ACK (lost)", "0.5 uac 200 INVITE",
+                           "0.5 uas ACK (lost)", "1.5 uac 200 INVITE", "1.5 uas ACK (lost)", "3.5 uac 200 INVITE",
+                           "3.5 uas ACK", "3.5 uac INVITE", "3.5 uas 200 INVITE", "3.5 uac ACK"]
 
 
 def test_a_re_invite_before_our_2xx_was_acked_gets_491() -> None:
@@ -762,3 +761,220 @@ def test_an_update_refreshes_the_session_and_can_carry_an_offer() -> None:
     net.pump()
     assert net.log[-1] == "30 uas 200 UPDATE" and b"m=audio 6000" in net.uas.sent[-1].body
     assert len(net.uas.only(OfferReceived)) == 1
+
+
+# -- every row ------------------------------------------------------------------------------------------
+
+def test_the_scenarios_go_through_every_row_of_the_table() -> None:
+    VISITED.clear()
+    for name, function in list(globals().items()):
+        if not name.startswith("test_") or name == "test_the_scenarios_go_through_every_row_of_the_table":
+            continue
+        marks = [m for m in getattr(function, "pytestmark", []) if m.name == "parametrize"]
+        if not marks:
+            function()
+            continue
+        argname, values = marks[0].args
+        for value in values:
+            function(**{argname: value})
+    missing = sorted((s.value, name) for s, name in set(TABLE) - VISITED)
+    assert missing == [], "\n".join(map(str, missing))
+
+
+# -- requests and inputs in each state of the established dialog ---------------------------------------
+
+def in_state(state: LegState, *, session_expires: int | None = None) -> Net:
+    """A pair whose UAS leg is in ``state`` (the UAC leg CONFIRMED), by losing the right messages."""
+    net = Net(uac=config("192.0.2.1", 4000, session_expires=session_expires, min_se=30),
+              uas=config("192.0.2.2", 6000, min_se=30))
+    if state is S.BYE_AFTER_ACK:
+        net.call()
+        net.lose("uac", "ACK", times=None)
+        net.act(net.uas, Leg.answer)
+        net.act(net.uas, Leg.hangup)
+    else:
+        net.established()
+        if state is S.REINVITING:
+            net.lose("uas", "INVITE", times=None)
+            net.act(net.uas, lambda leg, now: leg.reoffer(Direction.SENDONLY, now))
+        elif state is S.REINVITED:
+            net.lose("uac", "ACK", times=None)
+            net.act(net.uac, lambda leg, now: leg.reoffer(Direction.SENDONLY, now))
+        elif state is S.TERMINATING:
+            net.lose("uas", "BYE", times=None)
+            net.act(net.uas, Leg.hangup)
+    assert net.uas.the_leg.state is state
+    net.log.clear()
+    net.uas.events.clear()
+    return net
+
+
+def send_in_dialog(net: Net, method: str, body: bytes = b"") -> None:
+    """The UAC's device sends a request in the dialog on its own (its leg ignores the response)."""
+    dialog = net.uac.the_leg.dialog
+    assert dialog is not None
+    request = add_top_via(dialog.create_request(method, body=body), "udp", "192.0.2.1", 5060)
+    net.uac.layer.send_request(request, UAS_PEER, net.now)
+    net.uac.drive(net.now)
+    net.pump()
+
+
+LIVE = [S.CONFIRMED, S.REINVITING, S.REINVITED]
+
+
+@pytest.mark.parametrize("state", LIVE)
+def test_options_is_answered_in_the_dialog(state: LegState) -> None:
+    net = in_state(state)
+    send_in_dialog(net, "OPTIONS")
+    assert net.log == ["0 uac OPTIONS", "0 uas 200 OPTIONS"] and net.uas.the_leg.state is state
+    assert "INVITE" in (net.uas.sent[-1].headers.get("allow") or "")
+
+
+@pytest.mark.parametrize("state", LIVE)
+def test_other_requests_go_to_the_application(state: LegState) -> None:
+    net = in_state(state)
+    send_in_dialog(net, "INFO")
+    [event] = net.uas.app_requests
+    assert event.request.method == "INFO" and net.log == ["0 uac INFO"]
+    net.uas.the_leg.respond(event.transaction, event.request, 200, net.now)
+    net.uas.drive(net.now)
+    net.pump()
+    assert net.log == ["0 uac INFO", "0 uas 200 INFO"] and net.uas.the_leg.state is state
+
+
+@pytest.mark.parametrize("state", LIVE)
+def test_an_update_without_offer_is_answered_and_one_with_an_offer_only_when_none_is_pending(state: LegState) -> None:
+    net = in_state(state)
+    send_in_dialog(net, "UPDATE")
+    send_in_dialog(net, "UPDATE", net.uac.sent[0].body)
+    offer_status = 200 if state is S.CONFIRMED else 491  # RFC 3311 §5.2
+    assert net.log == ["0 uac UPDATE", "0 uas 200 UPDATE", "0 uac UPDATE", f"0 uas {offer_status} UPDATE"]
+    assert net.uas.the_leg.state is state
+
+
+@pytest.mark.parametrize("state", [*LIVE, S.BYE_AFTER_ACK, S.TERMINATING])
+def test_a_bye_in_any_established_state_ends_the_leg(state: LegState) -> None:
+    net = in_state(state)
+    send_in_dialog(net, "BYE")
+    assert net.log == ["0 uac BYE", "0 uas 200 BYE"]
+    cause = C.LOCAL_BYE if state is S.TERMINATING else C.REMOTE_BYE  # crossing BYEs: ours came first
+    assert terminated(net.uas) == Terminated(cause=cause)
+    assert net.uas.the_leg.state is S.TERMINATED and net.uas.the_leg.next_deadline() is None
+
+
+@pytest.mark.parametrize("state", [S.REINVITING, S.REINVITED, S.BYE_AFTER_ACK])
+def test_a_re_invite_while_an_invite_is_in_progress_gets_491(state: LegState) -> None:
+    net = in_state(state)
+    send_in_dialog(net, "INVITE", net.uac.sent[0].body)
+    assert net.log[:2] == ["0 uac INVITE", "0 uas 491 INVITE"] and net.uas.the_leg.state is state
+
+
+@pytest.mark.parametrize("state", [S.TERMINATING])
+def test_requests_to_an_ending_dialog_get_481(state: LegState) -> None:
+    net = in_state(state)
+    send_in_dialog(net, "INFO")
+    assert net.log == ["0 uac INFO", "0 uas 481 INFO"]
+
+
+@pytest.mark.parametrize("state", [S.REINVITING, S.REINVITED])
+def test_hanging_up_during_a_re_invite_sends_the_bye_at_once(state: LegState) -> None:
+    net = in_state(state)
+    net.act(net.uas, Leg.hangup)
+    assert net.log == ["0 uas BYE", "0 uac 200 BYE"]
+    assert terminated(net.uas) == Terminated(cause=C.LOCAL_BYE)
+
+
+@pytest.mark.parametrize("state", [S.REINVITING, S.REINVITED])
+def test_a_re_offer_asked_during_a_re_invite_goes_once_it_is_done(state: LegState) -> None:
+    net = in_state(state)
+    net.act(net.uas, lambda leg, now: leg.reoffer(Direction.INACTIVE, now))
+    assert net.log == []
+    net.losses.clear()
+    net.advance(40.0)
+    sent = [m for m in net.uas.sent if isinstance(m, Request) and m.method == "INVITE"]
+    assert b"a=inactive" in sent[-1].body and net.uas.the_leg.state is S.CONFIRMED
+
+
+@pytest.mark.parametrize("state", [S.REINVITING, S.REINVITED])
+def test_the_session_expiring_during_a_re_invite_ends_it(state: LegState) -> None:
+    net = in_state(state, session_expires=30)  # the UAS watches: expiry at 30 - min(32, 30/3) = 20
+    assert net.uas.the_leg.timers["expiry"] == 20.0
+    net.advance(21.0)
+    assert "20 uas BYE" in net.log and terminated(net.uas) == Terminated(cause=C.SESSION_EXPIRED)
+
+
+@pytest.mark.parametrize("state", [S.REINVITING, S.REINVITED])
+def test_a_refresh_due_during_a_re_invite_is_not_sent_twice(state: LegState) -> None:
+    net = in_state(state, session_expires=90)
+    uas = net.uas.the_leg
+    uas._we_refresh = True  # make the UAS the refresher, as a peer naming refresher=uas would
+    uas.timers = {"refresh": 1.0}
+    net.advance(1.0)
+    assert uas.state is state and "refresh" not in uas.timers
+    assert [line for line in net.log if line.startswith("1 uas INVITE")] == []
+
+
+def test_our_lost_ack_is_resent_while_our_re_invite_or_bye_is_out() -> None:
+    for then in ("reoffer", "hangup"):
+        net = Net()
+        net.call()
+        net.lose("uac", "ACK")
+        net.act(net.uas, Leg.answer)
+        net.lose("uac", "INVITE" if then == "reoffer" else "BYE", times=None)
+        if then == "reoffer":
+            net.act(net.uac, lambda leg, now: leg.reoffer(Direction.SENDONLY, now))
+        else:
+            net.act(net.uac, Leg.hangup)
+        net.advance(0.5)
+        assert net.log[-2:] == ["0.5 uas 200 INVITE", "0.5 uac ACK"]
+        assert net.uas.the_leg.state is S.CONFIRMED
+
+
+# -- transport errors, odd orders, misuse ----------------------------------------------------------------
+
+@pytest.mark.parametrize("cancelled", [False, True])
+def test_a_transport_error_on_the_invite_ends_the_leg(cancelled: bool) -> None:
+    net = Net()
+    net.call()
+    net.act(net.uas, lambda leg, now: leg.ring(now))
+    if cancelled:
+        net.lose("uac", "CANCEL")
+        net.act(net.uac, Leg.cancel)
+    assert net.uac.invite_txn is not None
+    net.uac.dispatch(list(net.uac.layer.transport_error(net.uac.invite_txn, net.now)), net.now)
+    assert terminated(net.uac) == Terminated(cause=C.CANCELLED if cancelled else C.TIMEOUT)
+
+
+def test_a_refusal_crossing_our_pending_cancel() -> None:
+    net = Net()
+    net.call()
+    net.act(net.uac, Leg.cancel)
+    net.act(net.uas, lambda leg, now: leg.reject(486, now))
+    assert net.log == ["0 uac INVITE", "0 uas 486 INVITE", "0 uac ACK"]
+    assert terminated(net.uac) == Terminated(cause=C.CANCELLED, status=486)
+
+
+def test_a_leg_hung_up_before_its_invite_just_ends() -> None:
+    net = Net()
+    net.uac.leg = TracedLeg.uac(net.uac.config, net.uac.ids, net.uac.session, request_uri="sip:bob@192.0.2.2",
+                                from_uri="sip:alice@example.com", to_uri="sip:bob@example.com", call_id="c")
+    net.act(net.uac, Leg.hangup)
+    assert terminated(net.uac) == Terminated(cause=C.LOCAL_BYE) and net.log == []
+
+
+def test_inputs_without_a_row_are_usage_errors() -> None:
+    net = Net()
+    net.call()
+    uac, uas = net.uac.the_leg, net.uas.the_leg
+    with pytest.raises(LegUsageError, match="answer on a UAC leg"):
+        uac.answer(net.now)
+    with pytest.raises(LegUsageError, match="invite on a UAC leg is not allowed in state LegState.CALLING"):
+        uac.invite(net.now)
+    with pytest.raises(LegUsageError):
+        uas.cancel(net.now)
+    with pytest.raises(LegUsageError):
+        uas.reoffer(Direction.SENDONLY, net.now)  # nothing established yet
+    with pytest.raises(LegUsageError):
+        uas.reject(200, net.now)
+    assert uac.state is S.CALLING and uas.state is S.INCOMING
+    assert uac.take_actions() == [] and uas.take_actions() == []

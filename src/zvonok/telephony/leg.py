@@ -397,8 +397,7 @@ class Leg:
         assert self.dialog is not None
         self._cause = cause
         bye = self.dialog.create_request("BYE")
-        self._bye_cseq = bye.cseq.number
-        self.dialog.terminate()
+        self._bye_cseq = bye.cseq.number  # the dialog ends on entering TERMINATED: a crossing BYE still gets 200
         self._actions.append(SendRequest(request=self._via(bye)))
 
     def _respond_initial(self, status: int, body: bytes = b"", extra: Iterable[tuple[str, str]] = ()) -> None:
@@ -809,7 +808,8 @@ TABLE: dict[tuple[LegState, str], tuple[LegState, Callable[[Leg, Any, float], No
     **_rows(_LIVE, "UPDATE", None, _L._h_update),
     **_rows(_LIVE, "OPTIONS", None, _L._h_options),
     **_rows(_LIVE, "other", None, _L._h_for_application),
-    **_rows((*_LIVE, _S.TERMINATING), "2xx again", None, _L._h_resend_ack),  # §13.2.2.4
+    # §13.2.2.4: our ACK was lost (in REINVITED the peer has had it: it sent a re-INVITE after it)
+    **_rows((_S.CONFIRMED, _S.REINVITING, _S.TERMINATING), "2xx again", None, _L._h_resend_ack),
     # ending: BYE either way (§15), session expiry (RFC 4028 §10)
     **_rows(_LIVE, "hangup", _S.TERMINATING, _L._h_bye),
     **_rows(_LIVE, "timer expiry", _S.TERMINATING, _L._h_expired),
