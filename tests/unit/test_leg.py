@@ -47,7 +47,6 @@ from zvonok.telephony.leg_events import (
     Resumed,
     SendRequest,
     SendResponse,
-    SendStateless,
     Terminated,
     TerminationCause,
 )
@@ -585,7 +584,7 @@ def test_a_re_invite_2xx_never_acked_ends_the_session() -> None:
 def test_a_re_offer_the_peer_cannot_take_is_refused_and_the_session_stays() -> None:
     net = Net()
     net.established()
-    net.uas.the_leg.config = dataclasses.replace(net.uas.the_leg.config, codecs=(PCMA,))
+    net.uas.the_leg.offer_answer.codecs = (PCMA,)
     net.act(net.uac, lambda leg, now: leg.reoffer(Direction.SENDONLY, now))
     assert net.log == ["0 uac INVITE", "0 uas 488 INVITE", "0 uac ACK"]
     assert net.uac.only(ReofferFailed) == [ReofferFailed(status=488)]
@@ -735,7 +734,7 @@ def test_a_refresh_refused_keeps_the_session_and_tries_again_later() -> None:
     net = Net(uac=config("192.0.2.1", 4000, session_expires=90))
     net.established()
     g722 = Codec(name="G722", clock_rate=8000, payload_type=9)
-    net.uas.the_leg.config = dataclasses.replace(net.uas.the_leg.config, codecs=(g722,))
+    net.uas.the_leg.offer_answer.codecs = (g722,)
     net.advance(46.0)
     assert net.log == ["45 uac INVITE", "45 uas 488 INVITE", "45 uac ACK"]
     assert net.uac.the_leg.timers == {"refresh": 90.0}
@@ -907,7 +906,7 @@ def test_the_session_expiring_during_a_re_invite_ends_it(state: LegState) -> Non
 def test_a_refresh_due_during_a_re_invite_is_not_sent_twice(state: LegState) -> None:
     net = in_state(state, session_expires=90)
     uas = net.uas.the_leg
-    uas._we_refresh = True  # make the UAS the refresher, as a peer naming refresher=uas would
+    uas.session_timer.we_refresh = True  # make the UAS the refresher, as a peer naming refresher=uas would
     uas.timers = {"refresh": 1.0}
     net.advance(1.0)
     assert uas.state is state and "refresh" not in uas.timers

@@ -48,37 +48,34 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from zvonok.sip.dialog import Dialog, add_top_via, credentials_of, dialog_response
-from zvonok.sip.errors import SipParseError
-from zvonok.sip.headers import get_param, parse_params, split_commas
 from zvonok.sip.message import Headers, Request, Response
-from zvonok.sip.sdp import Direction, SdpError, SessionDescription, parse_sdp
-from zvonok.sip.sdp_offer_answer import LocalSession, NegotiatedMedia, accept_answer, build_offer, negotiate
+from zvonok.sip.sdp import Direction
+from zvonok.sip.sdp_offer_answer import LocalSession, NegotiatedMedia
 from zvonok.sip.transaction import ServerTransaction
 
 from .leg_events import (
     Action,
     Answered,
     CancelInvite,
-    Held,
     LegConfig,
     LegEvent,
     LegIds,
     LegProtocolError,
     LegUsageError,
     MediaUpdated,
-    OfferReceived,
     Progress,
     ReofferFailed,
     RequestForApplication,
-    Resumed,
     SendRequest,
     SendResponse,
     SendStateless,
     Terminated,
     TerminationCause,
 )
+from .leg_media import OfferAnswer
+from .leg_session_timer import SessionTimer
 
-__all__ = ["ALLOW", "TABLE", "TIMERS", "Leg", "LegState", "Role", "session_expires_of"]
+__all__ = ["ALLOW", "TABLE", "TIMERS", "Leg", "LegState", "Role"]
 
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, NOTIFY, REFER"
 _Cause = TerminationCause
@@ -108,6 +105,7 @@ class LegState(enum.Enum):
 
 
 _S = LegState
+_IN_DIALOG = {"INVITE": "reINVITE", "BYE": "BYE", "UPDATE": "UPDATE", "OPTIONS": "OPTIONS"}  # input names
 _SESSION = frozenset({"refresh", "expiry"})
 _AWAIT_ACK = frozenset({"2xx", "ack"})
 
@@ -117,28 +115,6 @@ TIMERS: dict[LegState, frozenset[str]] = {
     _S.ACCEPTED: _AWAIT_ACK | _SESSION, _S.BYE_AFTER_ACK: _AWAIT_ACK,
     _S.CONFIRMED: _SESSION | {"glare"}, _S.REINVITING: _SESSION, _S.REINVITED: _AWAIT_ACK | _SESSION | {"glare"},
 }
-
-
-def session_expires_of(message: Request | Response) -> tuple[int, str | None] | None:
-    """Session-Expires (RFC 4028 §4, compact ``x``): the interval and the refresher (``"uac"``, ``"uas"``
-    or None when not named); None when absent or malformed."""
-    value = message.headers.get("session-expires")
-    if value is None:
-        return None
-    delta, _, params = value.partition(";")
-    delta = delta.strip()
-    if not delta.isdigit() or len(delta) >= 10:
-        return None
-    try:
-        refresher = get_param(parse_params(";" + params, "Session-Expires"), "refresher") if params else None
-    except SipParseError:
-        refresher = None
-    return int(delta), (refresher.lower() if refresher else None)
-
-
-def _supports_timer(message: Request | Response) -> bool:
-    values = message.headers.get_all("supported") + message.headers.get_all("require")
-    return any(item.strip().lower() == "timer" for value in values for item in split_commas(value))
 
 
 def _status_class(status: int) -> str:
@@ -152,11 +128,12 @@ class Leg:
         self.role = role
         self.config = config
         self.state = _S.IDLE
-        self.media: NegotiatedMedia | None = None  # as last agreed
+        self.offer_answer = OfferAnswer(host=config.media_host, port=config.media_port, codecs=config.codecs,
+                                        session=session)
+        self.session_timer = SessionTimer(min_se=config.min_se)
         self.dialog: Dialog | None = None
         self.timers: dict[str, float] = {}  # timer name -> deadline
         self._ids = ids
-        self._session = session
         self._local_tag = ids.tag()
         self._actions: list[Action] = []
         self._events: list[LegEvent] = []
@@ -165,15 +142,9 @@ class Leg:
         self._reinvite: Request | None = None  # our re-INVITE in flight
         self._bye_cseq: int | None = None
         self._ack: Request | None = None  # our last ACK, re-sent when its 2xx comes again
-        self._offer: SessionDescription | None = None  # our offer awaiting its answer
-        self._local_sdp = b""  # what we last sent (offer or answer), for offerless re-INVITEs
-        self._direction = Direction.SENDRECV  # what we offer and answer: sendonly holds the peer
-        self._remote_held = False
         self._owed = False  # a re-INVITE we still have to send (asked during another, or after a 491)
         self._pending_2xx: Response | None = None
         self._interval = 0.0
-        self._se: int | None = None  # RFC 4028 interval, when a session timer runs
-        self._we_refresh = False
         self._cause = _Cause.LOCAL_BYE
         self._status: int | None = None
 
@@ -222,12 +193,13 @@ class Leg:
         return self._local_tag
 
     @property
-    def remote_held(self) -> bool:
-        return self._remote_held
+    def media(self) -> NegotiatedMedia | None:
+        """The media as last agreed."""
+        return self.offer_answer.media
 
     @property
-    def session_interval(self) -> int | None:
-        return self._se
+    def remote_held(self) -> bool:
+        return self.offer_answer.remote_held
 
     # -- output --------------------------------------------------------------------------------------------
     def take_actions(self) -> list[Action]:
@@ -276,7 +248,7 @@ class Leg:
     def reoffer(self, direction: Direction, now: float) -> None:
         """Offer ``direction`` anew (SENDONLY holds the peer, SENDRECV resumes); sent when no other
         re-INVITE is in flight or backing off after a 491."""
-        self._direction = direction
+        self.offer_answer.direction = direction
         self._local("reoffer later" if self._busy() else "reoffer", None, now)
 
     def respond(self, transaction: ServerTransaction, request: Request, status: int, now: float) -> None:
@@ -301,7 +273,7 @@ class Leg:
         if status is not None:
             self._respond_in_dialog(transaction, request, status)
             return
-        name = {"INVITE": "reINVITE", "BYE": "BYE", "UPDATE": "UPDATE", "OPTIONS": "OPTIONS"}.get(method, "other")
+        name = _IN_DIALOG.get(method, "other")
         try:
             handled = self._step(name, (request, transaction), now)
         except LegProtocolError as exc:
@@ -397,7 +369,8 @@ class Leg:
         assert self.dialog is not None
         self._cause = cause
         bye = self.dialog.create_request("BYE")
-        self._bye_cseq = bye.cseq.number  # the dialog ends on entering TERMINATED: a crossing BYE still gets 200
+        # the dialog ends on entering TERMINATED: until then a crossing BYE still gets its 200
+        self._bye_cseq = bye.cseq.number
         self._actions.append(SendRequest(request=self._via(bye)))
 
     def _respond_initial(self, status: int, body: bytes = b"", extra: Iterable[tuple[str, str]] = ()) -> None:
@@ -423,94 +396,11 @@ class Leg:
         self._actions.append(SendResponse(transaction=transaction, response=response))
         return response
 
-    def _new_offer(self) -> bytes:
-        config = self.config
-        codecs = config.codecs
-        if self.media is not None:  # re-offers keep the codec agreed (and telephone-event)
-            codecs = tuple(c for c in codecs if c.name == self.media.codec_name or c.is_telephone_event)
-        self._offer = build_offer(config.media_host, config.media_port, codecs, self._direction, self._session)
-        self._local_sdp = self._offer.to_bytes()
-        return self._local_sdp
-
-    def _answer_offer(self, body: bytes) -> NegotiatedMedia:
-        """Answer the peer's offer into ``_local_sdp``; LegProtocolError(488/400) when we cannot."""
-        config = self.config
-        try:
-            answer, media = negotiate(parse_sdp(body), config.codecs, config.media_host, config.media_port,
-                                      self._session, direction=self._direction)
-        except SdpError as exc:
-            raise LegProtocolError(str(exc), 488 if exc.status == 488 else 400) from exc
-        self._local_sdp = answer.to_bytes()
-        self._offer = None
-        return media
-
-    def _take_answer(self, body: bytes) -> NegotiatedMedia | None:
-        """Apply the answer to our outstanding offer; None when there is none or it cannot be used."""
-        if self._offer is None or not body:
-            return None
-        try:
-            media = accept_answer(self._offer, parse_sdp(body), self.config.codecs)
-        except SdpError:
-            return None
-        self._offer = None
-        self.media = media
-        return media
-
-    def _offer_taken(self, media: NegotiatedMedia) -> None:
-        """The peer's offer was answered: the media, and hold/resume as its direction says (§8.4)."""
-        self.media = media
-        self._events.append(OfferReceived(media=media))
-        held = not media.direction.sends  # it does not want to receive what we send
-        if held != self._remote_held:
-            self._remote_held = held
-            self._events.append(Held() if held else Resumed())
-
-    # -- RFC 4028 session timers ---------------------------------------------------------------------------
-    def _timer_headers(self, *, answering: bool) -> list[tuple[str, str]]:
-        if self._se is None:
-            return []
-        # the refresher is named from the point of view of this transaction's UAC and UAS (§4)
-        if answering:
-            refresher = "uas" if self._we_refresh else "uac"
-            return [("Session-Expires", f"{self._se};refresher={refresher}"), ("Require", "timer")]
-        refresher = "uac" if self._we_refresh else "uas"
-        return [("Session-Expires", f"{self._se};refresher={refresher}"), ("Supported", "timer")]
-
-    def _session_from_request(self, request: Request) -> None:
-        """The peer's request asks for (or refreshes) a session timer; 422 when below our Min-SE (§8.1)."""
-        found = session_expires_of(request)
-        if found is None:
-            return  # none asked (a refresh without the header keeps the interval and refresher agreed)
-        interval, refresher = found
-        if interval < self.config.min_se:
-            raise LegProtocolError("session interval too small", 422, (("Min-SE", str(self.config.min_se)),))
-        self._se = interval
-        if refresher is None:  # §9: the UAS chooses; the peer refreshes when it can
-            refresher = "uac" if _supports_timer(request) else "uas"
-        self._we_refresh = refresher == "uas"
-
-    def _session_from_response(self, response: Response) -> None:
-        found = session_expires_of(response)
-        if found is None:
-            return
-        self._se = max(found[0], 1)
-        self._we_refresh = found[1] != "uas"  # §7.2: a 2xx naming no refresher leaves it to us, the UAC
-
-    def _arm_session(self, now: float) -> None:
-        self.timers.pop("refresh", None)
-        self.timers.pop("expiry", None)
-        if self._se is None:
-            return
-        if self._we_refresh:
-            self._start("refresh", self._se / 2, now)  # §10: half the interval is recommended
-        else:
-            self._start("expiry", self._se - min(32.0, self._se / 3), now)
-
-    # -- handlers: the UAC of the initial INVITE -------------------------------------------------------------
+    # -- handlers: the UAC of the initial INVITE ------------------------------------------------------------
     def _h_invite(self, _: object, now: float) -> None:
         request = self._invite
         assert request is not None
-        request.body = self._new_offer()
+        request.body = self.offer_answer.new_offer()
         request.headers.add("Content-Type", "application/sdp")
         request.invalidate()
         self._actions.append(SendRequest(request=self._via(request)))
@@ -519,7 +409,7 @@ class Leg:
         assert self._invite is not None
         if response.to.tag and self.dialog is None and response.status > 100:
             self.dialog = Dialog.from_uac(self._invite, response)
-        media = self._take_answer(response.body)
+        media = self.offer_answer.take_answer(response.body)
         if response.status > 100:
             self._events.append(Progress(status=response.status, reason=response.reason, media=media))
 
@@ -529,9 +419,9 @@ class Leg:
     def _h_answered(self, response: Response, now: float) -> None:
         self._confirm_uac(response)
         self._send_ack(response.cseq.number)
-        self._session_from_response(response)
-        self._arm_session(now)
-        media = self._take_answer(response.body) or self.media
+        self.session_timer.from_response(response)
+        self.session_timer.arm(self.timers, now)
+        media = self.offer_answer.take_answer(response.body) or self.media
         self._events.append(Answered(media=media))
 
     def _confirm_uac(self, response: Response) -> None:
@@ -570,29 +460,30 @@ class Leg:
         if self._ack is not None:
             self._actions.append(SendStateless(message=self._ack))
 
-    # -- handlers: the UAS of the initial INVITE ---------------------------------------------------------------
+    # -- handlers: the UAS of the initial INVITE ------------------------------------------------------------
     def _h_incoming(self, invite: Request, now: float) -> None:
-        self._session_from_request(invite)
+        self.session_timer.from_request(invite)
         if invite.body:
-            self._offer_taken(self._answer_offer(invite.body))
+            self._events.extend(self.offer_answer.offer_taken(self.offer_answer.answer(invite.body)))
 
     def _h_refused(self, _: object, now: float) -> None:
         self._cause = _Cause.REJECTED
 
     def _h_ring(self, early_media: bool, now: float) -> None:
-        if early_media and self._local_sdp:
-            self._respond_initial(183, self._local_sdp)
+        if early_media and self.offer_answer.local_sdp:
+            self._respond_initial(183, self.offer_answer.local_sdp)
         else:
             self._respond_initial(180)
 
     def _h_answer(self, _: object, now: float) -> None:
         assert self._invite is not None
-        body = self._local_sdp if self._invite.body else self._new_offer()  # no offer: ours in the 2xx
-        self._respond_initial(200, body, self._timer_headers(answering=True))
+        oa = self.offer_answer
+        body = oa.local_sdp if self._invite.body else oa.new_offer()  # an INVITE without offer: ours in the 2xx
+        self._respond_initial(200, body, self.session_timer.headers(answering=True))
         assert self.dialog is not None
         self.dialog.confirm()
         self._start_2xx(now)
-        self._arm_session(now)
+        self.session_timer.arm(self.timers, now)
 
     def _h_reject(self, status: int, now: float) -> None:
         self._respond_initial(status)
@@ -616,7 +507,7 @@ class Leg:
 
     def _h_acked(self, ack: Request, now: float) -> None:
         self._pending_2xx = None
-        media = self._take_answer(ack.body)
+        media = self.offer_answer.take_answer(ack.body)
         if self.state is _S.ACCEPTED or self.state is _S.BYE_AFTER_ACK:
             self._events.append(Answered(media=media or self.media))
         elif media is not None:
@@ -630,24 +521,18 @@ class Leg:
         self._pending_2xx = None
         self._send_bye(_Cause.NO_ACK if self.state is not _S.BYE_AFTER_ACK else _Cause.LOCAL_BYE)
 
-    # -- handlers: the established dialog -----------------------------------------------------------------------
+    # -- handlers: the established dialog ---------------------------------------------------------------
     def _h_reoffer(self, _: object, now: float) -> None:
-        assert self.dialog is not None
-        self._owed = False
-        request = self.dialog.create_request("INVITE", body=self._new_offer(), content_type="application/sdp",
-                                             extra_headers=self._timer_headers(answering=False))
-        self._reinvite = self._via(request)
-        self._actions.append(SendRequest(request=self._reinvite))
+        self._send_reinvite(self.offer_answer.new_offer())
 
     def _h_refresh(self, _: object, now: float) -> None:
-        # RFC 4028 §7.4 with RFC 6337 §3.1: a refresh offers the description last sent, version unchanged
+        self._send_reinvite(self.offer_answer.refresh_offer())
+
+    def _send_reinvite(self, body: bytes) -> None:
         assert self.dialog is not None
-        if not self._local_sdp or self._remote_held or self._direction is not Direction.SENDRECV:
-            self._h_reoffer(None, now)
-            return
-        self._offer = parse_sdp(self._local_sdp)
-        request = self.dialog.create_request("INVITE", body=self._local_sdp, content_type="application/sdp",
-                                             extra_headers=self._timer_headers(answering=False))
+        self._owed = False
+        request = self.dialog.create_request("INVITE", body=body, content_type="application/sdp",
+                                             extra_headers=self.session_timer.headers(answering=False))
         self._reinvite = self._via(request)
         self._actions.append(SendRequest(request=self._reinvite))
 
@@ -659,27 +544,27 @@ class Leg:
         self.dialog.receive_response(response)
         self._send_ack(response.cseq.number)
         self._reinvite = None
-        self._session_from_response(response)
-        self._arm_session(now)  # a re-INVITE refreshes the session whoever sent it (RFC 4028 §10)
+        self.session_timer.from_response(response)
+        self.session_timer.arm(self.timers, now)  # any re-INVITE refreshes the session (RFC 4028 §10)
         before = self.media
-        media = self._take_answer(response.body)
+        media = self.offer_answer.take_answer(response.body)
         if media is not None and media != before:  # a refresh that changed nothing is no news for the Call
             self._events.append(MediaUpdated(media=media))
 
     def _h_glare(self, _: object, now: float) -> None:
         # §14.1: the owner of the Call-ID (the UAC of the initial INVITE) waits 2.1-4 s, the other 0-2 s
         self._reinvite = None
-        self._offer = None
+        self.offer_answer.offer = None
         self._owed = True
         low, high = (2.1, 4.0) if self.role is Role.UAC else (0.0, 2.0)
         self._start("glare", self._ids.uniform(low, high), now)
 
     def _h_reoffer_refused(self, response: Response, now: float) -> None:
         self._reinvite = None
-        self._offer = None
+        self.offer_answer.offer = None
         self._events.append(ReofferFailed(status=response.status))
-        if self._we_refresh:
-            self._arm_session(now)  # the session goes on; try the refresh again in half an interval
+        if self.session_timer.we_refresh:
+            self.session_timer.arm(self.timers, now)  # the session goes on: refresh again in half an interval
 
     def _h_reoffer_gone(self, response: Response | None, now: float) -> None:
         # §12.2.1.2 (408, 481) and RFC 4028 §10 (a refresh that times out): the session is over
@@ -689,32 +574,32 @@ class Leg:
 
     def _h_reinvited(self, data: tuple[Request, ServerTransaction], now: float) -> None:
         request, txn = data
-        self._session_from_request(request)
+        self.session_timer.from_request(request)
         if request.body:
-            media = self._answer_offer(request.body)
-            body = self._local_sdp
+            media = self.offer_answer.answer(request.body)
+            body = self.offer_answer.local_sdp
         else:
             media = None
-            body = self._new_offer()  # §14.2: an offerless re-INVITE gets our offer, the ACK the answer
-        response = self._respond_in_dialog(txn, request, 200, body, [*self._timer_headers(answering=True),
+            body = self.offer_answer.new_offer()  # §14.2: offerless re-INVITE: our offer, the answer in the ACK
+        response = self._respond_in_dialog(txn, request, 200, body, [*self.session_timer.headers(answering=True),
                                                                       ("Allow", ALLOW)])
         self._pending_2xx = response
         self._start_2xx(now)
-        self._arm_session(now)
+        self.session_timer.arm(self.timers, now)
         if media is not None:
-            self._offer_taken(media)
+            self._events.extend(self.offer_answer.offer_taken(media))
 
     def _h_update(self, data: tuple[Request, ServerTransaction], now: float) -> None:
         request, txn = data
         if request.body and self.state is not _S.CONFIRMED:
             raise LegProtocolError("an offer is in progress", 491)  # RFC 3311 §5.2
-        self._session_from_request(request)
-        media = self._answer_offer(request.body) if request.body else None
-        self._respond_in_dialog(txn, request, 200, self._local_sdp if media is not None else b"",
-                                self._timer_headers(answering=True))
-        self._arm_session(now)
+        self.session_timer.from_request(request)
+        media = self.offer_answer.answer(request.body) if request.body else None
+        self._respond_in_dialog(txn, request, 200, self.offer_answer.local_sdp if media is not None else b"",
+                                self.session_timer.headers(answering=True))
+        self.session_timer.arm(self.timers, now)
         if media is not None:
-            self._offer_taken(media)
+            self._events.extend(self.offer_answer.offer_taken(media))
 
     def _h_491(self, data: tuple[Request, ServerTransaction], now: float) -> None:
         raise LegProtocolError("a re-INVITE is in progress", 491)  # §14.2: the state stays as it is
