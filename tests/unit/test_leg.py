@@ -143,7 +143,7 @@ class Side:
                 request = event.request
                 if request.method == "INVITE" and not request.to.tag and leg is None:
                     self.leg = TracedLeg.uas(self.config, self.ids, self.session, request, event.transaction, now)
-                elif leg is not None:
+                elif leg is not None and request.to.tag == leg.local_tag:  # the engine's dialog look-up
                     leg.receive_request(request, event.transaction, now)
                 else:  # the engine knows no such dialog
                     self.layer.respond(event.transaction, _response(request, 481), now)
@@ -977,3 +977,31 @@ def test_inputs_without_a_row_are_usage_errors() -> None:
         uas.reject(200, net.now)
     assert uac.state is S.CALLING and uas.state is S.INCOMING
     assert uac.take_actions() == [] and uas.take_actions() == []
+
+
+@pytest.mark.parametrize("state", [*LIVE, S.TERMINATING])
+def test_a_2xx_from_another_fork_is_acked_and_byed(state: LegState) -> None:
+    net = Net()
+    net.established()
+    if state is S.REINVITING:
+        net.lose("uac", "INVITE", times=None)
+        net.act(net.uac, lambda leg, now: leg.reoffer(Direction.SENDONLY, now))
+    elif state is S.REINVITED:
+        net.lose("uas", "ACK", times=None)
+        net.act(net.uas, lambda leg, now: leg.reoffer(Direction.SENDONLY, now))
+    elif state is S.TERMINATING:
+        net.lose("uac", "BYE", times=None)
+        net.act(net.uac, Leg.hangup)
+    assert net.uac.the_leg.state is state
+    net.log.clear()
+    net.uac.events.clear()
+    first = next(m for m in net.uas.sent if isinstance(m, Response) and m.cseq.number == 101 and m.status == 200)
+    other = first.to_bytes().replace(b"tag=uas-tag1", b"tag=fork2").replace(b"m=audio 6000", b"m=audio 6100")
+    net.uac.deliver(other, net.now)  # the INVITE transaction (Accepted) passes it on (RFC 6026)
+    net.pump()
+    ack, bye = net.uac.sent[-2:]
+    assert isinstance(ack, Request) and ack.method == "ACK" and ack.to.tag == "fork2"
+    assert isinstance(bye, Request) and bye.method == "BYE" and bye.to.tag == "fork2"
+    assert net.log[0] == "0 uac ACK" and net.log[1].startswith("0 uac BYE")  # (lost in TERMINATING)
+    assert net.uac.the_leg.state is state and net.uac.events == []
+    assert net.uac.the_leg.dialog is not None and net.uac.the_leg.dialog.remote_tag == "uas-tag1"

@@ -47,7 +47,7 @@ import enum
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from zvonok.sip.dialog import Dialog, add_top_via, credentials_of, dialog_response
+from zvonok.sip.dialog import Dialog, DialogState, add_top_via, credentials_of, dialog_response
 from zvonok.sip.message import Headers, Request, Response
 from zvonok.sip.sdp import Direction
 from zvonok.sip.sdp_offer_answer import LocalSession, NegotiatedMedia
@@ -248,8 +248,11 @@ class Leg:
     def reoffer(self, direction: Direction, now: float) -> None:
         """Offer ``direction`` anew (SENDONLY holds the peer, SENDRECV resumes); sent when no other
         re-INVITE is in flight or backing off after a 491."""
+        name = "reoffer later" if self._busy() else "reoffer"
+        if (self.state, name) not in TABLE:
+            raise LegUsageError(self.state, name)
         self.offer_answer.direction = direction
-        self._local("reoffer later" if self._busy() else "reoffer", None, now)
+        self._local(name, None, now)
 
     def respond(self, transaction: ServerTransaction, request: Request, status: int, now: float) -> None:
         """Answer a :class:`RequestForApplication`."""
@@ -300,6 +303,14 @@ class Leg:
     def receive_response(self, response: Response, now: float) -> None:
         method, number = response.cseq.method, response.cseq.number
         status_class = _status_class(response.status)
+        dialog = self.dialog
+        if (dialog is not None and dialog.state is not DialogState.EARLY
+                and (response.to.tag or "") != dialog.remote_tag):
+            # another dialog: a 2xx from another fork of our INVITE (§13.2.2.4), or a response in it
+            if method == "INVITE" and status_class == "2xx" and self._invite is not None \
+                    and number == self._invite.cseq.number:
+                self._step("2xx other fork", response, now)
+            return
         if method == "INVITE":
             if self._ack is not None and number == self._ack.cseq.number and status_class == "2xx":
                 self._step("2xx again", response, now)
@@ -455,6 +466,14 @@ class Leg:
         self._send_ack(response.cseq.number)
         self._status = response.status
         self._send_bye(_Cause.CANCELLED)
+
+    def _h_other_fork(self, response: Response, now: float) -> None:
+        # §13.2.2.4: the INVITE forked and a second branch answered too: confirm that dialog, then end it
+        assert self._invite is not None
+        other = Dialog.from_uac(self._invite, response)
+        ack = other.create_ack(response.cseq.number, extra_headers=credentials_of(self._invite))
+        self._actions.append(SendStateless(message=self._via(ack, self._ids.branch())))
+        self._actions.append(SendRequest(request=self._via(other.create_request("BYE"))))
 
     def _h_resend_ack(self, _: object, now: float) -> None:
         if self._ack is not None:
@@ -695,6 +714,7 @@ TABLE: dict[tuple[LegState, str], tuple[LegState, Callable[[Leg, Any, float], No
     **_rows(_LIVE, "other", None, _L._h_for_application),
     # §13.2.2.4: our ACK was lost (in REINVITED the peer has had it: it sent a re-INVITE after it)
     **_rows((_S.CONFIRMED, _S.REINVITING, _S.TERMINATING), "2xx again", None, _L._h_resend_ack),
+    **_rows((*_LIVE, _S.TERMINATING), "2xx other fork", None, _L._h_other_fork),
     # ending: BYE either way (§15), session expiry (RFC 4028 §10)
     **_rows(_LIVE, "hangup", _S.TERMINATING, _L._h_bye),
     **_rows(_LIVE, "timer expiry", _S.TERMINATING, _L._h_expired),
