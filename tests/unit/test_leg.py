@@ -8,10 +8,12 @@ and is asserted with ==. The last test checks that these scenarios went through 
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import itertools
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -30,7 +32,9 @@ from zvonok.sip.transaction import (
     TransactionTimeout,
     TransportError,
 )
-from zvonok.telephony.leg import TABLE, Leg, LegState
+from zvonok.telephony import leg as leg_module
+from zvonok.telephony import leg_events, leg_media, leg_session_timer
+from zvonok.telephony.leg import TABLE, TIMERS, Leg, LegState
 from zvonok.telephony.leg_events import (
     Answered,
     CancelInvite,
@@ -1005,3 +1009,27 @@ def test_a_2xx_from_another_fork_is_acked_and_byed(state: LegState) -> None:
     assert net.log[0] == "0 uac ACK" and net.log[1].startswith("0 uac BYE")  # (lost in TERMINATING)
     assert net.uac.the_leg.state is state and net.uac.events == []
     assert net.uac.the_leg.dialog is not None and net.uac.the_leg.dialog.remote_tag == "uas-tag1"
+
+
+@pytest.mark.parametrize("module", [leg_module, leg_events, leg_media, leg_session_timer])
+def test_the_leg_modules_are_sans_io(module: object) -> None:
+    path = getattr(module, "__file__", None)
+    assert path is not None
+    tree = ast.parse(Path(path).read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module and node.level == 0}
+    assert not {name.split(".")[0] for name in imported} & {"asyncio", "socket", "time", "random", "os", "secrets"}
+    assert not any(name.startswith("zvonok.telephony") for name in imported)  # only zvonok.sip below it
+
+
+def test_the_table_is_consistent() -> None:
+    handlers = {name for name in dir(Leg) if name.startswith("_h_")}
+    used = {handler.__name__ for _, handler in TABLE.values()}
+    assert used == handlers  # no handler outside the table, none missing
+    for (state, _), (target, _) in TABLE.items():
+        assert state is not S.TERMINATED  # a terminated leg takes nothing
+        assert isinstance(target, LegState)
+    assert all(name in {"2xx", "ack", "cancel", "glare", "refresh", "expiry"} for names in TIMERS.values()
+               for name in names)
