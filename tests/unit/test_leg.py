@@ -38,6 +38,7 @@ from zvonok.telephony.leg import TABLE, TIMERS, Leg, LegState
 from zvonok.telephony.leg_events import (
     Answered,
     CancelInvite,
+    Challenged,
     Held,
     LegConfig,
     LegEvent,
@@ -106,6 +107,7 @@ class Side:
         self.events: list[LegEvent] = []
         self.sent: list[Request | Response] = []  # what the leg asked to send, in order
         self.app_requests: list[RequestForApplication] = []
+        self.cancel_reasons: list[str | None] = []
 
     @property
     def the_leg(self) -> Leg:
@@ -119,11 +121,13 @@ class Side:
                 if isinstance(action, SendRequest):
                     self.sent.append(action.request)
                     txn = self.layer.send_request(action.request, self.other, now)
-                    if action.request.method == "INVITE" and self.invite_txn is None:
-                        self.invite_txn = txn
+                    if action.request.method == "INVITE" and not action.request.to.tag:
+                        self.invite_txn = txn  # the initial INVITE, or its retry with credentials
                 elif isinstance(action, CancelInvite):
                     assert self.invite_txn is not None
-                    self.layer.cancel_request(self.invite_txn, now)
+                    cancel = self.layer.cancel_request(self.invite_txn, now)
+                    self.cancel_reasons.append(action.reason)
+                    assert cancel.request.method == "CANCEL"
                 elif isinstance(action, SendResponse):
                     self.sent.append(action.response)
                     self.layer.respond(action.transaction, action.response, now)
@@ -145,7 +149,7 @@ class Side:
             leg = self.leg
             if isinstance(event, RequestReceived):
                 request = event.request
-                if request.method == "INVITE" and not request.to.tag and leg is None:
+                if request.method == "INVITE" and not request.to.tag and (leg is None or leg.state is S.TERMINATED):
                     self.leg = TracedLeg.uas(self.config, self.ids, self.session, request, event.transaction, now)
                 elif leg is not None and request.to.tag == leg.local_tag:  # the engine's dialog look-up
                     leg.receive_request(request, event.transaction, now)
@@ -1033,3 +1037,56 @@ def test_the_table_is_consistent() -> None:
         assert isinstance(target, LegState)
     assert all(name in {"2xx", "ack", "cancel", "glare", "refresh", "expiry"} for names in TIMERS.values()
                for name in names)
+
+
+# -- digest challenges (§22.2) ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("rung", [False, True])
+def test_a_challenged_invite_is_sent_again_with_credentials(rung: bool) -> None:
+    net = Net()
+    net.call()
+    if rung:  # (a proxy would challenge at once; a 180 first is odd but allowed)
+        net.act(net.uas, lambda leg, now: leg.ring(now))
+        net.log.remove("0 uas 180 INVITE")
+    net.act(net.uas, lambda leg, now: leg.reject(407, now))
+    [challenge] = net.uac.only(Challenged)
+    assert isinstance(challenge, Challenged) and challenge.response.status == 407
+    assert net.uac.the_leg.state is S.CHALLENGED and net.uac.only(Terminated) == []
+    net.act(net.uac, lambda leg, now: leg.authenticate([("Proxy-Authorization", 'Digest username="a"')], now))
+    first, again = net.uac.sent[0], net.uac.sent[-1]
+    assert isinstance(first, Request) and isinstance(again, Request)
+    assert again.headers.get("cseq") == "102 INVITE" and again.call_id == first.call_id
+    assert again.from_.tag == first.from_.tag and again.body == first.body
+    assert again.headers.get("proxy-authorization") == 'Digest username="a"'
+    assert again.top_via.branch != first.top_via.branch and len(again.vias) == 1
+    net.act(net.uas, Leg.answer)  # a new UAS leg took the new INVITE
+    assert net.log == ["0 uac INVITE", "0 uas 407 INVITE", "0 uac ACK", "0 uac INVITE", "0 uas 200 INVITE",
+                       "0 uac ACK"]
+    assert net.uac.the_leg.state is S.CONFIRMED and net.uas.the_leg.state is S.CONFIRMED
+
+
+def test_giving_up_on_a_challenge_ends_the_leg_as_rejected() -> None:
+    net = Net()
+    net.call()
+    net.act(net.uas, lambda leg, now: leg.reject(401, now))
+    net.act(net.uac, Leg.hangup)
+    assert terminated(net.uac) == Terminated(cause=C.REJECTED, status=401)
+
+
+def test_a_challenge_after_our_cancel_ends_the_leg() -> None:
+    net = Net()
+    net.call()
+    net.act(net.uac, Leg.cancel)
+    net.act(net.uas, lambda leg, now: leg.reject(407, now))  # before any provisional: no CANCEL went
+    assert net.log == ["0 uac INVITE", "0 uas 407 INVITE", "0 uac ACK"]
+    assert terminated(net.uac) == Terminated(cause=C.CANCELLED, status=407)
+    net = Net()
+    net.call()
+    net.lose("uac", "CANCEL", times=None)
+    net.act(net.uac, lambda leg, now: leg.cancel(now, reason='SIP;cause=200;text="Call completed elsewhere"'))
+    net.act(net.uas, lambda leg, now: leg.ring(now))
+    assert net.uac.cancel_reasons == ['SIP;cause=200;text="Call completed elsewhere"']
+    assert net.uac.the_leg.state is S.CANCELLING
+    net.uas.leg = None  # a new side that challenges instead of answering 487
+    net.uac.deliver(make_response(net.uac.sent[0], 407, to_tag="x").to_bytes(), net.now)  # type: ignore[arg-type]
+    assert terminated(net.uac) == Terminated(cause=C.CANCELLED, status=407)

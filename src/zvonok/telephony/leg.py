@@ -57,6 +57,7 @@ from .leg_events import (
     Action,
     Answered,
     CancelInvite,
+    Challenged,
     LegConfig,
     LegEvent,
     LegIds,
@@ -93,6 +94,7 @@ class LegState(enum.Enum):
     CALLING = "calling"  # UAC: INVITE sent, no provisional response yet
     INCOMING = "incoming"  # UAS: INVITE received and accepted for processing, nothing sent but 100
     EARLY = "early"  # a provisional came (UAC) or went (UAS): the INVITE can be cancelled
+    CHALLENGED = "challenged"  # UAC: 401/407 to our INVITE; the engine answers it or gives up
     CANCEL_PENDING = "cancel-pending"  # UAC: cancelled before any provisional; the CANCEL waits for one
     CANCELLING = "cancelling"  # UAC: CANCEL sent, waiting for the INVITE's final response
     ACCEPTED = "accepted"  # UAS: our 2xx went, its ACK has not come (RFC 6026's word)
@@ -142,6 +144,7 @@ class Leg:
         self._reinvite: Request | None = None  # our re-INVITE in flight
         self._bye_cseq: int | None = None
         self._ack: Request | None = None  # our last ACK, re-sent when its 2xx comes again
+        self._cancel_reason: str | None = None
         self._owed = False  # a re-INVITE we still have to send (asked during another, or after a 491)
         self._pending_2xx: Response | None = None
         self._interval = 0.0
@@ -229,8 +232,14 @@ class Leg:
             raise LegUsageError(self.state, f"reject({status})")
         self._local("reject", status, now, Role.UAS)
 
-    def cancel(self, now: float) -> None:
-        self._local("cancel", None, now, Role.UAC)
+    def cancel(self, now: float, *, reason: str | None = None) -> None:
+        """CANCEL our INVITE (now, or on the first provisional response), ``reason`` as in RFC 3326."""
+        self._local("cancel", reason, now, Role.UAC)
+
+    def authenticate(self, headers: Iterable[tuple[str, str]], now: float) -> None:
+        """Send the INVITE again with credentials (``Authorization``/``Proxy-Authorization`` fields)
+        after :class:`Challenged` (RFC 3261 §22.2: same Call-ID, From tag and offer, the next CSeq)."""
+        self._local("authenticate", tuple(headers), now, Role.UAC)
 
     def hangup(self, now: float, *, status: int = 480) -> None:
         """End the leg whatever its state: CANCEL (UAC), a final ``status`` (unanswered UAS) or BYE; nothing
@@ -315,7 +324,8 @@ class Leg:
             if self._ack is not None and number == self._ack.cseq.number and status_class == "2xx":
                 self._step("2xx again", response, now)
             elif self._invite is not None and self.role is Role.UAC and number == self._invite.cseq.number:
-                self._step(f"INVITE {status_class}", response, now)
+                challenge = response.status in (401, 407)
+                self._step("INVITE challenge" if challenge else f"INVITE {status_class}", response, now)
             elif self._reinvite is not None and number == self._reinvite.cseq.number:
                 status = response.status
                 kind = ("491" if status == 491 else "gone" if status in (408, 481) else status_class)
@@ -425,7 +435,29 @@ class Leg:
             self._events.append(Progress(status=response.status, reason=response.reason, media=media))
 
     def _h_provisional_cancel(self, response: Response, now: float) -> None:
-        self._actions.append(CancelInvite())  # §9.1: the CANCEL could not go before a provisional
+        # §9.1: the CANCEL could not go before a provisional response
+        self._actions.append(CancelInvite(reason=self._cancel_reason))
+
+    def _h_challenged(self, response: Response, now: float) -> None:
+        self._cause, self._status = _Cause.REJECTED, response.status  # if the engine gives up
+        self._events.append(Challenged(response=response))
+
+    def _h_authenticate(self, credentials: tuple[tuple[str, str], ...], now: float) -> None:
+        old = self._invite
+        assert old is not None
+        cseq = old.cseq.number + 1
+        headers = Headers()
+        for name, value in old.headers:
+            key = name.lower()
+            if key == "cseq":
+                value = f"{cseq} INVITE"
+            elif key in ("via", "authorization", "proxy-authorization", "content-length"):
+                continue
+            headers.add(name, value)
+        for name, value in credentials:
+            headers.add(name, value)
+        self._invite = Request("INVITE", old.uri_text, headers, old.body)
+        self._actions.append(SendRequest(request=self._via(self._invite)))
 
     def _h_answered(self, response: Response, now: float) -> None:
         self._confirm_uac(response)
@@ -448,13 +480,14 @@ class Leg:
     def _h_timed_out(self, _: object, now: float) -> None:
         self._cause = _Cause.TIMEOUT
 
-    def _h_cancel_later(self, _: object, now: float) -> None:
+    def _h_cancel_later(self, reason: str | None, now: float) -> None:
         self._cause = _Cause.CANCELLED
+        self._cancel_reason = reason
         self._start("cancel", 64 * self.config.t1, now)
 
-    def _h_cancel_now(self, _: object, now: float) -> None:
-        self._h_cancel_later(None, now)
-        self._actions.append(CancelInvite())
+    def _h_cancel_now(self, reason: str | None, now: float) -> None:
+        self._h_cancel_later(reason, now)
+        self._actions.append(CancelInvite(reason=reason))
 
     def _h_cancel_final(self, response: Response | None, now: float) -> None:
         self._cause = _Cause.CANCELLED
@@ -670,6 +703,11 @@ TABLE: dict[tuple[LegState, str], tuple[LegState, Callable[[Leg, Any, float], No
     **_rows(_UAC_OPEN, "INVITE 2xx", _S.CONFIRMED, _L._h_answered),
     **_rows(_UAC_OPEN, "INVITE 3xx-6xx", _S.TERMINATED, _L._h_rejected),
     **_rows(_UAC_OPEN, "INVITE timeout", _S.TERMINATED, _L._h_timed_out),
+    # §22.2: the engine answers a 401/407 (the same dialog attempt, the next CSeq) or gives up
+    **_rows(_UAC_OPEN, "INVITE challenge", _S.CHALLENGED, _L._h_challenged),
+    (_S.CHALLENGED, "authenticate"): (_S.CALLING, _L._h_authenticate),
+    (_S.CHALLENGED, "hangup"): (_S.TERMINATED, _L._h_nothing),
+    **_rows(_CANCELLED, "INVITE challenge", _S.TERMINATED, _L._h_cancel_final),
     (_S.CALLING, "cancel"): (_S.CANCEL_PENDING, _L._h_cancel_later),
     (_S.CANCEL_PENDING, "INVITE 1xx"): (_S.CANCELLING, _L._h_provisional_cancel),
     **_rows(_CANCELLED, "INVITE 2xx", _S.TERMINATING, _L._h_crossed_2xx),

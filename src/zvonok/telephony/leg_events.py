@@ -17,7 +17,7 @@ from zvonok.sip.sdp_offer_answer import DEFAULT_CODECS, Codec, NegotiatedMedia
 from zvonok.sip.transaction import ServerTransaction
 
 __all__ = [
-    "Action", "Answered", "CancelInvite", "Held", "LegConfig", "LegError", "LegEvent", "LegIds",
+    "Action", "Answered", "CancelInvite", "Challenged", "Held", "LegConfig", "LegError", "LegEvent", "LegIds",
     "LegProtocolError", "LegUsageError", "MediaUpdated", "OfferReceived", "Progress", "ReofferFailed",
     "RequestForApplication", "Resumed", "SendRequest", "SendResponse", "SendStateless", "Terminated",
     "TerminationCause",
@@ -100,17 +100,21 @@ class LegProtocolError(LegError):
 class SendRequest:
     """``txn = layer.send_request(request, leg_peer, now)``: the request has its top Via without a branch.
 
-    The engine feeds the transaction's responses back with ``leg.receive_response`` and a timeout or a
-    transport error with ``leg.transaction_failed(txn.request, now)``; it keeps the INVITE's transaction
-    for :class:`CancelInvite`.
+    An INVITE without a To tag is the leg's initial INVITE (or its retry with credentials): the engine
+    keeps its transaction for :class:`CancelInvite`. The engine feeds the transaction's responses back
+    with ``leg.receive_response`` and a timeout or a transport error with
+    ``leg.transaction_failed(txn.request, now)``.
     """
 
     request: Request
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CancelInvite:
-    """``layer.cancel_request(invite_txn, now)`` on the leg's initial INVITE (it is in Proceeding)."""
+    """``layer.cancel_request(invite_txn, now)`` on the leg's initial INVITE (it is in Proceeding), with
+    ``reason`` as its Reason header (RFC 3326), e.g. ``SIP;cause=200;text="Call completed elsewhere"``."""
+
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -153,6 +157,14 @@ class Progress:
     status: int
     reason: str
     media: NegotiatedMedia | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Challenged:
+    """401 or 407 to our INVITE: the engine answers the challenge with ``leg.authenticate(headers, now)``
+    (see :mod:`zvonok.sip.digest_client`) or gives up with ``leg.hangup(now)``."""
+
+    response: Response
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -211,6 +223,6 @@ class Terminated:
 
 
 LegEvent = (
-    Progress | Answered | OfferReceived | MediaUpdated | Held | Resumed | ReofferFailed | RequestForApplication
+    Progress | Challenged | Answered | OfferReceived | MediaUpdated | Held | Resumed | ReofferFailed | RequestForApplication
     | Terminated
 )
