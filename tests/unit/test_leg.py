@@ -33,7 +33,7 @@ from zvonok.sip.transaction import (
     TransportError,
 )
 from zvonok.telephony import leg as leg_module
-from zvonok.telephony import leg_events, leg_media, leg_session_timer
+from zvonok.telephony import leg_events, leg_media, leg_messages, leg_session_timer, leg_states
 from zvonok.telephony.leg import TABLE, TIMERS, Leg, LegState
 from zvonok.telephony.leg_events import (
     Answered,
@@ -1015,7 +1015,7 @@ def test_a_2xx_from_another_fork_is_acked_and_byed(state: LegState) -> None:
     assert net.uac.the_leg.dialog is not None and net.uac.the_leg.dialog.remote_tag == "uas-tag1"
 
 
-@pytest.mark.parametrize("module", [leg_module, leg_events, leg_media, leg_session_timer])
+@pytest.mark.parametrize("module", [leg_module, leg_events, leg_media, leg_messages, leg_session_timer, leg_states])
 def test_the_leg_modules_are_sans_io(module: object) -> None:
     path = getattr(module, "__file__", None)
     assert path is not None

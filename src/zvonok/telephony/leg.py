@@ -6,7 +6,7 @@ or the UAS of one we received (:meth:`Leg.uas`). It sits on top of the transacti
 dialog — :meth:`~Leg.receive_request`, :meth:`~Leg.receive_cancel`, :meth:`~Leg.receive_ack`,
 :meth:`~Leg.receive_response`, :meth:`~Leg.transaction_failed` — and what the Call decides —
 :meth:`~Leg.ring`, :meth:`~Leg.answer`, :meth:`~Leg.reject`, :meth:`~Leg.cancel`, :meth:`~Leg.hangup`,
-:meth:`~Leg.reoffer` — each with ``now``. It then drains :meth:`~Leg.take_actions` (layer calls, see
+:meth:`~Leg.reoffer`, :meth:`~Leg.authenticate`, :meth:`~Leg.respond` — each with ``now``. It then drains :meth:`~Leg.take_actions` (layer calls, see
 :mod:`.leg_events`) and :meth:`~Leg.take_events` (for the Call), and re-arms one timer on
 :meth:`~Leg.next_deadline`, calling :meth:`~Leg.handle_timer` when it passes.
 
@@ -33,7 +33,13 @@ What the table encodes, with the RFC rules behind it:
   and without any final response 64*T1 after it we give the INVITE up;
 * session timers (RFC 4028): we ask for one as UAC and honour the peer's as UAS (422 under our Min-SE);
   the refresher re-INVITEs at half the interval, the other side sends a BYE when no refresh came by the
-  interval less min(32 s, a third) (§10); a refresh that times out or gets 408/481 ends the session.
+  interval less min(32 s, a third) (§10); a refresh that times out or gets 408/481 ends the session;
+* a 401/407 to our INVITE waits in CHALLENGED for the engine's credentials (§22.2), and a 2xx from a
+  second fork of our INVITE is ACKed and BYEd (§13.2.2.4).
+
+The states and their timers are in :mod:`.leg_states`, the offer/answer state in :mod:`.leg_media`, the
+session timer in :mod:`.leg_session_timer`, the initial INVITE in :mod:`.leg_messages`; the inputs and
+outputs in :mod:`.leg_events`.
 
 Timers, by name: ``2xx`` (retransmission) and ``ack`` (64*T1) while a 2xx awaits its ACK; ``cancel``
 (64*T1 after CANCEL); ``glare`` (the 491 back-off); ``refresh`` and ``expiry`` (RFC 4028). The leg keeps no
@@ -43,12 +49,11 @@ CSeq and ``uniform``.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from zvonok.sip.dialog import Dialog, DialogState, add_top_via, credentials_of, dialog_response
-from zvonok.sip.message import Headers, Request, Response
+from zvonok.sip.message import Request, Response
 from zvonok.sip.sdp import Direction
 from zvonok.sip.sdp_offer_answer import LocalSession, NegotiatedMedia
 from zvonok.sip.transaction import ServerTransaction
@@ -74,53 +79,26 @@ from .leg_events import (
     TerminationCause,
 )
 from .leg_media import OfferAnswer
+from .leg_messages import ALLOW, initial_invite, with_credentials
 from .leg_session_timer import SessionTimer
+from .leg_states import (
+    CANCELLED,
+    ENDING,
+    IN_DIALOG,
+    LIVE,
+    TIMERS,
+    UAC_OPEN,
+    UAS_OPEN,
+    WAIT_ACK,
+    LegState,
+    Role,
+    status_class,
+)
 
 __all__ = ["ALLOW", "TABLE", "TIMERS", "Leg", "LegState", "Role"]
 
-ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, NOTIFY, REFER"
 _Cause = TerminationCause
-
-
-class Role(enum.StrEnum):
-    UAC = "uac"  # we sent the initial INVITE
-    UAS = "uas"  # we received it
-
-
-class LegState(enum.Enum):
-    """Where the leg's INVITE dialog stands (the dialog states of §12 split by the INVITE in flight)."""
-
-    IDLE = "idle"  # created, nothing sent or received yet
-    CALLING = "calling"  # UAC: INVITE sent, no provisional response yet
-    INCOMING = "incoming"  # UAS: INVITE received and accepted for processing, nothing sent but 100
-    EARLY = "early"  # a provisional came (UAC) or went (UAS): the INVITE can be cancelled
-    CHALLENGED = "challenged"  # UAC: 401/407 to our INVITE; the engine answers it or gives up
-    CANCEL_PENDING = "cancel-pending"  # UAC: cancelled before any provisional; the CANCEL waits for one
-    CANCELLING = "cancelling"  # UAC: CANCEL sent, waiting for the INVITE's final response
-    ACCEPTED = "accepted"  # UAS: our 2xx went, its ACK has not come (RFC 6026's word)
-    BYE_AFTER_ACK = "bye-after-ack"  # UAS: as ACCEPTED, and we hang up as soon as the ACK comes (§15)
-    CONFIRMED = "confirmed"  # established, no re-INVITE in flight
-    REINVITING = "reinviting"  # our re-INVITE is pending
-    REINVITED = "reinvited"  # we answered the peer's re-INVITE with a 2xx; its ACK has not come
-    TERMINATING = "terminating"  # our BYE is out
-    TERMINATED = "terminated"
-
-
 _S = LegState
-_IN_DIALOG = {"INVITE": "reINVITE", "BYE": "BYE", "UPDATE": "UPDATE", "OPTIONS": "OPTIONS"}  # input names
-_SESSION = frozenset({"refresh", "expiry"})
-_AWAIT_ACK = frozenset({"2xx", "ack"})
-
-# which timers may run in each state: entering a state cancels the others
-TIMERS: dict[LegState, frozenset[str]] = {
-    _S.CANCEL_PENDING: frozenset({"cancel"}), _S.CANCELLING: frozenset({"cancel"}),
-    _S.ACCEPTED: _AWAIT_ACK | _SESSION, _S.BYE_AFTER_ACK: _AWAIT_ACK,
-    _S.CONFIRMED: _SESSION | {"glare"}, _S.REINVITING: _SESSION, _S.REINVITED: _AWAIT_ACK | _SESSION | {"glare"},
-}
-
-
-def _status_class(status: int) -> str:
-    return "1xx" if status < 200 else "2xx" if status < 300 else "3xx-6xx"
 
 
 class Leg:
@@ -157,16 +135,9 @@ class Leg:
             to_uri: str, call_id: str, extra_headers: Iterable[tuple[str, str]] = ()) -> Leg:
         """A leg that will place an INVITE (call :meth:`invite`)."""
         leg = cls(Role.UAC, config, ids, session)
-        headers = Headers()
-        for name, value in (("Max-Forwards", "70"), ("From", f"<{from_uri}>;tag={leg._local_tag}"),
-                            ("To", f"<{to_uri}>"), ("Call-ID", call_id), ("CSeq", f"{ids.cseq} INVITE"),
-                            ("Contact", config.contact), ("Allow", ALLOW), *extra_headers):
-            headers.add(name, value)
-        if config.session_expires is not None:
-            headers.add("Supported", "timer")
-            headers.add("Session-Expires", str(config.session_expires))
-            headers.add("Min-SE", str(config.min_se))
-        leg._invite = Request("INVITE", request_uri, headers)
+        leg._invite = initial_invite(config, tag=leg._local_tag, cseq=ids.cseq, request_uri=request_uri,
+                                     from_uri=from_uri, to_uri=to_uri, call_id=call_id,
+                                     extra_headers=extra_headers)
         return leg
 
     @classmethod
@@ -245,11 +216,11 @@ class Leg:
         """End the leg whatever its state: CANCEL (UAC), a final ``status`` (unanswered UAS) or BYE; nothing
         when it is ending already."""
         state = self.state
-        if state in _ENDING:
+        if state in ENDING:
             return
-        if self.role is Role.UAC and state in _UAC_OPEN:
+        if self.role is Role.UAC and state in UAC_OPEN:
             self._local("cancel", None, now)
-        elif self.role is Role.UAS and state in _UAS_OPEN:
+        elif self.role is Role.UAS and state in UAS_OPEN:
             self._local("reject", status, now)
         else:
             self._local("hangup", None, now)
@@ -285,7 +256,7 @@ class Leg:
         if status is not None:
             self._respond_in_dialog(transaction, request, status)
             return
-        name = _IN_DIALOG.get(method, "other")
+        name = IN_DIALOG.get(method, "other")
         try:
             handled = self._step(name, (request, transaction), now)
         except LegProtocolError as exc:
@@ -311,24 +282,24 @@ class Leg:
 
     def receive_response(self, response: Response, now: float) -> None:
         method, number = response.cseq.method, response.cseq.number
-        status_class = _status_class(response.status)
+        kind = status_class(response.status)
         dialog = self.dialog
         if (dialog is not None and dialog.state is not DialogState.EARLY
                 and (response.to.tag or "") != dialog.remote_tag):
             # another dialog: a 2xx from another fork of our INVITE (§13.2.2.4), or a response in it
-            if method == "INVITE" and status_class == "2xx" and self._invite is not None \
+            if method == "INVITE" and kind == "2xx" and self._invite is not None \
                     and number == self._invite.cseq.number:
                 self._step("2xx other fork", response, now)
             return
         if method == "INVITE":
-            if self._ack is not None and number == self._ack.cseq.number and status_class == "2xx":
+            if self._ack is not None and number == self._ack.cseq.number and kind == "2xx":
                 self._step("2xx again", response, now)
             elif self._invite is not None and self.role is Role.UAC and number == self._invite.cseq.number:
                 challenge = response.status in (401, 407)
-                self._step("INVITE challenge" if challenge else f"INVITE {status_class}", response, now)
+                self._step("INVITE challenge" if challenge else f"INVITE {kind}", response, now)
             elif self._reinvite is not None and number == self._reinvite.cseq.number:
                 status = response.status
-                kind = ("491" if status == 491 else "gone" if status in (408, 481) else status_class)
+                kind = ("491" if status == 491 else "gone" if status in (408, 481) else kind)
                 self._step(f"reINVITE {kind}", response, now)
         elif method == "BYE" and number == self._bye_cseq and response.status >= 200:
             self._step("BYE final", response, now)
@@ -443,20 +414,8 @@ class Leg:
         self._events.append(Challenged(response=response))
 
     def _h_authenticate(self, credentials: tuple[tuple[str, str], ...], now: float) -> None:
-        old = self._invite
-        assert old is not None
-        cseq = old.cseq.number + 1
-        headers = Headers()
-        for name, value in old.headers:
-            key = name.lower()
-            if key == "cseq":
-                value = f"{cseq} INVITE"
-            elif key in ("via", "authorization", "proxy-authorization", "content-length"):
-                continue
-            headers.add(name, value)
-        for name, value in credentials:
-            headers.add(name, value)
-        self._invite = Request("INVITE", old.uri_text, headers, old.body)
+        assert self._invite is not None
+        self._invite = with_credentials(self._invite, credentials)
         self._actions.append(SendRequest(request=self._via(self._invite)))
 
     def _h_answered(self, response: Response, now: float) -> None:
@@ -685,12 +644,6 @@ def _rows(states: Iterable[LegState], name: str, target: LegState | None,
 
 
 _L = Leg
-_LIVE = (_S.CONFIRMED, _S.REINVITING, _S.REINVITED)
-_UAC_OPEN = (_S.CALLING, _S.EARLY)
-_UAS_OPEN = (_S.INCOMING, _S.EARLY)
-_CANCELLED = (_S.CANCEL_PENDING, _S.CANCELLING)
-_WAIT_ACK = (_S.ACCEPTED, _S.BYE_AFTER_ACK)
-_ENDING = frozenset({_S.CANCEL_PENDING, _S.CANCELLING, _S.BYE_AFTER_ACK, _S.TERMINATING, _S.TERMINATED})
 
 # (state, input) -> (next state, handler). EARLY is shared by both roles: a UAC gets the INVITE's
 # responses and cancel there, a UAS ring/answer/reject and the peer's CANCEL; the engine's inputs are
@@ -699,42 +652,42 @@ TABLE: dict[tuple[LegState, str], tuple[LegState, Callable[[Leg, Any, float], No
     # UAC: placing the INVITE (§13.2), cancelling it (§9.1), the CANCEL/2xx race (§15)
     (_S.IDLE, "invite"): (_S.CALLING, _L._h_invite),
     (_S.IDLE, "hangup"): (_S.TERMINATED, _L._h_nothing),
-    **_rows(_UAC_OPEN, "INVITE 1xx", _S.EARLY, _L._h_provisional),
-    **_rows(_UAC_OPEN, "INVITE 2xx", _S.CONFIRMED, _L._h_answered),
-    **_rows(_UAC_OPEN, "INVITE 3xx-6xx", _S.TERMINATED, _L._h_rejected),
-    **_rows(_UAC_OPEN, "INVITE timeout", _S.TERMINATED, _L._h_timed_out),
+    **_rows(UAC_OPEN, "INVITE 1xx", _S.EARLY, _L._h_provisional),
+    **_rows(UAC_OPEN, "INVITE 2xx", _S.CONFIRMED, _L._h_answered),
+    **_rows(UAC_OPEN, "INVITE 3xx-6xx", _S.TERMINATED, _L._h_rejected),
+    **_rows(UAC_OPEN, "INVITE timeout", _S.TERMINATED, _L._h_timed_out),
     # §22.2: the engine answers a 401/407 (the same dialog attempt, the next CSeq) or gives up
-    **_rows(_UAC_OPEN, "INVITE challenge", _S.CHALLENGED, _L._h_challenged),
+    **_rows(UAC_OPEN, "INVITE challenge", _S.CHALLENGED, _L._h_challenged),
     (_S.CHALLENGED, "authenticate"): (_S.CALLING, _L._h_authenticate),
     (_S.CHALLENGED, "hangup"): (_S.TERMINATED, _L._h_nothing),
-    **_rows(_CANCELLED, "INVITE challenge", _S.TERMINATED, _L._h_cancel_final),
+    **_rows(CANCELLED, "INVITE challenge", _S.TERMINATED, _L._h_cancel_final),
     (_S.CALLING, "cancel"): (_S.CANCEL_PENDING, _L._h_cancel_later),
     (_S.CANCEL_PENDING, "INVITE 1xx"): (_S.CANCELLING, _L._h_provisional_cancel),
-    **_rows(_CANCELLED, "INVITE 2xx", _S.TERMINATING, _L._h_crossed_2xx),
-    **_rows(_CANCELLED, "INVITE 3xx-6xx", _S.TERMINATED, _L._h_cancel_final),
-    **_rows(_CANCELLED, "INVITE timeout", _S.TERMINATED, _L._h_cancel_final),
-    **_rows(_CANCELLED, "timer cancel", _S.TERMINATED, _L._h_cancel_final),
+    **_rows(CANCELLED, "INVITE 2xx", _S.TERMINATING, _L._h_crossed_2xx),
+    **_rows(CANCELLED, "INVITE 3xx-6xx", _S.TERMINATED, _L._h_cancel_final),
+    **_rows(CANCELLED, "INVITE timeout", _S.TERMINATED, _L._h_cancel_final),
+    **_rows(CANCELLED, "timer cancel", _S.TERMINATED, _L._h_cancel_final),
     (_S.EARLY, "cancel"): (_S.CANCELLING, _L._h_cancel_now),
     # UAS: the INVITE received (§13.3), ringing, answering, refusing, the peer's CANCEL (§9.2)
     (_S.IDLE, "INVITE"): (_S.INCOMING, _L._h_incoming),
     (_S.IDLE, "refused"): (_S.TERMINATED, _L._h_refused),
-    **_rows(_UAS_OPEN, "ring", _S.EARLY, _L._h_ring),
-    **_rows(_UAS_OPEN, "answer", _S.ACCEPTED, _L._h_answer),
-    **_rows(_UAS_OPEN, "reject", _S.TERMINATED, _L._h_reject),
-    **_rows(_UAS_OPEN, "CANCEL", _S.TERMINATED, _L._h_remote_cancel),
-    **_rows(_WAIT_ACK, "timer 2xx", None, _L._h_retransmit_2xx),
-    **_rows(_WAIT_ACK, "timer ack", _S.TERMINATING, _L._h_no_ack),
+    **_rows(UAS_OPEN, "ring", _S.EARLY, _L._h_ring),
+    **_rows(UAS_OPEN, "answer", _S.ACCEPTED, _L._h_answer),
+    **_rows(UAS_OPEN, "reject", _S.TERMINATED, _L._h_reject),
+    **_rows(UAS_OPEN, "CANCEL", _S.TERMINATED, _L._h_remote_cancel),
+    **_rows(WAIT_ACK, "timer 2xx", None, _L._h_retransmit_2xx),
+    **_rows(WAIT_ACK, "timer ack", _S.TERMINATING, _L._h_no_ack),
     (_S.ACCEPTED, "ACK"): (_S.CONFIRMED, _L._h_acked),
     (_S.ACCEPTED, "hangup"): (_S.BYE_AFTER_ACK, _L._h_nothing),  # §15: no BYE before the ACK
     (_S.BYE_AFTER_ACK, "ACK"): (_S.TERMINATING, _L._h_acked_then_bye),
-    **_rows(_WAIT_ACK, "reINVITE", None, _L._h_491),
-    **_rows(_WAIT_ACK, "BYE", _S.TERMINATED, _L._h_remote_bye),
+    **_rows(WAIT_ACK, "reINVITE", None, _L._h_491),
+    **_rows(WAIT_ACK, "BYE", _S.TERMINATED, _L._h_remote_bye),
     # the established dialog: re-INVITEs both ways (§14), glare (§14.1, §14.2), UPDATE (RFC 3311)
     (_S.CONFIRMED, "reoffer"): (_S.REINVITING, _L._h_reoffer),
     (_S.CONFIRMED, "owed reoffer"): (_S.REINVITING, _L._h_reoffer),
     (_S.CONFIRMED, "timer glare"): (_S.REINVITING, _L._h_reoffer),
     (_S.CONFIRMED, "timer refresh"): (_S.REINVITING, _L._h_refresh),
-    **_rows((*_LIVE, _S.ACCEPTED), "reoffer later", None, _L._h_owe),
+    **_rows((*LIVE, _S.ACCEPTED), "reoffer later", None, _L._h_owe),
     **_rows((_S.REINVITING, _S.REINVITED), "timer refresh", None, _L._h_nothing),  # one is in flight
     (_S.REINVITED, "timer glare"): (_S.REINVITED, _L._h_owe),
     (_S.REINVITING, "reINVITE 2xx"): (_S.CONFIRMED, _L._h_reoffer_answered),
@@ -747,15 +700,15 @@ TABLE: dict[tuple[LegState, str], tuple[LegState, Callable[[Leg, Any, float], No
     (_S.REINVITED, "ACK"): (_S.CONFIRMED, _L._h_acked),
     (_S.REINVITED, "timer 2xx"): (_S.REINVITED, _L._h_retransmit_2xx),
     (_S.REINVITED, "timer ack"): (_S.TERMINATING, _L._h_no_ack),
-    **_rows(_LIVE, "UPDATE", None, _L._h_update),
-    **_rows(_LIVE, "OPTIONS", None, _L._h_options),
-    **_rows(_LIVE, "other", None, _L._h_for_application),
+    **_rows(LIVE, "UPDATE", None, _L._h_update),
+    **_rows(LIVE, "OPTIONS", None, _L._h_options),
+    **_rows(LIVE, "other", None, _L._h_for_application),
     # §13.2.2.4: our ACK was lost (in REINVITED the peer has had it: it sent a re-INVITE after it)
     **_rows((_S.CONFIRMED, _S.REINVITING, _S.TERMINATING), "2xx again", None, _L._h_resend_ack),
-    **_rows((*_LIVE, _S.TERMINATING), "2xx other fork", None, _L._h_other_fork),
+    **_rows((*LIVE, _S.TERMINATING), "2xx other fork", None, _L._h_other_fork),
     # ending: BYE either way (§15), session expiry (RFC 4028 §10)
-    **_rows(_LIVE, "hangup", _S.TERMINATING, _L._h_bye),
-    **_rows(_LIVE, "timer expiry", _S.TERMINATING, _L._h_expired),
-    **_rows((*_LIVE, _S.TERMINATING), "BYE", _S.TERMINATED, _L._h_remote_bye),
+    **_rows(LIVE, "hangup", _S.TERMINATING, _L._h_bye),
+    **_rows(LIVE, "timer expiry", _S.TERMINATING, _L._h_expired),
+    **_rows((*LIVE, _S.TERMINATING), "BYE", _S.TERMINATED, _L._h_remote_bye),
     (_S.TERMINATING, "BYE final"): (_S.TERMINATED, _L._h_nothing),
 }
