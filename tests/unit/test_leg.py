@@ -1090,3 +1090,31 @@ def test_a_challenge_after_our_cancel_ends_the_leg() -> None:
     net.uas.leg = None  # a new side that challenges instead of answering 487
     net.uac.deliver(make_response(net.uac.sent[0], 407, to_tag="x").to_bytes(), net.now)  # type: ignore[arg-type]
     assert terminated(net.uac) == Terminated(cause=C.CANCELLED, status=407)
+
+
+# -- SRTP (RFC 4568 SDES keys, as sdp_offer_answer runs them) ---------------------------------------------
+
+KEY_A, KEY_B = bytes(range(30)), bytes(range(30, 60))
+
+
+def test_srtp_keys_are_exchanged_and_kept_in_re_offers() -> None:
+    net = Net(uac=config("192.0.2.1", 4000, srtp_key=KEY_A), uas=config("192.0.2.2", 6000, srtp_key=KEY_B))
+    net.established()
+    uac, uas = net.uac.the_leg, net.uas.the_leg
+    assert uac.media is not None and uac.media.srtp_key == KEY_B
+    assert uas.media is not None and uas.media.srtp_key == KEY_A
+    net.act(net.uac, lambda leg, now: leg.reoffer(Direction.SENDONLY, now))
+    reinvite = net.uac.sent[-2]
+    assert isinstance(reinvite, Request) and b"RTP/SAVP" in reinvite.body and b"a=crypto:1" in reinvite.body
+    assert uac.media is not None and uac.media.srtp_key == KEY_B
+
+
+def test_a_plain_leg_is_re_offered_plain_and_a_required_one_refuses_plain() -> None:
+    net = Net(uas=config("192.0.2.2", 6000, srtp_key=KEY_B))  # the UAC offers plain RTP
+    net.established()
+    net.act(net.uas, lambda leg, now: leg.reoffer(Direction.SENDONLY, now))
+    reinvite = net.uas.sent[-2]
+    assert isinstance(reinvite, Request) and b"RTP/AVP" in reinvite.body and b"crypto" not in reinvite.body
+    net = Net(uas=config("192.0.2.2", 6000, srtp_key=KEY_B, srtp_required=True))
+    net.call()
+    assert net.log == ["0 uac INVITE", "0 uas 488 INVITE", "0 uac ACK"]

@@ -109,7 +109,8 @@ class Leg:
         self.config = config
         self.state = _S.IDLE
         self.offer_answer = OfferAnswer(host=config.media_host, port=config.media_port, codecs=config.codecs,
-                                        session=session)
+                                        session=session, srtp_key=config.srtp_key,
+                                        srtp_required=config.srtp_required)
         self.session_timer = SessionTimer(min_se=config.min_se)
         self.dialog: Dialog | None = None
         self.timers: dict[str, float] = {}  # timer name -> deadline

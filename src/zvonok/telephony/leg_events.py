@@ -34,6 +34,7 @@ class LegConfig:
     over); ``contact``: our Contact; ``media_host``/``media_port``: the RTP endpoint our SDP names.
     ``t1``/``t2`` as in RFC 3261 Table 4. ``session_expires``: the RFC 4028 interval we ask for as UAC
     (None: we ask for none; as UAS we still honour the peer's); ``min_se``: the smallest we accept.
+    ``srtp_key``/``srtp_required``: SRTP with SDES keys as :mod:`zvonok.sip.sdp_offer_answer` runs it.
     """
 
     transport: str
@@ -47,6 +48,8 @@ class LegConfig:
     t2: float = 4.0
     session_expires: int | None = None
     min_se: int = 90
+    srtp_key: bytes | None = None  # our SDES master key || salt (RFC 4568): offered and accepted with it
+    srtp_required: bool = False  # plain RTP offers are refused (488)
 
     @property
     def reliable(self) -> bool:

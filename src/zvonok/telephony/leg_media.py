@@ -27,10 +27,14 @@ __all__ = ["OfferAnswer"]
 class OfferAnswer:
     """RFC 3264 for one leg: ``host``/``port`` is our RTP endpoint, ``codecs`` what we may use."""
 
-    __slots__ = ("codecs", "host", "port", "session", "media", "offer", "local_sdp", "direction", "remote_held")
+    __slots__ = ("codecs", "host", "port", "session", "srtp_key", "srtp_required", "media", "offer",
+                 "local_sdp", "direction", "remote_held")
 
-    def __init__(self, *, host: str, port: int, codecs: tuple[Codec, ...], session: LocalSession) -> None:
+    def __init__(self, *, host: str, port: int, codecs: tuple[Codec, ...], session: LocalSession,
+                 srtp_key: bytes | None = None, srtp_required: bool = False) -> None:
         self.codecs = codecs
+        self.srtp_key = srtp_key  # ours (SDES, RFC 4568)
+        self.srtp_required = srtp_required
         self.host = host
         self.port = port
         self.session = session
@@ -42,10 +46,12 @@ class OfferAnswer:
 
     def new_offer(self) -> bytes:
         """Our offer with the wanted direction; a re-offer keeps the codec agreed (and telephone-event)."""
-        codecs = self.codecs
+        codecs, key = self.codecs, self.srtp_key
         if self.media is not None:
             codecs = tuple(c for c in codecs if c.name == self.media.codec_name or c.is_telephone_event)
-        self.offer = build_offer(self.host, self.port, codecs, self.direction, self.session)
+            if self.media.srtp_key is None:
+                key = None  # SRTP stays as agreed: a leg that runs plain RTP is re-offered plain
+        self.offer = build_offer(self.host, self.port, codecs, self.direction, self.session, srtp_key=key)
         self.local_sdp = self.offer.to_bytes()
         return self.local_sdp
 
@@ -61,7 +67,8 @@ class OfferAnswer:
         """Answer the peer's offer into ``local_sdp``; :class:`LegProtocolError` 488 or 400 when we cannot."""
         try:
             answer, media = negotiate(parse_sdp(body), self.codecs, self.host, self.port, self.session,
-                                      direction=self.direction)
+                                      direction=self.direction, srtp_key=self.srtp_key,
+                                      srtp_required=self.srtp_required)
         except SdpError as exc:
             raise LegProtocolError(str(exc), 488 if exc.status == 488 else 400) from exc
         self.local_sdp = answer.to_bytes()
