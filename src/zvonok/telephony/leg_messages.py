@@ -1,0 +1,46 @@
+"""The requests a call leg builds itself: its initial INVITE (RFC 3261 §8.1.1, §13.2.1) and that INVITE
+again with credentials after a 401/407 (§22.2). Requests in the dialog come from :class:`~zvonok.sip.dialog.Dialog`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from zvonok.sip.message import Headers, Request
+
+from .leg_events import LegConfig
+
+__all__ = ["ALLOW", "initial_invite", "with_credentials"]
+
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, NOTIFY, REFER"
+
+
+def initial_invite(config: LegConfig, *, tag: str, cseq: int, request_uri: str, from_uri: str, to_uri: str,
+                   call_id: str, extra_headers: Iterable[tuple[str, str]] = ()) -> Request:
+    """Our INVITE without Via and body (the leg adds the offer and the Via when it sends it); with a
+    session timer asked for when ``config.session_expires`` is set (RFC 4028 §7.1)."""
+    headers = Headers()
+    for name, value in (("Max-Forwards", "70"), ("From", f"<{from_uri}>;tag={tag}"), ("To", f"<{to_uri}>"),
+                        ("Call-ID", call_id), ("CSeq", f"{cseq} INVITE"), ("Contact", config.contact),
+                        ("Allow", ALLOW), *extra_headers):
+        headers.add(name, value)
+    if config.session_expires is not None:
+        headers.add("Supported", "timer")
+        headers.add("Session-Expires", str(config.session_expires))
+        headers.add("Min-SE", str(config.min_se))
+    return Request("INVITE", request_uri, headers)
+
+
+def with_credentials(invite: Request, credentials: Iterable[tuple[str, str]]) -> Request:
+    """The INVITE again for a 401/407 (§22.2): same Call-ID, tags and body, the next CSeq, no Via (a new
+    transaction, a new branch), the old credentials replaced by ``credentials``."""
+    cseq = invite.cseq.number + 1
+    headers = Headers()
+    for name, value in invite.headers:
+        key = name.lower()
+        if key in ("via", "authorization", "proxy-authorization", "content-length"):
+            continue
+        headers.add(name, f"{cseq} INVITE" if key == "cseq" else value)
+    for name, value in credentials:
+        headers.add(name, value)
+    return Request("INVITE", invite.uri_text, headers, invite.body)
