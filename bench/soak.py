@@ -47,6 +47,7 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -302,8 +303,9 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         {"name": f"Employee {i}", "extension": calls.CALLERS[i]} for i in range(EMPLOYEES)]},
         database_url=args.database_url)
     # all SIPp traffic comes from one address: lift the per-address limits a real deployment keeps
-    server = h.ZvonokServer(data_dir=tmp / "data", database_url=args.database_url,
-                            env={"ZVONOK_AUTH_FAIL_LIMIT": "1000000", "ZVONOK_INVITE_RATE_LIMIT": "100000"})
+    env = {"ZVONOK_AUTH_FAIL_LIMIT": "1000000", "ZVONOK_INVITE_RATE_LIMIT": "100000"}
+    env.update(dict(kv.split("=", 1) for kv in args.server_env))
+    server = h.ZvonokServer(data_dir=tmp / "data", database_url=args.database_url, env=env)
     server.start()
     target = f"{h.LOOPBACK}:{server.sip_port}"
     print(f"server pid {server.pid}, SIP udp {target}, HTTP {server.http_url}", flush=True)
@@ -335,6 +337,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 limit=max(50, int(args.register_rate)), timeout=duration + 60, auth_uri=f"sip:{DOMAIN}",
                 extra=calls.SIPP_TUNING).start()
         reader.start()
+        dumps = sorted(args.memdump_at)
         n = 1
         while caller.running():
             due = started + n * args.sample_seconds
@@ -346,6 +349,10 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             samples.append(take_sample(server, seeded, args.database_url, elapsed, caller, registrar, reader,
                                        "load" if elapsed <= duration else "tail"))
             print(sample_table(samples[-1:]).splitlines()[-1], flush=True)
+            while dumps and elapsed >= dumps[0]:
+                dumps.pop(0)
+                os.kill(server.pid, signal.SIGUSR2)  # zvonok.memdebug: <data dir>/memdump-<n>.txt
+                print(f"memory report asked at {elapsed:.0f} s (data dir {server.data_dir})", flush=True)
         result = caller.wait()
         reader.stop()
         if registrar is not None:
@@ -427,9 +434,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flat-abs", type=float, default=16.0, help="drift always allowed to open files")
     parser.add_argument("--tasks-abs", type=float, default=5.0, help="drift always allowed to asyncio tasks")
     parser.add_argument("--flat-rel", type=float, default=0.05, help="drift allowed as a share of the median")
+    parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra environment of the server, e.g. ZVONOK_TRACEMALLOC=25 or MALLOC_ARENA_MAX=2")
+    parser.add_argument("--memdump-at", action="append", type=float, default=[], metavar="SECONDS",
+                        help="send the server SIGUSR2 (a memory report, zvonok.memdebug) at this time into the load; "
+                        "use with --keep to read the reports")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the result as JSON ('-': stdout)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
+    if any("=" not in kv for kv in args.server_env):
+        parser.error("--server-env takes KEY=VALUE")
     if shutil.which(h.SIPP) is None and not Path(h.SIPP).exists():
         print("SIPp is not installed (apt-get install sip-tester)", file=sys.stderr)
         return 2
