@@ -55,6 +55,24 @@ def _malloc_trim() -> Callable[[], int] | None:
     return lambda: int(trim(0))
 
 
+def sqlite_memory() -> tuple[int, int] | None:
+    """Bytes SQLite's allocator holds now and at most since start (its page caches, statements): C memory
+    that tracemalloc does not see. None when the library cannot be reached."""
+    import sqlite3  # noqa: F401 - loads the libsqlite3 that the process uses
+
+    name = ctypes.util.find_library("sqlite3")
+    if name is None:
+        return None
+    try:
+        lib = ctypes.CDLL(name)
+        used, highwater = lib.sqlite3_memory_used, lib.sqlite3_memory_highwater
+    except (OSError, AttributeError):
+        return None
+    used.restype = highwater.restype = ctypes.c_int64
+    highwater.argtypes = [ctypes.c_int]
+    return int(used()), int(highwater(0))
+
+
 def type_counts() -> Counter[str]:
     """Objects the collector tracks (containers, instances), by qualified type name."""
     counts: Counter[str] = Counter()
@@ -84,6 +102,9 @@ class MemoryReporter:
         lines = [f"memory report {self.n} at {time.monotonic() - self._started:.0f} s, pid {os.getpid()}",
                  f"RSS {rss_kb() / 1024:.1f} MB; gc counts {gc.get_count()}, frozen {gc.get_freeze_count()}, "
                  f"collections {[s['collections'] for s in gc.get_stats()]}"]
+        sqlite = sqlite_memory()
+        if sqlite is not None:
+            lines.append(f"SQLite memory {sqlite[0] / 2**20:.1f} MB (highest {sqlite[1] / 2**20:.1f} MB)")
         counts = type_counts()
         lines.append(f"\n## objects tracked by gc: {sum(counts.values()):,} "
                      f"({sum(counts.values()) - sum(self._counts.values()):+,} since the last report)")
@@ -98,9 +119,11 @@ class MemoryReporter:
         if collect:
             lines.append("")
             before = rss_kb()
-            found = gc.collect()
-            lines.append(f"gc.collect(): {found:,} unreachable objects; RSS {before / 1024:.1f} -> "
-                         f"{rss_kb() / 1024:.1f} MB")
+            # generation by generation: garbage found only by the older ones waited for collections
+            # that server._tune_gc makes rare
+            found = [gc.collect(generation) for generation in (0, 1, 2)]
+            lines.append(f"gc.collect(0, 1, 2): {found[0]:,} / {found[1]:,} / {found[2]:,} unreachable objects; "
+                         f"RSS {before / 1024:.1f} -> {rss_kb() / 1024:.1f} MB")
             trim = _malloc_trim()
             if trim is not None:
                 before = rss_kb()
@@ -124,7 +147,7 @@ class MemoryReporter:
                     frames = stat.traceback.format(limit=self.frames if key == "traceback" else 1, most_recent_first=True)
                     lines += [f"    {f.strip()}" for f in frames if f.strip()]
         lines.append("\n### largest by line")
-        for stat in snapshot.statistics("lineno")[:20]:
-            lines.append(f"{stat.size / 1024:,.1f} KiB {stat.count:,} blocks  {stat.traceback.format(limit=1)[0].strip()}")
+        for held in snapshot.statistics("lineno")[:20]:
+            lines.append(f"{held.size / 1024:,.1f} KiB {held.count:,} blocks  {held.traceback.format(limit=1)[0].strip()}")
         self._snapshot = snapshot
         return lines
