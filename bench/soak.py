@@ -346,8 +346,12 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             elapsed = time.monotonic() - started
             if not caller.running():
                 break
-            samples.append(take_sample(server, seeded, args.database_url, elapsed, caller, registrar, reader,
-                                       "load" if elapsed <= duration else "tail"))
+            try:
+                samples.append(take_sample(server, seeded, args.database_url, elapsed, caller, registrar, reader,
+                                           "load" if elapsed <= duration else "tail"))
+            except (urllib.error.URLError, OSError) as exc:  # a memory report (tracemalloc) can stall the server
+                print(f"sample at {elapsed:.0f} s skipped: {exc}", flush=True)
+                continue
             print(sample_table(samples[-1:]).splitlines()[-1], flush=True)
             while dumps and elapsed >= dumps[0]:
                 dumps.pop(0)

@@ -5,8 +5,9 @@
 * the process's RSS, the collector's counters and the objects the collector tracks, counted by type,
   with the change since the previous report (a type whose count rises from report to report under a
   steady load is what leaks);
-* with ``ZVONOK_TRACEMALLOC=<frames>`` set at start-up, the allocations still held, grouped by traceback,
-  with the change since the previous report (``tracemalloc`` costs CPU and memory: debugging only);
+* with ``ZVONOK_TRACEMALLOC=<frames>`` set at start-up, tracing starts at the first report (the baseline:
+  a loaded server traced from its start falls behind) and each later report lists the allocations made
+  since then and still held, by line and by traceback (``tracemalloc`` costs CPU and memory: debugging only);
 * then what a full collection and ``malloc_trim`` give back: RSS that falls after ``gc.collect()`` was
   garbage waiting for a rare full collection (``server._tune_gc``); RSS that falls only after
   ``malloc_trim`` was free memory the C allocator kept (fragmentation), not a leak.
@@ -99,6 +100,8 @@ class MemoryReporter:
 
     def report(self, *, collect: bool = True) -> Path:
         self.n += 1
+        if self.n == 1:
+            self.start()
         lines = [f"memory report {self.n} at {time.monotonic() - self._started:.0f} s, pid {os.getpid()}",
                  f"RSS {rss_kb() / 1024:.1f} MB; gc counts {gc.get_count()}, frozen {gc.get_freeze_count()}, "
                  f"collections {[s['collections'] for s in gc.get_stats()]}"]

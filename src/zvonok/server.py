@@ -255,8 +255,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     runtime.http.config.install_signal_handlers = False  # ours above stop SIP and HTTP together
-    memory = MemoryReporter(settings.data_dir, settings.tracemalloc)
-    memory.start()
+    memory = MemoryReporter(settings.data_dir, settings.tracemalloc)  # traces from its first report on
     with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
         loop.add_signal_handler(signal.SIGUSR2, _memory_report, memory)
     http_task = asyncio.create_task(runtime.http.serve(sockets=[sock]))
@@ -284,8 +283,8 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
         await runtime.bindings.flush()
         runtime.store.close()
         await runtime.db.dispose()
-        if settings.tracemalloc:
-            _memory_report(memory)
+        if memory.n:
+            _memory_report(memory)  # the last report: what the run left behind
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2):
             with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
                 loop.remove_signal_handler(sig)

@@ -30,7 +30,6 @@ def test_type_counts_see_new_instances() -> None:
 
 def test_second_report_names_the_growing_type_and_line(tmp_path: Path, no_tracing: None) -> None:
     reporter = MemoryReporter(tmp_path, frames=2)
-    reporter.start()
     first = reporter.report(collect=False)
     kept = [Hoarded() for _ in range(3000)]
     blob = [bytes(1000) for _ in range(2000)]  # ≈ 2 MB: the top of the tracemalloc growth
