@@ -30,7 +30,7 @@ from zvonok.cdr.service import close_interrupted
 from zvonok.config import Settings
 from zvonok.logs import configure, get_logger
 from zvonok.media.engine import InProcessMediaEngine
-from zvonok.memdebug import MemoryReporter
+from zvonok.memdebug import MemoryReporter, limit_malloc_arenas
 from zvonok.org import events as org_events
 from zvonok.org.service import SipCredentials, platform_all_sip_credentials, sip_credentials
 from zvonok.pstn import http as pstn_http
@@ -315,6 +315,8 @@ def _tune_gc() -> None:
 def run(settings: Settings) -> None:
     """Entry point of ``zvonok serve``: structured logs, uvloop, serve until a signal."""
     configure(settings.log_level, settings.log_json)
+    if "MALLOC_ARENA_MAX" not in os.environ:  # the environment, read by glibc itself, wins
+        limit_malloc_arenas(settings.malloc_arena_max)
     _tune_gc()
     try:
         import uvloop

@@ -48,3 +48,15 @@ def test_report_without_tracemalloc(tmp_path: Path, no_tracing: None) -> None:
         tracemalloc.stop()
     text = MemoryReporter(tmp_path).report().read_text()
     assert "objects tracked by gc" in text and "tracemalloc" not in text
+
+
+def test_malloc_arenas_are_limited_before_threads_start() -> None:
+    import subprocess
+    import sys
+
+    from zvonok.memdebug import limit_malloc_arenas
+
+    assert limit_malloc_arenas(0) is False  # 0: glibc's default stays
+    code = "from zvonok.memdebug import limit_malloc_arenas; print(limit_malloc_arenas(2))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "True"  # glibc accepted M_ARENA_MAX
