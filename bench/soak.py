@@ -320,7 +320,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     env = {"ZVONOK_AUTH_FAIL_LIMIT": "1000000", "ZVONOK_INVITE_RATE_LIMIT": "100000"}
     env.update(dict(kv.split("=", 1) for kv in args.server_env))
     server = h.ZvonokServer(data_dir=tmp / "data", database_url=args.database_url, env=env)
-    server.start()
+    server.start(timeout=120)  # a shared machine under load can take a while to migrate and bind
     target = f"{h.LOOPBACK}:{server.sip_port}"
     print(f"server pid {server.pid}, SIP udp {target}, HTTP {server.http_url}", flush=True)
     samples: list[Sample] = []
