@@ -12,8 +12,9 @@
   garbage waiting for a rare full collection (``server._tune_gc``); RSS that falls only after
   ``malloc_trim`` was free memory the C allocator kept (fragmentation), not a leak.
 
-With tracemalloc on, a last report is written at shutdown. Reports block the event loop for a moment
-(tens of ms per 100,000 objects): a debugging aid, never a monitoring probe.
+Reports block the event loop for a moment (tens of ms per 100,000 objects; seconds with a large trace):
+a debugging aid, never a monitoring probe. None is written at shutdown (with a large trace it outlasted
+the harness's patience for SIGTERM): ask for the last one before stopping.
 """
 
 from __future__ import annotations

@@ -283,8 +283,6 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
         await runtime.bindings.flush()
         runtime.store.close()
         await runtime.db.dispose()
-        if memory.n:
-            _memory_report(memory)  # the last report: what the run left behind
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2):
             with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
                 loop.remove_signal_handler(sig)
