@@ -133,11 +133,13 @@ async def update_trunk(session: AsyncSession, tenant_id: int | None, trunk_id: i
     with session.no_autoflush:  # the checks look at the trunk as changed; an unchecked id must not hit the FK first
         await _check_trunk(session, tenant_id, trunk, set(changed))
         # sent, changed or not: sending the same host again approves what its name resolves to now
+        approved = trunk.approved_address
         if not platform_admin and {"inbound_addresses", "host"} & set(sent):
-            approved = trunk.approved_address
             await _check_trusted_addresses(session, tenant_id, trunk)
-            if trunk.approved_address != approved:
-                changed.append("approved_address")
+        elif {"inbound_addresses", "host"} & set(changed):
+            trunk.approved_address = None  # the operator's change: approved for what the trunk no longer is
+        if trunk.approved_address != approved:
+            changed.append("approved_address")
     if changed:
         await session.flush()
         notify(session, tenant_id, events.TRUNK)
