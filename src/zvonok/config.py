@@ -173,6 +173,12 @@ class Settings(BaseSettings):
 
     log_level: str = Field(default="info", description="debug, info, warning, error")
     log_json: bool = Field(default=False, description="Log as JSON lines instead of console text")
+    malloc_arena_max: int = Field(
+        default=2, ge=0, description="glibc malloc arenas (as MALLOC_ARENA_MAX; 0: glibc's default of 8 per core): "
+        "fewer arenas keep RSS from creeping up as worker threads come and go")
+    tracemalloc: int = Field(
+        default=0, ge=0, description="Debugging: trace Python allocations with this many frames (0: off); "
+        "kill -USR2 writes <data_dir>/memdump-<n>.txt either way (zvonok.memdebug)")
 
     @field_validator("metrics_allow")
     @classmethod

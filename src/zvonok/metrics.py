@@ -9,6 +9,8 @@ from typing import Any
 from prometheus_client import REGISTRY, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily
 
+from zvonok.sip.uas import KNOWN_METHODS
+
 SIP_MESSAGES_IN = Counter(
     "zvonok_sip_messages_in_total", "SIP messages received", ["transport", "kind", "method", "status"]
 )
@@ -41,6 +43,13 @@ def child(metric: Counter, *labels: str) -> Any:
         if len(_children) < 10_000:  # method names come from peers: keep the memo bounded
             _children[key] = found
     return found
+
+
+def method_label(method: str) -> str:
+    """A SIP method as a label value: any token is a valid method (RFC 3261 §25.1), so a peer inventing
+    names would add a time series per name, forever (prometheus-client never drops a child). Methods
+    outside RFC 3261 and its extensions are counted together as ``other``."""
+    return method if method in KNOWN_METHODS else "other"
 
 
 # --- event loop ------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from zvonok.cdr.service import close_interrupted
 from zvonok.config import Settings
 from zvonok.logs import configure, get_logger
 from zvonok.media.engine import InProcessMediaEngine
+from zvonok.memdebug import MemoryReporter, limit_malloc_arenas
 from zvonok.org import events as org_events
 from zvonok.org.service import SipCredentials, platform_all_sip_credentials, sip_credentials
 from zvonok.pstn import http as pstn_http
@@ -254,6 +255,9 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     runtime.http.config.install_signal_handlers = False  # ours above stop SIP and HTTP together
+    memory = MemoryReporter(settings.data_dir, settings.tracemalloc)  # traces from its first report on
+    with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
+        loop.add_signal_handler(signal.SIGUSR2, _memory_report, memory)
     http_task = asyncio.create_task(runtime.http.serve(sockets=[sock]))
     log.info("zvonok ready", sip=f"{runtime.sip.local[0]}:{runtime.sip.local[1]}",
              http=f"http://{settings.http_host}:{http_port}", database=runtime.db.url.split("://")[0])
@@ -279,10 +283,19 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
         await runtime.bindings.flush()
         runtime.store.close()
         await runtime.db.dispose()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2):
+            with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
                 loop.remove_signal_handler(sig)
         log.info("zvonok stopped")
+
+
+def _memory_report(memory: MemoryReporter) -> None:
+    try:
+        path = memory.report()
+    except OSError:
+        log.exception("memory report failed")
+    else:
+        log.info("memory report written", path=str(path))
 
 
 def _tune_gc() -> None:
@@ -300,6 +313,8 @@ def _tune_gc() -> None:
 def run(settings: Settings) -> None:
     """Entry point of ``zvonok serve``: structured logs, uvloop, serve until a signal."""
     configure(settings.log_level, settings.log_json)
+    if "MALLOC_ARENA_MAX" not in os.environ:  # the environment, read by glibc itself, wins
+        limit_malloc_arenas(settings.malloc_arena_max)
     _tune_gc()
     try:
         import uvloop

@@ -64,6 +64,20 @@ def test_a_steady_run_meets_every_target() -> None:
     assert rss.value == f"{0.05 * 10_000 / 1024:+.2f} MB"  # the warm-up's 50 MB jump is not in the fit
 
 
+def test_the_warm_up_covers_tables_that_fill_for_minutes_but_not_most_of_the_run() -> None:
+    assert soak.warmup_seconds(600) == soak.WARMUP_SECONDS  # 10 min: the nonce table's 300 s are covered
+    assert soak.warmup_seconds(240) == pytest.approx(144)  # 4 min: 60% of it
+    assert soak.warmup_seconds(600, seconds=0) == 120  # without it: 20%
+    # growth that stops at 50 s (a table filling) passes only when the warm-up covers it
+    run = samples()
+    for s in run[1:]:
+        s.rss_kb = 100_000 + int(60 * min(s.elapsed, 50.0)) * 100
+    filling = by_name(soak.verdict(run, DURATION, calls_placed=2000, calls_failed=0))
+    covered = by_name(soak.verdict(run, DURATION, calls_placed=2000, calls_failed=0, warmup_at_least=50))
+    assert not filling["RSS growth per 10,000 calls"].ok
+    assert covered["RSS growth per 10,000 calls"].ok
+
+
 def test_rss_growing_past_one_megabyte_per_10000_calls_fails() -> None:
     checks = by_name(soak.verdict(samples(rss_kb_per_call=0.2), DURATION, calls_placed=2000, calls_failed=0))
     assert not checks["RSS growth per 10,000 calls"].ok

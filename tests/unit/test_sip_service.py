@@ -180,6 +180,27 @@ async def test_metrics_count_messages_by_method_and_status(service: SipService, 
     assert sample("zvonok_sip_parse_errors_total", transport="udp") == before_bad + 1
 
 
+async def test_invented_methods_add_no_time_series(service: SipService, peer: Peer) -> None:
+    """Any token is a valid SIP method: a peer inventing names must not add a series per name (issue 8)."""
+    from prometheus_client import REGISTRY
+
+    def series() -> int:
+        return sum(len(m.samples) for m in REGISTRY.collect() if m.name.startswith("zvonok_sip_messages"))
+
+    def invented(n: int) -> bytes:
+        return probe(n).replace(b"OPTIONS", f"XMETHOD{n}".encode())
+
+    peer.send(invented(0))
+    assert b" 501 " in (await peer.recv()).split(b"\r\n", 1)[0]  # unknown method: 501 (RFC 3261 §8.2.1)
+    before = series()
+    for n in range(1, 21):
+        peer.send(invented(n))
+        await peer.recv()
+    assert series() == before
+    assert (REGISTRY.get_sample_value("zvonok_sip_messages_in_total", {
+        "transport": "udp", "kind": "request", "method": "other", "status": ""}) or 0) >= 21
+
+
 async def test_a_header_line_without_colon_gets_400(service: SipService, peer: Peer) -> None:
     data = (RFC4475 / "cparam01.dat").read_bytes().replace(b"Max-Forwards: 70\r\n",
                                                             b"Max-Forwards: 70\r\n101[authentication x]\r\n")

@@ -305,3 +305,52 @@ async def test_a_trunk_at_an_ipv6_address_registers_with_uris_our_parser_reads()
         assert parse_name_addr(register.headers.get("contact") or "").uri == parse_uri("sip:acme@[2001:db8::1]:5062")
     finally:
         runtime.stop()
+
+
+async def test_a_name_the_api_approved_keeps_its_address_whatever_another_tenant_points_at_it(
+        db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tenant B points its trunk's name at tenant A's name-based trunk address: before, both trunks were
+    left out (a denial of service on A). A keeps the address the API approved; B, trusted at its own
+    approved address, is not knocked out either and takes nothing of A's."""
+    from zvonok.pstn import schemas as s
+    from zvonok.pstn import service
+
+    dns = fake_dns(monkeypatch, {"pbx.a.example": "198.18.0.5", "pbx.b.example": "198.18.0.9"})
+    async with db.session() as session:
+        a, b = (Tenant(name=n, sip_domain=f"{n}.example", timezone="UTC", currency="RUB", locale="ru-RU")
+                for n in ("a", "b"))
+        session.add_all([a, b])
+        await session.flush()
+        mine = await service.create_trunk(session, a.id, s.TrunkCreate(name="A's PBX", kind="pbx", host="pbx.a.example"))
+        theirs = await service.create_trunk(session, b.id, s.TrunkCreate(name="B's PBX", kind="pbx", host="pbx.b.example"))
+        legacy = Trunk(tenant_id=b.id, name="B's old PBX", kind="pbx", host="old.b.example")  # saved before approvals
+        session.add(legacy)
+        await session.commit()
+        assert (mine.approved_address, theirs.approved_address) == ("198.18.0.5", "198.18.0.9")
+        ids = mine.id, theirs.id, legacy.id
+    dns["old.b.example"] = "198.18.0.20"
+    runtime = Trunks(sip=RecordingSip(), loader=lambda: load_snapshot(db))  # type: ignore[arg-type]
+    try:
+        await runtime.reload()
+        assert sorted(runtime.snapshot.trunks) == sorted(ids) and runtime.snapshot.rejected == {}
+        dns["pbx.b.example"] = dns["old.b.example"] = "198.18.0.5"  # B re-points both its names at A's address
+        await runtime.reload()
+        assert runtime.snapshot.trunk_from("198.18.0.5").id == ids[0]  # type: ignore[union-attr]
+        assert runtime.snapshot.trunk_from("198.18.0.9").id == ids[1]  # type: ignore[union-attr]
+        assert ids[1] in runtime.snapshot.trunks and runtime.snapshot.trunks[ids[1]].address == "198.18.0.5"
+        # the name without an approval is trusted by what it resolves to: it alone is left out
+        assert set(runtime.snapshot.rejected) == {ids[2]}
+        assert runtime.status(ids[2])["last_error"].startswith(
+            "configuration: host: old.b.example resolves to 198.18.0.5: 198.18.0.5/32 overlaps an address in use")
+        # and the API will not approve A's address for B
+        async with db.session() as session:
+            with pytest.raises(service.PermissionDenied):
+                await service.update_trunk(session, b.id, ids[1], s.TrunkUpdate(host="pbx.b.example"))
+        # B's carrier really moved: sending the same host again approves its new address
+        dns["pbx.b.example"] = "198.18.0.30"
+        async with db.session() as session:
+            moved = await service.update_trunk(session, b.id, ids[1], s.TrunkUpdate(host="pbx.b.example"))
+            await session.commit()
+            assert moved.approved_address == "198.18.0.30"
+    finally:
+        runtime.stop()

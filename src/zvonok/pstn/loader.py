@@ -162,7 +162,7 @@ async def load_snapshot(db: Database) -> PstnSnapshot:
             register=t.register, register_expires=t.register_expires, inbound=inbound, max_calls=t.max_calls, srtp=t.srtp,
             number_format=t.number_format,
             buy_tariff=tariffs.get(t.buy_tariff_id) if t.buy_tariff_id is not None else None,
-            office_id=t.office_id)
+            office_id=t.office_id, approved=_approved(t))
     for trunk_id, problem in _untrusted_names(trunk_infos).items():
         log.error("trunk cannot be used: skipped", trunk=trunk_id, tenant=trunk_infos[trunk_id].tenant_id,
                   problem=problem)
@@ -186,19 +186,47 @@ async def load_snapshot(db: Database) -> PstnSnapshot:
     )
 
 
+def _approved(t: Trunk) -> str | None:
+    """The address approved for a tenant's host name, if it still applies (an IP literal or an inbound
+    list is trusted as such) and is an address."""
+    if t.tenant_id is None or not t.approved_address or t.inbound_addresses or trusted_networks((), t.host):
+        return None
+    return t.approved_address if trusted_networks((), t.approved_address) else None
+
+
 def _untrusted_names(trunks: dict[int, TrunkInfo]) -> dict[int, str]:
-    """The tenants' trunks trusted by a host name that now resolves to what the tenant may not trust by
-    itself (127.0.0.1, another company's or the operator's address), with why. Two names resolving to
-    one address both fail: the snapshot cannot know whose it is."""
+    """The tenants' trunks trusted by a host name whose trusted address the tenant may not trust by itself
+    (127.0.0.1, another company's or the operator's address), with why.
+
+    A name the API approved is trusted at the address approved then (``Trunk.approved_address``), whatever
+    it resolves to now: a tenant re-pointing its own name at another trunk's address cannot knock that trunk
+    out. Such a trunk is checked against the trunks trusted by what the API checked (IP literals, inbound
+    lists, the operator's) and the other approved names. A name without an approval (saved before there
+    were approvals) is trusted by what it resolves to now and checked against every other trunk: when it
+    overlaps an approved one, it alone is left out; two unapproved names resolving to one address both are
+    (the snapshot cannot know whose it is)."""
+    def by_name(t: TrunkInfo) -> bool:
+        return t.tenant_id is not None and not t.inbound and not trusted_networks((), t.host)
+
     out = {}
     for trunk in trunks.values():
-        if trunk.tenant_id is None or trunk.inbound or trusted_networks((), trunk.host):
+        if not by_name(trunk):
             continue  # the operator's, or trusted by what the API checked (an inbound list, an IP literal)
-        others = [net for other in trunks.values() if other.tenant_id != trunk.tenant_id for net in other.trusted]
+        others = [net for other in trunks.values()
+                  if other.tenant_id != trunk.tenant_id and not (trunk.approved and by_name(other) and not other.approved)
+                  for net in other.trusted]
         try:
             check_trusted(trunk.trusted, others)
         except UntrustedAddress as exc:
-            out[trunk.id] = f"host: {trunk.host} resolves to {trunk.address}: {exc}"
+            if trunk.approved:
+                out[trunk.id] = f"host: {trunk.host} was approved at {trunk.approved}: {exc}"
+            else:
+                out[trunk.id] = f"host: {trunk.host} resolves to {trunk.address}: {exc}"
+        else:
+            if trunk.approved and trunk.approved != trunk.address:
+                log.warning("trunk host resolves elsewhere than approved: calls taken from the approved address only",
+                            trunk=trunk.id, tenant=trunk.tenant_id, host=trunk.host, address=trunk.address,
+                            approved=trunk.approved)
     return out
 
 

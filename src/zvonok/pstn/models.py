@@ -78,6 +78,9 @@ class Trunk(Timestamped, Base):
     office_id: Mapped[int | None] = mapped_column(ForeignKey("offices.id", ondelete="SET NULL"), index=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     srtp: Mapped[str | None] = mapped_column(String(8))  # required | optional | off; NULL: the server's default
+    # a tenant's trunk known by a host name, without an inbound list: the address its name resolved to when
+    # the API checked it; calls are taken unchallenged from there only, whatever the name resolves to later
+    approved_address: Mapped[str | None] = mapped_column(String(45))
 
 
 class PhoneNumber(Timestamped, Base):

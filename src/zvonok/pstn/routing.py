@@ -48,6 +48,7 @@ class TrunkInfo:
     buy_tariff: Tariff | None = None
     office_id: int | None = None
     srtp: str | None = None  # required | optional | off (None: the server's default)
+    approved: str | None = None  # the address the API approved for a tenant's host name (Trunk.approved_address)
 
     @property
     def domain(self) -> str:
@@ -55,8 +56,9 @@ class TrunkInfo:
 
     @property
     def trusted(self) -> tuple[IpNetwork, ...]:
-        """Where its calls are taken from unchallenged: its inbound list, else the address it resolved to."""
-        return self.inbound or trusted_networks((), self.address)
+        """Where its calls are taken from unchallenged: its inbound list, else the address the API approved
+        for its host name, else the address it resolved to."""
+        return self.inbound or trusted_networks((), self.approved or self.address)
 
     def format_number(self, e164: str) -> str:
         """A number as this carrier wants it: +74951234567, 74951234567 or 84951234567."""

@@ -165,6 +165,9 @@ class TrunkOut(_Out):
     office_id: int | None
     enabled: bool
     srtp: str | None
+    approved_address: str | None = Field(
+        default=None, description="A host name's address approved when the trunk was saved: calls are taken "
+        "unchallenged from there only (send the same host again to approve a new one)")
     has_password: Annotated[bool, BeforeValidator(lambda secret: bool(secret))] = Field(
         default=False, validation_alias="password"
     )

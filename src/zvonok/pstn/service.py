@@ -43,7 +43,7 @@ from zvonok.pstn.models import (
     TariffRate,
     Trunk,
 )
-from zvonok.pstn.routing import UntrustedAddress, check_trusted
+from zvonok.pstn.routing import IpNetwork, UntrustedAddress, check_trusted, trusted_networks
 from zvonok.storage.base import utcnow
 from zvonok.storage.db import emit
 
@@ -128,11 +128,18 @@ async def create_trunk(session: AsyncSession, tenant_id: int | None, data: s.Tru
 async def update_trunk(session: AsyncSession, tenant_id: int | None, trunk_id: int, data: s.TrunkUpdate, *,
                        platform_admin: bool = False) -> Trunk:
     trunk = await get_trunk(session, tenant_id, trunk_id)
-    changed = org_service.apply_changes(trunk, data.model_dump(exclude_unset=True, by_alias=True), _TRUNK_NON_NULL)
+    sent = data.model_dump(exclude_unset=True, by_alias=True)
+    changed = org_service.apply_changes(trunk, sent, _TRUNK_NON_NULL)
     with session.no_autoflush:  # the checks look at the trunk as changed; an unchecked id must not hit the FK first
         await _check_trunk(session, tenant_id, trunk, set(changed))
-        if not platform_admin and {"inbound_addresses", "host"} & set(changed):
+        # sent, changed or not: sending the same host again approves what its name resolves to now
+        approved = trunk.approved_address
+        if not platform_admin and {"inbound_addresses", "host"} & set(sent):
             await _check_trusted_addresses(session, tenant_id, trunk)
+        elif {"inbound_addresses", "host"} & set(changed):
+            trunk.approved_address = None  # the operator's change: approved for what the trunk no longer is
+        if trunk.approved_address != approved:
+            changed.append("approved_address")
     if changed:
         await session.flush()
         notify(session, tenant_id, events.TRUNK)
@@ -157,16 +164,29 @@ async def _check_trusted_addresses(session: AsyncSession, tenant_id: int | None,
     if tenant_id is None:
         return
     mine = await trusted_addresses(trunk.inbound_addresses or [], trunk.host, trunk.port or 5060)
+    by_name = not trunk.inbound_addresses and not trusted_networks((), trunk.host)
+    trunk.approved_address = None
     if not mine:
         return
     others = (await session.execute(
         select(Trunk).where(or_(Trunk.tenant_id.is_(None), Trunk.tenant_id != tenant_id)))).scalars().all()
-    theirs = await asyncio.gather(*(trusted_addresses(o.inbound_addresses or [], o.host, o.port) for o in others))
+    theirs = await asyncio.gather(*(_trusted_now(o) for o in others))
     try:
         check_trusted(mine, [net for nets in theirs for net in nets])
     except UntrustedAddress as exc:
         field = "inbound_addresses" if trunk.inbound_addresses else "host"
         raise (PermissionDenied if exc.overlap else ValidationError)(f"{field}: {exc}", field=field) from None
+    if by_name:
+        # the loader trusts this address, not whatever the name resolves to later (the tenant controls
+        # its DNS: re-pointed at another trunk's address, it would knock that trunk out)
+        trunk.approved_address = str(mine[0].network_address)
+
+
+async def _trusted_now(trunk: Trunk) -> tuple[IpNetwork, ...]:
+    """Where another trunk's calls are taken from: the address approved for its name, if any."""
+    if trunk.approved_address and not trunk.inbound_addresses:
+        return trusted_networks((), trunk.approved_address)
+    return await trusted_addresses(trunk.inbound_addresses or [], trunk.host, trunk.port)
 
 
 async def delete_trunk(session: AsyncSession, tenant_id: int | None, trunk_id: int) -> None:

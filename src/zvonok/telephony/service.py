@@ -201,7 +201,8 @@ class SipService:
             response = make_response(request, exc.status, exc.reason)
             response.headers.add("Server", USER_AGENT)
             self._send(response.to_bytes(), peer)
-            metrics.child(metrics.SIP_MESSAGES_OUT, peer.transport, "response", request.method[:32], str(exc.status)).inc()
+            metrics.child(metrics.SIP_MESSAGES_OUT, peer.transport, "response", metrics.method_label(request.method),
+                          str(exc.status)).inc()
         except Exception:  # noqa: BLE001 - answering garbage is best effort
             metrics.child(metrics.ERRORS, "sip_reject").inc()
 
@@ -209,7 +210,7 @@ class SipService:
         is_request = isinstance(msg, Request)
         metrics.child(metrics.SIP_MESSAGES_IN,
             peer.transport, "request" if is_request else "response",
-            msg.method if isinstance(msg, Request) else msg.cseq.method,
+            metrics.method_label(msg.method if isinstance(msg, Request) else msg.cseq.method),
             "" if isinstance(msg, Request) else str(msg.status),
         ).inc()
         try:
@@ -333,7 +334,7 @@ class SipService:
             # a REGISTER or INVITE accepted (authenticated, or from a trunk's trusted addresses): its
             # connection is a phone's or a carrier's, never evicted for a newcomer at the overall cap
             self._trust(txn.peer)
-        metrics.child(metrics.SIP_MESSAGES_OUT, txn.peer.transport, "response", txn.request.method,
+        metrics.child(metrics.SIP_MESSAGES_OUT, txn.peer.transport, "response", metrics.method_label(txn.request.method),
                                         str(response.status)).inc()
         self.layer.respond(txn, response, self._now())
         self._process(())
