@@ -7,11 +7,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.responses import Response
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok.api.deps import get_session
-from zvonok.org.models import Account, Employee, Extension
+from zvonok.org.models import Employee, Extension
 from zvonok.org.scope import count_in_tenant
 from zvonok.web.auth import CurrentUser
 from zvonok.web.render import render
@@ -22,7 +21,6 @@ router = page_router()
 
 @router.get("/")
 async def home(request: Request, user: CurrentUser, session: Annotated[AsyncSession, Depends(get_session)]) -> Response:
-    last_login = (await session.execute(select(Account.last_login_at).where(Account.id == user.account_id))).scalar()
     stats = None
     if user.tenant_id is not None and user.is_tenant_admin:
         tenant = user.tenant
@@ -32,4 +30,4 @@ async def home(request: Request, user: CurrentUser, session: Annotated[AsyncSess
             "employees": await count_in_tenant(session, Employee, tenant),
             "online": len(online),
         }
-    return render(request, "home.html", {"stats": stats, "last_login": last_login})
+    return render(request, "home.html", {"stats": stats})
