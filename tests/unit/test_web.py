@@ -296,3 +296,23 @@ def test_money_and_dates_in_the_locale() -> None:
     moment = datetime(2026, 1, 2, 9, 30)  # UTC, as stored
     assert format_moment(moment, "en", "Europe/Moscow") == "Jan 2, 2026, 12:30:00\u202fPM"
     assert format_moment(moment, "ru", "Europe/Moscow") == "2 янв. 2026\u202fг., 12:30:00"
+
+
+def test_the_catalogue_template_has_every_marked_string() -> None:
+    """A string marked in a template or module but missing from messages.pot: run tools/web_i18n.sh."""
+    from babel.messages.extract import extract_from_dir
+    from babel.messages.pofile import read_po
+
+    from zvonok.web.i18n import LOCALE_DIR
+
+    web_dir = LOCALE_DIR.parent
+    method_map = [("**.py", "python"), ("templates/**.html", "jinja2")]
+    options = {"templates/**.html": {"extensions": "jinja2.ext.i18n", "trim_blocks": "true", "lstrip_blocks": "true"}}
+    keywords = {"_": None, "gettext": None, "ngettext": (1, 2), "N_": None}
+    found = set()
+    for _file, _line, message, _comments, _context in extract_from_dir(
+            str(web_dir), method_map, options, keywords=keywords):
+        found.add(message if isinstance(message, str) else message[0])
+    with (LOCALE_DIR / "messages.pot").open("rb") as f:
+        template = {m.id if isinstance(m.id, str) else m.id[0] for m in read_po(f) if m.id}
+    assert found and found <= template, sorted(found - template)
