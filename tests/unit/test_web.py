@@ -272,6 +272,15 @@ async def test_api_errors_stay_json(web: Web, a: Company) -> None:
         assert r.status_code == 401 and r.json()["detail"]
         r = await client.get("/no/such/page")
         assert r.status_code == 404 and "Page not found" in r.text
+        r = await client.get("/api/v1/tenants/0/extensions")
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["path", "tenant_id"]
+
+
+async def test_a_malformed_address_is_a_page_too(admin_a: httpx.AsyncClient) -> None:
+    r = await admin_a.get("/extensions?page=0")
+    assert r.status_code == 422 and "Invalid input" in r.text and "<html" in r.text
+    r = await admin_a.get("/extensions/0/devices")
+    assert r.status_code == 422 and "Invalid input" in r.text
 
 
 def test_every_string_is_translated_to_russian() -> None:

@@ -1,6 +1,6 @@
 """The web console: server-rendered pages (Jinja2 + htmx) at ``/``, beside the API at ``/api/v1``.
 
-How it fits together (see ``SKELETON.md``-style notes in :mod:`zvonok.web.routing`):
+How it fits together (how to add a page: :mod:`zvonok.web.routing`):
 
 * :mod:`.session` — the signed session cookie (bound to the account's ``token_version``) and CSRF tokens;
 * :mod:`.auth` — dependencies naming who is logged in (:data:`CurrentUser`, :data:`TenantUser`,

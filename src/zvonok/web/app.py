@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -52,6 +53,7 @@ def mount_web(app: FastAPI, *, location: Location | None = None) -> None:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     api_org_error = app.exception_handlers[OrgError]
+    api_validation_error = app.exception_handlers[RequestValidationError]
 
     async def on_login_required(request: Request, exc: Exception) -> Response:
         target = "/login?next=" + quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
@@ -72,6 +74,14 @@ def mount_web(app: FastAPI, *, location: Location | None = None) -> None:
             return await answer if inspect.isawaitable(answer) else answer
         return error_page(request, exc.status)
 
+    async def on_validation_error(request: Request, exc: Exception) -> Any:
+        # a malformed query or path (forms take strings and validate themselves)
+        if not is_page_path(request.url.path):
+            answer = api_validation_error(request, exc)
+            return await answer if inspect.isawaitable(answer) else answer
+        return error_page(request, 422)
+
     app.add_exception_handler(LoginRequired, on_login_required)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(OrgError, on_org_error)
