@@ -14,11 +14,12 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
-# Debian packages the integration tests drive: SIPp (sip-tester) and baresip.
+# Debian packages the integration tests drive: SIPp (sip-tester), baresip, and chromium for the web
+# console's Playwright tests (Playwright is pointed at /usr/bin/chromium: no browser download).
 peers:
-	@command -v sipp >/dev/null && command -v baresip >/dev/null || { \
+	@command -v sipp >/dev/null && command -v baresip >/dev/null && [ -x /usr/bin/chromium ] || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq sip-tester baresip >/dev/null; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq sip-tester baresip chromium >/dev/null; }
 
 demo: $(VENV)/.installed
 	$(BIN)/zvonok --data-dir $(DATA) demo
@@ -30,7 +31,7 @@ test: $(VENV)/.installed peers
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -n $(TEST_WORKERS) tests/unit
-	$(BIN)/pytest tests/integration
+	$(BIN)/pytest tests/integration tests/browser
 
 # The integration suite again with the servers on PostgreSQL (a fresh database, dropped afterwards).
 PG_ADMIN_URL ?= postgresql://postgres@127.0.0.1:5432/postgres

@@ -194,7 +194,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         _out("with SRTP media when the phone offers it (baresip: module srtp.so and mediaenc=srtp-mand):")
         _out(f'  <sip:{first.number}@{info.domain};transport=tls>;auth_pass={first.password};'
              f'outbound="sip:{tls};transport=tls";mediaenc=srtp-mand')
-        _out(f"Web/API admin: {info.admin_login} / {info.admin_password}")
+        _out(f"Web console: http://{settings.http_host}:{settings.http_port}/ — log in as "
+             f"{info.admin_login} / {info.admin_password}")
         _out(f"API token (tenant admin): {info.api_token}")
         _out(f"API docs: http://{settings.http_host}:{settings.http_port}/docs")
         _out(f"Secrets are kept in {settings.data_dir / 'demo-credentials.json'}")

@@ -42,6 +42,7 @@ from zvonok.telephony.auth import Authenticator, CredentialCache
 from zvonok.telephony.b2bua import CallEngine
 from zvonok.telephony.call import Call
 from zvonok.telephony.directory import Directory
+from zvonok.telephony.events import RegistrationChanged
 from zvonok.telephony.http import registrations_router
 from zvonok.telephony.location import GroupCommit, Location
 from zvonok.telephony.registrar import Registrar, RegistrarConfig
@@ -50,6 +51,7 @@ from zvonok.telephony.store import SqlBindingStore
 from zvonok.telephony.throttle import FailureThrottle
 from zvonok.telephony.trunks import Trunks
 from zvonok.transport.limits import ConnectionTable, fd_budget, raise_nofile_limit
+from zvonok.web import mount_web
 
 log = get_logger(__name__)
 
@@ -121,6 +123,13 @@ async def build(settings: Settings) -> Runtime:
     store = SqlBindingStore(db)
     location = Location()
     location.restore(await store.load(time.time()))
+
+    def registration_changed(tenant_id: int, extension_id: int) -> None:
+        now = time.time()
+        bus.publish(RegistrationChanged(tenant_id=tenant_id, extension_id=extension_id,
+                                        devices=len(location.lookup(tenant_id, extension_id, now)), at=now))
+
+    location.on_change = registration_changed
     metrics.REGISTRATIONS.set(location.count)
 
     async def lookup(domain: str, username: str):  # type: ignore[no-untyped-def]
@@ -208,6 +217,7 @@ async def build(settings: Settings) -> Runtime:
     )
     app = create_app(settings, db, routers=[registrations_router(location), cdr_http.router, events_router(bus),
                                             pstn_http.router])
+    mount_web(app, location=location)  # the web console at /, after the API's routes
     app.state.trunk_status = trunks.status  # GET .../trunks/{id}/status (zvonok.pstn.http)
     http_protocol_class = http_protocol(ConnectionTable(settings.http_max_connections, settings.http_max_per_address),
                                         header_timeout=settings.http_header_timeout,

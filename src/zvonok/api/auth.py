@@ -62,11 +62,13 @@ def _unauthorized(detail: str = "invalid or missing credentials") -> HTTPExcepti
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-def issue_login_token(settings: Settings, account_id: int, token_version: int) -> str:
+def issue_login_token(settings: Settings, account_id: int, token_version: int, *, ttl: int | None = None) -> str:
+    """A login token; ``ttl`` shortens it (the web console's websocket tokens) below the settings' lifetime."""
     now = utcnow()
+    lifetime = settings.login_token_ttl if ttl is None else min(ttl, settings.login_token_ttl)
     claims = {
         "sub": str(account_id), "typ": "login", "ver": token_version, "iat": now,
-        "exp": now + timedelta(seconds=settings.login_token_ttl),
+        "exp": now + timedelta(seconds=lifetime),
     }
     return jwt.encode(claims, settings.resolved_secret_key(), algorithm=_JWT_ALG)
 

@@ -10,8 +10,9 @@ Authentication is the REST API's: ``Authorization: Bearer <token>``, or ``?token
 * ``4404`` — the tenant is not the caller's (or does not exist: the two look the same, as in REST).
 
 Each text frame is one event as :func:`zvonok.bus.serialize` renders it (``{"type": "CallStarted",
-...}``): every call event of the tenant and ``CdrWritten``. An admin receives all of them; an employee
-only those of calls where they are a party (caller, a callee leg, or a transfer target) — events of a
+...}``): every call event of the tenant, ``CdrWritten`` and ``RegistrationChanged`` (an extension's
+devices registered or gone). An admin receives all of them; an employee
+only those of calls where they are a party (and no ``RegistrationChanged``) (caller, a callee leg, or a transfer target) — events of a
 call that arrive before the employee joins it are held and sent when they do. Each connection has a
 bounded (lossy) bus subscription: a client that cannot keep up loses events, and is told so by a
 ``{"type": "EventsDropped", "dropped": <total so far>}`` frame before the next event it gets.
@@ -34,13 +35,21 @@ from zvonok.bus import Bus, serialize
 from zvonok.cdr.events import CdrWritten
 from zvonok.org.events import AccessRevoked
 from zvonok.org.models import Role
-from zvonok.telephony.events import CallEnded, CallEvent, CallStarted, CallTransferred, LegCreated, Party
+from zvonok.telephony.events import (
+    CallEnded,
+    CallEvent,
+    CallStarted,
+    CallTransferred,
+    LegCreated,
+    Party,
+    RegistrationChanged,
+)
 
 log = logging.getLogger(__name__)
 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
-STREAMED_TYPES: tuple[type, ...] = (CallEvent, CdrWritten)
+STREAMED_TYPES: tuple[type, ...] = (CallEvent, CdrWritten, RegistrationChanged)
 
 
 class CallVisibility:

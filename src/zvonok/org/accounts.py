@@ -138,6 +138,19 @@ async def revoke_employee_access(session: AsyncSession, tenant_id: int, employee
         await revoke_account_access(session, account, api_tokens=True)
 
 
+async def change_password(session: AsyncSession, account_id: int, current: str, new: str) -> Account | None:
+    """An account's own password change: None when ``current`` is wrong. Every login token and web
+    session of the account ends (``token_version``); the caller re-issues its own session."""
+    account = await session.get(Account, account_id)
+    if account is None or not await verify_password(current, account.password_hash):
+        return None
+    if len(new) < 8:
+        raise ValidationError("password: at least 8 characters", field="password")
+    account.password_hash = await hash_password(new)
+    await revoke_account_access(session, account, api_tokens=False)
+    return account
+
+
 async def platform_get_account(session: AsyncSession, account_id: int) -> Account | None:
     return await session.get(Account, account_id)
 

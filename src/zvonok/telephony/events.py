@@ -28,7 +28,7 @@ from zvonok.bus import deserialize, register_event, serialize
 __all__ = [
     "AccessNumberBlocked", "CallAnswered", "CallEnded", "CallEvent", "CallRouted", "CallStarted", "CallTransferred", "Direction", "Disposition",
     "DtmfReceived", "HangupSide", "LegAnswered", "LegCreated", "LegEnded", "LegHeld", "LegResumed",
-    "LegRinging", "LegRole", "Party", "RecordingStarted", "RecordingStopped", "SpendingThresholdCrossed", "TransferKind",
+    "LegRinging", "LegRole", "Party", "RecordingStarted", "RecordingStopped", "RegistrationChanged", "SpendingThresholdCrossed", "TransferKind",
     "deserialize", "serialize",
 ]
 
@@ -235,3 +235,17 @@ CALL_EVENT_TYPES: tuple[type[CallEvent], ...] = (
     CallStarted, CallRouted, LegCreated, LegRinging, LegAnswered, CallAnswered, LegHeld, LegResumed, CallTransferred,
     RecordingStarted, RecordingStopped, DtmfReceived, LegEnded, CallEnded,
 )
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RegistrationChanged:
+    """An extension's set of registered devices changed (a device registered, unregistered or expired);
+    ``devices`` is how many are registered now. Not a call event: the location service publishes it,
+    for live views (the web console's extensions page)."""
+
+    tenant_id: int
+    extension_id: int
+    devices: int
+    at: float
+    version: int = 1

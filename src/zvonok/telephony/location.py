@@ -76,6 +76,8 @@ class Location:
         self._waiters: list[Waiter] = []
         # set by a GroupCommit: without one (tests of the registrar alone) nothing waits
         self.on_waiter: Callable[[], None] | None = None
+        # called with (tenant_id, extension_id) when a contact appears or goes (not on a refresh): live views
+        self.on_change: Callable[[int, int], None] | None = None
 
     # -- reads ------------------------------------------------------------------------------------
     def lookup(self, tenant_id: int, extension_id: int, now: float) -> list[Binding]:
@@ -99,11 +101,14 @@ class Location:
     def put(self, binding: Binding) -> None:
         key = (binding.tenant_id, binding.extension_id)
         found = self._bindings.setdefault(key, {})
-        if binding.contact not in found:
+        added = binding.contact not in found
+        if added:
             self.count += 1
         found[binding.contact] = binding
         self._dirty[(binding.tenant_id, binding.extension_id, binding.contact)] = binding
         self._schedule(binding)
+        if added and self.on_change is not None:
+            self.on_change(binding.tenant_id, binding.extension_id)
 
     def _schedule(self, binding: Binding) -> None:
         heapq.heappush(self._expiry, (binding.expires_at, binding.tenant_id, binding.extension_id, binding.contact))
@@ -114,11 +119,14 @@ class Location:
 
     def remove(self, tenant_id: int, extension_id: int, contact: str) -> None:
         found = self._bindings.get((tenant_id, extension_id))
-        if found and found.pop(contact, None) is not None:
+        removed = found is not None and found.pop(contact, None) is not None
+        if removed:
             self.count -= 1
             if not found:
                 del self._bindings[(tenant_id, extension_id)]
         self._dirty[(tenant_id, extension_id, contact)] = None
+        if removed and self.on_change is not None:
+            self.on_change(tenant_id, extension_id)
 
     def remove_all(self, tenant_id: int, extension_id: int) -> None:
         for contact in list(self._bindings.get((tenant_id, extension_id), {})):

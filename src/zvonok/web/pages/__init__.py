@@ -1,0 +1,1 @@
+"""Page families of the web console; each module exports ``router`` (see :mod:`zvonok.web.routing`)."""
