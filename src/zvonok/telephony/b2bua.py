@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import time
 import uuid
 from collections.abc import Callable, Coroutine
@@ -151,7 +152,8 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
                  media_timeout: float = 60.0, recordings_dir: Path | None = None,
                  record_stereo: bool = True, flood: FailureThrottle | None = None,
                  session_min_se: int = 90, ringback: str = "local", busy_tone_seconds: float = 3.0,
-                 trunks: Trunks | None = None, prompt_language: str = "ru", srtp_policy: str = "optional") -> None:
+                 trunks: Trunks | None = None, prompt_language: str = "ru", srtp_policy: str = "optional",
+                 clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None) -> None:
         self.sip = sip
         self.media = media
         self.auth = auth
@@ -173,6 +175,10 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
         # (and the busy tone before a 486) from us, for callers that play only what they receive
         self.inband_ringback = ringback == "inband"
         self.busy_tone_seconds = busy_tone_seconds
+        # injected so that unit tests run calls on a fake clock (the event loop's, when virtual) and pick
+        # the random delays (RFC 3261 §14.1 glare retry) deterministically
+        self.clock = clock
+        self.rng = rng or random.Random()
         self.calls: dict[str, Call] = {}
         self.dialogs: dict[DialogKey, Leg] = {}
         self.invites: dict[ServerTransaction, Leg] = {}
@@ -245,7 +251,7 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
             reply(403)
             return
         trunk = self._trunk_for(request, peer)
-        mono = time.monotonic()  # throttles count on a clock that never steps
+        mono = self.clock()  # throttles count on a clock that never steps
         source = address_key(peer.host)  # an IPv6 /64 is one source, as for the auth throttle
         if trunk is None and (self.flood.is_blocked(source, mono) or self.flood.record_failure(source, mono)):
             # a carrier's gateway brings many callers: trunks are limited by max_calls instead
