@@ -9,7 +9,7 @@ What is real and what is fake:
   (:meth:`Harness.reply`) or fails it (:meth:`Harness.timeout`) — the transaction layer itself is tested
   on its own in ``test_transaction.py``;
 - the media engine is :class:`FakeMedia` (ports from a small pool, so exhaustion is one argument away;
-  what plays, what is bridged; DTMF injected with :meth:`FakeMedia.dtmf`);
+  what plays, what is bridged; DTMF injected with :meth:`Harness.dtmf`);
 - authentication accepts every extension listed in :class:`FakeDirectory`;
 - the clock is virtual: the engine runs on :class:`VirtualTimeLoop`, whose ``time()`` only moves when the
   test says so (or when the loop would otherwise sleep until a timer), and the engine's ``clock`` is that
@@ -56,14 +56,13 @@ from zvonok.media.events import DtmfReceived, PlaybackFinished
 from zvonok.media.g711 import Codec as MediaCodec
 from zvonok.media.interface import Address, Endpoint, Recording, RecordingInfo
 from zvonok.org.service import SipCredentials
-from zvonok.pstn.routing import NumberInfo, PstnSnapshot, RouteInfo, TenantInfo, TrunkInfo
+from zvonok.pstn.routing import NumberInfo, PolicyInfo, PstnSnapshot, RouteInfo, TenantInfo, TrunkInfo
 from zvonok.sip.dialog import Dialog, add_top_via, dialog_response
 from zvonok.sip.message import Headers, Request, Response, make_response
 from zvonok.sip.peer import Peer
 from zvonok.sip.sdp import Direction, parse_sdp
 from zvonok.sip.sdp_offer_answer import PCMA, PCMU, TELEPHONE_EVENT, LocalSession, build_offer, negotiate
 from zvonok.sip.transaction import ResponseReceived, TransactionTimeout
-from zvonok.telephony import events as ev
 from zvonok.telephony.auth import AuthOutcome
 from zvonok.telephony.b2bua import CallEngine
 from zvonok.telephony.call import Call
@@ -119,6 +118,7 @@ class FakeServerTxn:
     request: Request
     peer: Peer
     responses: list[Response] = field(default_factory=list)
+    dropped: list[Response] = field(default_factory=list)  # sent after a final one: the real layer drops them
 
     @property
     def responded(self) -> bool:
@@ -161,6 +161,9 @@ class FakeSip:
         return 5061 if transport == "tls" else 5060
 
     def respond(self, txn: FakeServerTxn, response: Response) -> None:  # type: ignore[override]
+        if any(r.status >= 200 for r in txn.responses):
+            txn.dropped.append(response)
+            return
         txn.responses.append(response)
         self.log.append(Sent("response", response, txn.peer, txn))
 
@@ -199,6 +202,7 @@ class FakeMedia:
 
     def __init__(self, ports: int = 100, play_delay: float = 0.0) -> None:
         self.free = ports
+        self.exhausted = False  # True: every new endpoint fails as if other calls held every port
         self.play_delay = play_delay
         self._ids = itertools.count(1)
         self.endpoints: dict[str, Endpoint] = {}
@@ -213,7 +217,7 @@ class FakeMedia:
         self.in_flight_plays = 0
 
     async def create_endpoint(self, tenant_id: int, call_id: str, codecs: Sequence[MediaCodec]) -> Endpoint:
-        if self.free <= 0:
+        if self.free <= 0 or self.exhausted:
             raise PortsExhausted("no free RTP port pair")
         self.free -= 1
         n = next(self._ids)
@@ -422,6 +426,7 @@ class Harness:
         self._hosts = itertools.count(1)
         self._ids = itertools.count(1)
         self._far_dialogs: dict[int, Dialog] = {}
+        self._batching = False
         self.engine = CallEngine(
             sip=self.sip, media=self.media, auth=FakeAuth(self.directory),  # type: ignore[arg-type]
             location=self.location, directory=self.directory, bus=self.bus,  # type: ignore[arg-type]
@@ -458,10 +463,26 @@ class Harness:
         self.loop.run_until_complete(idle())
 
     def deliver(self, handler: Callable[..., Any], *args: Any) -> Any:
-        """Call one of the engine's entry points inside the loop (as the SIP service does), then settle."""
+        """Call one of the engine's entry points inside the loop (as the SIP service does), then settle.
+        Inside :meth:`at_once` the call is made at once and nothing else runs in between."""
+        if self._batching:
+            return handler(*args)
+
         async def call() -> Any:
             return handler(*args)
         return self.run(call())
+
+    def at_once(self, *steps: Callable[[], object]) -> None:
+        """Deliver several messages in one go, with nothing of the engine running in between (two messages
+        that crossed on the wire and arrive in one datagram burst), then settle."""
+        async def burst() -> None:
+            self._batching = True
+            try:
+                for step in steps:
+                    step()
+            finally:
+                self._batching = False
+        self.run(burst())
 
     def advance(self, seconds: float) -> None:
         """Move the clock ``seconds`` ahead, running every timer that falls due on the way, in order."""
@@ -502,6 +523,8 @@ class Harness:
         old = self.trunks.snapshot
         fields = dict(trunks=dict(old.trunks), numbers=dict(old.numbers), routes=list(old.routes),
                       offices=dict(old.offices),
+                      policies=dict(old.policies) or {(TENANT, "tenant", None): PolicyInfo(
+                          tenant_id=TENANT, level="tenant", ref_id=None, service_class="international")},
                       tenants=dict(old.tenants) or {TENANT: TenantInfo(id=TENANT, domain=DOMAIN, timezone="UTC",
                                                                        currency="RUB", locale="ru", suspended=False)})
         for name, value in changes.items():
@@ -578,6 +601,11 @@ class Harness:
             txn.final = status
         self.deliver(txn.handler, ResponseReceived(response=response, peer=txn.peer, transaction=txn))  # type: ignore[arg-type]
         return response
+
+    def dtmf(self, endpoint: Endpoint, digits: str) -> None:
+        """The caller presses ``digits`` (RFC 4733 events on ``endpoint``), each delivered on its own."""
+        for digit in digits:
+            self.deliver(self.media.dtmf, endpoint, digit)
 
     def timeout(self, txn: FakeClientTxn) -> None:
         self.deliver(txn.handler, TransactionTimeout(transaction=txn, timer="B"))  # type: ignore[arg-type]

@@ -95,7 +95,9 @@ class AccessMixin(_Base):
         endpoint = caller.endpoint
         await self.media.on_dtmf(endpoint, lambda event: self._access_key(call, event))
         dialogue.start(self.clock())
-        await self._access_pump(call)
+        # the dialogue's actions are carried out only by steps of the call's inbox: one pump at a time (a
+        # key pressed while a prompt loads waits for it, and then stops it)
+        self.step(call, self._access_pump(call))
 
     def _access_key(self, call: Call, event: DtmfReceived) -> None:
         session = call.access
@@ -105,7 +107,7 @@ class AccessMixin(_Base):
             session.dialogue.dtmf(event.digit, self.clock())
         except ValueError:
             return
-        self.spawn(self._access_pump(call))
+        self.step(call, self._access_pump(call))
 
     async def _access_pump(self, call: Call) -> None:
         """Carry out the dialogue's actions in order, then re-arm its one timer."""
@@ -127,9 +129,9 @@ class AccessMixin(_Base):
                 if caller.endpoint is not None:
                     await self.media.stop_play(caller.endpoint)
             elif isinstance(action, VerifyPin):
-                self.spawn(self._access_verify(call, action.pin))
+                self.step(call, self._access_verify(call, action.pin))
             elif isinstance(action, Dial):
-                self.spawn(self._access_dial(call, action.destination, action.employee_ref))
+                self.step(call, self._access_dial(call, action.destination, action.employee_ref))
             elif isinstance(action, Blocked):
                 log.warning("access number: caller blocked after wrong PINs", call=call.id, tenant=call.tenant_id,
                             source=str(action.source))
@@ -157,7 +159,7 @@ class AccessMixin(_Base):
             return
         session.timer = None
         session.dialogue.timer(self.clock())
-        self.spawn(self._access_pump(call))
+        self.step(call, self._access_pump(call))
 
     async def _access_play_next(self, call: Call) -> None:
         session = call.access
@@ -178,7 +180,7 @@ class AccessMixin(_Base):
         session = call.access
         if session is None or call.ended or not session.playing:
             return  # stopped (barge-in): StopPlayback already dropped the queue
-        self.spawn(self._access_play_next(call))
+        self.step(call, self._access_play_next(call))
 
     async def _access_verify(self, call: Call, entry: str) -> None:
         """Which employee's PIN is ``entry`` (extension + PIN, or the bare PIN of a known caller)?"""
@@ -249,7 +251,7 @@ class AccessMixin(_Base):
             call.no_answer.cancel()
             call.no_answer = None
         session.dialogue.dial_failed(_dial_failure(cause), self.clock())
-        self.spawn(self._access_pump(call))
+        self.step(call, self._access_pump(call))
         return True
 
     async def _access_connected(self, call: Call) -> None:

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 from zvonok.bus import Bus
 from zvonok.logs import get_logger
+from zvonok.media.errors import PortsExhausted
 from zvonok.media.events import MediaTimeout
 from zvonok.media.g711 import Codec as MediaCodec
 from zvonok.media.interface import BUSY_RU, RINGBACK_RU, Endpoint, MediaEngine, SrtpKeys
@@ -194,6 +195,48 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("call engine task failed", exc_info=task.exception())
+
+    # -- the call's inbox: its steps one at a time, and a failing step ends the call --------------------------
+    def step(self, call: Call, coro: Coroutine[Any, Any, None], *,
+             txn: ServerTransaction | None = None, request: Request | None = None) -> None:
+        """Queue ``coro`` on ``call``'s inbox: the call's steps run in order, one at a time, so none sees
+        the call change under it while another awaits. A step that raises ends the call cleanly (a final
+        response or BYE, ports and trunk slots freed, CDR written); ``txn`` (the request the step
+        answers) then gets a 500 if it has no response yet. Ending a call is not a step: a CANCEL or
+        BYE ends it at once whatever step is waiting (the steps look at ``call.ended``)."""
+        if call.ended:
+            coro.close()
+            return
+        call.inbox.append(self._answering(coro, txn, request) if txn is not None and request is not None else coro)
+        if call.runner is None:
+            task = asyncio.ensure_future(self._run_steps(call))
+            call.runner = task
+            self._tasks.add(task)
+            task.add_done_callback(self._task_done)
+
+    async def _answering(self, coro: Coroutine[Any, Any, None], txn: ServerTransaction, request: Request) -> None:
+        try:
+            await coro
+        except BaseException:
+            if not txn.responded:
+                self.sip.respond(txn, make_response(request, 500))
+            raise
+
+    async def _run_steps(self, call: Call) -> None:
+        while call.inbox:
+            coro = call.inbox.popleft()
+            if call.ended:
+                coro.close()  # what was queued for a call that ended meanwhile has nothing left to do
+                continue
+            try:
+                await coro
+            except Exception as exc:  # noqa: BLE001 - any failure ends this call, never a half-alive one
+                self._step_failed(call, exc)
+        call.runner = None  # no await since the inbox was seen empty: a new step starts a new runner
+
+    def _step_failed(self, call: Call, exc: Exception) -> None:
+        log.error("a step of a call failed: ending the call", call=call.id, tenant=call.tenant_id, exc_info=exc)
+        self._hangup(call, None, ev.HangupSide.SYSTEM, "no_ports" if isinstance(exc, PortsExhausted) else "failed")
 
     def publish(self, event_type: type[ev.CallEvent], call: Call, **fields: Any) -> None:
         self.bus.publish(event_type(tenant_id=call.tenant_id, call_id=call.id, at=time.time(), **fields))
@@ -502,11 +545,11 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
                 self.publish(ev.LegRinging, call, leg_id=leg.id, early_media=early)
             if early:
                 call.early_media_from = leg
-                self.spawn(self._early_media(leg, response))
+                self.step(call, self._early_media(leg, response))
             elif first_ring and call.early_media_from is None and not call.ringback:
                 if self.inband_ringback and call.caller is not None and call.caller.media is not None:
                     call.ringback = True
-                    self.spawn(self._play_ringback(call))
+                    self.step(call, self._play_ringback(call))
                 else:
                     self._provisional(call, 180)
             return
@@ -575,8 +618,9 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
         self._ack(leg, leg.invite.cseq.number)
         if call.callee is leg:
             return  # a retransmitted 2xx: the ACK above answers it
-        if call.ended or call.callee is not None:
-            # a second device answered too (or the caller is gone): end that dialog (§13.2.2.4)
+        if call.ended or call.callee is not None or leg.cancelled:
+            # a second device answered too, or the caller is gone, or we cancelled this INVITE and its 2xx
+            # crossed our CANCEL: the dialog exists, so ACK it (above) and end it with BYE (§9.1, §15)
             self._send_bye(leg)
             leg.state = LegState.ENDED
             self._release(leg)
@@ -589,7 +633,7 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
         for other in call.forks:
             if other is not leg and other.state is not LegState.ENDED:
                 self._cancel_fork(other, 'SIP;cause=200;text="Call completed elsewhere"')
-        self.spawn(self._connect(call, leg, response))
+        self.step(call, self._connect(call, leg, response))
 
     async def _connect(self, call: Call, leg: Leg, response: Response) -> None:
         caller = call.caller
@@ -743,7 +787,7 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
             final, disposition, cause = 480, ev.Disposition.FAILED, "unavailable"
         if call.ringback and final == 486 and self.busy_tone_seconds > 0:
             call.ringback = False
-            self.spawn(self._busy_tone(call, final, disposition, cause))
+            self.step(call, self._busy_tone(call, final, disposition, cause))
             return
         self._reject_caller(call, final)
         self.spawn(self._finish(call, disposition, ev.HangupSide.CALLEE, cause, final))
@@ -795,7 +839,7 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
         leg.pending_2xx = None
         if leg.awaits_answer:
             leg.awaits_answer = False
-            self.spawn(self._answer_in_ack(leg, request))
+            self.step(leg.call, self._answer_in_ack(leg, request))
 
     async def _answer_in_ack(self, leg: Leg, ack: Request) -> None:
         """The caller's answer to the offer of our 2xx (delayed offer); without a usable one the call ends
@@ -833,9 +877,13 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
             side = ev.HangupSide.CALLER if leg.role is ev.LegRole.CALLER else ev.HangupSide.CALLEE
             self._hangup(leg.call, leg, side, "normal_clearing")
         elif method in ("INVITE", "UPDATE"):
-            self.spawn(self._reoffer(txn, request, leg))
+            if leg.reinvite is not None and (method == "INVITE" or request.body):
+                # glare: our re-INVITE is in progress on this dialog (RFC 3261 §14.2, RFC 3311 §5.2)
+                self.sip.respond(txn, leg.dialog.create_response(request, 491))
+                return
+            self.step(leg.call, self._reoffer(txn, request, leg), txn=txn, request=request)
         elif method == "REFER":
-            self.spawn(self._refer(txn, request, leg))
+            self.step(leg.call, self._refer(txn, request, leg), txn=txn, request=request)
         elif method in ("INFO", "NOTIFY", "OPTIONS"):
             self.sip.respond(txn, leg.dialog.create_response(request, 200))
         else:
@@ -892,8 +940,12 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
         ``refresh``, the same offer again as our session refresh (RFC 4028 §7.4)."""
         if leg.dialog is None or leg.endpoint is None or leg.media is None:
             return
-        codecs = [c for c in CODECS if c.name == leg.media.codec_name or c is TELEPHONE_EVENT]
         leg.held_by_us = direction is not SdpDirection.SENDRECV
+        if leg.reinvite is not None or leg.reinvite_retry is not None:
+            # one INVITE at a time in a dialog (§14.1): this offer goes when the one in progress is done
+            leg.reinvite_again = True
+            return
+        codecs = [c for c in CODECS if c.name == leg.media.codec_name or c is TELEPHONE_EVENT]
         # SRTP stays as agreed: a leg that runs plain RTP (optional policy, plain offer) is re-offered plain
         key = leg.srtp_key if leg.media.srtp_key is not None else None
         offer = build_offer(self.sip.local_host, leg.endpoint.local_address.port, codecs, direction, leg.session,
@@ -905,21 +957,49 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
         add_top_via(request, leg.peer.transport, self.sip.local_host, self.sip.port_for(leg.peer.transport))
 
         def on_event(event: object) -> None:
+            final = not isinstance(event, ResponseReceived) or event.response.status >= 200
+            if final and leg.reinvite is txn:
+                leg.reinvite = None
             if isinstance(event, ResponseReceived) and 200 <= event.response.status < 300 and leg.dialog is not None:
                 leg.dialog.receive_response(event.response)
                 self._ack(leg, request.cseq.number, request)
                 if leg.we_refresh:
                     self._arm_session_timer(leg)
-                self.spawn(self._reinvite_answered(leg, offer, event.response))
+                self.step(leg.call, self._reinvite_answered(leg, offer, event.response))
+            elif isinstance(event, ResponseReceived) and event.response.status == 491:
+                self._retry_reinvite_later(leg, refresh)
+                return
             elif refresh and (isinstance(event, (TransactionTimeout, TransportError)) or (
                     isinstance(event, ResponseReceived) and event.response.status in (408, 481))):
                 # §10: a refresh that times out or finds no dialog means the session is gone
                 log.info("session refresh failed: ending the call", call=leg.call.id, leg=leg.id)
                 self._hangup(leg.call, None, ev.HangupSide.SYSTEM, "session_timeout")
             elif refresh and isinstance(event, ResponseReceived) and event.response.status >= 300:
-                self._arm_session_timer(leg)  # e.g. 491 glare: try again at the next half interval
+                self._arm_session_timer(leg)  # refused: try again at the next half interval
+            if final and leg.reinvite_again and leg.reinvite is None and leg.reinvite_retry is None:
+                leg.reinvite_again = False
+                self._reinvite(leg, SdpDirection.SENDONLY if leg.held_by_us else SdpDirection.SENDRECV)
 
-        self.sip.send_request(request, leg.peer, on_event)
+        txn = self.sip.send_request(request, leg.peer, on_event)
+        leg.reinvite = txn
+
+    def _retry_reinvite_later(self, leg: Leg, refresh: bool) -> None:
+        """Our re-INVITE met glare (491): send it again after §14.1's random time — 2.1–4 s when we chose
+        the dialog's Call-ID (a callee leg, our INVITE), 0–2 s when the device did, in 10 ms units — so
+        that the two sides do not collide again."""
+        if leg.state is not LegState.ANSWERED or leg.call.ended:
+            return
+        owner = leg.role is ev.LegRole.CALLEE
+        delay = (self.rng.randint(210, 400) if owner else self.rng.randint(0, 200)) / 100
+        leg.reinvite_retry = asyncio.get_running_loop().call_later(delay, self._retry_reinvite, leg, refresh)
+
+    def _retry_reinvite(self, leg: Leg, refresh: bool) -> None:
+        leg.reinvite_retry = None
+        leg.reinvite_again = False
+        if leg.state is not LegState.ANSWERED or leg.call.ended:
+            return
+        # the offer as it stands now: a hold or resume asked for meanwhile is in it
+        self._reinvite(leg, SdpDirection.SENDONLY if leg.held_by_us else SdpDirection.SENDRECV, refresh=refresh)
 
     async def _reinvite_answered(self, leg: Leg, offer: SessionDescription, response: Response) -> None:
         try:
@@ -944,7 +1024,7 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
             # not answered yet (shutdown, failure): cancel forks, refuse the caller
             for fork in call.forks:
                 self._cancel_fork(fork, None)
-            self._reject_caller(call, 503 if cause == "shutdown" else 500)
+            self._reject_caller(call, 503 if cause in ("shutdown", "no_ports") else 500)
         for leg in (call.caller, call.callee):
             if leg is not None and leg is not from_leg and leg.state is LegState.ANSWERED:
                 self._send_bye(leg)
@@ -992,6 +1072,9 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
             if leg.retransmit is not None and leg.pending_2xx is None:
                 leg.retransmit.cancel()
                 leg.retransmit = None
+            if leg.reinvite_retry is not None:
+                leg.reinvite_retry.cancel()
+                leg.reinvite_retry = None
             if leg.state is not LegState.ENDED:
                 leg.state = LegState.ENDED
                 self.publish(ev.LegEnded, call, leg_id=leg.id, cause=cause)
@@ -1001,6 +1084,8 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
             if leg.server_txn is not None:
                 self.invites.pop(leg.server_txn, None)
         self.calls.pop(call.id, None)
+        while call.inbox:
+            call.inbox.popleft().close()
         self._publish_crossings(call, time.time())
         self.publish(ev.CallEnded, call, disposition=disposition, hangup_side=side, cause=cause,
                      sip_status=sip_status)

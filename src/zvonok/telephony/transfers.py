@@ -155,7 +155,7 @@ class TransferMixin(_Base):
             self.dialogs.pop(leg.dialog.key, None)
         if leg.server_txn is not None:
             self.invites.pop(leg.server_txn, None)
-        for timer in (leg.session_timer, leg.retransmit):
+        for timer in (leg.session_timer, leg.retransmit, leg.reinvite_retry):
             if timer is not None:
                 timer.cancel()
         leg.pending_2xx = None
@@ -205,7 +205,7 @@ class TransferMixin(_Base):
                 return
             leg.dialog = Dialog.from_uac(leg.invite, response)
             self._ack(leg, leg.invite.cseq.number)
-            if transfer.done or call.ended:
+            if transfer.done or call.ended or leg.cancelled:  # a 2xx that crossed our CANCEL: ACK, then BYE
                 self._send_bye(leg)
                 leg.state = LegState.ENDED
                 self._release(leg)
@@ -216,7 +216,7 @@ class TransferMixin(_Base):
             for other in transfer.forks:
                 if other is not leg and other.state is not LegState.ENDED:
                     self._cancel_fork(other, 'SIP;cause=200;text="Call completed elsewhere"')
-            self.spawn(self._transfer_connected(transfer, leg, response))
+            self.step(call, self._transfer_connected(transfer, leg, response))
             return
         leg.state = LegState.ENDED
         leg.final_status = status
