@@ -21,7 +21,7 @@ How to drive a call (a sync test; the harness owns its loop)::
         alice = h.extension("101")          # a registered extension with one device
         bob = h.extension("102")
         call = h.call(alice, "102")         # alice's phone sends INVITE sip:102@…; the engine runs
-        fork = h.sip.invites_to(bob)[0]     # the INVITE the engine placed to bob's device
+        fork = h.invites_to(bob)[0]         # the INVITE the engine placed to bob's device
         h.reply(fork, 180)
         h.reply(fork, 200)                  # bob answers (an SDP answer to the engine's offer)
         assert call.final_status() == 200   # alice got our 200

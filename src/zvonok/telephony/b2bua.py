@@ -205,34 +205,39 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
         answers) then gets a 500 if it has no response yet. Ending a call is not a step: a CANCEL or
         BYE ends it at once whatever step is waiting (the steps look at ``call.ended``)."""
         if call.ended:
-            coro.close()
+            self._drop_step((coro, txn, request))
             return
-        call.inbox.append(self._answering(coro, txn, request) if txn is not None and request is not None else coro)
+        call.inbox.append((coro, txn, request))
         if call.runner is None:
             task = asyncio.ensure_future(self._run_steps(call))
             call.runner = task
             self._tasks.add(task)
             task.add_done_callback(self._task_done)
 
-    async def _answering(self, coro: Coroutine[Any, Any, None], txn: ServerTransaction, request: Request) -> None:
-        try:
-            await coro
-        except BaseException:
-            if not txn.responded:
-                self.sip.respond(txn, make_response(request, 500))
-            raise
+    def _drop_step(self, step: tuple[Coroutine[Any, Any, None], Any, Any]) -> None:
+        """A step queued for a call that ended meanwhile: nothing left to do, but its request is answered
+        (481: the dialog is gone, RFC 3261 §12.2.2)."""
+        coro, txn, request = step
+        coro.close()
+        if txn is not None and request is not None and not txn.responded:
+            self.sip.respond(txn, make_response(request, 481))
 
     async def _run_steps(self, call: Call) -> None:
-        while call.inbox:
-            coro = call.inbox.popleft()
-            if call.ended:
-                coro.close()  # what was queued for a call that ended meanwhile has nothing left to do
-                continue
-            try:
-                await coro
-            except Exception as exc:  # noqa: BLE001 - any failure ends this call, never a half-alive one
-                self._step_failed(call, exc)
-        call.runner = None  # no await since the inbox was seen empty: a new step starts a new runner
+        try:
+            while call.inbox:
+                step = call.inbox.popleft()
+                if call.ended:
+                    self._drop_step(step)
+                    continue
+                coro, txn, request = step
+                try:
+                    await coro
+                except Exception as exc:  # noqa: BLE001 - any failure ends this call, never a half-alive one
+                    if txn is not None and request is not None and not txn.responded:
+                        self.sip.respond(txn, make_response(request, 500))
+                    self._step_failed(call, exc)
+        finally:
+            call.runner = None  # no await since the inbox was seen empty: a new step starts a new runner
 
     def _step_failed(self, call: Call, exc: Exception) -> None:
         log.error("a step of a call failed: ending the call", call=call.id, tenant=call.tenant_id, exc_info=exc)
@@ -592,6 +597,8 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
 
     async def _early_media(self, leg: Leg, response: Response) -> None:
         call = leg.call
+        if leg.state is LegState.ENDED or leg.endpoint is None or call.callee not in (None, leg):
+            return  # that device gave up (or another answered) before this step's turn
         if call.caller is None or call.caller.media is None:
             self._provisional(call, 180)  # delayed offer: our offer must wait for the 2xx (no 100rel here)
             return
@@ -603,7 +610,8 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
             return
         leg.media = media
         await self._set_remote(leg, media)
-        assert call.caller is not None and call.caller.endpoint is not None and leg.endpoint is not None
+        if call.caller is None or call.caller.endpoint is None or leg.endpoint is None:
+            return
         await self._stop_tone(call)
         await self.media.bridge(call.caller.endpoint, leg.endpoint)
         self._provisional(call, 183, call.caller_answer_sdp)
@@ -897,7 +905,10 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
 
     async def _reoffer(self, txn: ServerTransaction, request: Request, leg: Leg) -> None:
         """A re-INVITE or UPDATE from a leg: answer it from our endpoint; hold and resume (RFC 3264 §8.4)."""
-        assert leg.dialog is not None and leg.endpoint is not None
+        if leg.dialog is None or leg.endpoint is None or leg.state is LegState.ENDED:
+            # the leg left the call (a transferor) before this step's turn
+            self.sip.respond(txn, make_response(request, 481))
+            return
         refreshed = _session_expires(request)
         if leg.session_expires is not None:
             if refreshed is not None and refreshed >= self.session_min_se:
@@ -956,10 +967,14 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
                                             extra_headers=timer)
         add_top_via(request, leg.peer.transport, self.sip.local_host, self.sip.port_for(leg.peer.transport))
 
+        finished: list[bool] = []  # a final event may come within send_request (a transport error)
+
         def on_event(event: object) -> None:
             final = not isinstance(event, ResponseReceived) or event.response.status >= 200
-            if final and leg.reinvite is txn:
-                leg.reinvite = None
+            if final:
+                finished.append(True)
+                if leg.reinvite is not None and leg.reinvite is getattr(event, "transaction", None):
+                    leg.reinvite = None
             if isinstance(event, ResponseReceived) and 200 <= event.response.status < 300 and leg.dialog is not None:
                 leg.dialog.receive_response(event.response)
                 self._ack(leg, request.cseq.number, request)
@@ -978,10 +993,12 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
                 self._arm_session_timer(leg)  # refused: try again at the next half interval
             if final and leg.reinvite_again and leg.reinvite is None and leg.reinvite_retry is None:
                 leg.reinvite_again = False
-                self._reinvite(leg, SdpDirection.SENDONLY if leg.held_by_us else SdpDirection.SENDRECV)
+                if leg.state is LegState.ANSWERED and not leg.call.ended:
+                    self._reinvite(leg, SdpDirection.SENDONLY if leg.held_by_us else SdpDirection.SENDRECV)
 
         txn = self.sip.send_request(request, leg.peer, on_event)
-        leg.reinvite = txn
+        if not finished:
+            leg.reinvite = txn
 
     def _retry_reinvite_later(self, leg: Leg, refresh: bool) -> None:
         """Our re-INVITE met glare (491): send it again after §14.1's random time — 2.1–4 s when we chose
@@ -1085,7 +1102,7 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
                 self.invites.pop(leg.server_txn, None)
         self.calls.pop(call.id, None)
         while call.inbox:
-            call.inbox.popleft().close()
+            self._drop_step(call.inbox.popleft())
         self._publish_crossings(call, time.time())
         self.publish(ev.CallEnded, call, disposition=disposition, hangup_side=side, cause=cause,
                      sip_status=sip_status)

@@ -110,7 +110,8 @@ class Call:
     limit_timers: list[asyncio.TimerHandle] = field(default_factory=list)
     # the call's inbox: its steps (coroutines), run one at a time by one task, ``runner``, while any is
     # queued; a step that raises ends the call (CallEngine.step)
-    inbox: deque[Coroutine[Any, Any, None]] = field(default_factory=deque)
+    # (the coroutine, and the request it answers with its server transaction, if any)
+    inbox: deque[tuple[Coroutine[Any, Any, None], Any, Any]] = field(default_factory=deque)
     runner: asyncio.Task[None] | None = None
 
     # every Call object still in memory, ended or not (weak: the set never keeps one alive). After the calls

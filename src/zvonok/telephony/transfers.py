@@ -15,7 +15,7 @@ from zvonok.logs import get_logger
 from zvonok.sip.dialog import Dialog, add_top_via
 from zvonok.sip.errors import SipParseError
 from zvonok.sip.headers import parse_name_addr
-from zvonok.sip.message import REASONS, Request, Response
+from zvonok.sip.message import REASONS, Request, Response, make_response
 from zvonok.sip.replaces import Replaces, replaces_of
 from zvonok.sip.sdp import Direction as SdpDirection
 from zvonok.sip.sdp import SdpError, parse_sdp
@@ -48,7 +48,9 @@ class TransferMixin(_Base):
         call = transferor.call
         dialog = transferor.dialog
         transferee = call.other(transferor)
-        assert dialog is not None
+        if dialog is None or transferor.state is LegState.ENDED:
+            self.sip.respond(txn, make_response(request, 481))  # it left the call before this step's turn
+            return
         try:
             target = parse_name_addr(request.headers.get("refer-to") or "").uri
         except SipParseError:
