@@ -114,7 +114,8 @@ def test_a_step_that_raises_after_the_answer_ends_the_call_with_bye() -> None:
             raise RuntimeError("media engine failed")
 
         h.media.set_remote = broken  # type: ignore[method-assign]
-        h.request_from(fork, ok, "INVITE", body=h.offer(bob[0], Direction.SENDONLY))  # type: ignore[arg-type,index]
+        hold = h.request_from(fork, ok, "INVITE", body=h.offer(bob[0], Direction.SENDONLY))  # type: ignore[arg-type,index]
+        assert [r.status for r in hold.responses] == [500]  # the request the failed step was answering
         assert len(h.sent_requests("BYE", to=alice)) == 1
         assert len(h.sent_requests("BYE", to=bob)) == 1
         assert _ended(h).disposition is ev.Disposition.ANSWERED

@@ -15,6 +15,12 @@ Also here: delayed offer (an INVITE without SDP gets our offer in the 200, the a
 and attended transfer (REFER, REFER with Replaces), RFC 4028 session timers on both legs (we check the
 refreshes of a device that refreshes, and refresh ourselves when a callee makes us the refresher), in-band
 ringback and busy tone (``ringback="inband"``), and an RTP inactivity timeout for vanished peers.
+
+One call's work that awaits (answering a re-INVITE, connecting the answer, the access-number dialogue's
+prompts) runs as steps of that call's inbox (:meth:`CallEngine.step`): one at a time, in order, so no
+step sees the call change under it while another awaits; a step that raises ends the call cleanly (a
+final response or BYE, ports and trunk slots freed, CallEnded for the CDR). What needs no await (a
+response, a CANCEL, a BYE) is handled at once; ending a call is never queued behind a step.
 """
 
 from __future__ import annotations
