@@ -160,7 +160,7 @@ class FakeSip:
     def port_for(self, transport: str) -> int:
         return 5061 if transport == "tls" else 5060
 
-    def respond(self, txn: FakeServerTxn, response: Response) -> None:  # type: ignore[override]
+    def respond(self, txn: FakeServerTxn, response: Response) -> None:
         if any(r.status >= 200 for r in txn.responses):
             txn.dropped.append(response)
             return
@@ -173,7 +173,7 @@ class FakeSip:
         self.log.append(Sent("request", request, peer, txn))
         return txn
 
-    def cancel(self, invite: FakeClientTxn, reason: str | None = None) -> None:  # type: ignore[override]
+    def cancel(self, invite: FakeClientTxn, reason: str | None = None) -> None:
         if invite.final is not None or invite.cancelled is not None:
             return  # as the real stack: nothing to cancel once a final response came
         invite.cancelled = reason or ""
