@@ -611,15 +611,16 @@ class Harness:
         self.deliver(txn.handler, TransactionTimeout(transaction=txn, timer="B"))  # type: ignore[arg-type]
 
     def request_from(self, txn: FakeClientTxn, response: Response, method: str, *, body: bytes = b"",
-                     device: Device | None = None) -> FakeServerTxn:
+                     headers: Sequence[tuple[str, str]] = ()) -> FakeServerTxn:
         """The far end of a dialog the engine created (with ``txn``'s INVITE, answered by ``response``)
-        sends ``method`` in it (BYE, a re-INVITE)."""
+        sends ``method`` in it (BYE, a re-INVITE, a REFER with its Refer-To in ``headers``)."""
         dialog = self._far_dialogs.get(id(txn))
         if dialog is None:
             dialog = Dialog.from_uas(txn.request, response, f"<sip:far@{txn.peer.host}:{txn.peer.port}>",
                                      secure=False)
             self._far_dialogs[id(txn)] = dialog
-        request = dialog.create_request(method, body=body, content_type="application/sdp" if body else None)
+        request = dialog.create_request(method, body=body, content_type="application/sdp" if body else None,
+                                        extra_headers=list(headers))
         _via(request, txn.peer)
         server_txn = FakeServerTxn(request, txn.peer)
         self.deliver(self.engine.on_request, server_txn, request, txn.peer)

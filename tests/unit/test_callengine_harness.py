@@ -74,3 +74,28 @@ def test_a_hold_while_our_last_reinvite_is_in_progress_waits_for_it() -> None:
         h.reply(ours[0], 200)
         ours = [t for t in h.sent_requests("INVITE", to=alice) if t.request.to.tag]
         assert len(ours) == 2 and b"a=sendrecv" in ours[1].request.body
+
+
+def test_a_blind_transfer_by_the_callee() -> None:
+    with Harness() as h:
+        alice, bob, carol = h.extension("101"), h.extension("102"), h.extension("103")
+        call = h.call(alice, "102")
+        fork = h.invites_to(bob)[0]
+        ok = h.reply(fork, 200)
+        call.ack()
+        refer = h.request_from(fork, ok, "REFER", headers=[("Refer-To", "<sip:103@acme.test>"),
+                                                            ("Referred-By", "<sip:102@acme.test>")])
+        assert [r.status for r in refer.responses] == [202]
+        to_carol = h.invites_to(carol)[0]
+        h.reply(to_carol, 180)
+        h.reply(to_carol, 200, to_tag="carol")
+        notifies = [t.request.body for t in h.sent_requests("NOTIFY", to=bob)]
+        assert notifies[0].startswith(b"SIP/2.0 100") and notifies[-1].startswith(b"SIP/2.0 200")
+        assert len(h.sent_requests("BYE", to=bob)) == 1
+        transferred = h.events_of(ev.CallTransferred)
+        assert [t.to.number for t in transferred] == ["103"]
+        assert h.media.bridges[-1] == (call.engine_call.caller.endpoint.id,  # type: ignore[union-attr]
+                                       h.engine.calls[transferred[0].call_id].callee.endpoint.id)  # type: ignore[union-attr]
+        call.bye()
+        assert len(h.sent_requests("BYE", to=carol)) == 1
+        assert not h.engine.calls and h.media.in_use == 0
