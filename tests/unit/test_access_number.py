@@ -612,6 +612,7 @@ class _PinEngine(AccessMixin):
     def __init__(self, guard: PinGuard, directory: _PinDirectory) -> None:
         self.pin_guard = guard
         self.directory = directory  # type: ignore[assignment]
+        self.clock = time.monotonic
 
 
 async def _enter_pin(engine: _PinEngine, caller_id: str, entry: str) -> AccessNumberDialogue:

@@ -12,7 +12,6 @@ may try another; when the far end answers the two are bridged and the call goes 
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -77,7 +76,7 @@ class AccessMixin(_Base):
     async def _access_number(self, call: Call, destination: Any, *, caller_e164: str, language: str,
                              source_address: str | None, dialed: tuple[str, str] | None = None) -> None:
         """Answer an access-number call and start its dialogue (a blocked caller is refused unanswered)."""
-        if self.pin_guard.is_blocked(pin_sources(caller_e164, source_address), time.monotonic()):
+        if self.pin_guard.is_blocked(pin_sources(caller_e164, source_address), self.clock()):
             log.info("access number: blocked caller refused", call=call.id, caller=caller_e164)
             await self._refuse(call, 403, "access_blocked")
             return
@@ -95,18 +94,20 @@ class AccessMixin(_Base):
         assert caller is not None and caller.endpoint is not None
         endpoint = caller.endpoint
         await self.media.on_dtmf(endpoint, lambda event: self._access_key(call, event))
-        dialogue.start(time.monotonic())
-        await self._access_pump(call)
+        dialogue.start(self.clock())
+        # the dialogue's actions are carried out only by steps of the call's inbox: one pump at a time (a
+        # key pressed while a prompt loads waits for it, and then stops it)
+        self.step(call, self._access_pump(call))
 
     def _access_key(self, call: Call, event: DtmfReceived) -> None:
         session = call.access
         if session is None or call.ended:
             return
         try:
-            session.dialogue.dtmf(event.digit, time.monotonic())
+            session.dialogue.dtmf(event.digit, self.clock())
         except ValueError:
             return
-        self.spawn(self._access_pump(call))
+        self.step(call, self._access_pump(call))
 
     async def _access_pump(self, call: Call) -> None:
         """Carry out the dialogue's actions in order, then re-arm its one timer."""
@@ -128,9 +129,9 @@ class AccessMixin(_Base):
                 if caller.endpoint is not None:
                     await self.media.stop_play(caller.endpoint)
             elif isinstance(action, VerifyPin):
-                self.spawn(self._access_verify(call, action.pin))
+                self.step(call, self._access_verify(call, action.pin))
             elif isinstance(action, Dial):
-                self.spawn(self._access_dial(call, action.destination, action.employee_ref))
+                self.step(call, self._access_dial(call, action.destination, action.employee_ref))
             elif isinstance(action, Blocked):
                 log.warning("access number: caller blocked after wrong PINs", call=call.id, tenant=call.tenant_id,
                             source=str(action.source))
@@ -149,7 +150,7 @@ class AccessMixin(_Base):
             session.timer = None
         deadline = dialogue.get_timer()
         if deadline is not None:
-            session.timer = asyncio.get_running_loop().call_later(max(0.0, deadline - time.monotonic()),
+            session.timer = asyncio.get_running_loop().call_later(max(0.0, deadline - self.clock()),
                                                                   self._access_timer, call)
 
     def _access_timer(self, call: Call) -> None:
@@ -157,8 +158,8 @@ class AccessMixin(_Base):
         if session is None or call.ended:
             return
         session.timer = None
-        session.dialogue.timer(time.monotonic())
-        self.spawn(self._access_pump(call))
+        session.dialogue.timer(self.clock())
+        self.step(call, self._access_pump(call))
 
     async def _access_play_next(self, call: Call) -> None:
         session = call.access
@@ -167,7 +168,7 @@ class AccessMixin(_Base):
             return
         if not session.queue:
             session.playing = False
-            session.dialogue.play_finished(time.monotonic())
+            session.dialogue.play_finished(self.clock())
             await self._access_pump(call)
             return
         name = session.queue.pop(0)
@@ -179,7 +180,7 @@ class AccessMixin(_Base):
         session = call.access
         if session is None or call.ended or not session.playing:
             return  # stopped (barge-in): StopPlayback already dropped the queue
-        self.spawn(self._access_play_next(call))
+        self.step(call, self._access_play_next(call))
 
     async def _access_verify(self, call: Call, entry: str) -> None:
         """Which employee's PIN is ``entry`` (extension + PIN, or the bare PIN of a known caller)?"""
@@ -201,7 +202,7 @@ class AccessMixin(_Base):
             if hashed is None or employee_id is None:
                 continue
             # asked after the same read and hash as for anyone: the time does not tell who is blocked
-            if self.pin_guard.is_blocked((employee_source(employee_id),), time.monotonic()):
+            if self.pin_guard.is_blocked((employee_source(employee_id),), self.clock()):
                 continue  # too many wrong PINs for this one: refused, right or not
             if right:
                 found = employee_id
@@ -212,7 +213,7 @@ class AccessMixin(_Base):
         if found is not None:
             session.profile = await self._employee_profile(call.tenant_id, found)
         log.info("access number: PIN checked", call=call.id, ok=found is not None, employee=found)
-        session.dialogue.pin_result(found is not None, found, time.monotonic(), targets=targets)
+        session.dialogue.pin_result(found is not None, found, self.clock(), targets=targets)
         await self._access_pump(call)
 
     async def _employee_profile(self, tenant_id: int, employee_id: int) -> CallerProfile:
@@ -249,8 +250,8 @@ class AccessMixin(_Base):
         if call.no_answer is not None:
             call.no_answer.cancel()
             call.no_answer = None
-        session.dialogue.dial_failed(_dial_failure(cause), time.monotonic())
-        self.spawn(self._access_pump(call))
+        session.dialogue.dial_failed(_dial_failure(cause), self.clock())
+        self.step(call, self._access_pump(call))
         return True
 
     async def _access_connected(self, call: Call) -> None:

@@ -15,12 +15,19 @@ Also here: delayed offer (an INVITE without SDP gets our offer in the 200, the a
 and attended transfer (REFER, REFER with Replaces), RFC 4028 session timers on both legs (we check the
 refreshes of a device that refreshes, and refresh ourselves when a callee makes us the refresher), in-band
 ringback and busy tone (``ringback="inband"``), and an RTP inactivity timeout for vanished peers.
+
+One call's work that awaits (answering a re-INVITE, connecting the answer, the access-number dialogue's
+prompts) runs as steps of that call's inbox (:meth:`CallEngine.step`): one at a time, in order, so no
+step sees the call change under it while another awaits; a step that raises ends the call cleanly (a
+final response or BYE, ports and trunk slots freed, CallEnded for the CDR). What needs no await (a
+response, a CANCEL, a BYE) is handled at once; ending a call is never queued behind a step.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import random
 import time
 import uuid
 from collections.abc import Callable, Coroutine
@@ -30,6 +37,7 @@ from typing import Any, Protocol
 
 from zvonok.bus import Bus
 from zvonok.logs import get_logger
+from zvonok.media.errors import PortsExhausted
 from zvonok.media.events import MediaTimeout
 from zvonok.media.g711 import Codec as MediaCodec
 from zvonok.media.interface import BUSY_RU, RINGBACK_RU, Endpoint, MediaEngine, SrtpKeys
@@ -151,7 +159,8 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
                  media_timeout: float = 60.0, recordings_dir: Path | None = None,
                  record_stereo: bool = True, flood: FailureThrottle | None = None,
                  session_min_se: int = 90, ringback: str = "local", busy_tone_seconds: float = 3.0,
-                 trunks: Trunks | None = None, prompt_language: str = "ru", srtp_policy: str = "optional") -> None:
+                 trunks: Trunks | None = None, prompt_language: str = "ru", srtp_policy: str = "optional",
+                 clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None) -> None:
         self.sip = sip
         self.media = media
         self.auth = auth
@@ -173,6 +182,10 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
         # (and the busy tone before a 486) from us, for callers that play only what they receive
         self.inband_ringback = ringback == "inband"
         self.busy_tone_seconds = busy_tone_seconds
+        # injected so that unit tests run calls on a fake clock (the event loop's, when virtual) and pick
+        # the random delays (RFC 3261 §14.1 glare retry) deterministically
+        self.clock = clock
+        self.rng = rng or random.Random()
         self.calls: dict[str, Call] = {}
         self.dialogs: dict[DialogKey, Leg] = {}
         self.invites: dict[ServerTransaction, Leg] = {}
@@ -188,6 +201,53 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("call engine task failed", exc_info=task.exception())
+
+    # -- the call's inbox: its steps one at a time, and a failing step ends the call --------------------------
+    def step(self, call: Call, coro: Coroutine[Any, Any, None], *,
+             txn: ServerTransaction | None = None, request: Request | None = None) -> None:
+        """Queue ``coro`` on ``call``'s inbox: the call's steps run in order, one at a time, so none sees
+        the call change under it while another awaits. A step that raises ends the call cleanly (a final
+        response or BYE, ports and trunk slots freed, CDR written); ``txn`` (the request the step
+        answers) then gets a 500 if it has no response yet. Ending a call is not a step: a CANCEL or
+        BYE ends it at once whatever step is waiting (the steps look at ``call.ended``)."""
+        if call.ended:
+            self._drop_step((coro, txn, request))
+            return
+        call.inbox.append((coro, txn, request))
+        if call.runner is None:
+            task = asyncio.ensure_future(self._run_steps(call))
+            call.runner = task
+            self._tasks.add(task)
+            task.add_done_callback(self._task_done)
+
+    def _drop_step(self, step: tuple[Coroutine[Any, Any, None], Any, Any]) -> None:
+        """A step queued for a call that ended meanwhile: nothing left to do, but its request is answered
+        (481: the dialog is gone, RFC 3261 §12.2.2)."""
+        coro, txn, request = step
+        coro.close()
+        if txn is not None and request is not None and not txn.responded:
+            self.sip.respond(txn, make_response(request, 481))
+
+    async def _run_steps(self, call: Call) -> None:
+        try:
+            while call.inbox:
+                step = call.inbox.popleft()
+                if call.ended:
+                    self._drop_step(step)
+                    continue
+                coro, txn, request = step
+                try:
+                    await coro
+                except Exception as exc:  # noqa: BLE001 - any failure ends this call, never a half-alive one
+                    if txn is not None and request is not None and not txn.responded:
+                        self.sip.respond(txn, make_response(request, 500))
+                    self._step_failed(call, exc)
+        finally:
+            call.runner = None  # no await since the inbox was seen empty: a new step starts a new runner
+
+    def _step_failed(self, call: Call, exc: Exception) -> None:
+        log.error("a step of a call failed: ending the call", call=call.id, tenant=call.tenant_id, exc_info=exc)
+        self._hangup(call, None, ev.HangupSide.SYSTEM, "no_ports" if isinstance(exc, PortsExhausted) else "failed")
 
     def publish(self, event_type: type[ev.CallEvent], call: Call, **fields: Any) -> None:
         self.bus.publish(event_type(tenant_id=call.tenant_id, call_id=call.id, at=time.time(), **fields))
@@ -245,7 +305,7 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
             reply(403)
             return
         trunk = self._trunk_for(request, peer)
-        mono = time.monotonic()  # throttles count on a clock that never steps
+        mono = self.clock()  # throttles count on a clock that never steps
         source = address_key(peer.host)  # an IPv6 /64 is one source, as for the auth throttle
         if trunk is None and (self.flood.is_blocked(source, mono) or self.flood.record_failure(source, mono)):
             # a carrier's gateway brings many callers: trunks are limited by max_calls instead
@@ -496,11 +556,11 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
                 self.publish(ev.LegRinging, call, leg_id=leg.id, early_media=early)
             if early:
                 call.early_media_from = leg
-                self.spawn(self._early_media(leg, response))
+                self.step(call, self._early_media(leg, response))
             elif first_ring and call.early_media_from is None and not call.ringback:
                 if self.inband_ringback and call.caller is not None and call.caller.media is not None:
                     call.ringback = True
-                    self.spawn(self._play_ringback(call))
+                    self.step(call, self._play_ringback(call))
                 else:
                     self._provisional(call, 180)
             return
@@ -543,6 +603,8 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
 
     async def _early_media(self, leg: Leg, response: Response) -> None:
         call = leg.call
+        if leg.state is LegState.ENDED or leg.endpoint is None or call.callee not in (None, leg):
+            return  # that device gave up (or another answered) before this step's turn
         if call.caller is None or call.caller.media is None:
             self._provisional(call, 180)  # delayed offer: our offer must wait for the 2xx (no 100rel here)
             return
@@ -554,7 +616,8 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
             return
         leg.media = media
         await self._set_remote(leg, media)
-        assert call.caller is not None and call.caller.endpoint is not None and leg.endpoint is not None
+        if call.caller is None or call.caller.endpoint is None or leg.endpoint is None:
+            return
         await self._stop_tone(call)
         await self.media.bridge(call.caller.endpoint, leg.endpoint)
         self._provisional(call, 183, call.caller_answer_sdp)
@@ -569,8 +632,9 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
         self._ack(leg, leg.invite.cseq.number)
         if call.callee is leg:
             return  # a retransmitted 2xx: the ACK above answers it
-        if call.ended or call.callee is not None:
-            # a second device answered too (or the caller is gone): end that dialog (§13.2.2.4)
+        if call.ended or call.callee is not None or leg.cancelled:
+            # a second device answered too, or the caller is gone, or we cancelled this INVITE and its 2xx
+            # crossed our CANCEL: the dialog exists, so ACK it (above) and end it with BYE (§9.1, §15)
             self._send_bye(leg)
             leg.state = LegState.ENDED
             self._release(leg)
@@ -583,7 +647,7 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
         for other in call.forks:
             if other is not leg and other.state is not LegState.ENDED:
                 self._cancel_fork(other, 'SIP;cause=200;text="Call completed elsewhere"')
-        self.spawn(self._connect(call, leg, response))
+        self.step(call, self._connect(call, leg, response))
 
     async def _connect(self, call: Call, leg: Leg, response: Response) -> None:
         caller = call.caller
@@ -737,7 +801,7 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
             final, disposition, cause = 480, ev.Disposition.FAILED, "unavailable"
         if call.ringback and final == 486 and self.busy_tone_seconds > 0:
             call.ringback = False
-            self.spawn(self._busy_tone(call, final, disposition, cause))
+            self.step(call, self._busy_tone(call, final, disposition, cause))
             return
         self._reject_caller(call, final)
         self.spawn(self._finish(call, disposition, ev.HangupSide.CALLEE, cause, final))
@@ -789,7 +853,7 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
         leg.pending_2xx = None
         if leg.awaits_answer:
             leg.awaits_answer = False
-            self.spawn(self._answer_in_ack(leg, request))
+            self.step(leg.call, self._answer_in_ack(leg, request))
 
     async def _answer_in_ack(self, leg: Leg, ack: Request) -> None:
         """The caller's answer to the offer of our 2xx (delayed offer); without a usable one the call ends
@@ -827,9 +891,13 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
             side = ev.HangupSide.CALLER if leg.role is ev.LegRole.CALLER else ev.HangupSide.CALLEE
             self._hangup(leg.call, leg, side, "normal_clearing")
         elif method in ("INVITE", "UPDATE"):
-            self.spawn(self._reoffer(txn, request, leg))
+            if leg.reinvite is not None and (method == "INVITE" or request.body):
+                # glare: our re-INVITE is in progress on this dialog (RFC 3261 §14.2, RFC 3311 §5.2)
+                self.sip.respond(txn, leg.dialog.create_response(request, 491))
+                return
+            self.step(leg.call, self._reoffer(txn, request, leg), txn=txn, request=request)
         elif method == "REFER":
-            self.spawn(self._refer(txn, request, leg))
+            self.step(leg.call, self._refer(txn, request, leg), txn=txn, request=request)
         elif method in ("INFO", "NOTIFY", "OPTIONS"):
             self.sip.respond(txn, leg.dialog.create_response(request, 200))
         else:
@@ -843,7 +911,10 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
 
     async def _reoffer(self, txn: ServerTransaction, request: Request, leg: Leg) -> None:
         """A re-INVITE or UPDATE from a leg: answer it from our endpoint; hold and resume (RFC 3264 §8.4)."""
-        assert leg.dialog is not None and leg.endpoint is not None
+        if leg.dialog is None or leg.endpoint is None or leg.state is LegState.ENDED:
+            # the leg left the call (a transferor) before this step's turn
+            self.sip.respond(txn, make_response(request, 481))
+            return
         refreshed = _session_expires(request)
         if leg.session_expires is not None:
             if refreshed is not None and refreshed >= self.session_min_se:
@@ -886,8 +957,12 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
         ``refresh``, the same offer again as our session refresh (RFC 4028 §7.4)."""
         if leg.dialog is None or leg.endpoint is None or leg.media is None:
             return
-        codecs = [c for c in CODECS if c.name == leg.media.codec_name or c is TELEPHONE_EVENT]
         leg.held_by_us = direction is not SdpDirection.SENDRECV
+        if leg.reinvite is not None or leg.reinvite_retry is not None:
+            # one INVITE at a time in a dialog (§14.1): this offer goes when the one in progress is done
+            leg.reinvite_again = True
+            return
+        codecs = [c for c in CODECS if c.name == leg.media.codec_name or c is TELEPHONE_EVENT]
         # SRTP stays as agreed: a leg that runs plain RTP (optional policy, plain offer) is re-offered plain
         key = leg.srtp_key if leg.media.srtp_key is not None else None
         offer = build_offer(self.sip.local_host, leg.endpoint.local_address.port, codecs, direction, leg.session,
@@ -898,22 +973,56 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
                                             extra_headers=timer)
         add_top_via(request, leg.peer.transport, self.sip.local_host, self.sip.port_for(leg.peer.transport))
 
+        finished: list[bool] = []  # a final event may come within send_request (a transport error)
+
         def on_event(event: object) -> None:
+            final = not isinstance(event, ResponseReceived) or event.response.status >= 200
+            if final:
+                finished.append(True)
+                if leg.reinvite is not None and leg.reinvite is getattr(event, "transaction", None):
+                    leg.reinvite = None
             if isinstance(event, ResponseReceived) and 200 <= event.response.status < 300 and leg.dialog is not None:
                 leg.dialog.receive_response(event.response)
                 self._ack(leg, request.cseq.number, request)
                 if leg.we_refresh:
                     self._arm_session_timer(leg)
-                self.spawn(self._reinvite_answered(leg, offer, event.response))
+                self.step(leg.call, self._reinvite_answered(leg, offer, event.response))
+            elif isinstance(event, ResponseReceived) and event.response.status == 491:
+                self._retry_reinvite_later(leg, refresh)
+                return
             elif refresh and (isinstance(event, (TransactionTimeout, TransportError)) or (
                     isinstance(event, ResponseReceived) and event.response.status in (408, 481))):
                 # §10: a refresh that times out or finds no dialog means the session is gone
                 log.info("session refresh failed: ending the call", call=leg.call.id, leg=leg.id)
                 self._hangup(leg.call, None, ev.HangupSide.SYSTEM, "session_timeout")
             elif refresh and isinstance(event, ResponseReceived) and event.response.status >= 300:
-                self._arm_session_timer(leg)  # e.g. 491 glare: try again at the next half interval
+                self._arm_session_timer(leg)  # refused: try again at the next half interval
+            if final and leg.reinvite_again and leg.reinvite is None and leg.reinvite_retry is None:
+                leg.reinvite_again = False
+                if leg.state is LegState.ANSWERED and not leg.call.ended:
+                    self._reinvite(leg, SdpDirection.SENDONLY if leg.held_by_us else SdpDirection.SENDRECV)
 
-        self.sip.send_request(request, leg.peer, on_event)
+        txn = self.sip.send_request(request, leg.peer, on_event)
+        if not finished:
+            leg.reinvite = txn
+
+    def _retry_reinvite_later(self, leg: Leg, refresh: bool) -> None:
+        """Our re-INVITE met glare (491): send it again after §14.1's random time — 2.1–4 s when we chose
+        the dialog's Call-ID (a callee leg, our INVITE), 0–2 s when the device did, in 10 ms units — so
+        that the two sides do not collide again."""
+        if leg.state is not LegState.ANSWERED or leg.call.ended:
+            return
+        owner = leg.role is ev.LegRole.CALLEE
+        delay = (self.rng.randint(210, 400) if owner else self.rng.randint(0, 200)) / 100
+        leg.reinvite_retry = asyncio.get_running_loop().call_later(delay, self._retry_reinvite, leg, refresh)
+
+    def _retry_reinvite(self, leg: Leg, refresh: bool) -> None:
+        leg.reinvite_retry = None
+        leg.reinvite_again = False
+        if leg.state is not LegState.ANSWERED or leg.call.ended:
+            return
+        # the offer as it stands now: a hold or resume asked for meanwhile is in it
+        self._reinvite(leg, SdpDirection.SENDONLY if leg.held_by_us else SdpDirection.SENDRECV, refresh=refresh)
 
     async def _reinvite_answered(self, leg: Leg, offer: SessionDescription, response: Response) -> None:
         try:
@@ -938,7 +1047,7 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
             # not answered yet (shutdown, failure): cancel forks, refuse the caller
             for fork in call.forks:
                 self._cancel_fork(fork, None)
-            self._reject_caller(call, 503 if cause == "shutdown" else 500)
+            self._reject_caller(call, 503 if cause in ("shutdown", "no_ports") else 500)
         for leg in (call.caller, call.callee):
             if leg is not None and leg is not from_leg and leg.state is LegState.ANSWERED:
                 self._send_bye(leg)
@@ -986,6 +1095,9 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
             if leg.retransmit is not None and leg.pending_2xx is None:
                 leg.retransmit.cancel()
                 leg.retransmit = None
+            if leg.reinvite_retry is not None:
+                leg.reinvite_retry.cancel()
+                leg.reinvite_retry = None
             if leg.state is not LegState.ENDED:
                 leg.state = LegState.ENDED
                 self.publish(ev.LegEnded, call, leg_id=leg.id, cause=cause)
@@ -995,6 +1107,8 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
             if leg.server_txn is not None:
                 self.invites.pop(leg.server_txn, None)
         self.calls.pop(call.id, None)
+        while call.inbox:
+            self._drop_step(call.inbox.popleft())
         self._publish_crossings(call, time.time())
         self.publish(ev.CallEnded, call, disposition=disposition, hangup_side=side, cause=cause,
                      sip_status=sip_status)

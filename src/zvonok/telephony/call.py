@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections import deque
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -70,6 +72,11 @@ class Leg:
     auth_answered: bool = False  # we answered the trunk's 401/407 for this INVITE once
     srtp_policy: str | None = None  # its extension's or trunk's: required, optional, off (None: the default)
     srtp_key: bytes | None = None  # our SDES key on this leg (TLS legs that may run SRTP)
+    # our re-INVITE in progress on this leg (RFC 3261 §14.1: one at a time; one from the device meanwhile
+    # is glare, answered 491 by §14.2), another one wanted once it ends, and our retry after a 491
+    reinvite: object | None = None
+    reinvite_again: bool = False
+    reinvite_retry: asyncio.TimerHandle | None = None
 
 
 @dataclass(eq=False)
@@ -101,6 +108,11 @@ class Call:
     max_duration: int | None = None  # seconds after the answer (spending limit)
     budgets: list[Any] = field(default_factory=list)  # the spending budgets checked at the start
     limit_timers: list[asyncio.TimerHandle] = field(default_factory=list)
+    # the call's inbox: its steps (coroutines), run one at a time by one task, ``runner``, while any is
+    # queued; a step that raises ends the call (CallEngine.step)
+    # (the coroutine, and the request it answers with its server transaction, if any)
+    inbox: deque[tuple[Coroutine[Any, Any, None], Any, Any]] = field(default_factory=deque)
+    runner: asyncio.Task[None] | None = None
 
     # every Call object still in memory, ended or not (weak: the set never keeps one alive). After the calls
     # end this must fall to 0 by reference counting alone; a finished call that lingers is held by a

@@ -335,7 +335,11 @@ class OutsideMixin(_Base):
             if not self.trunks.acquire(trunk):
                 log.info("trunk at its call limit: next one", call=call.id, trunk=trunk.id)
                 continue
-            endpoints = await self._endpoints(call, 1)
+            try:
+                endpoints = await self._endpoints(call, 1)
+            except BaseException:
+                self.trunks.release(trunk.id)  # no leg holds this slot yet
+                raise
             if endpoints is None:
                 self.trunks.release(trunk.id)
                 return
@@ -386,7 +390,7 @@ class OutsideMixin(_Base):
         if call.no_answer is not None:
             call.no_answer.cancel()
             call.no_answer = None
-        self.spawn(self._next_trunk(call))
+        self.step(call, self._next_trunk(call))
         return True
 
     # -- announcements, limits ---------------------------------------------------------------------------
@@ -425,7 +429,7 @@ class OutsideMixin(_Base):
             return
         loop = asyncio.get_running_loop()
         warn_at = max(0, call.max_duration - WARNING_SECONDS)
-        call.limit_timers.append(loop.call_later(warn_at, lambda: self.spawn(self._warning_tone(call))))
+        call.limit_timers.append(loop.call_later(warn_at, lambda: self.step(call, self._warning_tone(call))))
         # billing rounds a started second up: cut a little early so the call never costs more than is left
         call.limit_timers.append(loop.call_later(max(0.5, call.max_duration - CUT_MARGIN), self._limit_reached, call))
 
@@ -434,8 +438,13 @@ class OutsideMixin(_Base):
         if call.ended or caller is None or caller.endpoint is None:
             return
         await self.media.play(caller.endpoint, WARNING_TONE)
-        await asyncio.sleep(1.2)
-        if caller.endpoint is not None:
+        # a timer, not a sleep: the call's other steps (a hold, a transfer) must not wait behind the tone
+        call.limit_timers.append(asyncio.get_running_loop().call_later(
+            1.2, lambda: self.step(call, self._warning_tone_over(call))))
+
+    async def _warning_tone_over(self, call: Call) -> None:
+        caller = call.caller
+        if caller is not None and caller.endpoint is not None:
             await self.media.stop_play(caller.endpoint)
 
     def _publish_crossings(self, call: Call, ended_at: float) -> None:

@@ -15,7 +15,7 @@ from zvonok.logs import get_logger
 from zvonok.sip.dialog import Dialog, add_top_via
 from zvonok.sip.errors import SipParseError
 from zvonok.sip.headers import parse_name_addr
-from zvonok.sip.message import REASONS, Request, Response
+from zvonok.sip.message import REASONS, Request, Response, make_response
 from zvonok.sip.replaces import Replaces, replaces_of
 from zvonok.sip.sdp import Direction as SdpDirection
 from zvonok.sip.sdp import SdpError, parse_sdp
@@ -48,7 +48,9 @@ class TransferMixin(_Base):
         call = transferor.call
         dialog = transferor.dialog
         transferee = call.other(transferor)
-        assert dialog is not None
+        if dialog is None or transferor.state is LegState.ENDED:
+            self.sip.respond(txn, make_response(request, 481))  # it left the call before this step's turn
+            return
         try:
             target = parse_name_addr(request.headers.get("refer-to") or "").uri
         except SipParseError:
@@ -155,7 +157,7 @@ class TransferMixin(_Base):
             self.dialogs.pop(leg.dialog.key, None)
         if leg.server_txn is not None:
             self.invites.pop(leg.server_txn, None)
-        for timer in (leg.session_timer, leg.retransmit):
+        for timer in (leg.session_timer, leg.retransmit, leg.reinvite_retry):
             if timer is not None:
                 timer.cancel()
         leg.pending_2xx = None
@@ -205,7 +207,7 @@ class TransferMixin(_Base):
                 return
             leg.dialog = Dialog.from_uac(leg.invite, response)
             self._ack(leg, leg.invite.cseq.number)
-            if transfer.done or call.ended:
+            if transfer.done or call.ended or leg.cancelled:  # a 2xx that crossed our CANCEL: ACK, then BYE
                 self._send_bye(leg)
                 leg.state = LegState.ENDED
                 self._release(leg)
@@ -216,7 +218,7 @@ class TransferMixin(_Base):
             for other in transfer.forks:
                 if other is not leg and other.state is not LegState.ENDED:
                     self._cancel_fork(other, 'SIP;cause=200;text="Call completed elsewhere"')
-            self.spawn(self._transfer_connected(transfer, leg, response))
+            self.step(call, self._transfer_connected(transfer, leg, response))
             return
         leg.state = LegState.ENDED
         leg.final_status = status
