@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _calls as c  # noqa: E402 - the sibling modules, importable once the path is set
 import _common as h  # noqa: E402
+import _sippy as sippy  # noqa: E402
 
 DOMAIN = "calls-bench.test"
 FAILURE_BUDGET = 0.001  # "works at this rate" means at most 0.1% failed calls
@@ -138,20 +139,57 @@ def start_callee(target: str | None, workdir: Path, number: str, scenario: str, 
 
 
 def cps_step(target: str, label: str, workdir: Path, rate: int, seconds: float, hold_ms: int,
-             cpu_of: c.SippProcess | h.ZvonokServer) -> CpsStep:
+             cpu_of: c.SippProcess | h.ZvonokServer | sippy.SippyB2bua, *, auth: bool = True) -> CpsStep:
+    """One set-up step; ``auth`` False: the same calls without the 407 round (sippy challenges nobody)."""
     calls = max(1, int(rate * seconds))
-    cpu0 = cpu_of.cpu_seconds() if isinstance(cpu_of, h.ZvonokServer) else h.proc_cpu_seconds(cpu_of.pid)
-    result = h.run_sipp("call_uac_short.xml", target, workdir=workdir, rows=rows_for(CPS_CALLEE, calls),
-                        calls=calls, rate=rate, timeout=seconds + hold_ms / 1000 + 20,
-                        auth_uri=f"sip:{CPS_CALLEE}@{DOMAIN}", limit=max(4 * rate, 200),
+
+    def cpu() -> float:
+        return h.proc_cpu_seconds(cpu_of.pid) if isinstance(cpu_of, c.SippProcess) else cpu_of.cpu_seconds()
+
+    cpu0 = cpu()
+    result = h.run_sipp("call_uac_short.xml" if auth else "call_uac_short_noauth.xml", target, workdir=workdir,
+                        rows=rows_for(CPS_CALLEE, calls), calls=calls, rate=rate,
+                        timeout=seconds + hold_ms / 1000 + 20,
+                        auth_uri=f"sip:{CPS_CALLEE}@{DOMAIN}" if auth else None, limit=max(4 * rate, 200),
                         name=f"cps_{label}_{rate}",
                         extra=["-mi", h.LOOPBACK, "-mp", str(c.free_media_port()), "-d", str(hold_ms),
                                *SIPP_TUNING])
     time.sleep(0.5)  # CDR writes and endpoint releases of this step's last calls
-    cpu1 = cpu_of.cpu_seconds() if isinstance(cpu_of, h.ZvonokServer) else h.proc_cpu_seconds(cpu_of.pid)
+    cpu1 = cpu()
     return CpsStep(target=label, rate=rate, calls=calls, ok=result.successful, failed=calls - result.successful,
                    seconds=result.traffic_seconds, hold=hold_ms / 1000, retrans=result.retransmissions,
                    server_cpu=cpu1 - cpu0, sipp_cpu=result.cpu, rc=result.returncode)
+
+
+def sippy_phase(workdir: Path, rates: list[int], seconds: float, hold_ms: int, log_backend: str) -> list[CpsStep]:
+    """The same set-up steps through sippy's ``b2bua_simple`` (no digest: it challenges nobody)."""
+    program = sippy.ensure_sippy()
+    workdir.mkdir(parents=True, exist_ok=True)
+    # sippy 2.5 cannot send in-dialog requests (the BYE) to a Contact with ";transport=UDP" in upper case
+    # (newTransaction raises "unsupported transport: UDP"): its callee's Contact carries no transport
+    scenario = workdir / "call_uas_answer_sippy.xml"
+    scenario.write_text((h.SCENARIOS / "call_uas_answer.xml").read_text().replace(";transport=[transport]>", ">"))
+    callee = start_callee(None, workdir, CPS_CALLEE, str(scenario), "sippy_callee")
+    steps: list[CpsStep] = []
+    b2b = sippy.SippyB2bua(program, (h.LOOPBACK, callee.local_port), workdir / "sippy.log", log_backend)
+    try:
+        b2b.start()
+        for rate in rates:
+            step = cps_step(b2b.target, "sippy", workdir, rate, seconds, hold_ms, b2b, auth=False)
+            steps.append(step)
+            print(f"  sippy {rate}/s: {step.ok} ok, {step.failed} failed, {step.achieved:.0f}/s achieved, "
+                  f"{step.server_cpu:.2f} s CPU", flush=True)
+            if step.saturated:
+                break
+            time.sleep(1)
+    finally:
+        b2b.stop()
+        ended = callee.stop()
+        callee.kill()
+    # the callee's count shows that sippy also ended the outgoing legs (a BYE each), not only the caller's
+    print(f"  sippy's callee: {ended.successful} calls ended by BYE of {sum(s.ok for s in steps)} completed",
+          flush=True)
+    return steps
 
 
 def media_step(target: str, label: str, workdir: Path, callee: c.SippProcess, n: int, ramp_rate: float,
@@ -277,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=float, default=8.0, help="CPU sampling window with all media calls up")
     parser.add_argument("--skip-ceiling", action="store_true", help="do not measure SIPp against itself")
     parser.add_argument("--skip-media", action="store_true")
+    parser.add_argument("--skip-sippy", action="store_true", help="do not measure sippy's b2bua_simple")
+    parser.add_argument("--sippy-log", default="none", choices=["none", "stderr"],
+                        help="sippy's SIPLOG_BEND: none (its cheapest) or stderr (its default: every message)")
     parser.add_argument("--profile-rate", type=int, default=0, help="also profile the server with py-spy at this rate")
     parser.add_argument("--profile-top", type=int, default=15)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
@@ -315,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             callee.stop()
             callee.kill()
+        if not args.skip_sippy:
+            cps += sippy_phase(workdir, rates, args.step_seconds, args.hold_ms, args.sippy_log)
         if not args.skip_ceiling:
             stub = start_callee(None, workdir, CPS_CALLEE, "call_uas_stub.xml", "cps_stub")
             try:
@@ -347,6 +390,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"highest zvonok rate with <= {FAILURE_BUDGET:.1%} failed calls: "
           + (f"{good.achieved:.0f} calls/s (offered {good.rate}/s), {good.cpu_ms_per_call:.2f} ms CPU per call"
              if good else "none"))
+    sippy_best = best([s for s in cps if s.target == "sippy"])
+    if sippy_best is not None:
+        print(f"highest sippy b2bua_simple rate (no auth, SIPLOG_BEND={args.sippy_log}, sippy "
+              f"{sippy.sippy_version()}) with <= {FAILURE_BUDGET:.1%} failed calls: {sippy_best.achieved:.0f} calls/s "
+              f"(offered {sippy_best.rate}/s), {sippy_best.cpu_ms_per_call:.2f} ms CPU per call")
+        if good is not None:
+            print(f"zvonok / sippy (calls/s, each at its best step): {good.achieved / sippy_best.achieved:.2f}x")
     if media:
         print()
         print(f"concurrent calls with media (g711a.pcap PCMA 30 ms x {PLAYS_PER_CALL}, callee -rtp_echo; "
