@@ -12,6 +12,11 @@ loopback ports, registers SIPp callees (``register.xml`` from the port each call
    Escalation stops after the first saturated step (> 1% failed or < 80% of the offered rate).
    The same rates run against ``call_uas_stub.xml`` (SIPp answering like the PBX would, 407 included)
    for the harness ceiling, ``--ceiling-seconds`` each.
+   **sippy side by side** (unless ``--skip-sippy``): the same steps through sippy's B2BUA (PyPI ``sippy``,
+   its ``b2bua_simple``, installed on first use into its own venv, see ``_sippy.py``) to a SIPp callee,
+   with ``call_uac_short_noauth.xml`` (the same call without the 407 round: sippy challenges nobody, and
+   it relays no media and writes no CDR, so it does less per call than zvonok). The ratio of the two
+   best rates (<= 0.1% failed) is printed.
 2. **Concurrent calls with media.** For each N in ``--concurrency``, N calls (``call_uac_long.xml``:
    g711a.pcap, PCMA 30 ms, played three times, 21 s) ramp up at ``--ramp-rate`` to a callee echoing
    RTP (``-rtp_echo``, PCMA: no transcoding). Once all N are up, the server's CPU is sampled over a
@@ -46,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _calls as c  # noqa: E402 - the sibling modules, importable once the path is set
 import _common as h  # noqa: E402
+import _rtpengine as rtpe  # noqa: E402
 import _sippy as sippy  # noqa: E402
 
 DOMAIN = "calls-bench.test"
@@ -193,7 +199,7 @@ def sippy_phase(workdir: Path, rates: list[int], seconds: float, hold_ms: int, l
 
 
 def media_step(target: str, label: str, workdir: Path, callee: c.SippProcess, n: int, ramp_rate: float,
-               window: float, server: h.ZvonokServer | None) -> MediaStep:
+               window: float, server: h.ZvonokServer | rtpe.Rtpengine | None) -> MediaStep:
     caller = c.SippProcess("call_uac_long.xml", target, workdir=workdir, name=f"media_{label}_{n}",
                            rows=rows_for(MEDIA_CALLEE, n), calls=n, rate=ramp_rate, limit=n,
                            timeout=n / ramp_rate + 60, auth_uri=f"sip:{MEDIA_CALLEE}@{DOMAIN}",
@@ -242,6 +248,34 @@ def media_phase(target: str | None, label: str, workdir: Path, concurrency: list
             callee.kill()
         steps.append(step)
         time.sleep(2)
+    return steps
+
+
+def rtpengine_phase(workdir: Path, concurrency: list[int], ramp_rate: float, window: float) -> list[MediaStep]:
+    """The same media steps through rtpengine (userspace): SIPp -> SDP relay + rtpengine -> SIPp stub callee."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    engine = rtpe.Rtpengine(workdir / "rtpengine.log").start()
+    steps = []
+    try:
+        for n in concurrency:
+            callee = start_callee(None, workdir, MEDIA_CALLEE, "call_uas_stub.xml", f"media_callee_rtpengine_{n}",
+                                  rtp_echo=True, timeout=n / ramp_rate + 90)
+            relay = rtpe.SdpRelay((h.LOOPBACK, callee.local_port), engine.ng_port).start()
+            try:
+                step = media_step(relay.target, "rtpengine", workdir, callee, n, ramp_rate, window, engine)
+                result = callee.stop()
+                step.echoed = c.echoed_packets(result.stdout)
+                step.notes.append(f"ng offers {relay.offers}, answers {relay.answers}")
+                if relay.errors:
+                    step.notes.append(f"relay errors: {relay.errors[:3]}")
+            finally:
+                relay.stop()
+                callee.kill()
+            steps.append(step)
+            print(media_table([step]), flush=True)
+            time.sleep(2)
+    finally:
+        engine.stop()
     return steps
 
 
@@ -316,6 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-ceiling", action="store_true", help="do not measure SIPp against itself")
     parser.add_argument("--skip-media", action="store_true")
     parser.add_argument("--skip-sippy", action="store_true", help="do not measure sippy's b2bua_simple")
+    parser.add_argument("--rtpengine", action="store_true",
+                        help="also relay the media calls through rtpengine (Debian rtpengine-daemon)")
+    parser.add_argument("--skip-cps", action="store_true", help="only the media calls")
     parser.add_argument("--sippy-log", default="none", choices=["none", "stderr"],
                         help="sippy's SIPLOG_BEND: none (its cheapest) or stderr (its default: every message)")
     parser.add_argument("--profile-rate", type=int, default=0, help="also profile the server with py-spy at this rate")
@@ -343,9 +380,10 @@ def main(argv: list[str] | None = None) -> int:
     profile_text = ""
     code = None
     try:
+        cps_rates = [] if args.skip_cps else rates
         callee = start_callee(target, workdir, CPS_CALLEE, "call_uas_answer.xml", "cps_callee")
         try:
-            for rate in rates:
+            for rate in cps_rates:
                 step = cps_step(target, "zvonok", workdir, rate, args.step_seconds, args.hold_ms, server)
                 cps.append(step)
                 print(f"  zvonok {rate}/s: {step.ok} ok, {step.failed} failed, {step.achieved:.0f}/s achieved, "
@@ -356,12 +394,12 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             callee.stop()
             callee.kill()
-        if not args.skip_sippy:
+        if not args.skip_sippy and cps_rates:
             cps += sippy_phase(workdir, rates, args.step_seconds, args.hold_ms, args.sippy_log)
-        if not args.skip_ceiling:
+        if not args.skip_ceiling and cps_rates:
             stub = start_callee(None, workdir, CPS_CALLEE, "call_uas_stub.xml", "cps_stub")
             try:
-                for rate in rates:
+                for rate in cps_rates:
                     step = cps_step(f"{h.LOOPBACK}:{stub.local_port}", "sipp", workdir, rate, args.ceiling_seconds,
                                     args.hold_ms, stub)
                     cps.append(step)
@@ -375,6 +413,8 @@ def main(argv: list[str] | None = None) -> int:
             print(media_table(media), flush=True)
             if not args.skip_ceiling:
                 media += media_phase(None, "sipp", workdir, concurrency, args.ramp_rate, args.window, None)
+            if args.rtpengine:
+                media += rtpengine_phase(workdir, concurrency, args.ramp_rate, args.window)
         if args.profile_rate:
             profile_text = profile(server, workdir, args.profile_rate, args.step_seconds, args.hold_ms,
                                    args.profile_top)
