@@ -77,10 +77,11 @@ class NgClient:
         self.sock.bind((common.LOOPBACK, 0))
         self.sock.settimeout(2.0)
         self.count = 0
+        self.prefix = os.urandom(4).hex()  # rtpengine caches replies by cookie: never reuse one
 
     def request(self, command: dict[str, object]) -> dict[bytes, object]:
         self.count += 1
-        cookie = f"{os.getpid()}_{self.count}".encode()
+        cookie = f"{self.prefix}_{self.count}".encode()
         for _ in range(3):
             self.sock.sendto(cookie + b" " + bencode(command), self.addr)
             try:
@@ -161,6 +162,8 @@ class Rtpengine:
 # --- the stateless SIP relay ------------------------------------------------------------------------
 _HEADER_END = b"\r\n\r\n"
 _VIA = re.compile(rb"^(?:Via|v):\s*SIP/2\.0/UDP\s+([^;\s]+)(.*)$", re.IGNORECASE | re.MULTILINE)
+_VIA_NAME = re.compile(rb"^(?:Via|v)\s*:", re.IGNORECASE)
+_VIA_SPLIT = re.compile(rb",\s*(?=SIP/2\.0/)")
 _BRANCH = re.compile(rb";branch=([^;\s]+)", re.IGNORECASE)
 
 
@@ -234,13 +237,20 @@ class SdpRelay:
         first = head.split(b"\r\n", 1)[0]
         is_response = first.startswith(b"SIP/2.0 ")
         if is_response:
-            vias = list(_VIA.finditer(head))
-            if len(vias) < 2:
+            # all Via values in order (SIPp's [last_Via:] folds them into one comma-separated line): ours goes,
+            # the rest stay in one line where the first was, and the next one says where to send
+            lines = head.split(b"\r\n")
+            at = [i for i, line in enumerate(lines) if _VIA_NAME.match(line)]
+            if not at:
                 return None
-            ours = vias[0]
-            head = head[:ours.start()] + head[ours.end() + 2:]  # drop our Via line and its CRLF
-            host, _, port = vias[1].group(1).partition(b":")
-            rport = re.search(rb";rport=(\d+)", vias[1].group(2))
+            values = [v.strip() for i in at for v in _VIA_SPLIT.split(lines[i].split(b":", 1)[1])]
+            if len(values) < 2:
+                return None
+            lines[at[0]] = b"Via: " + b", ".join(values[1:])
+            head = b"\r\n".join(line for i, line in enumerate(lines) if i not in at[1:])
+            sent_by = values[1].split(None, 1)[1].split(b";", 1)[0]
+            host, _, port = sent_by.partition(b":")
+            rport = re.search(rb";rport=(\d+)", values[1])
             dest = (host.decode(), int(rport.group(1) if rport else (port or b"5060")))
             if body and b" 200 " in first + b" " and b"INVITE" in (_header(head, b"CSeq") or b""):
                 body = self._sdp(ng, "answer", head, body)
