@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 DATA   ?= ./data
 
-.PHONY: demo test test-integration-pg peers lint bench-register clean
+.PHONY: demo test test-integration-pg peers bench-peers lint bench-register bench-calls clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,16 @@ test-integration-pg: $(VENV)/.installed peers
 
 bench-register: $(VENV)/.installed peers
 	$(BIN)/python bench/register.py
+
+# Debian packages only the benchmarks compare against: rtpengine (bench/calls.py --rtpengine). sippy's B2BUA
+# is installed by bench/calls.py itself into its own venv (pip), outside the project's dependencies.
+bench-peers: peers
+	@command -v rtpengine >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends rtpengine-daemon >/dev/null; }
+
+bench-calls: $(VENV)/.installed bench-peers
+	$(BIN)/python bench/calls.py --rtpengine
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

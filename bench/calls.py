@@ -12,6 +12,11 @@ loopback ports, registers SIPp callees (``register.xml`` from the port each call
    Escalation stops after the first saturated step (> 1% failed or < 80% of the offered rate).
    The same rates run against ``call_uas_stub.xml`` (SIPp answering like the PBX would, 407 included)
    for the harness ceiling, ``--ceiling-seconds`` each.
+   **sippy side by side** (unless ``--skip-sippy``): the same steps through sippy's B2BUA (PyPI ``sippy``,
+   its ``b2bua_simple``, installed on first use into its own venv, see ``_sippy.py``) to a SIPp callee,
+   with ``call_uac_short_noauth.xml`` (the same call without the 407 round: sippy challenges nobody, and
+   it relays no media and writes no CDR, so it does less per call than zvonok). The ratio of the two
+   best rates (<= 0.1% failed) is printed.
 2. **Concurrent calls with media.** For each N in ``--concurrency``, N calls (``call_uac_long.xml``:
    g711a.pcap, PCMA 30 ms, played three times, 21 s) ramp up at ``--ramp-rate`` to a callee echoing
    RTP (``-rtp_echo``, PCMA: no transcoding). Once all N are up, the server's CPU is sampled over a
@@ -46,6 +51,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _calls as c  # noqa: E402 - the sibling modules, importable once the path is set
 import _common as h  # noqa: E402
+import _rtpengine as rtpe  # noqa: E402
+import _sippy as sippy  # noqa: E402
 
 DOMAIN = "calls-bench.test"
 FAILURE_BUDGET = 0.001  # "works at this rate" means at most 0.1% failed calls
@@ -138,24 +145,61 @@ def start_callee(target: str | None, workdir: Path, number: str, scenario: str, 
 
 
 def cps_step(target: str, label: str, workdir: Path, rate: int, seconds: float, hold_ms: int,
-             cpu_of: c.SippProcess | h.ZvonokServer) -> CpsStep:
+             cpu_of: c.SippProcess | h.ZvonokServer | sippy.SippyB2bua, *, auth: bool = True) -> CpsStep:
+    """One set-up step; ``auth`` False: the same calls without the 407 round (sippy challenges nobody)."""
     calls = max(1, int(rate * seconds))
-    cpu0 = cpu_of.cpu_seconds() if isinstance(cpu_of, h.ZvonokServer) else h.proc_cpu_seconds(cpu_of.pid)
-    result = h.run_sipp("call_uac_short.xml", target, workdir=workdir, rows=rows_for(CPS_CALLEE, calls),
-                        calls=calls, rate=rate, timeout=seconds + hold_ms / 1000 + 20,
-                        auth_uri=f"sip:{CPS_CALLEE}@{DOMAIN}", limit=max(4 * rate, 200),
+
+    def cpu() -> float:
+        return h.proc_cpu_seconds(cpu_of.pid) if isinstance(cpu_of, c.SippProcess) else cpu_of.cpu_seconds()
+
+    cpu0 = cpu()
+    result = h.run_sipp("call_uac_short.xml" if auth else "call_uac_short_noauth.xml", target, workdir=workdir,
+                        rows=rows_for(CPS_CALLEE, calls), calls=calls, rate=rate,
+                        timeout=seconds + hold_ms / 1000 + 20,
+                        auth_uri=f"sip:{CPS_CALLEE}@{DOMAIN}" if auth else None, limit=max(4 * rate, 200),
                         name=f"cps_{label}_{rate}",
                         extra=["-mi", h.LOOPBACK, "-mp", str(c.free_media_port()), "-d", str(hold_ms),
                                *SIPP_TUNING])
     time.sleep(0.5)  # CDR writes and endpoint releases of this step's last calls
-    cpu1 = cpu_of.cpu_seconds() if isinstance(cpu_of, h.ZvonokServer) else h.proc_cpu_seconds(cpu_of.pid)
+    cpu1 = cpu()
     return CpsStep(target=label, rate=rate, calls=calls, ok=result.successful, failed=calls - result.successful,
                    seconds=result.traffic_seconds, hold=hold_ms / 1000, retrans=result.retransmissions,
                    server_cpu=cpu1 - cpu0, sipp_cpu=result.cpu, rc=result.returncode)
 
 
+def sippy_phase(workdir: Path, rates: list[int], seconds: float, hold_ms: int, log_backend: str) -> list[CpsStep]:
+    """The same set-up steps through sippy's ``b2bua_simple`` (no digest: it challenges nobody)."""
+    program = sippy.ensure_sippy()
+    workdir.mkdir(parents=True, exist_ok=True)
+    # sippy 2.5 cannot send in-dialog requests (the BYE) to a Contact with ";transport=UDP" in upper case
+    # (newTransaction raises "unsupported transport: UDP"): its callee's Contact carries no transport
+    scenario = workdir / "call_uas_answer_sippy.xml"
+    scenario.write_text((h.SCENARIOS / "call_uas_answer.xml").read_text().replace(";transport=[transport]>", ">"))
+    callee = start_callee(None, workdir, CPS_CALLEE, str(scenario), "sippy_callee")
+    steps: list[CpsStep] = []
+    b2b = sippy.SippyB2bua(program, (h.LOOPBACK, callee.local_port), workdir / "sippy.log", log_backend)
+    try:
+        b2b.start()
+        for rate in rates:
+            step = cps_step(b2b.target, "sippy", workdir, rate, seconds, hold_ms, b2b, auth=False)
+            steps.append(step)
+            print(f"  sippy {rate}/s: {step.ok} ok, {step.failed} failed, {step.achieved:.0f}/s achieved, "
+                  f"{step.server_cpu:.2f} s CPU", flush=True)
+            if step.saturated:
+                break
+            time.sleep(1)
+    finally:
+        b2b.stop()
+        ended = callee.stop()
+        callee.kill()
+    # the callee's count shows that sippy also ended the outgoing legs (a BYE each), not only the caller's
+    print(f"  sippy's callee: {ended.successful} calls ended by BYE of {sum(s.ok for s in steps)} completed",
+          flush=True)
+    return steps
+
+
 def media_step(target: str, label: str, workdir: Path, callee: c.SippProcess, n: int, ramp_rate: float,
-               window: float, server: h.ZvonokServer | None) -> MediaStep:
+               window: float, server: h.ZvonokServer | rtpe.Rtpengine | None) -> MediaStep:
     caller = c.SippProcess("call_uac_long.xml", target, workdir=workdir, name=f"media_{label}_{n}",
                            rows=rows_for(MEDIA_CALLEE, n), calls=n, rate=ramp_rate, limit=n,
                            timeout=n / ramp_rate + 60, auth_uri=f"sip:{MEDIA_CALLEE}@{DOMAIN}",
@@ -204,6 +248,34 @@ def media_phase(target: str | None, label: str, workdir: Path, concurrency: list
             callee.kill()
         steps.append(step)
         time.sleep(2)
+    return steps
+
+
+def rtpengine_phase(workdir: Path, concurrency: list[int], ramp_rate: float, window: float) -> list[MediaStep]:
+    """The same media steps through rtpengine (userspace): SIPp -> SDP relay + rtpengine -> SIPp stub callee."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    engine = rtpe.Rtpengine(workdir / "rtpengine.log").start()
+    steps = []
+    try:
+        for n in concurrency:
+            callee = start_callee(None, workdir, MEDIA_CALLEE, "call_uas_stub.xml", f"media_callee_rtpengine_{n}",
+                                  rtp_echo=True, timeout=n / ramp_rate + 90)
+            relay = rtpe.SdpRelay((h.LOOPBACK, callee.local_port), engine.ng_port).start()
+            try:
+                step = media_step(relay.target, "rtpengine", workdir, callee, n, ramp_rate, window, engine)
+                result = callee.stop()
+                step.echoed = c.echoed_packets(result.stdout)
+                step.notes.append(f"ng offers {relay.offers}, answers {relay.answers}")
+                if relay.errors:
+                    step.notes.append(f"relay errors: {relay.errors[:3]}")
+            finally:
+                relay.stop()
+                callee.kill()
+            steps.append(step)
+            print(media_table([step]), flush=True)
+            time.sleep(2)
+    finally:
+        engine.stop()
     return steps
 
 
@@ -277,6 +349,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=float, default=8.0, help="CPU sampling window with all media calls up")
     parser.add_argument("--skip-ceiling", action="store_true", help="do not measure SIPp against itself")
     parser.add_argument("--skip-media", action="store_true")
+    parser.add_argument("--skip-sippy", action="store_true", help="do not measure sippy's b2bua_simple")
+    parser.add_argument("--rtpengine", action="store_true",
+                        help="also relay the media calls through rtpengine (Debian rtpengine-daemon)")
+    parser.add_argument("--skip-cps", action="store_true", help="only the media calls")
+    parser.add_argument("--sippy-log", default="none", choices=["none", "stderr"],
+                        help="sippy's SIPLOG_BEND: none (its cheapest) or stderr (its default: every message)")
     parser.add_argument("--profile-rate", type=int, default=0, help="also profile the server with py-spy at this rate")
     parser.add_argument("--profile-top", type=int, default=15)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
@@ -302,9 +380,10 @@ def main(argv: list[str] | None = None) -> int:
     profile_text = ""
     code = None
     try:
+        cps_rates = [] if args.skip_cps else rates
         callee = start_callee(target, workdir, CPS_CALLEE, "call_uas_answer.xml", "cps_callee")
         try:
-            for rate in rates:
+            for rate in cps_rates:
                 step = cps_step(target, "zvonok", workdir, rate, args.step_seconds, args.hold_ms, server)
                 cps.append(step)
                 print(f"  zvonok {rate}/s: {step.ok} ok, {step.failed} failed, {step.achieved:.0f}/s achieved, "
@@ -315,10 +394,12 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             callee.stop()
             callee.kill()
-        if not args.skip_ceiling:
+        if not args.skip_sippy and cps_rates:
+            cps += sippy_phase(workdir, rates, args.step_seconds, args.hold_ms, args.sippy_log)
+        if not args.skip_ceiling and cps_rates:
             stub = start_callee(None, workdir, CPS_CALLEE, "call_uas_stub.xml", "cps_stub")
             try:
-                for rate in rates:
+                for rate in cps_rates:
                     step = cps_step(f"{h.LOOPBACK}:{stub.local_port}", "sipp", workdir, rate, args.ceiling_seconds,
                                     args.hold_ms, stub)
                     cps.append(step)
@@ -332,6 +413,8 @@ def main(argv: list[str] | None = None) -> int:
             print(media_table(media), flush=True)
             if not args.skip_ceiling:
                 media += media_phase(None, "sipp", workdir, concurrency, args.ramp_rate, args.window, None)
+            if args.rtpengine:
+                media += rtpengine_phase(workdir, concurrency, args.ramp_rate, args.window)
         if args.profile_rate:
             profile_text = profile(server, workdir, args.profile_rate, args.step_seconds, args.hold_ms,
                                    args.profile_top)
@@ -347,6 +430,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"highest zvonok rate with <= {FAILURE_BUDGET:.1%} failed calls: "
           + (f"{good.achieved:.0f} calls/s (offered {good.rate}/s), {good.cpu_ms_per_call:.2f} ms CPU per call"
              if good else "none"))
+    sippy_best = best([s for s in cps if s.target == "sippy"])
+    if sippy_best is not None:
+        print(f"highest sippy b2bua_simple rate (no auth, SIPLOG_BEND={args.sippy_log}, sippy "
+              f"{sippy.sippy_version()}) with <= {FAILURE_BUDGET:.1%} failed calls: {sippy_best.achieved:.0f} calls/s "
+              f"(offered {sippy_best.rate}/s), {sippy_best.cpu_ms_per_call:.2f} ms CPU per call")
+        if good is not None:
+            print(f"zvonok / sippy (calls/s, each at its best step): {good.achieved / sippy_best.achieved:.2f}x")
     if media:
         print()
         print(f"concurrent calls with media (g711a.pcap PCMA 30 ms x {PLAYS_PER_CALL}, callee -rtp_echo; "

@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     # Media and calls
     rtp_port_min: int = Field(default=20000, ge=1024, le=65534, description="First RTP port (even)")
     rtp_port_max: int = Field(default=29999, ge=1025, le=65535, description="Last RTP port")
+    rtp_socket_pool: int = Field(
+        default=1024, ge=0, description="Released RTP/RTCP socket pairs kept bound for the next calls (0: open and "
+        "close the sockets per call); they stay within the RTP port range")
     call_no_answer_timeout: float = Field(default=60.0, description="Ring this long, then give up (480)")
     media_timeout: float = Field(default=60.0, description="End a call after this long without RTP from a leg")
     session_min_se: int = Field(default=90, ge=1, description="RFC 4028 Min-SE: shorter session intervals get 422")

@@ -174,7 +174,8 @@ async def build(settings: Settings) -> Runtime:
     )
     sip = SipService(settings, registrar)
     media = InProcessMediaEngine(host=settings.sip_host, port_min=settings.rtp_port_min,
-                                 port_max=settings.rtp_port_max, advertised_host=settings.sip_advertised_host)
+                                 port_max=settings.rtp_port_max, advertised_host=settings.sip_advertised_host,
+                                 socket_pool=settings.rtp_socket_pool)
     directory = Directory(db)
     db.add_listener(lambda event: directory.invalidate(getattr(event, "tenant_id", None)))
     trunks = Trunks(sip, loader=lambda: load_snapshot(db))

@@ -20,6 +20,10 @@ Latching (symmetric RTP, RFC 4961, for peers behind NAT) and RTP-bleed protectio
   A blind attacker knows neither the SSRC nor the sequence, so it cannot steal a live stream.
 * ``set_remote`` with a different address starts over (unlatched).
 
+Sockets: an endpoint's RTP/RTCP pair comes from :mod:`.socket_pool` when one released by an earlier call
+has been quiet long enough, else it is bound fresh in the port range (round robin); release parks it there
+(or closes it: pool full or disabled).
+
 SRTP (:mod:`.srtp`) wraps a leg's socket transport and protocol when ``set_remote`` gives it keys; the
 code above never sees it, and plain legs pay nothing for it.
 
@@ -59,6 +63,7 @@ from .interface import (
 )
 from .recording import SlotRecorder
 from .rtp import RTP_HEADER, SsrcRewriter, parse_rtcp, rtp_payload_bounds, seq_delta
+from .socket_pool import SocketPair, SocketPool, open_pair
 from .srtp import SrtpKeys, SrtpReceiver, SrtpSender, rx_session, tx_session
 from .stats import MediaStats, StreamStats
 from .tones import FrameSource, ToneGenerator
@@ -389,7 +394,8 @@ class InProcessMediaEngine:
 
     def __init__(self, *, host: str = "127.0.0.1", port_min: int = 20000, port_max: int = 29999,
                  advertised_host: str | None = None,
-                 ssrc_factory: Callable[[], int] = lambda: secrets.randbits(32)) -> None:
+                 ssrc_factory: Callable[[], int] = lambda: secrets.randbits(32),
+                 socket_pool: int = 0, socket_quarantine: float = 1.0) -> None:
         if port_min % 2:
             port_min += 1
         if port_max - port_min < 1:
@@ -404,6 +410,8 @@ class InProcessMediaEngine:
         self._ports: set[int] = set()
         self._recordings: dict[str, _RecordingState] = {}
         self._ids = itertools.count(1)
+        self._pairs: dict[str, SocketPair] = {}  # endpoint id -> its sockets
+        self._pool = SocketPool(max_idle=socket_pool, quarantine=socket_quarantine)
 
     # --- endpoints ---------------------------------------------------------------------------------
 
@@ -414,6 +422,30 @@ class InProcessMediaEngine:
 
     async def create_endpoint(self, tenant_id: int, call_id: str, codecs: Sequence[Codec]) -> Endpoint:
         loop = asyncio.get_running_loop()
+        # a parked pair past its quarantine, else a fresh port, else any parked pair (the range is full)
+        pair = self._pooled(loop.time()) or await self._fresh_pair(loop) or self._pooled(loop.time(), force=True)
+        if pair is None:
+            raise PortsExhausted(f"no free RTP port pair in {self.port_min}-{self.port_max}")
+        endpoint = Endpoint(id=f"m{next(self._ids)}", tenant_id=tenant_id, call_id=call_id,
+                            local_address=Address(host=self.advertised_host, port=pair.port), codecs=tuple(codecs))
+        leg = _Leg(endpoint, loop)
+        leg.rtcp = _RtcpProtocol(leg.stats)
+        leg.transport, leg.rtcp_transport = pair.rtp, pair.rtcp
+        pair.rtp.set_protocol(leg)
+        pair.rtcp.set_protocol(leg.rtcp)
+        self._legs[endpoint.id] = leg
+        self._pairs[endpoint.id] = pair
+        return endpoint
+
+    def _pooled(self, now: float, *, force: bool = False) -> SocketPair | None:
+        pair, dead = self._pool.take(now, force=force)
+        for gone in dead:  # an error closed a parked socket: its port is free again once both are closed
+            gone.rtp.close()
+            gone.rtcp.close()
+            self._ports.discard(gone.port)
+        return pair
+
+    async def _fresh_pair(self, loop: asyncio.AbstractEventLoop) -> SocketPair | None:
         pairs = (self.port_max - self.port_min + 1) // 2
         for _ in range(pairs):
             port = self._next_port
@@ -423,33 +455,15 @@ class InProcessMediaEngine:
             socks = self._bind_pair(port)
             if socks is None:
                 continue
-            endpoint = Endpoint(id=f"m{next(self._ids)}", tenant_id=tenant_id, call_id=call_id,
-                                local_address=Address(host=self.advertised_host, port=port),
-                                codecs=tuple(codecs))
             try:
-                leg = await self._open(endpoint, socks, loop)
+                pair = await open_pair(loop, port, *socks)
             except OSError:
                 for sock in socks:
                     sock.close()
                 raise
             self._ports.add(port)
-            self._legs[endpoint.id] = leg
-            return endpoint
-        raise PortsExhausted(f"no free RTP port pair in {self.port_min}-{self.port_max}")
-
-    @staticmethod
-    async def _open(endpoint: Endpoint, socks: tuple[socket.socket, socket.socket],
-                    loop: asyncio.AbstractEventLoop) -> _Leg:
-        leg = _Leg(endpoint, loop)
-        rtcp = _RtcpProtocol(leg.stats)
-        await loop.create_datagram_endpoint(lambda: leg, sock=socks[0])
-        try:
-            leg.rtcp_transport, _ = await loop.create_datagram_endpoint(lambda: rtcp, sock=socks[1])
-        except OSError:
-            leg.transport.close()
-            raise
-        leg.rtcp = rtcp
-        return leg
+            return pair
+        return None
 
     def _bind_pair(self, port: int) -> tuple[socket.socket, socket.socket] | None:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -605,15 +619,14 @@ class InProcessMediaEngine:
                 tenant_id=endpoint.tenant_id, call_id=endpoint.call_id, endpoint_id=endpoint.id,
                 digit=pending.digit, duration_ms=pending.duration_ms))
         leg.on_dtmf = None  # the call engine's callback holds its call: not kept while the sockets close
-        waits: list[asyncio.Future[None]] = []
-        for transport, closed in ((leg.transport, leg.closed),
-                                  (leg.rtcp_transport, leg.rtcp.closed if leg.rtcp else None)):
-            if transport is not None and closed is not None:
-                transport.close()
-                waits.append(closed)
-        if waits:
-            await asyncio.wait(waits, timeout=5.0)
-        self._ports.discard(endpoint.local_address.port)
+        pair = self._pairs.pop(endpoint.id, None)
+        if pair is not None:  # parked for the next call (SRTP's wrappers go with the leg), or closed
+            await self._close_pair(self._pool.put(pair, leg.loop.time()))
+
+    async def _close_pair(self, pair: SocketPair | None) -> None:
+        if pair is not None:
+            await pair.close()
+            self._ports.discard(pair.port)
 
     async def close(self) -> None:
         """Stop all recordings (files completed) and release every endpoint (server shutdown)."""
@@ -621,3 +634,5 @@ class InProcessMediaEngine:
             await self.stop_record(state.recording)
         for leg in list(self._legs.values()):
             await self.release(leg.endpoint)
+        for pair in self._pool.drain():
+            await self._close_pair(pair)
