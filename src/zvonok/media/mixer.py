@@ -27,7 +27,7 @@ listen is ``speaks=False``; whisper is that plus ``hears[(agent, supervisor)] = 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,7 +47,7 @@ _ENCODE = {Codec.PCMU: ULAW_ENCODE, Codec.PCMA: ALAW_ENCODE}
 
 @dataclass(eq=False, slots=True)
 class Party:
-    key: Hashable
+    key: str
     codec: Codec
     speaks: bool = True
     listens: bool = True
@@ -62,9 +62,9 @@ class Mixer:
 
     def __init__(self, frame: int = FRAME_SAMPLES) -> None:
         self.frame = frame
-        self._parties: dict[Hashable, Party] = {}
+        self._parties: dict[str, Party] = {}
         self._order: list[Party] = []
-        self._hears: dict[tuple[Hashable, Hashable], bool] = {}
+        self._hears: dict[tuple[str, str], bool] = {}
         self._inputs = np.zeros((0, frame), dtype=np.float32)
         self._speaks = np.zeros(0, dtype=np.float32)
         self._listens = np.zeros(0, dtype=np.float32)
@@ -75,13 +75,13 @@ class Mixer:
     def __len__(self) -> int:
         return len(self._order)
 
-    def __contains__(self, key: Hashable) -> bool:
+    def __contains__(self, key: str) -> bool:
         return key in self._parties
 
-    def party(self, key: Hashable) -> Party:
+    def party(self, key: str) -> Party:
         return self._parties[key]
 
-    def add(self, key: Hashable, codec: Codec, *, speaks: bool = True, listens: bool = True) -> None:
+    def add(self, key: str, codec: Codec, *, speaks: bool = True, listens: bool = True) -> None:
         if key in self._parties:
             party = self._parties[key]
             party.codec, party.speaks, party.listens = codec, speaks, listens
@@ -91,7 +91,7 @@ class Mixer:
             self._order.append(party)
         self._rebuild()
 
-    def remove(self, key: Hashable) -> None:
+    def remove(self, key: str) -> None:
         party = self._parties.pop(key, None)
         if party is None:
             return
@@ -99,11 +99,11 @@ class Mixer:
         self._hears = {pair: v for pair, v in self._hears.items() if key not in pair}
         self._rebuild()
 
-    def set_codec(self, key: Hashable, codec: Codec) -> None:
+    def set_codec(self, key: str, codec: Codec) -> None:
         self._parties[key].codec = codec
 
-    def set_matrix(self, key: Hashable, *, speaks: bool | None = None, listens: bool | None = None,
-                   hears: Mapping[Hashable, bool | None] | None = None) -> None:
+    def set_matrix(self, key: str, *, speaks: bool | None = None, listens: bool | None = None,
+                   hears: Mapping[str, bool | None] | None = None) -> None:
         """Change one party's row/column: ``hears`` maps other parties to an override (None removes it)."""
         party = self._parties[key]
         if speaks is not None:
@@ -119,7 +119,7 @@ class Mixer:
                 self._hears[(key, other)] = value
         self._rebuild()
 
-    def hears(self, listener: Hashable, speaker: Hashable) -> bool:
+    def hears(self, listener: str, speaker: str) -> bool:
         """Does ``listener`` hear ``speaker`` (the effective matrix cell)?"""
         if listener == speaker:
             return False
@@ -147,7 +147,7 @@ class Mixer:
 
     # --- audio -------------------------------------------------------------------------------------
 
-    def feed(self, key: Hashable, payload: bytes) -> None:
+    def feed(self, key: str, payload: bytes) -> None:
         """One G.711 payload received from the party (any length; 20 ms is the usual)."""
         party = self._parties.get(key)
         if party is None:
@@ -165,7 +165,7 @@ class Mixer:
             party.frames.append(samples[start:start + frame])
         party.partial = samples[whole:] if whole < samples.size else None
 
-    def mix(self) -> dict[Hashable, bytes]:
+    def mix(self) -> dict[str, bytes]:
         """One tick: each hearing party's mixed frame, encoded in its codec."""
         order = self._order
         if not order:
@@ -183,8 +183,8 @@ class Mixer:
         else:
             out = self._matrix @ inputs
         pcm = np.clip(out, -32768.0, 32767.0).astype(np.int16).view(np.uint16)
-        hearing = self._listens if self._matrix is None else self._matrix.any(axis=1)
-        result: dict[Hashable, bytes] = {}
+        hearing: npt.NDArray[np.bool_] = (self._listens > 0) if self._matrix is None else self._matrix.any(axis=1)
+        result: dict[str, bytes] = {}
         encoded: dict[Codec, npt.NDArray[np.uint8]] = {}
         for party in order:
             if not hearing[party.slot]:
