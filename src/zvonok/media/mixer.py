@@ -183,7 +183,7 @@ class Mixer:
         else:
             out = self._matrix @ inputs
         pcm = np.clip(out, -32768.0, 32767.0).astype(np.int16).view(np.uint16)
-        hearing: npt.NDArray[np.bool_] = (self._listens > 0) if self._matrix is None else self._matrix.any(axis=1)
+        hearing = np.asarray(self._listens > 0 if self._matrix is None else self._matrix.any(axis=1))
         result: dict[str, bytes] = {}
         encoded: dict[Codec, npt.NDArray[np.uint8]] = {}
         for party in order:
