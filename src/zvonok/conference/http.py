@@ -69,7 +69,7 @@ def _live(request: Request) -> Conferences:
 @router.get("/tenants/{tenant_id}/conferences/{room_id}/members", response_model=list[s.MemberOut])
 async def list_members(tenant_id: int, room_id: int, _: TenantAdmin, session: Session, request: Request) -> object:
     await service.get_room(session, tenant_id, room_id)
-    return [s.MemberOut(call_id=m.call_id, number=m.number, display_name=m.display_name, moderator=m.moderator,
+    return [s.MemberOut(call_id=m.call.id, number=m.number, display_name=m.display_name, moderator=m.moderator,
                         muted=m.muted, waiting=m.waiting, joined_at=m.joined_at)
             for m in _live(request).members(tenant_id, room_id)]
 
