@@ -78,7 +78,7 @@ def test_three_softphones_in_one_room_then_one_muted(conf_server: tuple[Any, Any
     members_url = f"/conferences/{room['id']}/members"
     talkers = {number: phone(phones, tmp_path, conf_server, number, frequency=freq, record=True)
                for number, freq in TONES.items()}
-    for number, p in talkers.items():
+    for p in talkers.values():
         p.command("dial", f"sip:{ROOM}@{seeded.domain}")
         p.wait_event({"CALL_ESTABLISHED"})
     deadline = time.monotonic() + 20
