@@ -20,8 +20,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from . import pjsua_fixtures
 from .baresip import Baresip
-from .test_calls_softphone import calls_server, cdrs, phone
+from .pjsua_fixtures import PhoneFactory
+from .test_calls_softphone import calls_server, cdrs, dominant_frequency, phone
 
 pytestmark = pytest.mark.integration
 
@@ -126,3 +128,60 @@ def test_three_softphones_in_one_room_then_one_muted(conf_server: tuple[Any, Any
         (cdr,) = cdrs(conf_server, number, 1)
         assert (cdr["callee_number"], cdr["callee_name"], cdr["disposition"]) == (ROOM, "Stand-up", "answered"), cdr
         assert cdr["billsec"] >= 6, cdr
+
+
+pjsua_phones = pjsua_fixtures.pjsua_phones
+
+
+def test_pin_and_wait_for_the_moderator_with_pjsua(conf_server: tuple[Any, Any],
+                                                   pjsua_phones: PhoneFactory) -> None:
+    """A room with a PIN and a moderator PIN, members waiting for the moderator: RFC 4733 keys from pjsua2.
+
+    The member keys a wrong PIN (asked again), then the right one, and waits (neither hears nor is heard);
+    the moderator's PIN lets it in and the two hear each other."""
+    srv, seeded = conf_server
+    room = api(conf_server, "/conferences", method="POST",
+               body={"number": "851", "pin": "4711", "moderator_pin": "9020", "wait_for_moderator": True})
+    members_url = f"/conferences/{room['id']}/members"
+    phones = {}
+    for number, tone in (("721", 440), ("722", 1000)):
+        p = pjsua_phones(number, tone=tone)
+        p.register(number, harness.password_for(number), seeded.domain, f"127.0.0.1:{srv.sip_port}")
+        phones[number] = p
+    member, moderator = phones["721"], phones["722"]
+    m_call = member.call(f"sip:851@{seeded.domain}")
+    member.wait_state(m_call, "CONFIRMED")
+    time.sleep(1.0)
+    member.dtmf(m_call, "1111#")  # wrong
+    deadline = time.monotonic() + 15  # keys during the check are not kept: wait for the verdict
+    while "PIN checked" not in srv.log_tail(200_000):
+        assert time.monotonic() < deadline, srv.log_tail()
+        time.sleep(0.2)
+    assert "role=None" in srv.log_tail(200_000)
+    time.sleep(0.5)
+    assert api(conf_server, members_url) == []
+    member.dtmf(m_call, "4711#")
+    deadline = time.monotonic() + 15
+    while not (members := api(conf_server, members_url)):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert [(m["number"], m["moderator"], m["waiting"]) for m in members] == [("721", False, True)]
+    o_call = moderator.call(f"sip:851@{seeded.domain}")
+    moderator.wait_state(o_call, "CONFIRMED")
+    time.sleep(1.0)
+    moderator.dtmf(o_call, "9020#")
+    deadline = time.monotonic() + 15
+    while len(members := api(conf_server, members_url)) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert sorted((m["number"], m["moderator"], m["waiting"]) for m in members) == [
+        ("721", False, False), ("722", True, False)]
+    time.sleep(3)
+    member.hangup(m_call)
+    member.wait_ended(m_call)
+    time.sleep(0.5)
+    assert [m["number"] for m in api(conf_server, members_url)] == ["722"]
+    moderator.hangup(o_call)
+    moderator.wait_ended(o_call)
+    assert abs(dominant_frequency(member.recording(m_call), last=2.0) - 1000) < 20
+    assert abs(dominant_frequency(moderator.recording(o_call), last=2.0) - 440) < 20
