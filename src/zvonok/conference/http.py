@@ -28,32 +28,32 @@ PageParams = Annotated[Paging, Depends(paging)]
 
 
 @router.post("/tenants/{tenant_id}/conferences", response_model=s.RoomOut, status_code=201)
-async def create_room(tenant_id: int, body: s.RoomCreate, _: TenantAdmin, session: Session) -> object:
+async def create_conference(tenant_id: int, body: s.RoomCreate, _: TenantAdmin, session: Session) -> object:
     room = await service.create_room(session, tenant_id, body)
     await session.commit()
     return service.room_out(room)
 
 
 @router.get("/tenants/{tenant_id}/conferences", response_model=Page[s.RoomOut])
-async def list_rooms(tenant_id: int, _: TenantAdmin, session: Session, p: PageParams) -> object:
+async def list_conferences(tenant_id: int, _: TenantAdmin, session: Session, p: PageParams) -> object:
     rows, total = await service.list_rooms(session, tenant_id, limit=p.limit, offset=p.offset)
     return {"items": [service.room_out(r) for r in rows], "total": total, "limit": p.limit, "offset": p.offset}
 
 
 @router.get("/tenants/{tenant_id}/conferences/{room_id}", response_model=s.RoomOut)
-async def get_room(tenant_id: int, room_id: int, _: TenantAdmin, session: Session) -> object:
+async def get_conference(tenant_id: int, room_id: int, _: TenantAdmin, session: Session) -> object:
     return service.room_out(await service.get_room(session, tenant_id, room_id))
 
 
 @router.patch("/tenants/{tenant_id}/conferences/{room_id}", response_model=s.RoomOut)
-async def update_room(tenant_id: int, room_id: int, body: s.RoomUpdate, _: TenantAdmin, session: Session) -> object:
+async def update_conference(tenant_id: int, room_id: int, body: s.RoomUpdate, _: TenantAdmin, session: Session) -> object:
     room = await service.update_room(session, tenant_id, room_id, body)
     await session.commit()
     return service.room_out(room)
 
 
 @router.delete("/tenants/{tenant_id}/conferences/{room_id}", status_code=204)
-async def delete_room(tenant_id: int, room_id: int, _: TenantAdmin, session: Session) -> Response:
+async def delete_conference(tenant_id: int, room_id: int, _: TenantAdmin, session: Session) -> Response:
     await service.delete_room(session, tenant_id, room_id)
     await session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -67,7 +67,7 @@ def _live(request: Request) -> Conferences:
 
 
 @router.get("/tenants/{tenant_id}/conferences/{room_id}/members", response_model=list[s.MemberOut])
-async def list_members(tenant_id: int, room_id: int, _: TenantAdmin, session: Session, request: Request) -> object:
+async def list_conference_members(tenant_id: int, room_id: int, _: TenantAdmin, session: Session, request: Request) -> object:
     await service.get_room(session, tenant_id, room_id)
     return [s.MemberOut(call_id=m.call.id, number=m.number, display_name=m.display_name, moderator=m.moderator,
                         muted=m.muted, waiting=m.waiting, joined_at=m.joined_at)
@@ -84,18 +84,18 @@ async def _act(request: Request, session: AsyncSession, tenant_id: int, room_id:
 
 
 @router.post("/tenants/{tenant_id}/conferences/{room_id}/members/{call_id}/mute", status_code=204)
-async def mute(tenant_id: int, room_id: int, call_id: str, _: TenantAdmin, session: Session,
+async def mute_conference_member(tenant_id: int, room_id: int, call_id: str, _: TenantAdmin, session: Session,
                request: Request) -> Response:
     return await _act(request, session, tenant_id, room_id, call_id, "mute")
 
 
 @router.post("/tenants/{tenant_id}/conferences/{room_id}/members/{call_id}/unmute", status_code=204)
-async def unmute(tenant_id: int, room_id: int, call_id: str, _: TenantAdmin, session: Session,
+async def unmute_conference_member(tenant_id: int, room_id: int, call_id: str, _: TenantAdmin, session: Session,
                  request: Request) -> Response:
     return await _act(request, session, tenant_id, room_id, call_id, "unmute")
 
 
 @router.post("/tenants/{tenant_id}/conferences/{room_id}/members/{call_id}/kick", status_code=204)
-async def kick(tenant_id: int, room_id: int, call_id: str, _: TenantAdmin, session: Session,
+async def kick_conference_member(tenant_id: int, room_id: int, call_id: str, _: TenantAdmin, session: Session,
                request: Request) -> Response:
     return await _act(request, session, tenant_id, room_id, call_id, "kick")
