@@ -27,6 +27,8 @@ from zvonok.cdr.consumer import CdrWriter
 from zvonok.cdr.journal import FILE_NAME as CDR_JOURNAL
 from zvonok.cdr.journal import CdrJournal
 from zvonok.cdr.service import close_interrupted
+from zvonok.conference import http as conference_http
+from zvonok.conference.service import RoomDirectory
 from zvonok.config import Settings
 from zvonok.logs import configure, get_logger
 from zvonok.media.engine import InProcessMediaEngine
@@ -41,6 +43,7 @@ from zvonok.storage.db import Database
 from zvonok.telephony.auth import Authenticator, CredentialCache
 from zvonok.telephony.b2bua import CallEngine
 from zvonok.telephony.call import Call
+from zvonok.telephony.conference import Conferences
 from zvonok.telephony.directory import Directory
 from zvonok.telephony.events import RegistrationChanged
 from zvonok.telephony.http import registrations_router
@@ -206,6 +209,9 @@ async def build(settings: Settings) -> Runtime:
                            session_min_se=settings.session_min_se,
                            ringback=settings.ringback, busy_tone_seconds=settings.busy_tone_seconds,
                            trunks=trunks, srtp_policy=settings.srtp_policy)
+    rooms = RoomDirectory(db)
+    db.add_listener(rooms.on_event)
+    engine.conferences = Conferences(engine, rooms)
     metrics.watch_sizes(
         calls_active=("Calls in progress", lambda: len(engine.calls)),
         call_objects=("Call objects in memory, in progress or not: 0 again once calls end (issue 8)",
@@ -217,7 +223,8 @@ async def build(settings: Settings) -> Runtime:
         media_endpoints=("Media endpoints not yet released", lambda: media.endpoint_count),
     )
     app = create_app(settings, db, routers=[registrations_router(location), cdr_http.router, events_router(bus),
-                                            pstn_http.router])
+                                            pstn_http.router, conference_http.router])
+    app.state.conferences = engine.conferences  # live members (zvonok.conference.http)
     mount_web(app, location=location)  # the web console at /, after the API's routes
     app.state.trunk_status = trunks.status  # GET .../trunks/{id}/status (zvonok.pstn.http)
     http_protocol_class = http_protocol(ConnectionTable(settings.http_max_connections, settings.http_max_per_address),

@@ -26,6 +26,7 @@ from zvonok.bus import LocalBus
 from zvonok.cdr import http as cdr_http
 from zvonok.cdr import service as cdr_service
 from zvonok.cdr.state import CallRecord
+from zvonok.conference import http as conference_http
 from zvonok.config import Settings
 from zvonok.pstn import http as pstn_http
 from zvonok.storage.db import Database
@@ -78,6 +79,9 @@ ACCESS: dict[str, str] = {
     "delete_tariff": PLATFORM, "list_rates": PLATFORM, "import_rates": PLATFORM, "export_rates": PLATFORM,
     "get_billing": ADMIN, "set_billing": PLATFORM,
     "cost_report": ADMIN, "cost_report_csv": ADMIN, "statement": ADMIN,
+    "create_conference": ADMIN, "list_conferences": ADMIN, "get_conference": ADMIN, "update_conference": ADMIN,
+    "delete_conference": ADMIN, "list_conference_members": ADMIN, "mute_conference_member": ADMIN,
+    "unmute_conference_member": ADMIN, "kick_conference_member": ADMIN,
 }
 # Bodies for the routes an employee may change (their own things).
 OWN_BODIES = {"update_extension": {"sip_password": "olga-new-sip-pw"}, "set_pin": {"pin": "4826"}}
@@ -95,7 +99,8 @@ async def setup(db: Database, settings: Settings) -> AsyncIterator[Setup]:
     """The app with every router ``zvonok serve`` mounts, and a location we can fill."""
     location = Location()
     app = create_app(settings, db, routers=[
-        registrations_router(location), cdr_http.router, events_router(LocalBus()), pstn_http.router])
+        registrations_router(location), cdr_http.router, events_router(LocalBus()), pstn_http.router,
+        conference_http.router])
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://zvonok.test") as client:
         yield Setup(client, app, location)
 
@@ -167,7 +172,7 @@ async def test_each_route_gives_an_employee_only_what_is_theirs(
     r = await client.post("/api/v1/auth/login", json={"email": "olga@roles.example", "password": "olga-password"})
     emp = {"Authorization": f"Bearer {r.json()['access_token']}"}
     common = {"tenant_id": tid, "office_id": office, "department_id": dept, "token_id": token, "trunk_id": trunk,
-              "route_id": route, "number_id": number, "tariff_id": tariff}
+              "route_id": route, "number_id": number, "tariff_id": tariff, "room_id": 1, "call_id": 1}
     own = {**common, "employee_id": olga, "extension_id": olga_ext, "cdr_id": olga_cdr}
     others = {**common, "employee_id": petr, "extension_id": petr_ext, "cdr_id": petr_cdr}
 

@@ -9,7 +9,8 @@ import pytest
 
 import zvonok.media
 
-SANS_IO = ["rtp", "g711", "dtmf", "tones", "wav", "jitter", "stats", "recording", "events", "errors", "interface"]
+SANS_IO = ["rtp", "g711", "dtmf", "tones", "wav", "jitter", "stats", "recording", "events", "errors", "interface",
+            "mixer"]
 
 
 @pytest.mark.parametrize("module", SANS_IO)

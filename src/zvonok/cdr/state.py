@@ -30,6 +30,7 @@ from zvonok.telephony.events import (
     CallRouted,
     CallStarted,
     CallTransferred,
+    ConferenceJoined,
     Direction,
     Disposition,
     HangupSide,
@@ -144,6 +145,7 @@ class CallRecord:
     transfers: int = 0
     legs: dict[str, LegRecord] = field(default_factory=dict)
     route: dict[str, Any] | None = None  # the CallRouted event's fields (JSON: it goes into snapshots)
+    conference: tuple[str, str] | None = None  # the room the caller joined: (number, name), the callee
 
     @classmethod
     def started(cls, ev: CallStarted) -> CallRecord:
@@ -182,12 +184,16 @@ class CallRecord:
             self.transfers += 1
         elif isinstance(ev, CallRouted):
             self.route = {f.name: getattr(ev, f.name) for f in dataclasses.fields(ev)}
+        elif isinstance(ev, ConferenceJoined):
+            self.conference = (ev.room_number, ev.room_name)
 
     def callee(self) -> Party:
         callee_legs = [leg for leg in self.legs.values() if leg.role is LegRole.CALLEE]
         answered = self.legs.get(self.answered_leg_id) if self.answered_leg_id else None
         if answered is not None and answered.role is LegRole.CALLEE:
             return answered.party
+        if self.conference is not None:
+            return Party(number=self.conference[0], display_name=self.conference[1])
         for leg in callee_legs:
             if leg.answered_at is not None:
                 return leg.party
@@ -242,6 +248,7 @@ class CallRecord:
             "started_at": self.started_at, "last_at": self.last_at, "answered_at": self.answered_at,
             "answered_leg_id": self.answered_leg_id, "recording_path": self.recording_path,
             "transfers": self.transfers, "route": dict(self.route) if self.route else None,
+            "conference": list(self.conference) if self.conference else None,
             "legs": [{"leg_id": leg.leg_id, "role": leg.role.value, "party": _party_json(leg.party),
                       "contact": leg.contact, "user_agent": leg.user_agent, "created_at": leg.created_at,
                       "answered_at": leg.answered_at, "ended_at": leg.ended_at, "cause": leg.cause}
@@ -256,4 +263,5 @@ class CallRecord:
             legs[leg.leg_id] = leg
         return cls(**{
             **data, "direction": Direction(data["direction"]), "caller": Party(**data["caller"]), "legs": legs,
+            "conference": tuple(data["conference"]) if data.get("conference") else None,
         })

@@ -40,11 +40,12 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .bridge import MixBridge
 from .dtmf import DtmfReceiver
 from .errors import MediaUsageError, PacketError, PortsExhausted
 from .events import DtmfReceived, MediaTimeout, PlaybackFinished
@@ -141,7 +142,7 @@ class _Leg(asyncio.DatagramProtocol):
 
     __slots__ = (
         "audio_pt", "candidate", "closed", "codec", "dtmf", "endpoint", "event_pt", "inactivity",
-        "inactivity_handle", "inactivity_reported", "inactivity_since", "loop", "on_dtmf", "peer", "player",
+        "inactivity_handle", "inactivity_reported", "inactivity_since", "loop", "mix", "on_dtmf", "peer", "player",
         "r_audio_pt", "r_event_pt", "r_table", "recorders", "rewriter", "rtcp", "rtcp_transport", "sdp_addr",
         "send_addr", "src_addr", "srtp", "stats", "transport",
     )
@@ -165,6 +166,7 @@ class _Leg(asyncio.DatagramProtocol):
         self.dtmf = DtmfReceiver()
         self.on_dtmf: DtmfCallback | None = None
         self.peer: _Leg | None = None
+        self.mix: MixBridge | None = None  # the mixing bridge this leg is in (then ``peer`` is None)
         # the route of packets *received here* towards ``peer``: its PTs and the payload table
         self.r_audio_pt: int | None = None
         self.r_event_pt: int | None = None
@@ -206,6 +208,8 @@ class _Leg(asyncio.DatagramProtocol):
             peer = self.peer
             if peer is not None and peer.player is None:
                 peer.relay(data, b0, b1, seq, ts, ssrc, now, self.r_audio_pt, self.r_table)
+            elif self.mix is not None:
+                self.mix.feed(self, data)
         elif pt == self.event_pt:
             self.stats.received(ssrc, seq, ts, len(data), now, False)
             self._dtmf(data, ts)
@@ -409,6 +413,7 @@ class InProcessMediaEngine:
         self._legs: dict[str, _Leg] = {}
         self._ports: set[int] = set()
         self._recordings: dict[str, _RecordingState] = {}
+        self._mixes: dict[str, MixBridge] = {}
         self._ids = itertools.count(1)
         self._pairs: dict[str, SocketPair] = {}  # endpoint id -> its sockets
         self._pool = SocketPool(max_idle=socket_pool, quarantine=socket_quarantine)
@@ -507,6 +512,8 @@ class InProcessMediaEngine:
         leg.update_route()
         if leg.peer is not None:
             leg.peer.update_route()
+        if leg.mix is not None:
+            leg.mix.codec_changed(leg)
         leg.arm_inactivity()
 
     async def bridge(self, a: Endpoint, b: Endpoint) -> None:
@@ -515,6 +522,7 @@ class InProcessMediaEngine:
             raise MediaUsageError("cannot bridge an endpoint with itself")
         for leg in (leg_a, leg_b):
             self._unbridge(leg)
+            self._leave_mix(leg)
         leg_a.peer, leg_b.peer = leg_b, leg_a
         leg_a.update_route()
         leg_b.update_route()
@@ -530,6 +538,46 @@ class InProcessMediaEngine:
             peer.update_route()
         leg.peer = None
         leg.update_route()
+
+    # --- mixing bridges (media/bridge.py) -----------------------------------------------------------
+
+    async def mix_bridge(self, bridge_id: str, endpoint: Endpoint, *, speaks: bool = True,
+                         listens: bool = True) -> None:
+        leg = self._leg(endpoint)
+        self._unbridge(leg)
+        if leg.mix is not None and leg.mix.id != bridge_id:
+            self._leave_mix(leg)
+        mix = self._mixes.get(bridge_id)
+        if mix is None:
+            mix = self._mixes[bridge_id] = MixBridge(bridge_id, leg.loop, self._ssrc)
+        mix.add(leg, speaks=speaks, listens=listens)
+
+    async def set_matrix(self, bridge_id: str, endpoint: Endpoint, *, speaks: bool | None = None,
+                         listens: bool | None = None, hears: Mapping[str, bool | None] | None = None) -> None:
+        leg = self._leg(endpoint)
+        mix = self._mixes.get(bridge_id)
+        if mix is None or leg.mix is not mix:
+            raise MediaUsageError(f"endpoint {endpoint.id} is not in mixing bridge {bridge_id}")
+        try:
+            mix.set_matrix(leg, speaks=speaks, listens=listens, hears=hears)
+        except KeyError as exc:
+            raise MediaUsageError(str(exc)) from None
+
+    async def leave_bridge(self, endpoint: Endpoint) -> None:
+        self._leave_mix(self._leg(endpoint))
+
+    def mix_stats(self, bridge_id: str) -> tuple[int, int, int] | None:
+        """(members, ticks, late ticks) of a mixing bridge, None when there is none by that id."""
+        mix = self._mixes.get(bridge_id)
+        return None if mix is None else (len(mix.members), mix.ticks, mix.late_ticks)
+
+    def _leave_mix(self, leg: _Leg) -> None:
+        mix = leg.mix
+        if mix is None:
+            return
+        mix.remove(leg)
+        if not mix.members:
+            self._mixes.pop(mix.id, None)
 
     # --- play --------------------------------------------------------------------------------------
 
@@ -609,6 +657,7 @@ class InProcessMediaEngine:
         if leg is None:
             return
         self._unbridge(leg)
+        self._leave_mix(leg)
         leg.end_play(stopped=True)
         leg.inactivity = None
         leg.arm_inactivity()

@@ -6,13 +6,14 @@ the same Protocol: the in-process :class:`~zvonok.media.engine.InProcessMediaEng
 Every method is a coroutine for the same reason (a remote implementation has to ask someone).
 
 Life of an endpoint: ``create_endpoint`` (local RTP/RTCP ports, put in our SDP) → ``set_remote`` (from the
-peer's SDP; again on re-INVITE) → ``bridge`` / ``play`` / ``record`` / callbacks → ``release``.
+peer's SDP; again on re-INVITE) → ``bridge`` (two parties relay) or ``mix_bridge`` (three or more mixed,
+with ``set_matrix``) / ``play`` / ``record`` / callbacks → ``release``.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -115,6 +116,23 @@ class MediaEngine(Protocol):
         ...
 
     async def unbridge(self, endpoint: Endpoint) -> None: ...
+
+    async def mix_bridge(self, bridge_id: str, endpoint: Endpoint, *, speaks: bool = True,
+                         listens: bool = True) -> None:
+        """Put the endpoint into the mixing bridge ``bridge_id`` (made on first use; gone with its last
+        member), leaving any relay bridge. Every member hears the sum of the others every 20 ms, never
+        itself: ``speaks`` False = heard by nobody (muted), ``listens`` False = hears nobody."""
+        ...
+
+    async def set_matrix(self, bridge_id: str, endpoint: Endpoint, *, speaks: bool | None = None,
+                         listens: bool | None = None, hears: Mapping[str, bool | None] | None = None) -> None:
+        """Change a member's row of the hears/heard-by matrix: ``hears`` maps other members' endpoint ids
+        to an override of "this endpoint hears that one" (None removes it) — listen, whisper and barge."""
+        ...
+
+    async def leave_bridge(self, endpoint: Endpoint) -> None:
+        """Take the endpoint out of its mixing bridge (nothing when it is in none)."""
+        ...
 
     async def play(self, endpoint: Endpoint, source: PlaySource, *,
                    on_finished: PlaybackCallback | None = None) -> None:

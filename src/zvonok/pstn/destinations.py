@@ -10,6 +10,7 @@ Payloads by kind::
     ring        {"numbers": ["101", "102"], "timeout": 30}   (1-20 extensions; timeout optional, seconds)
     queue       {"queue": "sales"}                    external   {"number": "+74951234567"}
     access      {} or {"skip_pin_for_known_callers": true}
+    conference  {"number": "800"}                     (a conference room's number: zvonok.conference)
     schedule    {"timezone": "Europe/Moscow", "rules": [{"days": [0, 1, 2, 3, 4], "from": "09:00",
                  "to": "18:00", "destination": {"kind": "ring", "numbers": ["101", "102"]}}],
                  "holidays": ["2025-01-01"], "holiday_destination": {...}, "default": {...}}
@@ -133,6 +134,12 @@ def _clean(kind: str, payload: Any, path: str, refs: list[tuple[str, str]], *, n
                 raise ValueError(f"{path}.skip_pin_for_known_callers: true or false")
             return {"skip_pin_for_known_callers": payload["skip_pin_for_known_callers"]}
         return {}
+    if kind == "conference":
+        _keys(payload, path, {"number"})
+        number = payload["number"]
+        if not isinstance(number, str) or not _EXTENSION.match(number):
+            raise ValueError(f"{path}.number: a conference room number is 2-8 digits")
+        return {"number": number}
     if kind == "schedule":
         if nested:
             raise ValueError(f"{path}: a schedule may not contain another schedule")

@@ -45,6 +45,7 @@ class DestinationKind(enum.StrEnum):
     QUEUE = "queue"  # {"queue": "sales"} (placeholder until queues exist: 480)
     EXTERNAL = "external"  # {"number": "+74951234567"} forwarded out through a trunk
     ACCESS = "access"  # the access-number service (PIN + destination)
+    CONFERENCE = "conference"  # {"number": "800"} a conference room of the tenant (zvonok.conference)
     SCHEDULE = "schedule"  # {"rules": [...], "holidays": [...], "default": {...}} (see zvonok.pstn.schedule)
 
 

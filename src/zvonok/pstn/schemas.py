@@ -86,7 +86,8 @@ TrunkKindName = Literal["carrier", "pbx"]
 Transport = Literal["udp", "tcp"]
 SrtpPolicy = Literal["required", "optional", "off"]
 NumberFormatName = Literal["e164", "digits", "national"]
-DestinationKindName = Literal["extension", "ring", "voicemail", "queue", "external", "access", "schedule"]
+DestinationKindName = Literal["extension", "ring", "voicemail", "queue", "external", "access", "conference",
+                              "schedule"]
 ServiceClassName = Literal["internal_only", "local", "long_distance", "international"]
 PolicyLevelName = Literal["tenant", "office", "department", "employee"]
 

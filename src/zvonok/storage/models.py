@@ -6,6 +6,7 @@ Add one import line per domain that defines tables (e.g. ``zvonok.telephony.mode
 from __future__ import annotations
 
 import zvonok.cdr.models  # noqa: F401
+import zvonok.conference.models  # noqa: F401
 import zvonok.org.models  # noqa: F401
 import zvonok.pstn.models  # noqa: F401
 import zvonok.storage.changes  # noqa: F401

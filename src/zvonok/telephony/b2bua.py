@@ -82,6 +82,7 @@ from . import events as ev
 from .access import AccessMixin
 from .auth import Authenticator
 from .call import CODECS, Call, Leg, LegState
+from .conference import Conferences
 from .directory import Directory, ExtensionInfo
 from .location import Binding, Location
 from .outside import OutsideMixin
@@ -190,6 +191,7 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
         self.dialogs: dict[DialogKey, Leg] = {}
         self.invites: dict[ServerTransaction, Leg] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.conferences: Conferences | None = None  # set by the composition root (telephony/conference.py)
 
     # -- plumbing ------------------------------------------------------------------------------------
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -344,6 +346,9 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
             return
         dialed = uri.user_unescaped or ""
         callee_ext = await self.directory.extension(creds.tenant_id, dialed) if dialed else None
+        if callee_ext is None and await self._to_conference(txn, request, peer, creds, caller_ext, dialed,
+                                                            session_expires):
+            return
         outside = callee_ext is None and self.trunks is not None and bool(dialed)
         # from here on the attempt is a call with a CDR, whatever becomes of it
         call = self._open_call(txn, request, peer, tenant_id=creds.tenant_id, party=caller_ext.party(),
@@ -359,6 +364,19 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
             await self._refuse(call, 404, "no_route")
             return
         await self._ring_extensions(call, [callee_ext], now)
+
+    async def _to_conference(self, txn: ServerTransaction, request: Request, peer: Peer, creds: Any,
+                             caller_ext: ExtensionInfo, dialed: str, session_expires: int | None) -> bool:
+        """The dialed number is a conference room of the caller's tenant: the call goes there (True)."""
+        room = await self.conferences.lookup(creds.tenant_id, dialed) if self.conferences is not None else None
+        if room is None or self.conferences is None:
+            return False
+        call = self._open_call(txn, request, peer, tenant_id=creds.tenant_id, party=caller_ext.party(),
+                               domain=creds.realm, dialed=dialed, session_expires=session_expires,
+                               srtp_policy=caller_ext.srtp, direction=ev.Direction.INTERNAL)
+        tenant = self.trunks.snapshot.tenants.get(call.tenant_id) if self.trunks is not None else None
+        await self.conferences.enter(call, room, language=tenant.locale if tenant else self.prompt_language)
+        return True
 
     def _open_call(self, txn: ServerTransaction, request: Request, peer: Peer, *, tenant_id: int, party: ev.Party,
                    domain: str, dialed: str, direction: ev.Direction, session_expires: int | None,
@@ -1077,6 +1095,8 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
         if call.access is not None and call.access.timer is not None:
             call.access.timer.cancel()
             call.access.timer = None
+        if call.conference is not None and self.conferences is not None:
+            self.conferences.left(call)
         if call.recording is not None:
             recording, call.recording = call.recording, None
             try:

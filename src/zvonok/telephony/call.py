@@ -105,6 +105,7 @@ class Call:
     caller_id: str | None = None
     route_fields: dict[str, Any] = field(default_factory=dict)  # the CallRouted event's, but the trunk
     access: Any = None  # the access-number session while its dialogue runs (telephony.access)
+    conference: Any = None  # the conference session from the answer to the end (telephony.conference)
     max_duration: int | None = None  # seconds after the answer (spending limit)
     budgets: list[Any] = field(default_factory=list)  # the spending budgets checked at the start
     limit_timers: list[asyncio.TimerHandle] = field(default_factory=list)

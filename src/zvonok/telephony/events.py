@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from zvonok.bus import deserialize, register_event, serialize
 
 __all__ = [
-    "AccessNumberBlocked", "CallAnswered", "CallEnded", "CallEvent", "CallRouted", "CallStarted", "CallTransferred", "Direction", "Disposition",
+    "AccessNumberBlocked", "CallAnswered", "ConferenceJoined", "ConferenceLeft", "ConferenceMuted", "CallEnded", "CallEvent", "CallRouted", "CallStarted", "CallTransferred", "Direction", "Disposition",
     "DtmfReceived", "HangupSide", "LegAnswered", "LegCreated", "LegEnded", "LegHeld", "LegResumed",
     "LegRinging", "LegRole", "Party", "RecordingStarted", "RecordingStopped", "RegistrationChanged", "SpendingThresholdCrossed", "TransferKind",
     "deserialize", "serialize",
@@ -231,9 +231,44 @@ class CallEnded(CallEvent):
     sip_status: int | None = None  # the final SIP status that decided the outcome, when there was one
 
 
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ConferenceJoined(CallEvent):
+    """The call's caller entered a conference room's mix (after its PIN): ``members`` counts them all."""
+
+    leg_id: str
+    room_id: int
+    room_number: str
+    room_name: str = ""
+    moderator: bool = False
+    waiting: bool = False  # waiting for a moderator: neither hears nor is heard yet
+    members: int = 1
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ConferenceLeft(CallEvent):
+    """The call left its room (hung up, kicked, or the server stopped); ``members``: those still in it."""
+
+    leg_id: str
+    room_id: int
+    room_number: str
+    members: int = 0
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ConferenceMuted(CallEvent):
+    """A member was muted (heard by nobody) or unmuted, through the API."""
+
+    leg_id: str
+    room_id: int
+    muted: bool
+
+
 CALL_EVENT_TYPES: tuple[type[CallEvent], ...] = (
     CallStarted, CallRouted, LegCreated, LegRinging, LegAnswered, CallAnswered, LegHeld, LegResumed, CallTransferred,
-    RecordingStarted, RecordingStopped, DtmfReceived, LegEnded, CallEnded,
+    RecordingStarted, RecordingStopped, DtmfReceived, LegEnded, CallEnded, ConferenceJoined,
 )
 
 

@@ -205,6 +205,14 @@ class OutsideMixin(_Base):
             await self._access_number(call, destination, caller_e164=from_number,
                                       language=tenant.locale if tenant else self.prompt_language,
                                       source_address=None)  # a carrier's gateway carries many callers
+        elif kind == "conference":
+            room = await self.conferences.lookup(call.tenant_id, str(destination.get("number", ""))) \
+                if self.conferences is not None else None
+            if room is None or self.conferences is None:
+                await self._refuse(call, 404, "no_route")
+                return
+            tenant = self.trunks.snapshot.tenants.get(call.tenant_id) if self.trunks else None
+            await self.conferences.enter(call, room, language=tenant.locale if tenant else self.prompt_language)
         elif kind == "external":
             target = str(destination.get("number", ""))
             profile = CallerProfile(tenant_id=call.tenant_id)

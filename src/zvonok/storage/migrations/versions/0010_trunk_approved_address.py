@@ -1,7 +1,7 @@
 """trunks.approved_address: the address the API approved for a tenant trunk known by a host name
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0009
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0011'
-down_revision = '0008'
+revision = '0010'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 
