@@ -1,6 +1,6 @@
 """trunks.approved_address: the address the API approved for a tenant trunk known by a host name
 
-Revision ID: 0011
+Revision ID: 0010
 Revises: 0009
 """
 
