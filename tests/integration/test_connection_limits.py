@@ -221,10 +221,24 @@ def test_http_body_over_the_limit_is_refused_before_it_is_read(limited: Pbx) -> 
         assert sent < 50 << 20, "the whole 50 MB body was taken"
     # no Content-Length (chunked): counted as it streams
     conn = http.client.HTTPConnection("127.0.0.1", limited.server.http_port, timeout=10)
-    conn.request("POST", "/api/v1/auth/login", body=iter([b"{" + b" " * 40_000] * 4),
-                 headers={"Content-Type": "application/json"}, encode_chunked=True)
-    assert conn.getresponse().status == 413
-    conn.close()
+    cut_short = False
+    status: int | None = None
+    try:
+        try:
+            conn.request("POST", "/api/v1/auth/login", body=iter([b"{" + b" " * 40_000] * 4),
+                         headers={"Content-Type": "application/json"}, encode_chunked=True)
+        except (BrokenPipeError, ConnectionResetError):
+            # the server refused and closed while the last chunks were still on their way (seen under
+            # load on PostgreSQL CI): the refusal came before the body was read, which is the point
+            cut_short = True
+        try:
+            status = conn.getresponse().status
+        except (ConnectionResetError, http.client.RemoteDisconnected):
+            if not cut_short:
+                raise  # the whole body was sent: the server owes an answer
+    finally:
+        conn.close()
+    assert status == 413 or (cut_short and status is None), status
     assert rss_kb(limited.server.pid) - before < 40_000  # a body read into memory would be 50 MB each
     assert options_status(limited) == 200
 
