@@ -52,9 +52,7 @@ from zvonok.sip.dialog import (
     dialog_key_for_request,
     dialog_response,
 )
-from zvonok.sip.errors import SipParseError
 from zvonok.sip.grammar import name_addr, uri_host
-from zvonok.sip.headers import get_param, parse_params
 from zvonok.sip.message import Headers, Request, Response, make_response
 from zvonok.sip.peer import Peer
 from zvonok.sip.sdp import Direction as SdpDirection
@@ -84,6 +82,7 @@ from .auth import Authenticator
 from .call import CODECS, Call, Leg, LegState
 from .conference import Conferences
 from .directory import Directory, ExtensionInfo
+from .leg_session_timer import session_expires_of  # one parser for the engine and the Leg
 from .location import Binding, Location
 from .outside import OutsideMixin
 from .pin_guard import PinGuard
@@ -123,23 +122,6 @@ def _tag() -> str:
 
 def _new_session() -> LocalSession:
     return LocalSession(sess_id=int.from_bytes(os.urandom(4), "big"))
-
-
-def session_expires_of(message: Request | Response) -> tuple[int, str | None] | None:
-    """A message's Session-Expires (RFC 4028 §4; compact form x): the interval and the refresher
-    ("uac", "uas" or None when not named), or None when absent or malformed."""
-    value = message.headers.get("session-expires")
-    if value is None:
-        return None
-    delta, _, params = value.partition(";")
-    delta = delta.strip()
-    if not delta.isdigit() or len(delta) >= 10:
-        return None
-    try:
-        refresher = get_param(parse_params(";" + params, "Session-Expires"), "refresher") if params else None
-    except SipParseError:
-        refresher = None
-    return int(delta), (refresher.lower() if refresher else None)
 
 
 def _session_expires(request: Request) -> int | None:
