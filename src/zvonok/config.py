@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     ringback: Literal["local", "inband"] = Field(
         default="local", description="local: 180 and the phone rings itself; inband: 183 and 425 Hz ringback from us")
     busy_tone_seconds: float = Field(default=3.0, ge=0, description="inband mode: busy tone played before a 486")
+    conference_tenant_members: int = Field(default=100, ge=2, description="Callers one company may have in its "
+                                           "conference rooms at once (mixing costs CPU per member); more get 486")
+    conference_total_members: int = Field(default=500, ge=2, description="Callers in all conference rooms of "
+                                          "the server at once; more get 486")
     invite_rate_limit: int = Field(default=30, description="New calls per second from one address before it "
                                    "is refused for invite_flood_ban seconds (503)")
     invite_flood_ban: float = Field(default=30.0, description="How long a flooding address gets 503, seconds")

@@ -211,7 +211,8 @@ async def build(settings: Settings) -> Runtime:
                            trunks=trunks, srtp_policy=settings.srtp_policy)
     rooms = RoomDirectory(db)
     db.add_listener(rooms.on_event)
-    engine.conferences = Conferences(engine, rooms)
+    engine.conferences = Conferences(engine, rooms, tenant_limit=settings.conference_tenant_members,
+                                     total_limit=settings.conference_total_members)
     metrics.watch_sizes(
         calls_active=("Calls in progress", lambda: len(engine.calls)),
         call_objects=("Call objects in memory, in progress or not: 0 again once calls end (issue 8)",

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from zvonok.media.events import DtmfReceived
 from zvonok.media.interface import Address, Endpoint
 from zvonok.telephony import events as ev
 from zvonok.telephony.call import Call, Leg
@@ -46,6 +47,14 @@ class FakeEngine:
 
     def spawn(self, coro: Any) -> None:
         coro.close()  # beeps: not needed here
+
+    def step(self, call: Call, coro: Any) -> None:
+        self.tasks.append((call.id, coro))  # the call's inbox: run by the test with run_steps()
+
+    async def run_steps(self) -> None:
+        while self.tasks:
+            _, coro = self.tasks.pop(0)
+            await coro
 
     def publish(self, event_type: type[ev.CallEvent], call: Call, **fields: Any) -> None:
         self.published.append(event_type(tenant_id=call.tenant_id, call_id=call.id, at=0.0, **fields))
@@ -147,3 +156,52 @@ async def test_wait_for_the_moderator() -> None:
     await conferences._join(moderator, moderator.conference, True)
     assert ("matrix", "conf-1-6", "e-101", True, True) in engine.media.log  # the member may talk now
     assert not m.waiting
+
+
+async def test_key_presses_and_timers_are_steps_of_the_call() -> None:
+    """A key or the dialogue's timer queues the prompt pump on the call's inbox (one step at a time with
+    the call's other events), never a task of its own that could run beside another pump."""
+    engine = FakeEngine()
+    conferences = Conferences(engine, Rooms())
+    room = RoomInfo(id=7, tenant_id=1, number="802", name="", pin_hash="x", moderator_pin_hash=None,
+                    wait_for_moderator=False, max_members=10)
+    call = new_call("101")
+    await conferences.enter(call, room, language="en")
+    conferences._key(call, DtmfReceived(tenant_id=1, call_id="101", endpoint_id="e-101", digit="1", duration_ms=100))
+    conferences._key(call, DtmfReceived(tenant_id=1, call_id="101", endpoint_id="e-101", digit="2", duration_ms=100))
+    assert [name for name, _ in engine.tasks] == ["101", "101"]  # queued, not run
+    await engine.run_steps()
+    session = call.conference
+    assert session is not None and session.member is None  # still entering the PIN
+    conferences.left(call)
+    for _, coro in engine.tasks:
+        coro.close()
+
+
+async def test_a_tenant_cannot_take_all_the_mixing() -> None:
+    """Callers in one company's rooms are capped (each costs mixing CPU every 20 ms), and so are all
+    rooms' callers together: over either cap a caller is refused busy, another company's still get in,
+    and the count falls as callers leave (PIN entry counts: a caller holds its place from the answer)."""
+    engine = FakeEngine()
+    rooms = {n: RoomInfo(id=n, tenant_id=1, number=str(800 + n), name="", pin_hash=None, moderator_pin_hash=None,
+                         wait_for_moderator=False, max_members=10) for n in (1, 2)}
+    other = RoomInfo(id=9, tenant_id=2, number="800", name="", pin_hash=None, moderator_pin_hash=None,
+                     wait_for_moderator=False, max_members=10)
+    conferences = Conferences(engine, Rooms(), tenant_limit=3, total_limit=5)
+    calls = [new_call(f"1{i}") for i in range(4)]
+    for i, call in enumerate(calls):
+        await conferences.enter(call, rooms[1 + i % 2], language="en")  # spread over two rooms
+    assert engine.refused == [("13", 486, "conference_capacity")]
+    assert len(conferences.members(1, 1)) + len(conferences.members(1, 2)) == 3
+    theirs = [new_call(f"2{i}", tenant_id=2) for i in range(3)]
+    for call in theirs:
+        await conferences.enter(call, other, language="en")
+    assert engine.refused[1:] == [("22", 486, "conference_capacity")]  # the server's total of 5
+    assert len(conferences.members(2, 9)) == 2
+    conferences.left(calls[0])
+    late = new_call("30", tenant_id=2)
+    await conferences.enter(late, other, language="en")  # a place came free
+    assert len(conferences.members(2, 9)) == 3
+    for call in (*calls[1:3], *theirs[:2], late):
+        conferences.left(call)
+    assert conferences._counts == {} and conferences._total == 0 and conferences.live == {}

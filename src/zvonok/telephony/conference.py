@@ -63,6 +63,8 @@ class CallControl(Protocol):
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None: ...
 
+    def step(self, call: Call, coro: Coroutine[Any, Any, None]) -> None: ...
+
     def publish(self, event_type: type[ev.CallEvent], call: Call, **fields: Any) -> None: ...
 
     async def _negotiate_caller(self, call: Call) -> bool: ...
@@ -115,10 +117,27 @@ class ConferenceSession:
 
 
 class Conferences:
-    def __init__(self, engine: CallControl, rooms: RoomPort) -> None:
+    """The live rooms. ``tenant_limit`` bounds the callers one company has in its rooms at once (mixing
+    costs CPU per member every 20 ms: one tenant's rooms must not starve the others' calls) and
+    ``total_limit`` those of the whole server; a caller over either is refused busy (486)."""
+
+    def __init__(self, engine: CallControl, rooms: RoomPort, *, tenant_limit: int = 100,
+                 total_limit: int = 500) -> None:
         self.engine = engine
         self.rooms = rooms
+        self.tenant_limit = tenant_limit
+        self.total_limit = total_limit
         self.live: dict[tuple[int, int], LiveRoom] = {}
+        self._counts: dict[int, int] = {}  # callers in rooms or on their way in, by tenant
+        self._total = 0
+
+    def _count(self, tenant_id: int, delta: int) -> None:
+        count = self._counts.get(tenant_id, 0) + delta
+        if count:
+            self._counts[tenant_id] = count
+        else:
+            self._counts.pop(tenant_id, None)
+        self._total += delta
 
     # --- the API's view ------------------------------------------------------------------------------
 
@@ -156,12 +175,18 @@ class Conferences:
         if live is not None and len(live.members) >= room.max_members:
             await engine._refuse(call, 486, "conference_full")
             return
-        if not await engine._negotiate_caller(call):
+        if self._counts.get(room.tenant_id, 0) >= self.tenant_limit or self._total >= self.total_limit:
+            log.warning("conference: capacity reached", call=call.id, tenant=room.tenant_id,
+                        tenant_members=self._counts.get(room.tenant_id, 0), total=self._total)
+            await engine._refuse(call, 486, "conference_capacity")
             return
         dialogue = ConferenceDialogue(member_pin=room.pin_hash is not None,
                                       moderator_pin=room.moderator_pin_hash is not None)
         session = ConferenceSession(room=room, dialogue=dialogue, language=language)
-        call.conference = session
+        call.conference = session  # counted from here (PIN entry included) until left()
+        self._count(room.tenant_id, +1)
+        if not await engine._negotiate_caller(call):
+            return
         engine._answer_caller(call)
         caller = call.caller
         assert caller is not None and caller.endpoint is not None
@@ -179,7 +204,7 @@ class Conferences:
             session.dialogue.dtmf(event.digit, time.monotonic())
         except ValueError:
             return
-        self.engine.spawn(self._pump(call))
+        self.engine.step(call, self._pump(call))
 
     async def _pump(self, call: Call) -> None:
         session: ConferenceSession | None = call.conference
@@ -199,7 +224,7 @@ class Conferences:
                 session.playing = False
                 await self.engine.media.stop_play(caller.endpoint)
             elif isinstance(action, VerifyPin):
-                self.engine.spawn(self._verify(call, action.pin))
+                self.engine.step(call, self._verify(call, action.pin))
             elif isinstance(action, Join):
                 await self._join(call, session, action.moderator)
             elif isinstance(action, Hangup):
@@ -220,7 +245,7 @@ class Conferences:
             return
         session.timer = None
         session.dialogue.timer(time.monotonic())
-        self.engine.spawn(self._pump(call))
+        self.engine.step(call, self._pump(call))
 
     async def _play_next(self, call: Call) -> None:
         session: ConferenceSession | None = call.conference
@@ -241,7 +266,7 @@ class Conferences:
         session: ConferenceSession | None = call.conference
         if session is None or call.ended or not session.playing:
             return
-        self.engine.spawn(self._play_next(call))
+        self.engine.step(call, self._play_next(call))
 
     async def _verify(self, call: Call, entry: str) -> None:
         session: ConferenceSession | None = call.conference
@@ -318,6 +343,7 @@ class Conferences:
         if session is None:
             return
         call.conference = None
+        self._count(session.room.tenant_id, -1)
         if session.timer is not None:
             session.timer.cancel()
             session.timer = None
