@@ -6,7 +6,6 @@ login page; on API paths the app's JSON handlers answer as before.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from pathlib import Path
 from typing import Any
@@ -24,10 +23,9 @@ from zvonok.telephony.location import Location
 from zvonok.web.auth import LoginRequired
 from zvonok.web.i18n import N_
 from zvonok.web.render import render
+from zvonok.web.routing import page_modules
 
 STATIC = Path(__file__).parent / "static"
-# Each module exports ``router``; a new page family is one more name here.
-PAGE_MODULES = ("zvonok.web.pages.account", "zvonok.web.pages.home", "zvonok.web.pages.extensions")
 _API_PATHS = frozenset({"/healthz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 _TITLES = {
     400: N_("Bad request"), 403: N_("Access denied"), 404: N_("Page not found"), 405: N_("Not allowed"),
@@ -48,8 +46,8 @@ def error_page(request: Request, status_code: int, headers: dict[str, str] | Non
 def mount_web(app: FastAPI, *, location: Location | None = None) -> None:
     """Add the pages, the static files and the HTML error handling to ``app`` (built by ``create_app``)."""
     app.state.location = location if location is not None else Location()
-    for name in PAGE_MODULES:
-        app.include_router(importlib.import_module(name).router)
+    for module in page_modules():  # every module of zvonok.web.pages (see zvonok.web.routing)
+        app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     api_org_error = app.exception_handlers[OrgError]

@@ -21,7 +21,7 @@ from starlette.responses import HTMLResponse
 import zvonok
 from zvonok.web.auth import WebUser
 from zvonok.web.i18n import LANGUAGE_NAMES, LOCALES, choose_locale, format_moment, format_money, translations
-from zvonok.web.routing import NAV
+from zvonok.web.routing import nav as all_nav
 from zvonok.web.session import CSRF_COOKIE, LANG_COOKIE, csrf_token, new_csrf_seed, set_cookie
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -87,7 +87,7 @@ def render(request: Request, template: str, context: Mapping[str, Any] | None = 
     locale = locale_of(request)
     seed, new_seed = _csrf_seed(request)
     path = request.url.path
-    nav = [item for item in NAV if user is not None and user.role in item.roles]
+    nav = [item for item in all_nav() if user is not None and user.role in item.roles]
     ctx: dict[str, Any] = {
         "request": request, "user": user, "locale": locale, "languages": LANGUAGE_NAMES,
         "csrf_token": csrf_token(request.app.state.settings, seed), "current_path": path,

@@ -1,19 +1,23 @@
 """The page pattern: every web router is a :func:`page_router`, every nav entry a :class:`NavItem`.
 
-A new page family is a module in :mod:`zvonok.web.pages` with ``router = page_router()``, listed in
-``zvonok.web.app.PAGE_MODULES``; a nav entry goes in :data:`NAV`. CSRF is checked on every POST, PUT,
-PATCH and DELETE of a page router (403 without a valid token), so no form can forget it.
+A new page family is a module in :mod:`zvonok.web.pages` with ``router = page_router()`` (found there
+by :func:`page_modules`, nothing to register) and, when it has menu entries, ``NAV = [NavItem(...)]``;
+the menu is every module's entries by ``order``. CSRF is checked on every POST, PUT, PATCH and DELETE
+of a page router (403 without a valid token), so no form can forget it.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from dataclasses import dataclass
+from functools import lru_cache
+from types import ModuleType
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import HTMLResponse
 
 from zvonok.org.models import Role
-from zvonok.web.i18n import N_
 from zvonok.web.session import CSRF_COOKIE, CSRF_FIELD, CSRF_HEADER, csrf_valid
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -42,12 +46,30 @@ class NavItem:
     href: str
     label: str  # a msgid marked with N_(); translated when the layout is rendered
     roles: frozenset[Role]
+    order: int = 100  # place in the menu, smallest first (ties: by href)
 
 
-_ADMIN = frozenset({Role.TENANT_ADMIN})
-_TENANT = frozenset({Role.TENANT_ADMIN, Role.EMPLOYEE})
+ADMIN = frozenset({Role.TENANT_ADMIN})
+TENANT = frozenset({Role.TENANT_ADMIN, Role.EMPLOYEE})
+EMPLOYEE = frozenset({Role.EMPLOYEE})
+OPERATOR = frozenset({Role.PLATFORM_ADMIN})
 
-NAV: list[NavItem] = [
-    NavItem("/", N_("Home"), _TENANT | {Role.PLATFORM_ADMIN}),
-    NavItem("/extensions", N_("Extensions"), _ADMIN),
-]
+
+@lru_cache(maxsize=1)
+def page_modules() -> tuple[ModuleType, ...]:
+    """Every module of :mod:`zvonok.web.pages` that exports ``router``, by name."""
+    import zvonok.web.pages as package
+
+    found = []
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        if hasattr(module, "router"):
+            found.append(module)
+    return tuple(found)
+
+
+@lru_cache(maxsize=1)
+def nav() -> tuple[NavItem, ...]:
+    """The whole menu: each page module's ``NAV`` entries, by order."""
+    items = [item for module in page_modules() for item in getattr(module, "NAV", ())]
+    return tuple(sorted(items, key=lambda item: (item.order, item.href)))

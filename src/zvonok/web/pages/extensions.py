@@ -23,10 +23,12 @@ from zvonok.org.errors import OrgError
 from zvonok.org.models import Employee
 from zvonok.telephony.location import Binding
 from zvonok.web.auth import TenantAdminUser, WebUser
+from zvonok.web.i18n import N_
 from zvonok.web.render import gettext_for, render
-from zvonok.web.routing import page_router
+from zvonok.web.routing import ADMIN, NavItem, page_router
 
 router = page_router()
+NAV = [NavItem("/extensions", N_("Extensions"), ADMIN, order=20)]
 PAGE = 50
 
 

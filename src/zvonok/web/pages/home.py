@@ -13,10 +13,12 @@ from zvonok.api.deps import get_session
 from zvonok.org.models import Employee, Extension
 from zvonok.org.scope import count_in_tenant
 from zvonok.web.auth import CurrentUser
+from zvonok.web.i18n import N_
 from zvonok.web.render import render
-from zvonok.web.routing import page_router
+from zvonok.web.routing import OPERATOR, TENANT, NavItem, page_router
 
 router = page_router()
+NAV = [NavItem("/", N_("Home"), TENANT | OPERATOR, order=0)]
 
 
 @router.get("/")
