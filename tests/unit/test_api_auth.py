@@ -249,3 +249,26 @@ async def test_login_is_throttled_per_account_and_per_address(api: Api, make_ten
     async with elsewhere:
         r = await elsewhere.post("/api/v1/auth/login", json={"email": "clerk@guard.example", "password": "clerk password"})
         assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("fresh_db", ["sqlite"], indirect=True)  # one writer at a time is SQLite's own limit
+async def test_a_busy_database_never_fails_a_request_for_the_last_used_stamp(api: Api) -> None:
+    import sqlite3
+
+    from zvonok.org.models import ApiToken
+
+    headers = {"Authorization": f"Bearer {api.admin_token}"}
+    path = api.db.engine.url.database
+    blocker = sqlite3.connect(path, timeout=0)
+    blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock longer than the wait
+    try:
+        r = await api.client.get("/api/v1/me", headers=headers)
+        assert r.status_code == 200, r.text
+    finally:
+        blocker.rollback()
+        blocker.close()
+    async with api.db.session() as session:
+        assert (await session.execute(select(ApiToken.last_used_at))).scalars().all() == [None]
+    assert (await api.client.get("/api/v1/me", headers=headers)).status_code == 200
+    async with api.db.session() as session:  # once the database is free, the stamp is written
+        assert None not in (await session.execute(select(ApiToken.last_used_at))).scalars().all()

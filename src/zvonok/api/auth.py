@@ -86,8 +86,10 @@ async def require_principal(
         token = await accounts.resolve_api_token(session, secret)
         if token is None:
             raise _unauthorized()
-        await session.commit()  # keep last_used_at even when the route only reads
-        return Principal(role=Role(token.role), tenant_id=token.tenant_id, token_id=token.id, owner_id=token.account_id)
+        principal = Principal(role=Role(token.role), tenant_id=token.tenant_id, token_id=token.id,
+                              owner_id=token.account_id)
+        await accounts.note_api_token_use(session, token)
+        return principal
     try:
         claims = jwt.decode(
             secret, settings.resolved_secret_key(), algorithms=[_JWT_ALG], options={"require": ["exp", "sub", "ver"]}

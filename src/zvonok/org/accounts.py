@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from zvonok.logs import get_logger
 from zvonok.org import events
 from zvonok.org.credentials import hash_password, hashes_equal, new_api_token, token_hash, verify_password
 from zvonok.org.errors import Conflict, NotFound, ValidationError
@@ -26,6 +27,7 @@ from zvonok.org.models import Account, ApiToken, Employee, Role
 from zvonok.storage.base import utcnow
 from zvonok.storage.db import emit
 
+log = get_logger(__name__)
 _LAST_USED_RESOLUTION = timedelta(minutes=1)  # don't write on every request
 _RANK = {Role.EMPLOYEE: 0, Role.TENANT_ADMIN: 1, Role.PLATFORM_ADMIN: 2}
 
@@ -250,8 +252,20 @@ async def resolve_api_token(session: AsyncSession, secret: str) -> ApiToken | No
     token = (await session.execute(select(ApiToken).where(ApiToken.secret_hash == digest))).scalar_one_or_none()
     if token is None or token.revoked_at is not None or not hashes_equal(token.secret_hash, digest):
         return None
-    now = utcnow()
-    if token.last_used_at is None or now - token.last_used_at > _LAST_USED_RESOLUTION:
-        token.last_used_at = now
-        await session.flush()
     return token
+
+
+async def note_api_token_use(session: AsyncSession, token: ApiToken) -> None:
+    """Record when ``token`` was last used (at most once a minute), committed at once and best effort:
+    when the database is busy with writes (SQLite allows one writer; under load the lock wait times
+    out), the request goes on and the stamp waits for a later one. Never a reason for an error."""
+    now = utcnow()
+    if token.last_used_at is not None and now - token.last_used_at <= _LAST_USED_RESOLUTION:
+        return
+    token_id = token.id
+    try:
+        await session.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now))
+        await session.commit()
+    except OperationalError as exc:
+        await session.rollback()
+        log.info("api_token_use_not_recorded", token_id=token_id, reason=str(exc.orig))
