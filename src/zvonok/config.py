@@ -91,6 +91,8 @@ class Settings(BaseSettings):
     ringback: Literal["local", "inband"] = Field(
         default="local", description="local: 180 and the phone rings itself; inband: 183 and 425 Hz ringback from us")
     busy_tone_seconds: float = Field(default=3.0, ge=0, description="inband mode: busy tone played before a 486")
+    music_on_hold: bool = Field(default=True, description="A party put on hold hears the company's music on "
+                                "hold (its own upload, else the built-in track); off: silence")
     conference_tenant_members: int = Field(default=100, ge=2, description="Callers one company may have in its "
                                            "conference rooms at once (mixing costs CPU per member); more get 486")
     conference_total_members: int = Field(default=500, ge=2, description="Callers in all conference rooms of "

@@ -32,6 +32,7 @@ from zvonok.conference.service import RoomDirectory
 from zvonok.config import Settings
 from zvonok.logs import configure, get_logger
 from zvonok.media.engine import InProcessMediaEngine
+from zvonok.media.hold_music import HoldMusic
 from zvonok.memdebug import MemoryReporter, limit_malloc_arenas
 from zvonok.org import events as org_events
 from zvonok.org.service import SipCredentials, platform_all_sip_credentials, sip_credentials
@@ -40,6 +41,7 @@ from zvonok.pstn.loader import load_snapshot
 from zvonok.sip.digest import Algorithm, DigestVerifier, NonceManager
 from zvonok.storage.changes import ChangeFeed
 from zvonok.storage.db import Database
+from zvonok.telephony import hold_music_http
 from zvonok.telephony.auth import Authenticator, CredentialCache
 from zvonok.telephony.b2bua import CallEngine
 from zvonok.telephony.call import Call
@@ -213,6 +215,9 @@ async def build(settings: Settings) -> Runtime:
     db.add_listener(rooms.on_event)
     engine.conferences = Conferences(engine, rooms, tenant_limit=settings.conference_tenant_members,
                                      total_limit=settings.conference_total_members)
+    if settings.music_on_hold:
+        engine.hold_music = HoldMusic(settings.data_dir / "moh")
+        await asyncio.to_thread(engine.hold_music.prepare)  # the built-in track, written on first start
     metrics.watch_sizes(
         calls_active=("Calls in progress", lambda: len(engine.calls)),
         call_objects=("Call objects in memory, in progress or not: 0 again once calls end (issue 8)",
@@ -224,7 +229,7 @@ async def build(settings: Settings) -> Runtime:
         media_endpoints=("Media endpoints not yet released", lambda: media.endpoint_count),
     )
     app = create_app(settings, db, routers=[registrations_router(location), cdr_http.router, events_router(bus),
-                                            pstn_http.router, conference_http.router])
+                                            pstn_http.router, conference_http.router, hold_music_http.router])
     app.state.conferences = engine.conferences  # live members (zvonok.conference.http)
     mount_web(app, location=location)  # the web console at /, after the API's routes
     app.state.trunk_status = trunks.status  # GET .../trunks/{id}/status (zvonok.pstn.http)

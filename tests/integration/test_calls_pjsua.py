@@ -16,6 +16,8 @@ from urllib.parse import unquote
 
 import pytest
 
+from zvonok.media.hold_music import DEFAULT_NOTES
+
 from . import pjsua_fixtures, test_calls_softphone
 from .pjsua_fixtures import PhoneFactory
 from .pjsua_phone import PjsuaPhone
@@ -95,6 +97,36 @@ def test_dtmf_and_hold(server: tuple[Any, Any], pjsua_phones: PhoneFactory) -> N
     assert abs(heard(b, ba, last=1.0) - TONES[A]) < 20
     invites = a.sent("INVITE")
     assert [m.text.count("a=sendonly") for m in invites][-2:] == [1, 0]  # the hold offer, then resume
+
+
+def test_a_held_party_hears_music_on_hold(server: tuple[Any, Any], pjsua_phones: PhoneFactory) -> None:
+    """A holds the call: B is told it is held and hears the built-in music (one of its notes by FFT, not
+    A's 440 Hz); after the resume B hears A again."""
+    srv, seeded = server
+    a = registered(pjsua_phones, server, A)
+    b = registered(pjsua_phones, server, B, auto_answer=True)
+    ab, ba = connect(a, b, f"sip:{B}@{seeded.domain}")
+    time.sleep(1.0)
+    a.hold(ab)
+    b.wait_event("media_state", call=ba, media=["remote_hold"])
+    time.sleep(3.0)
+    b.hangup(ba)  # while the music plays
+    a.wait_ended(ab)
+    b.wait_ended(ba)
+    music = heard(b, ba, last=2.0)
+    assert min(abs(music - note) for note in DEFAULT_NOTES) < 20, music
+    # a second call: hold, resume, and B hears A's tone again (the music stopped)
+    ab, ba = connect(a, b, f"sip:{B}@{seeded.domain}")
+    a.hold(ab)
+    b.wait_event("media_state", call=ba, media=["remote_hold"])
+    time.sleep(1.5)
+    a.unhold(ab)
+    b.wait_event("media_state", call=ba, media=["active"])
+    time.sleep(2.5)
+    b.hangup(ba)
+    a.wait_ended(ab)
+    b.wait_ended(ba)
+    assert abs(heard(b, ba, last=1.0) - TONES[A]) < 20
 
 
 def test_blind_transfer_pjsua(server: tuple[Any, Any], pjsua_phones: PhoneFactory) -> None:

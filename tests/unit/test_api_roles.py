@@ -30,6 +30,7 @@ from zvonok.conference import http as conference_http
 from zvonok.config import Settings
 from zvonok.pstn import http as pstn_http
 from zvonok.storage.db import Database
+from zvonok.telephony import hold_music_http
 from zvonok.telephony.events import CallStarted, Direction, Disposition, HangupSide, Party
 from zvonok.telephony.http import registrations_router
 from zvonok.telephony.location import Binding, Location
@@ -82,6 +83,7 @@ ACCESS: dict[str, str] = {
     "create_conference": ADMIN, "list_conferences": ADMIN, "get_conference": ADMIN, "update_conference": ADMIN,
     "delete_conference": ADMIN, "list_conference_members": ADMIN, "mute_conference_member": ADMIN,
     "unmute_conference_member": ADMIN, "kick_conference_member": ADMIN,
+    "get_hold_music": ADMIN, "put_hold_music": ADMIN, "delete_hold_music": ADMIN, "get_hold_music_audio": ADMIN,
 }
 # Bodies for the routes an employee may change (their own things).
 OWN_BODIES = {"update_extension": {"sip_password": "olga-new-sip-pw"}, "set_pin": {"pin": "4826"}}
@@ -100,7 +102,7 @@ async def setup(db: Database, settings: Settings) -> AsyncIterator[Setup]:
     location = Location()
     app = create_app(settings, db, routers=[
         registrations_router(location), cdr_http.router, events_router(LocalBus()), pstn_http.router,
-        conference_http.router])
+        conference_http.router, hold_music_http.router])
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://zvonok.test") as client:
         yield Setup(client, app, location)
 

@@ -29,6 +29,7 @@ from zvonok.org import http as org_http
 from zvonok.org.errors import OrgError, ValidationError
 from zvonok.pstn.billing_http import RATES_UPLOAD
 from zvonok.storage.db import Database
+from zvonok.telephony.hold_music_http import UPLOAD as HOLD_MUSIC_UPLOAD
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +85,8 @@ def create_app(settings: Settings, db: Database, *, routers: Sequence[APIRouter]
     app.state.login_guard = LoginGuard(settings)
     app.add_exception_handler(OrgError, _org_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    method, path = RATES_UPLOAD
-    app.add_middleware(BodyLimit, default=settings.http_max_body, larger=[(method, path, settings.http_max_upload)])
+    uploads = [(method, path, settings.http_max_upload) for method, path in (RATES_UPLOAD, HOLD_MUSIC_UPLOAD)]
+    app.add_middleware(BodyLimit, default=settings.http_max_body, larger=uploads)
 
     app.include_router(auth.router)
     app.include_router(org_http.router)

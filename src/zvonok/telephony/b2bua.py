@@ -40,6 +40,7 @@ from zvonok.logs import get_logger
 from zvonok.media.errors import PortsExhausted
 from zvonok.media.events import MediaTimeout
 from zvonok.media.g711 import Codec as MediaCodec
+from zvonok.media.hold_music import HoldMusic
 from zvonok.media.interface import BUSY_RU, RINGBACK_RU, Endpoint, MediaEngine, SrtpKeys
 from zvonok.netaddr import address_key
 from zvonok.pstn.routing import CallerProfile
@@ -174,6 +175,7 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
         self.invites: dict[ServerTransaction, Leg] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.conferences: Conferences | None = None  # set by the composition root (telephony/conference.py)
+        self.hold_music: HoldMusic | None = None  # set by the composition root; None: held parties hear silence
 
     # -- plumbing ------------------------------------------------------------------------------------
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -951,6 +953,24 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
             other = leg.call.other(leg)
             if other is not None and other.state is LegState.ANSWERED:
                 self._reinvite(other, SdpDirection.SENDONLY if held else SdpDirection.SENDRECV)
+                await self._music_on_hold(other, held)
+
+    async def _music_on_hold(self, leg: Leg, on: bool) -> None:
+        """Play the company's music on hold to ``leg``'s device while its party holds the call (the device
+        is also told it is held: we offered sendonly, so it plays what we send); stop it on resume."""
+        if self.hold_music is None or leg.endpoint is None or on == leg.hearing_music:
+            return
+        if not on:
+            leg.hearing_music = False
+            await self.media.stop_play(leg.endpoint)
+            return
+        try:
+            source = self.hold_music.source_for(leg.call.tenant_id)  # a stat: the track is made at start
+            await self.media.play(leg.endpoint, source)
+        except (OSError, ValueError) as exc:  # an unreadable track: the party hears silence, the call goes on
+            log.warning("music on hold failed", call=leg.call.id, tenant=leg.call.tenant_id, error=str(exc))
+            return
+        leg.hearing_music = True
 
     def _reinvite(self, leg: Leg, direction: SdpDirection, *, refresh: bool = False) -> None:
         """Offer ``direction`` to a leg's device (tell the other party it is held, or resumed); with

@@ -56,6 +56,7 @@ class Leg:
     user_agent: str = ""
     held: bool = False  # this leg's device put the call on hold
     held_by_us: bool = False  # we offered sendonly to this leg's device (its party is on hold)
+    hearing_music: bool = False  # we play music on hold to this leg's device
     awaits_answer: bool = False  # delayed offer: our offer went in the 2xx, the answer comes in the ACK
     cancelled: bool = False
     final_status: int | None = None

@@ -116,6 +116,8 @@ class TransferMixin(_Base):
         await self.media.bridge(transferee.endpoint, target.endpoint)  # ends both bridges with the transferor
         if call.ended or consult_call.ended:
             return
+        for party in (transferee, target):  # they hear each other now, not the music of a hold before
+            await self._music_on_hold(party, False)
         # the target's leg leaves the consultation call and takes the transferor's place in this one
         self.publish(ev.LegEnded, consult_call, leg_id=target.id, cause="transferred")
         if consult_call.caller is target:
@@ -243,6 +245,7 @@ class TransferMixin(_Base):
         self._callee_session_timer(leg, response)
         assert transferee.endpoint is not None and leg.endpoint is not None
         await self.media.bridge(transferee.endpoint, leg.endpoint)  # ends the bridge with the transferor
+        await self._music_on_hold(transferee, False)
         if call.caller is transferor:
             call.caller = leg
         else:
