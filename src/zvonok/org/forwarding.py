@@ -9,6 +9,7 @@ queues its event (:class:`~zvonok.org.events.ForwardingChanged`); the caller com
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -20,7 +21,7 @@ from zvonok.org import events
 from zvonok.org.errors import ValidationError
 from zvonok.org.models import Employee, Extension, Office
 from zvonok.org.scope import get_in_tenant
-from zvonok.storage.db import emit
+from zvonok.storage.db import Database, emit
 
 Target = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
 TARGETS = ("unconditional", "busy", "no_answer", "unavailable")
@@ -129,3 +130,19 @@ async def change_by_number(session: AsyncSession, tenant_id: int, number: str,
     if ext_id is None:
         return None
     return await change_forwarding(session, tenant_id, ext_id, changes)
+
+
+def forwarding_store(db: Database) -> Callable[[int, str, dict[str, Any]], Awaitable[bool]]:
+    """The call engine's port for the feature codes (telephony/call_forward.py): change an extension's
+    settings by its number and commit; False if it is gone, ValueError for an invalid target."""
+
+    async def store(tenant_id: int, number: str, changes: dict[str, Any]) -> bool:
+        async with db.session() as session:
+            try:
+                out = await change_by_number(session, tenant_id, number, changes)
+            except ValidationError as exc:
+                raise ValueError(exc.message) from None
+            await session.commit()
+            return out is not None
+
+    return store
