@@ -150,3 +150,21 @@ async def test_changes_are_streamed_on_the_websocket(api: Api, make_tenant: Any,
     await olga_ws.nothing_more()
     for ws in (admin_ws, olga_ws):
         await ws.disconnect()
+
+
+def test_the_forwarding_employee_sees_the_forwarded_call() -> None:
+    from zvonok.api.auth import Principal
+    from zvonok.api.ws import CallVisibility
+    from zvonok.org.models import Role
+    from zvonok.telephony import events as ev
+
+    common = {"tenant_id": 1, "call_id": "c1"}
+    started = ev.CallStarted(**common, at=1.0, caller=ev.Party(number="101", employee_id=1), callee_number="102",
+                             direction=ev.Direction.INTERNAL)
+    forwarded = ev.CallForwarded(**common, at=1.1, from_number="102", from_extension_id=2, from_employee_id=5,
+                                 to_number="103", reason="unconditional")
+    bob = CallVisibility(Principal(role=Role.EMPLOYEE, tenant_id=1, employee_id=5))
+    carol = CallVisibility(Principal(role=Role.EMPLOYEE, tenant_id=1, employee_id=6))
+    assert bob.admit(started) == [] and carol.admit(started) == []
+    assert bob.admit(forwarded) == [started, forwarded]  # the call's earlier events come with it
+    assert carol.admit(forwarded) == []

@@ -39,6 +39,7 @@ from zvonok.org.models import Role
 from zvonok.telephony.events import (
     CallEnded,
     CallEvent,
+    CallForwarded,
     CallStarted,
     CallTransferred,
     LegCreated,
@@ -109,6 +110,8 @@ class CallVisibility:
             party = event.party
         elif isinstance(event, CallTransferred):
             party = event.to
+        elif isinstance(event, CallForwarded):  # an extension's forwarding: its owner sees the call
+            return event.from_employee_id is not None and event.from_employee_id == self.employee_id
         return party is not None and party.employee_id == self.employee_id
 
 

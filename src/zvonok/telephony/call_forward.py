@@ -108,7 +108,8 @@ class ForwardingMixin(_Base):
             log.info("call forwarded", call=call.id, tenant=call.tenant_id, extension=ext.number,
                      target=decision.target, reason=decision.reason.value)
             self.publish(ev.CallForwarded, call, from_number=ext.number, from_extension_id=ext.extension_id,
-                         to_number=decision.target, reason=decision.reason.value)
+                         from_employee_id=ext.employee_id, to_number=decision.target,
+                         reason=decision.reason.value)
             call.ringing_ext = None
             call.ring_timeout = None
             call.early_media_from = None

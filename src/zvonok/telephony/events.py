@@ -207,6 +207,7 @@ class CallForwarded(CallEvent):
     from_extension_id: int | None
     to_number: str
     reason: str  # unconditional | busy | no_answer | unavailable
+    from_employee_id: int | None = None  # the forwarding extension's employee: the call is theirs to see
 
 
 @register_event
