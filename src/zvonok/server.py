@@ -35,6 +35,7 @@ from zvonok.media.engine import InProcessMediaEngine
 from zvonok.media.hold_music import HoldMusic
 from zvonok.memdebug import MemoryReporter, limit_malloc_arenas
 from zvonok.org import events as org_events
+from zvonok.org.forwarding import forwarding_store
 from zvonok.org.service import SipCredentials, platform_all_sip_credentials, sip_credentials
 from zvonok.pstn import http as pstn_http
 from zvonok.pstn.loader import load_snapshot
@@ -211,6 +212,7 @@ async def build(settings: Settings) -> Runtime:
                            session_min_se=settings.session_min_se,
                            ringback=settings.ringback, busy_tone_seconds=settings.busy_tone_seconds,
                            trunks=trunks, srtp_policy=settings.srtp_policy)
+    engine.forwarding_store = forwarding_store(db)  # the *72/*73/*78/*79 feature codes
     rooms = RoomDirectory(db)
     db.add_listener(rooms.on_event)
     engine.conferences = Conferences(engine, rooms, tenant_limit=settings.conference_tenant_members,

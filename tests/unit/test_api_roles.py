@@ -84,9 +84,11 @@ ACCESS: dict[str, str] = {
     "delete_conference": ADMIN, "list_conference_members": ADMIN, "mute_conference_member": ADMIN,
     "unmute_conference_member": ADMIN, "kick_conference_member": ADMIN,
     "get_hold_music": ADMIN, "put_hold_music": ADMIN, "delete_hold_music": ADMIN, "get_hold_music_audio": ADMIN,
+    "get_forwarding": OWN, "put_forwarding": OWN,
 }
 # Bodies for the routes an employee may change (their own things).
-OWN_BODIES = {"update_extension": {"sip_password": "olga-new-sip-pw"}, "set_pin": {"pin": "4826"}}
+OWN_BODIES = {"update_extension": {"sip_password": "olga-new-sip-pw"}, "set_pin": {"pin": "4826"},
+              "put_forwarding": {"dnd": True}}
 
 
 @dataclass

@@ -10,8 +10,9 @@ Authentication is the REST API's: ``Authorization: Bearer <token>``, or ``?token
 * ``4404`` — the tenant is not the caller's (or does not exist: the two look the same, as in REST).
 
 Each text frame is one event as :func:`zvonok.bus.serialize` renders it (``{"type": "CallStarted",
-...}``): every call event of the tenant, ``CdrWritten`` and ``RegistrationChanged`` (an extension's
-devices registered or gone). An admin receives all of them; an employee
+...}``): every call event of the tenant, ``CdrWritten``, ``RegistrationChanged`` (an extension's
+devices registered or gone) and ``ForwardingChanged`` (an extension's forwarding or DND; an employee gets
+those of their own extensions). An admin receives all of them; an employee
 only those of calls where they are a party (and no ``RegistrationChanged``) (caller, a callee leg, or a transfer target) — events of a
 call that arrive before the employee joins it are held and sent when they do. Each connection has a
 bounded (lossy) bus subscription: a client that cannot keep up loses events, and is told so by a
@@ -33,11 +34,12 @@ from fastapi.security import HTTPAuthorizationCredentials
 from zvonok.api.auth import Principal, require_principal, tenant_access
 from zvonok.bus import Bus, serialize
 from zvonok.cdr.events import CdrWritten
-from zvonok.org.events import AccessRevoked
+from zvonok.org.events import AccessRevoked, ForwardingChanged
 from zvonok.org.models import Role
 from zvonok.telephony.events import (
     CallEnded,
     CallEvent,
+    CallForwarded,
     CallStarted,
     CallTransferred,
     LegCreated,
@@ -49,7 +51,7 @@ log = logging.getLogger(__name__)
 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
-STREAMED_TYPES: tuple[type, ...] = (CallEvent, CdrWritten, RegistrationChanged)
+STREAMED_TYPES: tuple[type, ...] = (CallEvent, CdrWritten, RegistrationChanged, ForwardingChanged)
 
 
 class CallVisibility:
@@ -75,6 +77,8 @@ class CallVisibility:
             return []
         if isinstance(event, CdrWritten):
             return [event] if self.employee_id in event.employee_ids else []
+        if isinstance(event, ForwardingChanged):
+            return [event] if event.employee_id == self.employee_id else []
         if not isinstance(event, CallEvent):
             return []
         call_id = event.call_id
@@ -106,6 +110,8 @@ class CallVisibility:
             party = event.party
         elif isinstance(event, CallTransferred):
             party = event.to
+        elif isinstance(event, CallForwarded):  # an extension's forwarding: its owner sees the call
+            return event.from_employee_id is not None and event.from_employee_id == self.employee_id
         return party is not None and party.employee_id == self.employee_id
 
 

@@ -73,6 +73,8 @@ class Cdr(TenantScoped, Base):
     billed_seconds: Mapped[int] = mapped_column(Integer, default=0)
     # the end is the call's last heartbeat before a crash, not a hang-up anyone saw ("interrupted")
     end_estimated: Mapped[bool] = mapped_column(Boolean, default=False)
+    # the extension whose forwarding (CFU, CFB, CFNA, unavailable) sent the call on, the first if several
+    forwarded_from: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     legs: Mapped[list[CdrLeg]] = relationship(

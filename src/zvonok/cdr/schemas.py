@@ -55,6 +55,8 @@ class CdrOut(BaseModel):
     hangup_side: str
     cause: str
     sip_status: int | None
+    forwarded_from: str | None = Field(default=None, description="The extension whose call forwarding sent "
+                                       "the call on (CFU, CFB, CFNA, unavailable)")
     end_estimated: bool = Field(default=False, description="The call was cut by a server crash: ended_at is "
                                 "its last sign of life (heartbeat), not a hang-up")
     cost: Decimal

@@ -126,6 +126,7 @@ def _cdr_values(call: FinishedCall, tenant: Tenant, caller: Party,
         rate_prefix=call.rating.rate_prefix, rate_destination=call.rating.rate_destination,
         rate_per_minute=call.rating.rate_per_minute, billed_seconds=call.rating.billed_seconds,
         end_estimated=call.end_estimated, created_at=utcnow(),
+        forwarded_from=_text(call.forwarded_from, 64) if call.forwarded_from else None,
     )
     legs = [
         dict(

@@ -27,6 +27,7 @@ from zvonok.telephony.events import (
     CallAnswered,
     CallEnded,
     CallEvent,
+    CallForwarded,
     CallRouted,
     CallStarted,
     CallTransferred,
@@ -97,6 +98,7 @@ class FinishedCall:
     legs: tuple[LegRecord, ...]
     rating: Rating = field(default_factory=lambda: Rating())
     end_estimated: bool = False  # ended at the last heartbeat before a crash
+    forwarded_from: str | None = None  # the extension whose forwarding sent the call on (the first)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -146,6 +148,7 @@ class CallRecord:
     legs: dict[str, LegRecord] = field(default_factory=dict)
     route: dict[str, Any] | None = None  # the CallRouted event's fields (JSON: it goes into snapshots)
     conference: tuple[str, str] | None = None  # the room the caller joined: (number, name), the callee
+    forwarded_from: str | None = None
 
     @classmethod
     def started(cls, ev: CallStarted) -> CallRecord:
@@ -186,6 +189,8 @@ class CallRecord:
             self.route = {f.name: getattr(ev, f.name) for f in dataclasses.fields(ev)}
         elif isinstance(ev, ConferenceJoined):
             self.conference = (ev.room_number, ev.room_name)
+        elif isinstance(ev, CallForwarded):
+            self.forwarded_from = self.forwarded_from or ev.from_number
 
     def callee(self) -> Party:
         callee_legs = [leg for leg in self.legs.values() if leg.role is LegRole.CALLEE]
@@ -230,7 +235,7 @@ class CallRecord:
             # billed from the same whole seconds as billsec: a CDR never shows two durations
             rating=rate(CallRouted(**self.route) if self.route else None,
                         whole_seconds(end - self.answered_at) if self.answered_at is not None else 0),
-            end_estimated=estimated,
+            end_estimated=estimated, forwarded_from=self.forwarded_from,
         )
 
     def finish_with(self, ev: CallEnded) -> FinishedCall:
@@ -249,6 +254,7 @@ class CallRecord:
             "answered_leg_id": self.answered_leg_id, "recording_path": self.recording_path,
             "transfers": self.transfers, "route": dict(self.route) if self.route else None,
             "conference": list(self.conference) if self.conference else None,
+            "forwarded_from": self.forwarded_from,
             "legs": [{"leg_id": leg.leg_id, "role": leg.role.value, "party": _party_json(leg.party),
                       "contact": leg.contact, "user_agent": leg.user_agent, "created_at": leg.created_at,
                       "answered_at": leg.answered_at, "ended_at": leg.ended_at, "cause": leg.cause}

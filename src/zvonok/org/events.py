@@ -79,3 +79,20 @@ class AccessRevoked(OrgEvent):
 
     account_id: int | None = None
     token_ids: tuple[int, ...] = ()
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True)
+class ForwardingChanged(OrgEvent):
+    """An extension's call forwarding or DND changed (through the API or a feature code dialed from a
+    phone); ``employee_id`` is the extension's owner, for the websocket's own-things view."""
+
+    extension_id: int
+    number: str
+    employee_id: int | None
+    dnd: bool
+    unconditional: str | None
+    busy: str | None
+    no_answer: str | None
+    no_answer_seconds: int
+    unavailable: str | None

@@ -13,9 +13,9 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from zvonok.api.auth import PlatformAdmin, TenantAdmin, TenantReader
+from zvonok.api.auth import PlatformAdmin, Principal, TenantAdmin, TenantReader
 from zvonok.api.deps import Paging, get_session, paging
-from zvonok.org import accounts, service
+from zvonok.org import accounts, forwarding, service
 from zvonok.org import schemas as s
 from zvonok.org.models import Role
 
@@ -250,6 +250,32 @@ async def delete_extension(tenant_id: int, extension_id: int, _: TenantAdmin, se
     await service.delete_extension(session, tenant_id, extension_id)
     await session.commit()
     return _no_content()
+
+
+# --- call forwarding and DND (an employee: their own extensions only) -----------------------------------
+async def _own_or_admin(who: Principal, session: AsyncSession, tenant_id: int, extension_id: int) -> None:
+    if who.may_administer(tenant_id):
+        return
+    ext = await service.get_extension(session, tenant_id, extension_id)
+    if who.employee_id is None or ext.employee_id != who.employee_id:
+        raise HTTPException(403, "employees may only see and change the forwarding of their own extension")
+
+
+@router.get("/tenants/{tenant_id}/extensions/{extension_id}/forwarding", response_model=forwarding.ForwardingOut,
+            tags=["extensions"])
+async def get_forwarding(tenant_id: int, extension_id: int, who: TenantReader, session: Session) -> object:
+    await _own_or_admin(who, session, tenant_id, extension_id)
+    return await forwarding.get_forwarding(session, tenant_id, extension_id)
+
+
+@router.put("/tenants/{tenant_id}/extensions/{extension_id}/forwarding", response_model=forwarding.ForwardingOut,
+            tags=["extensions"])
+async def put_forwarding(tenant_id: int, extension_id: int, body: forwarding.ForwardingIn, who: TenantReader,
+                         session: Session) -> object:
+    await _own_or_admin(who, session, tenant_id, extension_id)
+    out = await forwarding.put_forwarding(session, tenant_id, extension_id, body)
+    await session.commit()
+    return out
 
 
 # --- API tokens ------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from zvonok.storage.base import Base, TenantScoped, Timestamped, utcnow
@@ -98,6 +98,13 @@ class Extension(TenantScoped, Timestamped, Base):
     max_devices: Mapped[int] = mapped_column(Integer, default=5)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     srtp: Mapped[str | None] = mapped_column(String(8))  # required | optional | off; NULL: the server's default
+    # call forwarding (telephony/forwarding.py): an extension number or an outside number each; NULL: none
+    dnd: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    forward_unconditional: Mapped[str | None] = mapped_column(String(32))
+    forward_busy: Mapped[str | None] = mapped_column(String(32))
+    forward_no_answer: Mapped[str | None] = mapped_column(String(32))
+    forward_no_answer_seconds: Mapped[int] = mapped_column(Integer, default=20, server_default="20")
+    forward_unavailable: Mapped[str | None] = mapped_column(String(32))
 
 
 class Account(Timestamped, Base):

@@ -81,8 +81,10 @@ from . import events as ev
 from .access import AccessMixin
 from .auth import Authenticator
 from .call import CODECS, Call, Leg, LegState
+from .call_forward import ForwardingMixin
 from .conference import Conferences
 from .directory import Directory, ExtensionInfo
+from .forwarding import Reason as ForwardReason
 from .leg_session_timer import session_expires_of  # one parser for the engine and the Leg
 from .location import Binding, Location
 from .outside import OutsideMixin
@@ -137,7 +139,7 @@ def peer_of(binding: Binding) -> Peer:
     return Peer(transport=transport, host=host.strip("[]"), port=int(port), connection=binding.connection)
 
 
-class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
+class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin):
     def __init__(self, *, sip: SipStack, media: MediaEngine, auth: Authenticator, location: Location,
                  directory: Directory, bus: Bus, no_answer_timeout: float = 60.0,
                  media_timeout: float = 60.0, recordings_dir: Path | None = None,
@@ -329,6 +331,9 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
             reply(403)
             return
         dialed = uri.user_unescaped or ""
+        if dialed.startswith("*") and await self._feature_code(txn, request, peer, creds.tenant_id, creds.realm,
+                                                               caller_ext, dialed, session_expires):
+            return
         callee_ext = await self.directory.extension(creds.tenant_id, dialed) if dialed else None
         if callee_ext is None and await self._to_conference(txn, request, peer, creds, caller_ext, dialed,
                                                             session_expires):
@@ -440,11 +445,20 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
 
     async def _ring_extensions(self, call: Call, extensions: list[ExtensionInfo], now: float, *,
                                from_number: str | None = None) -> None:
-        """Ring every registered device of ``extensions`` at once (parallel forking): 480 if none is."""
+        """Ring every registered device of ``extensions`` at once (parallel forking): 480 if none is. One
+        extension's forwarding and DND apply (telephony/call_forward.py)."""
+        call.ringing_ext = None
+        if len(extensions) == 1 and await self._forward_on_dial(call, extensions[0], now, from_number):
+            return
         targets = [(ext, binding) for ext in extensions if ext.enabled
                    for binding in self.location.lookup(call.tenant_id, ext.extension_id, now)
                    if self.reachable(binding, ext.srtp)]
         if not targets:
+            ringing = call.ringing_ext
+            forward = self._forward_after(call, ForwardReason.UNAVAILABLE)
+            if forward is not None and ringing is not None:
+                await self._forward_to(call, ringing, forward, now, from_number)
+                return
             await self._refuse(call, 480, "unavailable")
             return
         if not await self._negotiate_caller(call):
@@ -466,7 +480,7 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
                        srtp_policy=ext.srtp)
         if not call.ended:
             loop = asyncio.get_running_loop()
-            call.no_answer = loop.call_later(self.no_answer_timeout, self._no_answer, call)
+            call.no_answer = loop.call_later(call.ring_timeout or self.no_answer_timeout, self._no_answer, call)
 
     async def _endpoints(self, call: Call, count: int) -> list[Endpoint] | None:
         """``count`` media endpoints for new legs; None (and nothing held) if the call ended meanwhile."""
@@ -779,8 +793,8 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
         cause = "busy" if status in BUSY_STATUSES else "cancelled" if leg.cancelled else f"sip_{status}"
         self.publish(ev.LegEnded, call, leg_id=leg.id, cause=cause)
         self._release(leg)
-        if call.ended or call.callee is not None:
-            return
+        if call.ended or call.callee is not None or call.forward_pending:
+            return  # (forwarding: the forks of the extension it leaves end as they may)
         if leg.trunk_id is not None and self._failover(leg, status):
             return
         if any(fork.state is not LegState.ENDED for fork in call.forks):
@@ -788,7 +802,8 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
         if call.access is not None and self._access_failed(call, "busy" if status in BUSY_STATUSES else f"sip_{status}"):
             return
         # every device refused: answer the caller with the most telling status (§16.7 step 6 in spirit)
-        statuses = [fork.final_status or 480 for fork in call.forks]
+        # (the forks of the current target: an extension that forwarded the call is no part of its outcome)
+        statuses = [fork.final_status or 480 for fork in call.forks[call.forks_from:] or call.forks]
         if leg.trunk_id is not None and status not in BUSY_STATUSES:
             # the carrier's answer is the caller's (a challenge we could not answer: unavailable)
             final = 503 if status in (401, 407) else status
@@ -801,6 +816,8 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
             final, disposition, cause = 603, ev.Disposition.BUSY, "declined"
         else:
             final, disposition, cause = 480, ev.Disposition.FAILED, "unavailable"
+        if final == 486 and self._forward_later(call, ForwardReason.BUSY):
+            return
         if call.ringback and final == 486 and self.busy_tone_seconds > 0:
             call.ringback = False
             self.step(call, self._busy_tone(call, final, disposition, cause))
@@ -817,6 +834,8 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin):
         if call.ended or call.callee is not None:
             return
         if call.access is not None and self._access_failed(call, "no_answer"):
+            return
+        if self._forward_later(call, ForwardReason.NO_ANSWER):
             return
         for fork in call.forks:
             self._cancel_fork(fork, None)

@@ -115,6 +115,14 @@ class Call:
     # (the coroutine, and the request it answers with its server transaction, if any)
     inbox: deque[tuple[Coroutine[Any, Any, None], Any, Any]] = field(default_factory=deque)
     runner: asyncio.Task[None] | None = None
+    # call forwarding (telephony/call_forward.py): the numbers the call has been to, the extension being
+    # rung now (its busy / no-answer / unavailable forwarding applies), the CFNA timer, the first fork of
+    # the current target, and a forward in progress (the old forks' final responses decide nothing)
+    forwarding: Any = None
+    ringing_ext: Any = None
+    ring_timeout: float | None = None
+    forks_from: int = 0
+    forward_pending: bool = False
 
     # every Call object still in memory, ended or not (weak: the set never keeps one alive). After the calls
     # end this must fall to 0 by reference counting alone; a finished call that lingers is held by a

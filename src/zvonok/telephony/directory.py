@@ -19,6 +19,7 @@ from zvonok.storage.db import Database
 
 from .cache import BoundedCache
 from .events import Party
+from .forwarding import NO_FORWARDING, ForwardingSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,7 @@ class ExtensionInfo:
     department_id: int | None
     enabled: bool
     srtp: str | None = None  # SRTP policy of the extension (None: the server's default)
+    forwarding: ForwardingSettings = NO_FORWARDING  # its call forwarding and DND
 
     def party(self) -> Party:
         return Party(number=self.number, display_name=self.display_name, extension_id=self.extension_id,
@@ -74,6 +76,11 @@ class Directory:
                 tenant_id=tenant_id, extension_id=ext.id, number=ext.number, display_name=ext.display_name,
                 employee_id=ext.employee_id, office_id=ext.office_id or employee_office,
                 department_id=department_id, enabled=ext.enabled, srtp=ext.srtp,
+                forwarding=ForwardingSettings(
+                    dnd=bool(ext.dnd), unconditional=ext.forward_unconditional, busy=ext.forward_busy,
+                    no_answer=ext.forward_no_answer, no_answer_seconds=ext.forward_no_answer_seconds or 20,
+                    unavailable=ext.forward_unavailable) if ext.dnd or ext.forward_unconditional
+                or ext.forward_busy or ext.forward_no_answer or ext.forward_unavailable else NO_FORWARDING,
             )
         self._extensions.put((tenant_id, number), info)
         return info

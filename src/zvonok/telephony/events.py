@@ -198,6 +198,20 @@ class CallTransferred(CallEvent):
 
 @register_event
 @dataclass(frozen=True, kw_only=True, slots=True)
+class CallForwarded(CallEvent):
+    """The extension ``from_number`` forwarded the call (its CFU, CFB, CFNA or unavailable setting, or DND
+    with CFB: ``reason``) to ``to_number``: another extension, or an outside number (E.164) billed to the
+    forwarding extension's employee."""
+
+    from_number: str
+    from_extension_id: int | None
+    to_number: str
+    reason: str  # unconditional | busy | no_answer | unavailable
+    from_employee_id: int | None = None  # the forwarding extension's employee: the call is theirs to see
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
 class RecordingStarted(CallEvent):
     path: str  # relative to the data directory's recordings folder, or absolute inside it
 
@@ -268,7 +282,7 @@ class ConferenceMuted(CallEvent):
 
 CALL_EVENT_TYPES: tuple[type[CallEvent], ...] = (
     CallStarted, CallRouted, LegCreated, LegRinging, LegAnswered, CallAnswered, LegHeld, LegResumed, CallTransferred,
-    RecordingStarted, RecordingStopped, DtmfReceived, LegEnded, CallEnded, ConferenceJoined,
+    RecordingStarted, RecordingStopped, DtmfReceived, LegEnded, CallEnded, ConferenceJoined, CallForwarded,
 )
 
 

@@ -262,7 +262,9 @@ class OutsideMixin(_Base):
 
     # -- out to a trunk ---------------------------------------------------------------------------------
     async def _route_outside(self, call: Call, dialed: str, profile: CallerProfile, *,
-                             forwarded: bool = False) -> None:
+                             forwarded: bool = False, billed: bool = False) -> None:
+        """``forwarded``: a number's outside destination (no permission check, the caller's number shown);
+        ``billed``: the call is billed to ``profile`` (an extension's call forwarding), not to its caller."""
         assert self.trunks is not None and call.caller is not None
         snapshot = self.trunks.snapshot
         now = time.time()
@@ -315,10 +317,11 @@ class OutsideMixin(_Base):
         call.caller_id = call.caller.party.number if forwarded else (rules.caller_id or call.caller.party.number)
         rate = sell[1] if sell is not None else None
         # published with each trunk tried (failover): the CDR keeps the last, the one that carried the call
+        billed = billed or call.access is not None
         call.route_fields = dict(
-            employee_id=profile.employee_id if call.access else None,
-            office_id=profile.office_id if call.access else None,
-            department_id=profile.department_id if call.access else None,
+            employee_id=profile.employee_id if billed else None,
+            office_id=profile.office_id if billed else None,
+            department_id=profile.department_id if billed else None,
             destination_class=dest.klass.value, number=dest.number, rate_prefix=rate.prefix if rate else None,
             rate_destination=rate.destination if rate else None,
             price_per_minute=str(price) if price is not None else None,
