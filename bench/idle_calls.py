@@ -87,7 +87,8 @@ def step(server: h.ZvonokServer, target: str, workdir: Path, n: int, ramp_rate: 
         memdump(server, settle)
     before = rss_kb(server.pid)
     ramp = n / ramp_rate
-    hold_ms = int((ramp + settle + 30) * 1000)  # every call still up when the last one is set up
+    # every call still up when the last one is set up (and a memory report, which stalls the server, is written)
+    hold_ms = int((ramp + settle + (90 if dump else 30)) * 1000)
     rows = [c.caller_row(x, h.password_for(x), DOMAIN, CALLEE) for x in CALLERS]
     caller = c.SippProcess("call_uac_short.xml", target, workdir=workdir, name=f"idle_{n}",
                            rows=(rows * (n // len(rows) + 1))[:n], calls=n, rate=ramp_rate, limit=n,
