@@ -47,7 +47,9 @@ def test_org_numbers_and_tokens(page: Any, console: Console, artifacts: Path) ->
     page.click("nav a[href='/org']")
     page.wait_for_url(console.url + "/org")
     assert page.locator("h1").inner_text() == "Organisation"
-    assert "Ivan Petrov" in page.locator(".org-tree").inner_text()  # the demo's people
+    # the demo's people: in their office, under their company-wide department's name
+    moscow = page.locator("article.office", has_text="Moscow")
+    assert "Ivan Petrov" in moscow.locator("li.department.guest", has_text="Sales").inner_text()
     page.click("#new-office-box summary")
     page.fill("#new-office input[name=name]", "Kazan")
     page.fill("#new-office input[name=city]", "Kazan")

@@ -164,15 +164,20 @@ def test_the_tree_nests_departments_and_places_the_rest() -> None:
     moscow = Office(id=1, tenant_id=1, name="Moscow")
     sales = Department(id=10, tenant_id=1, name="Sales", office_id=1, parent_id=None)
     key = Department(id=11, tenant_id=1, name="Key", office_id=None, parent_id=10)
-    loose = Department(id=12, tenant_id=1, name="Loose", office_id=None, parent_id=None)
-    people = [Employee(id=100, tenant_id=1, full_name="In key", office_id=None, department_id=11),
+    support = Department(id=12, tenant_id=1, name="Support", office_id=None, parent_id=None)  # company-wide
+    people = [Employee(id=100, tenant_id=1, full_name="In key", office_id=1, department_id=11),
               Employee(id=101, tenant_id=1, full_name="In office", office_id=1, department_id=None),
-              Employee(id=102, tenant_id=1, full_name="Nowhere", office_id=None, department_id=None)]
-    office, nowhere = build_tree([moscow], [sales, key, loose], people)
+              Employee(id=102, tenant_id=1, full_name="Nowhere", office_id=None, department_id=None),
+              Employee(id=103, tenant_id=1, full_name="Moscow support", office_id=1, department_id=12),
+              Employee(id=104, tenant_id=1, full_name="Remote support", office_id=None, department_id=12)]
+    office, nowhere = build_tree([moscow], [sales, key, support], people)
     assert [n.department.name for n in office.departments] == ["Sales"]
-    assert office.departments[0].children[0].employees[0].full_name == "In key"
+    assert office.departments[0].children[0].employees[0].full_name == "In key"  # Key is kept in Moscow too
     assert [e.full_name for e in office.employees] == ["In office"]
-    assert nowhere.office is None and [n.department.name for n in nowhere.departments] == ["Loose"]
+    assert [(d.name, [e.full_name for e in people]) for d, people in office.groups.values()] == [
+        ("Support", ["Moscow support"])]  # listed in their office, under the department's name
+    assert nowhere.office is None and [n.department.name for n in nowhere.departments] == ["Support"]
+    assert [e.full_name for e in nowhere.departments[0].employees] == ["Remote support"]
     assert [e.full_name for e in nowhere.employees] == ["Nowhere"]
 
 
@@ -297,7 +302,7 @@ async def test_another_companys_admin_gets_404_on_its_ids(web: Web, a: Company, 
         assert "+74951234569" not in (await client.get("/numbers")).text
         assert "A&#39;s token" not in (await client.get("/tokens")).text
         r = await _post(client, "/org", "/org/departments", {"name": "Sneaky", "office_id": str(office_id)})
-        assert r.status_code == 422 and "Choose from the list." in r.text
+        assert r.status_code == 422 and "Выберите из списка." in r.text  # B's console speaks Russian
     async with web.db.session() as session:
         assert (await service.get_office(session, a.id, office_id)).name == "A's office"
         assert (await service.get_employee(session, a.id, emp.id)).active

@@ -46,32 +46,51 @@ class DepartmentNode:
 class OfficeNode:
     office: Office | None  # None: what belongs to no office
     departments: list[DepartmentNode] = field(default_factory=list)
+    # the office's people in departments kept elsewhere (company-wide ones): shown by department, here
+    groups: dict[int, tuple[Department, list[Employee]]] = field(default_factory=dict)
     employees: list[Employee] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
-        return not self.departments and not self.employees
+        return not self.departments and not self.groups and not self.employees
 
 
 def build_tree(offices: list[Office], departments: list[Department], employees: list[Employee]) -> list[OfficeNode]:
-    """Offices (then the office-less group, last) with their departments nested by parent, employees in
-    their department, else in their office."""
+    """Offices, then the office-less group (last). A department sits in its office (else in the
+    office-less group), sub-departments in their parent. An employee of an office is listed in that
+    office: inside their department when it is kept there, else under the department's name (a
+    company-wide department); an employee of no office is in their department wherever it is kept."""
     by_office = {o.id: OfficeNode(o) for o in offices}
     nowhere = OfficeNode(None)
     nodes = {d.id: DepartmentNode(d) for d in departments}
+    home: dict[int, OfficeNode] = {}  # department id -> the office node its tree is kept in
+
+    def place(node: DepartmentNode, where: OfficeNode) -> None:
+        home[node.department.id] = where
+        for child in node.children:
+            place(child, where)
+
+    roots = []
     for dept in departments:
         node = nodes[dept.id]
         parent = nodes.get(dept.parent_id) if dept.parent_id is not None else None
         if parent is not None and parent is not node:
             parent.children.append(node)
         else:
-            by_office.get(dept.office_id or 0, nowhere).departments.append(node)
+            roots.append(node)
+    for node in roots:
+        where = by_office.get(node.department.office_id or 0, nowhere)
+        where.departments.append(node)
+        place(node, where)
     for emp in employees:
+        own = by_office.get(emp.office_id or 0)
         dept_node = nodes.get(emp.department_id) if emp.department_id is not None else None
-        if dept_node is not None:
+        if dept_node is not None and (own is None or home.get(dept_node.department.id) is own):
             dept_node.employees.append(emp)
+        elif dept_node is not None and own is not None:
+            own.groups.setdefault(dept_node.department.id, (dept_node.department, []))[1].append(emp)
         else:
-            by_office.get(emp.office_id or 0, nowhere).employees.append(emp)
+            (own or nowhere).employees.append(emp)
     return [*by_office.values(), nowhere]
 
 
