@@ -90,6 +90,18 @@ def test_org_numbers_and_tokens(page: Any, console: Console, artifacts: Path) ->
     office.locator("form.row-form button").first.click()
     page.locator("article.office header", has_text="Kazan HQ").wait_for()
 
+    # edit the employee: a phone, and a login as an employee
+    page.locator("li.employee", has_text="Rustam Galiev").locator("a", has_text="Edit").click()
+    page.wait_for_selector("#edit-employee")
+    assert page.locator("select[name=department_id] option:checked").inner_text() == "Volga sales"
+    page.fill("#edit-employee input[name=phone]", "+7 843 123-45-67")
+    page.select_option("#edit-employee select[name=role]", "employee")
+    page.fill("#edit-employee input[name=web_password]", "rustam-secret-1")
+    page.screenshot(path=str(artifacts / "employee-edit.png"), full_page=True)
+    page.click("#edit-employee button[type=submit]")
+    page.wait_for_url(re.compile(r".*/org#employee-\d+$"))
+    assert "login" in page.locator("li.employee", has_text="Rustam Galiev").inner_text()
+
     # --- the employee's extension, on the extensions page
     page.click("nav a[href='/extensions']")
     page.wait_for_url(console.url + "/extensions")
