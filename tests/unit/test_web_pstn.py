@@ -8,16 +8,18 @@ with the field's message and change nothing; another company's ids answer 404, e
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 from test_pstn_support import insert_cdr
-from test_web import Company, Web, a, admin_a, b, csrf_of, login, web  # noqa: F401 - fixtures
+from test_web import PASSWORD, Company, Web, a, admin_a, b, csrf_of, login, web  # noqa: F401 - fixtures
 
 from zvonok.org import schemas as org_schemas
 from zvonok.org import service as org_service
@@ -392,3 +394,118 @@ async def test_menu_and_csrf(web: Web, a: Company, admin_a: httpx.AsyncClient) -
     r = await admin_a.post("/trunks", data=TRUNK_FORM)  # no CSRF token
     assert r.status_code == 403
     assert await _count(web, Trunk, a.id) == 0
+
+
+# --- the operator's tariffs ------------------------------------------------------------------------
+RATES = Path(__file__).resolve().parents[1] / "data" / "rates"
+
+
+@pytest.fixture
+async def operator(web: Web) -> AsyncIterator[httpx.AsyncClient]:
+    from zvonok.org import accounts
+    from zvonok.org.models import Role
+
+    async with web.db.session() as session:
+        await accounts.platform_create_account(session, email="ops@operator.example", password=PASSWORD,
+                                               role=Role.PLATFORM_ADMIN, tenant_id=None)
+        await session.commit()
+    async with web.client() as client:
+        assert (await login(client, "ops@operator.example")).status_code == 303
+        yield client
+
+
+async def _finished(client: httpx.AsyncClient, block: httpx.Response) -> str:
+    """Follow the progress block's polling URL (as htmx would) until the import has ended."""
+    text = block.text
+    for _ in range(600):
+        found = re.search(r'hx-get="(/operator/tariffs/imports/[^"]+)" hx-trigger="every 1s"', text)
+        if found is None:
+            return text
+        await asyncio.sleep(0.05)
+        text = (await client.get(found.group(1), headers={"HX-Request": "true"})).text
+    raise AssertionError("the import did not end")
+
+
+async def _upload(client: httpx.AsyncClient, tariff_id: int, name: str, content: bytes, *,
+                  htmx: bool = True) -> httpx.Response:
+    page = await client.get(f"/operator/tariffs/{tariff_id}")
+    headers = {"HX-Request": "true"} if htmx else {}
+    return await client.post(f"/operator/tariffs/{tariff_id}/rates", headers=headers,
+                             data={"csrf_token": csrf_of(page.text)}, files={"file": (name, content, "text/csv")})
+
+
+async def _rate_count(web: Web, tariff_id: int) -> int:
+    async with web.db.session() as session:
+        return (await pstn_service.rate_counts(session, [tariff_id])).get(tariff_id, 0)
+
+
+async def test_operator_creates_a_tariff_and_imports_rates_with_progress(web: Web, operator: httpx.AsyncClient) -> None:
+    home = await operator.get("/")
+    assert 'href="/operator/tariffs"' in home.text and 'href="/trunks"' not in home.text
+    r = await _post(operator, "/operator/tariffs", "/operator/tariffs",
+                    {"name": "Retail 2026", "currency": "rub", "time_zone": "Europe/Moscow"})
+    assert r.status_code == 303
+    tariff_id = int(r.headers["location"].rsplit("/", 1)[1])
+
+    block = await _upload(operator, tariff_id, "good.csv", (RATES / "good.csv").read_bytes())
+    assert block.status_code == 200 and 'id="import"' in block.text
+    assert "<progress" in block.text or 'data-stage="done"' in block.text
+    result = await _finished(operator, block)
+    assert 'data-stage="done"' in result and "4 rates imported from good.csv" in result
+    assert await _rate_count(web, tariff_id) == 4
+    page = await operator.get(f"/operator/tariffs/{tariff_id}")
+    assert "Москва" in page.text and "+7495" in page.text
+    assert "Retail 2026" in (await operator.get("/operator/tariffs")).text
+
+    # a deck with bad rows: every rejected row with its reason, and nothing changed
+    block = await _upload(operator, tariff_id, "bad.csv", (RATES / "bad.csv").read_bytes())
+    result = await _finished(operator, block)
+    assert 'data-stage="rejected"' in result and "4 rows of bad.csv were rejected; nothing was imported" in result
+    rejected = re.findall(r"<tr><td>(\d+)</td><td>([^<]*)</td></tr>", result)
+    assert [int(line) for line, _ in rejected] == [3, 4, 5, 6]
+    assert "already on line 2" in rejected[3][1]
+    assert await _rate_count(web, tariff_id) == 4
+
+    # without htmx: a redirect to the import's own page, which shows the result when it is done
+    r = await _upload(operator, tariff_id, "good.csv", (RATES / "good.csv").read_bytes(), htmx=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/operator/tariffs/imports/")
+    job_page = await operator.get(r.headers["location"])
+    assert job_page.status_code == 200 and "Retail 2026" in job_page.text
+    await _finished(operator, job_page)
+
+
+async def test_operator_bad_input_is_refused(web: Web, operator: httpx.AsyncClient) -> None:
+    r = await _post(operator, "/operator/tariffs", "/operator/tariffs",
+                    {"name": "Bad\r\nname", "currency": "XX", "time_zone": "Mars/Olympus"})
+    assert r.status_code == 422
+    for field in ("name", "currency", "time_zone"):
+        assert f'id="{field}-error"' in r.text, field
+    async with web.db.session() as session:
+        assert (await pstn_service.platform_list_tariffs(session))[1] == 0
+        tariff = await pstn_service.platform_create_tariff(session, s.TariffCreate(name="T"))
+        await session.commit()
+    r = await _upload(operator, tariff.id, "empty.csv", b"")
+    assert r.status_code == 422 and 'id="upload-error"' in r.text
+    assert (await operator.get("/operator/tariffs/999999")).status_code == 404
+    assert (await operator.get("/operator/tariffs/imports/nope")).status_code == 404
+    assert (await operator.get("/trunks")).status_code == 403  # a company's page: the operator has none
+
+
+async def test_tenant_admins_and_employees_may_not_open_the_operator_pages(
+        web: Web, a: Company, admin_a: httpx.AsyncClient, employee_a: httpx.AsyncClient) -> None:
+    async with web.db.session() as session:
+        tariff = await pstn_service.platform_create_tariff(session, s.TariffCreate(name="T"))
+        await session.commit()
+    for client in (admin_a, employee_a):
+        for url in ("/operator/tariffs", f"/operator/tariffs/{tariff.id}"):
+            assert (await client.get(url)).status_code == 403, url
+        token = csrf_of((await client.get("/")).text)
+        r = await client.post("/operator/tariffs", data={"csrf_token": token, "name": "Mine", "currency": "RUB",
+                                                         "time_zone": "UTC"})
+        assert r.status_code == 403
+        r = await client.post(f"/operator/tariffs/{tariff.id}/rates", data={"csrf_token": token},
+                              files={"file": ("good.csv", (RATES / "good.csv").read_bytes(), "text/csv")})
+        assert r.status_code == 403
+    assert await _rate_count(web, tariff.id) == 0
+    async with web.db.session() as session:
+        assert (await pstn_service.platform_list_tariffs(session))[1] == 1

@@ -85,7 +85,9 @@ def create_app(settings: Settings, db: Database, *, routers: Sequence[APIRouter]
     app.add_exception_handler(OrgError, _org_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     method, path = RATES_UPLOAD
-    app.add_middleware(BodyLimit, default=settings.http_max_body, larger=[(method, path, settings.http_max_upload)])
+    web_upload = ("POST", "/operator/tariffs/[^/]+/rates")  # the same deck uploaded in the web console
+    app.add_middleware(BodyLimit, default=settings.http_max_body,
+                       larger=[(method, path, settings.http_max_upload), (*web_upload, settings.http_max_upload)])
 
     app.include_router(auth.router)
     app.include_router(org_http.router)
