@@ -79,3 +79,42 @@ def test_trunk_route_pin_and_limit(page: Any, console: Console, artifacts: Path)
     page.click("nav a[href='/permissions']")
     page.wait_for_url(console.url + "/permissions")
     page.screenshot(path=str(artifacts / "pstn-permissions.png"), full_page=True)
+
+
+def test_operator_imports_a_rate_deck_with_a_progress_bar(page: Any, console: Console, artifacts: Path,
+                                                          tmp_path: Path) -> None:
+    email, password = "ops@operator.test", "operator-browser-pw"
+    console.server.cli("admin", "create", "--email", email, "--password", password)
+    deck = tmp_path / "retail.csv"  # big enough for the bar to be seen moving: 40,000 generated rates
+    deck.write_text("prefix;destination;rate\n" + "".join(f"{7_000_000 + i};Dest {i};{i % 97},{i % 10}5\n"
+                                                           for i in range(40_000)), encoding="utf-8")
+
+    page.goto(console.url + "/login")
+    page.fill("#email", email)
+    page.fill("#password", password)
+    page.click("main form button[type=submit]")
+    page.wait_for_url(console.url + "/")
+    page.click("nav a[href='/operator/tariffs']")
+    page.wait_for_url(console.url + "/operator/tariffs")
+    page.click("summary:has-text('New tariff')")
+    page.fill("#new-tariff input[name=name]", "Retail")
+    page.click("#new-tariff button[type=submit]")
+    page.wait_for_url(console.url + "/operator/tariffs/*")
+
+    page.set_input_files("#import-rates input[type=file]", str(deck))
+    page.click("#import-rates button[type=submit]")
+    page.wait_for_selector("#import-progress")  # the first answer: the job is queued, not yet run
+    page.screenshot(path=str(artifacts / "pstn-tariff-import-progress.png"), full_page=True)
+    page.wait_for_selector("#import-result", timeout=120_000)
+    assert "40000 rates imported from retail.csv" in page.locator("#import-result").inner_text()
+    page.reload()
+    assert "40000 rates" in page.locator("hgroup").inner_text()
+    page.screenshot(path=str(artifacts / "pstn-tariff.png"), full_page=True)
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("prefix,destination,rate\n7,Russia,1\nabc,Nowhere,1\n44,UK,-1\n", encoding="utf-8")
+    page.set_input_files("#import-rates input[type=file]", str(bad))
+    page.click("#import-rates button[type=submit]")
+    page.wait_for_selector("#import[data-stage=rejected]", timeout=60_000)
+    assert page.locator("#rejected tbody tr").count() == 2
+    page.screenshot(path=str(artifacts / "pstn-tariff-rejected.png"), full_page=True)
