@@ -509,3 +509,11 @@ async def test_tenant_admins_and_employees_may_not_open_the_operator_pages(
     assert await _rate_count(web, tariff.id) == 0
     async with web.db.session() as session:
         assert (await pstn_service.platform_list_tariffs(session))[1] == 1
+
+
+async def test_the_pages_speak_the_companys_language(web: Web, b: Company, admin_b: httpx.AsyncClient) -> None:
+    expected = {"/trunks": "Транки", "/routes": "Исходящие маршруты", "/permissions": "Права на звонки",
+                "/pins": "PIN-коды номера доступа", "/billing": "Лимиты расходов"}
+    for url, title in expected.items():
+        r = await admin_b.get(url)
+        assert r.status_code == 200 and f"<h1>{title}</h1>" in r.text, url
