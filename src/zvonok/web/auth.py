@@ -4,7 +4,8 @@ A page declares what it needs in its signature and gets a :class:`WebUser`:
 
 * :data:`CurrentUser` — any logged-in account (else a redirect to ``/login``);
 * :data:`TenantUser` — an account of a tenant (employee or tenant admin); ``user.tenant`` is its id;
-* :data:`TenantAdminUser` — a tenant admin (else 403).
+* :data:`TenantAdminUser` — a tenant admin (else 403);
+* :data:`PlatformAdminUser` — the platform's operator (else 403).
 
 Tenant scoping: tenant pages have no tenant id in their URLs. They pass ``user.tenant`` to the org
 services, which are tenant-scoped themselves (another tenant's object is NotFound -> 404 page), so a
@@ -97,7 +98,14 @@ async def tenant_admin_user(user: Annotated[WebUser, Depends(tenant_user)]) -> W
     return user
 
 
+async def platform_admin_user(user: Annotated[WebUser, Depends(current_user)]) -> WebUser:
+    if user.role is not Role.PLATFORM_ADMIN:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "platform admin role required")
+    return user
+
+
 MaybeUser = Annotated[WebUser | None, Depends(optional_user)]
 CurrentUser = Annotated[WebUser, Depends(current_user)]
 TenantUser = Annotated[WebUser, Depends(tenant_user)]
 TenantAdminUser = Annotated[WebUser, Depends(tenant_admin_user)]
+PlatformAdminUser = Annotated[WebUser, Depends(platform_admin_user)]
