@@ -44,6 +44,7 @@ def test_employee_resets_the_sip_password_and_registers_with_it(
     online = page.locator("#phone-101 [data-state=online]")
     online.wait_for(timeout=30_000)  # the cell reloads itself every few seconds
     assert "SIPp-zvonok" in page.locator("#phone-101 .devices-cell").inner_text()
+    assert page.locator("#phone-101 ul.devices").count() == 1  # the reloaded cell replaced, not added to
     page.screenshot(path=str(artifacts / "portal-online.png"), full_page=True)
     result = console.register("101", password, local_port=port, scenario="unregister.xml")
     assert result.successful == 1, result.describe()

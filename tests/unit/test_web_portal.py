@@ -179,6 +179,20 @@ async def test_an_admin_without_an_employee_gets_an_explanation(web: Web, a: Com
         assert page.status_code == 200 and "not linked to an employee" in page.text
 
 
+async def test_an_admin_who_is_an_employee_sees_their_own_phone(web: Web, a: Company) -> None:  # noqa: F811
+    async with web.db.session() as session:
+        boss = await service.create_employee(session, a.id, schemas.EmployeeCreate(
+            full_name="Anna Boss", email="anna@a.example", web_password=PASSWORD, role="tenant_admin"))
+        await service.create_extension(session, a.id, schemas.ExtensionCreate(
+            number="150", display_name="Anna desk", employee_id=boss.id))
+        await session.commit()
+    async with web.client() as client:
+        assert (await login(client, "anna@a.example")).status_code == 303
+        page = await client.get("/me")
+        assert page.status_code == 200 and 'id="phone-150"' in page.text and 'id="phone-101"' not in page.text
+        assert (await client.get("/extensions")).status_code == 200  # still the company's admin
+
+
 # --- the operator's pages --------------------------------------------------------------------------
 @pytest.mark.parametrize("path", ["/operator/companies", "/operator/numbers"])
 async def test_operator_pages_are_the_operators_only(web: Web, a: Company, employee_a: httpx.AsyncClient,  # noqa: F811
