@@ -172,28 +172,28 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from zvonok.org.demo import seed_demo
-    from zvonok.sip.grammar import uri_host
+    from zvonok.org.softphone import softphone_accounts
 
     info = with_db(settings, lambda db: seed_demo(db, settings))
     settings = _demo_certificate(settings, info.domain)
     if args.json:
         _json(info.to_dict())
     else:
-        sip_host = uri_host(settings.sip_advertised_host or settings.sip_host)  # it goes into sip: URIs below
         _out(f"Demo company ready: SIP domain {info.domain}")
-        server = f"{sip_host}:{settings.sip_port}"
-        _out(f"Point a softphone at it: domain {info.domain}, outbound proxy (or registrar) {server},")
+        first = info.extensions[0]
+        # the same account description as the web console's softphone setup (zvonok.org.softphone)
+        ways = {a.transport: a for a in softphone_accounts(settings, number=first.number, domain=info.domain,
+                                                           password=first.password)}
+        _out(f"Point a softphone at it: domain {info.domain}, outbound proxy (or registrar) {ways['udp'].server},")
         _out("transport UDP or TCP, username = authentication name = the extension number:")
         for ext in info.extensions:
             _out(f"  {ext.number}  {ext.name:<18} password {ext.password}")
-        first = info.extensions[0]
         _out("For example, a line for baresip's ~/.baresip/accounts:")
-        _out(f'  <sip:{first.number}@{info.domain}>;auth_pass={first.password};outbound="sip:{server}"')
-        tls = f"{sip_host}:{settings.sip_tls_port}"
-        _out(f"SIP over TLS on {tls} (certificate {settings.sip_tls_cert}, self-signed: tell the phone to trust it),")
+        _out(f"  {ways['udp'].account_line()}")
+        tls = ways["tls"]
+        _out(f"SIP over TLS on {tls.server} (certificate {settings.sip_tls_cert}, self-signed: tell the phone to trust it),")
         _out("with SRTP media when the phone offers it (baresip: module srtp.so and mediaenc=srtp-mand):")
-        _out(f'  <sip:{first.number}@{info.domain};transport=tls>;auth_pass={first.password};'
-             f'outbound="sip:{tls};transport=tls";mediaenc=srtp-mand')
+        _out(f"  {tls.account_line()}")
         _out(f"Web console: http://{settings.http_host}:{settings.http_port}/ — log in as "
              f"{info.admin_login} / {info.admin_password}")
         _out(f"API token (tenant admin): {info.api_token}")
