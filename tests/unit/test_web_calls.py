@@ -326,5 +326,34 @@ async def test_monthly_statement(calls: Calls, admin_a: httpx.AsyncClient) -> No
     month = datetime.fromtimestamp(NOW - 3600, UTC).strftime("%Y-%m")
     r = await admin_a.get("/reports/statement", params={"month": month})
     assert r.status_code == 200
-    assert "Mobile" in r.text or "mobile" in r.text
-    assert (await admin_a.get("/reports/statement", params={"month": "2026-13"})).status_code == 422
+    assert re.search(r"<td>Mobile</td><td class=\"num\">[12]</td>", r.text), r.text
+    assert 'id="statement-total"' in r.text and "RUB" in r.text
+    assert "Next month" not in r.text  # the months to come have no statement yet
+    earlier = await admin_a.get("/reports/statement", params={"month": "2024-02"})
+    assert earlier.status_code == 200 and "No charged calls in this month." in earlier.text
+    assert "?month=2024-01" in earlier.text and "?month=2024-03" in earlier.text
+    for bad in ("2026-13", "1999-12", "soon"):
+        r = await admin_a.get("/reports/statement", params={"month": bad})
+        assert r.status_code == 422 and "A month like 2026-01." in r.text, bad
+    # money and minutes in the reader's locale
+    token = re.search(r'name="csrf_token" value="([0-9a-f]{64})"', r.text)
+    assert token
+    await admin_a.post("/lang", data={"lang": "ru", "next": "/", "csrf_token": token.group(1)})
+    ru = await admin_a.get("/reports/statement", params={"month": month})
+    assert "Ежемесячная выписка" in ru.text and re.search(r"\d,\d\d\xa0₽", ru.text)
+
+
+async def test_pages_keep_the_filters(calls: Calls, admin_a: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from zvonok.web.pages import calls as calls_page
+
+    monkeypatch.setattr(calls_page, "PAGE", 2)
+    first = await admin_a.get("/calls", params={"q": "olga"})  # 3 calls: pages of 2
+    assert "Page 1 of 2" in first.text and len(row_ids(first.text)) == 2
+    link = re.search(r'<a href="\?([^"]*page=2[^"]*)">Next</a>', first.text)
+    assert link and "q=olga" in link.group(1)
+    second = await admin_a.get("/calls?" + link.group(1).replace("&amp;", "&"))
+    assert "Page 2 of 2" in second.text
+    assert row_ids(first.text) | row_ids(second.text) == {calls.ids["ivan_olga"], calls.ids["olga_out"],
+                                                          calls.ids["in_busy"]}
+    # newest first across the pages
+    assert calls.ids["in_busy"] in row_ids(first.text) and row_ids(second.text) == {calls.ids["ivan_olga"]}

@@ -16,6 +16,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
 
 from babel.dates import format_date
+from babel.numbers import format_decimal
 from fastapi import Depends, Query, Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -46,6 +47,12 @@ CLASSES = {"internal": N_("Internal"), "emergency": N_("Emergency"), "local": N_
 class Line:
     name: str  # translated when the group is "none"
     out: CostRow
+
+
+def _number(request: Request) -> Any:
+    """Minutes and counts in the reader's locale (``12,50`` in Russian)."""
+    locale = locale_of(request)
+    return lambda value: format_decimal(value, locale=locale)
 
 
 def _day(value: str) -> date | None:
@@ -98,7 +105,7 @@ async def cost_report(request: Request, user: TenantAdminUser, session: Session,
     chart = {"labels": [r.name for r in rows], "costs": [float(r.out.cost) for r in rows],
              "calls": [r.out.calls for r in rows], "by_day": group_by == "day",
              "cost_label": _("Cost"), "calls_label": _("Calls")}
-    context.update(lines=rows, total=total.out(), currency=await reports.tenant_currency(session, tenant),
+    context.update(number=_number(request), lines=rows, total=total.out(), currency=await reports.tenant_currency(session, tenant),
                    chart=json.dumps(chart, ensure_ascii=False).replace("</", "<\\/"))
     return render(request, "reports/index.html", context)
 
@@ -123,8 +130,8 @@ async def statement(request: Request, user: TenantAdminUser, session: Session,
                 else (_(NONE_NAMES["destination_class"]) if row.key is None else row.name), "row": row}
                for row in out.by_class]
     previous = date(year, number, 1) - timedelta(days=1)
-    following = date(year, number, 28) + timedelta(days=4)
+    following = (date(year, number, 28) + timedelta(days=4)).replace(day=1)
     return render(request, "reports/statement.html", {
         "month": f"{year:04d}-{number:02d}", "statement": out, "classes": classes, "error": None,
         "period": format_date(date(year, number, 1), "LLLL y", locale=locale_of(request)), "previous": previous.strftime("%Y-%m"),
-        "next": following.strftime("%Y-%m") if following <= today.replace(day=28) + timedelta(days=4) else None})
+        "next": following.strftime("%Y-%m") if following <= today else None, "number": _number(request)})
