@@ -329,6 +329,9 @@ async def test_monthly_statement(calls: Calls, admin_a: httpx.AsyncClient) -> No
     assert re.search(r"<td>Mobile</td><td class=\"num\">[12]</td>", r.text), r.text
     assert 'id="statement-total"' in r.text and "RUB" in r.text
     assert "Next month" not in r.text  # the months to come have no statement yet
+    by_employee = r.text[r.text.index('id="statement-by-employee"'):]
+    by_employee = by_employee[:by_employee.index("</table>")]
+    assert "Ivan" in by_employee and "RUB1.20" in by_employee  # the calls placed this month, by who
     earlier = await admin_a.get("/reports/statement", params={"month": "2024-02"})
     assert earlier.status_code == 200 and "No charged calls in this month." in earlier.text
     assert "?month=2024-01" in earlier.text and "?month=2024-03" in earlier.text

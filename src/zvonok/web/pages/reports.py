@@ -126,12 +126,18 @@ async def statement(request: Request, user: TenantAdminUser, session: Session,
                                                               "error": _("A month like 2026-01.")}, status_code=422)
         year, number = chosen.year, chosen.month
     out = await reports.statement(session, user.tenant, year, number)
+    levels = []  # who spent it: the same month by office, department and employee
+    for group in ("office", "department", "employee"):
+        lines, _total = await reports.cost_lines(session, user.tenant, start=out.start, end=out.end, group_by=group,
+                                                 time_zone=out.time_zone)
+        levels.append((group, GROUPS[group], [Line(_(NONE_NAMES[group]) if line.key is None else line.name,
+                                                   line.out()) for line in lines]))
     classes = [{"name": _(CLASSES[row.key]) if isinstance(row.key, str) and row.key in CLASSES
                 else (_(NONE_NAMES["destination_class"]) if row.key is None else row.name), "row": row}
                for row in out.by_class]
     previous = date(year, number, 1) - timedelta(days=1)
     following = (date(year, number, 28) + timedelta(days=4)).replace(day=1)
     return render(request, "reports/statement.html", {
-        "month": f"{year:04d}-{number:02d}", "statement": out, "classes": classes, "error": None,
+        "month": f"{year:04d}-{number:02d}", "statement": out, "classes": classes, "levels": levels, "error": None,
         "period": format_date(date(year, number, 1), "LLLL y", locale=locale_of(request)), "previous": previous.strftime("%Y-%m"),
         "next": following.strftime("%Y-%m") if following <= today else None, "number": _number(request)})
