@@ -1,4 +1,4 @@
-"""The calls pages in Chromium against a real server that records calls: a demo extension (SIPp) calls a
+"""The calls and reports pages in Chromium against a real server that records calls: a demo extension (SIPp) calls a
 Moscow number through a SIPp carrier; the call shows up in "calls in progress" while it is up (pushed
 over the websocket, no reload), then in the history with its cost; its recording plays (and seeks) in
 the detail page's <audio> element. Then the cost report's chart and the monthly statement show it."""
@@ -87,7 +87,7 @@ def log_in(page: Any, console: Console) -> None:
     page.wait_for_selector("html[lang=en]")
 
 
-def test_a_call_live_then_in_the_history_with_its_recording(page: Any, world: World, artifacts: Path) -> None:
+def test_a_call_live_then_in_the_history_and_the_reports(page: Any, world: World, artifacts: Path) -> None:
     console = world.console
     target = f"{harness.LOOPBACK}:{console.server.sip_port}"
     log_in(page, console)
@@ -158,18 +158,18 @@ def test_a_call_live_then_in_the_history_with_its_recording(page: Any, world: Wo
     page.evaluate("document.getElementById('recording-player').currentTime = 4")  # a seek
     page.wait_for_function("document.getElementById('recording-player').readyState >= 2", timeout=15_000)
     page.screenshot(path=str(artifacts / "calls-detail.png"), full_page=True)
+    check_reports(page, console, artifacts)
 
 
-def test_reports_render_a_chart_and_the_statement(page: Any, world: World, artifacts: Path) -> None:
-    console = world.console
-    log_in(page, console)
+def check_reports(page: Any, console: Console, artifacts: Path) -> None:
+    """The cost report's chart and table, and the monthly statement, with the call just made."""
     page.click("nav a[href='/reports']")
     page.wait_for_url(console.url + "/reports")
     page.select_option("select[name=group_by]", "day")
     page.click("#report-form button[type=submit]")
     page.wait_for_selector("#report-chart canvas")  # uPlot drew its chart
     assert page.locator("#report-table tbody tr").count() >= 1
-    assert page.locator("#report-total").inner_text().split()[-1] == "RUB3.00"  # the call of the first test
+    assert page.locator("#report-total").inner_text().split()[-1] == "RUB3.00"
     page.select_option("select[name=group_by]", "employee")
     page.click("#report-form button[type=submit]")
     page.wait_for_selector("#report-chart canvas")
