@@ -146,6 +146,9 @@ def test_a_call_live_then_in_the_history_and_the_reports(page: Any, world: World
     page.click("#call-filters button[type=submit]")
     page.locator("#call-rows tr[id^=call-]").first.wait_for()
     page.screenshot(path=str(artifacts / "calls-history.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone
+    page.screenshot(path=str(artifacts / "calls-history-narrow.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 860})
 
     # the details, and the recording playing in the browser (it asks for byte ranges)
     page.locator("#call-rows tr[id^=call-] td a").first.click()
