@@ -233,6 +233,7 @@ async def build(settings: Settings) -> Runtime:
     app = create_app(settings, db, routers=[registrations_router(location), cdr_http.router, events_router(bus),
                                             pstn_http.router, conference_http.router, hold_music_http.router])
     app.state.conferences = engine.conferences  # live members (zvonok.conference.http)
+    app.state.active_calls = engine.active_calls  # calls in progress (zvonok.web.pages.calls)
     mount_web(app, location=location)  # the web console at /, after the API's routes
     app.state.trunk_status = trunks.status  # GET .../trunks/{id}/status (zvonok.pstn.http)
     http_protocol_class = http_protocol(ConnectionTable(settings.http_max_connections, settings.http_max_per_address),

@@ -84,7 +84,12 @@ async def export_cdrs(
     tenant_id: int, who: TenantReader, flt: Filter, db: Annotated[Database, Depends(get_db)]
 ) -> StreamingResponse:
     """The same records as ``/cdrs`` (same filters, no paging) as CSV, streamed."""
-    viewer = viewer_of(who)
+    return csv_response(db, tenant_id, flt, viewer_of(who), f"cdrs-tenant-{tenant_id}.csv")
+
+
+def csv_response(db: Database, tenant_id: int, flt: service.CdrFilter, viewer: service.Viewer,
+                 filename: str) -> StreamingResponse:
+    """The matching CDRs as a streamed CSV download (also the web console's export)."""
 
     async def rows() -> AsyncIterator[str]:
         buf = io.StringIO()
@@ -100,7 +105,7 @@ async def export_cdrs(
 
     return StreamingResponse(
         rows(), media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="cdrs-tenant-{tenant_id}.csv"'},
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
 
 

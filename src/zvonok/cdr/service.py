@@ -13,6 +13,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -376,6 +377,9 @@ class CdrFilter:
     extension_id: int | None = None  # caller or callee extension
     disposition: str | None = None
     direction: str | None = None
+    search: str | None = None  # part of the caller's or callee's number or name (case-insensitive)
+    cost_min: Decimal | None = None  # cost >= cost_min
+    cost_max: Decimal | None = None  # cost <= cost_max
 
     def conditions(self) -> list[ColumnElement[bool]]:
         conds: list[ColumnElement[bool]] = []
@@ -391,6 +395,13 @@ class CdrFilter:
             conds.append(Cdr.disposition == self.disposition)
         if self.direction is not None:
             conds.append(Cdr.direction == self.direction)
+        if self.search:
+            conds.append(or_(*(column.icontains(self.search, autoescape=True) for column in (
+                Cdr.caller_number, Cdr.caller_name, Cdr.callee_number, Cdr.callee_name, Cdr.dialed_number))))
+        if self.cost_min is not None:
+            conds.append(Cdr.cost >= self.cost_min)
+        if self.cost_max is not None:
+            conds.append(Cdr.cost <= self.cost_max)
         return conds
 
 

@@ -80,7 +80,7 @@ from zvonok.sip.uri import SipUri
 from . import events as ev
 from .access import AccessMixin
 from .auth import Authenticator
-from .call import CODECS, Call, Leg, LegState
+from .call import CODECS, Call, CallSnapshot, Leg, LegState
 from .call_forward import ForwardingMixin
 from .conference import Conferences
 from .directory import Directory, ExtensionInfo
@@ -261,6 +261,11 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin):
     def reachable(self, binding: Binding, policy: str | None) -> bool:
         """A device of an extension (or trunk) that requires SRTP is rung only over TLS."""
         return self.srtp_mode(policy) != "required" or peer_of(binding).transport == "tls"
+
+    def active_calls(self, tenant_id: int) -> list[CallSnapshot]:
+        """The tenant's calls in progress, oldest first, as copied snapshots (read-only views)."""
+        found = [CallSnapshot.of(c) for c in self.calls.values() if c.tenant_id == tenant_id and not c.ended]
+        return sorted(found, key=lambda snap: snap.started_at)
 
     async def stop(self) -> None:
         for call in list(self.calls.values()):

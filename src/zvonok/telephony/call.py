@@ -152,3 +152,36 @@ class Transfer:
     forks: list[Leg] = field(default_factory=list)
     ringing: bool = False
     done: bool = False
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CallSnapshot:
+    """A call in progress as a read-only view sees it (the web console's live calls): copied values,
+    never the engine's objects, so a reader cannot change a call or keep it alive."""
+
+    call_id: str
+    tenant_id: int
+    direction: Direction
+    state: str  # "ringing" until answered, then "answered" ("on_hold" while a party holds it)
+    caller: Party
+    callees: tuple[Party, ...]  # the answered leg's party, else every device being rung
+    started_at: float  # wall-clock epoch seconds
+    answered_at: float | None
+
+    @classmethod
+    def of(cls, call: Call) -> CallSnapshot:
+        legs = call.legs()
+        callees = (call.callee,) if call.callee is not None else tuple(call.forks)
+        if call.answered_at is None:
+            state = "ringing"
+        elif any(leg.held or leg.held_by_us for leg in legs):
+            state = "on_hold"
+        else:
+            state = "answered"
+        return cls(call_id=call.id, tenant_id=call.tenant_id, direction=call.direction, state=state,
+                   caller=call.caller.party if call.caller is not None else Party(number=""),
+                   callees=tuple(dict.fromkeys(leg.party for leg in callees)),  # one per extension, in order
+                   started_at=call.started_at, answered_at=call.answered_at)
+
+    def involves(self, employee_id: int) -> bool:
+        return any(p.employee_id == employee_id for p in (self.caller, *self.callees))
