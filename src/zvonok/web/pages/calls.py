@@ -43,7 +43,7 @@ from zvonok.web.render import gettext_for, render
 from zvonok.web.routing import TENANT, NavItem, page_router
 
 router = page_router()
-NAV = [NavItem("/calls", N_("Calls"), TENANT, order=70)]
+NAV = [NavItem("/calls", N_("Calls"), TENANT, order=12)]
 PAGE = 50
 Session = Annotated[AsyncSession, Depends(get_session)]
 Text = Annotated[str, Query(max_length=100)]

@@ -32,7 +32,7 @@ from zvonok.web.render import gettext_for, locale_of, render
 from zvonok.web.routing import ADMIN, NavItem, page_router
 
 router = page_router()
-NAV = [NavItem("/reports", N_("Reports"), ADMIN, order=75)]
+NAV = [NavItem("/reports", N_("Reports"), ADMIN, order=14)]
 Session = Annotated[AsyncSession, Depends(get_session)]
 
 GROUPS = {"office": N_("Office"), "department": N_("Department"), "employee": N_("Employee"), "day": N_("Day")}

@@ -24,7 +24,7 @@ from zvonok.web.render import gettext_for, render
 from zvonok.web.routing import ADMIN, NavItem, page_router
 
 router = page_router()
-NAV = [NavItem("/settings", N_("Settings"), ADMIN, order=38)]
+NAV = [NavItem("/settings", N_("Settings"), ADMIN, order=60)]
 FIELDS = ("name", "timezone", "currency", "locale")
 LOCALE_CHOICES = ("en-US", "en-GB", "ru-RU")
 CURRENCY_CHOICES = ("RUB", "USD", "EUR", "KZT", "BYN")

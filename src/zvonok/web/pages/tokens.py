@@ -24,7 +24,7 @@ from zvonok.web.render import gettext_for, render
 from zvonok.web.routing import ADMIN, NavItem, page_router
 
 router = page_router()
-NAV = [NavItem("/tokens", N_("API tokens"), ADMIN, order=36)]
+NAV = [NavItem("/tokens", N_("API tokens"), ADMIN, order=61)]
 Session = Annotated[AsyncSession, Depends(get_session)]
 LIMIT = 500
 
