@@ -5,7 +5,7 @@ The same store as ``/api/v1/tenants/{id}/music-on-hold`` (:class:`~zvonok.media.
 the data directory): an upload is decoded and converted there, a file it cannot read is refused with the
 reason on the form (422). The preview is what callers of the logged-in admin's company hear; there is no
 company id in its URL, so no other company's track can be asked for. The upload may be larger than other
-form bodies: its BodyLimit entry is in :mod:`zvonok.api.app` (``MUSIC_UPLOAD`` here).
+form bodies: its BodyLimit entry (``POST /settings/music``) is in :mod:`zvonok.api.app`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from zvonok.web.render import gettext_for
 from zvonok.web.routing import page_router
 
 router = page_router()
-MUSIC_UPLOAD = ("POST", "/settings/music")
 ACCEPT = ".wav,.mp3,.flac,.ogg,audio/wav,audio/mpeg,audio/flac,audio/ogg"
 
 # HoldMusicError's reasons (English, technical) as the form says them
