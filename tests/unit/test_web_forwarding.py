@@ -70,6 +70,8 @@ async def test_employee_sets_own_forwarding_and_dnd_on_me(web: Web, a: Company, 
     page = await employee_a.get(r.headers["location"])
     assert "DND on" in page.text and "All calls → 102" in page.text and "No answer in 15 s → +74951234567" in page.text
     assert 'id="forwarding-saved-' in page.text and 'value="102"' in page.text
+    state = await employee_a.get(f"/me/extensions/{a.extension_id}/forwarding/state")  # the live summary
+    assert state.status_code == 200 and "DND on · All calls → 102" in state.text and "<html" not in state.text
     # everything off again: empty fields clear the targets
     r = await employee_a.post(f"/me/extensions/{a.extension_id}/forwarding", data=_form(csrf_of(page.text)))
     assert r.status_code == 303
@@ -109,6 +111,7 @@ async def test_employee_cannot_change_a_colleagues_or_other_companys_forwarding(
         r = await employee_a.post(f"/me/extensions/{ext_id}/forwarding", data=_form(csrf, dnd="1"))
         assert r.status_code == 404
         assert (await employee_a.get(f"/extensions/{ext_id}/forwarding")).status_code == 403
+        assert (await employee_a.get(f"/me/extensions/{ext_id}/forwarding/state")).status_code == 404
     assert (await employee_a.get(f"/extensions/{a.extension_id}/forwarding")).status_code == 403  # admins' page
     assert not (await _stored(web, a, colleague)).dnd and not (await _stored(web, b, b.extension_id)).dnd
     # no CSRF token: refused before anything is looked at

@@ -84,6 +84,16 @@ def _page(request: Request, ext: Extension, out: forwarding.ForwardingOut, form:
 
 
 # --- an employee's own extension (the form is on /me; a refused one is shown on its own page) ----------
+@router.get("/me/extensions/{extension_id}/forwarding/state")
+async def my_forwarding_state(request: Request, extension_id: int, user: TenantUser,
+                              session: Annotated[AsyncSession, Depends(get_session)]) -> Response:
+    """The compact state of one of my extensions (htmx: reloaded on its ForwardingChanged event, e.g.
+    after a feature code dialled on the phone)."""
+    ext = await _own_extension(session, user, extension_id)
+    return render(request, "forwarding/_summary.html",
+                  {"fwd": await forwarding.get_forwarding(session, user.tenant, ext.id)})
+
+
 @router.post("/me/extensions/{extension_id}/forwarding")
 async def save_my_forwarding(request: Request, extension_id: int, user: TenantUser,
                              session: Annotated[AsyncSession, Depends(get_session)], dnd: Dnd = "",

@@ -9,7 +9,8 @@ own extensions (never a colleague's, see :mod:`zvonok.api.ws`), and each devices
 own partial (the extensions page's) when one names it, after a reconnect, and once a minute as a fallback
 (an extension given to the employee after the socket opened is streamed only after its next re-check).
 
-Forwarding and DND of each extension: the form is here, the routes in :mod:`zvonok.web.pages.forwarding`.
+Forwarding and DND of each extension: the form is here, the routes in :mod:`zvonok.web.pages.forwarding`;
+its one-line state reloads on the extension's ``ForwardingChanged`` (a feature code dialled on the phone).
 
 Secrets: a new SIP password is generated here and shown once (only HA1 values are stored); the PIN is
 never shown back, not even in a refused form.
