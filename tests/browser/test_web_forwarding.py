@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from .conftest import Console
-from .test_web_crawl import Users, _log_in, logins  # noqa: F401 - the fixture that gives the employee a login
+from .test_web_crawl import Users, _json_request, _log_in, logins  # noqa: F401 - the fixture that gives the employee a login
 
 pytestmark = pytest.mark.integration
 
@@ -43,6 +43,16 @@ def test_employee_forwards_all_calls_and_turns_dnd_on(
     assert page.locator("#phone-101 input[name=unconditional]").input_value() == "102"
     assert page.locator("#phone-101 input[name=dnd]").is_checked()
     page.screenshot(path=str(artifacts / "forwarding-me-saved.png"), full_page=True)
+
+    # changed elsewhere (the API here; a feature code on the phone alike): the state follows live
+    page.wait_for_selector("#live[data-live-state=open]")
+    base = f"{console.url}/api/v1/tenants/{console.tenant_id}"
+    ext = _json_request(f"{base}/extensions?q=101", token=logins.api_token)["items"][0]
+    _json_request(f"{base}/extensions/{ext['id']}/forwarding", "PUT", logins.api_token,
+                  {"dnd": False, "unconditional": "102"})
+    page.wait_for_function(
+        "!document.querySelector('#phone-101 details.forwarding summary').textContent.includes('DND on')")
+    assert "All calls → 102" in page.locator("#phone-101 details.forwarding summary").inner_text()
 
     # a target that is no number: marked next to the field, nothing saved
     box = page.locator("#phone-101 details.forwarding")
