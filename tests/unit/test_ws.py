@@ -301,3 +301,44 @@ async def test_revocation_closes_the_socket_at_once(api: Api, make_tenant: Any, 
         assert client.task is not None
         await asyncio.wait_for(client.task, 20)
     await subscribed(bus, 0)
+
+
+async def test_employee_gets_registration_changes_of_own_extensions_only(api: Api, make_tenant: Any,
+                                                                         bus: LocalBus) -> None:
+    app = mount(api, bus)
+    t = await make_tenant("regs.example")
+    base = f"/api/v1/tenants/{t.id}"
+    olga = (await api.client.post(f"{base}/employees", headers=t.headers, json={
+        "full_name": "Olga", "email": "olga@regs.example", "web_password": "olga-password"})).json()
+    petr = (await api.client.post(f"{base}/employees", headers=t.headers, json={
+        "full_name": "Petr", "email": "petr@regs.example"})).json()
+    mine, theirs, nobodys = [
+        (await api.client.post(f"{base}/extensions", headers=t.headers, json={
+            "number": number, "display_name": number, "employee_id": owner})).json()["id"]
+        for number, owner in (("101", olga["id"]), ("102", petr["id"]), ("103", None))]
+    r = await api.client.post("/api/v1/auth/login", json={"email": "olga@regs.example", "password": "olga-password"})
+    employee = WsClient(app, f"{base}/events", query_token=r.json()["access_token"])
+    admin = WsClient(app, f"{base}/events", token=secret(t.headers))
+    assert await employee.connect() == "websocket.accept"
+    assert await admin.connect() == "websocket.accept"
+    await subscribed(bus, 2)
+
+    changes = [ev.RegistrationChanged(tenant_id=t.id, extension_id=ext, devices=1, at=float(i))
+               for i, ext in enumerate((theirs, mine, nobodys, theirs))]
+    for change in changes:
+        bus.publish(change)
+    assert deserialize(await employee.event()) == changes[1]
+    await employee.nothing_more()
+    assert [deserialize(await admin.event()) for _ in changes] == changes  # an admin sees every extension
+    await employee.disconnect()
+    await admin.disconnect()
+
+
+def test_visibility_of_registrations_follows_the_extension_set() -> None:
+    employee = Principal(role=Role.EMPLOYEE, tenant_id=1, employee_id=7)
+    seen = CallVisibility(employee, extensions=frozenset({5}))
+    five = ev.RegistrationChanged(tenant_id=1, extension_id=5, devices=0, at=1.0)
+    six = ev.RegistrationChanged(tenant_id=1, extension_id=6, devices=2, at=1.0)
+    assert seen.admit(five) == [five] and seen.admit(six) == []
+    seen.extensions = frozenset({6})  # the extension was given to someone else, another to them
+    assert seen.admit(five) == [] and seen.admit(six) == [six]

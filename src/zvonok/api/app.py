@@ -86,8 +86,9 @@ def create_app(settings: Settings, db: Database, *, routers: Sequence[APIRouter]
     app.add_exception_handler(OrgError, _org_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     web_upload = ("POST", "/operator/tariffs/[^/]+/rates")  # the same deck uploaded in the web console
+    web_music = ("POST", "/settings/music")  # music on hold uploaded in the web console
     uploads = [(method, path, settings.http_max_upload)
-               for method, path in (RATES_UPLOAD, HOLD_MUSIC_UPLOAD, web_upload)]
+               for method, path in (RATES_UPLOAD, HOLD_MUSIC_UPLOAD, web_upload, web_music)]
     app.add_middleware(BodyLimit, default=settings.http_max_body, larger=uploads)
 
     app.include_router(auth.router)

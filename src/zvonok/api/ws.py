@@ -11,10 +11,12 @@ Authentication is the REST API's: ``Authorization: Bearer <token>``, or ``?token
 
 Each text frame is one event as :func:`zvonok.bus.serialize` renders it (``{"type": "CallStarted",
 ...}``): every call event of the tenant, ``CdrWritten``, ``RegistrationChanged`` (an extension's
-devices registered or gone) and ``ForwardingChanged`` (an extension's forwarding or DND; an employee gets
-those of their own extensions). An admin receives all of them; an employee
-only those of calls where they are a party (and no ``RegistrationChanged``) (caller, a callee leg, or a transfer target) — events of a
-call that arrive before the employee joins it are held and sent when they do. Each connection has a
+devices registered or gone) and ``ForwardingChanged`` (an extension's forwarding or DND). An admin
+receives all of them; an employee the ``RegistrationChanged`` and ``ForwardingChanged`` of their own
+extensions (never a colleague's) and the events of calls where they are a party (caller, a callee leg, or
+a transfer target) — events of a call that arrive before the employee joins it are held and sent when
+they do. An employee's extensions are looked up when the socket opens and again at each access re-check
+(an extension given to them or taken away meanwhile counts from then on). Each connection has a
 bounded (lossy) bus subscription: a client that cannot keep up loses events, and is told so by a
 ``{"type": "EventsDropped", "dropped": <total so far>}`` frame before the next event it gets.
 """
@@ -30,12 +32,13 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
 from fastapi.security import HTTPAuthorizationCredentials
+from sqlalchemy import select
 
 from zvonok.api.auth import Principal, require_principal, tenant_access
 from zvonok.bus import Bus, serialize
 from zvonok.cdr.events import CdrWritten
 from zvonok.org.events import AccessRevoked, ForwardingChanged
-from zvonok.org.models import Role
+from zvonok.org.models import Extension, Role
 from zvonok.telephony.events import (
     CallEnded,
     CallEvent,
@@ -62,9 +65,11 @@ class CallVisibility:
     ``max_held_calls`` calls) are released first, so their view of the call starts at ``CallStarted``.
     """
 
-    def __init__(self, principal: Principal, *, max_held_calls: int = 1000, max_held_events: int = 64) -> None:
+    def __init__(self, principal: Principal, *, extensions: frozenset[int] = frozenset(),
+                 max_held_calls: int = 1000, max_held_events: int = 64) -> None:
         self.all_calls = principal.role is not Role.EMPLOYEE
         self.employee_id = principal.employee_id
+        self.extensions = extensions  # an employee's own extension ids: their RegistrationChanged events
         self.max_held_calls = max_held_calls
         self.max_held_events = max_held_events
         self._held: OrderedDict[str, list[CallEvent]] = OrderedDict()
@@ -79,6 +84,8 @@ class CallVisibility:
             return [event] if self.employee_id in event.employee_ids else []
         if isinstance(event, ForwardingChanged):
             return [event] if event.employee_id == self.employee_id else []
+        if isinstance(event, RegistrationChanged):
+            return [event] if event.extension_id in self.extensions else []
         if not isinstance(event, CallEvent):
             return []
         call_id = event.call_id
@@ -142,6 +149,16 @@ async def _authorize(websocket: WebSocket, tenant_id: int, secret: str | None) -
     return principal
 
 
+async def _own_extensions(websocket: WebSocket, tenant_id: int, principal: Principal) -> frozenset[int]:
+    """An employee's extension ids in the tenant (empty for anyone else: admins see every extension)."""
+    if principal.role is not Role.EMPLOYEE or principal.employee_id is None:
+        return frozenset()
+    async with websocket.app.state.db.session() as session:
+        rows = await session.execute(select(Extension.id).where(
+            Extension.tenant_id == tenant_id, Extension.employee_id == principal.employee_id))
+        return frozenset(rows.scalars())
+
+
 async def _until_disconnect(websocket: WebSocket) -> None:
     """Read and ignore client frames until the client goes away."""
     while True:
@@ -162,7 +179,7 @@ def events_router(bus: Bus, *, queue_size: int = 1000, reauth_interval: float = 
         if isinstance(who, int):
             await websocket.close(who)
             return
-        visibility = CallVisibility(who)
+        visibility = CallVisibility(who, extensions=await _own_extensions(websocket, tenant_id, who))
         gone = asyncio.Event()
         reported_drops = 0
 
@@ -217,6 +234,7 @@ def events_router(bus: Bus, *, queue_size: int = 1000, reauth_interval: float = 
                 if again != who:  # revoked, moved, or a changed role (reconnect for the new view)
                     close_code = again if isinstance(again, int) else CLOSE_UNAUTHORIZED
                     break
+                visibility.extensions = await _own_extensions(websocket, tenant_id, who)
         finally:
             db.remove_listener(on_commit)
             gone.set()

@@ -4,9 +4,13 @@ and my access-number PIN.
 Whose: the login's employee (``user.employee_id``); an extension of anyone else, even in the same
 company, is a 404. A tenant admin whose login is linked to an employee sees their own phones here too.
 
-Live state: the tenant's event websocket streams ``RegistrationChanged`` to admins only (an employee's
-view of the stream is their own calls, see :mod:`zvonok.api.ws`), so each devices cell here reloads its
-own partial (the extensions page's) every few seconds instead.
+Live state: the tenant's event websocket streams an employee the ``RegistrationChanged`` events of their
+own extensions (never a colleague's, see :mod:`zvonok.api.ws`), and each devices cell here reloads its
+own partial (the extensions page's) when one names it, after a reconnect, and once a minute as a fallback
+(an extension given to the employee after the socket opened is streamed only after its next re-check).
+
+Forwarding and DND of each extension: the form is here, the routes in :mod:`zvonok.web.pages.forwarding`;
+its one-line state reloads on the extension's ``ForwardingChanged`` (a feature code dialled on the phone).
 
 Secrets: a new SIP password is generated here and shown once (only HA1 values are stored); the PIN is
 never shown back, not even in a refused form.
@@ -24,7 +28,7 @@ from markupsafe import Markup
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok.api.deps import get_session
-from zvonok.org import service
+from zvonok.org import forwarding, service
 from zvonok.org.credentials import generate_sip_password
 from zvonok.org.errors import NotFound, ValidationError
 from zvonok.org.models import Extension
@@ -39,7 +43,7 @@ from zvonok.web.routing import EMPLOYEE, NavItem, page_router
 router = page_router()
 NAV = [NavItem("/me", N_("My phone"), EMPLOYEE, order=10)]
 MAX_EXTENSIONS = 50  # an employee has one or two; a bound all the same
-DEVICES_REFRESH = 10  # seconds between reloads of a devices cell
+DEVICES_REFRESH = 60  # seconds between fallback reloads of a devices cell (the websocket is the live path)
 
 _PIN_MESSAGES = {
     PinProblem.FORMAT: N_("%(min)s to %(max)s digits."),
@@ -93,14 +97,17 @@ async def _context(request: Request, session: AsyncSession, user: WebUser, *, ne
         first: SoftphoneAccount = ways[0]
         phones.append({
             "ext": ext, "bindings": _bindings(request, user.tenant, ext.id), "ways": ways, "account": first,
-            "password": password,
+            "password": password, "forwarding": (fwd := forwarding.settings_of(ext)),
+            "forwarding_form": {**{k: getattr(fwd, k) or "" for k in forwarding.TARGETS}, "dnd": "1" if fwd.dnd else "",
+                                "no_answer_seconds": str(fwd.no_answer_seconds)},
+            "forwarding_saved": request.query_params.get("forwarding_saved") == str(ext.id),
             "qr": qr_svg(first.account_line(), _("QR code of the account of extension %(number)s")
                          % {"number": ext.number}),
         })
     pin = await policies.get_pin(session, user.tenant, _employee(user))
     return {"phones": phones, "has_pin": pin is not None, "pin_updated": pin.updated_at if pin else None,
             "pin_error": pin_error, "pin_done": pin_done, "refresh": DEVICES_REFRESH,
-            "pin_min": PIN_MIN_LENGTH, "pin_max": PIN_MAX_LENGTH}
+            "pin_min": PIN_MIN_LENGTH, "pin_max": PIN_MAX_LENGTH, "forwarding_codes": ("*72", "*73", "*78", "*79")}
 
 
 @router.get("/me")

@@ -20,6 +20,7 @@ from zvonok.org.errors import OrgError
 from zvonok.web.auth import TenantAdminUser
 from zvonok.web.forms import org_error_field, schema_errors
 from zvonok.web.i18n import N_
+from zvonok.web.pages.hold_music import music_context
 from zvonok.web.render import gettext_for, render
 from zvonok.web.routing import ADMIN, NavItem, page_router
 
@@ -31,11 +32,21 @@ CURRENCY_CHOICES = ("RUB", "USD", "EUR", "KZT", "BYN")
 
 
 def _page(request: Request, tenant: schemas.TenantOut, form: dict[str, str], errors: dict[str, str], *,
-          saved: bool = False, status_code: int = 200) -> Response:
+          saved: bool = False, status_code: int = 200, music_error: str | None = None) -> Response:
     return render(request, "settings/index.html", {
         "tenant": tenant, "form": form, "errors": errors, "saved": saved,
         "zones": sorted(available_timezones()), "locales": LOCALE_CHOICES, "currencies": CURRENCY_CHOICES,
+        "music": music_context(request, tenant.id), "music_error": music_error,
+        "music_done": request.query_params.get("music"),
     }, status_code=status_code)
+
+
+async def render_settings(request: Request, session: AsyncSession, tenant_id: int, *, status_code: int = 200,
+                          music_error: str | None = None) -> Response:
+    """The page with the stored settings (the music on hold section's refused upload, see hold_music.py)."""
+    tenant = schemas.TenantOut.model_validate(await service.get_tenant(session, tenant_id))
+    return _page(request, tenant, {f: getattr(tenant, f) for f in FIELDS}, {}, status_code=status_code,
+                 music_error=music_error)
 
 
 @router.get("/settings")
