@@ -326,3 +326,17 @@ def test_the_catalogue_template_has_every_marked_string() -> None:
     with (LOCALE_DIR / "messages.pot").open("rb") as f:
         template = {m.id if isinstance(m.id, str) else m.id[0] for m in read_po(f) if m.id}
     assert found and found <= template, sorted(found - template)
+
+
+def test_the_pager_links_the_neighbouring_pages() -> None:
+    from zvonok.web.render import environment
+
+    template = environment("en").from_string(
+        '{% from "_pager.html" import pager %}{% macro link(n) %}page={{ n }}&amp;q={{ q|urlencode }}{% endmacro %}'
+        "{{ pager(page, pages, link) }}")
+    html = template.render(page=2, pages=3, q="a b&c")
+    assert '<a href="?page=1&amp;q=a%20b%26c">Previous</a>' in html
+    assert '<a href="?page=3&amp;q=a%20b%26c">Next</a>' in html and "Page 2 of 3" in html
+    first = template.render(page=1, pages=3, q="")
+    assert "Previous" not in first and "Next" in first
+    assert template.render(page=1, pages=1, q="").strip() == ""  # one page: no pager at all
