@@ -8,7 +8,7 @@ again with the message next to the form that caused it (4xx).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -22,7 +22,7 @@ from zvonok.api.deps import get_session
 from zvonok.org import accounts, schemas, service
 from zvonok.org.errors import InUse, OrgError
 from zvonok.org.models import Account, Department, Employee, Office
-from zvonok.web.auth import TenantAdminUser
+from zvonok.web.auth import TenantAdminUser, WebUser
 from zvonok.web.forms import BadId, optional_id, schema_errors
 from zvonok.web.i18n import N_
 from zvonok.web.render import gettext_for, render
@@ -193,35 +193,14 @@ async def create_office(request: Request, user: TenantAdminUser, session: Sessio
 @router.post("/org/offices/{office_id}")
 async def rename_office(request: Request, office_id: int, user: TenantAdminUser, session: Session,
                         name: Annotated[str, Form(max_length=300)] = "") -> Response:
-    key = f"office-{office_id}"
-    try:
-        data = schemas.OfficeUpdate(name=name)
-        await service.update_office(session, user.tenant, office_id, data)  # another tenant's: 404 page
-        await session.commit()
-    except PydanticValidationError as exc:
-        errors = schema_errors(exc, _name_errors(request), gettext_for(request)("Invalid value."))
-        return await _tree_page(request, session, user.tenant, forms={key: {"name": name}}, errors={key: errors},
-                                status_code=422)
-    except OrgError as exc:
-        if exc.status == 404:
-            raise
-        return await _tree_page(request, session, user.tenant, forms={key: {"name": name}},
-                                errors={key: {"name": _org_message(request, exc)}}, status_code=exc.status)
-    return _back(key)
+    return await _rename(request, session, user, f"office-{office_id}", name,
+                         lambda: service.update_office(session, user.tenant, office_id, schemas.OfficeUpdate(name=name)))
 
 
 @router.post("/org/offices/{office_id}/delete")
 async def delete_office(request: Request, office_id: int, user: TenantAdminUser, session: Session) -> Response:
-    key = f"office-{office_id}"
-    try:
-        await service.delete_office(session, user.tenant, office_id)
-        await session.commit()
-    except OrgError as exc:
-        if exc.status == 404:
-            raise
-        return await _tree_page(request, session, user.tenant, errors={key: {"": _org_message(request, exc)}},
-                                status_code=exc.status)
-    return _back()
+    return await _delete(request, session, user, f"office-{office_id}",
+                         lambda: service.delete_office(session, user.tenant, office_id))
 
 
 # --- departments -----------------------------------------------------------------------------------
@@ -253,10 +232,23 @@ async def create_department(request: Request, user: TenantAdminUser, session: Se
 @router.post("/org/departments/{department_id}")
 async def rename_department(request: Request, department_id: int, user: TenantAdminUser, session: Session,
                             name: Annotated[str, Form(max_length=300)] = "") -> Response:
-    key = f"department-{department_id}"
+    return await _rename(request, session, user, f"department-{department_id}", name,
+                         lambda: service.update_department(session, user.tenant, department_id,
+                                                           schemas.DepartmentUpdate(name=name)))
+
+
+@router.post("/org/departments/{department_id}/delete")
+async def delete_department(request: Request, department_id: int, user: TenantAdminUser, session: Session) -> Response:
+    return await _delete(request, session, user, f"department-{department_id}",
+                         lambda: service.delete_department(session, user.tenant, department_id))
+
+
+async def _rename(request: Request, session: AsyncSession, user: WebUser, key: str, name: str,
+                  update: Callable[[], Awaitable[object]]) -> Response:
+    """Rename an office or a department (``update`` builds the schema and calls the service): back to
+    the tree, or the tree with the error at the form (another tenant's id: the 404 page)."""
     try:
-        data = schemas.DepartmentUpdate(name=name)
-        await service.update_department(session, user.tenant, department_id, data)
+        await update()
         await session.commit()
     except PydanticValidationError as exc:
         errors = schema_errors(exc, _name_errors(request), gettext_for(request)("Invalid value."))
@@ -270,11 +262,11 @@ async def rename_department(request: Request, department_id: int, user: TenantAd
     return _back(key)
 
 
-@router.post("/org/departments/{department_id}/delete")
-async def delete_department(request: Request, department_id: int, user: TenantAdminUser, session: Session) -> Response:
-    key = f"department-{department_id}"
+async def _delete(request: Request, session: AsyncSession, user: WebUser, key: str,
+                  delete: Callable[[], Awaitable[object]]) -> Response:
+    """Delete an office or a department: back to the tree, or the tree with why not (still in use: 409)."""
     try:
-        await service.delete_department(session, user.tenant, department_id)
+        await delete()
         await session.commit()
     except OrgError as exc:
         if exc.status == 404:
