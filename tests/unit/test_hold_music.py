@@ -133,3 +133,10 @@ async def test_the_api_uploads_serves_and_removes_a_company_track(api: Api, make
     assert (await api.client.get(f"/api/v1/tenants/{b.id}/music-on-hold", headers=b.headers)).json()["custom"] is False
     assert (await api.client.delete(base, headers=a.headers)).status_code == 204
     assert (await api.client.get(base, headers=a.headers)).json() == {"custom": False, "seconds": None}
+
+
+def test_a_long_track_is_decoded_only_up_to_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    from zvonok.media import hold_music
+
+    monkeypatch.setattr(hold_music, "MAX_SECONDS", 1.0)  # streamed: hours in a small file never get decoded
+    assert convert(_wav(_sine(700, 3.0, 16000), 16000)).size == RATE

@@ -55,12 +55,21 @@ def convert(data: bytes) -> np.ndarray:
 
     if not data:
         raise HoldMusicError("the file is empty")
+    limit = int(MAX_SECONDS * RATE)
+    chunks: list[np.ndarray] = []
+    got = 0
     try:
-        decoded = miniaudio.decode(data, output_format=miniaudio.SampleFormat.SIGNED16, nchannels=1,
-                                   sample_rate=RATE)
+        # streamed, and no further than the limit: a small file of very low bitrate could decode to hours
+        # of audio (gigabytes) if decoded whole
+        for chunk in miniaudio.stream_memory(data, output_format=miniaudio.SampleFormat.SIGNED16, nchannels=1,
+                                             sample_rate=RATE, frames_to_read=RATE):
+            chunks.append(np.frombuffer(chunk, dtype=np.int16).copy())
+            got += len(chunk)
+            if got >= limit:
+                break
     except miniaudio.DecodeError:
         raise HoldMusicError("not an audio file this server can read (WAV, MP3, FLAC or Ogg Vorbis)") from None
-    samples = np.frombuffer(decoded.samples, dtype=np.int16)[: int(MAX_SECONDS * RATE)]
+    samples = np.concatenate(chunks)[:limit] if chunks else np.zeros(0, dtype=np.int16)
     if samples.size < RATE // 2:
         raise HoldMusicError("the track is shorter than half a second")
     if not np.any(samples):
