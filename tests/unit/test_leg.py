@@ -318,6 +318,20 @@ def test_the_invite_and_the_answer_carry_offer_answer_and_headers() -> None:
     assert ack.headers.get("cseq") == "101 ACK"
 
 
+def test_the_caller_may_write_from_and_to_itself() -> None:
+    """A display name and a user part escaped as it came (a trunk's caller) go out as written."""
+    leg = Leg.uac(config("192.0.2.1", 4000), LegIds(tag=lambda: "t1", branch=lambda: "b", uniform=lambda a, b: a),
+                  LocalSession(sess_id=1), request_uri="sip:bob@192.0.2.2", from_uri="sip:alice@example.com",
+                  to_uri="sip:bob@example.com", call_id="c1", from_name_addr='"Alice" <sip:a%3Bb@example.com>',
+                  to_name_addr="<sip:102@example.com>", extra_headers=[("User-Agent", "Zvonok")])
+    leg.invite(0.0)
+    [action] = leg.take_actions()
+    assert isinstance(action, SendRequest)
+    headers = action.request.headers
+    assert headers.get("from") == '"Alice" <sip:a%3Bb@example.com>;tag=t1'
+    assert headers.get("to") == "<sip:102@example.com>" and headers.get("user-agent") == "Zvonok"
+
+
 def test_early_media_answer_in_183_then_answered_from_early() -> None:
     net = Net()
     net.call()

@@ -54,7 +54,7 @@ from zvonok.sip.dialog import (
     dialog_response,
 )
 from zvonok.sip.grammar import name_addr, uri_host
-from zvonok.sip.message import Headers, Request, Response, make_response
+from zvonok.sip.message import Request, Response, make_response
 from zvonok.sip.peer import Peer
 from zvonok.sip.sdp import Direction as SdpDirection
 from zvonok.sip.sdp import SdpError, SessionDescription, parse_sdp
@@ -85,7 +85,11 @@ from .call_forward import ForwardingMixin
 from .conference import Conferences
 from .directory import Directory, ExtensionInfo
 from .forwarding import Reason as ForwardReason
+from .leg_events import Answered, Challenged, Progress, Terminated, TerminationCause
 from .leg_session_timer import session_expires_of  # one parser for the engine and the Leg
+from .leg_states import LIVE
+from .leg_states import LegState as SipLegState
+from .leg_wiring import LegWiringMixin
 from .location import Binding, Location
 from .outside import OutsideMixin
 from .pin_guard import PinGuard
@@ -139,7 +143,7 @@ def peer_of(binding: Binding) -> Peer:
     return Peer(transport=transport, host=host.strip("[]"), port=int(port), connection=binding.connection)
 
 
-class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin):
+class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin):
     def __init__(self, *, sip: SipStack, media: MediaEngine, auth: Authenticator, location: Location,
                  directory: Directory, bus: Bus, no_answer_timeout: float = 60.0,
                  media_timeout: float = 60.0, recordings_dir: Path | None = None,
@@ -526,69 +530,70 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin):
                    extra_headers: list[tuple[str, str]] | None = None,
                    handler: Callable[[Leg, object], None] | None = None, trunk_id: int | None = None,
                    srtp_policy: str | None = None) -> Leg:
-        """Send our INVITE (our offer from ``endpoint``) for a new callee leg of ``call``."""
+        """Send our INVITE (our offer from ``endpoint``) for a new callee leg of ``call``: the leg's dialog
+        machine places it (telephony/leg_wiring.py). ``handler`` gets the machine's events (Progress,
+        Answered, Challenged, Terminated …); by default :meth:`_on_fork_event`."""
         leg = Leg(id=_tag(), role=ev.LegRole.CALLEE, call=call, party=party, peer=peer, session=_new_session(),
                   local_tag=_tag(), contact=contact, user_agent=user_agent, endpoint=endpoint, trunk_id=trunk_id,
                   srtp_policy=srtp_policy)
-        offer = build_offer(self.sip.local_host, endpoint.local_address.port, codecs, SdpDirection.SENDRECV,
-                            leg.session, srtp_key=self._srtp_key(leg))
-        leg.offer_sdp = offer
-        request = Request("INVITE", request_uri, Headers([
-            ("Max-Forwards", "70"),
-            ("From", f"{from_header};tag={leg.local_tag}"),
-            ("To", to_header),
-            ("Call-ID", uuid.uuid4().hex),
-            ("CSeq", "1 INVITE"),
-            ("Contact", self.contact(peer)),
-            ("Allow", ALLOW),
-            ("User-Agent", "Zvonok"),
-            *(extra_headers or []),
-            ("Content-Type", "application/sdp"),
-        ]), offer.to_bytes())
-        add_top_via(request, peer.transport, self.sip.local_host, self.sip.port_for(peer.transport))
-        leg.invite = request
+        machine = self._uac_machine(leg, codecs, request_uri=request_uri, from_header=from_header,
+                                    to_header=to_header, extra_headers=[("User-Agent", "Zvonok"), *(extra_headers or [])],
+                                    on_event=handler or self._on_fork_event)
         call.forks.append(leg)
         self.publish(ev.LegCreated, call, leg_id=leg.id, role=leg.role, party=party, contact=contact,
                      user_agent=user_agent)
-        on_event = handler or self._on_fork_event
-        leg.client_txn = self.sip.send_request(request, peer, lambda event: on_event(leg, event))
+        machine.invite(self.clock())
+        self._drive(leg)
         return leg
 
     # -- what the callee's devices answer -------------------------------------------------------------
     def _on_fork_event(self, leg: Leg, event: object) -> None:
+        """What a callee leg's dialog machine reports: ringing (with early media), the answer, the end."""
         call = leg.call
-        if isinstance(event, (TransactionTimeout, TransportError)):
-            if leg.state is not LegState.ANSWERED:
-                self._fork_failed(leg, 408)
-            return
-        if not isinstance(event, ResponseReceived):
-            return
-        response = event.response
-        status = response.status
-        if status < 200:
-            if status == 100 or leg.state is LegState.ENDED or call.callee is not None:
+        if isinstance(event, Progress):
+            if leg.state is LegState.ENDED or call.callee is not None:
                 return
-            if response.to.tag and leg.dialog is None and leg.invite is not None:
-                leg.dialog = Dialog.from_uac(leg.invite, response)
             first_ring = leg.state is LegState.TRYING
             leg.state = LegState.RINGING
-            early = status == 183 and bool(response.body) and call.early_media_from is None
+            early = event.status == 183 and event.media is not None and call.early_media_from is None
             if first_ring:
                 self.publish(ev.LegRinging, call, leg_id=leg.id, early_media=early)
-            if early:
+            if early and event.media is not None:
                 call.early_media_from = leg
-                self.step(call, self._early_media(leg, response))
+                self.step(call, self._early_media(leg, event.media))
             elif first_ring and call.early_media_from is None and not call.ringback:
                 if self.inband_ringback and call.caller is not None and call.caller.media is not None:
                     call.ringback = True
                     self.step(call, self._play_ringback(call))
                 else:
                     self._provisional(call, 180)
-            return
-        if 200 <= status < 300:
-            self._fork_answered(leg, response)
-            return
-        self._fork_failed(leg, status)
+        elif isinstance(event, Answered):
+            self._fork_answered(leg, event.media)
+        elif isinstance(event, Challenged):
+            self._leg_hangup(leg)  # no credentials for a device: the leg fails with the 401/407
+        elif isinstance(event, Terminated):
+            status = self._unanswered_end(leg, event)
+            if status is not None:
+                self._fork_failed(leg, status)
+
+    def _unanswered_end(self, leg: Leg, event: Terminated) -> int | None:
+        """The status a callee leg failed with, when its machine ended before the call saw it answered."""
+        if leg.state not in (LegState.TRYING, LegState.RINGING):
+            return None
+        cause = event.cause
+        if cause is TerminationCause.REJECTED:
+            return event.status or 480
+        if cause is TerminationCause.TIMEOUT:
+            return 408
+        if cause is TerminationCause.CANCELLED:
+            return event.status if event.status is not None and event.status >= 300 else 487
+        return None
+
+    def _leg_hangup(self, leg: Leg) -> None:
+        """End a leg that has a dialog machine: CANCEL, BYE or nothing, as its state asks."""
+        if leg.sip is not None:
+            leg.sip.hangup(self.clock())
+            self._drive(leg)
 
     def _provisional(self, call: Call, status: int, body: bytes = b"") -> None:
         caller = call.caller
@@ -622,18 +627,12 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin):
         self._reject_caller(call, status)
         await self._finish(call, disposition, ev.HangupSide.CALLEE, cause, status)
 
-    async def _early_media(self, leg: Leg, response: Response) -> None:
+    async def _early_media(self, leg: Leg, media: NegotiatedMedia) -> None:
         call = leg.call
         if leg.state is LegState.ENDED or leg.endpoint is None or call.callee not in (None, leg):
             return  # that device gave up (or another answered) before this step's turn
         if call.caller is None or call.caller.media is None:
             self._provisional(call, 180)  # delayed offer: our offer must wait for the 2xx (no 100rel here)
-            return
-        try:
-            assert leg.offer_sdp is not None
-            media = accept_answer(leg.offer_sdp, parse_sdp(response.body), CODECS)
-        except SdpError:
-            self._provisional(call, 180)
             return
         leg.media = media
         await self._set_remote(leg, media)
@@ -643,23 +642,18 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin):
         await self.media.bridge(call.caller.endpoint, leg.endpoint)
         self._provisional(call, 183, call.caller_answer_sdp)
 
-    def _fork_answered(self, leg: Leg, response: Response) -> None:
+    def _fork_answered(self, leg: Leg, media: NegotiatedMedia | None) -> None:
+        """A callee leg's machine confirmed its dialog (the 2xx is ACKed): the first wins the call."""
         call = leg.call
-        assert leg.invite is not None
-        if leg.dialog is None or leg.dialog.remote_tag != (response.to.tag or ""):
-            leg.dialog = Dialog.from_uac(leg.invite, response)
-        else:
-            leg.dialog.receive_response(response)
-        self._ack(leg, leg.invite.cseq.number)
-        if call.callee is leg:
-            return  # a retransmitted 2xx: the ACK above answers it
+        assert leg.sip is not None and leg.sip.dialog is not None
+        leg.dialog = leg.sip.dialog
         if call.ended or call.callee is not None or leg.cancelled:
-            # a second device answered too, or the caller is gone, or we cancelled this INVITE and its 2xx
-            # crossed our CANCEL: the dialog exists, so ACK it (above) and end it with BYE (§9.1, §15)
+            # a second device answered too, or the caller is gone: the dialog exists, so end it with BYE
             self._send_bye(leg)
             leg.state = LegState.ENDED
             self._release(leg)
             return
+        leg.media = media
         call.callee = leg
         leg.state = LegState.ANSWERED
         self.dialogs[leg.dialog.key] = leg
@@ -668,15 +662,15 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin):
         for other in call.forks:
             if other is not leg and other.state is not LegState.ENDED:
                 self._cancel_fork(other, 'SIP;cause=200;text="Call completed elsewhere"')
-        self.step(call, self._connect(call, leg, response))
+        self.step(call, self._connect(call, leg))
 
-    async def _connect(self, call: Call, leg: Leg, response: Response) -> None:
+    async def _connect(self, call: Call, leg: Leg, response: Response | None = None) -> None:
+        """Bridge the callee that answered with the caller and answer the caller. ``leg.media`` is what its
+        machine agreed (``response``: the 2xx, for a leg placed without a machine)."""
         caller = call.caller
         assert caller is not None and caller.invite is not None and caller.server_txn is not None
-        try:
-            assert leg.offer_sdp is not None
-            media = accept_answer(leg.offer_sdp, parse_sdp(response.body), CODECS)
-        except SdpError:
+        media = leg.media if leg.sip is not None else self._answer_of(leg, response)
+        if media is None:
             self._send_bye(leg)
             leg.state = LegState.ENDED
             await self._refuse(call, 488, "incompatible_media")
@@ -749,13 +743,30 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin):
         margin = min(32.0, leg.session_expires / 3)
         leg.session_timer = loop.call_later(leg.session_expires - margin, self._session_expired, leg)
 
-    def _callee_session_timer(self, leg: Leg, response: Response) -> None:
-        """RFC 4028 §7.2: the callee's 2xx may start a session timer and name who refreshes it."""
-        timer = session_expires_of(response)
-        if timer is None:
-            return
-        leg.session_expires = max(timer[0], 1)
-        leg.we_refresh = timer[1] == "uac"  # we sent the INVITE: we are its UAC
+    def _answer_of(self, leg: Leg, response: Response | None) -> NegotiatedMedia | None:
+        """The callee's answer in ``response`` to our offer (a leg placed without a dialog machine)."""
+        if response is None or leg.offer_sdp is None:
+            return None
+        try:
+            return accept_answer(leg.offer_sdp, parse_sdp(response.body), CODECS)
+        except SdpError:
+            return None
+
+    def _callee_session_timer(self, leg: Leg, response: Response | None = None) -> None:
+        """RFC 4028 §7.2: the callee's 2xx may start a session timer and name who refreshes it (as the leg's
+        machine read it from the 2xx)."""
+        if leg.sip is not None:
+            timer = leg.sip.session_timer
+            if timer.interval is None:
+                return
+            leg.session_expires = timer.interval
+            leg.we_refresh = timer.we_refresh  # we sent the INVITE: we are its UAC
+        else:
+            found = session_expires_of(response) if response is not None else None
+            if found is None:
+                return
+            leg.session_expires = max(found[0], 1)
+            leg.we_refresh = found[1] == "uac"
         self._arm_session_timer(leg)
 
     def _refresh_session(self, leg: Leg) -> None:
@@ -848,10 +859,22 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin):
         self.spawn(self._finish(call, ev.Disposition.NO_ANSWER, ev.HangupSide.SYSTEM, "no_answer", 480))
 
     def _cancel_fork(self, leg: Leg, reason: str | None) -> None:
-        if leg.state is LegState.ENDED or leg.client_txn is None:
+        """CANCEL a callee leg's INVITE (its machine sends it once a provisional response came, §9.1)."""
+        machine = leg.sip
+        if leg.state is LegState.ENDED:
             return
-        leg.cancelled = True
-        self.sip.cancel(leg.client_txn, reason)
+        if machine is None:
+            if leg.client_txn is not None:
+                leg.cancelled = True
+                self.sip.cancel(leg.client_txn, reason)
+            return
+        if machine.state in (SipLegState.CALLING, SipLegState.EARLY):
+            leg.cancelled = True
+            machine.cancel(self.clock(), reason=reason)
+        elif machine.state is SipLegState.CHALLENGED:
+            leg.cancelled = True
+            machine.hangup(self.clock())
+        self._drive(leg)
 
     # -- requests from the caller or in a dialog ----------------------------------------------------------
     def on_cancel(self, txn: ServerTransaction, request: Request, invite: ServerTransaction | None) -> None:
@@ -1101,6 +1124,10 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin):
     def _send_bye(self, leg: Leg) -> None:
         if leg.dialog is None or leg.dialog.state is DialogState.TERMINATED:
             return  # e.g. the leg's device hung up, or we sent a BYE already (a media timeout racing a BYE)
+        if leg.sip is not None:
+            if leg.sip.state in LIVE:
+                self._leg_hangup(leg)  # its machine sends the BYE (and nothing when one is out already)
+            return
         bye = leg.dialog.create_request("BYE")
         add_top_via(bye, leg.peer.transport, self.sip.local_host, self.sip.port_for(leg.peer.transport))
         self.sip.send_request(bye, leg.peer, lambda event: None)
@@ -1144,6 +1171,9 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin):
             if leg.reinvite_retry is not None:
                 leg.reinvite_retry.cancel()
                 leg.reinvite_retry = None
+            if leg.sip_timer is not None:
+                leg.sip_timer.cancel()
+                leg.sip_timer = None
             if leg.state is not LegState.ENDED:
                 leg.state = LegState.ENDED
                 self.publish(ev.LegEnded, call, leg_id=leg.id, cause=cause)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -24,6 +24,8 @@ from zvonok.sip.sdp_offer_answer import PCMA, PCMU, TELEPHONE_EVENT, Codec, Loca
 from zvonok.sip.transaction import ClientTransaction, ServerTransaction
 
 from .events import Direction, HangupSide, LegRole, Party
+from .leg import Leg as SipLeg
+from .leg_events import LegEvent
 
 # what every leg offers and accepts, in our order of preference
 CODECS: tuple[Codec, ...] = (PCMU, PCMA, TELEPHONE_EVENT)
@@ -78,6 +80,11 @@ class Leg:
     reinvite: object | None = None
     reinvite_again: bool = False
     reinvite_retry: asyncio.TimerHandle | None = None
+    # the SIP dialog machine of this leg (telephony/leg.py, wired in telephony/leg_wiring.py), its one timer
+    # and who turns its events into call logic; None on legs the engine still runs itself (the caller's)
+    sip: SipLeg | None = None
+    sip_timer: asyncio.TimerHandle | None = None
+    on_sip_event: Callable[[Leg, LegEvent], None] | None = None
 
 
 @dataclass(eq=False)

@@ -133,12 +133,15 @@ class Leg:
     # -- creation ------------------------------------------------------------------------------------------
     @classmethod
     def uac(cls, config: LegConfig, ids: LegIds, session: LocalSession, *, request_uri: str, from_uri: str,
-            to_uri: str, call_id: str, extra_headers: Iterable[tuple[str, str]] = ()) -> Leg:
-        """A leg that will place an INVITE (call :meth:`invite`)."""
+            to_uri: str, call_id: str, extra_headers: Iterable[tuple[str, str]] = (),
+            from_name_addr: str | None = None, to_name_addr: str | None = None) -> Leg:
+        """A leg that will place an INVITE (call :meth:`invite`); ``from_name_addr``/``to_name_addr`` as in
+        :func:`~.leg_messages.initial_invite`."""
         leg = cls(Role.UAC, config, ids, session)
         leg._invite = initial_invite(config, tag=leg._local_tag, cseq=ids.cseq, request_uri=request_uri,
                                      from_uri=from_uri, to_uri=to_uri, call_id=call_id,
-                                     extra_headers=extra_headers)
+                                     extra_headers=extra_headers, from_name_addr=from_name_addr,
+                                     to_name_addr=to_name_addr)
         return leg
 
     @classmethod

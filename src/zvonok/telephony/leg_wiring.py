@@ -1,0 +1,154 @@
+"""The engine's side of its legs' dialog machines (:class:`zvonok.telephony.leg.Leg`).
+
+How it works: a call leg record (:class:`.call.Leg`) whose INVITE we place holds the sans-I/O machine of
+its dialog in ``leg.sip``. The engine feeds that machine what the transaction layer reports (responses,
+timeouts, transport errors) and what the call decides (invite, cancel, authenticate, hang up), then
+:meth:`~LegWiringMixin._drive`s it: the machine's actions go to the SIP stack (one ``SipStack`` call
+each), its events to the leg's handler (``leg.on_sip_event``: the call logic), and the leg keeps ONE
+timer, on the machine's ``next_deadline()``, that calls ``handle_timer`` with the engine's clock.
+
+Scope today: the initial INVITE of a callee leg — provisional responses, the answer and its ACK, a 2xx
+retransmitted (ACKed again) or from a second fork (ACKed and BYEd), CANCEL (after a provisional, RFC 3261
+§9.1) and a 2xx crossing it (§15), a 401/407 answered with credentials, and the BYE. Once the leg is
+established, re-INVITEs and session timers in its dialog are still run by the engine on the same
+:class:`~zvonok.sip.dialog.Dialog` object (the machine's), so its timer is only kept before the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from zvonok.sip.message import Request
+from zvonok.sip.sdp import parse_sdp
+from zvonok.sip.sdp_offer_answer import Codec
+from zvonok.sip.transaction import ResponseReceived, TransactionTimeout, TransportError
+
+from .call import Leg
+from .call import LegState as CallLegState
+from .leg import Leg as SipLeg
+from .leg_events import (
+    Action,
+    CancelInvite,
+    LegConfig,
+    LegEvent,
+    LegIds,
+    SendRequest,
+    SendResponse,
+    SendStateless,
+)
+from .leg_states import LIVE, LegState
+
+if TYPE_CHECKING:
+    from .b2bua import CallEngine
+
+    _Base = CallEngine
+else:
+    _Base = object
+
+__all__ = ["LegWiringMixin"]
+
+LegHandler = Callable[[Leg, LegEvent], None]
+
+
+def _token() -> str:
+    return os.urandom(6).hex()
+
+
+class LegWiringMixin(_Base):
+    def _uac_machine(self, leg: Leg, codecs: Iterable[Codec], *, request_uri: str, from_header: str,
+                     to_header: str, extra_headers: Iterable[tuple[str, str]], on_event: LegHandler) -> SipLeg:
+        """The dialog machine of a callee leg (our INVITE to ``leg.peer`` from ``leg.endpoint``), not sent yet."""
+        peer, endpoint = leg.peer, leg.endpoint
+        assert endpoint is not None
+        config = LegConfig(transport=peer.transport, host=self.sip.local_host, port=self.sip.port_for(peer.transport),
+                           contact=self.contact(peer), media_host=self.sip.local_host,
+                           media_port=endpoint.local_address.port, codecs=tuple(codecs), t1=self.sip.t1,
+                           t2=self.sip.t2, min_se=self.session_min_se, srtp_key=self._srtp_key(leg))
+        tag = leg.local_tag
+        ids = LegIds(tag=lambda: tag, branch=lambda: _token() + _token(), uniform=self.rng.uniform)
+        machine = SipLeg.uac(config, ids, leg.session, request_uri=request_uri, from_uri=request_uri,
+                             to_uri=request_uri, call_id=uuid.uuid4().hex,
+                             extra_headers=extra_headers, from_name_addr=from_header, to_name_addr=to_header)
+        leg.sip = machine
+        leg.on_sip_event = on_event
+        return machine
+
+    def _drive(self, leg: Leg) -> None:
+        """Carry out what the leg's machine asks for, hand its events to the call, re-arm its one timer."""
+        machine = leg.sip
+        if machine is None:
+            return
+        while True:
+            actions = machine.take_actions()
+            events = machine.take_events()
+            if not actions and not events:
+                break
+            for action in actions:
+                self._execute(leg, action)
+            if leg.cancelled and machine.state is LegState.TERMINATING and leg.state in (CallLegState.TRYING,
+                                                                                          CallLegState.RINGING):
+                # our CANCEL crossed the callee's 2xx: the machine ACKed it and sent the BYE (§15); for the
+                # call this leg is over now
+                leg.state = CallLegState.ENDED
+                self._release(leg)
+            handler = leg.on_sip_event
+            for event in events:
+                if handler is not None:
+                    handler(leg, event)
+        self._arm_leg_timer(leg)
+
+    def _execute(self, leg: Leg, action: Action) -> None:
+        if isinstance(action, SendRequest):
+            request = action.request
+            if request.method == "INVITE" and not request.to.tag:
+                leg.invite = request  # the initial INVITE, or again with credentials (§22.2)
+                if leg.sip is not None and leg.offer_sdp is None and request.body:
+                    leg.offer_sdp = parse_sdp(request.body)  # what we offered (an offerless re-INVITE gets it)
+            txn = self.sip.send_request(request, leg.peer, lambda event: self._leg_transaction(leg, event))
+            if request.method == "INVITE" and not request.to.tag:
+                leg.client_txn = txn
+        elif isinstance(action, CancelInvite):
+            if leg.client_txn is not None:
+                self.sip.cancel(leg.client_txn, action.reason)
+        elif isinstance(action, SendStateless):
+            self.sip.send_stateless(action.message, leg.peer)
+        elif isinstance(action, SendResponse):
+            self.sip.respond(action.transaction, action.response)
+
+    def _leg_transaction(self, leg: Leg, event: object) -> None:
+        """What the transaction layer reports for one of the machine's requests."""
+        machine = leg.sip
+        if machine is None:
+            return
+        now = self.clock()
+        if isinstance(event, ResponseReceived):
+            machine.receive_response(event.response, now)
+        elif isinstance(event, (TransactionTimeout, TransportError)):
+            request = getattr(event.transaction, "request", None)
+            if isinstance(request, Request):
+                machine.transaction_failed(request, now)
+        self._drive(leg)
+
+    def _arm_leg_timer(self, leg: Leg) -> None:
+        """One timer per leg, on the machine's next deadline (only before the answer: see the module doc)."""
+        machine = leg.sip
+        if leg.sip_timer is not None:
+            leg.sip_timer.cancel()
+            leg.sip_timer = None
+        if machine is None or machine.state in LIVE or leg.call.ended:
+            return
+        deadline = machine.next_deadline()
+        if deadline is None:
+            return
+        delay = max(0.0, deadline - self.clock())
+        leg.sip_timer = asyncio.get_running_loop().call_later(delay, self._leg_timer, leg)
+
+    def _leg_timer(self, leg: Leg) -> None:
+        leg.sip_timer = None
+        if leg.sip is not None:
+            leg.sip.handle_timer(self.clock())
+            self._drive(leg)
