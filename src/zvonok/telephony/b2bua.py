@@ -87,7 +87,7 @@ from .directory import Directory, ExtensionInfo
 from .forwarding import Reason as ForwardReason
 from .leg_events import Answered, Challenged, Progress, Terminated, TerminationCause
 from .leg_session_timer import session_expires_of  # one parser for the engine and the Leg
-from .leg_states import LIVE
+from .leg_states import LIVE, WAIT_ACK
 from .leg_states import LegState as SipLegState
 from .leg_wiring import LegWiringMixin
 from .location import Binding, Location
@@ -179,6 +179,7 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         self.calls: dict[str, Call] = {}
         self.dialogs: dict[DialogKey, Leg] = {}
         self.invites: dict[ServerTransaction, Leg] = {}
+        self.unacked: dict[DialogKey, Leg] = {}  # legs of ended calls whose 2xx still waits for its ACK
         self._tasks: set[asyncio.Task[None]] = set()
         self.conferences: Conferences | None = None  # set by the composition root (telephony/conference.py)
         self.hold_music: HoldMusic | None = None  # set by the composition root; None: held parties hear silence
@@ -403,7 +404,10 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         if call.access is not None and self._access_failed(call, cause):
             return  # the access-number caller hears why and may dial another number
         caller = call.caller
-        if caller is not None and caller.server_txn is not None and caller.invite is not None and not call.ended:
+        if caller is not None and caller.sip is not None:
+            if not call.ended:
+                self._reject_caller(call, status)
+        elif caller is not None and caller.server_txn is not None and caller.invite is not None and not call.ended:
             self.sip.respond(caller.server_txn, make_response(caller.invite, status, reason, to_tag=caller.local_tag))
         await self._finish(call, disposition, ev.HangupSide.SYSTEM, cause, status)
 
@@ -421,28 +425,23 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         if self._srtp_required(caller) and caller.peer.transport != "tls":
             await self._refuse(call, 488, "incompatible_media", "SRTP required: call over TLS")
             return False
-        try:
-            caller.endpoint = await self.media.create_endpoint(call.tenant_id, call.id,
-                                                               [MediaCodec.PCMU, MediaCodec.PCMA])
-            if request.body:
-                answer, negotiated = negotiate(parse_sdp(request.body), CODECS, self.sip.local_host,
-                                               caller.endpoint.local_address.port, caller.session,
-                                               srtp_key=self._srtp_key(caller),
-                                               srtp_required=self._srtp_required(caller))
-            else:
-                # delayed offer (RFC 3261 §13.2.1): our offer goes in the 200, the answer comes in the ACK
-                caller.offer_sdp = build_offer(self.sip.local_host, caller.endpoint.local_address.port, CODECS,
-                                               SdpDirection.SENDRECV, caller.session, srtp_key=self._srtp_key(caller))
-                caller.awaits_answer = True
-                call.caller_answer_sdp = caller.offer_sdp.to_bytes()
-                negotiated = None
-        except SdpError as exc:
-            await self._refuse(call, exc.status, "incompatible_media", exc.reason)
+        caller.endpoint = await self.media.create_endpoint(call.tenant_id, call.id, [MediaCodec.PCMU, MediaCodec.PCMA])
+        # the leg's dialog machine answers the offer now (or offers in its 200: delayed offer, RFC 3261
+        # §13.2.1, the answer then comes in the ACK), or refuses it (488, 400) itself
+        machine = self._uas_machine(caller, self._on_caller_event)
+        self._drive(caller)
+        if machine.state is SipLegState.TERMINATED:
+            await self._finish(call, ev.Disposition.FAILED, ev.HangupSide.SYSTEM, "incompatible_media",
+                               machine.status)
             return False
-        if negotiated is not None:
-            caller.media = negotiated
-            call.caller_answer_sdp = answer.to_bytes()
-            await self._set_remote(caller, negotiated)
+        caller.session_expires = machine.session_timer.interval  # as the machine answers it (RFC 4028 §9)
+        caller.we_refresh = machine.session_timer.we_refresh
+        if not request.body:
+            caller.awaits_answer = True
+        elif machine.media is not None:
+            caller.media = machine.media
+            call.caller_answer_sdp = machine.offer_answer.local_sdp
+            await self._set_remote(caller, machine.media)
         return not call.ended
 
     def _offer_codecs(self, call: Call) -> list[Codec]:
@@ -599,6 +598,11 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         caller = call.caller
         if caller is None or caller.server_txn is None or caller.invite is None or call.answered_at is not None:
             return
+        if caller.sip is not None:
+            if caller.sip.state in (SipLegState.INCOMING, SipLegState.EARLY):
+                caller.sip.ring(self.clock(), early_media=status == 183 and bool(body))
+                self._drive(caller)
+            return
         response = dialog_response(caller.invite, status, caller.local_tag, self.contact(caller.peer), body=body)
         self.sip.respond(caller.server_txn, response)
 
@@ -710,6 +714,18 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         caller = call.caller
         assert caller is not None and caller.invite is not None and caller.server_txn is not None
         call.answered_at = time.time()
+        if caller.sip is not None:
+            caller.sip.answer(self.clock())
+            self._drive(caller)
+            assert caller.sip.dialog is not None
+            caller.dialog = caller.sip.dialog
+            if caller.awaits_answer:
+                call.caller_answer_sdp = caller.sip.offer_answer.local_sdp  # our offer went in the 200
+            caller.state = LegState.ANSWERED
+            self.dialogs[caller.dialog.key] = caller
+            self.publish(ev.LegAnswered, call, leg_id=caller.id)
+            self.publish(ev.CallAnswered, call, answered_leg_id=(answered_by or caller).id)
+            return
         ok = dialog_response(caller.invite, 200, caller.local_tag, self.contact(caller.peer),
                              body=call.caller_answer_sdp,
                              extra_headers=[("Allow", ALLOW), *self._session_timer_headers(caller)])
@@ -843,6 +859,11 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
 
     def _reject_caller(self, call: Call, status: int) -> None:
         caller = call.caller
+        if caller is not None and caller.sip is not None:
+            if caller.sip.state in (SipLegState.INCOMING, SipLegState.EARLY):
+                caller.sip.reject(status, self.clock())
+                self._drive(caller)
+            return
         if caller is not None and caller.server_txn is not None and caller.invite is not None:
             self.sip.respond(caller.server_txn, make_response(caller.invite, status, to_tag=caller.local_tag))
 
@@ -882,8 +903,14 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         if leg is None:
             self.sip.respond(txn, make_response(request, 481, to_tag=_tag()))
             return
+        if leg.sip is not None:
+            leg.sip.receive_cancel(request, txn, self.clock())  # 200, and 487 to the INVITE (§9.2)
+            self._drive(leg)  # the machine's Terminated ends the call (_on_caller_event)
+            return
         self.sip.respond(txn, make_response(request, 200, to_tag=leg.local_tag))
-        call = leg.call
+        self._caller_cancelled(leg.call)
+
+    def _caller_cancelled(self, call: Call) -> None:
         if call.answered_at is not None or call.ended:
             return  # CANCEL lost the race with our 200: the caller ACKs and sends BYE
         for fork in call.forks:
@@ -891,27 +918,39 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         self._reject_caller(call, 487)
         self.spawn(self._finish(call, ev.Disposition.CANCELLED, ev.HangupSide.CALLER, "cancelled", 487))
 
+    def _on_caller_event(self, leg: Leg, event: object) -> None:
+        """What the caller's leg machine reports: the ACK came (with the answer to a delayed offer), the
+        caller cancelled."""
+        if isinstance(event, Answered) and leg.awaits_answer:
+            leg.awaits_answer = False
+            self.step(leg.call, self._answer_in_ack(leg, event.media))
+        elif isinstance(event, Terminated) and event.cause is TerminationCause.REMOTE_CANCEL:
+            self._caller_cancelled(leg.call)
+
+    def _leg_gave_up(self, leg: Leg) -> None:
+        """A leg's machine ended its dialog itself (our 2xx never got its ACK)."""
+        log.info("no ACK for our 2xx: ending the call", call=leg.call.id)
+        self._hangup(leg.call, None, ev.HangupSide.SYSTEM, "no_ack")
+
     def on_ack(self, request: Request, peer: Peer) -> None:
         key = dialog_key_for_request(request)
         leg = self.dialogs.get(key) if key is not None else None
+        if leg is None:
+            leg = self.unacked.get(key) if key is not None else None  # the call ended before this ACK
         if leg is None:
             return
         if leg.retransmit is not None:
             leg.retransmit.cancel()
             leg.retransmit = None
         leg.pending_2xx = None
-        if leg.awaits_answer:
-            leg.awaits_answer = False
-            self.step(leg.call, self._answer_in_ack(leg, request))
+        if leg.sip is not None:
+            leg.sip.receive_ack(request, self.clock())  # the initial 2xx's ACK (a delayed offer's answer)
+            self._drive(leg)
 
-    async def _answer_in_ack(self, leg: Leg, ack: Request) -> None:
-        """The caller's answer to the offer of our 2xx (delayed offer); without a usable one the call ends
-        (RFC 3261 §13.2.2.4: the UAC should then BYE — we do it for it)."""
-        try:
-            if not ack.body or leg.offer_sdp is None:
-                raise SdpError("the ACK carries no SDP answer", 488)
-            media = accept_answer(leg.offer_sdp, parse_sdp(ack.body), CODECS)
-        except SdpError:
+    async def _answer_in_ack(self, leg: Leg, media: NegotiatedMedia | None) -> None:
+        """The caller's answer to the offer of our 2xx (delayed offer), as its machine took it from the ACK;
+        without a usable one the call ends (RFC 3261 §13.2.2.4: the UAC should then BYE — we do it for it)."""
+        if media is None:
             log.info("no usable answer in the ACK: ending the call", call=leg.call.id)
             self._hangup(leg.call, None, ev.HangupSide.SYSTEM, "incompatible_media")
             return
@@ -929,6 +968,13 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         leg = self.dialogs.get(key) if key is not None else None
         if leg is None or leg.dialog is None:
             self.sip.respond(txn, make_response(request, 481, to_tag=_tag()))
+            return
+        if request.method == "BYE" and leg.sip is not None:
+            leg.sip.receive_request(request, txn, self.clock())  # its machine answers it (200, or 481/500)
+            self._drive(leg)
+            if leg.sip.state is SipLegState.TERMINATED:
+                side = ev.HangupSide.CALLER if leg.role is ev.LegRole.CALLER else ev.HangupSide.CALLEE
+                self._hangup(leg.call, leg, side, "normal_clearing")
             return
         error = leg.dialog.receive_request(request)
         if error is not None:
@@ -1125,8 +1171,8 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         if leg.dialog is None or leg.dialog.state is DialogState.TERMINATED:
             return  # e.g. the leg's device hung up, or we sent a BYE already (a media timeout racing a BYE)
         if leg.sip is not None:
-            if leg.sip.state in LIVE:
-                self._leg_hangup(leg)  # its machine sends the BYE (and nothing when one is out already)
+            if leg.sip.state in LIVE or leg.sip.state is SipLegState.ACCEPTED:
+                self._leg_hangup(leg)  # (before the ACK of our 2xx the BYE waits for it, §15)  # its machine sends the BYE (and nothing when one is out already)
             return
         bye = leg.dialog.create_request("BYE")
         add_top_via(bye, leg.peer.transport, self.sip.local_host, self.sip.port_for(leg.peer.transport))
@@ -1171,7 +1217,9 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
             if leg.reinvite_retry is not None:
                 leg.reinvite_retry.cancel()
                 leg.reinvite_retry = None
-            if leg.sip_timer is not None:
+            if leg.sip is not None and leg.sip.state in WAIT_ACK and leg.dialog is not None:
+                self.unacked[leg.dialog.key] = leg  # our 2xx goes on until its ACK (then a BYE, if we hung up)
+            elif leg.sip_timer is not None:
                 leg.sip_timer.cancel()
                 leg.sip_timer = None
             if leg.state is not LegState.ENDED:

@@ -7,11 +7,15 @@ timeouts, transport errors) and what the call decides (invite, cancel, authentic
 each), its events to the leg's handler (``leg.on_sip_event``: the call logic), and the leg keeps ONE
 timer, on the machine's ``next_deadline()``, that calls ``handle_timer`` with the engine's clock.
 
-Scope today: the initial INVITE of a callee leg — provisional responses, the answer and its ACK, a 2xx
-retransmitted (ACKed again) or from a second fork (ACKed and BYEd), CANCEL (after a provisional, RFC 3261
-§9.1) and a 2xx crossing it (§15), a 401/407 answered with credentials, and the BYE. Once the leg is
-established, re-INVITEs and session timers in its dialog are still run by the engine on the same
-:class:`~zvonok.sip.dialog.Dialog` object (the machine's), so its timer is only kept before the answer.
+Scope today: the initial INVITE of every leg and the end of its dialog. A callee leg (our INVITE): its
+provisional responses, the answer and its ACK, a 2xx retransmitted (ACKed again) or from a second fork
+(ACKed and BYEd), CANCEL (after a provisional, RFC 3261 §9.1) and a 2xx crossing it (§15), a 401/407
+answered with credentials. The caller's leg (the INVITE we took) from the moment its media endpoint
+exists (:meth:`_uas_machine`): our answer to its offer (or our offer, delayed offer), 180/183, the 200
+retransmitted until the ACK (and the BYE when none comes), refusals, the caller's CANCEL. Both: BYE
+either way. Once a leg is established, re-INVITEs, UPDATEs and session timers in its dialog are still
+run by the engine on the same :class:`~zvonok.sip.dialog.Dialog` object (the machine's), so the machine's
+timer is not kept while it is established (the 2xx and ACK timers are, the session timer is not yet).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from zvonok.sip.sdp import parse_sdp
 from zvonok.sip.sdp_offer_answer import Codec
 from zvonok.sip.transaction import ResponseReceived, TransactionTimeout, TransportError
 
-from .call import Leg
+from .call import CODECS, Leg
 from .call import LegState as CallLegState
 from .leg import Leg as SipLeg
 from .leg_events import (
@@ -40,7 +44,7 @@ from .leg_events import (
     SendResponse,
     SendStateless,
 )
-from .leg_states import LIVE, LegState
+from .leg_states import LIVE, WAIT_ACK, LegState
 
 if TYPE_CHECKING:
     from .b2bua import CallEngine
@@ -77,6 +81,22 @@ class LegWiringMixin(_Base):
         leg.on_sip_event = on_event
         return machine
 
+    def _uas_machine(self, leg: Leg, on_event: LegHandler) -> SipLeg:
+        """The dialog machine of the caller's leg (the INVITE we took, answered from ``leg.endpoint``): it
+        answers the offer at once, or refuses it (488, 400: TERMINATED, the response sent)."""
+        peer, endpoint, invite, txn = leg.peer, leg.endpoint, leg.invite, leg.server_txn
+        assert endpoint is not None and invite is not None and txn is not None
+        config = LegConfig(transport=peer.transport, host=self.sip.local_host, port=self.sip.port_for(peer.transport),
+                           contact=self.contact(peer), media_host=self.sip.local_host,
+                           media_port=endpoint.local_address.port, codecs=CODECS, t1=self.sip.t1, t2=self.sip.t2,
+                           min_se=self.session_min_se, srtp_key=self._srtp_key(leg),
+                           srtp_required=self._srtp_required(leg))
+        tag = leg.local_tag
+        ids = LegIds(tag=lambda: tag, branch=lambda: _token() + _token(), uniform=self.rng.uniform)
+        leg.on_sip_event = on_event
+        leg.sip = SipLeg.uas(config, ids, leg.session, invite, txn, self.clock())
+        return leg.sip
+
     def _drive(self, leg: Leg) -> None:
         """Carry out what the leg's machine asks for, hand its events to the call, re-arm its one timer."""
         machine = leg.sip
@@ -99,6 +119,8 @@ class LegWiringMixin(_Base):
             for event in events:
                 if handler is not None:
                     handler(leg, event)
+        if self.unacked and machine.state not in WAIT_ACK and leg.dialog is not None:
+            self.unacked.pop(leg.dialog.key, None)
         self._arm_leg_timer(leg)
 
     def _execute(self, leg: Leg, action: Action) -> None:
@@ -139,7 +161,7 @@ class LegWiringMixin(_Base):
         if leg.sip_timer is not None:
             leg.sip_timer.cancel()
             leg.sip_timer = None
-        if machine is None or machine.state in LIVE or leg.call.ended:
+        if machine is None or machine.state in LIVE:
             return
         deadline = machine.next_deadline()
         if deadline is None:
@@ -149,6 +171,11 @@ class LegWiringMixin(_Base):
 
     def _leg_timer(self, leg: Leg) -> None:
         leg.sip_timer = None
-        if leg.sip is not None:
-            leg.sip.handle_timer(self.clock())
-            self._drive(leg)
+        machine = leg.sip
+        if machine is None:
+            return
+        before = machine.state
+        machine.handle_timer(self.clock())
+        self._drive(leg)
+        if before in WAIT_ACK and machine.state is LegState.TERMINATING and before is not LegState.BYE_AFTER_ACK:
+            self._leg_gave_up(leg)  # our 2xx never got its ACK: the machine sent the BYE (§13.3.1.4)
