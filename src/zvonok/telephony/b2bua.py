@@ -57,23 +57,16 @@ from zvonok.sip.grammar import name_addr, uri_host
 from zvonok.sip.message import Request, Response, make_response
 from zvonok.sip.peer import Peer
 from zvonok.sip.sdp import Direction as SdpDirection
-from zvonok.sip.sdp import SdpError, SessionDescription, parse_sdp
+from zvonok.sip.sdp import SdpError, parse_sdp
 from zvonok.sip.sdp_offer_answer import (
-    TELEPHONE_EVENT,
     Codec,
     LocalSession,
     NegotiatedMedia,
     accept_answer,
-    build_offer,
-    media_direction,
-    negotiate,
 )
 from zvonok.sip.transaction import (
     ClientTransaction,
-    ResponseReceived,
     ServerTransaction,
-    TransactionTimeout,
-    TransportError,
 )
 from zvonok.sip.uri import SipUri
 
@@ -85,7 +78,15 @@ from .call_forward import ForwardingMixin
 from .conference import Conferences
 from .directory import Directory, ExtensionInfo
 from .forwarding import Reason as ForwardReason
-from .leg_events import Answered, Challenged, Progress, Terminated, TerminationCause
+from .leg_events import (
+    Answered,
+    Challenged,
+    MediaUpdated,
+    Progress,
+    RequestForApplication,
+    Terminated,
+    TerminationCause,
+)
 from .leg_session_timer import session_expires_of  # one parser for the engine and the Leg
 from .leg_states import LIVE, WAIT_ACK
 from .leg_states import LegState as SipLegState
@@ -736,28 +737,9 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         self.publish(ev.LegAnswered, call, leg_id=caller.id)
         self.publish(ev.CallAnswered, call, answered_leg_id=(answered_by or caller).id)
 
-    # -- RFC 4028 session timers (on the caller's leg, when its phone asks for them) ---------------------
-    def _session_timer_headers(self, leg: Leg) -> list[tuple[str, str]]:
-        if leg.session_expires is None:
-            return []
-        # in our answer to the leg's request: "uas" is us, "uac" the leg's device (RFC 4028 §9)
-        refresher = "uas" if leg.we_refresh else "uac"
-        return [("Session-Expires", f"{leg.session_expires};refresher={refresher}"), ("Require", "timer")]
-
+    # -- RFC 4028 session timers: each leg's machine runs its own (telephony/leg_session_timer.py) ------------
     def _arm_session_timer(self, leg: Leg) -> None:
-        """When the leg's device refreshes: without a refresh by the interval's end (less a margin, §10) we
-        hang up. When we refresh (a callee chose refresher=uac): a re-INVITE at half the interval (§7.4)."""
-        if leg.session_timer is not None:
-            leg.session_timer.cancel()
-            leg.session_timer = None
-        if leg.session_expires is None:
-            return
-        loop = asyncio.get_running_loop()
-        if leg.we_refresh:
-            leg.session_timer = loop.call_later(leg.session_expires / 2, self._refresh_session, leg)
-            return
-        margin = min(32.0, leg.session_expires / 3)
-        leg.session_timer = loop.call_later(leg.session_expires - margin, self._session_expired, leg)
+        """Kept for the callers of this name: the leg's machine armed its session timer with the answer."""
 
     def _answer_of(self, leg: Leg, response: Response | None) -> NegotiatedMedia | None:
         """The callee's answer in ``response`` to our offer (a leg placed without a dialog machine)."""
@@ -769,32 +751,11 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
             return None
 
     def _callee_session_timer(self, leg: Leg, response: Response | None = None) -> None:
-        """RFC 4028 §7.2: the callee's 2xx may start a session timer and name who refreshes it (as the leg's
-        machine read it from the 2xx)."""
+        """RFC 4028 §7.2: the callee's 2xx may start a session timer and name who refreshes it (its machine
+        read it and runs it; the leg record shows it)."""
         if leg.sip is not None:
-            timer = leg.sip.session_timer
-            if timer.interval is None:
-                return
-            leg.session_expires = timer.interval
-            leg.we_refresh = timer.we_refresh  # we sent the INVITE: we are its UAC
-        else:
-            found = session_expires_of(response) if response is not None else None
-            if found is None:
-                return
-            leg.session_expires = max(found[0], 1)
-            leg.we_refresh = found[1] == "uac"
-        self._arm_session_timer(leg)
-
-    def _refresh_session(self, leg: Leg) -> None:
-        leg.session_timer = None
-        if leg.state is not LegState.ANSWERED or leg.session_expires is None:
-            return
-        self._reinvite(leg, SdpDirection.SENDONLY if leg.held_by_us else SdpDirection.SENDRECV, refresh=True)
-
-    def _session_expired(self, leg: Leg) -> None:
-        leg.session_timer = None
-        log.info("session timer expired without a refresh: ending the call", call=leg.call.id, leg=leg.id)
-        self._hangup(leg.call, None, ev.HangupSide.SYSTEM, "session_timeout")
+            leg.session_expires = leg.sip.session_timer.interval
+            leg.we_refresh = leg.sip.session_timer.we_refresh
 
     async def _watch_media(self, call: Call) -> None:
         """End the call when a leg sends no RTP for ``media_timeout`` (a vanished phone), except on hold,
@@ -927,10 +888,16 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         elif isinstance(event, Terminated) and event.cause is TerminationCause.REMOTE_CANCEL:
             self._caller_cancelled(leg.call)
 
-    def _leg_gave_up(self, leg: Leg) -> None:
-        """A leg's machine ended its dialog itself (our 2xx never got its ACK)."""
-        log.info("no ACK for our 2xx: ending the call", call=leg.call.id)
-        self._hangup(leg.call, None, ev.HangupSide.SYSTEM, "no_ack")
+    def _leg_gave_up(self, leg: Leg, cause: TerminationCause) -> None:
+        """A leg's machine ended its established dialog itself and sent the BYE: our 2xx never got its ACK
+        (RFC 3261 §13.3.1.4), the session expired or its refresh failed (RFC 4028 §10)."""
+        if cause is TerminationCause.NO_ACK:
+            log.info("no ACK for our 2xx: ending the call", call=leg.call.id)
+            self._hangup(leg.call, None, ev.HangupSide.SYSTEM, "no_ack")
+        else:
+            log.info("session timer expired or its refresh failed: ending the call", call=leg.call.id, leg=leg.id,
+                     cause=cause.value)
+            self._hangup(leg.call, None, ev.HangupSide.SYSTEM, "session_timeout")
 
     def on_ack(self, request: Request, peer: Peer) -> None:
         key = dialog_key_for_request(request)
@@ -963,83 +930,65 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         self.invites.pop(txn, None)
 
     def on_request(self, txn: ServerTransaction, request: Request, peer: Peer) -> None:
-        """A request inside a dialog (it has a To tag)."""
+        """A request inside a dialog (it has a To tag): for the dialog machine of its leg. A re-INVITE or
+        UPDATE is a step of the call (its answer waits for our endpoint, :meth:`_reoffer`); the rest the
+        machine answers itself (BYE, OPTIONS) or hands to :meth:`_on_dialog_event` (REFER, INFO …)."""
         key = dialog_key_for_request(request)
         leg = self.dialogs.get(key) if key is not None else None
-        if leg is None or leg.dialog is None:
+        machine = leg.sip if leg is not None else None
+        if leg is None or machine is None:
             self.sip.respond(txn, make_response(request, 481, to_tag=_tag()))
             return
-        if request.method == "BYE" and leg.sip is not None:
-            leg.sip.receive_request(request, txn, self.clock())  # its machine answers it (200, or 481/500)
-            self._drive(leg)
-            if leg.sip.state is SipLegState.TERMINATED:
-                side = ev.HangupSide.CALLER if leg.role is ev.LegRole.CALLER else ev.HangupSide.CALLEE
-                self._hangup(leg.call, leg, side, "normal_clearing")
-            return
-        error = leg.dialog.receive_request(request)
-        if error is not None:
-            self.sip.respond(txn, leg.dialog.create_response(request, error))
-            return
         method = request.method
-        if method == "BYE":
-            self.sip.respond(txn, leg.dialog.create_response(request, 200))
+        if method in ("INVITE", "UPDATE"):
+            self.step(leg.call, self._reoffer(txn, request, leg), txn=txn, request=request)
+            return
+        before = machine.state
+        machine.receive_request(request, txn, self.clock())
+        self._drive(leg)
+        if method == "BYE" and before is not SipLegState.TERMINATED and machine.state is SipLegState.TERMINATED:
             side = ev.HangupSide.CALLER if leg.role is ev.LegRole.CALLER else ev.HangupSide.CALLEE
             self._hangup(leg.call, leg, side, "normal_clearing")
-        elif method in ("INVITE", "UPDATE"):
-            if leg.reinvite is not None and (method == "INVITE" or request.body):
-                # glare: our re-INVITE is in progress on this dialog (RFC 3261 §14.2, RFC 3311 §5.2)
-                self.sip.respond(txn, leg.dialog.create_response(request, 491))
-                return
-            self.step(leg.call, self._reoffer(txn, request, leg), txn=txn, request=request)
-        elif method == "REFER":
-            self.step(leg.call, self._refer(txn, request, leg), txn=txn, request=request)
-        elif method in ("INFO", "NOTIFY", "OPTIONS"):
-            self.sip.respond(txn, leg.dialog.create_response(request, 200))
-        else:
-            self.sip.respond(txn, leg.dialog.create_response(request, 405, extra_headers=[("Allow", ALLOW)]))
 
-    def _local_sdp(self, leg: Leg) -> bytes:
-        """The session description we last gave a leg: our answer to the caller, our offer to a callee."""
-        if leg is leg.call.caller:
-            return leg.call.caller_answer_sdp
-        return leg.offer_sdp.to_bytes() if leg.offer_sdp is not None else b""
+    def _on_dialog_event(self, leg: Leg, event: object) -> None:
+        """What a leg's machine reports about its established dialog, whatever the leg's role."""
+        machine = leg.sip
+        if isinstance(event, RequestForApplication) and machine is not None:
+            txn, request = event.transaction, event.request
+            if request.method == "REFER":
+                self.step(leg.call, self._refer(txn, request, leg), txn=txn, request=request)
+            elif request.method in ("INFO", "NOTIFY") or leg.dialog is None:
+                machine.respond(txn, request, 200, self.clock())
+            else:
+                self.sip.respond(txn, leg.dialog.create_response(request, 405, extra_headers=[("Allow", ALLOW)]))
+        elif isinstance(event, MediaUpdated):
+            # the answer to our re-offer, or to our offer in the 200 to an offerless re-INVITE (in its ACK)
+            self.step(leg.call, self._media_updated(leg, event.media))
+
+    async def _media_updated(self, leg: Leg, media: NegotiatedMedia) -> None:
+        leg.media = media
+        if leg.endpoint is not None and leg.state is not LegState.ENDED:
+            await self._set_remote(leg, media)
 
     async def _reoffer(self, txn: ServerTransaction, request: Request, leg: Leg) -> None:
-        """A re-INVITE or UPDATE from a leg: answer it from our endpoint; hold and resume (RFC 3264 §8.4)."""
-        if leg.dialog is None or leg.endpoint is None or leg.state is LegState.ENDED:
+        """A re-INVITE or UPDATE from a leg: its machine answers it (or refuses it: 491 in glare, 488 …),
+        and the answer goes once our endpoint sends to the new address; hold and resume (RFC 3264 §8.4)."""
+        machine = leg.sip
+        if machine is None or leg.endpoint is None or leg.state is LegState.ENDED:
             # the leg left the call (a transferor) before this step's turn
             self.sip.respond(txn, make_response(request, 481))
             return
-        refreshed = _session_expires(request)
-        if leg.session_expires is not None:
-            if refreshed is not None and refreshed >= self.session_min_se:
-                leg.session_expires = refreshed
-            self._arm_session_timer(leg)  # any re-INVITE or UPDATE refreshes the session (§10)
-        timer_headers = self._session_timer_headers(leg)
-        if not request.body:
-            # a session refresh without an offer: answer with our current description
-            body = leg.last_sdp or self._local_sdp(leg)
-            self.sip.respond(txn, leg.dialog.create_response(request, 200, body=body, extra_headers=timer_headers))
-            return
-        try:
-            offer = parse_sdp(request.body)
-            answer, media = negotiate(offer, CODECS, self.sip.local_host, leg.endpoint.local_address.port,
-                                      leg.session, srtp_key=self._srtp_key(leg),
-                                      srtp_required=self._srtp_required(leg))
-        except SdpError as exc:
-            self.sip.respond(txn, leg.dialog.create_response(request, 488 if exc.status == 488 else 400))
-            return
-        leg.media = media
-        await self._set_remote(leg, media)
-        body = answer.to_bytes()
-        leg.last_sdp = body
-        response = leg.dialog.create_response(request, 200, body=body, extra_headers=timer_headers)
-        if request.method == "INVITE":
-            self._send_2xx(leg, txn, response)
-        else:
-            self.sip.respond(txn, response)
-        held = not media_direction(offer).receives
-        if held != leg.held:
+        machine.receive_request(request, txn, self.clock())
+        answer = self._drive(leg, hold=txn)
+        accepted = any(200 <= action.response.status < 300 for action in answer)
+        media = machine.media
+        if accepted and request.body and media is not None:
+            leg.media = media
+            await self._set_remote(leg, media)  # a failure here answers the request 500 and ends the call
+        for action in answer:
+            self._execute(leg, action)
+        held = machine.remote_held
+        if accepted and request.body and held != leg.held:
             leg.held = held
             self.publish(ev.LegHeld if held else ev.LegResumed, leg.call, leg_id=leg.id)
             await self._watch_media(leg.call)
@@ -1066,85 +1015,17 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         leg.hearing_music = True
 
     def _reinvite(self, leg: Leg, direction: SdpDirection, *, refresh: bool = False) -> None:
-        """Offer ``direction`` to a leg's device (tell the other party it is held, or resumed); with
-        ``refresh``, the same offer again as our session refresh (RFC 4028 §7.4)."""
-        if leg.dialog is None or leg.endpoint is None or leg.media is None:
+        """Offer ``direction`` to a leg's device (tell the other party it is held, or resumed). Its machine
+        sends one re-INVITE at a time (§14.1: a later offer waits for the one in flight) and sends it again
+        after a 491 (§14.1's random wait); session refreshes are the machine's own (``refresh`` is kept for
+        the callers of this name and means nothing more)."""
+        machine = leg.sip
+        if machine is None or leg.endpoint is None or leg.media is None:
             return
         leg.held_by_us = direction is not SdpDirection.SENDRECV
-        if leg.reinvite is not None or leg.reinvite_retry is not None:
-            # one INVITE at a time in a dialog (§14.1): this offer goes when the one in progress is done
-            leg.reinvite_again = True
-            return
-        codecs = [c for c in CODECS if c.name == leg.media.codec_name or c is TELEPHONE_EVENT]
-        # SRTP stays as agreed: a leg that runs plain RTP (optional policy, plain offer) is re-offered plain
-        key = leg.srtp_key if leg.media.srtp_key is not None else None
-        offer = build_offer(self.sip.local_host, leg.endpoint.local_address.port, codecs, direction, leg.session,
-                            srtp_key=key)
-        timer = ([("Session-Expires", f"{leg.session_expires};refresher=uac"), ("Supported", "timer")]
-                 if leg.we_refresh and leg.session_expires is not None else [])
-        request = leg.dialog.create_request("INVITE", body=offer.to_bytes(), content_type="application/sdp",
-                                            extra_headers=timer)
-        add_top_via(request, leg.peer.transport, self.sip.local_host, self.sip.port_for(leg.peer.transport))
-
-        finished: list[bool] = []  # a final event may come within send_request (a transport error)
-
-        def on_event(event: object) -> None:
-            final = not isinstance(event, ResponseReceived) or event.response.status >= 200
-            if final:
-                finished.append(True)
-                if leg.reinvite is not None and leg.reinvite is getattr(event, "transaction", None):
-                    leg.reinvite = None
-            if isinstance(event, ResponseReceived) and 200 <= event.response.status < 300 and leg.dialog is not None:
-                leg.dialog.receive_response(event.response)
-                self._ack(leg, request.cseq.number, request)
-                if leg.we_refresh:
-                    self._arm_session_timer(leg)
-                self.step(leg.call, self._reinvite_answered(leg, offer, event.response))
-            elif isinstance(event, ResponseReceived) and event.response.status == 491:
-                self._retry_reinvite_later(leg, refresh)
-                return
-            elif refresh and (isinstance(event, (TransactionTimeout, TransportError)) or (
-                    isinstance(event, ResponseReceived) and event.response.status in (408, 481))):
-                # §10: a refresh that times out or finds no dialog means the session is gone
-                log.info("session refresh failed: ending the call", call=leg.call.id, leg=leg.id)
-                self._hangup(leg.call, None, ev.HangupSide.SYSTEM, "session_timeout")
-            elif refresh and isinstance(event, ResponseReceived) and event.response.status >= 300:
-                self._arm_session_timer(leg)  # refused: try again at the next half interval
-            if final and leg.reinvite_again and leg.reinvite is None and leg.reinvite_retry is None:
-                leg.reinvite_again = False
-                if leg.state is LegState.ANSWERED and not leg.call.ended:
-                    self._reinvite(leg, SdpDirection.SENDONLY if leg.held_by_us else SdpDirection.SENDRECV)
-
-        txn = self.sip.send_request(request, leg.peer, on_event)
-        if not finished:
-            leg.reinvite = txn
-
-    def _retry_reinvite_later(self, leg: Leg, refresh: bool) -> None:
-        """Our re-INVITE met glare (491): send it again after §14.1's random time — 2.1–4 s when we chose
-        the dialog's Call-ID (a callee leg, our INVITE), 0–2 s when the device did, in 10 ms units — so
-        that the two sides do not collide again."""
-        if leg.state is not LegState.ANSWERED or leg.call.ended:
-            return
-        owner = leg.role is ev.LegRole.CALLEE
-        delay = (self.rng.randint(210, 400) if owner else self.rng.randint(0, 200)) / 100
-        leg.reinvite_retry = asyncio.get_running_loop().call_later(delay, self._retry_reinvite, leg, refresh)
-
-    def _retry_reinvite(self, leg: Leg, refresh: bool) -> None:
-        leg.reinvite_retry = None
-        leg.reinvite_again = False
-        if leg.state is not LegState.ANSWERED or leg.call.ended:
-            return
-        # the offer as it stands now: a hold or resume asked for meanwhile is in it
-        self._reinvite(leg, SdpDirection.SENDONLY if leg.held_by_us else SdpDirection.SENDRECV, refresh=refresh)
-
-    async def _reinvite_answered(self, leg: Leg, offer: SessionDescription, response: Response) -> None:
-        try:
-            media = accept_answer(offer, parse_sdp(response.body), CODECS)
-        except SdpError:
-            return
-        leg.media = media
-        if leg.endpoint is not None:
-            await self._set_remote(leg, media)
+        if machine.state in LIVE or machine.state is SipLegState.ACCEPTED:
+            machine.reoffer(direction, self.clock())
+            self._drive(leg)
 
     # -- ending -----------------------------------------------------------------------------------------
     def _media_timeout(self, leg: Leg, event: MediaTimeout) -> None:

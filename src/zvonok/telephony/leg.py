@@ -179,6 +179,18 @@ class Leg:
     def remote_held(self) -> bool:
         return self.offer_answer.remote_held
 
+    @property
+    def status(self) -> int | None:
+        """The final response that ended the leg's INVITE, when one did (as :class:`Terminated` will say)."""
+        return self._status
+
+    @property
+    def ending_cause(self) -> TerminationCause | None:
+        """Why the leg is ending, from the moment it sends its BYE (or ends without one): the engine learns
+        at once that the leg gave up by itself (no ACK, session expired, a refresh failed) without waiting
+        for the BYE's response and :class:`Terminated`. None while the leg is not ending."""
+        return self._cause if self.state in (_S.TERMINATING, _S.TERMINATED) else None
+
     # -- output --------------------------------------------------------------------------------------------
     def take_actions(self) -> list[Action]:
         out, self._actions = self._actions, []

@@ -37,12 +37,19 @@ from .leg import Leg as SipLeg
 from .leg_events import (
     Action,
     CancelInvite,
+    Held,
     LegConfig,
     LegEvent,
     LegIds,
+    MediaUpdated,
+    OfferReceived,
+    ReofferFailed,
+    RequestForApplication,
+    Resumed,
     SendRequest,
     SendResponse,
     SendStateless,
+    TerminationCause,
 )
 from .leg_states import LIVE, WAIT_ACK, LegState
 
@@ -56,6 +63,9 @@ else:
 __all__ = ["LegWiringMixin"]
 
 LegHandler = Callable[[Leg, LegEvent], None]
+# events about an established dialog, handled alike on every leg (CallEngine._on_dialog_event); the others
+# (Progress, Answered, Challenged, Terminated) go to the leg's own handler
+_DIALOG_EVENTS = (RequestForApplication, MediaUpdated, OfferReceived, ReofferFailed, Held, Resumed)
 
 
 def _token() -> str:
@@ -97,18 +107,24 @@ class LegWiringMixin(_Base):
         leg.sip = SipLeg.uas(config, ids, leg.session, invite, txn, self.clock())
         return leg.sip
 
-    def _drive(self, leg: Leg) -> None:
-        """Carry out what the leg's machine asks for, hand its events to the call, re-arm its one timer."""
+    def _drive(self, leg: Leg, *, hold: object | None = None) -> list[SendResponse]:
+        """Carry out what the leg's machine asks for, hand its events to the call, re-arm its one timer.
+        The responses on the server transaction ``hold`` are returned instead of sent (the caller sends
+        them when it is ready: a re-INVITE's answer once our endpoint follows it)."""
         machine = leg.sip
+        held: list[SendResponse] = []
         if machine is None:
-            return
+            return held
         while True:
             actions = machine.take_actions()
             events = machine.take_events()
             if not actions and not events:
                 break
             for action in actions:
-                self._execute(leg, action)
+                if hold is not None and isinstance(action, SendResponse) and action.transaction is hold:
+                    held.append(action)
+                else:
+                    self._execute(leg, action)
             if leg.cancelled and machine.state is LegState.TERMINATING and leg.state in (CallLegState.TRYING,
                                                                                           CallLegState.RINGING):
                 # our CANCEL crossed the callee's 2xx: the machine ACKed it and sent the BYE (§15); for the
@@ -117,11 +133,14 @@ class LegWiringMixin(_Base):
                 self._release(leg)
             handler = leg.on_sip_event
             for event in events:
-                if handler is not None:
+                if isinstance(event, _DIALOG_EVENTS):
+                    self._on_dialog_event(leg, event)
+                elif handler is not None:
                     handler(leg, event)
         if self.unacked and machine.state not in WAIT_ACK and leg.dialog is not None:
             self.unacked.pop(leg.dialog.key, None)
         self._arm_leg_timer(leg)
+        return held
 
     def _execute(self, leg: Leg, action: Action) -> None:
         if isinstance(action, SendRequest):
@@ -147,6 +166,7 @@ class LegWiringMixin(_Base):
         if machine is None:
             return
         now = self.clock()
+        before = machine.state
         if isinstance(event, ResponseReceived):
             machine.receive_response(event.response, now)
         elif isinstance(event, (TransactionTimeout, TransportError)):
@@ -154,6 +174,7 @@ class LegWiringMixin(_Base):
             if isinstance(request, Request):
                 machine.transaction_failed(request, now)
         self._drive(leg)
+        self._check_gave_up(leg, before)
 
     def _arm_leg_timer(self, leg: Leg) -> None:
         """One timer per leg, on the machine's next deadline (only before the answer: see the module doc)."""
@@ -161,7 +182,7 @@ class LegWiringMixin(_Base):
         if leg.sip_timer is not None:
             leg.sip_timer.cancel()
             leg.sip_timer = None
-        if machine is None or machine.state in LIVE:
+        if machine is None:
             return
         deadline = machine.next_deadline()
         if deadline is None:
@@ -177,5 +198,16 @@ class LegWiringMixin(_Base):
         before = machine.state
         machine.handle_timer(self.clock())
         self._drive(leg)
-        if before in WAIT_ACK and machine.state is LegState.TERMINATING and before is not LegState.BYE_AFTER_ACK:
-            self._leg_gave_up(leg)  # our 2xx never got its ACK: the machine sent the BYE (§13.3.1.4)
+        self._check_gave_up(leg, before)
+
+    def _check_gave_up(self, leg: Leg, before: LegState) -> None:
+        """Did the machine of an established leg (or one whose 2xx awaits its ACK) just send a BYE of its
+        own accord — no ACK, the session expired, a refresh failed? The call then ends now."""
+        machine = leg.sip
+        if machine is None or machine.state is not LegState.TERMINATING or not (before in LIVE
+                                                                                or before is LegState.ACCEPTED):
+            return
+        cause = machine.ending_cause
+        if cause in (TerminationCause.NO_ACK, TerminationCause.SESSION_EXPIRED, TerminationCause.TIMEOUT,
+                     TerminationCause.DIALOG_GONE):
+            self._leg_gave_up(leg, cause)
