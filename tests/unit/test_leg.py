@@ -522,6 +522,28 @@ def test_no_ack_within_64_t1_ends_the_session_with_a_bye() -> None:
     both_done(net)
 
 
+def test_the_leg_says_why_it_ends_as_soon_as_its_own_bye_is_out() -> None:
+    """The engine learns that a leg gave up by itself (no ACK here) when the BYE goes, not when it is answered."""
+    net = Net()
+    net.call()
+    net.lose("uac", "ACK", times=None)
+    net.lose("uas", "BYE", times=None)
+    net.act(net.uas, Leg.answer)
+    uas = net.uas.the_leg
+    assert uas.ending_cause is None and uas.status is None
+    net.advance(32.0)
+    assert uas.state is S.TERMINATING and uas.ending_cause is C.NO_ACK
+    assert net.uas.only(Terminated) == []  # the BYE has no response yet
+
+
+def test_a_refused_invite_leaves_its_status_on_the_leg() -> None:
+    g722 = Codec(name="G722", clock_rate=8000, payload_type=9)
+    net = Net(uac=config("192.0.2.1", 4000, codecs=(g722,)))
+    net.call()
+    uas = net.uas.the_leg
+    assert uas.state is S.TERMINATED and uas.status == 488 and uas.ending_cause is C.REJECTED
+
+
 def test_no_retransmission_over_a_reliable_transport() -> None:
     net = Net(uas=config("192.0.2.2", 6000, transport="tcp"))
     net.call()

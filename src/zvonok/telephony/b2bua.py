@@ -11,9 +11,13 @@ are bridged and the caller gets our 200 with our answer to its offer. BYE from e
 dialogs; CANCEL before the answer ends the forks. Every step is published on the bus as a typed call
 event (:mod:`zvonok.telephony.events`): the CDR writer and the websocket consume those, never SIP.
 
+The SIP mechanics of each leg's dialog — our INVITE and its CANCEL, the 2xx and its ACK (ours re-sent
+until it comes), re-INVITEs and UPDATEs with glare, RFC 4028 session timers, BYE — are not here: each leg
+is a :class:`zvonok.telephony.leg.Leg` machine, fed and driven by :mod:`zvonok.telephony.leg_wiring`
+(one timer per leg). This module is the call logic above the legs: what their events mean for the call.
+
 Also here: delayed offer (an INVITE without SDP gets our offer in the 200, the answer in the ACK), blind
-and attended transfer (REFER, REFER with Replaces), RFC 4028 session timers on both legs (we check the
-refreshes of a device that refreshes, and refresh ourselves when a callee makes us the refresher), in-band
+and attended transfer (REFER, REFER with Replaces), hold relayed to the other party (with music), in-band
 ringback and busy tone (``ringback="inband"``), and an RTP inactivity timeout for vanished peers.
 
 One call's work that awaits (answering a re-INVITE, connecting the answer, the access-number dialogue's
@@ -45,24 +49,19 @@ from zvonok.media.interface import BUSY_RU, RINGBACK_RU, Endpoint, MediaEngine, 
 from zvonok.netaddr import address_key
 from zvonok.pstn.routing import CallerProfile
 from zvonok.sip.dialog import (
-    Dialog,
     DialogKey,
     DialogState,
     add_top_via,
-    credentials_of,
     dialog_key_for_request,
-    dialog_response,
 )
 from zvonok.sip.grammar import name_addr, uri_host
 from zvonok.sip.message import Request, Response, make_response
 from zvonok.sip.peer import Peer
 from zvonok.sip.sdp import Direction as SdpDirection
-from zvonok.sip.sdp import SdpError, parse_sdp
 from zvonok.sip.sdp_offer_answer import (
     Codec,
     LocalSession,
     NegotiatedMedia,
-    accept_answer,
 )
 from zvonok.sip.transaction import (
     ClientTransaction,
@@ -387,10 +386,6 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         caller = Leg(id=_tag(), role=ev.LegRole.CALLER, call=call, party=party, peer=peer,
                      session=_new_session(), invite=request, server_txn=txn, local_tag=_tag(),
                      user_agent=(request.headers.get("user-agent") or "")[:255], srtp_policy=srtp_policy)
-        caller.session_expires = session_expires
-        timer = session_expires_of(request)
-        # the caller may ask us to refresh (refresher=uas): we then re-INVITE it at half the interval
-        caller.we_refresh = session_expires is not None and timer is not None and timer[1] == "uas"
         call.caller = caller
         self.calls[call.id] = call
         self.invites[txn] = caller
@@ -435,8 +430,6 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
             await self._finish(call, ev.Disposition.FAILED, ev.HangupSide.SYSTEM, "incompatible_media",
                                machine.status)
             return False
-        caller.session_expires = machine.session_timer.interval  # as the machine answers it (RFC 4028 §9)
-        caller.we_refresh = machine.session_timer.we_refresh
         if not request.body:
             caller.awaits_answer = True
         elif machine.media is not None:
@@ -599,13 +592,10 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         caller = call.caller
         if caller is None or caller.server_txn is None or caller.invite is None or call.answered_at is not None:
             return
-        if caller.sip is not None:
-            if caller.sip.state in (SipLegState.INCOMING, SipLegState.EARLY):
-                caller.sip.ring(self.clock(), early_media=status == 183 and bool(body))
-                self._drive(caller)
-            return
-        response = dialog_response(caller.invite, status, caller.local_tag, self.contact(caller.peer), body=body)
-        self.sip.respond(caller.server_txn, response)
+        # its machine sends them (a 183 with our answer to the caller's offer: ``body`` says one is wanted)
+        if caller.sip is not None and caller.sip.state in (SipLegState.INCOMING, SipLegState.EARLY):
+            caller.sip.ring(self.clock(), early_media=status == 183 and bool(body))
+            self._drive(caller)
 
     async def _play_ringback(self, call: Call) -> None:
         """Ring in band (425 Hz, 1 s on / 4 s off): a 183 with our answer, then the tone on the caller's leg."""
@@ -670,11 +660,11 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         self.step(call, self._connect(call, leg))
 
     async def _connect(self, call: Call, leg: Leg, response: Response | None = None) -> None:
-        """Bridge the callee that answered with the caller and answer the caller. ``leg.media`` is what its
-        machine agreed (``response``: the 2xx, for a leg placed without a machine)."""
+        """Bridge the callee that answered with the caller and answer the caller, with the media its machine
+        agreed (``leg.media``; ``response`` is kept for the callers of this name and not needed)."""
         caller = call.caller
         assert caller is not None and caller.invite is not None and caller.server_txn is not None
-        media = leg.media if leg.sip is not None else self._answer_of(leg, response)
+        media = leg.media
         if media is None:
             self._send_bye(leg)
             leg.state = LegState.ENDED
@@ -682,7 +672,6 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
             return
         leg.media = media
         await self._set_remote(leg, media)
-        self._callee_session_timer(leg, response)
         assert caller.endpoint is not None and leg.endpoint is not None
         await self._stop_tone(call)
         if call.access is not None:
@@ -714,48 +703,22 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         SDP, Allow and session-timer headers; the caller's dialog is confirmed on its ACK."""
         caller = call.caller
         assert caller is not None and caller.invite is not None and caller.server_txn is not None
+        assert caller.sip is not None  # negotiated: its machine answers (and re-sends the 200 until the ACK)
         call.answered_at = time.time()
-        if caller.sip is not None:
-            caller.sip.answer(self.clock())
-            self._drive(caller)
-            assert caller.sip.dialog is not None
-            caller.dialog = caller.sip.dialog
-            if caller.awaits_answer:
-                call.caller_answer_sdp = caller.sip.offer_answer.local_sdp  # our offer went in the 200
-            caller.state = LegState.ANSWERED
-            self.dialogs[caller.dialog.key] = caller
-            self.publish(ev.LegAnswered, call, leg_id=caller.id)
-            self.publish(ev.CallAnswered, call, answered_leg_id=(answered_by or caller).id)
-            return
-        ok = dialog_response(caller.invite, 200, caller.local_tag, self.contact(caller.peer),
-                             body=call.caller_answer_sdp,
-                             extra_headers=[("Allow", ALLOW), *self._session_timer_headers(caller)])
-        caller.dialog = Dialog.from_uas(caller.invite, ok, self.contact(caller.peer), secure=False)
+        caller.sip.answer(self.clock())
+        self._drive(caller)
+        assert caller.sip.dialog is not None
+        caller.dialog = caller.sip.dialog
+        if caller.awaits_answer:
+            call.caller_answer_sdp = caller.sip.offer_answer.local_sdp  # our offer went in the 200
         caller.state = LegState.ANSWERED
         self.dialogs[caller.dialog.key] = caller
-        self._send_2xx(caller, caller.server_txn, ok)
         self.publish(ev.LegAnswered, call, leg_id=caller.id)
         self.publish(ev.CallAnswered, call, answered_leg_id=(answered_by or caller).id)
 
     # -- RFC 4028 session timers: each leg's machine runs its own (telephony/leg_session_timer.py) ------------
     def _arm_session_timer(self, leg: Leg) -> None:
         """Kept for the callers of this name: the leg's machine armed its session timer with the answer."""
-
-    def _answer_of(self, leg: Leg, response: Response | None) -> NegotiatedMedia | None:
-        """The callee's answer in ``response`` to our offer (a leg placed without a dialog machine)."""
-        if response is None or leg.offer_sdp is None:
-            return None
-        try:
-            return accept_answer(leg.offer_sdp, parse_sdp(response.body), CODECS)
-        except SdpError:
-            return None
-
-    def _callee_session_timer(self, leg: Leg, response: Response | None = None) -> None:
-        """RFC 4028 §7.2: the callee's 2xx may start a session timer and name who refreshes it (its machine
-        read it and runs it; the leg record shows it)."""
-        if leg.sip is not None:
-            leg.session_expires = leg.sip.session_timer.interval
-            leg.we_refresh = leg.sip.session_timer.we_refresh
 
     async def _watch_media(self, call: Call) -> None:
         """End the call when a leg sends no RTP for ``media_timeout`` (a vanished phone), except on hold,
@@ -1089,15 +1052,9 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
             if leg.state in (LegState.TRYING, LegState.RINGING) and leg.role is ev.LegRole.CALLEE \
                     and not leg.cancelled:
                 self._cancel_fork(leg, None)  # a transfer's or an access number's attempt still ringing
-            if leg.session_timer is not None:
-                leg.session_timer.cancel()
-                leg.session_timer = None
             if leg.retransmit is not None and leg.pending_2xx is None:
                 leg.retransmit.cancel()
                 leg.retransmit = None
-            if leg.reinvite_retry is not None:
-                leg.reinvite_retry.cancel()
-                leg.reinvite_retry = None
             if leg.sip is not None and leg.sip.state in WAIT_ACK and leg.dialog is not None:
                 self.unacked[leg.dialog.key] = leg  # our 2xx goes on until its ACK (then a BYE, if we hung up)
             elif leg.sip_timer is not None:
@@ -1143,16 +1100,9 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
                                     srtp=SrtpKeys(local=leg.srtp_key, remote=media.srtp_key)
                                     if leg.srtp_key is not None and media.srtp_key is not None else None)
 
-    def _ack(self, leg: Leg, cseq: int, invite: Request | None = None) -> None:
-        invite = invite or leg.invite
-        assert leg.dialog is not None and invite is not None
-        ack = leg.dialog.create_ack(cseq, extra_headers=credentials_of(invite))
-        add_top_via(ack, leg.peer.transport, self.sip.local_host, self.sip.port_for(leg.peer.transport),
-                    branch=_tag() + _tag())
-        self.sip.send_stateless(ack, leg.peer)
-
     def _send_2xx(self, leg: Leg, txn: ServerTransaction, response: Response) -> None:
-        """Send a 2xx to an INVITE and retransmit it until the ACK (§13.3.1.4: T1 doubling to T2, 64*T1)."""
+        """Send a 2xx to an INVITE and retransmit it until the ACK (§13.3.1.4: T1 doubling to T2, 64*T1), for a
+        leg without a dialog machine (legs with one — every leg of a call — have their machine do it)."""
         leg.pending_2xx = response
         self.sip.respond(txn, response)
         if leg.peer.reliable:

@@ -1,21 +1,22 @@
 """The engine's side of its legs' dialog machines (:class:`zvonok.telephony.leg.Leg`).
 
-How it works: a call leg record (:class:`.call.Leg`) whose INVITE we place holds the sans-I/O machine of
+How it works: a call leg record (:class:`.call.Leg`) holds the sans-I/O machine of
 its dialog in ``leg.sip``. The engine feeds that machine what the transaction layer reports (responses,
 timeouts, transport errors) and what the call decides (invite, cancel, authenticate, hang up), then
 :meth:`~LegWiringMixin._drive`s it: the machine's actions go to the SIP stack (one ``SipStack`` call
 each), its events to the leg's handler (``leg.on_sip_event``: the call logic), and the leg keeps ONE
 timer, on the machine's ``next_deadline()``, that calls ``handle_timer`` with the engine's clock.
 
-Scope today: the initial INVITE of every leg and the end of its dialog. A callee leg (our INVITE): its
-provisional responses, the answer and its ACK, a 2xx retransmitted (ACKed again) or from a second fork
-(ACKed and BYEd), CANCEL (after a provisional, RFC 3261 §9.1) and a 2xx crossing it (§15), a 401/407
-answered with credentials. The caller's leg (the INVITE we took) from the moment its media endpoint
-exists (:meth:`_uas_machine`): our answer to its offer (or our offer, delayed offer), 180/183, the 200
-retransmitted until the ACK (and the BYE when none comes), refusals, the caller's CANCEL. Both: BYE
-either way. Once a leg is established, re-INVITEs, UPDATEs and session timers in its dialog are still
-run by the engine on the same :class:`~zvonok.sip.dialog.Dialog` object (the machine's), so the machine's
-timer is not kept while it is established (the 2xx and ACK timers are, the session timer is not yet).
+Every leg of a call has one: a callee leg from its INVITE on (:meth:`~LegWiringMixin._uac_machine`:
+forks, trunk legs answering 401/407, transfer and access-number attempts), the caller's leg from the
+moment its media endpoint exists (:meth:`~LegWiringMixin._uas_machine`; before that the engine refuses
+the INVITE with a plain response). The machine runs the whole dialog: provisional responses, the 2xx and
+its ACK (re-sent, §13.2.2.4; a second fork's 2xx ACKed and BYEd), CANCEL after a provisional (§9.1) and a
+2xx crossing it (§15), our 200 re-sent until its ACK (§13.3.1.4), delayed offer, re-INVITEs and UPDATEs
+both ways with glare (§14), RFC 4028 session timers, and BYE either way. Events about the established
+dialog (a request for the application, new media) go to ``CallEngine._on_dialog_event`` whatever the
+leg's role; the others to the leg's own handler. When a machine ends a dialog by itself (no ACK, the
+session expired, a refresh failed) the call ends at once (:meth:`~LegWiringMixin._check_gave_up`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from zvonok.sip.message import Request
-from zvonok.sip.sdp import parse_sdp
 from zvonok.sip.sdp_offer_answer import Codec
 from zvonok.sip.transaction import ResponseReceived, TransactionTimeout, TransportError
 
@@ -147,8 +147,6 @@ class LegWiringMixin(_Base):
             request = action.request
             if request.method == "INVITE" and not request.to.tag:
                 leg.invite = request  # the initial INVITE, or again with credentials (§22.2)
-                if leg.sip is not None and leg.offer_sdp is None and request.body:
-                    leg.offer_sdp = parse_sdp(request.body)  # what we offered (an offerless re-INVITE gets it)
             txn = self.sip.send_request(request, leg.peer, lambda event: self._leg_transaction(leg, event))
             if request.method == "INVITE" and not request.to.tag:
                 leg.client_txn = txn

@@ -158,9 +158,8 @@ class TransferMixin(_Base):
             self.dialogs.pop(leg.dialog.key, None)
         if leg.server_txn is not None:
             self.invites.pop(leg.server_txn, None)
-        for timer in (leg.session_timer, leg.retransmit, leg.reinvite_retry):
-            if timer is not None:
-                timer.cancel()
+        if leg.retransmit is not None:
+            leg.retransmit.cancel()
         leg.pending_2xx = None
         self.publish(ev.LegEnded, leg.call, leg_id=leg.id, cause=cause)
         self._release(leg)
@@ -230,14 +229,13 @@ class TransferMixin(_Base):
     async def _transfer_connected(self, transfer: Transfer, leg: Leg, response: Response | None = None) -> None:
         call = leg.call
         transferor, transferee = transfer.transferor, transfer.transferee
-        media = leg.media if leg.sip is not None else self._answer_of(leg, response)
+        media = leg.media
         if media is None:
             self._send_bye(leg)
             self._notify_refer(transferor, "SIP/2.0 488 Not Acceptable Here", final=True)
             return
         leg.media = media
         await self._set_remote(leg, media)
-        self._callee_session_timer(leg, response)
         assert transferee.endpoint is not None and leg.endpoint is not None
         await self.media.bridge(transferee.endpoint, leg.endpoint)  # ends the bridge with the transferor
         await self._music_on_hold(transferee, False)
