@@ -37,7 +37,7 @@ import uuid
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from zvonok.bus import Bus
 from zvonok.logs import get_logger
@@ -64,7 +64,6 @@ from zvonok.sip.sdp_offer_answer import (
     NegotiatedMedia,
 )
 from zvonok.sip.transaction import (
-    ClientTransaction,
     ServerTransaction,
 )
 from zvonok.sip.uri import SipUri
@@ -89,7 +88,7 @@ from .leg_events import (
 from .leg_session_timer import session_expires_of  # one parser for the engine and the Leg
 from .leg_states import LIVE, WAIT_ACK
 from .leg_states import LegState as SipLegState
-from .leg_wiring import LegWiringMixin
+from .leg_wiring import LegWiringMixin, SipStack
 from .location import Binding, Location
 from .outside import OutsideMixin
 from .pin_guard import PinGuard
@@ -101,26 +100,6 @@ log = get_logger(__name__)
 
 BUSY_STATUSES = frozenset({486, 600})
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, NOTIFY, REFER"
-
-
-class SipStack(Protocol):
-    """What the engine needs from the SIP service (see :class:`zvonok.telephony.service.SipService`)."""
-
-    local_host: str
-    local_port: int
-    t1: float
-    t2: float
-
-    def port_for(self, transport: str) -> int: ...
-
-    def respond(self, txn: ServerTransaction, response: Response) -> None: ...
-
-    def send_request(self, request: Request, peer: Peer,
-                     handler: Callable[[object], None]) -> ClientTransaction: ...
-
-    def cancel(self, invite: ClientTransaction, reason: str | None = None) -> None: ...
-
-    def send_stateless(self, message: Request | Response, peer: Peer) -> None: ...
 
 
 def _tag() -> str:

@@ -23,13 +23,22 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import uuid
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from zvonok.sip.message import Request
+from zvonok.sip.dialog import DialogKey
+from zvonok.sip.message import Request, Response
+from zvonok.sip.peer import Peer
 from zvonok.sip.sdp_offer_answer import Codec
-from zvonok.sip.transaction import ResponseReceived, TransactionTimeout, TransportError
+from zvonok.sip.transaction import (
+    ClientTransaction,
+    ResponseReceived,
+    ServerTransaction,
+    TransactionTimeout,
+    TransportError,
+)
 
 from .call import CODECS, Leg
 from .call import LegState as CallLegState
@@ -53,14 +62,27 @@ from .leg_events import (
 )
 from .leg_states import LIVE, WAIT_ACK, LegState
 
-if TYPE_CHECKING:
-    from .b2bua import CallEngine
+__all__ = ["LegWiringMixin", "SipStack"]
 
-    _Base = CallEngine
-else:
-    _Base = object
 
-__all__ = ["LegWiringMixin"]
+class SipStack(Protocol):
+    """What the engine needs from the SIP service (see :class:`zvonok.telephony.service.SipService`)."""
+
+    local_host: str
+    local_port: int
+    t1: float
+    t2: float
+
+    def port_for(self, transport: str) -> int: ...
+
+    def respond(self, txn: ServerTransaction, response: Response) -> None: ...
+
+    def send_request(self, request: Request, peer: Peer,
+                     handler: Callable[[object], None]) -> ClientTransaction: ...
+
+    def cancel(self, invite: ClientTransaction, reason: str | None = None) -> None: ...
+
+    def send_stateless(self, message: Request | Response, peer: Peer) -> None: ...
 
 LegHandler = Callable[[Leg, LegEvent], None]
 # events about an established dialog, handled alike on every leg (CallEngine._on_dialog_event); the others
@@ -72,7 +94,28 @@ def _token() -> str:
     return os.urandom(6).hex()
 
 
-class LegWiringMixin(_Base):
+class LegWiringMixin:
+    """Mixed into :class:`zvonok.telephony.b2bua.CallEngine`, which provides what is declared here."""
+
+    if TYPE_CHECKING:  # the engine's side, declared for the type checker only (no stubs at run time)
+        sip: SipStack
+        clock: Callable[[], float]
+        rng: random.Random
+        session_min_se: int
+        unacked: dict[DialogKey, Leg]
+
+        def contact(self, peer: Peer) -> str: ...
+
+        def _srtp_key(self, leg: Leg) -> bytes | None: ...
+
+        def _srtp_required(self, leg: Leg) -> bool: ...
+
+        def _release(self, leg: Leg) -> None: ...
+
+        def _on_dialog_event(self, leg: Leg, event: object) -> None: ...
+
+        def _leg_gave_up(self, leg: Leg, cause: TerminationCause) -> None: ...
+
     def _uac_machine(self, leg: Leg, codecs: Iterable[Codec], *, request_uri: str, from_header: str,
                      to_header: str, extra_headers: Iterable[tuple[str, str]], on_event: LegHandler) -> SipLeg:
         """The dialog machine of a callee leg (our INVITE to ``leg.peer`` from ``leg.endpoint``), not sent yet."""
