@@ -42,7 +42,7 @@ from zvonok.pstn.loader import load_snapshot
 from zvonok.sip.digest import Algorithm, DigestVerifier, NonceManager
 from zvonok.storage.changes import ChangeFeed
 from zvonok.storage.db import Database
-from zvonok.telephony import hold_music_http
+from zvonok.telephony import features_http, hold_music_http
 from zvonok.telephony.auth import Authenticator, CredentialCache
 from zvonok.telephony.b2bua import CallEngine
 from zvonok.telephony.call import Call
@@ -235,8 +235,10 @@ async def build(settings: Settings) -> Runtime:
         media_endpoints=("Media endpoints not yet released", lambda: media.endpoint_count),
     )
     app = create_app(settings, db, routers=[registrations_router(location), cdr_http.router, events_router(bus),
-                                            pstn_http.router, conference_http.router, hold_music_http.router])
+                                            pstn_http.router, conference_http.router, hold_music_http.router,
+                                            features_http.router])
     app.state.conferences = engine.conferences  # live members (zvonok.conference.http)
+    app.state.parking = engine.parking  # parked calls (zvonok.telephony.features_http)
     app.state.active_calls = engine.active_calls  # calls in progress (zvonok.web.pages.calls)
     mount_web(app, location=location)  # the web console at /, after the API's routes
     app.state.trunk_status = trunks.status  # GET .../trunks/{id}/status (zvonok.pstn.http)
