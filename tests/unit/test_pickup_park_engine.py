@@ -26,6 +26,22 @@ def _features(h: Harness, tmp_path: Path, **park: Any) -> None:
     h.engine.hold_music = HoldMusic(tmp_path)
 
 
+def _recording(h: Harness) -> list[list[str]]:
+    """Recordings in the fake media engine (the harness has none): which endpoints each one records."""
+    recorded: list[list[str]] = []
+
+    async def record(endpoints: Any, path: Any, *, stereo: bool) -> Any:
+        recorded.append([e.id for e in endpoints])
+        return object()
+
+    async def stop_record(recording: Any) -> Any:
+        return None
+
+    h.media.record = record  # type: ignore[method-assign]
+    h.media.stop_record = stop_record  # type: ignore[method-assign]
+    return recorded
+
+
 def _group(h: Harness, number: str, *, department: int | None = None, group: str | None = None,
            tenant: int = TENANT) -> None:
     key = (TENANT, number)
@@ -53,8 +69,9 @@ def _ringing(h: Harness, caller: list[Device], callee: list[Device], number: str
 
 # -- pickup -------------------------------------------------------------------------------------------------
 def test_group_pickup_takes_the_ringing_call(tmp_path: Path) -> None:
-    with Harness() as h:
+    with Harness(recordings_dir=tmp_path / "rec") as h:
         _features(h, tmp_path)
+        recorded = _recording(h)
         alice, bob, carol = h.extension("101"), h.extension("102", devices=2), h.extension("103")
         _group(h, "102", department=7)
         _group(h, "103", department=7)
@@ -82,6 +99,8 @@ def test_group_pickup_takes_the_ringing_call(tmp_path: Path) -> None:
         assert len(h.sent_requests("BYE", to=alice)) == 1
         cdr = _cdr(h, ringing_call.id)
         assert cdr.callee.number == "103" and cdr.disposition is ev.Disposition.ANSWERED
+        assert cdr.recording_path is not None  # recorded from the pickup on
+        assert len(recorded) == 1 and len(recorded[0]) == 2
         assert cdr.hangup_side is ev.HangupSide.CALLEE
         picker_cdr = _cdr(h, picked_call_id(h, "*8"))
         assert picker_cdr.cause == "picked_up" and picker_cdr.dialed_number == "*8"
@@ -176,8 +195,9 @@ def _last_notify(h: Harness, to: list[Device]) -> bytes:
 
 
 def test_park_and_retrieve(tmp_path: Path) -> None:
-    with Harness() as h:
+    with Harness(recordings_dir=tmp_path / "rec") as h:
         _features(h, tmp_path)
+        recorded = _recording(h)
         alice, bob, carol = h.extension("101"), h.extension("102"), h.extension("103")
         call, fork, ok = _answered(h, alice, bob, "102")
         engine_call = call.engine_call
@@ -201,6 +221,8 @@ def test_park_and_retrieve(tmp_path: Path) -> None:
         (unparked,) = h.events_of(ev.CallUnparked)
         assert (unparked.slot, unparked.reason, unparked.by.number if unparked.by else None) == (701, "retrieved", "103")
         assert h.engine.parking.parked(TENANT) == []
+        assert [e.path for e in h.events_of(ev.RecordingStarted)][-1].endswith("-2.wav")  # alice with carol
+        assert recorded[-1] == [alice_endpoint.id, carol_leg.endpoint.id]
         retriever.ack()
         call.bye()  # alice hangs up: carol gets our BYE
         assert len(h.sent_requests("BYE", to=carol)) == 1

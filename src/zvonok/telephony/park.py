@@ -138,6 +138,7 @@ class Parking:
         retriever = retriever_call.caller
         assert retriever is not None
         engine._answer_caller(retriever_call)
+        engine._arm_session_timer(retriever)
         retriever.last_sdp = retriever_call.caller_answer_sdp
         engine.publish(ev.LegEnded, retriever_call, leg_id=retriever.id, cause="park_retrieved")
         retriever_call.caller = None
@@ -168,6 +169,8 @@ class Parking:
         await engine.media.bridge(parked.endpoint, other.endpoint)
         if parked.held_by_us and not parked.held:
             engine._reinvite(parked, SdpDirection.SENDRECV)
+        await engine._restart_recording(parked.call)  # the recording follows the new pair
+        await engine._watch_media(parked.call)
 
     # -- the park timeout --------------------------------------------------------------------------------------
     def _arm(self) -> None:

@@ -140,6 +140,7 @@ class Pickup:
         picker = picker_call.caller
         assert picker is not None and call.caller is not None
         engine._answer_caller(picker_call)
+        engine._arm_session_timer(picker)  # RFC 4028, as when the engine answers a caller itself
         picker.last_sdp = picker_call.caller_answer_sdp  # what an offerless re-INVITE gets again
         engine.publish(ev.LegEnded, picker_call, leg_id=picker.id, cause="picked_up")
         picker_call.caller = None
@@ -161,6 +162,7 @@ class Pickup:
         engine.publish(ev.CallPickedUp, call, leg_id=picker.id, by=picker.party, from_number=ringing_leg.party.number,
                        directed=directed)
         engine._answer_caller(call, answered_by=picker)
+        engine._arm_session_timer(call.caller)
         log.info("call picked up", call=call.id, tenant=call.tenant_id, by=picker.party.number,
                  ringing=ringing_leg.party.number, directed=directed)
         engine.step(call, self._bridge(call, picker))
@@ -173,6 +175,9 @@ class Pickup:
             call.ringback = False
             await self.engine.media.stop_play(caller.endpoint)
         await self.engine.media.bridge(caller.endpoint, picker.endpoint)
+        await self.engine._watch_media(call)  # RTP inactivity of the new pair ends a call whose phone vanished
+        if self.engine.recordings_dir is not None and not call.ended:
+            await self.engine._start_recording(call, caller, picker)
 
     async def _refuse(self, call: Call) -> None:
         """A short tone in early media (a 183 with our answer), then 404: the phone shows why at once."""
