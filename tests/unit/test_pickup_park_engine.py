@@ -357,3 +357,39 @@ def test_a_parked_party_hanging_up_frees_the_slot(tmp_path: Path) -> None:
         h.advance(200.0)  # no ring-back for a call that is gone
         assert len(h.invites_to(bob)) == 1
         assert not h.engine.calls and h.media.in_use == 0
+
+
+def test_the_callee_parked_by_the_caller_rings_the_caller_back(tmp_path: Path) -> None:
+    with Harness() as h:
+        _features(h, tmp_path, timeout=120.0, ringback_timeout=30.0)
+        alice, bob = h.extension("101"), h.extension("102")
+        call, fork, _ = _answered(h, alice, bob, "102")
+        engine_call = call.engine_call
+        assert engine_call is not None and engine_call.callee is not None
+        bob_endpoint = engine_call.callee.endpoint
+        assert bob_endpoint is not None
+        assert _refer_from_caller(h, call, "700").responses[-1].status == 202
+        assert len(h.sent_requests("BYE", to=alice)) == 1  # alice left the call; bob waits in 701
+        h.advance(121.0)
+        ring_back = h.invites_to(alice)[-1]
+        assert "102" in (ring_back.request.headers.get("from") or "")  # bob calls alice's phone back
+        ok = h.reply(ring_back, 200, to_tag="back")
+        assert engine_call.caller is not None and engine_call.caller.endpoint is not None
+        assert h.media.bridges[-1] == (bob_endpoint.id, engine_call.caller.endpoint.id)
+        assert bob_endpoint.id not in h.media.playing
+        h.request_from(ring_back, ok, "BYE")  # alice hangs up: bob gets our BYE
+        assert len(h.sent_requests("BYE", to=bob)) == 1
+        assert not h.engine.calls and h.media.in_use == 0
+
+
+def test_a_refused_ring_back_ends_the_call_at_once(tmp_path: Path) -> None:
+    with Harness() as h:
+        _features(h, tmp_path, timeout=10.0)
+        alice, bob = h.extension("101"), h.extension("102")
+        call, fork, ok = _answered(h, alice, bob, "102")
+        _refer(h, fork, ok, "700")
+        h.advance(11.0)
+        h.reply(h.invites_to(bob)[-1], 486)
+        assert len(h.sent_requests("BYE", to=alice)) == 1
+        assert h.events_of(ev.CallEnded)[-1].cause == "park_timeout"
+        assert not h.engine.calls and h.media.in_use == 0

@@ -10,8 +10,9 @@ How it works (the slots and their timeout are :mod:`.park_lot`'s, sans-I/O):
   into the parked call in the transferor's place (as pickup and attended transfer move legs), the music
   stops, the two endpoints are bridged (``CallUnparked``, reason ``retrieved``). Nothing in the slot: 404.
 - **timeout**: after ``timeout`` seconds the parked call leaves its slot and rings every device of the
-  extension that parked it, the parked party now the call's caller (still hearing music); the first
-  device to answer is connected; nobody within ``ringback_timeout`` seconds ends the call.
+  extension that parked it (a blind transfer back to the parker, telephony/transfers.py), the parked
+  party still hearing music; the first device to answer is connected in the parker's old place;
+  nobody within ``ringback_timeout`` seconds (or every device refusing) ends the call.
 - a parked party hanging up frees its slot (the engine's ``_finish`` calls :meth:`Parking.left`).
 
 One timer (``loop.call_at`` at the lot's next deadline) serves every company's parked calls.
@@ -29,10 +30,10 @@ from zvonok.media.g711 import Codec as MediaCodec
 from zvonok.sip.message import Request
 from zvonok.sip.peer import Peer
 from zvonok.sip.sdp import Direction as SdpDirection
-from zvonok.sip.transaction import ResponseReceived, ServerTransaction
+from zvonok.sip.transaction import ServerTransaction
 
 from . import events as ev
-from .call import CODECS, Call, Leg, LegState
+from .call import CODECS, Call, Leg, LegState, Transfer
 from .directory import ExtensionInfo
 from .park_lot import Parked, ParkingLot
 
@@ -200,7 +201,8 @@ class Parking:
         self._arm()
 
     async def _ring_back(self, item: ParkedCall) -> None:
-        """Ring every device of the extension that parked the call, the parked party as the caller."""
+        """Ring every device of the extension that parked the call: a blind transfer of the parked party
+        back to its parker (telephony/transfers.py connects whoever answers, in the parker's old place)."""
         engine = self.engine
         call, parked = item.call, item.leg
         if call.ended or parked.state is not LegState.ANSWERED:
@@ -209,20 +211,11 @@ class Parking:
         now = time.time()
         bindings = [b for b in engine.location.lookup(call.tenant_id, ext.extension_id, now)
                     if engine.reachable(b, ext.srtp)] if ext is not None and ext.enabled else []
-        if not bindings:
+        transferor = call.other(parked)  # the parker's leg, ended when it parked the call
+        if not bindings or transferor is None:
             engine._hangup(call, None, ev.HangupSide.SYSTEM, "park_timeout")
             return
         assert ext is not None
-        # the parked party becomes the caller of a call that rings the parker (the transferor's leg has
-        # ended): the engine's usual answer handling then connects whoever answers
-        if call.caller is not parked:
-            if parked in call.forks:
-                call.forks.remove(parked)
-            call.caller = parked
-        call.callee = None
-        call.early_media_from = None
-        # the ring-back's own refusals (busy, declined) decide nothing: the timer below ends the call
-        call.forward_pending = True
         preferred = [c for c in CODECS if parked.media is not None and c.name == parked.media.codec_name]
         codecs = preferred + [c for c in CODECS if c not in preferred]
         endpoints = []
@@ -233,33 +226,23 @@ class Parking:
             for endpoint in endpoints:
                 engine.spawn(engine.media.release(endpoint))
             return
+        transfer = Transfer(transferor=transferor, transferee=parked, target=ext.party())
         display = parked.party.display_name or parked.party.number
         for binding, endpoint in zip(bindings, endpoints, strict=True):
-            engine._fork(call, ext.party(), binding, endpoint, codecs, display, call.domain,
-                         from_number=parked.party.number, handler=self._on_ring_back_event, srtp_policy=ext.srtp)
+            transfer.forks.append(engine._fork(
+                call, ext.party(), binding, endpoint, codecs, display, call.domain, from_number=parked.party.number,
+                handler=lambda leg, event: self._on_ring_back_event(transfer, leg, event), srtp_policy=ext.srtp))
         call.limit_timers.append(asyncio.get_running_loop().call_later(
-            self.ringback_timeout, self._ring_back_expired, call))
+            self.ringback_timeout, self._ring_back_expired, call, transfer))
 
-    def _on_ring_back_event(self, leg: Leg, event: object) -> None:
-        """The engine's own handling of a fork's responses; once a device answers, the music stops."""
-        call = leg.call
-        answered_before = call.callee is leg
-        self.engine._on_fork_event(leg, event)
-        if (not answered_before and call.callee is leg and isinstance(event, ResponseReceived)
-                and 200 <= event.response.status < 300 and call.caller is not None):
-            call.forward_pending = False
-            self.engine.step(call, self._reconnect_after_ring_back(call.caller))
+    def _on_ring_back_event(self, transfer: Transfer, leg: Leg, event: object) -> None:
+        """A transfer's handling of the responses; every device refusing ends the call at once."""
+        self.engine._on_transfer_event(transfer, leg, event)
+        if not transfer.done and all(fork.state is LegState.ENDED for fork in transfer.forks):
+            self.engine._hangup(leg.call, None, ev.HangupSide.SYSTEM, "park_timeout")
 
-    async def _reconnect_after_ring_back(self, parked: Leg) -> None:
-        engine = self.engine
-        if parked.call.ended:
-            return
-        await engine._music_on_hold(parked, False)
-        if parked.held_by_us and not parked.held:
-            engine._reinvite(parked, SdpDirection.SENDRECV)
-
-    def _ring_back_expired(self, call: Call) -> None:
-        if call.ended or call.callee is not None:
+    def _ring_back_expired(self, call: Call, transfer: Transfer) -> None:
+        if call.ended or transfer.done:
             return
         log.info("park ring-back not answered: ending the call", call=call.id, tenant=call.tenant_id)
         self.engine._hangup(call, None, ev.HangupSide.SYSTEM, "park_timeout")
