@@ -57,3 +57,14 @@ def test_pickup_codes() -> None:
     assert pickup_request("*8") == PickupRequest(None)
     assert pickup_request("**102") == PickupRequest("102")
     assert [pickup_request(d) for d in ("*80", "**", "**1a", "*72", "8")] == [None] * 5
+
+
+def test_the_new_events_travel_on_the_bus() -> None:
+    from zvonok.telephony import events as ev
+
+    party = ev.Party(number="102", extension_id=2)
+    for event in (ev.CallParked(tenant_id=1, call_id="c", at=1.0, leg_id="l", slot=701, parked_by=party, timeout=120.0),
+                  ev.CallUnparked(tenant_id=1, call_id="c", at=2.0, leg_id="l", slot=701, reason="hangup"),
+                  ev.CallUnparked(tenant_id=1, call_id="c", at=2.0, leg_id="l", slot=701, reason="retrieved", by=party),
+                  ev.CallPickedUp(tenant_id=1, call_id="c", at=3.0, leg_id="p", by=party, from_number="103")):
+        assert ev.deserialize(ev.serialize(event)) == event
