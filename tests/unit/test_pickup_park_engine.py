@@ -393,3 +393,23 @@ def test_a_refused_ring_back_ends_the_call_at_once(tmp_path: Path) -> None:
         assert len(h.sent_requests("BYE", to=alice)) == 1
         assert h.events_of(ev.CallEnded)[-1].cause == "park_timeout"
         assert not h.engine.calls and h.media.in_use == 0
+
+
+def test_a_held_party_parked_is_resumed_when_retrieved(tmp_path: Path) -> None:
+    from zvonok.sip.sdp import Direction
+
+    with Harness() as h:
+        _features(h, tmp_path)
+        alice, bob, carol = h.extension("101"), h.extension("102"), h.extension("103")
+        call, fork, ok = _answered(h, alice, bob, "102")
+        h.request_from(fork, ok, "INVITE", body=h.offer(bob[0], Direction.SENDONLY))  # bob holds, then parks
+        (hold,) = [t for t in h.sent_requests("INVITE", to=alice) if t.request.to.tag]
+        h.reply(hold, 200)
+        _refer(h, fork, ok, "700")
+        retriever = h.call(carol, "701")
+        assert retriever.final_status() == 200
+        offers = [t for t in h.sent_requests("INVITE", to=alice) if t.request.to.tag]
+        assert len(offers) == 2 and b"a=sendrecv" in offers[-1].request.body  # alice's phone: resumed
+        engine_call = call.engine_call
+        assert engine_call is not None and engine_call.caller is not None and engine_call.caller.endpoint is not None
+        assert engine_call.caller.endpoint.id not in h.media.playing
