@@ -14,6 +14,12 @@
     return new Date(epoch * 1000).toLocaleString(document.documentElement.lang || undefined,
       { dateStyle: "short", timeStyle: "short" });
   }
+  function outcome(disposition) {  // no_answer -> data-disposition-no-answer, translated by the server
+    var key = "disposition" + String(disposition).split("_").map(function (w) {
+      return w.charAt(0).toUpperCase() + w.slice(1);
+    }).join("");
+    return dialog.dataset[key] || disposition;
+  }
   document.body.addEventListener("zv-ScreenPop", function (e) {
     var pop = e.detail, card = pop.card || {};
     var known = card.client_id !== null && card.client_id !== undefined;
@@ -31,7 +37,7 @@
     list.textContent = "";
     (card.last_calls || []).forEach(function (c) {
       var li = document.createElement("li");
-      li.textContent = when(c.started_at) + " · " + (c.employee_name || "") + " · " + c.disposition;
+      li.textContent = when(c.started_at) + " · " + (c.employee_name || "—") + " · " + outcome(c.disposition);
       list.appendChild(li);
     });
     var open = dialog.querySelector("[data-pop-open]");
