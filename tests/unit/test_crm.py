@@ -314,3 +314,25 @@ async def test_screen_pop_reaches_the_ringing_employee(db: Any, api: Api, make_t
         await sub.close()
         await popper.stop()
         await bus.close()
+
+
+async def test_employees_use_the_crm_but_define_no_fields(api: Api, make_tenant: Any) -> None:
+    t, crm, ivan = await _company(api, make_tenant)
+    r = await api.client.patch(f"/api/v1/tenants/{t.id}/employees/{ivan}", headers=t.headers,
+                               json={"email": f"ivan@{t.domain}", "web_password": "ivan-password-1"})
+    assert r.status_code == 200, r.text
+    r = await api.client.post("/api/v1/auth/login", json={"email": f"ivan@{t.domain}", "password": "ivan-password-1"})
+    assert r.status_code == 200, r.text
+    h = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    r = await api.client.post(f"{crm}/clients", headers=h, json={"name": "Lead", "phones": [{"number": "+74951110000"}]})
+    assert r.status_code == 201, r.text
+    client = r.json()["id"]
+    r = await api.client.post(f"{crm}/clients/{client}/notes", headers=h, json={"text": "called"})
+    assert r.status_code == 201 and r.json()["author_employee_id"] == ivan
+    assert (await api.client.get(f"{crm}/clients", headers=h, params={"q": "lead"})).json()["total"] == 1
+    assert (await api.client.get(f"{crm}/fields", headers=h)).status_code == 200
+    r = await api.client.post(f"{crm}/fields", headers=h, json={"key": "x", "label": "X", "kind": "text"})
+    assert r.status_code == 403
+    other, other_crm, _ = await _company(api, make_tenant)
+    assert (await api.client.get(f"{other_crm}/clients", headers=h)).status_code == 404
+    assert (await api.client.get(f"{crm}/clients/{client}", headers=other.headers)).status_code == 404

@@ -83,6 +83,8 @@ async def test_clients_search_card_and_timeline(web: Web, a: Company, admin_a: h
     assert r.status_code == 303, r.text
     card = await admin_a.get(f"/crm/{client_id}")
     assert "no-calls" in card.text and "<h1 id=\"client-title\">Анна</h1>" in card.text
+    r = await admin_a.post(f"/crm/{client_id}/delete", data={"csrf_token": csrf_of(card.text)})
+    assert r.status_code == 303 and (await admin_a.get(f"/crm/{client_id}")).status_code == 404
 
 
 async def test_fields_isolation_roles_and_russian(web: Web, a: Company, b: Company,
