@@ -6,7 +6,7 @@ the client that has it (``client_id``, ``client_name``)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response, status
 from fastapi.responses import JSONResponse
@@ -28,7 +28,7 @@ router = APIRouter(prefix="/api/v1/tenants/{tenant_id}/crm", tags=["crm"])
 Session = Annotated[AsyncSession, Depends(get_session)]
 PageParams = Annotated[Paging, Depends(paging)]
 Cfg = Annotated[Settings, Depends(get_settings)]
-DUPLICATE = {409: {"description": "A number or e-mail is another client's: detail, client_id, client_name"}}
+DUPLICATE: dict[int | str, dict[str, Any]] = {409: {"description": "A number or e-mail is another client's: detail, client_id, client_name"}}
 
 
 def viewer_of(principal: Principal) -> service.Viewer:

@@ -146,16 +146,15 @@ def check_field(definition: CrmField, value: Any) -> Any:
         return value
     if kind == "date":
         try:
-            return date.fromisoformat(value).isoformat() if isinstance(value, str) else _fail("")
+            day = date.fromisoformat(value) if isinstance(value, str) else None
         except ValueError:
-            raise ValueError("a date like 2026-01-31 expected") from None
+            day = None
+        if day is None or not 1900 <= day.year <= 2200:
+            raise ValueError("a date like 2026-01-31 expected")
+        return day.isoformat()
     if value not in definition.choices:
         raise ValueError(f"one of {definition.choices} expected")
     return value
-
-
-def _fail(message: str) -> Any:
-    raise ValueError(message)
 
 
 async def _clean_fields(session: AsyncSession, tenant_id: int, given: dict[str, Any],
