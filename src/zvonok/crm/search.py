@@ -11,6 +11,10 @@ One interface (:class:`SearchIndex`), two native implementations chosen by the s
   configuration (its parser sends Cyrillic words to the Russian Snowball stemmer and ASCII words to the
   English one: the same algorithms as above), queried with prefix terms (``петр:* & компан:*``).
 
+Both also index each word as written (SQLite: next to its stem; PostgreSQL: the ``simple`` configuration),
+because Snowball cuts surnames unevenly: "Петров" stems to "петр" but "Петрову" to "петров", which only
+the whole word "петров" answers.
+
 Both tables are created by the migration, outside ``Base.metadata`` (:data:`zvonok.storage.models.NATIVE_TABLE_PREFIX`);
 rows are written in the caller's transaction, so the index commits (or rolls back) with the client.
 
@@ -48,6 +52,15 @@ def stem(word: str) -> str:
     return word
 
 
+def indexed_terms(document: str) -> list[str]:
+    """What the SQLite index holds of ``document``: each word's stem, and the word itself when it differs."""
+    out: list[str] = []
+    for word in words(document):
+        root = stem(word)
+        out += [root] if root == word else [root, word]
+    return out
+
+
 def number_fragment(query: str) -> str | None:
     """The digits of ``query`` when it looks like (a part of) a phone number, else None.
 
@@ -70,10 +83,9 @@ class SearchIndex(Protocol):
 
 class SqliteFtsIndex:
     async def put(self, session: AsyncSession, tenant_id: int, client_id: int, document: str) -> None:
-        stems = " ".join(stem(w) for w in words(document))
         await self.drop(session, client_id)
         await session.execute(text("INSERT INTO crm_search (rowid, tenant_id, body) VALUES (:id, :t, :body)"),
-                              {"id": client_id, "t": tenant_id, "body": stems})
+                              {"id": client_id, "t": tenant_id, "body": " ".join(indexed_terms(document))})
 
     async def drop(self, session: AsyncSession, client_id: int) -> None:
         await session.execute(text("DELETE FROM crm_search WHERE rowid = :id"), {"id": client_id})
@@ -92,7 +104,8 @@ class SqliteFtsIndex:
 class PostgresFtsIndex:
     async def put(self, session: AsyncSession, tenant_id: int, client_id: int, document: str) -> None:
         await session.execute(text(
-            "INSERT INTO crm_search (client_id, tenant_id, doc) VALUES (:id, :t, to_tsvector('russian', :body)) "
+            "INSERT INTO crm_search (client_id, tenant_id, doc) "
+            "VALUES (:id, :t, to_tsvector('russian', :body) || to_tsvector('simple', :body)) "
             "ON CONFLICT (client_id) DO UPDATE SET doc = excluded.doc"),
             {"id": client_id, "t": tenant_id, "body": " ".join(words(document))})
 
