@@ -30,6 +30,8 @@ from zvonok.cdr.service import close_interrupted
 from zvonok.conference import http as conference_http
 from zvonok.conference.service import RoomDirectory
 from zvonok.config import Settings
+from zvonok.crm import http as crm_http
+from zvonok.crm.screenpop import ScreenPopper
 from zvonok.logs import configure, get_logger
 from zvonok.media.engine import InProcessMediaEngine
 from zvonok.media.hold_music import HoldMusic
@@ -235,9 +237,10 @@ async def build(settings: Settings) -> Runtime:
         client_handlers=("Handlers of client transactions not yet terminated", lambda: sip.client_handlers),
         media_endpoints=("Media endpoints not yet released", lambda: media.endpoint_count),
     )
+    ScreenPopper(db, bus).start()  # the CRM card of a caller, to the ringing employee's websocket
     app = create_app(settings, db, routers=[registrations_router(location), cdr_http.router, events_router(bus),
                                             pstn_http.router, conference_http.router, hold_music_http.router,
-                                            features_http.router])
+                                            features_http.router, crm_http.router])
     app.state.conferences = engine.conferences  # live members (zvonok.conference.http)
     app.state.parking = engine.parking  # parked calls (zvonok.telephony.features_http)
     app.state.active_calls = engine.active_calls  # calls in progress (zvonok.web.pages.calls)
