@@ -267,7 +267,8 @@ class FakeMedia:
     async def stop_play(self, endpoint: Endpoint) -> None:
         self._end_play(endpoint.id, stopped=True)
 
-    async def record(self, endpoints: Sequence[Endpoint], path: Any, *, stereo: bool) -> Recording:
+    async def record(self, endpoints: Sequence[Endpoint], path: Any, *, stereo: bool, on_silence: Any = None,
+                     silence_seconds: float = 0.0) -> Recording:
         raise AssertionError("the harness runs without recordings")
 
     async def stop_record(self, recording: Recording) -> RecordingInfo:
