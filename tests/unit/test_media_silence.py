@@ -8,14 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_media_engine import HOST, FakePeer, Talker, make_engine, wait_until  # the same fake phone
 
 from zvonok.media.events import MediaTimeout
 from zvonok.media.g711 import Codec
 from zvonok.media.silence import SilenceDetector
 from zvonok.media.tones import dominant_frequency
 from zvonok.media.wav import read_wav
-
-from test_media_engine import HOST, FakePeer, Talker, make_engine, wait_until  # the same fake phone
 
 
 class Quiet:
