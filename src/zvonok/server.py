@@ -47,6 +47,8 @@ from zvonok.telephony.auth import Authenticator, CredentialCache
 from zvonok.telephony.b2bua import CallEngine
 from zvonok.telephony.call import Call
 from zvonok.telephony.conference import Conferences
+from zvonok.telephony.voicemail import Voicemail
+from zvonok.voicemail.service import VoicemailFiles, VoicemailStore
 from zvonok.telephony.directory import Directory
 from zvonok.telephony.events import RegistrationChanged
 from zvonok.telephony.http import registrations_router
@@ -218,6 +220,8 @@ async def build(settings: Settings) -> Runtime:
     db.add_listener(rooms.on_event)
     engine.conferences = Conferences(engine, rooms, tenant_limit=settings.conference_tenant_members,
                                      total_limit=settings.conference_total_members)
+    voicemail_files = VoicemailFiles((settings.data_dir / "voicemail").resolve())
+    engine.voicemail = Voicemail(engine, VoicemailStore(db, voicemail_files))
     if settings.music_on_hold:
         engine.hold_music = HoldMusic(settings.data_dir / "moh")
         await asyncio.to_thread(engine.hold_music.prepare)  # the built-in track, written on first start
