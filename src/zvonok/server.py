@@ -47,8 +47,6 @@ from zvonok.telephony.auth import Authenticator, CredentialCache
 from zvonok.telephony.b2bua import CallEngine
 from zvonok.telephony.call import Call
 from zvonok.telephony.conference import Conferences
-from zvonok.telephony.voicemail import Voicemail
-from zvonok.voicemail.service import VoicemailFiles, VoicemailStore
 from zvonok.telephony.directory import Directory
 from zvonok.telephony.events import RegistrationChanged
 from zvonok.telephony.http import registrations_router
@@ -58,7 +56,9 @@ from zvonok.telephony.service import SipService
 from zvonok.telephony.store import SqlBindingStore
 from zvonok.telephony.throttle import FailureThrottle
 from zvonok.telephony.trunks import Trunks
+from zvonok.telephony.voicemail import Voicemail
 from zvonok.transport.limits import ConnectionTable, fd_budget, raise_nofile_limit
+from zvonok.voicemail.service import VoicemailFiles, VoicemailStore
 from zvonok.web import mount_web
 
 log = get_logger(__name__)
