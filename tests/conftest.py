@@ -174,8 +174,10 @@ def _extra_routers() -> list[Any]:
     from zvonok.telephony import hold_music_http
     from zvonok.telephony.http import registrations_router
     from zvonok.telephony.location import Location
+    from zvonok.voicemail import http as voicemail_http
 
-    return [registrations_router(Location()), cdr_http.router, pstn_http.router, hold_music_http.router]
+    return [registrations_router(Location()), cdr_http.router, pstn_http.router, hold_music_http.router,
+            voicemail_http.router]
 
 
 @pytest.fixture

@@ -58,6 +58,7 @@ from zvonok.telephony.throttle import FailureThrottle
 from zvonok.telephony.trunks import Trunks
 from zvonok.telephony.voicemail import Voicemail
 from zvonok.transport.limits import ConnectionTable, fd_budget, raise_nofile_limit
+from zvonok.voicemail import http as voicemail_http
 from zvonok.voicemail.service import VoicemailFiles, VoicemailStore
 from zvonok.web import mount_web
 
@@ -236,7 +237,8 @@ async def build(settings: Settings) -> Runtime:
         media_endpoints=("Media endpoints not yet released", lambda: media.endpoint_count),
     )
     app = create_app(settings, db, routers=[registrations_router(location), cdr_http.router, events_router(bus),
-                                            pstn_http.router, conference_http.router, hold_music_http.router])
+                                            pstn_http.router, conference_http.router, hold_music_http.router,
+                                            voicemail_http.router])
     app.state.conferences = engine.conferences  # live members (zvonok.conference.http)
     app.state.active_calls = engine.active_calls  # calls in progress (zvonok.web.pages.calls)
     mount_web(app, location=location)  # the web console at /, after the API's routes

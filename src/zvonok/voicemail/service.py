@@ -12,6 +12,7 @@ delivered after the commit (MWI, e-mail).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -166,12 +167,12 @@ def message_out(msg: VoicemailMessage, number: str) -> schemas.MessageOut:
                               read=msg.read, folder=msg.folder)  # type: ignore[arg-type]
 
 
-async def list_messages(session: AsyncSession, tenant_id: int, *, extension_id: int | None = None,
+async def list_messages(session: AsyncSession, tenant_id: int, *, extension_ids: Collection[int] | None = None,
                         limit: int, offset: int) -> tuple[list[tuple[VoicemailMessage, str]], int]:
-    """Messages of the tenant (of one extension's mailbox if given), newest first, with the number."""
+    """Messages of the tenant (of these extensions' mailboxes if given), newest first, with the number."""
     where = [VoicemailMessage.tenant_id == tenant_id]
-    if extension_id is not None:
-        where.append(Mailbox.extension_id == extension_id)
+    if extension_ids is not None:
+        where.append(Mailbox.extension_id.in_(list(extension_ids)))
     base = (select(VoicemailMessage, Extension.number)
             .join(Mailbox, Mailbox.id == VoicemailMessage.mailbox_id)
             .join(Extension, Extension.id == Mailbox.extension_id).where(*where))
@@ -182,14 +183,14 @@ async def list_messages(session: AsyncSession, tenant_id: int, *, extension_id: 
 
 
 async def get_message(session: AsyncSession, tenant_id: int, message_id: int, *,
-                      extension_id: int | None = None) -> tuple[VoicemailMessage, Mailbox, str]:
-    """One message of the tenant (of that extension's mailbox if given); NotFound otherwise."""
+                      extension_ids: Collection[int] | None = None) -> tuple[VoicemailMessage, Mailbox, str]:
+    """One message of the tenant (of these extensions' mailboxes if given); NotFound otherwise."""
     stmt = (select(VoicemailMessage, Mailbox, Extension.number)
             .join(Mailbox, Mailbox.id == VoicemailMessage.mailbox_id)
             .join(Extension, Extension.id == Mailbox.extension_id)
             .where(VoicemailMessage.tenant_id == tenant_id, VoicemailMessage.id == message_id))
-    if extension_id is not None:
-        stmt = stmt.where(Mailbox.extension_id == extension_id)
+    if extension_ids is not None:
+        stmt = stmt.where(Mailbox.extension_id.in_(list(extension_ids)))
     row = (await session.execute(stmt)).first()
     if row is None:
         raise NotFound(f"message {message_id} not found")
@@ -197,8 +198,9 @@ async def get_message(session: AsyncSession, tenant_id: int, message_id: int, *,
 
 
 async def update_message(session: AsyncSession, tenant_id: int, message_id: int, *, read: bool | None = None,
-                         folder: str | None = None, extension_id: int | None = None) -> tuple[VoicemailMessage, str]:
-    msg, box, number = await get_message(session, tenant_id, message_id, extension_id=extension_id)
+                         folder: str | None = None,
+                         extension_ids: Collection[int] | None = None) -> tuple[VoicemailMessage, str]:
+    msg, box, number = await get_message(session, tenant_id, message_id, extension_ids=extension_ids)
     if read is not None:
         msg.read = read
     if folder is not None:
@@ -209,13 +211,14 @@ async def update_message(session: AsyncSession, tenant_id: int, message_id: int,
 
 
 async def delete_message(session: AsyncSession, files: VoicemailFiles, tenant_id: int, message_id: int, *,
-                         extension_id: int | None = None) -> None:
-    msg, box, _number = await get_message(session, tenant_id, message_id, extension_id=extension_id)
+                         extension_ids: Collection[int] | None = None) -> Path:
+    """Delete the row; its file, returned, is the caller's to remove once the deletion is committed."""
+    msg, box, _number = await get_message(session, tenant_id, message_id, extension_ids=extension_ids)
     path = files.message(msg.path)
     await session.delete(msg)
     await session.flush()
     emit(session, MailboxChanged(tenant_id=tenant_id, mailbox_id=box.id, extension_id=box.extension_id))
-    await asyncio.to_thread(path.unlink, True)
+    return path
 
 
 async def mailbox_counts_by_extension(session: AsyncSession, tenant_id: int, extension_id: int) -> tuple[int, int] | None:
@@ -282,7 +285,7 @@ class VoicemailStore:
         async with self.db.session() as session:
             try:
                 await update_message(session, box.tenant_id, message_id, read=read, folder=folder,
-                                     extension_id=box.extension_id)
+                                     extension_ids=[box.extension_id])
             except NotFound:
                 return
             await session.commit()
@@ -290,7 +293,9 @@ class VoicemailStore:
     async def delete(self, box: MailboxInfo, message_id: int) -> None:
         async with self.db.session() as session:
             try:
-                await delete_message(session, self.files, box.tenant_id, message_id, extension_id=box.extension_id)
+                path = await delete_message(session, self.files, box.tenant_id, message_id,
+                                            extension_ids=[box.extension_id])
             except NotFound:
                 return
             await session.commit()
+        await asyncio.to_thread(path.unlink, True)
