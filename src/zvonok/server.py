@@ -51,6 +51,7 @@ from zvonok.telephony.directory import Directory
 from zvonok.telephony.events import RegistrationChanged
 from zvonok.telephony.http import registrations_router
 from zvonok.telephony.location import GroupCommit, Location
+from zvonok.telephony.mwi import Mwi
 from zvonok.telephony.registrar import Registrar, RegistrarConfig
 from zvonok.telephony.service import SipService
 from zvonok.telephony.store import SqlBindingStore
@@ -59,7 +60,8 @@ from zvonok.telephony.trunks import Trunks
 from zvonok.telephony.voicemail import Voicemail
 from zvonok.transport.limits import ConnectionTable, fd_budget, raise_nofile_limit
 from zvonok.voicemail import http as voicemail_http
-from zvonok.voicemail.service import VoicemailFiles, VoicemailStore
+from zvonok.voicemail.events import MailboxChanged
+from zvonok.voicemail.service import VoicemailFiles, VoicemailStore, mwi_counts
 from zvonok.web import mount_web
 
 log = get_logger(__name__)
@@ -223,6 +225,19 @@ async def build(settings: Settings) -> Runtime:
                                      total_limit=settings.conference_total_members)
     voicemail_files = VoicemailFiles((settings.data_dir / "voicemail").resolve())
     engine.voicemail = Voicemail(engine, VoicemailStore(db, voicemail_files))
+    sip.mwi = mwi = Mwi(sip=sip, auth=auth, directory=directory, location=location, counts=mwi_counts(db),
+                        unsolicited=settings.mwi_unsolicited)
+    db.add_listener(lambda event: mwi.changed(event.tenant_id, event.extension_id)
+                    if isinstance(event, MailboxChanged) else None)
+    registered = location.on_change
+
+    def registration_with_mwi(tenant_id: int, extension_id: int) -> None:
+        if registered is not None:
+            registered(tenant_id, extension_id)
+        if settings.mwi_unsolicited:  # a phone that just registered learns of its waiting messages
+            mwi.changed(tenant_id, extension_id)
+
+    location.on_change = registration_with_mwi
     if settings.music_on_hold:
         engine.hold_music = HoldMusic(settings.data_dir / "moh")
         await asyncio.to_thread(engine.hold_music.prepare)  # the built-in track, written on first start

@@ -12,7 +12,7 @@ delivered after the commit (MWI, e-mail).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -299,3 +299,13 @@ class VoicemailStore:
                 return
             await session.commit()
         await asyncio.to_thread(path.unlink, True)
+
+
+def mwi_counts(db: Database) -> Callable[[int, int], Awaitable[tuple[int, int] | None]]:
+    """The MWI adapter's port: (new, old) of an extension's mailbox, None without an enabled one."""
+
+    async def counts(tenant_id: int, extension_id: int) -> tuple[int, int] | None:
+        async with db.session() as session:
+            return await mailbox_counts_by_extension(session, tenant_id, extension_id)
+
+    return counts
