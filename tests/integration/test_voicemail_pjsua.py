@@ -125,3 +125,37 @@ def test_unanswered_call_leaves_the_callers_tone_in_the_mailbox(
     assert messages(server, b_ext, 1)[0]["read"] is True
     b.dtmf(listen, "#")
     b.wait_ended(listen, timeout=20)
+
+
+def test_subscribed_phone_gets_message_waiting(server: tuple[Any, Any], pjsua_phones: PhoneFactory) -> None:
+    """C (763) subscribes to its mailbox (pjsua2's MWI): "no" at first; a caller (A) reaches the mailbox
+    through C's unconditional forwarding and hangs up after speaking; C is told "yes" with 1 new."""
+    srv, seeded = server
+    c_ext = extension_id(server, "763")
+    api(server, f"/extensions/{c_ext}/voicemail", method="PUT", body={"pin": "2580", "silence_seconds": 0})
+    api(server, f"/extensions/{c_ext}/forwarding", method="PUT", body={"unconditional": "voicemail"})
+    c = registered(pjsua_phones, server, "763", 1000, mwi=True)
+    first = c.wait_event("mwi", timeout=20)["body"]
+    assert "Messages-Waiting: no" in first and "Voice-Message: 0/0" in first, first
+    assert f"Message-Account: sip:763@{seeded.domain}" in first
+
+    a = registered(pjsua_phones, server, A, 440)
+    call = a.call(f"sip:763@{seeded.domain}")
+    a.wait_state(call, "CONFIRMED", timeout=20)
+    time.sleep(1.0)
+    a.dtmf(call, "#")  # past the greeting
+    time.sleep(3.0)
+    a.hangup(call)  # the caller hangs up: the message is kept
+    a.wait_ended(call)
+    deadline = time.monotonic() + 20
+    body = ""
+    while time.monotonic() < deadline:
+        body = c.wait_event("mwi", timeout=20)["body"]
+        if "Messages-Waiting: yes" in body:
+            break
+    assert "Messages-Waiting: yes" in body and "Voice-Message: 1/0" in body, body
+    (message,) = messages(server, c_ext, 1)
+    assert message["caller_number"] == A and message["duration"] >= 2.0
+    # the SUBSCRIBE was authenticated (challenged once, then accepted)
+    subscribes = c.sent("SUBSCRIBE")
+    assert subscribes and any(m.header("Authorization") for m in subscribes)

@@ -184,13 +184,14 @@ class Mwi:
         for binding in ext_bindings if counts is not None else ():  # no mailbox: nothing to tell unasked
             if binding.source in watched:
                 continue
-            self._unsolicited(binding, MessageSummary.voice(new, old, account=binding.aor))
+            self._unsolicited(binding, new, old)
 
-    def _unsolicited(self, binding: Any, summary: MessageSummary) -> None:
+    def _unsolicited(self, binding: Any, new: int, old: int) -> None:
         from .b2bua import peer_of  # the engine's rule for reaching a registered device (NAT-safe)
 
         peer = peer_of(binding)
         aor = binding.aor if binding.aor.startswith(("sip:", "sips:")) else f"sip:{binding.aor}"
+        summary = MessageSummary.voice(new, old, account=aor)
         headers = Headers()
         for name, value in (("Max-Forwards", "70"), ("From", f"<{aor}>;tag={_tag()}"), ("To", f"<{aor}>"),
                             ("Call-ID", os.urandom(10).hex()), ("CSeq", "1 NOTIFY"), ("Contact", self.contact(peer)),
