@@ -61,6 +61,7 @@ from zvonok.telephony.voicemail import Voicemail
 from zvonok.transport.limits import ConnectionTable, fd_budget, raise_nofile_limit
 from zvonok.voicemail import http as voicemail_http
 from zvonok.voicemail.events import MailboxChanged
+from zvonok.voicemail.mailer import SmtpServer, VoicemailMailer
 from zvonok.voicemail.service import VoicemailFiles, VoicemailStore, mwi_counts
 from zvonok.web import mount_web
 
@@ -227,8 +228,15 @@ async def build(settings: Settings) -> Runtime:
     engine.voicemail = Voicemail(engine, VoicemailStore(db, voicemail_files))
     sip.mwi = mwi = Mwi(sip=sip, auth=auth, directory=directory, location=location, counts=mwi_counts(db),
                         unsolicited=settings.mwi_unsolicited)
-    db.add_listener(lambda event: mwi.changed(event.tenant_id, event.extension_id)
-                    if isinstance(event, MailboxChanged) else None)
+    mailer = VoicemailMailer(db, voicemail_files, SmtpServer.platform(settings))
+
+    def on_mailbox_event(event: object) -> None:
+        if isinstance(event, MailboxChanged):
+            mwi.changed(event.tenant_id, event.extension_id)
+            if event.new_message_id is not None:
+                mailer.wake()  # its e-mail, if the mailbox has an address: by the job, never the call
+
+    db.add_listener(on_mailbox_event)
     registered = location.on_change
 
     def registration_with_mwi(tenant_id: int, extension_id: int) -> None:
@@ -268,6 +276,7 @@ async def build(settings: Settings) -> Runtime:
     runtime = Runtime(settings, db, location, sip, http, bus, cdr_writer, store, bindings, trunks)
     runtime.tasks.append(asyncio.create_task(bindings.run(runtime.stopping)))
     runtime.tasks.append(asyncio.create_task(changes.run(runtime.stopping)))
+    runtime.tasks.append(asyncio.create_task(mailer.run(runtime.stopping)))
     runtime.tasks.append(asyncio.create_task(_reload_credentials_loop(credentials, all_credentials,
                                                                       runtime.stopping)))
     return runtime

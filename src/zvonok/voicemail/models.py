@@ -55,3 +55,23 @@ class VoicemailMessage(TenantScoped, Base):
     email_state: Mapped[str] = mapped_column(String(8), default="none")
     email_attempts: Mapped[int] = mapped_column(Integer, default=0)
     email_next_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class TenantSmtp(TenantScoped, Timestamped, Base):
+    """A company's own SMTP server for voicemail e-mails (instead of the platform's ZVONOK_SMTP_*).
+
+    The password is kept as given (the server must present it to the SMTP server): the database is as
+    sensitive as the platform's environment for it.
+    """
+
+    __tablename__ = "voicemail_smtp"
+    __table_args__ = (UniqueConstraint("tenant_id"),
+                      CheckConstraint("security IN ('none', 'starttls', 'tls')", name="security"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host: Mapped[str] = mapped_column(String(253))
+    port: Mapped[int] = mapped_column(Integer, default=25)
+    username: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    password: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    security: Mapped[str] = mapped_column(String(8), default="none")
+    sender: Mapped[str] = mapped_column(String(254))

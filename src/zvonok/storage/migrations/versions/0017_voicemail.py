@@ -1,5 +1,6 @@
 """voicemail_boxes, voicemail_messages: per-extension mailboxes (PIN hash, limits, greetings, e-mail) and
-their messages (caller, time, duration, read, folder, WAV path, e-mail delivery state)
+their messages (caller, time, duration, read, folder, WAV path, e-mail delivery state); voicemail_smtp:
+a company's own SMTP server
 
 Revision ID: 0017
 Revises: 0011
@@ -67,9 +68,30 @@ def upgrade() -> None:
     )
     op.create_index(op.f('ix_voicemail_messages_tenant_id'), 'voicemail_messages', ['tenant_id'], unique=False)
     op.create_index(op.f('ix_voicemail_messages_mailbox_id'), 'voicemail_messages', ['mailbox_id'], unique=False)
+    op.create_table(
+        'voicemail_smtp',
+        sa.Column('id', sa.Integer(), nullable=False),
+        sa.Column('host', sa.String(length=253), nullable=False),
+        sa.Column('port', sa.Integer(), nullable=False),
+        sa.Column('username', sa.String(length=254), nullable=True),
+        sa.Column('password', sa.String(length=254), nullable=True),
+        sa.Column('security', sa.String(length=8), nullable=False),
+        sa.Column('sender', sa.String(length=254), nullable=False),
+        sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('tenant_id', sa.Integer(), nullable=False),
+        sa.CheckConstraint("security IN ('none', 'starttls', 'tls')", name=op.f('ck_voicemail_smtp_security')),
+        sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_voicemail_smtp_tenant_id_tenants'),
+                                ondelete='CASCADE'),
+        sa.PrimaryKeyConstraint('id', name=op.f('pk_voicemail_smtp')),
+        sa.UniqueConstraint('tenant_id', name=op.f('uq_voicemail_smtp_tenant_id')),
+    )
+    op.create_index(op.f('ix_voicemail_smtp_tenant_id'), 'voicemail_smtp', ['tenant_id'], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index(op.f('ix_voicemail_smtp_tenant_id'), table_name='voicemail_smtp')
+    op.drop_table('voicemail_smtp')
     op.drop_index(op.f('ix_voicemail_messages_mailbox_id'), table_name='voicemail_messages')
     op.drop_index(op.f('ix_voicemail_messages_tenant_id'), table_name='voicemail_messages')
     op.drop_table('voicemail_messages')
