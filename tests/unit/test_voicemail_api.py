@@ -172,3 +172,23 @@ async def test_forwarding_to_voicemail(api: Api, make_tenant: Any) -> None:
     assert (fwd["no_answer"], fwd["busy"]) == ("voicemail:101", "voicemail:101")
     r = await api.client.put(url, headers=c.headers, json={"no_answer": "voicemail:102"})  # 102 has no mailbox
     assert r.status_code == 422 and "no mailbox" in r.text
+
+
+async def test_company_smtp_settings(api: Api, make_tenant: Any) -> None:
+    c = await setup(api, make_tenant)
+    url = f"{c.base}/voicemail/smtp"
+    assert (await api.client.get(url, headers=c.headers)).status_code == 404
+    r = await api.client.put(url, headers=c.headers, json={"host": "smtp.vm.example", "port": 587,
+                                                            "username": "pbx", "password": "s3cret",
+                                                            "security": "starttls", "sender": "pbx@vm.example"})
+    out = await ok(r)
+    assert "s3cret" not in r.text and out["has_password"] is True and out["security"] == "starttls"
+    kept = await ok(await api.client.put(url, headers=c.headers, json={"host": "smtp2.vm.example",
+                                                                        "sender": "pbx@vm.example"}))
+    assert (kept["host"], kept["port"], kept["has_password"]) == ("smtp2.vm.example", 25, True)
+    for bad in ({"host": "a b", "sender": "x@y.example"}, {"host": "h", "sender": "nope"},
+                {"host": "h", "sender": "x@y.example", "security": "ssl"}):
+        assert (await api.client.put(url, headers=c.headers, json=bad)).status_code == 422, bad
+    assert (await api.client.get(url, headers=c.alice_headers)).status_code == 403  # admins only
+    await ok(await api.client.delete(url, headers=c.headers), 204)
+    assert (await api.client.get(url, headers=c.headers)).status_code == 404

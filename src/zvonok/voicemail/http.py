@@ -4,7 +4,8 @@ Mailbox settings: ``/api/v1/tenants/{tenant_id}/extensions/{extension_id}/voicem
 and its greetings ``.../voicemail/greetings/{busy|unavailable}`` (PUT the raw audio as the body: WAV, MP3,
 FLAC or Ogg, converted to 8 kHz; DELETE: back to the built-in greeting). Messages:
 ``/api/v1/tenants/{tenant_id}/voicemail/messages`` (GET, ``?extension_id=``), ``.../messages/{id}``
-(GET, PATCH read/folder, DELETE) and ``.../messages/{id}/audio`` (the WAV).
+(GET, PATCH read/folder, DELETE) and ``.../messages/{id}/audio`` (the WAV). The company's own SMTP
+server for voicemail e-mails: ``/api/v1/tenants/{tenant_id}/voicemail/smtp`` (admin; password write-only).
 
 A tenant admin reaches every mailbox of the tenant; an employee only the mailboxes of their own
 extensions (another's answers 404 like a missing one, as another tenant's does).
@@ -20,7 +21,7 @@ from fastapi.responses import FileResponse
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from zvonok.api.auth import Principal, TenantReader
+from zvonok.api.auth import Principal, TenantAdmin, TenantReader
 from zvonok.api.deps import Paging, get_session, paging
 from zvonok.config import Settings
 from zvonok.org.errors import NotFound
@@ -29,6 +30,7 @@ from zvonok.org.schemas import Page
 
 from . import schemas as s
 from . import service
+from .models import TenantSmtp
 
 router = APIRouter(prefix="/api/v1", tags=["voicemail"])
 Session = Annotated[AsyncSession, Depends(get_session)]
@@ -159,4 +161,45 @@ async def delete_message(tenant_id: int, message_id: int, principal: TenantReade
     path = await service.delete_message(session, files_of(request), tenant_id, message_id, extension_ids=scope)
     await session.commit()
     await asyncio.to_thread(path.unlink, True)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# -- the company's own SMTP server (voicemail to e-mail) ------------------------------------------------
+def _smtp_out(row: TenantSmtp) -> s.SmtpOut:
+    return s.SmtpOut(host=row.host, port=row.port, username=row.username, has_password=row.password is not None,
+                     security=row.security, sender=row.sender)
+
+
+async def _smtp_row(session: AsyncSession, tenant_id: int) -> TenantSmtp | None:
+    return (await session.execute(select(TenantSmtp).where(TenantSmtp.tenant_id == tenant_id))).scalar_one_or_none()
+
+
+@router.get("/tenants/{tenant_id}/voicemail/smtp", response_model=s.SmtpOut)
+async def get_smtp(tenant_id: int, _: TenantAdmin, session: Session) -> object:
+    row = await _smtp_row(session, tenant_id)
+    if row is None:
+        raise NotFound("no SMTP server of the company's own: the platform's is used")
+    return _smtp_out(row)
+
+
+@router.put("/tenants/{tenant_id}/voicemail/smtp", response_model=s.SmtpOut)
+async def put_smtp(tenant_id: int, body: s.SmtpIn, _: TenantAdmin, session: Session) -> object:
+    row = await _smtp_row(session, tenant_id)
+    if row is None:
+        row = TenantSmtp(tenant_id=tenant_id)
+        session.add(row)
+    row.host, row.port, row.username = body.host, body.port, body.username
+    row.security, row.sender = body.security, body.sender
+    if "password" in body.model_fields_set:
+        row.password = body.password
+    await session.commit()
+    return _smtp_out(row)
+
+
+@router.delete("/tenants/{tenant_id}/voicemail/smtp", status_code=204)
+async def delete_smtp(tenant_id: int, _: TenantAdmin, session: Session) -> Response:
+    row = await _smtp_row(session, tenant_id)
+    if row is not None:
+        await session.delete(row)
+        await session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)

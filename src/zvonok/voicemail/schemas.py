@@ -57,3 +57,25 @@ class MessageOut(BaseModel):
 class MessagePatch(_In):
     read: bool | None = None
     folder: Literal["inbox", "saved"] | None = None
+
+
+class SmtpIn(_In):
+    """A company's own SMTP server for voicemail e-mails (PUT replaces it; a password left out is kept)."""
+
+    host: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=253,
+                                           pattern=r"^[A-Za-z0-9.:\[\]-]+$")]
+    port: int = Field(default=25, ge=1, le=65535)
+    username: Annotated[str, StringConstraints(max_length=254)] | None = None
+    password: Annotated[str, StringConstraints(max_length=254)] | None = Field(default=None,
+                                                                              description="Write-only")
+    security: Literal["none", "starttls", "tls"] = "none"
+    sender: Email
+
+
+class SmtpOut(BaseModel):
+    host: str
+    port: int
+    username: str | None
+    has_password: bool
+    security: str
+    sender: str
