@@ -72,8 +72,12 @@ async def test_mailbox_settings_pin_write_only(api: Api, make_tenant: Any) -> No
     assert (await ok(await api.client.put(url, headers=c.headers, json={"pin": None})))["has_pin"] is False
     for bad in ({"pin": "12"}, {"max_message_seconds": 5}, {"email": "nope"}, {"unknown": 1}):
         assert (await api.client.put(url, headers=c.headers, json=bad)).status_code == 422, bad
+    await leave(api, c.id, "101")
+    info = await store_of(api).mailbox(c.id, "101")
+    assert info is not None and any(info.directory.iterdir())
     await ok(await api.client.delete(url, headers=c.headers), 204)
     assert await store_of(api).mailbox(c.id, "101") is None
+    assert not info.directory.exists()  # its messages' files went with it
 
 
 async def test_greeting_upload_is_converted_and_bad_files_refused(api: Api, make_tenant: Any) -> None:

@@ -86,8 +86,9 @@ async def delete_mailbox(tenant_id: int, extension_id: int, principal: TenantRea
     await _check_extension(session, principal, tenant_id, extension_id)
     if not principal.may_administer(tenant_id):
         raise NotFound(f"extension {extension_id} not found")
-    await service.delete_mailbox(session, files_of(request), tenant_id, extension_id)
+    directory = await service.delete_mailbox(session, files_of(request), tenant_id, extension_id)
     await session.commit()
+    await asyncio.to_thread(service.remove_tree, directory)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

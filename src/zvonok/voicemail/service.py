@@ -120,16 +120,19 @@ async def put_mailbox(session: AsyncSession, tenant_id: int, extension_id: int,
     return box, ext
 
 
-async def delete_mailbox(session: AsyncSession, files: VoicemailFiles, tenant_id: int, extension_id: int) -> None:
+async def delete_mailbox(session: AsyncSession, files: VoicemailFiles, tenant_id: int, extension_id: int) -> Path:
+    """Delete the mailbox and its messages' rows; its directory, returned, is the caller's to remove once
+    the deletion is committed (:func:`remove_tree`)."""
     box, ext = await get_mailbox(session, tenant_id, extension_id)
     directory = files.mailbox_dir(tenant_id, box.id)
     await session.delete(box)
     await session.flush()
     emit(session, MailboxChanged(tenant_id=tenant_id, mailbox_id=box.id, extension_id=ext.id))
-    await asyncio.to_thread(_remove_tree, directory)
+    return directory
 
 
-def _remove_tree(directory: Path) -> None:
+def remove_tree(directory: Path) -> None:
+    """A mailbox's directory (its files only: nothing nests). Blocking: run it in a thread."""
     if directory.is_dir():
         for path in directory.iterdir():
             path.unlink(missing_ok=True)
