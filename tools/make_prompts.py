@@ -61,6 +61,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "vm_deleted": "Message deleted.",
         "vm_saved": "Message saved.",
         "vm_no_more": "No more messages.",
+        "vm_greeting_menu": "1: unavailable greeting. 2: busy greeting.",
+        "vm_record_greeting": "Speak after the tone, then press hash.",
     },
     "ru": {
         "enter_pin": "Введите пин-код и нажмите решётку.",
@@ -82,6 +84,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "vm_deleted": "Сообщение удалено.",
         "vm_saved": "Сообщение сохранено.",
         "vm_no_more": "Больше сообщений нет.",
+        "vm_greeting_menu": "Один: приветствие недоступен. Два: приветствие занят.",
+        "vm_record_greeting": "Говорите после сигнала, затем нажмите решётку.",
     },
 }
 

@@ -97,6 +97,16 @@ async def test_greeting_upload_is_converted_and_bad_files_refused(api: Api, make
     await ok(await api.client.delete(url, headers=c.headers), 204)
     info = await store_of(api).mailbox(c.id, "101")
     assert info is not None and info.greetings == {}
+    # recorded by phone: the engine hands the file over
+    info.directory.mkdir(parents=True, exist_ok=True)
+    recorded = info.directory / "call-greeting.wav"
+    recorded.write_bytes(wav_bytes(2.0, rate=8000))
+    await store_of(api).save_greeting(info, "unavailable", recorded)
+    box = await ok(await api.client.get(f"{c.base}/extensions/{c.ext_alice}/voicemail", headers=c.headers))
+    assert (box["greeting_busy"], box["greeting_unavailable"]) == (False, True)
+    info = await store_of(api).mailbox(c.id, "101")
+    assert info is not None and info.greetings["unavailable"].read_bytes() == wav_bytes(2.0, rate=8000)
+    assert not recorded.exists()
 
 
 async def test_messages_list_download_mark_delete_and_events(api: Api, make_tenant: Any) -> None:

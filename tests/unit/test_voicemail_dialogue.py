@@ -22,7 +22,9 @@ from zvonok.telephony.voicemail_dialogue import (
     PlayGreeting,
     PlayMessage,
     Save,
+    StartGreeting,
     StartRecording,
+    StopGreeting,
     StopPlayback,
     StopRecording,
     VerifyPin,
@@ -145,9 +147,48 @@ def test_any_mailbox_number_then_pin_and_no_messages() -> None:
     keys(d, "0000#", 2.0)
     assert d.drain_actions() == [StopPlayback(), VerifyPin(mailbox="102", pin="0000")]
     d.pin_result(True, [], 2.5)
-    assert d.drain_actions() == [Play(prompt="vm_no_messages"), Play(prompt="goodbye")]
-    d.play_finished(4.0)
-    assert d.drain_actions() == [Hangup(reason="no_messages")]
+    assert d.drain_actions() == [Play(prompt="vm_no_messages"), Play(prompt="vm_menu")]
+    assert d.state is MailboxState.LISTENING  # the greetings can still be changed (0)
+    d.dtmf("7", 3.0)  # nothing to delete
+    assert d.drain_actions() == [StopPlayback()]
+    d.timer(13.0)
+    assert d.drain_actions() == [Play(prompt="vm_menu")]
+    d.timer(23.0)
+    assert d.drain_actions() == [Play(prompt="goodbye")]
+    d.play_finished(24.0)
+    assert d.drain_actions() == [Hangup(reason="timeout")]
+
+
+def test_record_a_greeting_by_phone() -> None:
+    d = MailboxDialogue(tenant_id=1, mailbox="101", config=CONFIG)
+    d.start(0.0)
+    keys(d, "1234#", 1.0)
+    d.pin_result(True, [], 1.0)
+    d.drain_actions()
+    d.dtmf("0", 2.0)
+    assert d.drain_actions() == [StopPlayback(), Play(prompt="vm_greeting_menu")]
+    assert d.state is MailboxState.GREETINGS
+    d.dtmf("2", 3.0)
+    assert d.drain_actions() == [StopPlayback(), Play(prompt="vm_record_greeting"), Beep()]
+    d.dtmf("#", 3.5)  # before the beep: not yet recording, nothing to stop
+    assert d.drain_actions() == []
+    d.play_finished(6.0)
+    assert d.drain_actions() == [StartGreeting(kind=GreetingKind.BUSY)]
+    assert d.get_timer() == 6.0 + CONFIG.greeting_max_seconds
+    d.dtmf("#", 9.0)
+    assert d.drain_actions() == [StopGreeting(kind=GreetingKind.BUSY), Beep(), Play(prompt="vm_menu")]
+    assert d.state is MailboxState.LISTENING
+    # again, the unavailable one, ended by the length limit; * leaves the greetings menu
+    d.dtmf("0", 10.0)
+    d.dtmf("*", 10.5)
+    assert d.drain_actions() == [StopPlayback(), Play(prompt="vm_greeting_menu"), StopPlayback(),
+                                 Play(prompt="vm_menu")]
+    d.dtmf("0", 11.0)
+    d.dtmf("1", 11.5)
+    d.play_finished(14.0)
+    d.drain_actions()
+    d.timer(14.0 + CONFIG.greeting_max_seconds)
+    assert d.drain_actions() == [StopGreeting(kind=GreetingKind.UNAVAILABLE), Beep(), Play(prompt="vm_menu")]
 
 
 def test_wrong_pins_are_limited_per_call_and_by_the_guard() -> None:

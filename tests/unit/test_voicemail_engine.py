@@ -28,6 +28,7 @@ class FakeMailboxes:
         self.updates: list[tuple[int, bool | None, str | None]] = []
         self.deleted: list[int] = []
         self.listed: list[MessageInfo] = []
+        self.greetings: list[tuple[str, float]] = []
 
     def add(self, number: str, *, pin: str | None = "4711", silence: int = 0, greetings: dict[str, Path] | None = None,
             enabled: bool = True) -> MailboxInfo:
@@ -53,6 +54,10 @@ class FakeMailboxes:
 
     async def delete(self, box: MailboxInfo, message_id: int) -> None:
         self.deleted.append(message_id)
+
+    async def save_greeting(self, box: MailboxInfo, kind: str, file: Path) -> None:
+        with wave.open(str(file), "rb") as reader:
+            self.greetings.append((kind, reader.getnframes() / 8000))
 
 
 def with_voicemail(h: Harness, tmp_path: Path) -> FakeMailboxes:
@@ -219,5 +224,43 @@ def test_star97_asks_the_pin_and_plays_the_messages(tmp_path: Path) -> None:
         assert isinstance(h.media.played[-1][1], Prompt) and h.media.played[-1][1].path == recorded
         h.dtmf(endpoint, "7")
         threads(h)
-        assert port.deleted == [7] and prompts(h)[-2:] == ["vm_deleted", "vm_no_more"]
+        assert port.deleted == [7] and prompts(h)[-1] == "vm_deleted"
+        finish(h, endpoint)
+        assert prompts(h)[-1] == "vm_no_more"
         assert h.events_of(ev.CallEnded) == []
+
+
+def test_a_greeting_recorded_by_phone(tmp_path: Path) -> None:
+    with Harness() as h:
+        port = with_voicemail(h, tmp_path)
+        alice = h.extension("101")
+        port.add("101", pin="4711")
+        call = h.call(alice, "*97")
+        call.ack()
+        engine_call = call.engine_call
+        assert engine_call is not None and engine_call.caller is not None
+        endpoint = engine_call.caller.endpoint
+        h.dtmf(endpoint, "4711#")
+        threads(h)
+        advance(h, 0.5)
+        assert prompts(h)[-1] == "vm_no_messages"
+        h.dtmf(endpoint, "0")
+        h.dtmf(endpoint, "1")
+        assert prompts(h)[-1] == "vm_record_greeting"
+        finish(h, endpoint)  # then the beep
+        advance(h, 0.5)  # the beep is over: recording
+        assert len(h.media.recordings) == 1
+        advance(h, 3.0)
+        h.dtmf(endpoint, "#")
+        threads(h)
+        assert port.greetings and port.greetings[0][0] == "unavailable" and 2.9 <= port.greetings[0][1] <= 3.1
+        # a second one, cut short by hanging up: not kept
+        h.dtmf(endpoint, "0")
+        h.dtmf(endpoint, "2")
+        finish(h, endpoint)
+        advance(h, 2.0)
+        assert len(h.media.recordings) == 1
+        call.bye()
+        threads(h)
+        assert len(port.greetings) == 1 and not h.media.recordings
+        assert not list((tmp_path / "101").glob("*greeting*"))  # the half-said one was deleted

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from zvonok.logs import get_logger
 from zvonok.media.errors import MediaUsageError
-from zvonok.media.events import DtmfReceived, MediaTimeout
+from zvonok.media.events import DtmfReceived, MediaTimeout, PlaybackFinished
 from zvonok.media.interface import MediaEngine, Prompt, Recording, Tone
 from zvonok.media.prompts import prompt_path
 from zvonok.org.pins import verify_pin_in_thread
@@ -53,7 +53,9 @@ from .voicemail_dialogue import (
     PlayGreeting,
     PlayMessage,
     Save,
+    StartGreeting,
     StartRecording,
+    StopGreeting,
     StopPlayback,
     StopRecording,
     VerifyPin,
@@ -112,6 +114,10 @@ class MailboxPort(Protocol):
 
     async def delete(self, box: MailboxInfo, message_id: int) -> None: ...
 
+    async def save_greeting(self, box: MailboxInfo, kind: str, file: Path) -> None:
+        """Make the recorded ``file`` the mailbox's greeting of ``kind`` (it is moved away)."""
+        ...
+
 
 class CallControl(Protocol):
     """What voicemail needs of the call engine (:class:`zvonok.telephony.b2bua.CallEngine`)."""
@@ -156,6 +162,7 @@ class VoicemailSession:
     recording_started: float = 0.0
     messages: dict[int, MessageInfo] = field(default_factory=dict)
     left: bool = False  # a message was stored
+    greeting: Recording | None = None  # a greeting being recorded by phone (*97/*98, key 0)
 
 
 def trim_wav(path: Path, keep_seconds: float) -> float:
@@ -251,10 +258,10 @@ class Voicemail:
         session.dialogue.timer(time.monotonic())
         self.engine.step(call, self._pump(call))
 
-    def _played(self, call: Call) -> None:
+    def _played(self, call: Call, event: PlaybackFinished) -> None:
         session: VoicemailSession | None = call.voicemail
-        if session is None or call.ended or not session.playing:
-            return
+        if session is None or call.ended or not session.playing or event.stopped:
+            return  # (a stopped one was cut short by us: what plays now is another's, not yet done)
         self.engine.step(call, self._play_next(call))
 
     # --- the dialogue's actions ----------------------------------------------------------------------------
@@ -283,6 +290,10 @@ class Voicemail:
                 await self._start_recording(call, session)
             elif isinstance(action, StopRecording):
                 await self._stop_recording(call, session, action.reason)
+            elif isinstance(action, StartGreeting):
+                await self._start_greeting(call, session, action.kind)
+            elif isinstance(action, StopGreeting):
+                await self._stop_greeting(call, session, action.kind.value, keep=True)
             elif isinstance(action, VerifyPin):
                 self.engine.step(call, self._verify(call, action.mailbox, action.pin))
             elif isinstance(action, MarkRead):
@@ -342,7 +353,7 @@ class Voicemail:
             session.beep_timer = asyncio.get_running_loop().call_later(
                 BEEP_SECONDS, lambda: self.engine.step(call, self._beep_over(call)))
             return
-        await self.engine.media.play(caller.endpoint, source, on_finished=lambda _e: self._played(call))
+        await self.engine.media.play(caller.endpoint, source, on_finished=lambda event: self._played(call, event))
 
     async def _beep_over(self, call: Call) -> None:
         session: VoicemailSession | None = call.voicemail
@@ -402,6 +413,26 @@ class Voicemail:
                             message_id=message_id, caller_number=number, caller_name=name,
                             duration=round(seconds, 2))
 
+    async def _start_greeting(self, call: Call, session: VoicemailSession, kind: GreetingKind) -> None:
+        caller = call.caller
+        box = session.box
+        assert caller is not None and caller.endpoint is not None and box is not None
+        await asyncio.to_thread(box.directory.mkdir, parents=True, exist_ok=True)
+        session.greeting = await self.engine.media.record([caller.endpoint], box.directory / f"{call.id}-greeting.wav",
+                                                          stereo=False)
+
+    async def _stop_greeting(self, call: Call, session: VoicemailSession, kind: str, *, keep: bool) -> None:
+        recording, session.greeting = session.greeting, None
+        if recording is None or session.box is None:
+            return
+        info = await self.engine.media.stop_record(recording)
+        if keep and info.seconds >= MIN_MESSAGE_SECONDS:
+            await self.port.save_greeting(session.box, kind, info.path)
+            log.info("voicemail: greeting recorded by phone", call=call.id, tenant=call.tenant_id,
+                     mailbox=session.box.number, kind=kind, seconds=round(info.seconds, 2))
+        else:
+            await asyncio.to_thread(info.path.unlink, True)
+
     # --- the mailbox by phone ----------------------------------------------------------------------------
     async def _verify(self, call: Call, number: str, pin: str) -> None:
         session: VoicemailSession | None = call.voicemail
@@ -444,6 +475,11 @@ class Voicemail:
                 await self._stop_recording(call, session, "hangup")
             except Exception:  # noqa: BLE001 - a lost message must not lose the CDR
                 log.exception("voicemail: failed to keep a message", call=call.id)
+        if session.greeting is not None:  # hung up before # : a greeting half said is not kept
+            try:
+                await self._stop_greeting(call, session, "", keep=False)
+            except Exception:  # noqa: BLE001
+                log.exception("voicemail: failed to drop a greeting recording", call=call.id)
         if isinstance(session.dialogue, LeaveMessage) and call.answered_at is not None:
             return ev.Disposition.VOICEMAIL
         return disposition

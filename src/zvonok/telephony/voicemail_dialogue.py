@@ -31,13 +31,18 @@ state       input                                next state: actions
 (start)     ``*97``                              PIN: Play(enter_pin)
 MAILBOX     digits then ``#``                    PIN: Play(enter_pin)
 PIN         digits then ``#``                    VERIFYING: VerifyPin(mailbox, pin)
-VERIFYING   right PIN, no messages               CLOSING: Play(vm_no_messages), Play(goodbye)
+VERIFYING   right PIN, no messages               LISTENING: Play(vm_no_messages), Play(vm_menu)
 VERIFYING   right PIN, messages                  LISTENING: the first message (see below)
 VERIFYING   wrong PIN, attempts left             MAILBOX or PIN: Play(wrong_pin), its prompt
 VERIFYING   wrong PIN, the last / guard blocks   CLOSING: [Blocked...], Play(blocked)
 LISTENING   5 / 6 / 4                            the message again / the next / the previous
 LISTENING   7 / 9                                Delete / Save, Play(vm_deleted / vm_saved), the next
 LISTENING   ``*``                                Play(vm_menu)
+LISTENING   ``0``                                GREETINGS: Play(vm_greeting_menu)
+GREETINGS   ``1`` / ``2``                        RECORDING: Play(vm_record_greeting), Beep, then
+                                                 StartGreeting(unavailable / busy)
+GREETINGS   ``*``, timeout                       LISTENING: Play(vm_menu)
+RECORDING   ``#`` or greeting_max_seconds        LISTENING: StopGreeting, Beep, Play(vm_menu)
 LISTENING   ``#`` or the second timeout          CLOSING: Play(goodbye)
 MAILBOX/PIN the stage's first / second timeout   its prompt again / CLOSING: Play(goodbye)
 ==========  ===================================  ===================================================
@@ -61,7 +66,7 @@ from .pin_guard import PinGuard, PinSource, SourceKind, pin_sources
 __all__ = [
     "Alarm", "Beep", "Blocked", "Delete", "DialogueConfig", "GreetingKind", "Hangup", "LeaveMessage", "LeaveState",
     "MailboxDialogue", "MailboxState", "MarkRead", "Play", "PlayGreeting", "PlayMessage", "Save", "StartRecording",
-    "StopPlayback", "StopRecording", "VerifyPin", "VoicemailError", "mailbox_source",
+    "StartGreeting", "StopGreeting", "StopPlayback", "StopRecording", "VerifyPin", "VoicemailError", "mailbox_source",
 ]
 
 
@@ -113,6 +118,20 @@ class StopRecording:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class StartGreeting:
+    """Record what the caller says as the mailbox's new greeting of this kind."""
+
+    kind: GreetingKind
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StopGreeting:
+    """Finish the greeting recording and make it the mailbox's greeting of this kind."""
+
+    kind: GreetingKind
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class VerifyPin:
     """Check ``pin`` for mailbox ``mailbox`` and answer with :meth:`MailboxDialogue.pin_result`."""
 
@@ -151,7 +170,7 @@ class Alarm:
 
 
 Action = (Play | PlayGreeting | Beep | PlayMessage | StopPlayback | StartRecording | StopRecording | VerifyPin
-          | MarkRead | Delete | Save | Hangup | Blocked | Alarm)
+          | MarkRead | Delete | Save | StartGreeting | StopGreeting | Hangup | Blocked | Alarm)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -162,6 +181,7 @@ class DialogueConfig:
     verify_timeout: float = 10.0
     closing_timeout: float = 10.0
     greeting_timeout: float = 120.0  # longest greeting + beep, in case play_finished never comes
+    greeting_max_seconds: float = 60.0  # a greeting recorded by phone
     max_pin_attempts: int = 3
     max_entry: int = 16
 
@@ -297,10 +317,13 @@ class MailboxState(enum.Enum):
     PIN = "pin"
     VERIFYING = "verifying"
     LISTENING = "listening"
+    GREETINGS = "greetings"  # which greeting to record
+    RECORDING = "recording"  # a greeting: its prompt and beep, then the recording
     CLOSING = "closing"
     CLOSED = "closed"
 
 
+_GREETING_KEYS = {"1": GreetingKind.UNAVAILABLE, "2": GreetingKind.BUSY}
 _STAGE_PROMPT: dict[MailboxState, PromptName] = {MailboxState.MAILBOX: "vm_enter_mailbox",
                                                   MailboxState.PIN: "enter_pin"}
 
@@ -323,6 +346,8 @@ class MailboxDialogue(_Dialogue):
         self._entry = ""
         self._reprompted = False
         self._awaiting_pin = False
+        self._greeting: GreetingKind | None = None
+        self._greeting_recording = False
 
     # Inputs ----------------------------------------------------------------------------------------------
     def start(self, now: float) -> None:
@@ -345,10 +370,29 @@ class MailboxDialogue(_Dialogue):
             self._barge_in()
             self._reprompted = False
             self._listen_key(digit, now)
+        elif self.state is MailboxState.GREETINGS:
+            self._barge_in()
+            if digit in _GREETING_KEYS:
+                self.state = MailboxState.RECORDING
+                self._greeting = _GREETING_KEYS[digit]
+                self._greeting_recording = False
+                self._play(Play(prompt="vm_record_greeting"), Beep())
+                self._deadline = now + self.config.greeting_timeout
+            elif digit == "*":
+                self._back_to_listening(now)
+        elif self.state is MailboxState.RECORDING and digit == "#" and self._greeting_recording:
+            self._stop_greeting(now)
 
     def play_finished(self, now: float) -> None:
         self._playing = False
-        if self.state is MailboxState.CLOSING:
+        if self.state is MailboxState.RECORDING and not self._greeting_recording:
+            assert self._greeting is not None
+            self._greeting_recording = True
+            self._actions.append(StartGreeting(kind=self._greeting))
+            self._deadline = now + self.config.greeting_max_seconds
+        elif self.state is MailboxState.RECORDING:
+            pass
+        elif self.state is MailboxState.CLOSING:
             self._hangup(self.hangup_reason or "done")
         elif self.state in _STAGE_PROMPT and not self._entry or self.state is MailboxState.LISTENING:
             self._deadline = now + self.config.first_digit_timeout
@@ -367,7 +411,8 @@ class MailboxDialogue(_Dialogue):
             self.index = 0
             self._reprompted = False
             if not self.messages:
-                self._close(now, "no_messages", "vm_no_messages", "goodbye")
+                self._play(Play(prompt="vm_no_messages"), Play(prompt="vm_menu"))
+                self._deadline = now + self.config.first_digit_timeout
             else:
                 self._announce(now)
             return
@@ -402,6 +447,13 @@ class MailboxDialogue(_Dialogue):
                     self._ask(now)
         elif self.state is MailboxState.VERIFYING:
             self._close(now, "verify_timeout", "goodbye")
+        elif self.state is MailboxState.GREETINGS:
+            self._back_to_listening(now)
+        elif self.state is MailboxState.RECORDING:
+            if self._greeting_recording:
+                self._stop_greeting(now)
+            else:  # the prompt never reported its end: record all the same
+                self.play_finished(now)
         elif self.state is MailboxState.CLOSING:
             self._hangup(self.hangup_reason or "done")
 
@@ -442,6 +494,9 @@ class MailboxDialogue(_Dialogue):
             return
         if digit == "*":
             self._play(Play(prompt="vm_menu"))
+        elif digit == "0":
+            self.state = MailboxState.GREETINGS
+            self._play(Play(prompt="vm_greeting_menu"))
         elif digit == "5" and current is not None:
             self._announce(now)
             return
@@ -464,6 +519,20 @@ class MailboxDialogue(_Dialogue):
                 self._play(Play(prompt="vm_saved"))
             self._announce(now)
             return
+        self._deadline = now + self.config.first_digit_timeout
+
+    def _stop_greeting(self, now: float) -> None:
+        assert self._greeting is not None
+        self._actions.append(StopGreeting(kind=self._greeting))
+        self._greeting = None
+        self._greeting_recording = False
+        self._play(Beep())
+        self._back_to_listening(now)
+
+    def _back_to_listening(self, now: float) -> None:
+        self.state = MailboxState.LISTENING
+        self._reprompted = False
+        self._play(Play(prompt="vm_menu"))
         self._deadline = now + self.config.first_digit_timeout
 
     def _announce(self, now: float) -> None:

@@ -12,6 +12,7 @@ delivered after the commit (MWI, e-mail).
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime
 from pathlib import Path
@@ -292,6 +293,16 @@ class VoicemailStore:
             except NotFound:
                 return
             await session.commit()
+
+    async def save_greeting(self, box: MailboxInfo, kind: str, file: Path) -> None:
+        target = self.files.greeting(box.tenant_id, box.id, kind)
+        await asyncio.to_thread(os.replace, file, target)
+        async with self.db.session() as session:
+            row = (await session.execute(select(Mailbox).where(Mailbox.tenant_id == box.tenant_id,
+                                                               Mailbox.id == box.id))).scalar_one_or_none()
+            if row is not None:
+                setattr(row, f"greeting_{kind}", True)
+                await session.commit()
 
     async def delete(self, box: MailboxInfo, message_id: int) -> None:
         async with self.db.session() as session:

@@ -33,6 +33,8 @@ PromptName = Literal[
     "vm_deleted",
     "vm_saved",
     "vm_no_more",
+    "vm_greeting_menu",
+    "vm_record_greeting",
 ]
 PROMPTS: tuple[PromptName, ...] = get_args(PromptName)
 LANGUAGES: tuple[str, ...] = ("en", "ru")
