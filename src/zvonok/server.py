@@ -331,6 +331,8 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
             await asyncio.wait_for(http_task, 10)
         if runtime.sip.calls is not None:
             await runtime.sip.calls.stop()
+        if runtime.sip.mwi is not None:
+            await runtime.sip.mwi.stop()
         runtime.trunks.stop()  # REGISTER Expires: 0 to the carriers
         await asyncio.sleep(0.2)
         await runtime.sip.stop()
