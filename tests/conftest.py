@@ -175,9 +175,10 @@ def _extra_routers() -> list[Any]:
     from zvonok.telephony import features_http, hold_music_http
     from zvonok.telephony.http import registrations_router
     from zvonok.telephony.location import Location
+    from zvonok.voicemail import http as voicemail_http
 
     return [registrations_router(Location()), cdr_http.router, pstn_http.router, hold_music_http.router,
-            features_http.router, crm_http.router]
+            features_http.router, crm_http.router, voicemail_http.router]
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -106,6 +106,15 @@ class Settings(BaseSettings):
     invite_flood_ban: float = Field(default=30.0, description="How long a flooding address gets 503, seconds")
     record_calls: bool = Field(default=False, description="Record every answered call to <data_dir>/recordings")
     record_stereo: bool = Field(default=True, description="Recordings as stereo (caller left, callee right)")
+    mwi_unsolicited: bool = Field(default=True, description="Send message-waiting NOTIFYs to registered "
+                                  "phones that do not SUBSCRIBE to their mailbox (unsolicited MWI)")
+    smtp_host: str | None = Field(default=None, description="SMTP server for voicemail to e-mail (unset: no mail "
+                                  "is sent unless a company sets its own server)")
+    smtp_port: int = Field(default=25, description="SMTP port (587 with STARTTLS, 465 with implicit TLS)")
+    smtp_username: str | None = Field(default=None, description="SMTP login, if the server wants one")
+    smtp_password: SecretStr | None = Field(default=None, description="SMTP password")
+    smtp_security: Literal["none", "starttls", "tls"] = Field(default="none", description="none | starttls | tls")
+    smtp_from: str = Field(default="voicemail@localhost", description="Sender of voicemail e-mails")
     cdr_heartbeat_interval: float = Field(
         default=5.0, gt=0, description="Seconds between heartbeats of the calls in progress (one UPDATE for all): "
                                        "a call cut by a crash is closed at its last heartbeat")

@@ -53,6 +53,7 @@ from zvonok.telephony.directory import Directory
 from zvonok.telephony.events import RegistrationChanged
 from zvonok.telephony.http import registrations_router
 from zvonok.telephony.location import GroupCommit, Location
+from zvonok.telephony.mwi import Mwi
 from zvonok.telephony.park import Parking
 from zvonok.telephony.pickup import Pickup
 from zvonok.telephony.registrar import Registrar, RegistrarConfig
@@ -60,7 +61,12 @@ from zvonok.telephony.service import SipService
 from zvonok.telephony.store import SqlBindingStore
 from zvonok.telephony.throttle import FailureThrottle
 from zvonok.telephony.trunks import Trunks
+from zvonok.telephony.voicemail import Voicemail
 from zvonok.transport.limits import ConnectionTable, fd_budget, raise_nofile_limit
+from zvonok.voicemail import http as voicemail_http
+from zvonok.voicemail.events import MailboxChanged
+from zvonok.voicemail.mailer import SmtpServer, VoicemailMailer
+from zvonok.voicemail.service import VoicemailFiles, VoicemailStore, mwi_counts
 from zvonok.web import mount_web
 
 log = get_logger(__name__)
@@ -224,6 +230,28 @@ async def build(settings: Settings) -> Runtime:
                                      total_limit=settings.conference_total_members)
     engine.pickup = Pickup(engine)  # *8, **<ext>
     engine.parking = Parking(engine, timeout=settings.park_timeout, ringback_timeout=settings.park_ringback_timeout)
+    voicemail_files = VoicemailFiles((settings.data_dir / "voicemail").resolve())
+    engine.voicemail = Voicemail(engine, VoicemailStore(db, voicemail_files))
+    sip.mwi = mwi = Mwi(sip=sip, auth=auth, directory=directory, location=location, counts=mwi_counts(db),
+                        unsolicited=settings.mwi_unsolicited)
+    mailer = VoicemailMailer(db, voicemail_files, SmtpServer.platform(settings))
+
+    def on_mailbox_event(event: object) -> None:
+        if isinstance(event, MailboxChanged):
+            mwi.changed(event.tenant_id, event.extension_id)
+            if event.new_message_id is not None:
+                mailer.wake()  # its e-mail, if the mailbox has an address: by the job, never the call
+
+    db.add_listener(on_mailbox_event)
+    registered = location.on_change
+
+    def registration_with_mwi(tenant_id: int, extension_id: int) -> None:
+        if registered is not None:
+            registered(tenant_id, extension_id)
+        if settings.mwi_unsolicited:  # a phone that just registered learns of its waiting messages
+            mwi.changed(tenant_id, extension_id)
+
+    location.on_change = registration_with_mwi
     if settings.music_on_hold:
         engine.hold_music = HoldMusic(settings.data_dir / "moh")
         await asyncio.to_thread(engine.hold_music.prepare)  # the built-in track, written on first start
@@ -240,7 +268,7 @@ async def build(settings: Settings) -> Runtime:
     ScreenPopper(db, bus).start()  # the CRM card of a caller, to the ringing employee's websocket
     app = create_app(settings, db, routers=[registrations_router(location), cdr_http.router, events_router(bus),
                                             pstn_http.router, conference_http.router, hold_music_http.router,
-                                            features_http.router, crm_http.router])
+                                            features_http.router, crm_http.router, voicemail_http.router])
     app.state.conferences = engine.conferences  # live members (zvonok.conference.http)
     app.state.parking = engine.parking  # parked calls (zvonok.telephony.features_http)
     app.state.active_calls = engine.active_calls  # calls in progress (zvonok.web.pages.calls)
@@ -256,6 +284,7 @@ async def build(settings: Settings) -> Runtime:
     runtime = Runtime(settings, db, location, sip, http, bus, cdr_writer, store, bindings, trunks)
     runtime.tasks.append(asyncio.create_task(bindings.run(runtime.stopping)))
     runtime.tasks.append(asyncio.create_task(changes.run(runtime.stopping)))
+    runtime.tasks.append(asyncio.create_task(mailer.run(runtime.stopping)))
     runtime.tasks.append(asyncio.create_task(_reload_credentials_loop(credentials, all_credentials,
                                                                       runtime.stopping)))
     return runtime
@@ -310,6 +339,8 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
             await asyncio.wait_for(http_task, 10)
         if runtime.sip.calls is not None:
             await runtime.sip.calls.stop()
+        if runtime.sip.mwi is not None:
+            await runtime.sip.mwi.stop()
         runtime.trunks.stop()  # REGISTER Expires: 0 to the carriers
         await asyncio.sleep(0.2)
         await runtime.sip.stop()

@@ -91,6 +91,12 @@ class Phone(pj.Account):  # type: ignore[misc]
                         active=bool(info.regIsActive))
 
     @guarded
+    def onMwiInfo(self, prm: Any) -> None:  # noqa: N802 - a message-summary NOTIFY (subscribed or not)
+        whole = prm.rdata.wholeMsg
+        _head, _sep, body = whole.replace("\r\n", "\n").partition("\n\n")
+        self.agent.emit("mwi", body=body, state=int(prm.state))
+
+    @guarded
     def onIncomingCall(self, prm: Any) -> None:  # noqa: N802
         call = self.agent.adopt(PhoneCall(self.agent, self, prm.callId))
         info = call.getInfo()
@@ -320,6 +326,10 @@ class Agent:
         cfg.natConfig.sdpNatRewriteUse = 0
         cfg.natConfig.sipStunUse = pj.PJSUA_STUN_USE_DISABLED
         cfg.natConfig.mediaStunUse = pj.PJSUA_STUN_USE_DISABLED
+        if args.get("mwi"):
+            # SUBSCRIBE to the account's own message-summary (RFC 3842); NOTIFYs come to onMwiInfo
+            cfg.mwiConfig.enabled = True
+            cfg.mwiConfig.expirationSec = int(args.get("mwi_expires", 3600))
         cfg.mediaConfig.transportConfig.boundAddress = self.config.get("bind", "127.0.0.1")
         cfg.mediaConfig.transportConfig.port = int(self.config.get("rtp_port", 0))
         cfg.mediaConfig.transportConfig.portRange = 200

@@ -219,16 +219,17 @@ class PjsuaPhone:
 
     # -- account and calls --------------------------------------------------------------------------
     def register(self, user: str, password: str | None, domain: str, proxy: str | None = None, *,
-                 auto_answer: bool = False, hangup_on_transfer: bool = False,
+                 auto_answer: bool = False, hangup_on_transfer: bool = False, mwi: bool = False,
                  timeout: float = 15.0) -> dict[str, Any]:
         """Create the account (AOR ``sip:user@domain``, requests routed via ``proxy`` host:port) and wait
         for the registration's final answer, which must be 200.
 
         ``hangup_on_transfer``: BYE a call as soon as its transfer is reported successful (final NOTIFY
-        2xx), as deployed phones do; off, the phone leaves that to the other side.
+        2xx), as deployed phones do; off, the phone leaves that to the other side. ``mwi``: subscribe to
+        the account's message-summary (RFC 3842); each NOTIFY's body arrives as an ``mwi`` event.
         """
         self.request("account", user=user, password=password, domain=domain, proxy=proxy,
-                     auto_answer=auto_answer, hangup_on_transfer=hangup_on_transfer)
+                     auto_answer=auto_answer, hangup_on_transfer=hangup_on_transfer, mwi=mwi)
         state = self.wait_event("reg_state", timeout=timeout)
         if state["code"] != 200:
             raise PjsuaError(f"{self.name}: registration failed: {state}\n{self.diagnostics()}")

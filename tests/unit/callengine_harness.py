@@ -46,13 +46,17 @@ import asyncio
 import itertools
 import random
 import selectors
+import wave
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import numpy as np
+
 from zvonok.media.errors import PortsExhausted
-from zvonok.media.events import DtmfReceived, PlaybackFinished
+from zvonok.media.events import DtmfReceived, MediaTimeout, PlaybackFinished
 from zvonok.media.g711 import Codec as MediaCodec
 from zvonok.media.interface import Address, Endpoint, Recording, RecordingInfo
 from zvonok.org.service import SipCredentials
@@ -215,6 +219,8 @@ class FakeMedia:
         self.dtmf_callbacks: dict[str, Callable[[DtmfReceived], None] | None] = {}
         self._in_flight: dict[str, int] = {}
         self.in_flight_plays = 0
+        self.recordings: dict[str, tuple[Recording, float, Any]] = {}
+        self.stopped_recordings: list[Recording] = []
 
     async def create_endpoint(self, tenant_id: int, call_id: str, codecs: Sequence[MediaCodec]) -> Endpoint:
         if self.free <= 0 or self.exhausted:
@@ -267,11 +273,33 @@ class FakeMedia:
     async def stop_play(self, endpoint: Endpoint) -> None:
         self._end_play(endpoint.id, stopped=True)
 
-    async def record(self, endpoints: Sequence[Endpoint], path: Any, *, stereo: bool) -> Recording:
-        raise AssertionError("the harness runs without recordings")
+    async def record(self, endpoints: Sequence[Endpoint], path: Any, *, stereo: bool, on_silence: Any = None,
+                     silence_seconds: float = 0.0) -> Recording:
+        """A recording whose file :meth:`stop_record` writes: a 500 Hz tone as long as it ran (virtual time)."""
+        recording = Recording(id=f"r{next(self._ids)}", path=Path(path), endpoint_ids=tuple(e.id for e in endpoints),
+                              stereo=stereo)
+        self.recordings[recording.id] = (recording, asyncio.get_running_loop().time(), on_silence)
+        return recording
+
+    def silence(self, recording: Recording, seconds: float) -> None:
+        """The recorded caller has been quiet ``seconds`` (the real engine's silence detector)."""
+        _rec, _started, callback = self.recordings[recording.id]
+        assert callback is not None, "the recording watches no silence"
+        endpoint = self.endpoints[recording.endpoint_ids[0]]
+        callback(MediaTimeout(tenant_id=endpoint.tenant_id, call_id=endpoint.call_id, endpoint_id=endpoint.id,
+                              silent_for=seconds))
 
     async def stop_record(self, recording: Recording) -> RecordingInfo:
-        raise AssertionError("the harness runs without recordings")
+        rec, started, _callback = self.recordings.pop(recording.id)
+        seconds = asyncio.get_running_loop().time() - started
+        t = np.arange(int(seconds * 8000)) / 8000
+        with wave.open(str(rec.path), "wb") as writer:
+            writer.setnchannels(1)
+            writer.setsampwidth(2)
+            writer.setframerate(8000)
+            writer.writeframes((0.3 * 32767 * np.sin(2 * np.pi * 500 * t)).astype("<i2").tobytes())
+        self.stopped_recordings.append(rec)
+        return RecordingInfo(path=rec.path, seconds=t.size / 8000, channels=1)
 
     async def on_dtmf(self, endpoint: Endpoint, callback: Callable[[DtmfReceived], None] | None) -> None:
         self.dtmf_callbacks[endpoint.id] = callback

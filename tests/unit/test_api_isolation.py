@@ -54,7 +54,28 @@ PATCHES: dict[str, dict[str, Any]] = {
 }
 
 
-async def _populate(api: Api, t: Any) -> dict[str, int]:
+async def _voicemail_message(api: Api, tenant_id: int, extension_id: int) -> int:
+    """A mailbox with a message whose audio exists (a leak would answer 200)."""
+    from zvonok.telephony.voicemail import NewMessage
+    from zvonok.voicemail import schemas as vm_schemas
+    from zvonok.voicemail import service as vm_service
+
+    async with api.db.session() as session:
+        await vm_service.put_mailbox(session, tenant_id, extension_id, vm_schemas.MailboxIn(pin="1234"))
+        await session.commit()
+    files = vm_service.VoicemailFiles((api.settings.data_dir / "voicemail").resolve())
+    store = vm_service.VoicemailStore(api.db, files)
+    async with api.db.session() as session:
+        number = (await vm_service.get_mailbox(session, tenant_id, extension_id))[1].number
+    box = await store.mailbox(tenant_id, number)
+    assert box is not None
+    box.directory.mkdir(parents=True, exist_ok=True)
+    (box.directory / "m.wav").write_bytes(b"RIFF")
+    return await store.store(box, NewMessage(call_id="c", caller_number="+7", caller_name="", duration=2.0,
+                                             file=box.directory / "m.wav"))
+
+
+async def _populate(api: Api, t: Any) -> dict[str, Any]:
     """One object of each kind in tenant ``t``; returns path-parameter values."""
     base = f"/api/v1/tenants/{t.id}"
 
@@ -80,15 +101,18 @@ async def _populate(api: Api, t: Any) -> dict[str, int]:
     assert r.status_code == 200, r.text
     client = await post("crm/clients", {"name": "Client", "phones": [{"number": f"+7495{t.id:07d}"}]})
     field = await post("crm/fields", {"key": "source", "label": "Source", "kind": "text"})
+    message = await _voicemail_message(api, t.id, ext)
+    r = await api.client.get(f"{base}/voicemail/messages/{message}/audio", headers=t.headers)
+    assert r.status_code == 200, r.text
     return {
         "client_id": client, "field_id": field,
         "tenant_id": t.id, "office_id": office, "department_id": dept, "employee_id": emp,
         "extension_id": ext, "token_id": token, "cdr_id": cdr, "trunk_id": trunk, "route_id": route,
-        "number_id": number,
+        "number_id": number, "message_id": message, "kind": "busy",
     }
 
 
-def _fill(path: str, values: dict[str, int]) -> str:
+def _fill(path: str, values: dict[str, Any]) -> str:
     def sub(m: re.Match[str]) -> str:
         name = m.group(1)
         assert name in values, f"isolation test: give a sample value for path parameter {{{name}}} ({path})"
@@ -107,11 +131,11 @@ def _body(path: str, method: str) -> dict[str, Any] | None:
     return None
 
 
-async def _snapshot(api: Api, values: dict[str, int]) -> list[Any]:
+async def _snapshot(api: Api, values: dict[str, Any]) -> list[Any]:
     out = []
     base = f"/api/v1/tenants/{values['tenant_id']}"
     for kind in ("", "/offices", "/departments", "/employees", "/extensions", "/tokens", "/cdrs", "/crm/clients",
-                 "/crm/fields"):
+                 "/crm/fields", "/voicemail/messages"):
         r = await api.client.get(base + kind, headers=api.admin)
         assert r.status_code == 200
         out.append(r.json())

@@ -30,6 +30,7 @@ from zvonok.org.errors import OrgError, ValidationError
 from zvonok.pstn.billing_http import RATES_UPLOAD
 from zvonok.storage.db import Database
 from zvonok.telephony.hold_music_http import UPLOAD as HOLD_MUSIC_UPLOAD
+from zvonok.voicemail.http import UPLOAD as GREETING_UPLOAD
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,8 @@ def create_app(settings: Settings, db: Database, *, routers: Sequence[APIRouter]
     web_upload = ("POST", "/operator/tariffs/[^/]+/rates")  # the same deck uploaded in the web console
     web_music = ("POST", "/settings/music")  # music on hold uploaded in the web console
     uploads = [(method, path, settings.http_max_upload)
-               for method, path in (RATES_UPLOAD, HOLD_MUSIC_UPLOAD, web_upload, web_music)]
+               for method, path in (RATES_UPLOAD, HOLD_MUSIC_UPLOAD, GREETING_UPLOAD, web_upload,
+                                                 web_music)]
     app.add_middleware(BodyLimit, default=settings.http_max_body, larger=uploads)
 
     app.include_router(auth.router)

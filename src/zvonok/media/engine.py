@@ -45,6 +45,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from .bridge import MixBridge
 from .dtmf import DtmfReceiver
 from .errors import MediaUsageError, PacketError, PortsExhausted
@@ -60,10 +63,12 @@ from .interface import (
     Prompt,
     Recording,
     RecordingInfo,
+    SilenceCallback,
     Tone,
 )
-from .recording import SlotRecorder
+from .recording import FrameWriter, SlotRecorder
 from .rtp import RTP_HEADER, SsrcRewriter, parse_rtcp, rtp_payload_bounds, seq_delta
+from .silence import SilenceDetector
 from .socket_pool import SocketPair, SocketPool, open_pair
 from .srtp import SrtpKeys, SrtpReceiver, SrtpSender, rx_session, tx_session
 from .stats import MediaStats, StreamStats
@@ -383,6 +388,28 @@ class _Leg(asyncio.DatagramProtocol):
         return (str(self.send_addr[0]), int(self.send_addr[1])) if self.send_addr else None
 
 
+class _SilenceTap:
+    """Passes a mono recording's frames to its file and reports the caller's silence (voicemail)."""
+
+    __slots__ = ("callback", "detector", "endpoint", "loop", "writer")
+
+    def __init__(self, writer: WavWriter, detector: SilenceDetector, callback: SilenceCallback,
+                 loop: asyncio.AbstractEventLoop, endpoint: Endpoint) -> None:
+        self.writer = writer
+        self.detector = detector
+        self.callback = callback
+        self.loop = loop
+        self.endpoint = endpoint
+
+    def write(self, samples: npt.NDArray[np.int16]) -> None:
+        self.writer.write(samples)
+        if self.detector.feed(samples):
+            endpoint = self.endpoint
+            self.loop.call_soon(self.callback, MediaTimeout(
+                tenant_id=endpoint.tenant_id, call_id=endpoint.call_id, endpoint_id=endpoint.id,
+                silent_for=self.detector.silent / CLOCK_RATE))
+
+
 @dataclass(slots=True)
 class _RecordingState:
     recording: Recording
@@ -601,7 +628,8 @@ class InProcessMediaEngine:
     # --- record ------------------------------------------------------------------------------------
 
     async def record(self, endpoints: Sequence[Endpoint], path: str | os.PathLike[str], *,
-                     stereo: bool) -> Recording:
+                     stereo: bool, on_silence: SilenceCallback | None = None,
+                     silence_seconds: float = 0.0) -> Recording:
         legs = [self._leg(endpoint) for endpoint in endpoints]
         if stereo and len(legs) != 2:
             raise MediaUsageError("a stereo recording takes exactly two endpoints")
@@ -612,7 +640,10 @@ class InProcessMediaEngine:
         start = loop.time()
         recording = Recording(id=f"r{next(self._ids)}", path=Path(path),
                               endpoint_ids=tuple(e.id for e in endpoints), stereo=stereo)
-        state = _RecordingState(recording, SlotRecorder(writer, len(legs), stereo=stereo, start=start), writer,
+        frames: FrameWriter = writer
+        if on_silence is not None and silence_seconds > 0 and not stereo:
+            frames = _SilenceTap(writer, SilenceDetector(silence_seconds), on_silence, loop, endpoints[0])
+        state = _RecordingState(recording, SlotRecorder(frames, len(legs), stereo=stereo, start=start), writer,
                                 legs, deadline=start)
         for index, leg in enumerate(legs):
             leg.recorders.append((state.recorder, index))

@@ -12,6 +12,7 @@ import zvonok.org.models  # noqa: F401
 import zvonok.pstn.models  # noqa: F401
 import zvonok.storage.changes  # noqa: F401
 import zvonok.telephony.models  # noqa: F401
+import zvonok.voicemail.models  # noqa: F401
 from zvonok.storage.base import Base
 
 metadata = Base.metadata

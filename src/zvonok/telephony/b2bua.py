@@ -94,6 +94,7 @@ from .pin_guard import PinGuard
 from .throttle import FailureThrottle
 from .transfers import TransferMixin
 from .trunks import Trunks
+from .voicemail import Voicemail
 
 log = get_logger(__name__)
 
@@ -184,6 +185,7 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin):
         # root (telephony/pickup.py, telephony/park.py); None: those numbers are dialed like any other
         self.pickup: Pickup | None = None
         self.parking: Parking | None = None
+        self.voicemail: Voicemail | None = None  # set by the composition root (telephony/voicemail.py)
 
     # -- plumbing ------------------------------------------------------------------------------------
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -810,7 +812,7 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin):
         cause = "busy" if status in BUSY_STATUSES else "cancelled" if leg.cancelled else f"sip_{status}"
         self.publish(ev.LegEnded, call, leg_id=leg.id, cause=cause)
         self._release(leg)
-        if call.ended or call.callee is not None or call.forward_pending:
+        if call.ended or call.callee is not None or call.forward_pending or call.voicemail is not None:
             return  # (forwarding: the forks of the extension it leaves end as they may)
         if leg.trunk_id is not None and self._failover(leg, status):
             return
@@ -1137,6 +1139,8 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin):
             self.conferences.left(call)
         if call.park is not None and self.parking is not None:
             self.parking.left(call)
+        if call.voicemail is not None and self.voicemail is not None:
+            disposition = await self.voicemail.ended(call, disposition)
         if call.recording is not None:
             recording, call.recording = call.recording, None
             try:

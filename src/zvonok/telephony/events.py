@@ -28,7 +28,7 @@ from zvonok.bus import deserialize, register_event, serialize
 __all__ = [
     "AccessNumberBlocked", "CallAnswered", "CallParked", "CallPickedUp", "CallUnparked", "ConferenceJoined", "ConferenceLeft", "ConferenceMuted", "CallEnded", "CallEvent", "CallRouted", "CallStarted", "CallTransferred", "Direction", "Disposition",
     "DtmfReceived", "HangupSide", "LegAnswered", "LegCreated", "LegEnded", "LegHeld", "LegResumed",
-    "LegRinging", "LegRole", "Party", "RecordingStarted", "RecordingStopped", "RegistrationChanged", "SpendingThresholdCrossed", "TransferKind",
+    "LegRinging", "LegRole", "Party", "RecordingStarted", "RecordingStopped", "RegistrationChanged", "SpendingThresholdCrossed", "TransferKind", "VoicemailLeft",
     "deserialize", "serialize",
 ]
 
@@ -56,6 +56,7 @@ class Disposition(enum.StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"  # the caller hung up before anyone answered
     INTERRUPTED = "interrupted"  # the server stopped (crash) while the call was up
+    VOICEMAIL = "voicemail"  # the caller reached a mailbox (and maybe left a message)
 
 
 class HangupSide(enum.StrEnum):
@@ -335,3 +336,16 @@ class RegistrationChanged:
     devices: int
     at: float
     version: int = 1
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class VoicemailLeft(CallEvent):
+    """A caller left a message in an extension's mailbox (published once the message is stored)."""
+
+    mailbox_id: int
+    mailbox_number: str
+    message_id: int
+    caller_number: str
+    caller_name: str = ""
+    duration: float = 0.0

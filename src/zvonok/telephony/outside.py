@@ -50,6 +50,7 @@ from . import events as ev
 from .access_number import split_dialed_access
 from .call import Call, Leg
 from .trunks import trunk_peer
+from .voicemail_dialogue import GreetingKind
 
 if TYPE_CHECKING:
     from .b2bua import CallEngine
@@ -217,7 +218,9 @@ class OutsideMixin(_Base):
             target = str(destination.get("number", ""))
             profile = CallerProfile(tenant_id=call.tenant_id)
             await self._route_outside(call, target, profile, forwarded=True)
-        else:  # voicemail, queue: their issues fill these in; "none": nobody takes calls now
+        elif kind == "voicemail" and self.voicemail is not None:
+            await self.voicemail.leave(call, str(destination.get("number", "")), GreetingKind.UNAVAILABLE)
+        else:  # queue: its issue fills this in; "none": nobody takes calls now
             await self._refuse(call, 480, "unavailable")
 
     async def _invite_from_pbx(self, txn: ServerTransaction, request: Request, peer: Peer, trunk: TrunkInfo,

@@ -48,6 +48,7 @@ from .registrar import Lookup, Registrar
 
 if TYPE_CHECKING:
     from .b2bua import CallEngine
+    from .mwi import Mwi
 
 ClientHandler = Callable[[object], None]
 
@@ -84,6 +85,7 @@ class SipService:
         self._clients: dict[ClientTransaction, ClientHandler] = {}
         self._pending_cancels: dict[ClientTransaction, str | None] = {}
         self.calls: CallEngine | None = None  # set by the composition root when calls are served
+        self.mwi: Mwi | None = None  # message-waiting SUBSCRIBEs (telephony/mwi.py), set with voicemail
         self.t1 = settings.sip_t1
         self.t2 = settings.sip_t2
 
@@ -111,7 +113,8 @@ class SipService:
 
     @property
     def allowed_methods(self) -> tuple[str, ...]:
-        return ALLOWED_METHODS + CALL_METHODS if self.calls is not None else ALLOWED_METHODS
+        methods = ALLOWED_METHODS + CALL_METHODS if self.calls is not None else ALLOWED_METHODS
+        return methods + ("SUBSCRIBE",) if self.mwi is not None else methods
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -283,6 +286,8 @@ class SipService:
                               supported=self.supported, to_tag=_tag())
         if error is not None:
             self._respond(txn, error)
+        elif self.mwi is not None and request.method == "SUBSCRIBE":
+            self.mwi.on_subscribe(txn, request, peer)
         elif self.calls is not None and request.method in CALL_METHODS + ("OPTIONS",) and request.to.tag:
             self.calls.on_request(txn, request, peer)
         elif self.calls is not None and request.method == "INVITE":
