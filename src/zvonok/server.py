@@ -30,6 +30,9 @@ from zvonok.cdr.service import close_interrupted
 from zvonok.conference import http as conference_http
 from zvonok.conference.service import RoomDirectory
 from zvonok.config import Settings
+from zvonok.ivr import http as ivr_http
+from zvonok.ivr.prompts import IvrPrompts
+from zvonok.ivr.service import MenuDirectory
 from zvonok.logs import configure, get_logger
 from zvonok.media.engine import InProcessMediaEngine
 from zvonok.media.hold_music import HoldMusic
@@ -50,6 +53,7 @@ from zvonok.telephony.conference import Conferences
 from zvonok.telephony.directory import Directory
 from zvonok.telephony.events import RegistrationChanged
 from zvonok.telephony.http import registrations_router
+from zvonok.telephony.ivr import Ivr
 from zvonok.telephony.location import GroupCommit, Location
 from zvonok.telephony.registrar import Registrar, RegistrarConfig
 from zvonok.telephony.service import SipService
@@ -218,6 +222,7 @@ async def build(settings: Settings) -> Runtime:
     db.add_listener(rooms.on_event)
     engine.conferences = Conferences(engine, rooms, tenant_limit=settings.conference_tenant_members,
                                      total_limit=settings.conference_total_members)
+    engine.ivr = Ivr(engine, MenuDirectory(db, IvrPrompts(settings.data_dir / "ivr")))
     if settings.music_on_hold:
         engine.hold_music = HoldMusic(settings.data_dir / "moh")
         await asyncio.to_thread(engine.hold_music.prepare)  # the built-in track, written on first start
@@ -232,7 +237,8 @@ async def build(settings: Settings) -> Runtime:
         media_endpoints=("Media endpoints not yet released", lambda: media.endpoint_count),
     )
     app = create_app(settings, db, routers=[registrations_router(location), cdr_http.router, events_router(bus),
-                                            pstn_http.router, conference_http.router, hold_music_http.router])
+                                            pstn_http.router, conference_http.router, hold_music_http.router,
+                                            ivr_http.router])
     app.state.conferences = engine.conferences  # live members (zvonok.conference.http)
     app.state.active_calls = engine.active_calls  # calls in progress (zvonok.web.pages.calls)
     mount_web(app, location=location)  # the web console at /, after the API's routes

@@ -59,6 +59,7 @@ def test_two_levels() -> None:
     assert drain(d) == [Play(prompt="sub.wav", menu_id=2)]
     d.dtmf("1", 5.0)
     assert drain(d) == [StopPlayback(), Transfer(target=Target(kind="extension", payload={"number": "201"}), menu_id=2)]
+    assert d.visited == [1, 2]
 
 
 def test_timeout_retries_then_final_target() -> None:

@@ -643,6 +643,13 @@ class InProcessMediaEngine:
     async def on_dtmf(self, endpoint: Endpoint, callback: DtmfCallback | None) -> None:
         self._leg(endpoint).on_dtmf = callback
 
+    async def inject_dtmf(self, endpoint: Endpoint, digit: str, duration_ms: int) -> None:
+        leg = self._legs.get(endpoint.id)
+        if leg is None or leg.on_dtmf is None:
+            return  # released meanwhile, or nobody listens for keys on it
+        leg.loop.call_soon(leg.on_dtmf, DtmfReceived(tenant_id=endpoint.tenant_id, call_id=endpoint.call_id,
+                                                     endpoint_id=endpoint.id, digit=digit, duration_ms=duration_ms))
+
     async def on_inactivity(self, endpoint: Endpoint, timeout: float, callback: InactivityCallback | None) -> None:
         leg = self._leg(endpoint)
         leg.inactivity = (timeout, callback) if callback is not None else None

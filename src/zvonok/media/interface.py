@@ -152,6 +152,10 @@ class MediaEngine(Protocol):
 
     async def on_dtmf(self, endpoint: Endpoint, callback: DtmfCallback | None) -> None: ...
 
+    async def inject_dtmf(self, endpoint: Endpoint, digit: str, duration_ms: int) -> None:
+        """A key press that came by signalling (SIP INFO): reported to ``on_dtmf`` as RFC 4733 ones are."""
+        ...
+
     async def on_inactivity(self, endpoint: Endpoint, timeout: float, callback: InactivityCallback | None) -> None:
         """Call ``callback`` once per silence of ``timeout`` seconds without RTP from the peer."""
         ...

@@ -130,6 +130,7 @@ class IvrDialogue:
         self.failures = 0  # timeouts and invalid keys in this menu visit
         self.hops = 0  # menu changes since the caller's last key
         self.playing = False
+        self.visited: list[int] = []  # the menus the caller went through, in order (logs, CDR notes)
         self._deadline: float | None = None
         self._actions: deque[Action] = deque()
 
@@ -242,6 +243,7 @@ class IvrDialogue:
 
     def _enter(self, menu: MenuSpec, now: float) -> None:
         self.menu = menu
+        self.visited.append(menu.id)
         self.failures = 0
         self.entry = ""
         self.state = State.MENU
