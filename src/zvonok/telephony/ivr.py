@@ -4,7 +4,8 @@ How it works: a DID (or a schedule branch) with destination ``{"kind": "ivr", "m
 call to :meth:`Ivr.enter`. We read the tenant's menus through :class:`MenuPort` (no SQL here), answer
 the caller ourselves (our endpoint is the far end, as for the access number and conferences) and run
 one sans-I/O :class:`~.ivr_dialogue.IvrDialogue` per call: its greetings play on the caller's endpoint,
-RFC 4733 keys (and SIP INFO keys, delivered as the same media events) and one timer feed it, and every
+RFC 4733 keys (and SIP INFO keys, delivered as the same media events; and, from a peer whose SDP has no
+telephone-event, keys heard in its audio by the in-band detector) and one timer feed it, and every
 action is carried out by a step of the call (:meth:`CallControl.step`): one at a time, in order, and a
 failure ends the call. On ``Transfer`` the dialogue is done: the caller hears ringback while the
 extension (or the ring list, or the outside number) rings, and the engine joins the far end to the
@@ -106,6 +107,9 @@ class Ivr:
         caller = call.caller
         assert caller is not None and caller.endpoint is not None
         await engine.media.on_dtmf(caller.endpoint, lambda event: self._key(call, event))
+        if caller.media is not None and caller.media.telephone_event_pt is None:
+            # no RFC 4733 from this peer (an old trunk gateway): listen for the tones in its audio
+            await engine.media.detect_inband(caller.endpoint, True)
         log.info("ivr: caller in the menu", call=call.id, tenant=call.tenant_id, menu=menu_id)
         dialogue.start(self.clock())
         await self._pump(call)
@@ -138,6 +142,7 @@ class Ivr:
                 self._cancel_timer(session)
                 session.transferred = True
                 await media.on_dtmf(caller.endpoint, None)
+                await media.detect_inband(caller.endpoint, False)
                 await self._transfer(call, session, action.target)
                 return
             elif isinstance(action, Hangup):
