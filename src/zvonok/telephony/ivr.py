@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -53,6 +53,7 @@ class CallControl(Protocol):
     media: MediaEngine
     directory: ExtensionPort
     conferences: Any
+    clock: Callable[[], float]  # monotonic seconds (the event loop's: virtual in tests)
 
     def step(self, call: Call, coro: Coroutine[Any, Any, None]) -> None: ...
 
@@ -84,10 +85,10 @@ class IvrSession:
 
 
 class Ivr:
-    def __init__(self, engine: CallControl, menus: MenuPort, *, clock: Any = time.monotonic) -> None:
+    def __init__(self, engine: CallControl, menus: MenuPort) -> None:
         self.engine = engine
         self.menus = menus
-        self.clock = clock
+        self.clock = engine.clock
         self.sessions: dict[str, IvrSession] = {}  # by call id, from the answer to the end of the call
 
     async def enter(self, call: Call, menu_id: int, *, language: str, from_number: str) -> None:
