@@ -84,3 +84,38 @@ def test_the_timeout_goes_where_configured() -> None:
         h.reply(h.invites_to(anna)[0], 200)
         call.bye()
         assert not h.engine.calls and not h.engine.ivr.sessions  # type: ignore[union-attr]
+
+
+def test_a_key_to_a_conference_room_keeps_our_one_answer() -> None:
+    from zvonok.org.pins import hash_pin
+    from zvonok.telephony.conference import Conferences, RoomInfo
+
+    room = RoomInfo(id=5, tenant_id=1, number="800", name="Daily", pin_hash=hash_pin("4711"),
+                    moderator_pin_hash=None, wait_for_moderator=False, max_members=5)
+
+    class Rooms:
+        async def room(self, tenant_id: int, number: str) -> RoomInfo | None:
+            return room if number == "800" else None
+
+    menus = {1: MenuSpec(id=1, prompt="/prompts/main.wav",
+                         keys={"8": Target(kind="conference", payload={"number": "800"})})}
+
+    class OneMenu:
+        async def menus(self, tenant_id: int) -> tuple[dict[int, MenuSpec], frozenset[str]]:
+            return menus, frozenset()
+
+    with Harness() as h:
+        h.engine.conferences = Conferences(h.engine, Rooms())
+        h.engine.ivr = Ivr(h.engine, OneMenu())
+        _trunk, carrier = h.trunk()
+        h.did(DID, "ivr", {"menu": 1})
+        call = h.call_from_trunk(carrier, "+79161234567", DID)
+        call.ack()
+        engine_call = call.engine_call
+        assert engine_call is not None and engine_call.caller is not None and engine_call.caller.endpoint is not None
+        endpoint = engine_call.caller.endpoint
+        h.dtmf(endpoint, "8")
+        assert engine_call.conference is not None  # the room's PIN prompt has the caller now
+        assert h.media.dtmf_callbacks[endpoint.id] is not None
+        assert [s for s in call.statuses() if s >= 200] == [200]  # answered once, by the menu
+        assert len(h.events_of(ev.CallAnswered)) == 1

@@ -251,10 +251,11 @@ class MenuDirectory:
             if any(row.direct_dial for row in rows):
                 extensions = frozenset((await session.execute(select(Extension.number).where(
                     Extension.tenant_id == tenant_id))).scalars())
+        # the files' existence, for all the menus in one trip to a thread
+        paths = await asyncio.to_thread(lambda: [
+            self.prompts.greeting(tenant_id, row.id, row.prompt_text, row.voice, row.has_upload) for row in rows])
         specs: dict[int, MenuSpec] = {}
-        for row in rows:
-            path = await asyncio.to_thread(self.prompts.greeting, tenant_id, row.id, row.prompt_text, row.voice,
-                                           row.has_upload)
+        for row, path in zip(rows, paths, strict=True):
             specs[row.id] = MenuSpec(
                 id=row.id, prompt=str(path) if path is not None else "",
                 keys={key: t for key, value in row.keys.items() if (t := _target(value)) is not None},
