@@ -222,7 +222,9 @@ async def build(settings: Settings) -> Runtime:
     db.add_listener(rooms.on_event)
     engine.conferences = Conferences(engine, rooms, tenant_limit=settings.conference_tenant_members,
                                      total_limit=settings.conference_total_members)
-    engine.ivr = Ivr(engine, MenuDirectory(db, IvrPrompts(settings.data_dir / "ivr")))
+    menus = MenuDirectory(db, IvrPrompts(settings.data_dir / "ivr"))
+    db.add_listener(menus.on_event)
+    engine.ivr = Ivr(engine, menus)
     if settings.music_on_hold:
         engine.hold_music = HoldMusic(settings.data_dir / "moh")
         await asyncio.to_thread(engine.hold_music.prepare)  # the built-in track, written on first start

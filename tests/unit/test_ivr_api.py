@@ -101,10 +101,16 @@ async def test_two_level_menu_crud_and_port(api: IvrApi, make_tenant: Any) -> No
     assert spec.keys["1"] == Target(kind="menu", payload={"menu": sub["id"]})
     assert spec.timeout_target == Target(kind="extension", payload={"number": "101"})
     assert extensions == {"101", "102", "103"} and specs[sub["id"]].prompt == ""
+    # cached until the tenant's menus change
+    directory = MenuDirectory(api.db, prompts)
+    first = await directory.menus(c.id)
+    assert await directory.menus(c.id) is first
     # PATCH, then DELETE refused while in use
     patched = await ok(await api.client.patch(f"{c.base}/ivr-menus/{main['id']}", headers=c.headers,
                                               json={"repeat_key": None, "name": "Main menu"}))
     assert (patched["repeat_key"], patched["name"]) == (None, "Main menu")
+    directory.on_event(api.events[-1])
+    assert (await directory.menus(c.id))[0][main["id"]].repeat_key is None
     r = await api.client.delete(f"{c.base}/ivr-menus/{sub['id']}", headers=c.headers)
     assert r.status_code == 409 and f"menu {main['id']}" in r.text
     await ok(await api.client.delete(f"{c.base}/ivr-menus/{main['id']}", headers=c.headers), 204)

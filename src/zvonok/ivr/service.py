@@ -29,6 +29,7 @@ from zvonok.org.scope import get_in_tenant, page_in_tenant
 from zvonok.pstn.destinations import clean_destination, menu_refs
 from zvonok.pstn.models import PhoneNumber
 from zvonok.storage.db import Database, emit
+from zvonok.telephony.cache import BoundedCache
 from zvonok.telephony.ivr_dialogue import MenuSpec, Target
 
 from . import events, schemas
@@ -234,16 +235,33 @@ def _target(value: Mapping[str, Any] | None) -> Target | None:
     return Target(kind=str(value["kind"]), payload={k: v for k, v in value.items() if k != "kind"})
 
 
+Menus = tuple[dict[int, MenuSpec], frozenset[str]]
+
+
 class MenuDirectory:
     """The call engine's port: a tenant's menus as :class:`MenuSpec` (greetings resolved to files), and
-    its extension numbers when a menu allows direct dial. Read per call: menus change rarely but a call
-    must never walk a menu that was just deleted."""
+    its extension numbers when a menu allows direct dial. Cached per tenant (bounded) until an
+    :class:`~zvonok.ivr.events.IvrChanged` of the tenant, or ``ttl`` (new extensions for direct dial)."""
 
-    def __init__(self, db: Database, prompts: IvrPrompts) -> None:
+    def __init__(self, db: Database, prompts: IvrPrompts, ttl: float = 30.0) -> None:
         self.db = db
         self.prompts = prompts
+        self._menus: BoundedCache[int, Menus] = BoundedCache(ttl=ttl, negative_ttl=ttl, max_entries=10_000,
+                                                             max_misses=10_000)
 
-    async def menus(self, tenant_id: int) -> tuple[dict[int, MenuSpec], frozenset[str]]:
+    def on_event(self, event: object) -> None:
+        if isinstance(event, events.IvrChanged):
+            self._menus.discard(event.tenant_id)
+
+    async def menus(self, tenant_id: int) -> Menus:
+        found, cached = self._menus.get(tenant_id)
+        if found and cached is not None:
+            return cached
+        menus = await self._load(tenant_id)
+        self._menus.put(tenant_id, menus)
+        return menus
+
+    async def _load(self, tenant_id: int) -> Menus:
         async with self.db.session() as session:
             rows = list((await session.execute(select(IvrMenu).where(IvrMenu.tenant_id == tenant_id)
                                                .limit(MAX_MENUS))).scalars())
