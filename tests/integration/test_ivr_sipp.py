@@ -260,3 +260,52 @@ def test_silent_caller_hears_the_greeting_then_goes_where_configured(world: Worl
     assert abs(gap - TIMEOUT_S) <= 0.3, greetings
     spectrum = np.abs(np.fft.rfft(heard[: int(GREETING_S * 8000)]))
     assert abs(np.argmax(spectrum) * 8000 / int(GREETING_S * 8000) - GREETING_HZ) < 5
+
+
+INFO_KEY = """  <send retrans="500">
+    <![CDATA[
+
+      INFO [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      Max-Forwards: 70
+      From: "Outside Caller" <sip:[field1]@[local_ip]>;tag=[pid]SIPpTag00[call_number]
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: {cseq} INFO
+      Contact: <sip:[field1]@[local_ip]:[local_port]>
+      Content-Type: application/dtmf-relay
+      Content-Length: [len]
+
+      Signal={key}
+      Duration=160
+
+    ]]>
+  </send>
+  <recv response="200"/>
+  <pause milliseconds="300"/>
+"""
+
+
+def test_desk_phone_keys_by_sip_info_walk_the_menu(world: World) -> None:
+    """The same walk with keys sent as SIP INFO (application/dtmf-relay), as desk phones do."""
+    pbx = world.pbx
+    pcap = write_dtmf_pcap(pbx.workdir / "ivr_info.pcap", "")
+    keys = '  <pause milliseconds="1000"/>\n' + INFO_KEY.format(cseq=2, key="1") + INFO_KEY.format(cseq=3, key="2")
+    ending = keys + HANG_UP_AFTER.format(ms=5000).replace("CSeq: 2 BYE", "CSeq: 4 BYE")
+    scenario = pbx.workdir / "ivr_info.xml"
+    scenario.write_text(ACCESS_CALL.format(keys="1 2 by SIP INFO", pcap=pcap, then="hangs up 5 s later",
+                                           ending=ending).replace(
+        f'  <nop>\n    <action>\n      <exec play_pcap_audio="{pcap}"/>\n    </action>\n  </nop>\n', ""))
+    before = len(inbound_cdrs(pbx, DID_WALK, 0))
+    desk = start_callee(pbx, DESK, "call_uas.xml", codec="PCMA")
+    try:
+        result = harness.run_sipp(scenario, pbx.target, workdir=pbx.workdir, rows=[["74957650101", "79161234568"]],
+                                  rate=1, timeout=40, extra=["-i", CARRIER, "-mi", CARRIER], name="ivr_info")
+        assert desk.wait_for("SuccessfulCall(C)", 1, timeout=15), desk.stats()
+        desk_result = desk.stop()
+    finally:
+        desk.kill()
+    assert_all_ok(result, 1)
+    assert_all_ok(desk_result, 1)
+    cdr = inbound_cdrs(pbx, DID_WALK, before + 1)[-1]
+    assert (cdr["caller_number"], cdr["callee_number"], cdr["disposition"]) == ("+79161234568", DESK, "answered"), cdr
