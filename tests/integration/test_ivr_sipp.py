@@ -31,7 +31,7 @@ import pytest
 
 from zvonok.media.g711 import ALAW_DECODE
 
-from .dtmf_pcap import write_dtmf_pcap
+from .dtmf_pcap import write_dtmf_pcap, write_inband_pcap
 from .test_calls_sipp import Pbx, assert_all_ok, start_callee
 from .test_trunks_sipp import ACCESS_CALL, HANG_UP_AFTER
 
@@ -309,3 +309,29 @@ def test_desk_phone_keys_by_sip_info_walk_the_menu(world: World) -> None:
     assert_all_ok(desk_result, 1)
     cdr = inbound_cdrs(pbx, DID_WALK, before + 1)[-1]
     assert (cdr["caller_number"], cdr["callee_number"], cdr["disposition"]) == ("+79161234568", DESK, "answered"), cdr
+
+
+def test_keys_heard_in_the_audio_of_a_caller_without_telephone_events(world: World) -> None:
+    """An old gateway offers no telephone-event and sends the keys as tones: the in-band detector hears
+    1 and 2 and the caller reaches the desk."""
+    pbx = world.pbx
+    pcap = write_inband_pcap(pbx.workdir / "ivr_inband.pcap", "12", start=1.0)
+    template = ACCESS_CALL.replace("m=audio [media_port] RTP/AVP 8 101", "m=audio [media_port] RTP/AVP 8").replace(
+        "      a=rtpmap:101 telephone-event/8000\n      a=fmtp:101 0-15\n", "")
+    assert "telephone-event" not in template
+    scenario = pbx.workdir / "ivr_inband.xml"
+    scenario.write_text(template.format(keys="12 in band", pcap=pcap, then="hangs up 6 s later",
+                                        ending=HANG_UP_AFTER.format(ms=6000)))
+    before = len(inbound_cdrs(pbx, DID_WALK, 0))
+    desk = start_callee(pbx, DESK, "call_uas.xml", codec="PCMA")
+    try:
+        result = harness.run_sipp(scenario, pbx.target, workdir=pbx.workdir, rows=[["74957650101", "79161234569"]],
+                                  rate=1, timeout=40, extra=["-i", CARRIER, "-mi", CARRIER], name="ivr_inband")
+        assert desk.wait_for("SuccessfulCall(C)", 1, timeout=15), desk.stats()
+        desk_result = desk.stop()
+    finally:
+        desk.kill()
+    assert_all_ok(result, 1)
+    assert_all_ok(desk_result, 1)
+    cdr = inbound_cdrs(pbx, DID_WALK, before + 1)[-1]
+    assert (cdr["caller_number"], cdr["callee_number"], cdr["disposition"]) == ("+79161234569", DESK, "answered"), cdr
