@@ -71,7 +71,8 @@ def test_timeout_retries_then_final_target() -> None:
     assert drain(d) == [Play(prompt="main.wav", menu_id=1)]
     d.play_finished(9.0)
     d.timer(14.0)
-    assert drain(d) == [Transfer(target=Target(kind="ring", payload={"numbers": ["102", "103"]}), menu_id=1)]
+    assert drain(d) == [Transfer(target=Target(kind="ring", payload={"numbers": ["102", "103"]}), menu_id=1,
+                                 reason="timeout")]
 
 
 def test_invalid_key_then_hangup_without_invalid_target() -> None:

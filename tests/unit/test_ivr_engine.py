@@ -49,6 +49,8 @@ def test_keys_by_info_and_rfc4733_reach_the_extension() -> None:
         h.settle()
         assert h.media.playing[endpoint.id] == Prompt(path=Path("/prompts/sub.wav"))
         h.dtmf(endpoint, "2")
+        left = h.events_of(ev.IvrLeft)
+        assert [(e.menus, e.target_kind, e.reason) for e in left] == [((1, 2), "extension", "caller_choice")]
         forks = h.invites_to(desk)
         assert len(forks) == 1 and h.media.playing[endpoint.id] == RINGBACK_RU
         h.reply(forks[0], 180)
@@ -81,6 +83,7 @@ def test_the_timeout_goes_where_configured() -> None:
         assert not h.invites_to(anna)
         h.advance(0.2)
         assert len(h.invites_to(anna)) == 1 and not h.invites_to(desk)
+        assert [(e.menus, e.reason) for e in h.events_of(ev.IvrLeft)] == [((1,), "timeout")]
         h.reply(h.invites_to(anna)[0], 200)
         call.bye()
         assert not h.engine.calls and not h.engine.ivr.sessions  # type: ignore[union-attr]

@@ -144,11 +144,15 @@ class Ivr:
                 session.transferred = True
                 await media.on_dtmf(caller.endpoint, None)
                 await media.detect_inband(caller.endpoint, False)
+                self.engine.publish(ev.IvrLeft, call, menus=tuple(dialogue.visited),
+                                    target_kind=action.target.kind, reason=action.reason)
                 await self._transfer(call, session, action.target)
                 return
             elif isinstance(action, Hangup):
                 self._cancel_timer(session)
                 log.info("ivr: hang-up", call=call.id, reason=action.reason, menus=session.dialogue.visited)
+                self.engine.publish(ev.IvrLeft, call, menus=tuple(dialogue.visited), target_kind="hangup",
+                                    reason=action.reason)
                 self.engine._hangup(call, None, ev.HangupSide.SYSTEM, f"ivr_{action.reason}")
                 return
         self._cancel_timer(session)

@@ -108,6 +108,7 @@ class StopPlayback:
 class Transfer:
     target: Target
     menu_id: int  # the menu the caller left from
+    reason: str = "caller_choice"  # or "timeout" / "invalid": the menu's final target after the last try
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -239,7 +240,7 @@ class IvrDialogue:
             self._stop()
         self.state = State.DONE
         self._deadline = None
-        self._actions.append(Transfer(target=target, menu_id=self.menu.id))
+        self._actions.append(Transfer(target=target, menu_id=self.menu.id, reason=reason))
 
     def _enter(self, menu: MenuSpec, now: float) -> None:
         self.menu = menu
