@@ -2,6 +2,9 @@
 
 * A caller keys ``1`` (into the second-level menu) and ``2`` with RFC 4733 events and reaches the desk
   extension (a SIPp phone answering); the CDR says so.
+* The same walk with the keys sent as SIP INFO, and as tones in the audio (a caller offering no
+  telephone-event: the in-band detector).
+* A caller keying a wrong key in a menu without retries gets our BYE (the menu's invalid target: hang up).
 * A silent caller hears the configured greeting — a 1 kHz tone uploaded as a 44.1 kHz WAV, checked by FFT,
   its length, its replay after the configured timeout — and after the last timeout is carried to the
   configured extension (Anna). This caller's SDP points at a socket of this test, which records
@@ -33,7 +36,7 @@ from zvonok.media.g711 import ALAW_DECODE
 
 from .dtmf_pcap import write_dtmf_pcap, write_inband_pcap
 from .test_calls_sipp import Pbx, assert_all_ok, start_callee
-from .test_trunks_sipp import ACCESS_CALL, HANG_UP_AFTER
+from .test_trunks_sipp import ACCESS_CALL, HANG_UP_AFTER, WAIT_FOR_OUR_BYE
 
 pytestmark = pytest.mark.integration
 
@@ -42,6 +45,7 @@ harness: Any = sys.modules["zvonok_bench_common"]
 DESK, ANNA = "7501", "7502"
 DID_WALK = "+74957650101"
 DID_TIMEOUT = "+74957650102"
+DID_STRICT = "+74957650103"
 CARRIER = "127.0.0.2"
 GREETING_HZ, GREETING_S = 1000.0, 1.0
 TIMEOUT_S, RETRIES = 2, 1
@@ -109,7 +113,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         "offices": [{"name": "Moscow", "area_code": "495", "timezone": "Europe/Moscow"}],
         "trunks": [{"name": "Main", "host": CARRIER, "port": harness.free_sip_port()}],
         "numbers": [{"number": n, "office": "Moscow", "kind": "extension", "destination": {"number": DESK}}
-                    for n in (DID_WALK, DID_TIMEOUT)],
+                    for n in (DID_WALK, DID_TIMEOUT, DID_STRICT)],
     }, database_url=database_url)
     server = harness.ZvonokServer(data_dir=data_dir, database_url=database_url,
                                   env={"ZVONOK_CALL_NO_ANSWER_TIMEOUT": "20"})
@@ -128,6 +132,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             "name": "Night", "keys": {"1": {"kind": "extension", "number": DESK}}, "timeout": TIMEOUT_S,
             "retries": RETRIES, "timeout_destination": {"kind": "extension", "number": ANNA}})
         upload(pbx, silent["id"], tone_wav(GREETING_HZ, GREETING_S))
+        strict = api(pbx, "/ivr-menus", method="POST", body={
+            "name": "Strict", "keys": {"1": {"kind": "extension", "number": DESK}}, "retries": 0, "timeout": 10,
+            "invalid_destination": {"kind": "hangup"}})
+        route(pbx, DID_STRICT, strict["id"])
         route(pbx, DID_WALK, main["id"])
         route(pbx, DID_TIMEOUT, silent["id"])
         yield World(pbx, {"main": main["id"], "sub": sub["id"], "silent": silent["id"]})
@@ -335,3 +343,16 @@ def test_keys_heard_in_the_audio_of_a_caller_without_telephone_events(world: Wor
     assert_all_ok(desk_result, 1)
     cdr = inbound_cdrs(pbx, DID_WALK, before + 1)[-1]
     assert (cdr["caller_number"], cdr["callee_number"], cdr["disposition"]) == ("+79161234569", DESK, "answered"), cdr
+
+
+def test_a_wrong_key_ends_where_configured(world: World) -> None:
+    """A menu with no retries whose wrong key hangs up: the caller keys 7 and gets our BYE at once."""
+    pbx = world.pbx
+    pcap = write_dtmf_pcap(pbx.workdir / "ivr_wrong.pcap", "7", start=1.0)
+    scenario = pbx.workdir / "ivr_wrong.xml"
+    scenario.write_text(ACCESS_CALL.format(keys="7", pcap=pcap, then="waits for our BYE", ending=WAIT_FOR_OUR_BYE))
+    result = harness.run_sipp(scenario, pbx.target, workdir=pbx.workdir, rows=[["74957650103", "79161234570"]],
+                              rate=1, timeout=40, extra=["-i", CARRIER, "-mi", CARRIER], name="ivr_wrong")
+    assert_all_ok(result, 1)
+    cdr = inbound_cdrs(pbx, DID_STRICT, 1)[-1]
+    assert (cdr["caller_number"], cdr["disposition"], cdr["cause"]) == ("+79161234570", "answered", "ivr_invalid"), cdr
