@@ -15,11 +15,14 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 # Debian packages the integration tests drive: SIPp (sip-tester), baresip, and chromium for the web
-# console's Playwright tests (Playwright is pointed at /usr/bin/chromium: no browser download).
+# console's Playwright tests (Playwright is pointed at /usr/bin/chromium: no browser download); and
+# espeak-ng, which the server itself runs to speak IVR greetings typed as text (zvonok.ivr.prompts).
 peers:
-	@command -v sipp >/dev/null && command -v baresip >/dev/null && [ -x /usr/bin/chromium ] || { \
+	@command -v sipp >/dev/null && command -v baresip >/dev/null && command -v espeak-ng >/dev/null \
+	  && [ -x /usr/bin/chromium ] || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq sip-tester baresip chromium >/dev/null; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq sip-tester baresip \
+	    espeak-ng chromium >/dev/null; }
 
 demo: $(VENV)/.installed
 	$(BIN)/zvonok --data-dir $(DATA) demo

@@ -171,6 +171,7 @@ def _extra_routers() -> list[Any]:
     """The routers other layers mount in ``zvonok.server`` so API tests (tenant isolation!) cover them."""
     from zvonok.cdr import http as cdr_http
     from zvonok.crm import http as crm_http
+    from zvonok.ivr import http as ivr_http
     from zvonok.pstn import http as pstn_http
     from zvonok.telephony import features_http, hold_music_http
     from zvonok.telephony.http import registrations_router
@@ -178,7 +179,8 @@ def _extra_routers() -> list[Any]:
     from zvonok.voicemail import http as voicemail_http
 
     return [registrations_router(Location()), cdr_http.router, pstn_http.router, hold_music_http.router,
-            features_http.router, crm_http.router, voicemail_http.router]
+            features_http.router, crm_http.router, voicemail_http.router,
+            ivr_http.router]
 
 
 @pytest.fixture

@@ -32,6 +32,9 @@ from zvonok.conference.service import RoomDirectory
 from zvonok.config import Settings
 from zvonok.crm import http as crm_http
 from zvonok.crm.screenpop import ScreenPopper
+from zvonok.ivr import http as ivr_http
+from zvonok.ivr.prompts import IvrPrompts
+from zvonok.ivr.service import MenuDirectory
 from zvonok.logs import configure, get_logger
 from zvonok.media.engine import InProcessMediaEngine
 from zvonok.media.hold_music import HoldMusic
@@ -52,6 +55,7 @@ from zvonok.telephony.conference import Conferences
 from zvonok.telephony.directory import Directory
 from zvonok.telephony.events import RegistrationChanged
 from zvonok.telephony.http import registrations_router
+from zvonok.telephony.ivr import Ivr
 from zvonok.telephony.location import GroupCommit, Location
 from zvonok.telephony.mwi import Mwi
 from zvonok.telephony.park import Parking
@@ -252,6 +256,9 @@ async def build(settings: Settings) -> Runtime:
             mwi.changed(tenant_id, extension_id)
 
     location.on_change = registration_with_mwi
+    menus = MenuDirectory(db, IvrPrompts(settings.data_dir / "ivr"))
+    db.add_listener(menus.on_event)
+    engine.ivr = Ivr(engine, menus)
     if settings.music_on_hold:
         engine.hold_music = HoldMusic(settings.data_dir / "moh")
         await asyncio.to_thread(engine.hold_music.prepare)  # the built-in track, written on first start
@@ -268,7 +275,8 @@ async def build(settings: Settings) -> Runtime:
     ScreenPopper(db, bus).start()  # the CRM card of a caller, to the ringing employee's websocket
     app = create_app(settings, db, routers=[registrations_router(location), cdr_http.router, events_router(bus),
                                             pstn_http.router, conference_http.router, hold_music_http.router,
-                                            features_http.router, crm_http.router, voicemail_http.router])
+                                            features_http.router, crm_http.router, voicemail_http.router,
+                                            ivr_http.router])
     app.state.conferences = engine.conferences  # live members (zvonok.conference.http)
     app.state.parking = engine.parking  # parked calls (zvonok.telephony.features_http)
     app.state.active_calls = engine.active_calls  # calls in progress (zvonok.web.pages.calls)

@@ -217,6 +217,7 @@ class FakeMedia:
         self.played: list[tuple[str, object]] = []
         self.on_finished: dict[str, Callable[[PlaybackFinished], None] | None] = {}
         self.dtmf_callbacks: dict[str, Callable[[DtmfReceived], None] | None] = {}
+        self.inband: dict[str, bool] = {}  # in-band key detection, by endpoint
         self._in_flight: dict[str, int] = {}
         self.in_flight_plays = 0
         self.recordings: dict[str, tuple[Recording, float, Any]] = {}
@@ -312,6 +313,16 @@ class FakeMedia:
 
     async def on_inactivity(self, endpoint: Endpoint, timeout: float, callback: Any) -> None:
         pass
+
+    async def detect_inband(self, endpoint: Endpoint, on: bool) -> None:
+        self.inband[endpoint.id] = on
+
+    async def inject_dtmf(self, endpoint: Endpoint, digit: str, duration_ms: int) -> None:
+        callback = self.dtmf_callbacks.get(endpoint.id)
+        if callback is not None:
+            asyncio.get_running_loop().call_soon(callback, DtmfReceived(
+                tenant_id=endpoint.tenant_id, call_id=endpoint.call_id, endpoint_id=endpoint.id, digit=digit,
+                duration_ms=duration_ms))
 
     async def stats(self, endpoint: Endpoint) -> Any:
         raise AssertionError("not used by the call engine")

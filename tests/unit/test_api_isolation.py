@@ -97,6 +97,7 @@ async def _populate(api: Api, t: Any) -> dict[str, Any]:
     r = await api.client.post("/api/v1/platform/numbers", headers=api.admin, json={"number": f"+7495{t.id:07d}"})
     assert r.status_code == 201, r.text
     number = int(r.json()["id"])
+    menu = await post("ivr-menus", {"name": "Main"})
     r = await api.client.post(f"/api/v1/platform/numbers/{number}/assign", headers=api.admin, json={"tenant_id": t.id})
     assert r.status_code == 200, r.text
     client = await post("crm/clients", {"name": "Client", "phones": [{"number": f"+7495{t.id:07d}"}]})
@@ -108,7 +109,7 @@ async def _populate(api: Api, t: Any) -> dict[str, Any]:
         "client_id": client, "field_id": field,
         "tenant_id": t.id, "office_id": office, "department_id": dept, "employee_id": emp,
         "extension_id": ext, "token_id": token, "cdr_id": cdr, "trunk_id": trunk, "route_id": route,
-        "number_id": number, "message_id": message, "kind": "busy",
+        "number_id": number, "message_id": message, "kind": "busy", "menu_id": menu,
     }
 
 

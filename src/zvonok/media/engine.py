@@ -50,6 +50,7 @@ import numpy.typing as npt
 
 from .bridge import MixBridge
 from .dtmf import DtmfReceiver
+from .dtmf_inband import InbandDtmfDetector
 from .errors import MediaUsageError, PacketError, PortsExhausted
 from .events import DtmfReceived, MediaTimeout, PlaybackFinished
 from .g711 import CLOCK_RATE, Codec, decode, encode, transcode_table
@@ -80,6 +81,7 @@ log = logging.getLogger(__name__)
 LATCH_PROBATION = 2
 MAX_CONTINUE = 100
 RELATCH_GAP = 1.0
+INBAND_MS = 40  # the duration reported for a key heard in band (the detector reports the press, not its length)
 RECORD_FLUSH_INTERVAL = 0.5
 MAX_PLAY_LAG = 0.1  # when the loop stalled longer than this, playback skips ahead instead of bursting
 
@@ -146,7 +148,7 @@ class _Leg(asyncio.DatagramProtocol):
     """One endpoint: its RTP socket's protocol and all per-leg media state."""
 
     __slots__ = (
-        "audio_pt", "candidate", "closed", "codec", "dtmf", "endpoint", "event_pt", "inactivity",
+        "audio_pt", "candidate", "closed", "codec", "dtmf", "endpoint", "event_pt", "inactivity", "inband",
         "inactivity_handle", "inactivity_reported", "inactivity_since", "loop", "mix", "on_dtmf", "peer", "player",
         "r_audio_pt", "r_event_pt", "r_table", "recorders", "rewriter", "rtcp", "rtcp_transport", "sdp_addr",
         "send_addr", "src_addr", "srtp", "stats", "transport",
@@ -170,6 +172,7 @@ class _Leg(asyncio.DatagramProtocol):
         self.stats = StreamStats()
         self.dtmf = DtmfReceiver()
         self.on_dtmf: DtmfCallback | None = None
+        self.inband: InbandDtmfDetector | None = None  # keys heard in the audio (a trunk sending no events)
         self.peer: _Leg | None = None
         self.mix: MixBridge | None = None  # the mixing bridge this leg is in (then ``peer`` is None)
         # the route of packets *received here* towards ``peer``: its PTs and the payload table
@@ -210,6 +213,8 @@ class _Leg(asyncio.DatagramProtocol):
             self.stats.received(ssrc, seq, ts, len(data), now)
             if self.recorders:
                 self._record(data, now)
+            if self.inband is not None:
+                self._inband(data)
             peer = self.peer
             if peer is not None and peer.player is None:
                 peer.relay(data, b0, b1, seq, ts, ssrc, now, self.r_audio_pt, self.r_table)
@@ -319,6 +324,19 @@ class _Leg(asyncio.DatagramProtocol):
             self.loop.call_soon(callback, DtmfReceived(
                 tenant_id=endpoint.tenant_id, call_id=endpoint.call_id, endpoint_id=endpoint.id,
                 digit=event.digit, duration_ms=event.duration_ms))
+
+    def _inband(self, data: bytes) -> None:
+        detector, callback, codec = self.inband, self.on_dtmf, self.codec
+        if detector is None or callback is None or codec is None:
+            return
+        try:
+            start, end = rtp_payload_bounds(data)
+        except PacketError:
+            return
+        endpoint = self.endpoint
+        for digit in detector.feed(decode(codec, data[start:end])):
+            self.loop.call_soon(callback, DtmfReceived(tenant_id=endpoint.tenant_id, call_id=endpoint.call_id,
+                                                       endpoint_id=endpoint.id, digit=digit, duration_ms=INBAND_MS))
 
     def _record(self, data: bytes, now: float) -> None:
         if self.codec is None:
@@ -673,6 +691,18 @@ class InProcessMediaEngine:
 
     async def on_dtmf(self, endpoint: Endpoint, callback: DtmfCallback | None) -> None:
         self._leg(endpoint).on_dtmf = callback
+
+    async def detect_inband(self, endpoint: Endpoint, on: bool) -> None:
+        leg = self._legs.get(endpoint.id)
+        if leg is not None:
+            leg.inband = InbandDtmfDetector() if on else None
+
+    async def inject_dtmf(self, endpoint: Endpoint, digit: str, duration_ms: int) -> None:
+        leg = self._legs.get(endpoint.id)
+        if leg is None or leg.on_dtmf is None:
+            return  # released meanwhile, or nobody listens for keys on it
+        leg.loop.call_soon(leg.on_dtmf, DtmfReceived(tenant_id=endpoint.tenant_id, call_id=endpoint.call_id,
+                                                     endpoint_id=endpoint.id, digit=digit, duration_ms=duration_ms))
 
     async def on_inactivity(self, endpoint: Endpoint, timeout: float, callback: InactivityCallback | None) -> None:
         leg = self._leg(endpoint)

@@ -156,6 +156,15 @@ class MediaEngine(Protocol):
 
     async def on_dtmf(self, endpoint: Endpoint, callback: DtmfCallback | None) -> None: ...
 
+    async def detect_inband(self, endpoint: Endpoint, on: bool) -> None:
+        """Listen for key tones in the audio received (Goertzel, :mod:`zvonok.media.dtmf_inband`) and report
+        them to ``on_dtmf``: for peers that send neither RFC 4733 events nor SIP INFO. Costs CPU per packet."""
+        ...
+
+    async def inject_dtmf(self, endpoint: Endpoint, digit: str, duration_ms: int) -> None:
+        """A key press that came by signalling (SIP INFO): reported to ``on_dtmf`` as RFC 4733 ones are."""
+        ...
+
     async def on_inactivity(self, endpoint: Endpoint, timeout: float, callback: InactivityCallback | None) -> None:
         """Call ``callback`` once per silence of ``timeout`` seconds without RTP from the peer."""
         ...

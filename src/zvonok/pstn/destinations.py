@@ -11,6 +11,7 @@ Payloads by kind::
     queue       {"queue": "sales"}                    external   {"number": "+74951234567"}
     access      {} or {"skip_pin_for_known_callers": true}
     conference  {"number": "800"}                     (a conference room's number: zvonok.conference)
+    ivr         {"menu": 3}                           (an IVR menu's id: zvonok.ivr)
     schedule    {"timezone": "Europe/Moscow", "rules": [{"days": [0, 1, 2, 3, 4], "from": "09:00",
                  "to": "18:00", "destination": {"kind": "ring", "numbers": ["101", "102"]}}],
                  "holidays": ["2025-01-01"], "holiday_destination": {...}, "default": {...}}
@@ -73,6 +74,17 @@ def extension_refs(kind: str, payload: Any) -> set[str]:
         return {number for _, number in clean_destination(kind, payload).extensions}
     except ValueError:
         return set()
+
+
+def menu_refs(kind: str, payload: dict[str, Any], path: str = "destination") -> list[tuple[str, int]]:
+    """The IVR menus a *clean* payload names, each with its place (the service checks they exist)."""
+    if kind == "ivr":
+        return [(f"{path}.menu", payload["menu"])]
+    if kind != "schedule":
+        return []
+    branches = [(f"{path}.rules[{i}].destination", rule["destination"]) for i, rule in enumerate(payload["rules"])]
+    branches += [(f"{path}.{name}", payload[name]) for name in ("holiday_destination", "default") if name in payload]
+    return [(f"{where}.menu", branch["menu"]) for where, branch in branches if branch["kind"] == "ivr"]
 
 
 def _keys(payload: Any, path: str, required: AbstractSet[str], optional: AbstractSet[str] = frozenset()) -> dict[str, Any]:
@@ -140,6 +152,11 @@ def _clean(kind: str, payload: Any, path: str, refs: list[tuple[str, str]], *, n
         if not isinstance(number, str) or not _EXTENSION.match(number):
             raise ValueError(f"{path}.number: a conference room number is 2-8 digits")
         return {"number": number}
+    if kind == "ivr":
+        _keys(payload, path, {"menu"})
+        if type(payload["menu"]) is not int or payload["menu"] < 1:
+            raise ValueError(f"{path}.menu: an IVR menu's id")
+        return {"menu": payload["menu"]}
     if kind == "schedule":
         if nested:
             raise ValueError(f"{path}: a schedule may not contain another schedule")

@@ -46,6 +46,7 @@ class DestinationKind(enum.StrEnum):
     EXTERNAL = "external"  # {"number": "+74951234567"} forwarded out through a trunk
     ACCESS = "access"  # the access-number service (PIN + destination)
     CONFERENCE = "conference"  # {"number": "800"} a conference room of the tenant (zvonok.conference)
+    IVR = "ivr"  # {"menu": 3} a voice menu of the tenant (zvonok.ivr)
     SCHEDULE = "schedule"  # {"rules": [...], "holidays": [...], "default": {...}} (see zvonok.pstn.schedule)
 
 

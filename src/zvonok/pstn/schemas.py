@@ -86,7 +86,7 @@ TrunkKindName = Literal["carrier", "pbx"]
 Transport = Literal["udp", "tcp"]
 SrtpPolicy = Literal["required", "optional", "off"]
 NumberFormatName = Literal["e164", "digits", "national"]
-DestinationKindName = Literal["extension", "ring", "voicemail", "queue", "external", "access", "conference",
+DestinationKindName = Literal["extension", "ring", "voicemail", "queue", "external", "access", "conference", "ivr",
                               "schedule"]
 ServiceClassName = Literal["internal_only", "local", "long_distance", "international"]
 PolicyLevelName = Literal["tenant", "office", "department", "employee"]

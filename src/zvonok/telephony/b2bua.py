@@ -85,6 +85,8 @@ from .call_forward import ForwardingMixin
 from .conference import Conferences
 from .directory import Directory, ExtensionInfo
 from .forwarding import Reason as ForwardReason
+from .info_dtmf import info_dtmf
+from .ivr import Ivr
 from .leg_session_timer import session_expires_of  # one parser for the engine and the Leg
 from .location import Binding, Location
 from .outside import OutsideMixin
@@ -180,6 +182,7 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin):
         self.invites: dict[ServerTransaction, Leg] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.conferences: Conferences | None = None  # set by the composition root (telephony/conference.py)
+        self.ivr: Ivr | None = None  # set by the composition root (telephony/ivr.py)
         self.hold_music: HoldMusic | None = None  # set by the composition root; None: held parties hear silence
         # call pickup (*8, **<ext>) and call park (transfer to 700, dial 701–720): set by the composition
         # root (telephony/pickup.py, telephony/park.py); None: those numbers are dialed like any other
@@ -940,6 +943,8 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin):
             self.step(leg.call, self._refer(txn, request, leg), txn=txn, request=request)
         elif method in ("INFO", "NOTIFY", "OPTIONS"):
             self.sip.respond(txn, leg.dialog.create_response(request, 200))
+            if method == "INFO" and leg.endpoint is not None:  # a desk phone's keys: as RFC 4733 ones
+                self.step(leg.call, info_dtmf(self.media, leg.endpoint, request))
         else:
             self.sip.respond(txn, leg.dialog.create_response(request, 405, extra_headers=[("Allow", ALLOW)]))
 
@@ -1124,6 +1129,8 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin):
                       sip_status: int | None) -> None:
         if call.ended:
             return
+        if self.ivr is not None:
+            self.ivr.left(call, side)  # before ``ended``: a failed transfer's caller gets its BYE
         call.ended = True
         call.hangup_side = side
         if call.no_answer is not None:

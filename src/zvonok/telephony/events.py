@@ -318,9 +318,22 @@ class CallUnparked(CallEvent):
     by: Party | None = None
 
 
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class IvrLeft(CallEvent):
+    """The caller left the voice menus (``menus``: the ids it went through, in order) for ``target_kind``
+    (extension, ring, conference, external; "hangup" when the menu ended the call). ``reason``:
+    caller_choice (a key), timeout or invalid (the menu's final target), loop (the cycle guard)."""
+
+    menus: tuple[int, ...]
+    target_kind: str
+    reason: str = "caller_choice"
+
+
 CALL_EVENT_TYPES: tuple[type[CallEvent], ...] = (
     CallStarted, CallRouted, LegCreated, LegRinging, LegAnswered, CallAnswered, LegHeld, LegResumed, CallTransferred,
     RecordingStarted, RecordingStopped, DtmfReceived, LegEnded, CallEnded, ConferenceJoined, CallForwarded,
+    IvrLeft,
 )
 
 

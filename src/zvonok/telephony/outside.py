@@ -214,6 +214,10 @@ class OutsideMixin(_Base):
                 return
             tenant = self.trunks.snapshot.tenants.get(call.tenant_id) if self.trunks else None
             await self.conferences.enter(call, room, language=tenant.locale if tenant else self.prompt_language)
+        elif kind == "ivr" and self.ivr is not None:
+            tenant = self.trunks.snapshot.tenants.get(call.tenant_id) if self.trunks else None
+            await self.ivr.enter(call, int(destination.get("menu", 0)), from_number=from_number,
+                                 language=tenant.locale if tenant else self.prompt_language)
         elif kind == "external":
             target = str(destination.get("number", ""))
             profile = CallerProfile(tenant_id=call.tenant_id)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from zvonok import metrics
 from zvonok.config import Settings
 from zvonok.logs import get_logger
+from zvonok.sip.dtmf_info import DTMF_INFO_TYPES
 from zvonok.sip.errors import SipParseError
 from zvonok.sip.headers import get_param
 from zvonok.sip.message import Request, Response, make_response, parse_datagram
@@ -57,6 +58,8 @@ log = get_logger(__name__)
 ALLOWED_METHODS = ("REGISTER", "OPTIONS", "ACK", "CANCEL")
 CALL_METHODS = ("INVITE", "BYE", "UPDATE", "INFO", "NOTIFY", "REFER")
 ACCEPTED_TYPES = ("application/sdp",)
+# legacy INFO (RFC 6086 §2) as desk phones send their keys: zvonok.sip.dtmf_info
+INFO_TYPES = (*ACCEPTED_TYPES, *sorted(DTMF_INFO_TYPES))
 USER_AGENT = "Zvonok"
 
 
@@ -282,7 +285,8 @@ class SipService:
         self._arm_timer()
 
     def _dispatch(self, txn: ServerTransaction, request: Request, peer: Peer) -> None:
-        error = check_request(request, allowed_methods=self.allowed_methods, content_types=ACCEPTED_TYPES,
+        error = check_request(request, allowed_methods=self.allowed_methods,
+                              content_types=INFO_TYPES if request.method == "INFO" else ACCEPTED_TYPES,
                               supported=self.supported, to_tag=_tag())
         if error is not None:
             self._respond(txn, error)

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from zvonok.media.hold_music import HoldMusicError, _write_atomically, convert
+from zvonok.media.hold_music import HoldMusicError, convert, write_wav
 from zvonok.org.errors import NotFound, ValidationError
 from zvonok.org.models import Extension
 from zvonok.org.pins import hash_pin_in_thread
@@ -158,7 +158,7 @@ async def store_greeting(session: AsyncSession, files: VoicemailFiles, tenant_id
         except HoldMusicError as exc:
             raise ValidationError(f"file: {exc}", field="file") from None
         samples = samples[: int(MAX_GREETING_SECONDS * 8000)]
-        await asyncio.to_thread(_write_atomically, path, samples)
+        await asyncio.to_thread(write_wav, path, samples)
         setattr(box, f"greeting_{kind}", True)
     await session.flush()
     return box
