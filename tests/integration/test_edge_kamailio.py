@@ -153,7 +153,8 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
     seeded = harness.seed(data_dir, domain=f"edge-{secrets.token_hex(3)}.test", numbers=[CALLEE, CALLER],
                           database_url=database_url)
     server = harness.ZvonokServer(data_dir=data_dir, database_url=database_url,
-                                  env={"ZVONOK_TRUSTED_EDGES": f'["{EDGE_HOST}"]'})
+                                  # a low flood limit: test_the_flood_limit_... exceeds it from one phone
+                                  env={"ZVONOK_TRUSTED_EDGES": f'["{EDGE_HOST}"]', "ZVONOK_INVITE_RATE_LIMIT": "3"})
     server.start()
     port = _free_port(EDGE_HOST)
     config = render.EdgeConfig(listen=render.HostPort(EDGE_HOST, port), transports=("udp",),
@@ -214,6 +215,46 @@ def test_a_phone_behind_nat_registered_through_the_edge_is_called_along_its_path
     assert invite[0] == f"INVITE sip:{CALLEE}@{PRIVATE_CONTACT} SIP/2.0", invite[0]
     assert not [line for line in invite if line.lower().startswith("route:")], invite
     assert _received(messages, "BYE"), "the caller's BYE reached the phone through the edge"
+
+
+def _invite_through_edge(edge: Edge, phone: str, n: int) -> tuple[int, str]:
+    """An INVITE from a phone at ``phone`` (its Via names a private address, as behind NAT) sent to the
+    edge; the final status and the response, after the ACK of a non-2xx."""
+    tag, call_id, branch = secrets.token_hex(4), f"flood-{n}-{secrets.token_hex(6)}", "z9hG4bK" + secrets.token_hex(8)
+    head = [f"Via: SIP/2.0/UDP 192.168.1.50:5060;branch={branch};rport", "Max-Forwards: 70",
+            f"From: <sip:{CALLER}@{edge.domain}>;tag={tag}"]
+    invite = "\r\n".join([f"INVITE sip:{CALLEE}@{edge.domain} SIP/2.0", *head, f"To: <sip:{CALLEE}@{edge.domain}>",
+                           f"Call-ID: {call_id}", "CSeq: 1 INVITE", f"Contact: <sip:{CALLER}@192.168.1.50:5060>",
+                           "Content-Length: 0", "", ""])
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((phone, 0))
+        sock.settimeout(10)
+        sock.sendto(invite.encode(), (EDGE_HOST, edge.port))
+        while True:
+            data = sock.recv(65535).decode()
+            status = int(data.split(" ", 2)[1])
+            if status >= 200:
+                break
+        to = next(line for line in data.split("\r\n") if line.lower().startswith(("to:", "t:")))
+        ack = "\r\n".join([f"ACK sip:{CALLEE}@{edge.domain} SIP/2.0", *head, to, f"Call-ID: {call_id}",
+                            "CSeq: 1 ACK", "Content-Length: 0", "", ""])
+        sock.sendto(ack.encode(), (EDGE_HOST, edge.port))
+    return status, data
+
+
+def test_the_flood_limit_counts_each_phone_behind_the_edge(edge: Edge) -> None:
+    """Every phone's INVITE comes from the edge's address; the node (ZVONOK_TRUSTED_EDGES) counts them by
+    the address the edge recorded in each phone's Via (`received`: the Via names a private address)."""
+    flooder, neighbour = "127.0.0.3", "127.0.0.4"
+    answers = [_invite_through_edge(edge, flooder, n) for n in range(5)]
+    statuses = [status for status, _ in answers]
+    # over 3 new calls a second from one phone: the node's 503 with Retry-After (the first 3 are
+    # challenged), which the edge passes on as 500 (RFC 3261 §16.7: a proxy does not forward a 503)
+    assert statuses[:3] == [407, 407, 407] and statuses[3:] == [500, 500], statuses
+    refused = answers[3][1]
+    assert "retry-after: 30" in refused.lower(), refused
+    # another phone behind the same edge is not caught by the first one's ban
+    assert [_invite_through_edge(edge, neighbour, 10 + n)[0] for n in range(2)] == [407, 407]
 
 
 def _received(log: Path, method: str) -> list[str]:
