@@ -315,7 +315,7 @@ class FakeAuth:
     def __init__(self, directory: FakeDirectory) -> None:
         self.directory = directory
 
-    def blocked(self, peer: Peer, request: Request) -> bool:
+    def blocked(self, peer: Peer, request: Request | None = None) -> bool:
         return False
 
     def source_key(self, request: Request, peer: Peer) -> str:

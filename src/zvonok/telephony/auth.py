@@ -246,9 +246,11 @@ class Authenticator:
         """The source per-address limits count ``request`` against (:func:`zvonok.netaddr.address_key`)."""
         return address_key(self.edges.client_host(request, peer))
 
-    def blocked(self, peer: Peer, request: Request) -> bool:
-        """Is the request's source banned (drop it before any work)?"""
-        if self.throttle.is_blocked(self.source_key(request, peer), self._clock()):
+    def blocked(self, peer: Peer, request: Request | None = None) -> bool:
+        """Is the request's source banned (drop it before any work)? Without the request: the packet's
+        source (a request relayed by a trusted edge is then counted as the edge's)."""
+        source = self.source_key(request, peer) if request is not None else address_key(peer.host)
+        if self.throttle.is_blocked(source, self._clock()):
             metrics.AUTH_BLOCKED.inc()
             return True
         return False
