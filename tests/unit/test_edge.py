@@ -103,7 +103,9 @@ async def test_a_path_given_as_a_bare_uri_is_stored_bracketed(registrar: Registr
     await register_via_edge(registrar, path=["sip:10.0.0.5:5060;lr"])
     (binding,) = registrar.location.lookup(1, 101, NOW)
     # a bare URI's ;lr would be a header parameter; the edge meant a URI parameter as in every Path
-    assert binding.path == ("<sip:10.0.0.5:5060>;lr",)
+    assert binding.path == ("<sip:10.0.0.5:5060;lr>",)
+    hop = route_to(binding.contact, binding.path, EDGE)
+    assert hop.request_uri == binding.contact and hop.routes == binding.path  # a loose router
 
 
 async def test_a_refresh_through_another_edge_replaces_the_path(registrar: Registrar) -> None:

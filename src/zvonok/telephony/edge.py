@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from zvonok.sip.errors import SipParseError
-from zvonok.sip.headers import parse_name_addr, split_commas
+from zvonok.sip.headers import NameAddr, parse_name_addr, split_commas
 from zvonok.sip.message import Request
 from zvonok.sip.peer import Peer
 from zvonok.sip.uri import SipUri
@@ -89,7 +89,11 @@ def path_of(request: Request) -> tuple[str, ...]:
             addr = parse_name_addr(item)
             if not isinstance(addr.uri, SipUri):
                 raise SipParseError("Path must be a SIP URI")
-            addr.bracketed = True  # a URI with parameters must be bracketed when it is a Route (§20.10)
+            if not addr.bracketed:
+                # "Path: sip:edge;lr": strictly a header parameter after an addr-spec (§20.10), but a Path
+                # value is a proxy's URI and lr is a URI parameter: kept in the URI, and bracketed as a
+                # Route with URI parameters must be
+                addr = NameAddr(uri=replace(addr.uri, params={**addr.uri.params, **addr.params}))
             values.append(str(addr))
     return tuple(values)
 
