@@ -142,7 +142,8 @@ class Settings(BaseSettings):
     trusted_edges: list[str] = Field(
         default=[],
         description="SIP edge proxies (addresses or networks, e.g. '[\"10.0.0.5\", \"10.1.0.0/24\"]') in front "
-        "of this node, as Kamailio in deploy/kamailio: for a request from one of them the per-address limits "
+        "of this node, as Kamailio in deploy/kamailio: only their REGISTERs' Path (RFC 3327) is honoured, and "
+        "for a request from one of them the per-address limits "
         "(auth_fail_limit, invite_rate_limit, proven addresses) count the phone's address as the edge "
         "recorded it in the phone's Via (received, else sent-by) instead of the edge's. From other "
         "sources Via is not believed. See docs/edge.md")

@@ -127,6 +127,17 @@ async def test_a_refresh_straight_to_us_drops_the_path(registrar: Registrar) -> 
     assert binding.path == () and binding.client == ""  # an untrusted source: Via is not believed
 
 
+async def test_a_path_from_an_untrusted_source_is_ignored(registrar: Registrar) -> None:
+    # else any registered phone could point the node's INVITEs at any address it likes
+    phone = Peer(transport="udp", host="198.51.100.7", port=40000)
+    response = await register_via_edge(registrar, path=["<sip:203.0.113.66:9;lr>"], peer=phone)
+    assert response.status == 200 and response.headers.get_all("path") == []
+    (binding,) = registrar.location.lookup(1, 101, NOW)
+    assert binding.path == ()
+    hop = route_to(binding.contact, binding.path, phone)
+    assert hop.peer == phone and hop.routes == ()  # the call goes back to where the REGISTER came from
+
+
 async def test_deregistration_through_the_edge_removes_the_binding(registrar: Registrar) -> None:
     await register_via_edge(registrar, path=[EDGE_PATH])
     response = await register_via_edge(registrar, path=[EDGE_PATH], cseq=5, expires="0")

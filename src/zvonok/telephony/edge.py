@@ -8,7 +8,8 @@ Path values with the binding (:func:`path_of`) and a request to that device is t
 (:func:`route_to`): the Path URIs become the Route set of our INVITE in the order they came (§5.3 of
 RFC 3327: the first is the proxy nearest to us), the next hop is the first of them, and the
 Request-URI stays the device's Contact. Without a Path the request goes back to the REGISTER's source
-address, as before (NAT-safe for a phone that registers to us directly).
+address, as before (NAT-safe for a phone that registers to us directly). A Path is taken only from a
+trusted edge: from anyone else it would let a registered user point our INVITEs at any address.
 
 *Trusted edges.* Behind an edge every phone's request comes from the edge's address, so limits counted
 per source address (the INVITE flood limit, the digest-failure bans, the proven addresses of a locked

@@ -4,8 +4,9 @@ How it works: :meth:`Registrar.handle` takes a parsed REGISTER and its source an
 The domain in the Request-URI names the tenant; :class:`~zvonok.telephony.auth.Authenticator` checks
 the digest (same answer for unknown domains, users and wrong passwords; throttling of failures).
 Authenticated REGISTERs update the :class:`Location` following §10.3 steps 6–8, and the 200 lists the
-current bindings. Behind an edge proxy the REGISTER's Path values (RFC 3327) are stored with each of its
-bindings and echoed in the 200, which says ``Supported: path`` (see :mod:`zvonok.telephony.edge`).
+current bindings. Behind an edge proxy (one of the trusted edges) the REGISTER's Path values (RFC 3327)
+are stored with each of its bindings and echoed in the 200, which says ``Supported: path`` (see
+:mod:`zvonok.telephony.edge`).
 """
 
 from __future__ import annotations
@@ -80,6 +81,10 @@ class Registrar:
             path = path_of(request)
         except SipParseError as exc:
             return auth.reply(request, exc.status, reason=exc.reason)
+        if path and not auth.edges.trusts(peer.host):
+            # only an edge we know may say where our INVITEs go: from anyone else a Path would point the
+            # node's requests at any address (a reflector); its calls go back to the REGISTER's source
+            path = ()
         domain = auth.domain_of(ruri)
         outcome = auth.check(request, peer, now, domain=domain, user=aor_uri.user_unescaped or "")
         if isinstance(outcome, str):
