@@ -152,6 +152,14 @@ class Settings(BaseSettings):
         "authenticated within the last day")
     auth_fail_window: float = Field(default=60.0, description="Window for counting failures, seconds")
     auth_ban_time: float = Field(default=600.0, description="How long a source stays blocked, seconds")
+    trusted_edges: list[str] = Field(
+        default=[],
+        description="SIP edge proxies (addresses or networks, e.g. '[\"10.0.0.5\", \"10.1.0.0/24\"]') in front "
+        "of this node, as Kamailio in deploy/kamailio: only their REGISTERs' Path (RFC 3327) is honoured, and "
+        "for a request from one of them the per-address limits "
+        "(auth_fail_limit, invite_rate_limit, proven addresses) count the phone's address as the edge "
+        "recorded it in the phone's Via (received, else sent-by) instead of the edge's. From other "
+        "sources Via is not believed. See docs/edge.md")
 
     # HTTP API
     http_host: str = Field(default="127.0.0.1", description="Address the HTTP API binds")
@@ -202,7 +210,7 @@ class Settings(BaseSettings):
         default=0, ge=0, description="Debugging: trace Python allocations with this many frames (0: off); "
         "kill -USR2 writes <data_dir>/memdump-<n>.txt either way (zvonok.memdebug)")
 
-    @field_validator("metrics_allow")
+    @field_validator("metrics_allow", "trusted_edges")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
         for net in value:

@@ -53,6 +53,7 @@ from zvonok.telephony.b2bua import CallEngine
 from zvonok.telephony.call import Call
 from zvonok.telephony.conference import Conferences
 from zvonok.telephony.directory import Directory
+from zvonok.telephony.edge import TrustedEdges
 from zvonok.telephony.events import RegistrationChanged
 from zvonok.telephony.http import registrations_router
 from zvonok.telephony.ivr import Ivr
@@ -186,6 +187,7 @@ async def build(settings: Settings) -> Runtime:
         target_throttle=FailureThrottle(settings.auth_target_fail_limit, settings.auth_fail_window,
                                         settings.auth_ban_time),
         to_tag=lambda: os.urandom(6).hex(), default_domain=settings.sip_default_domain, location=location,
+        edges=TrustedEdges(settings.trusted_edges),
     )
     registrar = Registrar(
         location=location, auth=auth,

@@ -354,8 +354,11 @@ class FakeAuth:
     def __init__(self, directory: FakeDirectory) -> None:
         self.directory = directory
 
-    def blocked(self, peer: Peer) -> bool:
+    def blocked(self, peer: Peer, request: Request | None = None) -> bool:
         return False
+
+    def source_key(self, request: Request, peer: Peer) -> str:
+        return peer.host
 
     def domain_of(self, uri: Any) -> str:
         return str(uri.host_lower)

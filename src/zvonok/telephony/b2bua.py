@@ -42,7 +42,6 @@ from zvonok.media.events import MediaTimeout
 from zvonok.media.g711 import Codec as MediaCodec
 from zvonok.media.hold_music import HoldMusic
 from zvonok.media.interface import BUSY_RU, RINGBACK_RU, Endpoint, MediaEngine, SrtpKeys
-from zvonok.netaddr import address_key
 from zvonok.pstn.routing import CallerProfile
 from zvonok.sip.dialog import (
     Dialog,
@@ -84,6 +83,7 @@ from .call import CODECS, Call, CallSnapshot, Leg, LegState
 from .call_forward import ForwardingMixin
 from .conference import Conferences
 from .directory import Directory, ExtensionInfo
+from .edge import route_to
 from .forwarding import Reason as ForwardReason
 from .info_dtmf import info_dtmf
 from .ivr import Ivr
@@ -305,12 +305,13 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin):
         def reply(status: int, reason: str | None = None) -> None:
             self.sip.respond(txn, make_response(request, status, reason, to_tag=_tag()))
 
-        if self.auth.blocked(peer):
+        if self.auth.blocked(peer, request):
             reply(403)
             return
         trunk = self._trunk_for(request, peer)
         mono = self.clock()  # throttles count on a clock that never steps
-        source = address_key(peer.host)  # an IPv6 /64 is one source, as for the auth throttle
+        # an IPv6 /64 is one source, as for the auth throttle; behind a trusted edge, the phone's address
+        source = self.auth.source_key(request, peer)
         if trunk is None and (self.flood.is_blocked(source, mono) or self.flood.record_failure(source, mono)):
             # a carrier's gateway brings many callers: trunks are limited by max_calls instead
             self.sip.respond(txn, make_response(request, 503, to_tag=_tag(), headers=[("Retry-After", "30")]))
@@ -532,11 +533,14 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin):
         from_header = (name_addr(from_display, caller.uri_user, domain, received=True)
                        if caller.uri_user is not None and caller_number == caller.number
                        else name_addr(from_display, caller_number, domain))
+        # along the binding's Path (RFC 3327) when it registered through an edge proxy
+        hop = route_to(binding.contact, binding.path, peer_of(binding))
         return self._place_leg(
-            call, party, peer_of(binding), endpoint, codecs, request_uri=binding.contact,
+            call, party, hop.peer, endpoint, codecs, request_uri=hop.request_uri,
             to_header=name_addr(None, party.number, domain),
             from_header=from_header, contact=binding.contact,
-            user_agent=binding.user_agent, handler=handler, srtp_policy=srtp_policy)
+            user_agent=binding.user_agent, handler=handler, srtp_policy=srtp_policy,
+            extra_headers=[("Route", value) for value in hop.routes])
 
     def _place_leg(self, call: Call, party: ev.Party, peer: Peer, endpoint: Endpoint, codecs: list[Codec], *,
                    request_uri: str, to_header: str, from_header: str, contact: str, user_agent: str = "",

@@ -111,8 +111,9 @@ class SipService:
 
     @property
     def supported(self) -> tuple[str, ...]:
-        """SIP extensions we do (RFC 3261 §19.2): session timers come with calls (RFC 4028)."""
-        return ("timer",) if self.calls is not None else ()
+        """SIP extensions we do (RFC 3261 §19.2): Path in the registrar (RFC 3327: a REGISTER from an edge
+        may say ``Require: path``), session timers with calls (RFC 4028)."""
+        return ("path", "timer") if self.calls is not None else ("path",)
 
     @property
     def allowed_methods(self) -> tuple[str, ...]:
