@@ -1,0 +1,148 @@
+"""A carrier reached over TLS with SRTP: baresip on its own loopback address (127.0.0.2) plays the carrier,
+listening for SIP over TLS with a certificate of its own (verified by us against the platform's CA file,
+ZVONOK_SIP_TLS_CA_FILE), and answering with mandatory SRTP. Debian's SIPp is built without TLS, hence
+baresip. Our phone (plain UDP) calls out through the trunk and the carrier calls our number in over TLS;
+the audio is checked by FFT at both ends, and a capture of the loopback interface shows that the carrier
+leg's RTP is SRTP (tagged, noise when read as PCMU) while the phone's leg is plain (the capture works).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from zvonok.transport.tls import write_self_signed
+
+from .baresip import Baresip, free_port
+from .test_calls_softphone import dominant_frequency
+from .test_tls_srtp import capture, rtp_of, tonality
+
+pytestmark = pytest.mark.integration
+
+harness: Any = sys.modules["zvonok_bench_common"]
+
+DESK = "8101"
+DID = "+74957654321"
+OUT = "+74951234567"
+
+
+@dataclass
+class World:
+    server: Any
+    seeded: Any
+    carrier: Baresip
+    certs: Path
+    tmp: Path
+
+
+def carrier_sent_ports(carrier: Baresip) -> list[int]:
+    """The RTP ports in the SDP the carrier sent (its SIP trace: blocks headed 'TLS <from> -> <to>')."""
+    text = (carrier.workdir / "baresip.log").read_text(errors="replace")
+    blocks = re.split(r"^(?:UDP|TCP|TLS) (\S+) -> \S+$", text, flags=re.MULTILINE)
+    return [int(m) for src, body in zip(blocks[1::2], blocks[2::2], strict=True) if src.startswith("127.0.0.2:")
+            for m in re.findall(r"^m=audio (\d+) ", body, flags=re.MULTILINE)]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    tmp = tmp_path_factory.mktemp("tlstrunk")
+    certs = tmp / "certs"
+    write_self_signed(certs / "ours.pem", certs / "ours.key", ["127.0.0.1"])
+    write_self_signed(certs / "carrier.pem", certs / "carrier.key", ["127.0.0.2"])
+    (certs / "carrier-both.pem").write_text((certs / "carrier.pem").read_text() + (certs / "carrier.key").read_text())
+    tls_port = free_port()
+    carrier = Baresip(tmp / "carrier", f"<sip:{OUT}@127.0.0.2;transport=tls>;regint=0;mediaenc=srtp-mand;"
+                      "answermode=auto", address="127.0.0.2", frequency=440, record=True, trace=True,
+                      config=["module srtp.so", f"sip_certificate {certs / 'carrier-both.pem'}",
+                              f"sip_cafile {certs / 'ours.pem'}"])
+    carrier.start()  # its TLS listener is on its SIP port + 1
+    data_dir = tmp / "data"
+    database_url = harness.os.environ.get("ZVONOK_TEST_DATABASE_URL") or None
+    seeded = harness.seed(data_dir, domain=f"tlstrunk-{secrets.token_hex(3)}.test", numbers=[DESK],
+                          database_url=database_url)
+    harness.seed_pstn(data_dir, seeded.tenant_id, {
+        "offices": [{"name": "Moscow", "area_code": "495", "timezone": "Europe/Moscow"}],
+        "employees": [{"name": "Desk", "office": "Moscow", "extension": DESK}],
+        "trunks": [{"name": "Secure", "host": "127.0.0.2", "port": carrier.sip_port + 1, "transport": "tls",
+                    "srtp": "required"}],
+        "routes": [{"prefix": "7495", "trunk": "Secure"}],
+        "numbers": [{"number": DID, "office": "Moscow", "kind": "extension", "destination": {"number": DESK}}],
+        "policies": [{"level": "tenant", "caller_id": DID},
+                     {"level": "office", "ref": "Moscow", "service_class": "local"}],
+    }, database_url=database_url)
+    server = harness.ZvonokServer(data_dir=data_dir, database_url=database_url, env={
+        "ZVONOK_SIP_TLS_PORT": str(tls_port), "ZVONOK_SIP_TLS_CERT": str(certs / "ours.pem"),
+        "ZVONOK_SIP_TLS_KEY": str(certs / "ours.key"), "ZVONOK_SIP_TLS_CA_FILE": str(certs / "carrier.pem"),
+        "ZVONOK_CALL_NO_ANSWER_TIMEOUT": "30"})
+    server.start()
+    try:
+        yield World(server, seeded, carrier, certs, tmp)
+    finally:
+        carrier.stop()
+        assert server.stop() == 0, server.log_tail()
+
+
+def desk_phone(world: World, phones: list[Baresip], name: str, *, auto_answer: bool = False) -> Baresip:
+    account = (f"<sip:{DESK}@{world.seeded.domain}>;auth_pass={harness.password_for(DESK)};"
+               f'outbound="sip:127.0.0.1:{world.server.sip_port}";regint=600'
+               + (";answermode=auto" if auto_answer else ""))
+    p = Baresip(world.tmp / name, account, frequency=1000, record=True)
+    phones.append(p)
+    p.start()
+    p.wait_event({"REGISTER_OK"})
+    return p
+
+
+def check_audio(world: World, desk: Baresip, cap: Any, calls: int) -> None:
+    heard_by_carrier = world.carrier.received_audio()[-1]
+    (heard_by_desk,) = desk.received_audio()
+    assert abs(dominant_frequency(heard_by_desk) - 440) < 20  # the carrier's tone, decrypted by us
+    assert abs(dominant_frequency(heard_by_carrier) - 1000) < 20  # the desk's tone, encrypted towards it
+    ports = carrier_sent_ports(world.carrier)
+    assert len(ports) >= calls
+    secure = rtp_of(cap.of_port(ports[-1]))
+    assert len(secure) > 100 and {len(d) for d in secure} == {12 + 160 + 10}  # SRTP: the 80-bit tag
+    assert len(tonality(secure)) == 2 and max(tonality(secure)) < 0.1, tonality(secure)
+    plain = [d for d in rtp_of(cap.datagrams_payloads()) if len(d) == 12 + 160]
+    assert len(tonality(plain)) >= 2 and min(tonality(plain)) > 0.8  # the desk's leg, in the clear
+
+
+def test_outbound_call_through_a_tls_trunk(world: World, phones: list[Baresip]) -> None:
+    desk = desk_phone(world, phones, "desk-out")
+    with capture() as cap:
+        desk.command("dial", f"sip:{OUT.lstrip('+')}@{world.seeded.domain}")
+        desk.wait_event({"CALL_ESTABLISHED"}, timeout=30)
+        world.carrier.wait_event({"CALL_ESTABLISHED"})
+        time.sleep(3.0)  # audio flows for a while: the length of the recording
+        desk.command("hangup")
+        desk.wait_event({"CALL_CLOSED"})
+        world.carrier.wait_event({"CALL_CLOSED"})
+    desk.stop()
+    log = (world.carrier.workdir / "baresip.log").read_text(errors="replace")
+    assert re.search(r"^TLS 127\.0\.0\.1:\d+ -> 127\.0\.0\.2:\d+$\s+INVITE sip:\+74951234567@127\.0\.0\.2",
+                     log, flags=re.MULTILINE), log[-3000:]
+    assert "RTP/SAVP" in log and "a=crypto:" in log
+    check_audio(world, desk, cap, 1)
+
+
+def test_inbound_call_from_a_tls_trunk(world: World, phones: list[Baresip]) -> None:
+    desk = desk_phone(world, phones, "desk-in", auto_answer=True)
+    with capture() as cap:
+        tls = int(world.server.env["ZVONOK_SIP_TLS_PORT"])
+        world.carrier.command("dial", f"sip:{DID}@127.0.0.1:{tls};transport=tls")
+        world.carrier.wait_event({"CALL_ESTABLISHED"}, timeout=30)
+        desk.wait_event({"CALL_ESTABLISHED"})
+        time.sleep(3.0)
+        world.carrier.command("hangup")
+        world.carrier.wait_event({"CALL_CLOSED"})
+        desk.wait_event({"CALL_CLOSED"})
+    desk.stop()
+    check_audio(world, desk, cap, 2)
