@@ -99,9 +99,6 @@ class LoopbackCapture:
             if len(udp) <= 8 + 12 + 160 + 10:
                 self.datagrams.append((source, dest, bytes(udp[8:])))
 
-    def datagrams_payloads(self) -> list[bytes]:
-        return [d for _, _, d in self.datagrams]
-
     def of_port(self, port: int) -> list[bytes]:
         return [d for source, dest, d in self.datagrams if port in (source, dest)]
 
