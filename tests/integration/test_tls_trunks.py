@@ -30,6 +30,7 @@ pytestmark = pytest.mark.integration
 harness: Any = sys.modules["zvonok_bench_common"]
 
 DESK = "8101"
+LINE = "8102"  # the extension the registering trunk registers as
 DID = "+74957654321"
 OUT = "+74951234567"
 
@@ -41,6 +42,7 @@ class World:
     carrier: Baresip
     certs: Path
     tmp: Path
+    trunks: dict[str, int]
 
 
 def carrier_sent_ports(carrier: Baresip) -> list[int]:
@@ -59,6 +61,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     write_self_signed(certs / "ours.pem", certs / "ours.key", ["127.0.0.1"])
     write_self_signed(certs / "carrier.pem", certs / "carrier.key", ["127.0.0.2"])
     (certs / "carrier-both.pem").write_text((certs / "carrier.pem").read_text() + (certs / "carrier.key").read_text())
+    (certs / "cas.pem").write_text((certs / "carrier.pem").read_text() + (certs / "ours.pem").read_text())
     tls_port = free_port()
     carrier = Baresip(tmp / "carrier", f"<sip:{OUT}@127.0.0.2;transport=tls>;regint=0;mediaenc=srtp-mand;"
                       "answermode=auto", address="127.0.0.2", frequency=440, record=True, trace=True,
@@ -67,15 +70,20 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     carrier.start()  # its TLS listener is on its SIP port + 1
     data_dir = tmp / "data"
     database_url = harness.os.environ.get("ZVONOK_TEST_DATABASE_URL") or None
-    seeded = harness.seed(data_dir, domain=f"tlstrunk-{secrets.token_hex(3)}.test", numbers=[DESK],
+    seeded = harness.seed(data_dir, domain=f"tlstrunk-{secrets.token_hex(3)}.test", numbers=[DESK, LINE],
                           database_url=database_url)
-    harness.seed_pstn(data_dir, seeded.tenant_id, {
+    ids = harness.seed_pstn(data_dir, seeded.tenant_id, {
         "offices": [{"name": "Moscow", "area_code": "495", "timezone": "Europe/Moscow"}],
         "employees": [{"name": "Desk", "office": "Moscow", "extension": DESK}],
         # baresip opens its TLS connections from 127.0.0.1 whatever address it listens on: the carrier's
         # calls come from there (our desk phone is on 127.0.0.3, so that none of its calls look like the trunk's)
         "trunks": [{"name": "Secure", "host": "127.0.0.2", "port": carrier.sip_port + 1, "transport": "tls",
-                    "srtp": "required", "inbound_addresses": ["127.0.0.2", "127.0.0.1"]}],
+                    "srtp": "required", "inbound_addresses": ["127.0.0.2", "127.0.0.1"]},
+                   # registration over TLS to a real digest registrar: our own server, as extension LINE
+                   # (its certificate is in the CA file too; the name checked is the trunk's host)
+                   {"name": "Upstream", "host": "127.0.0.1", "port": tls_port, "transport": "tls",
+                    "register": True, "register_expires": 60, "username": LINE,
+                    "password": harness.password_for(LINE), "from_domain": seeded.domain}],
         "routes": [{"prefix": "7495", "trunk": "Secure"}],
         "numbers": [{"number": DID, "office": "Moscow", "kind": "extension", "destination": {"number": DESK}}],
         "policies": [{"level": "tenant", "caller_id": DID},
@@ -83,11 +91,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     }, database_url=database_url)
     server = harness.ZvonokServer(data_dir=data_dir, database_url=database_url, env={
         "ZVONOK_SIP_TLS_PORT": str(tls_port), "ZVONOK_SIP_TLS_CERT": str(certs / "ours.pem"),
-        "ZVONOK_SIP_TLS_KEY": str(certs / "ours.key"), "ZVONOK_SIP_TLS_CA_FILE": str(certs / "carrier.pem"),
-        "ZVONOK_CALL_NO_ANSWER_TIMEOUT": "30"})
+        "ZVONOK_SIP_TLS_KEY": str(certs / "ours.key"), "ZVONOK_SIP_TLS_CA_FILE": str(certs / "cas.pem"),
+        "ZVONOK_CALL_NO_ANSWER_TIMEOUT": "30",
+        "ZVONOK_SIP_DEFAULT_DOMAIN": seeded.domain})  # the trunk's REGISTER names our address, not the domain
     server.start()
     try:
-        yield World(server, seeded, carrier, certs, tmp)
+        yield World(server, seeded, carrier, certs, tmp, ids["trunks"])
     finally:
         carrier.stop()
         assert server.stop() == 0, server.log_tail()
@@ -153,3 +162,17 @@ def test_inbound_call_from_a_tls_trunk(world: World, phones: list[Baresip]) -> N
         desk.wait_event({"CALL_CLOSED"})
     desk.stop()
     check_audio(world, desk, cap, 2)
+
+
+def test_trunk_registers_over_tls(world: World) -> None:
+    srv, seeded = world.server, world.seeded
+    url = f"{srv.http_url}/api/v1/tenants/{seeded.tenant_id}/trunks/{world.trunks['Upstream']}/status"
+    deadline = time.monotonic() + 30
+    while not (status := harness.http_json(url, seeded.token)).get("registered") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert status["registered"] is True, status
+    (binding,) = [r for r in srv.registrations(seeded.tenant_id, seeded.token)
+                  if r["aor"].removeprefix("sip:").split("@")[0] == LINE]
+    assert binding["source"].startswith("tls:127.0.0.1:")  # the REGISTER came over TLS
+    tls = int(srv.env["ZVONOK_SIP_TLS_PORT"])
+    assert f":{tls};transport=tls" in binding["contact"]  # our TLS port in the Contact, where calls come
