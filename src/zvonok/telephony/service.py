@@ -300,7 +300,7 @@ class SipService:
 
     def _dispatch(self, txn: ServerTransaction, request: Request, peer: Peer) -> None:
         error = check_request(request, allowed_methods=self.allowed_methods, content_types=ACCEPTED_TYPES,
-                              supported=self.supported, to_tag=_tag())
+                              supported=self.supported, to_tag=_tag(), secure=peer.transport == "tls")
         if error is not None:
             self._respond(txn, error)
         elif self.calls is not None and request.method in CALL_METHODS + ("OPTIONS",) and request.to.tag:
