@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from callengine_harness import Device  # noqa: E402
+from callengine_harness import Device
 
 from zvonok.sip.message import Request, parse_datagram
 from zvonok.sip.peer import Peer
