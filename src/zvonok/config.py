@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     busy_tone_seconds: float = Field(default=3.0, ge=0, description="inband mode: busy tone played before a 486")
     music_on_hold: bool = Field(default=True, description="A party put on hold hears the company's music on "
                                 "hold (its own upload, else the built-in track); off: silence")
+    park_timeout: float = Field(default=120.0, gt=0, description="A call parked (transferred to 700 or a slot "
+                                "701-720) this long rings back the extension that parked it")
+    park_ringback_timeout: float = Field(default=30.0, gt=0, description="A parked call ringing back its parker "
+                                         "ends when nobody answers within this many seconds")
     conference_tenant_members: int = Field(default=100, ge=2, description="Callers one company may have in its "
                                            "conference rooms at once (mixing costs CPU per member); more get 486")
     conference_total_members: int = Field(default=500, ge=2, description="Callers in all conference rooms of "

@@ -30,6 +30,8 @@ from zvonok.cdr.service import close_interrupted
 from zvonok.conference import http as conference_http
 from zvonok.conference.service import RoomDirectory
 from zvonok.config import Settings
+from zvonok.crm import http as crm_http
+from zvonok.crm.screenpop import ScreenPopper
 from zvonok.logs import configure, get_logger
 from zvonok.media.engine import InProcessMediaEngine
 from zvonok.media.hold_music import HoldMusic
@@ -42,7 +44,7 @@ from zvonok.pstn.loader import TariffCache, load_snapshot
 from zvonok.sip.digest import Algorithm, DigestVerifier, NonceManager
 from zvonok.storage.changes import ChangeFeed
 from zvonok.storage.db import Database
-from zvonok.telephony import hold_music_http
+from zvonok.telephony import features_http, hold_music_http
 from zvonok.telephony.auth import Authenticator, CredentialCache
 from zvonok.telephony.b2bua import CallEngine
 from zvonok.telephony.call import Call
@@ -51,6 +53,8 @@ from zvonok.telephony.directory import Directory
 from zvonok.telephony.events import RegistrationChanged
 from zvonok.telephony.http import registrations_router
 from zvonok.telephony.location import GroupCommit, Location
+from zvonok.telephony.park import Parking
+from zvonok.telephony.pickup import Pickup
 from zvonok.telephony.registrar import Registrar, RegistrarConfig
 from zvonok.telephony.service import SipService
 from zvonok.telephony.store import SqlBindingStore
@@ -219,6 +223,8 @@ async def build(settings: Settings) -> Runtime:
     db.add_listener(rooms.on_event)
     engine.conferences = Conferences(engine, rooms, tenant_limit=settings.conference_tenant_members,
                                      total_limit=settings.conference_total_members)
+    engine.pickup = Pickup(engine)  # *8, **<ext>
+    engine.parking = Parking(engine, timeout=settings.park_timeout, ringback_timeout=settings.park_ringback_timeout)
     if settings.music_on_hold:
         engine.hold_music = HoldMusic(settings.data_dir / "moh")
         await asyncio.to_thread(engine.hold_music.prepare)  # the built-in track, written on first start
@@ -232,9 +238,12 @@ async def build(settings: Settings) -> Runtime:
         client_handlers=("Handlers of client transactions not yet terminated", lambda: sip.client_handlers),
         media_endpoints=("Media endpoints not yet released", lambda: media.endpoint_count),
     )
+    ScreenPopper(db, bus).start()  # the CRM card of a caller, to the ringing employee's websocket
     app = create_app(settings, db, routers=[registrations_router(location), cdr_http.router, events_router(bus),
-                                            pstn_http.router, conference_http.router, hold_music_http.router])
+                                            pstn_http.router, conference_http.router, hold_music_http.router,
+                                            features_http.router, crm_http.router])
     app.state.conferences = engine.conferences  # live members (zvonok.conference.http)
+    app.state.parking = engine.parking  # parked calls (zvonok.telephony.features_http)
     app.state.active_calls = engine.active_calls  # calls in progress (zvonok.web.pages.calls)
     mount_web(app, location=location)  # the web console at /, after the API's routes
     app.state.trunk_status = trunks.status  # GET .../trunks/{id}/status (zvonok.pstn.http)

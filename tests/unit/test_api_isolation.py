@@ -39,6 +39,10 @@ BODIES: dict[str, dict[str, Any]] = {
     "employees": {"full_name": "Intruder", "email": "intruder@x.example"},
     "extensions": {"number": "999", "display_name": "Intruder"},
     "tokens": {"name": "intruder"},
+    "clients": {"name": "Intruder", "phones": [{"number": "+74950000001"}]},
+    "notes": {"text": "intruder"},
+    "merge": {"source_id": 1},
+    "fields": {"key": "intruder", "label": "Intruder", "kind": "text"},
 }
 PATCHES: dict[str, dict[str, Any]] = {
     "tenants": {"name": "Owned"},
@@ -46,6 +50,7 @@ PATCHES: dict[str, dict[str, Any]] = {
     "departments": {"name": "Owned"},
     "employees": {"full_name": "Owned"},
     "extensions": {"display_name": "Owned"},
+    "clients": {"name": "Owned"},
 }
 
 
@@ -73,7 +78,10 @@ async def _populate(api: Api, t: Any) -> dict[str, int]:
     number = int(r.json()["id"])
     r = await api.client.post(f"/api/v1/platform/numbers/{number}/assign", headers=api.admin, json={"tenant_id": t.id})
     assert r.status_code == 200, r.text
+    client = await post("crm/clients", {"name": "Client", "phones": [{"number": f"+7495{t.id:07d}"}]})
+    field = await post("crm/fields", {"key": "source", "label": "Source", "kind": "text"})
     return {
+        "client_id": client, "field_id": field,
         "tenant_id": t.id, "office_id": office, "department_id": dept, "employee_id": emp,
         "extension_id": ext, "token_id": token, "cdr_id": cdr, "trunk_id": trunk, "route_id": route,
         "number_id": number,
@@ -102,7 +110,8 @@ def _body(path: str, method: str) -> dict[str, Any] | None:
 async def _snapshot(api: Api, values: dict[str, int]) -> list[Any]:
     out = []
     base = f"/api/v1/tenants/{values['tenant_id']}"
-    for kind in ("", "/offices", "/departments", "/employees", "/extensions", "/tokens", "/cdrs"):
+    for kind in ("", "/offices", "/departments", "/employees", "/extensions", "/tokens", "/cdrs", "/crm/clients",
+                 "/crm/fields"):
         r = await api.client.get(base + kind, headers=api.admin)
         assert r.status_code == 200
         out.append(r.json())

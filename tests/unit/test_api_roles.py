@@ -30,10 +30,11 @@ from zvonok.conference import http as conference_http
 from zvonok.config import Settings
 from zvonok.pstn import http as pstn_http
 from zvonok.storage.db import Database
-from zvonok.telephony import hold_music_http
+from zvonok.telephony import features_http, hold_music_http
 from zvonok.telephony.events import CallStarted, Direction, Disposition, HangupSide, Party
 from zvonok.telephony.http import registrations_router
 from zvonok.telephony.location import Binding, Location
+from zvonok.telephony.park import Parking
 
 PUBLIC = "public"  # no token needed
 ANY = "any"  # any valid token
@@ -84,6 +85,7 @@ ACCESS: dict[str, str] = {
     "delete_conference": ADMIN, "list_conference_members": ADMIN, "mute_conference_member": ADMIN,
     "unmute_conference_member": ADMIN, "kick_conference_member": ADMIN,
     "get_hold_music": ADMIN, "put_hold_music": ADMIN, "delete_hold_music": ADMIN, "get_hold_music_audio": ADMIN,
+    "list_feature_codes": MEMBER, "list_parked_calls": MEMBER,  # what colleagues dial to take a parked call
     "get_forwarding": OWN, "put_forwarding": OWN,
 }
 # Bodies for the routes an employee may change (their own things).
@@ -104,7 +106,8 @@ async def setup(db: Database, settings: Settings) -> AsyncIterator[Setup]:
     location = Location()
     app = create_app(settings, db, routers=[
         registrations_router(location), cdr_http.router, events_router(LocalBus()), pstn_http.router,
-        conference_http.router, hold_music_http.router])
+        conference_http.router, hold_music_http.router, features_http.router])
+    app.state.parking = Parking(None)  # type: ignore[arg-type]  # the lot alone: no call engine here
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://zvonok.test") as client:
         yield Setup(client, app, location)
 

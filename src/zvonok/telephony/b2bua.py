@@ -89,6 +89,8 @@ from .forwarding import Reason as ForwardReason
 from .leg_session_timer import session_expires_of  # one parser for the engine and the Leg
 from .location import Binding, Location
 from .outside import OutsideMixin
+from .park import Parking
+from .pickup import Pickup
 from .pin_guard import PinGuard
 from .throttle import FailureThrottle
 from .transfers import TransferMixin
@@ -179,6 +181,10 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin):
         self._tasks: set[asyncio.Task[None]] = set()
         self.conferences: Conferences | None = None  # set by the composition root (telephony/conference.py)
         self.hold_music: HoldMusic | None = None  # set by the composition root; None: held parties hear silence
+        # call pickup (*8, **<ext>) and call park (transfer to 700, dial 701–720): set by the composition
+        # root (telephony/pickup.py, telephony/park.py); None: those numbers are dialed like any other
+        self.pickup: Pickup | None = None
+        self.parking: Parking | None = None
 
     # -- plumbing ------------------------------------------------------------------------------------
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -344,9 +350,15 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin):
         if dialed.startswith("*") and await self._feature_code(txn, request, peer, creds.tenant_id, creds.realm,
                                                                caller_ext, dialed, session_expires):
             return
+        if dialed.startswith("*") and self.pickup is not None and await self.pickup.on_dial(
+                txn, request, peer, creds.tenant_id, creds.realm, caller_ext, dialed, session_expires):
+            return
         callee_ext = await self.directory.extension(creds.tenant_id, dialed) if dialed else None
         if callee_ext is None and await self._to_conference(txn, request, peer, creds, caller_ext, dialed,
                                                             session_expires):
+            return
+        if callee_ext is None and self.parking is not None and await self.parking.on_dial(
+                txn, request, peer, creds.tenant_id, creds.realm, caller_ext, dialed, session_expires):
             return
         outside = callee_ext is None and self.trunks is not None and bool(dialed)
         # from here on the attempt is a call with a CDR, whatever becomes of it
@@ -1132,6 +1144,8 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin):
             call.access.timer = None
         if call.conference is not None and self.conferences is not None:
             self.conferences.left(call)
+        if call.park is not None and self.parking is not None:
+            self.parking.left(call)
         if call.recording is not None:
             recording, call.recording = call.recording, None
             try:

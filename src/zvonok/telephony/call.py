@@ -107,6 +107,7 @@ class Call:
     route_fields: dict[str, Any] = field(default_factory=dict)  # the CallRouted event's, but the trunk
     access: Any = None  # the access-number session while its dialogue runs (telephony.access)
     conference: Any = None  # the conference session from the answer to the end (telephony.conference)
+    park: Any = None  # the call's park slot while its party waits there (telephony.park)
     max_duration: int | None = None  # seconds after the answer (spending limit)
     budgets: list[Any] = field(default_factory=list)  # the spending budgets checked at the start
     limit_timers: list[asyncio.TimerHandle] = field(default_factory=list)

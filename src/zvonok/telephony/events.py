@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from zvonok.bus import deserialize, register_event, serialize
 
 __all__ = [
-    "AccessNumberBlocked", "CallAnswered", "ConferenceJoined", "ConferenceLeft", "ConferenceMuted", "CallEnded", "CallEvent", "CallRouted", "CallStarted", "CallTransferred", "Direction", "Disposition",
+    "AccessNumberBlocked", "CallAnswered", "CallParked", "CallPickedUp", "CallUnparked", "ConferenceJoined", "ConferenceLeft", "ConferenceMuted", "CallEnded", "CallEvent", "CallRouted", "CallStarted", "CallTransferred", "Direction", "Disposition",
     "DtmfReceived", "HangupSide", "LegAnswered", "LegCreated", "LegEnded", "LegHeld", "LegResumed",
     "LegRinging", "LegRole", "Party", "RecordingStarted", "RecordingStopped", "RegistrationChanged", "SpendingThresholdCrossed", "TransferKind",
     "deserialize", "serialize",
@@ -278,6 +278,43 @@ class ConferenceMuted(CallEvent):
     leg_id: str
     room_id: int
     muted: bool
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CallPickedUp(CallEvent):
+    """A call ringing an extension was answered by another phone dialing a pickup code: ``*8`` (the
+    picker's pickup group, ``directed`` False) or ``**<ext>`` (directed). ``leg_id`` is the picker's leg,
+    now the call's callee; ``from_number`` the extension that was ringing."""
+
+    leg_id: str
+    by: Party
+    from_number: str
+    directed: bool = False
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CallParked(CallEvent):
+    """A party was parked in its company's ``slot`` (701–720 by default) by a transfer to the park number:
+    it hears music on hold until someone dials the slot or the park timeout rings ``parked_by`` back."""
+
+    leg_id: str  # the parked party's leg
+    slot: int
+    parked_by: Party
+    timeout: float  # seconds until the ring-back
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CallUnparked(CallEvent):
+    """The call left its park slot: ``retrieved`` (``by`` dialed the slot), ``timeout`` (it rings the one
+    who parked it) or ``hangup`` (the parked party hung up)."""
+
+    leg_id: str
+    slot: int
+    reason: str
+    by: Party | None = None
 
 
 CALL_EVENT_TYPES: tuple[type[CallEvent], ...] = (
