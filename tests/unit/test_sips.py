@@ -1,6 +1,7 @@
 """sips: URIs (RFC 3261 §26.2, RFC 5630): a sips: Request-URI, or a REGISTER binding a sips: Contact, is
 taken over TLS only (416 on any other transport, before any other handling: §8.2.2.1's place), and our
-Contact in a dialog with a sips: peer is a sips: URI (§12.1.1), reached over TLS only.
+Contact in a dialog with a sips: peer is a sips: URI (§12.1.1), reached over TLS only. And the same rule
+for trunks: a TLS trunk's calls are taken over TLS only (its address alone proves nothing on UDP).
 """
 
 from __future__ import annotations
@@ -120,3 +121,20 @@ def test_sips_call_to_an_extension_without_tls_devices_is_480() -> None:
         _via(request, alice.peer)
         call = h._send_invite(alice, request)
         assert call.final_status() == 480
+
+
+def test_a_tls_trunk_takes_calls_over_tls_only() -> None:
+    import dataclasses
+
+    from callengine_harness import Harness
+
+    with Harness(srtp_policy="off") as h:
+        info, carrier = h.trunk()
+        h.trunks.snapshot.trunks[info.id] = dataclasses.replace(info, transport="tls")
+        (desk,) = h.extension("101")
+        h.did("+74950000001", "extension", {"number": "101"})
+        forged = h.call_from_trunk(carrier, "+79161234567", "+74950000001")  # over UDP from its address
+        assert forged.final_status() == 403 and h.invites_to(desk) == []
+        carrier.peer = Peer(transport="tls", host=carrier.peer.host, port=5061, connection=3)
+        call = h.call_from_trunk(carrier, "+79161234567", "+74950000001")
+        assert call.final_status() is None and len(h.invites_to(desk)) == 1  # ringing the desk

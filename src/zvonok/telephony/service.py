@@ -394,6 +394,8 @@ class SipService:
     def _send(self, data: bytes, peer: Peer) -> None:
         if peer.reliable:
             stream = self._stream(peer)
+            if stream is None and peer.transport == "tls":
+                log.warning("sip over tls without a tls listener: set ZVONOK_SIP_TLS_CERT and _KEY", peer=str(peer))
             if stream is not None and not stream.send(data, peer):
                 log.info("no connection left to send on", peer=str(peer))
         elif self.udp is not None:
