@@ -68,6 +68,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                       config=["module srtp.so", f"sip_certificate {certs / 'carrier-both.pem'}",
                               f"sip_cafile {certs / 'ours.pem'}"])
     carrier.start()  # its TLS listener is on its SIP port + 1
+    try:
+        yield from _served(tmp, certs, carrier, tls_port)
+    finally:
+        carrier.stop()  # also when the server failed to start
+
+
+def _served(tmp: Path, certs: Path, carrier: Baresip, tls_port: int) -> Iterator[World]:
     data_dir = tmp / "data"
     database_url = harness.os.environ.get("ZVONOK_TEST_DATABASE_URL") or None
     seeded = harness.seed(data_dir, domain=f"tlstrunk-{secrets.token_hex(3)}.test", numbers=[DESK, LINE],
@@ -98,7 +105,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     try:
         yield World(server, seeded, carrier, certs, tmp, ids["trunks"])
     finally:
-        carrier.stop()
         assert server.stop() == 0, server.log_tail()
 
 
