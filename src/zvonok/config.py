@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     sip_tls_cert: Path | None = Field(default=None, description="PEM certificate (chain) of the TLS listener; "
                                       "none: no TLS. Reloaded when the file changes")
     sip_tls_key: Path | None = Field(default=None, description="PEM private key of sip_tls_cert")
+    sip_tls_ca_file: Path | None = Field(
+        default=None, description="PEM CA certificates that carriers' TLS certificates are verified against "
+        "(trunks with transport tls); none: the system's CA store. A trunk's tls_verify=false skips the check "
+        "(a self-signed office PBX)")
     sip_tls_reload_interval: float = Field(default=5.0, gt=0,
                                            description="How often the certificate files are checked for a change")
     srtp_policy: Literal["required", "optional", "off"] = Field(

@@ -202,6 +202,7 @@ async def build(settings: Settings) -> Runtime:
     db.add_listener(lambda event: directory.invalidate(getattr(event, "tenant_id", None)))
     tariff_cache = TariffCache()  # a reload rebuilds only the rate decks that changed
     trunks = Trunks(sip, loader=lambda: load_snapshot(db, tariff_cache))
+    sip.dial_targets = trunks.dial_target  # TCP/TLS trunks: we open the connection to the carrier
     reload_pending: list[asyncio.TimerHandle] = []
 
     def on_outside_change(event: object) -> None:

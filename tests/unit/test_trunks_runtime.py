@@ -30,6 +30,9 @@ class FakeSip:
     local_host = "127.0.0.1"
     local_port = 5062
 
+    def port_for(self, transport: str) -> int:
+        return 5063 if transport == "tls" else self.local_port
+
     def __init__(self) -> None:
         self.sent: list[tuple[Request, Peer]] = []
 

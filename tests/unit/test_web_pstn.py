@@ -527,3 +527,22 @@ async def test_the_pages_speak_the_companys_language(web: Web, b: Company, admin
     for url, title in expected.items():
         r = await admin_b.get(url)
         assert r.status_code == 200 and f"<h1>{title}</h1>" in r.text, url
+
+
+async def test_trunk_over_tls_with_the_certificate_switch(web: Web, a: Company, admin_a: httpx.AsyncClient) -> None:
+    form = {**TRUNK_FORM, "transport": "tls", "port": "5061", "tls_verify": "1"}
+    r = await _post(admin_a, "/trunks", "/trunks", form)
+    assert r.status_code == 303
+    async with web.db.session() as session:
+        trunk = (await session.execute(select(Trunk).where(Trunk.tenant_id == a.id))).scalar_one()
+    assert trunk.transport == "tls"
+    page = await admin_a.get(f"/trunks/{trunk.id}")
+    assert '<option value="tls" selected>' in page.text and 'name="tls_verify" value="1" checked' in page.text
+    unchecked = {k: v for k, v in form.items() if k != "tls_verify"} | {"password": ""}
+    r = await _post(admin_a, f"/trunks/{trunk.id}", f"/trunks/{trunk.id}", unchecked)
+    assert r.status_code == 303
+    async with web.db.session() as session:
+        stored = await session.get(Trunk, trunk.id)
+        assert stored is not None and stored.transport == "tls-any"  # a self-signed office PBX
+    page = await admin_a.get(f"/trunks/{trunk.id}")
+    assert '<option value="tls" selected>' in page.text and 'name="tls_verify" value="1">' in page.text

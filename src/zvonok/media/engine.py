@@ -71,7 +71,7 @@ from .recording import FrameWriter, SlotRecorder
 from .rtp import RTP_HEADER, SsrcRewriter, parse_rtcp, rtp_payload_bounds, seq_delta
 from .silence import SilenceDetector
 from .socket_pool import SocketPair, SocketPool, open_pair
-from .srtp import SrtpKeys, SrtpReceiver, SrtpSender, rx_session, tx_session
+from .srtp import SrtcpReceiver, SrtcpSender, SrtpKeys, SrtpReceiver, SrtpSender, rx_session, tx_session
 from .stats import MediaStats, StreamStats
 from .tones import FrameSource, ToneGenerator
 from .wav import WavSource, WavWriter
@@ -160,7 +160,7 @@ class _Leg(asyncio.DatagramProtocol):
         self.transport: Any = None  # uvloop's UDPTransport is no asyncio.DatagramTransport subclass
         self.rtcp_transport: Any = None
         self.rtcp: _RtcpProtocol | None = None
-        self.srtp: tuple[SrtpKeys, Any] | None = None  # the keys and the plain socket transport
+        self.srtp: tuple[SrtpKeys, Any, Any] | None = None  # the keys and the plain RTP and RTCP transports
         self.closed: asyncio.Future[None] = loop.create_future()
         self.sdp_addr: tuple[str, int] | None = None
         self.send_addr: tuple[Any, ...] | None = None  # where our packets go: SDP address, then latched
@@ -392,15 +392,19 @@ class _Leg(asyncio.DatagramProtocol):
         current = self.srtp
         if (current[0] if current is not None else None) == keys:
             return
-        raw = current[1] if current is not None else self.transport
+        raw, raw_rtcp = (current[1], current[2]) if current is not None else (self.transport, self.rtcp_transport)
         if keys is None:
             self.srtp = None
-            self.transport = raw
+            self.transport, self.rtcp_transport = raw, raw_rtcp
             raw.set_protocol(self)
+            raw_rtcp.set_protocol(self.rtcp)
             return
-        self.srtp = (keys, raw)
-        self.transport = SrtpSender(raw, tx_session(keys.local))
-        raw.set_protocol(SrtpReceiver(self, rx_session(keys.remote)))
+        self.srtp = (keys, raw, raw_rtcp)
+        tx, rx = tx_session(keys.local), rx_session(keys.remote)  # one session each way: SRTP and SRTCP (§3.4)
+        self.transport = SrtpSender(raw, tx)
+        raw.set_protocol(SrtpReceiver(self, rx))
+        self.rtcp_transport = SrtcpSender(raw_rtcp, tx)  # never plain RTCP on an SRTP leg
+        raw_rtcp.set_protocol(SrtcpReceiver(self.rtcp, rx))
 
     def remote(self) -> tuple[str, int] | None:
         return (str(self.send_addr[0]), int(self.send_addr[1])) if self.send_addr else None

@@ -43,6 +43,7 @@ from .routing import (
     networks,
     trusted_networks,
 )
+from .schemas import TLS_UNVERIFIED
 
 log = get_logger(__name__)
 
@@ -201,7 +202,8 @@ async def load_snapshot(db: Database, tariff_cache: TariffCache | None = None) -
             username = password = auth_username = None
         trunk_infos[t.id] = TrunkInfo(
             id=t.id, tenant_id=t.tenant_id, name=t.name, kind=t.kind, host=t.host,
-            address=address, port=t.port, transport=t.transport,
+            address=address, port=t.port, transport="tls" if t.transport == TLS_UNVERIFIED else t.transport,
+            tls_verify=t.transport != TLS_UNVERIFIED,
             username=username, password=password, auth_username=auth_username, from_domain=t.from_domain,
             register=t.register, register_expires=t.register_expires, inbound=inbound, max_calls=t.max_calls, srtp=t.srtp,
             number_format=t.number_format,

@@ -102,6 +102,11 @@ _TRUNK_NON_NULL = {"name", "kind", "host", "port", "transport", "register", "reg
                    "inbound_addresses", "number_format", "enabled"}
 
 
+def stored_transport(transport: str, tls_verify: bool) -> str:
+    """trunks.transport for the API's transport and tls_verify (see schemas.TLS_UNVERIFIED)."""
+    return s.TLS_UNVERIFIED if transport == "tls" and not tls_verify else transport
+
+
 async def list_trunks(
     session: AsyncSession, tenant_id: int | None, *, limit: int = 100, offset: int = 0
 ) -> tuple[list[Trunk], int]:
@@ -116,6 +121,7 @@ async def create_trunk(session: AsyncSession, tenant_id: int | None, data: s.Tru
                        platform_admin: bool = False) -> Trunk:
     """``platform_admin``: the change comes from the operator, who may trust any addresses for a tenant."""
     values = data.model_dump(by_alias=True)
+    values["transport"] = stored_transport(values["transport"], values.pop("tls_verify"))
     trunk = Trunk(tenant_id=tenant_id, **values)
     await _check_trunk(session, tenant_id, trunk, set(values))
     if not platform_admin:
@@ -130,6 +136,11 @@ async def update_trunk(session: AsyncSession, tenant_id: int | None, trunk_id: i
                        platform_admin: bool = False) -> Trunk:
     trunk = await get_trunk(session, tenant_id, trunk_id)
     sent = data.model_dump(exclude_unset=True, by_alias=True)
+    verify = sent.pop("tls_verify", None)
+    if verify is not None or sent.get("transport") is not None:
+        current = "tls" if trunk.transport == s.TLS_UNVERIFIED else trunk.transport
+        sent["transport"] = stored_transport(sent.get("transport") or current,
+                                             verify if verify is not None else trunk.transport != s.TLS_UNVERIFIED)
     changed = org_service.apply_changes(trunk, sent, _TRUNK_NON_NULL)
     with session.no_autoflush:  # the checks look at the trunk as changed; an unchecked id must not hit the FK first
         await _check_trunk(session, tenant_id, trunk, set(changed))

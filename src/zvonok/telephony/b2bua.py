@@ -74,6 +74,7 @@ from zvonok.sip.transaction import (
     TransactionTimeout,
     TransportError,
 )
+from zvonok.sip.uas import is_sips
 from zvonok.sip.uri import SipUri
 
 from . import events as ev
@@ -251,7 +252,11 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin):
     def publish(self, event_type: type[ev.CallEvent], call: Call, **fields: Any) -> None:
         self.bus.publish(event_type(tenant_id=call.tenant_id, call_id=call.id, at=time.time(), **fields))
 
-    def contact(self, peer: Peer) -> str:
+    def contact(self, peer: Peer, *, sips: bool = False) -> str:
+        """Our Contact towards ``peer``; ``sips``: the dialog is a sips: one (RFC 3261 §12.1.1: a sips:
+        Request-URI gets a sips: Contact, reached over TLS only)."""
+        if sips and peer.transport == "tls":
+            return f"<sips:zvonok@{uri_host(self.sip.local_host)}:{self.sip.port_for('tls')}>"
         transport = "" if peer.transport == "udp" else f";transport={peer.transport}"
         return f"<sip:zvonok@{uri_host(self.sip.local_host)}:{self.sip.port_for(peer.transport)}{transport}>"
 
@@ -473,9 +478,11 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin):
         call.ringing_ext = None
         if len(extensions) == 1 and await self._forward_on_dial(call, extensions[0], now, from_number):
             return
+        # a sips: call (RFC 5630 §3.1.3) reaches only devices over TLS: none, and it is a 480 as for no device
+        call_sips = call.caller is not None and call.caller.invite is not None and is_sips(call.caller.invite.uri)
         targets = [(ext, binding) for ext in extensions if ext.enabled
                    for binding in self.location.lookup(call.tenant_id, ext.extension_id, now)
-                   if self.reachable(binding, ext.srtp)]
+                   if self.reachable(binding, ext.srtp) and (not call_sips or peer_of(binding).transport == "tls")]
         if not targets:
             ringing = call.ringing_ext
             forward = self._forward_after(call, ForwardReason.UNAVAILABLE)
@@ -560,7 +567,7 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin):
             ("To", to_header),
             ("Call-ID", uuid.uuid4().hex),
             ("CSeq", "1 INVITE"),
-            ("Contact", self.contact(peer)),
+            ("Contact", self.contact(peer, sips=request_uri.lower().startswith("sips:"))),  # a sips: binding's dialog
             ("Allow", ALLOW),
             ("User-Agent", "Zvonok"),
             *(extra_headers or []),
@@ -615,7 +622,8 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin):
         caller = call.caller
         if caller is None or caller.server_txn is None or caller.invite is None or call.answered_at is not None:
             return
-        response = dialog_response(caller.invite, status, caller.local_tag, self.contact(caller.peer), body=body)
+        response = dialog_response(caller.invite, status, caller.local_tag,
+                                   self.contact(caller.peer, sips=is_sips(caller.invite.uri)), body=body)
         self.sip.respond(caller.server_txn, response)
 
     async def _play_ringback(self, call: Call) -> None:
@@ -737,10 +745,11 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin):
         caller = call.caller
         assert caller is not None and caller.invite is not None and caller.server_txn is not None
         call.answered_at = time.time()
-        ok = dialog_response(caller.invite, 200, caller.local_tag, self.contact(caller.peer),
+        ok = dialog_response(caller.invite, 200, caller.local_tag, self.contact(caller.peer, sips=is_sips(caller.invite.uri)),
                              body=call.caller_answer_sdp,
                              extra_headers=[("Allow", ALLOW), *self._session_timer_headers(caller)])
-        caller.dialog = Dialog.from_uas(caller.invite, ok, self.contact(caller.peer), secure=False)
+        caller.dialog = Dialog.from_uas(caller.invite, ok, self.contact(caller.peer, sips=is_sips(caller.invite.uri)),
+                                        secure=False)
         caller.state = LegState.ANSWERED
         self.dialogs[caller.dialog.key] = caller
         self._send_2xx(caller, caller.server_txn, ok)

@@ -124,6 +124,8 @@ class OutsideMixin(_Base):
         trunk = snapshot.trunk_from(peer.host)
         if trunk is None or _our_realm(request, snapshot):
             return None
+        if trunk.transport == "tls" and peer.transport != "tls":
+            return None  # a TLS trunk's calls come over TLS: a UDP packet with its source address may be forged
         if trunk.tenant_id is not None and isinstance(request.uri, SipUri):
             # the domain the request is for as authentication sees it: a phone set up with only our
             # address sends its first INVITE to sip:102@<our IP>, which is the default domain's call

@@ -15,6 +15,7 @@ import asyncio
 import os
 import time
 from collections.abc import Callable, Sequence
+from ssl import SSLContext
 from typing import TYPE_CHECKING
 
 from zvonok import metrics
@@ -41,8 +42,8 @@ from zvonok.sip.transaction import (
 )
 from zvonok.sip.transaction_messages import build_cancel
 from zvonok.sip.uas import check_request
-from zvonok.transport.tcp import TcpLimits, TcpTransport
-from zvonok.transport.tls import ServerCertificate
+from zvonok.transport.tcp import Dial, TcpLimits, TcpTransport
+from zvonok.transport.tls import ServerCertificate, client_context
 from zvonok.transport.udp import UdpTransport, open_udp
 
 from .registrar import Lookup, Registrar
@@ -89,6 +90,9 @@ class SipService:
         self._pending_cancels: dict[ClientTransaction, str | None] = {}
         self.calls: CallEngine | None = None  # set by the composition root when calls are served
         self.mwi: Mwi | None = None  # message-waiting SUBSCRIBEs (telephony/mwi.py), set with voicemail
+        # the trunks we may open connections to: peer -> (its host name for SNI, verify its certificate?)
+        self.dial_targets: Callable[[Peer], tuple[str, bool] | None] | None = None
+        self._client_contexts: dict[bool, SSLContext] = {}
         self.t1 = settings.sip_t1
         self.t2 = settings.sip_t2
 
@@ -136,8 +140,9 @@ class SipService:
                     raise
                 continue
             break
-        assert self.udp is not None
+        assert self.udp is not None and self.tcp is not None
         self.local = (host, self.udp.local[1])
+        self.tcp.dialer = self._dial
         if self.settings.sip_tls_cert is not None and self.settings.sip_tls_key is not None:
             self.certificate = ServerCertificate(self.settings.sip_tls_cert, self.settings.sip_tls_key)
             self.tls = TcpTransport(self._on_stream, self.settings.sip_max_message_size, self._tcp_limits(),
@@ -146,11 +151,26 @@ class SipService:
             # (zvonok.server) reserves sip_tcp_max_connections for SIP streams, TLS included
             assert self.tcp is not None
             self.tls.table = self.tcp.table
+            self.tls.dialer = self._dial
             await self.tls.start(host, self.settings.sip_tls_port)
             self.tls_port = self.tls.local[1]
             task = asyncio.ensure_future(self._watch_certificate(self.certificate))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _dial(self, peer: Peer) -> Dial | None:
+        """How to connect to ``peer`` when nothing is open to it: only trunks are connected to."""
+        target = self.dial_targets(peer) if self.dial_targets is not None else None
+        if target is None:
+            return None
+        host, verify = target
+        if peer.transport != "tls":
+            return Dial()
+        context = self._client_contexts.get(verify)
+        if context is None:
+            context = self._client_contexts[verify] = client_context(verify=verify,
+                                                                     ca_file=self.settings.sip_tls_ca_file)
+        return Dial(ssl=context, server_hostname=host)
 
     def _tcp_limits(self) -> TcpLimits:
         return TcpLimits(
@@ -288,7 +308,7 @@ class SipService:
     def _dispatch(self, txn: ServerTransaction, request: Request, peer: Peer) -> None:
         error = check_request(request, allowed_methods=self.allowed_methods,
                               content_types=INFO_TYPES if request.method == "INFO" else ACCEPTED_TYPES,
-                              supported=self.supported, to_tag=_tag())
+                              supported=self.supported, to_tag=_tag(), secure=peer.transport == "tls")
         if error is not None:
             self._respond(txn, error)
         elif self.mwi is not None and request.method == "SUBSCRIBE":
@@ -384,6 +404,8 @@ class SipService:
     def _send(self, data: bytes, peer: Peer) -> None:
         if peer.reliable:
             stream = self._stream(peer)
+            if stream is None and peer.transport == "tls":
+                log.warning("sip over tls without a tls listener: set ZVONOK_SIP_TLS_CERT and _KEY", peer=str(peer))
             if stream is not None and not stream.send(data, peer):
                 log.info("no connection left to send on", peer=str(peer))
         elif self.udp is not None:
