@@ -171,11 +171,13 @@ def _extra_routers() -> list[Any]:
     """The routers other layers mount in ``zvonok.server`` so API tests (tenant isolation!) cover them."""
     from zvonok.cdr import http as cdr_http
     from zvonok.pstn import http as pstn_http
+    from zvonok.ringgroup import http as ring_group_http
     from zvonok.telephony import hold_music_http
     from zvonok.telephony.http import registrations_router
     from zvonok.telephony.location import Location
 
-    return [registrations_router(Location()), cdr_http.router, pstn_http.router, hold_music_http.router]
+    return [registrations_router(Location()), cdr_http.router, pstn_http.router, hold_music_http.router,
+            ring_group_http.router]
 
 
 @pytest.fixture

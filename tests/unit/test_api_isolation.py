@@ -39,6 +39,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "employees": {"full_name": "Intruder", "email": "intruder@x.example"},
     "extensions": {"number": "999", "display_name": "Intruder"},
     "tokens": {"name": "intruder"},
+    "ring-groups": {"number": "600", "name": "Intruder", "members": ["101"]},
 }
 PATCHES: dict[str, dict[str, Any]] = {
     "tenants": {"name": "Owned"},
@@ -46,6 +47,7 @@ PATCHES: dict[str, dict[str, Any]] = {
     "departments": {"name": "Owned"},
     "employees": {"full_name": "Owned"},
     "extensions": {"display_name": "Owned"},
+    "ring-groups": {"name": "Owned"},
 }
 
 
@@ -63,6 +65,7 @@ async def _populate(api: Api, t: Any) -> dict[str, int]:
     emp = await post("employees", {"full_name": "E", "email": f"e@{t.domain}", "office_id": office})
     ext = await post("extensions", {"number": "101", "display_name": "E", "employee_id": emp})
     token = await post("tokens", {"name": "script"})
+    group = await post("ring-groups", {"number": "600", "name": "Sales", "members": ["101"]})
     cdr = await _cdr_with_recording(api, t.id)
     r = await api.client.get(f"{base}/cdrs/{cdr}/recording", headers=t.headers)
     assert r.status_code == 200, r.text
@@ -76,7 +79,7 @@ async def _populate(api: Api, t: Any) -> dict[str, int]:
     return {
         "tenant_id": t.id, "office_id": office, "department_id": dept, "employee_id": emp,
         "extension_id": ext, "token_id": token, "cdr_id": cdr, "trunk_id": trunk, "route_id": route,
-        "number_id": number,
+        "number_id": number, "group_id": group,
     }
 
 
@@ -102,7 +105,7 @@ def _body(path: str, method: str) -> dict[str, Any] | None:
 async def _snapshot(api: Api, values: dict[str, int]) -> list[Any]:
     out = []
     base = f"/api/v1/tenants/{values['tenant_id']}"
-    for kind in ("", "/offices", "/departments", "/employees", "/extensions", "/tokens", "/cdrs"):
+    for kind in ("", "/offices", "/departments", "/employees", "/extensions", "/tokens", "/cdrs", "/ring-groups"):
         r = await api.client.get(base + kind, headers=api.admin)
         assert r.status_code == 200
         out.append(r.json())

@@ -87,7 +87,7 @@ Transport = Literal["udp", "tcp"]
 SrtpPolicy = Literal["required", "optional", "off"]
 NumberFormatName = Literal["e164", "digits", "national"]
 DestinationKindName = Literal["extension", "ring", "voicemail", "queue", "external", "access", "conference",
-                              "schedule"]
+                              "ring_group", "schedule"]
 ServiceClassName = Literal["internal_only", "local", "long_distance", "international"]
 PolicyLevelName = Literal["tenant", "office", "department", "employee"]
 

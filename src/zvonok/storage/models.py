@@ -9,6 +9,7 @@ import zvonok.cdr.models  # noqa: F401
 import zvonok.conference.models  # noqa: F401
 import zvonok.org.models  # noqa: F401
 import zvonok.pstn.models  # noqa: F401
+import zvonok.ringgroup.models  # noqa: F401
 import zvonok.storage.changes  # noqa: F401
 import zvonok.telephony.models  # noqa: F401
 from zvonok.storage.base import Base

@@ -280,9 +280,43 @@ class ConferenceMuted(CallEvent):
     muted: bool
 
 
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RingGroupCalled(CallEvent):
+    """The call reached a ring group (dialed, or a number's destination): the CDR's callee names it until
+    a member answers, and its ``ring_group`` column keeps it."""
+
+    group_id: int
+    group_number: str
+    group_name: str = ""
+    strategy: str = "simultaneous"
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RingGroupRinging(CallEvent):
+    """A step of the group's plan: ``members`` ring (at once) for ``seconds``; the steps before it went
+    unanswered. Members skipped (busy, DND, not registered) are in no step."""
+
+    group_number: str
+    step: int
+    members: tuple[str, ...]
+    seconds: float
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RingGroupNoAnswer(CallEvent):
+    """Nobody of the group answered: the call goes to its no-answer destination (``kind``; None: 480)."""
+
+    group_number: str
+    kind: str | None = None
+
+
 CALL_EVENT_TYPES: tuple[type[CallEvent], ...] = (
     CallStarted, CallRouted, LegCreated, LegRinging, LegAnswered, CallAnswered, LegHeld, LegResumed, CallTransferred,
     RecordingStarted, RecordingStopped, DtmfReceived, LegEnded, CallEnded, ConferenceJoined, CallForwarded,
+    RingGroupCalled, RingGroupRinging, RingGroupNoAnswer,
 )
 
 

@@ -77,7 +77,7 @@ def member_order(group: RingGroupInfo) -> tuple[str, ...]:
     members = group.members
     if group.strategy is not Strategy.ROUND_ROBIN or group.last_answered not in members:
         return members
-    start = members.index(group.last_answered) + 1  # type: ignore[arg-type]  # checked just above
+    start = members.index(group.last_answered) + 1
     return members[start:] + members[:start]
 
 
