@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from .test_calls_sipp import Pbx, assert_all_ok, calls, finish_callee, harness, place_calls, start_callee
+from .test_calls_sipp import Pbx, assert_all_ok, finish_callee, harness, place_calls, start_callee
 
 pytestmark = pytest.mark.integration
 
@@ -94,4 +94,3 @@ def test_round_robin_starts_after_the_member_who_answered_last(pbx: Pbx) -> None
     assert all(c["ring_group"] == "691" for c in cdrs), cdrs
     url = f"{pbx.server.http_url}/api/v1/tenants/{pbx.seeded.tenant_id}/ring-groups/{group['id']}"
     assert harness.http_json(url, pbx.seeded.token)["last_answered"] == a
-    assert calls  # (the SIPp helpers come from bench/_calls.py through test_calls_sipp)
