@@ -10,6 +10,7 @@ from typing import Any
 from callengine_harness import TENANT, Device, Harness
 
 from zvonok.cdr.state import CallRecord
+from zvonok.pstn.routing import PolicyInfo
 from zvonok.telephony import events as ev
 from zvonok.telephony.forwarding import ForwardingSettings
 from zvonok.telephony.ring_group import RingGroupInfo, Strategy
@@ -206,6 +207,37 @@ def test_a_number_routed_to_a_group_with_an_outside_member() -> None:
         assert cdr.callee.number == "102" and cdr.ring_group == "600"
         assert cdr.rating.destination_class == "inbound" and cdr.rating.cost == 0
         assert carol  # (unused member of the tenant)
+
+
+def test_an_outside_member_the_company_may_not_call_is_skipped() -> None:
+    h, groups = harness()
+    with h:
+        alice, bob = h.extension("101"), h.extension("102")
+        _, carrier = h.trunk()
+        h._snapshot(policies={(TENANT, "tenant", None): PolicyInfo(tenant_id=TENANT, level="tenant", ref_id=None,
+                                                                    service_class="local")})
+        groups.add("600", ("+4420712345678", "102"))
+        call = h.call(alice, "600")
+        assert h.sent_requests("INVITE", to=carrier) == [] and len(h.invites_to(bob)) == 1
+        assert [s.members for s in h.events_of(ev.RingGroupRinging)] == [("102",)]
+        answer(h, bob)
+        assert call.final_status() == 200
+
+
+def test_the_cdr_snapshot_keeps_the_group() -> None:
+    h, groups = harness()
+    with h:
+        alice, bob = h.extension("101"), h.extension("102")
+        groups.add("600", ("102",))
+        h.call(alice, "600")
+        started = h.events_of(ev.CallStarted)[0]
+        record = CallRecord.started(started)
+        for event in h.events:
+            if isinstance(event, ev.CallEvent) and event is not started:
+                record.apply(event)
+        again = CallRecord.from_json(record.to_json())
+        assert again.ring_group == ("600", "G600") and again.callee().number == "600"
+        assert bob
 
 
 def test_the_caller_hanging_up_stops_the_plan() -> None:

@@ -13,7 +13,9 @@ plan out, with the engine's own ways of ringing:
   final responses then decide nothing: ``call.forward_pending``, as forwarding does) and queues the next
   step on the call's inbox; after the last, the group's no-answer destination (``_to_destination``) or 480;
 - who can take a call is asked when each step starts: an extension that is disabled, on DND, has no
-  phone registered or is in an answered call is skipped, as is an outside member the tenant may not call;
+  phone registered or is in an answered call is skipped, as is an outside member the tenant may not call
+  (its calling permissions, a rate when it has a tariff, a route); a spending limit reached still ends
+  the call as ``_route_outside`` decides;
 - a member answering a round-robin group becomes its memory (through the ``ring_groups`` port, written
   best-effort) — seen on the bus (``CallAnswered``), the same event the CDR writer folds.
 
@@ -231,6 +233,9 @@ class RingGroupMixin(_Base):
             return False
         if not snapshot.rules_for(CallerProfile(tenant_id=call.tenant_id)).policy.check(dest).allowed:
             return False
+        tenant = snapshot.tenants.get(call.tenant_id)
+        if tenant is not None and tenant.tariff is not None and snapshot.sell_rate(call.tenant_id, dest.number) is None:
+            return False  # a company on a tariff calls out only where it has a rate
         return bool(snapshot.outbound_trunks(call.tenant_id, dest.number, time.time()))
 
     # -- round robin's memory ------------------------------------------------------------------------------
