@@ -38,7 +38,7 @@ from zvonok.org import events as org_events
 from zvonok.org.forwarding import forwarding_store
 from zvonok.org.service import SipCredentials, platform_all_sip_credentials, sip_credentials
 from zvonok.pstn import http as pstn_http
-from zvonok.pstn.loader import load_snapshot
+from zvonok.pstn.loader import TariffCache, load_snapshot
 from zvonok.ringgroup import http as ring_group_http
 from zvonok.ringgroup.service import RingGroupDirectory
 from zvonok.sip.digest import Algorithm, DigestVerifier, NonceManager
@@ -186,7 +186,8 @@ async def build(settings: Settings) -> Runtime:
                                  socket_pool=settings.rtp_socket_pool)
     directory = Directory(db)
     db.add_listener(lambda event: directory.invalidate(getattr(event, "tenant_id", None)))
-    trunks = Trunks(sip, loader=lambda: load_snapshot(db))
+    tariff_cache = TariffCache()  # a reload rebuilds only the rate decks that changed
+    trunks = Trunks(sip, loader=lambda: load_snapshot(db, tariff_cache))
     reload_pending: list[asyncio.TimerHandle] = []
 
     def on_outside_change(event: object) -> None:

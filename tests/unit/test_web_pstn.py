@@ -26,6 +26,7 @@ from zvonok.org import service as org_service
 from zvonok.pstn import schemas as s
 from zvonok.pstn import service as pstn_service
 from zvonok.pstn.models import EmployeePin, OutboundPolicy, OutboundRoute, Trunk
+from zvonok.web.session import LANG_COOKIE
 
 
 async def _post(client: httpx.AsyncClient, page: str, url: str, data: Mapping[str, Any]) -> httpx.Response:
@@ -465,6 +466,15 @@ async def test_operator_creates_a_tariff_and_imports_rates_with_progress(web: We
     assert [int(line) for line, _ in rejected] == [3, 4, 5, 6]
     assert "already on line 2" in rejected[3][1]
     assert await _rate_count(web, tariff_id) == 4
+    # the same rows' reasons in the reader's language (the checker says them as templates)
+    operator.cookies.set(LANG_COOKIE, "ru")
+    try:
+        ru = await _finished(operator, await _upload(operator, tariff_id, "bad.csv", (RATES / "bad.csv").read_bytes()))
+    finally:
+        operator.cookies.delete(LANG_COOKIE)
+    reasons = [reason for _, reason in re.findall(r"<tr><td>(\d+)</td><td>([^<]*)</td></tr>", ru)]
+    assert len(reasons) == 4 and "уже есть в строке 2" in reasons[3]
+    assert not any("line" in reason or "prefix" in reason for reason in reasons), reasons
 
     # without htmx: a redirect to the import's own page, which shows the result when it is done
     r = await _upload(operator, tariff_id, "good.csv", (RATES / "good.csv").read_bytes(), htmx=False)
