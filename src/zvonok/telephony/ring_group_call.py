@@ -81,7 +81,9 @@ class RingGroupMixin(_Base):
     async def _dial_ring_group(self, txn: ServerTransaction, request: Request, peer: Peer, creds: Any,
                                caller_ext: ExtensionInfo, dialed: str, session_expires: int | None) -> bool:
         """The number a phone dialed is a ring group of its tenant: the call goes there (True)."""
-        group = await self.ring_groups.group(creds.tenant_id, dialed) if self.ring_groups and dialed else None
+        if self.ring_groups is None or not (dialed.isdigit() and 2 <= len(dialed) <= 8):
+            return False  # a group's number is 2-8 digits: outside numbers cost no look-up
+        group = await self.ring_groups.group(creds.tenant_id, dialed)
         if group is None:
             return False
         call = self._open_call(txn, request, peer, tenant_id=creds.tenant_id, party=caller_ext.party(),
