@@ -44,6 +44,8 @@ from zvonok.org.forwarding import forwarding_store
 from zvonok.org.service import SipCredentials, platform_all_sip_credentials, sip_credentials
 from zvonok.pstn import http as pstn_http
 from zvonok.pstn.loader import TariffCache, load_snapshot
+from zvonok.ringgroup import http as ring_group_http
+from zvonok.ringgroup.service import RingGroupDirectory
 from zvonok.sip.digest import Algorithm, DigestVerifier, NonceManager
 from zvonok.storage.changes import ChangeFeed
 from zvonok.storage.db import Database
@@ -233,6 +235,9 @@ async def build(settings: Settings) -> Runtime:
     engine.forwarding_store = forwarding_store(db)  # the *72/*73/*78/*79 feature codes
     rooms = RoomDirectory(db)
     db.add_listener(rooms.on_event)
+    groups = RingGroupDirectory(db)
+    db.add_listener(groups.on_event)
+    engine.ring_groups = groups
     engine.conferences = Conferences(engine, rooms, tenant_limit=settings.conference_tenant_members,
                                      total_limit=settings.conference_total_members)
     engine.pickup = Pickup(engine)  # *8, **<ext>
@@ -279,7 +284,7 @@ async def build(settings: Settings) -> Runtime:
     app = create_app(settings, db, routers=[registrations_router(location), cdr_http.router, events_router(bus),
                                             pstn_http.router, conference_http.router, hold_music_http.router,
                                             features_http.router, crm_http.router, voicemail_http.router,
-                                            ivr_http.router])
+                                            ivr_http.router, ring_group_http.router])
     app.state.conferences = engine.conferences  # live members (zvonok.conference.http)
     app.state.parking = engine.parking  # parked calls (zvonok.telephony.features_http)
     app.state.active_calls = engine.active_calls  # calls in progress (zvonok.web.pages.calls)

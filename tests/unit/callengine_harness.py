@@ -375,11 +375,22 @@ class FakeAuth:
 
 
 class RecordingBus:
+    """Records what the engine publishes; subscribers (the engine's own, e.g. ring groups' memory) get
+    the events they want as tasks on the harness loop, as :class:`zvonok.bus.LocalBus` delivers them."""
+
     def __init__(self) -> None:
         self.events: list[object] = []
+        self.subscribers: list[tuple[Callable[[object], Coroutine[Any, Any, None]], tuple[type, ...], Any]] = []
 
     def publish(self, event: object) -> None:
         self.events.append(event)
+        for handler, types, where in self.subscribers:
+            if isinstance(event, types) and (where is None or where(event)):
+                asyncio.ensure_future(handler(event))
+
+    def subscribe(self, handler: Callable[[object], Coroutine[Any, Any, None]], *, event_types: Sequence[type],
+                  where: Any = None, name: str = "") -> None:
+        self.subscribers.append((handler, tuple(event_types), where))
 
 
 @dataclass(eq=False)

@@ -43,6 +43,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "notes": {"text": "intruder"},
     "merge": {"source_id": 1},
     "fields": {"key": "intruder", "label": "Intruder", "kind": "text"},
+    "ring-groups": {"number": "600", "name": "Intruder", "members": ["101"]},
 }
 PATCHES: dict[str, dict[str, Any]] = {
     "tenants": {"name": "Owned"},
@@ -51,6 +52,7 @@ PATCHES: dict[str, dict[str, Any]] = {
     "employees": {"full_name": "Owned"},
     "extensions": {"display_name": "Owned"},
     "clients": {"name": "Owned"},
+    "ring-groups": {"name": "Owned"},
 }
 
 
@@ -89,6 +91,7 @@ async def _populate(api: Api, t: Any) -> dict[str, Any]:
     emp = await post("employees", {"full_name": "E", "email": f"e@{t.domain}", "office_id": office})
     ext = await post("extensions", {"number": "101", "display_name": "E", "employee_id": emp})
     token = await post("tokens", {"name": "script"})
+    group = await post("ring-groups", {"number": "600", "name": "Sales", "members": ["101"]})
     cdr = await _cdr_with_recording(api, t.id)
     r = await api.client.get(f"{base}/cdrs/{cdr}/recording", headers=t.headers)
     assert r.status_code == 200, r.text
@@ -109,7 +112,7 @@ async def _populate(api: Api, t: Any) -> dict[str, Any]:
         "client_id": client, "field_id": field,
         "tenant_id": t.id, "office_id": office, "department_id": dept, "employee_id": emp,
         "extension_id": ext, "token_id": token, "cdr_id": cdr, "trunk_id": trunk, "route_id": route,
-        "number_id": number, "message_id": message, "kind": "busy", "menu_id": menu,
+        "number_id": number, "message_id": message, "kind": "busy", "menu_id": menu, "group_id": group,
     }
 
 
@@ -136,7 +139,8 @@ async def _snapshot(api: Api, values: dict[str, Any]) -> list[Any]:
     out = []
     base = f"/api/v1/tenants/{values['tenant_id']}"
     for kind in ("", "/offices", "/departments", "/employees", "/extensions", "/tokens", "/cdrs", "/crm/clients",
-                 "/crm/fields", "/voicemail/messages"):
+                 "/crm/fields", "/voicemail/messages",
+                 "/ring-groups"):
         r = await api.client.get(base + kind, headers=api.admin)
         assert r.status_code == 200
         out.append(r.json())

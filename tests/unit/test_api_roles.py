@@ -30,6 +30,7 @@ from zvonok.conference import http as conference_http
 from zvonok.config import Settings
 from zvonok.ivr import http as ivr_http
 from zvonok.pstn import http as pstn_http
+from zvonok.ringgroup import http as ring_group_http
 from zvonok.storage.db import Database
 from zvonok.telephony import features_http, hold_music_http
 from zvonok.telephony.events import CallStarted, Direction, Disposition, HangupSide, Party
@@ -85,6 +86,8 @@ ACCESS: dict[str, str] = {
     "create_conference": ADMIN, "list_conferences": ADMIN, "get_conference": ADMIN, "update_conference": ADMIN,
     "delete_conference": ADMIN, "list_conference_members": ADMIN, "mute_conference_member": ADMIN,
     "unmute_conference_member": ADMIN, "kick_conference_member": ADMIN,
+    "create_ring_group": ADMIN, "list_ring_groups": ADMIN, "get_ring_group": ADMIN, "update_ring_group": ADMIN,
+    "delete_ring_group": ADMIN,
     "get_hold_music": ADMIN, "put_hold_music": ADMIN, "delete_hold_music": ADMIN, "get_hold_music_audio": ADMIN,
     "list_feature_codes": MEMBER, "list_parked_calls": MEMBER,  # what colleagues dial to take a parked call
     "create_ivr_menu": ADMIN, "list_ivr_menus": ADMIN, "get_ivr_menu": ADMIN, "update_ivr_menu": ADMIN,
@@ -109,7 +112,7 @@ async def setup(db: Database, settings: Settings) -> AsyncIterator[Setup]:
     location = Location()
     app = create_app(settings, db, routers=[
         registrations_router(location), cdr_http.router, events_router(LocalBus()), pstn_http.router,
-        conference_http.router, hold_music_http.router, features_http.router, ivr_http.router])
+        conference_http.router, hold_music_http.router, features_http.router, ivr_http.router, ring_group_http.router])
     app.state.parking = Parking(None)  # type: ignore[arg-type]  # the lot alone: no call engine here
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://zvonok.test") as client:
         yield Setup(client, app, location)
@@ -184,7 +187,7 @@ async def test_each_route_gives_an_employee_only_what_is_theirs(
     emp = {"Authorization": f"Bearer {r.json()['access_token']}"}
     common = {"tenant_id": tid, "office_id": office, "department_id": dept, "token_id": token, "trunk_id": trunk,
               "route_id": route, "number_id": number, "tariff_id": tariff, "room_id": 1, "call_id": 1,
-              "menu_id": menu}
+              "menu_id": menu, "group_id": 1}
     own = {**common, "employee_id": olga, "extension_id": olga_ext, "cdr_id": olga_cdr}
     others = {**common, "employee_id": petr, "extension_id": petr_ext, "cdr_id": petr_cdr}
 

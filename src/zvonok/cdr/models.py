@@ -78,6 +78,7 @@ class Cdr(TenantScoped, Base):
     end_estimated: Mapped[bool] = mapped_column(Boolean, default=False)
     # the extension whose forwarding (CFU, CFB, CFNA, unavailable) sent the call on, the first if several
     forwarded_from: Mapped[str | None] = mapped_column(String(64))
+    ring_group: Mapped[str | None] = mapped_column(String(8))  # the ring group the call reached (its number)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     legs: Mapped[list[CdrLeg]] = relationship(

@@ -47,6 +47,7 @@ class DestinationKind(enum.StrEnum):
     ACCESS = "access"  # the access-number service (PIN + destination)
     CONFERENCE = "conference"  # {"number": "800"} a conference room of the tenant (zvonok.conference)
     IVR = "ivr"  # {"menu": 3} a voice menu of the tenant (zvonok.ivr)
+    RING_GROUP = "ring_group"  # {"number": "600"} a ring group of the tenant (zvonok.ringgroup)
     SCHEDULE = "schedule"  # {"rules": [...], "holidays": [...], "default": {...}} (see zvonok.pstn.schedule)
 
 

@@ -90,7 +90,7 @@ TLS_UNVERIFIED = "tls-any"
 SrtpPolicy = Literal["required", "optional", "off"]
 NumberFormatName = Literal["e164", "digits", "national"]
 DestinationKindName = Literal["extension", "ring", "voicemail", "queue", "external", "access", "conference", "ivr",
-                              "schedule"]
+                              "ring_group", "schedule"]
 ServiceClassName = Literal["internal_only", "local", "long_distance", "international"]
 PolicyLevelName = Literal["tenant", "office", "department", "employee"]
 

@@ -45,6 +45,7 @@ from zvonok.pstn.models import (
     Trunk,
 )
 from zvonok.pstn.routing import IpNetwork, UntrustedAddress, check_trusted, trusted_networks
+from zvonok.ringgroup.models import RingGroup
 from zvonok.storage.base import utcnow
 from zvonok.storage.db import emit
 
@@ -323,6 +324,7 @@ async def update_number(session: AsyncSession, tenant_id: int, number_id: int, d
             raise ValidationError(str(exc), field="destination") from None
         await _check_extensions(session, tenant_id, clean.extensions)
         await _check_menus(session, tenant_id, menu_refs(kind, clean.payload))
+        await _check_ring_groups(session, tenant_id, clean.ring_groups)
         changes["destination_kind"], changes["destination"] = kind, clean.payload
     if org_service.apply_changes(number, changes, {"destination_kind", "destination", "monthly_fee", "enabled"}):
         await session.flush()
@@ -350,6 +352,17 @@ async def _check_extensions(session: AsyncSession, tenant_id: int, refs: tuple[t
     for where, number in refs:
         if number not in existing:
             raise ValidationError(f"{where}: extension {number} does not exist", field="destination")
+
+
+async def _check_ring_groups(session: AsyncSession, tenant_id: int, refs: tuple[tuple[str, str], ...]) -> None:
+    wanted = {number for _, number in refs}
+    if not wanted:
+        return
+    stmt = select(RingGroup.number).where(RingGroup.tenant_id == tenant_id, RingGroup.number.in_(wanted))
+    existing = set((await session.execute(stmt)).scalars())
+    for where, number in refs:
+        if number not in existing:
+            raise ValidationError(f"{where}: ring group {number} does not exist", field="destination")
 
 
 async def did_references(session: AsyncSession, tenant_id: int, extension_id: int) -> list[str]:

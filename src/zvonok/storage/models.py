@@ -11,6 +11,7 @@ import zvonok.crm.models  # noqa: F401
 import zvonok.ivr.models  # noqa: F401
 import zvonok.org.models  # noqa: F401
 import zvonok.pstn.models  # noqa: F401
+import zvonok.ringgroup.models  # noqa: F401
 import zvonok.storage.changes  # noqa: F401
 import zvonok.telephony.models  # noqa: F401
 import zvonok.voicemail.models  # noqa: F401

@@ -94,6 +94,7 @@ from .outside import OutsideMixin
 from .park import Parking
 from .pickup import Pickup
 from .pin_guard import PinGuard
+from .ring_group_call import RingGroupMixin
 from .throttle import FailureThrottle
 from .transfers import TransferMixin
 from .trunks import Trunks
@@ -145,7 +146,7 @@ def peer_of(binding: Binding) -> Peer:
     return Peer(transport=transport, host=host.strip("[]"), port=int(port), connection=binding.connection)
 
 
-class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin):
+class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin, RingGroupMixin):
     def __init__(self, *, sip: SipStack, media: MediaEngine, auth: Authenticator, location: Location,
                  directory: Directory, bus: Bus, no_answer_timeout: float = 60.0,
                  media_timeout: float = 60.0, recordings_dir: Path | None = None,
@@ -365,6 +366,9 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin):
             return
         if callee_ext is None and self.parking is not None and await self.parking.on_dial(
                 txn, request, peer, creds.tenant_id, creds.realm, caller_ext, dialed, session_expires):
+            return
+        if callee_ext is None and await self._dial_ring_group(txn, request, peer, creds, caller_ext, dialed,
+                                                              session_expires):
             return
         outside = callee_ext is None and self.trunks is not None and bool(dialed)
         # from here on the attempt is a call with a CDR, whatever becomes of it
@@ -836,6 +840,8 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin):
             return
         if call.access is not None and self._access_failed(call, "busy" if status in BUSY_STATUSES else f"sip_{status}"):
             return
+        if self._ring_group_next(call):  # a ring group's step: its next one
+            return
         # every device refused: answer the caller with the most telling status (§16.7 step 6 in spirit)
         # (the forks of the current target: an extension that forwarded the call is no part of its outcome)
         statuses = [fork.final_status or 480 for fork in call.forks[call.forks_from:] or call.forks]
@@ -869,6 +875,8 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin):
         if call.ended or call.callee is not None:
             return
         if call.access is not None and self._access_failed(call, "no_answer"):
+            return
+        if self._ring_group_next(call):
             return
         if self._forward_later(call, ForwardReason.NO_ANSWER):
             return

@@ -125,6 +125,7 @@ class Call:
     ring_timeout: float | None = None
     forks_from: int = 0
     forward_pending: bool = False
+    ring_group: Any = None  # the ring group being rung (telephony/ring_group_call.py: GroupRun)
 
     # every Call object still in memory, ended or not (weak: the set never keeps one alive). After the calls
     # end this must fall to 0 by reference counting alone; a finished call that lingers is held by a

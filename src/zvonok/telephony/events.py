@@ -296,6 +296,18 @@ class CallPickedUp(CallEvent):
 
 @register_event
 @dataclass(frozen=True, kw_only=True, slots=True)
+class RingGroupCalled(CallEvent):
+    """The call reached a ring group (dialed, or a number's destination): the CDR's callee names it until
+    a member answers, and its ``ring_group`` column keeps it."""
+
+    group_id: int
+    group_number: str
+    group_name: str = ""
+    strategy: str = "simultaneous"
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
 class CallParked(CallEvent):
     """A party was parked in its company's ``slot`` (701–720 by default) by a transfer to the park number:
     it hears music on hold until someone dials the slot or the park timeout rings ``parked_by`` back."""
@@ -304,6 +316,18 @@ class CallParked(CallEvent):
     slot: int
     parked_by: Party
     timeout: float  # seconds until the ring-back
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RingGroupRinging(CallEvent):
+    """A step of the group's plan: ``members`` ring (at once) for ``seconds``; the steps before it went
+    unanswered. Members skipped (busy, DND, not registered) are in no step."""
+
+    group_number: str
+    step: int
+    members: tuple[str, ...]
+    seconds: float
 
 
 @register_event
@@ -330,10 +354,19 @@ class IvrLeft(CallEvent):
     reason: str = "caller_choice"
 
 
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RingGroupNoAnswer(CallEvent):
+    """Nobody of the group answered: the call goes to its no-answer destination (``kind``; None: 480)."""
+
+    group_number: str
+    kind: str | None = None
+
+
 CALL_EVENT_TYPES: tuple[type[CallEvent], ...] = (
     CallStarted, CallRouted, LegCreated, LegRinging, LegAnswered, CallAnswered, LegHeld, LegResumed, CallTransferred,
     RecordingStarted, RecordingStopped, DtmfReceived, LegEnded, CallEnded, ConferenceJoined, CallForwarded,
-    IvrLeft,
+    IvrLeft, RingGroupCalled, RingGroupRinging, RingGroupNoAnswer,
 )
 
 

@@ -220,6 +220,8 @@ class OutsideMixin(_Base):
             tenant = self.trunks.snapshot.tenants.get(call.tenant_id) if self.trunks else None
             await self.ivr.enter(call, int(destination.get("menu", 0)), from_number=from_number,
                                  language=tenant.locale if tenant else self.prompt_language)
+        elif kind == "ring_group":
+            await self._to_ring_group(call, destination, from_number=from_number)
         elif kind == "external":
             target = str(destination.get("number", ""))
             profile = CallerProfile(tenant_id=call.tenant_id)
