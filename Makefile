@@ -14,12 +14,20 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
-# Debian packages the integration tests drive: SIPp (sip-tester), baresip, and chromium for the web
-# console's Playwright tests (Playwright is pointed at /usr/bin/chromium: no browser download).
+# Debian packages the integration tests drive: SIPp (sip-tester), baresip, chromium for the web
+# console's Playwright tests (Playwright is pointed at /usr/bin/chromium: no browser download), and
+# Kamailio, the SIP edge the project ships a configuration for (deploy/kamailio); and espeak-ng, which the
+# server itself runs to speak IVR greetings typed as text (zvonok.ivr.prompts). The kamailio package's
+# own service (its example configuration on port 5060) is stopped and disabled: the tests and
+# deploy/kamailio/render.py run Kamailio with their own configuration.
 peers:
-	@command -v sipp >/dev/null && command -v baresip >/dev/null && [ -x /usr/bin/chromium ] || { \
+	@command -v sipp >/dev/null && command -v baresip >/dev/null && command -v espeak-ng >/dev/null \
+	  && [ -x /usr/bin/chromium ] && [ -x /usr/sbin/kamailio ] || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq sip-tester baresip chromium >/dev/null; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq sip-tester baresip \
+	    espeak-ng chromium kamailio >/dev/null; \
+	  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then \
+	    $$SUDO systemctl disable --now kamailio >/dev/null 2>&1 || true; fi; }
 
 demo: $(VENV)/.installed
 	$(BIN)/zvonok --data-dir $(DATA) demo

@@ -189,7 +189,8 @@ async def _seed_pstn_async(database_url: str, tenant_id: int, spec: dict[str, An
                                 inbound_addresses=t.get("inbound_addresses", []), max_calls=t.get("max_calls"),
                                 number_format=t.get("number_format", "e164"),
                                 buy_tariff_id=ids["tariffs"].get(t.get("buy_tariff", "")),
-                                office_id=ids["offices"].get(t.get("office", "")), from_domain=t.get("from_domain"))
+                                office_id=ids["offices"].get(t.get("office", "")), from_domain=t.get("from_domain"),
+                                srtp=t.get("srtp"))
                 session.add(trunk)
                 await session.flush()
                 ids["trunks"][t["name"]] = trunk.id

@@ -170,12 +170,18 @@ class Api:
 def _extra_routers() -> list[Any]:
     """The routers other layers mount in ``zvonok.server`` so API tests (tenant isolation!) cover them."""
     from zvonok.cdr import http as cdr_http
+    from zvonok.crm import http as crm_http
+    from zvonok.ivr import http as ivr_http
     from zvonok.pstn import http as pstn_http
-    from zvonok.telephony import hold_music_http
+    from zvonok.ringgroup import http as ring_group_http
+    from zvonok.telephony import features_http, hold_music_http
     from zvonok.telephony.http import registrations_router
     from zvonok.telephony.location import Location
+    from zvonok.voicemail import http as voicemail_http
 
-    return [registrations_router(Location()), cdr_http.router, pstn_http.router, hold_music_http.router]
+    return [registrations_router(Location()), cdr_http.router, pstn_http.router, hold_music_http.router,
+            features_http.router, crm_http.router, voicemail_http.router,
+            ivr_http.router, ring_group_http.router]
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     sip_tls_cert: Path | None = Field(default=None, description="PEM certificate (chain) of the TLS listener; "
                                       "none: no TLS. Reloaded when the file changes")
     sip_tls_key: Path | None = Field(default=None, description="PEM private key of sip_tls_cert")
+    sip_tls_ca_file: Path | None = Field(
+        default=None, description="PEM CA certificates that carriers' TLS certificates are verified against "
+        "(trunks with transport tls); none: the system's CA store. A trunk's tls_verify=false skips the check "
+        "(a self-signed office PBX)")
     sip_tls_reload_interval: float = Field(default=5.0, gt=0,
                                            description="How often the certificate files are checked for a change")
     srtp_policy: Literal["required", "optional", "off"] = Field(
@@ -93,6 +97,10 @@ class Settings(BaseSettings):
     busy_tone_seconds: float = Field(default=3.0, ge=0, description="inband mode: busy tone played before a 486")
     music_on_hold: bool = Field(default=True, description="A party put on hold hears the company's music on "
                                 "hold (its own upload, else the built-in track); off: silence")
+    park_timeout: float = Field(default=120.0, gt=0, description="A call parked (transferred to 700 or a slot "
+                                "701-720) this long rings back the extension that parked it")
+    park_ringback_timeout: float = Field(default=30.0, gt=0, description="A parked call ringing back its parker "
+                                         "ends when nobody answers within this many seconds")
     conference_tenant_members: int = Field(default=100, ge=2, description="Callers one company may have in its "
                                            "conference rooms at once (mixing costs CPU per member); more get 486")
     conference_total_members: int = Field(default=500, ge=2, description="Callers in all conference rooms of "
@@ -102,6 +110,15 @@ class Settings(BaseSettings):
     invite_flood_ban: float = Field(default=30.0, description="How long a flooding address gets 503, seconds")
     record_calls: bool = Field(default=False, description="Record every answered call to <data_dir>/recordings")
     record_stereo: bool = Field(default=True, description="Recordings as stereo (caller left, callee right)")
+    mwi_unsolicited: bool = Field(default=True, description="Send message-waiting NOTIFYs to registered "
+                                  "phones that do not SUBSCRIBE to their mailbox (unsolicited MWI)")
+    smtp_host: str | None = Field(default=None, description="SMTP server for voicemail to e-mail (unset: no mail "
+                                  "is sent unless a company sets its own server)")
+    smtp_port: int = Field(default=25, description="SMTP port (587 with STARTTLS, 465 with implicit TLS)")
+    smtp_username: str | None = Field(default=None, description="SMTP login, if the server wants one")
+    smtp_password: SecretStr | None = Field(default=None, description="SMTP password")
+    smtp_security: Literal["none", "starttls", "tls"] = Field(default="none", description="none | starttls | tls")
+    smtp_from: str = Field(default="voicemail@localhost", description="Sender of voicemail e-mails")
     cdr_heartbeat_interval: float = Field(
         default=5.0, gt=0, description="Seconds between heartbeats of the calls in progress (one UPDATE for all): "
                                        "a call cut by a crash is closed at its last heartbeat")
@@ -139,6 +156,14 @@ class Settings(BaseSettings):
         "authenticated within the last day")
     auth_fail_window: float = Field(default=60.0, description="Window for counting failures, seconds")
     auth_ban_time: float = Field(default=600.0, description="How long a source stays blocked, seconds")
+    trusted_edges: list[str] = Field(
+        default=[],
+        description="SIP edge proxies (addresses or networks, e.g. '[\"10.0.0.5\", \"10.1.0.0/24\"]') in front "
+        "of this node, as Kamailio in deploy/kamailio: only their REGISTERs' Path (RFC 3327) is honoured, and "
+        "for a request from one of them the per-address limits "
+        "(auth_fail_limit, invite_rate_limit, proven addresses) count the phone's address as the edge "
+        "recorded it in the phone's Via (received, else sent-by) instead of the edge's. From other "
+        "sources Via is not believed. See docs/edge.md")
 
     # HTTP API
     http_host: str = Field(default="127.0.0.1", description="Address the HTTP API binds")
@@ -189,7 +214,7 @@ class Settings(BaseSettings):
         default=0, ge=0, description="Debugging: trace Python allocations with this many frames (0: off); "
         "kill -USR2 writes <data_dir>/memdump-<n>.txt either way (zvonok.memdebug)")
 
-    @field_validator("metrics_allow")
+    @field_validator("metrics_allow", "trusted_edges")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
         for net in value:

@@ -30,6 +30,11 @@ from zvonok.cdr.service import close_interrupted
 from zvonok.conference import http as conference_http
 from zvonok.conference.service import RoomDirectory
 from zvonok.config import Settings
+from zvonok.crm import http as crm_http
+from zvonok.crm.screenpop import ScreenPopper
+from zvonok.ivr import http as ivr_http
+from zvonok.ivr.prompts import IvrPrompts
+from zvonok.ivr.service import MenuDirectory
 from zvonok.logs import configure, get_logger
 from zvonok.media.engine import InProcessMediaEngine
 from zvonok.media.hold_music import HoldMusic
@@ -38,25 +43,37 @@ from zvonok.org import events as org_events
 from zvonok.org.forwarding import forwarding_store
 from zvonok.org.service import SipCredentials, platform_all_sip_credentials, sip_credentials
 from zvonok.pstn import http as pstn_http
-from zvonok.pstn.loader import load_snapshot
+from zvonok.pstn.loader import TariffCache, load_snapshot
+from zvonok.ringgroup import http as ring_group_http
+from zvonok.ringgroup.service import RingGroupDirectory
 from zvonok.sip.digest import Algorithm, DigestVerifier, NonceManager
 from zvonok.storage.changes import ChangeFeed
 from zvonok.storage.db import Database
-from zvonok.telephony import hold_music_http
+from zvonok.telephony import features_http, hold_music_http
 from zvonok.telephony.auth import Authenticator, CredentialCache
 from zvonok.telephony.b2bua import CallEngine
 from zvonok.telephony.call import Call
 from zvonok.telephony.conference import Conferences
 from zvonok.telephony.directory import Directory
+from zvonok.telephony.edge import TrustedEdges
 from zvonok.telephony.events import RegistrationChanged
 from zvonok.telephony.http import registrations_router
+from zvonok.telephony.ivr import Ivr
 from zvonok.telephony.location import GroupCommit, Location
+from zvonok.telephony.mwi import Mwi
+from zvonok.telephony.park import Parking
+from zvonok.telephony.pickup import Pickup
 from zvonok.telephony.registrar import Registrar, RegistrarConfig
 from zvonok.telephony.service import SipService
 from zvonok.telephony.store import SqlBindingStore
 from zvonok.telephony.throttle import FailureThrottle
 from zvonok.telephony.trunks import Trunks
+from zvonok.telephony.voicemail import Voicemail
 from zvonok.transport.limits import ConnectionTable, fd_budget, raise_nofile_limit
+from zvonok.voicemail import http as voicemail_http
+from zvonok.voicemail.events import MailboxChanged
+from zvonok.voicemail.mailer import SmtpServer, VoicemailMailer
+from zvonok.voicemail.service import VoicemailFiles, VoicemailStore, mwi_counts
 from zvonok.web import mount_web
 
 log = get_logger(__name__)
@@ -172,6 +189,7 @@ async def build(settings: Settings) -> Runtime:
         target_throttle=FailureThrottle(settings.auth_target_fail_limit, settings.auth_fail_window,
                                         settings.auth_ban_time),
         to_tag=lambda: os.urandom(6).hex(), default_domain=settings.sip_default_domain, location=location,
+        edges=TrustedEdges(settings.trusted_edges),
     )
     registrar = Registrar(
         location=location, auth=auth,
@@ -184,7 +202,9 @@ async def build(settings: Settings) -> Runtime:
                                  socket_pool=settings.rtp_socket_pool)
     directory = Directory(db)
     db.add_listener(lambda event: directory.invalidate(getattr(event, "tenant_id", None)))
-    trunks = Trunks(sip, loader=lambda: load_snapshot(db))
+    tariff_cache = TariffCache()  # a reload rebuilds only the rate decks that changed
+    trunks = Trunks(sip, loader=lambda: load_snapshot(db, tariff_cache))
+    sip.dial_targets = trunks.dial_target  # TCP/TLS trunks: we open the connection to the carrier
     reload_pending: list[asyncio.TimerHandle] = []
 
     def on_outside_change(event: object) -> None:
@@ -215,8 +235,38 @@ async def build(settings: Settings) -> Runtime:
     engine.forwarding_store = forwarding_store(db)  # the *72/*73/*78/*79 feature codes
     rooms = RoomDirectory(db)
     db.add_listener(rooms.on_event)
+    groups = RingGroupDirectory(db)
+    db.add_listener(groups.on_event)
+    engine.ring_groups = groups
     engine.conferences = Conferences(engine, rooms, tenant_limit=settings.conference_tenant_members,
                                      total_limit=settings.conference_total_members)
+    engine.pickup = Pickup(engine)  # *8, **<ext>
+    engine.parking = Parking(engine, timeout=settings.park_timeout, ringback_timeout=settings.park_ringback_timeout)
+    voicemail_files = VoicemailFiles((settings.data_dir / "voicemail").resolve())
+    engine.voicemail = Voicemail(engine, VoicemailStore(db, voicemail_files))
+    sip.mwi = mwi = Mwi(sip=sip, auth=auth, directory=directory, location=location, counts=mwi_counts(db),
+                        unsolicited=settings.mwi_unsolicited)
+    mailer = VoicemailMailer(db, voicemail_files, SmtpServer.platform(settings))
+
+    def on_mailbox_event(event: object) -> None:
+        if isinstance(event, MailboxChanged):
+            mwi.changed(event.tenant_id, event.extension_id)
+            if event.new_message_id is not None:
+                mailer.wake()  # its e-mail, if the mailbox has an address: by the job, never the call
+
+    db.add_listener(on_mailbox_event)
+    registered = location.on_change
+
+    def registration_with_mwi(tenant_id: int, extension_id: int) -> None:
+        if registered is not None:
+            registered(tenant_id, extension_id)
+        if settings.mwi_unsolicited:  # a phone that just registered learns of its waiting messages
+            mwi.changed(tenant_id, extension_id)
+
+    location.on_change = registration_with_mwi
+    menus = MenuDirectory(db, IvrPrompts(settings.data_dir / "ivr"))
+    db.add_listener(menus.on_event)
+    engine.ivr = Ivr(engine, menus)
     if settings.music_on_hold:
         engine.hold_music = HoldMusic(settings.data_dir / "moh")
         await asyncio.to_thread(engine.hold_music.prepare)  # the built-in track, written on first start
@@ -230,9 +280,13 @@ async def build(settings: Settings) -> Runtime:
         client_handlers=("Handlers of client transactions not yet terminated", lambda: sip.client_handlers),
         media_endpoints=("Media endpoints not yet released", lambda: media.endpoint_count),
     )
+    ScreenPopper(db, bus).start()  # the CRM card of a caller, to the ringing employee's websocket
     app = create_app(settings, db, routers=[registrations_router(location), cdr_http.router, events_router(bus),
-                                            pstn_http.router, conference_http.router, hold_music_http.router])
+                                            pstn_http.router, conference_http.router, hold_music_http.router,
+                                            features_http.router, crm_http.router, voicemail_http.router,
+                                            ivr_http.router, ring_group_http.router])
     app.state.conferences = engine.conferences  # live members (zvonok.conference.http)
+    app.state.parking = engine.parking  # parked calls (zvonok.telephony.features_http)
     app.state.active_calls = engine.active_calls  # calls in progress (zvonok.web.pages.calls)
     mount_web(app, location=location)  # the web console at /, after the API's routes
     app.state.trunk_status = trunks.status  # GET .../trunks/{id}/status (zvonok.pstn.http)
@@ -246,6 +300,7 @@ async def build(settings: Settings) -> Runtime:
     runtime = Runtime(settings, db, location, sip, http, bus, cdr_writer, store, bindings, trunks)
     runtime.tasks.append(asyncio.create_task(bindings.run(runtime.stopping)))
     runtime.tasks.append(asyncio.create_task(changes.run(runtime.stopping)))
+    runtime.tasks.append(asyncio.create_task(mailer.run(runtime.stopping)))
     runtime.tasks.append(asyncio.create_task(_reload_credentials_loop(credentials, all_credentials,
                                                                       runtime.stopping)))
     return runtime
@@ -300,6 +355,8 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
             await asyncio.wait_for(http_task, 10)
         if runtime.sip.calls is not None:
             await runtime.sip.calls.stop()
+        if runtime.sip.mwi is not None:
+            await runtime.sip.mwi.stop()
         runtime.trunks.stop()  # REGISTER Expires: 0 to the carriers
         await asyncio.sleep(0.2)
         await runtime.sip.stop()

@@ -168,7 +168,7 @@ def logins(console: Console) -> Users:
 
 @pytest.fixture(scope="module")
 def with_data(console: Console, logins: Users) -> None:
-    """Something in every list: pool numbers (one assigned), a PIN, a registered phone on 101."""
+    """Something in every list: pool numbers (one assigned), a PIN, a registered phone on 101, a voice menu."""
     token = console.server.cli("token", "create", "--name", "crawl").strip().split()[-1]
     assert token.startswith("zv_"), token
     pool = f"{console.url}/api/v1/platform/numbers"
@@ -177,6 +177,9 @@ def with_data(console: Console, logins: Users) -> None:
     _json_request(f"{pool}/{first['id']}/assign", "POST", token, {"tenant_id": console.tenant_id})
     _json_request(f"{console.url}/api/v1/tenants/{console.tenant_id}/employees/{logins.employee_id}/pin", "PUT",
                   logins.api_token, {"pin": "4827"})
+    _json_request(f"{console.url}/api/v1/tenants/{console.tenant_id}/ivr-menus", "POST", logins.api_token,
+                  {"name": "Main", "prompt_text": "Здравствуйте!", "keys": {"1": {"kind": "extension", "number": "101"}},
+                   "timeout_destination": {"kind": "ring", "numbers": ["101"]}})
     result = console.register("101", logins.password_101, local_port=harness.free_sip_port())
     assert result.successful == 1, result.describe()
 

@@ -35,6 +35,7 @@ class Baresip:
     sip_port: int = field(default_factory=lambda: free_port(socket.SOCK_DGRAM))
     ctrl_port: int = field(default_factory=free_port)
     config: list[str] = field(default_factory=list)  # more lines of its config (modules, TLS CA file …)
+    address: str = "127.0.0.1"  # the loopback address it binds (a carrier on its own address: 127.0.0.2 …)
     events: list[dict[str, Any]] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
     _sock: socket.socket | None = None
@@ -58,8 +59,8 @@ class Baresip:
         rtp = free_port(socket.SOCK_DGRAM)
         (self.workdir / "config").write_text("\n".join([
             "poll_method poll",
-            f"sip_listen 127.0.0.1:{self.sip_port}",
-            "net_interface 127.0.0.1",
+            f"sip_listen {self.address}:{self.sip_port}",
+            f"net_interface {self.address}",
             f"rtp_ports {rtp}-{rtp + 20}",
             "audio_player alsa,null",
             f"audio_source ausine,{self.frequency}",

@@ -42,3 +42,31 @@ def write_dtmf_pcap(path: Path, keys: str, *, start: float = 0.5) -> Path:
     header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
     path.write_bytes(header + b"".join(records))
     return path
+
+
+def write_inband_pcap(path: Path, keys: str, *, start: float = 0.5, tone: float = 0.1, gap: float = 0.3) -> Path:
+    """``keys`` as DTMF tones in the audio itself: one PCMA stream (payload type 8) of 20 ms packets, silence
+    for ``start`` seconds and between the ``tone``-long key presses, as an old gateway sends them."""
+    import numpy as np
+
+    from zvonok.media.dtmf_inband import COLS, KEYPAD, ROWS
+    from zvonok.media.g711 import Codec, encode
+
+    parts = [np.zeros(int(start * 8000))]
+    t = np.arange(int(tone * 8000)) / 8000
+    for key in keys:
+        r = next(i for i, row in enumerate(KEYPAD) if key in row)
+        c = KEYPAD[r].index(key)
+        parts += [6000 * (np.sin(2 * np.pi * ROWS[r] * t) + np.sin(2 * np.pi * COLS[c] * t)), np.zeros(int(gap * 8000))]
+    samples = np.concatenate(parts + [np.zeros(8000)]).astype(np.int16)
+    records = []
+    for n, i in enumerate(range(0, len(samples) - 159, 160)):
+        payload = encode(Codec.PCMA, samples[i:i + 160])
+        rtp = struct.pack(">BBHII", 0x80, 8 | (0x80 if n == 0 else 0), (2000 + n) & 0xFFFF, 16000 + n * 160,
+                          0xA11D) + payload
+        at = n * 0.02
+        frame = _udp_frame(rtp)
+        records.append(struct.pack("<IIII", int(at), int((at % 1) * 1_000_000), len(frame), len(frame)) + frame)
+    header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    path.write_bytes(header + b"".join(records))
+    return path

@@ -91,6 +91,12 @@ class Phone(pj.Account):  # type: ignore[misc]
                         active=bool(info.regIsActive))
 
     @guarded
+    def onMwiInfo(self, prm: Any) -> None:  # noqa: N802 - a message-summary NOTIFY (subscribed or not)
+        whole = prm.rdata.wholeMsg
+        _head, _sep, body = whole.replace("\r\n", "\n").partition("\n\n")
+        self.agent.emit("mwi", body=body, state=int(prm.state))
+
+    @guarded
     def onIncomingCall(self, prm: Any) -> None:  # noqa: N802
         call = self.agent.adopt(PhoneCall(self.agent, self, prm.callId))
         info = call.getInfo()
@@ -222,6 +228,14 @@ class Agent:
         tcfg.publicAddress = tcfg.boundAddress
         tcfg.port = int(self.config.get("sip_port", 0))  # 0: the kernel picks a free one, no race
         tid = ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
+        if self.config.get("tls_ca"):  # SIP over TLS too (client side: the server's CA to verify it)
+            tls = pj.TransportConfig()
+            tls.boundAddress = tcfg.boundAddress
+            tls.publicAddress = tcfg.boundAddress
+            tls.port = 0
+            tls.tlsConfig.CaListFile = self.config["tls_ca"]
+            tls.tlsConfig.verifyServer = True
+            ep.transportCreate(pj.PJSIP_TRANSPORT_TLS, tls)
         ep.libStart()
         for codec in ep.codecEnum2():
             ep.codecSetPriority(codec.codecId, KEEP_CODECS.get(codec.codecId, 0))
@@ -303,15 +317,19 @@ class Agent:
         if self.account is not None:
             raise CommandError("the phone already has its account")
         user, domain = args["user"], args["domain"]
+        scheme = "sips" if args.get("sips") else "sip"  # sips: every hop over TLS (RFC 5630), SRTP offered
         cfg = pj.AccountConfig()
-        cfg.idUri = f"sip:{user}@{domain}"
+        cfg.idUri = f"{scheme}:{user}@{domain}"
+        if args.get("sips"):
+            cfg.mediaConfig.srtpUse = pj.PJMEDIA_SRTP_MANDATORY
+            cfg.mediaConfig.srtpSecureSignaling = 1
         if args.get("register", True):
-            cfg.regConfig.registrarUri = f"sip:{domain}"
+            cfg.regConfig.registrarUri = f"{scheme}:{domain}"
             cfg.regConfig.timeoutSec = int(args.get("expires", 600))
             cfg.regConfig.retryIntervalSec = 0  # a failed registration is a test failure, not a retry
         if args.get("proxy"):
             # like baresip's outbound=: requests keep sip:<domain> but are sent to the server's address
-            cfg.sipConfig.proxies.append(f"sip:{args['proxy']};lr")
+            cfg.sipConfig.proxies.append(f"{scheme}:{args['proxy']};lr")
         if args.get("password") is not None:
             cfg.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", user, 0, args["password"]))
         # loopback only: no NAT games, every rewrite would just add a second REGISTER or re-INVITE
@@ -320,6 +338,10 @@ class Agent:
         cfg.natConfig.sdpNatRewriteUse = 0
         cfg.natConfig.sipStunUse = pj.PJSUA_STUN_USE_DISABLED
         cfg.natConfig.mediaStunUse = pj.PJSUA_STUN_USE_DISABLED
+        if args.get("mwi"):
+            # SUBSCRIBE to the account's own message-summary (RFC 3842); NOTIFYs come to onMwiInfo
+            cfg.mwiConfig.enabled = True
+            cfg.mwiConfig.expirationSec = int(args.get("mwi_expires", 3600))
         cfg.mediaConfig.transportConfig.boundAddress = self.config.get("bind", "127.0.0.1")
         cfg.mediaConfig.transportConfig.port = int(self.config.get("rtp_port", 0))
         cfg.mediaConfig.transportConfig.portRange = 200

@@ -83,6 +83,7 @@ class PjsuaPhone:
     play: Path | None = None  # a WAV (16-bit mono) looped into every call
     record: bool = False  # record what each call receives to workdir/call<handle>.wav
     log_level: int = 5
+    tls_ca: Path | None = None  # SIP over TLS as well, verifying the server against this CA file
     sip_port: int = 0  # known after start()
     proc: subprocess.Popen[str] | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -102,7 +103,8 @@ class PjsuaPhone:
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = {"log": str(self.log_path), "log_level": self.log_level, "bind": "127.0.0.1",
                   "rtp_port": free_udp_port(), "play": str(self.play) if self.play else None,
-                  "record_dir": str(self.workdir) if self.record else None}
+                  "record_dir": str(self.workdir) if self.record else None,
+                  "tls_ca": str(self.tls_ca) if self.tls_ca else None}
         with open(self.workdir / "agent.err", "wb") as err:
             self.proc = subprocess.Popen([PYTHON, str(AGENT), json.dumps(config)], stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, stderr=err, text=True, bufsize=1)
@@ -219,16 +221,17 @@ class PjsuaPhone:
 
     # -- account and calls --------------------------------------------------------------------------
     def register(self, user: str, password: str | None, domain: str, proxy: str | None = None, *,
-                 auto_answer: bool = False, hangup_on_transfer: bool = False,
+                 auto_answer: bool = False, hangup_on_transfer: bool = False, mwi: bool = False, sips: bool = False,
                  timeout: float = 15.0) -> dict[str, Any]:
         """Create the account (AOR ``sip:user@domain``, requests routed via ``proxy`` host:port) and wait
         for the registration's final answer, which must be 200.
 
         ``hangup_on_transfer``: BYE a call as soon as its transfer is reported successful (final NOTIFY
-        2xx), as deployed phones do; off, the phone leaves that to the other side.
+        2xx), as deployed phones do; off, the phone leaves that to the other side. ``mwi``: subscribe to
+        the account's message-summary (RFC 3842); each NOTIFY's body arrives as an ``mwi`` event.
         """
         self.request("account", user=user, password=password, domain=domain, proxy=proxy,
-                     auto_answer=auto_answer, hangup_on_transfer=hangup_on_transfer)
+                     auto_answer=auto_answer, hangup_on_transfer=hangup_on_transfer, mwi=mwi, sips=sips)
         state = self.wait_event("reg_state", timeout=timeout)
         if state["code"] != 200:
             raise PjsuaError(f"{self.name}: registration failed: {state}\n{self.diagnostics()}")

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.integration
 
 harness: Any = sys.modules["zvonok_bench_common"]
 
-NUMBERS = ["801", "802", "803", "804", "805"]
+NUMBERS = ["801", "802", "803", "804", "805", "806"]
 
 
 @pytest.fixture(scope="module")
@@ -255,6 +255,42 @@ def test_required_srtp_refuses_plain_media(tls_server: tuple[Any, Any, Path], ph
     plain_tls.wait_event({"CALL_ESTABLISHED"})
     plain_tls.command("hangup")
     plain_tls.wait_event({"CALL_CLOSED"})
+
+
+def test_sips_phone(tls_server: tuple[Any, Any, Path], phones: list[Baresip], tmp_path: Path) -> None:
+    """A phone set up with a sips: address (RFC 5630; pjsua2: baresip 1.0 refuses sips: accounts): it
+    registers a sips: contact over TLS, is called there with a sips: Request-URI and our sips: Contact,
+    with SRTP, and hears the caller (a plain UDP phone)."""
+    from .pjsua_fixtures import write_tone
+    from .pjsua_phone import PjsuaPhone
+
+    srv, seeded, certs = tls_server
+    workdir = tmp_path / "pjsua-806"
+    workdir.mkdir()
+    secure = PjsuaPhone(workdir, name="sips", play=write_tone(workdir / "tone440.wav", 440), record=True,
+                        tls_ca=certs / "cert.pem")
+    try:
+        secure.start()
+        secure.register("806", harness.password_for("806"), seeded.domain, proxy=f"127.0.0.1:{tls_port(tls_server)}",
+                        auto_answer=True, sips=True)
+        (binding,) = [r for r in srv.registrations(seeded.tenant_id, seeded.token) if "806@" in r["aor"]]
+        assert binding["contact"].startswith("sips:") and binding["source"].startswith("tls:"), binding
+        caller = phone(phones, tmp_path, tls_server, "802", tls=False, frequency=1000)
+        caller.command("dial", f"sip:806@{seeded.domain}")
+        incoming = secure.wait_incoming()
+        secure.wait_state(incoming, "CONFIRMED")
+        caller.wait_event({"CALL_ESTABLISHED"})
+        time.sleep(3.0)
+        caller.command("hangup")
+        caller.wait_event({"CALL_CLOSED"})
+        secure.wait_ended(incoming)
+        (invite,) = [m for m in secure.sip_messages() if m.direction == "RX" and m.method == "INVITE"]
+        assert invite.start_line.startswith("INVITE sips:806@"), invite.start_line
+        assert (invite.header("contact") or "").startswith("<sips:zvonok@127.0.0.1:"), invite.header("contact")
+        assert "RTP/SAVP" in invite.text and "a=crypto:" in invite.text  # SDES keys: TLS all the way
+        assert abs(dominant_frequency(secure.recording(incoming)) - 1000) < 20
+    finally:
+        secure.stop()
 
 
 def test_a_renewed_certificate_is_served_without_a_restart(tls_server: tuple[Any, Any, Path]) -> None:

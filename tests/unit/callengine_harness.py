@@ -46,13 +46,17 @@ import asyncio
 import itertools
 import random
 import selectors
+import wave
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import numpy as np
+
 from zvonok.media.errors import PortsExhausted
-from zvonok.media.events import DtmfReceived, PlaybackFinished
+from zvonok.media.events import DtmfReceived, MediaTimeout, PlaybackFinished
 from zvonok.media.g711 import Codec as MediaCodec
 from zvonok.media.interface import Address, Endpoint, Recording, RecordingInfo
 from zvonok.org.service import SipCredentials
@@ -213,8 +217,11 @@ class FakeMedia:
         self.played: list[tuple[str, object]] = []
         self.on_finished: dict[str, Callable[[PlaybackFinished], None] | None] = {}
         self.dtmf_callbacks: dict[str, Callable[[DtmfReceived], None] | None] = {}
+        self.inband: dict[str, bool] = {}  # in-band key detection, by endpoint
         self._in_flight: dict[str, int] = {}
         self.in_flight_plays = 0
+        self.recordings: dict[str, tuple[Recording, float, Any]] = {}
+        self.stopped_recordings: list[Recording] = []
 
     async def create_endpoint(self, tenant_id: int, call_id: str, codecs: Sequence[MediaCodec]) -> Endpoint:
         if self.free <= 0 or self.exhausted:
@@ -267,11 +274,33 @@ class FakeMedia:
     async def stop_play(self, endpoint: Endpoint) -> None:
         self._end_play(endpoint.id, stopped=True)
 
-    async def record(self, endpoints: Sequence[Endpoint], path: Any, *, stereo: bool) -> Recording:
-        raise AssertionError("the harness runs without recordings")
+    async def record(self, endpoints: Sequence[Endpoint], path: Any, *, stereo: bool, on_silence: Any = None,
+                     silence_seconds: float = 0.0) -> Recording:
+        """A recording whose file :meth:`stop_record` writes: a 500 Hz tone as long as it ran (virtual time)."""
+        recording = Recording(id=f"r{next(self._ids)}", path=Path(path), endpoint_ids=tuple(e.id for e in endpoints),
+                              stereo=stereo)
+        self.recordings[recording.id] = (recording, asyncio.get_running_loop().time(), on_silence)
+        return recording
+
+    def silence(self, recording: Recording, seconds: float) -> None:
+        """The recorded caller has been quiet ``seconds`` (the real engine's silence detector)."""
+        _rec, _started, callback = self.recordings[recording.id]
+        assert callback is not None, "the recording watches no silence"
+        endpoint = self.endpoints[recording.endpoint_ids[0]]
+        callback(MediaTimeout(tenant_id=endpoint.tenant_id, call_id=endpoint.call_id, endpoint_id=endpoint.id,
+                              silent_for=seconds))
 
     async def stop_record(self, recording: Recording) -> RecordingInfo:
-        raise AssertionError("the harness runs without recordings")
+        rec, started, _callback = self.recordings.pop(recording.id)
+        seconds = asyncio.get_running_loop().time() - started
+        t = np.arange(int(seconds * 8000)) / 8000
+        with wave.open(str(rec.path), "wb") as writer:
+            writer.setnchannels(1)
+            writer.setsampwidth(2)
+            writer.setframerate(8000)
+            writer.writeframes((0.3 * 32767 * np.sin(2 * np.pi * 500 * t)).astype("<i2").tobytes())
+        self.stopped_recordings.append(rec)
+        return RecordingInfo(path=rec.path, seconds=t.size / 8000, channels=1)
 
     async def on_dtmf(self, endpoint: Endpoint, callback: Callable[[DtmfReceived], None] | None) -> None:
         self.dtmf_callbacks[endpoint.id] = callback
@@ -284,6 +313,16 @@ class FakeMedia:
 
     async def on_inactivity(self, endpoint: Endpoint, timeout: float, callback: Any) -> None:
         pass
+
+    async def detect_inband(self, endpoint: Endpoint, on: bool) -> None:
+        self.inband[endpoint.id] = on
+
+    async def inject_dtmf(self, endpoint: Endpoint, digit: str, duration_ms: int) -> None:
+        callback = self.dtmf_callbacks.get(endpoint.id)
+        if callback is not None:
+            asyncio.get_running_loop().call_soon(callback, DtmfReceived(
+                tenant_id=endpoint.tenant_id, call_id=endpoint.call_id, endpoint_id=endpoint.id, digit=digit,
+                duration_ms=duration_ms))
 
     async def stats(self, endpoint: Endpoint) -> Any:
         raise AssertionError("not used by the call engine")
@@ -315,8 +354,11 @@ class FakeAuth:
     def __init__(self, directory: FakeDirectory) -> None:
         self.directory = directory
 
-    def blocked(self, peer: Peer) -> bool:
+    def blocked(self, peer: Peer, request: Request | None = None) -> bool:
         return False
+
+    def source_key(self, request: Request, peer: Peer) -> str:
+        return peer.host
 
     def domain_of(self, uri: Any) -> str:
         return str(uri.host_lower)
@@ -333,11 +375,22 @@ class FakeAuth:
 
 
 class RecordingBus:
+    """Records what the engine publishes; subscribers (the engine's own, e.g. ring groups' memory) get
+    the events they want as tasks on the harness loop, as :class:`zvonok.bus.LocalBus` delivers them."""
+
     def __init__(self) -> None:
         self.events: list[object] = []
+        self.subscribers: list[tuple[Callable[[object], Coroutine[Any, Any, None]], tuple[type, ...], Any]] = []
 
     def publish(self, event: object) -> None:
         self.events.append(event)
+        for handler, types, where in self.subscribers:
+            if isinstance(event, types) and (where is None or where(event)):
+                asyncio.ensure_future(handler(event))
+
+    def subscribe(self, handler: Callable[[object], Coroutine[Any, Any, None]], *, event_types: Sequence[type],
+                  where: Any = None, name: str = "") -> None:
+        self.subscribers.append((handler, tuple(event_types), where))
 
 
 @dataclass(eq=False)

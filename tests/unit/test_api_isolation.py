@@ -39,6 +39,11 @@ BODIES: dict[str, dict[str, Any]] = {
     "employees": {"full_name": "Intruder", "email": "intruder@x.example"},
     "extensions": {"number": "999", "display_name": "Intruder"},
     "tokens": {"name": "intruder"},
+    "clients": {"name": "Intruder", "phones": [{"number": "+74950000001"}]},
+    "notes": {"text": "intruder"},
+    "merge": {"source_id": 1},
+    "fields": {"key": "intruder", "label": "Intruder", "kind": "text"},
+    "ring-groups": {"number": "600", "name": "Intruder", "members": ["101"]},
 }
 PATCHES: dict[str, dict[str, Any]] = {
     "tenants": {"name": "Owned"},
@@ -46,10 +51,33 @@ PATCHES: dict[str, dict[str, Any]] = {
     "departments": {"name": "Owned"},
     "employees": {"full_name": "Owned"},
     "extensions": {"display_name": "Owned"},
+    "clients": {"name": "Owned"},
+    "ring-groups": {"name": "Owned"},
 }
 
 
-async def _populate(api: Api, t: Any) -> dict[str, int]:
+async def _voicemail_message(api: Api, tenant_id: int, extension_id: int) -> int:
+    """A mailbox with a message whose audio exists (a leak would answer 200)."""
+    from zvonok.telephony.voicemail import NewMessage
+    from zvonok.voicemail import schemas as vm_schemas
+    from zvonok.voicemail import service as vm_service
+
+    async with api.db.session() as session:
+        await vm_service.put_mailbox(session, tenant_id, extension_id, vm_schemas.MailboxIn(pin="1234"))
+        await session.commit()
+    files = vm_service.VoicemailFiles((api.settings.data_dir / "voicemail").resolve())
+    store = vm_service.VoicemailStore(api.db, files)
+    async with api.db.session() as session:
+        number = (await vm_service.get_mailbox(session, tenant_id, extension_id))[1].number
+    box = await store.mailbox(tenant_id, number)
+    assert box is not None
+    box.directory.mkdir(parents=True, exist_ok=True)
+    (box.directory / "m.wav").write_bytes(b"RIFF")
+    return await store.store(box, NewMessage(call_id="c", caller_number="+7", caller_name="", duration=2.0,
+                                             file=box.directory / "m.wav"))
+
+
+async def _populate(api: Api, t: Any) -> dict[str, Any]:
     """One object of each kind in tenant ``t``; returns path-parameter values."""
     base = f"/api/v1/tenants/{t.id}"
 
@@ -63,6 +91,7 @@ async def _populate(api: Api, t: Any) -> dict[str, int]:
     emp = await post("employees", {"full_name": "E", "email": f"e@{t.domain}", "office_id": office})
     ext = await post("extensions", {"number": "101", "display_name": "E", "employee_id": emp})
     token = await post("tokens", {"name": "script"})
+    group = await post("ring-groups", {"number": "600", "name": "Sales", "members": ["101"]})
     cdr = await _cdr_with_recording(api, t.id)
     r = await api.client.get(f"{base}/cdrs/{cdr}/recording", headers=t.headers)
     assert r.status_code == 200, r.text
@@ -71,16 +100,23 @@ async def _populate(api: Api, t: Any) -> dict[str, int]:
     r = await api.client.post("/api/v1/platform/numbers", headers=api.admin, json={"number": f"+7495{t.id:07d}"})
     assert r.status_code == 201, r.text
     number = int(r.json()["id"])
+    menu = await post("ivr-menus", {"name": "Main"})
     r = await api.client.post(f"/api/v1/platform/numbers/{number}/assign", headers=api.admin, json={"tenant_id": t.id})
     assert r.status_code == 200, r.text
+    client = await post("crm/clients", {"name": "Client", "phones": [{"number": f"+7495{t.id:07d}"}]})
+    field = await post("crm/fields", {"key": "source", "label": "Source", "kind": "text"})
+    message = await _voicemail_message(api, t.id, ext)
+    r = await api.client.get(f"{base}/voicemail/messages/{message}/audio", headers=t.headers)
+    assert r.status_code == 200, r.text
     return {
+        "client_id": client, "field_id": field,
         "tenant_id": t.id, "office_id": office, "department_id": dept, "employee_id": emp,
         "extension_id": ext, "token_id": token, "cdr_id": cdr, "trunk_id": trunk, "route_id": route,
-        "number_id": number,
+        "number_id": number, "message_id": message, "kind": "busy", "menu_id": menu, "group_id": group,
     }
 
 
-def _fill(path: str, values: dict[str, int]) -> str:
+def _fill(path: str, values: dict[str, Any]) -> str:
     def sub(m: re.Match[str]) -> str:
         name = m.group(1)
         assert name in values, f"isolation test: give a sample value for path parameter {{{name}}} ({path})"
@@ -99,10 +135,12 @@ def _body(path: str, method: str) -> dict[str, Any] | None:
     return None
 
 
-async def _snapshot(api: Api, values: dict[str, int]) -> list[Any]:
+async def _snapshot(api: Api, values: dict[str, Any]) -> list[Any]:
     out = []
     base = f"/api/v1/tenants/{values['tenant_id']}"
-    for kind in ("", "/offices", "/departments", "/employees", "/extensions", "/tokens", "/cdrs"):
+    for kind in ("", "/offices", "/departments", "/employees", "/extensions", "/tokens", "/cdrs", "/crm/clients",
+                 "/crm/fields", "/voicemail/messages",
+                 "/ring-groups"):
         r = await api.client.get(base + kind, headers=api.admin)
         assert r.status_code == 200
         out.append(r.json())

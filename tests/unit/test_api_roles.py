@@ -28,12 +28,15 @@ from zvonok.cdr import service as cdr_service
 from zvonok.cdr.state import CallRecord
 from zvonok.conference import http as conference_http
 from zvonok.config import Settings
+from zvonok.ivr import http as ivr_http
 from zvonok.pstn import http as pstn_http
+from zvonok.ringgroup import http as ring_group_http
 from zvonok.storage.db import Database
-from zvonok.telephony import hold_music_http
+from zvonok.telephony import features_http, hold_music_http
 from zvonok.telephony.events import CallStarted, Direction, Disposition, HangupSide, Party
 from zvonok.telephony.http import registrations_router
 from zvonok.telephony.location import Binding, Location
+from zvonok.telephony.park import Parking
 
 PUBLIC = "public"  # no token needed
 ANY = "any"  # any valid token
@@ -83,7 +86,12 @@ ACCESS: dict[str, str] = {
     "create_conference": ADMIN, "list_conferences": ADMIN, "get_conference": ADMIN, "update_conference": ADMIN,
     "delete_conference": ADMIN, "list_conference_members": ADMIN, "mute_conference_member": ADMIN,
     "unmute_conference_member": ADMIN, "kick_conference_member": ADMIN,
+    "create_ring_group": ADMIN, "list_ring_groups": ADMIN, "get_ring_group": ADMIN, "update_ring_group": ADMIN,
+    "delete_ring_group": ADMIN,
     "get_hold_music": ADMIN, "put_hold_music": ADMIN, "delete_hold_music": ADMIN, "get_hold_music_audio": ADMIN,
+    "list_feature_codes": MEMBER, "list_parked_calls": MEMBER,  # what colleagues dial to take a parked call
+    "create_ivr_menu": ADMIN, "list_ivr_menus": ADMIN, "get_ivr_menu": ADMIN, "update_ivr_menu": ADMIN,
+    "delete_ivr_menu": ADMIN, "put_ivr_greeting": ADMIN, "delete_ivr_greeting": ADMIN, "get_ivr_greeting": ADMIN,
     "get_forwarding": OWN, "put_forwarding": OWN,
 }
 # Bodies for the routes an employee may change (their own things).
@@ -104,7 +112,8 @@ async def setup(db: Database, settings: Settings) -> AsyncIterator[Setup]:
     location = Location()
     app = create_app(settings, db, routers=[
         registrations_router(location), cdr_http.router, events_router(LocalBus()), pstn_http.router,
-        conference_http.router, hold_music_http.router])
+        conference_http.router, hold_music_http.router, features_http.router, ivr_http.router, ring_group_http.router])
+    app.state.parking = Parking(None)  # type: ignore[arg-type]  # the lot alone: no call engine here
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://zvonok.test") as client:
         yield Setup(client, app, location)
 
@@ -163,6 +172,7 @@ async def test_each_route_gives_an_employee_only_what_is_theirs(
     r = await client.post(f"/api/v1/platform/numbers/{number}/assign", headers=platform, json={"tenant_id": tid})
     assert r.status_code == 200, r.text
     tariff = await post("/api/v1/platform/tariffs", {"name": "Retail"}, platform)
+    menu = await post(f"{base}/ivr-menus", {"name": "Main"})
     r = await client.put(f"{base}/employees/{petr}/pin", headers=admin, json={"pin": "8362"})
     assert r.status_code == 200, r.text
     olga_cdr = await _cdr(db, settings, tid, Party(number="101", employee_id=olga, extension_id=olga_ext), "102")
@@ -176,7 +186,8 @@ async def test_each_route_gives_an_employee_only_what_is_theirs(
     r = await client.post("/api/v1/auth/login", json={"email": "olga@roles.example", "password": "olga-password"})
     emp = {"Authorization": f"Bearer {r.json()['access_token']}"}
     common = {"tenant_id": tid, "office_id": office, "department_id": dept, "token_id": token, "trunk_id": trunk,
-              "route_id": route, "number_id": number, "tariff_id": tariff, "room_id": 1, "call_id": 1}
+              "route_id": route, "number_id": number, "tariff_id": tariff, "room_id": 1, "call_id": 1,
+              "menu_id": menu, "group_id": 1}
     own = {**common, "employee_id": olga, "extension_id": olga_ext, "cdr_id": olga_cdr}
     others = {**common, "employee_id": petr, "extension_id": petr_ext, "cdr_id": petr_cdr}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from dataclasses import replace
 
 from zvonok.org import schemas, service
 from zvonok.storage.db import Database
@@ -38,6 +39,23 @@ async def test_batches_upsert_delete_and_reload(db: Database) -> None:
     (loaded,) = await store.load(time.time())
     assert loaded.contact == "sip:100@192.0.2.1" and loaded.expires_at > time.time() + 400
     assert loaded.source == "udp:192.0.2.1:5060"
+
+
+async def test_a_bindings_path_and_client_address_are_kept(db: Database) -> None:
+    # RFC 3327: a phone registered through an edge proxy is reachable only along its Path, after a restart too
+    tenant_id, extension_id = await _extension(db)
+    store = SqlBindingStore(db)
+    path = ("<sip:10.0.0.5:5060;lr;received=sip:198.51.100.7:40000>", "<sip:sbc.example.net;lr>")
+    edged = replace(_binding(tenant_id, extension_id, "sip:100@192.168.1.20"), path=path, client="198.51.100.7")
+    await store.apply([edged, _binding(tenant_id, extension_id, "sip:100@192.0.2.2")], [])
+    loaded = {b.contact: b for b in await store.load(time.time())}
+    assert loaded["sip:100@192.168.1.20"].path == path
+    assert loaded["sip:100@192.168.1.20"].client == "198.51.100.7"
+    assert loaded["sip:100@192.0.2.2"].path == () and loaded["sip:100@192.0.2.2"].client == ""
+    await store.apply([replace(edged, path=())], [])  # a refresh straight to us: no Path any more
+    loaded = {b.contact: b for b in await store.load(time.time())}
+    assert loaded["sip:100@192.168.1.20"].path == ()
+    store.close()
 
 
 async def test_expired_rows_are_dropped_at_load(db: Database) -> None:

@@ -10,11 +10,11 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from zvonok.storage.db import Database
-from zvonok.storage.models import metadata
+from zvonok.storage.models import include_name, metadata
 
 
 def _diff(connection: Connection) -> list[Any]:
-    ctx = MigrationContext.configure(connection, opts={"compare_type": True})
+    ctx = MigrationContext.configure(connection, opts={"compare_type": True, "include_name": include_name})
     return list(compare_metadata(ctx, metadata))
 
 

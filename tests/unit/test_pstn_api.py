@@ -52,6 +52,29 @@ async def test_trunk_crud_never_shows_the_password(api: PstnApi, make_tenant: An
     assert r.status_code == 404 and r.json() == {"detail": f"trunk {trunk['id']} not found"}
 
 
+async def test_trunk_over_tls_with_and_without_certificate_check(api: PstnApi, make_tenant: Any, db: Database) -> None:
+    from sqlalchemy import select
+
+    from zvonok.pstn.models import Trunk
+    c = await make_company(api, make_tenant, "tls.example")
+    trunk = await ok(await api.client.post(f"{c.base}/trunks", headers=c.headers,
+                                           json={**TRUNK, "transport": "tls", "port": 5061}), 201)
+    assert (trunk["transport"], trunk["tls_verify"]) == ("tls", True)
+    url = f"{c.base}/trunks/{trunk['id']}"
+    patched = await ok(await api.client.patch(url, headers=c.headers, json={"tls_verify": False}))
+    assert (patched["transport"], patched["tls_verify"]) == ("tls", False)
+    async with db.session() as session:  # stored in the transport string: no column of its own
+        assert (await session.scalar(select(Trunk.transport).where(Trunk.id == trunk["id"]))) == "tls-any"
+    patched = await ok(await api.client.patch(url, headers=c.headers, json={"port": 5062}))
+    assert (patched["transport"], patched["tls_verify"]) == ("tls", False)  # other changes keep it
+    patched = await ok(await api.client.patch(url, headers=c.headers, json={"transport": "udp"}))
+    assert (patched["transport"], patched["tls_verify"]) == ("udp", True)
+    patched = await ok(await api.client.patch(url, headers=c.headers, json={"transport": "tls"}))
+    assert (patched["transport"], patched["tls_verify"]) == ("tls", True)
+    r = await api.client.patch(url, headers=c.headers, json={"transport": "tls-any"})
+    assert r.status_code == 422  # the stored form is not an API value
+
+
 TRUNK_ERRORS: list[tuple[dict[str, Any], str]] = [
     ({"host": ""}, "host"),
     ({"host": "bad host!"}, "host"),

@@ -116,6 +116,20 @@ async def test_rfc4475_over_udp(service: SipService, peer: Peer, name: str) -> N
     assert status_and_call_id(await peer.recv()) == (200, "probe-1")
 
 
+async def test_path_is_a_supported_extension(service: SipService, peer: Peer) -> None:
+    # RFC 3327: an edge proxy's REGISTER may require path; we do it, so it is challenged, not refused 420
+    peer.send(
+        b"REGISTER sip:acme.test SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKpath1;rport\r\nMax-Forwards: 70\r\n"
+        b"From: <sip:101@acme.test>;tag=p\r\nTo: <sip:101@acme.test>\r\nCall-ID: path-1\r\nCSeq: 1 REGISTER\r\n"
+        b"Path: <sip:10.0.0.5;lr>\r\nRequire: path\r\nSupported: path\r\nContact: <sip:101@192.0.2.9>\r\n"
+        b"Content-Length: 0\r\n\r\n")
+    assert status_and_call_id(await peer.recv()) == (401, "path-1")
+    peer.send(probe(9))
+    options = parse_datagram(await peer.recv())
+    assert "path" in (options.headers.get("supported") or "").split(", ")
+
+
 async def test_retransmitted_request_gets_the_same_response(service: SipService, peer: Peer) -> None:
     peer.send(probe(7))
     first = await peer.recv()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -28,6 +29,9 @@ class FakeSip:
 
     local_host = "127.0.0.1"
     local_port = 5062
+
+    def port_for(self, transport: str) -> int:
+        return 5063 if transport == "tls" else self.local_port
 
     def __init__(self) -> None:
         self.sent: list[tuple[Request, Peer]] = []
@@ -352,5 +356,54 @@ async def test_a_name_the_api_approved_keeps_its_address_whatever_another_tenant
             moved = await service.update_trunk(session, b.id, ids[1], s.TrunkUpdate(host="pbx.b.example"))
             await session.commit()
             assert moved.approved_address == "198.18.0.30"
+    finally:
+        runtime.stop()
+
+
+async def test_a_reload_rebuilds_only_the_rate_decks_that_changed(db: Database) -> None:
+    """A routing-snapshot reload after one tenant's change (a number, or its own rates) must not rebuild
+    every tenant's rate deck: built tariffs are kept with the ``updated_at`` of their row."""
+    from zvonok.pstn.loader import TariffCache
+    from zvonok.pstn.models import BillingAccount, PhoneNumber, Tariff, TariffRate
+    from zvonok.pstn.service import replace_rates
+
+    async with db.session() as session:
+        a, b = (Tenant(name=n, sip_domain=f"{n}.example", timezone="UTC", currency="RUB", locale="ru-RU")
+                for n in ("a", "b"))
+        session.add_all([a, b])
+        await session.flush()
+        plans = [Tariff(tenant_id=None, name=f"Plan {n}") for n in ("a", "b")]
+        session.add_all(plans)
+        await session.flush()
+        for plan, price in zip(plans, ("1.50", "2.00"), strict=True):
+            session.add(TariffRate(tariff_id=plan.id, prefix="7495", destination="Moscow", price=price))
+        session.add_all([BillingAccount(tenant_id=a.id, tariff_id=plans[0].id),
+                         BillingAccount(tenant_id=b.id, tariff_id=plans[1].id)])
+        await session.commit()
+        a_id, b_id, plan_a = a.id, b.id, plans[0].id
+    cache = TariffCache()
+    runtime = Trunks(sip=RecordingSip(), loader=lambda: load_snapshot(db, cache))  # type: ignore[arg-type]
+    try:
+        await runtime.reload()
+        assert cache.builds == 2
+        deck_b = runtime.snapshot.tenants[b_id].tariff
+        assert deck_b is not None and deck_b.lookup("74951234567").price_per_minute == Decimal("2")  # type: ignore[union-attr]
+
+        async with db.session() as session:  # tenant A rents a number: no deck changed
+            session.add(PhoneNumber(tenant_id=a_id, number="+74950000001"))
+            await session.commit()
+        await runtime.reload()
+        assert "+74950000001" in runtime.snapshot.numbers
+        assert cache.builds == 2 and runtime.snapshot.tenants[b_id].tariff is deck_b
+
+        async with db.session() as session:  # tenant A's plan gets new rates: that deck alone is rebuilt
+            result = await replace_rates(session, plan_a, "prefix,destination,rate\n7495,Moscow,1.75\n")
+            assert result.ok
+            await session.commit()
+        await runtime.reload()
+        assert cache.builds == 3 and runtime.snapshot.tenants[b_id].tariff is deck_b
+        deck_a = runtime.snapshot.tenants[a_id].tariff
+        assert deck_a is not None and deck_a.lookup("74951234567").price_per_minute == Decimal("1.75")  # type: ignore[union-attr]
+        assert len(cache) == 2
     finally:
         runtime.stop()

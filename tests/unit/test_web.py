@@ -192,6 +192,14 @@ async def test_create_extension_shows_the_generated_password_once(web: Web, a: C
     bad = await admin_a.post("/extensions", data={"number": "x", "display_name": "",
                                                   "csrf_token": csrf_of(page.text)})
     assert bad.status_code == 422 and "2 to 8 digits." in bad.text and 'aria-invalid="true"' in bad.text
+    grouped = await admin_a.post("/extensions", data={"number": "203", "display_name": "Desk", "pickup_group": "front",
+                                                      "csrf_token": csrf_of(page.text)})
+    assert grouped.status_code == 200
+    async with web.db.session() as session:
+        assert (await service.get_extension_by_number(session, a.id, "203")).pickup_group == "front"
+    bad_group = await admin_a.post("/extensions", data={"number": "204", "display_name": "Desk", "pickup_group": "a b",
+                                                        "csrf_token": csrf_of(page.text)})
+    assert bad_group.status_code == 422 and 'id="pickup-group-error"' in bad_group.text
 
 
 async def test_devices_show_from_the_location(web: Web, a: Company, admin_a: httpx.AsyncClient) -> None:

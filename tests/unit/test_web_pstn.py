@@ -26,6 +26,7 @@ from zvonok.org import service as org_service
 from zvonok.pstn import schemas as s
 from zvonok.pstn import service as pstn_service
 from zvonok.pstn.models import EmployeePin, OutboundPolicy, OutboundRoute, Trunk
+from zvonok.web.session import LANG_COOKIE
 
 
 async def _post(client: httpx.AsyncClient, page: str, url: str, data: Mapping[str, Any]) -> httpx.Response:
@@ -465,6 +466,15 @@ async def test_operator_creates_a_tariff_and_imports_rates_with_progress(web: We
     assert [int(line) for line, _ in rejected] == [3, 4, 5, 6]
     assert "already on line 2" in rejected[3][1]
     assert await _rate_count(web, tariff_id) == 4
+    # the same rows' reasons in the reader's language (the checker says them as templates)
+    operator.cookies.set(LANG_COOKIE, "ru")
+    try:
+        ru = await _finished(operator, await _upload(operator, tariff_id, "bad.csv", (RATES / "bad.csv").read_bytes()))
+    finally:
+        operator.cookies.delete(LANG_COOKIE)
+    reasons = [reason for _, reason in re.findall(r"<tr><td>(\d+)</td><td>([^<]*)</td></tr>", ru)]
+    assert len(reasons) == 4 and "уже есть в строке 2" in reasons[3]
+    assert not any("line" in reason or "prefix" in reason for reason in reasons), reasons
 
     # without htmx: a redirect to the import's own page, which shows the result when it is done
     r = await _upload(operator, tariff_id, "good.csv", (RATES / "good.csv").read_bytes(), htmx=False)
@@ -517,3 +527,22 @@ async def test_the_pages_speak_the_companys_language(web: Web, b: Company, admin
     for url, title in expected.items():
         r = await admin_b.get(url)
         assert r.status_code == 200 and f"<h1>{title}</h1>" in r.text, url
+
+
+async def test_trunk_over_tls_with_the_certificate_switch(web: Web, a: Company, admin_a: httpx.AsyncClient) -> None:
+    form = {**TRUNK_FORM, "transport": "tls", "port": "5061", "tls_verify": "1"}
+    r = await _post(admin_a, "/trunks", "/trunks", form)
+    assert r.status_code == 303
+    async with web.db.session() as session:
+        trunk = (await session.execute(select(Trunk).where(Trunk.tenant_id == a.id))).scalar_one()
+    assert trunk.transport == "tls"
+    page = await admin_a.get(f"/trunks/{trunk.id}")
+    assert '<option value="tls" selected>' in page.text and 'name="tls_verify" value="1" checked' in page.text
+    unchecked = {k: v for k, v in form.items() if k != "tls_verify"} | {"password": ""}
+    r = await _post(admin_a, f"/trunks/{trunk.id}", f"/trunks/{trunk.id}", unchecked)
+    assert r.status_code == 303
+    async with web.db.session() as session:
+        stored = await session.get(Trunk, trunk.id)
+        assert stored is not None and stored.transport == "tls-any"  # a self-signed office PBX
+    page = await admin_a.get(f"/trunks/{trunk.id}")
+    assert '<option value="tls" selected>' in page.text and 'name="tls_verify" value="1">' in page.text

@@ -342,3 +342,23 @@ def test_visibility_of_registrations_follows_the_extension_set() -> None:
     assert seen.admit(five) == [five] and seen.admit(six) == []
     seen.extensions = frozenset({6})  # the extension was given to someone else, another to them
     assert seen.admit(five) == [] and seen.admit(six) == [six]
+
+
+async def test_park_and_pickup_events_reach_the_websocket(api: Api, make_tenant: Any, bus: LocalBus) -> None:
+    app = mount(api, bus)
+    a = await make_tenant("park-ws.example")
+    client = WsClient(app, f"/api/v1/tenants/{a.id}/events", token=secret(a.headers))
+    assert await client.connect() == "websocket.accept"
+    await subscribed(bus, 1)
+    alice, bob = Party(number="101"), Party(number="102")
+    common = {"tenant_id": a.id, "call_id": "park1"}
+    sent = [ev.CallParked(**common, at=3.0, leg_id="L1", slot=701, parked_by=bob, timeout=120.0),
+            ev.CallUnparked(**common, at=4.0, leg_id="L1", slot=701, reason="retrieved", by=alice),
+            ev.CallPickedUp(**common, at=5.0, leg_id="L3", by=alice, from_number="102")]
+    for event in sent:
+        bus.publish(event)
+    frames = [await client.event() for _ in sent]
+    assert [(f["type"], f.get("slot")) for f in frames] == [("CallParked", 701), ("CallUnparked", 701),
+                                                            ("CallPickedUp", None)]
+    assert [deserialize(f) for f in frames] == sent
+    await client.disconnect()

@@ -24,12 +24,14 @@ from zvonok.api.deps import ids_in_range
 from zvonok.api.limits import BodyLimit
 from zvonok.api.login_guard import LoginGuard
 from zvonok.config import Settings
+from zvonok.ivr.http import UPLOAD as IVR_UPLOAD
 from zvonok.metrics import ERRORS
 from zvonok.org import http as org_http
 from zvonok.org.errors import OrgError, ValidationError
 from zvonok.pstn.billing_http import RATES_UPLOAD
 from zvonok.storage.db import Database
 from zvonok.telephony.hold_music_http import UPLOAD as HOLD_MUSIC_UPLOAD
+from zvonok.voicemail.http import UPLOAD as GREETING_UPLOAD
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +89,10 @@ def create_app(settings: Settings, db: Database, *, routers: Sequence[APIRouter]
     app.add_exception_handler(RequestValidationError, _validation_error)
     web_upload = ("POST", "/operator/tariffs/[^/]+/rates")  # the same deck uploaded in the web console
     web_music = ("POST", "/settings/music")  # music on hold uploaded in the web console
+    web_ivr = ("POST", "/ivr/[^/]+/greeting")  # an IVR greeting uploaded in the web console
     uploads = [(method, path, settings.http_max_upload)
-               for method, path in (RATES_UPLOAD, HOLD_MUSIC_UPLOAD, web_upload, web_music)]
+               for method, path in (RATES_UPLOAD, HOLD_MUSIC_UPLOAD, GREETING_UPLOAD, IVR_UPLOAD, web_upload,
+                                    web_music, web_ivr)]
     app.add_middleware(BodyLimit, default=settings.http_max_body, larger=uploads)
 
     app.include_router(auth.router)

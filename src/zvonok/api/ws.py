@@ -11,7 +11,8 @@ Authentication is the REST API's: ``Authorization: Bearer <token>``, or ``?token
 
 Each text frame is one event as :func:`zvonok.bus.serialize` renders it (``{"type": "CallStarted",
 ...}``): every call event of the tenant, ``CdrWritten``, ``RegistrationChanged`` (an extension's
-devices registered or gone) and ``ForwardingChanged`` (an extension's forwarding or DND). An admin
+devices registered or gone) and ``ForwardingChanged`` (an extension's forwarding or DND), and ``ScreenPop`` (the CRM card of a caller
+ringing the viewer: only ever to that employee, admins included). An admin
 receives all of them; an employee the ``RegistrationChanged`` and ``ForwardingChanged`` of their own
 extensions (never a colleague's) and the events of calls where they are a party (caller, a callee leg, or
 a transfer target) — events of a call that arrive before the employee joins it are held and sent when
@@ -37,6 +38,7 @@ from sqlalchemy import select
 from zvonok.api.auth import Principal, require_principal, tenant_access
 from zvonok.bus import Bus, serialize
 from zvonok.cdr.events import CdrWritten
+from zvonok.crm.events import ScreenPop
 from zvonok.org.events import AccessRevoked, ForwardingChanged
 from zvonok.org.models import Extension, Role
 from zvonok.telephony.events import (
@@ -54,7 +56,7 @@ log = logging.getLogger(__name__)
 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
-STREAMED_TYPES: tuple[type, ...] = (CallEvent, CdrWritten, RegistrationChanged, ForwardingChanged)
+STREAMED_TYPES: tuple[type, ...] = (CallEvent, CdrWritten, RegistrationChanged, ForwardingChanged, ScreenPop)
 
 
 class CallVisibility:
@@ -76,6 +78,8 @@ class CallVisibility:
         self._mine: OrderedDict[str, None] = OrderedDict()
 
     def admit(self, event: object) -> list[object]:
+        if isinstance(event, ScreenPop):  # the ringing employee's own, whatever their role
+            return [event] if self.employee_id is not None and event.employee_id == self.employee_id else []
         if self.all_calls:
             return [event]
         if self.employee_id is None:

@@ -46,10 +46,26 @@ _DELIMITERS = (";", "\t", ",")
 ProgressCallback = Callable[[int, int], None]
 
 
+def N_(template: str) -> str:  # noqa: N802 - marks a message for the web console's catalogue (babel)
+    return template
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class RowError:
+    """One problem of a deck: ``template`` (English, with ``{name}`` fields) and its ``params``, so that a
+    page can show it in the user's language (the web console translates the template, then fills it)."""
+
     line: int  # 1-based line of the file (the header is usually line 1)
-    message: str
+    template: str
+    params: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, line: int, template: str, **params: object) -> RowError:
+        return cls(line=line, template=template, params=tuple((k, str(v)) for k, v in params.items()))
+
+    @property
+    def message(self) -> str:
+        return self.template.format(**dict(self.params))
 
     def __str__(self) -> str:
         return f"line {self.line}: {self.message}"
@@ -121,14 +137,13 @@ def parse_rates_csv(
     increment_default = default_increment if default_increment is not None else Increment()
     text = decode(data) if isinstance(data, bytes) else data.removeprefix("\ufeff")
     if text is None:
-        message = "the file is not UTF-8, UTF-16 or Windows-1251 text"
-        return RateImport(errors=(RowError(line=1, message=message),))
+        return RateImport(errors=(RowError.of(1, N_("the file is not UTF-8, UTF-16 or Windows-1251 text")),))
     sniffed = _sniff(text)
     if sniffed is None:
         if not text.strip():
-            return RateImport(errors=(RowError(line=1, message="the file is empty"),))
+            return RateImport(errors=(RowError.of(1, N_("the file is empty")),))
         needed = ", ".join(REQUIRED)
-        return RateImport(errors=(RowError(line=1, message=f"the header must name the columns {needed}"),))
+        return RateImport(errors=(RowError.of(1, N_("the header must name the columns {columns}"), columns=needed),))
     delimiter, header_line = sniffed
 
     # strict: a stray quote is an error at its line, not a field that silently swallows the next rows
@@ -138,12 +153,12 @@ def parse_rates_csv(
         for row in reader:
             records.append((reader.line_num, row))
     except csv.Error as exc:
-        return RateImport(errors=(RowError(line=reader.line_num, message=f"unreadable CSV: {exc}"),))
+        return RateImport(errors=(RowError.of(reader.line_num, N_("unreadable CSV: {reason}"), reason=exc),))
     # skip the blank lines before the header, then the header itself
     while records and records[0][0] < header_line:
         records.pop(0)
     if not records:
-        return RateImport(errors=(RowError(line=header_line, message="unreadable header"),))
+        return RateImport(errors=(RowError.of(header_line, N_("unreadable header")),))
     header = _columns(records.pop(0)[1])
 
     errors: list[RowError] = []
@@ -155,9 +170,9 @@ def parse_rates_csv(
         period_price = name != period and period != FLAT and PERIOD_NAME.fullmatch(period) is not None
         known = name in REQUIRED or name in OPTIONAL or period_price
         if not known:
-            errors.append(RowError(line=header_line, message=f"unknown column {name!r}"))
+            errors.append(RowError.of(header_line, N_("unknown column {name}"), name=repr(name)))
         elif name in index:
-            errors.append(RowError(line=header_line, message=f"column {name!r} appears twice"))
+            errors.append(RowError.of(header_line, N_("column {name} appears twice"), name=repr(name)))
         else:
             index[name] = position
     if errors:
@@ -174,8 +189,8 @@ def parse_rates_csv(
             if rate is not None:
                 first = first_line.setdefault(rate.prefix, line)
                 if first != line:
-                    message = f"prefix {rate.prefix} already on line {first}"
-                    errors.append(RowError(line=line, message=message))
+                    errors.append(RowError.of(line, N_("prefix {prefix} already on line {first}"),
+                                              prefix=rate.prefix, first=first))
                 else:
                     rates.append(rate)
         if on_progress is not None and (done % step == 0 or done == total):
@@ -183,7 +198,7 @@ def parse_rates_csv(
     if total == 0 and on_progress is not None:
         on_progress(0, 0)
     if not errors and not rates:
-        errors.append(RowError(line=header_line, message="no rates after the header"))
+        errors.append(RowError.of(header_line, N_("no rates after the header")))
     if errors:
         return RateImport(errors=tuple(errors))
     return RateImport(rates=tuple(rates))
@@ -205,35 +220,35 @@ def _parse_row(
         position = index.get(name)
         return row[position].strip() if position is not None and position < len(row) else ""
 
-    def fail(message: str) -> None:
-        errors.append(RowError(line=line, message=message))
+    def fail(template: str, **params: object) -> None:
+        errors.append(RowError.of(line, template, **params))
 
     if len(row) > width and any(value.strip() for value in row[width:]):
-        fail(f"{len(row)} values but the header has {width} columns")
+        fail(N_("{values} values but the header has {width} columns"), values=len(row), width=width)
 
     prefix = cell("prefix").removeprefix("+")
     if not prefix:
-        fail("prefix is empty")
+        fail(N_("prefix is empty"))
     elif not (prefix.isascii() and prefix.isdigit()) or len(prefix) > MAX_PREFIX_DIGITS:
-        fail(f"prefix {cell('prefix')!r} is not 1 to {MAX_PREFIX_DIGITS} digits")
+        fail(N_("prefix {prefix} is not 1 to {max} digits"), prefix=repr(cell("prefix")), max=MAX_PREFIX_DIGITS)
 
     destination = cell("destination")
     if not destination:
-        fail("destination is empty")
+        fail(N_("destination is empty"))
     elif not destination.isprintable():
-        fail(f"destination {destination!r} contains control characters")
+        fail(N_("destination {destination} contains control characters"), destination=repr(destination))
     elif len(destination) > MAX_DESTINATION:
-        fail(f"destination is longer than {MAX_DESTINATION} characters")
+        fail(N_("destination is longer than {max} characters"), max=MAX_DESTINATION)
 
     def amount(name: str, *, required: bool) -> Decimal | None:
         text = cell(name)
         if not text:
             if required:
-                fail(f"{name} is empty")
+                fail(N_("{column} is empty"), column=name)
             return None
         value = parse_amount(text)
         if value is None:
-            fail(f"{name} {text!r} is not a non-negative number such as 1.25 or 1,25")
+            fail(N_("{column} {value} is not a non-negative number such as 1.25 or 1,25"), column=name, value=repr(text))
         return value
 
     price = amount("rate", required=True)
@@ -249,7 +264,7 @@ def _parse_row(
         try:
             increment = Increment.parse(cell("increment"))
         except ValueError as exc:
-            fail(str(exc))
+            fail("{reason}", reason=exc)
 
     minimum = 0
     if cell("minimum"):
@@ -257,7 +272,7 @@ def _parse_row(
         if text.isascii() and text.isdigit() and len(text) <= 6:
             minimum = int(text)
         else:
-            fail(f"minimum {text!r} is not a whole number of seconds")
+            fail(N_("minimum {value} is not a whole number of seconds"), value=repr(text))
 
     if len(errors) > found or price is None:
         return None
@@ -268,5 +283,5 @@ def _parse_row(
             period_prices=tuple(period_prices),
         )
     except ValueError as exc:  # a rule of Rate that the checks above do not repeat
-        fail(str(exc))
+        fail("{reason}", reason=exc)
         return None

@@ -17,7 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, Numeric, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, Numeric, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from zvonok.storage.base import Base, TenantScoped, utcnow
@@ -29,6 +29,9 @@ def _ref(table: str) -> Mapped[int | None]:
 
 class Cdr(TenantScoped, Base):
     __tablename__ = "cdrs"
+    # the CRM's timeline and screen pop find a client's calls by number (zvonok.crm)
+    __table_args__ = (Index("ix_cdrs_tenant_id_caller_number", "tenant_id", "caller_number"),
+                      Index("ix_cdrs_tenant_id_callee_number", "tenant_id", "callee_number"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     call_id: Mapped[str] = mapped_column(String(64), unique=True)
@@ -75,6 +78,7 @@ class Cdr(TenantScoped, Base):
     end_estimated: Mapped[bool] = mapped_column(Boolean, default=False)
     # the extension whose forwarding (CFU, CFB, CFNA, unavailable) sent the call on, the first if several
     forwarded_from: Mapped[str | None] = mapped_column(String(64))
+    ring_group: Mapped[str | None] = mapped_column(String(8))  # the ring group the call reached (its number)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     legs: Mapped[list[CdrLeg]] = relationship(

@@ -57,6 +57,7 @@ class CdrOut(BaseModel):
     sip_status: int | None
     forwarded_from: str | None = Field(default=None, description="The extension whose call forwarding sent "
                                        "the call on (CFU, CFB, CFNA, unavailable)")
+    ring_group: str | None = Field(default=None, description="The number of the ring group the call reached")
     end_estimated: bool = Field(default=False, description="The call was cut by a server crash: ended_at is "
                                 "its last sign of life (heartbeat), not a hang-up")
     cost: Decimal

@@ -128,6 +128,7 @@ def _cdr_values(call: FinishedCall, tenant: Tenant, caller: Party,
         rate_per_minute=call.rating.rate_per_minute, billed_seconds=call.rating.billed_seconds,
         end_estimated=call.end_estimated, created_at=utcnow(),
         forwarded_from=_text(call.forwarded_from, 64) if call.forwarded_from else None,
+        ring_group=_text(call.ring_group, 8) if call.ring_group else None,
     )
     legs = [
         dict(

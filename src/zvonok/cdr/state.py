@@ -8,8 +8,11 @@ folds every later event of the call; :meth:`CallRecord.finish` turns ``CallEnded
 Rules:
 * durations are whole seconds, rounded half up: ``duration = end - start``, ``billsec = end - answer``
   (0 when nobody answered);
-* the callee is the party of the answering callee leg; else of the first callee leg; else the number
-  as dialed (external for outbound calls). A transfer does not change it: the legs show the transfer;
+* the callee is the party of the answering callee leg; else the conference room or ring group the call
+  reached; else of the first callee leg; else the number as dialed (external for outbound calls). A transfer does not change it: the legs show the transfer;
+* a ring group's step to an outside member publishes that member's route; the next step (or the group's
+  no-answer destination) puts back the route the call had when it reached the group, so a member
+  answering later is not billed at a number it never reached;
 * the outcome (disposition, hangup side, cause, SIP status) is what ``CallEnded`` says.
 """
 
@@ -42,6 +45,9 @@ from zvonok.telephony.events import (
     Party,
     RecordingStarted,
     RecordingStopped,
+    RingGroupCalled,
+    RingGroupNoAnswer,
+    RingGroupRinging,
 )
 
 
@@ -99,6 +105,7 @@ class FinishedCall:
     rating: Rating = field(default_factory=lambda: Rating())
     end_estimated: bool = False  # ended at the last heartbeat before a crash
     forwarded_from: str | None = None  # the extension whose forwarding sent the call on (the first)
+    ring_group: str | None = None  # the number of the ring group the call reached (the first)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -149,6 +156,8 @@ class CallRecord:
     route: dict[str, Any] | None = None  # the CallRouted event's fields (JSON: it goes into snapshots)
     conference: tuple[str, str] | None = None  # the room the caller joined: (number, name), the callee
     forwarded_from: str | None = None
+    ring_group: tuple[str, str] | None = None  # the group the call reached: (number, name)
+    route_before_group: dict[str, Any] | None = None
 
     @classmethod
     def started(cls, ev: CallStarted) -> CallRecord:
@@ -191,6 +200,12 @@ class CallRecord:
             self.conference = (ev.room_number, ev.room_name)
         elif isinstance(ev, CallForwarded):
             self.forwarded_from = self.forwarded_from or ev.from_number
+        elif isinstance(ev, RingGroupCalled):
+            if self.ring_group is None:
+                self.ring_group = (ev.group_number, ev.group_name)
+                self.route_before_group = dict(self.route) if self.route else None
+        elif isinstance(ev, RingGroupRinging | RingGroupNoAnswer):
+            self.route = dict(self.route_before_group) if self.route_before_group else None
 
     def callee(self) -> Party:
         callee_legs = [leg for leg in self.legs.values() if leg.role is LegRole.CALLEE]
@@ -199,6 +214,8 @@ class CallRecord:
             return answered.party
         if self.conference is not None:
             return Party(number=self.conference[0], display_name=self.conference[1])
+        if self.ring_group is not None:
+            return Party(number=self.ring_group[0], display_name=self.ring_group[1])
         for leg in callee_legs:
             if leg.answered_at is not None:
                 return leg.party
@@ -236,6 +253,7 @@ class CallRecord:
             rating=rate(CallRouted(**self.route) if self.route else None,
                         whole_seconds(end - self.answered_at) if self.answered_at is not None else 0),
             end_estimated=estimated, forwarded_from=self.forwarded_from,
+            ring_group=self.ring_group[0] if self.ring_group else None,
         )
 
     def finish_with(self, ev: CallEnded) -> FinishedCall:
@@ -255,6 +273,8 @@ class CallRecord:
             "transfers": self.transfers, "route": dict(self.route) if self.route else None,
             "conference": list(self.conference) if self.conference else None,
             "forwarded_from": self.forwarded_from,
+            "ring_group": list(self.ring_group) if self.ring_group else None,
+            "route_before_group": dict(self.route_before_group) if self.route_before_group else None,
             "legs": [{"leg_id": leg.leg_id, "role": leg.role.value, "party": _party_json(leg.party),
                       "contact": leg.contact, "user_agent": leg.user_agent, "created_at": leg.created_at,
                       "answered_at": leg.answered_at, "ended_at": leg.ended_at, "cause": leg.cause}
@@ -270,4 +290,5 @@ class CallRecord:
         return cls(**{
             **data, "direction": Direction(data["direction"]), "caller": Party(**data["caller"]), "legs": legs,
             "conference": tuple(data["conference"]) if data.get("conference") else None,
+            "ring_group": tuple(data["ring_group"]) if data.get("ring_group") else None,
         })

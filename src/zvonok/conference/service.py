@@ -17,6 +17,7 @@ from zvonok.org.errors import Conflict, ValidationError
 from zvonok.org.models import Extension
 from zvonok.org.pins import hash_pin_in_thread
 from zvonok.org.scope import get_in_tenant, page_in_tenant
+from zvonok.org.service import number_claimed
 from zvonok.storage.db import Database, emit
 from zvonok.telephony.cache import BoundedCache
 from zvonok.telephony.conference import RoomInfo
@@ -37,6 +38,9 @@ async def _check_number(session: AsyncSession, tenant_id: int, number: str, room
                                                             Extension.number == number))).first()
     if ext is not None:
         raise ValidationError(f"number: {number} is an extension of this tenant", field="number")
+    holder = await number_claimed(session, tenant_id, number)
+    if holder is not None:
+        raise ValidationError(f"number: {number} is already {holder}", field="number")
     other = (await session.execute(select(ConferenceRoom.id).where(
         ConferenceRoom.tenant_id == tenant_id, ConferenceRoom.number == number))).scalar_one_or_none()
     if other is not None and other != room_id:

@@ -45,8 +45,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from .bridge import MixBridge
 from .dtmf import DtmfReceiver
+from .dtmf_inband import InbandDtmfDetector
 from .errors import MediaUsageError, PacketError, PortsExhausted
 from .events import DtmfReceived, MediaTimeout, PlaybackFinished
 from .g711 import CLOCK_RATE, Codec, decode, encode, transcode_table
@@ -60,12 +64,14 @@ from .interface import (
     Prompt,
     Recording,
     RecordingInfo,
+    SilenceCallback,
     Tone,
 )
-from .recording import SlotRecorder
+from .recording import FrameWriter, SlotRecorder
 from .rtp import RTP_HEADER, SsrcRewriter, parse_rtcp, rtp_payload_bounds, seq_delta
+from .silence import SilenceDetector
 from .socket_pool import SocketPair, SocketPool, open_pair
-from .srtp import SrtpKeys, SrtpReceiver, SrtpSender, rx_session, tx_session
+from .srtp import SrtcpReceiver, SrtcpSender, SrtpKeys, SrtpReceiver, SrtpSender, rx_session, tx_session
 from .stats import MediaStats, StreamStats
 from .tones import FrameSource, ToneGenerator
 from .wav import WavSource, WavWriter
@@ -75,6 +81,7 @@ log = logging.getLogger(__name__)
 LATCH_PROBATION = 2
 MAX_CONTINUE = 100
 RELATCH_GAP = 1.0
+INBAND_MS = 40  # the duration reported for a key heard in band (the detector reports the press, not its length)
 RECORD_FLUSH_INTERVAL = 0.5
 MAX_PLAY_LAG = 0.1  # when the loop stalled longer than this, playback skips ahead instead of bursting
 
@@ -141,7 +148,7 @@ class _Leg(asyncio.DatagramProtocol):
     """One endpoint: its RTP socket's protocol and all per-leg media state."""
 
     __slots__ = (
-        "audio_pt", "candidate", "closed", "codec", "dtmf", "endpoint", "event_pt", "inactivity",
+        "audio_pt", "candidate", "closed", "codec", "dtmf", "endpoint", "event_pt", "inactivity", "inband",
         "inactivity_handle", "inactivity_reported", "inactivity_since", "loop", "mix", "on_dtmf", "peer", "player",
         "r_audio_pt", "r_event_pt", "r_table", "recorders", "rewriter", "rtcp", "rtcp_transport", "sdp_addr",
         "send_addr", "src_addr", "srtp", "stats", "transport",
@@ -153,7 +160,7 @@ class _Leg(asyncio.DatagramProtocol):
         self.transport: Any = None  # uvloop's UDPTransport is no asyncio.DatagramTransport subclass
         self.rtcp_transport: Any = None
         self.rtcp: _RtcpProtocol | None = None
-        self.srtp: tuple[SrtpKeys, Any] | None = None  # the keys and the plain socket transport
+        self.srtp: tuple[SrtpKeys, Any, Any] | None = None  # the keys and the plain RTP and RTCP transports
         self.closed: asyncio.Future[None] = loop.create_future()
         self.sdp_addr: tuple[str, int] | None = None
         self.send_addr: tuple[Any, ...] | None = None  # where our packets go: SDP address, then latched
@@ -165,6 +172,7 @@ class _Leg(asyncio.DatagramProtocol):
         self.stats = StreamStats()
         self.dtmf = DtmfReceiver()
         self.on_dtmf: DtmfCallback | None = None
+        self.inband: InbandDtmfDetector | None = None  # keys heard in the audio (a trunk sending no events)
         self.peer: _Leg | None = None
         self.mix: MixBridge | None = None  # the mixing bridge this leg is in (then ``peer`` is None)
         # the route of packets *received here* towards ``peer``: its PTs and the payload table
@@ -205,6 +213,8 @@ class _Leg(asyncio.DatagramProtocol):
             self.stats.received(ssrc, seq, ts, len(data), now)
             if self.recorders:
                 self._record(data, now)
+            if self.inband is not None:
+                self._inband(data)
             peer = self.peer
             if peer is not None and peer.player is None:
                 peer.relay(data, b0, b1, seq, ts, ssrc, now, self.r_audio_pt, self.r_table)
@@ -315,6 +325,19 @@ class _Leg(asyncio.DatagramProtocol):
                 tenant_id=endpoint.tenant_id, call_id=endpoint.call_id, endpoint_id=endpoint.id,
                 digit=event.digit, duration_ms=event.duration_ms))
 
+    def _inband(self, data: bytes) -> None:
+        detector, callback, codec = self.inband, self.on_dtmf, self.codec
+        if detector is None or callback is None or codec is None:
+            return
+        try:
+            start, end = rtp_payload_bounds(data)
+        except PacketError:
+            return
+        endpoint = self.endpoint
+        for digit in detector.feed(decode(codec, data[start:end])):
+            self.loop.call_soon(callback, DtmfReceived(tenant_id=endpoint.tenant_id, call_id=endpoint.call_id,
+                                                       endpoint_id=endpoint.id, digit=digit, duration_ms=INBAND_MS))
+
     def _record(self, data: bytes, now: float) -> None:
         if self.codec is None:
             return
@@ -369,18 +392,44 @@ class _Leg(asyncio.DatagramProtocol):
         current = self.srtp
         if (current[0] if current is not None else None) == keys:
             return
-        raw = current[1] if current is not None else self.transport
+        raw, raw_rtcp = (current[1], current[2]) if current is not None else (self.transport, self.rtcp_transport)
         if keys is None:
             self.srtp = None
-            self.transport = raw
+            self.transport, self.rtcp_transport = raw, raw_rtcp
             raw.set_protocol(self)
+            raw_rtcp.set_protocol(self.rtcp)
             return
-        self.srtp = (keys, raw)
-        self.transport = SrtpSender(raw, tx_session(keys.local))
-        raw.set_protocol(SrtpReceiver(self, rx_session(keys.remote)))
+        self.srtp = (keys, raw, raw_rtcp)
+        tx, rx = tx_session(keys.local), rx_session(keys.remote)  # one session each way: SRTP and SRTCP (§3.4)
+        self.transport = SrtpSender(raw, tx)
+        raw.set_protocol(SrtpReceiver(self, rx))
+        self.rtcp_transport = SrtcpSender(raw_rtcp, tx)  # never plain RTCP on an SRTP leg
+        raw_rtcp.set_protocol(SrtcpReceiver(self.rtcp, rx))
 
     def remote(self) -> tuple[str, int] | None:
         return (str(self.send_addr[0]), int(self.send_addr[1])) if self.send_addr else None
+
+
+class _SilenceTap:
+    """Passes a mono recording's frames to its file and reports the caller's silence (voicemail)."""
+
+    __slots__ = ("callback", "detector", "endpoint", "loop", "writer")
+
+    def __init__(self, writer: WavWriter, detector: SilenceDetector, callback: SilenceCallback,
+                 loop: asyncio.AbstractEventLoop, endpoint: Endpoint) -> None:
+        self.writer = writer
+        self.detector = detector
+        self.callback = callback
+        self.loop = loop
+        self.endpoint = endpoint
+
+    def write(self, samples: npt.NDArray[np.int16]) -> None:
+        self.writer.write(samples)
+        if self.detector.feed(samples):
+            endpoint = self.endpoint
+            self.loop.call_soon(self.callback, MediaTimeout(
+                tenant_id=endpoint.tenant_id, call_id=endpoint.call_id, endpoint_id=endpoint.id,
+                silent_for=self.detector.silent / CLOCK_RATE))
 
 
 @dataclass(slots=True)
@@ -601,7 +650,8 @@ class InProcessMediaEngine:
     # --- record ------------------------------------------------------------------------------------
 
     async def record(self, endpoints: Sequence[Endpoint], path: str | os.PathLike[str], *,
-                     stereo: bool) -> Recording:
+                     stereo: bool, on_silence: SilenceCallback | None = None,
+                     silence_seconds: float = 0.0) -> Recording:
         legs = [self._leg(endpoint) for endpoint in endpoints]
         if stereo and len(legs) != 2:
             raise MediaUsageError("a stereo recording takes exactly two endpoints")
@@ -612,7 +662,10 @@ class InProcessMediaEngine:
         start = loop.time()
         recording = Recording(id=f"r{next(self._ids)}", path=Path(path),
                               endpoint_ids=tuple(e.id for e in endpoints), stereo=stereo)
-        state = _RecordingState(recording, SlotRecorder(writer, len(legs), stereo=stereo, start=start), writer,
+        frames: FrameWriter = writer
+        if on_silence is not None and silence_seconds > 0 and not stereo:
+            frames = _SilenceTap(writer, SilenceDetector(silence_seconds), on_silence, loop, endpoints[0])
+        state = _RecordingState(recording, SlotRecorder(frames, len(legs), stereo=stereo, start=start), writer,
                                 legs, deadline=start)
         for index, leg in enumerate(legs):
             leg.recorders.append((state.recorder, index))
@@ -642,6 +695,18 @@ class InProcessMediaEngine:
 
     async def on_dtmf(self, endpoint: Endpoint, callback: DtmfCallback | None) -> None:
         self._leg(endpoint).on_dtmf = callback
+
+    async def detect_inband(self, endpoint: Endpoint, on: bool) -> None:
+        leg = self._legs.get(endpoint.id)
+        if leg is not None:
+            leg.inband = InbandDtmfDetector() if on else None
+
+    async def inject_dtmf(self, endpoint: Endpoint, digit: str, duration_ms: int) -> None:
+        leg = self._legs.get(endpoint.id)
+        if leg is None or leg.on_dtmf is None:
+            return  # released meanwhile, or nobody listens for keys on it
+        leg.loop.call_soon(leg.on_dtmf, DtmfReceived(tenant_id=endpoint.tenant_id, call_id=endpoint.call_id,
+                                                     endpoint_id=endpoint.id, digit=digit, duration_ms=duration_ms))
 
     async def on_inactivity(self, endpoint: Endpoint, timeout: float, callback: InactivityCallback | None) -> None:
         leg = self._leg(endpoint)

@@ -77,7 +77,8 @@ def convert(data: bytes) -> np.ndarray:
     return samples
 
 
-def _write_atomically(path: Path, samples: np.ndarray) -> None:
+def write_wav(path: Path, samples: np.ndarray) -> None:
+    """8 kHz mono 16-bit ``samples`` to ``path``, replaced at once (a reader sees the old file or the new)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
     os.close(fd)
@@ -109,7 +110,7 @@ class HoldMusic:
     def prepare(self) -> None:
         """Write the built-in track if it is not there yet."""
         if not self.default_path.exists():
-            _write_atomically(self.default_path, default_track())
+            write_wav(self.default_path, default_track())
 
     def source_for(self, tenant_id: int) -> Prompt:
         """What a held party of this company hears: its own track, else the built-in one (looped)."""
@@ -124,7 +125,7 @@ class HoldMusic:
         if len(data) > MAX_UPLOAD:
             raise HoldMusicError(f"the file is larger than {MAX_UPLOAD // (1024 * 1024)} MiB")
         samples = convert(data)
-        _write_atomically(self.tenant_path(tenant_id), samples)
+        write_wav(self.tenant_path(tenant_id), samples)
         return samples.size / RATE
 
     def remove(self, tenant_id: int) -> bool:

@@ -26,7 +26,7 @@ from .stats import MediaStats
 __all__ = [
     "BUSY_RU", "RINGBACK_RU", "Address", "Codec", "DtmfCallback", "DtmfReceived", "Endpoint", "InactivityCallback",
     "MediaEngine", "MediaStats", "MediaTimeout", "PlaySource", "PlaybackCallback", "PlaybackFinished", "Prompt",
-    "Recording", "RecordingInfo", "SrtpKeys", "Tone",
+    "Recording", "RecordingInfo", "SilenceCallback", "SrtpKeys", "Tone",
 ]
 
 
@@ -90,6 +90,7 @@ class RecordingInfo:
 DtmfCallback = Callable[[DtmfReceived], None]
 InactivityCallback = Callable[[MediaTimeout], None]
 PlaybackCallback = Callable[[PlaybackFinished], None]
+SilenceCallback = Callable[[MediaTimeout], None]  # a recording's caller went quiet (silent_for seconds)
 
 
 class MediaEngine(Protocol):
@@ -142,8 +143,11 @@ class MediaEngine(Protocol):
     async def stop_play(self, endpoint: Endpoint) -> None: ...
 
     async def record(self, endpoints: Sequence[Endpoint], path: str | os.PathLike[str], *,
-                     stereo: bool) -> Recording:
-        """Record what the endpoints receive from their peers: stereo (two endpoints: left = first) or mixed."""
+                     stereo: bool, on_silence: SilenceCallback | None = None,
+                     silence_seconds: float = 0.0) -> Recording:
+        """Record what the endpoints receive from their peers: stereo (two endpoints: left = first) or mixed
+        (one endpoint: that leg alone, as a voicemail message). ``on_silence``: called once per silence of
+        ``silence_seconds`` in a mono recording (see :mod:`zvonok.media.silence`)."""
         ...
 
     async def stop_record(self, recording: Recording) -> RecordingInfo:
@@ -151,6 +155,15 @@ class MediaEngine(Protocol):
         ...
 
     async def on_dtmf(self, endpoint: Endpoint, callback: DtmfCallback | None) -> None: ...
+
+    async def detect_inband(self, endpoint: Endpoint, on: bool) -> None:
+        """Listen for key tones in the audio received (Goertzel, :mod:`zvonok.media.dtmf_inband`) and report
+        them to ``on_dtmf``: for peers that send neither RFC 4733 events nor SIP INFO. Costs CPU per packet."""
+        ...
+
+    async def inject_dtmf(self, endpoint: Endpoint, digit: str, duration_ms: int) -> None:
+        """A key press that came by signalling (SIP INFO): reported to ``on_dtmf`` as RFC 4733 ones are."""
+        ...
 
     async def on_inactivity(self, endpoint: Endpoint, timeout: float, callback: InactivityCallback | None) -> None:
         """Call ``callback`` once per silence of ``timeout`` seconds without RTP from the peer."""

@@ -8,6 +8,13 @@ puts :class:`SrtpSender` in place of the leg's socket transport, so every path t
 neither: the relay of plain calls runs exactly as before. The B2BUA terminates SRTP per leg: one leg
 may be SRTP while its peer is plain RTP.
 
+RTCP on an SRTP leg is SRTCP (RFC 3711 §3.4), with the same sessions: :class:`SrtcpReceiver` in front of
+the leg's RTCP protocol drops what fails authentication or replay checks (so forged reports never count)
+and hands on plain RTCP; :class:`SrtcpSender` in place of the leg's RTCP transport encrypts and appends the
+E flag, the 31-bit SRTCP index and the tag to anything sent there. The engine sends no RTCP of its own
+today (it reads the peer's reports) and relays none from the other leg, so an SRTP leg never carries
+plain RTCP; the sender is there so that no future report can go out in the clear.
+
 ``allow_repeat_tx``: the relay may send one index twice (a peer's duplicate passed through unchanged);
 libsrtp would refuse it as a replay of our own stream.
 """
@@ -20,7 +27,8 @@ from typing import Any
 from pylibsrtp import Error as SrtpError
 from pylibsrtp import Policy, Session
 
-__all__ = ["SrtpError", "SrtpKeys", "SrtpReceiver", "SrtpSender", "rx_session", "tx_session"]
+__all__ = ["SrtcpReceiver", "SrtcpSender", "SrtpError", "SrtpKeys", "SrtpReceiver", "SrtpSender", "rx_session",
+           "tx_session"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,6 +95,54 @@ class SrtpReceiver:
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.leg.connection_lost(exc)
+
+    def error_received(self, exc: Exception) -> None:
+        pass
+
+
+class SrtcpSender:
+    """The leg's RTCP datagram transport, protecting every RTCP packet sent through it (§3.4)."""
+
+    __slots__ = ("inner", "protect")
+
+    def __init__(self, inner: Any, session: Session) -> None:
+        self.inner = inner
+        self.protect = session.protect_rtcp
+
+    def sendto(self, data: bytes | bytearray, addr: Any) -> None:
+        try:
+            self.inner.sendto(self.protect(bytes(data)), addr)
+        except SrtpError:
+            pass  # never the plain packet instead
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class SrtcpReceiver:
+    """The protocol of an SRTP leg's RTCP socket: unprotects, then hands plain RTCP to the leg's RTCP
+    protocol; what fails authentication (or is a replay) is dropped and counted."""
+
+    __slots__ = ("inner", "unprotect", "failed")
+
+    def __init__(self, inner: Any, session: Session) -> None:
+        self.inner = inner
+        self.unprotect = session.unprotect_rtcp
+        self.failed = 0
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        try:
+            plain = self.unprotect(data)
+        except SrtpError:
+            self.failed += 1
+            return
+        self.inner.datagram_received(plain, addr)
+
+    def connection_made(self, transport: Any) -> None:
+        pass
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.inner.connection_lost(exc)
 
     def error_received(self, exc: Exception) -> None:
         pass

@@ -2,7 +2,8 @@
 
 A target is stored in the form the call engine uses: an extension number of the tenant as it is, an
 outside number in E.164 (normalized by the dialing plan of the extension's office, so "8 495 …" and a
-local number are accepted as a person dials them). An emergency number, the extension itself, or a
+local number are accepted as a person dials them), a mailbox as ``voicemail:<extension number>``
+(``voicemail`` alone: the extension's own; the mailbox must exist). An emergency number, the extension itself, or a
 string that is neither is refused (422 naming the field). Like the other services this flushes and
 queues its event (:class:`~zvonok.org.events.ForwardingChanged`); the caller commits.
 """
@@ -22,6 +23,9 @@ from zvonok.org.errors import ValidationError
 from zvonok.org.models import Employee, Extension, Office
 from zvonok.org.scope import get_in_tenant
 from zvonok.storage.db import Database, emit
+from zvonok.voicemail.models import Mailbox
+
+VOICEMAIL_PREFIX = "voicemail:"  # as telephony.voicemail.TARGET_PREFIX: the engine reads what is stored here
 
 Target = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
 TARGETS = ("unconditional", "busy", "no_answer", "unavailable")
@@ -70,6 +74,14 @@ async def _area_code(session: AsyncSession, ext: Extension) -> str | None:
 
 async def normalize_target(session: AsyncSession, ext: Extension, number: str, field: str) -> str:
     """``number`` as stored: an extension of the tenant, else an outside number in E.164."""
+    if number == "voicemail" or number.startswith(VOICEMAIL_PREFIX):
+        box = ext.number if number == "voicemail" else number.removeprefix(VOICEMAIL_PREFIX)
+        found = (await session.execute(select(Mailbox.id).join(Extension, Extension.id == Mailbox.extension_id).where(
+            Mailbox.tenant_id == ext.tenant_id, Extension.tenant_id == ext.tenant_id,
+            Extension.number == box))).scalar_one_or_none()
+        if found is None:
+            raise ValidationError(f"{field}: extension {box} has no mailbox", field=field)
+        return f"{VOICEMAIL_PREFIX}{box}"
     if number == ext.number:
         raise ValidationError(f"{field}: an extension cannot forward to itself", field=field)
     other = (await session.execute(select(Extension.id).where(

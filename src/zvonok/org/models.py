@@ -105,6 +105,7 @@ class Extension(TenantScoped, Timestamped, Base):
     forward_no_answer: Mapped[str | None] = mapped_column(String(32))
     forward_no_answer_seconds: Mapped[int] = mapped_column(Integer, default=20, server_default="20")
     forward_unavailable: Mapped[str | None] = mapped_column(String(32))
+    pickup_group: Mapped[str | None] = mapped_column(String(32))  # NULL: the department's (telephony/pickup.py)
 
 
 class Account(Timestamped, Base):

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Annotated, Generic, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from zvonok.sip.grammar import check_text
 
@@ -61,6 +61,13 @@ WebPassword = Annotated[str, StringConstraints(min_length=8, max_length=256)]
 Phone = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9 ()-]{2,31}$")]
 TenantRole = Literal["tenant_admin", "employee"]
 SrtpPolicy = Literal["required", "optional", "off"]
+# a call pickup group (telephony/pickup.py): letters, digits, '-' and '_'; "" or null: the department's
+PickupGroup = Annotated[
+    Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,32}$")] | None,
+    BeforeValidator(lambda v: (v.strip() or None) if isinstance(v, str) else v),
+    Field(description="Call pickup group (*8 picks up calls ringing its members); empty or null: the "
+                      "extension's department"),
+]
 
 T = TypeVar("T")
 
@@ -213,6 +220,7 @@ class ExtensionCreate(_In):
     enabled: bool = True
     srtp: SrtpPolicy | None = Field(default=None, description="SRTP on TLS legs: required (plain offers get 488), optional, off; "
                                           "null: the server's ZVONOK_SRTP_POLICY")
+    pickup_group: PickupGroup = None
 
 
 class ExtensionUpdate(_In):
@@ -224,6 +232,7 @@ class ExtensionUpdate(_In):
     enabled: bool | None = None
     srtp: SrtpPolicy | None = Field(default=None, description="SRTP on TLS legs: required (plain offers get 488), optional, off; "
                                           "null: the server's ZVONOK_SRTP_POLICY")
+    pickup_group: PickupGroup = None
 
 
 class ExtensionOut(_Out):
@@ -236,6 +245,7 @@ class ExtensionOut(_Out):
     max_devices: int
     enabled: bool
     srtp: str | None
+    pickup_group: str | None = None
     created_at: datetime
     updated_at: datetime
 

@@ -427,6 +427,19 @@ async def _run_delete_hooks(session: AsyncSession, tenant_id: int, entity: str, 
 ExtensionReference = Callable[[AsyncSession, int, int], Awaitable[list[str]]]
 extension_references: list[ExtensionReference] = []
 
+# Other domains register here the numbers they hold in a tenant's internal number space (ring groups...):
+# claim(session, tenant_id, number) -> what holds it ("ring group 600") or None. No extension (nor conference
+# room) is created with a claimed number: a caller dialing it would reach only one of the two.
+NumberClaim = Callable[[AsyncSession, int, str], Awaitable[str | None]]
+number_claims: list[NumberClaim] = []
+
+
+async def number_claimed(session: AsyncSession, tenant_id: int, number: str) -> str | None:
+    for claim in number_claims:
+        if (holder := await claim(session, tenant_id, number)) is not None:
+            return holder
+    return None
+
 
 async def create_extension(
     session: AsyncSession, tenant_id: int, data: schemas.ExtensionCreate
@@ -437,6 +450,8 @@ async def create_extension(
     await check_ref(session, Office, tenant_id, data.office_id, "office_id", "office")
     if await count_in_tenant(session, Extension, tenant_id, Extension.number == data.number):
         raise Conflict(f"extension number {data.number} already exists", field="number")
+    if (holder := await number_claimed(session, tenant_id, data.number)) is not None:
+        raise Conflict(f"number: {data.number} is already {holder}", field="number")
     generated = generate_sip_password() if data.sip_password is None else None
     password = data.sip_password if data.sip_password is not None else generated
     assert password is not None

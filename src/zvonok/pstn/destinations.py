@@ -1,8 +1,8 @@
 """A phone number's destination: what each ``destination_kind`` accepts as its JSON payload.
 
 Pure checks (no database): :func:`clean_destination` validates a payload and returns it normalized
-(external numbers in E.164) together with the extension numbers it names, each with its place in the
-payload, so the service can look them up in the tenant and say exactly which one is missing.
+(external numbers in E.164) together with the extension numbers and ring groups it names, each with its
+place in the payload, so the service can look them up in the tenant and say exactly which one is missing.
 
 Payloads by kind::
 
@@ -11,6 +11,8 @@ Payloads by kind::
     queue       {"queue": "sales"}                    external   {"number": "+74951234567"}
     access      {} or {"skip_pin_for_known_callers": true}
     conference  {"number": "800"}                     (a conference room's number: zvonok.conference)
+    ivr         {"menu": 3}                           (an IVR menu's id: zvonok.ivr)
+    ring_group  {"number": "600"}                     (a ring group's number: zvonok.ringgroup)
     schedule    {"timezone": "Europe/Moscow", "rules": [{"days": [0, 1, 2, 3, 4], "from": "09:00",
                  "to": "18:00", "destination": {"kind": "ring", "numbers": ["101", "102"]}}],
                  "holidays": ["2025-01-01"], "holiday_destination": {...}, "default": {...}}
@@ -36,6 +38,7 @@ from zvonok.dialing import normalize as normalize_dialed
 # Other country codes are checked for length and a valid code (zvonok.dialing.numbers).
 _E164_PLAN = russian_plan(None)
 _EXTENSION = re.compile(r"^[0-9]{2,8}$")
+_GROUP = "ring_group:"
 _HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 MAX_RING = 20
 
@@ -58,13 +61,41 @@ def to_e164(value: str) -> str:
 class CleanDestination:
     payload: dict[str, Any]
     extensions: tuple[tuple[str, str], ...]  # (where in the payload, extension number)
+    ring_groups: tuple[tuple[str, str], ...] = ()  # (where in the payload, ring group number)
 
 
 def clean_destination(kind: str, payload: Any, *, path: str = "destination") -> CleanDestination:
     """Check ``payload`` for ``kind``; ValueError naming the place (``destination.rules[0].from``)."""
     refs: list[tuple[str, str]] = []
     clean = _clean(kind, payload, path, refs, nested=False)
-    return CleanDestination(clean, tuple(refs))
+    return _split(clean, refs)
+
+
+def _split(payload: dict[str, Any], refs: list[tuple[str, str]]) -> CleanDestination:
+    # ring groups are marked by _clean with a "ring_group:" prefix: one list of references, two kinds
+    groups = tuple((where, n.removeprefix(_GROUP)) for where, n in refs if n.startswith(_GROUP))
+    return CleanDestination(payload, tuple(r for r in refs if not r[1].startswith(_GROUP)), groups)
+
+
+# the kinds a ring group's no-answer destination may be (voicemail answers 480 until it exists)
+BRANCH_KINDS = ("extension", "voicemail", "external", "conference", "ring_group")
+
+
+def clean_branch(value: Any, *, path: str = "no_answer", kinds: tuple[str, ...] = BRANCH_KINDS) -> CleanDestination:
+    """A destination branch ``{"kind": ..., <payload>}`` (a schedule's, or a ring group's no-answer
+    destination) of one of ``kinds``; ValueError naming the place otherwise."""
+    if isinstance(value, dict) and isinstance(value.get("kind"), str) and value["kind"] not in kinds:
+        raise ValueError(f"{path}.kind: one of {', '.join(kinds)}")
+    refs: list[tuple[str, str]] = []
+    return _split(_nested(value, path, refs), refs)
+
+
+def ring_group_refs(kind: str, payload: Any) -> set[str]:
+    """The ring group numbers a stored destination names (best effort, as :func:`extension_refs`)."""
+    try:
+        return {number for _, number in clean_destination(kind, payload).ring_groups}
+    except ValueError:
+        return set()
 
 
 def extension_refs(kind: str, payload: Any) -> set[str]:
@@ -73,6 +104,17 @@ def extension_refs(kind: str, payload: Any) -> set[str]:
         return {number for _, number in clean_destination(kind, payload).extensions}
     except ValueError:
         return set()
+
+
+def menu_refs(kind: str, payload: dict[str, Any], path: str = "destination") -> list[tuple[str, int]]:
+    """The IVR menus a *clean* payload names, each with its place (the service checks they exist)."""
+    if kind == "ivr":
+        return [(f"{path}.menu", payload["menu"])]
+    if kind != "schedule":
+        return []
+    branches = [(f"{path}.rules[{i}].destination", rule["destination"]) for i, rule in enumerate(payload["rules"])]
+    branches += [(f"{path}.{name}", payload[name]) for name in ("holiday_destination", "default") if name in payload]
+    return [(f"{where}.menu", branch["menu"]) for where, branch in branches if branch["kind"] == "ivr"]
 
 
 def _keys(payload: Any, path: str, required: AbstractSet[str], optional: AbstractSet[str] = frozenset()) -> dict[str, Any]:
@@ -139,6 +181,19 @@ def _clean(kind: str, payload: Any, path: str, refs: list[tuple[str, str]], *, n
         number = payload["number"]
         if not isinstance(number, str) or not _EXTENSION.match(number):
             raise ValueError(f"{path}.number: a conference room number is 2-8 digits")
+        return {"number": number}
+    if kind == "ivr":
+        _keys(payload, path, {"menu"})
+        if type(payload["menu"]) is not int or payload["menu"] < 1:
+            raise ValueError(f"{path}.menu: an IVR menu's id")
+        return {"menu": payload["menu"]}
+
+    if kind == "ring_group":
+        _keys(payload, path, {"number"})
+        number = payload["number"]
+        if not isinstance(number, str) or not _EXTENSION.match(number):
+            raise ValueError(f"{path}.number: a ring group number is 2-8 digits")
+        refs.append((f"{path}.number", _GROUP + number))
         return {"number": number}
     if kind == "schedule":
         if nested:

@@ -46,6 +46,8 @@ class DestinationKind(enum.StrEnum):
     EXTERNAL = "external"  # {"number": "+74951234567"} forwarded out through a trunk
     ACCESS = "access"  # the access-number service (PIN + destination)
     CONFERENCE = "conference"  # {"number": "800"} a conference room of the tenant (zvonok.conference)
+    IVR = "ivr"  # {"menu": 3} a voice menu of the tenant (zvonok.ivr)
+    RING_GROUP = "ring_group"  # {"number": "600"} a ring group of the tenant (zvonok.ringgroup)
     SCHEDULE = "schedule"  # {"rules": [...], "holidays": [...], "default": {...}} (see zvonok.pstn.schedule)
 
 

@@ -35,7 +35,7 @@ class TrunkInfo:
     host: str  # as configured
     address: str  # resolved IP we send to
     port: int
-    transport: str
+    transport: str  # udp | tcp | tls
     username: str | None = None
     password: str | None = None
     auth_username: str | None = None
@@ -48,6 +48,7 @@ class TrunkInfo:
     buy_tariff: Tariff | None = None
     office_id: int | None = None
     srtp: str | None = None  # required | optional | off (None: the server's default)
+    tls_verify: bool = True  # TLS: verify the carrier's certificate (off for a self-signed office PBX)
     approved: str | None = None  # the address the API approved for a tenant's host name (Trunk.approved_address)
 
     @property

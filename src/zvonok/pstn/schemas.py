@@ -83,11 +83,14 @@ HHMM = Annotated[str, AfterValidator(_hhmm)]
 HHMMEnd = Annotated[str, AfterValidator(lambda v: v if v == "24:00" else _hhmm(v))]
 PeriodName = Annotated[str, StringConstraints(pattern=f"^{PERIOD_NAME.pattern}$", max_length=32)]
 TrunkKindName = Literal["carrier", "pbx"]
-Transport = Literal["udp", "tcp"]
+Transport = Literal["udp", "tcp", "tls"]
+# how a TLS trunk that does not verify its carrier's certificate is stored in trunks.transport (a string column):
+# the API shows transport "tls" and tls_verify false
+TLS_UNVERIFIED = "tls-any"
 SrtpPolicy = Literal["required", "optional", "off"]
 NumberFormatName = Literal["e164", "digits", "national"]
-DestinationKindName = Literal["extension", "ring", "voicemail", "queue", "external", "access", "conference",
-                              "schedule"]
+DestinationKindName = Literal["extension", "ring", "voicemail", "queue", "external", "access", "conference", "ivr",
+                              "ring_group", "schedule"]
 ServiceClassName = Literal["internal_only", "local", "long_distance", "international"]
 PolicyLevelName = Literal["tenant", "office", "department", "employee"]
 
@@ -122,6 +125,8 @@ class TrunkCreate(_In):
     enabled: bool = True
     srtp: SrtpPolicy | None = Field(default=None, description="SRTP on TLS legs: required (plain offers get 488; out through it only over TLS), optional, off; "
                                           "null: the server's ZVONOK_SRTP_POLICY")
+    tls_verify: bool = Field(default=True, description="transport tls: verify the carrier's certificate (system CA "
+                             "store or ZVONOK_SIP_TLS_CA_FILE, name = host); false for a self-signed office PBX")
 
 
 class TrunkUpdate(_In):
@@ -144,6 +149,7 @@ class TrunkUpdate(_In):
     enabled: bool | None = None
     srtp: SrtpPolicy | None = Field(default=None, description="SRTP on TLS legs: required (plain offers get 488), optional, off; "
                                           "null: the server's ZVONOK_SRTP_POLICY")
+    tls_verify: bool | None = None
 
 
 class TrunkOut(_Out):
@@ -153,7 +159,9 @@ class TrunkOut(_Out):
     kind: str
     host: str
     port: int
-    transport: str
+    transport: Annotated[str, BeforeValidator(lambda stored: "tls" if stored == TLS_UNVERIFIED else stored)]
+    tls_verify: Annotated[bool, BeforeValidator(lambda stored: stored != TLS_UNVERIFIED)] = Field(
+        default=True, validation_alias="transport")
     username: str | None
     auth_username: str | None
     from_domain: str | None

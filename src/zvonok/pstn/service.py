@@ -25,13 +25,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok.billing.rates_csv import RateImport, parse_rates_csv
 from zvonok.billing.tariffs import Tariff as PureTariff
+from zvonok.ivr.models import IvrMenu
 from zvonok.org import service as org_service
 from zvonok.org.errors import Conflict, InUse, NotFound, PermissionDenied, ValidationError
 from zvonok.org.models import Extension, Office, Tenant
 from zvonok.org.scope import check_ref, describe_counts
 from zvonok.pstn import events
 from zvonok.pstn import schemas as s
-from zvonok.pstn.destinations import clean_destination, extension_refs
+from zvonok.pstn.destinations import clean_destination, extension_refs, menu_refs
 from zvonok.pstn.loader import build_tariff, trusted_addresses
 from zvonok.pstn.models import (
     BillingAccount,
@@ -44,6 +45,7 @@ from zvonok.pstn.models import (
     Trunk,
 )
 from zvonok.pstn.routing import IpNetwork, UntrustedAddress, check_trusted, trusted_networks
+from zvonok.ringgroup.models import RingGroup
 from zvonok.storage.base import utcnow
 from zvonok.storage.db import emit
 
@@ -101,6 +103,11 @@ _TRUNK_NON_NULL = {"name", "kind", "host", "port", "transport", "register", "reg
                    "inbound_addresses", "number_format", "enabled"}
 
 
+def stored_transport(transport: str, tls_verify: bool) -> str:
+    """trunks.transport for the API's transport and tls_verify (see schemas.TLS_UNVERIFIED)."""
+    return s.TLS_UNVERIFIED if transport == "tls" and not tls_verify else transport
+
+
 async def list_trunks(
     session: AsyncSession, tenant_id: int | None, *, limit: int = 100, offset: int = 0
 ) -> tuple[list[Trunk], int]:
@@ -115,6 +122,7 @@ async def create_trunk(session: AsyncSession, tenant_id: int | None, data: s.Tru
                        platform_admin: bool = False) -> Trunk:
     """``platform_admin``: the change comes from the operator, who may trust any addresses for a tenant."""
     values = data.model_dump(by_alias=True)
+    values["transport"] = stored_transport(values["transport"], values.pop("tls_verify"))
     trunk = Trunk(tenant_id=tenant_id, **values)
     await _check_trunk(session, tenant_id, trunk, set(values))
     if not platform_admin:
@@ -129,6 +137,11 @@ async def update_trunk(session: AsyncSession, tenant_id: int | None, trunk_id: i
                        platform_admin: bool = False) -> Trunk:
     trunk = await get_trunk(session, tenant_id, trunk_id)
     sent = data.model_dump(exclude_unset=True, by_alias=True)
+    verify = sent.pop("tls_verify", None)
+    if verify is not None or sent.get("transport") is not None:
+        current = "tls" if trunk.transport == s.TLS_UNVERIFIED else trunk.transport
+        sent["transport"] = stored_transport(sent.get("transport") or current,
+                                             verify if verify is not None else trunk.transport != s.TLS_UNVERIFIED)
     changed = org_service.apply_changes(trunk, sent, _TRUNK_NON_NULL)
     with session.no_autoflush:  # the checks look at the trunk as changed; an unchecked id must not hit the FK first
         await _check_trunk(session, tenant_id, trunk, set(changed))
@@ -310,11 +323,24 @@ async def update_number(session: AsyncSession, tenant_id: int, number_id: int, d
         except ValueError as exc:
             raise ValidationError(str(exc), field="destination") from None
         await _check_extensions(session, tenant_id, clean.extensions)
+        await _check_menus(session, tenant_id, menu_refs(kind, clean.payload))
+        await _check_ring_groups(session, tenant_id, clean.ring_groups)
         changes["destination_kind"], changes["destination"] = kind, clean.payload
     if org_service.apply_changes(number, changes, {"destination_kind", "destination", "monthly_fee", "enabled"}):
         await session.flush()
         notify(session, tenant_id, events.NUMBER)
     return number
+
+
+async def _check_menus(session: AsyncSession, tenant_id: int, refs: list[tuple[str, int]]) -> None:
+    if not refs:
+        return
+    wanted = {menu for _, menu in refs}
+    stmt = select(IvrMenu.id).where(IvrMenu.tenant_id == tenant_id, IvrMenu.id.in_(wanted))
+    existing = set((await session.execute(stmt)).scalars())
+    for where, menu in refs:
+        if menu not in existing:
+            raise ValidationError(f"{where}: IVR menu {menu} does not exist", field="destination")
 
 
 async def _check_extensions(session: AsyncSession, tenant_id: int, refs: tuple[tuple[str, str], ...]) -> None:
@@ -326,6 +352,17 @@ async def _check_extensions(session: AsyncSession, tenant_id: int, refs: tuple[t
     for where, number in refs:
         if number not in existing:
             raise ValidationError(f"{where}: extension {number} does not exist", field="destination")
+
+
+async def _check_ring_groups(session: AsyncSession, tenant_id: int, refs: tuple[tuple[str, str], ...]) -> None:
+    wanted = {number for _, number in refs}
+    if not wanted:
+        return
+    stmt = select(RingGroup.number).where(RingGroup.tenant_id == tenant_id, RingGroup.number.in_(wanted))
+    existing = set((await session.execute(stmt)).scalars())
+    for where, number in refs:
+        if number not in existing:
+            raise ValidationError(f"{where}: ring group {number} does not exist", field="destination")
 
 
 async def did_references(session: AsyncSession, tenant_id: int, extension_id: int) -> list[str]:

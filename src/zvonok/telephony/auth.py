@@ -18,6 +18,9 @@ Failures are counted twice (like Kamailio's pike with fail2ban, plus a per-accou
   an address where it authenticated recently (a few per account, so no account can push out another's).
   So anyone may lock an extension against guessing, but not its own phones out.
 
+Behind a trusted edge proxy (``edges``) the source address of these counts is the phone's address as the
+edge reports it (:class:`~zvonok.telephony.edge.TrustedEdges`), not the edge's.
+
 Throttles run on a monotonic clock (``clock``), never on the wall-clock ``now`` that nonces and
 bindings use: a step of the system clock must neither lift nor stretch a ban.
 Credentials are read through :class:`CredentialCache` so the hot path does not touch the database.
@@ -51,6 +54,7 @@ from zvonok.sip.peer import Peer
 from zvonok.sip.uri import SipUri, parse_uri
 
 from .cache import BoundedCache
+from .edge import TrustedEdges
 from .location import Location
 from .throttle import FailureThrottle
 
@@ -212,7 +216,7 @@ class Authenticator:
     def __init__(self, *, credentials: CredentialCache, verifier: DigestVerifier, throttle: FailureThrottle,
                  to_tag: Callable[[], str], default_domain: str | None = None,
                  target_throttle: FailureThrottle | None = None, clock: Callable[[], float] = time.monotonic,
-                 location: Location | None = None) -> None:
+                 location: Location | None = None, edges: TrustedEdges | None = None) -> None:
         self.credentials = credentials
         self.verifier = verifier
         self.throttle = throttle
@@ -221,6 +225,7 @@ class Authenticator:
         self._to_tag = to_tag
         self._clock = clock
         self.location = location
+        self.edges = edges or TrustedEdges()
         # (domain, username) -> {address: proven until (monotonic)}; accounts in order of their last
         # success, so those whose every address expired are pruned from the front. Only a correct
         # password adds an entry: at most PROVEN_PER_ACCOUNT per real account.
@@ -233,14 +238,24 @@ class Authenticator:
             return self.default_domain
         return domain
 
-    def blocked(self, peer: Peer) -> bool:
-        """Is the request's source banned (drop it before any work)?"""
-        if self.throttle.is_blocked(address_key(peer.host), self._clock()):
+    def client_host(self, request: Request, peer: Peer) -> str:
+        """Where ``request`` really comes from (the phone behind a trusted edge, else the packet's source)."""
+        return self.edges.client_host(request, peer)
+
+    def source_key(self, request: Request, peer: Peer) -> str:
+        """The source per-address limits count ``request`` against (:func:`zvonok.netaddr.address_key`)."""
+        return address_key(self.edges.client_host(request, peer))
+
+    def blocked(self, peer: Peer, request: Request | None = None) -> bool:
+        """Is the request's source banned (drop it before any work)? Without the request: the packet's
+        source (a request relayed by a trusted edge is then counted as the edge's)."""
+        source = self.source_key(request, peer) if request is not None else address_key(peer.host)
+        if self.throttle.is_blocked(source, self._clock()):
             metrics.AUTH_BLOCKED.inc()
             return True
         return False
 
-    def _locked_out(self, peer: Peer, now: float, domain: str, username: str,
+    def _locked_out(self, address: str, now: float, domain: str, username: str,
                     stored: SipCredentials | None) -> float | None:
         """Seconds until the account's lock ends when it refuses this source, else None (not locked,
         or the source is one the account has proven)."""
@@ -250,12 +265,12 @@ class Authenticator:
         until = self.target_throttle.blocked_until((domain, username), mono)
         if until is None:
             return None
-        address = address_key(peer.host)
         proven = self._proven.get((domain, username))
         if proven is not None and proven.get(address, -math.inf) > mono:
             return None
         if stored is not None and self.location is not None and any(
-            binding.expires_at > now and _source_address(binding.source) == address
+            binding.expires_at > now
+            and (address_key(binding.client) if binding.client else _source_address(binding.source)) == address
             for binding in self.location.current(stored.tenant_id, stored.extension_id).values()
         ):
             return None
@@ -317,7 +332,8 @@ class Authenticator:
             creds = parse_credentials(request.headers.get("proxy-authorization" if proxy else "authorization") or "")
         # before any check of the digest: a locked account tells an unproven source nothing, not even
         # whether its password was right (the lock is there to stop guessing)
-        locked_for = self._locked_out(peer, now, domain, creds.username, stored)
+        address = self.source_key(request, peer)
+        locked_for = self._locked_out(address, now, domain, creds.username, stored)
         if locked_for is not None:
             metrics.AUTH_BLOCKED.inc()
             return AuthOutcome(response=self.reply(request, 503, ("Retry-After", str(max(1, math.ceil(locked_for))))))
@@ -336,14 +352,13 @@ class Authenticator:
             metrics.AUTH_FAILURES.inc()
             mono = self._clock()
             target = (domain, creds.username)
-            if self.throttle.record_failure(address_key(peer.host), mono, target):
+            if self.throttle.record_failure(address, mono, target):
                 log.warning("sip source blocked after failed authentications", source=str(peer),
                             domain=domain, method=request.method, call_id=request.call_id)
             if self.target_throttle is not None and self.target_throttle.record_failure(target, mono):
                 log.warning("sip account locked after failed authentications", domain=domain,
                             username=creds.username, source=str(peer), method=request.method)
             return AuthOutcome(response=self.reply(request, 403))
-        address = address_key(peer.host)
         self.throttle.record_success(address, (domain, creds.username))
         self._prove(address, domain, creds.username)
         if not stored.enabled or stored.tenant_suspended:

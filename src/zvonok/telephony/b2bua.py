@@ -46,7 +46,6 @@ from zvonok.media.events import MediaTimeout
 from zvonok.media.g711 import Codec as MediaCodec
 from zvonok.media.hold_music import HoldMusic
 from zvonok.media.interface import BUSY_RU, RINGBACK_RU, Endpoint, MediaEngine, SrtpKeys
-from zvonok.netaddr import address_key
 from zvonok.pstn.routing import CallerProfile
 from zvonok.sip.dialog import (
     DialogKey,
@@ -66,6 +65,7 @@ from zvonok.sip.sdp_offer_answer import (
 from zvonok.sip.transaction import (
     ServerTransaction,
 )
+from zvonok.sip.uas import is_sips
 from zvonok.sip.uri import SipUri
 
 from . import events as ev
@@ -75,7 +75,10 @@ from .call import CODECS, Call, CallSnapshot, Leg, LegState
 from .call_forward import ForwardingMixin
 from .conference import Conferences
 from .directory import Directory, ExtensionInfo
+from .edge import route_to
 from .forwarding import Reason as ForwardReason
+from .info_dtmf import info_dtmf
+from .ivr import Ivr
 from .leg_events import (
     Answered,
     Challenged,
@@ -91,10 +94,14 @@ from .leg_states import LegState as SipLegState
 from .leg_wiring import LegWiringMixin, SipStack
 from .location import Binding, Location
 from .outside import OutsideMixin
+from .park import Parking
+from .pickup import Pickup
 from .pin_guard import PinGuard
+from .ring_group_call import RingGroupMixin
 from .throttle import FailureThrottle
 from .transfers import TransferMixin
 from .trunks import Trunks
+from .voicemail import Voicemail
 
 log = get_logger(__name__)
 
@@ -122,7 +129,7 @@ def peer_of(binding: Binding) -> Peer:
     return Peer(transport=transport, host=host.strip("[]"), port=int(port), connection=binding.connection)
 
 
-class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin):
+class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin, RingGroupMixin):
     def __init__(self, *, sip: SipStack, media: MediaEngine, auth: Authenticator, location: Location,
                  directory: Directory, bus: Bus, no_answer_timeout: float = 60.0,
                  media_timeout: float = 60.0, recordings_dir: Path | None = None,
@@ -161,7 +168,13 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         self.unacked: dict[DialogKey, Leg] = {}  # legs of ended calls whose 2xx still waits for its ACK
         self._tasks: set[asyncio.Task[None]] = set()
         self.conferences: Conferences | None = None  # set by the composition root (telephony/conference.py)
+        self.ivr: Ivr | None = None  # set by the composition root (telephony/ivr.py)
         self.hold_music: HoldMusic | None = None  # set by the composition root; None: held parties hear silence
+        # call pickup (*8, **<ext>) and call park (transfer to 700, dial 701–720): set by the composition
+        # root (telephony/pickup.py, telephony/park.py); None: those numbers are dialed like any other
+        self.pickup: Pickup | None = None
+        self.parking: Parking | None = None
+        self.voicemail: Voicemail | None = None  # set by the composition root (telephony/voicemail.py)
 
     # -- plumbing ------------------------------------------------------------------------------------
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -224,7 +237,11 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
     def publish(self, event_type: type[ev.CallEvent], call: Call, **fields: Any) -> None:
         self.bus.publish(event_type(tenant_id=call.tenant_id, call_id=call.id, at=time.time(), **fields))
 
-    def contact(self, peer: Peer) -> str:
+    def contact(self, peer: Peer, *, sips: bool = False) -> str:
+        """Our Contact towards ``peer``; ``sips``: the dialog is a sips: one (RFC 3261 §12.1.1: a sips:
+        Request-URI gets a sips: Contact, reached over TLS only)."""
+        if sips and peer.transport == "tls":
+            return f"<sips:zvonok@{uri_host(self.sip.local_host)}:{self.sip.port_for('tls')}>"
         transport = "" if peer.transport == "udp" else f";transport={peer.transport}"
         return f"<sip:zvonok@{uri_host(self.sip.local_host)}:{self.sip.port_for(peer.transport)}{transport}>"
 
@@ -278,12 +295,13 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         def reply(status: int, reason: str | None = None) -> None:
             self.sip.respond(txn, make_response(request, status, reason, to_tag=_tag()))
 
-        if self.auth.blocked(peer):
+        if self.auth.blocked(peer, request):
             reply(403)
             return
         trunk = self._trunk_for(request, peer)
         mono = self.clock()  # throttles count on a clock that never steps
-        source = address_key(peer.host)  # an IPv6 /64 is one source, as for the auth throttle
+        # an IPv6 /64 is one source, as for the auth throttle; behind a trusted edge, the phone's address
+        source = self.auth.source_key(request, peer)
         if trunk is None and (self.flood.is_blocked(source, mono) or self.flood.record_failure(source, mono)):
             # a carrier's gateway brings many callers: trunks are limited by max_calls instead
             self.sip.respond(txn, make_response(request, 503, to_tag=_tag(), headers=[("Retry-After", "30")]))
@@ -323,9 +341,18 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         if dialed.startswith("*") and await self._feature_code(txn, request, peer, creds.tenant_id, creds.realm,
                                                                caller_ext, dialed, session_expires):
             return
+        if dialed.startswith("*") and self.pickup is not None and await self.pickup.on_dial(
+                txn, request, peer, creds.tenant_id, creds.realm, caller_ext, dialed, session_expires):
+            return
         callee_ext = await self.directory.extension(creds.tenant_id, dialed) if dialed else None
         if callee_ext is None and await self._to_conference(txn, request, peer, creds, caller_ext, dialed,
                                                             session_expires):
+            return
+        if callee_ext is None and self.parking is not None and await self.parking.on_dial(
+                txn, request, peer, creds.tenant_id, creds.realm, caller_ext, dialed, session_expires):
+            return
+        if callee_ext is None and await self._dial_ring_group(txn, request, peer, creds, caller_ext, dialed,
+                                                              session_expires):
             return
         outside = callee_ext is None and self.trunks is not None and bool(dialed)
         # from here on the attempt is a call with a CDR, whatever becomes of it
@@ -431,9 +458,11 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         call.ringing_ext = None
         if len(extensions) == 1 and await self._forward_on_dial(call, extensions[0], now, from_number):
             return
+        # a sips: call (RFC 5630 §3.1.3) reaches only devices over TLS: none, and it is a 480 as for no device
+        call_sips = call.caller is not None and call.caller.invite is not None and is_sips(call.caller.invite.uri)
         targets = [(ext, binding) for ext in extensions if ext.enabled
                    for binding in self.location.lookup(call.tenant_id, ext.extension_id, now)
-                   if self.reachable(binding, ext.srtp)]
+                   if self.reachable(binding, ext.srtp) and (not call_sips or peer_of(binding).transport == "tls")]
         if not targets:
             ringing = call.ringing_ext
             forward = self._forward_after(call, ForwardReason.UNAVAILABLE)
@@ -491,11 +520,14 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         from_header = (name_addr(from_display, caller.uri_user, domain, received=True)
                        if caller.uri_user is not None and caller_number == caller.number
                        else name_addr(from_display, caller_number, domain))
+        # along the binding's Path (RFC 3327) when it registered through an edge proxy
+        hop = route_to(binding.contact, binding.path, peer_of(binding))
         return self._place_leg(
-            call, party, peer_of(binding), endpoint, codecs, request_uri=binding.contact,
+            call, party, hop.peer, endpoint, codecs, request_uri=hop.request_uri,
             to_header=name_addr(None, party.number, domain),
             from_header=from_header, contact=binding.contact,
-            user_agent=binding.user_agent, handler=handler, srtp_policy=srtp_policy)
+            user_agent=binding.user_agent, handler=handler, srtp_policy=srtp_policy,
+            extra_headers=[("Route", value) for value in hop.routes])
 
     def _place_leg(self, call: Call, party: ev.Party, peer: Peer, endpoint: Endpoint, codecs: list[Codec], *,
                    request_uri: str, to_header: str, from_header: str, contact: str, user_agent: str = "",
@@ -728,13 +760,15 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         cause = "busy" if status in BUSY_STATUSES else "cancelled" if leg.cancelled else f"sip_{status}"
         self.publish(ev.LegEnded, call, leg_id=leg.id, cause=cause)
         self._release(leg)
-        if call.ended or call.callee is not None or call.forward_pending:
+        if call.ended or call.callee is not None or call.forward_pending or call.voicemail is not None:
             return  # (forwarding: the forks of the extension it leaves end as they may)
         if leg.trunk_id is not None and self._failover(leg, status):
             return
         if any(fork.state is not LegState.ENDED for fork in call.forks):
             return
         if call.access is not None and self._access_failed(call, "busy" if status in BUSY_STATUSES else f"sip_{status}"):
+            return
+        if self._ring_group_next(call):  # a ring group's step: its next one
             return
         # every device refused: answer the caller with the most telling status (§16.7 step 6 in spirit)
         # (the forks of the current target: an extension that forwarded the call is no part of its outcome)
@@ -774,6 +808,8 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         if call.ended or call.callee is not None:
             return
         if call.access is not None and self._access_failed(call, "no_answer"):
+            return
+        if self._ring_group_next(call):
             return
         if self._forward_later(call, ForwardReason.NO_ANSWER):
             return
@@ -900,7 +936,9 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
             if request.method == "REFER":
                 self.step(leg.call, self._refer(txn, request, leg), txn=txn, request=request)
             elif request.method in ("INFO", "NOTIFY") or leg.dialog is None:
-                machine.respond(txn, request, 200, self.clock())
+                machine.respond(txn, request, 200, self.clock())  # sent by the _drive that reported it
+                if request.method == "INFO" and leg.endpoint is not None:  # a desk phone's keys: as RFC 4733 ones
+                    self.step(leg.call, info_dtmf(self.media, leg.endpoint, request))
             else:
                 self.sip.respond(txn, leg.dialog.create_response(request, 405, extra_headers=[("Allow", ALLOW)]))
         elif isinstance(event, MediaUpdated):
@@ -1006,6 +1044,8 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
                       sip_status: int | None) -> None:
         if call.ended:
             return
+        if self.ivr is not None:
+            self.ivr.left(call, side)  # before ``ended``: a failed transfer's caller gets its BYE
         call.ended = True
         call.hangup_side = side
         if call.no_answer is not None:
@@ -1019,6 +1059,10 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
             call.access.timer = None
         if call.conference is not None and self.conferences is not None:
             self.conferences.left(call)
+        if call.park is not None and self.parking is not None:
+            self.parking.left(call)
+        if call.voicemail is not None and self.voicemail is not None:
+            disposition = await self.voicemail.ended(call, disposition)
         if call.recording is not None:
             recording, call.recording = call.recording, None
             try:

@@ -104,6 +104,8 @@ class Call:
     route_fields: dict[str, Any] = field(default_factory=dict)  # the CallRouted event's, but the trunk
     access: Any = None  # the access-number session while its dialogue runs (telephony.access)
     conference: Any = None  # the conference session from the answer to the end (telephony.conference)
+    park: Any = None  # the call's park slot while its party waits there (telephony.park)
+    voicemail: Any = None  # leaving a message or listening to a mailbox (telephony.voicemail)
     max_duration: int | None = None  # seconds after the answer (spending limit)
     budgets: list[Any] = field(default_factory=list)  # the spending budgets checked at the start
     limit_timers: list[asyncio.TimerHandle] = field(default_factory=list)
@@ -120,6 +122,7 @@ class Call:
     ring_timeout: float | None = None
     forks_from: int = 0
     forward_pending: bool = False
+    ring_group: Any = None  # the ring group being rung (telephony/ring_group_call.py: GroupRun)
 
     # every Call object still in memory, ended or not (weak: the set never keeps one alive). After the calls
     # end this must fall to 0 by reference counting alone; a finished call that lingers is held by a

@@ -33,6 +33,8 @@ from . import events as ev
 from .call import Call
 from .directory import ExtensionInfo
 from .forwarding import Forward, ForwardingChain, Reason, Refuse, feature_changes, feature_code
+from .voicemail import TARGET_PREFIX as VOICEMAIL_TARGET
+from .voicemail_dialogue import GreetingKind
 
 if TYPE_CHECKING:
     from .b2bua import CallEngine
@@ -114,6 +116,10 @@ class ForwardingMixin(_Base):
             call.ring_timeout = None
             call.early_media_from = None
             call.forks_from = len(call.forks)
+            if decision.target.startswith(VOICEMAIL_TARGET) and self.voicemail is not None:
+                await self.voicemail.leave(call, decision.target.removeprefix(VOICEMAIL_TARGET),
+                                           GreetingKind.BUSY if decision.reason is Reason.BUSY else GreetingKind.UNAVAILABLE)
+                return
             if decision.target.startswith("+"):
                 if self.trunks is None:
                     await self._refuse(call, 480, "unavailable")
@@ -134,7 +140,11 @@ class ForwardingMixin(_Base):
     async def _feature_code(self, txn: ServerTransaction, request: Request, peer: Peer, tenant_id: int,
                             domain: str, caller_ext: ExtensionInfo, dialed: str,
                             session_expires: int | None) -> bool:
-        """``dialed`` is a forwarding feature code: change the caller's own settings, beep, hang up."""
+        """``dialed`` is a forwarding feature code: change the caller's own settings, beep, hang up (or the
+        voicemail codes ``*97``/``*98``: telephony/voicemail.py)."""
+        if self.voicemail is not None and await self.voicemail.feature_code(
+                self, txn, request, peer, tenant_id, domain, caller_ext, dialed, session_expires):
+            return True
         wanted = feature_code(dialed)
         if wanted is None:
             return False

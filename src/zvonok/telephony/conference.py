@@ -187,7 +187,8 @@ class Conferences:
         self._count(room.tenant_id, +1)
         if not await engine._negotiate_caller(call):
             return
-        engine._answer_caller(call)
+        if call.answered_at is None:  # else a voice menu answered it and sent the caller here
+            engine._answer_caller(call)
         caller = call.caller
         assert caller is not None and caller.endpoint is not None
         engine._arm_session_timer(caller)

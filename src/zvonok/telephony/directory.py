@@ -34,6 +34,7 @@ class ExtensionInfo:
     enabled: bool
     srtp: str | None = None  # SRTP policy of the extension (None: the server's default)
     forwarding: ForwardingSettings = NO_FORWARDING  # its call forwarding and DND
+    pickup_group: str | None = None  # its call pickup group (None: its department's)
 
     def party(self) -> Party:
         return Party(number=self.number, display_name=self.display_name, extension_id=self.extension_id,
@@ -76,6 +77,7 @@ class Directory:
                 tenant_id=tenant_id, extension_id=ext.id, number=ext.number, display_name=ext.display_name,
                 employee_id=ext.employee_id, office_id=ext.office_id or employee_office,
                 department_id=department_id, enabled=ext.enabled, srtp=ext.srtp,
+                pickup_group=ext.pickup_group or None,
                 forwarding=ForwardingSettings(
                     dnd=bool(ext.dnd), unconditional=ext.forward_unconditional, busy=ext.forward_busy,
                     no_answer=ext.forward_no_answer, no_answer_seconds=ext.forward_no_answer_seconds or 20,

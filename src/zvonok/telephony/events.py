@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from zvonok.bus import deserialize, register_event, serialize
 
 __all__ = [
-    "AccessNumberBlocked", "CallAnswered", "ConferenceJoined", "ConferenceLeft", "ConferenceMuted", "CallEnded", "CallEvent", "CallRouted", "CallStarted", "CallTransferred", "Direction", "Disposition",
+    "AccessNumberBlocked", "CallAnswered", "CallParked", "CallPickedUp", "CallUnparked", "ConferenceJoined", "ConferenceLeft", "ConferenceMuted", "CallEnded", "CallEvent", "CallRouted", "CallStarted", "CallTransferred", "Direction", "Disposition",
     "DtmfReceived", "HangupSide", "LegAnswered", "LegCreated", "LegEnded", "LegHeld", "LegResumed",
-    "LegRinging", "LegRole", "Party", "RecordingStarted", "RecordingStopped", "RegistrationChanged", "SpendingThresholdCrossed", "TransferKind",
+    "LegRinging", "LegRole", "Party", "RecordingStarted", "RecordingStopped", "RegistrationChanged", "SpendingThresholdCrossed", "TransferKind", "VoicemailLeft",
     "deserialize", "serialize",
 ]
 
@@ -56,6 +56,7 @@ class Disposition(enum.StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"  # the caller hung up before anyone answered
     INTERRUPTED = "interrupted"  # the server stopped (crash) while the call was up
+    VOICEMAIL = "voicemail"  # the caller reached a mailbox (and maybe left a message)
 
 
 class HangupSide(enum.StrEnum):
@@ -280,9 +281,92 @@ class ConferenceMuted(CallEvent):
     muted: bool
 
 
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CallPickedUp(CallEvent):
+    """A call ringing an extension was answered by another phone dialing a pickup code: ``*8`` (the
+    picker's pickup group, ``directed`` False) or ``**<ext>`` (directed). ``leg_id`` is the picker's leg,
+    now the call's callee; ``from_number`` the extension that was ringing."""
+
+    leg_id: str
+    by: Party
+    from_number: str
+    directed: bool = False
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RingGroupCalled(CallEvent):
+    """The call reached a ring group (dialed, or a number's destination): the CDR's callee names it until
+    a member answers, and its ``ring_group`` column keeps it."""
+
+    group_id: int
+    group_number: str
+    group_name: str = ""
+    strategy: str = "simultaneous"
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CallParked(CallEvent):
+    """A party was parked in its company's ``slot`` (701–720 by default) by a transfer to the park number:
+    it hears music on hold until someone dials the slot or the park timeout rings ``parked_by`` back."""
+
+    leg_id: str  # the parked party's leg
+    slot: int
+    parked_by: Party
+    timeout: float  # seconds until the ring-back
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RingGroupRinging(CallEvent):
+    """A step of the group's plan: ``members`` ring (at once) for ``seconds``; the steps before it went
+    unanswered. Members skipped (busy, DND, not registered) are in no step."""
+
+    group_number: str
+    step: int
+    members: tuple[str, ...]
+    seconds: float
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CallUnparked(CallEvent):
+    """The call left its park slot: ``retrieved`` (``by`` dialed the slot), ``timeout`` (it rings the one
+    who parked it) or ``hangup`` (the parked party hung up)."""
+
+    leg_id: str
+    slot: int
+    reason: str
+    by: Party | None = None
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class IvrLeft(CallEvent):
+    """The caller left the voice menus (``menus``: the ids it went through, in order) for ``target_kind``
+    (extension, ring, conference, external; "hangup" when the menu ended the call). ``reason``:
+    caller_choice (a key), timeout or invalid (the menu's final target), loop (the cycle guard)."""
+
+    menus: tuple[int, ...]
+    target_kind: str
+    reason: str = "caller_choice"
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RingGroupNoAnswer(CallEvent):
+    """Nobody of the group answered: the call goes to its no-answer destination (``kind``; None: 480)."""
+
+    group_number: str
+    kind: str | None = None
+
+
 CALL_EVENT_TYPES: tuple[type[CallEvent], ...] = (
     CallStarted, CallRouted, LegCreated, LegRinging, LegAnswered, CallAnswered, LegHeld, LegResumed, CallTransferred,
     RecordingStarted, RecordingStopped, DtmfReceived, LegEnded, CallEnded, ConferenceJoined, CallForwarded,
+    IvrLeft, RingGroupCalled, RingGroupRinging, RingGroupNoAnswer,
 )
 
 
@@ -298,3 +382,16 @@ class RegistrationChanged:
     devices: int
     at: float
     version: int = 1
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class VoicemailLeft(CallEvent):
+    """A caller left a message in an extension's mailbox (published once the message is stored)."""
+
+    mailbox_id: int
+    mailbox_number: str
+    message_id: int
+    caller_number: str
+    caller_name: str = ""
+    duration: float = 0.0

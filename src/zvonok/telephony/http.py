@@ -32,6 +32,8 @@ class RegistrationOut(BaseModel):
     registered_at: datetime
     q: float | None
     instance: str | None
+    path: list[str] = []  # RFC 3327: the edge proxies a call to the device goes through
+    client: str | None = None  # the device's own address, as a trusted edge reported it
 
 
 class RegistrationList(BaseModel):
@@ -58,6 +60,7 @@ def registrations_router(location: Location) -> APIRouter:
                 user_agent=b.user_agent, expires_in=b.remaining(now),
                 expires_at=datetime.fromtimestamp(b.expires_at, UTC),
                 registered_at=datetime.fromtimestamp(b.registered_at, UTC), q=b.q, instance=b.instance,
+                path=list(b.path), client=b.client or None,
             )
             for b in location.tenant_bindings(tenant_id, now)
             if (extension_id is None or b.extension_id == extension_id) and (mine is None or b.extension_id in mine)

@@ -39,6 +39,7 @@ from zvonok.sip.transaction import (
     TransactionTimeout,
     TransportError,
 )
+from zvonok.sip.uas import is_sips
 
 from .call import CODECS, Leg
 from .call import LegState as CallLegState
@@ -104,7 +105,7 @@ class LegWiringMixin:
         session_min_se: int
         unacked: dict[DialogKey, Leg]
 
-        def contact(self, peer: Peer) -> str: ...
+        def contact(self, peer: Peer, *, sips: bool = False) -> str: ...
 
         def _srtp_key(self, leg: Leg) -> bytes | None: ...
 
@@ -122,7 +123,9 @@ class LegWiringMixin:
         peer, endpoint = leg.peer, leg.endpoint
         assert endpoint is not None
         config = LegConfig(transport=peer.transport, host=self.sip.local_host, port=self.sip.port_for(peer.transport),
-                           contact=self.contact(peer), media_host=self.sip.local_host,
+                           # a sips: Request-URI: a sips: Contact (RFC 3261 §12.1.1)
+                           contact=self.contact(peer, sips=request_uri.lower().startswith("sips:")),
+                           media_host=self.sip.local_host,
                            media_port=endpoint.local_address.port, codecs=tuple(codecs), t1=self.sip.t1,
                            t2=self.sip.t2, min_se=self.session_min_se, srtp_key=self._srtp_key(leg))
         tag = leg.local_tag
@@ -140,7 +143,7 @@ class LegWiringMixin:
         peer, endpoint, invite, txn = leg.peer, leg.endpoint, leg.invite, leg.server_txn
         assert endpoint is not None and invite is not None and txn is not None
         config = LegConfig(transport=peer.transport, host=self.sip.local_host, port=self.sip.port_for(peer.transport),
-                           contact=self.contact(peer), media_host=self.sip.local_host,
+                           contact=self.contact(peer, sips=is_sips(invite.uri)), media_host=self.sip.local_host,
                            media_port=endpoint.local_address.port, codecs=CODECS, t1=self.sip.t1, t2=self.sip.t2,
                            min_se=self.session_min_se, srtp_key=self._srtp_key(leg),
                            srtp_required=self._srtp_required(leg))

@@ -47,6 +47,10 @@ class Binding:
     instance: str | None = None  # +sip.instance (RFC 5626)
     reg_id: int | None = None
     registered_at: float = 0.0
+    # RFC 3327: the Path values of the REGISTER, in order; a request to the device goes along them
+    path: tuple[str, ...] = ()
+    # the device's own address when it registered through a trusted edge ("" : the source's address)
+    client: str = ""
 
     def remaining(self, now: float) -> int:
         return max(0, int(self.expires_at - now + 0.5))

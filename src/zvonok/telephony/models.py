@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from zvonok.storage.base import Base, TenantScoped
@@ -27,3 +27,6 @@ class Registration(TenantScoped, Base):
     cseq: Mapped[int] = mapped_column(BigInteger)  # CSeq numbers go up to 2**32 - 1
     instance: Mapped[str | None] = mapped_column(String(255), nullable=True)
     reg_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # RFC 3327 Path values, one per line (a name-addr holds no line break); None: registered directly
+    path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    client: Mapped[str] = mapped_column(String(64), default="", server_default="")  # behind a trusted edge

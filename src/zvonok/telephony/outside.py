@@ -51,6 +51,7 @@ from .access_number import split_dialed_access
 from .call import Call, Leg
 from .leg_events import Challenged
 from .trunks import trunk_peer
+from .voicemail_dialogue import GreetingKind
 
 if TYPE_CHECKING:
     from .b2bua import CallEngine
@@ -124,6 +125,8 @@ class OutsideMixin(_Base):
         trunk = snapshot.trunk_from(peer.host)
         if trunk is None or _our_realm(request, snapshot):
             return None
+        if trunk.transport == "tls" and peer.transport != "tls":
+            return None  # a TLS trunk's calls come over TLS: a UDP packet with its source address may be forged
         if trunk.tenant_id is not None and isinstance(request.uri, SipUri):
             # the domain the request is for as authentication sees it: a phone set up with only our
             # address sends its first INVITE to sip:102@<our IP>, which is the default domain's call
@@ -214,11 +217,19 @@ class OutsideMixin(_Base):
                 return
             tenant = self.trunks.snapshot.tenants.get(call.tenant_id) if self.trunks else None
             await self.conferences.enter(call, room, language=tenant.locale if tenant else self.prompt_language)
+        elif kind == "ivr" and self.ivr is not None:
+            tenant = self.trunks.snapshot.tenants.get(call.tenant_id) if self.trunks else None
+            await self.ivr.enter(call, int(destination.get("menu", 0)), from_number=from_number,
+                                 language=tenant.locale if tenant else self.prompt_language)
+        elif kind == "ring_group":
+            await self._to_ring_group(call, destination, from_number=from_number)
         elif kind == "external":
             target = str(destination.get("number", ""))
             profile = CallerProfile(tenant_id=call.tenant_id)
             await self._route_outside(call, target, profile, forwarded=True)
-        else:  # voicemail, queue: their issues fill these in; "none": nobody takes calls now
+        elif kind == "voicemail" and self.voicemail is not None:
+            await self.voicemail.leave(call, str(destination.get("number", "")), GreetingKind.UNAVAILABLE)
+        else:  # queue: its issue fills this in; "none": nobody takes calls now
             await self._refuse(call, 480, "unavailable")
 
     async def _invite_from_pbx(self, txn: ServerTransaction, request: Request, peer: Peer, trunk: TrunkInfo,

@@ -4,7 +4,9 @@ How it works: :meth:`Registrar.handle` takes a parsed REGISTER and its source an
 The domain in the Request-URI names the tenant; :class:`~zvonok.telephony.auth.Authenticator` checks
 the digest (same answer for unknown domains, users and wrong passwords; throttling of failures).
 Authenticated REGISTERs update the :class:`Location` following §10.3 steps 6–8, and the 200 lists the
-current bindings.
+current bindings. Behind an edge proxy (one of the trusted edges) the REGISTER's Path values (RFC 3327)
+are stored with each of its bindings and echoed in the 200, which says ``Supported: path`` (see
+:mod:`zvonok.telephony.edge`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from zvonok.sip.peer import Peer
 from zvonok.sip.uri import SipUri
 
 from .auth import Authenticator
+from .edge import path_of
 from .location import Binding, Location
 
 
@@ -65,7 +68,7 @@ class Registrar:
         The SIP service calls this inline, so a REGISTER whose user is in memory costs no task.
         """
         auth = self.auth
-        if auth.blocked(peer):
+        if auth.blocked(peer, request):
             return None
         ruri = request.uri
         aor_uri = request.to.uri
@@ -75,8 +78,13 @@ class Registrar:
         try:
             # the request must be well formed before it is worth a challenge (RFC 4475 §3.1.2.13)
             contacts, wildcard = _contacts(request)
+            path = path_of(request)
         except SipParseError as exc:
             return auth.reply(request, exc.status, reason=exc.reason)
+        if path and not auth.edges.trusts(peer.host):
+            # only an edge we know may say where our INVITEs go: from anyone else a Path would point the
+            # node's requests at any address (a reflector); its calls go back to the REGISTER's source
+            path = ()
         domain = auth.domain_of(ruri)
         outcome = auth.check(request, peer, now, domain=domain, user=aor_uri.user_unescaped or "")
         if isinstance(outcome, str):
@@ -88,13 +96,13 @@ class Registrar:
             status = outcome.response.status if outcome.response is not None else 0
             metrics.child(metrics.REGISTER_RESULTS, {401: "challenged", 403: "forbidden"}.get(status, str(status))).inc()
             return outcome.response
-        response = self._update_bindings(request, peer, outcome.credentials, contacts, wildcard, now)
+        response = self._update_bindings(request, peer, outcome.credentials, contacts, wildcard, path, now)
         metrics.child(metrics.REGISTER_RESULTS, "ok" if response.status == 200 else str(response.status)).inc()
         return response
 
     # -- RFC 3261 §10.3 steps 6-8 ------------------------------------------------------------------
     def _update_bindings(self, request: Request, peer: Peer, creds: SipCredentials, contacts: list[NameAddr],
-                         wildcard: bool, now: float) -> Response:
+                         wildcard: bool, path: tuple[str, ...], now: float) -> Response:
         cfg = self.config
         header_expires = _expires_value(request.headers.get("expires"))
         tenant_id, extension_id = creds.tenant_id, creds.extension_id
@@ -107,7 +115,7 @@ class Registrar:
             for binding in list(self.location.current(tenant_id, extension_id).values()):
                 if binding.call_id != call_id or cseq > binding.cseq:
                     self.location.remove(tenant_id, extension_id, binding.contact)
-            return self._ok(request, tenant_id, extension_id, now)
+            return self._ok(request, tenant_id, extension_id, path, now)
 
         changes: list[tuple[str, int, NameAddr]] = []
         for addr in contacts:
@@ -121,6 +129,8 @@ class Registrar:
             changes.append((str(addr.uri), min(expires, cfg.max_expires), addr))
 
         user_agent = (request.headers.get("user-agent") or "")[:255]
+        client = self.auth.client_host(request, peer)
+        client = "" if client == peer.host else client
         existing = self.location.current(tenant_id, extension_id)
         for contact, expires, addr in changes:
             old = existing.get(contact)
@@ -142,10 +152,10 @@ class Registrar:
                 contact=contact, expires_at=now + expires, q=q, source=str(peer),
                 connection=peer.connection, user_agent=user_agent, call_id=call_id, cseq=cseq,
                 instance=instance or None, reg_id=int(reg_id) if reg_id and reg_id.isdigit() else None,
-                registered_at=now,
+                registered_at=now, path=path, client=client,
             ))
         self._enforce_limit(tenant_id, extension_id, min(creds.max_devices, cfg.max_contacts), now)
-        return self._ok(request, tenant_id, extension_id, now)
+        return self._ok(request, tenant_id, extension_id, path, now)
 
     def _enforce_limit(self, tenant_id: int, extension_id: int, limit: int, now: float) -> None:
         """Keep at most ``limit`` devices: the oldest registrations give way (Asterisk remove_existing)."""
@@ -153,10 +163,15 @@ class Registrar:
         for binding in live[: max(0, len(live) - limit)]:
             self.location.remove(tenant_id, extension_id, binding.contact)
 
-    def _ok(self, request: Request, tenant_id: int, extension_id: int, now: float) -> Response:
+    def _ok(self, request: Request, tenant_id: int, extension_id: int, path: tuple[str, ...],
+            now: float) -> Response:
         bindings = self.location.lookup(tenant_id, extension_id, now)
         headers = [("Contact", f"<{b.contact}>;expires={b.remaining(now)}") for b in bindings]
-        headers.append(("Date", _http_date(int(now))))
+        # RFC 3327 §5.3: a copy of the path list goes back, so the phone can see the path it was given
+        # (echoed whether or not it said Supported: path: edges add Path for phones that never heard of
+        # it, and a phone ignores a header field it does not understand)
+        headers += [("Path", value) for value in path]
+        headers += [("Supported", "path"), ("Date", _http_date(int(now)))]
         return self._reply(request, 200, *headers)
 
 

@@ -15,11 +15,13 @@ import asyncio
 import os
 import time
 from collections.abc import Callable, Sequence
+from ssl import SSLContext
 from typing import TYPE_CHECKING
 
 from zvonok import metrics
 from zvonok.config import Settings
 from zvonok.logs import get_logger
+from zvonok.sip.dtmf_info import DTMF_INFO_TYPES
 from zvonok.sip.errors import SipParseError
 from zvonok.sip.headers import get_param
 from zvonok.sip.message import Request, Response, make_response, parse_datagram
@@ -40,14 +42,15 @@ from zvonok.sip.transaction import (
 )
 from zvonok.sip.transaction_messages import build_cancel
 from zvonok.sip.uas import check_request
-from zvonok.transport.tcp import TcpLimits, TcpTransport
-from zvonok.transport.tls import ServerCertificate
+from zvonok.transport.tcp import Dial, TcpLimits, TcpTransport
+from zvonok.transport.tls import ServerCertificate, client_context
 from zvonok.transport.udp import UdpTransport, open_udp
 
 from .registrar import Lookup, Registrar
 
 if TYPE_CHECKING:
     from .b2bua import CallEngine
+    from .mwi import Mwi
 
 ClientHandler = Callable[[object], None]
 
@@ -56,6 +59,8 @@ log = get_logger(__name__)
 ALLOWED_METHODS = ("REGISTER", "OPTIONS", "ACK", "CANCEL")
 CALL_METHODS = ("INVITE", "BYE", "UPDATE", "INFO", "NOTIFY", "REFER")
 ACCEPTED_TYPES = ("application/sdp",)
+# legacy INFO (RFC 6086 §2) as desk phones send their keys: zvonok.sip.dtmf_info
+INFO_TYPES = (*ACCEPTED_TYPES, *sorted(DTMF_INFO_TYPES))
 USER_AGENT = "Zvonok"
 
 
@@ -84,6 +89,10 @@ class SipService:
         self._clients: dict[ClientTransaction, ClientHandler] = {}
         self._pending_cancels: dict[ClientTransaction, str | None] = {}
         self.calls: CallEngine | None = None  # set by the composition root when calls are served
+        self.mwi: Mwi | None = None  # message-waiting SUBSCRIBEs (telephony/mwi.py), set with voicemail
+        # the trunks we may open connections to: peer -> (its host name for SNI, verify its certificate?)
+        self.dial_targets: Callable[[Peer], tuple[str, bool] | None] | None = None
+        self._client_contexts: dict[bool, SSLContext] = {}
         self.t1 = settings.sip_t1
         self.t2 = settings.sip_t2
 
@@ -106,12 +115,14 @@ class SipService:
 
     @property
     def supported(self) -> tuple[str, ...]:
-        """SIP extensions we do (RFC 3261 §19.2): session timers come with calls (RFC 4028)."""
-        return ("timer",) if self.calls is not None else ()
+        """SIP extensions we do (RFC 3261 §19.2): Path in the registrar (RFC 3327: a REGISTER from an edge
+        may say ``Require: path``), session timers with calls (RFC 4028)."""
+        return ("path", "timer") if self.calls is not None else ("path",)
 
     @property
     def allowed_methods(self) -> tuple[str, ...]:
-        return ALLOWED_METHODS + CALL_METHODS if self.calls is not None else ALLOWED_METHODS
+        methods = ALLOWED_METHODS + CALL_METHODS if self.calls is not None else ALLOWED_METHODS
+        return methods + ("SUBSCRIBE",) if self.mwi is not None else methods
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -129,8 +140,9 @@ class SipService:
                     raise
                 continue
             break
-        assert self.udp is not None
+        assert self.udp is not None and self.tcp is not None
         self.local = (host, self.udp.local[1])
+        self.tcp.dialer = self._dial
         if self.settings.sip_tls_cert is not None and self.settings.sip_tls_key is not None:
             self.certificate = ServerCertificate(self.settings.sip_tls_cert, self.settings.sip_tls_key)
             self.tls = TcpTransport(self._on_stream, self.settings.sip_max_message_size, self._tcp_limits(),
@@ -139,11 +151,26 @@ class SipService:
             # (zvonok.server) reserves sip_tcp_max_connections for SIP streams, TLS included
             assert self.tcp is not None
             self.tls.table = self.tcp.table
+            self.tls.dialer = self._dial
             await self.tls.start(host, self.settings.sip_tls_port)
             self.tls_port = self.tls.local[1]
             task = asyncio.ensure_future(self._watch_certificate(self.certificate))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _dial(self, peer: Peer) -> Dial | None:
+        """How to connect to ``peer`` when nothing is open to it: only trunks are connected to."""
+        target = self.dial_targets(peer) if self.dial_targets is not None else None
+        if target is None:
+            return None
+        host, verify = target
+        if peer.transport != "tls":
+            return Dial()
+        context = self._client_contexts.get(verify)
+        if context is None:
+            context = self._client_contexts[verify] = client_context(verify=verify,
+                                                                     ca_file=self.settings.sip_tls_ca_file)
+        return Dial(ssl=context, server_hostname=host)
 
     def _tcp_limits(self) -> TcpLimits:
         return TcpLimits(
@@ -279,10 +306,13 @@ class SipService:
         self._arm_timer()
 
     def _dispatch(self, txn: ServerTransaction, request: Request, peer: Peer) -> None:
-        error = check_request(request, allowed_methods=self.allowed_methods, content_types=ACCEPTED_TYPES,
-                              supported=self.supported, to_tag=_tag())
+        error = check_request(request, allowed_methods=self.allowed_methods,
+                              content_types=INFO_TYPES if request.method == "INFO" else ACCEPTED_TYPES,
+                              supported=self.supported, to_tag=_tag(), secure=peer.transport == "tls")
         if error is not None:
             self._respond(txn, error)
+        elif self.mwi is not None and request.method == "SUBSCRIBE":
+            self.mwi.on_subscribe(txn, request, peer)
         elif self.calls is not None and request.method in CALL_METHODS + ("OPTIONS",) and request.to.tag:
             self.calls.on_request(txn, request, peer)
         elif self.calls is not None and request.method == "INVITE":
@@ -374,6 +404,8 @@ class SipService:
     def _send(self, data: bytes, peer: Peer) -> None:
         if peer.reliable:
             stream = self._stream(peer)
+            if stream is None and peer.transport == "tls":
+                log.warning("sip over tls without a tls listener: set ZVONOK_SIP_TLS_CERT and _KEY", peer=str(peer))
             if stream is not None and not stream.send(data, peer):
                 log.info("no connection left to send on", peer=str(peer))
         elif self.udp is not None:

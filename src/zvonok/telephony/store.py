@@ -18,7 +18,7 @@ from .location import Binding
 from .models import Registration
 
 _FIELDS = ("aor", "expires_at", "registered_at", "q", "source", "user_agent", "call_id", "cseq", "instance",
-           "reg_id")
+           "reg_id", "client", "path")
 _SQLITE_UPSERT = (
     "INSERT INTO sip_registrations (tenant_id, extension_id, contact, " + ", ".join(_FIELDS) + ") "
     "VALUES (" + ", ".join("?" * (3 + len(_FIELDS))) + ") "
@@ -49,7 +49,7 @@ class SqlBindingStore:
                 # and the next flush retries it.
                 self._conn.execute("PRAGMA busy_timeout=0")
             conn = self._conn
-            rows = [(b.tenant_id, b.extension_id, b.contact, *(getattr(b, f) for f in _FIELDS)) for b in upserts]
+            rows = [tuple(_row(b).values()) for b in upserts]
             conn.execute("BEGIN IMMEDIATE")
             try:
                 if deletes:
@@ -81,7 +81,8 @@ class SqlBindingStore:
             await session.commit()
         return [
             Binding(tenant_id=r.tenant_id, extension_id=r.extension_id, contact=r.contact,
-                    **{f: getattr(r, f) for f in _FIELDS})
+                    **{f: getattr(r, f) for f in _FIELDS if f != "path"},
+                    path=tuple(r.path.split("\n")) if r.path else ())
             for r in rows
         ]
 
@@ -133,5 +134,8 @@ def _upsert(dialect: str) -> Any:
 
 
 def _row(b: Binding) -> dict[str, Any]:
-    return {"tenant_id": b.tenant_id, "extension_id": b.extension_id, "contact": b.contact,
-            **{f: getattr(b, f) for f in _FIELDS}}
+    """The table row of a binding, its columns in the order of ``_SQLITE_UPSERT``."""
+    row = {"tenant_id": b.tenant_id, "extension_id": b.extension_id, "contact": b.contact,
+           **{f: getattr(b, f) for f in _FIELDS}}
+    row["path"] = "\n".join(b.path) if b.path else None
+    return row

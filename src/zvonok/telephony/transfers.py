@@ -69,6 +69,12 @@ class TransferMixin(_Base):
         self._notify_refer(transferor, "SIP/2.0 100 Trying", final=False)
         number = target.user_unescaped or ""
         ext = await self.directory.extension(call.tenant_id, number) if number else None
+        if ext is None and self.parking is not None and self.parking.is_park_number(number):
+            sipfrag = await self.parking.park(transferor, transferee, number)  # telephony/park.py
+            self._notify_refer(transferor, sipfrag, final=True)
+            if sipfrag.startswith("SIP/2.0 200"):
+                self._end_leg(transferor, "parked")
+            return
         now = time.time()
         bindings = self.location.lookup(call.tenant_id, ext.extension_id, now) if ext is not None else []
         if ext is None or not bindings:

@@ -33,6 +33,8 @@ class _Sip(Protocol):
     local_host: str
     local_port: int
 
+    def port_for(self, transport: str) -> int: ...
+
     def send_request(self, request: Request, peer: Peer,
                      handler: Callable[[object], None]) -> ClientTransaction: ...
 
@@ -59,12 +61,13 @@ class _Registration:
         self.trunk = trunk
         self.timer: asyncio.TimerHandle | None = None
         transport = "" if trunk.transport == "udp" else f";transport={trunk.transport}"
+        port = sip.port_for(trunk.transport)  # over TLS: our TLS port, where the carrier sends our calls
         self.client = RegistrationClient(
             registrar=f"sip:{uri_host(trunk.host)}:{trunk.port}{transport}",
             aor=f"sip:{escape_user(trunk.username)}@{uri_host(trunk.domain)}",
             username=trunk.auth_username or trunk.username, password=trunk.password,
-            contact=f"sip:{escape_user(trunk.username)}@{uri_host(sip.local_host)}:{sip.local_port}{transport}",
-            peer=trunk_peer(trunk), local_host=sip.local_host, local_port=sip.local_port,
+            contact=f"sip:{escape_user(trunk.username)}@{uri_host(sip.local_host)}:{port}{transport}",
+            peer=trunk_peer(trunk), local_host=sip.local_host, local_port=port,
             call_id_gen=lambda: _token() + _token(), tag_gen=_token, branch_gen=lambda: "z9hG4bK" + _token(),
             cnonce_gen=_token, expires=trunk.register_expires, user_agent="Zvonok",
         )
@@ -158,6 +161,14 @@ class Trunks:
                         continue
                     self._failed.pop(trunk_id, None)
                     self._registrations[trunk_id] = reg
+
+    def dial_target(self, peer: Peer) -> tuple[str, bool] | None:
+        """A trunk at ``peer`` (address, port, transport): its host name (SNI, the name its TLS certificate
+        must carry) and whether to verify that certificate; None: no trunk there, nothing to connect to."""
+        for trunk in self.snapshot.trunks.values():
+            if (trunk.address, trunk.port, trunk.transport) == (peer.host, peer.port, peer.transport):
+                return trunk.host, trunk.tls_verify
+        return None
 
     def stop(self) -> None:
         for reg in self._registrations.values():

@@ -10,6 +10,12 @@ One sweep closes those whose deadline passed (idle, a message begun but not fini
 all: see :mod:`zvonok.transport.limits`). A later TLS or WebSocket transport
 produces the same (message or error, Peer) pairs, so nothing above changes: SIP over TLS (RFC 3261
 §26.2, :mod:`.tls`) is this same transport given an SSL context (its peers say ``tls``).
+
+Connections are also opened *to* a peer when something is to be sent and none is open, but only to the
+peers :attr:`TcpTransport.dialer` names (trunks: a carrier is reached on its own TCP or TLS port; a phone
+is reached only on the connection it keeps to us). The messages sent meanwhile wait for the connection; a
+connection that cannot be opened drops them, and the transaction's timer reports the failure. A TLS
+connection we open verifies the carrier's certificate as :class:`Dial` says, with SNI = the trunk's host.
 """
 
 from __future__ import annotations
@@ -30,6 +36,19 @@ from zvonok.transport.limits import ConnectionTable, StreamDeadlines
 log = get_logger(__name__)
 
 StreamHandler = Callable[[Request | Response | SipParseError, bytes, Peer], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Dial:
+    """How to open a connection to a peer we may connect to: ``ssl`` (TLS only) is the client context
+    (verifying or not), ``server_hostname`` the name sent as SNI and checked against the certificate."""
+
+    ssl: SSLContext | None = None
+    server_hostname: str | None = None
+
+
+Dialer = Callable[[Peer], "Dial | None"]
+MAX_PENDING = 64  # messages held per peer while its connection opens
 _ids = itertools.count(1)
 
 
@@ -52,6 +71,7 @@ class TcpConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer: Peer | None = None
         self.deadlines: StreamDeadlines | None = None  # None: not counted (refused, or evicted)
+        self.outbound = False  # we opened it (to a trunk): trusted from the start
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's TCPTransport is no subclass
@@ -67,6 +87,8 @@ class TcpConnection(asyncio.Protocol):
         self.deadlines = StreamDeadlines(asyncio.get_running_loop().time(), idle=limits.idle_timeout,
                                          message=limits.message_timeout, first=limits.first_message_timeout)
         self.server.connections[self.id] = self
+        if self.outbound:
+            self.server.table.trust(self)
 
     def data_received(self, data: bytes) -> None:
         if self.deadlines is None:
@@ -120,6 +142,9 @@ class TcpTransport:
         self._server: asyncio.Server | None = None
         self._reaper: asyncio.Task[None] | None = None
         self.local: tuple[str, int] = ("", 0)
+        self.dialer: Dialer | None = None  # which peers we may connect to, and how
+        self._pending: dict[tuple[str, int], list[bytes]] = {}  # messages waiting for a connection we open
+        self._dials: set[asyncio.Task[None]] = set()
 
     async def start(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
@@ -160,11 +185,50 @@ class TcpTransport:
                     conn = candidate
                     break
         if conn is None:
-            return False
+            return self._dial(data, peer)
         conn.send(data)
         return True
 
+    def _dial(self, data: bytes, peer: Peer) -> bool:
+        key = (peer.host, peer.port)
+        waiting = self._pending.get(key)
+        if waiting is not None:
+            if len(waiting) < MAX_PENDING:
+                waiting.append(data)
+            return True
+        how = self.dialer(peer) if self.dialer is not None else None
+        if how is None or (self.ssl is not None and how.ssl is None):
+            return False
+        self._pending[key] = [data]
+        task = asyncio.ensure_future(self._connect(key, how))
+        self._dials.add(task)
+        task.add_done_callback(self._dials.discard)
+        return True
+
+    async def _connect(self, key: tuple[str, int], how: Dial) -> None:
+        loop = asyncio.get_running_loop()
+
+        def made() -> TcpConnection:
+            conn = TcpConnection(self)
+            conn.outbound = True
+            return conn
+
+        try:
+            _, conn = await asyncio.wait_for(loop.create_connection(
+                made, key[0], key[1], ssl=how.ssl,
+                server_hostname=how.server_hostname if how.ssl is not None else None), timeout=10.0)
+        except (TimeoutError, OSError) as exc:  # ssl.SSLError (a certificate refused) is an OSError
+            dropped = self._pending.pop(key, [])
+            metrics.child(metrics.CONNECTIONS_CLOSED, "sip", "connect_failed").inc()
+            log.warning("sip connection could not be opened", transport=self.name, host=key[0], port=key[1],
+                        error=str(exc) or type(exc).__name__, dropped=len(dropped))
+            return
+        for data in self._pending.pop(key, []):
+            conn.send(data)
+
     async def close(self) -> None:
+        for task in list(self._dials):
+            task.cancel()
         if self._reaper is not None:
             self._reaper.cancel()
         if self._server is not None:

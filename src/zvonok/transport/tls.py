@@ -9,6 +9,10 @@ key that does not match) is logged and the previous certificate stays in force.
 
 Clients are not asked for certificates: phones authenticate with digest over the encrypted connection.
 TLS 1.2 is the floor (RFC 8996 deprecates 1.0/1.1).
+
+Towards carriers we are the client (:func:`client_context`): their certificate is verified against the
+system's CA store, or a CA file of the platform, and its name against the trunk's host (RFC 5922 §7: the
+host we were configured with, sent as SNI); a trunk may turn verification off for a self-signed office PBX.
 """
 
 from __future__ import annotations
@@ -56,6 +60,17 @@ class ServerCertificate:
         self.loads += 1
         log.info("tls certificate reloaded", cert=str(self.cert))
         return True
+
+
+def client_context(*, verify: bool, ca_file: Path | None = None) -> ssl.SSLContext:
+    """The context of TLS connections we open to carriers: verifying (CA store or ``ca_file``, host name
+    checked) or, with ``verify`` False, accepting any certificate (still encrypted, not authenticated)."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca_file) if ca_file else None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def write_self_signed(cert: Path, key: Path, hosts: Sequence[str], *, days: int = 825) -> None:

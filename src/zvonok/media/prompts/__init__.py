@@ -24,6 +24,17 @@ PromptName = Literal[
     "goodbye",
     "service_suspended",
     "connecting",
+    "vm_unavailable",
+    "vm_busy",
+    "vm_enter_mailbox",
+    "vm_no_messages",
+    "vm_message",
+    "vm_menu",
+    "vm_deleted",
+    "vm_saved",
+    "vm_no_more",
+    "vm_greeting_menu",
+    "vm_record_greeting",
 ]
 PROMPTS: tuple[PromptName, ...] = get_args(PromptName)
 LANGUAGES: tuple[str, ...] = ("en", "ru")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from zvonok.storage.models import metadata
+from zvonok.storage.models import include_name, metadata
 
 config = context.config
 
@@ -19,6 +19,7 @@ def _run(connection: object) -> None:
         target_metadata=metadata,
         render_as_batch=True,  # SQLite ALTER support through table copies
         compare_type=True,
+        include_name=include_name,  # the CRM's native search tables are no model's
     )
     with context.begin_transaction():
         context.run_migrations()

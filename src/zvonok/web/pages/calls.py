@@ -52,7 +52,8 @@ DIRECTIONS = {Direction.INTERNAL.value: N_("Internal"), Direction.INBOUND.value:
               Direction.OUTBOUND.value: N_("Outbound")}
 DISPOSITIONS = {Disposition.ANSWERED.value: N_("Answered"), Disposition.BUSY.value: N_("Busy"),
                 Disposition.NO_ANSWER.value: N_("No answer"), Disposition.FAILED.value: N_("Failed"),
-                Disposition.CANCELLED.value: N_("Cancelled"), Disposition.INTERRUPTED.value: N_("Interrupted")}
+                Disposition.CANCELLED.value: N_("Cancelled"), Disposition.INTERRUPTED.value: N_("Interrupted"),
+                Disposition.VOICEMAIL.value: N_("Voicemail")}
 LIVE_STATES = {"ringing": N_("Ringing"), "answered": N_("Talking"), "on_hold": N_("On hold")}
 
 

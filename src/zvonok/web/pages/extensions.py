@@ -91,20 +91,22 @@ async def create_extension(
     display_name: Annotated[str, Form(max_length=200)] = "",
     employee_id: Annotated[str, Form(max_length=12)] = "",
     sip_password: Annotated[str, Form(max_length=128)] = "",
+    pickup_group: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
     _ = gettext_for(request)
-    form = {"number": number, "display_name": display_name, "employee_id": employee_id}
+    form = {"number": number, "display_name": display_name, "employee_id": employee_id, "pickup_group": pickup_group}
     errors: dict[str, str] = {}
     created = None
     try:
         data = schemas.ExtensionCreate(
             number=number.strip(), display_name=display_name, sip_password=sip_password or None,
-            employee_id=int(employee_id) if employee_id.isdigit() else None,
+            employee_id=int(employee_id) if employee_id.isdigit() else None, pickup_group=pickup_group,
         )
     except PydanticValidationError as exc:
         messages = {
             "number": _("2 to 8 digits."), "display_name": _("Required."),
             "sip_password": _("At least 8 characters, or leave empty to generate one."),
+            "pickup_group": _("Up to 32 letters, digits, '-' or '_'; empty: the department."),
         }
         for err in exc.errors():
             field = str(err["loc"][0]) if err["loc"] else "number"

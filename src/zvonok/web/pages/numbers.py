@@ -1,7 +1,7 @@
 """The company's phone numbers (tenant admins): where each one's calls go, and its working hours.
 
 A number routes to one destination (:mod:`zvonok.pstn.destinations`): an extension, several at once, a
-voicemail box, a queue, an outside number, the access-number service, a conference room, or a schedule
+voicemail box, a queue, an outside number, the access-number service, a conference room, a ring group, or a schedule
 that picks one of those by the time. The form edits a schedule's first rule and its default (the
 other rules and holidays, set through the API, are kept as they are). The service checks everything
 (:func:`zvonok.pstn.service.update_number`); its message names the place in the payload, which the page
@@ -24,6 +24,7 @@ from zvonok.org.models import Extension, Office
 from zvonok.pstn import schemas as pstn_schemas
 from zvonok.pstn import service
 from zvonok.pstn.models import PhoneNumber
+from zvonok.ringgroup.models import RingGroup
 from zvonok.web.auth import TenantAdminUser
 from zvonok.web.forms import BadId, optional_id
 from zvonok.web.i18n import N_
@@ -38,7 +39,7 @@ LIMIT = 500
 KINDS = {
     "extension": N_("Extension"), "ring": N_("Several extensions at once"), "voicemail": N_("Voicemail"),
     "queue": N_("Queue"), "external": N_("Outside number"), "access": N_("Access number (PIN)"),
-    "conference": N_("Conference room"), "schedule": N_("By working hours"),
+    "conference": N_("Conference room"), "ring_group": N_("Ring group"), "schedule": N_("By working hours"),
 }
 BRANCH_KINDS = [k for k in KINDS if k != "schedule"]  # a schedule's branches are never schedules
 DAYS = [N_("Mon"), N_("Tue"), N_("Wed"), N_("Thu"), N_("Fri"), N_("Sat"), N_("Sun")]
@@ -49,9 +50,11 @@ TARGET_HELP = {
     "queue": N_("A queue name (1 to 100 characters)."),
     "external": N_("A number in international form: + and the country code."),
     "conference": N_("A conference room number: 2 to 8 digits."),
+    "ring_group": N_("A ring group number: 2 to 8 digits."),
     "access": N_("Invalid value."),
 }
 _MISSING_EXTENSION = re.compile(r"extension ([0-9]{2,8}) does not exist")
+_MISSING_GROUP = re.compile(r"ring group ([0-9]{2,8}) does not exist")
 
 
 def branch_payload(kind: str, target: str, *, timeout: str = "", skip_pin: bool = False) -> dict[str, Any]:
@@ -123,6 +126,9 @@ def _message(request: Request, field: str, service_message: str, form: dict[str,
     missing = _MISSING_EXTENSION.search(service_message)
     if missing:
         return str(_("Extension %(number)s does not exist.") % {"number": missing.group(1)})
+    missing = _MISSING_GROUP.search(service_message)
+    if missing:
+        return str(_("Ring group %(number)s does not exist.") % {"number": missing.group(1)})
     if field in ("target", "in_target", "out_target"):
         kind = {"target": form["kind"], "in_target": form["in_kind"], "out_target": form["out_kind"]}[field]
         return str(_(TARGET_HELP.get(kind, N_("Invalid value."))))
@@ -139,7 +145,10 @@ async def _choices(session: AsyncSession, tenant_id: int) -> dict[str, Any]:
     extensions = (await session.execute(select(Extension.number, Extension.display_name)
                                         .where(Extension.tenant_id == tenant_id).order_by(Extension.number)
                                         .limit(2000))).all()
-    return {"office_choices": [(i, n) for i, n in offices], "extension_choices": [(n, d) for n, d in extensions],
+    groups = (await session.execute(select(RingGroup.number, RingGroup.name).where(RingGroup.tenant_id == tenant_id)
+                                    .order_by(RingGroup.number).limit(2000))).all()
+    return {"office_choices": [(i, n) for i, n in offices],
+            "extension_choices": [(n, d) for n, d in extensions] + [(n, d) for n, d in groups],
             "kinds": KINDS, "branch_kinds": BRANCH_KINDS, "days": DAYS}
 
 

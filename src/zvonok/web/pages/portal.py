@@ -12,6 +12,9 @@ own partial (the extensions page's) when one names it, after a reconnect, and on
 Forwarding and DND of each extension: the form is here, the routes in :mod:`zvonok.web.pages.forwarding`;
 its one-line state reloads on the extension's ``ForwardingChanged`` (a feature code dialled on the phone).
 
+Voicemail: each extension with a mailbox lists its messages with a player and a delete button (the
+routes in :mod:`zvonok.web.pages.voicemail`).
+
 Secrets: a new SIP password is generated here and shown once (only HA1 values are stored); the PIN is
 never shown back, not even in a refused form.
 """
@@ -39,6 +42,8 @@ from zvonok.web.auth import TenantUser, WebUser
 from zvonok.web.i18n import N_
 from zvonok.web.render import gettext_for, render
 from zvonok.web.routing import EMPLOYEE, NavItem, page_router
+
+from .voicemail import my_voicemail
 
 router = page_router()
 NAV = [NavItem("/me", N_("My phone"), EMPLOYEE, order=10)]
@@ -101,13 +106,15 @@ async def _context(request: Request, session: AsyncSession, user: WebUser, *, ne
             "forwarding_form": {**{k: getattr(fwd, k) or "" for k in forwarding.TARGETS}, "dnd": "1" if fwd.dnd else "",
                                 "no_answer_seconds": str(fwd.no_answer_seconds)},
             "forwarding_saved": request.query_params.get("forwarding_saved") == str(ext.id),
+            "voicemail": await my_voicemail(session, user.tenant, ext.id),
             "qr": qr_svg(first.account_line(), _("QR code of the account of extension %(number)s")
                          % {"number": ext.number}),
         })
     pin = await policies.get_pin(session, user.tenant, _employee(user))
     return {"phones": phones, "has_pin": pin is not None, "pin_updated": pin.updated_at if pin else None,
             "pin_error": pin_error, "pin_done": pin_done, "refresh": DEVICES_REFRESH,
-            "pin_min": PIN_MIN_LENGTH, "pin_max": PIN_MAX_LENGTH, "forwarding_codes": ("*72", "*73", "*78", "*79")}
+            "pin_min": PIN_MIN_LENGTH, "pin_max": PIN_MAX_LENGTH, "forwarding_codes": ("*72", "*73", "*78", "*79"),
+            "voicemail_deleted": request.query_params.get("voicemail_deleted") == "1"}
 
 
 @router.get("/me")

@@ -23,6 +23,7 @@ from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok.api.deps import get_db, get_session
+from zvonok.billing.rates_csv import RowError
 from zvonok.org.errors import OrgError
 from zvonok.pstn import schemas as s
 from zvonok.pstn import service
@@ -51,7 +52,7 @@ class RateImportJob:
     done: int = 0
     total: int = 0
     imported: int = 0
-    errors: list[tuple[int, str]] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
 
     @property
@@ -78,11 +79,19 @@ async def _run(db: Database, job: RateImportJob, data: bytes) -> None:
                 await session.commit()
                 job.imported, job.stage = len(result.rates), "done"
             else:
-                job.errors = [(e.line, e.message) for e in result.errors]
+                job.errors = list(result.errors)
                 job.stage = "rejected"
     except Exception:  # the job's page must say it ended, whatever ended it
         log.exception("rate import %s into tariff %s failed", job.id, job.tariff_id)
         job.stage = "failed"
+
+
+def _import_context(request: Request, job: RateImportJob) -> dict[str, Any]:
+    """The import block's context: the rejected rows' problems in the reader's language (the deck checker
+    says them as templates: :class:`~zvonok.billing.rates_csv.RowError`)."""
+    _ = gettext_for(request)
+    shown = [(e.line, _(e.template).format(**dict(e.params))) for e in job.errors[:SHOWN_ERRORS]]
+    return {"job": job, "shown": SHOWN_ERRORS, "row_errors": shown}
 
 
 def _start(request: Request, tariff_id: int, filename: str, data: bytes) -> RateImportJob:
@@ -165,7 +174,7 @@ async def import_rates(request: Request, tariff_id: int, user: PlatformAdminUser
             "error": gettext_for(request)("Choose a CSV file with the rates.")}, status_code=422)
     job = _start(request, tariff_id, (file.filename if file else None) or "rates.csv", data)
     if request.headers.get("hx-request"):
-        return render(request, "pstn/_import.html", {"job": job, "shown": SHOWN_ERRORS})
+        return render(request, "pstn/_import.html", _import_context(request, job))
     return RedirectResponse(f"/operator/tariffs/imports/{job.id}", status_code=303)
 
 
@@ -175,7 +184,7 @@ async def import_progress(request: Request, job_id: str, user: PlatformAdminUser
     job = _jobs(request).get(job_id)
     if job is None:
         raise HTTPException(404, "no such import")
-    context = {"job": job, "shown": SHOWN_ERRORS}
+    context = _import_context(request, job)
     if request.headers.get("hx-request"):
         return render(request, "pstn/_import.html", context)
     found = await service.platform_get_tariff(session, job.tariff_id)

@@ -101,11 +101,12 @@ class TrunkForm:
         max_calls: Annotated[str, Form(max_length=8)] = "",
         number_format: Annotated[str, Form(max_length=16)] = "e164",
         enabled: Annotated[str, Form(max_length=8)] = "",
+        tls_verify: Annotated[str, Form(max_length=8)] = "",
     ) -> None:
         self.values: dict[str, Any] = {"name": name, "kind": kind, "host": host, "port": port, "transport": transport,
                        "username": username, "register": bool(register_), "register_expires": register_expires,
                        "inbound_addresses": inbound_addresses, "max_calls": max_calls,
-                       "number_format": number_format, "enabled": bool(enabled)}
+                       "number_format": number_format, "enabled": bool(enabled), "tls_verify": bool(tls_verify)}
         self.password = password
 
     def data(self) -> dict[str, Any]:
@@ -116,6 +117,7 @@ class TrunkForm:
             "transport": v["transport"], "username": v["username"].strip() or None, "register": v["register"],
             "register_expires": v["register_expires"] or 3600, "inbound_addresses": lines(v["inbound_addresses"]),
             "max_calls": v["max_calls"].strip() or None, "number_format": v["number_format"], "enabled": v["enabled"],
+            "tls_verify": v["tls_verify"],
         }
         if self.password:
             data["password"] = self.password
@@ -124,14 +126,15 @@ class TrunkForm:
 
 def _form_of(trunk: Trunk) -> dict[str, Any]:
     return {"name": trunk.name, "kind": trunk.kind, "host": trunk.host, "port": trunk.port,
-            "transport": trunk.transport, "username": trunk.username or "", "register": trunk.register,
+            "transport": "tls" if trunk.transport == s.TLS_UNVERIFIED else trunk.transport,
+            "tls_verify": trunk.transport != s.TLS_UNVERIFIED, "username": trunk.username or "", "register": trunk.register,
             "register_expires": trunk.register_expires, "inbound_addresses": "\n".join(trunk.inbound_addresses or []),
             "max_calls": trunk.max_calls or "", "number_format": trunk.number_format, "enabled": trunk.enabled,
             "has_password": bool(trunk.password)}
 
 
 _NEW_TRUNK = {"kind": "carrier", "port": 5060, "transport": "udp", "register_expires": 3600, "number_format": "e164",
-              "enabled": True}
+              "enabled": True, "tls_verify": True}
 
 
 @router.get("/trunks")
@@ -246,6 +249,7 @@ class RouteForm:
         trunk_id: Annotated[str, Form(max_length=12)] = "",
         priority: Annotated[str, Form(max_length=12)] = "100",
         enabled: Annotated[str, Form(max_length=8)] = "",
+        tls_verify: Annotated[str, Form(max_length=8)] = "",
     ) -> None:
         self.values: dict[str, Any] = {"prefix": prefix.strip().removeprefix("+"), "trunk_id": trunk_id, "priority": priority,
                        "enabled": bool(enabled)}

@@ -1,0 +1,637 @@
+"""The contact center's state machine: waiting callers, agents, offers — sans-I/O.
+
+How it works: the call engine feeds :class:`ContactCenter` what happens, each input with ``now`` (a
+monotonic clock): a caller :meth:`~ContactCenter.join`\\ s a queue or leaves it (:meth:`~ContactCenter.caller_left`,
+:meth:`~ContactCenter.request_callback`), an agent's phone answers an offer or not
+(:meth:`~ContactCenter.offer_answered`, :meth:`~ContactCenter.offer_failed`), a queue call ends
+(:meth:`~ContactCenter.call_ended`, :meth:`~ContactCenter.transferred`), an agent logs in, out, pauses,
+or is on a non-queue call (:meth:`~ContactCenter.login`, :meth:`~ContactCenter.logout`,
+:meth:`~ContactCenter.pause`, :meth:`~ContactCenter.unpause`, :meth:`~ContactCenter.set_busy_elsewhere`).
+It then drains :meth:`~ContactCenter.take_actions` — :class:`Offer` (ring this agent for this call),
+:class:`CancelOffer`, :class:`Announce` (tell the caller its position and estimated wait) and
+:class:`Overflow` (send the caller to the queue's overflow destination) — and
+:meth:`~ContactCenter.take_log` (the queue log, :mod:`.log`), and re-arms one timer on
+:meth:`~ContactCenter.next_deadline`, calling :meth:`~ContactCenter.handle_timer` when it passes.
+
+The order of the line: a heavier queue's callers first (queues sharing agents), then a higher caller
+priority (VIP), then the earlier arrival. A caller whose offer fails (no answer, busy, the agent's phone
+went away) keeps that place, so it is offered again first. A callback request keeps the place too: the
+live call ends, and when its turn comes the agent's phone rings first (``Offer.callback``), then the
+engine calls the customer.
+
+One invariant makes dispatching cheap: after every input, no waiting caller that is not being offered
+has an eligible available agent. So a caller who joins is matched against the available agents only,
+an agent who becomes available against the waiting callers only, and only time (a skill relaxation
+point, the end of an agent's retry pause) calls for a wider look — with 1,000 callers waiting, an agent
+finishing wrap-up costs one pass over the line, not a pass per caller and agent.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import log as ql
+from .agents import BUSY, TRANSITIONS, Agent, AgentError, AgentStatus
+from .log import QueueLogEntry
+from .queues import QueueConfig, Strategy
+from .strategies import rank
+
+__all__ = ["Announce", "CancelOffer", "CenterError", "ContactCenter", "Offer", "Overflow", "QueueSnapshot",
+           "Waiting"]
+
+_S = AgentStatus
+DEFAULT_HANDLE_TIME = 120.0  # seconds per call assumed by the wait estimate until a queue has handled one
+
+
+class CenterError(ValueError):
+    """An input the center cannot take (an unknown queue, a call already queued): the caller's mistake."""
+
+
+# -- actions -------------------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Offer:
+    call_id: str
+    queue_id: int
+    agent_id: int
+    number: str  # the caller's number (the agent's screen; the number to call back)
+    callback: bool = False  # ring the agent, then call the customer at ``number``
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CancelOffer:
+    call_id: str
+    agent_id: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Announce:
+    call_id: str
+    position: int  # 1: next in line
+    wait_estimate: int  # seconds, rounded up to whole minutes' worth by the prompt
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Overflow:
+    call_id: str
+    queue_id: int
+    reason: str  # "full", "empty", "timeout"
+    destination: Any
+
+
+Action = Offer | CancelOffer | Announce | Overflow
+
+
+@dataclass(eq=False)
+class Waiting:
+    """A caller in line (or a callback request holding its place)."""
+
+    call_id: str
+    queue_id: int
+    number: str
+    priority: int
+    joined_at: float
+    seq: int
+    original_position: int
+    offered: set[int] = field(default_factory=set)  # the agents whose phones ring for it now
+    offer_started: float | None = None
+    callback: bool = False
+    next_announce: float | None = None
+    relax_next: float | None = None  # the next time a skill relaxation widens who may take it
+
+
+@dataclass(eq=False)
+class _InCall:
+    queue_id: int
+    agent_id: int
+    joined_at: float
+    answered_at: float
+    original_position: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class QueueSnapshot:
+    queue_id: int
+    waiting: int  # callers in line, being offered included (callback requests not)
+    callbacks: int  # callback requests holding a place
+    longest_wait: float  # seconds the first live caller has waited
+    agents: dict[str, int]  # logged-in agents by status (an agent on a non-queue call counts as "busy")
+
+
+class ContactCenter:
+    """Queues and agents of one tenant (or of the whole node: queue and agent ids are unique)."""
+
+    def __init__(self, *, rng: random.Random | None = None, wall_offset: float = 0.0) -> None:
+        self.queues: dict[int, QueueConfig] = {}
+        self.agents: dict[int, Agent] = {}
+        self.waiting: dict[str, Waiting] = {}
+        self.in_call: dict[str, _InCall] = {}
+        self.rng = rng or random.Random()
+        self.wall_offset = wall_offset  # log entries carry wall-clock time: now + wall_offset
+        self._seq = itertools.count()
+        self._last_offered: dict[int, int] = {}  # queue -> agent offered last (round robin's memory)
+        self._handled: dict[int, tuple[float, int]] = {}  # queue -> (talk + wrap-up seconds, calls)
+        self._actions: list[Action] = []
+        self._log: list[QueueLogEntry] = []
+
+    # -- configuration -------------------------------------------------------------------------------
+    def set_queue(self, config: QueueConfig, now: float) -> None:
+        """Add a queue or change its settings (callers in line keep their places)."""
+        self.queues[config.id] = config
+        for entry in self.waiting.values():
+            if entry.queue_id == config.id:
+                entry.relax_next = self._relax_next(config, entry, now)
+        self._dispatch(now, entries=[e for e in self.waiting.values() if e.queue_id == config.id])
+
+    def remove_queue(self, queue_id: int, now: float) -> None:
+        """A deleted queue: its callers go to its overflow destination, its agents leave it."""
+        config = self._queue(queue_id)
+        for entry in self._line(queue_id):
+            self._exit(entry, now, ql.EXITEMPTY, "empty")
+        for agent in list(self.agents.values()):
+            if queue_id in agent.queues:
+                self.logout(agent.id, [queue_id], now)
+        del self.queues[config.id]
+
+    def set_skills(self, agent_id: int, skills: dict[str, int], now: float) -> None:
+        agent = self._agent(agent_id, create=True)
+        agent.skills = dict(skills)
+        self._dispatch(now, agents=[agent])
+
+    # -- inputs: callers -----------------------------------------------------------------------------
+    def join(self, call_id: str, queue_id: int, now: float, *, number: str = "", priority: int = 0) -> bool:
+        """A caller enters the queue: True when in line; False when refused at the door (an
+        :class:`Overflow` action says where it goes)."""
+        config = self._queue(queue_id)
+        if call_id in self.waiting or call_id in self.in_call:
+            raise CenterError(f"call {call_id} is already in a queue")
+        line = self._line(queue_id)
+        if config.max_waiting is not None and len(line) >= config.max_waiting:
+            self._entry(now, ql.FULL, queue_id=queue_id, call_id=call_id, number=number)
+            self._actions.append(Overflow(call_id=call_id, queue_id=queue_id, reason="full",
+                                          destination=config.overflow))
+            return False
+        if not config.join_empty and not self._logged_in(queue_id):
+            self._entry(now, ql.JOINEMPTY, queue_id=queue_id, call_id=call_id, number=number)
+            self._actions.append(Overflow(call_id=call_id, queue_id=queue_id, reason="empty",
+                                          destination=config.overflow))
+            return False
+        entry = Waiting(call_id=call_id, queue_id=queue_id, number=number, priority=priority, joined_at=now,
+                        seq=next(self._seq), original_position=0)
+        self.waiting[call_id] = entry
+        entry.original_position = self.position(call_id)
+        entry.relax_next = self._relax_next(config, entry, now)
+        if config.announce_every > 0:
+            entry.next_announce = now + config.announce_every
+        self._entry(now, ql.ENTERQUEUE, queue_id=queue_id, call_id=call_id, number=number,
+                    position=entry.original_position, priority=priority)
+        self._dispatch(now, entries=[entry])
+        return True
+
+    def caller_left(self, call_id: str, now: float) -> None:
+        """The caller hung up: an abandon while in line, the end of the call when talking to an agent.
+        A callback request's live call ending changes nothing (it holds its place without a call)."""
+        entry = self.waiting.get(call_id)
+        if entry is not None:
+            if entry.callback:
+                return
+            position = self.position(call_id)
+            del self.waiting[call_id]
+            freed = self._cancel_offers(entry, now, "caller_left")
+            self._entry(now, ql.ABANDON, queue_id=entry.queue_id, call_id=call_id, position=position,
+                        original_position=entry.original_position, wait=now - entry.joined_at)
+            self._dispatch(now, agents=freed)
+            return
+        if call_id in self.in_call:
+            self.call_ended(call_id, now, by_agent=False)
+
+    def request_callback(self, call_id: str, now: float, *, number: str | None = None) -> None:
+        """The caller pressed the callback key: its place is kept, its live call may end."""
+        entry = self._waiting(call_id)
+        if entry.callback:
+            return
+        if number:
+            entry.number = number
+        self._entry(now, ql.CALLBACK, queue_id=entry.queue_id, call_id=call_id, position=self.position(call_id),
+                    wait=now - entry.joined_at, number=entry.number)
+        entry.callback = True
+        entry.next_announce = None
+        # the agents ringing now would reach a caller about to hang up: the call is offered again, as a callback
+        freed = self._cancel_offers(entry, now, "cancelled")
+        self._dispatch(now, entries=[entry])
+        self._dispatch(now, agents=freed)
+
+    # -- inputs: offers and calls --------------------------------------------------------------------
+    def offer_answered(self, call_id: str, agent_id: int, now: float) -> bool:
+        """An agent's phone answered: True if the call is theirs; False if it is not (any more): the
+        engine then hangs up that phone's leg."""
+        entry = self.waiting.get(call_id)
+        agent = self.agents.get(agent_id)
+        if entry is None or agent is None or agent_id not in entry.offered:
+            return False
+        entry.offered.discard(agent_id)
+        ring = now - (entry.offer_started if entry.offer_started is not None else now)
+        del self.waiting[call_id]
+        freed = self._cancel_offers(entry, now, None)  # ring-all: the others stop ringing
+        agent.offer = None
+        agent.call = call_id
+        agent.missed = 0
+        self._set_status(agent, _S.ON_CALL, now, queue_id=entry.queue_id)
+        self.in_call[call_id] = _InCall(queue_id=entry.queue_id, agent_id=agent_id, joined_at=entry.joined_at,
+                                        answered_at=now, original_position=entry.original_position)
+        self._entry(now, ql.CONNECT, queue_id=entry.queue_id, call_id=call_id, agent_id=agent_id,
+                    hold=now - entry.joined_at, ring=ring, position=entry.original_position)
+        self._dispatch(now, agents=freed)
+        return True
+
+    def offer_failed(self, call_id: str, agent_id: int, now: float, *, reason: str = "no_answer") -> None:
+        """An offer did not reach the agent (no answer, busy, the phone is gone): the caller keeps its
+        place and is offered again; the agent rests for the queue's retry time, or goes NOT_READY after
+        ``max_no_answer`` misses in a row."""
+        entry = self.waiting.get(call_id)
+        agent = self.agents.get(agent_id)
+        if entry is None or agent is None or agent_id not in entry.offered:
+            return  # answered elsewhere or ended meanwhile
+        entry.offered.discard(agent_id)
+        self._missed(entry, agent, now, reason)
+        if not entry.offered:
+            entry.offer_started = None
+            self._dispatch(now, entries=[entry])
+
+    def call_ended(self, call_id: str, now: float, *, by_agent: bool) -> None:
+        """A connected queue call ended: the agent goes to wrap-up."""
+        self._complete(call_id, now, ql.COMPLETEAGENT if by_agent else ql.COMPLETECALLER, {})
+
+    def transferred(self, call_id: str, now: float, *, target: str) -> None:
+        """The agent transferred the caller elsewhere: the queue's part of the call is over."""
+        self._complete(call_id, now, ql.TRANSFER, {"target": target})
+
+    # -- inputs: agents ------------------------------------------------------------------------------
+    def login(self, agent_id: int, queue_ids: Iterable[int], now: float, *,
+              skills: dict[str, int] | None = None) -> None:
+        agent = self._agent(agent_id, create=True)
+        if skills is not None:
+            agent.skills = dict(skills)
+        for queue_id in queue_ids:
+            self._queue(queue_id)
+            if queue_id not in agent.queues:
+                agent.queues.add(queue_id)
+                self._entry(now, ql.ADDMEMBER, queue_id=queue_id, agent_id=agent_id)
+        if agent.status is _S.OFFLINE and agent.queues:
+            self._set_status(agent, _S.AVAILABLE, now)
+        self._dispatch(now, agents=[agent])
+
+    def logout(self, agent_id: int, queue_ids: Iterable[int] | None, now: float) -> None:
+        """Leave the given queues (all when None). An agent in no queue is OFFLINE — at once, or when the
+        call in progress ends."""
+        agent = self._agent(agent_id)
+        leaving = set(agent.queues if queue_ids is None else queue_ids) & agent.queues
+        for queue_id in sorted(leaving):
+            agent.queues.discard(queue_id)
+            self._entry(now, ql.REMOVEMEMBER, queue_id=queue_id, agent_id=agent_id)
+        withdrawn = None
+        if agent.status is _S.RINGING and agent.call_queue in leaving:
+            withdrawn = self._withdraw_offer(agent, now, "cancelled")
+            if agent.queues:
+                self._set_status(agent, _S.AVAILABLE, now)
+        if not agent.queues and agent.status in (_S.AVAILABLE, _S.NOT_READY, _S.WRAP_UP, _S.RINGING):
+            agent.wrap_until = None
+            agent.pause_after = None
+            self._set_status(agent, _S.OFFLINE, now)
+        for queue_id in sorted(leaving):
+            config = self.queues[queue_id]
+            if config.leave_empty and not self._logged_in(queue_id):
+                for entry in self._line(queue_id):
+                    if not entry.callback:
+                        self._exit(entry, now, ql.EXITEMPTY, "empty")
+        if withdrawn is not None and withdrawn.call_id in self.waiting:
+            self._dispatch(now, entries=[withdrawn])
+        self._dispatch(now, agents=[agent])
+
+    def pause(self, agent_id: int, reason: str, now: float) -> None:
+        """Not ready (with a tenant-defined reason). During a queue call it applies once the call and its
+        wrap-up are over."""
+        agent = self._agent(agent_id)
+        if agent.status is _S.OFFLINE:
+            raise AgentError("an agent who is not logged in cannot pause")
+        if agent.status in (_S.ON_CALL, _S.WRAP_UP):
+            agent.pause_after = reason
+            return
+        withdrawn = self._withdraw_offer(agent, now, "cancelled") if agent.status is _S.RINGING else None
+        agent.reason = reason
+        self._entry(now, ql.PAUSE, agent_id=agent_id, reason=reason)
+        if agent.status is not _S.NOT_READY:
+            self._set_status(agent, _S.NOT_READY, now)
+        if withdrawn is not None:
+            self._dispatch(now, entries=[withdrawn])
+
+    def unpause(self, agent_id: int, now: float) -> None:
+        agent = self._agent(agent_id)
+        agent.pause_after = None
+        if agent.status is not _S.NOT_READY:
+            return
+        self._entry(now, ql.UNPAUSE, agent_id=agent_id, reason=agent.reason or "")
+        agent.reason = None
+        agent.missed = 0
+        self._set_status(agent, _S.AVAILABLE if agent.queues else _S.OFFLINE, now)
+        self._dispatch(now, agents=[agent])
+
+    def set_busy_elsewhere(self, agent_id: int, busy: bool, now: float) -> None:
+        """The agent is on (or has ended) a call that is not from a queue: no queue call is offered meanwhile."""
+        agent = self.agents.get(agent_id)
+        if agent is None or agent.busy_elsewhere == busy:
+            return
+        agent.busy_elsewhere = busy
+        if not busy:
+            self._dispatch(now, agents=[agent])
+
+    # -- time ----------------------------------------------------------------------------------------
+    def next_deadline(self) -> float | None:
+        times: list[float] = []
+        for entry in self.waiting.values():
+            config = self.queues[entry.queue_id]
+            if entry.offer_started is not None:
+                times.append(entry.offer_started + config.ring_timeout)
+            if config.max_wait is not None and not entry.callback:
+                times.append(entry.joined_at + config.max_wait)
+            if entry.next_announce is not None and not entry.offered:
+                times.append(entry.next_announce)
+            if entry.relax_next is not None and not entry.offered:
+                times.append(entry.relax_next)
+        for agent in self.agents.values():
+            if agent.wrap_until is not None:
+                times.append(agent.wrap_until)
+            if agent.rest_until and self.waiting:
+                times.append(agent.rest_until)
+        return min(times) if times else None
+
+    def handle_timer(self, now: float) -> None:
+        rested: list[Agent] = []
+        for agent in list(self.agents.values()):
+            if agent.wrap_until is not None and agent.wrap_until <= now:
+                agent.wrap_until = None
+                self._after_work(agent, now)
+            if agent.rest_until and agent.rest_until <= now:
+                agent.rest_until = 0.0
+                rested.append(agent)
+        relaxed: list[Waiting] = []
+        for entry in list(self.waiting.values()):
+            config = self.queues[entry.queue_id]
+            if entry.offer_started is not None and entry.offer_started + config.ring_timeout <= now:
+                for agent_id in sorted(entry.offered):
+                    self._actions.append(CancelOffer(call_id=entry.call_id, agent_id=agent_id))
+                    self._missed(entry, self.agents[agent_id], now, "no_answer")
+                entry.offered.clear()
+                entry.offer_started = None
+                relaxed.append(entry)
+            if config.max_wait is not None and not entry.callback and entry.joined_at + config.max_wait <= now:
+                self._exit(entry, now, ql.EXITWITHTIMEOUT, "timeout")
+                continue
+            if entry.relax_next is not None and entry.relax_next <= now:
+                entry.relax_next = self._relax_next(config, entry, now)
+                relaxed.append(entry)
+            if entry.next_announce is not None and entry.next_announce <= now:
+                entry.next_announce = now + config.announce_every
+                if not entry.offered:
+                    position = self.position(entry.call_id)
+                    self._actions.append(Announce(call_id=entry.call_id, position=position,
+                                                  wait_estimate=self.wait_estimate(entry.queue_id, position)))
+        # agents first, against the whole line in order: one whose rest ended must not go to a caller
+        # behind one it now qualifies for; then the callers whose offers ended or whose skills relaxed
+        self._dispatch(now, agents=rested)
+        self._dispatch(now, entries=[e for e in relaxed if e.call_id in self.waiting])
+
+    # -- outputs -------------------------------------------------------------------------------------
+    def take_actions(self) -> list[Action]:
+        out, self._actions = self._actions, []
+        return out
+
+    def take_log(self) -> list[QueueLogEntry]:
+        out, self._log = self._log, []
+        return out
+
+    # -- views ---------------------------------------------------------------------------------------
+    def position(self, call_id: str) -> int:
+        """1-based place of a waiting caller among its queue's line."""
+        entry = self._waiting(call_id)
+        key = self._order(entry)
+        return 1 + sum(1 for other in self.waiting.values()
+                       if other.queue_id == entry.queue_id and other is not entry and self._order(other) < key)
+
+    def wait_estimate(self, queue_id: int, position: int) -> int:
+        """Seconds a caller at ``position`` may still wait: the calls ahead times the queue's average
+        handle time (talk + wrap-up), shared among the agents who work it now."""
+        total, count = self._handled.get(queue_id, (0.0, 0))
+        handle = total / count if count else DEFAULT_HANDLE_TIME
+        working = sum(1 for a in self.agents.values()
+                      if queue_id in a.queues and a.status not in (_S.OFFLINE, _S.NOT_READY))
+        return round(position * handle / max(1, working))
+
+    def snapshot(self, queue_id: int, now: float) -> QueueSnapshot:
+        line = self._line(queue_id)
+        live = [e for e in line if not e.callback]
+        agents: dict[str, int] = {}
+        for agent in self.agents.values():
+            if queue_id in agent.queues or agent.call_queue == queue_id:
+                status = "busy" if agent.busy_elsewhere and agent.status is _S.AVAILABLE else agent.status.value
+                agents[status] = agents.get(status, 0) + 1
+        return QueueSnapshot(queue_id=queue_id, waiting=len(live), callbacks=len(line) - len(live),
+                             longest_wait=max((now - e.joined_at for e in live), default=0.0), agents=agents)
+
+    # -- inside --------------------------------------------------------------------------------------
+    def _queue(self, queue_id: int) -> QueueConfig:
+        try:
+            return self.queues[queue_id]
+        except KeyError:
+            raise CenterError(f"no queue {queue_id}") from None
+
+    def _agent(self, agent_id: int, *, create: bool = False) -> Agent:
+        agent = self.agents.get(agent_id)
+        if agent is None:
+            if not create:
+                raise AgentError(f"agent {agent_id} is not logged in")
+            agent = self.agents[agent_id] = Agent(id=agent_id)
+        return agent
+
+    def _waiting(self, call_id: str) -> Waiting:
+        try:
+            return self.waiting[call_id]
+        except KeyError:
+            raise CenterError(f"call {call_id} is not waiting in a queue") from None
+
+    def _order(self, entry: Waiting) -> tuple[int, int, float, int]:
+        return (-self.queues[entry.queue_id].weight, -entry.priority, entry.joined_at, entry.seq)
+
+    def _line(self, queue_id: int) -> list[Waiting]:
+        return sorted((e for e in self.waiting.values() if e.queue_id == queue_id), key=self._order)
+
+    def _logged_in(self, queue_id: int) -> bool:
+        return any(queue_id in a.queues and a.status is not _S.OFFLINE for a in self.agents.values())
+
+    def _entry(self, now: float, event: str, *, queue_id: int | None = None, call_id: str | None = None,
+               agent_id: int | None = None, **data: Any) -> None:
+        self._log.append(QueueLogEntry(at=now + self.wall_offset, event=event, queue_id=queue_id, call_id=call_id,
+                                       agent_id=agent_id, data=data))
+
+    def _set_status(self, agent: Agent, status: AgentStatus, now: float, *, queue_id: int | None = None) -> None:
+        if status not in TRANSITIONS[agent.status]:
+            raise AgentError(f"agent {agent.id}: {agent.status.value} -> {status.value} is not a transition")
+        previous = agent.status
+        self._log.append(QueueLogEntry(at=now + self.wall_offset, event=ql.AGENTSTATUS, agent_id=agent.id,
+                                       queue_id=agent.call_queue if previous in BUSY else None,
+                                       data={"from": previous.value, "to": status.value,
+                                             "seconds": now - agent.since}))
+        agent.status = status
+        agent.since = now
+        if status in (_S.RINGING, _S.ON_CALL):
+            agent.call_queue = queue_id if queue_id is not None else agent.call_queue
+        elif status is not _S.WRAP_UP:
+            agent.call_queue = None
+        if status is _S.AVAILABLE:
+            agent.idle_since = now
+
+    def _relax_next(self, config: QueueConfig, entry: Waiting, now: float) -> float | None:
+        later = [entry.joined_at + rule.after for rule in config.relaxations if entry.joined_at + rule.after > now]
+        return min(later) if later and config.requirements else None
+
+    def _eligible(self, agent: Agent, config: QueueConfig, waited: float, now: float) -> bool:
+        if agent.status is not _S.AVAILABLE or agent.busy_elsewhere or config.id not in agent.queues:
+            return False
+        if agent.rest_until > now:
+            return False
+        for requirement in config.requirements:
+            level = config.required_level(requirement, waited)
+            if level > 0 and agent.proficiency(requirement.skill) < level:
+                return False
+        return True
+
+    def _dispatch(self, now: float, *, entries: Iterable[Waiting] | None = None,
+                  agents: Iterable[Agent] | None = None) -> None:
+        """Offer waiting calls to eligible available agents: ``entries`` against every agent, or every
+        entry against ``agents`` (see the invariant in the module's docstring)."""
+        if entries is not None:
+            pool = list(self.agents.values())
+            todo = sorted((e for e in entries if not e.offered), key=self._order)
+        else:
+            pool = [a for a in agents or () if a.status is _S.AVAILABLE]
+            if not pool:
+                return
+            todo = sorted((e for e in self.waiting.values() if not e.offered), key=self._order)
+        for entry in todo:
+            config = self.queues[entry.queue_id]
+            candidates = [a for a in pool if self._eligible(a, config, now - entry.joined_at, now)]
+            if not candidates:
+                continue
+            ranked = rank(config, candidates, last_offered=self._last_offered.get(config.id), rng=self.rng)
+            for agent in ranked if config.strategy is Strategy.RING_ALL else ranked[:1]:
+                self._offer(entry, agent, now)
+            if entries is None and not any(a.status is _S.AVAILABLE for a in pool):
+                return
+
+    def _offer(self, entry: Waiting, agent: Agent, now: float) -> None:
+        entry.offered.add(agent.id)
+        entry.offer_started = now
+        agent.offer = entry.call_id
+        self._last_offered[entry.queue_id] = agent.id
+        self._set_status(agent, _S.RINGING, now, queue_id=entry.queue_id)
+        self._actions.append(Offer(call_id=entry.call_id, queue_id=entry.queue_id, agent_id=agent.id,
+                                   number=entry.number, callback=entry.callback))
+
+    def _cancel_offers(self, entry: Waiting, now: float, reason: str | None) -> list[Agent]:
+        """Stop the phones ringing for ``entry``; the agents are available again and returned, for the
+        caller to dispatch once ``entry`` is out of the line (or they would be offered it again)."""
+        freed = []
+        for agent_id in sorted(entry.offered):
+            agent = self.agents[agent_id]
+            self._actions.append(CancelOffer(call_id=entry.call_id, agent_id=agent_id))
+            if reason is not None:
+                ring = now - (entry.offer_started if entry.offer_started is not None else now)
+                self._entry(now, ql.RINGNOANSWER, queue_id=entry.queue_id, call_id=entry.call_id, agent_id=agent_id,
+                            ring=ring, reason=reason)
+            agent.offer = None
+            self._set_status(agent, _S.AVAILABLE, now)
+            freed.append(agent)
+        entry.offered.clear()
+        entry.offer_started = None
+        return freed
+
+    def _withdraw_offer(self, agent: Agent, now: float, reason: str) -> Waiting | None:
+        """Stop offering the agent's current call to it (it pauses or logs out; the caller sets its next
+        state). The caller keeps its place: the entry is returned, to dispatch once the agent is settled."""
+        entry = self.waiting.get(agent.offer or "")
+        agent.offer = None
+        if entry is None:
+            return None
+        entry.offered.discard(agent.id)
+        self._actions.append(CancelOffer(call_id=entry.call_id, agent_id=agent.id))
+        ring = now - (entry.offer_started if entry.offer_started is not None else now)
+        self._entry(now, ql.RINGNOANSWER, queue_id=entry.queue_id, call_id=entry.call_id, agent_id=agent.id,
+                    ring=ring, reason=reason)
+        if not entry.offered:
+            entry.offer_started = None
+        return entry
+
+    def _missed(self, entry: Waiting, agent: Agent, now: float, reason: str) -> None:
+        ring = now - (entry.offer_started if entry.offer_started is not None else now)
+        self._entry(now, ql.RINGNOANSWER, queue_id=entry.queue_id, call_id=entry.call_id, agent_id=agent.id,
+                    ring=ring, reason=reason)
+        agent.offer = None
+        agent.missed += 1
+        config = self.queues[entry.queue_id]
+        if config.max_no_answer and agent.missed >= config.max_no_answer:
+            agent.reason = "missed"
+            self._entry(now, ql.PAUSE, agent_id=agent.id, reason="missed")
+            self._set_status(agent, _S.NOT_READY, now)
+        else:
+            agent.rest_until = now + config.retry
+            self._set_status(agent, _S.AVAILABLE, now)
+
+    def _exit(self, entry: Waiting, now: float, event: str, reason: str) -> None:
+        """The caller leaves the line for the overflow destination (max wait, no agents)."""
+        position = self.position(entry.call_id)
+        self.waiting.pop(entry.call_id, None)
+        freed = self._cancel_offers(entry, now, "cancelled")
+        self._entry(now, event, queue_id=entry.queue_id, call_id=entry.call_id, position=position,
+                    original_position=entry.original_position, wait=now - entry.joined_at)
+        self._actions.append(Overflow(call_id=entry.call_id, queue_id=entry.queue_id, reason=reason,
+                                      destination=self.queues[entry.queue_id].overflow))
+        self._dispatch(now, agents=freed)
+
+    def _complete(self, call_id: str, now: float, event: str, extra: dict[str, Any]) -> None:
+        call = self.in_call.pop(call_id, None)
+        if call is None:
+            return
+        agent = self.agents[call.agent_id]
+        talk = now - call.answered_at
+        self._entry(now, event, queue_id=call.queue_id, call_id=call_id, agent_id=agent.id,
+                    hold=call.answered_at - call.joined_at, talk=talk, original_position=call.original_position,
+                    **extra)
+        agent.call = None
+        agent.calls += 1
+        agent.talk_time += talk
+        config = self.queues.get(call.queue_id)
+        wrap = config.wrap_up if config is not None else 0.0
+        total, count = self._handled.get(call.queue_id, (0.0, 0))
+        self._handled[call.queue_id] = (total + talk + wrap, count + 1)
+        if wrap > 0 and agent.queues:
+            agent.wrap_until = now + wrap
+            self._set_status(agent, _S.WRAP_UP, now)
+        else:
+            self._after_work(agent, now)
+
+    def _after_work(self, agent: Agent, now: float) -> None:
+        """The call and its wrap-up are over: offline, paused, or available for the next caller."""
+        if not agent.queues:
+            self._set_status(agent, _S.OFFLINE, now)
+            return
+        if agent.pause_after is not None:
+            reason, agent.pause_after = agent.pause_after, None
+            agent.reason = reason
+            self._entry(now, ql.PAUSE, agent_id=agent.id, reason=reason)
+            self._set_status(agent, _S.NOT_READY, now)
+            return
+        self._set_status(agent, _S.AVAILABLE, now)
+        self._dispatch(now, agents=[agent])

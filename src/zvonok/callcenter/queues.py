@@ -1,0 +1,63 @@
+"""A queue's settings: strategy, skill requirements and their relaxation, limits and overflow."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Strategy(StrEnum):
+    RING_ALL = "ring_all"  # every eligible available agent rings; the first to answer takes the call
+    LONGEST_IDLE = "longest_idle"  # the agent available for the longest time
+    ROUND_ROBIN = "round_robin"  # the next agent after the one offered last (remembered per queue)
+    FEWEST_CALLS = "fewest_calls"  # the agent who handled the fewest calls
+    LEAST_TALK_TIME = "least_talk_time"  # the agent with the least talk time
+    RANDOM = "random"
+    SKILLS = "skills"  # the most proficient in the queue's skills, then the longest idle
+
+
+@dataclass(frozen=True, slots=True)
+class SkillRequirement:
+    skill: str
+    min_level: int  # 1..10: an agent needs at least this proficiency
+
+
+@dataclass(frozen=True, slots=True)
+class Relaxation:
+    """After a caller has waited ``after`` seconds, every requirement asks at most ``min_level`` (0: the
+    skill is no longer required at all). Rules apply in order of ``after``; the latest applicable wins."""
+
+    after: float
+    min_level: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueueConfig:
+    id: int
+    tenant_id: int
+    name: str = ""
+    strategy: Strategy = Strategy.LONGEST_IDLE
+    requirements: tuple[SkillRequirement, ...] = ()
+    relaxations: tuple[Relaxation, ...] = ()
+    ring_timeout: float = 15.0  # seconds an offer rings before it counts as unanswered
+    retry: float = 5.0  # an agent who left an offer unanswered is not offered again for this long
+    wrap_up: float = 10.0  # seconds of after-call work
+    max_waiting: int | None = None  # callers in line; one more is sent to the overflow destination
+    max_wait: float | None = None  # seconds; a caller who waited this long goes to the overflow destination
+    join_empty: bool = True  # False: a caller arriving when no agent is logged in goes to overflow at once
+    leave_empty: bool = False  # True: waiting callers go to overflow when the last agent logs out
+    service_level: float = 20.0  # seconds: answered within this counts towards the service level
+    announce_every: float = 0.0  # seconds between position/wait announcements (0: none)
+    max_no_answer: int = 3  # unanswered offers in a row put the agent in NOT_READY ("missed"); 0: never
+    weight: int = 0  # between queues sharing agents: a heavier queue's callers are offered first
+    overflow: Mapping[str, Any] = field(default_factory=dict)  # a destination (the engine's business)
+
+    def required_level(self, requirement: SkillRequirement, waited: float) -> int:
+        """The level ``requirement`` asks of an agent for a caller who has waited ``waited`` seconds."""
+        level = requirement.min_level
+        for rule in sorted(self.relaxations, key=lambda r: r.after):
+            if waited >= rule.after:
+                level = min(requirement.min_level, rule.min_level)
+        return level

@@ -1,0 +1,146 @@
+"""Thin REST routes of the CRM under ``/api/v1/tenants/{tenant_id}/crm``: clients (search with ``q``: a part
+of a number or words), their notes, merge and call timeline, the screen-pop card of a number, and the
+tenant's custom fields. Any account of the tenant (admin or employee) uses the CRM; defining fields is the
+admin's. Another tenant's URLs and ids answer 404 like missing ones; a duplicate number or e-mail 409 with
+the client that has it (``client_id``, ``client_name``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from zvonok.api.auth import Principal, TenantAdmin, TenantReader
+from zvonok.api.deps import Paging, get_session, get_settings, paging
+from zvonok.cdr.models import Cdr
+from zvonok.cdr.service import recording_file
+from zvonok.config import Settings
+from zvonok.org.models import Role
+from zvonok.org.schemas import Page
+
+from . import schemas as s
+from . import service
+from .events import Card
+
+router = APIRouter(prefix="/api/v1/tenants/{tenant_id}/crm", tags=["crm"])
+Session = Annotated[AsyncSession, Depends(get_session)]
+PageParams = Annotated[Paging, Depends(paging)]
+Cfg = Annotated[Settings, Depends(get_settings)]
+DUPLICATE: dict[int | str, dict[str, Any]] = {409: {"description": "A number or e-mail is another client's: detail, client_id, client_name"}}
+
+
+def viewer_of(principal: Principal) -> service.Viewer:
+    if principal.role is Role.EMPLOYEE:
+        return service.Viewer(all_calls=False, employee_id=principal.employee_id)
+    return service.Viewer(all_calls=True)
+
+
+def _duplicate(exc: service.Duplicate) -> JSONResponse:
+    return JSONResponse({"detail": exc.message, "field": exc.field, "client_id": exc.client_id,
+                         "client_name": exc.client_name}, status_code=409)
+
+
+@router.post("/clients", response_model=s.ClientOut, status_code=201, responses=DUPLICATE)
+async def create_client(tenant_id: int, body: s.ClientCreate, who: TenantReader, session: Session) -> object:
+    try:
+        client = await service.create_client(session, tenant_id, body, author_employee_id=who.employee_id)
+    except service.Duplicate as exc:
+        return _duplicate(exc)
+    await session.commit()
+    return await service.client_out(session, client)
+
+
+@router.get("/clients", response_model=Page[s.ClientOut])
+async def list_clients(tenant_id: int, _: TenantReader, session: Session, p: PageParams,
+                       q: Annotated[str | None, Query(max_length=100, description="A part of a number, or words")] = None,
+                       tag: Annotated[str | None, Query(max_length=40)] = None,
+                       owner_id: Annotated[int | None, Query()] = None,
+                       kind: Literal["person", "company"] | None = None) -> object:
+    rows, total = await service.list_clients(session, tenant_id, q=q, tag=tag, owner_id=owner_id, kind=kind,
+                                             limit=p.limit, offset=p.offset)
+    return {"items": await service.clients_out(session, rows), "total": total, "limit": p.limit, "offset": p.offset}
+
+
+@router.get("/clients/{client_id}", response_model=s.ClientOut)
+async def get_client(tenant_id: int, client_id: int, _: TenantReader, session: Session) -> object:
+    return await service.client_out(session, await service.get_client(session, tenant_id, client_id))
+
+
+@router.patch("/clients/{client_id}", response_model=s.ClientOut, responses=DUPLICATE)
+async def update_client(tenant_id: int, client_id: int, body: s.ClientUpdate, _: TenantReader,
+                        session: Session) -> object:
+    try:
+        client = await service.update_client(session, tenant_id, client_id, body)
+    except service.Duplicate as exc:
+        return _duplicate(exc)
+    await session.commit()
+    return await service.client_out(session, client)
+
+
+@router.delete("/clients/{client_id}", status_code=204)
+async def delete_client(tenant_id: int, client_id: int, _: TenantReader, session: Session) -> Response:
+    await service.delete_client(session, tenant_id, client_id)
+    await session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/clients/{client_id}/merge", response_model=s.ClientOut)
+async def merge_clients(tenant_id: int, client_id: int, body: s.MergeIn, _: TenantReader, session: Session) -> object:
+    client = await service.merge_clients(session, tenant_id, client_id, body.source_id)
+    await session.commit()
+    return await service.client_out(session, client)
+
+
+@router.get("/clients/{client_id}/notes", response_model=list[s.NoteOut])
+async def list_notes(tenant_id: int, client_id: int, _: TenantReader, session: Session) -> object:
+    return [s.NoteOut(id=n.id, text=n.text, author_employee_id=n.author_employee_id, created_at=n.created_at)
+            for n in await service.list_notes(session, tenant_id, client_id)]
+
+
+@router.post("/clients/{client_id}/notes", response_model=s.NoteOut, status_code=201)
+async def add_note(tenant_id: int, client_id: int, body: s.NoteIn, who: TenantReader, session: Session) -> object:
+    note = await service.add_note(session, tenant_id, client_id, body.text, author_employee_id=who.employee_id)
+    await session.commit()
+    return s.NoteOut(id=note.id, text=note.text, author_employee_id=note.author_employee_id, created_at=note.created_at)
+
+
+@router.get("/clients/{client_id}/calls", response_model=Page[s.CallOut])
+async def client_calls(tenant_id: int, client_id: int, who: TenantReader, session: Session, p: PageParams,
+                       settings: Cfg) -> object:
+    """Every call from or to one of the client's numbers (also before the client was created), newest
+    first; ``detail_url``/``recording_url`` are the console's, for a viewer who may open the call."""
+
+    def recorded(cdr: Cdr) -> bool:
+        return recording_file(settings.data_dir, cdr.recording_path) is not None
+
+    rows, total = await service.timeline(session, tenant_id, client_id, viewer_of(who), has_recording=recorded,
+                                         limit=p.limit, offset=p.offset)
+    return {"items": rows, "total": total, "limit": p.limit, "offset": p.offset}
+
+
+@router.get("/card")
+async def screen_card(tenant_id: int, _: TenantReader, session: Session,
+                      number: Annotated[str, Query(min_length=1, max_length=40)]) -> Card:
+    """The screen-pop card of ``number``: its client with the last 5 calls, or a new lead's number."""
+    return await service.card_for(session, tenant_id, number.strip())
+
+
+@router.get("/fields", response_model=list[s.FieldOut])
+async def list_fields(tenant_id: int, _: TenantReader, session: Session) -> object:
+    return await service.list_fields(session, tenant_id)
+
+
+@router.post("/fields", response_model=s.FieldOut, status_code=201)
+async def create_field(tenant_id: int, body: s.FieldCreate, _: TenantAdmin, session: Session) -> object:
+    row = await service.create_field(session, tenant_id, body)
+    await session.commit()
+    return row
+
+
+@router.delete("/fields/{field_id}", status_code=204)
+async def delete_field(tenant_id: int, field_id: int, _: TenantAdmin, session: Session) -> Response:
+    await service.delete_field(session, tenant_id, field_id)
+    await session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

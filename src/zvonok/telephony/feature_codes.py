@@ -1,0 +1,45 @@
+"""Every number a phone dials for a PBX feature rather than a person: the one list the API and the README
+show. The codes themselves are decided where they act (forwarding.py, pickup.py, park_lot.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .forwarding import FeatureCode
+from .park_lot import ParkingLot
+from .pickup import DIRECTED_PICKUP, GROUP_PICKUP
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeatureCodeInfo:
+    code: str  # as dialed; <number> / <ext> / a range stand for what the user adds
+    feature: str  # a stable name
+    description: str
+    how: str  # "dial", or "transfer" (a blind transfer to the number)
+
+
+def feature_codes(lot: ParkingLot[object] | None = None) -> list[FeatureCodeInfo]:
+    lot = lot or ParkingLot()
+    slots = f"{lot.first_slot}-{lot.last_slot}"
+    return [
+        FeatureCodeInfo(code=f"{FeatureCode.CFU_ON.value}<number>", feature="forward_all_on", how="dial",
+                        description="Forward all calls of this phone's extension to <number> (an extension or "
+                                    "an outside number)"),
+        FeatureCodeInfo(code=FeatureCode.CFU_OFF.value, feature="forward_all_off", how="dial",
+                        description="Stop forwarding all calls"),
+        FeatureCodeInfo(code=FeatureCode.DND_ON.value, feature="dnd_on", how="dial",
+                        description="Do not disturb: callers get busy"),
+        FeatureCodeInfo(code=FeatureCode.DND_OFF.value, feature="dnd_off", how="dial",
+                        description="Do not disturb off"),
+        FeatureCodeInfo(code=GROUP_PICKUP, feature="pickup", how="dial",
+                        description="Answer a call ringing any extension of this phone's pickup group (its "
+                                    "pickup_group, else its department)"),
+        FeatureCodeInfo(code=f"{DIRECTED_PICKUP}<ext>", feature="directed_pickup", how="dial",
+                        description="Answer a call ringing extension <ext>"),
+        FeatureCodeInfo(code=lot.park_number, feature="park", how="transfer",
+                        description=f"Transfer a call here to park it in the first free slot ({slots}); the "
+                                    "parked party hears music on hold"),
+        FeatureCodeInfo(code=slots, feature="park_slot", how="dial",
+                        description="Dial a slot to take the call parked there; transfer a call to a free slot "
+                                    "to park it there"),
+    ]

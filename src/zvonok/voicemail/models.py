@@ -1,0 +1,77 @@
+"""Voicemail tables: one mailbox per extension (optional: no row, no voicemail) and its messages.
+
+A message's audio is a WAV file under ``<data_dir>/voicemail/<tenant>/<mailbox>/``; the row keeps its
+path relative to ``<data_dir>/voicemail`` with the caller, time, duration, read flag and folder. The PIN
+is an argon2 hash (:mod:`zvonok.org.pins`), never stored in clear. Greetings are files beside the
+messages (``greeting-busy.wav`` / ``greeting-unavailable.wav``), flagged here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, CheckConstraint, Float, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from zvonok.storage.base import Base, TenantScoped, Timestamped, utcnow
+
+FOLDERS = ("inbox", "saved")
+EMAIL_STATES = ("none", "pending", "sent", "failed")
+
+
+class Mailbox(TenantScoped, Timestamped, Base):
+    __tablename__ = "voicemail_boxes"
+    __table_args__ = (UniqueConstraint("tenant_id", "extension_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    extension_id: Mapped[int] = mapped_column(ForeignKey("extensions.id", ondelete="CASCADE"), index=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    pin_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    email: Mapped[str | None] = mapped_column(String(254), nullable=True)  # NULL: no voicemail to e-mail
+    max_message_seconds: Mapped[int] = mapped_column(Integer, default=180)
+    silence_seconds: Mapped[int] = mapped_column(Integer, default=5)  # 0: silence does not end a message
+    greeting_busy: Mapped[bool] = mapped_column(Boolean, default=False)
+    greeting_unavailable: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class VoicemailMessage(TenantScoped, Base):
+    __tablename__ = "voicemail_messages"
+    __table_args__ = (
+        CheckConstraint("folder IN ('inbox', 'saved')", name="folder"),
+        CheckConstraint("email_state IN ('none', 'pending', 'sent', 'failed')", name="email_state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("voicemail_boxes.id", ondelete="CASCADE"), index=True)
+    caller_number: Mapped[str] = mapped_column(String(64), default="")
+    caller_name: Mapped[str] = mapped_column(String(200), default="")
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    duration: Mapped[float] = mapped_column(Float, default=0.0)
+    read: Mapped[bool] = mapped_column(Boolean, default=False)
+    folder: Mapped[str] = mapped_column(String(8), default="inbox")
+    path: Mapped[str] = mapped_column(String(255))
+    call_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # voicemail to e-mail (zvonok.voicemail.mailer): a background job's queue kept in the row
+    email_state: Mapped[str] = mapped_column(String(8), default="none")
+    email_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    email_next_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class TenantSmtp(TenantScoped, Timestamped, Base):
+    """A company's own SMTP server for voicemail e-mails (instead of the platform's ZVONOK_SMTP_*).
+
+    The password is kept as given (the server must present it to the SMTP server): the database is as
+    sensitive as the platform's environment for it.
+    """
+
+    __tablename__ = "voicemail_smtp"
+    __table_args__ = (UniqueConstraint("tenant_id"),
+                      CheckConstraint("security IN ('none', 'starttls', 'tls')", name="security"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host: Mapped[str] = mapped_column(String(253))
+    port: Mapped[int] = mapped_column(Integer, default=25)
+    username: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    password: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    security: Mapped[str] = mapped_column(String(8), default="none")
+    sender: Mapped[str] = mapped_column(String(254))

@@ -1,0 +1,124 @@
+"""The IVR in the real call engine (virtual time, fake SIP and media): a DID answered by its menu, keys
+by RFC 4733 and by SIP INFO, the transfer with ringback, a failed transfer's BYE, the timeout target."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from callengine_harness import Harness, PhoneCall
+
+from zvonok.media.interface import RINGBACK_RU, Endpoint, Prompt
+from zvonok.telephony import events as ev
+from zvonok.telephony.ivr import Ivr
+from zvonok.telephony.ivr_dialogue import MenuSpec, Target
+
+DID = "+74950000007"
+MENUS = {
+    1: MenuSpec(id=1, prompt="/prompts/main.wav", keys={"1": Target(kind="menu", payload={"menu": 2})},
+                timeout=5.0, retries=0, timeout_target=Target(kind="extension", payload={"number": "202"})),
+    2: MenuSpec(id=2, prompt="/prompts/sub.wav", keys={"2": Target(kind="extension", payload={"number": "201"})}),
+}
+
+
+class Menus:
+    async def menus(self, tenant_id: int) -> tuple[dict[int, MenuSpec], frozenset[str]]:
+        return MENUS, frozenset()
+
+
+def into_menu(h: Harness) -> tuple[PhoneCall, Endpoint]:
+    h.engine.ivr = Ivr(h.engine, Menus())
+    _trunk, carrier = h.trunk()
+    h.did(DID, "ivr", {"menu": 1})
+    call = h.call_from_trunk(carrier, "+79161234567", DID)
+    assert call.final_status() == 200  # the menu answers itself
+    call.ack()
+    engine_call = call.engine_call
+    assert engine_call is not None and engine_call.caller is not None and engine_call.caller.endpoint is not None
+    endpoint = engine_call.caller.endpoint
+    assert h.media.playing[endpoint.id] == Prompt(path=Path("/prompts/main.wav"))
+    assert h.media.inband.get(endpoint.id) is None  # the carrier offered telephone-event: no in-band detector
+    return call, endpoint
+
+
+def test_keys_by_info_and_rfc4733_reach_the_extension() -> None:
+    with Harness() as h:
+        desk = h.extension("201")
+        call, endpoint = into_menu(h)
+        info = call.request("INFO", body=b"Signal=1\r\nDuration=160\r\n", content_type="application/dtmf-relay")
+        assert info.responses[-1].status == 200
+        h.settle()
+        assert h.media.playing[endpoint.id] == Prompt(path=Path("/prompts/sub.wav"))
+        h.dtmf(endpoint, "2")
+        left = h.events_of(ev.IvrLeft)
+        assert [(e.menus, e.target_kind, e.reason) for e in left] == [((1, 2), "extension", "caller_choice")]
+        forks = h.invites_to(desk)
+        assert len(forks) == 1 and h.media.playing[endpoint.id] == RINGBACK_RU
+        h.reply(forks[0], 180)
+        h.reply(forks[0], 200)
+        assert endpoint.id not in h.media.playing  # ringback stopped at the answer
+        assert any(endpoint.id in pair for pair in h.media.bridges)
+        call.bye()
+        ended = h.events_of(ev.CallEnded)
+        assert ended and ended[-1].disposition is ev.Disposition.ANSWERED
+
+
+def test_a_failed_transfer_gets_the_caller_a_bye() -> None:
+    with Harness() as h:
+        desk = h.extension("201")
+        call, endpoint = into_menu(h)
+        h.dtmf(endpoint, "12")
+        fork = h.invites_to(desk)[0]
+        h.reply(fork, 486)
+        h.advance(10.0)  # the busy tone, then the end
+        assert h.sent_requests("BYE", to=call.device), "the answered caller was left without a BYE"
+        assert not h.engine.calls and not h.engine.ivr.sessions  # type: ignore[union-attr]
+
+
+def test_the_timeout_goes_where_configured() -> None:
+    with Harness() as h:
+        desk, anna = h.extension("201"), h.extension("202")
+        call, endpoint = into_menu(h)
+        h.deliver(h.media.finish_playing, endpoint)  # the greeting ends: 5 s for a key from now
+        h.advance(4.9)
+        assert not h.invites_to(anna)
+        h.advance(0.2)
+        assert len(h.invites_to(anna)) == 1 and not h.invites_to(desk)
+        assert [(e.menus, e.reason) for e in h.events_of(ev.IvrLeft)] == [((1,), "timeout")]
+        h.reply(h.invites_to(anna)[0], 200)
+        call.bye()
+        assert not h.engine.calls and not h.engine.ivr.sessions  # type: ignore[union-attr]
+
+
+def test_a_key_to_a_conference_room_keeps_our_one_answer() -> None:
+    from zvonok.org.pins import hash_pin
+    from zvonok.telephony.conference import Conferences, RoomInfo
+
+    room = RoomInfo(id=5, tenant_id=1, number="800", name="Daily", pin_hash=hash_pin("4711"),
+                    moderator_pin_hash=None, wait_for_moderator=False, max_members=5)
+
+    class Rooms:
+        async def room(self, tenant_id: int, number: str) -> RoomInfo | None:
+            return room if number == "800" else None
+
+    menus = {1: MenuSpec(id=1, prompt="/prompts/main.wav",
+                         keys={"8": Target(kind="conference", payload={"number": "800"})})}
+
+    class OneMenu:
+        async def menus(self, tenant_id: int) -> tuple[dict[int, MenuSpec], frozenset[str]]:
+            return menus, frozenset()
+
+    with Harness() as h:
+        h.engine.conferences = Conferences(h.engine, Rooms())
+        h.engine.ivr = Ivr(h.engine, OneMenu())
+        _trunk, carrier = h.trunk()
+        h.did(DID, "ivr", {"menu": 1})
+        call = h.call_from_trunk(carrier, "+79161234567", DID)
+        call.ack()
+        engine_call = call.engine_call
+        assert engine_call is not None and engine_call.caller is not None and engine_call.caller.endpoint is not None
+        endpoint = engine_call.caller.endpoint
+        h.dtmf(endpoint, "8")
+        assert engine_call.conference is not None  # the room's PIN prompt has the caller now
+        assert h.media.dtmf_callbacks[endpoint.id] is not None
+        assert [s for s in call.statuses() if s >= 200] == [200]  # answered once, by the menu
+        assert len(h.events_of(ev.CallAnswered)) == 1

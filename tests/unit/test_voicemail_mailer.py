@@ -1,0 +1,145 @@
+"""Voicemail to e-mail with a local SMTP server (aiosmtpd): the message arrives with its WAV attached
+(the same audio), subject and body in the company's language; failures are retried with backoff and
+end as failed; a company's own SMTP server is used instead of the platform's."""
+
+from __future__ import annotations
+
+import email
+import io
+import socket
+import wave
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.message import Message
+from typing import Any
+
+import numpy as np
+import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy import select
+from test_pstn_support import make_company, ok
+from test_voicemail_api import leave, store_of
+
+from zvonok.media.tones import dominant_frequency
+from zvonok.voicemail.mailer import SmtpServer, VoicemailMailer
+from zvonok.voicemail.models import TenantSmtp, VoicemailMessage
+
+Api = Any
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.mails: list[tuple[str, list[str], Message]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
+        self.mails.append((envelope.mail_from, list(envelope.rcpt_tos), email.message_from_bytes(envelope.content)))
+        return "250 OK"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def smtpd() -> Iterator[tuple[Inbox, int]]:
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        yield inbox, controller.port
+    finally:
+        controller.stop()
+
+
+def mailer(api: Api, server: SmtpServer | None) -> VoicemailMailer:
+    return VoicemailMailer(api.db, store_of(api).files, server, retry_base=30.0, max_attempts=3)
+
+
+async def company_with_mailbox(api: Api, make_tenant: Any, domain: str, locale: str) -> Any:
+    c = await make_company(api, make_tenant, domain)
+    await ok(await api.client.patch(f"/api/v1/tenants/{c.id}", headers=api.admin, json={"locale": locale}))
+    await ok(await api.client.put(f"{c.base}/extensions/{c.ext_alice}/voicemail", headers=c.headers,
+                                  json={"pin": "4711", "email": f"alice@{domain}"}))
+    return c
+
+
+async def email_state(api: Api, message_id: int) -> tuple[str, int, datetime | None]:
+    async with api.db.session() as session:
+        row = (await session.execute(select(VoicemailMessage).where(VoicemailMessage.id == message_id))).scalar_one()
+        return row.email_state, row.email_attempts, row.email_next_at
+
+
+def attachment_audio(mail: Message) -> np.ndarray:
+    (part,) = [p for p in mail.walk() if p.get_content_type() == "audio/wav"]
+    data = part.get_payload(decode=True)
+    assert isinstance(data, bytes)
+    with wave.open(io.BytesIO(data), "rb") as reader:
+        assert (reader.getframerate(), reader.getnchannels()) == (8000, 1)
+        return np.frombuffer(reader.readframes(reader.getnframes()), dtype="<i2")
+
+
+async def test_message_is_mailed_with_its_audio_in_russian(api: Api, make_tenant: Any,
+                                                           smtpd: tuple[Inbox, int]) -> None:
+    inbox, port = smtpd
+    c = await company_with_mailbox(api, make_tenant, "mail.example", "ru-RU")
+    message = await leave(api, c.id, "101", caller="+74951234567", seconds=2.0)
+    assert (await email_state(api, message))[0] == "pending"
+    job = mailer(api, SmtpServer(host="127.0.0.1", port=port, sender="pbx@mail.example"))
+    assert await job.run_once() == 1
+    ((sender, rcpts, mail),) = inbox.mails
+    assert (sender, rcpts) == ("pbx@mail.example", ["alice@mail.example"])
+    subject = str(email.header.make_header(email.header.decode_header(mail["Subject"])))
+    assert subject == "Новое голосовое сообщение от Ivan <+74951234567> (2 с)"
+    body = next(p for p in mail.walk() if p.get_content_type() == "text/plain").get_payload(decode=True)
+    assert isinstance(body, bytes) and "В голосовом ящике 101" in body.decode()
+    audio = attachment_audio(mail)
+    assert abs(len(audio) / 8000 - 2.0) < 0.01
+    assert abs(dominant_frequency(audio) - 600.0) < 5  # the message's own audio (test_voicemail_api.wav_bytes)
+    assert (await email_state(api, message))[:2] == ("sent", 1)
+    assert await job.run_once() == 0  # sent once only
+
+
+async def test_failures_are_retried_then_failed(api: Api, make_tenant: Any) -> None:
+    c = await company_with_mailbox(api, make_tenant, "retry.example", "en-US")
+    message = await leave(api, c.id, "101")
+    job = mailer(api, SmtpServer(host="127.0.0.1", port=free_port()))  # nobody listens there
+    now = datetime.now(UTC)
+    assert await job.run_once(now) == 1
+    state, attempts, next_at = await email_state(api, message)
+    assert (state, attempts) == ("pending", 1) and next_at is not None
+    assert abs((next_at - now).total_seconds() - 30.0) < 1
+    assert await job.run_once(now + timedelta(seconds=10)) == 0  # not due yet
+    assert await job.run_once(now + timedelta(seconds=31)) == 1
+    state, attempts, next_at = await email_state(api, message)
+    assert (state, attempts) == ("pending", 2) and next_at is not None
+    assert abs((next_at - now).total_seconds() - 91.0) < 1  # 30 s, then 60 s
+    assert await job.run_once(now + timedelta(seconds=92)) == 1
+    assert (await email_state(api, message))[:2] == ("failed", 3)
+    assert await job.run_once(now + timedelta(days=1)) == 0
+
+
+async def test_company_smtp_overrides_the_platform_and_english(api: Api, make_tenant: Any,
+                                                               smtpd: tuple[Inbox, int]) -> None:
+    inbox, port = smtpd
+    c = await company_with_mailbox(api, make_tenant, "own.example", "en-US")
+    async with api.db.session() as session:
+        session.add(TenantSmtp(tenant_id=c.id, host="127.0.0.1", port=port, sender="voicemail@own.example"))
+        await session.commit()
+    await leave(api, c.id, "101", caller="+79160000000", seconds=3.0)
+    job = mailer(api, None)  # no platform server: only the company's
+    assert await job.run_once() == 1
+    ((sender, _rcpts, mail),) = inbox.mails
+    assert sender == "voicemail@own.example"
+    assert mail["Subject"] == "New voicemail from Ivan <+79160000000> (3 s)"
+
+
+async def test_no_server_keeps_it_pending_and_no_address_sends_nothing(api: Api, make_tenant: Any) -> None:
+    c = await company_with_mailbox(api, make_tenant, "none.example", "en-US")
+    message = await leave(api, c.id, "101")
+    assert await mailer(api, None).run_once() == 1
+    assert (await email_state(api, message))[:2] == ("pending", 0)
+    await ok(await api.client.put(f"{c.base}/extensions/{c.ext_alice}/voicemail", headers=c.headers, json={}))
+    other = await leave(api, c.id, "101", seconds=1.5)
+    assert (await email_state(api, other))[0] == "none"  # the mailbox has no address any more
