@@ -138,8 +138,7 @@ class Pickup:
         engine = self.engine
         picker = picker_call.caller
         assert picker is not None and call.caller is not None
-        engine._answer_caller(picker_call)
-        engine._arm_session_timer(picker)  # RFC 4028, as when the engine answers a caller itself
+        engine._answer_caller(picker_call)  # (its leg machine runs the RFC 4028 timer from here on)
         engine.publish(ev.LegEnded, picker_call, leg_id=picker.id, cause="picked_up")
         picker_call.caller = None
         # the picker's leg leaves its own call and answers this one
@@ -160,7 +159,6 @@ class Pickup:
         engine.publish(ev.CallPickedUp, call, leg_id=picker.id, by=picker.party, from_number=ringing_leg.party.number,
                        directed=directed)
         engine._answer_caller(call, answered_by=picker)
-        engine._arm_session_timer(call.caller)
         log.info("call picked up", call=call.id, tenant=call.tenant_id, by=picker.party.number,
                  ringing=ringing_leg.party.number, directed=directed)
         engine.step(call, self._bridge(call, picker))
