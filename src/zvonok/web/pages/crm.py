@@ -24,7 +24,7 @@ from zvonok.api.deps import get_session, get_settings
 from zvonok.cdr.models import Cdr
 from zvonok.cdr.service import recording_file
 from zvonok.config import Settings
-from zvonok.crm import schemas, service
+from zvonok.crm import deals, schemas, service, tasks
 from zvonok.crm.models import CrmClient, CrmField
 from zvonok.org.errors import OrgError
 from zvonok.org.models import Employee
@@ -190,13 +190,13 @@ async def create_client(
     return RedirectResponse(f"/crm/{client.id}", status_code=303)
 
 
-@router.get("/crm/{client_id}/edit")
+@router.get("/crm/{client_id:int}/edit")
 async def edit_client(request: Request, client_id: int, user: TenantUser, session: Session) -> Response:
     out = await service.client_out(session, await service.get_client(session, user.tenant, client_id))
     return await _form_page(request, session, user, _form_of(out), {}, out)
 
 
-@router.post("/crm/{client_id}/edit")
+@router.post("/crm/{client_id:int}/edit")
 async def save_client(
     request: Request, client_id: int, user: TenantUser, session: Session,
     name: Annotated[str, Form(max_length=300)] = "",
@@ -270,7 +270,7 @@ async def remove_field(field_id: int, user: TenantAdminUser, session: Session) -
 
 
 # --- the card -------------------------------------------------------------------------------------------
-@router.get("/crm/{client_id}")
+@router.get("/crm/{client_id:int}")
 async def client_card(request: Request, client_id: int, user: TenantUser, session: Session, settings: Cfg,
                       page: Annotated[int, Query(ge=1, le=100_000)] = 1) -> Response:
     client = await service.get_client(session, user.tenant, client_id)  # another tenant's: 404 page
@@ -280,14 +280,18 @@ async def client_card(request: Request, client_id: int, user: TenantUser, sessio
 
     calls, total = await service.timeline(session, user.tenant, client_id, viewer_of(user), has_recording=recorded,
                                           limit=PAGE, offset=(page - 1) * PAGE)
+    client_deals, _ = await deals.list_deals(session, user.tenant, client_id=client_id, limit=200)
+    client_tasks, _ = await tasks.list_tasks(session, user.tenant, client_id=client_id, done=False, limit=200)
     return render(request, "crm/card.html", {
         "client": await service.client_out(session, client), "fields": await service.list_fields(session, user.tenant),
         "notes": await service.list_notes(session, user.tenant, client_id), "calls": calls, "total": total,
         "page": page, "pages": max(1, -(-total // PAGE)), "link": lambda n: urlencode({"page": n}),
-        "kinds": KINDS, "directions": DIRECTIONS, "dispositions": DISPOSITIONS, "errors": {}})
+        "kinds": KINDS, "directions": DIRECTIONS, "dispositions": DISPOSITIONS, "errors": {},
+        "deals": await deals.deals_out(session, user.tenant, client_deals),
+        "tasks": await tasks.tasks_out(session, user.tenant, client_tasks)})
 
 
-@router.post("/crm/{client_id}/notes")
+@router.post("/crm/{client_id:int}/notes")
 async def add_note(request: Request, client_id: int, user: TenantUser, session: Session,
                    text: Annotated[str, Form(max_length=20_000)] = "") -> Response:
     try:
@@ -300,7 +304,7 @@ async def add_note(request: Request, client_id: int, user: TenantUser, session: 
     return RedirectResponse(f"/crm/{client_id}#notes", status_code=303)
 
 
-@router.post("/crm/{client_id}/delete")
+@router.post("/crm/{client_id:int}/delete")
 async def delete_client(client_id: int, user: TenantUser, session: Session) -> Response:
     await service.delete_client(session, user.tenant, client_id)
     await session.commit()
