@@ -17,7 +17,7 @@ from zvonok.cdr import service as cdr_service
 from zvonok.cdr.events import CdrWritten
 from zvonok.cdr.state import CallRecord
 from zvonok.crm import dashboard, tasks
-from zvonok.crm.events import TaskDue, TaskEscalated
+from zvonok.crm.events import DealChanged, TaskDue, TaskEscalated
 from zvonok.crm.reminders import TaskScheduler
 from zvonok.org import accounts
 from zvonok.org.models import Employee, Role
@@ -316,6 +316,10 @@ async def test_reminders_and_escalation_survive_a_restart(api: Api, make_tenant:
 
     assert view(ivan).admit(due_event) == [due_event] and view(ivan).admit(escalated) == []
     assert view(boss).admit(escalated) == [escalated] and view(boss).admit(due_event) == []
+    moved = DealChanged(tenant_id=t.id, deal_id=1, action="moved", stage_id=2, owner_id=ivan)
+    assert view(ivan).admit(moved) == [moved] and view(boss).admit(moved) == []
+    admin = CallVisibility(Principal(role=Role.TENANT_ADMIN, tenant_id=t.id, account_id=2))
+    assert admin.admit(moved) == [moved] and admin.admit(escalated) == [escalated]
 
 
 async def test_dashboard(api: Api, make_tenant: Any) -> None:
