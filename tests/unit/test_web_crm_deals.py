@@ -113,3 +113,22 @@ def test_translations_complete() -> None:
                   "Checklist", "Payments", "Stage history"):
         entry = re.search(r'msgid "' + re.escape(msgid) + r'"\nmsgstr "(.+)"', text)
         assert entry is not None and entry.group(1), msgid
+
+
+async def test_deal_fields_on_the_fields_page_and_the_deal(web: Web, a: Company, admin_a: httpx.AsyncClient) -> None:
+    page = await admin_a.get("/crm/fields")
+    r = await admin_a.post("/crm/fields", data={"csrf_token": csrf_of(page.text), "key": "contract", "label": "Contract no",
+                                                "kind": "text", "entity": "deal"})
+    assert r.status_code == 303
+    page = await admin_a.get("/crm/fields")
+    assert re.search(r"Contract no.*?<td>Deal</td>", page.text, re.S)
+    async with web.db.session() as session:
+        assert [f.key for f in await service.list_fields(session, a.id)] == []  # not a client field
+        deal = await deals.create_deal(session, a.id, schemas.DealCreate(title="D"), deals.Actor(admin=True))
+        await session.commit()
+    page = await admin_a.get(f"/crm/deals/{deal.id}")
+    assert 'name="field.contract"' in page.text
+    r = await admin_a.post(f"/crm/deals/{deal.id}/edit", data={"csrf_token": csrf_of(page.text), "title": "D",
+                                                               "field.contract": "K-17"})
+    assert r.status_code == 303
+    assert "K-17" in (await admin_a.get(f"/crm/deals/{deal.id}")).text

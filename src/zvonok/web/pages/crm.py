@@ -42,6 +42,7 @@ Cfg = Annotated[Settings, Depends(get_settings)]
 PAGE = 50
 KINDS = {"person": N_("Person"), "company": N_("Company")}
 FIELD_KINDS = {"text": N_("Text"), "number": N_("Number"), "date": N_("Date"), "choice": N_("Choice")}
+FIELD_ENTITIES = {"client": N_("Client"), "deal": N_("Deal")}
 
 
 def viewer_of(user: WebUser) -> service.Viewer:
@@ -231,20 +232,23 @@ async def save_client(
 # --- custom fields (admins) -----------------------------------------------------------------------------
 @router.get("/crm/fields")
 async def fields_page(request: Request, user: TenantAdminUser, session: Session) -> Response:
-    return render(request, "crm/fields.html", {"rows": await service.list_fields(session, user.tenant),
-                                               "field_kinds": FIELD_KINDS, "form": {}, "errors": {}})
+    return render(request, "crm/fields.html", {"rows": await service.list_fields(session, user.tenant, None),
+                                               "field_kinds": FIELD_KINDS, "entities": FIELD_ENTITIES, "form": {},
+                                               "errors": {}})
 
 
 @router.post("/crm/fields")
 async def add_field(request: Request, user: TenantAdminUser, session: Session,
                     key: Annotated[str, Form(max_length=60)] = "", label: Annotated[str, Form(max_length=200)] = "",
                     kind: Annotated[str, Form(max_length=20)] = "", choices: Annotated[str, Form(max_length=4000)] = "",
-                    required: Annotated[str, Form(max_length=5)] = "") -> Response:
+                    required: Annotated[str, Form(max_length=5)] = "",
+                    entity: Annotated[str, Form(max_length=8)] = "client") -> Response:
     _ = gettext_for(request)
-    form = {"key": key, "label": label, "kind": kind, "choices": choices, "required": required == "1"}
+    form = {"key": key, "label": label, "kind": kind, "choices": choices, "required": required == "1", "entity": entity}
     try:
         await service.create_field(session, user.tenant, schemas.FieldCreate(
-            key=key.strip(), label=label, kind=kind, choices=_lines(choices), required=required == "1"))  # type: ignore[arg-type]
+            key=key.strip(), label=label, kind=kind, choices=_lines(choices), required=required == "1",  # type: ignore[arg-type]
+            entity=entity))  # type: ignore[arg-type]
         await session.commit()
     except (PydanticValidationError, OrgError) as exc:
         await session.rollback()
@@ -256,8 +260,9 @@ async def add_field(request: Request, user: TenantAdminUser, session: Session,
         else:
             errors = {exc.field or "key": _("This key is taken.") if exc.status == 409
                       else messages.get(exc.field or "", exc.message)}
-        return render(request, "crm/fields.html", {"rows": await service.list_fields(session, user.tenant),
-                                                   "field_kinds": FIELD_KINDS, "form": form, "errors": errors},
+        return render(request, "crm/fields.html", {"rows": await service.list_fields(session, user.tenant, None),
+                                                   "field_kinds": FIELD_KINDS, "entities": FIELD_ENTITIES, "form": form,
+                                                   "errors": errors},
                       status_code=422)
     return RedirectResponse("/crm/fields", status_code=303)
 
