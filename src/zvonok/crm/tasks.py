@@ -33,13 +33,14 @@ from .models import CrmClient, CrmDeal, CrmSettings, CrmTask
 from .service import client_by_number, get_client
 
 MISSED = frozenset({"no_answer", "busy", "cancelled"})
+DEFAULT_ESCALATE_HOURS = 24
 
 
 # --- settings ------------------------------------------------------------------------------------------
 async def get_settings(session: AsyncSession, tenant_id: int) -> CrmSettings:
     row = (await session.execute(select(CrmSettings).where(CrmSettings.tenant_id == tenant_id))).scalar_one_or_none()
     if row is None:
-        row = CrmSettings(tenant_id=tenant_id, callback_minutes=60, escalate_hours=24)
+        row = CrmSettings(tenant_id=tenant_id, callback_minutes=60, escalate_hours=DEFAULT_ESCALATE_HOURS)
         session.add(row)
         await session.flush()
     return row
@@ -232,20 +233,22 @@ async def notify_due(session: AsyncSession, now: datetime, *, limit: int = 500) 
         sent += 1
     limits: dict[int, int] = dict((await session.execute(select(CrmSettings.tenant_id, CrmSettings.escalate_hours)))
                                   .tuples().all())
-    default_hours = 24
-    shortest = min([default_hours, *limits.values()])
-    overdue = (await session.execute(select(CrmTask).where(
-        CrmTask.done.is_(False), CrmTask.escalated_at.is_(None),
-        CrmTask.due_at <= now - timedelta(hours=shortest)).order_by(CrmTask.due_at).limit(limit))).scalars().all()
-    for task in overdue:
-        if task.due_at > now - timedelta(hours=limits.get(task.tenant_id, default_hours)):
-            continue
-        task.escalated_at = now
-        emit(session, events.TaskEscalated(
-            tenant_id=task.tenant_id, task_id=task.id, assignee_id=task.assignee_id, title=task.title,
-            due_at=task.due_at.timestamp(),
-            notify_employee_ids=await escalation_targets(session, task.tenant_id, task.assignee_id)))
-        sent += 1
+    shortest = min([DEFAULT_ESCALATE_HOURS, *limits.values()])
+    tenants = (await session.execute(select(CrmTask.tenant_id).where(
+        CrmTask.done.is_(False), CrmTask.escalated_at.is_(None), CrmTask.due_at <= now - timedelta(hours=shortest))
+        .distinct())).scalars().all()
+    for tenant_id in tenants:  # each tenant by its own limit, so one tenant's long wait starves no other
+        overdue = (await session.execute(select(CrmTask).where(
+            CrmTask.tenant_id == tenant_id, CrmTask.done.is_(False), CrmTask.escalated_at.is_(None),
+            CrmTask.due_at <= now - timedelta(hours=limits.get(tenant_id, DEFAULT_ESCALATE_HOURS))
+        ).order_by(CrmTask.due_at).limit(limit))).scalars().all()
+        for task in overdue:
+            task.escalated_at = now
+            emit(session, events.TaskEscalated(
+                tenant_id=task.tenant_id, task_id=task.id, assignee_id=task.assignee_id, title=task.title,
+                due_at=task.due_at.timestamp(),
+                notify_employee_ids=await escalation_targets(session, task.tenant_id, task.assignee_id)))
+            sent += 1
     await session.flush()
     return sent
 
