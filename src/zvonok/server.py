@@ -31,6 +31,7 @@ from zvonok.conference import http as conference_http
 from zvonok.conference.service import RoomDirectory
 from zvonok.config import Settings
 from zvonok.crm import http as crm_http
+from zvonok.crm.reminders import TaskScheduler
 from zvonok.crm.screenpop import ScreenPopper
 from zvonok.ivr import http as ivr_http
 from zvonok.ivr.prompts import IvrPrompts
@@ -281,6 +282,7 @@ async def build(settings: Settings) -> Runtime:
         media_endpoints=("Media endpoints not yet released", lambda: media.endpoint_count),
     )
     ScreenPopper(db, bus).start()  # the CRM card of a caller, to the ringing employee's websocket
+    TaskScheduler(db, bus).start()  # missed call -> call-back task; task reminders and escalations
     app = create_app(settings, db, routers=[registrations_router(location), cdr_http.router, events_router(bus),
                                             pstn_http.router, conference_http.router, hold_music_http.router,
                                             features_http.router, crm_http.router, voicemail_http.router,

@@ -12,7 +12,9 @@ Authentication is the REST API's: ``Authorization: Bearer <token>``, or ``?token
 Each text frame is one event as :func:`zvonok.bus.serialize` renders it (``{"type": "CallStarted",
 ...}``): every call event of the tenant, ``CdrWritten``, ``RegistrationChanged`` (an extension's
 devices registered or gone) and ``ForwardingChanged`` (an extension's forwarding or DND), and ``ScreenPop`` (the CRM card of a caller
-ringing the viewer: only ever to that employee, admins included). An admin
+ringing the viewer: only ever to that employee, admins included), the CRM's ``DealChanged``, ``TaskChanged``,
+``TaskDue`` (a task's reminder) and ``TaskEscalated`` (an employee gets those of their own deals and tasks,
+and the escalations addressed to them). An admin
 receives all of them; an employee the ``RegistrationChanged`` and ``ForwardingChanged`` of their own
 extensions (never a colleague's) and the events of calls where they are a party (caller, a callee leg, or
 a transfer target) — events of a call that arrive before the employee joins it are held and sent when
@@ -38,7 +40,7 @@ from sqlalchemy import select
 from zvonok.api.auth import Principal, require_principal, tenant_access
 from zvonok.bus import Bus, serialize
 from zvonok.cdr.events import CdrWritten
-from zvonok.crm.events import ScreenPop
+from zvonok.crm.events import DealChanged, ScreenPop, TaskChanged, TaskDue, TaskEscalated
 from zvonok.org.events import AccessRevoked, ForwardingChanged
 from zvonok.org.models import Extension, Role
 from zvonok.telephony.events import (
@@ -56,7 +58,8 @@ log = logging.getLogger(__name__)
 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
-STREAMED_TYPES: tuple[type, ...] = (CallEvent, CdrWritten, RegistrationChanged, ForwardingChanged, ScreenPop)
+STREAMED_TYPES: tuple[type, ...] = (CallEvent, CdrWritten, RegistrationChanged, ForwardingChanged, ScreenPop,
+                                    DealChanged, TaskChanged, TaskDue, TaskEscalated)
 
 
 class CallVisibility:
@@ -80,6 +83,15 @@ class CallVisibility:
     def admit(self, event: object) -> list[object]:
         if isinstance(event, ScreenPop):  # the ringing employee's own, whatever their role
             return [event] if self.employee_id is not None and event.employee_id == self.employee_id else []
+        if isinstance(event, TaskEscalated):  # the people it is escalated to (admins see every one)
+            mine = self.employee_id is not None and self.employee_id in event.notify_employee_ids
+            return [event] if mine or self.all_calls else []
+        if isinstance(event, TaskDue | TaskChanged):  # the assignee's (admins see every one)
+            mine = self.employee_id is not None and event.assignee_id == self.employee_id
+            return [event] if mine or self.all_calls else []
+        if isinstance(event, DealChanged):
+            mine = self.employee_id is not None and event.owner_id == self.employee_id
+            return [event] if mine or self.all_calls else []
         if self.all_calls:
             return [event]
         if self.employee_id is None:
