@@ -125,6 +125,13 @@ class CallCenterRuntime:
                 await self.apply_change(event)
             except Exception:  # noqa: BLE001 - keep serving with the settings we have
                 log.exception("call center: reloading after %r failed", event)
+            finally:
+                self._changes.task_done()
+
+    async def settled(self) -> None:
+        """Wait until the configuration changes received so far are applied."""
+        if self._changes is not None:
+            await self._changes.join()
 
     async def apply_change(self, event: object) -> None:
         if isinstance(event, QueueChanged):
@@ -213,6 +220,10 @@ class CallCenterRuntime:
                 agents.add(entry.agent_id)
             if entry.queue_id is not None:
                 queues.add(entry.queue_id)
+        for agent_id in agents:  # an agent's state is part of each of its queues' state
+            agent = self.center.agents.get(agent_id)
+            if agent is not None:
+                queues.update(agent.queues)
         if self.backlog and self._wake is not None:
             self._wake.set()
         self._publish(agents, queues)
