@@ -43,6 +43,11 @@ BODIES: dict[str, dict[str, Any]] = {
     "notes": {"text": "intruder"},
     "merge": {"source_id": 1},
     "fields": {"key": "intruder", "label": "Intruder", "kind": "text"},
+    "queues": {"name": "Intruder", "number": "998"},
+    "reasons": {"name": "Intruder"},
+    "members": {"employee_ids": []},
+    "skills": {"skills": {"x": 1}},
+    "pause": {"reason": "Lunch"},
 }
 PATCHES: dict[str, dict[str, Any]] = {
     "tenants": {"name": "Owned"},
@@ -51,6 +56,9 @@ PATCHES: dict[str, dict[str, Any]] = {
     "employees": {"full_name": "Owned"},
     "extensions": {"display_name": "Owned"},
     "clients": {"name": "Owned"},
+    "queues": {"name": "Owned"},
+    "members": {"employee_ids": []},
+    "skills": {"skills": {"x": 1}},
 }
 
 
@@ -80,7 +88,10 @@ async def _populate(api: Api, t: Any) -> dict[str, int]:
     assert r.status_code == 200, r.text
     client = await post("crm/clients", {"name": "Client", "phones": [{"number": f"+7495{t.id:07d}"}]})
     field = await post("crm/fields", {"key": "source", "label": "Source", "kind": "text"})
+    queue = await post("callcenter/queues", {"name": "Q", "number": "500"})
+    reason = await post("callcenter/reasons", {"name": "Lunch"})
     return {
+        "queue_id": queue, "reason_id": reason,
         "client_id": client, "field_id": field,
         "tenant_id": t.id, "office_id": office, "department_id": dept, "employee_id": emp,
         "extension_id": ext, "token_id": token, "cdr_id": cdr, "trunk_id": trunk, "route_id": route,
@@ -111,7 +122,7 @@ async def _snapshot(api: Api, values: dict[str, int]) -> list[Any]:
     out = []
     base = f"/api/v1/tenants/{values['tenant_id']}"
     for kind in ("", "/offices", "/departments", "/employees", "/extensions", "/tokens", "/cdrs", "/crm/clients",
-                 "/crm/fields"):
+                 "/crm/fields", "/callcenter/queues", "/callcenter/reasons"):
         r = await api.client.get(base + kind, headers=api.admin)
         assert r.status_code == 200
         out.append(r.json())

@@ -68,13 +68,12 @@ async def api(db: Database, settings: Settings, runtime: CallCenterRuntime) -> A
 
     from conftest import _extra_routers
     from zvonok.api.app import create_app
-    from zvonok.callcenter import http as callcenter_http
     from zvonok.org import accounts
 
     async with db.session() as session:
         created = await accounts.platform_create_api_token(session, "tests")
         await session.commit()
-    app = create_app(settings, db, routers=[*_extra_routers(), callcenter_http.router])
+    app = create_app(settings, db, routers=_extra_routers())
     app.state.callcenter = runtime
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://zvonok.test") as client:
         yield Api(client=client, db=db, settings=settings, admin_token=created.secret)
@@ -383,3 +382,21 @@ async def test_report_routes_csv_and_checks(api: Api, make_tenant: Any) -> None:
     assert await ok(await api.client.get(f"{cc(b)}/reports/queues", headers=b.headers, params=params)) == []
 
 
+
+
+def test_websocket_gives_agent_state_to_the_agent_and_admins_only() -> None:
+    from zvonok.api.auth import Principal
+    from zvonok.api.ws import STREAMED_TYPES, CallVisibility
+    from zvonok.org.models import Role
+
+    mine = AgentStateChanged(tenant_id=1, employee_id=5, status="available", queues=(3,))
+    other = AgentStateChanged(tenant_id=1, employee_id=6, status="available")
+    queue = QueueStateChanged(tenant_id=1, queue_id=3, waiting=2, callbacks=0, longest_wait=4.0, available=1)
+    assert AgentStateChanged in STREAMED_TYPES and QueueStateChanged in STREAMED_TYPES
+    employee = CallVisibility(Principal(role=Role.EMPLOYEE, tenant_id=1, employee_id=5))
+    assert employee.admit(mine) == [mine] and employee.admit(other) == [] and employee.admit(queue) == []
+    admin = CallVisibility(Principal(role=Role.TENANT_ADMIN, tenant_id=1))
+    assert admin.admit(other) == [other] and admin.admit(queue) == [queue]
+    from zvonok.bus import deserialize, serialize
+
+    assert deserialize(serialize(mine)) == mine and deserialize(serialize(queue)) == queue

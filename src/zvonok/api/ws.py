@@ -12,8 +12,9 @@ Authentication is the REST API's: ``Authorization: Bearer <token>``, or ``?token
 Each text frame is one event as :func:`zvonok.bus.serialize` renders it (``{"type": "CallStarted",
 ...}``): every call event of the tenant, ``CdrWritten``, ``RegistrationChanged`` (an extension's
 devices registered or gone) and ``ForwardingChanged`` (an extension's forwarding or DND), and ``ScreenPop`` (the CRM card of a caller
-ringing the viewer: only ever to that employee, admins included). An admin
-receives all of them; an employee the ``RegistrationChanged`` and ``ForwardingChanged`` of their own
+ringing the viewer: only ever to that employee, admins included), and the call center's
+``AgentStateChanged`` / ``QueueStateChanged`` (:mod:`zvonok.callcenter.runtime`). An admin
+receives all of them; an employee the ``RegistrationChanged``, ``ForwardingChanged`` and ``AgentStateChanged`` of their own
 extensions (never a colleague's) and the events of calls where they are a party (caller, a callee leg, or
 a transfer target) — events of a call that arrive before the employee joins it are held and sent when
 they do. An employee's extensions are looked up when the socket opens and again at each access re-check
@@ -37,6 +38,7 @@ from sqlalchemy import select
 
 from zvonok.api.auth import Principal, require_principal, tenant_access
 from zvonok.bus import Bus, serialize
+from zvonok.callcenter.events import AgentStateChanged, QueueStateChanged
 from zvonok.cdr.events import CdrWritten
 from zvonok.crm.events import ScreenPop
 from zvonok.org.events import AccessRevoked, ForwardingChanged
@@ -56,7 +58,8 @@ log = logging.getLogger(__name__)
 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
-STREAMED_TYPES: tuple[type, ...] = (CallEvent, CdrWritten, RegistrationChanged, ForwardingChanged, ScreenPop)
+STREAMED_TYPES: tuple[type, ...] = (CallEvent, CdrWritten, RegistrationChanged, ForwardingChanged, ScreenPop,
+                                   AgentStateChanged, QueueStateChanged)
 
 
 class CallVisibility:
@@ -86,7 +89,7 @@ class CallVisibility:
             return []
         if isinstance(event, CdrWritten):
             return [event] if self.employee_id in event.employee_ids else []
-        if isinstance(event, ForwardingChanged):
+        if isinstance(event, (ForwardingChanged, AgentStateChanged)):
             return [event] if event.employee_id == self.employee_id else []
         if isinstance(event, RegistrationChanged):
             return [event] if event.extension_id in self.extensions else []
