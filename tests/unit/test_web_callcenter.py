@@ -99,3 +99,12 @@ async def test_queue_and_agent_pages(web: Web, a: Company, b: Company, admin_a: 
     r = await _post(admin_a, edit, f"{edit}/delete", {})
     assert r.status_code == 303
     assert "No queues yet." in (await admin_a.get("/callcenter/queues")).text
+
+
+async def test_pages_in_russian(web: Web, b: Company) -> None:  # noqa: F811
+    async with web.client() as admin_b:
+        assert (await login(admin_b, b.admin)).status_code == 303
+        page = await admin_b.get("/callcenter/queues")
+        assert "Очередей пока нет." in page.text and "Новая очередь" in page.text
+        page = await admin_b.get("/callcenter/agents")
+        assert "Причины неготовности" in page.text and "Операторы" in page.text
