@@ -325,12 +325,13 @@ async def test_reports_equal_kpi_on_a_scripted_log(db: Database) -> None:
         return [e for e in log if start <= e.at < start + size]
 
     end = DAY0 + 86400
-    for group, size in (("15min", 900), ("hour", 3600), ("day", 86400)):
+    for group, size, offset in (("15min", 900, 0), ("hour", 3600, 0), ("day", 86400, 0), ("day", 86400, 10800),
+                                ("15min", 900, 19800)):  # UTC, Moscow (+3), India (+5:30)
         async with db.session() as session:
-            q_rows = await queue_report(session, tenant_id, start=DAY0, end=end, group=group)
-            a_rows = await agent_report(session, tenant_id, start=DAY0, end=end, group=group)
+            q_rows = await queue_report(session, tenant_id, start=DAY0, end=end, group=group, utc_offset=offset)
+            a_rows = await agent_report(session, tenant_id, start=DAY0, end=end, group=group, utc_offset=offset)
         seen = {(r.start, r.queue_id) for r in q_rows}
-        expected = {(DAY0 + (e.at - DAY0) // size * size, e.queue_id) for e in log if e.queue_id is not None}
+        expected = {((e.at + offset) // size * size - offset, e.queue_id) for e in log if e.queue_id is not None}
         assert seen == expected, group
         for row in q_rows:
             sl = 20.0 if row.queue_id == ids[0] else 30.0
@@ -342,8 +343,10 @@ async def test_reports_equal_kpi_on_a_scripted_log(db: Database) -> None:
             got_a = {k: v for k, v in arow.model_dump().items() if k not in ("start", "agent_id")}
             assert got_a == {k: getattr(want_a, k) for k in got_a}, (group, arow)
         assert {r.agent_id for r in a_rows} == {1, 2, 3}
-    day = [r for r in q_rows if r.queue_id == ids[0]][0]
-    assert day.answered >= 1 and day.abandoned >= 1 and day.overflowed >= 1 and day.refused >= 1
+        if group == "day":
+            assert [r.start for r in q_rows] == [DAY0 - offset] * 2
+            day = q_rows[0]
+            assert day.answered >= 1 and day.abandoned >= 1 and day.overflowed >= 1 and day.refused >= 1
 
 
 async def test_report_routes_csv_and_checks(api: Api, make_tenant: Any) -> None:
@@ -366,6 +369,9 @@ async def test_report_routes_csv_and_checks(api: Api, make_tenant: Any) -> None:
     rows = await ok(await api.client.get(url, headers=a.headers, params=params))
     assert [(r["start"], r["offered"], r["answered"], r["service_level"]) for r in rows] == [
         (DAY0, 1, 1, 1.0), (DAY0 + 3600, 1, 0, None)]
+    # days begin at the tenant's midnight (Europe/Moscow: 21:00 UTC)
+    rows = await ok(await api.client.get(url, headers=a.headers, params={**params, "group": "day"}))
+    assert [(r["start"], r["offered"]) for r in rows] == [(DAY0 - 3 * 3600, 2)]
     r = await api.client.get(url, headers=a.headers, params={**params, "format": "csv"})
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     table = list(csv.reader(io.StringIO(r.text)))

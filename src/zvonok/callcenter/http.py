@@ -7,7 +7,7 @@
   holds a supervisor's powers.
 * ``live`` (GET): every queue's line and agent counts and every logged-in agent (the admin).
 * ``reports/queues`` and ``reports/agents`` (GET, ``from``/``to`` epoch seconds, ``group`` 15min | hour |
-  day, ``format`` json | csv): the admin.
+  day in the tenant's time zone, ``format`` json | csv): the admin.
 
 Live state comes from ``app.state.callcenter`` (:class:`~zvonok.callcenter.runtime.CallCenterRuntime`,
 set by the composition root); an API-only process answers 503 for it. Another tenant's queues and
@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import datetime
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok.api.auth import Principal, TenantAdmin, TenantReader
 from zvonok.api.deps import Paging, get_session, paging
+from zvonok.org.models import Tenant
 from zvonok.org.schemas import Page
 
 from . import reports, service
@@ -222,6 +225,17 @@ async def live(tenant_id: int, _: TenantAdmin, session: Session, request: Reques
 
 
 # -- reports -------------------------------------------------------------------------------------------
+async def _utc_offset(session: AsyncSession, tenant_id: int, at: float) -> int:
+    """The tenant's UTC offset at ``at`` (seconds east): buckets start at local midnight, hour, quarter."""
+    tenant = await session.get(Tenant, tenant_id)
+    try:
+        zone = ZoneInfo(tenant.timezone if tenant is not None else "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo("UTC")
+    delta = datetime.fromtimestamp(at, zone).utcoffset()
+    return int(delta.total_seconds()) if delta is not None else 0
+
+
 def _span(start: float, end: float) -> None:
     if end <= start:
         raise HTTPException(422, "to: must be after from")
@@ -251,7 +265,8 @@ async def queue_report(tenant_id: int, _: TenantAdmin, session: Session, start: 
     _span(start, end)
     if queue_id is not None:
         await service.get_queue(session, tenant_id, queue_id)
-    rows = await reports.queue_report(session, tenant_id, start=start, end=end, group=group, queue_id=queue_id)
+    rows = await reports.queue_report(session, tenant_id, start=start, end=end, group=group, queue_id=queue_id,
+                                      utc_offset=await _utc_offset(session, tenant_id, start))
     if format == "csv":
         return _csv(rows, list(s.QueueReportRow.model_fields), "queues")
     return rows
@@ -263,7 +278,8 @@ async def agent_report(tenant_id: int, _: TenantAdmin, session: Session, start: 
     _span(start, end)
     if agent_id is not None:
         await service.get_employee(session, tenant_id, agent_id)
-    rows = await reports.agent_report(session, tenant_id, start=start, end=end, group=group, agent_id=agent_id)
+    rows = await reports.agent_report(session, tenant_id, start=start, end=end, group=group, agent_id=agent_id,
+                                      utc_offset=await _utc_offset(session, tenant_id, start))
     if format == "csv":
         return _csv(rows, list(s.AgentReportRow.model_fields), "agents")
     return rows

@@ -2,8 +2,10 @@
 
 The figures follow :mod:`.kpi`'s definitions exactly (a test compares the two on one scripted log): the
 database sums counts and seconds per bucket and queue (or agent); the ratios are divided here, as kpi
-does, so both sides compute them from the same sums. Buckets are UTC: 15 minutes, an hour or a day
-(``start`` is the bucket's first second, epoch). JSON figures are read with SQLAlchemy's JSON accessors
+does, so both sides compute them from the same sums. Buckets are 15 minutes, an hour or a day, aligned
+on the tenant's local time: ``utc_offset`` (seconds east of UTC, the tenant's offset at the start of the
+interval — a report across a DST change keeps one offset) shifts the boundaries, so a Moscow day runs
+from local midnight. ``start`` is the bucket's first second, epoch. JSON figures are read with SQLAlchemy's JSON accessors
 (``json_extract`` on SQLite, ``->>`` on PostgreSQL).
 """
 
@@ -25,13 +27,13 @@ _COMPLETIONS = (ql.COMPLETEAGENT, ql.COMPLETECALLER, ql.TRANSFER)
 _DEFAULT_SL = 20.0  # a deleted queue's threshold (kpi's caller passes the queue's)
 
 
-def _bucket(session: AsyncSession, size: int) -> ColumnElement[Any]:
-    quotient = QueueLogRow.at / size
+def _bucket(session: AsyncSession, size: int, offset: int) -> ColumnElement[Any]:
+    quotient = (QueueLogRow.at + offset) / size
     if session.bind.dialect.name == "postgresql":
         index: ColumnElement[Any] = cast(func.floor(quotient), Integer)
     else:  # SQLite's CAST truncates (epoch times are positive: the floor)
         index = cast(quotient, Integer)
-    return (index * size).label("start")
+    return (index * size - offset).label("start")
 
 
 def _count(condition: ColumnElement[bool]) -> ColumnElement[Any]:
@@ -48,9 +50,9 @@ def _ratio(part: float, whole: float) -> float | None:
 
 
 async def queue_report(session: AsyncSession, tenant_id: int, *, start: float, end: float, group: str,
-                       queue_id: int | None = None) -> list[schemas.QueueReportRow]:
+                       queue_id: int | None = None, utc_offset: int = 0) -> list[schemas.QueueReportRow]:
     e = QueueLogRow.event
-    bucket = _bucket(session, BUCKETS[group])
+    bucket = _bucket(session, BUCKETS[group], utc_offset)
     threshold = func.coalesce(CallQueue.service_level, _DEFAULT_SL)
     hold = QueueLogRow.data["hold"].as_float()
     stmt = (
@@ -85,9 +87,9 @@ async def queue_report(session: AsyncSession, tenant_id: int, *, start: float, e
 
 
 async def agent_report(session: AsyncSession, tenant_id: int, *, start: float, end: float, group: str,
-                       agent_id: int | None = None) -> list[schemas.AgentReportRow]:
+                       agent_id: int | None = None, utc_offset: int = 0) -> list[schemas.AgentReportRow]:
     e = QueueLogRow.event
-    bucket = _bucket(session, BUCKETS[group])
+    bucket = _bucket(session, BUCKETS[group], utc_offset)
     state = QueueLogRow.data["from"].as_string()
     status = e == ql.AGENTSTATUS
     stmt = (
