@@ -406,3 +406,51 @@ def test_websocket_gives_agent_state_to_the_agent_and_admins_only() -> None:
     from zvonok.bus import deserialize, serialize
 
     assert deserialize(serialize(mine)) == mine and deserialize(serialize(queue)) == queue
+
+
+async def test_runtime_timer_fires_on_the_loop_and_queue_changes_reach_the_center(db: Database) -> None:
+    import asyncio
+
+    from zvonok.callcenter.center import CancelOffer
+    from zvonok.callcenter.events import QueueChanged
+    from zvonok.org.models import Tenant
+
+    async with db.session() as session:
+        tenant = Tenant(name="T", sip_domain="t.example", timezone="UTC", currency="RUB", locale="ru")
+        session.add(tenant)
+        await session.flush()
+        queue = CallQueue(tenant_id=tenant.id, name="Q", number="500", requirements=[], relaxations=[], wrap_up=0)
+        session.add(queue)
+        await session.commit()
+        tenant_id, queue_id = tenant.id, queue.id
+    runtime = CallCenterRuntime(db, FakeBus(), flush_delay=0.0)  # the real monotonic clock
+    await runtime.start()
+    try:
+        assert runtime.center.queues[queue_id].tenant_id == tenant_id
+        # a short ring time set on the core directly (the API asks at least 5 s)
+        config = runtime.center.queues[queue_id]
+        runtime.center.set_queue(QueueConfig(id=queue_id, tenant_id=tenant_id, ring_timeout=0.05, retry=60,
+                                             wrap_up=0), runtime.clock())
+        actions: list[object] = []
+        runtime.action_handlers.append(actions.append)
+        runtime.login(tenant_id, 42, [queue_id], {})
+        runtime.feed(lambda c, now: c.join("call-t", queue_id, now, number="1"))
+        assert isinstance(actions[0], Offer)
+        async with asyncio.timeout(10):
+            while not any(isinstance(x, CancelOffer) for x in actions):
+                await asyncio.sleep(0.02)
+        assert runtime.center.agents[42].missed == 1 and "call-t" in runtime.center.waiting
+        # the queue is deleted elsewhere: its caller leaves for the overflow, its agent goes offline
+        async with db.session() as session:
+            await session.delete(await session.get(CallQueue, queue_id))
+            await session.commit()
+        await runtime.apply_change(QueueChanged(tenant_id=tenant_id, queue_id=queue_id, action="deleted"))
+        assert queue_id not in runtime.center.queues and not runtime.center.waiting
+        assert runtime.center.agents[42].status.value == "offline"
+        assert config.name == "Q"
+    finally:
+        await runtime.stop()
+    async with db.session() as session:
+        events = list((await session.execute(select(QueueLogRow.event).where(QueueLogRow.call_id == "call-t")
+                                             .order_by(QueueLogRow.id))).scalars())
+    assert events == [ql.ENTERQUEUE, ql.RINGNOANSWER, ql.EXITEMPTY]
