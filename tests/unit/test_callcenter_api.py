@@ -96,6 +96,9 @@ async def test_queue_crud_and_number_space(api: Api, make_tenant: Any) -> None:
                             overflow={"kind": "extension", "number": "101"}, max_wait=300)
     assert queue["strategy"] == "skills" and queue["overflow"] == {"kind": "extension", "number": "101"}
     assert [r["after"] for r in queue["relaxations"]] == [30, 60]
+    # the overflow extension cannot be deleted while the queue names it
+    r = await api.client.delete(f"{a.base}/extensions/{a.ext_alice}", headers=a.headers)
+    assert r.status_code == 409 and "queue Sales (500)" in r.text
     post = f"{cc(a)}/queues"
     r = await api.client.post(post, headers=a.headers, json={"name": "Ext", "number": "101"})
     assert r.status_code == 422 and "is an extension" in r.text

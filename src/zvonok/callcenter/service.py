@@ -15,10 +15,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok.conference.models import ConferenceRoom
+from zvonok.org import service as org_service
 from zvonok.org.errors import Conflict, ValidationError
 from zvonok.org.models import Employee, Extension
 from zvonok.org.scope import get_in_tenant, page_in_tenant
-from zvonok.pstn.destinations import clean_destination
+from zvonok.pstn.destinations import clean_destination, extension_refs
 from zvonok.storage.db import emit
 
 from . import events, schemas
@@ -264,3 +265,28 @@ async def platform_queue(session: AsyncSession, queue_id: int) -> QueueConfig | 
 async def employee_names(session: AsyncSession, tenant_id: int) -> dict[int, str]:
     rows = await session.execute(select(Employee.id, Employee.full_name).where(Employee.tenant_id == tenant_id))
     return {employee_id: name for employee_id, name in rows.tuples()}
+
+
+async def overflow_references(session: AsyncSession, tenant_id: int, extension_id: int) -> list[str]:
+    """The tenant's queues that overflow to an extension (an org hook: such an extension cannot be deleted)."""
+    ext = await session.get(Extension, extension_id)
+    if ext is None:
+        return []
+    queues = (await session.execute(select(CallQueue).where(CallQueue.tenant_id == tenant_id,
+                                                            CallQueue.overflow.is_not(None)))).scalars()
+    out = []
+    for queue in queues:
+        overflow = dict(queue.overflow or {})
+        kind = overflow.pop("kind", "")
+        if isinstance(kind, str) and ext.number in extension_refs(kind, overflow):
+            out.append(f"queue {queue.name} ({queue.number})")
+    return out
+
+
+def register_hooks() -> None:
+    """Tell the org domain that a queue's overflow extension cannot be deleted (idempotent; at import)."""
+    if overflow_references not in org_service.extension_references:
+        org_service.extension_references.append(overflow_references)
+
+
+register_hooks()
