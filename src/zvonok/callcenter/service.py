@@ -26,8 +26,6 @@ from . import events, schemas
 from .models import AgentSkill, CallQueue, NotReadyReason, QueueMember
 from .queues import QueueConfig, Relaxation, SkillRequirement, Strategy
 
-_SETTINGS = ("strategy", "ring_timeout", "retry", "wrap_up", "max_waiting", "max_wait", "join_empty",
-             "leave_empty", "service_level", "announce_every", "max_no_answer", "weight")
 _NOT_NULL = ("name", "number", "strategy", "requirements", "relaxations", "ring_timeout", "retry", "wrap_up",
              "join_empty", "leave_empty", "service_level", "announce_every", "max_no_answer", "weight")
 
