@@ -457,3 +457,22 @@ async def test_runtime_timer_fires_on_the_loop_and_queue_changes_reach_the_cente
         events = list((await session.execute(select(QueueLogRow.event).where(QueueLogRow.call_id == "call-t")
                                              .order_by(QueueLogRow.id))).scalars())
     assert events == [ql.ENTERQUEUE, ql.RINGNOANSWER, ql.EXITEMPTY]
+
+
+async def test_concurrent_flushes_write_each_entry_once(db: Database) -> None:
+    import asyncio
+
+    from zvonok.org.models import Tenant
+
+    async with db.session() as session:
+        tenant = Tenant(name="T", sip_domain="t.example", timezone="UTC", currency="RUB", locale="ru")
+        session.add(tenant)
+        await session.commit()
+        tenant_id = tenant.id
+    runtime = CallCenterRuntime(db, batch_size=7)  # not started: no background writer, only the flushes
+    runtime.backlog = [{"at": DAY0 + n, "tenant_id": tenant_id, "queue_id": None, "call_id": None, "agent_id": 1,
+                        "event": ql.PAUSE, "data": {"reason": str(n)}} for n in range(50)]
+    await asyncio.gather(runtime.flush(), runtime.flush(), runtime.flush())
+    async with db.session() as session:
+        reasons = list((await session.execute(select(QueueLogRow.data).order_by(QueueLogRow.at))).scalars())
+    assert [r["reason"] for r in reasons] == [str(n) for n in range(50)]

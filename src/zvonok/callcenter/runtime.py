@@ -68,6 +68,7 @@ class CallCenterRuntime:
         self._changes: asyncio.Queue[object] | None = None
         self._reloader: asyncio.Task[None] | None = None
         self._stopping = False
+        self._write_lock = asyncio.Lock()
 
     # -- life ----------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -292,7 +293,14 @@ class CallCenterRuntime:
                     await asyncio.sleep(self.retry_delay)
 
     async def _write_batch(self, size: int) -> bool:
+        # one writer at a time: flush() and the background task must never insert the same entries twice
+        async with self._write_lock:
+            return await self._write_locked(size)
+
+    async def _write_locked(self, size: int) -> bool:
         batch = self.backlog[:size]
+        if not batch:
+            return True
         try:
             async with self.db.session() as session:
                 await session.execute(insert(QueueLogRow), batch)
