@@ -168,10 +168,17 @@ async def test_members_skills_reasons_and_agent_state(api: Api, make_tenant: Any
     assert (await api.client.post(f"{base}/agents/{a.bob}/login", headers=a.alice_headers, json={})).status_code == 403
     r = await api.client.post(f"{base}/agents/{a.bob}/login", headers=a.headers, json={})
     assert r.status_code == 422 and "member of no queue" in r.text
+    await ok(await api.client.patch(f"{a.base}/employees/{a.bob}", headers=a.headers, json={"active": False}))
+    r = await api.client.post(f"{base}/agents/{a.bob}/login", headers=a.headers, json={})
+    assert r.status_code == 422 and "deactivated" in r.text
     r = await api.client.post(f"{agent}/login", headers=a.alice_headers, json={"queue_ids": [queue["id"] + 1000]})
     assert r.status_code == 422
+    assert (await ok(await api.client.get(agent, headers=a.alice_headers)))["status"] == "offline"
     state = await ok(await api.client.post(f"{agent}/login", headers=a.alice_headers, json={}))
     assert state["status"] == "available" and state["queue_ids"] == [queue["id"]]
+    mine = await ok(await api.client.get(agent, headers=a.alice_headers))
+    assert (mine["full_name"], mine["status"], mine["since"]) == ("Alice", "available", 1_800_000_000.0)
+    assert (await api.client.get(f"{base}/agents/{a.bob}", headers=a.alice_headers)).status_code == 403
     assert runtime.center.agents[a.alice].skills == {"english": 7, "sales": 3}
     r = await api.client.post(f"{agent}/pause", headers=a.alice_headers, json={"reason": "Nap"})
     assert r.status_code == 422 and "not-ready reasons" in r.text

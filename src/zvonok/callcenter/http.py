@@ -2,8 +2,8 @@
 
 * ``queues`` (CRUD), ``queues/{id}/members`` (GET, PUT), ``agents/{employee_id}/skills`` (GET, PUT) and
   ``reasons`` (the not-ready reasons: GET for anyone of the tenant, POST, DELETE): the tenant's admin.
-* ``agents/{employee_id}/login`` / ``logout`` / ``pause`` / ``unpause`` (POST): the employee for
-  themself, a tenant admin for anyone of the tenant. There is no supervisor role yet: the tenant admin
+* ``agents/{employee_id}`` (GET: the live state) and ``agents/{employee_id}/login`` / ``logout`` /
+  ``pause`` / ``unpause`` (POST): the employee for themself, a tenant admin for anyone of the tenant. There is no supervisor role yet: the tenant admin
   holds a supervisor's powers.
 * ``live`` (GET): every queue's line and agent counts and every logged-in agent (the admin).
 * ``reports/queues`` and ``reports/agents`` (GET, ``from``/``to`` epoch seconds, ``group`` 15min | hour |
@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok.api.auth import Principal, TenantAdmin, TenantReader
 from zvonok.api.deps import Paging, get_session, paging
-from zvonok.org.models import Tenant
+from zvonok.org.models import Employee, Tenant
 from zvonok.org.schemas import Page
 
 from . import reports, service
@@ -131,11 +131,11 @@ def runtime_of(request: Request) -> CallCenterRuntime:
     return runtime
 
 
-async def _may_act_for(session: AsyncSession, tenant_id: int, employee_id: int, who: Principal) -> None:
+async def _may_act_for(session: AsyncSession, tenant_id: int, employee_id: int, who: Principal) -> Employee:
     """The employee themself, or the tenant's admin (the supervisor) for anyone of the tenant."""
     if not who.may_administer(tenant_id) and who.employee_id != employee_id:
-        raise HTTPException(403, "only the agent themself or a tenant admin may change an agent's state")
-    await service.get_employee(session, tenant_id, employee_id)
+        raise HTTPException(403, "only the agent themself or a tenant admin may see or change an agent's state")
+    return await service.get_employee(session, tenant_id, employee_id)
 
 
 def agent_out(runtime: CallCenterRuntime, agent: Agent, full_name: str = "") -> s.AgentOut:
@@ -151,7 +151,9 @@ def _state_error(exc: Exception) -> HTTPException:
 @router.post("/agents/{employee_id}/login", response_model=s.AgentOut)
 async def login(tenant_id: int, employee_id: int, body: s.LoginIn, who: TenantReader, session: Session,
                 request: Request) -> object:
-    await _may_act_for(session, tenant_id, employee_id, who)
+    employee = await _may_act_for(session, tenant_id, employee_id, who)
+    if not employee.active:
+        raise HTTPException(422, "employee: a deactivated employee cannot log in to queues")
     runtime = runtime_of(request)
     queue_ids = await service.check_login_queues(session, tenant_id, employee_id, body.queue_ids)
     skills = await service.skills(session, tenant_id, employee_id)
@@ -167,6 +169,17 @@ def _agent(runtime: CallCenterRuntime, tenant_id: int, employee_id: int) -> Agen
     if agent is None:
         raise HTTPException(409, f"agent {employee_id} is not logged in")
     return agent
+
+
+@router.get("/agents/{employee_id}", response_model=s.AgentOut)
+async def agent_state(tenant_id: int, employee_id: int, who: TenantReader, session: Session, request: Request) -> object:
+    """One agent's live state (offline when not logged in): the agent themself or the admin."""
+    employee = await _may_act_for(session, tenant_id, employee_id, who)
+    runtime = runtime_of(request)
+    agent = runtime.agent(tenant_id, employee_id)
+    if agent is None:
+        return s.AgentOut(employee_id=employee_id, full_name=employee.full_name, status="offline")
+    return agent_out(runtime, agent, employee.full_name)
 
 
 @router.post("/agents/{employee_id}/logout", response_model=s.AgentOut)
