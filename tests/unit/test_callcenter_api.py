@@ -246,13 +246,20 @@ async def test_runtime_offers_calls_and_keeps_the_log_through_write_failures(
     runtime.feed(lambda c, now: c.offer_answered("call-1", a.alice, now))
     clock.now += 30
     runtime.feed(lambda c, now: c.call_ended("call-1", now, by_agent=False))
+    assert runtime.center.agents[a.alice].status.value == "available"
+    # the employee is deactivated: logged out of every queue
+    await ok(await api.client.patch(f"{a.base}/employees/{a.alice}", headers=a.headers, json={"active": False}))
+    await runtime.settled()
+    assert runtime.center.agents[a.alice].status.value == "offline" and not runtime.center.agents[a.alice].queues
     await runtime.stop()  # flushes what is left, through the two failures
     assert failures == 2 and not runtime.backlog
     async with api.db.session() as session:
         events = list((await session.execute(select(QueueLogRow.event).where(QueueLogRow.call_id == "call-1")
                                              .order_by(QueueLogRow.id))).scalars())
         data = (await session.execute(select(QueueLogRow.data).where(QueueLogRow.event == ql.COMPLETECALLER))).scalar_one()
+        removed = len((await session.execute(select(QueueLogRow.id).where(QueueLogRow.event == ql.REMOVEMEMBER))).all())
     assert events == [ql.ENTERQUEUE, ql.CONNECT, ql.COMPLETECALLER]
+    assert removed == 1
     assert data["hold"] == 4.0 and data["talk"] == 30.0
 
 

@@ -9,6 +9,9 @@ touched to the bus (:class:`~zvonok.callcenter.events.AgentStateChanged`,
 :class:`~zvonok.callcenter.events.QueueStateChanged`), and one ``loop.call_at`` is re-armed on
 :meth:`~zvonok.callcenter.center.ContactCenter.next_deadline`.
 
+Queue and membership changes, skills, an agent's employee deleted or deactivated and a deleted tenant
+reach the center through the database's committed events, applied in order by one task.
+
 The backlog is written by one background task in batches (a short delay gathers the entries of a
 burst). A failed write keeps the batch and tries again after ``retry_delay``: the log is the reports'
 only source, so it is never dropped while the process lives; :meth:`stop` writes what is left.
@@ -30,6 +33,8 @@ from typing import Any, TypeVar
 from sqlalchemy import insert
 
 from zvonok.bus import Bus
+from zvonok.org.events import EntityChanged, TenantDeleted
+from zvonok.org.models import Employee
 from zvonok.storage.db import Database
 
 from . import log as ql
@@ -115,7 +120,11 @@ class CallCenterRuntime:
 
     # -- configuration changes (after commit) --------------------------------------------------------
     def on_event(self, event: object) -> None:
-        if isinstance(event, (QueueChanged, AgentChanged)) and self._changes is not None:
+        if self._changes is None:
+            return
+        if isinstance(event, (QueueChanged, AgentChanged, TenantDeleted)) or (
+                isinstance(event, EntityChanged) and event.entity == "employee"
+                and event.entity_id in self.center.agents):
             self._changes.put_nowait(event)
 
     async def _reload_loop(self) -> None:
@@ -151,6 +160,20 @@ class CallCenterRuntime:
                     if config.id in agent.queues and agent.id not in members:
                         self.center.logout(agent.id, [config.id], now)
             self._after()
+        elif isinstance(event, EntityChanged):  # an agent deleted or deactivated: logged out of every queue
+            async with self.db.session() as session:
+                employee = await session.get(Employee, event.entity_id)
+            gone = self.center.agents.get(event.entity_id)
+            if gone is not None and gone.queues and (employee is None or not employee.active):
+                self.center.logout(gone.id, None, self.clock())
+                self._after()
+        elif isinstance(event, TenantDeleted):
+            now = self.clock()
+            for queue_id in [q.id for q in self.center.queues.values() if q.tenant_id == event.tenant_id]:
+                self.center.remove_queue(queue_id, now)
+            # the tenant's log rows are gone with it (ON DELETE CASCADE): drop what was still to be written
+            self._after()
+            self.backlog = [row for row in self.backlog if row["tenant_id"] != event.tenant_id]
         elif isinstance(event, AgentChanged) and event.employee_id in self.center.agents:
             async with self.db.session() as session:
                 skills = await service.skills(session, event.tenant_id, event.employee_id)
