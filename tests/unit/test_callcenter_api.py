@@ -490,3 +490,49 @@ async def test_concurrent_flushes_write_each_entry_once(db: Database) -> None:
     async with db.session() as session:
         reasons = list((await session.execute(select(QueueLogRow.data).order_by(QueueLogRow.at))).scalars())
     assert [r["reason"] for r in reasons] == [str(n) for n in range(50)]
+
+
+async def test_deleted_tenant_leaves_the_center_and_its_unwritten_log_is_dropped(db: Database) -> None:
+    from zvonok.org.events import TenantDeleted
+    from zvonok.org.models import Tenant
+
+    async with db.session() as session:
+        tenant = Tenant(name="T", sip_domain="t.example", timezone="UTC", currency="RUB", locale="ru")
+        session.add(tenant)
+        await session.flush()
+        queue = CallQueue(tenant_id=tenant.id, name="Q", number="500", requirements=[], relaxations=[])
+        session.add(queue)
+        await session.commit()
+        tenant_id, queue_id = tenant.id, queue.id
+    runtime = CallCenterRuntime(db, flush_delay=0.0)
+    await runtime.start()
+    try:
+        runtime.feed(lambda c, now: c.join("call-d", queue_id, now, number="1"))
+        await runtime.flush()
+        async with db.session() as session:
+            await session.delete(await session.get(Tenant, tenant_id))
+            await session.commit()
+        await runtime.apply_change(TenantDeleted(tenant_id=tenant_id, sip_domain="t.example"))
+        assert queue_id not in runtime.center.queues and not runtime.center.waiting
+        assert runtime.backlog == []  # its EXITEMPTY could never be written (the tenant's rows are gone)
+    finally:
+        await runtime.stop()
+    assert runtime.write_failures == 0
+
+
+async def test_a_row_refused_for_good_does_not_hold_back_the_others(db: Database) -> None:
+    from zvonok.org.models import Tenant
+
+    async with db.session() as session:
+        tenant = Tenant(name="T", sip_domain="t.example", timezone="UTC", currency="RUB", locale="ru")
+        session.add(tenant)
+        await session.commit()
+        tenant_id = tenant.id
+    runtime = CallCenterRuntime(db)
+    runtime.backlog = [{"at": DAY0 + n, "tenant_id": tenant_id if n != 1 else tenant_id + 999, "queue_id": None,
+                        "call_id": None, "agent_id": 1, "event": ql.PAUSE, "data": {"reason": str(n)}}
+                       for n in range(3)]
+    await runtime.flush()
+    async with db.session() as session:
+        reasons = list((await session.execute(select(QueueLogRow.data).order_by(QueueLogRow.at))).scalars())
+    assert [r["reason"] for r in reasons] == ["0", "2"] and runtime.backlog == []

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from sqlalchemy import insert
+from sqlalchemy.exc import IntegrityError
 
 from zvonok.bus import Bus
 from zvonok.org.events import EntityChanged, TenantDeleted
@@ -330,8 +331,29 @@ class CallCenterRuntime:
                 await session.commit()
                 # at once: a cancellation while the session closes must not write the batch twice
                 del self.backlog[:len(batch)]
+        except IntegrityError:
+            # a row the database refuses for good (its tenant was deleted by another process): write the
+            # batch row by row, so one such row cannot hold back the others for ever
+            return await self._write_one_by_one(len(batch))
         except Exception:  # noqa: BLE001 - kept in the backlog and written again
             self.write_failures += 1
             log.exception("queue log: writing %d entries failed; retrying", len(batch))
             return False
+        return True
+
+    async def _write_one_by_one(self, count: int) -> bool:
+        for _ in range(count):
+            row = self.backlog[0]
+            try:
+                async with self.db.session() as session:
+                    await session.execute(insert(QueueLogRow), [row])
+                    await session.commit()
+                    del self.backlog[0]
+            except IntegrityError:
+                log.error("queue log: the database refuses an entry for good, dropped: %r", row)
+                del self.backlog[0]
+            except Exception:  # noqa: BLE001 - kept in the backlog and written again
+                self.write_failures += 1
+                log.exception("queue log: writing an entry failed; retrying")
+                return False
         return True
