@@ -80,6 +80,10 @@ async def test_queue_and_agent_pages(web: Web, a: Company, b: Company, admin_a: 
     await live.settled()
     assert (await _post(admin_a, agents, f"{agents}/{ivan}/login", {})).status_code == 303
     assert live.center.agents[ivan].skills == {"english": 7}
+    live.feed(lambda c, now: c.join("call-w", queue.id, now, number="1"))
+    page = await admin_a.get("/callcenter/queues")
+    assert 'data-waiting="1"' in page.text
+    live.feed(lambda c, now: c.caller_left("call-w", now))
     page = await admin_a.get(agents)
     assert 'data-status="available"' in page.text and "english:7" in page.text and "<mark>Lunch</mark>" in page.text
     r = await _post(admin_a, agents, f"{agents}/{ivan}/pause", {"reason": "Nap"})

@@ -193,6 +193,26 @@ async def skills(session: AsyncSession, tenant_id: int, employee_id: int) -> dic
     return {skill: level for skill, level in rows.tuples()}
 
 
+async def tenant_skills(session: AsyncSession, tenant_id: int) -> dict[int, dict[str, int]]:
+    """Every employee's skills in one query (the agents page)."""
+    rows = await session.execute(select(AgentSkill.employee_id, AgentSkill.skill, AgentSkill.level).where(
+        AgentSkill.tenant_id == tenant_id).order_by(AgentSkill.employee_id, AgentSkill.skill))
+    out: dict[int, dict[str, int]] = {}
+    for employee_id, skill, level in rows.tuples():
+        out.setdefault(employee_id, {})[skill] = level
+    return out
+
+
+async def tenant_memberships(session: AsyncSession, tenant_id: int) -> dict[int, list[int]]:
+    """Every employee's queues in one query (the agents page)."""
+    rows = await session.execute(select(QueueMember.employee_id, QueueMember.queue_id).where(
+        QueueMember.tenant_id == tenant_id).order_by(QueueMember.employee_id, QueueMember.queue_id))
+    out: dict[int, list[int]] = {}
+    for employee_id, queue_id in rows.tuples():
+        out.setdefault(employee_id, []).append(queue_id)
+    return out
+
+
 async def set_skills(session: AsyncSession, tenant_id: int, employee_id: int, values: dict[str, int]) -> dict[str, int]:
     await get_employee(session, tenant_id, employee_id)
     await session.execute(delete(AgentSkill).where(AgentSkill.tenant_id == tenant_id,

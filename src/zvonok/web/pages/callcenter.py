@@ -52,8 +52,10 @@ def runtime_of(request: Request) -> CallCenterRuntime | None:
 async def _queues(request: Request, session: AsyncSession, tenant_id: int, *, form: dict[str, str] | None = None,
                   errors: dict[str, str] | None = None, status_code: int = 200) -> Response:
     rows, total = await service.list_queues(session, tenant_id, limit=500, offset=0)
+    runtime = runtime_of(request)
+    live = {q.id: runtime.snapshot(tenant_id, q.id) for q in rows} if runtime is not None else None
     return render(request, "callcenter/queues.html", {
-        "rows": rows, "total": total, "strategies": STRATEGIES, "errors": errors or {},
+        "rows": rows, "total": total, "strategies": STRATEGIES, "errors": errors or {}, "live": live,
         "form": form or {"strategy": "longest_idle", "ring_timeout": "15", "wrap_up": "10", "service_level": "20"},
     }, status_code=status_code)
 
@@ -186,13 +188,15 @@ async def _agents(request: Request, session: AsyncSession, tenant_id: int, *, er
     names = await service.employee_names(session, tenant_id)
     queues, _total = await service.list_queues(session, tenant_id, limit=500, offset=0)
     runtime = runtime_of(request)
+    skills = await service.tenant_skills(session, tenant_id)
+    memberships = await service.tenant_memberships(session, tenant_id)
     rows = []
     for employee_id, full_name in sorted(names.items(), key=lambda kv: kv[1]):
         agent = runtime.agent(tenant_id, employee_id) if runtime is not None else None
+        member_of = set(memberships.get(employee_id, ()))
         rows.append({
-            "id": employee_id, "name": full_name,
-            "skills": _skills_text(await service.skills(session, tenant_id, employee_id)),
-            "queues": [q for q in queues if q.id in set(await service.member_queues(session, tenant_id, employee_id))],
+            "id": employee_id, "name": full_name, "skills": _skills_text(skills.get(employee_id, {})),
+            "queues": [q for q in queues if q.id in member_of],
             "status": agent.status.value if agent is not None else "offline",
             "reason": agent.reason if agent is not None else None,
             "logged_in": sorted(agent.queues) if agent is not None else [],
