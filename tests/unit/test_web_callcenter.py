@@ -50,7 +50,7 @@ async def test_queue_and_agent_pages(web: Web, a: Company, b: Company, admin_a: 
     page = await admin_a.get("/callcenter/queues")
     assert page.status_code == 200 and "No queues yet." in page.text and 'href="/callcenter/agents"' in page.text
     form = {"name": "Support", "number": "101", "strategy": "ring_all", "ring_timeout": "20", "wrap_up": "5",
-            "max_wait": "", "service_level": "30"}
+            "max_wait": "", "service_level": "30", "requirements": "english:5"}
     r = await _post(admin_a, "/callcenter/queues", "/callcenter/queues", form)
     assert r.status_code == 422 and "is an extension" in r.text and 'value="Support"' in r.text
     r = await _post(admin_a, "/callcenter/queues", "/callcenter/queues", {**form, "number": "700", "ring_timeout": "1"})
@@ -62,13 +62,16 @@ async def test_queue_and_agent_pages(web: Web, a: Company, b: Company, admin_a: 
         ivan = (await session.execute(select(Employee.id).where(Employee.tenant_id == a.id))).scalar_one()
         ivan_b = (await session.execute(select(Employee.id).where(Employee.tenant_id == b.id))).scalar_one()
     assert queue.strategy == "ring_all" and queue.max_wait is None and queue.service_level == 30
+    assert queue.requirements == [{"skill": "english", "min_level": 5}]
     edit = f"/callcenter/queues/{queue.id}"
-    r = await _post(admin_a, edit, edit, {**form, "number": "701", "max_wait": "120"})
+    r = await _post(admin_a, edit, edit, {**form, "requirements": "english"})
+    assert r.status_code == 422 and "name:level pairs" in r.text
+    r = await _post(admin_a, edit, edit, {**form, "number": "701", "max_wait": "120", "requirements": "english:2"})
     assert r.status_code == 303
     r = await _post(admin_a, edit, f"{edit}/members", {"employee_id": str(ivan)})
     assert r.status_code == 303
     page = await admin_a.get(edit)
-    assert 'value="701"' in page.text and 'value="120"' in page.text and f'value="{ivan}" checked' in page.text
+    assert 'value="701"' in page.text and 'value="120"' in page.text and 'value="english:2"' in page.text and f'value="{ivan}" checked' in page.text
     r = await _post(admin_a, edit, f"{edit}/members", {"employee_id": str(ivan_b)})
     assert r.status_code == 422  # another company's employee
 

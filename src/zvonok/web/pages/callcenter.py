@@ -56,20 +56,27 @@ async def _queues(request: Request, session: AsyncSession, tenant_id: int, *, fo
     live = {q.id: runtime.snapshot(tenant_id, q.id) for q in rows} if runtime is not None else None
     return render(request, "callcenter/queues.html", {
         "rows": rows, "total": total, "strategies": STRATEGIES, "errors": errors or {}, "live": live,
-        "form": form or {"strategy": "longest_idle", "ring_timeout": "15", "wrap_up": "10", "service_level": "20"},
+        "form": form or {"strategy": "longest_idle", "ring_timeout": "15", "wrap_up": "10", "service_level": "20",
+                         "requirements": ""},
     }, status_code=status_code)
 
 
 def _form_values(name: str, number: str, strategy: str, ring_timeout: str, wrap_up: str, max_wait: str,
-                 service_level: str) -> dict[str, str]:
+                 service_level: str, requirements: str) -> dict[str, str]:
     return {"name": name, "number": number, "strategy": strategy, "ring_timeout": ring_timeout,
-            "wrap_up": wrap_up, "max_wait": max_wait, "service_level": service_level}
+            "wrap_up": wrap_up, "max_wait": max_wait, "service_level": service_level, "requirements": requirements}
 
 
 def _queue_data(form: dict[str, str]) -> dict[str, Any]:
+    """The schema's input from the form; ValueError when the requirements are not name:level pairs."""
     data: dict[str, Any] = {k: v for k, v in form.items() if k in _FIELDS}
     data["max_wait"] = form["max_wait"] or None
+    data["requirements"] = [{"skill": k, "min_level": v} for k, v in parse_skills(form["requirements"]).items()]
     return data
+
+
+def _requirements_text(requirements: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{r['skill']}:{r['min_level']}" for r in requirements)
 
 
 def _errors(request: Request, exc: PydanticValidationError) -> dict[str, str]:
@@ -81,7 +88,13 @@ def _errors(request: Request, exc: PydanticValidationError) -> dict[str, str]:
         "wrap_up": _("Seconds, from 0 to 3600."),
         "max_wait": _("Seconds, from 10 to 86400, or empty for no limit."),
         "service_level": _("Seconds, from 1 to 3600."),
+        "requirements": _("Skills the queue needs as name:level pairs separated by commas, levels 1 to 10."),
     }, _("Invalid value."))
+
+
+def _requirements_error(request: Request) -> dict[str, str]:
+    _ = gettext_for(request)
+    return {"requirements": _("Skills the queue needs as name:level pairs separated by commas, levels 1 to 10.")}
 
 
 Field = Annotated[str, Form(max_length=200)]
@@ -95,12 +108,16 @@ async def queues(request: Request, user: TenantAdminUser, session: Session) -> R
 @router.post("/callcenter/queues")
 async def create_queue(request: Request, user: TenantAdminUser, session: Session, name: Field = "",
                        number: Field = "", strategy: Field = "longest_idle", ring_timeout: Field = "15",
-                       wrap_up: Field = "10", max_wait: Field = "", service_level: Field = "20") -> Response:
-    form = _form_values(name, number, strategy, ring_timeout, wrap_up, max_wait, service_level)
+                       wrap_up: Field = "10", max_wait: Field = "", service_level: Field = "20",
+                       requirements: Annotated[str, Form(max_length=2000)] = "") -> Response:
+    form = _form_values(name, number, strategy, ring_timeout, wrap_up, max_wait, service_level, requirements)
     try:
         data = schemas.QueueCreate(**_queue_data(form))
     except PydanticValidationError as exc:
         return await _queues(request, session, user.tenant, form=form, errors=_errors(request, exc), status_code=422)
+    except ValueError:
+        return await _queues(request, session, user.tenant, form=form, errors=_requirements_error(request),
+                             status_code=422)
     try:
         queue = await service.create_queue(session, user.tenant, data)
     except OrgError as exc:
@@ -117,6 +134,7 @@ async def _edit(request: Request, session: AsyncSession, tenant_id: int, queue_i
     queue = await service.get_queue(session, tenant_id, queue_id)
     if form is None:
         form = {k: "" if getattr(queue, k) is None else str(getattr(queue, k)) for k in _FIELDS}
+        form["requirements"] = _requirements_text(queue.requirements)
     members = set(await service.queue_members(session, tenant_id, queue_id))
     names = await service.employee_names(session, tenant_id)
     return render(request, "callcenter/queue.html", {
@@ -133,13 +151,17 @@ async def edit_queue(request: Request, queue_id: int, user: TenantAdminUser, ses
 @router.post("/callcenter/queues/{queue_id}")
 async def update_queue(request: Request, queue_id: int, user: TenantAdminUser, session: Session, name: Field = "",
                        number: Field = "", strategy: Field = "longest_idle", ring_timeout: Field = "15",
-                       wrap_up: Field = "10", max_wait: Field = "", service_level: Field = "20") -> Response:
+                       wrap_up: Field = "10", max_wait: Field = "", service_level: Field = "20",
+                       requirements: Annotated[str, Form(max_length=2000)] = "") -> Response:
     await service.get_queue(session, user.tenant, queue_id)
-    form = _form_values(name, number, strategy, ring_timeout, wrap_up, max_wait, service_level)
+    form = _form_values(name, number, strategy, ring_timeout, wrap_up, max_wait, service_level, requirements)
     try:
         data = schemas.QueueUpdate(**_queue_data(form))
     except PydanticValidationError as exc:
         return await _edit(request, session, user.tenant, queue_id, form=form, errors=_errors(request, exc),
+                           status_code=422)
+    except ValueError:
+        return await _edit(request, session, user.tenant, queue_id, form=form, errors=_requirements_error(request),
                            status_code=422)
     try:
         await service.update_queue(session, user.tenant, queue_id, data)
