@@ -76,6 +76,7 @@ class NotReadyReason(TenantScoped, Base):
 class QueueLogRow(Base):
     __tablename__ = "queue_log"
     __table_args__ = (
+        Index("ix_queue_log_tenant_at", "tenant_id", "at"),  # a report over all queues or agents
         Index("ix_queue_log_tenant_queue_at", "tenant_id", "queue_id", "at"),
         Index("ix_queue_log_tenant_agent_at", "tenant_id", "agent_id", "at"),
         Index("ix_queue_log_call_id", "call_id"),

@@ -43,6 +43,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_queue_log_call_id', ['call_id'], unique=False)
         batch_op.create_index('ix_queue_log_tenant_agent_at', ['tenant_id', 'agent_id', 'at'], unique=False)
         batch_op.create_index('ix_queue_log_tenant_queue_at', ['tenant_id', 'queue_id', 'at'], unique=False)
+        batch_op.create_index('ix_queue_log_tenant_at', ['tenant_id', 'at'], unique=False)
 
     op.create_table('queues',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -123,6 +124,7 @@ def downgrade() -> None:
 
     op.drop_table('queues')
     with op.batch_alter_table('queue_log', schema=None) as batch_op:
+        batch_op.drop_index('ix_queue_log_tenant_at')
         batch_op.drop_index('ix_queue_log_tenant_queue_at')
         batch_op.drop_index('ix_queue_log_tenant_agent_at')
         batch_op.drop_index('ix_queue_log_call_id')
