@@ -51,6 +51,11 @@ BODIES: dict[str, dict[str, Any]] = {
     "move": {"stage_id": 1},
     "payments": {"amount": "1.00", "paid_on": "2026-01-01"},
     "tasks": {"title": "Intruder", "due_at": "2026-01-01T00:00:00Z"},
+    "queues": {"name": "Intruder", "number": "998"},
+    "reasons": {"name": "Intruder"},
+    "members": {"employee_ids": []},
+    "skills": {"skills": {"x": 1}},
+    "pause": {"reason": "Lunch"},
 }
 PATCHES: dict[str, dict[str, Any]] = {
     "tenants": {"name": "Owned"},
@@ -65,6 +70,9 @@ PATCHES: dict[str, dict[str, Any]] = {
     "deals": {"title": "Owned"},
     "tasks": {"title": "Owned"},
     "settings": {"callback_minutes": 1},
+    "queues": {"name": "Owned"},
+    "members": {"employee_ids": []},
+    "skills": {"skills": {"x": 1}},
 }
 
 
@@ -126,7 +134,10 @@ async def _populate(api: Api, t: Any) -> dict[str, Any]:
     deal = await post("crm/deals", {"title": "Deal", "pipeline_id": pipeline, "client_id": client})
     payment = await post(f"crm/deals/{deal}/payments", {"amount": "10.00", "paid_on": "2026-01-01"})
     task = await post("crm/tasks", {"title": "Task", "due_at": "2026-01-01T00:00:00Z", "deal_id": deal})
+    queue = await post("callcenter/queues", {"name": "Q", "number": "500"})
+    reason = await post("callcenter/reasons", {"name": "Lunch"})
     return {
+        "queue_id": queue, "reason_id": reason,
         "client_id": client, "field_id": field, "pipeline_id": pipeline, "stage_id": stage, "deal_id": deal,
         "payment_id": payment, "task_id": task,
         "tenant_id": t.id, "office_id": office, "department_id": dept, "employee_id": emp,
@@ -159,7 +170,8 @@ async def _snapshot(api: Api, values: dict[str, Any]) -> list[Any]:
     base = f"/api/v1/tenants/{values['tenant_id']}"
     for kind in ("", "/offices", "/departments", "/employees", "/extensions", "/tokens", "/cdrs", "/crm/clients",
                  "/crm/fields", "/voicemail/messages",
-                 "/ring-groups", "/crm/pipelines", "/crm/deals", "/crm/tasks", "/crm/settings"):
+                 "/ring-groups", "/crm/pipelines", "/crm/deals", "/crm/tasks", "/crm/settings",
+                 "/callcenter/queues", "/callcenter/reasons"):
         r = await api.client.get(base + kind, headers=api.admin)
         assert r.status_code == 200
         out.append(r.json())

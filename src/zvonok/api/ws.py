@@ -14,8 +14,9 @@ Each text frame is one event as :func:`zvonok.bus.serialize` renders it (``{"typ
 devices registered or gone) and ``ForwardingChanged`` (an extension's forwarding or DND), and ``ScreenPop`` (the CRM card of a caller
 ringing the viewer: only ever to that employee, admins included), the CRM's ``DealChanged``, ``TaskChanged``,
 ``TaskDue`` (a task's reminder) and ``TaskEscalated`` (an employee gets those of their own deals and tasks,
-and the escalations addressed to them). An admin
-receives all of them; an employee the ``RegistrationChanged`` and ``ForwardingChanged`` of their own
+and the escalations addressed to them), and the call center's ``AgentStateChanged`` / ``QueueStateChanged``
+(:mod:`zvonok.callcenter.runtime`). An admin
+receives all of them; an employee the ``RegistrationChanged``, ``ForwardingChanged`` and ``AgentStateChanged`` of their own
 extensions (never a colleague's) and the events of calls where they are a party (caller, a callee leg, or
 a transfer target) — events of a call that arrive before the employee joins it are held and sent when
 they do. An employee's extensions are looked up when the socket opens and again at each access re-check
@@ -39,6 +40,7 @@ from sqlalchemy import select
 
 from zvonok.api.auth import Principal, require_principal, tenant_access
 from zvonok.bus import Bus, serialize
+from zvonok.callcenter.events import AgentStateChanged, QueueStateChanged
 from zvonok.cdr.events import CdrWritten
 from zvonok.crm.events import DealChanged, ScreenPop, TaskChanged, TaskDue, TaskEscalated
 from zvonok.org.events import AccessRevoked, ForwardingChanged
@@ -59,7 +61,8 @@ log = logging.getLogger(__name__)
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
 STREAMED_TYPES: tuple[type, ...] = (CallEvent, CdrWritten, RegistrationChanged, ForwardingChanged, ScreenPop,
-                                    DealChanged, TaskChanged, TaskDue, TaskEscalated)
+                                    DealChanged, TaskChanged, TaskDue, TaskEscalated,
+                                    AgentStateChanged, QueueStateChanged)
 
 
 class CallVisibility:
@@ -98,7 +101,7 @@ class CallVisibility:
             return []
         if isinstance(event, CdrWritten):
             return [event] if self.employee_id in event.employee_ids else []
-        if isinstance(event, ForwardingChanged):
+        if isinstance(event, (ForwardingChanged, AgentStateChanged)):
             return [event] if event.employee_id == self.employee_id else []
         if isinstance(event, RegistrationChanged):
             return [event] if event.extension_id in self.extensions else []
