@@ -169,6 +169,7 @@ class Api:
 
 def _extra_routers() -> list[Any]:
     """The routers other layers mount in ``zvonok.server`` so API tests (tenant isolation!) cover them."""
+    from zvonok.callcenter import http as callcenter_http
     from zvonok.cdr import http as cdr_http
     from zvonok.crm import http as crm_http
     from zvonok.ivr import http as ivr_http
@@ -181,7 +182,7 @@ def _extra_routers() -> list[Any]:
 
     return [registrations_router(Location()), cdr_http.router, pstn_http.router, hold_music_http.router,
             features_http.router, crm_http.router, voicemail_http.router,
-            ivr_http.router, ring_group_http.router]
+            ivr_http.router, ring_group_http.router, callcenter_http.router]
 
 
 @pytest.fixture

@@ -22,6 +22,8 @@ from zvonok.api.app import create_app
 from zvonok.api.limits import http_protocol
 from zvonok.api.ws import events_router
 from zvonok.bus import LocalBus, forward_committed
+from zvonok.callcenter import http as callcenter_http
+from zvonok.callcenter.runtime import CallCenterRuntime
 from zvonok.cdr import http as cdr_http
 from zvonok.cdr.consumer import CdrWriter
 from zvonok.cdr.journal import FILE_NAME as CDR_JOURNAL
@@ -31,6 +33,7 @@ from zvonok.conference import http as conference_http
 from zvonok.conference.service import RoomDirectory
 from zvonok.config import Settings
 from zvonok.crm import http as crm_http
+from zvonok.crm.reminders import TaskScheduler
 from zvonok.crm.screenpop import ScreenPopper
 from zvonok.ivr import http as ivr_http
 from zvonok.ivr.prompts import IvrPrompts
@@ -95,6 +98,7 @@ class Runtime:
     trunks: Trunks
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    callcenter: CallCenterRuntime | None = None
 
 
 def _http_socket(host: str, port: int) -> socket.socket:
@@ -281,10 +285,14 @@ async def build(settings: Settings) -> Runtime:
         media_endpoints=("Media endpoints not yet released", lambda: media.endpoint_count),
     )
     ScreenPopper(db, bus).start()  # the CRM card of a caller, to the ringing employee's websocket
+    TaskScheduler(db, bus).start()  # missed call -> call-back task; task reminders and escalations
+    callcenter = CallCenterRuntime(db, bus)  # queues and agents; the engine's queue calls come in a later step
+    await callcenter.start()
     app = create_app(settings, db, routers=[registrations_router(location), cdr_http.router, events_router(bus),
                                             pstn_http.router, conference_http.router, hold_music_http.router,
                                             features_http.router, crm_http.router, voicemail_http.router,
-                                            ivr_http.router, ring_group_http.router])
+                                            ivr_http.router, ring_group_http.router, callcenter_http.router])
+    app.state.callcenter = callcenter  # agents' state (zvonok.callcenter.http)
     app.state.conferences = engine.conferences  # live members (zvonok.conference.http)
     app.state.parking = engine.parking  # parked calls (zvonok.telephony.features_http)
     app.state.active_calls = engine.active_calls  # calls in progress (zvonok.web.pages.calls)
@@ -297,7 +305,8 @@ async def build(settings: Settings) -> Runtime:
                             http=http_protocol_class)
     http = uvicorn.Server(config)
     bindings = GroupCommit(location, store, delay=settings.register_commit_delay)
-    runtime = Runtime(settings, db, location, sip, http, bus, cdr_writer, store, bindings, trunks)
+    runtime = Runtime(settings, db, location, sip, http, bus, cdr_writer, store, bindings, trunks,
+                      callcenter=callcenter)
     runtime.tasks.append(asyncio.create_task(bindings.run(runtime.stopping)))
     runtime.tasks.append(asyncio.create_task(changes.run(runtime.stopping)))
     runtime.tasks.append(asyncio.create_task(mailer.run(runtime.stopping)))
@@ -357,6 +366,8 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
             await runtime.sip.calls.stop()
         if runtime.sip.mwi is not None:
             await runtime.sip.mwi.stop()
+        if runtime.callcenter is not None:
+            await runtime.callcenter.stop()  # the rest of the queue log, before the database closes
         runtime.trunks.stop()  # REGISTER Expires: 0 to the carriers
         await asyncio.sleep(0.2)
         await runtime.sip.stop()

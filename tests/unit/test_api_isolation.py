@@ -44,6 +44,18 @@ BODIES: dict[str, dict[str, Any]] = {
     "merge": {"source_id": 1},
     "fields": {"key": "intruder", "label": "Intruder", "kind": "text"},
     "ring-groups": {"number": "600", "name": "Intruder", "members": ["101"]},
+    "pipelines": {"name": "Intruder"},
+    "stages": {"name": "Intruder"},
+    "deals": {"title": "Intruder"},
+    "steps": {"stage_id": 1, "step": "Intrude"},
+    "move": {"stage_id": 1},
+    "payments": {"amount": "1.00", "paid_on": "2026-01-01"},
+    "tasks": {"title": "Intruder", "due_at": "2026-01-01T00:00:00Z"},
+    "queues": {"name": "Intruder", "number": "998"},
+    "reasons": {"name": "Intruder"},
+    "members": {"employee_ids": []},
+    "skills": {"skills": {"x": 1}},
+    "pause": {"reason": "Lunch"},
 }
 PATCHES: dict[str, dict[str, Any]] = {
     "tenants": {"name": "Owned"},
@@ -53,6 +65,14 @@ PATCHES: dict[str, dict[str, Any]] = {
     "extensions": {"display_name": "Owned"},
     "clients": {"name": "Owned"},
     "ring-groups": {"name": "Owned"},
+    "pipelines": {"name": "Owned"},
+    "stages": {"name": "Owned"},
+    "deals": {"title": "Owned"},
+    "tasks": {"title": "Owned"},
+    "settings": {"callback_minutes": 1},
+    "queues": {"name": "Owned"},
+    "members": {"employee_ids": []},
+    "skills": {"skills": {"x": 1}},
 }
 
 
@@ -108,8 +128,18 @@ async def _populate(api: Api, t: Any) -> dict[str, Any]:
     message = await _voicemail_message(api, t.id, ext)
     r = await api.client.get(f"{base}/voicemail/messages/{message}/audio", headers=t.headers)
     assert r.status_code == 200, r.text
+    pipeline = await post("crm/pipelines", {"name": "Sales"})
+    r = await api.client.get(f"{base}/crm/pipelines/{pipeline}", headers=t.headers)
+    stage = int(r.json()["stages"][0]["id"])
+    deal = await post("crm/deals", {"title": "Deal", "pipeline_id": pipeline, "client_id": client})
+    payment = await post(f"crm/deals/{deal}/payments", {"amount": "10.00", "paid_on": "2026-01-01"})
+    task = await post("crm/tasks", {"title": "Task", "due_at": "2026-01-01T00:00:00Z", "deal_id": deal})
+    queue = await post("callcenter/queues", {"name": "Q", "number": "500"})
+    reason = await post("callcenter/reasons", {"name": "Lunch"})
     return {
-        "client_id": client, "field_id": field,
+        "queue_id": queue, "reason_id": reason,
+        "client_id": client, "field_id": field, "pipeline_id": pipeline, "stage_id": stage, "deal_id": deal,
+        "payment_id": payment, "task_id": task,
         "tenant_id": t.id, "office_id": office, "department_id": dept, "employee_id": emp,
         "extension_id": ext, "token_id": token, "cdr_id": cdr, "trunk_id": trunk, "route_id": route,
         "number_id": number, "message_id": message, "kind": "busy", "menu_id": menu, "group_id": group,
@@ -140,7 +170,8 @@ async def _snapshot(api: Api, values: dict[str, Any]) -> list[Any]:
     base = f"/api/v1/tenants/{values['tenant_id']}"
     for kind in ("", "/offices", "/departments", "/employees", "/extensions", "/tokens", "/cdrs", "/crm/clients",
                  "/crm/fields", "/voicemail/messages",
-                 "/ring-groups"):
+                 "/ring-groups", "/crm/pipelines", "/crm/deals", "/crm/tasks", "/crm/settings",
+                 "/callcenter/queues", "/callcenter/reasons"):
         r = await api.client.get(base + kind, headers=api.admin)
         assert r.status_code == 200
         out.append(r.json())

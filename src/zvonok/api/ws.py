@@ -12,8 +12,11 @@ Authentication is the REST API's: ``Authorization: Bearer <token>``, or ``?token
 Each text frame is one event as :func:`zvonok.bus.serialize` renders it (``{"type": "CallStarted",
 ...}``): every call event of the tenant, ``CdrWritten``, ``RegistrationChanged`` (an extension's
 devices registered or gone) and ``ForwardingChanged`` (an extension's forwarding or DND), and ``ScreenPop`` (the CRM card of a caller
-ringing the viewer: only ever to that employee, admins included). An admin
-receives all of them; an employee the ``RegistrationChanged`` and ``ForwardingChanged`` of their own
+ringing the viewer: only ever to that employee, admins included), the CRM's ``DealChanged``, ``TaskChanged``,
+``TaskDue`` (a task's reminder) and ``TaskEscalated`` (an employee gets those of their own deals and tasks,
+and the escalations addressed to them), and the call center's ``AgentStateChanged`` / ``QueueStateChanged``
+(:mod:`zvonok.callcenter.runtime`). An admin
+receives all of them; an employee the ``RegistrationChanged``, ``ForwardingChanged`` and ``AgentStateChanged`` of their own
 extensions (never a colleague's) and the events of calls where they are a party (caller, a callee leg, or
 a transfer target) — events of a call that arrive before the employee joins it are held and sent when
 they do. An employee's extensions are looked up when the socket opens and again at each access re-check
@@ -37,8 +40,9 @@ from sqlalchemy import select
 
 from zvonok.api.auth import Principal, require_principal, tenant_access
 from zvonok.bus import Bus, serialize
+from zvonok.callcenter.events import AgentStateChanged, QueueStateChanged
 from zvonok.cdr.events import CdrWritten
-from zvonok.crm.events import ScreenPop
+from zvonok.crm.events import DealChanged, ScreenPop, TaskChanged, TaskDue, TaskEscalated
 from zvonok.org.events import AccessRevoked, ForwardingChanged
 from zvonok.org.models import Extension, Role
 from zvonok.telephony.events import (
@@ -56,7 +60,9 @@ log = logging.getLogger(__name__)
 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
-STREAMED_TYPES: tuple[type, ...] = (CallEvent, CdrWritten, RegistrationChanged, ForwardingChanged, ScreenPop)
+STREAMED_TYPES: tuple[type, ...] = (CallEvent, CdrWritten, RegistrationChanged, ForwardingChanged, ScreenPop,
+                                    DealChanged, TaskChanged, TaskDue, TaskEscalated,
+                                    AgentStateChanged, QueueStateChanged)
 
 
 class CallVisibility:
@@ -80,13 +86,22 @@ class CallVisibility:
     def admit(self, event: object) -> list[object]:
         if isinstance(event, ScreenPop):  # the ringing employee's own, whatever their role
             return [event] if self.employee_id is not None and event.employee_id == self.employee_id else []
+        if isinstance(event, TaskEscalated):  # the people it is escalated to (admins see every one)
+            mine = self.employee_id is not None and self.employee_id in event.notify_employee_ids
+            return [event] if mine or self.all_calls else []
+        if isinstance(event, TaskDue | TaskChanged):  # the assignee's (admins see every one)
+            mine = self.employee_id is not None and event.assignee_id == self.employee_id
+            return [event] if mine or self.all_calls else []
+        if isinstance(event, DealChanged):
+            mine = self.employee_id is not None and event.owner_id == self.employee_id
+            return [event] if mine or self.all_calls else []
         if self.all_calls:
             return [event]
         if self.employee_id is None:
             return []
         if isinstance(event, CdrWritten):
             return [event] if self.employee_id in event.employee_ids else []
-        if isinstance(event, ForwardingChanged):
+        if isinstance(event, (ForwardingChanged, AgentStateChanged)):
             return [event] if event.employee_id == self.employee_id else []
         if isinstance(event, RegistrationChanged):
             return [event] if event.extension_id in self.extensions else []

@@ -61,3 +61,54 @@ class ScreenPop:
     invite_at: float = 0.0
     at: float = 0.0
     version: int = 1
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True)
+class DealChanged:
+    """A deal was created, changed, moved to another stage (``stage_id`` its stage now), paid or deleted."""
+
+    tenant_id: int
+    deal_id: int
+    action: str  # created | changed | moved | paid | deleted
+    stage_id: int | None = None
+    owner_id: int | None = None
+    version: int = 1
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True)
+class TaskChanged:
+    tenant_id: int
+    task_id: int
+    action: str  # created | changed | done | deleted
+    assignee_id: int | None = None
+    version: int = 1
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True)
+class TaskDue:
+    """A task's due time came (the reminder): to its assignee's websocket."""
+
+    tenant_id: int
+    task_id: int
+    assignee_id: int | None
+    title: str
+    due_at: float  # epoch seconds
+    version: int = 1
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True)
+class TaskEscalated:
+    """A task is overdue by more than the tenant's ``escalate_hours``: ``notify_employee_ids`` (the
+    assignee's department head, or the tenant's admins) are told."""
+
+    tenant_id: int
+    task_id: int
+    assignee_id: int | None
+    title: str
+    due_at: float
+    notify_employee_ids: tuple[int, ...] = ()
+    version: int = 1

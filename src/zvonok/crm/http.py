@@ -129,7 +129,7 @@ async def screen_card(tenant_id: int, _: TenantReader, session: Session,
 
 @router.get("/fields", response_model=list[s.FieldOut])
 async def list_fields(tenant_id: int, _: TenantReader, session: Session) -> object:
-    return await service.list_fields(session, tenant_id)
+    return await service.list_fields(session, tenant_id, None)
 
 
 @router.post("/fields", response_model=s.FieldOut, status_code=201)
@@ -144,3 +144,8 @@ async def delete_field(tenant_id: int, field_id: int, _: TenantAdmin, session: S
     await service.delete_field(session, tenant_id, field_id)
     await session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+from .sales_http import router as sales_router  # noqa: E402 - after the clients' routes, under the same prefix
+
+router.include_router(sales_router)

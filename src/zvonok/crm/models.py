@@ -12,10 +12,11 @@ in tables the migration creates outside ``Base.metadata``.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Integer, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from zvonok.storage.base import Base, TenantScoped, Timestamped, utcnow
@@ -80,4 +81,116 @@ class CrmField(TenantScoped, Timestamped, Base):
     choices: Mapped[list[str]] = mapped_column(JSON, default=list)
     required: Mapped[bool] = mapped_column(Boolean, default=False)
     position: Mapped[int] = mapped_column(Integer, default=0)
+    entity: Mapped[str] = mapped_column(String(8), default="client", server_default="client")  # client | deal
 
+
+
+# --- the sales process (zvonok.crm.deals, zvonok.crm.tasks) -------------------------------------------
+STAGE_KINDS = ("open", "won", "lost")
+PAYMENT_METHODS = ("cash", "card", "transfer", "other")
+
+
+class CrmSettings(TenantScoped, Base):
+    """A tenant's CRM settings (one row, made on first use with the defaults)."""
+
+    __tablename__ = "crm_settings"
+    __table_args__ = (UniqueConstraint("tenant_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    callback_minutes: Mapped[int] = mapped_column(Integer, default=60)  # a missed call's "call back" task is due
+    escalate_hours: Mapped[int] = mapped_column(Integer, default=24)  # overdue this long: the head is told
+
+
+class CrmPipeline(TenantScoped, Timestamped, Base):
+    __tablename__ = "crm_pipelines"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    currency: Mapped[str] = mapped_column(String(3))
+
+
+class CrmStage(TenantScoped, Base):
+    """A stage of a pipeline, in ``position`` order. ``required_fields`` name deal fields (``amount``,
+    ``expected_close``, ``owner_id``, ``fields.<key>`` of the deal, ``client.<key>`` of its client) and
+    ``required_steps`` the checklist items that must be done before a deal moves past the stage."""
+
+    __tablename__ = "crm_stages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pipeline_id: Mapped[int] = mapped_column(ForeignKey("crm_pipelines.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    position: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(8), default="open")  # open | won | lost
+    goal: Mapped[str] = mapped_column(Text, default="")
+    probability: Mapped[int] = mapped_column(Integer, default=0)  # percent
+    required_fields: Mapped[list[str]] = mapped_column(JSON, default=list)
+    required_steps: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+class CrmDeal(TenantScoped, Timestamped, Base):
+    __tablename__ = "crm_deals"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pipeline_id: Mapped[int] = mapped_column(ForeignKey("crm_pipelines.id", ondelete="CASCADE"), index=True)
+    stage_id: Mapped[int] = mapped_column(ForeignKey("crm_stages.id"), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    client_id: Mapped[int | None] = mapped_column(ForeignKey("crm_clients.id", ondelete="SET NULL"), index=True)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("employees.id", ondelete="SET NULL"), index=True)
+    amount: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
+    currency: Mapped[str] = mapped_column(String(3))
+    expected_close: Mapped[date | None] = mapped_column(Date)
+    fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # the checklist: done steps by stage id ("12": ["Send the offer"])
+    steps_done: Mapped[dict[str, list[str]]] = mapped_column(JSON, default=dict)
+    lost_reason: Mapped[str | None] = mapped_column(Text)
+    closed_at: Mapped[datetime | None] = mapped_column()
+
+
+class CrmDealMove(TenantScoped, Base):
+    """The stage history of a deal: who moved it from which stage to which, when (the first row: created)."""
+
+    __tablename__ = "crm_deal_moves"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    deal_id: Mapped[int] = mapped_column(ForeignKey("crm_deals.id", ondelete="CASCADE"), index=True)
+    from_stage_id: Mapped[int | None] = mapped_column(ForeignKey("crm_stages.id", ondelete="SET NULL"))
+    to_stage_id: Mapped[int | None] = mapped_column(ForeignKey("crm_stages.id", ondelete="SET NULL"), index=True)
+    employee_id: Mapped[int | None] = mapped_column(ForeignKey("employees.id", ondelete="SET NULL"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CrmPayment(TenantScoped, Base):
+    __tablename__ = "crm_payments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    deal_id: Mapped[int] = mapped_column(ForeignKey("crm_deals.id", ondelete="CASCADE"), index=True)
+    amount: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    paid_on: Mapped[date] = mapped_column(Date)
+    method: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CrmTask(TenantScoped, Timestamped, Base):
+    """A task on a client or a deal. ``reminded_at``/``escalated_at`` are set when the reminder and the
+    escalation went out, so the scheduler (which reads due tasks from here) tells each once, restarts or not.
+    ``cdr_id`` is the missed call a "call back" task was made for (one task per call)."""
+
+    __tablename__ = "crm_tasks"
+    __table_args__ = (UniqueConstraint("tenant_id", "cdr_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16), default="task")  # task | call_back
+    client_id: Mapped[int | None] = mapped_column(ForeignKey("crm_clients.id", ondelete="CASCADE"), index=True)
+    deal_id: Mapped[int | None] = mapped_column(ForeignKey("crm_deals.id", ondelete="CASCADE"), index=True)
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("employees.id", ondelete="SET NULL"), index=True)
+    author_employee_id: Mapped[int | None] = mapped_column(ForeignKey("employees.id", ondelete="SET NULL"))
+    number: Mapped[str | None] = mapped_column(String(64))  # a call back's number
+    cdr_id: Mapped[int | None] = mapped_column(ForeignKey("cdrs.id", ondelete="SET NULL"))
+    due_at: Mapped[datetime] = mapped_column(index=True)
+    done: Mapped[bool] = mapped_column(Boolean, default=False)
+    done_at: Mapped[datetime | None] = mapped_column()
+    reminded_at: Mapped[datetime | None] = mapped_column()
+    escalated_at: Mapped[datetime | None] = mapped_column()

@@ -4,12 +4,13 @@ the service against the tenant's definitions (their kinds are data, not types)."
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from zvonok.org.schemas import Email, Name
+from zvonok.org.schemas import Currency, Email, Name
 from zvonok.sip.grammar import check_text
 
 Kind = Literal["person", "company"]
@@ -105,6 +106,7 @@ class FieldCreate(_In):
     choices: list[Label] = Field(default_factory=list, max_length=100, description="kind choice: the values")
     required: bool = False
     position: int = Field(default=0, ge=0, le=1000)
+    entity: Literal["client", "deal"] = Field(default="client", description="A field of clients or of deals")
 
 
 class FieldOut(BaseModel):
@@ -117,6 +119,7 @@ class FieldOut(BaseModel):
     choices: list[str]
     required: bool
     position: int
+    entity: str
 
 
 class CallOut(BaseModel):
@@ -140,3 +143,199 @@ class CallOut(BaseModel):
     recording_url: str | None
 
 
+
+
+# --- the sales process ------------------------------------------------------------------------------
+StageKind = Literal["open", "won", "lost"]
+Text200 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(check_text)]
+StepText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(check_text)]
+RequiredField = Annotated[str, StringConstraints(pattern=r"^(amount|expected_close|owner_id|client_id|"
+                                                        r"(fields|client)\.[a-z][a-z0-9_]{0,39})$")]
+Money = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2)]
+PaymentMethod = Literal["cash", "card", "transfer", "other"]
+
+
+class StageIn(_In):
+    name: Text200
+    kind: StageKind = "open"
+    goal: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)] = ""
+    probability: int = Field(default=0, ge=0, le=100, description="Percent")
+    required_fields: list[RequiredField] = Field(default_factory=list, max_length=50, description=(
+        "Deal fields that must be filled before a deal moves past this stage: amount, expected_close, owner_id, "
+        "client_id, fields.<key> (a deal field), client.<key> (a field of the deal's client)"))
+    required_steps: list[StepText] = Field(default_factory=list, max_length=50,
+                                           description="Checklist items that must be done before a deal moves on")
+    position: int | None = Field(default=None, ge=0, le=1000, description="Where (default: after the open stages)")
+
+
+class StageUpdate(_In):
+    name: Text200 | None = None
+    goal: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)] | None = None
+    probability: int | None = Field(default=None, ge=0, le=100)
+    required_fields: list[RequiredField] | None = Field(default=None, max_length=50)
+    required_steps: list[StepText] | None = Field(default=None, max_length=50)
+    position: int | None = Field(default=None, ge=0, le=1000)
+
+
+class StageOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    pipeline_id: int
+    name: str
+    kind: str
+    position: int
+    goal: str
+    probability: int
+    required_fields: list[str]
+    required_steps: list[str]
+
+
+class PipelineCreate(_In):
+    name: Text200
+    currency: Currency = "RUB"
+    stages: list[StageIn] | None = Field(default=None, max_length=50,
+                                         description="In order; default: New, Qualified, Proposal, Won, Lost")
+
+
+class PipelineUpdate(_In):
+    name: Text200 | None = None
+    currency: Currency | None = None
+
+
+class PipelineOut(BaseModel):
+    id: int
+    name: str
+    currency: str
+    stages: list[StageOut]
+
+
+class DealCreate(_In):
+    title: Text200
+    pipeline_id: Id | None = Field(default=None, description="Default: the tenant's first pipeline")
+    stage_id: Id | None = Field(default=None, description="Default: the pipeline's first stage")
+    client_id: Id | None = None
+    owner_id: Id | None = Field(default=None, description="Default: the creating employee")
+    amount: Money | None = None
+    currency: Currency | None = None
+    expected_close: date | None = None
+    fields: dict[str, Any] = Field(default_factory=dict, description="Deal fields by key (entity deal)")
+
+
+class DealUpdate(_In):
+    """Partial; ``fields`` are merged (null removes)."""
+
+    title: Text200 | None = None
+    client_id: Id | None = None
+    owner_id: Id | None = None
+    amount: Money | None = None
+    currency: Currency | None = None
+    expected_close: date | None = None
+    fields: dict[str, Any] | None = None
+
+
+class StepIn(_In):
+    stage_id: Id
+    step: StepText
+    done: bool = True
+
+
+class MoveIn(_In):
+    stage_id: Id
+    lost_reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)] | None = None
+
+
+class MoveOut(BaseModel):
+    from_stage_id: int | None
+    to_stage_id: int | None
+    employee_id: int | None
+    employee_name: str | None = None
+    at: datetime
+
+
+class PaymentIn(_In):
+    amount: Annotated[Decimal, Field(gt=0, max_digits=14, decimal_places=2)]
+    paid_on: date
+    method: PaymentMethod = "transfer"
+    note: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)] = ""
+
+
+class PaymentOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    deal_id: int
+    amount: Decimal
+    paid_on: date
+    method: str
+    note: str
+
+
+class DealOut(BaseModel):
+    id: int
+    tenant_id: int
+    pipeline_id: int
+    stage_id: int
+    stage_name: str
+    stage_kind: str
+    probability: int
+    title: str
+    client_id: int | None
+    client_name: str | None = None
+    owner_id: int | None
+    owner_name: str | None = None
+    amount: Decimal | None
+    currency: str
+    expected_close: date | None
+    fields: dict[str, Any]
+    steps_done: dict[str, list[str]]
+    lost_reason: str | None
+    closed_at: datetime | None
+    paid: Decimal
+    remaining: Decimal | None
+    missing: list[str] = Field(description="What the current stage still needs before the deal can move on")
+    created_at: datetime
+    updated_at: datetime
+
+
+class TaskCreate(_In):
+    title: Text200
+    due_at: datetime
+    client_id: Id | None = None
+    deal_id: Id | None = None
+    assignee_id: Id | None = Field(default=None, description="Default: the creating employee")
+
+
+class TaskUpdate(_In):
+    title: Text200 | None = None
+    due_at: datetime | None = None
+    assignee_id: Id | None = None
+    done: bool | None = None
+
+
+class TaskOut(BaseModel):
+    id: int
+    title: str
+    kind: str
+    client_id: int | None
+    client_name: str | None = None
+    deal_id: int | None
+    deal_title: str | None = None
+    assignee_id: int | None
+    assignee_name: str | None = None
+    number: str | None
+    due_at: datetime
+    done: bool
+    done_at: datetime | None
+    overdue: bool
+
+
+class SettingsIn(_In):
+    callback_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60,
+                                  description="A missed call's call-back task is due this many minutes later")
+    escalate_hours: int = Field(default=24, ge=1, le=24 * 90,
+                                description="A task overdue this long is escalated to the department head")
+
+
+class SettingsOut(SettingsIn):
+    pass

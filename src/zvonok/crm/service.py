@@ -102,9 +102,12 @@ def _normalize_phones(phones: Sequence[schemas.PhoneIn], area: str | None) -> li
 
 
 # --- custom fields -----------------------------------------------------------------------------------
-async def list_fields(session: AsyncSession, tenant_id: int) -> list[CrmField]:
-    rows = await session.execute(select(CrmField).where(CrmField.tenant_id == tenant_id)
-                                 .order_by(CrmField.position, CrmField.id))
+async def list_fields(session: AsyncSession, tenant_id: int, entity: str | None = "client") -> list[CrmField]:
+    """The tenant's field definitions of clients (``entity="client"``), of deals ("deal"), or all (None)."""
+    stmt = select(CrmField).where(CrmField.tenant_id == tenant_id)
+    if entity is not None:
+        stmt = stmt.where(CrmField.entity == entity)
+    rows = await session.execute(stmt.order_by(CrmField.position, CrmField.id))
     return list(rows.scalars())
 
 
@@ -120,7 +123,7 @@ async def create_field(session: AsyncSession, tenant_id: int, data: schemas.Fiel
     if taken is not None:
         raise Conflict(f"key: a field {data.key!r} exists", field="key")
     row = CrmField(tenant_id=tenant_id, key=data.key, label=data.label, kind=data.kind, choices=list(data.choices),
-                   required=data.required, position=data.position)
+                   required=data.required, position=data.position, entity=data.entity)
     session.add(row)
     await session.flush()
     return row
@@ -157,10 +160,10 @@ def check_field(definition: CrmField, value: Any) -> Any:
     return value
 
 
-async def _clean_fields(session: AsyncSession, tenant_id: int, given: dict[str, Any],
-                        current: dict[str, Any] | None) -> dict[str, Any]:
+async def clean_fields(session: AsyncSession, tenant_id: int, given: dict[str, Any],
+                        current: dict[str, Any] | None, entity: str = "client") -> dict[str, Any]:
     """``current`` with ``given`` applied (null removes a value), checked against the definitions."""
-    defs = {d.key: d for d in await list_fields(session, tenant_id)}
+    defs = {d.key: d for d in await list_fields(session, tenant_id, entity)}
     out = {k: v for k, v in (current or {}).items() if k in defs}
     for key, value in given.items():
         definition = defs.get(key)
@@ -237,7 +240,7 @@ async def create_client(session: AsyncSession, tenant_id: int, data: schemas.Cli
     await _check_unique(session, tenant_id, [n for n, _ in phones], emails, None)
     client = CrmClient(tenant_id=tenant_id, kind=data.kind, name=data.name, company_id=data.company_id,
                        owner_id=data.owner_id, tags=_unique(data.tags),
-                       fields=await _clean_fields(session, tenant_id, data.fields, None))
+                       fields=await clean_fields(session, tenant_id, data.fields, None))
     session.add(client)
     await session.flush()
     _add_contacts(session, client, phones, emails)
@@ -273,7 +276,7 @@ async def update_client(session: AsyncSession, tenant_id: int, client_id: int,
     emails = _unique(data.emails or []) if "emails" in changes else None
     await _check_unique(session, tenant_id, [n for n, _ in phones or []], emails or [], client.id)
     if "fields" in changes:
-        client.fields = await _clean_fields(session, tenant_id, changes["fields"], client.fields)
+        client.fields = await clean_fields(session, tenant_id, changes["fields"], client.fields)
     for key in ("name", "company_id", "owner_id"):
         if key in changes:
             setattr(client, key, changes[key])

@@ -5,6 +5,7 @@ Add one import line per domain that defines tables (e.g. ``zvonok.telephony.mode
 
 from __future__ import annotations
 
+import zvonok.callcenter.models  # noqa: F401
 import zvonok.cdr.models  # noqa: F401
 import zvonok.conference.models  # noqa: F401
 import zvonok.crm.models  # noqa: F401

@@ -88,11 +88,14 @@ def render(request: Request, template: str, context: Mapping[str, Any] | None = 
     seed, new_seed = _csrf_seed(request)
     path = request.url.path
     nav = [item for item in all_nav() if user is not None and user.role in item.roles]
+    # the most specific entry is the current one (/crm/deals/5 is under Deals, not Clients at /crm)
+    matching = [item.href for item in nav
+                if item.href == path or (item.href != "/" and path.startswith(item.href + "/"))]
+    current = max(matching, key=len, default=None)
     ctx: dict[str, Any] = {
         "request": request, "user": user, "locale": locale, "languages": LANGUAGE_NAMES,
         "csrf_token": csrf_token(request.app.state.settings, seed), "current_path": path,
-        "nav": [(item.href, item.label, item.href == path or (item.href != "/" and path.startswith(item.href + "/")))
-                for item in nav],
+        "nav": [(item.href, item.label, item.href == current) for item in nav],
     }
     ctx.update(context or {})
     html = environment(locale).get_template(template).render(ctx)

@@ -24,7 +24,7 @@ from zvonok.api.deps import get_session, get_settings
 from zvonok.cdr.models import Cdr
 from zvonok.cdr.service import recording_file
 from zvonok.config import Settings
-from zvonok.crm import schemas, service
+from zvonok.crm import deals, schemas, service, tasks
 from zvonok.crm.models import CrmClient, CrmField
 from zvonok.org.errors import OrgError
 from zvonok.org.models import Employee
@@ -42,6 +42,7 @@ Cfg = Annotated[Settings, Depends(get_settings)]
 PAGE = 50
 KINDS = {"person": N_("Person"), "company": N_("Company")}
 FIELD_KINDS = {"text": N_("Text"), "number": N_("Number"), "date": N_("Date"), "choice": N_("Choice")}
+FIELD_ENTITIES = {"client": N_("Client"), "deal": N_("Deal")}
 
 
 def viewer_of(user: WebUser) -> service.Viewer:
@@ -190,13 +191,13 @@ async def create_client(
     return RedirectResponse(f"/crm/{client.id}", status_code=303)
 
 
-@router.get("/crm/{client_id}/edit")
+@router.get("/crm/{client_id:int}/edit")
 async def edit_client(request: Request, client_id: int, user: TenantUser, session: Session) -> Response:
     out = await service.client_out(session, await service.get_client(session, user.tenant, client_id))
     return await _form_page(request, session, user, _form_of(out), {}, out)
 
 
-@router.post("/crm/{client_id}/edit")
+@router.post("/crm/{client_id:int}/edit")
 async def save_client(
     request: Request, client_id: int, user: TenantUser, session: Session,
     name: Annotated[str, Form(max_length=300)] = "",
@@ -231,20 +232,23 @@ async def save_client(
 # --- custom fields (admins) -----------------------------------------------------------------------------
 @router.get("/crm/fields")
 async def fields_page(request: Request, user: TenantAdminUser, session: Session) -> Response:
-    return render(request, "crm/fields.html", {"rows": await service.list_fields(session, user.tenant),
-                                               "field_kinds": FIELD_KINDS, "form": {}, "errors": {}})
+    return render(request, "crm/fields.html", {"rows": await service.list_fields(session, user.tenant, None),
+                                               "field_kinds": FIELD_KINDS, "entities": FIELD_ENTITIES, "form": {},
+                                               "errors": {}})
 
 
 @router.post("/crm/fields")
 async def add_field(request: Request, user: TenantAdminUser, session: Session,
                     key: Annotated[str, Form(max_length=60)] = "", label: Annotated[str, Form(max_length=200)] = "",
                     kind: Annotated[str, Form(max_length=20)] = "", choices: Annotated[str, Form(max_length=4000)] = "",
-                    required: Annotated[str, Form(max_length=5)] = "") -> Response:
+                    required: Annotated[str, Form(max_length=5)] = "",
+                    entity: Annotated[str, Form(max_length=8)] = "client") -> Response:
     _ = gettext_for(request)
-    form = {"key": key, "label": label, "kind": kind, "choices": choices, "required": required == "1"}
+    form = {"key": key, "label": label, "kind": kind, "choices": choices, "required": required == "1", "entity": entity}
     try:
         await service.create_field(session, user.tenant, schemas.FieldCreate(
-            key=key.strip(), label=label, kind=kind, choices=_lines(choices), required=required == "1"))  # type: ignore[arg-type]
+            key=key.strip(), label=label, kind=kind, choices=_lines(choices), required=required == "1",  # type: ignore[arg-type]
+            entity=entity))  # type: ignore[arg-type]
         await session.commit()
     except (PydanticValidationError, OrgError) as exc:
         await session.rollback()
@@ -256,8 +260,9 @@ async def add_field(request: Request, user: TenantAdminUser, session: Session,
         else:
             errors = {exc.field or "key": _("This key is taken.") if exc.status == 409
                       else messages.get(exc.field or "", exc.message)}
-        return render(request, "crm/fields.html", {"rows": await service.list_fields(session, user.tenant),
-                                                   "field_kinds": FIELD_KINDS, "form": form, "errors": errors},
+        return render(request, "crm/fields.html", {"rows": await service.list_fields(session, user.tenant, None),
+                                                   "field_kinds": FIELD_KINDS, "entities": FIELD_ENTITIES, "form": form,
+                                                   "errors": errors},
                       status_code=422)
     return RedirectResponse("/crm/fields", status_code=303)
 
@@ -270,7 +275,7 @@ async def remove_field(field_id: int, user: TenantAdminUser, session: Session) -
 
 
 # --- the card -------------------------------------------------------------------------------------------
-@router.get("/crm/{client_id}")
+@router.get("/crm/{client_id:int}")
 async def client_card(request: Request, client_id: int, user: TenantUser, session: Session, settings: Cfg,
                       page: Annotated[int, Query(ge=1, le=100_000)] = 1) -> Response:
     client = await service.get_client(session, user.tenant, client_id)  # another tenant's: 404 page
@@ -280,14 +285,18 @@ async def client_card(request: Request, client_id: int, user: TenantUser, sessio
 
     calls, total = await service.timeline(session, user.tenant, client_id, viewer_of(user), has_recording=recorded,
                                           limit=PAGE, offset=(page - 1) * PAGE)
+    client_deals, _ = await deals.list_deals(session, user.tenant, client_id=client_id, limit=200)
+    client_tasks, _ = await tasks.list_tasks(session, user.tenant, client_id=client_id, done=False, limit=200)
     return render(request, "crm/card.html", {
         "client": await service.client_out(session, client), "fields": await service.list_fields(session, user.tenant),
         "notes": await service.list_notes(session, user.tenant, client_id), "calls": calls, "total": total,
         "page": page, "pages": max(1, -(-total // PAGE)), "link": lambda n: urlencode({"page": n}),
-        "kinds": KINDS, "directions": DIRECTIONS, "dispositions": DISPOSITIONS, "errors": {}})
+        "kinds": KINDS, "directions": DIRECTIONS, "dispositions": DISPOSITIONS, "errors": {},
+        "deals": await deals.deals_out(session, user.tenant, client_deals),
+        "tasks": await tasks.tasks_out(session, user.tenant, client_tasks)})
 
 
-@router.post("/crm/{client_id}/notes")
+@router.post("/crm/{client_id:int}/notes")
 async def add_note(request: Request, client_id: int, user: TenantUser, session: Session,
                    text: Annotated[str, Form(max_length=20_000)] = "") -> Response:
     try:
@@ -300,7 +309,7 @@ async def add_note(request: Request, client_id: int, user: TenantUser, session: 
     return RedirectResponse(f"/crm/{client_id}#notes", status_code=303)
 
 
-@router.post("/crm/{client_id}/delete")
+@router.post("/crm/{client_id:int}/delete")
 async def delete_client(client_id: int, user: TenantUser, session: Session) -> Response:
     await service.delete_client(session, user.tenant, client_id)
     await session.commit()

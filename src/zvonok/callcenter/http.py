@@ -1,0 +1,298 @@
+"""Thin REST routes of the call center under ``/api/v1/tenants/{tenant_id}/callcenter``.
+
+* ``queues`` (CRUD), ``queues/{id}/members`` (GET, PUT), ``agents/{employee_id}/skills`` (GET, PUT) and
+  ``reasons`` (the not-ready reasons: GET for anyone of the tenant, POST, DELETE): the tenant's admin.
+* ``agents/{employee_id}`` (GET: the live state) and ``agents/{employee_id}/login`` / ``logout`` /
+  ``pause`` / ``unpause`` (POST): the employee for themself, a tenant admin for anyone of the tenant. There is no supervisor role yet: the tenant admin
+  holds a supervisor's powers.
+* ``live`` (GET): every queue's line and agent counts and every logged-in agent (the admin).
+* ``reports/queues`` and ``reports/agents`` (GET, ``from``/``to`` epoch seconds, ``group`` 15min | hour |
+  day in the tenant's time zone, ``format`` json | csv): the admin.
+
+Live state comes from ``app.state.callcenter`` (:class:`~zvonok.callcenter.runtime.CallCenterRuntime`,
+set by the composition root); an API-only process answers 503 for it. Another tenant's queues and
+employees answer 404 like missing ones; the center refusing a state change (pausing an agent who is not
+logged in) answers 409.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from zvonok.api.auth import Principal, TenantAdmin, TenantReader
+from zvonok.api.deps import Paging, get_session, paging
+from zvonok.org.models import Employee, Tenant
+from zvonok.org.schemas import Page
+
+from . import reports, service
+from . import schemas as s
+from .agents import Agent, AgentError
+from .center import CenterError
+from .runtime import CallCenterRuntime
+
+router = APIRouter(prefix="/api/v1/tenants/{tenant_id}/callcenter", tags=["callcenter"])
+Session = Annotated[AsyncSession, Depends(get_session)]
+PageParams = Annotated[Paging, Depends(paging)]
+MAX_REPORT_SPAN = 366 * 86400
+
+
+# -- queues --------------------------------------------------------------------------------------------
+@router.post("/queues", response_model=s.QueueOut, status_code=201)
+async def create_queue(tenant_id: int, body: s.QueueCreate, _: TenantAdmin, session: Session) -> object:
+    queue = await service.create_queue(session, tenant_id, body)
+    await session.commit()
+    return service.queue_out(queue)
+
+
+@router.get("/queues", response_model=Page[s.QueueOut])
+async def list_queues(tenant_id: int, _: TenantAdmin, session: Session, p: PageParams) -> object:
+    rows, total = await service.list_queues(session, tenant_id, limit=p.limit, offset=p.offset)
+    return {"items": [service.queue_out(q) for q in rows], "total": total, "limit": p.limit, "offset": p.offset}
+
+
+@router.get("/queues/{queue_id}", response_model=s.QueueOut)
+async def get_queue(tenant_id: int, queue_id: int, _: TenantAdmin, session: Session) -> object:
+    return service.queue_out(await service.get_queue(session, tenant_id, queue_id))
+
+
+@router.patch("/queues/{queue_id}", response_model=s.QueueOut)
+async def update_queue(tenant_id: int, queue_id: int, body: s.QueueUpdate, _: TenantAdmin, session: Session) -> object:
+    queue = await service.update_queue(session, tenant_id, queue_id, body)
+    await session.commit()
+    return service.queue_out(queue)
+
+
+@router.delete("/queues/{queue_id}", status_code=204)
+async def delete_queue(tenant_id: int, queue_id: int, _: TenantAdmin, session: Session) -> Response:
+    await service.delete_queue(session, tenant_id, queue_id)
+    await session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/queues/{queue_id}/members", response_model=s.MembersOut)
+async def get_members(tenant_id: int, queue_id: int, _: TenantAdmin, session: Session) -> object:
+    return s.MembersOut(queue_id=queue_id, employee_ids=await service.queue_members(session, tenant_id, queue_id))
+
+
+@router.put("/queues/{queue_id}/members", response_model=s.MembersOut)
+async def put_members(tenant_id: int, queue_id: int, body: s.MembersIn, _: TenantAdmin, session: Session) -> object:
+    ids = await service.set_queue_members(session, tenant_id, queue_id, body.employee_ids)
+    await session.commit()
+    return s.MembersOut(queue_id=queue_id, employee_ids=ids)
+
+
+# -- skills and reasons --------------------------------------------------------------------------------
+@router.get("/agents/{employee_id}/skills", response_model=s.SkillsOut)
+async def get_skills(tenant_id: int, employee_id: int, _: TenantAdmin, session: Session) -> object:
+    await service.get_employee(session, tenant_id, employee_id)
+    return s.SkillsOut(employee_id=employee_id, skills=await service.skills(session, tenant_id, employee_id),
+                       queue_ids=await service.member_queues(session, tenant_id, employee_id))
+
+
+@router.put("/agents/{employee_id}/skills", response_model=s.SkillsOut)
+async def put_skills(tenant_id: int, employee_id: int, body: s.SkillsIn, _: TenantAdmin, session: Session) -> object:
+    values = await service.set_skills(session, tenant_id, employee_id, body.skills)
+    await session.commit()
+    return s.SkillsOut(employee_id=employee_id, skills=values,
+                       queue_ids=await service.member_queues(session, tenant_id, employee_id))
+
+
+@router.get("/reasons", response_model=list[s.ReasonOut])
+async def list_reasons(tenant_id: int, _: TenantReader, session: Session) -> object:
+    return await service.list_reasons(session, tenant_id)
+
+
+@router.post("/reasons", response_model=s.ReasonOut, status_code=201)
+async def create_reason(tenant_id: int, body: s.ReasonIn, _: TenantAdmin, session: Session) -> object:
+    reason = await service.create_reason(session, tenant_id, body.name)
+    await session.commit()
+    return reason
+
+
+@router.delete("/reasons/{reason_id}", status_code=204)
+async def delete_reason(tenant_id: int, reason_id: int, _: TenantAdmin, session: Session) -> Response:
+    await service.delete_reason(session, tenant_id, reason_id)
+    await session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# -- agent state ---------------------------------------------------------------------------------------
+def runtime_of(request: Request) -> CallCenterRuntime:
+    runtime: CallCenterRuntime | None = getattr(request.app.state, "callcenter", None)
+    if runtime is None:
+        raise HTTPException(503, "live state unavailable: no call center runs in this process")
+    return runtime
+
+
+async def _may_act_for(session: AsyncSession, tenant_id: int, employee_id: int, who: Principal) -> Employee:
+    """The employee themself, or the tenant's admin (the supervisor) for anyone of the tenant."""
+    if not who.may_administer(tenant_id) and who.employee_id != employee_id:
+        raise HTTPException(403, "only the agent themself or a tenant admin may see or change an agent's state")
+    return await service.get_employee(session, tenant_id, employee_id)
+
+
+def agent_out(runtime: CallCenterRuntime, agent: Agent, full_name: str = "") -> s.AgentOut:
+    return s.AgentOut(employee_id=agent.id, full_name=full_name, status=agent.status.value,
+                      reason=agent.reason, queue_ids=sorted(agent.queues), since=runtime.wall_time(agent.since),
+                      calls=agent.calls, busy_elsewhere=agent.busy_elsewhere)
+
+
+def _state_error(exc: Exception) -> HTTPException:
+    return HTTPException(409, str(exc))
+
+
+@router.post("/agents/{employee_id}/login", response_model=s.AgentOut)
+async def login(tenant_id: int, employee_id: int, body: s.LoginIn, who: TenantReader, session: Session,
+                request: Request) -> object:
+    employee = await _may_act_for(session, tenant_id, employee_id, who)
+    if not employee.active:
+        raise HTTPException(422, "employee: a deactivated employee cannot log in to queues")
+    runtime = runtime_of(request)
+    queue_ids = await service.check_login_queues(session, tenant_id, employee_id, body.queue_ids)
+    skills = await service.skills(session, tenant_id, employee_id)
+    try:
+        agent = runtime.login(tenant_id, employee_id, queue_ids, skills)
+    except (AgentError, CenterError) as exc:
+        raise _state_error(exc) from None
+    return agent_out(runtime, agent)
+
+
+def _agent(runtime: CallCenterRuntime, tenant_id: int, employee_id: int) -> Agent:
+    agent = runtime.agent(tenant_id, employee_id)
+    if agent is None:
+        raise HTTPException(409, f"agent {employee_id} is not logged in")
+    return agent
+
+
+@router.get("/agents/{employee_id}", response_model=s.AgentOut)
+async def agent_state(tenant_id: int, employee_id: int, who: TenantReader, session: Session, request: Request) -> object:
+    """One agent's live state (offline when not logged in): the agent themself or the admin."""
+    employee = await _may_act_for(session, tenant_id, employee_id, who)
+    runtime = runtime_of(request)
+    agent = runtime.agent(tenant_id, employee_id)
+    if agent is None:
+        return s.AgentOut(employee_id=employee_id, full_name=employee.full_name, status="offline")
+    return agent_out(runtime, agent, employee.full_name)
+
+
+@router.post("/agents/{employee_id}/logout", response_model=s.AgentOut)
+async def logout(tenant_id: int, employee_id: int, body: s.LogoutIn, who: TenantReader, session: Session,
+                 request: Request) -> object:
+    await _may_act_for(session, tenant_id, employee_id, who)
+    runtime = runtime_of(request)
+    agent = _agent(runtime, tenant_id, employee_id)
+    try:
+        runtime.logout(employee_id, body.queue_ids)
+    except (AgentError, CenterError) as exc:
+        raise _state_error(exc) from None
+    return agent_out(runtime, agent)
+
+
+@router.post("/agents/{employee_id}/pause", response_model=s.AgentOut)
+async def pause(tenant_id: int, employee_id: int, body: s.PauseIn, who: TenantReader, session: Session,
+                request: Request) -> object:
+    await _may_act_for(session, tenant_id, employee_id, who)
+    await service.check_reason(session, tenant_id, body.reason)
+    runtime = runtime_of(request)
+    agent = _agent(runtime, tenant_id, employee_id)
+    try:
+        runtime.pause(employee_id, body.reason)
+    except (AgentError, CenterError) as exc:
+        raise _state_error(exc) from None
+    return agent_out(runtime, agent)
+
+
+@router.post("/agents/{employee_id}/unpause", response_model=s.AgentOut)
+async def unpause(tenant_id: int, employee_id: int, who: TenantReader, session: Session, request: Request) -> object:
+    await _may_act_for(session, tenant_id, employee_id, who)
+    runtime = runtime_of(request)
+    agent = _agent(runtime, tenant_id, employee_id)
+    try:
+        runtime.unpause(employee_id)
+    except (AgentError, CenterError) as exc:
+        raise _state_error(exc) from None
+    return agent_out(runtime, agent)
+
+
+@router.get("/live", response_model=s.LiveOut)
+async def live(tenant_id: int, _: TenantAdmin, session: Session, request: Request) -> object:
+    runtime = runtime_of(request)
+    rows, _total = await service.list_queues(session, tenant_id, limit=10_000, offset=0)
+    queues = []
+    for queue in rows:
+        snap = runtime.snapshot(tenant_id, queue.id)
+        queues.append(s.QueueLive(queue_id=queue.id, name=queue.name, number=queue.number,
+                                  waiting=snap.waiting if snap else 0, callbacks=snap.callbacks if snap else 0,
+                                  longest_wait=snap.longest_wait if snap else 0.0,
+                                  agents=dict(snap.agents) if snap else {}))
+    names = await service.employee_names(session, tenant_id)
+    return s.LiveOut(queues=queues, agents=[agent_out(runtime, a, names.get(a.id, ""))
+                                            for a in runtime.agents(tenant_id)])
+
+
+# -- reports -------------------------------------------------------------------------------------------
+async def _utc_offset(session: AsyncSession, tenant_id: int, at: float) -> int:
+    """The tenant's UTC offset at ``at`` (seconds east): buckets start at local midnight, hour, quarter."""
+    tenant = await session.get(Tenant, tenant_id)
+    try:
+        zone = ZoneInfo(tenant.timezone if tenant is not None else "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo("UTC")
+    delta = datetime.fromtimestamp(at, zone).utcoffset()
+    return int(delta.total_seconds()) if delta is not None else 0
+
+
+def _span(start: float, end: float) -> None:
+    if end <= start:
+        raise HTTPException(422, "to: must be after from")
+    if end - start > MAX_REPORT_SPAN:
+        raise HTTPException(422, "to: a report covers at most 366 days")
+
+
+def _csv(rows: list[s.QueueReportRow] | list[s.AgentReportRow], fields: list[str], name: str) -> Response:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(fields)
+    for row in rows:
+        data = row.model_dump()
+        writer.writerow(["" if data[f] is None else data[f] for f in fields])
+    return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+
+
+From = Annotated[float, Query(alias="from", ge=0, description="Epoch seconds (inclusive)")]
+To = Annotated[float, Query(alias="to", ge=0, description="Epoch seconds (exclusive)")]
+Format = Literal["json", "csv"]
+
+
+@router.get("/reports/queues", response_model=list[s.QueueReportRow])
+async def queue_report(tenant_id: int, _: TenantAdmin, session: Session, start: From, end: To,
+                       group: s.Group = "hour", queue_id: int | None = None, format: Format = "json") -> object:
+    _span(start, end)
+    if queue_id is not None:
+        await service.get_queue(session, tenant_id, queue_id)
+    rows = await reports.queue_report(session, tenant_id, start=start, end=end, group=group, queue_id=queue_id,
+                                      utc_offset=await _utc_offset(session, tenant_id, start))
+    if format == "csv":
+        return _csv(rows, list(s.QueueReportRow.model_fields), "queues")
+    return rows
+
+
+@router.get("/reports/agents", response_model=list[s.AgentReportRow])
+async def agent_report(tenant_id: int, _: TenantAdmin, session: Session, start: From, end: To,
+                       group: s.Group = "hour", agent_id: int | None = None, format: Format = "json") -> object:
+    _span(start, end)
+    if agent_id is not None:
+        await service.get_employee(session, tenant_id, agent_id)
+    rows = await reports.agent_report(session, tenant_id, start=start, end=end, group=group, agent_id=agent_id,
+                                      utc_offset=await _utc_offset(session, tenant_id, start))
+    if format == "csv":
+        return _csv(rows, list(s.AgentReportRow.model_fields), "agents")
+    return rows

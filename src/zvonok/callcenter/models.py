@@ -1,0 +1,92 @@
+"""Tables of the call center: queues, agents' skills, who may log in to which queue, the tenant's
+not-ready reasons, and the queue log the historic reports are computed from.
+
+A queue's number is dialed like an extension (2-8 digits): unique among the tenant's queues and never an
+extension's or a conference room's number. Skill requirements, relaxations and the overflow destination
+are JSON (checked on write by :mod:`.schemas` / :mod:`.service`).
+
+``queue_log`` outlives the queues and agents it names (no foreign keys on ``queue_id`` / ``agent_id``:
+a report over last year must still count a deleted queue's calls); ``at`` is wall-clock epoch seconds, the
+unit the reports bucket by (15 min, hour, day).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from zvonok.storage.base import Base, TenantScoped, Timestamped
+
+
+class CallQueue(TenantScoped, Timestamped, Base):
+    __tablename__ = "queues"
+    __table_args__ = (UniqueConstraint("tenant_id", "number"), UniqueConstraint("tenant_id", "name"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    number: Mapped[str] = mapped_column(String(8))
+    strategy: Mapped[str] = mapped_column(String(20), default="longest_idle")
+    requirements: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)  # [{"skill", "min_level"}]
+    relaxations: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)  # [{"after", "min_level"}]
+    ring_timeout: Mapped[int] = mapped_column(Integer, default=15)
+    retry: Mapped[int] = mapped_column(Integer, default=5)
+    wrap_up: Mapped[int] = mapped_column(Integer, default=10)
+    max_waiting: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_wait: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    join_empty: Mapped[bool] = mapped_column(Boolean, default=True)
+    leave_empty: Mapped[bool] = mapped_column(Boolean, default=False)
+    service_level: Mapped[int] = mapped_column(Integer, default=20)
+    announce_every: Mapped[int] = mapped_column(Integer, default=0)
+    max_no_answer: Mapped[int] = mapped_column(Integer, default=3)
+    weight: Mapped[int] = mapped_column(Integer, default=0)
+    overflow: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # {"kind": ..., ...}
+
+
+class AgentSkill(TenantScoped, Base):
+    __tablename__ = "agent_skills"
+    __table_args__ = (UniqueConstraint("employee_id", "skill"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    employee_id: Mapped[int] = mapped_column(ForeignKey("employees.id", ondelete="CASCADE"), index=True)
+    skill: Mapped[str] = mapped_column(String(40))
+    level: Mapped[int] = mapped_column(Integer)  # 1..10
+
+
+class QueueMember(TenantScoped, Base):
+    """An employee who may log in to a queue."""
+
+    __tablename__ = "queue_members"
+    __table_args__ = (UniqueConstraint("queue_id", "employee_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    queue_id: Mapped[int] = mapped_column(ForeignKey("queues.id", ondelete="CASCADE"), index=True)
+    employee_id: Mapped[int] = mapped_column(ForeignKey("employees.id", ondelete="CASCADE"), index=True)
+
+
+class NotReadyReason(TenantScoped, Base):
+    __tablename__ = "not_ready_reasons"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(40))
+
+
+class QueueLogRow(Base):
+    __tablename__ = "queue_log"
+    __table_args__ = (
+        Index("ix_queue_log_tenant_at", "tenant_id", "at"),  # a report over all queues or agents
+        Index("ix_queue_log_tenant_queue_at", "tenant_id", "queue_id", "at"),
+        Index("ix_queue_log_tenant_agent_at", "tenant_id", "agent_id", "at"),
+        Index("ix_queue_log_call_id", "call_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[float] = mapped_column(Float(precision=53))  # epoch seconds
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    queue_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    call_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    agent_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    event: Mapped[str] = mapped_column(String(20))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

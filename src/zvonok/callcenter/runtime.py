@@ -1,0 +1,359 @@
+"""The call center in a running process: one :class:`~zvonok.callcenter.center.ContactCenter`, its
+queues read from the database, its timer on the event loop and its queue log written to ``queue_log``.
+
+How it works: every input (an agent logs in from the API, the call engine reports a caller or an offer
+through :meth:`CallCenterRuntime.feed`) runs on the center with ``now`` from the injected clock, then
+:meth:`CallCenterRuntime._after` drains the center: actions go to the registered handlers (the call
+engine carries them out), log entries to an in-memory backlog, the state of the agents and queues they
+touched to the bus (:class:`~zvonok.callcenter.events.AgentStateChanged`,
+:class:`~zvonok.callcenter.events.QueueStateChanged`), and one ``loop.call_at`` is re-armed on
+:meth:`~zvonok.callcenter.center.ContactCenter.next_deadline`.
+
+Queue and membership changes, skills, an agent's employee deleted or deactivated and a deleted tenant
+reach the center through the database's committed events, applied in order by one task.
+
+The backlog is written by one background task in batches (a short delay gathers the entries of a
+burst). A failed write keeps the batch and tries again after ``retry_delay``: the log is the reports'
+only source, so it is never dropped while the process lives; :meth:`stop` writes what is left.
+
+Queue and agent ids are database ids (unique across tenants), so one center serves every tenant of the
+process; the tenant of each log entry and event comes from its queue or from the agent's login.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from sqlalchemy import insert
+from sqlalchemy.exc import IntegrityError
+
+from zvonok.bus import Bus
+from zvonok.org.events import EntityChanged, TenantDeleted
+from zvonok.org.models import Employee
+from zvonok.storage.db import Database
+
+from . import log as ql
+from . import service
+from .agents import Agent, AgentStatus
+from .center import Action, ContactCenter, QueueSnapshot
+from .events import AgentChanged, AgentStateChanged, QueueChanged, QueueStateChanged
+from .log import QueueLogEntry
+from .models import QueueLogRow
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_AGENT_EVENTS = frozenset({ql.AGENTSTATUS, ql.ADDMEMBER, ql.REMOVEMEMBER, ql.PAUSE, ql.UNPAUSE})
+
+
+class CallCenterRuntime:
+    def __init__(self, db: Database, bus: Bus | None = None, *, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time, rng: random.Random | None = None,
+                 batch_size: int = 500, flush_delay: float = 0.2, retry_delay: float = 1.0) -> None:
+        self.db = db
+        self.bus = bus
+        self.clock = clock
+        self.wall = wall
+        self.center = ContactCenter(rng=rng, wall_offset=wall() - clock())
+        self.action_handlers: list[Callable[[Action], None]] = []
+        self.batch_size = batch_size
+        self.flush_delay = flush_delay
+        self.retry_delay = retry_delay
+        self.backlog: list[dict[str, Any]] = []
+        self.write_failures = 0
+        self._queue_tenant: dict[int, int] = {}  # also of deleted queues: their last entries need it
+        self._agent_tenant: dict[int, int] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._wake: asyncio.Event | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._changes: asyncio.Queue[object] | None = None
+        self._reloader: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._write_lock = asyncio.Lock()
+
+    # -- life ----------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        async with self.db.session() as session:
+            configs = await service.platform_all_queues(session)
+        now = self.clock()
+        for config in configs:
+            self._queue_tenant[config.id] = config.tenant_id
+            self.center.set_queue(config, now)
+        self._wake = asyncio.Event()
+        self._changes = asyncio.Queue()
+        self._writer = asyncio.create_task(self._write_loop(), name="callcenter:queue_log")
+        self._reloader = asyncio.create_task(self._reload_loop(), name="callcenter:reload")
+        self.db.add_listener(self.on_event)
+        self._after()
+
+    async def stop(self, *, attempts: int = 5) -> None:
+        """Stop the timer and the tasks, then write the rest of the log (``attempts`` tries)."""
+        with contextlib.suppress(ValueError):
+            self.db.remove_listener(self.on_event)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._stopping = True
+        for task in (self._reloader, self._writer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        for _ in range(attempts):
+            while self.backlog and await self._write_batch(self.batch_size):
+                pass
+            if not self.backlog:
+                return
+            await asyncio.sleep(self.retry_delay)
+        if self.backlog:
+            log.error("queue log: %d entries could not be written at stop", len(self.backlog))
+
+    async def flush(self) -> None:
+        """Write the backlog now (tests, and before a report of this very second)."""
+        while self.backlog:
+            if not await self._write_batch(self.batch_size):
+                await asyncio.sleep(self.retry_delay)
+
+    # -- configuration changes (after commit) --------------------------------------------------------
+    def on_event(self, event: object) -> None:
+        if self._changes is None:
+            return
+        if isinstance(event, (QueueChanged, AgentChanged, TenantDeleted)) or (
+                isinstance(event, EntityChanged) and event.entity == "employee"
+                and event.entity_id in self.center.agents):
+            self._changes.put_nowait(event)
+
+    async def _reload_loop(self) -> None:
+        assert self._changes is not None
+        while True:
+            event = await self._changes.get()
+            try:
+                await self.apply_change(event)
+            except Exception:  # noqa: BLE001 - keep serving with the settings we have
+                log.exception("call center: reloading after %r failed", event)
+            finally:
+                self._changes.task_done()
+
+    async def settled(self) -> None:
+        """Wait until the configuration changes received so far are applied."""
+        if self._changes is not None:
+            await self._changes.join()
+
+    async def apply_change(self, event: object) -> None:
+        if isinstance(event, QueueChanged):
+            async with self.db.session() as session:
+                config = await service.platform_queue(session, event.queue_id)
+                members = (set(await service.queue_members(session, event.tenant_id, event.queue_id))
+                           if config is not None else set())
+            now = self.clock()
+            if config is None:
+                if event.queue_id in self.center.queues:
+                    self.center.remove_queue(event.queue_id, now)
+            else:
+                self._queue_tenant[config.id] = config.tenant_id
+                self.center.set_queue(config, now)
+                for agent in list(self.center.agents.values()):
+                    if config.id in agent.queues and agent.id not in members:
+                        self.center.logout(agent.id, [config.id], now)
+            self._after()
+        elif isinstance(event, EntityChanged):  # an agent deleted or deactivated: logged out of every queue
+            async with self.db.session() as session:
+                employee = await session.get(Employee, event.entity_id)
+            gone = self.center.agents.get(event.entity_id)
+            if gone is not None and gone.queues and (employee is None or not employee.active):
+                self.center.logout(gone.id, None, self.clock())
+                self._after()
+        elif isinstance(event, TenantDeleted):
+            now = self.clock()
+            for queue_id in [q.id for q in self.center.queues.values() if q.tenant_id == event.tenant_id]:
+                self.center.remove_queue(queue_id, now)
+            # the tenant's log rows are gone with it (ON DELETE CASCADE): drop what was still to be written
+            self._after()
+            self.backlog = [row for row in self.backlog if row["tenant_id"] != event.tenant_id]
+        elif isinstance(event, AgentChanged) and event.employee_id in self.center.agents:
+            async with self.db.session() as session:
+                skills = await service.skills(session, event.tenant_id, event.employee_id)
+            self.center.set_skills(event.employee_id, skills, self.clock())
+            self._after()
+
+    # -- inputs --------------------------------------------------------------------------------------
+    def feed(self, step: Callable[[ContactCenter, float], T]) -> T:
+        """Run one input on the center (``step(center, now)``) and handle what it produced: the call
+        engine's entry point (``runtime.feed(lambda c, now: c.join(call_id, queue_id, now, number=n))``)."""
+        try:
+            return step(self.center, self.clock())
+        finally:
+            self._after()
+
+    def login(self, tenant_id: int, employee_id: int, queue_ids: Iterable[int], skills: dict[str, int]) -> Agent:
+        self._agent_tenant[employee_id] = tenant_id
+        self.feed(lambda c, now: c.login(employee_id, list(queue_ids), now, skills=skills))
+        return self.center.agents[employee_id]
+
+    def logout(self, employee_id: int, queue_ids: Iterable[int] | None) -> None:
+        ids = None if queue_ids is None else list(queue_ids)
+        self.feed(lambda c, now: c.logout(employee_id, ids, now))
+
+    def pause(self, employee_id: int, reason: str) -> None:
+        self.feed(lambda c, now: c.pause(employee_id, reason, now))
+
+    def unpause(self, employee_id: int) -> None:
+        self.feed(lambda c, now: c.unpause(employee_id, now))
+
+    # -- views ---------------------------------------------------------------------------------------
+    def agents(self, tenant_id: int) -> list[Agent]:
+        return sorted((a for a in self.center.agents.values() if self._agent_tenant.get(a.id) == tenant_id),
+                      key=lambda a: a.id)
+
+    def agent(self, tenant_id: int, employee_id: int) -> Agent | None:
+        agent = self.center.agents.get(employee_id)
+        return agent if agent is not None and self._agent_tenant.get(employee_id) == tenant_id else None
+
+    def snapshot(self, tenant_id: int, queue_id: int) -> QueueSnapshot | None:
+        config = self.center.queues.get(queue_id)
+        if config is None or config.tenant_id != tenant_id:
+            return None
+        return self.center.snapshot(queue_id, self.clock())
+
+    def wall_time(self, monotonic: float) -> float:
+        return monotonic + self.center.wall_offset
+
+    # -- outputs -------------------------------------------------------------------------------------
+    def _after(self) -> None:
+        for action in self.center.take_actions():
+            for handler in list(self.action_handlers):
+                try:
+                    handler(action)
+                except Exception:  # noqa: BLE001 - one faulty consumer must not stop the others
+                    log.exception("call center action handler failed for %r", action)
+        agents: set[int] = set()
+        queues: set[int] = set()
+        for entry in self.center.take_log():
+            tenant_id = self._tenant_of(entry)
+            if tenant_id is None:
+                log.error("queue log entry without a tenant: %r", entry)
+                continue
+            self.backlog.append({"at": entry.at, "tenant_id": tenant_id, "queue_id": entry.queue_id,
+                                 "call_id": entry.call_id, "agent_id": entry.agent_id, "event": entry.event,
+                                 "data": dict(entry.data)})
+            if entry.agent_id is not None and entry.event in _AGENT_EVENTS:
+                agents.add(entry.agent_id)
+            if entry.queue_id is not None:
+                queues.add(entry.queue_id)
+        for agent_id in agents:  # an agent's state is part of each of its queues' state
+            agent = self.center.agents.get(agent_id)
+            if agent is not None:
+                queues.update(agent.queues)
+        if self.backlog and self._wake is not None:
+            self._wake.set()
+        self._publish(agents, queues)
+        self._rearm()
+
+    def _tenant_of(self, entry: QueueLogEntry) -> int | None:
+        if entry.queue_id is not None and entry.queue_id in self._queue_tenant:
+            return self._queue_tenant[entry.queue_id]
+        if entry.agent_id is not None:
+            return self._agent_tenant.get(entry.agent_id)
+        return None
+
+    def _publish(self, agents: set[int], queues: set[int]) -> None:
+        if self.bus is None:
+            return
+        at = self.wall()
+        for agent_id in sorted(agents):
+            agent = self.center.agents.get(agent_id)
+            tenant_id = self._agent_tenant.get(agent_id)
+            if agent is None or tenant_id is None:
+                continue
+            self.bus.publish(AgentStateChanged(
+                tenant_id=tenant_id, employee_id=agent_id, status=agent.status.value,
+                reason=agent.reason if agent.status is AgentStatus.NOT_READY else None,
+                queues=tuple(sorted(agent.queues)), at=at))
+        now = self.clock()
+        for queue_id in sorted(queues):
+            config = self.center.queues.get(queue_id)
+            if config is None:
+                continue
+            snap = self.center.snapshot(queue_id, now)
+            counts = snap.agents
+            self.bus.publish(QueueStateChanged(
+                tenant_id=config.tenant_id, queue_id=queue_id, waiting=snap.waiting, callbacks=snap.callbacks,
+                longest_wait=snap.longest_wait, available=counts.get("available", 0), busy=counts.get("busy", 0),
+                not_ready=counts.get("not_ready", 0), ringing=counts.get("ringing", 0),
+                on_call=counts.get("on_call", 0), wrap_up=counts.get("wrap_up", 0), at=at))
+
+    def _rearm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        deadline = self.center.next_deadline()
+        if deadline is None or self._stopping:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._timer = loop.call_at(loop.time() + max(0.0, deadline - self.clock()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.center.handle_timer(self.clock())
+        self._after()
+
+    # -- the queue log writer ------------------------------------------------------------------------
+    async def _write_loop(self) -> None:
+        assert self._wake is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await asyncio.sleep(self.flush_delay)  # gather a burst into one batch
+            while self.backlog:
+                if not await self._write_batch(self.batch_size):
+                    await asyncio.sleep(self.retry_delay)
+
+    async def _write_batch(self, size: int) -> bool:
+        # one writer at a time: flush() and the background task must never insert the same entries twice
+        async with self._write_lock:
+            return await self._write_locked(size)
+
+    async def _write_locked(self, size: int) -> bool:
+        batch = self.backlog[:size]
+        if not batch:
+            return True
+        try:
+            async with self.db.session() as session:
+                await session.execute(insert(QueueLogRow), batch)
+                await session.commit()
+                # at once: a cancellation while the session closes must not write the batch twice
+                del self.backlog[:len(batch)]
+        except IntegrityError:
+            # a row the database refuses for good (its tenant was deleted by another process): write the
+            # batch row by row, so one such row cannot hold back the others for ever
+            return await self._write_one_by_one(len(batch))
+        except Exception:  # noqa: BLE001 - kept in the backlog and written again
+            self.write_failures += 1
+            log.exception("queue log: writing %d entries failed; retrying", len(batch))
+            return False
+        return True
+
+    async def _write_one_by_one(self, count: int) -> bool:
+        for _ in range(count):
+            row = self.backlog[0]
+            try:
+                async with self.db.session() as session:
+                    await session.execute(insert(QueueLogRow), [row])
+                    await session.commit()
+                    del self.backlog[0]
+            except IntegrityError:
+                log.error("queue log: the database refuses an entry for good, dropped: %r", row)
+                del self.backlog[0]
+            except Exception:  # noqa: BLE001 - kept in the backlog and written again
+                self.write_failures += 1
+                log.exception("queue log: writing an entry failed; retrying")
+                return False
+        return True

@@ -1,0 +1,227 @@
+"""Pydantic schemas of the call-center API. Times are whole seconds."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from zvonok.org.schemas import ExtensionNumber
+from zvonok.sip.grammar import check_text
+
+from .queues import Strategy
+
+QueueName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+                      AfterValidator(check_text)]
+SkillName = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[\w .-]{1,40}$")]
+ReasonName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40),
+                       AfterValidator(check_text)]
+Level = Annotated[int, Field(ge=1, le=10)]
+MAX_SECONDS = 86_400
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Requirement(_In):
+    skill: SkillName
+    min_level: Level
+
+
+class RelaxationIn(_In):
+    after: int = Field(ge=1, le=MAX_SECONDS, description="Seconds the caller has waited")
+    min_level: int = Field(ge=0, le=10, description="Every requirement asks at most this level (0: none)")
+
+
+def _unique_skills(value: list[Requirement]) -> list[Requirement]:
+    names = [r.skill for r in value]
+    if len(set(names)) != len(names):
+        raise ValueError("a skill is required twice")
+    return value
+
+
+def _sorted_relaxations(value: list[RelaxationIn]) -> list[RelaxationIn]:
+    afters = [r.after for r in value]
+    if len(set(afters)) != len(afters):
+        raise ValueError("two relaxations at the same time")
+    return sorted(value, key=lambda r: r.after)
+
+
+Requirements = Annotated[list[Requirement], Field(max_length=20), AfterValidator(_unique_skills)]
+Relaxations = Annotated[list[RelaxationIn], Field(max_length=20), AfterValidator(_sorted_relaxations)]
+
+
+class _QueueFields(_In):
+    strategy: Strategy = Strategy.LONGEST_IDLE
+    requirements: Requirements = []
+    relaxations: Relaxations = []
+    ring_timeout: int = Field(default=15, ge=5, le=300)
+    retry: int = Field(default=5, ge=0, le=3600)
+    wrap_up: int = Field(default=10, ge=0, le=3600)
+    max_waiting: int | None = Field(default=None, ge=1, le=10_000)
+    max_wait: int | None = Field(default=None, ge=10, le=MAX_SECONDS)
+    join_empty: bool = True
+    leave_empty: bool = False
+    service_level: int = Field(default=20, ge=1, le=3600)
+    announce_every: int = Field(default=0, ge=0, le=3600, description="0: no position announcements")
+    max_no_answer: int = Field(default=3, ge=0, le=100, description="0: never set an agent not ready")
+    weight: int = Field(default=0, ge=0, le=100)
+    overflow: dict[str, Any] | None = Field(
+        default=None, description='A destination like a number\'s schedule branch: {"kind": "extension", '
+                                  '"number": "101"}; where callers go when full, empty or waited too long')
+
+
+class QueueCreate(_QueueFields):
+    name: QueueName
+    number: ExtensionNumber = Field(description="Dialed like an extension (2-8 digits), unique in the tenant")
+
+
+class QueueUpdate(_In):
+    name: QueueName | None = None
+    number: ExtensionNumber | None = None
+    strategy: Strategy | None = None
+    requirements: Requirements | None = None
+    relaxations: Relaxations | None = None
+    ring_timeout: int | None = Field(default=None, ge=5, le=300)
+    retry: int | None = Field(default=None, ge=0, le=3600)
+    wrap_up: int | None = Field(default=None, ge=0, le=3600)
+    max_waiting: int | None = Field(default=None, ge=1, le=10_000)
+    max_wait: int | None = Field(default=None, ge=10, le=MAX_SECONDS)
+    join_empty: bool | None = None
+    leave_empty: bool | None = None
+    service_level: int | None = Field(default=None, ge=1, le=3600)
+    announce_every: int | None = Field(default=None, ge=0, le=3600)
+    max_no_answer: int | None = Field(default=None, ge=0, le=100)
+    weight: int | None = Field(default=None, ge=0, le=100)
+    overflow: dict[str, Any] | None = None
+
+
+class QueueOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    tenant_id: int
+    name: str
+    number: str
+    strategy: Strategy
+    requirements: list[Requirement]
+    relaxations: list[RelaxationIn]
+    ring_timeout: int
+    retry: int
+    wrap_up: int
+    max_waiting: int | None
+    max_wait: int | None
+    join_empty: bool
+    leave_empty: bool
+    service_level: int
+    announce_every: int
+    max_no_answer: int
+    weight: int
+    overflow: dict[str, Any] | None
+
+
+class MembersIn(_In):
+    employee_ids: list[int] = Field(max_length=1000)
+
+    @field_validator("employee_ids")
+    @classmethod
+    def _unique(cls, value: list[int]) -> list[int]:
+        return sorted(set(value))
+
+
+class MembersOut(BaseModel):
+    queue_id: int
+    employee_ids: list[int]
+
+
+class SkillsIn(_In):
+    skills: dict[SkillName, Level] = Field(max_length=50, description="skill -> proficiency 1..10")
+
+
+class SkillsOut(BaseModel):
+    employee_id: int
+    skills: dict[str, int]
+    queue_ids: list[int] = Field(description="The queues the employee may log in to")
+
+
+class ReasonIn(_In):
+    name: ReasonName
+
+
+class ReasonOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+
+
+class LoginIn(_In):
+    queue_ids: list[int] | None = Field(default=None, max_length=200,
+                                        description="Default: every queue the employee is a member of")
+
+
+class LogoutIn(_In):
+    queue_ids: list[int] | None = Field(default=None, max_length=200, description="Default: all")
+
+
+class PauseIn(_In):
+    reason: ReasonName = Field(description="One of the tenant's not-ready reasons")
+
+
+class AgentOut(BaseModel):
+    employee_id: int
+    full_name: str = ""
+    status: str
+    reason: str | None = None
+    queue_ids: list[int] = []
+    since: float = Field(default=0.0, description="Epoch seconds the status began")
+    calls: int = 0
+    busy_elsewhere: bool = False
+
+
+class QueueLive(BaseModel):
+    queue_id: int
+    name: str
+    number: str
+    waiting: int
+    callbacks: int
+    longest_wait: float
+    agents: dict[str, int]
+
+
+class LiveOut(BaseModel):
+    queues: list[QueueLive]
+    agents: list[AgentOut]
+
+
+Group = Literal["15min", "hour", "day"]
+
+
+class QueueReportRow(BaseModel):
+    start: float = Field(description="Epoch seconds the bucket begins (UTC)")
+    queue_id: int
+    offered: int
+    refused: int
+    answered: int
+    abandoned: int
+    overflowed: int
+    callbacks: int
+    answered_in_time: int
+    service_level: float | None
+    asa: float | None
+    aht: float | None
+    abandon_rate: float | None
+    talk_time: float
+    wrap_up_time: float
+
+
+class AgentReportRow(BaseModel):
+    start: float
+    agent_id: int
+    calls: int
+    talk_time: float
+    busy_time: float
+    available_time: float
+    not_ready_time: float
+    occupancy: float | None

@@ -1,0 +1,295 @@
+"""The call center's admin pages (tenant admins): queues (list, new, edit, delete) and agents (skills,
+queue memberships, live status with log-in / pause buttons).
+
+The same services as ``/api/v1/tenants/{id}/callcenter`` (:mod:`zvonok.callcenter.service`); live state
+comes from the running :class:`~zvonok.callcenter.runtime.CallCenterRuntime` (``app.state.callcenter``):
+without one (an API-only process) the agents page shows no live column and no buttons. Errors of a form
+come back on the form with 422; another company's ids answer the 404 page.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Form, Request
+from fastapi.responses import RedirectResponse, Response
+from pydantic import ValidationError as PydanticValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from zvonok.api.deps import get_session
+from zvonok.callcenter import schemas, service
+from zvonok.callcenter.agents import AgentError
+from zvonok.callcenter.center import CenterError
+from zvonok.callcenter.queues import Strategy
+from zvonok.callcenter.runtime import CallCenterRuntime
+from zvonok.org.errors import OrgError
+from zvonok.web.auth import TenantAdminUser
+from zvonok.web.forms import schema_errors
+from zvonok.web.i18n import N_
+from zvonok.web.render import gettext_for, render
+from zvonok.web.routing import ADMIN, NavItem, page_router
+
+router = page_router()
+NAV = [NavItem("/callcenter/queues", N_("Queues"), ADMIN, order=36),
+       NavItem("/callcenter/agents", N_("Agents"), ADMIN, order=37)]
+Session = Annotated[AsyncSession, Depends(get_session)]
+STRATEGIES = (
+    (Strategy.LONGEST_IDLE, N_("Longest idle agent")), (Strategy.RING_ALL, N_("Ring all")),
+    (Strategy.ROUND_ROBIN, N_("Round robin")), (Strategy.FEWEST_CALLS, N_("Fewest calls")),
+    (Strategy.LEAST_TALK_TIME, N_("Least talk time")), (Strategy.RANDOM, N_("Random")),
+    (Strategy.SKILLS, N_("Most skilled")),
+)
+STATUSES = {"offline": N_("Offline"), "available": N_("Available"), "not_ready": N_("Not ready"),
+            "ringing": N_("Ringing"), "on_call": N_("On a call"), "wrap_up": N_("Wrap-up")}
+_FIELDS = ("name", "number", "strategy", "ring_timeout", "wrap_up", "max_wait", "service_level")
+
+
+def runtime_of(request: Request) -> CallCenterRuntime | None:
+    return getattr(request.app.state, "callcenter", None)
+
+
+# -- queues --------------------------------------------------------------------------------------------
+async def _queues(request: Request, session: AsyncSession, tenant_id: int, *, form: dict[str, str] | None = None,
+                  errors: dict[str, str] | None = None, status_code: int = 200) -> Response:
+    rows, total = await service.list_queues(session, tenant_id, limit=500, offset=0)
+    runtime = runtime_of(request)
+    live = {q.id: runtime.snapshot(tenant_id, q.id) for q in rows} if runtime is not None else None
+    return render(request, "callcenter/queues.html", {
+        "rows": rows, "total": total, "strategies": STRATEGIES, "errors": errors or {}, "live": live,
+        "form": form or {"strategy": "longest_idle", "ring_timeout": "15", "wrap_up": "10", "service_level": "20",
+                         "requirements": ""},
+    }, status_code=status_code)
+
+
+def _form_values(name: str, number: str, strategy: str, ring_timeout: str, wrap_up: str, max_wait: str,
+                 service_level: str, requirements: str) -> dict[str, str]:
+    return {"name": name, "number": number, "strategy": strategy, "ring_timeout": ring_timeout,
+            "wrap_up": wrap_up, "max_wait": max_wait, "service_level": service_level, "requirements": requirements}
+
+
+def _queue_data(form: dict[str, str]) -> dict[str, Any]:
+    """The schema's input from the form; ValueError when the requirements are not name:level pairs."""
+    data: dict[str, Any] = {k: v for k, v in form.items() if k in _FIELDS}
+    data["max_wait"] = form["max_wait"] or None
+    data["requirements"] = [{"skill": k, "min_level": v} for k, v in parse_skills(form["requirements"]).items()]
+    return data
+
+
+def _requirements_text(requirements: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{r['skill']}:{r['min_level']}" for r in requirements)
+
+
+def _errors(request: Request, exc: PydanticValidationError) -> dict[str, str]:
+    _ = gettext_for(request)
+    return schema_errors(exc, {
+        "name": _("Required: up to 100 characters."),
+        "number": _("2 to 8 digits."),
+        "ring_timeout": _("Seconds, from 5 to 300."),
+        "wrap_up": _("Seconds, from 0 to 3600."),
+        "max_wait": _("Seconds, from 10 to 86400, or empty for no limit."),
+        "service_level": _("Seconds, from 1 to 3600."),
+        "requirements": _("Skills the queue needs as name:level pairs separated by commas, levels 1 to 10."),
+    }, _("Invalid value."))
+
+
+def _requirements_error(request: Request) -> dict[str, str]:
+    _ = gettext_for(request)
+    return {"requirements": _("Skills the queue needs as name:level pairs separated by commas, levels 1 to 10.")}
+
+
+Field = Annotated[str, Form(max_length=200)]
+
+
+@router.get("/callcenter/queues")
+async def queues(request: Request, user: TenantAdminUser, session: Session) -> Response:
+    return await _queues(request, session, user.tenant)
+
+
+@router.post("/callcenter/queues")
+async def create_queue(request: Request, user: TenantAdminUser, session: Session, name: Field = "",
+                       number: Field = "", strategy: Field = "longest_idle", ring_timeout: Field = "15",
+                       wrap_up: Field = "10", max_wait: Field = "", service_level: Field = "20",
+                       requirements: Annotated[str, Form(max_length=2000)] = "") -> Response:
+    form = _form_values(name, number, strategy, ring_timeout, wrap_up, max_wait, service_level, requirements)
+    try:
+        data = schemas.QueueCreate(**_queue_data(form))
+    except PydanticValidationError as exc:
+        return await _queues(request, session, user.tenant, form=form, errors=_errors(request, exc), status_code=422)
+    except ValueError:
+        return await _queues(request, session, user.tenant, form=form, errors=_requirements_error(request),
+                             status_code=422)
+    try:
+        queue = await service.create_queue(session, user.tenant, data)
+    except OrgError as exc:
+        await session.rollback()
+        return await _queues(request, session, user.tenant, form=form, errors={exc.field or "name": exc.message},
+                             status_code=422)
+    await session.commit()
+    return RedirectResponse(f"/callcenter/queues#queue-{queue.id}", status_code=303)
+
+
+async def _edit(request: Request, session: AsyncSession, tenant_id: int, queue_id: int, *,
+                form: dict[str, str] | None = None, errors: dict[str, str] | None = None,
+                status_code: int = 200) -> Response:
+    queue = await service.get_queue(session, tenant_id, queue_id)
+    if form is None:
+        form = {k: "" if getattr(queue, k) is None else str(getattr(queue, k)) for k in _FIELDS}
+        form["requirements"] = _requirements_text(queue.requirements)
+    members = set(await service.queue_members(session, tenant_id, queue_id))
+    names = await service.employee_names(session, tenant_id)
+    return render(request, "callcenter/queue.html", {
+        "queue": queue, "form": form, "errors": errors or {}, "strategies": STRATEGIES,
+        "employees": sorted(names.items(), key=lambda kv: kv[1]), "members": members,
+    }, status_code=status_code)
+
+
+@router.get("/callcenter/queues/{queue_id}")
+async def edit_queue(request: Request, queue_id: int, user: TenantAdminUser, session: Session) -> Response:
+    return await _edit(request, session, user.tenant, queue_id)
+
+
+@router.post("/callcenter/queues/{queue_id}")
+async def update_queue(request: Request, queue_id: int, user: TenantAdminUser, session: Session, name: Field = "",
+                       number: Field = "", strategy: Field = "longest_idle", ring_timeout: Field = "15",
+                       wrap_up: Field = "10", max_wait: Field = "", service_level: Field = "20",
+                       requirements: Annotated[str, Form(max_length=2000)] = "") -> Response:
+    await service.get_queue(session, user.tenant, queue_id)
+    form = _form_values(name, number, strategy, ring_timeout, wrap_up, max_wait, service_level, requirements)
+    try:
+        data = schemas.QueueUpdate(**_queue_data(form))
+    except PydanticValidationError as exc:
+        return await _edit(request, session, user.tenant, queue_id, form=form, errors=_errors(request, exc),
+                           status_code=422)
+    except ValueError:
+        return await _edit(request, session, user.tenant, queue_id, form=form, errors=_requirements_error(request),
+                           status_code=422)
+    try:
+        await service.update_queue(session, user.tenant, queue_id, data)
+    except OrgError as exc:
+        await session.rollback()
+        return await _edit(request, session, user.tenant, queue_id, form=form,
+                           errors={exc.field or "name": exc.message}, status_code=422)
+    await session.commit()
+    return RedirectResponse(f"/callcenter/queues#queue-{queue_id}", status_code=303)
+
+
+@router.post("/callcenter/queues/{queue_id}/members")
+async def queue_members(request: Request, queue_id: int, user: TenantAdminUser, session: Session) -> Response:
+    form = await request.form()
+    ids = sorted({int(v) for v in form.getlist("employee_id") if isinstance(v, str) and v.isdigit()})
+    await service.set_queue_members(session, user.tenant, queue_id, ids)  # another company's: 404 / 422
+    await session.commit()
+    return RedirectResponse(f"/callcenter/queues/{queue_id}", status_code=303)
+
+
+@router.post("/callcenter/queues/{queue_id}/delete")
+async def delete_queue(request: Request, queue_id: int, user: TenantAdminUser, session: Session) -> Response:
+    await service.delete_queue(session, user.tenant, queue_id)
+    await session.commit()
+    return RedirectResponse("/callcenter/queues", status_code=303)
+
+
+# -- agents --------------------------------------------------------------------------------------------
+def _skills_text(skills: dict[str, int]) -> str:
+    return ", ".join(f"{k}:{v}" for k, v in skills.items())
+
+
+def parse_skills(text: str) -> dict[str, int]:
+    """``"english:7, sales:3"`` -> ``{"english": 7, "sales": 3}``; ValueError when malformed."""
+    out: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        skill, sep, level = part.rpartition(":")
+        if not sep or not skill.strip() or not level.strip().isdigit():
+            raise ValueError(part)
+        out[skill.strip()] = int(level)
+    return out
+
+
+async def _agents(request: Request, session: AsyncSession, tenant_id: int, *, errors: dict[int, str] | None = None,
+                  status_code: int = 200) -> Response:
+    names = await service.employee_names(session, tenant_id)
+    queues, _total = await service.list_queues(session, tenant_id, limit=500, offset=0)
+    runtime = runtime_of(request)
+    skills = await service.tenant_skills(session, tenant_id)
+    memberships = await service.tenant_memberships(session, tenant_id)
+    rows = []
+    for employee_id, full_name in sorted(names.items(), key=lambda kv: kv[1]):
+        agent = runtime.agent(tenant_id, employee_id) if runtime is not None else None
+        member_of = set(memberships.get(employee_id, ()))
+        rows.append({
+            "id": employee_id, "name": full_name, "skills": _skills_text(skills.get(employee_id, {})),
+            "queues": [q for q in queues if q.id in member_of],
+            "status": agent.status.value if agent is not None else "offline",
+            "reason": agent.reason if agent is not None else None,
+            "logged_in": sorted(agent.queues) if agent is not None else [],
+        })
+    reasons = await service.list_reasons(session, tenant_id)
+    return render(request, "callcenter/agents.html", {
+        "rows": rows, "reasons": reasons, "statuses": STATUSES, "live": runtime is not None, "errors": errors or {},
+    }, status_code=status_code)
+
+
+@router.get("/callcenter/agents")
+async def agents(request: Request, user: TenantAdminUser, session: Session) -> Response:
+    return await _agents(request, session, user.tenant)
+
+
+@router.post("/callcenter/agents/{employee_id}/skills")
+async def agent_skills(request: Request, employee_id: int, user: TenantAdminUser, session: Session,
+                       skills: Annotated[str, Form(max_length=2000)] = "") -> Response:
+    _ = gettext_for(request)
+    await service.get_employee(session, user.tenant, employee_id)
+    try:
+        data = schemas.SkillsIn(skills=parse_skills(skills))
+    except (ValueError, PydanticValidationError):
+        return await _agents(request, session, user.tenant, status_code=422, errors={
+            employee_id: _("Write skills as name:level pairs separated by commas, levels 1 to 10.")})
+    await service.set_skills(session, user.tenant, employee_id, data.skills)
+    await session.commit()
+    return RedirectResponse(f"/callcenter/agents#agent-{employee_id}", status_code=303)
+
+
+@router.post("/callcenter/reasons")
+async def add_reason(request: Request, user: TenantAdminUser, session: Session,
+                     name: Annotated[str, Form(max_length=200)] = "") -> Response:
+    try:
+        data = schemas.ReasonIn(name=name)
+        await service.create_reason(session, user.tenant, data.name)
+    except (PydanticValidationError, OrgError):
+        await session.rollback()
+        _ = gettext_for(request)
+        return await _agents(request, session, user.tenant, status_code=422,
+                             errors={0: _("A reason needs a new name of up to 40 characters.")})
+    await session.commit()
+    return RedirectResponse("/callcenter/agents#reasons", status_code=303)
+
+
+@router.post("/callcenter/agents/{employee_id}/{action}")
+async def agent_action(request: Request, employee_id: int, action: str, user: TenantAdminUser, session: Session,
+                       reason: Annotated[str, Form(max_length=200)] = "") -> Response:
+    _ = gettext_for(request)
+    await service.get_employee(session, user.tenant, employee_id)
+    runtime = runtime_of(request)
+    message = None
+    try:
+        if runtime is None or action not in ("login", "logout", "pause", "unpause"):
+            message = _("This action is not available.")
+        elif action == "login":
+            queue_ids = await service.check_login_queues(session, user.tenant, employee_id, None)
+            runtime.login(user.tenant, employee_id, queue_ids, await service.skills(session, user.tenant, employee_id))
+        elif runtime.agent(user.tenant, employee_id) is None:
+            message = _("The agent is not logged in.")
+        elif action == "logout":
+            runtime.logout(employee_id, None)
+        elif action == "pause":
+            await service.check_reason(session, user.tenant, reason)
+            runtime.pause(employee_id, reason)
+        else:
+            runtime.unpause(employee_id)
+    except OrgError as exc:
+        message = exc.message
+    except (AgentError, CenterError) as exc:
+        message = str(exc)
+    if message is not None:
+        return await _agents(request, session, user.tenant, errors={employee_id: message}, status_code=422)
+    return RedirectResponse(f"/callcenter/agents#agent-{employee_id}", status_code=303)

@@ -1,0 +1,538 @@
+"""The call center's data and control layer: queue CRUD (number space, overflow checks: 422/409), members,
+skills and not-ready reasons, tenant isolation (404), agents' login/pause by themself or the admin, the
+live view, the runtime's queue log writer (batches, retries, flush at stop) and bus events, and the
+historic reports by SQL — equal to :mod:`zvonok.callcenter.kpi` on a scripted log, on both backends."""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from test_pstn_support import Company, make_company, ok
+
+from conftest import Api
+from zvonok.callcenter import log as ql
+from zvonok.callcenter.center import ContactCenter, Offer
+from zvonok.callcenter.events import AgentStateChanged, QueueStateChanged
+from zvonok.callcenter.kpi import agent_kpis, queue_kpis
+from zvonok.callcenter.log import QueueLogEntry
+from zvonok.callcenter.models import CallQueue, QueueLogRow
+from zvonok.callcenter.queues import QueueConfig, Strategy
+from zvonok.callcenter.reports import agent_report, queue_report
+from zvonok.callcenter.runtime import CallCenterRuntime
+from zvonok.config import Settings
+from zvonok.storage.db import Database
+
+
+class FakeBus:
+    def __init__(self) -> None:
+        self.events: list[object] = []
+
+    def publish(self, event: object) -> None:
+        self.events.append(event)
+
+    def subscribe(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        return None
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def runtime(db: Database) -> AsyncIterator[CallCenterRuntime]:
+    rt = CallCenterRuntime(db, FakeBus(), clock=Clock(), wall=lambda: 1_800_000_000.0, flush_delay=0.0,
+                           retry_delay=0.01)
+    await rt.start()
+    try:
+        yield rt
+    finally:
+        await rt.stop()
+
+
+@pytest.fixture
+async def api(db: Database, settings: Settings, runtime: CallCenterRuntime) -> AsyncIterator[Api]:
+    import httpx
+
+    from conftest import _extra_routers
+    from zvonok.api.app import create_app
+    from zvonok.org import accounts
+
+    async with db.session() as session:
+        created = await accounts.platform_create_api_token(session, "tests")
+        await session.commit()
+    app = create_app(settings, db, routers=_extra_routers())
+    app.state.callcenter = runtime
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://zvonok.test") as client:
+        yield Api(client=client, db=db, settings=settings, admin_token=created.secret)
+
+
+def cc(company: Company) -> str:
+    return f"{company.base}/callcenter"
+
+
+async def new_queue(api: Api, company: Company, **body: Any) -> dict[str, Any]:
+    payload = {"name": "Sales", "number": "500", **body}
+    return dict(await ok(await api.client.post(f"{cc(company)}/queues", headers=company.headers, json=payload), 201))
+
+
+# -- queues ------------------------------------------------------------------------------------------
+async def test_queue_crud_and_number_space(api: Api, make_tenant: Any) -> None:
+    a = await make_company(api, make_tenant, "a.example")
+    queue = await new_queue(api, a, strategy="skills", requirements=[{"skill": "english", "min_level": 5}],
+                            relaxations=[{"after": 60, "min_level": 0}, {"after": 30, "min_level": 3}],
+                            overflow={"kind": "extension", "number": "101"}, max_wait=300)
+    assert queue["strategy"] == "skills" and queue["overflow"] == {"kind": "extension", "number": "101"}
+    assert [r["after"] for r in queue["relaxations"]] == [30, 60]
+    # the overflow extension cannot be deleted while the queue names it
+    r = await api.client.delete(f"{a.base}/extensions/{a.ext_alice}", headers=a.headers)
+    assert r.status_code == 409 and "queue Sales (500)" in r.text
+    post = f"{cc(a)}/queues"
+    r = await api.client.post(post, headers=a.headers, json={"name": "Ext", "number": "101"})
+    assert r.status_code == 422 and "is an extension" in r.text
+    r = await api.client.post(post, headers=a.headers, json={"name": "Other", "number": "500"})
+    assert r.status_code == 409
+    r = await api.client.post(post, headers=a.headers, json={"name": "Sales", "number": "501"})
+    assert r.status_code == 409
+    for bad, words in (({"kind": "extension", "number": "199"}, "199 does not exist"),
+                       ({"kind": "teleport"}, "unknown destination kind"),
+                       ({"kind": "schedule", "default": {"kind": "extension", "number": "101"}}, "schedule"),
+                       ({"number": "101"}, "kind")):
+        r = await api.client.post(post, headers=a.headers, json={"name": "Q2", "number": "502", "overflow": bad})
+        assert r.status_code == 422 and words in r.text, (bad, r.text)
+    r = await api.client.post(post, headers=a.headers, json={"name": "Q2", "number": "5"})
+    assert r.status_code == 422
+    r = await api.client.post(post, headers=a.headers, json={"name": "Q2", "number": "502", "ring_timeout": 1})
+    assert r.status_code == 422
+    r = await api.client.post(post, headers=a.headers, json={
+        "name": "Q2", "number": "502", "requirements": [{"skill": "x", "min_level": 1}, {"skill": "x", "min_level": 2}]})
+    assert r.status_code == 422
+    url = f"{post}/{queue['id']}"
+    changed = await ok(await api.client.patch(url, headers=a.headers, json={"wrap_up": 0, "overflow": None,
+                                                                          "number": "600"}))
+    assert changed["wrap_up"] == 0 and changed["overflow"] is None and changed["number"] == "600"
+    r = await api.client.patch(url, headers=a.headers, json={"number": "102"})
+    assert r.status_code == 422
+    r = await api.client.patch(url, headers=a.headers, json={"strategy": None})
+    assert r.status_code == 422
+    listed = await ok(await api.client.get(post, headers=a.headers))
+    assert listed["total"] == 1
+    # the employee may not administer queues
+    assert (await api.client.get(post, headers=a.alice_headers)).status_code == 403
+    # another tenant: 404, never 403
+    b = await make_company(api, make_tenant, "b.example")
+    assert (await api.client.get(url, headers=b.headers)).status_code == 404
+    assert (await api.client.get(f"{cc(b)}/queues/{queue['id']}", headers=b.headers)).status_code == 404
+    assert (await api.client.get(f"{cc(a)}/queues", headers=b.headers)).status_code == 404
+    r = await api.client.put(f"{cc(b)}/queues/{queue['id']}/members", headers=b.headers, json={"employee_ids": []})
+    assert r.status_code == 404
+    await ok(await api.client.delete(url, headers=a.headers), 204)
+    assert (await api.client.get(url, headers=a.headers)).status_code == 404
+
+
+async def test_members_skills_reasons_and_agent_state(api: Api, make_tenant: Any, runtime: CallCenterRuntime) -> None:
+    a = await make_company(api, make_tenant, "a.example")
+    b = await make_company(api, make_tenant, "b.example")
+    queue = await new_queue(api, a)
+    base = cc(a)
+    members = f"{base}/queues/{queue['id']}/members"
+    r = await api.client.put(members, headers=a.headers, json={"employee_ids": [a.alice, b.alice]})
+    assert r.status_code == 422 and str(b.alice) in r.text  # another tenant's employee
+    assert (await ok(await api.client.put(members, headers=a.headers, json={"employee_ids": [a.alice, a.alice]}))
+            )["employee_ids"] == [a.alice]
+    skills = await ok(await api.client.put(f"{base}/agents/{a.alice}/skills", headers=a.headers,
+                                           json={"skills": {"english": 7, "sales": 3}}))
+    assert skills == {"employee_id": a.alice, "skills": {"english": 7, "sales": 3}, "queue_ids": [queue["id"]]}
+    r = await api.client.put(f"{base}/agents/{a.alice}/skills", headers=a.headers, json={"skills": {"english": 11}})
+    assert r.status_code == 422
+    assert (await api.client.get(f"{base}/agents/{b.alice}/skills", headers=a.headers)).status_code == 404
+    await ok(await api.client.post(f"{base}/reasons", headers=a.headers, json={"name": "Lunch"}), 201)
+    assert (await api.client.post(f"{base}/reasons", headers=a.headers, json={"name": "Lunch"})).status_code == 409
+    await runtime.settled()
+    assert queue["id"] in runtime.center.queues
+
+    agent = f"{base}/agents/{a.alice}"
+    # Bob is a member of no queue; Alice may not act for Bob; Alice logs herself in
+    assert (await api.client.post(f"{base}/agents/{a.bob}/login", headers=a.alice_headers, json={})).status_code == 403
+    r = await api.client.post(f"{base}/agents/{a.bob}/login", headers=a.headers, json={})
+    assert r.status_code == 422 and "member of no queue" in r.text
+    await ok(await api.client.patch(f"{a.base}/employees/{a.bob}", headers=a.headers, json={"active": False}))
+    r = await api.client.post(f"{base}/agents/{a.bob}/login", headers=a.headers, json={})
+    assert r.status_code == 422 and "deactivated" in r.text
+    r = await api.client.post(f"{agent}/login", headers=a.alice_headers, json={"queue_ids": [queue["id"] + 1000]})
+    assert r.status_code == 422
+    assert (await ok(await api.client.get(agent, headers=a.alice_headers)))["status"] == "offline"
+    state = await ok(await api.client.post(f"{agent}/login", headers=a.alice_headers, json={}))
+    assert state["status"] == "available" and state["queue_ids"] == [queue["id"]]
+    mine = await ok(await api.client.get(agent, headers=a.alice_headers))
+    assert (mine["full_name"], mine["status"], mine["since"]) == ("Alice", "available", 1_800_000_000.0)
+    assert (await api.client.get(f"{base}/agents/{a.bob}", headers=a.alice_headers)).status_code == 403
+    assert runtime.center.agents[a.alice].skills == {"english": 7, "sales": 3}
+    r = await api.client.post(f"{agent}/pause", headers=a.alice_headers, json={"reason": "Nap"})
+    assert r.status_code == 422 and "not-ready reasons" in r.text
+    state = await ok(await api.client.post(f"{agent}/pause", headers=a.headers, json={"reason": "Lunch"}))
+    assert state["status"] == "not_ready" and state["reason"] == "Lunch"
+    # another tenant's admin: 404 for the agent routes too
+    assert (await api.client.post(f"{agent}/unpause", headers=b.headers)).status_code == 404
+    live = await ok(await api.client.get(f"{base}/live", headers=a.headers))
+    assert live["queues"][0]["agents"] == {"not_ready": 1}
+    assert [(x["employee_id"], x["full_name"], x["status"]) for x in live["agents"]] == [(a.alice, "Alice", "not_ready")]
+    assert (await ok(await api.client.get(f"{cc(b)}/live", headers=b.headers)))["agents"] == []
+    assert (await api.client.get(f"{base}/live", headers=a.alice_headers)).status_code == 403
+    await ok(await api.client.post(f"{agent}/unpause", headers=a.alice_headers))
+    # a skills change reaches the logged-in agent; removing the membership logs them out of the queue
+    await ok(await api.client.put(f"{base}/agents/{a.alice}/skills", headers=a.headers, json={"skills": {"x": 2}}))
+    await ok(await api.client.put(members, headers=a.headers, json={"employee_ids": []}))
+    await runtime.settled()
+    assert runtime.center.agents[a.alice].skills == {"x": 2}
+    assert runtime.center.agents[a.alice].status.value == "offline"
+    assert (await api.client.post(f"{agent}/pause", headers=a.alice_headers, json={"reason": "Lunch"})).status_code == 409
+
+    bus = runtime.bus
+    assert isinstance(bus, FakeBus)
+    states = [(e.status, e.reason) for e in bus.events if isinstance(e, AgentStateChanged)]
+    assert states == [("available", None), ("not_ready", "Lunch"), ("available", None), ("offline", None)]
+    assert all(e.tenant_id == a.id for e in bus.events if isinstance(e, (AgentStateChanged, QueueStateChanged)))
+    assert any(isinstance(e, QueueStateChanged) and e.not_ready == 1 for e in bus.events)
+    await runtime.flush()
+    async with api.db.session() as session:
+        rows = (await session.execute(select(QueueLogRow.event, QueueLogRow.tenant_id, QueueLogRow.agent_id)
+                                      .order_by(QueueLogRow.id))).tuples().all()
+    assert [r[0] for r in rows] == [ql.ADDMEMBER, ql.AGENTSTATUS, ql.PAUSE, ql.AGENTSTATUS, ql.UNPAUSE,
+                                    ql.AGENTSTATUS, ql.REMOVEMEMBER, ql.AGENTSTATUS]
+    assert {r[1] for r in rows} == {a.id} and {r[2] for r in rows} == {a.alice}
+
+
+async def test_runtime_offers_calls_and_keeps_the_log_through_write_failures(
+        api: Api, make_tenant: Any, runtime: CallCenterRuntime) -> None:
+    a = await make_company(api, make_tenant, "a.example")
+    queue = await new_queue(api, a, ring_timeout=10, wrap_up=0)
+    await ok(await api.client.put(f"{cc(a)}/queues/{queue['id']}/members", headers=a.headers,
+                                  json={"employee_ids": [a.alice]}))
+    await runtime.settled()
+    actions: list[object] = []
+    runtime.action_handlers.append(actions.append)
+    await ok(await api.client.post(f"{cc(a)}/agents/{a.alice}/login", headers=a.alice_headers, json={}))
+    real_write = runtime._write_batch
+    failures = 0
+
+    async def flaky(size: int) -> bool:
+        nonlocal failures
+        if failures < 2:
+            failures += 1
+            return False
+        return await real_write(size)
+
+    runtime._write_batch = flaky  # type: ignore[method-assign]
+    assert runtime.feed(lambda c, now: c.join("call-1", queue["id"], now, number="+74950000001"))
+    assert actions == [Offer(call_id="call-1", queue_id=queue["id"], agent_id=a.alice, number="+74950000001")]
+    # the ring timeout is armed on the loop (one timer)
+    assert runtime._timer is not None
+    clock = runtime.clock
+    assert isinstance(clock, Clock)
+    clock.now += 4
+    runtime.feed(lambda c, now: c.offer_answered("call-1", a.alice, now))
+    clock.now += 30
+    runtime.feed(lambda c, now: c.call_ended("call-1", now, by_agent=False))
+    assert runtime.center.agents[a.alice].status.value == "available"
+    # the employee is deactivated: logged out of every queue
+    await ok(await api.client.patch(f"{a.base}/employees/{a.alice}", headers=a.headers, json={"active": False}))
+    await runtime.settled()
+    assert runtime.center.agents[a.alice].status.value == "offline" and not runtime.center.agents[a.alice].queues
+    await runtime.stop()  # flushes what is left, through the two failures
+    assert failures == 2 and not runtime.backlog
+    async with api.db.session() as session:
+        events = list((await session.execute(select(QueueLogRow.event).where(QueueLogRow.call_id == "call-1")
+                                             .order_by(QueueLogRow.id))).scalars())
+        data = (await session.execute(select(QueueLogRow.data).where(QueueLogRow.event == ql.COMPLETECALLER))).scalar_one()
+        removed = len((await session.execute(select(QueueLogRow.id).where(QueueLogRow.event == ql.REMOVEMEMBER))).all())
+    assert events == [ql.ENTERQUEUE, ql.CONNECT, ql.COMPLETECALLER]
+    assert removed == 1
+    assert data["hold"] == 4.0 and data["talk"] == 30.0
+
+
+# -- reports -----------------------------------------------------------------------------------------
+DAY0 = 1_799_971_200.0  # a UTC midnight: 2027-01-15
+
+
+def scripted_log(q1: int, q2: int, tenant_id: int) -> list[QueueLogEntry]:
+    """Two queues sharing three agents over a few 15-minute buckets: answers, an unanswered offer,
+    abandons, a timeout overflow, a full queue, a callback, pauses and wrap-up."""
+    c = ContactCenter(rng=random.Random(1), wall_offset=DAY0)
+    c.set_queue(QueueConfig(id=q1, tenant_id=tenant_id, strategy=Strategy.LONGEST_IDLE, wrap_up=30, ring_timeout=15,
+                            service_level=20, max_wait=600, max_waiting=3), 0)
+    c.set_queue(QueueConfig(id=q2, tenant_id=tenant_id, strategy=Strategy.FEWEST_CALLS, wrap_up=10,
+                            service_level=30, weight=1), 0)
+    log: list[QueueLogEntry] = []
+
+    def step(at: float, fn: Any) -> None:
+        fn(c, at)
+        for action in c.take_actions():
+            if isinstance(action, Offer):
+                offers.append(action)
+        log.extend(c.take_log())
+
+    offers: list[Offer] = []
+    step(0, lambda c, t: c.login(1, [q1, q2], t))
+    step(2, lambda c, t: c.login(2, [q1], t))
+    step(5, lambda c, t: c.login(3, [q2], t))
+    step(100, lambda c, t: c.join("a", q1, t, number="1"))
+    step(110, lambda c, t: c.offer_answered("a", offers[-1].agent_id, t))
+    step(130, lambda c, t: c.join("b", q1, t, number="2"))
+    step(131, lambda c, t: c.join("c", q2, t, number="3"))
+    step(140, lambda c, t: c.offer_answered("c", offers[-1].agent_id, t))
+    step(160, lambda c, t: c.pause(3, "Lunch", t))
+    step(200, lambda c, t: c.call_ended("a", t, by_agent=True))
+    step(250, lambda c, t: c.handle_timer(t))
+    for n in range(6):
+        step(300 + n, lambda c, t, n=n: c.join(f"w{n}", q1, t, number=str(10 + n)))
+    step(320, lambda c, t: c.caller_left("w0", t))
+    step(330, lambda c, t: c.request_callback("w1", t))
+    step(600, lambda c, t: c.call_ended("c", t, by_agent=False))
+    for t in (615.0, 640.0, 700.0, 900.0, 1000.0, 1200.0):
+        step(t, lambda c, t: c.handle_timer(t))
+    for o in list(offers):
+        if o.call_id in c.waiting and o.agent_id in c.waiting[o.call_id].offered:
+            step(1210, lambda c, t, o=o: c.offer_answered(o.call_id, o.agent_id, t))
+            break
+    step(1500, lambda c, t: c.unpause(3, t))
+    step(1800, lambda c, t: c.logout(2, None, t))
+    step(2400, lambda c, t: c.handle_timer(t))
+    step(3000, lambda c, t: c.logout(1, None, t))
+    step(3100, lambda c, t: c.logout(3, None, t))
+    return log
+
+
+async def test_reports_equal_kpi_on_a_scripted_log(db: Database) -> None:
+    from zvonok.org.models import Tenant
+
+    async with db.session() as session:
+        tenant = Tenant(name="R", sip_domain="r.example", timezone="UTC", currency="RUB", locale="ru")
+        session.add(tenant)
+        await session.flush()
+        q1 = CallQueue(tenant_id=tenant.id, name="One", number="500", service_level=20, requirements=[],
+                       relaxations=[])
+        q2 = CallQueue(tenant_id=tenant.id, name="Two", number="501", service_level=30, requirements=[],
+                       relaxations=[])
+        session.add_all([q1, q2])
+        await session.commit()
+        tenant_id, ids = tenant.id, (q1.id, q2.id)
+    log = scripted_log(*ids, tenant_id)
+    events = {e.event for e in log}
+    assert {ql.CONNECT, ql.ABANDON, ql.FULL, ql.CALLBACK, ql.EXITWITHTIMEOUT, ql.COMPLETEAGENT, ql.COMPLETECALLER,
+            ql.RINGNOANSWER, ql.PAUSE} <= events, events
+    async with db.session() as session:
+        session.add_all(QueueLogRow(at=e.at, tenant_id=tenant_id, queue_id=e.queue_id, call_id=e.call_id,
+                                    agent_id=e.agent_id, event=e.event, data=dict(e.data)) for e in log)
+        await session.commit()
+
+    def within(start: float, size: float) -> list[QueueLogEntry]:
+        return [e for e in log if start <= e.at < start + size]
+
+    end = DAY0 + 86400
+    for group, size, offset in (("15min", 900, 0), ("hour", 3600, 0), ("day", 86400, 0), ("day", 86400, 10800),
+                                ("15min", 900, 19800)):  # UTC, Moscow (+3), India (+5:30)
+        async with db.session() as session:
+            q_rows = await queue_report(session, tenant_id, start=DAY0, end=end, group=group, utc_offset=offset)
+            a_rows = await agent_report(session, tenant_id, start=DAY0, end=end, group=group, utc_offset=offset)
+        seen = {(r.start, r.queue_id) for r in q_rows}
+        expected = {((e.at + offset) // size * size - offset, e.queue_id) for e in log if e.queue_id is not None}
+        assert seen == expected, group
+        for row in q_rows:
+            sl = 20.0 if row.queue_id == ids[0] else 30.0
+            want = queue_kpis(within(row.start, size), row.queue_id, service_level=sl)
+            got = {k: v for k, v in row.model_dump().items() if k not in ("start", "queue_id")}
+            assert got == {k: getattr(want, k) for k in got}, (group, row)
+        for arow in a_rows:
+            want_a = agent_kpis(within(arow.start, size), arow.agent_id)
+            got_a = {k: v for k, v in arow.model_dump().items() if k not in ("start", "agent_id")}
+            assert got_a == {k: getattr(want_a, k) for k in got_a}, (group, arow)
+        assert {r.agent_id for r in a_rows} == {1, 2, 3}
+        if group == "day":
+            assert [r.start for r in q_rows] == [DAY0 - offset] * 2
+            day = q_rows[0]
+            assert day.answered >= 1 and day.abandoned >= 1 and day.overflowed >= 1 and day.refused >= 1
+
+
+async def test_report_routes_csv_and_checks(api: Api, make_tenant: Any) -> None:
+    a = await make_company(api, make_tenant, "a.example")
+    b = await make_company(api, make_tenant, "b.example")
+    queue = await new_queue(api, a)
+    async with api.db.session() as session:
+        session.add_all([
+            QueueLogRow(at=DAY0 + 10, tenant_id=a.id, queue_id=queue["id"], call_id="x", event=ql.ENTERQUEUE, data={}),
+            QueueLogRow(at=DAY0 + 15, tenant_id=a.id, queue_id=queue["id"], call_id="x", agent_id=a.alice,
+                        event=ql.CONNECT, data={"hold": 5.0, "ring": 2.0}),
+            QueueLogRow(at=DAY0 + 4000, tenant_id=a.id, queue_id=queue["id"], call_id="y", event=ql.ENTERQUEUE,
+                        data={}),
+            QueueLogRow(at=DAY0 + 4000, tenant_id=b.id, queue_id=None, agent_id=b.alice, event=ql.AGENTSTATUS,
+                        data={"from": "available", "to": "offline", "seconds": 8.0}),
+        ])
+        await session.commit()
+    url = f"{cc(a)}/reports/queues"
+    params: dict[str, Any] = {"from": DAY0, "to": DAY0 + 86400, "group": "hour"}
+    rows = await ok(await api.client.get(url, headers=a.headers, params=params))
+    assert [(r["start"], r["offered"], r["answered"], r["service_level"]) for r in rows] == [
+        (DAY0, 1, 1, 1.0), (DAY0 + 3600, 1, 0, None)]
+    # days begin at the tenant's midnight (Europe/Moscow: 21:00 UTC)
+    rows = await ok(await api.client.get(url, headers=a.headers, params={**params, "group": "day"}))
+    assert [(r["start"], r["offered"]) for r in rows] == [(DAY0 - 3 * 3600, 2)]
+    r = await api.client.get(url, headers=a.headers, params={**params, "format": "csv"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    table = list(csv.reader(io.StringIO(r.text)))
+    assert table[0][:3] == ["start", "queue_id", "offered"] and len(table) == 3 and table[2][9] == ""
+    assert (await api.client.get(url, headers=a.headers, params={**params, "group": "week"})).status_code == 422
+    assert (await api.client.get(url, headers=a.headers, params={**params, "to": DAY0})).status_code == 422
+    assert (await api.client.get(url, headers=a.alice_headers, params=params)).status_code == 403
+    assert (await api.client.get(url, headers=b.headers, params=params)).status_code == 404
+    # tenant B sees its own agent's row only, and none of A's queue
+    agents = await ok(await api.client.get(f"{cc(b)}/reports/agents", headers=b.headers, params=params))
+    assert [(x["agent_id"], x["available_time"]) for x in agents] == [(b.alice, 8.0)]
+    r = await api.client.get(f"{cc(b)}/reports/queues", headers=b.headers, params={**params, "queue_id": queue["id"]})
+    assert r.status_code == 404
+    assert await ok(await api.client.get(f"{cc(b)}/reports/queues", headers=b.headers, params=params)) == []
+
+
+
+
+def test_websocket_gives_agent_state_to_the_agent_and_admins_only() -> None:
+    from zvonok.api.auth import Principal
+    from zvonok.api.ws import STREAMED_TYPES, CallVisibility
+    from zvonok.org.models import Role
+
+    mine = AgentStateChanged(tenant_id=1, employee_id=5, status="available", queues=(3,))
+    other = AgentStateChanged(tenant_id=1, employee_id=6, status="available")
+    queue = QueueStateChanged(tenant_id=1, queue_id=3, waiting=2, callbacks=0, longest_wait=4.0, available=1)
+    assert AgentStateChanged in STREAMED_TYPES and QueueStateChanged in STREAMED_TYPES
+    employee = CallVisibility(Principal(role=Role.EMPLOYEE, tenant_id=1, employee_id=5))
+    assert employee.admit(mine) == [mine] and employee.admit(other) == [] and employee.admit(queue) == []
+    admin = CallVisibility(Principal(role=Role.TENANT_ADMIN, tenant_id=1))
+    assert admin.admit(other) == [other] and admin.admit(queue) == [queue]
+    from zvonok.bus import deserialize, serialize
+
+    assert deserialize(serialize(mine)) == mine and deserialize(serialize(queue)) == queue
+
+
+async def test_runtime_timer_fires_on_the_loop_and_queue_changes_reach_the_center(db: Database) -> None:
+    import asyncio
+
+    from zvonok.callcenter.center import CancelOffer
+    from zvonok.callcenter.events import QueueChanged
+    from zvonok.org.models import Tenant
+
+    async with db.session() as session:
+        tenant = Tenant(name="T", sip_domain="t.example", timezone="UTC", currency="RUB", locale="ru")
+        session.add(tenant)
+        await session.flush()
+        queue = CallQueue(tenant_id=tenant.id, name="Q", number="500", requirements=[], relaxations=[], wrap_up=0)
+        session.add(queue)
+        await session.commit()
+        tenant_id, queue_id = tenant.id, queue.id
+    runtime = CallCenterRuntime(db, FakeBus(), flush_delay=0.0)  # the real monotonic clock
+    await runtime.start()
+    try:
+        assert runtime.center.queues[queue_id].tenant_id == tenant_id
+        # a short ring time set on the core directly (the API asks at least 5 s)
+        config = runtime.center.queues[queue_id]
+        runtime.center.set_queue(QueueConfig(id=queue_id, tenant_id=tenant_id, ring_timeout=0.05, retry=60,
+                                             wrap_up=0), runtime.clock())
+        actions: list[object] = []
+        runtime.action_handlers.append(actions.append)
+        runtime.login(tenant_id, 42, [queue_id], {})
+        runtime.feed(lambda c, now: c.join("call-t", queue_id, now, number="1"))
+        assert isinstance(actions[0], Offer)
+        async with asyncio.timeout(10):
+            while not any(isinstance(x, CancelOffer) for x in actions):
+                await asyncio.sleep(0.02)
+        assert runtime.center.agents[42].missed == 1 and "call-t" in runtime.center.waiting
+        # the queue is deleted elsewhere: its caller leaves for the overflow, its agent goes offline
+        async with db.session() as session:
+            await session.delete(await session.get(CallQueue, queue_id))
+            await session.commit()
+        await runtime.apply_change(QueueChanged(tenant_id=tenant_id, queue_id=queue_id, action="deleted"))
+        assert queue_id not in runtime.center.queues and not runtime.center.waiting
+        assert runtime.center.agents[42].status.value == "offline"
+        assert config.name == "Q"
+    finally:
+        await runtime.stop()
+    async with db.session() as session:
+        events = list((await session.execute(select(QueueLogRow.event).where(QueueLogRow.call_id == "call-t")
+                                             .order_by(QueueLogRow.id))).scalars())
+    assert events == [ql.ENTERQUEUE, ql.RINGNOANSWER, ql.EXITEMPTY]
+
+
+async def test_concurrent_flushes_write_each_entry_once(db: Database) -> None:
+    import asyncio
+
+    from zvonok.org.models import Tenant
+
+    async with db.session() as session:
+        tenant = Tenant(name="T", sip_domain="t.example", timezone="UTC", currency="RUB", locale="ru")
+        session.add(tenant)
+        await session.commit()
+        tenant_id = tenant.id
+    runtime = CallCenterRuntime(db, batch_size=7)  # not started: no background writer, only the flushes
+    runtime.backlog = [{"at": DAY0 + n, "tenant_id": tenant_id, "queue_id": None, "call_id": None, "agent_id": 1,
+                        "event": ql.PAUSE, "data": {"reason": str(n)}} for n in range(50)]
+    await asyncio.gather(runtime.flush(), runtime.flush(), runtime.flush())
+    async with db.session() as session:
+        reasons = list((await session.execute(select(QueueLogRow.data).order_by(QueueLogRow.at))).scalars())
+    assert [r["reason"] for r in reasons] == [str(n) for n in range(50)]
+
+
+async def test_deleted_tenant_leaves_the_center_and_its_unwritten_log_is_dropped(db: Database) -> None:
+    from zvonok.org.events import TenantDeleted
+    from zvonok.org.models import Tenant
+
+    async with db.session() as session:
+        tenant = Tenant(name="T", sip_domain="t.example", timezone="UTC", currency="RUB", locale="ru")
+        session.add(tenant)
+        await session.flush()
+        queue = CallQueue(tenant_id=tenant.id, name="Q", number="500", requirements=[], relaxations=[])
+        session.add(queue)
+        await session.commit()
+        tenant_id, queue_id = tenant.id, queue.id
+    runtime = CallCenterRuntime(db, flush_delay=0.0)
+    await runtime.start()
+    try:
+        runtime.feed(lambda c, now: c.join("call-d", queue_id, now, number="1"))
+        await runtime.flush()
+        async with db.session() as session:
+            await session.delete(await session.get(Tenant, tenant_id))
+            await session.commit()
+        await runtime.apply_change(TenantDeleted(tenant_id=tenant_id, sip_domain="t.example"))
+        assert queue_id not in runtime.center.queues and not runtime.center.waiting
+        assert runtime.backlog == []  # its EXITEMPTY could never be written (the tenant's rows are gone)
+    finally:
+        await runtime.stop()
+    assert runtime.write_failures == 0
+
+
+async def test_a_row_refused_for_good_does_not_hold_back_the_others(db: Database) -> None:
+    from zvonok.org.models import Tenant
+
+    async with db.session() as session:
+        tenant = Tenant(name="T", sip_domain="t.example", timezone="UTC", currency="RUB", locale="ru")
+        session.add(tenant)
+        await session.commit()
+        tenant_id = tenant.id
+    runtime = CallCenterRuntime(db)
+    runtime.backlog = [{"at": DAY0 + n, "tenant_id": tenant_id if n != 1 else tenant_id + 999, "queue_id": None,
+                        "call_id": None, "agent_id": 1, "event": ql.PAUSE, "data": {"reason": str(n)}}
+                       for n in range(3)]
+    await runtime.flush()
+    async with db.session() as session:
+        reasons = list((await session.execute(select(QueueLogRow.data).order_by(QueueLogRow.at))).scalars())
+    assert [r["reason"] for r in reasons] == ["0", "2"] and runtime.backlog == []

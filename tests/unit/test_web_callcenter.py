@@ -1,0 +1,117 @@
+"""The call center's admin pages: queues (create, 422 on the form, edit, members, delete), agents (skills,
+a reason, log in / pause / unpause / log out through the running center), another company's ids (404)
+and the employee kept out (403).
+
+Fixtures come from test_web.py (a company per test with an admin and an employee login).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+from test_web import Company, Web, a, admin_a, b, csrf_of, login, web  # noqa: F401 - fixtures
+
+from zvonok.callcenter.models import CallQueue
+from zvonok.callcenter.runtime import CallCenterRuntime
+from zvonok.org.models import Employee
+from zvonok.web.pages.callcenter import parse_skills
+
+
+@pytest.fixture
+async def live(web: Web) -> AsyncIterator[CallCenterRuntime]:  # noqa: F811
+    runtime = CallCenterRuntime(web.db, flush_delay=0.0)
+    await runtime.start()
+    app: Any = web.app
+    app.state.callcenter = runtime
+    try:
+        yield runtime
+    finally:
+        await runtime.stop()
+
+
+async def _post(client: httpx.AsyncClient, page: str, url: str, data: dict[str, Any]) -> httpx.Response:
+    html = (await client.get(page)).text
+    return await client.post(url, data={**data, "csrf_token": csrf_of(html)})
+
+
+def test_parse_skills() -> None:
+    assert parse_skills(" english:7, sales : 3 ,") == {"english": 7, "sales": 3}
+    for bad in ("english", "english:x", ":3"):
+        with pytest.raises(ValueError):
+            parse_skills(bad)
+
+
+async def test_queue_and_agent_pages(web: Web, a: Company, b: Company, admin_a: httpx.AsyncClient,  # noqa: F811
+                                     live: CallCenterRuntime) -> None:
+    page = await admin_a.get("/callcenter/queues")
+    assert page.status_code == 200 and "No queues yet." in page.text and 'href="/callcenter/agents"' in page.text
+    form = {"name": "Support", "number": "101", "strategy": "ring_all", "ring_timeout": "20", "wrap_up": "5",
+            "max_wait": "", "service_level": "30", "requirements": "english:5"}
+    r = await _post(admin_a, "/callcenter/queues", "/callcenter/queues", form)
+    assert r.status_code == 422 and "is an extension" in r.text and 'value="Support"' in r.text
+    r = await _post(admin_a, "/callcenter/queues", "/callcenter/queues", {**form, "number": "700", "ring_timeout": "1"})
+    assert r.status_code == 422 and "Seconds, from 5 to 300." in r.text
+    r = await _post(admin_a, "/callcenter/queues", "/callcenter/queues", {**form, "number": "700"})
+    assert r.status_code == 303, r.text
+    async with web.db.session() as session:
+        queue = (await session.execute(select(CallQueue))).scalar_one()
+        ivan = (await session.execute(select(Employee.id).where(Employee.tenant_id == a.id))).scalar_one()
+        ivan_b = (await session.execute(select(Employee.id).where(Employee.tenant_id == b.id))).scalar_one()
+    assert queue.strategy == "ring_all" and queue.max_wait is None and queue.service_level == 30
+    assert queue.requirements == [{"skill": "english", "min_level": 5}]
+    edit = f"/callcenter/queues/{queue.id}"
+    r = await _post(admin_a, edit, edit, {**form, "requirements": "english"})
+    assert r.status_code == 422 and "name:level pairs" in r.text
+    r = await _post(admin_a, edit, edit, {**form, "number": "701", "max_wait": "120", "requirements": "english:2"})
+    assert r.status_code == 303
+    r = await _post(admin_a, edit, f"{edit}/members", {"employee_id": str(ivan)})
+    assert r.status_code == 303
+    page = await admin_a.get(edit)
+    assert 'value="701"' in page.text and 'value="120"' in page.text and 'value="english:2"' in page.text and f'value="{ivan}" checked' in page.text
+    r = await _post(admin_a, edit, f"{edit}/members", {"employee_id": str(ivan_b)})
+    assert r.status_code == 422  # another company's employee
+
+    agents = "/callcenter/agents"
+    r = await _post(admin_a, agents, f"{agents}/{ivan}/skills", {"skills": "english:11"})
+    assert r.status_code == 422 and "levels 1 to 10" in r.text
+    assert (await _post(admin_a, agents, f"{agents}/{ivan}/skills", {"skills": "english:7"})).status_code == 303
+    assert (await _post(admin_a, agents, "/callcenter/reasons", {"name": "Lunch"})).status_code == 303
+    await live.settled()
+    assert (await _post(admin_a, agents, f"{agents}/{ivan}/login", {})).status_code == 303
+    assert live.center.agents[ivan].skills == {"english": 7}
+    live.feed(lambda c, now: c.join("call-w", queue.id, now, number="1"))
+    page = await admin_a.get("/callcenter/queues")
+    assert 'data-waiting="1"' in page.text
+    live.feed(lambda c, now: c.caller_left("call-w", now))
+    page = await admin_a.get(agents)
+    assert 'data-status="available"' in page.text and "english:7" in page.text and "<mark>Lunch</mark>" in page.text
+    r = await _post(admin_a, agents, f"{agents}/{ivan}/pause", {"reason": "Nap"})
+    assert r.status_code == 422 and "not-ready reasons" in r.text
+    assert (await _post(admin_a, agents, f"{agents}/{ivan}/pause", {"reason": "Lunch"})).status_code == 303
+    page = await admin_a.get(agents)
+    assert 'data-status="not_ready"' in page.text and "(Lunch)" in page.text
+    assert (await _post(admin_a, agents, f"{agents}/{ivan}/unpause", {})).status_code == 303
+    assert (await _post(admin_a, agents, f"{agents}/{ivan}/logout", {})).status_code == 303
+    assert live.center.agents[ivan].status.value == "offline"
+    # another company's ids: 404; the employee: 403
+    assert (await admin_a.get(f"/callcenter/queues/{queue.id + 1000}")).status_code == 404
+    assert (await _post(admin_a, agents, f"{agents}/{ivan_b}/login", {})).status_code == 404
+    async with web.client() as employee:
+        assert (await login(employee, a.employee)).status_code == 303
+        assert (await employee.get(agents)).status_code == 403
+    r = await _post(admin_a, edit, f"{edit}/delete", {})
+    assert r.status_code == 303
+    assert "No queues yet." in (await admin_a.get("/callcenter/queues")).text
+
+
+async def test_pages_in_russian(web: Web, b: Company) -> None:  # noqa: F811
+    async with web.client() as admin_b:
+        assert (await login(admin_b, b.admin)).status_code == 303
+        page = await admin_b.get("/callcenter/queues")
+        assert "Очередей пока нет." in page.text and "Новая очередь" in page.text
+        page = await admin_b.get("/callcenter/agents")
+        assert "Причины неготовности" in page.text and "Операторы" in page.text
