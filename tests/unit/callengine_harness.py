@@ -450,6 +450,7 @@ class PhoneCall:
         _via(request, self.device.peer)
         txn = FakeServerTxn(request, self.device.peer)
         self.harness.deliver(self.harness.engine.on_request, txn, request, self.device.peer)
+        self.harness.ack_2xx(dialog, txn, self.device.peer)
         return txn
 
     def bye(self) -> FakeServerTxn:
@@ -677,7 +678,16 @@ class Harness:
         _via(request, txn.peer)
         server_txn = FakeServerTxn(request, txn.peer)
         self.deliver(self.engine.on_request, server_txn, request, txn.peer)
+        self.ack_2xx(dialog, server_txn, txn.peer)
         return server_txn
+
+    def ack_2xx(self, dialog: Dialog, txn: FakeServerTxn, peer: Peer) -> None:
+        """A device ACKs the 2xx to its re-INVITE as a real one does (RFC 3261 §13.2.2.4), at once."""
+        request = txn.request
+        if request.method == "INVITE" and any(200 <= r.status < 300 for r in txn.responses):
+            ack = dialog.create_ack(request.cseq.number)
+            _via(ack, peer)
+            self.deliver(self.engine.on_ack, ack, peer)
 
     # -- assertions' helpers ----------------------------------------------------------------------------------
     def sent_requests(self, method: str, to: Device | list[Device] | None = None) -> list[FakeClientTxn]:

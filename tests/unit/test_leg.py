@@ -318,6 +318,20 @@ def test_the_invite_and_the_answer_carry_offer_answer_and_headers() -> None:
     assert ack.headers.get("cseq") == "101 ACK"
 
 
+def test_the_caller_may_write_from_and_to_itself() -> None:
+    """A display name and a user part escaped as it came (a trunk's caller) go out as written."""
+    leg = Leg.uac(config("192.0.2.1", 4000), LegIds(tag=lambda: "t1", branch=lambda: "b", uniform=lambda a, b: a),
+                  LocalSession(sess_id=1), request_uri="sip:bob@192.0.2.2", from_uri="sip:alice@example.com",
+                  to_uri="sip:bob@example.com", call_id="c1", from_name_addr='"Alice" <sip:a%3Bb@example.com>',
+                  to_name_addr="<sip:102@example.com>", extra_headers=[("User-Agent", "Zvonok")])
+    leg.invite(0.0)
+    [action] = leg.take_actions()
+    assert isinstance(action, SendRequest)
+    headers = action.request.headers
+    assert headers.get("from") == '"Alice" <sip:a%3Bb@example.com>;tag=t1'
+    assert headers.get("to") == "<sip:102@example.com>" and headers.get("user-agent") == "Zvonok"
+
+
 def test_early_media_answer_in_183_then_answered_from_early() -> None:
     net = Net()
     net.call()
@@ -506,6 +520,28 @@ def test_no_ack_within_64_t1_ends_the_session_with_a_bye() -> None:
     assert terminated(net.uas) == Terminated(cause=C.NO_ACK)
     assert terminated(net.uac) == Terminated(cause=C.REMOTE_BYE)
     both_done(net)
+
+
+def test_the_leg_says_why_it_ends_as_soon_as_its_own_bye_is_out() -> None:
+    """The engine learns that a leg gave up by itself (no ACK here) when the BYE goes, not when it is answered."""
+    net = Net()
+    net.call()
+    net.lose("uac", "ACK", times=None)
+    net.lose("uas", "BYE", times=None)
+    net.act(net.uas, Leg.answer)
+    uas = net.uas.the_leg
+    assert uas.ending_cause is None and uas.status is None
+    net.advance(32.0)
+    assert uas.state is S.TERMINATING and uas.ending_cause is C.NO_ACK
+    assert net.uas.only(Terminated) == []  # the BYE has no response yet
+
+
+def test_a_refused_invite_leaves_its_status_on_the_leg() -> None:
+    g722 = Codec(name="G722", clock_rate=8000, payload_type=9)
+    net = Net(uac=config("192.0.2.1", 4000, codecs=(g722,)))
+    net.call()
+    uas = net.uas.the_leg
+    assert uas.state is S.TERMINATED and uas.status == 488 and uas.ending_cause is C.REJECTED
 
 
 def test_no_retransmission_over_a_reliable_transport() -> None:

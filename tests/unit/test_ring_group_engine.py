@@ -59,6 +59,13 @@ def answer(h: Harness, device: list[Device]) -> None:
     h.reply(fork, 200, device=device[0])
 
 
+def ring(h: Harness, *devices: list[Device]) -> None:
+    """The devices' phones ring (180): our CANCEL of an INVITE waits for a provisional response (§9.1)."""
+    for device in devices:
+        for txn in h.invites_to(device):
+            h.reply(txn, 180)
+
+
 def cancelled(h: Harness, device: list[Device]) -> bool:
     return all(t.cancelled is not None for t in h.invites_to(device))
 
@@ -113,6 +120,7 @@ def test_simultaneous_rings_everyone_then_the_no_answer_destination() -> None:
                    no_answer={"kind": "extension", "number": "104"})
         call = h.call(alice, "600")
         assert len(h.invites_to(bob)) == 1 and len(h.invites_to(carol)) == 1
+        ring(h, bob, carol)  # (a CANCEL waits for a provisional response, RFC 3261 §9.1)
         h.advance(20.1)
         assert cancelled(h, bob) and cancelled(h, carol) and len(h.invites_to(dave)) == 1
         [none] = h.events_of(ev.RingGroupNoAnswer)
@@ -129,6 +137,7 @@ def test_the_overall_limit_ends_the_last_step_early() -> None:
         call = h.call(alice, "600")
         h.advance(20.1)
         assert len(h.invites_to(carol)) == 1
+        ring(h, carol)
         h.advance(5.0)
         assert cancelled(h, carol) and call.final_status() == 480
 
@@ -196,6 +205,7 @@ def test_a_number_routed_to_a_group_with_an_outside_member() -> None:
         call = h.call_from_trunk(carrier, "+79161234567", "+74951112233")
         outs = [t for t in h.sent_requests("INVITE", to=carrier) if "74957654321" in str(t.request.uri)]
         assert len(outs) == 1 and h.invites_to(bob) == []
+        h.reply(outs[0], 100)  # (a CANCEL waits for a provisional response, RFC 3261 §9.1)
         h.advance(10.1)
         assert outs[0].cancelled is not None and len(h.invites_to(bob)) == 1
         answer(h, bob)
@@ -246,6 +256,7 @@ def test_the_caller_hanging_up_stops_the_plan() -> None:
         alice, bob, carol = h.extension("101"), h.extension("102"), h.extension("103")
         groups.add("600", ("102", "103"))
         call = h.call(alice, "600")
+        ring(h, bob)
         call.cancel()
         assert call.final_status() == 487 and cancelled(h, bob)
         h.advance(60)

@@ -11,9 +11,13 @@ are bridged and the caller gets our 200 with our answer to its offer. BYE from e
 dialogs; CANCEL before the answer ends the forks. Every step is published on the bus as a typed call
 event (:mod:`zvonok.telephony.events`): the CDR writer and the websocket consume those, never SIP.
 
+The SIP mechanics of each leg's dialog — our INVITE and its CANCEL, the 2xx and its ACK (ours re-sent
+until it comes), re-INVITEs and UPDATEs with glare, RFC 4028 session timers, BYE — are not here: each leg
+is a :class:`zvonok.telephony.leg.Leg` machine, fed and driven by :mod:`zvonok.telephony.leg_wiring`
+(one timer per leg). This module is the call logic above the legs: what their events mean for the call.
+
 Also here: delayed offer (an INVITE without SDP gets our offer in the 200, the answer in the ACK), blind
-and attended transfer (REFER, REFER with Replaces), RFC 4028 session timers on both legs (we check the
-refreshes of a device that refreshes, and refresh ourselves when a callee makes us the refresher), in-band
+and attended transfer (REFER, REFER with Replaces), hold relayed to the other party (with music), in-band
 ringback and busy tone (``ringback="inband"``), and an RTP inactivity timeout for vanished peers.
 
 One call's work that awaits (answering a re-INVITE, connecting the answer, the access-number dialogue's
@@ -33,7 +37,7 @@ import uuid
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from zvonok.bus import Bus
 from zvonok.logs import get_logger
@@ -44,35 +48,22 @@ from zvonok.media.hold_music import HoldMusic
 from zvonok.media.interface import BUSY_RU, RINGBACK_RU, Endpoint, MediaEngine, SrtpKeys
 from zvonok.pstn.routing import CallerProfile
 from zvonok.sip.dialog import (
-    Dialog,
     DialogKey,
     DialogState,
     add_top_via,
-    credentials_of,
     dialog_key_for_request,
-    dialog_response,
 )
 from zvonok.sip.grammar import name_addr, uri_host
-from zvonok.sip.message import Headers, Request, Response, make_response
+from zvonok.sip.message import Request, Response, make_response
 from zvonok.sip.peer import Peer
 from zvonok.sip.sdp import Direction as SdpDirection
-from zvonok.sip.sdp import SdpError, SessionDescription, parse_sdp
 from zvonok.sip.sdp_offer_answer import (
-    TELEPHONE_EVENT,
     Codec,
     LocalSession,
     NegotiatedMedia,
-    accept_answer,
-    build_offer,
-    media_direction,
-    negotiate,
 )
 from zvonok.sip.transaction import (
-    ClientTransaction,
-    ResponseReceived,
     ServerTransaction,
-    TransactionTimeout,
-    TransportError,
 )
 from zvonok.sip.uas import is_sips
 from zvonok.sip.uri import SipUri
@@ -88,7 +79,19 @@ from .edge import route_to
 from .forwarding import Reason as ForwardReason
 from .info_dtmf import info_dtmf
 from .ivr import Ivr
+from .leg_events import (
+    Answered,
+    Challenged,
+    MediaUpdated,
+    Progress,
+    RequestForApplication,
+    Terminated,
+    TerminationCause,
+)
 from .leg_session_timer import session_expires_of  # one parser for the engine and the Leg
+from .leg_states import LIVE, WAIT_ACK
+from .leg_states import LegState as SipLegState
+from .leg_wiring import LegWiringMixin, SipStack
 from .location import Binding, Location
 from .outside import OutsideMixin
 from .park import Parking
@@ -104,26 +107,6 @@ log = get_logger(__name__)
 
 BUSY_STATUSES = frozenset({486, 600})
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, NOTIFY, REFER"
-
-
-class SipStack(Protocol):
-    """What the engine needs from the SIP service (see :class:`zvonok.telephony.service.SipService`)."""
-
-    local_host: str
-    local_port: int
-    t1: float
-    t2: float
-
-    def port_for(self, transport: str) -> int: ...
-
-    def respond(self, txn: ServerTransaction, response: Response) -> None: ...
-
-    def send_request(self, request: Request, peer: Peer,
-                     handler: Callable[[object], None]) -> ClientTransaction: ...
-
-    def cancel(self, invite: ClientTransaction, reason: str | None = None) -> None: ...
-
-    def send_stateless(self, message: Request | Response, peer: Peer) -> None: ...
 
 
 def _tag() -> str:
@@ -146,7 +129,7 @@ def peer_of(binding: Binding) -> Peer:
     return Peer(transport=transport, host=host.strip("[]"), port=int(port), connection=binding.connection)
 
 
-class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin, RingGroupMixin):
+class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin, RingGroupMixin):
     def __init__(self, *, sip: SipStack, media: MediaEngine, auth: Authenticator, location: Location,
                  directory: Directory, bus: Bus, no_answer_timeout: float = 60.0,
                  media_timeout: float = 60.0, recordings_dir: Path | None = None,
@@ -182,6 +165,7 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin, Ring
         self.calls: dict[str, Call] = {}
         self.dialogs: dict[DialogKey, Leg] = {}
         self.invites: dict[ServerTransaction, Leg] = {}
+        self.unacked: dict[DialogKey, Leg] = {}  # legs of ended calls whose 2xx still waits for its ACK
         self._tasks: set[asyncio.Task[None]] = set()
         self.conferences: Conferences | None = None  # set by the composition root (telephony/conference.py)
         self.ivr: Ivr | None = None  # set by the composition root (telephony/ivr.py)
@@ -408,10 +392,6 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin, Ring
         caller = Leg(id=_tag(), role=ev.LegRole.CALLER, call=call, party=party, peer=peer,
                      session=_new_session(), invite=request, server_txn=txn, local_tag=_tag(),
                      user_agent=(request.headers.get("user-agent") or "")[:255], srtp_policy=srtp_policy)
-        caller.session_expires = session_expires
-        timer = session_expires_of(request)
-        # the caller may ask us to refresh (refresher=uas): we then re-INVITE it at half the interval
-        caller.we_refresh = session_expires is not None and timer is not None and timer[1] == "uas"
         call.caller = caller
         self.calls[call.id] = call
         self.invites[txn] = caller
@@ -426,7 +406,10 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin, Ring
         if call.access is not None and self._access_failed(call, cause):
             return  # the access-number caller hears why and may dial another number
         caller = call.caller
-        if caller is not None and caller.server_txn is not None and caller.invite is not None and not call.ended:
+        if caller is not None and caller.sip is not None:
+            if not call.ended:
+                self._reject_caller(call, status)
+        elif caller is not None and caller.server_txn is not None and caller.invite is not None and not call.ended:
             self.sip.respond(caller.server_txn, make_response(caller.invite, status, reason, to_tag=caller.local_tag))
         await self._finish(call, disposition, ev.HangupSide.SYSTEM, cause, status)
 
@@ -444,28 +427,21 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin, Ring
         if self._srtp_required(caller) and caller.peer.transport != "tls":
             await self._refuse(call, 488, "incompatible_media", "SRTP required: call over TLS")
             return False
-        try:
-            caller.endpoint = await self.media.create_endpoint(call.tenant_id, call.id,
-                                                               [MediaCodec.PCMU, MediaCodec.PCMA])
-            if request.body:
-                answer, negotiated = negotiate(parse_sdp(request.body), CODECS, self.sip.local_host,
-                                               caller.endpoint.local_address.port, caller.session,
-                                               srtp_key=self._srtp_key(caller),
-                                               srtp_required=self._srtp_required(caller))
-            else:
-                # delayed offer (RFC 3261 §13.2.1): our offer goes in the 200, the answer comes in the ACK
-                caller.offer_sdp = build_offer(self.sip.local_host, caller.endpoint.local_address.port, CODECS,
-                                               SdpDirection.SENDRECV, caller.session, srtp_key=self._srtp_key(caller))
-                caller.awaits_answer = True
-                call.caller_answer_sdp = caller.offer_sdp.to_bytes()
-                negotiated = None
-        except SdpError as exc:
-            await self._refuse(call, exc.status, "incompatible_media", exc.reason)
+        caller.endpoint = await self.media.create_endpoint(call.tenant_id, call.id, [MediaCodec.PCMU, MediaCodec.PCMA])
+        # the leg's dialog machine answers the offer now (or offers in its 200: delayed offer, RFC 3261
+        # §13.2.1, the answer then comes in the ACK), or refuses it (488, 400) itself
+        machine = self._uas_machine(caller, self._on_caller_event)
+        self._drive(caller)
+        if machine.state is SipLegState.TERMINATED:
+            await self._finish(call, ev.Disposition.FAILED, ev.HangupSide.SYSTEM, "incompatible_media",
+                               machine.status)
             return False
-        if negotiated is not None:
-            caller.media = negotiated
-            call.caller_answer_sdp = answer.to_bytes()
-            await self._set_remote(caller, negotiated)
+        if not request.body:
+            caller.awaits_answer = True
+        elif machine.media is not None:
+            caller.media = machine.media
+            call.caller_answer_sdp = machine.offer_answer.local_sdp
+            await self._set_remote(caller, machine.media)
         return not call.ended
 
     def _offer_codecs(self, call: Call) -> list[Codec]:
@@ -558,77 +534,79 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin, Ring
                    extra_headers: list[tuple[str, str]] | None = None,
                    handler: Callable[[Leg, object], None] | None = None, trunk_id: int | None = None,
                    srtp_policy: str | None = None) -> Leg:
-        """Send our INVITE (our offer from ``endpoint``) for a new callee leg of ``call``."""
+        """Send our INVITE (our offer from ``endpoint``) for a new callee leg of ``call``: the leg's dialog
+        machine places it (telephony/leg_wiring.py). ``handler`` gets the machine's events (Progress,
+        Answered, Challenged, Terminated …); by default :meth:`_on_fork_event`."""
         leg = Leg(id=_tag(), role=ev.LegRole.CALLEE, call=call, party=party, peer=peer, session=_new_session(),
                   local_tag=_tag(), contact=contact, user_agent=user_agent, endpoint=endpoint, trunk_id=trunk_id,
                   srtp_policy=srtp_policy)
-        offer = build_offer(self.sip.local_host, endpoint.local_address.port, codecs, SdpDirection.SENDRECV,
-                            leg.session, srtp_key=self._srtp_key(leg))
-        leg.offer_sdp = offer
-        request = Request("INVITE", request_uri, Headers([
-            ("Max-Forwards", "70"),
-            ("From", f"{from_header};tag={leg.local_tag}"),
-            ("To", to_header),
-            ("Call-ID", uuid.uuid4().hex),
-            ("CSeq", "1 INVITE"),
-            ("Contact", self.contact(peer, sips=request_uri.lower().startswith("sips:"))),  # a sips: binding's dialog
-            ("Allow", ALLOW),
-            ("User-Agent", "Zvonok"),
-            *(extra_headers or []),
-            ("Content-Type", "application/sdp"),
-        ]), offer.to_bytes())
-        add_top_via(request, peer.transport, self.sip.local_host, self.sip.port_for(peer.transport))
-        leg.invite = request
+        machine = self._uac_machine(leg, codecs, request_uri=request_uri, from_header=from_header,
+                                    to_header=to_header, extra_headers=[("User-Agent", "Zvonok"), *(extra_headers or [])],
+                                    on_event=handler or self._on_fork_event)
         call.forks.append(leg)
         self.publish(ev.LegCreated, call, leg_id=leg.id, role=leg.role, party=party, contact=contact,
                      user_agent=user_agent)
-        on_event = handler or self._on_fork_event
-        leg.client_txn = self.sip.send_request(request, peer, lambda event: on_event(leg, event))
+        machine.invite(self.clock())
+        self._drive(leg)
         return leg
 
     # -- what the callee's devices answer -------------------------------------------------------------
     def _on_fork_event(self, leg: Leg, event: object) -> None:
+        """What a callee leg's dialog machine reports: ringing (with early media), the answer, the end."""
         call = leg.call
-        if isinstance(event, (TransactionTimeout, TransportError)):
-            if leg.state is not LegState.ANSWERED:
-                self._fork_failed(leg, 408)
-            return
-        if not isinstance(event, ResponseReceived):
-            return
-        response = event.response
-        status = response.status
-        if status < 200:
-            if status == 100 or leg.state is LegState.ENDED or call.callee is not None:
+        if isinstance(event, Progress):
+            if leg.state is LegState.ENDED or call.callee is not None:
                 return
-            if response.to.tag and leg.dialog is None and leg.invite is not None:
-                leg.dialog = Dialog.from_uac(leg.invite, response)
             first_ring = leg.state is LegState.TRYING
             leg.state = LegState.RINGING
-            early = status == 183 and bool(response.body) and call.early_media_from is None
+            early = event.status == 183 and event.media is not None and call.early_media_from is None
             if first_ring:
                 self.publish(ev.LegRinging, call, leg_id=leg.id, early_media=early)
-            if early:
+            if early and event.media is not None:
                 call.early_media_from = leg
-                self.step(call, self._early_media(leg, response))
+                self.step(call, self._early_media(leg, event.media))
             elif first_ring and call.early_media_from is None and not call.ringback:
                 if self.inband_ringback and call.caller is not None and call.caller.media is not None:
                     call.ringback = True
                     self.step(call, self._play_ringback(call))
                 else:
                     self._provisional(call, 180)
-            return
-        if 200 <= status < 300:
-            self._fork_answered(leg, response)
-            return
-        self._fork_failed(leg, status)
+        elif isinstance(event, Answered):
+            self._fork_answered(leg, event.media)
+        elif isinstance(event, Challenged):
+            self._leg_hangup(leg)  # no credentials for a device: the leg fails with the 401/407
+        elif isinstance(event, Terminated):
+            status = self._unanswered_end(leg, event)
+            if status is not None:
+                self._fork_failed(leg, status)
+
+    def _unanswered_end(self, leg: Leg, event: Terminated) -> int | None:
+        """The status a callee leg failed with, when its machine ended before the call saw it answered."""
+        if leg.state not in (LegState.TRYING, LegState.RINGING):
+            return None
+        cause = event.cause
+        if cause is TerminationCause.REJECTED:
+            return event.status or 480
+        if cause is TerminationCause.TIMEOUT:
+            return 408
+        if cause is TerminationCause.CANCELLED:
+            return event.status if event.status is not None and event.status >= 300 else 487
+        return None
+
+    def _leg_hangup(self, leg: Leg) -> None:
+        """End a leg that has a dialog machine: CANCEL, BYE or nothing, as its state asks."""
+        if leg.sip is not None:
+            leg.sip.hangup(self.clock())
+            self._drive(leg)
 
     def _provisional(self, call: Call, status: int, body: bytes = b"") -> None:
         caller = call.caller
         if caller is None or caller.server_txn is None or caller.invite is None or call.answered_at is not None:
             return
-        response = dialog_response(caller.invite, status, caller.local_tag,
-                                   self.contact(caller.peer, sips=is_sips(caller.invite.uri)), body=body)
-        self.sip.respond(caller.server_txn, response)
+        # its machine sends them (a 183 with our answer to the caller's offer: ``body`` says one is wanted)
+        if caller.sip is not None and caller.sip.state in (SipLegState.INCOMING, SipLegState.EARLY):
+            caller.sip.ring(self.clock(), early_media=status == 183 and bool(body))
+            self._drive(caller)
 
     async def _play_ringback(self, call: Call) -> None:
         """Ring in band (425 Hz, 1 s on / 4 s off): a 183 with our answer, then the tone on the caller's leg."""
@@ -655,18 +633,12 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin, Ring
         self._reject_caller(call, status)
         await self._finish(call, disposition, ev.HangupSide.CALLEE, cause, status)
 
-    async def _early_media(self, leg: Leg, response: Response) -> None:
+    async def _early_media(self, leg: Leg, media: NegotiatedMedia) -> None:
         call = leg.call
         if leg.state is LegState.ENDED or leg.endpoint is None or call.callee not in (None, leg):
             return  # that device gave up (or another answered) before this step's turn
         if call.caller is None or call.caller.media is None:
             self._provisional(call, 180)  # delayed offer: our offer must wait for the 2xx (no 100rel here)
-            return
-        try:
-            assert leg.offer_sdp is not None
-            media = accept_answer(leg.offer_sdp, parse_sdp(response.body), CODECS)
-        except SdpError:
-            self._provisional(call, 180)
             return
         leg.media = media
         await self._set_remote(leg, media)
@@ -676,23 +648,18 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin, Ring
         await self.media.bridge(call.caller.endpoint, leg.endpoint)
         self._provisional(call, 183, call.caller_answer_sdp)
 
-    def _fork_answered(self, leg: Leg, response: Response) -> None:
+    def _fork_answered(self, leg: Leg, media: NegotiatedMedia | None) -> None:
+        """A callee leg's machine confirmed its dialog (the 2xx is ACKed): the first wins the call."""
         call = leg.call
-        assert leg.invite is not None
-        if leg.dialog is None or leg.dialog.remote_tag != (response.to.tag or ""):
-            leg.dialog = Dialog.from_uac(leg.invite, response)
-        else:
-            leg.dialog.receive_response(response)
-        self._ack(leg, leg.invite.cseq.number)
-        if call.callee is leg:
-            return  # a retransmitted 2xx: the ACK above answers it
+        assert leg.sip is not None and leg.sip.dialog is not None
+        leg.dialog = leg.sip.dialog
         if call.ended or call.callee is not None or leg.cancelled:
-            # a second device answered too, or the caller is gone, or we cancelled this INVITE and its 2xx
-            # crossed our CANCEL: the dialog exists, so ACK it (above) and end it with BYE (§9.1, §15)
+            # a second device answered too, or the caller is gone: the dialog exists, so end it with BYE
             self._send_bye(leg)
             leg.state = LegState.ENDED
             self._release(leg)
             return
+        leg.media = media
         call.callee = leg
         leg.state = LegState.ANSWERED
         self.dialogs[leg.dialog.key] = leg
@@ -701,22 +668,21 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin, Ring
         for other in call.forks:
             if other is not leg and other.state is not LegState.ENDED:
                 self._cancel_fork(other, 'SIP;cause=200;text="Call completed elsewhere"')
-        self.step(call, self._connect(call, leg, response))
+        self.step(call, self._connect(call, leg))
 
-    async def _connect(self, call: Call, leg: Leg, response: Response) -> None:
+    async def _connect(self, call: Call, leg: Leg, response: Response | None = None) -> None:
+        """Bridge the callee that answered with the caller and answer the caller, with the media its machine
+        agreed (``leg.media``; ``response`` is kept for the callers of this name and not needed)."""
         caller = call.caller
         assert caller is not None and caller.invite is not None and caller.server_txn is not None
-        try:
-            assert leg.offer_sdp is not None
-            media = accept_answer(leg.offer_sdp, parse_sdp(response.body), CODECS)
-        except SdpError:
+        media = leg.media
+        if media is None:
             self._send_bye(leg)
             leg.state = LegState.ENDED
             await self._refuse(call, 488, "incompatible_media")
             return
         leg.media = media
         await self._set_remote(leg, media)
-        self._callee_session_timer(leg, response)
         assert caller.endpoint is not None and leg.endpoint is not None
         await self._stop_tone(call)
         if call.access is not None:
@@ -748,60 +714,22 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin, Ring
         SDP, Allow and session-timer headers; the caller's dialog is confirmed on its ACK."""
         caller = call.caller
         assert caller is not None and caller.invite is not None and caller.server_txn is not None
+        assert caller.sip is not None  # negotiated: its machine answers (and re-sends the 200 until the ACK)
         call.answered_at = time.time()
-        ok = dialog_response(caller.invite, 200, caller.local_tag, self.contact(caller.peer, sips=is_sips(caller.invite.uri)),
-                             body=call.caller_answer_sdp,
-                             extra_headers=[("Allow", ALLOW), *self._session_timer_headers(caller)])
-        caller.dialog = Dialog.from_uas(caller.invite, ok, self.contact(caller.peer, sips=is_sips(caller.invite.uri)),
-                                        secure=False)
+        caller.sip.answer(self.clock())
+        self._drive(caller)
+        assert caller.sip.dialog is not None
+        caller.dialog = caller.sip.dialog
+        if caller.awaits_answer:
+            call.caller_answer_sdp = caller.sip.offer_answer.local_sdp  # our offer went in the 200
         caller.state = LegState.ANSWERED
         self.dialogs[caller.dialog.key] = caller
-        self._send_2xx(caller, caller.server_txn, ok)
         self.publish(ev.LegAnswered, call, leg_id=caller.id)
         self.publish(ev.CallAnswered, call, answered_leg_id=(answered_by or caller).id)
 
-    # -- RFC 4028 session timers (on the caller's leg, when its phone asks for them) ---------------------
-    def _session_timer_headers(self, leg: Leg) -> list[tuple[str, str]]:
-        if leg.session_expires is None:
-            return []
-        # in our answer to the leg's request: "uas" is us, "uac" the leg's device (RFC 4028 §9)
-        refresher = "uas" if leg.we_refresh else "uac"
-        return [("Session-Expires", f"{leg.session_expires};refresher={refresher}"), ("Require", "timer")]
-
+    # -- RFC 4028 session timers: each leg's machine runs its own (telephony/leg_session_timer.py) ------------
     def _arm_session_timer(self, leg: Leg) -> None:
-        """When the leg's device refreshes: without a refresh by the interval's end (less a margin, §10) we
-        hang up. When we refresh (a callee chose refresher=uac): a re-INVITE at half the interval (§7.4)."""
-        if leg.session_timer is not None:
-            leg.session_timer.cancel()
-            leg.session_timer = None
-        if leg.session_expires is None:
-            return
-        loop = asyncio.get_running_loop()
-        if leg.we_refresh:
-            leg.session_timer = loop.call_later(leg.session_expires / 2, self._refresh_session, leg)
-            return
-        margin = min(32.0, leg.session_expires / 3)
-        leg.session_timer = loop.call_later(leg.session_expires - margin, self._session_expired, leg)
-
-    def _callee_session_timer(self, leg: Leg, response: Response) -> None:
-        """RFC 4028 §7.2: the callee's 2xx may start a session timer and name who refreshes it."""
-        timer = session_expires_of(response)
-        if timer is None:
-            return
-        leg.session_expires = max(timer[0], 1)
-        leg.we_refresh = timer[1] == "uac"  # we sent the INVITE: we are its UAC
-        self._arm_session_timer(leg)
-
-    def _refresh_session(self, leg: Leg) -> None:
-        leg.session_timer = None
-        if leg.state is not LegState.ANSWERED or leg.session_expires is None:
-            return
-        self._reinvite(leg, SdpDirection.SENDONLY if leg.held_by_us else SdpDirection.SENDRECV, refresh=True)
-
-    def _session_expired(self, leg: Leg) -> None:
-        leg.session_timer = None
-        log.info("session timer expired without a refresh: ending the call", call=leg.call.id, leg=leg.id)
-        self._hangup(leg.call, None, ev.HangupSide.SYSTEM, "session_timeout")
+        """Kept for the callers of this name: the leg's machine armed its session timer with the answer."""
 
     async def _watch_media(self, call: Call) -> None:
         """End the call when a leg sends no RTP for ``media_timeout`` (a vanished phone), except on hold,
@@ -868,6 +796,11 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin, Ring
 
     def _reject_caller(self, call: Call, status: int) -> None:
         caller = call.caller
+        if caller is not None and caller.sip is not None:
+            if caller.sip.state in (SipLegState.INCOMING, SipLegState.EARLY):
+                caller.sip.reject(status, self.clock())
+                self._drive(caller)
+            return
         if caller is not None and caller.server_txn is not None and caller.invite is not None:
             self.sip.respond(caller.server_txn, make_response(caller.invite, status, to_tag=caller.local_tag))
 
@@ -886,10 +819,22 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin, Ring
         self.spawn(self._finish(call, ev.Disposition.NO_ANSWER, ev.HangupSide.SYSTEM, "no_answer", 480))
 
     def _cancel_fork(self, leg: Leg, reason: str | None) -> None:
-        if leg.state is LegState.ENDED or leg.client_txn is None:
+        """CANCEL a callee leg's INVITE (its machine sends it once a provisional response came, §9.1)."""
+        machine = leg.sip
+        if leg.state is LegState.ENDED:
             return
-        leg.cancelled = True
-        self.sip.cancel(leg.client_txn, reason)
+        if machine is None:
+            if leg.client_txn is not None:
+                leg.cancelled = True
+                self.sip.cancel(leg.client_txn, reason)
+            return
+        if machine.state in (SipLegState.CALLING, SipLegState.EARLY):
+            leg.cancelled = True
+            machine.cancel(self.clock(), reason=reason)
+        elif machine.state is SipLegState.CHALLENGED:
+            leg.cancelled = True
+            machine.hangup(self.clock())
+        self._drive(leg)
 
     # -- requests from the caller or in a dialog ----------------------------------------------------------
     def on_cancel(self, txn: ServerTransaction, request: Request, invite: ServerTransaction | None) -> None:
@@ -897,8 +842,14 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin, Ring
         if leg is None:
             self.sip.respond(txn, make_response(request, 481, to_tag=_tag()))
             return
+        if leg.sip is not None:
+            leg.sip.receive_cancel(request, txn, self.clock())  # 200, and 487 to the INVITE (§9.2)
+            self._drive(leg)  # the machine's Terminated ends the call (_on_caller_event)
+            return
         self.sip.respond(txn, make_response(request, 200, to_tag=leg.local_tag))
-        call = leg.call
+        self._caller_cancelled(leg.call)
+
+    def _caller_cancelled(self, call: Call) -> None:
         if call.answered_at is not None or call.ended:
             return  # CANCEL lost the race with our 200: the caller ACKs and sends BYE
         for fork in call.forks:
@@ -906,27 +857,45 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin, Ring
         self._reject_caller(call, 487)
         self.spawn(self._finish(call, ev.Disposition.CANCELLED, ev.HangupSide.CALLER, "cancelled", 487))
 
+    def _on_caller_event(self, leg: Leg, event: object) -> None:
+        """What the caller's leg machine reports: the ACK came (with the answer to a delayed offer), the
+        caller cancelled."""
+        if isinstance(event, Answered) and leg.awaits_answer:
+            leg.awaits_answer = False
+            self.step(leg.call, self._answer_in_ack(leg, event.media))
+        elif isinstance(event, Terminated) and event.cause is TerminationCause.REMOTE_CANCEL:
+            self._caller_cancelled(leg.call)
+
+    def _leg_gave_up(self, leg: Leg, cause: TerminationCause) -> None:
+        """A leg's machine ended its established dialog itself and sent the BYE: our 2xx never got its ACK
+        (RFC 3261 §13.3.1.4), the session expired or its refresh failed (RFC 4028 §10)."""
+        if cause is TerminationCause.NO_ACK:
+            log.info("no ACK for our 2xx: ending the call", call=leg.call.id)
+            self._hangup(leg.call, None, ev.HangupSide.SYSTEM, "no_ack")
+        else:
+            log.info("session timer expired or its refresh failed: ending the call", call=leg.call.id, leg=leg.id,
+                     cause=cause.value)
+            self._hangup(leg.call, None, ev.HangupSide.SYSTEM, "session_timeout")
+
     def on_ack(self, request: Request, peer: Peer) -> None:
         key = dialog_key_for_request(request)
         leg = self.dialogs.get(key) if key is not None else None
+        if leg is None:
+            leg = self.unacked.get(key) if key is not None else None  # the call ended before this ACK
         if leg is None:
             return
         if leg.retransmit is not None:
             leg.retransmit.cancel()
             leg.retransmit = None
         leg.pending_2xx = None
-        if leg.awaits_answer:
-            leg.awaits_answer = False
-            self.step(leg.call, self._answer_in_ack(leg, request))
+        if leg.sip is not None:
+            leg.sip.receive_ack(request, self.clock())  # the initial 2xx's ACK (a delayed offer's answer)
+            self._drive(leg)
 
-    async def _answer_in_ack(self, leg: Leg, ack: Request) -> None:
-        """The caller's answer to the offer of our 2xx (delayed offer); without a usable one the call ends
-        (RFC 3261 §13.2.2.4: the UAC should then BYE — we do it for it)."""
-        try:
-            if not ack.body or leg.offer_sdp is None:
-                raise SdpError("the ACK carries no SDP answer", 488)
-            media = accept_answer(leg.offer_sdp, parse_sdp(ack.body), CODECS)
-        except SdpError:
+    async def _answer_in_ack(self, leg: Leg, media: NegotiatedMedia | None) -> None:
+        """The caller's answer to the offer of our 2xx (delayed offer), as its machine took it from the ACK;
+        without a usable one the call ends (RFC 3261 §13.2.2.4: the UAC should then BYE — we do it for it)."""
+        if media is None:
             log.info("no usable answer in the ACK: ending the call", call=leg.call.id)
             self._hangup(leg.call, None, ev.HangupSide.SYSTEM, "incompatible_media")
             return
@@ -939,78 +908,67 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin, Ring
         self.invites.pop(txn, None)
 
     def on_request(self, txn: ServerTransaction, request: Request, peer: Peer) -> None:
-        """A request inside a dialog (it has a To tag)."""
+        """A request inside a dialog (it has a To tag): for the dialog machine of its leg. A re-INVITE or
+        UPDATE is a step of the call (its answer waits for our endpoint, :meth:`_reoffer`); the rest the
+        machine answers itself (BYE, OPTIONS) or hands to :meth:`_on_dialog_event` (REFER, INFO …)."""
         key = dialog_key_for_request(request)
         leg = self.dialogs.get(key) if key is not None else None
-        if leg is None or leg.dialog is None:
+        machine = leg.sip if leg is not None else None
+        if leg is None or machine is None:
             self.sip.respond(txn, make_response(request, 481, to_tag=_tag()))
             return
-        error = leg.dialog.receive_request(request)
-        if error is not None:
-            self.sip.respond(txn, leg.dialog.create_response(request, error))
-            return
         method = request.method
-        if method == "BYE":
-            self.sip.respond(txn, leg.dialog.create_response(request, 200))
+        if method in ("INVITE", "UPDATE"):
+            self.step(leg.call, self._reoffer(txn, request, leg), txn=txn, request=request)
+            return
+        before = machine.state
+        machine.receive_request(request, txn, self.clock())
+        self._drive(leg)
+        if method == "BYE" and before is not SipLegState.TERMINATED and machine.state is SipLegState.TERMINATED:
             side = ev.HangupSide.CALLER if leg.role is ev.LegRole.CALLER else ev.HangupSide.CALLEE
             self._hangup(leg.call, leg, side, "normal_clearing")
-        elif method in ("INVITE", "UPDATE"):
-            if leg.reinvite is not None and (method == "INVITE" or request.body):
-                # glare: our re-INVITE is in progress on this dialog (RFC 3261 §14.2, RFC 3311 §5.2)
-                self.sip.respond(txn, leg.dialog.create_response(request, 491))
-                return
-            self.step(leg.call, self._reoffer(txn, request, leg), txn=txn, request=request)
-        elif method == "REFER":
-            self.step(leg.call, self._refer(txn, request, leg), txn=txn, request=request)
-        elif method in ("INFO", "NOTIFY", "OPTIONS"):
-            self.sip.respond(txn, leg.dialog.create_response(request, 200))
-            if method == "INFO" and leg.endpoint is not None:  # a desk phone's keys: as RFC 4733 ones
-                self.step(leg.call, info_dtmf(self.media, leg.endpoint, request))
-        else:
-            self.sip.respond(txn, leg.dialog.create_response(request, 405, extra_headers=[("Allow", ALLOW)]))
 
-    def _local_sdp(self, leg: Leg) -> bytes:
-        """The session description we last gave a leg: our answer to the caller, our offer to a callee."""
-        if leg is leg.call.caller:
-            return leg.call.caller_answer_sdp
-        return leg.offer_sdp.to_bytes() if leg.offer_sdp is not None else b""
+    def _on_dialog_event(self, leg: Leg, event: object) -> None:
+        """What a leg's machine reports about its established dialog, whatever the leg's role."""
+        machine = leg.sip
+        if isinstance(event, RequestForApplication) and machine is not None:
+            txn, request = event.transaction, event.request
+            if request.method == "REFER":
+                self.step(leg.call, self._refer(txn, request, leg), txn=txn, request=request)
+            elif request.method in ("INFO", "NOTIFY") or leg.dialog is None:
+                machine.respond(txn, request, 200, self.clock())  # sent by the _drive that reported it
+                if request.method == "INFO" and leg.endpoint is not None:  # a desk phone's keys: as RFC 4733 ones
+                    self.step(leg.call, info_dtmf(self.media, leg.endpoint, request))
+            else:
+                self.sip.respond(txn, leg.dialog.create_response(request, 405, extra_headers=[("Allow", ALLOW)]))
+        elif isinstance(event, MediaUpdated):
+            # the answer to our re-offer, or to our offer in the 200 to an offerless re-INVITE (in its ACK)
+            self.step(leg.call, self._media_updated(leg, event.media))
+
+    async def _media_updated(self, leg: Leg, media: NegotiatedMedia) -> None:
+        leg.media = media
+        if leg.endpoint is not None and leg.state is not LegState.ENDED:
+            await self._set_remote(leg, media)
 
     async def _reoffer(self, txn: ServerTransaction, request: Request, leg: Leg) -> None:
-        """A re-INVITE or UPDATE from a leg: answer it from our endpoint; hold and resume (RFC 3264 §8.4)."""
-        if leg.dialog is None or leg.endpoint is None or leg.state is LegState.ENDED:
+        """A re-INVITE or UPDATE from a leg: its machine answers it (or refuses it: 491 in glare, 488 …),
+        and the answer goes once our endpoint sends to the new address; hold and resume (RFC 3264 §8.4)."""
+        machine = leg.sip
+        if machine is None or leg.endpoint is None or leg.state is LegState.ENDED:
             # the leg left the call (a transferor) before this step's turn
             self.sip.respond(txn, make_response(request, 481))
             return
-        refreshed = _session_expires(request)
-        if leg.session_expires is not None:
-            if refreshed is not None and refreshed >= self.session_min_se:
-                leg.session_expires = refreshed
-            self._arm_session_timer(leg)  # any re-INVITE or UPDATE refreshes the session (§10)
-        timer_headers = self._session_timer_headers(leg)
-        if not request.body:
-            # a session refresh without an offer: answer with our current description
-            body = leg.last_sdp or self._local_sdp(leg)
-            self.sip.respond(txn, leg.dialog.create_response(request, 200, body=body, extra_headers=timer_headers))
-            return
-        try:
-            offer = parse_sdp(request.body)
-            answer, media = negotiate(offer, CODECS, self.sip.local_host, leg.endpoint.local_address.port,
-                                      leg.session, srtp_key=self._srtp_key(leg),
-                                      srtp_required=self._srtp_required(leg))
-        except SdpError as exc:
-            self.sip.respond(txn, leg.dialog.create_response(request, 488 if exc.status == 488 else 400))
-            return
-        leg.media = media
-        await self._set_remote(leg, media)
-        body = answer.to_bytes()
-        leg.last_sdp = body
-        response = leg.dialog.create_response(request, 200, body=body, extra_headers=timer_headers)
-        if request.method == "INVITE":
-            self._send_2xx(leg, txn, response)
-        else:
-            self.sip.respond(txn, response)
-        held = not media_direction(offer).receives
-        if held != leg.held:
+        machine.receive_request(request, txn, self.clock())
+        answer = self._drive(leg, hold=txn)
+        accepted = any(200 <= action.response.status < 300 for action in answer)
+        media = machine.media
+        if accepted and request.body and media is not None:
+            leg.media = media
+            await self._set_remote(leg, media)  # a failure here answers the request 500 and ends the call
+        for action in answer:
+            self._execute(leg, action)
+        held = machine.remote_held
+        if accepted and request.body and held != leg.held:
             leg.held = held
             self.publish(ev.LegHeld if held else ev.LegResumed, leg.call, leg_id=leg.id)
             await self._watch_media(leg.call)
@@ -1037,85 +995,17 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin, Ring
         leg.hearing_music = True
 
     def _reinvite(self, leg: Leg, direction: SdpDirection, *, refresh: bool = False) -> None:
-        """Offer ``direction`` to a leg's device (tell the other party it is held, or resumed); with
-        ``refresh``, the same offer again as our session refresh (RFC 4028 §7.4)."""
-        if leg.dialog is None or leg.endpoint is None or leg.media is None:
+        """Offer ``direction`` to a leg's device (tell the other party it is held, or resumed). Its machine
+        sends one re-INVITE at a time (§14.1: a later offer waits for the one in flight) and sends it again
+        after a 491 (§14.1's random wait); session refreshes are the machine's own (``refresh`` is kept for
+        the callers of this name and means nothing more)."""
+        machine = leg.sip
+        if machine is None or leg.endpoint is None or leg.media is None:
             return
         leg.held_by_us = direction is not SdpDirection.SENDRECV
-        if leg.reinvite is not None or leg.reinvite_retry is not None:
-            # one INVITE at a time in a dialog (§14.1): this offer goes when the one in progress is done
-            leg.reinvite_again = True
-            return
-        codecs = [c for c in CODECS if c.name == leg.media.codec_name or c is TELEPHONE_EVENT]
-        # SRTP stays as agreed: a leg that runs plain RTP (optional policy, plain offer) is re-offered plain
-        key = leg.srtp_key if leg.media.srtp_key is not None else None
-        offer = build_offer(self.sip.local_host, leg.endpoint.local_address.port, codecs, direction, leg.session,
-                            srtp_key=key)
-        timer = ([("Session-Expires", f"{leg.session_expires};refresher=uac"), ("Supported", "timer")]
-                 if leg.we_refresh and leg.session_expires is not None else [])
-        request = leg.dialog.create_request("INVITE", body=offer.to_bytes(), content_type="application/sdp",
-                                            extra_headers=timer)
-        add_top_via(request, leg.peer.transport, self.sip.local_host, self.sip.port_for(leg.peer.transport))
-
-        finished: list[bool] = []  # a final event may come within send_request (a transport error)
-
-        def on_event(event: object) -> None:
-            final = not isinstance(event, ResponseReceived) or event.response.status >= 200
-            if final:
-                finished.append(True)
-                if leg.reinvite is not None and leg.reinvite is getattr(event, "transaction", None):
-                    leg.reinvite = None
-            if isinstance(event, ResponseReceived) and 200 <= event.response.status < 300 and leg.dialog is not None:
-                leg.dialog.receive_response(event.response)
-                self._ack(leg, request.cseq.number, request)
-                if leg.we_refresh:
-                    self._arm_session_timer(leg)
-                self.step(leg.call, self._reinvite_answered(leg, offer, event.response))
-            elif isinstance(event, ResponseReceived) and event.response.status == 491:
-                self._retry_reinvite_later(leg, refresh)
-                return
-            elif refresh and (isinstance(event, (TransactionTimeout, TransportError)) or (
-                    isinstance(event, ResponseReceived) and event.response.status in (408, 481))):
-                # §10: a refresh that times out or finds no dialog means the session is gone
-                log.info("session refresh failed: ending the call", call=leg.call.id, leg=leg.id)
-                self._hangup(leg.call, None, ev.HangupSide.SYSTEM, "session_timeout")
-            elif refresh and isinstance(event, ResponseReceived) and event.response.status >= 300:
-                self._arm_session_timer(leg)  # refused: try again at the next half interval
-            if final and leg.reinvite_again and leg.reinvite is None and leg.reinvite_retry is None:
-                leg.reinvite_again = False
-                if leg.state is LegState.ANSWERED and not leg.call.ended:
-                    self._reinvite(leg, SdpDirection.SENDONLY if leg.held_by_us else SdpDirection.SENDRECV)
-
-        txn = self.sip.send_request(request, leg.peer, on_event)
-        if not finished:
-            leg.reinvite = txn
-
-    def _retry_reinvite_later(self, leg: Leg, refresh: bool) -> None:
-        """Our re-INVITE met glare (491): send it again after §14.1's random time — 2.1–4 s when we chose
-        the dialog's Call-ID (a callee leg, our INVITE), 0–2 s when the device did, in 10 ms units — so
-        that the two sides do not collide again."""
-        if leg.state is not LegState.ANSWERED or leg.call.ended:
-            return
-        owner = leg.role is ev.LegRole.CALLEE
-        delay = (self.rng.randint(210, 400) if owner else self.rng.randint(0, 200)) / 100
-        leg.reinvite_retry = asyncio.get_running_loop().call_later(delay, self._retry_reinvite, leg, refresh)
-
-    def _retry_reinvite(self, leg: Leg, refresh: bool) -> None:
-        leg.reinvite_retry = None
-        leg.reinvite_again = False
-        if leg.state is not LegState.ANSWERED or leg.call.ended:
-            return
-        # the offer as it stands now: a hold or resume asked for meanwhile is in it
-        self._reinvite(leg, SdpDirection.SENDONLY if leg.held_by_us else SdpDirection.SENDRECV, refresh=refresh)
-
-    async def _reinvite_answered(self, leg: Leg, offer: SessionDescription, response: Response) -> None:
-        try:
-            media = accept_answer(offer, parse_sdp(response.body), CODECS)
-        except SdpError:
-            return
-        leg.media = media
-        if leg.endpoint is not None:
-            await self._set_remote(leg, media)
+        if machine.state in LIVE or machine.state is SipLegState.ACCEPTED:
+            machine.reoffer(direction, self.clock())
+            self._drive(leg)
 
     # -- ending -----------------------------------------------------------------------------------------
     def _media_timeout(self, leg: Leg, event: MediaTimeout) -> None:
@@ -1141,6 +1031,10 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin, Ring
     def _send_bye(self, leg: Leg) -> None:
         if leg.dialog is None or leg.dialog.state is DialogState.TERMINATED:
             return  # e.g. the leg's device hung up, or we sent a BYE already (a media timeout racing a BYE)
+        if leg.sip is not None:
+            if leg.sip.state in LIVE or leg.sip.state is SipLegState.ACCEPTED:
+                self._leg_hangup(leg)  # (before the ACK of our 2xx the BYE waits for it, §15)  # its machine sends the BYE (and nothing when one is out already)
+            return
         bye = leg.dialog.create_request("BYE")
         add_top_via(bye, leg.peer.transport, self.sip.local_host, self.sip.port_for(leg.peer.transport))
         self.sip.send_request(bye, leg.peer, lambda event: None)
@@ -1181,15 +1075,14 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin, Ring
             if leg.state in (LegState.TRYING, LegState.RINGING) and leg.role is ev.LegRole.CALLEE \
                     and not leg.cancelled:
                 self._cancel_fork(leg, None)  # a transfer's or an access number's attempt still ringing
-            if leg.session_timer is not None:
-                leg.session_timer.cancel()
-                leg.session_timer = None
             if leg.retransmit is not None and leg.pending_2xx is None:
                 leg.retransmit.cancel()
                 leg.retransmit = None
-            if leg.reinvite_retry is not None:
-                leg.reinvite_retry.cancel()
-                leg.reinvite_retry = None
+            if leg.sip is not None and leg.sip.state in WAIT_ACK and leg.dialog is not None:
+                self.unacked[leg.dialog.key] = leg  # our 2xx goes on until its ACK (then a BYE, if we hung up)
+            elif leg.sip_timer is not None:
+                leg.sip_timer.cancel()
+                leg.sip_timer = None
             if leg.state is not LegState.ENDED:
                 leg.state = LegState.ENDED
                 self.publish(ev.LegEnded, call, leg_id=leg.id, cause=cause)
@@ -1230,16 +1123,9 @@ class CallEngine(TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin, Ring
                                     srtp=SrtpKeys(local=leg.srtp_key, remote=media.srtp_key)
                                     if leg.srtp_key is not None and media.srtp_key is not None else None)
 
-    def _ack(self, leg: Leg, cseq: int, invite: Request | None = None) -> None:
-        invite = invite or leg.invite
-        assert leg.dialog is not None and invite is not None
-        ack = leg.dialog.create_ack(cseq, extra_headers=credentials_of(invite))
-        add_top_via(ack, leg.peer.transport, self.sip.local_host, self.sip.port_for(leg.peer.transport),
-                    branch=_tag() + _tag())
-        self.sip.send_stateless(ack, leg.peer)
-
     def _send_2xx(self, leg: Leg, txn: ServerTransaction, response: Response) -> None:
-        """Send a 2xx to an INVITE and retransmit it until the ACK (§13.3.1.4: T1 doubling to T2, 64*T1)."""
+        """Send a 2xx to an INVITE and retransmit it until the ACK (§13.3.1.4: T1 doubling to T2, 64*T1), for a
+        leg without a dialog machine (legs with one — every leg of a call — have their machine do it)."""
         leg.pending_2xx = response
         self.sip.respond(txn, response)
         if leg.peer.reliable:

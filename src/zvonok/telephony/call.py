@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -19,11 +19,12 @@ from zvonok.media.interface import Endpoint
 from zvonok.sip.dialog import Dialog
 from zvonok.sip.message import Request, Response
 from zvonok.sip.peer import Peer
-from zvonok.sip.sdp import SessionDescription
 from zvonok.sip.sdp_offer_answer import PCMA, PCMU, TELEPHONE_EVENT, Codec, LocalSession, NegotiatedMedia
 from zvonok.sip.transaction import ClientTransaction, ServerTransaction
 
 from .events import Direction, HangupSide, LegRole, Party
+from .leg import Leg as SipLeg
+from .leg_events import LegEvent
 
 # what every leg offers and accepts, in our order of preference
 CODECS: tuple[Codec, ...] = (PCMU, PCMA, TELEPHONE_EVENT)
@@ -60,24 +61,20 @@ class Leg:
     awaits_answer: bool = False  # delayed offer: our offer went in the 2xx, the answer comes in the ACK
     cancelled: bool = False
     final_status: int | None = None
-    # the 2xx we sent on this (caller) leg, retransmitted until the ACK comes (RFC 3261 §13.3.1.4)
+    # a 2xx sent by CallEngine._send_2xx, re-sent until its ACK: only for a leg without a dialog machine
+    # (every leg of a call has one: its machine re-sends its 2xx itself)
     pending_2xx: Response | None = None
     retransmit: asyncio.TimerHandle | None = None
-    session_expires: int | None = None  # RFC 4028 interval of this leg's session, when one was agreed
-    session_timer: asyncio.TimerHandle | None = None
-    we_refresh: bool = False  # RFC 4028: we send the refreshes on this leg (its device chose refresher=uac)
-    offer_sdp: SessionDescription | None = None  # our offer on a callee leg
-    last_sdp: bytes = b""  # our latest answer on this leg (for offerless re-INVITEs)
     trunk_id: int | None = None  # the leg goes to (or came from) this trunk: counted against its max_calls
     trunk_released: bool = False
     auth_answered: bool = False  # we answered the trunk's 401/407 for this INVITE once
     srtp_policy: str | None = None  # its extension's or trunk's: required, optional, off (None: the default)
     srtp_key: bytes | None = None  # our SDES key on this leg (TLS legs that may run SRTP)
-    # our re-INVITE in progress on this leg (RFC 3261 §14.1: one at a time; one from the device meanwhile
-    # is glare, answered 491 by §14.2), another one wanted once it ends, and our retry after a 491
-    reinvite: object | None = None
-    reinvite_again: bool = False
-    reinvite_retry: asyncio.TimerHandle | None = None
+    # the SIP dialog machine of this leg (telephony/leg.py, wired in telephony/leg_wiring.py), its one timer
+    # and who turns its events into call logic; None on a caller's leg until its media endpoint exists
+    sip: SipLeg | None = None
+    sip_timer: asyncio.TimerHandle | None = None
+    on_sip_event: Callable[[Leg, LegEvent], None] | None = None
 
 
 @dataclass(eq=False)

@@ -133,12 +133,15 @@ class Leg:
     # -- creation ------------------------------------------------------------------------------------------
     @classmethod
     def uac(cls, config: LegConfig, ids: LegIds, session: LocalSession, *, request_uri: str, from_uri: str,
-            to_uri: str, call_id: str, extra_headers: Iterable[tuple[str, str]] = ()) -> Leg:
-        """A leg that will place an INVITE (call :meth:`invite`)."""
+            to_uri: str, call_id: str, extra_headers: Iterable[tuple[str, str]] = (),
+            from_name_addr: str | None = None, to_name_addr: str | None = None) -> Leg:
+        """A leg that will place an INVITE (call :meth:`invite`); ``from_name_addr``/``to_name_addr`` as in
+        :func:`~.leg_messages.initial_invite`."""
         leg = cls(Role.UAC, config, ids, session)
         leg._invite = initial_invite(config, tag=leg._local_tag, cseq=ids.cseq, request_uri=request_uri,
                                      from_uri=from_uri, to_uri=to_uri, call_id=call_id,
-                                     extra_headers=extra_headers)
+                                     extra_headers=extra_headers, from_name_addr=from_name_addr,
+                                     to_name_addr=to_name_addr)
         return leg
 
     @classmethod
@@ -175,6 +178,18 @@ class Leg:
     @property
     def remote_held(self) -> bool:
         return self.offer_answer.remote_held
+
+    @property
+    def status(self) -> int | None:
+        """The final response that ended the leg's INVITE, when one did (as :class:`Terminated` will say)."""
+        return self._status
+
+    @property
+    def ending_cause(self) -> TerminationCause | None:
+        """Why the leg is ending, from the moment it sends its BYE (or ends without one): the engine learns
+        at once that the leg gave up by itself (no ACK, session expired, a refresh failed) without waiting
+        for the BYE's response and :class:`Terminated`. None while the leg is not ending."""
+        return self._cause if self.state in (_S.TERMINATING, _S.TERMINATED) else None
 
     # -- output --------------------------------------------------------------------------------------------
     def take_actions(self) -> list[Action]:

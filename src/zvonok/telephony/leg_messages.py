@@ -16,11 +16,18 @@ ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, NOTIFY, REFER"
 
 
 def initial_invite(config: LegConfig, *, tag: str, cseq: int, request_uri: str, from_uri: str, to_uri: str,
-                   call_id: str, extra_headers: Iterable[tuple[str, str]] = ()) -> Request:
+                   call_id: str, extra_headers: Iterable[tuple[str, str]] = (), from_name_addr: str | None = None,
+                   to_name_addr: str | None = None) -> Request:
     """Our INVITE without Via and body (the leg adds the offer and the Via when it sends it); with a
-    session timer asked for when ``config.session_expires`` is set (RFC 4028 §7.1)."""
+    session timer asked for when ``config.session_expires`` is set (RFC 4028 §7.1).
+
+    ``from_name_addr``/``to_name_addr``: the From and To fields (without the tag) when the caller wrote
+    them itself — a display name, a user part escaped as it came (§20.20, §20.39); else ``<from_uri>``
+    and ``<to_uri>``."""
+    from_field = from_name_addr or f"<{from_uri}>"
+    to_field = to_name_addr or f"<{to_uri}>"
     headers = Headers()
-    for name, value in (("Max-Forwards", "70"), ("From", f"<{from_uri}>;tag={tag}"), ("To", f"<{to_uri}>"),
+    for name, value in (("Max-Forwards", "70"), ("From", f"{from_field};tag={tag}"), ("To", to_field),
                         ("Call-ID", call_id), ("CSeq", f"{cseq} INVITE"), ("Contact", config.contact),
                         ("Allow", ALLOW), *extra_headers):
         headers.add(name, value)

@@ -43,12 +43,13 @@ from zvonok.sip.digest_client import authorize_request
 from zvonok.sip.grammar import escape_user, name_addr, uri_host
 from zvonok.sip.message import Request, make_response
 from zvonok.sip.peer import Peer
-from zvonok.sip.transaction import ResponseReceived, ServerTransaction
+from zvonok.sip.transaction import ServerTransaction
 from zvonok.sip.uri import SipUri
 
 from . import events as ev
 from .access_number import split_dialed_access
 from .call import Call, Leg
+from .leg_events import Challenged
 from .trunks import trunk_peer
 from .voicemail_dialogue import GreetingKind
 
@@ -385,18 +386,18 @@ class OutsideMixin(_Base):
         await self._refuse(call, 503, "no_trunk")
 
     def _on_trunk_event(self, leg: Leg, event: object) -> None:
-        """A carrier's response: answer its digest challenge once, else as any callee's response."""
-        if (isinstance(event, ResponseReceived) and event.response.status in (401, 407)
-                and self.trunks is not None and leg.invite is not None and not leg.cancelled):
+        """A carrier's leg: answer its digest challenge once (RFC 3261 §22.2), else as any callee's leg."""
+        if isinstance(event, Challenged) and self.trunks is not None and leg.invite is not None \
+                and leg.sip is not None and not leg.cancelled:
             trunk = self.trunks.snapshot.trunks.get(leg.trunk_id or -1)
             if trunk is not None and trunk.username and trunk.password and not leg.auth_answered:
                 retry = authorize_request(leg.invite, event.response, trunk.auth_username or trunk.username,
                                           trunk.password, _token, {})
                 if retry is not None:
                     leg.auth_answered = True
-                    leg.invite = retry
-                    leg.client_txn = self.sip.send_request(retry, leg.peer,
-                                                           lambda e: self._on_trunk_event(leg, e))
+                    credentials = [(name, value) for name, value in retry.headers
+                                   if name.lower() in ("authorization", "proxy-authorization")]
+                    leg.sip.authenticate(credentials, self.clock())  # the engine drives the leg after this event
                     return
             log.warning("trunk refused our credentials", call=leg.call.id, trunk=leg.trunk_id)
         self._on_fork_event(leg, event)

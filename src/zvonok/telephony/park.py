@@ -139,8 +139,6 @@ class Parking:
         retriever = retriever_call.caller
         assert retriever is not None
         engine._answer_caller(retriever_call)
-        engine._arm_session_timer(retriever)
-        retriever.last_sdp = retriever_call.caller_answer_sdp
         engine.publish(ev.LegEnded, retriever_call, leg_id=retriever.id, cause="park_retrieved")
         retriever_call.caller = None
         retriever.call = call

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING
 
 from zvonok.logs import get_logger
 from zvonok.media.interface import BUSY_RU
-from zvonok.sip.dialog import dialog_response
 from zvonok.sip.message import Request
 from zvonok.sip.peer import Peer
 from zvonok.sip.transaction import ServerTransaction
@@ -139,9 +138,7 @@ class Pickup:
         engine = self.engine
         picker = picker_call.caller
         assert picker is not None and call.caller is not None
-        engine._answer_caller(picker_call)
-        engine._arm_session_timer(picker)  # RFC 4028, as when the engine answers a caller itself
-        picker.last_sdp = picker_call.caller_answer_sdp  # what an offerless re-INVITE gets again
+        engine._answer_caller(picker_call)  # (its leg machine runs the RFC 4028 timer from here on)
         engine.publish(ev.LegEnded, picker_call, leg_id=picker.id, cause="picked_up")
         picker_call.caller = None
         # the picker's leg leaves its own call and answers this one
@@ -162,7 +159,6 @@ class Pickup:
         engine.publish(ev.CallPickedUp, call, leg_id=picker.id, by=picker.party, from_number=ringing_leg.party.number,
                        directed=directed)
         engine._answer_caller(call, answered_by=picker)
-        engine._arm_session_timer(call.caller)
         log.info("call picked up", call=call.id, tenant=call.tenant_id, by=picker.party.number,
                  ringing=ringing_leg.party.number, directed=directed)
         engine.step(call, self._bridge(call, picker))
@@ -186,8 +182,7 @@ class Pickup:
         if caller is not None and caller.endpoint is not None and caller.invite is not None \
                 and caller.server_txn is not None and call.caller_answer_sdp:
             await engine.media.play(caller.endpoint, BUSY_RU)
-            engine.sip.respond(caller.server_txn, dialog_response(
-                caller.invite, 183, caller.local_tag, engine.contact(caller.peer), body=call.caller_answer_sdp))
+            engine._provisional(call, 183, call.caller_answer_sdp)  # the caller leg's machine sends it
             await asyncio.sleep(REFUSAL_TONE_SECONDS)
         if not call.ended:
             await engine._refuse(call, 404, "nothing_to_pick_up")

@@ -12,19 +12,18 @@ import time
 from typing import TYPE_CHECKING
 
 from zvonok.logs import get_logger
-from zvonok.sip.dialog import Dialog, add_top_via
+from zvonok.sip.dialog import add_top_via
 from zvonok.sip.errors import SipParseError
 from zvonok.sip.headers import parse_name_addr
 from zvonok.sip.message import REASONS, Request, Response, make_response
 from zvonok.sip.replaces import Replaces, replaces_of
 from zvonok.sip.sdp import Direction as SdpDirection
-from zvonok.sip.sdp import SdpError, parse_sdp
-from zvonok.sip.sdp_offer_answer import accept_answer
-from zvonok.sip.transaction import ResponseReceived, ServerTransaction, TransactionTimeout, TransportError
+from zvonok.sip.transaction import ServerTransaction
 from zvonok.sip.uri import SipUri
 
 from . import events as ev
 from .call import CODECS, Call, Leg, LegState, Transfer
+from .leg_events import Answered, Challenged, Progress, Terminated
 
 if TYPE_CHECKING:
     from .b2bua import CallEngine
@@ -165,9 +164,8 @@ class TransferMixin(_Base):
             self.dialogs.pop(leg.dialog.key, None)
         if leg.server_txn is not None:
             self.invites.pop(leg.server_txn, None)
-        for timer in (leg.session_timer, leg.retransmit, leg.reinvite_retry):
-            if timer is not None:
-                timer.cancel()
+        if leg.retransmit is not None:
+            leg.retransmit.cancel()
         leg.pending_2xx = None
         self.publish(ev.LegEnded, leg.call, leg_id=leg.id, cause=cause)
         self._release(leg)
@@ -194,39 +192,37 @@ class TransferMixin(_Base):
         self.sip.send_request(notify, leg.peer, lambda event: None)
 
     def _on_transfer_event(self, transfer: Transfer, leg: Leg, event: object) -> None:
+        """What the dialog machine of a leg to the transfer target reports."""
         call = leg.call
-        if isinstance(event, (TransactionTimeout, TransportError)):
-            event = None
-            status = 408
-        elif isinstance(event, ResponseReceived):
-            status = event.response.status
-        else:
-            return
-        if status < 200:
-            if status == 180 and not transfer.ringing:
+        if isinstance(event, Progress):
+            if event.status == 180 and not transfer.ringing:
                 transfer.ringing = True
                 self._notify_refer(transfer.transferor, "SIP/2.0 180 Ringing", final=False)
             return
-        if 200 <= status < 300:
-            assert isinstance(event, ResponseReceived) and leg.invite is not None
-            response = event.response
-            if leg.state is LegState.ANSWERED and leg.dialog is not None:
-                self._ack(leg, leg.invite.cseq.number)  # a retransmitted 2xx (RFC 6026): ACK it again
-                return
-            leg.dialog = Dialog.from_uac(leg.invite, response)
-            self._ack(leg, leg.invite.cseq.number)
-            if transfer.done or call.ended or leg.cancelled:  # a 2xx that crossed our CANCEL: ACK, then BYE
+        if isinstance(event, Challenged):
+            self._leg_hangup(leg)
+            return
+        if isinstance(event, Answered):
+            assert leg.sip is not None and leg.sip.dialog is not None
+            leg.dialog = leg.sip.dialog
+            if transfer.done or call.ended or leg.cancelled:  # another target answered, or the call is gone
                 self._send_bye(leg)
                 leg.state = LegState.ENDED
                 self._release(leg)
                 return
             transfer.done = True
             leg.state = LegState.ANSWERED
+            leg.media = event.media
             self.dialogs[leg.dialog.key] = leg
             for other in transfer.forks:
                 if other is not leg and other.state is not LegState.ENDED:
                     self._cancel_fork(other, 'SIP;cause=200;text="Call completed elsewhere"')
-            self.step(call, self._transfer_connected(transfer, leg, response))
+            self.step(call, self._transfer_connected(transfer, leg))
+            return
+        if not isinstance(event, Terminated):
+            return
+        status = self._unanswered_end(leg, event)
+        if status is None:
             return
         leg.state = LegState.ENDED
         leg.final_status = status
@@ -236,19 +232,16 @@ class TransferMixin(_Base):
             reason = REASONS.get(status, "Failed")
             self._notify_refer(transfer.transferor, f"SIP/2.0 {status} {reason}", final=True)
 
-    async def _transfer_connected(self, transfer: Transfer, leg: Leg, response: Response) -> None:
+    async def _transfer_connected(self, transfer: Transfer, leg: Leg, response: Response | None = None) -> None:
         call = leg.call
         transferor, transferee = transfer.transferor, transfer.transferee
-        try:
-            assert leg.offer_sdp is not None
-            media = accept_answer(leg.offer_sdp, parse_sdp(response.body), CODECS)
-        except SdpError:
+        media = leg.media
+        if media is None:
             self._send_bye(leg)
             self._notify_refer(transferor, "SIP/2.0 488 Not Acceptable Here", final=True)
             return
         leg.media = media
         await self._set_remote(leg, media)
-        self._callee_session_timer(leg, response)
         assert transferee.endpoint is not None and leg.endpoint is not None
         await self.media.bridge(transferee.endpoint, leg.endpoint)  # ends the bridge with the transferor
         await self._music_on_hold(transferee, False)
