@@ -536,3 +536,45 @@ async def test_a_row_refused_for_good_does_not_hold_back_the_others(db: Database
     async with db.session() as session:
         reasons = list((await session.execute(select(QueueLogRow.data).order_by(QueueLogRow.at))).scalars())
     assert [r["reason"] for r in reasons] == ["0", "2"] and runtime.backlog == []
+
+
+async def test_wallboard_live_state_and_todays_kpis(api: Api, make_tenant: Any, runtime: CallCenterRuntime) -> None:
+    a = await make_company(api, make_tenant, "a.example")
+    b = await make_company(api, make_tenant, "b.example")
+    queue = await new_queue(api, a, ring_timeout=10, wrap_up=0, service_level=20)
+    await ok(await api.client.put(f"{cc(a)}/queues/{queue['id']}/members", headers=a.headers,
+                                  json={"employee_ids": [a.alice]}))
+    await runtime.settled()
+    await ok(await api.client.post(f"{cc(a)}/agents/{a.alice}/login", headers=a.alice_headers, json={}))
+    clock = runtime.clock
+    assert isinstance(clock, Clock)
+    qid = queue["id"]
+    # call-1: answered after 5 s, 60 s talk; 10 s idle; call-2: abandoned after 30 s; call-3: waiting now, 12 s so far
+    runtime.feed(lambda c, now: c.join("call-1", qid, now, number="+74950000001"))
+    clock.now += 5
+    runtime.feed(lambda c, now: c.offer_answered("call-1", a.alice, now))
+    clock.now += 60
+    runtime.feed(lambda c, now: c.call_ended("call-1", now, by_agent=True))
+    clock.now += 10  # idle
+    runtime.feed(lambda c, now: c.join("call-2", qid, now, number="+74950000002"))
+    clock.now += 30
+    runtime.feed(lambda c, now: c.caller_left("call-2", now))
+    runtime.feed(lambda c, now: c.join("call-3", qid, now, number="+74950000003"))
+    clock.now += 12
+    await runtime.flush()
+    url = f"{cc(a)}/wallboard"
+    board = await ok(await api.client.get(url, headers=a.headers))
+    [q] = board["queues"]
+    assert (q["queue_id"], q["waiting"], q["longest_wait"]) == (qid, 1, 12.0)
+    assert (q["offered"], q["answered"], q["abandoned"]) == (3, 1, 1)
+    assert q["asa"] == 5.0 and q["abandon_rate"] == 1 / 3 and q["service_level"] == 0.5
+    [agent] = board["agents"]
+    assert agent["employee_id"] == a.alice and agent["calls"] == 1 and agent["talk_time"] == 60.0
+    # busy: 5 ringing + 60 talking + 30 ringing + 12 ringing now (not logged yet); available: 10
+    assert agent["occupancy"] == pytest.approx(107 / 117) and agent["in_status"] == 12.0
+    assert agent["status"] == "ringing" and q["occupancy"] == agent["occupancy"]
+    assert board["day_start"] <= board["at"] < board["day_start"] + 86400
+    # supervisors only, and of their own company
+    assert (await api.client.get(url, headers=a.alice_headers)).status_code == 403
+    assert (await api.client.get(f"{cc(b)}/wallboard", headers=b.headers)).json()["queues"] == []
+    assert (await api.client.get(url, headers=b.headers)).status_code in (403, 404)

@@ -86,6 +86,12 @@ async def test_queue_and_agent_pages(web: Web, a: Company, b: Company, admin_a: 
     live.feed(lambda c, now: c.join("call-w", queue.id, now, number="1"))
     page = await admin_a.get("/callcenter/queues")
     assert 'data-waiting="1"' in page.text
+    await live.flush()
+    for url in ("/callcenter/wallboard", "/callcenter/wallboard/body"):
+        board = await admin_a.get(url)
+        assert board.status_code == 200 and 'data-figure="waiting">1<' in board.text, url
+        assert 'data-figure="offered">1<' in board.text and f'id="wall-agent-{ivan}"' in board.text
+    assert 'hx-get="/callcenter/wallboard/body"' in (await admin_a.get("/callcenter/wallboard")).text
     live.feed(lambda c, now: c.caller_left("call-w", now))
     page = await admin_a.get(agents)
     assert 'data-status="available"' in page.text and "english:7" in page.text and "<mark>Lunch</mark>" in page.text
@@ -103,6 +109,7 @@ async def test_queue_and_agent_pages(web: Web, a: Company, b: Company, admin_a: 
     async with web.client() as employee:
         assert (await login(employee, a.employee)).status_code == 303
         assert (await employee.get(agents)).status_code == 403
+        assert (await employee.get("/callcenter/wallboard/body")).status_code == 403
     r = await _post(admin_a, edit, f"{edit}/delete", {})
     assert r.status_code == 303
     assert "No queues yet." in (await admin_a.get("/callcenter/queues")).text
@@ -115,3 +122,5 @@ async def test_pages_in_russian(web: Web, b: Company) -> None:  # noqa: F811
         assert "Очередей пока нет." in page.text and "Новая очередь" in page.text
         page = await admin_b.get("/callcenter/agents")
         assert "Причины неготовности" in page.text and "Операторы" in page.text
+        page = await admin_b.get("/callcenter/wallboard")
+        assert "Табло" in page.text and "Колл-центр не работает в этом процессе" in page.text

@@ -19,19 +19,17 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok.api.auth import Principal, TenantAdmin, TenantReader
 from zvonok.api.deps import Paging, get_session, paging
-from zvonok.org.models import Employee, Tenant
+from zvonok.org.models import Employee
 from zvonok.org.schemas import Page
 
-from . import reports, service
+from . import reports, service, wallboard
 from . import schemas as s
 from .agents import Agent, AgentError
 from .center import CenterError
@@ -237,18 +235,13 @@ async def live(tenant_id: int, _: TenantAdmin, session: Session, request: Reques
                                             for a in runtime.agents(tenant_id)])
 
 
+
+@router.get("/wallboard", response_model=s.WallboardOut)
+async def wallboard_state(tenant_id: int, _: TenantAdmin, session: Session, request: Request) -> object:
+    """Live state and today's KPIs per queue and agent (the supervisor's wallboard)."""
+    return await wallboard.wallboard(session, runtime_of(request), tenant_id)
+
 # -- reports -------------------------------------------------------------------------------------------
-async def _utc_offset(session: AsyncSession, tenant_id: int, at: float) -> int:
-    """The tenant's UTC offset at ``at`` (seconds east): buckets start at local midnight, hour, quarter."""
-    tenant = await session.get(Tenant, tenant_id)
-    try:
-        zone = ZoneInfo(tenant.timezone if tenant is not None else "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        zone = ZoneInfo("UTC")
-    delta = datetime.fromtimestamp(at, zone).utcoffset()
-    return int(delta.total_seconds()) if delta is not None else 0
-
-
 def _span(start: float, end: float) -> None:
     if end <= start:
         raise HTTPException(422, "to: must be after from")
@@ -279,7 +272,7 @@ async def queue_report(tenant_id: int, _: TenantAdmin, session: Session, start: 
     if queue_id is not None:
         await service.get_queue(session, tenant_id, queue_id)
     rows = await reports.queue_report(session, tenant_id, start=start, end=end, group=group, queue_id=queue_id,
-                                      utc_offset=await _utc_offset(session, tenant_id, start))
+                                      utc_offset=await reports.utc_offset(session, tenant_id, start))
     if format == "csv":
         return _csv(rows, list(s.QueueReportRow.model_fields), "queues")
     return rows
@@ -292,7 +285,7 @@ async def agent_report(tenant_id: int, _: TenantAdmin, session: Session, start: 
     if agent_id is not None:
         await service.get_employee(session, tenant_id, agent_id)
     rows = await reports.agent_report(session, tenant_id, start=start, end=end, group=group, agent_id=agent_id,
-                                      utc_offset=await _utc_offset(session, tenant_id, start))
+                                      utc_offset=await reports.utc_offset(session, tenant_id, start))
     if format == "csv":
         return _csv(rows, list(s.AgentReportRow.model_fields), "agents")
     return rows

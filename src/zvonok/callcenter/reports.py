@@ -11,11 +11,15 @@ from local midnight. ``start`` is the bucket's first second, epoch. JSON figures
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Float, Integer, and_, case, cast, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
+
+from zvonok.org.models import Tenant
 
 from . import log as ql
 from . import schemas
@@ -25,6 +29,17 @@ from .models import CallQueue, QueueLogRow
 BUCKETS = {"15min": 900, "hour": 3600, "day": 86400}
 _COMPLETIONS = (ql.COMPLETEAGENT, ql.COMPLETECALLER, ql.TRANSFER)
 _DEFAULT_SL = 20.0  # a deleted queue's threshold (kpi's caller passes the queue's)
+
+
+async def utc_offset(session: AsyncSession, tenant_id: int, at: float) -> int:
+    """The tenant's UTC offset at ``at`` (seconds east): buckets start at local midnight, hour, quarter."""
+    tenant = await session.get(Tenant, tenant_id)
+    try:
+        zone = ZoneInfo(tenant.timezone if tenant is not None else "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo("UTC")
+    delta = datetime.fromtimestamp(at, zone).utcoffset()
+    return int(delta.total_seconds()) if delta is not None else 0
 
 
 def _bucket(session: AsyncSession, size: int, offset: int) -> ColumnElement[Any]:

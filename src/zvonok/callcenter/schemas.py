@@ -225,3 +225,33 @@ class AgentReportRow(BaseModel):
     available_time: float
     not_ready_time: float
     occupancy: float | None
+
+
+class WallboardAgent(BaseModel):
+    employee_id: int
+    full_name: str = ""
+    status: str
+    reason: str | None = None
+    queue_ids: list[int] = []
+    in_status: float = Field(description="Seconds in the current status")
+    calls: int = Field(description="Queue calls handled today")
+    talk_time: float = Field(description="Seconds talking to queue callers today")
+    occupancy: float | None = Field(description="Today's busy share of busy + available time, 0..1")
+
+
+class WallboardQueue(QueueLive):
+    offered: int
+    answered: int
+    abandoned: int
+    service_level: float | None
+    asa: float | None
+    aht: float | None
+    abandon_rate: float | None
+    occupancy: float | None = Field(description="Busy share of the queue's logged-in agents today")
+
+
+class WallboardOut(BaseModel):
+    at: float = Field(description="Epoch seconds of the figures")
+    day_start: float = Field(description="Epoch seconds of the tenant's local midnight (today's figures begin)")
+    queues: list[WallboardQueue]
+    agents: list[WallboardAgent]

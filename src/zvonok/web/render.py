@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from babel.numbers import format_percent
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
@@ -43,6 +44,21 @@ def _money(ctx: jinja2.runtime.Context, value: Decimal | float | int | None, cur
     return format_money(value, currency or (user.tenant_currency if user else None) or "USD", ctx["locale"])
 
 
+def _clock(seconds: float | None) -> str:
+    """Seconds as m:ss (h:mm:ss from an hour): waits and time in a status on the wallboard."""
+    if seconds is None:
+        return "—"
+    whole = max(0, int(seconds))
+    hours, rest = divmod(whole, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+@jinja2.pass_context
+def _percent(ctx: jinja2.runtime.Context, value: float | None) -> str:
+    """A 0..1 ratio in the page's language (``87 %`` in Russian, ``87%`` in English); ``—`` when undefined."""
+    return "—" if value is None else format_percent(value, locale=ctx["locale"])
+
+
 @lru_cache(maxsize=len(LOCALES))
 def environment(locale: str) -> jinja2.Environment:
     """One environment per language (gettext is bound at install), each caching compiled templates."""
@@ -53,6 +69,8 @@ def environment(locale: str) -> jinja2.Environment:
     env.install_gettext_translations(translations(locale), newstyle=True)  # type: ignore[attr-defined]
     env.filters["moment"] = _moment
     env.filters["money"] = _money
+    env.filters["clock"] = _clock
+    env.filters["percent"] = _percent
     env.globals["version"] = zvonok.__version__
     return env
 

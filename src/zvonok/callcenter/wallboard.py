@@ -1,0 +1,70 @@
+"""The supervisor's wallboard: live state per queue and agent with today's KPIs, in one answer.
+
+Live figures (waiting now, longest wait, agents by status, each agent's status and time in it) come from
+the running :class:`~.runtime.CallCenterRuntime`; today's figures (offered, answered, abandoned, service
+level, ASA, AHT, abandon rate, occupancy) are :mod:`.reports`' SQL over the queue log since the tenant's
+local midnight, so the wallboard and the historic day report agree by construction. An agent's current
+status has not been logged yet (its AGENTSTATUS row is written when it ends): its time so far is added to
+the busy or available seconds, so occupancy moves while an agent talks.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from . import reports, service
+from . import schemas as s
+from .agents import BUSY, AgentStatus
+from .runtime import CallCenterRuntime
+
+
+def _ratio(part: float, whole: float) -> float | None:
+    return part / whole if whole else None
+
+
+async def wallboard(session: AsyncSession, runtime: CallCenterRuntime, tenant_id: int) -> s.WallboardOut:
+    monotonic_now = runtime.clock()
+    now = runtime.wall_time(monotonic_now)  # the queue log's time base
+    offset = await reports.utc_offset(session, tenant_id, now)
+    day_start = (now + offset) // 86400 * 86400 - offset
+    rows, _total = await service.list_queues(session, tenant_id, limit=10_000, offset=0)
+    names = await service.employee_names(session, tenant_id)
+    queue_rows = {r.queue_id: r for r in await reports.queue_report(session, tenant_id, start=day_start, end=now + 1,
+                                                                  group="day", utc_offset=offset)}
+    agent_rows = {r.agent_id: r for r in await reports.agent_report(session, tenant_id, start=day_start, end=now + 1,
+                                                                  group="day", utc_offset=offset)}
+    agents: list[s.WallboardAgent] = []
+    busy_available: dict[int, tuple[float, float]] = {}
+    for agent in runtime.agents(tenant_id):
+        report = agent_rows.get(agent.id)
+        busy = report.busy_time if report else 0.0
+        available = report.available_time if report else 0.0
+        since = runtime.wall_time(agent.since)
+        so_far = max(0.0, now - max(since, day_start))
+        if agent.status in BUSY:
+            busy += so_far
+        elif agent.status is AgentStatus.AVAILABLE:
+            available += so_far
+        busy_available[agent.id] = (busy, available)
+        agents.append(s.WallboardAgent(
+            employee_id=agent.id, full_name=names.get(agent.id, ""), status=agent.status.value, reason=agent.reason,
+            queue_ids=sorted(agent.queues), in_status=max(0.0, monotonic_now - agent.since),
+            calls=report.calls if report else 0, talk_time=report.talk_time if report else 0.0,
+            occupancy=_ratio(busy, busy + available)))
+    queues: list[s.WallboardQueue] = []
+    for queue in rows:
+        snap = runtime.snapshot(tenant_id, queue.id)
+        day = queue_rows.get(queue.id)
+        members = [busy_available[a.employee_id] for a in agents if queue.id in a.queue_ids]
+        queue_busy = sum(b for b, _ in members)
+        queues.append(s.WallboardQueue(
+            queue_id=queue.id, name=queue.name, number=queue.number,
+            waiting=snap.waiting if snap else 0, callbacks=snap.callbacks if snap else 0,
+            longest_wait=snap.longest_wait if snap else 0.0, agents=dict(snap.agents) if snap else {},
+            offered=day.offered if day else 0, answered=day.answered if day else 0,
+            abandoned=day.abandoned if day else 0, service_level=day.service_level if day else None,
+            asa=day.asa if day else None, aht=day.aht if day else None,
+            abandon_rate=day.abandon_rate if day else None,
+            occupancy=_ratio(queue_busy, queue_busy + sum(a for _, a in members))))
+    agents.sort(key=lambda a: (a.full_name, a.employee_id))
+    return s.WallboardOut(at=now, day_start=day_start, queues=queues, agents=agents)
