@@ -283,6 +283,10 @@ async def build(settings: Settings) -> Runtime:
         sip_invites=("INVITE server transactions of calls", lambda: len(engine.invites)),
         client_handlers=("Handlers of client transactions not yet terminated", lambda: sip.client_handlers),
         media_endpoints=("Media endpoints not yet released", lambda: media.endpoint_count),
+        media_play_frames=("Frames played to callers (prompts, music, tones) since start",
+                           lambda: media.playback.frames),
+        media_play_late_frames=("Played frames sent more than one frame after their deadline",
+                                lambda: media.playback.late),
     )
     ScreenPopper(db, bus).start()  # the CRM card of a caller, to the ringing employee's websocket
     TaskScheduler(db, bus).start()  # missed call -> call-back task; task reminders and escalations

@@ -7,6 +7,7 @@ No timing assertions: every wait has a generous timeout and checks content, not 
 from __future__ import annotations
 
 import asyncio
+import time
 import os
 import random
 import socket
@@ -293,6 +294,11 @@ async def test_play_tone_and_prompt(tmp_path: Path) -> None:
         await engine.set_remote(endpoint, HOST, peer.port, payload_type=8, codec=Codec.PCMA)
         await engine.play(endpoint, Tone(frequencies=(425.0,)), on_finished=finished.append)
         await wait_until(lambda: len(peer.packets) >= 25)
+        # a stalled loop (here 100 ms asleep) makes the next frames late, and they are counted
+        late_before = engine.playback.late
+        time.sleep(0.1)
+        await wait_until(lambda: engine.playback.late > late_before)
+        assert engine.playback.frames >= 25
         await engine.stop_play(endpoint)
         await wait_until(lambda: len(finished) == 1)
         assert finished[0].stopped and finished[0].tenant_id == 2

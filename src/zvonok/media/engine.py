@@ -108,10 +108,21 @@ class _RtcpProtocol(asyncio.DatagramProtocol):
             self.closed.set_result(None)
 
 
+@dataclass(slots=True)
+class PlaybackStats:
+    """Frames sent by every player of an engine, and how many of them left more than one frame (20 ms)
+    after their deadline: the IVR and music-on-hold benchmark's "no late frames" (``bench/ivr.py``)."""
+
+    frames: int = 0
+    late: int = 0
+
+
 class _Player:
     """Sends one source's frames to a leg's peer every 20 ms (absolute deadlines)."""
 
-    def __init__(self, leg: _Leg, source: FrameSource, on_finished: PlaybackCallback | None, ssrc: int) -> None:
+    def __init__(self, leg: _Leg, source: FrameSource, on_finished: PlaybackCallback | None, ssrc: int,
+                 stats: PlaybackStats) -> None:
+        self.stats = stats
         self.leg = leg
         self.source = source
         self.on_finished = on_finished
@@ -134,8 +145,12 @@ class _Player:
             self.first = False
         self.seq = (self.seq + 1) & 0xFFFF
         self.ts = (self.ts + frame.size) & 0xFFFFFFFF
-        self.deadline += frame.size / CLOCK_RATE
+        length = frame.size / CLOCK_RATE
         now = self.loop.time()
+        self.stats.frames += 1
+        if now - self.deadline > length:
+            self.stats.late += 1
+        self.deadline += length
         if self.deadline < now - MAX_PLAY_LAG:
             self.deadline = now
         self.handle = self.loop.call_at(self.deadline, self._tick)
@@ -466,6 +481,7 @@ class InProcessMediaEngine:
         self._ids = itertools.count(1)
         self._pairs: dict[str, SocketPair] = {}  # endpoint id -> its sockets
         self._pool = SocketPool(max_idle=socket_pool, quarantine=socket_quarantine)
+        self.playback = PlaybackStats()
 
     # --- endpoints ---------------------------------------------------------------------------------
 
@@ -642,7 +658,7 @@ class InProcessMediaEngine:
         else:
             frames = source
         leg.end_play(stopped=True)
-        leg.player = _Player(leg, frames, on_finished, self._ssrc())
+        leg.player = _Player(leg, frames, on_finished, self._ssrc(), self.playback)
 
     async def stop_play(self, endpoint: Endpoint) -> None:
         self._leg(endpoint).end_play(stopped=True)
