@@ -197,6 +197,25 @@ async def test_search_follows_changes_and_renames(api: Api, make_tenant: Any) ->
     assert (await api.client.get(f"{crm}/clients", headers=h, params={"q": "discount"})).json()["total"] == 0
 
 
+async def test_bulk_indexing_finds_as_one_by_one(api: Api, make_tenant: Any) -> None:
+    """``put_new`` (imports, bench/crm.py) writes the same rows as ``put``: both backends find alike."""
+    from zvonok.crm.search import index_for
+
+    t, crm, _ = await _company(api, make_tenant)
+    ids = [(await api.client.post(f"{crm}/clients", headers=t.headers, json={"name": name})).json()["id"]
+           for name in ("Пётр Смирнов", "Calling Card")]
+    async with api.db.session() as session:
+        index = index_for(session)
+        for client_id in ids:
+            await index.drop(session, client_id)
+        await index.put_new(session, t.id, [(ids[0], "Пётр Смирнов\nООО Ромашка"), (ids[1], "Calling Card")])
+        await index.put_new(session, t.id, [])
+        await session.commit()
+    for query, expected in (("ромашки", [ids[0]]), ("смирнову", [ids[0]]), ("calls", [ids[1]]), ("петр", [ids[0]])):
+        async with api.db.session() as session:
+            assert await service.search_ids(session, t.id, query) == expected, query
+
+
 async def test_timeline_merge_and_card(api: Api, make_tenant: Any) -> None:
     t, crm, ivan = await _company(api, make_tenant)
     h = t.headers

@@ -25,6 +25,7 @@ Numbers are not in the text index: "any part of a number" is a substring of the 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Protocol
 
 import snowballstemmer  # type: ignore[import-untyped]
@@ -74,6 +75,10 @@ def number_fragment(query: str) -> str | None:
 class SearchIndex(Protocol):
     async def put(self, session: AsyncSession, tenant_id: int, client_id: int, document: str) -> None: ...
 
+    async def put_new(self, session: AsyncSession, tenant_id: int, documents: Sequence[tuple[int, str]]) -> None:
+        """Index clients that have no row yet, in one statement (imports): ``(client id, document)`` pairs."""
+        ...
+
     async def drop(self, session: AsyncSession, client_id: int) -> None: ...
 
     async def find(self, session: AsyncSession, tenant_id: int, query: str, limit: int) -> list[int]:
@@ -81,11 +86,24 @@ class SearchIndex(Protocol):
         ...
 
 
+_SQLITE_INSERT = text("INSERT INTO crm_search (rowid, tenant_id, body) VALUES (:id, :t, :body)")
+_PG_UPSERT = text(
+    "INSERT INTO crm_search (client_id, tenant_id, doc) "
+    "VALUES (:id, :t, to_tsvector('russian', :body) || to_tsvector('simple', :body)) "
+    "ON CONFLICT (client_id) DO UPDATE SET doc = excluded.doc")
+
+
 class SqliteFtsIndex:
     async def put(self, session: AsyncSession, tenant_id: int, client_id: int, document: str) -> None:
         await self.drop(session, client_id)
-        await session.execute(text("INSERT INTO crm_search (rowid, tenant_id, body) VALUES (:id, :t, :body)"),
-                              {"id": client_id, "t": tenant_id, "body": " ".join(indexed_terms(document))})
+        await session.execute(_SQLITE_INSERT, {"id": client_id, "t": tenant_id,
+                                               "body": " ".join(indexed_terms(document))})
+
+    async def put_new(self, session: AsyncSession, tenant_id: int, documents: Sequence[tuple[int, str]]) -> None:
+        if documents:
+            await session.execute(_SQLITE_INSERT, [{"id": client_id, "t": tenant_id,
+                                                    "body": " ".join(indexed_terms(document))}
+                                                   for client_id, document in documents])
 
     async def drop(self, session: AsyncSession, client_id: int) -> None:
         await session.execute(text("DELETE FROM crm_search WHERE rowid = :id"), {"id": client_id})
@@ -103,11 +121,12 @@ class SqliteFtsIndex:
 
 class PostgresFtsIndex:
     async def put(self, session: AsyncSession, tenant_id: int, client_id: int, document: str) -> None:
-        await session.execute(text(
-            "INSERT INTO crm_search (client_id, tenant_id, doc) "
-            "VALUES (:id, :t, to_tsvector('russian', :body) || to_tsvector('simple', :body)) "
-            "ON CONFLICT (client_id) DO UPDATE SET doc = excluded.doc"),
-            {"id": client_id, "t": tenant_id, "body": " ".join(words(document))})
+        await session.execute(_PG_UPSERT, {"id": client_id, "t": tenant_id, "body": " ".join(words(document))})
+
+    async def put_new(self, session: AsyncSession, tenant_id: int, documents: Sequence[tuple[int, str]]) -> None:
+        if documents:
+            await session.execute(_PG_UPSERT, [{"id": client_id, "t": tenant_id, "body": " ".join(words(document))}
+                                               for client_id, document in documents])
 
     async def drop(self, session: AsyncSession, client_id: int) -> None:
         await session.execute(text("DELETE FROM crm_search WHERE client_id = :id"), {"id": client_id})
