@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from zvonok.cdr.models import Cdr
 from zvonok.dialing import DestinationClass, DialingError, DialPlan, normalize, russian_plan
@@ -465,16 +466,28 @@ async def client_numbers(session: AsyncSession, tenant_id: int, client_id: int) 
         CrmPhone.tenant_id == tenant_id, CrmPhone.client_id == client_id).order_by(CrmPhone.id))).scalars())
 
 
+def _calls_of(tenant_id: int, numbers: Sequence[str]) -> list[ColumnElement[bool]]:
+    forms = _forms(numbers)
+    return [Cdr.tenant_id == tenant_id, or_(Cdr.caller_number.in_(forms), Cdr.callee_number.in_(forms))]
+
+
+async def last_calls(session: AsyncSession, tenant_id: int, numbers: Sequence[str], *, limit: int,
+                     offset: int = 0) -> list[Cdr]:
+    """The calls from or to ``numbers``, newest first (no count: the screen pop's query)."""
+    if not numbers:
+        return []
+    rows = await session.execute(select(Cdr).where(*_calls_of(tenant_id, numbers))
+                                 .order_by(Cdr.started_at.desc(), Cdr.id.desc()).limit(limit).offset(offset))
+    return list(rows.scalars().all())
+
+
 async def calls_of_numbers(session: AsyncSession, tenant_id: int, numbers: Sequence[str], *, limit: int,
                            offset: int = 0) -> tuple[list[Cdr], int]:
     if not numbers:
         return [], 0
-    forms = _forms(numbers)
-    where = [Cdr.tenant_id == tenant_id, or_(Cdr.caller_number.in_(forms), Cdr.callee_number.in_(forms))]
+    where = _calls_of(tenant_id, numbers)
     total = int((await session.execute(select(func.count()).select_from(Cdr).where(*where))).scalar_one())
-    rows = (await session.execute(select(Cdr).where(*where).order_by(Cdr.started_at.desc(), Cdr.id.desc())
-                                  .limit(limit).offset(offset))).scalars().all()
-    return list(rows), total
+    return await last_calls(session, tenant_id, numbers, limit=limit, offset=offset), total
 
 
 async def timeline(session: AsyncSession, tenant_id: int, client_id: int, viewer: Viewer, *,
@@ -522,16 +535,25 @@ async def client_by_number(session: AsyncSession, tenant_id: int, number: str) -
 
 
 async def card_for(session: AsyncSession, tenant_id: int, number: str, *, last: int = 5) -> events.Card:
-    """The screen-pop card of a caller: the client's, with their last calls, or a new lead's number."""
-    client = await client_by_number(session, tenant_id, number)
-    if client is None:
+    """The screen-pop card of a caller: the client's, with their last calls, or a new lead's number.
+
+    On the ringing path: the client with its company's and owner's names is one query (by the phone's
+    unique index), then its numbers, its last calls and their employees' names (bench/crm.py times it)."""
+    candidates = _forms([number]) if number.startswith("+") else [number, "+" + number]
+    company = aliased(CrmClient)
+    found = (await session.execute(
+        select(CrmClient.id, CrmClient.name, CrmClient.kind, company.name, Employee.full_name)
+        .join(CrmPhone, CrmPhone.client_id == CrmClient.id)
+        .outerjoin(company, and_(company.id == CrmClient.company_id, company.tenant_id == tenant_id))
+        .outerjoin(Employee, and_(Employee.id == CrmClient.owner_id, Employee.tenant_id == tenant_id))
+        .where(CrmPhone.tenant_id == tenant_id, CrmPhone.number.in_(candidates)).limit(1))).first()
+    if found is None:
         return events.Card(number=number)
-    out = await client_out(session, client)
-    numbers = [p.number for p in out.phones]
-    rows, _ = await calls_of_numbers(session, tenant_id, numbers, limit=last)
+    client_id, name, kind, company_name, owner_name = found
+    rows = await last_calls(session, tenant_id, await client_numbers(session, tenant_id, client_id), limit=last)
     names = await _employee_names(session, tenant_id, rows)
     calls = tuple(events.CardCall(cdr_id=c.id, started_at=c.started_at.timestamp(), direction=c.direction,
                                   disposition=c.disposition, duration=c.duration,
                                   employee_name=names.get(_employee_of(c) or 0, "")) for c in rows)
-    return events.Card(number=number, client_id=client.id, name=client.name, kind=client.kind,
-                       company=out.company_name or "", owner=out.owner_name or "", last_calls=calls)
+    return events.Card(number=number, client_id=client_id, name=name, kind=kind, company=company_name or "",
+                       owner=owner_name or "", last_calls=calls)
