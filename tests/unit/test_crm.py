@@ -197,6 +197,28 @@ async def test_search_follows_changes_and_renames(api: Api, make_tenant: Any) ->
     assert (await api.client.get(f"{crm}/clients", headers=h, params={"q": "discount"})).json()["total"] == 0
 
 
+async def test_number_search_follows_phone_changes(api: Api, make_tenant: Any) -> None:
+    """The digits index (SQLite: a trigram table kept by triggers; PostgreSQL: pg_trgm) sees every change."""
+    t, crm, _ = await _company(api, make_tenant)
+    h = t.headers
+
+    async def found(fragment: str) -> list[int]:
+        r = await api.client.get(f"{crm}/clients", headers=h, params={"q": fragment})
+        assert r.status_code == 200, r.text
+        return [c["id"] for c in r.json()["items"]]
+
+    anna = (await api.client.post(f"{crm}/clients", headers=h, json={
+        "name": "Anna", "phones": [{"number": "+74951234567"}]})).json()["id"]
+    oleg = (await api.client.post(f"{crm}/clients", headers=h, json={
+        "name": "Oleg", "phones": [{"number": "+74957654321"}]})).json()["id"]
+    assert await found("4567") == [anna] and await found("495") == [anna, oleg] and await found("7654") == [oleg]
+    r = await api.client.patch(f"{crm}/clients/{anna}", headers=h, json={"phones": [{"number": "+79169998877"}]})
+    assert r.status_code == 200, r.text
+    assert await found("4567") == [] and await found("99988") == [anna]
+    assert (await api.client.delete(f"{crm}/clients/{oleg}", headers=h)).status_code == 204
+    assert await found("7654") == [] and await found("495") == []
+
+
 async def test_bulk_indexing_finds_as_one_by_one(api: Api, make_tenant: Any) -> None:
     """``put_new`` (imports, bench/crm.py) writes the same rows as ``put``: both backends find alike."""
     from zvonok.crm.search import index_for

@@ -7,10 +7,10 @@ No timing assertions: every wait has a generous timeout and checks content, not 
 from __future__ import annotations
 
 import asyncio
-import time
 import os
 import random
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any

@@ -29,8 +29,10 @@ from collections.abc import Sequence
 from typing import Protocol
 
 import snowballstemmer  # type: ignore[import-untyped]
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from .models import CrmPhone
 
 _WORD = re.compile(r"[^\W_]+")
 _CYRILLIC = re.compile(r"[а-я]")
@@ -85,7 +87,20 @@ class SearchIndex(Protocol):
         """Client ids of the tenant matching every word of ``query``, best first."""
         ...
 
+    async def find_number(self, session: AsyncSession, tenant_id: int, digits: str, limit: int) -> list[int]:
+        """Client ids of the tenant with a phone whose digits contain ``digits`` (≥ 3 of them), by id."""
+        ...
 
+
+# a query matching more clients than this ranks the newest of them (a fragment like "петр" matches a
+# quarter of a million at a million clients: ranking them all costs 300 ms, the window keeps it in ms)
+RANK_WINDOW = 1000
+_SQLITE_FIND = text(
+    "SELECT rowid FROM (SELECT rowid, rank FROM crm_search WHERE crm_search MATCH :q AND tenant_id = :t "
+    "ORDER BY rowid DESC LIMIT :w) ORDER BY rank, rowid DESC LIMIT :n")
+_SQLITE_DIGITS = text(
+    "SELECT DISTINCT client_id FROM crm_search_digits WHERE crm_search_digits MATCH :q AND tenant_id = :t "
+    "ORDER BY client_id LIMIT :n")
 _SQLITE_INSERT = text("INSERT INTO crm_search (rowid, tenant_id, body) VALUES (:id, :t, :body)")
 _PG_UPSERT = text(
     "INSERT INTO crm_search (client_id, tenant_id, doc) "
@@ -113,9 +128,11 @@ class SqliteFtsIndex:
         if not terms:
             return []
         match = " AND ".join(f'"{t}"*' for t in terms)  # stems are letters and digits: nothing to escape
-        rows = await session.execute(text(
-            "SELECT rowid FROM crm_search WHERE crm_search MATCH :q AND tenant_id = :t ORDER BY rank LIMIT :n"),
-            {"q": match, "t": tenant_id, "n": limit})
+        rows = await session.execute(_SQLITE_FIND, {"q": match, "t": tenant_id, "w": RANK_WINDOW, "n": limit})
+        return [int(r[0]) for r in rows]
+
+    async def find_number(self, session: AsyncSession, tenant_id: int, digits: str, limit: int) -> list[int]:
+        rows = await session.execute(_SQLITE_DIGITS, {"q": f'"{digits}"', "t": tenant_id, "n": limit})
         return [int(r[0]) for r in rows]
 
 
@@ -141,11 +158,24 @@ class PostgresFtsIndex:
             params[f"w{i}"] = term + ":*"  # words are letters and digits: no tsquery syntax in them
             parts.append(f"to_tsquery('russian', :w{i})")
         tsquery = " && ".join(parts)
+        params["w"] = RANK_WINDOW
         rows = await session.execute(text(
-            f"SELECT client_id FROM crm_search, ({'SELECT ' + tsquery}) AS q(query) "  # noqa: S608 - placeholders only
-            "WHERE tenant_id = :t AND doc @@ q.query ORDER BY ts_rank(doc, q.query) DESC, client_id LIMIT :n"),
+            "SELECT client_id FROM (SELECT client_id, doc, q.query FROM crm_search, "  # noqa: S608 - placeholders only
+            f"({'SELECT ' + tsquery}) AS q(query) WHERE tenant_id = :t AND doc @@ q.query "
+            "ORDER BY client_id DESC LIMIT :w) AS recent ORDER BY ts_rank(doc, query) DESC, client_id LIMIT :n"),
             params)
         return [int(r[0]) for r in rows]
+
+    async def find_number(self, session: AsyncSession, tenant_id: int, digits: str, limit: int) -> list[int]:
+        return await _number_by_like(session, tenant_id, digits, limit)  # a pg_trgm index serves it (0027)
+
+
+async def _number_by_like(session: AsyncSession, tenant_id: int, digits: str, limit: int) -> list[int]:
+    rows = await session.execute(
+        select(CrmPhone.client_id).where(CrmPhone.tenant_id == tenant_id,
+                                         CrmPhone.digits.contains(digits, autoescape=True))
+        .group_by(CrmPhone.client_id).order_by(CrmPhone.client_id).limit(limit))
+    return [int(r[0]) for r in rows]
 
 
 _SQLITE = SqliteFtsIndex()

@@ -384,11 +384,7 @@ async def search_ids(session: AsyncSession, tenant_id: int, query: str, *, limit
     """Ids of the tenant's clients matching ``query``: a part of a number (digits), or words; best first."""
     digits = number_fragment(query)
     if digits is not None:
-        rows = await session.execute(
-            select(CrmPhone.client_id).where(CrmPhone.tenant_id == tenant_id,
-                                             CrmPhone.digits.contains(digits, autoescape=True))
-            .group_by(CrmPhone.client_id).order_by(CrmPhone.client_id).limit(limit))
-        return [int(r[0]) for r in rows]
+        return await index_for(session).find_number(session, tenant_id, digits, limit)
     return await index_for(session).find(session, tenant_id, query, limit)
 
 

@@ -26,8 +26,8 @@ NATIVE_TABLE_PREFIX = "crm_search"
 
 
 def include_name(name: str | None, type_: str, parent_names: object) -> bool:
-    """Alembic's ``include_name``: schema comparisons leave the native search tables alone."""
-    return not (type_ == "table" and name is not None and name.startswith(NATIVE_TABLE_PREFIX))
+    """Alembic's ``include_name``: schema comparisons leave the native search tables and indexes alone."""
+    return not (type_ in ("table", "index") and name is not None and name.startswith(NATIVE_TABLE_PREFIX))
 
 
 __all__ = ["Base", "include_name", "metadata"]
