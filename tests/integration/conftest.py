@@ -2,8 +2,10 @@
 
 The server runs as a subprocess (started with the CLI, stopped with SIGTERM, which must exit 0). The
 harness itself lives in ``bench/_common.py`` and is shared with the benchmarks. With
-``ZVONOK_TEST_DATABASE_URL`` set (CI's PostgreSQL run) the servers use that database; every server
-gets its own random SIP domain so runs against one database never collide.
+``ZVONOK_TEST_DATABASE_URL`` set (CI's PostgreSQL run) each test module gets a database of its own on that
+server (created next to it, dropped after the module): numbers and carrier addresses are platform-wide,
+so two modules seeding the same DID or trusting the same loopback address would otherwise collide. Every
+server also gets its own random SIP domain.
 """
 
 from __future__ import annotations
@@ -113,6 +115,36 @@ class Pbx:
         code = int(self.server.stop())
         self.server.start()
         return code
+
+
+async def _pg(base_url: str, statement: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(base_url.replace("+asyncpg", "", 1))
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _module_database() -> Iterator[None]:
+    """A PostgreSQL database per test module (see the module's docstring); nothing on SQLite."""
+    import asyncio
+
+    base = os.environ.get("ZVONOK_TEST_DATABASE_URL")
+    if not base or not base.startswith("postgresql"):
+        yield
+        return
+    name = f"zvonok_itm_{secrets.token_hex(5)}"
+    asyncio.run(_pg(base, f'CREATE DATABASE "{name}"'))
+    asyncio.run(_pg(base, f'ALTER DATABASE "{name}" SET synchronous_commit = off'))
+    os.environ["ZVONOK_TEST_DATABASE_URL"] = f"{base.rsplit('/', 1)[0]}/{name}"
+    try:
+        yield
+    finally:
+        os.environ["ZVONOK_TEST_DATABASE_URL"] = base
+        asyncio.run(_pg(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def _database_url() -> str | None:

@@ -31,7 +31,7 @@ harness: Any = sys.modules["zvonok_bench_common"]
 
 DESK = "8101"
 LINE = "8102"  # the extension the registering trunk registers as
-DID = "+74957654321"
+DID = "+74957654021"  # unique among the integration modules: on PostgreSQL they share one database
 OUT = "+74951234567"
 
 
