@@ -19,6 +19,7 @@ import pydantic
 from sqlalchemy.exc import SQLAlchemyError
 
 from zvonok.config import Settings
+from zvonok.org import quotas
 
 log = logging.getLogger("zvonok.cli")
 T = TypeVar("T")
@@ -126,7 +127,9 @@ def _settings(args: argparse.Namespace) -> Settings:
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
-    return Settings(**overrides)
+    settings = Settings(**overrides)
+    quotas.configure(settings.tenant_quotas)  # the CLI's creates count against the same limits
+    return settings
 
 
 def with_db(settings: Settings, fn: Callable[[Any], Awaitable[T]]) -> T:

@@ -29,6 +29,10 @@ class Settings(BaseSettings):
         "(PostgreSQL: postgresql+asyncpg://user@host/db)",
     )
 
+    tenant_quotas: dict[str, int] = Field(
+        default_factory=dict, description="Most objects of a kind one company may have, over the defaults of "
+        "zvonok.org.quotas (JSON: {\"extensions\": 20000, \"ivr_menus\": 500})")
+
     # SIP service
     sip_host: str = Field(default="127.0.0.1", description="Address the SIP service binds (UDP and TCP)")
     sip_port: int = Field(default=5060, ge=0, le=65535, description="SIP port (UDP and TCP); 0 picks a free one")

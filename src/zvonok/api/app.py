@@ -27,6 +27,7 @@ from zvonok.config import Settings
 from zvonok.ivr.http import UPLOAD as IVR_UPLOAD
 from zvonok.metrics import ERRORS
 from zvonok.org import http as org_http
+from zvonok.org import quotas
 from zvonok.org.errors import OrgError, ValidationError
 from zvonok.pstn.billing_http import RATES_UPLOAD
 from zvonok.storage.db import Database
@@ -84,6 +85,7 @@ def create_app(settings: Settings, db: Database, *, routers: Sequence[APIRouter]
     )
     app.state.settings = settings
     app.state.db = db
+    quotas.configure(settings.tenant_quotas)
     app.state.login_guard = LoginGuard(settings)
     app.add_exception_handler(OrgError, _org_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

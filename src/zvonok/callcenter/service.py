@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok.conference.models import ConferenceRoom
+from zvonok.org import quotas
 from zvonok.org import service as org_service
 from zvonok.org.errors import Conflict, ValidationError
 from zvonok.org.models import Employee, Extension
@@ -112,6 +113,7 @@ async def get_employee(session: AsyncSession, tenant_id: int, employee_id: int) 
 
 # -- queues --------------------------------------------------------------------------------------------
 async def create_queue(session: AsyncSession, tenant_id: int, data: schemas.QueueCreate) -> CallQueue:
+    await quotas.check(session, tenant_id, "queues", CallQueue)
     await _check_number(session, tenant_id, data.number, None)
     await _check_name(session, tenant_id, data.name, None)
     values = data.model_dump(mode="json")
@@ -232,6 +234,7 @@ async def list_reasons(session: AsyncSession, tenant_id: int) -> list[NotReadyRe
 
 
 async def create_reason(session: AsyncSession, tenant_id: int, name: str) -> NotReadyReason:
+    await quotas.check(session, tenant_id, "reasons", NotReadyReason)
     if any(r.name == name for r in await list_reasons(session, tenant_id)):
         raise Conflict(f"name: reason {name!r} exists", field="name")
     reason = NotReadyReason(tenant_id=tenant_id, name=name)

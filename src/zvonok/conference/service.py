@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from zvonok.org import quotas
 from zvonok.org.errors import Conflict, ValidationError
 from zvonok.org.models import Extension
 from zvonok.org.pins import hash_pin_in_thread
@@ -48,6 +49,7 @@ async def _check_number(session: AsyncSession, tenant_id: int, number: str, room
 
 
 async def create_room(session: AsyncSession, tenant_id: int, data: schemas.RoomCreate) -> ConferenceRoom:
+    await quotas.check(session, tenant_id, "conference_rooms", ConferenceRoom)
     await _check_number(session, tenant_id, data.number, None)
     room = ConferenceRoom(tenant_id=tenant_id, number=data.number, name=data.name,
                           wait_for_moderator=data.wait_for_moderator, max_members=data.max_members,

@@ -29,6 +29,7 @@ from sqlalchemy.orm import aliased
 
 from zvonok.cdr.models import Cdr
 from zvonok.dialing import DestinationClass, DialingError, DialPlan, normalize, russian_plan
+from zvonok.org import quotas
 from zvonok.org.errors import Conflict, NotFound, ValidationError
 from zvonok.org.models import Employee, Office
 from zvonok.org.scope import get_in_tenant
@@ -113,6 +114,7 @@ async def list_fields(session: AsyncSession, tenant_id: int, entity: str | None 
 
 
 async def create_field(session: AsyncSession, tenant_id: int, data: schemas.FieldCreate) -> CrmField:
+    await quotas.check(session, tenant_id, "crm_fields", CrmField)
     if data.kind == "choice" and not data.choices:
         raise ValidationError("choices: a choice field needs at least one choice", field="choices")
     if data.kind != "choice" and data.choices:

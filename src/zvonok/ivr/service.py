@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok.conference.models import ConferenceRoom
+from zvonok.org import quotas
 from zvonok.org.errors import InUse, ValidationError
 from zvonok.org.models import Extension
 from zvonok.org.scope import get_in_tenant, page_in_tenant
@@ -141,6 +142,7 @@ async def _speak(prompts: IvrPrompts, text: str | None, voice: str) -> None:
 
 
 async def create_menu(session: AsyncSession, tenant_id: int, data: schemas.MenuCreate, prompts: IvrPrompts) -> IvrMenu:
+    await quotas.check(session, tenant_id, "ivr_menus", IvrMenu)
     values = data.model_dump()
     count = len((await session.execute(select(IvrMenu.id).where(IvrMenu.tenant_id == tenant_id))).all())
     if count >= MAX_MENUS:

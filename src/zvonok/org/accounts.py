@@ -27,6 +27,8 @@ from zvonok.org.models import Account, ApiToken, Employee, Role
 from zvonok.storage.base import utcnow
 from zvonok.storage.db import emit
 
+from . import quotas
+
 log = get_logger(__name__)
 _LAST_USED_RESOLUTION = timedelta(minutes=1)  # don't write on every request
 _RANK = {Role.EMPLOYEE: 0, Role.TENANT_ADMIN: 1, Role.PLATFORM_ADMIN: 2}
@@ -213,6 +215,7 @@ async def create_api_token(
 ) -> CreatedToken:
     if role is Role.PLATFORM_ADMIN:
         raise ValidationError("role: a tenant token cannot be platform_admin", field="role")
+    await quotas.check(session, tenant_id, "api_tokens", ApiToken, ApiToken.revoked_at.is_(None))
     return await _create_token(session, tenant_id, name, role, account_id)
 
 

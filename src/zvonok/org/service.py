@@ -37,6 +37,8 @@ from zvonok.org.scope import (
 )
 from zvonok.storage.db import emit
 
+from . import quotas
+
 
 # --- SIP contract ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -194,6 +196,7 @@ async def _check_domain_free(session: AsyncSession, domain: str) -> None:
 
 # --- offices ---------------------------------------------------------------------------------------
 async def create_office(session: AsyncSession, tenant_id: int, data: schemas.OfficeCreate) -> Office:
+    await quotas.check(session, tenant_id, "offices", Office)
     await _check_office_name(session, tenant_id, data.name)
     office = Office(tenant_id=tenant_id, **data.model_dump())
     session.add(office)
@@ -250,6 +253,7 @@ async def _check_office_name(session: AsyncSession, tenant_id: int, name: str) -
 
 # --- departments -----------------------------------------------------------------------------------
 async def create_department(session: AsyncSession, tenant_id: int, data: schemas.DepartmentCreate) -> Department:
+    await quotas.check(session, tenant_id, "departments", Department)
     await check_ref(session, Office, tenant_id, data.office_id, "office_id", "office")
     await check_ref(session, Department, tenant_id, data.parent_id, "parent_id", "department")
     dept = Department(tenant_id=tenant_id, **data.model_dump())
@@ -326,6 +330,7 @@ async def delete_department(session: AsyncSession, tenant_id: int, department_id
 
 # --- employees -------------------------------------------------------------------------------------
 async def create_employee(session: AsyncSession, tenant_id: int, data: schemas.EmployeeCreate) -> Employee:
+    await quotas.check(session, tenant_id, "employees", Employee)
     await check_ref(session, Office, tenant_id, data.office_id, "office_id", "office")
     await check_ref(session, Department, tenant_id, data.department_id, "department_id", "department")
     if data.email:
@@ -445,6 +450,7 @@ async def create_extension(
     session: AsyncSession, tenant_id: int, data: schemas.ExtensionCreate
 ) -> tuple[Extension, str | None]:
     """Create an extension. Returns it and the generated SIP password (None when one was given)."""
+    await quotas.check(session, tenant_id, "extensions", Extension)
     tenant = await get_tenant(session, tenant_id)
     await check_ref(session, Employee, tenant_id, data.employee_id, "employee_id", "employee")
     await check_ref(session, Office, tenant_id, data.office_id, "office_id", "office")

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from zvonok.billing.rates_csv import RateImport, parse_rates_csv
 from zvonok.billing.tariffs import Tariff as PureTariff
 from zvonok.ivr.models import IvrMenu
+from zvonok.org import quotas
 from zvonok.org import service as org_service
 from zvonok.org.errors import Conflict, InUse, NotFound, PermissionDenied, ValidationError
 from zvonok.org.models import Extension, Office, Tenant
@@ -121,6 +122,8 @@ async def get_trunk(session: AsyncSession, tenant_id: int | None, trunk_id: int)
 async def create_trunk(session: AsyncSession, tenant_id: int | None, data: s.TrunkCreate, *,
                        platform_admin: bool = False) -> Trunk:
     """``platform_admin``: the change comes from the operator, who may trust any addresses for a tenant."""
+    if tenant_id is not None and not platform_admin:  # the operator may go beyond the limit
+        await quotas.check(session, tenant_id, "trunks", Trunk)
     values = data.model_dump(by_alias=True)
     values["transport"] = stored_transport(values["transport"], values.pop("tls_verify"))
     trunk = Trunk(tenant_id=tenant_id, **values)
@@ -421,6 +424,8 @@ async def _check_route_trunk(session: AsyncSession, tenant_id: int | None, trunk
 
 
 async def create_route(session: AsyncSession, tenant_id: int | None, data: s.RouteCreate) -> OutboundRoute:
+    if tenant_id is not None:
+        await quotas.check(session, tenant_id, "routes", OutboundRoute)
     await _check_route_trunk(session, tenant_id, data.trunk_id)
     route = OutboundRoute(tenant_id=tenant_id, **data.model_dump())
     session.add(route)

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok.conference.models import ConferenceRoom
 from zvonok.logs import get_logger
+from zvonok.org import quotas
 from zvonok.org import service as org_service
 from zvonok.org.errors import InUse, ValidationError
 from zvonok.org.models import Extension
@@ -110,6 +111,7 @@ async def _check_no_answer(session: AsyncSession, tenant_id: int, value: dict[st
 
 
 async def create_group(session: AsyncSession, tenant_id: int, data: schemas.RingGroupCreate) -> RingGroup:
+    await quotas.check(session, tenant_id, "ring_groups", RingGroup)
     await _check_number(session, tenant_id, data.number, None)
     await _check_members(session, tenant_id, data.members, data.strategy)
     no_answer = await _check_no_answer(session, tenant_id, data.no_answer, data.number)
