@@ -7,6 +7,10 @@
   count 20 offered, 20 answered, none abandoned;
 - a caller who hangs up while nobody is logged in is an ABANDON with its position and wait (it heard music
   and its position announced meanwhile);
+- a queue that takes no callers while nobody is logged in sends the caller to its overflow destination
+  (JOINEMPTY), an extension that answers;
+- an agent on a direct call is not rung: the offer is withdrawn (RINGNOANSWER "busy", no miss) and the
+  next agent takes the caller;
 - a baresip caller's 440 Hz reaches the baresip agent who answered (FFT of what the agent heard), and the
   agent's 1000 Hz the caller; the caller hanging up is COMPLETECALLER.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,9 +40,11 @@ pytestmark = pytest.mark.integration
 ROBIN = ("7101", "7102", "7103")  # SIPp agents of the round-robin queue
 CROWD = ("7111", "7112", "7113")  # SIPp agents of the busy queue
 SOFT_AGENT = "7121"  # a baresip agent
-CALLERS = ("7201", "7202", "7203", "7204")  # SIPp callers; a baresip caller
-AGENTS = (*ROBIN, *CROWD, SOFT_AGENT)
-NUMBERS = [*AGENTS, *CALLERS]
+ELSEWHERE = ("7141", "7142")  # SIPp agents: the first is on a direct (non-queue) call
+CALLERS = ("7201", "7202", "7203", "7204", "7205", "7206", "7207")  # SIPp; baresip; SIPp
+OVERFLOW = "7131"  # an extension (no agent) that takes a queue's overflow
+AGENTS = (*ROBIN, *CROWD, SOFT_AGENT, *ELSEWHERE)
+NUMBERS = [*AGENTS, *CALLERS, OVERFLOW]
 
 
 @pytest.fixture(scope="module")
@@ -47,17 +54,27 @@ def center(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     tmp = tmp_path_factory.mktemp("queue_calls")
     data_dir = tmp / "data"
     database_url = harness.os.environ.get("ZVONOK_TEST_DATABASE_URL") or None
-    seeded = harness.seed(data_dir, domain=f"queues-{secrets.token_hex(3)}.test", numbers=NUMBERS,
-                          database_url=database_url)
-    ids = harness.seed_pstn(data_dir, seeded.tenant_id, {"employees": [
-        {"name": f"Agent {n}", "extension": n} for n in AGENTS]}, database_url=database_url)
-    server = harness.ZvonokServer(data_dir=data_dir, database_url=database_url,
-                                  env={"ZVONOK_INVITE_RATE_LIMIT": "1000", "ZVONOK_CALL_NO_ANSWER_TIMEOUT": "30"})
+    seeded = harness.seed(
+        data_dir, domain=f"queues-{secrets.token_hex(3)}.test", numbers=NUMBERS, database_url=database_url
+    )
+    ids = harness.seed_pstn(
+        data_dir,
+        seeded.tenant_id,
+        {"employees": [{"name": f"Agent {n}", "extension": n} for n in AGENTS]},
+        database_url=database_url,
+    )
+    server = harness.ZvonokServer(
+        data_dir=data_dir,
+        database_url=database_url,
+        env={"ZVONOK_INVITE_RATE_LIMIT": "1000", "ZVONOK_CALL_NO_ANSWER_TIMEOUT": "30"},
+    )
     server.start()
     try:
-        yield {"pbx": Pbx(server=server, seeded=seeded, workdir=tmp / "sipp"), "employees": {
-            n: ids["employees"][f"Agent {n}"] for n in AGENTS},
-            "database_url": harness.database_url_for(data_dir, database_url)}
+        yield {
+            "pbx": Pbx(server=server, seeded=seeded, workdir=tmp / "sipp"),
+            "employees": {n: ids["employees"][f"Agent {n}"] for n in AGENTS},
+            "database_url": harness.database_url_for(data_dir, database_url),
+        }
     finally:
         code = server.stop()
         assert code == 0, f"zvonok serve exited with {code} on SIGTERM:\n{server.log_tail()}"
@@ -66,8 +83,9 @@ def center(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
 def api(c: dict[str, Any], path: str, body: Any = None, method: str | None = None) -> Any:
     pbx: Pbx = c["pbx"]
     url = f"{pbx.server.http_url}/api/v1/tenants/{pbx.seeded.tenant_id}/callcenter{path}"
-    return harness.http_json(url, pbx.seeded.token, method=method or ("POST" if body is not None else "GET"),
-                             body=body)
+    return harness.http_json(
+        url, pbx.seeded.token, method=method or ("POST" if body is not None else "GET"), body=body
+    )
 
 
 def make_queue(c: dict[str, Any], number: str, agents: tuple[str, ...], **settings: Any) -> int:
@@ -81,12 +99,20 @@ def make_queue(c: dict[str, Any], number: str, agents: tuple[str, ...], **settin
 
 def queue_log(c: dict[str, Any], queue_id: int, until: dict[str, int], timeout: float = 15.0) -> list[Any]:
     """The queue's log rows (oldest first), once at least ``until`` rows of each event are written."""
+
     async def rows() -> list[Any]:
         db = Database(c["database_url"])
         try:
             async with db.session() as session:
-                return list((await session.execute(select(QueueLogRow).where(QueueLogRow.queue_id == queue_id)
-                                                   .order_by(QueueLogRow.id))).scalars())
+                return list(
+                    (
+                        await session.execute(
+                            select(QueueLogRow)
+                            .where(QueueLogRow.queue_id == queue_id)
+                            .order_by(QueueLogRow.id)
+                        )
+                    ).scalars()
+                )
         finally:
             await db.dispose()
 
@@ -105,7 +131,9 @@ def events(rows: list[Any], name: str) -> list[Any]:
 
 def report(c: dict[str, Any], queue_id: int) -> dict[str, Any]:
     now = time.time()
-    (row,) = api(c, f"/reports/queues?from={int(now - 3600)}&to={int(now + 3600)}&group=day&queue_id={queue_id}")
+    (row,) = api(
+        c, f"/reports/queues?from={int(now - 3600)}&to={int(now + 3600)}&group=day&queue_id={queue_id}"
+    )
     return dict(row)
 
 
@@ -115,7 +143,9 @@ def test_round_robin_gives_each_agent_a_call_in_turn(center: dict[str, Any]) -> 
     agents = [start_callee(pbx, n, "call_uas_bye.xml", rtp_echo=True, timeout=90) for n in ROBIN]
     try:
         for _ in range(6):  # one at a time: each starts after the one before has ended
-            assert_all_ok(place_calls(pbx, CALLERS[0], "750", "call_uac_callee_bye.xml", 1, rate=1, timeout=30), 1)
+            assert_all_ok(
+                place_calls(pbx, CALLERS[0], "750", "call_uac_callee_bye.xml", 1, rate=1, timeout=30), 1
+            )
         results = [finish_callee(agent, 2) for agent in agents]
     finally:
         for agent in agents:
@@ -139,8 +169,9 @@ def test_twenty_callers_share_three_agents(center: dict[str, Any]) -> None:
         for agent in agents:
             agent.wait_for("SuccessfulCall(C)", 1, timeout=10)
         rows = queue_log(center, queue_id, {"CONNECT": count, "COMPLETEAGENT": count}, timeout=30)
-        per_agent = {n: sum(1 for r in events(rows, "CONNECT") if r.agent_id == center["employees"][n])
-                     for n in CROWD}
+        per_agent = {
+            n: sum(1 for r in events(rows, "CONNECT") if r.agent_id == center["employees"][n]) for n in CROWD
+        }
         agent_results = [finish_callee(agent, per_agent[n]) for n, agent in zip(CROWD, agents, strict=True)]
     finally:
         for agent in agents:
@@ -202,3 +233,68 @@ def test_the_agent_hears_the_caller(center: dict[str, Any], phones: list[Baresip
     (complete,) = events(rows, "COMPLETECALLER")
     assert connect.agent_id == complete.agent_id == center["employees"][SOFT_AGENT]
     assert complete.data["talk"] >= 2.5, complete.data
+
+
+def test_join_empty_sends_the_caller_to_the_overflow_destination(center: dict[str, Any]) -> None:
+    pbx: Pbx = center["pbx"]
+    queue = api(
+        center,
+        "/queues",
+        {
+            "name": "Closed",
+            "number": "754",
+            "join_empty": False,
+            "overflow": {"kind": "extension", "number": OVERFLOW},
+        },
+    )
+    target = start_callee(pbx, OVERFLOW, "call_uas_bye.xml", rtp_echo=True)
+    try:
+        result = place_calls(pbx, CALLERS[4], "754", "call_uac_callee_bye.xml", 1, rate=1, timeout=30)
+        target_result = finish_callee(target, 1)
+    finally:
+        target.kill()
+    assert_all_ok(result, 1)  # answered by us, then connected to the overflow extension, which hung up
+    assert_all_ok(target_result, 1)
+    rows = queue_log(center, queue["id"], {"JOINEMPTY": 1})
+    assert [r.event for r in rows] == ["JOINEMPTY"], rows
+    (cdr,) = pbx.cdrs(CALLERS[4], 1)
+    assert (cdr["callee_number"], cdr["disposition"]) == (OVERFLOW, "answered"), cdr
+
+
+def test_an_agent_on_another_call_is_not_offered(center: dict[str, Any]) -> None:
+    pbx: Pbx = center["pbx"]
+    busy, free = ELSEWHERE
+    queue_id = make_queue(center, "755", ELSEWHERE, strategy="longest_idle", wrap_up=0)  # busy: longest idle
+    busy_phone = start_callee(pbx, busy, "call_uas.xml", rtp_echo=True, timeout=60)
+    free_phone = start_callee(pbx, free, "call_uas_bye.xml", rtp_echo=True, timeout=60)
+    direct: dict[str, Any] = {}
+    talking = threading.Thread(
+        target=lambda: direct.update(
+            result=place_calls(pbx, CALLERS[5], busy, "call_uac.xml", 1, rate=1, timeout=40, hold_ms=8000)
+        )
+    )
+    try:
+        talking.start()
+        assert busy_phone.wait_for("IncomingCall(C)", 1, timeout=15)
+        time.sleep(1)  # the direct call is answered
+        result = place_calls(pbx, CALLERS[6], "755", "call_uac_callee_bye.xml", 1, rate=1, timeout=30)
+        agent_url = f"/agents/{center['employees'][busy]}"
+        assert api(center, agent_url)["busy_elsewhere"] is True  # found busy when offered
+        talking.join(timeout=40)
+        free_result = finish_callee(free_phone, 1)
+        busy_result = finish_callee(busy_phone, 1)
+    finally:
+        busy_phone.kill()
+        free_phone.kill()
+    assert_all_ok(result, 1)
+    assert_all_ok(direct["result"], 1)
+    assert_all_ok(free_result, 1)
+    assert_all_ok(busy_result, 1)  # only the direct call reached the busy agent's phone
+    rows = queue_log(center, queue_id, {"COMPLETEAGENT": 1})
+    (connect,) = events(rows, "CONNECT")
+    assert connect.agent_id == center["employees"][free]
+    (withdrawn,) = events(rows, "RINGNOANSWER")
+    assert (withdrawn.agent_id, withdrawn.data["reason"]) == (center["employees"][busy], "busy")
+    # the direct call over, the agent may take queue calls again
+    state = api(center, agent_url)
+    assert (state["status"], state["busy_elsewhere"]) == ("available", False), state
