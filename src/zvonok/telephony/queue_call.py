@@ -163,6 +163,7 @@ class QueueSession:
     offers: dict[int, list[Leg]] = field(default_factory=dict)  # agent -> the forks ringing its devices
     agent_id: int | None = None  # the agent connected
     announcing: bool = False
+    visited: tuple[int, ...] = ()  # the queues this call has been in (overflow may not loop)
 
 
 def position_prompt(position: int, language: str) -> Path:
@@ -205,7 +206,9 @@ class QueueCalls:
 
     async def enter(self, call: Call, queue: QueueRef, *, from_number: str) -> None:
         engine = self.engine
-        if call.queue is not None:  # an overflow chain back into a queue it has been in
+        before = self._session(call)
+        if before is not None and (before.state != "overflow" or queue.id in before.visited):
+            # an overflow chain back into a queue it has been in (the caller we answered gets our BYE: left())
             await engine._refuse(call, 480, "no_answer")
             return
         if not await engine._negotiate_caller(call):
@@ -215,12 +218,18 @@ class QueueCalls:
             queue=queue,
             from_number=from_number,
             language=tenant.locale if tenant is not None else engine.prompt_language,
+            visited=(*before.visited, queue.id) if before is not None else (queue.id,),
         )
         call.queue = session
         if not call.answered_at:
             engine._answer_caller(call)
         caller = call.caller
         assert caller is not None
+        if (
+            call.ringback and caller.endpoint is not None
+        ):  # overflowed from another queue: music, not ringback
+            call.ringback = False
+            await engine.media.stop_play(caller.endpoint)
         await engine._music_on_hold(caller, True)
         if call.ended:
             return
