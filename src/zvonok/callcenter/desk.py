@@ -19,6 +19,7 @@ from sqlalchemy import or_, select
 from zvonok.org.models import Extension
 from zvonok.telephony.queue_call import QueueRef
 
+from .agents import AgentStatus
 from .center import Action, Announce, CancelOffer, Offer, Overflow
 from .models import CallQueue
 from .runtime import CallCenterRuntime
@@ -109,3 +110,8 @@ class CenterDesk:
     def is_busy_elsewhere(self, agent_id: int) -> bool:
         agent = self.runtime.center.agents.get(agent_id)
         return agent is not None and agent.busy_elsewhere
+
+    def is_agent(self, agent_id: int) -> bool:
+        """Logged in to a queue (or finishing a queue call)."""
+        agent = self.runtime.center.agents.get(agent_id)
+        return agent is not None and agent.status is not AgentStatus.OFFLINE

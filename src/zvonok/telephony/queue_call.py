@@ -76,11 +76,14 @@ class QueueDesk(Protocol):
 
     def is_busy_elsewhere(self, agent_id: int) -> bool: ...
 
+    def is_agent(self, agent_id: int) -> bool: ...
+
 
 class CallControl(Protocol):
     """What the queue application needs of the call engine (:class:`zvonok.telephony.b2bua.CallEngine`)."""
 
     media: MediaEngine
+    bus: Any
     directory: Any
     location: Any
     calls: dict[str, Call]
@@ -186,6 +189,29 @@ class QueueCalls:
     def __init__(self, engine: CallControl, desk: QueueDesk) -> None:
         self.engine = engine
         self.desk = desk
+        # an agent answering (or answered in) a call that is not from a queue is busy elsewhere at once: the
+        # check runs at publish time, while the call is still ours, and delivers nothing
+        engine.bus.subscribe(
+            self._nothing, event_types=[ev.CallAnswered], where=self._answered_elsewhere, name="queue-agents"
+        )
+
+    def _answered_elsewhere(self, event: object) -> bool:
+        call = self.engine.calls.get(event.call_id) if isinstance(event, ev.CallAnswered) else None
+        if call is None or call.queue is not None:
+            return False
+        for leg in (call.caller, call.callee):
+            employee = leg.party.employee_id if leg is not None else None
+            if (
+                employee is not None
+                and self.desk.is_agent(employee)
+                and not self.desk.is_busy_elsewhere(employee)
+            ):
+                self.desk.busy_elsewhere(employee, True)
+        return False
+
+    @staticmethod
+    async def _nothing(event: object) -> None:
+        return None
 
     # -- the ways in ----------------------------------------------------------------------------------
     async def lookup(self, tenant_id: int, dialed: str) -> QueueRef | None:
