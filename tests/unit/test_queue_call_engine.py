@@ -243,3 +243,24 @@ def test_an_agent_in_another_call_is_not_offered_until_it_ends() -> None:
         h.request_from(h.invites_to(agent)[-1], ok, "BYE")  # the direct call ends: the agent is offered
         assert not c.runtime.center.agents[9].busy_elsewhere
         assert len(h.invites_to(agent)) == 2
+
+
+def test_a_number_whose_destination_is_a_queue() -> None:
+    c = center()
+    h = c.h
+    with h:
+        _, carrier = h.trunk()
+        queue_id = c.queue("500")
+        agent = c.agent("201", 4, queue_id)
+        h.did("+74951234567", "queue", {"number": "500"})
+        call = h.call_from_trunk(carrier, "+79161234567", "+74951234567")
+        assert call.final_status() == 200
+        call.ack()
+        (enter,) = c.runtime.events(ql.ENTERQUEUE)
+        assert (enter.queue_id, enter.data["number"]) == (queue_id, "+79161234567")
+        answer(h, agent)
+        (connect,) = c.runtime.events(ql.CONNECT)
+        assert connect.agent_id == 4
+        call.bye()  # the caller hangs up
+        (complete,) = c.runtime.events(ql.COMPLETEAGENT, ql.COMPLETECALLER)
+        assert complete.event == ql.COMPLETECALLER
