@@ -73,6 +73,12 @@ TEXTS: dict[str, dict[str, str]] = {
         "queue_position_8": "You are eighth in the queue.",
         "queue_position_9": "You are ninth in the queue.",
         "queue_position_many": "More than nine callers are ahead of you. Please stay on the line.",
+        "queue_wait_1": "Your estimated wait is about one minute.",
+        "queue_wait_2": "Your estimated wait is about two minutes.",
+        "queue_wait_3": "Your estimated wait is about three minutes.",
+        "queue_wait_5": "Your estimated wait is about five minutes.",
+        "queue_wait_10": "Your estimated wait is about ten minutes.",
+        "queue_wait_more": "Your estimated wait is more than ten minutes.",
     },
     "ru": {
         "enter_pin": "Введите пин-код и нажмите решётку.",
@@ -106,6 +112,12 @@ TEXTS: dict[str, dict[str, str]] = {
         "queue_position_8": "Вы восьмой в очереди.",
         "queue_position_9": "Вы девятый в очереди.",
         "queue_position_many": "Перед вами больше девяти звонков. Пожалуйста, оставайтесь на линии.",
+        "queue_wait_1": "Примерное время ожидания: одна минута.",
+        "queue_wait_2": "Примерное время ожидания: две минуты.",
+        "queue_wait_3": "Примерное время ожидания: три минуты.",
+        "queue_wait_5": "Примерное время ожидания: пять минут.",
+        "queue_wait_10": "Примерное время ожидания: десять минут.",
+        "queue_wait_more": "Примерное время ожидания: больше десяти минут.",
     },
 }
 

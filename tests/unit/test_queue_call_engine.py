@@ -21,7 +21,7 @@ from zvonok.callcenter.desk import CenterDesk
 from zvonok.callcenter.log import QueueLogEntry
 from zvonok.callcenter.queues import QueueConfig, Strategy
 from zvonok.media.interface import Prompt
-from zvonok.telephony.queue_call import QueueCalls, QueueRef, position_prompt
+from zvonok.telephony.queue_call import QueueCalls, QueueRef, position_prompt, wait_prompt
 
 T = TypeVar("T")
 MUSIC = Prompt(path=Path("/music.wav"), loop=True)
@@ -202,6 +202,11 @@ def test_a_caller_hanging_up_in_line_abandons_and_hears_its_position_meanwhile()
         assert h.media.playing[endpoint.id] == Prompt(path=position_prompt(2, "ru"))
         assert position_prompt(2, "ru").name == "queue_position_2.wav" and position_prompt(2, "ru").exists()
         h.deliver(h.media.finish_playing, h.media.endpoints[endpoint.id])
+        # then the estimated wait: two callers ahead of nobody handled yet, no agent working: the default
+        # handle time (120 s) for each of the 2 positions: 240 s, "about five minutes"
+        assert h.media.playing[endpoint.id] == Prompt(path=wait_prompt(240, "ru"))
+        assert wait_prompt(240, "ru").name == "queue_wait_5.wav" and wait_prompt(240, "ru").exists()
+        h.deliver(h.media.finish_playing, h.media.endpoints[endpoint.id])
         assert h.media.playing[endpoint.id] == MUSIC  # back to the music
         h.advance(5)
         second.bye()
@@ -264,3 +269,19 @@ def test_a_number_whose_destination_is_a_queue() -> None:
         call.bye()  # the caller hangs up
         (complete,) = c.runtime.events(ql.COMPLETEAGENT, ql.COMPLETECALLER)
         assert complete.event == ql.COMPLETECALLER
+
+
+def test_the_wait_prompt_covers_the_estimate() -> None:
+    names = {s: wait_prompt(s, "en").name for s in (0, 60, 61, 180, 181, 300, 301, 600, 601)}
+    assert names == {
+        0: "queue_wait_1.wav",
+        60: "queue_wait_1.wav",
+        61: "queue_wait_2.wav",
+        180: "queue_wait_3.wav",
+        181: "queue_wait_5.wav",
+        300: "queue_wait_5.wav",
+        301: "queue_wait_10.wav",
+        600: "queue_wait_10.wav",
+        601: "queue_wait_more.wav",
+    }
+    assert all(wait_prompt(s, lang).exists() for s in (0, 601) for lang in ("en", "ru"))

@@ -53,7 +53,7 @@ class CenterDesk:
         elif isinstance(action, CancelOffer):
             app.cancel_offer(action.call_id, action.agent_id)
         elif isinstance(action, Announce):
-            app.announce(action.call_id, action.position)
+            app.announce(action.call_id, action.position, action.wait_estimate)
         elif isinstance(action, Overflow):
             app.overflow(action.call_id, action.reason, action.destination)
 

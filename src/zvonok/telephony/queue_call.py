@@ -175,6 +175,17 @@ def position_prompt(position: int, language: str) -> Path:
     return prompt_path(name, language)
 
 
+WAIT_MINUTES = (1, 2, 3, 5, 10)  # the waits there are prompts for; longer is "more than ten minutes"
+
+
+def wait_prompt(seconds: int, language: str) -> Path:
+    """The built-in prompt telling a caller its estimated wait: the first of :data:`WAIT_MINUTES` that
+    covers it (0-60 s is "about one minute", 61-120 s two, 121-180 s three, then five and ten)."""
+    minutes = max(1, -(-seconds // 60))
+    bucket = next((m for m in WAIT_MINUTES if minutes <= m), None)
+    return prompt_path(f"queue_wait_{bucket}" if bucket is not None else "queue_wait_more", language)
+
+
 def _failure_reason(status: int) -> str:
     if status in (486, 600):
         return "busy"
@@ -286,11 +297,15 @@ class QueueCalls:
         for leg in session.offers.pop(agent_id, []):
             self.engine._cancel_fork(leg, None)
 
-    def announce(self, call_id: str, position: int) -> None:
+    def announce(self, call_id: str, position: int, wait_estimate: int) -> None:
         call = self.engine.calls.get(call_id)
         session = self._session(call)
         if call is not None and session is not None and session.state == "waiting":
-            self.engine.step(call, self._announce(call, session, position))
+            prompts = [
+                position_prompt(position, session.language),
+                wait_prompt(wait_estimate, session.language),
+            ]
+            self.engine.step(call, self._announce(call, session, prompts))
 
     def overflow(self, call_id: str, reason: str, destination: Any) -> None:
         call = self.engine.calls.get(call_id)
@@ -444,25 +459,37 @@ class QueueCalls:
         await engine._watch_media(call)
 
     # -- while waiting --------------------------------------------------------------------------------
-    async def _announce(self, call: Call, session: QueueSession, position: int) -> None:
+    async def _announce(self, call: Call, session: QueueSession, prompts: list[Path]) -> None:
+        """Play ``prompts`` one after the other over the music (which stops meanwhile)."""
         engine = self.engine
         caller = call.caller
-        if call.ended or session.state != "waiting" or caller is None or caller.endpoint is None:
+        if (
+            call.ended
+            or session.state != "waiting"
+            or caller is None
+            or caller.endpoint is None
+            or not prompts
+        ):
             return
         await engine._music_on_hold(caller, False)
         session.announcing = True
+        first, rest = prompts[0], prompts[1:]
         await engine.media.play(
             caller.endpoint,
-            Prompt(path=position_prompt(position, session.language)),
-            on_finished=lambda finished: self._announced(call, session, finished),
+            Prompt(path=first),
+            on_finished=lambda finished: self._announced(call, session, finished, rest),
         )
 
-    def _announced(self, call: Call, session: QueueSession, finished: PlaybackFinished) -> None:
+    def _announced(
+        self, call: Call, session: QueueSession, finished: PlaybackFinished, rest: list[Path]
+    ) -> None:
         if call.ended or not session.announcing or finished.stopped:
-            return
+            return  # (stopped: a newer announcement, the agent's answer or the overflow took over)
         session.announcing = False
         if session.state == "waiting":
-            self.engine.step(call, self._music(call, session))
+            self.engine.step(
+                call, self._announce(call, session, rest) if rest else self._music(call, session)
+            )
 
     async def _music(self, call: Call, session: QueueSession) -> None:
         caller = call.caller

@@ -45,6 +45,12 @@ PromptName = Literal[
     "queue_position_8",
     "queue_position_9",
     "queue_position_many",
+    "queue_wait_1",
+    "queue_wait_2",
+    "queue_wait_3",
+    "queue_wait_5",
+    "queue_wait_10",
+    "queue_wait_more",
 ]
 PROMPTS: tuple[PromptName, ...] = get_args(PromptName)
 LANGUAGES: tuple[str, ...] = ("en", "ru")
