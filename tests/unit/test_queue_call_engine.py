@@ -21,6 +21,8 @@ from zvonok.callcenter.desk import CenterDesk
 from zvonok.callcenter.log import QueueLogEntry
 from zvonok.callcenter.queues import QueueConfig, Strategy
 from zvonok.media.interface import Prompt
+from zvonok.telephony.ivr import Ivr
+from zvonok.telephony.ivr_dialogue import MenuSpec, Target
 from zvonok.telephony.queue_call import QueueCalls, QueueRef, position_prompt, wait_prompt
 
 T = TypeVar("T")
@@ -285,3 +287,38 @@ def test_the_wait_prompt_covers_the_estimate() -> None:
         601: "queue_wait_more.wav",
     }
     assert all(wait_prompt(s, lang).exists() for s in (0, 601) for lang in ("en", "ru"))
+
+
+class QueueMenu:
+    async def menus(self, tenant_id: int) -> tuple[dict[int, MenuSpec], frozenset[str]]:
+        target = Target(kind="queue", payload={"number": "500"})
+        return {1: MenuSpec(id=1, prompt="/prompts/main.wav", keys={"3": target})}, frozenset()
+
+
+def test_an_ivr_key_leads_into_a_queue() -> None:
+    c = center()
+    h = c.h
+    with h:
+        h.engine.ivr = Ivr(h.engine, QueueMenu())
+        _, carrier = h.trunk()
+        queue_id = c.queue("500")
+        h.did("+74950000007", "ivr", {"menu": 1})
+        call = h.call_from_trunk(carrier, "+79161234567", "+74950000007")
+        call.ack()
+        engine_call = call.engine_call
+        assert (
+            engine_call is not None
+            and engine_call.caller is not None
+            and engine_call.caller.endpoint is not None
+        )
+        endpoint = engine_call.caller.endpoint
+        h.dtmf(endpoint, "3")
+        assert h.media.playing[endpoint.id] == MUSIC  # in line, with music (no ringback)
+        (enter,) = c.runtime.events(ql.ENTERQUEUE)
+        assert (enter.queue_id, enter.call_id) == (queue_id, engine_call.id)
+        agent = c.agent("201", 5, queue_id)
+        h.settle()
+        answer(h, agent)
+        (connect,) = c.runtime.events(ql.CONNECT)
+        assert connect.agent_id == 5
+        assert any(endpoint.id in pair for pair in h.media.bridges)
