@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from callengine_harness import TENANT, Device, Harness
+from test_ring_group_engine import FakeGroups
 
 from zvonok.callcenter import log as ql
 from zvonok.callcenter.center import Action, ContactCenter
@@ -322,3 +323,27 @@ def test_an_ivr_key_leads_into_a_queue() -> None:
         (connect,) = c.runtime.events(ql.CONNECT)
         assert connect.agent_id == 5
         assert any(endpoint.id in pair for pair in h.media.bridges)
+
+
+def test_a_ring_group_nobody_answers_sends_the_caller_into_a_queue() -> None:
+    c = center()
+    h = c.h
+    groups = FakeGroups()
+    h.engine.ring_groups = groups
+    with h:
+        alice, bob = h.extension("101"), h.extension("102")
+        queue_id = c.queue("500")
+        groups.add("600", ("102",), ring_seconds=5, no_answer={"kind": "queue", "number": "500"})
+        call = h.call(alice, "600")
+        fork = h.invites_to(bob)[0]
+        h.reply(fork, 180)
+        h.advance(5)  # nobody in the group answered: the queue answers the caller
+        assert fork.cancelled is not None
+        assert call.final_status() == 200
+        call.ack()
+        h.reply(fork, 487)  # the group's cancelled fork ends after the caller is in line: it decides nothing
+        engine_call = call.engine_call
+        assert engine_call is not None and not engine_call.ended
+        (enter,) = c.runtime.events(ql.ENTERQUEUE)
+        assert (enter.queue_id, enter.call_id) == (queue_id, engine_call.id)
+        assert not h.sent_requests("BYE", to=alice)

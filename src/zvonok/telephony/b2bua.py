@@ -779,6 +779,8 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         self._release(leg)
         if call.ended or call.callee is not None or call.forward_pending or call.voicemail is not None:
             return  # (forwarding: the forks of the extension it leaves end as they may)
+        if self.queue_calls is not None and self.queue_calls.holds(call):
+            return  # in a queue (a ring group's no-answer destination): the group's last forks decide nothing
         if leg.trunk_id is not None and self._failover(leg, status):
             return
         if any(fork.state is not LegState.ENDED for fork in call.forks):

@@ -555,6 +555,11 @@ class QueueCalls:
             ):
                 self.desk.busy_elsewhere(employee, False)
 
+    def holds(self, call: Call) -> bool:
+        """The caller waits in a queue or talks to its agent: the queue owns the call's outcome."""
+        session = self._session(call)
+        return session is not None and session.state in ("waiting", "connected")
+
     @staticmethod
     def _in_call(call: Call, employee: int) -> bool:
         return not call.ended and any(
