@@ -23,6 +23,7 @@ from zvonok.api.limits import http_protocol
 from zvonok.api.ws import events_router
 from zvonok.bus import LocalBus, forward_committed
 from zvonok.callcenter import http as callcenter_http
+from zvonok.callcenter.desk import CenterDesk
 from zvonok.callcenter.runtime import CallCenterRuntime
 from zvonok.cdr import http as cdr_http
 from zvonok.cdr.consumer import CdrWriter
@@ -66,6 +67,7 @@ from zvonok.telephony.location import GroupCommit, Location
 from zvonok.telephony.mwi import Mwi
 from zvonok.telephony.park import Parking
 from zvonok.telephony.pickup import Pickup
+from zvonok.telephony.queue_call import QueueCalls
 from zvonok.telephony.registrar import Registrar, RegistrarConfig
 from zvonok.telephony.service import SipService
 from zvonok.telephony.store import SqlBindingStore
@@ -290,8 +292,11 @@ async def build(settings: Settings) -> Runtime:
     )
     ScreenPopper(db, bus).start()  # the CRM card of a caller, to the ringing employee's websocket
     TaskScheduler(db, bus).start()  # missed call -> call-back task; task reminders and escalations
-    callcenter = CallCenterRuntime(db, bus)  # queues and agents; the engine's queue calls come in a later step
+    callcenter = CallCenterRuntime(db, bus)  # queues and agents
     await callcenter.start()
+    desk = CenterDesk(callcenter)  # the engine's queue calls (telephony/queue_call.py) go through it
+    engine.queue_calls = QueueCalls(engine, desk)
+    desk.attach(engine.queue_calls)
     app = create_app(settings, db, routers=[registrations_router(location), cdr_http.router, events_router(bus),
                                             pstn_http.router, conference_http.router, hold_music_http.router,
                                             features_http.router, crm_http.router, voicemail_http.router,

@@ -248,6 +248,22 @@ def test_an_agent_on_another_call_is_not_offered_queue_calls() -> None:
     assert offers(cc) == [("a", 1)]
 
 
+def test_an_agent_found_busy_while_offered_is_withdrawn_without_a_miss() -> None:
+    cc = center(strategy=Strategy.LONGEST_IDLE)
+    login(cc, 1, 2)
+    cc.join("a", 1, 5.0)
+    assert offers(cc) == [("a", 1)]
+    cc.take_log()
+    cc.set_busy_elsewhere(1, True, 6.0)  # the engine found agent 1 on another call before ringing it
+    actions = cc.take_actions()
+    assert [(type(a).__name__, a.agent_id) for a in actions] == [("CancelOffer", 1), ("Offer", 2)]
+    (missed,) = events(cc.take_log(), ql.RINGNOANSWER)
+    assert (missed.agent_id, missed.data["reason"]) == (1, "busy")
+    agent = cc.agents[1]
+    assert (agent.status, agent.missed, agent.rest_until, agent.offer) == (S.AVAILABLE, 0, 0.0, None)
+    assert cc.snapshot(1, 7.0).agents == {"busy": 1, "ringing": 1}
+
+
 # -- limits and overflow ----------------------------------------------------------------------------------
 def test_full_empty_and_timed_out_callers_go_to_the_overflow_destination() -> None:
     cc = center(max_waiting=1, max_wait=60, join_empty=True, overflow={"kind": "voicemail", "number": "100"})

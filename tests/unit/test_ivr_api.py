@@ -138,7 +138,7 @@ async def test_greeting_upload(api: IvrApi, make_tenant: Any) -> None:
 
 
 MENU_ERRORS: list[tuple[dict[str, Any], str]] = [
-    ({"keys": {"1": {"kind": "queue", "queue": "sales"}}}, "not available in a menu"),
+    ({"keys": {"1": {"kind": "queue", "number": "5"}}}, "a queue number is 2-8 digits"),
     ({"keys": {"1": {"kind": "voicemail", "number": "101"}}}, "not available in a menu"),
     ({"keys": {"1": {"kind": "extension", "number": "555"}}}, "extension 555 does not exist"),
     ({"keys": {"1": {"kind": "ring", "numbers": ["101", "777"]}}}, "extension 777 does not exist"),

@@ -73,7 +73,7 @@ def test_media_engine_can_play_them() -> None:
 
 def test_the_whole_set_stays_small() -> None:
     total = sum(p.stat().st_size for p in PROMPTS_DIR.glob("*/*.wav"))
-    assert total < 1_500_000
+    assert total < 2_600_000  # about 2.5 MB with the queue position and wait prompts (issue 12)
     assert len(list(PROMPTS_DIR.glob("*/*.wav"))) == len(PROMPTS) * len(LANGUAGES)  # no strays
 
 

@@ -352,6 +352,7 @@ ACCEPTED: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ("extension", {"number": "101"}, {"number": "101"}),
     ("voicemail", {"number": "103"}, {"number": "103"}),
     ("queue", {"queue": "sales"}, {"queue": "sales"}),
+    ("queue", {"number": "500"}, {"number": "500"}),  # a call-center queue's number
     ("external", {"number": "+7 (812) 123-45-67"}, {"number": "+78121234567"}),
     ("access", {}, {}),
     ("access", {"skip_pin_for_known_callers": True}, {"skip_pin_for_known_callers": True}),
@@ -370,6 +371,7 @@ REFUSED: list[tuple[str, dict[str, Any], str]] = [
     ("ring", {"numbers": ["101", "999"]}, "destination.numbers[1]: extension 999 does not exist"),
     ("ring", {"numbers": ["101"], "timeout": 1}, "destination.timeout: whole seconds from 5 to 600"),
     ("queue", {"queue": ""}, "destination.queue: a queue name (1-100 characters)"),
+    ("queue", {"number": "5"}, "destination.number: a queue number is 2-8 digits"),
     ("external", {"number": "84951234567"}, "destination.number: '84951234567': write the number in "
                                             "international form, '+' and the country code"),
     ("access", {"pin": "1"}, "destination: unknown key 'pin'"),

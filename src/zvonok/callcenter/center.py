@@ -347,6 +347,14 @@ class ContactCenter:
         agent.busy_elsewhere = busy
         if not busy:
             self._dispatch(now, agents=[agent])
+            return
+        if agent.status is _S.RINGING:
+            # found busy while its phone was about to ring (a call the engine had not reported): the offer
+            # is withdrawn without counting as a miss, and the caller is offered to someone else
+            withdrawn = self._withdraw_offer(agent, now, "busy")
+            self._set_status(agent, _S.AVAILABLE, now)
+            if withdrawn is not None and withdrawn.call_id in self.waiting:
+                self._dispatch(now, entries=[withdrawn])
 
     # -- time ----------------------------------------------------------------------------------------
     def next_deadline(self) -> float | None:

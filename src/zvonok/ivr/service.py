@@ -37,7 +37,7 @@ from . import events, schemas
 from .models import IvrMenu
 from .prompts import IvrPrompts, PromptError
 
-MENU_KINDS = ("extension", "ring", "conference", "external", "menu", "hangup")
+MENU_KINDS = ("extension", "ring", "conference", "external", "queue", "menu", "hangup")
 MAX_MENUS = 200  # per tenant: a call loads them all
 
 

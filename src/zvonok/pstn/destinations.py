@@ -8,7 +8,7 @@ Payloads by kind::
 
     extension   {"number": "101"}                     voicemail  {"number": "101"}
     ring        {"numbers": ["101", "102"], "timeout": 30}   (1-20 extensions; timeout optional, seconds)
-    queue       {"queue": "sales"}                    external   {"number": "+74951234567"}
+    queue       {"number": "500"} (or {"queue": "sales"}) external  {"number": "+74951234567"}
     access      {} or {"skip_pin_for_known_callers": true}
     conference  {"number": "800"}                     (a conference room's number: zvonok.conference)
     ivr         {"menu": 3}                           (an IVR menu's id: zvonok.ivr)
@@ -78,7 +78,7 @@ def _split(payload: dict[str, Any], refs: list[tuple[str, str]]) -> CleanDestina
 
 
 # the kinds a ring group's no-answer destination may be (voicemail answers 480 until it exists)
-BRANCH_KINDS = ("extension", "voicemail", "external", "conference", "ring_group")
+BRANCH_KINDS = ("extension", "voicemail", "external", "conference", "ring_group", "queue")
 
 
 def clean_branch(value: Any, *, path: str = "no_answer", kinds: tuple[str, ...] = BRANCH_KINDS) -> CleanDestination:
@@ -156,7 +156,13 @@ def _clean(kind: str, payload: Any, path: str, refs: list[tuple[str, str]], *, n
             out["timeout"] = timeout
         return out
     if kind == "queue":
-        _keys(payload, path, {"queue"})
+        if isinstance(payload, dict) and "number" in payload:  # a call-center queue's number (zvonok.callcenter)
+            _keys(payload, path, {"number"})
+            number = payload["number"]
+            if not isinstance(number, str) or not _EXTENSION.match(number):
+                raise ValueError(f"{path}.number: a queue number is 2-8 digits")
+            return {"number": number}
+        _keys(payload, path, {"queue"})  # the older form: the queue's name
         queue = payload["queue"]
         if not isinstance(queue, str) or not 1 <= len(queue.strip()) <= 100:
             raise ValueError(f"{path}.queue: a queue name (1-100 characters)")

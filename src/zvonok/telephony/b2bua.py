@@ -97,6 +97,7 @@ from .outside import OutsideMixin
 from .park import Parking
 from .pickup import Pickup
 from .pin_guard import PinGuard
+from .queue_call import QueueCalls
 from .ring_group_call import RingGroupMixin
 from .throttle import FailureThrottle
 from .transfers import TransferMixin
@@ -175,6 +176,7 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         self.pickup: Pickup | None = None
         self.parking: Parking | None = None
         self.voicemail: Voicemail | None = None  # set by the composition root (telephony/voicemail.py)
+        self.queue_calls: QueueCalls | None = None  # set by the composition root (telephony/queue_call.py)
 
     # -- plumbing ------------------------------------------------------------------------------------
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -354,6 +356,9 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         if callee_ext is None and await self._dial_ring_group(txn, request, peer, creds, caller_ext, dialed,
                                                               session_expires):
             return
+        if callee_ext is None and await self._dial_queue(txn, request, peer, creds, caller_ext, dialed,
+                                                         session_expires):
+            return
         outside = callee_ext is None and self.trunks is not None and bool(dialed)
         # from here on the attempt is a call with a CDR, whatever becomes of it
         call = self._open_call(txn, request, peer, tenant_id=creds.tenant_id, party=caller_ext.party(),
@@ -369,6 +374,18 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
             await self._refuse(call, 404, "no_route")
             return
         await self._ring_extensions(call, [callee_ext], now)
+
+    async def _dial_queue(self, txn: ServerTransaction, request: Request, peer: Peer, creds: Any,
+                          caller_ext: ExtensionInfo, dialed: str, session_expires: int | None) -> bool:
+        """The number a phone dialed is a call-center queue of its tenant: the caller waits there (True)."""
+        queue = await self.queue_calls.lookup(creds.tenant_id, dialed) if self.queue_calls is not None else None
+        if queue is None or self.queue_calls is None:
+            return False
+        call = self._open_call(txn, request, peer, tenant_id=creds.tenant_id, party=caller_ext.party(),
+                               domain=creds.realm, dialed=dialed, session_expires=session_expires,
+                               srtp_policy=caller_ext.srtp, direction=ev.Direction.INTERNAL)
+        await self.queue_calls.enter(call, queue, from_number=caller_ext.number)
+        return True
 
     async def _to_conference(self, txn: ServerTransaction, request: Request, peer: Peer, creds: Any,
                              caller_ext: ExtensionInfo, dialed: str, session_expires: int | None) -> bool:
@@ -762,6 +779,8 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         self._release(leg)
         if call.ended or call.callee is not None or call.forward_pending or call.voicemail is not None:
             return  # (forwarding: the forks of the extension it leaves end as they may)
+        if self.queue_calls is not None and self.queue_calls.holds(call):
+            return  # in a queue (a ring group's no-answer destination): the group's last forks decide nothing
         if leg.trunk_id is not None and self._failover(leg, status):
             return
         if any(fork.state is not LegState.ENDED for fork in call.forks):
@@ -1046,6 +1065,8 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
             return
         if self.ivr is not None:
             self.ivr.left(call, side)  # before ``ended``: a failed transfer's caller gets its BYE
+        if call.queue is not None and self.queue_calls is not None:
+            self.queue_calls.left(call, side)  # before ``ended``: an abandon or a completed queue call
         call.ended = True
         call.hangup_side = side
         if call.no_answer is not None:
@@ -1095,6 +1116,8 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         while call.inbox:
             self._drop_step(call.inbox.popleft())
         self._publish_crossings(call, time.time())
+        if self.queue_calls is not None:
+            self.queue_calls.finished(call)  # its agents, if busy on it, may take queue calls again
         self.publish(ev.CallEnded, call, disposition=disposition, hangup_side=side, cause=cause,
                      sip_status=sip_status)
         log.info("call ended", call=call.id, tenant=call.tenant_id, disposition=disposition.value, cause=cause)

@@ -53,6 +53,7 @@ class CallControl(Protocol):
     media: MediaEngine
     directory: ExtensionPort
     conferences: Any
+    queue_calls: Any  # telephony/queue_call.py: QueueCalls (None: no call center in this process)
     clock: Callable[[], float]  # monotonic seconds (the event loop's: virtual in tests)
 
     def step(self, call: Call, coro: Coroutine[Any, Any, None]) -> None: ...
@@ -196,6 +197,10 @@ class Ivr:
                 return
             self.sessions.pop(call.id, None)  # the room's dialogue takes the caller from here
             await engine.conferences.enter(call, room, language=session.language)
+            return
+        if target.kind == "queue" and engine.queue_calls is not None:
+            self.sessions.pop(call.id, None)  # the queue (telephony/queue_call.py) takes the caller from here
+            await engine.queue_calls.to_queue(call, payload, from_number=session.from_number)
             return
         # ringback while the target rings; the engine stops it when the far end answers (call.ringback)
         await engine.media.play(caller.endpoint, RINGBACK_RU)

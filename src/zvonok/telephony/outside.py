@@ -229,7 +229,9 @@ class OutsideMixin(_Base):
             await self._route_outside(call, target, profile, forwarded=True)
         elif kind == "voicemail" and self.voicemail is not None:
             await self.voicemail.leave(call, str(destination.get("number", "")), GreetingKind.UNAVAILABLE)
-        else:  # queue: its issue fills this in; "none": nobody takes calls now
+        elif kind == "queue" and self.queue_calls is not None:
+            await self.queue_calls.to_queue(call, destination, from_number=from_number)
+        else:  # "none": nobody takes calls now (or no call center in this process)
             await self._refuse(call, 480, "unavailable")
 
     async def _invite_from_pbx(self, txn: ServerTransaction, request: Request, peer: Peer, trunk: TrunkInfo,

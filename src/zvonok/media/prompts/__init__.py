@@ -35,6 +35,22 @@ PromptName = Literal[
     "vm_no_more",
     "vm_greeting_menu",
     "vm_record_greeting",
+    "queue_position_1",
+    "queue_position_2",
+    "queue_position_3",
+    "queue_position_4",
+    "queue_position_5",
+    "queue_position_6",
+    "queue_position_7",
+    "queue_position_8",
+    "queue_position_9",
+    "queue_position_many",
+    "queue_wait_1",
+    "queue_wait_2",
+    "queue_wait_3",
+    "queue_wait_5",
+    "queue_wait_10",
+    "queue_wait_more",
 ]
 PROMPTS: tuple[PromptName, ...] = get_args(PromptName)
 LANGUAGES: tuple[str, ...] = ("en", "ru")

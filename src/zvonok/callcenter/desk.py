@@ -1,0 +1,117 @@
+"""The call center's side of queue calls: :class:`CenterDesk` is the port the call engine's queue application
+(:class:`zvonok.telephony.queue_call.QueueCalls`) talks to.
+
+Callers' and offers' events go into the process's :class:`~.runtime.CallCenterRuntime` (so the queue log,
+the bus events and the timer work as for the API's inputs); the center's actions come back to the
+application — each one in a callback of its own on the event loop (``call_soon``), never inside the
+runtime's draining of the center, so an input the application makes while carrying one out (an offer that
+fails at once) is a fresh input, not one nested in another. Queue numbers and agents' extensions are read
+from the database here (telephony runs no SQL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from sqlalchemy import or_, select
+
+from zvonok.org.models import Extension
+from zvonok.telephony.queue_call import QueueRef
+
+from .agents import AgentStatus
+from .center import Action, Announce, CancelOffer, Offer, Overflow
+from .models import CallQueue
+from .runtime import CallCenterRuntime
+
+if TYPE_CHECKING:
+    from zvonok.telephony.queue_call import QueueCalls
+
+
+class CenterDesk:
+    def __init__(self, runtime: CallCenterRuntime) -> None:
+        self.runtime = runtime
+        self.app: QueueCalls | None = None
+
+    def attach(self, app: QueueCalls) -> None:
+        self.app = app
+        self.runtime.action_handlers.append(self._on_action)
+
+    # -- the center's actions, for the engine -----------------------------------------------------------
+    def _on_action(self, action: Action) -> None:
+        asyncio.get_running_loop().call_soon(self._apply, action)
+
+    def _apply(self, action: Action) -> None:
+        app = self.app
+        if app is None:
+            return
+        if isinstance(action, Offer):
+            if action.callback:  # callbacks through a trunk are not carried out by the engine yet
+                self.offer_failed(action.call_id, action.agent_id, "unavailable")
+            else:
+                app.offer(action.call_id, action.agent_id)
+        elif isinstance(action, CancelOffer):
+            app.cancel_offer(action.call_id, action.agent_id)
+        elif isinstance(action, Announce):
+            app.announce(action.call_id, action.position, action.wait_estimate)
+        elif isinstance(action, Overflow):
+            app.overflow(action.call_id, action.reason, action.destination)
+
+    # -- look-ups -------------------------------------------------------------------------------------------
+    async def queue(self, tenant_id: int, key: str) -> QueueRef | None:
+        """A queue of the tenant by its number (or, for older destinations, its name)."""
+        async with self.runtime.db.session() as session:
+            row = (
+                await session.execute(
+                    select(CallQueue.id, CallQueue.number, CallQueue.name)
+                    .where(
+                        CallQueue.tenant_id == tenant_id, or_(CallQueue.number == key, CallQueue.name == key)
+                    )
+                    .order_by(CallQueue.number != key)
+                    .limit(1)
+                )
+            ).first()
+        if row is None or row.id not in self.runtime.center.queues:
+            return None
+        return QueueRef(id=row.id, number=row.number, name=row.name)
+
+    async def agent_extensions(self, tenant_id: int, agent_id: int) -> list[str]:
+        async with self.runtime.db.session() as session:
+            rows = await session.execute(
+                select(Extension.number)
+                .where(
+                    Extension.tenant_id == tenant_id,
+                    Extension.employee_id == agent_id,
+                    Extension.enabled.is_(True),
+                )
+                .order_by(Extension.number)
+            )
+            return list(rows.scalars())
+
+    # -- inputs -------------------------------------------------------------------------------------------
+    def join(self, call_id: str, queue_id: int, *, number: str) -> bool:
+        return self.runtime.feed(lambda c, now: c.join(call_id, queue_id, now, number=number))
+
+    def caller_left(self, call_id: str) -> None:
+        self.runtime.feed(lambda c, now: c.caller_left(call_id, now))
+
+    def offer_answered(self, call_id: str, agent_id: int) -> bool:
+        return self.runtime.feed(lambda c, now: c.offer_answered(call_id, agent_id, now))
+
+    def offer_failed(self, call_id: str, agent_id: int, reason: str) -> None:
+        self.runtime.feed(lambda c, now: c.offer_failed(call_id, agent_id, now, reason=reason))
+
+    def call_ended(self, call_id: str, *, by_agent: bool) -> None:
+        self.runtime.feed(lambda c, now: c.call_ended(call_id, now, by_agent=by_agent))
+
+    def busy_elsewhere(self, agent_id: int, busy: bool) -> None:
+        self.runtime.feed(lambda c, now: c.set_busy_elsewhere(agent_id, busy, now))
+
+    def is_busy_elsewhere(self, agent_id: int) -> bool:
+        agent = self.runtime.center.agents.get(agent_id)
+        return agent is not None and agent.busy_elsewhere
+
+    def is_agent(self, agent_id: int) -> bool:
+        """Logged in to a queue (or finishing a queue call)."""
+        agent = self.runtime.center.agents.get(agent_id)
+        return agent is not None and agent.status is not AgentStatus.OFFLINE

@@ -1,0 +1,301 @@
+"""Call-center queues with real calls: SIPp and baresip callers dial a queue's number, SIPp and baresip agents
+(employees whose extensions are registered) take the calls the center offers them.
+
+- round robin: six calls one after another go to the three agents in turn (the queue log's CONNECT rows);
+- twenty callers at once share three agents who each answer, talk a second and hang up: every caller is
+  connected (ENTERQUEUE, CONNECT, COMPLETEAGENT for each), every agent takes a share, the report's KPIs
+  count 20 offered, 20 answered, none abandoned;
+- a caller who hangs up while nobody is logged in is an ABANDON with its position and wait (it heard music
+  and its position announced meanwhile);
+- a queue that takes no callers while nobody is logged in sends the caller to its overflow destination
+  (JOINEMPTY), an extension that answers;
+- an agent on a direct call is busy elsewhere from its answer: the caller goes to the next agent, and the
+  agent is available for queue calls again when the direct call ends;
+- a baresip caller's 440 Hz reaches the baresip agent who answered (FFT of what the agent heard), and the
+  agent's 1000 Hz the caller; the caller hanging up is COMPLETECALLER.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from zvonok.callcenter.models import QueueLogRow
+from zvonok.storage.db import Database
+
+from .baresip import Baresip
+from .test_calls_sipp import Pbx, assert_all_ok, finish_callee, harness, place_calls, start_callee
+from .test_calls_softphone import dominant_frequency, phone
+
+pytestmark = pytest.mark.integration
+
+ROBIN = ("7101", "7102", "7103")  # SIPp agents of the round-robin queue
+CROWD = ("7111", "7112", "7113")  # SIPp agents of the busy queue
+SOFT_AGENT = "7121"  # a baresip agent
+ELSEWHERE = ("7141", "7142")  # SIPp agents: the first is on a direct (non-queue) call
+CALLERS = ("7201", "7202", "7203", "7204", "7205", "7206", "7207")  # SIPp; baresip; SIPp
+OVERFLOW = "7131"  # an extension (no agent) that takes a queue's overflow
+AGENTS = (*ROBIN, *CROWD, SOFT_AGENT, *ELSEWHERE)
+NUMBERS = [*AGENTS, *CALLERS, OVERFLOW]
+
+
+@pytest.fixture(scope="module")
+def center(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    if harness.shutil.which("sipp") is None or harness.shutil.which("baresip") is None:
+        pytest.fail("SIPp and baresip are needed: `make test` installs them")
+    tmp = tmp_path_factory.mktemp("queue_calls")
+    data_dir = tmp / "data"
+    database_url = harness.os.environ.get("ZVONOK_TEST_DATABASE_URL") or None
+    seeded = harness.seed(
+        data_dir, domain=f"queues-{secrets.token_hex(3)}.test", numbers=NUMBERS, database_url=database_url
+    )
+    ids = harness.seed_pstn(
+        data_dir,
+        seeded.tenant_id,
+        {"employees": [{"name": f"Agent {n}", "extension": n} for n in AGENTS]},
+        database_url=database_url,
+    )
+    server = harness.ZvonokServer(
+        data_dir=data_dir,
+        database_url=database_url,
+        env={"ZVONOK_INVITE_RATE_LIMIT": "1000", "ZVONOK_CALL_NO_ANSWER_TIMEOUT": "30"},
+    )
+    server.start()
+    try:
+        yield {
+            "pbx": Pbx(server=server, seeded=seeded, workdir=tmp / "sipp"),
+            "employees": {n: ids["employees"][f"Agent {n}"] for n in AGENTS},
+            "database_url": harness.database_url_for(data_dir, database_url),
+        }
+    finally:
+        code = server.stop()
+        assert code == 0, f"zvonok serve exited with {code} on SIGTERM:\n{server.log_tail()}"
+
+
+def api(c: dict[str, Any], path: str, body: Any = None, method: str | None = None) -> Any:
+    pbx: Pbx = c["pbx"]
+    url = f"{pbx.server.http_url}/api/v1/tenants/{pbx.seeded.tenant_id}/callcenter{path}"
+    return harness.http_json(
+        url, pbx.seeded.token, method=method or ("POST" if body is not None else "GET"), body=body
+    )
+
+
+def make_queue(c: dict[str, Any], number: str, agents: tuple[str, ...], **settings: Any) -> int:
+    queue = api(c, "/queues", {"name": f"Queue {number}", "number": number, **settings})
+    employees = [c["employees"][n] for n in agents]
+    api(c, f"/queues/{queue['id']}/members", {"employee_ids": employees}, method="PUT")
+    for employee in employees:
+        assert api(c, f"/agents/{employee}/login", {"queue_ids": [queue["id"]]})["status"] == "available"
+    return int(queue["id"])
+
+
+def queue_log(c: dict[str, Any], queue_id: int, until: dict[str, int], timeout: float = 15.0) -> list[Any]:
+    """The queue's log rows (oldest first), once at least ``until`` rows of each event are written."""
+
+    async def rows() -> list[Any]:
+        db = Database(c["database_url"])
+        try:
+            async with db.session() as session:
+                return list(
+                    (
+                        await session.execute(
+                            select(QueueLogRow)
+                            .where(QueueLogRow.queue_id == queue_id)
+                            .order_by(QueueLogRow.id)
+                        )
+                    ).scalars()
+                )
+        finally:
+            await db.dispose()
+
+    deadline = time.monotonic() + timeout
+    while True:
+        found = asyncio.run(rows())
+        counts = {e: sum(1 for r in found if r.event == e) for e in until}
+        if all(counts[e] >= n for e, n in until.items()) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.3)
+
+
+def events(rows: list[Any], name: str) -> list[Any]:
+    return [r for r in rows if r.event == name]
+
+
+def report(c: dict[str, Any], queue_id: int) -> dict[str, Any]:
+    now = time.time()
+    (row,) = api(
+        c, f"/reports/queues?from={int(now - 3600)}&to={int(now + 3600)}&group=day&queue_id={queue_id}"
+    )
+    return dict(row)
+
+
+def test_round_robin_gives_each_agent_a_call_in_turn(center: dict[str, Any]) -> None:
+    pbx: Pbx = center["pbx"]
+    queue_id = make_queue(center, "750", ROBIN, strategy="round_robin", wrap_up=0, ring_timeout=10)
+    agents = [start_callee(pbx, n, "call_uas_bye.xml", rtp_echo=True, timeout=90) for n in ROBIN]
+    try:
+        for _ in range(6):  # one at a time: each starts after the one before has ended
+            assert_all_ok(
+                place_calls(pbx, CALLERS[0], "750", "call_uac_callee_bye.xml", 1, rate=1, timeout=30), 1
+            )
+        results = [finish_callee(agent, 2) for agent in agents]
+    finally:
+        for agent in agents:
+            agent.kill()
+    for result in results:
+        assert_all_ok(result, 2)
+    rows = queue_log(center, queue_id, {"CONNECT": 6, "COMPLETEAGENT": 6})
+    ids = [center["employees"][n] for n in ROBIN]
+    assert [r.agent_id for r in events(rows, "CONNECT")] == ids + ids
+    assert len(events(rows, "ENTERQUEUE")) == 6 and len(events(rows, "COMPLETEAGENT")) == 6
+    assert events(rows, "ABANDON") == []
+
+
+def test_twenty_callers_share_three_agents(center: dict[str, Any]) -> None:
+    pbx: Pbx = center["pbx"]
+    count = 20
+    queue_id = make_queue(center, "751", CROWD, strategy="longest_idle", wrap_up=0, ring_timeout=10)
+    agents = [start_callee(pbx, n, "call_uas_bye.xml", rtp_echo=True, timeout=120) for n in CROWD]
+    try:
+        result = place_calls(pbx, CALLERS[1], "751", "call_uac_callee_bye.xml", count, rate=10, timeout=90)
+        for agent in agents:
+            agent.wait_for("SuccessfulCall(C)", 1, timeout=10)
+        rows = queue_log(center, queue_id, {"CONNECT": count, "COMPLETEAGENT": count}, timeout=30)
+        per_agent = {
+            n: sum(1 for r in events(rows, "CONNECT") if r.agent_id == center["employees"][n]) for n in CROWD
+        }
+        agent_results = [finish_callee(agent, per_agent[n]) for n, agent in zip(CROWD, agents, strict=True)]
+    finally:
+        for agent in agents:
+            agent.kill()
+    assert_all_ok(result, count)  # every caller was answered by us, connected, and got the agent's BYE
+    for n, agent_result in zip(CROWD, agent_results, strict=True):
+        assert_all_ok(agent_result, per_agent[n])
+    assert sum(per_agent.values()) == count, per_agent
+    assert min(per_agent.values()) >= 5, per_agent  # longest idle: the agents take turns
+    assert len(events(rows, "ENTERQUEUE")) == count
+    assert len(events(rows, "COMPLETEAGENT")) == count
+    assert events(rows, "ABANDON") == [] and events(rows, "COMPLETECALLER") == []
+    connects = events(rows, "CONNECT")
+    assert len({r.call_id for r in connects}) == count
+    assert all(r.data["hold"] >= 0 for r in connects)
+    kpis = report(center, queue_id)
+    assert (kpis["offered"], kpis["answered"], kpis["abandoned"]) == (count, count, 0), kpis
+    # the live view: nobody waits any more, the three agents are available again
+    (live,) = [q for q in api(center, "/live")["queues"] if q["queue_id"] == queue_id]
+    assert live["waiting"] == 0 and live["agents"] == {"available": 3}, live
+
+
+def test_a_caller_hanging_up_in_line_is_an_abandon(center: dict[str, Any]) -> None:
+    pbx: Pbx = center["pbx"]
+    queue = api(center, "/queues", {"name": "Nobody", "number": "752", "announce_every": 1})
+    result = place_calls(pbx, CALLERS[2], "752", "call_uac.xml", 1, rate=1, timeout=30, hold_ms=3000)
+    assert_all_ok(result, 1)  # we answered at once; the caller hung up after three seconds of music
+    rows = queue_log(center, queue["id"], {"ABANDON": 1})
+    (enter,) = events(rows, "ENTERQUEUE")
+    (abandon,) = events(rows, "ABANDON")
+    assert abandon.call_id == enter.call_id
+    assert (abandon.data["position"], abandon.data["original_position"]) == (1, 1)
+    assert 2.5 <= abandon.data["wait"] < 10, abandon.data
+    kpis = report(center, queue["id"])
+    assert (kpis["offered"], kpis["answered"], kpis["abandoned"]) == (1, 0, 1), kpis
+
+
+def test_the_agent_hears_the_caller(center: dict[str, Any], phones: list[Baresip], tmp_path: Path) -> None:
+    pbx: Pbx = center["pbx"]
+    queue_id = make_queue(center, "753", (SOFT_AGENT,), wrap_up=0)
+    server = (pbx.server, pbx.seeded)
+    agent = phone(phones, tmp_path, server, SOFT_AGENT, frequency=1000, auto_answer=True, record=True)
+    caller = phone(phones, tmp_path, server, CALLERS[3], frequency=440, record=True)
+    caller.command("dial", f"sip:753@{pbx.seeded.domain}")
+    caller.wait_event({"CALL_ESTABLISHED"})  # we answer: music on hold
+    agent.wait_event({"CALL_ESTABLISHED"})  # the center offered the call to the agent, who answered
+    time.sleep(3)  # audio both ways
+    caller.command("hangup")
+    caller.wait_event({"CALL_CLOSED"})
+    agent.wait_event({"CALL_CLOSED"})
+    caller.stop()
+    agent.stop()
+    (heard_by_agent,) = agent.received_audio()
+    assert abs(dominant_frequency(heard_by_agent) - 440) < 20
+    heard_by_caller = caller.received_audio()[-1]
+    assert abs(dominant_frequency(heard_by_caller, last=2.0) - 1000) < 20
+    rows = queue_log(center, queue_id, {"COMPLETECALLER": 1})
+    (connect,) = events(rows, "CONNECT")
+    (complete,) = events(rows, "COMPLETECALLER")
+    assert connect.agent_id == complete.agent_id == center["employees"][SOFT_AGENT]
+    assert complete.data["talk"] >= 2.5, complete.data
+
+
+def test_join_empty_sends_the_caller_to_the_overflow_destination(center: dict[str, Any]) -> None:
+    pbx: Pbx = center["pbx"]
+    queue = api(
+        center,
+        "/queues",
+        {
+            "name": "Closed",
+            "number": "754",
+            "join_empty": False,
+            "overflow": {"kind": "extension", "number": OVERFLOW},
+        },
+    )
+    target = start_callee(pbx, OVERFLOW, "call_uas_bye.xml", rtp_echo=True)
+    try:
+        result = place_calls(pbx, CALLERS[4], "754", "call_uac_callee_bye.xml", 1, rate=1, timeout=30)
+        target_result = finish_callee(target, 1)
+    finally:
+        target.kill()
+    assert_all_ok(result, 1)  # answered by us, then connected to the overflow extension, which hung up
+    assert_all_ok(target_result, 1)
+    rows = queue_log(center, queue["id"], {"JOINEMPTY": 1})
+    assert [r.event for r in rows] == ["JOINEMPTY"], rows
+    (cdr,) = pbx.cdrs(CALLERS[4], 1)
+    assert (cdr["callee_number"], cdr["disposition"]) == (OVERFLOW, "answered"), cdr
+
+
+def test_an_agent_on_another_call_is_not_offered(center: dict[str, Any]) -> None:
+    pbx: Pbx = center["pbx"]
+    busy, free = ELSEWHERE
+    queue_id = make_queue(center, "755", ELSEWHERE, strategy="longest_idle", wrap_up=0)  # busy: longest idle
+    busy_phone = start_callee(pbx, busy, "call_uas.xml", rtp_echo=True, timeout=60)
+    free_phone = start_callee(pbx, free, "call_uas_bye.xml", rtp_echo=True, timeout=60)
+    direct: dict[str, Any] = {}
+    talking = threading.Thread(
+        target=lambda: direct.update(
+            result=place_calls(pbx, CALLERS[5], busy, "call_uac.xml", 1, rate=1, timeout=40, hold_ms=8000)
+        )
+    )
+    try:
+        talking.start()
+        assert busy_phone.wait_for("IncomingCall(C)", 1, timeout=15)
+        agent_url = f"/agents/{center['employees'][busy]}"
+        deadline = time.monotonic() + 10
+        while not api(center, agent_url)["busy_elsewhere"] and time.monotonic() < deadline:
+            time.sleep(0.2)  # the direct call is answered: the agent is busy elsewhere
+        assert api(center, agent_url)["busy_elsewhere"] is True
+        result = place_calls(pbx, CALLERS[6], "755", "call_uac_callee_bye.xml", 1, rate=1, timeout=30)
+        talking.join(timeout=40)
+        free_result = finish_callee(free_phone, 1)
+        busy_result = finish_callee(busy_phone, 1)
+    finally:
+        busy_phone.kill()
+        free_phone.kill()
+    assert_all_ok(result, 1)
+    assert_all_ok(direct["result"], 1)
+    assert_all_ok(free_result, 1)
+    assert_all_ok(busy_result, 1)  # only the direct call reached the busy agent's phone
+    rows = queue_log(center, queue_id, {"COMPLETEAGENT": 1})
+    (connect,) = events(rows, "CONNECT")
+    assert connect.agent_id == center["employees"][free]
+    assert events(rows, "RINGNOANSWER") == []  # the busy agent was never offered the call
+    # the direct call over, the agent may take queue calls again
+    state = api(center, agent_url)
+    assert (state["status"], state["busy_elsewhere"]) == ("available", False), state
