@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import os
 import signal
@@ -66,6 +67,8 @@ from zvonok.telephony.location import GroupCommit, Location
 from zvonok.telephony.mwi import Mwi
 from zvonok.telephony.park import Parking
 from zvonok.telephony.pickup import Pickup
+from zvonok.telephony.presence import BLF_EVENTS, BusyLamps
+from zvonok.telephony.presence import DEFAULT_LIMITS as BLF_LIMITS
 from zvonok.telephony.registrar import Registrar, RegistrarConfig
 from zvonok.telephony.service import SipService
 from zvonok.telephony.store import SqlBindingStore
@@ -261,9 +264,16 @@ async def build(settings: Settings) -> Runtime:
     db.add_listener(on_mailbox_event)
     registered = location.on_change
 
+    sip.presence = lamps = BusyLamps(
+        sip=sip, auth=auth, directory=directory, location=location,
+        limits=dataclasses.replace(BLF_LIMITS, per_source=settings.blf_subscriptions_per_device,
+                                   per_tenant=settings.blf_subscriptions_per_tenant))
+    bus.subscribe(lamps.on_call_event, event_types=BLF_EVENTS, name="blf")  # durable: the lamps must not drift
+
     def registration_with_mwi(tenant_id: int, extension_id: int) -> None:
         if registered is not None:
             registered(tenant_id, extension_id)
+        lamps.registration_changed(tenant_id, extension_id)  # presence open/closed
         if settings.mwi_unsolicited:  # a phone that just registered learns of its waiting messages
             mwi.changed(tenant_id, extension_id)
 
@@ -370,6 +380,8 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
             await runtime.sip.calls.stop()
         if runtime.sip.mwi is not None:
             await runtime.sip.mwi.stop()
+        if runtime.sip.presence is not None:
+            await runtime.sip.presence.stop()
         if runtime.callcenter is not None:
             await runtime.callcenter.stop()  # the rest of the queue log, before the database closes
         runtime.trunks.stop()  # REGISTER Expires: 0 to the carriers
