@@ -71,7 +71,9 @@ class SubscriptionServer:
         self.sip = sip
         self.auth = auth
         self.directory = directory
-        self.subscriptions = subscriptions or Subscriptions()
+        self.subscriptions = (
+            subscriptions if subscriptions is not None else Subscriptions()
+        )  # an empty one is falsy
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._paced: set[asyncio.TimerHandle] = set()
@@ -185,6 +187,7 @@ class SubscriptionServer:
             expires=expires,
             peer=str(peer),
         )
+        sub.take(now, self.subscriptions.limits)  # the first NOTIFY counts towards the pace too
         await self.notify(sub, terminated=not expires)
         self._arm()
 
