@@ -92,6 +92,9 @@ class BusyLamps(SubscriptionServer):
         return ext.extension_id, f"sip:{ext.number}@{creds.realm}"
 
     async def body(self, sub: Subscription, *, terminated: bool) -> bytes:
+        return self.body_now(sub)
+
+    def body_now(self, sub: Subscription) -> bytes:
         domain = sub.account.partition("@")[2]
         if sub.event == DIALOG_EVENT:
             dialogs = self.activity.dialogs(sub.tenant_id, sub.extension_id)

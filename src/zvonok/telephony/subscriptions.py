@@ -87,6 +87,12 @@ class SubscriptionServer:
         """The NOTIFY body with the current state for ``sub``."""
         raise NotImplementedError
 
+    def body_now(self, sub: Subscription) -> bytes | None:
+        """The body at once, when the package can make it without waiting (None: :meth:`body` in the
+        task). A paced NOTIFY takes it when it is decided, so that two changes in a row each send their
+        own state rather than two copies of the later one."""
+        return None
+
     # --- tasks --------------------------------------------------------------------------------------
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -220,7 +226,7 @@ class SubscriptionServer:
             return
         delay = sub.take(time.time(), self.subscriptions.limits)
         if delay <= 0:
-            self._spawn(self.notify(sub))
+            self._spawn(self.notify(sub, body=self.body_now(sub)))
             return
         sub.pending = True
         handle: asyncio.TimerHandle
