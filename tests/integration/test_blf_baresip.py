@@ -6,7 +6,6 @@ call (the RPID ``on-the-phone`` activity: Busy), and hangs up (Online again).
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import sys
@@ -27,24 +26,10 @@ WATCHER, B, C = "6501", "6502", "6503"
 
 
 class Softphone(Baresip):
-    """baresip with the command responses kept too (the ``contacts`` listing)."""
-
-    responses: list[dict[str, Any]]
-
-    def _drain(self) -> None:
-        if not hasattr(self, "responses"):
-            self.responses = []
-        while b":" in self._buf:
-            length, _, rest = self._buf.partition(b":")
-            size = int(length)
-            if len(rest) < size + 1:
-                return
-            msg = json.loads(rest[:size])
-            self._buf = rest[size + 1 :]
-            (self.events if msg.get("event") else self.responses).append(msg)
+    """baresip that reads the ``contacts`` listing (the presence it shows for each contact)."""
 
     def contacts(self) -> str:
-        self.responses = [r for r in getattr(self, "responses", []) if r.get("token") != "contacts"]
+        self.responses = [r for r in self.responses if r.get("token") != "contacts"]
         self.command("contacts")
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
