@@ -330,3 +330,29 @@ def test_flapping_state_is_coalesced() -> None:
         assert [parse_dialog_info(n.request.body).version for n in notifies] == [0, 1, 2]
     finally:
         s.loop.close()
+
+
+def test_expiry_ends_with_a_terminated_notify_and_refresh_moves_it() -> None:
+    s = Setup()
+    try:
+        ok = s.send(subscribe("101", "102", expires=60)).responses[0]
+        (sub,) = s.lamps.subscriptions.of_extension(TENANT, 12, "dialog")
+        first_deadline = sub.expires_at
+        refresh = s.send(subscribe("101", "102", to_tag=ok.to.tag or "", cseq=2, expires=3600))
+        assert refresh.responses[0].headers.get("expires") == "3600" and sub.expires_at > first_deadline
+        refreshed = s.notifies()[-1].request
+        assert parse_dialog_info(refreshed.body).version == 1  # a refresh is answered with the state too
+        sub.expires_at = 0.0  # its time is up
+
+        async def expire() -> None:
+            s.lamps._arm()
+            await asyncio.sleep(0.01)
+        s.run(expire())
+        last = s.notifies()[-1].request
+        assert (last.headers.get("subscription-state") or "").startswith("terminated")
+        assert len(s.lamps.subscriptions) == 0 and s.lamps.subscriptions.count(tenant_id=TENANT) == 0
+        s.events(call_events())  # nobody to tell
+        assert s.notifies()[-1].request is last
+    finally:
+        s.run(s.lamps.stop())
+        s.loop.close()
