@@ -59,15 +59,36 @@ class Everyone:
     def domain_of(self, uri: Any) -> str:
         return DOMAIN
 
-    async def authenticate(self, request: Request, peer: Peer, now: float, *, domain: str, **_: Any) -> AuthOutcome:
+    async def authenticate(
+        self, request: Request, peer: Peer, now: float, *, domain: str, **_: Any
+    ) -> AuthOutcome:
         number = request.from_.uri.user_unescaped  # type: ignore[union-attr]
-        return AuthOutcome(credentials=SipCredentials(
-            tenant_id=TENANT, extension_id=int(number or 0), number=number or "", display_name="", realm=DOMAIN,
-            ha1_md5="", ha1_sha256="", max_devices=5, enabled=True, tenant_suspended=False))
+        return AuthOutcome(
+            credentials=SipCredentials(
+                tenant_id=TENANT,
+                extension_id=int(number or 0),
+                number=number or "",
+                display_name="",
+                realm=DOMAIN,
+                ha1_md5="",
+                ha1_sha256="",
+                max_devices=5,
+                enabled=True,
+                tenant_suspended=False,
+            )
+        )
 
     async def extension(self, tenant_id: int, number: str) -> ExtensionInfo | None:
-        return ExtensionInfo(tenant_id=tenant_id, extension_id=int(number), number=number, display_name=number,
-                             employee_id=None, office_id=None, department_id=None, enabled=True)
+        return ExtensionInfo(
+            tenant_id=tenant_id,
+            extension_id=int(number),
+            number=number,
+            display_name=number,
+            employee_id=None,
+            office_id=None,
+            department_id=None,
+            enabled=True,
+        )
 
 
 class Txn:
@@ -76,10 +97,17 @@ class Txn:
 
 def subscribe(number: int, port: int) -> Request:
     headers = Headers()
-    for name, value in (("Via", f"SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKb{number}"), ("Max-Forwards", "70"),
-                        ("From", f"<sip:{number}@{DOMAIN}>;tag=k{number}"), ("To", f"<sip:102@{DOMAIN}>"),
-                        ("Call-ID", f"blf-{number}"), ("CSeq", "1 SUBSCRIBE"), ("Event", "dialog"),
-                        ("Expires", "3600"), ("Contact", f"<sip:{number}@127.0.0.1:{port}>")):
+    for name, value in (
+        ("Via", f"SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKb{number}"),
+        ("Max-Forwards", "70"),
+        ("From", f"<sip:{number}@{DOMAIN}>;tag=k{number}"),
+        ("To", f"<sip:102@{DOMAIN}>"),
+        ("Call-ID", f"blf-{number}"),
+        ("CSeq", "1 SUBSCRIBE"),
+        ("Event", "dialog"),
+        ("Expires", "3600"),
+        ("Contact", f"<sip:{number}@127.0.0.1:{port}>"),
+    ):
         headers.add(name, value)
     return Request("SUBSCRIBE", f"sip:102@{DOMAIN}", headers)
 
@@ -90,15 +118,23 @@ def call(n: int) -> list[list[object]]:
     caller = ev.Party(number="101", extension_id=101)
     callee = ev.Party(number="102", extension_id=102)
     return [
-        [ev.CallStarted(**base, caller=caller, callee_number="102", direction=ev.Direction.INTERNAL),
-         ev.LegCreated(**base, leg_id=f"a{n}", role=ev.LegRole.CALLER, party=caller),
-         ev.LegCreated(**base, leg_id=f"b{n}", role=ev.LegRole.CALLEE, party=callee),
-         ev.LegRinging(**base, leg_id=f"b{n}")],
+        [
+            ev.CallStarted(**base, caller=caller, callee_number="102", direction=ev.Direction.INTERNAL),
+            ev.LegCreated(**base, leg_id=f"a{n}", role=ev.LegRole.CALLER, party=caller),
+            ev.LegCreated(**base, leg_id=f"b{n}", role=ev.LegRole.CALLEE, party=callee),
+            ev.LegRinging(**base, leg_id=f"b{n}"),
+        ],
         [ev.LegAnswered(**base, leg_id=f"b{n}"), ev.CallAnswered(**base, answered_leg_id=f"b{n}")],
-        [ev.LegEnded(**base, leg_id=f"b{n}", cause="normal_clearing"),
-         ev.LegEnded(**base, leg_id=f"a{n}", cause="normal_clearing"),
-         ev.CallEnded(**base, disposition=ev.Disposition.ANSWERED, hangup_side=ev.HangupSide.CALLER,
-                      cause="normal_clearing")],
+        [
+            ev.LegEnded(**base, leg_id=f"b{n}", cause="normal_clearing"),
+            ev.LegEnded(**base, leg_id=f"a{n}", cause="normal_clearing"),
+            ev.CallEnded(
+                **base,
+                disposition=ev.Disposition.ANSWERED,
+                hangup_side=ev.HangupSide.CALLER,
+                cause="normal_clearing",
+            ),
+        ],
     ]
 
 
@@ -108,8 +144,8 @@ async def main(watchers: int, rounds: int) -> None:
     receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
     receiver.setblocking(False)
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    lamps = BusyLamps(sip=Sip(sender, receiver.getsockname()), auth=Everyone(), directory=Everyone(),  # type: ignore[arg-type]
-                      location=Location())
+    stub: Any = Everyone()
+    lamps = BusyLamps(sip=Sip(sender, receiver.getsockname()), auth=stub, directory=stub, location=Location())
     loop = asyncio.get_running_loop()
 
     async def drain(count: int) -> None:
@@ -119,13 +155,16 @@ async def main(watchers: int, rounds: int) -> None:
             got += 1
 
     for i in range(watchers):
-        lamps.on_subscribe(Txn(), subscribe(1000 + i, 20000 + i), Peer(transport="udp", host="127.0.0.1",  # type: ignore[arg-type]
-                                                                         port=20000 + i))
+        txn: Any = Txn()
+        lamps.on_subscribe(
+            txn, subscribe(1000 + i, 20000 + i), Peer(transport="udp", host="127.0.0.1", port=20000 + i)
+        )
     await asyncio.wait_for(drain(watchers), 30)  # the first NOTIFY of each
     assert len(lamps.subscriptions) == watchers, len(lamps.subscriptions)
     times: list[float] = []
     for n in range(rounds):
-        for change, per_watcher in zip(call(n), (2, 1, 1), strict=True):  # trying+early, confirmed, terminated
+        # NOTIFYs per watcher: trying and early, confirmed, terminated
+        for change, per_watcher in zip(call(n), (2, 1, 1), strict=True):
             started = time.perf_counter()
             for event in change:
                 await lamps.on_call_event(event)
@@ -135,8 +174,10 @@ async def main(watchers: int, rounds: int) -> None:
     await lamps.stop()
     times.sort()
     p95 = times[min(len(times) - 1, int(len(times) * 0.95))]
-    print(f"{watchers} watchers, {len(times)} changes: to the last NOTIFY median {statistics.median(times) * 1000:.1f} ms, "
-          f"p95 {p95 * 1000:.1f} ms, max {times[-1] * 1000:.1f} ms")
+    print(
+        f"{watchers} watchers, {len(times)} changes: to the last NOTIFY median {statistics.median(times) * 1000:.1f} ms, "
+        f"p95 {p95 * 1000:.1f} ms, max {times[-1] * 1000:.1f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -347,6 +347,7 @@ def test_expiry_ends_with_a_terminated_notify_and_refresh_moves_it() -> None:
         async def expire() -> None:
             s.lamps._arm()
             await asyncio.sleep(0.01)
+
         s.run(expire())
         last = s.notifies()[-1].request
         assert (last.headers.get("subscription-state") or "").startswith("terminated")
