@@ -18,11 +18,13 @@ import pytest
 
 from zvonok.sip.dialog_info import DialogState, parse_dialog_info
 
+from .conftest import RawSipClient, _digest_params, digest_authorization
 from .test_calls_sipp import Pbx, assert_all_ok, calls, finish_callee, harness, place_calls, start_callee
 
 pytestmark = pytest.mark.integration
 
 WATCHER, B, CALLER = "6401", "6402", "6403"
+ELSEWHERE = "6411"  # an extension of another company only
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +40,13 @@ def pbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pbx]:
         numbers=[WATCHER, B, CALLER],
         database_url=database_url,
     )
+    other = harness.seed(
+        data_dir,
+        domain=f"blf-other-{secrets.token_hex(3)}.test",
+        numbers=[ELSEWHERE],
+        name="Other",
+        database_url=database_url,
+    )
     server = harness.ZvonokServer(
         data_dir=data_dir,
         database_url=database_url,
@@ -45,7 +54,9 @@ def pbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pbx]:
     )
     server.start()
     try:
-        yield Pbx(server=server, seeded=seeded, workdir=tmp / "sipp")
+        pbx = Pbx(server=server, seeded=seeded, workdir=tmp / "sipp")
+        pbx.other_domain = other.domain  # type: ignore[attr-defined]
+        yield pbx
     finally:
         code = server.stop()
         assert code == 0, f"zvonok serve exited with {code} on SIGTERM:\n{server.log_tail()}"
@@ -109,3 +120,58 @@ def test_blf_key_sees_ringing_answered_and_hung_up(pbx: Pbx) -> None:
     )
     assert docs[3].dialogs[0].remote_target is None  # no pickup once answered
     assert "Subscription-State: terminated" in log
+
+
+def subscribe(
+    client: RawSipClient, watched: str, domain: str, *, auth: str | None = None, cseq: int = 1
+) -> bytes:
+    ruri = f"sip:{watched}@{domain}"
+    headers = [
+        ("Event", "dialog"),
+        ("Expires", "60"),
+        ("Contact", f"<sip:{WATCHER}@127.0.0.1:{client.port}>"),
+    ]
+    data = client.request(
+        "SUBSCRIBE",
+        ruri,
+        WATCHER,
+        domain,
+        cseq=cseq,
+        new_call=cseq == 1,
+        headers=[*headers, *([("Authorization", auth)] if auth else [])],
+    )
+    return data.replace(f"To: <sip:{WATCHER}@{domain}>".encode(), f"To: <{ruri}>".encode())
+
+
+def attempt(client: RawSipClient, watched: str, domain: str, password: str) -> tuple[int, int | None, str]:
+    """SUBSCRIBE, answer the MD5 challenge: (first status, final status, the final reason)."""
+    first = client.exchange(subscribe(client, watched, domain))
+    assert first is not None
+    if first.status != 401:
+        return first.status, None, ""
+    challenge = next(
+        _digest_params(v)
+        for v in first.get_all("WWW-Authenticate")
+        if _digest_params(v).get("algorithm", "MD5").upper() == "MD5"
+    )
+    auth = digest_authorization(challenge, WATCHER, password, "SUBSCRIBE", f"sip:{watched}@{domain}")
+    final = client.exchange(subscribe(client, watched, domain, auth=auth, cseq=2))
+    assert final is not None
+    return first.status, final.status, final.raw.split(b"\r\n", 1)[0].decode()
+
+
+def test_another_companys_extension_is_not_found_and_never_watched(pbx: Pbx) -> None:
+    client = RawSipClient(pbx.server.sip_port)
+    try:
+        password = harness.password_for(WATCHER)
+        # in our own domain: another company's number and a number nobody has look the same (404)
+        elsewhere = attempt(client, ELSEWHERE, pbx.domain, password)
+        nobody = attempt(client, "6499", pbx.domain, password)
+        assert elsewhere == nobody == (401, 404, "SIP/2.0 404 Not Found"), (elsewhere, nobody)
+        # in the other company's domain our credentials are not theirs: refused, never subscribed
+        first, final, _ = attempt(client, ELSEWHERE, pbx.other_domain, password)  # type: ignore[attr-defined]
+        assert first == 401 and final in (401, 403), final
+        # and our own colleague is watched (200)
+        assert attempt(client, B, pbx.domain, password)[:2] == (401, 200)
+    finally:
+        client.close()
