@@ -13,8 +13,10 @@ import pytest
 from callengine_harness import DOMAIN, TENANT, FakeAuth, FakeClientTxn, FakeDirectory, FakeServerTxn, FakeSip
 
 from zvonok.sip.dialog_info import DialogState, parse_dialog_info, parse_pidf
-from zvonok.sip.message import Headers, Request
+from zvonok.sip.message import Headers, Request, make_response
 from zvonok.sip.peer import Peer
+from zvonok.sip.transaction import ResponseReceived
+from zvonok.sip.transaction_events import TransactionTimeout
 from zvonok.telephony import events as ev
 from zvonok.telephony.blf_state import ExtensionActivity
 from zvonok.telephony.directory import ExtensionInfo
@@ -356,4 +358,26 @@ def test_expiry_ends_with_a_terminated_notify_and_refresh_moves_it() -> None:
         assert s.notifies()[-1].request is last
     finally:
         s.run(s.lamps.stop())
+        s.loop.close()
+
+
+def test_a_watcher_that_is_gone_is_forgotten() -> None:
+    s = Setup()
+    try:
+        s.send(subscribe("101", "102", call_id="a"))
+        s.send(subscribe("101", "101", call_id="b"))
+        s.send(subscribe("101", "102", event="presence", call_id="c"))
+        first, second, third = s.notifies()
+        assert len(s.lamps.subscriptions) == 3
+        first.handler(TransactionTimeout(transaction=first, timer="F"))  # type: ignore[arg-type]
+        assert len(s.lamps.subscriptions) == 2
+        ok = make_response(second.request, 200)
+        second.handler(ResponseReceived(transaction=second, response=ok, peer=PHONE))  # type: ignore[arg-type]
+        challenged = make_response(second.request, 401)
+        second.handler(ResponseReceived(transaction=second, response=challenged, peer=PHONE))  # type: ignore[arg-type]
+        assert len(s.lamps.subscriptions) == 2  # a 200, or a response asking to retry, keep it
+        rejected = make_response(third.request, 603)
+        third.handler(ResponseReceived(transaction=third, response=rejected, peer=PHONE))  # type: ignore[arg-type]
+        assert len(s.lamps.subscriptions) == 1 and s.lamps.subscriptions.count(source=str(PHONE)) == 1
+    finally:
         s.loop.close()

@@ -27,6 +27,7 @@ from zvonok.sip.grammar import uri_host
 from zvonok.sip.message import Request, make_response
 from zvonok.sip.peer import Peer
 from zvonok.sip.transaction import ResponseReceived, ServerTransaction
+from zvonok.sip.transaction_events import TransactionTimeout, TransportError
 from zvonok.sip.uri import SipUri
 
 from .auth import Authenticator
@@ -34,6 +35,10 @@ from .directory import Directory
 from .subscription_state import Subscription, Subscriptions, TableFull, granted_expires
 
 log = get_logger(__name__)
+
+# Final responses to a NOTIFY that end the subscription (RFC 6665 §4.2.2: a failure other than one
+# asking to retry — 401/407 challenges, 491, 503 with Retry-After — removes it); 481: no such dialog.
+FORGOTTEN = frozenset({404, 405, 408, 410, 415, 480, 481, 489, 500, 501, 603})
 
 
 def new_tag() -> str:
@@ -214,8 +219,13 @@ class SubscriptionServer:
         add_top_via(request, peer.transport, self.sip.local_host, self.sip.port_for(peer.transport))
 
         def answered(event: object) -> None:
-            if isinstance(event, ResponseReceived) and event.response.status == 481:
-                self.subscriptions.remove(sub)  # the phone forgot it (RFC 6665 §4.1.3)
+            if isinstance(event, ResponseReceived):
+                # the phone forgot it or will not take it (RFC 6665 §4.2.2)
+                if event.response.status in FORGOTTEN:
+                    self.subscriptions.remove(sub)
+            elif isinstance(event, (TransactionTimeout, TransportError)):
+                # a watcher that is gone (Timer F) keeps no place and gets no more NOTIFYs
+                self.subscriptions.remove(sub)
 
         self.sip.send_request(request, peer, answered)
 
