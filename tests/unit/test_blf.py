@@ -269,7 +269,7 @@ def test_dialog_subscription_sees_a_call() -> None:
 
 
 def test_presence_follows_registration_and_calls() -> None:
-    s = Setup()
+    s = Setup(Limits(per_extension=10, burst=50, replace_same_source=True))  # no pacing in the way
     try:
         assert s.send(subscribe("101", "102", event="presence")).responses[0].status == 200
         assert parse_pidf(s.notifies()[0].request.body).open is False
@@ -294,6 +294,16 @@ def test_presence_follows_registration_and_calls() -> None:
         last = parse_pidf(s.notifies()[-1].request.body)
         assert (last.open, last.on_the_phone, last.note) == (True, True, "On the phone")
         assert s.notifies()[-1].request.headers.get("content-type") == "application/pidf+xml"
+        s.events(call_events()[5:])  # hung up
+        assert parse_pidf(s.notifies()[-1].request.body).note == "Available"
+
+        async def unregistered() -> None:
+            s.location.remove(TENANT, 12, "sip:102@198.51.100.9:5060")
+            s.lamps.registration_changed(TENANT, 12)
+
+        s.run(unregistered())
+        gone = parse_pidf(s.notifies()[-1].request.body)
+        assert (gone.open, gone.on_the_phone, gone.note) == (False, False, "Offline")
     finally:
         s.loop.close()
 
