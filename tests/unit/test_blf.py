@@ -6,7 +6,10 @@ registration and the call; another tenant's extension is 404; limits give 503.""
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import importlib.util
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -391,3 +394,18 @@ def test_a_watcher_that_is_gone_is_forgotten() -> None:
         assert len(s.lamps.subscriptions) == 1 and s.lamps.subscriptions.count(source=str(PHONE)) == 1
     finally:
         s.loop.close()
+
+
+@pytest.mark.parametrize(
+    "module", ["zvonok.sip.dialog_info", "zvonok.telephony.blf_state", "zvonok.telephony.subscription_state"]
+)
+def test_state_modules_are_sans_io(module: str) -> None:
+    path = importlib.util.find_spec(module).origin  # type: ignore[union-attr]
+    tree = ast.parse(Path(path or "").read_text())
+    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {
+        n.module.split(".")[0]
+        for n in ast.walk(tree)
+        if isinstance(n, ast.ImportFrom) and n.module and n.level == 0
+    }
+    assert not imported & {"asyncio", "socket", "time", "random", "os", "secrets", "selectors"}, imported
