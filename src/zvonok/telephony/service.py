@@ -315,8 +315,9 @@ class SipService:
             self._respond(txn, error)
         elif request.method == "SUBSCRIBE" and (self.mwi is not None or self.presence is not None):
             package = (request.headers.get("event") or "").split(";")[0].strip().lower()
-            server = self.presence if self.presence is not None and package in self.presence.events else None
-            (server or self.mwi or self.presence).on_subscribe(txn, request, peer)  # type: ignore[union-attr]
+            servers = [s for s in (self.presence, self.mwi) if s is not None]
+            # the package's server; an unknown package gets its 489 (Allow-Events) from the first one
+            next((s for s in servers if package in s.events), servers[0]).on_subscribe(txn, request, peer)
         elif self.calls is not None and request.method in CALL_METHODS + ("OPTIONS",) and request.to.tag:
             self.calls.on_request(txn, request, peer)
         elif self.calls is not None and request.method == "INVITE":
