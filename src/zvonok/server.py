@@ -53,7 +53,7 @@ from zvonok.ringgroup.service import RingGroupDirectory
 from zvonok.sip.digest import Algorithm, DigestVerifier, NonceManager
 from zvonok.storage.changes import ChangeFeed
 from zvonok.storage.db import Database
-from zvonok.telephony import features_http, hold_music_http
+from zvonok.telephony import features_http, hold_music_http, presence
 from zvonok.telephony.auth import Authenticator, CredentialCache
 from zvonok.telephony.b2bua import CallEngine
 from zvonok.telephony.call import Call
@@ -67,8 +67,6 @@ from zvonok.telephony.location import GroupCommit, Location
 from zvonok.telephony.mwi import Mwi
 from zvonok.telephony.park import Parking
 from zvonok.telephony.pickup import Pickup
-from zvonok.telephony.presence import BLF_EVENTS, BusyLamps
-from zvonok.telephony.presence import DEFAULT_LIMITS as BLF_LIMITS
 from zvonok.telephony.registrar import Registrar, RegistrarConfig
 from zvonok.telephony.service import SipService
 from zvonok.telephony.store import SqlBindingStore
@@ -264,11 +262,11 @@ async def build(settings: Settings) -> Runtime:
     db.add_listener(on_mailbox_event)
     registered = location.on_change
 
-    sip.presence = lamps = BusyLamps(
+    sip.presence = lamps = presence.BusyLamps(
         sip=sip, auth=auth, directory=directory, location=location,
-        limits=dataclasses.replace(BLF_LIMITS, per_source=settings.blf_subscriptions_per_device,
+        limits=dataclasses.replace(presence.DEFAULT_LIMITS, per_source=settings.blf_subscriptions_per_device,
                                    per_tenant=settings.blf_subscriptions_per_tenant))
-    bus.subscribe(lamps.on_call_event, event_types=BLF_EVENTS, name="blf")  # durable: the lamps must not drift
+    bus.subscribe(lamps.on_call_event, event_types=presence.BLF_EVENTS, name="blf")  # durable: the lamps must not drift
 
     def registration_with_mwi(tenant_id: int, extension_id: int) -> None:
         if registered is not None:
