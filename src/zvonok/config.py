@@ -116,6 +116,10 @@ class Settings(BaseSettings):
     record_stereo: bool = Field(default=True, description="Recordings as stereo (caller left, callee right)")
     mwi_unsolicited: bool = Field(default=True, description="Send message-waiting NOTIFYs to registered "
                                   "phones that do not SUBSCRIBE to their mailbox (unsolicited MWI)")
+    blf_subscriptions_per_device: int = Field(default=100, ge=1, description="Dialog/presence (BLF) "
+                                              "subscriptions one device (source address) may hold; more get 503")
+    blf_subscriptions_per_tenant: int = Field(default=5_000, ge=1, description="Dialog/presence (BLF) "
+                                              "subscriptions one company may hold in all; more get 503")
     smtp_host: str | None = Field(default=None, description="SMTP server for voicemail to e-mail (unset: no mail "
                                   "is sent unless a company sets its own server)")
     smtp_port: int = Field(default=25, description="SMTP port (587 with STARTTLS, 465 with implicit TLS)")

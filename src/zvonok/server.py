@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import os
 import signal
@@ -53,7 +54,7 @@ from zvonok.ringgroup.service import RingGroupDirectory
 from zvonok.sip.digest import Algorithm, DigestVerifier, NonceManager
 from zvonok.storage.changes import ChangeFeed
 from zvonok.storage.db import Database
-from zvonok.telephony import features_http, hold_music_http
+from zvonok.telephony import features_http, hold_music_http, presence
 from zvonok.telephony.auth import Authenticator, CredentialCache
 from zvonok.telephony.b2bua import CallEngine
 from zvonok.telephony.call import Call
@@ -263,9 +264,16 @@ async def build(settings: Settings) -> Runtime:
     db.add_listener(on_mailbox_event)
     registered = location.on_change
 
+    sip.presence = lamps = presence.BusyLamps(
+        sip=sip, auth=auth, directory=directory, location=location,
+        limits=dataclasses.replace(presence.DEFAULT_LIMITS, per_source=settings.blf_subscriptions_per_device,
+                                   per_tenant=settings.blf_subscriptions_per_tenant))
+    bus.subscribe(lamps.on_call_event, event_types=presence.BLF_EVENTS, name="blf")  # durable: the lamps must not drift
+
     def registration_with_mwi(tenant_id: int, extension_id: int) -> None:
         if registered is not None:
             registered(tenant_id, extension_id)
+        lamps.registration_changed(tenant_id, extension_id)  # presence open/closed
         if settings.mwi_unsolicited:  # a phone that just registered learns of its waiting messages
             mwi.changed(tenant_id, extension_id)
 
@@ -375,6 +383,8 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
             await runtime.sip.calls.stop()
         if runtime.sip.mwi is not None:
             await runtime.sip.mwi.stop()
+        if runtime.sip.presence is not None:
+            await runtime.sip.presence.stop()
         if runtime.callcenter is not None:
             await runtime.callcenter.stop()  # the rest of the queue log, before the database closes
         runtime.trunks.stop()  # REGISTER Expires: 0 to the carriers

@@ -37,6 +37,7 @@ class Baresip:
     config: list[str] = field(default_factory=list)  # more lines of its config (modules, TLS CA file …)
     address: str = "127.0.0.1"  # the loopback address it binds (a carrier on its own address: 127.0.0.2 …)
     events: list[dict[str, Any]] = field(default_factory=list)
+    responses: list[dict[str, Any]] = field(default_factory=list)  # answers to commands (their "data")
     proc: subprocess.Popen[bytes] | None = None
     _sock: socket.socket | None = None
     _buf: bytes = b""
@@ -135,8 +136,7 @@ class Baresip:
                 return
             msg = json.loads(rest[:size])
             self._buf = rest[size + 1 :]
-            if msg.get("event"):
-                self.events.append(msg)
+            (self.events if msg.get("event") else self.responses).append(msg)
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.proc is None:

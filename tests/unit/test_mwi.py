@@ -9,7 +9,7 @@ import pytest
 
 from zvonok.sip.errors import SipParseError
 from zvonok.sip.message_summary import MessageCounts, MessageSummary, build_summary, parse_summary
-from zvonok.telephony.mwi_state import Subscription, Subscriptions, TableFull, granted_expires
+from zvonok.telephony.subscription_state import Subscription, Subscriptions, TableFull, granted_expires
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "mwi"
 

@@ -51,6 +51,7 @@ from .registrar import Lookup, Registrar
 if TYPE_CHECKING:
     from .b2bua import CallEngine
     from .mwi import Mwi
+    from .presence import BusyLamps
 
 ClientHandler = Callable[[object], None]
 
@@ -90,6 +91,7 @@ class SipService:
         self._pending_cancels: dict[ClientTransaction, str | None] = {}
         self.calls: CallEngine | None = None  # set by the composition root when calls are served
         self.mwi: Mwi | None = None  # message-waiting SUBSCRIBEs (telephony/mwi.py), set with voicemail
+        self.presence: BusyLamps | None = None  # dialog and presence SUBSCRIBEs (telephony/presence.py)
         # the trunks we may open connections to: peer -> (its host name for SNI, verify its certificate?)
         self.dial_targets: Callable[[Peer], tuple[str, bool] | None] | None = None
         self._client_contexts: dict[bool, SSLContext] = {}
@@ -122,7 +124,7 @@ class SipService:
     @property
     def allowed_methods(self) -> tuple[str, ...]:
         methods = ALLOWED_METHODS + CALL_METHODS if self.calls is not None else ALLOWED_METHODS
-        return methods + ("SUBSCRIBE",) if self.mwi is not None else methods
+        return methods + ("SUBSCRIBE",) if self.mwi is not None or self.presence is not None else methods
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -311,8 +313,11 @@ class SipService:
                               supported=self.supported, to_tag=_tag(), secure=peer.transport == "tls")
         if error is not None:
             self._respond(txn, error)
-        elif self.mwi is not None and request.method == "SUBSCRIBE":
-            self.mwi.on_subscribe(txn, request, peer)
+        elif request.method == "SUBSCRIBE" and (self.mwi is not None or self.presence is not None):
+            package = (request.headers.get("event") or "").split(";")[0].strip().lower()
+            servers = [s for s in (self.presence, self.mwi) if s is not None]
+            # the package's server; an unknown package gets its 489 (Allow-Events) from the first one
+            next((s for s in servers if package in s.events), servers[0]).on_subscribe(txn, request, peer)
         elif self.calls is not None and request.method in CALL_METHODS + ("OPTIONS",) and request.to.tag:
             self.calls.on_request(txn, request, peer)
         elif self.calls is not None and request.method == "INVITE":
