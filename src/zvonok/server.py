@@ -35,6 +35,8 @@ from zvonok.config import Settings
 from zvonok.crm import http as crm_http
 from zvonok.crm.reminders import TaskScheduler
 from zvonok.crm.screenpop import ScreenPopper
+from zvonok.fax import http as fax_http
+from zvonok.fax.service import FaxFiles, FaxStore
 from zvonok.ivr import http as ivr_http
 from zvonok.ivr.prompts import IvrPrompts
 from zvonok.ivr.service import MenuDirectory
@@ -60,6 +62,7 @@ from zvonok.telephony.conference import Conferences
 from zvonok.telephony.directory import Directory
 from zvonok.telephony.edge import TrustedEdges
 from zvonok.telephony.events import RegistrationChanged
+from zvonok.telephony.fax_app import FaxApp
 from zvonok.telephony.http import registrations_router
 from zvonok.telephony.ivr import Ivr
 from zvonok.telephony.location import GroupCommit, Location
@@ -248,6 +251,7 @@ async def build(settings: Settings) -> Runtime:
     engine.parking = Parking(engine, timeout=settings.park_timeout, ringback_timeout=settings.park_ringback_timeout)
     voicemail_files = VoicemailFiles((settings.data_dir / "voicemail").resolve())
     engine.voicemail = Voicemail(engine, VoicemailStore(db, voicemail_files))
+    engine.fax = FaxApp(engine, FaxStore(db, FaxFiles((settings.data_dir / "fax").resolve())))
     sip.mwi = mwi = Mwi(sip=sip, auth=auth, directory=directory, location=location, counts=mwi_counts(db),
                         unsolicited=settings.mwi_unsolicited)
     mailer = VoicemailMailer(db, voicemail_files, SmtpServer.platform(settings))
@@ -295,7 +299,8 @@ async def build(settings: Settings) -> Runtime:
     app = create_app(settings, db, routers=[registrations_router(location), cdr_http.router, events_router(bus),
                                             pstn_http.router, conference_http.router, hold_music_http.router,
                                             features_http.router, crm_http.router, voicemail_http.router,
-                                            ivr_http.router, ring_group_http.router, callcenter_http.router])
+                                            ivr_http.router, ring_group_http.router, callcenter_http.router,
+                                            fax_http.router])
     app.state.callcenter = callcenter  # agents' state (zvonok.callcenter.http)
     app.state.conferences = engine.conferences  # live members (zvonok.conference.http)
     app.state.parking = engine.parking  # parked calls (zvonok.telephony.features_http)

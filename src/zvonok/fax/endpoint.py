@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from ..media import g711
 from . import spandsp
@@ -96,23 +97,36 @@ class FaxEndpoint:
 
     def receive(self, payload: bytes) -> None:
         """Feed one received G.711 payload (any length; normally 160 octets = 20 ms)."""
-        if self._state is None or not payload:
-            return
-        samples = g711.decode(self.codec, payload)
-        buf = spandsp.ffi.from_buffer("int16_t[]", samples)
-        self._lib.fax_rx(self._state, buf, len(samples))
+        if payload:
+            self.write(g711.decode(self.codec, payload))
 
     def transmit(self, samples: int = g711.FRAME_SAMPLES) -> bytes:
         """The next ``samples`` of fax audio as a G.711 payload (silence once closed)."""
+        return g711.encode(self.codec, self.read_samples(samples))
+
+    # linear 16-bit PCM, as the media engine's audio tap and players carry it
+    def write(self, samples: npt.NDArray[np.int16]) -> None:
+        """Feed received audio (:class:`zvonok.media.recording.FrameWriter`)."""
+        if self._state is None or not len(samples):
+            return
+        pcm = np.ascontiguousarray(samples, dtype=np.int16)
+        self._lib.fax_rx(self._state, spandsp.ffi.from_buffer("int16_t[]", pcm), len(pcm))
+
+    def read_samples(self, samples: int = g711.FRAME_SAMPLES) -> npt.NDArray[np.int16]:
+        """The next ``samples`` of audio to send (silence once closed)."""
         if self._state is None:
-            return g711.silence(self.codec, samples)
+            return np.zeros(samples, dtype=np.int16)
         if samples > len(self._pcm):
             self._pcm = spandsp.ffi.new("int16_t[]", samples)
         produced = self._lib.fax_tx(self._state, self._pcm, samples)
         pcm = np.frombuffer(spandsp.ffi.buffer(self._pcm, samples * 2), dtype=np.int16).copy()
         if produced < samples:
             pcm[max(produced, 0) :] = 0
-        return g711.encode(self.codec, pcm)
+        return pcm
+
+    def read_frame(self) -> npt.NDArray[np.int16] | None:
+        """The next 20 ms to send (:class:`zvonok.media.tones.FrameSource`; it never ends by itself)."""
+        return self.read_samples(g711.FRAME_SAMPLES)
 
     def hangup(self) -> None:
         """The call ended before phase E: let T.30 report how far it got (a failure code)."""

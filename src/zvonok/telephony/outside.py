@@ -229,6 +229,8 @@ class OutsideMixin(_Base):
             await self._route_outside(call, target, profile, forwarded=True)
         elif kind == "voicemail" and self.voicemail is not None:
             await self.voicemail.leave(call, str(destination.get("number", "")), GreetingKind.UNAVAILABLE)
+        elif kind == "fax" and self.fax is not None:
+            await self.fax.receive(call, destination, from_number=from_number)
         else:  # queue: its issue fills this in; "none": nobody takes calls now
             await self._refuse(call, 480, "unavailable")
 

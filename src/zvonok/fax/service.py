@@ -1,0 +1,129 @@
+"""Fax documents of one tenant (the tenant is the first argument after the session), their files, and
+the port the call engine keeps received faxes through (:class:`FaxStore`, no SQL in telephony).
+
+Files live under ``<data_dir>/fax/<tenant>/``: ``<id>.tif`` (TIFF-F as spandsp wrote or reads it) and
+``<id>.pdf``; rows keep their paths relative to ``<data_dir>/fax``. Converting pages (PDF ↔ TIFF) is CPU
+work: it runs in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from zvonok.logs import get_logger
+from zvonok.org.errors import NotFound
+from zvonok.org.scope import get_in_tenant
+from zvonok.storage.db import Database
+from zvonok.telephony.fax_app import IncomingFax
+
+from .documents import DocumentError, tiff_to_pdf
+from .endpoint import FaxResult
+from .models import FaxDocument
+
+log = get_logger(__name__)
+
+
+class FaxFiles:
+    """Where faxes keep their pages (``<data_dir>/fax``)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def tenant_dir(self, tenant_id: int) -> Path:
+        return self.root / str(int(tenant_id))
+
+    def tiff(self, tenant_id: int, fax_id: int) -> Path:
+        return self.tenant_dir(tenant_id) / f"{int(fax_id)}.tif"
+
+    def pdf(self, tenant_id: int, fax_id: int) -> Path:
+        return self.tenant_dir(tenant_id) / f"{int(fax_id)}.pdf"
+
+    def relative(self, path: Path) -> str:
+        return str(path.resolve().relative_to(self.root.resolve()))
+
+    def stored(self, relative: str) -> Path:
+        path = (self.root / relative).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise ValueError("a fax path outside the fax directory")
+        return path
+
+
+async def list_faxes(
+    session: AsyncSession, tenant_id: int, *, direction: str | None = None, limit: int = 100, offset: int = 0
+) -> list[FaxDocument]:
+    query = select(FaxDocument).where(FaxDocument.tenant_id == tenant_id)
+    if direction is not None:
+        query = query.where(FaxDocument.direction == direction)
+    query = query.order_by(FaxDocument.id.desc()).limit(limit).offset(offset)
+    return list((await session.execute(query)).scalars())
+
+
+async def get_fax(session: AsyncSession, tenant_id: int, fax_id: int) -> FaxDocument:
+    return await get_in_tenant(session, FaxDocument, tenant_id, fax_id, "fax")
+
+
+def _write_pdf(tiff: Path, pdf: Path) -> int:
+    data, pages = tiff_to_pdf(tiff)
+    tmp = pdf.with_suffix(".pdf.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(pdf)
+    return pages
+
+
+class FaxStore:
+    """:class:`~zvonok.telephony.fax_app.FaxPort` on the database and the data directory."""
+
+    def __init__(self, db: Database, files: FaxFiles) -> None:
+        self.db = db
+        self.files = files
+
+    async def begin_receive(
+        self, tenant_id: int, *, call_id: str, remote_number: str, local_number: str
+    ) -> IncomingFax:
+        async with self.db.session() as session:
+            row = FaxDocument(
+                tenant_id=tenant_id,
+                direction="in",
+                status="receiving",
+                remote_number=remote_number[:64],
+                local_number=local_number[:64],
+                call_id=call_id,
+            )
+            session.add(row)
+            await session.flush()
+            tiff = self.files.tiff(tenant_id, row.id)
+            row.tiff_path = self.files.relative(tiff) if tiff.is_relative_to(self.files.root) else str(tiff)
+            await session.commit()
+            fax_id = row.id
+        await asyncio.to_thread(tiff.parent.mkdir, parents=True, exist_ok=True)
+        return IncomingFax(id=fax_id, tiff=tiff)
+
+    async def finish_receive(
+        self, tenant_id: int, fax: IncomingFax, result: FaxResult | None, reason: str
+    ) -> int:
+        pdf = self.files.pdf(tenant_id, fax.id)
+        pages = 0
+        if fax.tiff.exists():
+            try:
+                pages = await asyncio.to_thread(_write_pdf, fax.tiff, pdf)
+            except DocumentError as exc:
+                log.warning("fax: received pages unreadable", fax=fax.id, error=str(exc))
+        ok = result is not None and result.ok and pages > 0
+        async with self.db.session() as session:
+            row = await get_fax(session, tenant_id, fax.id)
+            row.status = "received" if ok else "failed"
+            row.pages = pages
+            row.result = reason[:200]
+            row.remote_ident = (result.remote_ident if result is not None else "")[:32]
+            row.pdf_path = self.files.relative(pdf) if pages else ""
+            row.finished_at = datetime.now(UTC)
+            await session.commit()
+        return pages
+
+
+__all__ = ["FaxFiles", "FaxStore", "NotFound", "get_fax", "list_faxes"]
