@@ -19,3 +19,13 @@ class FaxFinished(CallEvent):
     pages: int
     result: str  # T.30's completion text, or why the call never got that far
     remote_number: str = ""
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True)
+class FaxQueued:
+    """A document to send was stored (POST .../faxes, or a retry): the engine's sender places the call."""
+
+    tenant_id: int
+    fax_id: int
+    version: int = 1

@@ -16,7 +16,7 @@ way, with T.30's failure code. No SQL here: documents are rows behind the port.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,7 +27,7 @@ import numpy.typing as npt
 from zvonok.fax.endpoint import FaxEndpoint, FaxResult
 from zvonok.fax.spandsp import SpandspUnavailable
 from zvonok.logs import get_logger
-from zvonok.media.interface import MediaEngine, Recording
+from zvonok.media.interface import Endpoint, MediaEngine, Recording
 from zvonok.sip.uri import SipUri
 
 from . import events as ev
@@ -42,7 +42,7 @@ MAX_FAX_SECONDS = 1800.0
 @dataclass(frozen=True, slots=True, kw_only=True)
 class IncomingFax:
     id: int
-    tiff: Path  # where spandsp writes the pages
+    tiff: Path  # where spandsp writes (or, sending, reads) the pages
 
 
 class FaxPort(Protocol):
@@ -54,6 +54,15 @@ class FaxPort(Protocol):
         self, tenant_id: int, fax: IncomingFax, result: FaxResult | None, reason: str
     ) -> int:
         """Keep the received pages (TIFF → PDF, the row updated); the page count kept."""
+        ...
+
+    async def start_send(self, tenant_id: int, fax_id: int, call_id: str) -> None: ...
+
+    async def finish_send(
+        self, tenant_id: int, fax_id: int, result: FaxResult | None, reason: str, *, status: int | None
+    ) -> float | None:
+        """Record how sending ended (``status``: the SIP status of a call never answered); the delay
+        after which to try again (busy, no answer: a few times), or None when it is over."""
         ...
 
 
@@ -94,9 +103,11 @@ class FaxSession:
     fax: IncomingFax
     remote_number: str
     endpoint: FaxEndpoint | None = None
+    direction: str = "in"  # "in": a DID answered; "out": telephony.fax_sender placed the call
     tap: Recording | None = None
     hanging_up: bool = False
     guard: asyncio.TimerHandle | None = None
+    status: int | None = None  # out: the final SIP status of a call never answered
 
 
 class _Listener:
@@ -116,6 +127,8 @@ class FaxApp:
     def __init__(self, engine: CallControl, port: FaxPort) -> None:
         self.engine = engine
         self.port = port
+        # a send to try again later (busy, no answer): telephony.fax_sender's, set by the composition root
+        self.on_retry: Callable[[int, int], None] | None = None
 
     async def receive(self, call: Call, destination: Any, *, from_number: str) -> None:
         """An inbound call to a ``fax`` DID: answer it and receive a document."""
@@ -129,23 +142,28 @@ class FaxApp:
         session = FaxSession(fax=fax, remote_number=from_number)
         call.fax = session
         try:
-            endpoint = FaxEndpoint(calling=False, rx_tiff=fax.tiff, ident=did[:20])
+            session.endpoint = FaxEndpoint(calling=False, rx_tiff=fax.tiff, ident=did[:20])
         except SpandspUnavailable:
             log.error("fax: libspandsp is not installed", call=call.id)
             await self.engine._refuse(call, 503, "fax_unavailable")
             return
-        session.endpoint = endpoint
         if not await self.engine._negotiate_caller(call):
             return
         self.engine._answer_caller(call)
         assert caller.endpoint is not None
+        await self.attach(call, session, caller.endpoint)
+        log.info("fax: receiving", call=call.id, tenant=call.tenant_id, fax=fax.id, caller=from_number)
+
+    async def attach(self, call: Call, session: FaxSession, media_endpoint: Endpoint) -> None:
+        """Wire the terminal to the answered leg's media: a player sends, the audio tap listens."""
+        endpoint = session.endpoint
+        assert endpoint is not None
         media: Any = self.engine.media  # the audio tap is the in-process engine's
-        await media.play(caller.endpoint, endpoint)
-        session.tap = await media.tap(caller.endpoint, _Listener(self, call, session, endpoint))
+        await media.play(media_endpoint, endpoint)
+        session.tap = await media.tap(media_endpoint, _Listener(self, call, session, endpoint))
         session.guard = asyncio.get_running_loop().call_later(
             MAX_FAX_SECONDS, lambda: self.engine.step(call, self.over(call, "fax_timeout"))
         )
-        log.info("fax: receiving", call=call.id, tenant=call.tenant_id, fax=fax.id, caller=from_number)
 
     async def over(self, call: Call, cause: str) -> None:
         if not call.ended:
@@ -159,28 +177,44 @@ class FaxApp:
         call.fax = None
         if session.guard is not None:
             session.guard.cancel()
-        caller = call.caller
+        leg = call.caller if session.direction == "in" else call.callee
         if session.tap is not None:
             tap, session.tap = session.tap, None
             await self.engine.media.stop_record(tap)
-        if caller is not None and caller.endpoint is not None and session.endpoint is not None:
-            await self.engine.media.stop_play(caller.endpoint)
+            if leg is not None and leg.endpoint is not None:
+                await self.engine.media.stop_play(leg.endpoint)
         result: FaxResult | None = None
         if session.endpoint is not None:
-            session.endpoint.close()  # T.30 reports how far it got when the caller hung up first
+            session.endpoint.close()  # T.30 reports how far it got when the other side hung up first
             result = session.endpoint.result
-        reason = result.text if result is not None else "no fax call"
-        try:
-            pages = await self.port.finish_receive(call.tenant_id, session.fax, result, reason)
-        except Exception:  # noqa: BLE001 - a lost document must not lose the CDR
-            log.exception("fax: failed to keep a received document", call=call.id)
-            return disposition
+        if session.status is not None and call.answered_at is None:
+            reason = f"not answered (SIP {session.status})"
+        elif result is not None:
+            reason = result.text
+        else:
+            reason = "no fax call"
         ok = result is not None and result.ok
+        try:
+            if session.direction == "in":
+                pages = await self.port.finish_receive(call.tenant_id, session.fax, result, reason)
+            else:
+                pages = result.pages_tx if result is not None else 0
+                retry = await self.port.finish_send(
+                    call.tenant_id, session.fax.id, result, reason, status=session.status
+                )
+                if retry is not None and self.on_retry is not None:
+                    asyncio.get_running_loop().call_later(
+                        retry, self.on_retry, call.tenant_id, session.fax.id
+                    )
+        except Exception:  # noqa: BLE001 - a lost document must not lose the CDR
+            log.exception("fax: failed to keep a document", call=call.id, direction=session.direction)
+            return disposition
         log.info(
-            "fax: received",
+            "fax: finished",
             call=call.id,
             tenant=call.tenant_id,
             fax=session.fax.id,
+            direction=session.direction,
             ok=ok,
             pages=pages,
             result=reason,
@@ -191,7 +225,7 @@ class FaxApp:
             FaxFinished,
             call,
             fax_id=session.fax.id,
-            direction="in",
+            direction=session.direction,
             ok=ok,
             pages=pages,
             result=reason,
