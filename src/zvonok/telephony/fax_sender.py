@@ -197,6 +197,8 @@ class FaxSender:
                 engine._release(leg)
                 return
             leg.media = event.media
+            if call.fax is not None:
+                call.fax.status = None  # an earlier trunk's failure is history
             leg.state = LegState.ANSWERED
             call.callee = leg
             call.answered_at = time.time()
