@@ -157,6 +157,8 @@ class FaxStore:
                 pages = await asyncio.to_thread(_write_pdf, fax.tiff, pdf)
             except DocumentError as exc:
                 log.warning("fax: received pages unreadable", fax=fax.id, error=str(exc))
+            except Exception:  # noqa: BLE001 - a damaged TIFF (a call cut mid-page) must not lose the row
+                log.exception("fax: received pages unreadable", fax=fax.id)
         ok = result is not None and result.ok and pages > 0
         async with self.db.session() as session:
             row = await get_fax(session, tenant_id, fax.id)
