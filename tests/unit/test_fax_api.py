@@ -102,3 +102,49 @@ async def test_received_faxes_are_listed_and_kept_to_their_tenant(api: Api, make
         assert r.status_code == 404, (url, r.text)
     r = await api.client.get(f"/api/v1/tenants/{a.id}/faxes", headers=a.headers)
     assert r.json()["items"] == []
+
+
+async def test_a_busy_number_is_tried_again_then_given_up(api: Api, make_tenant: Any) -> None:
+    t = await make_tenant("fax.example")
+    r = await api.client.post(
+        f"/api/v1/tenants/{t.id}/faxes",
+        headers=t.headers,
+        files={"file": ("doc.pdf", PDF, "application/pdf")},
+        data={"number": "+74957650002"},
+    )
+    fax_id = r.json()["id"]
+    store = FaxStore(api.db, _files(api))
+    delays = []
+    for call in range(3):
+        job = await store.job(t.id, fax_id)
+        assert job is not None and job.number == "+74957650002" and job.tiff.is_file()
+        await store.start_send(t.id, fax_id, f"call-{call}")
+        assert await store.job(t.id, fax_id) is None  # sending: not queued twice
+        delays.append(await store.finish_send(t.id, fax_id, None, "not answered (SIP 486)", status=486))
+    assert delays == [60.0, 120.0, None]
+    out = (await api.client.get(f"/api/v1/tenants/{t.id}/faxes/{fax_id}", headers=t.headers)).json()
+    assert (out["status"], out["attempts"], out["result"]) == ("failed", 3, "not answered (SIP 486)")
+    assert await store.job(t.id, fax_id) is None
+
+
+async def test_a_sent_fax_and_a_refused_one(api: Api, make_tenant: Any) -> None:
+    t = await make_tenant("fax.example")
+    store = FaxStore(api.db, _files(api))
+    ids = []
+    for _ in range(2):
+        r = await api.client.post(
+            f"/api/v1/tenants/{t.id}/faxes",
+            headers=t.headers,
+            files={"file": ("doc.pdf", PDF, "application/pdf")},
+            data={"number": "+74957650002"},
+        )
+        ids.append(r.json()["id"])
+        await store.start_send(t.id, ids[-1], "c")
+    ok = FaxResult(code=0, text="OK", pages_tx=2, pages_rx=0, remote_ident="+7495", bit_rate=9600, ecm=True)
+    assert await store.finish_send(t.id, ids[0], ok, "OK", status=None) is None
+    assert (
+        await store.finish_send(t.id, ids[1], None, "not answered (SIP 403)", status=403) is None
+    )  # no retry
+    r = await api.client.get(f"/api/v1/tenants/{t.id}/faxes?direction=out", headers=t.headers)
+    states = {f["id"]: (f["status"], f["pages"], f["remote_ident"]) for f in r.json()["items"]}
+    assert states == {ids[0]: ("sent", 2, "+7495"), ids[1]: ("failed", 2, "")}

@@ -13,6 +13,7 @@ The call's CallStarted / CallRouted / CallEnded events are the ordinary ones: th
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from dataclasses import dataclass
@@ -33,6 +34,14 @@ from .leg_events import Answered, Challenged, Terminated, TerminationCause
 from .trunks import trunk_peer
 
 log = get_logger(__name__)
+
+_DISPOSITIONS = {
+    486: ev.Disposition.BUSY,
+    600: ev.Disposition.BUSY,
+    408: ev.Disposition.NO_ANSWER,
+    480: ev.Disposition.NO_ANSWER,
+    487: ev.Disposition.NO_ANSWER,
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -138,7 +147,18 @@ class FaxSender:
             trunks=[t.id for t in trunks],
         )
         call.next_trunks = trunks
+        # ringing without an answer ends like a busy line (CANCEL, then tried again later)
+        call.no_answer = asyncio.get_running_loop().call_later(
+            engine.no_answer_timeout, lambda: engine.step(call, self._no_answer(call))
+        )
         engine.step(call, self._next_trunk(call))
+
+    async def _no_answer(self, call: Call) -> None:
+        call.no_answer = None
+        if call.ended or call.answered_at is not None:
+            return
+        for fork in call.forks:
+            self.engine._cancel_fork(fork, None)  # its Terminated (487) ends the call, see _on_event
 
     async def _next_trunk(self, call: Call) -> None:
         engine = self.engine
@@ -197,6 +217,9 @@ class FaxSender:
                 engine._release(leg)
                 return
             leg.media = event.media
+            if call.no_answer is not None:
+                call.no_answer.cancel()
+                call.no_answer = None
             if call.fax is not None:
                 call.fax.status = None  # an earlier trunk's failure is history
             leg.state = LegState.ANSWERED
@@ -219,7 +242,7 @@ class FaxSender:
                 None,
                 ev.HangupSide.CALLEE,
                 f"sip_{status}",
-                disposition=ev.Disposition.BUSY if status in (486, 600) else ev.Disposition.FAILED,
+                disposition=_DISPOSITIONS.get(status, ev.Disposition.FAILED),
             )
 
     async def _answered(self, call: Call, leg: Leg) -> None:
