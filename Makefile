@@ -22,10 +22,11 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 # deploy/kamailio/render.py run Kamailio with their own configuration.
 peers:
 	@command -v sipp >/dev/null && command -v baresip >/dev/null && command -v espeak-ng >/dev/null \
-	  && [ -x /usr/bin/chromium ] && [ -x /usr/sbin/kamailio ] || { \
+	  && [ -x /usr/bin/chromium ] && [ -x /usr/sbin/kamailio ] \
+	  && { ldconfig -p 2>/dev/null || /sbin/ldconfig -p; } | grep -q libspandsp.so.2 || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq sip-tester baresip \
-	    espeak-ng chromium kamailio >/dev/null; \
+	    espeak-ng chromium kamailio libspandsp2 >/dev/null; \
 	  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then \
 	    $$SUDO systemctl disable --now kamailio >/dev/null 2>&1 || true; fi; }
 

@@ -37,6 +37,9 @@ from zvonok.config import Settings
 from zvonok.crm import http as crm_http
 from zvonok.crm.reminders import TaskScheduler
 from zvonok.crm.screenpop import ScreenPopper
+from zvonok.fax import http as fax_http
+from zvonok.fax.events import FaxQueued
+from zvonok.fax.service import FaxFiles, FaxStore
 from zvonok.ivr import http as ivr_http
 from zvonok.ivr.prompts import IvrPrompts
 from zvonok.ivr.service import MenuDirectory
@@ -62,6 +65,8 @@ from zvonok.telephony.conference import Conferences
 from zvonok.telephony.directory import Directory
 from zvonok.telephony.edge import TrustedEdges
 from zvonok.telephony.events import RegistrationChanged
+from zvonok.telephony.fax_app import FaxApp
+from zvonok.telephony.fax_sender import FaxSender, OutgoingFax
 from zvonok.telephony.http import registrations_router
 from zvonok.telephony.ivr import Ivr
 from zvonok.telephony.location import GroupCommit, Location
@@ -83,6 +88,7 @@ from zvonok.voicemail.service import VoicemailFiles, VoicemailStore, mwi_counts
 from zvonok.web import mount_web
 
 log = get_logger(__name__)
+FAX_RESUME_DELAY = 5.0  # seconds after start-up before faxes queued before a stop are sent
 
 
 @dataclass
@@ -251,6 +257,27 @@ async def build(settings: Settings) -> Runtime:
     engine.parking = Parking(engine, timeout=settings.park_timeout, ringback_timeout=settings.park_ringback_timeout)
     voicemail_files = VoicemailFiles((settings.data_dir / "voicemail").resolve())
     engine.voicemail = Voicemail(engine, VoicemailStore(db, voicemail_files))
+    fax_store = FaxStore(db, FaxFiles((settings.data_dir / "fax").resolve()))
+    engine.fax = fax_app = FaxApp(engine, fax_store)
+    fax_sender = FaxSender(engine, fax_app)
+
+    async def send_queued_fax(tenant_id: int, fax_id: int) -> None:
+        job = await fax_store.job(tenant_id, fax_id)
+        if job is not None:
+            await fax_sender.send(job)
+
+    def on_fax_event(event: object) -> None:
+        if isinstance(event, FaxQueued):
+            engine.spawn(send_queued_fax(event.tenant_id, event.fax_id))
+
+    fax_app.on_retry = lambda tenant_id, fax_id: engine.spawn(send_queued_fax(tenant_id, fax_id))
+    db.add_listener(on_fax_event)
+    async def resend_after_start(jobs: list[OutgoingFax]) -> None:
+        await asyncio.sleep(FAX_RESUME_DELAY)  # the trunks' snapshot is loaded and registrations are out
+        for job in jobs:
+            await fax_sender.send(job)
+
+    engine.spawn(resend_after_start(await fax_store.recover()))  # queued before a stop; half-done: failed
     sip.mwi = mwi = Mwi(sip=sip, auth=auth, directory=directory, location=location, counts=mwi_counts(db),
                         unsolicited=settings.mwi_unsolicited)
     mailer = VoicemailMailer(db, voicemail_files, SmtpServer.platform(settings))
@@ -308,7 +335,8 @@ async def build(settings: Settings) -> Runtime:
     app = create_app(settings, db, routers=[registrations_router(location), cdr_http.router, events_router(bus),
                                             pstn_http.router, conference_http.router, hold_music_http.router,
                                             features_http.router, crm_http.router, voicemail_http.router,
-                                            ivr_http.router, ring_group_http.router, callcenter_http.router])
+                                            ivr_http.router, ring_group_http.router, callcenter_http.router,
+                                            fax_http.router])
     app.state.callcenter = callcenter  # agents' state (zvonok.callcenter.http)
     app.state.conferences = engine.conferences  # live members (zvonok.conference.http)
     app.state.parking = engine.parking  # parked calls (zvonok.telephony.features_http)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from pathlib import Path
 from typing import Any
 
 Api = Any
@@ -97,6 +98,18 @@ async def _voicemail_message(api: Api, tenant_id: int, extension_id: int) -> int
                                              file=box.directory / "m.wav"))
 
 
+async def _fax(api: Api, tenant_id: int) -> int:
+    """A received fax of the tenant, kept as the engine keeps one (its PDF made from a TIFF)."""
+    from zvonok.fax.documents import pdf_to_tiff
+    from zvonok.fax.service import FaxFiles, FaxStore
+
+    store = FaxStore(api.db, FaxFiles((api.settings.data_dir / "fax").resolve()))
+    fax = await store.begin_receive(tenant_id, call_id="c", remote_number="+7", local_number="+7")
+    pdf_to_tiff((Path(__file__).resolve().parents[1] / "data" / "fax" / "two_pages.pdf").read_bytes(), fax.tiff)
+    assert await store.finish_receive(tenant_id, fax, None, "test") == 2
+    return fax.id
+
+
 async def _populate(api: Api, t: Any) -> dict[str, Any]:
     """One object of each kind in tenant ``t``; returns path-parameter values."""
     base = f"/api/v1/tenants/{t.id}"
@@ -135,9 +148,10 @@ async def _populate(api: Api, t: Any) -> dict[str, Any]:
     payment = await post(f"crm/deals/{deal}/payments", {"amount": "10.00", "paid_on": "2026-01-01"})
     task = await post("crm/tasks", {"title": "Task", "due_at": "2026-01-01T00:00:00Z", "deal_id": deal})
     queue = await post("callcenter/queues", {"name": "Q", "number": "500"})
+    fax = await _fax(api, t.id)
     reason = await post("callcenter/reasons", {"name": "Lunch"})
     return {
-        "queue_id": queue, "reason_id": reason,
+        "queue_id": queue, "reason_id": reason, "fax_id": fax,
         "client_id": client, "field_id": field, "pipeline_id": pipeline, "stage_id": stage, "deal_id": deal,
         "payment_id": payment, "task_id": task,
         "tenant_id": t.id, "office_id": office, "department_id": dept, "employee_id": emp,
@@ -171,7 +185,7 @@ async def _snapshot(api: Api, values: dict[str, Any]) -> list[Any]:
     for kind in ("", "/offices", "/departments", "/employees", "/extensions", "/tokens", "/cdrs", "/crm/clients",
                  "/crm/fields", "/voicemail/messages",
                  "/ring-groups", "/crm/pipelines", "/crm/deals", "/crm/tasks", "/crm/settings",
-                 "/callcenter/queues", "/callcenter/reasons"):
+                 "/callcenter/queues", "/callcenter/reasons", "/faxes"):
         r = await api.client.get(base + kind, headers=api.admin)
         assert r.status_code == 200
         out.append(r.json())

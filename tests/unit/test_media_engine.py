@@ -449,3 +449,49 @@ async def test_srtp_leg_bridged_to_plain_leg() -> None:
 def test_srtp_leg_under_uvloop() -> None:
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(srtp_scenario())
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.chunks: list[np.ndarray] = []
+
+    def write(self, samples: np.ndarray) -> None:
+        self.chunks.append(np.array(samples, dtype=np.int16))
+
+    @property
+    def samples(self) -> int:
+        return sum(len(c) for c in self.chunks)
+
+
+async def test_audio_tap_hands_on_a_continuous_stream_and_stops() -> None:
+    """The fax terminal's ear: what the peer sends arrives as whole 20 ms frames (a lost packet does not
+    stop the stream), and nothing once the tap is stopped."""
+    engine = make_engine()
+    endpoint = await engine.create_endpoint(1, "call-tap", [Codec.PCMA])
+    peer = await FakePeer.open()
+    try:
+        await engine.set_remote(endpoint, HOST, peer.port, payload_type=8, codec=Codec.PCMA)
+        sink = _Sink()
+        tap = await engine.tap(endpoint, sink)
+        talker = Talker(peer, endpoint, Codec.PCMA, 8, 1000.0, ssrc=0x1234)
+        for index in range(50):
+            if index == 20:  # one lost packet
+                talker.seq = (talker.seq + 1) & 0xFFFF
+                talker.ts = (talker.ts + 160) & 0xFFFFFFFF
+            else:
+                talker.send_frame()
+            await asyncio.sleep(0.02)
+        await wait_until(lambda: sink.samples >= 45 * 160)
+        info = await engine.stop_record(tap)
+        assert info.channels == 1 and info.seconds == sink.samples / 8000
+        assert all(len(c) % 160 == 0 for c in sink.chunks)
+        stream = np.concatenate(sink.chunks)
+        assert abs(dominant_frequency(voiced(stream)[:4000]) - 1000.0) < 20
+        after = sink.samples
+        talker.send_frame()
+        await asyncio.sleep(0.2)
+        assert sink.samples == after
+    finally:
+        peer.close()
+        await engine.release(endpoint)
+        await engine.close()

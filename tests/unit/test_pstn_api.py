@@ -353,6 +353,7 @@ ACCEPTED: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ("voicemail", {"number": "103"}, {"number": "103"}),
     ("queue", {"queue": "sales"}, {"queue": "sales"}),
     ("queue", {"number": "500"}, {"number": "500"}),  # a call-center queue's number
+    ("fax", {}, {}),
     ("external", {"number": "+7 (812) 123-45-67"}, {"number": "+78121234567"}),
     ("access", {}, {}),
     ("access", {"skip_pin_for_known_callers": True}, {"skip_pin_for_known_callers": True}),
@@ -365,6 +366,7 @@ REFUSED: list[tuple[str, dict[str, Any], str]] = [
     ("extension", {"number": "555"}, "destination.number: extension 555 does not exist"),
     ("extension", {}, "destination.number: required"),
     ("extension", {"number": "1"}, "destination.number: an extension number is 2-8 digits"),
+    ("fax", {"email": "x@example.com"}, "destination: unknown key 'email'"),
     ("ring", {"numbers": []}, "destination.numbers: a list of 1 to 20 extension numbers"),
     ("ring", {"numbers": ["101"] * 21}, "destination.numbers: a list of 1 to 20 extension numbers"),
     ("ring", {"numbers": ["101", "101"]}, "destination.numbers: an extension is listed twice"),
@@ -413,7 +415,7 @@ async def test_destinations(api: PstnApi, make_tenant: Any) -> None:
     assert r.status_code == 422 and r.json()["detail"][0]["msg"] == "destination.number: required"
     r = await api.client.patch(url, headers=c.headers, json={"destination": {"number": "101"}})
     assert r.status_code == 422 and r.json()["detail"][0]["msg"] == "destination: unknown key 'number'"
-    r = await api.client.patch(url, headers=c.headers, json={"destination_kind": "fax", "destination": {}})
+    r = await api.client.patch(url, headers=c.headers, json={"destination_kind": "paging", "destination": {}})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "destination_kind"]
 
 

@@ -223,6 +223,19 @@ async def test_a_numbers_destination_and_schedule(web: Web, a: Company, admin_a:
     assert number.destination["default"] == {"kind": "external", "number": "+74957654321"}
 
 
+async def test_a_number_answered_by_the_fax_machine(web: Web, a: Company, admin_a: httpx.AsyncClient) -> None:
+    number_id = await _number(web, a.id, "+74951234568")
+    r = await _post(admin_a, f"/numbers/{number_id}", f"/numbers/{number_id}", {"kind": "fax", "target": ""})
+    assert r.status_code == 303, r.text
+    async with web.db.session() as session:
+        number = await pstn_service.get_number(session, a.id, number_id)
+    assert (number.destination_kind, number.destination) == ("fax", {})
+    page = (await admin_a.get("/numbers")).text
+    assert "fax: documents are kept" in page and "not routed yet" not in page
+    form = (await admin_a.get(f"/numbers/{number_id}")).text
+    assert '<option value="fax" selected>' in form
+
+
 async def test_number_form_errors(web: Web, a: Company, admin_a: httpx.AsyncClient) -> None:
     number_id = await _number(web, a.id, "+74951234568")
     page, path = f"/numbers/{number_id}", f"/numbers/{number_id}"

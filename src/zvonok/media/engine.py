@@ -83,6 +83,10 @@ MAX_CONTINUE = 100
 RELATCH_GAP = 1.0
 INBAND_MS = 40  # the duration reported for a key heard in band (the detector reports the press, not its length)
 RECORD_FLUSH_INTERVAL = 0.5
+# an audio tap (fax) hands frames on every 20 ms, 60 ms behind arrival: T.30 answers within seconds, but
+# its modems' timing is counted in samples, so the tap's stream must be continuous, not bursty
+TAP_FLUSH_INTERVAL = 0.020
+TAP_DELAY = 0.060
 MAX_PLAY_LAG = 0.1  # when the loop stalled longer than this, playback skips ahead instead of bursting
 
 _unpack = RTP_HEADER.unpack_from
@@ -447,14 +451,36 @@ class _SilenceTap:
                 silent_for=self.detector.silent / CLOCK_RATE))
 
 
+class _TapWriter:
+    """An audio tap's sink in the place of a recording's WAV writer (nothing to close)."""
+
+    channels = 1
+
+    def __init__(self, sink: FrameWriter) -> None:
+        self.sink = sink
+        self.samples = 0
+
+    def write(self, samples: npt.NDArray[np.int16]) -> None:
+        self.samples += len(samples)
+        self.sink.write(samples)
+
+    @property
+    def seconds(self) -> float:
+        return self.samples / CLOCK_RATE
+
+    def close(self) -> None:
+        pass
+
+
 @dataclass(slots=True)
 class _RecordingState:
     recording: Recording
     recorder: SlotRecorder
-    writer: WavWriter
+    writer: WavWriter | _TapWriter
     legs: list[_Leg]
     handle: asyncio.TimerHandle | None = None
     deadline: float = 0.0
+    interval: float = RECORD_FLUSH_INTERVAL
 
 
 class InProcessMediaEngine:
@@ -689,10 +715,27 @@ class InProcessMediaEngine:
         self._flush_recording(state)
         return recording
 
+    async def tap(self, endpoint: Endpoint, sink: FrameWriter) -> Recording:
+        """Hand what the endpoint receives to ``sink`` as a continuous stream of 20 ms frames (silence where
+        packets were lost), :data:`TAP_DELAY` behind arrival; :meth:`stop_record` ends it. In-process only:
+        the fax terminal (:mod:`zvonok.telephony.fax_app`) listens this way."""
+        leg = self._leg(endpoint)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        recording = Recording(id=f"r{next(self._ids)}", path=Path(os.devnull), endpoint_ids=(endpoint.id,),
+                              stereo=False)
+        writer = _TapWriter(sink)
+        state = _RecordingState(recording, SlotRecorder(writer, 1, stereo=False, start=start, delay=TAP_DELAY),
+                                writer, [leg], deadline=start, interval=TAP_FLUSH_INTERVAL)
+        leg.recorders.append((state.recorder, 0))
+        self._recordings[recording.id] = state
+        self._flush_recording(state)
+        return recording
+
     def _flush_recording(self, state: _RecordingState) -> None:
         loop = asyncio.get_running_loop()
         state.recorder.flush(loop.time())
-        state.deadline += RECORD_FLUSH_INTERVAL
+        state.deadline += state.interval
         state.handle = loop.call_at(state.deadline, self._flush_recording, state)
 
     async def stop_record(self, recording: Recording) -> RecordingInfo:

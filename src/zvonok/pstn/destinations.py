@@ -13,6 +13,7 @@ Payloads by kind::
     conference  {"number": "800"}                     (a conference room's number: zvonok.conference)
     ivr         {"menu": 3}                           (an IVR menu's id: zvonok.ivr)
     ring_group  {"number": "600"}                     (a ring group's number: zvonok.ringgroup)
+    fax         {}                                    (a fax terminal answers: zvonok.fax)
     schedule    {"timezone": "Europe/Moscow", "rules": [{"days": [0, 1, 2, 3, 4], "from": "09:00",
                  "to": "18:00", "destination": {"kind": "ring", "numbers": ["101", "102"]}}],
                  "holidays": ["2025-01-01"], "holiday_destination": {...}, "default": {...}}
@@ -201,6 +202,9 @@ def _clean(kind: str, payload: Any, path: str, refs: list[tuple[str, str]], *, n
             raise ValueError(f"{path}.number: a ring group number is 2-8 digits")
         refs.append((f"{path}.number", _GROUP + number))
         return {"number": number}
+    if kind == "fax":
+        _keys(payload, path, set())
+        return {}
     if kind == "schedule":
         if nested:
             raise ValueError(f"{path}: a schedule may not contain another schedule")

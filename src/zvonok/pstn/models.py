@@ -48,6 +48,7 @@ class DestinationKind(enum.StrEnum):
     CONFERENCE = "conference"  # {"number": "800"} a conference room of the tenant (zvonok.conference)
     IVR = "ivr"  # {"menu": 3} a voice menu of the tenant (zvonok.ivr)
     RING_GROUP = "ring_group"  # {"number": "600"} a ring group of the tenant (zvonok.ringgroup)
+    FAX = "fax"  # {} the call is answered by a fax terminal; documents per tenant (zvonok.fax)
     SCHEDULE = "schedule"  # {"rules": [...], "holidays": [...], "default": {...}} (see zvonok.pstn.schedule)
 
 

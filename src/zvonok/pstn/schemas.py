@@ -90,7 +90,7 @@ TLS_UNVERIFIED = "tls-any"
 SrtpPolicy = Literal["required", "optional", "off"]
 NumberFormatName = Literal["e164", "digits", "national"]
 DestinationKindName = Literal["extension", "ring", "voicemail", "queue", "external", "access", "conference", "ivr",
-                              "ring_group", "schedule"]
+                              "ring_group", "schedule", "fax"]
 ServiceClassName = Literal["internal_only", "local", "long_distance", "international"]
 PolicyLevelName = Literal["tenant", "office", "department", "employee"]
 

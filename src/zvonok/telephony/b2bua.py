@@ -177,6 +177,7 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         self.parking: Parking | None = None
         self.voicemail: Voicemail | None = None  # set by the composition root (telephony/voicemail.py)
         self.queue_calls: QueueCalls | None = None  # set by the composition root (telephony/queue_call.py)
+        self.fax: Any = None  # telephony.fax_app.FaxApp, set by the composition root
 
     # -- plumbing ------------------------------------------------------------------------------------
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -1084,6 +1085,8 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
             self.parking.left(call)
         if call.voicemail is not None and self.voicemail is not None:
             disposition = await self.voicemail.ended(call, disposition)
+        if call.fax is not None and self.fax is not None:
+            disposition = await self.fax.ended(call, disposition)
         if call.recording is not None:
             recording, call.recording = call.recording, None
             try:

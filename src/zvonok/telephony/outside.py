@@ -231,7 +231,9 @@ class OutsideMixin(_Base):
             await self.voicemail.leave(call, str(destination.get("number", "")), GreetingKind.UNAVAILABLE)
         elif kind == "queue" and self.queue_calls is not None:
             await self.queue_calls.to_queue(call, destination, from_number=from_number)
-        else:  # "none": nobody takes calls now (or no call center in this process)
+        elif kind == "fax" and self.fax is not None:
+            await self.fax.receive(call, destination, from_number=from_number)
+        else:  # "none": nobody takes calls now (or no call center / fax in this process)
             await self._refuse(call, 480, "unavailable")
 
     async def _invite_from_pbx(self, txn: ServerTransaction, request: Request, peer: Peer, trunk: TrunkInfo,

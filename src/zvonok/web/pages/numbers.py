@@ -39,7 +39,8 @@ LIMIT = 500
 KINDS = {
     "extension": N_("Extension"), "ring": N_("Several extensions at once"), "voicemail": N_("Voicemail"),
     "queue": N_("Queue"), "external": N_("Outside number"), "access": N_("Access number (PIN)"),
-    "conference": N_("Conference room"), "ring_group": N_("Ring group"), "schedule": N_("By working hours"),
+    "conference": N_("Conference room"), "ring_group": N_("Ring group"), "fax": N_("Fax machine (documents are kept)"),
+    "schedule": N_("By working hours"),
 }
 BRANCH_KINDS = [k for k in KINDS if k != "schedule"]  # a schedule's branches are never schedules
 DAYS = [N_("Mon"), N_("Tue"), N_("Wed"), N_("Thu"), N_("Fri"), N_("Sat"), N_("Sun")]
@@ -69,6 +70,8 @@ def branch_payload(kind: str, target: str, *, timeout: str = "", skip_pin: bool 
         return {"queue": target}
     if kind == "access":
         return {"skip_pin_for_known_callers": True} if skip_pin else {}
+    if kind == "fax":
+        return {}
     return {"number": target}
 
 

@@ -1,0 +1,234 @@
+"""Fax in the call engine: a DID whose destination is ``fax`` answers and receives with spandsp.
+
+How it works: the caller's leg is answered like voicemail's (:meth:`CallControl._negotiate_caller`,
+``_answer_caller``), then its media endpoint is given to one :class:`~zvonok.fax.endpoint.FaxEndpoint`
+both ways: the media engine's audio tap (:meth:`InProcessMediaEngine.tap`) hands it what the caller
+sends as a continuous 20 ms stream, and a player sends what it produces (its ``read_frame``), paced by
+the engine's absolute deadlines. This is G.711 pass-through fax (T.30 over the V.17/V.29/V.27ter modems
+inside the audio), not T.38.
+
+When T.30 reaches phase E the tap's write sees ``endpoint.done`` and queues one step that hangs up; the
+engine's ``_finish`` then calls :meth:`FaxApp.ended`, which stops the media, frees spandsp and hands the
+TIFF to :class:`FaxPort` (the fax domain: PDF, row, event). A caller who hangs up mid-page ends the same
+way, with T.30's failure code. No SQL here: documents are rows behind the port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from zvonok.fax.endpoint import FaxEndpoint, FaxResult
+from zvonok.fax.spandsp import SpandspUnavailable
+from zvonok.logs import get_logger
+from zvonok.media.interface import Endpoint, MediaEngine, Recording
+from zvonok.sip.uri import SipUri
+
+from . import events as ev
+from .call import Call
+
+log = get_logger(__name__)
+
+# a fax call that goes on this long is stuck (a 50-page document at 9600 bit/s takes ~25 minutes)
+MAX_FAX_SECONDS = 1800.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IncomingFax:
+    id: int
+    tiff: Path  # where spandsp writes (or, sending, reads) the pages
+
+
+class FaxPort(Protocol):
+    async def begin_receive(
+        self, tenant_id: int, *, call_id: str, remote_number: str, local_number: str
+    ) -> IncomingFax: ...
+
+    async def finish_receive(
+        self, tenant_id: int, fax: IncomingFax, result: FaxResult | None, reason: str
+    ) -> int:
+        """Keep the received pages (TIFF → PDF, the row updated); the page count kept."""
+        ...
+
+    async def start_send(self, tenant_id: int, fax_id: int, call_id: str) -> None: ...
+
+    async def finish_send(
+        self, tenant_id: int, fax_id: int, result: FaxResult | None, reason: str, *, status: int | None
+    ) -> float | None:
+        """Record how sending ended (``status``: the SIP status of a call never answered); the delay
+        after which to try again (busy, no answer: a few times), or None when it is over."""
+        ...
+
+
+class CallControl(Protocol):
+    media: MediaEngine
+
+    def step(self, call: Call, coro: Coroutine[Any, Any, None]) -> None: ...
+
+    def publish(self, event_type: type[ev.CallEvent], call: Call, **fields: Any) -> None: ...
+
+    async def _negotiate_caller(self, call: Call) -> bool: ...
+
+    def _answer_caller(self, call: Call, answered_by: Any = None) -> None: ...
+
+    async def _refuse(
+        self,
+        call: Call,
+        status: int,
+        cause: str,
+        reason: str | None = None,
+        disposition: ev.Disposition = ev.Disposition.FAILED,
+    ) -> None: ...
+
+    def _hangup(
+        self,
+        call: Call,
+        from_leg: Any,
+        side: ev.HangupSide,
+        cause: str,
+        disposition: ev.Disposition | None = None,
+    ) -> None: ...
+
+
+@dataclass(eq=False)
+class FaxSession:
+    """One call's fax (``call.fax``)."""
+
+    fax: IncomingFax
+    remote_number: str
+    endpoint: FaxEndpoint | None = None
+    direction: str = "in"  # "in": a DID answered; "out": telephony.fax_sender placed the call
+    tap: Recording | None = None
+    hanging_up: bool = False
+    guard: asyncio.TimerHandle | None = None
+    status: int | None = None  # out: the final SIP status of a call never answered
+
+
+class _Listener:
+    """The audio tap's sink: feeds the terminal, and asks for the hang-up once T.30 is over."""
+
+    def __init__(self, app: FaxApp, call: Call, session: FaxSession, endpoint: FaxEndpoint) -> None:
+        self.app, self.call, self.session, self.endpoint = app, call, session, endpoint
+
+    def write(self, samples: npt.NDArray[np.int16]) -> None:
+        self.endpoint.write(samples)
+        if self.endpoint.done and not self.session.hanging_up:
+            self.session.hanging_up = True
+            self.app.engine.step(self.call, self.app.over(self.call, "fax_done"))
+
+
+class FaxApp:
+    def __init__(self, engine: CallControl, port: FaxPort) -> None:
+        self.engine = engine
+        self.port = port
+        # a send to try again later (busy, no answer): telephony.fax_sender's, set by the composition root
+        self.on_retry: Callable[[int, int], None] | None = None
+
+    async def receive(self, call: Call, destination: Any, *, from_number: str) -> None:
+        """An inbound call to a ``fax`` DID: answer it and receive a document."""
+        caller = call.caller
+        assert caller is not None
+        uri = caller.invite.uri if caller.invite is not None else None
+        did = (uri.user_unescaped or "") if isinstance(uri, SipUri) else ""
+        fax = await self.port.begin_receive(
+            call.tenant_id, call_id=call.id, remote_number=from_number, local_number=did
+        )
+        session = FaxSession(fax=fax, remote_number=from_number)
+        call.fax = session
+        try:
+            session.endpoint = FaxEndpoint(calling=False, rx_tiff=fax.tiff, ident=did[:20])
+        except SpandspUnavailable:
+            log.error("fax: libspandsp is not installed", call=call.id)
+            await self.engine._refuse(call, 503, "fax_unavailable")
+            return
+        if not await self.engine._negotiate_caller(call):
+            return
+        self.engine._answer_caller(call)
+        assert caller.endpoint is not None
+        await self.attach(call, session, caller.endpoint)
+        log.info("fax: receiving", call=call.id, tenant=call.tenant_id, fax=fax.id, caller=from_number)
+
+    async def attach(self, call: Call, session: FaxSession, media_endpoint: Endpoint) -> None:
+        """Wire the terminal to the answered leg's media: a player sends, the audio tap listens."""
+        endpoint = session.endpoint
+        assert endpoint is not None
+        media: Any = self.engine.media  # the audio tap is the in-process engine's
+        await media.play(media_endpoint, endpoint)
+        session.tap = await media.tap(media_endpoint, _Listener(self, call, session, endpoint))
+        session.guard = asyncio.get_running_loop().call_later(
+            MAX_FAX_SECONDS, lambda: self.engine.step(call, self.over(call, "fax_timeout"))
+        )
+
+    async def over(self, call: Call, cause: str) -> None:
+        if not call.ended:
+            self.engine._hangup(call, None, ev.HangupSide.SYSTEM, cause)
+
+    async def ended(self, call: Call, disposition: ev.Disposition) -> ev.Disposition:
+        """The call ends (the engine's ``_finish``): stop the media, keep the document, report it."""
+        session: FaxSession | None = call.fax
+        if session is None:
+            return disposition
+        call.fax = None
+        if session.guard is not None:
+            session.guard.cancel()
+        leg = call.caller if session.direction == "in" else call.callee
+        if session.tap is not None:
+            tap, session.tap = session.tap, None
+            await self.engine.media.stop_record(tap)
+            if leg is not None and leg.endpoint is not None:
+                await self.engine.media.stop_play(leg.endpoint)
+        result: FaxResult | None = None
+        if session.endpoint is not None:
+            session.endpoint.close()  # T.30 reports how far it got when the other side hung up first
+            result = session.endpoint.result
+        if session.status is not None and call.answered_at is None:
+            reason = f"not answered (SIP {session.status})"
+        elif result is not None:
+            reason = result.text
+        else:
+            reason = "no fax call"
+        ok = result is not None and result.ok
+        try:
+            if session.direction == "in":
+                pages = await self.port.finish_receive(call.tenant_id, session.fax, result, reason)
+            else:
+                pages = result.pages_tx if result is not None else 0
+                retry = await self.port.finish_send(
+                    call.tenant_id, session.fax.id, result, reason, status=session.status
+                )
+                if retry is not None and self.on_retry is not None:
+                    asyncio.get_running_loop().call_later(
+                        retry, self.on_retry, call.tenant_id, session.fax.id
+                    )
+        except Exception:  # noqa: BLE001 - a lost document must not lose the CDR
+            log.exception("fax: failed to keep a document", call=call.id, direction=session.direction)
+            return disposition
+        log.info(
+            "fax: finished",
+            call=call.id,
+            tenant=call.tenant_id,
+            fax=session.fax.id,
+            direction=session.direction,
+            ok=ok,
+            pages=pages,
+            result=reason,
+        )
+        from zvonok.fax.events import FaxFinished
+
+        self.engine.publish(
+            FaxFinished,
+            call,
+            fax_id=session.fax.id,
+            direction=session.direction,
+            ok=ok,
+            pages=pages,
+            result=reason,
+            remote_number=session.remote_number,
+        )
+        return disposition

@@ -1,0 +1,222 @@
+"""Fax over G.711 pass-through, end to end.
+
+Receiving: a carrier-side fax machine (our own spandsp terminal behind a minimal SIP UA, ``fax_peer``)
+calls the company's fax DID; the server answers, receives the two-page document, stores it, lists it by
+REST and serves it as a PDF whose pages match the original's.
+
+Sending: a PDF posted to the API goes out through the company's trunk — a loopback trunk pointing at the
+server itself, so the same server also receives it on its fax DID (both ends are our code, but each side
+runs the real path: permissions, routing, the trunk's INVITE, the DID's destination, the media engine).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from zvonok.fax.documents import pdf_page_images, pdf_to_tiff
+
+from .fax_peer import send_fax
+
+pytestmark = pytest.mark.integration
+
+harness: Any = sys.modules["zvonok_bench_common"]
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "fax"
+FAX_DID = "+74957650001"  # kind fax: the carrier's calls come in on it
+LOOP_DID = "+74957650002"  # kind fax too: what the server sends through its loopback trunk arrives here
+CARRIER_HOST = "127.0.0.2"  # a trunk is recognised by the address its calls come from
+SENDER = "+74991234567"
+
+
+@dataclass
+class World:
+    server: Any
+    seeded: Any
+    carrier_port: int
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    tmp = tmp_path_factory.mktemp("fax")
+    data_dir = tmp / "data"
+    database_url = harness.os.environ.get("ZVONOK_TEST_DATABASE_URL") or None
+    seeded = harness.seed(
+        data_dir, domain=f"fax-{secrets.token_hex(3)}.test", numbers=["7501"], database_url=database_url
+    )
+    carrier_port = harness.free_sip_port()
+    sip_port = harness.free_sip_port()
+    spec = {
+        "offices": [{"name": "Moscow", "area_code": "495", "timezone": "Europe/Moscow"}],
+        "trunks": [
+            {"name": "Carrier", "host": CARRIER_HOST, "port": carrier_port},
+            {"name": "Loop", "host": harness.LOOPBACK, "port": sip_port},  # the server itself
+        ],
+        "routes": [{"prefix": "7495765", "trunk": "Loop"}],
+        "numbers": [
+            {"number": FAX_DID, "office": "Moscow", "kind": "fax", "destination": {}},
+            {"number": LOOP_DID, "office": "Moscow", "kind": "fax", "destination": {}},
+        ],
+        "policies": [{"level": "tenant", "caller_id": FAX_DID, "service_class": "long_distance"}],
+    }
+    harness.seed_pstn(data_dir, seeded.tenant_id, spec, database_url=database_url)
+    server = harness.ZvonokServer(data_dir=data_dir, database_url=database_url, sip_port=sip_port)
+    server.start()
+    try:
+        yield World(server=server, seeded=seeded, carrier_port=carrier_port)
+    finally:
+        code = server.stop()
+        assert code == 0, f"zvonok serve exited with {code} on SIGTERM:\n{server.log_tail()}"
+
+
+def _api(world: World, path: str) -> Any:
+    return harness.http_json(
+        f"{world.server.http_url}/api/v1/tenants/{world.seeded.tenant_id}{path}", world.seeded.token
+    )
+
+
+def _post_fax(world: World, pdf: bytes, number: str) -> dict[str, Any]:
+    boundary = secrets.token_hex(8)
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="number"\r\n\r\n{number}\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="doc.pdf"\r\n'
+            f"Content-Type: application/pdf\r\n\r\n"
+        ).encode()
+        + pdf
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    req = urllib.request.Request(
+        f"{world.server.http_url}/api/v1/tenants/{world.seeded.tenant_id}/faxes",
+        data=body,
+        method="POST",
+        headers={
+            "Authorization": f"Bearer {world.seeded.token}",
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+        },
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - loopback URL we built
+        assert resp.status == 201
+        out: dict[str, Any] = json.loads(resp.read())
+        return out
+
+
+def _wait_fax(world: World, fax_id: int, done: tuple[str, ...], timeout: float = 240) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    fax: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        fax = _api(world, f"/faxes/{fax_id}")
+        if fax["status"] in done:
+            return fax
+        time.sleep(0.5)
+    raise AssertionError(f"fax {fax_id} still {fax.get('status')}:\n{world.server.log_tail()}")
+
+
+def _assert_same_pages(original: bytes, received: bytes) -> None:
+    got = pdf_page_images(received)
+    want = pdf_page_images(original)
+    assert len(got) == 2
+    same = [_mean_difference(w, g) for w, g in zip(want, got, strict=True)]
+    crossed = [_mean_difference(want[0], got[1]), _mean_difference(want[1], got[0])]
+    assert max(same) < 4.0, same
+    assert min(crossed) > 3 * max(same), (same, crossed)
+
+
+def _download(world: World, path: str) -> bytes:
+    url = f"{world.server.http_url}/api/v1/tenants/{world.seeded.tenant_id}{path}"
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {world.seeded.token}"})
+    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback URL we built
+        assert resp.headers["Content-Type"] == "application/pdf"
+        return bytes(resp.read())
+
+
+def _mean_difference(a: Any, b: Any) -> float:
+    import numpy as np
+    from PIL import Image
+
+    size = (216, 306)
+    x = np.asarray(a.convert("L").resize(size, Image.Resampling.BOX), dtype=np.float64)
+    y = np.asarray(b.convert("L").resize(size, Image.Resampling.BOX), dtype=np.float64)
+    return float(np.mean(np.abs(x - y)))
+
+
+def test_a_two_page_fax_arrives_on_the_fax_number(world: World, tmp_path: Path) -> None:
+    original = (DATA / "two_pages.pdf").read_bytes()
+    assert pdf_to_tiff(original, tmp_path / "send.tif") == 2
+    sent = send_fax(
+        server=(harness.LOOPBACK, world.server.sip_port),
+        local_host=CARRIER_HOST,
+        sip_port=world.carrier_port,
+        did=FAX_DID,
+        caller=SENDER,
+        tiff=tmp_path / "send.tif",
+    )
+    assert sent.status == 200, sent
+    assert sent.result is not None and sent.result.ok, (sent, world.server.log_tail())
+    assert sent.result.pages_tx == 2
+    assert sent.bye_from_server  # the server hangs up itself once T.30 is over
+
+    deadline = time.monotonic() + 30
+    faxes: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        faxes = _api(world, "/faxes?direction=in")["items"]
+        if faxes and faxes[0]["status"] != "receiving":
+            break
+        time.sleep(0.2)
+    assert len(faxes) == 1, faxes
+    fax = faxes[0]
+    assert (fax["status"], fax["pages"], fax["remote_number"], fax["local_number"]) == (
+        "received",
+        2,
+        SENDER,
+        FAX_DID,
+    ), fax
+    assert fax["remote_ident"] == SENDER[-20:] and fax["has_pdf"], fax
+    assert _api(world, f"/faxes/{fax['id']}")["id"] == fax["id"]
+
+    _assert_same_pages(original, _download(world, f"/faxes/{fax['id']}.pdf"))
+
+
+def test_a_posted_pdf_is_sent_through_the_trunk_and_arrives(world: World) -> None:
+    original = (DATA / "two_pages.pdf").read_bytes()
+    queued = _post_fax(world, original, LOOP_DID)
+    assert (queued["direction"], queued["status"], queued["pages"], queued["remote_number"]) == (
+        "out",
+        "queued",
+        2,
+        LOOP_DID,
+    ), queued
+    sent = _wait_fax(world, queued["id"], ("sent", "failed"))
+    assert (sent["status"], sent["pages"], sent["attempts"]) == ("sent", 2, 1), sent
+    assert sent["remote_ident"] == LOOP_DID, sent  # the receiving side's T.30 ident is its DID
+
+    received = [f for f in _api(world, "/faxes?direction=in")["items"] if f["local_number"] == LOOP_DID]
+    assert len(received) == 1, received
+    got = _wait_fax(world, received[0]["id"], ("received", "failed"), timeout=30)
+    assert (got["status"], got["pages"], got["remote_number"]) == ("received", 2, FAX_DID), got
+    _assert_same_pages(original, _download(world, f"/faxes/{got['id']}.pdf"))
+
+    # the outgoing call is an ordinary outside call in the CDRs
+    cdrs = _api(world, "/cdrs?limit=100")["items"]
+    outbound = [c for c in cdrs if c["direction"] == "outbound" and c["callee_number"] == LOOP_DID]
+    assert outbound and outbound[-1]["disposition"] == "answered", cdrs
+
+
+def test_bad_sends_are_refused(world: World) -> None:
+    for pdf, number in ((b"not a pdf", LOOP_DID), ((DATA / "two_pages.pdf").read_bytes(), "12345")):
+        try:
+            _post_fax(world, pdf, number)
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 422, exc.read()
+        else:
+            raise AssertionError("a bad fax was queued")
