@@ -134,11 +134,10 @@ async def switch_mode(
     tenant_id: int, session_id: str, body: ModeIn, principal: Supervisor, request: Request
 ) -> MonitorSessionOut:
     """Listen, whisper or barge, at once (as the supervisor's keys 4 / 5 / 6)."""
-    monitoring = _running(request)
-    live = monitoring.session(tenant_id, session_id)
-    if live is None or not monitoring.switch(
-        live, body.mode, via="api", by=f"account:{principal.account_id or principal.token_id}"
-    ):
+    monitoring = _monitoring(request)  # no call engine here: no session either
+    live = monitoring.session(tenant_id, session_id) if monitoring is not None else None
+    by = f"account:{principal.account_id or principal.token_id}"
+    if monitoring is None or live is None or not monitoring.switch(live, body.mode, via="api", by=by):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no monitoring session {session_id}")
     s = live.session
     return MonitorSessionOut(
