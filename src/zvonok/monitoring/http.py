@@ -156,7 +156,7 @@ async def list_audit(
 ) -> list[AuditOut]:
     """Every monitoring start, mode change, stop and refusal, newest first."""
     if not 1 <= limit <= 1000:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "limit must be 1..1000")
+        raise HTTPException(422, "limit must be 1..1000")
     return [
         AuditOut(
             id=r.id,
