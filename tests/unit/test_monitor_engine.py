@@ -125,3 +125,24 @@ def test_refusals() -> None:
         assert first.final_status() == 200
         first.ack()
         assert h.call(dave, "*33102").final_status() == 486  # one supervisor per call
+
+
+def test_a_mode_that_cannot_apply_leaves_the_call_alone() -> None:
+    """The legs left the bridge (a transfer re-bridged them): a key must not end the monitored call."""
+    from zvonok.media.errors import MediaUsageError
+
+    with Harness() as h:
+        _setup(h)
+        _, engine_call = _talking(h)
+        spy = h.call(h.extension("103"), "*33102")
+        spy.ack()
+
+        async def gone(*_: Any, **__: Any) -> None:
+            raise MediaUsageError("not in mixing bridge")
+
+        h.media.set_matrix = gone  # type: ignore[attr-defined]
+        sup_call = spy.engine_call
+        assert sup_call is not None and sup_call.caller is not None
+        h.dtmf(sup_call.caller.endpoint, "6")
+        h.settle()
+        assert not engine_call.ended and not sup_call.ended

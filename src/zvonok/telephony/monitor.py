@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from zvonok.logs import get_logger
+from zvonok.media.errors import MediaUsageError
 from zvonok.media.events import DtmfReceived
 from zvonok.sip.message import Request
 from zvonok.sip.peer import Peer
@@ -266,8 +267,18 @@ class Monitoring:
             for leg in (live.customer, live.agent, live.supervisor_call.caller)
             if leg is not None and (e := leg.endpoint) is not None
         }
-        for listener, row in overrides(live.session.mode, keys).items():
-            await self.engine.media.set_matrix(live.bridge_id, by_id[listener], hears=row)
+        try:
+            for listener, row in overrides(live.session.mode, keys).items():
+                await self.engine.media.set_matrix(live.bridge_id, by_id[listener], hears=row)
+        except MediaUsageError as exc:
+            # the call's legs left the bridge (a transfer re-bridged them): the mode cannot apply, and a
+            # failing step would end the monitored call itself — the supervisor's session alone is stale
+            log.warning(
+                "monitoring mode not applied",
+                call=live.call.id,
+                tenant=live.session.tenant_id,
+                error=str(exc),
+            )
 
     async def _unmix(self, live: LiveMonitor) -> None:
         """The supervisor left: the two parties relay again (leaving the mixing bridge)."""
