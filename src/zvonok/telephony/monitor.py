@@ -324,9 +324,6 @@ class Monitoring:
     def of_tenant(self, tenant_id: int) -> list[MonitorSession]:
         return [live.session for live in self.sessions.values() if live.session.tenant_id == tenant_id]
 
-    def record_refusal(self, tenant_id: int, by: str, agent: str, via: str, detail: str) -> None:
-        self._record(tenant_id, None, None, by, agent, "refused", None, via, detail)
-
     # -- the end --------------------------------------------------------------------------------------
     def left(self, call: Call) -> None:
         """``call`` ended (from the engine's ``_finish``): a supervisor's, or a monitored one."""
