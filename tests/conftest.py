@@ -174,6 +174,7 @@ def _extra_routers() -> list[Any]:
     from zvonok.crm import http as crm_http
     from zvonok.fax import http as fax_http
     from zvonok.ivr import http as ivr_http
+    from zvonok.monitoring import http as monitoring_http
     from zvonok.pstn import http as pstn_http
     from zvonok.ringgroup import http as ring_group_http
     from zvonok.telephony import features_http, hold_music_http
@@ -183,7 +184,7 @@ def _extra_routers() -> list[Any]:
 
     return [registrations_router(Location()), cdr_http.router, pstn_http.router, hold_music_http.router,
             features_http.router, crm_http.router, voicemail_http.router,
-            ivr_http.router, ring_group_http.router, callcenter_http.router, fax_http.router]
+            ivr_http.router, ring_group_http.router, callcenter_http.router, fax_http.router, monitoring_http.router]
 
 
 @pytest.fixture

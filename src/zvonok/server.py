@@ -47,6 +47,8 @@ from zvonok.logs import configure, get_logger
 from zvonok.media.engine import InProcessMediaEngine
 from zvonok.media.hold_music import HoldMusic
 from zvonok.memdebug import MemoryReporter, limit_malloc_arenas
+from zvonok.monitoring import http as monitoring_http
+from zvonok.monitoring.service import monitor_audit, monitor_policy
 from zvonok.org import events as org_events
 from zvonok.org.forwarding import forwarding_store
 from zvonok.org.service import SipCredentials, platform_all_sip_credentials, sip_credentials
@@ -70,6 +72,7 @@ from zvonok.telephony.fax_sender import FaxSender, OutgoingFax
 from zvonok.telephony.http import registrations_router
 from zvonok.telephony.ivr import Ivr
 from zvonok.telephony.location import GroupCommit, Location
+from zvonok.telephony.monitor import Monitoring
 from zvonok.telephony.mwi import Mwi
 from zvonok.telephony.park import Parking
 from zvonok.telephony.pickup import Pickup
@@ -254,6 +257,8 @@ async def build(settings: Settings) -> Runtime:
     engine.conferences = Conferences(engine, rooms, tenant_limit=settings.conference_tenant_members,
                                      total_limit=settings.conference_total_members)
     engine.pickup = Pickup(engine)  # *8, **<ext>
+    # *33<ext>: listen / whisper / barge (keys 4/5/6); tenant admins only, every session audited
+    engine.monitoring = Monitoring(engine, allowed=monitor_policy(db), audit=monitor_audit(db))
     engine.parking = Parking(engine, timeout=settings.park_timeout, ringback_timeout=settings.park_ringback_timeout)
     voicemail_files = VoicemailFiles((settings.data_dir / "voicemail").resolve())
     engine.voicemail = Voicemail(engine, VoicemailStore(db, voicemail_files))
@@ -336,9 +341,10 @@ async def build(settings: Settings) -> Runtime:
                                             pstn_http.router, conference_http.router, hold_music_http.router,
                                             features_http.router, crm_http.router, voicemail_http.router,
                                             ivr_http.router, ring_group_http.router, callcenter_http.router,
-                                            fax_http.router])
+                                            fax_http.router, monitoring_http.router])
     app.state.callcenter = callcenter  # agents' state (zvonok.callcenter.http)
     app.state.conferences = engine.conferences  # live members (zvonok.conference.http)
+    app.state.monitoring = engine.monitoring  # live monitoring sessions (zvonok.monitoring.http)
     app.state.parking = engine.parking  # parked calls (zvonok.telephony.features_http)
     app.state.active_calls = engine.active_calls  # calls in progress (zvonok.web.pages.calls)
     mount_web(app, location=location)  # the web console at /, after the API's routes

@@ -35,6 +35,7 @@ async def _cdr_with_recording(api: Api, tenant_id: int) -> int:
 
 # A valid body per collection so a POST would succeed if isolation were broken.
 BODIES: dict[str, dict[str, Any]] = {
+    "mode": {"mode": "barge"},  # a monitoring session's mode
     "offices": {"name": "Intruder office"},
     "departments": {"name": "Intruder dept"},
     "employees": {"full_name": "Intruder", "email": "intruder@x.example"},
@@ -157,6 +158,7 @@ async def _populate(api: Api, t: Any) -> dict[str, Any]:
         "tenant_id": t.id, "office_id": office, "department_id": dept, "employee_id": emp,
         "extension_id": ext, "token_id": token, "cdr_id": cdr, "trunk_id": trunk, "route_id": route,
         "number_id": number, "message_id": message, "kind": "busy", "menu_id": menu, "group_id": group,
+        "session_id": "0123456789ab",  # a monitoring session (none runs here: 404 for anyone)
     }
 
 

@@ -30,6 +30,7 @@ from zvonok.conference import http as conference_http
 from zvonok.config import Settings
 from zvonok.fax import http as fax_http
 from zvonok.ivr import http as ivr_http
+from zvonok.monitoring import http as monitoring_http
 from zvonok.pstn import http as pstn_http
 from zvonok.ringgroup import http as ring_group_http
 from zvonok.storage.db import Database
@@ -95,6 +96,8 @@ ACCESS: dict[str, str] = {
     "delete_ivr_menu": ADMIN, "put_ivr_greeting": ADMIN, "delete_ivr_greeting": ADMIN, "get_ivr_greeting": ADMIN,
     "get_forwarding": OWN, "put_forwarding": OWN,
     "list_faxes": ADMIN, "get_fax": ADMIN, "get_fax_pdf": ADMIN, "send_fax": ADMIN,
+    # supervisor monitoring (telephony/monitor.py): the tenant's admins; an employee's attempt is audited
+    "list_sessions": ADMIN, "switch_mode": ADMIN, "list_audit": ADMIN,
 }
 # Bodies for the routes an employee may change (their own things).
 OWN_BODIES = {"update_extension": {"sip_password": "olga-new-sip-pw"}, "set_pin": {"pin": "4826"},
@@ -115,7 +118,7 @@ async def setup(db: Database, settings: Settings) -> AsyncIterator[Setup]:
     app = create_app(settings, db, routers=[
         registrations_router(location), cdr_http.router, events_router(LocalBus()), pstn_http.router,
         conference_http.router, hold_music_http.router, features_http.router, ivr_http.router, ring_group_http.router,
-        fax_http.router])
+        fax_http.router, monitoring_http.router])
     app.state.parking = Parking(None)  # type: ignore[arg-type]  # the lot alone: no call engine here
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://zvonok.test") as client:
         yield Setup(client, app, location)
@@ -190,7 +193,7 @@ async def test_each_route_gives_an_employee_only_what_is_theirs(
     emp = {"Authorization": f"Bearer {r.json()['access_token']}"}
     common = {"tenant_id": tid, "office_id": office, "department_id": dept, "token_id": token, "trunk_id": trunk,
               "route_id": route, "number_id": number, "tariff_id": tariff, "room_id": 1, "call_id": 1,
-              "menu_id": menu, "group_id": 1, "fax_id": 1}
+              "menu_id": menu, "group_id": 1, "fax_id": 1, "session_id": 1}
     own = {**common, "employee_id": olga, "extension_id": olga_ext, "cdr_id": olga_cdr}
     others = {**common, "employee_id": petr, "extension_id": petr_ext, "cdr_id": petr_cdr}
 

@@ -4,6 +4,7 @@ cost reports and the monthly statement."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import re
@@ -360,3 +361,57 @@ async def test_pages_keep_the_filters(calls: Calls, admin_a: httpx.AsyncClient, 
                                                           calls.ids["in_busy"]}
     # newest first across the pages
     assert calls.ids["in_busy"] in row_ids(first.text) and row_ids(second.text) == {calls.ids["ivan_olga"]}
+
+
+async def test_supervisor_buttons_on_calls_in_progress(web: Web, a: Company, calls: Calls,
+                                                       admin_a: httpx.AsyncClient, ivan: httpx.AsyncClient) -> None:
+    """A tenant admin sees listen / whisper / barge on a call a supervisor monitors (its mode pressed) and a
+    hint to dial *33<ext> on the others; pressing a button switches the session; an employee sees none."""
+    from zvonok.telephony.monitor import LiveMonitor, Monitoring
+    from zvonok.telephony.monitor_matrix import MonitorMode, MonitorSession
+
+    ivan_ext = Party(number=calls.ivan.number, display_name="Ivan", extension_id=11, employee_id=calls.ivan.employee_id)
+    olga_ext = Party(number=calls.olga.number, display_name="Olga", extension_id=12, employee_id=calls.olga.employee_id)
+    engine = engine_with_calls(a.id, [(ivan_ext, olga_ext, True), (olga_ext, ivan_ext, True)])
+    audited: list[Any] = []
+
+    async def allowed(tenant_id: int, employee_id: int | None) -> bool:
+        return True
+
+    async def audit(record: Any) -> None:
+        audited.append(record)
+
+    monitoring = Monitoring(engine, allowed=allowed, audit=audit)
+    monitored, other = engine.calls.values()
+    assert monitored.caller is not None and monitored.callee is not None
+    session = MonitorSession(id="s1", tenant_id=a.id, call_id=monitored.id, supervisor="199", agent=olga_ext.number,
+                             mode=MonitorMode.LISTEN, started_at=NOW)
+    sup_call = Call(id="sup", tenant_id=a.id, direction=Direction.INTERNAL, started_at=NOW)
+    monitoring.sessions["s1"] = LiveMonitor(session=session, supervisor_call=sup_call, call=monitored,
+                                            agent=monitored.callee, customer=monitored.caller)
+    web.app.state.active_calls = engine.active_calls  # type: ignore[attr-defined]
+    web.app.state.monitoring = monitoring  # type: ignore[attr-defined]
+    try:
+        page = await admin_a.get("/calls/live")
+        assert page.status_code == 200 and "Supervise" in page.text
+        assert page.text.count('action="/calls/live/monitor/s1"') == 1
+        assert re.search(r'value="listen" class=""\s+aria-pressed="true"', page.text), page.text
+        assert f"Dial *33{ivan_ext.number} to listen" in page.text  # the other call: the agent's code
+        token = re.search(r'name="csrf_token" value="([0-9a-f]{64})"', page.text)
+        assert token
+        r = await admin_a.post("/calls/live/monitor/s1", data={"mode": "whisper", "csrf_token": token.group(1)})
+        assert r.status_code == 303 and r.headers["location"] == "/calls/live"
+        assert session.mode is MonitorMode.WHISPER
+        r = await admin_a.post("/calls/live/monitor/s1", data={"mode": "shout", "csrf_token": token.group(1)})
+        assert r.status_code == 422
+        r = await admin_a.post("/calls/live/monitor/nope", data={"mode": "barge", "csrf_token": token.group(1)})
+        assert r.status_code == 404
+        assert re.search(r'value="whisper" class=""\s+aria-pressed="true"', (await admin_a.get("/calls/live")).text)
+        mine = await ivan.get("/calls/live")  # an employee: no supervising column, no buttons
+        assert "Supervise" not in mine.text and "/calls/live/monitor/" not in mine.text
+        r = await ivan.post("/calls/live/monitor/s1", data={"mode": "barge", "csrf_token": token.group(1)})
+        assert r.status_code in (403, 303) and session.mode is MonitorMode.WHISPER
+        await asyncio.sleep(0)
+        assert [(x.action, x.mode, x.via) for x in audited] == [("mode", "whisper", "web")]
+    finally:
+        del web.app.state.monitoring  # type: ignore[attr-defined]

@@ -93,6 +93,7 @@ from .leg_states import LIVE, WAIT_ACK
 from .leg_states import LegState as SipLegState
 from .leg_wiring import LegWiringMixin, SipStack
 from .location import Binding, Location
+from .monitor import Monitoring
 from .outside import OutsideMixin
 from .park import Parking
 from .pickup import Pickup
@@ -178,6 +179,7 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         self.voicemail: Voicemail | None = None  # set by the composition root (telephony/voicemail.py)
         self.queue_calls: QueueCalls | None = None  # set by the composition root (telephony/queue_call.py)
         self.fax: Any = None  # telephony.fax_app.FaxApp, set by the composition root
+        self.monitoring: Monitoring | None = None  # *33<ext>: listen / whisper / barge (telephony/monitor.py)
 
     # -- plumbing ------------------------------------------------------------------------------------
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -343,6 +345,9 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         dialed = uri.user_unescaped or ""
         if dialed.startswith("*") and await self._feature_code(txn, request, peer, creds.tenant_id, creds.realm,
                                                                caller_ext, dialed, session_expires):
+            return
+        if dialed.startswith("*") and self.monitoring is not None and await self.monitoring.on_dial(
+                txn, request, peer, creds.tenant_id, creds.realm, caller_ext, dialed, session_expires):
             return
         if dialed.startswith("*") and self.pickup is not None and await self.pickup.on_dial(
                 txn, request, peer, creds.tenant_id, creds.realm, caller_ext, dialed, session_expires):
@@ -1083,6 +1088,8 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
             self.conferences.left(call)
         if call.park is not None and self.parking is not None:
             self.parking.left(call)
+        if (call.monitor is not None or call.monitored is not None) and self.monitoring is not None:
+            self.monitoring.left(call)
         if call.voicemail is not None and self.voicemail is not None:
             disposition = await self.voicemail.ended(call, disposition)
         if call.fax is not None and self.fax is not None:

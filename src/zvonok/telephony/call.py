@@ -107,6 +107,8 @@ class Call:
     park: Any = None  # the call's park slot while its party waits there (telephony.park)
     voicemail: Any = None  # leaving a message or listening to a mailbox (telephony.voicemail)
     fax: Any = None  # a fax being received (telephony.fax_app)
+    monitor: Any = None  # a supervisor's call monitoring another (telephony.monitor: LiveMonitor)
+    monitored: Any = None  # the supervisor's session on this call (telephony.monitor: LiveMonitor)
     max_duration: int | None = None  # seconds after the answer (spending limit)
     budgets: list[Any] = field(default_factory=list)  # the spending budgets checked at the start
     limit_timers: list[asyncio.TimerHandle] = field(default_factory=list)

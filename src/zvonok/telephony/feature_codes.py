@@ -1,11 +1,12 @@
 """Every number a phone dials for a PBX feature rather than a person: the one list the API and the README
-show. The codes themselves are decided where they act (forwarding.py, pickup.py, park_lot.py)."""
+show. The codes themselves are decided where they act (forwarding.py, pickup.py, park_lot.py, monitor.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from .forwarding import FeatureCode
+from .monitor import SPY_CODE
 from .park_lot import ParkingLot
 from .pickup import DIRECTED_PICKUP, GROUP_PICKUP
 
@@ -36,6 +37,9 @@ def feature_codes(lot: ParkingLot[object] | None = None) -> list[FeatureCodeInfo
                                     "pickup_group, else its department)"),
         FeatureCodeInfo(code=f"{DIRECTED_PICKUP}<ext>", feature="directed_pickup", how="dial",
                         description="Answer a call ringing extension <ext>"),
+        FeatureCodeInfo(code=f"{SPY_CODE}<ext>", feature="monitor", how="dial",
+                        description="Supervisors (tenant admins): listen to extension <ext>'s call; keys 4 listen, "
+                                    "5 whisper (only the agent hears you), 6 barge (everyone hears you)"),
         FeatureCodeInfo(code=lot.park_number, feature="park", how="transfer",
                         description=f"Transfer a call here to park it in the first free slot ({slots}); the "
                                     "parked party hears music on hold"),

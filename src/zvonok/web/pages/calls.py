@@ -27,7 +27,8 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import Depends, HTTPException, Query, Request
-from fastapi.responses import FileResponse, Response
+from fastapi import Form as FormField
+from fastapi.responses import FileResponse, RedirectResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok.api.deps import get_db, get_session, get_settings
@@ -37,7 +38,9 @@ from zvonok.config import Settings
 from zvonok.storage.db import Database
 from zvonok.telephony.call import CallSnapshot
 from zvonok.telephony.events import Direction, Disposition
-from zvonok.web.auth import TenantUser, WebUser
+from zvonok.telephony.monitor import SPY_CODE, Monitoring
+from zvonok.telephony.monitor_matrix import MonitorMode
+from zvonok.web.auth import TenantAdminUser, TenantUser, WebUser
 from zvonok.web.i18n import N_
 from zvonok.web.render import gettext_for, render
 from zvonok.web.routing import TENANT, NavItem, page_router
@@ -55,6 +58,8 @@ DISPOSITIONS = {Disposition.ANSWERED.value: N_("Answered"), Disposition.BUSY.val
                 Disposition.CANCELLED.value: N_("Cancelled"), Disposition.INTERRUPTED.value: N_("Interrupted"),
                 Disposition.VOICEMAIL.value: N_("Voicemail")}
 LIVE_STATES = {"ringing": N_("Ringing"), "answered": N_("Talking"), "on_hold": N_("On hold")}
+# a supervisor's modes on a call (telephony/monitor.py), as the buttons say them
+MONITOR_MODES = {"listen": N_("Listen"), "whisper": N_("Whisper"), "barge": N_("Barge in")}
 
 
 def viewer_of(user: WebUser) -> service.Viewer:
@@ -193,9 +198,18 @@ def live_calls(request: Request, user: WebUser) -> list[CallSnapshot]:
     return [snap for snap in found if snap.involves(user.employee_id)]
 
 
+def _monitoring(request: Request) -> Monitoring | None:
+    monitoring: Monitoring | None = getattr(request.app.state, "monitoring", None)
+    return monitoring
+
+
 def _live(request: Request, user: WebUser) -> dict[str, Any]:
+    monitoring = _monitoring(request) if user.is_tenant_admin else None
+    monitors = {s.call_id: s for s in monitoring.of_tenant(user.tenant)} if monitoring is not None else {}
     return {"live": live_calls(request, user), "states": LIVE_STATES, "directions": DIRECTIONS,
-            "when": lambda epoch: datetime.fromtimestamp(epoch, UTC), "now": round(time_now(), 3)}
+            "when": lambda epoch: datetime.fromtimestamp(epoch, UTC), "now": round(time_now(), 3),
+            "supervise": monitoring is not None, "monitors": monitors, "spy_code": SPY_CODE,
+            "modes": MONITOR_MODES}
 
 
 @router.get("/calls/live")
@@ -207,6 +221,20 @@ async def calls_live(request: Request, user: TenantUser) -> Response:
 async def calls_live_rows(request: Request, user: TenantUser) -> Response:
     """The list alone (htmx: reloaded on a call's events and after a reconnect)."""
     return render(request, "calls/_live_rows.html", _live(request, user))
+
+
+@router.post("/calls/live/monitor/{session_id}")
+async def calls_live_monitor(request: Request, session_id: str, user: TenantAdminUser,
+                             mode: Annotated[str, FormField(max_length=16)] = "") -> Response:
+    """A supervisor's listen / whisper / barge buttons (the session began with *33<ext> on their phone)."""
+    monitoring = _monitoring(request)
+    live = monitoring.session(user.tenant, session_id) if monitoring is not None else None
+    if monitoring is None or live is None:
+        raise HTTPException(404, "no such monitoring session")
+    if mode not in MONITOR_MODES:
+        raise HTTPException(422, "mode must be listen, whisper or barge")
+    monitoring.switch(live, MonitorMode(mode), via="web", by=f"account:{user.account_id}")
+    return RedirectResponse("/calls/live", status_code=303)
 
 
 # --- one call --------------------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Supervisor monitoring's data: the audit of every listen / whisper / barge session and refusal."""

@@ -1,0 +1,174 @@
+"""REST of supervisor monitoring (telephony/monitor.py): the sessions running now, switching their mode,
+and the audit.
+
+* ``GET  /api/v1/tenants/{t}/monitor-sessions`` — live sessions (who monitors whom, mode, since when);
+* ``POST /api/v1/tenants/{t}/monitor-sessions/{id}/mode`` ``{"mode": "listen|whisper|barge"}`` — switch;
+* ``GET  /api/v1/tenants/{t}/monitor-audit`` — the newest audit rows (start, mode, stop, refused).
+
+A session is started from the supervisor's phone: ``*33<ext>``. Only the tenant's admins (the supervisors)
+may use these routes: a plain employee gets 403, and the refusal is audited; another tenant's account gets
+the 404 every tenant-scoped route gives it (tests/unit/test_api_isolation.py), audited too. Sessions live
+in the running call engine (``app.state.monitoring``): an API-only process answers 503.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from zvonok.api.auth import CurrentPrincipal, Principal
+from zvonok.api.deps import get_session
+from zvonok.org.models import Tenant
+from zvonok.storage.base import utcnow
+from zvonok.telephony.monitor import Monitoring
+from zvonok.telephony.monitor_matrix import MonitorMode
+
+from .models import MonitorAudit
+from .service import audit_of
+
+router = APIRouter(prefix="/api/v1/tenants/{tenant_id}", tags=["monitoring"])
+
+
+class MonitorSessionOut(BaseModel):
+    id: str
+    call_id: str
+    supervisor: str
+    agent: str
+    mode: MonitorMode
+    started_at: datetime
+
+
+class ModeIn(BaseModel):
+    mode: MonitorMode
+
+
+class AuditOut(BaseModel):
+    id: int
+    session_id: str | None
+    call_id: str | None
+    supervisor: str
+    agent: str
+    action: str
+    mode: str | None
+    via: str
+    detail: str
+    at: datetime
+
+
+def _monitoring(request: Request) -> Monitoring | None:
+    monitoring: Monitoring | None = getattr(request.app.state, "monitoring", None)
+    return monitoring
+
+
+async def supervisor(
+    tenant_id: int,
+    principal: CurrentPrincipal,
+    request: Request,
+    session: Annotated[AsyncSession, Depends(get_session)],
+) -> Principal:
+    """A tenant admin of ``tenant_id`` (or a platform admin); anyone else is refused and audited."""
+    if principal.may_administer(tenant_id):
+        if await session.get(Tenant, tenant_id) is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"tenant {tenant_id} not found")
+        return principal
+    other_tenant = principal.tenant_id != tenant_id
+    if await session.get(Tenant, tenant_id) is not None:  # the tenant whose calls were asked for sees it
+        who = (
+            f"account:{principal.account_id}"
+            if principal.account_id is not None
+            else f"token:{principal.token_id}"
+        )
+        reason = "another tenant's account" if other_tenant else "not a supervisor"
+        session.add(
+            MonitorAudit(
+                tenant_id=tenant_id,
+                session_id=None,
+                call_id=None,
+                supervisor=who,
+                agent="",
+                action="refused",
+                mode=None,
+                via="api",
+                detail=f"{request.method} {request.url.path}: {reason}"[:200],
+                at=utcnow(),
+            )
+        )
+        await session.commit()
+    if other_tenant:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"tenant {tenant_id} not found")
+    raise HTTPException(status.HTTP_403_FORBIDDEN, "only the tenant's supervisors (admins) may monitor calls")
+
+
+Supervisor = Annotated[Principal, Depends(supervisor)]
+
+
+def _running(request: Request) -> Monitoring:
+    monitoring = _monitoring(request)
+    if monitoring is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "no call engine in this process")
+    return monitoring
+
+
+@router.get("/monitor-sessions", response_model=list[MonitorSessionOut])
+async def list_sessions(tenant_id: int, _: Supervisor, request: Request) -> list[MonitorSessionOut]:
+    """Supervisors monitoring calls now."""
+    return [
+        MonitorSessionOut(
+            id=s.id,
+            call_id=s.call_id,
+            supervisor=s.supervisor,
+            agent=s.agent,
+            mode=s.mode,
+            started_at=datetime.fromtimestamp(s.started_at, UTC),
+        )
+        for s in _running(request).of_tenant(tenant_id)
+    ]
+
+
+@router.post("/monitor-sessions/{session_id}/mode", response_model=MonitorSessionOut)
+async def switch_mode(
+    tenant_id: int, session_id: str, body: ModeIn, principal: Supervisor, request: Request
+) -> MonitorSessionOut:
+    """Listen, whisper or barge, at once (as the supervisor's keys 4 / 5 / 6)."""
+    monitoring = _monitoring(request)  # no call engine here: no session either
+    live = monitoring.session(tenant_id, session_id) if monitoring is not None else None
+    by = f"account:{principal.account_id or principal.token_id}"
+    if monitoring is None or live is None or not monitoring.switch(live, body.mode, via="api", by=by):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no monitoring session {session_id}")
+    s = live.session
+    return MonitorSessionOut(
+        id=s.id,
+        call_id=s.call_id,
+        supervisor=s.supervisor,
+        agent=s.agent,
+        mode=s.mode,
+        started_at=datetime.fromtimestamp(s.started_at, UTC),
+    )
+
+
+@router.get("/monitor-audit", response_model=list[AuditOut])
+async def list_audit(
+    tenant_id: int, _: Supervisor, session: Annotated[AsyncSession, Depends(get_session)], limit: int = 200
+) -> list[AuditOut]:
+    """Every monitoring start, mode change, stop and refusal, newest first."""
+    if not 1 <= limit <= 1000:
+        raise HTTPException(422, "limit must be 1..1000")
+    return [
+        AuditOut(
+            id=r.id,
+            session_id=r.session_id,
+            call_id=r.call_id,
+            supervisor=r.supervisor,
+            agent=r.agent,
+            action=r.action,
+            mode=r.mode,
+            via=r.via,
+            detail=r.detail,
+            at=r.at,
+        )
+        for r in await audit_of(session, tenant_id, limit)
+    ]
