@@ -1,7 +1,7 @@
 """monitor_audit: supervisor listen / whisper / barge sessions and refusals
 
 Revision ID: 0025
-Revises: 0027
+Revises: 0026
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alembic import op
 from zvonok.storage.base import UtcDateTime
 
 revision = "0025"
-down_revision = "0027"
+down_revision = "0026"
 branch_labels = None
 depends_on = None
 
