@@ -138,14 +138,14 @@ async def test_greeting_upload(api: IvrApi, make_tenant: Any) -> None:
 
 
 MENU_ERRORS: list[tuple[dict[str, Any], str]] = [
-    ({"keys": {"1": {"kind": "queue", "queue": "sales"}}}, "not available in a menu"),
-    ({"keys": {"1": {"kind": "voicemail", "number": "101"}}}, "not available in a menu"),
+    ({"keys": {"1": {"kind": "queue", "queue": "sales"}}}, "is not available here (one of extension, ring, conference, external, menu, hangup)"),
+    ({"keys": {"1": {"kind": "voicemail", "number": "101"}}}, "is not available here (one of extension, ring, conference, external, menu, hangup)"),
     ({"keys": {"1": {"kind": "extension", "number": "555"}}}, "extension 555 does not exist"),
     ({"keys": {"1": {"kind": "ring", "numbers": ["101", "777"]}}}, "extension 777 does not exist"),
     ({"keys": {"1": {"kind": "conference", "number": "800"}}}, "conference room 800 does not exist"),
     ({"keys": {"1": {"kind": "menu", "menu": 99999}}}, "IVR menu 99999 does not exist"),
     ({"keys": {"1": {"kind": "external", "number": "12"}}}, "keys.1.number"),
-    ({"keys": {"1": {"kind": "hangup", "x": 1}}}, "hangup takes no fields"),
+    ({"keys": {"1": {"kind": "hangup", "x": 1}}}, "keys.1: unknown key 'x'"),
     ({"keys": {"1": "101"}}, "valid dictionary"),
     ({"keys": {"A": {"kind": "hangup"}}}, "keys"),
     ({"keys": {"1": {"kind": "hangup"}}, "repeat_key": "1"}, "repeat_key"),
