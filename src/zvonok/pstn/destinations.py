@@ -34,7 +34,6 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from zvonok.destination.union import (
-    BRANCH_KINDS,
     DID_KINDS,
     Destination,
     RingGroup,
@@ -68,15 +67,6 @@ def _split(payload: dict[str, Any], refs: list[tuple[str, str]]) -> CleanDestina
     return CleanDestination(payload, tuple(r for r in refs if not r[1].startswith(_GROUP)), groups)
 
 
-
-
-def clean_branch(value: Any, *, path: str = "no_answer", kinds: tuple[str, ...] = BRANCH_KINDS) -> CleanDestination:
-    """A destination branch ``{"kind": ..., <payload>}`` (a schedule's, or a ring group's no-answer
-    destination) of one of ``kinds``; ValueError naming the place otherwise."""
-    if isinstance(value, dict) and isinstance(value.get("kind"), str) and value["kind"] not in kinds:
-        raise ValueError(f"{path}.kind: one of {', '.join(kinds)}")
-    refs: list[tuple[str, str]] = []
-    return _split(_nested(value, path, refs), refs)
 
 
 def ring_group_refs(kind: str, payload: Any) -> set[str]:
