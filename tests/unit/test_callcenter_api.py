@@ -109,7 +109,10 @@ async def test_queue_crud_and_number_space(api: Api, make_tenant: Any) -> None:
     for bad, words in (({"kind": "extension", "number": "199"}, "199 does not exist"),
                        ({"kind": "teleport"}, "unknown destination kind"),
                        ({"kind": "schedule", "default": {"kind": "extension", "number": "101"}}, "schedule"),
-                       ({"number": "101"}, "kind")):
+                       ({"number": "101"}, "kind"),
+                       ({"kind": "queue", "number": "599"}, "overflow.number: queue 599 does not exist"),
+                       ({"kind": "conference", "number": "800"}, "overflow.number: conference room 800 does not exist"),
+                       ({"kind": "hangup"}, "'hangup' is not available here")):
         r = await api.client.post(post, headers=a.headers, json={"name": "Q2", "number": "502", "overflow": bad})
         assert r.status_code == 422 and words in r.text, (bad, r.text)
     r = await api.client.post(post, headers=a.headers, json={"name": "Q2", "number": "5"})
@@ -136,6 +139,16 @@ async def test_queue_crud_and_number_space(api: Api, make_tenant: Any) -> None:
     assert (await api.client.get(url, headers=b.headers)).status_code == 404
     assert (await api.client.get(f"{cc(b)}/queues/{queue['id']}", headers=b.headers)).status_code == 404
     assert (await api.client.get(f"{cc(a)}/queues", headers=b.headers)).status_code == 404
+    # a's queue (now 600) is no overflow of b's: another tenant's queue "does not exist"
+    r = await api.client.post(f"{cc(b)}/queues", headers=b.headers, json={
+        "name": "B", "number": "501", "overflow": {"kind": "queue", "number": "600"}})
+    assert r.status_code == 422 and "overflow.number: queue 600 does not exist" in r.text, r.text
+    theirs = await new_queue(api, b, name="Night", number="601")
+    r = await api.client.patch(url, headers=a.headers, json={"overflow": {"kind": "queue", "queue": "Night"}})
+    assert r.status_code == 422 and "overflow.queue: queue 'Night' does not exist" in r.text, r.text
+    mine = await new_queue(api, a, name="Night", number="602")
+    changed = await ok(await api.client.patch(url, headers=a.headers, json={"overflow": {"kind": "queue", "number": "602"}}))
+    assert changed["overflow"] == {"kind": "queue", "number": "602"} and theirs["id"] != mine["id"]
     r = await api.client.put(f"{cc(b)}/queues/{queue['id']}/members", headers=b.headers, json={"employee_ids": []})
     assert r.status_code == 404
     await ok(await api.client.delete(url, headers=a.headers), 204)

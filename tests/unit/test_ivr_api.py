@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from test_pstn_support import Company, add_number, make_company, ok
 
+from zvonok.conference.models import ConferenceRoom
 from zvonok.config import Settings
 from zvonok.ivr.events import IvrChanged
 from zvonok.ivr.prompts import IvrPrompts
@@ -138,14 +139,14 @@ async def test_greeting_upload(api: IvrApi, make_tenant: Any) -> None:
 
 
 MENU_ERRORS: list[tuple[dict[str, Any], str]] = [
-    ({"keys": {"1": {"kind": "queue", "number": "5"}}}, "a queue number is 2-8 digits"),
-    ({"keys": {"1": {"kind": "voicemail", "number": "101"}}}, "not available in a menu"),
+    ({"keys": {"1": {"kind": "queue", "number": "5"}}}, "a queue number"),
+    ({"keys": {"1": {"kind": "voicemail", "number": "101"}}}, "is not available here (one of extension, ring, conference, external, queue, menu, hangup)"),
     ({"keys": {"1": {"kind": "extension", "number": "555"}}}, "extension 555 does not exist"),
     ({"keys": {"1": {"kind": "ring", "numbers": ["101", "777"]}}}, "extension 777 does not exist"),
     ({"keys": {"1": {"kind": "conference", "number": "800"}}}, "conference room 800 does not exist"),
     ({"keys": {"1": {"kind": "menu", "menu": 99999}}}, "IVR menu 99999 does not exist"),
     ({"keys": {"1": {"kind": "external", "number": "12"}}}, "keys.1.number"),
-    ({"keys": {"1": {"kind": "hangup", "x": 1}}}, "hangup takes no fields"),
+    ({"keys": {"1": {"kind": "hangup", "x": 1}}}, "keys.1: unknown key 'x'"),
     ({"keys": {"1": "101"}}, "valid dictionary"),
     ({"keys": {"A": {"kind": "hangup"}}}, "keys"),
     ({"keys": {"1": {"kind": "hangup"}}, "repeat_key": "1"}, "repeat_key"),
@@ -209,3 +210,27 @@ async def test_did_destination_and_isolation(api: IvrApi, make_tenant: Any) -> N
                                                                   "destination": schedule}))
     r = await api.client.delete(f"{c.base}/ivr-menus/{m['id']}", headers=c.headers)
     assert r.status_code == 409
+
+
+async def test_keys_naming_another_tenants_things_are_422(api: IvrApi, make_tenant: Any) -> None:
+    """Keys are typed destinations checked in the menu's tenant only: another tenant's menu, room or
+    extension is answered exactly as one that does not exist; an unknown kind names the kinds a key takes."""
+    a = await make_company(api, make_tenant, "a.example")  # type: ignore[arg-type]
+    b = await make_company(api, make_tenant, "b.example")  # type: ignore[arg-type]
+    theirs = await ok(await api.client.post(f"{b.base}/ivr-menus", headers=b.headers,
+                                            json={"name": "B", "keys": {"1": {"kind": "hangup"}}}), 201)
+    async with api.db.session() as session:
+        session.add(ConferenceRoom(tenant_id=b.id, number="800"))
+        await session.commit()
+    await ok(await api.client.post(f"{b.base}/extensions", headers=b.headers,
+                                   json={"number": "105", "display_name": "B"}), 201)
+    for target, message in [
+        ({"kind": "menu", "menu": theirs["id"]}, f"keys.1.menu: IVR menu {theirs['id']} does not exist"),
+        ({"kind": "conference", "number": "800"}, "keys.1.number: conference room 800 does not exist"),
+        ({"kind": "ring", "numbers": ["101", "105"]}, "keys.1.numbers[1]: extension 105 does not exist"),
+        ({"kind": "teleport"}, "keys.1.kind: unknown destination kind 'teleport'"),
+    ]:
+        r = await api.client.post(f"{a.base}/ivr-menus", headers=a.headers, json={"name": "A", "keys": {"1": target}})
+        assert r.status_code == 422, (target, r.text)
+        detail = r.json()["detail"][0]
+        assert detail["loc"] == ["body", "keys"] and detail["msg"].startswith(message), (target, detail)

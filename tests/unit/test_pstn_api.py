@@ -10,8 +10,12 @@ from typing import Any
 import pytest
 from test_pstn_support import Company, PstnApi, add_number, fake_dns, make_company, ok, pstn_api
 
+from zvonok.callcenter.models import CallQueue
+from zvonok.conference.models import ConferenceRoom
 from zvonok.config import Settings
+from zvonok.ivr.models import IvrMenu
 from zvonok.pstn.events import PstnChanged
+from zvonok.ringgroup.models import RingGroup
 from zvonok.storage.db import Database
 
 TRUNK = {"name": "Carrier", "host": "sip.carrier.example", "username": "acme", "password": "s3cret-pass",
@@ -373,7 +377,12 @@ REFUSED: list[tuple[str, dict[str, Any], str]] = [
     ("ring", {"numbers": ["101", "999"]}, "destination.numbers[1]: extension 999 does not exist"),
     ("ring", {"numbers": ["101"], "timeout": 1}, "destination.timeout: whole seconds from 5 to 600"),
     ("queue", {"queue": ""}, "destination.queue: a queue name (1-100 characters)"),
-    ("queue", {"number": "5"}, "destination.number: a queue number is 2-8 digits"),
+    ("queue", {"queue": "support"}, "destination.queue: queue 'support' does not exist"),
+    ("queue", {"number": "599"}, "destination.number: queue 599 does not exist"),
+    ("queue", {}, 'destination: either "number" (the queue\'s number) or "queue" (its name)'),
+    ("conference", {"number": "800"}, "destination.number: conference room 800 does not exist"),
+    ("ring_group", {"number": "600"}, "destination.number: ring group 600 does not exist"),
+    ("ivr", {"menu": 999}, "destination.menu: IVR menu 999 does not exist"),
     ("external", {"number": "84951234567"}, "destination.number: '84951234567': write the number in "
                                             "international form, '+' and the country code"),
     ("access", {"pin": "1"}, "destination: unknown key 'pin'"),
@@ -396,8 +405,15 @@ REFUSED: list[tuple[str, dict[str, Any], str]] = [
 ]
 
 
+async def add_queues(api: PstnApi, tenant_id: int, *names: tuple[str, str]) -> None:
+    async with api.db.session() as session:
+        session.add_all([CallQueue(tenant_id=tenant_id, name=name, number=number) for name, number in names])
+        await session.commit()
+
+
 async def test_destinations(api: PstnApi, make_tenant: Any) -> None:
     c = await make_company(api, make_tenant, "dest.example")
+    await add_queues(api, c.id, ("sales", "500"), ("night", "501"))
     n = await add_number(api, "+74951234567", c.id)
     url = f"{c.base}/numbers/{n['id']}"
     for kind, destination, stored in ACCEPTED:
@@ -417,6 +433,40 @@ async def test_destinations(api: PstnApi, make_tenant: Any) -> None:
     assert r.status_code == 422 and r.json()["detail"][0]["msg"] == "destination: unknown key 'number'"
     r = await api.client.patch(url, headers=c.headers, json={"destination_kind": "paging", "destination": {}})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "destination_kind"]
+
+
+async def test_destination_in_another_tenant_is_refused(api: PstnApi, make_tenant: Any) -> None:
+    """What another tenant has is answered exactly as what nobody has: 422 "... does not exist"."""
+    a = await make_company(api, make_tenant, "mine.example")
+    b = await make_company(api, make_tenant, "theirs.example")
+    async with api.db.session() as session:
+        menu = IvrMenu(tenant_id=b.id, name="Theirs")
+        session.add_all([menu, CallQueue(tenant_id=b.id, name="support", number="599"),
+                         ConferenceRoom(tenant_id=b.id, number="800"), RingGroup(tenant_id=b.id, number="600")])
+        await session.commit()
+        menu_id = menu.id
+    await ok(await api.client.post(f"{b.base}/extensions", headers=b.headers, json={"number": "105", "display_name": "B"}),
+             201)
+    n = await add_number(api, "+74951234567", a.id)
+    url = f"{a.base}/numbers/{n['id']}"
+    for kind, destination, message in [
+        ("queue", {"number": "599"}, "destination.number: queue 599 does not exist"),
+        ("queue", {"queue": "support"}, "destination.queue: queue 'support' does not exist"),
+        ("conference", {"number": "800"}, "destination.number: conference room 800 does not exist"),
+        ("ring_group", {"number": "600"}, "destination.number: ring group 600 does not exist"),
+        ("ivr", {"menu": menu_id}, f"destination.menu: IVR menu {menu_id} does not exist"),
+        ("extension", {"number": "105"}, "destination.number: extension 105 does not exist"),
+        ("schedule", {"default": {"kind": "voicemail", "number": "105"}},
+         "destination.default.number: extension 105 does not exist"),
+    ]:
+        r = await api.client.patch(url, headers=a.headers, json={"destination_kind": kind, "destination": destination})
+        assert r.status_code == 422, (kind, r.text)
+        assert r.json()["detail"] == [{"loc": ["body", "destination"], "msg": message, "type": "value_error"}]
+    # an unknown kind inside a schedule names the kinds a branch may be
+    r = await api.client.patch(url, headers=a.headers, json={"destination_kind": "schedule",
+                                                             "destination": {"default": {"kind": "paging"}}})
+    assert r.status_code == 422 and r.json()["detail"][0]["msg"].startswith(
+        "destination.default.kind: unknown destination kind 'paging' (one of extension, ring, ")
 
 
 async def test_outbound_routes(api: PstnApi, make_tenant: Any) -> None:

@@ -225,3 +225,31 @@ async def test_other_tenants_groups_are_404(api: GroupApi, make_tenant: Any) -> 
     # an employee does not manage groups
     r = await api.client.get(f"{a.base}/ring-groups", headers=a.alice_headers)
     assert r.status_code == 403
+
+
+async def test_no_answer_naming_another_tenants_things_is_422(api: GroupApi, make_tenant: Any) -> None:
+    """A no-answer destination is a typed destination checked in the group's tenant only: another
+    tenant's group, room or extension is answered as one that does not exist."""
+    a = await make_company(api, make_tenant, "a.example")
+    b: Company = await make_company(api, make_tenant, "b.example")
+    await ok(await api.client.post(f"{b.base}/ring-groups", headers=b.headers, json={
+        "number": "700", "name": "B", "members": ["101"]}), 201)
+    await ok(await api.client.post(f"{b.base}/extensions", headers=b.headers,
+                                   json={"number": "105", "display_name": "B"}), 201)
+    for no_answer, message in [
+        ({"kind": "ring_group", "number": "700"}, "no_answer.number: ring group 700 does not exist"),
+        ({"kind": "extension", "number": "105"}, "no_answer.number: extension 105 does not exist"),
+        ({"kind": "voicemail", "number": "105"}, "no_answer.number: extension 105 does not exist"),
+        ({"kind": "queue", "number": "500"}, "no_answer.number: queue 500 does not exist"),
+        ({"kind": "hangup"}, "no_answer.kind: 'hangup' is not available here"),
+        ({"kind": "teleport"}, "no_answer.kind: unknown destination kind 'teleport'"),
+    ]:
+        r = await api.client.post(f"{a.base}/ring-groups", headers=a.headers,
+                                  json={"number": "600", "name": "A", "members": ["101"], "no_answer": no_answer})
+        assert r.status_code == 422, (no_answer, r.text)
+        detail = r.json()["detail"][0]
+        assert detail["loc"] == ["body", "no_answer"] and detail["msg"].startswith(message), (no_answer, detail)
+    group = await ok(await api.client.post(f"{a.base}/ring-groups", headers=a.headers, json={
+        "number": "600", "name": "A", "members": ["101"], "no_answer": {"kind": "external", "number": "+7 495 123-45-67"}}),
+        201)
+    assert group["no_answer"] == {"kind": "external", "number": "+74951234567"}

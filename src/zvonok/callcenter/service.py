@@ -15,12 +15,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok.conference.models import ConferenceRoom
+from zvonok.destination import OVERFLOW_KINDS, parse
+from zvonok.destination.references import check_references
 from zvonok.org import quotas
 from zvonok.org import service as org_service
 from zvonok.org.errors import Conflict, ValidationError
 from zvonok.org.models import Employee, Extension
 from zvonok.org.scope import get_in_tenant, page_in_tenant
-from zvonok.pstn.destinations import clean_destination, extension_refs
+from zvonok.pstn.destinations import extension_refs
 from zvonok.storage.db import emit
 
 from . import events, schemas
@@ -73,27 +75,16 @@ async def _check_name(session: AsyncSession, tenant_id: int, name: str, queue_id
 
 
 async def clean_overflow(session: AsyncSession, tenant_id: int, value: Any) -> dict[str, Any] | None:
-    """An overflow destination is checked like a branch of a number's schedule: ``{"kind": ..., <that
-    kind's payload>}``, not a schedule itself; the extensions it names must be the tenant's."""
+    """An overflow destination is a :data:`~zvonok.destination.Destination` (``{"kind": ..., <that kind's
+    fields>}``, not a schedule); what it names must be the tenant's."""
     if value is None:
         return None
-    if not isinstance(value, dict) or not isinstance(value.get("kind"), str):
-        raise ValidationError('overflow: an object with a "kind" and that kind\'s fields', field="overflow")
-    kind = value["kind"]
-    if kind == "schedule":
-        raise ValidationError("overflow: a schedule is not an overflow destination", field="overflow")
     try:
-        clean = clean_destination(kind, {k: v for k, v in value.items() if k != "kind"}, path="overflow")
+        dest = parse(value, kinds=OVERFLOW_KINDS, path="overflow")
     except ValueError as exc:
         raise ValidationError(str(exc), field="overflow") from None
-    wanted = {number for _, number in clean.extensions}
-    if wanted:
-        existing = set((await session.execute(select(Extension.number).where(
-            Extension.tenant_id == tenant_id, Extension.number.in_(wanted)))).scalars())
-        for where, number in clean.extensions:
-            if number not in existing:
-                raise ValidationError(f"{where}: extension {number} does not exist", field="overflow")
-    return {"kind": kind, **clean.payload}
+    await check_references(session, tenant_id, [("overflow", dest)], field="overflow")
+    return dest.stored()
 
 
 async def _check_employees(session: AsyncSession, tenant_id: int, employee_ids: Iterable[int]) -> None:

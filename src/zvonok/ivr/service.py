@@ -22,12 +22,13 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from zvonok.conference.models import ConferenceRoom
+from zvonok.destination import MENU_KINDS, Destination, parse
+from zvonok.destination.references import check_references
 from zvonok.org import quotas
 from zvonok.org.errors import InUse, ValidationError
 from zvonok.org.models import Extension
 from zvonok.org.scope import get_in_tenant, page_in_tenant
-from zvonok.pstn.destinations import clean_destination, menu_refs
+from zvonok.pstn.destinations import menu_refs
 from zvonok.pstn.models import PhoneNumber
 from zvonok.storage.db import Database, emit
 from zvonok.telephony.cache import BoundedCache
@@ -37,8 +38,10 @@ from . import events, schemas
 from .models import IvrMenu
 from .prompts import IvrPrompts, PromptError
 
-MENU_KINDS = ("extension", "ring", "conference", "external", "queue", "menu", "hangup")
-MAX_MENUS = 200  # per tenant: a call loads them all
+
+def max_menus() -> int:
+    """A company's menus at most (zvonok.org.quotas: a call loads them all)."""
+    return quotas.limit("ivr_menus")
 
 
 def menu_out(menu: IvrMenu) -> schemas.MenuOut:
@@ -50,45 +53,17 @@ def menu_out(menu: IvrMenu) -> schemas.MenuOut:
                            invalid_destination=menu.invalid_destination)
 
 
-def _clean_target(value: Any, where: str) -> tuple[dict[str, Any], list[tuple[str, str]], list[tuple[str, int]],
-                                                   list[tuple[str, str]]]:
-    """(clean destination, extension refs, menu refs, room refs)."""
-    if not isinstance(value, dict) or not isinstance(value.get("kind"), str):
-        raise ValidationError(f"{where}: an object with a \"kind\" and that kind's fields", field=where)
-    kind = value["kind"]
-    payload = {k: v for k, v in value.items() if k != "kind"}
-    if kind not in MENU_KINDS:
-        raise ValidationError(f"{where}.kind: {kind!r} is not available in a menu (one of {', '.join(MENU_KINDS)})",
-                              field=where)
-    if kind == "hangup":
-        if payload:
-            raise ValidationError(f"{where}: hangup takes no fields", field=where)
-        return {"kind": "hangup"}, [], [], []
-    if kind == "menu":
-        menu = payload.get("menu")
-        if set(payload) != {"menu"} or type(menu) is not int or menu < 1:
-            raise ValidationError(f"{where}.menu: an IVR menu's id", field=where)
-        return {"kind": "menu", "menu": menu}, [], [(where, menu)], []
-    try:
-        clean = clean_destination(kind, payload, path=where)
-    except ValueError as exc:
-        raise ValidationError(str(exc), field=where) from None
-    rooms = [(where, clean.payload["number"])] if kind == "conference" else []
-    return {"kind": kind, **clean.payload}, list(clean.extensions), [], rooms
-
-
 async def _clean_menu(session: AsyncSession, tenant_id: int, menu_id: int | None, data: dict[str, Any]) -> None:
     """Check and normalize ``data``'s destinations in place (``menu_id`` None: a new menu)."""
-    ext_refs: list[tuple[str, str]] = []
-    menus: list[tuple[str, int]] = []
-    rooms: list[tuple[str, str]] = []
+    placed: list[tuple[str, Destination]] = []
 
     def take(value: Any, where: str) -> dict[str, Any]:
-        clean, e, m, r = _clean_target(value, where)
-        ext_refs.extend(e)
-        menus.extend(m)
-        rooms.extend(r)
-        return clean
+        try:
+            dest = parse(value, kinds=MENU_KINDS, path=where)
+        except ValueError as exc:
+            raise ValidationError(str(exc), field=where.split(".")[0]) from None
+        placed.append((where, dest))
+        return dest.stored()
 
     data["keys"] = {key: take(target, f"keys.{key}") for key, target in sorted(data["keys"].items())}
     for name in ("timeout_destination", "invalid_destination"):
@@ -96,24 +71,8 @@ async def _clean_menu(session: AsyncSession, tenant_id: int, menu_id: int | None
             data[name] = take(data[name], name)
     if data.get("repeat_key") is not None and data["repeat_key"] in data["keys"]:
         raise ValidationError(f"repeat_key: {data['repeat_key']} is also a menu key", field="repeat_key")
-    if ext_refs:
-        wanted = {n for _, n in ext_refs}
-        found = set((await session.execute(select(Extension.number).where(
-            Extension.tenant_id == tenant_id, Extension.number.in_(wanted)))).scalars())
-        for where, number in ext_refs:
-            if number not in found:
-                raise ValidationError(f"{where}: extension {number} does not exist", field=where.split(".")[0])
-    if rooms:
-        wanted = {n for _, n in rooms}
-        found = set((await session.execute(select(ConferenceRoom.number).where(
-            ConferenceRoom.tenant_id == tenant_id, ConferenceRoom.number.in_(wanted)))).scalars())
-        for where, number in rooms:
-            if number not in found:
-                raise ValidationError(f"{where}: conference room {number} does not exist", field=where.split(".")[0])
+    await check_references(session, tenant_id, placed, menus_too=() if menu_id is None else (menu_id,))
     others = {m.id: m for m in (await session.execute(select(IvrMenu).where(IvrMenu.tenant_id == tenant_id))).scalars()}
-    for where, ref in menus:
-        if ref not in others and ref != menu_id:
-            raise ValidationError(f"{where}: IVR menu {ref} does not exist", field=where.split(".")[0])
     # the silent caller's path: each menu's timeout destination; a cycle on it never ends
     after_timeout: dict[int, int | None] = {}
     for other in others.values():
@@ -144,9 +103,6 @@ async def _speak(prompts: IvrPrompts, text: str | None, voice: str) -> None:
 async def create_menu(session: AsyncSession, tenant_id: int, data: schemas.MenuCreate, prompts: IvrPrompts) -> IvrMenu:
     await quotas.check(session, tenant_id, "ivr_menus", IvrMenu)
     values = data.model_dump()
-    count = len((await session.execute(select(IvrMenu.id).where(IvrMenu.tenant_id == tenant_id))).all())
-    if count >= MAX_MENUS:
-        raise ValidationError(f"a company has at most {MAX_MENUS} menus")
     await _clean_menu(session, tenant_id, None, values)
     await _speak(prompts, values["prompt_text"], values["voice"])
     menu = IvrMenu(tenant_id=tenant_id, has_upload=False, **values)
@@ -266,7 +222,7 @@ class MenuDirectory:
     async def _load(self, tenant_id: int) -> Menus:
         async with self.db.session() as session:
             rows = list((await session.execute(select(IvrMenu).where(IvrMenu.tenant_id == tenant_id)
-                                               .limit(MAX_MENUS))).scalars())
+                                               .limit(max_menus()))).scalars())
             extensions: frozenset[str] = frozenset()
             if any(row.direct_dial for row in rows):
                 extensions = frozenset((await session.execute(select(Extension.number).where(

@@ -2,18 +2,19 @@
 
 Pure checks (no database): :func:`clean_destination` validates a payload and returns it normalized
 (external numbers in E.164) together with the extension numbers and ring groups it names, each with its
-place in the payload, so the service can look them up in the tenant and say exactly which one is missing.
+place in the payload. Every kind but ``schedule`` is a member of the typed union
+:data:`zvonok.destination.Destination` (which holds the rules); :func:`placed` lists the typed
+destinations of a clean payload (a schedule's branches) for :func:`zvonok.destination.references.check_references`.
 
 Payloads by kind::
 
     extension   {"number": "101"}                     voicemail  {"number": "101"}
     ring        {"numbers": ["101", "102"], "timeout": 30}   (1-20 extensions; timeout optional, seconds)
-    queue       {"number": "500"} (or {"queue": "sales"}) external  {"number": "+74951234567"}
+    queue       {"number": "500"} or {"queue": "sales"}  external   {"number": "+74951234567"}
     access      {} or {"skip_pin_for_known_callers": true}
     conference  {"number": "800"}                     (a conference room's number: zvonok.conference)
     ivr         {"menu": 3}                           (an IVR menu's id: zvonok.ivr)
     ring_group  {"number": "600"}                     (a ring group's number: zvonok.ringgroup)
-    fax         {}                                    (a fax terminal answers: zvonok.fax)
     schedule    {"timezone": "Europe/Moscow", "rules": [{"days": [0, 1, 2, 3, 4], "from": "09:00",
                  "to": "18:00", "destination": {"kind": "ring", "numbers": ["101", "102"]}}],
                  "holidays": ["2025-01-01"], "holiday_destination": {...}, "default": {...}}
@@ -32,30 +33,18 @@ from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from zvonok.dialing import DialingError, russian_plan
-from zvonok.dialing import normalize as normalize_dialed
+from zvonok.destination.union import (
+    DID_KINDS,
+    Destination,
+    RingGroup,
+    extension_numbers,
+    parse,
+    parse_payload,
+)
+from zvonok.destination.union import to_e164 as to_e164
 
-# The plan only matters for numbers of its own country code: "+7" numbers must have 10 national digits.
-# Other country codes are checked for length and a valid code (zvonok.dialing.numbers).
-_E164_PLAN = russian_plan(None)
-_EXTENSION = re.compile(r"^[0-9]{2,8}$")
 _GROUP = "ring_group:"
 _HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
-MAX_RING = 20
-
-
-def to_e164(value: str) -> str:
-    """``"+7 (495) 123-45-67"`` -> ``"+74951234567"``; ValueError saying why otherwise."""
-    text = value.strip()
-    if not text.lstrip("( ").startswith("+"):
-        raise ValueError(f"{value!r}: write the number in international form, '+' and the country code")
-    try:
-        dest = normalize_dialed(text, _E164_PLAN)
-    except DialingError as exc:
-        raise ValueError(str(exc)) from None
-    if dest.e164 is None:
-        raise ValueError(f"{value!r} is not an E.164 number")
-    return dest.e164
 
 
 @dataclass(frozen=True)
@@ -78,17 +67,6 @@ def _split(payload: dict[str, Any], refs: list[tuple[str, str]]) -> CleanDestina
     return CleanDestination(payload, tuple(r for r in refs if not r[1].startswith(_GROUP)), groups)
 
 
-# the kinds a ring group's no-answer destination may be (voicemail answers 480 until it exists)
-BRANCH_KINDS = ("extension", "voicemail", "external", "conference", "ring_group", "queue")
-
-
-def clean_branch(value: Any, *, path: str = "no_answer", kinds: tuple[str, ...] = BRANCH_KINDS) -> CleanDestination:
-    """A destination branch ``{"kind": ..., <payload>}`` (a schedule's, or a ring group's no-answer
-    destination) of one of ``kinds``; ValueError naming the place otherwise."""
-    if isinstance(value, dict) and isinstance(value.get("kind"), str) and value["kind"] not in kinds:
-        raise ValueError(f"{path}.kind: one of {', '.join(kinds)}")
-    refs: list[tuple[str, str]] = []
-    return _split(_nested(value, path, refs), refs)
 
 
 def ring_group_refs(kind: str, payload: Any) -> set[str]:
@@ -105,6 +83,15 @@ def extension_refs(kind: str, payload: Any) -> set[str]:
         return {number for _, number in clean_destination(kind, payload).extensions}
     except ValueError:
         return set()
+
+
+def placed(kind: str, payload: dict[str, Any], path: str = "destination") -> list[tuple[str, Destination]]:
+    """The typed destinations of a *clean* payload, each with its place (a schedule: each branch)."""
+    if kind != "schedule":
+        return [(path, parse_payload(kind, payload, path=path))]
+    branches = [(f"{path}.rules[{i}].destination", rule["destination"]) for i, rule in enumerate(payload["rules"])]
+    branches += [(f"{path}.{name}", payload[name]) for name in ("holiday_destination", "default") if name in payload]
+    return [(where, parse(branch, path=where)) for where, branch in branches]
 
 
 def menu_refs(kind: str, payload: dict[str, Any], path: str = "destination") -> list[tuple[str, int]]:
@@ -130,86 +117,16 @@ def _keys(payload: Any, path: str, required: AbstractSet[str], optional: Abstrac
     return payload
 
 
-def _extension(value: Any, path: str, refs: list[tuple[str, str]]) -> str:
-    if not isinstance(value, str) or not _EXTENSION.match(value):
-        raise ValueError(f"{path}: an extension number is 2-8 digits")
-    refs.append((path, value))
-    return value
-
-
 def _clean(kind: str, payload: Any, path: str, refs: list[tuple[str, str]], *, nested: bool) -> dict[str, Any]:
-    if kind in ("extension", "voicemail"):
-        _keys(payload, path, {"number"})
-        return {"number": _extension(payload["number"], f"{path}.number", refs)}
-    if kind == "ring":
-        _keys(payload, path, {"numbers"}, {"timeout"})
-        numbers = payload["numbers"]
-        if not isinstance(numbers, list) or not 1 <= len(numbers) <= MAX_RING:
-            raise ValueError(f"{path}.numbers: a list of 1 to {MAX_RING} extension numbers")
-        clean = [_extension(n, f"{path}.numbers[{i}]", refs) for i, n in enumerate(numbers)]
-        if len(set(clean)) != len(clean):
-            raise ValueError(f"{path}.numbers: an extension is listed twice")
-        out: dict[str, Any] = {"numbers": clean}
-        if "timeout" in payload:
-            timeout = payload["timeout"]
-            if type(timeout) is not int or not 5 <= timeout <= 600:
-                raise ValueError(f"{path}.timeout: whole seconds from 5 to 600")
-            out["timeout"] = timeout
-        return out
-    if kind == "queue":
-        if isinstance(payload, dict) and "number" in payload:  # a call-center queue's number (zvonok.callcenter)
-            _keys(payload, path, {"number"})
-            number = payload["number"]
-            if not isinstance(number, str) or not _EXTENSION.match(number):
-                raise ValueError(f"{path}.number: a queue number is 2-8 digits")
-            return {"number": number}
-        _keys(payload, path, {"queue"})  # the older form: the queue's name
-        queue = payload["queue"]
-        if not isinstance(queue, str) or not 1 <= len(queue.strip()) <= 100:
-            raise ValueError(f"{path}.queue: a queue name (1-100 characters)")
-        return {"queue": queue.strip()}
-    if kind == "external":
-        _keys(payload, path, {"number"})
-        if not isinstance(payload["number"], str):
-            raise ValueError(f"{path}.number: an E.164 number")
-        try:
-            return {"number": to_e164(payload["number"])}
-        except ValueError as exc:
-            raise ValueError(f"{path}.number: {exc}") from None
-    if kind == "access":
-        _keys(payload, path, set(), {"skip_pin_for_known_callers"})
-        if "skip_pin_for_known_callers" in payload:
-            if not isinstance(payload["skip_pin_for_known_callers"], bool):
-                raise ValueError(f"{path}.skip_pin_for_known_callers: true or false")
-            return {"skip_pin_for_known_callers": payload["skip_pin_for_known_callers"]}
-        return {}
-    if kind == "conference":
-        _keys(payload, path, {"number"})
-        number = payload["number"]
-        if not isinstance(number, str) or not _EXTENSION.match(number):
-            raise ValueError(f"{path}.number: a conference room number is 2-8 digits")
-        return {"number": number}
-    if kind == "ivr":
-        _keys(payload, path, {"menu"})
-        if type(payload["menu"]) is not int or payload["menu"] < 1:
-            raise ValueError(f"{path}.menu: an IVR menu's id")
-        return {"menu": payload["menu"]}
-
-    if kind == "ring_group":
-        _keys(payload, path, {"number"})
-        number = payload["number"]
-        if not isinstance(number, str) or not _EXTENSION.match(number):
-            raise ValueError(f"{path}.number: a ring group number is 2-8 digits")
-        refs.append((f"{path}.number", _GROUP + number))
-        return {"number": number}
-    if kind == "fax":
-        _keys(payload, path, set())
-        return {}
     if kind == "schedule":
         if nested:
             raise ValueError(f"{path}: a schedule may not contain another schedule")
         return _schedule(payload, path, refs)
-    raise ValueError(f"{path}.kind: unknown destination kind {kind!r}")
+    dest = parse_payload(kind, payload, kinds=(*DID_KINDS, "schedule"), path=path)
+    refs.extend((f"{path}.{where}", number) for where, number in extension_numbers(dest))
+    if isinstance(dest, RingGroup):
+        refs.append((f"{path}.number", _GROUP + dest.number))
+    return dest.payload()
 
 
 def _nested(value: Any, path: str, refs: list[tuple[str, str]]) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok.billing.rates_csv import RateImport, parse_rates_csv
 from zvonok.billing.tariffs import Tariff as PureTariff
-from zvonok.ivr.models import IvrMenu
+from zvonok.destination.references import check_references
 from zvonok.org import quotas
 from zvonok.org import service as org_service
 from zvonok.org.errors import Conflict, InUse, NotFound, PermissionDenied, ValidationError
@@ -33,7 +33,7 @@ from zvonok.org.models import Extension, Office, Tenant
 from zvonok.org.scope import check_ref, describe_counts
 from zvonok.pstn import events
 from zvonok.pstn import schemas as s
-from zvonok.pstn.destinations import clean_destination, extension_refs, menu_refs
+from zvonok.pstn.destinations import clean_destination, extension_refs, placed
 from zvonok.pstn.loader import build_tariff, trusted_addresses
 from zvonok.pstn.models import (
     BillingAccount,
@@ -46,7 +46,6 @@ from zvonok.pstn.models import (
     Trunk,
 )
 from zvonok.pstn.routing import IpNetwork, UntrustedAddress, check_trusted, trusted_networks
-from zvonok.ringgroup.models import RingGroup
 from zvonok.storage.base import utcnow
 from zvonok.storage.db import emit
 
@@ -325,47 +324,12 @@ async def update_number(session: AsyncSession, tenant_id: int, number_id: int, d
             clean = clean_destination(kind, payload)
         except ValueError as exc:
             raise ValidationError(str(exc), field="destination") from None
-        await _check_extensions(session, tenant_id, clean.extensions)
-        await _check_menus(session, tenant_id, menu_refs(kind, clean.payload))
-        await _check_ring_groups(session, tenant_id, clean.ring_groups)
+        await check_references(session, tenant_id, placed(kind, clean.payload), field="destination")
         changes["destination_kind"], changes["destination"] = kind, clean.payload
     if org_service.apply_changes(number, changes, {"destination_kind", "destination", "monthly_fee", "enabled"}):
         await session.flush()
         notify(session, tenant_id, events.NUMBER)
     return number
-
-
-async def _check_menus(session: AsyncSession, tenant_id: int, refs: list[tuple[str, int]]) -> None:
-    if not refs:
-        return
-    wanted = {menu for _, menu in refs}
-    stmt = select(IvrMenu.id).where(IvrMenu.tenant_id == tenant_id, IvrMenu.id.in_(wanted))
-    existing = set((await session.execute(stmt)).scalars())
-    for where, menu in refs:
-        if menu not in existing:
-            raise ValidationError(f"{where}: IVR menu {menu} does not exist", field="destination")
-
-
-async def _check_extensions(session: AsyncSession, tenant_id: int, refs: tuple[tuple[str, str], ...]) -> None:
-    wanted = {number for _, number in refs}
-    if not wanted:
-        return
-    stmt = select(Extension.number).where(Extension.tenant_id == tenant_id, Extension.number.in_(wanted))
-    existing = set((await session.execute(stmt)).scalars())
-    for where, number in refs:
-        if number not in existing:
-            raise ValidationError(f"{where}: extension {number} does not exist", field="destination")
-
-
-async def _check_ring_groups(session: AsyncSession, tenant_id: int, refs: tuple[tuple[str, str], ...]) -> None:
-    wanted = {number for _, number in refs}
-    if not wanted:
-        return
-    stmt = select(RingGroup.number).where(RingGroup.tenant_id == tenant_id, RingGroup.number.in_(wanted))
-    existing = set((await session.execute(stmt)).scalars())
-    for where, number in refs:
-        if number not in existing:
-            raise ValidationError(f"{where}: ring group {number} does not exist", field="destination")
 
 
 async def did_references(session: AsyncSession, tenant_id: int, extension_id: int) -> list[str]:

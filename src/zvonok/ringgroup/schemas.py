@@ -1,6 +1,6 @@
 """Pydantic schemas of the ring-group API. Members are extension numbers (2-8 digits) or outside numbers in
 international form (stored in E.164); the no-answer destination is a DID destination branch
-(:func:`zvonok.pstn.destinations.clean_branch`); whether the extensions and groups exist is the service's
+(:data:`zvonok.destination.Destination`, one of ``BRANCH_KINDS``); whether the extensions and groups exist is the service's
 check (it needs the tenant)."""
 
 from __future__ import annotations

@@ -17,13 +17,16 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok.conference.models import ConferenceRoom
+from zvonok.destination import BRANCH_KINDS, parse
+from zvonok.destination import RingGroup as RingGroupDest
+from zvonok.destination.references import check_references
 from zvonok.logs import get_logger
 from zvonok.org import quotas
 from zvonok.org import service as org_service
 from zvonok.org.errors import InUse, ValidationError
 from zvonok.org.models import Extension
 from zvonok.org.scope import get_in_tenant, page_in_tenant
-from zvonok.pstn.destinations import clean_branch, extension_refs, ring_group_refs
+from zvonok.pstn.destinations import extension_refs, ring_group_refs
 from zvonok.pstn.models import PhoneNumber
 from zvonok.pstn.service import flush_or_conflict
 from zvonok.storage.db import Database, emit
@@ -95,19 +98,13 @@ async def _check_no_answer(session: AsyncSession, tenant_id: int, value: dict[st
     if value is None:
         return None
     try:
-        clean = clean_branch(value)
+        dest = parse(value, kinds=BRANCH_KINDS, path="no_answer")
     except ValueError as exc:
         raise ValidationError(str(exc), field="no_answer") from None
-    missing = await _missing_extensions(session, tenant_id, {n for _, n in clean.extensions})
-    for where, number in clean.extensions:
-        if number in missing:
-            raise ValidationError(f"{where}: extension {number} does not exist", field="no_answer")
-    for where, number in clean.ring_groups:
-        if number == own_number:
-            raise ValidationError(f"{where}: a group cannot send its unanswered calls to itself", field="no_answer")
-        if await group_claim(session, tenant_id, number) is None:
-            raise ValidationError(f"{where}: ring group {number} does not exist", field="no_answer")
-    return clean.payload
+    if isinstance(dest, RingGroupDest) and dest.number == own_number:
+        raise ValidationError("no_answer.number: a group cannot send its unanswered calls to itself", field="no_answer")
+    await check_references(session, tenant_id, [("no_answer", dest)], field="no_answer")
+    return dest.stored()
 
 
 async def create_group(session: AsyncSession, tenant_id: int, data: schemas.RingGroupCreate) -> RingGroup:

@@ -25,12 +25,26 @@ import os
 import time
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from zvonok.billing.limits import authorize, crossings
 from zvonok.billing.statement import month_bounds
 from zvonok.cdr.state import rate, whole_seconds
+from zvonok.destination import (
+    Access,
+    Conference,
+    Destination,
+    Extension,
+    External,
+    Fax,
+    Ivr,
+    Queue,
+    Ring,
+    RingGroup,
+    Voicemail,
+    stored,
+)
 from zvonok.dialing import DestinationClass, InvalidNumber, normalize, russian_plan
 from zvonok.logs import get_logger
 from zvonok.media.interface import Prompt, Tone
@@ -192,48 +206,47 @@ class OutsideMixin(_Base):
         kind, destination = schedule.resolve(number.kind, number.destination, now, zone)
         log.info("inbound call", call=call.id, tenant=tenant.id, did=number.number, caller=caller_e164,
                  destination=kind, trunk=trunk.id)
-        await self._to_destination(call, kind, destination, now, from_number=caller_e164)
+        await self._to_destination(call, stored(kind, destination), now, from_number=caller_e164)
 
-    async def _to_destination(self, call: Call, kind: str, destination: Any, now: float, *,
-                              from_number: str) -> None:
-        if kind in ("extension", "ring"):
-            numbers = [destination.get("number")] if kind == "extension" else list(destination.get("numbers", []))
-            extensions = [ext for n in numbers if n
-                          if (ext := await self.directory.extension(call.tenant_id, str(n))) is not None]
+    async def _to_destination(self, call: Call, dest: Destination | None, now: float, *, from_number: str) -> None:
+        """Send the call where a typed destination says (one place for DIDs, schedule branches and a ring
+        group's no-answer); ``None`` (nowhere, or a stored kind this version cannot read) and kinds this
+        process cannot route answer 480."""
+        if isinstance(dest, (Extension, Ring)):
+            numbers = [dest.number] if isinstance(dest, Extension) else list(dest.numbers)
+            extensions = [ext for n in numbers if (ext := await self.directory.extension(call.tenant_id, n)) is not None]
             if not extensions:
                 await self._refuse(call, 404, "no_route")
                 return
             await self._ring_extensions(call, extensions, now, from_number=from_number)
-        elif kind == "access":
+        elif isinstance(dest, Access):
             tenant = self.trunks.snapshot.tenants.get(call.tenant_id) if self.trunks else None
-            await self._access_number(call, destination, caller_e164=from_number,
+            await self._access_number(call, dest.payload(), caller_e164=from_number,
                                       language=tenant.locale if tenant else self.prompt_language,
                                       source_address=None)  # a carrier's gateway carries many callers
-        elif kind == "conference":
-            room = await self.conferences.lookup(call.tenant_id, str(destination.get("number", ""))) \
-                if self.conferences is not None else None
+        elif isinstance(dest, Conference):
+            room = await self.conferences.lookup(call.tenant_id, dest.number) if self.conferences is not None else None
             if room is None or self.conferences is None:
                 await self._refuse(call, 404, "no_route")
                 return
             tenant = self.trunks.snapshot.tenants.get(call.tenant_id) if self.trunks else None
             await self.conferences.enter(call, room, language=tenant.locale if tenant else self.prompt_language)
-        elif kind == "ivr" and self.ivr is not None:
+        elif isinstance(dest, Ivr) and self.ivr is not None:
             tenant = self.trunks.snapshot.tenants.get(call.tenant_id) if self.trunks else None
-            await self.ivr.enter(call, int(destination.get("menu", 0)), from_number=from_number,
+            await self.ivr.enter(call, dest.menu, from_number=from_number,
                                  language=tenant.locale if tenant else self.prompt_language)
-        elif kind == "ring_group":
-            await self._to_ring_group(call, destination, from_number=from_number)
-        elif kind == "external":
-            target = str(destination.get("number", ""))
+        elif isinstance(dest, RingGroup):
+            await self._to_ring_group(call, dest.payload(), from_number=from_number)
+        elif isinstance(dest, External):
             profile = CallerProfile(tenant_id=call.tenant_id)
-            await self._route_outside(call, target, profile, forwarded=True)
-        elif kind == "voicemail" and self.voicemail is not None:
-            await self.voicemail.leave(call, str(destination.get("number", "")), GreetingKind.UNAVAILABLE)
-        elif kind == "queue" and self.queue_calls is not None:
-            await self.queue_calls.to_queue(call, destination, from_number=from_number)
-        elif kind == "fax" and self.fax is not None:
-            await self.fax.receive(call, destination, from_number=from_number)
-        else:  # "none": nobody takes calls now (or no call center / fax in this process)
+            await self._route_outside(call, dest.number, profile, forwarded=True)
+        elif isinstance(dest, Voicemail) and self.voicemail is not None:
+            await self.voicemail.leave(call, dest.number, GreetingKind.UNAVAILABLE)
+        elif isinstance(dest, Queue) and self.queue_calls is not None:
+            await self.queue_calls.to_queue(call, dest.payload(), from_number=from_number)
+        elif isinstance(dest, Fax) and self.fax is not None:
+            await self.fax.receive(call, dest.payload(), from_number=from_number)
+        else:  # park (no place routes there yet), None: nobody takes calls now (or no call center / fax here)
             await self._refuse(call, 480, "unavailable")
 
     async def _invite_from_pbx(self, txn: ServerTransaction, request: Request, peer: Peer, trunk: TrunkInfo,

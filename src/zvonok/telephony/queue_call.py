@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from zvonok.destination import Destination, stored
 from zvonok.logs import get_logger
 from zvonok.media.interface import RINGBACK_RU, Endpoint, MediaEngine, PlaybackFinished, Prompt
 from zvonok.media.prompts import prompt_path
@@ -142,7 +143,7 @@ class CallControl(Protocol):
     async def _watch_media(self, call: Call) -> None: ...
 
     async def _to_destination(
-        self, call: Call, kind: str, destination: Any, now: float, *, from_number: str
+        self, call: Call, dest: Destination | None, now: float, *, from_number: str
     ) -> None: ...
 
     def _hangup(
@@ -517,7 +518,7 @@ class QueueCalls:
         await engine.media.play(caller.endpoint, RINGBACK_RU)  # the engine stops it when the far end answers
         call.ringback = True
         payload = {k: v for k, v in destination.items() if k != "kind"}
-        await engine._to_destination(call, kind, payload, time.time(), from_number=session.from_number)
+        await engine._to_destination(call, stored(kind, payload), time.time(), from_number=session.from_number)
 
     # -- the end --------------------------------------------------------------------------------------
     def left(self, call: Call, side: ev.HangupSide) -> None:

@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
+from zvonok.destination import stored
 from zvonok.dialing import DestinationClass, InvalidNumber, normalize
 from zvonok.logs import get_logger
 from zvonok.pstn.routing import CallerProfile
@@ -188,7 +189,7 @@ class RingGroupMixin(_Base):
         payload = {k: v for k, v in branch.items() if k != "kind"}
         caller = call.caller
         from_number = run.from_number or (caller.party.number if caller is not None else "")
-        await self._to_destination(call, kind, payload, time.time(), from_number=from_number)
+        await self._to_destination(call, stored(kind, payload), time.time(), from_number=from_number)
 
     # -- who can take a call -----------------------------------------------------------------------------
     async def _group_extensions(self, call: Call, group: RingGroupInfo) -> dict[str, ExtensionInfo]:

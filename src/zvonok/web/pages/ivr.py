@@ -19,12 +19,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok.api.deps import get_session
 from zvonok.config import Settings
+from zvonok.destination import MENU_KINDS
 from zvonok.ivr import schemas, service
 from zvonok.ivr.prompts import IvrPrompts
 from zvonok.media.hold_music import MAX_UPLOAD
 from zvonok.org.errors import OrgError
 from zvonok.web.auth import TenantAdminUser
 from zvonok.web.i18n import N_
+from zvonok.web.pages.destination_form import choices, from_form, to_form
 from zvonok.web.render import gettext_for, render
 from zvonok.web.routing import ADMIN, NavItem, page_router
 
@@ -32,9 +34,7 @@ router = page_router()
 NAV = [NavItem("/ivr", N_("Voice menus"), ADMIN, order=54)]
 Session = Annotated[AsyncSession, Depends(get_session)]
 KEYS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "0", "*", "#")
-KINDS = (("", N_("Nothing")), ("extension", N_("Extension")), ("ring", N_("Ring several extensions")),
-         ("conference", N_("Conference room")), ("external", N_("Outside number")), ("menu", N_("Another menu")),
-         ("hangup", N_("Hang up")))
+KINDS = choices(MENU_KINDS, empty=N_("Nothing"))
 ACCEPT = ".wav,.mp3,.flac,.ogg,audio/wav,audio/mpeg,audio/flac,audio/ogg"
 
 
@@ -43,35 +43,9 @@ def prompts_of(request: Request) -> IvrPrompts:
     return IvrPrompts(settings.data_dir / "ivr")
 
 
-def target_text(target: dict[str, Any] | None) -> tuple[str, str]:
-    """A destination as the form's (kind, text)."""
-    if not target:
-        return "", ""
-    kind = str(target.get("kind", ""))
-    if kind == "ring":
-        return kind, ", ".join(target.get("numbers", []))
-    if kind == "menu":
-        return kind, str(target.get("menu", ""))
-    return kind, str(target.get("number", ""))
-
-
-def target_of(kind: str, text: str) -> dict[str, Any] | None:
-    """The form's (kind, text) as a destination for the service (which checks it)."""
-    text = text.strip()
-    if not kind:
-        return None
-    if kind == "hangup":
-        return {"kind": "hangup"}
-    if kind == "ring":
-        return {"kind": "ring", "numbers": [n.strip() for n in text.split(",") if n.strip()]}
-    if kind == "menu":
-        return {"kind": "menu", "menu": int(text) if text.isdigit() else 0}
-    return {"kind": kind, "number": text}
-
-
 async def _list(request: Request, user: TenantAdminUser, session: AsyncSession, *, error: str | None = None,
                 status_code: int = 200) -> Response:
-    rows, total = await service.list_menus(session, user.tenant, limit=service.MAX_MENUS, offset=0)
+    rows, total = await service.list_menus(session, user.tenant, limit=service.max_menus(), offset=0)
     return render(request, "ivr/index.html", {"rows": rows, "total": total, "error": error}, status_code=status_code)
 
 
@@ -98,12 +72,12 @@ async def create(request: Request, user: TenantAdminUser, session: Session) -> R
 async def _edit(request: Request, user: TenantAdminUser, session: AsyncSession, menu_id: int, *,
                 error: str | None = None, status_code: int = 200, done: str | None = None) -> Response:
     menu = await service.get_menu(session, user.tenant, menu_id)
-    others, _total = await service.list_menus(session, user.tenant, limit=service.MAX_MENUS, offset=0)
-    keys = {key: target_text(menu.keys.get(key)) for key in KEYS}
+    others, _total = await service.list_menus(session, user.tenant, limit=service.max_menus(), offset=0)
+    keys = {key: to_form(menu.keys.get(key)) for key in KEYS}
     return render(request, "ivr/edit.html", {
         "menu": menu, "keys": keys, "kinds": KINDS, "others": [m for m in others if m.id != menu.id],
-        "timeout_target": target_text(menu.timeout_destination),
-        "invalid_target": target_text(menu.invalid_destination), "accept": ACCEPT, "error": error, "done": done,
+        "timeout_target": to_form(menu.timeout_destination),
+        "invalid_target": to_form(menu.invalid_destination), "accept": ACCEPT, "error": error, "done": done,
         "max_mib": MAX_UPLOAD // (1024 * 1024)}, status_code=status_code)
 
 
@@ -126,7 +100,7 @@ async def save(request: Request, menu_id: int, user: TenantAdminUser, session: S
     await service.get_menu(session, user.tenant, menu_id)  # another company's: 404
     form = await request.form()
     keys = {key: t for key in KEYS
-            if (t := target_of(str(form.get(f"kind_{key}", "")), str(form.get(f"target_{key}", "")))) is not None}
+            if (t := from_form(str(form.get(f"kind_{key}", "")), str(form.get(f"target_{key}", "")))) is not None}
     repeat = str(form.get("repeat_key", "")).strip()
     try:
         data = schemas.MenuUpdate(
@@ -135,8 +109,8 @@ async def save(request: Request, menu_id: int, user: TenantAdminUser, session: S
             direct_dial=form.get("direct_dial") == "on", timeout=_int(form.get("timeout"), 5),
             digit_timeout=_int(form.get("digit_timeout"), 3), retries=_int(form.get("retries"), 2),
             repeat_key=repeat or None,  # type: ignore[arg-type]
-            timeout_destination=target_of(str(form.get("timeout_kind", "")), str(form.get("timeout_target", ""))),
-            invalid_destination=target_of(str(form.get("invalid_kind", "")), str(form.get("invalid_target", ""))))
+            timeout_destination=from_form(str(form.get("timeout_kind", "")), str(form.get("timeout_target", ""))),
+            invalid_destination=from_form(str(form.get("invalid_kind", "")), str(form.get("invalid_target", ""))))
         await service.update_menu(session, user.tenant, menu_id, data, prompts_of(request))
         await session.commit()
     except (OrgError, ValueError) as exc:

@@ -28,6 +28,7 @@ from zvonok.ringgroup.models import RingGroup
 from zvonok.web.auth import TenantAdminUser
 from zvonok.web.forms import BadId, optional_id
 from zvonok.web.i18n import N_
+from zvonok.web.pages.destination_form import choices, payload_of, text_of
 from zvonok.web.render import gettext_for, render
 from zvonok.web.routing import ADMIN, NavItem, page_router
 
@@ -36,13 +37,9 @@ NAV = [NavItem("/numbers", N_("Numbers"), ADMIN, order=32)]
 Session = Annotated[AsyncSession, Depends(get_session)]
 LIMIT = 500
 
-KINDS = {
-    "extension": N_("Extension"), "ring": N_("Several extensions at once"), "voicemail": N_("Voicemail"),
-    "queue": N_("Queue"), "external": N_("Outside number"), "access": N_("Access number (PIN)"),
-    "conference": N_("Conference room"), "ring_group": N_("Ring group"), "fax": N_("Fax machine (documents are kept)"),
-    "schedule": N_("By working hours"),
-}
-BRANCH_KINDS = [k for k in KINDS if k != "schedule"]  # a schedule's branches are never schedules
+KINDS = choices(("extension", "ring", "voicemail", "queue", "external", "access", "conference", "ring_group",
+                 "fax", "schedule"))
+BRANCH_KINDS = {k: label for k, label in KINDS.items() if k != "schedule"}  # a schedule's branches are never schedules
 DAYS = [N_("Mon"), N_("Tue"), N_("Wed"), N_("Thu"), N_("Fri"), N_("Sat"), N_("Sun")]
 TARGET_HELP = {
     "extension": N_("An extension number: 2 to 8 digits."),
@@ -58,28 +55,6 @@ _MISSING_EXTENSION = re.compile(r"extension ([0-9]{2,8}) does not exist")
 _MISSING_GROUP = re.compile(r"ring group ([0-9]{2,8}) does not exist")
 
 
-def branch_payload(kind: str, target: str, *, timeout: str = "", skip_pin: bool = False) -> dict[str, Any]:
-    """The destination payload of one kind from the form's plain text fields (the service checks it)."""
-    target = target.strip()
-    if kind == "ring":
-        payload: dict[str, Any] = {"numbers": [n for n in re.split(r"[\s,;]+", target) if n]}
-        if timeout.strip():
-            payload["timeout"] = int(timeout) if timeout.strip().isdigit() else timeout
-        return payload
-    if kind == "queue":
-        return {"queue": target}
-    if kind == "access":
-        return {"skip_pin_for_known_callers": True} if skip_pin else {}
-    if kind == "fax":
-        return {}
-    return {"number": target}
-
-
-def branch_target(payload: dict[str, Any]) -> str:
-    """What the form's target field shows for a stored payload."""
-    if "numbers" in payload:
-        return ", ".join(str(n) for n in payload["numbers"])
-    return str(payload.get("number") or payload.get("queue") or "")
 
 
 def form_of(number: PhoneNumber) -> dict[str, Any]:
@@ -96,11 +71,11 @@ def form_of(number: PhoneNumber) -> dict[str, Any]:
             rule = rules[0]
             form.update({"days": list(rule.get("days", [])), "from": rule.get("from", ""), "to": rule.get("to", "")})
             inside = rule.get("destination") or {}
-            form.update(in_kind=inside.get("kind", "extension"), in_target=branch_target(inside))
+            form.update(in_kind=inside.get("kind", "extension"), in_target=text_of(inside))
         default = dest.get("default") or {}
-        form.update(out_kind=default.get("kind", "voicemail"), out_target=branch_target(default))
+        form.update(out_kind=default.get("kind", "voicemail"), out_target=text_of(default))
     else:
-        form.update(target=branch_target(dest), timeout=str(dest.get("timeout", "")),
+        form.update(target=text_of(dest), timeout=str(dest.get("timeout", "")),
                     skip_pin=bool(dest.get("skip_pin_for_known_callers")))
     return form
 
@@ -216,18 +191,18 @@ async def save_number(
         if kind == "schedule":
             before = number.destination if number.destination_kind == "schedule" else {}
             rule = {"days": day_numbers, "from": form["from"], "to": form["to"],
-                    "destination": {"kind": in_kind, **branch_payload(in_kind, in_target)}}
+                    "destination": {"kind": in_kind, **payload_of(in_kind, in_target)}}
             payload: dict[str, Any] = {
                 "rules": [rule, *(before.get("rules") or [])[1:]],  # the other rules stay as they were
                 "holidays": before.get("holidays", []),
-                "default": {"kind": out_kind, **branch_payload(out_kind, out_target)},
+                "default": {"kind": out_kind, **payload_of(out_kind, out_target)},
             }
             if "holiday_destination" in before:
                 payload["holiday_destination"] = before["holiday_destination"]
             if form["timezone"]:
                 payload["timezone"] = form["timezone"]
         else:
-            payload = branch_payload(kind, target, timeout=timeout, skip_pin=skip_pin == "1")
+            payload = payload_of(kind, target, timeout=timeout, skip_pin=skip_pin == "1")
         try:
             await service.update_number(session, user.tenant, number_id, pstn_schemas.NumberUpdate(
                 office_id=office, destination_kind=kind, destination=payload))  # type: ignore[arg-type]

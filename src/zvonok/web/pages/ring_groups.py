@@ -26,6 +26,7 @@ from zvonok.ringgroup.models import RingGroup
 from zvonok.web.auth import TenantAdminUser
 from zvonok.web.i18n import N_
 from zvonok.web.pages._pstn import FORM, field_errors, lines
+from zvonok.web.pages.destination_form import choices, from_form, to_form
 from zvonok.web.render import gettext_for, render
 from zvonok.web.routing import ADMIN, NavItem, page_router
 
@@ -35,9 +36,8 @@ Session = Annotated[AsyncSession, Depends(get_session)]
 MAX_ROWS = 500
 STRATEGIES = {"simultaneous": N_("All at once"), "hunt": N_("One after another"),
               "round_robin": N_("In turn (round robin)")}
-NO_ANSWER_KINDS = {"": N_("Hang up"), "extension": N_("Extension"), "voicemail": N_("Voicemail"),
-                   "external": N_("Outside number"), "conference": N_("Conference room"),
-                   "ring_group": N_("Another ring group")}
+NO_ANSWER_KINDS = choices(("extension", "voicemail", "external", "conference", "ring_group", "queue"),
+                          empty=N_("Hang up"))
 DONE = {"saved": N_("Saved."), "deleted": N_("Deleted.")}
 _EXTENSION_MISSING = re.compile(r"extension ([0-9]{2,8}) does not exist")
 _GROUP_MISSING = re.compile(r"ring group ([0-9]{2,8}) does not exist")
@@ -98,15 +98,15 @@ class GroupForm:
         kind = v["no_answer_kind"]
         return {"number": v["number"], "name": v["name"], "strategy": v["strategy"], "members": lines(v["members"]),
                 "ring_seconds": v["ring_seconds"] or 20, "max_seconds": v["max_seconds"] or None,
-                "no_answer": {"kind": kind, "number": v["no_answer_target"]} if kind else None}
+                "no_answer": from_form(kind, v["no_answer_target"])}
 
 
 def _form_of(group: RingGroup) -> dict[str, Any]:
-    no_answer = group.no_answer or {}
+    no_answer_kind, no_answer_target = to_form(group.no_answer)
     return {"number": group.number, "name": group.name, "strategy": group.strategy,
             "members": "\n".join(group.members), "ring_seconds": str(group.ring_seconds),
-            "max_seconds": str(group.max_seconds or ""), "no_answer_kind": no_answer.get("kind", ""),
-            "no_answer_target": str(no_answer.get("number", ""))}
+            "max_seconds": str(group.max_seconds or ""), "no_answer_kind": no_answer_kind,
+            "no_answer_target": no_answer_target}
 
 
 _NEW = {"number": "", "name": "", "strategy": "hunt", "members": "", "ring_seconds": "20", "max_seconds": "",
