@@ -93,6 +93,17 @@ class ClientOut(BaseModel):
     updated_at: datetime
 
 
+class DuplicateRow(BaseModel):
+    line: int
+    client_id: int = Field(description="The existing client that has the row's phone or e-mail")
+    value: str = Field(description="That phone (E.164) or e-mail")
+
+
+class ClientsImported(BaseModel):
+    created: int
+    duplicates: list[DuplicateRow] = Field(description="Rows skipped: an existing client has their phone or e-mail")
+
+
 class MergeIn(_In):
     source_id: Id = Field(description="The client merged into this one (and then gone): its phones, e-mails, "
                                        "notes, tags, missing fields and people move here")
