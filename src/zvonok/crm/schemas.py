@@ -346,6 +346,10 @@ class SettingsIn(_In):
                                   description="A missed call's call-back task is due this many minutes later")
     escalate_hours: int = Field(default=24, ge=1, le=24 * 90,
                                 description="A task overdue this long is escalated to the department head")
+    owner_ring_seconds: int = Field(default=0, ge=0, le=120,
+                                    description="Routing by owner: an outside call from a client's number rings "
+                                                "the client's owner this many seconds before its usual destination "
+                                                "(0: off)")
 
 
 class SettingsOut(SettingsIn):
