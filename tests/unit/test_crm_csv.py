@@ -73,7 +73,9 @@ async def test_import_rows_errors_duplicates_and_export(api: Api, make_tenant: A
     r = await _import(api, crm, t, bad)
     assert r.status_code == 422, r.text
     errors = r.json()["errors"]
-    assert {e["line"] for e in errors} == {3, 4}
+    assert {e["line"] for e in errors} == {3, 4, 5}
+    # line 5's number is line 2's: "123-45-67" of an owner in Moscow and "8 495 123-45-67" are one number
+    assert {"line": 5, "message": "phone +74951234567 already on line 2"} in errors
     messages = " | ".join(e["message"] for e in errors if e["line"] == 4)
     for part in (
         "kind 'robot'",
