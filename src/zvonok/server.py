@@ -35,6 +35,7 @@ from zvonok.conference import http as conference_http
 from zvonok.conference.service import RoomDirectory
 from zvonok.config import Settings
 from zvonok.crm import http as crm_http
+from zvonok.crm.owner_routing import ClientOwnerDirectory
 from zvonok.crm.reminders import TaskScheduler
 from zvonok.crm.screenpop import ScreenPopper
 from zvonok.fax import http as fax_http
@@ -254,6 +255,7 @@ async def build(settings: Settings) -> Runtime:
     groups = RingGroupDirectory(db)
     db.add_listener(groups.on_event)
     engine.ring_groups = groups
+    engine.client_owners = ClientOwnerDirectory(db)  # routing by owner: a client's call rings its owner first
     engine.conferences = Conferences(engine, rooms, tenant_limit=settings.conference_tenant_members,
                                      total_limit=settings.conference_total_members)
     engine.pickup = Pickup(engine)  # *8, **<ext>

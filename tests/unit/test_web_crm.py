@@ -131,3 +131,32 @@ async def test_navigation_and_translations_complete(admin_a: httpx.AsyncClient) 
         entry = re.search(r'msgid "' + re.escape(msgid) + r'"\nmsgstr "(.+)"', text)
         assert entry is not None and entry.group(1), msgid
 
+
+
+async def test_csv_import_and_export_pages(web: Web, a: Company, b: Company, admin_a: httpx.AsyncClient) -> None:
+    page = await admin_a.get("/crm/import")
+    assert page.status_code == 200 and 'id="import-form"' in page.text
+    token = csrf_of(page.text)
+    bad = "name,phones\n,+74951112233\nБоб,+7 916 000\n".encode()
+    r = await admin_a.post("/crm/import", data={"csrf_token": token}, files={"file": ("c.csv", bad, "text/csv")})
+    assert r.status_code == 422
+    assert "<td>2</td><td>name is empty</td>" in r.text and "<td>3</td><td>&#39;+7 916 000&#39; is not" in r.text
+    good = "name,phones,tags\nБоб,+7 916 000 00 01,=cmd|' /C calc'!A0\n".encode()
+    r = await admin_a.post("/crm/import", data={"csrf_token": token}, files={"file": ("c.csv", good, "text/csv")})
+    assert r.status_code == 200 and "1 client imported from c.csv." in r.text
+    r = await admin_a.post("/crm/import", data={"csrf_token": token}, files={"file": ("c.csv", good, "text/csv")})
+    assert r.status_code == 200 and "1 row skipped" in r.text and "+79160000001" in r.text
+    export = await admin_a.get("/crm/export.csv")
+    assert export.status_code == 200 and "'=cmd|' /C calc'!A0" in export.text  # text, not a formula
+    assert 'href="/crm/import"' in (await admin_a.get("/crm")).text
+
+    async with web.client() as other:  # company B's admin reads the row errors in Russian
+        await login(other, b.admin)
+        page = await other.get("/crm/import")
+        r = await other.post("/crm/import", data={"csrf_token": csrf_of(page.text)},
+                             files={"file": ("c.csv", bad, "text/csv")})
+        assert r.status_code == 422 and "имя не заполнено" in r.text
+    async with web.client() as ivan:  # an employee neither imports nor exports the base
+        await login(ivan, a.employee)
+        assert (await ivan.get("/crm/import")).status_code == 403
+        assert (await ivan.get("/crm/export.csv")).status_code == 403

@@ -25,6 +25,7 @@ from zvonok.api.limits import BodyLimit
 from zvonok.api.login_guard import LoginGuard
 from zvonok.config import Settings
 from zvonok.fax.http import UPLOAD as FAX_UPLOAD
+from zvonok.crm.http import CLIENTS_UPLOAD
 from zvonok.ivr.http import UPLOAD as IVR_UPLOAD
 from zvonok.metrics import ERRORS
 from zvonok.org import http as org_http
@@ -93,9 +94,10 @@ def create_app(settings: Settings, db: Database, *, routers: Sequence[APIRouter]
     web_upload = ("POST", "/operator/tariffs/[^/]+/rates")  # the same deck uploaded in the web console
     web_music = ("POST", "/settings/music")  # music on hold uploaded in the web console
     web_ivr = ("POST", "/ivr/[^/]+/greeting")  # an IVR greeting uploaded in the web console
+    web_clients = ("POST", "/crm/import")  # clients' CSV uploaded in the web console
     uploads = [(method, path, settings.http_max_upload)
                for method, path in (RATES_UPLOAD, HOLD_MUSIC_UPLOAD, GREETING_UPLOAD, IVR_UPLOAD, web_upload,
-                                    web_music, web_ivr, FAX_UPLOAD)]
+                                    web_music, web_ivr, FAX_UPLOAD, CLIENTS_UPLOAD, web_clients)]
     app.add_middleware(BodyLimit, default=settings.http_max_body, larger=uploads)
 
     app.include_router(auth.router)

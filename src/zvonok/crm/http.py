@@ -6,14 +6,15 @@ the client that has it (``client_id``, ``client_name``)."""
 
 from __future__ import annotations
 
+import tempfile
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Response, status
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok.api.auth import Principal, TenantAdmin, TenantReader
-from zvonok.api.deps import Paging, get_session, get_settings, paging
+from zvonok.api.deps import Paging, get_db, get_session, get_settings, paging
 from zvonok.cdr.models import Cdr
 from zvonok.cdr.service import recording_file
 from zvonok.config import Settings
@@ -21,13 +22,16 @@ from zvonok.org.models import Role
 from zvonok.org.schemas import Page
 
 from . import schemas as s
-from . import service
+from . import service, transfer
 from .events import Card
 
 router = APIRouter(prefix="/api/v1/tenants/{tenant_id}/crm", tags=["crm"])
 Session = Annotated[AsyncSession, Depends(get_session)]
 PageParams = Annotated[Paging, Depends(paging)]
 Cfg = Annotated[Settings, Depends(get_settings)]
+CLIENTS_UPLOAD = ("POST", "/api/v1/tenants/[^/]+/crm/clients/import")  # a larger body: zvonok.api.app
+SPOOL_IN_MEMORY = 1 << 20  # an upload past this goes to a temporary file
+_CSV_TYPES = ("text/csv", "text/plain", "application/csv", "application/octet-stream")
 DUPLICATE: dict[int | str, dict[str, Any]] = {409: {"description": "A number or e-mail is another client's: detail, client_id, client_name"}}
 
 
@@ -61,6 +65,61 @@ async def list_clients(tenant_id: int, _: TenantReader, session: Session, p: Pag
     rows, total = await service.list_clients(session, tenant_id, q=q, tag=tag, owner_id=owner_id, kind=kind,
                                              limit=p.limit, offset=p.offset)
     return {"items": await service.clients_out(session, rows), "total": total, "limit": p.limit, "offset": p.offset}
+
+
+_IMPORT_BODY = {"requestBody": {"required": True, "content": {
+    "text/csv": {"schema": {"type": "string"}},
+    "multipart/form-data": {"schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}},
+}}}
+
+
+@router.post("/clients/import", response_model=s.ClientsImported, openapi_extra=_IMPORT_BODY,
+             responses={422: {"description": "Every bad row: {detail, errors: [{line, message}]}; nothing imported"},
+                        415: {"description": "Not text/csv nor a multipart upload"}})
+async def import_clients(tenant_id: int, _: TenantAdmin, session: Session, request: Request) -> object:
+    """Add clients from a CSV file (columns: :mod:`zvonok.crm.clients_csv`), all or nothing: a file with
+    any bad row changes nothing. Rows whose phone or e-mail an existing client has are skipped and listed
+    in ``duplicates``."""
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
+        await _spool_upload(request, spool)
+        result = await transfer.import_clients(session, tenant_id, spool)
+    if not result.ok:
+        errors = [{"line": e.line, "message": e.message} for e in result.errors]
+        count = len(errors) + result.more_errors
+        detail = f"{count} error{'' if count == 1 else 's'} in the file; nothing was imported"
+        return JSONResponse({"detail": detail, "errors": errors}, status_code=422)
+    await session.commit()
+    return s.ClientsImported(created=result.created, duplicates=[
+        s.DuplicateRow(line=d.line, client_id=d.client_id, value=d.value) for d in result.duplicates])
+
+
+async def _spool_upload(request: Request, spool: Any) -> None:
+    """The CSV of a text/csv body or of a multipart upload's ``file`` field into ``spool``, in chunks
+    (the body's size is bounded by the BodyLimit middleware: 413)."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media == "multipart/form-data":
+        form = await request.form()
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise HTTPException(400, "the multipart/form-data body has no file (send it as the field 'file')")
+        while chunk := await upload.read(1 << 16):
+            spool.write(chunk)
+        await form.close()
+    elif media in _CSV_TYPES:
+        async for chunk in request.stream():
+            spool.write(chunk)
+    else:
+        raise HTTPException(415, f"send the clients as text/csv or as a multipart/form-data upload, not {media}")
+    spool.seek(0)
+
+
+@router.get("/clients.csv", response_class=Response,
+            responses={200: {"content": {"text/csv": {}}, "description": "Every client, importable as it is"}})
+async def export_clients(tenant_id: int, _: TenantAdmin, request: Request) -> Response:
+    """Every client with their custom fields as CSV, streamed; cells that a spreadsheet would run as a
+    formula start with ``'``."""
+    return StreamingResponse(transfer.export_clients(get_db(request), tenant_id), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": f'attachment; filename="clients-{tenant_id}.csv"'})
 
 
 @router.get("/clients/{client_id}", response_model=s.ClientOut)

@@ -99,6 +99,8 @@ class CrmSettings(TenantScoped, Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     callback_minutes: Mapped[int] = mapped_column(Integer, default=60)  # a missed call's "call back" task is due
     escalate_hours: Mapped[int] = mapped_column(Integer, default=24)  # overdue this long: the head is told
+    # an outside call from a client's number rings the client's owner this long first (0: off)
+    owner_ring_seconds: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class CrmPipeline(TenantScoped, Timestamped, Base):

@@ -217,14 +217,16 @@ async def delete_task(tenant_id: int, task_id: int, who: TenantReader, session: 
 async def get_settings(tenant_id: int, _: TenantReader, session: Session) -> object:
     row = await tasks.get_settings(session, tenant_id)
     await session.commit()
-    return s.SettingsOut(callback_minutes=row.callback_minutes, escalate_hours=row.escalate_hours)
+    return s.SettingsOut(callback_minutes=row.callback_minutes, escalate_hours=row.escalate_hours,
+                         owner_ring_seconds=row.owner_ring_seconds)
 
 
 @router.put("/settings", response_model=s.SettingsOut)
 async def put_settings(tenant_id: int, body: s.SettingsIn, _: TenantAdmin, session: Session) -> object:
     row = await tasks.set_settings(session, tenant_id, body)
     await session.commit()
-    return s.SettingsOut(callback_minutes=row.callback_minutes, escalate_hours=row.escalate_hours)
+    return s.SettingsOut(callback_minutes=row.callback_minutes, escalate_hours=row.escalate_hours,
+                         owner_ring_seconds=row.owner_ring_seconds)
 
 
 @router.get("/dashboard", response_model=dashboard.Dashboard)

@@ -93,6 +93,17 @@ class ClientOut(BaseModel):
     updated_at: datetime
 
 
+class DuplicateRow(BaseModel):
+    line: int
+    client_id: int = Field(description="The existing client that has the row's phone or e-mail")
+    value: str = Field(description="That phone (E.164) or e-mail")
+
+
+class ClientsImported(BaseModel):
+    created: int
+    duplicates: list[DuplicateRow] = Field(description="Rows skipped: an existing client has their phone or e-mail")
+
+
 class MergeIn(_In):
     source_id: Id = Field(description="The client merged into this one (and then gone): its phones, e-mails, "
                                        "notes, tags, missing fields and people move here")
@@ -335,6 +346,10 @@ class SettingsIn(_In):
                                   description="A missed call's call-back task is due this many minutes later")
     escalate_hours: int = Field(default=24, ge=1, le=24 * 90,
                                 description="A task overdue this long is escalated to the department head")
+    owner_ring_seconds: int = Field(default=0, ge=0, le=120,
+                                    description="Routing by owner: an outside call from a client's number rings "
+                                                "the client's owner this many seconds before its usual destination "
+                                                "(0: off)")
 
 
 class SettingsOut(SettingsIn):

@@ -50,6 +50,7 @@ async def set_settings(session: AsyncSession, tenant_id: int, data: schemas.Sett
     row = await get_settings(session, tenant_id)
     row.callback_minutes = data.callback_minutes
     row.escalate_hours = data.escalate_hours
+    row.owner_ring_seconds = data.owner_ring_seconds
     await session.flush()
     return row
 

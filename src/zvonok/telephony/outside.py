@@ -64,6 +64,7 @@ from . import events as ev
 from .access_number import split_dialed_access
 from .call import Call, Leg
 from .leg_events import Challenged
+from .owner_first import ClientOwners, ring_owner_first
 from .trunks import trunk_peer
 from .voicemail_dialogue import GreetingKind
 
@@ -123,6 +124,8 @@ def _own_number(trunk: TrunkInfo, uri: SipUri, snapshot: PstnSnapshot) -> bool:
 
 
 class OutsideMixin(_Base):
+    client_owners: ClientOwners | None = None  # routing by owner (the CRM's port), set by the composition root
+
     # -- in from a trunk ------------------------------------------------------------------------------
     def _trunk_for(self, request: Request, peer: Peer) -> TrunkInfo | None:
         """The trunk an INVITE comes through, or None (then it is a phone's, authenticated by digest).
@@ -206,6 +209,8 @@ class OutsideMixin(_Base):
         kind, destination = schedule.resolve(number.kind, number.destination, now, zone)
         log.info("inbound call", call=call.id, tenant=tenant.id, did=number.number, caller=caller_e164,
                  destination=kind, trunk=trunk.id)
+        if await ring_owner_first(self, call, kind, destination, caller=caller_e164):
+            return
         await self._to_destination(call, stored(kind, destination), now, from_number=caller_e164)
 
     async def _to_destination(self, call: Call, dest: Destination | None, now: float, *, from_number: str) -> None:

@@ -298,9 +298,11 @@ async def save_stage(request: Request, pipeline_id: int, user: TenantAdminUser, 
 @router.post("/crm/pipeline/settings")
 async def save_settings(request: Request, user: TenantAdminUser, session: Session,
                         callback_minutes: Annotated[int, Form(ge=1, le=7 * 24 * 60)] = 60,
-                        escalate_hours: Annotated[int, Form(ge=1, le=24 * 90)] = 24) -> Response:
+                        escalate_hours: Annotated[int, Form(ge=1, le=24 * 90)] = 24,
+                        owner_ring_seconds: Annotated[int, Form(ge=0, le=120)] = 0) -> Response:
     await tasks.set_settings(session, user.tenant, schemas.SettingsIn(callback_minutes=callback_minutes,
-                                                                       escalate_hours=escalate_hours))
+                                                                       escalate_hours=escalate_hours,
+                                                                       owner_ring_seconds=owner_ring_seconds))
     await session.commit()
     return RedirectResponse("/crm/pipeline", status_code=303)
 
