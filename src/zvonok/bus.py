@@ -359,7 +359,11 @@ def _from_json(tp: Any, value: Any, where: str) -> Any:
         args = typing.get_args(tp)
         if not isinstance(value, list | tuple):
             raise ValueError(f"{where}: expected a list")
-        return tuple(_from_json(args[0], v, where) for v in value)
+        if len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]
+            return tuple(_from_json(args[0], v, where) for v in value)
+        if len(args) != len(value):  # tuple[X, Y, Z]: one value per position
+            raise ValueError(f"{where}: expected {len(args)} items")
+        return tuple(_from_json(a, v, where) for a, v in zip(args, value, strict=True))
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         try:
             return tp(value)

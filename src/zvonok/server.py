@@ -62,7 +62,7 @@ from zvonok.telephony.edge import TrustedEdges
 from zvonok.telephony.events import RegistrationChanged
 from zvonok.telephony.http import registrations_router
 from zvonok.telephony.ivr import Ivr
-from zvonok.telephony.location import GroupCommit, Location
+from zvonok.telephony.location import BindingsChanged, GroupCommit, Location
 from zvonok.telephony.mwi import Mwi
 from zvonok.telephony.park import Parking
 from zvonok.telephony.pickup import Pickup
@@ -147,9 +147,18 @@ async def build(settings: Settings) -> Runtime:
         log.warning("closed calls interrupted by the last stop", calls=len(interrupted))
     forward_committed(db, bus)
     cdr_writer.start()
-    store = SqlBindingStore(db)
+    # on PostgreSQL other nodes may share the database: binding changes are announced to them, and
+    # what the database holds may be theirs (zvonok.telephony.location, issue 14)
+    shared = not db.is_sqlite
+    store = SqlBindingStore(db, announce=shared)
     location = Location()
-    location.restore(await store.load(time.time()))
+    location.restore(await store.load(time.time()), remote=shared)
+
+    def on_bindings_changed(event: object) -> None:
+        if isinstance(event, BindingsChanged):
+            location.apply_remote(event.upserts, event.deletes)
+
+    db.add_listener(on_bindings_changed)
 
     def registration_changed(tenant_id: int, extension_id: int) -> None:
         now = time.time()
