@@ -154,7 +154,8 @@ class Subscription:
 
 
 class Bus(Protocol):
-    """What publishers and subscribers rely on; :class:`LocalBus` now, a NATS-backed bus later."""
+    """What publishers and subscribers rely on: :class:`LocalBus`, or :class:`zvonok.natsbus.NatsBus`
+    between nodes."""
 
     def publish(self, event: object) -> None: ...
 
@@ -166,6 +167,7 @@ class Bus(Protocol):
         where: Predicate | None = None,
         maxsize: int | None = None,
         name: str = "",
+        cluster: bool = False,
     ) -> Subscription: ...
 
     async def close(self) -> None: ...
@@ -203,11 +205,14 @@ class LocalBus:
         where: Predicate | None = None,
         maxsize: int | None = None,
         name: str = "",
+        cluster: bool = False,
     ) -> Subscription:
         """Run ``await handler(event)`` for each matching event, in order, on this subscription's task.
 
         ``maxsize=None`` makes a durable subscription (unbounded, drained on close); an int a lossy one
-        that drops the newest events beyond ``maxsize`` waiting.
+        that drops the newest events beyond ``maxsize`` waiting. ``cluster``: also the events of other
+        nodes, where a bus spans several (:class:`zvonok.natsbus.NatsBus`); here every event is this
+        process's own, so it changes nothing.
         """
         if self._closing:
             raise RuntimeError("bus is closing")

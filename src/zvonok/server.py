@@ -42,6 +42,7 @@ from zvonok.logs import configure, get_logger
 from zvonok.media.engine import InProcessMediaEngine
 from zvonok.media.hold_music import HoldMusic
 from zvonok.memdebug import MemoryReporter, limit_malloc_arenas
+from zvonok.natsbus import NatsBus
 from zvonok.org import events as org_events
 from zvonok.org.forwarding import forwarding_store
 from zvonok.org.service import SipCredentials, platform_all_sip_credentials, sip_credentials
@@ -59,7 +60,7 @@ from zvonok.telephony.call import Call
 from zvonok.telephony.conference import Conferences
 from zvonok.telephony.directory import Directory
 from zvonok.telephony.edge import TrustedEdges
-from zvonok.telephony.events import RegistrationChanged
+from zvonok.telephony.events import CallEvent, RegistrationChanged
 from zvonok.telephony.http import registrations_router
 from zvonok.telephony.ivr import Ivr
 from zvonok.telephony.location import BindingsChanged, GroupCommit, Location
@@ -91,7 +92,7 @@ class Runtime:
     location: Location
     sip: SipService
     http: uvicorn.Server
-    bus: LocalBus
+    bus: LocalBus | NatsBus
     cdr_writer: CdrWriter
     store: SqlBindingStore
     bindings: GroupCommit
@@ -136,7 +137,11 @@ async def build(settings: Settings) -> Runtime:
     # anything is loaded, so no change falls between a load and the feed (issue 8)
     changes = ChangeFeed(db)
     await changes.prime()
-    bus = LocalBus()
+    bus: LocalBus | NatsBus
+    if settings.bus_url:  # several nodes: call events travel between them (zvonok.natsbus, issue 14)
+        bus = await NatsBus.connect(settings.bus_url, shared=(CallEvent,), node=settings.node_name)
+    else:
+        bus = LocalBus()
     # before anything new starts: the CDR journal that a crash (or a database down at the last stop) left
     # is written, then the calls a crash left open become CDRs marked "interrupted"
     cdr_writer = CdrWriter(db, bus, heartbeat=settings.cdr_heartbeat_interval,
