@@ -161,6 +161,10 @@ class Settings(BaseSettings):
         description="NATS server of the bus between nodes (e.g. 'nats://127.0.0.1:4222', JetStream on): every "
         "node's websocket and live views see the calls of all nodes. Unset: the in-process bus of one node. "
         "See docs/cluster.md")
+    bus_prefix: str = Field(
+        default="zvonok.events", pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$",
+        description="NATS subject prefix of the events (the JetStream stream is named after it): platforms "
+        "sharing one NATS server each need their own")
     node_name: str = Field(
         default="",
         description="This node's name on the bus between nodes (default: a random one per start)")

@@ -139,7 +139,9 @@ async def build(settings: Settings) -> Runtime:
     await changes.prime()
     bus: LocalBus | NatsBus
     if settings.bus_url:  # several nodes: call events travel between them (zvonok.natsbus, issue 14)
-        bus = await NatsBus.connect(settings.bus_url, shared=(CallEvent,), node=settings.node_name)
+        bus = await NatsBus.connect(settings.bus_url, shared=(CallEvent,), node=settings.node_name,
+                                    prefix=settings.bus_prefix,
+                                    stream=settings.bus_prefix.replace(".", "_").replace("-", "_").upper())
     else:
         bus = LocalBus()
     # before anything new starts: the CDR journal that a crash (or a database down at the last stop) left

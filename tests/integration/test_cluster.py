@@ -14,10 +14,14 @@ the caller plays must reach the callee's media socket through the node that brid
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import os
 import secrets
 import shutil
 import socket
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -36,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[2]
 EDGE_HOST = "127.0.0.2"
 PRIVATE_HOST = "192.168.77.1"  # what every phone behind NAT believes its address is
 NUMBERS = [str(n) for n in range(7301, 7309)]
+NATS_URL = os.environ.get("ZVONOK_TEST_NATS_URL", "nats://127.0.0.1:4222")
 
 _edge = sys.modules.get("zvonok_kamailio_render")
 
@@ -100,13 +105,15 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         pytest.fail("SIPp (Debian sip-tester) is not installed: `make test` installs it")
     tmp = tmp_path_factory.mktemp("cluster")
     database = FreshDatabase("postgres", tmp)
+    bus_prefix = f"zvonok-test.{database.name}"  # this run's own subjects and stream on the shared NATS
     asyncio.run(database.create())
     nodes: list[Any] = []
     kamailio = None
     try:
         seeded = harness.seed(tmp / "node1", domain=f"cluster-{secrets.token_hex(3)}.test", numbers=NUMBERS,
                               database_url=database.url)
-        env = {"ZVONOK_TRUSTED_EDGES": f'["{EDGE_HOST}"]', "ZVONOK_SECRET_KEY": secrets.token_hex(24)}
+        env = {"ZVONOK_TRUSTED_EDGES": f'["{EDGE_HOST}"]', "ZVONOK_SECRET_KEY": secrets.token_hex(24),
+               "ZVONOK_BUS_URL": NATS_URL, "ZVONOK_BUS_PREFIX": bus_prefix}
         for name in ("node1", "node2"):
             node = harness.ZvonokServer(data_dir=tmp / name, database_url=database.url, env=env)
             node.start()
@@ -125,7 +132,52 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             kamailio.stop()
         codes = [node.stop() for node in nodes]
         asyncio.run(database.drop())
+        asyncio.run(_drop_stream(bus_prefix.replace(".", "_").replace("-", "_").upper()))
     assert codes == [0, 0], f"a node exited with {codes} on SIGTERM"
+
+
+async def _drop_stream(name: str) -> None:
+    import nats
+    import nats.js.errors
+
+    nc = await nats.connect(NATS_URL)
+    try:
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await nc.jetstream().delete_stream(name)
+    finally:
+        await nc.close()
+
+
+class EventWatcher:
+    """A websocket on a node's event stream, read in a thread: the events it got."""
+
+    def __init__(self, node: Any, seeded: Any) -> None:
+        self._url = f"ws://{harness.LOOPBACK}:{node.http_port}/api/v1/tenants/{seeded.tenant_id}/events"
+        self._token = seeded.token
+        self.events: list[dict[str, Any]] = []
+        self.error = ""
+        self._ready = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+        assert self._ready.wait(15), self.error
+
+    def _read(self) -> None:
+        from websockets.sync.client import connect
+
+        try:
+            with connect(self._url, additional_headers={"Authorization": f"Bearer {self._token}"}) as ws:
+                self._ready.set()
+                while not self._stop.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        self.events.append(json.loads(ws.recv(timeout=0.2)))
+        except Exception as exc:  # noqa: BLE001 - kept for the report
+            self.error = repr(exc)
+            self._ready.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
 
 
 def _register(cluster: Cluster, phone: Phone) -> None:
@@ -225,12 +277,21 @@ def _call(cluster: Cluster, caller: Phone, callee: Phone) -> int:
         return received
 
 
-def test_phones_registered_through_different_nodes_call_each_other_with_media(
+def test_phones_registered_through_different_nodes_call_each_other_with_media_seen_on_both(
         cluster: Cluster, phones: tuple[Phone, Phone]) -> None:
     a, b = phones
     for caller, callee, home in ((a, b, 0), (b, a, 1)):
         before = [_invites(node) for node in cluster.nodes]
-        received = _call(cluster, caller, callee)
+        watcher = EventWatcher(cluster.nodes[1 - home], cluster.seeded)  # a console on the other node
+        try:
+            received = _call(cluster, caller, callee)
+            assert _wait_for(lambda w=watcher: any(e["type"] == "CallEnded" for e in w.events), 10), (
+                watcher.events, watcher.error, cluster.logs())
+        finally:
+            watcher.close()
+        # the other node's websocket saw the call, from start to end, through NATS
+        types = [e["type"] for e in watcher.events if e.get("call_id")]
+        assert types[0] == "CallStarted" and types[-1] == "CallEnded", types
         after = [_invites(node) for node in cluster.nodes]
         # the call was taken by the caller's node: the callee's binding there is the one the other node
         # announced, and the INVITE to the phone went along its Path through the edge
