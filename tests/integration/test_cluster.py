@@ -130,7 +130,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     finally:
         if kamailio is not None:
             kamailio.stop()
-        codes = [node.stop() for node in nodes]
+        codes = [node.stop() if node.proc is None or node.proc.returncode is None else 0 for node in nodes]
         asyncio.run(database.drop())
         asyncio.run(_drop_stream(bus_prefix.replace(".", "_").replace("-", "_").upper()))
     assert codes == [0, 0], f"a node exited with {codes} on SIGTERM"
@@ -297,4 +297,17 @@ def test_phones_registered_through_different_nodes_call_each_other_with_media_se
         # announced, and the INVITE to the phone went along its Path through the edge
         assert after[1 - home] == before[1 - home] and after[home] > before[home], (before, after)
         # the caller plays for 3 s before it hangs up (50 packets a second): the node relays them
+        assert received >= 100, (caller.number, callee.number, received)
+
+
+def test_with_a_node_killed_calls_go_through_the_other_and_its_registrations_stay(
+        cluster: Cluster, phones: tuple[Phone, Phone]) -> None:
+    """kill -9 of node 1: phone A's new calls (hashed to node 1) fail over to node 2, and A, registered
+    through node 1, is still called through node 2 (its binding is in the database and node 2's cache)."""
+    a, b = phones
+    cluster.nodes[0].kill()
+    for caller, callee in ((a, b), (b, a)):
+        before = _invites(cluster.nodes[1])
+        received = _call(cluster, caller, callee)
+        assert _invites(cluster.nodes[1]) > before
         assert received >= 100, (caller.number, callee.number, received)
