@@ -42,8 +42,6 @@ PRIVATE_HOST = "192.168.77.1"  # what every phone behind NAT believes its addres
 NUMBERS = [str(n) for n in range(7301, 7309)]
 NATS_URL = os.environ.get("ZVONOK_TEST_NATS_URL", "nats://127.0.0.1:4222")
 
-_edge = sys.modules.get("zvonok_kamailio_render")
-
 
 def _load(name: str, path: Path) -> Any:
     import importlib.util
