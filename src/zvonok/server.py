@@ -13,7 +13,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import uvicorn
 
@@ -149,7 +149,11 @@ async def build(settings: Settings) -> Runtime:
     cdr_writer = CdrWriter(db, bus, heartbeat=settings.cdr_heartbeat_interval,
                            journal=CdrJournal(settings.data_dir / CDR_JOURNAL))
     await cdr_writer.recover()
-    interrupted = await close_interrupted(db, datetime.now(UTC), bus=bus)
+    # on PostgreSQL other nodes may be running: only calls whose heartbeat stopped are leftovers (issue 14)
+    stale_after = max(15.0, 3 * (settings.cdr_heartbeat_interval or 5.0)) if not db.is_sqlite else None
+    now = datetime.now(UTC)
+    interrupted = await close_interrupted(
+        db, now, bus=bus, stale_before=now - timedelta(seconds=stale_after) if stale_after else None)
     if interrupted:
         log.warning("closed calls interrupted by the last stop", calls=len(interrupted))
     forward_committed(db, bus)
@@ -329,10 +333,29 @@ async def build(settings: Settings) -> Runtime:
                       callcenter=callcenter)
     runtime.tasks.append(asyncio.create_task(bindings.run(runtime.stopping)))
     runtime.tasks.append(asyncio.create_task(changes.run(runtime.stopping)))
+    if stale_after is not None:
+        runtime.tasks.append(asyncio.create_task(_close_dead_nodes_calls(db, bus, stale_after, runtime.stopping)))
     runtime.tasks.append(asyncio.create_task(mailer.run(runtime.stopping)))
     runtime.tasks.append(asyncio.create_task(_reload_credentials_loop(credentials, all_credentials,
                                                                       runtime.stopping)))
     return runtime
+
+
+async def _close_dead_nodes_calls(db: Database, bus: LocalBus | NatsBus, stale_after: float,
+                                  stopping: asyncio.Event) -> None:
+    """Several nodes: every ``stale_after`` seconds close, as interrupted, the open calls whose node stopped
+    beating (killed): a surviving node writes their CDRs, ended at the last heartbeat."""
+    while not stopping.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), stale_after)
+        if stopping.is_set():
+            return
+        try:
+            now = datetime.now(UTC)
+            await close_interrupted(db, now, bus=bus, stale_before=now - timedelta(seconds=stale_after))
+        except Exception:  # noqa: BLE001 - the database may be away: the next round tries again
+            metrics.ERRORS.labels("close_dead_calls").inc()
+            log.exception("closing the calls of a stopped node failed")
 
 
 async def _reload_credentials_loop(credentials: CredentialCache,

@@ -300,10 +300,32 @@ def test_phones_registered_through_different_nodes_call_each_other_with_media_se
 
 def test_with_a_node_killed_calls_go_through_the_other_and_its_registrations_stay(
         cluster: Cluster, phones: tuple[Phone, Phone]) -> None:
-    """kill -9 of node 1: phone A's new calls (hashed to node 1) fail over to node 2, and A, registered
-    through node 1, is still called through node 2 (its binding is in the database and node 2's cache)."""
+    """kill -9 of node 1 during a call: node 2 closes that call as interrupted (the node's heartbeat
+    stopped); phone A's new calls (hashed to node 1) fail over to node 2, and A, registered through node 1,
+    is still called through node 2 (its binding is in the database and node 2's cache)."""
     a, b = phones
-    cluster.nodes[0].kill()
+    answering = calls.SippProcess(
+        "cluster_callee.xml", None, workdir=cluster.workdir, name="callee_killed", local_port=b.port, timeout=60,
+        keys={"contact_host": b.contact_host, "rtp_host": harness.LOOPBACK, "rtp_port": str(calls.free_media_port())},
+        extra=["-s", b.number]).start()
+    caller_sipp = calls.SippProcess(
+        "cluster_caller.xml", cluster.target, workdir=cluster.workdir, name="caller_killed",
+        rows=[calls.caller_row(a.number, harness.password_for(a.number), cluster.domain, b.number)],
+        rate=1, timeout=60, auth_uri=f"sip:{b.number}@{cluster.domain}", extra=["-d", "60000"]).start()
+    try:
+        time.sleep(4)  # answered and talking on node 1
+        cluster.nodes[0].kill()
+    finally:
+        caller_sipp.kill()
+        answering.kill()
+
+    def interrupted() -> list[dict[str, Any]]:
+        url = f"{cluster.nodes[1].http_url}/api/v1/tenants/{cluster.seeded.tenant_id}/cdrs?limit=50"
+        rows = harness.http_json(url, cluster.seeded.token)["items"]
+        return [r for r in rows if r["disposition"] == "interrupted" and r["caller_number"] == a.number]
+
+    # closed by node 2 once node 1's heartbeat is older than 15 s (its sweep runs every 15 s)
+    assert _wait_for(lambda: len(interrupted()) == 1, 60), cluster.logs()
     for caller, callee in ((a, b), (b, a)):
         before = _invites(cluster.nodes[1])
         received = _call(cluster, caller, callee)
