@@ -149,8 +149,10 @@ async def build(settings: Settings) -> Runtime:
     cdr_writer = CdrWriter(db, bus, heartbeat=settings.cdr_heartbeat_interval,
                            journal=CdrJournal(settings.data_dir / CDR_JOURNAL))
     await cdr_writer.recover()
-    # on PostgreSQL other nodes may be running: only calls whose heartbeat stopped are leftovers (issue 14)
-    stale_after = max(15.0, 3 * (settings.cdr_heartbeat_interval or 5.0)) if not db.is_sqlite else None
+    # several nodes (a bus between them): the others may be running, so only calls whose heartbeat stopped
+    # are leftovers (issue 14); one node alone closes every open call it finds at start, as always
+    several = settings.bus_url is not None and not db.is_sqlite
+    stale_after = max(15.0, 3 * (settings.cdr_heartbeat_interval or 5.0)) if several else None
     now = datetime.now(UTC)
     interrupted = await close_interrupted(
         db, now, bus=bus, stale_before=now - timedelta(seconds=stale_after) if stale_after else None)
@@ -163,7 +165,7 @@ async def build(settings: Settings) -> Runtime:
     shared = not db.is_sqlite
     store = SqlBindingStore(db, announce=shared)
     location = Location()
-    location.restore(await store.load(time.time()), remote=shared)
+    location.restore(await store.load(time.time()), remote=several)  # one node alone owns all it finds
 
     def on_bindings_changed(event: object) -> None:
         if isinstance(event, BindingsChanged):
