@@ -59,16 +59,30 @@ class NatsBus:
         self.published = 0
 
     @classmethod
-    async def connect(cls, url: str, *, shared: Iterable[type], node: str = "", prefix: str = DEFAULT_PREFIX,
-                      stream: str = DEFAULT_STREAM, keep_seconds: float = KEEP_SECONDS) -> NatsBus:
+    async def connect(
+        cls,
+        url: str,
+        *,
+        shared: Iterable[type],
+        node: str = "",
+        prefix: str = DEFAULT_PREFIX,
+        stream: str = DEFAULT_STREAM,
+        keep_seconds: float = KEEP_SECONDS,
+    ) -> NatsBus:
         """Connect to ``url`` (``nats://host:port``), make sure the stream exists and start receiving."""
         import nats
         from nats.js.api import StreamConfig
 
         node = node or secrets.token_hex(6)
-        nc = await nats.connect(url, name=f"zvonok-{node}", max_reconnect_attempts=-1, reconnect_time_wait=1,
-                                error_cb=_log_error, disconnected_cb=_log_disconnected,
-                                reconnected_cb=_log_reconnected)
+        nc = await nats.connect(
+            url,
+            name=f"zvonok-{node}",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=1,
+            error_cb=_log_error,
+            disconnected_cb=_log_disconnected,
+            reconnected_cb=_log_reconnected,
+        )
         bus = cls(nc, shared=tuple(shared), node=node, prefix=prefix, stream=stream)
         config = StreamConfig(name=stream, subjects=[f"{prefix}.>"], max_age=keep_seconds)
         try:
@@ -90,9 +104,16 @@ class NatsBus:
         if isinstance(event, self.shared):
             self._outbox.put_nowait(event)
 
-    def subscribe(self, handler: Handler, *, event_types: Iterable[type] | None = None,
-                  where: Predicate | None = None, maxsize: int | None = None, name: str = "",
-                  cluster: bool = False) -> Subscription:
+    def subscribe(
+        self,
+        handler: Handler,
+        *,
+        event_types: Iterable[type] | None = None,
+        where: Predicate | None = None,
+        maxsize: int | None = None,
+        name: str = "",
+        cluster: bool = False,
+    ) -> Subscription:
         target = self._all if cluster else self._own
         return target.subscribe(handler, event_types=event_types, where=where, maxsize=maxsize, name=name)
 
@@ -115,16 +136,30 @@ class NatsBus:
             await self._nc.drain()
 
     # -- durable consumers ------------------------------------------------------------------------
-    def durable_subscribe(self, durable: str, handler: Callable[[Any], Awaitable[None]], *,
-                          event_types: Iterable[type] | None = None, batch: int = 64) -> None:
+    def durable_subscribe(
+        self,
+        durable: str,
+        handler: Callable[[Any], Awaitable[None]],
+        *,
+        event_types: Iterable[type] | None = None,
+        batch: int = 64,
+    ) -> None:
         """Hand every event of the stream (every node's) to ``handler`` once, in order, through the
         JetStream durable consumer named ``durable``: it resumes after the last acknowledged event."""
         wanted = tuple(event_types) if event_types is not None else None
-        self._durables.append(asyncio.get_running_loop().create_task(
-            self._pull(durable, handler, wanted, batch), name=f"natsbus:{durable}"))
+        self._durables.append(
+            asyncio.get_running_loop().create_task(
+                self._pull(durable, handler, wanted, batch), name=f"natsbus:{durable}"
+            )
+        )
 
-    async def _pull(self, durable: str, handler: Callable[[Any], Awaitable[None]],
-                    wanted: tuple[type, ...] | None, batch: int) -> None:
+    async def _pull(
+        self,
+        durable: str,
+        handler: Callable[[Any], Awaitable[None]],
+        wanted: tuple[type, ...] | None,
+        batch: int,
+    ) -> None:
         import nats.errors
 
         sub = await self._js.pull_subscribe(f"{self.prefix}.>", durable=durable, stream=self.stream)
@@ -154,7 +189,9 @@ class NatsBus:
             event = await self._outbox.get()
             try:
                 data = json.dumps(serialize(event), separators=(",", ":")).encode()
-                await self._nc.publish(f"{self.prefix}.{type(event).__name__}", data, headers={ORIGIN: self.node})
+                await self._nc.publish(
+                    f"{self.prefix}.{type(event).__name__}", data, headers={ORIGIN: self.node}
+                )
             except Exception:  # noqa: BLE001 - one unsendable event must not stop the others
                 log.exception("could not publish %r on NATS", event)
             finally:

@@ -108,18 +108,32 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     nodes: list[Any] = []
     kamailio = None
     try:
-        seeded = harness.seed(tmp / "node1", domain=f"cluster-{secrets.token_hex(3)}.test", numbers=NUMBERS,
-                              database_url=database.url)
-        env = {"ZVONOK_TRUSTED_EDGES": f'["{EDGE_HOST}"]', "ZVONOK_SECRET_KEY": secrets.token_hex(24),
-               "ZVONOK_BUS_URL": NATS_URL, "ZVONOK_BUS_PREFIX": bus_prefix}
+        seeded = harness.seed(
+            tmp / "node1",
+            domain=f"cluster-{secrets.token_hex(3)}.test",
+            numbers=NUMBERS,
+            database_url=database.url,
+        )
+        env = {
+            "ZVONOK_TRUSTED_EDGES": f'["{EDGE_HOST}"]',
+            "ZVONOK_SECRET_KEY": secrets.token_hex(24),
+            "ZVONOK_BUS_URL": NATS_URL,
+            "ZVONOK_BUS_PREFIX": bus_prefix,
+        }
         for name in ("node1", "node2"):
             node = harness.ZvonokServer(data_dir=tmp / name, database_url=database.url, env=env)
             node.start()
             nodes.append(node)
         port = edge_test._free_port(EDGE_HOST)
-        config = render.EdgeConfig(listen=render.HostPort(EDGE_HOST, port), transports=("udp",),
-                                   nodes=tuple(render.HostPort(harness.LOOPBACK, int(n.sip_port)) for n in nodes),
-                                   children=2, ping_interval=1, log_level=2, log_stderr=True)
+        config = render.EdgeConfig(
+            listen=render.HostPort(EDGE_HOST, port),
+            transports=("udp",),
+            nodes=tuple(render.HostPort(harness.LOOPBACK, int(n.sip_port)) for n in nodes),
+            children=2,
+            ping_interval=1,
+            log_level=2,
+            log_stderr=True,
+        )
         cfg = render.write(config, tmp / "kamailio")
         kamailio = edge_test.Kamailio(cfg, tmp / "kamailio")
         kamailio.start()
@@ -179,11 +193,23 @@ class EventWatcher:
 
 
 def _register(cluster: Cluster, phone: Phone) -> None:
-    rows = [[*harness.sipp_row(phone.number, harness.password_for(phone.number), cluster.domain),
-             phone.contact_host]]
-    reg = harness.run_sipp("edge_register.xml", cluster.target, workdir=cluster.workdir, rows=rows, rate=10,
-                           timeout=15, auth_uri=f"sip:{cluster.domain}", local_port=phone.port,
-                           name=f"register_{phone.number}")
+    rows = [
+        [
+            *harness.sipp_row(phone.number, harness.password_for(phone.number), cluster.domain),
+            phone.contact_host,
+        ]
+    ]
+    reg = harness.run_sipp(
+        "edge_register.xml",
+        cluster.target,
+        workdir=cluster.workdir,
+        rows=rows,
+        rate=10,
+        timeout=15,
+        auth_uri=f"sip:{cluster.domain}",
+        local_port=phone.port,
+        name=f"register_{phone.number}",
+    )
     assert (reg.returncode, reg.successful, reg.failed) == (0, 1, 0), reg.describe() + cluster.logs()
 
 
@@ -204,7 +230,9 @@ def phones(cluster: Cluster) -> tuple[Phone, Phone]:
         phone = Phone(number, harness.free_sip_port())
         _register(cluster, phone)
         # the node that took it lists it as its own; the other learns it from the change feed
-        assert _wait_for(lambda n=number: all(n in cluster.registrations(i) for i in (0, 1)), 15), cluster.logs()
+        assert _wait_for(lambda n=number: all(n in cluster.registrations(i) for i in (0, 1)), 15), (
+            cluster.logs()
+        )
         views = [cluster.registrations(i)[number] for i in (0, 1)]
         assert sorted(v["remote"] for v in views) == [False, True], views
         node = 0 if not views[0]["remote"] else 1
@@ -214,7 +242,9 @@ def phones(cluster: Cluster) -> tuple[Phone, Phone]:
     pytest.fail(f"all {len(NUMBERS)} registrations went to one node: the edge does not spread them")
 
 
-def test_a_registration_through_one_node_is_visible_on_the_other(cluster: Cluster, phones: tuple[Phone, Phone]) -> None:
+def test_a_registration_through_one_node_is_visible_on_the_other(
+    cluster: Cluster, phones: tuple[Phone, Phone]
+) -> None:
     a, b = phones
     for phone, home in ((a, 0), (b, 1)):
         own, other = cluster.registrations(home)[phone.number], cluster.registrations(1 - home)[phone.number]
@@ -230,9 +260,13 @@ def _invites(node: Any) -> float:
     """INVITE requests a node has received (its Prometheus counter)."""
     with urllib.request.urlopen(f"{node.http_url}/metrics", timeout=10) as resp:  # noqa: S310 - loopback
         text = resp.read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("zvonok_sip_messages_in_total{") and 'method="INVITE"' in line
-               and 'kind="request"' in line)
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("zvonok_sip_messages_in_total{")
+        and 'method="INVITE"' in line
+        and 'kind="request"' in line
+    )
 
 
 def _call(cluster: Cluster, caller: Phone, callee: Phone) -> int:
@@ -244,20 +278,42 @@ def _call(cluster: Cluster, caller: Phone, callee: Phone) -> int:
         rtp_port = media.getsockname()[1]
         tag = f"{caller.number}_{callee.number}"
         answering = calls.SippProcess(
-            "cluster_callee.xml", None, workdir=cluster.workdir, name=f"callee_{tag}", local_port=callee.port,
-            timeout=60, keys={"contact_host": callee.contact_host, "rtp_host": harness.LOOPBACK,
-                              "rtp_port": str(rtp_port)},
-            extra=["-s", callee.number]).start()
+            "cluster_callee.xml",
+            None,
+            workdir=cluster.workdir,
+            name=f"callee_{tag}",
+            local_port=callee.port,
+            timeout=60,
+            keys={
+                "contact_host": callee.contact_host,
+                "rtp_host": harness.LOOPBACK,
+                "rtp_port": str(rtp_port),
+            },
+            extra=["-s", callee.number],
+        ).start()
         received = 0
         try:
             caller_sipp = calls.SippProcess(
-                "cluster_caller.xml", cluster.target, workdir=cluster.workdir, name=f"caller_{tag}",
-                rows=[calls.caller_row(caller.number, harness.password_for(caller.number), cluster.domain,
-                                       callee.number)],
-                rate=1, timeout=40, auth_uri=f"sip:{callee.number}@{cluster.domain}",
-                extra=["-d", "3000"]).start()
+                "cluster_caller.xml",
+                cluster.target,
+                workdir=cluster.workdir,
+                name=f"caller_{tag}",
+                rows=[
+                    calls.caller_row(
+                        caller.number, harness.password_for(caller.number), cluster.domain, callee.number
+                    )
+                ],
+                rate=1,
+                timeout=40,
+                auth_uri=f"sip:{callee.number}@{cluster.domain}",
+                extra=["-d", "3000"],
+            ).start()
             deadline = time.monotonic() + 40
-            while caller_sipp.proc is not None and caller_sipp.proc.poll() is None and time.monotonic() < deadline:
+            while (
+                caller_sipp.proc is not None
+                and caller_sipp.proc.poll() is None
+                and time.monotonic() < deadline
+            ):
                 try:
                     data = media.recv(2048)
                 except TimeoutError:
@@ -276,7 +332,8 @@ def _call(cluster: Cluster, caller: Phone, callee: Phone) -> int:
 
 
 def test_phones_registered_through_different_nodes_call_each_other_with_media_seen_on_both(
-        cluster: Cluster, phones: tuple[Phone, Phone]) -> None:
+    cluster: Cluster, phones: tuple[Phone, Phone]
+) -> None:
     a, b = phones
     for caller, callee, home in ((a, b, 0), (b, a, 1)):
         before = [_invites(node) for node in cluster.nodes]
@@ -284,7 +341,10 @@ def test_phones_registered_through_different_nodes_call_each_other_with_media_se
         try:
             received = _call(cluster, caller, callee)
             assert _wait_for(lambda w=watcher: any(e["type"] == "CallEnded" for e in w.events), 10), (
-                watcher.events, watcher.error, cluster.logs())
+                watcher.events,
+                watcher.error,
+                cluster.logs(),
+            )
         finally:
             watcher.close()
         # the other node's websocket saw the call, from start to end, through NATS
@@ -299,19 +359,37 @@ def test_phones_registered_through_different_nodes_call_each_other_with_media_se
 
 
 def test_with_a_node_killed_calls_go_through_the_other_and_its_registrations_stay(
-        cluster: Cluster, phones: tuple[Phone, Phone]) -> None:
+    cluster: Cluster, phones: tuple[Phone, Phone]
+) -> None:
     """kill -9 of node 1 during a call: node 2 closes that call as interrupted (the node's heartbeat
     stopped); phone A's new calls (hashed to node 1) fail over to node 2, and A, registered through node 1,
     is still called through node 2 (its binding is in the database and node 2's cache)."""
     a, b = phones
     answering = calls.SippProcess(
-        "cluster_callee.xml", None, workdir=cluster.workdir, name="callee_killed", local_port=b.port, timeout=60,
-        keys={"contact_host": b.contact_host, "rtp_host": harness.LOOPBACK, "rtp_port": str(calls.free_media_port())},
-        extra=["-s", b.number]).start()
+        "cluster_callee.xml",
+        None,
+        workdir=cluster.workdir,
+        name="callee_killed",
+        local_port=b.port,
+        timeout=60,
+        keys={
+            "contact_host": b.contact_host,
+            "rtp_host": harness.LOOPBACK,
+            "rtp_port": str(calls.free_media_port()),
+        },
+        extra=["-s", b.number],
+    ).start()
     caller_sipp = calls.SippProcess(
-        "cluster_caller.xml", cluster.target, workdir=cluster.workdir, name="caller_killed",
+        "cluster_caller.xml",
+        cluster.target,
+        workdir=cluster.workdir,
+        name="caller_killed",
         rows=[calls.caller_row(a.number, harness.password_for(a.number), cluster.domain, b.number)],
-        rate=1, timeout=60, auth_uri=f"sip:{b.number}@{cluster.domain}", extra=["-d", "60000"]).start()
+        rate=1,
+        timeout=60,
+        auth_uri=f"sip:{b.number}@{cluster.domain}",
+        extra=["-d", "60000"],
+    ).start()
     try:
         time.sleep(4)  # answered and talking on node 1
         cluster.nodes[0].kill()

@@ -33,9 +33,14 @@ async def pg(tmp_path: Path, migrated_templates: MigratedTemplates) -> AsyncIter
 
 async def _extension(db: Database) -> tuple[int, int]:
     async with db.session() as session:
-        tenant = await service.platform_create_tenant(session, schemas.TenantCreate(name="x", sip_domain="sh.test"))
+        tenant = await service.platform_create_tenant(
+            session, schemas.TenantCreate(name="x", sip_domain="sh.test")
+        )
         ext, _ = await service.create_extension(
-            session, tenant.id, schemas.ExtensionCreate(number="100", display_name="a", sip_password="secret12345"))
+            session,
+            tenant.id,
+            schemas.ExtensionCreate(number="100", display_name="a", sip_password="secret12345"),
+        )
         await session.commit()
         return tenant.id, ext.id
 
@@ -61,9 +66,17 @@ async def test_a_registration_through_one_node_is_seen_by_the_other(pg: Database
         store = SqlBindingStore(db, announce=True)
         path = ("<sip:127.0.0.2:5060;lr;received=sip:127.0.0.1:40000>",)
         now = time.time()
-        binding = Binding(tenant_id=tenant_id, extension_id=extension_id, aor="100@sh.test",
-                          contact="sip:100@192.168.1.20", expires_at=now + 100, registered_at=now,
-                          source="udp:127.0.0.2:5060", path=path, connection=7)
+        binding = Binding(
+            tenant_id=tenant_id,
+            extension_id=extension_id,
+            aor="100@sh.test",
+            contact="sip:100@192.168.1.20",
+            expires_at=now + 100,
+            registered_at=now,
+            source="udp:127.0.0.2:5060",
+            path=path,
+            connection=7,
+        )
         await store.apply([binding], [])
         assert await feed.poll() == 1
         (seen,) = there.lookup(tenant_id, extension_id, time.time())

@@ -28,8 +28,9 @@ async def connect() -> AsyncIterator[Connect]:
     buses: list[NatsBus] = []
 
     async def make() -> NatsBus:
-        bus = await NatsBus.connect(NATS_URL, shared=(CallEvent,), prefix=f"zvonok-test.{tag}",
-                                    stream=f"ZVONOK_TEST_{tag}")
+        bus = await NatsBus.connect(
+            NATS_URL, shared=(CallEvent,), prefix=f"zvonok-test.{tag}", stream=f"ZVONOK_TEST_{tag}"
+        )
         buses.append(bus)
         return bus
 
@@ -45,8 +46,14 @@ async def connect() -> AsyncIterator[Connect]:
 
 
 def _ended(call_id: str, tenant_id: int = 1) -> CallEnded:
-    return CallEnded(tenant_id=tenant_id, call_id=call_id, at=1.0, disposition=Disposition.ANSWERED,
-                     hangup_side=HangupSide.CALLER, cause="normal")
+    return CallEnded(
+        tenant_id=tenant_id,
+        call_id=call_id,
+        at=1.0,
+        disposition=Disposition.ANSWERED,
+        hangup_side=HangupSide.CALLER,
+        cause="normal",
+    )
 
 
 async def _until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
