@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 DATA   ?= ./data
 
-.PHONY: demo test test-integration-pg peers bench-peers lint bench-register bench-calls clean
+.PHONY: demo cluster-demo test test-integration-pg peers bench-peers lint bench-register bench-calls clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ peers:
 
 demo: $(VENV)/.installed
 	$(BIN)/zvonok --data-dir $(DATA) demo
+
+# Two nodes behind Kamailio (127.0.0.2:5060) on the PostgreSQL and NATS of this machine (docs/cluster.md).
+cluster-demo: $(VENV)/.installed peers
+	PATH=$(BIN):$$PATH $(BIN)/python tools/cluster_demo.py --data $(DATA)-cluster
 
 # Unit tests on every core (pytest-xdist: each worker has its own temp dirs and databases); the
 # integration tests one at a time, as their servers, SIPp runs and phones share the machine's CPUs.

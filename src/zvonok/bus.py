@@ -154,7 +154,8 @@ class Subscription:
 
 
 class Bus(Protocol):
-    """What publishers and subscribers rely on; :class:`LocalBus` now, a NATS-backed bus later."""
+    """What publishers and subscribers rely on: :class:`LocalBus`, or :class:`zvonok.natsbus.NatsBus`
+    between nodes."""
 
     def publish(self, event: object) -> None: ...
 
@@ -166,6 +167,7 @@ class Bus(Protocol):
         where: Predicate | None = None,
         maxsize: int | None = None,
         name: str = "",
+        cluster: bool = False,
     ) -> Subscription: ...
 
     async def close(self) -> None: ...
@@ -203,11 +205,14 @@ class LocalBus:
         where: Predicate | None = None,
         maxsize: int | None = None,
         name: str = "",
+        cluster: bool = False,
     ) -> Subscription:
         """Run ``await handler(event)`` for each matching event, in order, on this subscription's task.
 
         ``maxsize=None`` makes a durable subscription (unbounded, drained on close); an int a lossy one
-        that drops the newest events beyond ``maxsize`` waiting.
+        that drops the newest events beyond ``maxsize`` waiting. ``cluster``: also the events of other
+        nodes, where a bus spans several (:class:`zvonok.natsbus.NatsBus`); here every event is this
+        process's own, so it changes nothing.
         """
         if self._closing:
             raise RuntimeError("bus is closing")
@@ -359,7 +364,11 @@ def _from_json(tp: Any, value: Any, where: str) -> Any:
         args = typing.get_args(tp)
         if not isinstance(value, list | tuple):
             raise ValueError(f"{where}: expected a list")
-        return tuple(_from_json(args[0], v, where) for v in value)
+        if len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]
+            return tuple(_from_json(args[0], v, where) for v in value)
+        if len(args) != len(value):  # tuple[X, Y, Z]: one value per position
+            raise ValueError(f"{where}: expected {len(args)} items")
+        return tuple(_from_json(a, v, where) for a, v in zip(args, value, strict=True))
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         try:
             return tp(value)

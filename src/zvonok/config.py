@@ -164,6 +164,18 @@ class Settings(BaseSettings):
         "authenticated within the last day")
     auth_fail_window: float = Field(default=60.0, description="Window for counting failures, seconds")
     auth_ban_time: float = Field(default=600.0, description="How long a source stays blocked, seconds")
+    bus_url: str | None = Field(
+        default=None,
+        description="NATS server of the bus between nodes (e.g. 'nats://127.0.0.1:4222', JetStream on): every "
+        "node's websocket and live views see the calls of all nodes. Unset: the in-process bus of one node. "
+        "See docs/cluster.md")
+    bus_prefix: str = Field(
+        default="zvonok.events", pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$",
+        description="NATS subject prefix of the events (the JetStream stream is named after it): platforms "
+        "sharing one NATS server each need their own")
+    node_name: str = Field(
+        default="",
+        description="This node's name on the bus between nodes (default: a random one per start)")
     trusted_edges: list[str] = Field(
         default=[],
         description="SIP edge proxies (addresses or networks, e.g. '[\"10.0.0.5\", \"10.1.0.0/24\"]') in front "

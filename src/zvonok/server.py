@@ -14,7 +14,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import uvicorn
 
@@ -50,6 +50,7 @@ from zvonok.media.hold_music import HoldMusic
 from zvonok.memdebug import MemoryReporter, limit_malloc_arenas
 from zvonok.monitoring import http as monitoring_http
 from zvonok.monitoring.service import monitor_audit, monitor_policy
+from zvonok.natsbus import NatsBus
 from zvonok.org import events as org_events
 from zvonok.org.forwarding import forwarding_store
 from zvonok.org.service import SipCredentials, platform_all_sip_credentials, sip_credentials
@@ -67,12 +68,12 @@ from zvonok.telephony.call import Call
 from zvonok.telephony.conference import Conferences
 from zvonok.telephony.directory import Directory
 from zvonok.telephony.edge import TrustedEdges
-from zvonok.telephony.events import RegistrationChanged
+from zvonok.telephony.events import CallEvent, RegistrationChanged
 from zvonok.telephony.fax_app import FaxApp
 from zvonok.telephony.fax_sender import FaxSender, OutgoingFax
 from zvonok.telephony.http import registrations_router
 from zvonok.telephony.ivr import Ivr
-from zvonok.telephony.location import GroupCommit, Location
+from zvonok.telephony.location import BindingsChanged, GroupCommit, Location
 from zvonok.telephony.monitor import Monitoring
 from zvonok.telephony.mwi import Mwi
 from zvonok.telephony.park import Parking
@@ -104,7 +105,7 @@ class Runtime:
     location: Location
     sip: SipService
     http: uvicorn.Server
-    bus: LocalBus
+    bus: LocalBus | NatsBus
     cdr_writer: CdrWriter
     store: SqlBindingStore
     bindings: GroupCommit
@@ -149,20 +150,41 @@ async def build(settings: Settings) -> Runtime:
     # anything is loaded, so no change falls between a load and the feed (issue 8)
     changes = ChangeFeed(db)
     await changes.prime()
-    bus = LocalBus()
+    bus: LocalBus | NatsBus
+    if settings.bus_url:  # several nodes: call events travel between them (zvonok.natsbus, issue 14)
+        bus = await NatsBus.connect(settings.bus_url, shared=(CallEvent,), node=settings.node_name,
+                                    prefix=settings.bus_prefix,
+                                    stream=settings.bus_prefix.replace(".", "_").replace("-", "_").upper())
+    else:
+        bus = LocalBus()
     # before anything new starts: the CDR journal that a crash (or a database down at the last stop) left
     # is written, then the calls a crash left open become CDRs marked "interrupted"
     cdr_writer = CdrWriter(db, bus, heartbeat=settings.cdr_heartbeat_interval,
                            journal=CdrJournal(settings.data_dir / CDR_JOURNAL))
     await cdr_writer.recover()
-    interrupted = await close_interrupted(db, datetime.now(UTC), bus=bus)
+    # several nodes (a bus between them): the others may be running, so only calls whose heartbeat stopped
+    # are leftovers (issue 14); one node alone closes every open call it finds at start, as always
+    several = settings.bus_url is not None and not db.is_sqlite
+    stale_after = max(15.0, 3 * (settings.cdr_heartbeat_interval or 5.0)) if several else None
+    now = datetime.now(UTC)
+    interrupted = await close_interrupted(
+        db, now, bus=bus, stale_before=now - timedelta(seconds=stale_after) if stale_after else None)
     if interrupted:
         log.warning("closed calls interrupted by the last stop", calls=len(interrupted))
     forward_committed(db, bus)
     cdr_writer.start()
-    store = SqlBindingStore(db)
+    # on PostgreSQL other nodes may share the database: binding changes are announced to them, and
+    # what the database holds may be theirs (zvonok.telephony.location, issue 14)
+    shared = not db.is_sqlite
+    store = SqlBindingStore(db, announce=shared)
     location = Location()
-    location.restore(await store.load(time.time()))
+    location.restore(await store.load(time.time()), remote=several)  # one node alone owns all it finds
+
+    def on_bindings_changed(event: object) -> None:
+        if isinstance(event, BindingsChanged):
+            location.apply_remote(event.upserts, event.deletes)
+
+    db.add_listener(on_bindings_changed)
 
     def registration_changed(tenant_id: int, extension_id: int) -> None:
         now = time.time()
@@ -362,10 +384,29 @@ async def build(settings: Settings) -> Runtime:
                       callcenter=callcenter)
     runtime.tasks.append(asyncio.create_task(bindings.run(runtime.stopping)))
     runtime.tasks.append(asyncio.create_task(changes.run(runtime.stopping)))
+    if stale_after is not None:
+        runtime.tasks.append(asyncio.create_task(_close_dead_nodes_calls(db, bus, stale_after, runtime.stopping)))
     runtime.tasks.append(asyncio.create_task(mailer.run(runtime.stopping)))
     runtime.tasks.append(asyncio.create_task(_reload_credentials_loop(credentials, all_credentials,
                                                                       runtime.stopping)))
     return runtime
+
+
+async def _close_dead_nodes_calls(db: Database, bus: LocalBus | NatsBus, stale_after: float,
+                                  stopping: asyncio.Event) -> None:
+    """Several nodes: every ``stale_after`` seconds close, as interrupted, the open calls whose node stopped
+    beating (killed): a surviving node writes their CDRs, ended at the last heartbeat."""
+    while not stopping.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), stale_after)
+        if stopping.is_set():
+            return
+        try:
+            now = datetime.now(UTC)
+            await close_interrupted(db, now, bus=bus, stale_before=now - timedelta(seconds=stale_after))
+        except Exception:  # noqa: BLE001 - the database may be away: the next round tries again
+            metrics.ERRORS.labels("close_dead_calls").inc()
+            log.exception("closing the calls of a stopped node failed")
 
 
 async def _reload_credentials_loop(credentials: CredentialCache,

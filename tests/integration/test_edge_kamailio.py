@@ -274,8 +274,8 @@ def _received(log: Path, method: str) -> list[str]:
 
 
 def test_requests_are_answered_with_one_of_the_two_nodes_down(edge: Edge) -> None:
-    """Round-robin over a live and a dead node: every request still gets the live node's answer (the
-    dead one is failed over on its first timeout and kept out by OPTIONS probing)."""
+    """A live and a dead node: every request still gets the live node's answer (a request hashed to the
+    dead one is failed over on its first timeout, and the node is kept out by OPTIONS probing)."""
     statuses = [_options_status(edge, n) for n in range(6)]
     assert statuses == [200] * 6, f"{statuses}\n{edge.kamailio.log_tail()}"
 

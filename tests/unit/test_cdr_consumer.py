@@ -541,3 +541,28 @@ async def test_many_calls_in_overlapping_batches(db: Database) -> None:
     assert legs == 600
     row = await cdr_row(db, scripts[150].call_id)
     assert (row["billsec"], row["disposition"], row["caller_employee_id"]) == (2, "answered", w.alice.employee_id)
+
+
+async def test_only_calls_of_a_node_that_stopped_beating_are_closed_by_another(db: Database) -> None:
+    """Several nodes on one database (issue 14): a node's sweep closes the open calls whose heartbeat
+    stopped (their node died), never the calls another live node keeps beating."""
+    w = await make_world(db)
+    now = [T0]
+    dead = CdrWriter(db, LocalBus(), heartbeat=None, clock=lambda: now[0])
+    live = CdrWriter(db, LocalBus(), heartbeat=None, clock=lambda: now[0])
+    lost = CallScript(w.tenant_id, w.alice, "102", Direction.INTERNAL).callee_leg(w.bob).answer(after=0.8)
+    kept = CallScript(w.tenant_id, w.bob, "101", Direction.INTERNAL).callee_leg(w.alice).answer(after=0.8)
+    for writer, call in ((dead, lost), (live, kept)):
+        for e in call.events:
+            await writer.handle(e)
+        await writer.flush()
+    now[0] = T0 + 11
+    await dead.heartbeat()  # its last: the node is killed at about T0 + 12
+    now[0] = T0 + 100
+    await live.heartbeat()
+    written = await cdr_service.close_interrupted(db, utc(T0 + 105), stale_before=utc(T0 + 105 - 30))
+    assert [e.call_id for e in written] == [lost.call_id]
+    row = await cdr_row(db, lost.call_id)
+    assert (row["disposition"], row["ended_at"], row["end_estimated"]) == ("interrupted", utc(T0 + 11), True)
+    async with db.session() as s:
+        assert set((await s.execute(select(OpenCall.call_id))).scalars()) == {kept.call_id}

@@ -24,8 +24,8 @@ from zvonok.api.deps import ids_in_range
 from zvonok.api.limits import BodyLimit
 from zvonok.api.login_guard import LoginGuard
 from zvonok.config import Settings
-from zvonok.fax.http import UPLOAD as FAX_UPLOAD
 from zvonok.crm.http import CLIENTS_UPLOAD
+from zvonok.fax.http import UPLOAD as FAX_UPLOAD
 from zvonok.ivr.http import UPLOAD as IVR_UPLOAD
 from zvonok.metrics import ERRORS
 from zvonok.org import http as org_http

@@ -220,7 +220,7 @@ def events_router(bus: Bus, *, queue_size: int = 1000, reauth_interval: float = 
 
         sub = bus.subscribe(
             deliver, event_types=STREAMED_TYPES, where=lambda e: e.tenant_id == tenant_id, maxsize=queue_size,
-            name=f"ws:tenant{tenant_id}",
+            name=f"ws:tenant{tenant_id}", cluster=True,  # the calls of every node
         )
         receiver = asyncio.create_task(_until_disconnect(websocket))
         gone_wait = asyncio.create_task(gone.wait())

@@ -264,7 +264,8 @@ def _written(tenant_id: int, call_id: str, cdr_id: int, *employee_ids: int | Non
                       employee_ids=tuple(sorted({e for e in employee_ids if e is not None})))
 
 
-async def close_interrupted(db: Any, now: datetime, *, bus: Any = None) -> list[CdrWritten]:
+async def close_interrupted(db: Any, now: datetime, *, bus: Any = None,
+                            stale_before: datetime | None = None) -> list[CdrWritten]:
     """Start-up: turn every call left open by a crash into a CDR with disposition "interrupted", hung up
     by the system, in one transaction; then publish ``CdrWritten`` on ``bus`` if given.
 
@@ -273,10 +274,17 @@ async def close_interrupted(db: Any, now: datetime, *, bus: Any = None) -> list[
 
     ``db`` is the :class:`~zvonok.storage.db.Database`; call this before the SIP service starts, so no
     call of this run can be mistaken for a leftover. Platform-level: it covers every tenant.
+
+    ``stale_before``: several nodes on one database (issue 14) — only the calls whose last heartbeat is
+    older are closed (a node that died), never those a live node keeps beating; rows another node is
+    closing at the same moment are skipped (``SKIP LOCKED``), so each gets one CDR.
     """
     written: list[CdrWritten] = []
+    query = select(OpenCall).order_by(OpenCall.started_at)
+    if stale_before is not None:
+        query = query.where(OpenCall.updated_at < stale_before).with_for_update(skip_locked=True)
     async with db.session() as session:
-        rows = (await session.execute(select(OpenCall).order_by(OpenCall.started_at))).scalars().all()
+        rows = (await session.execute(query)).scalars().all()
         for row in rows:
             record = _record_of(row)
             alive = max(row.updated_at.timestamp(), record.last_at)

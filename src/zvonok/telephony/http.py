@@ -34,6 +34,7 @@ class RegistrationOut(BaseModel):
     instance: str | None
     path: list[str] = []  # RFC 3327: the edge proxies a call to the device goes through
     client: str | None = None  # the device's own address, as a trusted edge reported it
+    remote: bool = False  # registered through another node sharing the database (issue 14)
 
 
 class RegistrationList(BaseModel):
@@ -61,6 +62,7 @@ def registrations_router(location: Location) -> APIRouter:
                 expires_at=datetime.fromtimestamp(b.expires_at, UTC),
                 registered_at=datetime.fromtimestamp(b.registered_at, UTC), q=b.q, instance=b.instance,
                 path=list(b.path), client=b.client or None,
+                remote=location.is_remote(b.tenant_id, b.extension_id, b.contact),
             )
             for b in location.tenant_bindings(tenant_id, now)
             if (extension_id is None or b.extension_id == extension_id) and (mine is None or b.extension_id in mine)

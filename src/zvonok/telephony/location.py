@@ -8,8 +8,13 @@ told "registered" stays registered through a crash (kill -9 50 ms after a 200 on
 bindings were written every 250 ms and answered at once). At start-up the bindings that have not
 expired are restored from the database.
 
-Multi-node operation replaces this class behind the same methods with a shared implementation (the
-design rule of one interface per piece of shared state).
+Several nodes on one PostgreSQL database (issue 14): the database is the shared location, each node's
+dict a cache of it. A node that commits binding changes announces them (:class:`BindingsChanged`, written
+to ``change_log`` in the same transaction, see :mod:`zvonok.telephony.store`), and every other node folds
+them in with :meth:`Location.apply_remote`. A binding learned that way is *remote*: this node reads it
+(a call to the extension goes along its Path, through the edge), but never writes it back, and when it
+expires here it only leaves the cache, because the node that owns it may have refreshed it a moment ago
+(the owner, or the next start's load, deletes the row). A REGISTER for it arriving here makes it local.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from zvonok import metrics
+from zvonok.bus import register_event
 from zvonok.logs import get_logger
 
 log = get_logger(__name__)
@@ -56,6 +62,16 @@ class Binding:
         return max(0, int(self.expires_at - now + 0.5))
 
 
+@register_event
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BindingsChanged:
+    """Binding changes one node committed, for the other nodes' caches (never a call event)."""
+
+    upserts: tuple[Binding, ...] = ()
+    deletes: tuple[tuple[int, int, str], ...] = ()
+    version: int = 1
+
+
 Key = tuple[int, int]
 Waiter = Callable[[bool], None]  # called with True once the changes before it are committed, False if they failed
 
@@ -82,6 +98,8 @@ class Location:
         self.on_waiter: Callable[[], None] | None = None
         # called with (tenant_id, extension_id) when a contact appears or goes (not on a refresh): live views
         self.on_change: Callable[[int, int], None] | None = None
+        # bindings another node registered and announced (see the module docstring)
+        self._remote: set[tuple[int, int, str]] = set()
 
     # -- reads ------------------------------------------------------------------------------------
     def lookup(self, tenant_id: int, extension_id: int, now: float) -> list[Binding]:
@@ -110,6 +128,7 @@ class Location:
             self.count += 1
         found[binding.contact] = binding
         self._dirty[(binding.tenant_id, binding.extension_id, binding.contact)] = binding
+        self._remote.discard((binding.tenant_id, binding.extension_id, binding.contact))
         self._schedule(binding)
         if added and self.on_change is not None:
             self.on_change(binding.tenant_id, binding.extension_id)
@@ -122,13 +141,18 @@ class Location:
             heapq.heapify(self._expiry)
 
     def remove(self, tenant_id: int, extension_id: int, contact: str) -> None:
+        self._remote.discard((tenant_id, extension_id, contact))
+        self._dirty[(tenant_id, extension_id, contact)] = None
+        self._drop(tenant_id, extension_id, contact)
+
+    def _drop(self, tenant_id: int, extension_id: int, contact: str) -> None:
+        """Remove from the cache only."""
         found = self._bindings.get((tenant_id, extension_id))
         removed = found is not None and found.pop(contact, None) is not None
         if removed:
             self.count -= 1
             if not found:
                 del self._bindings[(tenant_id, extension_id)]
-        self._dirty[(tenant_id, extension_id, contact)] = None
         if removed and self.on_change is not None:
             self.on_change(tenant_id, extension_id)
 
@@ -148,13 +172,46 @@ class Location:
             _, tenant_id, extension_id, contact = heapq.heappop(heap)
             binding = self._bindings.get((tenant_id, extension_id), {}).get(contact)
             if binding is not None and binding.expires_at <= now:
-                self.remove(tenant_id, extension_id, contact)
+                key = (tenant_id, extension_id, contact)
+                if key in self._remote:
+                    self._remote.discard(key)
+                    self._drop(tenant_id, extension_id, contact)
+                else:
+                    self.remove(tenant_id, extension_id, contact)
                 removed += 1
         return removed
 
+    # -- other nodes ------------------------------------------------------------------------------
+    def apply_remote(self, upserts: Iterable[Binding], deletes: Iterable[tuple[int, int, str]]) -> None:
+        """Fold in the binding changes another node committed: cached, never written back."""
+        for binding in upserts:
+            key = (binding.tenant_id, binding.extension_id)
+            found = self._bindings.setdefault(key, {})
+            added = binding.contact not in found
+            if added:
+                self.count += 1
+            found[binding.contact] = replace(binding, connection=None)
+            self._remote.add((binding.tenant_id, binding.extension_id, binding.contact))
+            self._dirty.pop((binding.tenant_id, binding.extension_id, binding.contact), None)
+            self._schedule(binding)
+            if added and self.on_change is not None:
+                self.on_change(binding.tenant_id, binding.extension_id)
+        for tenant_id, extension_id, contact in deletes:
+            self._remote.discard((tenant_id, extension_id, contact))
+            self._dirty.pop((tenant_id, extension_id, contact), None)
+            self._drop(tenant_id, extension_id, contact)
+
+    def is_remote(self, tenant_id: int, extension_id: int, contact: str) -> bool:
+        """Whether the binding came from another node's announcement."""
+        return (tenant_id, extension_id, contact) in self._remote
+
     # -- persistence ------------------------------------------------------------------------------
-    def restore(self, bindings: Iterable[Binding]) -> None:
+    def restore(self, bindings: Iterable[Binding], *, remote: bool = False) -> None:
+        """Load bindings from the database; ``remote`` when other nodes share it (any of them may own
+        a row, see the module docstring)."""
         for binding in bindings:
+            if remote:
+                self._remote.add((binding.tenant_id, binding.extension_id, binding.contact))
             key = (binding.tenant_id, binding.extension_id)
             found = self._bindings.setdefault(key, {})
             if binding.contact not in found:

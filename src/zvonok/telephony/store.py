@@ -1,20 +1,29 @@
-"""The database side of the location service: load live bindings, apply batched changes."""
+"""The database side of the location service: load live bindings, apply batched changes.
+
+With ``announce`` (several nodes on one PostgreSQL database, issue 14) each batch also writes a
+:class:`~zvonok.telephony.location.BindingsChanged` row to ``change_log`` and sends the NOTIFY, in the
+batch's own transaction: the other nodes' change feeds hand it to their locations, and a change is
+announced exactly when it is committed."""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import bindparam, delete, insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
+from zvonok.bus import serialize
+from zvonok.storage.base import utcnow
+from zvonok.storage.changes import CHANNEL, ChangeLog
 from zvonok.storage.db import Database
 
-from .location import Binding
+from .location import Binding, BindingsChanged
 from .models import Registration
 
 _FIELDS = ("aor", "expires_at", "registered_at", "q", "source", "user_agent", "call_id", "cseq", "instance",
@@ -29,8 +38,9 @@ _SQLITE_UPSERT = (
 class SqlBindingStore:
     """Implements :class:`zvonok.telephony.location.BindingStore` on the project's database."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, announce: bool = False) -> None:
         self.db = db
+        self.announce = announce and not db.is_sqlite
         url = make_url(db.url)
         self._sqlite_path = url.database if db.is_sqlite and url.database not in (None, "", ":memory:") else None
         self._conn: sqlite3.Connection | None = None
@@ -108,12 +118,23 @@ class SqlBindingStore:
                     await conn.execute(removal, removed)
                 if rows:
                     await conn.execute(_upsert(conn.dialect.name), rows)
+                await self._announce(conn, upserts, deletes)
         except IntegrityError:
             # an extension was deleted since it registered: write the rest, skip what the FK refuses
             async with self.db.engine.begin() as conn:
                 if removed:
                     await conn.execute(removal, removed)
+                await self._announce(conn, upserts, deletes)
             await self._apply_one_by_one(rows)
+
+    async def _announce(self, conn: Any, upserts: list[Binding], deletes: list[tuple[int, int, str]]) -> None:
+        if not self.announce:
+            return
+        event = BindingsChanged(upserts=tuple(replace(b, connection=None) for b in upserts),
+                                deletes=tuple(deletes))
+        await conn.execute(insert(ChangeLog), [{"at": utcnow(), "origin": self.db.origin,
+                                                "payload": serialize(event)}])
+        await conn.execute(text(f"NOTIFY {CHANNEL}"))
 
     async def _apply_one_by_one(self, rows: list[dict[str, Any]]) -> None:
         for row in rows:

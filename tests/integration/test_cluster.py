@@ -1,0 +1,411 @@
+"""Two ``zvonok serve`` nodes behind the Kamailio edge, sharing one PostgreSQL database (issue 14).
+
+Kamailio (deploy/kamailio/render.py) listens on 127.0.0.2 and dispatches to two nodes on 127.0.0.1; the
+REGISTERs of an AoR go to one node (hash of the To URI), a phone's new calls to the same node (hash of the
+From URI). Both nodes use a
+fresh database of their own test run and the same secret key (a nonce one node issued is good at the
+other: the INVITE answered 407 and its authenticated retry may reach different nodes). Phones are SIPp
+processes behind NAT (a private Contact; reachable only along the Path the edge recorded). The phones
+are registered until one landed on each node; then each calls the other: every call starts on the
+caller's node (counted in its metrics) and is for a phone registered through the other node, and the RTP
+the caller plays must reach the callee's media socket through the node that bridged it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import socket
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import FreshDatabase
+
+pytestmark = pytest.mark.integration
+
+harness: Any = sys.modules["zvonok_bench_common"]  # loaded by conftest.py (bench/_common.py)
+ROOT = Path(__file__).resolve().parents[2]
+EDGE_HOST = "127.0.0.2"
+PRIVATE_HOST = "192.168.77.1"  # what every phone behind NAT believes its address is
+NUMBERS = [str(n) for n in range(7301, 7309)]
+NATS_URL = os.environ.get("ZVONOK_TEST_NATS_URL", "nats://127.0.0.1:4222")
+
+
+def _load(name: str, path: Path) -> Any:
+    import importlib.util
+
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+calls: Any = _load("zvonok_bench_calls", ROOT / "bench" / "_calls.py")
+render: Any = _load("zvonok_kamailio_render", ROOT / "deploy" / "kamailio" / "render.py")
+edge_test: Any = _load("zvonok_test_edge_kamailio", ROOT / "tests" / "integration" / "test_edge_kamailio.py")
+
+
+@dataclass
+class Phone:
+    number: str
+    port: int  # the SIP port it registered from (the Path's `received` names it)
+
+    @property
+    def contact_host(self) -> str:
+        return f"{PRIVATE_HOST}:{5000 + int(self.number) % 1000}"
+
+
+@dataclass
+class Cluster:
+    nodes: list[Any]  # harness.ZvonokServer, two
+    seeded: Any
+    kamailio: Any
+    port: int
+    workdir: Path
+
+    @property
+    def target(self) -> str:
+        return f"{EDGE_HOST}:{self.port}"
+
+    @property
+    def domain(self) -> str:
+        return str(self.seeded.domain)
+
+    def registrations(self, node: int) -> dict[str, dict[str, Any]]:
+        rows = self.nodes[node].registrations(self.seeded.tenant_id, self.seeded.token)
+        return {row["aor"].split("@")[0]: row for row in rows}
+
+    def logs(self) -> str:
+        return "\n".join([self.kamailio.log_tail(3000), *(n.log_tail(3000) for n in self.nodes)])
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    if shutil.which("kamailio") is None and not Path("/usr/sbin/kamailio").exists():
+        pytest.fail("Kamailio (Debian kamailio) is not installed: `make test` installs it")
+    if shutil.which("sipp") is None:
+        pytest.fail("SIPp (Debian sip-tester) is not installed: `make test` installs it")
+    tmp = tmp_path_factory.mktemp("cluster")
+    database = FreshDatabase("postgres", tmp)
+    bus_prefix = f"zvonok-test.{database.name}"  # this run's own subjects and stream on the shared NATS
+    asyncio.run(database.create())
+    nodes: list[Any] = []
+    kamailio = None
+    try:
+        seeded = harness.seed(
+            tmp / "node1",
+            domain=f"cluster-{secrets.token_hex(3)}.test",
+            numbers=NUMBERS,
+            database_url=database.url,
+        )
+        env = {
+            "ZVONOK_TRUSTED_EDGES": f'["{EDGE_HOST}"]',
+            "ZVONOK_SECRET_KEY": secrets.token_hex(24),
+            "ZVONOK_BUS_URL": NATS_URL,
+            "ZVONOK_BUS_PREFIX": bus_prefix,
+        }
+        for name in ("node1", "node2"):
+            node = harness.ZvonokServer(data_dir=tmp / name, database_url=database.url, env=env)
+            node.start()
+            nodes.append(node)
+        port = edge_test._free_port(EDGE_HOST)
+        config = render.EdgeConfig(
+            listen=render.HostPort(EDGE_HOST, port),
+            transports=("udp",),
+            nodes=tuple(render.HostPort(harness.LOOPBACK, int(n.sip_port)) for n in nodes),
+            children=2,
+            ping_interval=1,
+            log_level=2,
+            log_stderr=True,
+        )
+        cfg = render.write(config, tmp / "kamailio")
+        kamailio = edge_test.Kamailio(cfg, tmp / "kamailio")
+        kamailio.start()
+        assert edge_test._options_answered(EDGE_HOST, port, timeout=30), kamailio.log_tail()
+        yield Cluster(nodes=nodes, seeded=seeded, kamailio=kamailio, port=port, workdir=tmp / "sipp")
+    finally:
+        if kamailio is not None:
+            kamailio.stop()
+        codes = [node.stop() if node.proc is None or node.proc.returncode is None else 0 for node in nodes]
+        asyncio.run(database.drop())
+        asyncio.run(_drop_stream(bus_prefix.replace(".", "_").replace("-", "_").upper()))
+    assert codes == [0, 0], f"a node exited with {codes} on SIGTERM"
+
+
+async def _drop_stream(name: str) -> None:
+    import nats
+    import nats.js.errors
+
+    nc = await nats.connect(NATS_URL)
+    try:
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await nc.jetstream().delete_stream(name)
+    finally:
+        await nc.close()
+
+
+class EventWatcher:
+    """A websocket on a node's event stream, read in a thread: the events it got."""
+
+    def __init__(self, node: Any, seeded: Any) -> None:
+        self._url = f"ws://{harness.LOOPBACK}:{node.http_port}/api/v1/tenants/{seeded.tenant_id}/events"
+        self._token = seeded.token
+        self.events: list[dict[str, Any]] = []
+        self.error = ""
+        self._ready = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+        assert self._ready.wait(15), self.error
+
+    def _read(self) -> None:
+        from websockets.sync.client import connect
+
+        try:
+            with connect(self._url, additional_headers={"Authorization": f"Bearer {self._token}"}) as ws:
+                self._ready.set()
+                while not self._stop.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        self.events.append(json.loads(ws.recv(timeout=0.2)))
+        except Exception as exc:  # noqa: BLE001 - kept for the report
+            self.error = repr(exc)
+            self._ready.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def _register(cluster: Cluster, phone: Phone) -> None:
+    rows = [
+        [
+            *harness.sipp_row(phone.number, harness.password_for(phone.number), cluster.domain),
+            phone.contact_host,
+        ]
+    ]
+    reg = harness.run_sipp(
+        "edge_register.xml",
+        cluster.target,
+        workdir=cluster.workdir,
+        rows=rows,
+        rate=10,
+        timeout=15,
+        auth_uri=f"sip:{cluster.domain}",
+        local_port=phone.port,
+        name=f"register_{phone.number}",
+    )
+    assert (reg.returncode, reg.successful, reg.failed) == (0, 1, 0), reg.describe() + cluster.logs()
+
+
+def _wait_for(predicate: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return bool(predicate())
+
+
+@pytest.fixture(scope="module")
+def phones(cluster: Cluster) -> tuple[Phone, Phone]:
+    """Phone A registered through node 1 and phone B through node 2."""
+    on: dict[int, Phone] = {}
+    for number in NUMBERS:
+        phone = Phone(number, harness.free_sip_port())
+        _register(cluster, phone)
+        # the node that took it lists it as its own; the other learns it from the change feed
+        assert _wait_for(lambda n=number: all(n in cluster.registrations(i) for i in (0, 1)), 15), (
+            cluster.logs()
+        )
+        views = [cluster.registrations(i)[number] for i in (0, 1)]
+        assert sorted(v["remote"] for v in views) == [False, True], views
+        node = 0 if not views[0]["remote"] else 1
+        on.setdefault(node, phone)
+        if len(on) == 2:
+            return on[0], on[1]
+    pytest.fail(f"all {len(NUMBERS)} registrations went to one node: the edge does not spread them")
+
+
+def test_a_registration_through_one_node_is_visible_on_the_other(
+    cluster: Cluster, phones: tuple[Phone, Phone]
+) -> None:
+    a, b = phones
+    for phone, home in ((a, 0), (b, 1)):
+        own, other = cluster.registrations(home)[phone.number], cluster.registrations(1 - home)[phone.number]
+        assert (own["remote"], other["remote"]) == (False, True)
+        # the other node keeps what routes a call to the phone: the edge's Path with the phone's address
+        assert other["path"] == own["path"] and other["path"], other
+        assert f"received=sip:{harness.LOOPBACK}:{phone.port}" in other["path"][0], other["path"]
+        assert other["contact"] == own["contact"] == f"sip:{phone.number}@{phone.contact_host}"
+        assert abs(other["expires_in"] - own["expires_in"]) <= 2
+
+
+def _invites(node: Any) -> float:
+    """INVITE requests a node has received (its Prometheus counter)."""
+    with urllib.request.urlopen(f"{node.http_url}/metrics", timeout=10) as resp:  # noqa: S310 - loopback
+        text = resp.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("zvonok_sip_messages_in_total{")
+        and 'method="INVITE"' in line
+        and 'kind="request"' in line
+    )
+
+
+def _call(cluster: Cluster, caller: Phone, callee: Phone) -> int:
+    """``caller`` calls ``callee`` through the edge and plays 7 s of audio; the RTP packets that reach
+    the callee's media socket."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as media:
+        media.bind((harness.LOOPBACK, 0))
+        media.settimeout(0.2)
+        rtp_port = media.getsockname()[1]
+        tag = f"{caller.number}_{callee.number}"
+        answering = calls.SippProcess(
+            "cluster_callee.xml",
+            None,
+            workdir=cluster.workdir,
+            name=f"callee_{tag}",
+            local_port=callee.port,
+            timeout=60,
+            keys={
+                "contact_host": callee.contact_host,
+                "rtp_host": harness.LOOPBACK,
+                "rtp_port": str(rtp_port),
+            },
+            extra=["-s", callee.number],
+        ).start()
+        received = 0
+        try:
+            caller_sipp = calls.SippProcess(
+                "cluster_caller.xml",
+                cluster.target,
+                workdir=cluster.workdir,
+                name=f"caller_{tag}",
+                rows=[
+                    calls.caller_row(
+                        caller.number, harness.password_for(caller.number), cluster.domain, callee.number
+                    )
+                ],
+                rate=1,
+                timeout=40,
+                auth_uri=f"sip:{callee.number}@{cluster.domain}",
+                extra=["-d", "3000"],
+            ).start()
+            deadline = time.monotonic() + 40
+            while (
+                caller_sipp.proc is not None
+                and caller_sipp.proc.poll() is None
+                and time.monotonic() < deadline
+            ):
+                try:
+                    data = media.recv(2048)
+                except TimeoutError:
+                    continue
+                if len(data) >= 12 and data[0] >> 6 == 2:  # RTP version 2
+                    received += 1
+            result = caller_sipp.stop()
+            answering.wait_for("SuccessfulCall(C)", 1, timeout=15)
+            callee_result = answering.stop()
+        finally:
+            answering.kill()
+        detail = f"{result.describe()}\n{cluster.logs()}"
+        assert (result.successful, result.failed) == (1, 0), detail
+        assert (callee_result.successful, callee_result.failed) == (1, 0), callee_result.describe() + detail
+        return received
+
+
+def test_phones_registered_through_different_nodes_call_each_other_with_media_seen_on_both(
+    cluster: Cluster, phones: tuple[Phone, Phone]
+) -> None:
+    a, b = phones
+    for caller, callee, home in ((a, b, 0), (b, a, 1)):
+        before = [_invites(node) for node in cluster.nodes]
+        watcher = EventWatcher(cluster.nodes[1 - home], cluster.seeded)  # a console on the other node
+        try:
+            received = _call(cluster, caller, callee)
+            assert _wait_for(lambda w=watcher: any(e["type"] == "CallEnded" for e in w.events), 10), (
+                watcher.events,
+                watcher.error,
+                cluster.logs(),
+            )
+        finally:
+            watcher.close()
+        # the other node's websocket saw the call, from start to end, through NATS
+        types = [e["type"] for e in watcher.events if e.get("call_id")]
+        assert types[0] == "CallStarted" and types[-1] == "CallEnded", types
+        after = [_invites(node) for node in cluster.nodes]
+        # the call was taken by the caller's node: the callee's binding there is the one the other node
+        # announced, and the INVITE to the phone went along its Path through the edge
+        assert after[1 - home] == before[1 - home] and after[home] > before[home], (before, after)
+        # the caller plays for 3 s before it hangs up (50 packets a second): the node relays them
+        assert received >= 100, (caller.number, callee.number, received)
+
+
+def test_with_a_node_killed_calls_go_through_the_other_and_its_registrations_stay(
+    cluster: Cluster, phones: tuple[Phone, Phone]
+) -> None:
+    """kill -9 of node 1 during a call: node 2 closes that call as interrupted (the node's heartbeat
+    stopped); phone A's new calls (hashed to node 1) fail over to node 2, and A, registered through node 1,
+    is still called through node 2 (its binding is in the database and node 2's cache)."""
+    a, b = phones
+    answering = calls.SippProcess(
+        "cluster_callee.xml",
+        None,
+        workdir=cluster.workdir,
+        name="callee_killed",
+        local_port=b.port,
+        timeout=60,
+        keys={
+            "contact_host": b.contact_host,
+            "rtp_host": harness.LOOPBACK,
+            "rtp_port": str(calls.free_media_port()),
+        },
+        extra=["-s", b.number],
+    ).start()
+    caller_sipp = calls.SippProcess(
+        "cluster_caller.xml",
+        cluster.target,
+        workdir=cluster.workdir,
+        name="caller_killed",
+        rows=[calls.caller_row(a.number, harness.password_for(a.number), cluster.domain, b.number)],
+        rate=1,
+        timeout=60,
+        auth_uri=f"sip:{b.number}@{cluster.domain}",
+        extra=["-d", "60000"],
+    ).start()
+    try:
+        time.sleep(4)  # answered and talking on node 1
+        cluster.nodes[0].kill()
+    finally:
+        caller_sipp.kill()
+        answering.kill()
+
+    def interrupted() -> list[dict[str, Any]]:
+        url = f"{cluster.nodes[1].http_url}/api/v1/tenants/{cluster.seeded.tenant_id}/cdrs?limit=50"
+        rows = harness.http_json(url, cluster.seeded.token)["items"]
+        return [r for r in rows if r["disposition"] == "interrupted" and r["caller_number"] == a.number]
+
+    # closed by node 2 once node 1's heartbeat is older than 15 s (its sweep runs every 15 s)
+    assert _wait_for(lambda: len(interrupted()) == 1, 60), cluster.logs()
+    for caller, callee in ((a, b), (b, a)):
+        before = _invites(cluster.nodes[1])
+        received = _call(cluster, caller, callee)
+        assert _invites(cluster.nodes[1]) > before
+        assert received >= 100, (caller.number, callee.number, received)
