@@ -163,7 +163,7 @@ class MemoryReporter:
         snapshot = tracemalloc.take_snapshot().filter_traces(
             [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, "<frozen importlib._bootstrap>")])
         current, peak = tracemalloc.get_traced_memory()
-        lines = [f"\n## tracemalloc: {current / 2**20:.1f} MB traced (peak {peak / 2**20:.1f} MB)"]
+        lines = [f"\n## tracemalloc: {current / 2**20:.1f} MB traced (peak {peak / 2**20:.1f} MB); {current} bytes"]
         if self._snapshot is not None:
             for key in ("lineno", "traceback"):
                 lines.append(f"\n### growth since the last report by {key}")
