@@ -103,7 +103,7 @@ def memdump(server: h.ZvonokServer, settle: float) -> Path:
 
 def traced_bytes(report: Path) -> int:
     """What tracemalloc held when ``report`` was written (tracing starts with the first report)."""
-    match = re.search(r"^## tracemalloc: .*; (\d+) bytes$", report.read_text(), re.M)
+    match = re.search(r"^## tracemalloc: .*; (\d+) bytes held outside linecache$", report.read_text(), re.M)
     return int(match.group(1)) if match else 0
 
 
