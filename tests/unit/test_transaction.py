@@ -285,6 +285,8 @@ def test_invite_client_2xx_goes_to_the_tu_and_accepted_absorbs_nothing_rfc6026()
     assert layer.receive(make_response(invite, 486, to_tag="fork3"), SERVER, 12.0) == []
     assert step_timers(layer, 100.0) == [(42.0, [], [])]
     assert txn.state is State.TERMINATED
+    # an ended transaction may stay referenced (a call leg keeps its INVITE's): no bytes kept for retransmission
+    assert txn._data == b""
     # after Timer M a 2xx is a stray: the TU (UA core) may still ACK it
     assert only(layer.receive(ok1, SERVER, 50.0)) == StrayResponse(response=ok1, peer=SERVER)
     assert_empty(layer)
@@ -367,6 +369,7 @@ def test_invite_server_2xx_accepted_state_rfc6026() -> None:
 
     assert step_timers(layer, 100.0) == [(32.5, [], [])]
     assert txn.state is State.TERMINATED
+    assert txn.responded and txn._response == b""  # nothing kept to re-send
     layer.respond(txn, ok, 33.0)  # too late: dropped (the TU uses send_stateless now)
     assert_empty(layer)
 

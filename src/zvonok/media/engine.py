@@ -96,7 +96,6 @@ _pack_into = RTP_HEADER.pack_into
 class _RtcpProtocol(asyncio.DatagramProtocol):
     def __init__(self, stats: StreamStats) -> None:
         self.stats = stats
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         try:
@@ -107,9 +106,6 @@ class _RtcpProtocol(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         pass  # ICMP unreachable from an earlier send: the peer is gone, the RTP timeout will tell
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.closed.done():
-            self.closed.set_result(None)
 
 
 @dataclass(slots=True)
@@ -180,7 +176,6 @@ class _Leg(asyncio.DatagramProtocol):
         self.rtcp_transport: Any = None
         self.rtcp: _RtcpProtocol | None = None
         self.srtp: tuple[SrtpKeys, Any, Any] | None = None  # the keys and the plain RTP and RTCP transports
-        self.closed: asyncio.Future[None] = loop.create_future()
         self.sdp_addr: tuple[str, int] | None = None
         self.send_addr: tuple[Any, ...] | None = None  # where our packets go: SDP address, then latched
         self.src_addr: tuple[Any, ...] | None = None  # the latched source (None: not latched)
@@ -210,10 +205,6 @@ class _Leg(asyncio.DatagramProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.closed.done():
-            self.closed.set_result(None)
 
     def error_received(self, exc: Exception) -> None:
         pass  # ICMP port unreachable for an earlier sendto: the peer is not there (yet); keep going

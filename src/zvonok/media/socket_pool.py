@@ -35,7 +35,8 @@ class _Parked(asyncio.DatagramProtocol):
         self.loop = loop
         self.last = 0.0
         self.lost = False
-        self.closed: asyncio.Future[None] = loop.create_future()
+        # made only when a close is awaited: every socket of every call up would hold one otherwise (issue 9)
+        self.closed: asyncio.Future[None] | None = None
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         self.last = self.loop.time()
@@ -45,8 +46,16 @@ class _Parked(asyncio.DatagramProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
-        if not self.closed.done():
+        if self.closed is not None and not self.closed.done():
             self.closed.set_result(None)
+
+    def closing(self) -> asyncio.Future[None]:
+        """Done once the transport has called :meth:`connection_lost`."""
+        if self.closed is None:
+            self.closed = self.loop.create_future()
+            if self.lost:
+                self.closed.set_result(None)
+        return self.closed
 
 
 @dataclass(slots=True, eq=False)
@@ -75,9 +84,10 @@ class SocketPair:
     async def close(self) -> None:
         """Close both sockets (their parked protocols see connection_lost) and wait until they are."""
         self.park(self.released_at)
+        closed = [self.rtp_parked.closing(), self.rtcp_parked.closing()]
         self.rtp.close()
         self.rtcp.close()
-        await asyncio.wait([self.rtp_parked.closed, self.rtcp_parked.closed], timeout=5.0)
+        await asyncio.wait(closed, timeout=5.0)
 
 
 async def open_pair(loop: asyncio.AbstractEventLoop, port: int, rtp_sock: Any, rtcp_sock: Any) -> SocketPair:

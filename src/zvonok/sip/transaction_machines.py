@@ -115,7 +115,13 @@ class Transaction:
             if stale:
                 self._host._cancelled(len(stale))
         if state is _S.TERMINATED:
+            self._release()
             self._host._terminated(self)
+
+    def _release(self) -> None:
+        """Drop what only retransmissions needed: an ended transaction may stay referenced for a whole call
+        (a leg keeps its INVITE's), and its serialized messages would stay with it (issue 9: memory per
+        idle call)."""
 
     def _start(self, name: str, delay: float, now: float) -> None:
         if delay <= 0.0:
@@ -165,6 +171,9 @@ class ClientTransaction(Transaction):
     def _retransmit(self, _: object, now: float) -> None:
         self._host._send(self._data, self.peer)
 
+    def _release(self) -> None:
+        self._data = b""
+
     def _to_tu(self, response: Response, now: float) -> None:
         self._host._emit(ResponseReceived(response=response, peer=self._source, transaction=self))
 
@@ -188,6 +197,10 @@ class InviteClientTransaction(ClientTransaction):
     def _backoff_a(self, _: object, now: float) -> None:
         self._interval *= 2  # §17.1.1.2: Timer A doubles without a cap
         self._start("A", self._interval, now)
+
+    def _release(self) -> None:
+        super()._release()
+        self._ack = None
 
     def _send_ack(self, response: Response, now: float) -> None:
         if self._ack is None:
@@ -315,6 +328,10 @@ class ServerTransaction(Transaction):
     def _resend_response(self, _: object, now: float) -> None:
         if self._response is not None:
             self._host._send(self._response, self.peer)
+
+    def _release(self) -> None:
+        if self._response is not None:
+            self._response = b""  # not None: ``responded`` stays true
 
 
 class InviteServerTransaction(ServerTransaction):

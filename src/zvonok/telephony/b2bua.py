@@ -30,6 +30,7 @@ response, a CANCEL, a BYE) is handled at once; ending a call is never queued beh
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import random
 import time
@@ -760,7 +761,7 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         held = any(leg.held for leg in (call.caller, call.callee) if leg is not None)
         for leg in (call.caller, call.callee):
             if leg is not None and leg.endpoint is not None:
-                callback = None if held else (lambda event, who=leg: self._media_timeout(who, event))
+                callback = None if held else functools.partial(self._media_timeout, leg)
                 await self.media.on_inactivity(leg.endpoint, self.media_timeout, callback)
 
     async def _start_recording(self, call: Call, caller: Leg, callee: Leg, part: int = 1) -> None:

@@ -37,7 +37,7 @@ class LegState(StrEnum):
     ENDED = "ended"
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Leg:
     id: str
     role: LegRole
@@ -77,7 +77,7 @@ class Leg:
     on_sip_event: Callable[[Leg, LegEvent], None] | None = None
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True, weakref_slot=True)
 class Call:
     id: str
     tenant_id: int

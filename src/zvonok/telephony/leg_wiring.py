@@ -95,6 +95,10 @@ def _token() -> str:
     return os.urandom(6).hex()
 
 
+def _branch() -> str:
+    return _token() + _token()
+
+
 class LegWiringMixin:
     """Mixed into :class:`zvonok.telephony.b2bua.CallEngine`, which provides what is declared here."""
 
@@ -128,8 +132,9 @@ class LegWiringMixin:
                            media_host=self.sip.local_host,
                            media_port=endpoint.local_address.port, codecs=tuple(codecs), t1=self.sip.t1,
                            t2=self.sip.t2, min_se=self.session_min_se, srtp_key=self._srtp_key(leg))
-        tag = leg.local_tag
-        ids = LegIds(tag=lambda: tag, branch=lambda: _token() + _token(), uniform=self.rng.uniform)
+        # the leg's own tag each time: ``str.__str__`` returns the str itself, a smaller object per leg than a
+        # lambda and its closure (every idle call holds two legs: issue 9's memory per call)
+        ids = LegIds(tag=leg.local_tag.__str__, branch=_branch, uniform=self.rng.uniform)
         machine = SipLeg.uac(config, ids, leg.session, request_uri=request_uri, from_uri=request_uri,
                              to_uri=request_uri, call_id=uuid.uuid4().hex,
                              extra_headers=extra_headers, from_name_addr=from_header, to_name_addr=to_header)
@@ -147,8 +152,7 @@ class LegWiringMixin:
                            media_port=endpoint.local_address.port, codecs=CODECS, t1=self.sip.t1, t2=self.sip.t2,
                            min_se=self.session_min_se, srtp_key=self._srtp_key(leg),
                            srtp_required=self._srtp_required(leg))
-        tag = leg.local_tag
-        ids = LegIds(tag=lambda: tag, branch=lambda: _token() + _token(), uniform=self.rng.uniform)
+        ids = LegIds(tag=leg.local_tag.__str__, branch=_branch, uniform=self.rng.uniform)
         leg.on_sip_event = on_event
         leg.sip = SipLeg.uas(config, ids, leg.session, invite, txn, self.clock())
         return leg.sip
