@@ -148,3 +148,27 @@ async def test_a_sent_fax_and_a_refused_one(api: Api, make_tenant: Any) -> None:
     r = await api.client.get(f"/api/v1/tenants/{t.id}/faxes?direction=out", headers=t.headers)
     states = {f["id"]: (f["status"], f["pages"], f["remote_ident"]) for f in r.json()["items"]}
     assert states == {ids[0]: ("sent", 2, "+7495"), ids[1]: ("failed", 2, "")}
+
+
+async def test_unsent_faxes_are_bounded_per_company(api: Api, make_tenant: Any) -> None:
+    """A company cannot pile up documents to send (each holds pages on disk and a call): the limit of
+    queued faxes answers 409 and renders nothing; another company is not held back."""
+    from zvonok.org import quotas
+
+    a = await make_tenant("fax-quota-a.example")
+    b = await make_tenant("fax-quota-b.example")
+    quotas.configure({"queued_faxes": 1})
+    try:
+        def post(t: Any) -> Any:
+            return api.client.post(f"/api/v1/tenants/{t.id}/faxes", headers=t.headers,
+                                   files={"file": ("doc.pdf", PDF, "application/pdf")},
+                                   data={"number": "+74957650002"})
+
+        assert (await post(a)).status_code == 201
+        r = await post(a)
+        assert r.status_code == 409 and "queued_faxes" in r.text, r.text
+        listed = await api.client.get(f"/api/v1/tenants/{a.id}/faxes", headers=a.headers)
+        assert len(listed.json()["items"]) == 1
+        assert (await post(b)).status_code == 201
+    finally:
+        quotas.configure(None)

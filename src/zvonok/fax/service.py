@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok.logs import get_logger
+from zvonok.org import quotas
 from zvonok.org.errors import NotFound, ValidationError
 from zvonok.org.scope import get_in_tenant
 from zvonok.pstn.destinations import to_e164
@@ -96,6 +97,9 @@ async def queue_send(
         raise ValidationError("file: a PDF document is expected")
     if len(pdf) > MAX_PDF_BYTES:
         raise ValidationError(f"file: at most {MAX_PDF_BYTES // (1024 * 1024)} MiB")
+    # a company's unsent documents are bounded: each holds rendered pages on disk and a call to place
+    await quotas.check(session, tenant_id, "queued_faxes", FaxDocument, FaxDocument.direction == "out",
+                       FaxDocument.status.in_(("queued", "sending")))
     row = FaxDocument(tenant_id=tenant_id, direction="out", status="queued", remote_number=e164)
     session.add(row)
     await session.flush()
