@@ -350,6 +350,25 @@ async def test_inactivity_fires_once_per_silence() -> None:
         await engine.close()
 
 
+async def test_inactivity_checks_of_many_endpoints_share_one_timer() -> None:
+    """Each endpoint's silence is reported on its own; a released one is never reported (issue 9: one
+    engine timer instead of a loop timer per endpoint)."""
+    engine = make_engine()
+    quick, slow, gone = [await engine.create_endpoint(1, name, [Codec.PCMU]) for name in ("q", "s", "g")]
+    reported: list[str] = []
+    try:
+        await engine.on_inactivity(quick, 0.1, lambda t: reported.append(t.call_id))
+        await engine.on_inactivity(slow, 0.4, lambda t: reported.append(t.call_id))
+        await engine.on_inactivity(gone, 0.2, lambda t: reported.append(t.call_id))
+        await engine.release(gone)
+        await wait_until(lambda: "s" in reported)
+        assert reported[0] == "q" and "g" not in reported
+        await asyncio.sleep(0.3)
+        assert "g" not in reported
+    finally:
+        await engine.close()
+
+
 async def test_ports_exhausted_and_reused() -> None:
     from zvonok.media.errors import PortsExhausted
 

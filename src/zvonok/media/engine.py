@@ -49,6 +49,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .bridge import MixBridge
+from .deadlines import Deadlines
 from .dtmf import DtmfReceiver
 from .dtmf_inband import InbandDtmfDetector
 from .errors import MediaUsageError, PacketError, PortsExhausted
@@ -164,14 +165,15 @@ class _Leg(asyncio.DatagramProtocol):
 
     __slots__ = (
         "audio_pt", "candidate", "closed", "codec", "dtmf", "endpoint", "event_pt", "inactivity", "inband",
-        "inactivity_handle", "inactivity_reported", "inactivity_since", "loop", "mix", "on_dtmf", "peer", "player",
+        "inactivity_deadline", "inactivity_reported", "inactivity_since", "deadlines", "loop", "mix", "on_dtmf", "peer", "player",
         "r_audio_pt", "r_event_pt", "r_table", "recorders", "rewriter", "rtcp", "rtcp_transport", "sdp_addr",
         "send_addr", "src_addr", "srtp", "stats", "transport",
     )
 
-    def __init__(self, endpoint: Endpoint, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, endpoint: Endpoint, loop: asyncio.AbstractEventLoop, deadlines: Deadlines) -> None:
         self.endpoint = endpoint
         self.loop = loop
+        self.deadlines = deadlines  # the engine's one timer for every leg's inactivity check
         self.transport: Any = None  # uvloop's UDPTransport is no asyncio.DatagramTransport subclass
         self.rtcp_transport: Any = None
         self.rtcp: _RtcpProtocol | None = None
@@ -197,7 +199,7 @@ class _Leg(asyncio.DatagramProtocol):
         self.player: _Player | None = None
         self.recorders: list[tuple[SlotRecorder, int]] = []
         self.inactivity: tuple[float, InactivityCallback] | None = None
-        self.inactivity_handle: asyncio.TimerHandle | None = None
+        self.inactivity_deadline: float | None = None  # when the check is due (its entry in ``deadlines``)
         self.inactivity_since = 0.0
         self.inactivity_reported: float | None = None
 
@@ -360,18 +362,20 @@ class _Leg(asyncio.DatagramProtocol):
             recorder.feed(index, samples, now)
 
     def arm_inactivity(self) -> None:
-        if self.inactivity_handle is not None:
-            self.inactivity_handle.cancel()
-            self.inactivity_handle = None
+        self.inactivity_deadline = None  # an entry already in ``deadlines`` is stale from now on
         if self.inactivity is not None:
             self.inactivity_since = self.loop.time()
             self.inactivity_reported = None
-            self.inactivity_handle = self.loop.call_at(self.inactivity_since + self.inactivity[0],
-                                                       self._check_inactivity)
+            self._check_at(self.inactivity_since + self.inactivity[0])
 
-    def _check_inactivity(self) -> None:
-        if self.inactivity is None:
-            return
+    def _check_at(self, when: float) -> None:
+        self.inactivity_deadline = when
+        self.deadlines.at(self.loop, when, self.endpoint.id)
+
+    def check_inactivity(self, when: float) -> None:
+        """The engine's deadline ``when`` for this leg came: report a silence, schedule the next check."""
+        if self.inactivity is None or when != self.inactivity_deadline:
+            return  # disarmed or re-armed since that entry was pushed
         timeout, callback = self.inactivity
         now = self.loop.time()
         last = max(self.stats.last_received_at or 0.0, self.inactivity_since)
@@ -385,7 +389,7 @@ class _Leg(asyncio.DatagramProtocol):
             deadline = now + timeout
         else:
             deadline = last + timeout
-        self.inactivity_handle = self.loop.call_at(deadline, self._check_inactivity)
+        self._check_at(deadline)
 
     def update_route(self) -> None:
         """Recompute how packets received here are sent on to ``peer`` (after bridge or set_remote)."""
@@ -498,6 +502,7 @@ class InProcessMediaEngine:
         self._ids = itertools.count(1)
         self._pairs: dict[str, SocketPair] = {}  # endpoint id -> its sockets
         self._pool = SocketPool(max_idle=socket_pool, quarantine=socket_quarantine)
+        self._deadlines = Deadlines(self._inactivity_due)
         self.playback = PlaybackStats()
 
     # --- endpoints ---------------------------------------------------------------------------------
@@ -515,7 +520,7 @@ class InProcessMediaEngine:
             raise PortsExhausted(f"no free RTP port pair in {self.port_min}-{self.port_max}")
         endpoint = Endpoint(id=f"m{next(self._ids)}", tenant_id=tenant_id, call_id=call_id,
                             local_address=Address(host=self.advertised_host, port=pair.port), codecs=tuple(codecs))
-        leg = _Leg(endpoint, loop)
+        leg = _Leg(endpoint, loop, self._deadlines)
         leg.rtcp = _RtcpProtocol(leg.stats)
         leg.transport, leg.rtcp_transport = pair.rtp, pair.rtcp
         pair.rtp.set_protocol(leg)
@@ -763,6 +768,11 @@ class InProcessMediaEngine:
         leg.inactivity = (timeout, callback) if callback is not None else None
         leg.arm_inactivity()
 
+    def _inactivity_due(self, endpoint_id: str, when: float) -> None:
+        leg = self._legs.get(endpoint_id)
+        if leg is not None:  # else released since: a stale entry
+            leg.check_inactivity(when)
+
     async def stats(self, endpoint: Endpoint) -> MediaStats:
         leg = self._leg(endpoint)
         return leg.stats.snapshot(leg.remote())
@@ -800,3 +810,4 @@ class InProcessMediaEngine:
             await self.release(leg.endpoint)
         for pair in self._pool.drain():
             await self._close_pair(pair)
+        self._deadlines.clear()
