@@ -37,21 +37,25 @@ demo: $(VENV)/.installed
 cluster-demo: $(VENV)/.installed peers
 	PATH=$(BIN):$$PATH $(BIN)/python tools/cluster_demo.py --data $(DATA)-cluster
 
-# Unit tests on every core (pytest-xdist: each worker has its own temp dirs and databases); the
-# integration tests one at a time, as their servers, SIPp runs and phones share the machine's CPUs.
+# Unit tests on every core (pytest-xdist: each worker has its own temp dirs and databases). The
+# integration and browser tests in three workers, a test module per worker at a time (--dist loadfile: a
+# module's server, phones and SIPp runs stay together): most of their time is spent waiting (server start,
+# ringing, tones playing), so three overlap well even on two cores; every server, phone and SIPp run
+# binds its own free loopback ports and (on PostgreSQL) each module has its own database.
 TEST_WORKERS ?= auto
+IT_WORKERS ?= 3
 test: $(VENV)/.installed peers
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -n $(TEST_WORKERS) tests/unit
-	$(BIN)/pytest tests/integration tests/browser
+	$(BIN)/pytest -n $(IT_WORKERS) --dist loadfile tests/integration tests/browser
 
 # The integration suite again with the servers on PostgreSQL (a fresh database, dropped afterwards).
 PG_ADMIN_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 test-integration-pg: $(VENV)/.installed peers
 	@db=zvonok_it_$$(date +%s)_$$$$; \
 	$(BIN)/python tests/pgdb.py create "$(PG_ADMIN_URL)" $$db && \
-	ZVONOK_TEST_DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/$$db $(BIN)/pytest tests/integration; \
+	ZVONOK_TEST_DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/$$db $(BIN)/pytest -n $(IT_WORKERS) --dist loadfile tests/integration; \
 	status=$$?; $(BIN)/python tests/pgdb.py drop "$(PG_ADMIN_URL)" $$db; exit $$status
 
 bench-register: $(VENV)/.installed peers
