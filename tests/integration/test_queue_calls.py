@@ -355,12 +355,12 @@ def test_a_waiting_caller_hears_music_then_its_position_and_wait(
 ) -> None:
     pbx: Pbx = center["pbx"]
     every = 8  # seconds of music, then the announcement (about 4 s), music again until the next one
-    api(center, "/queues", {"name": "Announced", "number": "754", "announce_every": every})
+    api(center, "/queues", {"name": "Announced", "number": "756", "announce_every": every})
     tenant = harness.http_json(f"{pbx.server.http_url}/api/v1/tenants/{pbx.seeded.tenant_id}", pbx.seeded.token)
     # alone in line, nobody logged in: position 1, and 1 x the default handle time (120 s) = "two minutes"
     expected = [position_prompt(1, tenant["locale"]), wait_prompt(120, tenant["locale"])]
     caller = phone(phones, tmp_path, (pbx.server, pbx.seeded), CALLERS[7], frequency=440, record=True)
-    caller.command("dial", f"sip:754@{pbx.seeded.domain}")
+    caller.command("dial", f"sip:756@{pbx.seeded.domain}")
     caller.wait_event({"CALL_ESTABLISHED"})
     time.sleep(every + 7)  # music, the announcement, music again (the next one would begin at 2 x every)
     caller.command("hangup")
