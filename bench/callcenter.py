@@ -279,7 +279,8 @@ def sip_bench(args: argparse.Namespace) -> None:
           f"(the agents' ceiling: {ceiling:.1f}/s)")
     print(f"server CPU: {cpu:.1f} s over {wall:.1f} s = {cpu / wall * 100:.0f}% of a core, "
           f"{cpu / max(1, result.successful) * ms:.1f} ms per call (music to the waiting included)")
-    print(f"load average after {load_after[0]:.2f} {load_after[1]:.2f}; server exit code {code}")
+    print(f"load average after {load_after[0]:.2f} {load_after[1]:.2f}; server exit code {code}; "
+          f"SIPp traces and the server's data in {tmp} (delete when done)")
 
 
 if __name__ == "__main__":
