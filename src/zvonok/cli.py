@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Without --tenant: a platform-admin token. With --tenant: a token of that company.")
     sp.add_argument("--name", required=True, help="what the token is for")
     sp.add_argument("--tenant", metavar="DOMAIN", help="company SIP domain (omit for a platform token)")
-    sp.add_argument("--role", choices=["platform_admin", "tenant_admin", "employee"],
+    sp.add_argument("--role", choices=["platform_admin", "tenant_admin", "supervisor", "employee"],
                     help="default: platform_admin without --tenant, tenant_admin with it")
     sp.set_defaults(func=cmd_token_create)
 
@@ -350,7 +350,7 @@ def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
 
     role = Role(args.role) if args.role else (Role.TENANT_ADMIN if args.tenant else Role.PLATFORM_ADMIN)
     if (role is Role.PLATFORM_ADMIN) != (args.tenant is None):
-        raise CliError("a platform_admin token has no --tenant; tenant_admin/employee tokens need one")
+        raise CliError("a platform_admin token has no --tenant; tenant_admin/supervisor/employee tokens need one")
 
     async def go(db: Any) -> str:
         async with db.session() as session:

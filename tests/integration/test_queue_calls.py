@@ -11,6 +11,9 @@
   (JOINEMPTY), an extension that answers;
 - an agent on a direct call is busy elsewhere from its answer: the caller goes to the next agent, and the
   agent is available for queue calls again when the direct call ends;
+- a baresip caller waiting alone hears music on hold, then its position and estimated wait: the prompts'
+  own samples are found in what it received (normalized cross-correlation, far above the other prompts'),
+  one after the other, with the music (its notes, by FFT) before and after them;
 - a baresip caller's 440 Hz reaches the baresip agent who answered (FFT of what the agent heard), and the
   agent's 1000 Hz the caller; the caller hanging up is COMPLETECALLER.
 """
@@ -25,11 +28,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from sqlalchemy import select
 
 from zvonok.callcenter.models import QueueLogRow
+from zvonok.media.hold_music import DEFAULT_NOTES
+from zvonok.media.wav import read_wav
 from zvonok.storage.db import Database
+from zvonok.telephony.queue_call import position_prompt, wait_prompt
 
 from .baresip import Baresip
 from .test_calls_sipp import Pbx, assert_all_ok, finish_callee, harness, place_calls, start_callee
@@ -41,7 +48,7 @@ ROBIN = ("7101", "7102", "7103")  # SIPp agents of the round-robin queue
 CROWD = ("7111", "7112", "7113")  # SIPp agents of the busy queue
 SOFT_AGENT = "7121"  # a baresip agent
 ELSEWHERE = ("7141", "7142")  # SIPp agents: the first is on a direct (non-queue) call
-CALLERS = ("7201", "7202", "7203", "7204", "7205", "7206", "7207")  # SIPp; baresip; SIPp
+CALLERS = ("7201", "7202", "7203", "7204", "7205", "7206", "7207", "7208")  # SIPp; baresip; SIPp; baresip
 OVERFLOW = "7131"  # an extension (no agent) that takes a queue's overflow
 AGENTS = (*ROBIN, *CROWD, SOFT_AGENT, *ELSEWHERE)
 NUMBERS = [*AGENTS, *CALLERS, OVERFLOW]
@@ -299,3 +306,91 @@ def test_an_agent_on_another_call_is_not_offered(center: dict[str, Any]) -> None
     # the direct call over, the agent may take queue calls again
     state = api(center, agent_url)
     assert (state["status"], state["busy_elsewhere"]) == ("available", False), state
+
+
+def _mono(path: Path) -> tuple[np.ndarray, int]:
+    import wave
+
+    with wave.open(str(path)) as w:
+        rate, channels = w.getframerate(), w.getnchannels()
+        samples = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)[::channels]
+    return samples.astype(np.float64), rate
+
+
+def _prompt_at(rate: int, path: Path) -> np.ndarray:
+    """A built-in prompt (8 kHz) at the recording's rate (linear interpolation is enough to correlate)."""
+    samples, prompt_rate = read_wav(path)
+    x = samples.astype(np.float64)
+    if prompt_rate == rate:
+        return x
+    t = np.arange(int(len(x) * rate / prompt_rate)) / rate
+    return np.interp(t, np.arange(len(x)) / prompt_rate, x)
+
+
+def _best_match(received: np.ndarray, prompt: np.ndarray) -> tuple[float, int]:
+    """The normalized cross-correlation's peak of ``prompt`` within ``received``: (coefficient, offset).
+
+    1.0 is the prompt's samples exactly (up to a gain); G.711 and the phone's resampling leave about 0.9.
+    """
+    n = len(received) + len(prompt)
+    size = 1 << (n - 1).bit_length()
+    corr = np.fft.irfft(np.fft.rfft(received, size) * np.conj(np.fft.rfft(prompt, size)), size)[: len(received) - len(prompt) + 1]
+    window = np.concatenate(([0.0], np.cumsum(received**2)))
+    energy = window[len(prompt):] - window[: -len(prompt)]  # the received energy under each placement
+    coefficient = corr / (np.sqrt(np.maximum(energy, 1e-9)) * np.linalg.norm(prompt))
+    at = int(coefficient.argmax())
+    return float(coefficient[at]), at
+
+
+def _music_notes(segment: np.ndarray, rate: int) -> tuple[float, float]:
+    """(RMS, strongest frequency) of a stretch of what the caller heard."""
+    spectrum = np.abs(np.fft.rfft(segment * np.hanning(len(segment))))
+    freqs = np.fft.rfftfreq(len(segment), 1 / rate)
+    band = (freqs > 200) & (freqs < 1200)  # the melody's fundamentals
+    return float(np.sqrt(np.mean(segment**2))), float(freqs[band][spectrum[band].argmax()])
+
+
+def test_a_waiting_caller_hears_music_then_its_position_and_wait(
+    center: dict[str, Any], phones: list[Baresip], tmp_path: Path
+) -> None:
+    pbx: Pbx = center["pbx"]
+    every = 8  # seconds of music, then the announcement (about 4 s), music again until the next one
+    api(center, "/queues", {"name": "Announced", "number": "756", "announce_every": every})
+    tenant = harness.http_json(f"{pbx.server.http_url}/api/v1/tenants/{pbx.seeded.tenant_id}", pbx.seeded.token)
+    # alone in line, nobody logged in: position 1, and 1 x the default handle time (120 s) = "two minutes"
+    expected = [position_prompt(1, tenant["locale"]), wait_prompt(120, tenant["locale"])]
+    caller = phone(phones, tmp_path, (pbx.server, pbx.seeded), CALLERS[7], frequency=440, record=True)
+    caller.command("dial", f"sip:756@{pbx.seeded.domain}")
+    caller.wait_event({"CALL_ESTABLISHED"})
+    time.sleep(every + 7)  # music, the announcement, music again (the next one would begin at 2 x every)
+    caller.command("hangup")
+    caller.wait_event({"CALL_CLOSED"})
+    caller.stop()
+    received, rate = _mono(caller.received_audio()[-1])
+    assert len(received) >= (every + 5) * rate, f"{len(received) / rate:.1f} s recorded"
+
+    found = []
+    for path in expected:
+        coefficient, at = _best_match(received, _prompt_at(rate, path))
+        found.append((coefficient, at))
+        assert coefficient > 0.8, f"{path.name}: best match {coefficient:.2f}: the prompt did not reach the caller"
+        # the right prompt, not another one of its family (another number of callers or of minutes)
+        for other in sorted(path.parent.glob(path.name.rsplit("_", 1)[0] + "_*.wav")):
+            if other != path:
+                theirs, _ = _best_match(received, _prompt_at(rate, other))
+                assert theirs < coefficient - 0.1, f"{other.name} ({theirs:.2f}) vs {path.name} ({coefficient:.2f})"
+    (_, position_at), (_, wait_at) = found
+    position_len = len(_prompt_at(rate, expected[0]))
+    wait_end = wait_at + len(_prompt_at(rate, expected[1]))
+    assert wait_at >= position_at + 0.9 * position_len, "the wait is told after the position"
+    assert wait_at <= position_at + position_len + rate // 2, "the two prompts follow each other"
+    assert wait_end <= len(received) - rate, "the announcement ended before the caller hung up"
+
+    # music on hold before the announcement and after it: sound, at one of the melody's notes
+    before = received[rate // 2 : position_at - rate // 5]
+    after = received[wait_end + rate // 5 : wait_end + rate // 5 + rate]
+    for name, segment in (("before", before), ("after", after)):
+        assert len(segment) >= rate // 2, f"{name}: {len(segment) / rate:.2f} s of music only"
+        rms, peak = _music_notes(segment, rate)
+        assert rms > 300, f"music {name} the announcement: silence (RMS {rms:.0f})"
+        assert min(abs(peak - note) for note in DEFAULT_NOTES) < 15, f"music {name}: strongest {peak:.0f} Hz"

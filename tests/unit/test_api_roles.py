@@ -5,6 +5,10 @@ An employee may read the company directory (the tenant, offices, departments, co
 extensions — a phone book), their own devices, calls, recordings and PIN, and set their own
 extension's SIP password. Not trunks, numbers, routes, policies, tariffs, billing, reports, tokens,
 other people's devices or calls: those answer 403 (another tenant's things still answer 404).
+
+A supervisor (role ``supervisor``, the call center's) is walked the same way: an employee's rights plus
+the :data:`SUPERVISE` routes (monitoring here; the call center's own routes in
+tests/unit/test_callcenter_supervisor.py), and no configuration at all.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ PLATFORM = "platform"  # platform admins only
 ADMIN = "admin"  # the tenant's admins (and platform admins)
 MEMBER = "member"  # anyone of the tenant: the directory
 OWN = "own"  # anyone of the tenant, an employee for their own things only
+SUPERVISE = "supervise"  # the tenant's supervisors and admins: 403 for an employee (audited for monitoring)
 
 ACCESS: dict[str, str] = {
     "openapi": PUBLIC, "swagger_ui_html": PUBLIC, "swagger_ui_redirect": PUBLIC, "redoc_html": PUBLIC,
@@ -96,12 +101,12 @@ ACCESS: dict[str, str] = {
     "delete_ivr_menu": ADMIN, "put_ivr_greeting": ADMIN, "delete_ivr_greeting": ADMIN, "get_ivr_greeting": ADMIN,
     "get_forwarding": OWN, "put_forwarding": OWN,
     "list_faxes": ADMIN, "get_fax": ADMIN, "get_fax_pdf": ADMIN, "send_fax": ADMIN,
-    # supervisor monitoring (telephony/monitor.py): the tenant's admins; an employee's attempt is audited
-    "list_sessions": ADMIN, "switch_mode": ADMIN, "list_audit": ADMIN,
+    # supervisor monitoring (telephony/monitor.py): supervisors and admins; an employee's attempt is audited
+    "list_sessions": SUPERVISE, "switch_mode": SUPERVISE, "list_audit": SUPERVISE,
 }
 # Bodies for the routes an employee may change (their own things).
 OWN_BODIES = {"update_extension": {"sip_password": "olga-new-sip-pw"}, "set_pin": {"pin": "4826"},
-              "put_forwarding": {"dnd": True}}
+              "put_forwarding": {"dnd": True}, "switch_mode": {"mode": "listen"}}
 
 
 @dataclass
@@ -148,8 +153,9 @@ def _fill(path: str, values: dict[str, int]) -> str:
     return re.sub(r"\{(\w+)\}", sub, path)
 
 
+@pytest.mark.parametrize("role", ["employee", "supervisor"])
 async def test_each_route_gives_an_employee_only_what_is_theirs(
-    setup: Setup, db: Database, settings: Settings, api: Any
+    setup: Setup, db: Database, settings: Settings, api: Any, role: str
 ) -> None:
     client = setup.client
     platform = api.admin
@@ -167,7 +173,7 @@ async def test_each_route_gives_an_employee_only_what_is_theirs(
     office = await post(f"{base}/offices", {"name": "HQ"})
     dept = await post(f"{base}/departments", {"name": "Sales"})
     olga = await post(f"{base}/employees", {"full_name": "Olga", "email": "olga@roles.example",
-                                            "web_password": "olga-password"})
+                                            "web_password": "olga-password", "role": role})
     petr = await post(f"{base}/employees", {"full_name": "Petr", "email": "petr@roles.example"})
     olga_ext = await post(f"{base}/extensions", {"number": "101", "display_name": "Olga", "employee_id": olga})
     petr_ext = await post(f"{base}/extensions", {"number": "102", "display_name": "Petr", "employee_id": petr})
@@ -215,8 +221,15 @@ async def test_each_route_gives_an_employee_only_what_is_theirs(
             ) -> httpx.Response:
                 return await client.request(method, _fill(path, values), headers=emp, json=body)
 
-            what = f"{method} {path}"
-            if level in (PLATFORM, ADMIN):
+            what = f"{method} {path} as {role}"
+            if level == SUPERVISE:
+                r = await call(own)
+                if role == "employee":
+                    assert r.status_code == 403, f"{what}: {r.status_code} {r.text}"
+                else:  # the audit, or no call engine (503) / no such session (404) in this API-only app
+                    assert r.status_code in (200, 404, 503), f"{what}: {r.status_code} {r.text}"
+                    assert r.status_code != 404 or "monitoring session" in r.text, what
+            elif level in (PLATFORM, ADMIN):
                 r = await call(own)
                 assert r.status_code == 403, f"{what}: {r.status_code} {r.text}"
                 assert set(r.json()) == {"detail"}, what
@@ -241,6 +254,12 @@ async def test_each_route_gives_an_employee_only_what_is_theirs(
                     assert "198.51.100.7" not in text and f"Phone of {petr_ext}" not in text, f"{what}: {text}"
                     assert "7777123" not in text, f"{what}: a colleague's call: {text}"
     assert walked >= 90
+    r = await client.get(f"{base}/monitor-audit", headers=admin)
+    refused = [x["detail"] for x in r.json() if x["action"] == "refused"]
+    if role == "employee":  # each of her three tries at monitoring, and why
+        assert len(refused) == 3 and all(d.endswith(": not a supervisor") for d in refused), refused
+    else:
+        assert refused == []
 
     # What Olga does see of her own: her phone and her call.
     r = await client.get(f"{base}/registrations", headers=emp)

@@ -58,3 +58,67 @@ async def test_events_delivered_only_after_commit(db: Database) -> None:
         assert seen == []
         await session.commit()
     assert [type(e) for e in seen] == [TenantCreated]
+
+
+async def test_supervisor_role_migration_both_ways(fresh_db: Any) -> None:
+    """0029 widens the role CHECK of accounts and API tokens (a table copy on SQLite); its downgrade makes
+    supervisors employees and narrows it again; nothing else about the tables changes."""
+    from sqlalchemy.exc import IntegrityError
+
+    from zvonok.storage.db import run_migrations
+
+    db = Database(fresh_db.url)
+    insert = text("INSERT INTO accounts (email, password_hash, role, tenant_id, active, token_version, created_at,"
+                  " updated_at) VALUES (:email, 'x', :role, 1, true, 0, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)")
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(run_migrations, "0022")
+            await conn.execute(text("INSERT INTO tenants (name, sip_domain, timezone, currency, locale, suspended,"
+                                    " created_at, updated_at) VALUES ('T', 't.example', 'UTC', 'RUB', 'ru', false,"
+                                    " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+            await conn.execute(insert, {"email": "e@t.example", "role": "employee"})
+            await conn.execute(text("INSERT INTO api_tokens (tenant_id, name, prefix, secret_hash, role, account_id,"
+                                    " created_at) SELECT 1, 'script', 'zv_1', 'h', 'employee', id, CURRENT_TIMESTAMP"
+                                    " FROM accounts"))
+        owner = text("SELECT a.email FROM api_tokens t JOIN accounts a ON a.id = t.account_id")
+        async with db.engine.begin() as conn:
+            await conn.run_sync(run_migrations, "head")
+            await conn.execute(insert, {"email": "s@t.example", "role": "supervisor"})
+            rows = (await conn.execute(text("SELECT email, role FROM accounts ORDER BY email"))).all()
+            assert [tuple(r) for r in rows] == [("e@t.example", "employee"), ("s@t.example", "supervisor")]
+            assert await conn.run_sync(_diff) == []
+            assert (await conn.execute(owner)).scalar_one() == "e@t.example"  # the table copy kept the link
+        for bad in ("boss", "supervisor "):
+            try:
+                async with db.engine.begin() as conn:
+                    await conn.execute(insert, {"email": "b@t.example", "role": bad})
+            except IntegrityError:
+                pass
+            else:
+                raise AssertionError(f"role {bad!r} was accepted")
+
+        def down(connection: Connection) -> None:
+            from alembic import command
+            from alembic.config import Config
+
+            from zvonok.storage.db import MIGRATIONS_DIR
+
+            cfg = Config()
+            cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+            cfg.attributes["connection"] = connection
+            command.downgrade(cfg, "0022")
+
+        async with db.engine.begin() as conn:
+            await conn.run_sync(down)
+            rows = (await conn.execute(text("SELECT role FROM accounts ORDER BY email"))).all()
+            assert [r[0] for r in rows] == ["employee", "employee"]
+            assert (await conn.execute(owner)).scalar_one() == "e@t.example"
+        try:
+            async with db.engine.begin() as conn:
+                await conn.execute(insert, {"email": "s2@t.example", "role": "supervisor"})
+        except IntegrityError:
+            pass
+        else:
+            raise AssertionError("the downgraded CHECK accepted a supervisor")
+    finally:
+        await db.dispose()

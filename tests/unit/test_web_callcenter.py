@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import select
-from test_web import Company, Web, a, admin_a, b, csrf_of, login, web  # noqa: F401 - fixtures
+from test_web import PASSWORD, Company, Web, a, admin_a, b, csrf_of, login, web  # noqa: F401 - fixtures
 
 from zvonok.callcenter.models import CallQueue
 from zvonok.callcenter.runtime import CallCenterRuntime
@@ -113,6 +113,58 @@ async def test_queue_and_agent_pages(web: Web, a: Company, b: Company, admin_a: 
     r = await _post(admin_a, edit, f"{edit}/delete", {})
     assert r.status_code == 303
     assert "No queues yet." in (await admin_a.get("/callcenter/queues")).text
+
+
+async def test_a_supervisor_runs_agents_and_sees_the_wallboard_but_changes_no_configuration(
+        web: Web, a: Company, admin_a: httpx.AsyncClient, live: CallCenterRuntime) -> None:  # noqa: F811
+    # the users page offers the role; the list marks it
+    assert 'value="supervisor"' in (await admin_a.get("/org")).text
+    r = await _post(admin_a, "/org", "/org/employees", {"full_name": "Sveta", "email": "sveta@a.example",
+                                                        "role": "supervisor", "web_password": PASSWORD})
+    assert r.status_code == 303, r.text
+    assert '<mark class="role">supervisor</mark>' in (await admin_a.get("/org")).text
+    r = await _post(admin_a, "/callcenter/queues", "/callcenter/queues", {
+        "name": "Support", "number": "700", "strategy": "ring_all", "ring_timeout": "20", "wrap_up": "5",
+        "max_wait": "", "service_level": "30", "requirements": ""})
+    assert r.status_code == 303
+    async with web.db.session() as session:
+        queue = (await session.execute(select(CallQueue))).scalar_one()
+        ivan = (await session.execute(select(Employee.id).where(Employee.tenant_id == a.id,
+                                                                Employee.full_name != "Sveta"))).scalar_one()
+    edit = f"/callcenter/queues/{queue.id}"
+    assert (await _post(admin_a, edit, f"{edit}/members", {"employee_id": str(ivan)})).status_code == 303
+    assert (await _post(admin_a, "/callcenter/agents", "/callcenter/reasons", {"name": "Lunch"})).status_code == 303
+    await live.settled()
+
+    agents = "/callcenter/agents"
+    async with web.client() as sup:
+        assert (await login(sup, "sveta@a.example")).status_code == 303
+        home = (await sup.get("/")).text
+        for href in ("/callcenter/wallboard", "/callcenter/agents", "/calls", "/me"):
+            assert f'href="{href}"' in home, href
+        for href in ("/callcenter/queues", "/trunks", "/org", "/tokens", "/numbers"):
+            assert f'href="{href}"' not in home, href
+        for url in ("/callcenter/wallboard", "/callcenter/wallboard/body", "/calls/live", agents):
+            assert (await sup.get(url)).status_code == 200, url
+        page = (await sup.get(agents)).text
+        assert f'action="/callcenter/agents/{ivan}/login"' in page
+        assert "/skills" not in page and 'id="new-reason"' not in page and f'href="{edit}"' not in page
+        for url in ("/callcenter/queues", edit, "/trunks", "/org", "/tokens", "/extensions"):
+            assert (await sup.get(url)).status_code == 403, url
+        for url, data in ((f"{agents}/{ivan}/skills", {"skills": "english:9"}), ("/callcenter/reasons", {"name": "Nap"}),
+                          (f"{edit}/delete", {}), (f"{edit}/members", {"employee_id": str(ivan)})):
+            assert (await _post(sup, agents, url, data)).status_code == 403, url
+        # agents' statuses: log in, pause, ready, log out
+        assert (await _post(sup, agents, f"{agents}/{ivan}/login", {})).status_code == 303
+        assert live.center.agents[ivan].status.value == "available"
+        assert (await _post(sup, agents, f"{agents}/{ivan}/pause", {"reason": "Lunch"})).status_code == 303
+        assert live.center.agents[ivan].status.value == "not_ready"
+        assert 'data-status="not_ready"' in (await sup.get(agents)).text
+        assert (await _post(sup, agents, f"{agents}/{ivan}/unpause", {})).status_code == 303
+        assert (await _post(sup, agents, f"{agents}/{ivan}/logout", {})).status_code == 303
+        assert live.center.agents[ivan].status.value == "offline"
+    async with web.db.session() as session:
+        assert (await session.execute(select(CallQueue.id))).scalars().all() == [queue.id]
 
 
 async def test_pages_in_russian(web: Web, b: Company) -> None:  # noqa: F811

@@ -54,8 +54,19 @@ class Principal:
     def is_platform_admin(self) -> bool:
         return self.role is Role.PLATFORM_ADMIN
 
+    @property
+    def is_admin(self) -> bool:
+        """A tenant or platform admin: sees every call, client and deal of the tenant. A supervisor is not
+        one: outside the call center they have an employee's view (their own calls, clients, deals)."""
+        return self.role in (Role.PLATFORM_ADMIN, Role.TENANT_ADMIN)
+
     def may_administer(self, tenant_id: int) -> bool:
         return self.is_platform_admin or (self.role is Role.TENANT_ADMIN and self.tenant_id == tenant_id)
+
+    def may_supervise(self, tenant_id: int) -> bool:
+        """The call center's supervisor powers on ``tenant_id``: the wallboard, live queues and agents,
+        reports, agents' statuses, listen / whisper / barge. Its admins have them too."""
+        return self.may_administer(tenant_id) or (self.role is Role.SUPERVISOR and self.tenant_id == tenant_id)
 
 
 def _unauthorized(detail: str = "invalid or missing credentials") -> HTTPException:
@@ -143,7 +154,15 @@ async def tenant_admin(tenant_id: int, principal: Annotated[Principal, Depends(t
     return principal
 
 
+async def tenant_supervisor(tenant_id: int, principal: Annotated[Principal, Depends(tenant_access)]) -> Principal:
+    """:func:`tenant_access` plus the call center's supervisor powers on that tenant; else 403."""
+    if not principal.may_supervise(tenant_id):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "supervisor role required")
+    return principal
+
+
 TenantReader = Annotated[Principal, Depends(tenant_access)]
+TenantSupervisor = Annotated[Principal, Depends(tenant_supervisor)]
 TenantAdmin = Annotated[Principal, Depends(tenant_admin)]
 PlatformAdmin = Annotated[Principal, Depends(require_role(Role.PLATFORM_ADMIN))]
 

@@ -68,14 +68,16 @@ STREAMED_TYPES: tuple[type, ...] = (CallEvent, CdrWritten, RegistrationChanged, 
 class CallVisibility:
     """Decides which events one viewer gets; ``admit(event)`` returns the frames to send now.
 
-    Admins see everything. An employee sees a call from the moment one of its events names them as a
+    Admins see everything; a supervisor also every agent's and queue's state. An employee sees a call from the moment one of its events names them as a
     party; the call's earlier events (held, at most ``max_held_events`` per call for at most
     ``max_held_calls`` calls) are released first, so their view of the call starts at ``CallStarted``.
     """
 
     def __init__(self, principal: Principal, *, extensions: frozenset[int] = frozenset(),
                  max_held_calls: int = 1000, max_held_events: int = 64) -> None:
-        self.all_calls = principal.role is not Role.EMPLOYEE
+        self.all_calls = principal.is_admin
+        # a supervisor: every agent's and queue's state (the wallboard), otherwise an employee's view
+        self.call_center = self.all_calls or principal.role is Role.SUPERVISOR
         self.employee_id = principal.employee_id
         self.extensions = extensions  # an employee's own extension ids: their RegistrationChanged events
         self.max_held_calls = max_held_calls
@@ -95,7 +97,7 @@ class CallVisibility:
         if isinstance(event, DealChanged):
             mine = self.employee_id is not None and event.owner_id == self.employee_id
             return [event] if mine or self.all_calls else []
-        if self.all_calls:
+        if self.all_calls or (self.call_center and isinstance(event, AgentStateChanged | QueueStateChanged)):
             return [event]
         if self.employee_id is None:
             return []
@@ -170,7 +172,7 @@ async def _authorize(websocket: WebSocket, tenant_id: int, secret: str | None) -
 
 async def _own_extensions(websocket: WebSocket, tenant_id: int, principal: Principal) -> frozenset[int]:
     """An employee's extension ids in the tenant (empty for anyone else: admins see every extension)."""
-    if principal.role is not Role.EMPLOYEE or principal.employee_id is None:
+    if principal.is_admin or principal.employee_id is None:
         return frozenset()
     async with websocket.app.state.db.session() as session:
         rows = await session.execute(select(Extension.id).where(

@@ -1,13 +1,15 @@
 """Thin REST routes of the call center under ``/api/v1/tenants/{tenant_id}/callcenter``.
 
 * ``queues`` (CRUD), ``queues/{id}/members`` (GET, PUT), ``agents/{employee_id}/skills`` (GET, PUT) and
-  ``reasons`` (the not-ready reasons: GET for anyone of the tenant, POST, DELETE): the tenant's admin.
+  ``reasons`` (the not-ready reasons: GET for anyone of the tenant, POST, DELETE): changes by the tenant's
+  admin; the queues, members and skills are read by its supervisors too.
 * ``agents/{employee_id}`` (GET: the live state) and ``agents/{employee_id}/login`` / ``logout`` /
-  ``pause`` / ``unpause`` (POST): the employee for themself, a tenant admin for anyone of the tenant. There is no supervisor role yet: the tenant admin
-  holds a supervisor's powers.
-* ``live`` (GET): every queue's line and agent counts and every logged-in agent (the admin).
+  ``pause`` / ``unpause`` (POST): the employee for themself, a supervisor (role ``supervisor``) or tenant
+  admin for anyone of the tenant.
+* ``live`` and ``wallboard`` (GET): every queue's line and agent counts and every logged-in agent, today's
+  KPIs (supervisors and admins).
 * ``reports/queues`` and ``reports/agents`` (GET, ``from``/``to`` epoch seconds, ``group`` 15min | hour |
-  day in the tenant's time zone, ``format`` json | csv): the admin.
+  day in the tenant's time zone, ``format`` json | csv): supervisors and admins.
 
 Live state comes from ``app.state.callcenter`` (:class:`~zvonok.callcenter.runtime.CallCenterRuntime`,
 set by the composition root); an API-only process answers 503 for it. Another tenant's queues and
@@ -24,7 +26,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from zvonok.api.auth import Principal, TenantAdmin, TenantReader
+from zvonok.api.auth import Principal, TenantAdmin, TenantReader, TenantSupervisor
 from zvonok.api.deps import Paging, get_session, paging
 from zvonok.org.models import Employee
 from zvonok.org.schemas import Page
@@ -50,13 +52,13 @@ async def create_queue(tenant_id: int, body: s.QueueCreate, _: TenantAdmin, sess
 
 
 @router.get("/queues", response_model=Page[s.QueueOut])
-async def list_queues(tenant_id: int, _: TenantAdmin, session: Session, p: PageParams) -> object:
+async def list_queues(tenant_id: int, _: TenantSupervisor, session: Session, p: PageParams) -> object:
     rows, total = await service.list_queues(session, tenant_id, limit=p.limit, offset=p.offset)
     return {"items": [service.queue_out(q) for q in rows], "total": total, "limit": p.limit, "offset": p.offset}
 
 
 @router.get("/queues/{queue_id}", response_model=s.QueueOut)
-async def get_queue(tenant_id: int, queue_id: int, _: TenantAdmin, session: Session) -> object:
+async def get_queue(tenant_id: int, queue_id: int, _: TenantSupervisor, session: Session) -> object:
     return service.queue_out(await service.get_queue(session, tenant_id, queue_id))
 
 
@@ -75,7 +77,7 @@ async def delete_queue(tenant_id: int, queue_id: int, _: TenantAdmin, session: S
 
 
 @router.get("/queues/{queue_id}/members", response_model=s.MembersOut)
-async def get_members(tenant_id: int, queue_id: int, _: TenantAdmin, session: Session) -> object:
+async def get_members(tenant_id: int, queue_id: int, _: TenantSupervisor, session: Session) -> object:
     return s.MembersOut(queue_id=queue_id, employee_ids=await service.queue_members(session, tenant_id, queue_id))
 
 
@@ -88,7 +90,7 @@ async def put_members(tenant_id: int, queue_id: int, body: s.MembersIn, _: Tenan
 
 # -- skills and reasons --------------------------------------------------------------------------------
 @router.get("/agents/{employee_id}/skills", response_model=s.SkillsOut)
-async def get_skills(tenant_id: int, employee_id: int, _: TenantAdmin, session: Session) -> object:
+async def get_skills(tenant_id: int, employee_id: int, _: TenantSupervisor, session: Session) -> object:
     await service.get_employee(session, tenant_id, employee_id)
     return s.SkillsOut(employee_id=employee_id, skills=await service.skills(session, tenant_id, employee_id),
                        queue_ids=await service.member_queues(session, tenant_id, employee_id))
@@ -130,9 +132,9 @@ def runtime_of(request: Request) -> CallCenterRuntime:
 
 
 async def _may_act_for(session: AsyncSession, tenant_id: int, employee_id: int, who: Principal) -> Employee:
-    """The employee themself, or the tenant's admin (the supervisor) for anyone of the tenant."""
-    if not who.may_administer(tenant_id) and who.employee_id != employee_id:
-        raise HTTPException(403, "only the agent themself or a tenant admin may see or change an agent's state")
+    """The employee themself, or the tenant's supervisor or admin for anyone of the tenant."""
+    if not who.may_supervise(tenant_id) and who.employee_id != employee_id:
+        raise HTTPException(403, "only the agent themself or a supervisor may see or change an agent's state")
     return await service.get_employee(session, tenant_id, employee_id)
 
 
@@ -220,7 +222,7 @@ async def unpause(tenant_id: int, employee_id: int, who: TenantReader, session: 
 
 
 @router.get("/live", response_model=s.LiveOut)
-async def live(tenant_id: int, _: TenantAdmin, session: Session, request: Request) -> object:
+async def live(tenant_id: int, _: TenantSupervisor, session: Session, request: Request) -> object:
     runtime = runtime_of(request)
     rows, _total = await service.list_queues(session, tenant_id, limit=10_000, offset=0)
     queues = []
@@ -237,7 +239,7 @@ async def live(tenant_id: int, _: TenantAdmin, session: Session, request: Reques
 
 
 @router.get("/wallboard", response_model=s.WallboardOut)
-async def wallboard_state(tenant_id: int, _: TenantAdmin, session: Session, request: Request) -> object:
+async def wallboard_state(tenant_id: int, _: TenantSupervisor, session: Session, request: Request) -> object:
     """Live state and today's KPIs per queue and agent (the supervisor's wallboard)."""
     return await wallboard.wallboard(session, runtime_of(request), tenant_id)
 
@@ -266,7 +268,7 @@ Format = Literal["json", "csv"]
 
 
 @router.get("/reports/queues", response_model=list[s.QueueReportRow])
-async def queue_report(tenant_id: int, _: TenantAdmin, session: Session, start: From, end: To,
+async def queue_report(tenant_id: int, _: TenantSupervisor, session: Session, start: From, end: To,
                        group: s.Group = "hour", queue_id: int | None = None, format: Format = "json") -> object:
     _span(start, end)
     if queue_id is not None:
@@ -279,7 +281,7 @@ async def queue_report(tenant_id: int, _: TenantAdmin, session: Session, start: 
 
 
 @router.get("/reports/agents", response_model=list[s.AgentReportRow])
-async def agent_report(tenant_id: int, _: TenantAdmin, session: Session, start: From, end: To,
+async def agent_report(tenant_id: int, _: TenantSupervisor, session: Session, start: From, end: To,
                        group: s.Group = "hour", agent_id: int | None = None, format: Format = "json") -> object:
     _span(start, end)
     if agent_id is not None:

@@ -25,7 +25,7 @@ from zvonok.api.deps import Moment, Paging, get_db, get_session, get_settings, p
 from zvonok.cdr import service
 from zvonok.cdr.schemas import CSV_COLUMNS, CdrDetail, CdrPage
 from zvonok.config import Settings
-from zvonok.org.models import Role, Tenant
+from zvonok.org.models import Tenant
 from zvonok.storage.db import Database
 from zvonok.telephony.events import Direction, Disposition
 
@@ -35,7 +35,7 @@ PageParams = Annotated[Paging, Depends(paging)]
 
 
 def viewer_of(principal: Principal) -> service.Viewer:
-    if principal.role is Role.EMPLOYEE:
+    if not principal.is_admin:  # an employee or a supervisor: their own calls
         return service.Viewer.employee(principal.employee_id)
     return service.Viewer.admin()
 

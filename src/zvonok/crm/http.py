@@ -18,7 +18,6 @@ from zvonok.api.deps import Paging, get_db, get_session, get_settings, paging
 from zvonok.cdr.models import Cdr
 from zvonok.cdr.service import recording_file
 from zvonok.config import Settings
-from zvonok.org.models import Role
 from zvonok.org.schemas import Page
 
 from . import schemas as s
@@ -36,7 +35,7 @@ DUPLICATE: dict[int | str, dict[str, Any]] = {409: {"description": "A number or 
 
 
 def viewer_of(principal: Principal) -> service.Viewer:
-    if principal.role is Role.EMPLOYEE:
+    if not principal.is_admin:  # an employee or a supervisor: their own
         return service.Viewer(all_calls=False, employee_id=principal.employee_id)
     return service.Viewer(all_calls=True)
 

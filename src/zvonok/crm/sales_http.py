@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok.api.auth import Principal, TenantAdmin, TenantReader
 from zvonok.api.deps import Paging, get_session, paging
-from zvonok.org.models import Role
 from zvonok.org.schemas import Page
 
 from . import dashboard, deals, tasks
@@ -28,7 +27,7 @@ MISSING: dict[int | str, dict[str, Any]] = {
 
 
 def actor_of(principal: Principal) -> deals.Actor:
-    return deals.Actor(admin=principal.role is not Role.EMPLOYEE, employee_id=principal.employee_id)
+    return deals.Actor(admin=principal.is_admin, employee_id=principal.employee_id)
 
 
 def _missing(exc: deals.StepsMissing) -> JSONResponse:

@@ -5,8 +5,8 @@ and the audit.
 * ``POST /api/v1/tenants/{t}/monitor-sessions/{id}/mode`` ``{"mode": "listen|whisper|barge"}`` — switch;
 * ``GET  /api/v1/tenants/{t}/monitor-audit`` — the newest audit rows (start, mode, stop, refused).
 
-A session is started from the supervisor's phone: ``*33<ext>``. Only the tenant's admins (the supervisors)
-may use these routes: a plain employee gets 403, and the refusal is audited; another tenant's account gets
+A session is started from the supervisor's phone: ``*33<ext>``. Only the tenant's supervisors (role
+``supervisor``) and admins may use these routes: a plain employee gets 403, and the refusal is audited; another tenant's account gets
 the 404 every tenant-scoped route gives it (tests/unit/test_api_isolation.py), audited too. Sessions live
 in the running call engine (``app.state.monitoring``): an API-only process answers 503.
 """
@@ -70,8 +70,9 @@ async def supervisor(
     request: Request,
     session: Annotated[AsyncSession, Depends(get_session)],
 ) -> Principal:
-    """A tenant admin of ``tenant_id`` (or a platform admin); anyone else is refused and audited."""
-    if principal.may_administer(tenant_id):
+    """A supervisor or tenant admin of ``tenant_id`` (or a platform admin); anyone else is refused and
+    audited."""
+    if principal.may_supervise(tenant_id):
         if await session.get(Tenant, tenant_id) is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"tenant {tenant_id} not found")
         return principal
@@ -100,7 +101,7 @@ async def supervisor(
         await session.commit()
     if other_tenant:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"tenant {tenant_id} not found")
-    raise HTTPException(status.HTTP_403_FORBIDDEN, "only the tenant's supervisors (admins) may monitor calls")
+    raise HTTPException(status.HTTP_403_FORBIDDEN, "only the tenant's supervisors (and admins) may monitor calls")
 
 
 Supervisor = Annotated[Principal, Depends(supervisor)]

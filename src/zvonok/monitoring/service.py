@@ -16,8 +16,7 @@ from .models import MonitorAudit
 
 
 def monitor_policy(db: Database) -> Callable[[int, int | None], Awaitable[bool]]:
-    """A supervisor is an employee with an active tenant-admin account of that tenant (there is no
-    separate supervisor role yet: the tenant admin holds a supervisor's powers)."""
+    """A supervisor is an employee with an active supervisor or tenant-admin account of that tenant."""
 
     async def allowed(tenant_id: int, employee_id: int | None) -> bool:
         if employee_id is None:
@@ -28,7 +27,7 @@ def monitor_policy(db: Database) -> Callable[[int, int | None], Awaitable[bool]]
                 .where(
                     Account.tenant_id == tenant_id,
                     Account.employee_id == employee_id,
-                    Account.role == Role.TENANT_ADMIN.value,
+                    Account.role.in_((Role.SUPERVISOR.value, Role.TENANT_ADMIN.value)),
                     Account.active.is_(True),
                 )
                 .limit(1)

@@ -31,7 +31,7 @@ from . import quotas
 
 log = get_logger(__name__)
 _LAST_USED_RESOLUTION = timedelta(minutes=1)  # don't write on every request
-_RANK = {Role.EMPLOYEE: 0, Role.TENANT_ADMIN: 1, Role.PLATFORM_ADMIN: 2}
+_RANK = {Role.EMPLOYEE: 0, Role.SUPERVISOR: 1, Role.TENANT_ADMIN: 2, Role.PLATFORM_ADMIN: 3}
 
 
 # --- accounts --------------------------------------------------------------------------------------

@@ -2,8 +2,8 @@
 
 Design of logins: an :class:`Employee` is a directory entry (a person in the company), never a
 credential. An :class:`Account` is a web/API login: email (globally unique, it is the login name),
-argon2 password hash and a role. ``platform_admin`` accounts belong to no tenant; ``tenant_admin`` and
-``employee`` accounts belong to exactly one tenant and may point at the employee they are (so the
+argon2 password hash and a role. ``platform_admin`` accounts belong to no tenant; ``tenant_admin``,
+``supervisor`` and ``employee`` accounts belong to exactly one tenant and may point at the employee they are (so the
 employee can change their own extension's SIP password). A check constraint enforces the pairing.
 
 SIP passwords are never stored: an :class:`Extension` keeps the digest HA1 values for its tenant's
@@ -24,6 +24,9 @@ from zvonok.storage.base import Base, TenantScoped, Timestamped, utcnow
 class Role(enum.StrEnum):
     PLATFORM_ADMIN = "platform_admin"
     TENANT_ADMIN = "tenant_admin"
+    # The call center's supervisor: an employee who also sees the tenant's wallboard, live queues, agents
+    # and reports, changes agents' statuses and listens / whispers / barges; never the PBX configuration.
+    SUPERVISOR = "supervisor"
     EMPLOYEE = "employee"
 
 

@@ -59,7 +59,7 @@ ExtensionNumber = Annotated[str, StringConstraints(pattern=r"^[0-9]{2,8}$")]
 SipPassword = Annotated[str, StringConstraints(min_length=8, max_length=128)]
 WebPassword = Annotated[str, StringConstraints(min_length=8, max_length=256)]
 Phone = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9 ()-]{2,31}$")]
-TenantRole = Literal["tenant_admin", "employee"]
+TenantRole = Literal["tenant_admin", "supervisor", "employee"]
 SrtpPolicy = Literal["required", "optional", "off"]
 # a call pickup group (telephony/pickup.py): letters, digits, '-' and '_'; "" or null: the department's
 PickupGroup = Annotated[

@@ -393,7 +393,7 @@ async def pin_keeper(tenant_id: int, employee_id: int, who: TenantReader, sessio
     """A tenant admin, or the employee's own login; the employee must be the tenant's (404 first, as a
     dependency, so a body error never tells whether another tenant's employee exists)."""
     await org_service.get_employee(session, tenant_id, employee_id)
-    own = who.role is Role.EMPLOYEE and who.employee_id is not None and who.employee_id == employee_id
+    own = who.role in (Role.EMPLOYEE, Role.SUPERVISOR) and who.employee_id is not None and who.employee_id == employee_id
     if not (own or who.may_administer(tenant_id)):
         raise HTTPException(403, "only a tenant admin or the employee themself may manage this PIN")
     return who

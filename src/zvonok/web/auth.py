@@ -49,6 +49,12 @@ class WebUser:
         return self.role is Role.TENANT_ADMIN
 
     @property
+    def is_supervisor(self) -> bool:
+        """The call center's supervisor powers (the wallboard, agents' statuses, listen / whisper / barge):
+        a supervisor or a tenant admin."""
+        return self.role in (Role.TENANT_ADMIN, Role.SUPERVISOR)
+
+    @property
     def tenant(self) -> int:
         """The tenant every query of a tenant page is scoped to (only on :data:`TenantUser` pages)."""
         if self.tenant_id is None:
@@ -98,6 +104,12 @@ async def tenant_admin_user(user: Annotated[WebUser, Depends(tenant_user)]) -> W
     return user
 
 
+async def supervisor_user(user: Annotated[WebUser, Depends(tenant_user)]) -> WebUser:
+    if not user.is_supervisor:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "supervisor role required")
+    return user
+
+
 async def platform_admin_user(user: Annotated[WebUser, Depends(current_user)]) -> WebUser:
     if user.role is not Role.PLATFORM_ADMIN:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "platform admin role required")
@@ -108,4 +120,5 @@ MaybeUser = Annotated[WebUser | None, Depends(optional_user)]
 CurrentUser = Annotated[WebUser, Depends(current_user)]
 TenantUser = Annotated[WebUser, Depends(tenant_user)]
 TenantAdminUser = Annotated[WebUser, Depends(tenant_admin_user)]
+SupervisorUser = Annotated[WebUser, Depends(supervisor_user)]
 PlatformAdminUser = Annotated[WebUser, Depends(platform_admin_user)]

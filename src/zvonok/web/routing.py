@@ -50,8 +50,9 @@ class NavItem:
 
 
 ADMIN = frozenset({Role.TENANT_ADMIN})
-TENANT = frozenset({Role.TENANT_ADMIN, Role.EMPLOYEE})
-EMPLOYEE = frozenset({Role.EMPLOYEE})
+SUPERVISE = frozenset({Role.TENANT_ADMIN, Role.SUPERVISOR})  # the call center's live pages
+TENANT = frozenset({Role.TENANT_ADMIN, Role.SUPERVISOR, Role.EMPLOYEE})
+EMPLOYEE = frozenset({Role.SUPERVISOR, Role.EMPLOYEE})  # "my phone": a supervisor has one too
 OPERATOR = frozenset({Role.PLATFORM_ADMIN})
 
 

@@ -1,5 +1,5 @@
-"""The call center's admin pages (tenant admins): queues (list, new, edit, delete) and agents (skills,
-queue memberships, live status with log-in / pause buttons).
+"""The call center's admin pages: queues (list, new, edit, delete: tenant admins) and agents (skills and
+queue memberships, changed by tenant admins; live status with log-in / pause buttons, for supervisors too).
 
 The same services as ``/api/v1/tenants/{id}/callcenter`` (:mod:`zvonok.callcenter.service`); live state
 comes from the running :class:`~zvonok.callcenter.runtime.CallCenterRuntime` (``app.state.callcenter``):
@@ -23,15 +23,15 @@ from zvonok.callcenter.center import CenterError
 from zvonok.callcenter.queues import Strategy
 from zvonok.callcenter.runtime import CallCenterRuntime
 from zvonok.org.errors import OrgError
-from zvonok.web.auth import TenantAdminUser
+from zvonok.web.auth import SupervisorUser, TenantAdminUser
 from zvonok.web.forms import schema_errors
 from zvonok.web.i18n import N_
 from zvonok.web.render import gettext_for, render
-from zvonok.web.routing import ADMIN, NavItem, page_router
+from zvonok.web.routing import ADMIN, SUPERVISE, NavItem, page_router
 
 router = page_router()
 NAV = [NavItem("/callcenter/queues", N_("Queues"), ADMIN, order=36),
-       NavItem("/callcenter/agents", N_("Agents"), ADMIN, order=37)]
+       NavItem("/callcenter/agents", N_("Agents"), SUPERVISE, order=37)]
 Session = Annotated[AsyncSession, Depends(get_session)]
 STRATEGIES = (
     (Strategy.LONGEST_IDLE, N_("Longest idle agent")), (Strategy.RING_ALL, N_("Ring all")),
@@ -230,7 +230,7 @@ async def _agents(request: Request, session: AsyncSession, tenant_id: int, *, er
 
 
 @router.get("/callcenter/agents")
-async def agents(request: Request, user: TenantAdminUser, session: Session) -> Response:
+async def agents(request: Request, user: SupervisorUser, session: Session) -> Response:
     return await _agents(request, session, user.tenant)
 
 
@@ -265,7 +265,7 @@ async def add_reason(request: Request, user: TenantAdminUser, session: Session,
 
 
 @router.post("/callcenter/agents/{employee_id}/{action}")
-async def agent_action(request: Request, employee_id: int, action: str, user: TenantAdminUser, session: Session,
+async def agent_action(request: Request, employee_id: int, action: str, user: SupervisorUser, session: Session,
                        reason: Annotated[str, Form(max_length=200)] = "") -> Response:
     _ = gettext_for(request)
     await service.get_employee(session, user.tenant, employee_id)

@@ -40,7 +40,7 @@ from zvonok.telephony.call import CallSnapshot
 from zvonok.telephony.events import Direction, Disposition
 from zvonok.telephony.monitor import SPY_CODE, Monitoring
 from zvonok.telephony.monitor_matrix import MonitorMode
-from zvonok.web.auth import TenantAdminUser, TenantUser, WebUser
+from zvonok.web.auth import SupervisorUser, TenantUser, WebUser
 from zvonok.web.i18n import N_
 from zvonok.web.render import gettext_for, render
 from zvonok.web.routing import TENANT, NavItem, page_router
@@ -186,12 +186,13 @@ async def calls_csv(request: Request, user: TenantUser, form: Form,
 
 # --- calls in progress ---------------------------------------------------------------------------
 def live_calls(request: Request, user: WebUser) -> list[CallSnapshot]:
-    """The calls in progress this user may see (an employee: those they are a party of)."""
+    """The calls in progress this user may see (an employee: those they are a party of; a supervisor or
+    admin: all)."""
     accessor = getattr(request.app.state, "active_calls", None)
     if accessor is None:  # no call engine in this app
         return []
     found: list[CallSnapshot] = accessor(user.tenant)
-    if user.is_tenant_admin:
+    if user.is_supervisor:  # whom to listen to: every call of the company
         return found
     if user.employee_id is None:
         return []
@@ -204,7 +205,7 @@ def _monitoring(request: Request) -> Monitoring | None:
 
 
 def _live(request: Request, user: WebUser) -> dict[str, Any]:
-    monitoring = _monitoring(request) if user.is_tenant_admin else None
+    monitoring = _monitoring(request) if user.is_supervisor else None
     monitors = {s.call_id: s for s in monitoring.of_tenant(user.tenant)} if monitoring is not None else {}
     return {"live": live_calls(request, user), "states": LIVE_STATES, "directions": DIRECTIONS,
             "when": lambda epoch: datetime.fromtimestamp(epoch, UTC), "now": round(time_now(), 3),
@@ -224,7 +225,7 @@ async def calls_live_rows(request: Request, user: TenantUser) -> Response:
 
 
 @router.post("/calls/live/monitor/{session_id}")
-async def calls_live_monitor(request: Request, session_id: str, user: TenantAdminUser,
+async def calls_live_monitor(request: Request, session_id: str, user: SupervisorUser,
                              mode: Annotated[str, FormField(max_length=16)] = "") -> Response:
     """A supervisor's listen / whisper / barge buttons (the session began with *33<ext> on their phone)."""
     monitoring = _monitoring(request)

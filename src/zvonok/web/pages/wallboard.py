@@ -1,4 +1,4 @@
-"""The supervisor's wallboard (tenant admins): per queue the callers waiting, the longest wait, agents by
+"""The supervisor's wallboard (supervisors and tenant admins): per queue the callers waiting, the longest wait, agents by
 status and today's KPIs; per agent the status, time in it, calls, talk time and occupancy.
 
 The figures are :func:`zvonok.callcenter.wallboard.wallboard`'s, as ``GET .../callcenter/wallboard`` gives
@@ -16,14 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok.api.deps import get_session
 from zvonok.callcenter.wallboard import wallboard
-from zvonok.web.auth import TenantAdminUser
+from zvonok.web.auth import SupervisorUser
 from zvonok.web.i18n import N_
 from zvonok.web.pages.callcenter import STATUSES, runtime_of
 from zvonok.web.render import render
-from zvonok.web.routing import ADMIN, NavItem, page_router
+from zvonok.web.routing import SUPERVISE, NavItem, page_router
 
 router = page_router()
-NAV = [NavItem("/callcenter/wallboard", N_("Wallboard"), ADMIN, order=38)]
+NAV = [NavItem("/callcenter/wallboard", N_("Wallboard"), SUPERVISE, order=38)]
 Session = Annotated[AsyncSession, Depends(get_session)]
 
 
@@ -34,10 +34,10 @@ async def _context(request: Request, session: AsyncSession, tenant_id: int) -> d
 
 
 @router.get("/callcenter/wallboard")
-async def wallboard_page(request: Request, user: TenantAdminUser, session: Session) -> Response:
+async def wallboard_page(request: Request, user: SupervisorUser, session: Session) -> Response:
     return render(request, "callcenter/wallboard.html", await _context(request, session, user.tenant))
 
 
 @router.get("/callcenter/wallboard/body")
-async def wallboard_body(request: Request, user: TenantAdminUser, session: Session) -> Response:
+async def wallboard_body(request: Request, user: SupervisorUser, session: Session) -> Response:
     return render(request, "callcenter/_wallboard_body.html", await _context(request, session, user.tenant))
