@@ -16,18 +16,22 @@ from email.message import Message
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import test_web
 from aiosmtpd.controller import Controller
 from dovecot_server import Dovecot
 from sqlalchemy import select, update
 from test_crm import _cdr
 from test_crm_deals import _employee
 from test_voicemail_mailer import Inbox, free_port
+from test_web_crm import _new
 
 from zvonok.crm.imap import ImapPoller, imap_date
 from zvonok.crm.mail import CrmMailer
 from zvonok.crm.mailparse import Inbound, html_to_text, match, parse
 from zvonok.crm.models import CrmImap, CrmMessage
+from zvonok.voicemail.models import TenantSmtp
 
 Api = Any
 DATA = Path(__file__).resolve().parent.parent / "data" / "mail"
@@ -347,3 +351,54 @@ async def test_imap_failures_are_kept_for_the_admin(api: Api, make_tenant: Any, 
     await ImapPoller(api.db).run_once()
     state = (await api.client.get(f"{crm}/imap", headers=t.headers)).json()
     assert state["last_error"] is None and state["uidvalidity"]
+
+
+# --- the console: the card's form and the e-mails on its timeline ----------------------------------------
+web, a, b, admin_a = test_web.web, test_web.a, test_web.b, test_web.admin_a
+
+
+async def test_card_writes_an_email_and_shows_it(web: test_web.Web, a: test_web.Company, b: test_web.Company,
+                                                 admin_a: httpx.AsyncClient, smtpd: tuple[Inbox, int]) -> None:
+    inbox, port = smtpd
+    async with web.db.session() as session:
+        session.add(TenantSmtp(tenant_id=a.id, host="127.0.0.1", port=port, security="none", sender="sales@a.example"))
+        await session.commit()
+    r = await _new(admin_a, name="Анна Смирнова", phones="+7 495 123-45-67", emails="anna@romashka.example")
+    client_id = int(r.headers["location"].rsplit("/", 1)[1])
+    card = await admin_a.get(f"/crm/{client_id}")
+    assert 'id="email-form"' in card.text and 'value="anna@romashka.example"' in card.text
+    form = {"csrf_token": test_web.csrf_of(card.text), "to": "anna@romashka.example", "subject": "Предложение <b>",
+            "body": "Строка 1\r\nСтрока 2"}
+    r = await admin_a.post(f"/crm/{client_id}/emails", data=form)
+    assert r.status_code == 303 and r.headers["location"] == f"/crm/{client_id}?mail=queued#timeline"
+    async with web.db.session() as session:
+        (row,) = (await session.execute(select(CrmMessage))).scalars().all()
+    assert (row.status, row.body, row.author_employee_id) == ("queued", "Строка 1\nСтрока 2", None)
+    card = await admin_a.get(f"/crm/{client_id}", params={"mail": "queued"})
+    assert f'id="timeline-email-{row.id}"' in card.text and 'id="mail-result"' in card.text
+    assert "Предложение &lt;b&gt;" in card.text and "Queued" in card.text
+    assert await CrmMailer(web.db, None).run_once() == 1 and len(inbox.mails) == 1
+    card = await admin_a.get(f"/crm/{client_id}")
+    assert ">Sent<" in card.text and "E-mail sent" in card.text
+
+    for bad in ({**form, "to": "nope"}, {**form, "subject": ""}, {**form, "body": ""}):
+        r = await admin_a.post(f"/crm/{client_id}/emails", data=bad)
+        assert r.headers["location"] == f"/crm/{client_id}?mail=invalid#write-email"
+    card = await admin_a.get(f"/crm/{client_id}", params={"mail": "invalid"})
+    assert 'id="mail-error"' in card.text
+
+    async with web.client() as other:  # another company's admin (Russian): the client is a 404 page
+        assert (await test_web.login(other, b.admin)).status_code == 303
+        page = await other.get("/crm")
+        assert (await other.get(f"/crm/{client_id}")).status_code == 404
+        r = await other.post(f"/crm/{client_id}/emails", data={**form, "csrf_token": test_web.csrf_of(page.text)})
+        assert r.status_code == 404
+        r = await _new(other, name="Борис", emails="boris@b.example")
+        own = int(r.headers["location"].rsplit("/", 1)[1])
+        card = await other.get(f"/crm/{own}")
+        assert "Написать письмо" in card.text and "Отправить письмо" in card.text
+        r = await other.post(f"/crm/{own}/emails", data={**form, "csrf_token": test_web.csrf_of(card.text)})
+        assert r.headers["location"] == f"/crm/{own}?mail=nosmtp#write-email"  # B has no SMTP server
+        card = await other.get(f"/crm/{own}", params={"mail": "nosmtp"})
+        assert "Не настроен почтовый сервер" in card.text
+    assert len(inbox.mails) == 1
