@@ -19,16 +19,18 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 # Kamailio, the SIP edge the project ships a configuration for (deploy/kamailio); and espeak-ng, which the
 # server itself runs to speak IVR greetings typed as text (zvonok.ivr.prompts). The kamailio package's
 # own service (its example configuration on port 5060) is stopped and disabled: the tests and
-# deploy/kamailio/render.py run Kamailio with their own configuration.
+# deploy/kamailio/render.py run Kamailio with their own configuration. Dovecot (dovecot-imapd) is the
+# IMAP server the CRM's e-mail tests start as an unprivileged process with a generated configuration
+# (tests/unit/dovecot_server.py); its system service is stopped and disabled the same way.
 peers:
 	@command -v sipp >/dev/null && command -v baresip >/dev/null && command -v espeak-ng >/dev/null \
-	  && [ -x /usr/bin/chromium ] && [ -x /usr/sbin/kamailio ] \
+	  && [ -x /usr/bin/chromium ] && [ -x /usr/sbin/kamailio ] && [ -x /usr/sbin/dovecot ] \
 	  && { ldconfig -p 2>/dev/null || /sbin/ldconfig -p; } | grep -q libspandsp.so.2 || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq sip-tester baresip \
-	    espeak-ng chromium kamailio libspandsp2 >/dev/null; \
+	    espeak-ng chromium kamailio libspandsp2 dovecot-imapd >/dev/null; \
 	  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then \
-	    $$SUDO systemctl disable --now kamailio >/dev/null 2>&1 || true; fi; }
+	    $$SUDO systemctl disable --now kamailio dovecot >/dev/null 2>&1 || true; fi; }
 
 demo: $(VENV)/.installed
 	$(BIN)/zvonok --data-dir $(DATA) demo

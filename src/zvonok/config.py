@@ -127,6 +127,8 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = Field(default=None, description="SMTP password")
     smtp_security: Literal["none", "starttls", "tls"] = Field(default="none", description="none | starttls | tls")
     smtp_from: str = Field(default="voicemail@localhost", description="Sender of voicemail e-mails")
+    crm_imap_poll: float = Field(default=60.0, gt=0, description="Seconds between reads of each company's IMAP "
+                                 "mailbox for replies to the CRM's e-mails")
     cdr_heartbeat_interval: float = Field(
         default=5.0, gt=0, description="Seconds between heartbeats of the calls in progress (one UPDATE for all): "
                                        "a call cut by a crash is closed at its last heartbeat")

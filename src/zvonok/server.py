@@ -35,6 +35,9 @@ from zvonok.conference import http as conference_http
 from zvonok.conference.service import RoomDirectory
 from zvonok.config import Settings
 from zvonok.crm import http as crm_http
+from zvonok.crm.events import EmailQueued, ImapChanged
+from zvonok.crm.imap import ImapPoller
+from zvonok.crm.mail import CrmMailer
 from zvonok.crm.owner_routing import ClientOwnerDirectory
 from zvonok.crm.reminders import TaskScheduler
 from zvonok.crm.screenpop import ScreenPopper
@@ -318,6 +321,16 @@ async def build(settings: Settings) -> Runtime:
                 mailer.wake()  # its e-mail, if the mailbox has an address: by the job, never the call
 
     db.add_listener(on_mailbox_event)
+    crm_mailer = CrmMailer(db, SmtpServer.platform(settings))  # e-mails written to clients in the CRM
+    crm_imap = ImapPoller(db, poll=settings.crm_imap_poll)  # their replies, onto the clients' timelines
+
+    def on_crm_mail_event(event: object) -> None:
+        if isinstance(event, EmailQueued):
+            crm_mailer.wake()
+        elif isinstance(event, ImapChanged):
+            crm_imap.wake()
+
+    db.add_listener(on_crm_mail_event)
     registered = location.on_change
 
     sip.presence = lamps = presence.BusyLamps(
@@ -387,6 +400,8 @@ async def build(settings: Settings) -> Runtime:
     if stale_after is not None:
         runtime.tasks.append(asyncio.create_task(_close_dead_nodes_calls(db, bus, stale_after, runtime.stopping)))
     runtime.tasks.append(asyncio.create_task(mailer.run(runtime.stopping)))
+    runtime.tasks.append(asyncio.create_task(crm_mailer.run(runtime.stopping)))
+    runtime.tasks.append(asyncio.create_task(crm_imap.run(runtime.stopping)))
     runtime.tasks.append(asyncio.create_task(_reload_credentials_loop(credentials, all_credentials,
                                                                       runtime.stopping)))
     return runtime

@@ -36,6 +36,7 @@ async def _cdr_with_recording(api: Api, tenant_id: int) -> int:
 # A valid body per collection so a POST would succeed if isolation were broken.
 BODIES: dict[str, dict[str, Any]] = {
     "mode": {"mode": "barge"},  # a monitoring session's mode
+    "emails": {"to": "victim@b.example", "subject": "Intruder", "body": "Intruder"},  # to a CRM client
     "offices": {"name": "Intruder office"},
     "departments": {"name": "Intruder dept"},
     "employees": {"full_name": "Intruder", "email": "intruder@x.example"},
@@ -61,6 +62,7 @@ BODIES: dict[str, dict[str, Any]] = {
 }
 PATCHES: dict[str, dict[str, Any]] = {
     "tenants": {"name": "Owned"},
+    "imap": {"host": "evil.example", "username": "owned", "password": "owned"},  # the CRM's IMAP mailbox
     "offices": {"name": "Owned"},
     "departments": {"name": "Owned"},
     "employees": {"full_name": "Owned"},

@@ -112,3 +112,22 @@ class TaskEscalated:
     due_at: float
     notify_employee_ids: tuple[int, ...] = ()
     version: int = 1
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True)
+class EmailQueued:
+    """An e-mail to a client waits for the sending job (:mod:`zvonok.crm.mail`)."""
+
+    tenant_id: int
+    message_id: int
+    version: int = 1
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True)
+class ImapChanged:
+    """A company's IMAP settings changed: the poller reads the mailbox now."""
+
+    tenant_id: int
+    version: int = 1

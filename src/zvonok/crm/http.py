@@ -204,6 +204,8 @@ async def delete_field(tenant_id: int, field_id: int, _: TenantAdmin, session: S
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-from .sales_http import router as sales_router  # noqa: E402 - after the clients' routes, under the same prefix
+from .mail_http import router as mail_router  # noqa: E402 - after the clients' routes, under the same prefix
+from .sales_http import router as sales_router  # noqa: E402
 
 router.include_router(sales_router)
+router.include_router(mail_router)

@@ -16,7 +16,19 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Date, ForeignKey, Integer, Numeric, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from zvonok.storage.base import Base, TenantScoped, Timestamped, utcnow
@@ -196,3 +208,62 @@ class CrmTask(TenantScoped, Timestamped, Base):
     done_at: Mapped[datetime | None] = mapped_column()
     reminded_at: Mapped[datetime | None] = mapped_column()
     escalated_at: Mapped[datetime | None] = mapped_column()
+
+
+# --- e-mail on the timeline (zvonok.crm.mail) ------------------------------------------------------------
+MESSAGE_STATES = ("queued", "sent", "failed", "received")
+MAIL_SECURITY = ("none", "starttls", "tls")
+
+
+class CrmMessage(TenantScoped, Base):
+    """An e-mail on a client's timeline: one we send (``out``: queued, then sent or failed, the table is
+    the sending job's queue) or a reply fetched by IMAP (``in``: received). ``message_id`` is the
+    Message-ID header with its angle brackets, unique in a tenant: a reply names ours in In-Reply-To or
+    References, and a message seen twice (two folders, a restart) is logged once."""
+
+    __tablename__ = "crm_messages"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "message_id"),
+        CheckConstraint("direction IN ('in', 'out')", name="direction"),
+        CheckConstraint("status IN ('queued', 'sent', 'failed', 'received')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("crm_clients.id", ondelete="CASCADE"), index=True)
+    direction: Mapped[str] = mapped_column(String(3))  # in | out
+    from_addr: Mapped[str] = mapped_column(String(254))
+    to_addr: Mapped[str] = mapped_column(String(254))
+    subject: Mapped[str] = mapped_column(String(500))
+    body: Mapped[str] = mapped_column(Text)
+    message_id: Mapped[str | None] = mapped_column(String(255))
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)  # queued (out) or its Date (in)
+    sent_at: Mapped[datetime | None] = mapped_column()
+    status: Mapped[str] = mapped_column(String(8))
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[datetime | None] = mapped_column(index=True)  # the sending job's next try
+    author_employee_id: Mapped[int | None] = mapped_column(ForeignKey("employees.id", ondelete="SET NULL"))
+
+
+class CrmImap(TenantScoped, Timestamped, Base):
+    """A company's IMAP mailbox where replies arrive, and how far the poller has read it: the folder's
+    UIDVALIDITY and the last UID looked at (a new UIDVALIDITY reads the folder again from ``since``).
+    The password is kept as given, like the company's SMTP password (the poller must present it)."""
+
+    __tablename__ = "crm_imap"
+    __table_args__ = (UniqueConstraint("tenant_id"),
+                      CheckConstraint("security IN ('none', 'starttls', 'tls')", name="security"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    host: Mapped[str] = mapped_column(String(253))
+    port: Mapped[int] = mapped_column(Integer, default=993)
+    security: Mapped[str] = mapped_column(String(8), default="tls")
+    username: Mapped[str] = mapped_column(String(254))
+    password: Mapped[str] = mapped_column(String(254))
+    folder: Mapped[str] = mapped_column(String(200), default="INBOX")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    since: Mapped[datetime] = mapped_column(default=utcnow)  # mail delivered before this day is not read
+    uidvalidity: Mapped[int | None] = mapped_column(BigInteger)
+    last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    polled_at: Mapped[datetime | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(Text)

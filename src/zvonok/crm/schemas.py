@@ -354,3 +354,75 @@ class SettingsIn(_In):
 
 class SettingsOut(SettingsIn):
     pass
+
+
+# --- e-mail on the timeline (zvonok.crm.mail) ---------------------------------------------------------
+Subject = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500),
+                    AfterValidator(check_text)]
+MailBody = Annotated[str, StringConstraints(min_length=1, max_length=100_000)]
+ImapHost = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=253,
+                                            pattern=r"^[A-Za-z0-9.:\[\]-]+$")]
+# ASCII folder names only (others need IMAP's modified UTF-7); no quotes or backslashes: it is sent quoted
+ImapFolder = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200,
+                                              pattern=r"^[A-Za-z0-9 ._/&+-]+$")]
+Secret = Annotated[str, StringConstraints(min_length=1, max_length=254), AfterValidator(check_text)]
+
+
+class EmailIn(_In):
+    to: Email = Field(description="One of the client's e-mails, or any address")
+    subject: Subject
+    body: MailBody = Field(description="Plain text")
+
+
+class EmailOut(BaseModel):
+    """An e-mail of a client's timeline: ``out`` (queued, sent, failed with ``error``) or ``in`` (received)."""
+
+    id: int
+    client_id: int
+    direction: Literal["in", "out"]
+    from_addr: str
+    to_addr: str
+    subject: str
+    body: str
+    message_id: str | None
+    at: datetime
+    sent_at: datetime | None
+    status: Literal["queued", "sent", "failed", "received"]
+    error: str | None
+    attempts: int
+    author_employee_id: int | None
+
+
+class TimelineItem(BaseModel):
+    """One entry of a client's timeline, newest first: a call or an e-mail."""
+
+    kind: Literal["call", "email"]
+    at: datetime
+    call: CallOut | None = None
+    email: EmailOut | None = None
+
+
+class ImapIn(_In):
+    """The company's IMAP mailbox where replies arrive (PUT replaces it; a password left out is kept)."""
+
+    host: ImapHost
+    port: int = Field(default=993, ge=1, le=65535)
+    security: Literal["none", "starttls", "tls"] = "tls"
+    username: Secret
+    password: Secret | None = Field(default=None, description="Write-only: never answered")
+    folder: ImapFolder = "INBOX"
+    enabled: bool = True
+
+
+class ImapOut(BaseModel):
+    host: str
+    port: int
+    security: str
+    username: str
+    has_password: bool
+    folder: str
+    enabled: bool
+    uidvalidity: int | None
+    last_uid: int
+    polled_at: datetime | None
+    last_error: str | None

@@ -488,12 +488,13 @@ async def calls_of_numbers(session: AsyncSession, tenant_id: int, numbers: Seque
     return await last_calls(session, tenant_id, numbers, limit=limit, offset=offset), total
 
 
-async def timeline(session: AsyncSession, tenant_id: int, client_id: int, viewer: Viewer, *,
-                   has_recording: Any = None, limit: int = 50, offset: int = 0) -> tuple[list[schemas.CallOut], int]:
-    """The client's calls, newest first; ``has_recording(cdr)`` says whether a recording file exists."""
-    await get_client(session, tenant_id, client_id)
-    numbers = await client_numbers(session, tenant_id, client_id)
-    rows, total = await calls_of_numbers(session, tenant_id, numbers, limit=limit, offset=offset)
+def calls_where(tenant_id: int, numbers: Sequence[str]) -> list[ColumnElement[bool]]:
+    """The WHERE of the calls from or to ``numbers`` (the e-mail timeline's UNION uses it too)."""
+    return _calls_of(tenant_id, numbers)
+
+
+async def calls_out(session: AsyncSession, tenant_id: int, numbers: Sequence[str], rows: Sequence[Cdr],
+                    viewer: Viewer, has_recording: Any = None) -> list[schemas.CallOut]:
     forms = {f: n for n in numbers for f in (n, n.lstrip("+"))}
     names = await _employee_names(session, tenant_id, rows)
     out = []
@@ -508,7 +509,17 @@ async def timeline(session: AsyncSession, tenant_id: int, client_id: int, viewer
             client_number=forms.get(cdr.caller_number) or forms.get(cdr.callee_number) or "",
             has_recording=recorded, detail_url=f"/calls/{cdr.id}" if may_open else None,
             recording_url=f"/calls/{cdr.id}/recording" if may_open and recorded else None))
-    return out, total
+    return out
+
+
+async def timeline(session: AsyncSession, tenant_id: int, client_id: int, viewer: Viewer, *,
+                   has_recording: Any = None, limit: int = 50, offset: int = 0) -> tuple[list[schemas.CallOut], int]:
+    """The client's calls, newest first; ``has_recording(cdr)`` says whether a recording file exists (the
+    calls and e-mails together: :func:`zvonok.crm.mail.timeline`)."""
+    await get_client(session, tenant_id, client_id)
+    numbers = await client_numbers(session, tenant_id, client_id)
+    rows, total = await calls_of_numbers(session, tenant_id, numbers, limit=limit, offset=offset)
+    return await calls_out(session, tenant_id, numbers, rows, viewer, has_recording), total
 
 
 def _employee_of(cdr: Cdr) -> int | None:

@@ -1,7 +1,8 @@
 """The CRM in the console, for every account of a company (admins and employees): the clients list with
 search (a part of a number, or words), a new client (prefilled with a number from the screen pop's "new
 lead" card), a client's card (phones, e-mails, tags, custom fields, notes, and every call from or to
-their numbers with its recording), editing, and the company's custom fields (admins).
+their numbers with its recording, and the e-mails written to them from here or fetched from the company's
+mailbox, with a form to write one), editing, and the company's custom fields (admins).
 
 Everything goes through :mod:`zvonok.crm.service`, which is tenant-scoped (another company's client is a
 404 page). A duplicate number or e-mail is answered with a link to the client that has it. Recordings
@@ -24,10 +25,11 @@ from zvonok.api.deps import get_db, get_session, get_settings
 from zvonok.cdr.models import Cdr
 from zvonok.cdr.service import recording_file
 from zvonok.config import Settings
-from zvonok.crm import deals, schemas, service, tasks, transfer
+from zvonok.crm import deals, mail, schemas, service, tasks, transfer
 from zvonok.crm.models import CrmClient, CrmField
-from zvonok.org.errors import OrgError
+from zvonok.org.errors import Conflict, OrgError
 from zvonok.org.models import Employee
+from zvonok.voicemail.mailer import SmtpServer
 from zvonok.web.auth import TenantAdminUser, TenantUser, WebUser
 from zvonok.web.forms import BadId, optional_id
 from zvonok.web.i18n import N_
@@ -43,6 +45,12 @@ PAGE = 50
 KINDS = {"person": N_("Person"), "company": N_("Company")}
 FIELD_KINDS = {"text": N_("Text"), "number": N_("Number"), "date": N_("Date"), "choice": N_("Choice")}
 FIELD_ENTITIES = {"client": N_("Client"), "deal": N_("Deal")}
+MAIL_STATES = {"queued": N_("Queued"), "sent": N_("Sent"), "failed": N_("Not sent"), "received": N_("Received")}
+MAIL_RESULTS = {  # the outcome of the "Write an e-mail" form: (kind, message)
+    "queued": ("ok", N_("The e-mail is queued and will be sent in a moment.")),
+    "invalid": ("error", N_("Give a valid address, a subject on one line and the text of the e-mail.")),
+    "nosmtp": ("error", N_("No mail server is set up for sending: ask the administrator to set the SMTP server.")),
+}
 
 
 def viewer_of(user: WebUser) -> service.Viewer:
@@ -319,13 +327,14 @@ async def client_card(request: Request, client_id: int, user: TenantUser, sessio
     def recorded(cdr: Cdr) -> bool:
         return recording_file(settings.data_dir, cdr.recording_path) is not None
 
-    calls, total = await service.timeline(session, user.tenant, client_id, viewer_of(user), has_recording=recorded,
-                                          limit=PAGE, offset=(page - 1) * PAGE)
+    entries, total = await mail.timeline(session, user.tenant, client_id, viewer_of(user), has_recording=recorded,
+                                         limit=PAGE, offset=(page - 1) * PAGE)
     client_deals, _ = await deals.list_deals(session, user.tenant, client_id=client_id, limit=200)
     client_tasks, _ = await tasks.list_tasks(session, user.tenant, client_id=client_id, done=False, limit=200)
     return render(request, "crm/card.html", {
         "client": await service.client_out(session, client), "fields": await service.list_fields(session, user.tenant),
-        "notes": await service.list_notes(session, user.tenant, client_id), "calls": calls, "total": total,
+        "notes": await service.list_notes(session, user.tenant, client_id), "entries": entries, "total": total,
+        "mail_states": MAIL_STATES, "mail_result": MAIL_RESULTS.get(request.query_params.get("mail", "")),
         "page": page, "pages": max(1, -(-total // PAGE)), "link": lambda n: urlencode({"page": n}),
         "kinds": KINDS, "directions": DIRECTIONS, "dispositions": DISPOSITIONS, "errors": {},
         "deals": await deals.deals_out(session, user.tenant, client_deals),
@@ -343,6 +352,25 @@ async def add_note(request: Request, client_id: int, user: TenantUser, session: 
     await service.add_note(session, user.tenant, client_id, note.text, author_employee_id=user.employee_id)
     await session.commit()
     return RedirectResponse(f"/crm/{client_id}#notes", status_code=303)
+
+
+@router.post("/crm/{client_id:int}/emails")
+async def send_email(client_id: int, user: TenantUser, session: Session, settings: Cfg,
+                     to: Annotated[str, Form(max_length=300)] = "", subject: Annotated[str, Form(max_length=1000)] = "",
+                     body: Annotated[str, Form(max_length=200_000)] = "") -> Response:
+    """Queue an e-mail to the client; the sending job sends it (never this request)."""
+    try:
+        letter = schemas.EmailIn(to=to, subject=subject, body=body.replace("\r\n", "\n"))
+    except PydanticValidationError:
+        await service.get_client(session, user.tenant, client_id)  # another tenant's: 404
+        return RedirectResponse(f"/crm/{client_id}?mail=invalid#write-email", status_code=303)
+    try:
+        await mail.queue_for_client(session, user.tenant, client_id, letter, SmtpServer.platform(settings),
+                                    author_employee_id=user.employee_id)
+    except Conflict:
+        return RedirectResponse(f"/crm/{client_id}?mail=nosmtp#write-email", status_code=303)
+    await session.commit()
+    return RedirectResponse(f"/crm/{client_id}?mail=queued#timeline", status_code=303)
 
 
 @router.post("/crm/{client_id:int}/delete")

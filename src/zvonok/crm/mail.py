@@ -1,0 +1,270 @@
+"""E-mail on a client's timeline: queueing a message to a client, the job that sends it, the timeline of
+calls and e-mails together, and the company's IMAP settings (the poller that fetches replies is
+:mod:`zvonok.crm.imap`).
+
+How it works: :func:`queue_email` writes a ``crm_messages`` row (``out``, ``queued``, ``next_at`` = now,
+a Message-ID we make) and emits :class:`~zvonok.crm.events.EmailQueued`; nothing is sent in the request.
+:class:`CrmMailer` wakes on that event (or every ``poll`` seconds), takes the due rows and sends each
+through the company's own SMTP server if it set one, else the platform's (the voicemail e-mail settings,
+:mod:`zvonok.voicemail.mailer`: one SMTP configuration per company, not one per feature). A failure is
+retried after ``retry_base * 2**(attempts-1)`` seconds (at most ``retry_max``); after ``max_attempts`` the
+row is ``failed`` with the last error. The table is the queue, so a restart loses nothing.
+
+The timeline is one query over both sources (a UNION of the client's calls, found by number in ``cdrs``,
+and their ``crm_messages``), ordered by time, newest first, so paging is exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import smtplib
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from typing import Any
+
+from sqlalchemy import func, literal, select, union_all
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from zvonok.cdr.models import Cdr
+from zvonok.logs import get_logger
+from zvonok.org.errors import Conflict, NotFound
+from zvonok.storage.db import Database, emit
+from zvonok.voicemail.mailer import SmtpServer, send
+from zvonok.voicemail.models import TenantSmtp
+
+from . import events, schemas, service
+from .models import CrmImap, CrmMessage
+
+log = get_logger(__name__)
+MAX_ERROR = 500
+
+
+# --- sending ----------------------------------------------------------------------------------------------
+async def smtp_server(session: AsyncSession, tenant_id: int, platform: SmtpServer | None) -> SmtpServer | None:
+    """The company's own SMTP server if it set one, else the platform's (None: no mail can be sent)."""
+    own = (await session.execute(select(TenantSmtp).where(TenantSmtp.tenant_id == tenant_id))).scalar_one_or_none()
+    if own is None:
+        return platform
+    return SmtpServer(host=own.host, port=own.port, username=own.username, password=own.password,
+                      security=own.security, sender=own.sender)
+
+
+def _domain(address: str) -> str:
+    domain = address.rpartition("@")[2].strip(" >").lower()
+    return domain if domain and all(c.isalnum() or c in ".-" for c in domain) else "zvonok"
+
+
+async def queue_email(session: AsyncSession, tenant_id: int, client_id: int, body: schemas.EmailIn, *,
+                      sender: str, author_employee_id: int | None = None) -> CrmMessage:
+    await service.get_client(session, tenant_id, client_id)  # another tenant's: 404
+    now = datetime.now(UTC)
+    row = CrmMessage(tenant_id=tenant_id, client_id=client_id, direction="out", from_addr=sender, to_addr=body.to,
+                     subject=body.subject, body=body.body, message_id=make_msgid("crm", domain=_domain(sender)),
+                     at=now, status="queued", attempts=0, next_at=now, author_employee_id=author_employee_id)
+    session.add(row)
+    await session.flush()
+    emit(session, events.EmailQueued(tenant_id=tenant_id, message_id=row.id))
+    return row
+
+
+async def queue_for_client(session: AsyncSession, tenant_id: int, client_id: int, body: schemas.EmailIn,
+                           platform: SmtpServer | None, *, author_employee_id: int | None) -> CrmMessage:
+    """:func:`queue_email` from the company's sender address; 409 when no SMTP server is configured."""
+    await service.get_client(session, tenant_id, client_id)
+    server = await smtp_server(session, tenant_id, platform)
+    if server is None:
+        raise Conflict("no SMTP server is configured: set the company's (voicemail SMTP) or the platform's")
+    return await queue_email(session, tenant_id, client_id, body, sender=server.sender,
+                             author_employee_id=author_employee_id)
+
+
+def compose(row: CrmMessage) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = row.from_addr
+    msg["To"] = row.to_addr
+    msg["Subject"] = row.subject
+    msg["Date"] = format_datetime(row.at.astimezone(UTC))
+    msg["Message-ID"] = row.message_id or make_msgid("crm")
+    msg.set_content(row.body)
+    return msg
+
+
+class CrmMailer:
+    """The sending job (module docstring): one per process, over every tenant's queue."""
+
+    def __init__(self, db: Database, platform: SmtpServer | None, *, poll: float = 30.0, batch: int = 20,
+                 max_attempts: int = 5, retry_base: float = 30.0, retry_max: float = 3600.0,
+                 sender: Callable[[SmtpServer, EmailMessage], None] = send) -> None:
+        self.db = db
+        self.platform = platform
+        self.poll = poll
+        self.batch = batch
+        self.max_attempts = max_attempts
+        self.retry_base = retry_base
+        self.retry_max = retry_max
+        self._send = sender
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            try:
+                while await self.run_once() >= self.batch:
+                    pass  # a full batch: more may be due
+            except Exception:  # noqa: BLE001 - the job goes on; the rows stay queued
+                log.exception("crm mailer failed")
+            await wait_woken(self._wake, stopping, self.poll)
+
+    async def run_once(self, now: datetime | None = None) -> int:
+        """Send what is due; how many rows were tried."""
+        now = now or datetime.now(UTC)
+        async with self.db.session() as session:
+            due = (await session.execute(
+                select(CrmMessage.id, CrmMessage.tenant_id).where(
+                    CrmMessage.status == "queued", CrmMessage.next_at <= now)
+                .order_by(CrmMessage.next_at, CrmMessage.id).limit(self.batch))).all()
+        for message_id, tenant_id in due:
+            await self._one(tenant_id, message_id, now)
+        return len(due)
+
+    async def _one(self, tenant_id: int, message_id: int, now: datetime) -> None:
+        async with self.db.session() as session:
+            row = (await session.execute(select(CrmMessage).where(
+                CrmMessage.tenant_id == tenant_id, CrmMessage.id == message_id,
+                CrmMessage.status == "queued"))).scalar_one_or_none()
+            if row is None:
+                return
+            server = await smtp_server(session, tenant_id, self.platform)
+            if server is None:
+                row.next_at = now + timedelta(seconds=self.retry_max)  # until a server is configured
+                await session.commit()
+                return
+            row.attempts += 1
+            try:
+                await asyncio.to_thread(self._send, server, compose(row))
+            except (OSError, smtplib.SMTPException, ValueError) as exc:
+                row.error = (str(exc) or type(exc).__name__)[:MAX_ERROR]
+                if row.attempts >= self.max_attempts:
+                    row.status, row.next_at = "failed", None
+                    log.warning("crm e-mail failed for good", tenant=tenant_id, message=message_id,
+                                attempts=row.attempts, error=row.error)
+                else:
+                    delay = min(self.retry_max, self.retry_base * 2 ** (row.attempts - 1))
+                    row.next_at = now + timedelta(seconds=delay)
+                    log.info("crm e-mail failed, will retry", tenant=tenant_id, message=message_id,
+                             attempts=row.attempts, retry_in=delay, error=row.error)
+            else:
+                row.status, row.sent_at, row.next_at, row.error = "sent", datetime.now(UTC), None, None
+                log.info("crm e-mail sent", tenant=tenant_id, message=message_id)
+            await session.commit()
+
+
+async def wait_woken(wake: asyncio.Event, stopping: asyncio.Event, timeout: float) -> None:
+    waiter = asyncio.ensure_future(wake.wait())
+    stopper = asyncio.ensure_future(stopping.wait())
+    await asyncio.wait({waiter, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    for task in (waiter, stopper):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    wake.clear()
+
+
+# --- reading ----------------------------------------------------------------------------------------------
+def email_out(row: CrmMessage) -> schemas.EmailOut:
+    return schemas.EmailOut(
+        id=row.id, client_id=row.client_id, direction=row.direction,  # type: ignore[arg-type]
+        from_addr=row.from_addr, to_addr=row.to_addr, subject=row.subject, body=row.body, message_id=row.message_id,
+        at=row.at, sent_at=row.sent_at, status=row.status, error=row.error,  # type: ignore[arg-type]
+        attempts=row.attempts, author_employee_id=row.author_employee_id)
+
+
+async def list_emails(session: AsyncSession, tenant_id: int, client_id: int, *, limit: int = 50,
+                      offset: int = 0) -> tuple[list[CrmMessage], int]:
+    await service.get_client(session, tenant_id, client_id)
+    where = (CrmMessage.tenant_id == tenant_id, CrmMessage.client_id == client_id)
+    total = int((await session.execute(select(func.count()).select_from(CrmMessage).where(*where))).scalar_one())
+    rows = await session.execute(select(CrmMessage).where(*where).order_by(CrmMessage.at.desc(), CrmMessage.id.desc())
+                                 .limit(limit).offset(offset))
+    return list(rows.scalars().all()), total
+
+
+async def timeline(session: AsyncSession, tenant_id: int, client_id: int, viewer: service.Viewer, *,
+                   has_recording: Any = None, limit: int = 50,
+                   offset: int = 0) -> tuple[list[schemas.TimelineItem], int]:
+    """The client's calls and e-mails, newest first (one UNION, so pages are exact)."""
+    await service.get_client(session, tenant_id, client_id)
+    numbers = await service.client_numbers(session, tenant_id, client_id)
+    mails = select(literal("email").label("kind"), CrmMessage.id.label("id"), CrmMessage.at.label("at")).where(
+        CrmMessage.tenant_id == tenant_id, CrmMessage.client_id == client_id)
+    parts: list[Any] = [mails]
+    if numbers:
+        parts.append(select(literal("call").label("kind"), Cdr.id.label("id"), Cdr.started_at.label("at"))
+                     .where(*service.calls_where(tenant_id, numbers)))
+    both = union_all(*parts).subquery()
+    total = int((await session.execute(select(func.count()).select_from(both))).scalar_one())
+    page = (await session.execute(select(both.c.kind, both.c.id).order_by(both.c.at.desc(), both.c.kind, both.c.id.desc())
+                                  .limit(limit).offset(offset))).tuples().all()
+    call_ids = [i for k, i in page if k == "call"]
+    mail_ids = [i for k, i in page if k == "email"]
+    calls: dict[int, schemas.CallOut] = {}
+    if call_ids:
+        cdrs = (await session.execute(select(Cdr).where(Cdr.tenant_id == tenant_id, Cdr.id.in_(call_ids)))).scalars().all()
+        calls = {c.id: c for c in await service.calls_out(session, tenant_id, numbers, list(cdrs), viewer, has_recording)}
+    messages: dict[int, CrmMessage] = {}
+    if mail_ids:
+        messages = {m.id: m for m in (await session.execute(select(CrmMessage).where(
+            CrmMessage.tenant_id == tenant_id, CrmMessage.id.in_(mail_ids)))).scalars()}
+    out: list[schemas.TimelineItem] = []
+    for kind, ident in page:
+        if kind == "call" and ident in calls:
+            out.append(schemas.TimelineItem(kind="call", at=calls[ident].started_at, call=calls[ident]))
+        elif kind == "email" and ident in messages:
+            out.append(schemas.TimelineItem(kind="email", at=messages[ident].at, email=email_out(messages[ident])))
+    return out, total
+
+
+# --- the company's IMAP mailbox -----------------------------------------------------------------------------
+def imap_out(row: CrmImap) -> schemas.ImapOut:
+    return schemas.ImapOut(host=row.host, port=row.port, security=row.security, username=row.username,
+                           has_password=bool(row.password), folder=row.folder, enabled=row.enabled,
+                           uidvalidity=row.uidvalidity, last_uid=row.last_uid, polled_at=row.polled_at,
+                           last_error=row.last_error)
+
+
+async def get_imap(session: AsyncSession, tenant_id: int) -> CrmImap:
+    row = (await session.execute(select(CrmImap).where(CrmImap.tenant_id == tenant_id))).scalar_one_or_none()
+    if row is None:
+        raise NotFound("no IMAP mailbox is set for replies")
+    return row
+
+
+async def put_imap(session: AsyncSession, tenant_id: int, body: schemas.ImapIn) -> CrmImap:
+    """Set the mailbox; another server, account or folder is read afresh (from today's mail)."""
+    row = (await session.execute(select(CrmImap).where(CrmImap.tenant_id == tenant_id))).scalar_one_or_none()
+    if row is None:
+        if body.password is None:
+            raise Conflict("a password is needed for a new IMAP mailbox", field="password")
+        row = CrmImap(tenant_id=tenant_id, last_uid=0, since=datetime.now(UTC))
+        session.add(row)
+    elif (row.host, row.port, row.username, row.folder) != (body.host, body.port, body.username, body.folder):
+        row.uidvalidity, row.last_uid, row.since = None, 0, datetime.now(UTC)
+    row.host, row.port, row.security, row.username = body.host, body.port, body.security, body.username
+    row.folder, row.enabled, row.last_error = body.folder, body.enabled, None
+    if body.password is not None:
+        row.password = body.password
+    await session.flush()
+    emit(session, events.ImapChanged(tenant_id=tenant_id))
+    return row
+
+
+async def delete_imap(session: AsyncSession, tenant_id: int) -> None:
+    row = (await session.execute(select(CrmImap).where(CrmImap.tenant_id == tenant_id))).scalar_one_or_none()
+    if row is not None:
+        await session.delete(row)
+        await session.flush()
