@@ -101,6 +101,7 @@ from .pickup import Pickup
 from .pin_guard import PinGuard
 from .queue_call import QueueCalls
 from .ring_group_call import RingGroupMixin
+from .threeway import ThreeWayCalls
 from .throttle import FailureThrottle
 from .transfers import TransferMixin
 from .trunks import Trunks
@@ -181,6 +182,7 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         self.queue_calls: QueueCalls | None = None  # set by the composition root (telephony/queue_call.py)
         self.fax: Any = None  # telephony.fax_app.FaxApp, set by the composition root
         self.monitoring: Monitoring | None = None  # *33<ext>: listen / whisper / barge (telephony/monitor.py)
+        self.threeway = ThreeWayCalls(self)  # *3 on a second call joins it with the held one (telephony/threeway.py)
 
     # -- plumbing ------------------------------------------------------------------------------------
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -732,6 +734,7 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         await self._watch_media(call)
         if self.recordings_dir is not None:
             await self._start_recording(call, caller, leg)
+        await self.threeway.connected(call)
 
     def _answer_caller(self, call: Call, answered_by: Leg | None = None) -> None:
         """Our 200 to the caller (the callee answered, or we are the far end: the access number), with our
@@ -999,7 +1002,9 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
             self.publish(ev.LegHeld if held else ev.LegResumed, leg.call, leg_id=leg.id)
             await self._watch_media(leg.call)
             other = leg.call.other(leg)
-            if other is not None and other.state is LegState.ANSWERED:
+            if leg.call.threeway is not None:  # in a three-way room the others go on talking: no music
+                await self.threeway.hold_changed(leg)
+            elif other is not None and other.state is LegState.ANSWERED:
                 self._reinvite(other, SdpDirection.SENDONLY if held else SdpDirection.SENDRECV)
                 await self._music_on_hold(other, held)
 
@@ -1043,6 +1048,8 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         """End an answered call (or any call, for shutdown): BYE to the legs that did not hang up."""
         if call.ended:
             return
+        if call.threeway is not None and from_leg is not None and self.threeway.leg_hung_up(call, from_leg):
+            return  # that party left a three-way room; the call goes on with its other leg
         if call.answered_at is None and disposition is None:
             # not answered yet (shutdown, failure): cancel forks, refuse the caller
             for fork in call.forks:
@@ -1087,6 +1094,8 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
             call.access.timer = None
         if call.conference is not None and self.conferences is not None:
             self.conferences.left(call)
+        if call.threeway is not None:
+            self.threeway.left(call)
         if call.park is not None and self.parking is not None:
             self.parking.left(call)
         if (call.monitor is not None or call.monitored is not None) and self.monitoring is not None:
@@ -1110,19 +1119,7 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
             if leg.retransmit is not None and leg.pending_2xx is None:
                 leg.retransmit.cancel()
                 leg.retransmit = None
-            if leg.sip is not None and leg.sip.state in WAIT_ACK and leg.dialog is not None:
-                self.unacked[leg.dialog.key] = leg  # our 2xx goes on until its ACK (then a BYE, if we hung up)
-            elif leg.sip_timer is not None:
-                leg.sip_timer.cancel()
-                leg.sip_timer = None
-            if leg.state is not LegState.ENDED:
-                leg.state = LegState.ENDED
-                self.publish(ev.LegEnded, call, leg_id=leg.id, cause=cause)
-            self._release(leg)
-            if leg.dialog is not None:
-                self.dialogs.pop(leg.dialog.key, None)
-            if leg.server_txn is not None:
-                self.invites.pop(leg.server_txn, None)
+            self._end_leg(call, leg, cause)
         self.calls.pop(call.id, None)
         while call.inbox:
             self._drop_step(call.inbox.popleft())
@@ -1139,6 +1136,22 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         # memory grew with every call (issue 8)
         call.caller = call.callee = call.early_media_from = None
         call.forks = []
+
+    def _end_leg(self, call: Call, leg: Leg, cause: str) -> None:
+        """One leg is over (its call ending, or a party leaving a three-way room while the call goes on)."""
+        if leg.sip is not None and leg.sip.state in WAIT_ACK and leg.dialog is not None:
+            self.unacked[leg.dialog.key] = leg  # our 2xx goes on until its ACK (then a BYE, if we hung up)
+        elif leg.sip_timer is not None:
+            leg.sip_timer.cancel()
+            leg.sip_timer = None
+        if leg.state is not LegState.ENDED:
+            leg.state = LegState.ENDED
+            self.publish(ev.LegEnded, call, leg_id=leg.id, cause=cause)
+        self._release(leg)
+        if leg.dialog is not None:
+            self.dialogs.pop(leg.dialog.key, None)
+        if leg.server_txn is not None:
+            self.invites.pop(leg.server_txn, None)
 
     def _release(self, leg: Leg) -> None:
         if leg.trunk_id is not None and not leg.trunk_released and self.trunks is not None:
