@@ -729,7 +729,6 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         self._answer_caller(call, answered_by=leg)
         log.info("call answered", call=call.id, tenant=call.tenant_id, codec_in=caller.media and caller.media.codec_name,
                  codec_out=media.codec_name)
-        self._arm_session_timer(caller)
         self._arm_limit(call)
         await self._watch_media(call)
         if self.recordings_dir is not None:
@@ -753,10 +752,6 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         self.dialogs[caller.dialog.key] = caller
         self.publish(ev.LegAnswered, call, leg_id=caller.id)
         self.publish(ev.CallAnswered, call, answered_leg_id=(answered_by or caller).id)
-
-    # -- RFC 4028 session timers: each leg's machine runs its own (telephony/leg_session_timer.py) ------------
-    def _arm_session_timer(self, leg: Leg) -> None:
-        """Kept for the callers of this name: the leg's machine armed its session timer with the answer."""
 
     async def _watch_media(self, call: Call) -> None:
         """End the call when a leg sends no RTP for ``media_timeout`` (a vanished phone), except on hold,
@@ -913,10 +908,6 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
             leg = self.unacked.get(key) if key is not None else None  # the call ended before this ACK
         if leg is None:
             return
-        if leg.retransmit is not None:
-            leg.retransmit.cancel()
-            leg.retransmit = None
-        leg.pending_2xx = None
         if leg.sip is not None:
             leg.sip.receive_ack(request, self.clock())  # the initial 2xx's ACK (a delayed offer's answer)
             self._drive(leg)
@@ -1116,10 +1107,7 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
             if leg.state in (LegState.TRYING, LegState.RINGING) and leg.role is ev.LegRole.CALLEE \
                     and not leg.cancelled:
                 self._cancel_fork(leg, None)  # a transfer's or an access number's attempt still ringing
-            if leg.retransmit is not None and leg.pending_2xx is None:
-                leg.retransmit.cancel()
-                leg.retransmit = None
-            self._end_leg(call, leg, cause)
+            self._leg_over(call, leg, cause)
         self.calls.pop(call.id, None)
         while call.inbox:
             self._drop_step(call.inbox.popleft())
@@ -1137,7 +1125,7 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         call.caller = call.callee = call.early_media_from = None
         call.forks = []
 
-    def _end_leg(self, call: Call, leg: Leg, cause: str) -> None:
+    def _leg_over(self, call: Call, leg: Leg, cause: str) -> None:
         """One leg is over (its call ending, or a party leaving a three-way room while the call goes on)."""
         if leg.sip is not None and leg.sip.state in WAIT_ACK and leg.dialog is not None:
             self.unacked[leg.dialog.key] = leg  # our 2xx goes on until its ACK (then a BYE, if we hung up)
@@ -1169,30 +1157,3 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
                                     telephone_event_pt=media.telephone_event_pt,
                                     srtp=SrtpKeys(local=leg.srtp_key, remote=media.srtp_key)
                                     if leg.srtp_key is not None and media.srtp_key is not None else None)
-
-    def _send_2xx(self, leg: Leg, txn: ServerTransaction, response: Response) -> None:
-        """Send a 2xx to an INVITE and retransmit it until the ACK (§13.3.1.4: T1 doubling to T2, 64*T1), for a
-        leg without a dialog machine (legs with one — every leg of a call — have their machine do it)."""
-        leg.pending_2xx = response
-        self.sip.respond(txn, response)
-        if leg.peer.reliable:
-            leg.pending_2xx = None
-            return
-        loop = asyncio.get_running_loop()
-        leg.retransmit = loop.call_later(self.sip.t1, self._retransmit_2xx, leg, response, loop.time(), self.sip.t1)
-
-    def _retransmit_2xx(self, leg: Leg, response: Response, started: float, interval: float) -> None:
-        # a method with arguments, not a closure that re-arms itself: that closure was a reference cycle
-        # holding the leg and its call until a full collection
-        leg.retransmit = None
-        if leg.pending_2xx is not response:
-            return
-        loop = asyncio.get_running_loop()
-        if loop.time() - started >= 64 * self.sip.t1:
-            leg.pending_2xx = None
-            log.info("no ACK for our 2xx: ending the call", call=leg.call.id)
-            self._hangup(leg.call, None, ev.HangupSide.SYSTEM, "no_ack")
-            return
-        self.sip.send_stateless(response, leg.peer)
-        interval = min(interval * 2, self.sip.t2)
-        leg.retransmit = loop.call_later(interval, self._retransmit_2xx, leg, response, started, interval)

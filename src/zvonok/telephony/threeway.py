@@ -81,7 +81,7 @@ class ThreeWayControl(Protocol):
 
     def _hangup(self, call: Call, from_leg: Leg | None, side: ev.HangupSide, cause: str) -> None: ...
 
-    def _end_leg(self, call: Call, leg: Leg, cause: str) -> None: ...
+    def _leg_over(self, call: Call, leg: Leg, cause: str) -> None: ...
 
     def _reinvite(self, leg: Leg, direction: SdpDirection, *, refresh: bool = False) -> None: ...
 
@@ -202,7 +202,7 @@ class ThreeWayCalls:
         if leg in room.legs:
             room.legs.remove(leg)
         log.info("three-way: a party left", call=call.id, leg=leg.id, room=room.id)
-        self.engine._end_leg(call, leg, "normal_clearing")  # its endpoint's release takes it out of the mix
+        self.engine._leg_over(call, leg, "normal_clearing")  # its endpoint's release takes it out of the mix
         self._settle(room)
         return True
 
