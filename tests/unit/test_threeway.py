@@ -187,3 +187,26 @@ def test_the_room_ends_when_b_and_c_both_hang_up() -> None:
         h.request_from(s.fork_c, s.ok_c, "BYE")
         assert len(h.events_of(ev.CallEnded)) == 2
         assert not h.engine.calls and h.media.in_use == 0 and not h.media.mixes
+
+
+def test_star_three_on_a_second_call_that_came_in() -> None:
+    """C calls A while A holds B: A's leg of the second call is its callee leg; *3 there joins the same."""
+    with Harness() as h:
+        a, b, c = h.extension("101"), h.extension("102"), h.extension("103")
+        call1 = h.call(a, "102")
+        fork_b = h.invites_to(b)[0]
+        h.reply(fork_b, 200, device=b[0])
+        call1.ack()
+        call1.request("INVITE", body=h.offer(a[0], Direction.SENDONLY), content_type="application/sdp")
+        _answer_reinvites(h, b[0])
+        call2 = h.call(c, "101")
+        h.reply(h.invites_to(a)[-1], 200, device=a[0])
+        call2.ack()
+        second = call2.engine_call
+        assert second is not None and second.callee is not None and second.callee.endpoint is not None
+        h.dtmf(second.callee.endpoint, "*3")
+        assert len(h.media.mixes) == 1 and len(next(iter(h.media.mixes.values()))) == 4
+        call2.bye()  # C leaves: A is back with B, held
+        assert not h.media.mixes
+        call1.bye()
+        assert len(h.events_of(ev.CallEnded)) == 2 and h.media.in_use == 0
