@@ -106,6 +106,9 @@ def test_star_three_joins_the_held_call_and_the_second_one_in_one_mix() -> None:
         assert _direction(_reinvites(h, s.b[0])[-1]) is Direction.SENDRECV
         assert s.engine1.threeway is s.engine2.threeway is not None
         assert not h.events_of(ev.CallEnded)
+        joined = {(e.call_id, e.other_call_id, e.people) for e in h.events_of(ev.ThreeWayJoined)}
+        assert joined == {(s.engine1.id, s.engine2.id, 3), (s.engine2.id, s.engine1.id, 3)}
+        assert ev.deserialize(ev.serialize(h.events_of(ev.ThreeWayJoined)[0])) == h.events_of(ev.ThreeWayJoined)[0]
 
 
 def test_without_a_held_call_the_keys_do_nothing() -> None:

@@ -79,6 +79,8 @@ class ThreeWayControl(Protocol):
 
     def step(self, call: Call, coro: Coroutine[Any, Any, None]) -> None: ...
 
+    def publish(self, event_type: type[ev.CallEvent], call: Call, **fields: Any) -> None: ...
+
     def _hangup(self, call: Call, from_leg: Leg | None, side: ev.HangupSide, cause: str) -> None: ...
 
     def _leg_over(self, call: Call, leg: Leg, cause: str) -> None: ...
@@ -177,8 +179,11 @@ class ThreeWayCalls:
                 await self.engine._music_on_hold(party_leg, False)
             if party_leg.held_by_us:
                 self.engine._reinvite(party_leg, SdpDirection.SENDRECV)
+        people = room.people()
+        self.engine.publish(ev.ThreeWayJoined, call, room=room.id, other_call_id=other.id, people=people)
+        self.engine.publish(ev.ThreeWayJoined, other, room=room.id, other_call_id=call.id, people=people)
         log.info("three-way: calls joined", call=call.id, other=other.id, tenant=call.tenant_id, room=room.id,
-                 people=room.people())
+                 people=people)
 
     async def hold_changed(self, leg: Leg) -> None:
         """A leg in a room was held or resumed by its device: a held phone is heard by nobody."""
