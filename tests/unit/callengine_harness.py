@@ -221,6 +221,7 @@ class FakeMedia:
         self._in_flight: dict[str, int] = {}
         self.in_flight_plays = 0
         self.recordings: dict[str, tuple[Recording, float, Any]] = {}
+        self.mixes: dict[str, dict[str, dict[str, Any]]] = {}  # bridge id -> endpoint id -> speaks, listens, hears
         self.stopped_recordings: list[Recording] = []
 
     async def create_endpoint(self, tenant_id: int, call_id: str, codecs: Sequence[MediaCodec]) -> Endpoint:
@@ -237,7 +238,31 @@ class FakeMedia:
         self.remotes[endpoint.id] = (host, port)
 
     async def bridge(self, a: Endpoint, b: Endpoint) -> None:
+        self._leave_mix(a.id)
+        self._leave_mix(b.id)
         self.bridges.append((a.id, b.id))
+
+    def _leave_mix(self, endpoint_id: str) -> None:
+        for bridge_id, members in list(self.mixes.items()):
+            if members.pop(endpoint_id, None) is not None and not members:
+                del self.mixes[bridge_id]  # as the real engine: a mix goes with its last member
+
+    async def mix_bridge(self, bridge_id: str, endpoint: Endpoint, *, speaks: bool = True,
+                         listens: bool = True) -> None:
+        self._leave_mix(endpoint.id)
+        self.mixes.setdefault(bridge_id, {})[endpoint.id] = {"speaks": speaks, "listens": listens, "hears": {}}
+
+    async def set_matrix(self, bridge_id: str, endpoint: Endpoint, *, speaks: bool | None = None,
+                         listens: bool | None = None, hears: Any = None) -> None:
+        row = self.mixes[bridge_id][endpoint.id]
+        if speaks is not None:
+            row["speaks"] = speaks
+        if listens is not None:
+            row["listens"] = listens
+        row["hears"].update(hears or {})
+
+    async def leave_bridge(self, endpoint: Endpoint) -> None:
+        self._leave_mix(endpoint.id)
 
     async def unbridge(self, endpoint: Endpoint) -> None:
         pass
@@ -329,6 +354,7 @@ class FakeMedia:
 
     async def release(self, endpoint: Endpoint) -> None:
         if self.endpoints.pop(endpoint.id, None) is not None:
+            self._leave_mix(endpoint.id)
             self.free += 1
             self.released.append(endpoint.id)
             self.playing.pop(endpoint.id, None)

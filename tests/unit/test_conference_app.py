@@ -68,9 +68,6 @@ class FakeEngine:
     def _answer_caller(self, call: Call, answered_by: Leg | None = None) -> None:
         self.answered.append(call.id)
 
-    def _arm_session_timer(self, leg: Leg) -> None:
-        pass
-
     async def _watch_media(self, call: Call) -> None:
         pass
 

@@ -118,3 +118,14 @@ def test_feature_code_changes() -> None:
     assert feature_changes(FeatureRequest(FeatureCode.CFU_OFF)) == {"unconditional": None}
     assert feature_changes(FeatureRequest(FeatureCode.DND_ON)) == {"dnd": True}
     assert feature_changes(FeatureRequest(FeatureCode.DND_OFF)) == {"dnd": False}
+
+
+def test_stored_targets_read_as_typed_destinations() -> None:
+    from zvonok.destination import Extension, External, Voicemail
+    from zvonok.telephony.forwarding import forward_destination
+
+    assert forward_destination("101") == Extension(number="101")
+    assert forward_destination("+74951234567") == External(number="+74951234567")
+    assert forward_destination("voicemail:101") == Voicemail(number="101")
+    for unreadable in ("fax:101", "voicemail:", "+7abc", "", "sip:evil@example.com"):
+        assert forward_destination(unreadable) is None, unreadable

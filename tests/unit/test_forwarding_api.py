@@ -75,6 +75,9 @@ async def test_admin_sets_and_reads_forwarding_with_targets_normalized(api: Api,
     ({"busy": "999"}, "busy"),  # neither an extension nor a number
     ({"no_answer": "112"}, "no_answer"),  # an emergency number
     ({"unavailable": "8 916 12"}, "unavailable"),  # too short
+    ({"busy": "fax:101"}, "busy"),  # a kind of destination a forward cannot have
+    ({"no_answer": "queue:5"}, "no_answer"),
+    ({"unconditional": "sip:evil@example.com"}, "unconditional"),
 ])
 async def test_bad_targets_are_refused_naming_the_field(api: Api, make_tenant: Any, body: dict[str, Any],
                                                         field: str) -> None:

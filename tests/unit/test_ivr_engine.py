@@ -122,3 +122,54 @@ def test_a_key_to_a_conference_room_keeps_our_one_answer() -> None:
         assert h.media.dtmf_callbacks[endpoint.id] is not None
         assert [s for s in call.statuses() if s >= 200] == [200]  # answered once, by the menu
         assert len(h.events_of(ev.CallAnswered)) == 1
+
+
+def _one_key_menu(h: Harness, target: Target) -> tuple[PhoneCall, Endpoint]:
+    menus = {1: MenuSpec(id=1, prompt="/prompts/main.wav", keys={"5": target})}
+
+    class OneMenu:
+        async def menus(self, tenant_id: int) -> tuple[dict[int, MenuSpec], frozenset[str]]:
+            return menus, frozenset()
+
+    h.engine.ivr = Ivr(h.engine, OneMenu())
+    _trunk, carrier = h.trunk()
+    h.did(DID, "ivr", {"menu": 1})
+    call = h.call_from_trunk(carrier, "+79161234567", DID)
+    call.ack()
+    engine_call = call.engine_call
+    assert engine_call is not None and engine_call.caller is not None and engine_call.caller.endpoint is not None
+    return call, engine_call.caller.endpoint
+
+
+def test_a_key_to_an_extension_that_is_gone_ends_the_answered_call_with_bye() -> None:
+    """Keys go through the engine's one typed dispatch (_to_destination): nowhere to go, for a caller the
+    menu answered, is a BYE and an answered CDR (no 404 to an INVITE that has its 200 already)."""
+    with Harness() as h:
+        call, endpoint = _one_key_menu(h, Target(kind="extension", payload={"number": "299"}))
+        h.dtmf(endpoint, "5")
+        assert len(h.sent_requests("BYE", to=call.device)) == 1
+        (ended,) = h.events_of(ev.CallEnded)
+        assert (ended.disposition, ended.cause) == (ev.Disposition.ANSWERED, "no_route")
+        assert not h.engine.calls and h.media.in_use == 0
+
+
+def test_a_ring_key_rings_every_number_for_its_timeout() -> None:
+    with Harness() as h:
+        anna, boris = h.extension("201"), h.extension("202")
+        call, endpoint = _one_key_menu(h, Target(kind="ring", payload={"numbers": ["201", "202"], "timeout": 12}))
+        h.dtmf(endpoint, "5")
+        assert len(h.invites_to(anna)) == 1 and len(h.invites_to(boris)) == 1
+        assert h.media.playing[endpoint.id] == RINGBACK_RU
+        h.advance(11.9)
+        assert not h.sent_requests("BYE", to=call.device)
+        h.advance(10.0)  # the ring timeout, then the busy tone
+        assert h.sent_requests("BYE", to=call.device)
+        assert not h.engine.calls
+
+
+def test_a_stored_key_this_version_cannot_read_ends_the_call() -> None:
+    with Harness() as h:
+        call, endpoint = _one_key_menu(h, Target(kind="teleport", payload={"to": "mars"}))
+        h.dtmf(endpoint, "5")
+        assert len(h.sent_requests("BYE", to=call.device)) == 1
+        assert not h.engine.calls and h.media.in_use == 0

@@ -25,7 +25,7 @@ from zvonok.org.scope import get_in_tenant
 from zvonok.storage.db import Database, emit
 from zvonok.voicemail.models import Mailbox
 
-VOICEMAIL_PREFIX = "voicemail:"  # as telephony.voicemail.TARGET_PREFIX: the engine reads what is stored here
+VOICEMAIL_PREFIX = "voicemail:"  # as telephony.forwarding.VOICEMAIL_TARGET: the engine reads what is stored here
 
 Target = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
 TARGETS = ("unconditional", "busy", "no_answer", "unavailable")

@@ -101,6 +101,7 @@ from .pickup import Pickup
 from .pin_guard import PinGuard
 from .queue_call import QueueCalls
 from .ring_group_call import RingGroupMixin
+from .threeway import ThreeWayCalls
 from .throttle import FailureThrottle
 from .transfers import TransferMixin
 from .trunks import Trunks
@@ -181,6 +182,7 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         self.queue_calls: QueueCalls | None = None  # set by the composition root (telephony/queue_call.py)
         self.fax: Any = None  # telephony.fax_app.FaxApp, set by the composition root
         self.monitoring: Monitoring | None = None  # *33<ext>: listen / whisper / barge (telephony/monitor.py)
+        self.threeway = ThreeWayCalls(self)  # *3 on a second call joins it with the held one (telephony/threeway.py)
 
     # -- plumbing ------------------------------------------------------------------------------------
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -727,11 +729,11 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         self._answer_caller(call, answered_by=leg)
         log.info("call answered", call=call.id, tenant=call.tenant_id, codec_in=caller.media and caller.media.codec_name,
                  codec_out=media.codec_name)
-        self._arm_session_timer(caller)
         self._arm_limit(call)
         await self._watch_media(call)
         if self.recordings_dir is not None:
             await self._start_recording(call, caller, leg)
+        await self.threeway.connected(call)
 
     def _answer_caller(self, call: Call, answered_by: Leg | None = None) -> None:
         """Our 200 to the caller (the callee answered, or we are the far end: the access number), with our
@@ -750,10 +752,6 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         self.dialogs[caller.dialog.key] = caller
         self.publish(ev.LegAnswered, call, leg_id=caller.id)
         self.publish(ev.CallAnswered, call, answered_leg_id=(answered_by or caller).id)
-
-    # -- RFC 4028 session timers: each leg's machine runs its own (telephony/leg_session_timer.py) ------------
-    def _arm_session_timer(self, leg: Leg) -> None:
-        """Kept for the callers of this name: the leg's machine armed its session timer with the answer."""
 
     async def _watch_media(self, call: Call) -> None:
         """End the call when a leg sends no RTP for ``media_timeout`` (a vanished phone), except on hold,
@@ -910,10 +908,6 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
             leg = self.unacked.get(key) if key is not None else None  # the call ended before this ACK
         if leg is None:
             return
-        if leg.retransmit is not None:
-            leg.retransmit.cancel()
-            leg.retransmit = None
-        leg.pending_2xx = None
         if leg.sip is not None:
             leg.sip.receive_ack(request, self.clock())  # the initial 2xx's ACK (a delayed offer's answer)
             self._drive(leg)
@@ -999,7 +993,9 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
             self.publish(ev.LegHeld if held else ev.LegResumed, leg.call, leg_id=leg.id)
             await self._watch_media(leg.call)
             other = leg.call.other(leg)
-            if other is not None and other.state is LegState.ANSWERED:
+            if leg.call.threeway is not None:  # in a three-way room the others go on talking: no music
+                await self.threeway.hold_changed(leg)
+            elif other is not None and other.state is LegState.ANSWERED:
                 self._reinvite(other, SdpDirection.SENDONLY if held else SdpDirection.SENDRECV)
                 await self._music_on_hold(other, held)
 
@@ -1043,6 +1039,8 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         """End an answered call (or any call, for shutdown): BYE to the legs that did not hang up."""
         if call.ended:
             return
+        if call.threeway is not None and from_leg is not None and self.threeway.leg_hung_up(call, from_leg):
+            return  # that party left a three-way room; the call goes on with its other leg
         if call.answered_at is None and disposition is None:
             # not answered yet (shutdown, failure): cancel forks, refuse the caller
             for fork in call.forks:
@@ -1087,6 +1085,8 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
             call.access.timer = None
         if call.conference is not None and self.conferences is not None:
             self.conferences.left(call)
+        if call.threeway is not None:
+            self.threeway.left(call)
         if call.park is not None and self.parking is not None:
             self.parking.left(call)
         if (call.monitor is not None or call.monitored is not None) and self.monitoring is not None:
@@ -1107,22 +1107,7 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
             if leg.state in (LegState.TRYING, LegState.RINGING) and leg.role is ev.LegRole.CALLEE \
                     and not leg.cancelled:
                 self._cancel_fork(leg, None)  # a transfer's or an access number's attempt still ringing
-            if leg.retransmit is not None and leg.pending_2xx is None:
-                leg.retransmit.cancel()
-                leg.retransmit = None
-            if leg.sip is not None and leg.sip.state in WAIT_ACK and leg.dialog is not None:
-                self.unacked[leg.dialog.key] = leg  # our 2xx goes on until its ACK (then a BYE, if we hung up)
-            elif leg.sip_timer is not None:
-                leg.sip_timer.cancel()
-                leg.sip_timer = None
-            if leg.state is not LegState.ENDED:
-                leg.state = LegState.ENDED
-                self.publish(ev.LegEnded, call, leg_id=leg.id, cause=cause)
-            self._release(leg)
-            if leg.dialog is not None:
-                self.dialogs.pop(leg.dialog.key, None)
-            if leg.server_txn is not None:
-                self.invites.pop(leg.server_txn, None)
+            self._leg_over(call, leg, cause)
         self.calls.pop(call.id, None)
         while call.inbox:
             self._drop_step(call.inbox.popleft())
@@ -1140,6 +1125,22 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         call.caller = call.callee = call.early_media_from = None
         call.forks = []
 
+    def _leg_over(self, call: Call, leg: Leg, cause: str) -> None:
+        """One leg is over (its call ending, or a party leaving a three-way room while the call goes on)."""
+        if leg.sip is not None and leg.sip.state in WAIT_ACK and leg.dialog is not None:
+            self.unacked[leg.dialog.key] = leg  # our 2xx goes on until its ACK (then a BYE, if we hung up)
+        elif leg.sip_timer is not None:
+            leg.sip_timer.cancel()
+            leg.sip_timer = None
+        if leg.state is not LegState.ENDED:
+            leg.state = LegState.ENDED
+            self.publish(ev.LegEnded, call, leg_id=leg.id, cause=cause)
+        self._release(leg)
+        if leg.dialog is not None:
+            self.dialogs.pop(leg.dialog.key, None)
+        if leg.server_txn is not None:
+            self.invites.pop(leg.server_txn, None)
+
     def _release(self, leg: Leg) -> None:
         if leg.trunk_id is not None and not leg.trunk_released and self.trunks is not None:
             leg.trunk_released = True
@@ -1156,30 +1157,3 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
                                     telephone_event_pt=media.telephone_event_pt,
                                     srtp=SrtpKeys(local=leg.srtp_key, remote=media.srtp_key)
                                     if leg.srtp_key is not None and media.srtp_key is not None else None)
-
-    def _send_2xx(self, leg: Leg, txn: ServerTransaction, response: Response) -> None:
-        """Send a 2xx to an INVITE and retransmit it until the ACK (§13.3.1.4: T1 doubling to T2, 64*T1), for a
-        leg without a dialog machine (legs with one — every leg of a call — have their machine do it)."""
-        leg.pending_2xx = response
-        self.sip.respond(txn, response)
-        if leg.peer.reliable:
-            leg.pending_2xx = None
-            return
-        loop = asyncio.get_running_loop()
-        leg.retransmit = loop.call_later(self.sip.t1, self._retransmit_2xx, leg, response, loop.time(), self.sip.t1)
-
-    def _retransmit_2xx(self, leg: Leg, response: Response, started: float, interval: float) -> None:
-        # a method with arguments, not a closure that re-arms itself: that closure was a reference cycle
-        # holding the leg and its call until a full collection
-        leg.retransmit = None
-        if leg.pending_2xx is not response:
-            return
-        loop = asyncio.get_running_loop()
-        if loop.time() - started >= 64 * self.sip.t1:
-            leg.pending_2xx = None
-            log.info("no ACK for our 2xx: ending the call", call=leg.call.id)
-            self._hangup(leg.call, None, ev.HangupSide.SYSTEM, "no_ack")
-            return
-        self.sip.send_stateless(response, leg.peer)
-        interval = min(interval * 2, self.sip.t2)
-        leg.retransmit = loop.call_later(interval, self._retransmit_2xx, leg, response, started, interval)

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from zvonok.media.interface import Endpoint
 from zvonok.sip.dialog import Dialog
-from zvonok.sip.message import Request, Response
+from zvonok.sip.message import Request
 from zvonok.sip.peer import Peer
 from zvonok.sip.sdp_offer_answer import PCMA, PCMU, TELEPHONE_EVENT, Codec, LocalSession, NegotiatedMedia
 from zvonok.sip.transaction import ClientTransaction, ServerTransaction
@@ -61,10 +61,6 @@ class Leg:
     awaits_answer: bool = False  # delayed offer: our offer went in the 2xx, the answer comes in the ACK
     cancelled: bool = False
     final_status: int | None = None
-    # a 2xx sent by CallEngine._send_2xx, re-sent until its ACK: only for a leg without a dialog machine
-    # (every leg of a call has one: its machine re-sends its 2xx itself)
-    pending_2xx: Response | None = None
-    retransmit: asyncio.TimerHandle | None = None
     trunk_id: int | None = None  # the leg goes to (or came from) this trunk: counted against its max_calls
     trunk_released: bool = False
     auth_answered: bool = False  # we answered the trunk's 401/407 for this INVITE once
@@ -127,6 +123,7 @@ class Call:
     forward_pending: bool = False
     ring_group: Any = None  # the ring group being rung (telephony/ring_group_call.py: GroupRun)
     queue: Any = None  # the call-center queue the caller waits in (telephony/queue_call.py: QueueSession)
+    threeway: Any = None  # the ad-hoc three-way room the call's legs talk in (telephony/threeway.py)
 
     # every Call object still in memory, ended or not (weak: the set never keeps one alive). After the calls
     # end this must fall to 0 by reference counting alone; a finished call that lingers is held by a

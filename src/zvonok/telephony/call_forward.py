@@ -32,8 +32,15 @@ from zvonok.sip.transaction import ServerTransaction
 from . import events as ev
 from .call import Call
 from .directory import ExtensionInfo
-from .forwarding import Forward, ForwardingChain, Reason, Refuse, feature_changes, feature_code
-from .voicemail import TARGET_PREFIX as VOICEMAIL_TARGET
+from .forwarding import (
+    Forward,
+    ForwardingChain,
+    Reason,
+    Refuse,
+    feature_changes,
+    feature_code,
+    forward_destination,
+)
 from .voicemail_dialogue import GreetingKind
 
 if TYPE_CHECKING:
@@ -116,23 +123,12 @@ class ForwardingMixin(_Base):
             call.ring_timeout = None
             call.early_media_from = None
             call.forks_from = len(call.forks)
-            if decision.target.startswith(VOICEMAIL_TARGET) and self.voicemail is not None:
-                await self.voicemail.leave(call, decision.target.removeprefix(VOICEMAIL_TARGET),
-                                           GreetingKind.BUSY if decision.reason is Reason.BUSY else GreetingKind.UNAVAILABLE)
-                return
-            if decision.target.startswith("+"):
-                if self.trunks is None:
-                    await self._refuse(call, 480, "unavailable")
-                    return
-                profile = CallerProfile(tenant_id=call.tenant_id, employee_id=ext.employee_id,
-                                        department_id=ext.department_id, office_id=ext.office_id)
-                await self._route_outside(call, decision.target, profile, billed=True)
-                return
-            target = await self.directory.extension(call.tenant_id, decision.target)
-            if target is None:
-                await self._refuse(call, 404, "no_route")
-                return
-            await self._ring_extensions(call, [target], now, from_number=from_number)
+            # the forwarding employee pays for an outside target, with their own class of service
+            profile = CallerProfile(tenant_id=call.tenant_id, employee_id=ext.employee_id,
+                                    department_id=ext.department_id, office_id=ext.office_id)
+            await self._to_destination(call, forward_destination(decision.target), now, from_number=from_number or "",
+                                       billed_to=profile, greeting=GreetingKind.BUSY if decision.reason is Reason.BUSY
+                                       else GreetingKind.UNAVAILABLE)
         finally:
             call.forward_pending = False
 

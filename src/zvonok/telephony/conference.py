@@ -71,8 +71,6 @@ class CallControl(Protocol):
 
     def _answer_caller(self, call: Call, answered_by: Leg | None = None) -> None: ...
 
-    def _arm_session_timer(self, leg: Leg) -> None: ...
-
     async def _watch_media(self, call: Call) -> None: ...
 
     async def _refuse(self, call: Call, status: int, cause: str, reason: str | None = None) -> None: ...
@@ -191,7 +189,6 @@ class Conferences:
             engine._answer_caller(call)
         caller = call.caller
         assert caller is not None and caller.endpoint is not None
-        engine._arm_session_timer(caller)
         await engine._watch_media(call)
         await engine.media.on_dtmf(caller.endpoint, lambda event: self._key(call, event))
         dialogue.start(time.monotonic())

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from zvonok.bus import deserialize, register_event, serialize
 
 __all__ = [
-    "AccessNumberBlocked", "CallAnswered", "CallParked", "CallPickedUp", "CallUnparked", "ConferenceJoined", "ConferenceLeft", "ConferenceMuted", "CallEnded", "CallEvent", "CallRouted", "CallStarted", "CallTransferred", "Direction", "Disposition",
+    "AccessNumberBlocked", "CallAnswered", "CallParked", "CallPickedUp", "CallUnparked", "ConferenceJoined", "ConferenceLeft", "ConferenceMuted", "ThreeWayJoined", "CallEnded", "CallEvent", "CallRouted", "CallStarted", "CallTransferred", "Direction", "Disposition",
     "DtmfReceived", "HangupSide", "LegAnswered", "LegCreated", "LegEnded", "LegHeld", "LegResumed",
     "LegRinging", "LegRole", "Party", "RecordingStarted", "RecordingStopped", "RegistrationChanged", "SpendingThresholdCrossed", "TransferKind", "VoicemailLeft",
     "deserialize", "serialize",
@@ -279,6 +279,17 @@ class ConferenceMuted(CallEvent):
     leg_id: str
     room_id: int
     muted: bool
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ThreeWayJoined(CallEvent):
+    """The call's legs joined an ad-hoc three-way room (``*3``, telephony/threeway.py) with ``other_call_id``;
+    published for each call of the room (each keeps its own CDR). ``people``: distinct parties now in it."""
+
+    room: str
+    other_call_id: str
+    people: int
 
 
 @register_event

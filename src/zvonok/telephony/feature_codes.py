@@ -9,6 +9,7 @@ from .forwarding import FeatureCode
 from .monitor import SPY_CODE
 from .park_lot import ParkingLot
 from .pickup import DIRECTED_PICKUP, GROUP_PICKUP
+from .threeway import FEATURE_CODE as THREE_WAY_CODE
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -16,7 +17,7 @@ class FeatureCodeInfo:
     code: str  # as dialed; <number> / <ext> / a range stand for what the user adds
     feature: str  # a stable name
     description: str
-    how: str  # "dial", or "transfer" (a blind transfer to the number)
+    how: str  # "dial", "transfer" (a blind transfer to the number) or "in_call" (keys pressed during a call)
 
 
 def feature_codes(lot: ParkingLot[object] | None = None) -> list[FeatureCodeInfo]:
@@ -40,6 +41,9 @@ def feature_codes(lot: ParkingLot[object] | None = None) -> list[FeatureCodeInfo
         FeatureCodeInfo(code=f"{SPY_CODE}<ext>", feature="monitor", how="dial",
                         description="Supervisors (tenant admins): listen to extension <ext>'s call; keys 4 listen, "
                                     "5 whisper (only the agent hears you), 6 barge (everyone hears you)"),
+        FeatureCodeInfo(code=THREE_WAY_CODE, feature="three_way", how="in_call",
+                        description="On a second call while the first is on hold: join both calls and talk to "
+                                    "both parties (when you hang up, they stay connected)"),
         FeatureCodeInfo(code=lot.park_number, feature="park", how="transfer",
                         description=f"Transfer a call here to park it in the first free slot ({slots}); the "
                                     "parked party hears music on hold"),

@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from zvonok.destination import MENU_KINDS, Conference, Destination, Queue, parse_payload
 from zvonok.logs import get_logger
 from zvonok.media.events import DtmfReceived, PlaybackFinished
 from zvonok.media.interface import RINGBACK_RU, MediaEngine, Prompt
-from zvonok.pstn.routing import CallerProfile
 
 from . import events as ev
 from .call import Call, Leg, LegState
@@ -66,11 +66,8 @@ class CallControl(Protocol):
 
     async def _refuse(self, call: Call, status: int, cause: str, reason: str | None = None) -> None: ...
 
-    async def _ring_extensions(self, call: Call, extensions: list[Any], now: float, *,
-                               from_number: str | None = None) -> None: ...
-
-    async def _route_outside(self, call: Call, dialed: str, profile: CallerProfile, *,
-                             forwarded: bool = False, billed: bool = False) -> None: ...
+    async def _to_destination(self, call: Call, dest: Destination | None, now: float, *, from_number: str,
+                              language: str | None = None) -> None: ...
 
     def _hangup(self, call: Call, from_leg: Leg | None, side: ev.HangupSide, cause: str) -> None: ...
 
@@ -184,42 +181,24 @@ class Ivr:
         self.engine.step(call, self._pump(call))
 
     async def _transfer(self, call: Call, session: IvrSession, target: Target) -> None:
+        """The menu is done: the key's destination, typed, goes to the engine's one dispatch
+        (``OutsideMixin._to_destination``); a target that names nothing ends the call with BYE."""
         engine = self.engine
         caller = call.caller
         assert caller is not None and caller.endpoint is not None
         log.info("ivr: transfer", call=call.id, tenant=call.tenant_id, kind=target.kind, menus=session.dialogue.visited)
-        payload = target.payload
-        if target.kind == "conference":
-            room = await engine.conferences.lookup(call.tenant_id, str(payload.get("number", ""))) \
-                if engine.conferences is not None else None
-            if room is None:
-                engine._hangup(call, None, ev.HangupSide.SYSTEM, "no_route")
-                return
-            self.sessions.pop(call.id, None)  # the room's dialogue takes the caller from here
-            await engine.conferences.enter(call, room, language=session.language)
-            return
-        if target.kind == "queue" and engine.queue_calls is not None:
-            self.sessions.pop(call.id, None)  # the queue (telephony/queue_call.py) takes the caller from here
-            await engine.queue_calls.to_queue(call, payload, from_number=session.from_number)
-            return
-        # ringback while the target rings; the engine stops it when the far end answers (call.ringback)
-        await engine.media.play(caller.endpoint, RINGBACK_RU)
-        call.ringback = True
-        if target.kind in ("extension", "ring"):
-            numbers = [payload.get("number")] if target.kind == "extension" else list(payload.get("numbers", []))
-            found = [ext for n in numbers if n
-                     if (ext := await engine.directory.extension(call.tenant_id, str(n))) is not None]
-            if not found:
-                engine._hangup(call, None, ev.HangupSide.SYSTEM, "no_route")
-                return
-            if target.kind == "ring" and payload.get("timeout"):
-                call.ring_timeout = float(payload["timeout"])
-            await engine._ring_extensions(call, found, time.time(), from_number=session.from_number)
-        elif target.kind == "external":
-            await engine._route_outside(call, str(payload.get("number", "")), CallerProfile(tenant_id=call.tenant_id),
-                                        forwarded=True)
+        try:
+            dest: Destination | None = parse_payload(target.kind, dict(target.payload), kinds=MENU_KINDS)
+        except ValueError:
+            dest = None  # stored by an older version and unreadable now (direct dial digits are checked above)
+        if isinstance(dest, (Conference, Queue)):
+            self.sessions.pop(call.id, None)  # the room's dialogue, or the queue, takes the caller from here
         else:
-            engine._hangup(call, None, ev.HangupSide.SYSTEM, "no_route")
+            # ringback while the target rings; the engine stops it when the far end answers (call.ringback)
+            await engine.media.play(caller.endpoint, RINGBACK_RU)
+            call.ringback = True
+        await engine._to_destination(call, dest, time.time(), from_number=session.from_number,
+                                     language=session.language)
 
     def left(self, call: Call, side: ev.HangupSide) -> None:
         """The engine is finishing the call (before it marks it ended): forget its menu; a caller we

@@ -213,46 +213,61 @@ class OutsideMixin(_Base):
             return
         await self._to_destination(call, stored(kind, destination), now, from_number=caller_e164)
 
-    async def _to_destination(self, call: Call, dest: Destination | None, now: float, *, from_number: str) -> None:
-        """Send the call where a typed destination says (one place for DIDs, schedule branches and a ring
-        group's no-answer); ``None`` (nowhere, or a stored kind this version cannot read) and kinds this
-        process cannot route answer 480."""
+    async def _to_destination(self, call: Call, dest: Destination | None, now: float, *, from_number: str,
+                              language: str | None = None, billed_to: CallerProfile | None = None,
+                              greeting: GreetingKind = GreetingKind.UNAVAILABLE) -> None:
+        """Send the call where a typed destination says (the one place for DIDs, schedule branches, a ring
+        group's no-answer, a queue's overflow, an IVR menu's keys and an employee's forwarding); ``None``
+        (nowhere, or a stored kind this version cannot read) and kinds this process cannot route answer 480.
+        A caller we answered already (a voice menu's) whom nothing takes gets BYE instead, as an answered call
+        ended by us. ``billed_to``: a forward's outside number is rated to, and permitted by, the forwarding
+        employee; ``greeting``: which greeting a mailbox plays (busy for a forward on busy)."""
+        tenant = self.trunks.snapshot.tenants.get(call.tenant_id) if self.trunks else None
+        language = language or (tenant.locale if tenant else self.prompt_language)
+
+        async def nowhere(status: int, cause: str) -> None:
+            if call.answered_at is not None:
+                self._hangup(call, None, ev.HangupSide.SYSTEM, cause)
+            else:
+                await self._refuse(call, status, cause)
+
         if isinstance(dest, (Extension, Ring)):
             numbers = [dest.number] if isinstance(dest, Extension) else list(dest.numbers)
             extensions = [ext for n in numbers if (ext := await self.directory.extension(call.tenant_id, n)) is not None]
             if not extensions:
-                await self._refuse(call, 404, "no_route")
+                await nowhere(404, "no_route")
                 return
+            if isinstance(dest, Ring) and dest.timeout:
+                call.ring_timeout = float(dest.timeout)
             await self._ring_extensions(call, extensions, now, from_number=from_number)
         elif isinstance(dest, Access):
-            tenant = self.trunks.snapshot.tenants.get(call.tenant_id) if self.trunks else None
-            await self._access_number(call, dest.payload(), caller_e164=from_number,
-                                      language=tenant.locale if tenant else self.prompt_language,
+            await self._access_number(call, dest.payload(), caller_e164=from_number, language=language,
                                       source_address=None)  # a carrier's gateway carries many callers
         elif isinstance(dest, Conference):
             room = await self.conferences.lookup(call.tenant_id, dest.number) if self.conferences is not None else None
             if room is None or self.conferences is None:
-                await self._refuse(call, 404, "no_route")
+                await nowhere(404, "no_route")
                 return
-            tenant = self.trunks.snapshot.tenants.get(call.tenant_id) if self.trunks else None
-            await self.conferences.enter(call, room, language=tenant.locale if tenant else self.prompt_language)
+            await self.conferences.enter(call, room, language=language)
         elif isinstance(dest, Ivr) and self.ivr is not None:
-            tenant = self.trunks.snapshot.tenants.get(call.tenant_id) if self.trunks else None
-            await self.ivr.enter(call, dest.menu, from_number=from_number,
-                                 language=tenant.locale if tenant else self.prompt_language)
+            await self.ivr.enter(call, dest.menu, from_number=from_number, language=language)
         elif isinstance(dest, RingGroup):
             await self._to_ring_group(call, dest.payload(), from_number=from_number)
         elif isinstance(dest, External):
-            profile = CallerProfile(tenant_id=call.tenant_id)
-            await self._route_outside(call, dest.number, profile, forwarded=True)
+            if self.trunks is None:
+                await nowhere(480, "unavailable")
+            elif billed_to is not None:
+                await self._route_outside(call, dest.number, billed_to, billed=True)
+            else:
+                await self._route_outside(call, dest.number, CallerProfile(tenant_id=call.tenant_id), forwarded=True)
         elif isinstance(dest, Voicemail) and self.voicemail is not None:
-            await self.voicemail.leave(call, dest.number, GreetingKind.UNAVAILABLE)
+            await self.voicemail.leave(call, dest.number, greeting)
         elif isinstance(dest, Queue) and self.queue_calls is not None:
             await self.queue_calls.to_queue(call, dest.payload(), from_number=from_number)
         elif isinstance(dest, Fax) and self.fax is not None:
             await self.fax.receive(call, dest.payload(), from_number=from_number)
         else:  # park (no place routes there yet), None: nobody takes calls now (or no call center / fax here)
-            await self._refuse(call, 480, "unavailable")
+            await nowhere(480, "unavailable")
 
     async def _invite_from_pbx(self, txn: ServerTransaction, request: Request, peer: Peer, trunk: TrunkInfo,
                                snapshot: PstnSnapshot, party: ev.Party, now: float) -> None:

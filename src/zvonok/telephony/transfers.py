@@ -164,9 +164,6 @@ class TransferMixin(_Base):
             self.dialogs.pop(leg.dialog.key, None)
         if leg.server_txn is not None:
             self.invites.pop(leg.server_txn, None)
-        if leg.retransmit is not None:
-            leg.retransmit.cancel()
-        leg.pending_2xx = None
         self.publish(ev.LegEnded, leg.call, leg_id=leg.id, cause=cause)
         self._release(leg)
 
