@@ -20,9 +20,10 @@ from sqlalchemy import select
 from test_pstn_support import make_company, ok
 from test_voicemail_api import leave, store_of
 
+from zvonok.mail.models import OutboxLetter, TenantSmtp
+from zvonok.mail.outbox import Outbox, SmtpServer
 from zvonok.media.tones import dominant_frequency
-from zvonok.voicemail.mailer import SmtpServer, VoicemailMailer
-from zvonok.voicemail.models import TenantSmtp, VoicemailMessage
+from zvonok.voicemail.mailer import compose_voicemail
 
 Api = Any
 
@@ -53,8 +54,10 @@ def smtpd() -> Iterator[tuple[Inbox, int]]:
         controller.stop()
 
 
-def mailer(api: Api, server: SmtpServer | None) -> VoicemailMailer:
-    return VoicemailMailer(api.db, store_of(api).files, server, retry_base=30.0, max_attempts=3)
+def mailer(api: Api, server: SmtpServer | None) -> Outbox:
+    outbox = Outbox(api.db, server, retry_base=30.0, max_attempts=3)
+    outbox.register("voicemail", compose_voicemail(store_of(api).files))
+    return outbox
 
 
 async def company_with_mailbox(api: Api, make_tenant: Any, domain: str, locale: str) -> Any:
@@ -66,9 +69,13 @@ async def company_with_mailbox(api: Api, make_tenant: Any, domain: str, locale: 
 
 
 async def email_state(api: Api, message_id: int) -> tuple[str, int, datetime | None]:
+    """The outbox letter of a message: its state, attempts and when it is next due ("none": no letter)."""
     async with api.db.session() as session:
-        row = (await session.execute(select(VoicemailMessage).where(VoicemailMessage.id == message_id))).scalar_one()
-        return row.email_state, row.email_attempts, row.email_next_at
+        row = (await session.execute(select(OutboxLetter).where(
+            OutboxLetter.kind == "voicemail", OutboxLetter.ref_id == message_id))).scalar_one_or_none()
+        if row is None:
+            return "none", 0, None
+        return row.state, row.attempts, row.next_at
 
 
 def attachment_audio(mail: Message) -> np.ndarray:
@@ -143,3 +150,4 @@ async def test_no_server_keeps_it_pending_and_no_address_sends_nothing(api: Api,
     await ok(await api.client.put(f"{c.base}/extensions/{c.ext_alice}/voicemail", headers=c.headers, json={}))
     other = await leave(api, c.id, "101", seconds=1.5)
     assert (await email_state(api, other))[0] == "none"  # the mailbox has no address any more
+

@@ -43,17 +43,18 @@ MAX_FAX_SECONDS = 1800.0
 class IncomingFax:
     id: int
     tiff: Path  # where spandsp writes (or, sending, reads) the pages
+    emails: tuple[str, ...] = ()  # receiving: where the document is e-mailed (the fax destination's)
 
 
 class FaxPort(Protocol):
     async def begin_receive(
-        self, tenant_id: int, *, call_id: str, remote_number: str, local_number: str
+        self, tenant_id: int, *, call_id: str, remote_number: str, local_number: str, emails: tuple[str, ...] = ()
     ) -> IncomingFax: ...
 
     async def finish_receive(
         self, tenant_id: int, fax: IncomingFax, result: FaxResult | None, reason: str
     ) -> int:
-        """Keep the received pages (TIFF → PDF, the row updated); the page count kept."""
+        """Keep the received pages (TIFF → PDF, the row updated, the e-mail queued); the page count kept."""
         ...
 
     async def start_send(self, tenant_id: int, fax_id: int, call_id: str) -> None: ...
@@ -136,8 +137,10 @@ class FaxApp:
         assert caller is not None
         uri = caller.invite.uri if caller.invite is not None else None
         did = (uri.user_unescaped or "") if isinstance(uri, SipUri) else ""
+        emails = destination.get("emails") if isinstance(destination, dict) else None
         fax = await self.port.begin_receive(
-            call.tenant_id, call_id=call.id, remote_number=from_number, local_number=did
+            call.tenant_id, call_id=call.id, remote_number=from_number, local_number=did,
+            emails=tuple(emails or ()),
         )
         session = FaxSession(fax=fax, remote_number=from_number)
         call.fax = session

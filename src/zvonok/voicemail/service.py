@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from zvonok.mail.outbox import enqueue
 from zvonok.media.hold_music import HoldMusicError, convert, write_wav
 from zvonok.org.errors import NotFound, ValidationError
 from zvonok.org.models import Extension
@@ -266,11 +267,10 @@ class VoicemailStore:
                                    call_id=message.call_id)
             email = (await session.execute(select(Mailbox.email).where(
                 Mailbox.tenant_id == box.tenant_id, Mailbox.id == box.id))).scalar_one_or_none()
-            if email:
-                msg.email_state = "pending"
-                msg.email_next_at = datetime.now(UTC)
             session.add(msg)
             await session.flush()
+            if email:  # voicemail to e-mail: the outbox's job sends it, never the call
+                enqueue(session, box.tenant_id, "voicemail", msg.id, [email])
             emit(session, MailboxChanged(tenant_id=box.tenant_id, mailbox_id=box.id, extension_id=box.extension_id,
                                          new_message_id=msg.id))
             await session.commit()
