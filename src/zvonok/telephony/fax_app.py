@@ -222,10 +222,8 @@ class FaxApp:
             pages=pages,
             result=reason,
         )
-        from zvonok.fax.events import FaxFinished
-
         self.engine.publish(
-            FaxFinished,
+            ev.FaxFinished,
             call,
             fax_id=session.fax.id,
             direction=session.direction,
