@@ -277,7 +277,7 @@ BRANCH_KINDS = (
     "queue",
     "ivr",
 )  # ring-group no-answer
-MENU_KINDS = ("extension", "ring", "conference", "external", "queue", "menu", "hangup")  # an IVR menu's keys
+MENU_KINDS = ("extension", "ring", "conference", "external", "queue", "menu", "fax", "hangup")  # an IVR menu's keys
 OVERFLOW_KINDS = tuple(k for k in DID_KINDS if k != "fax")  # a call-center queue's overflow
 
 

@@ -132,7 +132,8 @@ class FaxApp:
         self.on_retry: Callable[[int, int], None] | None = None
 
     async def receive(self, call: Call, destination: Any, *, from_number: str) -> None:
-        """An inbound call to a ``fax`` DID: answer it and receive a document."""
+        """An inbound call to a ``fax`` destination (a DID's, or an IVR key's): answer it (unless a menu
+        did) and receive a document."""
         caller = call.caller
         assert caller is not None
         uri = caller.invite.uri if caller.invite is not None else None
@@ -148,11 +149,15 @@ class FaxApp:
             session.endpoint = FaxEndpoint(calling=False, rx_tiff=fax.tiff, ident=did[:20])
         except SpandspUnavailable:
             log.error("fax: libspandsp is not installed", call=call.id)
-            await self.engine._refuse(call, 503, "fax_unavailable")
+            if call.answered_at is None:
+                await self.engine._refuse(call, 503, "fax_unavailable")
+            else:
+                self.engine._hangup(call, None, ev.HangupSide.SYSTEM, "fax_unavailable")
             return
         if not await self.engine._negotiate_caller(call):
             return
-        self.engine._answer_caller(call)
+        if call.answered_at is None:  # else a voice menu answered it and sent the caller here (a key)
+            self.engine._answer_caller(call)
         assert caller.endpoint is not None
         await self.attach(call, session, caller.endpoint)
         log.info("fax: receiving", call=call.id, tenant=call.tenant_id, fax=fax.id, caller=from_number)

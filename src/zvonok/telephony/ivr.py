@@ -54,6 +54,7 @@ class CallControl(Protocol):
     directory: ExtensionPort
     conferences: Any
     queue_calls: Any  # telephony/queue_call.py: QueueCalls (None: no call center in this process)
+    fax: Any  # telephony/fax_app.py: FaxApp (None: no fax in this process)
     clock: Callable[[], float]  # monotonic seconds (the event loop's: virtual in tests)
 
     def step(self, call: Call, coro: Coroutine[Any, Any, None]) -> None: ...
@@ -201,6 +202,10 @@ class Ivr:
         if target.kind == "queue" and engine.queue_calls is not None:
             self.sessions.pop(call.id, None)  # the queue (telephony/queue_call.py) takes the caller from here
             await engine.queue_calls.to_queue(call, payload, from_number=session.from_number)
+            return
+        if target.kind == "fax" and engine.fax is not None:
+            self.sessions.pop(call.id, None)  # the fax terminal (telephony/fax_app.py) takes the call from here
+            await engine.fax.receive(call, payload, from_number=session.from_number)
             return
         # ringback while the target rings; the engine stops it when the far end answers (call.ringback)
         await engine.media.play(caller.endpoint, RINGBACK_RU)
