@@ -164,6 +164,17 @@ def _download(world: World, path: str) -> bytes:
         return bytes(resp.read())
 
 
+def _fax_cdr(world: World, call_id: str, timeout: float = 30) -> tuple[int | None, str | None]:
+    """The fax pages and result of the call's CDR (written a moment after the call ends)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for cdr in _api(world, "/cdrs?limit=100")["items"]:
+            if cdr["call_id"] == call_id:
+                return cdr["fax_pages"], cdr["fax_result"]
+        time.sleep(0.3)
+    raise AssertionError(f"no CDR for call {call_id}:\n{world.server.log_tail()}")
+
+
 def _mean_difference(a: Any, b: Any) -> float:
     import numpy as np
     from PIL import Image
@@ -188,7 +199,7 @@ def test_a_two_page_fax_arrives_on_the_fax_number(world: World, tmp_path: Path) 
     assert sent.status == 200, sent
     assert sent.result is not None and sent.result.ok, (sent, world.server.log_tail())
     assert sent.result.pages_tx == 2
-    assert sent.bye_from_server  # the server hangs up itself once T.30 is over
+    assert sent.bye_from_server, world.server.log_tail()  # the server hangs up itself once T.30 is over
 
     deadline = time.monotonic() + 30
     faxes: list[dict[str, Any]] = []
@@ -209,6 +220,8 @@ def test_a_two_page_fax_arrives_on_the_fax_number(world: World, tmp_path: Path) 
     assert _api(world, f"/faxes/{fax['id']}")["id"] == fax["id"]
 
     _assert_same_pages(original, _download(world, f"/faxes/{fax['id']}.pdf"))
+
+    assert _fax_cdr(world, fax["call_id"]) == (2, fax["result"])  # the call's CDR: pages and T.30's result
 
     # the fax destination's address gets the document by e-mail (the outbox job, after the call)
     deadline = time.monotonic() + 60
@@ -233,6 +246,7 @@ def test_a_posted_pdf_is_sent_through_the_trunk_and_arrives(world: World) -> Non
     ), queued
     sent = _wait_fax(world, queued["id"], ("sent", "failed"))
     assert (sent["status"], sent["pages"], sent["attempts"]) == ("sent", 2, 1), sent
+    assert _fax_cdr(world, sent["call_id"]) == (2, sent["result"])  # the sending call's CDR
     assert sent["remote_ident"] == LOOP_DID, sent  # the receiving side's T.30 ident is its DID
 
     received = [f for f in _api(world, "/faxes?direction=in")["items"] if f["local_number"] == LOOP_DID]
