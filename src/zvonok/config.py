@@ -120,13 +120,13 @@ class Settings(BaseSettings):
                                               "subscriptions one device (source address) may hold; more get 503")
     blf_subscriptions_per_tenant: int = Field(default=5_000, ge=1, description="Dialog/presence (BLF) "
                                               "subscriptions one company may hold in all; more get 503")
-    smtp_host: str | None = Field(default=None, description="SMTP server for voicemail to e-mail (unset: no mail "
+    smtp_host: str | None = Field(default=None, description="SMTP server for voicemail and fax to e-mail (unset: no mail "
                                   "is sent unless a company sets its own server)")
     smtp_port: int = Field(default=25, description="SMTP port (587 with STARTTLS, 465 with implicit TLS)")
     smtp_username: str | None = Field(default=None, description="SMTP login, if the server wants one")
     smtp_password: SecretStr | None = Field(default=None, description="SMTP password")
     smtp_security: Literal["none", "starttls", "tls"] = Field(default="none", description="none | starttls | tls")
-    smtp_from: str = Field(default="voicemail@localhost", description="Sender of voicemail e-mails")
+    smtp_from: str = Field(default="voicemail@localhost", description="Sender of voicemail, fax and CRM e-mails")
     crm_imap_poll: float = Field(default=60.0, gt=0, description="Seconds between reads of each company's IMAP "
                                  "mailbox for replies to the CRM's e-mails")
     cdr_heartbeat_interval: float = Field(

@@ -43,11 +43,14 @@ from zvonok.crm.reminders import TaskScheduler
 from zvonok.crm.screenpop import ScreenPopper
 from zvonok.fax import http as fax_http
 from zvonok.fax.events import FaxQueued
-from zvonok.fax.service import FaxFiles, FaxStore
+from zvonok.fax.mailer import compose_fax
+from zvonok.fax.service import FAX_MAIL, FaxFiles, FaxStore
 from zvonok.ivr import http as ivr_http
 from zvonok.ivr.prompts import IvrPrompts
 from zvonok.ivr.service import MenuDirectory
 from zvonok.logs import configure, get_logger
+from zvonok.mail.events import MailQueued
+from zvonok.mail.outbox import Outbox, SmtpServer
 from zvonok.media.engine import InProcessMediaEngine
 from zvonok.media.hold_music import HoldMusic
 from zvonok.memdebug import MemoryReporter, limit_malloc_arenas
@@ -91,7 +94,8 @@ from zvonok.telephony.voicemail import Voicemail
 from zvonok.transport.limits import ConnectionTable, fd_budget, raise_nofile_limit
 from zvonok.voicemail import http as voicemail_http
 from zvonok.voicemail.events import MailboxChanged
-from zvonok.voicemail.mailer import SmtpServer, VoicemailMailer
+from zvonok.voicemail.mailer import KIND as VOICEMAIL_MAIL
+from zvonok.voicemail.mailer import compose_voicemail
 from zvonok.voicemail.service import VoicemailFiles, VoicemailStore, mwi_counts
 from zvonok.web import mount_web
 
@@ -312,13 +316,16 @@ async def build(settings: Settings) -> Runtime:
     engine.spawn(resend_after_start(await fax_store.recover()))  # queued before a stop; half-done: failed
     sip.mwi = mwi = Mwi(sip=sip, auth=auth, directory=directory, location=location, counts=mwi_counts(db),
                         unsolicited=settings.mwi_unsolicited)
-    mailer = VoicemailMailer(db, voicemail_files, SmtpServer.platform(settings))
+    # e-mails (voicemail messages, received faxes): one outbox, sent by a job, never on a call's path
+    mailer = Outbox(db, SmtpServer.platform(settings))
+    mailer.register(VOICEMAIL_MAIL, compose_voicemail(voicemail_files))
+    mailer.register(FAX_MAIL, compose_fax(fax_store.files))
 
     def on_mailbox_event(event: object) -> None:
         if isinstance(event, MailboxChanged):
             mwi.changed(event.tenant_id, event.extension_id)
-            if event.new_message_id is not None:
-                mailer.wake()  # its e-mail, if the mailbox has an address: by the job, never the call
+        elif isinstance(event, MailQueued):
+            mailer.wake()
 
     db.add_listener(on_mailbox_event)
     crm_mailer = CrmMailer(db, SmtpServer.platform(settings))  # e-mails written to clients in the CRM

@@ -4,6 +4,9 @@ Receiving: a carrier-side fax machine (our own spandsp terminal behind a minimal
 calls the company's fax DID; the server answers, receives the two-page document, stores it, lists it by
 REST and serves it as a PDF whose pages match the original's.
 
+The fax DID's destination names an e-mail address: the document arrives there too, as a PDF attached,
+through a local SMTP server (aiosmtpd) the server is pointed at.
+
 Sending: a PDF posted to the API goes out through the company's trunk — a loopback trunk pointing at the
 server itself, so the same server also receives it on its fax DID (both ends are our code, but each side
 runs the real path: permissions, routing, the trunk's INVITE, the DID's destination, the media engine).
@@ -11,6 +14,8 @@ runs the real path: permissions, routing, the trunk's INVITE, the DID's destinat
 
 from __future__ import annotations
 
+import email
+import email.message
 import json
 import secrets
 import sys
@@ -23,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiosmtpd.controller import Controller
 
 from zvonok.fax.documents import pdf_page_images, pdf_to_tiff
 
@@ -39,11 +45,24 @@ CARRIER_HOST = "127.0.0.2"  # a trunk is recognised by the address its calls com
 SENDER = "+74991234567"
 
 
+FAX_EMAIL = "office@fax.test"
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.mails: list[tuple[list[str], email.message.Message]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
+        self.mails.append((list(envelope.rcpt_tos), email.message_from_bytes(envelope.content)))
+        return "250 OK"
+
+
 @dataclass
 class World:
     server: Any
     seeded: Any
     carrier_port: int
+    inbox: Inbox
 
 
 @pytest.fixture(scope="module")
@@ -64,18 +83,23 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         ],
         "routes": [{"prefix": "7495765", "trunk": "Loop"}],
         "numbers": [
-            {"number": FAX_DID, "office": "Moscow", "kind": "fax", "destination": {}},
+            {"number": FAX_DID, "office": "Moscow", "kind": "fax", "destination": {"emails": [FAX_EMAIL]}},
             {"number": LOOP_DID, "office": "Moscow", "kind": "fax", "destination": {}},
         ],
         "policies": [{"level": "tenant", "caller_id": FAX_DID, "service_class": "long_distance"}],
     }
     harness.seed_pstn(data_dir, seeded.tenant_id, spec, database_url=database_url)
-    server = harness.ZvonokServer(data_dir=data_dir, database_url=database_url, sip_port=sip_port)
+    inbox = Inbox()
+    smtpd = Controller(inbox, hostname=harness.LOOPBACK, port=harness.free_port())
+    smtpd.start()
+    smtp = {"ZVONOK_SMTP_HOST": harness.LOOPBACK, "ZVONOK_SMTP_PORT": str(smtpd.port), "ZVONOK_SMTP_FROM": "fax@fax.test"}
+    server = harness.ZvonokServer(data_dir=data_dir, database_url=database_url, sip_port=sip_port, env=smtp)
     server.start()
     try:
-        yield World(server=server, seeded=seeded, carrier_port=carrier_port)
+        yield World(server=server, seeded=seeded, carrier_port=carrier_port, inbox=inbox)
     finally:
         code = server.stop()
+        smtpd.stop()
         assert code == 0, f"zvonok serve exited with {code} on SIGTERM:\n{server.log_tail()}"
 
 
@@ -140,6 +164,17 @@ def _download(world: World, path: str) -> bytes:
         return bytes(resp.read())
 
 
+def _fax_cdr(world: World, call_id: str, timeout: float = 30) -> tuple[int | None, str | None]:
+    """The fax pages and result of the call's CDR (written a moment after the call ends)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for cdr in _api(world, "/cdrs?limit=100")["items"]:
+            if cdr["call_id"] == call_id:
+                return cdr["fax_pages"], cdr["fax_result"]
+        time.sleep(0.3)
+    raise AssertionError(f"no CDR for call {call_id}:\n{world.server.log_tail()}")
+
+
 def _mean_difference(a: Any, b: Any) -> float:
     import numpy as np
     from PIL import Image
@@ -164,7 +199,7 @@ def test_a_two_page_fax_arrives_on_the_fax_number(world: World, tmp_path: Path) 
     assert sent.status == 200, sent
     assert sent.result is not None and sent.result.ok, (sent, world.server.log_tail())
     assert sent.result.pages_tx == 2
-    assert sent.bye_from_server  # the server hangs up itself once T.30 is over
+    assert sent.bye_from_server, world.server.log_tail()  # the server hangs up itself once T.30 is over
 
     deadline = time.monotonic() + 30
     faxes: list[dict[str, Any]] = []
@@ -186,6 +221,19 @@ def test_a_two_page_fax_arrives_on_the_fax_number(world: World, tmp_path: Path) 
 
     _assert_same_pages(original, _download(world, f"/faxes/{fax['id']}.pdf"))
 
+    assert _fax_cdr(world, fax["call_id"]) == (2, fax["result"])  # the call's CDR: pages and T.30's result
+
+    # the fax destination's address gets the document by e-mail (the outbox job, after the call)
+    deadline = time.monotonic() + 60
+    while not world.inbox.mails and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(world.inbox.mails) == 1, world.server.log_tail()
+    rcpts, mail = world.inbox.mails[0]
+    assert rcpts == [FAX_EMAIL] and SENDER in str(mail["Subject"]), mail["Subject"]
+    (pdf,) = [p.get_payload(decode=True) for p in mail.walk() if p.get_content_type() == "application/pdf"]
+    assert isinstance(pdf, bytes)
+    _assert_same_pages(original, pdf)  # two pages, the ones sent
+
 
 def test_a_posted_pdf_is_sent_through_the_trunk_and_arrives(world: World) -> None:
     original = (DATA / "two_pages.pdf").read_bytes()
@@ -198,6 +246,7 @@ def test_a_posted_pdf_is_sent_through_the_trunk_and_arrives(world: World) -> Non
     ), queued
     sent = _wait_fax(world, queued["id"], ("sent", "failed"))
     assert (sent["status"], sent["pages"], sent["attempts"]) == ("sent", 2, 1), sent
+    assert _fax_cdr(world, sent["call_id"]) == (2, sent["result"])  # the sending call's CDR
     assert sent["remote_ident"] == LOOP_DID, sent  # the receiving side's T.30 ident is its DID
 
     received = [f for f in _api(world, "/faxes?direction=in")["items"] if f["local_number"] == LOOP_DID]

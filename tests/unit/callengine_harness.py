@@ -222,6 +222,7 @@ class FakeMedia:
         self.in_flight_plays = 0
         self.recordings: dict[str, tuple[Recording, float, Any]] = {}
         self.mixes: dict[str, dict[str, dict[str, Any]]] = {}  # bridge id -> endpoint id -> speaks, listens, hears
+        self.taps: dict[str, Any] = {}
         self.stopped_recordings: list[Recording] = []
 
     async def create_endpoint(self, tenant_id: int, call_id: str, codecs: Sequence[MediaCodec]) -> Endpoint:
@@ -315,7 +316,15 @@ class FakeMedia:
         callback(MediaTimeout(tenant_id=endpoint.tenant_id, call_id=endpoint.call_id, endpoint_id=endpoint.id,
                               silent_for=seconds))
 
+    async def tap(self, endpoint: Endpoint, sink: Any) -> Recording:
+        """The in-process engine's audio tap (fax): the sink is kept in ``taps``; nothing is written."""
+        tap = Recording(id=f"t{next(self._ids)}", path=Path("/dev/null"), endpoint_ids=(endpoint.id,), stereo=False)
+        self.taps[tap.id] = sink
+        return tap
+
     async def stop_record(self, recording: Recording) -> RecordingInfo:
+        if self.taps.pop(recording.id, None) is not None:
+            return RecordingInfo(path=recording.path, seconds=0.0, channels=1)
         rec, started, _callback = self.recordings.pop(recording.id)
         seconds = asyncio.get_running_loop().time() - started
         t = np.arange(int(seconds * 8000)) / 8000

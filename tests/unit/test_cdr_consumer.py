@@ -169,7 +169,7 @@ async def test_answered_internal_call(db: Database) -> None:
         "duration": 67, "billsec": 62, "disposition": "answered", "hangup_side": "caller",
         "cause": "normal_clearing", "sip_status": 200, "recording_path": "1/call.wav",
         "cost": Decimal("0"), "currency": "RUB", **UNRATED, "end_estimated": False, "forwarded_from": None,
-        "ring_group": None,
+        "ring_group": None, "fax_pages": None, "fax_result": None,
         "legs": [
             ("L1", "caller", "101", "sip:a@10.0.0.1", "UA-A", None, utc(T0 + 66.6), "normal_clearing"),
             ("L2", "callee", "102", "sip:102@10.0.0.2", "UA-B", utc(T0 + 5.0), utc(T0 + 66.6), "normal_clearing"),
@@ -387,6 +387,30 @@ async def test_call_ended_completed_from_the_open_snapshot(db: Database) -> None
     stray = CallScript(w.tenant_id, w.alice, "102", Direction.INTERNAL).end(1, Disposition.FAILED, HangupSide.SYSTEM, "x")
     stray.events = stray.events[-1:]
     assert await run_stream(db, stray) == []
+
+
+async def test_a_fax_call_keeps_its_pages_and_result(db: Database) -> None:
+    """FaxFinished (received or sent) puts the pages and T.30's result in the CDR, also through the
+    open-call snapshot a writer restarted mid-call starts from; other calls have none."""
+    w = await make_world(db)
+    fax_in = CallScript(w.tenant_id, Party(number="+74991234567", external=True), "+74957650001", Direction.INBOUND)
+    fax_in.answer(leg_id="L1", after=0.2)
+    fax_in.add(ev.FaxFinished, 40, fax_id=7, direction="in", ok=True, pages=2, result="OK",
+               remote_number="+74991234567")
+    fax_in.end(0.1, Disposition.ANSWERED, HangupSide.SYSTEM, "fax_done", legs=("L1",))
+    sent = CallScript(w.tenant_id, w.alice, "+74957650002", Direction.OUTBOUND, T0 + 100)
+    sent.callee_leg(Party(number="+74957650002", external=True)).answer(after=1)
+    sent.add(ev.FaxFinished, 30, fax_id=8, direction="out", ok=False, pages=1,
+             result="Unexpected DCN while waiting for DCS or DIS")
+    await run_stream(db, fax_in, sent)  # the sent call is still up: in the open-call snapshot only
+    sent.end(0.1, Disposition.ANSWERED, HangupSide.CALLEE, "normal_clearing")
+    restarted = CallScript(w.tenant_id, w.alice, "x", Direction.INTERNAL)
+    restarted.events = sent.events[-3:]  # a new writer sees only the end of it
+    await run_stream(db, restarted)
+    row = await cdr_row(db, fax_in.call_id)
+    assert (row["fax_pages"], row["fax_result"], row["cause"]) == (2, "OK", "fax_done")
+    row = await cdr_row(db, sent.call_id)
+    assert (row["fax_pages"], row["fax_result"]) == (1, "Unexpected DCN while waiting for DCS or DIS")
 
 
 async def test_wire_strings_are_made_storable(db: Database) -> None:

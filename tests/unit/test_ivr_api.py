@@ -80,11 +80,13 @@ async def test_two_level_menu_crud_and_port(api: IvrApi, make_tenant: Any) -> No
                                                         "2": {"kind": "ring", "numbers": ["101", "103"]}}})
     main = await menu(api, c, {"name": "Main", "prompt_text": "Здравствуйте! Нажмите 1.", "voice": "ru",
                                "keys": {"1": {"kind": "menu", "menu": sub["id"]}, "9": {"kind": "hangup"},
-                                        "0": {"kind": "external", "number": "+7 495 123-45-67"}},
+                                        "0": {"kind": "external", "number": "+7 495 123-45-67"},
+                                        "3": {"kind": "fax", "emails": ["office@acme.example"]}},
                                "direct_dial": True, "repeat_key": "*", "timeout": 4, "retries": 1,
                                "timeout_destination": {"kind": "extension", "number": "101"}})
     assert main["greeting"] == "text" and sub["greeting"] == "none"
     assert main["keys"]["0"] == {"kind": "external", "number": "+74951234567"}
+    assert main["keys"]["3"] == {"kind": "fax", "emails": ["office@acme.example"]}  # "press 3 to send a fax"
     assert any(isinstance(e, IvrChanged) and e.menu_id == main["id"] for e in api.events)
     page = await ok(await api.client.get(f"{c.base}/ivr-menus", headers=c.headers))
     assert [m["id"] for m in page["items"]] == [sub["id"], main["id"]]
@@ -98,6 +100,7 @@ async def test_two_level_menu_crud_and_port(api: IvrApi, make_tenant: Any) -> No
     # the engine's port
     specs, extensions = await MenuDirectory(api.db, prompts).menus(c.id)
     spec = specs[main["id"]]
+    assert spec.keys["3"] == Target(kind="fax", payload={"emails": ["office@acme.example"]})
     assert spec.prompt == str(spoken) and spec.repeat_key == "*" and spec.direct_dial and spec.retries == 1
     assert spec.keys["1"] == Target(kind="menu", payload={"menu": sub["id"]})
     assert spec.timeout_target == Target(kind="extension", payload={"number": "101"})
@@ -140,7 +143,9 @@ async def test_greeting_upload(api: IvrApi, make_tenant: Any) -> None:
 
 MENU_ERRORS: list[tuple[dict[str, Any], str]] = [
     ({"keys": {"1": {"kind": "queue", "number": "5"}}}, "a queue number"),
-    ({"keys": {"1": {"kind": "voicemail", "number": "101"}}}, "is not available here (one of extension, ring, conference, external, queue, menu, hangup)"),
+    ({"keys": {"1": {"kind": "voicemail", "number": "101"}}}, "is not available here (one of extension, ring, conference, external, queue, menu, fax, hangup)"),
+    ({"keys": {"3": {"kind": "fax", "emails": ["office@example.com", "not mail"]}}},
+     "keys.3.emails: item 1: 'not mail' is not an e-mail address"),
     ({"keys": {"1": {"kind": "extension", "number": "555"}}}, "extension 555 does not exist"),
     ({"keys": {"1": {"kind": "ring", "numbers": ["101", "777"]}}}, "extension 777 does not exist"),
     ({"keys": {"1": {"kind": "conference", "number": "800"}}}, "conference room 800 does not exist"),

@@ -1,5 +1,6 @@
 """The IVR in the real call engine (virtual time, fake SIP and media): a DID answered by its menu, keys
-by RFC 4733 and by SIP INFO, the transfer with ringback, a failed transfer's BYE, the timeout target."""
+by RFC 4733 and by SIP INFO, the transfer with ringback, a failed transfer's BYE, the timeout target, a
+key to a room and a key to a fax terminal (answered once, by the menu)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from callengine_harness import Harness, PhoneCall
 
 from zvonok.media.interface import RINGBACK_RU, Endpoint, Prompt
 from zvonok.telephony import events as ev
+from zvonok.telephony.call import Call
 from zvonok.telephony.ivr import Ivr
 from zvonok.telephony.ivr_dialogue import MenuSpec, Target
 
@@ -38,6 +40,24 @@ def into_menu(h: Harness) -> tuple[PhoneCall, Endpoint]:
     assert h.media.playing[endpoint.id] == Prompt(path=Path("/prompts/main.wav"))
     assert h.media.inband.get(endpoint.id) is None  # the carrier offered telephone-event: no in-band detector
     return call, endpoint
+
+
+def answered_by_one_menu(h: Harness, keys: dict[str, Target]) -> tuple[PhoneCall, Call, Endpoint]:
+    """A DID to one menu with ``keys``: the caller in it, answered by it."""
+    menus = {1: MenuSpec(id=1, prompt="/prompts/main.wav", keys=keys)}
+
+    class OneMenu:
+        async def menus(self, tenant_id: int) -> tuple[dict[int, MenuSpec], frozenset[str]]:
+            return menus, frozenset()
+
+    h.engine.ivr = Ivr(h.engine, OneMenu())
+    _trunk, carrier = h.trunk()
+    h.did(DID, "ivr", {"menu": 1})
+    call = h.call_from_trunk(carrier, "+79161234567", DID)
+    call.ack()
+    engine_call = call.engine_call
+    assert engine_call is not None and engine_call.caller is not None and engine_call.caller.endpoint is not None
+    return call, engine_call, engine_call.caller.endpoint
 
 
 def test_keys_by_info_and_rfc4733_reach_the_extension() -> None:
@@ -100,23 +120,10 @@ def test_a_key_to_a_conference_room_keeps_our_one_answer() -> None:
         async def room(self, tenant_id: int, number: str) -> RoomInfo | None:
             return room if number == "800" else None
 
-    menus = {1: MenuSpec(id=1, prompt="/prompts/main.wav",
-                         keys={"8": Target(kind="conference", payload={"number": "800"})})}
-
-    class OneMenu:
-        async def menus(self, tenant_id: int) -> tuple[dict[int, MenuSpec], frozenset[str]]:
-            return menus, frozenset()
-
     with Harness() as h:
         h.engine.conferences = Conferences(h.engine, Rooms())
-        h.engine.ivr = Ivr(h.engine, OneMenu())
-        _trunk, carrier = h.trunk()
-        h.did(DID, "ivr", {"menu": 1})
-        call = h.call_from_trunk(carrier, "+79161234567", DID)
-        call.ack()
-        engine_call = call.engine_call
-        assert engine_call is not None and engine_call.caller is not None and engine_call.caller.endpoint is not None
-        endpoint = engine_call.caller.endpoint
+        call, engine_call, endpoint = answered_by_one_menu(
+            h, {"8": Target(kind="conference", payload={"number": "800"})})
         h.dtmf(endpoint, "8")
         assert engine_call.conference is not None  # the room's PIN prompt has the caller now
         assert h.media.dtmf_callbacks[endpoint.id] is not None
@@ -173,3 +180,41 @@ def test_a_stored_key_this_version_cannot_read_ends_the_call() -> None:
         h.dtmf(endpoint, "5")
         assert len(h.sent_requests("BYE", to=call.device)) == 1
         assert not h.engine.calls and h.media.in_use == 0
+def test_a_key_to_fax_receives_on_the_menus_answer(tmp_path: Path) -> None:
+    from zvonok.fax.endpoint import FaxEndpoint, FaxResult
+    from zvonok.telephony.fax_app import FaxApp, IncomingFax
+
+    class Port:
+        def __init__(self) -> None:
+            self.begun: list[tuple[str, str, tuple[str, ...]]] = []
+            self.finished: list[tuple[IncomingFax, FaxResult | None, str]] = []
+
+        async def begin_receive(self, tenant_id: int, *, call_id: str, remote_number: str, local_number: str,
+                                emails: tuple[str, ...] = ()) -> IncomingFax:
+            self.begun.append((remote_number, local_number, emails))
+            return IncomingFax(id=9, tiff=tmp_path / "9.tif", emails=emails)
+
+        async def finish_receive(self, tenant_id: int, fax: IncomingFax, result: FaxResult | None,
+                                 reason: str) -> int:
+            self.finished.append((fax, result, reason))
+            return 0
+
+    with Harness() as h:
+        port = Port()
+        h.engine.fax = FaxApp(h.engine, port)
+        call, engine_call, endpoint = answered_by_one_menu(
+            h, {"3": Target(kind="fax", payload={"emails": ["office@fax.example"]})})
+        h.dtmf(endpoint, "3")
+        assert [(e.menus, e.target_kind) for e in h.events_of(ev.IvrLeft)] == [((1,), "fax")]
+        assert port.begun == [("+79161234567", DID, ("office@fax.example",))]
+        assert engine_call.fax is not None  # the terminal has the caller now, the menu does not
+        assert not h.engine.ivr.sessions  # type: ignore[union-attr]
+        assert isinstance(h.media.playing[endpoint.id], FaxEndpoint)  # its tones replace the prompt
+        assert list(h.media.taps) and [s for s in call.statuses() if s >= 200] == [200]  # answered once
+        assert len(h.events_of(ev.CallAnswered)) == 1
+        call.bye()  # the caller gives up before any page
+        ((fax, _result, _reason),) = port.finished
+        assert fax.id == 9 and fax.emails == ("office@fax.example",) and not h.media.taps
+        (finished,) = h.events_of(ev.FaxFinished)
+        assert (finished.direction, finished.ok, finished.pages) == ("in", False, 0)
+        assert not h.engine.calls

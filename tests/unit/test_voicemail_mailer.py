@@ -20,9 +20,10 @@ from sqlalchemy import select
 from test_pstn_support import make_company, ok
 from test_voicemail_api import leave, store_of
 
+from zvonok.mail.models import OutboxLetter, TenantSmtp
+from zvonok.mail.outbox import Outbox, SmtpServer
 from zvonok.media.tones import dominant_frequency
-from zvonok.voicemail.mailer import SmtpServer, VoicemailMailer
-from zvonok.voicemail.models import TenantSmtp, VoicemailMessage
+from zvonok.voicemail.mailer import compose_voicemail
 
 Api = Any
 
@@ -53,8 +54,10 @@ def smtpd() -> Iterator[tuple[Inbox, int]]:
         controller.stop()
 
 
-def mailer(api: Api, server: SmtpServer | None) -> VoicemailMailer:
-    return VoicemailMailer(api.db, store_of(api).files, server, retry_base=30.0, max_attempts=3)
+def mailer(api: Api, server: SmtpServer | None) -> Outbox:
+    outbox = Outbox(api.db, server, retry_base=30.0, max_attempts=3)
+    outbox.register("voicemail", compose_voicemail(store_of(api).files))
+    return outbox
 
 
 async def company_with_mailbox(api: Api, make_tenant: Any, domain: str, locale: str) -> Any:
@@ -66,9 +69,13 @@ async def company_with_mailbox(api: Api, make_tenant: Any, domain: str, locale: 
 
 
 async def email_state(api: Api, message_id: int) -> tuple[str, int, datetime | None]:
+    """The outbox letter of a message: its state, attempts and when it is next due ("none": no letter)."""
     async with api.db.session() as session:
-        row = (await session.execute(select(VoicemailMessage).where(VoicemailMessage.id == message_id))).scalar_one()
-        return row.email_state, row.email_attempts, row.email_next_at
+        row = (await session.execute(select(OutboxLetter).where(
+            OutboxLetter.kind == "voicemail", OutboxLetter.ref_id == message_id))).scalar_one_or_none()
+        if row is None:
+            return "none", 0, None
+        return row.state, row.attempts, row.next_at
 
 
 def attachment_audio(mail: Message) -> np.ndarray:
@@ -143,3 +150,32 @@ async def test_no_server_keeps_it_pending_and_no_address_sends_nothing(api: Api,
     await ok(await api.client.put(f"{c.base}/extensions/{c.ext_alice}/voicemail", headers=c.headers, json={}))
     other = await leave(api, c.id, "101", seconds=1.5)
     assert (await email_state(api, other))[0] == "none"  # the mailbox has no address any more
+
+
+async def test_a_mailbox_may_ask_for_mp3(api: Api, make_tenant: Any, smtpd: tuple[Inbox, int]) -> None:
+    """attach_format mp3: the attachment is an MP3 (LAME through lameenc) a decoder (miniaudio) reads back
+    as the message: its length and its 600 Hz tone (FFT), at a fraction of the WAV's size."""
+    import miniaudio
+
+    inbox, port = smtpd
+    c = await company_with_mailbox(api, make_tenant, "mp3.example", "en-US")
+    url = f"{c.base}/extensions/{c.ext_alice}/voicemail"
+    r = await api.client.put(url, headers=c.headers, json={"email": "alice@mp3.example", "attach_format": "ogg"})
+    assert r.status_code == 422, r.text  # only wav or mp3
+    out = await ok(await api.client.put(url, headers=c.headers, json={"email": "alice@mp3.example",
+                                                                        "attach_format": "mp3"}))
+    assert out["attach_format"] == "mp3"
+    assert (await ok(await api.client.get(url, headers=c.headers)))["attach_format"] == "mp3"
+    await leave(api, c.id, "101", caller="+79160000000", seconds=3.0)
+    assert await mailer(api, SmtpServer(host="127.0.0.1", port=port)).run_once() == 1
+    ((_sender, _rcpts, mail),) = inbox.mails
+    assert [p.get_content_type() for p in mail.walk() if p.get_filename()] == ["audio/mpeg"]
+    (part,) = [p for p in mail.walk() if p.get_content_type() == "audio/mpeg"]
+    assert str(part.get_filename()).endswith(".mp3")
+    data = part.get_payload(decode=True)
+    assert isinstance(data, bytes) and len(data) < 3.0 * 16000 / 5  # the WAV is 16 kB a second
+    decoded = miniaudio.decode(data, output_format=miniaudio.SampleFormat.SIGNED16, nchannels=1, sample_rate=8000)
+    audio = np.frombuffer(decoded.samples, dtype=np.int16)
+    assert abs(len(audio) / 8000 - 3.0) < 0.2  # the encoder's padding is a few frames at most
+    assert abs(dominant_frequency(audio) - 600.0) < 5  # the message's own tone
+    assert np.sqrt(np.mean(audio.astype(np.float64) ** 2)) > 0.2 * 32767  # heard at its level, not near silence

@@ -31,6 +31,7 @@ from zvonok.telephony.events import (
     CallStarted,
     Direction,
     Disposition,
+    FaxFinished,
     HangupSide,
     LegCreated,
     LegRole,
@@ -45,7 +46,7 @@ DAY = 86_400.0
 
 async def seed(web: Web, tenant_id: int, caller: Party, callee: Party, *, at: float, talk: float = 30.0,
                disposition: Disposition = Disposition.ANSWERED, direction: Direction = Direction.INTERNAL,
-               price: str | None = None, recording: str | None = None) -> int:
+               price: str | None = None, recording: str | None = None, fax: tuple[int, str] | None = None) -> int:
     """A finished call written by the CDR service, as the call engine's events would have it."""
     call_id = uuid.uuid4().hex
     record = CallRecord.started(CallStarted(tenant_id=tenant_id, call_id=call_id, at=at, caller=caller,
@@ -61,6 +62,9 @@ async def seed(web: Web, tenant_id: int, caller: Party, callee: Party, *, at: fl
     if disposition is Disposition.ANSWERED:
         record.answered_at, record.answered_leg_id = at + 2, "L2"
     record.recording_path = recording
+    if fax is not None:
+        record.apply(FaxFinished(tenant_id=tenant_id, call_id=call_id, at=at + 1, fax_id=1, direction="in",
+                                 ok=True, pages=fax[0], result=fax[1]))
     finished = record.finish(at=at + 2 + (talk if disposition is Disposition.ANSWERED else 0),
                              disposition=disposition, hangup_side=HangupSide.CALLER, cause="normal_clearing")
     async with web.db.session() as session:
@@ -415,3 +419,18 @@ async def test_supervisor_buttons_on_calls_in_progress(web: Web, a: Company, cal
         assert [(x.action, x.mode, x.via) for x in audited] == [("mode", "whisper", "web")]
     finally:
         del web.app.state.monitoring  # type: ignore[attr-defined]
+
+
+async def test_a_fax_call_shows_its_pages_and_result(web: Web, a: Company, calls: Calls,
+                                                     admin_a: httpx.AsyncClient) -> None:
+    sender = Party(number="+74991234567", external=True)
+    cdr_id = await seed(web, a.id, sender, calls.olga, at=NOW - 60, direction=Direction.INBOUND, fax=(2, "OK"))
+    listing = await admin_a.get("/calls")
+    row = listing.text[listing.text.find(f'id="call-{cdr_id}"'):]
+    assert 'title="OK">fax, 2 p.</small>' in row[:row.find("</tr>")]
+    plain = calls.ids["ivan_olga"]
+    row = listing.text[listing.text.find(f'id="call-{plain}"'):]
+    assert "fax," not in row[:row.find("</tr>")]  # other calls say nothing of fax
+    detail = await admin_a.get(f"/calls/{cdr_id}")
+    assert '<dd id="call-fax">2 pages <small>(OK)</small></dd>' in detail.text
+    assert 'id="call-fax"' not in (await admin_a.get(f"/calls/{plain}")).text

@@ -234,6 +234,16 @@ async def test_a_number_answered_by_the_fax_machine(web: Web, a: Company, admin_
     assert "fax: documents are kept" in page and "not routed yet" not in page
     form = (await admin_a.get(f"/numbers/{number_id}")).text
     assert '<option value="fax" selected>' in form
+    # the "where exactly" field takes the addresses each fax is e-mailed to
+    r = await _post(admin_a, f"/numbers/{number_id}", f"/numbers/{number_id}",
+                    {"kind": "fax", "target": "office@a.example, boss@a.example"})
+    assert r.status_code == 303, r.text
+    async with web.db.session() as session:
+        number = await pstn_service.get_number(session, a.id, number_id)
+    assert number.destination == {"emails": ["office@a.example", "boss@a.example"]}
+    assert 'value="office@a.example, boss@a.example"' in (await admin_a.get(f"/numbers/{number_id}")).text
+    r = await _post(admin_a, f"/numbers/{number_id}", f"/numbers/{number_id}", {"kind": "fax", "target": "office"})
+    assert r.status_code == 422 and "E-mail addresses to send each fax to" in r.text
 
 
 async def test_number_form_errors(web: Web, a: Company, admin_a: httpx.AsyncClient) -> None:

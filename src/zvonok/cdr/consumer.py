@@ -2,7 +2,7 @@
 the CDR and only then publishes :class:`~zvonok.cdr.events.CdrWritten` (durability before announcement).
 
 Database writes per call: ``calls_open`` insert at ``CallStarted``; a snapshot refresh at
-``CallAnswered``, ``CallTransferred`` and ``RecordingStarted`` (what an "interrupted" CDR needs after a
+``CallAnswered``, ``CallTransferred``, ``RecordingStarted`` and ``FaxFinished`` (what an "interrupted" CDR needs after a
 crash: who answered and when, the recording); the CDR at ``CallEnded``. Other events only change memory.
 
 Journal: each batch is appended to a local fsync'd journal (:mod:`zvonok.cdr.journal`) before the
@@ -48,6 +48,7 @@ from zvonok.telephony.events import (
     CallStarted,
     CallTransferred,
     Disposition,
+    FaxFinished,
     HangupSide,
     RecordingStarted,
 )
@@ -56,7 +57,7 @@ log = logging.getLogger(__name__)
 A = TypeVar("A")
 R = TypeVar("R")
 
-_SNAPSHOT_AT = (CallAnswered, CallRouted, CallTransferred, RecordingStarted)
+_SNAPSHOT_AT = (CallAnswered, CallRouted, CallTransferred, RecordingStarted, FaxFinished)
 _DONE_MEMORY = 10_000  # finished call ids remembered to ignore late or replayed events cheaply
 
 # One unit of queued database work, in event order: ("open" | "snapshot", record, None),

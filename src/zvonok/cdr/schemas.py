@@ -58,6 +58,8 @@ class CdrOut(BaseModel):
     forwarded_from: str | None = Field(default=None, description="The extension whose call forwarding sent "
                                        "the call on (CFU, CFB, CFNA, unavailable)")
     ring_group: str | None = Field(default=None, description="The number of the ring group the call reached")
+    fax_pages: int | None = Field(default=None, description="A fax call (received or sent): the pages transferred")
+    fax_result: str | None = Field(default=None, description="A fax call: T.30's result (OK, or why it failed)")
     end_estimated: bool = Field(default=False, description="The call was cut by a server crash: ended_at is "
                                 "its last sign of life (heartbeat), not a hang-up")
     cost: Decimal
@@ -82,5 +84,5 @@ CSV_COLUMNS: tuple[str, ...] = (
     "id", "call_id", "started_at", "answered_at", "ended_at", "duration", "billsec", "direction",
     "disposition", "hangup_side", "cause", "sip_status", "caller_number", "caller_name",
     "caller_extension_id", "caller_employee_id", "dialed_number", "callee_number", "callee_name",
-    "callee_extension_id", "callee_employee_id", "cost", "currency",
+    "callee_extension_id", "callee_employee_id", "cost", "currency", "fax_pages", "fax_result",
 )

@@ -13,7 +13,8 @@ Rules:
 * a ring group's step to an outside member publishes that member's route; the next step (or the group's
   no-answer destination) puts back the route the call had when it reached the group, so a member
   answering later is not billed at a number it never reached;
-* the outcome (disposition, hangup side, cause, SIP status) is what ``CallEnded`` says.
+* the outcome (disposition, hangup side, cause, SIP status) is what ``CallEnded`` says;
+* a fax call (``FaxFinished``, received or sent) keeps its pages and T.30's result (the last, if several).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from zvonok.telephony.events import (
     ConferenceJoined,
     Direction,
     Disposition,
+    FaxFinished,
     HangupSide,
     LegAnswered,
     LegCreated,
@@ -106,6 +108,8 @@ class FinishedCall:
     end_estimated: bool = False  # ended at the last heartbeat before a crash
     forwarded_from: str | None = None  # the extension whose forwarding sent the call on (the first)
     ring_group: str | None = None  # the number of the ring group the call reached (the first)
+    fax_pages: int | None = None  # a fax call: pages received or sent
+    fax_result: str | None = None  # and T.30's result
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -158,6 +162,8 @@ class CallRecord:
     forwarded_from: str | None = None
     ring_group: tuple[str, str] | None = None  # the group the call reached: (number, name)
     route_before_group: dict[str, Any] | None = None
+    fax_pages: int | None = None
+    fax_result: str | None = None
 
     @classmethod
     def started(cls, ev: CallStarted) -> CallRecord:
@@ -206,6 +212,8 @@ class CallRecord:
                 self.route_before_group = dict(self.route) if self.route else None
         elif isinstance(ev, RingGroupRinging | RingGroupNoAnswer):
             self.route = dict(self.route_before_group) if self.route_before_group else None
+        elif isinstance(ev, FaxFinished):
+            self.fax_pages, self.fax_result = ev.pages, ev.result
 
     def callee(self) -> Party:
         callee_legs = [leg for leg in self.legs.values() if leg.role is LegRole.CALLEE]
@@ -254,6 +262,7 @@ class CallRecord:
                         whole_seconds(end - self.answered_at) if self.answered_at is not None else 0),
             end_estimated=estimated, forwarded_from=self.forwarded_from,
             ring_group=self.ring_group[0] if self.ring_group else None,
+            fax_pages=self.fax_pages, fax_result=self.fax_result,
         )
 
     def finish_with(self, ev: CallEnded) -> FinishedCall:
@@ -275,6 +284,7 @@ class CallRecord:
             "forwarded_from": self.forwarded_from,
             "ring_group": list(self.ring_group) if self.ring_group else None,
             "route_before_group": dict(self.route_before_group) if self.route_before_group else None,
+            "fax_pages": self.fax_pages, "fax_result": self.fax_result,
             "legs": [{"leg_id": leg.leg_id, "role": leg.role.value, "party": _party_json(leg.party),
                       "contact": leg.contact, "user_agent": leg.user_agent, "created_at": leg.created_at,
                       "answered_at": leg.answered_at, "ended_at": leg.ended_at, "cause": leg.cause}

@@ -32,6 +32,9 @@ _DIGITS = re.compile(r"^[0-9]{2,8}$")
 # The plan only matters for numbers of its own country code: "+7" numbers must have 10 national digits.
 _E164_PLAN = russian_plan(None)
 MAX_RING = 20
+MAX_FAX_EMAILS = 10
+# the same rule as org.schemas.Email (this module is pure: it imports no domain)
+_EMAIL = re.compile(r"^[^@\s,<>]+@[^@\s,<>]+\.[^@\s,<>]+$")
 
 
 def to_e164(value: str) -> str:
@@ -201,10 +204,24 @@ class Access(_Destination):
     skip_pin_for_known_callers: Annotated[bool | None, BeforeValidator(_flag)] = None
 
 
+def _emails(value: Any) -> list[str]:
+    if not isinstance(value, list) or len(value) > MAX_FAX_EMAILS:
+        raise ValueError(f"a list of at most {MAX_FAX_EMAILS} e-mail addresses")
+    out: list[str] = []
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or len(item) > 254 or not _EMAIL.match(item.strip()):
+            raise ValueError(f"item {i}: {str(item)[:60]!r} is not an e-mail address")
+        if item.strip() not in out:
+            out.append(item.strip())
+    return out
+
+
 class Fax(_Destination):
-    """A fax terminal answers and keeps the document (zvonok.fax)."""
+    """A fax terminal answers and keeps the document (zvonok.fax); each fax received is e-mailed as a
+    PDF to ``emails``, if any."""
 
     kind: Literal["fax"] = "fax"
+    emails: Annotated[list[str] | None, BeforeValidator(_emails)] = None
 
 
 class Hangup(_Destination):
@@ -260,7 +277,7 @@ BRANCH_KINDS = (
     "queue",
     "ivr",
 )  # ring-group no-answer
-MENU_KINDS = ("extension", "ring", "conference", "external", "queue", "menu", "hangup")  # an IVR menu's keys
+MENU_KINDS = ("extension", "ring", "conference", "external", "queue", "menu", "fax", "hangup")  # an IVR menu's keys
 OVERFLOW_KINDS = tuple(k for k in DID_KINDS if k != "fax")  # a call-center queue's overflow
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok.logs import get_logger
+from zvonok.mail.outbox import enqueue
 from zvonok.org import quotas
 from zvonok.org.errors import NotFound, ValidationError
 from zvonok.org.scope import get_in_tenant
@@ -36,6 +37,7 @@ MAX_ATTEMPTS = 3
 RETRY_SECONDS = 60.0
 RETRY_STATUSES = frozenset({408, 480, 486, 487, 600})  # no answer, unavailable, busy (here and everywhere)
 MAX_PDF_BYTES = 20 * 1024 * 1024
+FAX_MAIL = "fax"  # the mail outbox's kind of letter for a received fax (zvonok.fax.mailer)
 
 
 class FaxFiles:
@@ -131,7 +133,7 @@ class FaxStore:
         self.files = files
 
     async def begin_receive(
-        self, tenant_id: int, *, call_id: str, remote_number: str, local_number: str
+        self, tenant_id: int, *, call_id: str, remote_number: str, local_number: str, emails: tuple[str, ...] = ()
     ) -> IncomingFax:
         async with self.db.session() as session:
             row = FaxDocument(
@@ -149,7 +151,7 @@ class FaxStore:
             await session.commit()
             fax_id = row.id
         await asyncio.to_thread(tiff.parent.mkdir, parents=True, exist_ok=True)
-        return IncomingFax(id=fax_id, tiff=tiff)
+        return IncomingFax(id=fax_id, tiff=tiff, emails=emails)
 
     async def finish_receive(
         self, tenant_id: int, fax: IncomingFax, result: FaxResult | None, reason: str
@@ -172,6 +174,8 @@ class FaxStore:
             row.remote_ident = (result.remote_ident if result is not None else "")[:32]
             row.pdf_path = self.files.relative(pdf) if pages else ""
             row.finished_at = datetime.now(UTC)
+            if pages:  # the pages that arrived, even of a fax cut short, go to the destination's addresses
+                enqueue(session, tenant_id, FAX_MAIL, row.id, fax.emails)
             await session.commit()
         return pages
 

@@ -2,8 +2,9 @@
 
 A menu's destinations (its keys, and where a caller goes after the last timeout or wrong key) are
 ``{"kind": ..., <payload>}``: ``extension``, ``ring``, ``conference``, ``external`` (the payloads of
-:mod:`zvonok.pstn.destinations`), ``menu`` (``{"menu": <id>}``) and ``hangup``. Queues and voicemail
-come with their own issues: refused until then (a key that leads nowhere is worse than no key).
+:mod:`zvonok.pstn.destinations`), ``queue``, ``menu`` (``{"menu": <id>}``), ``fax`` (a fax terminal
+receives, e-mailed to its ``emails``) and ``hangup``. Voicemail is refused until the engine carries it
+out from a menu (a key that leads nowhere is worse than no key).
 
 Validation (422, the field named): every extension, room and menu named exists in the tenant, and no
 cycle of menus runs without a caller's key — menus whose timeouts lead from one to the next and back

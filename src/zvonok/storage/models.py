@@ -11,6 +11,7 @@ import zvonok.conference.models  # noqa: F401
 import zvonok.crm.models  # noqa: F401
 import zvonok.fax.models  # noqa: F401
 import zvonok.ivr.models  # noqa: F401
+import zvonok.mail.models  # noqa: F401
 import zvonok.monitoring.models  # noqa: F401
 import zvonok.org.models  # noqa: F401
 import zvonok.pstn.models  # noqa: F401

@@ -374,10 +374,24 @@ class RingGroupNoAnswer(CallEvent):
     kind: str | None = None
 
 
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FaxFinished(CallEvent):
+    """A fax call reached its end: received into, or sent from, document ``fax_id`` of the tenant (the
+    fax domain's row is committed). The CDR keeps ``pages`` and ``result``."""
+
+    fax_id: int
+    direction: str  # "in" | "out"
+    ok: bool
+    pages: int
+    result: str  # T.30's completion text, or why the call never got that far
+    remote_number: str = ""
+
+
 CALL_EVENT_TYPES: tuple[type[CallEvent], ...] = (
     CallStarted, CallRouted, LegCreated, LegRinging, LegAnswered, CallAnswered, LegHeld, LegResumed, CallTransferred,
     RecordingStarted, RecordingStopped, DtmfReceived, LegEnded, CallEnded, ConferenceJoined, CallForwarded,
-    IvrLeft, RingGroupCalled, RingGroupRinging, RingGroupNoAnswer,
+    IvrLeft, RingGroupCalled, RingGroupRinging, RingGroupNoAnswer, FaxFinished,
 )
 
 

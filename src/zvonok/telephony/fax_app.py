@@ -43,17 +43,18 @@ MAX_FAX_SECONDS = 1800.0
 class IncomingFax:
     id: int
     tiff: Path  # where spandsp writes (or, sending, reads) the pages
+    emails: tuple[str, ...] = ()  # receiving: where the document is e-mailed (the fax destination's)
 
 
 class FaxPort(Protocol):
     async def begin_receive(
-        self, tenant_id: int, *, call_id: str, remote_number: str, local_number: str
+        self, tenant_id: int, *, call_id: str, remote_number: str, local_number: str, emails: tuple[str, ...] = ()
     ) -> IncomingFax: ...
 
     async def finish_receive(
         self, tenant_id: int, fax: IncomingFax, result: FaxResult | None, reason: str
     ) -> int:
-        """Keep the received pages (TIFF → PDF, the row updated); the page count kept."""
+        """Keep the received pages (TIFF → PDF, the row updated, the e-mail queued); the page count kept."""
         ...
 
     async def start_send(self, tenant_id: int, fax_id: int, call_id: str) -> None: ...
@@ -131,13 +132,16 @@ class FaxApp:
         self.on_retry: Callable[[int, int], None] | None = None
 
     async def receive(self, call: Call, destination: Any, *, from_number: str) -> None:
-        """An inbound call to a ``fax`` DID: answer it and receive a document."""
+        """An inbound call to a ``fax`` destination (a DID's, or an IVR key's): answer it (unless a menu
+        did) and receive a document."""
         caller = call.caller
         assert caller is not None
         uri = caller.invite.uri if caller.invite is not None else None
         did = (uri.user_unescaped or "") if isinstance(uri, SipUri) else ""
+        emails = destination.get("emails") if isinstance(destination, dict) else None
         fax = await self.port.begin_receive(
-            call.tenant_id, call_id=call.id, remote_number=from_number, local_number=did
+            call.tenant_id, call_id=call.id, remote_number=from_number, local_number=did,
+            emails=tuple(emails or ()),
         )
         session = FaxSession(fax=fax, remote_number=from_number)
         call.fax = session
@@ -145,11 +149,15 @@ class FaxApp:
             session.endpoint = FaxEndpoint(calling=False, rx_tiff=fax.tiff, ident=did[:20])
         except SpandspUnavailable:
             log.error("fax: libspandsp is not installed", call=call.id)
-            await self.engine._refuse(call, 503, "fax_unavailable")
+            if call.answered_at is None:
+                await self.engine._refuse(call, 503, "fax_unavailable")
+            else:
+                self.engine._hangup(call, None, ev.HangupSide.SYSTEM, "fax_unavailable")
             return
         if not await self.engine._negotiate_caller(call):
             return
-        self.engine._answer_caller(call)
+        if call.answered_at is None:  # else a voice menu answered it and sent the caller here (a key)
+            self.engine._answer_caller(call)
         assert caller.endpoint is not None
         await self.attach(call, session, caller.endpoint)
         log.info("fax: receiving", call=call.id, tenant=call.tenant_id, fax=fax.id, caller=from_number)
@@ -219,10 +227,8 @@ class FaxApp:
             pages=pages,
             result=reason,
         )
-        from zvonok.fax.events import FaxFinished
-
         self.engine.publish(
-            FaxFinished,
+            ev.FaxFinished,
             call,
             fax_id=session.fax.id,
             direction=session.direction,

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from zvonok.destination import MENU_KINDS, Conference, Destination, Queue, parse_payload
+from zvonok.destination import MENU_KINDS, Conference, Destination, Fax, Queue, parse_payload
 from zvonok.logs import get_logger
 from zvonok.media.events import DtmfReceived, PlaybackFinished
 from zvonok.media.interface import RINGBACK_RU, MediaEngine, Prompt
@@ -54,6 +54,7 @@ class CallControl(Protocol):
     directory: ExtensionPort
     conferences: Any
     queue_calls: Any  # telephony/queue_call.py: QueueCalls (None: no call center in this process)
+    fax: Any  # telephony/fax_app.py: FaxApp (None: no fax in this process)
     clock: Callable[[], float]  # monotonic seconds (the event loop's: virtual in tests)
 
     def step(self, call: Call, coro: Coroutine[Any, Any, None]) -> None: ...
@@ -191,8 +192,8 @@ class Ivr:
             dest: Destination | None = parse_payload(target.kind, dict(target.payload), kinds=MENU_KINDS)
         except ValueError:
             dest = None  # stored by an older version and unreadable now (direct dial digits are checked above)
-        if isinstance(dest, (Conference, Queue)):
-            self.sessions.pop(call.id, None)  # the room's dialogue, or the queue, takes the caller from here
+        if isinstance(dest, (Conference, Queue, Fax)):
+            self.sessions.pop(call.id, None)  # the room's dialogue, the queue or the fax terminal takes it from here
         else:
             # ringback while the target rings; the engine stops it when the far end answers (call.ringback)
             await engine.media.play(caller.endpoint, RINGBACK_RU)

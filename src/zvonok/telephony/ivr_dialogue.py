@@ -65,7 +65,7 @@ class IvrError(Exception):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Target:
-    """Where a key (or a timeout) goes: ``kind`` is extension, ring, conference, external, queue, menu, hangup."""
+    """Where a key (or a timeout) goes: ``kind`` is extension, ring, conference, external, queue, menu, fax, hangup."""
 
     kind: str
     payload: Mapping[str, Any] = field(default_factory=dict)

@@ -13,21 +13,24 @@ from datetime import datetime
 from sqlalchemy import Boolean, CheckConstraint, Float, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from zvonok.mail.models import TenantSmtp
 from zvonok.storage.base import Base, TenantScoped, Timestamped, utcnow
 
 FOLDERS = ("inbox", "saved")
-EMAIL_STATES = ("none", "pending", "sent", "failed")
+ATTACH_FORMATS = ("wav", "mp3")
 
 
 class Mailbox(TenantScoped, Timestamped, Base):
     __tablename__ = "voicemail_boxes"
-    __table_args__ = (UniqueConstraint("tenant_id", "extension_id"),)
+    __table_args__ = (UniqueConstraint("tenant_id", "extension_id"),
+                      CheckConstraint("attach_format IN ('wav', 'mp3')", name="attach_format"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     extension_id: Mapped[int] = mapped_column(ForeignKey("extensions.id", ondelete="CASCADE"), index=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     pin_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
     email: Mapped[str | None] = mapped_column(String(254), nullable=True)  # NULL: no voicemail to e-mail
+    attach_format: Mapped[str] = mapped_column(String(4), default="wav")  # the e-mail's attachment: wav | mp3
     max_message_seconds: Mapped[int] = mapped_column(Integer, default=180)
     silence_seconds: Mapped[int] = mapped_column(Integer, default=5)  # 0: silence does not end a message
     greeting_busy: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -38,7 +41,6 @@ class VoicemailMessage(TenantScoped, Base):
     __tablename__ = "voicemail_messages"
     __table_args__ = (
         CheckConstraint("folder IN ('inbox', 'saved')", name="folder"),
-        CheckConstraint("email_state IN ('none', 'pending', 'sent', 'failed')", name="email_state"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -51,27 +53,6 @@ class VoicemailMessage(TenantScoped, Base):
     folder: Mapped[str] = mapped_column(String(8), default="inbox")
     path: Mapped[str] = mapped_column(String(255))
     call_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    # voicemail to e-mail (zvonok.voicemail.mailer): a background job's queue kept in the row
-    email_state: Mapped[str] = mapped_column(String(8), default="none")
-    email_attempts: Mapped[int] = mapped_column(Integer, default=0)
-    email_next_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
-class TenantSmtp(TenantScoped, Timestamped, Base):
-    """A company's own SMTP server for voicemail e-mails (instead of the platform's ZVONOK_SMTP_*).
-
-    The password is kept as given (the server must present it to the SMTP server): the database is as
-    sensitive as the platform's environment for it.
-    """
-
-    __tablename__ = "voicemail_smtp"
-    __table_args__ = (UniqueConstraint("tenant_id"),
-                      CheckConstraint("security IN ('none', 'starttls', 'tls')", name="security"))
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    host: Mapped[str] = mapped_column(String(253))
-    port: Mapped[int] = mapped_column(Integer, default=25)
-    username: Mapped[str | None] = mapped_column(String(254), nullable=True)
-    password: Mapped[str | None] = mapped_column(String(254), nullable=True)
-    security: Mapped[str] = mapped_column(String(8), default="none")
-    sender: Mapped[str] = mapped_column(String(254))
+__all__ = ["ATTACH_FORMATS", "FOLDERS", "Mailbox", "TenantSmtp", "VoicemailMessage"]

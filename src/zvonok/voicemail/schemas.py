@@ -21,7 +21,9 @@ class MailboxIn(_In):
 
     enabled: bool = True
     pin: MailboxPin | None = Field(default=None, description="Write-only: 4-8 digits asked by *97 / *98")
-    email: Email | None = Field(default=None, description="New messages are sent here (WAV attached)")
+    email: Email | None = Field(default=None, description="New messages are sent here (the audio attached)")
+    attach_format: Literal["wav", "mp3"] = Field(default="wav", description="The e-mail's attachment: WAV as "
+                                                 "recorded, or MP3 (about a tenth of the size)")
     max_message_seconds: int = Field(default=180, ge=10, le=600)
     silence_seconds: int = Field(default=5, ge=0, le=60, description="0: silence does not end a message")
 
@@ -34,6 +36,7 @@ class MailboxOut(BaseModel):
     enabled: bool
     has_pin: bool
     email: str | None
+    attach_format: str
     max_message_seconds: int
     silence_seconds: int
     greeting_busy: bool

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from zvonok.mail.outbox import enqueue
 from zvonok.media.hold_music import HoldMusicError, convert, write_wav
 from zvonok.org.errors import NotFound, ValidationError
 from zvonok.org.models import Extension
@@ -85,6 +86,7 @@ async def mailbox_out(session: AsyncSession, box: Mailbox, number: str) -> schem
     new, old = await counts(session, box.tenant_id, box.id)
     return schemas.MailboxOut(id=box.id, tenant_id=box.tenant_id, extension_id=box.extension_id, number=number,
                               enabled=box.enabled, has_pin=box.pin_hash is not None, email=box.email,
+                              attach_format=box.attach_format,
                               max_message_seconds=box.max_message_seconds, silence_seconds=box.silence_seconds,
                               greeting_busy=box.greeting_busy, greeting_unavailable=box.greeting_unavailable,
                               new_messages=new, old_messages=old)
@@ -112,6 +114,7 @@ async def put_mailbox(session: AsyncSession, tenant_id: int, extension_id: int,
     changes: dict[str, Any] = data.model_dump(exclude_unset=True)
     box.enabled = data.enabled
     box.email = data.email
+    box.attach_format = data.attach_format
     box.max_message_seconds = data.max_message_seconds
     box.silence_seconds = data.silence_seconds
     if "pin" in changes:
@@ -266,11 +269,10 @@ class VoicemailStore:
                                    call_id=message.call_id)
             email = (await session.execute(select(Mailbox.email).where(
                 Mailbox.tenant_id == box.tenant_id, Mailbox.id == box.id))).scalar_one_or_none()
-            if email:
-                msg.email_state = "pending"
-                msg.email_next_at = datetime.now(UTC)
             session.add(msg)
             await session.flush()
+            if email:  # voicemail to e-mail: the outbox's job sends it, never the call
+                enqueue(session, box.tenant_id, "voicemail", msg.id, [email])
             emit(session, MailboxChanged(tenant_id=box.tenant_id, mailbox_id=box.id, extension_id=box.extension_id,
                                          new_message_id=msg.id))
             await session.commit()

@@ -52,7 +52,10 @@ def payload_of(kind: str, text: str, *, timeout: str = "", skip_pin: bool = Fals
         return {"skip_pin_for_known_callers": True} if skip_pin else {}
     if kind in ("menu", "ivr"):
         return {"menu": int(text) if text.isdigit() else 0}
-    if kind in ("hangup", "fax"):
+    if kind == "fax":  # the addresses each fax received is e-mailed to, if any
+        emails = [e for e in re.split(r"[\s,;]+", text) if e]
+        return {"emails": emails} if emails else {}
+    if kind == "hangup":
         return {}
     return {"number": text}
 
@@ -70,6 +73,8 @@ def text_of(payload: Mapping[str, Any] | None) -> str:
         return ""
     if "numbers" in payload:
         return ", ".join(str(n) for n in payload["numbers"])
+    if "emails" in payload:
+        return ", ".join(str(e) for e in payload["emails"])
     if "menu" in payload:
         return str(payload["menu"])
     return str(payload.get("number") or payload.get("queue") or "")
