@@ -19,7 +19,7 @@ remaining budget, and a trunk's ``max_calls`` counts the calls of every node.
 - Waiting is bounded (``timeout``, 2 s by default) and the failure policy is per limit: a trunk falls back
   to this node's own count (each node enforces the whole limit alone, as before clustering; the carrier's
   own channel limit answers 503 beyond it and the next trunk is tried), a spending decision fails closed
-  (:class:`~zvonok.telephony.counters.StoreUnavailable`: the engine answers 503 with Retry-After, as the
+  (:class:`~zvonok.telephony.counters.StoreUnavailable`: the engine answers 503, as the
   month's spend cannot be read either). Releases never wait: they are queued and written by
   :meth:`SharedHolds.run`; one that cannot be written stops being refreshed, so the sweep frees it.
 """
@@ -29,11 +29,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, func, insert, select, text
@@ -53,6 +53,7 @@ from .reports import month_spend
 from .routing import CallerProfile, PolicyInfo, budgets
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 DEFAULT_TIMEOUT = 2.0  # seconds a call set-up waits for the shared store at most
 DEFAULT_REFRESH = 5.0  # seconds between refreshes of a node's holds (the CDR heartbeat's pace)
@@ -141,6 +142,7 @@ class SharedHolds:
         self._live: set[str] = set()  # the rows this node refreshes (in-flight inserts included)
         self._deletes: list[str] = []
         self._wake = asyncio.Event()
+        self._abandoned: set[asyncio.Future[Any]] = set()  # timed-out attempts winding up
 
     # -- trunk channels ------------------------------------------------------------------------------
     async def acquire(self, trunk_id: int, limit: int | None, call_id: str) -> bool:
@@ -151,7 +153,7 @@ class SharedHolds:
         hold = os.urandom(16).hex()
         self._live.add(hold)
         try:
-            taken = await asyncio.wait_for(self._take(hold, TRUNK, str(trunk_id), call_id, limit), self.timeout)
+            taken = await self._bounded(self._take(hold, TRUNK, str(trunk_id), call_id, limit))
         except _STORE_ERRORS as exc:
             self._live.discard(hold)  # written after all? not refreshed: the sweep deletes it
             metrics.ERRORS.labels("call_holds_trunk").inc()
@@ -180,6 +182,28 @@ class SharedHolds:
             await session.commit()
         return True
 
+    async def _bounded(self, work: Coroutine[Any, Any, T]) -> T:
+        """``work``'s result within ``timeout`` seconds, else TimeoutError. Unlike ``wait_for``, which waits
+        for the cancelled work to wind up (asyncpg then tries to cancel the query on a new connection to a
+        server that may be unreachable), an abandoned attempt finishes in the background."""
+        task = asyncio.ensure_future(work)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self.timeout)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if task in done:
+            return task.result()
+        task.cancel()
+        self._abandoned.add(task)
+        task.add_done_callback(self._wound_up)
+        raise TimeoutError(f"no answer from the store in {self.timeout} s")
+
+    def _wound_up(self, task: asyncio.Future[Any]) -> None:
+        self._abandoned.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.info("an abandoned call-hold transaction failed", error=repr(task.exception()))
+
     @staticmethod
     async def _lock(session: AsyncSession, names: Sequence[str]) -> None:
         for name in sorted(names):
@@ -207,8 +231,7 @@ class SharedHolds:
         holds = {key: os.urandom(16).hex() for key in keys}
         self._live.update(holds.values())
         try:
-            reservation = await asyncio.wait_for(
-                self._reserve(call_id, profile, zone, limits, rate, price, holds), self.timeout)
+            reservation = await self._bounded(self._reserve(call_id, profile, zone, limits, rate, price, holds))
         except _STORE_ERRORS as exc:
             self._live.difference_update(holds.values())
             metrics.ERRORS.labels("call_holds_spend").inc()
