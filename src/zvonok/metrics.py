@@ -27,6 +27,9 @@ ROUTING_SNAPSHOTS = Counter("zvonok_routing_snapshot_loads", "Routing snapshots 
 ACCESS_PIN_ALARMS = Counter("zvonok_access_pin_alarms_total",
                             "Times wrong access-number PINs from all callers passed the alarm rate")
 ERRORS = Counter("zvonok_errors_total", "Unexpected errors caught at a boundary", ["where"])
+BUS_DROPPED = Counter("zvonok_bus_events_dropped_total",
+                      "Call events not sent to the other nodes (NATS away and the client's reconnect buffer full)")
+BUS_CONNECTED = Gauge("zvonok_bus_connected", "1 while the connection to NATS is up (several nodes)")
 CONNECTIONS_CLOSED = Counter("zvonok_connections_limited_total",
                              "TCP connections refused by a cap, evicted for a newcomer or closed by a deadline", ["listener", "reason"])
 

@@ -15,8 +15,17 @@ committed with their change in PostgreSQL and announced from there (``change_log
 A JetStream stream keeps what is published on ``<prefix>.>`` (a day by default):
 :meth:`NatsBus.durable_subscribe` reads it with a durable consumer, acknowledging each event once its
 handler has returned, so events published while that consumer (or NATS, or its node) was away are
-delivered when it is back. The connection reconnects by itself, for ever; what is published while NATS
-is down waits in the client's reconnect buffer (the node's own subscribers got it at once).
+delivered when it is back.
+
+NATS away (issue 14): calls go on, and the node's own subscribers get every event at once whatever the
+bus does. The client (nats-py) reconnects by itself, for ever, every second; a connection that hangs
+without closing is noticed by its pings (every ``PING_INTERVAL`` s, given up after ``MAX_PINGS_OUT``
+unanswered). While it is away, what is published waits in the client's reconnect buffer
+(``PENDING_BYTES``, some 10 000 call events) and goes out, in order, when it is back (then into the
+stream: durable consumers lose none of it). Past that buffer the client refuses; those events are
+dropped for the other nodes: counted in ``zvonok_bus_events_dropped_total``, with one log line when
+dropping starts and one with the count when the connection is back. ``zvonok_bus_connected`` tells
+whether the node is connected now.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from zvonok import metrics
 from zvonok.bus import Handler, LocalBus, Predicate, Subscription, UnknownEvent, deserialize, serialize
 
 log = logging.getLogger(__name__)
@@ -37,6 +47,9 @@ ORIGIN = "Zvonok-Node"  # the NATS message header naming the node that published
 DEFAULT_PREFIX = "zvonok.events"
 DEFAULT_STREAM = "ZVONOK_EVENTS"
 KEEP_SECONDS = 24 * 3600.0
+PENDING_BYTES = 8 * 1024 * 1024  # the client's reconnect buffer (nats-py's default is 2 MiB)
+PING_INTERVAL = 10  # seconds (nats-py's default, 120, leaves a hung connection unnoticed for minutes)
+MAX_PINGS_OUT = 3
 
 
 class NatsBus:
@@ -57,6 +70,9 @@ class NatsBus:
         self._durables: list[asyncio.Task[None]] = []
         self.received = 0  # events of other nodes delivered here
         self.published = 0
+        self.dropped = 0  # events the other nodes never got (NATS away too long)
+        self._dropping = 0  # dropped since the last reconnection
+        self.closing = False
 
     @classmethod
     async def connect(
@@ -74,16 +90,33 @@ class NatsBus:
         from nats.js.api import StreamConfig
 
         node = node or secrets.token_hex(6)
+        holder: list[NatsBus] = []
+
+        async def disconnected() -> None:
+            metrics.BUS_CONNECTED.set(0)
+            if not (holder and holder[0].closing):
+                log.warning("NATS connection lost: reconnecting (call events wait in the reconnect buffer)")
+
+        async def reconnected() -> None:
+            metrics.BUS_CONNECTED.set(1)
+            dropped = holder[0].reconnected() if holder else 0
+            log.warning("NATS connection back (%d call events were dropped meanwhile)", dropped)
+
         nc = await nats.connect(
             url,
             name=f"zvonok-{node}",
             max_reconnect_attempts=-1,
             reconnect_time_wait=1,
+            pending_size=PENDING_BYTES,
+            ping_interval=PING_INTERVAL,
+            max_outstanding_pings=MAX_PINGS_OUT,
             error_cb=_log_error,
-            disconnected_cb=_log_disconnected,
-            reconnected_cb=_log_reconnected,
+            disconnected_cb=disconnected,
+            reconnected_cb=reconnected,
         )
+        metrics.BUS_CONNECTED.set(1)
         bus = cls(nc, shared=tuple(shared), node=node, prefix=prefix, stream=stream)
+        holder.append(bus)
         config = StreamConfig(name=stream, subjects=[f"{prefix}.>"], max_age=keep_seconds)
         try:
             await bus._js.add_stream(config)
@@ -120,6 +153,7 @@ class NatsBus:
     async def close(self) -> None:
         """Stop receiving, drain the local subscribers (as :meth:`LocalBus.close`), send what is queued
         for the other nodes, close the connection."""
+        self.closing = True
         if self._inbound is not None:
             with contextlib.suppress(Exception):
                 await self._inbound.unsubscribe()
@@ -185,6 +219,8 @@ class NatsBus:
 
     # -- the wire ---------------------------------------------------------------------------------
     async def _send(self) -> None:
+        from nats.errors import ConnectionClosedError, OutboundBufferLimitError
+
         while True:
             event = await self._outbox.get()
             try:
@@ -192,10 +228,26 @@ class NatsBus:
                 await self._nc.publish(
                     f"{self.prefix}.{type(event).__name__}", data, headers={ORIGIN: self.node}
                 )
+            except (OutboundBufferLimitError, ConnectionClosedError):
+                self._drop()
             except Exception:  # noqa: BLE001 - one unsendable event must not stop the others
                 log.exception("could not publish %r on NATS", event)
             finally:
                 self._outbox.task_done()
+
+    def _drop(self) -> None:
+        """NATS away past the reconnect buffer: this event reaches no other node (the calls go on)."""
+        if self._dropping == 0:
+            log.warning("NATS away and its reconnect buffer full: call events are dropped for the other nodes "
+                        "until it is back (zvonok_bus_events_dropped_total)")
+        self._dropping += 1
+        self.dropped += 1
+        metrics.BUS_DROPPED.inc()
+
+    def reconnected(self) -> int:
+        """The connection is back: how many events were dropped while it was away."""
+        dropped, self._dropping = self._dropping, 0
+        return dropped
 
     async def _on_message(self, msg: Any) -> None:
         if (msg.headers or {}).get(ORIGIN) == self.node:
@@ -216,11 +268,3 @@ class NatsBus:
 
 async def _log_error(exc: Exception) -> None:
     log.warning("NATS: %s", exc)
-
-
-async def _log_disconnected() -> None:
-    log.warning("NATS connection lost: reconnecting")
-
-
-async def _log_reconnected() -> None:
-    log.info("NATS connection back")

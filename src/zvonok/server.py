@@ -61,6 +61,7 @@ from zvonok.org import events as org_events
 from zvonok.org.forwarding import forwarding_store
 from zvonok.org.service import SipCredentials, platform_all_sip_credentials, sip_credentials
 from zvonok.pstn import http as pstn_http
+from zvonok.pstn.holds import LocalHolds, SharedHolds, delete_stale
 from zvonok.pstn.loader import TariffCache, load_snapshot
 from zvonok.ringgroup import http as ring_group_http
 from zvonok.ringgroup.service import RingGroupDirectory
@@ -249,7 +250,10 @@ async def build(settings: Settings) -> Runtime:
     directory = Directory(db)
     db.add_listener(lambda event: directory.invalidate(getattr(event, "tenant_id", None)))
     tariff_cache = TariffCache()  # a reload rebuilds only the rate decks that changed
-    trunks = Trunks(sip, loader=lambda: load_snapshot(db, tariff_cache))
+    # several nodes: a trunk's channels and the spending of calls in progress are counted for all of them
+    # (call_holds rows on PostgreSQL, zvonok.pstn.holds); one node counts in memory
+    holds = SharedHolds(db, node=f"{settings.node_name or 'node'}-{os.urandom(4).hex()}") if several else None
+    trunks = Trunks(sip, loader=lambda: load_snapshot(db, tariff_cache), slots=holds)
     sip.dial_targets = trunks.dial_target  # TCP/TLS trunks: we open the connection to the carrier
     reload_pending: list[asyncio.TimerHandle] = []
 
@@ -278,6 +282,7 @@ async def build(settings: Settings) -> Runtime:
                            session_min_se=settings.session_min_se,
                            ringback=settings.ringback, busy_tone_seconds=settings.busy_tone_seconds,
                            trunks=trunks, srtp_policy=settings.srtp_policy)
+    engine.ledger = holds if holds is not None else LocalHolds(db)
     engine.forwarding_store = forwarding_store(db)  # the *72/*73/*78/*79 feature codes
     rooms = RoomDirectory(db)
     db.add_listener(rooms.on_event)
@@ -406,6 +411,8 @@ async def build(settings: Settings) -> Runtime:
     runtime.tasks.append(asyncio.create_task(changes.run(runtime.stopping)))
     if stale_after is not None:
         runtime.tasks.append(asyncio.create_task(_close_dead_nodes_calls(db, bus, stale_after, runtime.stopping)))
+    if holds is not None:
+        runtime.tasks.append(asyncio.create_task(holds.run(runtime.stopping)))
     runtime.tasks.append(asyncio.create_task(mailer.run(runtime.stopping)))
     runtime.tasks.append(asyncio.create_task(crm_mailer.run(runtime.stopping)))
     runtime.tasks.append(asyncio.create_task(crm_imap.run(runtime.stopping)))
@@ -426,6 +433,10 @@ async def _close_dead_nodes_calls(db: Database, bus: LocalBus | NatsBus, stale_a
         try:
             now = datetime.now(UTC)
             await close_interrupted(db, now, bus=bus, stale_before=now - timedelta(seconds=stale_after))
+            # trunk channels and spending its calls held: freed with them (zvonok.pstn.holds)
+            freed = await delete_stale(db, now - timedelta(seconds=stale_after))
+            if freed:
+                log.warning("freed the call holds of a stopped node", holds=freed)
         except Exception:  # noqa: BLE001 - the database may be away: the next round tries again
             metrics.ERRORS.labels("close_dead_calls").inc()
             log.exception("closing the calls of a stopped node failed")

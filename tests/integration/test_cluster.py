@@ -41,6 +41,7 @@ EDGE_HOST = "127.0.0.2"
 PRIVATE_HOST = "192.168.77.1"  # what every phone behind NAT believes its address is
 NUMBERS = [str(n) for n in range(7301, 7309)]
 NATS_URL = os.environ.get("ZVONOK_TEST_NATS_URL", "nats://127.0.0.1:4222")
+CARRIER_HOST = "127.0.0.9"  # a SIPp carrier taking one call at a time (the trunk's max_calls 1), route 7473
 
 
 def _load(name: str, path: Path) -> Any:
@@ -78,6 +79,7 @@ class Cluster:
     kamailio: Any
     port: int
     workdir: Path
+    carrier_port: int  # the one-call trunk's carrier, on CARRIER_HOST
 
     @property
     def target(self) -> str:
@@ -114,6 +116,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             numbers=NUMBERS,
             database_url=database.url,
         )
+        carrier_port = harness.free_sip_port()
+        harness.seed_pstn(tmp / "node1", seeded.tenant_id, {
+            "trunks": [{"name": "Tiny", "host": CARRIER_HOST, "port": carrier_port, "max_calls": 1}],
+            "routes": [{"prefix": "7473", "trunk": "Tiny"}],
+            "policies": [{"level": "tenant", "service_class": "long_distance"}],
+        }, database_url=database.url)
         env = {
             "ZVONOK_TRUSTED_EDGES": f'["{EDGE_HOST}"]',
             "ZVONOK_SECRET_KEY": secrets.token_hex(24),
@@ -122,7 +130,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         }
         for name in ("node1", "node2"):
             node = harness.ZvonokServer(data_dir=tmp / name, database_url=database.url, env=env)
-            node.start()
+            node.start(timeout=300)  # a loaded shared machine has taken over 120 s
             nodes.append(node)
         port = edge_test._free_port(EDGE_HOST)
         config = render.EdgeConfig(
@@ -138,7 +146,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         kamailio = edge_test.Kamailio(cfg, tmp / "kamailio")
         kamailio.start()
         assert edge_test._options_answered(EDGE_HOST, port, timeout=30), kamailio.log_tail()
-        yield Cluster(nodes=nodes, seeded=seeded, kamailio=kamailio, port=port, workdir=tmp / "sipp")
+        yield Cluster(nodes=nodes, seeded=seeded, kamailio=kamailio, port=port, workdir=tmp / "sipp",
+                      carrier_port=carrier_port)
     finally:
         if kamailio is not None:
             kamailio.stop()
@@ -356,6 +365,52 @@ def test_phones_registered_through_different_nodes_call_each_other_with_media_se
         assert after[1 - home] == before[1 - home] and after[home] > before[home], (before, after)
         # the caller plays for 3 s before it hangs up (50 packets a second): the node relays them
         assert received >= 100, (caller.number, callee.number, received)
+
+
+def test_a_trunk_limit_counts_the_calls_of_both_nodes(cluster: Cluster) -> None:
+    """The carrier's trunk takes one call at a time (max_calls 1): while a call placed through node 1 is up
+    on it, a call placed through node 2 finds no trunk with room (503) though node 2 has no call of its
+    own on it; once the first is over, node 2 places its call on the trunk (the hold was released)."""
+    callers = NUMBERS[-2:]  # extensions calling out; they need no registration
+    log = cluster.workdir / "carrier_tiny.log"
+    cluster.workdir.mkdir(parents=True, exist_ok=True)
+    tiny = calls.SippProcess("carrier_answer.xml", None, workdir=cluster.workdir, name="carrier_tiny",
+                             local_port=cluster.carrier_port, timeout=90, keys={"codec": "8", "codec_name": "PCMA"},
+                             extra=["-i", CARRIER_HOST, "-trace_logs", "-log_file", str(log)]).start()
+
+    def carrier_log() -> str:
+        return log.read_text(errors="replace") if log.exists() else ""
+
+    def place(node: Any, caller: str, dialed: str, scenario: str, name: str, hold_ms: int) -> Any:
+        return calls.SippProcess(
+            scenario, f"{harness.LOOPBACK}:{node.sip_port}", workdir=cluster.workdir, name=name,
+            rows=[calls.caller_row(caller, harness.password_for(caller), cluster.domain, dialed)],
+            calls=1, rate=1, timeout=40, auth_uri=f"sip:{dialed}@{cluster.domain}",
+            extra=["-d", str(hold_ms)]).start()
+
+    try:
+        first = place(cluster.nodes[0], callers[0], "84731234567", "call_uac.xml", "tiny_first", 8000)
+        try:
+            assert _wait_for(lambda: "CALLED +74731234567" in carrier_log(), 20), carrier_log() + cluster.logs()
+            second = place(cluster.nodes[1], callers[1], "84731234568", "call_uac_unavailable.xml", "tiny_second", 0)
+            result = second.wait(timeout=60)  # one call (-m 1): SIPp exits after it
+            assert (result.successful, result.failed) == (1, 0), result.describe() + cluster.logs()
+            assert first.wait_for("SuccessfulCall(C)", 1, timeout=30), first.stats()
+            first_result = first.wait(timeout=60)
+        finally:
+            first.kill()
+        assert (first_result.successful, first_result.failed) == (1, 0), first_result.describe()
+        assert "CALLED +74731234568" not in carrier_log()
+        # node 1's call is over and its hold released: node 2's next call goes out on the trunk
+        again = place(cluster.nodes[1], callers[1], "84731234569", "call_uac.xml", "tiny_again", 1000)
+        try:
+            assert _wait_for(lambda: "CALLED +74731234569" in carrier_log(), 20), carrier_log() + cluster.logs()
+            again_result = again.wait(timeout=60)
+        finally:
+            again.kill()
+        assert (again_result.successful, again_result.failed) == (1, 0), again_result.describe() + cluster.logs()
+    finally:
+        tiny.kill()
 
 
 def test_with_a_node_killed_calls_go_through_the_other_and_its_registrations_stay(

@@ -53,51 +53,51 @@ def trunks_with(*infos: TrunkInfo) -> tuple[Trunks, FakeSip]:
     return runtime, sip
 
 
-def test_acquire_counts_up_to_max_calls() -> None:
+async def test_acquire_counts_up_to_max_calls() -> None:
     limited = trunk(1, max_calls=2)
     runtime, sip = trunks_with(limited)
-    assert [runtime.acquire(limited) for _ in range(4)] == [True, True, False, False]
+    assert [(await runtime.acquire(limited)) for _ in range(4)] == [True, True, False, False]
     assert runtime.active == {1: 2}  # refused calls are not counted
     runtime.release(1)
     assert runtime.active == {1: 1}
-    assert runtime.acquire(limited) is True
-    assert runtime.acquire(limited) is False
+    assert (await runtime.acquire(limited)) is True
+    assert (await runtime.acquire(limited)) is False
     assert sip.sent == []
 
 
-def test_release_down_to_zero_forgets_the_trunk_and_never_goes_negative() -> None:
+async def test_release_down_to_zero_forgets_the_trunk_and_never_goes_negative() -> None:
     limited = trunk(1, max_calls=1)
     runtime, _ = trunks_with(limited)
-    assert runtime.acquire(limited) is True
+    assert (await runtime.acquire(limited)) is True
     runtime.release(1)
     assert runtime.active == {}
     runtime.release(1)  # a stray release of an idle trunk
     runtime.release(42)  # and of a trunk never seen
     assert runtime.active == {}
-    assert [runtime.acquire(limited), runtime.acquire(limited)] == [True, False]
+    assert [(await runtime.acquire(limited)), (await runtime.acquire(limited))] == [True, False]
 
 
-def test_without_max_calls_there_is_no_limit() -> None:
+async def test_without_max_calls_there_is_no_limit() -> None:
     free = trunk(1)
     runtime, _ = trunks_with(free)
-    assert all(runtime.acquire(free) for _ in range(500))
+    assert all([await runtime.acquire(free) for _ in range(500)])
     assert runtime.active == {1: 500}
 
 
-def test_counts_are_per_trunk() -> None:
+async def test_counts_are_per_trunk() -> None:
     a, b = trunk(1, max_calls=1), trunk(2, max_calls=3)
     runtime, _ = trunks_with(a, b)
-    results = [runtime.acquire(a), runtime.acquire(a), runtime.acquire(b), runtime.acquire(b)]
+    results = [(await runtime.acquire(a)), (await runtime.acquire(a)), (await runtime.acquire(b)), (await runtime.acquire(b))]
     assert results == [True, False, True, True]
     assert runtime.active == {1: 1, 2: 2}
     runtime.release(2)
     assert runtime.active == {1: 1, 2: 1}
 
 
-def test_status_of_a_trunk_without_registration() -> None:
+async def test_status_of_a_trunk_without_registration() -> None:
     limited = trunk(7, max_calls=3)
     runtime, _ = trunks_with(limited)
-    runtime.acquire(limited)
+    (await runtime.acquire(limited))
     assert runtime.status(7) == {"trunk_id": 7, "loaded": True, "active_calls": 1, "max_calls": 3,
                                  "registration": None}
 
@@ -110,10 +110,10 @@ def test_status_of_a_trunk_without_limit_and_of_an_unknown_trunk() -> None:
                                  "registration": None}
 
 
-def test_calls_in_progress_outlive_a_snapshot_without_their_trunk() -> None:
+async def test_calls_in_progress_outlive_a_snapshot_without_their_trunk() -> None:
     limited = trunk(7, max_calls=3)
     runtime, _ = trunks_with(limited)
-    runtime.acquire(limited)
+    (await runtime.acquire(limited))
     runtime.snapshot = PstnSnapshot()
     assert runtime.status(7) == {"trunk_id": 7, "loaded": False, "active_calls": 1, "max_calls": None,
                                  "registration": None}

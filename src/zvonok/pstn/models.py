@@ -16,13 +16,14 @@ Design notes:
 from __future__ import annotations
 
 import enum
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, Numeric, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from zvonok.storage.base import Base, TenantScoped, Timestamped
+from zvonok.storage.base import Base, TenantScoped, Timestamped, utcnow
 
 
 class TrunkKind(enum.StrEnum):
@@ -187,3 +188,25 @@ class EmployeePin(TenantScoped, Timestamped, Base):
     employee_id: Mapped[int] = mapped_column(ForeignKey("employees.id", ondelete="CASCADE"), primary_key=True)
     pin_hash: Mapped[str] = mapped_column(String(255))
     skip_for_caller_id: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class CallHold(Base):
+    """What a call in progress holds of a shared limit, across nodes (issue 14, :mod:`zvonok.pstn.holds`):
+    one of a trunk's channels (``kind`` "trunk", ``key`` the trunk id) or the worst-case cost of the call
+    against one spending level (``kind`` "spend", ``key`` "<tenant>:<level>:<ref>", ``amount``).
+
+    The node that took the hold refreshes ``updated_at`` of the holds it still has every few seconds; a hold
+    not refreshed for the dead-node interval (its node was killed, or gave up on it) is deleted by any node's
+    sweep. Platform-level bookkeeping, not tenant data: no API reads it.
+    """
+
+    __tablename__ = "call_holds"
+    __table_args__ = (Index("ix_call_holds_kind_key", "kind", "key"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # made by the node (uuid4 hex)
+    node: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(8))
+    key: Mapped[str] = mapped_column(String(96))
+    call_id: Mapped[str] = mapped_column(String(128))
+    amount: Mapped[Decimal] = mapped_column(Numeric(18, 4), default=Decimal(0))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1112,6 +1112,8 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         while call.inbox:
             self._drop_step(call.inbox.popleft())
         self._publish_crossings(call, time.time())
+        if call.budgets:
+            self.spend_ledger().settle(call.id)  # its CDR carries the real cost from now on
         if self.queue_calls is not None:
             self.queue_calls.finished(call)  # its agents, if busy on it, may take queue calls again
         self.publish(ev.CallEnded, call, disposition=disposition, hangup_side=side, cause=cause,

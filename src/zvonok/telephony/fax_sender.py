@@ -166,8 +166,11 @@ class FaxSender:
             trunk: TrunkInfo = call.next_trunks.pop(0)
             if engine.srtp_mode(trunk.srtp) == "required" and trunk.transport != "tls":
                 continue
-            if not engine.trunks.acquire(trunk):
+            if not await engine.trunks.acquire(trunk, call.id):
                 continue
+            if call.ended:
+                engine.trunks.release(trunk.id)
+                return
             try:
                 endpoints = await engine._endpoints(call, 1)
             except BaseException:

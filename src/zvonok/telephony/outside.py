@@ -23,13 +23,9 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from datetime import datetime
-from decimal import Decimal
 from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo
 
-from zvonok.billing.limits import authorize, crossings
-from zvonok.billing.statement import month_bounds
+from zvonok.billing.limits import crossings
 from zvonok.cdr.state import rate, whole_seconds
 from zvonok.destination import (
     Access,
@@ -50,8 +46,8 @@ from zvonok.logs import get_logger
 from zvonok.media.interface import Prompt, Tone
 from zvonok.media.prompts import prompt_path
 from zvonok.pstn import schedule
-from zvonok.pstn.reports import month_spend
-from zvonok.pstn.routing import CallerProfile, NumberInfo, PstnSnapshot, TrunkInfo, budgets
+from zvonok.pstn.holds import LocalHolds
+from zvonok.pstn.routing import CallerProfile, NumberInfo, PstnSnapshot, TrunkInfo
 from zvonok.sip.digest import DigestError, parse_credentials
 from zvonok.sip.digest_client import authorize_request
 from zvonok.sip.grammar import escape_user, name_addr, uri_host
@@ -63,6 +59,7 @@ from zvonok.sip.uri import SipUri
 from . import events as ev
 from .access_number import split_dialed_access
 from .call import Call, Leg
+from .counters import SpendLedger, StoreUnavailable
 from .leg_events import Challenged
 from .owner_first import ClientOwners, ring_owner_first
 from .trunks import trunk_peer
@@ -125,6 +122,7 @@ def _own_number(trunk: TrunkInfo, uri: SipUri, snapshot: PstnSnapshot) -> bool:
 
 class OutsideMixin(_Base):
     client_owners: ClientOwners | None = None  # routing by owner (the CRM's port), set by the composition root
+    ledger: SpendLedger | None = None  # spending holds of calls in progress (zvonok.pstn.holds), set by the root
 
     # -- in from a trunk ------------------------------------------------------------------------------
     def _trunk_for(self, request: Request, peer: Peer) -> TrunkInfo | None:
@@ -195,10 +193,13 @@ class OutsideMixin(_Base):
                                dialed=number.number, direction=ev.Direction.INBOUND,
                                session_expires=None, srtp_policy=trunk.srtp)
         assert call.caller is not None
-        if not self.trunks.acquire(trunk):
+        if not await self.trunks.acquire(trunk, call.id):
             await self._refuse(call, 503, "trunk_busy")
             return
         call.caller.trunk_id = trunk.id
+        if call.ended:  # cancelled while the slot was taken: no leg release will come for it
+            self._release(call.caller)
+            return
         self.publish(ev.CallRouted, call, destination_class="inbound", number=caller_e164, did=number.number,
                      trunk_id=trunk.id)
         if tenant.suspended:
@@ -286,11 +287,14 @@ class OutsideMixin(_Base):
                 call = self._open_call(txn, request, peer, tenant_id=tenant.id, party=party, domain=tenant.domain,
                                        dialed=number.number, direction=ev.Direction.INBOUND, session_expires=None,
                                        srtp_policy=trunk.srtp)
-                if not self.trunks.acquire(trunk):
+                if not await self.trunks.acquire(trunk, call.id):
                     await self._refuse(call, 503, "trunk_busy")
                     return
                 assert call.caller is not None
                 call.caller.trunk_id = trunk.id
+                if call.ended:
+                    self._release(call.caller)
+                    return
                 await self._access_number(call, number.destination, caller_e164=caller_number,
                                           language=tenant.locale, source_address=peer.host,
                                           dialed=(access[1], access[2]))
@@ -300,10 +304,13 @@ class OutsideMixin(_Base):
                                dialed=dialed, session_expires=None, srtp_policy=trunk.srtp,
                                direction=ev.Direction.INTERNAL if callee_ext else ev.Direction.OUTBOUND)
         assert call.caller is not None
-        if not self.trunks.acquire(trunk):
+        if not await self.trunks.acquire(trunk, call.id):
             await self._refuse(call, 503, "trunk_busy")
             return
         call.caller.trunk_id = trunk.id
+        if call.ended:
+            self._release(call.caller)
+            return
         if callee_ext is not None:
             await self._ring_extensions(call, [callee_ext], now, from_number=caller_number)
             return
@@ -348,10 +355,18 @@ class OutsideMixin(_Base):
             log.warning("no rate for an outside number: refused", call=call.id, number=dest.number)
             await self._announce_and_refuse(call, "not_allowed", 403, "no_rate")
             return
-        if sell is not None and rules.limits and not emergency:
-            spent = await self._month_spend(profile, zone)
-            call.budgets = budgets(rules.limits, spent)
-            verdict = authorize(call.budgets, sell[1], price_per_minute=price)
+        if sell is not None and price is not None and rules.limits and not emergency:
+            try:
+                reservation = await self.spend_ledger().reserve(call.id, profile, zone, rules.limits, sell[1], price)
+            except StoreUnavailable:
+                # the month's spend cannot be known: refuse cleanly, the phone may retry (issue 14)
+                await self._refuse(call, 503, "ledger_unavailable", "Spending ledger unavailable")
+                return
+            if call.ended:  # the caller gave up meanwhile: _finish has run, free what was just held
+                self.spend_ledger().settle(call.id)
+                return
+            call.budgets = reservation.budgets
+            verdict = reservation.verdict
             if not verdict.allowed:
                 log.warning("spending limit reached: outside call refused", call=call.id, tenant=call.tenant_id,
                             levels=[b.level.value for b in verdict.exceeded])
@@ -392,9 +407,12 @@ class OutsideMixin(_Base):
             if self.srtp_mode(trunk.srtp) == "required" and trunk.transport != "tls":
                 log.info("trunk requires SRTP, which needs TLS: next one", call=call.id, trunk=trunk.id)
                 continue
-            if not self.trunks.acquire(trunk):
+            if not await self.trunks.acquire(trunk, call.id):
                 log.info("trunk at its call limit: next one", call=call.id, trunk=trunk.id)
                 continue
+            if call.ended:  # cancelled while the slot was taken
+                self.trunks.release(trunk.id)
+                return
             try:
                 endpoints = await self._endpoints(call, 1)
             except BaseException:
@@ -474,14 +492,12 @@ class OutsideMixin(_Base):
                 pass
         await self._refuse(call, status, cause)
 
-    async def _month_spend(self, profile: CallerProfile, zone: str) -> dict[tuple[str, int | None], Decimal]:
-        """This month's outside spend (in the tenant's time zone) of the caller's levels, in one query."""
-        now = datetime.now(ZoneInfo(zone))
-        start, end = month_bounds(now.year, now.month, zone)
-        async with self.directory.db.session() as session:
-            return await month_spend(session, profile.tenant_id, start=start, end=end,
-                                     employee_id=profile.employee_id, department_id=profile.department_id,
-                                     office_id=profile.office_id)
+    def spend_ledger(self) -> SpendLedger:
+        """The spending ledger: the composition root's (shared by the nodes of a cluster), else this
+        process's own on the directory's database."""
+        if self.ledger is None:
+            self.ledger = LocalHolds(self.directory.db)
+        return self.ledger
 
     def _arm_limit(self, call: Call) -> None:
         """A call with a spending limit: a warning tone before the limit, then the call is cut."""

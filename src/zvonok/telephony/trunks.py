@@ -4,8 +4,10 @@ How it works: :class:`Trunks` holds the current :class:`~zvonok.pstn.routing.Pst
 fresh one (:meth:`reload`) when the outside world's tables change. For every trunk with ``register`` it
 runs a sans-I/O :class:`~zvonok.sip.registration_client.RegistrationClient`, sending its REGISTERs through
 the SIP service's transaction layer and re-arming one loop timer per client from ``get_timer()``.
-:meth:`acquire`/:meth:`release` count each trunk's calls against its ``max_calls``; :meth:`status` is what
-the REST API shows (registered, last error, active calls).
+:meth:`acquire`/:meth:`release` count each trunk's calls against its ``max_calls`` through a
+:class:`~zvonok.telephony.counters.TrunkSlots` (this process's memory, or shared by the nodes of a cluster:
+:mod:`zvonok.pstn.holds`); :meth:`status` is what the REST API shows (registered, last error, this node's
+active calls).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from zvonok.sip.message import Request
 from zvonok.sip.peer import Peer
 from zvonok.sip.registration_client import Registered, RegistrationClient, RegistrationFailed
 from zvonok.sip.transaction import ClientTransaction, ResponseReceived, TransactionTimeout, TransportError
+
+from .counters import TrunkSlots
 
 log = get_logger(__name__)
 
@@ -122,12 +126,40 @@ class _Registration:
         self.pump()
 
 
+class _LocalSlots:
+    """One process's count of calls per trunk (the default, and what unit tests drive)."""
+
+    def __init__(self) -> None:
+        self._counts: dict[int, int] = {}
+
+    async def acquire(self, trunk_id: int, limit: int | None, call_id: str) -> bool:
+        count = self._counts.get(trunk_id, 0)
+        if limit is not None and count >= limit:
+            return False
+        self._counts[trunk_id] = count + 1
+        return True
+
+    def release(self, trunk_id: int) -> None:
+        count = self._counts.get(trunk_id, 0)
+        if count <= 1:
+            self._counts.pop(trunk_id, None)
+        else:
+            self._counts[trunk_id] = count - 1
+
+    def active(self, trunk_id: int) -> int:
+        return self._counts.get(trunk_id, 0)
+
+    def counts(self) -> dict[int, int]:
+        return dict(self._counts)
+
+
 class Trunks:
-    def __init__(self, sip: _Sip, loader: Callable[[], Awaitable[PstnSnapshot]] | None = None) -> None:
+    def __init__(self, sip: _Sip, loader: Callable[[], Awaitable[PstnSnapshot]] | None = None,
+                 slots: TrunkSlots | None = None) -> None:
         self.sip = sip
         self.loader = loader
         self.snapshot = PstnSnapshot()
-        self.active: dict[int, int] = {}
+        self.slots: TrunkSlots = slots or _LocalSlots()
         self._registrations: dict[int, _Registration] = {}
         self._failed: dict[int, str] = {}  # trunk id -> why its registration could not start
         self._reload_lock = asyncio.Lock()
@@ -176,26 +208,23 @@ class Trunks:
         self._registrations.clear()
 
     # -- calls per trunk ---------------------------------------------------------------------------------
-    def acquire(self, trunk: TrunkInfo) -> bool:
+    async def acquire(self, trunk: TrunkInfo, call_id: str = "") -> bool:
         """Count one more call on ``trunk``; False (nothing counted) when it is at its limit."""
-        count = self.active.get(trunk.id, 0)
-        if trunk.max_calls is not None and count >= trunk.max_calls:
-            return False
-        self.active[trunk.id] = count + 1
-        return True
+        return await self.slots.acquire(trunk.id, trunk.max_calls, call_id)
 
     def release(self, trunk_id: int) -> None:
-        count = self.active.get(trunk_id, 0)
-        if count <= 1:
-            self.active.pop(trunk_id, None)
-        else:
-            self.active[trunk_id] = count - 1
+        self.slots.release(trunk_id)
+
+    @property
+    def active(self) -> dict[int, int]:
+        """This node's calls per trunk (those with any)."""
+        return self.slots.counts()
 
     def status(self, trunk_id: int) -> dict[str, Any]:
         trunk = self.snapshot.trunks.get(trunk_id)
         reg = self._registrations.get(trunk_id)
         out: dict[str, Any] = {"trunk_id": trunk_id, "loaded": trunk is not None,
-                               "active_calls": self.active.get(trunk_id, 0),
+                               "active_calls": self.slots.active(trunk_id),
                                "max_calls": trunk.max_calls if trunk else None,
                                "registration": None}
         problem = self.snapshot.rejected.get(trunk_id) or self._failed.get(trunk_id)

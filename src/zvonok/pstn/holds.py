@@ -1,0 +1,328 @@
+"""Trunk channels and spending held by calls in progress: per node, or shared by the nodes of a cluster.
+
+How it works: a call holds one channel of each trunk it uses (inbound from it, out through it) and, when
+it is a paid call with spending limits, its worst-case cost (its cost at the longest duration it was
+allowed) against each level that has a limit. A new call is admitted against what the month's CDRs
+booked *plus* what the calls in progress hold, so two simultaneous calls cannot each get the whole
+remaining budget, and a trunk's ``max_calls`` counts the calls of every node.
+
+- :class:`LocalHolds`: one node (SQLite, or PostgreSQL without a bus): the holds live in memory; the
+  month's spend is read from the CDRs.
+- :class:`SharedHolds`: several nodes on PostgreSQL. The holds are rows of ``call_holds``; a decision
+  takes a transaction-scoped advisory lock per key (a trunk, a spending level; always in key order, so two
+  decisions never deadlock), counts or sums the rows under it, and inserts its own rows before the
+  commit releases the lock: the check and the hold are one atomic step for every node. Rows are made with
+  ids of the node's own (uuid4); the node refreshes ``updated_at`` of exactly the holds it still has
+  every ``refresh`` seconds, and any node's dead-node sweep deletes rows not refreshed for the
+  dead-node interval (:func:`delete_stale`): a killed node's holds go with it, and so does a row whose
+  insert committed after the node had given up waiting for it.
+- Waiting is bounded (``timeout``, 2 s by default) and the failure policy is per limit: a trunk falls back
+  to this node's own count (each node enforces the whole limit alone, as before clustering; the carrier's
+  own channel limit answers 503 beyond it and the next trunk is tried), a spending decision fails closed
+  (:class:`~zvonok.telephony.counters.StoreUnavailable`: the engine answers 503, as the
+  month's spend cannot be read either). Releases never wait: they are queued and written by
+  :meth:`SharedHolds.run`; one that cannot be written stops being refreshed, so the sweep frees it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Coroutine, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from zvonok import metrics
+from zvonok.billing.limits import Authorization, Budget, authorize
+from zvonok.billing.rating import ZERO, billable_seconds, call_cost
+from zvonok.billing.statement import month_bounds
+from zvonok.billing.tariffs import Rate
+from zvonok.logs import get_logger
+from zvonok.telephony.counters import Reservation, StoreUnavailable
+
+from .models import CallHold
+from .reports import month_spend
+from .routing import CallerProfile, PolicyInfo, budgets
+
+log = get_logger(__name__)
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT = 2.0  # seconds a call set-up waits for the shared store at most
+DEFAULT_REFRESH = 5.0  # seconds between refreshes of a node's holds (the CDR heartbeat's pace)
+_LOCK_SPACE = 0x5A56  # first key of pg_advisory_xact_lock(int, int): our locks, apart from others'
+TRUNK, SPEND = "trunk", "spend"
+_STORE_ERRORS = (TimeoutError, SQLAlchemyError, OSError, ConnectionError)
+
+
+def spend_key(tenant_id: int, level: str, ref_id: int | None) -> str:
+    return f"{tenant_id}:{level}:{'' if ref_id is None else ref_id}"
+
+
+def hold_cost(verdict: Authorization, rate: Rate, price: Decimal) -> Decimal:
+    """The most an admitted call may cost: its cost at ``max_duration`` (the engine cuts it there)."""
+    if not verdict.allowed:
+        return ZERO
+    if verdict.max_duration is None:  # nothing to limit: free time, maybe a connection fee
+        return rate.connection_fee if rate.connection_fee > 0 else ZERO
+    billed = billable_seconds(verdict.max_duration, rate.increment, rate.minimum) if verdict.max_duration else 0
+    return call_cost(price, billed, rate.connection_fee) if billed else rate.connection_fee
+
+
+def decide(tenant_id: int, limits: Sequence[PolicyInfo], spent: dict[tuple[str, int | None], Decimal],
+           held: dict[str, Decimal], rate: Rate, price: Decimal) -> Reservation:
+    """The decision for one call: what CDRs booked plus what calls in progress hold, per level."""
+    booked = budgets(limits, spent)
+    counted: list[Budget] = [
+        replace(b, spent=b.spent + held.get(spend_key(tenant_id, b.level.value, b.owner_id), ZERO)) for b in booked]
+    verdict = authorize(counted, rate, price_per_minute=price)
+    return Reservation(verdict=verdict, budgets=booked, held=hold_cost(verdict, rate, price))
+
+
+async def _month_spend(session: AsyncSession, profile: CallerProfile,
+                       zone: str) -> dict[tuple[str, int | None], Decimal]:
+    now = datetime.now(ZoneInfo(zone))
+    start, end = month_bounds(now.year, now.month, zone)
+    return await month_spend(session, profile.tenant_id, start=start, end=end, employee_id=profile.employee_id,
+                             department_id=profile.department_id, office_id=profile.office_id)
+
+
+def _keys(profile: CallerProfile, limits: Sequence[PolicyInfo]) -> list[str]:
+    return sorted({spend_key(profile.tenant_id, p.level, p.ref_id) for p in limits})
+
+
+class LocalHolds:
+    """One node: spending holds in this process's memory (its trunk channels: ``Trunks``' own count)."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+        self._spend: dict[str, tuple[tuple[str, ...], Decimal]] = {}  # call id -> (keys, amount held)
+
+    # -- spending --------------------------------------------------------------------------------------
+    async def reserve(self, call_id: str, profile: CallerProfile, zone: str, limits: Sequence[PolicyInfo],
+                      rate: Rate, price: Decimal) -> Reservation:
+        try:
+            async with self.db.session() as session:
+                spent = await _month_spend(session, profile, zone)
+        except _STORE_ERRORS as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        # no await from here on: the holds summed are exactly those this decision is made against
+        keys = tuple(_keys(profile, limits))
+        held = {key: sum((amount for ks, amount in self._spend.values() if key in ks), ZERO) for key in keys}
+        reservation = decide(profile.tenant_id, limits, spent, held, rate, price)
+        if reservation.verdict.allowed and reservation.held > 0:
+            self._spend[call_id] = (keys, reservation.held)
+        return reservation
+
+    def settle(self, call_id: str) -> None:
+        self._spend.pop(call_id, None)
+
+    def held(self, key: str) -> Decimal:
+        return sum((amount for ks, amount in self._spend.values() if key in ks), ZERO)
+
+
+class SharedHolds:
+    """Several nodes on one PostgreSQL database: holds are ``call_holds`` rows (see the module notes)."""
+
+    def __init__(self, db: Any, *, node: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+                 refresh: float = DEFAULT_REFRESH) -> None:
+        self.db = db
+        self.node = node or os.urandom(8).hex()
+        self.timeout = timeout
+        self.refresh = refresh
+        self._trunks: dict[int, list[str]] = {}  # this node's holds per trunk ("": admitted by the fallback)
+        self._spend: dict[str, list[str]] = {}  # call id -> its spending hold rows
+        self._live: set[str] = set()  # the rows this node refreshes (in-flight inserts included)
+        self._deletes: list[str] = []
+        self._wake = asyncio.Event()
+        self._abandoned: set[asyncio.Future[Any]] = set()  # timed-out attempts winding up
+
+    # -- trunk channels ------------------------------------------------------------------------------
+    async def acquire(self, trunk_id: int, limit: int | None, call_id: str) -> bool:
+        mine = self._trunks.setdefault(trunk_id, [])
+        if limit is None:  # nothing to share: no round trip for the many trunks without a limit
+            mine.append("")
+            return True
+        hold = os.urandom(16).hex()
+        self._live.add(hold)
+        try:
+            taken = await self._bounded(self._take(hold, TRUNK, str(trunk_id), call_id, limit))
+        except _STORE_ERRORS as exc:
+            self._live.discard(hold)  # written after all? not refreshed: the sweep deletes it
+            metrics.ERRORS.labels("call_holds_trunk").inc()
+            taken = len(mine) < limit
+            log.warning("trunk limit store unreachable: this node's own count decides", trunk=trunk_id,
+                        call=call_id, error=repr(exc), active_here=len(mine), limit=limit, admitted=taken)
+            if taken:
+                mine.append("")
+            return taken
+        if not taken:
+            self._live.discard(hold)
+            return False
+        mine.append(hold)
+        return True
+
+    async def _take(self, hold: str, kind: str, key: str, call_id: str, limit: int) -> bool:
+        async with self.db.session() as session:
+            await self._lock(session, [f"{kind}:{key}"])
+            count = (await session.execute(select(func.count()).select_from(CallHold)
+                                           .where(CallHold.kind == kind, CallHold.key == key))).scalar_one()
+            if count >= limit:
+                return False  # rolled back on exit: the lock goes with the transaction
+            await session.execute(insert(CallHold).values(id=hold, node=self.node, kind=kind, key=key,
+                                                          call_id=call_id, amount=ZERO,
+                                                          updated_at=datetime.now(UTC)))
+            await session.commit()
+        return True
+
+    async def _bounded(self, work: Coroutine[Any, Any, T]) -> T:
+        """``work``'s result within ``timeout`` seconds, else TimeoutError. Unlike ``wait_for``, which waits
+        for the cancelled work to wind up (asyncpg then tries to cancel the query on a new connection to a
+        server that may be unreachable), an abandoned attempt finishes in the background."""
+        task = asyncio.ensure_future(work)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self.timeout)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if task in done:
+            return task.result()
+        task.cancel()
+        self._abandoned.add(task)
+        task.add_done_callback(self._wound_up)
+        raise TimeoutError(f"no answer from the store in {self.timeout} s")
+
+    def _wound_up(self, task: asyncio.Future[Any]) -> None:
+        self._abandoned.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.info("an abandoned call-hold transaction failed", error=repr(task.exception()))
+
+    @staticmethod
+    async def _lock(session: AsyncSession, names: Sequence[str]) -> None:
+        for name in sorted(names):
+            await session.execute(text("SELECT pg_advisory_xact_lock(:space, hashtext(:name))"),
+                                  {"space": _LOCK_SPACE, "name": name})
+
+    def release(self, trunk_id: int) -> None:
+        mine = self._trunks.get(trunk_id)
+        if not mine:
+            return
+        self._forget(mine.pop())
+        if not mine:
+            del self._trunks[trunk_id]
+
+    def active(self, trunk_id: int) -> int:
+        return len(self._trunks.get(trunk_id, ()))
+
+    def counts(self) -> dict[int, int]:
+        return {k: len(v) for k, v in self._trunks.items()}
+
+    # -- spending --------------------------------------------------------------------------------------
+    async def reserve(self, call_id: str, profile: CallerProfile, zone: str, limits: Sequence[PolicyInfo],
+                      rate: Rate, price: Decimal) -> Reservation:
+        keys = _keys(profile, limits)
+        holds = {key: os.urandom(16).hex() for key in keys}
+        self._live.update(holds.values())
+        try:
+            reservation = await self._bounded(self._reserve(call_id, profile, zone, limits, rate, price, holds))
+        except _STORE_ERRORS as exc:
+            self._live.difference_update(holds.values())
+            metrics.ERRORS.labels("call_holds_spend").inc()
+            log.warning("spending ledger unreachable: paid call refused", call=call_id, tenant=profile.tenant_id,
+                        error=repr(exc))
+            raise StoreUnavailable(repr(exc)) from exc
+        if reservation.verdict.allowed and reservation.held > 0:
+            self._spend[call_id] = list(holds.values())
+        else:
+            self._live.difference_update(holds.values())
+        return reservation
+
+    async def _reserve(self, call_id: str, profile: CallerProfile, zone: str, limits: Sequence[PolicyInfo],
+                       rate: Rate, price: Decimal, holds: dict[str, str]) -> Reservation:
+        async with self.db.session() as session:
+            await self._lock(session, [f"{SPEND}:{key}" for key in holds])
+            spent = await _month_spend(session, profile, zone)
+            rows = await session.execute(select(CallHold.key, func.sum(CallHold.amount)).where(
+                CallHold.kind == SPEND, CallHold.key.in_(list(holds))).group_by(CallHold.key))
+            held = {key: Decimal(total) for key, total in rows.all()}
+            reservation = decide(profile.tenant_id, limits, spent, held, rate, price)
+            if reservation.verdict.allowed and reservation.held > 0:
+                now = datetime.now(UTC)
+                await session.execute(insert(CallHold), [
+                    {"id": hold, "node": self.node, "kind": SPEND, "key": key, "call_id": call_id,
+                     "amount": reservation.held, "updated_at": now} for key, hold in holds.items()])
+                await session.commit()
+        return reservation
+
+    def settle(self, call_id: str) -> None:
+        for hold in self._spend.pop(call_id, ()):
+            self._forget(hold)
+
+    # -- upkeep ----------------------------------------------------------------------------------------
+    def _forget(self, hold: str) -> None:
+        if hold:
+            self._live.discard(hold)
+            self._deletes.append(hold)
+            self._wake.set()
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Write the releases as they come, refresh this node's holds every ``refresh`` seconds."""
+        loop = asyncio.get_running_loop()
+        next_refresh = loop.time() + self.refresh
+        stopper = asyncio.ensure_future(stopping.wait())
+        stopper.add_done_callback(lambda _f: self._wake.set())
+        try:
+            while not stopping.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), max(0.0, next_refresh - loop.time()))
+                self._wake.clear()
+                await self.flush()
+                if loop.time() >= next_refresh:
+                    next_refresh = loop.time() + self.refresh
+                    await self.beat()
+            await self.flush()
+        finally:
+            stopper.cancel()
+
+    async def flush(self) -> None:
+        ids, self._deletes = self._deletes, []
+        if not ids:
+            return
+        try:
+            async with asyncio.timeout(self.timeout * 5):
+                async with self.db.session() as session:
+                    await session.execute(delete(CallHold).where(CallHold.id.in_(ids)))
+                    await session.commit()
+        except _STORE_ERRORS as exc:
+            # not refreshed any more: the dead-node sweep deletes them if we never can
+            metrics.ERRORS.labels("call_holds_release").inc()
+            log.warning("releasing call holds failed: the sweep frees them", holds=len(ids), error=repr(exc))
+
+    async def beat(self) -> None:
+        ids = list(self._live)
+        if not ids:
+            return
+        try:
+            async with asyncio.timeout(self.timeout * 5):
+                async with self.db.session() as session:
+                    await session.execute(text("UPDATE call_holds SET updated_at = :now WHERE id = ANY(:ids)"),
+                                          {"now": datetime.now(UTC), "ids": ids})
+                    await session.commit()
+        except _STORE_ERRORS as exc:
+            metrics.ERRORS.labels("call_holds_refresh").inc()
+            log.warning("refreshing call holds failed", holds=len(ids), error=repr(exc))
+
+
+async def delete_stale(db: Any, before: datetime) -> int:
+    """The dead-node sweep: holds no node refreshed since ``before`` (their node died, or let them go)."""
+    async with db.session() as session:
+        result = await session.execute(delete(CallHold).where(CallHold.updated_at < before))
+        await session.commit()
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -1,0 +1,132 @@
+"""NATS going away under a node (issue 14), on a private nats-server of the test's own (the machine's
+binary, a free port, JetStream in a temporary directory) that the test stops and starts again: the
+node's own subscribers miss nothing, what fits the client's reconnect buffer reaches the stream when NATS
+is back, what does not is dropped and counted, and the bus reconnects by itself."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from zvonok import metrics, natsbus
+from zvonok.natsbus import NatsBus
+from zvonok.telephony.events import CallEnded, CallEvent, Disposition, HangupSide
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class NatsServer:
+    def __init__(self, workdir: Path) -> None:
+        exe = shutil.which("nats-server") or "/usr/sbin/nats-server"
+        if not Path(exe).exists():
+            pytest.fail("nats-server (Debian nats-server) is not installed: `make test` installs it")
+        self.exe = exe
+        self.port = _free_port()
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        with (self.workdir / "nats.log").open("ab") as log:  # the server keeps its own descriptor
+            self.proc = subprocess.Popen([self.exe, "-a", "127.0.0.1", "-p", str(self.port), "-js",
+                                          "-sd", str(self.workdir / "js")], stdout=log, stderr=log)
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.05)
+        pytest.fail("nats-server did not start:\n" + (self.workdir / "nats.log").read_text(errors="replace"))
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(20)
+        self.proc = None
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[NatsServer]:
+    srv = NatsServer(tmp_path)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def _ended(call_id: str) -> CallEnded:
+    return CallEnded(tenant_id=1, call_id=call_id, at=1.0, disposition=Disposition.ANSWERED,
+                     hangup_side=HangupSide.CALLER, cause="normal")
+
+
+async def _until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.05)
+
+
+async def test_nats_away_events_are_buffered_then_dropped_and_counted_and_the_bus_reconnects(
+        server: NatsServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(natsbus, "PENDING_BYTES", 3000)  # a few events' worth of reconnect buffer
+    bus = await NatsBus.connect(server.url, shared=(CallEvent,), prefix="zvonok-outage", stream="ZVONOK_OUTAGE")
+    own: list[str] = []
+
+    async def on_own(event: object) -> None:
+        assert isinstance(event, CallEnded)
+        own.append(event.call_id)
+
+    bus.subscribe(on_own, event_types=[CallEnded])  # this node's CDR writer, say
+    dropped_before = metrics.BUS_DROPPED._value.get()
+    try:
+        bus.publish(_ended("before"))
+        await bus._outbox.join()
+        await bus._nc.flush()
+        server.stop()
+        await _until(lambda: not bus._nc.is_connected)
+        assert metrics.BUS_CONNECTED._value.get() == 0
+        away = [f"away-{i}" for i in range(40)]
+        for call_id in away:
+            bus.publish(_ended(call_id))
+        await bus._outbox.join()
+        await _until(lambda: len(own) == 41)
+        assert own == ["before", *away]  # the node's own subscribers missed nothing
+        assert 0 < bus.dropped < 40, bus.dropped  # some fit the buffer, the rest were dropped
+        assert metrics.BUS_DROPPED._value.get() - dropped_before == bus.dropped
+        kept = 40 - bus.dropped
+
+        server.start()  # same port, same JetStream directory: the stream is still there
+        await _until(lambda: bus._nc.is_connected)
+        await _until(lambda: metrics.BUS_CONNECTED._value.get() == 1)
+        bus.publish(_ended("after"))
+        await bus._outbox.join()
+
+        durable: list[str] = []
+
+        async def on_durable(event: object) -> None:
+            assert isinstance(event, CallEnded)
+            durable.append(event.call_id)
+
+        bus.durable_subscribe("cdr-stats", on_durable, event_types=[CallEnded])
+        await _until(lambda: "after" in durable)
+        # the buffered events went out in order when NATS was back; the dropped ones are the last
+        assert durable == ["before", *away[:kept], "after"], (durable, bus.dropped)
+        assert bus._dropping == 0  # counted afresh for the next outage
+    finally:
+        await bus.close()
