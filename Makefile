@@ -21,14 +21,15 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 # own service (its example configuration on port 5060) is stopped and disabled: the tests and
 # deploy/kamailio/render.py run Kamailio with their own configuration. Dovecot (dovecot-imapd) is the
 # IMAP server the CRM's e-mail tests start as an unprivileged process with a generated configuration
-# (tests/unit/dovecot_server.py); its system service is stopped and disabled the same way.
+# (tests/unit/dovecot_server.py); its system service is stopped and disabled the same way. nats-server: the
+# NATS outage tests start a private one on a free port (the machine's own NATS at 127.0.0.1:4222 is left be).
 peers:
 	@command -v sipp >/dev/null && command -v baresip >/dev/null && command -v espeak-ng >/dev/null \
-	  && [ -x /usr/bin/chromium ] && [ -x /usr/sbin/kamailio ] && [ -x /usr/sbin/dovecot ] \
+	  && [ -x /usr/bin/chromium ] && [ -x /usr/sbin/kamailio ] && [ -x /usr/sbin/dovecot ] && [ -x /usr/sbin/nats-server ] \
 	  && { ldconfig -p 2>/dev/null || /sbin/ldconfig -p; } | grep -q libspandsp.so.2 || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq sip-tester baresip \
-	    espeak-ng chromium kamailio libspandsp2 dovecot-imapd >/dev/null; \
+	    espeak-ng chromium kamailio libspandsp2 dovecot-imapd nats-server >/dev/null; \
 	  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then \
 	    $$SUDO systemctl disable --now kamailio dovecot >/dev/null 2>&1 || true; fi; }
 

@@ -12,7 +12,7 @@ from alembic import op
 from zvonok.storage.base import UtcDateTime
 
 revision = "0031"
-down_revision = "0022"
+down_revision = "0030"
 branch_labels = None
 depends_on = None
 
