@@ -115,32 +115,46 @@ async def originate_status(call_id: str, principal: CurrentPrincipal, request: R
     return _out(found)
 
 
+async def call_client(session: AsyncSession, originator: Originator, tenant_id: int, employee_id: int | None,
+                      client_id: int, *, phone_id: int | None = None, number: str | None = None) -> Originate:
+    """Click-to-call (the REST route and the console's button): ring ``employee_id``'s own extension, then
+    one of the client's numbers (``phone_id``, ``number``, else the first). A missing client raises the
+    CRM's not-found error; the rest :class:`OriginateRefused`."""
+    await get_client(session, tenant_id, client_id)  # a missing (or another tenant's) client: not found
+    phones = list((await session.execute(
+        select(CrmPhone).where(CrmPhone.tenant_id == tenant_id, CrmPhone.client_id == client_id)
+        .order_by(CrmPhone.id))).scalars())
+    if phone_id is not None:
+        chosen = next((p for p in phones if p.id == phone_id), None)
+    elif number is not None:
+        chosen = next((p for p in phones if p.number == number.strip()), None)
+    else:
+        chosen = phones[0] if phones else None
+    if chosen is None:
+        raise OriginateRefused(422, "not_client_number", "not a number of this client")
+    extension = None
+    if employee_id is not None:
+        extension = (await session.execute(
+            select(Extension.number).where(Extension.tenant_id == tenant_id, Extension.employee_id == employee_id,
+                                           Extension.enabled.is_(True))
+            .order_by(Extension.number).limit(1))).scalar_one_or_none()
+    if extension is None:
+        raise OriginateRefused(409, "no_extension", "your account has no extension to call from")
+    return await originator.start(tenant_id, extension, chosen.number)
+
+
 @router.post("/api/v1/tenants/{tenant_id}/crm/clients/{client_id}/call", status_code=202,
              response_model=OriginateOut,
              responses={409: {"description": "no extension of yours, or it has no registered phone"},
                         422: {"description": "not a number of this client"}})
-async def call_client(tenant_id: int, client_id: int, body: ClientCallIn, principal: TenantReader,
-                      session: Session, request: Request) -> object:
+async def call_client_route(tenant_id: int, client_id: int, body: ClientCallIn, principal: TenantReader,
+                            session: Session, request: Request) -> object:
     """Click-to-call: your phone rings, then the client's number is dialed."""
-    await get_client(session, tenant_id, client_id)  # 404 for a missing (or another tenant's) client
-    phones = list((await session.execute(
-        select(CrmPhone).where(CrmPhone.tenant_id == tenant_id, CrmPhone.client_id == client_id)
-        .order_by(CrmPhone.id))).scalars())
-    if body.phone_id is not None:
-        chosen = next((p for p in phones if p.id == body.phone_id), None)
-    elif body.number is not None:
-        chosen = next((p for p in phones if p.number == body.number.strip()), None)
-    else:
-        chosen = phones[0] if phones else None
-    if chosen is None:
-        raise HTTPException(422, "not a number of this client")
-    number = None
-    if principal.employee_id is not None and principal.tenant_id == tenant_id:
-        number = (await session.execute(
-            select(Extension.number).where(Extension.tenant_id == tenant_id,
-                                           Extension.employee_id == principal.employee_id,
-                                           Extension.enabled.is_(True))
-            .order_by(Extension.number).limit(1))).scalar_one_or_none()
-    if number is None:
-        raise HTTPException(status.HTTP_409_CONFLICT, "your account has no extension to call from")
-    return await _start(_originator(request), tenant_id, number, chosen.number)
+    originator = _originator(request)
+    employee_id = principal.employee_id if principal.tenant_id == tenant_id else None
+    try:
+        found = await call_client(session, originator, tenant_id, employee_id, client_id,
+                                  phone_id=body.phone_id, number=body.number)
+    except OriginateRefused as exc:
+        return _refused(exc)
+    return JSONResponse(_out(found).model_dump(), status_code=status.HTTP_202_ACCEPTED)
