@@ -41,6 +41,7 @@ from . import events as ev
 from .call import CODECS, Call, Leg, LegState
 from .directory import ExtensionInfo
 from .leg_events import Answered, Challenged, Progress, Terminated, TerminationCause
+from .monitor_matrix import MonitorMode
 from .outside import OutsideRefused, check_outside
 
 log = get_logger(__name__)
@@ -78,6 +79,7 @@ class Target:
 
     number: str  # the extension's number, or the E.164 number
     extension: ExtensionInfo | None = None  # None: outside
+    monitor: MonitorMode | None = None  # not a call to it: monitoring its call in this mode (monitor.py)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -170,8 +172,30 @@ class Originator:
     async def start(self, tenant_id: int, extension: str, to: str) -> Originate:
         """Check, then ring the employee's devices; the rest happens on the engine's loop. Raises
         :class:`OriginateRefused` (also 409 ``not_registered``: no device of the employee is registered)."""
-        engine = self.engine
         ext, target = await self.plan(tenant_id, extension, to)
+        return await self._ring(tenant_id, ext, target)
+
+    async def start_monitor(self, tenant_id: int, supervisor: str, extension: str, mode: MonitorMode) -> Originate:
+        """Ring the supervisor's phones; when they answer, join them to ``extension``'s call in ``mode``
+        (telephony/monitor.py, as ``*33<ext>`` does). 404 when that extension has no call to monitor now,
+        403 when the supervisor's extension may not monitor (not a tenant admin's)."""
+        engine = self.engine
+        monitoring = engine.monitoring
+        if monitoring is None:
+            raise OriginateRefused(503, "unavailable", "no monitoring in this process")
+        ext = await engine.directory.extension(tenant_id, supervisor) if supervisor else None
+        agent = await engine.directory.extension(tenant_id, extension) if extension else None
+        if ext is None or agent is None:
+            missing = supervisor if ext is None else extension
+            raise OriginateRefused(404, "no_extension", f"extension {missing!r} does not exist")
+        if not await monitoring.allowed(tenant_id, ext.employee_id):
+            raise OriginateRefused(403, "monitor_forbidden", f"extension {supervisor} is no supervisor's")
+        if monitoring._find(tenant_id, agent.number, ext.number) is None:
+            raise OriginateRefused(404, "nothing_to_monitor", f"extension {extension} has no call to monitor now")
+        return await self._ring(tenant_id, ext, Target(number=agent.number, extension=agent, monitor=mode))
+
+    async def _ring(self, tenant_id: int, ext: ExtensionInfo, target: Target) -> Originate:
+        engine = self.engine
         now = time.time()
         bindings = [b for b in engine.location.lookup(tenant_id, ext.extension_id, now)
                     if engine.reachable(b, ext.srtp)]
@@ -305,6 +329,9 @@ class Originator:
         session: Originate | None = call.originate
         if session is not None:
             session.reason = reason
+            for other in session.employee_legs:  # (the engine cancels only the forks of a callee)
+                if other.state in (LegState.TRYING, LegState.RINGING):
+                    self.engine._cancel_fork(other, None)
         self.engine._hangup(call, None, ev.HangupSide.SYSTEM, f"originate_{reason}",
                             disposition=ev.Disposition.FAILED)
 
@@ -315,9 +342,19 @@ class Originator:
         await engine._set_remote(leg, leg.media)
         if call.ended:
             return
+        target = session.target
+        if target.monitor is not None:  # a supervisor's phone: joined to the agent's call, nobody is dialed
+            failed = (await engine.monitoring.attach(call, session.extension.number, target.number, target.monitor)
+                      if engine.monitoring is not None else "unavailable")
+            if failed is not None:
+                self._fail(call, failed)
+                return
+            call.answered_at = time.time()
+            engine.publish(ev.CallAnswered, call, answered_leg_id=leg.id)
+            session.advance(Phase.CONNECTED)
+            return
         call.ringback = True  # the far end's 180 plays nothing more; its early media replaces the tone
         await engine.media.play(leg.endpoint, RINGBACK_RU)
-        target = session.target
         if target.extension is not None:
             await engine._ring_extensions(call, [target.extension], time.time(),
                                           from_number=session.extension.number)
@@ -335,7 +372,7 @@ class Originator:
                 session.advance(Phase.CONNECTED)
             session.advance(Phase.ENDED)
             return
-        reason = session.reason if session.phase is Phase.RINGING_EMPLOYEE and session.reason else (
+        reason = session.reason if session.reason else (
             "employee_hung_up" if session.phase is Phase.DIALING and call.hangup_side is ev.HangupSide.CALLER
             else target_failure(disposition, cause) if session.phase is Phase.DIALING
             else cause.removeprefix("originate_"))
