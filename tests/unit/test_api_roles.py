@@ -97,7 +97,7 @@ ACCESS: dict[str, str] = {
     "get_forwarding": OWN, "put_forwarding": OWN,
     "list_faxes": ADMIN, "get_fax": ADMIN, "get_fax_pdf": ADMIN, "send_fax": ADMIN,
     # supervisor monitoring (telephony/monitor.py): the tenant's admins; an employee's attempt is audited
-    "list_sessions": ADMIN, "switch_mode": ADMIN, "list_audit": ADMIN,
+    "list_sessions": ADMIN, "switch_mode": ADMIN, "list_audit": ADMIN, "start_session": ADMIN,
 }
 # Bodies for the routes an employee may change (their own things).
 OWN_BODIES = {"update_extension": {"sip_password": "olga-new-sip-pw"}, "set_pin": {"pin": "4826"},

@@ -160,3 +160,36 @@ async def test_crm_click_to_call_from_ones_own_extension(api: Api, make_tenant: 
     assert r.status_code == 404
     r = await api.client.post(f"{base}/{client_id}/call", headers=ids["bolga-headers"], json={})
     assert r.status_code == 404
+
+
+async def test_monitoring_started_over_rest_rings_the_supervisor(api: Api, make_tenant: Any) -> None:
+    a, b, engine, ids = await _setup(api, make_tenant)
+    talking: set[str] = set()
+
+    async def supervisors(tenant_id: int, employee_id: int | None) -> bool:
+        return employee_id == ids["apetr"][0]  # Petr (102) is the supervisor
+
+    engine.monitoring = SimpleNamespace(  # type: ignore[attr-defined]
+        allowed=supervisors, _find=lambda tenant_id, ext, sup: ("call", "agent", "customer") if ext in talking else None)
+    engine.register(a.id, ids["apetr"][1], "102")
+    url = f"/api/v1/tenants/{a.id}/monitor-sessions"
+    r = await api.client.post(url, headers=a.headers, json={"extension": "101", "supervisor": "102"})
+    assert r.status_code == 404 and r.json()["reason"] == "nothing_to_monitor"  # Olga is not on a call
+    talking.add("101")
+    r = await api.client.post(url, headers=a.headers, json={"extension": "101", "supervisor": "102", "mode": "barge"})
+    assert r.status_code == 202, r.text
+    assert (r.json()["supervisor"], r.json()["agent"], r.json()["mode"]) == ("102", "101", "barge")
+    started = [e for e in engine.published if isinstance(e, ev.CallStarted)]
+    assert [(e.caller.number, e.callee_number) for e in started] == [("102", "101")]
+    # Olga's phone may not monitor; a token that is no employee must name the supervisor; employees: 403
+    r = await api.client.post(url, headers=a.headers, json={"extension": "102", "supervisor": "101"})
+    assert r.status_code == 403
+    r = await api.client.post(url, headers=a.headers, json={"extension": "101"})
+    assert r.status_code == 422
+    r = await api.client.post(url, headers=ids["apetr-headers"], json={"extension": "101"})
+    assert r.status_code == 403
+    # another company: 404, and its extensions are not ours
+    r = await api.client.post(url, headers=b.headers, json={"extension": "101", "supervisor": "102"})
+    assert r.status_code == 404
+    r = await api.client.post(url, headers=a.headers, json={"extension": "101", "supervisor": "109"})
+    assert r.status_code == 404
