@@ -177,7 +177,7 @@ def test_monitoring_started_by_the_pbx_rings_the_supervisor_first() -> None:
         assert mix.rows[agent.id] == {customer.id: True, sup.id: True}  # whisper: the agent hears them
         assert mix.rows[customer.id] == {agent.id: True, sup.id: False}
         assert session.phase is Phase.CONNECTED
-        assert [(r.action, r.mode, r.via) for r in audited] == [("start", "listen", "api"), ("mode", "whisper", "api")]
+        assert [(r.action, r.mode, r.via) for r in audited] == [("start", "whisper", "api")]
         h.request_from(invite, ok, "BYE")  # the supervisor hangs up: the call goes on as a relay
         assert not engine_call.ended and h.engine.monitoring.of_tenant(1) == []
         assert session.phase is Phase.ENDED

@@ -201,13 +201,11 @@ class Monitoring:
         call, agent, customer = found
         if call.monitored is not None:
             return "already_monitored"
-        live = self._start(sup_call, call, agent, customer, supervisor=supervisor, target=target, via="api")
-        if mode is not MonitorMode.LISTEN:
-            self.switch(live, mode, via="api", by=supervisor)
+        self._start(sup_call, call, agent, customer, supervisor=supervisor, target=target, via="api", mode=mode)
         return None
 
     def _start(self, sup_call: Call, call: Call, agent: Leg, customer: Leg, *, supervisor: str, target: str,
-               via: str) -> LiveMonitor:
+               via: str, mode: MonitorMode = MonitorMode.LISTEN) -> LiveMonitor:
         tenant_id = call.tenant_id
         session = MonitorSession(
             id=uuid.uuid4().hex[:12],
@@ -215,7 +213,7 @@ class Monitoring:
             call_id=call.id,
             supervisor=supervisor,
             agent=target,
-            mode=MonitorMode.LISTEN,
+            mode=mode,
             started_at=self.wall_clock(),
         )
         live = LiveMonitor(

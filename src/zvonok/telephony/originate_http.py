@@ -150,6 +150,7 @@ async def call_client(session: AsyncSession, originator: Originator, tenant_id: 
 async def call_client_route(tenant_id: int, client_id: int, body: ClientCallIn, principal: TenantReader,
                             session: Session, request: Request) -> object:
     """Click-to-call: your phone rings, then the client's number is dialed."""
+    await get_client(session, tenant_id, client_id)  # another tenant's client: 404 before anything else
     originator = _originator(request)
     employee_id = principal.employee_id if principal.tenant_id == tenant_id else None
     try:
