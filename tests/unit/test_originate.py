@@ -255,3 +255,17 @@ def test_outcome_tables() -> None:
     session = Originate(call_id="x", tenant_id=1, extension=None, target=None)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         session.advance(Phase.CONNECTED)
+
+
+def test_no_free_media_ports_refuse_the_originate_and_end_its_call() -> None:
+    with Harness() as h:
+        alice = h.extension("101")
+        h.extension("102")
+        originator = _originator(h)
+        h.media.exhausted = True
+        with pytest.raises(OriginateRefused) as refused:
+            _start(h, originator, "101", "102")
+        assert refused.value.status == 503
+        assert h.invites_to(alice) == [] and not h.engine.calls
+        assert _cdr(h).disposition is ev.Disposition.FAILED
+        assert [e.reason for e in h.events_of(ev.OriginateFailed)] == ["no_ports"]

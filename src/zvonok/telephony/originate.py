@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zvonok.logs import get_logger
+from zvonok.media.errors import PortsExhausted
 from zvonok.media.interface import RINGBACK_RU
 from zvonok.pstn.routing import CallerProfile
 from zvonok.sip.grammar import name_addr
@@ -222,7 +223,12 @@ class Originator:
         engine.publish(ev.CallOriginated, call, extension=ext.number, to=target.number)
         log.info("originate: ringing the employee", call=call.id, tenant=tenant_id, extension=ext.number,
                  to=target.number, devices=len(bindings))
-        endpoints = await engine._endpoints(call, len(bindings))
+        try:
+            endpoints = await engine._endpoints(call, len(bindings))
+        except PortsExhausted as exc:  # the call ends as any call that found no ports (its CDR says so)
+            session.reason = "no_ports"
+            engine._hangup(call, None, ev.HangupSide.SYSTEM, "no_ports")
+            raise OriginateRefused(503, "no_ports", "no media ports free: try again later") from exc
         if endpoints is None:
             return session
         display = target.extension.display_name if target.extension is not None else target.number
