@@ -91,7 +91,7 @@ def test_a_client_their_calls_and_the_screen_pop(page: Any, world: World, artifa
     page.fill("#client-emails", "anna@romashka.example")
     page.click("#save-client")
     page.wait_for_selector("#client-title")
-    assert page.locator("#client-phones").inner_text().strip() == CLIENT
+    assert page.locator("#client-phones .phone").inner_text().strip() == CLIENT
     card_url = page.url
 
     # Ivan calls her: 101 dials 8 495 123-45-67, the carrier answers, 3 s of talk
