@@ -177,14 +177,15 @@ def _extra_routers() -> list[Any]:
     from zvonok.monitoring import http as monitoring_http
     from zvonok.pstn import http as pstn_http
     from zvonok.ringgroup import http as ring_group_http
-    from zvonok.telephony import features_http, hold_music_http
+    from zvonok.telephony import features_http, hold_music_http, originate_http
     from zvonok.telephony.http import registrations_router
     from zvonok.telephony.location import Location
     from zvonok.voicemail import http as voicemail_http
 
     return [registrations_router(Location()), cdr_http.router, pstn_http.router, hold_music_http.router,
             features_http.router, crm_http.router, voicemail_http.router,
-            ivr_http.router, ring_group_http.router, callcenter_http.router, fax_http.router, monitoring_http.router]
+            ivr_http.router, ring_group_http.router, callcenter_http.router, fax_http.router, monitoring_http.router,
+            originate_http.router]
 
 
 @pytest.fixture

@@ -94,6 +94,9 @@ class Settings(BaseSettings):
         default=1024, ge=0, description="Released RTP/RTCP socket pairs kept bound for the next calls (0: open and "
         "close the sockets per call); they stay within the RTP port range")
     call_no_answer_timeout: float = Field(default=60.0, description="Ring this long, then give up (480)")
+    originate_answer_timeout: float = Field(
+        default=30.0, gt=0, description="An originated call (REST, CRM click-to-call) rings the employee's phone "
+        "this long before it fails with employee_no_answer")
     media_timeout: float = Field(default=60.0, description="End a call after this long without RTP from a leg")
     session_min_se: int = Field(default=90, ge=1, description="RFC 4028 Min-SE: shorter session intervals get 422")
     ringback: Literal["local", "inband"] = Field(

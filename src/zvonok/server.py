@@ -68,7 +68,7 @@ from zvonok.ringgroup.service import RingGroupDirectory
 from zvonok.sip.digest import Algorithm, DigestVerifier, NonceManager
 from zvonok.storage.changes import ChangeFeed
 from zvonok.storage.db import Database
-from zvonok.telephony import features_http, hold_music_http, presence
+from zvonok.telephony import features_http, hold_music_http, originate_http, presence
 from zvonok.telephony.auth import Authenticator, CredentialCache
 from zvonok.telephony.b2bua import CallEngine
 from zvonok.telephony.call import Call
@@ -83,6 +83,7 @@ from zvonok.telephony.ivr import Ivr
 from zvonok.telephony.location import BindingsChanged, GroupCommit, Location
 from zvonok.telephony.monitor import Monitoring
 from zvonok.telephony.mwi import Mwi
+from zvonok.telephony.originate import Originator
 from zvonok.telephony.park import Parking
 from zvonok.telephony.pickup import Pickup
 from zvonok.telephony.queue_call import QueueCalls
@@ -301,6 +302,7 @@ async def build(settings: Settings) -> Runtime:
     fax_store = FaxStore(db, FaxFiles((settings.data_dir / "fax").resolve()))
     engine.fax = fax_app = FaxApp(engine, fax_store)
     fax_sender = FaxSender(engine, fax_app)
+    engine.originator = Originator(engine, answer_timeout=settings.originate_answer_timeout)  # REST, CRM
 
     async def send_queued_fax(tenant_id: int, fax_id: int) -> None:
         job = await fax_store.job(tenant_id, fax_id)
@@ -390,10 +392,11 @@ async def build(settings: Settings) -> Runtime:
                                             pstn_http.router, conference_http.router, hold_music_http.router,
                                             features_http.router, crm_http.router, voicemail_http.router,
                                             ivr_http.router, ring_group_http.router, callcenter_http.router,
-                                            fax_http.router, monitoring_http.router])
+                                            fax_http.router, monitoring_http.router, originate_http.router])
     app.state.callcenter = callcenter  # agents' state (zvonok.callcenter.http)
     app.state.conferences = engine.conferences  # live members (zvonok.conference.http)
     app.state.monitoring = engine.monitoring  # live monitoring sessions (zvonok.monitoring.http)
+    app.state.originator = engine.originator  # calls placed from the PBX (zvonok.telephony.originate_http)
     app.state.parking = engine.parking  # parked calls (zvonok.telephony.features_http)
     app.state.active_calls = engine.active_calls  # calls in progress (zvonok.web.pages.calls)
     mount_web(app, location=location)  # the web console at /, after the API's routes

@@ -91,7 +91,7 @@ def test_a_client_their_calls_and_the_screen_pop(page: Any, world: World, artifa
     page.fill("#client-emails", "anna@romashka.example")
     page.click("#save-client")
     page.wait_for_selector("#client-title")
-    assert page.locator("#client-phones").inner_text().strip() == CLIENT
+    assert page.locator("#client-phones .phone").inner_text().strip() == CLIENT
     card_url = page.url
 
     # Ivan calls her: 101 dials 8 495 123-45-67, the carrier answers, 3 s of talk
@@ -170,3 +170,55 @@ def test_a_client_their_calls_and_the_screen_pop(page: Any, world: World, artifa
         desk.kill()
         if inbound is not None:
             inbound.kill()
+
+
+def test_the_call_button_rings_ivans_phone_then_the_client(page: Any, world: World, artifacts: Path) -> None:
+    """Click-to-call (telephony/originate.py): Ivan's phone (SIPp as 101) rings first and answers, then the
+    client's number goes out through the carrier; the card says so, and the call lands on her timeline."""
+    console = world.console
+    target = f"{harness.LOOPBACK}:{console.server.sip_port}"
+    page.goto(console.url + "/login")
+    page.fill("#email", world.ivan_email)
+    page.fill("#password", IVAN_PASSWORD)
+    page.click("main form button[type=submit]")
+    page.wait_for_url(console.url + "/")
+    page.click("button[name=lang][value=en]")
+    page.wait_for_selector("html[lang=en]")
+    page.goto(console.url + "/crm/new")
+    page.fill("#client-name", "Boris Romashkin")
+    page.fill("#client-phones", "+7 (495) 765-43-99")
+    page.click("#save-client")
+    page.wait_for_selector("#client-title")
+    card_url = page.url
+    number = "+74957654399"
+    port = harness.free_sip_port()
+    reg = calls.register_port(target, workdir=console.workdir, number="101", domain=console.domain, port=port,
+                              password=world.passwords["101"], name="register_101_click")
+    assert reg.successful == 1, reg.describe()
+    # Ivan's phone answers and hangs up a second later; the carrier answers at once
+    desk = calls.SippProcess("call_uas_bye.xml", None, workdir=console.workdir, name="desk_101_click", local_port=port,
+                             timeout=60, keys={"codec": "8", "codec_name": "PCMA"}, extra=["-s", "101"]).start()
+    carrier = calls.SippProcess("carrier_answer.xml", None, workdir=console.workdir, name="carrier_click",
+                                local_port=world.carrier_port, timeout=60, keys={"codec": "8", "codec_name": "PCMA"},
+                                extra=["-i", CARRIER_HOST]).start()
+    try:
+        button = page.locator("#client-phones .call-button")
+        assert button.count() == 1 and button.get_attribute("aria-label") == f"Call {number}"
+        button.click()
+        page.wait_for_selector("#call-status")
+        status = page.locator("#call-status").inner_text()
+        assert "Your phone is ringing" in status and number in status, status
+        assert desk.wait_for("SuccessfulCall(C)", 1, timeout=30), desk.stats()
+        assert carrier.wait_for("SuccessfulCall(C)", 1, timeout=30), carrier.stats()
+    finally:
+        desk.kill()
+        carrier.kill()
+    page.goto(card_url)
+    for _ in range(30):  # the CDR is written just after the call ends
+        if page.locator("#timeline-rows tbody tr").count():
+            break
+        page.wait_for_timeout(500)
+        page.reload()
+    text = page.locator("#timeline-rows tbody tr").first.inner_text()
+    assert number in text and "Outbound" in text and "Answered" in text, text
+    page.screenshot(path=str(artifacts / "crm-click-to-call.png"), full_page=True)

@@ -217,3 +217,61 @@ def test_listen_whisper_barge_heard_by_each_phone(
     refusals = [(a["supervisor"], a["agent"], a["via"]) for a in audit if a["action"] == "refused"]
     assert (AGENT, CUSTOMER, "feature_code") in refusals, audit
     assert any(via == "api" for _, _, via in refusals), audit
+
+
+def test_monitoring_started_over_rest_rings_the_supervisor_first(
+    monitor_server: tuple[Any, Any], pjsua_phones: PhoneFactory
+) -> None:
+    """``POST .../monitor-sessions`` (telephony/originate.py): the platform rings the supervisor's phone;
+    answered, it joins the agent's call straight in whisper mode: the agent hears the supervisor, the
+    customer does not, the supervisor hears both."""
+    srv, seeded = monitor_server
+    (ext,) = [e for e in api(monitor_server, f"/extensions?q={SUPERVISOR}")["items"] if e["number"] == SUPERVISOR]
+    if ext["employee_id"] is None:  # (the test above made Svetlana the supervisor, when it ran)
+        give_extension(monitor_server, SUPERVISOR, "Svetlana", "tenant_admin")
+    proxy = f"127.0.0.1:{srv.sip_port}"
+    phones = {}
+    for number, tone in TONES.items():
+        phones[number] = p = pjsua_phones(number, tone=tone)
+        p.register(number, harness.password_for(number), seeded.domain, proxy)
+    customer, agent, supervisor = phones[CUSTOMER], phones[AGENT], phones[SUPERVISOR]
+    c_call = customer.call(f"sip:{AGENT}@{seeded.domain}")
+    a_call = agent.wait_incoming()
+    agent.answer(a_call)
+    customer.wait_state(c_call, "CONFIRMED")
+    agent.wait_state(a_call, "CONFIRMED")
+
+    started = api(monitor_server, "/monitor-sessions", method="POST",
+                  body={"extension": AGENT, "supervisor": SUPERVISOR, "mode": "whisper"})
+    assert (started["supervisor"], started["agent"], started["mode"]) == (SUPERVISOR, AGENT, "whisper")
+    s_call = supervisor.wait_incoming()
+    supervisor.answer(s_call)
+    supervisor.wait_state(s_call, "CONFIRMED")
+    (session,) = wait_mode(monitor_server, "whisper")
+    assert (session["supervisor"], session["agent"]) == (SUPERVISOR, AGENT)
+    joined = time.monotonic()
+    time.sleep(PHASE)
+    supervisor_left = time.monotonic()
+    supervisor.hangup(s_call)
+    supervisor.wait_ended(s_call)
+    wait_mode(monitor_server, None)
+    time.sleep(1.0)
+    end = time.monotonic()
+    customer.hangup(c_call)
+    customer.wait_ended(c_call)
+    agent.wait_ended(a_call)
+    recordings = {CUSTOMER: customer.recording(c_call), AGENT: agent.recording(a_call),
+                  SUPERVISOR: supervisor.recording(s_call)}
+    end_of = {CUSTOMER: end, AGENT: end, SUPERVISOR: supervisor_left}
+    for listener, heard in HEARS["whisper"].items():
+        samples = window(recordings[listener], end_of[listener] - joined - 0.7, end_of[listener] - supervisor_left + 0.4)
+        pw = {n: power(samples, f) for n, f in TONES.items() if n != listener}
+        loud = [pw[n] for n in heard]
+        assert min(loud) > 1e5, (listener, pw)
+        for other in set(pw) - heard:
+            assert pw[other] < min(loud) / 50, (listener, other, pw)
+    status = harness.http_json(f"{srv.http_url}/api/v1/calls/originate/{started['call_id']}", seeded.token)
+    assert status["phase"] == "ended", status
+    audit = api(monitor_server, "/monitor-audit")
+    steps = [(a["action"], a["mode"], a["via"]) for a in reversed(audit) if a["session_id"] == session["id"]]
+    assert steps == [("start", "whisper", "api"), ("stop", "whisper", "system")], audit

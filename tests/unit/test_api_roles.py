@@ -102,7 +102,7 @@ ACCESS: dict[str, str] = {
     "get_forwarding": OWN, "put_forwarding": OWN,
     "list_faxes": ADMIN, "get_fax": ADMIN, "get_fax_pdf": ADMIN, "send_fax": ADMIN,
     # supervisor monitoring (telephony/monitor.py): supervisors and admins; an employee's attempt is audited
-    "list_sessions": SUPERVISE, "switch_mode": SUPERVISE, "list_audit": SUPERVISE,
+    "list_sessions": SUPERVISE, "switch_mode": SUPERVISE, "list_audit": SUPERVISE, "start_session": SUPERVISE,
 }
 # Bodies for the routes an employee may change (their own things).
 OWN_BODIES = {"update_extension": {"sip_password": "olga-new-sip-pw"}, "set_pin": {"pin": "4826"},

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from callengine_harness import Harness, PhoneCall
 
+from zvonok.telephony import events as ev
 from zvonok.telephony.monitor import AuditRecord, Monitoring
+from zvonok.telephony.monitor_matrix import MonitorMode
+from zvonok.telephony.originate import OriginateRefused, Originator, Phase
 
 
 class MixLog:
@@ -146,3 +150,50 @@ def test_a_mode_that_cannot_apply_leaves_the_call_alone() -> None:
         h.dtmf(sup_call.caller.endpoint, "6")
         h.settle()
         assert not engine_call.ended and not sup_call.ended
+
+
+def test_monitoring_started_by_the_pbx_rings_the_supervisor_first() -> None:
+    """``POST .../monitor-sessions`` (telephony/originate.py): the supervisor's phone rings; answered, it
+    joins the agent's call in the mode asked for; the supervisor hanging up leaves the call alone."""
+    with Harness() as h:
+        mix, audited = _setup(h)
+        h._snapshot()
+        originator = Originator(h.engine)
+        h.engine.originator = originator
+        carol = h.extension("103")
+        with pytest.raises(OriginateRefused) as refused:  # nobody talks yet: nothing rings
+            h.run(originator.start_monitor(1, "103", "102", MonitorMode.WHISPER))
+        assert refused.value.status == 404 and h.invites_to(carol) == []
+        call, engine_call = _talking(h)
+        session = h.run(originator.start_monitor(1, "103", "102", MonitorMode.WHISPER))
+        assert mix.joined == []  # not before the supervisor answers
+        (invite,) = h.invites_to(carol)
+        h.reply(invite, 180)
+        ok = h.reply(invite, 200)
+        customer, agent = engine_call.caller.endpoint, engine_call.callee.endpoint
+        sup_call = h.engine.calls[session.call_id]
+        sup = sup_call.caller.endpoint
+        assert [e for _, e in mix.joined] == [customer.id, agent.id, sup.id]
+        assert mix.rows[agent.id] == {customer.id: True, sup.id: True}  # whisper: the agent hears them
+        assert mix.rows[customer.id] == {agent.id: True, sup.id: False}
+        assert session.phase is Phase.CONNECTED
+        assert [(r.action, r.mode, r.via) for r in audited] == [("start", "whisper", "api")]
+        h.request_from(invite, ok, "BYE")  # the supervisor hangs up: the call goes on as a relay
+        assert not engine_call.ended and h.engine.monitoring.of_tenant(1) == []
+        assert session.phase is Phase.ENDED
+        ended = [e for e in h.events_of(ev.CallEnded) if e.call_id == session.call_id]
+        assert [e.disposition for e in ended] == [ev.Disposition.ANSWERED]
+        call.bye()
+        assert not h.engine.calls
+
+
+def test_monitoring_by_the_pbx_is_refused_for_a_non_supervisor() -> None:
+    with Harness() as h:
+        _setup(h, allowed=False)
+        h._snapshot()
+        originator = Originator(h.engine)
+        carol = h.extension("103")
+        _talking(h)
+        with pytest.raises(OriginateRefused) as refused:
+            h.run(originator.start_monitor(1, "103", "102", MonitorMode.LISTEN))
+        assert refused.value.status == 403 and h.invites_to(carol) == []

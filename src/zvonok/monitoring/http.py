@@ -3,11 +3,14 @@ and the audit.
 
 * ``GET  /api/v1/tenants/{t}/monitor-sessions`` — live sessions (who monitors whom, mode, since when);
 * ``POST /api/v1/tenants/{t}/monitor-sessions/{id}/mode`` ``{"mode": "listen|whisper|barge"}`` — switch;
-* ``GET  /api/v1/tenants/{t}/monitor-audit`` — the newest audit rows (start, mode, stop, refused).
+* ``GET  /api/v1/tenants/{t}/monitor-audit`` — the newest audit rows (start, mode, stop, refused);
+* ``POST /api/v1/tenants/{t}/monitor-sessions`` ``{"extension": "102", "mode": "listen", "supervisor":
+  "103"}`` — 202: the platform rings the supervisor's phone (yours when ``supervisor`` is left out) and,
+  answered, joins it to the agent's call (telephony/originate.py); 404 when that extension has no call now.
 
-A session is started from the supervisor's phone: ``*33<ext>``. Only the tenant's supervisors (role
-``supervisor``) and admins may use these routes: a plain employee gets 403, and the refusal is audited; another tenant's account gets
-the 404 every tenant-scoped route gives it (tests/unit/test_api_isolation.py), audited too. Sessions live
+A session is also started from the supervisor's phone: ``*33<ext>``. Only the tenant's supervisors (role
+``supervisor``) and admins may use these routes: a plain employee gets 403, and the refusal is audited;
+another tenant's account gets the 404 every tenant-scoped route gives it (tests/unit/test_api_isolation.py), audited too. Sessions live
 in the running call engine (``app.state.monitoring``): an API-only process answers 503.
 """
 
@@ -17,15 +20,18 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
-from pydantic import BaseModel
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok.api.auth import CurrentPrincipal, Principal
 from zvonok.api.deps import get_session
-from zvonok.org.models import Tenant
+from zvonok.org.models import Extension, Tenant
 from zvonok.storage.base import utcnow
 from zvonok.telephony.monitor import Monitoring
 from zvonok.telephony.monitor_matrix import MonitorMode
+from zvonok.telephony.originate import OriginateRefused
 
 from .models import MonitorAudit
 from .service import audit_of
@@ -128,6 +134,47 @@ async def list_sessions(tenant_id: int, _: Supervisor, request: Request) -> list
         )
         for s in _running(request).of_tenant(tenant_id)
     ]
+
+
+class StartIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    extension: str = Field(min_length=1, max_length=8, pattern=r"^[0-9]+$", description="The agent's extension")
+    mode: MonitorMode = MonitorMode.LISTEN
+    supervisor: str | None = Field(default=None, min_length=1, max_length=8, pattern=r"^[0-9]+$",
+                                   description="The extension whose phone rings; default: your own")
+
+
+class StartOut(BaseModel):
+    call_id: str  # the supervisor's call (GET /api/v1/calls/originate/{call_id} says how it goes)
+    supervisor: str
+    agent: str
+    mode: MonitorMode
+
+
+@router.post("/monitor-sessions", status_code=202, response_model=StartOut,
+             responses={404: {"description": "no such extension, or it has no call to monitor now"},
+                        409: {"description": "the supervisor's extension has no registered phone"}})
+async def start_session(tenant_id: int, body: StartIn, principal: Supervisor, request: Request,
+                        session: Annotated[AsyncSession, Depends(get_session)]) -> object:
+    """The platform rings the supervisor's phone; answered, it joins the agent's call in ``mode``."""
+    originator = getattr(request.app.state, "originator", None)
+    if originator is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "no call engine in this process")
+    supervisor = body.supervisor
+    if supervisor is None and principal.employee_id is not None and principal.tenant_id == tenant_id:
+        supervisor = (await session.execute(
+            select(Extension.number).where(Extension.tenant_id == tenant_id,
+                                           Extension.employee_id == principal.employee_id,
+                                           Extension.enabled.is_(True))
+            .order_by(Extension.number).limit(1))).scalar_one_or_none()
+    if supervisor is None:
+        raise HTTPException(422, "name the supervisor's extension (your account has none)")
+    try:
+        started = await originator.start_monitor(tenant_id, supervisor, body.extension, body.mode)
+    except OriginateRefused as exc:
+        return JSONResponse({"detail": str(exc), "reason": exc.reason}, status_code=exc.status)
+    return JSONResponse(StartOut(call_id=started.call_id, supervisor=supervisor, agent=body.extension,
+                                 mode=body.mode).model_dump(mode="json"), status_code=202)
 
 
 @router.post("/monitor-sessions/{session_id}/mode", response_model=MonitorSessionOut)

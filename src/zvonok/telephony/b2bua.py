@@ -183,6 +183,7 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         self.fax: Any = None  # telephony.fax_app.FaxApp, set by the composition root
         self.monitoring: Monitoring | None = None  # *33<ext>: listen / whisper / barge (telephony/monitor.py)
         self.threeway = ThreeWayCalls(self)  # *3 on a second call joins it with the held one (telephony/threeway.py)
+        self.originator: Any = None  # telephony.originate.Originator: calls placed from the PBX (REST, CRM)
 
     # -- plumbing ------------------------------------------------------------------------------------
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -537,33 +538,36 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
 
     def _fork(self, call: Call, party: ev.Party, binding: Binding, endpoint: Endpoint, codecs: list[Codec],
               from_display: str, domain: str, *, from_number: str | None = None,
-              handler: Callable[[Leg, object], None] | None = None, srtp_policy: str | None = None) -> Leg:
-        """Place one INVITE to a registered device of the callee, as a new leg of ``call``."""
-        assert call.caller is not None
-        caller = call.caller.party
-        caller_number = from_number or caller.number
-        # a caller's number as its URI user came from a trunk goes on as it came (an escaped ';' differs)
-        from_header = (name_addr(from_display, caller.uri_user, domain, received=True)
-                       if caller.uri_user is not None and caller_number == caller.number
-                       else name_addr(from_display, caller_number, domain))
+              handler: Callable[[Leg, object], None] | None = None, srtp_policy: str | None = None,
+              from_header: str | None = None, role: ev.LegRole = ev.LegRole.CALLEE) -> Leg:
+        """Place one INVITE to a registered device of the callee, as a new leg of ``call``. ``from_header``
+        and ``role``: a call with no caller yet (telephony/originate.py rings the employee's devices first)."""
+        if from_header is None:
+            assert call.caller is not None
+            caller = call.caller.party
+            caller_number = from_number or caller.number
+            # a caller's number as its URI user came from a trunk goes on as it came (an escaped ';' differs)
+            from_header = (name_addr(from_display, caller.uri_user, domain, received=True)
+                           if caller.uri_user is not None and caller_number == caller.number
+                           else name_addr(from_display, caller_number, domain))
         # along the binding's Path (RFC 3327) when it registered through an edge proxy
         hop = route_to(binding.contact, binding.path, peer_of(binding))
         return self._place_leg(
             call, party, hop.peer, endpoint, codecs, request_uri=hop.request_uri,
             to_header=name_addr(None, party.number, domain),
             from_header=from_header, contact=binding.contact,
-            user_agent=binding.user_agent, handler=handler, srtp_policy=srtp_policy,
+            user_agent=binding.user_agent, handler=handler, srtp_policy=srtp_policy, role=role,
             extra_headers=[("Route", value) for value in hop.routes])
 
     def _place_leg(self, call: Call, party: ev.Party, peer: Peer, endpoint: Endpoint, codecs: list[Codec], *,
                    request_uri: str, to_header: str, from_header: str, contact: str, user_agent: str = "",
                    extra_headers: list[tuple[str, str]] | None = None,
                    handler: Callable[[Leg, object], None] | None = None, trunk_id: int | None = None,
-                   srtp_policy: str | None = None) -> Leg:
+                   srtp_policy: str | None = None, role: ev.LegRole = ev.LegRole.CALLEE) -> Leg:
         """Send our INVITE (our offer from ``endpoint``) for a new callee leg of ``call``: the leg's dialog
         machine places it (telephony/leg_wiring.py). ``handler`` gets the machine's events (Progress,
         Answered, Challenged, Terminated …); by default :meth:`_on_fork_event`."""
-        leg = Leg(id=_tag(), role=ev.LegRole.CALLEE, call=call, party=party, peer=peer, session=_new_session(),
+        leg = Leg(id=_tag(), role=role, call=call, party=party, peer=peer, session=_new_session(),
                   local_tag=_tag(), contact=contact, user_agent=user_agent, endpoint=endpoint, trunk_id=trunk_id,
                   srtp_policy=srtp_policy)
         machine = self._uac_machine(leg, codecs, request_uri=request_uri, from_header=from_header,
@@ -700,7 +704,7 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         """Bridge the callee that answered with the caller and answer the caller, with the media its machine
         agreed (``leg.media``; ``response`` is kept for the callers of this name and not needed)."""
         caller = call.caller
-        assert caller is not None and caller.invite is not None and caller.server_txn is not None
+        assert caller is not None  # (an originated call's caller leg is our UAC leg: no server transaction)
         media = leg.media
         if media is None:
             self._send_bye(leg)
@@ -717,8 +721,14 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         if call.ended:
             return
         if caller.state is LegState.ANSWERED:
-            # the caller was answered by us already (the access number): the far end joins the call
+            # the caller was answered by us already (the access number), or is the employee's phone of an
+            # originated call (telephony/originate.py): the far end joins the call
             self.publish(ev.LegAnswered, call, leg_id=leg.id)
+            if call.answered_at is None:  # an originated call: answered when its target answers
+                call.answered_at = time.time()
+                self.publish(ev.CallAnswered, call, answered_leg_id=leg.id)
+                if call.originate is not None and self.originator is not None:
+                    self.originator.connected(call)
             log.info("access number call connected", call=call.id, tenant=call.tenant_id)
             self._arm_limit(call)
             await self._watch_media(call)
@@ -820,6 +830,11 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
 
     def _reject_caller(self, call: Call, status: int) -> None:
         caller = call.caller
+        if caller is not None and caller.state is LegState.ANSWERED:
+            # a caller whose dialog is up already (an originated call's employee, a caller a menu answered):
+            # no final response is left to give, the call ends with BYE
+            self._send_bye(caller)
+            return
         if caller is not None and caller.sip is not None:
             if caller.sip.state in (SipLegState.INCOMING, SipLegState.EARLY):
                 caller.sip.reject(status, self.clock())
@@ -1046,6 +1061,8 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
             for fork in call.forks:
                 self._cancel_fork(fork, None)
             self._reject_caller(call, 503 if cause in ("shutdown", "no_ports") else 500)
+            if side is ev.HangupSide.CALLER and call.caller is not None and call.caller.state is LegState.ANSWERED:
+                disposition = ev.Disposition.CANCELLED  # an originated call's employee gave up while it rang
         for leg in (call.caller, call.callee):
             if leg is not None and leg is not from_leg and leg.state is LegState.ANSWERED:
                 self._send_bye(leg)
@@ -1095,6 +1112,8 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
             disposition = await self.voicemail.ended(call, disposition)
         if call.fax is not None and self.fax is not None:
             disposition = await self.fax.ended(call, disposition)
+        if call.originate is not None and self.originator is not None:
+            self.originator.ended(call, disposition, cause)
         if call.recording is not None:
             recording, call.recording = call.recording, None
             try:

@@ -388,6 +388,27 @@ class FaxFinished(CallEvent):
     remote_number: str = ""
 
 
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CallOriginated(CallEvent):
+    """The platform placed this call itself (REST, CRM click-to-call, telephony/originate.py): the
+    employee's ``extension`` rings first, then ``to`` (an extension or an E.164 number)."""
+
+    extension: str
+    to: str
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class OriginateFailed(CallEvent):
+    """An originated call ended before its two parties talked: ``reason`` says why (``not_registered``,
+    ``employee_no_answer``, ``employee_busy``, ``busy``, ``no_answer``, ``not_allowed`` …)."""
+
+    extension: str
+    to: str
+    reason: str
+
+
 CALL_EVENT_TYPES: tuple[type[CallEvent], ...] = (
     CallStarted, CallRouted, LegCreated, LegRinging, LegAnswered, CallAnswered, LegHeld, LegResumed, CallTransferred,
     RecordingStarted, RecordingStopped, DtmfReceived, LegEnded, CallEnded, ConferenceJoined, CallForwarded,

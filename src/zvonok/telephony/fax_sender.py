@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zvonok.dialing import DestinationClass, InvalidNumber, normalize
+from zvonok.dialing import DestinationClass
 from zvonok.fax.endpoint import FaxEndpoint
 from zvonok.fax.spandsp import SpandspUnavailable
 from zvonok.logs import get_logger
@@ -31,6 +31,7 @@ from . import events as ev
 from .call import Call, Leg, LegState
 from .fax_app import FaxApp, FaxSession, IncomingFax
 from .leg_events import Answered, Challenged, Terminated, TerminationCause
+from .outside import OutsideRefused, check_outside
 from .trunks import trunk_peer
 
 log = get_logger(__name__)
@@ -67,21 +68,19 @@ class FaxSender:
         tenant = snapshot.tenants.get(job.tenant_id)
         profile = CallerProfile(tenant_id=job.tenant_id)
         try:
-            dest = normalize(job.number, snapshot.plan_for(job.tenant_id, None))
-        except InvalidNumber as exc:
-            await port.finish_send(job.tenant_id, job.id, None, f"invalid number: {exc}", status=None)
+            checked = check_outside(snapshot, profile, job.number)  # as for an employee's outside call
+        except OutsideRefused as refused:
+            reason = str(refused) if refused.cause == "not_allowed" else f"invalid number: {refused}"
+            if refused.cause == "no_route":
+                reason = "not an outside number"
+            await port.finish_send(job.tenant_id, job.id, None, reason, status=None)
             return
-        if dest.klass in (DestinationClass.INTERNAL, DestinationClass.EMERGENCY) or tenant is None:
+        dest, rules = checked.dest, checked.rules
+        if dest.klass is DestinationClass.EMERGENCY or tenant is None:
             await port.finish_send(job.tenant_id, job.id, None, "not an outside number", status=None)
             return
         if tenant.suspended:
             await port.finish_send(job.tenant_id, job.id, None, "the company is suspended", status=None)
-            return
-        rules = snapshot.rules_for(profile)
-        decision = rules.policy.check(dest)
-        if not decision.allowed:
-            reason = f"not allowed by the calling permissions ({decision.reason}, {decision.level})"
-            await port.finish_send(job.tenant_id, job.id, None, reason, status=None)
             return
         now = time.time()
         sell = snapshot.sell_rate(job.tenant_id, dest.number)

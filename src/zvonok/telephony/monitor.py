@@ -189,13 +189,31 @@ class Monitoring:
             return True
         agent, customer = again
         engine._answer_caller(sup_call)
+        self._start(sup_call, call, agent, customer, supervisor=caller_ext.number, target=target, via="feature_code")
+        return True
+
+    async def attach(self, sup_call: Call, supervisor: str, target: str, mode: MonitorMode) -> str | None:
+        """Join ``sup_call`` (a supervisor's answered call placed by the PBX: telephony/originate.py, for
+        ``POST .../monitor-sessions``) to ``target``'s call in ``mode``; the reason it cannot, or None."""
+        found = self._find(sup_call.tenant_id, target, supervisor)
+        if found is None:
+            return "nothing_to_monitor"
+        call, agent, customer = found
+        if call.monitored is not None:
+            return "already_monitored"
+        self._start(sup_call, call, agent, customer, supervisor=supervisor, target=target, via="api", mode=mode)
+        return None
+
+    def _start(self, sup_call: Call, call: Call, agent: Leg, customer: Leg, *, supervisor: str, target: str,
+               via: str, mode: MonitorMode = MonitorMode.LISTEN) -> LiveMonitor:
+        tenant_id = call.tenant_id
         session = MonitorSession(
             id=uuid.uuid4().hex[:12],
             tenant_id=tenant_id,
             call_id=call.id,
-            supervisor=caller_ext.number,
+            supervisor=supervisor,
             agent=target,
-            mode=MonitorMode.LISTEN,
+            mode=mode,
             started_at=self.wall_clock(),
         )
         live = LiveMonitor(
@@ -212,7 +230,7 @@ class Monitoring:
             target,
             "start",
             session.mode.value,
-            "feature_code",
+            via,
         )
         log.info(
             "monitoring started",
@@ -222,8 +240,8 @@ class Monitoring:
             extension=target,
             session=session.id,
         )
-        engine.step(call, self._mix(live))
-        return True
+        self.engine.step(call, self._mix(live))
+        return live
 
     def _find(self, tenant_id: int, extension: str, supervisor: str) -> tuple[Call, Leg, Leg] | None:
         if extension == supervisor:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from zvonok.billing.limits import crossings
@@ -41,13 +42,14 @@ from zvonok.destination import (
     Voicemail,
     stored,
 )
+from zvonok.dialing import Destination as Destination_
 from zvonok.dialing import DestinationClass, InvalidNumber, normalize, russian_plan
 from zvonok.logs import get_logger
 from zvonok.media.interface import Prompt, Tone
 from zvonok.media.prompts import prompt_path
 from zvonok.pstn import schedule
 from zvonok.pstn.holds import LocalHolds
-from zvonok.pstn.routing import CallerProfile, NumberInfo, PstnSnapshot, TrunkInfo
+from zvonok.pstn.routing import CallerProfile, NumberInfo, OutboundRules, PstnSnapshot, TrunkInfo
 from zvonok.sip.digest import DigestError, parse_credentials
 from zvonok.sip.digest_client import authorize_request
 from zvonok.sip.grammar import escape_user, name_addr, uri_host
@@ -94,6 +96,43 @@ def _e164(user: str) -> str | None:
     except InvalidNumber:
         return None
     return dest.e164
+
+
+class OutsideRefused(Exception):
+    """An outside number that may not be dialed: ``status`` is the SIP answer, ``cause`` the CDR's."""
+
+    def __init__(self, status: int, cause: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.cause = cause
+
+
+@dataclass(frozen=True, slots=True)
+class OutsideNumber:
+    dest: Destination_
+    rules: OutboundRules
+
+
+def check_outside(snapshot: PstnSnapshot, profile: CallerProfile, dialed: str, *,
+                  forwarded: bool = False) -> OutsideNumber:
+    """``dialed`` as an outside number of ``profile``'s dial plan, allowed by its calling permissions
+    (``forwarded``: a number's outside destination, not checked). One check for a phone's outside call,
+    a fax being sent and an originated call (telephony/originate.py), which checks before ringing anyone."""
+    try:
+        dest = normalize(dialed, snapshot.plan_for(profile.tenant_id, profile.office_id))
+    except InvalidNumber as exc:
+        # a short string that is no extension is "no such number"; a malformed long one is incomplete
+        status = 404 if len(dialed) <= 4 else exc.sip_status
+        raise OutsideRefused(status, "no_route" if status == 404 else "invalid_number", str(exc)) from exc
+    if dest.klass is DestinationClass.INTERNAL:
+        raise OutsideRefused(404, "no_route", f"{dialed!r}: no such extension")
+    rules = snapshot.rules_for(profile)
+    if not forwarded:
+        decision = rules.policy.check(dest)
+        if not decision.allowed:
+            raise OutsideRefused(403, "not_allowed",
+                                 f"not allowed by the calling permissions ({decision.reason}, {decision.level})")
+    return OutsideNumber(dest, rules)
 
 
 def _our_realm(request: Request, snapshot: PstnSnapshot) -> bool:
@@ -325,26 +364,18 @@ class OutsideMixin(_Base):
         snapshot = self.trunks.snapshot
         now = time.time()
         try:
-            dest = normalize(dialed, snapshot.plan_for(profile.tenant_id, profile.office_id))
-        except InvalidNumber as exc:
-            # a short string that is no extension is "no such number"; a malformed long one is incomplete
-            status = 404 if len(dialed) <= 4 else exc.sip_status
-            await self._refuse(call, status, "no_route" if status == 404 else "invalid_number")
+            checked = check_outside(snapshot, profile, dialed, forwarded=forwarded)
+        except OutsideRefused as refused:
+            if refused.cause != "not_allowed":
+                await self._refuse(call, refused.status, refused.cause)
+                return
+            log.warning("outside call refused by calling permissions", call=call.id, tenant=call.tenant_id,
+                        caller=call.caller.party.number, number=dialed, detail=str(refused))
+            await self._announce_and_refuse(call, "not_allowed", 403, "not_allowed")
             return
-        if dest.klass is DestinationClass.INTERNAL:
-            await self._refuse(call, 404, "no_route")
-            return
+        dest, rules = checked.dest, checked.rules
         tenant = snapshot.tenants.get(profile.tenant_id)
         emergency = dest.klass is DestinationClass.EMERGENCY
-        rules = snapshot.rules_for(profile)
-        if not forwarded:
-            decision = rules.policy.check(dest)
-            if not decision.allowed:
-                log.warning("outside call refused by calling permissions", call=call.id, tenant=call.tenant_id,
-                            caller=call.caller.party.number, number=dest.number, reason=str(decision.reason),
-                            level=str(decision.level))
-                await self._announce_and_refuse(call, "not_allowed", 403, "not_allowed")
-                return
         sell = None if emergency else snapshot.sell_rate(profile.tenant_id, dest.number)
         zone = tenant.timezone if tenant else "UTC"
         price = None

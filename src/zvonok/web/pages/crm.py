@@ -29,6 +29,8 @@ from zvonok.crm import deals, mail, schemas, service, tasks, transfer
 from zvonok.crm.models import CrmClient, CrmField
 from zvonok.org.errors import Conflict, OrgError
 from zvonok.org.models import Employee
+from zvonok.telephony import originate_http
+from zvonok.telephony.originate import OriginateRefused
 from zvonok.voicemail.mailer import SmtpServer
 from zvonok.web.auth import TenantAdminUser, TenantUser, WebUser
 from zvonok.web.forms import BadId, optional_id
@@ -331,7 +333,10 @@ async def client_card(request: Request, client_id: int, user: TenantUser, sessio
                                          limit=PAGE, offset=(page - 1) * PAGE)
     client_deals, _ = await deals.list_deals(session, user.tenant, client_id=client_id, limit=200)
     client_tasks, _ = await tasks.list_tasks(session, user.tenant, client_id=client_id, done=False, limit=200)
+    outcome = request.query_params.get("call")
     return render(request, "crm/card.html", {
+        "call_outcome": outcome if outcome in CALL_OUTCOMES else None, "call_outcomes": CALL_OUTCOMES,
+        "call_to": (request.query_params.get("to") or "")[:32],
         "client": await service.client_out(session, client), "fields": await service.list_fields(session, user.tenant),
         "notes": await service.list_notes(session, user.tenant, client_id), "entries": entries, "total": total,
         "mail_states": MAIL_STATES, "mail_result": MAIL_RESULTS.get(request.query_params.get("mail", "")),
@@ -339,6 +344,38 @@ async def client_card(request: Request, client_id: int, user: TenantUser, sessio
         "kinds": KINDS, "directions": DIRECTIONS, "dispositions": DISPOSITIONS, "errors": {},
         "deals": await deals.deals_out(session, user.tenant, client_deals),
         "tasks": await tasks.tasks_out(session, user.tenant, client_tasks)})
+
+
+# click-to-call (telephony/originate.py): the outcome shown on the card after the button's POST
+CALL_OUTCOMES = {
+    "ringing": N_("Your phone is ringing: answer it, then %(number)s is called."),
+    "not_registered": N_("Your phone is not registered, so the call cannot start."),
+    "no_extension": N_("Your account has no extension to call from."),
+    "not_allowed": N_("Your calling permissions do not allow this number."),
+    "invalid_number": N_("This number cannot be dialed."),
+    "unavailable": N_("Calls cannot be placed from here now."),
+    "failed": N_("The call could not start."),
+}
+
+
+@router.post("/crm/{client_id:int}/call")
+async def call_client(request: Request, client_id: int, user: TenantUser, session: Session,
+                      number: Annotated[str, Form(max_length=32)] = "") -> Response:
+    """The "Call" button next to a client's number: the user's phone rings, then the number is dialed."""
+    originator = getattr(request.app.state, "originator", None)
+    if originator is None:
+        await service.get_client(session, user.tenant, client_id)
+        outcome = "unavailable"
+    else:
+        try:
+            await originate_http.call_client(session, originator, user.tenant, user.employee_id, client_id,
+                                             number=number or None)
+        except OriginateRefused as exc:
+            outcome = exc.reason if exc.reason in CALL_OUTCOMES else "failed"
+        else:
+            outcome = "ringing"
+    return RedirectResponse(f"/crm/{client_id}?{urlencode({'call': outcome, 'to': number})}#client-card",
+                            status_code=303)
 
 
 @router.post("/crm/{client_id:int}/notes")
