@@ -106,7 +106,8 @@ ACCESS: dict[str, str] = {
 }
 # Bodies for the routes an employee may change (their own things).
 OWN_BODIES = {"update_extension": {"sip_password": "olga-new-sip-pw"}, "set_pin": {"pin": "4826"},
-              "put_forwarding": {"dnd": True}, "switch_mode": {"mode": "listen"}}
+              "put_forwarding": {"dnd": True}, "switch_mode": {"mode": "listen"},
+              "start_session": {"extension": "101", "mode": "listen"}}
 
 
 @dataclass
@@ -256,8 +257,8 @@ async def test_each_route_gives_an_employee_only_what_is_theirs(
     assert walked >= 90
     r = await client.get(f"{base}/monitor-audit", headers=admin)
     refused = [x["detail"] for x in r.json() if x["action"] == "refused"]
-    if role == "employee":  # each of her three tries at monitoring, and why
-        assert len(refused) == 3 and all(d.endswith(": not a supervisor") for d in refused), refused
+    if role == "employee":  # each of her four tries at monitoring (list, start, switch, audit), and why
+        assert len(refused) == 4 and all(d.endswith(": not a supervisor") for d in refused), refused
     else:
         assert refused == []
 
