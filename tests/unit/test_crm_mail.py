@@ -410,3 +410,49 @@ async def test_card_writes_an_email_and_shows_it(web: test_web.Web, a: test_web.
         card = await other.get(f"/crm/{own}", params={"mail": "nosmtp"})
         assert "Не настроен почтовый сервер" in card.text
     assert len(inbox.mails) == 1
+
+
+async def test_queued_before_the_outbox_are_sent_by_it(fresh_db: Any, smtpd: tuple[Inbox, int]) -> None:
+    """Migration 0034: an e-mail still queued under the CRM's own job of before gets its ``crm`` letter
+    (a sent one and a received one do not) and the outbox sends it with our Message-ID."""
+    from zvonok.crm.models import CrmClient
+    from zvonok.mail.models import OutboxLetter
+    from zvonok.org.models import Tenant
+    from zvonok.storage.db import Database, run_migrations
+
+    inbox, port = smtpd
+    db = Database(fresh_db.url)
+    at = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(run_migrations, "0030")  # 0034 changes no table: the models fit
+        async with db.session() as session:
+            tenant = Tenant(name="T", sip_domain="t.example", timezone="UTC", currency="RUB", locale="ru")
+            session.add(tenant)
+            await session.flush()
+            client = CrmClient(tenant_id=tenant.id, kind="person", name="Анна")
+            session.add_all([client, TenantSmtp(tenant_id=tenant.id, host="127.0.0.1", port=port, security="none",
+                                                sender="sales@t.example")])
+            await session.flush()
+            rows = [CrmMessage(tenant_id=tenant.id, client_id=client.id, direction=d, from_addr="sales@t.example",
+                               to_addr="anna@r.example", subject=f"S {status}", body="Текст", at=at,
+                               message_id=f"<{status}@t.example>", status=status, attempts=n, next_at=at,
+                               error="timed out" if n else None)
+                    for d, status, n in (("out", "queued", 2), ("out", "sent", 1), ("in", "received", 0))]
+            session.add_all(rows)
+            await session.commit()
+            queued = rows[0].id
+        async with db.engine.begin() as conn:
+            await conn.run_sync(run_migrations, "head")
+        async with db.session() as session:
+            letters = (await session.execute(select(OutboxLetter))).scalars().all()
+        assert [(x.kind, x.ref_id, x.recipients, x.state, x.attempts, x.last_error) for x in letters] == [
+            ("crm", queued, "anna@r.example", "pending", 2, "timed out")]
+        assert await mailer(db, None).run_once() == 1
+        ((_, rcpt, msg),) = inbox.mails
+        assert rcpt == ["anna@r.example"] and msg["Message-ID"] == "<queued@t.example>"
+        async with db.session() as session:
+            row = (await session.execute(select(CrmMessage).where(CrmMessage.id == queued))).scalar_one()
+        assert (row.status, row.attempts, row.next_at, row.error) == ("sent", 3, None, None) and row.sent_at
+    finally:
+        await db.dispose()
