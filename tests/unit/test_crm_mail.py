@@ -425,7 +425,7 @@ async def test_queued_before_the_outbox_are_sent_by_it(fresh_db: Any, smtpd: tup
     at = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
     try:
         async with db.engine.begin() as conn:
-            await conn.run_sync(run_migrations, "0030")  # 0034 changes no table: the models fit
+            await conn.run_sync(run_migrations, "0031")  # 0034 changes no table: the models fit
         async with db.session() as session:
             tenant = Tenant(name="T", sip_domain="t.example", timezone="UTC", currency="RUB", locale="ru")
             session.add(tenant)

@@ -2,7 +2,7 @@
 letter (the outbox job sends them and reports each try back onto the row)
 
 Revision ID: 0034
-Revises: 0030
+Revises: 0031
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0034"
-down_revision = "0030"
+down_revision = "0031"
 branch_labels = None
 depends_on = None
 
