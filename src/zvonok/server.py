@@ -35,9 +35,10 @@ from zvonok.conference import http as conference_http
 from zvonok.conference.service import RoomDirectory
 from zvonok.config import Settings
 from zvonok.crm import http as crm_http
-from zvonok.crm.events import EmailQueued, ImapChanged
+from zvonok.crm.events import ImapChanged
 from zvonok.crm.imap import ImapPoller
-from zvonok.crm.mail import CrmMailer
+from zvonok.crm.mail import KIND as CRM_MAIL
+from zvonok.crm.mail import compose_crm, report_crm
 from zvonok.crm.owner_routing import ClientOwnerDirectory
 from zvonok.crm.reminders import TaskScheduler
 from zvonok.crm.screenpop import ScreenPopper
@@ -323,10 +324,11 @@ async def build(settings: Settings) -> Runtime:
     engine.spawn(resend_after_start(await fax_store.recover()))  # queued before a stop; half-done: failed
     sip.mwi = mwi = Mwi(sip=sip, auth=auth, directory=directory, location=location, counts=mwi_counts(db),
                         unsolicited=settings.mwi_unsolicited)
-    # e-mails (voicemail messages, received faxes): one outbox, sent by a job, never on a call's path
+    # e-mails (voicemail messages, received faxes, CRM e-mails to clients): one outbox, sent by a job, never on a call's path
     mailer = Outbox(db, SmtpServer.platform(settings))
     mailer.register(VOICEMAIL_MAIL, compose_voicemail(voicemail_files))
     mailer.register(FAX_MAIL, compose_fax(fax_store.files))
+    mailer.register(CRM_MAIL, compose_crm, report_crm)  # the crm_messages row follows each try
 
     def on_mailbox_event(event: object) -> None:
         if isinstance(event, MailboxChanged):
@@ -335,13 +337,10 @@ async def build(settings: Settings) -> Runtime:
             mailer.wake()
 
     db.add_listener(on_mailbox_event)
-    crm_mailer = CrmMailer(db, SmtpServer.platform(settings))  # e-mails written to clients in the CRM
-    crm_imap = ImapPoller(db, poll=settings.crm_imap_poll)  # their replies, onto the clients' timelines
+    crm_imap = ImapPoller(db, poll=settings.crm_imap_poll)  # replies to CRM e-mails, onto the clients' timelines
 
     def on_crm_mail_event(event: object) -> None:
-        if isinstance(event, EmailQueued):
-            crm_mailer.wake()
-        elif isinstance(event, ImapChanged):
+        if isinstance(event, ImapChanged):
             crm_imap.wake()
 
     db.add_listener(on_crm_mail_event)
@@ -417,7 +416,6 @@ async def build(settings: Settings) -> Runtime:
     if holds is not None:
         runtime.tasks.append(asyncio.create_task(holds.run(runtime.stopping)))
     runtime.tasks.append(asyncio.create_task(mailer.run(runtime.stopping)))
-    runtime.tasks.append(asyncio.create_task(crm_mailer.run(runtime.stopping)))
     runtime.tasks.append(asyncio.create_task(crm_imap.run(runtime.stopping)))
     runtime.tasks.append(asyncio.create_task(_reload_credentials_loop(credentials, all_credentials,
                                                                       runtime.stopping)))

@@ -27,14 +27,22 @@ from test_crm_deals import _employee
 from test_voicemail_mailer import Inbox, free_port
 from test_web_crm import _new
 
+from zvonok.crm import mail as crm_mail
 from zvonok.crm.imap import ImapPoller, imap_date
-from zvonok.crm.mail import CrmMailer
 from zvonok.crm.mailparse import Inbound, html_to_text, match, parse
 from zvonok.crm.models import CrmImap, CrmMessage
+from zvonok.mail.outbox import Outbox, SmtpServer
 from zvonok.voicemail.models import TenantSmtp
 
 Api = Any
 DATA = Path(__file__).resolve().parent.parent / "data" / "mail"
+
+
+def mailer(db: Any, platform: SmtpServer | None, **options: Any) -> Outbox:
+    """The mail outbox job as the server runs it for CRM e-mails."""
+    job = Outbox(db, platform, **options)
+    job.register(crm_mail.KIND, crm_mail.compose_crm, crm_mail.report_crm)
+    return job
 
 
 def fixture(name: str, our_id: str = "<OUR-MESSAGE-ID@zvonok.example>") -> bytes:
@@ -158,14 +166,14 @@ async def test_send_by_the_job_and_timeline(api: Api, make_tenant: Any, smtpd: t
     assert sent["message_id"].startswith("<") and sent["message_id"].endswith(f"@{t.domain}>")
     assert inbox.mails == []  # never in the request
 
-    mailer = CrmMailer(api.db, None)
-    assert await mailer.run_once() == 1
+    job = mailer(api.db, None)
+    assert await job.run_once() == 1
     ((mail_from, rcpt, msg),) = inbox.mails
     assert (mail_from, rcpt) == (f"sales@{t.domain}", ["anna.smirnova@romashka.example"])
     assert msg["Message-ID"] == sent["message_id"]
     assert str(email.header.make_header(email.header.decode_header(msg["Subject"]))) == "Коммерческое предложение"
     assert _text(msg) == "Здравствуйте, Анна!\nНаправляем наше предложение.\n"
-    assert await mailer.run_once() == 0  # sent once
+    assert await job.run_once() == 0  # sent once
 
     after = await _cdr(api, t.id, "101", "+74951234567", at=datetime.now(UTC).timestamp() + 60)
     r = await api.client.get(f"{crm}/clients/{anna}/timeline", headers=h)
@@ -194,16 +202,16 @@ async def test_send_failures_retry_then_fail(api: Api, make_tenant: Any) -> None
         "to": "someone.else@other.example", "subject": "Hi", "body": "Text"})
     assert r.status_code == 201, r.text
     message = r.json()["id"]
-    mailer = CrmMailer(api.db, None, max_attempts=3, retry_base=30.0)
+    job = mailer(api.db, None, max_attempts=3, retry_base=30.0)
     now = datetime.now(UTC)
-    assert await mailer.run_once(now) == 1
+    assert await job.run_once(now) == 1
     row = await _row(api, message)
     assert (row.status, row.attempts, row.next_at) == ("queued", 1, now + timedelta(seconds=30)) and row.error
-    assert await mailer.run_once(now + timedelta(seconds=10)) == 0  # not due yet
-    assert await mailer.run_once(now + timedelta(seconds=31)) == 1
+    assert await job.run_once(now + timedelta(seconds=10)) == 0  # not due yet
+    assert await job.run_once(now + timedelta(seconds=31)) == 1
     row = await _row(api, message)
     assert (row.attempts, row.next_at) == (2, now + timedelta(seconds=31 + 60))
-    assert await mailer.run_once(now + timedelta(seconds=100)) == 1
+    assert await job.run_once(now + timedelta(seconds=100)) == 1
     row = await _row(api, message)
     assert (row.status, row.attempts, row.next_at) == ("failed", 3, None)
     r = await api.client.get(f"{crm}/clients/{anna}/emails", headers=t.headers)
@@ -284,7 +292,7 @@ async def test_replies_fetched_by_imap(api: Api, make_tenant: Any, smtpd: tuple[
     r = await api.client.post(f"{crm}/clients/{anna}/emails", headers=h, json={
         "to": "anna.smirnova@romashka.example", "subject": "Коммерческое предложение", "body": "Предложение"})
     ours = r.json()
-    assert await CrmMailer(api.db, None).run_once() == 1
+    assert await mailer(api.db, None).run_once() == 1
     r = await api.client.put(f"{crm}/imap", headers=h, json={
         "host": "127.0.0.1", "port": dovecot.port, "security": "none", "username": dovecot.username,
         "password": dovecot.password})
@@ -377,7 +385,7 @@ async def test_card_writes_an_email_and_shows_it(web: test_web.Web, a: test_web.
     card = await admin_a.get(f"/crm/{client_id}", params={"mail": "queued"})
     assert f'id="timeline-email-{row.id}"' in card.text and 'id="mail-result"' in card.text
     assert "Предложение &lt;b&gt;" in card.text and "Queued" in card.text
-    assert await CrmMailer(web.db, None).run_once() == 1 and len(inbox.mails) == 1
+    assert await mailer(web.db, None).run_once() == 1 and len(inbox.mails) == 1
     card = await admin_a.get(f"/crm/{client_id}")
     assert ">Sent<" in card.text and "E-mail sent" in card.text
 
@@ -402,3 +410,49 @@ async def test_card_writes_an_email_and_shows_it(web: test_web.Web, a: test_web.
         card = await other.get(f"/crm/{own}", params={"mail": "nosmtp"})
         assert "Не настроен почтовый сервер" in card.text
     assert len(inbox.mails) == 1
+
+
+async def test_queued_before_the_outbox_are_sent_by_it(fresh_db: Any, smtpd: tuple[Inbox, int]) -> None:
+    """Migration 0034: an e-mail still queued under the CRM's own job of before gets its ``crm`` letter
+    (a sent one and a received one do not) and the outbox sends it with our Message-ID."""
+    from zvonok.crm.models import CrmClient
+    from zvonok.mail.models import OutboxLetter
+    from zvonok.org.models import Tenant
+    from zvonok.storage.db import Database, run_migrations
+
+    inbox, port = smtpd
+    db = Database(fresh_db.url)
+    at = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(run_migrations, "0031")  # 0034 changes no table: the models fit
+        async with db.session() as session:
+            tenant = Tenant(name="T", sip_domain="t.example", timezone="UTC", currency="RUB", locale="ru")
+            session.add(tenant)
+            await session.flush()
+            client = CrmClient(tenant_id=tenant.id, kind="person", name="Анна")
+            session.add_all([client, TenantSmtp(tenant_id=tenant.id, host="127.0.0.1", port=port, security="none",
+                                                sender="sales@t.example")])
+            await session.flush()
+            rows = [CrmMessage(tenant_id=tenant.id, client_id=client.id, direction=d, from_addr="sales@t.example",
+                               to_addr="anna@r.example", subject=f"S {status}", body="Текст", at=at,
+                               message_id=f"<{status}@t.example>", status=status, attempts=n, next_at=at,
+                               error="timed out" if n else None)
+                    for d, status, n in (("out", "queued", 2), ("out", "sent", 1), ("in", "received", 0))]
+            session.add_all(rows)
+            await session.commit()
+            queued = rows[0].id
+        async with db.engine.begin() as conn:
+            await conn.run_sync(run_migrations, "head")
+        async with db.session() as session:
+            letters = (await session.execute(select(OutboxLetter))).scalars().all()
+        assert [(x.kind, x.ref_id, x.recipients, x.state, x.attempts, x.last_error) for x in letters] == [
+            ("crm", queued, "anna@r.example", "pending", 2, "timed out")]
+        assert await mailer(db, None).run_once() == 1
+        ((_, rcpt, msg),) = inbox.mails
+        assert rcpt == ["anna@r.example"] and msg["Message-ID"] == "<queued@t.example>"
+        async with db.session() as session:
+            row = (await session.execute(select(CrmMessage).where(CrmMessage.id == queued))).scalar_one()
+        assert (row.status, row.attempts, row.next_at, row.error) == ("sent", 3, None, None) and row.sent_at
+    finally:
+        await db.dispose()

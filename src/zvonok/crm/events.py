@@ -116,16 +116,6 @@ class TaskEscalated:
 
 @register_event
 @dataclass(frozen=True, kw_only=True)
-class EmailQueued:
-    """An e-mail to a client waits for the sending job (:mod:`zvonok.crm.mail`)."""
-
-    tenant_id: int
-    message_id: int
-    version: int = 1
-
-
-@register_event
-@dataclass(frozen=True, kw_only=True)
 class ImapChanged:
     """A company's IMAP settings changed: the poller reads the mailbox now."""
 

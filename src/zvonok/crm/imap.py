@@ -27,9 +27,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok.logs import get_logger
+from zvonok.mail.outbox import wait_woken
 from zvonok.storage.db import Database
 
-from .mail import wait_woken
 from .mailparse import Inbound, match, parse
 from .models import CrmEmail, CrmImap, CrmMessage
 

@@ -3,12 +3,13 @@ calls and e-mails together, and the company's IMAP settings (the poller that fet
 :mod:`zvonok.crm.imap`).
 
 How it works: :func:`queue_email` writes a ``crm_messages`` row (``out``, ``queued``, ``next_at`` = now,
-a Message-ID we make) and emits :class:`~zvonok.crm.events.EmailQueued`; nothing is sent in the request.
-:class:`CrmMailer` wakes on that event (or every ``poll`` seconds), takes the due rows and sends each
-through the company's own SMTP server if it set one, else the platform's (the voicemail e-mail settings,
-:mod:`zvonok.voicemail.mailer`: one SMTP configuration per company, not one per feature). A failure is
-retried after ``retry_base * 2**(attempts-1)`` seconds (at most ``retry_max``); after ``max_attempts`` the
-row is ``failed`` with the last error. The table is the queue, so a restart loses nothing.
+a Message-ID we make) and, in the same transaction, queues a ``crm`` letter in the mail outbox
+(:mod:`zvonok.mail.outbox`); nothing is sent in the request. The outbox job sends it with the other
+letters (voicemail, fax) through the company's own SMTP server if it set one, else the platform's (one
+SMTP configuration per company, not one per feature), with its retries: :func:`compose_crm` writes the
+letter from the row (our Message-ID, From, To, subject, body), :func:`report_crm` tells the row of each
+try, so its ``status`` goes ``queued`` → ``sent``, or ``failed`` with the last error, ``attempts`` and
+``next_at`` following the outbox's.
 
 The timeline is one query over both sources (a UNION of the client's calls, found by number in ``cdrs``,
 and their ``crm_messages``), ordered by time, newest first, so paging is exact.
@@ -16,29 +17,24 @@ and their ``crm_messages``), ordered by time, newest first, so paging is exact.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import smtplib
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from datetime import UTC, datetime
+from email.utils import make_msgid
 from typing import Any
 
 from sqlalchemy import func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok.cdr.models import Cdr
-from zvonok.logs import get_logger
+from zvonok.mail import outbox
+from zvonok.mail.models import OutboxLetter, TenantSmtp
+from zvonok.mail.outbox import SmtpServer
 from zvonok.org.errors import Conflict, NotFound
-from zvonok.storage.db import Database, emit
-from zvonok.voicemail.mailer import SmtpServer, send
-from zvonok.voicemail.models import TenantSmtp
+from zvonok.storage.db import emit
 
 from . import events, schemas, service
 from .models import CrmImap, CrmMessage
 
-log = get_logger(__name__)
+KIND = "crm"  # the mail outbox's kind of letter
 MAX_ERROR = 500
 
 
@@ -46,10 +42,7 @@ MAX_ERROR = 500
 async def smtp_server(session: AsyncSession, tenant_id: int, platform: SmtpServer | None) -> SmtpServer | None:
     """The company's own SMTP server if it set one, else the platform's (None: no mail can be sent)."""
     own = (await session.execute(select(TenantSmtp).where(TenantSmtp.tenant_id == tenant_id))).scalar_one_or_none()
-    if own is None:
-        return platform
-    return SmtpServer(host=own.host, port=own.port, username=own.username, password=own.password,
-                      security=own.security, sender=own.sender)
+    return SmtpServer.of(own) if own is not None else platform
 
 
 def _domain(address: str) -> str:
@@ -66,7 +59,7 @@ async def queue_email(session: AsyncSession, tenant_id: int, client_id: int, bod
                      at=now, status="queued", attempts=0, next_at=now, author_employee_id=author_employee_id)
     session.add(row)
     await session.flush()
-    emit(session, events.EmailQueued(tenant_id=tenant_id, message_id=row.id))
+    outbox.enqueue(session, tenant_id, KIND, row.id, [row.to_addr], now)  # the outbox job sends it
     return row
 
 
@@ -81,98 +74,33 @@ async def queue_for_client(session: AsyncSession, tenant_id: int, client_id: int
                              author_employee_id=author_employee_id)
 
 
-def compose(row: CrmMessage) -> EmailMessage:
-    msg = EmailMessage()
-    msg["From"] = row.from_addr
-    msg["To"] = row.to_addr
-    msg["Subject"] = row.subject
-    msg["Date"] = format_datetime(row.at.astimezone(UTC))
-    msg["Message-ID"] = row.message_id or make_msgid("crm")
-    msg.set_content(row.body)
-    return msg
+async def _queued(session: AsyncSession, tenant_id: int, message_id: int) -> CrmMessage | None:
+    return (await session.execute(select(CrmMessage).where(
+        CrmMessage.tenant_id == tenant_id, CrmMessage.id == message_id,
+        CrmMessage.status == "queued"))).scalar_one_or_none()
 
 
-class CrmMailer:
-    """The sending job (module docstring): one per process, over every tenant's queue."""
-
-    def __init__(self, db: Database, platform: SmtpServer | None, *, poll: float = 30.0, batch: int = 20,
-                 max_attempts: int = 5, retry_base: float = 30.0, retry_max: float = 3600.0,
-                 sender: Callable[[SmtpServer, EmailMessage], None] = send) -> None:
-        self.db = db
-        self.platform = platform
-        self.poll = poll
-        self.batch = batch
-        self.max_attempts = max_attempts
-        self.retry_base = retry_base
-        self.retry_max = retry_max
-        self._send = sender
-        self._wake = asyncio.Event()
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    async def run(self, stopping: asyncio.Event) -> None:
-        while not stopping.is_set():
-            try:
-                while await self.run_once() >= self.batch:
-                    pass  # a full batch: more may be due
-            except Exception:  # noqa: BLE001 - the job goes on; the rows stay queued
-                log.exception("crm mailer failed")
-            await wait_woken(self._wake, stopping, self.poll)
-
-    async def run_once(self, now: datetime | None = None) -> int:
-        """Send what is due; how many rows were tried."""
-        now = now or datetime.now(UTC)
-        async with self.db.session() as session:
-            due = (await session.execute(
-                select(CrmMessage.id, CrmMessage.tenant_id).where(
-                    CrmMessage.status == "queued", CrmMessage.next_at <= now)
-                .order_by(CrmMessage.next_at, CrmMessage.id).limit(self.batch))).all()
-        for message_id, tenant_id in due:
-            await self._one(tenant_id, message_id, now)
-        return len(due)
-
-    async def _one(self, tenant_id: int, message_id: int, now: datetime) -> None:
-        async with self.db.session() as session:
-            row = (await session.execute(select(CrmMessage).where(
-                CrmMessage.tenant_id == tenant_id, CrmMessage.id == message_id,
-                CrmMessage.status == "queued"))).scalar_one_or_none()
-            if row is None:
-                return
-            server = await smtp_server(session, tenant_id, self.platform)
-            if server is None:
-                row.next_at = now + timedelta(seconds=self.retry_max)  # until a server is configured
-                await session.commit()
-                return
-            row.attempts += 1
-            try:
-                await asyncio.to_thread(self._send, server, compose(row))
-            except (OSError, smtplib.SMTPException, ValueError) as exc:
-                row.error = (str(exc) or type(exc).__name__)[:MAX_ERROR]
-                if row.attempts >= self.max_attempts:
-                    row.status, row.next_at = "failed", None
-                    log.warning("crm e-mail failed for good", tenant=tenant_id, message=message_id,
-                                attempts=row.attempts, error=row.error)
-                else:
-                    delay = min(self.retry_max, self.retry_base * 2 ** (row.attempts - 1))
-                    row.next_at = now + timedelta(seconds=delay)
-                    log.info("crm e-mail failed, will retry", tenant=tenant_id, message=message_id,
-                             attempts=row.attempts, retry_in=delay, error=row.error)
-            else:
-                row.status, row.sent_at, row.next_at, row.error = "sent", datetime.now(UTC), None, None
-                log.info("crm e-mail sent", tenant=tenant_id, message=message_id)
-            await session.commit()
+async def compose_crm(session: AsyncSession, company: outbox.Company, ref_id: int) -> outbox.Draft | None:
+    """The outbox's ``crm`` letter: the stored message as written, with our Message-ID, From and time."""
+    row = await _queued(session, company.id, ref_id)
+    if row is None:
+        return None  # gone with its client, or no longer queued
+    return outbox.Draft(subject=row.subject, body=row.body, sender=row.from_addr,
+                        message_id=row.message_id or make_msgid("crm"), date=row.at)
 
 
-async def wait_woken(wake: asyncio.Event, stopping: asyncio.Event, timeout: float) -> None:
-    waiter = asyncio.ensure_future(wake.wait())
-    stopper = asyncio.ensure_future(stopping.wait())
-    await asyncio.wait({waiter, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    for task in (waiter, stopper):
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    wake.clear()
+async def report_crm(session: AsyncSession, letter: OutboxLetter, error: str | None) -> None:
+    """Each try of a ``crm`` letter onto its message: queued (next try), sent, or failed with the error."""
+    row = await _queued(session, letter.tenant_id, letter.ref_id)
+    if row is None:
+        return
+    row.attempts = letter.attempts
+    if letter.state == "sent":
+        row.status, row.sent_at, row.next_at, row.error = "sent", letter.sent_at, None, None
+    elif letter.state == "failed":
+        row.status, row.next_at, row.error = "failed", None, (error or letter.last_error)[:MAX_ERROR]
+    elif letter.state == "pending":
+        row.next_at, row.error = letter.next_at, (error or letter.last_error)[:MAX_ERROR]
 
 
 # --- reading ----------------------------------------------------------------------------------------------

@@ -16,8 +16,8 @@ from zvonok.api.deps import Paging, get_session, get_settings, paging
 from zvonok.cdr.models import Cdr
 from zvonok.cdr.service import recording_file
 from zvonok.config import Settings
+from zvonok.mail.outbox import SmtpServer
 from zvonok.org.schemas import Page
-from zvonok.voicemail.mailer import SmtpServer
 
 from . import mail
 from . import schemas as s

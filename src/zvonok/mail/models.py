@@ -1,7 +1,7 @@
 """The mail outbox: one row per letter to send (voicemail messages, received faxes ...), and a company's
 own SMTP server.
 
-A row names what it carries by ``kind`` and ``ref_id`` (a voicemail message's id, a fax document's id):
+A row names what it carries by ``kind`` and ``ref_id`` (a voicemail message, a fax document, a CRM e-mail):
 the job asks the kind's composer for subject, body and attachment when it sends, so nothing is copied
 into the row but the recipients. ``state``: pending → sent | failed (attempts used up) | dropped (the
 thing it carries was deleted before it went).
@@ -28,7 +28,7 @@ class OutboxLetter(TenantScoped, Timestamped, Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))  # a composer's name: voicemail, fax
+    kind: Mapped[str] = mapped_column(String(16))  # a composer's name: voicemail, fax, crm
     ref_id: Mapped[int] = mapped_column(Integer)
     recipients: Mapped[str] = mapped_column(String(2600))  # addresses, comma-separated (at most MAX_RECIPIENTS)
     state: Mapped[str] = mapped_column(String(8), default="pending")

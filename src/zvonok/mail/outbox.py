@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import format_datetime, formatdate, make_msgid
 from pathlib import Path
 from typing import Protocol
 from zoneinfo import ZoneInfo
@@ -85,9 +85,15 @@ class Attachment:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Draft:
+    """A letter's content; ``sender``, ``message_id`` and ``date`` where the kind keeps its own (a CRM
+    e-mail: its stored From, Message-ID and time), else the server's sender, a new id and now."""
+
     subject: str
     body: str
     attachments: tuple[Attachment, ...] = ()
+    sender: str | None = None
+    message_id: str | None = None
+    date: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -108,6 +114,12 @@ class Composer(Protocol):
         ...
 
 
+class Reporter(Protocol):
+    async def __call__(self, session: AsyncSession, letter: OutboxLetter, error: str | None) -> None:
+        """After a try (in its transaction): the letter's new state, attempts and next try; the error or None."""
+        ...
+
+
 def enqueue(session: AsyncSession, tenant_id: int, kind: str, ref_id: int, recipients: Iterable[str],
             now: datetime | None = None) -> OutboxLetter | None:
     """Queue a letter in the caller's transaction (nothing when there is nobody to send it to)."""
@@ -123,11 +135,11 @@ def enqueue(session: AsyncSession, tenant_id: int, kind: str, ref_id: int, recip
 
 def compose(draft: Draft, sender: str, to: list[str]) -> EmailMessage:
     msg = EmailMessage()
-    msg["From"] = sender
+    msg["From"] = draft.sender or sender
     msg["To"] = ", ".join(to)
     msg["Subject"] = draft.subject
-    msg["Date"] = formatdate(localtime=False)
-    msg["Message-ID"] = make_msgid(domain="zvonok")
+    msg["Date"] = format_datetime(draft.date.astimezone(UTC)) if draft.date else formatdate(localtime=False)
+    msg["Message-ID"] = draft.message_id or make_msgid(domain="zvonok")
     msg.set_content(draft.body)
     for part in draft.attachments:
         msg.add_attachment(part.content(), maintype=part.maintype, subtype=part.subtype, filename=part.filename)
@@ -149,6 +161,18 @@ def send(server: SmtpServer, msg: EmailMessage, timeout: float = 30.0) -> None:
         smtp.send_message(msg)
 
 
+async def wait_woken(wake: asyncio.Event, stopping: asyncio.Event, timeout: float) -> None:
+    """Until ``wake`` or ``stopping`` is set or ``timeout`` seconds pass; ``wake`` is cleared."""
+    waiter = asyncio.ensure_future(wake.wait())
+    stopper = asyncio.ensure_future(stopping.wait())
+    await asyncio.wait({waiter, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    for task in (waiter, stopper):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    wake.clear()
+
+
 def _zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
@@ -167,10 +191,14 @@ class Outbox:
         self.retry_base = retry_base
         self.retry_max = retry_max
         self.composers: dict[str, Composer] = {}
+        self.reporters: dict[str, Reporter] = {}
         self._wake = asyncio.Event()
 
-    def register(self, kind: str, composer: Composer) -> None:
+    def register(self, kind: str, composer: Composer, reporter: Reporter | None = None) -> None:
+        """``reporter``: told of each try, for a kind that shows its letters' state elsewhere (the CRM)."""
         self.composers[kind] = composer
+        if reporter is not None:
+            self.reporters[kind] = reporter
 
     def wake(self) -> None:
         self._wake.set()
@@ -182,14 +210,7 @@ class Outbox:
                     pass  # a full batch: more may be due
             except Exception:  # noqa: BLE001 - the job goes on; the rows stay pending
                 log.exception("mail outbox failed")
-            waiter = asyncio.ensure_future(self._wake.wait())
-            stopper = asyncio.ensure_future(stopping.wait())
-            await asyncio.wait({waiter, stopper}, timeout=self.poll, return_when=asyncio.FIRST_COMPLETED)
-            for task in (waiter, stopper):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            self._wake.clear()
+            await wait_woken(self._wake, stopping, self.poll)
 
     async def run_once(self, now: datetime | None = None) -> int:
         """Send what is due; how many letters were tried."""
@@ -219,6 +240,7 @@ class Outbox:
             if server is None:
                 return  # nowhere to send from: stays pending until a server is configured
             company = Company(id=tenant.id, language=tenant.locale, zone=_zone(tenant.timezone))
+            error: str | None = None
             try:
                 draft = await self.composers[letter.kind](session, company, letter.ref_id)
                 if draft is None:
@@ -229,8 +251,9 @@ class Outbox:
                 await asyncio.to_thread(send, server, mail)
             # a file gone or unreadable (OSError, ValueError) is retried as a server that did not answer is
             except (OSError, ValueError, smtplib.SMTPException) as exc:
+                error = str(exc) or type(exc).__name__
                 letter.attempts += 1
-                letter.last_error = str(exc)[:200]
+                letter.last_error = error[:200]
                 if letter.attempts >= self.max_attempts:
                     letter.state = "failed"
                     log.warning("e-mail failed for good", tenant=tenant_id, kind=letter.kind, ref=letter.ref_id,
@@ -245,4 +268,7 @@ class Outbox:
                 letter.attempts += 1
                 letter.sent_at = datetime.now(UTC)
                 log.info("e-mail sent", tenant=tenant_id, kind=letter.kind, ref=letter.ref_id)
+            reporter = self.reporters.get(letter.kind)
+            if reporter is not None:
+                await reporter(session, letter, error)
             await session.commit()

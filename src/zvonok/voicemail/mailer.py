@@ -14,7 +14,7 @@ import asyncio
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from zvonok.mail.outbox import Attachment, Company, Composer, Draft, SmtpServer, send
+from zvonok.mail.outbox import Attachment, Company, Composer, Draft
 from zvonok.media.mp3 import wav_to_mp3
 from zvonok.media.prompts import prompt_language
 from zvonok.org.models import Extension
@@ -66,6 +66,3 @@ def compose_voicemail(files: VoicemailFiles) -> Composer:
 
     return compose
 
-
-# SmtpServer and send lived here before the outbox (zvonok.mail.outbox): other modules still import them here
-__all__ = ["KIND", "TEMPLATES", "SmtpServer", "compose_voicemail", "send"]

@@ -27,11 +27,11 @@ from zvonok.cdr.service import recording_file
 from zvonok.config import Settings
 from zvonok.crm import deals, mail, schemas, service, tasks, transfer
 from zvonok.crm.models import CrmClient, CrmField
+from zvonok.mail.outbox import SmtpServer
 from zvonok.org.errors import Conflict, OrgError
 from zvonok.org.models import Employee
 from zvonok.telephony import originate_http
 from zvonok.telephony.originate import OriginateRefused
-from zvonok.voicemail.mailer import SmtpServer
 from zvonok.web.auth import TenantAdminUser, TenantUser, WebUser
 from zvonok.web.forms import BadId, optional_id
 from zvonok.web.i18n import N_
