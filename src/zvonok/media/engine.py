@@ -68,7 +68,7 @@ from .interface import (
     SilenceCallback,
     Tone,
 )
-from .recording import FrameWriter, SlotRecorder
+from .recording import ArrivalTap, FrameWriter, SlotRecorder
 from .rtp import RTP_HEADER, SsrcRewriter, parse_rtcp, rtp_payload_bounds, seq_delta
 from .silence import SilenceDetector
 from .socket_pool import SocketPair, SocketPool, open_pair
@@ -87,7 +87,6 @@ RECORD_FLUSH_INTERVAL = 0.5
 # an audio tap (fax) hands frames on every 20 ms, 60 ms behind arrival: T.30 answers within seconds, but
 # its modems' timing is counted in samples, so the tap's stream must be continuous, not bursty
 TAP_FLUSH_INTERVAL = 0.020
-TAP_DELAY = 0.060
 MAX_PLAY_LAG = 0.1  # when the loop stalled longer than this, playback skips ahead instead of bursting
 
 _unpack = RTP_HEADER.unpack_from
@@ -197,7 +196,7 @@ class _Leg(asyncio.DatagramProtocol):
         self.r_table: bytes | None = None
         self.rewriter = SsrcRewriter()  # the stream we send to our peer
         self.player: _Player | None = None
-        self.recorders: list[tuple[SlotRecorder, int]] = []
+        self.recorders: list[tuple[SlotRecorder | ArrivalTap, int]] = []
         self.inactivity: tuple[float, InactivityCallback] | None = None
         self.inactivity_deadline: float | None = None  # when the check is due (its entry in ``deadlines``)
         self.inactivity_since = 0.0
@@ -470,7 +469,7 @@ class _TapWriter:
 @dataclass(slots=True)
 class _RecordingState:
     recording: Recording
-    recorder: SlotRecorder
+    recorder: SlotRecorder | ArrivalTap
     writer: WavWriter | _TapWriter
     legs: list[_Leg]
     handle: asyncio.TimerHandle | None = None
@@ -712,17 +711,17 @@ class InProcessMediaEngine:
         return recording
 
     async def tap(self, endpoint: Endpoint, sink: FrameWriter) -> Recording:
-        """Hand what the endpoint receives to ``sink`` as a continuous stream of 20 ms frames (silence where
-        packets were lost), :data:`TAP_DELAY` behind arrival; :meth:`stop_record` ends it. In-process only:
-        the fax terminal (:mod:`zvonok.telephony.fax_app`) listens this way."""
+        """Hand what the endpoint receives to ``sink`` as it arrives, in order (:class:`ArrivalTap`: silence
+        only when nothing arrives for a while); :meth:`stop_record` ends it. In-process only: the fax terminal
+        (:mod:`zvonok.telephony.fax_app`) listens this way."""
         leg = self._leg(endpoint)
         loop = asyncio.get_running_loop()
         start = loop.time()
         recording = Recording(id=f"r{next(self._ids)}", path=Path(os.devnull), endpoint_ids=(endpoint.id,),
                               stereo=False)
         writer = _TapWriter(sink)
-        state = _RecordingState(recording, SlotRecorder(writer, 1, stereo=False, start=start, delay=TAP_DELAY),
-                                writer, [leg], deadline=start, interval=TAP_FLUSH_INTERVAL)
+        state = _RecordingState(recording, ArrivalTap(writer, start=start), writer, [leg], deadline=start,
+                                interval=TAP_FLUSH_INTERVAL)
         leg.recorders.append((state.recorder, 0))
         self._recordings[recording.id] = state
         self._flush_recording(state)

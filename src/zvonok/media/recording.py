@@ -104,3 +104,34 @@ class SlotRecorder:
             mixed = np.sum(np.asarray(channels, dtype=np.int32), axis=0) if len(channels) > 1 else channels[0]
             self.writer.write(np.clip(mixed, -32768, 32767).astype(np.int16))
         self.written = due
+
+
+class ArrivalTap:
+    """Received audio handed on in the order it arrives, for a consumer that needs every sample in sequence
+    (the fax terminal's modems). :class:`SlotRecorder` places audio on a wall-clock timeline, which is right
+    for a recording but not for a modem: wherever the event loop or the sender stalled longer than its delay,
+    it writes silence and then drops or shifts the late frames, and a V.17 page breaks. Here a frame is
+    written when it arrives; silence only after ``quiet`` seconds with nothing at all (the far end went
+    away), so that the consumer's own timers (T.30's, counted in samples) still run on."""
+
+    def __init__(self, writer: FrameWriter, *, start: float, rate: int = CLOCK_RATE,
+                 frame: int = FRAME_SAMPLES, quiet: float = 0.5) -> None:
+        self.writer = writer
+        self.rate = rate
+        self.frame = frame
+        self.quiet = quiet
+        self.last = start  # when audio last arrived, or silence was last written
+        self.dropped = 0
+
+    def feed(self, leg: int, samples: Samples, now: float) -> None:
+        self.writer.write(samples)
+        self.last = now
+
+    def flush(self, now: float) -> None:
+        gap = int((now - self.last) * self.rate) // self.frame * self.frame
+        if now - self.last > self.quiet and gap > 0:
+            self.writer.write(np.zeros(gap, dtype=np.int16))
+            self.last += gap / self.rate
+
+    def finish(self) -> None:
+        pass
