@@ -120,7 +120,7 @@ def test_places_allow_their_kinds_only() -> None:
     with pytest.raises(
         ValueError,
         match=r"^keys\.1\.kind: 'voicemail' is not available here \(one of extension, "
-        r"ring, conference, external, queue, menu, hangup\)$",
+        r"ring, conference, external, queue, menu, fax, hangup\)$",
     ):
         parse({"kind": "voicemail", "number": "101"}, kinds=MENU_KINDS, path="keys.1")
     with pytest.raises(ValueError, match="'hangup' is not available here"):
