@@ -4,12 +4,16 @@ that rings and answers), the call is hung up, and the key's NOTIFYs arrive in or
 idle, trying, early (with the ``**B`` pickup target and the caller as remote identity), confirmed,
 terminated; Expires: 0 ends the subscription with a terminated NOTIFY. The scenario checks each body
 with regular expressions; this test parses every NOTIFY body SIPp logged as RFC 4235 XML.
+BLF pickup: the early NOTIFY names the call-id and tags of our INVITE to the ringing phone; the watcher
+sends an INVITE with Replaces naming them (RFC 3891), is connected to the caller (200), the ringing phone
+is cancelled, and the caller's BYE reaches the picker.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +28,7 @@ from .test_calls_sipp import Pbx, assert_all_ok, calls, finish_callee, harness, 
 pytestmark = pytest.mark.integration
 
 WATCHER, B, CALLER = "6401", "6402", "6403"
+RINGING = "6404"  # rings until the watcher's BLF key picks its call up by Replaces
 ELSEWHERE = "6411"  # an extension of another company only
 
 
@@ -37,7 +42,7 @@ def pbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pbx]:
     seeded = harness.seed(
         data_dir,
         domain=f"blf-{secrets.token_hex(3)}.test",
-        numbers=[WATCHER, B, CALLER],
+        numbers=[WATCHER, B, CALLER, RINGING],
         database_url=database_url,
     )
     other = harness.seed(
@@ -175,3 +180,58 @@ def test_another_companys_extension_is_not_found_and_never_watched(pbx: Pbx) -> 
         assert attempt(client, B, pbx.domain, password)[:2] == (401, 200)
     finally:
         client.close()
+
+
+def test_blf_key_picks_the_ringing_call_up_with_replaces(pbx: Pbx) -> None:
+    messages = pbx.workdir / "blf_pickup_messages.log"
+    pbx.workdir.mkdir(parents=True, exist_ok=True)
+    messages.unlink(missing_ok=True)
+    ringing = start_callee(pbx, RINGING, "call_uas_ring.xml")  # rings until cancelled
+    row = calls.caller_row(WATCHER, harness.password_for(WATCHER), pbx.domain, RINGING)
+    key = calls.SippProcess(
+        "blf_pickup_subscriber.xml",
+        pbx.target,
+        workdir=pbx.workdir,
+        name=f"blf_pickup_{WATCHER}",
+        rows=[row],
+        calls=1,
+        timeout=60,
+        auth_uri=f"sip:{RINGING}@{pbx.domain}",
+        extra=["-trace_msg", "-message_file", str(messages)],
+    ).start()
+    caller: dict[str, object] = {}
+    try:
+        assert wait_for_text(messages, "Subscription-State: active", 15), messages.read_text(errors="replace")
+        # the caller: INVITE, rings, is answered by the picker, talks 2 s, hangs up (BYE)
+        thread = threading.Thread(
+            target=lambda: caller.update(
+                result=place_calls(pbx, CALLER, RINGING, "call_uac.xml", 1, rate=1, timeout=50, hold_ms=2000)
+            )
+        )
+        thread.start()
+        assert wait_for_text(messages, "early</state>", 20), messages.read_text(errors="replace")
+        log = messages.read_text(errors="replace")
+        docs = [parse_dialog_info(m.encode()) for m in re.findall(r"<\?xml.*?</dialog-info>", log, re.S)]
+        early = next(d for doc in docs for d in doc.dialogs if d.state is DialogState.EARLY)
+        assert early.call_id and early.local_tag and early.remote_tag, early
+        assert early.direction == "recipient" and early.remote_identity == f"sip:{CALLER}@{pbx.domain}"
+        assert early.local_identity == f"sip:{RINGING}@{pbx.domain}"
+        # the key's INVITE with Replaces: to-tag = the ringing phone's tag (local-tag), from-tag = ours
+        pick_row = [*row, early.call_id, early.local_tag, early.remote_tag]
+        picked = harness.run_sipp(
+            "blf_pickup_uac.xml", pbx.target, workdir=pbx.workdir, rows=[pick_row], rate=1, timeout=40,
+            auth_uri=f"sip:{RINGING}@{pbx.domain}", name=f"picker_{WATCHER}",
+            extra=["-mi", harness.LOOPBACK, "-mp", str(calls.free_media_port())],
+        )
+        thread.join(timeout=60)
+        key_result = key.wait(timeout=40)
+        ringing_result = finish_callee(ringing, 1)
+    finally:
+        key.quit()
+        ringing.kill()
+    assert_all_ok(picked, 1)  # 200 to the INVITE with Replaces, then the caller's BYE
+    assert_all_ok(caller["result"], 1)  # the caller was answered (by the picker) and hung up
+    assert_all_ok(ringing_result, 1)  # the ringing phone got our CANCEL
+    assert_all_ok(key_result, 1)  # idle, trying, early (with the dialog ids), terminated
+    cdr = pbx.cdrs(CALLER, 2)[-1]  # (the first test's call is the other)
+    assert cdr["callee_number"] == WATCHER and cdr["disposition"] == "answered", cdr

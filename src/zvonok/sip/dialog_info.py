@@ -5,7 +5,8 @@ and ``application/pidf+xml`` (RFC 3863, the ``presence`` package of RFC 3856) wi
 What desk phones read: Yealink, Polycom, Grandstream and Snom light a BLF key from the ``<state>`` of the
 dialogs in a dialog-info document (none or all ``terminated``: idle; ``early``: ringing, blinking;
 ``confirmed``: busy) and pick a ringing call up from the key by calling the ``<remote><target>`` URI of an
-early dialog (we put the directed-pickup code there, ``**<ext>``) or their own configured pickup code;
+early dialog (we put the directed-pickup code there, ``**<ext>``), their own configured pickup code, or
+an INVITE with ``Replaces`` (RFC 3891) naming the dialog's ``call-id``, ``local-tag`` and ``remote-tag``;
 the ``direction`` (``recipient``: the watched extension is being called) decides whether they blink at
 all. softphones (baresip's ``presence`` module, Zoiper, MicroSIP) read PIDF's ``<basic>`` and the RPID
 activities.

@@ -346,6 +346,14 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         if caller_ext is None:
             reply(403)
             return
+        if request.headers.get("replaces") is not None:
+            # RFC 3891: a BLF key taking a colleague's ringing call names that call's early dialog
+            if self.pickup is not None:
+                await self.pickup.on_replaces(txn, request, peer, creds.tenant_id, creds.realm, caller_ext,
+                                              session_expires)
+            else:
+                reply(481)
+            return
         dialed = uri.user_unescaped or ""
         if dialed.startswith("*") and await self._feature_code(txn, request, peer, creds.tenant_id, creds.realm,
                                                                caller_ext, dialed, session_expires):
@@ -591,7 +599,11 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
             leg.state = LegState.RINGING
             early = event.status == 183 and event.media is not None and call.early_media_from is None
             if first_ring:
-                self.publish(ev.LegRinging, call, leg_id=leg.id, early_media=early)
+                dialog = leg.sip.dialog if leg.sip is not None else None
+                self.publish(ev.LegRinging, call, leg_id=leg.id, early_media=early,
+                             sip_call_id=dialog.call_id if dialog is not None else "",
+                             device_tag=dialog.remote_tag if dialog is not None else "",
+                             our_tag=dialog.local_tag if dialog is not None else "")
             if early and event.media is not None:
                 call.early_media_from = leg
                 self.step(call, self._early_media(leg, event.media))

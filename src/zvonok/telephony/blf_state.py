@@ -47,6 +47,11 @@ class LegDialog:
     remote_number: str = ""
     remote_display: str = ""
     event: str | None = None  # why it terminated, for the document's <state event>
+    # the early dialog of our INVITE to the ringing device, as the device knows it (LegRinging): a BLF key
+    # names it in an INVITE with Replaces (RFC 3891) to pick the call up
+    sip_call_id: str = ""
+    device_tag: str = ""
+    our_tag: str = ""
 
     def to_dialog(self, domain: str, pickup_prefix: str | None = None) -> Dialog:
         """The RFC 4235 element; an early incoming dialog names ``pickup_prefix`` + the extension as its
@@ -55,10 +60,16 @@ class LegDialog:
         pickup = None
         if pickup_prefix is not None and not self.caller and self.state is DialogState.EARLY:
             pickup = f"sip:{pickup_prefix}{self.number}@{domain}"
+        # early or confirmed, the dialog of our leg to the device: call-id, local-tag (the device's own tag)
+        # and remote-tag (ours), as Asterisk sends them for BLF pickup by Replaces
+        ids = bool(self.sip_call_id) and self.state in (DialogState.EARLY, DialogState.CONFIRMED)
         return Dialog(
             id=self.leg_id,
             state=self.state,
             direction="initiator" if self.caller else "recipient",
+            call_id=self.sip_call_id if ids else None,
+            local_tag=self.device_tag if ids else None,
+            remote_tag=self.our_tag if ids else None,
             event=self.event,
             local_identity=f"sip:{self.number}@{domain}",
             local_target=f"sip:{self.number}@{domain}",
@@ -106,6 +117,8 @@ class ExtensionActivity:
         if isinstance(event, ev.LegCreated):
             return self._created(event)
         if isinstance(event, ev.LegRinging):
+            if event.sip_call_id:
+                self._ids(event)
             return self._set(event.leg_id, DialogState.EARLY) | self._caller_of(
                 event.call_id, DialogState.EARLY
             )
@@ -158,6 +171,15 @@ class ExtensionActivity:
         self._by_ext.setdefault(key, {})[leg.leg_id] = leg
         self._ended.pop(key, None)
         return {key}
+
+    def _ids(self, event: ev.LegRinging) -> None:
+        """Keep the device-side dialog of a ringing leg (its state is set by the caller of this)."""
+        leg = self._legs.get(event.leg_id)
+        if leg is None:
+            return
+        leg = replace(leg, sip_call_id=event.sip_call_id, device_tag=event.device_tag, our_tag=event.our_tag)
+        self._legs[leg.leg_id] = leg
+        self._by_ext[(leg.tenant_id, leg.extension_id)][leg.leg_id] = leg
 
     def _set(self, leg_id: str, state: DialogState) -> set[ExtKey]:
         leg = self._legs.get(leg_id)

@@ -163,6 +163,11 @@ class LegCreated(CallEvent):
 class LegRinging(CallEvent):
     leg_id: str
     early_media: bool = False
+    # the early dialog of our INVITE to the device as the device knows it (RFC 4235 call-id, local-tag =
+    # the device's tag, remote-tag = ours): what a BLF key names in an INVITE with Replaces (RFC 3891)
+    sip_call_id: str = ""
+    device_tag: str = ""
+    our_tag: str = ""
 
 
 @register_event

@@ -20,13 +20,16 @@ own steps (open a call, answer, cancel forks, bridge).
 from __future__ import annotations
 
 import asyncio
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from zvonok.logs import get_logger
 from zvonok.media.interface import BUSY_RU
-from zvonok.sip.message import Request
+from zvonok.sip.errors import SipParseError
+from zvonok.sip.message import Request, make_response
 from zvonok.sip.peer import Peer
+from zvonok.sip.replaces import Replaces, parse_replaces
 from zvonok.sip.transaction import ServerTransaction
 
 from . import events as ev
@@ -100,9 +103,60 @@ class Pickup:
             await self._refuse(picker_call)
             return True
         ringing_call, ringing_leg = target
-        self._take(picker_call, ringing_call, ringing_leg, directed=wanted.extension is not None)
-        await engine._finish(picker_call, ev.Disposition.ANSWERED, ev.HangupSide.CALLER, "picked_up", None)
+        await self._pick(picker_call, ringing_call, ringing_leg, directed=wanted.extension is not None)
         return True
+
+    async def _pick(self, picker_call: Call, ringing_call: Call, ringing_leg: Leg, *, directed: bool) -> None:
+        self._take(picker_call, ringing_call, ringing_leg, directed=directed)
+        await self.engine._finish(picker_call, ev.Disposition.ANSWERED, ev.HangupSide.CALLER, "picked_up", None)
+
+    async def on_replaces(self, txn: ServerTransaction, request: Request, peer: Peer, tenant_id: int, domain: str,
+                          caller_ext: ExtensionInfo, session_expires: int | None) -> None:
+        """An INVITE with ``Replaces`` (RFC 3891) from an authenticated phone: a BLF key naming the early
+        dialog of our INVITE to a colleague's device (the call-id and tags of our dialog-info NOTIFY) is a
+        directed pickup of that call. A confirmed, unknown, own or other company's dialog: 481; a malformed
+        header: 400."""
+        engine = self.engine
+        try:
+            replaces = parse_replaces(request.headers.get("replaces") or "")
+        except SipParseError as exc:
+            engine.sip.respond(txn, make_response(request, 400, str(exc), to_tag=uuid.uuid4().hex[:16]))
+            return
+        target = self._named(tenant_id, caller_ext, replaces)
+        if target is None:
+            log.info("replaces names no ringing call", tenant=tenant_id, sip_call_id=replaces.call_id)
+            engine.sip.respond(txn, make_response(request, 481, to_tag=uuid.uuid4().hex[:16]))
+            return
+        ringing_call, ringing_leg = target
+        picker_call = engine._open_call(txn, request, peer, tenant_id=tenant_id, party=caller_ext.party(),
+                                        domain=domain, dialed=f"{DIRECTED_PICKUP}{ringing_leg.party.number}",
+                                        session_expires=session_expires, srtp_policy=caller_ext.srtp,
+                                        direction=ev.Direction.INTERNAL)
+        if not await engine._negotiate_caller(picker_call):
+            return
+        if picker_call.ended:
+            return
+        if ringing_leg not in _ringing(ringing_call):  # answered or hung up while we negotiated
+            await engine._refuse(picker_call, 481, "nothing_to_pick_up")
+            return
+        await self._pick(picker_call, ringing_call, ringing_leg, directed=True)
+
+    def _named(self, tenant_id: int, picker: ExtensionInfo, replaces: Replaces) -> tuple[Call, Leg] | None:
+        """The ringing fork of a call of the tenant whose early dialog ``replaces`` names (either tag order)."""
+        keys = replaces.dialog_keys()
+        for call in self.engine.calls.values():
+            if call.tenant_id != tenant_id:
+                continue
+            if call.caller is not None and call.caller.party.extension_id == picker.extension_id:
+                continue  # one's own outgoing call is not picked up
+            for fork in _ringing(call):
+                dialog = fork.sip.dialog if fork.sip is not None else None
+                if dialog is None or (dialog.call_id, dialog.local_tag, dialog.remote_tag) not in keys:
+                    continue
+                if fork.party.extension_id is None or fork.party.extension_id == picker.extension_id:
+                    return None
+                return call, fork
+        return None
 
     async def _find(self, tenant_id: int, picker: ExtensionInfo,
                     wanted: PickupRequest) -> tuple[Call, Leg] | None:

@@ -10,7 +10,9 @@ comes from the call engine's events on the bus, folded by :class:`~.blf_state.Ex
 a call). Every change NOTIFYs the extension's watchers with the full state (RFC 4235 §4.1 ``state="full"``,
 the version one more each time), paced per watcher (:meth:`SubscriptionServer.notify_paced`: a flapping
 state is coalesced, the latest state always arrives). An early incoming dialog names ``**<ext>`` (our
-directed pickup, telephony/pickup.py) as its remote target: the BLF key dials it to take the call.
+directed pickup, telephony/pickup.py) as its remote target: the BLF key dials it to take the call; it
+also carries the call-id and tags of our INVITE to the ringing phone, for keys that take the call with an
+INVITE with Replaces instead (RFC 3891, :meth:`~.pickup.Pickup.on_replaces`).
 """
 
 from __future__ import annotations
