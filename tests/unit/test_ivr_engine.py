@@ -132,20 +132,8 @@ def test_a_key_to_a_conference_room_keeps_our_one_answer() -> None:
 
 
 def _one_key_menu(h: Harness, target: Target) -> tuple[PhoneCall, Endpoint]:
-    menus = {1: MenuSpec(id=1, prompt="/prompts/main.wav", keys={"5": target})}
-
-    class OneMenu:
-        async def menus(self, tenant_id: int) -> tuple[dict[int, MenuSpec], frozenset[str]]:
-            return menus, frozenset()
-
-    h.engine.ivr = Ivr(h.engine, OneMenu())
-    _trunk, carrier = h.trunk()
-    h.did(DID, "ivr", {"menu": 1})
-    call = h.call_from_trunk(carrier, "+79161234567", DID)
-    call.ack()
-    engine_call = call.engine_call
-    assert engine_call is not None and engine_call.caller is not None and engine_call.caller.endpoint is not None
-    return call, engine_call.caller.endpoint
+    call, _engine_call, endpoint = answered_by_one_menu(h, {"5": target})
+    return call, endpoint
 
 
 def test_a_key_to_an_extension_that_is_gone_ends_the_answered_call_with_bye() -> None:
