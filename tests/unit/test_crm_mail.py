@@ -341,6 +341,39 @@ async def test_replies_fetched_by_imap(api: Api, make_tenant: Any, smtpd: tuple[
     assert len(inbox.mails) == 1
 
 
+async def test_a_reply_within_our_messages_second_goes_after_it(api: Api, make_tenant: Any,
+                                                                smtpd: tuple[Inbox, int], dovecot: Dovecot) -> None:
+    """A Date header counts whole seconds: Anna's reply dated the second our e-mail went out (so, read
+    literally, before it) is still shown after it; a Date further back is kept as it is (the fixture's
+    09:01 in test_replies_fetched_by_imap)."""
+    _inbox, port = smtpd
+    t, crm, anna, _boris = await _company(api, make_tenant, port)
+    h = t.headers
+    r = await api.client.post(f"{crm}/clients/{anna}/emails", headers=h, json={
+        "to": "anna.smirnova@romashka.example", "subject": "Счёт", "body": "Счёт во вложении"})
+    ours = r.json()
+    assert await mailer(api.db, None).run_once() == 1
+    async with api.db.session() as session:
+        sent_at = (await session.execute(select(CrmMessage.at).where(CrmMessage.id == ours["id"]))).scalar_one()
+    sent_at = sent_at.replace(microsecond=max(sent_at.microsecond, 1))  # our time inside its second
+    async with api.db.session() as session:
+        await session.execute(update(CrmMessage).where(CrmMessage.id == ours["id"]).values(at=sent_at))
+        await session.commit()
+    date = email.utils.format_datetime(sent_at.replace(microsecond=0))  # the second we sent it in
+    reply = (f"From: anna.smirnova@romashka.example\r\nTo: sales@x\r\nSubject: Re: Счёт\r\n"
+             f"Message-ID: <r-{uuid.uuid4().hex}@romashka.example>\r\nIn-Reply-To: {ours['message_id']}\r\n"
+             f"Date: {date}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nСпасибо\r\n").encode()
+    dovecot.append(reply)
+    r = await api.client.put(f"{crm}/imap", headers=h, json={
+        "host": "127.0.0.1", "port": dovecot.port, "security": "none", "username": dovecot.username,
+        "password": dovecot.password})
+    assert r.status_code == 200, r.text
+    assert await ImapPoller(api.db, poll=1.0).run_once() == 1
+    items = (await api.client.get(f"{crm}/clients/{anna}/timeline", headers=h)).json()["items"]
+    assert [(i["email"]["direction"], i["email"]["subject"]) for i in items] == [("in", "Re: Счёт"), ("out", "Счёт")]
+    assert datetime.fromisoformat(items[0]["email"]["at"]) > sent_at
+
+
 async def test_imap_failures_are_kept_for_the_admin(api: Api, make_tenant: Any, dovecot: Dovecot) -> None:
     t, crm, _, _ = await _company(api, make_tenant, None)
     r = await api.client.put(f"{crm}/imap", headers=t.headers, json={

@@ -199,11 +199,14 @@ class ImapPoller:
             return 0
         refs = {i for m in mails for i in m.replies_to}
         ours: dict[str, int] = {}
+        ours_at: dict[str, datetime] = {}
         if refs:
-            for msgid, owner in (await session.execute(select(CrmMessage.message_id, CrmMessage.client_id).where(
-                    CrmMessage.tenant_id == tenant_id, CrmMessage.message_id.in_(refs)))).tuples():
+            for msgid, owner, sent in (await session.execute(
+                    select(CrmMessage.message_id, CrmMessage.client_id, CrmMessage.at).where(
+                        CrmMessage.tenant_id == tenant_id, CrmMessage.message_id.in_(refs)))).tuples():
                 if msgid is not None:
                     ours[msgid] = owner
+                    ours_at[msgid] = sent
         senders = {m.from_addr for m in mails if m.from_addr}
         by_address = dict((await session.execute(select(CrmEmail.address, CrmEmail.client_id).where(
             CrmEmail.tenant_id == tenant_id, CrmEmail.address.in_(senders)))).tuples().all()) if senders else {}
@@ -219,6 +222,12 @@ class ImapPoller:
             if mail.message_id is not None:
                 seen.add(mail.message_id)
             at = min(mail.date, now) if mail.date is not None else now
+            # a Date header counts whole seconds: a reply written within the second of our message reads as
+            # older than it. Such a reply goes just after the message it answers (a Date further back is the
+            # sender's clock, kept as it is)
+            answered = max((ours_at[r] for r in mail.replies_to if r in ours_at), default=None)
+            if answered is not None and answered - timedelta(seconds=1) < at <= answered:
+                at = answered + timedelta(microseconds=1)
             session.add(CrmMessage(tenant_id=tenant_id, client_id=client_id, direction="in", from_addr=mail.from_addr,
                                    to_addr=mail.to_addr, subject=mail.subject, body=mail.text,
                                    message_id=mail.message_id, at=at, status="received", attempts=0))
