@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import faulthandler
 import gc
 import os
 import signal
@@ -538,6 +539,9 @@ def _tune_gc() -> None:
 def run(settings: Settings) -> None:
     """Entry point of ``zvonok serve``: structured logs, uvloop, serve until a signal."""
     configure(settings.log_level, settings.log_json)
+    # a crash in a C library (seen once: SIGSEGV in libsqlite3 while a test's server stopped) leaves every
+    # thread's Python stack on stderr, the server's log, instead of nothing
+    faulthandler.enable()
     if "MALLOC_ARENA_MAX" not in os.environ:  # the environment, read by glibc itself, wins
         limit_malloc_arenas(settings.malloc_arena_max)
     _tune_gc()
