@@ -19,12 +19,11 @@ from typing import Any
 import httpx
 import pytest
 import test_web
-from aiosmtpd.controller import Controller
 from dovecot_server import Dovecot
 from sqlalchemy import select, update
 from test_crm import _cdr
 from test_crm_deals import _employee
-from test_voicemail_mailer import Inbox, free_port
+from test_voicemail_mailer import Inbox, free_port, smtpd  # noqa: F401 - the SMTP server fixture
 from test_web_crm import _new
 
 from zvonok.crm import mail as crm_mail
@@ -114,17 +113,6 @@ def test_imap_date_is_locale_free() -> None:
 
 # --- the API with real SMTP and IMAP servers ------------------------------------------------------------
 @pytest.fixture
-def smtpd() -> Iterator[tuple[Inbox, int]]:
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    try:
-        yield inbox, controller.port
-    finally:
-        controller.stop()
-
-
-@pytest.fixture
 def dovecot() -> Iterator[Dovecot]:
     server = Dovecot()
     server.start()
@@ -152,7 +140,7 @@ async def _company(api: Api, make_tenant: Any, smtp_port: int | None) -> tuple[A
     return t, base + "/crm", anna, r.json()["id"]
 
 
-async def test_send_by_the_job_and_timeline(api: Api, make_tenant: Any, smtpd: tuple[Inbox, int]) -> None:
+async def test_send_by_the_job_and_timeline(api: Api, make_tenant: Any, smtpd: tuple[Inbox, int]) -> None:  # noqa: F811
     inbox, port = smtpd
     t, crm, anna, _ = await _company(api, make_tenant, port)
     h = t.headers
@@ -245,7 +233,7 @@ async def test_bad_input_and_no_smtp(api: Api, make_tenant: Any) -> None:
     assert r.status_code == 409  # a new mailbox needs its password
 
 
-async def test_tenant_isolation_and_roles(api: Api, make_tenant: Any, smtpd: tuple[Inbox, int]) -> None:
+async def test_tenant_isolation_and_roles(api: Api, make_tenant: Any, smtpd: tuple[Inbox, int]) -> None:  # noqa: F811
     _, port = smtpd
     a, crm_a, anna, _ = await _company(api, make_tenant, port)
     b, crm_b, _, _ = await _company(api, make_tenant, port)
@@ -284,7 +272,7 @@ async def test_tenant_isolation_and_roles(api: Api, make_tenant: Any, smtpd: tup
         assert (row.host, row.password) == ("imap.a.example", "hunter2")
 
 
-async def test_replies_fetched_by_imap(api: Api, make_tenant: Any, smtpd: tuple[Inbox, int],
+async def test_replies_fetched_by_imap(api: Api, make_tenant: Any, smtpd: tuple[Inbox, int],  # noqa: F811
                                        dovecot: Dovecot) -> None:
     inbox, port = smtpd
     t, crm, anna, boris = await _company(api, make_tenant, port)
@@ -342,7 +330,7 @@ async def test_replies_fetched_by_imap(api: Api, make_tenant: Any, smtpd: tuple[
 
 
 async def test_a_reply_within_our_messages_second_goes_after_it(api: Api, make_tenant: Any,
-                                                                smtpd: tuple[Inbox, int], dovecot: Dovecot) -> None:
+                                                                smtpd: tuple[Inbox, int], dovecot: Dovecot) -> None:  # noqa: F811
     """A Date header counts whole seconds: Anna's reply dated the second our e-mail went out (so, read
     literally, before it) is still shown after it; a Date further back is kept as it is (the fixture's
     09:01 in test_replies_fetched_by_imap)."""
@@ -399,7 +387,7 @@ web, a, b, admin_a = test_web.web, test_web.a, test_web.b, test_web.admin_a
 
 
 async def test_card_writes_an_email_and_shows_it(web: test_web.Web, a: test_web.Company, b: test_web.Company,
-                                                 admin_a: httpx.AsyncClient, smtpd: tuple[Inbox, int]) -> None:
+                                                 admin_a: httpx.AsyncClient, smtpd: tuple[Inbox, int]) -> None:  # noqa: F811
     inbox, port = smtpd
     async with web.db.session() as session:
         session.add(TenantSmtp(tenant_id=a.id, host="127.0.0.1", port=port, security="none", sender="sales@a.example"))
@@ -445,7 +433,7 @@ async def test_card_writes_an_email_and_shows_it(web: test_web.Web, a: test_web.
     assert len(inbox.mails) == 1
 
 
-async def test_queued_before_the_outbox_are_sent_by_it(fresh_db: Any, smtpd: tuple[Inbox, int]) -> None:
+async def test_queued_before_the_outbox_are_sent_by_it(fresh_db: Any, smtpd: tuple[Inbox, int]) -> None:  # noqa: F811
     """Migration 0034: an e-mail still queued under the CRM's own job of before gets its ``crm`` letter
     (a sent one and a received one do not) and the outbox sends it with our Message-ID."""
     from zvonok.crm.models import CrmClient
