@@ -67,3 +67,21 @@ def pjsua_phones(tmp_path: Path) -> Iterator[PhoneFactory]:
     finally:
         problems = factory.close()
     assert not problems, "\n".join(problems)  # a crash in libDestroy is a driver bug worth seeing
+
+
+# --- what a phone heard: its recording (pjsua2 writes WAV at 8 kHz) ------------------------------------
+def power(samples: np.ndarray, frequency: float, rate: int = 8000) -> float:
+    n = np.arange(samples.size)
+    return float(2 * abs(np.dot(samples, np.exp(-2j * np.pi * frequency * n / rate))) ** 2 / samples.size**2)
+
+
+def window(path: Path, start_before_end: float, end_before_end: float) -> np.ndarray:
+    """Samples from ``start_before_end`` to ``end_before_end`` seconds before the recording's sound ends."""
+    with wave.open(str(path)) as w:
+        assert w.getframerate() == 8000
+        data = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)[:: w.getnchannels()].astype(np.float64)
+    sound = np.flatnonzero(np.abs(data) > 1)  # the recorder may outlive the call by digital silence
+    data = data[: sound[-1] + 1] if sound.size else data
+    start, end = len(data) - int(start_before_end * 8000), len(data) - int(end_before_end * 8000)
+    assert start >= 0 and end - start >= 8000, (path, len(data), start, end)
+    return data[start:end]

@@ -22,7 +22,7 @@ import pytest
 
 from . import pjsua_fixtures
 from .baresip import Baresip
-from .pjsua_fixtures import PhoneFactory
+from .pjsua_fixtures import PhoneFactory, power
 from .test_calls_softphone import calls_server, cdrs, dominant_frequency, phone
 
 pytestmark = pytest.mark.integration
@@ -53,11 +53,6 @@ def post_action(server: tuple[Any, Any], path: str) -> int:
                                      headers={"Authorization": f"Bearer {seeded.token}"})
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
         return int(response.status)
-
-
-def power(samples: np.ndarray, frequency: float, rate: int = 8000) -> float:
-    n = np.arange(samples.size)
-    return float(2 * abs(np.dot(samples, np.exp(-2j * np.pi * frequency * n / rate))) ** 2 / samples.size ** 2)
 
 
 def window(path: Path, start_before_end: float, end_before_end: float) -> np.ndarray:

@@ -15,16 +15,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import wave
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from . import pjsua_fixtures
-from .pjsua_fixtures import PhoneFactory
+from .pjsua_fixtures import PhoneFactory, power, window
 from .test_calls_softphone import calls_server
 
 pytestmark = pytest.mark.integration
@@ -95,24 +92,6 @@ def give_extension(server: tuple[Any, Any], number: str, name: str, role: str) -
     api(server, f"/extensions/{ext['id']}", method="PATCH", body={"employee_id": employee["id"]})
     return email
 
-
-def power(samples: np.ndarray, frequency: float, rate: int = 8000) -> float:
-    n = np.arange(samples.size)
-    return float(2 * abs(np.dot(samples, np.exp(-2j * np.pi * frequency * n / rate))) ** 2 / samples.size**2)
-
-
-def window(path: Path, start_before_end: float, end_before_end: float) -> np.ndarray:
-    with wave.open(str(path)) as w:
-        assert w.getframerate() == 8000
-        data = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)[:: w.getnchannels()].astype(
-            np.float64
-        )
-    # the recorder may outlive the call by a moment, writing digital silence: the call ended where that begins
-    sound = np.flatnonzero(np.abs(data) > 1)
-    data = data[: sound[-1] + 1] if sound.size else data
-    start, end = len(data) - int(start_before_end * 8000), len(data) - int(end_before_end * 8000)
-    assert start >= 0 and end - start >= 8000, (path, len(data), start, end)
-    return data[start:end]
 
 
 def wait_mode(server: tuple[Any, Any], mode: str | None, timeout: float = 15.0) -> list[dict[str, Any]]:

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import sys
 import time
-import wave
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
 from . import pjsua_fixtures
-from .pjsua_fixtures import PhoneFactory
+from .pjsua_fixtures import PhoneFactory, power, window
 from .test_calls_softphone import calls_server, cdrs
 
 pytestmark = pytest.mark.integration
@@ -39,22 +37,6 @@ def threeway_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
     with calls_server(tmp_path_factory, "threeway", [A, B, C], {}) as running:
         yield running
 
-
-def power(samples: np.ndarray, frequency: float, rate: int = 8000) -> float:
-    n = np.arange(samples.size)
-    return float(2 * abs(np.dot(samples, np.exp(-2j * np.pi * frequency * n / rate))) ** 2 / samples.size**2)
-
-
-def window(path: Path, start_before_end: float, end_before_end: float) -> np.ndarray:
-    """Samples from ``start_before_end`` to ``end_before_end`` seconds before the recording's sound ends."""
-    with wave.open(str(path)) as w:
-        assert w.getframerate() == 8000
-        data = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)[:: w.getnchannels()].astype(np.float64)
-    sound = np.flatnonzero(np.abs(data) > 1)  # the recorder may outlive the call by digital silence
-    data = data[: sound[-1] + 1] if sound.size else data
-    start, end = len(data) - int(start_before_end * 8000), len(data) - int(end_before_end * 8000)
-    assert start >= 0 and end - start >= 8000, (path, len(data), start, end)
-    return data[start:end]
 
 
 def check(samples: np.ndarray, listener: str, heard: set[str], what: str) -> None:
