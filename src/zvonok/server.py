@@ -85,7 +85,7 @@ from zvonok.telephony.ivr import Ivr
 from zvonok.telephony.location import BindingsChanged, GroupCommit, Location
 from zvonok.telephony.monitor import Monitoring
 from zvonok.telephony.mwi import Mwi
-from zvonok.telephony.originate import Originator
+from zvonok.telephony.originate import OriginateQuota, Originator
 from zvonok.telephony.park import Parking
 from zvonok.telephony.pickup import Pickup
 from zvonok.telephony.queue_call import QueueCalls
@@ -304,7 +304,9 @@ async def build(settings: Settings) -> Runtime:
     fax_store = FaxStore(db, FaxFiles((settings.data_dir / "fax").resolve()))
     engine.fax = fax_app = FaxApp(engine, fax_store)
     fax_sender = FaxSender(engine, fax_app)
-    engine.originator = Originator(engine, answer_timeout=settings.originate_answer_timeout)  # REST, CRM
+    engine.originator = Originator(  # REST, CRM
+        engine, answer_timeout=settings.originate_answer_timeout,
+        quota=OriginateQuota(max_active=settings.originate_max_active, per_minute=settings.originate_per_minute))
 
     async def send_queued_fax(tenant_id: int, fax_id: int) -> None:
         job = await fax_store.job(tenant_id, fax_id)
