@@ -270,10 +270,11 @@ async def build(settings: Settings) -> Runtime:
             return
         if reload_pending:
             return
-        loop = asyncio.get_running_loop()
-        # spawned by the engine: a failed reload is logged (the old snapshot stays in force)
-        reload_pending.append(loop.call_later(0.2, lambda: (reload_pending.clear(),
-                                                              engine.spawn(trunks.reload()))))
+        def reload() -> None:
+            reload_pending.clear()
+            engine.spawn(trunks.reload())  # spawned by the engine: a failure is logged, the old snapshot stays
+
+        reload_pending.append(asyncio.get_running_loop().call_later(0.2, reload))
 
     db.add_listener(on_outside_change)
     sip.calls = engine = CallEngine(sip=sip, media=media, auth=auth, location=location, directory=directory, bus=bus,
@@ -476,7 +477,8 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    runtime.http.config.install_signal_handlers = False  # ours above stop SIP and HTTP together
+    # uvicorn also catches SIGINT/SIGTERM while it serves (signal.signal) and raises them again when it returns:
+    # its task ends first, then the handler above sets ``stop``; either way the shutdown below runs once
     memory = MemoryReporter(settings.data_dir, settings.tracemalloc)  # traces from its first report on
     with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
         loop.add_signal_handler(signal.SIGUSR2, _memory_report, memory)

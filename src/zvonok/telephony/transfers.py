@@ -9,7 +9,7 @@ transferee with the other party of the transferor's consultation call (attended)
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import Any
 
 from zvonok.logs import get_logger
 from zvonok.sip.dialog import add_top_via
@@ -25,12 +25,10 @@ from . import events as ev
 from .call import CODECS, Call, Leg, LegState, Transfer
 from .leg_events import Answered, Challenged, Progress, Terminated
 
-if TYPE_CHECKING:
-    from .b2bua import CallEngine
-
-    _Base = CallEngine
-else:
-    _Base = object
+# The engine (:class:`.b2bua.CallEngine`) is this mixin and others calling one another's methods: the type
+# checker cannot follow that cycle, so the mixin's base is Any to it (the code is checked, the ``self.``
+# look-ups are not) until the engine's features become applications of their own (issue 9).
+_Base: Any = object
 
 log = get_logger(__name__)
 

@@ -13,6 +13,7 @@ active calls).
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -34,8 +35,11 @@ log = get_logger(__name__)
 
 
 class _Sip(Protocol):
-    local_host: str
-    local_port: int
+    @property
+    def local_host(self) -> str: ...
+
+    @property
+    def local_port(self) -> int: ...
 
     def port_for(self, transport: str) -> int: ...
 
@@ -90,8 +94,7 @@ class _Registration:
     def pump(self) -> None:
         """Send what the client wants sent, report its events, re-arm its timer."""
         for request in self.client.requests_to_send():
-            self.trunks.sip.send_request(request, self.client.peer,
-                                         lambda event, sent=request: self._on_event(sent, event))
+            self.trunks.sip.send_request(request, self.client.peer, functools.partial(self._on_event, request))
         while (event := self.client.next_event()) is not None:
             if isinstance(event, Registered):
                 log.info("trunk registered", trunk=self.trunk.id, name=self.trunk.name, expires=event.expires)
