@@ -287,7 +287,7 @@ async def build(settings: Settings) -> Runtime:
                            ringback=settings.ringback, busy_tone_seconds=settings.busy_tone_seconds,
                            trunks=trunks, srtp_policy=settings.srtp_policy)
     engine.ledger = holds if holds is not None else LocalHolds(db)
-    engine.forwarding_store = forwarding_store(db)  # the *72/*73/*78/*79 feature codes
+    engine.forwards.store = forwarding_store(db)  # the *72/*73/*78/*79 feature codes
     rooms = RoomDirectory(db)
     db.add_listener(rooms.on_event)
     groups = RingGroupDirectory(db)

@@ -73,7 +73,7 @@ from . import events as ev
 from .access import AccessMixin
 from .auth import Authenticator
 from .call import CODECS, Call, CallSnapshot, Leg, LegState
-from .call_forward import ForwardingMixin
+from .call_forward import Forwarding
 from .conference import Conferences
 from .directory import Directory, ExtensionInfo
 from .edge import route_to
@@ -133,7 +133,7 @@ def peer_of(binding: Binding) -> Peer:
     return Peer(transport=transport, host=host.strip("[]"), port=int(port), connection=binding.connection)
 
 
-class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin, RingGroupMixin):
+class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, RingGroupMixin):
     def __init__(self, *, sip: SipStack, media: MediaEngine, auth: Authenticator, location: Location,
                  directory: Directory, bus: Bus, no_answer_timeout: float = 60.0,
                  media_timeout: float = 60.0, recordings_dir: Path | None = None,
@@ -176,6 +176,7 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         self.hold_music: HoldMusic | None = None  # set by the composition root; None: held parties hear silence
         # call pickup (*8, **<ext>) and call park (transfer to 700, dial 701–720): set by the composition
         # root (telephony/pickup.py, telephony/park.py); None: those numbers are dialed like any other
+        self.forwards = Forwarding(self)  # forwarding, DND and their feature codes (telephony/call_forward.py)
         self.pickup: Pickup | None = None
         self.parking: Parking | None = None
         self.voicemail: Voicemail | None = None  # set by the composition root (telephony/voicemail.py)
@@ -355,7 +356,7 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
                 reply(481)
             return
         dialed = uri.user_unescaped or ""
-        if dialed.startswith("*") and await self._feature_code(txn, request, peer, creds.tenant_id, creds.realm,
+        if dialed.startswith("*") and await self.forwards.feature_code(txn, request, peer, creds.tenant_id, creds.realm,
                                                                caller_ext, dialed, session_expires):
             return
         if dialed.startswith("*") and self.monitoring is not None and await self.monitoring.on_dial(
@@ -491,7 +492,7 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         """Ring every registered device of ``extensions`` at once (parallel forking): 480 if none is. One
         extension's forwarding and DND apply (telephony/call_forward.py)."""
         call.ringing_ext = None
-        if len(extensions) == 1 and await self._forward_on_dial(call, extensions[0], now, from_number):
+        if len(extensions) == 1 and await self.forwards.on_dial(call, extensions[0], now, from_number):
             return
         # a sips: call (RFC 5630 §3.1.3) reaches only devices over TLS: none, and it is a 480 as for no device
         call_sips = call.caller is not None and call.caller.invite is not None and is_sips(call.caller.invite.uri)
@@ -500,9 +501,9 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
                    if self.reachable(binding, ext.srtp) and (not call_sips or peer_of(binding).transport == "tls")]
         if not targets:
             ringing = call.ringing_ext
-            forward = self._forward_after(call, ForwardReason.UNAVAILABLE)
+            forward = self.forwards.after(call, ForwardReason.UNAVAILABLE)
             if forward is not None and ringing is not None:
-                await self._forward_to(call, ringing, forward, now, from_number)
+                await self.forwards.forward(call, ringing, forward, now, from_number)
                 return
             await self._refuse(call, 480, "unavailable")
             return
@@ -831,7 +832,7 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
             final, disposition, cause = 603, ev.Disposition.BUSY, "declined"
         else:
             final, disposition, cause = 480, ev.Disposition.FAILED, "unavailable"
-        if final == 486 and self._forward_later(call, ForwardReason.BUSY):
+        if final == 486 and self.forwards.later(call, ForwardReason.BUSY):
             return
         if call.ringback and final == 486 and self.busy_tone_seconds > 0:
             call.ringback = False
@@ -862,7 +863,7 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
             return
         if self._ring_group_next(call):
             return
-        if self._forward_later(call, ForwardReason.NO_ANSWER):
+        if self.forwards.later(call, ForwardReason.NO_ANSWER):
             return
         for fork in call.forks:
             self._cancel_fork(fork, None)
