@@ -292,7 +292,7 @@ async def build(settings: Settings) -> Runtime:
     db.add_listener(rooms.on_event)
     groups = RingGroupDirectory(db)
     db.add_listener(groups.on_event)
-    engine.ring_groups = groups
+    engine.group_calls.groups = groups
     engine.client_owners = ClientOwnerDirectory(db)  # routing by owner: a client's call rings its owner first
     engine.conferences = Conferences(engine, rooms, tenant_limit=settings.conference_tenant_members,
                                      total_limit=settings.conference_total_members)

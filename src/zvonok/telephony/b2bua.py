@@ -100,7 +100,7 @@ from .park import Parking
 from .pickup import Pickup
 from .pin_guard import PinGuard
 from .queue_call import QueueCalls
-from .ring_group_call import RingGroupMixin
+from .ring_group_call import RingGroupCalls
 from .threeway import ThreeWayCalls
 from .throttle import FailureThrottle
 from .transfers import TransferMixin
@@ -133,7 +133,7 @@ def peer_of(binding: Binding) -> Peer:
     return Peer(transport=transport, host=host.strip("[]"), port=int(port), connection=binding.connection)
 
 
-class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, RingGroupMixin):
+class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin):
     def __init__(self, *, sip: SipStack, media: MediaEngine, auth: Authenticator, location: Location,
                  directory: Directory, bus: Bus, no_answer_timeout: float = 60.0,
                  media_timeout: float = 60.0, recordings_dir: Path | None = None,
@@ -177,6 +177,7 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, RingG
         # call pickup (*8, **<ext>) and call park (transfer to 700, dial 701–720): set by the composition
         # root (telephony/pickup.py, telephony/park.py); None: those numbers are dialed like any other
         self.forwards = Forwarding(self)  # forwarding, DND and their feature codes (telephony/call_forward.py)
+        self.group_calls = RingGroupCalls(self)  # calls to ring groups (telephony/ring_group_call.py)
         self.pickup: Pickup | None = None
         self.parking: Parking | None = None
         self.voicemail: Voicemail | None = None  # set by the composition root (telephony/voicemail.py)
@@ -372,7 +373,7 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, RingG
         if callee_ext is None and self.parking is not None and await self.parking.on_dial(
                 txn, request, peer, creds.tenant_id, creds.realm, caller_ext, dialed, session_expires):
             return
-        if callee_ext is None and await self._dial_ring_group(txn, request, peer, creds, caller_ext, dialed,
+        if callee_ext is None and await self.group_calls.dial(txn, request, peer, creds, caller_ext, dialed,
                                                               session_expires):
             return
         if callee_ext is None and await self._dial_queue(txn, request, peer, creds, caller_ext, dialed,
@@ -815,7 +816,7 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, RingG
             return
         if call.access is not None and self._access_failed(call, "busy" if status in BUSY_STATUSES else f"sip_{status}"):
             return
-        if self._ring_group_next(call):  # a ring group's step: its next one
+        if self.group_calls.next_step(call):  # a ring group's step: its next one
             return
         # every device refused: answer the caller with the most telling status (§16.7 step 6 in spirit)
         # (the forks of the current target: an extension that forwarded the call is no part of its outcome)
@@ -861,7 +862,7 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, RingG
             return
         if call.access is not None and self._access_failed(call, "no_answer"):
             return
-        if self._ring_group_next(call):
+        if self.group_calls.next_step(call):
             return
         if self.forwards.later(call, ForwardReason.NO_ANSWER):
             return
@@ -1174,6 +1175,16 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, RingG
             self.dialogs.pop(leg.dialog.key, None)
         if leg.server_txn is not None:
             self.invites.pop(leg.server_txn, None)
+
+    def _extension_busy(self, call: Call, extension_id: int) -> bool:
+        """In an answered call (as its caller or its callee)."""
+        for other in self.calls.values():
+            if other is call or other.ended or other.tenant_id != call.tenant_id:
+                continue
+            for leg in (other.caller, other.callee):
+                if leg is not None and leg.party.extension_id == extension_id and leg.state is LegState.ANSWERED:
+                    return True
+        return False
 
     def _release(self, leg: Leg) -> None:
         if leg.trunk_id is not None and not leg.trunk_released and self.trunks is not None:

@@ -290,7 +290,7 @@ class OutsideMixin(_Base):
         elif isinstance(dest, Ivr) and self.ivr is not None:
             await self.ivr.enter(call, dest.menu, from_number=from_number, language=language)
         elif isinstance(dest, RingGroup):
-            await self._to_ring_group(call, dest.payload(), from_number=from_number)
+            await self.group_calls.to_destination(call, dest.payload(), from_number=from_number)
         elif isinstance(dest, External):
             if self.trunks is None:
                 await nowhere(480, "unavailable")
