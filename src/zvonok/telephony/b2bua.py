@@ -70,7 +70,7 @@ from zvonok.sip.uas import is_sips
 from zvonok.sip.uri import SipUri
 
 from . import events as ev
-from .access import AccessMixin
+from .access import AccessNumbers
 from .auth import Authenticator
 from .call import CODECS, Call, CallSnapshot, Leg, LegState
 from .call_forward import Forwarding
@@ -133,7 +133,7 @@ def peer_of(binding: Binding) -> Peer:
     return Peer(transport=transport, host=host.strip("[]"), port=int(port), connection=binding.connection)
 
 
-class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin):
+class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin):
     def __init__(self, *, sip: SipStack, media: MediaEngine, auth: Authenticator, location: Location,
                  directory: Directory, bus: Bus, no_answer_timeout: float = 60.0,
                  media_timeout: float = 60.0, recordings_dir: Path | None = None,
@@ -177,6 +177,7 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin):
         # call pickup (*8, **<ext>) and call park (transfer to 700, dial 701–720): set by the composition
         # root (telephony/pickup.py, telephony/park.py); None: those numbers are dialed like any other
         self.forwards = Forwarding(self)  # forwarding, DND and their feature codes (telephony/call_forward.py)
+        self.access_numbers = AccessNumbers(self)  # the access number + PIN service (telephony/access.py)
         self.group_calls = RingGroupCalls(self)  # calls to ring groups (telephony/ring_group_call.py)
         self.pickup: Pickup | None = None
         self.parking: Parking | None = None
@@ -440,7 +441,7 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin):
 
     async def _refuse(self, call: Call, status: int, cause: str, reason: str | None = None,
                       disposition: ev.Disposition = ev.Disposition.FAILED) -> None:
-        if call.access is not None and self._access_failed(call, cause):
+        if call.access is not None and self.access_numbers.dial_failed(call, cause):
             return  # the access-number caller hears why and may dial another number
         caller = call.caller
         if caller is not None and caller.sip is not None:
@@ -730,7 +731,7 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin):
         assert caller.endpoint is not None and leg.endpoint is not None
         await self._stop_tone(call)
         if call.access is not None:
-            await self._access_connected(call)
+            await self.access_numbers.connected(call)
         await self.media.bridge(caller.endpoint, leg.endpoint)
         if call.ended:
             return
@@ -814,7 +815,7 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin):
             return
         if any(fork.state is not LegState.ENDED for fork in call.forks):
             return
-        if call.access is not None and self._access_failed(call, "busy" if status in BUSY_STATUSES else f"sip_{status}"):
+        if call.access is not None and self.access_numbers.dial_failed(call, "busy" if status in BUSY_STATUSES else f"sip_{status}"):
             return
         if self.group_calls.next_step(call):  # a ring group's step: its next one
             return
@@ -860,7 +861,7 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin):
     def _no_answer(self, call: Call) -> None:
         if call.ended or call.callee is not None:
             return
-        if call.access is not None and self._access_failed(call, "no_answer"):
+        if call.access is not None and self.access_numbers.dial_failed(call, "no_answer"):
             return
         if self.group_calls.next_step(call):
             return

@@ -279,7 +279,7 @@ class OutsideMixin(_Base):
                 call.ring_timeout = float(dest.timeout)
             await self._ring_extensions(call, extensions, now, from_number=from_number)
         elif isinstance(dest, Access):
-            await self._access_number(call, dest.payload(), caller_e164=from_number, language=language,
+            await self.access_numbers.answer(call, dest.payload(), caller_e164=from_number, language=language,
                                       source_address=None)  # a carrier's gateway carries many callers
         elif isinstance(dest, Conference):
             room = await self.conferences.lookup(call.tenant_id, dest.number) if self.conferences is not None else None
@@ -332,7 +332,7 @@ class OutsideMixin(_Base):
                 if call.ended:
                     self._release(call.caller)
                     return
-                await self._access_number(call, number.destination, caller_e164=caller_number,
+                await self.access_numbers.answer(call, number.destination, caller_e164=caller_number,
                                           language=tenant.locale, source_address=peer.host,
                                           dialed=(access[1], access[2]))
                 return
