@@ -103,7 +103,7 @@ from .queue_call import QueueCalls
 from .ring_group_call import RingGroupCalls
 from .threeway import ThreeWayCalls
 from .throttle import FailureThrottle
-from .transfers import TransferMixin
+from .transfers import Transfers
 from .trunks import Trunks
 from .voicemail import Voicemail
 
@@ -133,7 +133,7 @@ def peer_of(binding: Binding) -> Peer:
     return Peer(transport=transport, host=host.strip("[]"), port=int(port), connection=binding.connection)
 
 
-class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin):
+class CallEngine(LegWiringMixin, OutsideMixin):
     def __init__(self, *, sip: SipStack, media: MediaEngine, auth: Authenticator, location: Location,
                  directory: Directory, bus: Bus, no_answer_timeout: float = 60.0,
                  media_timeout: float = 60.0, recordings_dir: Path | None = None,
@@ -178,6 +178,7 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin):
         # root (telephony/pickup.py, telephony/park.py); None: those numbers are dialed like any other
         self.forwards = Forwarding(self)  # forwarding, DND and their feature codes (telephony/call_forward.py)
         self.access_numbers = AccessNumbers(self)  # the access number + PIN service (telephony/access.py)
+        self.transfers = Transfers(self)  # REFER, blind and attended (telephony/transfers.py)
         self.group_calls = RingGroupCalls(self)  # calls to ring groups (telephony/ring_group_call.py)
         self.pickup: Pickup | None = None
         self.parking: Parking | None = None
@@ -984,7 +985,7 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin):
         if isinstance(event, RequestForApplication) and machine is not None:
             txn, request = event.transaction, event.request
             if request.method == "REFER":
-                self.step(leg.call, self._refer(txn, request, leg), txn=txn, request=request)
+                self.step(leg.call, self.transfers.refer(txn, request, leg), txn=txn, request=request)
             elif request.method in ("INFO", "NOTIFY") or leg.dialog is None:
                 machine.respond(txn, request, 200, self.clock())  # sent by the _drive that reported it
                 if request.method == "INFO" and leg.endpoint is not None:  # a desk phone's keys: as RFC 4733 ones
