@@ -405,7 +405,7 @@ async def build(settings: Settings) -> Runtime:
     app.state.parking = engine.parking  # parked calls (zvonok.telephony.features_http)
     app.state.active_calls = engine.active_calls  # calls in progress (zvonok.web.pages.calls)
     mount_web(app, location=location)  # the web console at /, after the API's routes
-    app.state.trunk_status = trunks.status  # GET .../trunks/{id}/status (zvonok.pstn.http)
+    app.state.trunk_status = trunks.shared_status  # GET .../trunks/{id}/status (zvonok.pstn.http)
     if isinstance(bus, NatsBus):
         app.state.bus_connected = lambda: bus.connected  # /healthz reports the bus between nodes
     http_protocol_class = http_protocol(ConnectionTable(settings.http_max_connections, settings.http_max_per_address),
