@@ -166,8 +166,8 @@ class NatsBus:
                 self.attempts += 1
                 if self.attempts == 1:
                     log.warning(
-                        "NATS not reachable at %s (%s): running without it, call events for the other "
-                        "nodes wait; trying again in the background",
+                        "NATS not reachable at %s, or its JetStream not ready (%s): running without it, "
+                        "call events for the other nodes wait; trying again in the background",
                         self.url,
                         exc,
                     )

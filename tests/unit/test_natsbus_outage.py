@@ -191,3 +191,17 @@ async def test_a_node_starts_without_nats_and_connects_when_it_appears(
             await other.close()
         await bus.close()
         server.stop()
+
+
+async def test_the_probe_takes_any_server_of_the_list_and_says_why_none_answers() -> None:
+    listening = await asyncio.start_server(lambda _r, w: w.close(), "127.0.0.1", 0)
+    port = listening.sockets[0].getsockname()[1]
+    dead = _free_port()
+    try:
+        await natsbus._probe(f"nats://127.0.0.1:{dead}, nats://127.0.0.1:{port}", timeout=5)
+        await natsbus._probe(f"127.0.0.1:{port}", timeout=5)  # no scheme: as nats-py reads it
+        with pytest.raises(OSError, match=str(dead)):
+            await natsbus._probe(f"nats://127.0.0.1:{dead}", timeout=5)
+    finally:
+        listening.close()
+        await listening.wait_closed()
