@@ -163,9 +163,11 @@ async def build(settings: Settings) -> Runtime:
     await changes.prime()
     bus: LocalBus | NatsBus
     if settings.bus_url:  # several nodes: call events travel between them (zvonok.natsbus, issue 14)
-        bus = await NatsBus.connect(settings.bus_url, shared=(CallEvent,), node=settings.node_name,
-                                    prefix=settings.bus_prefix,
-                                    stream=settings.bus_prefix.replace(".", "_").replace("-", "_").upper())
+        # connected in the background: NATS away at start holds the node back no more than an outage
+        # later would (the events for the other nodes wait, zvonok_bus_connected is 0, /healthz says so)
+        bus = NatsBus.start(settings.bus_url, shared=(CallEvent,), node=settings.node_name,
+                            prefix=settings.bus_prefix,
+                            stream=settings.bus_prefix.replace(".", "_").replace("-", "_").upper())
     else:
         bus = LocalBus()
     # before anything new starts: the CDR journal that a crash (or a database down at the last stop) left
@@ -403,7 +405,9 @@ async def build(settings: Settings) -> Runtime:
     app.state.parking = engine.parking  # parked calls (zvonok.telephony.features_http)
     app.state.active_calls = engine.active_calls  # calls in progress (zvonok.web.pages.calls)
     mount_web(app, location=location)  # the web console at /, after the API's routes
-    app.state.trunk_status = trunks.status  # GET .../trunks/{id}/status (zvonok.pstn.http)
+    app.state.trunk_status = trunks.shared_status  # GET .../trunks/{id}/status (zvonok.pstn.http)
+    if isinstance(bus, NatsBus):
+        app.state.bus_connected = lambda: bus.connected  # /healthz reports the bus between nodes
     http_protocol_class = http_protocol(ConnectionTable(settings.http_max_connections, settings.http_max_per_address),
                                         header_timeout=settings.http_header_timeout,
                                         body_timeout=settings.http_body_timeout)
