@@ -428,7 +428,7 @@ class Originator:
             await engine._ring_extensions(call, [target.extension], time.time(),
                                           from_number=session.extension.number)
         else:
-            await engine._route_outside(call, target.number, profile_of(session.extension))
+            await engine.outside.route(call, target.number, profile_of(session.extension))
 
     # -- the end (the engine's _finish) ----------------------------------------------------------------
     def ended(self, call: Call, disposition: ev.Disposition, cause: str) -> None:

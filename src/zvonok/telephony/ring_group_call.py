@@ -165,7 +165,7 @@ class RingGroupCalls:
         for member in (m for m in step.members if is_outside(m)):
             if call.ended:
                 break
-            await self.engine._route_outside(call, member, CallerProfile(tenant_id=call.tenant_id), billed=True)
+            await self.engine.outside.route(call, member, CallerProfile(tenant_id=call.tenant_id), billed=True)
         if call.ended or call.callee is not None:
             return
         for leg in call.forks[call.forks_from:]:
