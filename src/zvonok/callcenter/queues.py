@@ -38,6 +38,7 @@ class QueueConfig:
     id: int
     tenant_id: int
     name: str = ""
+    number: str = ""  # dialed like an extension (a callback's CDR names the queue by it)
     strategy: Strategy = Strategy.LONGEST_IDLE
     requirements: tuple[SkillRequirement, ...] = ()
     relaxations: tuple[Relaxation, ...] = ()
