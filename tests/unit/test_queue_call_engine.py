@@ -24,6 +24,7 @@ from zvonok.callcenter.queues import QueueConfig, Strategy
 from zvonok.cdr.state import CallRecord
 from zvonok.media.interface import Prompt
 from zvonok.media.prompts import prompt_path
+from zvonok.pstn.routing import PolicyInfo
 from zvonok.telephony import events as ev
 from zvonok.telephony.ivr import Ivr
 from zvonok.telephony.ivr_dialogue import MenuSpec, Target
@@ -474,3 +475,36 @@ def test_an_agent_not_answering_a_callback_leaves_it_in_line() -> None:
         assert (missed.call_id, missed.agent_id, missed.data["reason"]) == (request, 4, "no_answer")
         assert request in c.runtime.center.waiting and len(h.invites_to(carrier)) == outgoing
         assert not c.runtime.events(ql.CALLBACKFAILED)
+
+
+def test_a_callback_the_company_may_not_call_is_given_up_before_anyone_rings() -> None:
+    c, carrier = _callback_center()
+    h = c.h
+    with h:
+        queue_id = c.queue("500", callback_key="1")
+        request = _request_callback(c, carrier, queue_id)
+        h._snapshot(policies={(TENANT, "tenant", None): PolicyInfo(
+            tenant_id=TENANT, level="tenant", ref_id=None, service_class="internal_only")})
+        agent = c.agent("201", 4, queue_id)
+        h.settle()
+        assert h.invites_to(agent) == []  # checked as the company before the agent's phone rings
+        (failed,) = c.runtime.events(ql.CALLBACKFAILED)
+        assert (failed.call_id, failed.agent_id, failed.data["reason"], failed.data["final"]) == (
+            request, 4, "not_allowed", True)
+        assert request not in c.runtime.center.waiting
+        assert c.runtime.center.agents[4].status.value == "available"
+
+
+def test_an_anonymous_caller_cannot_ask_for_a_callback() -> None:
+    c, carrier = _callback_center()
+    h = c.h
+    with h:
+        c.queue("500", callback_key="1")
+        h.did("+74951234567", "queue", {"number": "500"})
+        call = h.call_from_trunk(carrier, "anonymous", "+74951234567")
+        call.ack()
+        engine_call = call.engine_call
+        assert engine_call is not None and engine_call.caller is not None and engine_call.caller.endpoint is not None
+        h.dtmf(engine_call.caller.endpoint, "1")
+        assert h.media.playing[engine_call.caller.endpoint.id] == MUSIC  # still waiting on the line
+        assert not engine_call.ended and not c.runtime.events(ql.CALLBACK)

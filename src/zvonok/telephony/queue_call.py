@@ -307,6 +307,9 @@ class QueueCalls:
     def _key(self, call: Call, session: QueueSession, key: str, digit: str) -> None:
         if digit != key or call.ended or session.state != "waiting":
             return
+        if not session.from_number.removeprefix("+").isdigit():
+            log.info("queue: no number to call back", call=call.id, caller=session.from_number)
+            return  # an anonymous caller keeps waiting on the line
         if not self.desk.request_callback(call.id, number=session.from_number):
             return  # no longer in line (refused at the door, an agent's answer crossing the key)
         session.state = "callback"  # the place is kept; the center withdrew its offers (CancelOffer)
