@@ -67,8 +67,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     if harness.shutil.which("sipp") is None or harness.shutil.which("baresip") is None:
         pytest.fail("SIPp and baresip are needed: `make test` installs them")
     tmp = tmp_path_factory.mktemp("queue_callback")
-    carrier = Baresip(tmp / "carrier", f"<sip:{CUSTOMER}@{CARRIER}>;regint=0;answermode=auto", address=CARRIER,
-                      frequency=1000, record=True)
+    carrier = Baresip(
+        tmp / "carrier",
+        f"<sip:{CUSTOMER}@{CARRIER}>;regint=0;answermode=auto",
+        address=CARRIER,
+        frequency=1000,
+        record=True,
+    )
     carrier.start()
     try:
         yield from _served(tmp, carrier)
@@ -79,18 +84,27 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 def _served(tmp: Path, carrier: Baresip) -> Iterator[World]:
     data_dir = tmp / "data"
     database_url = harness.os.environ.get("ZVONOK_TEST_DATABASE_URL") or None
-    seeded = harness.seed(data_dir, domain=f"callback-{secrets.token_hex(3)}.test", numbers=[AGENT],
-                          database_url=database_url)
-    ids = harness.seed_pstn(data_dir, seeded.tenant_id, {
-        "offices": [{"name": "Moscow", "area_code": "495", "timezone": "Europe/Moscow"}],
-        "employees": [{"name": "Agent", "office": "Moscow", "extension": AGENT}],
-        "trunks": [{"name": "Carrier", "host": CARRIER, "port": carrier.sip_port, "transport": "udp"}],
-        "routes": [{"prefix": "7495", "trunk": "Carrier"}],
-        "policies": [{"level": "tenant", "service_class": "long_distance"}],
-        "numbers": [{"number": DID, "office": "Moscow", "kind": "extension", "destination": {"number": AGENT}}],
-    }, database_url=database_url)
-    server = harness.ZvonokServer(data_dir=data_dir, database_url=database_url,
-                                  env={"ZVONOK_CALL_NO_ANSWER_TIMEOUT": "30"})
+    seeded = harness.seed(
+        data_dir, domain=f"callback-{secrets.token_hex(3)}.test", numbers=[AGENT], database_url=database_url
+    )
+    ids = harness.seed_pstn(
+        data_dir,
+        seeded.tenant_id,
+        {
+            "offices": [{"name": "Moscow", "area_code": "495", "timezone": "Europe/Moscow"}],
+            "employees": [{"name": "Agent", "office": "Moscow", "extension": AGENT}],
+            "trunks": [{"name": "Carrier", "host": CARRIER, "port": carrier.sip_port, "transport": "udp"}],
+            "routes": [{"prefix": "7495", "trunk": "Carrier"}],
+            "policies": [{"level": "tenant", "service_class": "long_distance"}],
+            "numbers": [
+                {"number": DID, "office": "Moscow", "kind": "extension", "destination": {"number": AGENT}}
+            ],
+        },
+        database_url=database_url,
+    )
+    server = harness.ZvonokServer(
+        data_dir=data_dir, database_url=database_url, env={"ZVONOK_CALL_NO_ANSWER_TIMEOUT": "30"}
+    )
     server.start()
     try:
         pbx = Pbx(server=server, seeded=seeded, workdir=tmp / "sipp")
@@ -102,8 +116,9 @@ def _served(tmp: Path, carrier: Baresip) -> Iterator[World]:
 
 def api(pbx: Pbx, path: str, body: Any = None, method: str | None = None) -> Any:
     url = f"{pbx.server.http_url}/api/v1/tenants/{pbx.seeded.tenant_id}{path}"
-    return harness.http_json(url, pbx.seeded.token, method=method or ("POST" if body is not None else "GET"),
-                             body=body)
+    return harness.http_json(
+        url, pbx.seeded.token, method=method or ("POST" if body is not None else "GET"), body=body
+    )
 
 
 def snapshot_loads(pbx: Pbx) -> float:
@@ -118,8 +133,12 @@ def snapshot_loads(pbx: Pbx) -> float:
 def route_to_queue(pbx: Pbx) -> None:
     loads = snapshot_loads(pbx)
     number_id = next(n["id"] for n in api(pbx, "/numbers?limit=100")["items"] if n["number"] == DID)
-    api(pbx, f"/numbers/{number_id}", {"destination_kind": "queue", "destination": {"number": QUEUE}},
-        method="PATCH")
+    api(
+        pbx,
+        f"/numbers/{number_id}",
+        {"destination_kind": "queue", "destination": {"number": QUEUE}},
+        method="PATCH",
+    )
     deadline = time.monotonic() + 30
     while snapshot_loads(pbx) <= loads:
         assert time.monotonic() < deadline, "the routing snapshot was not reloaded"
@@ -132,7 +151,8 @@ def queue_log(world: World, queue_id: int, until: dict[str, int], timeout: float
         try:
             async with db.session() as session:
                 found = await session.execute(
-                    select(QueueLogRow).where(QueueLogRow.queue_id == queue_id).order_by(QueueLogRow.id))
+                    select(QueueLogRow).where(QueueLogRow.queue_id == queue_id).order_by(QueueLogRow.id)
+                )
                 return list(found.scalars())
         finally:
             await db.dispose()
@@ -140,7 +160,10 @@ def queue_log(world: World, queue_id: int, until: dict[str, int], timeout: float
     deadline = time.monotonic() + timeout
     while True:
         found = asyncio.run(rows())
-        if all(sum(1 for r in found if r.event == e) >= n for e, n in until.items()) or time.monotonic() > deadline:
+        if (
+            all(sum(1 for r in found if r.event == e) >= n for e, n in until.items())
+            or time.monotonic() > deadline
+        ):
             return found
         time.sleep(0.3)
 
@@ -149,23 +172,38 @@ def customer_scenario(pbx: Pbx, name: str, keys: str) -> Path:
     """A carrier's caller (SIPp) who presses ``keys`` and then waits for our BYE."""
     pcap = write_dtmf_pcap(pbx.workdir / f"{name}.pcap", keys, start=1.5)
     path = pbx.workdir / f"{name}.xml"
-    path.write_text(ACCESS_CALL.format(keys=keys or "nothing", pcap=pcap, then="waits for our BYE",
-                                       ending=WAIT_FOR_OUR_BYE))
+    path.write_text(
+        ACCESS_CALL.format(
+            keys=keys or "nothing", pcap=pcap, then="waits for our BYE", ending=WAIT_FOR_OUR_BYE
+        )
+    )
     return path
 
 
 def agent_phone(pbx: Pbx) -> Any:
     """The agent's phone: registered, answers, echoes RTP, hangs up after TALK_MS (two calls)."""
     scenario = pbx.workdir / "callback_agent.xml"
-    scenario.write_text((harness.SCENARIOS / "call_uas_bye.xml").read_text().replace(
-        '<pause milliseconds="1000"/>', f'<pause milliseconds="{TALK_MS}"/>'))
+    scenario.write_text(
+        (harness.SCENARIOS / "call_uas_bye.xml")
+        .read_text()
+        .replace('<pause milliseconds="1000"/>', f'<pause milliseconds="{TALK_MS}"/>')
+    )
     port = harness.free_sip_port()
-    reg = calls.register_port(pbx.target, workdir=pbx.workdir, number=AGENT, domain=pbx.domain, port=port,
-                              name=f"register_{AGENT}")
+    reg = calls.register_port(
+        pbx.target, workdir=pbx.workdir, number=AGENT, domain=pbx.domain, port=port, name=f"register_{AGENT}"
+    )
     assert (reg.returncode, reg.successful, reg.failed) == (0, 1, 0), reg.describe()
-    phone = calls.SippProcess(scenario, None, workdir=pbx.workdir, name=f"agent_{AGENT}", local_port=port,
-                              timeout=120, rtp_echo=True, keys={"codec": calls.CODECS["PCMA"], "codec_name": "PCMA"},
-                              extra=["-s", AGENT])
+    phone = calls.SippProcess(
+        scenario,
+        None,
+        workdir=pbx.workdir,
+        name=f"agent_{AGENT}",
+        local_port=port,
+        timeout=120,
+        rtp_echo=True,
+        keys={"codec": calls.CODECS["PCMA"], "codec_name": "PCMA"},
+        extra=["-s", AGENT],
+    )
     return phone.start()
 
 
@@ -181,16 +219,33 @@ def cdr_for(pbx: Pbx, callee: str, timeout: float = 20.0) -> dict[str, Any]:
 
 def test_a_callback_keeps_its_place_rings_the_agent_then_calls_the_customer(world: World) -> None:
     pbx = world.pbx
-    queue = api(pbx, "/callcenter/queues", {"name": "Callbacks", "number": QUEUE, "callback_key": "1",
-                                             "wrap_up": 0, "ring_timeout": 20, "callback_retry": 30})
+    queue = api(
+        pbx,
+        "/callcenter/queues",
+        {
+            "name": "Callbacks",
+            "number": QUEUE,
+            "callback_key": "1",
+            "wrap_up": 0,
+            "ring_timeout": 20,
+            "callback_retry": 30,
+        },
+    )
     assert (queue["callback_key"], queue["callback_attempts"], queue["callback_retry"]) == ("1", 3, 30)
     api(pbx, f"/callcenter/queues/{queue['id']}/members", {"employee_ids": [world.agent_id]}, method="PUT")
     route_to_queue(pbx)
     sipp_extra = ["-i", CARRIER, "-mi", CARRIER]
     # the customer presses 1, hears the prompt and gets our BYE: its call is over, its place is kept
-    first = harness.run_sipp(customer_scenario(pbx, "callback_request", "1"), pbx.target, workdir=pbx.workdir,
-                             rows=[[DID.lstrip("+"), CUSTOMER.lstrip("+")]], rate=1, timeout=40, extra=sipp_extra,
-                             name="callback_request")
+    first = harness.run_sipp(
+        customer_scenario(pbx, "callback_request", "1"),
+        pbx.target,
+        workdir=pbx.workdir,
+        rows=[[DID.lstrip("+"), CUSTOMER.lstrip("+")]],
+        rate=1,
+        timeout=40,
+        extra=sipp_extra,
+        name="callback_request",
+    )
     assert_all_ok(first, 1)
     rows = queue_log(world, queue["id"], {"CALLBACK": 1})
     assert [r.event for r in rows] == ["ENTERQUEUE", "CALLBACK"]
@@ -199,9 +254,20 @@ def test_a_callback_keeps_its_place_rings_the_agent_then_calls_the_customer(worl
     assert (live["waiting"], live["callbacks"]) == (0, 1)
     # a second customer joins after the request and stays on the line
     results: list[Any] = []
-    waiting = threading.Thread(target=lambda: results.append(harness.run_sipp(
-        customer_scenario(pbx, "callback_live", ""), pbx.target, workdir=pbx.workdir,
-        rows=[[DID.lstrip("+"), LIVE.lstrip("+")]], rate=1, timeout=90, extra=sipp_extra, name="callback_live")))
+    waiting = threading.Thread(
+        target=lambda: results.append(
+            harness.run_sipp(
+                customer_scenario(pbx, "callback_live", ""),
+                pbx.target,
+                workdir=pbx.workdir,
+                rows=[[DID.lstrip("+"), LIVE.lstrip("+")]],
+                rate=1,
+                timeout=90,
+                extra=sipp_extra,
+                name="callback_live",
+            )
+        )
+    )
     waiting.start()
     agent = None
     try:
@@ -234,4 +300,6 @@ def test_a_callback_keeps_its_place_rings_the_agent_then_calls_the_customer(worl
     assert abs(dominant_frequency(heard) - 1000) < 20
     cdr = cdr_for(pbx, CUSTOMER)
     assert (cdr["caller_number"], cdr["disposition"], cdr["queue"]) == (AGENT, "answered", QUEUE), cdr
-    assert cdr["direction"] == "outbound" and cdr["caller_employee_id"] == world.agent_id and cdr["billsec"] >= 2, cdr
+    assert (
+        cdr["direction"] == "outbound" and cdr["caller_employee_id"] == world.agent_id and cdr["billsec"] >= 2
+    ), cdr

@@ -76,8 +76,12 @@ class CallbackOffer:
             self.state = "done"
             return False
         self.state = "dialing"
-        log.info("queue callback: the agent answered, calling the customer", call=call.id,
-                 request=self.request_call_id, agent=self.agent_id)
+        log.info(
+            "queue callback: the agent answered, calling the customer",
+            call=call.id,
+            request=self.request_call_id,
+            agent=self.agent_id,
+        )
         return True
 
     def connected(self, call: Call) -> None:
@@ -91,12 +95,17 @@ class CallbackOffer:
             self.desk.call_ended(self.request_call_id, by_agent=call.hangup_side is ev.HangupSide.CALLER)
         elif state == "dialing":
             failure = "agent_hung_up" if reason == "employee_hung_up" else customer_failure(reason)
-            log.info("queue callback: the customer was not reached", call=call.id, request=self.request_call_id,
-                     reason=failure)
+            log.info(
+                "queue callback: the customer was not reached",
+                call=call.id,
+                request=self.request_call_id,
+                reason=failure,
+            )
             self.desk.callback_failed(self.request_call_id, failure)
         elif state == "ringing":
-            self.desk.offer_failed(self.request_call_id, self.agent_id,
-                                   _OFFER_FAILURES.get(reason or "", "unavailable"))
+            self.desk.offer_failed(
+                self.request_call_id, self.agent_id, _OFFER_FAILURES.get(reason or "", "unavailable")
+            )
 
 
 class QueueCallbacks:
@@ -113,9 +122,18 @@ class QueueCallbacks:
             self.desk.offer_failed(request_call_id, agent_id, "unavailable")
             return
         tenant_id, queue_number = queue
-        self.offers = {key: o for key, o in self.offers.items() if o.state != "done"}  # (bounded by the agents)
-        offer = CallbackOffer(request_call_id=request_call_id, tenant_id=tenant_id, queue_id=queue_id,
-                              queue_number=queue_number, agent_id=agent_id, number=number, desk=self.desk)
+        self.offers = {
+            key: o for key, o in self.offers.items() if o.state != "done"
+        }  # (bounded by the agents)
+        offer = CallbackOffer(
+            request_call_id=request_call_id,
+            tenant_id=tenant_id,
+            queue_id=queue_id,
+            queue_number=queue_number,
+            agent_id=agent_id,
+            number=number,
+            desk=self.desk,
+        )
         self.offers[(request_call_id, agent_id)] = offer
         self.engine.spawn(self._start(offer))
 
@@ -147,8 +165,11 @@ class QueueCallbacks:
         engine = self.engine
         tenant_id = offer.tenant_id
         numbers = await self.desk.agent_extensions(tenant_id, offer.agent_id)
-        extensions = [ext for n in numbers if (ext := await engine.directory.extension(tenant_id, n)) is not None
-                      and ext.enabled]
+        extensions = [
+            ext
+            for n in numbers
+            if (ext := await engine.directory.extension(tenant_id, n)) is not None and ext.enabled
+        ]
         if offer.state != "ringing":
             return  # withdrawn while we looked
         if any(self._talking(call, offer.agent_id) for call in list(engine.calls.values())):
@@ -165,8 +186,12 @@ class QueueCallbacks:
         try:
             session = await engine.originator.ring_first(tenant_id, extensions, target, offer)
         except OriginateRefused as refused:
-            log.info("queue callback: the agent cannot be rung", request=offer.request_call_id,
-                     agent=offer.agent_id, reason=refused.reason)
+            log.info(
+                "queue callback: the agent cannot be rung",
+                request=offer.request_call_id,
+                agent=offer.agent_id,
+                reason=refused.reason,
+            )
             if offer.state == "ringing":
                 offer.state = "done"
                 self.desk.offer_failed(offer.request_call_id, offer.agent_id, "unavailable")
@@ -174,14 +199,27 @@ class QueueCallbacks:
         offer.call_id = session.call_id
         call = engine.calls.get(session.call_id)
         if call is not None:
-            engine.publish(ev.QueueCallbackPlaced, call, queue_id=offer.queue_id, queue_number=offer.queue_number,
-                           agent_id=offer.agent_id, number=target.number, request_call_id=offer.request_call_id)
+            engine.publish(
+                ev.QueueCallbackPlaced,
+                call,
+                queue_id=offer.queue_id,
+                queue_number=offer.queue_number,
+                agent_id=offer.agent_id,
+                number=target.number,
+                request_call_id=offer.request_call_id,
+            )
             if offer.state == "done" and call.caller is None:  # withdrawn while the forks were placed
                 session.reason = "employee_no_answer"
                 for leg in session.employee_legs:
                     engine._cancel_fork(leg, None)
-        log.info("queue callback: ringing the agent", call=session.call_id, request=offer.request_call_id,
-                 queue=offer.queue_number, agent=offer.agent_id, number=target.number)
+        log.info(
+            "queue callback: ringing the agent",
+            call=session.call_id,
+            request=offer.request_call_id,
+            queue=offer.queue_number,
+            agent=offer.agent_id,
+            number=target.number,
+        )
 
     async def _target(self, offer: CallbackOffer) -> Target | None:
         """The customer as the company would dial it; None (the callback given up) when it cannot be."""
@@ -198,8 +236,12 @@ class QueueCallbacks:
                 cause = refused.cause
             else:
                 return Target(number=checked.dest.number, profile=profile)
-        log.warning("queue callback: the number cannot be called, given up", request=offer.request_call_id,
-                    number=offer.number, cause=cause)
+        log.warning(
+            "queue callback: the number cannot be called, given up",
+            request=offer.request_call_id,
+            number=offer.number,
+            cause=cause,
+        )
         offer.state = "done"
         self.desk.callback_failed(offer.request_call_id, cause, agent_id=offer.agent_id, final=True)
         return None
@@ -208,5 +250,5 @@ class QueueCallbacks:
     def _talking(call: Call, employee: int) -> bool:
         return not call.ended and any(
             leg is not None and leg.party.employee_id == employee and leg.state is LegState.ANSWERED
-            for leg in (call.caller, call.callee))
-
+            for leg in (call.caller, call.callee)
+        )
