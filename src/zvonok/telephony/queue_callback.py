@@ -122,9 +122,8 @@ class QueueCallbacks:
             self.desk.offer_failed(request_call_id, agent_id, "unavailable")
             return
         tenant_id, queue_number = queue
-        self.offers = {
-            key: o for key, o in self.offers.items() if o.state != "done"
-        }  # (bounded by the agents)
+        # the finished offers go now: what is left is bounded by the agents ringing or talking
+        self.offers = {key: o for key, o in self.offers.items() if o.state != "done"}
         offer = CallbackOffer(
             request_call_id=request_call_id,
             tenant_id=tenant_id,
@@ -177,7 +176,7 @@ class QueueCallbacks:
             self.desk.busy_elsewhere(offer.agent_id, True)  # withdraws the offer without a miss
             return
         target = await self._target(offer)
-        if target is None:
+        if target is None or offer.state != "ringing":
             return
         if not extensions:
             offer.state = "done"
@@ -225,6 +224,8 @@ class QueueCallbacks:
         """The customer as the company would dial it; None (the callback given up) when it cannot be."""
         engine = self.engine
         callee = await engine.directory.extension(offer.tenant_id, offer.number) if offer.number else None
+        if offer.state != "ringing":
+            return None  # withdrawn while we looked
         if callee is not None:
             return Target(number=callee.number, extension=callee)
         cause = "no_number"
