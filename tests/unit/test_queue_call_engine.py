@@ -508,3 +508,51 @@ def test_an_anonymous_caller_cannot_ask_for_a_callback() -> None:
         h.dtmf(engine_call.caller.endpoint, "1")
         assert h.media.playing[engine_call.caller.endpoint.id] == MUSIC  # still waiting on the line
         assert not engine_call.ended and not c.runtime.events(ql.CALLBACK)
+
+
+def test_ring_all_rings_every_agent_for_a_callback_and_the_first_answer_takes_it() -> None:
+    c, carrier = _callback_center()
+    h = c.h
+    with h:
+        queue_id = c.queue("500", callback_key="1", strategy=Strategy.RING_ALL, wrap_up=0)
+        first = c.agent("201", 4, queue_id)
+        second = c.agent("202", 5, queue_id)
+        h.did("+74951234567", "queue", {"number": "500"})
+        call = h.call_from_trunk(carrier, "+79161234567", "+74951234567")
+        call.ack()
+        request = call.engine_call.id  # type: ignore[union-attr]
+        endpoint = call.engine_call.caller.endpoint  # type: ignore[union-attr]
+        assert len(h.invites_to(first)) == 1 and len(h.invites_to(second)) == 1  # the live call rings both
+        h.reply(h.invites_to(first)[0], 180)
+        h.reply(h.invites_to(second)[0], 180)
+        h.dtmf(endpoint, "1")  # the key while both ring: their phones stop, the callback rings both again
+        assert h.invites_to(first)[0].cancelled is not None and h.invites_to(second)[0].cancelled is not None
+        assert len(h.invites_to(first)) == 2 and len(h.invites_to(second)) == 2
+        assert len(h.invites_to(carrier)) == 0
+        h.reply(h.invites_to(second)[-1], 180)
+        answer(h, first)
+        assert h.invites_to(second)[-1].cancelled is not None  # the other agent's phone stops ringing
+        assert c.runtime.center.agents[5].status.value == "available"
+        out = h.invites_to(carrier)[-1]
+        ok = h.reply(out, 200)
+        (connect,) = c.runtime.events(ql.CONNECT)
+        assert (connect.call_id, connect.agent_id) == (request, 4)
+        h.request_from(out, ok, "BYE")
+
+
+def test_the_agent_hanging_up_before_the_customer_answers_puts_the_callback_back() -> None:
+    c, carrier = _callback_center()
+    h = c.h
+    with h:
+        queue_id = c.queue("500", callback_key="1", wrap_up=0, callback_attempts=1)
+        request = _request_callback(c, carrier, queue_id)
+        agent = c.agent("201", 4, queue_id)
+        h.settle()
+        ok = answer(h, agent)
+        out = h.invites_to(carrier)[-1]
+        h.reply(out, 180)
+        h.request_from(h.invites_to(agent)[-1], ok, "BYE")  # the agent gives up while the customer rings
+        assert out.cancelled is not None  # our CANCEL to the carrier
+        (failed,) = c.runtime.events(ql.CALLBACKFAILED)
+        assert (failed.data["reason"], failed.data["attempt"]) == ("agent_hung_up", 0)
+        assert request in c.runtime.center.waiting  # no attempt spent: still in line

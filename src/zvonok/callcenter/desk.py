@@ -6,7 +6,9 @@ the bus events and the timer work as for the API's inputs); the center's actions
 application — each one in a callback of its own on the event loop (``call_soon``), never inside the
 runtime's draining of the center, so an input the application makes while carrying one out (an offer that
 fails at once) is a fresh input, not one nested in another. Queue numbers and agents' extensions are read
-from the database here (telephony runs no SQL).
+from the database here (telephony runs no SQL). A callback's offer goes to the application's
+``offer_callback`` (:mod:`zvonok.telephony.queue_callback`: the agent's phone first, then the customer), which
+reports back with ``callback_answered`` / ``callback_failed``.
 """
 
 from __future__ import annotations
