@@ -244,6 +244,19 @@ async def test_a_number_answered_by_the_fax_machine(web: Web, a: Company, admin_
     assert 'value="office@a.example, boss@a.example"' in (await admin_a.get(f"/numbers/{number_id}")).text
     r = await _post(admin_a, f"/numbers/{number_id}", f"/numbers/{number_id}", {"kind": "fax", "target": "office"})
     assert r.status_code == 422 and "E-mail addresses to send each fax to" in r.text
+    # an employee's own fax line: their extension's number (the fax goes to their fax e-mail), and a copy
+    r = await _post(admin_a, f"/numbers/{number_id}", f"/numbers/{number_id}",
+                    {"kind": "fax", "target": "101, office@a.example"})
+    assert r.status_code == 303, r.text
+    async with web.db.session() as session:
+        number = await pstn_service.get_number(session, a.id, number_id)
+    assert number.destination == {"emails": ["office@a.example"], "number": "101"}
+    assert 'value="101, office@a.example"' in (await admin_a.get(f"/numbers/{number_id}")).text
+    assert "fax of extension 101" in (await admin_a.get("/numbers")).text
+    r = await _post(admin_a, f"/numbers/{number_id}", f"/numbers/{number_id}", {"kind": "fax", "target": "109"})
+    assert r.status_code == 422  # no such extension: nothing saved
+    async with web.db.session() as session:
+        assert (await pstn_service.get_number(session, a.id, number_id)).destination["number"] == "101"
 
 
 async def test_number_form_errors(web: Web, a: Company, admin_a: httpx.AsyncClient) -> None:

@@ -170,6 +170,18 @@ async def store_greeting(session: AsyncSession, files: VoicemailFiles, tenant_id
     return box
 
 
+async def greeting_file(session: AsyncSession, files: VoicemailFiles, tenant_id: int, extension_id: int,
+                        kind: str) -> Path:
+    """The uploaded or recorded greeting ``kind`` of an extension's mailbox (NotFound: none, the built-in)."""
+    if kind not in GREETING_KINDS:
+        raise NotFound(f"no greeting {kind!r}")
+    box, _ext = await get_mailbox(session, tenant_id, extension_id)
+    path = files.greeting(tenant_id, box.id, kind)
+    if not getattr(box, f"greeting_{kind}") or not await asyncio.to_thread(path.is_file):
+        raise NotFound(f"mailbox of extension {extension_id} has no {kind} greeting of its own")
+    return path
+
+
 # -- messages ----------------------------------------------------------------------------------------------
 def message_out(msg: VoicemailMessage, number: str) -> schemas.MessageOut:
     return schemas.MessageOut(id=msg.id, mailbox_id=msg.mailbox_id, number=number, caller_number=msg.caller_number,
