@@ -68,10 +68,7 @@ def test_employee_switches_to_mp3_uploads_a_greeting_and_changes_the_pin(
     page.wait_for_selector("#mailbox-done")
     assert "uploaded" in page.locator("#mailbox-done").inner_text()
     player = "#greeting-busy audio"
-    page.wait_for_function(
-        f"(() => {{ const a = document.querySelector('{player}'); a.preload = 'auto';"
-        " a.load(); return true; }})()"
-    )
+    page.eval_on_selector(player, "a => { a.preload = 'auto'; a.load(); }")  # the page loads none by itself
     page.wait_for_function(f"document.querySelector('{player}').readyState >= 1")
     duration = page.evaluate(f"document.querySelector('{player}').duration")
     assert abs(duration - 2.5) < 0.2, duration  # the MP3, converted to the WAV the caller hears
@@ -93,3 +90,10 @@ def test_employee_switches_to_mp3_uploads_a_greeting_and_changes_the_pin(
         box["greeting_unavailable"],
         box["has_pin"],
     ) == ("mp3", logins["employee"][0], True, False, True)
+
+    # back to the standard greeting: the player goes
+    page.click("#greeting-busy button.secondary")
+    page.wait_for_selector("#mailbox-done")
+    assert "removed" in page.locator("#mailbox-done").inner_text()
+    assert page.locator("#greeting-busy audio").count() == 0
+    assert _json_request(mailbox_api, token=logins.api_token)["greeting_busy"] is False
