@@ -14,17 +14,21 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
+import test_web
 from dovecot_server import Dovecot
 from sqlalchemy import select
 from test_crm_deals import _employee
 from test_crm_mail import _company, _row, _text, dovecot, mailer  # noqa: F401 - the IMAP server fixture
 from test_voicemail_mailer import Inbox, smtpd  # noqa: F401 - the SMTP server fixture
+from test_web_crm import _new
 
 from zvonok.crm.imap import ImapPoller
 from zvonok.crm.mailparse import parse
 from zvonok.crm.mailthread import MAX_REFERENCES, parent_references, quoted, reply_references, reply_subject
-from zvonok.crm.models import CrmImap
+from zvonok.crm.models import CrmImap, CrmMessage
+from zvonok.mail.models import TenantSmtp
 
 Api = Any
 
@@ -340,3 +344,105 @@ async def test_poller_follows_the_interval_without_restart(api: Api, make_tenant
         len((await api.client.get(f"{crm}/clients/{anna}/timeline", headers=t.headers)).json()["items"]) == 1
     )
     _ = uuid, _row
+
+
+# --- the console: the card's Reply form, the mail settings page -------------------------------------------
+web, a, b, admin_a = test_web.web, test_web.a, test_web.b, test_web.admin_a
+
+
+async def test_card_reply_form(web: test_web.Web, a: test_web.Company, b: test_web.Company,
+                               admin_a: httpx.AsyncClient, smtpd: tuple[Inbox, int], dovecot: Dovecot) -> None:  # noqa: F811
+    inbox, port = smtpd
+    async with web.db.session() as session:
+        session.add(TenantSmtp(tenant_id=a.id, host="127.0.0.1", port=port, security="none", sender="sales@a.example"))
+        session.add(CrmImap(tenant_id=a.id, host="127.0.0.1", port=dovecot.port, security="none",
+                            username=dovecot.username, password=dovecot.password, last_uid=0,
+                            since=datetime.now(UTC) - timedelta(days=1)))
+        await session.commit()
+    r = await _new(admin_a, name="Анна Смирнова", emails="anna.smirnova@romashka.example")
+    client_id = int(r.headers["location"].rsplit("/", 1)[1])
+    dovecot.append(ANNA_FIRST.encode())
+    assert await ImapPoller(web.db).run_once() == 1
+    async with web.db.session() as session:
+        received = (await session.execute(select(CrmMessage))).scalar_one()
+    card = await admin_a.get(f"/crm/{client_id}")
+    assert f'action="/crm/{client_id}/emails/{received.id}/reply"' in card.text
+    assert "&gt; Когда поставка?" in card.text and "anna.smirnova@romashka.example wrote:" in card.text
+    form = {"csrf_token": test_web.csrf_of(card.text), "body": "Завтра.\r\n\r\n> Когда поставка?"}
+    r = await admin_a.post(f"/crm/{client_id}/emails/{received.id}/reply", data=form)
+    assert r.status_code == 303 and r.headers["location"] == f"/crm/{client_id}?mail=reply_queued#timeline"
+    assert await mailer(web.db, None).run_once() == 1
+    ((_, rcpt, msg),) = inbox.mails
+    assert rcpt == ["anna.smirnova@romashka.example"] and msg["In-Reply-To"] == "<anna-1@romashka.example>"
+    card = await admin_a.get(f"/crm/{client_id}", params={"mail": "reply_queued"})
+    assert "The answer is queued" in card.text and f'href="#timeline-email-{received.id}"' in card.text
+    # our answer has no Reply form of its own (only received e-mails are answered)
+    assert card.text.count('class="reply-form"') == 1
+    r = await admin_a.post(f"/crm/{client_id}/emails/{received.id}/reply", data={**form, "body": ""})
+    assert r.headers["location"] == f"/crm/{client_id}?mail=reply_invalid#timeline"
+    card = await admin_a.get(f"/crm/{client_id}", params={"mail": "reply_invalid"})
+    assert 'id="reply-error"' in card.text and 'id="mail-error"' not in card.text
+    # under another client's URL, or from another company: 404, nothing sent
+    r = await _new(admin_a, name="Борис", emails="boris@b.example")
+    boris = int(r.headers["location"].rsplit("/", 1)[1])
+    assert (await admin_a.post(f"/crm/{boris}/emails/{received.id}/reply", data=form)).status_code == 404
+    async with web.client() as other:
+        assert (await test_web.login(other, b.admin)).status_code == 303
+        page = await other.get("/crm")
+        r = await other.post(f"/crm/{client_id}/emails/{received.id}/reply",
+                             data={**form, "csrf_token": test_web.csrf_of(page.text)})
+        assert r.status_code == 404
+    assert len(inbox.mails) == 1
+
+
+async def test_mail_settings_page(web: test_web.Web, a: test_web.Company, b: test_web.Company,
+                                  admin_a: httpx.AsyncClient, dovecot: Dovecot) -> None:  # noqa: F811
+    page = await admin_a.get("/settings/mail")
+    assert page.status_code == 200 and 'id="smtp-form"' in page.text and 'id="imap-test"' not in page.text
+    csrf = test_web.csrf_of(page.text)
+    smtp = {"csrf_token": csrf, "host": "smtp.a.example", "port": "587", "security": "starttls",
+            "username": "sales", "password": "smtp-secret", "sender": "sales@a.example"}
+    for bad, field in (({**smtp, "host": "smtp a"}, "host"), ({**smtp, "username": "a\tb"}, "username"),
+                       ({**smtp, "port": "99999"}, "port"), ({**smtp, "sender": "nope"}, "sender")):
+        r = await admin_a.post("/settings/mail/smtp", data=bad)
+        assert r.status_code == 422 and f'id="smtp-{field}-error"' in r.text, field
+    r = await admin_a.post("/settings/mail/smtp", data=smtp)
+    assert r.status_code == 303
+    page = await admin_a.get("/settings/mail")
+    assert "smtp-secret" not in page.text and "A password is set." in page.text and 'value="smtp.a.example"' in page.text
+    r = await admin_a.post("/settings/mail/smtp", data={**smtp, "password": ""})  # kept
+    async with web.db.session() as session:
+        row = (await session.execute(select(TenantSmtp).where(TenantSmtp.tenant_id == a.id))).scalar_one()
+        assert (row.host, row.password) == ("smtp.a.example", "smtp-secret")
+
+    imap = {"csrf_token": csrf, "host": "127.0.0.1", "port": str(dovecot.port), "security": "none",
+            "username": dovecot.username, "password": "", "folder": "INBOX", "poll_seconds": "", "enabled": "1"}
+    r = await admin_a.post("/settings/mail/imap", data=imap)  # a new mailbox needs its password
+    assert r.status_code == 422 and 'id="imap-password-error"' in r.text
+    for bad, field in (({**imap, "poll_seconds": "5"}, "poll_seconds"), ({**imap, "username": "x\ny"}, "username"),
+                       ({**imap, "folder": 'IN"BOX'}, "folder")):
+        r = await admin_a.post("/settings/mail/imap", data={**bad, "password": "p"})
+        assert r.status_code == 422 and f'id="imap-{field}-error"' in r.text, field
+    r = await admin_a.post("/settings/mail/imap", data={**imap, "password": dovecot.password, "poll_seconds": "120"})
+    assert r.status_code == 303
+    r = await admin_a.post("/settings/mail/imap/test", data={"csrf_token": csrf})
+    assert r.status_code == 200 and 'id="imap-test-result"' in r.text and "Connected" in r.text
+    assert dovecot.password not in r.text and 'value="120"' in r.text
+    async with web.db.session() as session:
+        row_imap = (await session.execute(select(CrmImap).where(CrmImap.tenant_id == a.id))).scalar_one()
+        assert (row_imap.password, row_imap.poll_seconds) == (dovecot.password, 120)
+    r = await admin_a.post("/settings/mail/imap", data={**imap, "password": "wrong"})
+    r = await admin_a.post("/settings/mail/imap/test", data={"csrf_token": csrf})
+    assert "Connection failed" in r.text and "login" in r.text
+
+    # an employee gets no page; another company's admin sees only its own (Russian) settings
+    async with web.client() as client:
+        assert (await test_web.login(client, a.employee)).status_code == 303
+        assert (await client.get("/settings/mail")).status_code == 403
+        home = await client.get("/crm")
+        r = await client.post("/settings/mail/imap/test", data={"csrf_token": test_web.csrf_of(home.text)})
+        assert r.status_code == 403
+    async with web.client() as other:
+        assert (await test_web.login(other, b.admin)).status_code == 303
+        page = await other.get("/settings/mail")
+        assert "smtp.a.example" not in page.text and "Исходящая почта" in page.text

@@ -201,8 +201,12 @@ def imap_out(row: CrmImap) -> schemas.ImapOut:
                            last_error=row.last_error, poll_seconds=row.poll_seconds)
 
 
+async def find_imap(session: AsyncSession, tenant_id: int) -> CrmImap | None:
+    return (await session.execute(select(CrmImap).where(CrmImap.tenant_id == tenant_id))).scalar_one_or_none()
+
+
 async def get_imap(session: AsyncSession, tenant_id: int) -> CrmImap:
-    row = (await session.execute(select(CrmImap).where(CrmImap.tenant_id == tenant_id))).scalar_one_or_none()
+    row = await find_imap(session, tenant_id)
     if row is None:
         raise NotFound("no IMAP mailbox is set for replies")
     return row
