@@ -344,6 +344,7 @@ async def client_card(request: Request, client_id: int, user: TenantUser, sessio
         "notes": await service.list_notes(session, user.tenant, client_id), "entries": entries, "total": total,
         "mail_states": MAIL_STATES, "mail_result": MAIL_RESULTS.get(request.query_params.get("mail", "")),
         "reply_result": request.query_params.get("mail", "").startswith("reply_"), "quote": mailthread.quoted,
+        "reply_subject": mailthread.reply_subject,
         "page": page, "pages": max(1, -(-total // PAGE)), "link": lambda n: urlencode({"page": n}),
         "kinds": KINDS, "directions": DIRECTIONS, "dispositions": DISPOSITIONS, "errors": {},
         "deals": await deals.deals_out(session, user.tenant, client_deals),
