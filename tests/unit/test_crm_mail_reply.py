@@ -18,7 +18,7 @@ import httpx
 import pytest
 import test_web
 from dovecot_server import Dovecot
-from sqlalchemy import select
+from sqlalchemy import select, update
 from test_crm_deals import _employee
 from test_crm_mail import _company, _row, _text, dovecot, mailer  # noqa: F401 - the IMAP server fixture
 from test_voicemail_mailer import Inbox, smtpd  # noqa: F401 - the SMTP server fixture
@@ -223,6 +223,13 @@ async def test_reply_refusals_and_tenant_isolation(
     assert r.status_code == 409 and "received" in r.json()["detail"]
     items = (await api.client.get(f"{crm_a}/clients/{anna}/timeline", headers=a.headers)).json()["items"]
     assert len(items) == 2
+    # a received mail without a usable sender is not answered (409, not a server error)
+    for sender in ("", "a@@b"):
+        async with api.db.session() as session:
+            await session.execute(update(CrmMessage).where(CrmMessage.id == received).values(from_addr=sender))
+            await session.commit()
+        r = await api.client.post(f"{crm_a}/messages/{received}/reply", headers=a.headers, json={"body": "x"})
+        assert r.status_code == 409 and "sender" in r.json()["detail"], (sender, r.text)
 
 
 async def test_reply_without_smtp_is_409(api: Api, make_tenant: Any, dovecot: Dovecot) -> None:  # noqa: F811

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from email.utils import make_msgid
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -103,7 +104,10 @@ async def queue_reply(session: AsyncSession, tenant_id: int, message_id: int, bo
     server = await smtp_server(session, tenant_id, platform)
     if server is None:
         raise Conflict("no SMTP server is configured: set the company's (voicemail SMTP) or the platform's")
-    letter = schemas.EmailIn(to=parent.from_addr, subject=reply_subject(parent.subject), body=body.body)
+    try:
+        letter = schemas.EmailIn(to=parent.from_addr, subject=reply_subject(parent.subject), body=body.body)
+    except ValidationError:  # an address the parser let through that is not one we send to
+        raise Conflict("the e-mail's sender cannot be written to", field="message_id") from None
     return await queue_email(session, tenant_id, parent.client_id, letter, sender=server.sender,
                              author_employee_id=author_employee_id, parent=parent)
 
@@ -247,5 +251,6 @@ async def test_imap(session: AsyncSession, tenant_id: int, *, timeout: float = 1
     try:
         count = await asyncio.to_thread(check_mailbox, account, timeout=timeout)
     except (OSError, imaplib.IMAP4.error, ImapFailure) as exc:
-        return schemas.ImapTestOut(ok=False, error=(str(exc) or type(exc).__name__).replace(row.password, "***")[:300])
+        error = str(exc) or type(exc).__name__
+        return schemas.ImapTestOut(ok=False, error=(error.replace(row.password, "***") if row.password else error)[:300])
     return schemas.ImapTestOut(ok=True, messages=count)
