@@ -29,6 +29,7 @@ from zvonok.api.auth import CurrentPrincipal, Principal
 from zvonok.api.deps import get_session
 from zvonok.org.models import Extension, Tenant
 from zvonok.storage.base import utcnow
+from zvonok.telephony import originate_http
 from zvonok.telephony.monitor import Monitoring
 from zvonok.telephony.monitor_matrix import MonitorMode
 from zvonok.telephony.originate import OriginateRefused
@@ -172,7 +173,7 @@ async def start_session(tenant_id: int, body: StartIn, principal: Supervisor, re
     try:
         started = await originator.start_monitor(tenant_id, supervisor, body.extension, body.mode)
     except OriginateRefused as exc:
-        return JSONResponse({"detail": str(exc), "reason": exc.reason}, status_code=exc.status)
+        return originate_http.refused(exc)
     return JSONResponse(StartOut(call_id=started.call_id, supervisor=supervisor, agent=body.extension,
                                  mode=body.mode).model_dump(mode="json"), status_code=202)
 

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok.org.models import Account, Role
 from zvonok.storage.db import Database
-from zvonok.telephony.monitor import AuditRecord
+from zvonok.telephony.monitor import Audit, AuditRecord
 
 from .models import MonitorAudit
 
@@ -37,7 +37,7 @@ def monitor_policy(db: Database) -> Callable[[int, int | None], Awaitable[bool]]
     return allowed
 
 
-def monitor_audit(db: Database) -> Callable[[AuditRecord], Awaitable[None]]:
+def monitor_audit(db: Database) -> Audit:
     async def record(entry: AuditRecord) -> None:
         async with db.session() as session:
             session.add(

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from zvonok.logs import get_logger
 from zvonok.media.errors import MediaUsageError
@@ -61,7 +61,7 @@ class AuditRecord:
 
 
 Allowed = Callable[[int, int | None], Awaitable[bool]]  # (tenant, supervisor's employee) -> may monitor
-Audit = Callable[[AuditRecord], Awaitable[None]]
+Audit = Callable[[AuditRecord], Coroutine[Any, Any, None]]
 
 
 @dataclass(slots=True, eq=False)
