@@ -7,6 +7,7 @@ it appears on the card's timeline and in the REST timeline, newest first."""
 
 from __future__ import annotations
 
+import contextlib
 import email
 import importlib.util
 import json
@@ -50,11 +51,12 @@ class World:
     token: str
     inbox: Inbox
     imap: Any  # dovecot_server.Dovecot
+    smtp_port: int
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    tmp = tmp_path_factory.mktemp("web_crm_mail")
+@contextlib.contextmanager
+def servers(tmp: Path) -> Iterator[World]:
+    """The server with the demo company, the SMTP server (the platform's) and the IMAP server."""
     domain = f"mail-{secrets.token_hex(3)}.test"
     inbox = Inbox()
     smtp = Controller(inbox, hostname="127.0.0.1", port=harness.free_port())
@@ -71,13 +73,19 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         try:
             yield World(Console(server=server, url=server.http_url, domain=domain, tenant_id=int(demo["tenant_id"]),
                                 admin_login=demo["admin_login"], admin_password=demo["admin_password"],
-                                workdir=tmp / "sipp"), demo["api_token"], inbox, imap)
+                                workdir=tmp / "sipp"), demo["api_token"], inbox, imap, smtp.port)
         finally:
             code = server.stop()
             assert code == 0, f"zvonok serve exited with {code}:\n{server.log_tail()}"
     finally:
         imap.stop()
         smtp.stop()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    with servers(tmp_path_factory.mktemp("web_crm_mail")) as found:
+        yield found
 
 
 def _until(check: Any, what: str, timeout: float = 60.0) -> Any:

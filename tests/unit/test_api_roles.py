@@ -34,6 +34,7 @@ from zvonok.cdr import service as cdr_service
 from zvonok.cdr.state import CallRecord
 from zvonok.conference import http as conference_http
 from zvonok.config import Settings
+from zvonok.crm import http as crm_http
 from zvonok.fax import http as fax_http
 from zvonok.ivr import http as ivr_http
 from zvonok.monitoring import http as monitoring_http
@@ -56,6 +57,10 @@ ADMIN = "admin"  # the tenant's admins (and platform admins)
 MEMBER = "member"  # anyone of the tenant: the directory
 OWN = "own"  # anyone of the tenant, an employee for their own things only
 SUPERVISE = "supervise"  # the tenant's supervisors and admins: 403 for an employee (audited for monitoring)
+# every account of the tenant works with these (the CRM's clients, deals, tasks and e-mails; voicemail):
+# not walked here, their own rules (owners, a mailbox's extension, another tenant's 404) are tested in
+# test_crm*.py and test_voicemail_api.py
+TEAM = "team"
 
 ACCESS: dict[str, str] = {
     "openapi": PUBLIC, "swagger_ui_html": PUBLIC, "swagger_ui_redirect": PUBLIC, "redoc_html": PUBLIC,
@@ -112,6 +117,18 @@ ACCESS: dict[str, str] = {
     "patch_message": OWN, "delete_message": OWN, "get_smtp": ADMIN, "put_smtp": ADMIN, "delete_smtp": ADMIN,
     # supervisor monitoring (telephony/monitor.py): supervisors and admins; an employee's attempt is audited
     "list_sessions": SUPERVISE, "switch_mode": SUPERVISE, "list_audit": SUPERVISE, "start_session": SUPERVISE,
+    # the CRM (crm/http.py, sales_http.py, mail_http.py): the company's settings are the admins'
+    "import_clients": ADMIN, "export_clients": ADMIN, "create_field": ADMIN, "delete_field": ADMIN,
+    "create_pipeline": ADMIN, "update_pipeline": ADMIN, "delete_pipeline": ADMIN, "add_stage": ADMIN,
+    "update_stage": ADMIN, "delete_stage": ADMIN, "put_settings": ADMIN,
+    "get_imap": ADMIN, "put_imap": ADMIN, "delete_imap": ADMIN, "test_imap": ADMIN,
+    "create_client": TEAM, "list_clients": TEAM, "get_client": TEAM, "update_client": TEAM, "delete_client": TEAM,
+    "merge_clients": TEAM, "list_notes": TEAM, "add_note": TEAM, "client_calls": TEAM, "screen_card": TEAM,
+    "list_fields": TEAM, "list_pipelines": TEAM, "get_pipeline": TEAM, "create_deal": TEAM, "list_deals": TEAM,
+    "get_deal": TEAM, "update_deal": TEAM, "delete_deal": TEAM, "set_step": TEAM, "move_deal": TEAM,
+    "deal_history": TEAM, "list_payments": TEAM, "add_payment": TEAM, "delete_payment": TEAM, "create_task": TEAM,
+    "list_tasks": TEAM, "get_task": TEAM, "update_task": TEAM, "delete_task": TEAM, "get_settings": TEAM,
+    "get_dashboard": TEAM, "send_email": TEAM, "reply": TEAM, "list_emails": TEAM, "client_timeline": TEAM,
 }
 # Bodies for the routes an employee may change (their own things).
 OWN_BODIES: dict[str, Any] = {
@@ -158,7 +175,7 @@ async def setup(db: Database, settings: Settings) -> AsyncIterator[Setup]:
     app = create_app(settings, db, routers=[
         registrations_router(location), cdr_http.router, events_router(LocalBus()), pstn_http.router,
         conference_http.router, hold_music_http.router, features_http.router, ivr_http.router, ring_group_http.router,
-        fax_http.router, monitoring_http.router, voicemail_http.router])
+        fax_http.router, monitoring_http.router, crm_http.router, voicemail_http.router])
     app.state.parking = Parking(None)  # type: ignore[arg-type]  # the lot alone: no call engine here
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://zvonok.test") as client:
         yield Setup(client, app, location)
@@ -240,7 +257,8 @@ async def test_each_route_gives_an_employee_only_what_is_theirs(
     emp = {"Authorization": f"Bearer {r.json()['access_token']}"}
     common = {"tenant_id": tid, "office_id": office, "department_id": dept, "token_id": token, "trunk_id": trunk,
               "route_id": route, "number_id": number, "tariff_id": tariff, "room_id": 1, "call_id": 1,
-              "menu_id": menu, "group_id": 1, "fax_id": 1, "session_id": 1}
+              "menu_id": menu, "group_id": 1, "fax_id": 1, "session_id": 1,
+              "field_id": 1, "pipeline_id": 1, "stage_id": 1}
     own = {**common, "employee_id": olga, "extension_id": olga_ext, "cdr_id": olga_cdr, "message_id": olga_message,
            "kind": "busy"}
     others = {**common, "employee_id": petr, "extension_id": petr_ext, "cdr_id": petr_cdr,
@@ -252,7 +270,7 @@ async def test_each_route_gives_an_employee_only_what_is_theirs(
     walked = 0
     for rc in routes:
         level = ACCESS[str(rc.name)]
-        if not isinstance(rc.original_route, APIRoute) or level == PUBLIC:
+        if not isinstance(rc.original_route, APIRoute) or level in (PUBLIC, TEAM):
             continue  # the websocket's own-calls view is tested in test_ws.py
         for method in sorted(rc.methods or ()):
             walked += 1

@@ -1,8 +1,10 @@
 """Replies by IMAP (RFC 3501): each company's mailbox is read for new mail, and what belongs to a client
 (:func:`zvonok.crm.mailparse.match`) is logged on their timeline; the rest is ignored.
 
-How it works: :class:`ImapPoller` wakes every ``poll`` seconds, or at once when a company's settings
-change (:class:`~zvonok.crm.events.ImapChanged`), and reads each enabled mailbox in turn with the
+How it works: :class:`ImapPoller` wakes every ``poll`` seconds (sooner when a company set a shorter
+interval of its own, ``poll_seconds``; a company with a longer one is read when it is due), or at once
+when a company's settings change (:class:`~zvonok.crm.events.ImapChanged`: the settings are read from
+the database at each poll, so a change needs no restart), and reads each due mailbox in turn with the
 standard library's blocking ``imaplib`` in a worker thread (:func:`fetch_new`): SELECT the folder
 read-only (nothing is marked seen), ``UID SEARCH UID <last+1>:* SINCE <day>``, then at most ``batch``
 messages, each as a bounded prefix of its bytes (``BODY.PEEK[]<0.max_fetch>``: a large attachment is
@@ -72,10 +74,7 @@ def _check(typ: str, data: Sequence[object], step: str) -> None:
         raise ImapFailure(f"{step}: {typ} {detail}".strip()[:300])
 
 
-def fetch_new(account: ImapAccount, uidvalidity: int | None, last_uid: int, since: datetime, *, batch: int = 50,
-              max_fetch: int = 512 * 1024, timeout: float = 30.0) -> Fetched:
-    """Blocking: the messages after ``last_uid`` (all since ``since`` when the folder's UIDVALIDITY is not
-    ``uidvalidity``), at most ``batch``, oldest first. Run it in a thread."""
+def _login(account: ImapAccount, timeout: float) -> imaplib.IMAP4:
     conn: imaplib.IMAP4
     if account.security == "tls":
         conn = imaplib.IMAP4_SSL(account.host, account.port, ssl_context=ssl.create_default_context(),
@@ -89,6 +88,38 @@ def fetch_new(account: ImapAccount, uidvalidity: int | None, last_uid: int, sinc
             conn.login(account.username, account.password)
         except imaplib.IMAP4.error as exc:
             raise ImapFailure(f"login refused: {exc}") from None
+    except BaseException:
+        _logout(conn)
+        raise
+    return conn
+
+
+def _logout(conn: imaplib.IMAP4) -> None:
+    try:
+        conn.logout()
+    except (OSError, imaplib.IMAP4.error):
+        pass
+
+
+def check_mailbox(account: ImapAccount, *, timeout: float = 10.0) -> int:
+    """Blocking: log in and open the folder read-only, as a poll would, and read nothing (the settings
+    page's "Test connection"); the folder's message count. Raises :class:`ImapFailure` or ``OSError``."""
+    conn = _login(account, timeout)
+    try:
+        typ, data = conn.select(_quoted(account.folder), readonly=True)
+        _check(typ, data, f"select {account.folder}")
+        first = data[0] if data else b"0"
+        return int(first) if isinstance(first, bytes) and first.strip().isdigit() else 0
+    finally:
+        _logout(conn)
+
+
+def fetch_new(account: ImapAccount, uidvalidity: int | None, last_uid: int, since: datetime, *, batch: int = 50,
+              max_fetch: int = 512 * 1024, timeout: float = 30.0) -> Fetched:
+    """Blocking: the messages after ``last_uid`` (all since ``since`` when the folder's UIDVALIDITY is not
+    ``uidvalidity``), at most ``batch``, oldest first. Run it in a thread."""
+    conn = _login(account, timeout)
+    try:
         typ, data = conn.select(_quoted(account.folder), readonly=True)
         _check(typ, data, f"select {account.folder}")
         # imaplib keeps the untagged OK [UIDVALIDITY n] of the SELECT as its value alone
@@ -112,10 +143,7 @@ def fetch_new(account: ImapAccount, uidvalidity: int | None, last_uid: int, sinc
             messages.append((uid, raw if isinstance(raw, bytes) else b""))
         return Fetched(validity, messages)
     finally:
-        try:
-            conn.logout()
-        except (OSError, imaplib.IMAP4.error):
-            pass
+        _logout(conn)
 
 
 class ImapPoller:
@@ -128,6 +156,7 @@ class ImapPoller:
         self.batch = batch
         self.max_fetch = max_fetch
         self.timeout = timeout
+        self.next_wait = poll
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -139,13 +168,33 @@ class ImapPoller:
                 await self.run_once()
             except Exception:  # noqa: BLE001 - the job goes on; the next poll tries again
                 log.exception("crm imap poller failed")
-            await wait_woken(self._wake, stopping, self.poll)
+                self.next_wait = self.poll
+            await wait_woken(self._wake, stopping, self.next_wait)
 
-    async def run_once(self) -> int:
-        """Read every enabled mailbox once (until a batch comes back short); how many messages were logged."""
+    async def due(self, now: datetime) -> list[int]:
+        """The enabled mailboxes to read now: those on the platform's interval, those whose own interval
+        (``poll_seconds``) has passed since their last read, and those never read (a changed setting
+        clears ``polled_at``). Sets :attr:`next_wait`, the seconds until the next one is due."""
         async with self.db.session() as session:
-            tenants = list((await session.execute(select(CrmImap.tenant_id).where(CrmImap.enabled.is_(True))
-                                                  .order_by(CrmImap.tenant_id))).scalars())
+            rows = (await session.execute(select(CrmImap.tenant_id, CrmImap.poll_seconds, CrmImap.polled_at)
+                                          .where(CrmImap.enabled.is_(True)).order_by(CrmImap.tenant_id))).tuples().all()
+        tenants: list[int] = []
+        wait = self.poll
+        for tenant_id, interval, polled_at in rows:
+            if interval is None or polled_at is None:
+                tenants.append(tenant_id)
+                continue
+            left = (polled_at + timedelta(seconds=interval) - now).total_seconds()
+            if left <= 0:
+                tenants.append(tenant_id)
+                left = interval
+            wait = min(wait, max(1.0, left))
+        self.next_wait = wait
+        return tenants
+
+    async def run_once(self, now: datetime | None = None) -> int:
+        """Read every due mailbox once (until a batch comes back short); how many messages were logged."""
+        tenants = await self.due(now or datetime.now(UTC))
         logged = 0
         for tenant_id in tenants:
             while True:
@@ -200,13 +249,15 @@ class ImapPoller:
         refs = {i for m in mails for i in m.replies_to}
         ours: dict[str, int] = {}
         ours_at: dict[str, datetime] = {}
+        ours_id: dict[str, int] = {}
         if refs:
-            for msgid, owner, sent in (await session.execute(
-                    select(CrmMessage.message_id, CrmMessage.client_id, CrmMessage.at).where(
+            for ident, msgid, owner, sent in (await session.execute(
+                    select(CrmMessage.id, CrmMessage.message_id, CrmMessage.client_id, CrmMessage.at).where(
                         CrmMessage.tenant_id == tenant_id, CrmMessage.message_id.in_(refs)))).tuples():
                 if msgid is not None:
                     ours[msgid] = owner
                     ours_at[msgid] = sent
+                    ours_id[msgid] = ident
         senders = {m.from_addr for m in mails if m.from_addr}
         by_address = dict((await session.execute(select(CrmEmail.address, CrmEmail.client_id).where(
             CrmEmail.tenant_id == tenant_id, CrmEmail.address.in_(senders)))).tuples().all()) if senders else {}
@@ -228,9 +279,12 @@ class ImapPoller:
             answered = max((ours_at[r] for r in mail.replies_to if r in ours_at), default=None)
             if answered is not None and answered - timedelta(seconds=1) < at <= answered:
                 at = answered + timedelta(microseconds=1)
+            # the thread: the nearest message it answers that we have (In-Reply-To first), of the same client
+            parent = next((ours_id[r] for r in mail.replies_to if r in ours_id and ours[r] == client_id), None)
             session.add(CrmMessage(tenant_id=tenant_id, client_id=client_id, direction="in", from_addr=mail.from_addr,
                                    to_addr=mail.to_addr, subject=mail.subject, body=mail.text,
-                                   message_id=mail.message_id, at=at, status="received", attempts=0))
+                                   message_id=mail.message_id, at=at, status="received", attempts=0,
+                                   in_reply_to_id=parent, thread_refs=" ".join(mail.references) or None))
             logged += 1
         await session.flush()
         return logged

@@ -17,10 +17,13 @@ and their ``crm_messages``), ordered by time, newest first, so paging is exact.
 
 from __future__ import annotations
 
+import asyncio
+import imaplib
 from datetime import UTC, datetime
 from email.utils import make_msgid
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,6 +35,8 @@ from zvonok.org.errors import Conflict, NotFound
 from zvonok.storage.db import emit
 
 from . import events, schemas, service
+from .imap import ImapAccount, ImapFailure, check_mailbox
+from .mailthread import message_ids, reply_references, reply_subject
 from .models import CrmImap, CrmMessage
 
 KIND = "crm"  # the mail outbox's kind of letter
@@ -51,12 +56,16 @@ def _domain(address: str) -> str:
 
 
 async def queue_email(session: AsyncSession, tenant_id: int, client_id: int, body: schemas.EmailIn, *,
-                      sender: str, author_employee_id: int | None = None) -> CrmMessage:
+                      sender: str, author_employee_id: int | None = None, parent: CrmMessage | None = None,
+                      ) -> CrmMessage:
+    """``parent``: the message this one answers (its thread's References are carried on)."""
     await service.get_client(session, tenant_id, client_id)  # another tenant's: 404
     now = datetime.now(UTC)
+    refs = reply_references(message_ids(parent.thread_refs), parent.message_id) if parent is not None else []
     row = CrmMessage(tenant_id=tenant_id, client_id=client_id, direction="out", from_addr=sender, to_addr=body.to,
                      subject=body.subject, body=body.body, message_id=make_msgid("crm", domain=_domain(sender)),
-                     at=now, status="queued", attempts=0, next_at=now, author_employee_id=author_employee_id)
+                     at=now, status="queued", attempts=0, next_at=now, author_employee_id=author_employee_id,
+                     in_reply_to_id=parent.id if parent is not None else None, thread_refs=" ".join(refs) or None)
     session.add(row)
     await session.flush()
     outbox.enqueue(session, tenant_id, KIND, row.id, [row.to_addr], now)  # the outbox job sends it
@@ -74,6 +83,35 @@ async def queue_for_client(session: AsyncSession, tenant_id: int, client_id: int
                              author_employee_id=author_employee_id)
 
 
+async def get_message(session: AsyncSession, tenant_id: int, message_id: int) -> CrmMessage:
+    row = (await session.execute(select(CrmMessage).where(
+        CrmMessage.tenant_id == tenant_id, CrmMessage.id == message_id))).scalar_one_or_none()
+    if row is None:
+        raise NotFound("no such e-mail")  # another tenant's too
+    return row
+
+
+async def queue_reply(session: AsyncSession, tenant_id: int, message_id: int, body: schemas.ReplyIn,
+                      platform: SmtpServer | None, *, author_employee_id: int | None) -> CrmMessage:
+    """An answer to a received e-mail: to its sender, ``Re:`` its subject, in its thread (In-Reply-To and
+    References, :mod:`zvonok.crm.mailthread`), on the same client's timeline. 404: no such message of
+    this tenant; 409: not a received one, or no SMTP server."""
+    parent = await get_message(session, tenant_id, message_id)
+    if parent.direction != "in":
+        raise Conflict("only a received e-mail can be answered", field="message_id")
+    if not parent.from_addr:
+        raise Conflict("the e-mail names no sender to answer", field="message_id")
+    server = await smtp_server(session, tenant_id, platform)
+    if server is None:
+        raise Conflict("no SMTP server is configured: set the company's (voicemail SMTP) or the platform's")
+    try:
+        letter = schemas.EmailIn(to=parent.from_addr, subject=reply_subject(parent.subject), body=body.body)
+    except ValidationError:  # an address the parser let through that is not one we send to
+        raise Conflict("the e-mail's sender cannot be written to", field="message_id") from None
+    return await queue_email(session, tenant_id, parent.client_id, letter, sender=server.sender,
+                             author_employee_id=author_employee_id, parent=parent)
+
+
 async def _queued(session: AsyncSession, tenant_id: int, message_id: int) -> CrmMessage | None:
     return (await session.execute(select(CrmMessage).where(
         CrmMessage.tenant_id == tenant_id, CrmMessage.id == message_id,
@@ -85,8 +123,10 @@ async def compose_crm(session: AsyncSession, company: outbox.Company, ref_id: in
     row = await _queued(session, company.id, ref_id)
     if row is None:
         return None  # gone with its client, or no longer queued
+    refs = message_ids(row.thread_refs)  # a reply's References end with the message it answers
     return outbox.Draft(subject=row.subject, body=row.body, sender=row.from_addr,
-                        message_id=row.message_id or make_msgid("crm"), date=row.at)
+                        message_id=row.message_id or make_msgid("crm"), date=row.at,
+                        in_reply_to=refs[-1] if refs else None, references=tuple(refs))
 
 
 async def report_crm(session: AsyncSession, letter: OutboxLetter, error: str | None) -> None:
@@ -109,7 +149,7 @@ def email_out(row: CrmMessage) -> schemas.EmailOut:
         id=row.id, client_id=row.client_id, direction=row.direction,  # type: ignore[arg-type]
         from_addr=row.from_addr, to_addr=row.to_addr, subject=row.subject, body=row.body, message_id=row.message_id,
         at=row.at, sent_at=row.sent_at, status=row.status, error=row.error,  # type: ignore[arg-type]
-        attempts=row.attempts, author_employee_id=row.author_employee_id)
+        attempts=row.attempts, author_employee_id=row.author_employee_id, in_reply_to_id=row.in_reply_to_id)
 
 
 async def list_emails(session: AsyncSession, tenant_id: int, client_id: int, *, limit: int = 50,
@@ -162,11 +202,15 @@ def imap_out(row: CrmImap) -> schemas.ImapOut:
     return schemas.ImapOut(host=row.host, port=row.port, security=row.security, username=row.username,
                            has_password=bool(row.password), folder=row.folder, enabled=row.enabled,
                            uidvalidity=row.uidvalidity, last_uid=row.last_uid, polled_at=row.polled_at,
-                           last_error=row.last_error)
+                           last_error=row.last_error, poll_seconds=row.poll_seconds)
+
+
+async def find_imap(session: AsyncSession, tenant_id: int) -> CrmImap | None:
+    return (await session.execute(select(CrmImap).where(CrmImap.tenant_id == tenant_id))).scalar_one_or_none()
 
 
 async def get_imap(session: AsyncSession, tenant_id: int) -> CrmImap:
-    row = (await session.execute(select(CrmImap).where(CrmImap.tenant_id == tenant_id))).scalar_one_or_none()
+    row = await find_imap(session, tenant_id)
     if row is None:
         raise NotFound("no IMAP mailbox is set for replies")
     return row
@@ -184,6 +228,7 @@ async def put_imap(session: AsyncSession, tenant_id: int, body: schemas.ImapIn) 
         row.uidvalidity, row.last_uid, row.since = None, 0, datetime.now(UTC)
     row.host, row.port, row.security, row.username = body.host, body.port, body.security, body.username
     row.folder, row.enabled, row.last_error = body.folder, body.enabled, None
+    row.poll_seconds, row.polled_at = body.poll_seconds, None  # read at the next wake, not after the old interval
     if body.password is not None:
         row.password = body.password
     await session.flush()
@@ -196,3 +241,16 @@ async def delete_imap(session: AsyncSession, tenant_id: int) -> None:
     if row is not None:
         await session.delete(row)
         await session.flush()
+
+
+async def test_imap(session: AsyncSession, tenant_id: int, *, timeout: float = 10.0) -> schemas.ImapTestOut:
+    """Log in to the stored mailbox as the poller would (its folder opened read-only, nothing read)."""
+    row = await get_imap(session, tenant_id)
+    account = ImapAccount(host=row.host, port=row.port, security=row.security, username=row.username,
+                          password=row.password, folder=row.folder)
+    try:
+        count = await asyncio.to_thread(check_mailbox, account, timeout=timeout)
+    except (OSError, imaplib.IMAP4.error, ImapFailure) as exc:
+        error = str(exc) or type(exc).__name__
+        return schemas.ImapTestOut(ok=False, error=(error.replace(row.password, "***") if row.password else error)[:300])
+    return schemas.ImapTestOut(ok=True, messages=count)

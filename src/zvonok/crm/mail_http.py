@@ -2,7 +2,8 @@
 (``POST /clients/{id}/emails``: queued, sent by the job, never in the request), a client's e-mails and
 their timeline of calls and e-mails together, and the company's IMAP mailbox for replies (the admin's;
 the password is write-only). Another tenant's clients answer 404, as missing ones do; no SMTP server
-configured answers 409."""
+configured answers 409. A received e-mail is answered with ``POST /messages/{id}/reply`` (in its
+thread); ``POST /imap/test`` logs in to the stored mailbox."""
 
 from __future__ import annotations
 
@@ -37,6 +38,19 @@ async def send_email(tenant_id: int, client_id: int, body: s.EmailIn, who: Tenan
     with retries: ``status`` goes from ``queued`` to ``sent``, or ``failed`` with ``error``."""
     row = await mail.queue_for_client(session, tenant_id, client_id, body, SmtpServer.platform(settings),
                                       author_employee_id=who.employee_id)
+    await session.commit()
+    return mail.email_out(row)
+
+
+@router.post("/messages/{message_id}/reply", response_model=s.EmailOut, status_code=201,
+             responses={404: {"description": "No such e-mail of this company"},
+                        409: {"description": "Not a received e-mail, or no SMTP server is configured"}})
+async def reply(tenant_id: int, message_id: int, body: s.ReplyIn, who: TenantReader, session: Session,
+                settings: Cfg) -> object:
+    """Answer a received e-mail of the timeline: queued to its sender with ``Re:`` its subject and the
+    thread's ``In-Reply-To`` / ``References``; ``in_reply_to_id`` links it to the e-mail it answers."""
+    row = await mail.queue_reply(session, tenant_id, message_id, body, SmtpServer.platform(settings),
+                                 author_employee_id=who.employee_id)
     await session.commit()
     return mail.email_out(row)
 
@@ -77,3 +91,9 @@ async def delete_imap(tenant_id: int, _: TenantAdmin, session: Session) -> Respo
     await mail.delete_imap(session, tenant_id)
     await session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/imap/test", response_model=s.ImapTestOut)
+async def test_imap(tenant_id: int, _: TenantAdmin, session: Session) -> object:
+    """Log in to the stored mailbox and open its folder, reading nothing (a few seconds at most)."""
+    return await mail.test_imap(session, tenant_id)

@@ -26,6 +26,8 @@ from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 from html.parser import HTMLParser
 
+from .mailthread import parent_references, trimmed
+
 MAX_BODY = 20_000  # characters of text kept per message
 MAX_SUBJECT = 500
 _MSGID = re.compile(r"<[^<>\s]{1,250}>")
@@ -42,6 +44,8 @@ class Inbound:
     subject: str
     date: datetime | None
     text: str
+    # what a reply to it carries on in its References (mailthread.parent_references), in order
+    references: tuple[str, ...] = ()
 
 
 def _one_line(value: str, limit: int) -> str:
@@ -100,7 +104,8 @@ def parse(raw: bytes, *, max_body: int = MAX_BODY) -> Inbound:
     msg = BytesParser(policy=policy.default).parsebytes(raw)
     assert isinstance(msg, EmailMessage)  # policy.default's message class
     ids = _ids(msg.get("message-id"))
-    replies = _ids(msg.get("in-reply-to")) + list(reversed(_ids(msg.get("references"))))
+    in_reply_to, references = _ids(msg.get("in-reply-to")), _ids(msg.get("references"))
+    replies = in_reply_to + list(reversed(references))
     replies_to = tuple(dict.fromkeys(replies))  # without repeats, in order
     try:
         subject = str(msg.get("subject") or "")
@@ -108,7 +113,8 @@ def parse(raw: bytes, *, max_body: int = MAX_BODY) -> Inbound:
         subject = ""
     return Inbound(from_addr=_address(msg, "from"), to_addr=_address(msg, "to"),
                    message_id=ids[0] if ids else None, replies_to=replies_to[:50],
-                   subject=_one_line(subject, MAX_SUBJECT), date=_date(msg), text=body_text(msg, max_body))
+                   subject=_one_line(subject, MAX_SUBJECT), date=_date(msg), text=body_text(msg, max_body),
+                   references=tuple(trimmed(parent_references(references, in_reply_to))))
 
 
 def match(mail: Inbound, ours: Mapping[str, int], clients_by_address: Mapping[str, int]) -> int | None:

@@ -243,6 +243,12 @@ class CrmMessage(TenantScoped, Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_at: Mapped[datetime | None] = mapped_column(index=True)  # the sending job's next try
     author_employee_id: Mapped[int | None] = mapped_column(ForeignKey("employees.id", ondelete="SET NULL"))
+    # the thread (RFC 5322 §3.6.4): the message of ours this one answers (a reply written here, or a fetched
+    # one whose In-Reply-To/References names one of ours), and the ids of its References header in order,
+    # space-separated, which a reply to it carries on
+    in_reply_to_id: Mapped[int | None] = mapped_column(ForeignKey("crm_messages.id", ondelete="SET NULL"),
+                                                       index=True)
+    thread_refs: Mapped[str | None] = mapped_column(Text)
 
 
 class CrmImap(TenantScoped, Timestamped, Base):
@@ -267,3 +273,4 @@ class CrmImap(TenantScoped, Timestamped, Base):
     last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
     polled_at: Mapped[datetime | None] = mapped_column()
     last_error: Mapped[str | None] = mapped_column(Text)
+    poll_seconds: Mapped[int | None] = mapped_column(Integer)  # None: the platform's ZVONOK_CRM_IMAP_POLL

@@ -391,6 +391,13 @@ class EmailOut(BaseModel):
     error: str | None
     attempts: int
     author_employee_id: int | None
+    in_reply_to_id: int | None = Field(default=None, description="The e-mail of the timeline this one answers")
+
+
+class ReplyIn(_In):
+    """An answer to a received e-mail: it goes to the sender, with ``Re:`` the subject, in its thread."""
+
+    body: MailBody = Field(description="Plain text (the quoted original, if wanted, is part of it)")
 
 
 class TimelineItem(BaseModel):
@@ -412,6 +419,8 @@ class ImapIn(_In):
     password: Secret | None = Field(default=None, description="Write-only: never answered")
     folder: ImapFolder = "INBOX"
     enabled: bool = True
+    poll_seconds: int | None = Field(default=None, ge=30, le=86_400,
+                                     description="Seconds between reads; null: the platform's interval")
 
 
 class ImapOut(BaseModel):
@@ -426,3 +435,12 @@ class ImapOut(BaseModel):
     last_uid: int
     polled_at: datetime | None
     last_error: str | None
+    poll_seconds: int | None
+
+
+class ImapTestOut(BaseModel):
+    """The result of logging in to the stored mailbox: ``ok`` with the folder's message count, or the error."""
+
+    ok: bool
+    messages: int | None = None
+    error: str | None = None

@@ -86,7 +86,8 @@ class Attachment:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Draft:
     """A letter's content; ``sender``, ``message_id`` and ``date`` where the kind keeps its own (a CRM
-    e-mail: its stored From, Message-ID and time), else the server's sender, a new id and now."""
+    e-mail: its stored From, Message-ID and time), else the server's sender, a new id and now; a reply's
+    ``In-Reply-To`` and ``References``."""
 
     subject: str
     body: str
@@ -94,6 +95,8 @@ class Draft:
     sender: str | None = None
     message_id: str | None = None
     date: datetime | None = None
+    in_reply_to: str | None = None  # a reply's threading headers (RFC 5322 §3.6.4)
+    references: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -140,6 +143,10 @@ def compose(draft: Draft, sender: str, to: list[str]) -> EmailMessage:
     msg["Subject"] = draft.subject
     msg["Date"] = format_datetime(draft.date.astimezone(UTC)) if draft.date else formatdate(localtime=False)
     msg["Message-ID"] = draft.message_id or make_msgid(domain="zvonok")
+    if draft.in_reply_to:
+        msg["In-Reply-To"] = draft.in_reply_to
+    if draft.references:
+        msg["References"] = " ".join(draft.references)
     msg.set_content(draft.body)
     for part in draft.attachments:
         msg.add_attachment(part.content(), maintype=part.maintype, subtype=part.subtype, filename=part.filename)

@@ -25,13 +25,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from zvonok.api.auth import Principal, TenantAdmin, TenantReader
 from zvonok.api.deps import Paging, get_session, paging
 from zvonok.config import Settings
+from zvonok.mail import settings as smtp_settings
 from zvonok.org.errors import NotFound
 from zvonok.org.models import Extension
 from zvonok.org.schemas import Page
 
 from . import schemas as s
 from . import service
-from .models import TenantSmtp
 
 router = APIRouter(prefix="/api/v1", tags=["voicemail"])
 Session = Annotated[AsyncSession, Depends(get_session)]
@@ -173,41 +173,23 @@ async def delete_message(tenant_id: int, message_id: int, principal: TenantReade
 
 
 # -- the company's own SMTP server (voicemail to e-mail) ------------------------------------------------
-def _smtp_out(row: TenantSmtp) -> s.SmtpOut:
-    return s.SmtpOut(host=row.host, port=row.port, username=row.username, has_password=row.password is not None,
-                     security=row.security, sender=row.sender)
-
-
-async def _smtp_row(session: AsyncSession, tenant_id: int) -> TenantSmtp | None:
-    return (await session.execute(select(TenantSmtp).where(TenantSmtp.tenant_id == tenant_id))).scalar_one_or_none()
-
-
 @router.get("/tenants/{tenant_id}/voicemail/smtp", response_model=s.SmtpOut)
 async def get_smtp(tenant_id: int, _: TenantAdmin, session: Session) -> object:
-    row = await _smtp_row(session, tenant_id)
+    row = await smtp_settings.smtp_row(session, tenant_id)
     if row is None:
         raise NotFound("no SMTP server of the company's own: the platform's is used")
-    return _smtp_out(row)
+    return smtp_settings.smtp_out(row)
 
 
 @router.put("/tenants/{tenant_id}/voicemail/smtp", response_model=s.SmtpOut)
 async def put_smtp(tenant_id: int, body: s.SmtpIn, _: TenantAdmin, session: Session) -> object:
-    row = await _smtp_row(session, tenant_id)
-    if row is None:
-        row = TenantSmtp(tenant_id=tenant_id)
-        session.add(row)
-    row.host, row.port, row.username = body.host, body.port, body.username
-    row.security, row.sender = body.security, body.sender
-    if "password" in body.model_fields_set:
-        row.password = body.password
+    row = await smtp_settings.put_smtp(session, tenant_id, body, keep_password="password" not in body.model_fields_set)
     await session.commit()
-    return _smtp_out(row)
+    return smtp_settings.smtp_out(row)
 
 
 @router.delete("/tenants/{tenant_id}/voicemail/smtp", status_code=204)
 async def delete_smtp(tenant_id: int, _: TenantAdmin, session: Session) -> Response:
-    row = await _smtp_row(session, tenant_id)
-    if row is not None:
-        await session.delete(row)
-        await session.commit()
+    await smtp_settings.delete_smtp(session, tenant_id)
+    await session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from zvonok.org.schemas import Email
+from zvonok.sip.grammar import check_text
 
 MailboxPin = Annotated[str, StringConstraints(pattern=r"^[0-9]{4,8}$")]
 
@@ -82,9 +83,9 @@ class SmtpIn(_In):
     host: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=253,
                                            pattern=r"^[A-Za-z0-9.:\[\]-]+$")]
     port: int = Field(default=25, ge=1, le=65535)
-    username: Annotated[str, StringConstraints(max_length=254)] | None = None
-    password: Annotated[str, StringConstraints(max_length=254)] | None = Field(default=None,
-                                                                              description="Write-only")
+    username: Annotated[str, StringConstraints(max_length=254), AfterValidator(check_text)] | None = None
+    password: Annotated[str, StringConstraints(max_length=254), AfterValidator(check_text)] | None = Field(
+        default=None, description="Write-only")
     security: Literal["none", "starttls", "tls"] = "none"
     sender: Email
 

@@ -25,10 +25,10 @@ from zvonok.api.deps import get_db, get_session, get_settings
 from zvonok.cdr.models import Cdr
 from zvonok.cdr.service import recording_file
 from zvonok.config import Settings
-from zvonok.crm import deals, mail, schemas, service, tasks, transfer
+from zvonok.crm import deals, mail, mailthread, schemas, service, tasks, transfer
 from zvonok.crm.models import CrmClient, CrmField
 from zvonok.mail.outbox import SmtpServer
-from zvonok.org.errors import Conflict, OrgError
+from zvonok.org.errors import Conflict, NotFound, OrgError
 from zvonok.org.models import Employee
 from zvonok.telephony import originate_http
 from zvonok.telephony.originate import OriginateRefused
@@ -52,6 +52,9 @@ MAIL_RESULTS = {  # the outcome of the "Write an e-mail" form: (kind, message)
     "queued": ("ok", N_("The e-mail is queued and will be sent in a moment.")),
     "invalid": ("error", N_("Give a valid address, a subject on one line and the text of the e-mail.")),
     "nosmtp": ("error", N_("No mail server is set up for sending: ask the administrator to set the SMTP server.")),
+    "reply_queued": ("ok", N_("The answer is queued and will be sent in a moment.")),
+    "reply_invalid": ("error", N_("Write the text of the answer.")),
+    "reply_nosmtp": ("error", N_("No mail server is set up for sending: ask the administrator to set the SMTP server.")),
 }
 
 
@@ -340,6 +343,8 @@ async def client_card(request: Request, client_id: int, user: TenantUser, sessio
         "client": await service.client_out(session, client), "fields": await service.list_fields(session, user.tenant),
         "notes": await service.list_notes(session, user.tenant, client_id), "entries": entries, "total": total,
         "mail_states": MAIL_STATES, "mail_result": MAIL_RESULTS.get(request.query_params.get("mail", "")),
+        "reply_result": request.query_params.get("mail", "").startswith("reply_"), "quote": mailthread.quoted,
+        "reply_subject": mailthread.reply_subject,
         "page": page, "pages": max(1, -(-total // PAGE)), "link": lambda n: urlencode({"page": n}),
         "kinds": KINDS, "directions": DIRECTIONS, "dispositions": DISPOSITIONS, "errors": {},
         "deals": await deals.deals_out(session, user.tenant, client_deals),
@@ -409,6 +414,28 @@ async def send_email(client_id: int, user: TenantUser, session: Session, setting
         return RedirectResponse(f"/crm/{client_id}?mail=nosmtp#write-email", status_code=303)
     await session.commit()
     return RedirectResponse(f"/crm/{client_id}?mail=queued#timeline", status_code=303)
+
+
+@router.post("/crm/{client_id:int}/emails/{message_id:int}/reply")
+async def reply_email(client_id: int, message_id: int, user: TenantUser, session: Session, settings: Cfg,
+                      body: Annotated[str, Form(max_length=200_000)] = "") -> Response:
+    """The "Reply" form of a received e-mail on the timeline: queued to its sender, in its thread."""
+    parent = await mail.get_message(session, user.tenant, message_id)  # another tenant's: 404
+    if parent.client_id != client_id:
+        raise NotFound("no such e-mail of this client")
+    try:
+        answer = schemas.ReplyIn(body=body.replace("\r\n", "\n"))
+    except PydanticValidationError:
+        return RedirectResponse(f"/crm/{client_id}?mail=reply_invalid#timeline", status_code=303)
+    try:
+        await mail.queue_reply(session, user.tenant, message_id, answer, SmtpServer.platform(settings),
+                               author_employee_id=user.employee_id)
+    except Conflict as exc:
+        if exc.field:  # not a received e-mail: no form offers that
+            raise
+        return RedirectResponse(f"/crm/{client_id}?mail=reply_nosmtp#timeline", status_code=303)
+    await session.commit()
+    return RedirectResponse(f"/crm/{client_id}?mail=reply_queued#timeline", status_code=303)
 
 
 @router.post("/crm/{client_id:int}/delete")
