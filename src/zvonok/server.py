@@ -65,6 +65,7 @@ from zvonok.org.service import SipCredentials, platform_all_sip_credentials, sip
 from zvonok.pstn import http as pstn_http
 from zvonok.pstn.holds import LocalHolds, SharedHolds, delete_stale
 from zvonok.pstn.loader import TariffCache, load_snapshot
+from zvonok.pstn.pin_directory import EmployeePins
 from zvonok.ringgroup import http as ring_group_http
 from zvonok.ringgroup.service import RingGroupDirectory
 from zvonok.sip.digest import Algorithm, DigestVerifier, NonceManager
@@ -289,6 +290,7 @@ async def build(settings: Settings) -> Runtime:
                            ringback=settings.ringback, busy_tone_seconds=settings.busy_tone_seconds,
                            trunks=trunks, srtp_policy=settings.srtp_policy)
     engine.ledger = holds if holds is not None else LocalHolds(db)
+    engine.access_numbers.pins = EmployeePins(db)  # whose PIN an access-number caller keys in
     engine.forwards.store = forwarding_store(db)  # the *72/*73/*78/*79 feature codes
     rooms = RoomDirectory(db)
     db.add_listener(rooms.on_event)

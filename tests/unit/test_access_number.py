@@ -4,16 +4,14 @@ and exact deadlines."""
 from __future__ import annotations
 
 import ast
-import contextlib
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from zvonok.org.pins import hash_pin
-from zvonok.pstn.models import EmployeePin
+from zvonok.pstn.routing import CallerProfile
 from zvonok.telephony import access, access_number, pin_guard
 from zvonok.telephony.access import AccessNumbers, AccessSession
 from zvonok.telephony.access_number import (
@@ -576,31 +574,29 @@ def test_module_is_sans_io(module: object) -> None:
 # --- the engine's PIN check (telephony/access.py) with a fake directory and database -----------------
 
 
-class _PinDb:
-    """The reads ``AccessNumbers.verify`` makes: the tenant's extension lengths, EmployeePin and Employee rows."""
+class _Pins:
+    """The access number's port (``PinDirectory``) over fixed PIN hashes, counting the hash reads."""
 
     def __init__(self, pins: dict[int, str]) -> None:
-        self.pins = {employee: EmployeePin(employee_id=employee, tenant_id=1, pin_hash=hash_pin(pin))
-                     for employee, pin in pins.items()}
+        self.hashes = {employee: hash_pin(pin) for employee, pin in pins.items()}
         self.pin_reads: list[int] = []
 
-    @contextlib.asynccontextmanager
-    async def session(self) -> AsyncIterator[_PinDb]:
-        yield self
+    async def extension_lengths(self, tenant_id: int) -> list[int]:
+        return [3]
 
-    async def execute(self, _query: object) -> list[tuple[int]]:
-        return [(3,)]
+    async def pin_hash(self, tenant_id: int, employee_id: int) -> str | None:
+        self.pin_reads.append(employee_id)
+        return self.hashes.get(employee_id)
 
-    async def get(self, model: type, key: int) -> object:
-        if model is EmployeePin:
-            self.pin_reads.append(key)
-            return self.pins.get(key)
+    async def profile(self, tenant_id: int, employee_id: int) -> CallerProfile:
+        return CallerProfile(tenant_id=tenant_id, employee_id=employee_id)
+
+    async def skipping_pin(self, tenant_id: int, caller_e164: str) -> int | None:
         return None
 
 
 class _PinDirectory:
-    def __init__(self, db: _PinDb, extensions: dict[str, int]) -> None:
-        self.db = db
+    def __init__(self, extensions: dict[str, int]) -> None:
         self.extensions = extensions
 
     async def extension(self, _tenant_id: int, number: str) -> object:
@@ -617,12 +613,12 @@ class _PinEngine:
         self.clock = time.monotonic
 
 
-async def _enter_pin(engine: _PinEngine, caller_id: str, entry: str) -> AccessNumberDialogue:
+async def _enter_pin(engine: _PinEngine, pins: _Pins, caller_id: str, entry: str) -> AccessNumberDialogue:
     d = started(0.0, guard=engine.pin_guard, caller_id=caller_id)
     keys(d, entry + "#", 0.0)
     call = SimpleNamespace(id="c", tenant_id=1, ended=False, caller=None,
                            access=AccessSession(dialogue=d, language="ru"))
-    await AccessNumbers(engine).verify(call, entry)  # type: ignore[arg-type]
+    await AccessNumbers(engine, pins).verify(call, entry)  # type: ignore[arg-type]
     return d
 
 
@@ -630,9 +626,9 @@ async def test_the_engine_counts_wrong_pins_against_the_employee_and_refuses_a_l
         monkeypatch: pytest.MonkeyPatch) -> None:
     # issue 8 review: the wiring in the engine had no test: the employees a wrong PIN was checked against
     # (targets) must reach the guard, and a locked employee's right PIN must be refused after the same work
-    db = _PinDb({EMPLOYEE: "4321", EMPLOYEE + 1: "8765"})
-    engine = _PinEngine(PinGuard(max_failures=5, employee_max_failures=2), _PinDirectory(db, {"101": EMPLOYEE,
-                                                                                              "102": EMPLOYEE + 1}))
+    pins = _Pins({EMPLOYEE: "4321", EMPLOYEE + 1: "8765"})
+    engine = _PinEngine(PinGuard(max_failures=5, employee_max_failures=2), _PinDirectory({"101": EMPLOYEE,
+                                                                                          "102": EMPLOYEE + 1}))
     verified: list[str | None] = []
     real_verify = access.verify_pin_in_thread
 
@@ -642,13 +638,13 @@ async def test_the_engine_counts_wrong_pins_against_the_employee_and_refuses_a_l
 
     monkeypatch.setattr(access, "verify_pin_in_thread", counting)
     for i in range(2):  # two callers, each under its own limit, both aiming at 101
-        assert (await _enter_pin(engine, f"+7999000000{i}", "1010000")).employee_ref is None
+        assert (await _enter_pin(engine, pins, f"+7999000000{i}", "1010000")).employee_ref is None
     assert engine.pin_guard.is_blocked((employee_source(EMPLOYEE),), time.monotonic())
-    db.pin_reads.clear()
+    pins.pin_reads.clear()
     verified.clear()
-    locked = await _enter_pin(engine, "+79990000009", "1014321")  # the right PIN, from a new caller
+    locked = await _enter_pin(engine, pins, "+79990000009", "1014321")  # the right PIN, from a new caller
     assert locked.employee_ref is None and state_of(locked) is DialogueState.PIN
-    assert db.pin_reads == [EMPLOYEE]  # the same read and hash as an unlocked employee's
-    assert verified == [db.pins[EMPLOYEE].pin_hash]
-    other = await _enter_pin(engine, "+79990000009", "1028765")  # another employee is not locked
+    assert pins.pin_reads == [EMPLOYEE]  # the same read and hash as an unlocked employee's
+    assert verified == [pins.hashes[EMPLOYEE]]
+    other = await _enter_pin(engine, pins, "+79990000009", "1028765")  # another employee is not locked
     assert other.employee_ref == EMPLOYEE + 1

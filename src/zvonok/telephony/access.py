@@ -13,18 +13,14 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-from sqlalchemy import func, select
+from typing import TYPE_CHECKING, Any, Protocol
 
 from zvonok import metrics
 from zvonok.logs import get_logger
 from zvonok.media.events import DtmfReceived
 from zvonok.media.interface import Prompt
 from zvonok.media.prompts import prompt_path
-from zvonok.org.models import Employee, Extension
 from zvonok.org.pins import pin_entry_candidates, verify_pin_in_thread
-from zvonok.pstn.models import EmployeePin
 from zvonok.pstn.routing import CallerProfile
 
 from . import events as ev
@@ -46,6 +42,18 @@ if TYPE_CHECKING:
     from .b2bua import CallEngine
 
 log = get_logger(__name__)
+
+
+class PinDirectory(Protocol):
+    """What a PIN check reads of the company's people (:class:`zvonok.pstn.pin_directory.EmployeePins`)."""
+
+    async def extension_lengths(self, tenant_id: int) -> list[int]: ...
+
+    async def pin_hash(self, tenant_id: int, employee_id: int) -> str | None: ...
+
+    async def profile(self, tenant_id: int, employee_id: int) -> CallerProfile: ...
+
+    async def skipping_pin(self, tenant_id: int, caller_e164: str) -> int | None: ...
 
 
 @dataclass(eq=False)
@@ -70,8 +78,9 @@ class AccessNumbers:
     """The access-number service of the engine's calls (``engine.access_numbers``): the dialogue carried
     out, the PIN checked, the call dialed out."""
 
-    def __init__(self, engine: CallEngine) -> None:
+    def __init__(self, engine: CallEngine, pins: PinDirectory | None = None) -> None:
         self.engine = engine
+        self.pins = pins  # the company's people (zvonok.pstn.pin_directory, set by the root); None: no PIN is right
 
     async def answer(self, call: Call, destination: Any, *, caller_e164: str, language: str,
                              source_address: str | None, dialed: tuple[str, str] | None = None) -> None:
@@ -187,17 +196,15 @@ class AccessNumbers:
         session = call.access
         if session is None:
             return
-        async with self.engine.directory.db.session() as s:
-            lengths = [n for (n,) in await s.execute(
-                select(func.length(Extension.number)).where(Extension.tenant_id == call.tenant_id).distinct())]
+        pins = self.pins
+        lengths = await pins.extension_lengths(call.tenant_id) if pins is not None else []
         found: int | None = None
         targets: list[int] = []  # employees whose PIN this entry missed: the failure counts against them
         for candidate in pin_entry_candidates(entry, extension_lengths=lengths):
             ext = await self.engine.directory.extension(call.tenant_id, candidate.extension or "")
             employee_id = ext.employee_id if ext is not None else None
-            async with self.engine.directory.db.session() as s:
-                row = await s.get(EmployeePin, employee_id) if employee_id is not None else None
-            hashed = row.pin_hash if row is not None and row.tenant_id == call.tenant_id else None
+            hashed = (await pins.pin_hash(call.tenant_id, employee_id)
+                      if pins is not None and employee_id is not None else None)
             right = await verify_pin_in_thread(candidate.pin, hashed)
             if hashed is None or employee_id is None:
                 continue
@@ -217,19 +224,12 @@ class AccessNumbers:
         await self._pump(call)
 
     async def _employee_profile(self, tenant_id: int, employee_id: int) -> CallerProfile:
-        async with self.engine.directory.db.session() as s:
-            emp = await s.get(Employee, employee_id)
-        return CallerProfile(tenant_id=tenant_id, employee_id=employee_id,
-                             department_id=emp.department_id if emp else None,
-                             office_id=emp.office_id if emp else None)
+        if self.pins is None:
+            return CallerProfile(tenant_id=tenant_id, employee_id=employee_id)
+        return await self.pins.profile(tenant_id, employee_id)
 
     async def _employee_skipping_pin(self, tenant_id: int, caller_e164: str) -> int | None:
-        async with self.engine.directory.db.session() as s:
-            row = (await s.execute(
-                select(Employee.id).join(EmployeePin, EmployeePin.employee_id == Employee.id)
-                .where(Employee.tenant_id == tenant_id, Employee.phone == caller_e164,
-                       EmployeePin.skip_for_caller_id.is_(True)))).first()
-        return row[0] if row else None
+        return await self.pins.skipping_pin(tenant_id, caller_e164) if self.pins is not None else None
 
     async def _dial(self, call: Call, destination: str, employee_id: int) -> None:
         session = call.access
