@@ -103,6 +103,7 @@ ACCESS: dict[str, str] = {
     "list_faxes": ADMIN, "get_fax": ADMIN, "get_fax_pdf": ADMIN, "send_fax": ADMIN,
     # supervisor monitoring (telephony/monitor.py): supervisors and admins; an employee's attempt is audited
     "list_sessions": SUPERVISE, "switch_mode": SUPERVISE, "list_audit": SUPERVISE, "start_session": SUPERVISE,
+    "stop_session": SUPERVISE,
 }
 # Bodies for the routes an employee may change (their own things).
 OWN_BODIES = {"update_extension": {"sip_password": "olga-new-sip-pw"}, "set_pin": {"pin": "4826"},
@@ -257,8 +258,8 @@ async def test_each_route_gives_an_employee_only_what_is_theirs(
     assert walked >= 90
     r = await client.get(f"{base}/monitor-audit", headers=admin)
     refused = [x["detail"] for x in r.json() if x["action"] == "refused"]
-    if role == "employee":  # each of her four tries at monitoring (list, start, switch, audit), and why
-        assert len(refused) == 4 and all(d.endswith(": not a supervisor") for d in refused), refused
+    if role == "employee":  # each of her five tries at monitoring (list, start, switch, stop, audit), and why
+        assert len(refused) == 5 and all(d.endswith(": not a supervisor") for d in refused), refused
     else:
         assert refused == []
 
