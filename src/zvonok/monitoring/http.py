@@ -203,6 +203,12 @@ class StartOut(BaseModel):
 async def start_session(tenant_id: int, body: StartIn, principal: Supervisor, request: Request,
                         session: Annotated[AsyncSession, Depends(get_session)]) -> object:
     """The platform rings the supervisor's phone; answered, it joins the agent's call in ``mode``."""
+    if not await may_monitor(session, tenant_id, await _scope(session, tenant_id, principal), body.extension,
+                             _callcenter(request)):
+        await audit_refusal(session, tenant_id, _who(principal), f"{request.method} {request.url.path}: {OUTSIDE}",
+                            agent=body.extension)
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            f"extension {body.extension} is no agent of the queues you supervise")
     originator = getattr(request.app.state, "originator", None)
     if originator is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "no call engine in this process")
@@ -215,12 +221,6 @@ async def start_session(tenant_id: int, body: StartIn, principal: Supervisor, re
             .order_by(Extension.number).limit(1))).scalar_one_or_none()
     if supervisor is None:
         raise HTTPException(422, "name the supervisor's extension (your account has none)")
-    if not await may_monitor(session, tenant_id, await _scope(session, tenant_id, principal), body.extension,
-                             _callcenter(request)):
-        await audit_refusal(session, tenant_id, _who(principal), f"{request.method} {request.url.path}: {OUTSIDE}",
-                            agent=body.extension)
-        raise HTTPException(status.HTTP_403_FORBIDDEN,
-                            f"extension {body.extension} is no agent of the queues you supervise")
     try:
         started = await originator.start_monitor(tenant_id, supervisor, body.extension, body.mode)
     except OriginateRefused as exc:
