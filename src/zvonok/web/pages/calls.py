@@ -29,12 +29,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from fastapi import Depends, HTTPException, Query, Request
 from fastapi import Form as FormField
 from fastapi.responses import FileResponse, RedirectResponse, Response
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok.api.deps import get_db, get_session, get_settings
 from zvonok.cdr import service
 from zvonok.cdr.http import csv_response
 from zvonok.config import Settings
+from zvonok.org.models import Extension
 from zvonok.storage.db import Database
 from zvonok.telephony.call import CallSnapshot
 from zvonok.telephony.events import Direction, Disposition
@@ -42,6 +44,7 @@ from zvonok.telephony.monitor import SPY_CODE, Monitoring
 from zvonok.telephony.monitor_matrix import MonitorMode
 from zvonok.web.auth import SupervisorUser, TenantUser, WebUser
 from zvonok.web.i18n import N_
+from zvonok.web.pages.callcenter import check_agent
 from zvonok.web.render import gettext_for, render
 from zvonok.web.routing import TENANT, NavItem, page_router
 
@@ -225,13 +228,16 @@ async def calls_live_rows(request: Request, user: TenantUser) -> Response:
 
 
 @router.post("/calls/live/monitor/{session_id}")
-async def calls_live_monitor(request: Request, session_id: str, user: SupervisorUser,
+async def calls_live_monitor(request: Request, session_id: str, user: SupervisorUser, session: Session,
                              mode: Annotated[str, FormField(max_length=16)] = "") -> Response:
     """A supervisor's listen / whisper / barge buttons (the session began with *33<ext> on their phone)."""
     monitoring = _monitoring(request)
     live = monitoring.session(user.tenant, session_id) if monitoring is not None else None
     if monitoring is None or live is None:
         raise HTTPException(404, "no such monitoring session")
+    owner = await session.scalar(select(Extension.employee_id).where(Extension.tenant_id == user.tenant,
+                                                                     Extension.number == live.session.agent))
+    await check_agent(request, session, user, owner, agent=live.session.agent)  # another queue's: 403, audited
     if mode not in MONITOR_MODES:
         raise HTTPException(422, "mode must be listen, whisper or barge")
     monitoring.switch(live, MonitorMode(mode), via="web", by=f"account:{user.account_id}")
