@@ -66,6 +66,7 @@ def test_a_supervisor_listens_from_the_wallboard(page: Any, console: Console, ar
         page.goto(console.url + "/callcenter/wallboard")
         listen = page.locator(f"#wall-agent-{ivan} button[name=mode][value=listen]")
         listen.wait_for(timeout=30_000)  # Ivan's call is up: he is busy, and the buttons are there
+        assert "On another call" in page.locator(f"#wall-agent-{ivan}").inner_text()
         assert page.locator(f"#wall-agent-{maria}").count() == 0  # Support's agent is not Olga's
         assert page.locator(f"#wall-queue-{queues['Support']}").count() == 0
         assert page.locator(f"#wall-queue-{queues['Sales']}").count() == 1

@@ -137,6 +137,7 @@ async def test_a_queue_supervisor_on_the_web(web: Web, a: Company, admin_a: http
                 mode=MonitorMode.LISTEN, started_at=1.0))
         body = (await sup.get("/callcenter/wallboard/body")).text
         assert 'id="monitor-session-s-ivan"' in body and "s-petr" not in body
+        assert f'<input type="hidden" name="employee_id" value="{ivan}">' not in body  # monitored already
         r = await _post(sup, wall, f"{wall}/monitor/s-petr/mode", {"mode": "barge"})
         assert r.status_code == 403 and monitoring.sessions["s-petr"].session.mode is MonitorMode.LISTEN
         r = await _post(sup, wall, f"{wall}/monitor/s-petr/stop", {})

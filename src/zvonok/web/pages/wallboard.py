@@ -60,18 +60,20 @@ async def _context(request: Request, session: AsyncSession, user: WebUser) -> di
         if runtime is not None else None
     monitoring = _monitoring(request)
     sessions: list[dict[str, Any]] = []
+    monitored: set[int | None] = set()  # one supervisor per call: no start buttons for these agents
     if monitoring is not None:
         seen = await visible_agents(request, session, user)
         owners = await _extensions(session, tenant_id)
         names = await service.employee_names(session, tenant_id)
         for s in sorted(monitoring.of_tenant(tenant_id), key=lambda s: s.started_at):
             employee = owners.get(s.agent)
+            monitored.add(employee)
             if seen is not None and employee not in seen:
                 continue
             sessions.append({"id": s.id, "agent": s.agent, "agent_name": names.get(employee, "") if employee else "",
                              "supervisor": s.supervisor, "mode": s.mode.value})
     return {"board": board, "statuses": STATUSES, "monitoring": monitoring is not None, "sessions": sessions,
-            "modes": MODES}
+            "modes": MODES, "monitored": monitored}
 
 
 async def _page(request: Request, session: AsyncSession, user: WebUser, *, message: str | None = None,
