@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import select
 from test_supervisor_scope import FakeLive, FakeMonitoring
 from test_web import PASSWORD, Company, Web, a, admin_a, csrf_of, login, web  # noqa: F401 - fixtures
+from test_web_calls import engine_with_calls
 
 from zvonok.callcenter.models import CallQueue
 from zvonok.callcenter.runtime import CallCenterRuntime
@@ -22,6 +23,7 @@ from zvonok.monitoring.models import MonitorAudit
 from zvonok.org import schemas
 from zvonok.org import service as org_service
 from zvonok.org.models import Employee
+from zvonok.telephony.events import Party
 from zvonok.telephony.monitor_matrix import MonitorMode, MonitorSession
 from zvonok.telephony.originate import OriginateRefused
 
@@ -146,10 +148,21 @@ async def test_a_queue_supervisor_on_the_web(web: Web, a: Company, admin_a: http
         assert r.status_code == 303 and monitoring.sessions["s-ivan"].session.mode is MonitorMode.BARGE
         r = await _post(sup, wall, f"{wall}/monitor/s-ivan/stop", {})
         assert r.status_code == 303 and monitoring.sessions["s-ivan"].stopped
+        # calls in progress: Ivan's, not Petr's
+        engine = engine_with_calls(a.id, [
+            (Party(number="101", display_name="Ivan", employee_id=ivan, extension_id=1),
+             Party(number="+74990000001", display_name="Customer A", external=True), True),
+            (Party(number="102", display_name="Petr", employee_id=petr, extension_id=2),
+             Party(number="+74990000002", display_name="Customer B", external=True), True)])
+        app.state.active_calls = engine.active_calls
+        rows = (await sup.get("/calls/live/rows")).text
+        assert rows.count('<tr id="live-') == 1 and "Customer A" in rows and "Customer B" not in rows
     async with web.client() as admin:  # the admin: everyone
         assert (await login(admin, a.admin)).status_code == 303
         body = (await admin.get("/callcenter/wallboard/body")).text
         assert f'id="wall-agent-{petr}"' in body and 'id="monitor-session-s-petr"' in body
+        rows = (await admin.get("/calls/live/rows")).text
+        assert rows.count('<tr id="live-') == 2
     async with web.db.session() as session:
         refused = list((await session.scalars(select(MonitorAudit.detail).where(
             MonitorAudit.tenant_id == a.id, MonitorAudit.action == "refused"))).all())
