@@ -245,3 +245,20 @@ async def test_a_queue_supervisor_monitors_their_agents_only(scoped: Scoped, mak
     # Sveta's audit: her own refusals, nothing about Bob's session by others
     rows = await ok(await api.client.get(f"{a.base}/monitor-audit", headers=sup))
     assert len(rows) == 3 and {r["action"] for r in rows} == {"refused"}
+
+
+def test_the_websocket_gives_a_queue_supervisor_their_queues_states_only() -> None:
+    from zvonok.api.auth import Principal
+    from zvonok.api.ws import CallVisibility
+    from zvonok.callcenter.events import AgentStateChanged, QueueStateChanged
+    from zvonok.org.models import Role
+
+    sveta = Principal(role=Role.SUPERVISOR, tenant_id=1, employee_id=9)
+    scoped, wide = CallVisibility(sveta, queues=frozenset({3})), CallVisibility(sveta)
+    sales = QueueStateChanged(tenant_id=1, queue_id=3, waiting=1, callbacks=0, longest_wait=2.0)
+    support = QueueStateChanged(tenant_id=1, queue_id=4, waiting=5, callbacks=0, longest_wait=9.0)
+    alice = AgentStateChanged(tenant_id=1, employee_id=7, status="available", queues=(3, 4))
+    bob = AgentStateChanged(tenant_id=1, employee_id=8, status="on_call", queues=(4,))
+    herself = AgentStateChanged(tenant_id=1, employee_id=9, status="available", queues=(4,))
+    assert [scoped.admit(e) for e in (sales, support, alice, bob, herself)] == [[sales], [], [alice], [], [herself]]
+    assert [wide.admit(e) for e in (sales, support, alice, bob)] == [[sales], [support], [alice], [bob]]
