@@ -306,8 +306,9 @@ def cmd_extension_add(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_extension_passwd(args: argparse.Namespace, settings: Settings) -> int:
     from zvonok.org import service
+    from zvonok.org.credentials import generate_sip_password
 
-    password = args.password or service.generate_sip_password()
+    password = args.password or generate_sip_password()
 
     async def go(db: Any) -> None:
         async with db.session() as session:

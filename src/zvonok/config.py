@@ -97,6 +97,12 @@ class Settings(BaseSettings):
     originate_answer_timeout: float = Field(
         default=30.0, gt=0, description="An originated call (REST, CRM click-to-call) rings the employee's phone "
         "this long before it fails with employee_no_answer")
+    originate_max_active: int = Field(
+        default=30, ge=1, description="Originated calls (REST, CRM click-to-call, monitoring started from the web) "
+        "of one company in progress at once; more get 429")
+    originate_per_minute: int = Field(
+        default=60, ge=1, description="Originated calls one company may start in any minute; more get 429 with "
+        "Retry-After")
     media_timeout: float = Field(default=60.0, description="End a call after this long without RTP from a leg")
     session_min_se: int = Field(default=90, ge=1, description="RFC 4028 Min-SE: shorter session intervals get 422")
     ringback: Literal["local", "inband"] = Field(

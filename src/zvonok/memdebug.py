@@ -179,7 +179,7 @@ class MemoryReporter:
                     frames = stat.traceback.format(limit=self.frames if key == "traceback" else 1, most_recent_first=True)
                     lines += [f"    {f.strip()}" for f in frames if f.strip()]
         lines.append("\n### largest by line")
-        for held in snapshot.statistics("lineno")[:20]:
-            lines.append(f"{held.size / 1024:,.1f} KiB {held.count:,} blocks  {held.traceback.format(limit=1)[0].strip()}")
+        for top in snapshot.statistics("lineno")[:20]:
+            lines.append(f"{top.size / 1024:,.1f} KiB {top.count:,} blocks  {top.traceback.format(limit=1)[0].strip()}")
         self._snapshot = snapshot
         return lines

@@ -85,7 +85,7 @@ from zvonok.telephony.ivr import Ivr
 from zvonok.telephony.location import BindingsChanged, GroupCommit, Location
 from zvonok.telephony.monitor import Monitoring
 from zvonok.telephony.mwi import Mwi
-from zvonok.telephony.originate import Originator
+from zvonok.telephony.originate import OriginateQuota, Originator
 from zvonok.telephony.park import Parking
 from zvonok.telephony.pickup import Pickup
 from zvonok.telephony.queue_call import QueueCalls
@@ -163,9 +163,11 @@ async def build(settings: Settings) -> Runtime:
     await changes.prime()
     bus: LocalBus | NatsBus
     if settings.bus_url:  # several nodes: call events travel between them (zvonok.natsbus, issue 14)
-        bus = await NatsBus.connect(settings.bus_url, shared=(CallEvent,), node=settings.node_name,
-                                    prefix=settings.bus_prefix,
-                                    stream=settings.bus_prefix.replace(".", "_").replace("-", "_").upper())
+        # connected in the background: NATS away at start holds the node back no more than an outage
+        # later would (the events for the other nodes wait, zvonok_bus_connected is 0, /healthz says so)
+        bus = NatsBus.start(settings.bus_url, shared=(CallEvent,), node=settings.node_name,
+                            prefix=settings.bus_prefix,
+                            stream=settings.bus_prefix.replace(".", "_").replace("-", "_").upper())
     else:
         bus = LocalBus()
     # before anything new starts: the CDR journal that a crash (or a database down at the last stop) left
@@ -270,10 +272,11 @@ async def build(settings: Settings) -> Runtime:
             return
         if reload_pending:
             return
-        loop = asyncio.get_running_loop()
-        # spawned by the engine: a failed reload is logged (the old snapshot stays in force)
-        reload_pending.append(loop.call_later(0.2, lambda: (reload_pending.clear(),
-                                                              engine.spawn(trunks.reload()))))
+        def reload() -> None:
+            reload_pending.clear()
+            engine.spawn(trunks.reload())  # spawned by the engine: a failure is logged, the old snapshot stays
+
+        reload_pending.append(asyncio.get_running_loop().call_later(0.2, reload))
 
     db.add_listener(on_outside_change)
     sip.calls = engine = CallEngine(sip=sip, media=media, auth=auth, location=location, directory=directory, bus=bus,
@@ -286,12 +289,12 @@ async def build(settings: Settings) -> Runtime:
                            ringback=settings.ringback, busy_tone_seconds=settings.busy_tone_seconds,
                            trunks=trunks, srtp_policy=settings.srtp_policy)
     engine.ledger = holds if holds is not None else LocalHolds(db)
-    engine.forwarding_store = forwarding_store(db)  # the *72/*73/*78/*79 feature codes
+    engine.forwards.store = forwarding_store(db)  # the *72/*73/*78/*79 feature codes
     rooms = RoomDirectory(db)
     db.add_listener(rooms.on_event)
     groups = RingGroupDirectory(db)
     db.add_listener(groups.on_event)
-    engine.ring_groups = groups
+    engine.group_calls.groups = groups
     engine.client_owners = ClientOwnerDirectory(db)  # routing by owner: a client's call rings its owner first
     engine.conferences = Conferences(engine, rooms, tenant_limit=settings.conference_tenant_members,
                                      total_limit=settings.conference_total_members)
@@ -305,7 +308,9 @@ async def build(settings: Settings) -> Runtime:
     fax_store = FaxStore(db, FaxFiles((settings.data_dir / "fax").resolve()))
     engine.fax = fax_app = FaxApp(engine, fax_store)
     fax_sender = FaxSender(engine, fax_app)
-    engine.originator = Originator(engine, answer_timeout=settings.originate_answer_timeout)  # REST, CRM
+    engine.originator = Originator(  # REST, CRM
+        engine, answer_timeout=settings.originate_answer_timeout,
+        quota=OriginateQuota(max_active=settings.originate_max_active, per_minute=settings.originate_per_minute))
 
     async def send_queued_fax(tenant_id: int, fax_id: int) -> None:
         job = await fax_store.job(tenant_id, fax_id)
@@ -402,7 +407,9 @@ async def build(settings: Settings) -> Runtime:
     app.state.parking = engine.parking  # parked calls (zvonok.telephony.features_http)
     app.state.active_calls = engine.active_calls  # calls in progress (zvonok.web.pages.calls)
     mount_web(app, location=location)  # the web console at /, after the API's routes
-    app.state.trunk_status = trunks.status  # GET .../trunks/{id}/status (zvonok.pstn.http)
+    app.state.trunk_status = trunks.shared_status  # GET .../trunks/{id}/status (zvonok.pstn.http)
+    if isinstance(bus, NatsBus):
+        app.state.bus_connected = lambda: bus.connected  # /healthz reports the bus between nodes
     http_protocol_class = http_protocol(ConnectionTable(settings.http_max_connections, settings.http_max_per_address),
                                         header_timeout=settings.http_header_timeout,
                                         body_timeout=settings.http_body_timeout)
@@ -476,7 +483,8 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    runtime.http.config.install_signal_handlers = False  # ours above stop SIP and HTTP together
+    # uvicorn also catches SIGINT/SIGTERM while it serves (signal.signal) and raises them again when it returns:
+    # its task ends first, then the handler above sets ``stop``; either way the shutdown below runs once
     memory = MemoryReporter(settings.data_dir, settings.tracemalloc)  # traces from its first report on
     with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
         loop.add_signal_handler(signal.SIGUSR2, _memory_report, memory)

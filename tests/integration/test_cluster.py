@@ -388,10 +388,20 @@ def test_a_trunk_limit_counts_the_calls_of_both_nodes(cluster: Cluster) -> None:
             calls=1, rate=1, timeout=40, auth_uri=f"sip:{dialed}@{cluster.domain}",
             extra=["-d", str(hold_ms)]).start()
 
+    def trunk_status(node: Any) -> dict[str, Any]:
+        base = f"{node.http_url}/api/v1/tenants/{cluster.seeded.tenant_id}/trunks"
+        trunk = next(t for t in harness.http_json(base, cluster.seeded.token)["items"] if t["name"] == "Tiny")
+        return dict(harness.http_json(f"{base}/{trunk['id']}/status", cluster.seeded.token))
+
     try:
         first = place(cluster.nodes[0], callers[0], "84731234567", "call_uac.xml", "tiny_first", 8000)
         try:
             assert _wait_for(lambda: "CALLED +74731234567" in carrier_log(), 20), carrier_log() + cluster.logs()
+            # node 2's REST trunk status counts node 1's call: the count the limit is checked against
+            status = trunk_status(cluster.nodes[1])
+            assert (status["active_calls"], status["active_calls_here"], status["max_calls"],
+                    status["active_calls_scope"]) == (1, 0, 1, "cluster"), status
+            assert list(status["active_calls_by_node"].values()) == [1], status
             second = place(cluster.nodes[1], callers[1], "84731234568", "call_uac_unavailable.xml", "tiny_second", 0)
             result = second.wait(timeout=60)  # one call (-m 1): SIPp exits after it
             assert (result.successful, result.failed) == (1, 0), result.describe() + cluster.logs()

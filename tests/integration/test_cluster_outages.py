@@ -9,6 +9,7 @@ the test stops and starts again; its PostgreSQL is reached through a TCP proxy o
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import shutil
 import socket
@@ -268,3 +269,104 @@ def test_a_postgresql_blip_neither_cuts_a_call_in_progress_nor_crashes_the_node(
 
     assert any(a_call_works() for _ in range(3)), node.pbx.server.log_tail()
     assert node.alive()
+
+
+def _health(server: Any) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{server.http_url}/healthz", timeout=10) as resp:  # noqa: S310 - loopback
+        assert resp.status == 200
+        return dict(json.loads(resp.read()))
+
+
+async def _stream_events(url: str, stream: str, subject: str) -> list[tuple[str, str]]:
+    """(type, call id) of every event the JetStream stream holds, oldest first."""
+    import nats
+    import nats.errors
+
+    nc = await nats.connect(url)
+    try:
+        sub = await nc.jetstream().pull_subscribe(subject, stream=stream)  # ephemeral: from the start
+        got: list[tuple[str, str]] = []
+        while True:
+            try:
+                messages = await sub.fetch(100, timeout=2.0)
+            except nats.errors.TimeoutError:
+                return got
+            for msg in messages:
+                event = json.loads(msg.data)
+                got.append((event["type"], event.get("call_id", "")))
+                await msg.ack()
+    finally:
+        await nc.close()
+
+
+async def _live_events(url: str, subject: str, until: Any, timeout: float) -> list[tuple[str, str]]:
+    """(type, call id) of the events published on ``subject`` while ``until()`` (run in a thread) runs,
+    as a websocket on another node receives them."""
+    import nats
+
+    got: list[tuple[str, str]] = []
+
+    async def on_message(msg: Any) -> None:
+        event = json.loads(msg.data)
+        got.append((event["type"], event.get("call_id", "")))
+
+    nc = await nats.connect(url)
+    try:
+        await nc.subscribe(subject, cb=on_message)
+        await nc.flush()
+        await asyncio.wait_for(asyncio.to_thread(until), timeout)
+        for _ in range(100):  # the last events of the call are on their way
+            if any(kind == "CallEnded" for kind, _ in got):
+                break
+            await asyncio.sleep(0.1)
+        return got
+    finally:
+        await nc.close()
+
+
+def test_a_node_starts_while_nats_is_down_and_connects_when_it_appears(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """NATS not yet started when the node starts (issue 14): the node starts anyway, says so (/healthz,
+    zvonok_bus_connected), takes calls and writes their CDRs; NATS started: the node connects by itself,
+    the call events held meanwhile reach the stream (durable consumers), new ones reach the other nodes."""
+    tmp = tmp_path_factory.mktemp("late-nats")
+    database = FreshDatabase("postgres", tmp)
+    asyncio.run(database.create())
+    nats_server = NatsServer(tmp)  # its port is chosen, nothing listens there yet
+    prefix = f"zvonok-late.{database.name}"
+    stream = prefix.replace(".", "_").replace("-", "_").upper()
+    server = None
+    try:
+        data_dir = tmp / "node"
+        seeded = harness.seed(data_dir, domain=f"late-{secrets.token_hex(3)}.test", numbers=[ALICE, BOB],
+                              database_url=database.url)
+        server = harness.ZvonokServer(data_dir=data_dir, database_url=database.url, env={
+            "ZVONOK_BUS_URL": nats_server.url, "ZVONOK_BUS_PREFIX": prefix,
+            "ZVONOK_SECRET_KEY": secrets.token_hex(24), "ZVONOK_CALL_NO_ANSWER_TIMEOUT": "20"})
+        server.start(timeout=300)  # healthy (200) without NATS
+        node = Node(Pbx(server=server, seeded=seeded, workdir=tmp / "sipp"), nats_server, TcpProxy(("127.0.0.1", 1)))
+        assert _health(server) == {"status": "degraded", "bus": "down"}
+        assert node.metric("zvonok_bus_connected") == 0
+        _one_call(node, ALICE, BOB)
+        away = node.pbx.cdrs(ALICE, 1, timeout=60)
+        assert len(away) == 1, server.log_tail()  # the call and its CDR, as always
+        log = server.log_tail(20000)
+        assert "NATS not reachable" in log, log
+
+        nats_server.start()
+        assert _wait_for(lambda: node.metric("zvonok_bus_connected") == 1, 90), server.log_tail()
+        assert _health(server) == {"status": "ok", "bus": "up"}
+        # the call made while NATS was away: its events were held and went into the stream once connected
+        stored = asyncio.run(_stream_events(nats_server.url, stream, f"{prefix}.>"))
+        assert ("CallStarted", away[0]["call_id"]) in stored and ("CallEnded", away[0]["call_id"]) in stored, stored
+        # a new call's events reach a subscriber of the other nodes' side, live
+        live = asyncio.run(_live_events(nats_server.url, f"{prefix}.>", lambda: _one_call(node, BOB, ALICE), 120))
+        after = node.pbx.cdrs(BOB, 1, timeout=60)
+        assert len(after) == 1
+        assert ("CallStarted", after[0]["call_id"]) in live and ("CallEnded", after[0]["call_id"]) in live, live
+        assert node.alive()
+    finally:
+        code = server.stop() if server is not None and server.proc is not None and server.proc.poll() is None else 0
+        nats_server.stop()
+        asyncio.run(database.drop())
+    assert code == 0, f"zvonok serve exited with {code} on SIGTERM"

@@ -15,7 +15,7 @@ import pytest
 from zvonok.org.pins import hash_pin
 from zvonok.pstn.models import EmployeePin
 from zvonok.telephony import access, access_number, pin_guard
-from zvonok.telephony.access import AccessMixin, AccessSession
+from zvonok.telephony.access import AccessNumbers, AccessSession
 from zvonok.telephony.access_number import (
     AccessNumberDialogue,
     AccessNumberError,
@@ -577,7 +577,7 @@ def test_module_is_sans_io(module: object) -> None:
 
 
 class _PinDb:
-    """The reads ``_access_verify`` makes: the tenant's extension lengths, EmployeePin and Employee rows."""
+    """The reads ``AccessNumbers.verify`` makes: the tenant's extension lengths, EmployeePin and Employee rows."""
 
     def __init__(self, pins: dict[int, str]) -> None:
         self.pins = {employee: EmployeePin(employee_id=employee, tenant_id=1, pin_hash=hash_pin(pin))
@@ -608,10 +608,12 @@ class _PinDirectory:
         return SimpleNamespace(employee_id=employee) if employee is not None else None
 
 
-class _PinEngine(AccessMixin):
+class _PinEngine:
+    """What the access-number application reads of the engine to check a PIN."""
+
     def __init__(self, guard: PinGuard, directory: _PinDirectory) -> None:
         self.pin_guard = guard
-        self.directory = directory  # type: ignore[assignment]
+        self.directory = directory
         self.clock = time.monotonic
 
 
@@ -620,7 +622,7 @@ async def _enter_pin(engine: _PinEngine, caller_id: str, entry: str) -> AccessNu
     keys(d, entry + "#", 0.0)
     call = SimpleNamespace(id="c", tenant_id=1, ended=False, caller=None,
                            access=AccessSession(dialogue=d, language="ru"))
-    await engine._access_verify(call, entry)  # type: ignore[arg-type]
+    await AccessNumbers(engine).verify(call, entry)  # type: ignore[arg-type]
     return d
 
 

@@ -169,6 +169,19 @@ async def test_health_metrics_docs(api: Api) -> None:
     assert "/api/v1/tenants/{tenant_id}/extensions" in r.json()["paths"]
 
 
+async def test_health_reports_the_bus_between_nodes(api: Api) -> None:
+    """Several nodes (issue 14): NATS away is reported, but the node stays in service (200): it still
+    takes calls and registrations."""
+    app = api.client._transport.app  # type: ignore[attr-defined]
+    connected = [False]
+    app.state.bus_connected = lambda: connected[0]  # what zvonok.server sets with ZVONOK_BUS_URL
+    r = await api.client.get("/healthz")
+    assert r.status_code == 200 and r.json() == {"status": "degraded", "bus": "down"}
+    connected[0] = True
+    r = await api.client.get("/healthz")
+    assert r.status_code == 200 and r.json() == {"status": "ok", "bus": "up"}
+
+
 async def test_patch_null_and_unknown_fields(api: Api, make_tenant: Any) -> None:
     t = await make_tenant("patch.example")
     office = await _post(api, f"/api/v1/tenants/{t.id}/offices", {"name": "HQ", "city": "Kazan"}, t.headers)

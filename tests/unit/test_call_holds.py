@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -18,9 +19,10 @@ from conftest import FreshDatabase, MigratedTemplates
 from zvonok.billing.tariffs import Increment, Rate
 from zvonok.pstn.holds import LocalHolds, SharedHolds, decide, delete_stale, spend_key
 from zvonok.pstn.models import CallHold
-from zvonok.pstn.routing import CallerProfile, PolicyInfo
+from zvonok.pstn.routing import CallerProfile, PolicyInfo, PstnSnapshot, TrunkInfo
 from zvonok.storage.db import Database
 from zvonok.telephony.counters import StoreUnavailable
+from zvonok.telephony.trunks import Trunks
 
 RATE = Rate(prefix="7", destination="Russia", price_per_minute=Decimal("1.00"), increment=Increment(60, 60))
 PRICE = Decimal("1.00")
@@ -126,6 +128,35 @@ async def test_a_trunk_limit_counts_the_calls_of_both_nodes(two_nodes: tuple[Sha
 
 
 @pytest.mark.postgres
+async def test_the_trunk_status_counts_the_calls_of_every_node(two_nodes: tuple[SharedHolds, SharedHolds]) -> None:
+    """The REST trunk status (``Trunks.shared_status``, issue 14): the calls checked against the limit are
+    every node's, not only those of the node that answers."""
+    a, b = two_nodes
+    limited = TrunkInfo(id=5, tenant_id=None, name="carrier", kind="carrier", host="192.0.2.1",
+                        address="192.0.2.1", port=5060, transport="udp", max_calls=3)
+    free = replace(limited, id=6, max_calls=None)
+    on_a, on_b = Trunks(sip=None, slots=a), Trunks(sip=None, slots=b)  # type: ignore[arg-type]
+    for trunks in (on_a, on_b):
+        trunks.snapshot = PstnSnapshot(trunks={5: limited, 6: free})
+    assert await a.acquire(5, 3, "call-a1") and await a.acquire(5, 3, "call-a2")
+    assert await b.acquire(5, 3, "call-b1")
+    status = await on_b.shared_status(5)
+    assert (status["active_calls"], status["active_calls_here"], status["active_calls_scope"]) == (3, 1, "cluster")
+    assert status["active_calls_by_node"] == {"node-a": 2, "node-b": 1}
+    assert status["max_calls"] == 3
+    assert (await on_a.shared_status(5))["active_calls"] == 3
+    a.release(5)
+    await a.flush()
+    assert (await on_b.shared_status(5))["active_calls_by_node"] == {"node-a": 1, "node-b": 1}
+    # a trunk without a limit writes nothing (no round trip per call): its count is the node's own
+    assert await a.acquire(6, None, "call-a3")
+    status = await on_a.shared_status(6)
+    assert (status["active_calls"], status["active_calls_scope"]) == (1, "node")
+    assert "active_calls_by_node" not in status
+    assert (await on_b.shared_status(6))["active_calls"] == 0
+
+
+@pytest.mark.postgres
 async def test_simultaneous_acquires_on_two_nodes_never_exceed_the_limit(
         two_nodes: tuple[SharedHolds, SharedHolds]) -> None:
     a, b = two_nodes
@@ -194,6 +225,7 @@ async def test_an_unreachable_store_falls_back_for_trunks_and_refuses_paid_calls
     node = SharedHolds(down, node="node-a", timeout=5)
     try:
         assert [await node.acquire(5, 2, f"c{i}") for i in range(3)] == [True, True, False]
+        assert await node.by_node(5) is None  # the trunk status shows this node's own count then
         with pytest.raises(StoreUnavailable):
             await node.reserve("c9", ANNA, "UTC", limits(ANNA), RATE, PRICE)
         node.release(5)

@@ -169,7 +169,7 @@ def test_feature_codes_change_the_callers_own_settings_then_hang_up() -> None:
     with Harness() as h:
         alice = h.extension("101")
         store = FakeStore()
-        h.engine.forwarding_store = store
+        h.engine.forwards.store = store
         for dialed, changes in (("*72103", {"unconditional": "103"}), ("*73", {"unconditional": None}),
                                 ("*78", {"dnd": True}), ("*79", {"dnd": False})):
             call = h.call(alice, dialed)

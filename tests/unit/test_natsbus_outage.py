@@ -130,3 +130,78 @@ async def test_nats_away_events_are_buffered_then_dropped_and_counted_and_the_bu
         assert bus._dropping == 0  # counted afresh for the next outage
     finally:
         await bus.close()
+
+
+async def test_a_node_starts_without_nats_and_connects_when_it_appears(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(natsbus, "FIRST_RETRY", 0.1)
+    monkeypatch.setattr(natsbus, "MAX_RETRY", 0.5)
+    monkeypatch.setattr(natsbus, "PENDING_BYTES", 3000)  # a few events' worth, as while reconnecting
+    server = NatsServer(tmp_path)  # not started: nothing listens on its port yet
+    bus = NatsBus.start(server.url, shared=(CallEvent,), prefix="zvonok-late", stream="ZVONOK_LATE")
+    other: NatsBus | None = None
+    own: list[str] = []
+
+    async def on_own(event: object) -> None:
+        assert isinstance(event, CallEnded)
+        own.append(event.call_id)
+
+    bus.subscribe(on_own, event_types=[CallEnded])
+    durable: list[str] = []
+
+    async def on_durable(event: object) -> None:
+        assert isinstance(event, CallEnded)
+        durable.append(event.call_id)
+
+    bus.durable_subscribe("cdr-stats", on_durable, event_types=[CallEnded])  # waits for the bus
+    dropped_before = metrics.BUS_DROPPED._value.get()
+    try:
+        away = [f"away-{i}" for i in range(40)]
+        for call_id in away:
+            bus.publish(_ended(call_id))
+        await bus._outbox.join()
+        await _until(lambda: len(own) == 40)
+        assert own == away  # the node works: its own subscribers miss nothing
+        await _until(lambda: bus.attempts >= 2)  # it keeps trying
+        assert not bus.connected
+        assert metrics.BUS_CONNECTED._value.get() == 0
+        assert 0 < bus.dropped < 40, bus.dropped  # held within the reconnect buffer's budget, the rest dropped
+        assert metrics.BUS_DROPPED._value.get() - dropped_before == bus.dropped
+        kept = 40 - bus.dropped
+
+        server.start()
+        await _until(lambda: bus.connected)
+        assert metrics.BUS_CONNECTED._value.get() == 1
+        other = await NatsBus.connect(server.url, shared=(CallEvent,), prefix="zvonok-late", stream="ZVONOK_LATE")
+        seen: list[str] = []
+
+        async def on_cluster(event: object) -> None:
+            assert isinstance(event, CallEnded)
+            seen.append(event.call_id)
+
+        other.subscribe(on_cluster, event_types=[CallEnded], cluster=True)  # a websocket on another node
+        bus.publish(_ended("after"))
+        await _until(lambda: seen == ["after"])  # events reach the other node
+        # what was held while NATS was away went into the stream first, in order; the durable consumer got it
+        await _until(lambda: "after" in durable)
+        assert durable == [*away[:kept], "after"], (durable, bus.dropped)
+        assert bus._dropping == 0
+    finally:
+        if other is not None:
+            await other.close()
+        await bus.close()
+        server.stop()
+
+
+async def test_the_probe_takes_any_server_of_the_list_and_says_why_none_answers() -> None:
+    listening = await asyncio.start_server(lambda _r, w: w.close(), "127.0.0.1", 0)
+    port = listening.sockets[0].getsockname()[1]
+    dead = _free_port()
+    try:
+        await natsbus._probe(f"nats://127.0.0.1:{dead}, nats://127.0.0.1:{port}", timeout=5)
+        await natsbus._probe(f"127.0.0.1:{port}", timeout=5)  # no scheme: as nats-py reads it
+        with pytest.raises(OSError, match=str(dead)):
+            await natsbus._probe(f"nats://127.0.0.1:{dead}", timeout=5)
+    finally:
+        listening.close()
+        await listening.wait_closed()

@@ -17,6 +17,7 @@ from zvonok.telephony.call import Call
 from zvonok.telephony.originate import (
     TRANSITIONS,
     Originate,
+    OriginateQuota,
     OriginateRefused,
     Originator,
     Phase,
@@ -269,3 +270,44 @@ def test_no_free_media_ports_refuse_the_originate_and_end_its_call() -> None:
         assert h.invites_to(alice) == [] and not h.engine.calls
         assert _cdr(h).disposition is ev.Disposition.FAILED
         assert [e.reason for e in h.events_of(ev.OriginateFailed)] == ["no_ports"]
+
+
+def test_a_company_at_its_originate_limit_gets_429_until_one_of_its_calls_ends() -> None:
+    with Harness() as h:
+        alice = h.extension("101")
+        h.extension("102")
+        h.extension("103")
+        originator = _originator(h, quota=OriginateQuota(max_active=2, per_minute=100))
+        first = _start(h, originator, "101", "102")
+        _start(h, originator, "101", "103")
+        with pytest.raises(OriginateRefused) as refused:
+            _start(h, originator, "101", "102")
+        assert refused.value.status == 429 and refused.value.reason == "too_many_originates"
+        assert refused.value.retry_after is not None and refused.value.retry_after > 0
+        assert len(h.invites_to(alice)) == 2  # the refused one rang nothing
+        h.reply(h.invites_to(alice)[0], 486)  # the first one fails: a place is free again
+        assert first.phase is Phase.FAILED
+        assert originator.quota.active(TENANT) == 1
+        _start(h, originator, "101", "102")
+        assert len(h.invites_to(alice)) == 3
+
+
+def test_originate_quota_counts_per_company_and_per_minute() -> None:
+    quota = OriginateQuota(max_active=10, per_minute=3)
+    for second in (0.0, 1.0, 2.0):
+        quota.admit(1, second)
+    with pytest.raises(OriginateRefused) as refused:
+        quota.admit(1, 30.0)
+    assert refused.value.status == 429 and refused.value.retry_after == pytest.approx(30.0)  # the first leaves at 60
+    quota.admit(2, 30.0)  # another company is not held back by the first one's burst
+    quota.admit(1, 60.5)  # 60 s after the first start: one place in the minute again
+    with pytest.raises(OriginateRefused):
+        quota.admit(1, 60.8)  # the second start (at 1 s) still counts
+    quota.started(1, "a")
+    quota.ended(1, "a")
+    quota.ended(1, "a")  # twice: harmless
+    assert quota.active(1) == 0
+    quota.admit(2, 200.0)
+    assert set(quota._starts) == {2}  # a company with nothing in the last minute leaves no entry
+    with pytest.raises(ValueError):
+        OriginateQuota(max_active=0, per_minute=1)

@@ -16,7 +16,7 @@ from zvonok.pstn.routing import PolicyInfo, PstnSnapshot, RouteInfo, TenantInfo,
 from zvonok.telephony import events as ev
 from zvonok.telephony.directory import Directory
 from zvonok.telephony.location import Binding, Location
-from zvonok.telephony.originate import Originator
+from zvonok.telephony.originate import OriginateQuota, Originator
 
 
 class StandInEngine:
@@ -193,3 +193,17 @@ async def test_monitoring_started_over_rest_rings_the_supervisor(api: Api, make_
     assert r.status_code == 404
     r = await api.client.post(url, headers=a.headers, json={"extension": "101", "supervisor": "109"})
     assert r.status_code == 404
+
+
+async def test_a_company_over_its_originate_rate_gets_429_with_retry_after(api: Api, make_tenant: Any) -> None:
+    a, b, engine, ids = await _setup(api, make_tenant)
+    app = api.client._transport.app  # type: ignore[attr-defined]
+    app.state.originator = Originator(engine, quota=OriginateQuota(max_active=100, per_minute=2))
+    engine.register(a.id, ids["aolga"][1], "101")
+    engine.register(b.id, ids["bolga"][1], "101")
+    for _ in range(2):
+        assert (await _originate(api.client, a.headers, "101", "102")).status_code == 202
+    r = await _originate(api.client, a.headers, "101", "102")
+    assert r.status_code == 429 and r.json()["reason"] == "too_many_originates", r.text
+    assert 1 <= int(r.headers["retry-after"]) <= 60
+    assert (await _originate(api.client, b.headers, "101", "102")).status_code == 202  # b is not held back

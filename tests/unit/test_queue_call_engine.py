@@ -329,7 +329,7 @@ def test_a_ring_group_nobody_answers_sends_the_caller_into_a_queue() -> None:
     c = center()
     h = c.h
     groups = FakeGroups()
-    h.engine.ring_groups = groups
+    h.engine.group_calls.groups = groups
     with h:
         alice, bob = h.extension("101"), h.extension("102")
         queue_id = c.queue("500")

@@ -40,7 +40,7 @@ class FakeGroups:
 def harness() -> tuple[Harness, FakeGroups]:
     h = Harness()
     groups = FakeGroups()
-    h.engine.ring_groups = groups
+    h.engine.group_calls.groups = groups
     return h, groups
 
 

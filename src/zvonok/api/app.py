@@ -107,6 +107,10 @@ def create_app(settings: Settings, db: Database, *, routers: Sequence[APIRouter]
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
+        """200 while the database answers. With a bus between nodes (NATS) also ``bus``: ``up`` or
+        ``down``, and ``status`` ``degraded`` while it is down: the node still takes calls and
+        registrations (the call events for the other nodes wait), so it is not to be restarted or taken out
+        of the edge for that."""
         try:
             async with db.session() as session:
                 await session.execute(text("SELECT 1"))
@@ -114,7 +118,11 @@ def create_app(settings: Settings, db: Database, *, routers: Sequence[APIRouter]
             ERRORS.labels(where="healthz").inc()
             log.warning("health check failed: %s", exc)
             raise HTTPException(503, "database unavailable") from None
-        return {"status": "ok"}
+        bus_connected = getattr(app.state, "bus_connected", None)
+        if bus_connected is None:
+            return {"status": "ok"}
+        up = bool(bus_connected())
+        return {"status": "ok" if up else "degraded", "bus": "up" if up else "down"}
 
     @app.get("/metrics", tags=["ops"], include_in_schema=False, dependencies=[Depends(_metrics_guard(settings))])
     async def metrics() -> PlainTextResponse:

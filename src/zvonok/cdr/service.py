@@ -15,11 +15,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
     Select,
+    Table,
     and_,
     bindparam,
     delete,
@@ -164,7 +165,7 @@ async def apply_batch(session: AsyncSession, items: list[tuple[str, Any]]) -> li
     """
     call_ids = {data.call_id for _, data in items}
     # Core tables, not ORM entities: plain rows in, executemany out, nothing in the identity map
-    opens, cdr_table, legs_table = OpenCall.__table__, Cdr.__table__, CdrLeg.__table__
+    opens, cdr_table, legs_table = (cast(Table, m.__table__) for m in (OpenCall, Cdr, CdrLeg))
     open_rows = {row.call_id: row for row in (await session.execute(
         select(opens).where(opens.c.call_id.in_(call_ids))))} if call_ids else {}
     have_cdr = {(t, c) for t, c in (await session.execute(
@@ -250,8 +251,9 @@ async def apply_batch(session: AsyncSession, items: list[tuple[str, Any]]) -> li
         if leg_rows:
             await session.execute(insert(legs_table), leg_rows)
         for (index, values, _), cdr_id in zip(cdrs, cdr_ids, strict=True):
-            results[index] = _written(values["tenant_id"], values["call_id"], cdr_id,
-                                      values["caller_employee_id"], values["callee_employee_id"])
+            results[index] = _written(cast(int, values["tenant_id"]), cast(str, values["call_id"]), cdr_id,
+                                      cast(int | None, values["caller_employee_id"]),
+                                      cast(int | None, values["callee_employee_id"]))
     return results
 
 
@@ -415,7 +417,7 @@ class CdrFilter:
         return conds
 
 
-def _query(tenant_id: int, flt: CdrFilter, viewer: Viewer) -> Select[Cdr]:
+def _query(tenant_id: int, flt: CdrFilter, viewer: Viewer) -> Select[tuple[Cdr]]:
     conds = [Cdr.tenant_id == tenant_id, *flt.conditions()]
     visible = viewer.condition()
     if visible is not None:

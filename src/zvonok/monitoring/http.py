@@ -35,6 +35,7 @@ from zvonok.callcenter.runtime import CallCenterRuntime
 from zvonok.callcenter.scope import OUTSIDE, Scope, agents_in_scope, covers_agent, scope_of
 from zvonok.org.models import Extension, Tenant
 from zvonok.storage.base import utcnow
+from zvonok.telephony import originate_http
 from zvonok.telephony.monitor import LiveMonitor, Monitoring
 from zvonok.telephony.monitor_matrix import MonitorMode
 from zvonok.telephony.originate import OriginateRefused
@@ -224,7 +225,7 @@ async def start_session(tenant_id: int, body: StartIn, principal: Supervisor, re
     try:
         started = await originator.start_monitor(tenant_id, supervisor, body.extension, body.mode)
     except OriginateRefused as exc:
-        return JSONResponse({"detail": str(exc), "reason": exc.reason}, status_code=exc.status)
+        return originate_http.refused(exc)
     return JSONResponse(StartOut(call_id=started.call_id, supervisor=supervisor, agent=body.extension,
                                  mode=body.mode).model_dump(mode="json"), status_code=202)
 

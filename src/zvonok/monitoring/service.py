@@ -3,7 +3,6 @@ audit; and the audit of a refused API or web attempt."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -14,7 +13,7 @@ from zvonok.callcenter.scope import covers_agent, scope_of
 from zvonok.org.models import Account, Extension, Role
 from zvonok.storage.base import utcnow
 from zvonok.storage.db import Database
-from zvonok.telephony.monitor import AuditRecord
+from zvonok.telephony.monitor import Audit, AuditRecord
 
 from .models import MonitorAudit
 
@@ -59,7 +58,7 @@ def monitor_policy(db: Database) -> MonitorPolicy:
     return MonitorPolicy(db)
 
 
-def monitor_audit(db: Database) -> Callable[[AuditRecord], Awaitable[None]]:
+def monitor_audit(db: Database) -> Audit:
     async def record(entry: AuditRecord) -> None:
         async with db.session() as session:
             session.add(

@@ -18,7 +18,7 @@ from zvonok.storage.base import TenantScoped
 M = TypeVar("M", bound=TenantScoped)
 
 
-def in_tenant(model: type[M], tenant_id: int) -> Select[M]:
+def in_tenant(model: type[M], tenant_id: int) -> Select[tuple[M]]:
     return select(model).where(model.tenant_id == tenant_id)
 
 

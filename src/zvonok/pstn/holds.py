@@ -224,6 +224,26 @@ class SharedHolds:
     def counts(self) -> dict[int, int]:
         return {k: len(v) for k, v in self._trunks.items()}
 
+    async def by_node(self, trunk_id: int) -> dict[str, int] | None:
+        """Every node's holds on the trunk (rows not swept yet of a node killed included: they still count
+        against the limit), plus this node's calls admitted by the fallback (never written); None when the
+        store does not answer in ``timeout``: the caller shows this node's count."""
+        try:
+            rows = await self._bounded(self._count_by_node(str(trunk_id)))
+        except _STORE_ERRORS as exc:
+            log.info("trunk status: the shared count is unavailable", trunk=trunk_id, error=repr(exc))
+            return None
+        fallback = sum(1 for hold in self._trunks.get(trunk_id, ()) if not hold)
+        if fallback:
+            rows[self.node] = rows.get(self.node, 0) + fallback
+        return rows
+
+    async def _count_by_node(self, key: str) -> dict[str, int]:
+        async with self.db.session() as session:
+            rows = await session.execute(select(CallHold.node, func.count()).where(
+                CallHold.kind == TRUNK, CallHold.key == key).group_by(CallHold.node))
+            return {str(node): int(count) for node, count in rows.tuples()}
+
     # -- spending --------------------------------------------------------------------------------------
     async def reserve(self, call_id: str, profile: CallerProfile, zone: str, limits: Sequence[PolicyInfo],
                       rate: Rate, price: Decimal) -> Reservation:

@@ -193,7 +193,10 @@ class TrunkStatus(BaseModel):
     loaded: bool = Field(description="False when the call engine does not have the trunk (disabled, not yet loaded)")
     registered: bool | None = Field(default=None, description="None when the trunk does not register")
     last_error: str | None = None
-    active_calls: int = 0
+    active_calls: int = Field(
+        default=0, description="Calls in progress on the trunk. The running server adds active_calls_scope: "
+        "'cluster' (several nodes share the trunk's channels, it has max_calls: every node's calls, also "
+        "active_calls_by_node) or 'node' (this node's); active_calls_here is this node's")
 
 
 # --- phone numbers ---------------------------------------------------------------------------------

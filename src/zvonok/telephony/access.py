@@ -40,14 +40,10 @@ from .access_number import (
     VerifyPin,
 )
 from .call import Call
-from .pin_guard import PinGuard, employee_source, pin_sources
+from .pin_guard import employee_source, pin_sources
 
 if TYPE_CHECKING:
     from .b2bua import CallEngine
-
-    _Base = CallEngine
-else:
-    _Base = object
 
 log = get_logger(__name__)
 
@@ -70,46 +66,50 @@ def _dial_failure(cause: str) -> DialFailure:
     return DialFailure.UNAVAILABLE
 
 
-class AccessMixin(_Base):
-    pin_guard: PinGuard
+class AccessNumbers:
+    """The access-number service of the engine's calls (``engine.access_numbers``): the dialogue carried
+    out, the PIN checked, the call dialed out."""
 
-    async def _access_number(self, call: Call, destination: Any, *, caller_e164: str, language: str,
+    def __init__(self, engine: CallEngine) -> None:
+        self.engine = engine
+
+    async def answer(self, call: Call, destination: Any, *, caller_e164: str, language: str,
                              source_address: str | None, dialed: tuple[str, str] | None = None) -> None:
         """Answer an access-number call and start its dialogue (a blocked caller is refused unanswered)."""
-        if self.pin_guard.is_blocked(pin_sources(caller_e164, source_address), self.clock()):
+        if self.engine.pin_guard.is_blocked(pin_sources(caller_e164, source_address), self.engine.clock()):
             log.info("access number: blocked caller refused", call=call.id, caller=caller_e164)
-            await self._refuse(call, 403, "access_blocked")
+            await self.engine._refuse(call, 403, "access_blocked")
             return
-        if not await self._negotiate_caller(call):
+        if not await self.engine._negotiate_caller(call):
             return
         skip_for = None
         if destination.get("skip_pin_for_known_callers"):
             skip_for = await self._employee_skipping_pin(call.tenant_id, caller_e164)
-        dialogue = AccessNumberDialogue(guard=self.pin_guard, caller_id=caller_e164, skip_pin_for=skip_for,
+        dialogue = AccessNumberDialogue(guard=self.engine.pin_guard, caller_id=caller_e164, skip_pin_for=skip_for,
                                         source_address=source_address, dialed=dialed)
         session = AccessSession(dialogue=dialogue, language=language)
         call.access = session
-        self._answer_caller(call)
+        self.engine._answer_caller(call)
         caller = call.caller
         assert caller is not None and caller.endpoint is not None
         endpoint = caller.endpoint
-        await self.media.on_dtmf(endpoint, lambda event: self._access_key(call, event))
-        dialogue.start(self.clock())
+        await self.engine.media.on_dtmf(endpoint, lambda event: self._key(call, event))
+        dialogue.start(self.engine.clock())
         # the dialogue's actions are carried out only by steps of the call's inbox: one pump at a time (a
         # key pressed while a prompt loads waits for it, and then stops it)
-        self.step(call, self._access_pump(call))
+        self.engine.step(call, self._pump(call))
 
-    def _access_key(self, call: Call, event: DtmfReceived) -> None:
+    def _key(self, call: Call, event: DtmfReceived) -> None:
         session = call.access
         if session is None or call.ended:
             return
         try:
-            session.dialogue.dtmf(event.digit, self.clock())
+            session.dialogue.dtmf(event.digit, self.engine.clock())
         except ValueError:
             return
-        self.step(call, self._access_pump(call))
+        self.engine.step(call, self._pump(call))
 
-    async def _access_pump(self, call: Call) -> None:
+    async def _pump(self, call: Call) -> None:
         """Carry out the dialogue's actions in order, then re-arm its one timer."""
         session = call.access
         caller = call.caller
@@ -122,20 +122,20 @@ class AccessMixin(_Base):
             if isinstance(action, Play):
                 session.queue.append(action.prompt)
                 if not session.playing:
-                    await self._access_play_next(call)
+                    await self._play_next(call)
             elif isinstance(action, StopPlayback):
                 session.queue.clear()
                 session.playing = False
                 if caller.endpoint is not None:
-                    await self.media.stop_play(caller.endpoint)
+                    await self.engine.media.stop_play(caller.endpoint)
             elif isinstance(action, VerifyPin):
-                self.step(call, self._access_verify(call, action.pin))
+                self.engine.step(call, self.verify(call, action.pin))
             elif isinstance(action, Dial):
-                self.step(call, self._access_dial(call, action.destination, action.employee_ref))
+                self.engine.step(call, self._dial(call, action.destination, action.employee_ref))
             elif isinstance(action, Blocked):
                 log.warning("access number: caller blocked after wrong PINs", call=call.id, tenant=call.tenant_id,
                             source=str(action.source))
-                self.publish(ev.AccessNumberBlocked, call, source_kind=action.source.kind.value,
+                self.engine.publish(ev.AccessNumberBlocked, call, source_kind=action.source.kind.value,
                              source=action.source.value)
             elif isinstance(action, Alarm):
                 metrics.ACCESS_PIN_ALARMS.inc()
@@ -143,66 +143,66 @@ class AccessMixin(_Base):
                             tenant=call.tenant_id)
             elif isinstance(action, Hangup):
                 log.info("access number: hang-up", call=call.id, reason=action.reason.value)
-                self._hangup(call, None, ev.HangupSide.SYSTEM, f"access_{action.reason.value}")
+                self.engine._hangup(call, None, ev.HangupSide.SYSTEM, f"access_{action.reason.value}")
                 return
         if session.timer is not None:
             session.timer.cancel()
             session.timer = None
         deadline = dialogue.get_timer()
         if deadline is not None:
-            session.timer = asyncio.get_running_loop().call_later(max(0.0, deadline - self.clock()),
-                                                                  self._access_timer, call)
+            session.timer = asyncio.get_running_loop().call_later(max(0.0, deadline - self.engine.clock()),
+                                                                  self._timer, call)
 
-    def _access_timer(self, call: Call) -> None:
+    def _timer(self, call: Call) -> None:
         session = call.access
         if session is None or call.ended:
             return
         session.timer = None
-        session.dialogue.timer(self.clock())
-        self.step(call, self._access_pump(call))
+        session.dialogue.timer(self.engine.clock())
+        self.engine.step(call, self._pump(call))
 
-    async def _access_play_next(self, call: Call) -> None:
+    async def _play_next(self, call: Call) -> None:
         session = call.access
         caller = call.caller
         if session is None or caller is None or caller.endpoint is None:
             return
         if not session.queue:
             session.playing = False
-            session.dialogue.play_finished(self.clock())
-            await self._access_pump(call)
+            session.dialogue.play_finished(self.engine.clock())
+            await self._pump(call)
             return
         name = session.queue.pop(0)
         session.playing = True
-        await self.media.play(caller.endpoint, Prompt(path=prompt_path(name, session.language)),  # type: ignore[arg-type]
-                              on_finished=lambda _e: self._access_played(call))
+        await self.engine.media.play(caller.endpoint, Prompt(path=prompt_path(name, session.language)),
+                              on_finished=lambda _e: self._played(call))
 
-    def _access_played(self, call: Call) -> None:
+    def _played(self, call: Call) -> None:
         session = call.access
         if session is None or call.ended or not session.playing:
             return  # stopped (barge-in): StopPlayback already dropped the queue
-        self.step(call, self._access_play_next(call))
+        self.engine.step(call, self._play_next(call))
 
-    async def _access_verify(self, call: Call, entry: str) -> None:
+    async def verify(self, call: Call, entry: str) -> None:
         """Which employee's PIN is ``entry`` (extension + PIN, or the bare PIN of a known caller)?"""
         session = call.access
         if session is None:
             return
-        async with self.directory.db.session() as s:
+        async with self.engine.directory.db.session() as s:
             lengths = [n for (n,) in await s.execute(
                 select(func.length(Extension.number)).where(Extension.tenant_id == call.tenant_id).distinct())]
         found: int | None = None
         targets: list[int] = []  # employees whose PIN this entry missed: the failure counts against them
         for candidate in pin_entry_candidates(entry, extension_lengths=lengths):
-            ext = await self.directory.extension(call.tenant_id, candidate.extension or "")
+            ext = await self.engine.directory.extension(call.tenant_id, candidate.extension or "")
             employee_id = ext.employee_id if ext is not None else None
-            async with self.directory.db.session() as s:
+            async with self.engine.directory.db.session() as s:
                 row = await s.get(EmployeePin, employee_id) if employee_id is not None else None
             hashed = row.pin_hash if row is not None and row.tenant_id == call.tenant_id else None
             right = await verify_pin_in_thread(candidate.pin, hashed)
             if hashed is None or employee_id is None:
                 continue
             # asked after the same read and hash as for anyone: the time does not tell who is blocked
-            if self.pin_guard.is_blocked((employee_source(employee_id),), self.clock()):
+            if self.engine.pin_guard.is_blocked((employee_source(employee_id),), self.engine.clock()):
                 continue  # too many wrong PINs for this one: refused, right or not
             if right:
                 found = employee_id
@@ -213,48 +213,48 @@ class AccessMixin(_Base):
         if found is not None:
             session.profile = await self._employee_profile(call.tenant_id, found)
         log.info("access number: PIN checked", call=call.id, ok=found is not None, employee=found)
-        session.dialogue.pin_result(found is not None, found, self.clock(), targets=targets)
-        await self._access_pump(call)
+        session.dialogue.pin_result(found is not None, found, self.engine.clock(), targets=targets)
+        await self._pump(call)
 
     async def _employee_profile(self, tenant_id: int, employee_id: int) -> CallerProfile:
-        async with self.directory.db.session() as s:
+        async with self.engine.directory.db.session() as s:
             emp = await s.get(Employee, employee_id)
         return CallerProfile(tenant_id=tenant_id, employee_id=employee_id,
                              department_id=emp.department_id if emp else None,
                              office_id=emp.office_id if emp else None)
 
     async def _employee_skipping_pin(self, tenant_id: int, caller_e164: str) -> int | None:
-        async with self.directory.db.session() as s:
+        async with self.engine.directory.db.session() as s:
             row = (await s.execute(
                 select(Employee.id).join(EmployeePin, EmployeePin.employee_id == Employee.id)
                 .where(Employee.tenant_id == tenant_id, Employee.phone == caller_e164,
                        EmployeePin.skip_for_caller_id.is_(True)))).first()
         return row[0] if row else None
 
-    async def _access_dial(self, call: Call, destination: str, employee_id: int) -> None:
+    async def _dial(self, call: Call, destination: str, employee_id: int) -> None:
         session = call.access
         if session is None or call.ended:
             return
         profile = session.profile or await self._employee_profile(call.tenant_id, employee_id)
         session.profile = profile
         log.info("access number: dialing", call=call.id, employee=employee_id, number=destination)
-        await self._route_outside(call, destination, profile)
+        await self.engine._route_outside(call, destination, profile)
 
-    def _access_failed(self, call: Call, cause: str) -> bool:
+    def dial_failed(self, call: Call, cause: str) -> bool:
         """An access-number call's outbound attempt failed: the dialogue goes on (True), else False."""
         session = call.access
         if session is None or call.ended:
             return False
         for fork in call.forks:
-            self._cancel_fork(fork, None)
+            self.engine._cancel_fork(fork, None)
         if call.no_answer is not None:
             call.no_answer.cancel()
             call.no_answer = None
-        session.dialogue.dial_failed(_dial_failure(cause), self.clock())
-        self.step(call, self._access_pump(call))
+        session.dialogue.dial_failed(_dial_failure(cause), self.engine.clock())
+        self.engine.step(call, self._pump(call))
         return True
 
-    async def _access_connected(self, call: Call) -> None:
+    async def connected(self, call: Call) -> None:
         """The far end answered: stop the prompts and the dialogue; the bridge does the rest."""
         session, call.access = call.access, None
         if session is None:
@@ -265,5 +265,5 @@ class AccessMixin(_Base):
         session.playing = False
         caller = call.caller
         if caller is not None and caller.endpoint is not None:
-            await self.media.stop_play(caller.endpoint)
-            await self.media.on_dtmf(caller.endpoint, None)
+            await self.engine.media.stop_play(caller.endpoint)
+            await self.engine.media.on_dtmf(caller.endpoint, None)

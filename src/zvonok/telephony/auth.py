@@ -35,6 +35,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from zvonok import metrics
 from zvonok.logs import get_logger
@@ -88,8 +89,8 @@ class CredentialCache:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._lookup = lookup
         self.ttl = ttl
-        self._new_table = lambda: BoundedCache[tuple[str, str], SipCredentials](
-            ttl=ttl, negative_ttl=negative_ttl, max_entries=max_entries, max_misses=max_misses, clock=clock)
+        self._table_options: dict[str, Any] = dict(ttl=ttl, negative_ttl=negative_ttl, max_entries=max_entries,
+                                                   max_misses=max_misses, clock=clock)
         self._cache = self._new_table()
         self._complete = False
         self._evicted_at_preload = 0
@@ -123,10 +124,13 @@ class CredentialCache:
             self._domains[creds.tenant_id] = creds.realm
         return creds
 
+    def _new_table(self) -> BoundedCache[tuple[str, str], SipCredentials]:
+        return BoundedCache[tuple[str, str], SipCredentials](**self._table_options)
+
     def preload(self, credentials: Iterable[SipCredentials]) -> int:
         """Replace the table with ``credentials``, every extension there is; they stay until the next
         preload (events drop the ones that change)."""
-        table, domains = self._new_table(), {}
+        table, domains = self._new_table(), dict[int, str]()
         for creds in credentials:
             self._add(table, domains, creds)
         return self._install(table, domains, set())
@@ -138,7 +142,7 @@ class CredentialCache:
         self._changed_in_reload = changed
         try:
             rows = await fetch()
-            table, domains = self._new_table(), {}
+            table, domains = self._new_table(), dict[int, str]()
             for count, creds in enumerate(rows, 1):
                 self._add(table, domains, creds)
                 if count % self.RELOAD_CHUNK == 0:
@@ -283,7 +287,7 @@ class Authenticator:
             if next(reversed(addresses.values())) > mono:
                 break
             del self._proven[account]
-        addresses = self._proven.pop((domain, username), None) or OrderedDict()
+        addresses = self._proven.pop((domain, username)) if (domain, username) in self._proven else OrderedDict()
         self._proven[(domain, username)] = addresses
         addresses.pop(address, None)
         while len(addresses) >= PROVEN_PER_ACCOUNT:

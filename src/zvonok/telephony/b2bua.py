@@ -70,10 +70,10 @@ from zvonok.sip.uas import is_sips
 from zvonok.sip.uri import SipUri
 
 from . import events as ev
-from .access import AccessMixin
+from .access import AccessNumbers
 from .auth import Authenticator
 from .call import CODECS, Call, CallSnapshot, Leg, LegState
-from .call_forward import ForwardingMixin
+from .call_forward import Forwarding
 from .conference import Conferences
 from .directory import Directory, ExtensionInfo
 from .edge import route_to
@@ -100,10 +100,10 @@ from .park import Parking
 from .pickup import Pickup
 from .pin_guard import PinGuard
 from .queue_call import QueueCalls
-from .ring_group_call import RingGroupMixin
+from .ring_group_call import RingGroupCalls
 from .threeway import ThreeWayCalls
 from .throttle import FailureThrottle
-from .transfers import TransferMixin
+from .transfers import Transfers
 from .trunks import Trunks
 from .voicemail import Voicemail
 
@@ -133,7 +133,7 @@ def peer_of(binding: Binding) -> Peer:
     return Peer(transport=transport, host=host.strip("[]"), port=int(port), connection=binding.connection)
 
 
-class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, ForwardingMixin, RingGroupMixin):
+class CallEngine(LegWiringMixin, OutsideMixin):
     def __init__(self, *, sip: SipStack, media: MediaEngine, auth: Authenticator, location: Location,
                  directory: Directory, bus: Bus, no_answer_timeout: float = 60.0,
                  media_timeout: float = 60.0, recordings_dir: Path | None = None,
@@ -176,6 +176,10 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         self.hold_music: HoldMusic | None = None  # set by the composition root; None: held parties hear silence
         # call pickup (*8, **<ext>) and call park (transfer to 700, dial 701–720): set by the composition
         # root (telephony/pickup.py, telephony/park.py); None: those numbers are dialed like any other
+        self.forwards = Forwarding(self)  # forwarding, DND and their feature codes (telephony/call_forward.py)
+        self.access_numbers = AccessNumbers(self)  # the access number + PIN service (telephony/access.py)
+        self.transfers = Transfers(self)  # REFER, blind and attended (telephony/transfers.py)
+        self.group_calls = RingGroupCalls(self)  # calls to ring groups (telephony/ring_group_call.py)
         self.pickup: Pickup | None = None
         self.parking: Parking | None = None
         self.voicemail: Voicemail | None = None  # set by the composition root (telephony/voicemail.py)
@@ -355,7 +359,7 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
                 reply(481)
             return
         dialed = uri.user_unescaped or ""
-        if dialed.startswith("*") and await self._feature_code(txn, request, peer, creds.tenant_id, creds.realm,
+        if dialed.startswith("*") and await self.forwards.feature_code(txn, request, peer, creds.tenant_id, creds.realm,
                                                                caller_ext, dialed, session_expires):
             return
         if dialed.startswith("*") and self.monitoring is not None and await self.monitoring.on_dial(
@@ -371,7 +375,7 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         if callee_ext is None and self.parking is not None and await self.parking.on_dial(
                 txn, request, peer, creds.tenant_id, creds.realm, caller_ext, dialed, session_expires):
             return
-        if callee_ext is None and await self._dial_ring_group(txn, request, peer, creds, caller_ext, dialed,
+        if callee_ext is None and await self.group_calls.dial(txn, request, peer, creds, caller_ext, dialed,
                                                               session_expires):
             return
         if callee_ext is None and await self._dial_queue(txn, request, peer, creds, caller_ext, dialed,
@@ -438,7 +442,7 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
 
     async def _refuse(self, call: Call, status: int, cause: str, reason: str | None = None,
                       disposition: ev.Disposition = ev.Disposition.FAILED) -> None:
-        if call.access is not None and self._access_failed(call, cause):
+        if call.access is not None and self.access_numbers.dial_failed(call, cause):
             return  # the access-number caller hears why and may dial another number
         caller = call.caller
         if caller is not None and caller.sip is not None:
@@ -491,7 +495,7 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         """Ring every registered device of ``extensions`` at once (parallel forking): 480 if none is. One
         extension's forwarding and DND apply (telephony/call_forward.py)."""
         call.ringing_ext = None
-        if len(extensions) == 1 and await self._forward_on_dial(call, extensions[0], now, from_number):
+        if len(extensions) == 1 and await self.forwards.on_dial(call, extensions[0], now, from_number):
             return
         # a sips: call (RFC 5630 §3.1.3) reaches only devices over TLS: none, and it is a 480 as for no device
         call_sips = call.caller is not None and call.caller.invite is not None and is_sips(call.caller.invite.uri)
@@ -500,9 +504,9 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
                    if self.reachable(binding, ext.srtp) and (not call_sips or peer_of(binding).transport == "tls")]
         if not targets:
             ringing = call.ringing_ext
-            forward = self._forward_after(call, ForwardReason.UNAVAILABLE)
+            forward = self.forwards.after(call, ForwardReason.UNAVAILABLE)
             if forward is not None and ringing is not None:
-                await self._forward_to(call, ringing, forward, now, from_number)
+                await self.forwards.forward(call, ringing, forward, now, from_number)
                 return
             await self._refuse(call, 480, "unavailable")
             return
@@ -728,7 +732,7 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         assert caller.endpoint is not None and leg.endpoint is not None
         await self._stop_tone(call)
         if call.access is not None:
-            await self._access_connected(call)
+            await self.access_numbers.connected(call)
         await self.media.bridge(caller.endpoint, leg.endpoint)
         if call.ended:
             return
@@ -812,9 +816,9 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
             return
         if any(fork.state is not LegState.ENDED for fork in call.forks):
             return
-        if call.access is not None and self._access_failed(call, "busy" if status in BUSY_STATUSES else f"sip_{status}"):
+        if call.access is not None and self.access_numbers.dial_failed(call, "busy" if status in BUSY_STATUSES else f"sip_{status}"):
             return
-        if self._ring_group_next(call):  # a ring group's step: its next one
+        if self.group_calls.next_step(call):  # a ring group's step: its next one
             return
         # every device refused: answer the caller with the most telling status (§16.7 step 6 in spirit)
         # (the forks of the current target: an extension that forwarded the call is no part of its outcome)
@@ -831,7 +835,7 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
             final, disposition, cause = 603, ev.Disposition.BUSY, "declined"
         else:
             final, disposition, cause = 480, ev.Disposition.FAILED, "unavailable"
-        if final == 486 and self._forward_later(call, ForwardReason.BUSY):
+        if final == 486 and self.forwards.later(call, ForwardReason.BUSY):
             return
         if call.ringback and final == 486 and self.busy_tone_seconds > 0:
             call.ringback = False
@@ -858,11 +862,11 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
     def _no_answer(self, call: Call) -> None:
         if call.ended or call.callee is not None:
             return
-        if call.access is not None and self._access_failed(call, "no_answer"):
+        if call.access is not None and self.access_numbers.dial_failed(call, "no_answer"):
             return
-        if self._ring_group_next(call):
+        if self.group_calls.next_step(call):
             return
-        if self._forward_later(call, ForwardReason.NO_ANSWER):
+        if self.forwards.later(call, ForwardReason.NO_ANSWER):
             return
         for fork in call.forks:
             self._cancel_fork(fork, None)
@@ -981,7 +985,7 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         if isinstance(event, RequestForApplication) and machine is not None:
             txn, request = event.transaction, event.request
             if request.method == "REFER":
-                self.step(leg.call, self._refer(txn, request, leg), txn=txn, request=request)
+                self.step(leg.call, self.transfers.refer(txn, request, leg), txn=txn, request=request)
             elif request.method in ("INFO", "NOTIFY") or leg.dialog is None:
                 machine.respond(txn, request, 200, self.clock())  # sent by the _drive that reported it
                 if request.method == "INFO" and leg.endpoint is not None:  # a desk phone's keys: as RFC 4733 ones
@@ -1173,6 +1177,16 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
             self.dialogs.pop(leg.dialog.key, None)
         if leg.server_txn is not None:
             self.invites.pop(leg.server_txn, None)
+
+    def _extension_busy(self, call: Call, extension_id: int) -> bool:
+        """In an answered call (as its caller or its callee)."""
+        for other in self.calls.values():
+            if other is call or other.ended or other.tenant_id != call.tenant_id:
+                continue
+            for leg in (other.caller, other.callee):
+                if leg is not None and leg.party.extension_id == extension_id and leg.state is LegState.ANSWERED:
+                    return True
+        return False
 
     def _release(self, leg: Leg) -> None:
         if leg.trunk_id is not None and not leg.trunk_released and self.trunks is not None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from zvonok.media.interface import Endpoint
+from zvonok.media.interface import Endpoint, Recording
 from zvonok.sip.dialog import Dialog
 from zvonok.sip.message import Request
 from zvonok.sip.peer import Peer
@@ -90,7 +90,7 @@ class Call:
     caller_answer_sdp: bytes = b""  # our answer to the caller's offer (sent in 183 or 200)
     early_media_from: Leg | None = None
     ringback: bool = False  # we play ringback to the caller in band (a 183 went out)
-    recording: object | None = None
+    recording: Recording | None = None
     recording_path: str | None = None
     recording_part: int = 1  # a transfer starts a new file: <call id>-<part>.wav
     # outside calls: the number dialed out, the trunks still to try (failover), what we present

@@ -49,6 +49,11 @@ class TrunkSlots(Protocol):
         """This node's calls per trunk (those with any)."""
         ...
 
+    async def by_node(self, trunk_id: int) -> dict[str, int] | None:
+        """The calls on the trunk of every node that has any, by node; None when only this node's count
+        is known (one node alone, a trunk whose calls are not shared, the shared store away)."""
+        ...
+
 
 class SpendLedger(Protocol):
     async def reserve(self, call_id: str, profile: CallerProfile, zone: str, limits: Sequence[PolicyInfo],

@@ -69,8 +69,11 @@ __all__ = ["LegWiringMixin", "SipStack"]
 class SipStack(Protocol):
     """What the engine needs from the SIP service (see :class:`zvonok.telephony.service.SipService`)."""
 
-    local_host: str
-    local_port: int
+    @property
+    def local_host(self) -> str: ...
+
+    @property
+    def local_port(self) -> int: ...
     t1: float
     t2: float
 

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from zvonok.logs import get_logger
 from zvonok.media.errors import MediaUsageError
@@ -63,7 +63,7 @@ class AuditRecord:
 
 # (tenant, supervisor's employee, the extension to monitor) -> may monitor it
 Allowed = Callable[[int, int | None, str | None], Awaitable[bool]]
-Audit = Callable[[AuditRecord], Awaitable[None]]
+Audit = Callable[[AuditRecord], Coroutine[Any, Any, None]]
 
 
 @dataclass(slots=True, eq=False)

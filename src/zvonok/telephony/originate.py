@@ -28,7 +28,7 @@ import asyncio
 import enum
 import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,10 +68,11 @@ TRANSITIONS: dict[Phase, frozenset[Phase]] = {
 class OriginateRefused(Exception):
     """The request cannot be carried out: ``status`` is the HTTP answer, ``reason`` a stable code."""
 
-    def __init__(self, status: int, reason: str, detail: str) -> None:
+    def __init__(self, status: int, reason: str, detail: str, *, retry_after: float | None = None) -> None:
         super().__init__(detail)
         self.status = status
         self.reason = reason
+        self.retry_after = retry_after  # seconds, for a 429/503's Retry-After
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -102,6 +103,63 @@ class Originate:
         self.phase = phase
         if reason is not None:
             self.reason = reason
+
+
+class OriginateQuota:
+    """What one company may originate: at most ``max_active`` originated calls not yet over at once, and at
+    most ``per_minute`` new ones in any 60 s. A stolen token or a runaway script then rings a bounded number of
+    phones and places a bounded number of outside calls (the spending limits bound their cost), and one
+    company's burst never takes the engine from the others. Pure: ``now`` is the caller's monotonic clock.
+
+    Memory: one entry per company with calls in progress or started within the minute; the start times
+    kept per company are at most ``per_minute``."""
+
+    WINDOW = 60.0
+
+    def __init__(self, *, max_active: int, per_minute: int) -> None:
+        if max_active < 1 or per_minute < 1:
+            raise ValueError("originate limits must be at least 1")
+        self.max_active = max_active
+        self.per_minute = per_minute
+        self._active: dict[int, set[str]] = {}
+        self._starts: dict[int, deque[float]] = {}
+
+    def admit(self, tenant_id: int, now: float) -> None:
+        """Raise :class:`OriginateRefused` (429, with the seconds to wait) when ``tenant_id`` is at a limit;
+        otherwise count a start at ``now``."""
+        self._prune(now)
+        if len(self._active.get(tenant_id, ())) >= self.max_active:
+            raise OriginateRefused(429, "too_many_originates", f"at most {self.max_active} originated calls "
+                                   "of the company at once: wait for one to end", retry_after=5.0)
+        starts = self._starts.get(tenant_id)
+        if starts is not None and len(starts) >= self.per_minute:
+            wait = max(1.0, starts[0] + self.WINDOW - now)
+            raise OriginateRefused(429, "too_many_originates", f"at most {self.per_minute} originated calls of "
+                                   "the company per minute", retry_after=wait)
+        if starts is None:
+            starts = self._starts[tenant_id] = deque(maxlen=self.per_minute)
+        starts.append(now)
+
+    def started(self, tenant_id: int, call_id: str) -> None:
+        self._active.setdefault(tenant_id, set()).add(call_id)
+
+    def ended(self, tenant_id: int, call_id: str) -> None:
+        calls = self._active.get(tenant_id)
+        if calls is not None:
+            calls.discard(call_id)
+            if not calls:
+                del self._active[tenant_id]
+
+    def active(self, tenant_id: int) -> int:
+        return len(self._active.get(tenant_id, ()))
+
+    def _prune(self, now: float) -> None:
+        horizon = now - self.WINDOW
+        for tenant_id in [t for t, starts in self._starts.items() if not starts or starts[-1] <= horizon]:
+            del self._starts[tenant_id]  # nothing of it within the minute
+        for starts in self._starts.values():
+            while starts and starts[0] <= horizon:
+                starts.popleft()
 
 
 def employee_failure(statuses: list[int], *, timed_out: bool) -> str:
@@ -135,11 +193,13 @@ def profile_of(ext: ExtensionInfo) -> CallerProfile:
 class Originator:
     """Originated calls of one engine; the engine reaches it through ``engine.originator`` (``_finish``)."""
 
-    def __init__(self, engine: Any, *, answer_timeout: float = 30.0, keep: int = 1000) -> None:
+    def __init__(self, engine: Any, *, answer_timeout: float = 30.0, keep: int = 1000,
+                 quota: OriginateQuota | None = None) -> None:
         self.engine = engine  # zvonok.telephony.b2bua.CallEngine
         self.answer_timeout = answer_timeout  # how long the employee's devices ring
         self.keep = keep  # outcomes remembered for REST, newest last
         self.recent: OrderedDict[str, Originate] = OrderedDict()
+        self.quota = quota if quota is not None else OriginateQuota(max_active=30, per_minute=60)
 
     # -- before anything rings -----------------------------------------------------------------------
     async def plan(self, tenant_id: int, extension: str, to: str) -> tuple[ExtensionInfo, Target]:
@@ -174,6 +234,7 @@ class Originator:
         """Check, then ring the employee's devices; the rest happens on the engine's loop. Raises
         :class:`OriginateRefused` (also 409 ``not_registered``: no device of the employee is registered)."""
         ext, target = await self.plan(tenant_id, extension, to)
+        self.quota.admit(tenant_id, time.monotonic())
         return await self._ring(tenant_id, ext, target)
 
     async def start_monitor(self, tenant_id: int, supervisor: str, extension: str, mode: MonitorMode) -> Originate:
@@ -194,6 +255,7 @@ class Originator:
                                    f"extension {supervisor} is no supervisor's of extension {agent.number}")
         if monitoring._find(tenant_id, agent.number, ext.number) is None:
             raise OriginateRefused(404, "nothing_to_monitor", f"extension {extension} has no call to monitor now")
+        self.quota.admit(tenant_id, time.monotonic())
         return await self._ring(tenant_id, ext, Target(number=agent.number, extension=agent, monitor=mode))
 
     async def _ring(self, tenant_id: int, ext: ExtensionInfo, target: Target) -> Originate:
@@ -218,6 +280,7 @@ class Originator:
         session = Originate(call_id=call_id, tenant_id=tenant_id, extension=ext, target=target, started_at=now)
         call.originate = session
         self._remember(session)
+        self.quota.started(tenant_id, call_id)
         engine.calls[call.id] = call
         engine.publish(ev.CallStarted, call, caller=ext.party(), callee_number=target.number,
                        direction=call.direction)
@@ -373,6 +436,7 @@ class Originator:
         session: Originate | None = call.originate
         if session is None or session.phase in (Phase.ENDED, Phase.FAILED):
             return
+        self.quota.ended(session.tenant_id, session.call_id)
         session.employee_legs = []  # (they hold the call: nothing of it outlives it here)
         if call.answered_at is not None:
             if session.phase is Phase.DIALING:

@@ -4,7 +4,8 @@
   call's id; a tenant admin may originate for any extension of their tenant, an employee only for their
   own (403 otherwise); an extension the tenant does not have (another tenant's) is 404, a number that
   cannot be dialed 422 (a message says why), one the employee's calling permissions forbid 403, an
-  extension with no registered phone 409 (``reason: not_registered``).
+  extension with no registered phone 409 (``reason: not_registered``), a company at its originate limits
+  (``originate_max_active`` in progress, ``originate_per_minute`` started) 429 with ``Retry-After``.
 * ``GET /api/v1/calls/originate/{call_id}`` — how it goes: ``phase`` (``ringing_employee``, ``dialing``,
   ``connected``, ``ended``, ``failed``) and ``reason`` when it failed (``employee_no_answer`` …).
 * ``POST /api/v1/tenants/{t}/crm/clients/{id}/call`` ``{"phone_id": 5}`` or ``{"number": "+7…"}`` (one
@@ -70,8 +71,10 @@ def _originator(request: Request) -> Originator:
     return originator
 
 
-def _refused(exc: OriginateRefused) -> JSONResponse:
-    return JSONResponse({"detail": str(exc), "reason": exc.reason}, status_code=exc.status)
+def refused(exc: OriginateRefused) -> JSONResponse:
+    """The REST answer to a refused originate (also monitoring's): status, message, stable reason."""
+    headers = {"Retry-After": str(max(1, round(exc.retry_after)))} if exc.retry_after is not None else None
+    return JSONResponse({"detail": str(exc), "reason": exc.reason}, status_code=exc.status, headers=headers)
 
 
 def _tenant_of(principal: Principal) -> int:
@@ -84,7 +87,7 @@ async def _start(originator: Originator, tenant_id: int, extension: str, to: str
     try:
         session = await originator.start(tenant_id, extension, to)
     except OriginateRefused as exc:
-        return _refused(exc)
+        return refused(exc)
     return JSONResponse(_out(session).model_dump(), status_code=status.HTTP_202_ACCEPTED)
 
 
@@ -92,7 +95,8 @@ async def _start(originator: Originator, tenant_id: int, extension: str, to: str
              responses={403: {"description": "another employee's extension, or not allowed to dial the number"},
                         404: {"description": "no such extension in the company"},
                         409: {"description": "the extension has no registered phone"},
-                        422: {"description": "a number that cannot be dialed"}})
+                        422: {"description": "a number that cannot be dialed"},
+                        429: {"description": "the company is at its originate limits"}})
 async def originate(body: OriginateIn, principal: CurrentPrincipal, request: Request) -> object:
     """Ring the employee's phone; when they answer, dial ``to`` and connect them."""
     tenant_id = _tenant_of(principal)
@@ -157,5 +161,5 @@ async def call_client_route(tenant_id: int, client_id: int, body: ClientCallIn, 
         found = await call_client(session, originator, tenant_id, employee_id, client_id,
                                   phone_id=body.phone_id, number=body.number)
     except OriginateRefused as exc:
-        return _refused(exc)
+        return refused(exc)
     return JSONResponse(_out(found).model_dump(), status_code=status.HTTP_202_ACCEPTED)

@@ -40,12 +40,15 @@ class ClientOwners(Protocol):
     async def owner_route(self, tenant_id: int, number: str) -> OwnerRoute | None: ...
 
 
+class _GroupCalls(Protocol):
+    async def ring(self, call: Call, group: RingGroupInfo, *, from_number: str | None) -> None: ...
+
+
 class _Engine(Protocol):
-    """What this needs of the call engine (its ring-group mixin)."""
+    """What this needs of the call engine (its ring-group application)."""
 
     client_owners: ClientOwners | None
-
-    async def _ring_group(self, call: Call, group: RingGroupInfo, *, from_number: str | None) -> None: ...
+    group_calls: _GroupCalls
 
 
 def owner_group(tenant_id: int, route: OwnerRoute, kind: str, destination: Any) -> RingGroupInfo:
@@ -96,5 +99,5 @@ async def ring_owner_first(engine: _Engine, call: Call, kind: str, destination: 
         extension=route.extension,
         seconds=route.seconds,
     )
-    await engine._ring_group(call, owner_group(call.tenant_id, route, kind, destination), from_number=caller)
+    await engine.group_calls.ring(call, owner_group(call.tenant_id, route, kind, destination), from_number=caller)
     return True

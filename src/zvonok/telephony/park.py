@@ -168,7 +168,7 @@ class Parking:
         await engine.media.bridge(parked.endpoint, other.endpoint)
         if parked.held_by_us and not parked.held:
             engine._reinvite(parked, SdpDirection.SENDRECV)
-        await engine._restart_recording(parked.call)  # the recording follows the new pair
+        await engine.transfers.restart_recording(parked.call)  # the recording follows the new pair
         await engine._watch_media(parked.call)
 
     # -- the park timeout --------------------------------------------------------------------------------------
@@ -235,7 +235,7 @@ class Parking:
 
     def _on_ring_back_event(self, transfer: Transfer, leg: Leg, event: object) -> None:
         """A transfer's handling of the responses; every device refusing ends the call at once."""
-        self.engine._on_transfer_event(transfer, leg, event)
+        self.engine.transfers.on_event(transfer, leg, event)
         if not transfer.done and all(fork.state is LegState.ENDED for fork in transfer.forks):
             self.engine._hangup(leg.call, None, ev.HangupSide.SYSTEM, "park_timeout")
 

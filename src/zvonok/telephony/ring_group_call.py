@@ -1,22 +1,22 @@
 """Ring groups in the call engine: a call that dials a group's number, or a number (DID) whose destination
 is ``{"kind": "ring_group", "number": "600"}``, runs the group's plan (:mod:`.ring_group`, sans-I/O).
 
-A mixin of :class:`zvonok.telephony.b2bua.CallEngine` (like :mod:`.call_forward`); it only carries the
-plan out, with the engine's own ways of ringing:
+An application of the call engine (:class:`RingGroupCalls`, ``engine.group_calls``, like
+:mod:`.call_forward`); it only carries the plan out, with the engine's own ways of ringing:
 
 - a step's extension members ring through ``_ring_extensions`` (every registered phone of each; the
   members' own forwarding does not apply inside a group: a member's CFU would take the call out of it),
   an outside member through ``_route_outside`` under the tenant's calling permissions, rated and billed to
   the tenant, like an employee's forwarding to an outside number;
 - the step's ring time is ``call.no_answer`` (re-armed with the step's seconds); when it fires, or every
-  device of the step refused, :meth:`RingGroupMixin._ring_group_next` cancels the step's forks (their
+  device of the step refused, :meth:`RingGroupCalls.next_step` cancels the step's forks (their
   final responses then decide nothing: ``call.forward_pending``, as forwarding does) and queues the next
   step on the call's inbox; after the last, the group's no-answer destination (``_to_destination``) or 480;
 - who can take a call is asked when each step starts: an extension that is disabled, on DND, has no
   phone registered or is in an answered call is skipped, as is an outside member the tenant may not call
   (its calling permissions, a rate when it has a tariff, a route); a spending limit reached still ends
   the call as ``_route_outside`` decides;
-- a member answering a round-robin group becomes its memory (through the ``ring_groups`` port, written
+- a member answering a round-robin group becomes its memory (through the ``groups`` port, written
   best-effort) — seen on the bus (``CallAnswered``), the same event the CDR writer folds.
 
 Events: ``RingGroupCalled``, ``RingGroupRinging`` per step, ``RingGroupNoAnswer``; the CDR's callee names
@@ -39,17 +39,13 @@ from zvonok.sip.peer import Peer
 from zvonok.sip.transaction import ServerTransaction
 
 from . import events as ev
-from .call import Call, LegState
+from .call import Call
 from .directory import ExtensionInfo
 from .forwarding import NO_FORWARDING
 from .ring_group import RingGroupInfo, RingPlan, Step, is_outside, remembered
 
 if TYPE_CHECKING:
     from .b2bua import CallEngine
-
-    _Base = CallEngine
-else:
-    _Base = object
 
 log = get_logger(__name__)
 
@@ -74,52 +70,56 @@ class GroupRun:
     active: bool = True  # False once the plan is over (the no-answer destination owns the call)
 
 
-class RingGroupMixin(_Base):
-    ring_groups: RingGroups | None = None  # set by the composition root
-    _group_memory: dict[str, tuple[int, int, str]] | None = None  # answered calls -> the memory to write
+class RingGroupCalls:
+    """Calls to ring groups: the plan's steps rung through the engine, and round robin's memory."""
+
+    def __init__(self, engine: CallEngine, groups: RingGroups | None = None) -> None:
+        self.engine = engine
+        self.groups = groups  # the tenant's groups (set by the composition root); None: no groups
+        self.memory: dict[str, tuple[int, int, str]] | None = None  # answered calls -> the memory to write
 
     # -- the ways in -----------------------------------------------------------------------------------
-    async def _dial_ring_group(self, txn: ServerTransaction, request: Request, peer: Peer, creds: Any,
+    async def dial(self, txn: ServerTransaction, request: Request, peer: Peer, creds: Any,
                                caller_ext: ExtensionInfo, dialed: str, session_expires: int | None) -> bool:
         """The number a phone dialed is a ring group of its tenant: the call goes there (True)."""
-        if self.ring_groups is None or not (dialed.isdigit() and 2 <= len(dialed) <= 8):
+        if self.groups is None or not (dialed.isdigit() and 2 <= len(dialed) <= 8):
             return False  # a group's number is 2-8 digits: outside numbers cost no look-up
-        group = await self.ring_groups.group(creds.tenant_id, dialed)
+        group = await self.groups.group(creds.tenant_id, dialed)
         if group is None:
             return False
-        call = self._open_call(txn, request, peer, tenant_id=creds.tenant_id, party=caller_ext.party(),
+        call = self.engine._open_call(txn, request, peer, tenant_id=creds.tenant_id, party=caller_ext.party(),
                                domain=creds.realm, dialed=dialed, session_expires=session_expires,
                                srtp_policy=caller_ext.srtp, direction=ev.Direction.INTERNAL)
-        await self._ring_group(call, group, from_number=None)
+        await self.ring(call, group, from_number=None)
         return True
 
-    async def _to_ring_group(self, call: Call, destination: Any, *, from_number: str | None) -> None:
+    async def to_destination(self, call: Call, destination: Any, *, from_number: str | None) -> None:
         """A number's (or a no-answer) destination ``{"number": "600"}``."""
         number = str(destination.get("number", "")) if isinstance(destination, dict) else ""
-        group = await self.ring_groups.group(call.tenant_id, number) if self.ring_groups and number else None
+        group = await self.groups.group(call.tenant_id, number) if self.groups and number else None
         if group is None:
-            await self._refuse(call, 404, "no_route")
+            await self.engine._refuse(call, 404, "no_route")
             return
-        await self._ring_group(call, group, from_number=from_number)
+        await self.ring(call, group, from_number=from_number)
 
-    async def _ring_group(self, call: Call, group: RingGroupInfo, *, from_number: str | None) -> None:
+    async def ring(self, call: Call, group: RingGroupInfo, *, from_number: str | None) -> None:
         before: GroupRun | None = call.ring_group
         if before is not None and group.number in before.visited:
             log.warning("ring group loop: refused", call=call.id, tenant=call.tenant_id, group=group.number)
-            await self._refuse(call, 480, "no_answer", disposition=ev.Disposition.NO_ANSWER)
+            await self.engine._refuse(call, 480, "no_answer", disposition=ev.Disposition.NO_ANSWER)
             return
         visited = (*before.visited, group.number) if before is not None else (group.number,)
-        call.ring_group = GroupRun(group=group, plan=RingPlan(group, self.clock()), from_number=from_number,
+        call.ring_group = GroupRun(group=group, plan=RingPlan(group, self.engine.clock()), from_number=from_number,
                                    visited=visited)
-        self._watch_group_answers()
+        self._watch_answers()
         log.info("ring group", call=call.id, tenant=call.tenant_id, group=group.number, strategy=group.strategy.value,
                  members=len(group.members))
-        self.publish(ev.RingGroupCalled, call, group_id=group.id, group_number=group.number, group_name=group.name,
+        self.engine.publish(ev.RingGroupCalled, call, group_id=group.id, group_number=group.number, group_name=group.name,
                      strategy=group.strategy.value)
-        await self._group_step(call)
+        await self._step(call)
 
     # -- steps -----------------------------------------------------------------------------------------
-    def _ring_group_next(self, call: Call) -> bool:
+    def next_step(self, call: Call) -> bool:
         """The current step ended unanswered (its time ran out, or every device refused): True when the
         group takes it from here (the next step, or its no-answer destination, queued on the call)."""
         run: GroupRun | None = call.ring_group
@@ -130,23 +130,23 @@ class RingGroupMixin(_Base):
             call.no_answer.cancel()
             call.no_answer = None
         for fork in call.forks:
-            self._cancel_fork(fork, None)
-        self.step(call, self._group_step(call))
+            self.engine._cancel_fork(fork, None)
+        self.engine.step(call, self._step(call))
         return True
 
-    async def _group_step(self, call: Call) -> None:
+    async def _step(self, call: Call) -> None:
         run: GroupRun | None = call.ring_group
         if run is None or call.ended or call.callee is not None:
             return
         call.forward_pending = True
         try:
-            extensions = await self._group_extensions(call, run.group)
-            step = run.plan.next_step(self.clock(), lambda m: self._member_available(call, m, extensions))
+            extensions = await self._extensions(call, run.group)
+            step = run.plan.next_step(self.engine.clock(), lambda m: self._available(call, m, extensions))
             call.ringing_ext = None
             call.early_media_from = None
             call.forks_from = len(call.forks)
             if step is None:
-                await self._group_no_answer(call, run)
+                await self._nobody_answered(call, run)
                 return
             await self._ring_step(call, run, step, extensions)
         finally:
@@ -156,16 +156,16 @@ class RingGroupMixin(_Base):
         log.info("ring group step", call=call.id, tenant=call.tenant_id, group=run.group.number, step=step.index,
                  members=list(step.members), seconds=step.seconds)
         # before the legs: the CDR puts back the call's route here (an earlier outside step's is not its own)
-        self.publish(ev.RingGroupRinging, call, group_number=run.group.number, step=step.index,
+        self.engine.publish(ev.RingGroupRinging, call, group_number=run.group.number, step=step.index,
                      members=step.members, seconds=step.seconds)
         inside = [replace(extensions[m], forwarding=NO_FORWARDING) for m in step.members if not is_outside(m)]
         if inside:
             call.ring_timeout = step.seconds
-            await self._ring_extensions(call, inside, time.time(), from_number=run.from_number)
+            await self.engine._ring_extensions(call, inside, time.time(), from_number=run.from_number)
         for member in (m for m in step.members if is_outside(m)):
             if call.ended:
                 break
-            await self._route_outside(call, member, CallerProfile(tenant_id=call.tenant_id), billed=True)
+            await self.engine._route_outside(call, member, CallerProfile(tenant_id=call.tenant_id), billed=True)
         if call.ended or call.callee is not None:
             return
         for leg in call.forks[call.forks_from:]:
@@ -174,60 +174,50 @@ class RingGroupMixin(_Base):
         if call.no_answer is not None:
             call.no_answer.cancel()
         call.ring_timeout = step.seconds
-        call.no_answer = asyncio.get_running_loop().call_later(step.seconds, self._no_answer, call)
+        call.no_answer = asyncio.get_running_loop().call_later(step.seconds, self.engine._no_answer, call)
 
-    async def _group_no_answer(self, call: Call, run: GroupRun) -> None:
+    async def _nobody_answered(self, call: Call, run: GroupRun) -> None:
         run.active = False
         branch = run.group.no_answer
         kind = str(branch.get("kind")) if branch else None
         log.info("ring group: nobody answered", call=call.id, tenant=call.tenant_id, group=run.group.number,
                  destination=kind)
-        self.publish(ev.RingGroupNoAnswer, call, group_number=run.group.number, kind=kind)
-        if not branch or kind is None or (kind == "external" and self.trunks is None):
-            await self._refuse(call, 480, "no_answer", disposition=ev.Disposition.NO_ANSWER)
+        self.engine.publish(ev.RingGroupNoAnswer, call, group_number=run.group.number, kind=kind)
+        if not branch or kind is None or (kind == "external" and self.engine.trunks is None):
+            await self.engine._refuse(call, 480, "no_answer", disposition=ev.Disposition.NO_ANSWER)
             return
         payload = {k: v for k, v in branch.items() if k != "kind"}
         caller = call.caller
         from_number = run.from_number or (caller.party.number if caller is not None else "")
-        await self._to_destination(call, stored(kind, payload), time.time(), from_number=from_number)
+        await self.engine._to_destination(call, stored(kind, payload), time.time(), from_number=from_number)
 
     # -- who can take a call -----------------------------------------------------------------------------
-    async def _group_extensions(self, call: Call, group: RingGroupInfo) -> dict[str, ExtensionInfo]:
+    async def _extensions(self, call: Call, group: RingGroupInfo) -> dict[str, ExtensionInfo]:
         found: dict[str, ExtensionInfo] = {}
         for member in group.members:
-            if not is_outside(member) and (ext := await self.directory.extension(call.tenant_id, member)) is not None:
+            if not is_outside(member) and (ext := await self.engine.directory.extension(call.tenant_id, member)) is not None:
                 found[member] = ext
         return found
 
-    def _member_available(self, call: Call, member: str, extensions: dict[str, ExtensionInfo]) -> bool:
+    def _available(self, call: Call, member: str, extensions: dict[str, ExtensionInfo]) -> bool:
         if is_outside(member):
-            return self._outside_member_allowed(call, member)
+            return self._outside_allowed(call, member)
         ext = extensions.get(member)
         if ext is None or not ext.enabled or ext.forwarding.dnd:
             return False
         if call.caller is not None and call.caller.party.extension_id == ext.extension_id:
             return False  # a member calling its own group is not rung
         now = time.time()
-        if not any(self.reachable(b, ext.srtp) for b in self.location.lookup(call.tenant_id, ext.extension_id, now)):
+        if not any(self.engine.reachable(b, ext.srtp) for b in self.engine.location.lookup(call.tenant_id, ext.extension_id, now)):
             return False
-        return not self._extension_busy(call, ext.extension_id)
+        return not self.engine._extension_busy(call, ext.extension_id)
 
-    def _extension_busy(self, call: Call, extension_id: int) -> bool:
-        """In an answered call (as its caller or its callee)."""
-        for other in self.calls.values():
-            if other is call or other.ended or other.tenant_id != call.tenant_id:
-                continue
-            for leg in (other.caller, other.callee):
-                if leg is not None and leg.party.extension_id == extension_id and leg.state is LegState.ANSWERED:
-                    return True
-        return False
-
-    def _outside_member_allowed(self, call: Call, member: str) -> bool:
+    def _outside_allowed(self, call: Call, member: str) -> bool:
         """The tenant may call this number out through a trunk now (else the member is skipped rather than
         the whole call refused)."""
-        if self.trunks is None:
+        if self.engine.trunks is None:
             return False
-        snapshot = self.trunks.snapshot
+        snapshot = self.engine.trunks.snapshot
         try:
             dest = normalize(member, snapshot.plan_for(call.tenant_id, None))
         except InvalidNumber:
@@ -242,28 +232,28 @@ class RingGroupMixin(_Base):
         return bool(snapshot.outbound_trunks(call.tenant_id, dest.number, time.time()))
 
     # -- round robin's memory ------------------------------------------------------------------------------
-    def _watch_group_answers(self) -> None:
-        if self._group_memory is not None:
+    def _watch_answers(self) -> None:
+        if self.memory is not None:
             return
-        self._group_memory = {}
-        self.bus.subscribe(self._group_answered, event_types=[ev.CallAnswered], where=self._group_answer_of,
+        self.memory = {}
+        self.engine.bus.subscribe(self._answered, event_types=[ev.CallAnswered], where=self._answer_of,
                            name="ring-groups")
 
-    def _group_answer_of(self, event: object) -> bool:
+    def _answer_of(self, event: object) -> bool:
         """(At publish time, while the call is still ours.) A member of a group answered: keep what the
         group's memory becomes for the subscriber to write."""
-        if not isinstance(event, ev.CallAnswered) or self._group_memory is None:
+        if not isinstance(event, ev.CallAnswered) or self.memory is None:
             return False
-        call = self.calls.get(event.call_id)
+        call = self.engine.calls.get(event.call_id)
         run: GroupRun | None = call.ring_group if call is not None else None
         member = run.legs.get(event.answered_leg_id) if run is not None and run.active else None
         memory = remembered(run.group, member) if run is not None and member is not None else None
         if run is None or memory is None:
             return False
-        self._group_memory[event.call_id] = (event.tenant_id, run.group.id, memory)
+        self.memory[event.call_id] = (event.tenant_id, run.group.id, memory)
         return True
 
-    async def _group_answered(self, event: object) -> None:
-        found = self._group_memory.pop(getattr(event, "call_id", ""), None) if self._group_memory else None
-        if found is not None and self.ring_groups is not None:
-            await self.ring_groups.remember(*found)
+    async def _answered(self, event: object) -> None:
+        found = self.memory.pop(getattr(event, "call_id", ""), None) if self.memory else None
+        if found is not None and self.groups is not None:
+            await self.groups.remember(*found)

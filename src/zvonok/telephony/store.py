@@ -10,9 +10,9 @@ from __future__ import annotations
 import sqlite3
 import threading
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, delete, insert, select, text
+from sqlalchemy import Table, bindparam, delete, insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -108,7 +108,7 @@ class SqlBindingStore:
             # measured, the registrar then peaked at ~2,800/s instead of ~3,100/s.
             self._apply_sqlite(upserts, deletes)
             return
-        table = Registration.__table__
+        table = cast(Table, Registration.__table__)
         removal = delete(table).where(table.c.extension_id == bindparam("e"), table.c.contact == bindparam("c"))
         removed = [{"e": extension_id, "c": contact} for _, extension_id, contact in deletes]
         rows = [_row(b) for b in upserts]
@@ -146,7 +146,7 @@ class SqlBindingStore:
 
 
 def _upsert(dialect: str) -> Any:
-    table = Registration.__table__
+    table = cast(Table, Registration.__table__)
     stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
     return stmt.on_conflict_do_update(
         index_elements=[table.c.extension_id, table.c.contact],

@@ -1,7 +1,7 @@
 """Transfers: blind (REFER, RFC 3515, RFC 5589 §6) and attended (REFER with Replaces, RFC 3891, RFC 5589 §7).
 
-A mixin of :class:`zvonok.telephony.b2bua.CallEngine`: it uses the engine's legs, forks, media and SIP
-plumbing. The transferor's device sends REFER in its dialog with us; we accept (202), report progress in
+An application of the call engine (:class:`Transfers`, ``engine.transfers``): it uses the engine's legs,
+forks, media and SIP plumbing. The transferor's device sends REFER in its dialog with us; we accept (202), report progress in
 NOTIFYs with message/sipfrag bodies, and either place a new call to the target (blind) or join the
 transferee with the other party of the transferor's consultation call (attended).
 """
@@ -28,16 +28,17 @@ from .leg_events import Answered, Challenged, Progress, Terminated
 if TYPE_CHECKING:
     from .b2bua import CallEngine
 
-    _Base = CallEngine
-else:
-    _Base = object
-
 log = get_logger(__name__)
 
 
-class TransferMixin(_Base):
+class Transfers:
+    """Blind and attended transfers of the engine's calls (``engine.transfers``)."""
+
+    def __init__(self, engine: CallEngine) -> None:
+        self.engine = engine
+
     # -- blind transfer (RFC 3515, RFC 5589 §6) ------------------------------------------------------------
-    async def _refer(self, txn: ServerTransaction, request: Request, transferor: Leg) -> None:
+    async def refer(self, txn: ServerTransaction, request: Request, transferor: Leg) -> None:
         """The transferor's device asks us to connect its party to the Refer-To target and then drops out.
 
         We accept (202), report progress in NOTIFYs with message/sipfrag bodies, place the new call to the
@@ -48,35 +49,35 @@ class TransferMixin(_Base):
         dialog = transferor.dialog
         transferee = call.other(transferor)
         if dialog is None or transferor.state is LegState.ENDED:
-            self.sip.respond(txn, make_response(request, 481))  # it left the call before this step's turn
+            self.engine.sip.respond(txn, make_response(request, 481))  # it left the call before this step's turn
             return
         try:
             target = parse_name_addr(request.headers.get("refer-to") or "").uri
         except SipParseError:
             target = None
         if not isinstance(target, SipUri) or transferee is None or call.answered_at is None:
-            self.sip.respond(txn, dialog.create_response(request, 400 if target is None else 403))
+            self.engine.sip.respond(txn, dialog.create_response(request, 400 if target is None else 403))
             return
         try:
             replaces = replaces_of(target)
         except SipParseError:
-            self.sip.respond(txn, dialog.create_response(request, 400, reason="Bad Replaces in Refer-To"))
+            self.engine.sip.respond(txn, dialog.create_response(request, 400, reason="Bad Replaces in Refer-To"))
             return
         if replaces is not None:
-            await self._attended_transfer(txn, request, transferor, transferee, replaces)
+            await self._attended(txn, request, transferor, transferee, replaces)
             return
-        self.sip.respond(txn, dialog.create_response(request, 202))
+        self.engine.sip.respond(txn, dialog.create_response(request, 202))
         self._notify_refer(transferor, "SIP/2.0 100 Trying", final=False)
         number = target.user_unescaped or ""
-        ext = await self.directory.extension(call.tenant_id, number) if number else None
-        if ext is None and self.parking is not None and self.parking.is_park_number(number):
-            sipfrag = await self.parking.park(transferor, transferee, number)  # telephony/park.py
+        ext = await self.engine.directory.extension(call.tenant_id, number) if number else None
+        if ext is None and self.engine.parking is not None and self.engine.parking.is_park_number(number):
+            sipfrag = await self.engine.parking.park(transferor, transferee, number)  # telephony/park.py
             self._notify_refer(transferor, sipfrag, final=True)
             if sipfrag.startswith("SIP/2.0 200"):
                 self._end_leg(transferor, "parked")
             return
         now = time.time()
-        bindings = self.location.lookup(call.tenant_id, ext.extension_id, now) if ext is not None else []
+        bindings = self.engine.location.lookup(call.tenant_id, ext.extension_id, now) if ext is not None else []
         if ext is None or not bindings:
             self._notify_refer(transferor, "SIP/2.0 404 Not Found" if ext is None else
                                "SIP/2.0 480 Temporarily Unavailable", final=True)
@@ -85,17 +86,17 @@ class TransferMixin(_Base):
         preferred = [c for c in CODECS if c.name == transferee.media.codec_name]
         codecs = preferred + [c for c in CODECS if c not in preferred]
         transfer = Transfer(transferor=transferor, transferee=transferee, target=ext.party())
-        endpoints = await self._endpoints(call, len(bindings))
+        endpoints = await self.engine._endpoints(call, len(bindings))
         if endpoints is None:
             return
         for binding, endpoint in zip(bindings, endpoints, strict=True):
-            leg = self._fork(call, ext.party(), binding, endpoint, codecs,
+            leg = self.engine._fork(call, ext.party(), binding, endpoint, codecs,
                                    transferee.party.display_name or transferee.party.number, call.domain,
                                    from_number=transferee.party.number,
-                                   handler=lambda leg, event: self._on_transfer_event(transfer, leg, event))
+                                   handler=lambda leg, event: self.on_event(transfer, leg, event))
             transfer.forks.append(leg)
 
-    async def _attended_transfer(self, txn: ServerTransaction, request: Request, transferor: Leg,
+    async def _attended(self, txn: ServerTransaction, request: Request, transferor: Leg,
                                  transferee: Leg, replaces: Replaces) -> None:
         """REFER with Replaces (RFC 3891, RFC 5589 §7): join the transferee with the party of the named dialog.
 
@@ -107,10 +108,10 @@ class TransferMixin(_Base):
         """
         call = transferor.call
         assert transferor.dialog is not None
-        consult = next((self.dialogs[key] for key in replaces.dialog_keys() if key in self.dialogs), None)
+        consult = next((self.engine.dialogs[key] for key in replaces.dialog_keys() if key in self.engine.dialogs), None)
         consult_call = consult.call if consult is not None else None
         target = consult_call.other(consult) if consult is not None and consult_call is not None else None
-        self.sip.respond(txn, transferor.dialog.create_response(request, 202))
+        self.engine.sip.respond(txn, transferor.dialog.create_response(request, 202))
         if (consult is None or consult_call is None or consult_call is call or target is None
                 or consult_call.tenant_id != call.tenant_id or target.state is not LegState.ANSWERED
                 or consult.state is not LegState.ANSWERED):
@@ -118,13 +119,13 @@ class TransferMixin(_Base):
             self._notify_refer(transferor, "SIP/2.0 481 Call/Transaction Does Not Exist", final=True)
             return
         assert transferee.endpoint is not None and target.endpoint is not None
-        await self.media.bridge(transferee.endpoint, target.endpoint)  # ends both bridges with the transferor
+        await self.engine.media.bridge(transferee.endpoint, target.endpoint)  # ends both bridges with the transferor
         if call.ended or consult_call.ended:
             return
         for party in (transferee, target):  # they hear each other now, not the music of a hold before
-            await self._music_on_hold(party, False)
+            await self.engine._music_on_hold(party, False)
         # the target's leg leaves the consultation call and takes the transferor's place in this one
-        self.publish(ev.LegEnded, consult_call, leg_id=target.id, cause="transferred")
+        self.engine.publish(ev.LegEnded, consult_call, leg_id=target.id, cause="transferred")
         if consult_call.caller is target:
             consult_call.caller = None
         else:
@@ -137,46 +138,46 @@ class TransferMixin(_Base):
         else:
             call.callee = target
             call.forks.append(target)
-        self.publish(ev.LegCreated, call, leg_id=target.id, role=target.role, party=target.party,
+        self.engine.publish(ev.LegCreated, call, leg_id=target.id, role=target.role, party=target.party,
                      contact=target.contact, user_agent=target.user_agent)
-        self.publish(ev.LegAnswered, call, leg_id=target.id)
+        self.engine.publish(ev.LegAnswered, call, leg_id=target.id)
         self._notify_refer(transferor, "SIP/2.0 200 OK", final=True)
         self._end_leg(transferor, "transferred")
-        self._send_bye(consult)
+        self.engine._send_bye(consult)
         consult_side = ev.HangupSide.CALLER if consult is consult_call.caller else ev.HangupSide.CALLEE
-        self.spawn(self._finish(consult_call, ev.Disposition.ANSWERED, consult_side, "transferred", None))
-        self.publish(ev.CallTransferred, call, kind=ev.TransferKind.ATTENDED, from_leg_id=transferor.id,
+        self.engine.spawn(self.engine._finish(consult_call, ev.Disposition.ANSWERED, consult_side, "transferred", None))
+        self.engine.publish(ev.CallTransferred, call, kind=ev.TransferKind.ATTENDED, from_leg_id=transferor.id,
                      to=target.party)
         log.info("attended transfer", call=call.id, tenant=call.tenant_id, to=target.party.number,
                  consultation=consult_call.id)
         for leg in (transferee, target):
             partner = call.other(leg)
             if leg.held_by_us and (partner is None or not partner.held):
-                self._reinvite(leg, SdpDirection.SENDRECV)
-        await self._restart_recording(call)
-        await self._watch_media(call)
+                self.engine._reinvite(leg, SdpDirection.SENDRECV)
+        await self.restart_recording(call)
+        await self.engine._watch_media(call)
 
     def _end_leg(self, leg: Leg, cause: str) -> None:
         """BYE one leg that leaves a call which goes on (a transferor): everything _finish would drop."""
-        self._send_bye(leg)
+        self.engine._send_bye(leg)
         leg.state = LegState.ENDED
         if leg.dialog is not None:
-            self.dialogs.pop(leg.dialog.key, None)
+            self.engine.dialogs.pop(leg.dialog.key, None)
         if leg.server_txn is not None:
-            self.invites.pop(leg.server_txn, None)
-        self.publish(ev.LegEnded, leg.call, leg_id=leg.id, cause=cause)
-        self._release(leg)
+            self.engine.invites.pop(leg.server_txn, None)
+        self.engine.publish(ev.LegEnded, leg.call, leg_id=leg.id, cause=cause)
+        self.engine._release(leg)
 
-    async def _restart_recording(self, call: Call) -> None:
+    async def restart_recording(self, call: Call) -> None:
         """After a transfer the recording follows a gone endpoint: finish it and record the new pair."""
-        if call.recording is None or self.recordings_dir is None:
+        if call.recording is None or self.engine.recordings_dir is None:
             return
         recording, call.recording = call.recording, None
-        await self.media.stop_record(recording)
-        self.publish(ev.RecordingStopped, call, path=call.recording_path or "")
+        await self.engine.media.stop_record(recording)
+        self.engine.publish(ev.RecordingStopped, call, path=call.recording_path or "")
         call.recording_part += 1
         if call.caller is not None and call.callee is not None:
-            await self._start_recording(call, call.caller, call.callee, part=call.recording_part)
+            await self.engine._start_recording(call, call.caller, call.callee, part=call.recording_part)
 
     def _notify_refer(self, leg: Leg, sipfrag: str, *, final: bool) -> None:
         if leg.dialog is None or leg.state is LegState.ENDED:
@@ -185,10 +186,10 @@ class TransferMixin(_Base):
         notify = leg.dialog.create_request(
             "NOTIFY", body=(sipfrag + "\r\n").encode(), content_type="message/sipfrag;version=2.0",
             extra_headers=[("Event", "refer"), ("Subscription-State", state)])
-        add_top_via(notify, leg.peer.transport, self.sip.local_host, self.sip.port_for(leg.peer.transport))
-        self.sip.send_request(notify, leg.peer, lambda event: None)
+        add_top_via(notify, leg.peer.transport, self.engine.sip.local_host, self.engine.sip.port_for(leg.peer.transport))
+        self.engine.sip.send_request(notify, leg.peer, lambda event: None)
 
-    def _on_transfer_event(self, transfer: Transfer, leg: Leg, event: object) -> None:
+    def on_event(self, transfer: Transfer, leg: Leg, event: object) -> None:
         """What the dialog machine of a leg to the transfer target reports."""
         call = leg.call
         if isinstance(event, Progress):
@@ -197,62 +198,62 @@ class TransferMixin(_Base):
                 self._notify_refer(transfer.transferor, "SIP/2.0 180 Ringing", final=False)
             return
         if isinstance(event, Challenged):
-            self._leg_hangup(leg)
+            self.engine._leg_hangup(leg)
             return
         if isinstance(event, Answered):
             assert leg.sip is not None and leg.sip.dialog is not None
             leg.dialog = leg.sip.dialog
             if transfer.done or call.ended or leg.cancelled:  # another target answered, or the call is gone
-                self._send_bye(leg)
+                self.engine._send_bye(leg)
                 leg.state = LegState.ENDED
-                self._release(leg)
+                self.engine._release(leg)
                 return
             transfer.done = True
             leg.state = LegState.ANSWERED
             leg.media = event.media
-            self.dialogs[leg.dialog.key] = leg
+            self.engine.dialogs[leg.dialog.key] = leg
             for other in transfer.forks:
                 if other is not leg and other.state is not LegState.ENDED:
-                    self._cancel_fork(other, 'SIP;cause=200;text="Call completed elsewhere"')
-            self.step(call, self._transfer_connected(transfer, leg))
+                    self.engine._cancel_fork(other, 'SIP;cause=200;text="Call completed elsewhere"')
+            self.engine.step(call, self._connected(transfer, leg))
             return
         if not isinstance(event, Terminated):
             return
-        status = self._unanswered_end(leg, event)
+        status = self.engine._unanswered_end(leg, event)
         if status is None:
             return
         leg.state = LegState.ENDED
         leg.final_status = status
-        self.publish(ev.LegEnded, call, leg_id=leg.id, cause=f"sip_{status}")
-        self._release(leg)
+        self.engine.publish(ev.LegEnded, call, leg_id=leg.id, cause=f"sip_{status}")
+        self.engine._release(leg)
         if not transfer.done and all(f.state is LegState.ENDED for f in transfer.forks):
             reason = REASONS.get(status, "Failed")
             self._notify_refer(transfer.transferor, f"SIP/2.0 {status} {reason}", final=True)
 
-    async def _transfer_connected(self, transfer: Transfer, leg: Leg, response: Response | None = None) -> None:
+    async def _connected(self, transfer: Transfer, leg: Leg, response: Response | None = None) -> None:
         call = leg.call
         transferor, transferee = transfer.transferor, transfer.transferee
         media = leg.media
         if media is None:
-            self._send_bye(leg)
+            self.engine._send_bye(leg)
             self._notify_refer(transferor, "SIP/2.0 488 Not Acceptable Here", final=True)
             return
         leg.media = media
-        await self._set_remote(leg, media)
+        await self.engine._set_remote(leg, media)
         assert transferee.endpoint is not None and leg.endpoint is not None
-        await self.media.bridge(transferee.endpoint, leg.endpoint)  # ends the bridge with the transferor
-        await self._music_on_hold(transferee, False)
+        await self.engine.media.bridge(transferee.endpoint, leg.endpoint)  # ends the bridge with the transferor
+        await self.engine._music_on_hold(transferee, False)
         if call.caller is transferor:
             call.caller = leg
         else:
             call.callee = leg
         self._notify_refer(transferor, "SIP/2.0 200 OK", final=True)
         self._end_leg(transferor, "transferred")
-        self.publish(ev.LegAnswered, call, leg_id=leg.id)
-        self.publish(ev.CallTransferred, call, kind=ev.TransferKind.BLIND, from_leg_id=transferor.id,
+        self.engine.publish(ev.LegAnswered, call, leg_id=leg.id)
+        self.engine.publish(ev.CallTransferred, call, kind=ev.TransferKind.BLIND, from_leg_id=transferor.id,
                      to=transfer.target)
         if transferee.held_by_us and not transferee.held:
-            self._reinvite(transferee, SdpDirection.SENDRECV)
-        await self._restart_recording(call)
+            self.engine._reinvite(transferee, SdpDirection.SENDRECV)
+        await self.restart_recording(call)
         log.info("call transferred", call=call.id, tenant=call.tenant_id, to=transfer.target.number)
-        await self._watch_media(call)
+        await self.engine._watch_media(call)

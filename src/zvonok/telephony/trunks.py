@@ -6,13 +6,14 @@ runs a sans-I/O :class:`~zvonok.sip.registration_client.RegistrationClient`, sen
 the SIP service's transaction layer and re-arming one loop timer per client from ``get_timer()``.
 :meth:`acquire`/:meth:`release` count each trunk's calls against its ``max_calls`` through a
 :class:`~zvonok.telephony.counters.TrunkSlots` (this process's memory, or shared by the nodes of a cluster:
-:mod:`zvonok.pstn.holds`); :meth:`status` is what the REST API shows (registered, last error, this node's
-active calls).
+:mod:`zvonok.pstn.holds`); :meth:`shared_status` is what the REST API shows (registered, last error, the calls in
+progress: every node's when they share the trunk's channels, else this node's).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -34,8 +35,11 @@ log = get_logger(__name__)
 
 
 class _Sip(Protocol):
-    local_host: str
-    local_port: int
+    @property
+    def local_host(self) -> str: ...
+
+    @property
+    def local_port(self) -> int: ...
 
     def port_for(self, transport: str) -> int: ...
 
@@ -90,8 +94,7 @@ class _Registration:
     def pump(self) -> None:
         """Send what the client wants sent, report its events, re-arm its timer."""
         for request in self.client.requests_to_send():
-            self.trunks.sip.send_request(request, self.client.peer,
-                                         lambda event, sent=request: self._on_event(sent, event))
+            self.trunks.sip.send_request(request, self.client.peer, functools.partial(self._on_event, request))
         while (event := self.client.next_event()) is not None:
             if isinstance(event, Registered):
                 log.info("trunk registered", trunk=self.trunk.id, name=self.trunk.name, expires=event.expires)
@@ -151,6 +154,9 @@ class _LocalSlots:
 
     def counts(self) -> dict[int, int]:
         return dict(self._counts)
+
+    async def by_node(self, trunk_id: int) -> dict[str, int] | None:
+        return None  # one node: its own count is the whole count
 
 
 class Trunks:
@@ -219,6 +225,25 @@ class Trunks:
     def active(self) -> dict[int, int]:
         """This node's calls per trunk (those with any)."""
         return self.slots.counts()
+
+    async def shared_status(self, trunk_id: int) -> dict[str, Any]:
+        """:meth:`status` with ``active_calls`` counted on every node when the nodes share the trunk's
+        channels (a trunk with ``max_calls`` on a cluster: what its limit is checked against), with
+        ``active_calls_here`` (this node's) and ``active_calls_by_node``; ``active_calls_scope`` says which
+        count ``active_calls`` is (``cluster`` or ``node``). What the REST API shows."""
+        out = self.status(trunk_id)
+        here = out["active_calls"]
+        trunk = self.snapshot.trunks.get(trunk_id)
+        # calls on a trunk without a limit are not written anywhere (no round trip for them): this node's
+        by_node = await self.slots.by_node(trunk_id) if trunk is not None and trunk.max_calls is not None else None
+        out["active_calls_here"] = here
+        if by_node is None:
+            out["active_calls_scope"] = "node"
+        else:
+            out["active_calls"] = sum(by_node.values())
+            out["active_calls_scope"] = "cluster"
+            out["active_calls_by_node"] = by_node
+        return out
 
     def status(self, trunk_id: int) -> dict[str, Any]:
         trunk = self.snapshot.trunks.get(trunk_id)

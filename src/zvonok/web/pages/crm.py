@@ -353,6 +353,7 @@ CALL_OUTCOMES = {
     "no_extension": N_("Your account has no extension to call from."),
     "not_allowed": N_("Your calling permissions do not allow this number."),
     "invalid_number": N_("This number cannot be dialed."),
+    "too_many_originates": N_("The company is placing too many calls this way right now: try again in a minute."),
     "unavailable": N_("Calls cannot be placed from here now."),
     "failed": N_("The call could not start."),
 }

@@ -16,7 +16,7 @@ branch_labels = None
 depends_on = None
 
 
-def _tenant(table: str) -> list[sa.SchemaItem]:
+def _tenant(table: str) -> list[sa.schema.SchemaItem]:
     return [
         sa.Column('tenant_id', sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=f'fk_{table}_tenant_id_tenants', ondelete='CASCADE'),
@@ -24,7 +24,7 @@ def _tenant(table: str) -> list[sa.SchemaItem]:
     ]
 
 
-def _client_ref(table: str) -> list[sa.SchemaItem]:
+def _client_ref(table: str) -> list[sa.schema.SchemaItem]:
     return [
         sa.Column('client_id', sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(['client_id'], ['crm_clients.id'], name=f'fk_{table}_client_id_crm_clients',
