@@ -99,6 +99,7 @@ def test_a_supervisor_listens_from_the_wallboard(page: Any, console: Console, ar
             ("stop", "whisper", "web"), ("mode", "whisper", "web"), ("start", "listen", "api")]
         page.set_viewport_size({"width": 375, "height": 800})
         page.screenshot(path=str(artifacts / "wallboard-monitor-phone.png"), full_page=True)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375
     finally:
         caller.kill()
         desk.kill()
