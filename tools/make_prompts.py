@@ -79,6 +79,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "queue_wait_5": "Your estimated wait is about five minutes.",
         "queue_wait_10": "Your estimated wait is about ten minutes.",
         "queue_wait_more": "Your estimated wait is more than ten minutes.",
+        "queue_callback": "Thank you, we will call you back. Goodbye.",
     },
     "ru": {
         "enter_pin": "Введите пин-код и нажмите решётку.",
@@ -118,6 +119,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "queue_wait_5": "Примерное время ожидания: пять минут.",
         "queue_wait_10": "Примерное время ожидания: десять минут.",
         "queue_wait_more": "Примерное время ожидания: больше десяти минут.",
+        "queue_callback": "Спасибо, мы вам перезвоним. До свидания.",
     },
 }
 

@@ -136,6 +136,8 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = Field(default=None, description="SMTP password")
     smtp_security: Literal["none", "starttls", "tls"] = Field(default="none", description="none | starttls | tls")
     smtp_from: str = Field(default="voicemail@localhost", description="Sender of voicemail, fax and CRM e-mails")
+    web_url: str | None = Field(default=None, description="The web portal's public address (e.g. "
+                                "https://pbx.example.com): voicemail e-mails without the recording link to it")
     crm_imap_poll: float = Field(default=60.0, gt=0, description="Seconds between reads of each company's IMAP "
                                  "mailbox for replies to the CRM's e-mails")
     cdr_heartbeat_interval: float = Field(

@@ -99,7 +99,7 @@ from zvonok.transport.limits import ConnectionTable, fd_budget, raise_nofile_lim
 from zvonok.voicemail import http as voicemail_http
 from zvonok.voicemail.events import MailboxChanged
 from zvonok.voicemail.mailer import KIND as VOICEMAIL_MAIL
-from zvonok.voicemail.mailer import compose_voicemail
+from zvonok.voicemail.mailer import compose_voicemail, report_voicemail
 from zvonok.voicemail.service import VoicemailFiles, VoicemailStore, mwi_counts
 from zvonok.web import mount_web
 
@@ -333,7 +333,8 @@ async def build(settings: Settings) -> Runtime:
                         unsolicited=settings.mwi_unsolicited)
     # e-mails (voicemail messages, received faxes, CRM e-mails to clients): one outbox, sent by a job, never on a call's path
     mailer = Outbox(db, SmtpServer.platform(settings))
-    mailer.register(VOICEMAIL_MAIL, compose_voicemail(voicemail_files))
+    mailer.register(VOICEMAIL_MAIL, compose_voicemail(voicemail_files, settings.web_url),
+                    report_voicemail(voicemail_files))  # a mailbox may delete a message once it is mailed
     mailer.register(FAX_MAIL, compose_fax(fax_store.files))
     mailer.register(CRM_MAIL, compose_crm, report_crm)  # the crm_messages row follows each try
 

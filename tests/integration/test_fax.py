@@ -5,7 +5,8 @@ calls the company's fax DID; the server answers, receives the two-page document,
 REST and serves it as a PDF whose pages match the original's.
 
 The fax DID's destination names an e-mail address: the document arrives there too, as a PDF attached,
-through a local SMTP server (aiosmtpd) the server is pointed at.
+through a local SMTP server (aiosmtpd) the server is pointed at. An employee's own fax DID (its
+destination names their extension) mails the document to that employee's fax address instead.
 
 Sending: a PDF posted to the API goes out through the company's trunk — a loopback trunk pointing at the
 server itself, so the same server also receives it on its fax DID (both ends are our code, but each side
@@ -41,6 +42,7 @@ harness: Any = sys.modules["zvonok_bench_common"]
 DATA = Path(__file__).resolve().parents[1] / "data" / "fax"
 FAX_DID = "+74957650001"  # kind fax: the carrier's calls come in on it
 LOOP_DID = "+74957650002"  # kind fax too: what the server sends through its loopback trunk arrives here
+EMPLOYEE_DID = "+74957650003"  # kind fax naming extension 7501: an employee's own fax line
 CARRIER_HOST = "127.0.0.2"  # a trunk is recognised by the address its calls come from
 SENDER = "+74991234567"
 
@@ -85,6 +87,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         "numbers": [
             {"number": FAX_DID, "office": "Moscow", "kind": "fax", "destination": {"emails": [FAX_EMAIL]}},
             {"number": LOOP_DID, "office": "Moscow", "kind": "fax", "destination": {}},
+            {"number": EMPLOYEE_DID, "office": "Moscow", "kind": "fax", "destination": {"number": "7501"}},
         ],
         "policies": [{"level": "tenant", "caller_id": FAX_DID, "service_class": "long_distance"}],
     }
@@ -269,3 +272,28 @@ def test_bad_sends_are_refused(world: World) -> None:
             assert exc.code == 422, exc.read()
         else:
             raise AssertionError("a bad fax was queued")
+
+
+def test_a_fax_to_an_employees_number_reaches_their_fax_address(world: World, tmp_path: Path) -> None:
+    base = f"{world.server.http_url}/api/v1/tenants/{world.seeded.tenant_id}"
+    token = world.seeded.token
+    employee = harness.http_json(f"{base}/employees", token, method="POST", body={
+        "full_name": "Anna", "email": "anna@fax.test", "fax_email": "anna.fax@fax.test"})
+    (ext,) = [e for e in _api(world, "/extensions")["items"] if e["number"] == "7501"]
+    harness.http_json(f"{base}/extensions/{ext['id']}", token, method="PATCH", body={"employee_id": employee["id"]})
+    original = (DATA / "two_pages.pdf").read_bytes()
+    assert pdf_to_tiff(original, tmp_path / "send.tif") == 2
+    sent = send_fax(server=(harness.LOOPBACK, world.server.sip_port), local_host=CARRIER_HOST,
+                    sip_port=world.carrier_port, did=EMPLOYEE_DID, caller=SENDER, tiff=tmp_path / "send.tif")
+    assert sent.status == 200 and sent.result is not None and sent.result.ok, (sent, world.server.log_tail())
+    deadline = time.monotonic() + 60
+    mine: list[email.message.Message] = []
+    while not mine and time.monotonic() < deadline:
+        mine = [mail for rcpts, mail in world.inbox.mails if rcpts == ["anna.fax@fax.test"]]
+        time.sleep(0.2)
+    assert len(mine) == 1, (world.inbox.mails, world.server.log_tail())
+    body = next(p for p in mine[0].walk() if p.get_content_type() == "text/plain").get_payload(decode=True)
+    assert isinstance(body, bytes) and EMPLOYEE_DID in body.decode(), body  # "... arrived on <the DID>"
+    (pdf,) = [p.get_payload(decode=True) for p in mine[0].walk() if p.get_content_type() == "application/pdf"]
+    assert isinstance(pdf, bytes)
+    _assert_same_pages(original, pdf)

@@ -13,9 +13,11 @@ tests/unit/test_callcenter_supervisor.py), and no configuration at all.
 
 from __future__ import annotations
 
+import io
 import re
 import time
 import uuid
+import wave
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +45,9 @@ from zvonok.telephony.events import CallStarted, Direction, Disposition, HangupS
 from zvonok.telephony.http import registrations_router
 from zvonok.telephony.location import Binding, Location
 from zvonok.telephony.park import Parking
+from zvonok.telephony.voicemail import NewMessage
+from zvonok.voicemail import http as voicemail_http
+from zvonok.voicemail.service import VoicemailFiles, VoicemailStore
 
 PUBLIC = "public"  # no token needed
 ANY = "any"  # any valid token
@@ -101,14 +106,43 @@ ACCESS: dict[str, str] = {
     "delete_ivr_menu": ADMIN, "put_ivr_greeting": ADMIN, "delete_ivr_greeting": ADMIN, "get_ivr_greeting": ADMIN,
     "get_forwarding": OWN, "put_forwarding": OWN,
     "list_faxes": ADMIN, "get_fax": ADMIN, "get_fax_pdf": ADMIN, "send_fax": ADMIN,
+    # voicemail: an employee uses and sets their own mailbox (not another's); admins set up and remove any
+    "get_mailbox": OWN, "put_mailbox": OWN, "delete_mailbox": ADMIN, "put_greeting": OWN, "get_greeting": OWN,
+    "delete_greeting": OWN, "list_messages": OWN, "get_message": OWN, "get_message_audio": OWN,
+    "patch_message": OWN, "delete_message": OWN, "get_smtp": ADMIN, "put_smtp": ADMIN, "delete_smtp": ADMIN,
     # supervisor monitoring (telephony/monitor.py): supervisors and admins; an employee's attempt is audited
     "list_sessions": SUPERVISE, "switch_mode": SUPERVISE, "list_audit": SUPERVISE, "start_session": SUPERVISE,
     "stop_session": SUPERVISE,
 }
 # Bodies for the routes an employee may change (their own things).
-OWN_BODIES = {"update_extension": {"sip_password": "olga-new-sip-pw"}, "set_pin": {"pin": "4826"},
-              "put_forwarding": {"dnd": True}, "switch_mode": {"mode": "listen"},
-              "start_session": {"extension": "101", "mode": "listen"}}
+OWN_BODIES: dict[str, Any] = {
+    "update_extension": {"sip_password": "olga-new-sip-pw"}, "set_pin": {"pin": "4826"},
+    "put_forwarding": {"dnd": True}, "switch_mode": {"mode": "listen"},
+    "start_session": {"extension": "101", "mode": "listen"}, "put_mailbox": {"pin": "2468"},
+    "patch_message": {"read": True}, "put_greeting": b"",  # bytes: sent as the raw body (filled in below)
+}
+
+
+def wav_bytes(seconds: float = 0.5, rate: int = 8000) -> bytes:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as writer:
+        writer.setnchannels(1)
+        writer.setsampwidth(2)
+        writer.setframerate(rate)
+        writer.writeframes(b"\x10\x00" * int(seconds * rate))
+    return out.getvalue()
+
+
+async def _message(db: Database, settings: Settings, tenant_id: int, number: str, caller: str) -> int:
+    """A voicemail message in the mailbox of ``number``, as the engine leaves one."""
+    store = VoicemailStore(db, VoicemailFiles((settings.data_dir / "voicemail").resolve()))
+    box = await store.mailbox(tenant_id, number)
+    assert box is not None
+    box.directory.mkdir(parents=True, exist_ok=True)
+    path = box.directory / f"{caller}.wav"
+    path.write_bytes(wav_bytes())
+    return await store.store(box, NewMessage(call_id=caller, caller_number=caller, caller_name="", duration=0.5,
+                                             file=path))
 
 
 @dataclass
@@ -125,7 +159,7 @@ async def setup(db: Database, settings: Settings) -> AsyncIterator[Setup]:
     app = create_app(settings, db, routers=[
         registrations_router(location), cdr_http.router, events_router(LocalBus()), pstn_http.router,
         conference_http.router, hold_music_http.router, features_http.router, ivr_http.router, ring_group_http.router,
-        fax_http.router, monitoring_http.router])
+        fax_http.router, monitoring_http.router, voicemail_http.router])
     app.state.parking = Parking(None)  # type: ignore[arg-type]  # the lot alone: no call engine here
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://zvonok.test") as client:
         yield Setup(client, app, location)
@@ -147,7 +181,7 @@ async def _cdr(db: Database, settings: Settings, tenant_id: int, caller: Party, 
     return cdr.id
 
 
-def _fill(path: str, values: dict[str, int]) -> str:
+def _fill(path: str, values: dict[str, int | str]) -> str:
     def sub(m: re.Match[str]) -> str:
         assert m.group(1) in values, f"give a sample value for {{{m.group(1)}}} ({path})"
         return str(values[m.group(1)])
@@ -197,13 +231,21 @@ async def test_each_route_gives_an_employee_only_what_is_theirs(
             tenant_id=tid, extension_id=ext, aor=f"{ext}@roles.example", contact=f"sip:{ext}@{host}",
             expires_at=now + 600, registered_at=now, source=f"udp:{host}:5060", user_agent=f"Phone of {ext}"))
 
+    for ext in (olga_ext, petr_ext):
+        r = await client.put(f"{base}/extensions/{ext}/voicemail", headers=admin, json={"pin": "1357"})
+        assert r.status_code == 200, r.text
+    olga_message = await _message(db, settings, tid, "101", "+74950000101")
+    petr_message = await _message(db, settings, tid, "102", "7777123")
+
     r = await client.post("/api/v1/auth/login", json={"email": "olga@roles.example", "password": "olga-password"})
     emp = {"Authorization": f"Bearer {r.json()['access_token']}"}
     common = {"tenant_id": tid, "office_id": office, "department_id": dept, "token_id": token, "trunk_id": trunk,
               "route_id": route, "number_id": number, "tariff_id": tariff, "room_id": 1, "call_id": 1,
               "menu_id": menu, "group_id": 1, "fax_id": 1, "session_id": 1}
-    own = {**common, "employee_id": olga, "extension_id": olga_ext, "cdr_id": olga_cdr}
-    others = {**common, "employee_id": petr, "extension_id": petr_ext, "cdr_id": petr_cdr}
+    own = {**common, "employee_id": olga, "extension_id": olga_ext, "cdr_id": olga_cdr, "message_id": olga_message,
+           "kind": "busy"}
+    others = {**common, "employee_id": petr, "extension_id": petr_ext, "cdr_id": petr_cdr,
+              "message_id": petr_message, "kind": "busy"}
 
     routes = list(iter_route_contexts(setup.app.routes))
     unclassified = sorted(str(rc.name) for rc in routes if rc.name not in ACCESS)
@@ -217,10 +259,14 @@ async def test_each_route_gives_an_employee_only_what_is_theirs(
             walked += 1
             path = str(rc.path)
             body = OWN_BODIES.get(str(rc.name), {}) if method in ("POST", "PUT", "PATCH") else None
+            if body == b"":
+                body = wav_bytes()
 
             async def call(
-                values: dict[str, int], path: str = path, method: str = method, body: Any = body
+                values: dict[str, int | str], path: str = path, method: str = method, body: Any = body
             ) -> httpx.Response:
+                if isinstance(body, bytes):
+                    return await client.request(method, _fill(path, values), headers=emp, content=body)
                 return await client.request(method, _fill(path, values), headers=emp, json=body)
 
             what = f"{method} {path} as {role}"
@@ -248,7 +294,7 @@ async def test_each_route_gives_an_employee_only_what_is_theirs(
             else:
                 r = await call(own)
                 assert r.status_code in (200, 204), f"{what}: {r.status_code} {r.text}"
-                if re.search(r"\{(employee_id|extension_id|cdr_id)\}", path):
+                if re.search(r"\{(employee_id|extension_id|cdr_id|message_id)\}", path):
                     r = await call(others)
                     assert r.status_code in (403, 404), f"{what}, a colleague's: {r.status_code} {r.text}"
                 else:  # a list: only Olga's things in it

@@ -305,6 +305,94 @@ def test_a_callback_request_keeps_its_place_and_rings_the_agent_first() -> None:
     assert [e.event for e in cc.take_log() if e.call_id == "a"] == [ql.ENTERQUEUE, ql.CALLBACK]
 
 
+def test_a_callback_connects_when_the_customer_answers_and_wraps_up_as_a_call() -> None:
+    cc = center(wrap_up=10)
+    cc.join("a", 1, 0.0, number="+74951234567")
+    cc.request_callback("a", 2.0)
+    cc.login(1, [1], 10.0)
+    assert offers(cc) == [("a", 1)]
+    assert cc.offer_answered("a", 1, 14.0)  # the agent's phone answered: the customer is dialed now
+    assert cc.agents[1].status is S.ON_CALL and "a" not in cc.waiting
+    assert not events(cc.take_log(), ql.CONNECT)  # not connected before the customer answers
+    cc.callback_answered("a", 20.0)
+    connect = events(cc.take_log(), ql.CONNECT)
+    assert [(e.agent_id, e.data["hold"], e.data["ring"], e.data["callback"], e.data["attempt"])
+            for e in connect] == [(1, 20.0, 4.0, True, 1)]
+    cc.call_ended("a", 80.0, by_agent=False)
+    assert cc.agents[1].status is S.WRAP_UP
+    done = events(cc.take_log(), ql.COMPLETECALLER)
+    assert [(e.data["talk"], e.data["hold"]) for e in done] == [(60.0, 20.0)]
+
+
+def test_a_failed_callback_keeps_its_place_and_is_retried_after_the_delay() -> None:
+    cc = center(wrap_up=0, callback_attempts=3, callback_retry=60)
+    cc.join("a", 1, 0.0, number="+74951234567")
+    cc.request_callback("a", 1.0)
+    cc.join("b", 1, 2.0, number="+74957654321")  # joined after the request: served after it
+    cc.login(1, [1], 10.0)
+    assert offers(cc) == [("a", 1)]
+    assert cc.offer_answered("a", 1, 12.0)
+    cc.callback_failed("a", 30.0, reason="no_answer")
+    failed = events(cc.take_log(), ql.CALLBACKFAILED)
+    assert [(e.agent_id, e.data["attempt"], e.data["reason"], e.data["retry_in"]) for e in failed] == [
+        (1, 1, "no_answer", 60.0)]
+    assert cc.position("a") == 1 and cc.position("b") == 2  # still first in line ...
+    assert offers(cc) == [("b", 1)]  # ... but not offered before its retry: the live caller meanwhile
+    assert cc.next_deadline() == 30.0 + 15.0  # b's ring timeout first
+    assert cc.offer_answered("b", 1, 31.0)
+    cc.call_ended("b", 40.0, by_agent=True)
+    assert offers(cc) == []  # a's next attempt is at 90
+    assert cc.next_deadline() == 90.0
+    cc.handle_timer(90.0)
+    assert offers(cc) == [("a", 1)]
+
+
+def test_a_callback_is_given_up_after_its_attempts() -> None:
+    cc = center(wrap_up=0, callback_attempts=2, callback_retry=5)
+    cc.join("a", 1, 0.0, number="+74951234567")
+    cc.request_callback("a", 1.0)
+    cc.login(1, [1], 2.0)
+    for at in (2.0, 10.0):
+        if at > 2.0:
+            cc.handle_timer(at)
+        assert offers(cc) == [("a", 1)]
+        assert cc.offer_answered("a", 1, at + 1)
+        cc.callback_failed("a", at + 2, reason="busy")
+    assert "a" not in cc.waiting and "a" not in cc.in_call
+    failed = events(cc.take_log(), ql.CALLBACKFAILED)
+    assert [e.data.get("final", False) for e in failed] == [False, True]
+    assert cc.agents[1].status is S.AVAILABLE and cc.next_deadline() is None
+
+
+def test_an_agent_who_misses_a_callback_offer_leaves_it_in_line() -> None:
+    cc = center(wrap_up=0, ring_timeout=15, retry=5)
+    cc.join("a", 1, 0.0, number="+74951234567")
+    cc.request_callback("a", 1.0)
+    cc.login(1, [1], 2.0)
+    cc.login(2, [1], 3.0)
+    assert offers(cc) == [("a", 1)]
+    cc.offer_failed("a", 1, 5.0, reason="no_answer")
+    assert offers(cc) == [("a", 2)] and cc.waiting["a"].attempts == 0
+    assert [e.agent_id for e in events(cc.take_log(), ql.RINGNOANSWER)] == [1]
+
+
+def test_an_agent_hanging_up_before_the_customer_answers_is_no_attempt() -> None:
+    cc = center(wrap_up=0, callback_attempts=1)
+    cc.join("a", 1, 0.0, number="+74951234567")
+    cc.request_callback("a", 1.0)
+    cc.login(1, [1], 2.0)
+    cc.login(2, [1], 3.0)
+    offers(cc)
+    assert cc.offer_answered("a", 1, 4.0)
+    cc.call_ended("a", 6.0, by_agent=True)
+    assert cc.waiting["a"].attempts == 0
+    assert [e.data["reason"] for e in events(cc.take_log(), ql.CALLBACKFAILED)] == ["agent_hung_up"]
+    assert offers(cc) == [("a", 2)]  # agent 2 was idle longer
+    cc.callback_failed("a", 8.0, reason="not_allowed", agent_id=2, final=True)  # refused before dialing
+    assert "a" not in cc.waiting and cc.agents[2].status is S.AVAILABLE
+    assert [e.data["final"] for e in events(cc.take_log(), ql.CALLBACKFAILED)] == [True]
+
+
 def test_announcements_tell_the_position_and_a_wait_estimate() -> None:
     cc = center(announce_every=30, wrap_up=30)
     cc.login(1, [1], 0.0)

@@ -17,6 +17,7 @@ from test_pstn_support import Company, make_company, ok
 
 from conftest import Api
 from zvonok.callcenter import log as ql
+from zvonok.callcenter import service
 from zvonok.callcenter.center import ContactCenter, Offer
 from zvonok.callcenter.events import AgentStateChanged, QueueStateChanged
 from zvonok.callcenter.kpi import agent_kpis, queue_kpis
@@ -153,6 +154,26 @@ async def test_queue_crud_and_number_space(api: Api, make_tenant: Any) -> None:
     assert r.status_code == 404
     await ok(await api.client.delete(url, headers=a.headers), 204)
     assert (await api.client.get(url, headers=a.headers)).status_code == 404
+
+
+async def test_queue_callback_settings(api: Api, make_tenant: Any, runtime: CallCenterRuntime) -> None:
+    a = await make_company(api, make_tenant, "cb.example")
+    queue = await new_queue(api, a)
+    assert (queue["callback_key"], queue["callback_attempts"], queue["callback_retry"]) == (None, 3, 60)
+    url = f"{cc(a)}/queues/{queue['id']}"
+    for bad in ({"callback_key": "12"}, {"callback_key": "a"}, {"callback_attempts": 0}, {"callback_retry": 5},
+                {"callback_attempts": None}):
+        r = await api.client.patch(url, headers=a.headers, json=bad)
+        assert r.status_code == 422, (bad, r.text)
+    changed = await ok(await api.client.patch(url, headers=a.headers, json={
+        "callback_key": "*", "callback_attempts": 5, "callback_retry": 120}))
+    assert (changed["callback_key"], changed["callback_attempts"], changed["callback_retry"]) == ("*", 5, 120)
+    async with api.db.session() as session:
+        config = service.queue_config(await service.get_queue(session, a.id, queue["id"]))
+    assert (config.callback_key, config.callback_attempts, config.callback_retry, config.number) == (
+        "*", 5, 120.0, "500")
+    changed = await ok(await api.client.patch(url, headers=a.headers, json={"callback_key": None}))
+    assert changed["callback_key"] is None  # no callbacks any more
 
 
 async def test_members_skills_reasons_and_agent_state(api: Api, make_tenant: Any, runtime: CallCenterRuntime) -> None:

@@ -178,7 +178,7 @@ def test_a_key_to_fax_receives_on_the_menus_answer(tmp_path: Path) -> None:
             self.finished: list[tuple[IncomingFax, FaxResult | None, str]] = []
 
         async def begin_receive(self, tenant_id: int, *, call_id: str, remote_number: str, local_number: str,
-                                emails: tuple[str, ...] = ()) -> IncomingFax:
+                                emails: tuple[str, ...] = (), extension: str | None = None) -> IncomingFax:
             self.begun.append((remote_number, local_number, emails))
             return IncomingFax(id=9, tiff=tmp_path / "9.tif", emails=emails)
 

@@ -21,9 +21,14 @@ from zvonok.callcenter.center import Action, ContactCenter
 from zvonok.callcenter.desk import CenterDesk
 from zvonok.callcenter.log import QueueLogEntry
 from zvonok.callcenter.queues import QueueConfig, Strategy
+from zvonok.cdr.state import CallRecord
 from zvonok.media.interface import Prompt
+from zvonok.media.prompts import prompt_path
+from zvonok.pstn.routing import PolicyInfo
+from zvonok.telephony import events as ev
 from zvonok.telephony.ivr import Ivr
 from zvonok.telephony.ivr_dialogue import MenuSpec, Target
+from zvonok.telephony.originate import Originator
 from zvonok.telephony.queue_call import QueueCalls, QueueRef, position_prompt, wait_prompt
 
 T = TypeVar("T")
@@ -95,8 +100,10 @@ class Center:
 
     def queue(self, number: str, **settings: Any) -> int:
         queue_id = len(self.desk.queues) + 1
-        self.h.run(self._set_queue(QueueConfig(id=queue_id, tenant_id=TENANT, **settings)))
-        self.desk.queues[number] = QueueRef(id=queue_id, number=number, name=f"Q{number}")
+        self.h.run(self._set_queue(QueueConfig(id=queue_id, tenant_id=TENANT, number=number, **settings)))
+        self.desk.queues[number] = QueueRef(
+            id=queue_id, number=number, name=f"Q{number}", callback_key=settings.get("callback_key")
+        )
         return queue_id
 
     async def _set_queue(self, config: QueueConfig) -> None:
@@ -347,3 +354,205 @@ def test_a_ring_group_nobody_answers_sends_the_caller_into_a_queue() -> None:
         (enter,) = c.runtime.events(ql.ENTERQUEUE)
         assert (enter.queue_id, enter.call_id) == (queue_id, engine_call.id)
         assert not h.sent_requests("BYE", to=alice)
+
+
+# -- callbacks -----------------------------------------------------------------------------------------
+def _callback_center() -> tuple[Center, Any]:
+    c = center()
+    c.h._snapshot()  # the tenant (its domain) in the routing snapshot
+    c.h.engine.originator = Originator(c.h.engine)
+    _, carrier = c.h.trunk()
+    return c, carrier
+
+
+def _request_callback(c: Center, carrier: Any, queue_id: int) -> str:
+    """A customer calls the queue's number from +79161234567, presses the callback key and is let go."""
+    h = c.h
+    h.did("+74951234567", "queue", {"number": "500"})
+    call = h.call_from_trunk(carrier, "+79161234567", "+74951234567")
+    call.ack()
+    engine_call = call.engine_call
+    assert engine_call is not None and engine_call.caller is not None and engine_call.caller.endpoint is not None
+    endpoint = engine_call.caller.endpoint
+    h.dtmf(endpoint, "5")  # not the key: nothing happens
+    assert h.media.playing[endpoint.id] == MUSIC
+    h.dtmf(endpoint, "1")
+    assert h.media.playing[endpoint.id] == Prompt(path=prompt_path("queue_callback", "ru"))
+    assert prompt_path("queue_callback", "ru").exists() and prompt_path("queue_callback", "en").exists()
+    h.deliver(h.media.finish_playing, h.media.endpoints[endpoint.id])
+    assert engine_call.ended  # we hung up on the customer (our BYE)
+    assert [e.event for e in c.runtime.log if e.call_id == engine_call.id] == [ql.ENTERQUEUE, ql.CALLBACK]
+    assert list(c.runtime.center.waiting) == [engine_call.id]  # its place is kept, no ABANDON
+    return engine_call.id
+
+
+def test_a_callback_rings_the_agent_first_then_calls_the_customer_and_bridges_them() -> None:
+    c, carrier = _callback_center()
+    h = c.h
+    with h:
+        queue_id = c.queue("500", callback_key="1", wrap_up=5)
+        request = _request_callback(c, carrier, queue_id)
+        outgoing_before = len(h.invites_to(carrier))
+        agent = c.agent("201", 4, queue_id)
+        h.settle()
+        assert len(h.invites_to(carrier)) == outgoing_before  # the customer is not called before the agent answers
+        assert c.runtime.center.agents[4].status.value == "ringing"
+        answer(h, agent)
+        assert c.runtime.center.agents[4].status.value == "on_call"
+        assert not c.runtime.events(ql.CONNECT)
+        out = h.invites_to(carrier)[-1]
+        assert "79161234567" in str(out.request.uri)  # the customer's number, out through the trunk
+        ok = h.reply(out, 200)
+        (connect,) = c.runtime.events(ql.CONNECT)
+        assert (connect.call_id, connect.agent_id, connect.data["callback"], connect.data["attempt"]) == (
+            request, 4, True, 1)
+        (call,) = [x for x in h.engine.calls.values() if not x.ended]
+        assert call.caller is not None and call.callee is not None
+        assert call.caller.endpoint is not None and call.callee.endpoint is not None
+        assert (call.caller.endpoint.id, call.callee.endpoint.id) in h.media.bridges
+        (placed,) = h.events_of(ev.QueueCallbackPlaced)
+        assert (placed.call_id, placed.queue_number, placed.agent_id, placed.request_call_id) == (
+            call.id, "500", 4, request)
+        routed = [r for r in h.events_of(ev.CallRouted) if r.call_id == call.id]
+        assert routed and routed[-1].number == "+79161234567"
+        h.request_from(out, ok, "BYE")  # the customer hangs up
+        (complete,) = c.runtime.events(ql.COMPLETECALLER)
+        assert complete.call_id == request and complete.agent_id == 4
+        assert c.runtime.center.agents[4].status.value == "wrap_up"
+        record = CallRecord.started(next(e for e in h.events_of(ev.CallStarted) if e.call_id == call.id))
+        for event in h.events:
+            if isinstance(event, ev.CallEvent) and event.call_id == call.id and type(event) in ev.CALL_EVENT_TYPES \
+                    and not isinstance(event, ev.CallStarted | ev.CallEnded):
+                record.apply(event)
+        ended = next(e for e in h.events_of(ev.CallEnded) if e.call_id == call.id)
+        cdr = record.finish_with(ended)
+        assert cdr.queue == "500" and cdr.caller.employee_id == 4 and cdr.callee.number == "+79161234567"
+        assert cdr.disposition is ev.Disposition.ANSWERED and cdr.rating.trunk_id is not None
+
+
+def test_a_customer_who_does_not_answer_is_called_again_after_the_delay_then_given_up() -> None:
+    c, carrier = _callback_center()
+    h = c.h
+    with h:
+        queue_id = c.queue("500", callback_key="1", wrap_up=0, callback_attempts=2, callback_retry=60)
+        request = _request_callback(c, carrier, queue_id)
+        agent = c.agent("201", 4, queue_id)
+        h.settle()
+        answer(h, agent)
+        h.reply(h.invites_to(carrier)[-1], 486)  # busy: the agent hears the busy tone, then our BYE
+        h.advance(10)
+        (failed,) = c.runtime.events(ql.CALLBACKFAILED)
+        assert (failed.agent_id, failed.data["attempt"], failed.data["reason"], failed.data["retry_in"]) == (
+            4, 1, "busy", 60.0)
+        assert len(h.sent_requests("BYE", to=agent)) == 1  # the agent's call ends
+        assert request in c.runtime.center.waiting and c.runtime.center.agents[4].status.value == "available"
+        rung = len(h.invites_to(agent))
+        h.advance(30)
+        assert len(h.invites_to(agent)) == rung  # not before the delay
+        h.advance(31)
+        assert len(h.invites_to(agent)) == rung + 1
+        answer(h, agent)
+        h.reply(h.invites_to(carrier)[-1], 480)  # no answer this time: given up
+        h.advance(10)
+        last = c.runtime.events(ql.CALLBACKFAILED)[-1]
+        assert (last.data["attempt"], last.data["reason"], last.data["final"]) == (2, "no_answer", True)
+        assert request not in c.runtime.center.waiting and request not in c.runtime.center.in_call
+
+
+def test_an_agent_not_answering_a_callback_leaves_it_in_line() -> None:
+    c, carrier = _callback_center()
+    h = c.h
+    with h:
+        queue_id = c.queue("500", callback_key="1", ring_timeout=15, retry=60)
+        request = _request_callback(c, carrier, queue_id)
+        outgoing = len(h.invites_to(carrier))
+        agent = c.agent("201", 4, queue_id)
+        h.settle()
+        h.reply(h.invites_to(agent)[-1], 180)
+        h.advance(15)  # the center's ring timeout: our CANCEL to the agent's phone
+        assert h.invites_to(agent)[-1].cancelled is not None
+        (missed,) = c.runtime.events(ql.RINGNOANSWER)
+        assert (missed.call_id, missed.agent_id, missed.data["reason"]) == (request, 4, "no_answer")
+        assert request in c.runtime.center.waiting and len(h.invites_to(carrier)) == outgoing
+        assert not c.runtime.events(ql.CALLBACKFAILED)
+
+
+def test_a_callback_the_company_may_not_call_is_given_up_before_anyone_rings() -> None:
+    c, carrier = _callback_center()
+    h = c.h
+    with h:
+        queue_id = c.queue("500", callback_key="1")
+        request = _request_callback(c, carrier, queue_id)
+        h._snapshot(policies={(TENANT, "tenant", None): PolicyInfo(
+            tenant_id=TENANT, level="tenant", ref_id=None, service_class="internal_only")})
+        agent = c.agent("201", 4, queue_id)
+        h.settle()
+        assert h.invites_to(agent) == []  # checked as the company before the agent's phone rings
+        (failed,) = c.runtime.events(ql.CALLBACKFAILED)
+        assert (failed.call_id, failed.agent_id, failed.data["reason"], failed.data["final"]) == (
+            request, 4, "not_allowed", True)
+        assert request not in c.runtime.center.waiting
+        assert c.runtime.center.agents[4].status.value == "available"
+
+
+def test_an_anonymous_caller_cannot_ask_for_a_callback() -> None:
+    c, carrier = _callback_center()
+    h = c.h
+    with h:
+        c.queue("500", callback_key="1")
+        h.did("+74951234567", "queue", {"number": "500"})
+        call = h.call_from_trunk(carrier, "anonymous", "+74951234567")
+        call.ack()
+        engine_call = call.engine_call
+        assert engine_call is not None and engine_call.caller is not None and engine_call.caller.endpoint is not None
+        h.dtmf(engine_call.caller.endpoint, "1")
+        assert h.media.playing[engine_call.caller.endpoint.id] == MUSIC  # still waiting on the line
+        assert not engine_call.ended and not c.runtime.events(ql.CALLBACK)
+
+
+def test_ring_all_rings_every_agent_for_a_callback_and_the_first_answer_takes_it() -> None:
+    c, carrier = _callback_center()
+    h = c.h
+    with h:
+        queue_id = c.queue("500", callback_key="1", strategy=Strategy.RING_ALL, wrap_up=0)
+        first = c.agent("201", 4, queue_id)
+        second = c.agent("202", 5, queue_id)
+        h.did("+74951234567", "queue", {"number": "500"})
+        call = h.call_from_trunk(carrier, "+79161234567", "+74951234567")
+        call.ack()
+        request = call.engine_call.id  # type: ignore[union-attr]
+        endpoint = call.engine_call.caller.endpoint  # type: ignore[union-attr]
+        assert len(h.invites_to(first)) == 1 and len(h.invites_to(second)) == 1  # the live call rings both
+        h.reply(h.invites_to(first)[0], 180)
+        h.reply(h.invites_to(second)[0], 180)
+        h.dtmf(endpoint, "1")  # the key while both ring: their phones stop, the callback rings both again
+        assert h.invites_to(first)[0].cancelled is not None and h.invites_to(second)[0].cancelled is not None
+        assert len(h.invites_to(first)) == 2 and len(h.invites_to(second)) == 2
+        assert len(h.invites_to(carrier)) == 0
+        h.reply(h.invites_to(second)[-1], 180)
+        answer(h, first)
+        assert h.invites_to(second)[-1].cancelled is not None  # the other agent's phone stops ringing
+        assert c.runtime.center.agents[5].status.value == "available"
+        out = h.invites_to(carrier)[-1]
+        ok = h.reply(out, 200)
+        (connect,) = c.runtime.events(ql.CONNECT)
+        assert (connect.call_id, connect.agent_id) == (request, 4)
+        h.request_from(out, ok, "BYE")
+
+
+def test_the_agent_hanging_up_before_the_customer_answers_puts_the_callback_back() -> None:
+    c, carrier = _callback_center()
+    h = c.h
+    with h:
+        queue_id = c.queue("500", callback_key="1", wrap_up=0, callback_attempts=1)
+        request = _request_callback(c, carrier, queue_id)
+        agent = c.agent("201", 4, queue_id)
+        h.settle()
+        ok = answer(h, agent)
+        out = h.invites_to(carrier)[-1]
+        h.reply(out, 180)
+        h.request_from(h.invites_to(agent)[-1], ok, "BYE")  # the agent gives up while the customer rings
+        assert out.cancelled is not None  # our CANCEL to the carrier
+        (failed,) = c.runtime.events(ql.CALLBACKFAILED)
+        assert (failed.data["reason"], failed.data["attempt"]) == ("agent_hung_up", 0)
+        assert request in c.runtime.center.waiting  # no attempt spent: still in line

@@ -13,7 +13,7 @@ from zvonok.pstn.routing import NumberInfo, PstnSnapshot, TenantInfo, TrunkInfo,
 from zvonok.sip.message import Request, parse_datagram
 from zvonok.sip.peer import Peer
 from zvonok.telephony.auth import Authenticator
-from zvonok.telephony.outside import OutsideMixin
+from zvonok.telephony.outside import Outside
 
 A, B = 1, 2
 A_NUMBER, B_NUMBER = "+74951110001", "+74952220002"
@@ -29,17 +29,16 @@ def _trunk(trunk_id: int, tenant_id: int | None, kind: str = "pbx") -> TrunkInfo
                      address="192.0.2.1", port=5060, transport="udp", inbound=networks(["127.0.0.1"]))
 
 
-def _engine(trunk: TrunkInfo, default_domain: str | None = "a.example") -> OutsideMixin:
+def _engine(trunk: TrunkInfo, default_domain: str | None = "a.example") -> SimpleNamespace:
     """``default_domain``: the server's sip_default_domain, whose a request to our bare IP address is."""
     numbers = {n: NumberInfo(id=i, tenant_id=t, number=n, office_id=None, kind="extension", destination={})
                for i, (n, t) in enumerate([(A_NUMBER, A), (B_NUMBER, B)])}
     snapshot = PstnSnapshot(trunks={trunk.id: trunk}, numbers=numbers,
                             tenants={A: _tenant(A, "a.example"), B: _tenant(B, "B.example")})
-    engine = OutsideMixin()
-    engine.trunks = SimpleNamespace(snapshot=snapshot)  # type: ignore[assignment]
     # the real mapping of a Request-URI to a domain, without the rest of an Authenticator
-    engine.auth = SimpleNamespace(  # type: ignore[assignment]
-        domain_of=functools.partial(Authenticator.domain_of, SimpleNamespace(default_domain=default_domain)))
+    engine = SimpleNamespace(trunks=SimpleNamespace(snapshot=snapshot), auth=SimpleNamespace(
+        domain_of=functools.partial(Authenticator.domain_of, SimpleNamespace(default_domain=default_domain))))
+    engine.outside = Outside(engine)  # type: ignore[arg-type]
     return engine
 
 
@@ -71,7 +70,7 @@ def _credentials(realm: str, header: str = "Proxy-Authorization") -> str:
         "junk"])
 def test_a_tenants_trunk_takes_only_what_is_its_own(uri: str, headers: list[str], trusted: bool) -> None:
     trunk = _trunk(7, B)
-    assert _engine(trunk)._trunk_for(_invite(uri, *headers), PHONES) == (trunk if trusted else None)
+    assert _engine(trunk).outside.trunk_for(_invite(uri, *headers), PHONES) == (trunk if trusted else None)
 
 
 @pytest.mark.parametrize(("default_domain", "trusted"), [
@@ -81,7 +80,7 @@ def test_a_tenants_trunk_takes_only_what_is_its_own(uri: str, headers: list[str]
 def test_a_request_to_our_address_is_the_default_domains(default_domain: str | None, trusted: bool) -> None:
     trunk = _trunk(7, B)
     engine = _engine(trunk, default_domain)
-    assert engine._trunk_for(_invite("sip:102@127.0.0.1"), PHONES) == (trunk if trusted else None)
+    assert engine.outside.trunk_for(_invite("sip:102@127.0.0.1"), PHONES) == (trunk if trusted else None)
 
 
 @pytest.mark.parametrize(("kind", "uri", "trusted"), [
@@ -96,12 +95,12 @@ def test_a_tenants_carrier_delivers_its_own_numbers_to_our_address(kind: str, ur
     """The default domain is another tenant's, yet the carrier of B delivering B's numbers to our bare
     address is B's trunk (else B's inbound calls would be refused as an unknown carrier's)."""
     trunk = _trunk(7, B, kind)
-    assert _engine(trunk)._trunk_for(_invite(uri), PHONES) == (trunk if trusted else None)
+    assert _engine(trunk).outside.trunk_for(_invite(uri), PHONES) == (trunk if trusted else None)
 
 
 def test_the_operators_trunk_serves_every_domain_but_not_our_phones() -> None:
     trunk = _trunk(8, None)
     engine = _engine(trunk)
-    assert engine._trunk_for(_invite("sip:+74951234567@a.example"), PHONES) == trunk
-    assert engine._trunk_for(_invite("sip:102@a.example", _credentials("a.example")), PHONES) is None
-    assert engine._trunk_for(_invite("sip:102@a.example"), Peer(transport="udp", host="127.0.0.2", port=5060)) is None
+    assert engine.outside.trunk_for(_invite("sip:+74951234567@a.example"), PHONES) == trunk
+    assert engine.outside.trunk_for(_invite("sip:102@a.example", _credentials("a.example")), PHONES) is None
+    assert engine.outside.trunk_for(_invite("sip:102@a.example"), Peer(transport="udp", host="127.0.0.2", port=5060)) is None

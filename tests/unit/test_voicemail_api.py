@@ -173,7 +173,7 @@ async def test_employee_sees_only_their_own_mailbox(api: Api, make_tenant: Any) 
     assert (await ok(await api.client.patch(f"{url}/{mine}", headers=c.alice_headers, json={"read": True})))["read"]
     own = f"{c.base}/extensions/{c.ext_alice}/voicemail"
     assert (await ok(await api.client.put(own, headers=c.alice_headers, json={"pin": "2468"})))["has_pin"]
-    assert (await api.client.delete(own, headers=c.alice_headers)).status_code == 404
+    assert (await api.client.delete(own, headers=c.alice_headers)).status_code == 403
     # the admin sees both
     assert (await ok(await api.client.get(url, headers=c.headers)))["total"] == 2
 

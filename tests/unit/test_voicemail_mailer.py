@@ -23,7 +23,8 @@ from test_voicemail_api import leave, store_of
 from zvonok.mail.models import OutboxLetter, TenantSmtp
 from zvonok.mail.outbox import Outbox, SmtpServer
 from zvonok.media.tones import dominant_frequency
-from zvonok.voicemail.mailer import compose_voicemail
+from zvonok.voicemail.mailer import compose_voicemail, report_voicemail
+from zvonok.voicemail.models import VoicemailMessage
 
 Api = Any
 
@@ -54,9 +55,10 @@ def smtpd() -> Iterator[tuple[Inbox, int]]:
         controller.stop()
 
 
-def mailer(api: Api, server: SmtpServer | None) -> Outbox:
+def mailer(api: Api, server: SmtpServer | None, web_url: str | None = None) -> Outbox:
     outbox = Outbox(api.db, server, retry_base=30.0, max_attempts=3)
-    outbox.register("voicemail", compose_voicemail(store_of(api).files))
+    files = store_of(api).files
+    outbox.register("voicemail", compose_voicemail(files, web_url), report_voicemail(files))
     return outbox
 
 
@@ -179,3 +181,73 @@ async def test_a_mailbox_may_ask_for_mp3(api: Api, make_tenant: Any, smtpd: tupl
     assert abs(len(audio) / 8000 - 3.0) < 0.2  # the encoder's padding is a few frames at most
     assert abs(dominant_frequency(audio) - 600.0) < 5  # the message's own tone
     assert np.sqrt(np.mean(audio.astype(np.float64) ** 2)) > 0.2 * 32767  # heard at its level, not near silence
+
+
+def body_of(mail: Message) -> str:
+    body = next(p for p in mail.walk() if p.get_content_type() == "text/plain").get_payload(decode=True)
+    assert isinstance(body, bytes)
+    return body.decode()
+
+
+async def message_exists(api: Api, message_id: int) -> bool:
+    async with api.db.session() as session:
+        return (await session.get(VoicemailMessage, message_id)) is not None
+
+
+async def test_link_only_mails_no_audio_and_keeps_the_message(api: Api, make_tenant: Any,
+                                                                smtpd: tuple[Inbox, int]) -> None:
+    inbox, port = smtpd
+    c = await company_with_mailbox(api, make_tenant, "link.example", "ru-RU")
+    url = f"{c.base}/extensions/{c.ext_alice}/voicemail"
+    out = await ok(await api.client.put(url, headers=c.headers, json={"email": "alice@link.example",
+                                                                        "email_audio": "link"}))
+    assert (out["email_audio"], out["delete_after_email"]) == ("link", False)
+    message = await leave(api, c.id, "101", seconds=2.0)
+    job = mailer(api, SmtpServer(host="127.0.0.1", port=port), web_url="https://pbx.link.example/")
+    assert await job.run_once() == 1
+    ((_sender, _rcpts, mail),) = inbox.mails
+    assert [p for p in mail.walk() if p.get_filename()] == []  # no attachment at all
+    body = body_of(mail)
+    assert f"https://pbx.link.example/me#voicemail-message-{message}" in body
+    assert "веб-портале" in body and "во вложении" not in body
+    assert await message_exists(api, message)
+
+
+async def test_delete_after_email_removes_the_message_once_sent(api: Api, make_tenant: Any,
+                                                                 smtpd: tuple[Inbox, int]) -> None:
+    inbox, port = smtpd
+    c = await company_with_mailbox(api, make_tenant, "del.example", "en-US")
+    url = f"{c.base}/extensions/{c.ext_alice}/voicemail"
+    await ok(await api.client.put(url, headers=c.headers, json={"email": "alice@del.example",
+                                                                  "delete_after_email": True}))
+    message = await leave(api, c.id, "101", seconds=2.0)
+    box = await store_of(api).mailbox(c.id, "101")
+    assert box is not None
+    (wav,) = [p for p in box.directory.glob("call-*.wav")]
+    # not sent (nobody listens): the message stays
+    assert await mailer(api, SmtpServer(host="127.0.0.1", port=free_port())).run_once() == 1
+    assert await message_exists(api, message) and wav.exists()
+    job = mailer(api, SmtpServer(host="127.0.0.1", port=port))
+    assert await job.run_once(datetime.now(UTC) + timedelta(minutes=5)) == 1
+    ((_sender, _rcpts, mail),) = inbox.mails
+    assert abs(len(attachment_audio(mail)) / 8000 - 2.0) < 0.01  # the recording went with the letter
+    assert not await message_exists(api, message)
+    assert not wav.exists()
+    assert (await email_state(api, message))[0] == "sent"
+    # a mailbox without it keeps its messages after the e-mail
+    await ok(await api.client.put(url, headers=c.headers, json={"email": "alice@del.example"}))
+    kept = await leave(api, c.id, "101", seconds=1.0)
+    assert await job.run_once() == 1
+    assert await message_exists(api, kept)
+
+
+async def test_delete_after_email_needs_an_address_and_the_recording(api: Api, make_tenant: Any) -> None:
+    c = await company_with_mailbox(api, make_tenant, "val.example", "en-US")
+    url = f"{c.base}/extensions/{c.ext_alice}/voicemail"
+    for body, words in (({"delete_after_email": True}, "needs an e-mail address"),
+                        ({"email": "a@val.example", "email_audio": "link", "delete_after_email": True},
+                         "must carry the recording"),
+                        ({"email": "a@val.example", "email_audio": "mp3"}, "email_audio")):
+        r = await api.client.put(url, headers=c.headers, json=body)
+        assert r.status_code == 422 and words in r.text, (body, r.text)
+    assert (await ok(await api.client.get(url, headers=c.headers)))["delete_after_email"] is False

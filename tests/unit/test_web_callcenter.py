@@ -63,7 +63,15 @@ async def test_queue_and_agent_pages(web: Web, a: Company, b: Company, admin_a: 
         ivan_b = (await session.execute(select(Employee.id).where(Employee.tenant_id == b.id))).scalar_one()
     assert queue.strategy == "ring_all" and queue.max_wait is None and queue.service_level == 30
     assert queue.requirements == [{"skill": "english", "min_level": 5}]
+    assert (queue.callback_key, queue.callback_attempts, queue.callback_retry) == (None, 3, 60)
     edit = f"/callcenter/queues/{queue.id}"
+    r = await _post(admin_a, edit, edit, {**form, "number": "700", "callback_key": "x"})
+    assert r.status_code == 422 and "One key: a digit, * or #." in r.text
+    r = await _post(admin_a, edit, edit, {**form, "number": "700", "callback_key": "9", "callback_attempts": "2",
+                                          "callback_retry": "300"})
+    assert r.status_code == 303
+    page = await admin_a.get(edit)
+    assert '<option value="9" selected>' in page.text and 'value="300"' in page.text
     r = await _post(admin_a, edit, edit, {**form, "requirements": "english"})
     assert r.status_code == 422 and "name:level pairs" in r.text
     r = await _post(admin_a, edit, edit, {**form, "number": "701", "max_wait": "120", "requirements": "english:2"})

@@ -127,6 +127,24 @@ async def test_offices_departments_and_employees(web: Web, a: Company, admin_a: 
     assert "Key accounts" not in (await admin_a.get("/org")).text
 
 
+async def test_an_employees_fax_email_on_their_page(web: Web, a: Company, admin_a: httpx.AsyncClient) -> None:
+    async with web.db.session() as session:
+        ivan = (await session.execute(select(Employee).where(Employee.tenant_id == a.id))).scalar_one()
+    page = f"/org/employees/{ivan.id}"
+    form = {"full_name": "Ivan", "email": "ivan@a.example", "office_id": "", "department_id": "", "role": "employee"}
+    r = await _post(admin_a, page, page, {**form, "fax_email": "nope"})
+    assert r.status_code == 422 and 'id="employee-fax_email-error"' in r.text
+    r = await _post(admin_a, page, page, {**form, "fax_email": "ivan.fax@a.example"})
+    assert r.status_code == 303
+    async with web.db.session() as session:
+        assert (await service.get_employee(session, a.id, ivan.id)).fax_email == "ivan.fax@a.example"
+    assert 'value="ivan.fax@a.example"' in (await admin_a.get(page)).text
+    r = await _post(admin_a, page, page, {**form, "fax_email": ""})  # empty: faxes go to the e-mail again
+    assert r.status_code == 303
+    async with web.db.session() as session:
+        assert (await service.get_employee(session, a.id, ivan.id)).fax_email is None
+
+
 async def test_org_forms_show_errors_next_to_fields(web: Web, a: Company, admin_a: httpx.AsyncClient) -> None:
     office_id = await _office(web, a.id, "Moscow")
     r = await _post(admin_a, "/org", "/org/offices", {"name": "Moscow"})
@@ -244,6 +262,19 @@ async def test_a_number_answered_by_the_fax_machine(web: Web, a: Company, admin_
     assert 'value="office@a.example, boss@a.example"' in (await admin_a.get(f"/numbers/{number_id}")).text
     r = await _post(admin_a, f"/numbers/{number_id}", f"/numbers/{number_id}", {"kind": "fax", "target": "office"})
     assert r.status_code == 422 and "E-mail addresses to send each fax to" in r.text
+    # an employee's own fax line: their extension's number (the fax goes to their fax e-mail), and a copy
+    r = await _post(admin_a, f"/numbers/{number_id}", f"/numbers/{number_id}",
+                    {"kind": "fax", "target": "101, office@a.example"})
+    assert r.status_code == 303, r.text
+    async with web.db.session() as session:
+        number = await pstn_service.get_number(session, a.id, number_id)
+    assert number.destination == {"emails": ["office@a.example"], "number": "101"}
+    assert 'value="101, office@a.example"' in (await admin_a.get(f"/numbers/{number_id}")).text
+    assert "fax of extension 101" in (await admin_a.get("/numbers")).text
+    r = await _post(admin_a, f"/numbers/{number_id}", f"/numbers/{number_id}", {"kind": "fax", "target": "109"})
+    assert r.status_code == 422  # no such extension: nothing saved
+    async with web.db.session() as session:
+        assert (await pstn_service.get_number(session, a.id, number_id)).destination["number"] == "101"
 
 
 async def test_number_form_errors(web: Web, a: Company, admin_a: httpx.AsyncClient) -> None:

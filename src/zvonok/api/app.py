@@ -95,9 +95,10 @@ def create_app(settings: Settings, db: Database, *, routers: Sequence[APIRouter]
     web_music = ("POST", "/settings/music")  # music on hold uploaded in the web console
     web_ivr = ("POST", "/ivr/[^/]+/greeting")  # an IVR greeting uploaded in the web console
     web_clients = ("POST", "/crm/import")  # clients' CSV uploaded in the web console
+    web_greeting = ("POST", "/(me/)?extensions/[^/]+/mailbox/greetings/[^/]+")  # a mailbox greeting, ditto
     uploads = [(method, path, settings.http_max_upload)
                for method, path in (RATES_UPLOAD, HOLD_MUSIC_UPLOAD, GREETING_UPLOAD, IVR_UPLOAD, web_upload,
-                                    web_music, web_ivr, FAX_UPLOAD, CLIENTS_UPLOAD, web_clients)]
+                                    web_music, web_ivr, FAX_UPLOAD, CLIENTS_UPLOAD, web_clients, web_greeting)]
     app.add_middleware(BodyLimit, default=settings.http_max_body, larger=uploads)
 
     app.include_router(auth.router)

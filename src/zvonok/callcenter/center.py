@@ -16,8 +16,11 @@ It then drains :meth:`~ContactCenter.take_actions` — :class:`Offer` (ring this
 The order of the line: a heavier queue's callers first (queues sharing agents), then a higher caller
 priority (VIP), then the earlier arrival. A caller whose offer fails (no answer, busy, the agent's phone
 went away) keeps that place, so it is offered again first. A callback request keeps the place too: the
-live call ends, and when its turn comes the agent's phone rings first (``Offer.callback``), then the
-engine calls the customer.
+live call ends, and when its turn comes the agent's phone rings first (``Offer.callback``); when the agent
+answers (:meth:`~ContactCenter.offer_answered`: ON_CALL, no ``CONNECT`` yet) the engine calls the customer,
+and reports :meth:`~ContactCenter.callback_answered` (``CONNECT``) or
+:meth:`~ContactCenter.callback_failed` (``CALLBACKFAILED``: the request goes back to its place, offered again
+once the queue's ``callback_retry`` has passed, and is given up after ``callback_attempts`` attempts).
 
 One invariant makes dispatching cheap: after every input, no waiting caller that is not being offered
 has an eligible available agent. So a caller who joins is matched against the available agents only,
@@ -99,6 +102,8 @@ class Waiting:
     offered: set[int] = field(default_factory=set)  # the agents whose phones ring for it now
     offer_started: float | None = None
     callback: bool = False
+    attempts: int = 0  # a callback's failed calls to the customer
+    not_before: float = 0.0  # a callback whose call failed is not offered again before this
     next_announce: float | None = None
     relax_next: float | None = None  # the next time a skill relaxation widens who may take it
 
@@ -110,6 +115,8 @@ class _InCall:
     joined_at: float
     answered_at: float
     original_position: int
+    entry: Waiting | None = None  # a callback whose customer the engine is calling (no CONNECT yet)
+    ring: float = 0.0  # seconds the agent's phone rang
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -241,11 +248,73 @@ class ContactCenter:
         agent.missed = 0
         self._set_status(agent, _S.ON_CALL, now, queue_id=entry.queue_id)
         self.in_call[call_id] = _InCall(queue_id=entry.queue_id, agent_id=agent_id, joined_at=entry.joined_at,
-                                        answered_at=now, original_position=entry.original_position)
-        self._entry(now, ql.CONNECT, queue_id=entry.queue_id, call_id=call_id, agent_id=agent_id,
-                    hold=now - entry.joined_at, ring=ring, position=entry.original_position)
+                                        answered_at=now, original_position=entry.original_position,
+                                        entry=entry if entry.callback else None, ring=ring)
+        if not entry.callback:  # a callback connects when its customer answers (callback_answered)
+            self._entry(now, ql.CONNECT, queue_id=entry.queue_id, call_id=call_id, agent_id=agent_id,
+                        hold=now - entry.joined_at, ring=ring, position=entry.original_position)
         self._dispatch(now, agents=freed)
         return True
+
+    def callback_answered(self, call_id: str, now: float) -> None:
+        """The customer of a callback answered the call the agent's phone placed: the two talk (``CONNECT``)."""
+        call = self.in_call.get(call_id)
+        if call is None or call.entry is None:
+            return
+        entry, call.entry = call.entry, None
+        call.answered_at = now
+        self._entry(now, ql.CONNECT, queue_id=call.queue_id, call_id=call_id, agent_id=call.agent_id,
+                    hold=now - call.joined_at, ring=call.ring, position=call.original_position, callback=True,
+                    attempt=entry.attempts + 1)
+
+    def callback_failed(self, call_id: str, now: float, *, reason: str, agent_id: int | None = None,
+                        final: bool = False) -> None:
+        """The call to a callback's customer failed (``busy``, ``no_answer``, ``failed`` …), or the agent hung up
+        before the customer answered (``agent_hung_up``: not counted as an attempt, no delay). The request goes
+        back to its place in line and is offered again once the queue's ``callback_retry`` has passed; after
+        ``callback_attempts`` attempts, or at once when ``final`` (the number cannot be called), it is given
+        up. The agent (``agent_id`` names it when its offer was still ringing) is free again after wrap-up."""
+        call = self.in_call.get(call_id)
+        if call is not None and call.entry is not None:
+            del self.in_call[call_id]
+            entry = call.entry
+            agent = self.agents[call.agent_id]
+            agent.call = None
+        else:
+            waiting = self.waiting.get(call_id)
+            offered = self.agents.get(agent_id) if agent_id is not None else None
+            if waiting is None or offered is None or offered.id not in waiting.offered:
+                return
+            entry, agent = waiting, offered
+            del self.waiting[call_id]
+            entry.offered.discard(agent.id)
+            for other in sorted(entry.offered):  # (a ring-all: the others stop ringing too)
+                self._actions.append(CancelOffer(call_id=call_id, agent_id=other))
+                self.agents[other].offer = None
+                self._set_status(self.agents[other], _S.AVAILABLE, now)
+            entry.offered.clear()
+            entry.offer_started = None
+            agent.offer = None
+        counted = reason != "agent_hung_up"
+        if counted:
+            entry.attempts += 1
+        config = self.queues.get(entry.queue_id)
+        if config is None or final or entry.attempts >= config.callback_attempts:
+            self._entry(now, ql.CALLBACKFAILED, queue_id=entry.queue_id, call_id=call_id, agent_id=agent.id,
+                        attempt=entry.attempts, reason=reason, final=True)
+        else:
+            delay = config.callback_retry if counted else 0.0
+            entry.not_before = now + delay
+            self.waiting[call_id] = entry
+            self._entry(now, ql.CALLBACKFAILED, queue_id=entry.queue_id, call_id=call_id, agent_id=agent.id,
+                        attempt=entry.attempts, reason=reason, retry_in=delay)
+        if not counted and config is not None:
+            agent.rest_until = now + config.retry  # the agent turned it down: someone else first, as for a miss
+        if agent.status is _S.ON_CALL:
+            self._wrap_up(agent, config, now)
+        elif agent.status is _S.RINGING:
+            self._set_status(agent, _S.AVAILABLE, now)
+        self._dispatch(now, agents=[a for a in self.agents.values() if a.status is _S.AVAILABLE])
 
     def offer_failed(self, call_id: str, agent_id: int, now: float, *, reason: str = "no_answer") -> None:
         """An offer did not reach the agent (no answer, busy, the phone is gone): the caller keeps its
@@ -263,6 +332,10 @@ class ContactCenter:
 
     def call_ended(self, call_id: str, now: float, *, by_agent: bool) -> None:
         """A connected queue call ended: the agent goes to wrap-up."""
+        call = self.in_call.get(call_id)
+        if call is not None and call.entry is not None:  # a callback's customer never answered
+            self.callback_failed(call_id, now, reason="agent_hung_up" if by_agent else "failed")
+            return
         self._complete(call_id, now, ql.COMPLETEAGENT if by_agent else ql.COMPLETECALLER, {})
 
     def transferred(self, call_id: str, now: float, *, target: str) -> None:
@@ -369,6 +442,8 @@ class ContactCenter:
                 times.append(entry.next_announce)
             if entry.relax_next is not None and not entry.offered:
                 times.append(entry.relax_next)
+            if entry.not_before and not entry.offered:
+                times.append(entry.not_before)
         for agent in self.agents.values():
             if agent.wrap_until is not None:
                 times.append(agent.wrap_until)
@@ -400,6 +475,9 @@ class ContactCenter:
                 continue
             if entry.relax_next is not None and entry.relax_next <= now:
                 entry.relax_next = self._relax_next(config, entry, now)
+                relaxed.append(entry)
+            if entry.not_before and entry.not_before <= now:
+                entry.not_before = 0.0
                 relaxed.append(entry)
             if entry.next_announce is not None and entry.next_announce <= now:
                 entry.next_announce = now + config.announce_every
@@ -529,6 +607,8 @@ class ContactCenter:
                 return
             todo = sorted((e for e in self.waiting.values() if not e.offered), key=self._order)
         for entry in todo:
+            if entry.not_before > now:
+                continue  # a callback waiting for its next attempt
             config = self.queues[entry.queue_id]
             candidates = [a for a in pool if self._eligible(a, config, now - entry.joined_at, now)]
             if not candidates:
@@ -624,6 +704,10 @@ class ContactCenter:
         wrap = config.wrap_up if config is not None else 0.0
         total, count = self._handled.get(call.queue_id, (0.0, 0))
         self._handled[call.queue_id] = (total + talk + wrap, count + 1)
+        self._wrap_up(agent, config, now)
+
+    def _wrap_up(self, agent: Agent, config: QueueConfig | None, now: float) -> None:
+        wrap = config.wrap_up if config is not None else 0.0
         if wrap > 0 and agent.queues:
             agent.wrap_until = now + wrap
             self._set_status(agent, _S.WRAP_UP, now)

@@ -6,7 +6,9 @@ the bus events and the timer work as for the API's inputs); the center's actions
 application — each one in a callback of its own on the event loop (``call_soon``), never inside the
 runtime's draining of the center, so an input the application makes while carrying one out (an offer that
 fails at once) is a fresh input, not one nested in another. Queue numbers and agents' extensions are read
-from the database here (telephony runs no SQL).
+from the database here (telephony runs no SQL). A callback's offer goes to the application's
+``offer_callback`` (:mod:`zvonok.telephony.queue_callback`: the agent's phone first, then the customer), which
+reports back with ``callback_answered`` / ``callback_failed``.
 """
 
 from __future__ import annotations
@@ -46,8 +48,8 @@ class CenterDesk:
         if app is None:
             return
         if isinstance(action, Offer):
-            if action.callback:  # callbacks through a trunk are not carried out by the engine yet
-                self.offer_failed(action.call_id, action.agent_id, "unavailable")
+            if action.callback:  # the agent's phone first, then the customer (telephony/queue_callback.py)
+                app.offer_callback(action.call_id, action.queue_id, action.agent_id, action.number)
             else:
                 app.offer(action.call_id, action.agent_id)
         elif isinstance(action, CancelOffer):
@@ -71,9 +73,14 @@ class CenterDesk:
                     .limit(1)
                 )
             ).first()
-        if row is None or row.id not in self.runtime.center.queues:
+        config = self.runtime.center.queues.get(row.id) if row is not None else None
+        if row is None or config is None:
             return None
-        return QueueRef(id=row.id, number=row.number, name=row.name)
+        return QueueRef(id=row.id, number=row.number, name=row.name, callback_key=config.callback_key)
+
+    def queue_info(self, queue_id: int) -> tuple[int, str] | None:
+        config = self.runtime.center.queues.get(queue_id)
+        return (config.tenant_id, config.number) if config is not None else None
 
     async def agent_extensions(self, tenant_id: int, agent_id: int) -> list[str]:
         async with self.runtime.db.session() as session:
@@ -100,6 +107,20 @@ class CenterDesk:
 
     def offer_failed(self, call_id: str, agent_id: int, reason: str) -> None:
         self.runtime.feed(lambda c, now: c.offer_failed(call_id, agent_id, now, reason=reason))
+
+    def request_callback(self, call_id: str, *, number: str) -> bool:
+        """False when the call is not in line (any more): no callback is left."""
+        if call_id not in self.runtime.center.waiting:
+            return False
+        self.runtime.feed(lambda c, now: c.request_callback(call_id, now, number=number or None))
+        return True
+
+    def callback_answered(self, call_id: str) -> None:
+        self.runtime.feed(lambda c, now: c.callback_answered(call_id, now))
+
+    def callback_failed(self, call_id: str, reason: str, *, agent_id: int | None = None, final: bool = False) -> None:
+        self.runtime.feed(
+            lambda c, now: c.callback_failed(call_id, now, reason=reason, agent_id=agent_id, final=final))
 
     def call_ended(self, call_id: str, *, by_agent: bool) -> None:
         self.runtime.feed(lambda c, now: c.call_ended(call_id, now, by_agent=by_agent))

@@ -6,12 +6,15 @@ event              call / agent                 data
 =================  ===========================  =================================================
 ENTERQUEUE         call                         number, position, priority
 FULL, JOINEMPTY    call                         (refused at the door: overflow)
-CONNECT            call, agent                  hold (s waited), ring (s the agent's phone rang), position
+CONNECT            call, agent                  hold (s waited), ring (s the agent's phone rang), position;
+                                                a callback: callback true and attempt, when the customer answers
 RINGNOANSWER       call, agent                  ring (s), reason (no_answer, busy, unavailable, cancelled)
 ABANDON            call                         position, original_position, wait
 EXITWITHTIMEOUT    call                         position, original_position, wait (max wait: overflow)
 EXITEMPTY          call                         position, original_position, wait (no agents left)
 CALLBACK           call                         position, wait, number (the caller left a callback request)
+CALLBACKFAILED     call, agent                  attempt, reason (busy, no_answer, failed, ...), retry_in (s),
+                                                or final: true (the callback is given up)
 COMPLETEAGENT      call, agent                  hold, talk, original_position (the agent hung up)
 COMPLETECALLER     call, agent                  hold, talk, original_position (the caller hung up)
 TRANSFER           call, agent                  hold, talk, target
@@ -38,6 +41,7 @@ ABANDON = "ABANDON"
 EXITWITHTIMEOUT = "EXITWITHTIMEOUT"
 EXITEMPTY = "EXITEMPTY"
 CALLBACK = "CALLBACK"
+CALLBACKFAILED = "CALLBACKFAILED"
 COMPLETEAGENT = "COMPLETEAGENT"
 COMPLETECALLER = "COMPLETECALLER"
 TRANSFER = "TRANSFER"

@@ -42,6 +42,9 @@ class CallQueue(TenantScoped, Timestamped, Base):
     max_no_answer: Mapped[int] = mapped_column(Integer, default=3)
     weight: Mapped[int] = mapped_column(Integer, default=0)
     overflow: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # {"kind": ..., ...}
+    callback_key: Mapped[str | None] = mapped_column(String(1), nullable=True)  # a DTMF key; None: no callbacks
+    callback_attempts: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
+    callback_retry: Mapped[int] = mapped_column(Integer, default=60, server_default="60")  # s between attempts
 
 
 class AgentSkill(TenantScoped, Base):

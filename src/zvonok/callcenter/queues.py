@@ -38,6 +38,7 @@ class QueueConfig:
     id: int
     tenant_id: int
     name: str = ""
+    number: str = ""  # dialed like an extension (a callback's CDR names the queue by it)
     strategy: Strategy = Strategy.LONGEST_IDLE
     requirements: tuple[SkillRequirement, ...] = ()
     relaxations: tuple[Relaxation, ...] = ()
@@ -52,6 +53,9 @@ class QueueConfig:
     announce_every: float = 0.0  # seconds between position/wait announcements (0: none)
     max_no_answer: int = 3  # unanswered offers in a row put the agent in NOT_READY ("missed"); 0: never
     weight: int = 0  # between queues sharing agents: a heavier queue's callers are offered first
+    callback_key: str | None = None  # the DTMF key a waiting caller presses to be called back (None: no callbacks)
+    callback_attempts: int = 3  # calls to the customer before a callback is given up
+    callback_retry: float = 60.0  # seconds between a failed call to the customer and the next attempt
     overflow: Mapping[str, Any] = field(default_factory=dict)  # a destination (the engine's business)
 
     def required_level(self, requirement: SkillRequirement, waited: float) -> int:

@@ -17,6 +17,7 @@ SkillName = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[
 ReasonName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40),
                        AfterValidator(check_text)]
 Level = Annotated[int, Field(ge=1, le=10)]
+CallbackKey = Annotated[str, StringConstraints(pattern=r"^[0-9*#]$")]
 MAX_SECONDS = 86_400
 
 
@@ -67,6 +68,11 @@ class _QueueFields(_In):
     announce_every: int = Field(default=0, ge=0, le=3600, description="0: no position announcements")
     max_no_answer: int = Field(default=3, ge=0, le=100, description="0: never set an agent not ready")
     weight: int = Field(default=0, ge=0, le=100)
+    callback_key: CallbackKey | None = Field(
+        default=None, description="The key a waiting caller presses to be called back, keeping its place; "
+                                  "null: no callbacks")
+    callback_attempts: int = Field(default=3, ge=1, le=10, description="Calls to the customer before giving up")
+    callback_retry: int = Field(default=60, ge=10, le=MAX_SECONDS, description="Seconds between those calls")
     overflow: dict[str, Any] | None = Field(
         default=None, description='A destination like a number\'s schedule branch: {"kind": "extension", '
                                   '"number": "101"}; where callers go when full, empty or waited too long')
@@ -94,6 +100,9 @@ class QueueUpdate(_In):
     announce_every: int | None = Field(default=None, ge=0, le=3600)
     max_no_answer: int | None = Field(default=None, ge=0, le=100)
     weight: int | None = Field(default=None, ge=0, le=100)
+    callback_key: CallbackKey | None = None
+    callback_attempts: int | None = Field(default=None, ge=1, le=10)
+    callback_retry: int | None = Field(default=None, ge=10, le=MAX_SECONDS)
     overflow: dict[str, Any] | None = None
 
 
@@ -118,6 +127,9 @@ class QueueOut(BaseModel):
     announce_every: int
     max_no_answer: int
     weight: int
+    callback_key: str | None
+    callback_attempts: int
+    callback_retry: int
     overflow: dict[str, Any] | None
 
 

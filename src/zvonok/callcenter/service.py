@@ -30,7 +30,7 @@ from .models import AgentSkill, CallQueue, NotReadyReason, QueueMember, QueueSup
 from .queues import QueueConfig, Relaxation, SkillRequirement, Strategy
 
 _NOT_NULL = ("name", "number", "strategy", "requirements", "relaxations", "ring_timeout", "retry", "wrap_up",
-             "join_empty", "leave_empty", "service_level", "announce_every", "max_no_answer", "weight")
+             "join_empty", "leave_empty", "service_level", "announce_every", "max_no_answer", "weight", "callback_attempts", "callback_retry")
 
 
 def queue_out(queue: CallQueue) -> schemas.QueueOut:
@@ -40,14 +40,15 @@ def queue_out(queue: CallQueue) -> schemas.QueueOut:
 def queue_config(queue: CallQueue) -> QueueConfig:
     """The sans-I/O core's view of a queue row."""
     return QueueConfig(
-        id=queue.id, tenant_id=queue.tenant_id, name=queue.name, strategy=Strategy(queue.strategy),
+        id=queue.id, tenant_id=queue.tenant_id, name=queue.name, number=queue.number, strategy=Strategy(queue.strategy),
         requirements=tuple(SkillRequirement(r["skill"], int(r["min_level"])) for r in queue.requirements),
         relaxations=tuple(Relaxation(float(r["after"]), int(r["min_level"])) for r in queue.relaxations),
         ring_timeout=float(queue.ring_timeout), retry=float(queue.retry), wrap_up=float(queue.wrap_up),
         max_waiting=queue.max_waiting, max_wait=float(queue.max_wait) if queue.max_wait is not None else None,
         join_empty=queue.join_empty, leave_empty=queue.leave_empty, service_level=float(queue.service_level),
         announce_every=float(queue.announce_every), max_no_answer=queue.max_no_answer, weight=queue.weight,
-        overflow=dict(queue.overflow or {}))
+        overflow=dict(queue.overflow or {}), callback_key=queue.callback_key or None,
+        callback_attempts=queue.callback_attempts, callback_retry=float(queue.callback_retry))
 
 
 # -- checks --------------------------------------------------------------------------------------------

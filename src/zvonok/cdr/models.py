@@ -79,6 +79,7 @@ class Cdr(TenantScoped, Base):
     # the extension whose forwarding (CFU, CFB, CFNA, unavailable) sent the call on, the first if several
     forwarded_from: Mapped[str | None] = mapped_column(String(64))
     ring_group: Mapped[str | None] = mapped_column(String(8))  # the ring group the call reached (its number)
+    queue: Mapped[str | None] = mapped_column(String(8))  # the queue the call was placed for (a callback's)
     # a fax call (received on a fax destination or sent): pages transferred and T.30's result (NULL: no fax)
     fax_pages: Mapped[int | None] = mapped_column(Integer)
     fax_result: Mapped[str | None] = mapped_column(String(200))

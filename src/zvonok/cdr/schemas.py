@@ -58,6 +58,7 @@ class CdrOut(BaseModel):
     forwarded_from: str | None = Field(default=None, description="The extension whose call forwarding sent "
                                        "the call on (CFU, CFB, CFNA, unavailable)")
     ring_group: str | None = Field(default=None, description="The number of the ring group the call reached")
+    queue: str | None = Field(default=None, description="The queue whose callback this call carried out")
     fax_pages: int | None = Field(default=None, description="A fax call (received or sent): the pages transferred")
     fax_result: str | None = Field(default=None, description="A fax call: T.30's result (OK, or why it failed)")
     end_estimated: bool = Field(default=False, description="The call was cut by a server crash: ended_at is "

@@ -130,6 +130,7 @@ def _cdr_values(call: FinishedCall, tenant: Tenant, caller: Party,
         end_estimated=call.end_estimated, created_at=utcnow(),
         forwarded_from=_text(call.forwarded_from, 64) if call.forwarded_from else None,
         ring_group=_text(call.ring_group, 8) if call.ring_group else None,
+        queue=_text(call.queue, 8) if call.queue else None,
         fax_pages=call.fax_pages, fax_result=_text(call.fax_result, 200) if call.fax_result is not None else None,
     )
     legs = [

@@ -45,6 +45,7 @@ from zvonok.telephony.events import (
     LegEnded,
     LegRole,
     Party,
+    QueueCallbackPlaced,
     RecordingStarted,
     RecordingStopped,
     RingGroupCalled,
@@ -108,6 +109,7 @@ class FinishedCall:
     end_estimated: bool = False  # ended at the last heartbeat before a crash
     forwarded_from: str | None = None  # the extension whose forwarding sent the call on (the first)
     ring_group: str | None = None  # the number of the ring group the call reached (the first)
+    queue: str | None = None  # the queue whose callback this call carried out (its number)
     fax_pages: int | None = None  # a fax call: pages received or sent
     fax_result: str | None = None  # and T.30's result
 
@@ -161,6 +163,7 @@ class CallRecord:
     conference: tuple[str, str] | None = None  # the room the caller joined: (number, name), the callee
     forwarded_from: str | None = None
     ring_group: tuple[str, str] | None = None  # the group the call reached: (number, name)
+    queue: str | None = None  # a queue callback's queue (its number)
     route_before_group: dict[str, Any] | None = None
     fax_pages: int | None = None
     fax_result: str | None = None
@@ -206,6 +209,8 @@ class CallRecord:
             self.conference = (ev.room_number, ev.room_name)
         elif isinstance(ev, CallForwarded):
             self.forwarded_from = self.forwarded_from or ev.from_number
+        elif isinstance(ev, QueueCallbackPlaced):
+            self.queue = ev.queue_number
         elif isinstance(ev, RingGroupCalled):
             if self.ring_group is None:
                 self.ring_group = (ev.group_number, ev.group_name)
@@ -261,7 +266,7 @@ class CallRecord:
             rating=rate(CallRouted(**self.route) if self.route else None,
                         whole_seconds(end - self.answered_at) if self.answered_at is not None else 0),
             end_estimated=estimated, forwarded_from=self.forwarded_from,
-            ring_group=self.ring_group[0] if self.ring_group else None,
+            ring_group=self.ring_group[0] if self.ring_group else None, queue=self.queue,
             fax_pages=self.fax_pages, fax_result=self.fax_result,
         )
 
@@ -282,7 +287,7 @@ class CallRecord:
             "transfers": self.transfers, "route": dict(self.route) if self.route else None,
             "conference": list(self.conference) if self.conference else None,
             "forwarded_from": self.forwarded_from,
-            "ring_group": list(self.ring_group) if self.ring_group else None,
+            "ring_group": list(self.ring_group) if self.ring_group else None, "queue": self.queue,
             "route_before_group": dict(self.route_before_group) if self.route_before_group else None,
             "fax_pages": self.fax_pages, "fax_result": self.fax_result,
             "legs": [{"leg_id": leg.leg_id, "role": leg.role.value, "party": _party_json(leg.party),

@@ -218,10 +218,12 @@ def _emails(value: Any) -> list[str]:
 
 class Fax(_Destination):
     """A fax terminal answers and keeps the document (zvonok.fax); each fax received is e-mailed as a
-    PDF to ``emails``, if any."""
+    PDF to ``emails``, if any, and, with ``number`` (an employee's own fax line: their DID, or a menu's
+    key for them), to the fax address of that extension's employee (their e-mail unless they set one)."""
 
     kind: Literal["fax"] = "fax"
     emails: Annotated[list[str] | None, BeforeValidator(_emails)] = None
+    number: ExtensionNumber | None = None
 
 
 class Hangup(_Destination):
@@ -339,6 +341,8 @@ def _message(exc: pydantic.ValidationError, path: str) -> str:
 def extension_numbers(dest: Destination) -> list[tuple[str, str]]:
     """(place below the destination, extension number) for each extension it names."""
     if isinstance(dest, (Extension, Voicemail)):
+        return [("number", dest.number)]
+    if isinstance(dest, Fax) and dest.number is not None:
         return [("number", dest.number)]
     if isinstance(dest, Ring):
         return [(f"numbers[{i}]", n) for i, n in enumerate(dest.numbers)]

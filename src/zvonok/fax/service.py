@@ -19,6 +19,7 @@ from zvonok.logs import get_logger
 from zvonok.mail.outbox import enqueue
 from zvonok.org import quotas
 from zvonok.org.errors import NotFound, ValidationError
+from zvonok.org.models import Employee, Extension
 from zvonok.org.scope import get_in_tenant
 from zvonok.pstn.destinations import to_e164
 from zvonok.storage.db import Database, emit
@@ -117,6 +118,22 @@ async def queue_send(
     return row
 
 
+async def employee_fax_addresses(session: AsyncSession, tenant_id: int, extension: str) -> tuple[str, ...]:
+    """Where a fax to the employee of extension ``extension`` goes: their fax address, else their e-mail
+    (none: an extension of nobody's, or an employee with neither, or no such extension any more)."""
+    row = (
+        await session.execute(
+            select(Employee.fax_email, Employee.email)
+            .join(Extension, Extension.employee_id == Employee.id)
+            .where(Extension.tenant_id == tenant_id, Employee.tenant_id == tenant_id, Extension.number == extension)
+        )
+    ).first()
+    if row is None or not (row[0] or row[1]):
+        log.warning("fax: nobody to mail it to", tenant=tenant_id, extension=extension)
+        return ()
+    return (row[0] or row[1],)
+
+
 def _write_pdf(tiff: Path, pdf: Path) -> int:
     data, pages = tiff_to_pdf(tiff)
     tmp = pdf.with_suffix(".pdf.tmp")
@@ -133,9 +150,12 @@ class FaxStore:
         self.files = files
 
     async def begin_receive(
-        self, tenant_id: int, *, call_id: str, remote_number: str, local_number: str, emails: tuple[str, ...] = ()
+        self, tenant_id: int, *, call_id: str, remote_number: str, local_number: str, emails: tuple[str, ...] = (),
+        extension: str | None = None,
     ) -> IncomingFax:
         async with self.db.session() as session:
+            if extension is not None:
+                emails = (*emails, *await employee_fax_addresses(session, tenant_id, extension))
             row = FaxDocument(
                 tenant_id=tenant_id,
                 direction="in",
@@ -252,4 +272,4 @@ class FaxStore:
             return jobs
 
 
-__all__ = ["FaxFiles", "FaxStore", "NotFound", "get_fax", "list_faxes", "queue_send"]
+__all__ = ["FaxFiles", "FaxStore", "NotFound", "employee_fax_addresses", "get_fax", "list_faxes", "queue_send"]

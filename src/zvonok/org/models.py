@@ -79,6 +79,8 @@ class Employee(TenantScoped, Timestamped, Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     full_name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str | None] = mapped_column(String(254))
+    # faxes to the employee's own fax destination ({"kind": "fax", "number": <their extension>}); NULL: email
+    fax_email: Mapped[str | None] = mapped_column(String(254), nullable=True)
     phone: Mapped[str | None] = mapped_column(String(32))
     office_id: Mapped[int | None] = mapped_column(ForeignKey("offices.id"), index=True)
     department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"), index=True)

@@ -173,6 +173,8 @@ class DepartmentOut(_Out):
 class EmployeeCreate(_In):
     full_name: Name
     email: Email | None = None
+    fax_email: Email | None = Field(default=None, description="Faxes to the employee's own fax line are e-mailed "
+                                    "here (a fax destination naming their extension); null: to ``email``")
     phone: Phone | None = None
     office_id: int | None = None
     department_id: int | None = None
@@ -186,6 +188,7 @@ class EmployeeCreate(_In):
 class EmployeeUpdate(_In):
     full_name: Name | None = None
     email: Email | None = None
+    fax_email: Email | None = None
     phone: Phone | None = None
     office_id: int | None = None
     department_id: int | None = None
@@ -199,6 +202,7 @@ class EmployeeOut(_Out):
     tenant_id: int
     full_name: str
     email: str | None
+    fax_email: str | None
     phone: str | None
     office_id: int | None
     department_id: int | None

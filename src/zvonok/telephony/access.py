@@ -238,7 +238,7 @@ class AccessNumbers:
         profile = session.profile or await self._employee_profile(call.tenant_id, employee_id)
         session.profile = profile
         log.info("access number: dialing", call=call.id, employee=employee_id, number=destination)
-        await self.engine._route_outside(call, destination, profile)
+        await self.engine.outside.route(call, destination, profile)
 
     def dial_failed(self, call: Call, cause: str) -> bool:
         """An access-number call's outbound attempt failed: the dialogue goes on (True), else False."""

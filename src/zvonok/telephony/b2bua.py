@@ -40,6 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from zvonok import destination as dst
 from zvonok.bus import Bus
 from zvonok.logs import get_logger
 from zvonok.media.errors import PortsExhausted
@@ -75,6 +76,7 @@ from .auth import Authenticator
 from .call import CODECS, Call, CallSnapshot, Leg, LegState
 from .call_forward import Forwarding
 from .conference import Conferences
+from .counters import SpendLedger
 from .directory import Directory, ExtensionInfo
 from .edge import route_to
 from .forwarding import Reason as ForwardReason
@@ -95,7 +97,8 @@ from .leg_states import LegState as SipLegState
 from .leg_wiring import LegWiringMixin, SipStack
 from .location import Binding, Location
 from .monitor import Monitoring
-from .outside import OutsideMixin
+from .outside import Outside
+from .owner_first import ClientOwners
 from .park import Parking
 from .pickup import Pickup
 from .pin_guard import PinGuard
@@ -106,6 +109,7 @@ from .throttle import FailureThrottle
 from .transfers import Transfers
 from .trunks import Trunks
 from .voicemail import Voicemail
+from .voicemail_dialogue import GreetingKind
 
 log = get_logger(__name__)
 
@@ -133,7 +137,7 @@ def peer_of(binding: Binding) -> Peer:
     return Peer(transport=transport, host=host.strip("[]"), port=int(port), connection=binding.connection)
 
 
-class CallEngine(LegWiringMixin, OutsideMixin):
+class CallEngine(LegWiringMixin):
     def __init__(self, *, sip: SipStack, media: MediaEngine, auth: Authenticator, location: Location,
                  directory: Directory, bus: Bus, no_answer_timeout: float = 60.0,
                  media_timeout: float = 60.0, recordings_dir: Path | None = None,
@@ -178,6 +182,9 @@ class CallEngine(LegWiringMixin, OutsideMixin):
         # root (telephony/pickup.py, telephony/park.py); None: those numbers are dialed like any other
         self.forwards = Forwarding(self)  # forwarding, DND and their feature codes (telephony/call_forward.py)
         self.access_numbers = AccessNumbers(self)  # the access number + PIN service (telephony/access.py)
+        self.client_owners: ClientOwners | None = None  # routing by owner (the CRM's port), set by the root
+        self.ledger: SpendLedger | None = None  # spending holds of calls in progress (zvonok.pstn.holds), set by the root
+        self.outside = Outside(self)  # trunks and numbers: in, out, failover, spending limits (telephony/outside.py)
         self.transfers = Transfers(self)  # REFER, blind and attended (telephony/transfers.py)
         self.group_calls = RingGroupCalls(self)  # calls to ring groups (telephony/ring_group_call.py)
         self.pickup: Pickup | None = None
@@ -311,7 +318,7 @@ class CallEngine(LegWiringMixin, OutsideMixin):
         if self.auth.blocked(peer, request):
             reply(403)
             return
-        trunk = self._trunk_for(request, peer)
+        trunk = self.outside.trunk_for(request, peer)
         mono = self.clock()  # throttles count on a clock that never steps
         # an IPv6 /64 is one source, as for the auth throttle; behind a trusted edge, the phone's address
         source = self.auth.source_key(request, peer)
@@ -330,9 +337,9 @@ class CallEngine(LegWiringMixin, OutsideMixin):
                                                 headers=[("Min-SE", str(self.session_min_se))]))
             return
         if trunk is not None:
-            await self._invite_from_trunk(txn, request, peer, trunk, now)
+            await self.outside.invite_from_trunk(txn, request, peer, trunk, now)
             return
-        if not request.headers.get("proxy-authorization") and self._calls_a_did(request):
+        if not request.headers.get("proxy-authorization") and self.outside.calls_a_did(request):
             # a carrier we don't know (or a scanner) calling one of our numbers: never challenge, refuse
             log.warning("call to a number from an unknown address refused", source=str(peer),
                         number=uri.user_unescaped, sip_call_id=request.call_id)
@@ -390,7 +397,7 @@ class CallEngine(LegWiringMixin, OutsideMixin):
         if outside:
             profile = CallerProfile(tenant_id=creds.tenant_id, employee_id=caller_ext.employee_id,
                                     department_id=caller_ext.department_id, office_id=caller_ext.office_id)
-            await self._route_outside(call, dialed, profile)
+            await self.outside.route(call, dialed, profile)
             return
         if callee_ext is None:
             await self._refuse(call, 404, "no_route")
@@ -746,7 +753,7 @@ class CallEngine(LegWiringMixin, OutsideMixin):
                 if call.originate is not None and self.originator is not None:
                     self.originator.connected(call)
             log.info("access number call connected", call=call.id, tenant=call.tenant_id)
-            self._arm_limit(call)
+            self.outside.arm_limit(call)
             await self._watch_media(call)
             if self.recordings_dir is not None:
                 await self._start_recording(call, caller, leg)
@@ -755,7 +762,7 @@ class CallEngine(LegWiringMixin, OutsideMixin):
         self._answer_caller(call, answered_by=leg)
         log.info("call answered", call=call.id, tenant=call.tenant_id, codec_in=caller.media and caller.media.codec_name,
                  codec_out=media.codec_name)
-        self._arm_limit(call)
+        self.outside.arm_limit(call)
         await self._watch_media(call)
         if self.recordings_dir is not None:
             await self._start_recording(call, caller, leg)
@@ -812,7 +819,7 @@ class CallEngine(LegWiringMixin, OutsideMixin):
             return  # (forwarding: the forks of the extension it leaves end as they may)
         if self.queue_calls is not None and self.queue_calls.holds(call):
             return  # in a queue (a ring group's no-answer destination): the group's last forks decide nothing
-        if leg.trunk_id is not None and self._failover(leg, status):
+        if leg.trunk_id is not None and self.outside.failover(leg, status):
             return
         if any(fork.state is not LegState.ENDED for fork in call.forks):
             return
@@ -1146,9 +1153,9 @@ class CallEngine(LegWiringMixin, OutsideMixin):
         self.calls.pop(call.id, None)
         while call.inbox:
             self._drop_step(call.inbox.popleft())
-        self._publish_crossings(call, time.time())
+        self.outside.publish_crossings(call, time.time())
         if call.budgets:
-            self.spend_ledger().settle(call.id)  # its CDR carries the real cost from now on
+            self.outside.spend_ledger().settle(call.id)  # its CDR carries the real cost from now on
         if self.queue_calls is not None:
             self.queue_calls.finished(call)  # its agents, if busy on it, may take queue calls again
         self.publish(ev.CallEnded, call, disposition=disposition, hangup_side=side, cause=cause,
@@ -1187,6 +1194,62 @@ class CallEngine(LegWiringMixin, OutsideMixin):
                 if leg is not None and leg.party.extension_id == extension_id and leg.state is LegState.ANSWERED:
                     return True
         return False
+
+    async def _to_destination(self, call: Call, dest: dst.Destination | None, now: float, *, from_number: str,
+                              language: str | None = None, billed_to: CallerProfile | None = None,
+                              greeting: GreetingKind = GreetingKind.UNAVAILABLE) -> None:
+        """Send the call where a typed destination says (the one place for DIDs, schedule branches, a ring
+        group's no-answer, a queue's overflow, an IVR menu's keys and an employee's forwarding); ``None``
+        (nowhere, or a stored kind this version cannot read) and kinds this process cannot route answer 480.
+        A caller we answered already (a voice menu's) whom nothing takes gets BYE instead, as an answered call
+        ended by us. ``billed_to``: a forward's outside number is rated to, and permitted by, the forwarding
+        employee; ``greeting``: which greeting a mailbox plays (busy for a forward on busy)."""
+        tenant = self.trunks.snapshot.tenants.get(call.tenant_id) if self.trunks else None
+        language = language or (tenant.locale if tenant else self.prompt_language)
+
+        async def nowhere(status: int, cause: str) -> None:
+            if call.answered_at is not None:
+                self._hangup(call, None, ev.HangupSide.SYSTEM, cause)
+            else:
+                await self._refuse(call, status, cause)
+
+        if isinstance(dest, (dst.Extension, dst.Ring)):
+            numbers = [dest.number] if isinstance(dest, dst.Extension) else list(dest.numbers)
+            extensions = [ext for n in numbers if (ext := await self.directory.extension(call.tenant_id, n)) is not None]
+            if not extensions:
+                await nowhere(404, "no_route")
+                return
+            if isinstance(dest, dst.Ring) and dest.timeout:
+                call.ring_timeout = float(dest.timeout)
+            await self._ring_extensions(call, extensions, now, from_number=from_number)
+        elif isinstance(dest, dst.Access):
+            await self.access_numbers.answer(call, dest.payload(), caller_e164=from_number, language=language,
+                                      source_address=None)  # a carrier's gateway carries many callers
+        elif isinstance(dest, dst.Conference):
+            room = await self.conferences.lookup(call.tenant_id, dest.number) if self.conferences is not None else None
+            if room is None or self.conferences is None:
+                await nowhere(404, "no_route")
+                return
+            await self.conferences.enter(call, room, language=language)
+        elif isinstance(dest, dst.Ivr) and self.ivr is not None:
+            await self.ivr.enter(call, dest.menu, from_number=from_number, language=language)
+        elif isinstance(dest, dst.RingGroup):
+            await self.group_calls.to_destination(call, dest.payload(), from_number=from_number)
+        elif isinstance(dest, dst.External):
+            if self.trunks is None:
+                await nowhere(480, "unavailable")
+            elif billed_to is not None:
+                await self.outside.route(call, dest.number, billed_to, billed=True)
+            else:
+                await self.outside.route(call, dest.number, CallerProfile(tenant_id=call.tenant_id), forwarded=True)
+        elif isinstance(dest, dst.Voicemail) and self.voicemail is not None:
+            await self.voicemail.leave(call, dest.number, greeting)
+        elif isinstance(dest, dst.Queue) and self.queue_calls is not None:
+            await self.queue_calls.to_queue(call, dest.payload(), from_number=from_number)
+        elif isinstance(dest, dst.Fax) and self.fax is not None:
+            await self.fax.receive(call, dest.payload(), from_number=from_number)
+        else:  # park (no place routes there yet), None: nobody takes calls now (or no call center / fax here)
+            await nowhere(480, "unavailable")
 
     def _release(self, leg: Leg) -> None:
         if leg.trunk_id is not None and not leg.trunk_released and self.trunks is not None:

@@ -312,6 +312,20 @@ class CallPickedUp(CallEvent):
 
 @register_event
 @dataclass(frozen=True, kw_only=True, slots=True)
+class QueueCallbackPlaced(CallEvent):
+    """This call carries out a queue's callback (telephony/queue_callback.py): the agent's phone rang first,
+    then ``number`` (the customer who asked to be called back) is called; the CDR's ``queue`` keeps the
+    queue's number. ``request_call_id`` is the customer's original call, the queue log's call."""
+
+    queue_id: int
+    queue_number: str
+    agent_id: int
+    number: str
+    request_call_id: str
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
 class RingGroupCalled(CallEvent):
     """The call reached a ring group (dialed, or a number's destination): the CDR's callee names it until
     a member answers, and its ``ring_group`` column keeps it."""
@@ -417,7 +431,7 @@ class OriginateFailed(CallEvent):
 CALL_EVENT_TYPES: tuple[type[CallEvent], ...] = (
     CallStarted, CallRouted, LegCreated, LegRinging, LegAnswered, CallAnswered, LegHeld, LegResumed, CallTransferred,
     RecordingStarted, RecordingStopped, DtmfReceived, LegEnded, CallEnded, ConferenceJoined, CallForwarded,
-    IvrLeft, RingGroupCalled, RingGroupRinging, RingGroupNoAnswer, FaxFinished,
+    IvrLeft, RingGroupCalled, RingGroupRinging, RingGroupNoAnswer, FaxFinished, QueueCallbackPlaced,
 )
 
 

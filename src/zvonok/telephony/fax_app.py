@@ -48,8 +48,12 @@ class IncomingFax:
 
 class FaxPort(Protocol):
     async def begin_receive(
-        self, tenant_id: int, *, call_id: str, remote_number: str, local_number: str, emails: tuple[str, ...] = ()
-    ) -> IncomingFax: ...
+        self, tenant_id: int, *, call_id: str, remote_number: str, local_number: str, emails: tuple[str, ...] = (),
+        extension: str | None = None,
+    ) -> IncomingFax:
+        """A row for the fax arriving; ``extension``: the employee's own fax line, whose fax address is
+        added to ``emails``."""
+        ...
 
     async def finish_receive(
         self, tenant_id: int, fax: IncomingFax, result: FaxResult | None, reason: str
@@ -139,9 +143,10 @@ class FaxApp:
         uri = caller.invite.uri if caller.invite is not None else None
         did = (uri.user_unescaped or "") if isinstance(uri, SipUri) else ""
         emails = destination.get("emails") if isinstance(destination, dict) else None
+        extension = destination.get("number") if isinstance(destination, dict) else None
         fax = await self.port.begin_receive(
             call.tenant_id, call_id=call.id, remote_number=from_number, local_number=did,
-            emails=tuple(emails or ()),
+            emails=tuple(emails or ()), extension=extension,
         )
         session = FaxSession(fax=fax, remote_number=from_number)
         call.fax = session

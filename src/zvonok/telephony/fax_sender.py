@@ -209,7 +209,7 @@ class FaxSender:
         engine = self.engine
         call = leg.call
         if isinstance(event, Challenged):
-            engine._on_trunk_event(leg, event)  # the carrier's digest challenge, answered once
+            engine.outside.on_trunk_event(leg, event)  # the carrier's digest challenge, answered once
         elif isinstance(event, Answered):
             assert leg.sip is not None and leg.sip.dialog is not None
             leg.dialog = leg.sip.dialog

@@ -51,7 +51,10 @@ class CallControl(Protocol):
     """What the IVR needs of the call engine (:class:`zvonok.telephony.b2bua.CallEngine`)."""
 
     media: MediaEngine
-    directory: ExtensionPort
+
+    @property
+    def directory(self) -> ExtensionPort: ...
+
     conferences: Any
     queue_calls: Any  # telephony/queue_call.py: QueueCalls (None: no call center in this process)
     fax: Any  # telephony/fax_app.py: FaxApp (None: no fax in this process)
@@ -183,7 +186,7 @@ class Ivr:
 
     async def _transfer(self, call: Call, session: IvrSession, target: Target) -> None:
         """The menu is done: the key's destination, typed, goes to the engine's one dispatch
-        (``OutsideMixin._to_destination``); a target that names nothing ends the call with BYE."""
+        (the engine's ``_to_destination``); a target that names nothing ends the call with BYE."""
         engine = self.engine
         caller = call.caller
         assert caller is not None and caller.endpoint is not None

@@ -8,13 +8,18 @@ once (the forks of an internal call, placed by the engine's ``_fork`` with our o
 number, so the phone shows whom it is about to call). The first device to answer wins, the others are
 cancelled; that leg becomes the call's caller leg, as if the employee had dialed: our INVITE carried the
 offer, the phone's 200 the answer, the dialog is confirmed. Then the engine's own routing places the
-second leg — ``_ring_extensions`` for an extension, ``_route_outside`` (permissions, spending limits,
+second leg — ``_ring_extensions`` for an extension, ``outside.route`` (permissions, spending limits,
 rating, trunks with failover, the employee's caller ID) for an outside number — while the employee hears
 our in-band ringback (or the far end's early media). When the target answers, ``_connect`` bridges the
 two endpoints exactly as for any call and publishes CallAnswered; from there on it is an ordinary call
 (either side's BYE ends it). The events are the ordinary ones (CallStarted with the employee as the
 caller and the target as the callee number, LegCreated, CallRouted, CallAnswered, CallEnded), plus
 ``CallOriginated`` and, when the two never talked, ``OriginateFailed`` with its reason.
+
+A call center's callback (telephony/queue_callback.py) is an originated call too: the agent's phones (every
+extension of theirs) ring first, the target is the customer's number checked and rated as the queue's
+company (``Target.profile``), and an :class:`OriginateListener` on the session hears the agent answer (and
+may still refuse the call), the target answer and the end.
 
 The outcome of each originated call is kept for a while (bounded) so REST can say how it went:
 :class:`Phase` and :data:`TRANSITIONS` are the table; :func:`employee_failure` and :func:`target_failure`
@@ -30,7 +35,7 @@ import time
 import uuid
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from zvonok.logs import get_logger
 from zvonok.media.errors import PortsExhausted
@@ -82,6 +87,21 @@ class Target:
     number: str  # the extension's number, or the E.164 number
     extension: ExtensionInfo | None = None  # None: outside
     monitor: MonitorMode | None = None  # not a call to it: monitoring its call in this mode (monitor.py)
+    profile: CallerProfile | None = None  # whose permissions and rates an outside target uses (None: the employee's)
+
+
+class OriginateListener(Protocol):
+    """Told how an originated call goes (a queue callback's; the engine's loop, synchronously)."""
+
+    def answered(self, call: Call, leg: Leg) -> bool:
+        """The employee's phone answered: True to dial the target, False to end the call now."""
+        ...
+
+    def connected(self, call: Call) -> None: ...
+
+    def ended(self, call: Call, connected: bool, reason: str | None) -> None:
+        """The call is over: after the two talked (``connected``), or failed with ``reason``."""
+        ...
 
 
 @dataclass(slots=True, kw_only=True)
@@ -96,6 +116,7 @@ class Originate:
     reason: str | None = None
     started_at: float = 0.0
     employee_legs: list[Leg] = field(default_factory=list)
+    listener: OriginateListener | None = None
 
     def advance(self, phase: Phase, reason: str | None = None) -> None:
         if phase not in TRANSITIONS[self.phase]:
@@ -258,11 +279,21 @@ class Originator:
         self.quota.admit(tenant_id, time.monotonic())
         return await self._ring(tenant_id, ext, Target(number=agent.number, extension=agent, monitor=mode))
 
-    async def _ring(self, tenant_id: int, ext: ExtensionInfo, target: Target) -> Originate:
+    async def ring_first(self, tenant_id: int, extensions: list[ExtensionInfo], target: Target,
+                         listener: OriginateListener) -> Originate:
+        """Ring every registered device of ``extensions`` (one employee's), then dial ``target`` (already
+        checked by the caller) when one answers and ``listener`` agrees: a queue callback."""
+        if not extensions:
+            raise OriginateRefused(409, "not_registered", "no extension to ring")
+        return await self._ring(tenant_id, extensions[0], target, extensions=extensions, listener=listener)
+
+    async def _ring(self, tenant_id: int, ext: ExtensionInfo, target: Target, *,
+                    extensions: list[ExtensionInfo] | None = None,
+                    listener: OriginateListener | None = None) -> Originate:
         engine = self.engine
         now = time.time()
-        bindings = [b for b in engine.location.lookup(tenant_id, ext.extension_id, now)
-                    if engine.reachable(b, ext.srtp)]
+        bindings = [(e, b) for e in extensions or [ext] for b in engine.location.lookup(tenant_id, e.extension_id, now)
+                    if engine.reachable(b, e.srtp)]
         outside = target.extension is None
         call_id = uuid.uuid4().hex
         if not bindings:
@@ -277,7 +308,8 @@ class Originator:
         domain = tenant.domain
         call = Call(id=call_id, tenant_id=tenant_id, started_at=now, domain=domain,
                     direction=ev.Direction.OUTBOUND if outside else ev.Direction.INTERNAL)
-        session = Originate(call_id=call_id, tenant_id=tenant_id, extension=ext, target=target, started_at=now)
+        session = Originate(call_id=call_id, tenant_id=tenant_id, extension=ext, target=target, started_at=now,
+                            listener=listener)
         call.originate = session
         self._remember(session)
         self.quota.started(tenant_id, call_id)
@@ -297,9 +329,9 @@ class Originator:
             return session
         display = target.extension.display_name if target.extension is not None else target.number
         from_header = name_addr(display or target.number, target.number, domain)
-        for binding, endpoint in zip(bindings, endpoints, strict=True):
-            leg = engine._fork(call, ext.party(), binding, endpoint, list(CODECS), display, domain,
-                               handler=self._on_employee_event, srtp_policy=ext.srtp,
+        for (owner, binding), endpoint in zip(bindings, endpoints, strict=True):
+            leg = engine._fork(call, owner.party(), binding, endpoint, list(CODECS), display, domain,
+                               handler=self._on_employee_event, srtp_policy=owner.srtp,
                                from_header=from_header, role=ev.LegRole.CALLER)
             session.employee_legs.append(leg)
         if not call.ended:
@@ -389,6 +421,10 @@ class Originator:
         for other in session.employee_legs:
             if other is not leg and other.state is not LegState.ENDED:
                 engine._cancel_fork(other, 'SIP;cause=200;text="Call completed elsewhere"')
+        if session.listener is not None and not session.listener.answered(call, leg):
+            engine.publish(ev.LegAnswered, call, leg_id=leg.id)
+            self._fail(call, "cancelled")  # (a queue's offer withdrawn meanwhile: BYE to the phone)
+            return
         session.advance(Phase.DIALING)
         engine.publish(ev.LegAnswered, call, leg_id=leg.id)
         log.info("originate: the employee answered, dialing", call=call.id, tenant=call.tenant_id,
@@ -429,7 +465,7 @@ class Originator:
             await engine._ring_extensions(call, [target.extension], time.time(),
                                           from_number=session.extension.number)
         else:
-            await engine._route_outside(call, target.number, profile_of(session.extension))
+            await engine.outside.route(call, target.number, target.profile or profile_of(session.extension))
 
     # -- the end (the engine's _finish) ----------------------------------------------------------------
     def ended(self, call: Call, disposition: ev.Disposition, cause: str) -> None:
@@ -438,10 +474,13 @@ class Originator:
             return
         self.quota.ended(session.tenant_id, session.call_id)
         session.employee_legs = []  # (they hold the call: nothing of it outlives it here)
+        listener, session.listener = session.listener, None
         if call.answered_at is not None:
             if session.phase is Phase.DIALING:
                 session.advance(Phase.CONNECTED)
             session.advance(Phase.ENDED)
+            if listener is not None:
+                listener.ended(call, True, None)
             return
         reason = session.reason if session.reason else (
             "employee_hung_up" if session.phase is Phase.DIALING and call.hangup_side is ev.HangupSide.CALLER
@@ -451,9 +490,13 @@ class Originator:
         self.engine.publish(ev.OriginateFailed, call, extension=session.extension.number,
                             to=session.target.number, reason=reason)
         log.info("originate failed", call=call.id, tenant=call.tenant_id, reason=reason)
+        if listener is not None:
+            listener.ended(call, False, reason)
 
     def connected(self, call: Call) -> None:
         """The target answered (the engine's ``_connect``): the two talk."""
         session: Originate | None = call.originate
         if session is not None and session.phase is Phase.DIALING:
             session.advance(Phase.CONNECTED)
+            if session.listener is not None:
+                session.listener.connected(call)

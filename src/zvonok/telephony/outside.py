@@ -1,8 +1,8 @@
 """Calls to and from the outside world: carriers and office PBXs joined as trunks, numbers (DIDs).
 
-A mixin of :class:`zvonok.telephony.b2bua.CallEngine`. How a call goes:
+An application of the call engine (:class:`Outside`, ``engine.outside``). How a call goes:
 
-- **In from a trunk.** The source address names the trunk (:meth:`OutsideMixin._trunk_for`); an unknown
+- **In from a trunk.** The source address names the trunk (:meth:`Outside.trunk_for`); an unknown
   address calling one of our numbers gets 403 and a log line, never a challenge. From a carrier, the
   number called (Request-URI, else To) is normalized to E.164 and looked up: unknown → 404, a suspended
   tenant's → an announcement and 403, else its destination (resolved through its time schedule) — one
@@ -24,22 +24,11 @@ import asyncio
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from zvonok.billing.limits import crossings
 from zvonok.cdr.state import rate, whole_seconds
 from zvonok.destination import (
-    Access,
-    Conference,
-    Destination,
-    Extension,
-    External,
-    Fax,
-    Ivr,
-    Queue,
-    Ring,
-    RingGroup,
-    Voicemail,
     stored,
 )
 from zvonok.dialing import Destination as Destination_
@@ -63,14 +52,11 @@ from .access_number import split_dialed_access
 from .call import Call, Leg
 from .counters import SpendLedger, StoreUnavailable
 from .leg_events import Challenged
-from .owner_first import ClientOwners, ring_owner_first
+from .owner_first import ring_owner_first
 from .trunks import trunk_peer
-from .voicemail_dialogue import GreetingKind
 
-# The engine (:class:`.b2bua.CallEngine`) is this mixin and others calling one another's methods: the type
-# checker cannot follow that cycle, so the mixin's base is Any to it (the code is checked, the ``self.``
-# look-ups are not) until the engine's features become applications of their own (issue 9).
-_Base: Any = object
+if TYPE_CHECKING:
+    from .b2bua import CallEngine
 
 log = get_logger(__name__)
 
@@ -157,12 +143,14 @@ def _own_number(trunk: TrunkInfo, uri: SipUri, snapshot: PstnSnapshot) -> bool:
     return info is not None and info.tenant_id == trunk.tenant_id
 
 
-class OutsideMixin(_Base):
-    client_owners: ClientOwners | None = None  # routing by owner (the CRM's port), set by the composition root
-    ledger: SpendLedger | None = None  # spending holds of calls in progress (zvonok.pstn.holds), set by the root
+class Outside:
+    """Calls in from trunks and numbers (DIDs), and out through trunks with failover and spending limits."""
+
+    def __init__(self, engine: CallEngine) -> None:
+        self.engine = engine
 
     # -- in from a trunk ------------------------------------------------------------------------------
-    def _trunk_for(self, request: Request, peer: Peer) -> TrunkInfo | None:
+    def trunk_for(self, request: Request, peer: Peer) -> TrunkInfo | None:
         """The trunk an INVITE comes through, or None (then it is a phone's, authenticated by digest).
 
         A source address inside a trunk's allow-list is not enough, because a tenant's list may cover
@@ -171,9 +159,9 @@ class OutsideMixin(_Base):
         addressed to no other tenant's domain (its numbers are checked when the call is routed); one to
         our bare address is the default domain's, unless a carrier delivers its own tenant's number.
         """
-        if self.trunks is None:
+        if self.engine.trunks is None:
             return None
-        snapshot = self.trunks.snapshot
+        snapshot = self.engine.trunks.snapshot
         trunk: TrunkInfo | None = snapshot.trunk_from(peer.host)
         if trunk is None or _our_realm(request, snapshot):
             return None
@@ -182,23 +170,23 @@ class OutsideMixin(_Base):
         if trunk.tenant_id is not None and isinstance(request.uri, SipUri):
             # the domain the request is for as authentication sees it: a phone set up with only our
             # address sends its first INVITE to sip:102@<our IP>, which is the default domain's call
-            domain = self.auth.domain_of(request.uri)
+            domain = self.engine.auth.domain_of(request.uri)
             owner = snapshot.tenant_of_domain(domain)
             if owner is not None and owner != trunk.tenant_id and not (
                     domain != request.uri.host_lower and _own_number(trunk, request.uri, snapshot)):
                 return None
         return trunk
 
-    def _calls_a_did(self, request: Request) -> bool:
-        if self.trunks is None or not isinstance(request.uri, SipUri):
+    def calls_a_did(self, request: Request) -> bool:
+        if self.engine.trunks is None or not isinstance(request.uri, SipUri):
             return False
         number = _e164(request.uri.user_unescaped or "")
-        return number is not None and self.trunks.snapshot.number(number) is not None
+        return number is not None and self.engine.trunks.snapshot.number(number) is not None
 
-    async def _invite_from_trunk(self, txn: ServerTransaction, request: Request, peer: Peer, trunk: TrunkInfo,
+    async def invite_from_trunk(self, txn: ServerTransaction, request: Request, peer: Peer, trunk: TrunkInfo,
                                  now: float) -> None:
-        assert self.trunks is not None
-        snapshot = self.trunks.snapshot
+        assert self.engine.trunks is not None
+        snapshot = self.engine.trunks.snapshot
         uri = request.uri
         assert isinstance(uri, SipUri)
         caller_user = request.from_.uri.user if isinstance(request.from_.uri, SipUri) else None
@@ -217,27 +205,27 @@ class OutsideMixin(_Base):
             if e164 is not None and (number := snapshot.number(e164)) is not None:
                 break
         if number is None or number.tenant_id is None or (trunk.tenant_id not in (None, number.tenant_id)):
-            self.sip.respond(txn, make_response(request, 404, to_tag=_token()))
+            self.engine.sip.respond(txn, make_response(request, 404, to_tag=_token()))
             log.info("call from a trunk to an unknown number", trunk=trunk.id, number=uri.user_unescaped)
             return
         tenant = snapshot.tenants.get(number.tenant_id)
         if tenant is None:  # the snapshot is behind the number's assignment: answer, don't leave it retrying
-            self.sip.respond(txn, make_response(request, 404, to_tag=_token()))
+            self.engine.sip.respond(txn, make_response(request, 404, to_tag=_token()))
             return
         party = ev.Party(number=caller_e164, display_name=display, external=True,
                          uri_user=caller_user if caller_e164 == caller_number else None)
-        call = self._open_call(txn, request, peer, tenant_id=tenant.id, party=party, domain=tenant.domain,
+        call = self.engine._open_call(txn, request, peer, tenant_id=tenant.id, party=party, domain=tenant.domain,
                                dialed=number.number, direction=ev.Direction.INBOUND,
                                session_expires=None, srtp_policy=trunk.srtp)
         assert call.caller is not None
-        if not await self.trunks.acquire(trunk, call.id):
-            await self._refuse(call, 503, "trunk_busy")
+        if not await self.engine.trunks.acquire(trunk, call.id):
+            await self.engine._refuse(call, 503, "trunk_busy")
             return
         call.caller.trunk_id = trunk.id
         if call.ended:  # cancelled while the slot was taken: no leg release will come for it
-            self._release(call.caller)
+            self.engine._release(call.caller)
             return
-        self.publish(ev.CallRouted, call, destination_class="inbound", number=caller_e164, did=number.number,
+        self.engine.publish(ev.CallRouted, call, destination_class="inbound", number=caller_e164, did=number.number,
                      trunk_id=trunk.id)
         if tenant.suspended:
             await self._announce_and_refuse(call, "service_suspended", 403, "tenant_suspended")
@@ -247,70 +235,14 @@ class OutsideMixin(_Base):
         kind, destination = schedule.resolve(number.kind, number.destination, now, zone)
         log.info("inbound call", call=call.id, tenant=tenant.id, did=number.number, caller=caller_e164,
                  destination=kind, trunk=trunk.id)
-        if await ring_owner_first(self, call, kind, destination, caller=caller_e164):
+        if await ring_owner_first(self.engine, call, kind, destination, caller=caller_e164):
             return
-        await self._to_destination(call, stored(kind, destination), now, from_number=caller_e164)
-
-    async def _to_destination(self, call: Call, dest: Destination | None, now: float, *, from_number: str,
-                              language: str | None = None, billed_to: CallerProfile | None = None,
-                              greeting: GreetingKind = GreetingKind.UNAVAILABLE) -> None:
-        """Send the call where a typed destination says (the one place for DIDs, schedule branches, a ring
-        group's no-answer, a queue's overflow, an IVR menu's keys and an employee's forwarding); ``None``
-        (nowhere, or a stored kind this version cannot read) and kinds this process cannot route answer 480.
-        A caller we answered already (a voice menu's) whom nothing takes gets BYE instead, as an answered call
-        ended by us. ``billed_to``: a forward's outside number is rated to, and permitted by, the forwarding
-        employee; ``greeting``: which greeting a mailbox plays (busy for a forward on busy)."""
-        tenant = self.trunks.snapshot.tenants.get(call.tenant_id) if self.trunks else None
-        language = language or (tenant.locale if tenant else self.prompt_language)
-
-        async def nowhere(status: int, cause: str) -> None:
-            if call.answered_at is not None:
-                self._hangup(call, None, ev.HangupSide.SYSTEM, cause)
-            else:
-                await self._refuse(call, status, cause)
-
-        if isinstance(dest, (Extension, Ring)):
-            numbers = [dest.number] if isinstance(dest, Extension) else list(dest.numbers)
-            extensions = [ext for n in numbers if (ext := await self.directory.extension(call.tenant_id, n)) is not None]
-            if not extensions:
-                await nowhere(404, "no_route")
-                return
-            if isinstance(dest, Ring) and dest.timeout:
-                call.ring_timeout = float(dest.timeout)
-            await self._ring_extensions(call, extensions, now, from_number=from_number)
-        elif isinstance(dest, Access):
-            await self.access_numbers.answer(call, dest.payload(), caller_e164=from_number, language=language,
-                                      source_address=None)  # a carrier's gateway carries many callers
-        elif isinstance(dest, Conference):
-            room = await self.conferences.lookup(call.tenant_id, dest.number) if self.conferences is not None else None
-            if room is None or self.conferences is None:
-                await nowhere(404, "no_route")
-                return
-            await self.conferences.enter(call, room, language=language)
-        elif isinstance(dest, Ivr) and self.ivr is not None:
-            await self.ivr.enter(call, dest.menu, from_number=from_number, language=language)
-        elif isinstance(dest, RingGroup):
-            await self.group_calls.to_destination(call, dest.payload(), from_number=from_number)
-        elif isinstance(dest, External):
-            if self.trunks is None:
-                await nowhere(480, "unavailable")
-            elif billed_to is not None:
-                await self._route_outside(call, dest.number, billed_to, billed=True)
-            else:
-                await self._route_outside(call, dest.number, CallerProfile(tenant_id=call.tenant_id), forwarded=True)
-        elif isinstance(dest, Voicemail) and self.voicemail is not None:
-            await self.voicemail.leave(call, dest.number, greeting)
-        elif isinstance(dest, Queue) and self.queue_calls is not None:
-            await self.queue_calls.to_queue(call, dest.payload(), from_number=from_number)
-        elif isinstance(dest, Fax) and self.fax is not None:
-            await self.fax.receive(call, dest.payload(), from_number=from_number)
-        else:  # park (no place routes there yet), None: nobody takes calls now (or no call center / fax here)
-            await nowhere(480, "unavailable")
+        await self.engine._to_destination(call, stored(kind, destination), now, from_number=caller_e164)
 
     async def _invite_from_pbx(self, txn: ServerTransaction, request: Request, peer: Peer, trunk: TrunkInfo,
                                snapshot: PstnSnapshot, party: ev.Party, now: float) -> None:
         """An office PBX joined as a trunk: its users call our extensions, or out through our carriers."""
-        assert trunk.tenant_id is not None and self.trunks is not None
+        assert trunk.tenant_id is not None and self.engine.trunks is not None
         tenant = snapshot.tenants.get(trunk.tenant_id)
         uri = request.uri
         assert isinstance(uri, SipUri) and tenant is not None
@@ -321,51 +253,51 @@ class OutsideMixin(_Base):
             # <access number>*<PIN>*<destination> from the office PBX: the access service, keys typed ahead
             number = snapshot.number(_e164(access[0]) or "")
             if number is not None and number.tenant_id == tenant.id and number.kind == "access":
-                call = self._open_call(txn, request, peer, tenant_id=tenant.id, party=party, domain=tenant.domain,
+                call = self.engine._open_call(txn, request, peer, tenant_id=tenant.id, party=party, domain=tenant.domain,
                                        dialed=number.number, direction=ev.Direction.INBOUND, session_expires=None,
                                        srtp_policy=trunk.srtp)
-                if not await self.trunks.acquire(trunk, call.id):
-                    await self._refuse(call, 503, "trunk_busy")
+                if not await self.engine.trunks.acquire(trunk, call.id):
+                    await self.engine._refuse(call, 503, "trunk_busy")
                     return
                 assert call.caller is not None
                 call.caller.trunk_id = trunk.id
                 if call.ended:
-                    self._release(call.caller)
+                    self.engine._release(call.caller)
                     return
-                await self.access_numbers.answer(call, number.destination, caller_e164=caller_number,
+                await self.engine.access_numbers.answer(call, number.destination, caller_e164=caller_number,
                                           language=tenant.locale, source_address=peer.host,
                                           dialed=(access[1], access[2]))
                 return
-        callee_ext = await self.directory.extension(tenant.id, dialed) if dialed else None
-        call = self._open_call(txn, request, peer, tenant_id=tenant.id, party=party, domain=tenant.domain,
+        callee_ext = await self.engine.directory.extension(tenant.id, dialed) if dialed else None
+        call = self.engine._open_call(txn, request, peer, tenant_id=tenant.id, party=party, domain=tenant.domain,
                                dialed=dialed, session_expires=None, srtp_policy=trunk.srtp,
                                direction=ev.Direction.INTERNAL if callee_ext else ev.Direction.OUTBOUND)
         assert call.caller is not None
-        if not await self.trunks.acquire(trunk, call.id):
-            await self._refuse(call, 503, "trunk_busy")
+        if not await self.engine.trunks.acquire(trunk, call.id):
+            await self.engine._refuse(call, 503, "trunk_busy")
             return
         call.caller.trunk_id = trunk.id
         if call.ended:
-            self._release(call.caller)
+            self.engine._release(call.caller)
             return
         if callee_ext is not None:
-            await self._ring_extensions(call, [callee_ext], now, from_number=caller_number)
+            await self.engine._ring_extensions(call, [callee_ext], now, from_number=caller_number)
             return
-        await self._route_outside(call, dialed, CallerProfile(tenant_id=tenant.id, office_id=trunk.office_id))
+        await self.route(call, dialed, CallerProfile(tenant_id=tenant.id, office_id=trunk.office_id))
 
     # -- out to a trunk ---------------------------------------------------------------------------------
-    async def _route_outside(self, call: Call, dialed: str, profile: CallerProfile, *,
+    async def route(self, call: Call, dialed: str, profile: CallerProfile, *,
                              forwarded: bool = False, billed: bool = False) -> None:
         """``forwarded``: a number's outside destination (no permission check, the caller's number shown);
         ``billed``: the call is billed to ``profile`` (an extension's call forwarding), not to its caller."""
-        assert self.trunks is not None and call.caller is not None
-        snapshot = self.trunks.snapshot
+        assert self.engine.trunks is not None and call.caller is not None
+        snapshot = self.engine.trunks.snapshot
         now = time.time()
         try:
             checked = check_outside(snapshot, profile, dialed, forwarded=forwarded)
         except OutsideRefused as refused:
             if refused.cause != "not_allowed":
-                await self._refuse(call, refused.status, refused.cause)
+                await self.engine._refuse(call, refused.status, refused.cause)
                 return
             log.warning("outside call refused by calling permissions", call=call.id, tenant=call.tenant_id,
                         caller=call.caller.party.number, number=dialed, detail=str(refused))
@@ -389,7 +321,7 @@ class OutsideMixin(_Base):
                 reservation = await self.spend_ledger().reserve(call.id, profile, zone, rules.limits, sell[1], price)
             except StoreUnavailable:
                 # the month's spend cannot be known: refuse cleanly, the phone may retry (issue 14)
-                await self._refuse(call, 503, "ledger_unavailable", "Spending ledger unavailable")
+                await self.engine._refuse(call, 503, "ledger_unavailable", "Spending ledger unavailable")
                 return
             if call.ended:  # the caller gave up meanwhile: _finish has run, free what was just held
                 self.spend_ledger().settle(call.id)
@@ -404,7 +336,7 @@ class OutsideMixin(_Base):
             call.max_duration = verdict.max_duration
         trunks = [t for t in snapshot.outbound_trunks(profile.tenant_id, dest.number, now)]
         if not trunks:
-            await self._refuse(call, 503, "no_trunk")
+            await self.engine._refuse(call, 503, "no_trunk")
             return
         call.outside_number = dest.number
         call.caller_id = call.caller.party.number if forwarded else (rules.caller_id or call.caller.party.number)
@@ -421,34 +353,34 @@ class OutsideMixin(_Base):
             connection_fee=str(rate.connection_fee) if rate else "0",
             increment=str(rate.increment) if rate else "60/60", minimum=rate.minimum if rate else 0,
             currency=sell[0].currency if sell else None, period=period)
-        if not await self._negotiate_caller(call):
+        if not await self.engine._negotiate_caller(call):
             return
         log.info("outside call", call=call.id, tenant=call.tenant_id, number=dest.number, klass=dest.klass.value,
                  trunks=[t.id for t in trunks], caller_id=call.caller_id)
         call.next_trunks = trunks
-        await self._next_trunk(call)
+        await self.next_trunk(call)
 
-    async def _next_trunk(self, call: Call) -> None:
+    async def next_trunk(self, call: Call) -> None:
         """Place the call on the next trunk that has room; 503 when none is left."""
-        assert self.trunks is not None and call.caller is not None and call.outside_number is not None
+        assert self.engine.trunks is not None and call.caller is not None and call.outside_number is not None
         while call.next_trunks:
             trunk: TrunkInfo = call.next_trunks.pop(0)
-            if self.srtp_mode(trunk.srtp) == "required" and trunk.transport != "tls":
+            if self.engine.srtp_mode(trunk.srtp) == "required" and trunk.transport != "tls":
                 log.info("trunk requires SRTP, which needs TLS: next one", call=call.id, trunk=trunk.id)
                 continue
-            if not await self.trunks.acquire(trunk, call.id):
+            if not await self.engine.trunks.acquire(trunk, call.id):
                 log.info("trunk at its call limit: next one", call=call.id, trunk=trunk.id)
                 continue
             if call.ended:  # cancelled while the slot was taken
-                self.trunks.release(trunk.id)
+                self.engine.trunks.release(trunk.id)
                 return
             try:
-                endpoints = await self._endpoints(call, 1)
+                endpoints = await self.engine._endpoints(call, 1)
             except BaseException:
-                self.trunks.release(trunk.id)  # no leg holds this slot yet
+                self.engine.trunks.release(trunk.id)  # no leg holds this slot yet
                 raise
             if endpoints is None:
-                self.trunks.release(trunk.id)
+                self.engine.trunks.release(trunk.id)
                 return
             number = trunk.format_number(call.outside_number)
             caller_id = trunk.format_number(call.caller_id or "")
@@ -456,24 +388,24 @@ class OutsideMixin(_Base):
             target = f"sip:{escape_user(number)}@{uri_host(trunk.host)}:{trunk.port}" + ("" if trunk.transport == "udp"
                                                                    else f";transport={trunk.transport}")
             party = ev.Party(number=call.outside_number, external=True)
-            self.publish(ev.CallRouted, call, trunk_id=trunk.id, **call.route_fields)
-            self._place_leg(
-                call, party, trunk_peer(trunk), endpoints[0], self._offer_codecs(call), request_uri=target,
+            self.engine.publish(ev.CallRouted, call, trunk_id=trunk.id, **call.route_fields)
+            self.engine._place_leg(
+                call, party, trunk_peer(trunk), endpoints[0], self.engine._offer_codecs(call), request_uri=target,
                 to_header=name_addr(None, number, trunk.domain),
                 from_header=name_addr(display, caller_id, trunk.domain), contact=target,
                 user_agent=trunk.name,
                 extra_headers=[("P-Asserted-Identity", name_addr(None, caller_id, trunk.domain))],
-                handler=self._on_trunk_event, trunk_id=trunk.id, srtp_policy=trunk.srtp)
+                handler=self.on_trunk_event, trunk_id=trunk.id, srtp_policy=trunk.srtp)
             if call.no_answer is None and not call.ended:
-                call.no_answer = asyncio.get_running_loop().call_later(self.no_answer_timeout, self._no_answer, call)
+                call.no_answer = asyncio.get_running_loop().call_later(self.engine.no_answer_timeout, self.engine._no_answer, call)
             return
-        await self._refuse(call, 503, "no_trunk")
+        await self.engine._refuse(call, 503, "no_trunk")
 
-    def _on_trunk_event(self, leg: Leg, event: object) -> None:
+    def on_trunk_event(self, leg: Leg, event: object) -> None:
         """A carrier's leg: answer its digest challenge once (RFC 3261 §22.2), else as any callee's leg."""
-        if isinstance(event, Challenged) and self.trunks is not None and leg.invite is not None \
+        if isinstance(event, Challenged) and self.engine.trunks is not None and leg.invite is not None \
                 and leg.sip is not None and not leg.cancelled:
-            trunk = self.trunks.snapshot.trunks.get(leg.trunk_id or -1)
+            trunk = self.engine.trunks.snapshot.trunks.get(leg.trunk_id or -1)
             if trunk is not None and trunk.username and trunk.password and not leg.auth_answered:
                 retry = authorize_request(leg.invite, event.response, trunk.auth_username or trunk.username,
                                           trunk.password, _token, {})
@@ -481,12 +413,12 @@ class OutsideMixin(_Base):
                     leg.auth_answered = True
                     credentials = [(name, value) for name, value in retry.headers
                                    if name.lower() in ("authorization", "proxy-authorization")]
-                    leg.sip.authenticate(credentials, self.clock())  # the engine drives the leg after this event
+                    leg.sip.authenticate(credentials, self.engine.clock())  # the engine drives the leg after this event
                     return
             log.warning("trunk refused our credentials", call=leg.call.id, trunk=leg.trunk_id)
-        self._on_fork_event(leg, event)
+        self.engine._on_fork_event(leg, event)
 
-    def _failover(self, leg: Leg, status: int) -> bool:
+    def failover(self, leg: Leg, status: int) -> bool:
         """After a trunk failed with ``status``: try the next one? (True: it is being tried.)"""
         call = leg.call
         if leg.cancelled or call.ended or call.callee is not None or not call.next_trunks:
@@ -497,47 +429,47 @@ class OutsideMixin(_Base):
         if call.no_answer is not None:
             call.no_answer.cancel()
             call.no_answer = None
-        self.step(call, self._next_trunk(call))
+        self.engine.step(call, self.next_trunk(call))
         return True
 
     # -- announcements, limits ---------------------------------------------------------------------------
     async def _announce_and_refuse(self, call: Call, prompt: str, status: int, cause: str) -> None:
         """Tell the caller why (a prompt as early media, RFC 3960 style 183) and then refuse the call."""
         if call.access is not None:
-            await self._refuse(call, status, cause)  # the access-number dialogue says why itself
+            await self.engine._refuse(call, status, cause)  # the access-number dialogue says why itself
             return
         caller = call.caller
-        tenant = self.trunks.snapshot.tenants.get(call.tenant_id) if self.trunks else None
-        lang = tenant.locale if tenant is not None else self.prompt_language
+        tenant = self.engine.trunks.snapshot.tenants.get(call.tenant_id) if self.engine.trunks else None
+        lang = tenant.locale if tenant is not None else self.engine.prompt_language
         if caller is not None and caller.invite is not None and caller.invite.body \
-                and await self._negotiate_caller(call) and caller.endpoint is not None:
+                and await self.engine._negotiate_caller(call) and caller.endpoint is not None:
             done = asyncio.get_running_loop().create_future()
             def played(_event: object) -> None:
                 if not done.done():
                     done.set_result(None)
 
-            await self.media.play(caller.endpoint, Prompt(path=prompt_path(prompt, lang)), on_finished=played)
-            self._provisional(call, 183, call.caller_answer_sdp)
+            await self.engine.media.play(caller.endpoint, Prompt(path=prompt_path(prompt, lang)), on_finished=played)
+            self.engine._provisional(call, 183, call.caller_answer_sdp)
             try:
                 await asyncio.wait_for(done, timeout=10)
             except TimeoutError:
                 pass
-        await self._refuse(call, status, cause)
+        await self.engine._refuse(call, status, cause)
 
     def spend_ledger(self) -> SpendLedger:
         """The spending ledger: the composition root's (shared by the nodes of a cluster), else this
         process's own on the directory's database."""
-        if self.ledger is None:
-            self.ledger = LocalHolds(self.directory.db)
-        return self.ledger
+        if self.engine.ledger is None:
+            self.engine.ledger = LocalHolds(self.engine.directory.db)
+        return self.engine.ledger
 
-    def _arm_limit(self, call: Call) -> None:
+    def arm_limit(self, call: Call) -> None:
         """A call with a spending limit: a warning tone before the limit, then the call is cut."""
         if call.max_duration is None:
             return
         loop = asyncio.get_running_loop()
         warn_at = max(0, call.max_duration - WARNING_SECONDS)
-        call.limit_timers.append(loop.call_later(warn_at, lambda: self.step(call, self._warning_tone(call))))
+        call.limit_timers.append(loop.call_later(warn_at, lambda: self.engine.step(call, self._warning_tone(call))))
         # billing rounds a started second up: cut a little early so the call never costs more than is left
         call.limit_timers.append(loop.call_later(max(0.5, call.max_duration - CUT_MARGIN), self._limit_reached, call))
 
@@ -545,17 +477,17 @@ class OutsideMixin(_Base):
         caller = call.caller
         if call.ended or caller is None or caller.endpoint is None:
             return
-        await self.media.play(caller.endpoint, WARNING_TONE)
+        await self.engine.media.play(caller.endpoint, WARNING_TONE)
         # a timer, not a sleep: the call's other steps (a hold, a transfer) must not wait behind the tone
         call.limit_timers.append(asyncio.get_running_loop().call_later(
-            1.2, lambda: self.step(call, self._warning_tone_over(call))))
+            1.2, lambda: self.engine.step(call, self._warning_tone_over(call))))
 
     async def _warning_tone_over(self, call: Call) -> None:
         caller = call.caller
         if caller is not None and caller.endpoint is not None:
-            await self.media.stop_play(caller.endpoint)
+            await self.engine.media.stop_play(caller.endpoint)
 
-    def _publish_crossings(self, call: Call, ended_at: float) -> None:
+    def publish_crossings(self, call: Call, ended_at: float) -> None:
         """Warning and limit thresholds this call's cost took its levels across: one event each."""
         if not call.budgets or call.answered_at is None or not call.route_fields.get("price_per_minute"):
             return
@@ -565,9 +497,9 @@ class OutsideMixin(_Base):
             log.warning("spending threshold crossed", call=call.id, tenant=call.tenant_id, level=crossing.level.value,
                         owner=crossing.owner_id, threshold=crossing.threshold.value, spent=str(crossing.spent),
                         limit=str(crossing.limit))
-            self.publish(ev.SpendingThresholdCrossed, call, level=crossing.level.value, owner_id=crossing.owner_id,
+            self.engine.publish(ev.SpendingThresholdCrossed, call, level=crossing.level.value, owner_id=crossing.owner_id,
                          threshold=crossing.threshold.value, limit=str(crossing.limit), spent=str(crossing.spent))
 
     def _limit_reached(self, call: Call) -> None:
         log.info("spending limit reached: call cut", call=call.id, tenant=call.tenant_id)
-        self._hangup(call, None, ev.HangupSide.SYSTEM, "limit_reached")
+        self.engine._hangup(call, None, ev.HangupSide.SYSTEM, "limit_reached")

@@ -48,7 +48,9 @@ class _Engine(Protocol):
     """What this needs of the call engine (its ring-group application)."""
 
     client_owners: ClientOwners | None
-    group_calls: _GroupCalls
+
+    @property
+    def group_calls(self) -> _GroupCalls: ...
 
 
 def owner_group(tenant_id: int, route: OwnerRoute, kind: str, destination: Any) -> RingGroupInfo:

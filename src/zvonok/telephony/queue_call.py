@@ -18,6 +18,10 @@ How it works: the queue's logic (who is next, which agent, timeouts, wrap-up, th
   plays over the music, which resumes when it ends;
 - **overflow** (max wait, full, empty): the music stops, the caller hears ringback and goes to the
   queue's overflow destination (any destination kind of a number), or is hung up when there is none;
+- **callback**: a queue with a ``callback_key`` listens for it (RFC 4733) while the caller waits; on it the
+  center keeps the caller's place without a call (``CALLBACK``), the caller hears "we will call you back"
+  and the call ends (no ``ABANDON``). When its turn comes, :mod:`.queue_callback` rings the agent, then
+  calls the customer;
 - **the end**: the engine's ``_finish`` calls :meth:`QueueCalls.left` before it marks the call ended: a
   caller still waiting abandons (``ABANDON``), a connected call completes (``COMPLETEAGENT`` when the
   agent hung up, ``COMPLETECALLER`` otherwise); the agent's wrap-up is the center's. Any call ending also
@@ -43,6 +47,7 @@ from zvonok.media.prompts import prompt_path
 from . import events as ev
 from .call import Call, Leg, LegState
 from .leg_events import Answered, Challenged, Progress, Terminated
+from .queue_callback import QueueCallbacks
 
 log = get_logger(__name__)
 
@@ -54,6 +59,7 @@ class QueueRef:
     id: int
     number: str
     name: str
+    callback_key: str | None = None  # the key a waiting caller presses to be called back
 
 
 class QueueDesk(Protocol):
@@ -70,6 +76,18 @@ class QueueDesk(Protocol):
     def offer_answered(self, call_id: str, agent_id: int) -> bool: ...
 
     def offer_failed(self, call_id: str, agent_id: int, reason: str) -> None: ...
+
+    def request_callback(self, call_id: str, *, number: str) -> bool: ...
+
+    def callback_answered(self, call_id: str) -> None: ...
+
+    def callback_failed(
+        self, call_id: str, reason: str, *, agent_id: int | None = None, final: bool = False
+    ) -> None: ...
+
+    def queue_info(self, queue_id: int) -> tuple[int, str] | None:
+        """The queue's tenant and number."""
+        ...
 
     def call_ended(self, call_id: str, *, by_agent: bool) -> None: ...
 
@@ -163,7 +181,7 @@ class QueueSession:
     queue: QueueRef
     from_number: str
     language: str
-    state: str = "waiting"  # waiting -> connected | overflow; "left" once the call ended
+    state: str = "waiting"  # waiting -> connected | overflow | callback; "left" once the call ended
     offers: dict[int, list[Leg]] = field(default_factory=dict)  # agent -> the forks ringing its devices
     agent_id: int | None = None  # the agent connected
     announcing: bool = False
@@ -201,6 +219,7 @@ class QueueCalls:
     def __init__(self, engine: CallControl, desk: QueueDesk) -> None:
         self.engine = engine
         self.desk = desk
+        self.callbacks = QueueCallbacks(engine, desk)
         # an agent answering (or answered in) a call that is not from a queue is busy elsewhere at once: the
         # check runs at publish time, while the call is still ours, and delivers nothing
         engine.bus.subscribe(
@@ -211,6 +230,8 @@ class QueueCalls:
         call = self.engine.calls.get(event.call_id) if isinstance(event, ev.CallAnswered) else None
         if call is None or call.queue is not None:
             return False
+        if call.originate is not None and call.originate.listener is not None:
+            return False  # a queue callback: its agent's state is the center's
         for leg in (call.caller, call.callee):
             employee = leg.party.employee_id if leg is not None else None
             if (
@@ -278,9 +299,52 @@ class QueueCalls:
             queue=queue.number,
             caller=from_number,
         )
+        if queue.callback_key and caller.endpoint is not None:
+            key = queue.callback_key
+            await engine.media.on_dtmf(caller.endpoint, lambda event: self._key(call, session, key, event.digit))
         self.desk.join(call.id, queue.id, number=from_number)  # refused: an Overflow comes back at once
 
+    def _key(self, call: Call, session: QueueSession, key: str, digit: str) -> None:
+        if digit != key or call.ended or session.state != "waiting":
+            return
+        if not session.from_number.removeprefix("+").isdigit():
+            log.info("queue: no number to call back", call=call.id, caller=session.from_number)
+            return  # an anonymous caller keeps waiting on the line
+        if not self.desk.request_callback(call.id, number=session.from_number):
+            return  # no longer in line (refused at the door, an agent's answer crossing the key)
+        session.state = "callback"  # the place is kept; the center withdrew its offers (CancelOffer)
+        for leg in (leg for legs in session.offers.values() for leg in legs):
+            self.engine._cancel_fork(leg, None)
+        session.offers.clear()
+        log.info("queue: callback requested", call=call.id, queue=session.queue.number, number=session.from_number)
+        self.engine.step(call, self._callback_goodbye(call, session))
+
+    async def _callback_goodbye(self, call: Call, session: QueueSession) -> None:
+        """"We will call you back", then the call ends (the request holds the place without it)."""
+        engine = self.engine
+        caller = call.caller
+        if call.ended or caller is None or caller.endpoint is None:
+            return
+        await engine.media.on_dtmf(caller.endpoint, None)
+        await engine._music_on_hold(caller, False)
+        if session.announcing:
+            session.announcing = False
+            await engine.media.stop_play(caller.endpoint)
+        await engine.media.play(
+            caller.endpoint,
+            Prompt(path=prompt_path("queue_callback", session.language)),
+            on_finished=lambda finished: self._called_back(call),
+        )
+
+    def _called_back(self, call: Call) -> None:
+        if not call.ended:
+            self.engine._hangup(call, None, ev.HangupSide.SYSTEM, "queue_callback")
+
     # -- what the center decides (called by the desk, synchronously) -------------------------------------
+    def offer_callback(self, call_id: str, queue_id: int, agent_id: int, number: str) -> None:
+        """The center's turn for a callback request: ring the agent, then call ``number`` (.queue_callback)."""
+        self.callbacks.offer(call_id, queue_id, agent_id, number)
+
     def offer(self, call_id: str, agent_id: int) -> None:
         call = self.engine.calls.get(call_id)
         session = self._session(call)
@@ -291,6 +355,8 @@ class QueueCalls:
         self.engine.step(call, self._ring_agent(call, session, agent_id))
 
     def cancel_offer(self, call_id: str, agent_id: int) -> None:
+        if self.callbacks.cancel(call_id, agent_id):
+            return
         call = self.engine.calls.get(call_id)
         session = self._session(call)
         if call is None or session is None:

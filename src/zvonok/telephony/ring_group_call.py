@@ -6,7 +6,7 @@ An application of the call engine (:class:`RingGroupCalls`, ``engine.group_calls
 
 - a step's extension members ring through ``_ring_extensions`` (every registered phone of each; the
   members' own forwarding does not apply inside a group: a member's CFU would take the call out of it),
-  an outside member through ``_route_outside`` under the tenant's calling permissions, rated and billed to
+  an outside member through ``outside.route`` under the tenant's calling permissions, rated and billed to
   the tenant, like an employee's forwarding to an outside number;
 - the step's ring time is ``call.no_answer`` (re-armed with the step's seconds); when it fires, or every
   device of the step refused, :meth:`RingGroupCalls.next_step` cancels the step's forks (their
@@ -15,7 +15,7 @@ An application of the call engine (:class:`RingGroupCalls`, ``engine.group_calls
 - who can take a call is asked when each step starts: an extension that is disabled, on DND, has no
   phone registered or is in an answered call is skipped, as is an outside member the tenant may not call
   (its calling permissions, a rate when it has a tariff, a route); a spending limit reached still ends
-  the call as ``_route_outside`` decides;
+  the call as ``outside.route`` decides;
 - a member answering a round-robin group becomes its memory (through the ``groups`` port, written
   best-effort) — seen on the bus (``CallAnswered``), the same event the CDR writer folds.
 
@@ -165,7 +165,7 @@ class RingGroupCalls:
         for member in (m for m in step.members if is_outside(m)):
             if call.ended:
                 break
-            await self.engine._route_outside(call, member, CallerProfile(tenant_id=call.tenant_id), billed=True)
+            await self.engine.outside.route(call, member, CallerProfile(tenant_id=call.tenant_id), billed=True)
         if call.ended or call.callee is not None:
             return
         for leg in call.forks[call.forks_from:]:

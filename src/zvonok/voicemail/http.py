@@ -2,7 +2,8 @@
 
 Mailbox settings: ``/api/v1/tenants/{tenant_id}/extensions/{extension_id}/voicemail`` (GET, PUT, DELETE)
 and its greetings ``.../voicemail/greetings/{busy|unavailable}`` (PUT the raw audio as the body: WAV, MP3,
-FLAC or Ogg, converted to 8 kHz; DELETE: back to the built-in greeting). Messages:
+FLAC or Ogg, converted to 8 kHz; GET: the greeting as the caller hears it, a WAV; DELETE: back to the
+built-in greeting). Messages:
 ``/api/v1/tenants/{tenant_id}/voicemail/messages`` (GET, ``?extension_id=``), ``.../messages/{id}``
 (GET, PATCH read/folder, DELETE) and ``.../messages/{id}/audio`` (the WAV). The company's own SMTP
 server for voicemail e-mails: ``/api/v1/tenants/{tenant_id}/voicemail/smtp`` (admin; password write-only).
@@ -81,11 +82,9 @@ async def put_mailbox(tenant_id: int, extension_id: int, body: s.MailboxIn, prin
 
 
 @router.delete("/tenants/{tenant_id}/extensions/{extension_id}/voicemail", status_code=204)
-async def delete_mailbox(tenant_id: int, extension_id: int, principal: TenantReader, session: Session,
+async def delete_mailbox(tenant_id: int, extension_id: int, _: TenantAdmin, session: Session,
                          request: Request) -> Response:
-    await _check_extension(session, principal, tenant_id, extension_id)
-    if not principal.may_administer(tenant_id):
-        raise NotFound(f"extension {extension_id} not found")
+    """Admins only (an employee's own mailbox is theirs to use and set, not to remove: 403)."""
     directory = await service.delete_mailbox(session, files_of(request), tenant_id, extension_id)
     await session.commit()
     await asyncio.to_thread(service.remove_tree, directory)
@@ -102,6 +101,14 @@ async def put_greeting(tenant_id: int, extension_id: int, kind: str, principal: 
     await session.commit()
     _box, ext = await service.get_mailbox(session, tenant_id, extension_id)
     return await service.mailbox_out(session, box, ext.number)
+
+
+@router.get("/tenants/{tenant_id}/extensions/{extension_id}/voicemail/greetings/{kind}", response_class=FileResponse)
+async def get_greeting(tenant_id: int, extension_id: int, kind: str, principal: TenantReader, session: Session,
+                       request: Request) -> FileResponse:
+    await _check_extension(session, principal, tenant_id, extension_id)
+    path = await service.greeting_file(session, files_of(request), tenant_id, extension_id, kind)
+    return FileResponse(path, media_type="audio/wav", headers={"Cache-Control": "private, no-cache"})
 
 
 @router.delete("/tenants/{tenant_id}/extensions/{extension_id}/voicemail/greetings/{kind}", status_code=204)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, CheckConstraint, Float, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import Boolean, CheckConstraint, Float, ForeignKey, Integer, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from zvonok.mail.models import TenantSmtp
@@ -18,12 +18,14 @@ from zvonok.storage.base import Base, TenantScoped, Timestamped, utcnow
 
 FOLDERS = ("inbox", "saved")
 ATTACH_FORMATS = ("wav", "mp3")
+EMAIL_AUDIO = ("attach", "link")  # the e-mail carries the recording, or only a link to the web portal
 
 
 class Mailbox(TenantScoped, Timestamped, Base):
     __tablename__ = "voicemail_boxes"
     __table_args__ = (UniqueConstraint("tenant_id", "extension_id"),
-                      CheckConstraint("attach_format IN ('wav', 'mp3')", name="attach_format"))
+                      CheckConstraint("attach_format IN ('wav', 'mp3')", name="attach_format"),
+                      CheckConstraint("email_audio IN ('attach', 'link')", name="email_audio"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     extension_id: Mapped[int] = mapped_column(ForeignKey("extensions.id", ondelete="CASCADE"), index=True)
@@ -31,6 +33,9 @@ class Mailbox(TenantScoped, Timestamped, Base):
     pin_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
     email: Mapped[str | None] = mapped_column(String(254), nullable=True)  # NULL: no voicemail to e-mail
     attach_format: Mapped[str] = mapped_column(String(4), default="wav")  # the e-mail's attachment: wav | mp3
+    email_audio: Mapped[str] = mapped_column(String(6), default="attach", server_default="attach")
+    # the message is deleted once its e-mail went (the recording attached: the e-mail is the copy kept)
+    delete_after_email: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     max_message_seconds: Mapped[int] = mapped_column(Integer, default=180)
     silence_seconds: Mapped[int] = mapped_column(Integer, default=5)  # 0: silence does not end a message
     greeting_busy: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -55,4 +60,4 @@ class VoicemailMessage(TenantScoped, Base):
     call_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
-__all__ = ["ATTACH_FORMATS", "FOLDERS", "Mailbox", "TenantSmtp", "VoicemailMessage"]
+__all__ = ["ATTACH_FORMATS", "EMAIL_AUDIO", "FOLDERS", "Mailbox", "TenantSmtp", "VoicemailMessage"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from zvonok.org.schemas import Email
 
@@ -24,8 +24,20 @@ class MailboxIn(_In):
     email: Email | None = Field(default=None, description="New messages are sent here (the audio attached)")
     attach_format: Literal["wav", "mp3"] = Field(default="wav", description="The e-mail's attachment: WAV as "
                                                  "recorded, or MP3 (about a tenth of the size)")
+    email_audio: Literal["attach", "link"] = Field(default="attach", description="attach: the recording is in "
+                                                   "the e-mail; link: only a link to it in the web portal")
+    delete_after_email: bool = Field(default=False, description="Delete the message once its e-mail went (the "
+                                     "recording must be attached: the e-mail is then the only copy)")
     max_message_seconds: int = Field(default=180, ge=10, le=600)
     silence_seconds: int = Field(default=5, ge=0, le=60, description="0: silence does not end a message")
+
+    @model_validator(mode="after")
+    def _kept_somewhere(self) -> MailboxIn:
+        if self.delete_after_email and not self.email:
+            raise ValueError("delete_after_email: needs an e-mail address (the message would be lost)")
+        if self.delete_after_email and self.email_audio == "link":
+            raise ValueError("delete_after_email: the e-mail must carry the recording, not a link to a deleted one")
+        return self
 
 
 class MailboxOut(BaseModel):
@@ -37,6 +49,8 @@ class MailboxOut(BaseModel):
     has_pin: bool
     email: str | None
     attach_format: str
+    email_audio: str
+    delete_after_email: bool
     max_message_seconds: int
     silence_seconds: int
     greeting_busy: bool

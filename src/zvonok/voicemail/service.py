@@ -86,7 +86,8 @@ async def mailbox_out(session: AsyncSession, box: Mailbox, number: str) -> schem
     new, old = await counts(session, box.tenant_id, box.id)
     return schemas.MailboxOut(id=box.id, tenant_id=box.tenant_id, extension_id=box.extension_id, number=number,
                               enabled=box.enabled, has_pin=box.pin_hash is not None, email=box.email,
-                              attach_format=box.attach_format,
+                              attach_format=box.attach_format, email_audio=box.email_audio,
+                              delete_after_email=box.delete_after_email,
                               max_message_seconds=box.max_message_seconds, silence_seconds=box.silence_seconds,
                               greeting_busy=box.greeting_busy, greeting_unavailable=box.greeting_unavailable,
                               new_messages=new, old_messages=old)
@@ -115,6 +116,8 @@ async def put_mailbox(session: AsyncSession, tenant_id: int, extension_id: int,
     box.enabled = data.enabled
     box.email = data.email
     box.attach_format = data.attach_format
+    box.email_audio = data.email_audio
+    box.delete_after_email = data.delete_after_email
     box.max_message_seconds = data.max_message_seconds
     box.silence_seconds = data.silence_seconds
     if "pin" in changes:
@@ -165,6 +168,18 @@ async def store_greeting(session: AsyncSession, files: VoicemailFiles, tenant_id
         setattr(box, f"greeting_{kind}", True)
     await session.flush()
     return box
+
+
+async def greeting_file(session: AsyncSession, files: VoicemailFiles, tenant_id: int, extension_id: int,
+                        kind: str) -> Path:
+    """The uploaded or recorded greeting ``kind`` of an extension's mailbox (NotFound: none, the built-in)."""
+    if kind not in GREETING_KINDS:
+        raise NotFound(f"no greeting {kind!r}")
+    box, _ext = await get_mailbox(session, tenant_id, extension_id)
+    path = files.greeting(tenant_id, box.id, kind)
+    if not getattr(box, f"greeting_{kind}") or not await asyncio.to_thread(path.is_file):
+        raise NotFound(f"mailbox of extension {extension_id} has no {kind} greeting of its own")
+    return path
 
 
 # -- messages ----------------------------------------------------------------------------------------------

@@ -51,6 +51,7 @@ PromptName = Literal[
     "queue_wait_5",
     "queue_wait_10",
     "queue_wait_more",
+    "queue_callback",
 ]
 PROMPTS: tuple[PromptName, ...] = get_args(PromptName)
 LANGUAGES: tuple[str, ...] = ("en", "ru")

@@ -55,7 +55,9 @@ STRATEGIES = (
 )
 STATUSES = {"offline": N_("Offline"), "available": N_("Available"), "not_ready": N_("Not ready"),
             "ringing": N_("Ringing"), "on_call": N_("On a call"), "wrap_up": N_("Wrap-up")}
-_FIELDS = ("name", "number", "strategy", "ring_timeout", "wrap_up", "max_wait", "service_level")
+_FIELDS = ("name", "number", "strategy", "ring_timeout", "wrap_up", "max_wait", "service_level", "callback_key",
+           "callback_attempts", "callback_retry")
+CALLBACK_KEYS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "0", "*", "#")
 
 
 def runtime_of(request: Request) -> CallCenterRuntime | None:
@@ -92,21 +94,25 @@ async def _queues(request: Request, session: AsyncSession, tenant_id: int, *, fo
     live = {q.id: runtime.snapshot(tenant_id, q.id) for q in rows} if runtime is not None else None
     return render(request, "callcenter/queues.html", {
         "rows": rows, "total": total, "strategies": STRATEGIES, "errors": errors or {}, "live": live,
+        "callback_keys": CALLBACK_KEYS,
         "form": form or {"strategy": "longest_idle", "ring_timeout": "15", "wrap_up": "10", "service_level": "20",
-                         "requirements": ""},
+                         "requirements": "", "callback_key": "", "callback_attempts": "3", "callback_retry": "60"},
     }, status_code=status_code)
 
 
 def _form_values(name: str, number: str, strategy: str, ring_timeout: str, wrap_up: str, max_wait: str,
-                 service_level: str, requirements: str) -> dict[str, str]:
+                 service_level: str, requirements: str, callback_key: str = "", callback_attempts: str = "3",
+                 callback_retry: str = "60") -> dict[str, str]:
     return {"name": name, "number": number, "strategy": strategy, "ring_timeout": ring_timeout,
-            "wrap_up": wrap_up, "max_wait": max_wait, "service_level": service_level, "requirements": requirements}
+            "wrap_up": wrap_up, "max_wait": max_wait, "service_level": service_level, "requirements": requirements,
+            "callback_key": callback_key, "callback_attempts": callback_attempts, "callback_retry": callback_retry}
 
 
 def _queue_data(form: dict[str, str]) -> dict[str, Any]:
     """The schema's input from the form; ValueError when the requirements are not name:level pairs."""
     data: dict[str, Any] = {k: v for k, v in form.items() if k in _FIELDS}
     data["max_wait"] = form["max_wait"] or None
+    data["callback_key"] = form.get("callback_key") or None
     data["requirements"] = [{"skill": k, "min_level": v} for k, v in parse_skills(form["requirements"]).items()]
     return data
 
@@ -124,6 +130,9 @@ def _errors(request: Request, exc: PydanticValidationError) -> dict[str, str]:
         "wrap_up": _("Seconds, from 0 to 3600."),
         "max_wait": _("Seconds, from 10 to 86400, or empty for no limit."),
         "service_level": _("Seconds, from 1 to 3600."),
+        "callback_key": _("One key: a digit, * or #."),
+        "callback_attempts": _("From 1 to 10."),
+        "callback_retry": _("Seconds, from 10 to 86400."),
         "requirements": _("Skills the queue needs as name:level pairs separated by commas, levels 1 to 10."),
     }, _("Invalid value."))
 
@@ -145,8 +154,10 @@ async def queues(request: Request, user: TenantAdminUser, session: Session) -> R
 async def create_queue(request: Request, user: TenantAdminUser, session: Session, name: Field = "",
                        number: Field = "", strategy: Field = "longest_idle", ring_timeout: Field = "15",
                        wrap_up: Field = "10", max_wait: Field = "", service_level: Field = "20",
-                       requirements: Annotated[str, Form(max_length=2000)] = "") -> Response:
-    form = _form_values(name, number, strategy, ring_timeout, wrap_up, max_wait, service_level, requirements)
+                       requirements: Annotated[str, Form(max_length=2000)] = "", callback_key: Field = "",
+                       callback_attempts: Field = "3", callback_retry: Field = "60") -> Response:
+    form = _form_values(name, number, strategy, ring_timeout, wrap_up, max_wait, service_level, requirements,
+                        callback_key, callback_attempts, callback_retry)
     try:
         data = schemas.QueueCreate(**_queue_data(form))
     except PydanticValidationError as exc:
@@ -175,7 +186,7 @@ async def _edit(request: Request, session: AsyncSession, tenant_id: int, queue_i
     names = await service.employee_names(session, tenant_id)
     candidates = await supervisor_candidates(session, tenant_id)
     return render(request, "callcenter/queue.html", {
-        "queue": queue, "form": form, "errors": errors or {}, "strategies": STRATEGIES,
+        "queue": queue, "form": form, "errors": errors or {}, "strategies": STRATEGIES, "callback_keys": CALLBACK_KEYS,
         "employees": sorted(names.items(), key=lambda kv: kv[1]), "members": members,
         "supervisor_choices": sorted(((e, n) for e, n in names.items() if e in candidates), key=lambda kv: kv[1]),
         "supervisors": set(await queue_supervisors(session, tenant_id, queue_id)),
@@ -191,9 +202,11 @@ async def edit_queue(request: Request, queue_id: int, user: TenantAdminUser, ses
 async def update_queue(request: Request, queue_id: int, user: TenantAdminUser, session: Session, name: Field = "",
                        number: Field = "", strategy: Field = "longest_idle", ring_timeout: Field = "15",
                        wrap_up: Field = "10", max_wait: Field = "", service_level: Field = "20",
-                       requirements: Annotated[str, Form(max_length=2000)] = "") -> Response:
+                       requirements: Annotated[str, Form(max_length=2000)] = "", callback_key: Field = "",
+                       callback_attempts: Field = "3", callback_retry: Field = "60") -> Response:
     await service.get_queue(session, user.tenant, queue_id)
-    form = _form_values(name, number, strategy, ring_timeout, wrap_up, max_wait, service_level, requirements)
+    form = _form_values(name, number, strategy, ring_timeout, wrap_up, max_wait, service_level, requirements,
+                        callback_key, callback_attempts, callback_retry)
     try:
         data = schemas.QueueUpdate(**_queue_data(form))
     except PydanticValidationError as exc:

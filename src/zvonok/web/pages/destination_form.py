@@ -52,9 +52,14 @@ def payload_of(kind: str, text: str, *, timeout: str = "", skip_pin: bool = Fals
         return {"skip_pin_for_known_callers": True} if skip_pin else {}
     if kind in ("menu", "ivr"):
         return {"menu": int(text) if text.isdigit() else 0}
-    if kind == "fax":  # the addresses each fax received is e-mailed to, if any
-        emails = [e for e in re.split(r"[\s,;]+", text) if e]
-        return {"emails": emails} if emails else {}
+    if kind == "fax":  # the addresses each fax received is e-mailed to, and/or the employee's extension
+        words = [e for e in re.split(r"[\s,;]+", text) if e]
+        numbers = [w for w in words if w.isdigit()]
+        emails = [w for w in words if not w.isdigit()]
+        fax: dict[str, Any] = {"emails": emails} if emails else {}
+        if numbers:  # one extension: more than one is refused by the schema's type (a list is not a number)
+            fax["number"] = numbers[0] if len(numbers) == 1 else numbers
+        return fax
     if kind == "hangup":
         return {}
     return {"number": text}
@@ -74,7 +79,8 @@ def text_of(payload: Mapping[str, Any] | None) -> str:
     if "numbers" in payload:
         return ", ".join(str(n) for n in payload["numbers"])
     if "emails" in payload:
-        return ", ".join(str(e) for e in payload["emails"])
+        number = [str(payload["number"])] if "number" in payload else []
+        return ", ".join(number + [str(e) for e in payload["emails"]])
     if "menu" in payload:
         return str(payload["menu"])
     return str(payload.get("number") or payload.get("queue") or "")

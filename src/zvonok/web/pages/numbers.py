@@ -50,7 +50,8 @@ TARGET_HELP = {
     "conference": N_("A conference room number: 2 to 8 digits."),
     "ring_group": N_("A ring group number: 2 to 8 digits."),
     "access": N_("Invalid value."),
-    "fax": N_("E-mail addresses to send each fax to as PDF (at most 10, separated by commas), or nothing."),
+    "fax": N_("E-mail addresses to send each fax to as PDF (at most 10, separated by commas), and an employee's "
+              "extension number for their own fax line (sent to their fax e-mail), or nothing."),
 }
 _MISSING_EXTENSION = re.compile(r"extension ([0-9]{2,8}) does not exist")
 _MISSING_GROUP = re.compile(r"ring group ([0-9]{2,8}) does not exist")

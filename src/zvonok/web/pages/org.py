@@ -139,7 +139,8 @@ def _name_errors(request: Request) -> dict[str, str]:
     return {"name": _("Required: up to 200 characters, without line breaks."),
             "full_name": _("Required: up to 200 characters, without line breaks."),
             "city": _("Up to 200 characters, without line breaks."),
-            "email": _("Not a valid email address."), "phone": _("Digits, spaces, +, brackets and dashes."),
+            "email": _("Not a valid email address."), "fax_email": _("Not a valid email address."),
+            "phone": _("Digits, spaces, +, brackets and dashes."),
             "web_password": _("At least 8 characters."), "role": _("Choose a role from the list.")}
 
 
@@ -286,6 +287,7 @@ class EmployeeForm:
     department_id: str
     role: str
     web_password: str
+    fax_email: str = ""
 
     def values(self) -> dict[str, str]:
         return {k: v for k, v in self.__dict__.items() if k != "web_password"}
@@ -299,8 +301,9 @@ def _employee_form(
     department_id: Annotated[str, Form(max_length=20)] = "",
     role: Annotated[str, Form(max_length=20)] = "",
     web_password: Annotated[str, Form(max_length=300)] = "",
+    fax_email: Annotated[str, Form(max_length=300)] = "",
 ) -> EmployeeForm:
-    return EmployeeForm(full_name, email, phone, office_id, department_id, role, web_password)
+    return EmployeeForm(full_name, email, phone, office_id, department_id, role, web_password, fax_email)
 
 
 def _employee_fields(request: Request, form: EmployeeForm) -> tuple[dict[str, Any], dict[str, str]]:
@@ -314,7 +317,7 @@ def _employee_fields(request: Request, form: EmployeeForm) -> tuple[dict[str, An
         except BadId:
             errors[name] = _("Choose from the list.")
     fields: dict[str, Any] = {"full_name": form.full_name, "email": form.email.strip() or None,
-                              "phone": form.phone.strip() or None, **ids}
+                              "fax_email": form.fax_email.strip() or None, "phone": form.phone.strip() or None, **ids}
     return fields, errors
 
 
@@ -356,7 +359,8 @@ async def _edit_page(request: Request, session: AsyncSession, tenant_id: int, em
 async def edit_employee_form(request: Request, employee_id: int, user: TenantAdminUser, session: Session) -> Response:
     emp = await service.get_employee(session, user.tenant, employee_id)
     account = await accounts.account_for_employee(session, user.tenant, emp.id)
-    form = {"full_name": emp.full_name, "email": emp.email or "", "phone": emp.phone or "",
+    form = {"full_name": emp.full_name, "email": emp.email or "", "fax_email": emp.fax_email or "",
+            "phone": emp.phone or "",
             "office_id": str(emp.office_id or ""), "department_id": str(emp.department_id or ""),
             "role": account.role if account else ""}
     return await _edit_page(request, session, user.tenant, emp, form, {})
