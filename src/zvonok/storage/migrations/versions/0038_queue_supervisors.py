@@ -2,7 +2,7 @@
 queues and their agents only)
 
 Revision ID: 0038
-Revises: 0034
+Revises: 0037
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0038"
-down_revision = "0034"
+down_revision = "0037"
 branch_labels = None
 depends_on = None
 
