@@ -28,11 +28,26 @@ def _phone(console: Console, number: str, password: str) -> Any:
     """Register ``number`` from a free port and answer its calls there (SIPp's callee, BYE awaited)."""
     target = f"{harness.LOOPBACK}:{console.server.sip_port}"
     port = harness.free_sip_port()
-    reg = calls.register_port(target, workdir=console.workdir, number=number, domain=console.domain, port=port,
-                              password=password, name=f"register_{number}")
+    reg = calls.register_port(
+        target,
+        workdir=console.workdir,
+        number=number,
+        domain=console.domain,
+        port=port,
+        password=password,
+        name=f"register_{number}",
+    )
     assert reg.successful == 1, reg.describe()
-    return calls.SippProcess("call_uas.xml", None, workdir=console.workdir, name=f"phone_{number}", local_port=port,
-                             timeout=120, keys={"codec": "8", "codec_name": "PCMA"}, extra=["-s", number]).start()
+    return calls.SippProcess(
+        "call_uas.xml",
+        None,
+        workdir=console.workdir,
+        name=f"phone_{number}",
+        local_port=port,
+        timeout=120,
+        keys={"codec": "8", "codec_name": "PCMA"},
+        extra=["-s", number],
+    ).start()
 
 
 def test_a_supervisor_listens_from_the_wallboard(page: Any, console: Console, artifacts: Path) -> None:
@@ -40,9 +55,13 @@ def test_a_supervisor_listens_from_the_wallboard(page: Any, console: Console, ar
     token = demo["api_token"]
     passwords = {e["number"]: e["password"] for e in demo["extensions"]}
     base = f"{console.url}/api/v1/tenants/{console.tenant_id}"
-    people = {e["full_name"]: e["id"] for e in _json_request(f"{base}/employees?limit=100", token=token)["items"]}
+    people = {
+        e["full_name"]: e["id"] for e in _json_request(f"{base}/employees?limit=100", token=token)["items"]
+    }
     ivan, maria, olga = people["Ivan Petrov"], people["Maria Sidorova"], people["Olga Ivanova"]
-    _json_request(f"{base}/employees/{olga}", "PATCH", token, {"role": "supervisor", "web_password": PASSWORD})
+    _json_request(
+        f"{base}/employees/{olga}", "PATCH", token, {"role": "supervisor", "web_password": PASSWORD}
+    )
     cc = f"{base}/callcenter"
     queues = {}
     for name, number, agent in (("Sales", "560", ivan), ("Support", "561", maria)):
@@ -54,9 +73,14 @@ def test_a_supervisor_listens_from_the_wallboard(page: Any, console: Console, ar
     desk = _phone(console, "101", passwords["101"])
     target = f"{harness.LOOPBACK}:{console.server.sip_port}"
     caller = calls.SippProcess(
-        "call_uac.xml", target, workdir=console.workdir, name="caller_102", timeout=120,
+        "call_uac.xml",
+        target,
+        workdir=console.workdir,
+        name="caller_102",
+        timeout=120,
         rows=[calls.caller_row("102", passwords["102"], console.domain, "101")],
-        auth_uri=f"sip:101@{console.domain}", extra=["-d", "60000"],
+        auth_uri=f"sip:101@{console.domain}",
+        extra=["-d", "60000"],
     ).start()
     supervisor = None
     try:
@@ -85,7 +109,9 @@ def test_a_supervisor_listens_from_the_wallboard(page: Any, console: Console, ar
         row = page.locator("#monitor-sessions tbody tr")
         row.wait_for(timeout=30_000)  # answered: the session runs (the body reloads every second)
         assert row.get_attribute("data-mode") == "listen"
-        assert "101" in row.inner_text() and "Ivan Petrov" in row.inner_text() and "Listen" in row.inner_text()
+        assert (
+            "101" in row.inner_text() and "Ivan Petrov" in row.inner_text() and "Listen" in row.inner_text()
+        )
         page.screenshot(path=str(artifacts / "wallboard-monitor.png"), full_page=True)
 
         page.locator("#monitor-sessions button[name=mode][value=whisper]").click()
@@ -96,7 +122,10 @@ def test_a_supervisor_listens_from_the_wallboard(page: Any, console: Console, ar
         assert supervisor.wait_for("SuccessfulCall(C)", 1, timeout=20), supervisor.stats()  # the BYE came
         audit = _json_request(f"{base}/monitor-audit", token=token)
         assert [(x["action"], x["mode"], x["via"]) for x in audit if x["action"] != "refused"][:3] == [
-            ("stop", "whisper", "web"), ("mode", "whisper", "web"), ("start", "listen", "api")]
+            ("stop", "whisper", "web"),
+            ("mode", "whisper", "web"),
+            ("start", "listen", "api"),
+        ]
         page.set_viewport_size({"width": 375, "height": 800})
         page.screenshot(path=str(artifacts / "wallboard-monitor-phone.png"), full_page=True)
         assert page.evaluate("document.documentElement.scrollWidth") <= 375

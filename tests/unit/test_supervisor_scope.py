@@ -62,7 +62,9 @@ class Started:
 class FakeOriginator:
     asked: list[tuple[str, str]] = field(default_factory=list)
 
-    async def start_monitor(self, tenant_id: int, supervisor: str, extension: str, mode: MonitorMode) -> Started:
+    async def start_monitor(
+        self, tenant_id: int, supervisor: str, extension: str, mode: MonitorMode
+    ) -> Started:
         self.asked.append((supervisor, extension))
         return Started(call_id="sup-call")
 
@@ -88,19 +90,43 @@ async def scoped(db: Database, settings: Settings, runtime: CallCenterRuntime) -
     monitoring, originator = FakeMonitoring(), FakeOriginator()
     app.state.monitoring = monitoring
     app.state.originator = originator
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://zvonok.test") as client:
-        yield Scoped(Api(client=client, db=db, settings=settings, admin_token=created.secret), monitoring, originator)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://zvonok.test"
+    ) as client:
+        yield Scoped(
+            Api(client=client, db=db, settings=settings, admin_token=created.secret), monitoring, originator
+        )
 
 
-async def _supervisor(api: Api, company: Company, name: str, domain: str, ext: str) -> tuple[int, dict[str, str]]:
-    body = {"full_name": name, "email": f"{name.lower()}@{domain}", "web_password": f"{name}-password",
-            "role": "supervisor"}
-    sid = int((await ok(await api.client.post(f"{company.base}/employees", headers=company.headers, json=body),
-                        201))["id"])
-    await ok(await api.client.post(f"{company.base}/extensions", headers=company.headers,
-                                   json={"number": ext, "display_name": name, "employee_id": sid}), 201)
-    login = await ok(await api.client.post("/api/v1/auth/login",
-                                           json={"email": f"{name.lower()}@{domain}", "password": f"{name}-password"}))
+async def _supervisor(
+    api: Api, company: Company, name: str, domain: str, ext: str
+) -> tuple[int, dict[str, str]]:
+    body = {
+        "full_name": name,
+        "email": f"{name.lower()}@{domain}",
+        "web_password": f"{name}-password",
+        "role": "supervisor",
+    }
+    sid = int(
+        (
+            await ok(
+                await api.client.post(f"{company.base}/employees", headers=company.headers, json=body), 201
+            )
+        )["id"]
+    )
+    await ok(
+        await api.client.post(
+            f"{company.base}/extensions",
+            headers=company.headers,
+            json={"number": ext, "display_name": name, "employee_id": sid},
+        ),
+        201,
+    )
+    login = await ok(
+        await api.client.post(
+            "/api/v1/auth/login", json={"email": f"{name.lower()}@{domain}", "password": f"{name}-password"}
+        )
+    )
     return sid, {"Authorization": f"Bearer {login['access_token']}"}
 
 
@@ -110,7 +136,9 @@ async def _refused(api: Api, company: Company) -> list[str]:
 
 
 async def test_a_queue_supervisor_sees_and_acts_on_their_queues_only(
-    scoped: Scoped, make_tenant: Any, runtime: CallCenterRuntime  # noqa: F811
+    scoped: Scoped,
+    make_tenant: Any,
+    runtime: CallCenterRuntime,  # noqa: F811
 ) -> None:
     api = scoped.api
     a = await make_company(api, make_tenant, "scope-a.example")
@@ -127,7 +155,9 @@ async def test_a_queue_supervisor_sees_and_acts_on_their_queues_only(
     # the assignment: the admin's, supervisors only
     r = await api.client.put(f"{s_url}/supervisors", headers=a.headers, json={"employee_ids": [a.alice]})
     assert r.status_code == 422 and "is not a supervisor" in r.text, r.text
-    got = await ok(await api.client.put(f"{s_url}/supervisors", headers=a.headers, json={"employee_ids": [sveta]}))
+    got = await ok(
+        await api.client.put(f"{s_url}/supervisors", headers=a.headers, json={"employee_ids": [sveta]})
+    )
     assert got == {"queue_id": sales["id"], "employee_ids": [sveta]}
     r = await api.client.put(f"{s_url}/supervisors", headers=sup, json={"employee_ids": []})
     assert r.status_code == 403  # configuration is the admin's
@@ -138,9 +168,11 @@ async def test_a_queue_supervisor_sees_and_acts_on_their_queues_only(
     await runtime.settled()
 
     # lists: Sales and Alice only for Sveta; everything for Vera and the admin
-    for headers, queues, agents in ((sup, [sales["id"]], [a.alice]),
-                                    (wide, [sales["id"], support["id"]], sorted([a.alice, a.bob])),
-                                    (a.headers, [sales["id"], support["id"]], sorted([a.alice, a.bob]))):
+    for headers, queues, agents in (
+        (sup, [sales["id"]], [a.alice]),
+        (wide, [sales["id"], support["id"]], sorted([a.alice, a.bob])),
+        (a.headers, [sales["id"], support["id"]], sorted([a.alice, a.bob])),
+    ):
         page = await ok(await api.client.get(f"{base}/queues", headers=headers))
         assert ([q["id"] for q in page["items"]], page["total"]) == (queues, len(queues))
         live = await ok(await api.client.get(f"{base}/live", headers=headers))
@@ -154,20 +186,29 @@ async def test_a_queue_supervisor_sees_and_acts_on_their_queues_only(
     # what Sveta may do with Sales and Alice
     for url in (s_url, f"{s_url}/members", f"{base}/agents/{a.alice}", f"{base}/agents/{a.alice}/skills"):
         await ok(await api.client.get(url, headers=sup))
-    await ok(await api.client.get(f"{base}/reports/queues", headers=sup, params={**span, "queue_id": sales["id"]}))
-    await ok(await api.client.get(f"{base}/reports/agents", headers=sup, params={**span, "agent_id": a.alice}))
-    state = await ok(await api.client.post(f"{base}/agents/{a.alice}/pause", headers=sup, json={"reason": "Lunch"}))
+    await ok(
+        await api.client.get(f"{base}/reports/queues", headers=sup, params={**span, "queue_id": sales["id"]})
+    )
+    await ok(
+        await api.client.get(f"{base}/reports/agents", headers=sup, params={**span, "agent_id": a.alice})
+    )
+    state = await ok(
+        await api.client.post(f"{base}/agents/{a.alice}/pause", headers=sup, json={"reason": "Lunch"})
+    )
     assert state["status"] == "not_ready"
 
     # ... and not with Support or Bob: 403 with a message, audited, nothing changed
     attempts: list[tuple[str, str, Any, Any]] = [
-        ("GET", t_url, None, None), ("GET", f"{t_url}/members", None, None),
-        ("GET", f"{t_url}/supervisors", None, None), ("GET", f"{base}/agents/{a.bob}", None, None),
+        ("GET", t_url, None, None),
+        ("GET", f"{t_url}/members", None, None),
+        ("GET", f"{t_url}/supervisors", None, None),
+        ("GET", f"{base}/agents/{a.bob}", None, None),
         ("GET", f"{base}/agents/{a.bob}/skills", None, None),
         ("GET", f"{base}/reports/queues", None, {**span, "queue_id": support["id"]}),
         ("GET", f"{base}/reports/agents", None, {**span, "agent_id": a.bob}),
         ("POST", f"{base}/agents/{a.bob}/pause", {"reason": "Lunch"}, None),
-        ("POST", f"{base}/agents/{a.bob}/logout", {}, None), ("POST", f"{base}/agents/{a.bob}/unpause", None, None),
+        ("POST", f"{base}/agents/{a.bob}/logout", {}, None),
+        ("POST", f"{base}/agents/{a.bob}/unpause", None, None),
         ("POST", f"{base}/agents/{a.bob}/login", {}, None),
     ]
     for method, url, body, params in attempts:
@@ -183,9 +224,13 @@ async def test_a_queue_supervisor_sees_and_acts_on_their_queues_only(
     refused = await _refused(api, a)
     assert len(refused) == len(attempts) and all(d.endswith(OUTSIDE) for d in refused), refused
     # the reports leave Support and Bob out of Sveta's answers
-    rows = await ok(await api.client.get(f"{base}/reports/queues", headers=sup, params={**span, "group": "day"}))
+    rows = await ok(
+        await api.client.get(f"{base}/reports/queues", headers=sup, params={**span, "group": "day"})
+    )
     assert {x["queue_id"] for x in rows} <= {sales["id"]}
-    rows = await ok(await api.client.get(f"{base}/reports/agents", headers=sup, params={**span, "group": "day"}))
+    rows = await ok(
+        await api.client.get(f"{base}/reports/agents", headers=sup, params={**span, "group": "day"})
+    )
     assert {x["agent_id"] for x in rows} <= {a.alice}
 
     # Bob on a call of Sales (a queue he is no member of): Sveta's agent while it lasts
@@ -206,18 +251,34 @@ async def test_a_queue_supervisor_monitors_their_agents_only(scoped: Scoped, mak
     _, wide = await _supervisor(api, a, "Vera", "scope-m.example", "105")
     base = cc(a)
     sales = await new_queue(api, a)
-    await ok(await api.client.put(f"{base}/queues/{sales['id']}/members", headers=a.headers,
-                                  json={"employee_ids": [a.alice]}))
-    await ok(await api.client.put(f"{base}/queues/{sales['id']}/supervisors", headers=a.headers,
-                                  json={"employee_ids": [sveta]}))
+    await ok(
+        await api.client.put(
+            f"{base}/queues/{sales['id']}/members", headers=a.headers, json={"employee_ids": [a.alice]}
+        )
+    )
+    await ok(
+        await api.client.put(
+            f"{base}/queues/{sales['id']}/supervisors", headers=a.headers, json={"employee_ids": [sveta]}
+        )
+    )
     mon = f"{a.base}/monitor-sessions"
     for sid, agent in (("s-alice", "101"), ("s-bob", "102")):
-        scoped.monitoring.sessions[sid] = FakeLive(MonitorSession(
-            id=sid, tenant_id=a.id, call_id=f"c-{agent}", supervisor="105", agent=agent, mode=MonitorMode.LISTEN,
-            started_at=1.0))
+        scoped.monitoring.sessions[sid] = FakeLive(
+            MonitorSession(
+                id=sid,
+                tenant_id=a.id,
+                call_id=f"c-{agent}",
+                supervisor="105",
+                agent=agent,
+                mode=MonitorMode.LISTEN,
+                started_at=1.0,
+            )
+        )
 
     # start: Alice yes (her phone rings Sveta's 104), Bob no
-    started = await ok(await api.client.post(mon, headers=sup, json={"extension": "101", "mode": "listen"}), 202)
+    started = await ok(
+        await api.client.post(mon, headers=sup, json={"extension": "101", "mode": "listen"}), 202
+    )
     assert (started["supervisor"], started["agent"]) == ("104", "101")
     r = await api.client.post(mon, headers=sup, json={"extension": "102", "mode": "whisper"})
     assert r.status_code == 403 and "no agent of the queues you supervise" in r.json()["detail"], r.text
@@ -240,8 +301,11 @@ async def test_a_queue_supervisor_monitors_their_agents_only(scoped: Scoped, mak
 
     refused = await _refused(api, a)
     assert len(refused) == 3 and all(d.endswith(OUTSIDE) for d in refused), refused
-    assert sorted(d.rsplit(": ", 1)[0] for d in refused) == [f"DELETE {mon}/s-bob", f"POST {mon}",
-                                                             f"POST {mon}/s-bob/mode"]
+    assert sorted(d.rsplit(": ", 1)[0] for d in refused) == [
+        f"DELETE {mon}/s-bob",
+        f"POST {mon}",
+        f"POST {mon}/s-bob/mode",
+    ]
     # Sveta's audit: her own refusals, nothing about Bob's session by others
     rows = await ok(await api.client.get(f"{a.base}/monitor-audit", headers=sup))
     assert len(rows) == 3 and {r["action"] for r in rows} == {"refused"}
@@ -260,5 +324,11 @@ def test_the_websocket_gives_a_queue_supervisor_their_queues_states_only() -> No
     alice = AgentStateChanged(tenant_id=1, employee_id=7, status="available", queues=(3, 4))
     bob = AgentStateChanged(tenant_id=1, employee_id=8, status="on_call", queues=(4,))
     herself = AgentStateChanged(tenant_id=1, employee_id=9, status="available", queues=(4,))
-    assert [scoped.admit(e) for e in (sales, support, alice, bob, herself)] == [[sales], [], [alice], [], [herself]]
+    assert [scoped.admit(e) for e in (sales, support, alice, bob, herself)] == [
+        [sales],
+        [],
+        [alice],
+        [],
+        [herself],
+    ]
     assert [wide.admit(e) for e in (sales, support, alice, bob)] == [[sales], [support], [alice], [bob]]
