@@ -302,7 +302,8 @@ async def build(settings: Settings) -> Runtime:
                                      total_limit=settings.conference_total_members)
     engine.pickup = Pickup(engine)  # *8, **<ext>
     # *33<ext>: listen / whisper / barge (keys 4/5/6); tenant admins only, every session audited
-    engine.monitoring = Monitoring(engine, allowed=monitor_policy(db), audit=monitor_audit(db))
+    policy = monitor_policy(db)  # a supervisor with queues: their agents only (the call center's, below)
+    engine.monitoring = Monitoring(engine, allowed=policy, audit=monitor_audit(db))
     engine.parking = Parking(engine, timeout=settings.park_timeout, ringback_timeout=settings.park_ringback_timeout)
     voicemail_files = VoicemailFiles((settings.data_dir / "voicemail").resolve())
     engine.voicemail = Voicemail(engine, VoicemailStore(db, voicemail_files))
@@ -393,6 +394,7 @@ async def build(settings: Settings) -> Runtime:
     TaskScheduler(db, bus).start()  # missed call -> call-back task; task reminders and escalations
     callcenter = CallCenterRuntime(db, bus)  # queues and agents
     await callcenter.start()
+    policy.runtime = callcenter
     desk = CenterDesk(callcenter)  # the engine's queue calls (telephony/queue_call.py) go through it
     engine.queue_calls = QueueCalls(engine, desk)
     desk.attach(engine.queue_calls)

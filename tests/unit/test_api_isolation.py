@@ -76,6 +76,7 @@ PATCHES: dict[str, dict[str, Any]] = {
     "settings": {"callback_minutes": 1},
     "queues": {"name": "Owned"},
     "members": {"employee_ids": []},
+    "supervisors": {"employee_ids": []},  # a queue's supervisors
     "skills": {"skills": {"x": 1}},
 }
 

@@ -117,6 +117,7 @@ ACCESS: dict[str, str] = {
     "patch_message": OWN, "delete_message": OWN, "get_smtp": ADMIN, "put_smtp": ADMIN, "delete_smtp": ADMIN,
     # supervisor monitoring (telephony/monitor.py): supervisors and admins; an employee's attempt is audited
     "list_sessions": SUPERVISE, "switch_mode": SUPERVISE, "list_audit": SUPERVISE, "start_session": SUPERVISE,
+    "stop_session": SUPERVISE,
     # the CRM (crm/http.py, sales_http.py, mail_http.py): the company's settings are the admins'
     "import_clients": ADMIN, "export_clients": ADMIN, "create_field": ADMIN, "delete_field": ADMIN,
     "create_pipeline": ADMIN, "update_pipeline": ADMIN, "delete_pipeline": ADMIN, "add_stage": ADMIN,
@@ -321,8 +322,8 @@ async def test_each_route_gives_an_employee_only_what_is_theirs(
     assert walked >= 90
     r = await client.get(f"{base}/monitor-audit", headers=admin)
     refused = [x["detail"] for x in r.json() if x["action"] == "refused"]
-    if role == "employee":  # each of her four tries at monitoring (list, start, switch, audit), and why
-        assert len(refused) == 4 and all(d.endswith(": not a supervisor") for d in refused), refused
+    if role == "employee":  # each of her five tries at monitoring (list, start, switch, stop, audit), and why
+        assert len(refused) == 5 and all(d.endswith(": not a supervisor") for d in refused), refused
     else:
         assert refused == []
 

@@ -18,9 +18,9 @@ from zvonok.monitoring.service import monitor_policy
 
 # What a supervisor may do with each call-center route (every route must be here).
 CONFIG = {"create_queue", "update_queue", "delete_queue", "put_members", "put_skills", "create_reason",
-          "delete_reason"}  # a supervisor changes none of it
+          "delete_reason", "put_queue_supervisors"}  # a supervisor changes none of it
 READ = {"list_queues", "get_queue", "get_members", "get_skills", "list_reasons", "live", "wallboard_state",
-        "queue_report", "agent_report", "agent_state"}
+        "queue_report", "agent_report", "agent_state", "get_queue_supervisors"}
 ACT = {"login", "logout", "pause", "unpause"}  # on any agent of the company
 
 
@@ -57,10 +57,10 @@ async def test_each_call_center_route_for_a_supervisor(
     span = {"from": 1_700_000_000, "to": 1_700_086_400}
     config = [("POST", f"{base}/queues", {"name": "Support", "number": "501"}),
               ("PATCH", q, {"name": "Renamed"}), ("DELETE", q, None),
-              ("PUT", f"{q}/members", {"employee_ids": []}),
+              ("PUT", f"{q}/members", {"employee_ids": []}), ("PUT", f"{q}/supervisors", {"employee_ids": [sveta]}),
               ("PUT", f"{agent}/skills", {"skills": {"english": 9}}),
               ("POST", f"{base}/reasons", {"name": "Nap"}), ("DELETE", f"{base}/reasons/{reason['id']}", None)]
-    reads = [f"{base}/queues", q, f"{q}/members", f"{agent}/skills", f"{base}/reasons", f"{base}/live",
+    reads = [f"{base}/queues", q, f"{q}/members", f"{q}/supervisors", f"{agent}/skills", f"{base}/reasons", f"{base}/live",
              f"{base}/wallboard", f"{base}/reports/queues", f"{base}/reports/agents", agent]
     assert len(config) == len(CONFIG) and len(reads) == len(READ)
 
@@ -109,11 +109,11 @@ async def test_phone_monitoring_policy_and_websocket_view_of_a_supervisor(api: A
     a = await make_company(api, make_tenant, "sup-c.example")
     sveta, _ = await _supervisor(api, a, "sup-c.example")
     allowed = monitor_policy(api.db)
-    assert await allowed(a.id, sveta)  # *33<ext> from Sveta's phone
-    assert not await allowed(a.id, a.alice) and not await allowed(a.id + 1000, sveta)
+    assert await allowed(a.id, sveta, "101")  # *33<ext> from Sveta's phone
+    assert not await allowed(a.id, a.alice, "101") and not await allowed(a.id + 1000, sveta, "101")
     # demoted to an employee: no more monitoring
     await ok(await api.client.patch(f"{a.base}/employees/{sveta}", headers=a.headers, json={"role": "employee"}))
-    assert not await allowed(a.id, sveta)
+    assert not await allowed(a.id, sveta, "101")
 
     view = CallVisibility(Principal(role=Role.SUPERVISOR, tenant_id=a.id, employee_id=sveta))
     someone = AgentStateChanged(tenant_id=a.id, employee_id=a.alice, status="available")

@@ -57,9 +57,9 @@ async def test_policy_and_audit_ports(api: Any, make_tenant: Any) -> None:
         assert r.status_code == 201, r.text
         ids[name] = r.json()["id"]
     allowed = monitor_policy(api.db)
-    assert await allowed(t.id, ids["Sveta"])
-    assert not await allowed(t.id, ids["Artem"]) and not await allowed(t.id, ids["Nobody"])
-    assert not await allowed(t.id, None) and not await allowed(t.id + 1000, ids["Sveta"])
+    assert await allowed(t.id, ids["Sveta"], "722")
+    assert not await allowed(t.id, ids["Artem"], "722") and not await allowed(t.id, ids["Nobody"], "722")
+    assert not await allowed(t.id, None, "722") and not await allowed(t.id + 1000, ids["Sveta"], "722")
     record = monitor_audit(api.db)
     now = time.time()
     for action, mode in (("start", "listen"), ("mode", "whisper"), ("stop", "whisper")):

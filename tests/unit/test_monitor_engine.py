@@ -34,7 +34,7 @@ class MixLog:
 def _setup(h: Harness, *, allowed: bool = True) -> tuple[MixLog, list[AuditRecord]]:
     audited: list[AuditRecord] = []
 
-    async def policy(tenant_id: int, employee_id: int | None) -> bool:
+    async def policy(tenant_id: int, employee_id: int | None, target: str | None) -> bool:
         return allowed
 
     async def audit(record: AuditRecord) -> None:

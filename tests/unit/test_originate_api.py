@@ -166,7 +166,7 @@ async def test_monitoring_started_over_rest_rings_the_supervisor(api: Api, make_
     a, b, engine, ids = await _setup(api, make_tenant)
     talking: set[str] = set()
 
-    async def supervisors(tenant_id: int, employee_id: int | None) -> bool:
+    async def supervisors(tenant_id: int, employee_id: int | None, target: str | None) -> bool:
         return employee_id == ids["apetr"][0]  # Petr (102) is the supervisor
 
     engine.monitoring = SimpleNamespace(  # type: ignore[attr-defined]

@@ -379,7 +379,7 @@ async def test_supervisor_buttons_on_calls_in_progress(web: Web, a: Company, cal
     engine = engine_with_calls(a.id, [(ivan_ext, olga_ext, True), (olga_ext, ivan_ext, True)])
     audited: list[Any] = []
 
-    async def allowed(tenant_id: int, employee_id: int | None) -> bool:
+    async def allowed(tenant_id: int, employee_id: int | None, target: str | None) -> bool:
         return True
 
     async def audit(record: Any) -> None:

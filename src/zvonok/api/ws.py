@@ -41,6 +41,7 @@ from sqlalchemy import select
 from zvonok.api.auth import Principal, require_principal, tenant_access
 from zvonok.bus import Bus, serialize
 from zvonok.callcenter.events import AgentStateChanged, QueueStateChanged
+from zvonok.callcenter.scope import scope_of
 from zvonok.cdr.events import CdrWritten
 from zvonok.crm.events import DealChanged, ScreenPop, TaskChanged, TaskDue, TaskEscalated
 from zvonok.org.events import AccessRevoked, ForwardingChanged
@@ -68,22 +69,31 @@ STREAMED_TYPES: tuple[type, ...] = (CallEvent, CdrWritten, RegistrationChanged, 
 class CallVisibility:
     """Decides which events one viewer gets; ``admit(event)`` returns the frames to send now.
 
-    Admins see everything; a supervisor also every agent's and queue's state. An employee sees a call from the moment one of its events names them as a
+    Admins see everything; a supervisor also every agent's and queue's state (a supervisor assigned to
+    queues, ``queues``: those queues' states and their logged-in agents', as of the connection). An employee sees a call from the moment one of its events names them as a
     party; the call's earlier events (held, at most ``max_held_events`` per call for at most
     ``max_held_calls`` calls) are released first, so their view of the call starts at ``CallStarted``.
     """
 
     def __init__(self, principal: Principal, *, extensions: frozenset[int] = frozenset(),
-                 max_held_calls: int = 1000, max_held_events: int = 64) -> None:
+                 queues: frozenset[int] | None = None, max_held_calls: int = 1000, max_held_events: int = 64) -> None:
         self.all_calls = principal.is_admin
         # a supervisor: every agent's and queue's state (the wallboard), otherwise an employee's view
         self.call_center = self.all_calls or principal.role is Role.SUPERVISOR
         self.employee_id = principal.employee_id
         self.extensions = extensions  # an employee's own extension ids: their RegistrationChanged events
+        self.queues = queues  # a queue supervisor's queues (None: every queue of the tenant)
         self.max_held_calls = max_held_calls
         self.max_held_events = max_held_events
         self._held: OrderedDict[str, list[CallEvent]] = OrderedDict()
         self._mine: OrderedDict[str, None] = OrderedDict()
+
+    def _supervised(self, event: AgentStateChanged | QueueStateChanged) -> bool:
+        if self.queues is None:
+            return True
+        if isinstance(event, QueueStateChanged):
+            return event.queue_id in self.queues
+        return not self.queues.isdisjoint(event.queues)
 
     def admit(self, event: object) -> list[object]:
         if isinstance(event, ScreenPop):  # the ringing employee's own, whatever their role
@@ -97,7 +107,8 @@ class CallVisibility:
         if isinstance(event, DealChanged):
             mine = self.employee_id is not None and event.owner_id == self.employee_id
             return [event] if mine or self.all_calls else []
-        if self.all_calls or (self.call_center and isinstance(event, AgentStateChanged | QueueStateChanged)):
+        if self.all_calls or (self.call_center and isinstance(event, AgentStateChanged | QueueStateChanged)
+                              and self._supervised(event)):
             return [event]
         if self.employee_id is None:
             return []
@@ -180,6 +191,15 @@ async def _own_extensions(websocket: WebSocket, tenant_id: int, principal: Princ
         return frozenset(rows.scalars())
 
 
+async def _supervised_queues(websocket: WebSocket, tenant_id: int, principal: Principal) -> frozenset[int] | None:
+    """A queue supervisor's queues (None for anyone else: zvonok.callcenter.scope)."""
+    if principal.role is not Role.SUPERVISOR:
+        return None
+    async with websocket.app.state.db.session() as session:
+        return await scope_of(session, tenant_id, role=principal.role, employee_id=principal.employee_id,
+                              account_id=principal.owner_id if principal.token_id is not None else None)
+
+
 async def _until_disconnect(websocket: WebSocket) -> None:
     """Read and ignore client frames until the client goes away."""
     while True:
@@ -200,7 +220,8 @@ def events_router(bus: Bus, *, queue_size: int = 1000, reauth_interval: float = 
         if isinstance(who, int):
             await websocket.close(who)
             return
-        visibility = CallVisibility(who, extensions=await _own_extensions(websocket, tenant_id, who))
+        visibility = CallVisibility(who, extensions=await _own_extensions(websocket, tenant_id, who),
+                                    queues=await _supervised_queues(websocket, tenant_id, who))
         gone = asyncio.Event()
         reported_drops = 0
 

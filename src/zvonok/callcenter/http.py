@@ -6,8 +6,15 @@
 * ``agents/{employee_id}`` (GET: the live state) and ``agents/{employee_id}/login`` / ``logout`` /
   ``pause`` / ``unpause`` (POST): the employee for themself, a supervisor (role ``supervisor``) or tenant
   admin for anyone of the tenant.
+* ``queues/{id}/supervisors`` (GET, PUT ``{"employee_ids": [...]}``): the supervisors assigned to the queue
+  (changed by the tenant's admin; each must have an active supervisor account).
 * ``live`` and ``wallboard`` (GET): every queue's line and agent counts and every logged-in agent, today's
   KPIs (supervisors and admins).
+
+A supervisor assigned to queues (:mod:`.scope`) sees and acts on those queues and their agents only: the
+lists, live view, wallboard and reports leave the others out, and asking for another queue or agent
+answers 403 with a message, audited in the monitoring audit (``refused``). A supervisor assigned to no
+queue has the whole tenant, as its admins do.
 * ``reports/queues`` and ``reports/agents`` (GET, ``from``/``to`` epoch seconds, ``group`` 15min | hour |
   day in the tenant's time zone, ``format`` json | csv): supervisors and admins.
 
@@ -28,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok.api.auth import Principal, TenantAdmin, TenantReader, TenantSupervisor
 from zvonok.api.deps import Paging, get_session, paging
+from zvonok.monitoring.service import audit_refusal
 from zvonok.org.models import Employee
 from zvonok.org.schemas import Page
 
@@ -36,11 +44,55 @@ from . import schemas as s
 from .agents import Agent, AgentError
 from .center import CenterError
 from .runtime import CallCenterRuntime
+from .scope import (
+    OUTSIDE,
+    Scope,
+    agents_in_scope,
+    covers_agent,
+    queue_supervisors,
+    scope_of,
+    set_queue_supervisors,
+)
 
 router = APIRouter(prefix="/api/v1/tenants/{tenant_id}/callcenter", tags=["callcenter"])
 Session = Annotated[AsyncSession, Depends(get_session)]
 PageParams = Annotated[Paging, Depends(paging)]
 MAX_REPORT_SPAN = 366 * 86400
+
+
+# -- a supervisor's queues -----------------------------------------------------------------------------
+def who_of(principal: Principal) -> str:
+    """How the audit names an API caller."""
+    return f"account:{principal.account_id}" if principal.account_id is not None else f"token:{principal.token_id}"
+
+
+async def scope_for(session: AsyncSession, tenant_id: int, who: Principal) -> Scope:
+    return await scope_of(session, tenant_id, role=who.role, employee_id=who.employee_id,
+                          account_id=who.owner_id if who.token_id is not None else None)
+
+
+async def refuse(session: AsyncSession, request: Request, tenant_id: int, who: Principal, what: str,
+                 agent: str = "") -> HTTPException:
+    """Audit a supervisor's attempt outside their queues; the 403 to raise."""
+    await audit_refusal(session, tenant_id, who_of(who), f"{request.method} {request.url.path}: {OUTSIDE}",
+                        agent=agent)
+    return HTTPException(403, f"{what} is outside the queues you supervise")
+
+
+async def _check_queue(session: AsyncSession, request: Request, tenant_id: int, queue_id: int,
+                       who: Principal) -> None:
+    await service.get_queue(session, tenant_id, queue_id)  # another tenant's or none: 404 first
+    scope = await scope_for(session, tenant_id, who)
+    if scope is not None and queue_id not in scope:
+        raise await refuse(session, request, tenant_id, who, f"queue {queue_id}")
+
+
+async def _check_agent(session: AsyncSession, request: Request, tenant_id: int, employee_id: int,
+                       who: Principal) -> None:
+    scope = await scope_for(session, tenant_id, who)
+    runtime: CallCenterRuntime | None = getattr(request.app.state, "callcenter", None)
+    if not await covers_agent(session, tenant_id, scope, employee_id, runtime):
+        raise await refuse(session, request, tenant_id, who, f"agent {employee_id}", agent=f"employee:{employee_id}")
 
 
 # -- queues --------------------------------------------------------------------------------------------
@@ -52,13 +104,16 @@ async def create_queue(tenant_id: int, body: s.QueueCreate, _: TenantAdmin, sess
 
 
 @router.get("/queues", response_model=Page[s.QueueOut])
-async def list_queues(tenant_id: int, _: TenantSupervisor, session: Session, p: PageParams) -> object:
-    rows, total = await service.list_queues(session, tenant_id, limit=p.limit, offset=p.offset)
+async def list_queues(tenant_id: int, who: TenantSupervisor, session: Session, p: PageParams) -> object:
+    rows, total = await service.list_queues(session, tenant_id, limit=p.limit, offset=p.offset,
+                                            only=await scope_for(session, tenant_id, who))
     return {"items": [service.queue_out(q) for q in rows], "total": total, "limit": p.limit, "offset": p.offset}
 
 
 @router.get("/queues/{queue_id}", response_model=s.QueueOut)
-async def get_queue(tenant_id: int, queue_id: int, _: TenantSupervisor, session: Session) -> object:
+async def get_queue(tenant_id: int, queue_id: int, who: TenantSupervisor, session: Session,
+                    request: Request) -> object:
+    await _check_queue(session, request, tenant_id, queue_id, who)
     return service.queue_out(await service.get_queue(session, tenant_id, queue_id))
 
 
@@ -77,7 +132,9 @@ async def delete_queue(tenant_id: int, queue_id: int, _: TenantAdmin, session: S
 
 
 @router.get("/queues/{queue_id}/members", response_model=s.MembersOut)
-async def get_members(tenant_id: int, queue_id: int, _: TenantSupervisor, session: Session) -> object:
+async def get_members(tenant_id: int, queue_id: int, who: TenantSupervisor, session: Session,
+                      request: Request) -> object:
+    await _check_queue(session, request, tenant_id, queue_id, who)
     return s.MembersOut(queue_id=queue_id, employee_ids=await service.queue_members(session, tenant_id, queue_id))
 
 
@@ -88,10 +145,29 @@ async def put_members(tenant_id: int, queue_id: int, body: s.MembersIn, _: Tenan
     return s.MembersOut(queue_id=queue_id, employee_ids=ids)
 
 
+@router.get("/queues/{queue_id}/supervisors", response_model=s.MembersOut)
+async def get_queue_supervisors(tenant_id: int, queue_id: int, who: TenantSupervisor, session: Session,
+                                request: Request) -> object:
+    """The supervisors assigned to the queue (none: only those with the whole tenant supervise it)."""
+    await _check_queue(session, request, tenant_id, queue_id, who)
+    return s.MembersOut(queue_id=queue_id, employee_ids=await queue_supervisors(session, tenant_id, queue_id))
+
+
+@router.put("/queues/{queue_id}/supervisors", response_model=s.MembersOut)
+async def put_queue_supervisors(tenant_id: int, queue_id: int, body: s.MembersIn, _: TenantAdmin,
+                                session: Session) -> object:
+    await service.get_queue(session, tenant_id, queue_id)
+    ids = await set_queue_supervisors(session, tenant_id, queue_id, body.employee_ids)
+    await session.commit()
+    return s.MembersOut(queue_id=queue_id, employee_ids=ids)
+
+
 # -- skills and reasons --------------------------------------------------------------------------------
 @router.get("/agents/{employee_id}/skills", response_model=s.SkillsOut)
-async def get_skills(tenant_id: int, employee_id: int, _: TenantSupervisor, session: Session) -> object:
+async def get_skills(tenant_id: int, employee_id: int, who: TenantSupervisor, session: Session,
+                     request: Request) -> object:
     await service.get_employee(session, tenant_id, employee_id)
+    await _check_agent(session, request, tenant_id, employee_id, who)
     return s.SkillsOut(employee_id=employee_id, skills=await service.skills(session, tenant_id, employee_id),
                        queue_ids=await service.member_queues(session, tenant_id, employee_id))
 
@@ -131,11 +207,15 @@ def runtime_of(request: Request) -> CallCenterRuntime:
     return runtime
 
 
-async def _may_act_for(session: AsyncSession, tenant_id: int, employee_id: int, who: Principal) -> Employee:
-    """The employee themself, or the tenant's supervisor or admin for anyone of the tenant."""
+async def _may_act_for(session: AsyncSession, tenant_id: int, employee_id: int, who: Principal,
+                       request: Request) -> Employee:
+    """The employee themself, or the tenant's supervisor (of the agent's queues) or admin."""
     if not who.may_supervise(tenant_id) and who.employee_id != employee_id:
         raise HTTPException(403, "only the agent themself or a supervisor may see or change an agent's state")
-    return await service.get_employee(session, tenant_id, employee_id)
+    employee = await service.get_employee(session, tenant_id, employee_id)
+    if who.employee_id != employee_id:
+        await _check_agent(session, request, tenant_id, employee_id, who)
+    return employee
 
 
 def agent_out(runtime: CallCenterRuntime, agent: Agent, full_name: str = "") -> s.AgentOut:
@@ -151,7 +231,7 @@ def _state_error(exc: Exception) -> HTTPException:
 @router.post("/agents/{employee_id}/login", response_model=s.AgentOut)
 async def login(tenant_id: int, employee_id: int, body: s.LoginIn, who: TenantReader, session: Session,
                 request: Request) -> object:
-    employee = await _may_act_for(session, tenant_id, employee_id, who)
+    employee = await _may_act_for(session, tenant_id, employee_id, who, request)
     if not employee.active:
         raise HTTPException(422, "employee: a deactivated employee cannot log in to queues")
     runtime = runtime_of(request)
@@ -174,7 +254,7 @@ def _agent(runtime: CallCenterRuntime, tenant_id: int, employee_id: int) -> Agen
 @router.get("/agents/{employee_id}", response_model=s.AgentOut)
 async def agent_state(tenant_id: int, employee_id: int, who: TenantReader, session: Session, request: Request) -> object:
     """One agent's live state (offline when not logged in): the agent themself or the admin."""
-    employee = await _may_act_for(session, tenant_id, employee_id, who)
+    employee = await _may_act_for(session, tenant_id, employee_id, who, request)
     runtime = runtime_of(request)
     agent = runtime.agent(tenant_id, employee_id)
     if agent is None:
@@ -185,7 +265,7 @@ async def agent_state(tenant_id: int, employee_id: int, who: TenantReader, sessi
 @router.post("/agents/{employee_id}/logout", response_model=s.AgentOut)
 async def logout(tenant_id: int, employee_id: int, body: s.LogoutIn, who: TenantReader, session: Session,
                  request: Request) -> object:
-    await _may_act_for(session, tenant_id, employee_id, who)
+    await _may_act_for(session, tenant_id, employee_id, who, request)
     runtime = runtime_of(request)
     agent = _agent(runtime, tenant_id, employee_id)
     try:
@@ -198,7 +278,7 @@ async def logout(tenant_id: int, employee_id: int, body: s.LogoutIn, who: Tenant
 @router.post("/agents/{employee_id}/pause", response_model=s.AgentOut)
 async def pause(tenant_id: int, employee_id: int, body: s.PauseIn, who: TenantReader, session: Session,
                 request: Request) -> object:
-    await _may_act_for(session, tenant_id, employee_id, who)
+    await _may_act_for(session, tenant_id, employee_id, who, request)
     await service.check_reason(session, tenant_id, body.reason)
     runtime = runtime_of(request)
     agent = _agent(runtime, tenant_id, employee_id)
@@ -211,7 +291,7 @@ async def pause(tenant_id: int, employee_id: int, body: s.PauseIn, who: TenantRe
 
 @router.post("/agents/{employee_id}/unpause", response_model=s.AgentOut)
 async def unpause(tenant_id: int, employee_id: int, who: TenantReader, session: Session, request: Request) -> object:
-    await _may_act_for(session, tenant_id, employee_id, who)
+    await _may_act_for(session, tenant_id, employee_id, who, request)
     runtime = runtime_of(request)
     agent = _agent(runtime, tenant_id, employee_id)
     try:
@@ -222,9 +302,10 @@ async def unpause(tenant_id: int, employee_id: int, who: TenantReader, session: 
 
 
 @router.get("/live", response_model=s.LiveOut)
-async def live(tenant_id: int, _: TenantSupervisor, session: Session, request: Request) -> object:
+async def live(tenant_id: int, who: TenantSupervisor, session: Session, request: Request) -> object:
     runtime = runtime_of(request)
-    rows, _total = await service.list_queues(session, tenant_id, limit=10_000, offset=0)
+    scope = await scope_for(session, tenant_id, who)
+    rows, _total = await service.list_queues(session, tenant_id, limit=10_000, offset=0, only=scope)
     queues = []
     for queue in rows:
         snap = runtime.snapshot(tenant_id, queue.id)
@@ -233,15 +314,17 @@ async def live(tenant_id: int, _: TenantSupervisor, session: Session, request: R
                                   longest_wait=snap.longest_wait if snap else 0.0,
                                   agents=dict(snap.agents) if snap else {}))
     names = await service.employee_names(session, tenant_id)
+    seen = await agents_in_scope(session, tenant_id, scope, runtime) if scope is not None else None
     return s.LiveOut(queues=queues, agents=[agent_out(runtime, a, names.get(a.id, ""))
-                                            for a in runtime.agents(tenant_id)])
+                                            for a in runtime.agents(tenant_id) if seen is None or a.id in seen])
 
 
 
 @router.get("/wallboard", response_model=s.WallboardOut)
-async def wallboard_state(tenant_id: int, _: TenantSupervisor, session: Session, request: Request) -> object:
+async def wallboard_state(tenant_id: int, who: TenantSupervisor, session: Session, request: Request) -> object:
     """Live state and today's KPIs per queue and agent (the supervisor's wallboard)."""
-    return await wallboard.wallboard(session, runtime_of(request), tenant_id)
+    return await wallboard.wallboard(session, runtime_of(request), tenant_id,
+                                     scope=await scope_for(session, tenant_id, who))
 
 # -- reports -------------------------------------------------------------------------------------------
 def _span(start: float, end: float) -> None:
@@ -268,26 +351,36 @@ Format = Literal["json", "csv"]
 
 
 @router.get("/reports/queues", response_model=list[s.QueueReportRow])
-async def queue_report(tenant_id: int, _: TenantSupervisor, session: Session, start: From, end: To,
-                       group: s.Group = "hour", queue_id: int | None = None, format: Format = "json") -> object:
+async def queue_report(tenant_id: int, who: TenantSupervisor, session: Session, request: Request, start: From,
+                       end: To, group: s.Group = "hour", queue_id: int | None = None,
+                       format: Format = "json") -> object:
     _span(start, end)
     if queue_id is not None:
-        await service.get_queue(session, tenant_id, queue_id)
+        await _check_queue(session, request, tenant_id, queue_id, who)
     rows = await reports.queue_report(session, tenant_id, start=start, end=end, group=group, queue_id=queue_id,
                                       utc_offset=await reports.utc_offset(session, tenant_id, start))
+    scope = await scope_for(session, tenant_id, who)
+    if scope is not None:
+        rows = [r for r in rows if r.queue_id in scope]
     if format == "csv":
         return _csv(rows, list(s.QueueReportRow.model_fields), "queues")
     return rows
 
 
 @router.get("/reports/agents", response_model=list[s.AgentReportRow])
-async def agent_report(tenant_id: int, _: TenantSupervisor, session: Session, start: From, end: To,
-                       group: s.Group = "hour", agent_id: int | None = None, format: Format = "json") -> object:
+async def agent_report(tenant_id: int, who: TenantSupervisor, session: Session, request: Request, start: From,
+                       end: To, group: s.Group = "hour", agent_id: int | None = None,
+                       format: Format = "json") -> object:
     _span(start, end)
     if agent_id is not None:
         await service.get_employee(session, tenant_id, agent_id)
+        await _check_agent(session, request, tenant_id, agent_id, who)
     rows = await reports.agent_report(session, tenant_id, start=start, end=end, group=group, agent_id=agent_id,
                                       utc_offset=await reports.utc_offset(session, tenant_id, start))
+    scope = await scope_for(session, tenant_id, who)
+    if scope is not None:
+        seen = await agents_in_scope(session, tenant_id, scope, getattr(request.app.state, "callcenter", None))
+        rows = [r for r in rows if r.agent_id in seen]
     if format == "csv":
         return _csv(rows, list(s.AgentReportRow.model_fields), "agents")
     return rows

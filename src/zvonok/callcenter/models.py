@@ -68,6 +68,19 @@ class QueueMember(TenantScoped, Base):
     employee_id: Mapped[int] = mapped_column(ForeignKey("employees.id", ondelete="CASCADE"), index=True)
 
 
+class QueueSupervisor(TenantScoped, Base):
+    """A supervisor assigned to a queue: with at least one such row a supervisor's call-center powers
+    (wallboard, reports, agents' states, monitoring) reach only these queues and their agents
+    (:mod:`.scope`); with none, the whole tenant."""
+
+    __tablename__ = "queue_supervisors"
+    __table_args__ = (UniqueConstraint("queue_id", "employee_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    queue_id: Mapped[int] = mapped_column(ForeignKey("queues.id", ondelete="CASCADE"), index=True)
+    employee_id: Mapped[int] = mapped_column(ForeignKey("employees.id", ondelete="CASCADE"), index=True)
+
+
 class NotReadyReason(TenantScoped, Base):
     __tablename__ = "not_ready_reasons"
     __table_args__ = (UniqueConstraint("tenant_id", "name"),)

@@ -249,6 +249,7 @@ class WallboardAgent(BaseModel):
     calls: int = Field(description="Queue calls handled today")
     talk_time: float = Field(description="Seconds talking to queue callers today")
     occupancy: float | None = Field(description="Today's busy share of busy + available time, 0..1")
+    busy_elsewhere: bool = Field(default=False, description="On a call that is not a queue's")
 
 
 class WallboardQueue(QueueLive):

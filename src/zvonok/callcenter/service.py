@@ -26,7 +26,7 @@ from zvonok.pstn.destinations import extension_refs
 from zvonok.storage.db import emit
 
 from . import events, schemas
-from .models import AgentSkill, CallQueue, NotReadyReason, QueueMember
+from .models import AgentSkill, CallQueue, NotReadyReason, QueueMember, QueueSupervisor
 from .queues import QueueConfig, Relaxation, SkillRequirement, Strategy
 
 _NOT_NULL = ("name", "number", "strategy", "requirements", "relaxations", "ring_timeout", "retry", "wrap_up",
@@ -124,9 +124,12 @@ async def get_queue(session: AsyncSession, tenant_id: int, queue_id: int) -> Cal
     return await get_in_tenant(session, CallQueue, tenant_id, queue_id, "queue")
 
 
-async def list_queues(session: AsyncSession, tenant_id: int, *, limit: int, offset: int) -> tuple[list[CallQueue], int]:
-    return await page_in_tenant(session, CallQueue, tenant_id, order_by=[CallQueue.number], limit=limit,
-                                offset=offset)
+async def list_queues(session: AsyncSession, tenant_id: int, *, limit: int, offset: int,
+                      only: frozenset[int] | None = None) -> tuple[list[CallQueue], int]:
+    """A page of the tenant's queues; ``only`` limits it to those ids (a supervisor's queues)."""
+    where = [CallQueue.id.in_(only)] if only is not None else []
+    return await page_in_tenant(session, CallQueue, tenant_id, where=where, order_by=[CallQueue.number],
+                                limit=limit, offset=offset)
 
 
 async def update_queue(session: AsyncSession, tenant_id: int, queue_id: int, data: schemas.QueueUpdate) -> CallQueue:
@@ -151,6 +154,7 @@ async def update_queue(session: AsyncSession, tenant_id: int, queue_id: int, dat
 async def delete_queue(session: AsyncSession, tenant_id: int, queue_id: int) -> None:
     queue = await get_queue(session, tenant_id, queue_id)
     await session.execute(delete(QueueMember).where(QueueMember.queue_id == queue.id))
+    await session.execute(delete(QueueSupervisor).where(QueueSupervisor.queue_id == queue.id))
     await session.delete(queue)
     await session.flush()
     emit(session, events.QueueChanged(tenant_id=tenant_id, queue_id=queue_id, action="deleted"))

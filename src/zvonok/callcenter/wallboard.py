@@ -5,7 +5,8 @@ the running :class:`~.runtime.CallCenterRuntime`; today's figures (offered, answ
 level, ASA, AHT, abandon rate, occupancy) are :mod:`.reports`' SQL over the queue log since the tenant's
 local midnight, so the wallboard and the historic day report agree by construction. An agent's current
 status has not been logged yet (its AGENTSTATUS row is written when it ends): its time so far is added to
-the busy or available seconds, so occupancy moves while an agent talks.
+the busy or available seconds, so occupancy moves while an agent talks. A supervisor limited to some
+queues (``scope``, :mod:`.scope`) gets those queues and their agents only.
 """
 
 from __future__ import annotations
@@ -16,18 +17,21 @@ from . import reports, service
 from . import schemas as s
 from .agents import BUSY, AgentStatus
 from .runtime import CallCenterRuntime
+from .scope import Scope, agents_in_scope
 
 
 def _ratio(part: float, whole: float) -> float | None:
     return part / whole if whole else None
 
 
-async def wallboard(session: AsyncSession, runtime: CallCenterRuntime, tenant_id: int) -> s.WallboardOut:
+async def wallboard(session: AsyncSession, runtime: CallCenterRuntime, tenant_id: int, *,
+                    scope: Scope = None) -> s.WallboardOut:
     monotonic_now = runtime.clock()
     now = runtime.wall_time(monotonic_now)  # the queue log's time base
     offset = await reports.utc_offset(session, tenant_id, now)
     day_start = (now + offset) // 86400 * 86400 - offset
-    rows, _total = await service.list_queues(session, tenant_id, limit=10_000, offset=0)
+    rows, _total = await service.list_queues(session, tenant_id, limit=10_000, offset=0, only=scope)
+    seen = await agents_in_scope(session, tenant_id, scope, runtime) if scope is not None else None
     names = await service.employee_names(session, tenant_id)
     queue_rows = {r.queue_id: r for r in await reports.queue_report(session, tenant_id, start=day_start, end=now + 1,
                                                                   group="day", utc_offset=offset)}
@@ -36,6 +40,8 @@ async def wallboard(session: AsyncSession, runtime: CallCenterRuntime, tenant_id
     agents: list[s.WallboardAgent] = []
     busy_available: dict[int, tuple[float, float]] = {}
     for agent in runtime.agents(tenant_id):
+        if seen is not None and agent.id not in seen:
+            continue
         report = agent_rows.get(agent.id)
         busy = report.busy_time if report else 0.0
         available = report.available_time if report else 0.0
@@ -50,7 +56,7 @@ async def wallboard(session: AsyncSession, runtime: CallCenterRuntime, tenant_id
             employee_id=agent.id, full_name=names.get(agent.id, ""), status=agent.status.value, reason=agent.reason,
             queue_ids=sorted(agent.queues), in_status=max(0.0, monotonic_now - agent.since),
             calls=report.calls if report else 0, talk_time=report.talk_time if report else 0.0,
-            occupancy=_ratio(busy, busy + available)))
+            occupancy=_ratio(busy, busy + available), busy_elsewhere=agent.busy_elsewhere))
     queues: list[s.WallboardQueue] = []
     for queue in rows:
         snap = runtime.snapshot(tenant_id, queue.id)

@@ -1,40 +1,61 @@
-"""The call engine's two monitoring ports, implemented on the database: who may monitor, and the audit."""
+"""The call engine's two monitoring ports, implemented on the database: who may monitor (whom), and the
+audit; and the audit of a refused API or web attempt."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from zvonok.org.models import Account, Role
+from zvonok.callcenter.runtime import CallCenterRuntime
+from zvonok.callcenter.scope import covers_agent, scope_of
+from zvonok.org.models import Account, Extension, Role
+from zvonok.storage.base import utcnow
 from zvonok.storage.db import Database
 from zvonok.telephony.monitor import Audit, AuditRecord
 
 from .models import MonitorAudit
 
 
-def monitor_policy(db: Database) -> Callable[[int, int | None], Awaitable[bool]]:
-    """A supervisor is an employee with an active supervisor or tenant-admin account of that tenant."""
+class MonitorPolicy:
+    """May this employee monitor that extension? An employee with an active supervisor or tenant-admin
+    account of the tenant may; a supervisor assigned to queues only an agent of those queues (a member, or
+    logged in to one or on one of its calls now: ``runtime``, set once the call center runs)."""
 
-    async def allowed(tenant_id: int, employee_id: int | None) -> bool:
+    def __init__(self, db: Database, runtime: CallCenterRuntime | None = None) -> None:
+        self.db = db
+        self.runtime = runtime
+
+    async def __call__(self, tenant_id: int, employee_id: int | None, target: str | None) -> bool:
         if employee_id is None:
             return False
-        async with db.session() as session:
-            found = await session.scalar(
-                select(Account.id)
+        async with self.db.session() as session:
+            role = await session.scalar(
+                select(Account.role)
                 .where(
                     Account.tenant_id == tenant_id,
                     Account.employee_id == employee_id,
                     Account.role.in_((Role.SUPERVISOR.value, Role.TENANT_ADMIN.value)),
                     Account.active.is_(True),
                 )
+                .order_by(Account.role.desc())  # tenant_admin before supervisor: the wider of two accounts
                 .limit(1)
             )
-        return found is not None
+            if role is None:
+                return False
+            scope = await scope_of(session, tenant_id, role=Role(role), employee_id=employee_id)
+            if scope is None:
+                return True
+            agent = None
+            if target is not None:
+                agent = await session.scalar(select(Extension.employee_id).where(
+                    Extension.tenant_id == tenant_id, Extension.number == target))
+            return await covers_agent(session, tenant_id, scope, agent, self.runtime)
 
-    return allowed
+
+def monitor_policy(db: Database) -> MonitorPolicy:
+    return MonitorPolicy(db)
 
 
 def monitor_audit(db: Database) -> Audit:
@@ -67,3 +88,13 @@ async def audit_of(session: AsyncSession, tenant_id: int, limit: int = 200) -> l
         .limit(limit)
     )
     return list(rows)
+
+
+async def audit_refusal(session: AsyncSession, tenant_id: int, who: str, detail: str, *, agent: str = "",
+                        via: str = "api") -> None:
+    """A refused attempt of a supervisor's power (monitoring, or the call center out of their queues),
+    audited as ``refused`` and committed at once (the request fails next)."""
+    session.add(MonitorAudit(tenant_id=tenant_id, session_id=None, call_id=None, supervisor=who[:64],
+                             agent=agent[:32], action="refused", mode=None, via=via, detail=detail[:200],
+                             at=utcnow()))
+    await session.commit()

@@ -7,7 +7,8 @@ right now (else 404), the supervisor is answered and the monitored call's two en
 for a mixing bridge (``monitor:<call id>``) joined by the supervisor's endpoint; the mode is a setting of
 that bridge's matrix (:mod:`.monitor_matrix`) — listen first. Keys 4 / 5 / 6 from the supervisor (RFC 4733
 or SIP INFO) switch to listen / whisper / barge; so does ``POST .../monitor-sessions/{id}/mode`` (the
-REST API and the live-calls page).
+REST API, the live-calls page and the wallboard); ``DELETE .../monitor-sessions/{id}`` (:meth:`Monitoring.stop`)
+hangs up the supervisor's call for them.
 
 The media changes of the monitored call run as steps of that call (its inbox), so they never interleave
 with its own (a re-INVITE, music on hold). When the supervisor hangs up, the two parties go back to a plain
@@ -60,7 +61,8 @@ class AuditRecord:
     at: float
 
 
-Allowed = Callable[[int, int | None], Awaitable[bool]]  # (tenant, supervisor's employee) -> may monitor
+# (tenant, supervisor's employee, the extension to monitor) -> may monitor it
+Allowed = Callable[[int, int | None, str | None], Awaitable[bool]]
 Audit = Callable[[AuditRecord], Coroutine[Any, Any, None]]
 
 
@@ -71,6 +73,7 @@ class LiveMonitor:
     call: Call  # the monitored one
     agent: Leg
     customer: Leg
+    stopped: tuple[str, str] | None = None  # (via, by) when ended from the API or the web, not by a hang-up
 
     @property
     def bridge_id(self) -> str:
@@ -151,7 +154,7 @@ class Monitoring:
             srtp_policy=caller_ext.srtp,
             direction=ev.Direction.INTERNAL,
         )
-        if not await self.allowed(tenant_id, caller_ext.employee_id):
+        if not await self.allowed(tenant_id, caller_ext.employee_id, target):
             self._record(
                 tenant_id,
                 None,
@@ -161,7 +164,7 @@ class Monitoring:
                 "refused",
                 None,
                 "feature_code",
-                "not a supervisor of this tenant",
+                "not a supervisor of this tenant or of this agent's queues",
             )
             log.warning(
                 "monitoring refused",
@@ -335,6 +338,15 @@ class Monitoring:
         self.engine.step(live.call, self._apply(live))
         return True
 
+    def stop(self, live: LiveMonitor, *, via: str, by: str) -> bool:
+        """End the session by hanging up the supervisor's call (False: it has ended already); :meth:`left`
+        audits the stop."""
+        if not live.session.active or live.supervisor_call.ended:
+            return False
+        live.stopped = (via, by)
+        self.engine._hangup(live.supervisor_call, None, ev.HangupSide.SYSTEM, "monitor_stopped")
+        return True
+
     def session(self, tenant_id: int, session_id: str) -> LiveMonitor | None:
         live = self.sessions.get(session_id)
         return live if live is not None and live.session.tenant_id == tenant_id else None
@@ -352,6 +364,9 @@ class Monitoring:
         live.call.monitored = None
         self.sessions.pop(live.session.id, None)
         if live.session.stop(self.wall_clock()) is not None:
+            via, detail = "system", "supervisor hung up" if call is live.supervisor_call else "call ended"
+            if live.stopped is not None and call is live.supervisor_call:
+                via, detail = live.stopped[0], f"stopped by {live.stopped[1]}"
             self._record(
                 live.session.tenant_id,
                 live.session.id,
@@ -360,8 +375,8 @@ class Monitoring:
                 live.session.agent,
                 "stop",
                 live.session.mode.value,
-                "system",
-                "supervisor hung up" if call is live.supervisor_call else "call ended",
+                via,
+                detail,
             )
         if call is live.supervisor_call:
             if not live.call.ended:

@@ -271,8 +271,9 @@ class Originator:
         if ext is None or agent is None:
             missing = supervisor if ext is None else extension
             raise OriginateRefused(404, "no_extension", f"extension {missing!r} does not exist")
-        if not await monitoring.allowed(tenant_id, ext.employee_id):
-            raise OriginateRefused(403, "monitor_forbidden", f"extension {supervisor} is no supervisor's")
+        if not await monitoring.allowed(tenant_id, ext.employee_id, agent.number):
+            raise OriginateRefused(403, "monitor_forbidden",
+                                   f"extension {supervisor} is no supervisor's of extension {agent.number}")
         if monitoring._find(tenant_id, agent.number, ext.number) is None:
             raise OriginateRefused(404, "nothing_to_monitor", f"extension {extension} has no call to monitor now")
         self.quota.admit(tenant_id, time.monotonic())

@@ -5,13 +5,16 @@ The same services as ``/api/v1/tenants/{id}/callcenter`` (:mod:`zvonok.callcente
 comes from the running :class:`~zvonok.callcenter.runtime.CallCenterRuntime` (``app.state.callcenter``):
 without one (an API-only process) the agents page shows no live column and no buttons. Errors of a form
 come back on the form with 422; another company's ids answer the 404 page.
+
+A supervisor assigned to queues (:mod:`zvonok.callcenter.scope`; the queue's form assigns them) sees and
+acts on those queues' agents only: another agent's buttons answer 403, audited as the REST API's refusals.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends, Form, Request
+from fastapi import Depends, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,8 +25,19 @@ from zvonok.callcenter.agents import AgentError
 from zvonok.callcenter.center import CenterError
 from zvonok.callcenter.queues import Strategy
 from zvonok.callcenter.runtime import CallCenterRuntime
+from zvonok.callcenter.scope import (
+    OUTSIDE,
+    Scope,
+    agents_in_scope,
+    covers_agent,
+    queue_supervisors,
+    scope_of,
+    set_queue_supervisors,
+    supervisor_candidates,
+)
+from zvonok.monitoring.service import audit_refusal
 from zvonok.org.errors import OrgError
-from zvonok.web.auth import SupervisorUser, TenantAdminUser
+from zvonok.web.auth import SupervisorUser, TenantAdminUser, WebUser
 from zvonok.web.forms import schema_errors
 from zvonok.web.i18n import N_
 from zvonok.web.render import gettext_for, render
@@ -48,6 +62,28 @@ CALLBACK_KEYS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "0", "*", "#")
 
 def runtime_of(request: Request) -> CallCenterRuntime | None:
     return getattr(request.app.state, "callcenter", None)
+
+
+async def web_scope(session: AsyncSession, user: WebUser) -> Scope:
+    """The queues this user's supervisor powers are limited to (None: the whole company)."""
+    return await scope_of(session, user.tenant, role=user.role, employee_id=user.employee_id)
+
+
+async def visible_agents(request: Request, session: AsyncSession, user: WebUser) -> set[int] | None:
+    """The employees a limited supervisor may see and act on (None: everyone)."""
+    scope = await web_scope(session, user)
+    return None if scope is None else await agents_in_scope(session, user.tenant, scope, runtime_of(request))
+
+
+async def check_agent(request: Request, session: AsyncSession, user: WebUser, employee_id: int | None,
+                      agent: str = "") -> None:
+    """403 (audited, as the REST API's) for an agent outside a limited supervisor's queues."""
+    scope = await web_scope(session, user)
+    if not await covers_agent(session, user.tenant, scope, employee_id, runtime_of(request)):
+        await audit_refusal(session, user.tenant, f"account:{user.account_id}",
+                            f"{request.method} {request.url.path}: {OUTSIDE}", agent=agent or f"employee:{employee_id}",
+                            via="web")
+        raise HTTPException(403, "this agent is outside the queues you supervise")
 
 
 # -- queues --------------------------------------------------------------------------------------------
@@ -148,9 +184,12 @@ async def _edit(request: Request, session: AsyncSession, tenant_id: int, queue_i
         form["requirements"] = _requirements_text(queue.requirements)
     members = set(await service.queue_members(session, tenant_id, queue_id))
     names = await service.employee_names(session, tenant_id)
+    candidates = await supervisor_candidates(session, tenant_id)
     return render(request, "callcenter/queue.html", {
         "queue": queue, "form": form, "errors": errors or {}, "strategies": STRATEGIES, "callback_keys": CALLBACK_KEYS,
         "employees": sorted(names.items(), key=lambda kv: kv[1]), "members": members,
+        "supervisor_choices": sorted(((e, n) for e, n in names.items() if e in candidates), key=lambda kv: kv[1]),
+        "supervisors": set(await queue_supervisors(session, tenant_id, queue_id)),
     }, status_code=status_code)
 
 
@@ -195,6 +234,16 @@ async def queue_members(request: Request, queue_id: int, user: TenantAdminUser, 
     return RedirectResponse(f"/callcenter/queues/{queue_id}", status_code=303)
 
 
+@router.post("/callcenter/queues/{queue_id}/supervisors")
+async def queue_supervisors_form(request: Request, queue_id: int, user: TenantAdminUser, session: Session) -> Response:
+    form = await request.form()
+    ids = sorted({int(v) for v in form.getlist("employee_id") if isinstance(v, str) and v.isdigit()})
+    await service.get_queue(session, user.tenant, queue_id)  # another company's: 404
+    await set_queue_supervisors(session, user.tenant, queue_id, ids)  # not a supervisor: 422
+    await session.commit()
+    return RedirectResponse(f"/callcenter/queues/{queue_id}", status_code=303)
+
+
 @router.post("/callcenter/queues/{queue_id}/delete")
 async def delete_queue(request: Request, queue_id: int, user: TenantAdminUser, session: Session) -> Response:
     await service.delete_queue(session, user.tenant, queue_id)
@@ -219,8 +268,10 @@ def parse_skills(text: str) -> dict[str, int]:
 
 
 async def _agents(request: Request, session: AsyncSession, tenant_id: int, *, errors: dict[int, str] | None = None,
-                  status_code: int = 200) -> Response:
+                  status_code: int = 200, seen: set[int] | None = None) -> Response:
     names = await service.employee_names(session, tenant_id)
+    if seen is not None:  # a supervisor limited to some queues: their agents only
+        names = {k: v for k, v in names.items() if k in seen}
     queues, _total = await service.list_queues(session, tenant_id, limit=500, offset=0)
     runtime = runtime_of(request)
     skills = await service.tenant_skills(session, tenant_id)
@@ -244,7 +295,7 @@ async def _agents(request: Request, session: AsyncSession, tenant_id: int, *, er
 
 @router.get("/callcenter/agents")
 async def agents(request: Request, user: SupervisorUser, session: Session) -> Response:
-    return await _agents(request, session, user.tenant)
+    return await _agents(request, session, user.tenant, seen=await visible_agents(request, session, user))
 
 
 @router.post("/callcenter/agents/{employee_id}/skills")
@@ -282,6 +333,7 @@ async def agent_action(request: Request, employee_id: int, action: str, user: Su
                        reason: Annotated[str, Form(max_length=200)] = "") -> Response:
     _ = gettext_for(request)
     await service.get_employee(session, user.tenant, employee_id)
+    await check_agent(request, session, user, employee_id)
     runtime = runtime_of(request)
     message = None
     try:
@@ -304,5 +356,6 @@ async def agent_action(request: Request, employee_id: int, action: str, user: Su
     except (AgentError, CenterError) as exc:
         message = str(exc)
     if message is not None:
-        return await _agents(request, session, user.tenant, errors={employee_id: message}, status_code=422)
+        return await _agents(request, session, user.tenant, errors={employee_id: message}, status_code=422,
+                             seen=await visible_agents(request, session, user))
     return RedirectResponse(f"/callcenter/agents#agent-{employee_id}", status_code=303)

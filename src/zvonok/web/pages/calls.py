@@ -10,7 +10,7 @@ The recording is served by a page route (the session cookie is the credential an
 sends) as a :class:`~starlette.responses.FileResponse`, which answers ``Range`` requests with 206: a
 browser seeks in a recording by asking for the bytes from there on.
 
-Live calls: the first list is the running call engine's (``app.state.active_calls``, set by
+Live calls (a supervisor assigned to queues: their agents' calls and their own only): the first list is the running call engine's (``app.state.active_calls``, set by
 ``zvonok.server``; absent when the app runs without telephony, e.g. in API tests: then nothing is in
 progress). The page opens the tenant's event websocket (``static/app.js``); htmx reloads the list when a
 call starts, is answered, held, resumed or ends, and after a reconnect.
@@ -29,12 +29,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from fastapi import Depends, HTTPException, Query, Request
 from fastapi import Form as FormField
 from fastapi.responses import FileResponse, RedirectResponse, Response
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok.api.deps import get_db, get_session, get_settings
 from zvonok.cdr import service
 from zvonok.cdr.http import csv_response
 from zvonok.config import Settings
+from zvonok.org.models import Extension
 from zvonok.storage.db import Database
 from zvonok.telephony.call import CallSnapshot
 from zvonok.telephony.events import Direction, Disposition
@@ -42,6 +44,7 @@ from zvonok.telephony.monitor import SPY_CODE, Monitoring
 from zvonok.telephony.monitor_matrix import MonitorMode
 from zvonok.web.auth import SupervisorUser, TenantUser, WebUser
 from zvonok.web.i18n import N_
+from zvonok.web.pages.callcenter import check_agent, visible_agents
 from zvonok.web.render import gettext_for, render
 from zvonok.web.routing import TENANT, NavItem, page_router
 
@@ -185,15 +188,18 @@ async def calls_csv(request: Request, user: TenantUser, form: Form,
 
 
 # --- calls in progress ---------------------------------------------------------------------------
-def live_calls(request: Request, user: WebUser) -> list[CallSnapshot]:
+def live_calls(request: Request, user: WebUser, seen: set[int] | None = None) -> list[CallSnapshot]:
     """The calls in progress this user may see (an employee: those they are a party of; a supervisor or
-    admin: all)."""
+    admin: all; a supervisor limited to some queues, ``seen``: their agents' calls and their own)."""
     accessor = getattr(request.app.state, "active_calls", None)
     if accessor is None:  # no call engine in this app
         return []
     found: list[CallSnapshot] = accessor(user.tenant)
-    if user.is_supervisor:  # whom to listen to: every call of the company
+    if user.is_supervisor and seen is None:  # whom to listen to: every call of the company
         return found
+    if seen is not None:
+        mine = seen | ({user.employee_id} if user.employee_id is not None else set())
+        return [snap for snap in found if any(snap.involves(e) for e in mine)]
     if user.employee_id is None:
         return []
     return [snap for snap in found if snap.involves(user.employee_id)]
@@ -204,34 +210,38 @@ def _monitoring(request: Request) -> Monitoring | None:
     return monitoring
 
 
-def _live(request: Request, user: WebUser) -> dict[str, Any]:
+async def _live(request: Request, session: AsyncSession, user: WebUser) -> dict[str, Any]:
     monitoring = _monitoring(request) if user.is_supervisor else None
     monitors = {s.call_id: s for s in monitoring.of_tenant(user.tenant)} if monitoring is not None else {}
-    return {"live": live_calls(request, user), "states": LIVE_STATES, "directions": DIRECTIONS,
+    seen = await visible_agents(request, session, user) if user.is_supervisor else None
+    return {"live": live_calls(request, user, seen), "states": LIVE_STATES, "directions": DIRECTIONS,
             "when": lambda epoch: datetime.fromtimestamp(epoch, UTC), "now": round(time_now(), 3),
             "supervise": monitoring is not None, "monitors": monitors, "spy_code": SPY_CODE,
             "modes": MONITOR_MODES}
 
 
 @router.get("/calls/live")
-async def calls_live(request: Request, user: TenantUser) -> Response:
-    return render(request, "calls/live.html", _live(request, user))
+async def calls_live(request: Request, user: TenantUser, session: Session) -> Response:
+    return render(request, "calls/live.html", await _live(request, session, user))
 
 
 @router.get("/calls/live/rows")
-async def calls_live_rows(request: Request, user: TenantUser) -> Response:
+async def calls_live_rows(request: Request, user: TenantUser, session: Session) -> Response:
     """The list alone (htmx: reloaded on a call's events and after a reconnect)."""
-    return render(request, "calls/_live_rows.html", _live(request, user))
+    return render(request, "calls/_live_rows.html", await _live(request, session, user))
 
 
 @router.post("/calls/live/monitor/{session_id}")
-async def calls_live_monitor(request: Request, session_id: str, user: SupervisorUser,
+async def calls_live_monitor(request: Request, session_id: str, user: SupervisorUser, session: Session,
                              mode: Annotated[str, FormField(max_length=16)] = "") -> Response:
     """A supervisor's listen / whisper / barge buttons (the session began with *33<ext> on their phone)."""
     monitoring = _monitoring(request)
     live = monitoring.session(user.tenant, session_id) if monitoring is not None else None
     if monitoring is None or live is None:
         raise HTTPException(404, "no such monitoring session")
+    owner = await session.scalar(select(Extension.employee_id).where(Extension.tenant_id == user.tenant,
+                                                                     Extension.number == live.session.agent))
+    await check_agent(request, session, user, owner, agent=live.session.agent)  # another queue's: 403, audited
     if mode not in MONITOR_MODES:
         raise HTTPException(422, "mode must be listen, whisper or barge")
     monitoring.switch(live, MonitorMode(mode), via="web", by=f"account:{user.account_id}")
