@@ -37,6 +37,7 @@ async def _cdr_with_recording(api: Api, tenant_id: int) -> int:
 BODIES: dict[str, dict[str, Any]] = {
     "mode": {"mode": "barge"},  # a monitoring session's mode
     "emails": {"to": "victim@b.example", "subject": "Intruder", "body": "Intruder"},  # to a CRM client
+    "reply": {"body": "Intruder"},  # to a CRM client's e-mail
     "offices": {"name": "Intruder office"},
     "departments": {"name": "Intruder dept"},
     "employees": {"full_name": "Intruder", "email": "intruder@x.example"},
