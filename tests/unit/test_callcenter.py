@@ -10,7 +10,15 @@ import pytest
 
 from zvonok.callcenter import log as ql
 from zvonok.callcenter.agents import AgentError, AgentStatus
-from zvonok.callcenter.center import Announce, CancelOffer, CenterError, ContactCenter, Offer, Overflow
+from zvonok.callcenter.center import (
+    Announce,
+    CallbackRequest,
+    CancelOffer,
+    CenterError,
+    ContactCenter,
+    Offer,
+    Overflow,
+)
 from zvonok.callcenter.kpi import agent_kpis, queue_kpis
 from zvonok.callcenter.log import QueueLogEntry
 from zvonok.callcenter.queues import QueueConfig, Relaxation, SkillRequirement, Strategy
@@ -297,6 +305,8 @@ def test_a_callback_request_keeps_its_place_and_rings_the_agent_first() -> None:
     cc.request_callback("a", 5.0)
     cc.caller_left("a", 6.0)  # the live call ends: nothing is abandoned
     assert cc.position("a") == 1 and cc.snapshot(1, 6.0).callbacks == 1
+    assert cc.callbacks(1, 6.0) == [CallbackRequest(call_id="a", queue_id=1, number="+74951234567", position=1,
+                                                    waiting=6.0, attempts=0, retry_in=0.0, ringing=False)]
     cc.handle_timer(301.0)  # max wait: only the live caller times out
     assert [a.call_id for a in cc.take_actions() if isinstance(a, Overflow)] == ["b"]
     cc.login(1, [1], 400.0)

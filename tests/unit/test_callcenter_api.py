@@ -612,3 +612,12 @@ async def test_wallboard_live_state_and_todays_kpis(api: Api, make_tenant: Any, 
     assert (await api.client.get(url, headers=a.alice_headers)).status_code == 403
     assert (await api.client.get(f"{cc(b)}/wallboard", headers=b.headers)).json()["queues"] == []
     assert (await api.client.get(url, headers=b.headers)).status_code in (403, 404)
+    # a callback request holding a place behind call-3: listed with its place (not counted as waiting)
+    runtime.feed(lambda c, now: c.join("call-4", qid, now, number="+74950000004"))
+    clock.now += 3
+    runtime.feed(lambda c, now: c.request_callback("call-4", now))
+    runtime.feed(lambda c, now: c.caller_left("call-4", now))
+    board = await ok(await api.client.get(url, headers=a.headers))
+    assert board["queues"][0]["waiting"] == 1 and board["queues"][0]["callbacks"] == 1
+    assert board["callbacks"] == [{"queue_id": qid, "number": "+74950000004", "position": 2, "waiting": 3.0,
+                                   "attempts": 0, "retry_in": 0.0, "ringing": False}]

@@ -171,6 +171,12 @@ async def test_a_supervisor_runs_agents_and_sees_the_wallboard_but_changes_no_co
         assert (await _post(sup, agents, f"{agents}/{ivan}/unpause", {})).status_code == 303
         assert (await _post(sup, agents, f"{agents}/{ivan}/logout", {})).status_code == 303
         assert live.center.agents[ivan].status.value == "offline"
+        # a callback request holding its place is listed on the wallboard
+        assert 'id="wall-callbacks"' not in (await sup.get("/callcenter/wallboard/body")).text
+        live.feed(lambda c, now: c.join("cb-1", queue.id, now, number="+74951112233"))
+        live.feed(lambda c, now: c.request_callback("cb-1", now))
+        body = (await sup.get("/callcenter/wallboard/body")).text
+        assert 'id="wall-callbacks"' in body and "+74951112233" in body and "Support" in body
     async with web.db.session() as session:
         assert (await session.execute(select(CallQueue.id))).scalars().all() == [queue.id]
 

@@ -128,6 +128,20 @@ class QueueSnapshot:
     agents: dict[str, int]  # logged-in agents by status (an agent on a non-queue call counts as "busy")
 
 
+@dataclass(frozen=True, slots=True)
+class CallbackRequest:
+    """A callback request as the wallboard lists it."""
+
+    call_id: str
+    queue_id: int
+    number: str  # whom to call back
+    position: int  # 1-based place in the queue's line (live callers included)
+    waiting: float  # seconds since the caller joined the queue
+    attempts: int  # failed calls to the customer so far
+    retry_in: float  # seconds before it may be offered again (0: now)
+    ringing: bool  # an agent's phone rings for it now
+
+
 class ContactCenter:
     """Queues and agents of one tenant (or of the whole node: queue and agent ids are unique)."""
 
@@ -526,6 +540,13 @@ class ContactCenter:
                 agents[status] = agents.get(status, 0) + 1
         return QueueSnapshot(queue_id=queue_id, waiting=len(live), callbacks=len(line) - len(live),
                              longest_wait=max((now - e.joined_at for e in live), default=0.0), agents=agents)
+
+    def callbacks(self, queue_id: int, now: float) -> list[CallbackRequest]:
+        """The queue's callback requests in line order."""
+        return [CallbackRequest(call_id=e.call_id, queue_id=queue_id, number=e.number, position=place,
+                                waiting=max(0.0, now - e.joined_at), attempts=e.attempts,
+                                retry_in=max(0.0, e.not_before - now), ringing=bool(e.offered))
+                for place, e in enumerate(self._line(queue_id), 1) if e.callback]
 
     # -- inside --------------------------------------------------------------------------------------
     def _queue(self, queue_id: int) -> QueueConfig:

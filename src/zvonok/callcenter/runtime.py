@@ -41,7 +41,7 @@ from zvonok.storage.db import Database
 from . import log as ql
 from . import service
 from .agents import Agent, AgentStatus
-from .center import Action, ContactCenter, QueueSnapshot
+from .center import Action, CallbackRequest, ContactCenter, QueueSnapshot
 from .events import AgentChanged, AgentStateChanged, QueueChanged, QueueStateChanged
 from .log import QueueLogEntry
 from .models import QueueLogRow
@@ -219,6 +219,12 @@ class CallCenterRuntime:
         if config is None or config.tenant_id != tenant_id:
             return None
         return self.center.snapshot(queue_id, self.clock())
+
+    def callbacks(self, tenant_id: int, queue_id: int) -> list[CallbackRequest]:
+        config = self.center.queues.get(queue_id)
+        if config is None or config.tenant_id != tenant_id:
+            return []
+        return self.center.callbacks(queue_id, self.clock())
 
     def wall_time(self, monotonic: float) -> float:
         return monotonic + self.center.wall_offset

@@ -263,8 +263,20 @@ class WallboardQueue(QueueLive):
     occupancy: float | None = Field(description="Busy share of the queue's logged-in agents today")
 
 
+class WallboardCallback(BaseModel):
+    queue_id: int
+    number: str = Field(description="Whom to call back")
+    position: int = Field(description="1-based place in the queue's line")
+    waiting: float = Field(description="Seconds since the caller joined the queue")
+    attempts: int = Field(description="Failed calls to the customer so far")
+    retry_in: float = Field(description="Seconds before it may be offered again (0: now)")
+    ringing: bool = Field(description="An agent's phone rings for it now")
+
+
 class WallboardOut(BaseModel):
     at: float = Field(description="Epoch seconds of the figures")
     day_start: float = Field(description="Epoch seconds of the tenant's local midnight (today's figures begin)")
     queues: list[WallboardQueue]
     agents: list[WallboardAgent]
+    callbacks: list[WallboardCallback] = Field(default_factory=list, description="Callback requests holding a place, "
+                                               "per queue in line order")

@@ -58,7 +58,11 @@ async def wallboard(session: AsyncSession, runtime: CallCenterRuntime, tenant_id
             calls=report.calls if report else 0, talk_time=report.talk_time if report else 0.0,
             occupancy=_ratio(busy, busy + available), busy_elsewhere=agent.busy_elsewhere))
     queues: list[s.WallboardQueue] = []
+    callbacks: list[s.WallboardCallback] = []
     for queue in rows:
+        callbacks += [s.WallboardCallback(queue_id=queue.id, number=c.number, position=c.position, waiting=c.waiting,
+                                          attempts=c.attempts, retry_in=c.retry_in, ringing=c.ringing)
+                      for c in runtime.callbacks(tenant_id, queue.id)]
         snap = runtime.snapshot(tenant_id, queue.id)
         day = queue_rows.get(queue.id)
         members = [busy_available[a.employee_id] for a in agents if queue.id in a.queue_ids]
@@ -73,4 +77,4 @@ async def wallboard(session: AsyncSession, runtime: CallCenterRuntime, tenant_id
             abandon_rate=day.abandon_rate if day else None,
             occupancy=_ratio(queue_busy, queue_busy + sum(a for _, a in members))))
     agents.sort(key=lambda a: (a.full_name, a.employee_id))
-    return s.WallboardOut(at=now, day_start=day_start, queues=queues, agents=agents)
+    return s.WallboardOut(at=now, day_start=day_start, queues=queues, agents=agents, callbacks=callbacks)

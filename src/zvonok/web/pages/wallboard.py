@@ -72,8 +72,9 @@ async def _context(request: Request, session: AsyncSession, user: WebUser) -> di
                 continue
             sessions.append({"id": s.id, "agent": s.agent, "agent_name": names.get(employee, "") if employee else "",
                              "supervisor": s.supervisor, "mode": s.mode.value})
+    queue_names = {q.queue_id: q.name for q in board.queues} if board is not None else {}
     return {"board": board, "statuses": STATUSES, "monitoring": monitoring is not None, "sessions": sessions,
-            "modes": MODES, "monitored": monitored}
+            "modes": MODES, "monitored": monitored, "queue_names": queue_names}
 
 
 async def _page(request: Request, session: AsyncSession, user: WebUser, *, message: str | None = None,
