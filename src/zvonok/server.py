@@ -102,10 +102,10 @@ from zvonok.voicemail.events import MailboxChanged
 from zvonok.voicemail.mailer import KIND as VOICEMAIL_MAIL
 from zvonok.voicemail.mailer import compose_voicemail, report_voicemail
 from zvonok.voicemail.service import VoicemailFiles, VoicemailStore, mwi_counts
+from zvonok.web import mount_web
 from zvonok.webhooks import http as webhooks_http
 from zvonok.webhooks.delivery import Dispatcher, Sender
 from zvonok.webhooks.events import WebhookQueued
-from zvonok.web import mount_web
 
 log = get_logger(__name__)
 FAX_RESUME_DELAY = 5.0  # seconds after start-up before faxes queued before a stop are sent

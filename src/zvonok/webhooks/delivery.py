@@ -66,8 +66,15 @@ class UnsafeUrl(ValueError):
 def _special(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    return (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved
-            or ip.is_unspecified or not ip.is_global)
+    return (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+        or not ip.is_global
+    )
 
 
 def check_url(url: str, *, allow_private: bool) -> str:
@@ -138,16 +145,30 @@ def envelope(event: object, *, event_id: str | None = None, at: datetime | None 
     """The event's id and the JSON body every webhook gets for it."""
     event_id = event_id or str(uuid.uuid4())
     data = serialize(event)
-    body = {"id": event_id, "type": type(event).__name__, "tenant_id": getattr(event, "tenant_id", None),
-            "at": (at or datetime.now(UTC)).isoformat(), "data": data}
+    body = {
+        "id": event_id,
+        "type": type(event).__name__,
+        "tenant_id": getattr(event, "tenant_id", None),
+        "at": (at or datetime.now(UTC)).isoformat(),
+        "data": data,
+    }
     return event_id, json.dumps(body, separators=(",", ":"), ensure_ascii=False)
 
 
-def queue(session: Any, webhook: Webhook, event: object, event_id: str, body: str,
-          now: datetime | None = None) -> WebhookDelivery:
-    row = WebhookDelivery(tenant_id=webhook.tenant_id, webhook_id=webhook.id, event_id=event_id,
-                          event_type=type(event).__name__, body=body, state="pending", attempts=0,
-                          next_at=now or datetime.now(UTC), last_error="")
+def queue(
+    session: Any, webhook: Webhook, event: object, event_id: str, body: str, now: datetime | None = None
+) -> WebhookDelivery:
+    row = WebhookDelivery(
+        tenant_id=webhook.tenant_id,
+        webhook_id=webhook.id,
+        event_id=event_id,
+        event_type=type(event).__name__,
+        body=body,
+        state="pending",
+        attempts=0,
+        next_at=now or datetime.now(UTC),
+        last_error="",
+    )
     session.add(row)
     return row
 
@@ -161,8 +182,14 @@ class _Target:
 class Dispatcher:
     """The bus subscriber queuing deliveries; ``on_queued`` (the job's ``wake``) after each commit."""
 
-    def __init__(self, db: Database, *, on_queued: Callable[[], None] = lambda: None,
-                 cache_ttl: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        on_queued: Callable[[], None] = lambda: None,
+        cache_ttl: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.db = db
         self.on_queued = on_queued
         self.cache_ttl = cache_ttl
@@ -188,8 +215,13 @@ class Dispatcher:
         if cached is not None and now - cached[0] < self.cache_ttl:
             return cached[1]
         async with self.db.session() as session:
-            rows = (await session.execute(select(Webhook.id, Webhook.event_types).where(
-                Webhook.tenant_id == tenant_id, Webhook.enabled.is_(True)))).all()
+            rows = (
+                await session.execute(
+                    select(Webhook.id, Webhook.event_types).where(
+                        Webhook.tenant_id == tenant_id, Webhook.enabled.is_(True)
+                    )
+                )
+            ).all()
         targets = [_Target(id_, frozenset(types or ())) for id_, types in rows]
         self._cache[tenant_id] = (now, targets)
         return targets
@@ -202,9 +234,19 @@ class Dispatcher:
             return
         event_id, body = envelope(event)
         async with self.db.session() as session:
-            hooks = (await session.execute(select(Webhook).where(
-                Webhook.tenant_id == tenant_id, Webhook.id.in_([t.id for t in targets]),
-                Webhook.enabled.is_(True)))).scalars().all()
+            hooks = (
+                (
+                    await session.execute(
+                        select(Webhook).where(
+                            Webhook.tenant_id == tenant_id,
+                            Webhook.id.in_([t.id for t in targets]),
+                            Webhook.enabled.is_(True),
+                        )
+                    )
+                )
+                .scalars()
+                .all()
+            )
             for hook in hooks:
                 queue(session, hook, event, event_id, body)
             await session.commit()
@@ -223,10 +265,20 @@ class Outcome:
 
 
 class Sender:
-    def __init__(self, db: Database, *, allow_private: bool = False, backoff: Sequence[float] = BACKOFF,
-                 disable_after: int = DISABLE_AFTER, timeout: float = TIMEOUT, concurrency: int = 8,
-                 batch: int = 50, poll: float = 30.0, lease: float = 60.0,
-                 client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        allow_private: bool = False,
+        backoff: Sequence[float] = BACKOFF,
+        disable_after: int = DISABLE_AFTER,
+        timeout: float = TIMEOUT,
+        concurrency: int = 8,
+        batch: int = 50,
+        poll: float = 30.0,
+        lease: float = 60.0,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
         self.db = db
         self.allow_private = allow_private
         self.backoff = tuple(backoff)
@@ -262,17 +314,26 @@ class Sender:
         now = now or datetime.now(UTC)
         async with self.db.session() as session:
             # the platform's job over every tenant; each row is claimed before it is tried
-            due = (await session.execute(
-                select(WebhookDelivery.id, WebhookDelivery.attempts)
-                .where(WebhookDelivery.state == "pending", WebhookDelivery.next_at <= now)
-                .order_by(WebhookDelivery.next_at, WebhookDelivery.id).limit(self.batch))).all()
+            due = (
+                await session.execute(
+                    select(WebhookDelivery.id, WebhookDelivery.attempts)
+                    .where(WebhookDelivery.state == "pending", WebhookDelivery.next_at <= now)
+                    .order_by(WebhookDelivery.next_at, WebhookDelivery.id)
+                    .limit(self.batch)
+                )
+            ).all()
             claimed = []
             for delivery_id, attempts in due:
                 result = await session.execute(
                     update(WebhookDelivery)
-                    .where(WebhookDelivery.id == delivery_id, WebhookDelivery.state == "pending",
-                           WebhookDelivery.attempts == attempts, WebhookDelivery.next_at <= now)
-                    .values(next_at=now + timedelta(seconds=self.lease)))
+                    .where(
+                        WebhookDelivery.id == delivery_id,
+                        WebhookDelivery.state == "pending",
+                        WebhookDelivery.attempts == attempts,
+                        WebhookDelivery.next_at <= now,
+                    )
+                    .values(next_at=now + timedelta(seconds=self.lease))
+                )
                 if result.rowcount == 1:  # type: ignore[attr-defined]
                     claimed.append(delivery_id)
             await session.commit()
@@ -282,9 +343,13 @@ class Sender:
     async def _one(self, delivery_id: int, now: datetime) -> None:
         async with self._limit:
             async with self.db.session() as session:
-                row = (await session.execute(
-                    select(WebhookDelivery, Webhook).join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
-                    .where(WebhookDelivery.id == delivery_id))).first()
+                row = (
+                    await session.execute(
+                        select(WebhookDelivery, Webhook)
+                        .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+                        .where(WebhookDelivery.id == delivery_id)
+                    )
+                ).first()
                 if row is None:
                     return
                 delivery, hook = row
@@ -301,9 +366,14 @@ class Sender:
     async def _post(self, url: str, secret: str, body: str, event_type: str, delivery_id: int) -> Outcome:
         raw = body.encode()
         timestamp = str(int(time.time()))
-        headers = {"Content-Type": "application/json", "User-Agent": "Zvonok-Webhooks/1",
-                   "X-Zvonok-Event": event_type, "X-Zvonok-Delivery": str(delivery_id),
-                   "X-Zvonok-Timestamp": timestamp, "X-Zvonok-Signature": signature(secret, timestamp, raw)}
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "Zvonok-Webhooks/1",
+            "X-Zvonok-Event": event_type,
+            "X-Zvonok-Delivery": str(delivery_id),
+            "X-Zvonok-Timestamp": timestamp,
+            "X-Zvonok-Signature": signature(secret, timestamp, raw),
+        }
         try:
             await check_resolved(url, allow_private=self.allow_private)
             response = await self._client.post(url, content=raw, headers=headers, timeout=self.timeout)
@@ -313,11 +383,13 @@ class Sender:
             return Outcome(None, f"no answer within {self.timeout:g} s")
         except httpx.HTTPError as exc:
             return Outcome(None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
-        return Outcome(response.status_code, "" if 200 <= response.status_code < 300
-                       else f"HTTP {response.status_code}")
+        return Outcome(
+            response.status_code, "" if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
+        )
 
-    async def _record(self, delivery_id: int, webhook_id: int, tenant_id: int, outcome: Outcome,
-                      now: datetime) -> None:
+    async def _record(
+        self, delivery_id: int, webhook_id: int, tenant_id: int, outcome: Outcome, now: datetime
+    ) -> None:
         async with self.db.session() as session:
             delivery = await session.get(WebhookDelivery, delivery_id)
             if delivery is None:
@@ -335,21 +407,32 @@ class Sender:
                     delivery.state = "failed"
                 else:
                     delivery.next_at = now + timedelta(seconds=self.backoff[delivery.attempts - 1])
-                await session.execute(update(Webhook).where(Webhook.id == webhook_id)
-                                      .values(failures=Webhook.failures + 1))
+                await session.execute(
+                    update(Webhook).where(Webhook.id == webhook_id).values(failures=Webhook.failures + 1)
+                )
                 hook = await session.get(Webhook, webhook_id, populate_existing=True)
-                log.info("webhook delivery failed", tenant=tenant_id, webhook=webhook_id, delivery=delivery_id,
-                         attempts=delivery.attempts, error=outcome.error)
+                log.info(
+                    "webhook delivery failed",
+                    tenant=tenant_id,
+                    webhook=webhook_id,
+                    delivery=delivery_id,
+                    attempts=delivery.attempts,
+                    error=outcome.error,
+                )
                 if hook is not None and hook.enabled and hook.failures >= self.disable_after:
                     hook.enabled = False
-                    hook.disabled_reason = (f"switched off after {hook.failures} failed deliveries in a row "
-                                            f"(last: {outcome.error})")[:200]
-                    await session.execute(update(WebhookDelivery)
-                                          .where(WebhookDelivery.webhook_id == webhook_id,
-                                                 WebhookDelivery.state == "pending")
-                                          .values(state="failed", last_error="the webhook was switched off"))
+                    hook.disabled_reason = (
+                        f"switched off after {hook.failures} failed deliveries in a row "
+                        f"(last: {outcome.error})"
+                    )[:200]
+                    await session.execute(
+                        update(WebhookDelivery)
+                        .where(WebhookDelivery.webhook_id == webhook_id, WebhookDelivery.state == "pending")
+                        .values(state="failed", last_error="the webhook was switched off")
+                    )
                     session.add(hook)
-                    log.warning("webhook switched off", tenant=tenant_id, webhook=webhook_id,
-                                failures=hook.failures)
+                    log.warning(
+                        "webhook switched off", tenant=tenant_id, webhook=webhook_id, failures=hook.failures
+                    )
                     emit(session, WebhookChanged(tenant_id=tenant_id, webhook_id=webhook_id))
             await session.commit()

@@ -24,9 +24,12 @@ Config = Annotated[Settings, Depends(get_settings)]
 
 
 @router.post("/tenants/{tenant_id}/webhooks", response_model=s.WebhookCreated, status_code=201)
-async def create_webhook(tenant_id: int, body: s.WebhookCreate, _: TenantAdmin, session: Session,
-                         settings: Config) -> object:
-    hook = await service.create_webhook(session, tenant_id, body, allow_private=settings.webhooks_allow_private)
+async def create_webhook(
+    tenant_id: int, body: s.WebhookCreate, _: TenantAdmin, session: Session, settings: Config
+) -> object:
+    hook = await service.create_webhook(
+        session, tenant_id, body, allow_private=settings.webhooks_allow_private
+    )
     await session.commit()
     return s.WebhookCreated(**service.webhook_out(hook).model_dump(), secret=hook.secret)
 
@@ -34,7 +37,12 @@ async def create_webhook(tenant_id: int, body: s.WebhookCreate, _: TenantAdmin, 
 @router.get("/tenants/{tenant_id}/webhooks", response_model=Page[s.WebhookOut])
 async def list_webhooks(tenant_id: int, _: TenantAdmin, session: Session, p: PageParams) -> object:
     rows, total = await service.list_webhooks(session, tenant_id, limit=p.limit, offset=p.offset)
-    return {"items": [service.webhook_out(h) for h in rows], "total": total, "limit": p.limit, "offset": p.offset}
+    return {
+        "items": [service.webhook_out(h) for h in rows],
+        "total": total,
+        "limit": p.limit,
+        "offset": p.offset,
+    }
 
 
 @router.get("/tenants/{tenant_id}/webhooks/{webhook_id}", response_model=s.WebhookOut)
@@ -43,10 +51,12 @@ async def get_webhook(tenant_id: int, webhook_id: int, _: TenantAdmin, session: 
 
 
 @router.patch("/tenants/{tenant_id}/webhooks/{webhook_id}", response_model=s.WebhookOut)
-async def update_webhook(tenant_id: int, webhook_id: int, body: s.WebhookUpdate, _: TenantAdmin, session: Session,
-                         settings: Config) -> object:
-    hook = await service.update_webhook(session, tenant_id, webhook_id, body,
-                                        allow_private=settings.webhooks_allow_private)
+async def update_webhook(
+    tenant_id: int, webhook_id: int, body: s.WebhookUpdate, _: TenantAdmin, session: Session, settings: Config
+) -> object:
+    hook = await service.update_webhook(
+        session, tenant_id, webhook_id, body, allow_private=settings.webhooks_allow_private
+    )
     await session.commit()
     return service.webhook_out(hook)
 
@@ -59,8 +69,13 @@ async def delete_webhook(tenant_id: int, webhook_id: int, _: TenantAdmin, sessio
 
 
 @router.get("/tenants/{tenant_id}/webhooks/{webhook_id}/deliveries", response_model=list[s.DeliveryOut])
-async def list_webhook_deliveries(tenant_id: int, webhook_id: int, _: TenantAdmin, session: Session,
-                                  limit: Annotated[int, Query(ge=1, le=service.MAX_DELIVERIES)] = 50) -> object:
+async def list_webhook_deliveries(
+    tenant_id: int,
+    webhook_id: int,
+    _: TenantAdmin,
+    session: Session,
+    limit: Annotated[int, Query(ge=1, le=service.MAX_DELIVERIES)] = 50,
+) -> object:
     rows = await service.list_deliveries(session, tenant_id, webhook_id, limit=limit)
     return [service.delivery_out(r) for r in rows]
 

@@ -43,7 +43,8 @@ class WebhookDelivery(TenantScoped, Timestamped, Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"), index=True)
-    event_id: Mapped[str] = mapped_column(String(36))  # the body's "id": the same for every webhook of one event
+    # the body's "id": the same for every webhook of one event
+    event_id: Mapped[str] = mapped_column(String(36))
     event_type: Mapped[str] = mapped_column(String(64))
     body: Mapped[str] = mapped_column(Text)
     state: Mapped[str] = mapped_column(String(9), default="pending")

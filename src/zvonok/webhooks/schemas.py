@@ -10,9 +10,13 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 Url = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
-EventTypes = Annotated[list[Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)]],
-                       Field(max_length=100, description="Event class names (e.g. CallStarted, CdrWritten); "
-                                                         "empty: every event of the company")]
+EventTypes = Annotated[
+    list[Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)]],
+    Field(
+        max_length=100,
+        description="Event class names (e.g. CallStarted, CdrWritten); empty: every event of the company",
+    ),
+]
 
 
 class _In(BaseModel):
@@ -37,8 +41,9 @@ class WebhookOut(BaseModel):
     url: str
     event_types: list[str]
     enabled: bool
-    status: str = Field(description="active | disabled (by an admin) | failing (switched off after failures "
-                                    "in a row)")
+    status: str = Field(
+        description="active | disabled (by an admin) | failing (switched off after failures in a row)"
+    )
     failures: int = Field(description="Failed tries in a row")
     disabled_reason: str | None
     created_at: datetime

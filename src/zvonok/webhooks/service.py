@@ -32,17 +32,33 @@ def status(hook: Webhook) -> str:
 
 
 def webhook_out(hook: Webhook) -> schemas.WebhookOut:
-    return schemas.WebhookOut(id=hook.id, tenant_id=hook.tenant_id, url=hook.url, event_types=list(hook.event_types),
-                              enabled=hook.enabled, status=status(hook), failures=hook.failures,
-                              disabled_reason=hook.disabled_reason, created_at=hook.created_at)
+    return schemas.WebhookOut(
+        id=hook.id,
+        tenant_id=hook.tenant_id,
+        url=hook.url,
+        event_types=list(hook.event_types),
+        enabled=hook.enabled,
+        status=status(hook),
+        failures=hook.failures,
+        disabled_reason=hook.disabled_reason,
+        created_at=hook.created_at,
+    )
 
 
 def delivery_out(row: WebhookDelivery) -> schemas.DeliveryOut:
-    return schemas.DeliveryOut(id=row.id, webhook_id=row.webhook_id, event_id=row.event_id, event_type=row.event_type,
-                               state=row.state, attempts=row.attempts,
-                               next_at=row.next_at if row.state == "pending" else None,
-                               last_status=row.last_status, last_error=row.last_error, created_at=row.created_at,
-                               delivered_at=row.delivered_at)
+    return schemas.DeliveryOut(
+        id=row.id,
+        webhook_id=row.webhook_id,
+        event_id=row.event_id,
+        event_type=row.event_type,
+        state=row.state,
+        attempts=row.attempts,
+        next_at=row.next_at if row.state == "pending" else None,
+        last_status=row.last_status,
+        last_error=row.last_error,
+        created_at=row.created_at,
+        delivered_at=row.delivered_at,
+    )
 
 
 def _url(url: str, allow_private: bool) -> str:
@@ -56,15 +72,24 @@ def _types(names: list[str]) -> list[str]:
     known = deliverable_types()
     for i, name in enumerate(names):
         if name not in known:
-            raise ValidationError(f"event_types[{i}]: {name!r} is not an event type (one of: "
-                                  f"{', '.join(sorted(known))})", field="event_types")
+            raise ValidationError(
+                f"event_types[{i}]: {name!r} is not an event type (one of: {', '.join(sorted(known))})",
+                field="event_types",
+            )
     return list(dict.fromkeys(names))
 
 
-async def create_webhook(session: AsyncSession, tenant_id: int, data: schemas.WebhookCreate, *,
-                         allow_private: bool) -> Webhook:
-    hook = Webhook(tenant_id=tenant_id, url=_url(data.url, allow_private), event_types=_types(data.event_types),
-                   enabled=data.enabled, secret=secrets.token_hex(32), failures=0)
+async def create_webhook(
+    session: AsyncSession, tenant_id: int, data: schemas.WebhookCreate, *, allow_private: bool
+) -> Webhook:
+    hook = Webhook(
+        tenant_id=tenant_id,
+        url=_url(data.url, allow_private),
+        event_types=_types(data.event_types),
+        enabled=data.enabled,
+        secret=secrets.token_hex(32),
+        failures=0,
+    )
     session.add(hook)
     await session.flush()
     emit(session, WebhookChanged(tenant_id=tenant_id, webhook_id=hook.id))
@@ -75,12 +100,22 @@ async def get_webhook(session: AsyncSession, tenant_id: int, webhook_id: int) ->
     return await get_in_tenant(session, Webhook, tenant_id, webhook_id, "webhook")
 
 
-async def list_webhooks(session: AsyncSession, tenant_id: int, *, limit: int, offset: int) -> tuple[list[Webhook], int]:
-    return await page_in_tenant(session, Webhook, tenant_id, order_by=[Webhook.id], limit=limit, offset=offset)
+async def list_webhooks(
+    session: AsyncSession, tenant_id: int, *, limit: int, offset: int
+) -> tuple[list[Webhook], int]:
+    return await page_in_tenant(
+        session, Webhook, tenant_id, order_by=[Webhook.id], limit=limit, offset=offset
+    )
 
 
-async def update_webhook(session: AsyncSession, tenant_id: int, webhook_id: int, data: schemas.WebhookUpdate, *,
-                         allow_private: bool) -> Webhook:
+async def update_webhook(
+    session: AsyncSession,
+    tenant_id: int,
+    webhook_id: int,
+    data: schemas.WebhookUpdate,
+    *,
+    allow_private: bool,
+) -> Webhook:
     hook = await get_webhook(session, tenant_id, webhook_id)
     changes: dict[str, Any] = data.model_dump(exclude_unset=True)
     for field in ("url", "event_types", "enabled"):
@@ -107,12 +142,16 @@ async def delete_webhook(session: AsyncSession, tenant_id: int, webhook_id: int)
     emit(session, WebhookChanged(tenant_id=tenant_id, webhook_id=webhook_id))
 
 
-async def list_deliveries(session: AsyncSession, tenant_id: int, webhook_id: int, *,
-                          limit: int = MAX_DELIVERIES) -> list[WebhookDelivery]:
+async def list_deliveries(
+    session: AsyncSession, tenant_id: int, webhook_id: int, *, limit: int = MAX_DELIVERIES
+) -> list[WebhookDelivery]:
     await get_webhook(session, tenant_id, webhook_id)
     rows = await session.execute(
-        select(WebhookDelivery).where(WebhookDelivery.tenant_id == tenant_id, WebhookDelivery.webhook_id == webhook_id)
-        .order_by(WebhookDelivery.id.desc()).limit(limit))
+        select(WebhookDelivery)
+        .where(WebhookDelivery.tenant_id == tenant_id, WebhookDelivery.webhook_id == webhook_id)
+        .order_by(WebhookDelivery.id.desc())
+        .limit(limit)
+    )
     return list(rows.scalars())
 
 
