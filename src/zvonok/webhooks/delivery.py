@@ -96,6 +96,7 @@ def check_url(url: str, *, allow_private: bool) -> str:
         raise UnsafeUrl("port 0")
     if allow_private:
         return url
+    host = host.rstrip(".")  # "localhost." is localhost
     if host == "localhost" or host.endswith(".localhost"):
         raise UnsafeUrl(f"{host} is this machine")
     try:
