@@ -355,3 +355,35 @@ async def test_webhook_failing_in_a_row_is_switched_off(
     assert await wiring.sender.run_once(t0 + timedelta(hours=5)) == 1
     assert json.loads(receiver.requests[-1].body)["type"] == "WebhookPing"
     _verify(hook["secret"], receiver.requests[-1])
+
+
+async def test_no_answer_is_a_failed_try(api: Any, make_tenant: Any, private_ok: None, db: Database) -> None:
+    """A server that accepts and never answers: the try ends at the timeout and is retried later."""
+    a = await make_tenant("a.example")
+    held: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    hook = await _hook(api, a, f"http://127.0.0.1:{port}/slow")
+    sender = Sender(db, allow_private=True, timeout=0.3, backoff=(10.0,))
+    try:
+        r = await api.client.post(f"/api/v1/tenants/{a.id}/webhooks/{hook['id']}/ping", headers=a.headers)
+        assert r.status_code == 202
+        assert await sender.run_once() == 1
+    finally:
+        await sender.aclose()
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+    url = f"/api/v1/tenants/{a.id}/webhooks/{hook['id']}/deliveries"
+    [d] = (await api.client.get(url, headers=a.headers)).json()
+    assert (d["state"], d["attempts"], d["last_status"], d["last_error"]) == (
+        "pending",
+        1,
+        None,
+        "no answer within 0.3 s",
+    )
