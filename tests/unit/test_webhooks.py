@@ -387,3 +387,24 @@ async def test_no_answer_is_a_failed_try(api: Any, make_tenant: Any, private_ok:
         None,
         "no answer within 0.3 s",
     )
+
+
+async def test_done_deliveries_pruned_after_a_week(
+    api: Any, make_tenant: Any, private_ok: None, receiver: Receiver, db: Database
+) -> None:
+    a = await make_tenant("a.example")
+    hook = await _hook(api, a, receiver.url("/x"))
+    url = f"/api/v1/tenants/{a.id}/webhooks/{hook['id']}"
+    sender = Sender(db, allow_private=True)
+    try:
+        for _ in range(2):
+            assert (await api.client.post(f"{url}/ping", headers=a.headers)).status_code == 202
+        receiver.statuses = [200, 500]  # one delivered, one pending a retry
+        assert await sender.run_once() == 2
+        now = datetime.now(UTC)
+        assert await sender.prune(now + timedelta(days=6)) == 0
+        assert await sender.prune(now + timedelta(days=8)) == 1
+    finally:
+        await sender.aclose()
+    [left] = (await api.client.get(f"{url}/deliveries", headers=a.headers)).json()
+    assert left["state"] == "pending"  # a delivery still being tried is never pruned

@@ -16,7 +16,8 @@ HMAC-SHA256, keyed with the webhook's secret, of ``"<X-Zvonok-Timestamp>.<body>"
 A 2xx answer delivers the row and clears the webhook's failure count; anything else (a status, a
 timeout, a refused connection) is retried after ``backoff[attempts-1]`` seconds and, once the backoff
 is used up, the row is ``failed``. ``disable_after`` failures in a row switch the webhook off (its
-pending rows fail with it); an admin switches it on again with PATCH.
+pending rows fail with it); an admin switches it on again with PATCH. Rows done are kept ``keep`` seconds
+(a week) for the deliveries list, then pruned by the job.
 
 Against SSRF a URL may not name a loopback, link-local, private or otherwise special address unless
 ``ZVONOK_WEBHOOKS_ALLOW_PRIVATE`` is set: :func:`check_url` at registration, and again on every try
@@ -42,7 +43,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from zvonok.bus import registered_events, serialize
 from zvonok.logs import get_logger
@@ -57,6 +58,8 @@ log = get_logger(__name__)
 BACKOFF: tuple[float, ...] = (10.0, 60.0, 300.0, 1800.0, 7200.0)  # then failed: six tries over ~2.5 hours
 DISABLE_AFTER = 20  # failed tries in a row that switch a webhook off
 TIMEOUT = 5.0
+KEEP = 7 * 86400.0  # seconds a delivered or failed delivery stays listed
+PRUNE_EVERY = 3600.0
 
 
 class UnsafeUrl(ValueError):
@@ -278,6 +281,7 @@ class Sender:
         batch: int = 50,
         poll: float = 30.0,
         lease: float = 60.0,
+        keep: float = KEEP,
         client: httpx.AsyncClient | None = None,
     ) -> None:
         self.db = db
@@ -288,6 +292,8 @@ class Sender:
         self.batch = batch
         self.poll = poll
         self.lease = lease
+        self.keep = keep
+        self._pruned_at = -PRUNE_EVERY
         self._limit = asyncio.Semaphore(concurrency)
         self._client = client or httpx.AsyncClient(timeout=timeout, follow_redirects=False)
         self._wake = asyncio.Event()
@@ -304,6 +310,9 @@ class Sender:
                 try:
                     while await self.run_once() >= self.batch:
                         pass  # a full batch: more may be due
+                    if time.monotonic() - self._pruned_at >= PRUNE_EVERY:
+                        self._pruned_at = time.monotonic()
+                        await self.prune()
                 except Exception:  # noqa: BLE001 - the job goes on; the rows stay pending
                     log.exception("webhook delivery failed")
                 await wait_woken(self._wake, stopping, self.poll)
@@ -340,6 +349,18 @@ class Sender:
             await session.commit()
         await asyncio.gather(*(self._one(delivery_id, now) for delivery_id in claimed))
         return len(claimed)
+
+    async def prune(self, now: datetime | None = None) -> int:
+        """Forget the deliveries done (delivered or failed) more than ``keep`` seconds ago; how many."""
+        before = (now or datetime.now(UTC)) - timedelta(seconds=self.keep)
+        async with self.db.session() as session:
+            result = await session.execute(
+                delete(WebhookDelivery).where(
+                    WebhookDelivery.state.in_(("delivered", "failed")), WebhookDelivery.updated_at < before
+                )
+            )
+            await session.commit()
+        return int(result.rowcount)  # type: ignore[attr-defined]
 
     async def _one(self, delivery_id: int, now: datetime) -> None:
         async with self._limit:
