@@ -140,6 +140,9 @@ class Settings(BaseSettings):
                                 "https://pbx.example.com): voicemail e-mails without the recording link to it")
     crm_imap_poll: float = Field(default=60.0, gt=0, description="Seconds between reads of each company's IMAP "
                                  "mailbox for replies to the CRM's e-mails")
+    webhooks_allow_private: bool = Field(
+        default=False, description="Let webhooks point at loopback, link-local and private addresses (off: such "
+                                   "URLs are refused and never called, against SSRF into the platform's network)")
     cdr_heartbeat_interval: float = Field(
         default=5.0, gt=0, description="Seconds between heartbeats of the calls in progress (one UPDATE for all): "
                                        "a call cut by a crash is closed at its last heartbeat")

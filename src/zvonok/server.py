@@ -103,6 +103,9 @@ from zvonok.voicemail.mailer import KIND as VOICEMAIL_MAIL
 from zvonok.voicemail.mailer import compose_voicemail, report_voicemail
 from zvonok.voicemail.service import VoicemailFiles, VoicemailStore, mwi_counts
 from zvonok.web import mount_web
+from zvonok.webhooks import http as webhooks_http
+from zvonok.webhooks.delivery import Dispatcher, Sender
+from zvonok.webhooks.events import WebhookQueued
 
 log = get_logger(__name__)
 FAX_RESUME_DELAY = 5.0  # seconds after start-up before faxes queued before a stop are sent
@@ -354,6 +357,16 @@ async def build(settings: Settings) -> Runtime:
             crm_imap.wake()
 
     db.add_listener(on_crm_mail_event)
+    # webhooks: a durable bus subscriber queues each event of a company for its webhooks, a job posts them
+    webhook_sender = Sender(db, allow_private=settings.webhooks_allow_private)
+    webhook_dispatcher = Dispatcher(db, on_queued=webhook_sender.wake)
+    bus.subscribe(webhook_dispatcher, where=webhook_dispatcher.wants, name="webhooks")
+
+    def on_webhook_event(event: object) -> None:
+        if isinstance(event, WebhookQueued):
+            webhook_sender.wake()
+
+    db.add_listener(on_webhook_event)
     registered = location.on_change
 
     sip.presence = lamps = presence.BusyLamps(
@@ -402,7 +415,8 @@ async def build(settings: Settings) -> Runtime:
                                             pstn_http.router, conference_http.router, hold_music_http.router,
                                             features_http.router, crm_http.router, voicemail_http.router,
                                             ivr_http.router, ring_group_http.router, callcenter_http.router,
-                                            fax_http.router, monitoring_http.router, originate_http.router])
+                                            fax_http.router, monitoring_http.router, originate_http.router,
+                                            webhooks_http.router])
     app.state.callcenter = callcenter  # agents' state (zvonok.callcenter.http)
     app.state.conferences = engine.conferences  # live members (zvonok.conference.http)
     app.state.monitoring = engine.monitoring  # live monitoring sessions (zvonok.monitoring.http)
@@ -430,6 +444,7 @@ async def build(settings: Settings) -> Runtime:
         runtime.tasks.append(asyncio.create_task(holds.run(runtime.stopping)))
     runtime.tasks.append(asyncio.create_task(mailer.run(runtime.stopping)))
     runtime.tasks.append(asyncio.create_task(crm_imap.run(runtime.stopping)))
+    runtime.tasks.append(asyncio.create_task(webhook_sender.run(runtime.stopping)))
     runtime.tasks.append(asyncio.create_task(_reload_credentials_loop(credentials, all_credentials,
                                                                       runtime.stopping)))
     return runtime

@@ -130,6 +130,7 @@ async def _populate(api: Api, t: Any) -> dict[str, Any]:
     ext = await post("extensions", {"number": "101", "display_name": "E", "employee_id": emp})
     token = await post("tokens", {"name": "script"})
     group = await post("ring-groups", {"number": "600", "name": "Sales", "members": ["101"]})
+    webhook = await post("webhooks", {"url": "https://hooks.example.com/zvonok"})
     cdr = await _cdr_with_recording(api, t.id)
     r = await api.client.get(f"{base}/cdrs/{cdr}/recording", headers=t.headers)
     assert r.status_code == 200, r.text
@@ -163,6 +164,7 @@ async def _populate(api: Api, t: Any) -> dict[str, Any]:
         "extension_id": ext, "token_id": token, "cdr_id": cdr, "trunk_id": trunk, "route_id": route,
         "number_id": number, "message_id": message, "kind": "busy", "menu_id": menu, "group_id": group,
         "session_id": "0123456789ab",  # a monitoring session (none runs here: 404 for anyone)
+        "webhook_id": webhook,
     }
 
 
@@ -191,7 +193,7 @@ async def _snapshot(api: Api, values: dict[str, Any]) -> list[Any]:
     for kind in ("", "/offices", "/departments", "/employees", "/extensions", "/tokens", "/cdrs", "/crm/clients",
                  "/crm/fields", "/voicemail/messages",
                  "/ring-groups", "/crm/pipelines", "/crm/deals", "/crm/tasks", "/crm/settings",
-                 "/callcenter/queues", "/callcenter/reasons", "/faxes"):
+                 "/callcenter/queues", "/callcenter/reasons", "/faxes", "/webhooks"):
         r = await api.client.get(base + kind, headers=api.admin)
         assert r.status_code == 200
         out.append(r.json())

@@ -49,6 +49,7 @@ from zvonok.telephony.park import Parking
 from zvonok.telephony.voicemail import NewMessage
 from zvonok.voicemail import http as voicemail_http
 from zvonok.voicemail.service import VoicemailFiles, VoicemailStore
+from zvonok.webhooks import http as webhooks_http
 
 PUBLIC = "public"  # no token needed
 ANY = "any"  # any valid token
@@ -130,6 +131,9 @@ ACCESS: dict[str, str] = {
     "deal_history": TEAM, "list_payments": TEAM, "add_payment": TEAM, "delete_payment": TEAM, "create_task": TEAM,
     "list_tasks": TEAM, "get_task": TEAM, "update_task": TEAM, "delete_task": TEAM, "get_settings": TEAM,
     "get_dashboard": TEAM, "send_email": TEAM, "reply": TEAM, "list_emails": TEAM, "client_timeline": TEAM,
+    # outgoing webhooks (webhooks/http.py): the company's integrations are the admins'
+    "create_webhook": ADMIN, "list_webhooks": ADMIN, "get_webhook": ADMIN, "update_webhook": ADMIN,
+    "delete_webhook": ADMIN, "list_webhook_deliveries": ADMIN, "ping_webhook": ADMIN,
 }
 # Bodies for the routes an employee may change (their own things).
 OWN_BODIES: dict[str, Any] = {
@@ -176,7 +180,8 @@ async def setup(db: Database, settings: Settings) -> AsyncIterator[Setup]:
     app = create_app(settings, db, routers=[
         registrations_router(location), cdr_http.router, events_router(LocalBus()), pstn_http.router,
         conference_http.router, hold_music_http.router, features_http.router, ivr_http.router, ring_group_http.router,
-        fax_http.router, monitoring_http.router, crm_http.router, voicemail_http.router])
+        fax_http.router, monitoring_http.router, crm_http.router, voicemail_http.router,
+        webhooks_http.router])
     app.state.parking = Parking(None)  # type: ignore[arg-type]  # the lot alone: no call engine here
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://zvonok.test") as client:
         yield Setup(client, app, location)
@@ -259,7 +264,7 @@ async def test_each_route_gives_an_employee_only_what_is_theirs(
     common = {"tenant_id": tid, "office_id": office, "department_id": dept, "token_id": token, "trunk_id": trunk,
               "route_id": route, "number_id": number, "tariff_id": tariff, "room_id": 1, "call_id": 1,
               "menu_id": menu, "group_id": 1, "fax_id": 1, "session_id": 1,
-              "field_id": 1, "pipeline_id": 1, "stage_id": 1}
+              "field_id": 1, "pipeline_id": 1, "stage_id": 1, "webhook_id": 1}
     own = {**common, "employee_id": olga, "extension_id": olga_ext, "cdr_id": olga_cdr, "message_id": olga_message,
            "kind": "busy"}
     others = {**common, "employee_id": petr, "extension_id": petr_ext, "cdr_id": petr_cdr,

@@ -19,6 +19,7 @@ import zvonok.ringgroup.models  # noqa: F401
 import zvonok.storage.changes  # noqa: F401
 import zvonok.telephony.models  # noqa: F401
 import zvonok.voicemail.models  # noqa: F401
+import zvonok.webhooks.models  # noqa: F401
 from zvonok.storage.base import Base
 
 metadata = Base.metadata

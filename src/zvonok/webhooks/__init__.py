@@ -1,0 +1,1 @@
+"""Outgoing webhooks: a company's URLs told of its events, signed, retried (see ``delivery.py``)."""
