@@ -225,7 +225,7 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
     async def _run_steps(self, call: Call) -> None:
         try:
             while call.inbox:
-                step = call.inbox.popleft()
+                step = call.inbox.pop(0)
                 if call.ended:
                     self._drop_step(step)
                     continue
@@ -1141,7 +1141,7 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
             self._leg_over(call, leg, cause)
         self.calls.pop(call.id, None)
         while call.inbox:
-            self._drop_step(call.inbox.popleft())
+            self._drop_step(call.inbox.pop(0))
         self._publish_crossings(call, time.time())
         if call.budgets:
             self.spend_ledger().settle(call.id)  # its CDR carries the real cost from now on
