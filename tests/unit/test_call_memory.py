@@ -132,9 +132,10 @@ def test_an_idle_established_call_holds_less_than_its_budget(tracing: None) -> N
     by bench/idle_calls.py --traced). Here the engine's share (the call, its two legs with their dialog
     machines, dialogs, the INVITEs and answers they keep, timers, events) plus the harness's own record of
     each phone call (its INVITE, our responses, the phone's dialog, the bus events): 25.1 KB per call before
-    the call and leg records had slots, 20.4 KB after (2026-12-04); 20.8 KB later that day, 17.7 KB once the
-    legs kept only a record of their INVITE past the set-up, no ACK, no SDP copy in the o= session, our
-    Contact as text and the call's inbox as a list. The bound catches a regression."""
+    the call and leg records had slots, 20.4 KB after (2026-12-04); 20,837 bytes later that day, 17,669
+    (17.3 KB) once past the set-up the legs kept only a record of their INVITE and no ACK, the o= session a
+    digest instead of a copy of the SDP, the dialogs our Contact as text, and the call's inbox was a list
+    (docs/benchmarks.md). The bound catches a regression."""
     with harness(200) as h:
         alice, bob = h.extension("101"), h.extension("102")
         established(h, alice, bob)[0].bye()

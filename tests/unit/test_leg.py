@@ -1100,6 +1100,23 @@ def test_64_t1_after_the_2xx_each_leg_keeps_only_a_record_of_its_invite(state: L
     assert net.uac.sent[sent:] == []
 
 
+def test_the_ack_of_a_re_invite_outlives_the_set_up() -> None:
+    """A re-INVITE answered shortly before the set-up ends: its 2xx may come again after (the peer re-sends
+    it for 64*T1 from its own sending), and is ACKed again with the same ACK (§13.2.2.4)."""
+    net = Net()
+    net.established()
+    net.advance(20.0)
+    net.act(net.uac, lambda leg, now: leg.reoffer(Direction.SENDONLY, now))
+    ok, ack = net.uas.sent[-1], net.uac.sent[-1]
+    assert isinstance(ok, Response) and ok.status == 200 and isinstance(ack, Request) and ack.method == "ACK"
+    net.advance(33.0)
+    assert len(net.uac.only(SetUpOver)) == 1
+    sent = len(net.uac.sent)
+    net.uac.the_leg.receive_response(parse_datagram(ok.to_bytes()), net.now)  # type: ignore[arg-type]
+    net.uac.drive(net.now)
+    assert net.uac.sent[sent:] == [ack]
+
+
 def test_after_the_set_up_acks_keep_the_credentials_and_another_fork_is_still_byed() -> None:
     """What the record keeps is what a later ACK (§22.2: the INVITE's credentials) and a 2xx from another
     fork (§13.2.2.4: a dialog from the INVITE) need of the INVITE."""

@@ -559,9 +559,10 @@ class Leg:
         # stopped re-sending its 2xx (§13.3.1.4): the ACK we re-sent for it (§13.2.2.4) and the whole INVITE
         # are no longer needed, only what the dialog reads of the INVITE (issue 9: memory per idle call)
         assert self._invite is not None
+        if self._ack is not None and self._ack.cseq.number == self._invite.cseq.number:
+            self._ack = None  # (the ACK of a later re-INVITE's 2xx stays: that 2xx may still come again)
         self._invite = invite_record(self._invite)
         self._invite_txn = None
-        self._ack = None
         self._events.append(SetUpOver(invite=self._invite))
 
     def _h_reoffer(self, _: object, now: float) -> None:
