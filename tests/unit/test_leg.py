@@ -1128,6 +1128,10 @@ def test_after_the_set_up_acks_keep_the_credentials_and_another_fork_is_still_by
     first = next(m for m in net.uas.sent if isinstance(m, Response) and m.status == 200)
     net.advance(40.0)
     assert record_of(net.uac).headers.get("proxy-authorization") == 'Digest username="a"'
+    # the UAS needs none of the caller's credentials (it sends no ACK for that INVITE)
+    assert record_of(net.uas).headers.get("proxy-authorization") is None
+    assert sorted(name.lower() for name, _ in record_of(net.uas).headers) == ["call-id", "contact", "cseq", "from",
+                                                                               "to"]
     net.act(net.uac, lambda leg, now: leg.reoffer(Direction.SENDONLY, now))
     ack = net.uac.sent[-1]
     assert isinstance(ack, Request) and ack.method == "ACK" and ack.cseq.number == 103

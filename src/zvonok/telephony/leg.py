@@ -561,7 +561,8 @@ class Leg:
         assert self._invite is not None
         if self._ack is not None and self._ack.cseq.number == self._invite.cseq.number:
             self._ack = None  # (the ACK of a later re-INVITE's 2xx stays: that 2xx may still come again)
-        self._invite = invite_record(self._invite)
+        # the credentials only of an INVITE we sent: the ACKs we send repeat them, the caller's are not needed
+        self._invite = invite_record(self._invite, credentials=self.role is Role.UAC)
         self._invite_txn = None
         self._events.append(SetUpOver(invite=self._invite))
 

@@ -56,13 +56,17 @@ def with_credentials(invite: Request, credentials: Iterable[tuple[str, str]]) ->
 
 
 # what an established dialog still reads of its INVITE: Call-ID, tags and CSeq (matching responses, a 2xx from
-# another fork: Dialog.from_uac), the Contact (the engine reports it), the credentials every ACK repeats (§22.2)
-_RECORDED = frozenset({"call-id", "from", "to", "cseq", "contact", "authorization", "proxy-authorization"})
+# another fork: Dialog.from_uac), the Contact (the engine reports it); of our own INVITE its credentials too,
+# which every ACK we send repeats (§22.2)
+_RECORDED = frozenset({"call-id", "from", "to", "cseq", "contact"})
+_WITH_CREDENTIALS = _RECORDED | {"authorization", "proxy-authorization"}
 
 
-def invite_record(invite: Request) -> Request:
-    """The INVITE as an established dialog keeps it: the Request-URI and the fields in ``_RECORDED``; no
-    Via, no body, none of the received bytes or parsed views (issue 9: the whole INVITE held for the
-    call's life was ≈ 2 KB per leg). The same header tuples and strings, not copies."""
-    kept = [field for field in invite.headers if header_key(field[0]) in _RECORDED]
+def invite_record(invite: Request, *, credentials: bool) -> Request:
+    """The INVITE as an established dialog keeps it: the Request-URI and the fields in ``_RECORDED`` (with
+    the credentials for ``credentials``: an INVITE we sent); no Via, no body, none of the received bytes or
+    parsed views (issue 9: the whole INVITE held for the call's life was ≈ 2 KB per leg). The same header
+    tuples and strings, not copies."""
+    keep = _WITH_CREDENTIALS if credentials else _RECORDED
+    kept = [field for field in invite.headers if header_key(field[0]) in keep]
     return Request("INVITE", invite.uri_text, Headers(kept))
