@@ -191,6 +191,7 @@ def test_past_the_set_up_the_engine_keeps_a_record_of_each_invite_and_no_transac
         call = phone.engine_call
         assert call is not None and call.caller is not None and call.callee is not None
         caller, callee = call.caller, call.callee
+        assert call.no_answer is None  # the answer cancelled the no-answer timer and let its handle go
         assert caller.server_txn is not None and h.engine.invites == {caller.server_txn: caller}
         assert caller.invite is phone.invite and callee.client_txn is not None
         h.advance(40.0)

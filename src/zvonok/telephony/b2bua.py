@@ -707,6 +707,7 @@ class CallEngine(LegWiringMixin, TransferMixin, OutsideMixin, AccessMixin, Forwa
         self.dialogs[leg.dialog.key] = leg
         if call.no_answer is not None:
             call.no_answer.cancel()
+            call.no_answer = None  # a cancelled handle kept its copied context for the call's life (issue 9)
         for other in call.forks:
             if other is not leg and other.state is not LegState.ENDED:
                 self._cancel_fork(other, 'SIP;cause=200;text="Call completed elsewhere"')
