@@ -44,6 +44,10 @@ class DialogState(StrEnum):
 
 
 def _without_tag(addr: NameAddr) -> NameAddr:
+    if addr.tag is None:
+        # no copy of an address without a tag (the To of an INVITE): parsed values are shared and never
+        # changed in place (see sip/uri.py), and every dialog kept two copies (issue 9)
+        return addr
     params = {k: v for k, v in addr.params.items() if k.lower() != "tag"}
     return dataclasses.replace(addr, params=params)
 
