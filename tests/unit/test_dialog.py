@@ -180,7 +180,7 @@ def dialog_with_routes(*route_set: str, target: str = "sip:user@remoteua.example
         call_id="c1", local_tag="lt", remote_tag="rt", local_uri=parse_name_addr("<sip:me@example.com>"),
         remote_uri=parse_name_addr("<sip:you@example.com>"), remote_target=parse_uri(target),
         route_set=[parse_name_addr(r) for r in route_set], local_seq=10, state=DialogState.CONFIRMED,
-        local_contact=parse_name_addr("<sip:me@192.0.2.10:5060>"),
+        local_contact="<sip:me@192.0.2.10:5060>",
     )
 
 

@@ -52,6 +52,7 @@ from zvonok.telephony.leg_events import (
     Resumed,
     SendRequest,
     SendResponse,
+    SetUpOver,
     Terminated,
     TerminationCause,
 )
@@ -293,7 +294,8 @@ def test_a_call_rings_is_answered_acked_and_hung_up() -> None:
     assert uac.state is S.CONFIRMED and uas.state is S.CONFIRMED
     assert uac.dialog is not None and uas.dialog is not None
     assert uac.dialog.key == (uas.dialog.call_id, uas.dialog.remote_tag, uas.dialog.local_tag)
-    assert uac.next_deadline() is None and uas.next_deadline() is None  # no session timer asked, ACK came
+    # no session timer asked, the ACK came: only the end of the set-up is ahead (64*T1, RFC 6026)
+    assert uac.timers == {"accepted": 32.0} and uas.timers == {"accepted": 32.0}
     net.act(net.uac, Leg.hangup)
     assert net.log[-2:] == ["0 uac BYE", "0 uas 200 BYE"]
     assert terminated(net.uac) == Terminated(cause=C.LOCAL_BYE)
@@ -484,11 +486,12 @@ def test_a_lost_200_is_retransmitted_t1_doubling_until_the_ack() -> None:
     net.act(net.uas, lambda leg, now: leg.ring(now))
     net.lose("uas", "200 INVITE", times=3)
     net.act(net.uas, Leg.answer)
-    assert net.uas.the_leg.state is S.ACCEPTED and net.uas.the_leg.timers == {"2xx": 0.5, "ack": 32.0}
+    assert net.uas.the_leg.state is S.ACCEPTED and net.uas.the_leg.timers == {"2xx": 0.5, "ack": 32.0,
+                                                                                        "accepted": 32.0}
     net.advance(10.0)
     assert net.log[2:] == ["0 uas 200 INVITE (lost)", "0.5 uas 200 INVITE (lost)", "1.5 uas 200 INVITE (lost)",
                            "3.5 uas 200 INVITE", "3.5 uac ACK"]
-    assert net.uas.the_leg.state is S.CONFIRMED and net.uas.the_leg.next_deadline() is None
+    assert net.uas.the_leg.state is S.CONFIRMED and net.uas.the_leg.timers == {"accepted": 32.0}
     assert len(net.uas.only(Answered)) == 1
     retransmitted = [m for m in net.uas.sent if isinstance(m, Response) and m.status == 200]
     assert len({m.to_bytes() for m in retransmitted}) == 1  # the same 2xx each time
@@ -549,7 +552,7 @@ def test_no_retransmission_over_a_reliable_transport() -> None:
     net.call()
     net.lose("uac", "ACK", times=None)
     net.act(net.uas, Leg.answer)
-    assert net.uas.the_leg.timers == {"ack": 32.0}
+    assert net.uas.the_leg.timers == {"ack": 32.0, "accepted": 32.0}
     net.advance(40.0)
     assert net.log[-2:] == ["32 uas BYE", "32 uac 200 BYE"]
 
@@ -601,7 +604,7 @@ def test_hold_and_resume_by_re_invite(holder: str) -> None:
     net.act(side, lambda leg, now: leg.reoffer(Direction.SENDRECV, now))
     assert peer.only(Resumed) == [Resumed()] and not peer.the_leg.remote_held
     assert side.the_leg.state is S.CONFIRMED and peer.the_leg.state is S.CONFIRMED
-    assert side.the_leg.next_deadline() is None and peer.the_leg.next_deadline() is None
+    assert side.the_leg.timers == {"accepted": 32.0} and peer.the_leg.timers == {"accepted": 32.0}
 
 
 def test_a_re_invite_2xx_is_retransmitted_and_its_ack_resent() -> None:
@@ -693,7 +696,8 @@ def test_glare_both_get_491_and_retry_after_their_own_back_off() -> None:
                        "0 uac ACK", "0 uas ACK"]
     # the Call-ID's owner (the UAC of the initial INVITE) waits 2.1-4 s, the other 0-2 s
     assert net.uac.draws.asked == [(2.1, 4.0)] and net.uas.draws.asked == [(0.0, 2.0)]
-    assert net.uac.the_leg.timers == {"glare": 4.0} and net.uas.the_leg.timers == {"glare": 2.0}
+    assert net.uac.the_leg.timers == {"glare": 4.0, "accepted": 32.0}
+    assert net.uas.the_leg.timers == {"glare": 2.0, "accepted": 32.0}
     net.act(net.uac, lambda leg, now: leg.reoffer(Direction.SENDONLY, now))  # waits for its back-off
     assert len(net.log) == 6
     net.advance(10.0)
@@ -701,7 +705,7 @@ def test_glare_both_get_491_and_retry_after_their_own_back_off() -> None:
                            "4 uac INVITE", "4 uas 200 INVITE", "4 uac ACK"]
     assert net.uac.only(Held) == [Held()] and net.uas.only(Held) == [Held()]
     assert net.uac.the_leg.state is S.CONFIRMED and net.uas.the_leg.state is S.CONFIRMED
-    assert net.uac.the_leg.next_deadline() is None and net.uas.the_leg.next_deadline() is None
+    assert net.uac.the_leg.timers == {"accepted": 32.0} and net.uas.the_leg.timers == {"accepted": 32.0}
 
 
 def test_a_back_off_ending_while_answering_a_re_invite_retries_after_its_ack() -> None:
@@ -741,8 +745,8 @@ def test_the_refresher_re_invites_at_half_the_interval_and_the_other_side_watche
     invite, ok = net.uac.sent[0], net.uas.sent[-1]
     assert invite.headers.get("session-expires") == "90" and invite.headers.get("min-se") == "90"
     assert ok.headers.get("session-expires") == "90;refresher=uac" and ok.headers.get("require") == "timer"
-    assert net.uac.the_leg.timers == {"refresh": 45.0}
-    assert net.uas.the_leg.timers == {"expiry": 60.0}  # 90 - min(32, 90/3)
+    assert net.uac.the_leg.timers == {"refresh": 45.0, "accepted": 32.0}
+    assert net.uas.the_leg.timers == {"expiry": 60.0, "accepted": 32.0}  # 90 - min(32, 90/3)
     net.advance(50.0)
     assert net.log == ["45 uac INVITE", "45 uas 200 INVITE", "45 uac ACK"]
     refresh = net.uac.sent[-2]
@@ -751,7 +755,8 @@ def test_the_refresher_re_invites_at_half_the_interval_and_the_other_side_watche
     assert first.origin is not None and again.origin is not None
     assert again.origin.sess_version == first.origin.sess_version  # nothing changed: same version
     assert net.uac.the_leg.timers == {"refresh": 90.0} and net.uas.the_leg.timers == {"expiry": 105.0}
-    assert net.uac.events == [] and net.uas.events == [OfferReceived(media=net.uas.the_leg.media)]  # type: ignore[arg-type]
+    assert [type(e) for e in net.uac.events] == [SetUpOver]  # at 32 s
+    assert net.uas.events[1:] == [OfferReceived(media=net.uas.the_leg.media)]  # type: ignore[arg-type]
 
 
 def test_no_refresh_in_time_ends_the_session() -> None:
@@ -797,7 +802,7 @@ def test_an_update_refreshes_the_session_and_can_carry_an_offer() -> None:
     net.pump()
     assert net.log == ["30 uac UPDATE", "30 uas 200 UPDATE"]
     assert net.uas.sent[-1].headers.get("session-expires") == "120;refresher=uac"
-    assert net.uas.the_leg.timers == {"expiry": 30.0 + 120 - 32}
+    assert net.uas.the_leg.timers == {"expiry": 30.0 + 120 - 32, "accepted": 32.0}
     offer = add_top_via(dialog.create_request("UPDATE", body=net.uac.sent[0].body), "udp", "192.0.2.1", 5060)
     net.uac.layer.send_request(offer, UAS_PEER, net.now)
     net.uac.drive(net.now)
@@ -1051,6 +1056,97 @@ def test_a_2xx_from_another_fork_is_acked_and_byed(state: LegState) -> None:
     assert net.uac.the_leg.dialog is not None and net.uac.the_leg.dialog.remote_tag == "uas-tag1"
 
 
+# -- the end of the set-up (RFC 6026): what an established leg keeps ------------------------------------
+
+def record_of(side: Side) -> Request:
+    [over] = side.only(SetUpOver)
+    assert isinstance(over, SetUpOver)
+    return over.invite
+
+
+@pytest.mark.parametrize("state", LIVE)
+def test_64_t1_after_the_2xx_each_leg_keeps_only_a_record_of_its_invite(state: LegState) -> None:
+    """Issue 9: an idle leg held its whole INVITE (and the UAC its ACK) for the call's life. 64*T1 after the
+    2xx the INVITE transactions are over (Timers L and M) and no 2xx comes again: the legs keep a record
+    without Via, body or received bytes, and say so (SetUpOver), whatever re-INVITE is in flight then."""
+    net = Net()
+    net.established()
+    net.advance(20.0)
+    if state is S.REINVITING:
+        net.lose("uas", "INVITE", times=None)
+        net.act(net.uas, lambda leg, now: leg.reoffer(Direction.SENDONLY, now))
+    elif state is S.REINVITED:
+        net.lose("uac", "ACK", times=None)
+        net.act(net.uac, lambda leg, now: leg.reoffer(Direction.SENDONLY, now))
+    net.advance(31.9)
+    assert net.uac.only(SetUpOver) == [] and net.uas.only(SetUpOver) == []
+    net.advance(32.0)
+    assert net.uas.the_leg.state is state and "accepted" not in net.uas.the_leg.timers
+    for side in (net.uac, net.uas):
+        record, invite = record_of(side), side.sent[0] if side is net.uac else net.uac.sent[0]
+        assert record.method == "INVITE" and record.uri_text == "sip:bob@192.0.2.2" and record.raw is None
+        assert record.body == b"" and record.vias == []
+        assert sorted(name.lower() for name, _ in record.headers) == ["call-id", "contact", "cseq", "from", "to"]
+        assert record.call_id == invite.call_id and record.cseq == invite.cseq
+        assert side.the_leg.call_id == "call-1@192.0.2.1"
+    assert record_of(net.uac).from_.tag == net.uac.the_leg.local_tag
+    assert record_of(net.uac).headers.get("contact") == "<sip:zvonok@192.0.2.1:5060>"
+    # the initial 2xx once more, from a peer that went on past 64*T1 (the layer, its transaction gone, would
+    # drop it): the ACK for it is gone with the set-up
+    first = next(m for m in net.uas.sent if isinstance(m, Response) and m.cseq.number == 101 and m.status == 200)
+    sent = len(net.uac.sent)
+    net.uac.the_leg.receive_response(parse_datagram(first.to_bytes()), net.now)  # type: ignore[arg-type]
+    net.uac.drive(net.now)
+    assert net.uac.sent[sent:] == []
+
+
+def test_the_ack_of_a_re_invite_outlives_the_set_up() -> None:
+    """A re-INVITE answered shortly before the set-up ends: its 2xx may come again after (the peer re-sends
+    it for 64*T1 from its own sending), and is ACKed again with the same ACK (§13.2.2.4)."""
+    net = Net()
+    net.established()
+    net.advance(20.0)
+    net.act(net.uac, lambda leg, now: leg.reoffer(Direction.SENDONLY, now))
+    ok, ack = net.uas.sent[-1], net.uac.sent[-1]
+    assert isinstance(ok, Response) and ok.status == 200 and isinstance(ack, Request) and ack.method == "ACK"
+    net.advance(33.0)
+    assert len(net.uac.only(SetUpOver)) == 1
+    sent = len(net.uac.sent)
+    net.uac.the_leg.receive_response(parse_datagram(ok.to_bytes()), net.now)  # type: ignore[arg-type]
+    net.uac.drive(net.now)
+    assert net.uac.sent[sent:] == [ack]
+
+
+def test_after_the_set_up_acks_keep_the_credentials_and_another_fork_is_still_byed() -> None:
+    """What the record keeps is what a later ACK (§22.2: the INVITE's credentials) and a 2xx from another
+    fork (§13.2.2.4: a dialog from the INVITE) need of the INVITE."""
+    net = Net()
+    net.call()
+    net.act(net.uas, lambda leg, now: leg.reject(407, now))
+    net.act(net.uac, lambda leg, now: leg.authenticate([("Proxy-Authorization", 'Digest username="a"')], now))
+    net.act(net.uas, Leg.answer)
+    first = next(m for m in net.uas.sent if isinstance(m, Response) and m.status == 200)
+    net.advance(40.0)
+    assert record_of(net.uac).headers.get("proxy-authorization") == 'Digest username="a"'
+    # the UAS needs none of the caller's credentials (it sends no ACK for that INVITE)
+    assert record_of(net.uas).headers.get("proxy-authorization") is None
+    assert sorted(name.lower() for name, _ in record_of(net.uas).headers) == ["call-id", "contact", "cseq", "from",
+                                                                               "to"]
+    net.act(net.uac, lambda leg, now: leg.reoffer(Direction.SENDONLY, now))
+    ack = net.uac.sent[-1]
+    assert isinstance(ack, Request) and ack.method == "ACK" and ack.cseq.number == 103
+    assert ack.headers.get("proxy-authorization") == 'Digest username="a"'
+    # a 2xx from another fork handed up by a core after the INVITE transaction (the layer drops them then)
+    other = first.to_bytes().replace(first.to.tag.encode(), b"fork2")  # type: ignore[union-attr]
+    net.uac.the_leg.receive_response(parse_datagram(other), net.now)  # type: ignore[arg-type]
+    net.uac.drive(net.now)
+    ack, bye = net.uac.sent[-2:]
+    assert isinstance(ack, Request) and ack.method == "ACK" and ack.to.tag == "fork2" and ack.cseq.number == 102
+    assert ack.headers.get("proxy-authorization") == 'Digest username="a"'
+    assert isinstance(bye, Request) and bye.method == "BYE" and bye.to.tag == "fork2"
+    assert net.uac.the_leg.state is S.CONFIRMED
+
+
 @pytest.mark.parametrize("module", [leg_module, leg_events, leg_media, leg_messages, leg_session_timer, leg_states])
 def test_the_leg_modules_are_sans_io(module: object) -> None:
     path = getattr(module, "__file__", None)
@@ -1071,7 +1167,7 @@ def test_the_table_is_consistent() -> None:
     for (state, _), (target, _) in TABLE.items():
         assert state is not S.TERMINATED  # a terminated leg takes nothing
         assert isinstance(target, LegState)
-    assert all(name in {"2xx", "ack", "cancel", "glare", "refresh", "expiry"} for names in TIMERS.values()
+    assert all(name in {"2xx", "ack", "cancel", "glare", "refresh", "expiry", "accepted"} for names in TIMERS.values()
                for name in names)
 
 

@@ -44,6 +44,10 @@ class DialogState(StrEnum):
 
 
 def _without_tag(addr: NameAddr) -> NameAddr:
+    if addr.tag is None:
+        # no copy of an address without a tag (the To of an INVITE): parsed values are shared and never
+        # changed in place (see sip/uri.py), and every dialog kept two copies (issue 9)
+        return addr
     params = {k: v for k, v in addr.params.items() if k.lower() != "tag"}
     return dataclasses.replace(addr, params=params)
 
@@ -70,10 +74,6 @@ def _is_sips(uri: Uri) -> bool:
     return isinstance(uri, SipUri) and uri.scheme == "sips"
 
 
-def _as_name_addr(contact: NameAddr | str) -> NameAddr:
-    return parse_name_addr(contact) if isinstance(contact, str) else contact
-
-
 def _tag_of(addr: NameAddr) -> str:
     return addr.tag or ""
 
@@ -84,7 +84,8 @@ class Dialog:
 
     ``local_uri``/``remote_uri`` are the From/To values without their tags; ``remote_seq`` is None while
     the remote side has sent no request in the dialog (§12.1.2), ``local_seq`` 0 while we have sent none
-    (§12.1.1: the first request we send then gets CSeq 1).
+    (§12.1.1: the first request we send then gets CSeq 1). ``local_contact`` is our Contact as written in
+    our requests and responses: only ever written, so kept as text (a parsed copy per dialog, issue 9).
     """
 
     call_id: str
@@ -98,7 +99,7 @@ class Dialog:
     remote_seq: int | None = None
     secure: bool = False
     state: DialogState = DialogState.EARLY
-    local_contact: NameAddr | None = None
+    local_contact: str | None = None
     is_uac: bool = False
 
     # -- creation (§12.1) ----------------------------------------------------------------------------------
@@ -122,7 +123,7 @@ class Dialog:
             local_seq=0, remote_seq=request.cseq.number,
             secure=_is_sips(request.uri) if secure is None else secure,
             state=DialogState.CONFIRMED if response.status >= 200 else DialogState.EARLY,
-            local_contact=_as_name_addr(local_contact), is_uac=False,
+            local_contact=str(local_contact), is_uac=False,
         )
 
     @classmethod
@@ -147,7 +148,7 @@ class Dialog:
             local_seq=request.cseq.number, remote_seq=None,
             secure=_is_sips(request.uri) if secure is None else secure,
             state=DialogState.CONFIRMED if response.status >= 200 else DialogState.EARLY,
-            local_contact=contacts[0] if contacts else None, is_uac=True,
+            local_contact=str(contacts[0]) if contacts else None, is_uac=True,
         )
 
     @property
@@ -186,7 +187,7 @@ class Dialog:
         headers.add("Call-ID", self.call_id)
         headers.add("CSeq", f"{cseq} {method}")
         if method in TARGET_REFRESH and self.local_contact is not None:
-            headers.add("Contact", str(self.local_contact))
+            headers.add("Contact", self.local_contact)
         for name, value in extra_headers:
             headers.add(name, value)
         if body:

@@ -236,7 +236,7 @@ class CallEngine(LegWiringMixin):
     async def _run_steps(self, call: Call) -> None:
         try:
             while call.inbox:
-                step = call.inbox.popleft()
+                step = call.inbox.pop(0)
                 if call.ended:
                     self._drop_step(step)
                     continue
@@ -718,6 +718,7 @@ class CallEngine(LegWiringMixin):
         self.dialogs[leg.dialog.key] = leg
         if call.no_answer is not None:
             call.no_answer.cancel()
+            call.no_answer = None  # a cancelled handle kept its copied context for the call's life (issue 9)
         for other in call.forks:
             if other is not leg and other.state is not LegState.ENDED:
                 self._cancel_fork(other, 'SIP;cause=200;text="Call completed elsewhere"')
@@ -1152,7 +1153,7 @@ class CallEngine(LegWiringMixin):
             self._leg_over(call, leg, cause)
         self.calls.pop(call.id, None)
         while call.inbox:
-            self._drop_step(call.inbox.popleft())
+            self._drop_step(call.inbox.pop(0))
         self.outside.publish_crossings(call, time.time())
         if call.budgets:
             self.outside.spend_ledger().settle(call.id)  # its CDR carries the real cost from now on

@@ -42,7 +42,9 @@ session timer in :mod:`.leg_session_timer`, the initial INVITE in :mod:`.leg_mes
 outputs in :mod:`.leg_events`.
 
 Timers, by name: ``2xx`` (retransmission) and ``ack`` (64*T1) while a 2xx awaits its ACK; ``cancel``
-(64*T1 after CANCEL); ``glare`` (the 491 back-off); ``refresh`` and ``expiry`` (RFC 4028). The leg keeps no
+(64*T1 after CANCEL); ``glare`` (the 491 back-off); ``refresh`` and ``expiry`` (RFC 4028); ``accepted``
+(64*T1 after the initial INVITE's 2xx, RFC 6026's Timers L and M: the set-up is over, the leg keeps only a
+record of its INVITE and forgets its ACK, :class:`SetUpOver` tells the engine to do the same). The leg keeps no
 clock, draws no randomness and makes no ids itself: :class:`LegIds` brings tags, branches, the first
 CSeq and ``uniform``.
 """
@@ -75,11 +77,12 @@ from .leg_events import (
     SendRequest,
     SendResponse,
     SendStateless,
+    SetUpOver,
     Terminated,
     TerminationCause,
 )
 from .leg_media import OfferAnswer
-from .leg_messages import ALLOW, initial_invite, with_credentials
+from .leg_messages import ALLOW, initial_invite, invite_record, with_credentials
 from .leg_session_timer import SessionTimer
 from .leg_states import (
     CANCELLED,
@@ -437,6 +440,7 @@ class Leg:
     def _h_answered(self, response: Response, now: float) -> None:
         self._confirm_uac(response)
         self._send_ack(response.cseq.number)
+        self._start("accepted", 64 * self.config.t1, now)
         self.session_timer.from_response(response)
         self.session_timer.arm(self.timers, now)
         media = self.offer_answer.take_answer(response.body) or self.media
@@ -510,6 +514,7 @@ class Leg:
         assert self.dialog is not None
         self.dialog.confirm()
         self._start_2xx(now)
+        self._start("accepted", 64 * self.config.t1, now)
         self.session_timer.arm(self.timers, now)
 
     def _h_reject(self, status: int, now: float) -> None:
@@ -549,6 +554,18 @@ class Leg:
         self._send_bye(_Cause.NO_ACK if self.state is not _S.BYE_AFTER_ACK else _Cause.LOCAL_BYE)
 
     # -- handlers: the established dialog ---------------------------------------------------------------
+    def _h_set_up_over(self, _: object, now: float) -> None:
+        # RFC 6026: 64*T1 after the 2xx the INVITE transactions are gone on both sides and the peer has
+        # stopped re-sending its 2xx (§13.3.1.4): the ACK we re-sent for it (§13.2.2.4) and the whole INVITE
+        # are no longer needed, only what the dialog reads of the INVITE (issue 9: memory per idle call)
+        assert self._invite is not None
+        if self._ack is not None and self._ack.cseq.number == self._invite.cseq.number:
+            self._ack = None  # (the ACK of a later re-INVITE's 2xx stays: that 2xx may still come again)
+        # the credentials only of an INVITE we sent: the ACKs we send repeat them, the caller's are not needed
+        self._invite = invite_record(self._invite, credentials=self.role is Role.UAC)
+        self._invite_txn = None
+        self._events.append(SetUpOver(invite=self._invite))
+
     def _h_reoffer(self, _: object, now: float) -> None:
         self._send_reinvite(self.offer_answer.new_offer())
 
@@ -722,6 +739,7 @@ TABLE: dict[tuple[LegState, str], tuple[LegState, Callable[[Leg, Any, float], No
     # §13.2.2.4: our ACK was lost (in REINVITED the peer has had it: it sent a re-INVITE after it)
     **_rows((_S.CONFIRMED, _S.REINVITING, _S.TERMINATING), "2xx again", None, _L._h_resend_ack),
     **_rows((*LIVE, _S.TERMINATING), "2xx other fork", None, _L._h_other_fork),
+    **_rows(LIVE, "timer accepted", None, _L._h_set_up_over),
     # ending: BYE either way (§15), session expiry (RFC 4028 §10)
     **_rows(LIVE, "hangup", _S.TERMINATING, _L._h_bye),
     **_rows(LIVE, "timer expiry", _S.TERMINATING, _L._h_expired),

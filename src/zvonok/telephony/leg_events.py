@@ -19,7 +19,7 @@ from zvonok.sip.transaction import ServerTransaction
 __all__ = [
     "Action", "Answered", "CancelInvite", "Challenged", "Held", "LegConfig", "LegError", "LegEvent", "LegIds",
     "LegProtocolError", "LegUsageError", "MediaUpdated", "OfferReceived", "Progress", "ReofferFailed",
-    "RequestForApplication", "Resumed", "SendRequest", "SendResponse", "SendStateless", "Terminated",
+    "RequestForApplication", "Resumed", "SendRequest", "SendResponse", "SendStateless", "SetUpOver", "Terminated",
     "TerminationCause",
 ]
 
@@ -218,6 +218,16 @@ class RequestForApplication:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SetUpOver:
+    """64*T1 after the INVITE's 2xx: the INVITE transactions are over on both sides (RFC 6026 Timers L and
+    M) and no retransmitted 2xx can come any more. The leg keeps only ``invite``, a small record of its
+    initial INVITE (:func:`~.leg_messages.invite_record`); the engine drops its own references to the
+    INVITE and its transactions for it (issue 9: memory per idle call)."""
+
+    invite: Request
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Terminated:
     """The leg is over and needs nothing more; ``status`` is the final response when there was one."""
 
@@ -227,5 +237,5 @@ class Terminated:
 
 LegEvent = (
     Progress | Challenged | Answered | OfferReceived | MediaUpdated | Held | Resumed | ReofferFailed | RequestForApplication
-    | Terminated
+    | SetUpOver | Terminated
 )

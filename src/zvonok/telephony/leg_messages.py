@@ -1,16 +1,18 @@
 """The requests a call leg builds itself: its initial INVITE (RFC 3261 §8.1.1, §13.2.1) and that INVITE
-again with credentials after a 401/407 (§22.2). Requests in the dialog come from :class:`~zvonok.sip.dialog.Dialog`.
+again with credentials after a 401/407 (§22.2), and the small record of that INVITE a dialog keeps once set
+up (:func:`invite_record`). Requests in the dialog come from :class:`~zvonok.sip.dialog.Dialog`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from zvonok.sip.headers import header_key
 from zvonok.sip.message import Headers, Request
 
 from .leg_events import LegConfig
 
-__all__ = ["ALLOW", "initial_invite", "with_credentials"]
+__all__ = ["ALLOW", "initial_invite", "invite_record", "with_credentials"]
 
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, NOTIFY, REFER"
 
@@ -51,3 +53,20 @@ def with_credentials(invite: Request, credentials: Iterable[tuple[str, str]]) ->
     for name, value in credentials:
         headers.add(name, value)
     return Request("INVITE", invite.uri_text, headers, invite.body)
+
+
+# what an established dialog still reads of its INVITE: Call-ID, tags and CSeq (matching responses, a 2xx from
+# another fork: Dialog.from_uac), the Contact (the engine reports it); of our own INVITE its credentials too,
+# which every ACK we send repeats (§22.2)
+_RECORDED = frozenset({"call-id", "from", "to", "cseq", "contact"})
+_WITH_CREDENTIALS = _RECORDED | {"authorization", "proxy-authorization"}
+
+
+def invite_record(invite: Request, *, credentials: bool) -> Request:
+    """The INVITE as an established dialog keeps it: the Request-URI and the fields in ``_RECORDED`` (with
+    the credentials for ``credentials``: an INVITE we sent); no Via, no body, none of the received bytes or
+    parsed views (issue 9: the whole INVITE held for the call's life was ≈ 2 KB per leg). The same header
+    tuples and strings, not copies."""
+    keep = _WITH_CREDENTIALS if credentials else _RECORDED
+    kept = [field for field in invite.headers if header_key(field[0]) in keep]
+    return Request("INVITE", invite.uri_text, Headers(kept))

@@ -38,12 +38,14 @@ _S = LegState
 IN_DIALOG = {"INVITE": "reINVITE", "BYE": "BYE", "UPDATE": "UPDATE", "OPTIONS": "OPTIONS"}  # input names
 _SESSION = frozenset({"refresh", "expiry"})
 _AWAIT_ACK = frozenset({"2xx", "ack"})
+_SET_UP = frozenset({"accepted"})  # 64*T1 after the INVITE's 2xx: its transactions are over (RFC 6026)
 
 # which timers may run in each state: entering a state cancels the others
 TIMERS: dict[LegState, frozenset[str]] = {
     _S.CANCEL_PENDING: frozenset({"cancel"}), _S.CANCELLING: frozenset({"cancel"}),
-    _S.ACCEPTED: _AWAIT_ACK | _SESSION, _S.BYE_AFTER_ACK: _AWAIT_ACK,
-    _S.CONFIRMED: _SESSION | {"glare"}, _S.REINVITING: _SESSION, _S.REINVITED: _AWAIT_ACK | _SESSION | {"glare"},
+    _S.ACCEPTED: _AWAIT_ACK | _SESSION | _SET_UP, _S.BYE_AFTER_ACK: _AWAIT_ACK,
+    _S.CONFIRMED: _SESSION | _SET_UP | {"glare"}, _S.REINVITING: _SESSION | _SET_UP,
+    _S.REINVITED: _AWAIT_ACK | _SESSION | _SET_UP | {"glare"},
 }
 
 

@@ -59,6 +59,7 @@ from .leg_events import (
     SendRequest,
     SendResponse,
     SendStateless,
+    SetUpOver,
     TerminationCause,
 )
 from .leg_states import LIVE, WAIT_ACK, LegState
@@ -111,6 +112,7 @@ class LegWiringMixin:
         rng: random.Random
         session_min_se: int
         unacked: dict[DialogKey, Leg]
+        invites: dict[ServerTransaction, Leg]
 
         def contact(self, peer: Peer, *, sips: bool = False) -> str: ...
 
@@ -186,7 +188,9 @@ class LegWiringMixin:
                 self._release(leg)
             handler = leg.on_sip_event
             for event in events:
-                if isinstance(event, _DIALOG_EVENTS):
+                if isinstance(event, SetUpOver):
+                    self._forget_set_up(leg, event.invite)
+                elif isinstance(event, _DIALOG_EVENTS):
                     self._on_dialog_event(leg, event)
                 elif handler is not None:
                     handler(leg, event)
@@ -194,6 +198,15 @@ class LegWiringMixin:
             self.unacked.pop(leg.dialog.key, None)
         self._arm_leg_timer(leg)
         return held
+
+    def _forget_set_up(self, leg: Leg, invite: Request) -> None:
+        """The set-up is over (:class:`SetUpOver`): keep the INVITE's record in place of the INVITE, and let
+        its transactions go (no CANCEL can follow, none would match the ended server transaction)."""
+        leg.invite = invite
+        leg.client_txn = None
+        if leg.server_txn is not None:
+            self.invites.pop(leg.server_txn, None)
+            leg.server_txn = None
 
     def _execute(self, leg: Leg, action: Action) -> None:
         if isinstance(action, SendRequest):
