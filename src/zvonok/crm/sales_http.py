@@ -1,6 +1,6 @@
 """REST routes of the sales process under ``/api/v1/tenants/{tenant_id}/crm``: pipelines and stages (the
 admin's), deals with their checklist, moves, history and payments, tasks, the CRM settings (admin) and the
-dashboard. Any account of the tenant reads; an employee changes the deals they own and the tasks assigned
+dashboard, and the invoices of deals (:mod:`zvonok.crm.invoices`). Any account of the tenant reads; an employee changes the deals they own and the tasks assigned
 to them (403 otherwise), an admin everything. A move past a stage whose required fields or steps are
 missing answers 422 with ``missing`` (each as "<stage>: <what>"). Another tenant's ids answer 404."""
 
@@ -16,7 +16,7 @@ from zvonok.api.auth import Principal, TenantAdmin, TenantReader
 from zvonok.api.deps import Paging, get_session, paging
 from zvonok.org.schemas import Page
 
-from . import dashboard, deals, tasks
+from . import dashboard, deals, invoices, tasks
 from . import schemas as s
 
 router = APIRouter()
@@ -170,6 +170,49 @@ async def delete_payment(tenant_id: int, payment_id: int, who: TenantReader, ses
     await deals.delete_payment(session, tenant_id, payment_id, actor_of(who))
     await session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# --- invoices ------------------------------------------------------------------------------------------
+@router.get("/deals/{deal_id}/invoices", response_model=list[s.InvoiceOut])
+async def list_invoices(tenant_id: int, deal_id: int, _: TenantReader, session: Session) -> object:
+    return await invoices.invoices_out(session, tenant_id, await invoices.list_invoices(session, tenant_id, deal_id))
+
+
+@router.post("/deals/{deal_id}/invoices", response_model=s.InvoiceOut, status_code=201)
+async def create_invoice(tenant_id: int, deal_id: int, body: s.InvoiceCreate, who: TenantReader,
+                         session: Session) -> object:
+    row = await invoices.create_invoice(session, tenant_id, deal_id, body, actor_of(who))
+    await session.commit()
+    return await invoices.invoice_out(session, row)
+
+
+@router.get("/invoices/{invoice_id}", response_model=s.InvoiceOut)
+async def get_invoice(tenant_id: int, invoice_id: int, _: TenantReader, session: Session) -> object:
+    return await invoices.invoice_out(session, await invoices.get_invoice(session, tenant_id, invoice_id))
+
+
+@router.patch("/invoices/{invoice_id}", response_model=s.InvoiceOut)
+async def update_invoice(tenant_id: int, invoice_id: int, body: s.InvoiceUpdate, who: TenantReader,
+                         session: Session) -> object:
+    row = await invoices.update_invoice(session, tenant_id, invoice_id, body, actor_of(who))
+    await session.commit()
+    return await invoices.invoice_out(session, row)
+
+
+@router.post("/invoices/{invoice_id}/cancel", response_model=s.InvoiceOut)
+async def cancel_invoice(tenant_id: int, invoice_id: int, who: TenantReader, session: Session) -> object:
+    row = await invoices.cancel_invoice(session, tenant_id, invoice_id, actor_of(who))
+    await session.commit()
+    return await invoices.invoice_out(session, row)
+
+
+@router.post("/invoices/{invoice_id}/payments", response_model=s.PaymentOut, status_code=201)
+async def pay_invoice(tenant_id: int, invoice_id: int, body: s.InvoicePaymentIn, who: TenantReader,
+                      session: Session) -> object:
+    """Record a payment of the invoice (it becomes partly paid or paid; a paid one closes its overdue task)."""
+    row = await invoices.record_payment(session, tenant_id, invoice_id, body, actor_of(who))
+    await session.commit()
+    return row
 
 
 # --- tasks ---------------------------------------------------------------------------------------------
