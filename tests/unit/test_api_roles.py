@@ -128,7 +128,7 @@ ACCESS: dict[str, str] = {
     "get_deal": TEAM, "update_deal": TEAM, "delete_deal": TEAM, "set_step": TEAM, "move_deal": TEAM,
     "deal_history": TEAM, "list_payments": TEAM, "add_payment": TEAM, "delete_payment": TEAM, "create_task": TEAM,
     "list_invoices": TEAM, "create_invoice": TEAM, "get_invoice": TEAM, "update_invoice": TEAM,
-    "cancel_invoice": TEAM, "pay_invoice": TEAM,
+    "cancel_invoice": TEAM, "pay_invoice": TEAM, "import_payments": TEAM,
     "list_tasks": TEAM, "get_task": TEAM, "update_task": TEAM, "delete_task": TEAM, "get_settings": TEAM,
     "get_dashboard": TEAM, "send_email": TEAM, "reply": TEAM, "list_emails": TEAM, "client_timeline": TEAM,
 }

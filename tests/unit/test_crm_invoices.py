@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -212,3 +213,51 @@ async def test_overdue_invoice_makes_one_task(api: Api, make_tenant: Any) -> Non
     assert (await api.client.post(f"{crm}/invoices/{made['A-4']}/cancel", headers=ivan_h)).status_code == 200
     assert (await api.client.get(f"{crm}/tasks/{a4['overdue_task_id']}", headers=ivan_h)).json()["done"]
     assert await TaskScheduler(api.db, bus, clock=lambda: now[0]).tick() == 0
+
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "payments"
+
+
+async def test_payments_import_is_all_or_nothing(api: Api, make_tenant: Any) -> None:
+    t, crm, deal = await _deal(api, make_tenant)
+    url = f"{crm}/deals/{deal}/invoices"
+    ids = {}
+    for number, amount, draft in (("P-1", "1000.00", False), ("P-2", "1000.50", False), ("P-D", "5.00", True)):
+        r = await api.client.post(url, headers=t.headers, json={"number": number, "amount": amount,
+                                                                "due_on": "2099-01-01", "draft": draft})
+        assert r.status_code == 201, r.text
+        ids[number] = r.json()["id"]
+    csv_headers = t.headers | {"Content-Type": "text/csv"}
+    r = await api.client.post(f"{crm}/payments/import", headers=csv_headers, content=(DATA / "bad.csv").read_bytes())
+    assert r.status_code == 422, r.text
+    errors = [(e["line"], e["message"]) for e in r.json()["errors"]]
+    assert [line for line, _ in errors] == [2, 3, 4, 5, 6, 8], errors
+    assert "amount '0'" in errors[0][1] and "no invoice 'NOPE'" in errors[1][1] and "2026-13-05" in errors[2][1]
+    assert "formula" in errors[3][1] and "draft" in errors[4][1] and "line 7" in errors[5][1]
+    assert r.json()["detail"] == "6 errors in the file; nothing was imported"
+    assert (await api.client.get(f"{crm}/deals/{deal}/payments", headers=t.headers)).json() == []  # nothing
+    r = await api.client.post(f"{crm}/payments/import", headers=t.headers,
+                              files={"file": ("statement.csv", (DATA / "good.csv").read_bytes(), "text/csv")})
+    assert r.status_code == 200, r.text
+    assert r.json()["created"] == 3
+    p1 = (await api.client.get(f"{crm}/invoices/{ids['P-1']}", headers=t.headers)).json()
+    p2 = (await api.client.get(f"{crm}/invoices/{ids['P-2']}", headers=t.headers)).json()
+    assert (p1["status"], p1["paid"]) == ("partly_paid", "500.00")
+    assert (p2["status"], p2["paid"]) == ("paid", "1000.50")
+    pays = (await api.client.get(f"{crm}/deals/{deal}/payments", headers=t.headers)).json()
+    assert sorted((p["paid_on"], p["note"]) for p in pays) == [
+        ("2026-12-05", "BANK-001"), ("2026-12-06", "BANK-002"), ("2026-12-07", "")]
+    # the same statement again: its references are recorded, nothing is paid twice
+    r = await api.client.post(f"{crm}/payments/import", headers=csv_headers, content=(DATA / "good.csv").read_bytes())
+    assert r.status_code == 422 and [e["line"] for e in r.json()["errors"]] == [2, 3], r.text
+    # an employee imports payments of their own deals only
+    _, olga_h = await _employee(api, t, "Olga")
+    r = await api.client.post(f"{crm}/payments/import", headers=olga_h | {"Content-Type": "text/csv"},
+                              content=b"invoice_number,amount,paid_at\nP-1,1,2026-12-08\n")
+    assert r.status_code == 422 and "do not own" in r.text
+    # another company's numbers are not ours
+    other = await make_tenant(f"other-{uuid.uuid4().hex[:6]}.example")
+    r = await api.client.post(f"/api/v1/tenants/{other.id}/crm/payments/import",
+                              headers=other.headers | {"Content-Type": "text/csv"},
+                              content=b"invoice_number,amount,paid_at\nP-1,1,2026-12-08\n")
+    assert r.status_code == 422 and "no invoice 'P-1'" in r.text

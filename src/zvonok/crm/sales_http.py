@@ -6,9 +6,10 @@ missing answers 422 with ``missing`` (each as "<stage>: <what>"). Another tenant
 
 from __future__ import annotations
 
+import tempfile
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,12 +17,17 @@ from zvonok.api.auth import Principal, TenantAdmin, TenantReader
 from zvonok.api.deps import Paging, get_session, paging
 from zvonok.org.schemas import Page
 
-from . import dashboard, deals, invoices, tasks
+from . import dashboard, deals, invoices, payments_csv, tasks
 from . import schemas as s
 
 router = APIRouter()
 Session = Annotated[AsyncSession, Depends(get_session)]
 PageParams = Annotated[Paging, Depends(paging)]
+CSV_BODY = {"requestBody": {"required": True, "content": {
+    "text/csv": {"schema": {"type": "string"}},
+    "multipart/form-data": {"schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}},
+}}}
+SPOOL_IN_MEMORY = 1 << 20
 MISSING: dict[int | str, dict[str, Any]] = {
     422: {"description": "Required fields or steps of a stage are missing: detail, missing (a list)"}}
 
@@ -213,6 +219,27 @@ async def pay_invoice(tenant_id: int, invoice_id: int, body: s.InvoicePaymentIn,
     row = await invoices.record_payment(session, tenant_id, invoice_id, body, actor_of(who))
     await session.commit()
     return row
+
+
+@router.post("/payments/import", response_model=s.PaymentsImported, openapi_extra=CSV_BODY,
+             responses={422: {"description": "Every bad row: {detail, errors: [{line, message}]}; nothing imported"},
+                        415: {"description": "Not text/csv nor a multipart upload"}})
+async def import_payments(tenant_id: int, who: TenantReader, session: Session, request: Request) -> object:
+    """Record payments of invoices from a CSV file (columns invoice_number, amount, paid_at, reference:
+    :mod:`zvonok.crm.payments_csv`), all or nothing. An employee imports payments of their own deals."""
+    from .http import _spool_upload  # crm.http includes this router: imported here, not at load
+
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
+        await _spool_upload(request, spool)
+        result = await payments_csv.import_payments(session, tenant_id, spool, actor_of(who))
+    if not result.ok:
+        await session.rollback()
+        errors = [{"line": e.line, "message": e.message} for e in result.errors]
+        count = len(errors) + result.more_errors
+        detail = f"{count} error{'' if count == 1 else 's'} in the file; nothing was imported"
+        return JSONResponse({"detail": detail, "errors": errors}, status_code=422)
+    await session.commit()
+    return s.PaymentsImported(created=len(result.created), payment_ids=result.created)
 
 
 # --- tasks ---------------------------------------------------------------------------------------------

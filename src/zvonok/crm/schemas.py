@@ -332,6 +332,11 @@ class InvoicePaymentIn(_In):
     note: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)] = ""
 
 
+class PaymentsImported(BaseModel):
+    created: int
+    payment_ids: list[int]
+
+
 class DealOut(BaseModel):
     id: int
     tenant_id: int
