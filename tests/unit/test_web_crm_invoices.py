@@ -1,17 +1,20 @@
 """The deal page's invoices: the owner adds one (a bad one is refused with the reason), records a payment
 against it (the status badge follows), cancels it; a colleague's deal shows no forms and refuses the posts
-(403), another company's invoice is a 404 page, and the section is in Russian for a Russian company."""
+(403), another company's invoice is a 404 page, and the section is in Russian for a Russian company. The
+client card's price history lists the invoices of the client's deals, newest first."""
 
 from __future__ import annotations
 
 import re
+from datetime import date, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import test_web
 from test_web import Company, Web, csrf_of, login
 
 import zvonok.web
-from zvonok.crm import deals, schemas
+from zvonok.crm import deals, invoices, schemas, service
 
 web, a, b = test_web.web, test_web.a, test_web.b
 
@@ -89,3 +92,37 @@ def test_invoice_translations() -> None:
     for msgid in ("Invoices", "Add the invoice", "Partly paid", "Draft", "Issued", "Cancel the invoice", "past due"):
         entry = re.search(r'msgid "' + re.escape(msgid) + r'"\nmsgstr "(.+)"', text)
         assert entry is not None and entry.group(1), msgid
+
+
+async def test_price_history_on_the_client_card(web: Web, a: Company) -> None:
+    async with web.db.session() as session:
+        client = await service.create_client(session, a.id, schemas.ClientCreate(name="Ромашка"))
+        other = await service.create_client(session, a.id, schemas.ClientCreate(name="Other"))
+        admin = deals.Actor(admin=True)
+        old = await deals.create_deal(session, a.id, schemas.DealCreate(title="Licences 2025", client_id=client.id,
+                                                                        currency="RUB"), admin)
+        new = await deals.create_deal(session, a.id, schemas.DealCreate(title="Licences 2026", client_id=client.id,
+                                                                        currency="RUB"), admin)
+        theirs = await deals.create_deal(session, a.id, schemas.DealCreate(title="Not theirs", client_id=other.id),
+                                         admin)
+        for deal, number, amount, issued in ((old, "H-1", "900.00", date(2025, 3, 1)),
+                                             (new, "H-2", "1200.00", date(2026, 3, 1)),
+                                             (theirs, "H-3", "5.00", date(2026, 4, 1))):
+            await invoices.create_invoice(session, a.id, deal.id, schemas.InvoiceCreate(
+                number=number, amount=Decimal(amount), issued_on=issued, due_on=issued + timedelta(days=10)), admin)
+        h1 = (await invoices.list_invoices(session, a.id, old.id))[0]
+        await invoices.record_payment(session, a.id, h1.id, schemas.InvoicePaymentIn(
+            amount=Decimal("900.00"), paid_on=date(2025, 3, 5)), admin)
+        await session.commit()
+    async with web.client() as ivan:
+        assert (await login(ivan, a.employee)).status_code == 303
+        card = await ivan.get(f"/crm/{client.id}")
+        assert card.status_code == 200
+        section = re.search(r'<section id="price-history">(.*?)</section>', card.text, re.S)
+        assert section is not None
+        rows = re.findall(r"<tr><td>([\d-]+)</td>.*?>([^<]+)</a></td><td>([^<]+)</td>.*?inv-status (\w+)",
+                          section.group(1), re.S)
+        assert rows == [("2026-03-01", "Licences 2026", "H-2", "issued"), ("2025-03-01", "Licences 2025", "H-1", "paid")]
+        assert "H-3" not in section.group(1)
+        card = await ivan.get(f"/crm/{other.id}")
+        assert "H-3" in card.text and "H-1" not in card.text

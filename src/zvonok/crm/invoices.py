@@ -21,6 +21,7 @@ Services flush, never commit; events go out after the commit.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -240,6 +241,38 @@ async def overdue_scan(session: AsyncSession, now: datetime, *, limit: int = 500
         made += 1
     await session.flush()
     return made
+
+
+# --- the client's price history ------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PriceLine:
+    """One invoice of one of a client's deals, for the card's price history (what was offered, what sold)."""
+
+    issued_on: date
+    deal_id: int
+    deal_title: str
+    number: str
+    amount: Decimal
+    currency: str
+    status: schemas.InvoiceStatus
+    paid: Decimal
+
+
+async def price_history(session: AsyncSession, tenant_id: int, client_id: int, *, limit: int = 100) -> list[PriceLine]:
+    """The invoices of the client's deals, newest first (cancelled ones too: an offer not taken)."""
+    rows = (await session.execute(select(CrmInvoice, CrmDeal.title).join(CrmDeal, CrmDeal.id == CrmInvoice.deal_id)
+                                  .where(CrmInvoice.tenant_id == tenant_id, CrmDeal.tenant_id == tenant_id,
+                                         CrmDeal.client_id == client_id)
+                                  .order_by(CrmInvoice.issued_on.desc(), CrmInvoice.id.desc()).limit(limit))).tuples().all()
+    sums = await paid_of(session, tenant_id, [r.id for r, _ in rows])
+    out: list[PriceLine] = []
+    for r, title in rows:
+        amount = Decimal(r.amount).quantize(CENT)
+        paid = sums.get(r.id, Decimal("0.00"))
+        out.append(PriceLine(issued_on=r.issued_on, deal_id=r.deal_id, deal_title=title, number=r.number,
+                             amount=amount, currency=r.currency, status=invoice_status(r.state, amount, paid),
+                             paid=paid))
+    return out
 
 
 # --- output --------------------------------------------------------------------------------------------
