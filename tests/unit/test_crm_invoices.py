@@ -261,3 +261,19 @@ async def test_payments_import_is_all_or_nothing(api: Api, make_tenant: Any) -> 
                               headers=other.headers | {"Content-Type": "text/csv"},
                               content=b"invoice_number,amount,paid_at\nP-1,1,2026-12-08\n")
     assert r.status_code == 422 and "no invoice 'P-1'" in r.text
+
+
+async def test_a_deleted_overdue_task_is_not_made_again(api: Api, make_tenant: Any) -> None:
+    t, crm, deal = await _deal(api, make_tenant)
+    r = await api.client.post(f"{crm}/deals/{deal}/invoices", headers=t.headers, json={
+        "number": "Q-1", "amount": "10", "issued_on": "2026-11-01", "due_on": "2026-11-02"})
+    assert r.status_code == 201, r.text
+    invoice = r.json()["id"]
+    now = datetime(2026, 11, 5, tzinfo=UTC)
+    assert await TaskScheduler(api.db, LocalBus(), clock=lambda: now).tick() == 1
+    task = (await api.client.get(f"{crm}/invoices/{invoice}", headers=t.headers)).json()["overdue_task_id"]
+    assert task is not None
+    assert (await api.client.delete(f"{crm}/tasks/{task}", headers=t.headers)).status_code == 204
+    assert await TaskScheduler(api.db, LocalBus(), clock=lambda: now + timedelta(days=1)).tick() == 0
+    got = (await api.client.get(f"{crm}/invoices/{invoice}", headers=t.headers)).json()
+    assert (got["overdue_task_id"], got["status"]) == (None, "issued")

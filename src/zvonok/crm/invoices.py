@@ -9,8 +9,9 @@ invoice is not changed any more.
 Overdue → task: the CRM's scheduler (:mod:`zvonok.crm.reminders`) calls :func:`overdue_scan`. An issued
 invoice whose due day has passed (UTC day of the scan's ``now``) with money still unpaid becomes one task
 for the deal's owner ("Invoice N is overdue: X of Y unpaid") and an :class:`~zvonok.crm.events.InvoiceOverdue`
-event. The invoice keeps the task's id, so it is made once per invoice, restarts or several nodes (the
-second writer's update finds the mark set). A payment that settles the invoice in full, or cancelling it,
+event. The invoice is marked (``overdue_at``) by a conditional update before the task is made, so it is
+made once per invoice: after a restart, with several nodes scanning (the second one's update matches no
+row), or when someone deletes the task. A payment that settles the invoice in full, or cancelling it,
 closes that task (marks it done); a partial payment leaves it open (the title says what was unpaid when
 it was made). Moving the due day later does not make a second task.
 
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok.org.errors import Conflict, PermissionDenied, ValidationError
@@ -217,12 +218,16 @@ async def overdue_scan(session: AsyncSession, now: datetime, *, limit: int = 500
     paid = (select(func.coalesce(func.sum(CrmPayment.amount), 0)).where(CrmPayment.invoice_id == CrmInvoice.id)
             .scalar_subquery())
     rows = (await session.execute(select(CrmInvoice, paid).where(
-        CrmInvoice.state == "issued", CrmInvoice.overdue_task_id.is_(None), CrmInvoice.due_on < now.date(),
+        CrmInvoice.state == "issued", CrmInvoice.overdue_at.is_(None), CrmInvoice.due_on < now.date(),
         CrmInvoice.amount > paid).order_by(CrmInvoice.due_on, CrmInvoice.id).limit(limit))).tuples().all()
     made = 0
     for inv, got in rows:
         deal = await session.get(CrmDeal, inv.deal_id)
         if deal is None:
+            continue
+        marked = await session.execute(update(CrmInvoice).where(
+            CrmInvoice.id == inv.id, CrmInvoice.overdue_at.is_(None)).values(overdue_at=now))
+        if marked.rowcount != 1:  # type: ignore[attr-defined]  # another node's scan made it
             continue
         amount = Decimal(inv.amount).quantize(CENT)
         unpaid = (amount - Decimal(str(got or 0))).quantize(CENT)

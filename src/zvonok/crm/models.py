@@ -194,7 +194,8 @@ INVOICE_STATES = ("draft", "issued", "cancelled")
 class CrmInvoice(TenantScoped, Timestamped, Base):
     """An invoice of a deal. ``state`` is what people set (draft, issued, cancelled); the status shown
     (paid, partly paid) follows from the payments linked to it (:func:`zvonok.crm.invoices.invoice_status`).
-    ``overdue_task_id`` is the task the overdue scan made for it, so it is made once."""
+    ``overdue_at`` is when the overdue scan made its task (``overdue_task_id``, None once that task is
+    deleted): set once, so an invoice makes one task whatever happens to it."""
 
     __tablename__ = "crm_invoices"
     __table_args__ = (UniqueConstraint("tenant_id", "number"),
@@ -208,6 +209,7 @@ class CrmInvoice(TenantScoped, Timestamped, Base):
     issued_on: Mapped[date] = mapped_column(Date)
     due_on: Mapped[date] = mapped_column(Date, index=True)
     state: Mapped[str] = mapped_column(String(10), default="issued")
+    overdue_at: Mapped[datetime | None] = mapped_column()
     overdue_task_id: Mapped[int | None] = mapped_column(ForeignKey("crm_tasks.id", ondelete="SET NULL"))
 
 

@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("issued_on", sa.Date(), nullable=False),
         sa.Column("due_on", sa.Date(), nullable=False),
         sa.Column("state", sa.String(length=10), nullable=False),
+        sa.Column("overdue_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("overdue_task_id", sa.Integer(), nullable=True),
         sa.Column("tenant_id", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
