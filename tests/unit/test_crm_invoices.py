@@ -121,6 +121,12 @@ async def test_invoice_crud_validation_and_payments(api: Api, make_tenant: Any) 
     assert r.status_code == 422 and "cancelled" in r.text
     listed = (await api.client.get(url, headers=t.headers)).json()
     assert [(i["number"], i["status"]) for i in listed] == [("INV-1", "paid"), ("D-1", "cancelled")]
+    # removing a payment makes the invoice partly paid again
+    pays = (await api.client.get(f"{crm}/deals/{deal}/payments", headers=t.headers)).json()
+    last = next(p["id"] for p in pays if p["amount"] == "500.00")
+    assert (await api.client.delete(f"{crm}/payments/{last}", headers=t.headers)).status_code == 204
+    got = (await api.client.get(f"{crm}/invoices/{inv['id']}", headers=t.headers)).json()
+    assert (got["status"], got["paid"]) == ("partly_paid", "100.00")
 
 
 async def test_employee_access_and_other_tenants(api: Api, make_tenant: Any) -> None:

@@ -439,10 +439,14 @@ async def delete_payment(session: AsyncSession, tenant_id: int, payment_id: int,
     deal = await get_deal(session, tenant_id, row.deal_id)
     if not actor.may_edit(deal.owner_id):
         raise _deny("deal")
+    invoice_id = row.invoice_id
     await session.delete(row)
     await session.flush()
     emit(session, events.DealChanged(tenant_id=tenant_id, deal_id=deal.id, action="paid", stage_id=deal.stage_id,
                                      owner_id=deal.owner_id))
+    if invoice_id is not None:  # its status follows (a closed overdue task stays closed)
+        emit(session, events.InvoiceChanged(tenant_id=tenant_id, invoice_id=invoice_id, deal_id=deal.id,
+                                            action="paid"))
 
 
 async def paid_of(session: AsyncSession, tenant_id: int, deal_ids: Sequence[int]) -> dict[int, Decimal]:
