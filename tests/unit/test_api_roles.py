@@ -129,6 +129,8 @@ ACCESS: dict[str, str] = {
     "list_fields": TEAM, "list_pipelines": TEAM, "get_pipeline": TEAM, "create_deal": TEAM, "list_deals": TEAM,
     "get_deal": TEAM, "update_deal": TEAM, "delete_deal": TEAM, "set_step": TEAM, "move_deal": TEAM,
     "deal_history": TEAM, "list_payments": TEAM, "add_payment": TEAM, "delete_payment": TEAM, "create_task": TEAM,
+    "list_invoices": TEAM, "create_invoice": TEAM, "get_invoice": TEAM, "update_invoice": TEAM,
+    "cancel_invoice": TEAM, "pay_invoice": TEAM, "import_payments": TEAM,
     "list_tasks": TEAM, "get_task": TEAM, "update_task": TEAM, "delete_task": TEAM, "get_settings": TEAM,
     "get_dashboard": TEAM, "send_email": TEAM, "reply": TEAM, "list_emails": TEAM, "client_timeline": TEAM,
     # outgoing webhooks (webhooks/http.py): the company's integrations are the admins'

@@ -13,7 +13,8 @@ Each text frame is one event as :func:`zvonok.bus.serialize` renders it (``{"typ
 ...}``): every call event of the tenant, ``CdrWritten``, ``RegistrationChanged`` (an extension's
 devices registered or gone) and ``ForwardingChanged`` (an extension's forwarding or DND), and ``ScreenPop`` (the CRM card of a caller
 ringing the viewer: only ever to that employee, admins included), the CRM's ``DealChanged``, ``TaskChanged``,
-``TaskDue`` (a task's reminder) and ``TaskEscalated`` (an employee gets those of their own deals and tasks,
+``TaskDue`` (a task's reminder), ``TaskEscalated`` and ``InvoiceOverdue`` (an employee gets those of their own
+deals and tasks,
 and the escalations addressed to them), and the call center's ``AgentStateChanged`` / ``QueueStateChanged``
 (:mod:`zvonok.callcenter.runtime`). An admin
 receives all of them; an employee the ``RegistrationChanged``, ``ForwardingChanged`` and ``AgentStateChanged`` of their own
@@ -43,7 +44,7 @@ from zvonok.bus import Bus, serialize
 from zvonok.callcenter.events import AgentStateChanged, QueueStateChanged
 from zvonok.callcenter.scope import scope_of
 from zvonok.cdr.events import CdrWritten
-from zvonok.crm.events import DealChanged, ScreenPop, TaskChanged, TaskDue, TaskEscalated
+from zvonok.crm.events import DealChanged, InvoiceOverdue, ScreenPop, TaskChanged, TaskDue, TaskEscalated
 from zvonok.org.events import AccessRevoked, ForwardingChanged
 from zvonok.org.models import Extension, Role
 from zvonok.telephony.events import (
@@ -62,7 +63,7 @@ log = logging.getLogger(__name__)
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
 STREAMED_TYPES: tuple[type, ...] = (CallEvent, CdrWritten, RegistrationChanged, ForwardingChanged, ScreenPop,
-                                    DealChanged, TaskChanged, TaskDue, TaskEscalated,
+                                    DealChanged, TaskChanged, TaskDue, TaskEscalated, InvoiceOverdue,
                                     AgentStateChanged, QueueStateChanged)
 
 
@@ -104,7 +105,7 @@ class CallVisibility:
         if isinstance(event, TaskDue | TaskChanged):  # the assignee's (admins see every one)
             mine = self.employee_id is not None and event.assignee_id == self.employee_id
             return [event] if mine or self.all_calls else []
-        if isinstance(event, DealChanged):
+        if isinstance(event, DealChanged | InvoiceOverdue):
             mine = self.employee_id is not None and event.owner_id == self.employee_id
             return [event] if mine or self.all_calls else []
         if self.all_calls or (self.call_center and isinstance(event, AgentStateChanged | QueueStateChanged)

@@ -419,10 +419,16 @@ async def add_payment(session: AsyncSession, tenant_id: int, deal_id: int, data:
     deal = await get_deal(session, tenant_id, deal_id)
     if not actor.may_edit(deal.owner_id):
         raise _deny("deal")
+    from . import invoices  # invoices build on deals
+
+    invoice = (await invoices.check_payable(session, tenant_id, deal_id, data.invoice_id)
+               if data.invoice_id is not None else None)
     row = CrmPayment(tenant_id=tenant_id, deal_id=deal_id, amount=data.amount, paid_on=data.paid_on,
-                     method=data.method, note=data.note)
+                     method=data.method, note=data.note, invoice_id=data.invoice_id)
     session.add(row)
     await session.flush()
+    if invoice is not None:
+        await invoices.after_payment(session, invoice)
     emit(session, events.DealChanged(tenant_id=tenant_id, deal_id=deal_id, action="paid", stage_id=deal.stage_id,
                                      owner_id=deal.owner_id))
     return row
@@ -433,10 +439,14 @@ async def delete_payment(session: AsyncSession, tenant_id: int, payment_id: int,
     deal = await get_deal(session, tenant_id, row.deal_id)
     if not actor.may_edit(deal.owner_id):
         raise _deny("deal")
+    invoice_id = row.invoice_id
     await session.delete(row)
     await session.flush()
     emit(session, events.DealChanged(tenant_id=tenant_id, deal_id=deal.id, action="paid", stage_id=deal.stage_id,
                                      owner_id=deal.owner_id))
+    if invoice_id is not None:  # its status follows (a closed overdue task stays closed)
+        emit(session, events.InvoiceChanged(tenant_id=tenant_id, invoice_id=invoice_id, deal_id=deal.id,
+                                            action="paid"))
 
 
 async def paid_of(session: AsyncSession, tenant_id: int, deal_ids: Sequence[int]) -> dict[int, Decimal]:

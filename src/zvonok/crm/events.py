@@ -121,3 +121,34 @@ class ImapChanged:
 
     tenant_id: int
     version: int = 1
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class InvoiceChanged:
+    """An invoice was created, changed, cancelled or paid (a payment linked to it came or went)."""
+
+    tenant_id: int
+    invoice_id: int
+    deal_id: int
+    action: str  # created | changed | cancelled | paid
+    status: str = ""
+    version: int = 1
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True, slots=True)
+class InvoiceOverdue:
+    """An issued invoice passed its due date not fully paid: ``task_id`` is the task made for the deal's
+    owner (``owner_id``, None: the deal has no owner). Sent once per invoice."""
+
+    tenant_id: int
+    invoice_id: int
+    deal_id: int
+    task_id: int
+    owner_id: int | None
+    number: str
+    unpaid: str  # decimal text, in ``currency``
+    amount: str
+    currency: str
+    version: int = 1

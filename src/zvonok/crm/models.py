@@ -184,6 +184,33 @@ class CrmPayment(TenantScoped, Base):
     method: Mapped[str] = mapped_column(String(16))
     note: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # the invoice the payment settles (zvonok.crm.invoices); None: paid on the deal as a whole
+    invoice_id: Mapped[int | None] = mapped_column(ForeignKey("crm_invoices.id", ondelete="SET NULL"), index=True)
+
+
+INVOICE_STATES = ("draft", "issued", "cancelled")
+
+
+class CrmInvoice(TenantScoped, Timestamped, Base):
+    """An invoice of a deal. ``state`` is what people set (draft, issued, cancelled); the status shown
+    (paid, partly paid) follows from the payments linked to it (:func:`zvonok.crm.invoices.invoice_status`).
+    ``overdue_at`` is when the overdue scan made its task (``overdue_task_id``, None once that task is
+    deleted): set once, so an invoice makes one task whatever happens to it."""
+
+    __tablename__ = "crm_invoices"
+    __table_args__ = (UniqueConstraint("tenant_id", "number"),
+                      CheckConstraint("state IN ('draft', 'issued', 'cancelled')", name="state"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    deal_id: Mapped[int] = mapped_column(ForeignKey("crm_deals.id", ondelete="CASCADE"), index=True)
+    number: Mapped[str] = mapped_column(String(40))
+    amount: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    currency: Mapped[str] = mapped_column(String(3))
+    issued_on: Mapped[date] = mapped_column(Date)
+    due_on: Mapped[date] = mapped_column(Date, index=True)
+    state: Mapped[str] = mapped_column(String(10), default="issued")
+    overdue_at: Mapped[datetime | None] = mapped_column()
+    overdue_task_id: Mapped[int | None] = mapped_column(ForeignKey("crm_tasks.id", ondelete="SET NULL"))
 
 
 class CrmTask(TenantScoped, Timestamped, Base):
@@ -196,7 +223,7 @@ class CrmTask(TenantScoped, Timestamped, Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     title: Mapped[str] = mapped_column(String(200))
-    kind: Mapped[str] = mapped_column(String(16), default="task")  # task | call_back
+    kind: Mapped[str] = mapped_column(String(16), default="task")  # task | call_back | invoice
     client_id: Mapped[int | None] = mapped_column(ForeignKey("crm_clients.id", ondelete="CASCADE"), index=True)
     deal_id: Mapped[int | None] = mapped_column(ForeignKey("crm_deals.id", ondelete="CASCADE"), index=True)
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("employees.id", ondelete="SET NULL"), index=True)

@@ -1,5 +1,5 @@
-"""The CRM's background work: a "call back" task for each missed inbound call, and the reminders and
-escalations of due tasks.
+"""The CRM's background work: a "call back" task for each missed inbound call, the reminders and
+escalations of due tasks, and a task for each invoice gone overdue (:func:`zvonok.crm.invoices.overdue_scan`).
 
 Nothing is kept in memory between runs: a missed call is read from its CDR when ``CdrWritten`` arrives,
 and due tasks are read from the database every ``interval`` seconds (a task marks the reminder and the
@@ -22,6 +22,7 @@ from zvonok.cdr.models import Cdr
 from zvonok.storage.base import utcnow
 from zvonok.storage.db import Database
 
+from .invoices import overdue_scan
 from .tasks import notify_due, task_for_missed_call
 
 log = logging.getLogger(__name__)
@@ -63,9 +64,12 @@ class TaskScheduler:
             log.exception("call-back task for CDR %s failed", event.cdr_id)
 
     async def tick(self) -> int:
-        """One scan: reminders and escalations due now; returns how many were sent."""
+        """One scan: tasks for invoices now overdue, reminders and escalations due now; returns how many
+        notices were sent."""
+        now = self.clock()
         async with self.db.session() as session:
-            sent = await notify_due(session, self.clock())
+            sent = await overdue_scan(session, now)
+            sent += await notify_due(session, now)
             await session.commit()
         return sent
 

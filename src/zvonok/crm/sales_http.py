@@ -1,14 +1,15 @@
 """REST routes of the sales process under ``/api/v1/tenants/{tenant_id}/crm``: pipelines and stages (the
 admin's), deals with their checklist, moves, history and payments, tasks, the CRM settings (admin) and the
-dashboard. Any account of the tenant reads; an employee changes the deals they own and the tasks assigned
+dashboard, and the invoices of deals (:mod:`zvonok.crm.invoices`). Any account of the tenant reads; an employee changes the deals they own and the tasks assigned
 to them (403 otherwise), an admin everything. A move past a stage whose required fields or steps are
 missing answers 422 with ``missing`` (each as "<stage>: <what>"). Another tenant's ids answer 404."""
 
 from __future__ import annotations
 
+import tempfile
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,12 +17,17 @@ from zvonok.api.auth import Principal, TenantAdmin, TenantReader
 from zvonok.api.deps import Paging, get_session, paging
 from zvonok.org.schemas import Page
 
-from . import dashboard, deals, tasks
+from . import dashboard, deals, invoices, payments_csv, tasks
 from . import schemas as s
 
 router = APIRouter()
 Session = Annotated[AsyncSession, Depends(get_session)]
 PageParams = Annotated[Paging, Depends(paging)]
+CSV_BODY = {"requestBody": {"required": True, "content": {
+    "text/csv": {"schema": {"type": "string"}},
+    "multipart/form-data": {"schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}},
+}}}
+SPOOL_IN_MEMORY = 1 << 20
 MISSING: dict[int | str, dict[str, Any]] = {
     422: {"description": "Required fields or steps of a stage are missing: detail, missing (a list)"}}
 
@@ -170,6 +176,70 @@ async def delete_payment(tenant_id: int, payment_id: int, who: TenantReader, ses
     await deals.delete_payment(session, tenant_id, payment_id, actor_of(who))
     await session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# --- invoices ------------------------------------------------------------------------------------------
+@router.get("/deals/{deal_id}/invoices", response_model=list[s.InvoiceOut])
+async def list_invoices(tenant_id: int, deal_id: int, _: TenantReader, session: Session) -> object:
+    return await invoices.invoices_out(session, tenant_id, await invoices.list_invoices(session, tenant_id, deal_id))
+
+
+@router.post("/deals/{deal_id}/invoices", response_model=s.InvoiceOut, status_code=201)
+async def create_invoice(tenant_id: int, deal_id: int, body: s.InvoiceCreate, who: TenantReader,
+                         session: Session) -> object:
+    row = await invoices.create_invoice(session, tenant_id, deal_id, body, actor_of(who))
+    await session.commit()
+    return await invoices.invoice_out(session, row)
+
+
+@router.get("/invoices/{invoice_id}", response_model=s.InvoiceOut)
+async def get_invoice(tenant_id: int, invoice_id: int, _: TenantReader, session: Session) -> object:
+    return await invoices.invoice_out(session, await invoices.get_invoice(session, tenant_id, invoice_id))
+
+
+@router.patch("/invoices/{invoice_id}", response_model=s.InvoiceOut)
+async def update_invoice(tenant_id: int, invoice_id: int, body: s.InvoiceUpdate, who: TenantReader,
+                         session: Session) -> object:
+    row = await invoices.update_invoice(session, tenant_id, invoice_id, body, actor_of(who))
+    await session.commit()
+    return await invoices.invoice_out(session, row)
+
+
+@router.post("/invoices/{invoice_id}/cancel", response_model=s.InvoiceOut)
+async def cancel_invoice(tenant_id: int, invoice_id: int, who: TenantReader, session: Session) -> object:
+    row = await invoices.cancel_invoice(session, tenant_id, invoice_id, actor_of(who))
+    await session.commit()
+    return await invoices.invoice_out(session, row)
+
+
+@router.post("/invoices/{invoice_id}/payments", response_model=s.PaymentOut, status_code=201)
+async def pay_invoice(tenant_id: int, invoice_id: int, body: s.InvoicePaymentIn, who: TenantReader,
+                      session: Session) -> object:
+    """Record a payment of the invoice (it becomes partly paid or paid; a paid one closes its overdue task)."""
+    row = await invoices.record_payment(session, tenant_id, invoice_id, body, actor_of(who))
+    await session.commit()
+    return row
+
+
+@router.post("/payments/import", response_model=s.PaymentsImported, openapi_extra=CSV_BODY,
+             responses={422: {"description": "Every bad row: {detail, errors: [{line, message}]}; nothing imported"},
+                        415: {"description": "Not text/csv nor a multipart upload"}})
+async def import_payments(tenant_id: int, who: TenantReader, session: Session, request: Request) -> object:
+    """Record payments of invoices from a CSV file (columns invoice_number, amount, paid_at, reference:
+    :mod:`zvonok.crm.payments_csv`), all or nothing. An employee imports payments of their own deals."""
+    from .http import _spool_upload  # crm.http includes this router: imported here, not at load
+
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
+        await _spool_upload(request, spool)
+        result = await payments_csv.import_payments(session, tenant_id, spool, actor_of(who))
+    if not result.ok:
+        await session.rollback()
+        errors = [{"line": e.line, "message": e.message} for e in result.errors]
+        count = len(errors) + result.more_errors
+        detail = f"{count} error{'' if count == 1 else 's'} in the file; nothing was imported"
+        return JSONResponse({"detail": detail, "errors": errors}, status_code=422)
+    await session.commit()
+    return s.PaymentsImported(created=len(result.created), payment_ids=result.created)
 
 
 # --- tasks ---------------------------------------------------------------------------------------------

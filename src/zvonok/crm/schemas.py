@@ -269,6 +269,7 @@ class PaymentIn(_In):
     paid_on: date
     method: PaymentMethod = "transfer"
     note: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)] = ""
+    invoice_id: Id | None = Field(default=None, description="The deal's invoice this payment settles")
 
 
 class PaymentOut(BaseModel):
@@ -280,6 +281,60 @@ class PaymentOut(BaseModel):
     paid_on: date
     method: str
     note: str
+    invoice_id: int | None = None
+
+
+InvoiceNumber = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40),
+                          AfterValidator(check_text)]
+PositiveMoney = Annotated[Decimal, Field(gt=0, max_digits=14, decimal_places=2)]
+InvoiceStatus = Literal["draft", "issued", "paid", "partly_paid", "cancelled"]
+
+
+class InvoiceCreate(_In):
+    number: InvoiceNumber = Field(description="Unique in the company")
+    amount: PositiveMoney
+    currency: Currency | None = Field(default=None, description="Default: the deal's currency")
+    issued_on: date | None = Field(default=None, description="Default: today")
+    due_on: date = Field(description="On or after issued_on")
+    draft: bool = Field(default=False, description="A draft is not yet sent: it is never overdue")
+
+
+class InvoiceUpdate(_In):
+    """Partial. ``draft: false`` issues a draft; a cancelled invoice is not changed."""
+
+    number: InvoiceNumber | None = None
+    amount: PositiveMoney | None = None
+    currency: Currency | None = None
+    issued_on: date | None = None
+    due_on: date | None = None
+    draft: bool | None = None
+
+
+class InvoiceOut(BaseModel):
+    id: int
+    deal_id: int
+    number: str
+    amount: Decimal
+    currency: str
+    issued_on: date
+    due_on: date
+    status: InvoiceStatus
+    paid: Decimal
+    unpaid: Decimal
+    overdue: bool
+    overdue_task_id: int | None = None
+
+
+class InvoicePaymentIn(_In):
+    amount: PositiveMoney
+    paid_on: date
+    method: PaymentMethod = "transfer"
+    note: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)] = ""
+
+
+class PaymentsImported(BaseModel):
+    created: int
+    payment_ids: list[int]
 
 
 class DealOut(BaseModel):

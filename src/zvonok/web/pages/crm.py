@@ -25,7 +25,7 @@ from zvonok.api.deps import get_db, get_session, get_settings
 from zvonok.cdr.models import Cdr
 from zvonok.cdr.service import recording_file
 from zvonok.config import Settings
-from zvonok.crm import deals, mail, mailthread, schemas, service, tasks, transfer
+from zvonok.crm import deals, invoices, mail, mailthread, schemas, service, tasks, transfer
 from zvonok.crm.models import CrmClient, CrmField
 from zvonok.mail.outbox import SmtpServer
 from zvonok.org.errors import Conflict, NotFound, OrgError
@@ -36,6 +36,7 @@ from zvonok.web.auth import TenantAdminUser, TenantUser, WebUser
 from zvonok.web.forms import BadId, optional_id
 from zvonok.web.i18n import N_
 from zvonok.web.pages.calls import DIRECTIONS, DISPOSITIONS
+from zvonok.web.pages.crm_sales import INVOICE_STATUSES
 from zvonok.web.render import gettext_for, render
 from zvonok.web.routing import ADMIN, TENANT, NavItem, page_router
 
@@ -348,6 +349,8 @@ async def client_card(request: Request, client_id: int, user: TenantUser, sessio
         "page": page, "pages": max(1, -(-total // PAGE)), "link": lambda n: urlencode({"page": n}),
         "kinds": KINDS, "directions": DIRECTIONS, "dispositions": DISPOSITIONS, "errors": {},
         "deals": await deals.deals_out(session, user.tenant, client_deals),
+        "price_history": await invoices.price_history(session, user.tenant, client_id),
+        "invoice_statuses": INVOICE_STATUSES,
         "tasks": await tasks.tasks_out(session, user.tenant, client_tasks)})
 
 

@@ -1,6 +1,6 @@
 """The CRM's sales process in the console: the pipeline board (a column per stage, a card per deal, moved
 with a form; a refused move shows what the stage still needs), a deal's page (fields, the checklist, the
-stage history, payments, tasks), my tasks (overdue first), the pipeline's settings (admins) and the
+stage history, invoices and payments, tasks), my tasks (overdue first), the pipeline's settings (admins) and the
 management dashboard (admins).
 
 Everything goes through :mod:`zvonok.crm.deals` and :mod:`zvonok.crm.tasks` with the user as the actor:
@@ -21,8 +21,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok.api.deps import get_session
-from zvonok.crm import dashboard, deals, schemas, service, tasks
+from zvonok.crm import dashboard, deals, invoices, schemas, service, tasks
 from zvonok.crm.models import CrmClient, CrmPipeline
+from zvonok.org.errors import NotFound as OrgNotFound
 from zvonok.org.errors import OrgError
 from zvonok.org.models import Employee
 from zvonok.web.auth import TenantAdminUser, TenantUser, WebUser
@@ -36,6 +37,8 @@ NAV = [NavItem("/crm/deals", N_("Deals"), TENANT, order=11), NavItem("/crm/tasks
        NavItem("/crm/pipeline", N_("Pipeline settings"), ADMIN, order=35)]
 Session = Annotated[AsyncSession, Depends(get_session)]
 METHODS = {"cash": N_("Cash"), "card": N_("Card"), "transfer": N_("Bank transfer"), "other": N_("Other")}
+INVOICE_STATUSES = {"draft": N_("Draft"), "issued": N_("Issued"), "paid": N_("Paid"), "partly_paid": N_("Partly paid"),
+                    "cancelled": N_("Cancelled")}
 
 
 def actor_of(user: WebUser) -> deals.Actor:
@@ -142,7 +145,12 @@ async def _deal_page(request: Request, user: WebUser, session: AsyncSession, dea
     deal = await deals.get_deal(session, user.tenant, deal_id)
     stages = await deals.stages_of(session, user.tenant, deal.pipeline_id)
     task_rows, _ = await tasks.list_tasks(session, user.tenant, deal_id=deal_id)
+    invoice_rows = await invoices.invoices_out(session, user.tenant,
+                                               await invoices.list_invoices(session, user.tenant, deal_id))
     return render(request, "crm/deal.html", {
+        "invoices": invoice_rows, "invoice_statuses": INVOICE_STATUSES,
+        "invoice_numbers": {i.id: i.number for i in invoice_rows},
+        "payable": [i for i in invoice_rows if i.status in ("issued", "partly_paid")],
         "deal": await deals.deal_out(session, deal), "stages": stages, "stage_names": {s.id: s.name for s in stages},
         "history": await deals.history(session, user.tenant, deal_id),
         "payments": await deals.list_payments(session, user.tenant, deal_id),
@@ -193,15 +201,54 @@ async def toggle_step(deal_id: int, user: TenantUser, session: Session,
 async def add_payment(request: Request, deal_id: int, user: TenantUser, session: Session,
                       amount: Annotated[str, Form(max_length=40)] = "", paid_on: Annotated[str, Form(max_length=10)] = "",
                       method: Annotated[str, Form(max_length=16)] = "transfer",
-                      note: Annotated[str, Form(max_length=2000)] = "") -> Response:
+                      note: Annotated[str, Form(max_length=2000)] = "",
+                      invoice_id: Annotated[str, Form(max_length=12)] = "") -> Response:
     try:
         data = schemas.PaymentIn.model_validate({"amount": _money(amount), "paid_on": paid_on, "method": method,
-                                                 "note": note})
+                                                 "note": note, "invoice_id": invoice_id.strip() or None})
         await deals.add_payment(session, user.tenant, deal_id, data, actor_of(user))
-    except (PydanticValidationError, ValueError) as exc:
+    except (OrgError, PydanticValidationError, ValueError) as exc:
+        if isinstance(exc, OrgError) and exc.status in (403, 404):
+            raise
+        await session.rollback()
         return await _deal_page(request, user, session, deal_id, error=_error(exc), status_code=422)
     await session.commit()
     return RedirectResponse(f"/crm/deals/{deal_id}#payments", status_code=303)
+
+
+@router.post("/crm/deals/{deal_id:int}/invoices")
+async def add_invoice(request: Request, deal_id: int, user: TenantUser, session: Session,
+                      number: Annotated[str, Form(max_length=80)] = "", amount: Annotated[str, Form(max_length=40)] = "",
+                      issued_on: Annotated[str, Form(max_length=10)] = "",
+                      due_on: Annotated[str, Form(max_length=10)] = "") -> Response:
+    try:
+        data = schemas.InvoiceCreate.model_validate({"number": number, "amount": _money(amount),
+                                                     "issued_on": issued_on or None, "due_on": due_on or None})
+        await invoices.create_invoice(session, user.tenant, deal_id, data, actor_of(user))
+    except (OrgError, PydanticValidationError, ValueError) as exc:
+        if isinstance(exc, OrgError) and exc.status in (403, 404):
+            raise
+        await session.rollback()
+        return await _deal_page(request, user, session, deal_id, error=_error(exc), status_code=422)
+    await session.commit()
+    return RedirectResponse(f"/crm/deals/{deal_id}#invoices", status_code=303)
+
+
+@router.post("/crm/deals/{deal_id:int}/invoices/{invoice_id:int}/cancel")
+async def cancel_invoice(request: Request, deal_id: int, invoice_id: int, user: TenantUser,
+                         session: Session) -> Response:
+    row = await invoices.get_invoice(session, user.tenant, invoice_id)
+    if row.deal_id != deal_id:
+        raise OrgNotFound(f"invoice {invoice_id} not found")
+    try:
+        await invoices.cancel_invoice(session, user.tenant, invoice_id, actor_of(user))
+    except OrgError as exc:
+        if exc.status in (403, 404):
+            raise
+        await session.rollback()
+        return await _deal_page(request, user, session, deal_id, error=_error(exc), status_code=422)
+    await session.commit()
+    return RedirectResponse(f"/crm/deals/{deal_id}#invoices", status_code=303)
 
 
 @router.post("/crm/deals/{deal_id:int}/tasks")
