@@ -54,6 +54,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "steps": {"stage_id": 1, "step": "Intrude"},
     "move": {"stage_id": 1},
     "payments": {"amount": "1.00", "paid_on": "2026-01-01"},
+    "invoices": {"number": "INTRUDER-1", "amount": "1.00", "due_on": "2027-01-01"},
     "tasks": {"title": "Intruder", "due_at": "2026-01-01T00:00:00Z"},
     "queues": {"name": "Intruder", "number": "998"},
     "reasons": {"name": "Intruder"},
@@ -153,13 +154,15 @@ async def _populate(api: Api, t: Any) -> dict[str, Any]:
     deal = await post("crm/deals", {"title": "Deal", "pipeline_id": pipeline, "client_id": client})
     payment = await post(f"crm/deals/{deal}/payments", {"amount": "10.00", "paid_on": "2026-01-01"})
     task = await post("crm/tasks", {"title": "Task", "due_at": "2026-01-01T00:00:00Z", "deal_id": deal})
+    invoice = await post(f"crm/deals/{deal}/invoices", {"number": f"INV-{t.id}", "amount": "10.00",
+                                                         "due_on": "2027-01-01"})
     queue = await post("callcenter/queues", {"name": "Q", "number": "500"})
     fax = await _fax(api, t.id)
     reason = await post("callcenter/reasons", {"name": "Lunch"})
     return {
         "queue_id": queue, "reason_id": reason, "fax_id": fax,
         "client_id": client, "field_id": field, "pipeline_id": pipeline, "stage_id": stage, "deal_id": deal,
-        "payment_id": payment, "task_id": task,
+        "payment_id": payment, "task_id": task, "invoice_id": invoice,
         "tenant_id": t.id, "office_id": office, "department_id": dept, "employee_id": emp,
         "extension_id": ext, "token_id": token, "cdr_id": cdr, "trunk_id": trunk, "route_id": route,
         "number_id": number, "message_id": message, "kind": "busy", "menu_id": menu, "group_id": group,
