@@ -9,6 +9,7 @@ an employee changes their own deals and tasks (a 403 page otherwise), another co
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
@@ -118,6 +119,21 @@ async def new_deal(request: Request, user: TenantUser, session: Session,
     return RedirectResponse(f"/crm/deals/{deal.id}", status_code=303)
 
 
+async def _on_deal(request: Request, user: WebUser, session: AsyncSession, deal_id: int,
+                   change: Callable[[], Awaitable[None]], anchor: str) -> Response:
+    """Carry out a form's ``change`` to a deal: committed and back to the deal page (at ``anchor``), or the
+    page again with the reason (422); another company's or a forbidden deal stays 404/403."""
+    try:
+        await change()
+    except (OrgError, PydanticValidationError, ValueError) as exc:
+        if isinstance(exc, OrgError) and exc.status in (403, 404):
+            raise
+        await session.rollback()
+        return await _deal_page(request, user, session, deal_id, error=_error(exc), status_code=422)
+    await session.commit()
+    return RedirectResponse(f"/crm/deals/{deal_id}{anchor}", status_code=303)
+
+
 @router.post("/crm/deals/{deal_id:int}/move")
 async def move(request: Request, deal_id: int, user: TenantUser, session: Session,
                stage_id: Annotated[int, Form(ge=1, le=2**31 - 1)], lost_reason: Annotated[str, Form(max_length=2000)] = "",
@@ -170,7 +186,8 @@ async def deal_page(request: Request, deal_id: int, user: TenantUser, session: S
 async def edit_deal(request: Request, deal_id: int, user: TenantUser, session: Session) -> Response:
     form = await request.form()
     values = {k: str(v) for k, v in form.items() if isinstance(v, str)}
-    try:
+
+    async def change() -> None:
         changes: dict[str, Any] = {"title": values.get("title", ""), "amount": _money(values.get("amount", "")),
                                    "expected_close": values.get("expected_close") or None,
                                    "client_id": int(values["client_id"]) if values.get("client_id") else None,
@@ -178,13 +195,8 @@ async def edit_deal(request: Request, deal_id: int, user: TenantUser, session: S
         if user.is_tenant_admin and values.get("owner_id"):
             changes["owner_id"] = int(values["owner_id"])
         await deals.update_deal(session, user.tenant, deal_id, schemas.DealUpdate(**changes), actor_of(user))
-    except (OrgError, PydanticValidationError, ValueError) as exc:
-        if isinstance(exc, OrgError) and exc.status in (403, 404):
-            raise
-        await session.rollback()
-        return await _deal_page(request, user, session, deal_id, error=_error(exc), status_code=422)
-    await session.commit()
-    return RedirectResponse(f"/crm/deals/{deal_id}", status_code=303)
+
+    return await _on_deal(request, user, session, deal_id, change, "")
 
 
 @router.post("/crm/deals/{deal_id:int}/steps")
@@ -203,17 +215,12 @@ async def add_payment(request: Request, deal_id: int, user: TenantUser, session:
                       method: Annotated[str, Form(max_length=16)] = "transfer",
                       note: Annotated[str, Form(max_length=2000)] = "",
                       invoice_id: Annotated[str, Form(max_length=12)] = "") -> Response:
-    try:
+    async def change() -> None:
         data = schemas.PaymentIn.model_validate({"amount": _money(amount), "paid_on": paid_on, "method": method,
                                                  "note": note, "invoice_id": invoice_id.strip() or None})
         await deals.add_payment(session, user.tenant, deal_id, data, actor_of(user))
-    except (OrgError, PydanticValidationError, ValueError) as exc:
-        if isinstance(exc, OrgError) and exc.status in (403, 404):
-            raise
-        await session.rollback()
-        return await _deal_page(request, user, session, deal_id, error=_error(exc), status_code=422)
-    await session.commit()
-    return RedirectResponse(f"/crm/deals/{deal_id}#payments", status_code=303)
+
+    return await _on_deal(request, user, session, deal_id, change, "#payments")
 
 
 @router.post("/crm/deals/{deal_id:int}/invoices")
@@ -221,17 +228,12 @@ async def add_invoice(request: Request, deal_id: int, user: TenantUser, session:
                       number: Annotated[str, Form(max_length=80)] = "", amount: Annotated[str, Form(max_length=40)] = "",
                       issued_on: Annotated[str, Form(max_length=10)] = "",
                       due_on: Annotated[str, Form(max_length=10)] = "") -> Response:
-    try:
+    async def change() -> None:
         data = schemas.InvoiceCreate.model_validate({"number": number, "amount": _money(amount),
                                                      "issued_on": issued_on or None, "due_on": due_on or None})
         await invoices.create_invoice(session, user.tenant, deal_id, data, actor_of(user))
-    except (OrgError, PydanticValidationError, ValueError) as exc:
-        if isinstance(exc, OrgError) and exc.status in (403, 404):
-            raise
-        await session.rollback()
-        return await _deal_page(request, user, session, deal_id, error=_error(exc), status_code=422)
-    await session.commit()
-    return RedirectResponse(f"/crm/deals/{deal_id}#invoices", status_code=303)
+
+    return await _on_deal(request, user, session, deal_id, change, "#invoices")
 
 
 @router.post("/crm/deals/{deal_id:int}/invoices/{invoice_id:int}/cancel")
@@ -240,31 +242,22 @@ async def cancel_invoice(request: Request, deal_id: int, invoice_id: int, user: 
     row = await invoices.get_invoice(session, user.tenant, invoice_id)
     if row.deal_id != deal_id:
         raise OrgNotFound(f"invoice {invoice_id} not found")
-    try:
+
+    async def change() -> None:
         await invoices.cancel_invoice(session, user.tenant, invoice_id, actor_of(user))
-    except OrgError as exc:
-        if exc.status in (403, 404):
-            raise
-        await session.rollback()
-        return await _deal_page(request, user, session, deal_id, error=_error(exc), status_code=422)
-    await session.commit()
-    return RedirectResponse(f"/crm/deals/{deal_id}#invoices", status_code=303)
+
+    return await _on_deal(request, user, session, deal_id, change, "#invoices")
 
 
 @router.post("/crm/deals/{deal_id:int}/tasks")
 async def add_deal_task(request: Request, deal_id: int, user: TenantUser, session: Session,
                         title: Annotated[str, Form(max_length=400)] = "",
                         due_at: Annotated[str, Form(max_length=40)] = "") -> Response:
-    try:
+    async def change() -> None:
         data = schemas.TaskCreate(title=title, due_at=_local(due_at, user), deal_id=deal_id)
         await tasks.create_task(session, user.tenant, data, actor_of(user))
-    except (OrgError, PydanticValidationError, ValueError) as exc:
-        if isinstance(exc, OrgError) and exc.status in (403, 404):
-            raise
-        await session.rollback()
-        return await _deal_page(request, user, session, deal_id, error=_error(exc), status_code=422)
-    await session.commit()
-    return RedirectResponse(f"/crm/deals/{deal_id}#tasks", status_code=303)
+
+    return await _on_deal(request, user, session, deal_id, change, "#tasks")
 
 
 def _local(raw: str, user: WebUser) -> datetime:
