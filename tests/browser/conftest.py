@@ -54,6 +54,19 @@ class Console:
                                 auth_uri=f"sip:{self.domain}", name=f"{Path(scenario).stem}_{number}")
 
 
+def log_in(page: Any, console: Console, *, english: bool = True) -> None:
+    """Log in to the console as the demo company's admin; ``english``: switch the page to English (the demo
+    company speaks Russian)."""
+    page.goto(console.url + "/login")
+    page.fill("#email", console.admin_login)
+    page.fill("#password", console.admin_password)
+    page.click("main form button[type=submit]")
+    page.wait_for_url(console.url + "/")
+    if english and page.locator("html").get_attribute("lang") != "en":
+        page.click("button[name=lang][value=en]")
+        page.wait_for_selector("html[lang=en]")
+
+
 @pytest.fixture(scope="session")
 def artifacts() -> Path:
     path = Path(os.environ.get("ZVONOK_TEST_ARTIFACTS") or _ROOT / "tests" / "artifacts")

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import CHROMIUM, Console, harness
+from .conftest import CHROMIUM, Console, harness, log_in
 
 pytestmark = pytest.mark.integration
 
@@ -75,16 +75,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     finally:
         code = server.stop()
         assert code == 0, f"zvonok serve exited with {code}:\n{server.log_tail()}"
-
-
-def log_in(page: Any, console: Console) -> None:
-    page.goto(console.url + "/login")
-    page.fill("#email", console.admin_login)
-    page.fill("#password", console.admin_password)
-    page.click("main form button[type=submit]")
-    page.wait_for_url(console.url + "/")
-    page.click("button[name=lang][value=en]")  # the demo company speaks Russian
-    page.wait_for_selector("html[lang=en]")
 
 
 def test_a_call_live_then_in_the_history_and_the_reports(page: Any, world: World, artifacts: Path) -> None:

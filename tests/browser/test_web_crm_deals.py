@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import Console
+from .conftest import Console, log_in
 
 pytestmark = pytest.mark.integration
 
@@ -22,13 +22,7 @@ def _move_to_won(page: Any, title: str) -> None:
 
 
 def test_a_deal_is_refused_a_skipped_step_then_moves(page: Any, console: Console, artifacts: Path) -> None:
-    page.goto(console.url + "/login")
-    page.fill("#email", console.admin_login)
-    page.fill("#password", console.admin_password)
-    page.click("main form button[type=submit]")
-    page.wait_for_url(console.url + "/")
-    page.click("button[name=lang][value=en]")  # the demo company speaks Russian
-    page.wait_for_selector("html[lang=en]")
+    log_in(page, console)
 
     page.click("nav a[href='/crm/deals']")
     page.wait_for_url(console.url + "/crm/deals")

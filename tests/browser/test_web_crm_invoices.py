@@ -9,19 +9,13 @@ from typing import Any
 
 import pytest
 
-from .conftest import Console
+from .conftest import Console, log_in
 
 pytestmark = pytest.mark.integration
 
 
 def test_an_invoice_is_issued_and_partly_paid(page: Any, console: Console, artifacts: Path) -> None:
-    page.goto(console.url + "/login")
-    page.fill("#email", console.admin_login)
-    page.fill("#password", console.admin_password)
-    page.click("main form button[type=submit]")
-    page.wait_for_url(console.url + "/")
-    page.click("button[name=lang][value=en]")  # the demo company speaks Russian
-    page.wait_for_selector("html[lang=en]")
+    log_in(page, console)
 
     page.goto(console.url + "/crm/deals")
     page.click("#new-deal summary")

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from .conftest import Console, harness
+from .conftest import Console, harness, log_in
 
 pytestmark = pytest.mark.integration
 _spec = importlib.util.spec_from_file_location(
@@ -108,11 +108,7 @@ def test_write_to_a_client_and_see_the_reply(page: Any, world: World, artifacts:
         "password": world.imap.password})
     assert imap["has_password"] and "password" not in imap
 
-    page.goto(console.url + "/login")
-    page.fill("#email", console.admin_login)
-    page.fill("#password", console.admin_password)
-    page.click("main form button[type=submit]")
-    page.wait_for_url(console.url + "/")
+    log_in(page, console, english=False)
     card_url = f"{console.url}/crm/{client['id']}"
     page.goto(card_url)
     assert page.locator("#write-email h2").inner_text() == "Написать письмо"  # the demo company speaks Russian

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import harness
+from .conftest import harness, log_in
 from .test_web_crm_mail import World, _until, servers
 
 pytestmark = pytest.mark.integration
@@ -40,11 +40,7 @@ def test_mail_settings_and_reply(page: Any, world: World, artifacts: Path) -> No
                        "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
                        "Когда будет поставка?\r\n").encode())
 
-    page.goto(console.url + "/login")
-    page.fill("#email", console.admin_login)
-    page.fill("#password", console.admin_password)
-    page.click("main form button[type=submit]")
-    page.wait_for_url(console.url + "/")
+    log_in(page, console, english=False)
     page.goto(console.url + "/settings/mail")
     assert page.locator("h1").inner_text() == "Настройки почты"
 

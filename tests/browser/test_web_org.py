@@ -12,20 +12,9 @@ from typing import Any
 
 import pytest
 
-from .conftest import Console, harness
+from .conftest import Console, harness, log_in
 
 pytestmark = pytest.mark.integration
-
-
-def log_in_english(page: Any, console: Console) -> None:
-    page.goto(console.url + "/login")
-    page.fill("#email", console.admin_login)
-    page.fill("#password", console.admin_password)
-    page.click("main form button[type=submit]")
-    page.wait_for_url(console.url + "/")
-    if page.locator("html").get_attribute("lang") != "en":  # the demo company speaks Russian
-        page.click("button[name=lang][value=en]")
-        page.wait_for_selector("html[lang=en]")
 
 
 def rent_a_number(console: Console) -> str:
@@ -41,7 +30,7 @@ def rent_a_number(console: Console) -> str:
 def test_org_numbers_and_tokens(page: Any, console: Console, artifacts: Path) -> None:
     e164 = rent_a_number(console)
     page.on("dialog", lambda dialog: dialog.accept())  # the "are you sure?" of deletions and revocations
-    log_in_english(page, console)
+    log_in(page, console)
 
     # --- the organisation: an office, a department in it, an employee in both
     page.click("nav a[href='/org']")
@@ -192,11 +181,7 @@ def test_org_tree_in_russian_on_a_phone(browser: Any, console: Console, artifact
     context = browser.new_context(locale="ru-RU", viewport={"width": 390, "height": 844}, is_mobile=True)
     try:
         page = context.new_page()
-        page.goto(console.url + "/login")
-        page.fill("#email", console.admin_login)
-        page.fill("#password", console.admin_password)
-        page.click("main form button[type=submit]")
-        page.wait_for_url(console.url + "/")
+        log_in(page, console, english=False)
         page.goto(console.url + "/org")
         assert page.locator("h1").inner_text() == "Структура"
         width = page.evaluate("document.documentElement.scrollWidth")
