@@ -5,10 +5,12 @@ feed, once, on SQLite (``PRAGMA data_version``) and PostgreSQL (LISTEN/NOTIFY)."
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import insert, select
@@ -130,3 +132,40 @@ async def test_old_changes_are_pruned_and_unknown_events_stay_local(db: Database
     async with db.engine.connect() as conn:
         payloads = (await conn.execute(select(ChangeLog.payload))).scalars().all()
     assert payloads == [{"type": "PstnChanged", "tenant_id": None, "what": "pin", "version": 1}]
+
+
+async def test_closing_the_sqlite_wake_waits_for_a_read_in_flight() -> None:
+    # the fresh-clone CI: a test server died with SIGSEGV in libsqlite3 while stopping — the data_version read
+    # runs in a worker thread that cancelling the wait does not stop, and close() freed the connection under it
+    from zvonok.storage.changes import _SqliteWake
+
+    reading, release = threading.Event(), threading.Event()
+    calls: list[str] = []
+
+    class SlowConnection:  # stands for sqlite3.Connection: a PRAGMA that takes as long as the test says
+        def execute(self, _sql: str) -> SlowConnection:
+            calls.append("execute")
+            reading.set()
+            assert release.wait(10)
+            calls.append("execute done")
+            return self
+
+        def fetchone(self) -> tuple[int]:
+            return (7,)
+
+        def close(self) -> None:
+            calls.append("close")
+
+    wake = _SqliteWake(SimpleNamespace(url="sqlite+aiosqlite:///unused.db"))  # type: ignore[arg-type]
+    wake._conn = SlowConnection()  # type: ignore[assignment]
+    read = asyncio.ensure_future(asyncio.to_thread(wake._read))
+    assert await asyncio.to_thread(reading.wait, 10)
+    closing = asyncio.ensure_future(wake.close())
+    await asyncio.sleep(0.2)
+    assert not closing.done() and calls == ["execute"]  # the connection is not closed under the read
+    release.set()
+    assert await read == 7
+    await closing
+    assert calls == ["execute", "execute done", "close"]
+    wake._read()  # a read after close opens nothing again
+    assert calls[-1] == "close" and wake._conn is None

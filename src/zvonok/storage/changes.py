@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import threading
 import time
 from datetime import datetime, timedelta
 from typing import Any
@@ -172,11 +173,26 @@ class _SqliteWake(_Wake):
         self._path = make_url(db.url).database or ":memory:"
         self._conn: sqlite3.Connection | None = None
         self._version: int | None = None
+        # A read runs in a worker thread, and cancelling the waiting task does not stop it: closing the
+        # connection under a read in flight crashed the server at stop (SIGSEGV in libsqlite3). The
+        # connection is opened, read and closed only under this lock, and never again once closed.
+        self._lock = threading.Lock()
+        self._closed = False
 
     def _read(self) -> int:
-        if self._conn is None:
-            self._conn = sqlite3.connect(self._path, check_same_thread=False)
-        return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+        with self._lock:
+            if self._closed:
+                return self._version if self._version is not None else 0
+            if self._conn is None:
+                self._conn = sqlite3.connect(self._path, check_same_thread=False)
+            return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def _close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
     async def wait(self) -> None:
         while True:
@@ -187,9 +203,7 @@ class _SqliteWake(_Wake):
                 return
 
     async def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        await asyncio.to_thread(self._close)  # waits for a read in flight (a PRAGMA: a moment)
 
 
 class _PgWake(_Wake):
