@@ -6,15 +6,14 @@ her phone not registered, Ivan not on a call); Petr's buttons, sessions and stat
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import select
 from test_supervisor_scope import FakeLive, FakeMonitoring
 from test_web import PASSWORD, Company, Web, a, admin_a, csrf_of, login, web  # noqa: F401 - fixtures
+from test_web_callcenter import live  # noqa: F401 - the running call center, a fixture
 from test_web_calls import engine_with_calls
 
 from zvonok.callcenter.models import CallQueue
@@ -26,18 +25,6 @@ from zvonok.org.models import Employee
 from zvonok.telephony.events import Party
 from zvonok.telephony.monitor_matrix import MonitorMode, MonitorSession
 from zvonok.telephony.originate import OriginateRefused
-
-
-@pytest.fixture
-async def live(web: Web) -> AsyncIterator[CallCenterRuntime]:  # noqa: F811
-    runtime = CallCenterRuntime(web.db, flush_delay=0.0)
-    await runtime.start()
-    app: Any = web.app
-    app.state.callcenter = runtime
-    try:
-        yield runtime
-    finally:
-        await runtime.stop()
 
 
 @dataclass
@@ -63,7 +50,7 @@ async def test_a_queue_supervisor_on_the_web(
     web: Web,  # noqa: F811
     a: Company,  # noqa: F811
     admin_a: httpx.AsyncClient,  # noqa: F811
-    live: CallCenterRuntime,
+    live: CallCenterRuntime,  # noqa: F811
 ) -> None:
     app: Any = web.app
     for name, role in (("Sveta", "supervisor"), ("Petr", "employee")):

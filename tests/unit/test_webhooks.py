@@ -408,3 +408,21 @@ async def test_done_deliveries_pruned_after_a_week(
         await sender.aclose()
     [left] = (await api.client.get(f"{url}/deliveries", headers=a.headers)).json()
     assert left["state"] == "pending"  # a delivery still being tried is never pruned
+
+
+async def test_a_company_has_a_bounded_number_of_webhooks(api: Any, make_tenant: Any, private_ok: None) -> None:
+    # every webhook turns each of the company's events into a delivery row and a request: a hostile admin
+    # with thousands of them would fill the database and the outgoing connections for everyone
+    from zvonok.org import quotas
+
+    a = await make_tenant("hooks-quota-a.example")
+    b = await make_tenant("hooks-quota-b.example")
+    quotas.configure({"webhooks": 1})
+    try:
+        await _hook(api, a, "http://127.0.0.1:9/one")
+        r = await api.client.post(f"/api/v1/tenants/{a.id}/webhooks", headers=a.headers,
+                                  json={"url": "http://127.0.0.1:9/two"})
+        assert r.status_code == 409 and "webhooks" in r.text
+        await _hook(api, b, "http://127.0.0.1:9/one")  # per company
+    finally:
+        quotas.configure(None)

@@ -23,6 +23,7 @@ DEFAULTS: dict[str, int] = {
     "extensions": 5000, "employees": 5000, "offices": 200, "departments": 1000, "trunks": 50, "routes": 500,
     "ivr_menus": 200, "ring_groups": 500, "queues": 200, "reasons": 50, "conference_rooms": 500,
     "crm_fields": 100, "api_tokens": 100, "queued_faxes": 20,
+    "webhooks": 20,  # each one multiplies every event of the company into a delivery and an outgoing request
 }
 _limits: dict[str, int] = dict(DEFAULTS)
 

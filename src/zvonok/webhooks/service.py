@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from zvonok.org import quotas
 from zvonok.org.errors import ValidationError
 from zvonok.org.scope import get_in_tenant, page_in_tenant
 from zvonok.storage.db import emit
@@ -82,6 +83,7 @@ def _types(names: list[str]) -> list[str]:
 async def create_webhook(
     session: AsyncSession, tenant_id: int, data: schemas.WebhookCreate, *, allow_private: bool
 ) -> Webhook:
+    await quotas.check(session, tenant_id, "webhooks", Webhook)
     hook = Webhook(
         tenant_id=tenant_id,
         url=_url(data.url, allow_private),
