@@ -22,6 +22,7 @@ import contextlib
 import csv
 import json
 import os
+import random
 import resource
 import shutil
 import signal
@@ -58,13 +59,27 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return int(s.getsockname()[1])
 
 
-def free_sip_port() -> int:
-    """A port free for both UDP and TCP on loopback (SIP listens on both with one number)."""
-    for _ in range(50):
-        port = free_port(socket.SOCK_DGRAM)
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_sip_port(host: str = LOOPBACK) -> int:
+    """A port free for both UDP and TCP on ``host`` (SIP listens on both with one number), taken below the
+    kernel's ephemeral range: a test often configures the port (a trunk's carrier, a phone) long before
+    anything binds it, and a port the kernel hands out to any unbound socket meanwhile — a DNS lookup,
+    a client connection — made SIPp fail with "Address already in use"."""
+    low, _ = _ephemeral_range()
+    for _ in range(200):
+        port = random.randrange(10000, max(low, 10001))
         try:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-                t.bind((LOOPBACK, port))
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u, \
+                    socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                u.bind((host, port))
+                t.bind((host, port))
         except OSError:
             continue
         return port

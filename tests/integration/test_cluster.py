@@ -116,7 +116,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             numbers=NUMBERS,
             database_url=database.url,
         )
-        carrier_port = harness.free_sip_port()
+        carrier_port = harness.free_sip_port(CARRIER_HOST)
         harness.seed_pstn(tmp / "node1", seeded.tenant_id, {
             "trunks": [{"name": "Tiny", "host": CARRIER_HOST, "port": carrier_port, "max_calls": 1}],
             "routes": [{"prefix": "7473", "trunk": "Tiny"}],
