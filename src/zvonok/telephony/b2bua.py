@@ -30,7 +30,6 @@ response, a CANCEL, a BYE) is handled at once; ending a call is never queued beh
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 import random
 import time
@@ -172,6 +171,10 @@ class CallEngine(LegWiringMixin):
         self.rng = rng or random.Random()
         self.calls: dict[str, Call] = {}
         self.dialogs: dict[DialogKey, Leg] = {}
+        # the leg holding each media endpoint: the media engine's callbacks (RTP silence, keys) carry the
+        # endpoint's id, so one callback serves every leg instead of a closure kept per leg for the call's life
+        self.endpoint_legs: dict[str, Leg] = {}
+        self._on_media_timeout = self._media_timeout  # one bound method for every leg's silence check
         self.invites: dict[ServerTransaction, Leg] = {}
         self.unacked: dict[DialogKey, Leg] = {}  # legs of ended calls whose 2xx still waits for its ACK
         self._tasks: set[asyncio.Task[None]] = set()
@@ -474,6 +477,7 @@ class CallEngine(LegWiringMixin):
             await self._refuse(call, 488, "incompatible_media", "SRTP required: call over TLS")
             return False
         caller.endpoint = await self.media.create_endpoint(call.tenant_id, call.id, [MediaCodec.PCMU, MediaCodec.PCMA])
+        self.endpoint_legs[caller.endpoint.id] = caller
         # the leg's dialog machine answers the offer now (or offers in its 200: delayed offer, RFC 3261
         # §13.2.1, the answer then comes in the ACK), or refuses it (488, 400) itself
         machine = self._uas_machine(caller, self._on_caller_event)
@@ -589,6 +593,7 @@ class CallEngine(LegWiringMixin):
         leg = Leg(id=_tag(), role=role, call=call, party=party, peer=peer, session=_new_session(),
                   local_tag=_tag(), contact=contact, user_agent=user_agent, endpoint=endpoint, trunk_id=trunk_id,
                   srtp_policy=srtp_policy)
+        self.endpoint_legs[endpoint.id] = leg
         machine = self._uac_machine(leg, codecs, request_uri=request_uri, from_header=from_header,
                                     to_header=to_header, extra_headers=[("User-Agent", "Zvonok"), *(extra_headers or [])],
                                     on_event=handler or self._on_fork_event)
@@ -793,7 +798,7 @@ class CallEngine(LegWiringMixin):
         held = any(leg.held for leg in (call.caller, call.callee) if leg is not None)
         for leg in (call.caller, call.callee):
             if leg is not None and leg.endpoint is not None:
-                callback = None if held else functools.partial(self._media_timeout, leg)
+                callback = None if held else self._on_media_timeout
                 await self.media.on_inactivity(leg.endpoint, self.media_timeout, callback)
 
     async def _start_recording(self, call: Call, caller: Leg, callee: Leg, part: int = 1) -> None:
@@ -1069,7 +1074,10 @@ class CallEngine(LegWiringMixin):
             self._drive(leg)
 
     # -- ending -----------------------------------------------------------------------------------------
-    def _media_timeout(self, leg: Leg, event: MediaTimeout) -> None:
+    def _media_timeout(self, event: MediaTimeout) -> None:
+        leg = self.endpoint_legs.get(event.endpoint_id)
+        if leg is None or leg.call.ended:
+            return  # released since the check fired
         log.info("no RTP from a leg: ending the call", call=leg.call.id, leg=leg.id, silent_for=event.silent_for)
         self._hangup(leg.call, None, ev.HangupSide.SYSTEM, "media_timeout")
 
@@ -1258,6 +1266,7 @@ class CallEngine(LegWiringMixin):
             self.trunks.release(leg.trunk_id)
         endpoint, leg.endpoint = leg.endpoint, None
         if endpoint is not None:
+            self.endpoint_legs.pop(endpoint.id, None)
             self.spawn(self.media.release(endpoint))
 
     # -- helpers -------------------------------------------------------------------------------------------

@@ -70,6 +70,7 @@ class Leg:
     sip: SipLeg | None = None
     sip_timer: asyncio.TimerHandle | None = None
     on_sip_event: Callable[[Leg, LegEvent], None] | None = None
+    keys: Any = None  # the keys typed so far for a feature code (telephony.threeway.KeySequence), from the first
 
 
 @dataclass(eq=False, slots=True, weakref_slot=True)

@@ -29,7 +29,6 @@ ear, as with most PBXs that pass DTMF through. :class:`KeySequence` is the sans-
 
 from __future__ import annotations
 
-import functools
 import itertools
 import time
 from collections.abc import Coroutine
@@ -76,6 +75,7 @@ class ThreeWayControl(Protocol):
 
     media: MediaEngine
     calls: dict[str, Call]
+    endpoint_legs: dict[str, Leg]  # the leg holding each media endpoint
 
     def step(self, call: Call, coro: Coroutine[Any, Any, None]) -> None: ...
 
@@ -110,6 +110,7 @@ class ThreeWayCalls:
     def __init__(self, engine: ThreeWayControl) -> None:
         self.engine = engine
         self._ids = itertools.count(1)
+        self._on_key = self._key  # one bound method listens on every leg (not a closure kept per leg)
 
     # --- listening for the code -------------------------------------------------------------------------
 
@@ -133,12 +134,16 @@ class ThreeWayCalls:
         """A call was just connected: listen for the code on each employee's leg that has a sibling call."""
         for leg in (call.caller, call.callee):
             if leg is not None and leg.endpoint is not None and self._sibling(call, leg) is not None:
-                await self.engine.media.on_dtmf(leg.endpoint, functools.partial(self._key, call, leg, KeySequence()))
+                await self.engine.media.on_dtmf(leg.endpoint, self._on_key)
 
-    def _key(self, call: Call, leg: Leg, keys: KeySequence, event: DtmfReceived) -> None:
-        if call.ended or leg.state is not LegState.ANSWERED:
+    def _key(self, event: DtmfReceived) -> None:
+        leg = self.engine.endpoint_legs.get(event.endpoint_id)
+        if leg is None or leg.call.ended or leg.state is not LegState.ANSWERED:
             return
-        if keys.feed(event.digit, time.monotonic()):
+        call = leg.call
+        if leg.keys is None:
+            leg.keys = KeySequence()  # from the first key: most calls never press one
+        if leg.keys.feed(event.digit, time.monotonic()):
             self.engine.step(call, self.merge(call, leg))
 
     # --- the room --------------------------------------------------------------------------------------
