@@ -88,7 +88,9 @@ async def test_both_legs_silent_at_once_send_one_bye_each() -> None:
     caller, callee = call.caller, call.callee
     assert caller is not None and callee is not None
     for leg in (caller, callee):
-        engine._media_timeout(leg, MediaTimeout(tenant_id=1, call_id=call.id, endpoint_id=leg.id, silent_for=60.0))
+        engine.endpoint_legs[leg.id] = leg  # (their endpoints' ids: the legs' own, here)
+    for leg in (caller, callee):
+        engine._media_timeout(MediaTimeout(tenant_id=1, call_id=call.id, endpoint_id=leg.id, silent_for=60.0))
     assert [r.method for r in sip.requests] == ["BYE", "BYE"]
     await asyncio.wait(list(engine._tasks), timeout=5)
     assert call.ended and not engine.calls and not engine.dialogs
