@@ -184,7 +184,7 @@ def _extra_routers() -> list[Any]:
     from zvonok.webhooks import http as webhooks_http
 
     return [registrations_router(Location()), cdr_http.router, pstn_http.router, hold_music_http.router,
-            features_http.router, crm_http.router, voicemail_http.router,
+            features_http.router, crm_http.router, crm_http.hooks_router, voicemail_http.router,
             ivr_http.router, ring_group_http.router, callcenter_http.router, fax_http.router, monitoring_http.router,
             originate_http.router, webhooks_http.router]
 

@@ -413,7 +413,7 @@ async def build(settings: Settings) -> Runtime:
     desk.attach(engine.queue_calls)
     app = create_app(settings, db, routers=[registrations_router(location), cdr_http.router, events_router(bus),
                                             pstn_http.router, conference_http.router, hold_music_http.router,
-                                            features_http.router, crm_http.router, voicemail_http.router,
+                                            features_http.router, crm_http.router, crm_http.hooks_router, voicemail_http.router,
                                             ivr_http.router, ring_group_http.router, callcenter_http.router,
                                             fax_http.router, monitoring_http.router, originate_http.router,
                                             webhooks_http.router])

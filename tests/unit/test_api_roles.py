@@ -131,6 +131,7 @@ ACCESS: dict[str, str] = {
     "deal_history": TEAM, "list_payments": TEAM, "add_payment": TEAM, "delete_payment": TEAM, "create_task": TEAM,
     "list_invoices": TEAM, "create_invoice": TEAM, "get_invoice": TEAM, "update_invoice": TEAM,
     "cancel_invoice": TEAM, "pay_invoice": TEAM, "import_payments": TEAM,
+    "get_payment_hook": ADMIN, "enable_payment_hook": ADMIN, "disable_payment_hook": ADMIN, "notify_payment": PUBLIC,
     "list_tasks": TEAM, "get_task": TEAM, "update_task": TEAM, "delete_task": TEAM, "get_settings": TEAM,
     "get_dashboard": TEAM, "send_email": TEAM, "reply": TEAM, "list_emails": TEAM, "client_timeline": TEAM,
     # outgoing webhooks (webhooks/http.py): the company's integrations are the admins'
@@ -182,7 +183,7 @@ async def setup(db: Database, settings: Settings) -> AsyncIterator[Setup]:
     app = create_app(settings, db, routers=[
         registrations_router(location), cdr_http.router, events_router(LocalBus()), pstn_http.router,
         conference_http.router, hold_music_http.router, features_http.router, ivr_http.router, ring_group_http.router,
-        fax_http.router, monitoring_http.router, crm_http.router, voicemail_http.router,
+        fax_http.router, monitoring_http.router, crm_http.router, crm_http.hooks_router, voicemail_http.router,
         webhooks_http.router])
     app.state.parking = Parking(None)  # type: ignore[arg-type]  # the lot alone: no call engine here
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://zvonok.test") as client:

@@ -205,7 +205,11 @@ async def delete_field(tenant_id: int, field_id: int, _: TenantAdmin, session: S
 
 
 from .mail_http import router as mail_router  # noqa: E402 - after the clients' routes, under the same prefix
+from .payment_hook_http import public_router  # noqa: E402
+from .payment_hook_http import router as payment_hook_router  # noqa: E402
 from .sales_http import router as sales_router  # noqa: E402
 
 router.include_router(sales_router)
 router.include_router(mail_router)
+router.include_router(payment_hook_router)
+hooks_router = public_router  # the payment provider's URL, outside the tenant's prefix: the app includes it too

@@ -113,6 +113,10 @@ class CrmSettings(TenantScoped, Base):
     escalate_hours: Mapped[int] = mapped_column(Integer, default=24)  # overdue this long: the head is told
     # an outside call from a client's number rings the client's owner this long first (0: off)
     owner_ring_seconds: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # payment notifications by webhook (zvonok.crm.payment_hook): the public part of their URL and the HMAC
+    # key they are signed with; None: off
+    payment_hook_key: Mapped[str | None] = mapped_column(String(40), unique=True, index=True)
+    payment_hook_secret: Mapped[str | None] = mapped_column(String(100))
 
 
 class CrmPipeline(TenantScoped, Timestamped, Base):

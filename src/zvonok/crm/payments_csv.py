@@ -90,6 +90,32 @@ def _date(raw: str) -> date | None:
         return None
 
 
+def check_row(out: Parsed, line: int, number: str, amount_text: str, paid_text: str,
+              reference: str) -> PaymentRow | None:
+    """One payment's cells checked (a CSV row, a notification's fields): the row, or None with the problems
+    in ``out``."""
+    amount, paid_on = _amount(amount_text), _date(paid_text)
+    bad = False
+    if not number:
+        out.fail(line, N_("{column} is empty"), column="invoice_number")
+        bad = True
+    if amount is None:
+        out.fail(line, N_("amount {value} is not a sum of money above 0"), value=repr(amount_text))
+        bad = True
+    if paid_on is None:
+        out.fail(line, N_("paid_at {value} is not a date (YYYY-MM-DD or DD.MM.YYYY)"), value=repr(paid_text))
+        bad = True
+    if safe_cell(reference) != reference or safe_cell(number) != number:
+        out.fail(line, N_("a cell may not start a spreadsheet formula (=, @, +, -)"))
+        bad = True
+    if len(reference) > 200 or len(number) > 40:
+        out.fail(line, N_("a cell is too long"))
+        bad = True
+    if bad or amount is None or paid_on is None:
+        return None
+    return PaymentRow(line=line, invoice_number=number, amount=amount, paid_on=paid_on, reference=reference)
+
+
 def parse(text: IO[str]) -> Parsed:
     out = Parsed()
     content = text.read()
@@ -137,34 +163,16 @@ def parse(text: IO[str]) -> Parsed:
                 return _unquote(row[at].strip()) if at is not None and at < len(row) else ""
 
             number, reference = cell("invoice_number"), cell("reference")
-            amount, paid_on = _amount(cell("amount")), _date(cell("paid_at"))
-            bad = False
-            if not number:
-                out.fail(line, N_("{column} is empty"), column="invoice_number")
-                bad = True
-            if amount is None:
-                out.fail(line, N_("amount {value} is not a sum of money above 0"), value=repr(cell("amount")))
-                bad = True
-            if paid_on is None:
-                out.fail(line, N_("paid_at {value} is not a date (YYYY-MM-DD or DD.MM.YYYY)"),
-                         value=repr(cell("paid_at")))
-                bad = True
-            if safe_cell(reference) != reference or safe_cell(number) != number:
-                out.fail(line, N_("a cell may not start a spreadsheet formula (=, @, +, -)"))
-                bad = True
-            if len(reference) > 200 or len(number) > 40:
-                out.fail(line, N_("a cell is too long"))
-                bad = True
+            checked = check_row(out, line, number, cell("amount"), cell("paid_at"), reference)
             if reference and (number, reference) in seen:
                 out.fail(line, N_("reference {reference} is on line {first} too"), reference=repr(reference),
                          first=seen[(number, reference)])
-                bad = True
-            if bad or amount is None or paid_on is None:
+                continue
+            if checked is None:
                 continue
             if reference:
                 seen[(number, reference)] = line
-            out.rows.append(PaymentRow(line=line, invoice_number=number, amount=amount, paid_on=paid_on,
-                                       reference=reference))
+            out.rows.append(checked)
     except csv.Error as exc:
         out.fail(reader.line_num, N_("unreadable CSV: {reason}"), reason=exc)
     return out
@@ -187,6 +195,12 @@ async def import_payments(session: AsyncSession, tenant_id: int, stream: IO[byte
     if encoding is None:
         return Imported(errors=[RowError.of(1, N_("the file is not text (UTF-8, UTF-16 or Windows-1251)"))])
     parsed = parse(io.TextIOWrapper(stream, encoding=encoding, newline=""))
+    return await record(session, tenant_id, parsed, actor)
+
+
+async def record(session: AsyncSession, tenant_id: int, parsed: Parsed, actor: Actor) -> Imported:
+    """Record checked payments (all or nothing: adds rows only when every row is good and ``parsed`` has no
+    problem) against the company's issued invoices, by number."""
     result = Imported(errors=list(parsed.errors), more_errors=parsed.more_errors)
     numbers = {r.invoice_number for r in parsed.rows}
     invoices: dict[str, CrmInvoice] = {}
