@@ -159,6 +159,8 @@ class CallCenterRuntime:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        if self._dirty and not await self.write_presence():
+            log.error("agent presence: %d changes could not be written at stop", len(self._dirty))
         for _ in range(attempts):
             while self.backlog and await self._write_batch(self.batch_size):
                 pass
