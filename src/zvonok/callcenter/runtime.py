@@ -19,8 +19,9 @@ only source, so it is never dropped while the process lives; :meth:`stop` writes
 Queue and agent ids are database ids (unique across tenants), so one center serves every tenant of the
 process; the tenant of each log entry and event comes from its queue or from the agent's login.
 
-Several nodes (issue 14; ``node`` and ``claims`` given, PostgreSQL): each node runs its own center, and
-two things are shared through the database (docs/cluster.md says why not through NATS):
+Several nodes (issue 14; ``claims`` given: the server passes its ``SharedHolds`` when it runs with a bus on
+PostgreSQL; without them nothing below happens and the center is the node's alone): each node runs its own
+center, and two things are shared through the database (docs/cluster.md says why not through NATS):
 
 - **presence** — the queues an agent is logged in to and its not-ready reason. A change made on this node
   (the API, a pause after missed offers, a pause taken after wrap-up) is written to ``agent_presence`` by

@@ -16,6 +16,9 @@ remaining budget, and a trunk's ``max_calls`` counts the calls of every node.
   every ``refresh`` seconds, and any node's dead-node sweep deletes rows not refreshed for the
   dead-node interval (:func:`delete_stale`): a killed node's holds go with it, and so does a row whose
   insert committed after the node had given up waiting for it.
+- The call center's agents (:meth:`SharedHolds.claim_agent`): an agent rung for one node's queue call is
+  that node's (a row of ``kind`` "agent") until it is free again; another node's offer of the agent is
+  refused meanwhile. Refreshed and swept like the other holds.
 - Waiting is bounded (``timeout``, 2 s by default) and the failure policy is per limit: a trunk falls back
   to this node's own count (each node enforces the whole limit alone, as before clustering; the carrier's
   own channel limit answers 503 beyond it and the next trunk is tried), a spending decision fails closed
