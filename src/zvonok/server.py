@@ -405,7 +405,9 @@ async def build(settings: Settings) -> Runtime:
     )
     ScreenPopper(db, bus).start()  # the CRM card of a caller, to the ringing employee's websocket
     TaskScheduler(db, bus).start()  # missed call -> call-back task; task reminders and escalations
-    callcenter = CallCenterRuntime(db, bus)  # queues and agents
+    # queues and agents; several nodes: agents' presence (agent_presence) and who has an agent (call_holds)
+    # shared through PostgreSQL (zvonok.callcenter.runtime)
+    callcenter = CallCenterRuntime(db, bus, claims=holds)
     await callcenter.start()
     policy.runtime = callcenter
     desk = CenterDesk(callcenter)  # the engine's queue calls (telephony/queue_call.py) go through it

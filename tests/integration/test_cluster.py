@@ -23,6 +23,7 @@ import socket
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -278,9 +279,10 @@ def _invites(node: Any) -> float:
     )
 
 
-def _call(cluster: Cluster, caller: Phone, callee: Phone) -> int:
-    """``caller`` calls ``callee`` through the edge and plays 7 s of audio; the RTP packets that reach
-    the callee's media socket."""
+def _call(cluster: Cluster, caller: Phone, callee: Phone, dialed: str | None = None) -> int:
+    """``caller`` calls ``callee`` (or ``dialed``, which rings ``callee``'s phone) through the edge and plays
+    7 s of audio; the RTP packets that reach the callee's media socket."""
+    dialed = dialed or callee.number
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as media:
         media.bind((harness.LOOPBACK, 0))
         media.settimeout(0.2)
@@ -309,12 +311,12 @@ def _call(cluster: Cluster, caller: Phone, callee: Phone) -> int:
                 name=f"caller_{tag}",
                 rows=[
                     calls.caller_row(
-                        caller.number, harness.password_for(caller.number), cluster.domain, callee.number
+                        caller.number, harness.password_for(caller.number), cluster.domain, dialed
                     )
                 ],
                 rate=1,
                 timeout=40,
-                auth_uri=f"sip:{callee.number}@{cluster.domain}",
+                auth_uri=f"sip:{dialed}@{cluster.domain}",
                 extra=["-d", "3000"],
             ).start()
             deadline = time.monotonic() + 40
@@ -365,6 +367,46 @@ def test_phones_registered_through_different_nodes_call_each_other_with_media_se
         assert after[1 - home] == before[1 - home] and after[home] > before[home], (before, after)
         # the caller plays for 3 s before it hangs up (50 packets a second): the node relays them
         assert received >= 100, (caller.number, callee.number, received)
+
+
+def _callcenter(cluster: Cluster, node: int, path: str, body: Any = None, method: str | None = None) -> Any:
+    url = f"{cluster.nodes[node].http_url}/api/v1/tenants/{cluster.seeded.tenant_id}/callcenter{path}"
+    return harness.http_json(url, cluster.seeded.token, method=method or ("POST" if body is not None else "GET"),
+                             body=body)
+
+
+def test_an_agent_made_available_through_node_1_is_offered_a_queue_call_arriving_on_node_2(
+    cluster: Cluster, phones: tuple[Phone, Phone]
+) -> None:
+    """Phone A (registered through node 1) is an agent, logged in through node 1's API; phone B (its calls
+    go to node 2) dials the queue: node 2 knows the agent (agent_presence, through the change feed), claims
+    it and rings A along its Path; A answers and hears B."""
+    a, b = phones
+    ids = harness.seed_pstn(cluster.workdir.parent / "node1", cluster.seeded.tenant_id,
+                            {"employees": [{"name": f"Agent {a.number}", "extension": a.number}]},
+                            database_url=cluster.nodes[0].database_url)
+    agent = ids["employees"][f"Agent {a.number}"]
+    queue = _callcenter(cluster, 0, "/queues", {"name": "Cluster queue", "number": "7550", "wrap_up": 0})
+    _callcenter(cluster, 0, f"/queues/{queue['id']}/members", {"employee_ids": [agent]}, method="PUT")
+    assert _callcenter(cluster, 0, f"/agents/{agent}/login", {"queue_ids": [queue["id"]]})["status"] == "available"
+
+    def state(node: int) -> dict[str, Any]:
+        try:
+            return dict(_callcenter(cluster, node, f"/agents/{agent}"))
+        except urllib.error.HTTPError:  # not known there yet
+            return {}
+
+    assert _wait_for(lambda: state(1).get("status") == "available", 15), (state(1), cluster.logs())
+    before = [_invites(node) for node in cluster.nodes]
+    received = _call(cluster, b, a, dialed="7550")
+    after = [_invites(node) for node in cluster.nodes]
+    assert after[1] > before[1] and after[0] == before[0], (before, after)  # the queue call was node 2's
+    assert received >= 50, received  # B's audio reached the agent's phone
+    assert _wait_for(lambda: state(1).get("calls") == 1 and state(1).get("status") == "available", 15), state(1)
+    assert state(0)["calls"] == 0  # node 1 offered nothing
+    # logged out through node 2: node 1 sees it too
+    _callcenter(cluster, 1, f"/agents/{agent}/logout", {})
+    assert _wait_for(lambda: state(0).get("status") == "offline", 15), (state(0), cluster.logs())
 
 
 def test_a_trunk_limit_counts_the_calls_of_both_nodes(cluster: Cluster) -> None:

@@ -45,6 +45,7 @@ class FakeRuntime:
         self.action_handlers: list[Callable[[Action], None]] = []
         self.log: list[QueueLogEntry] = []
         self._timer: asyncio.TimerHandle | None = None
+        self.claims = None  # one node: offers ring at once
 
     def feed(self, step: Callable[[ContactCenter, float], T]) -> T:
         try:

@@ -7,7 +7,8 @@ An agent is an employee who logs in to one or more queues. Its state is one fiel
 state        means
 ===========  =============================================================================
 OFFLINE      logged in to no queue
-AVAILABLE    may be offered a queue call (unless on another, non-queue call: ``busy_elsewhere``)
+AVAILABLE    may be offered a queue call (unless on another, non-queue call: ``busy_elsewhere``, or
+             taken by another node for its queue call: ``held_elsewhere``)
 NOT_READY    paused with a tenant-defined reason ("lunch", "training", "missed" after unanswered offers)
 RINGING      a queue call is being offered to the agent's phone
 ON_CALL      talking to a queue caller
@@ -60,6 +61,7 @@ class Agent:
     idle_since: float = 0.0  # when the agent last became available (longest-idle)
     rest_until: float = 0.0  # not offered again before this (after an unanswered offer)
     busy_elsewhere: bool = False  # on a call that is not from a queue: not offered queue calls
+    held_elsewhere: bool = False  # several nodes: another node has the agent for a queue call (its claim)
     missed: int = 0  # offers left unanswered in a row
     calls: int = 0  # queue calls handled since the counters were reset
     talk_time: float = 0.0

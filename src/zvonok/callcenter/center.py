@@ -6,7 +6,8 @@ monotonic clock): a caller :meth:`~ContactCenter.join`\\ s a queue or leaves it 
 (:meth:`~ContactCenter.offer_answered`, :meth:`~ContactCenter.offer_failed`), a queue call ends
 (:meth:`~ContactCenter.call_ended`, :meth:`~ContactCenter.transferred`), an agent logs in, out, pauses,
 or is on a non-queue call (:meth:`~ContactCenter.login`, :meth:`~ContactCenter.logout`,
-:meth:`~ContactCenter.pause`, :meth:`~ContactCenter.unpause`, :meth:`~ContactCenter.set_busy_elsewhere`).
+:meth:`~ContactCenter.pause`, :meth:`~ContactCenter.unpause`, :meth:`~ContactCenter.set_busy_elsewhere`), or
+— several nodes — is taken by another node (:meth:`~ContactCenter.set_held_elsewhere`).
 It then drains :meth:`~ContactCenter.take_actions` — :class:`Offer` (ring this agent for this call),
 :class:`CancelOffer`, :class:`Announce` (tell the caller its position and estimated wait) and
 :class:`Overflow` (send the caller to the queue's overflow destination) — and
@@ -443,6 +444,23 @@ class ContactCenter:
             if withdrawn is not None and withdrawn.call_id in self.waiting:
                 self._dispatch(now, entries=[withdrawn])
 
+    def set_held_elsewhere(self, agent_id: int, held: bool, now: float) -> None:
+        """Several nodes: another node has (or no longer has) the agent for one of its queue calls. Like a
+        non-queue call: no offer meanwhile; an offer of ours still waiting for its claim is withdrawn without
+        counting as a miss, and its caller is offered to someone else."""
+        agent = self.agents.get(agent_id)
+        if agent is None or agent.held_elsewhere == held:
+            return
+        agent.held_elsewhere = held
+        if not held:
+            self._dispatch(now, agents=[agent])
+            return
+        if agent.status is _S.RINGING:
+            withdrawn = self._withdraw_offer(agent, now, "busy")
+            self._set_status(agent, _S.AVAILABLE, now)
+            if withdrawn is not None and withdrawn.call_id in self.waiting:
+                self._dispatch(now, entries=[withdrawn])
+
     # -- time ----------------------------------------------------------------------------------------
     def next_deadline(self) -> float | None:
         times: list[float] = []
@@ -536,7 +554,8 @@ class ContactCenter:
         agents: dict[str, int] = {}
         for agent in self.agents.values():
             if queue_id in agent.queues or agent.call_queue == queue_id:
-                status = "busy" if agent.busy_elsewhere and agent.status is _S.AVAILABLE else agent.status.value
+                elsewhere = agent.busy_elsewhere or agent.held_elsewhere
+                status = "busy" if elsewhere and agent.status is _S.AVAILABLE else agent.status.value
                 agents[status] = agents.get(status, 0) + 1
         return QueueSnapshot(queue_id=queue_id, waiting=len(live), callbacks=len(line) - len(live),
                              longest_wait=max((now - e.joined_at for e in live), default=0.0), agents=agents)
@@ -605,7 +624,8 @@ class ContactCenter:
         return min(later) if later and config.requirements else None
 
     def _eligible(self, agent: Agent, config: QueueConfig, waited: float, now: float) -> bool:
-        if agent.status is not _S.AVAILABLE or agent.busy_elsewhere or config.id not in agent.queues:
+        if (agent.status is not _S.AVAILABLE or agent.busy_elsewhere or agent.held_elsewhere
+                or config.id not in agent.queues):
             return False
         if agent.rest_until > now:
             return False

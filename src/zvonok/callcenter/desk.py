@@ -8,7 +8,8 @@ runtime's draining of the center, so an input the application makes while carryi
 fails at once) is a fresh input, not one nested in another. Queue numbers and agents' extensions are read
 from the database here (telephony runs no SQL). A callback's offer goes to the application's
 ``offer_callback`` (:mod:`zvonok.telephony.queue_callback`: the agent's phone first, then the customer), which
-reports back with ``callback_answered`` / ``callback_failed``.
+reports back with ``callback_answered`` / ``callback_failed``. Several nodes: an offer rings only once the
+runtime has taken the agent for this node (:meth:`~.runtime.CallCenterRuntime.claim`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class CenterDesk:
     def __init__(self, runtime: CallCenterRuntime) -> None:
         self.runtime = runtime
         self.app: QueueCalls | None = None
+        self._claims: set[asyncio.Future[None]] = set()  # offers waiting for their agent's claim
 
     def attach(self, app: QueueCalls) -> None:
         self.app = app
@@ -48,16 +50,29 @@ class CenterDesk:
         if app is None:
             return
         if isinstance(action, Offer):
-            if action.callback:  # the agent's phone first, then the customer (telephony/queue_callback.py)
-                app.offer_callback(action.call_id, action.queue_id, action.agent_id, action.number)
-            else:
-                app.offer(action.call_id, action.agent_id)
+            if self.runtime.claims is not None:  # several nodes: the agent is taken for this node first
+                task = asyncio.ensure_future(self._claim_and_offer(action))
+                self._claims.add(task)
+                task.add_done_callback(self._claims.discard)
+                return
+            self._ring(app, action)
         elif isinstance(action, CancelOffer):
             app.cancel_offer(action.call_id, action.agent_id)
         elif isinstance(action, Announce):
             app.announce(action.call_id, action.position, action.wait_estimate)
         elif isinstance(action, Overflow):
             app.overflow(action.call_id, action.reason, action.destination)
+
+    async def _claim_and_offer(self, action: Offer) -> None:
+        if await self.runtime.claim(action.agent_id, action.call_id) and self.app is not None:
+            self._ring(self.app, action)
+
+    @staticmethod
+    def _ring(app: QueueCalls, action: Offer) -> None:
+        if action.callback:  # the agent's phone first, then the customer (telephony/queue_callback.py)
+            app.offer_callback(action.call_id, action.queue_id, action.agent_id, action.number)
+        else:
+            app.offer(action.call_id, action.agent_id)
 
     # -- look-ups -------------------------------------------------------------------------------------------
     async def queue(self, tenant_id: int, key: str) -> QueueRef | None:

@@ -62,3 +62,15 @@ class QueueStateChanged:
     wrap_up: int = 0
     at: float = 0.0
     version: int = 1
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True)
+class AgentPresenceChanged:
+    """Several nodes: ``node`` wrote the agent's ``agent_presence`` row (a domain event: every other node
+    reads the row and applies it; the writer ignores its own)."""
+
+    tenant_id: int
+    employee_id: int
+    node: str
+    version: int = 1

@@ -221,7 +221,7 @@ async def _may_act_for(session: AsyncSession, tenant_id: int, employee_id: int, 
 def agent_out(runtime: CallCenterRuntime, agent: Agent, full_name: str = "") -> s.AgentOut:
     return s.AgentOut(employee_id=agent.id, full_name=full_name, status=agent.status.value,
                       reason=agent.reason, queue_ids=sorted(agent.queues), since=runtime.wall_time(agent.since),
-                      calls=agent.calls, busy_elsewhere=agent.busy_elsewhere)
+                      calls=agent.calls, busy_elsewhere=agent.busy_elsewhere or agent.held_elsewhere)
 
 
 def _state_error(exc: Exception) -> HTTPException:

@@ -106,3 +106,17 @@ class QueueLogRow(Base):
     agent_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     event: Mapped[str] = mapped_column(String(20))
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class AgentPresence(TenantScoped, Base):
+    """Several nodes (issue 14): an agent's login and pause as every node must see them — the queues it is
+    logged in to and its not-ready reason (None: ready). Written by the node where it changed, announced to
+    the others with :class:`~zvonok.callcenter.events.AgentPresenceChanged`, read by a node at its start.
+    Offers, calls and wrap-up are not here: they are the node's that has the agent (``call_holds``)."""
+
+    __tablename__ = "agent_presence"
+
+    employee_id: Mapped[int] = mapped_column(ForeignKey("employees.id", ondelete="CASCADE"), primary_key=True)
+    queues: Mapped[list[int]] = mapped_column(JSON, default=list)
+    reason: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    node: Mapped[str] = mapped_column(String(64))  # who wrote it last

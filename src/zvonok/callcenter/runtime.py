@@ -18,6 +18,24 @@ only source, so it is never dropped while the process lives; :meth:`stop` writes
 
 Queue and agent ids are database ids (unique across tenants), so one center serves every tenant of the
 process; the tenant of each log entry and event comes from its queue or from the agent's login.
+
+Several nodes (issue 14; ``claims`` given: the server passes its ``SharedHolds`` when it runs with a bus on
+PostgreSQL; without them nothing below happens and the center is the node's alone): each node runs its own
+center, and two things are shared through the database (docs/cluster.md says why not through NATS):
+
+- **presence** — the queues an agent is logged in to and its not-ready reason. A change made on this node
+  (the API, a pause after missed offers, a pause taken after wrap-up) is written to ``agent_presence`` by
+  one background task with an :class:`~.events.AgentPresenceChanged` in the same transaction; the other
+  nodes read the row and apply it to their center (:meth:`CallCenterRuntime.mirror`) as inputs whose
+  presence entries are not logged again (the writing node logged them). A starting node reads every row.
+- **who has an agent** — before an agent's phone rings for this node's queue call the desk takes the
+  agent's claim (:meth:`CallCenterRuntime.claim`, a ``call_holds`` row: :meth:`AgentClaims.claim_agent`);
+  another node's claim makes the agent ``held_elsewhere`` here, the offer is withdrawn without counting as a
+  miss and the caller offered to someone else. The claim stays through the call and wrap-up and is released
+  when the agent is free of this node's calls (:meth:`CallCenterRuntime._release_claims`); every
+  ``sync_every`` seconds a node reads the other nodes' claims and sets ``held_elsewhere`` accordingly, so an
+  agent busy on one node shows (and is counted) busy on every node, and is offered again once freed —
+  a killed node's claims, too, once the dead-node sweep has deleted them.
 """
 
 from __future__ import annotations
@@ -28,35 +46,68 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import insert
+from sqlalchemy import delete, insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 
 from zvonok.bus import Bus
 from zvonok.org.events import EntityChanged, TenantDeleted
 from zvonok.org.models import Employee
-from zvonok.storage.db import Database
+from zvonok.storage.db import Database, emit
 
 from . import log as ql
 from . import service
-from .agents import Agent, AgentStatus
+from .agents import BUSY, Agent, AgentStatus
 from .center import Action, CallbackRequest, ContactCenter, QueueSnapshot
-from .events import AgentChanged, AgentStateChanged, QueueChanged, QueueStateChanged
+from .events import AgentChanged, AgentPresenceChanged, AgentStateChanged, QueueChanged, QueueStateChanged
 from .log import QueueLogEntry
-from .models import QueueLogRow
+from .models import AgentPresence, QueueLogRow
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _AGENT_EVENTS = frozenset({ql.AGENTSTATUS, ql.ADDMEMBER, ql.REMOVEMEMBER, ql.PAUSE, ql.UNPAUSE})
+_PRESENCE_EVENTS = frozenset({ql.ADDMEMBER, ql.REMOVEMEMBER, ql.PAUSE, ql.UNPAUSE})
+Presence = tuple[tuple[int, ...], str | None]  # the queues logged in to, the not-ready reason (None: ready)
+
+
+class AgentClaims(Protocol):
+    """Who has an agent across nodes (:class:`zvonok.pstn.holds.SharedHolds`)."""
+
+    node: str
+
+    async def claim_agent(self, agent_id: int, call_id: str) -> bool: ...
+
+    def release_agent(self, agent_id: int) -> None: ...
+
+    def agents_claimed(self) -> set[int]: ...
+
+    async def agents_elsewhere(self) -> set[int] | None: ...
+
+
+def presence_of(agent: Agent | None) -> Presence:
+    if agent is None or not agent.queues:
+        return ((), None)
+    reason = agent.reason if agent.status is AgentStatus.NOT_READY else agent.pause_after
+    return (tuple(sorted(agent.queues)), reason)
 
 
 class CallCenterRuntime:
     def __init__(self, db: Database, bus: Bus | None = None, *, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time, rng: random.Random | None = None,
-                 batch_size: int = 500, flush_delay: float = 0.2, retry_delay: float = 1.0) -> None:
+                 batch_size: int = 500, flush_delay: float = 0.2, retry_delay: float = 1.0,
+                 claims: AgentClaims | None = None, sync_every: float = 5.0) -> None:
         self.db = db
         self.bus = bus
+        self.claims = claims  # several nodes: presence and claims shared (see the module notes)
+        self.sync_every = sync_every
+        self._presence: dict[int, Presence] = {}  # what the nodes know of each agent (written or read)
+        self._dirty: dict[int, tuple[int, Presence]] = {}  # agent -> (tenant, presence) to write
+        self._presence_wake: asyncio.Event | None = None
+        self._mirroring: int | None = None  # the agent whose other node's presence is being applied
+        self._claiming: dict[int, int] = {}  # agent -> claims of this node under way
+        self._shared_tasks: list[asyncio.Task[None]] = []
         self.clock = clock
         self.wall = wall
         self.center = ContactCenter(rng=rng, wall_offset=wall() - clock())
@@ -89,6 +140,11 @@ class CallCenterRuntime:
         self._writer = asyncio.create_task(self._write_loop(), name="callcenter:queue_log")
         self._reloader = asyncio.create_task(self._reload_loop(), name="callcenter:reload")
         self.db.add_listener(self.on_event)
+        if self.claims is not None:
+            await self._load_presence()
+            self._presence_wake = asyncio.Event()
+            self._shared_tasks = [asyncio.create_task(self._presence_loop(), name="callcenter:presence"),
+                                  asyncio.create_task(self._sync_loop(), name="callcenter:claims")]
         self._after()
 
     async def stop(self, *, attempts: int = 5) -> None:
@@ -99,11 +155,13 @@ class CallCenterRuntime:
             self._timer.cancel()
             self._timer = None
         self._stopping = True
-        for task in (self._reloader, self._writer):
+        for task in (self._reloader, self._writer, *self._shared_tasks):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        if self._dirty and not await self.write_presence():
+            log.error("agent presence: %d changes could not be written at stop", len(self._dirty))
         for _ in range(attempts):
             while self.backlog and await self._write_batch(self.batch_size):
                 pass
@@ -122,6 +180,10 @@ class CallCenterRuntime:
     # -- configuration changes (after commit) --------------------------------------------------------
     def on_event(self, event: object) -> None:
         if self._changes is None:
+            return
+        if isinstance(event, AgentPresenceChanged):
+            if self.claims is not None and event.node != self.claims.node:
+                self._changes.put_nowait(event)
             return
         if isinstance(event, (QueueChanged, AgentChanged, TenantDeleted)) or (
                 isinstance(event, EntityChanged) and event.entity == "employee"
@@ -145,7 +207,12 @@ class CallCenterRuntime:
             await self._changes.join()
 
     async def apply_change(self, event: object) -> None:
-        if isinstance(event, QueueChanged):
+        if isinstance(event, AgentPresenceChanged):
+            async with self.db.session() as session:
+                row = await session.get(AgentPresence, event.employee_id)
+                presence = (tuple(row.queues), row.reason) if row is not None else ((), None)
+            await self.mirror(event.tenant_id, event.employee_id, presence)
+        elif isinstance(event, QueueChanged):
             async with self.db.session() as session:
                 config = await service.platform_queue(session, event.queue_id)
                 members = (set(await service.queue_members(session, event.tenant_id, event.queue_id))
@@ -192,18 +259,171 @@ class CallCenterRuntime:
 
     def login(self, tenant_id: int, employee_id: int, queue_ids: Iterable[int], skills: dict[str, int]) -> Agent:
         self._agent_tenant[employee_id] = tenant_id
-        self.feed(lambda c, now: c.login(employee_id, list(queue_ids), now, skills=skills))
+        try:
+            self.feed(lambda c, now: c.login(employee_id, list(queue_ids), now, skills=skills))
+        finally:
+            self._note_presence({employee_id})
         return self.center.agents[employee_id]
 
     def logout(self, employee_id: int, queue_ids: Iterable[int] | None) -> None:
         ids = None if queue_ids is None else list(queue_ids)
-        self.feed(lambda c, now: c.logout(employee_id, ids, now))
+        try:
+            self.feed(lambda c, now: c.logout(employee_id, ids, now))
+        finally:
+            self._note_presence({employee_id})
 
     def pause(self, employee_id: int, reason: str) -> None:
-        self.feed(lambda c, now: c.pause(employee_id, reason, now))
+        try:
+            self.feed(lambda c, now: c.pause(employee_id, reason, now))
+        finally:  # (during a call the pause waits for its end: no log entry, a presence all the same)
+            self._note_presence({employee_id})
 
     def unpause(self, employee_id: int) -> None:
-        self.feed(lambda c, now: c.unpause(employee_id, now))
+        try:
+            self.feed(lambda c, now: c.unpause(employee_id, now))
+        finally:
+            self._note_presence({employee_id})
+
+    # -- several nodes -------------------------------------------------------------------------------
+    async def mirror(self, tenant_id: int, employee_id: int, presence: Presence) -> None:
+        """Apply another node's presence of the agent: log in to / out of queues, pause or unpause — inputs
+        like the API's, minus the log entries the other node wrote."""
+        queues = {q for q in presence[0] if q in self.center.queues}
+        reason = presence[1]
+        agent = self.center.agents.get(employee_id)
+        current = set(agent.queues) if agent is not None else set()
+        skills = None
+        if queues - current:
+            async with self.db.session() as session:
+                skills = await service.skills(session, tenant_id, employee_id)
+        self._agent_tenant[employee_id] = tenant_id
+        self._mirroring = employee_id
+        try:
+            agent = self.center.agents.get(employee_id)
+            current = set(agent.queues) if agent is not None else set()
+            if queues - current:
+                added = sorted(queues - current)
+                self.feed(lambda c, now: c.login(employee_id, added, now, skills=skills))
+            if current - queues:
+                gone = sorted(current - queues)
+                self.feed(lambda c, now: c.logout(employee_id, gone, now))
+            agent = self.center.agents.get(employee_id)
+            if agent is not None and agent.queues:
+                if reason is not None and presence_of(agent)[1] != reason:
+                    self.feed(lambda c, now: c.pause(employee_id, reason, now))
+                elif reason is None and presence_of(agent)[1] is not None:
+                    self.feed(lambda c, now: c.unpause(employee_id, now))
+        finally:
+            self._mirroring = None
+        self._presence[employee_id] = presence_of(self.center.agents.get(employee_id))
+
+    async def _load_presence(self) -> None:
+        async with self.db.session() as session:
+            rows = (await session.execute(select(AgentPresence))).scalars().all()
+            loaded = [(row.tenant_id, row.employee_id, (tuple(row.queues), row.reason)) for row in rows]
+        for tenant_id, employee_id, presence in loaded:
+            await self.mirror(tenant_id, employee_id, presence)
+
+    def _note_presence(self, agent_ids: Iterable[int]) -> None:
+        """This node changed these agents' presence (maybe): write the ones that differ from what is known."""
+        if self.claims is None or self._mirroring is not None:
+            return
+        for agent_id in agent_ids:
+            tenant_id = self._agent_tenant.get(agent_id)
+            presence = presence_of(self.center.agents.get(agent_id))
+            if tenant_id is None or self._presence.get(agent_id, ((), None)) == presence:
+                continue
+            self._presence[agent_id] = presence
+            self._dirty[agent_id] = (tenant_id, presence)
+        if self._dirty and self._presence_wake is not None:
+            self._presence_wake.set()
+
+    async def _presence_loop(self) -> None:
+        assert self._presence_wake is not None
+        while True:
+            await self._presence_wake.wait()
+            self._presence_wake.clear()
+            while self._dirty:
+                if not await self.write_presence():
+                    await asyncio.sleep(self.retry_delay)
+
+    async def write_presence(self) -> bool:
+        """Write the changed presences (one transaction each, with its event); False if one failed (kept)."""
+        assert self.claims is not None
+        while self._dirty:
+            agent_id = next(iter(self._dirty))
+            tenant_id, presence = self._dirty.pop(agent_id)
+            try:
+                async with self.db.session() as session:
+                    if presence[0]:  # (several nodes run on PostgreSQL: one upsert, whoever wrote last wins)
+                        values = {"queues": list(presence[0]), "reason": presence[1], "node": self.claims.node}
+                        await session.execute(pg_insert(AgentPresence).values(
+                            tenant_id=tenant_id, employee_id=agent_id, **values).on_conflict_do_update(
+                            index_elements=[AgentPresence.employee_id], set_=values))
+                    else:
+                        await session.execute(delete(AgentPresence).where(AgentPresence.employee_id == agent_id))
+                    emit(session, AgentPresenceChanged(tenant_id=tenant_id, employee_id=agent_id,
+                                                       node=self.claims.node))
+                    await session.commit()
+            except IntegrityError:
+                log.warning("agent presence: the database refuses agent %d's (gone?), dropped", agent_id)
+            except Exception:  # noqa: BLE001 - kept and written again (unless a newer one came meanwhile)
+                self._dirty.setdefault(agent_id, (tenant_id, presence))
+                log.exception("agent presence: writing agent %d's failed; retrying", agent_id)
+                return False
+        return True
+
+    async def claim(self, agent_id: int, call_id: str) -> bool:
+        """Take the agent for this node's offer of ``call_id`` before its phone rings: True when the offer is
+        still the agent's and the agent ours; False otherwise (another node has the agent: the offer is
+        withdrawn and the caller offered to someone else)."""
+        if self.claims is None:
+            return True
+        self._claiming[agent_id] = self._claiming.get(agent_id, 0) + 1
+        try:
+            won = await self.claims.claim_agent(agent_id, call_id)
+        finally:
+            self._claiming[agent_id] -= 1
+            if not self._claiming[agent_id]:
+                del self._claiming[agent_id]
+        agent = self.center.agents.get(agent_id)
+        current = agent is not None and agent.status is AgentStatus.RINGING and agent.offer == call_id
+        if current and not won:
+            self.feed(lambda c, now: c.set_held_elsewhere(agent_id, True, now))
+        self._release_claims()
+        return current and won
+
+    def _release_claims(self) -> None:
+        if self.claims is None:
+            return
+        for agent_id in self.claims.agents_claimed():
+            agent = self.center.agents.get(agent_id)
+            if agent_id not in self._claiming and (agent is None or agent.status not in BUSY):
+                self.claims.release_agent(agent_id)
+
+    async def sync_claims(self) -> None:
+        """Mark the agents other nodes have as ``held_elsewhere``, and clear the others."""
+        if self.claims is None:
+            return
+        elsewhere = await self.claims.agents_elsewhere()
+        if elsewhere is None:
+            return
+        changed = [(a.id, a.id in elsewhere) for a in self.center.agents.values()
+                   if a.held_elsewhere != (a.id in elsewhere)]
+        if changed:
+            def apply(center: ContactCenter, now: float) -> None:
+                for agent_id, held in changed:
+                    center.set_held_elsewhere(agent_id, held, now)
+
+            self.feed(apply)
+
+    async def _sync_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.sync_every)
+            try:
+                await self.sync_claims()
+            except Exception:  # noqa: BLE001 - the next round tries again
+                log.exception("call center: reading the other nodes' agents failed")
 
     # -- views ---------------------------------------------------------------------------------------
     def agents(self, tenant_id: int) -> list[Agent]:
@@ -240,6 +460,12 @@ class CallCenterRuntime:
         agents: set[int] = set()
         queues: set[int] = set()
         for entry in self.center.take_log():
+            if entry.agent_id is not None and entry.event in _AGENT_EVENTS:
+                agents.add(entry.agent_id)
+            if entry.queue_id is not None:
+                queues.add(entry.queue_id)
+            if self._mirroring is not None and entry.agent_id == self._mirroring and self._logged_elsewhere(entry):
+                continue  # published here all the same: this node's websockets show the agent's state
             tenant_id = self._tenant_of(entry)
             if tenant_id is None:
                 log.error("queue log entry without a tenant: %r", entry)
@@ -247,10 +473,6 @@ class CallCenterRuntime:
             self.backlog.append({"at": entry.at, "tenant_id": tenant_id, "queue_id": entry.queue_id,
                                  "call_id": entry.call_id, "agent_id": entry.agent_id, "event": entry.event,
                                  "data": dict(entry.data)})
-            if entry.agent_id is not None and entry.event in _AGENT_EVENTS:
-                agents.add(entry.agent_id)
-            if entry.queue_id is not None:
-                queues.add(entry.queue_id)
         for agent_id in agents:  # an agent's state is part of each of its queues' state
             agent = self.center.agents.get(agent_id)
             if agent is not None:
@@ -258,7 +480,19 @@ class CallCenterRuntime:
         if self.backlog and self._wake is not None:
             self._wake.set()
         self._publish(agents, queues)
+        if self.claims is not None:
+            self._note_presence(agents)
+            self._release_claims()
         self._rearm()
+
+    @staticmethod
+    def _logged_elsewhere(entry: QueueLogEntry) -> bool:
+        """A presence entry of a mirrored input: the node where it was made has logged it."""
+        if entry.event in _PRESENCE_EVENTS:
+            return True
+        if entry.event == ql.AGENTSTATUS:
+            return AgentStatus(entry.data["from"]) not in BUSY and AgentStatus(entry.data["to"]) not in BUSY
+        return False
 
     def _tenant_of(self, entry: QueueLogEntry) -> int | None:
         if entry.queue_id is not None and entry.queue_id in self._queue_tenant:

@@ -56,7 +56,7 @@ async def wallboard(session: AsyncSession, runtime: CallCenterRuntime, tenant_id
             employee_id=agent.id, full_name=names.get(agent.id, ""), status=agent.status.value, reason=agent.reason,
             queue_ids=sorted(agent.queues), in_status=max(0.0, monotonic_now - agent.since),
             calls=report.calls if report else 0, talk_time=report.talk_time if report else 0.0,
-            occupancy=_ratio(busy, busy + available), busy_elsewhere=agent.busy_elsewhere))
+            occupancy=_ratio(busy, busy + available), busy_elsewhere=agent.busy_elsewhere or agent.held_elsewhere))
     queues: list[s.WallboardQueue] = []
     callbacks: list[s.WallboardCallback] = []
     for queue in rows:

@@ -16,6 +16,9 @@ remaining budget, and a trunk's ``max_calls`` counts the calls of every node.
   every ``refresh`` seconds, and any node's dead-node sweep deletes rows not refreshed for the
   dead-node interval (:func:`delete_stale`): a killed node's holds go with it, and so does a row whose
   insert committed after the node had given up waiting for it.
+- The call center's agents (:meth:`SharedHolds.claim_agent`): an agent rung for one node's queue call is
+  that node's (a row of ``kind`` "agent") until it is free again; another node's offer of the agent is
+  refused meanwhile. Refreshed and swept like the other holds.
 - Waiting is bounded (``timeout``, 2 s by default) and the failure policy is per limit: a trunk falls back
   to this node's own count (each node enforces the whole limit alone, as before clustering; the carrier's
   own channel limit answers 503 beyond it and the next trunk is tried), a spending decision fails closed
@@ -58,7 +61,7 @@ T = TypeVar("T")
 DEFAULT_TIMEOUT = 2.0  # seconds a call set-up waits for the shared store at most
 DEFAULT_REFRESH = 5.0  # seconds between refreshes of a node's holds (the CDR heartbeat's pace)
 _LOCK_SPACE = 0x5A56  # first key of pg_advisory_xact_lock(int, int): our locks, apart from others'
-TRUNK, SPEND = "trunk", "spend"
+TRUNK, SPEND, AGENT = "trunk", "spend", "agent"
 _STORE_ERRORS = (TimeoutError, SQLAlchemyError, OSError, ConnectionError)
 
 
@@ -139,6 +142,7 @@ class SharedHolds:
         self.refresh = refresh
         self._trunks: dict[int, list[str]] = {}  # this node's holds per trunk ("": admitted by the fallback)
         self._spend: dict[str, list[str]] = {}  # call id -> its spending hold rows
+        self._agents: dict[int, str] = {}  # call-center agent -> this node's claim row on it
         self._live: set[str] = set()  # the rows this node refreshes (in-flight inserts included)
         self._deletes: list[str] = []
         self._wake = asyncio.Event()
@@ -169,11 +173,14 @@ class SharedHolds:
         mine.append(hold)
         return True
 
-    async def _take(self, hold: str, kind: str, key: str, call_id: str, limit: int) -> bool:
+    async def _take(self, hold: str, kind: str, key: str, call_id: str, limit: int, *,
+                    others_only: bool = False) -> bool:
         async with self.db.session() as session:
             await self._lock(session, [f"{kind}:{key}"])
-            count = (await session.execute(select(func.count()).select_from(CallHold)
-                                           .where(CallHold.kind == kind, CallHold.key == key))).scalar_one()
+            counted = select(func.count()).select_from(CallHold).where(CallHold.kind == kind, CallHold.key == key)
+            if others_only:
+                counted = counted.where(CallHold.node != self.node)
+            count = (await session.execute(counted)).scalar_one()
             if count >= limit:
                 return False  # rolled back on exit: the lock goes with the transaction
             await session.execute(insert(CallHold).values(id=hold, node=self.node, kind=kind, key=key,
@@ -243,6 +250,62 @@ class SharedHolds:
             rows = await session.execute(select(CallHold.node, func.count()).where(
                 CallHold.kind == TRUNK, CallHold.key == key).group_by(CallHold.node))
             return {str(node): int(count) for node, count in rows.tuples()}
+
+    # -- agents of the call center (zvonok.callcenter.runtime) ---------------------------------------
+    async def claim_agent(self, agent_id: int, call_id: str) -> bool:
+        """Take the agent for a queue call this node offers: False when another node has it (a row of
+        ``kind`` "agent", ``key`` the agent's id, of another node). The same check-and-insert under the key's
+        advisory lock as a trunk with one channel, except that this node's own row does not count: the agent
+        stays this node's from the offer through the call and its wrap-up (:meth:`release_agent` then),
+        whichever of its calls it is offered next. The store not answering in ``timeout``: this node's own view
+        decides (True, logged and counted), as for a trunk — refusing every queue call while PostgreSQL is away
+        would be the bigger outage, and two offers at once cost a phone that rings for a caller already taken.
+        """
+        if agent_id in self._agents:
+            return True
+        hold = os.urandom(16).hex()
+        self._live.add(hold)
+        try:
+            taken = await self._bounded(self._take(hold, AGENT, str(agent_id), call_id, 1, others_only=True))
+        except _STORE_ERRORS as exc:
+            self._live.discard(hold)
+            metrics.ERRORS.labels("call_holds_agent").inc()
+            log.warning("agent claim store unreachable: this node's own view decides", agent=agent_id,
+                        call=call_id, error=repr(exc))
+            return True
+        if not taken:
+            self._live.discard(hold)
+            return False
+        if agent_id in self._agents:  # two claims of this node at once: one row is enough
+            self._forget(hold)
+        else:
+            self._agents[agent_id] = hold
+        return True
+
+    def release_agent(self, agent_id: int) -> None:
+        """The agent is free of this node's queue calls (no answer, the caller gone, wrap-up over, logged out)."""
+        hold = self._agents.pop(agent_id, None)
+        if hold is not None:
+            self._forget(hold)
+
+    def agents_claimed(self) -> set[int]:
+        """The agents this node has."""
+        return set(self._agents)
+
+    async def agents_elsewhere(self) -> set[int] | None:
+        """The agents other nodes have (a killed node's until the sweep frees them); None when the store does
+        not answer in ``timeout``."""
+        try:
+            return await self._bounded(self._agents_elsewhere())
+        except _STORE_ERRORS as exc:
+            log.info("agent claims: the shared view is unavailable", error=repr(exc))
+            return None
+
+    async def _agents_elsewhere(self) -> set[int]:
+        async with self.db.session() as session:
+            rows = await session.execute(select(CallHold.key).where(CallHold.kind == AGENT,
+                                                                    CallHold.node != self.node))
+            return {int(key) for key in rows.scalars()}
 
     # -- spending --------------------------------------------------------------------------------------
     async def reserve(self, call_id: str, profile: CallerProfile, zone: str, limits: Sequence[PolicyInfo],

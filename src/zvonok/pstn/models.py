@@ -193,7 +193,9 @@ class EmployeePin(TenantScoped, Timestamped, Base):
 class CallHold(Base):
     """What a call in progress holds of a shared limit, across nodes (issue 14, :mod:`zvonok.pstn.holds`):
     one of a trunk's channels (``kind`` "trunk", ``key`` the trunk id) or the worst-case cost of the call
-    against one spending level (``kind`` "spend", ``key`` "<tenant>:<level>:<ref>", ``amount``).
+    against one spending level (``kind`` "spend", ``key`` "<tenant>:<level>:<ref>", ``amount``); or a
+    call-center agent taken by one node for its queue calls (``kind`` "agent", ``key`` the employee id: at
+    most one node's row per agent).
 
     The node that took the hold refreshes ``updated_at`` of the holds it still has every few seconds; a hold
     not refreshed for the dead-node interval (its node was killed, or gave up on it) is deleted by any node's

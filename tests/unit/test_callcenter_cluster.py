@@ -1,0 +1,233 @@
+"""The call center on several nodes (issue 14): two runtimes over one PostgreSQL database, as two nodes.
+
+An agent logged in, paused or unpaused on one node is so on the other (``agent_presence``, carried by the
+real change feed); an agent is offered one queue call at a time across the nodes (its ``call_holds`` claim
+taken before its phone rings: one node wins, the other offers its caller to someone else and shows the
+agent busy); the claim is released when the agent is free again, and a dead node's claim is freed by the
+dead-node sweep."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from conftest import FreshDatabase, MigratedTemplates
+from zvonok.callcenter import log as ql
+from zvonok.callcenter.agents import AgentStatus
+from zvonok.callcenter.center import Offer
+from zvonok.callcenter.models import AgentPresence, CallQueue, QueueLogRow
+from zvonok.callcenter.queues import QueueConfig
+from zvonok.callcenter.runtime import CallCenterRuntime
+from zvonok.org.models import Employee, Tenant
+from zvonok.pstn.holds import AGENT, SharedHolds, delete_stale
+from zvonok.pstn.models import CallHold
+from zvonok.storage.changes import ChangeFeed
+from zvonok.storage.db import Database
+
+pytestmark = pytest.mark.postgres
+
+ANNA, BORIS = 501, 502
+
+
+@dataclass
+class Node:
+    db: Database
+    holds: SharedHolds
+    runtime: CallCenterRuntime
+    feed: ChangeFeed
+    offers: list[Offer]
+
+    async def hear(self) -> None:
+        """What the other node committed reaches this one (the change feed's poll, then its reload task)."""
+        await self.feed.poll()
+        await self.runtime.settled()
+
+
+@pytest.fixture
+async def pg(tmp_path: Path, migrated_templates: MigratedTemplates) -> AsyncIterator[Database]:
+    fresh = FreshDatabase("postgres", tmp_path)
+    await fresh.create(await migrated_templates.get("postgres"))
+    db = Database(fresh.url)
+    try:
+        yield db
+    finally:
+        await db.dispose()
+        await fresh.drop()
+
+
+@pytest.fixture
+async def company(pg: Database) -> tuple[int, int]:
+    async with pg.session() as session:
+        tenant = Tenant(name="T", sip_domain="t.example", timezone="UTC", currency="RUB", locale="ru")
+        session.add(tenant)
+        await session.flush()
+        session.add_all([Employee(id=ANNA, tenant_id=tenant.id, full_name="Anna"),
+                         Employee(id=BORIS, tenant_id=tenant.id, full_name="Boris")])
+        queue = CallQueue(tenant_id=tenant.id, name="Q", number="500", requirements=[], relaxations=[], wrap_up=0)
+        session.add(queue)
+        await session.commit()
+        return tenant.id, queue.id
+
+
+async def start_node(db: Database, name: str, queue: QueueConfig) -> Node:
+    holds = SharedHolds(db, node=name, timeout=30)
+    runtime = CallCenterRuntime(db, claims=holds, flush_delay=0.0, sync_every=3600)  # syncs called by the tests
+    feed = ChangeFeed(db)
+    await feed.prime()
+    await runtime.start()
+    runtime.center.set_queue(queue, runtime.clock())  # a long ring time: offers end when the test says
+    offers: list[Offer] = []
+    runtime.action_handlers.append(lambda a: offers.append(a) if isinstance(a, Offer) else None)
+    return Node(db, holds, runtime, feed, offers)
+
+
+@pytest.fixture
+async def nodes(pg: Database, company: tuple[int, int]) -> AsyncIterator[tuple[Node, Node]]:
+    tenant_id, queue_id = company
+    queue = QueueConfig(id=queue_id, tenant_id=tenant_id, ring_timeout=600, retry=0, wrap_up=0)
+    other = Database(pg.url)  # node 2: its own engine and pool, the same database
+    a = await start_node(pg, "node-1", queue)
+    b = await start_node(other, "node-2", queue)
+    try:
+        yield a, b
+    finally:
+        for node in (a, b):
+            await node.runtime.stop()
+        await other.dispose()
+
+
+async def presence_written(node: Node) -> None:
+    assert await node.runtime.write_presence()
+
+
+async def claims(db: Database) -> dict[str, str]:
+    async with db.session() as session:
+        rows = await session.execute(select(CallHold.key, CallHold.node).where(CallHold.kind == AGENT))
+        return {key: node for key, node in rows.tuples()}
+
+
+async def test_an_agent_logged_in_on_one_node_is_offered_a_call_arriving_on_the_other(
+        nodes: tuple[Node, Node], company: tuple[int, int]) -> None:
+    a, b = nodes
+    tenant_id, queue_id = company
+    a.runtime.login(tenant_id, ANNA, [queue_id], {})
+    await presence_written(a)
+    await b.hear()
+    agent = b.runtime.agent(tenant_id, ANNA)
+    assert agent is not None and agent.status is AgentStatus.AVAILABLE and agent.queues == {queue_id}
+
+    b.runtime.feed(lambda c, now: c.join("call-b", queue_id, now, number="100"))
+    assert [(o.call_id, o.agent_id) for o in b.offers] == [("call-b", ANNA)]
+    assert await b.runtime.claim(ANNA, "call-b") is True  # what the desk does before the phone rings
+    assert await claims(a.db) == {str(ANNA): "node-2"}
+
+    assert b.runtime.feed(lambda c, now: c.offer_answered("call-b", ANNA, now)) is True
+    # a pause made on node 1 reaches node 2 during the call: taken there when the call is over
+    a.runtime.pause(ANNA, "lunch")
+    await presence_written(a)
+    await b.hear()
+    assert b.runtime.center.agents[ANNA].pause_after == "lunch"
+    b.runtime.feed(lambda c, now: c.call_ended("call-b", now, by_agent=False))
+    assert b.runtime.center.agents[ANNA].status is AgentStatus.NOT_READY  # wrap-up 0: paused at once
+    await b.holds.flush()
+    assert await claims(a.db) == {}  # released with the end of the call
+    await b.runtime.flush()
+    await a.runtime.flush()
+    async with a.db.session() as session:
+        logins = (await session.execute(select(QueueLogRow.agent_id).where(QueueLogRow.event == ql.ADDMEMBER))).all()
+        connects = (await session.execute(select(QueueLogRow.agent_id).where(QueueLogRow.event == ql.CONNECT))).all()
+    assert len(logins) == 1  # logged by node 1 only, not again by node 2 applying it
+    assert len(connects) == 1  # node 2's call
+
+    a.runtime.logout(ANNA, None)
+    await presence_written(a)
+    await b.hear()
+    assert b.runtime.center.agents[ANNA].status is AgentStatus.OFFLINE
+    async with a.db.session() as session:
+        assert await session.get(AgentPresence, ANNA) is None
+
+
+async def test_only_one_node_wins_an_agent_and_the_other_offers_its_caller_to_someone_else(
+        nodes: tuple[Node, Node], company: tuple[int, int]) -> None:
+    a, b = nodes
+    tenant_id, queue_id = company
+    a.runtime.login(tenant_id, ANNA, [queue_id], {})
+    await presence_written(a)
+    await b.hear()
+    # each node has a caller and offers it the only agent, at once
+    a.runtime.feed(lambda c, now: c.join("call-a", queue_id, now, number="100"))
+    b.runtime.feed(lambda c, now: c.join("call-b", queue_id, now, number="200"))
+    assert [o.agent_id for o in a.offers] == [o.agent_id for o in b.offers] == [ANNA]
+    won = await asyncio.gather(a.runtime.claim(ANNA, "call-a"), b.runtime.claim(ANNA, "call-b"))
+    assert sorted(won) == [False, True]
+    winner, loser = (a, b) if won[0] else (b, a)
+    assert await claims(a.db) == {str(ANNA): winner.holds.node}
+    lost = loser.runtime.center.agents[ANNA]
+    # the loser's offer is withdrawn (no miss counted), its caller waits for someone else
+    assert lost.status is AgentStatus.AVAILABLE and lost.held_elsewhere and lost.missed == 0
+    snapshot = loser.runtime.snapshot(tenant_id, queue_id)
+    assert snapshot is not None and snapshot.agents == {"busy": 1}
+
+    # Boris logs in on the winning node: the loser's caller is offered to him
+    winner.runtime.login(tenant_id, BORIS, [queue_id], {})
+    await presence_written(winner)
+    await loser.hear()
+    assert (loser.offers[-1].agent_id, loser.offers[-1].call_id) == (BORIS, "call-b" if won[0] else "call-a")
+
+    # the winner's caller hangs up: the agent is free, the loser sees it at its next sync
+    winner_call = "call-a" if won[0] else "call-b"
+    winner.runtime.feed(lambda c, now: c.caller_left(winner_call, now))
+    await winner.holds.flush()
+    assert str(ANNA) not in await claims(a.db)
+    await loser.runtime.sync_claims()
+    assert loser.runtime.center.agents[ANNA].held_elsewhere is False
+
+
+async def test_a_dead_nodes_claim_is_freed_by_the_sweep(nodes: tuple[Node, Node], company: tuple[int, int]) -> None:
+    a, b = nodes
+    tenant_id, queue_id = company
+    a.runtime.login(tenant_id, ANNA, [queue_id], {})
+    await presence_written(a)
+    await b.hear()
+    a.runtime.feed(lambda c, now: c.join("call-a", queue_id, now, number="100"))
+    assert await a.runtime.claim(ANNA, "call-a") is True
+    # node 1 is killed here: it never refreshes nor releases its claim
+    b.runtime.feed(lambda c, now: c.join("call-b", queue_id, now, number="200"))
+    assert await b.runtime.claim(ANNA, "call-b") is False
+    await b.runtime.sync_claims()
+    assert b.runtime.center.agents[ANNA].held_elsewhere is True
+    await b.holds.beat()  # node 2 is alive
+    assert await delete_stale(b.db, datetime.now(UTC) + timedelta(microseconds=1)) == 1  # node 1's claim
+    await b.runtime.sync_claims()
+    assert b.runtime.center.agents[ANNA].held_elsewhere is False
+    assert (b.offers[-1].call_id, b.offers[-1].agent_id) == ("call-b", ANNA)  # offered again at once
+    assert await b.runtime.claim(ANNA, "call-b") is True
+    assert await claims(b.db) == {str(ANNA): "node-2"}
+
+
+async def test_a_node_that_starts_later_reads_the_logged_in_agents(pg: Database, company: tuple[int, int]) -> None:
+    tenant_id, queue_id = company
+    queue = QueueConfig(id=queue_id, tenant_id=tenant_id, ring_timeout=600, retry=0, wrap_up=0)
+    a = await start_node(pg, "node-1", queue)
+    other = Database(pg.url)
+    try:
+        a.runtime.login(tenant_id, ANNA, [queue_id], {})
+        a.runtime.login(tenant_id, BORIS, [queue_id], {})
+        a.runtime.pause(BORIS, "training")
+        await presence_written(a)
+        b = await start_node(other, "node-2", queue)
+        try:
+            anna, boris = b.runtime.agent(tenant_id, ANNA), b.runtime.agent(tenant_id, BORIS)
+            assert anna is not None and anna.status is AgentStatus.AVAILABLE
+            assert boris is not None and boris.status is AgentStatus.NOT_READY and boris.reason == "training"
+        finally:
+            await b.runtime.stop()
+    finally:
+        await a.runtime.stop()
+        await other.dispose()
