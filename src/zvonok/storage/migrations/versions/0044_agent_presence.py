@@ -1,7 +1,7 @@
 """agent_presence: call-center agents' logins and pauses shared by the nodes of a cluster (issue 14)
 
-Revision ID: 0041
-Revises: 0040
+Revision ID: 0044
+Revises: 0043
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0041"
-down_revision = "0040"
+revision = "0044"
+down_revision = "0043"
 branch_labels = None
 depends_on = None
 
