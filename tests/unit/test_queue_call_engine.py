@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
 from callengine_harness import TENANT, Device, Harness
 from test_ring_group_engine import FakeGroups
 
@@ -503,6 +504,26 @@ def test_an_anonymous_caller_cannot_ask_for_a_callback() -> None:
         c.queue("500", callback_key="1")
         h.did("+74951234567", "queue", {"number": "500"})
         call = h.call_from_trunk(carrier, "anonymous", "+74951234567")
+        call.ack()
+        engine_call = call.engine_call
+        assert engine_call is not None and engine_call.caller is not None and engine_call.caller.endpoint is not None
+        h.dtmf(engine_call.caller.endpoint, "1")
+        assert h.media.playing[engine_call.caller.endpoint.id] == MUSIC  # still waiting on the line
+        assert not engine_call.ended and not c.runtime.events(ql.CALLBACK)
+
+
+@pytest.mark.parametrize("number", ["+442071234567", "+78091234567", "112"])
+def test_a_caller_from_abroad_or_a_premium_number_cannot_ask_for_a_callback(number: str) -> None:
+    """The number called back is the caller ID, which anyone can forge: even with international calls allowed
+    to the company, a callback never dials abroad, a premium-rate or an emergency number (toll fraud)."""
+    c, carrier = _callback_center()
+    h = c.h
+    with h:
+        c.queue("500", callback_key="1")
+        h._snapshot(policies={(TENANT, "tenant", None): PolicyInfo(
+            tenant_id=TENANT, level="tenant", ref_id=None, service_class="international")})
+        h.did("+74951234567", "queue", {"number": "500"})
+        call = h.call_from_trunk(carrier, number, "+74951234567")
         call.ack()
         engine_call = call.engine_call
         assert engine_call is not None and engine_call.caller is not None and engine_call.caller.endpoint is not None

@@ -47,7 +47,7 @@ from zvonok.media.prompts import prompt_path
 from . import events as ev
 from .call import Call, Leg, LegState
 from .leg_events import Answered, Challenged, Progress, Terminated
-from .queue_callback import QueueCallbacks
+from .queue_callback import QueueCallbacks, may_call_back
 
 log = get_logger(__name__)
 
@@ -307,9 +307,9 @@ class QueueCalls:
     def _key(self, call: Call, session: QueueSession, key: str, digit: str) -> None:
         if digit != key or call.ended or session.state != "waiting":
             return
-        if not session.from_number.removeprefix("+").isdigit():
+        if not may_call_back(self.engine, call.tenant_id, session.from_number):
             log.info("queue: no number to call back", call=call.id, caller=session.from_number)
-            return  # an anonymous caller keeps waiting on the line
+            return  # an anonymous caller (or one from abroad, a premium number…) keeps waiting on the line
         if not self.desk.request_callback(call.id, number=session.from_number):
             return  # no longer in line (refused at the door, an agent's answer crossing the key)
         session.state = "callback"  # the place is kept; the center withdrew its offers (CancelOffer)

@@ -7,7 +7,12 @@ to an agent, and :meth:`QueueCallbacks.offer` places the call the way click-to-c
 another call is reported busy elsewhere and never rung; no phone registered is a failed offer, as for a
 queue call). Before anything rings, the customer's number is checked as the queue's company would dial it
 — an extension of the company, or an outside number allowed by the company's calling permissions
-(:func:`.outside.check_outside`); a number that cannot be called gives the callback up at once.
+(:func:`.outside.check_outside`); a number that cannot be called gives the callback up at once. The number
+is the caller's caller ID, which anyone can forge: whatever the company lets its employees dial, a callback
+only calls local, mobile and long-distance numbers of the company's country (:data:`CALLBACK_CLASSES`) —
+never abroad, a premium-rate or an emergency number (toll fraud: a forged premium number asking for
+callbacks). A caller whose number is not one of those is not offered the callback: the key does nothing
+(:func:`may_call_back`), as for an anonymous caller.
 
 Each offer is a :class:`CallbackOffer`, the originated call's :class:`~.originate.OriginateListener`:
 
@@ -31,6 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from zvonok.dialing import DestinationClass, InvalidNumber, normalize
 from zvonok.logs import get_logger
 from zvonok.pstn.routing import CallerProfile
 
@@ -43,6 +49,24 @@ if TYPE_CHECKING:
     from .queue_call import QueueDesk
 
 log = get_logger(__name__)
+
+CALLBACK_CLASSES = frozenset({DestinationClass.LOCAL, DestinationClass.MOBILE, DestinationClass.LONG_DISTANCE})
+
+
+def may_call_back(engine: Any, tenant_id: int, number: str) -> bool:
+    """Whether a caller from ``number`` may leave a callback request: a number the company could call back
+    (an extension, or an outside number of :data:`CALLBACK_CLASSES`; the company's calling permissions are
+    checked when the callback is placed)."""
+    if not number.removeprefix("+").isdigit():
+        return False  # anonymous
+    if engine.trunks is None:
+        return True  # no outside calls here: an extension, checked when placed
+    try:
+        dest = normalize(number, engine.trunks.snapshot.plan_for(tenant_id, None))
+    except InvalidNumber:
+        return False
+    return dest.klass is DestinationClass.INTERNAL or dest.klass in CALLBACK_CLASSES
+
 
 # why the agent's phones did not answer, as the center's offer failures name it
 _OFFER_FAILURES = {"employee_busy": "busy", "employee_declined": "busy", "employee_no_answer": "no_answer"}
@@ -236,7 +260,9 @@ class QueueCallbacks:
             except OutsideRefused as refused:
                 cause = refused.cause
             else:
-                return Target(number=checked.dest.number, profile=profile)
+                if checked.dest.klass in CALLBACK_CLASSES:
+                    return Target(number=checked.dest.number, profile=profile)
+                cause = "not_allowed"  # abroad, premium-rate, emergency: never for a forgeable number
         log.warning(
             "queue callback: the number cannot be called, given up",
             request=offer.request_call_id,
