@@ -112,6 +112,7 @@ class FakeLeg:
     player: object = None
     mix: object = None
     sent: list[bytes] = field(default_factory=list)
+    stamps: list[tuple[int, int]] = field(default_factory=list)  # (seq, ts) of each packet sent
 
     @property
     def endpoint(self) -> _Endpoint:
@@ -119,6 +120,7 @@ class FakeLeg:
 
     def send_own(self, payload: bytes, pt: int, marker: bool, ssrc: int, seq: int, ts: int) -> None:
         self.sent.append(payload)
+        self.stamps.append((seq, ts))
 
 
 def phone(loop: SimLoop, bridge: MixBridge, leg: FakeLeg, frames: list[bytes], *, phase: float,
@@ -185,6 +187,11 @@ def test_a_stall_past_the_limit_gives_up_ticks_and_keeps_the_delay(timers_first:
     loop.stall_at(1.0, 0.5)  # half a second: 25 ticks owed, 10 caught up
     loop.run(3.5)
     assert bridge.skipped_ticks in (14, 15, 16)
+    # the packets we sent show the ticks given up as lost packets (a gap in seq and ts), nothing else
+    gaps = [(s2 - s1) & 0xFFFF for (s1, _), (s2, _) in zip(a.stamps, a.stamps[1:], strict=False)]
+    assert sorted(set(gaps)) == [1, 1 + bridge.skipped_ticks]
+    assert all((t2 - t1) & 0xFFFFFFFF == 160 * ((s2 - s1) & 0xFFFF)
+               for (s1, t1), (s2, t2) in zip(a.stamps, a.stamps[1:], strict=False))
     assert len(bridge.mixer.party("c").frames) <= before + 1
     steps = source_steps(a.sent, frames)
     assert -1 not in steps  # never a silent frame: the owed ticks were caught up from the burst

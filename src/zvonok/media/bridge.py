@@ -18,8 +18,10 @@ ticks already played — a 20 ms jump in every member's audio at each stall. So 
 ``READ_FIRST`` late does not mix yet: it re-arms ``READ_GAP`` later, which lets the loop poll the sockets
 first, and then catches up every owed tick in order, from frames now in the FIFOs (the mixer keeps them:
 see :mod:`zvonok.media.mixer`). The cost is one millisecond after a stall. A stall longer than ``MAX_LAG``
-is not caught up: the clock gives up the oldest owed ticks (``skipped_ticks``) and the mixer drops the
-frames that were theirs, so the delay after it stays what it was.
+is not caught up: the clock gives up the oldest owed ticks (``skipped_ticks``), the mixer drops the
+frames that were theirs, so the delay after it stays what it was, and the streams we send skip their
+sequence numbers and timestamps (RFC 3550: the timestamp is the sampling instant), so a member's jitter
+buffer sees lost packets and conceals them rather than taking the gap for delay.
 """
 
 from __future__ import annotations
@@ -127,6 +129,9 @@ class MixBridge:
             give_up = int((lag - MAX_LAG) / FRAME_SECONDS) + 1
             self.skipped_ticks += give_up
             self._deadline += give_up * FRAME_SECONDS
+            for stream in self._streams.values():  # what we send shows the gap as loss, not as jitter
+                stream.seq = (stream.seq + give_up) & 0xFFFF
+                stream.ts = (stream.ts + give_up * FRAME_SAMPLES) & 0xFFFFFFFF
             self.mixer.trim(int((now - self._deadline) / FRAME_SECONDS) + 2)  # the ticks owed, one in hand
         while True:
             self._mix(now)
