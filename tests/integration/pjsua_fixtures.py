@@ -19,8 +19,11 @@ from .pjsua_phone import PjsuaPhone
 RATE = 8000  # the phones' conference bridge runs at 8 kHz (G.711 only): tones need no resampling
 
 
-def write_tone(path: Path, frequency: float, *, seconds: float = 1.0, level: float = 0.3) -> Path:
-    """A 16-bit mono sine WAV; one second of a whole number of cycles loops without a click."""
+def write_tone(path: Path, frequency: float, *, seconds: float = 60.0, level: float = 0.3) -> Path:
+    """A 16-bit mono sine WAV of a whole number of cycles. A minute, not a second: pjmedia's looping player
+    sends one 20 ms frame of silence each time it rewinds (seen on the wire: one silent frame in every 51
+    of a one-second file), and the tone goes on a frame late — once a second a phase jump in everything
+    the phone's tone reaches, which looked like a server bug (issue 9)."""
     t = np.arange(int(RATE * seconds)) / RATE
     samples = (np.sin(2 * np.pi * frequency * t) * level * 32767).astype("<i2")
     with wave.open(str(path), "wb") as w:

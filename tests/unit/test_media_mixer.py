@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from zvonok.media.g711 import Codec, decode, encode
-from zvonok.media.mixer import MAX_QUEUED_FRAMES, Mixer
+from zvonok.media.mixer import MAX_QUEUED_FRAMES, SPARE_FRAMES, TRIM_TICKS, Mixer
 from zvonok.media.tones import goertzel_power, sine
 
 TONES = {"a": 440.0, "b": 620.0, "c": 1000.0}
@@ -103,13 +103,18 @@ def test_missing_frames_are_silence_and_counted() -> None:
     assert all(np.abs(decode(Codec.PCMU, p).astype(np.int32)).max() <= 8 for p in out.values())
 
 
-def test_a_burst_is_bounded_and_odd_packet_times_are_cut_into_frames() -> None:
+def test_a_burst_is_kept_up_to_the_bound_and_odd_packet_times_are_cut_into_frames() -> None:
     mixer = Mixer()
     mixer.add("a", Codec.PCMU)
     mixer.add("b", Codec.PCMU)
-    for _ in range(10):
+    for _ in range(MAX_QUEUED_FRAMES):  # a stall's burst: every frame kept for the ticks being caught up
         mixer.feed("a", encode(Codec.PCMU, sine(440.0).read_frame()))
-    assert len(mixer.party("a").frames) == MAX_QUEUED_FRAMES
+    assert len(mixer.party("a").frames) == MAX_QUEUED_FRAMES and mixer.party("a").trimmed == 0
+    for _ in range(5):
+        mixer.feed("a", encode(Codec.PCMU, sine(440.0).read_frame()))
+    assert len(mixer.party("a").frames) == MAX_QUEUED_FRAMES and mixer.party("a").trimmed == 5
+    mixer.trim(3)  # the clock gave up ticks: only the frames of the ticks it still owes stay
+    assert len(mixer.party("a").frames) == 3 and mixer.party("a").trimmed == 14
     tone = sine(620.0)
     samples = np.concatenate([tone.read_frame() for _ in range(3)])
     mixer.feed("b", encode(Codec.PCMU, samples[:240]))  # 30 ms
@@ -130,3 +135,33 @@ def test_clipping_and_membership() -> None:
     mixer.feed("b", b"\x00" * 160)  # a late packet of a party gone: ignored
     assert set(mixer.mix()) == {"a", "c"}
     assert Mixer().mix() == {}
+
+
+def test_the_depth_grows_on_an_underflow_and_a_lasting_surplus_is_trimmed_slowly() -> None:
+    mixer = Mixer()
+    mixer.add("a", Codec.PCMU)
+    mixer.add("b", Codec.PCMU)
+    tone = sine(620.0)
+    sent = [encode(Codec.PCMU, tone.read_frame()) for _ in range(5 * TRIM_TICKS)]
+    index = {payload: i for i, payload in enumerate(sent[:5])}  # 620 Hz: the frames repeat every five
+    frames = iter(sent)
+    # frames arriving before each tick: one, but a late one at tick 10 (it comes with the next), and the
+    # phone stalls for ticks 20-22 (its three frames come in a burst with the fourth)
+    arrivals = [1] * (5 * TRIM_TICKS - 10)
+    arrivals[10:12] = [0, 2]
+    arrivals[20:24] = [0, 0, 0, 4]
+    heard = []
+    for count in arrivals:
+        for _ in range(count):
+            mixer.feed("a", next(frames))
+        heard.append(index.get(mixer.mix()["b"], -1))
+    party = mixer.party("a")
+    # tick 20 still had the frame the late one left in hand; 21 and 22 are silence, the depth now 4
+    assert party.missing == 3 and [i for i, at in enumerate(heard) if at == -1] == [10, 21, 22]
+    steps = [(b - a) % 5 for a, b in zip(heard[23:], heard[24:], strict=False)]
+    # continuous after the stall but for one frame dropped per window while the surplus lasted (not in the
+    # first window: it had the underflows)
+    assert [i + 24 for i, step in enumerate(steps) if step != 1] == [2 * TRIM_TICKS - 1, 3 * TRIM_TICKS - 1,
+                                                                    4 * TRIM_TICKS - 1]
+    assert all(step == 2 for step in steps if step != 1)
+    assert party.trimmed == 3 and len(party.frames) == 0 and SPARE_FRAMES == 2

@@ -8,7 +8,20 @@ the mixer and sends each member its frame as a stream of our own (one SSRC per m
 sequence and timestamps, through the leg's rewriter like playback). While a prompt or tone plays to a
 member, the prompt replaces the mix towards it (as for a relay), and the member is still heard by the
 others. A tick that starts more than one frame late counts as late (``late_ticks``): the benchmark's
-"no late frames"; after a stall longer than ``MAX_LAG`` the clock skips ahead rather than bursting.
+"no late frames".
+
+After a stall (issue 9). When a callback holds the loop for 40–80 ms, the bridge owes several ticks and
+each member's packets of that time sit unread in its socket. uvloop (libuv) runs due timers *before* it
+polls the sockets, and a timer re-armed in the past runs in the same pass: the owed ticks would all mix
+before the burst is read, find the members' FIFOs empty (silence), and then the burst would arrive for
+ticks already played — a 20 ms jump in every member's audio at each stall. So a tick that fires more than
+``READ_FIRST`` late does not mix yet: it re-arms ``READ_GAP`` later, which lets the loop poll the sockets
+first, and then catches up every owed tick in order, from frames now in the FIFOs (the mixer keeps them:
+see :mod:`zvonok.media.mixer`). The cost is one millisecond after a stall. A stall longer than ``MAX_LAG``
+is not caught up: the clock gives up the oldest owed ticks (``skipped_ticks``), the mixer drops the
+frames that were theirs, so the delay after it stays what it was, and the streams we send skip their
+sequence numbers and timestamps (RFC 3550: the timestamp is the sampling instant), so a member's jitter
+buffer sees lost packets and conceals them rather than taking the gap for delay.
 """
 
 from __future__ import annotations
@@ -28,7 +41,9 @@ if TYPE_CHECKING:
     from .engine import _Leg
 
 FRAME_SECONDS = FRAME_SAMPLES / CLOCK_RATE
-MAX_LAG = 0.1
+MAX_LAG = 0.2  # owed ticks caught up after a stall (a burst of 10 packets to each member at most)
+READ_FIRST = 0.005  # a tick this late may have packets waiting in the sockets: poll them before mixing
+READ_GAP = 0.001
 
 
 @dataclass(slots=True)
@@ -52,8 +67,10 @@ class MixBridge:
         self._ssrc = ssrc_factory
         self._handle: asyncio.TimerHandle | None = None
         self._deadline = 0.0
+        self._polled = False  # this late tick has already let the loop read the sockets
         self.ticks = 0
         self.late_ticks = 0
+        self.skipped_ticks = 0
 
     def add(self, leg: _Leg, *, speaks: bool, listens: bool) -> None:
         key = leg.endpoint.id
@@ -100,7 +117,30 @@ class MixBridge:
         self.mixer.feed(leg.endpoint.id, data[start:end])
 
     def _tick(self) -> None:
-        now = self.loop.time()
+        loop = self.loop
+        now = loop.time()
+        lag = now - self._deadline
+        if lag > READ_FIRST and not self._polled:
+            self._polled = True  # read what arrived during the stall, then catch up (module doc)
+            self._handle = loop.call_at(now + READ_GAP, self._tick)
+            return
+        self._polled = False
+        if lag > MAX_LAG:
+            give_up = int((lag - MAX_LAG) / FRAME_SECONDS) + 1
+            self.skipped_ticks += give_up
+            self._deadline += give_up * FRAME_SECONDS
+            for stream in self._streams.values():  # what we send shows the gap as loss, not as jitter
+                stream.seq = (stream.seq + give_up) & 0xFFFF
+                stream.ts = (stream.ts + give_up * FRAME_SAMPLES) & 0xFFFFFFFF
+            self.mixer.trim(int((now - self._deadline) / FRAME_SECONDS) + 2)  # the ticks owed, one in hand
+        while True:
+            self._mix(now)
+            self._deadline += FRAME_SECONDS
+            if self._deadline > now:
+                break
+        self._handle = loop.call_at(self._deadline, self._tick)
+
+    def _mix(self, now: float) -> None:
         self.ticks += 1
         if now - self._deadline > FRAME_SECONDS:
             self.late_ticks += 1
@@ -114,7 +154,3 @@ class MixBridge:
                 stream.first = False
             stream.seq = (stream.seq + 1) & 0xFFFF
             stream.ts = (stream.ts + FRAME_SAMPLES) & 0xFFFFFFFF
-        self._deadline += FRAME_SECONDS
-        if self._deadline < now - MAX_LAG:
-            self._deadline = now
-        self._handle = self.loop.call_at(self._deadline, self._tick)

@@ -3,9 +3,9 @@
 How it works
 ------------
 Each party has a row in an ``N x 160`` float32 matrix of this tick's input (decoded G.711, silence for a
-party whose frame is missing or late) and a small FIFO of frames that arrived between ticks (a phone's
-packets are not in phase with our clock; two may land in one tick and none in the next). :meth:`Mixer.mix`
-takes one frame per party from its FIFO and computes every party's output at once:
+party whose frame is missing or late) and a FIFO of frames that arrived between ticks (a phone's packets
+are not in phase with our clock; two may land in one tick and none in the next). :meth:`Mixer.mix` takes
+one frame per party from its FIFO and computes every party's output at once:
 
 * **uniform matrix** (no per-pair overrides — a plain conference, mutes, deaf parties): ``total = s @ X``
   is the sum of everyone heard (``s``: 1 for a party heard by the others, 0 muted), and party ``i`` gets
@@ -17,6 +17,16 @@ takes one frame per party from its FIFO and computes every party's output at onc
 
 The result is clipped to int16 and encoded with the G.711 tables (one fancy index per codec for all rows).
 A party that hears nobody gets no frame (the engine sends nothing rather than silence, saving packets).
+
+The FIFO is the party's jitter buffer, and its depth adapts (issue 9). Every frame taken out of turn is a
+20 ms jump in that party's audio (a 620 Hz tone shows it as a phase jump), so the FIFO never drops a
+frame because a burst arrived: a loaded event loop delivers the packets of a 40–80 ms stall all at once,
+and they belong to the ticks the clock is catching up. A tick that finds the FIFO empty plays silence
+(``missing``) and the late frame plays one tick later: the depth has grown by the frame the peer's jitter
+needed. It shrinks again only when it is plainly more than needed — the FIFO held at least
+``SPARE_FRAMES`` at every tick of the last ``TRIM_TICKS`` — by dropping one frame (``trimmed``). Latency
+stays bounded: at most ``MAX_QUEUED_FRAMES`` frames (a longer burst drops its oldest), and a surplus
+(a peer's faster clock, a past stall of the peer) is given back at one frame per ``TRIM_TICKS``.
 
 The matrix: ``speaks`` (heard by the others; False = muted), ``listens`` (hears the others; False =
 deaf, e.g. waiting for the moderator), and ``hears[(listener, speaker)]`` overrides that win over both:
@@ -35,11 +45,15 @@ import numpy.typing as npt
 
 from .g711 import ALAW_DECODE, ALAW_ENCODE, FRAME_SAMPLES, ULAW_DECODE, ULAW_ENCODE, Codec
 
-__all__ = ["MAX_QUEUED_FRAMES", "Mixer", "Party"]
+__all__ = ["MAX_QUEUED_FRAMES", "SPARE_FRAMES", "TRIM_TICKS", "Mixer", "Party"]
 
-# Frames held per party between ticks: enough for a peer's jitter of two frames, little enough that a
-# burst after a stall does not add lasting delay (older frames are dropped first).
-MAX_QUEUED_FRAMES = 3
+# Frames held per party: the burst of a stall the bridge clock still catches up (its MAX_LAG, 200 ms)
+# plus the frames in hand; a longer burst drops its oldest frames (the clock gives up those ticks too).
+MAX_QUEUED_FRAMES = 12
+# Trim one frame when the FIFO held at least SPARE_FRAMES at every tick for TRIM_TICKS ticks (5 s): one
+# frame fewer still leaves one in hand at the worst tick, so the trim itself causes no underflow.
+SPARE_FRAMES = 2
+TRIM_TICKS = 250
 
 _DECODE = {Codec.PCMU: ULAW_DECODE, Codec.PCMA: ALAW_DECODE}
 _ENCODE = {Codec.PCMU: ULAW_ENCODE, Codec.PCMA: ALAW_ENCODE}
@@ -55,6 +69,8 @@ class Party:
     frames: deque[npt.NDArray[np.int16]] = field(default_factory=lambda: deque(maxlen=MAX_QUEUED_FRAMES))
     partial: npt.NDArray[np.int16] | None = None  # samples of a payload that was not a whole frame
     missing: int = 0  # ticks this party had no frame for (late, lost, or silent by choice)
+    trimmed: int = 0  # frames dropped to give back delay (a surplus, a burst past MAX_QUEUED_FRAMES)
+    low: int = MAX_QUEUED_FRAMES  # the fewest frames queued at a tick since the last trim check
 
 
 class Mixer:
@@ -69,6 +85,7 @@ class Mixer:
         self._speaks = np.zeros(0, dtype=np.float32)
         self._listens = np.zeros(0, dtype=np.float32)
         self._matrix: npt.NDArray[np.float32] | None = None  # only with overrides
+        self._ticks = 0
 
     # --- membership and matrix ---------------------------------------------------------------------
 
@@ -155,15 +172,31 @@ class Mixer:
         samples = _DECODE[party.codec][np.frombuffer(payload, dtype=np.uint8)]
         frame = self.frame
         if party.partial is None and samples.size == frame:
-            party.frames.append(samples)
+            self._queue(party, samples)
             return
         # another packet time (10 or 30 ms): cut into whole frames, keep the rest for the next payload
         if party.partial is not None:
             samples = np.concatenate((party.partial, samples))
         whole = samples.size - samples.size % frame
         for start in range(0, whole, frame):
-            party.frames.append(samples[start:start + frame])
+            self._queue(party, samples[start:start + frame])
         party.partial = samples[whole:] if whole < samples.size else None
+
+    @staticmethod
+    def _queue(party: Party, frame: npt.NDArray[np.int16]) -> None:
+        if len(party.frames) == MAX_QUEUED_FRAMES:
+            party.trimmed += 1  # the deque drops its oldest: a burst past the bound
+        party.frames.append(frame)
+
+    def trim(self, keep: int) -> None:
+        """The clock gave up ticks (a stall past its limit) and owes ``keep - 1``: keep each party's newest
+        ``keep`` frames, dropping those of the ticks given up, so the burst that arrived for them does not
+        become lasting delay."""
+        for party in self._order:
+            frames = party.frames
+            while len(frames) > keep:
+                frames.popleft()
+                party.trimmed += 1
 
     def mix(self) -> dict[str, bytes]:
         """One tick: each hearing party's mixed frame, encoded in its codec."""
@@ -171,9 +204,21 @@ class Mixer:
         if not order:
             return {}
         inputs = self._inputs
+        self._ticks += 1
+        check = self._ticks % TRIM_TICKS == 0
         for party in order:
-            if party.frames:
-                inputs[party.slot] = party.frames.popleft()
+            frames = party.frames
+            depth = len(frames)
+            if depth < party.low:
+                party.low = depth
+            if check:
+                if party.low >= SPARE_FRAMES:  # a frame to spare at the worst tick of the window
+                    frames.popleft()
+                    party.trimmed += 1
+                    depth -= 1
+                party.low = MAX_QUEUED_FRAMES
+            if depth:
+                inputs[party.slot] = frames.popleft()
             else:
                 inputs[party.slot] = 0.0
                 party.missing += 1
