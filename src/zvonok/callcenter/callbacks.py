@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,6 +25,9 @@ from zvonok.storage.base import utcnow
 
 from .center import CallbackChange
 from .models import OPEN_CALLBACK_STATES, CallQueue, QueueCallbackRow, QueueMember
+
+if TYPE_CHECKING:
+    from .runtime import CallCenterRuntime
 
 KEEP_FINISHED = 30 * 86400
 NUMBER_LENGTH = 64
@@ -106,3 +110,15 @@ async def mark_cancelled(session: AsyncSession, row: QueueCallbackRow) -> None:
     row.last_result = "cancelled"
     row.retry_at = None
     await session.flush()
+
+
+async def cancel(session: AsyncSession, runtime: CallCenterRuntime, tenant_id: int, callback_id: int) -> QueueCallbackRow:
+    """A supervisor cancels a request: out of the line and ``cancelled`` (flushed, not committed). Another
+    tenant's or none: NotFound; finished, or its customer being called right now: Conflict."""
+    row = await get(session, tenant_id, callback_id)
+    if row.state not in OPEN_CALLBACK_STATES:
+        raise Conflict(f"callback request {row.id} is already {row.state}")
+    if runtime.cancel_callback(tenant_id, row.call_id) == "dialing":
+        raise Conflict(f"callback request {row.id}: its customer is being called now")
+    await mark_cancelled(session, row)
+    return row
