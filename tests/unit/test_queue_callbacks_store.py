@@ -180,7 +180,8 @@ async def test_finished_requests_are_not_restored_and_old_ones_are_pruned(db: Da
         for n, (state, age) in enumerate((("done", 0), ("failed", 0), ("cancelled", 40), ("waiting", 40))):
             session.add(QueueCallbackRow(tenant_id=tenant_id, queue_id=queue_id, call_id=f"c{n}", number=str(n),
                                          priority=0, joined_at=WALL + n, requested_at=WALL + n, position=1,
-                                         state=state, attempts=0, updated_at=utcnow() - timedelta(days=age)))
+                                         state=state, attempts=1, last_result="busy",
+                                         updated_at=utcnow() - timedelta(days=age)))
         await session.commit()
     runtime = CallCenterRuntime(db, flush_delay=0.0)
     await runtime.start()
@@ -188,7 +189,11 @@ async def test_finished_requests_are_not_restored_and_old_ones_are_pruned(db: Da
         assert [c.call_id for c in runtime.callbacks(tenant_id, queue_id)] == ["c3"]
     finally:
         await runtime.stop()
-    assert sorted(await _rows(db)) == ["c0", "c1", "c3"]  # the month-old cancelled one is gone, not the waiting
+    rows = await _rows(db)
+    assert sorted(rows) == ["c0", "c1", "c3"]  # the month-old cancelled one is gone, not the waiting one
+    async with db.session() as session:
+        restored = (await session.execute(select(QueueCallbackRow).where(QueueCallbackRow.call_id == "c3"))).scalar_one()
+    assert (restored.state, restored.attempts, restored.last_result) == ("waiting", 1, "busy")  # its history kept
 
 
 async def test_a_change_for_a_deleted_queue_is_dropped_not_retried_for_ever(db: Database) -> None:

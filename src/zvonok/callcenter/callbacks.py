@@ -43,12 +43,15 @@ async def apply(session: AsyncSession, tenant_id: int, change: CallbackChange) -
             attempts=change.attempts, last_result=change.last_result, retry_at=change.retry_at,
             created_at=utcnow(), updated_at=utcnow()))
         return
+    values: dict[str, object] = {"state": change.state, "attempts": change.attempts, "retry_at": change.retry_at,
+                                 "updated_at": utcnow()}
+    if change.last_result is not None:  # a step without a result (dialing, a restore) keeps the last one
+        values["last_result"] = change.last_result
     await session.execute(
         update(QueueCallbackRow)
         .where(QueueCallbackRow.tenant_id == tenant_id, QueueCallbackRow.call_id == change.call_id,
                QueueCallbackRow.state.in_(OPEN_CALLBACK_STATES))
-        .values(state=change.state, attempts=change.attempts, last_result=change.last_result,
-                retry_at=change.retry_at, updated_at=utcnow()))
+        .values(values))
 
 
 async def open_requests(session: AsyncSession) -> list[QueueCallbackRow]:
