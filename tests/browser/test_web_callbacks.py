@@ -72,7 +72,7 @@ def test_callback_requests_survive_a_restart_and_show_on_the_agents_pages(
     rows = section.locator("tbody tr")
     assert rows.count() == 2
     assert "+74951230001" in rows.nth(0).inner_text() and "Support (560)" in rows.nth(0).inner_text()
-    assert "+74951230002" in rows.nth(1).inner_text() and "no_answer" in rows.nth(1).inner_text()
+    assert "+74951230002" in rows.nth(1).inner_text() and "(no answer)" in rows.nth(1).inner_text()
     assert section.locator("button").count() == 0
     section.scroll_into_view_if_needed()
     page.screenshot(path=str(artifacts / "me-callbacks.png"), full_page=True)

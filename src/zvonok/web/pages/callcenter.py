@@ -64,6 +64,9 @@ STATUSES = {"offline": N_("Offline"), "available": N_("Available"), "not_ready":
 _FIELDS = ("name", "number", "strategy", "ring_timeout", "wrap_up", "max_wait", "service_level", "callback_key",
            "callback_attempts", "callback_retry")
 CALLBACK_KEYS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "0", "*", "#")
+# a callback's last attempt (the queue log's CALLBACKFAILED reasons); others are shown as they are
+CALLBACK_RESULTS = {"busy": N_("busy"), "no_answer": N_("no answer"), "failed": N_("failed"),
+                    "agent_hung_up": N_("the agent hung up"), "cancelled": N_("cancelled")}
 
 
 def runtime_of(request: Request) -> CallCenterRuntime | None:
@@ -98,7 +101,7 @@ async def callback_rows(session: AsyncSession, tenant_id: int, *, queues: Collec
     that employee may log in to), for ``callcenter/_callbacks.html``."""
     return [{"id": row.id, "number": row.number, "queue": queue.name, "queue_number": queue.number,
              "since": datetime.fromtimestamp(row.joined_at, UTC), "state": row.state, "attempts": row.attempts,
-             "last_result": row.last_result}
+             "last_result": row.last_result, "result_label": CALLBACK_RESULTS.get(row.last_result or "")}
             for row, queue in await callbacks.waiting_in(session, tenant_id, queues=queues, member=member)]
 
 
