@@ -159,8 +159,9 @@ async def _populate(api: Api, t: Any) -> dict[str, Any]:
     queue = await post("callcenter/queues", {"name": "Q", "number": "500"})
     fax = await _fax(api, t.id)
     reason = await post("callcenter/reasons", {"name": "Lunch"})
+    callback = await _callback_request(api, t.id, queue)
     return {
-        "queue_id": queue, "reason_id": reason, "fax_id": fax,
+        "queue_id": queue, "reason_id": reason, "fax_id": fax, "callback_id": callback,
         "client_id": client, "field_id": field, "pipeline_id": pipeline, "stage_id": stage, "deal_id": deal,
         "payment_id": payment, "task_id": task, "invoice_id": invoice,
         "tenant_id": t.id, "office_id": office, "department_id": dept, "employee_id": emp,
@@ -169,6 +170,19 @@ async def _populate(api: Api, t: Any) -> dict[str, Any]:
         "session_id": "0123456789ab",  # a monitoring session (none runs here: 404 for anyone)
         "webhook_id": webhook,
     }
+
+
+async def _callback_request(api: Api, tenant_id: int, queue_id: int) -> int:
+    """A caller's callback request waiting in the queue, as the call center keeps one."""
+    from zvonok.callcenter.models import QueueCallbackRow
+
+    async with api.db.session() as session:
+        row = QueueCallbackRow(tenant_id=tenant_id, queue_id=queue_id, call_id=f"cb-{tenant_id}", number="+74951234567",
+                               priority=0, joined_at=1.8e9, requested_at=1.8e9, position=1, state="waiting",
+                               attempts=0)
+        session.add(row)
+        await session.commit()
+        return row.id
 
 
 def _fill(path: str, values: dict[str, Any]) -> str:
@@ -196,7 +210,8 @@ async def _snapshot(api: Api, values: dict[str, Any]) -> list[Any]:
     for kind in ("", "/offices", "/departments", "/employees", "/extensions", "/tokens", "/cdrs", "/crm/clients",
                  "/crm/fields", "/voicemail/messages",
                  "/ring-groups", "/crm/pipelines", "/crm/deals", "/crm/tasks", "/crm/settings",
-                 "/callcenter/queues", "/callcenter/reasons", "/faxes", "/webhooks"):
+                 "/callcenter/queues", "/callcenter/reasons", "/faxes", "/webhooks",
+                 f"/callcenter/queues/{values['queue_id']}/callbacks"):
         r = await api.client.get(base + kind, headers=api.admin)
         assert r.status_code == 200
         out.append(r.json())

@@ -621,3 +621,77 @@ async def test_wallboard_live_state_and_todays_kpis(api: Api, make_tenant: Any, 
     assert board["queues"][0]["waiting"] == 1 and board["queues"][0]["callbacks"] == 1
     assert board["callbacks"] == [{"queue_id": qid, "number": "+74950000004", "position": 2, "waiting": 3.0,
                                    "attempts": 0, "retry_in": 0.0, "ringing": False}]
+
+
+async def test_callback_requests_listed_and_cancelled_by_supervisors_of_their_queue(
+        api: Api, make_tenant: Any, runtime: CallCenterRuntime) -> None:
+    a = await make_company(api, make_tenant, "cb-a.example")
+    b = await make_company(api, make_tenant, "cb-b.example")
+    sales = await new_queue(api, a, wrap_up=0)
+    support = await new_queue(api, a, name="Support", number="501")
+    other = await new_queue(api, b)
+    await runtime.settled()
+    body = {"full_name": "Sveta", "email": "sveta@cb-a.example", "web_password": "sveta-password",
+            "role": "supervisor"}
+    sveta = (await ok(await api.client.post(f"{a.base}/employees", headers=a.headers, json=body), 201))["id"]
+    await ok(await api.client.put(f"{cc(a)}/queues/{support['id']}/supervisors", headers=a.headers,
+                                  json={"employee_ids": [sveta]}))  # Sveta supervises Support only
+    login = await ok(await api.client.post("/api/v1/auth/login",
+                                           json={"email": "sveta@cb-a.example", "password": "sveta-password"}))
+    sup = {"Authorization": f"Bearer {login['access_token']}"}
+    clock = runtime.clock
+    assert isinstance(clock, Clock)
+    for n, queue in ((1, sales), (2, sales), (3, support), (4, other)):
+        runtime.feed(lambda c, now, n=n, q=queue["id"]: c.join(f"call-{n}", q, now, number=f"+7495000000{n}"))
+        clock.now += 1
+        runtime.feed(lambda c, now, n=n: c.request_callback(f"call-{n}", now))
+    clock.now += 10
+    await runtime.flush()
+    url = f"{cc(a)}/queues/{sales['id']}/callbacks"
+    page = await ok(await api.client.get(url, headers=a.headers))
+    assert page["total"] == 2
+    assert [(x["number"], x["state"], x["position"], x["attempts"]) for x in page["items"]] == [
+        ("+74950000001", "waiting", 1, 0), ("+74950000002", "waiting", 2, 0)]
+    first, second = page["items"]
+    assert first["requested_at"] - first["joined_at"] == 1.0 and first["joined_at"] < second["joined_at"]
+    # an employee may not; another company's admin sees nothing of it; a queue supervisor: their queues only
+    assert (await api.client.get(url, headers=a.alice_headers)).status_code == 403
+    assert (await api.client.get(url, headers=b.headers)).status_code == 404
+    assert (await api.client.get(url.replace(f"/tenants/{a.id}/", f"/tenants/{b.id}/"),
+                                 headers=b.headers)).status_code == 404
+    assert (await api.client.get(url, headers=sup)).status_code == 403
+    [mine] = (await ok(await api.client.get(f"{cc(a)}/queues/{support['id']}/callbacks", headers=sup)))["items"]
+    r = await api.client.delete(f"{cc(a)}/callbacks/{first['id']}", headers=sup)
+    assert r.status_code == 403 and "outside the queues you supervise" in r.text
+    [theirs] = (await ok(await api.client.get(f"{cc(b)}/queues/{other['id']}/callbacks", headers=b.headers)))["items"]
+    for headers, path in ((a.headers, f"{cc(a)}/callbacks/{theirs['id']}"), (b.headers, f"{cc(b)}/callbacks/{first['id']}"),
+                          (a.headers, f"{cc(a)}/callbacks/999999"), (a.alice_headers, f"{cc(a)}/callbacks/{theirs['id']}")):
+        r = await api.client.delete(path, headers=headers)
+        assert r.status_code in ((403, 404) if headers is a.alice_headers else (404,)), (path, r.text)
+    assert (await api.client.delete(f"{cc(a)}/callbacks/{first['id']}", headers=a.alice_headers)).status_code == 403
+    assert "call-4" in runtime.center.waiting  # nothing of company B's was touched
+
+    # the supervisor cancels Support's request; the admin cancels the first of Sales: out of the line at once
+    r = await api.client.delete(f"{cc(a)}/callbacks/{mine['id']}", headers=sup)
+    assert r.status_code == 204, r.text
+    r = await api.client.delete(f"{cc(a)}/callbacks/{first['id']}", headers=a.headers)
+    assert r.status_code == 204, r.text
+    assert "call-1" not in runtime.center.waiting and "call-3" not in runtime.center.waiting
+    assert [c.call_id for c in runtime.callbacks(a.id, sales["id"])] == ["call-2"]
+    page = await ok(await api.client.get(url, headers=a.headers))
+    assert [(x["number"], x["position"]) for x in page["items"]] == [("+74950000002", 1)]
+    done = await ok(await api.client.get(url, headers=a.headers, params={"finished": "true"}))
+    assert {x["number"]: (x["state"], x["last_result"]) for x in done["items"]} == {
+        "+74950000001": ("cancelled", "cancelled"), "+74950000002": ("waiting", None)}
+    r = await api.client.delete(f"{cc(a)}/callbacks/{first['id']}", headers=a.headers)
+    assert r.status_code == 409 and "already cancelled" in r.text
+    # while its customer is being called it cannot be cancelled
+    await ok(await api.client.put(f"{cc(a)}/queues/{sales['id']}/members", headers=a.headers,
+                                  json={"employee_ids": [a.alice]}))
+    await runtime.settled()
+    await ok(await api.client.post(f"{cc(a)}/agents/{a.alice}/login", headers=a.alice_headers, json={}))
+    assert runtime.feed(lambda c, now: c.offer_answered("call-2", a.alice, now))
+    r = await api.client.delete(f"{cc(a)}/callbacks/{second['id']}", headers=a.headers)
+    assert r.status_code == 409 and "being called now" in r.text
+    await runtime.flush()
+    assert [x["state"] for x in (await ok(await api.client.get(url, headers=a.headers)))["items"]] == ["dialing"]

@@ -7,6 +7,7 @@ Fixtures come from test_web.py (a company per test with an admin and an employee
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -190,3 +191,45 @@ async def test_pages_in_russian(web: Web, b: Company) -> None:  # noqa: F811
         assert "Причины неготовности" in page.text and "Операторы" in page.text
         page = await admin_b.get("/callcenter/wallboard")
         assert "Табло" in page.text and "Колл-центр не работает в этом процессе" in page.text
+
+
+async def test_callback_requests_on_the_agents_page_and_the_employees_own(
+        web: Web, a: Company, b: Company, admin_a: httpx.AsyncClient, live: CallCenterRuntime) -> None:  # noqa: F811
+    r = await _post(admin_a, "/callcenter/queues", "/callcenter/queues", {
+        "name": "Support", "number": "700", "strategy": "ring_all", "ring_timeout": "20", "wrap_up": "5",
+        "max_wait": "", "service_level": "30", "requirements": ""})
+    assert r.status_code == 303
+    async with web.db.session() as session:
+        queue = (await session.execute(select(CallQueue))).scalar_one()
+        ivan = (await session.execute(select(Employee.id).where(Employee.tenant_id == a.id))).scalar_one()
+    async with web.client() as employee:
+        assert (await login(employee, a.employee)).status_code == 303
+        assert 'id="callbacks"' not in (await employee.get("/me")).text  # in no queue: no such section
+        edit = f"/callcenter/queues/{queue.id}"
+        assert (await _post(admin_a, edit, f"{edit}/members", {"employee_id": str(ivan)})).status_code == 303
+        await live.settled()
+        assert "No callback requests are waiting." in (await employee.get("/me")).text
+        for n in (1, 2):
+            live.feed(lambda c, now, n=n: c.join(f"cb-{n}", queue.id, now, number=f"+7495111223{n}"))
+            live.feed(lambda c, now, n=n: c.request_callback(f"cb-{n}", now))
+        await live.flush()
+        mine = (await employee.get("/me")).text
+        assert 'id="callbacks"' in mine and mine.index("+74951112231") < mine.index("+74951112232")
+        assert "Support (700)" in mine and "/cancel" not in mine  # read-only for the agent
+        page = (await admin_a.get("/callcenter/agents")).text
+        ids = [int(x) for x in re.findall(r'id="callback-(\d+)"', page)]
+        assert len(ids) == 2 and page.count('action="/callcenter/callbacks/') == 2
+        # the employee may not cancel; another company's admin gets the 404 page
+        assert (await _post(employee, "/me", f"/callcenter/callbacks/{ids[0]}/cancel", {})).status_code == 403
+    async with web.client() as admin_b:
+        assert (await login(admin_b, b.admin)).status_code == 303
+        r = await _post(admin_b, "/callcenter/agents", f"/callcenter/callbacks/{ids[0]}/cancel", {})
+        assert r.status_code == 404
+    assert "cb-1" in live.center.waiting
+    r = await _post(admin_a, "/callcenter/agents", f"/callcenter/callbacks/{ids[0]}/cancel", {})
+    assert r.status_code == 303 and r.headers["location"] == "/callcenter/agents#callbacks"
+    assert "cb-1" not in live.center.waiting and "cb-2" in live.center.waiting
+    page = (await admin_a.get("/callcenter/agents")).text
+    assert f'id="callback-{ids[0]}"' not in page and f'id="callback-{ids[1]}"' in page
+    r = await _post(admin_a, "/callcenter/agents", f"/callcenter/callbacks/{ids[0]}/cancel", {})
+    assert r.status_code == 409 and "no longer waiting" in r.text

@@ -22,6 +22,10 @@ answers (:meth:`~ContactCenter.offer_answered`: ON_CALL, no ``CONNECT`` yet) the
 and reports :meth:`~ContactCenter.callback_answered` (``CONNECT``) or
 :meth:`~ContactCenter.callback_failed` (``CALLBACKFAILED``: the request goes back to its place, offered again
 once the queue's ``callback_retry`` has passed, and is given up after ``callback_attempts`` attempts).
+Each step of a callback request is also put out as a :class:`CallbackChange`
+(:meth:`~ContactCenter.take_callback_changes`), which the runtime keeps in the database; after a restart
+:meth:`~ContactCenter.restore_callback` puts the waiting requests back in their places, and a supervisor may
+:meth:`~ContactCenter.cancel_callback` one.
 
 One invariant makes dispatching cheap: after every input, no waiting caller that is not being offered
 has an eligible available agent. So a caller who joins is matched against the available agents only,
@@ -44,8 +48,8 @@ from .log import QueueLogEntry
 from .queues import QueueConfig, Strategy
 from .strategies import rank
 
-__all__ = ["Announce", "CancelOffer", "CenterError", "ContactCenter", "Offer", "Overflow", "QueueSnapshot",
-           "Waiting"]
+__all__ = ["Announce", "CallbackChange", "CancelOffer", "CenterError", "ContactCenter", "Offer", "Overflow",
+           "QueueSnapshot", "Waiting"]
 
 _S = AgentStatus
 DEFAULT_HANDLE_TIME = 120.0  # seconds per call assumed by the wait estimate until a queue has handled one
@@ -129,6 +133,24 @@ class QueueSnapshot:
     agents: dict[str, int]  # logged-in agents by status (an agent on a non-queue call counts as "busy")
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CallbackChange:
+    """A callback request's new state, for the store that keeps requests across restarts
+    (:meth:`ContactCenter.take_callback_changes`). Times are wall-clock (``now + wall_offset``)."""
+
+    call_id: str
+    queue_id: int
+    state: str  # waiting, dialing, done, failed, cancelled
+    number: str
+    priority: int
+    joined_at: float  # the place in line
+    attempts: int
+    last_result: str | None = None
+    retry_at: float | None = None  # a retry's earliest offer
+    requested_at: float | None = None  # set on the request itself (a new row); None: an update
+    position: int = 0  # the place in line when requested
+
+
 @dataclass(frozen=True, slots=True)
 class CallbackRequest:
     """A callback request as the wallboard lists it."""
@@ -158,6 +180,7 @@ class ContactCenter:
         self._handled: dict[int, tuple[float, int]] = {}  # queue -> (talk + wrap-up seconds, calls)
         self._actions: list[Action] = []
         self._log: list[QueueLogEntry] = []
+        self._callback_changes: list[CallbackChange] = []
 
     # -- configuration -------------------------------------------------------------------------------
     def set_queue(self, config: QueueConfig, now: float) -> None:
@@ -241,10 +264,46 @@ class ContactCenter:
                     wait=now - entry.joined_at, number=entry.number)
         entry.callback = True
         entry.next_announce = None
+        self._callback_change(entry, "waiting", now, requested=True)
         # the agents ringing now would reach a caller about to hang up: the call is offered again, as a callback
         freed = self._cancel_offers(entry, now, "cancelled")
         self._dispatch(now, entries=[entry])
         self._dispatch(now, agents=freed)
+
+    def restore_callback(self, call_id: str, queue_id: int, now: float, *, number: str, joined_at: float,
+                         priority: int = 0, attempts: int = 0, not_before: float = 0.0) -> None:
+        """A callback request kept from before a restart (``joined_at``: its place, on this clock) goes back
+        in line; one that was being dialed when the process stopped is waiting again, its attempt not counted."""
+        config = self._queue(queue_id)
+        if call_id in self.waiting or call_id in self.in_call:
+            raise CenterError(f"call {call_id} is already in a queue")
+        entry = Waiting(call_id=call_id, queue_id=queue_id, number=number, priority=priority, joined_at=joined_at,
+                        seq=next(self._seq), original_position=0, callback=True, attempts=attempts,
+                        not_before=not_before if not_before > now else 0.0)
+        self.waiting[call_id] = entry
+        entry.original_position = self.position(call_id)
+        entry.relax_next = self._relax_next(config, entry, now)
+        self._callback_change(entry, "waiting", now)
+        self._dispatch(now, entries=[entry])
+
+    def cancel_callback(self, call_id: str, now: float) -> bool:
+        """A supervisor cancelled a callback request: it leaves the line (the phones ringing for it stop).
+        False when it is not waiting (unknown, or its customer is being called now)."""
+        entry = self.waiting.get(call_id)
+        if entry is None or not entry.callback:
+            return False
+        del self.waiting[call_id]
+        freed = self._cancel_offers(entry, now, "cancelled")
+        self._entry(now, ql.CALLBACKFAILED, queue_id=entry.queue_id, call_id=call_id, attempt=entry.attempts,
+                    reason="cancelled", final=True)
+        self._callback_change(entry, "cancelled", now, result="cancelled")
+        self._dispatch(now, agents=freed)
+        return True
+
+    def dialing_callback(self, call_id: str) -> bool:
+        """The callback's customer is being called now (the agent answered, the customer not yet)."""
+        call = self.in_call.get(call_id)
+        return call is not None and call.entry is not None
 
     # -- inputs: offers and calls --------------------------------------------------------------------
     def offer_answered(self, call_id: str, agent_id: int, now: float) -> bool:
@@ -268,6 +327,8 @@ class ContactCenter:
         if not entry.callback:  # a callback connects when its customer answers (callback_answered)
             self._entry(now, ql.CONNECT, queue_id=entry.queue_id, call_id=call_id, agent_id=agent_id,
                         hold=now - entry.joined_at, ring=ring, position=entry.original_position)
+        else:
+            self._callback_change(entry, "dialing", now)
         self._dispatch(now, agents=freed)
         return True
 
@@ -278,6 +339,7 @@ class ContactCenter:
             return
         entry, call.entry = call.entry, None
         call.answered_at = now
+        self._callback_change(entry, "done", now)
         self._entry(now, ql.CONNECT, queue_id=call.queue_id, call_id=call_id, agent_id=call.agent_id,
                     hold=now - call.joined_at, ring=call.ring, position=call.original_position, callback=True,
                     attempt=entry.attempts + 1)
@@ -317,12 +379,14 @@ class ContactCenter:
         if config is None or final or entry.attempts >= config.callback_attempts:
             self._entry(now, ql.CALLBACKFAILED, queue_id=entry.queue_id, call_id=call_id, agent_id=agent.id,
                         attempt=entry.attempts, reason=reason, final=True)
+            self._callback_change(entry, "failed", now, result=reason)
         else:
             delay = config.callback_retry if counted else 0.0
             entry.not_before = now + delay
             self.waiting[call_id] = entry
             self._entry(now, ql.CALLBACKFAILED, queue_id=entry.queue_id, call_id=call_id, agent_id=agent.id,
                         attempt=entry.attempts, reason=reason, retry_in=delay)
+            self._callback_change(entry, "waiting", now, result=reason)
         if not counted and config is not None:
             agent.rest_until = now + config.retry  # the agent turned it down: someone else first, as for a miss
         if agent.status is _S.ON_CALL:
@@ -531,6 +595,10 @@ class ContactCenter:
         out, self._log = self._log, []
         return out
 
+    def take_callback_changes(self) -> list[CallbackChange]:
+        out, self._callback_changes = self._callback_changes, []
+        return out
+
     # -- views ---------------------------------------------------------------------------------------
     def position(self, call_id: str) -> int:
         """1-based place of a waiting caller among its queue's line."""
@@ -601,6 +669,16 @@ class ContactCenter:
                agent_id: int | None = None, **data: Any) -> None:
         self._log.append(QueueLogEntry(at=now + self.wall_offset, event=event, queue_id=queue_id, call_id=call_id,
                                        agent_id=agent_id, data=data))
+
+    def _callback_change(self, entry: Waiting, state: str, now: float, *, requested: bool = False,
+                         result: str | None = None) -> None:
+        wall = self.wall_offset
+        self._callback_changes.append(CallbackChange(
+            call_id=entry.call_id, queue_id=entry.queue_id, state=state, number=entry.number, priority=entry.priority,
+            joined_at=entry.joined_at + wall, attempts=entry.attempts, last_result=result,
+            retry_at=entry.not_before + wall if entry.not_before > now else None,
+            requested_at=now + wall if requested else None,
+            position=self.position(entry.call_id) if requested else 0))
 
     def _set_status(self, agent: Agent, status: AgentStatus, now: float, *, queue_id: int | None = None) -> None:
         if status not in TRANSITIONS[agent.status]:
@@ -727,6 +805,8 @@ class ContactCenter:
                     original_position=entry.original_position, wait=now - entry.joined_at)
         self._actions.append(Overflow(call_id=entry.call_id, queue_id=entry.queue_id, reason=reason,
                                       destination=self.queues[entry.queue_id].overflow))
+        if entry.callback:
+            self._callback_change(entry, "cancelled", now, result=reason)
         self._dispatch(now, agents=freed)
 
     def _complete(self, call_id: str, now: float, event: str, extra: dict[str, Any]) -> None:

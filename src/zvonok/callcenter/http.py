@@ -15,6 +15,9 @@ A supervisor assigned to queues (:mod:`.scope`) sees and acts on those queues an
 lists, live view, wallboard and reports leave the others out, and asking for another queue or agent
 answers 403 with a message, audited in the monitoring audit (``refused``). A supervisor assigned to no
 queue has the whole tenant, as its admins do.
+* ``queues/{id}/callbacks`` (GET; ``finished=true`` adds the finished ones) and ``callbacks/{id}`` (DELETE:
+  cancel a waiting request, 409 once finished or while its customer is being called): the callers'
+  callback requests, kept across restarts (:mod:`.callbacks`); supervisors and admins.
 * ``reports/queues`` and ``reports/agents`` (GET, ``from``/``to`` epoch seconds, ``group`` 15min | hour |
   day in the tenant's time zone, ``format`` json | csv): supervisors and admins.
 
@@ -39,7 +42,7 @@ from zvonok.monitoring.service import audit_refusal
 from zvonok.org.models import Employee
 from zvonok.org.schemas import Page
 
-from . import reports, service, wallboard
+from . import callbacks, reports, service, wallboard
 from . import schemas as s
 from .agents import Agent, AgentError
 from .center import CenterError
@@ -325,6 +328,33 @@ async def wallboard_state(tenant_id: int, who: TenantSupervisor, session: Sessio
     """Live state and today's KPIs per queue and agent (the supervisor's wallboard)."""
     return await wallboard.wallboard(session, runtime_of(request), tenant_id,
                                      scope=await scope_for(session, tenant_id, who))
+
+
+# -- callback requests ---------------------------------------------------------------------------------
+@router.get("/queues/{queue_id}/callbacks", response_model=Page[s.CallbackOut])
+async def list_callbacks(tenant_id: int, queue_id: int, who: TenantSupervisor, session: Session, request: Request,
+                         p: PageParams, finished: bool = False) -> object:
+    """The queue's callback requests in line order: the waiting ones (and one being dialed), or with
+    ``finished`` the done, failed and cancelled ones kept too."""
+    await _check_queue(session, request, tenant_id, queue_id, who)
+    rows, total = await callbacks.list_queue(session, tenant_id, queue_id, finished=finished, limit=p.limit,
+                                             offset=p.offset)
+    runtime: CallCenterRuntime | None = getattr(request.app.state, "callcenter", None)
+    places = {c.call_id: c.position for c in runtime.callbacks(tenant_id, queue_id)} if runtime is not None else {}
+    items = [s.CallbackOut.model_validate(row).model_copy(update={"position": places.get(row.call_id)})
+             for row in rows]
+    return {"items": items, "total": total, "limit": p.limit, "offset": p.offset}
+
+
+@router.delete("/callbacks/{callback_id}", status_code=204)
+async def cancel_callback(tenant_id: int, callback_id: int, who: TenantSupervisor, session: Session,
+                          request: Request) -> Response:
+    """Cancel a callback request (it leaves the line); 409 when finished or its customer is being called."""
+    row = await callbacks.get(session, tenant_id, callback_id)
+    await _check_queue(session, request, tenant_id, row.queue_id, who)
+    await callbacks.cancel(session, runtime_of(request), tenant_id, callback_id)
+    await session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 # -- reports -------------------------------------------------------------------------------------------
 def _span(start: float, end: float) -> None:

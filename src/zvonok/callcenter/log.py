@@ -14,7 +14,8 @@ EXITWITHTIMEOUT    call                         position, original_position, wai
 EXITEMPTY          call                         position, original_position, wait (no agents left)
 CALLBACK           call                         position, wait, number (the caller left a callback request)
 CALLBACKFAILED     call, agent                  attempt, reason (busy, no_answer, failed, ...), retry_in (s),
-                                                or final: true (the callback is given up)
+                                                or final: true (the callback is given up); reason cancelled
+                                                and no agent: a supervisor cancelled the request
 COMPLETEAGENT      call, agent                  hold, talk, original_position (the agent hung up)
 COMPLETECALLER     call, agent                  hold, talk, original_position (the caller hung up)
 TRANSFER           call, agent                  hold, talk, target

@@ -14,7 +14,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from zvonok.storage.base import Base, TenantScoped, Timestamped
@@ -120,3 +130,36 @@ class AgentPresence(TenantScoped, Base):
     queues: Mapped[list[int]] = mapped_column(JSON, default=list)
     reason: Mapped[str | None] = mapped_column(String(100), nullable=True)
     node: Mapped[str] = mapped_column(String(64))  # who wrote it last
+
+
+CALLBACK_STATES = ("waiting", "dialing", "done", "failed", "cancelled")
+OPEN_CALLBACK_STATES = ("waiting", "dialing")
+
+
+class QueueCallbackRow(TenantScoped, Timestamped, Base):
+    """A caller's callback request, kept so that a restart does not lose it (:mod:`.callbacks`).
+
+    ``waiting``: holding its place in line (an agent's phone may ring for it); ``dialing``: the agent answered
+    and the customer is being called; then ``done`` (the customer answered), ``failed`` (given up after the
+    queue's attempts, or a number that cannot be called) or ``cancelled`` (by a supervisor, or its queue went
+    away). The place in line is the center's order: the queue's weight, then ``priority``, then ``joined_at``
+    (wall-clock epoch seconds when the caller joined the line), then ``id``."""
+
+    __tablename__ = "queue_callbacks"
+    __table_args__ = (
+        CheckConstraint("state IN ('waiting', 'dialing', 'done', 'failed', 'cancelled')", name="state"),
+        Index("ix_queue_callbacks_queue_state", "queue_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    queue_id: Mapped[int] = mapped_column(ForeignKey("queues.id", ondelete="CASCADE"))
+    call_id: Mapped[str] = mapped_column(String(100), index=True)  # the caller's call: the center's key
+    number: Mapped[str] = mapped_column(String(64))  # whom to call back
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    joined_at: Mapped[float] = mapped_column(Float(precision=53))  # epoch seconds: the place in line
+    requested_at: Mapped[float] = mapped_column(Float(precision=53))  # epoch seconds: the key pressed
+    position: Mapped[int] = mapped_column(Integer)  # the place in line when requested (1: next)
+    state: Mapped[str] = mapped_column(String(10), default="waiting")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # failed calls to the customer
+    last_result: Mapped[str | None] = mapped_column(String(40), nullable=True)  # busy, no_answer, cancelled ...
+    retry_at: Mapped[float | None] = mapped_column(Float(precision=53), nullable=True)  # not offered before

@@ -12,6 +12,10 @@ touched to the bus (:class:`~zvonok.callcenter.events.AgentStateChanged`,
 Queue and membership changes, skills, an agent's employee deleted or deactivated and a deleted tenant
 reach the center through the database's committed events, applied in order by one task.
 
+Callback requests are kept in the database (:mod:`.callbacks`): the center's
+changes (:class:`~zvonok.callcenter.center.CallbackChange`) go to a backlog of their own, written in order by the same
+task after the log entries; :meth:`CallCenterRuntime.start` puts the open ones back in their queues' lines.
+
 The backlog is written by one background task in batches (a short delay gathers the entries of a
 burst). A failed write keeps the batch and tries again after ``retry_delay``: the log is the reports'
 only source, so it is never dropped while the process lives; :meth:`stop` writes what is left.
@@ -57,10 +61,10 @@ from zvonok.org.events import EntityChanged, TenantDeleted
 from zvonok.org.models import Employee
 from zvonok.storage.db import Database, emit
 
+from . import callbacks, service
 from . import log as ql
-from . import service
 from .agents import BUSY, Agent, AgentStatus
-from .center import Action, CallbackRequest, ContactCenter, QueueSnapshot
+from .center import Action, CallbackChange, CallbackRequest, ContactCenter, QueueSnapshot
 from .events import AgentChanged, AgentPresenceChanged, AgentStateChanged, QueueChanged, QueueStateChanged
 from .log import QueueLogEntry
 from .models import AgentPresence, QueueLogRow
@@ -116,6 +120,7 @@ class CallCenterRuntime:
         self.flush_delay = flush_delay
         self.retry_delay = retry_delay
         self.backlog: list[dict[str, Any]] = []
+        self.callback_backlog: list[tuple[int, CallbackChange]] = []  # (tenant, change), written in order
         self.write_failures = 0
         self._queue_tenant: dict[int, int] = {}  # also of deleted queues: their last entries need it
         self._agent_tenant: dict[int, int] = {}
@@ -135,6 +140,7 @@ class CallCenterRuntime:
         for config in configs:
             self._queue_tenant[config.id] = config.tenant_id
             self.center.set_queue(config, now)
+        await self._restore_callbacks()
         self._wake = asyncio.Event()
         self._changes = asyncio.Queue()
         self._writer = asyncio.create_task(self._write_loop(), name="callcenter:queue_log")
@@ -146,6 +152,25 @@ class CallCenterRuntime:
             self._shared_tasks = [asyncio.create_task(self._presence_loop(), name="callcenter:presence"),
                                   asyncio.create_task(self._sync_loop(), name="callcenter:claims")]
         self._after()
+
+    async def _restore_callbacks(self) -> None:
+        """The callback requests kept from before the restart go back in line, in the order they joined it."""
+        async with self.db.session() as session:
+            pruned = await callbacks.prune(session)
+            await session.commit()
+            rows = await callbacks.open_requests(session)
+        wall = self.center.wall_offset
+        restored = 0
+        for row in rows:
+            if row.queue_id not in self.center.queues or row.call_id in self.center.waiting:
+                continue
+            self.center.restore_callback(
+                row.call_id, row.queue_id, self.clock(), number=row.number, joined_at=row.joined_at - wall,
+                priority=row.priority, attempts=row.attempts,
+                not_before=row.retry_at - wall if row.retry_at is not None else 0.0)
+            restored += 1
+        if restored or pruned:
+            log.info("call center: %d callback requests back in line, %d old ones deleted", restored, pruned)
 
     async def stop(self, *, attempts: int = 5) -> None:
         """Stop the timer and the tasks, then write the rest of the log (``attempts`` tries)."""
@@ -163,19 +188,23 @@ class CallCenterRuntime:
         if self._dirty and not await self.write_presence():
             log.error("agent presence: %d changes could not be written at stop", len(self._dirty))
         for _ in range(attempts):
-            while self.backlog and await self._write_batch(self.batch_size):
+            while self._unwritten() and await self._write_batch(self.batch_size):
                 pass
-            if not self.backlog:
+            if not self._unwritten():
                 return
             await asyncio.sleep(self.retry_delay)
-        if self.backlog:
-            log.error("queue log: %d entries could not be written at stop", len(self.backlog))
+        if self._unwritten():
+            log.error("queue log: %d entries and %d callback changes could not be written at stop",
+                      len(self.backlog), len(self.callback_backlog))
 
     async def flush(self) -> None:
         """Write the backlog now (tests, and before a report of this very second)."""
-        while self.backlog:
+        while self._unwritten():
             if not await self._write_batch(self.batch_size):
                 await asyncio.sleep(self.retry_delay)
+
+    def _unwritten(self) -> bool:
+        return bool(self.backlog or self.callback_backlog)
 
     # -- configuration changes (after commit) --------------------------------------------------------
     def on_event(self, event: object) -> None:
@@ -242,6 +271,7 @@ class CallCenterRuntime:
             # the tenant's log rows are gone with it (ON DELETE CASCADE): drop what was still to be written
             self._after()
             self.backlog = [row for row in self.backlog if row["tenant_id"] != event.tenant_id]
+            self.callback_backlog = [c for c in self.callback_backlog if c[0] != event.tenant_id]
         elif isinstance(event, AgentChanged) and event.employee_id in self.center.agents:
             async with self.db.session() as session:
                 skills = await service.skills(session, event.tenant_id, event.employee_id)
@@ -446,6 +476,16 @@ class CallCenterRuntime:
             return []
         return self.center.callbacks(queue_id, self.clock())
 
+    def cancel_callback(self, tenant_id: int, call_id: str) -> str:
+        """A supervisor cancels a callback request: ``cancelled`` (it left the line), ``dialing`` (its customer
+        is being called: not cancelled) or ``absent`` (not in this center's lines)."""
+        entry = self.center.waiting.get(call_id)
+        if entry is not None and self._queue_tenant.get(entry.queue_id) == tenant_id:
+            return "cancelled" if self.feed(lambda c, now: c.cancel_callback(call_id, now)) else "absent"
+        if self.center.dialing_callback(call_id):
+            return "dialing"
+        return "absent"
+
     def wall_time(self, monotonic: float) -> float:
         return monotonic + self.center.wall_offset
 
@@ -473,11 +513,15 @@ class CallCenterRuntime:
             self.backlog.append({"at": entry.at, "tenant_id": tenant_id, "queue_id": entry.queue_id,
                                  "call_id": entry.call_id, "agent_id": entry.agent_id, "event": entry.event,
                                  "data": dict(entry.data)})
+        for change in self.center.take_callback_changes():
+            tenant_id = self._queue_tenant.get(change.queue_id)
+            if tenant_id is not None:
+                self.callback_backlog.append((tenant_id, change))
         for agent_id in agents:  # an agent's state is part of each of its queues' state
             agent = self.center.agents.get(agent_id)
             if agent is not None:
                 queues.update(agent.queues)
-        if self.backlog and self._wake is not None:
+        if self._unwritten() and self._wake is not None:
             self._wake.set()
         self._publish(agents, queues)
         if self.claims is not None:
@@ -552,14 +596,47 @@ class CallCenterRuntime:
             await self._wake.wait()
             self._wake.clear()
             await asyncio.sleep(self.flush_delay)  # gather a burst into one batch
-            while self.backlog:
+            while self._unwritten():
                 if not await self._write_batch(self.batch_size):
                     await asyncio.sleep(self.retry_delay)
 
     async def _write_batch(self, size: int) -> bool:
         # one writer at a time: flush() and the background task must never insert the same entries twice
         async with self._write_lock:
-            return await self._write_locked(size)
+            if self.backlog and not await self._write_locked(size):
+                return False
+            return await self._write_callbacks(size)
+
+    async def _write_callbacks(self, size: int) -> bool:
+        batch = self.callback_backlog[:size]
+        if not batch:
+            return True
+        try:
+            async with self.db.session() as session:
+                for tenant_id, change in batch:
+                    await callbacks.apply(session, tenant_id, change)
+                await session.commit()
+                del self.callback_backlog[:len(batch)]
+        except IntegrityError:
+            # a request whose queue or tenant another process deleted meanwhile: one by one, those dropped
+            for _ in range(len(batch)):
+                tenant_id, change = self.callback_backlog[0]
+                try:
+                    async with self.db.session() as session:
+                        await callbacks.apply(session, tenant_id, change)
+                        await session.commit()
+                except IntegrityError:
+                    log.error("callback requests: the database refuses a change for good, dropped: %r", change)
+                except Exception:  # noqa: BLE001 - kept in the backlog and written again
+                    self.write_failures += 1
+                    log.exception("callback requests: writing a change failed; retrying")
+                    return False
+                del self.callback_backlog[0]
+        except Exception:  # noqa: BLE001 - kept in the backlog and written again
+            self.write_failures += 1
+            log.exception("callback requests: writing %d changes failed; retrying", len(batch))
+            return False
+        return True
 
     async def _write_locked(self, size: int) -> bool:
         batch = self.backlog[:size]

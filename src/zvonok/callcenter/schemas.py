@@ -280,3 +280,23 @@ class WallboardOut(BaseModel):
     agents: list[WallboardAgent]
     callbacks: list[WallboardCallback] = Field(default_factory=list, description="Callback requests holding a place, "
                                                "per queue in line order")
+
+
+class CallbackOut(BaseModel):
+    """A caller's callback request, kept across restarts."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    queue_id: int
+    number: str = Field(description="Whom to call back")
+    state: Literal["waiting", "dialing", "done", "failed", "cancelled"] = Field(
+        description="waiting: holding its place; dialing: the agent answered, the customer is called; then done, "
+                    "failed (given up) or cancelled")
+    joined_at: float = Field(description="Epoch seconds the caller joined the queue: its place in line")
+    requested_at: float = Field(description="Epoch seconds the caller asked to be called back")
+    position: int | None = Field(default=None, description="1-based place in the queue's line now (live callers "
+                                                           "included); null when not waiting")
+    attempts: int = Field(description="Failed calls to the customer so far")
+    last_result: str | None = Field(default=None, description="The last attempt's result (busy, no_answer, ...)")
+    retry_at: float | None = Field(default=None, description="Epoch seconds before which it is not offered again")

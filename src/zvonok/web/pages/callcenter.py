@@ -8,10 +8,16 @@ come back on the form with 422; another company's ids answer the 404 page.
 
 A supervisor assigned to queues (:mod:`zvonok.callcenter.scope`; the queue's form assigns them) sees and
 acts on those queues' agents only: another agent's buttons answer 403, audited as the REST API's refusals.
+
+The agents page also lists the callers' callback requests waiting in the (supervisor's) queues, each with a
+Cancel button (:func:`zvonok.callcenter.callbacks.cancel`); the employee's own page (``/me``) lists those of
+the queues they may log in to, read-only (:func:`callback_rows`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Form, HTTPException, Request
@@ -20,7 +26,7 @@ from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok.api.deps import get_session
-from zvonok.callcenter import schemas, service
+from zvonok.callcenter import callbacks, schemas, service
 from zvonok.callcenter.agents import AgentError
 from zvonok.callcenter.center import CenterError
 from zvonok.callcenter.queues import Strategy
@@ -58,6 +64,9 @@ STATUSES = {"offline": N_("Offline"), "available": N_("Available"), "not_ready":
 _FIELDS = ("name", "number", "strategy", "ring_timeout", "wrap_up", "max_wait", "service_level", "callback_key",
            "callback_attempts", "callback_retry")
 CALLBACK_KEYS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "0", "*", "#")
+# a callback's last attempt (the queue log's CALLBACKFAILED reasons); others are shown as they are
+CALLBACK_RESULTS = {"busy": N_("busy"), "no_answer": N_("no answer"), "failed": N_("failed"),
+                    "agent_hung_up": N_("the agent hung up"), "cancelled": N_("cancelled")}
 
 
 def runtime_of(request: Request) -> CallCenterRuntime | None:
@@ -84,6 +93,16 @@ async def check_agent(request: Request, session: AsyncSession, user: WebUser, em
                             f"{request.method} {request.url.path}: {OUTSIDE}", agent=agent or f"employee:{employee_id}",
                             via="web")
         raise HTTPException(403, "this agent is outside the queues you supervise")
+
+
+async def callback_rows(session: AsyncSession, tenant_id: int, *, queues: Collection[int] | None = None,
+                        member: int | None = None) -> list[dict[str, Any]]:
+    """The callback requests waiting in the company's queues (``queues``: only those; ``member``: the queues
+    that employee may log in to), for ``callcenter/_callbacks.html``."""
+    return [{"id": row.id, "number": row.number, "queue": queue.name, "queue_number": queue.number,
+             "since": datetime.fromtimestamp(row.joined_at, UTC), "state": row.state, "attempts": row.attempts,
+             "last_result": row.last_result, "result_label": CALLBACK_RESULTS.get(row.last_result or "")}
+            for row, queue in await callbacks.waiting_in(session, tenant_id, queues=queues, member=member)]
 
 
 # -- queues --------------------------------------------------------------------------------------------
@@ -268,7 +287,7 @@ def parse_skills(text: str) -> dict[str, int]:
 
 
 async def _agents(request: Request, session: AsyncSession, tenant_id: int, *, errors: dict[int, str] | None = None,
-                  status_code: int = 200, seen: set[int] | None = None) -> Response:
+                  status_code: int = 200, seen: set[int] | None = None, scope: Scope = None) -> Response:
     names = await service.employee_names(session, tenant_id)
     if seen is not None:  # a supervisor limited to some queues: their agents only
         names = {k: v for k, v in names.items() if k in seen}
@@ -290,12 +309,41 @@ async def _agents(request: Request, session: AsyncSession, tenant_id: int, *, er
     reasons = await service.list_reasons(session, tenant_id)
     return render(request, "callcenter/agents.html", {
         "rows": rows, "reasons": reasons, "statuses": STATUSES, "live": runtime is not None, "errors": errors or {},
+        "callbacks": await callback_rows(session, tenant_id, queues=scope),
     }, status_code=status_code)
 
 
 @router.get("/callcenter/agents")
 async def agents(request: Request, user: SupervisorUser, session: Session) -> Response:
-    return await _agents(request, session, user.tenant, seen=await visible_agents(request, session, user))
+    return await _agents(request, session, user.tenant, seen=await visible_agents(request, session, user),
+                         scope=await web_scope(session, user))
+
+
+@router.post("/callcenter/callbacks/{callback_id}/cancel")
+async def cancel_callback(request: Request, callback_id: int, user: SupervisorUser, session: Session) -> Response:
+    """A supervisor cancels a caller's callback request (another company's: the 404 page; another queue's: 403)."""
+    _ = gettext_for(request)
+    row = await callbacks.get(session, user.tenant, callback_id)
+    scope = await web_scope(session, user)
+    if scope is not None and row.queue_id not in scope:
+        await audit_refusal(session, user.tenant, f"account:{user.account_id}",
+                            f"{request.method} {request.url.path}: {OUTSIDE}", via="web")
+        raise HTTPException(403, "this queue is outside the queues you supervise")
+    runtime = runtime_of(request)
+    message = None
+    if runtime is None:
+        message = _("This action is not available.")
+    else:
+        try:
+            await callbacks.cancel(session, runtime, user.tenant, callback_id)
+        except OrgError:
+            message = _("This callback request is no longer waiting: it is being called now or is over.")
+    if message is not None:
+        await session.rollback()
+        return await _agents(request, session, user.tenant, errors={-1: message}, status_code=409,
+                             seen=await visible_agents(request, session, user), scope=scope)
+    await session.commit()
+    return RedirectResponse("/callcenter/agents#callbacks", status_code=303)
 
 
 @router.post("/callcenter/agents/{employee_id}/skills")

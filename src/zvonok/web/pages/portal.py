@@ -15,6 +15,9 @@ its one-line state reloads on the extension's ``ForwardingChanged`` (a feature c
 Voicemail: each extension with a mailbox lists its messages with a player and a delete button (the
 routes in :mod:`zvonok.web.pages.voicemail`).
 
+Callback requests: an employee who may log in to queues sees the callers waiting to be called back in
+those queues (number, queue, since when), read-only; supervisors cancel them on the agents page.
+
 Secrets: a new SIP password is generated here and shown once (only HA1 values are stored); the PIN is
 never shown back, not even in a refused form.
 """
@@ -31,6 +34,7 @@ from markupsafe import Markup
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok.api.deps import get_session
+from zvonok.callcenter import service as service_queues
 from zvonok.org import forwarding, service
 from zvonok.org.credentials import generate_sip_password
 from zvonok.org.errors import NotFound, ValidationError
@@ -43,6 +47,7 @@ from zvonok.web.i18n import N_
 from zvonok.web.render import gettext_for, render
 from zvonok.web.routing import EMPLOYEE, NavItem, page_router
 
+from .callcenter import callback_rows
 from .voicemail import my_voicemail
 
 router = page_router()
@@ -111,10 +116,12 @@ async def _context(request: Request, session: AsyncSession, user: WebUser, *, ne
                          % {"number": ext.number}),
         })
     pin = await policies.get_pin(session, user.tenant, _employee(user))
+    in_queues = bool(await service_queues.member_queues(session, user.tenant, _employee(user)))
     return {"phones": phones, "has_pin": pin is not None, "pin_updated": pin.updated_at if pin else None,
             "pin_error": pin_error, "pin_done": pin_done, "refresh": DEVICES_REFRESH,
             "pin_min": PIN_MIN_LENGTH, "pin_max": PIN_MAX_LENGTH, "forwarding_codes": ("*72", "*73", "*78", "*79"),
-            "voicemail_deleted": request.query_params.get("voicemail_deleted") == "1"}
+            "voicemail_deleted": request.query_params.get("voicemail_deleted") == "1", "in_queues": in_queues,
+            "callbacks": await callback_rows(session, user.tenant, member=_employee(user)) if in_queues else []}
 
 
 @router.get("/me")
