@@ -378,7 +378,7 @@ async def call_client(request: Request, client_id: int, user: TenantUser, sessio
     else:
         try:
             await originate_http.call_client(session, originator, user.tenant, user.employee_id, client_id,
-                                             number=number or None)
+                                             number=number or None, requested_by=f"account:{user.account_id}")
         except OriginateRefused as exc:
             outcome = exc.reason if exc.reason in CALL_OUTCOMES else "failed"
         else:
