@@ -348,6 +348,7 @@ async def client_card(request: Request, client_id: int, user: TenantUser, sessio
         "reply_subject": mailthread.reply_subject,
         "page": page, "pages": max(1, -(-total // PAGE)), "link": lambda n: urlencode({"page": n}),
         "kinds": KINDS, "directions": DIRECTIONS, "dispositions": DISPOSITIONS, "errors": {},
+        "click_reasons": CLICK_TO_CALL_REASONS,
         "deals": await deals.deals_out(session, user.tenant, client_deals),
         "price_history": await invoices.price_history(session, user.tenant, client_id),
         "invoice_statuses": INVOICE_STATUSES,
@@ -364,6 +365,22 @@ CALL_OUTCOMES = {
     "too_many_originates": N_("The company is placing too many calls this way right now: try again in a minute."),
     "unavailable": N_("Calls cannot be placed from here now."),
     "failed": N_("The call could not start."),
+}
+
+
+# a click-to-call of the timeline that failed before it was a call (zvonok.originates), by its reason
+CLICK_TO_CALL_REASONS = {
+    "not_registered": N_("Click-to-call: the employee's phone was not registered"),
+    "server_restarted": N_("Click-to-call: the server restarted while it rang"),
+    "employee_no_answer": N_("Click-to-call: the employee did not answer"),
+    "employee_busy": N_("Click-to-call: the employee's phone was busy"),
+    "employee_declined": N_("Click-to-call: the employee declined"),
+    "employee_unavailable": N_("Click-to-call: the employee's phone was unreachable"),
+    "employee_hung_up": N_("Click-to-call: the employee hung up"),
+    "busy": N_("Click-to-call: client busy"),
+    "declined": N_("Click-to-call: the client declined"),
+    "no_answer": N_("Click-to-call: the client did not answer"),
+    "failed": N_("Click-to-call: failed"),
 }
 
 
