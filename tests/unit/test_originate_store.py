@@ -242,6 +242,14 @@ async def test_a_click_to_call_that_failed_before_any_call_is_on_the_timeline(ap
     # another company sees nothing of it
     r = await api.client.get(f"/api/v1/tenants/{b.id}/crm/clients/{client_id}/timeline", headers=b.headers)
     assert r.status_code == 404
+    # merged into another client: the attempt goes with the phones
+    r = await api.client.post(base, headers=a.headers, json={"name": "Roga 2", "phones": [{"number": "+74953334455"}]})
+    assert r.status_code == 201, r.text
+    other = r.json()["id"]
+    r = await api.client.post(f"{base}/{other}/merge", headers=a.headers, json={"source_id": client_id})
+    assert r.status_code == 200, r.text
+    r = await api.client.get(f"{base}/{other}/timeline", headers=a.headers)
+    assert [i["kind"] for i in r.json()["items"]] == ["call", "click_to_call"]
 
 
 async def _cdr(api: Api, tenant_id: int, call_id: str, caller: str, callee: str) -> None:

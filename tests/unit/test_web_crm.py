@@ -148,7 +148,7 @@ async def test_a_failed_click_to_call_on_the_card(web: Web, a: Company, b: Compa
     assert card.status_code == 200
     rows = re.findall(r'<tr id="timeline-click-\d+" class="click-to-call">(.*?)</tr>', card.text, re.S)
     assert len(rows) == 1 and "+74951112233" in rows[0]
-    assert "Click-to-call: the employee&#39;s phone was not registered" in rows[0]
+    assert "Click-to-call: the employee's phone was not registered" in rows[0]
     assert "client busy" not in card.text
 
 
