@@ -230,6 +230,7 @@ def test_a_click_to_call_that_never_became_a_call_is_on_the_card(page: Any, worl
     not registered) is a row of the client's timeline, in English and in Russian."""
     import asyncio
     import uuid
+    from concurrent.futures import ThreadPoolExecutor
 
     from sqlalchemy import text
     from sqlalchemy.ext.asyncio import create_async_engine
@@ -264,7 +265,8 @@ def test_a_click_to_call_that_never_became_a_call_is_on_the_card(page: Any, worl
         finally:
             await engine.dispose()
 
-    asyncio.run(journaled())
+    with ThreadPoolExecutor(1) as pool:  # (Playwright's loop runs in this thread)
+        pool.submit(asyncio.run, journaled()).result()
     page.reload()
     row = page.locator("#timeline-rows tr.click-to-call")
     assert row.count() == 1
