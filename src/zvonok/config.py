@@ -103,6 +103,10 @@ class Settings(BaseSettings):
     originate_per_minute: int = Field(
         default=60, ge=1, description="Originated calls one company may start in any minute; more get 429 with "
         "Retry-After")
+    originate_keep_days: int = Field(
+        default=90, ge=1, le=3650, description="Originated calls (REST, CRM click-to-call) stay this many days in "
+        "originate_requests (their status, failed attempts on the CRM timeline), then are deleted; a company keeps "
+        "at most 100000 of them")
     media_timeout: float = Field(default=60.0, description="End a call after this long without RTP from a leg")
     session_min_se: int = Field(default=90, ge=1, description="RFC 4028 Min-SE: shorter session intervals get 422")
     ringback: Literal["local", "inband"] = Field(

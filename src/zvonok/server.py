@@ -62,6 +62,8 @@ from zvonok.natsbus import NatsBus
 from zvonok.org import events as org_events
 from zvonok.org.forwarding import forwarding_store
 from zvonok.org.service import SipCredentials, platform_all_sip_credentials, sip_credentials
+from zvonok.originates.store import OriginateLog
+from zvonok.originates.store import close_interrupted as close_interrupted_originates
 from zvonok.pstn import http as pstn_http
 from zvonok.pstn.holds import LocalHolds, SharedHolds, delete_stale
 from zvonok.pstn.loader import TariffCache, load_snapshot
@@ -188,6 +190,9 @@ async def build(settings: Settings) -> Runtime:
         db, now, bus=bus, stale_before=now - timedelta(seconds=stale_after) if stale_after else None)
     if interrupted:
         log.warning("closed calls interrupted by the last stop", calls=len(interrupted))
+    # originated calls a stop left ringing or dialing: failed, "server_restarted" (their status survives)
+    await close_interrupted_originates(
+        db, now, stale_before=now - timedelta(seconds=stale_after) if stale_after else None)
     forward_committed(db, bus)
     cdr_writer.start()
     # on PostgreSQL other nodes may share the database: binding changes are announced to them, and
@@ -313,9 +318,11 @@ async def build(settings: Settings) -> Runtime:
     fax_store = FaxStore(db, FaxFiles((settings.data_dir / "fax").resolve()))
     engine.fax = fax_app = FaxApp(engine, fax_store)
     fax_sender = FaxSender(engine, fax_app)
+    originate_log = OriginateLog(db, keep_days=settings.originate_keep_days)  # each originate's status, durably
     engine.originator = Originator(  # REST, CRM
         engine, answer_timeout=settings.originate_answer_timeout,
-        quota=OriginateQuota(max_active=settings.originate_max_active, per_minute=settings.originate_per_minute))
+        quota=OriginateQuota(max_active=settings.originate_max_active, per_minute=settings.originate_per_minute),
+        journal=originate_log)
 
     async def send_queued_fax(tenant_id: int, fax_id: int) -> None:
         job = await fax_store.job(tenant_id, fax_id)
@@ -447,6 +454,7 @@ async def build(settings: Settings) -> Runtime:
     runtime.tasks.append(asyncio.create_task(mailer.run(runtime.stopping)))
     runtime.tasks.append(asyncio.create_task(crm_imap.run(runtime.stopping)))
     runtime.tasks.append(asyncio.create_task(webhook_sender.run(runtime.stopping)))
+    runtime.tasks.append(asyncio.create_task(originate_log.run(runtime.stopping)))
     runtime.tasks.append(asyncio.create_task(_reload_credentials_loop(credentials, all_credentials,
                                                                       runtime.stopping)))
     return runtime
@@ -464,6 +472,7 @@ async def _close_dead_nodes_calls(db: Database, bus: LocalBus | NatsBus, stale_a
         try:
             now = datetime.now(UTC)
             await close_interrupted(db, now, bus=bus, stale_before=now - timedelta(seconds=stale_after))
+            await close_interrupted_originates(db, now, stale_before=now - timedelta(seconds=stale_after))
             # trunk channels and spending its calls held: freed with them (zvonok.pstn.holds)
             freed = await delete_stale(db, now - timedelta(seconds=stale_after))
             if freed:

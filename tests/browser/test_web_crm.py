@@ -14,6 +14,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -222,3 +223,57 @@ def test_the_call_button_rings_ivans_phone_then_the_client(page: Any, world: Wor
     text = page.locator("#timeline-rows tbody tr").first.inner_text()
     assert number in text and "Outbound" in text and "Answered" in text, text
     page.screenshot(path=str(artifacts / "crm-click-to-call.png"), full_page=True)
+
+
+def test_a_click_to_call_that_never_became_a_call_is_on_the_card(page: Any, world: World, artifacts: Path) -> None:
+    """A click-to-call that failed before any call (here: as zvonok.originates keeps one whose phone was
+    not registered) is a row of the client's timeline, in English and in Russian."""
+    import asyncio
+    import uuid
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    console = world.console
+    page.goto(console.url + "/login")
+    page.fill("#email", world.ivan_email)
+    page.fill("#password", IVAN_PASSWORD)
+    page.click("main form button[type=submit]")
+    page.wait_for_url(console.url + "/")
+    page.click("button[name=lang][value=en]")
+    page.wait_for_selector("html[lang=en]")
+    page.goto(console.url + "/crm/new")
+    page.fill("#client-name", "Vera Lastochkina")
+    page.fill("#client-phones", "+7 (495) 765-43-88")
+    page.click("#save-client")
+    page.wait_for_selector("#client-title")
+    client_id = int(page.url.split("#")[0].rstrip("/").rsplit("/", 1)[1])
+    url = console.server.database_url or f"sqlite+aiosqlite:///{(console.server.data_dir / 'zvonok.db').resolve()}"
+
+    async def journaled() -> None:
+        now = datetime.now(UTC)
+        engine = create_async_engine(url)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(text(
+                    "INSERT INTO originate_requests (tenant_id, call_id, kind, requested_by, extension, to_number,"
+                    " client_id, phase, reason, created_at, finished_at, updated_at) VALUES (:t, :c, 'call', '',"
+                    " '101', '+74957654388', :client, 'failed', 'not_registered', :at, :at, :at)"),
+                    {"t": console.tenant_id, "c": uuid.uuid4().hex, "client": client_id,
+                     "at": now if console.server.database_url else now.replace(tzinfo=None)})  # (SQLite: naive UTC)
+        finally:
+            await engine.dispose()
+
+    with ThreadPoolExecutor(1) as pool:  # (Playwright's loop runs in this thread)
+        pool.submit(asyncio.run, journaled()).result()
+    page.reload()
+    row = page.locator("#timeline-rows tr.click-to-call")
+    assert row.count() == 1
+    assert "Click-to-call: the employee's phone was not registered" in row.inner_text()
+    assert "+74957654388" in row.inner_text()
+    page.screenshot(path=str(artifacts / "crm-click-to-call-failed.png"), full_page=True)
+    page.click("button[name=lang][value=ru]")
+    page.wait_for_selector("html[lang=ru]")
+    assert "Звонок из CRM: телефон сотрудника не был зарегистрирован" in page.locator(
+        "#timeline-rows tr.click-to-call").inner_text()

@@ -191,3 +191,49 @@ def test_crm_click_to_call_reaches_the_client_through_the_carrier(world: World, 
     # the call is on the client's timeline (a query over the CDRs by the client's numbers)
     timeline = harness.http_json(f"{world.server.http_url}{base}/{client['id']}/calls", world.seeded.token)
     assert [c["call_id"] for c in timeline["items"]] == [body["call_id"]]
+
+
+def test_an_originate_ringing_when_the_server_dies_is_failed_after_the_restart(
+        phones: list[Baresip], tmp_path: Path) -> None:
+    """SIGKILL while the employee's phone rings; the next start on the same database answers the status
+    (nothing of it is in memory any more): failed, ``server_restarted``."""
+    import asyncio
+
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    data_dir = tmp_path / "data"
+    database_url = harness.os.environ.get("ZVONOK_TEST_DATABASE_URL") or None
+    number = "8605"
+    seeded = harness.seed(data_dir, domain=f"restart-{secrets.token_hex(3)}.test", numbers=[number, "8606"],
+                          database_url=database_url)
+    server = harness.ZvonokServer(data_dir=data_dir, database_url=database_url,
+                                  env={"ZVONOK_ORIGINATE_ANSWER_TIMEOUT": "60"})
+    server.start()
+    try:
+        mine = World(server, seeded, None, tmp_path, "")  # type: ignore[arg-type] # (no carrier here)
+        ringing = phone(mine, phones, number, frequency=440, auto_answer=False)
+        code, body = post(mine, "/api/v1/calls/originate", {"extension": number, "to": "8606"})
+        assert code == 202, body
+        ringing.wait_event({"CALL_INCOMING"})
+        url = database_url or f"sqlite+aiosqlite:///{(data_dir / 'zvonok.db').resolve()}"
+
+        async def phase() -> str | None:
+            engine = create_async_engine(url)
+            try:
+                async with engine.connect() as conn:
+                    return (await conn.execute(text("SELECT phase FROM originate_requests WHERE call_id = :c"),
+                                               {"c": body["call_id"]})).scalar_one_or_none()
+            finally:
+                await engine.dispose()
+
+        deadline = time.monotonic() + 20
+        while asyncio.run(phase()) != "ringing_employee" and time.monotonic() < deadline:
+            time.sleep(0.1)  # the journal's job writes the row within moments of the 202
+        assert asyncio.run(phase()) == "ringing_employee"
+        server.kill()
+        server.start()
+        found = harness.http_json(f"{server.http_url}/api/v1/calls/originate/{body['call_id']}", seeded.token)
+        assert (found["phase"], found["reason"], found["to"]) == ("failed", "server_restarted", "8606")
+    finally:
+        assert server.stop() == 0, server.log_tail()

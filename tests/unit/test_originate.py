@@ -18,6 +18,7 @@ from zvonok.telephony.originate import (
     TRANSITIONS,
     Originate,
     OriginateQuota,
+    OriginateRecord,
     OriginateRefused,
     Originator,
     Phase,
@@ -311,3 +312,46 @@ def test_originate_quota_counts_per_company_and_per_minute() -> None:
     assert set(quota._starts) == {2}  # a company with nothing in the last minute leaves no entry
     with pytest.raises(ValueError):
         OriginateQuota(max_active=0, per_minute=1)
+
+
+def test_every_phase_change_reaches_the_journal_with_its_times() -> None:
+    with Harness() as h:
+        alice = h.extension("101")
+        bob = h.extension("102")
+        h.extension("103", devices=0)  # registered nowhere
+        journal: list[OriginateRecord] = []
+        originator = _originator(h, journal=journal.append)
+        session = h.run(originator.start(TENANT, "101", "102", requested_by="account:7", client_id=42))
+        first = h.invites_to(alice)[0]
+        ok = _answer(h, first, alice[0])
+        ok_bob = _answer(h, h.invites_to(bob)[0], bob[0])
+        h.request_from(first, ok, "BYE")
+        assert ok_bob is not None
+        assert [(r.phase, r.reason) for r in journal] == [
+            (Phase.RINGING_EMPLOYEE, None), (Phase.DIALING, None), (Phase.CONNECTED, None), (Phase.ENDED, None)]
+        assert {(r.call_id, r.kind, r.requested_by, r.client_id, r.extension, r.to) for r in journal} == {
+            (session.call_id, "call", "account:7", 42, "101", "102")}
+        last = journal[-1]
+        assert last.dialing_at is not None and last.connected_at is not None and last.finished_at is not None
+        assert last.started_at <= last.dialing_at <= last.connected_at <= last.finished_at
+        # no phone registered: refused (409), and the attempt is journaled as failed all the same
+        journal.clear()
+        with pytest.raises(OriginateRefused):
+            h.run(originator.start(TENANT, "103", "102", client_id=42))
+        (refused,) = journal
+        assert (refused.phase, refused.reason, refused.client_id, refused.extension) == (
+            Phase.FAILED, "not_registered", 42, "103")
+
+
+def test_a_busy_target_is_journaled_as_failed_with_its_reason() -> None:
+    with Harness(busy_tone_seconds=0.0) as h:
+        alice = h.extension("101")
+        bob = h.extension("102")
+        journal: list[OriginateRecord] = []
+        originator = _originator(h, journal=journal.append)
+        _start(h, originator, "101", "102")
+        _answer(h, h.invites_to(alice)[0], alice[0])
+        h.reply(h.invites_to(bob)[0], 486)
+        assert [(r.phase, r.reason) for r in journal] == [
+            (Phase.RINGING_EMPLOYEE, None), (Phase.DIALING, None), (Phase.FAILED, "busy")]
+        assert journal[-1].connected_at is None and journal[-1].finished_at is not None

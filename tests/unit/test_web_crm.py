@@ -17,6 +17,7 @@ from test_web import Company, Web, csrf_of, login
 import zvonok.web
 from zvonok.cdr import service as cdr_service
 from zvonok.cdr.state import CallRecord
+from zvonok.originates.models import OriginateRequest
 from zvonok.telephony.events import CallStarted, Direction, Disposition, HangupSide, Party
 
 web, a, b, admin_a = test_web.web, test_web.a, test_web.b, test_web.admin_a
@@ -131,6 +132,24 @@ async def test_navigation_and_translations_complete(admin_a: httpx.AsyncClient) 
         entry = re.search(r'msgid "' + re.escape(msgid) + r'"\nmsgstr "(.+)"', text)
         assert entry is not None and entry.group(1), msgid
 
+
+
+async def test_a_failed_click_to_call_on_the_card(web: Web, a: Company, b: Company, admin_a: httpx.AsyncClient) -> None:
+    r = await _new(admin_a, name="Roga", phones="+7 495 111-22-33")
+    assert r.status_code == 303, r.text
+    client_id = int(r.headers["location"].rsplit("/", 1)[1])
+    async with web.db.session() as session:  # what zvonok.originates wrote of a call whose phone was not registered
+        for tenant_id in (a.id, b.id):  # (b's row names a's client: never shown to a)
+            session.add(OriginateRequest(tenant_id=tenant_id, call_id=uuid.uuid4().hex, kind="call", requested_by="",
+                                         extension="101", to_number="+74951112233", client_id=client_id,
+                                         phase="failed", reason="not_registered" if tenant_id == a.id else "busy"))
+        await session.commit()
+    card = await admin_a.get(f"/crm/{client_id}")
+    assert card.status_code == 200
+    rows = re.findall(r'<tr id="timeline-click-\d+" class="click-to-call">(.*?)</tr>', card.text, re.S)
+    assert len(rows) == 1 and "+74951112233" in rows[0]
+    assert "Click-to-call: the employee's phone was not registered" in rows[0]
+    assert "client busy" not in card.text
 
 
 async def test_csv_import_and_export_pages(web: Web, a: Company, b: Company, admin_a: httpx.AsyncClient) -> None:

@@ -11,8 +11,9 @@ letter from the row (our Message-ID, From, To, subject, body), :func:`report_crm
 try, so its ``status`` goes ``queued`` → ``sent``, or ``failed`` with the last error, ``attempts`` and
 ``next_at`` following the outbox's.
 
-The timeline is one query over both sources (a UNION of the client's calls, found by number in ``cdrs``,
-and their ``crm_messages``), ordered by time, newest first, so paging is exact.
+The timeline is one query over its sources (a UNION of the client's calls, found by number in ``cdrs``,
+their ``crm_messages``, and their click-to-calls that failed with no CDR — ``originate_requests`` rows of
+the client, zvonok.originates), ordered by time, newest first, so paging is exact.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from email.utils import make_msgid
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, literal, select, union_all
+from sqlalchemy import exists, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok.cdr.models import Cdr
@@ -32,6 +33,8 @@ from zvonok.mail import outbox
 from zvonok.mail.models import OutboxLetter, TenantSmtp
 from zvonok.mail.outbox import SmtpServer
 from zvonok.org.errors import Conflict, NotFound
+from zvonok.org.models import Employee
+from zvonok.originates.models import OriginateRequest
 from zvonok.storage.db import emit
 
 from . import events, schemas, service
@@ -165,12 +168,18 @@ async def list_emails(session: AsyncSession, tenant_id: int, client_id: int, *, 
 async def timeline(session: AsyncSession, tenant_id: int, client_id: int, viewer: service.Viewer, *,
                    has_recording: Any = None, limit: int = 50,
                    offset: int = 0) -> tuple[list[schemas.TimelineItem], int]:
-    """The client's calls and e-mails, newest first (one UNION, so pages are exact)."""
+    """The client's calls, e-mails and failed click-to-calls, newest first (one UNION, so pages are exact)."""
     await service.get_client(session, tenant_id, client_id)
     numbers = await service.client_numbers(session, tenant_id, client_id)
     mails = select(literal("email").label("kind"), CrmMessage.id.label("id"), CrmMessage.at.label("at")).where(
         CrmMessage.tenant_id == tenant_id, CrmMessage.client_id == client_id)
-    parts: list[Any] = [mails]
+    # a click-to-call that failed before it was a call (no CDR of its call id); with a CDR, the call is there
+    attempts = select(literal("click_to_call").label("kind"), OriginateRequest.id.label("id"),
+                      OriginateRequest.created_at.label("at")).where(
+        OriginateRequest.tenant_id == tenant_id, OriginateRequest.client_id == client_id,
+        OriginateRequest.phase == "failed",
+        ~exists(select(Cdr.id).where(Cdr.tenant_id == tenant_id, Cdr.call_id == OriginateRequest.call_id)))
+    parts: list[Any] = [mails, attempts]
     if numbers:
         parts.append(select(literal("call").label("kind"), Cdr.id.label("id"), Cdr.started_at.label("at"))
                      .where(*service.calls_where(tenant_id, numbers)))
@@ -180,6 +189,7 @@ async def timeline(session: AsyncSession, tenant_id: int, client_id: int, viewer
                                   .limit(limit).offset(offset))).tuples().all()
     call_ids = [i for k, i in page if k == "call"]
     mail_ids = [i for k, i in page if k == "email"]
+    attempt_ids = [i for k, i in page if k == "click_to_call"]
     calls: dict[int, schemas.CallOut] = {}
     if call_ids:
         cdrs = (await session.execute(select(Cdr).where(Cdr.tenant_id == tenant_id, Cdr.id.in_(call_ids)))).scalars().all()
@@ -188,13 +198,28 @@ async def timeline(session: AsyncSession, tenant_id: int, client_id: int, viewer
     if mail_ids:
         messages = {m.id: m for m in (await session.execute(select(CrmMessage).where(
             CrmMessage.tenant_id == tenant_id, CrmMessage.id.in_(mail_ids)))).scalars()}
+    tried: dict[int, schemas.ClickToCallOut] = {}
+    if attempt_ids:
+        tried = {a.id: a for a in await _click_to_calls(session, tenant_id, attempt_ids)}
     out: list[schemas.TimelineItem] = []
     for kind, ident in page:
         if kind == "call" and ident in calls:
             out.append(schemas.TimelineItem(kind="call", at=calls[ident].started_at, call=calls[ident]))
         elif kind == "email" and ident in messages:
             out.append(schemas.TimelineItem(kind="email", at=messages[ident].at, email=email_out(messages[ident])))
+        elif kind == "click_to_call" and ident in tried:
+            out.append(schemas.TimelineItem(kind="click_to_call", at=tried[ident].at, click_to_call=tried[ident]))
     return out, total
+
+
+async def _click_to_calls(session: AsyncSession, tenant_id: int, ids: list[int]) -> list[schemas.ClickToCallOut]:
+    rows = (await session.execute(
+        select(OriginateRequest, Employee.full_name)
+        .outerjoin(Employee, (Employee.id == OriginateRequest.employee_id) & (Employee.tenant_id == tenant_id))
+        .where(OriginateRequest.tenant_id == tenant_id, OriginateRequest.id.in_(ids)))).tuples().all()
+    return [schemas.ClickToCallOut(id=row.id, call_id=row.call_id, at=row.created_at, extension=row.extension,
+                                   client_number=row.to_number, employee_name=name, phase=row.phase,
+                                   reason=row.reason) for row, name in rows]
 
 
 # --- the company's IMAP mailbox -----------------------------------------------------------------------------

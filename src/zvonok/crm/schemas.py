@@ -455,13 +455,29 @@ class ReplyIn(_In):
     body: MailBody = Field(description="Plain text (the quoted original, if wanted, is part of it)")
 
 
-class TimelineItem(BaseModel):
-    """One entry of a client's timeline, newest first: a call or an e-mail."""
+class ClickToCallOut(BaseModel):
+    """A click-to-call of the client that failed before it became a call (no CDR: e.g. the employee's
+    phone was not registered, or the server stopped while it rang); a failure after that is the call's."""
 
-    kind: Literal["call", "email"]
+    id: int
+    call_id: str
+    at: datetime
+    extension: str = Field(description="The employee's extension that was to ring first")
+    client_number: str = Field(description="The client's number it was to dial")
+    employee_name: str | None
+    phase: str
+    reason: str | None = Field(description="Why it failed: not_registered, server_restarted, employee_no_answer …")
+
+
+class TimelineItem(BaseModel):
+    """One entry of a client's timeline, newest first: a call, an e-mail, or a click-to-call that failed
+    before any call."""
+
+    kind: Literal["call", "email", "click_to_call"]
     at: datetime
     call: CallOut | None = None
     email: EmailOut | None = None
+    click_to_call: ClickToCallOut | None = None
 
 
 class ImapIn(_In):

@@ -33,6 +33,7 @@ from zvonok.org import quotas
 from zvonok.org.errors import Conflict, NotFound, ValidationError
 from zvonok.org.models import Employee, Office
 from zvonok.org.scope import get_in_tenant
+from zvonok.originates.models import OriginateRequest
 from zvonok.storage.db import emit
 
 from . import events, schemas
@@ -321,7 +322,7 @@ async def merge_clients(session: AsyncSession, tenant_id: int, target_id: int, s
         raise ValidationError(f"source_id: client {source_id} does not exist", field="source_id") from None
     if source.kind != target.kind:
         raise ValidationError(f"source_id: a {source.kind} cannot be merged into a {target.kind}", field="source_id")
-    for model in (CrmPhone, CrmEmail, CrmNote):
+    for model in (CrmPhone, CrmEmail, CrmNote, OriginateRequest):  # (click-to-calls: their timeline entries)
         await session.execute(update(model).where(model.tenant_id == tenant_id, model.client_id == source.id)
                               .values(client_id=target.id))
     await session.execute(update(CrmClient).where(CrmClient.tenant_id == tenant_id, CrmClient.company_id == source.id)

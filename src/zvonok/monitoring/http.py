@@ -223,7 +223,8 @@ async def start_session(tenant_id: int, body: StartIn, principal: Supervisor, re
     if supervisor is None:
         raise HTTPException(422, "name the supervisor's extension (your account has none)")
     try:
-        started = await originator.start_monitor(tenant_id, supervisor, body.extension, body.mode)
+        started = await originator.start_monitor(tenant_id, supervisor, body.extension, body.mode,
+                                                 requested_by=originate_http.requester(principal))
     except OriginateRefused as exc:
         return originate_http.refused(exc)
     return JSONResponse(StartOut(call_id=started.call_id, supervisor=supervisor, agent=body.extension,

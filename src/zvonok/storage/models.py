@@ -14,6 +14,7 @@ import zvonok.ivr.models  # noqa: F401
 import zvonok.mail.models  # noqa: F401
 import zvonok.monitoring.models  # noqa: F401
 import zvonok.org.models  # noqa: F401
+import zvonok.originates.models  # noqa: F401
 import zvonok.pstn.models  # noqa: F401
 import zvonok.ringgroup.models  # noqa: F401
 import zvonok.storage.changes  # noqa: F401

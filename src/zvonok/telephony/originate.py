@@ -24,7 +24,9 @@ may still refuse the call), the target answer and the end.
 The outcome of each originated call is kept for a while (bounded) so REST can say how it went:
 :class:`Phase` and :data:`TRANSITIONS` are the table; :func:`employee_failure` and :func:`target_failure`
 turn SIP statuses and dispositions into reasons. These are pure; only :class:`Originator` touches the
-engine.
+engine. Each phase change (and a refusal for want of a registered phone) is also handed, as an
+:class:`OriginateRecord`, to the ``journal`` port (zvonok.originates: a table, so the outcome outlives
+the process and reaches the CRM timeline); the port only queues it, nothing is written on the call's path.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import enum
 import time
 import uuid
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -104,6 +107,29 @@ class OriginateListener(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OriginateRecord:
+    """What the journal keeps of one originated call at one moment (times: wall-clock seconds)."""
+
+    call_id: str
+    tenant_id: int
+    kind: str  # call (REST, CRM) | monitor | callback (a call center's)
+    requested_by: str  # "account:<id>", "token:<id>", or "" (the system: a queue's callback)
+    employee_id: int | None  # whose phone rings first
+    extension: str
+    to: str
+    client_id: int | None  # the CRM client called, if known
+    phase: Phase
+    reason: str | None
+    started_at: float
+    dialing_at: float | None = None
+    connected_at: float | None = None
+    finished_at: float | None = None
+
+
+OriginateJournal = Callable[[OriginateRecord], None]
+
+
 @dataclass(slots=True, kw_only=True)
 class Originate:
     """One originated call as REST sees it."""
@@ -115,8 +141,15 @@ class Originate:
     phase: Phase = Phase.RINGING_EMPLOYEE
     reason: str | None = None
     started_at: float = 0.0
+    dialing_at: float | None = None
+    connected_at: float | None = None
+    finished_at: float | None = None
+    kind: str = "call"  # call (REST, CRM) | monitor | callback
+    requested_by: str = ""
+    client_id: int | None = None
     employee_legs: list[Leg] = field(default_factory=list)
     listener: OriginateListener | None = None
+    journal: OriginateJournal | None = None  # told of every phase change
 
     def advance(self, phase: Phase, reason: str | None = None) -> None:
         if phase not in TRANSITIONS[self.phase]:
@@ -124,6 +157,22 @@ class Originate:
         self.phase = phase
         if reason is not None:
             self.reason = reason
+        now = time.time()
+        if phase is Phase.DIALING:
+            self.dialing_at = now
+        elif phase is Phase.CONNECTED:
+            self.connected_at = now
+        else:
+            self.finished_at = now
+        if self.journal is not None:
+            self.journal(self.record())
+
+    def record(self) -> OriginateRecord:
+        return OriginateRecord(
+            call_id=self.call_id, tenant_id=self.tenant_id, kind=self.kind, requested_by=self.requested_by,
+            employee_id=self.extension.employee_id, extension=self.extension.number, to=self.target.number,
+            client_id=self.client_id, phase=self.phase, reason=self.reason, started_at=self.started_at,
+            dialing_at=self.dialing_at, connected_at=self.connected_at, finished_at=self.finished_at)
 
 
 class OriginateQuota:
@@ -215,12 +264,13 @@ class Originator:
     """Originated calls of one engine; the engine reaches it through ``engine.originator`` (``_finish``)."""
 
     def __init__(self, engine: Any, *, answer_timeout: float = 30.0, keep: int = 1000,
-                 quota: OriginateQuota | None = None) -> None:
+                 quota: OriginateQuota | None = None, journal: OriginateJournal | None = None) -> None:
         self.engine = engine  # zvonok.telephony.b2bua.CallEngine
         self.answer_timeout = answer_timeout  # how long the employee's devices ring
         self.keep = keep  # outcomes remembered for REST, newest last
         self.recent: OrderedDict[str, Originate] = OrderedDict()
         self.quota = quota if quota is not None else OriginateQuota(max_active=30, per_minute=60)
+        self.journal = journal  # zvonok.originates.store.OriginateLog: each phase change, queued to a table
 
     # -- before anything rings -----------------------------------------------------------------------
     async def plan(self, tenant_id: int, extension: str, to: str) -> tuple[ExtensionInfo, Target]:
@@ -251,14 +301,17 @@ class Originator:
         return ext, Target(number=checked.dest.number)
 
     # -- ringing the employee ------------------------------------------------------------------------
-    async def start(self, tenant_id: int, extension: str, to: str) -> Originate:
+    async def start(self, tenant_id: int, extension: str, to: str, *, requested_by: str = "",
+                    client_id: int | None = None) -> Originate:
         """Check, then ring the employee's devices; the rest happens on the engine's loop. Raises
-        :class:`OriginateRefused` (also 409 ``not_registered``: no device of the employee is registered)."""
+        :class:`OriginateRefused` (also 409 ``not_registered``: no device of the employee is registered).
+        ``requested_by`` and ``client_id`` (the CRM client called) go to the journal."""
         ext, target = await self.plan(tenant_id, extension, to)
         self.quota.admit(tenant_id, time.monotonic())
-        return await self._ring(tenant_id, ext, target)
+        return await self._ring(tenant_id, ext, target, requested_by=requested_by, client_id=client_id)
 
-    async def start_monitor(self, tenant_id: int, supervisor: str, extension: str, mode: MonitorMode) -> Originate:
+    async def start_monitor(self, tenant_id: int, supervisor: str, extension: str, mode: MonitorMode, *,
+                            requested_by: str = "") -> Originate:
         """Ring the supervisor's phones; when they answer, join them to ``extension``'s call in ``mode``
         (telephony/monitor.py, as ``*33<ext>`` does). 404 when that extension has no call to monitor now,
         403 when the supervisor's extension may not monitor (not a tenant admin's)."""
@@ -277,7 +330,8 @@ class Originator:
         if monitoring._find(tenant_id, agent.number, ext.number) is None:
             raise OriginateRefused(404, "nothing_to_monitor", f"extension {extension} has no call to monitor now")
         self.quota.admit(tenant_id, time.monotonic())
-        return await self._ring(tenant_id, ext, Target(number=agent.number, extension=agent, monitor=mode))
+        return await self._ring(tenant_id, ext, Target(number=agent.number, extension=agent, monitor=mode),
+                                requested_by=requested_by)
 
     async def ring_first(self, tenant_id: int, extensions: list[ExtensionInfo], target: Target,
                          listener: OriginateListener) -> Originate:
@@ -289,8 +343,10 @@ class Originator:
 
     async def _ring(self, tenant_id: int, ext: ExtensionInfo, target: Target, *,
                     extensions: list[ExtensionInfo] | None = None,
-                    listener: OriginateListener | None = None) -> Originate:
+                    listener: OriginateListener | None = None, requested_by: str = "",
+                    client_id: int | None = None) -> Originate:
         engine = self.engine
+        kind = "monitor" if target.monitor is not None else "callback" if listener is not None else "call"
         now = time.time()
         bindings = [(e, b) for e in extensions or [ext] for b in engine.location.lookup(tenant_id, e.extension_id, now)
                     if engine.reachable(b, e.srtp)]
@@ -299,6 +355,11 @@ class Originator:
         if not bindings:
             engine.bus.publish(ev.OriginateFailed(tenant_id=tenant_id, call_id=call_id, at=now, extension=ext.number,
                                                   to=target.number, reason="not_registered"))
+            if self.journal is not None:  # an attempt that rang nobody: no CDR, but the CRM's timeline shows it
+                self.journal(OriginateRecord(
+                    call_id=call_id, tenant_id=tenant_id, kind=kind, requested_by=requested_by,
+                    employee_id=ext.employee_id, extension=ext.number, to=target.number, client_id=client_id,
+                    phase=Phase.FAILED, reason="not_registered", started_at=now, finished_at=now))
             raise OriginateRefused(409, "not_registered", f"extension {ext.number} has no registered phone")
         tenant = engine.trunks.snapshot.tenants.get(tenant_id) if engine.trunks is not None else None
         if tenant is None:  # the routing snapshot is behind a new company: nothing names its domain yet
@@ -309,9 +370,12 @@ class Originator:
         call = Call(id=call_id, tenant_id=tenant_id, started_at=now, domain=domain,
                     direction=ev.Direction.OUTBOUND if outside else ev.Direction.INTERNAL)
         session = Originate(call_id=call_id, tenant_id=tenant_id, extension=ext, target=target, started_at=now,
-                            listener=listener)
+                            listener=listener, kind=kind, requested_by=requested_by, client_id=client_id,
+                            journal=self.journal)
         call.originate = session
         self._remember(session)
+        if self.journal is not None:
+            self.journal(session.record())
         self.quota.started(tenant_id, call_id)
         engine.calls[call.id] = call
         engine.publish(ev.CallStarted, call, caller=ext.party(), callee_number=target.number,

@@ -7,14 +7,18 @@
   extension with no registered phone 409 (``reason: not_registered``), a company at its originate limits
   (``originate_max_active`` in progress, ``originate_per_minute`` started) 429 with ``Retry-After``.
 * ``GET /api/v1/calls/originate/{call_id}`` — how it goes: ``phase`` (``ringing_employee``, ``dialing``,
-  ``connected``, ``ended``, ``failed``) and ``reason`` when it failed (``employee_no_answer`` …).
+  ``connected``, ``ended``, ``failed``) and ``reason`` when it failed (``employee_no_answer`` …; a call a
+  stopped server left unfinished: ``server_restarted``). Read from ``originate_requests``
+  (zvonok.originates, kept ``originate_keep_days``), so it answers after a restart and on any node; this
+  process's own calls answer from memory first (fresher than the last write).
 * ``POST /api/v1/tenants/{t}/crm/clients/{id}/call`` ``{"phone_id": 5}`` or ``{"number": "+7…"}`` (one
   of the client's numbers; neither: the first) — click-to-call from the CRM, from the caller's own
   extension (the account's employee's first enabled extension; none: 409). The CDR's callee is the
   client's number, so the call is on the client's timeline.
 
-The tenant is the token's own (a platform admin has none here: 403). The calls live in the running call
-engine (``app.state.originator``): an API-only process answers 503.
+The tenant is the token's own (a platform admin has none here: 403). The calls are placed by the running
+call engine (``app.state.originator``): an API-only process answers 503 to a POST (the status it reads
+from the table).
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from zvonok.api.deps import get_session
 from zvonok.crm.models import CrmPhone
 from zvonok.crm.service import get_client
 from zvonok.org.models import Extension, Role
+from zvonok.originates import store
+from zvonok.originates.models import OriginateRequest
 
 from .originate import Originate, OriginateRefused, Originator
 
@@ -64,6 +70,17 @@ def _out(session: Originate) -> OriginateOut:
                         phase=session.phase.value, reason=session.reason)
 
 
+def _row_out(row: OriginateRequest) -> OriginateOut:
+    return OriginateOut(call_id=row.call_id, extension=row.extension, to=row.to_number, phase=row.phase,
+                        reason=row.reason)
+
+
+def requester(principal: Principal) -> str:
+    """Who asked, for the journal: the account, else the API token."""
+    return f"account:{principal.account_id}" if principal.account_id is not None else \
+        f"token:{principal.token_id}" if principal.token_id is not None else ""
+
+
 def _originator(request: Request) -> Originator:
     originator: Originator | None = getattr(request.app.state, "originator", None)
     if originator is None:
@@ -83,9 +100,9 @@ def _tenant_of(principal: Principal) -> int:
     return principal.tenant_id
 
 
-async def _start(originator: Originator, tenant_id: int, extension: str, to: str) -> object:
+async def _start(originator: Originator, tenant_id: int, extension: str, to: str, requested_by: str) -> object:
     try:
-        session = await originator.start(tenant_id, extension, to)
+        session = await originator.start(tenant_id, extension, to, requested_by=requested_by)
     except OriginateRefused as exc:
         return refused(exc)
     return JSONResponse(_out(session).model_dump(), status_code=status.HTTP_202_ACCEPTED)
@@ -106,21 +123,31 @@ async def originate(body: OriginateIn, principal: CurrentPrincipal, request: Req
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"extension {body.extension} not found")
     if principal.role is Role.EMPLOYEE and (principal.employee_id is None or ext.employee_id != principal.employee_id):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "an employee places calls from their own extension only")
-    return await _start(originator, tenant_id, body.extension, body.to)
+    return await _start(originator, tenant_id, body.extension, body.to, requester(principal))
 
 
 @router.get("/api/v1/calls/originate/{call_id}", response_model=OriginateOut)
-async def originate_status(call_id: str, principal: CurrentPrincipal, request: Request) -> OriginateOut:
-    """How an originated call goes (kept for the last thousand originated calls of this process)."""
+async def originate_status(call_id: str, principal: CurrentPrincipal, request: Request,
+                           session: Session) -> OriginateOut:
+    """How an originated call goes (kept ``originate_keep_days``, also across restarts)."""
     tenant_id = _tenant_of(principal)
-    found = _originator(request).status(tenant_id, call_id)
-    if found is None or (principal.role is Role.EMPLOYEE and found.extension.employee_id != principal.employee_id):
+    originator: Originator | None = getattr(request.app.state, "originator", None)
+    live = originator.status(tenant_id, call_id) if originator is not None else None
+    employee_id: int | None = None
+    out: OriginateOut | None = None
+    if live is not None:
+        employee_id, out = live.extension.employee_id, _out(live)
+    elif (row := await store.find(session, tenant_id, call_id[:64])) is not None:
+        employee_id, out = row.employee_id, _row_out(row)
+    if out is None or (principal.role is Role.EMPLOYEE
+                       and (principal.employee_id is None or employee_id != principal.employee_id)):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"originated call {call_id} not found")
-    return _out(found)
+    return out
 
 
 async def call_client(session: AsyncSession, originator: Originator, tenant_id: int, employee_id: int | None,
-                      client_id: int, *, phone_id: int | None = None, number: str | None = None) -> Originate:
+                      client_id: int, *, phone_id: int | None = None, number: str | None = None,
+                      requested_by: str = "") -> Originate:
     """Click-to-call (the REST route and the console's button): ring ``employee_id``'s own extension, then
     one of the client's numbers (``phone_id``, ``number``, else the first). A missing client raises the
     CRM's not-found error; the rest :class:`OriginateRefused`."""
@@ -144,7 +171,8 @@ async def call_client(session: AsyncSession, originator: Originator, tenant_id: 
             .order_by(Extension.number).limit(1))).scalar_one_or_none()
     if extension is None:
         raise OriginateRefused(409, "no_extension", "your account has no extension to call from")
-    return await originator.start(tenant_id, extension, chosen.number)
+    return await originator.start(tenant_id, extension, chosen.number, requested_by=requested_by,
+                                  client_id=client_id)
 
 
 @router.post("/api/v1/tenants/{tenant_id}/crm/clients/{client_id}/call", status_code=202,
@@ -159,7 +187,7 @@ async def call_client_route(tenant_id: int, client_id: int, body: ClientCallIn, 
     employee_id = principal.employee_id if principal.tenant_id == tenant_id else None
     try:
         found = await call_client(session, originator, tenant_id, employee_id, client_id,
-                                  phone_id=body.phone_id, number=body.number)
+                                  phone_id=body.phone_id, number=body.number, requested_by=requester(principal))
     except OriginateRefused as exc:
         return refused(exc)
     return JSONResponse(_out(found).model_dump(), status_code=status.HTTP_202_ACCEPTED)

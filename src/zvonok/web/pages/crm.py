@@ -348,6 +348,7 @@ async def client_card(request: Request, client_id: int, user: TenantUser, sessio
         "reply_subject": mailthread.reply_subject,
         "page": page, "pages": max(1, -(-total // PAGE)), "link": lambda n: urlencode({"page": n}),
         "kinds": KINDS, "directions": DIRECTIONS, "dispositions": DISPOSITIONS, "errors": {},
+        "click_reasons": CLICK_TO_CALL_REASONS,
         "deals": await deals.deals_out(session, user.tenant, client_deals),
         "price_history": await invoices.price_history(session, user.tenant, client_id),
         "invoice_statuses": INVOICE_STATUSES,
@@ -367,6 +368,22 @@ CALL_OUTCOMES = {
 }
 
 
+# a click-to-call of the timeline that failed before it was a call (zvonok.originates), by its reason
+CLICK_TO_CALL_REASONS = {
+    "not_registered": N_("Click-to-call: the employee's phone was not registered"),
+    "server_restarted": N_("Click-to-call: the server restarted while it rang"),
+    "employee_no_answer": N_("Click-to-call: the employee did not answer"),
+    "employee_busy": N_("Click-to-call: the employee's phone was busy"),
+    "employee_declined": N_("Click-to-call: the employee declined"),
+    "employee_unavailable": N_("Click-to-call: the employee's phone was unreachable"),
+    "employee_hung_up": N_("Click-to-call: the employee hung up"),
+    "busy": N_("Click-to-call: client busy"),
+    "declined": N_("Click-to-call: the client declined"),
+    "no_answer": N_("Click-to-call: the client did not answer"),
+    "failed": N_("Click-to-call: failed"),
+}
+
+
 @router.post("/crm/{client_id:int}/call")
 async def call_client(request: Request, client_id: int, user: TenantUser, session: Session,
                       number: Annotated[str, Form(max_length=32)] = "") -> Response:
@@ -378,7 +395,7 @@ async def call_client(request: Request, client_id: int, user: TenantUser, sessio
     else:
         try:
             await originate_http.call_client(session, originator, user.tenant, user.employee_id, client_id,
-                                             number=number or None)
+                                             number=number or None, requested_by=f"account:{user.account_id}")
         except OriginateRefused as exc:
             outcome = exc.reason if exc.reason in CALL_OUTCOMES else "failed"
         else:
