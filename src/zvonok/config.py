@@ -224,6 +224,13 @@ class Settings(BaseSettings):
         default=None, description="Key for login tokens and nonces; generated into data_dir when unset"
     )
 
+    analytics_nightly_hour: int | None = Field(
+        default=3, ge=0, le=23, description="Hour (UTC) of the nightly export of every company's calls, deals "
+        "and payments into <data_dir>/analytics/t<tenant id>.duckdb (docs/analytics.md); unset (empty): none")
+    analytics_min_interval: float = Field(
+        default=600.0, ge=0, description="Seconds between the on-demand analytics exports of one company (429 "
+        "sooner): each rebuilds the company's file from all its rows")
+
     metrics_allow: list[str] = Field(
         default=["127.0.0.0/8", "::1/128"],
         description="Networks that may read /metrics, e.g. '[\"10.0.0.0/8\"]' for a Prometheus elsewhere "
