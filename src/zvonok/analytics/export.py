@@ -167,6 +167,7 @@ def _build(work: Path, target: Path, tenant_id: int, today: date, exported_at: d
     try:
         con.execute(f"SET threads = 1; SET memory_limit = '{MEMORY_LIMIT}'; "
                     f"SET temp_directory = '{_sql_text(str(work / 'spill'))}'; SET preserve_insertion_order = false")
+        con.execute("BEGIN TRANSACTION")  # one commit: statement by statement a small file took 1.5 s
         for table, columns in star.STAGING.items():
             types = ", ".join(f"{name} {kind}" for name, kind in columns)
             con.execute(f"CREATE TEMP TABLE {table} ({types})")
@@ -184,10 +185,12 @@ def _build(work: Path, target: Path, tenant_id: int, today: date, exported_at: d
         for table in star.TABLES:
             fetched = con.execute(f"SELECT count(*) FROM {table}").fetchone()
             rows[table] = int(fetched[0]) if fetched else 0
-        con.executemany("INSERT INTO export_tables VALUES (?, ?)", list(rows.items()))
+        # table names are ours and counts ints (executemany costs milliseconds a row)
+        con.execute("INSERT INTO export_tables VALUES " + ", ".join(f"('{t}', {n})" for t, n in rows.items()))
         con.execute("INSERT INTO export_info VALUES (?, ?, ?, ?)",
                     [tenant_id, exported_at.astimezone(UTC).replace(tzinfo=None),
                      round(time.monotonic() - started, 3), star.SCHEMA_VERSION])
+        con.execute("COMMIT")
         con.execute("CHECKPOINT")
     finally:
         con.close()
