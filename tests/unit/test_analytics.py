@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -185,6 +186,16 @@ async def test_export_writes_the_star_of_one_company(db: Database, tmp_path: Pat
         from sqlalchemy import select
         own = (await s.execute(select(Cdr.id).where(Cdr.tenant_id == a.tenant_id).order_by(Cdr.id))).scalars().all()
     assert [k for (k,) in keys] == list(own)
+    # the queries docs/analytics.md shows a BI tool running
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "analytics.md").read_text(encoding="utf-8")
+    queries = re.findall(r"```sql\n(.*?)```", doc, re.S)
+    assert len(queries) == 3
+    with duckdb.connect(str(path), read_only=True) as con:
+        by_department, by_client, won = (con.execute(q).fetchall() for q in queries)
+    assert by_department == [(2026, 3, "Support", 2, 1.0, 50.0, Decimal("30.0000")),
+                             (2026, 3, "Sales", 2, 0.7, 100.0, Decimal("20.0000"))]
+    assert by_client == [("Acme", Decimal("1000.00"), 1), ("Beta", Decimal("100.00"), 1)]
+    assert won == [(2026, 1, "Olga", 1, Decimal("1000.00"))]
     last = await last_report(directory, a.tenant_id)
     assert last is not None and last.rows == again.rows and last.tenant_id == a.tenant_id
     assert await last_report(directory, b.tenant_id) is None

@@ -8,9 +8,9 @@ file, and that file is renamed over the last one (``os.replace``: a reader, or a
 keeps the file it opened; the next one opens the new file). The file's name comes from the tenant's id
 alone, never from anything a tenant typed.
 
-Cost of a full rebuild: every row of the tenant is read and written once per export (about 30,000 rows
-a second here, reading the database included), the work directory holds one JSON copy of them meanwhile,
-and the directory briefly holds two files. DuckDB runs in a worker thread with one thread and a memory
+Cost of a full rebuild: every row of the tenant is read and written once per export (100,000 calls took
+70 s here on a busy 2-core machine, mostly reading rows through SQLAlchemy; 8.7 MB of file), the work
+directory holds one JSON copy of them meanwhile, and the directory briefly holds two files. DuckDB runs in a worker thread with one thread and a memory
 limit (spilling to the work directory), so the PBX's event loop and cores keep serving calls.
 """
 
