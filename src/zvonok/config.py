@@ -224,9 +224,10 @@ class Settings(BaseSettings):
         default=None, description="Key for login tokens and nonces; generated into data_dir when unset"
     )
 
-    analytics_nightly_hour: int | None = Field(
-        default=3, ge=0, le=23, description="Hour (UTC) of the nightly export of every company's calls, deals "
-        "and payments into <data_dir>/analytics/t<tenant id>.duckdb (docs/analytics.md); unset (empty): none")
+    analytics_nightly: bool = Field(
+        default=True, description="Export every company's calls, deals and payments into "
+        "<data_dir>/analytics/t<tenant id>.duckdb each night (docs/analytics.md)")
+    analytics_nightly_hour: int = Field(default=3, ge=0, le=23, description="Hour (UTC) of the nightly export")
     analytics_min_interval: float = Field(
         default=600.0, ge=0, description="Seconds between the on-demand analytics exports of one company (429 "
         "sooner): each rebuilds the company's file from all its rows")

@@ -449,7 +449,8 @@ async def build(settings: Settings) -> Runtime:
     runtime.tasks.append(asyncio.create_task(mailer.run(runtime.stopping)))
     runtime.tasks.append(asyncio.create_task(crm_imap.run(runtime.stopping)))
     runtime.tasks.append(asyncio.create_task(webhook_sender.run(runtime.stopping)))
-    runtime.tasks.append(asyncio.create_task(analytics.run(settings.analytics_nightly_hour, runtime.stopping)))
+    runtime.tasks.append(asyncio.create_task(analytics.run(
+        settings.analytics_nightly_hour if settings.analytics_nightly else None, runtime.stopping)))
     runtime.tasks.append(asyncio.create_task(_reload_credentials_loop(credentials, all_credentials,
                                                                       runtime.stopping)))
     return runtime

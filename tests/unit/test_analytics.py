@@ -256,6 +256,27 @@ async def test_export_all_and_the_nightly_hour(db: Database, tmp_path: Path) -> 
     stopping.set()
     await exports.run(3, stopping)  # returns at once when the server stops
 
+    # the server's job: at 03:00 every company's export, then asleep until the next night
+    for path in (tmp_path / "analytics").iterdir():
+        path.unlink()
+    times = iter([datetime(2026, 3, 1, 2, 59, 59, 990000, tzinfo=UTC)] * 2)
+    ran = asyncio.Event()
+    export_all = exports.export_all
+
+    async def spy(stop: asyncio.Event | None = None) -> int:
+        done = await export_all(stop)
+        ran.set()
+        return done
+
+    exports.export_all = spy  # type: ignore[method-assign]
+    stopping = asyncio.Event()
+    job = asyncio.create_task(exports.run(3, stopping, now=lambda: next(times, datetime(2026, 3, 1, 3, tzinfo=UTC))))
+    await ran.wait()
+    assert {p.name for p in (tmp_path / "analytics").iterdir()} == {f"t{a.tenant_id}.duckdb", f"t{b.tenant_id}.duckdb"}
+    stopping.set()
+    await job
+    assert job.done() and not exports.running(a.tenant_id)
+
 
 async def test_rest_routes(api: Any, make_tenant: Any, db: Database) -> None:
     a = await make_tenant("a.example")

@@ -250,9 +250,23 @@ def _read_report(path: Path) -> ExportReport | None:
                         rows={str(name): int(count) for name, count in tables}, size=path.stat().st_size)
 
 
+# reports read from files, by path, kept while the file is the same one (inode, mtime, size): a status
+# page polled every second opens no DuckDB file
+_reports: dict[Path, tuple[tuple[int, int, int], ExportReport | None]] = {}
+
+
 async def last_report(directory: Path, tenant_id: int) -> ExportReport | None:
     """The last export's report, read from the tenant's file (None: never exported, or unreadable)."""
     path = file_of(directory, tenant_id)
-    if not path.is_file():
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        _reports.pop(path, None)
         return None
-    return await asyncio.to_thread(_read_report, path)
+    stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+    cached = _reports.get(path)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    report = await asyncio.to_thread(_read_report, path)
+    _reports[path] = (stamp, report)
+    return report
