@@ -228,6 +228,9 @@ class Settings(BaseSettings):
         default=True, description="Export every company's calls, deals and payments into "
         "<data_dir>/analytics/t<tenant id>.duckdb each night (docs/analytics.md)")
     analytics_nightly_hour: int = Field(default=3, ge=0, le=23, description="Hour (UTC) of the nightly export")
+    analytics_target: Literal["duckdb", "postgres"] = Field(
+        default="duckdb", description="Where analytics exports go: 'duckdb' (the file alone) or 'postgres' (the "
+        "file, and its tables also as the schema analytics_t<tenant id> of the PBX's PostgreSQL database)")
     analytics_min_interval: float = Field(
         default=600.0, ge=0, description="Seconds between the on-demand analytics exports of one company (429 "
         "sooner): each rebuilds the company's file from all its rows")

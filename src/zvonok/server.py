@@ -420,7 +420,8 @@ async def build(settings: Settings) -> Runtime:
                                             fax_http.router, monitoring_http.router, originate_http.router,
                                             webhooks_http.router, analytics_http.router])
     app.state.callcenter = callcenter  # agents' state (zvonok.callcenter.http)
-    analytics = Exports(db, settings.data_dir / "analytics", min_interval=settings.analytics_min_interval)
+    analytics = Exports(db, settings.data_dir / "analytics", min_interval=settings.analytics_min_interval,
+                        target=settings.analytics_target)
     app.state.analytics = analytics  # the tenants' analytics files (zvonok.analytics.http)
     app.state.conferences = engine.conferences  # live members (zvonok.conference.http)
     app.state.monitoring = engine.monitoring  # live monitoring sessions (zvonok.monitoring.http)

@@ -15,6 +15,7 @@ from typing import Any
 
 import duckdb
 import pytest
+from sqlalchemy import select, text
 
 from zvonok.analytics.export import export_tenant, file_of, last_report
 from zvonok.analytics.runner import ExportRunning, Exports, TooSoon, next_nightly
@@ -183,7 +184,6 @@ async def test_export_writes_the_star_of_one_company(db: Database, tmp_path: Pat
     with duckdb.connect(str(path), read_only=True) as con:
         keys = con.execute("SELECT call_key FROM fact_calls ORDER BY 1").fetchall()
     async with db.session() as s:
-        from sqlalchemy import select
         own = (await s.execute(select(Cdr.id).where(Cdr.tenant_id == a.tenant_id).order_by(Cdr.id))).scalars().all()
     assert [k for (k,) in keys] == list(own)
     # the queries docs/analytics.md shows a BI tool running
@@ -335,3 +335,50 @@ def test_cli_export(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert f"tenant {a}: " in out and f"tenant {b}: " in out and "fact_calls 5" in out
     assert main([*dd, "analytics", "export", "--tenant", "nope.example"]) == 1
     assert "no tenant with domain nope.example" in capsys.readouterr().err
+
+
+async def test_the_postgres_target_publishes_the_star_as_a_schema(db: Database, tmp_path: Path) -> None:
+    a = await _seed(db, "a.example")
+    await _seed(db, "b.example", secret="Mallory")
+    if db.engine.dialect.name != "postgresql":
+        with pytest.raises(RuntimeError, match="PostgreSQL"):
+            await export_tenant(db, a.tenant_id, tmp_path, target="postgres")
+        return
+    schema = f"analytics_t{a.tenant_id}"
+    reader = f"{schema}_reader"
+    async with db.engine.connect() as conn:  # the operator's role for the company's BI tool
+        await conn.execute(text(f"DROP ROLE IF EXISTS {reader}"))
+        await conn.execute(text(f"CREATE ROLE {reader}"))
+        await conn.commit()
+    try:
+        for _ in range(2):  # the second export replaces the schema whole
+            report = await export_tenant(db, a.tenant_id, tmp_path, target="postgres")
+        async with db.engine.connect() as conn:
+            may = (await conn.execute(text(
+                f"SELECT has_schema_privilege('{reader}', '{schema}', 'USAGE'), "
+                f"has_table_privilege('{reader}', '{schema}.fact_calls', 'SELECT'), "
+                f"has_table_privilege('{reader}', '{schema}.fact_calls', 'INSERT')"))).one()
+            assert tuple(may) == (True, True, False)
+    finally:
+        async with db.engine.connect() as conn:
+            await conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            await conn.execute(text(f"DROP ROLE IF EXISTS {reader}"))
+            await conn.commit()
+    await export_tenant(db, a.tenant_id, tmp_path, target="postgres")  # without the role: no grant, no error
+    async with db.engine.connect() as conn:
+        rows = (await conn.execute(text(
+            f"SELECT d.name, sum(f.billsec), count(*) FROM {schema}.fact_calls f "
+            f"JOIN {schema}.dim_department d ON d.department_key = f.department_key GROUP BY d.name ORDER BY d.name"
+        ))).all()
+        assert [tuple(r) for r in rows] == [("Sales", 45, 3), ("Support", 60, 2)]
+        rows = (await conn.execute(text(
+            f"SELECT c.name, sum(p.amount) FROM {schema}.fact_payments p "
+            f"JOIN {schema}.dim_client c ON c.client_key = p.client_key GROUP BY c.name ORDER BY c.name"))).all()
+        assert [tuple(r) for r in rows] == [("Acme", Decimal("1000.00")), ("Beta", Decimal("100.00"))]
+        counts = dict((await conn.execute(text(f"SELECT table_name, row_count FROM {schema}.export_tables"))).all())
+        assert counts == report.rows
+        schemas = (await conn.execute(text(
+            "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE 'analytics%'"))).scalars().all()
+        assert schemas == [schema]  # no half-made schema left, none of the other company's
+        text_of_all = str((await conn.execute(text(f"SELECT * FROM {schema}.dim_client"))).all())
+        assert "Mallory" not in text_of_all

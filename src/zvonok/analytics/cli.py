@@ -43,7 +43,8 @@ def cmd_analytics_export(args: argparse.Namespace, settings: Settings) -> int:
                 ids = [await _tenant_id(session, args.tenant)]
             else:
                 ids = list((await session.execute(select(Tenant.id).order_by(Tenant.id))).scalars())
-        return [await export_tenant(db, tenant_id, directory) for tenant_id in ids]
+        return [await export_tenant(db, tenant_id, directory, target=settings.analytics_target)
+                for tenant_id in ids]
 
     reports = with_db(settings, go)
     if args.json:

@@ -201,13 +201,14 @@ def _sql_text(value: str) -> str:
     return value.replace("'", "''")
 
 
-async def export_tenant(db: Database, tenant_id: int, directory: Path, *,
+async def export_tenant(db: Database, tenant_id: int, directory: Path, *, target: str = "duckdb",
                         now: Callable[[], datetime] = utcnow) -> ExportReport:
-    """Rebuild the tenant's analytics file from its rows now; raises :class:`TenantMissing`."""
+    """Rebuild the tenant's analytics file from its rows now, and with ``target`` "postgres" its schema
+    too (:mod:`zvonok.analytics.postgres`); raises :class:`TenantMissing`."""
     started = time.monotonic()
     exported_at = now()
     private_dir(directory)
-    target = file_of(directory, tenant_id)
+    path = file_of(directory, tenant_id)
     work = directory / f".t{int(tenant_id)}-{secrets.token_hex(6)}"
     work.mkdir(mode=0o700)
     try:
@@ -225,9 +226,13 @@ async def export_tenant(db: Database, tenant_id: int, directory: Path, *,
         today = exported_at.astimezone(tz).date()
         rows = await asyncio.to_thread(_build, work, building, tenant_id, today, exported_at, started)
         os.chmod(building, 0o600)
-        os.replace(building, target)
+        os.replace(building, path)
+        if target == "postgres":
+            from .postgres import publish
+
+            await publish(db, tenant_id, path)
         return ExportReport(tenant_id=tenant_id, exported_at=exported_at, seconds=round(time.monotonic() - started, 3),
-                            rows=rows, size=target.stat().st_size)
+                            rows=rows, size=path.stat().st_size)
     finally:
         await asyncio.to_thread(shutil.rmtree, work, True)
 

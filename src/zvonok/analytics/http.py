@@ -31,7 +31,7 @@ def get_exports(request: Request) -> Exports:
     if exports is None:
         settings = get_settings(request)
         exports = Exports(get_db(request), settings.data_dir / "analytics",
-                          min_interval=settings.analytics_min_interval)
+                          min_interval=settings.analytics_min_interval, target=settings.analytics_target)
         request.app.state.analytics = exports
     return exports
 

@@ -46,10 +46,11 @@ def next_nightly(now: datetime, hour: int) -> datetime:
 
 
 class Exports:
-    def __init__(self, db: Database, directory: Path, *, min_interval: float = 600.0,
+    def __init__(self, db: Database, directory: Path, *, min_interval: float = 600.0, target: str = "duckdb",
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.db = db
         self.directory = directory
+        self.target = target
         self.min_interval = min_interval
         self.clock = clock
         self._running: dict[int, asyncio.Task[ExportReport | None]] = {}
@@ -82,7 +83,7 @@ class Exports:
     async def _run(self, tenant_id: int) -> ExportReport | None:
         async with self._one_at_a_time:
             try:
-                report = await export_tenant(self.db, tenant_id, self.directory)
+                report = await export_tenant(self.db, tenant_id, self.directory, target=self.target)
             except TenantMissing:
                 return None
             except Exception as exc:  # noqa: BLE001 - reported on the status route; the next run tries again
