@@ -42,11 +42,6 @@ def _pg_schema(schema: str) -> list[str]:
     return out
 
 
-def _read(path: Path, table: str) -> list[tuple[Any, ...]]:
-    with duckdb.connect(str(path), read_only=True) as con:
-        return con.execute(f"SELECT * FROM {table}").fetchall()
-
-
 async def publish(db: Database, tenant_id: int, path: Path) -> None:
     """Copy the tables of the tenant's DuckDB file at ``path`` into its schema, replacing it whole."""
     if db.engine.dialect.name != "postgresql":
@@ -54,6 +49,15 @@ async def publish(db: Database, tenant_id: int, path: Path) -> None:
     final = schema_of(tenant_id)
     fresh = f"{final}_new"
     tables: Sequence[str] = (*star.TABLES, "export_info", "export_tables")
+    source = await asyncio.to_thread(duckdb.connect, str(path), read_only=True)
+    try:
+        await _copy(db, source, tables, fresh, final)
+    finally:
+        source.close()
+
+
+async def _copy(db: Database, source: duckdb.DuckDBPyConnection, tables: Sequence[str], fresh: str,
+                final: str) -> None:
     async with db.engine.connect() as conn:
         raw = await conn.get_raw_connection()
         pg: Any = raw.driver_connection  # asyncpg's connection, for COPY
@@ -62,10 +66,10 @@ async def publish(db: Database, tenant_id: int, path: Path) -> None:
             await pg.execute(f"CREATE SCHEMA {fresh}")
             for statement in _pg_schema(fresh):
                 await pg.execute(statement)
-            for table in tables:
-                rows = await asyncio.to_thread(_read, path, table)
-                for i in range(0, len(rows), BATCH):
-                    await pg.copy_records_to_table(table, records=rows[i:i + BATCH], schema_name=fresh)
+            for table in tables:  # in batches: a company's CDRs need not fit in memory
+                cursor = await asyncio.to_thread(source.execute, f"SELECT * FROM {table}")
+                while rows := await asyncio.to_thread(cursor.fetchmany, BATCH):
+                    await pg.copy_records_to_table(table, records=rows, schema_name=fresh)
             reader = f"{final}_reader"
             if await pg.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", reader):
                 await pg.execute(f"GRANT USAGE ON SCHEMA {fresh} TO {reader}")
