@@ -248,7 +248,12 @@ async def test_export_all_and_the_nightly_hour(db: Database, tmp_path: Path) -> 
     a = await _seed(db, "a.example")
     b = await _seed(db, "b.example")
     exports = Exports(db, tmp_path / "analytics")
+    (tmp_path / "analytics").mkdir()
+    (tmp_path / "analytics" / "t987654.duckdb").write_bytes(b"a deleted company's")
+    (tmp_path / "analytics" / "tools.duckdb").write_bytes(b"not ours to remove")
     assert await exports.export_all() == 2
+    assert (tmp_path / "analytics" / "tools.duckdb").exists()
+    (tmp_path / "analytics" / "tools.duckdb").unlink()
     assert {p.name for p in (tmp_path / "analytics").iterdir()} == {f"t{a.tenant_id}.duckdb", f"t{b.tenant_id}.duckdb"}
     assert next_nightly(datetime(2026, 3, 1, 2, 59, tzinfo=UTC), 3) == datetime(2026, 3, 1, 3, tzinfo=UTC)
     assert next_nightly(datetime(2026, 3, 1, 3, 0, tzinfo=UTC), 3) == datetime(2026, 3, 2, 3, tzinfo=UTC)

@@ -25,7 +25,7 @@ from zvonok.org.models import Tenant
 from zvonok.storage.base import utcnow
 from zvonok.storage.db import Database
 
-from .export import ExportReport, TenantMissing, export_tenant
+from .export import ExportReport, TenantMissing, export_tenant, file_of
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +104,14 @@ class Exports:
 
     async def export_all(self, stopping: asyncio.Event | None = None) -> int:
         """Every tenant's export, one after another (a suspended company's too: its history is still its
-        own); returns how many were written."""
+        own), and the files of companies deleted since removed; returns how many were written."""
         async with self.db.session() as session:
             ids = list((await session.execute(select(Tenant.id).order_by(Tenant.id))).scalars())
+        known = {file_of(self.directory, tenant_id).name for tenant_id in ids}
+        if self.directory.is_dir():
+            for path in self.directory.glob("t*.duckdb"):
+                if path.name not in known and path.name[1:-7].isdigit():
+                    path.unlink(missing_ok=True)
         done = 0
         for tenant_id in ids:
             if stopping is not None and stopping.is_set():
