@@ -169,6 +169,7 @@ class Api:
 
 def _extra_routers() -> list[Any]:
     """The routers other layers mount in ``zvonok.server`` so API tests (tenant isolation!) cover them."""
+    from zvonok.analytics import http as analytics_http
     from zvonok.callcenter import http as callcenter_http
     from zvonok.cdr import http as cdr_http
     from zvonok.crm import http as crm_http
@@ -186,7 +187,7 @@ def _extra_routers() -> list[Any]:
     return [registrations_router(Location()), cdr_http.router, pstn_http.router, hold_music_http.router,
             features_http.router, crm_http.router, crm_http.hooks_router, voicemail_http.router,
             ivr_http.router, ring_group_http.router, callcenter_http.router, fax_http.router, monitoring_http.router,
-            originate_http.router, webhooks_http.router]
+            originate_http.router, webhooks_http.router, analytics_http.router]
 
 
 @pytest.fixture

@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     from zvonok.pstn.cli import add_parser as add_rates_parser
 
     add_rates_parser(sub)  # zvonok rates import/export
+    from zvonok.analytics.cli import add_parser as add_analytics_parser
+
+    add_analytics_parser(sub)  # zvonok analytics export
     return p
 
 

@@ -228,6 +228,17 @@ class Settings(BaseSettings):
         default=None, description="Key for login tokens and nonces; generated into data_dir when unset"
     )
 
+    analytics_nightly: bool = Field(
+        default=True, description="Export every company's calls, deals and payments into "
+        "<data_dir>/analytics/t<tenant id>.duckdb each night (docs/analytics.md)")
+    analytics_nightly_hour: int = Field(default=3, ge=0, le=23, description="Hour (UTC) of the nightly export")
+    analytics_target: Literal["duckdb", "postgres"] = Field(
+        default="duckdb", description="Where analytics exports go: 'duckdb' (the file alone) or 'postgres' (the "
+        "file, and its tables also as the schema analytics_t<tenant id> of the PBX's PostgreSQL database)")
+    analytics_min_interval: float = Field(
+        default=600.0, ge=0, description="Seconds between the on-demand analytics exports of one company (429 "
+        "sooner): each rebuilds the company's file from all its rows")
+
     metrics_allow: list[str] = Field(
         default=["127.0.0.0/8", "::1/128"],
         description="Networks that may read /metrics, e.g. '[\"10.0.0.0/8\"]' for a Prometheus elsewhere "

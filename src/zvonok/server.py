@@ -20,6 +20,8 @@ from datetime import UTC, datetime, timedelta
 import uvicorn
 
 from zvonok import metrics
+from zvonok.analytics import http as analytics_http
+from zvonok.analytics.runner import Exports
 from zvonok.api.app import create_app
 from zvonok.api.limits import http_protocol
 from zvonok.api.ws import events_router
@@ -425,8 +427,11 @@ async def build(settings: Settings) -> Runtime:
                                             features_http.router, crm_http.router, crm_http.hooks_router, voicemail_http.router,
                                             ivr_http.router, ring_group_http.router, callcenter_http.router,
                                             fax_http.router, monitoring_http.router, originate_http.router,
-                                            webhooks_http.router])
+                                            webhooks_http.router, analytics_http.router])
     app.state.callcenter = callcenter  # agents' state (zvonok.callcenter.http)
+    analytics = Exports(db, settings.data_dir / "analytics", min_interval=settings.analytics_min_interval,
+                        target=settings.analytics_target)
+    app.state.analytics = analytics  # the tenants' analytics files (zvonok.analytics.http)
     app.state.conferences = engine.conferences  # live members (zvonok.conference.http)
     app.state.monitoring = engine.monitoring  # live monitoring sessions (zvonok.monitoring.http)
     app.state.originator = engine.originator  # calls placed from the PBX (zvonok.telephony.originate_http)
@@ -455,6 +460,8 @@ async def build(settings: Settings) -> Runtime:
     runtime.tasks.append(asyncio.create_task(crm_imap.run(runtime.stopping)))
     runtime.tasks.append(asyncio.create_task(webhook_sender.run(runtime.stopping)))
     runtime.tasks.append(asyncio.create_task(originate_log.run(runtime.stopping)))
+    runtime.tasks.append(asyncio.create_task(analytics.run(
+        settings.analytics_nightly_hour if settings.analytics_nightly else None, runtime.stopping)))
     runtime.tasks.append(asyncio.create_task(_reload_credentials_loop(credentials, all_credentials,
                                                                       runtime.stopping)))
     return runtime

@@ -26,6 +26,7 @@ import httpx
 import pytest
 from fastapi.routing import APIRoute, iter_route_contexts
 
+from zvonok.analytics import http as analytics_http
 from zvonok.api.app import create_app
 from zvonok.api.ws import events_router
 from zvonok.bus import LocalBus
@@ -137,6 +138,8 @@ ACCESS: dict[str, str] = {
     # outgoing webhooks (webhooks/http.py): the company's integrations are the admins'
     "create_webhook": ADMIN, "list_webhooks": ADMIN, "get_webhook": ADMIN, "update_webhook": ADMIN,
     "delete_webhook": ADMIN, "list_webhook_deliveries": ADMIN, "ping_webhook": ADMIN,
+    # the analytics store (analytics/http.py): the whole company's calls, deals and payments
+    "start_analytics_export": ADMIN, "get_analytics_export": ADMIN, "download_analytics_export": ADMIN,
 }
 # Bodies for the routes an employee may change (their own things).
 OWN_BODIES: dict[str, Any] = {
@@ -184,7 +187,7 @@ async def setup(db: Database, settings: Settings) -> AsyncIterator[Setup]:
         registrations_router(location), cdr_http.router, events_router(LocalBus()), pstn_http.router,
         conference_http.router, hold_music_http.router, features_http.router, ivr_http.router, ring_group_http.router,
         fax_http.router, monitoring_http.router, crm_http.router, crm_http.hooks_router, voicemail_http.router,
-        webhooks_http.router])
+        webhooks_http.router, analytics_http.router])
     app.state.parking = Parking(None)  # type: ignore[arg-type]  # the lot alone: no call engine here
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://zvonok.test") as client:
         yield Setup(client, app, location)
