@@ -19,7 +19,7 @@ web, a, b, admin_a = test_web.web, test_web.a, test_web.b, test_web.admin_a
 
 async def _deal_with_invoice(client: httpx.AsyncClient, title: str, number: str, amount: str) -> int:
     board = await client.get("/crm/deals")
-    assert 'href="/crm/payments/import"' in board.text  # the board links to the import
+    assert 'href="/crm/deals/payments/import"' in board.text  # the board links to the import
     csrf = csrf_of(board.text)
     r = await client.post("/crm/deals/new", data={"csrf_token": csrf, "title": title, "amount": amount})
     assert r.status_code == 303, r.text
@@ -37,22 +37,22 @@ async def _payments(web: Web, tenant_id: int) -> int:
 
 
 async def _upload(client: httpx.AsyncClient, content: bytes, name: str = "statement.csv") -> httpx.Response:
-    page = await client.get("/crm/payments/import")
+    page = await client.get("/crm/deals/payments/import")
     assert page.status_code == 200
-    return await client.post("/crm/payments/import", data={"csrf_token": csrf_of(page.text)},
+    return await client.post("/crm/deals/payments/import", data={"csrf_token": csrf_of(page.text)},
                              files={"file": (name, content, "text/csv")})
 
 
 async def test_a_statement_is_imported_all_or_nothing(web: Web, a: Company, b: Company,
                                                       admin_a: httpx.AsyncClient) -> None:
     deal = await _deal_with_invoice(admin_a, "Licences", "P-1", "1000")
-    assert 'href="/crm/payments/import"' in (await admin_a.get(f"/crm/deals/{deal}")).text
+    assert 'href="/crm/deals/payments/import"' in (await admin_a.get(f"/crm/deals/{deal}")).text
     await _deal_with_invoice(admin_a, "Support", "P-2", "500")
 
-    bad = ("invoice_number;amount;paid_at;reference\n"
-           "P-1;400;2026-12-05;BANK-1\n"
-           "NOPE;10;2026-12-05;BANK-2\n"
-           "P-2;500;05.12.2026;BANK-3\n").encode()
+    bad = (b"invoice_number;amount;paid_at;reference\n"
+           b"P-1;400;2026-12-05;BANK-1\n"
+           b"NOPE;10;2026-12-05;BANK-2\n"
+           b"P-2;500;05.12.2026;BANK-3\n")
     r = await _upload(admin_a, bad, "bad.csv")
     assert r.status_code == 422, r.text
     assert "1 problem in bad.csv; nothing was recorded." in r.text
@@ -79,11 +79,11 @@ async def test_a_statement_is_imported_all_or_nothing(web: Web, a: Company, b: C
     assert "reference &#39;BANK-1&#39; of invoice &#39;P-1&#39; is recorded" in r.text
     assert await _payments(web, a.id) == 3
 
-    page = await admin_a.get("/crm/payments/import")
-    r = await admin_a.post("/crm/payments/import", data={"csrf_token": csrf_of(page.text)},
+    page = await admin_a.get("/crm/deals/payments/import")
+    r = await admin_a.post("/crm/deals/payments/import", data={"csrf_token": csrf_of(page.text)},
                            files={"file": ("empty.csv", b"", "text/csv")})
     assert r.status_code == 422 and "Choose a CSV file with the payments." in r.text
-    r = await admin_a.post("/crm/payments/import", files={"file": ("x.csv", good, "text/csv")})
+    r = await admin_a.post("/crm/deals/payments/import", files={"file": ("x.csv", good, "text/csv")})
     assert r.status_code == 403  # no CSRF token
 
     async with web.client() as ivan:  # an employee: their own deals' invoices only

@@ -1,6 +1,6 @@
-"""Payments of invoices from a CSV file (a bank statement cut down to its columns): the upload page of the
-CRM's invoices, for whoever may record payments (as ``POST /crm/payments/import``: an admin any invoice's,
-an employee those of their own deals).
+"""Payments of invoices from a CSV file (a bank statement cut down to its columns): ``/crm/deals/payments/import``,
+linked from the deals board and a deal's invoices, for whoever may record payments (as the API's
+``POST .../crm/payments/import``: an admin any invoice's, an employee those of their own deals).
 
 :func:`zvonok.crm.payments_csv.import_payments` does the work, all or nothing as in the API: a file with any
 bad line records nothing and the page lists every problem by line (in the user's language); a good file
@@ -29,12 +29,12 @@ Session = Annotated[AsyncSession, Depends(get_session)]
 SHOWN_ERRORS = 200
 
 
-@router.get("/crm/payments/import")
+@router.get("/crm/deals/payments/import")
 async def import_page(request: Request, user: TenantUser) -> Response:
     return render(request, "crm/payments_import.html", {"result": None, "error": ""})
 
 
-@router.post("/crm/payments/import")
+@router.post("/crm/deals/payments/import")
 async def import_payments(request: Request, user: TenantUser, session: Session,
                           file: Annotated[UploadFile | None, File()] = None) -> Response:
     """The upload is spooled to a temporary file by the form parser; the rows are checked and recorded in
