@@ -147,3 +147,10 @@ def test_a_webhook_gets_a_signed_test_event(page: Any, console: Console, receive
     assert row.get_attribute("data-status") == "disabled"
     assert row.locator(".webhook-state").inner_text() == "Switched off"
     assert secret not in page.content()  # the secret was shown once
+
+    page.click("button[name=lang][value=ru]")  # the demo company's own language
+    page.wait_for_selector("html[lang=ru]")
+    assert page.locator("h1").inner_text() == "Вебхуки"
+    assert page.locator("#webhooks tbody tr", has_text=url).locator(".webhook-state").inner_text() == "Выключен"
+    page.click("#webhook-events summary")
+    page.screenshot(path=str(artifacts / "webhooks-ru.png"), full_page=True)
