@@ -263,7 +263,7 @@ async def test_payments_import_is_all_or_nothing(api: Api, make_tenant: Any) -> 
     assert r.status_code == 422 and "do not own" in r.text
     # another company's numbers are not ours
     other = await make_tenant(f"other-{uuid.uuid4().hex[:6]}.example")
-    r = await api.client.post(f"/api/v1/tenants/{other.id}/crm/deals/payments/import",
+    r = await api.client.post(f"/api/v1/tenants/{other.id}/crm/payments/import",
                               headers=other.headers | {"Content-Type": "text/csv"},
                               content=b"invoice_number,amount,paid_at\nP-1,1,2026-12-08\n")
     assert r.status_code == 422 and "no invoice 'P-1'" in r.text
