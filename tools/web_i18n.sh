@@ -10,7 +10,7 @@ web="$root/src/zvonok/web"
 bin="${PYBABEL:-$root/.venv/bin/pybabel}"
 cd "$web"
 "$bin" -q extract -F babel.cfg -k N_ -k _ -k gettext -k ngettext:1,2 --no-location --sort-output \
-  --project=zvonok --copyright-holder="Zvonok contributors" -o locale/messages.pot . ../billing/rates_csv.py ../crm/clients_csv.py ../crm/transfer.py
+  --project=zvonok --copyright-holder="Zvonok contributors" -o locale/messages.pot . ../billing/rates_csv.py ../crm/clients_csv.py ../crm/payments_csv.py ../crm/transfer.py
 if [ "${1:-}" = init ]; then
   "$bin" init -i locale/messages.pot -d locale -l "$2"
 else
