@@ -14,6 +14,8 @@ import os
 import secrets
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -154,3 +156,59 @@ def test_a_webhook_gets_a_signed_test_event(page: Any, console: Console, receive
     assert page.locator("#webhooks tbody tr", has_text=url).locator(".webhook-state").inner_text() == "Выключен"
     page.click("#webhook-events summary")
     page.screenshot(path=str(artifacts / "webhooks-ru.png"), full_page=True)
+
+
+def _api(console: Console, method: str, path: str, token: str | None = None, body: Any = None,
+         headers: dict[str, str] | None = None, raw: bytes | None = None) -> tuple[int, Any]:
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    request = urllib.request.Request(console.url + path, data=data, method=method, headers={
+        "Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {}), **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def test_a_payment_provider_pays_an_invoice_through_the_url_on_the_page(page: Any, console: Console,
+                                                                          artifacts: Path) -> None:
+    """Payment notifications switched on from the page: a notification signed with the secret shown there,
+    POSTed to the URL shown there, pays the invoice on the real server (a copy pays nothing twice)."""
+    status, login = _api(console, "POST", "/api/v1/auth/login",
+                         body={"email": console.admin_login, "password": console.admin_password})
+    assert status == 200, login
+    token, crm = login["access_token"], f"/api/v1/tenants/{console.tenant_id}/crm"
+    status, deal = _api(console, "POST", f"{crm}/deals", token, {"title": "Hook deal", "amount": "700.00"})
+    assert status == 201, deal
+    status, invoice = _api(console, "POST", f"{crm}/deals/{deal['id']}/invoices", token,
+                           {"number": "HOOK-1", "amount": "700.00", "due_on": "2099-01-01"})
+    assert status == 201, invoice
+
+    log_in(page, console)
+    page.goto(console.url + "/settings/webhooks")
+    page.click("#payment-hook-on")
+    page.wait_for_selector("#payment-hook-secret")
+    secret = page.locator("#payment-hook-secret").inner_text().strip()
+    url = page.locator("#payment-hook-url").inner_text().strip()
+    page.locator("#payment-hook").screenshot(path=str(artifacts / "payment-hook-on.png"))
+    assert url.startswith(console.url + "/api/v1/hooks/payments/") and len(secret) == 64
+
+    body = json.dumps({"invoice_number": "HOOK-1", "amount": "700.00", "paid_at": "2026-12-04",
+                       "reference": "PSP-1"}).encode()
+    timestamp = str(int(time.time()))
+    signature = "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    path = url.removeprefix(console.url)
+    signed = {"X-Zvonok-Timestamp": timestamp, "X-Zvonok-Signature": signature}
+    status, paid = _api(console, "POST", path, raw=body, headers=signed)
+    assert status == 201 and paid["duplicate"] is False, paid
+    status, again = _api(console, "POST", path, raw=body, headers=signed)
+    assert status == 200 and again == paid | {"duplicate": True}
+    status, wrong = _api(console, "POST", path, raw=body, headers=signed | {"X-Zvonok-Signature": "sha256=00"})
+    assert status == 401, wrong
+    status, now = _api(console, "GET", f"{crm}/invoices/{invoice['id']}", token)
+    assert (now["status"], now["paid"]) == ("paid", "700.00"), now
+
+    page.click("#payment-hook-off")
+    page.wait_for_selector("#payment-hook-on")
+    status, _ = _api(console, "POST", path, raw=body, headers=signed)
+    assert status == 401  # off: the URL takes nothing

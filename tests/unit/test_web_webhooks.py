@@ -14,6 +14,7 @@ import test_web
 from sqlalchemy import func, select
 from test_web import Company, Web, csrf_of, login
 
+from zvonok.crm.models import CrmSettings
 from zvonok.org import quotas
 from zvonok.webhooks.models import Webhook
 
@@ -128,3 +129,45 @@ async def test_roles_and_other_companies(web: Web, a: Company, b: Company, admin
     assert await _count(web, a.id) == 1
     async with web.db.session() as session:
         assert (await session.get(Webhook, hook)).enabled  # type: ignore[union-attr]
+
+
+async def test_payment_notifications_switched_on_renewed_and_off(web: Web, a: Company, b: Company,
+                                                                  admin_a: httpx.AsyncClient) -> None:
+    """The incoming side on the same page: on (a URL and its secret, the secret shown once), a new URL and
+    secret (the old URL's key is gone), off; an employee cannot, another company's page shows none of it."""
+    page = await admin_a.get("/settings/webhooks")
+    assert 'id="payment-hook-on"' in page.text and 'id="payment-hook-url"' not in page.text
+    csrf = csrf_of(page.text)
+    r = await admin_a.post("/settings/webhooks/payments", data={"csrf_token": csrf})
+    assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
+    secret = re.search(r'<code id="payment-hook-secret">([0-9a-f]{64})</code>', r.text)
+    url = re.search(r'<code id="payment-hook-url">(http://[^<]+/api/v1/hooks/payments/([\w-]+))</code>', r.text)
+    assert secret is not None and url is not None
+
+    async def stored() -> tuple[str | None, str | None]:
+        async with web.db.session() as session:
+            row = (await session.execute(select(CrmSettings).where(CrmSettings.tenant_id == a.id))).scalar_one()
+            return row.payment_hook_key, row.payment_hook_secret
+
+    assert await stored() == (url.group(2), secret.group(1))  # what the provider is given is what is checked
+    page = await admin_a.get("/settings/webhooks")
+    assert secret.group(1) not in page.text and url.group(1) in page.text  # the secret shown once, the URL kept
+    r = await admin_a.post("/settings/webhooks/payments", data={"csrf_token": csrf})
+    renewed = re.search(r'<code id="payment-hook-url">[^<]+/payments/([\w-]+)</code>', r.text)
+    assert renewed is not None and renewed.group(1) != url.group(2) and (await stored())[0] == renewed.group(1)
+    async with web.client() as ivan:
+        assert (await login(ivan, a.employee)).status_code == 303
+        r = await ivan.post("/settings/webhooks/payments/off", data={"csrf_token": csrf_of((await ivan.get("/")).text)})
+        assert r.status_code == 403
+    async with web.client() as other:
+        assert (await login(other, b.admin)).status_code == 303
+        page = await other.get("/settings/webhooks")
+        assert renewed.group(1) not in page.text and 'id="payment-hook-on"' in page.text
+        assert "Уведомления об оплатах" in page.text
+    assert (await stored())[0] == renewed.group(1)
+    r = await admin_a.post("/settings/webhooks/payments/off", data={"csrf_token": csrf})
+    assert r.status_code == 303 and r.headers["location"] == "/settings/webhooks?done=payments_off#payment-hook"
+    assert await stored() == (None, None)
+    assert "Payment notifications are switched off" in (await admin_a.get(r.headers["location"])).text
+    r = await admin_a.post("/settings/webhooks/payments", data={})  # no CSRF token
+    assert r.status_code == 403 and await stored() == (None, None)

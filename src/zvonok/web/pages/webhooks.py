@@ -1,6 +1,8 @@
 """The company's outgoing webhooks (tenant admins): the list with each one's last delivery, a new webhook (its
 signing secret shown once, as the API's POST answers it), switching one off and on, deleting, a test event,
-and one webhook's recent deliveries (status code, attempts, time, error).
+and one webhook's recent deliveries (status code, attempts, time, error). Below them, the incoming side:
+payment notifications (:mod:`zvonok.crm.payment_hook`) switched on (a URL and its secret, shown once),
+renewed or off.
 
 The same services as ``/api/v1/tenants/{id}/webhooks`` do the work, so the rules are the API's: only
 http(s) URLs, none into the platform's network unless ``ZVONOK_WEBHOOKS_ALLOW_PRIVATE`` is set, at most
@@ -20,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok.api.deps import get_session, get_settings
 from zvonok.config import Settings
+from zvonok.crm import payment_hook
 from zvonok.org import quotas
 from zvonok.org.errors import Conflict, OrgError
 from zvonok.web.auth import TenantAdminUser
@@ -39,7 +42,8 @@ LIMIT = 100  # the quota is 20 by default; an operator may raise it
 STATUSES = {"active": N_("Active"), "disabled": N_("Switched off"), "failing": N_("Switched off after failures")}
 STATES = {"pending": N_("Pending"), "delivered": N_("Delivered"), "failed": N_("Failed")}
 DONE = {"enabled": N_("The webhook is switched on."), "disabled": N_("The webhook is switched off."),
-        "deleted": N_("The webhook is deleted."), "pinged": N_("A test event is queued: it is sent in a moment.")}
+        "deleted": N_("The webhook is deleted."), "pinged": N_("A test event is queued: it is sent in a moment."),
+        "payments_off": N_("Payment notifications are switched off: their URL no longer takes any.")}
 
 
 async def _last_deliveries(session: AsyncSession, tenant_id: int, ids: list[int]) -> dict[int, WebhookDelivery]:
@@ -56,15 +60,18 @@ async def _last_deliveries(session: AsyncSession, tenant_id: int, ids: list[int]
 
 async def _page(request: Request, session: AsyncSession, tenant_id: int, *, form: dict[str, Any] | None = None,
                 errors: dict[str, str] | None = None, created: schemas.WebhookCreated | None = None,
-                status_code: int = 200) -> Response:
+                payment_secret: str | None = None, status_code: int = 200) -> Response:
     rows, total = await service.list_webhooks(session, tenant_id, limit=LIMIT, offset=0)
     last = await _last_deliveries(session, tenant_id, [h.id for h in rows])
+    payment_path = await payment_hook.path_of(session, tenant_id)
     return render(request, "settings/webhooks.html", {
+        "payment_url": str(request.base_url).rstrip("/") + payment_path if payment_path else None,
+        "payment_secret": payment_secret,
         "hooks": [service.webhook_out(h) for h in rows], "total": total, "last": last,
         "form": form or {"url": "", "event_types": []}, "errors": errors or {}, "created": created,
         "event_types": sorted(deliverable_types()), "statuses": STATUSES, "states": STATES,
         "quota": quotas.limit("webhooks"), "done": DONE.get(request.query_params.get("done", "")),
-    }, status_code=status_code, headers={"Cache-Control": "no-store"} if created else None)
+    }, status_code=status_code, headers={"Cache-Control": "no-store"} if created or payment_secret else None)
 
 
 @router.get("/settings/webhooks")
@@ -142,3 +149,18 @@ async def ping_webhook(request: Request, webhook_id: int, user: TenantAdminUser,
         return await _deliveries(request, session, user.tenant, webhook_id, error=exc.message, status_code=422)
     await session.commit()
     return RedirectResponse(f"/settings/webhooks/{webhook_id}?done=pinged", status_code=303)
+
+
+@router.post("/settings/webhooks/payments")
+async def enable_payment_hook(request: Request, user: TenantAdminUser, session: Session) -> Response:
+    """Payment notifications on, or a new URL and secret (the old ones stop working): the secret shown once."""
+    _path, secret = await payment_hook.enable(session, user.tenant)
+    await session.commit()
+    return await _page(request, session, user.tenant, payment_secret=secret)
+
+
+@router.post("/settings/webhooks/payments/off")
+async def disable_payment_hook(user: TenantAdminUser, session: Session) -> Response:
+    await payment_hook.disable(session, user.tenant)
+    await session.commit()
+    return RedirectResponse("/settings/webhooks?done=payments_off#payment-hook", status_code=303)
