@@ -261,15 +261,15 @@ async def test_export_all_and_the_nightly_hour(db: Database, tmp_path: Path) -> 
     stopping.set()
     await exports.run(3, stopping)  # returns at once when the server stops
 
-    # the server's job: at 03:00 every company's export, then asleep until the next night
+    # the server's job: at 03:00 the export of every company that has one, then asleep until the next night
     for path in (tmp_path / "analytics").iterdir():
-        path.unlink()
+        path.unlink() if path.name != f"t{a.tenant_id}.duckdb" else path.write_bytes(b"yesterday's")
     times = iter([datetime(2026, 3, 1, 2, 59, 59, 990000, tzinfo=UTC)] * 2)
     ran = asyncio.Event()
     export_all = exports.export_all
 
-    async def spy(stop: asyncio.Event | None = None) -> int:
-        done = await export_all(stop)
+    async def spy(stop: asyncio.Event | None = None, *, only_used: bool = False) -> int:
+        done = await export_all(stop, only_used=only_used)
         ran.set()
         return done
 
@@ -277,7 +277,9 @@ async def test_export_all_and_the_nightly_hour(db: Database, tmp_path: Path) -> 
     stopping = asyncio.Event()
     job = asyncio.create_task(exports.run(3, stopping, now=lambda: next(times, datetime(2026, 3, 1, 3, tzinfo=UTC))))
     await ran.wait()
-    assert {p.name for p in (tmp_path / "analytics").iterdir()} == {f"t{a.tenant_id}.duckdb", f"t{b.tenant_id}.duckdb"}
+    # b never asked for one: no file made for it every night
+    assert {p.name for p in (tmp_path / "analytics").iterdir()} == {f"t{a.tenant_id}.duckdb"}
+    assert (tmp_path / "analytics" / f"t{a.tenant_id}.duckdb").read_bytes() != b"yesterday's"  # rebuilt
     stopping.set()
     await job
     assert job.done() and not exports.running(a.tenant_id)
