@@ -99,6 +99,27 @@ def http_json(url: str, token: str | None = None, timeout: float = 10.0, *, meth
         return json.loads(resp.read())
 
 
+# --- a migrated database to start from (tests only) ------------------------------------------------
+# The integration and browser tests migrate one SQLite file per test session (per xdist worker) and set
+# this to its path: a new data directory then starts from a copy of it instead of running every Alembic
+# migration again (seconds of CPU for each of the many servers a suite starts). The schema is the same,
+# and the server's own upgrade at start still runs (a no-op on the copy). None, as in the benchmarks: each
+# data directory migrates itself.
+sqlite_template: Path | None = None
+
+
+def _start_from_template(data_dir: Path, database_url: str | None) -> None:
+    """Copy :data:`sqlite_template` in as the data directory's SQLite database if it has none yet."""
+    if sqlite_template is None or database_url:
+        return
+    target = data_dir / "zvonok.db"
+    if target.exists():
+        return
+    data_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(sqlite_template, target)
+    target.chmod(0o600)  # what the server makes of a new SQLite file (it holds HA1s and token hashes)
+
+
 # --- seeding ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Seeded:
@@ -241,6 +262,7 @@ def seed_pstn(data_dir: Path, tenant_id: int, spec: dict[str, Any], *, database_
               timeout: float = 120) -> dict[str, dict[str, int]]:
     """Offices, departments, employees (linked to extensions), tariffs, trunks, routes, numbers and policies
     of ``spec`` (see :func:`_seed_pstn_async` for the keys) for ``tenant_id``: the ids created, by name."""
+    _start_from_template(data_dir, database_url)
     spec_file = data_dir / f"seed-pstn-{time.monotonic_ns()}.json"
     spec_file.write_text(json.dumps(spec))
     cmd = [PYTHON, str(Path(__file__).resolve()), "seed-pstn", "--database-url",
@@ -260,6 +282,7 @@ def seed(data_dir: Path, *, domain: str, numbers: Sequence[str], name: str = "Ac
          database_url: str | None = None, with_token: bool = True, timeout: float = 600) -> Seeded:
     """Create (or reuse) the tenant of ``domain`` and add ``numbers`` with :func:`password_for` passwords."""
     data_dir.mkdir(parents=True, exist_ok=True)
+    _start_from_template(data_dir, database_url)
     numbers_file = data_dir / "seed-numbers.txt"
     numbers_file.write_text("\n".join(numbers))
     cmd = [PYTHON, str(Path(__file__).resolve()), "seed", "--database-url",
@@ -312,6 +335,7 @@ class ZvonokServer:
 
     def cli(self, *args: str, timeout: float = 60) -> str:
         """Run a ``zvonok`` admin command on this server's data; returns its stdout."""
+        _start_from_template(self.data_dir, self.database_url)
         out = subprocess.run([*self.base_cmd(), *args], capture_output=True, text=True, timeout=timeout,
                              env=self._env(), check=False)
         if out.returncode != 0:
@@ -330,6 +354,7 @@ class ZvonokServer:
         if not self.http_port:
             self.http_port = free_port()
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        _start_from_template(self.data_dir, self.database_url)
         self.log_path = self.log_path or self.data_dir / "server.log"
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         cmd = [*self.base_cmd(), "serve", "--sip-host", LOOPBACK, "--sip-port", str(self.sip_port),

@@ -67,6 +67,30 @@ def log_in(page: Any, console: Console, *, english: bool = True) -> None:
         page.wait_for_selector("html[lang=en]")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """One migrated SQLite file per session that every server's new data directory starts as a copy of
+    (``harness.sqlite_template``, as in the integration tests); the servers on PostgreSQL migrate their own."""
+    import asyncio
+
+    from zvonok.storage.db import Database
+
+    async def migrate(url: str) -> None:
+        database = Database(url)
+        try:
+            await database.upgrade()
+        finally:
+            await database.dispose()  # SQLite folds its WAL back into the file
+
+    path = tmp_path_factory.mktemp("template") / "zvonok.db"
+    asyncio.run(migrate(f"sqlite+aiosqlite:///{path}"))
+    harness.sqlite_template = path
+    try:
+        yield
+    finally:
+        harness.sqlite_template = None
+
+
 @pytest.fixture(scope="session")
 def artifacts() -> Path:
     path = Path(os.environ.get("ZVONOK_TEST_ARTIFACTS") or _ROOT / "tests" / "artifacts")

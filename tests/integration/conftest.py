@@ -127,9 +127,47 @@ async def _pg(base_url: str, statement: str) -> None:
         await conn.close()
 
 
+async def _migrate(url: str) -> None:
+    from zvonok.storage.db import Database
+
+    database = Database(url)
+    try:
+        await database.upgrade()
+    finally:
+        await database.dispose()  # PostgreSQL copies only an idle template; SQLite folds its WAL back in
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | None]:
+    """Alembic once per session (per xdist worker), not once per server: on SQLite a migrated file that
+    every new data directory starts as a copy of (``harness.sqlite_template``), on PostgreSQL a migrated
+    database each module's database is created from (``CREATE DATABASE ... TEMPLATE``). The servers still
+    run their upgrade at start, a no-op on the copy."""
+    import asyncio
+
+    base = os.environ.get("ZVONOK_TEST_DATABASE_URL")
+    if not base or not base.startswith("postgresql"):
+        path = tmp_path_factory.mktemp("template") / "zvonok.db"
+        asyncio.run(_migrate(f"sqlite+aiosqlite:///{path}"))
+        harness.sqlite_template = path
+        try:
+            yield None
+        finally:
+            harness.sqlite_template = None
+        return
+    name = f"zvonok_itt_{secrets.token_hex(5)}"
+    asyncio.run(_pg(base, f'CREATE DATABASE "{name}"'))
+    try:
+        asyncio.run(_migrate(f"{base.rsplit('/', 1)[0]}/{name}"))
+        yield name
+    finally:
+        asyncio.run(_pg(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 @pytest.fixture(scope="module", autouse=True)
-def _module_database() -> Iterator[None]:
-    """A PostgreSQL database per test module (see the module's docstring); nothing on SQLite."""
+def _module_database(_migrated_template: str | None) -> Iterator[None]:
+    """A PostgreSQL database per test module (see the module's docstring), a copy of the session's
+    migrated template; nothing on SQLite."""
     import asyncio
 
     base = os.environ.get("ZVONOK_TEST_DATABASE_URL")
@@ -137,7 +175,7 @@ def _module_database() -> Iterator[None]:
         yield
         return
     name = f"zvonok_itm_{secrets.token_hex(5)}"
-    asyncio.run(_pg(base, f'CREATE DATABASE "{name}"'))
+    asyncio.run(_pg(base, f'CREATE DATABASE "{name}" TEMPLATE "{_migrated_template}"'))
     asyncio.run(_pg(base, f'ALTER DATABASE "{name}" SET synchronous_commit = off'))
     os.environ["ZVONOK_TEST_DATABASE_URL"] = f"{base.rsplit('/', 1)[0]}/{name}"
     try:

@@ -34,7 +34,8 @@ import pytest
 
 from conftest import FreshDatabase
 
-pytestmark = pytest.mark.integration
+# the nodes share a PostgreSQL database of the module's own, on either run of the suite
+pytestmark = [pytest.mark.integration, pytest.mark.fixed_backend]
 
 harness: Any = sys.modules["zvonok_bench_common"]  # loaded by conftest.py (bench/_common.py)
 ROOT = Path(__file__).resolve().parents[2]

@@ -30,7 +30,8 @@ from conftest import FreshDatabase
 
 from .test_calls_sipp import Pbx, assert_all_ok, calls, finish_callee, place_calls, start_callee
 
-pytestmark = pytest.mark.integration
+# the node runs on a PostgreSQL database of the module's own, on either run of the suite
+pytestmark = [pytest.mark.integration, pytest.mark.fixed_backend]
 
 harness: Any = sys.modules["zvonok_bench_common"]
 ALICE, BOB, CAROL = "7501", "7502", "7503"

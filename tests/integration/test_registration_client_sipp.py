@@ -38,7 +38,8 @@ from zvonok.sip.transaction import (
 
 from .conftest import harness
 
-pytestmark = pytest.mark.integration
+# no server and no database: the client and SIPp only, on either run of the suite
+pytestmark = [pytest.mark.integration, pytest.mark.fixed_backend]
 
 USER, PASSWORD, GRANTED = "trunk", "s3cret-trunk", 4  # 4 s granted: the refresh comes after 2 s
 
