@@ -493,30 +493,22 @@ class ContactCenter:
 
     def set_busy_elsewhere(self, agent_id: int, busy: bool, now: float) -> None:
         """The agent is on (or has ended) a call that is not from a queue: no queue call is offered meanwhile."""
-        agent = self.agents.get(agent_id)
-        if agent is None or agent.busy_elsewhere == busy:
-            return
-        agent.busy_elsewhere = busy
-        if not busy:
-            self._dispatch(now, agents=[agent])
-            return
-        if agent.status is _S.RINGING:
-            # found busy while its phone was about to ring (a call the engine had not reported): the offer
-            # is withdrawn without counting as a miss, and the caller is offered to someone else
-            withdrawn = self._withdraw_offer(agent, now, "busy")
-            self._set_status(agent, _S.AVAILABLE, now)
-            if withdrawn is not None and withdrawn.call_id in self.waiting:
-                self._dispatch(now, entries=[withdrawn])
+        self._elsewhere(agent_id, "busy_elsewhere", busy, now)
 
     def set_held_elsewhere(self, agent_id: int, held: bool, now: float) -> None:
         """Several nodes: another node has (or no longer has) the agent for one of its queue calls. Like a
-        non-queue call: no offer meanwhile; an offer of ours still waiting for its claim is withdrawn without
-        counting as a miss, and its caller is offered to someone else."""
+        non-queue call: no offer meanwhile."""
+        self._elsewhere(agent_id, "held_elsewhere", held, now)
+
+    def _elsewhere(self, agent_id: int, flag: str, on: bool, now: float) -> None:
+        """The agent taken (or freed) by something other than our queue calls (``flag``: which). Taken
+        while its phone was about to ring for us (a call not reported yet, a claim lost): the offer is
+        withdrawn without counting as a miss, and the caller is offered to someone else."""
         agent = self.agents.get(agent_id)
-        if agent is None or agent.held_elsewhere == held:
+        if agent is None or getattr(agent, flag) == on:
             return
-        agent.held_elsewhere = held
-        if not held:
+        setattr(agent, flag, on)
+        if not on:
             self._dispatch(now, agents=[agent])
             return
         if agent.status is _S.RINGING:
