@@ -25,8 +25,8 @@ async def test_every_route_answers_4xx_for_ids_out_of_range(api: Api, make_tenan
     paths = api.client._transport.app.openapi()["paths"]
     checked = 0
     for path, ops in paths.items():
-        if "{" not in path:
-            continue
+        if "{" not in path or path.startswith("/api/v1/hooks/"):
+            continue  # (a payment provider's URL carries a key, not an id: any wrong key is one same 401)
         for method in ops:
             for bad in (HUGE, "0", "-1"):
                 # Every id huge (or 0, -1), and the tenant's own id with the other ids bad.

@@ -63,7 +63,7 @@ class FakeOriginator:
     asked: list[tuple[str, str]] = field(default_factory=list)
 
     async def start_monitor(
-        self, tenant_id: int, supervisor: str, extension: str, mode: MonitorMode
+        self, tenant_id: int, supervisor: str, extension: str, mode: MonitorMode, *, requested_by: str = ""
     ) -> Started:
         self.asked.append((supervisor, extension))
         return Started(call_id="sup-call")
