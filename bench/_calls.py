@@ -134,6 +134,7 @@ class SippProcess:
                                      stdin=subprocess.DEVNULL)
         time.sleep(0.3)  # let it bind its ports before anyone sends to them
         if self.proc.poll() is not None:
+            self._out.close()
             raise RuntimeError(f"sipp {self.name} exited at once:\n{self.out_file.read_text(errors='replace')[-3000:]}")
         return self
 

@@ -53,10 +53,13 @@ def password_for(number: str) -> str:
 
 
 # --- ports -----------------------------------------------------------------------------------------
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind((LOOPBACK, 0))
-        return int(s.getsockname()[1])
+# Test ports come from below the kernel's ephemeral range and below Zvonok's default RTP range
+# (20000-29999): a test often names a port (a trunk's carrier, a phone, SIPp's control socket) long
+# before anything binds it, and a port the kernel hands to any unbound socket meanwhile — a DNS
+# lookup, a client connection — or that a server under test takes for RTP made SIPp fail with
+# "Address already in use".
+_PORT_LOW, _PORT_HIGH = 10000, 20000
+_RNG = random.SystemRandom()  # not the global one: a seeded test must not make workers pick alike
 
 
 def _ephemeral_range() -> tuple[int, int]:
@@ -67,23 +70,28 @@ def _ephemeral_range() -> tuple[int, int]:
         return 32768, 60999
 
 
-def free_sip_port(host: str = LOOPBACK) -> int:
-    """A port free for both UDP and TCP on ``host`` (SIP listens on both with one number), taken below the
-    kernel's ephemeral range: a test often configures the port (a trunk's carrier, a phone) long before
-    anything binds it, and a port the kernel hands out to any unbound socket meanwhile — a DNS lookup,
-    a client connection — made SIPp fail with "Address already in use"."""
-    low, _ = _ephemeral_range()
-    for _ in range(200):
-        port = random.randrange(10000, max(low, 10001))
+def _free_low_port(kinds: tuple[int, ...], host: str) -> int:
+    high = min(_PORT_HIGH, max(_ephemeral_range()[0], _PORT_LOW + 1))
+    for _ in range(500):
+        port = _RNG.randrange(_PORT_LOW, high)
         try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u, \
-                    socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-                u.bind((host, port))
-                t.bind((host, port))
+            for kind in kinds:
+                with socket.socket(socket.AF_INET, kind) as s:
+                    s.bind((host, port))
         except OSError:
             continue
         return port
-    raise RuntimeError("no port free for both UDP and TCP")
+    raise RuntimeError(f"no free port in {_PORT_LOW}-{high}")
+
+
+def free_port(kind: int = socket.SOCK_STREAM, host: str = LOOPBACK) -> int:
+    """A port free for ``kind`` on ``host``, outside the ranges the kernel and the server hand out."""
+    return _free_low_port((kind,), host)
+
+
+def free_sip_port(host: str = LOOPBACK) -> int:
+    """A port free for both UDP and TCP on ``host`` (SIP listens on both with one number)."""
+    return _free_low_port((socket.SOCK_DGRAM, socket.SOCK_STREAM), host)
 
 
 # --- HTTP ------------------------------------------------------------------------------------------

@@ -14,13 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._harness import harness
+
 MODULE_PATH = "/usr/lib/baresip/modules"
 
 
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+free_port = harness.free_port  # below the ephemeral and RTP ranges: see bench/_common.py
 
 
 @dataclass

@@ -11,12 +11,10 @@ server also gets its own random SIP domain.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import secrets
 import shutil
 import socket
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,14 +22,8 @@ from typing import Any
 
 import pytest
 
+from ._harness import harness
 from .baresip import Baresip
-
-_COMMON_PATH = Path(__file__).resolve().parents[2] / "bench" / "_common.py"
-_spec = importlib.util.spec_from_file_location("zvonok_bench_common", _COMMON_PATH)
-assert _spec is not None and _spec.loader is not None
-harness = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = harness  # dataclasses resolve annotations through sys.modules
-_spec.loader.exec_module(harness)
 
 SippResult = harness.SippResult
 ZvonokServer = harness.ZvonokServer
