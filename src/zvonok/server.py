@@ -411,6 +411,15 @@ async def build(settings: Settings) -> Runtime:
                            lambda: media.playback.frames),
         media_play_late_frames=("Played frames sent more than one frame after their deadline",
                                 lambda: media.playback.late),
+        media_mix_ticks=("Ticks mixed by conference bridges since start", lambda: media.mix_totals().ticks),
+        media_mix_late_ticks=("Mixing ticks run more than one frame after their deadline",
+                              lambda: media.mix_totals().late_ticks),
+        media_mix_skipped_ticks=("Mixing ticks given up after a stall longer than the catch-up limit",
+                                 lambda: media.mix_totals().skipped_ticks),
+        media_mix_trimmed_frames=("Received frames a mix dropped to give back delay (bursts, surplus)",
+                                  lambda: media.mix_totals().trimmed_frames),
+        media_mix_missing_frames=("Mixing ticks a member had no frame for (late, lost or silent)",
+                                  lambda: media.mix_totals().missing_frames),
     )
     ScreenPopper(db, bus).start()  # the CRM card of a caller, to the ringing employee's websocket
     TaskScheduler(db, bus).start()  # missed call -> call-back task; task reminders and escalations

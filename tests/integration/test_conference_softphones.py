@@ -123,6 +123,13 @@ def test_three_softphones_in_one_room_then_one_muted(conf_server: tuple[Any, Any
         (cdr,) = cdrs(conf_server, number, 1)
         assert (cdr["callee_number"], cdr["callee_name"], cdr["disposition"]) == (ROOM, "Stand-up", "answered"), cdr
         assert cdr["billsec"] >= 6, cdr
+    # the mixing counters on /metrics: eight seconds of three members is hundreds of ticks
+    with urllib.request.urlopen(f"{srv.http_url}/metrics", timeout=10) as resp:  # noqa: S310
+        metrics = {line.split()[0]: float(line.split()[1]) for line in resp.read().decode().splitlines()
+                   if line.startswith("zvonok_media_mix_")}
+    assert metrics["zvonok_media_mix_ticks"] >= 300, metrics
+    assert {"zvonok_media_mix_late_ticks", "zvonok_media_mix_skipped_ticks", "zvonok_media_mix_trimmed_frames",
+            "zvonok_media_mix_missing_frames"} <= set(metrics), metrics
 
 
 pjsua_phones = pjsua_fixtures.pjsua_phones

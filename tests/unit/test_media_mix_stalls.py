@@ -193,6 +193,10 @@ def test_a_stall_past_the_limit_gives_up_ticks_and_keeps_the_delay(timers_first:
     assert all((t2 - t1) & 0xFFFFFFFF == 160 * ((s2 - s1) & 0xFFFF)
                for (s1, t1), (s2, t2) in zip(a.stamps, a.stamps[1:], strict=False))
     assert len(bridge.mixer.party("c").frames) <= before + 1
+    stats = bridge.stats()  # what /metrics adds up: the ticks given up and the frames that were theirs
+    assert stats.members == 2 and stats.skipped_ticks == bridge.skipped_ticks and stats.trimmed_frames >= 14
+    bridge.remove(c)  # type: ignore[arg-type]
+    assert bridge.stats().trimmed_frames == stats.trimmed_frames  # a member who left still counts
     steps = source_steps(a.sent, frames)
     assert -1 not in steps  # never a silent frame: the owed ticks were caught up from the burst
     assert len([step for step in steps if step != 1]) <= 1  # one jump where ticks were given up, if any

@@ -30,7 +30,7 @@ import asyncio
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from .errors import PacketError
 from .g711 import CLOCK_RATE, FRAME_SAMPLES, Codec
@@ -44,6 +44,20 @@ FRAME_SECONDS = FRAME_SAMPLES / CLOCK_RATE
 MAX_LAG = 0.2  # owed ticks caught up after a stall (a burst of 10 packets to each member at most)
 READ_FIRST = 0.005  # a tick this late may have packets waiting in the sockets: poll them before mixing
 READ_GAP = 0.001
+
+
+class MixStats(NamedTuple):
+    """Counters of a mixing bridge, or the sum over a media engine's bridges (``/metrics``)."""
+
+    members: int = 0
+    ticks: int = 0
+    late_ticks: int = 0  # mixed more than one frame after their deadline
+    skipped_ticks: int = 0  # given up after a stall longer than MAX_LAG
+    trimmed_frames: int = 0  # received frames dropped to give back delay
+    missing_frames: int = 0  # ticks a member had no frame for (late, lost, silence suppressed)
+
+    def plus(self, other: MixStats) -> MixStats:
+        return MixStats(*(a + b for a, b in zip(self, other, strict=True)))
 
 
 @dataclass(slots=True)
@@ -99,6 +113,10 @@ class MixBridge:
         for leg in self.members.values():
             leg.mix = None
         self.members.clear()
+
+    def stats(self) -> MixStats:
+        trimmed, missing = self.mixer.frame_counts()
+        return MixStats(len(self.members), self.ticks, self.late_ticks, self.skipped_ticks, trimmed, missing)
 
     def set_matrix(self, leg: _Leg, *, speaks: bool | None, listens: bool | None,
                    hears: Mapping[str, bool | None] | None) -> None:

@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .bridge import MixBridge
+from .bridge import MixBridge, MixStats
 from .deadlines import Deadlines
 from .dtmf import DtmfReceiver
 from .dtmf_inband import InbandDtmfDetector
@@ -498,6 +498,7 @@ class InProcessMediaEngine:
         self._ports: set[int] = set()
         self._recordings: dict[str, _RecordingState] = {}
         self._mixes: dict[str, MixBridge] = {}
+        self._mixes_done = MixStats()  # the counters of bridges closed since start
         self._ids = itertools.count(1)
         self._pairs: dict[str, SocketPair] = {}  # endpoint id -> its sockets
         self._pool = SocketPool(max_idle=socket_pool, quarantine=socket_quarantine)
@@ -652,10 +653,17 @@ class InProcessMediaEngine:
     async def leave_bridge(self, endpoint: Endpoint) -> None:
         self._leave_mix(self._leg(endpoint))
 
-    def mix_stats(self, bridge_id: str) -> tuple[int, int, int] | None:
-        """(members, ticks, late ticks) of a mixing bridge, None when there is none by that id."""
+    def mix_stats(self, bridge_id: str) -> MixStats | None:
+        """The counters of a mixing bridge, None when there is none by that id."""
         mix = self._mixes.get(bridge_id)
-        return None if mix is None else (len(mix.members), mix.ticks, mix.late_ticks)
+        return None if mix is None else mix.stats()
+
+    def mix_totals(self) -> MixStats:
+        """The counters summed over every mixing bridge since start (``members``: those in a bridge now)."""
+        total = self._mixes_done
+        for mix in self._mixes.values():
+            total = total.plus(mix.stats())
+        return total
 
     def _leave_mix(self, leg: _Leg) -> None:
         mix = leg.mix
@@ -664,6 +672,7 @@ class InProcessMediaEngine:
         mix.remove(leg)
         if not mix.members:
             self._mixes.pop(mix.id, None)
+            self._mixes_done = self._mixes_done.plus(mix.stats())
 
     # --- play --------------------------------------------------------------------------------------
 

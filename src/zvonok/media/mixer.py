@@ -86,6 +86,7 @@ class Mixer:
         self._listens = np.zeros(0, dtype=np.float32)
         self._matrix: npt.NDArray[np.float32] | None = None  # only with overrides
         self._ticks = 0
+        self._gone = (0, 0)  # (trimmed, missing) of the parties that left: the bridge's totals keep them
 
     # --- membership and matrix ---------------------------------------------------------------------
 
@@ -113,8 +114,17 @@ class Mixer:
         if party is None:
             return
         self._order.remove(party)
+        self._gone = (self._gone[0] + party.trimmed, self._gone[1] + party.missing)
         self._hears = {pair: v for pair, v in self._hears.items() if key not in pair}
         self._rebuild()
+
+    def frame_counts(self) -> tuple[int, int]:
+        """(frames trimmed, ticks a party had no frame) over every party this mix has had."""
+        trimmed, missing = self._gone
+        for party in self._order:
+            trimmed += party.trimmed
+            missing += party.missing
+        return trimmed, missing
 
     def set_codec(self, key: str, codec: Codec) -> None:
         self._parties[key].codec = codec
