@@ -160,18 +160,23 @@ async def test_queue_callback_settings(api: Api, make_tenant: Any, runtime: Call
     a = await make_company(api, make_tenant, "cb.example")
     queue = await new_queue(api, a)
     assert (queue["callback_key"], queue["callback_attempts"], queue["callback_retry"]) == (None, 3, 60)
+    assert queue["callback_abroad"] is False  # opted in by the company, never by default
     url = f"{cc(a)}/queues/{queue['id']}"
     for bad in ({"callback_key": "12"}, {"callback_key": "a"}, {"callback_attempts": 0}, {"callback_retry": 5},
                 {"callback_attempts": None}):
         r = await api.client.patch(url, headers=a.headers, json=bad)
         assert r.status_code == 422, (bad, r.text)
     changed = await ok(await api.client.patch(url, headers=a.headers, json={
-        "callback_key": "*", "callback_attempts": 5, "callback_retry": 120}))
+        "callback_key": "*", "callback_attempts": 5, "callback_retry": 120, "callback_abroad": True}))
     assert (changed["callback_key"], changed["callback_attempts"], changed["callback_retry"]) == ("*", 5, 120)
+    assert changed["callback_abroad"] is True
     async with api.db.session() as session:
         config = service.queue_config(await service.get_queue(session, a.id, queue["id"]))
     assert (config.callback_key, config.callback_attempts, config.callback_retry, config.number) == (
         "*", 5, 120.0, "500")
+    assert config.callback_abroad is True
+    r = await api.client.patch(url, headers=a.headers, json={"callback_abroad": None})
+    assert r.status_code == 422, r.text  # not a column that may be emptied
     changed = await ok(await api.client.patch(url, headers=a.headers, json={"callback_key": None}))
     assert changed["callback_key"] is None  # no callbacks any more
 

@@ -104,7 +104,8 @@ class Center:
         queue_id = len(self.desk.queues) + 1
         self.h.run(self._set_queue(QueueConfig(id=queue_id, tenant_id=TENANT, number=number, **settings)))
         self.desk.queues[number] = QueueRef(
-            id=queue_id, number=number, name=f"Q{number}", callback_key=settings.get("callback_key")
+            id=queue_id, number=number, name=f"Q{number}", callback_key=settings.get("callback_key"),
+            callback_abroad=settings.get("callback_abroad", False),
         )
         return queue_id
 
@@ -367,11 +368,11 @@ def _callback_center() -> tuple[Center, Any]:
     return c, carrier
 
 
-def _request_callback(c: Center, carrier: Any, queue_id: int) -> str:
-    """A customer calls the queue's number from +79161234567, presses the callback key and is let go."""
+def _request_callback(c: Center, carrier: Any, queue_id: int, number: str = "+79161234567") -> str:
+    """A customer calls the queue's number from ``number``, presses the callback key and is let go."""
     h = c.h
     h.did("+74951234567", "queue", {"number": "500"})
-    call = h.call_from_trunk(carrier, "+79161234567", "+74951234567")
+    call = h.call_from_trunk(carrier, number, "+74951234567")
     call.ack()
     engine_call = call.engine_call
     assert engine_call is not None and engine_call.caller is not None and engine_call.caller.endpoint is not None
@@ -530,6 +531,38 @@ def test_a_caller_from_abroad_or_a_premium_number_cannot_ask_for_a_callback(numb
         h.dtmf(engine_call.caller.endpoint, "1")
         assert h.media.playing[engine_call.caller.endpoint.id] == MUSIC  # still waiting on the line
         assert not engine_call.ended and not c.runtime.events(ql.CALLBACK)
+
+
+def test_a_queue_that_opted_in_calls_back_abroad_and_never_a_premium_number() -> None:
+    """``callback_abroad``: a company with customers abroad lets its queue call them back (the international
+    rate, its calling permissions); a premium-rate or emergency caller ID still gets no callback."""
+    c, carrier = _callback_center()
+    h = c.h
+    with h:
+        queue_id = c.queue("500", callback_key="1", callback_abroad=True)
+        h._snapshot(policies={(TENANT, "tenant", None): PolicyInfo(
+            tenant_id=TENANT, level="tenant", ref_id=None, service_class="international")})
+        h.did("+74951234567", "queue", {"number": "500"})
+        for premium in ("+78091234567", "112"):
+            call = h.call_from_trunk(carrier, premium, "+74951234567")
+            call.ack()
+            engine_call = call.engine_call
+            assert engine_call is not None and engine_call.caller is not None
+            assert engine_call.caller.endpoint is not None
+            h.dtmf(engine_call.caller.endpoint, "1")
+            assert h.media.playing[engine_call.caller.endpoint.id] == MUSIC  # still waiting on the line
+            assert not engine_call.ended and not c.runtime.events(ql.CALLBACK)
+            call.bye()
+            assert engine_call.ended
+        request = _request_callback(c, carrier, queue_id, number="+442071234567")
+        agent = c.agent("201", 4, queue_id)
+        h.settle()
+        answer(h, agent)
+        out = h.invites_to(carrier)[-1]
+        assert "442071234567" in str(out.request.uri)  # dialled abroad through the trunk
+        h.reply(out, 200)
+        (connect,) = c.runtime.events(ql.CONNECT)
+        assert (connect.call_id, connect.data["callback"]) == (request, True)
 
 
 def test_ring_all_rings_every_agent_for_a_callback_and_the_first_answer_takes_it() -> None:

@@ -68,11 +68,13 @@ async def test_queue_and_agent_pages(web: Web, a: Company, b: Company, admin_a: 
     edit = f"/callcenter/queues/{queue.id}"
     r = await _post(admin_a, edit, edit, {**form, "number": "700", "callback_key": "x"})
     assert r.status_code == 422 and "One key: a digit, * or #." in r.text
+    assert 'name="callback_abroad">' in (await admin_a.get(edit)).text  # not checked by default
     r = await _post(admin_a, edit, edit, {**form, "number": "700", "callback_key": "9", "callback_attempts": "2",
-                                          "callback_retry": "300"})
+                                          "callback_retry": "300", "callback_abroad": "on"})
     assert r.status_code == 303
     page = await admin_a.get(edit)
     assert '<option value="9" selected>' in page.text and 'value="300"' in page.text
+    assert 'name="callback_abroad" checked>' in page.text
     r = await _post(admin_a, edit, edit, {**form, "requirements": "english"})
     assert r.status_code == 422 and "name:level pairs" in r.text
     r = await _post(admin_a, edit, edit, {**form, "number": "701", "max_wait": "120", "requirements": "english:2"})

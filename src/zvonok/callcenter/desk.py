@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import or_, select
 
 from zvonok.org.models import Extension
-from zvonok.telephony.queue_call import QueueRef
+from zvonok.telephony.queue_call import QueueInfo, QueueRef
 
 from .agents import AgentStatus
 from .center import Action, Announce, CancelOffer, Offer, Overflow
@@ -91,11 +91,12 @@ class CenterDesk:
         config = self.runtime.center.queues.get(row.id) if row is not None else None
         if row is None or config is None:
             return None
-        return QueueRef(id=row.id, number=row.number, name=row.name, callback_key=config.callback_key)
+        return QueueRef(id=row.id, number=row.number, name=row.name, callback_key=config.callback_key,
+                        callback_abroad=config.callback_abroad)
 
-    def queue_info(self, queue_id: int) -> tuple[int, str] | None:
+    def queue_info(self, queue_id: int) -> QueueInfo | None:
         config = self.runtime.center.queues.get(queue_id)
-        return (config.tenant_id, config.number) if config is not None else None
+        return QueueInfo(config.tenant_id, config.number, config.callback_abroad) if config is not None else None
 
     async def agent_extensions(self, tenant_id: int, agent_id: int) -> list[str]:
         async with self.runtime.db.session() as session:

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -55,6 +56,8 @@ class CallQueue(TenantScoped, Timestamped, Base):
     callback_key: Mapped[str | None] = mapped_column(String(1), nullable=True)  # a DTMF key; None: no callbacks
     callback_attempts: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
     callback_retry: Mapped[int] = mapped_column(Integer, default=60, server_default="60")  # s between attempts
+    # True: callers from abroad may be called back too (never premium-rate or emergency numbers)
+    callback_abroad: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class AgentSkill(TenantScoped, Base):

@@ -56,6 +56,7 @@ class QueueConfig:
     callback_key: str | None = None  # the DTMF key a waiting caller presses to be called back (None: no callbacks)
     callback_attempts: int = 3  # calls to the customer before a callback is given up
     callback_retry: float = 60.0  # seconds between a failed call to the customer and the next attempt
+    callback_abroad: bool = False  # callers from abroad may be called back (the queue's owner opted in)
     overflow: Mapping[str, Any] = field(default_factory=dict)  # a destination (the engine's business)
 
     def required_level(self, requirement: SkillRequirement, waited: float) -> int:

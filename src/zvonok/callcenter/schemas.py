@@ -73,6 +73,9 @@ class _QueueFields(_In):
                                   "null: no callbacks")
     callback_attempts: int = Field(default=3, ge=1, le=10, description="Calls to the customer before giving up")
     callback_retry: int = Field(default=60, ge=10, le=MAX_SECONDS, description="Seconds between those calls")
+    callback_abroad: bool = Field(
+        default=False, description="Call back callers from abroad too (at the company's international rates); "
+                                   "premium-rate and emergency numbers are never called back")
     overflow: dict[str, Any] | None = Field(
         default=None, description='A destination like a number\'s schedule branch: {"kind": "extension", '
                                   '"number": "101"}; where callers go when full, empty or waited too long')
@@ -103,6 +106,7 @@ class QueueUpdate(_In):
     callback_key: CallbackKey | None = None
     callback_attempts: int | None = Field(default=None, ge=1, le=10)
     callback_retry: int | None = Field(default=None, ge=10, le=MAX_SECONDS)
+    callback_abroad: bool | None = None
     overflow: dict[str, Any] | None = None
 
 
@@ -130,6 +134,7 @@ class QueueOut(BaseModel):
     callback_key: str | None
     callback_attempts: int
     callback_retry: int
+    callback_abroad: bool
     overflow: dict[str, Any] | None
 
 

@@ -30,7 +30,8 @@ from .models import AgentSkill, CallQueue, NotReadyReason, QueueMember, QueueSup
 from .queues import QueueConfig, Relaxation, SkillRequirement, Strategy
 
 _NOT_NULL = ("name", "number", "strategy", "requirements", "relaxations", "ring_timeout", "retry", "wrap_up",
-             "join_empty", "leave_empty", "service_level", "announce_every", "max_no_answer", "weight", "callback_attempts", "callback_retry")
+             "join_empty", "leave_empty", "service_level", "announce_every", "max_no_answer", "weight", "callback_attempts", "callback_retry",
+             "callback_abroad")
 
 
 def queue_out(queue: CallQueue) -> schemas.QueueOut:
@@ -48,7 +49,8 @@ def queue_config(queue: CallQueue) -> QueueConfig:
         join_empty=queue.join_empty, leave_empty=queue.leave_empty, service_level=float(queue.service_level),
         announce_every=float(queue.announce_every), max_no_answer=queue.max_no_answer, weight=queue.weight,
         overflow=dict(queue.overflow or {}), callback_key=queue.callback_key or None,
-        callback_attempts=queue.callback_attempts, callback_retry=float(queue.callback_retry))
+        callback_attempts=queue.callback_attempts, callback_retry=float(queue.callback_retry),
+        callback_abroad=queue.callback_abroad)
 
 
 # -- checks --------------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from zvonok.destination import Destination, stored
 from zvonok.logs import get_logger
@@ -60,6 +60,13 @@ class QueueRef:
     number: str
     name: str
     callback_key: str | None = None  # the key a waiting caller presses to be called back
+    callback_abroad: bool = False  # callers from abroad may be called back too
+
+
+class QueueInfo(NamedTuple):
+    tenant_id: int
+    number: str
+    callback_abroad: bool = False
 
 
 class QueueDesk(Protocol):
@@ -85,8 +92,8 @@ class QueueDesk(Protocol):
         self, call_id: str, reason: str, *, agent_id: int | None = None, final: bool = False
     ) -> None: ...
 
-    def queue_info(self, queue_id: int) -> tuple[int, str] | None:
-        """The queue's tenant and number."""
+    def queue_info(self, queue_id: int) -> QueueInfo | None:
+        """The queue's tenant, number and what its callbacks may call."""
         ...
 
     def call_ended(self, call_id: str, *, by_agent: bool) -> None: ...
@@ -307,7 +314,7 @@ class QueueCalls:
     def _key(self, call: Call, session: QueueSession, key: str, digit: str) -> None:
         if digit != key or call.ended or session.state != "waiting":
             return
-        if not may_call_back(self.engine, call.tenant_id, session.from_number):
+        if not may_call_back(self.engine, call.tenant_id, session.from_number, abroad=session.queue.callback_abroad):
             log.info("queue: no number to call back", call=call.id, caller=session.from_number)
             return  # an anonymous caller (or one from abroad, a premium number…) keeps waiting on the line
         if not self.desk.request_callback(call.id, number=session.from_number):

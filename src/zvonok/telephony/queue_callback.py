@@ -10,8 +10,9 @@ queue call). Before anything rings, the customer's number is checked as the queu
 (:func:`.outside.check_outside`); a number that cannot be called gives the callback up at once. The number
 is the caller's caller ID, which anyone can forge: whatever the company lets its employees dial, a callback
 only calls local, mobile and long-distance numbers of the company's country (:data:`CALLBACK_CLASSES`) —
-never abroad, a premium-rate or an emergency number (toll fraud: a forged premium number asking for
-callbacks). A caller whose number is not one of those is not offered the callback: the key does nothing
+never a premium-rate or an emergency number (toll fraud: a forged premium number asking for callbacks),
+and abroad only for a queue whose owner opted in (``callback_abroad``: a company with customers abroad,
+which pays the international rate and keeps its calling permissions and spending limits on it). A caller whose number is not one of those is not offered the callback: the key does nothing
 (:func:`may_call_back`), as for an anonymous caller.
 
 Each offer is a :class:`CallbackOffer`, the originated call's :class:`~.originate.OriginateListener`:
@@ -51,12 +52,17 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 CALLBACK_CLASSES = frozenset({DestinationClass.LOCAL, DestinationClass.MOBILE, DestinationClass.LONG_DISTANCE})
+ABROAD_CLASSES = CALLBACK_CLASSES | {DestinationClass.INTERNATIONAL}  # a queue that opted in (callback_abroad)
 
 
-def may_call_back(engine: Any, tenant_id: int, number: str) -> bool:
+def callback_classes(abroad: bool) -> frozenset[DestinationClass]:
+    return ABROAD_CLASSES if abroad else CALLBACK_CLASSES
+
+
+def may_call_back(engine: Any, tenant_id: int, number: str, *, abroad: bool = False) -> bool:
     """Whether a caller from ``number`` may leave a callback request: a number the company could call back
-    (an extension, or an outside number of :data:`CALLBACK_CLASSES`; the company's calling permissions are
-    checked when the callback is placed)."""
+    (an extension, or an outside number of :data:`CALLBACK_CLASSES`, or abroad too when the queue opted in;
+    the company's calling permissions are checked when the callback is placed)."""
     if not number.removeprefix("+").isdigit():
         return False  # anonymous
     if engine.trunks is None:
@@ -65,7 +71,7 @@ def may_call_back(engine: Any, tenant_id: int, number: str) -> bool:
         dest = normalize(number, engine.trunks.snapshot.plan_for(tenant_id, None))
     except InvalidNumber:
         return False
-    return dest.klass is DestinationClass.INTERNAL or dest.klass in CALLBACK_CLASSES
+    return dest.klass is DestinationClass.INTERNAL or dest.klass in callback_classes(abroad)
 
 
 # why the agent's phones did not answer, as the center's offer failures name it
@@ -92,6 +98,7 @@ class CallbackOffer:
     agent_id: int
     number: str  # the customer's number
     desk: QueueDesk
+    abroad: bool = False  # the queue calls back abroad too
     state: str = "ringing"
     call_id: str | None = None  # the originated call
 
@@ -145,7 +152,7 @@ class QueueCallbacks:
         if queue is None or self.engine.originator is None:
             self.desk.offer_failed(request_call_id, agent_id, "unavailable")
             return
-        tenant_id, queue_number = queue
+        tenant_id, queue_number, abroad = queue
         # the finished offers go now: what is left is bounded by the agents ringing or talking
         self.offers = {key: o for key, o in self.offers.items() if o.state != "done"}
         offer = CallbackOffer(
@@ -156,6 +163,7 @@ class QueueCallbacks:
             agent_id=agent_id,
             number=number,
             desk=self.desk,
+            abroad=abroad,
         )
         self.offers[(request_call_id, agent_id)] = offer
         self.engine.spawn(self._start(offer))
@@ -260,9 +268,9 @@ class QueueCallbacks:
             except OutsideRefused as refused:
                 cause = refused.cause
             else:
-                if checked.dest.klass in CALLBACK_CLASSES:
+                if checked.dest.klass in callback_classes(offer.abroad):
                     return Target(number=checked.dest.number, profile=profile)
-                cause = "not_allowed"  # abroad, premium-rate, emergency: never for a forgeable number
+                cause = "not_allowed"  # premium-rate, emergency (abroad unless opted in): not for a forgeable number
         log.warning(
             "queue callback: the number cannot be called, given up",
             request=offer.request_call_id,

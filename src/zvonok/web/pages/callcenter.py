@@ -62,7 +62,7 @@ STRATEGIES = (
 STATUSES = {"offline": N_("Offline"), "available": N_("Available"), "not_ready": N_("Not ready"),
             "ringing": N_("Ringing"), "on_call": N_("On a call"), "wrap_up": N_("Wrap-up")}
 _FIELDS = ("name", "number", "strategy", "ring_timeout", "wrap_up", "max_wait", "service_level", "callback_key",
-           "callback_attempts", "callback_retry")
+           "callback_attempts", "callback_retry", "callback_abroad")
 CALLBACK_KEYS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "0", "*", "#")
 # a callback's last attempt (the queue log's CALLBACKFAILED reasons); others are shown as they are
 CALLBACK_RESULTS = {"busy": N_("busy"), "no_answer": N_("no answer"), "failed": N_("failed"),
@@ -121,10 +121,11 @@ async def _queues(request: Request, session: AsyncSession, tenant_id: int, *, fo
 
 def _form_values(name: str, number: str, strategy: str, ring_timeout: str, wrap_up: str, max_wait: str,
                  service_level: str, requirements: str, callback_key: str = "", callback_attempts: str = "3",
-                 callback_retry: str = "60") -> dict[str, str]:
+                 callback_retry: str = "60", callback_abroad: str = "") -> dict[str, str]:
     return {"name": name, "number": number, "strategy": strategy, "ring_timeout": ring_timeout,
             "wrap_up": wrap_up, "max_wait": max_wait, "service_level": service_level, "requirements": requirements,
-            "callback_key": callback_key, "callback_attempts": callback_attempts, "callback_retry": callback_retry}
+            "callback_key": callback_key, "callback_attempts": callback_attempts, "callback_retry": callback_retry,
+            "callback_abroad": "on" if callback_abroad else ""}
 
 
 def _queue_data(form: dict[str, str]) -> dict[str, Any]:
@@ -132,6 +133,7 @@ def _queue_data(form: dict[str, str]) -> dict[str, Any]:
     data: dict[str, Any] = {k: v for k, v in form.items() if k in _FIELDS}
     data["max_wait"] = form["max_wait"] or None
     data["callback_key"] = form.get("callback_key") or None
+    data["callback_abroad"] = bool(form.get("callback_abroad"))
     data["requirements"] = [{"skill": k, "min_level": v} for k, v in parse_skills(form["requirements"]).items()]
     return data
 
@@ -174,9 +176,10 @@ async def create_queue(request: Request, user: TenantAdminUser, session: Session
                        number: Field = "", strategy: Field = "longest_idle", ring_timeout: Field = "15",
                        wrap_up: Field = "10", max_wait: Field = "", service_level: Field = "20",
                        requirements: Annotated[str, Form(max_length=2000)] = "", callback_key: Field = "",
-                       callback_attempts: Field = "3", callback_retry: Field = "60") -> Response:
+                       callback_attempts: Field = "3", callback_retry: Field = "60",
+                       callback_abroad: Field = "") -> Response:
     form = _form_values(name, number, strategy, ring_timeout, wrap_up, max_wait, service_level, requirements,
-                        callback_key, callback_attempts, callback_retry)
+                        callback_key, callback_attempts, callback_retry, callback_abroad)
     try:
         data = schemas.QueueCreate(**_queue_data(form))
     except PydanticValidationError as exc:
@@ -200,6 +203,7 @@ async def _edit(request: Request, session: AsyncSession, tenant_id: int, queue_i
     queue = await service.get_queue(session, tenant_id, queue_id)
     if form is None:
         form = {k: "" if getattr(queue, k) is None else str(getattr(queue, k)) for k in _FIELDS}
+        form["callback_abroad"] = "on" if queue.callback_abroad else ""
         form["requirements"] = _requirements_text(queue.requirements)
     members = set(await service.queue_members(session, tenant_id, queue_id))
     names = await service.employee_names(session, tenant_id)
@@ -222,10 +226,11 @@ async def update_queue(request: Request, queue_id: int, user: TenantAdminUser, s
                        number: Field = "", strategy: Field = "longest_idle", ring_timeout: Field = "15",
                        wrap_up: Field = "10", max_wait: Field = "", service_level: Field = "20",
                        requirements: Annotated[str, Form(max_length=2000)] = "", callback_key: Field = "",
-                       callback_attempts: Field = "3", callback_retry: Field = "60") -> Response:
+                       callback_attempts: Field = "3", callback_retry: Field = "60",
+                       callback_abroad: Field = "") -> Response:
     await service.get_queue(session, user.tenant, queue_id)
     form = _form_values(name, number, strategy, ring_timeout, wrap_up, max_wait, service_level, requirements,
-                        callback_key, callback_attempts, callback_retry)
+                        callback_key, callback_attempts, callback_retry, callback_abroad)
     try:
         data = schemas.QueueUpdate(**_queue_data(form))
     except PydanticValidationError as exc:
