@@ -65,6 +65,9 @@ def main() -> None:
     parser.add_argument("--talk-ms", type=int, default=8000,
                         help="--sip: each agent's talk time (longer than the callers take to arrive: every BYE "
                              "then finds callers waiting)")
+    parser.add_argument("--talk-spread-ms", type=int, default=0,
+                        help="--sip: each call's talk time drawn uniformly from talk ± this (hang-ups not in step, "
+                             "as in a real call center); 0: every call talks exactly --talk-ms")
     args = parser.parse_args()
     if args.sip:
         sip_bench(args)
@@ -187,6 +190,23 @@ def availability_latencies(events: list[tuple[float, str, str, bytes]]) -> tuple
     return latencies, len(invites), (invites[-1] - invites[0]) if len(invites) > 1 else 0.0
 
 
+def agent_scenario(tmp: Path, talk_ms: int, spread_ms: int) -> str:
+    """``queue_agent.xml``, or a copy whose talk pause is uniform in talk ± spread (SIPp's pause distribution)."""
+    if spread_ms <= 0:
+        return "queue_agent.xml"
+    if spread_ms >= talk_ms:
+        raise SystemExit("--talk-spread-ms must be below --talk-ms")
+    import _common as h
+
+    text = (h.SCENARIOS / "queue_agent.xml").read_text()
+    if text.count("<pause/>") != 1:
+        raise RuntimeError("queue_agent.xml: expected one <pause/> (the talk time)")
+    path = tmp / "queue_agent_spread.xml"
+    path.write_text(text.replace("<pause/>", f'<pause distribution="uniform" min="{talk_ms - spread_ms}" '
+                                             f'max="{talk_ms + spread_ms}"/>'))
+    return str(path)
+
+
 def sip_bench(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import _calls as c
@@ -231,9 +251,9 @@ def sip_bench(args: argparse.Namespace) -> None:
             api(f"/agents/{employee}/login", {"queue_ids": [queue["id"]]})
         trace = tmp / "agents_messages.log"
         talk_rounds = -(-args.callers // args.agents)
-        budget = 60 + talk_rounds * (args.talk_ms / 1000 + 2) + args.callers / args.rate
-        agent_uas = c.SippProcess("queue_agent.xml", None, workdir=tmp, name="agents", local_port=port,
-                                  timeout=budget, keys=PCMA,
+        budget = 60 + talk_rounds * ((args.talk_ms + args.talk_spread_ms) / 1000 + 2) + args.callers / args.rate
+        agent_uas = c.SippProcess(agent_scenario(tmp, args.talk_ms, args.talk_spread_ms), None, workdir=tmp,
+                                  name="agents", local_port=port, timeout=budget, keys=PCMA,
                                   extra=["-d", str(args.talk_ms), "-trace_msg", "-message_file", str(trace),
                                          "-buff_size", "4194304"]).start()
         cpu0, wall0 = server.cpu_seconds(), time.monotonic()
@@ -265,7 +285,8 @@ def sip_bench(args: argparse.Namespace) -> None:
     load_after = os.getloadavg()
     ms = 1000
     print(f"callers: {result.successful} of {args.callers} connected and hung up on ({result.failed} failed), "
-          f"{args.agents} agents (answer 300 ms, talk {args.talk_ms} ms), callers placed at {args.rate:g}/s")
+          f"{args.agents} agents (answer 300 ms, talk {args.talk_ms} ± {args.talk_spread_ms} ms), "
+          f"callers placed at {args.rate:g}/s")
     if latencies:
         print(f"agent available (its BYE) -> next INVITE to it: p50 {percentile(latencies, 50) * ms:.1f} ms, "
               f"p99 {percentile(latencies, 99) * ms:.1f} ms, max {max(latencies) * ms:.1f} ms "
