@@ -11,6 +11,7 @@ import asyncio
 import os
 import shutil
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import APIRouter, FastAPI
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -29,6 +31,33 @@ from zvonok.storage.db import Database
 # The cheapest argon2id for every slow hash of this test process (production cost: ~0.1 s of CPU each,
 # minutes over the suite); test_pins checks that a fresh process still hashes at the production cost.
 credentials.use_cheap_hashes_in_tests()
+
+# Every test builds its own app, and FastAPI (0.16x) resolves an included router's routes lazily, per app, on
+# the first request that walks past them: half of an API test's time went to resolving the same few hundred
+# routes again. An included router's resolved routes depend on the router and on what the app's own router
+# adds (its dependencies and prefix: the same for every app create_app builds), so in tests each router is
+# resolved once per process and the same resolved branch goes into every app (the server builds one app, so
+# it has nothing to share). If FastAPI's internals change, this falls back to the plain include_router.
+_include_router = FastAPI.include_router
+_INCLUDED: dict[int, tuple[weakref.ref[APIRouter], tuple[Any, ...], Any]] = {}  # id(router): routers are unhashable
+
+
+def _include_router_once(self: FastAPI, router: APIRouter, **options: Any) -> None:
+    parent = self.router
+    key = (tuple(d.dependency for d in parent.dependencies), parent.prefix)
+    cached = _INCLUDED.get(id(router))
+    if not options and cached is not None and cached[0]() is router and cached[1] == key \
+            and not router.on_startup and not router.on_shutdown and hasattr(parent, "_mark_routes_changed"):
+        parent.routes.append(cached[2])
+        parent._mark_routes_changed()
+        return
+    _include_router(self, router, **options)
+    branch = parent.routes[-1] if parent.routes else None
+    if not options and type(branch).__name__ == "_IncludedRouter" and getattr(branch, "original_router", None) is router:
+        _INCLUDED[id(router)] = (weakref.ref(router), key, branch)
+
+
+FastAPI.include_router = _include_router_once  # type: ignore[method-assign]
 
 PG_URL = os.environ.get("ZVONOK_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 
