@@ -61,8 +61,9 @@ class Exports:
     def running(self, tenant_id: int) -> bool:
         return tenant_id in self._running
 
-    def start(self, tenant_id: int, *, on_demand: bool = True) -> asyncio.Task[ExportReport | None]:
-        """Start the tenant's export in the background; raises :class:`ExportRunning` or :class:`TooSoon`."""
+    def start(self, tenant_id: int, *, on_demand: bool = True, full: bool = False) -> asyncio.Task[ExportReport | None]:
+        """Start the tenant's export in the background (incremental unless ``full``); raises
+        :class:`ExportRunning` or :class:`TooSoon`."""
         if tenant_id in self._running:
             raise ExportRunning
         now = self.clock()
@@ -70,7 +71,7 @@ class Exports:
         if on_demand and last is not None and now - last < self.min_interval:
             raise TooSoon(max(1, int(self.min_interval - (now - last) + 0.999)))
         self._started[tenant_id] = now
-        task = asyncio.get_running_loop().create_task(self._run(tenant_id), name=f"analytics:t{tenant_id}")
+        task = asyncio.get_running_loop().create_task(self._run(tenant_id, full), name=f"analytics:t{tenant_id}")
         self._running[tenant_id] = task
         task.add_done_callback(lambda _: self._running.pop(tenant_id, None))
         return task
@@ -80,10 +81,10 @@ class Exports:
         task = self._running.get(tenant_id)
         return None if task is None else await task
 
-    async def _run(self, tenant_id: int) -> ExportReport | None:
+    async def _run(self, tenant_id: int, full: bool) -> ExportReport | None:
         async with self._one_at_a_time:
             try:
-                report = await export_tenant(self.db, tenant_id, self.directory, target=self.target)
+                report = await export_tenant(self.db, tenant_id, self.directory, target=self.target, full=full)
             except TenantMissing:
                 return None
             except Exception as exc:  # noqa: BLE001 - reported on the status route; the next run tries again
@@ -91,8 +92,8 @@ class Exports:
                 self.errors[tenant_id] = f"{exc.__class__.__name__}: {exc}"[:500]
                 return None
         self.errors.pop(tenant_id, None)
-        log.info("analytics export of tenant %s: %s rows in %.1f s", tenant_id, sum(report.rows.values()),
-                 report.seconds)
+        log.info("analytics export of tenant %s (%s): %s rows, %s written, in %.1f s", tenant_id, report.mode,
+                 sum(report.rows.values()), sum(report.written.values()), report.seconds)
         return report
 
     async def close(self) -> None:
