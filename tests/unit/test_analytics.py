@@ -25,6 +25,7 @@ from zvonok.cli import main
 from zvonok.crm.models import CrmClient, CrmDeal, CrmInvoice, CrmPayment, CrmPhone, CrmPipeline, CrmStage
 from zvonok.org.models import Department, Employee, Extension, Office, Tenant
 from zvonok.storage.db import Database
+from zvonok.storage.jobs import JobRun, claim_run
 
 AT = datetime(2026, 3, 1, 22, 30, tzinfo=UTC)  # 2026-03-02 01:30 in Moscow: a Monday there, Sunday in UTC
 
@@ -355,6 +356,37 @@ async def test_export_all_and_the_nightly_hour(db: Database, tmp_path: Path) -> 
     stopping.set()
     await job
     assert job.done() and not exports.running(a.tenant_id)
+
+
+async def test_the_nightly_export_runs_on_one_node_of_a_cluster(db: Database, tmp_path: Path) -> None:
+    """Two nodes sharing the database (and the analytics directory) reach the nightly hour together: one
+    claims the night and exports, the other lets it go; the next night is claimed afresh, once."""
+    a = await _seed(db, "a.example")
+    await export_tenant(db, a.tenant_id, tmp_path / "analytics")  # the company uses analytics
+    nodes = [Exports(db, tmp_path / "analytics", node=name) for name in ("node-1", "node-2")]
+    exported: list[str] = []
+    for node in nodes:
+        export_all = node.export_all
+
+        async def spy(stop: asyncio.Event | None = None, *, only_used: bool = False, node: Exports = node,
+                      export_all: Any = export_all) -> int:
+            exported.append(node.node)
+            return int(await export_all(stop, only_used=only_used))
+
+        node.export_all = spy  # type: ignore[method-assign]
+    first = await asyncio.gather(*(node.nightly(date(2026, 3, 1)) for node in nodes))
+    assert sorted(first, key=str) == [1, None] and len(exported) == 1
+    async with db.session() as s:
+        row = await s.get(JobRun, "analytics-nightly")
+        assert row is not None and row.period == "2026-03-01" and row.node == exported[0]
+    assert await nodes[0].nightly(date(2026, 3, 1)) is None  # a night is never run twice
+    assert await nodes[1].nightly(date(2026, 2, 28)) is None  # nor an earlier one (a clock behind)
+    second = await asyncio.gather(*(node.nightly(date(2026, 3, 2)) for node in reversed(nodes)))
+    assert sorted(second, key=str) == [1, None] and len(exported) == 2
+    # the claim alone: exactly one winner per period, whoever asks
+    assert await claim_run(db, "other-job", "2026-03-01", node="x") is True
+    assert await claim_run(db, "other-job", "2026-03-01", node="y") is False
+    assert await claim_run(db, "other-job", "2026-03-02", node="y") is True
 
 
 async def test_rest_routes(api: Any, make_tenant: Any, db: Database) -> None:

@@ -5,7 +5,9 @@ the API's 409), and an on-demand export no sooner than ``min_interval`` seconds 
 one started (:class:`TooSoon`, the API's 429 with Retry-After): a full rebuild reads every row of the
 tenant, so one company cannot keep the database busy. The process runs one export at a time, whichever
 tenant asks: the others wait their turn (they count as running). These marks live in memory: with several
-nodes each keeps its own, and each node's data directory holds its own files (docs/analytics.md).
+nodes each keeps its own, and each node's data directory holds its own files (docs/analytics.md). The
+nightly run is cluster-wide: each night is claimed in the database first (``job_runs``,
+:func:`zvonok.storage.jobs.claim_run`), so one node exports and the others let that night go.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import select
@@ -24,10 +26,12 @@ from sqlalchemy import select
 from zvonok.org.models import Tenant
 from zvonok.storage.base import utcnow
 from zvonok.storage.db import Database
+from zvonok.storage.jobs import claim_run
 
 from .export import ExportReport, TenantMissing, export_tenant, file_of
 
 log = logging.getLogger(__name__)
+NIGHTLY_JOB = "analytics-nightly"  # its row in job_runs
 
 
 class ExportRunning(Exception):
@@ -47,8 +51,9 @@ def next_nightly(now: datetime, hour: int) -> datetime:
 
 class Exports:
     def __init__(self, db: Database, directory: Path, *, min_interval: float = 600.0, target: str = "duckdb",
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, node: str = "") -> None:
         self.db = db
+        self.node = node or "node"  # named in job_runs when this node claims a night
         self.directory = directory
         self.target = target
         self.min_interval = min_interval
@@ -140,15 +145,25 @@ class Exports:
         finally:
             await self.close()
 
+    async def nightly(self, night: date, stopping: asyncio.Event | None = None) -> int | None:
+        """The night's exports (:meth:`export_all` of the companies that have one) if this node claims the
+        night first: None when another node (or this one) has it already."""
+        if not await claim_run(self.db, NIGHTLY_JOB, night.isoformat(), node=self.node):
+            log.info("nightly analytics export of %s: claimed by another node", night)
+            return None
+        return await self.export_all(stopping, only_used=True)
+
     async def _nightly(self, hour: int, stopping: asyncio.Event, now: Callable[[], datetime]) -> None:
         while not stopping.is_set():
-            delay = (next_nightly(now(), hour) - now()).total_seconds()
+            at = next_nightly(now(), hour)
+            delay = (at - now()).total_seconds()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), max(delay, 0.0))
             if stopping.is_set():
                 return
             try:
-                done = await self.export_all(stopping, only_used=True)
-                log.info("nightly analytics export: %s tenants", done)
+                done = await self.nightly(at.date(), stopping)
+                if done is not None:
+                    log.info("nightly analytics export: %s tenants", done)
             except Exception:  # noqa: BLE001 - tried again the next night
                 log.exception("nightly analytics export failed")
