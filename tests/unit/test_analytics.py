@@ -19,6 +19,7 @@ from sqlalchemy import delete, select, text
 
 from zvonok.analytics import star
 from zvonok.analytics.export import export_tenant, file_of, last_report
+from zvonok.analytics.queries import CallsDay, PaymentsMonth, WonDeals, overview
 from zvonok.analytics.runner import ExportRunning, Exports, TooSoon, next_nightly
 from zvonok.cdr.models import Cdr
 from zvonok.cli import main
@@ -202,6 +203,24 @@ async def test_export_writes_the_star_of_one_company(db: Database, tmp_path: Pat
     last = await last_report(directory, a.tenant_id)
     assert last is not None and last.rows == again.rows and last.tenant_id == a.tenant_id
     assert await last_report(directory, b.tenant_id) is None
+
+
+async def test_the_ready_queries_of_the_console(db: Database, tmp_path: Path) -> None:
+    """The Analytics page's tables, computed from the file: calls per day by direction (the company's day),
+    won deals per pipeline stage and month, payments per month; nothing before the first export."""
+    a = await _seed(db, "a.example")
+    await _seed(db, "b.example", secret="Mallory")
+    directory = tmp_path / "analytics"
+    assert await overview(directory, a.tenant_id) is None
+    await export_tenant(db, a.tenant_id, directory)
+    got = await overview(directory, a.tenant_id)
+    assert got is not None
+    assert got.calls_per_day == [CallsDay(day=date(2026, 3, 2), inbound=2, outbound=2, internal=1, calls=5)]
+    assert got.won_per_month == [WonDeals(month=date(2026, 3, 1), pipeline="Sales", stage="Won", deals=1,
+                                          amount=Decimal("1000.00"), currency="RUB")]
+    assert got.payments_per_month == [PaymentsMonth(month=date(2026, 3, 1), currency="RUB", payments=3,
+                                                    amount=Decimal("1100.00"))]
+    assert await overview(directory, a.tenant_id) is got  # the same file: not read again
 
 
 async def test_an_empty_company_and_a_foreign_reference(db: Database, tmp_path: Path) -> None:

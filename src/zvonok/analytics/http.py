@@ -99,8 +99,14 @@ async def _chunks(handle: BinaryIO) -> AsyncIterator[bytes]:
 @router.get("/export/file", response_class=StreamingResponse,
             responses={200: {"content": {"application/vnd.duckdb": {}}}, 404: {"description": "Never exported"}})
 async def download_analytics_export(tenant_id: int, _: TenantAdmin, exports: Runner) -> StreamingResponse:
-    """The company's DuckDB file (open it with DuckDB or a BI tool; docs/analytics.md). The file is opened
-    first: an export finishing meanwhile renames a new file over the name, this download keeps the old one."""
+    """The company's DuckDB file (open it with DuckDB or a BI tool; docs/analytics.md)."""
+    return file_response(exports, tenant_id)
+
+
+def file_response(exports: Exports, tenant_id: int) -> StreamingResponse:
+    """The tenant's file as a download (404 before the first export; the console's link too). The file is
+    opened first: an export finishing meanwhile renames a new file over the name, this download keeps the
+    old one."""
     try:
         handle = file_of(exports.directory, tenant_id).open("rb")
     except FileNotFoundError:
