@@ -439,7 +439,7 @@ async def build(settings: Settings) -> Runtime:
                                             webhooks_http.router, analytics_http.router])
     app.state.callcenter = callcenter  # agents' state (zvonok.callcenter.http)
     analytics = Exports(db, settings.data_dir / "analytics", min_interval=settings.analytics_min_interval,
-                        target=settings.analytics_target)
+                        target=settings.analytics_target, node=settings.node_name or socket.gethostname())
     app.state.analytics = analytics  # the tenants' analytics files (zvonok.analytics.http)
     app.state.conferences = engine.conferences  # live members (zvonok.conference.http)
     app.state.monitoring = engine.monitoring  # live monitoring sessions (zvonok.monitoring.http)

@@ -15,15 +15,18 @@ from typing import Any
 
 import duckdb
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import delete, select, text
 
+from zvonok.analytics import star
 from zvonok.analytics.export import export_tenant, file_of, last_report
+from zvonok.analytics.queries import CallsDay, PaymentsMonth, WonDeals, overview
 from zvonok.analytics.runner import ExportRunning, Exports, TooSoon, next_nightly
 from zvonok.cdr.models import Cdr
 from zvonok.cli import main
 from zvonok.crm.models import CrmClient, CrmDeal, CrmInvoice, CrmPayment, CrmPhone, CrmPipeline, CrmStage
 from zvonok.org.models import Department, Employee, Extension, Office, Tenant
 from zvonok.storage.db import Database
+from zvonok.storage.jobs import JobRun, claim_run
 
 AT = datetime(2026, 3, 1, 22, 30, tzinfo=UTC)  # 2026-03-02 01:30 in Moscow: a Monday there, Sunday in UTC
 
@@ -110,8 +113,8 @@ async def _seed(db: Database, domain: str, *, secret: str = "", tz: str = "Europ
 
 def _all_text(con: duckdb.DuckDBPyConnection) -> str:
     """Every value of every table of the file, as text."""
-    tables = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()]
-    return "\n".join(str(con.execute(f"SELECT * FROM {t}").fetchall()) for t in tables)
+    tables = con.execute("SELECT table_schema, table_name FROM information_schema.tables").fetchall()
+    return "\n".join(str(con.execute(f"SELECT * FROM {s}.{t}").fetchall()) for s, t in tables)
 
 
 async def test_export_writes_the_star_of_one_company(db: Database, tmp_path: Path) -> None:
@@ -171,7 +174,8 @@ async def test_export_writes_the_star_of_one_company(db: Database, tmp_path: Pat
             "SELECT min(date), max(date), count(*) FROM dim_date WHERE date_key <> 0").fetchone() or (None, None, 0)
         assert first == date(2026, 3, 2) and days == (last - first).days + 1
         # the file tells what it holds
-        assert con.execute("SELECT tenant_id, schema_version FROM export_info").fetchall() == [(a.tenant_id, 1)]
+        assert con.execute("SELECT tenant_id, schema_version, mode FROM export_info").fetchall() \
+            == [(a.tenant_id, 2, "full")]
         assert dict(con.execute("SELECT table_name, row_count FROM export_tables").fetchall()) == report.rows
         # nothing of the other company: names, numbers, amounts
         text = _all_text(con)
@@ -201,6 +205,24 @@ async def test_export_writes_the_star_of_one_company(db: Database, tmp_path: Pat
     assert await last_report(directory, b.tenant_id) is None
 
 
+async def test_the_ready_queries_of_the_console(db: Database, tmp_path: Path) -> None:
+    """The Analytics page's tables, computed from the file: calls per day by direction (the company's day),
+    won deals per pipeline stage and month, payments per month; nothing before the first export."""
+    a = await _seed(db, "a.example")
+    await _seed(db, "b.example", secret="Mallory")
+    directory = tmp_path / "analytics"
+    assert await overview(directory, a.tenant_id) is None
+    await export_tenant(db, a.tenant_id, directory)
+    got = await overview(directory, a.tenant_id)
+    assert got is not None
+    assert got.calls_per_day == [CallsDay(day=date(2026, 3, 2), inbound=2, outbound=2, internal=1, calls=5)]
+    assert got.won_per_month == [WonDeals(month=date(2026, 3, 1), pipeline="Sales", stage="Won", deals=1,
+                                          amount=Decimal("1000.00"), currency="RUB")]
+    assert got.payments_per_month == [PaymentsMonth(month=date(2026, 3, 1), currency="RUB", payments=3,
+                                                    amount=Decimal("1100.00"))]
+    assert await overview(directory, a.tenant_id) is got  # the same file: not read again
+
+
 async def test_an_empty_company_and_a_foreign_reference(db: Database, tmp_path: Path) -> None:
     """A company with nothing still gets every table (the "(none)" rows); a CDR naming another company's
     employee (it cannot happen through the API) points at "(none)", never at the other's name."""
@@ -221,6 +243,76 @@ async def test_an_empty_company_and_a_foreign_reference(db: Database, tmp_path: 
         assert con.execute("SELECT e.full_name FROM fact_calls JOIN dim_employee e USING (employee_key)").fetchall() \
             == [("(none)",)]
         assert "Olga" not in _all_text(con)
+
+
+def _star(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every star table of a file, rows in key order."""
+    with duckdb.connect(str(path), read_only=True) as con:
+        return {table: con.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall() for table in star.TABLES}
+
+
+async def test_an_incremental_export_writes_only_what_changed(db: Database, tmp_path: Path) -> None:
+    """Export, then two calls, a deal with a payment, a deal moved to Won: the next export reads only the new
+    calls and payments, writes only the rows that changed, and its star is the one a full rebuild makes;
+    the moved deal is updated in place, not duplicated. A deleted deal sends the export back to a full
+    rebuild (the file's copy no longer counts what the database holds)."""
+    a = await _seed(db, "a.example")
+    directory = tmp_path / "analytics"
+    first = await export_tenant(db, a.tenant_id, directory)
+    assert first.mode == "full" and first.read == {"s_cdrs": 5, "s_deals": 2, "s_payments": 3}
+    assert first.written["fact_calls"] == 5 and first.written == first.rows  # everything is new
+    later = datetime(2026, 3, 12, 10, tzinfo=UTC)
+    async with db.session() as s:
+        tid, ids = a.tenant_id, a.ids
+        for n in (6, 7):
+            s.add(Cdr(tenant_id=tid, call_id=f"new-{n}", direction="outbound", internal=False, dialed_number="1",
+                      caller_number="101", caller_name="", callee_number=f"+7495{tid:03d}2222", callee_name="",
+                      started_at=later, answered_at=later, ended_at=later, duration=9, billsec=5,
+                      disposition="answered", hangup_side="caller", cause="normal", cost=Decimal("2.5"),
+                      currency="RUB", caller_employee_id=ids["olga"], caller_extension_id=ids["e101"]))
+        deal = CrmDeal(tenant_id=tid, pipeline_id=ids["pipeline"], stage_id=ids["new"], title="Third",
+                       client_id=ids["beta"], owner_id=ids["petr"], amount=Decimal("70.00"), currency="RUB",
+                       created_at=later)
+        s.add(deal)
+        await s.flush()
+        s.add(CrmPayment(tenant_id=tid, deal_id=deal.id, amount=Decimal("70.00"), paid_on=date(2026, 3, 12),
+                         method="card"))
+        small = await s.get(CrmDeal, ids["d2"])
+        assert small is not None
+        small.stage_id, small.closed_at = ids["won"], later  # the stage moved
+        await s.commit()
+    second = await export_tenant(db, a.tenant_id, directory)
+    assert second.mode == "incremental"
+    assert second.read["s_cdrs"] == 2 and second.read["s_payments"] == 1
+    assert second.written["fact_calls"] == 2 and second.written["fact_payments"] == 1
+    assert second.written["fact_deals"] == 2  # the new deal and the moved one; the Big deal untouched
+    assert second.written["dim_employee"] == 0 and second.written["dim_client"] == 0
+    assert second.rows["fact_calls"] == 7 and second.rows["fact_deals"] == 3 and second.rows["fact_payments"] == 4
+    incremental = _star(file_of(directory, a.tenant_id))
+    rebuilt = await export_tenant(db, a.tenant_id, tmp_path / "full", full=True)
+    assert rebuilt.mode == "full" and rebuilt.read == {"s_cdrs": 7, "s_deals": 3, "s_payments": 4}
+    assert incremental == _star(file_of(tmp_path / "full", a.tenant_id))
+    with duckdb.connect(str(file_of(directory, a.tenant_id)), read_only=True) as con:
+        assert con.execute("""SELECT s.stage, f.closed_date_key, f.paid FROM fact_deals f JOIN dim_stage s USING (stage_key)
+                              WHERE f.deal_key = ?""", [ids["d2"]]).fetchall() == [("Won", 20260312, Decimal("100.00"))]
+        marks = dict(con.execute("SELECT fact_table, last_id FROM export_watermarks").fetchall())
+        assert marks["fact_calls"] == max(k for (k, *_) in incremental["fact_calls"])
+        assert marks["fact_payments"] == max(k for (k, *_) in incremental["fact_payments"])
+    # nothing changed: nothing written
+    third = await export_tenant(db, a.tenant_id, directory)
+    assert third.mode == "incremental" and third.read["s_cdrs"] == 0 and set(third.written.values()) == {0}
+    # a deal deleted (its payment with it): the copy counts one deal too many, so the export rebuilds in full
+    async with db.session() as s:
+        gone = await s.get(CrmDeal, deal.id)
+        await s.delete(gone)
+        await s.commit()
+    async with db.session() as s:
+        await s.execute(delete(CrmPayment).where(CrmPayment.deal_id == deal.id))
+        await s.commit()
+    fourth = await export_tenant(db, a.tenant_id, directory)
+    assert fourth.mode == "full" and fourth.rows["fact_deals"] == 2 and fourth.rows["fact_payments"] == 3
+    await export_tenant(db, a.tenant_id, tmp_path / "full", full=True)
+    assert _star(file_of(directory, a.tenant_id)) == _star(file_of(tmp_path / "full", a.tenant_id))
 
 
 async def test_one_export_per_company_at_a_time_and_a_minimum_interval(db: Database, tmp_path: Path) -> None:
@@ -285,6 +377,37 @@ async def test_export_all_and_the_nightly_hour(db: Database, tmp_path: Path) -> 
     assert job.done() and not exports.running(a.tenant_id)
 
 
+async def test_the_nightly_export_runs_on_one_node_of_a_cluster(db: Database, tmp_path: Path) -> None:
+    """Two nodes sharing the database (and the analytics directory) reach the nightly hour together: one
+    claims the night and exports, the other lets it go; the next night is claimed afresh, once."""
+    a = await _seed(db, "a.example")
+    await export_tenant(db, a.tenant_id, tmp_path / "analytics")  # the company uses analytics
+    nodes = [Exports(db, tmp_path / "analytics", node=name) for name in ("node-1", "node-2")]
+    exported: list[str] = []
+    for node in nodes:
+        export_all = node.export_all
+
+        async def spy(stop: asyncio.Event | None = None, *, only_used: bool = False, node: Exports = node,
+                      export_all: Any = export_all) -> int:
+            exported.append(node.node)
+            return int(await export_all(stop, only_used=only_used))
+
+        node.export_all = spy  # type: ignore[method-assign]
+    first = await asyncio.gather(*(node.nightly(date(2026, 3, 1)) for node in nodes))
+    assert sorted(first, key=str) == [1, None] and len(exported) == 1
+    async with db.session() as s:
+        row = await s.get(JobRun, "analytics-nightly")
+        assert row is not None and row.period == "2026-03-01" and row.node == exported[0]
+    assert await nodes[0].nightly(date(2026, 3, 1)) is None  # a night is never run twice
+    assert await nodes[1].nightly(date(2026, 2, 28)) is None  # nor an earlier one (a clock behind)
+    second = await asyncio.gather(*(node.nightly(date(2026, 3, 2)) for node in reversed(nodes)))
+    assert sorted(second, key=str) == [1, None] and len(exported) == 2
+    # the claim alone: exactly one winner per period, whoever asks
+    assert await claim_run(db, "other-job", "2026-03-01", node="x") is True
+    assert await claim_run(db, "other-job", "2026-03-01", node="y") is False
+    assert await claim_run(db, "other-job", "2026-03-02", node="y") is True
+
+
 async def test_rest_routes(api: Any, make_tenant: Any, db: Database) -> None:
     a = await make_tenant("a.example")
     await _seed(db, "b.example", secret="Mallory")
@@ -308,6 +431,16 @@ async def test_rest_routes(api: Any, make_tenant: Any, db: Database) -> None:
     body = r.json()
     assert body["running"] is False and body["last"]["rows"]["fact_calls"] == 0
     assert body["last"]["rows"]["dim_employee"] == 1 and body["last"]["size"] > 0
+    assert body["last"]["mode"] == "full" and body["last"]["written"]["dim_employee"] == 1
+    exports.min_interval = 0
+    r = await api.client.post(f"{base}?full=true", headers=a.headers)
+    assert r.status_code == 202
+    assert await exports.wait(a.id) is not None
+    r = await api.client.post(base, headers=a.headers)
+    assert r.status_code == 202
+    report = await exports.wait(a.id)
+    assert report is not None and report.mode == "incremental"
+    body = (await api.client.get(base, headers=a.headers)).json()
     r = await api.client.get(f"{base}/file", headers=a.headers)
     assert r.status_code == 200 and r.headers["content-type"] == "application/vnd.duckdb"
     assert int(r.headers["content-length"]) == len(r.content) == body["last"]["size"]
@@ -334,12 +467,16 @@ def test_cli_export(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     capsys.readouterr()
     assert main([*dd, "analytics", "export", "--tenant", "a.example", "--json"]) == 0
     [report] = json.loads(capsys.readouterr().out)
-    assert report["tenant_id"] == a and report["rows"]["fact_payments"] == 3
+    assert report["tenant_id"] == a and report["rows"]["fact_payments"] == 3 and report["mode"] == "full"
     assert report["file"] == str(tmp_path / "data" / "analytics" / f"t{a}.duckdb")
     assert not (tmp_path / "data" / "analytics" / f"t{b}.duckdb").exists()
     assert main([*dd, "analytics", "export"]) == 0
     out = capsys.readouterr().out
     assert f"tenant {a}: " in out and f"tenant {b}: " in out and "fact_calls 5" in out
+    assert "incremental, 0 fact rows written" in out  # a's second export: nothing changed
+    assert main([*dd, "analytics", "export", "--tenant", "a.example", "--full", "--json"]) == 0
+    [report] = json.loads(capsys.readouterr().out)
+    assert report["mode"] == "full" and report["written"]["fact_calls"] == 5  # a new file: every row written
     assert main([*dd, "analytics", "export", "--tenant", "nope.example"]) == 1
     assert "no tenant with domain nope.example" in capsys.readouterr().err
 

@@ -44,6 +44,8 @@ class LastExport(BaseModel):
     seconds: float
     size: int  # bytes of the file
     rows: dict[str, int]  # per table
+    mode: str  # "full" or "incremental"
+    written: dict[str, int]  # per table: rows this export inserted, changed or removed
 
 
 class ExportStatus(BaseModel):
@@ -55,7 +57,8 @@ class ExportStatus(BaseModel):
 async def _status(exports: Exports, tenant_id: int) -> ExportStatus:
     report = await last_report(exports.directory, tenant_id)
     last = None if report is None else LastExport(exported_at=report.exported_at, seconds=report.seconds,
-                                                  size=report.size, rows=report.rows)
+                                                  size=report.size, rows=report.rows, mode=report.mode,
+                                                  written=report.written)
     return ExportStatus(running=exports.running(tenant_id), last=last, error=exports.errors.get(tenant_id))
 
 
@@ -65,10 +68,11 @@ CONFLICTS: dict[int | str, dict[str, Any]] = {
 
 
 @router.post("/export", response_model=ExportStatus, status_code=status.HTTP_202_ACCEPTED, responses=CONFLICTS)
-async def start_analytics_export(tenant_id: int, _: TenantAdmin, exports: Runner) -> object:
-    """Rebuild the company's analytics file in the background; GET shows when it is done."""
+async def start_analytics_export(tenant_id: int, _: TenantAdmin, exports: Runner, full: bool = False) -> object:
+    """Bring the company's analytics file up to date in the background (only what changed since the last
+    export; ``full=true``: every row again); GET shows when it is done."""
     try:
-        exports.start(tenant_id)
+        exports.start(tenant_id, full=full)
     except ExportRunning:
         raise HTTPException(status.HTTP_409_CONFLICT, "an analytics export of this company is running") from None
     except TooSoon as exc:
@@ -95,8 +99,14 @@ async def _chunks(handle: BinaryIO) -> AsyncIterator[bytes]:
 @router.get("/export/file", response_class=StreamingResponse,
             responses={200: {"content": {"application/vnd.duckdb": {}}}, 404: {"description": "Never exported"}})
 async def download_analytics_export(tenant_id: int, _: TenantAdmin, exports: Runner) -> StreamingResponse:
-    """The company's DuckDB file (open it with DuckDB or a BI tool; docs/analytics.md). The file is opened
-    first: an export finishing meanwhile renames a new file over the name, this download keeps the old one."""
+    """The company's DuckDB file (open it with DuckDB or a BI tool; docs/analytics.md)."""
+    return file_response(exports, tenant_id)
+
+
+def file_response(exports: Exports, tenant_id: int) -> StreamingResponse:
+    """The tenant's file as a download (404 before the first export; the console's link too). The file is
+    opened first: an export finishing meanwhile renames a new file over the name, this download keeps the
+    old one."""
     try:
         handle = file_of(exports.directory, tenant_id).open("rb")
     except FileNotFoundError:

@@ -48,7 +48,7 @@ async def publish(db: Database, tenant_id: int, path: Path) -> None:
         raise RuntimeError("analytics_target postgres needs the PBX's database to be PostgreSQL")
     final = schema_of(tenant_id)
     fresh = f"{final}_new"
-    tables: Sequence[str] = (*star.TABLES, "export_info", "export_tables")
+    tables: Sequence[str] = (*star.TABLES, "export_info", "export_tables", "export_watermarks")
     source = await asyncio.to_thread(duckdb.connect, str(path), read_only=True)
     try:
         await _copy(db, source, tables, fresh, final)

@@ -5,7 +5,9 @@ the API's 409), and an on-demand export no sooner than ``min_interval`` seconds 
 one started (:class:`TooSoon`, the API's 429 with Retry-After): a full rebuild reads every row of the
 tenant, so one company cannot keep the database busy. The process runs one export at a time, whichever
 tenant asks: the others wait their turn (they count as running). These marks live in memory: with several
-nodes each keeps its own, and each node's data directory holds its own files (docs/analytics.md).
+nodes each keeps its own, and each node's data directory holds its own files (docs/analytics.md). The
+nightly run is cluster-wide: each night is claimed in the database first (``job_runs``,
+:func:`zvonok.storage.jobs.claim_run`), so one node exports and the others let that night go.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import select
@@ -24,10 +26,12 @@ from sqlalchemy import select
 from zvonok.org.models import Tenant
 from zvonok.storage.base import utcnow
 from zvonok.storage.db import Database
+from zvonok.storage.jobs import claim_run
 
 from .export import ExportReport, TenantMissing, export_tenant, file_of
 
 log = logging.getLogger(__name__)
+NIGHTLY_JOB = "analytics-nightly"  # its row in job_runs
 
 
 class ExportRunning(Exception):
@@ -47,8 +51,9 @@ def next_nightly(now: datetime, hour: int) -> datetime:
 
 class Exports:
     def __init__(self, db: Database, directory: Path, *, min_interval: float = 600.0, target: str = "duckdb",
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, node: str = "") -> None:
         self.db = db
+        self.node = node or "node"  # named in job_runs when this node claims a night
         self.directory = directory
         self.target = target
         self.min_interval = min_interval
@@ -61,8 +66,9 @@ class Exports:
     def running(self, tenant_id: int) -> bool:
         return tenant_id in self._running
 
-    def start(self, tenant_id: int, *, on_demand: bool = True) -> asyncio.Task[ExportReport | None]:
-        """Start the tenant's export in the background; raises :class:`ExportRunning` or :class:`TooSoon`."""
+    def start(self, tenant_id: int, *, on_demand: bool = True, full: bool = False) -> asyncio.Task[ExportReport | None]:
+        """Start the tenant's export in the background (incremental unless ``full``); raises
+        :class:`ExportRunning` or :class:`TooSoon`."""
         if tenant_id in self._running:
             raise ExportRunning
         now = self.clock()
@@ -70,7 +76,7 @@ class Exports:
         if on_demand and last is not None and now - last < self.min_interval:
             raise TooSoon(max(1, int(self.min_interval - (now - last) + 0.999)))
         self._started[tenant_id] = now
-        task = asyncio.get_running_loop().create_task(self._run(tenant_id), name=f"analytics:t{tenant_id}")
+        task = asyncio.get_running_loop().create_task(self._run(tenant_id, full), name=f"analytics:t{tenant_id}")
         self._running[tenant_id] = task
         task.add_done_callback(lambda _: self._running.pop(tenant_id, None))
         return task
@@ -80,10 +86,10 @@ class Exports:
         task = self._running.get(tenant_id)
         return None if task is None else await task
 
-    async def _run(self, tenant_id: int) -> ExportReport | None:
+    async def _run(self, tenant_id: int, full: bool) -> ExportReport | None:
         async with self._one_at_a_time:
             try:
-                report = await export_tenant(self.db, tenant_id, self.directory, target=self.target)
+                report = await export_tenant(self.db, tenant_id, self.directory, target=self.target, full=full)
             except TenantMissing:
                 return None
             except Exception as exc:  # noqa: BLE001 - reported on the status route; the next run tries again
@@ -91,8 +97,8 @@ class Exports:
                 self.errors[tenant_id] = f"{exc.__class__.__name__}: {exc}"[:500]
                 return None
         self.errors.pop(tenant_id, None)
-        log.info("analytics export of tenant %s: %s rows in %.1f s", tenant_id, sum(report.rows.values()),
-                 report.seconds)
+        log.info("analytics export of tenant %s (%s): %s rows, %s written, in %.1f s", tenant_id, report.mode,
+                 sum(report.rows.values()), sum(report.written.values()), report.seconds)
         return report
 
     async def close(self) -> None:
@@ -139,15 +145,25 @@ class Exports:
         finally:
             await self.close()
 
+    async def nightly(self, night: date, stopping: asyncio.Event | None = None) -> int | None:
+        """The night's exports (:meth:`export_all` of the companies that have one) if this node claims the
+        night first: None when another node (or this one) has it already."""
+        if not await claim_run(self.db, NIGHTLY_JOB, night.isoformat(), node=self.node):
+            log.info("nightly analytics export of %s: claimed by another node", night)
+            return None
+        return await self.export_all(stopping, only_used=True)
+
     async def _nightly(self, hour: int, stopping: asyncio.Event, now: Callable[[], datetime]) -> None:
         while not stopping.is_set():
-            delay = (next_nightly(now(), hour) - now()).total_seconds()
+            at = next_nightly(now(), hour)
+            delay = (at - now()).total_seconds()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), max(delay, 0.0))
             if stopping.is_set():
                 return
             try:
-                done = await self.export_all(stopping, only_used=True)
-                log.info("nightly analytics export: %s tenants", done)
+                done = await self.nightly(at.date(), stopping)
+                if done is not None:
+                    log.info("nightly analytics export: %s tenants", done)
             except Exception:  # noqa: BLE001 - tried again the next night
                 log.exception("nightly analytics export failed")

@@ -13,7 +13,7 @@ Bump :data:`SCHEMA_VERSION` when a table or column changes meaning; docs/analyti
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the source copies (schema src), watermarks, incremental exports
 
 # staged copies of the source tables: name -> columns (name, DuckDB type), in the order rows are given
 STAGING: dict[str, tuple[tuple[str, str], ...]] = {
@@ -32,7 +32,7 @@ STAGING: dict[str, tuple[tuple[str, str], ...]] = {
     "s_deals": (("id", "INTEGER"), ("pipeline_id", "INTEGER"), ("stage_id", "INTEGER"), ("title", "VARCHAR"),
                 ("client_id", "INTEGER"), ("owner_id", "INTEGER"), ("amount", "DECIMAL(14,2)"),
                 ("currency", "VARCHAR"), ("expected_close", "DATE"), ("created_at", "TIMESTAMP"),
-                ("closed_at", "TIMESTAMP"), ("created_on", "DATE"), ("closed_on", "DATE")),
+                ("closed_at", "TIMESTAMP"), ("updated_at", "TIMESTAMP"), ("created_on", "DATE"), ("closed_on", "DATE")),
     "s_invoices": (("id", "INTEGER"), ("deal_id", "INTEGER"), ("number", "VARCHAR"), ("currency", "VARCHAR")),
     "s_payments": (("id", "INTEGER"), ("deal_id", "INTEGER"), ("invoice_id", "INTEGER"),
                    ("amount", "DECIMAL(14,2)"), ("paid_on", "DATE"), ("method", "VARCHAR")),
@@ -52,6 +52,12 @@ STAGING: dict[str, tuple[tuple[str, str], ...]] = {
 # the tables a BI tool reads, in the order they are built (dimensions before the facts that join them)
 TABLES = ("dim_date", "dim_office", "dim_department", "dim_employee", "dim_client", "dim_pipeline", "dim_stage",
           "dim_trunk", "fact_calls", "fact_deals", "fact_payments")
+
+# each table's key (its first column)
+KEYS = {"dim_date": "date_key", "dim_office": "office_key", "dim_department": "department_key",
+        "dim_employee": "employee_key", "dim_client": "client_key", "dim_pipeline": "pipeline_key",
+        "dim_stage": "stage_key", "dim_trunk": "trunk_key", "fact_calls": "call_key", "fact_deals": "deal_key",
+        "fact_payments": "payment_key"}
 
 SCHEMA = """
 CREATE TABLE dim_date (
@@ -87,9 +93,28 @@ CREATE TABLE fact_payments (
     payment_key INTEGER PRIMARY KEY, amount DECIMAL(14,2), currency VARCHAR, method VARCHAR, paid_on DATE,
     date_key INTEGER, deal_key INTEGER, invoice_key INTEGER, invoice_number VARCHAR, client_key INTEGER,
     owner_employee_key INTEGER, pipeline_key INTEGER);
-CREATE TABLE export_info (tenant_id INTEGER, exported_at TIMESTAMP, seconds DOUBLE, schema_version INTEGER);
-CREATE TABLE export_tables (table_name VARCHAR PRIMARY KEY, row_count BIGINT);
+CREATE TABLE export_info (
+    tenant_id INTEGER, exported_at TIMESTAMP, seconds DOUBLE, schema_version INTEGER, mode VARCHAR,
+    timezone VARCHAR);
+CREATE TABLE export_tables (table_name VARCHAR PRIMARY KEY, row_count BIGINT, written BIGINT);
+CREATE TABLE export_watermarks (
+    fact_table VARCHAR PRIMARY KEY, last_id BIGINT, last_updated_at TIMESTAMP, source_rows BIGINT);
 """
+
+# the facts' source rows as the last export read them, kept in the file (schema ``src``, not for BI tools)
+# so that an incremental export reads from the PBX's database only what changed since, and builds the same
+# star a full rebuild would: fact table -> (staging table, the column the watermark follows)
+FACT_SOURCES: dict[str, tuple[str, str]] = {
+    "fact_calls": ("s_cdrs", "id"), "fact_deals": ("s_deals", "updated_at"), "fact_payments": ("s_payments", "id")}
+
+
+def src_schema() -> str:
+    """The DDL of the source copies: the staging tables' columns, keyed by id."""
+    out = ["CREATE SCHEMA src"]
+    for table, _ in FACT_SOURCES.values():
+        types = ", ".join(f"{name} {kind}" + (" PRIMARY KEY" if name == "id" else "") for name, kind in STAGING[table])
+        out.append(f"CREATE TABLE src.{table} ({types})")
+    return ";\n".join(out)
 
 # dim_date spans the days the facts name, clamped to these years so that one absurd date (a payment typed
 # as paid in 9999) adds one row, not three million; days outside still get their own row

@@ -18,6 +18,7 @@ import zvonok.originates.models  # noqa: F401
 import zvonok.pstn.models  # noqa: F401
 import zvonok.ringgroup.models  # noqa: F401
 import zvonok.storage.changes  # noqa: F401
+import zvonok.storage.jobs  # noqa: F401
 import zvonok.telephony.models  # noqa: F401
 import zvonok.voicemail.models  # noqa: F401
 import zvonok.webhooks.models  # noqa: F401
