@@ -38,6 +38,7 @@ class FaxResult:
     remote_ident: str
     bit_rate: int
     ecm: bool
+    transport: str = "audio"  # "audio" (G.711 pass-through) | "t38"
 
     @property
     def ok(self) -> bool:
@@ -57,6 +58,7 @@ class T30Terminal:
     """What every fax terminal shares: T.30's settings (ident, ECM, compressions, the file) and the
     phase E report. Subclasses own the spandsp state that carries T.30 (audio modems, or T.38)."""
 
+    TRANSPORT = "audio"
     result: FaxResult | None = None
     _t30: Any = None
     _handle: Any = None  # this terminal as spandsp's user_data (ffi.new_handle), set before _setup_t30
@@ -91,6 +93,7 @@ class T30Terminal:
             remote_ident=remote.strip(),
             bit_rate=stats.bit_rate,
             ecm=bool(stats.error_correcting_mode),
+            transport=self.TRANSPORT,
         )
 
 

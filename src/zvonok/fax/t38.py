@@ -39,6 +39,8 @@ _TX_PACKET = spandsp.ffi.callback("int(t38_core_state_t *, void *, const uint8_t
 
 
 class T38Endpoint(T30Terminal):
+    TRANSPORT = "t38"
+
     def __init__(
         self,
         *,

@@ -87,6 +87,7 @@ from .leg_events import (
     MediaUpdated,
     Progress,
     RequestForApplication,
+    T38Agreed,
     Terminated,
     TerminationCause,
 )
@@ -1008,6 +1009,8 @@ class CallEngine(LegWiringMixin):
         elif isinstance(event, MediaUpdated):
             # the answer to our re-offer, or to our offer in the 200 to an offerless re-INVITE (in its ACK)
             self.step(leg.call, self._media_updated(leg, event.media))
+        elif isinstance(event, T38Agreed) and self.fax is not None:
+            self.step(leg.call, self.fax.switch_to_t38(leg.call, leg, event.image))
 
     async def _media_updated(self, leg: Leg, media: NegotiatedMedia) -> None:
         leg.media = media
@@ -1027,8 +1030,12 @@ class CallEngine(LegWiringMixin):
         accepted = any(200 <= action.response.status < 300 for action in answer)
         media = machine.media
         if accepted and request.body and media is not None:
-            leg.media = media
-            await self._set_remote(leg, media)  # a failure here answers the request 500 and ends the call
+            image = machine.offer_answer.take_image()
+            if image is not None and self.fax is not None:
+                await self.fax.switch_to_t38(leg.call, leg, image)  # UDPTL from before the 200 goes
+            else:
+                leg.media = media
+                await self._set_remote(leg, media)  # a failure here answers the request 500 and ends the call
         for action in answer:
             self._execute(leg, action)
         held = machine.remote_held
