@@ -6,6 +6,10 @@ re-INVITEs it with ``m=image udptl t38``; the receiving side (the same server's 
 in from that trunk, which accepts T.38) answers with its own image stream, both terminals switch to
 spandsp's T.38 one and the pages travel as UDPTL datagrams on the sockets the audio used. The document
 must arrive readable (the G.711 test's page comparison) and both fax records say ``transport: t38``.
+
+Through the B2BUA: the same, sent to a DID that forwards (``external``) to another fax DID through the
+same trunk. The middle call is an ordinary bridged call: the re-INVITE to T.38 on its first leg is
+offered on to its second, and once both agree its two sockets relay the UDPTL datagrams unchanged.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ harness: Any = sys.modules["zvonok_bench_common"]
 
 SENDER_DID = "+74957660001"
 LOOP_DID = "+74957660002"  # kind fax: what the server sends through its loopback trunk arrives here
+FORWARD_DID = "+74957660003"  # kind external: forwarded out again through the trunk, to FINAL_DID
+FINAL_DID = "+74957660004"  # kind fax
 
 
 @dataclass
@@ -50,6 +56,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         "numbers": [
             {"number": SENDER_DID, "office": "Moscow", "kind": "fax", "destination": {}},
             {"number": LOOP_DID, "office": "Moscow", "kind": "fax", "destination": {}},
+            {"number": FORWARD_DID, "office": "Moscow", "kind": "external", "destination": {"number": FINAL_DID}},
+            {"number": FINAL_DID, "office": "Moscow", "kind": "fax", "destination": {}},
         ],
         "policies": [{"level": "tenant", "caller_id": SENDER_DID, "service_class": "long_distance"}],
     }
@@ -100,3 +108,21 @@ def test_a_fax_switches_to_t38_by_reinvite_and_arrives(world: World) -> None:
     log = world.server.log_tail(10_000_000)
     assert log.count("fax: switched to T.38") == 2, log[-4000:]  # the sending leg and the receiving one
     assert elapsed < 240
+
+
+def test_a_t38_reinvite_passes_through_a_bridged_call_and_udptl_is_relayed(world: World) -> None:
+    from .test_fax import _download, _post_fax
+
+    original = (DATA / "two_pages.pdf").read_bytes()
+    queued = _post_fax(world, original, FORWARD_DID)  # type: ignore[arg-type]
+    sent = _wait(world, f"/faxes/{queued['id']}", ("sent", "failed"))
+    assert (sent["status"], sent["pages"], sent["transport"]) == ("sent", 2, "t38"), (sent, world.server.log_tail())
+    assert sent["remote_ident"] == FINAL_DID, sent  # the far end is the final DID's terminal, not the middle
+
+    received = [f for f in _api(world, "/faxes?direction=in")["items"] if f["local_number"] == FINAL_DID]
+    assert len(received) == 1, received
+    got = _wait(world, f"/faxes/{received[0]['id']}", ("received", "failed"), timeout=30)
+    assert (got["status"], got["pages"], got["transport"]) == ("received", 2, "t38"), got
+    _assert_same_pages(original, _download(world, f"/faxes/{got['id']}.pdf"))  # type: ignore[arg-type]
+    log = world.server.log_tail(10_000_000)
+    assert log.count("t38: relaying UDPTL") == 1, log[-4000:]  # the middle call carried it
