@@ -87,6 +87,16 @@ def _wait(world: World, path: str, done: tuple[str, ...], timeout: float = 240) 
     raise AssertionError(f"{path} still {fax.get('status')}:\n{world.server.log_tail()}")
 
 
+def _cdr(world: World, call_id: str, timeout: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for cdr in _api(world, "/cdrs?limit=100")["items"]:
+            if cdr["call_id"] == call_id:
+                return dict(cdr)
+        time.sleep(0.3)
+    raise AssertionError(f"no CDR for call {call_id}:\n{world.server.log_tail()}")
+
+
 def test_a_fax_switches_to_t38_by_reinvite_and_arrives(world: World) -> None:
     from .test_fax import _download, _fax_cdr, _post_fax
 
@@ -105,6 +115,9 @@ def test_a_fax_switches_to_t38_by_reinvite_and_arrives(world: World) -> None:
         "received", 2, "t38", SENDER_DID), got
     _assert_same_pages(original, _download(world, f"/faxes/{got['id']}.pdf"))  # type: ignore[arg-type]
     assert _fax_cdr(world, sent["call_id"]) == (2, sent["result"])  # type: ignore[arg-type]
+    for call_id in (sent["call_id"], got["call_id"]):  # the sending call's CDR and the receiving one's
+        cdr = _cdr(world, call_id)
+        assert (cdr["fax_pages"], cdr["fax_transport"]) == (2, "t38"), cdr
     log = world.server.log_tail(10_000_000)
     assert log.count("fax: switched to T.38") == 2, log[-4000:]  # the sending leg and the receiving one
     assert elapsed < 240

@@ -351,5 +351,6 @@ class FaxApp:
             pages=pages,
             result=reason,
             remote_number=session.remote_number,
+            transport=result.transport if result is not None else "audio",
         )
         return disposition
