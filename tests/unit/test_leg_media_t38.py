@@ -71,3 +71,15 @@ def test_a_refused_t38_offer_leaves_the_leg_on_audio() -> None:
     assert oa.take_answer(refused) is None
     assert oa.image is None and oa.take_image() is None
     assert image_stream(parse_sdp(oa.new_offer())) is None  # the next offer is audio again
+
+
+def test_an_audio_offer_after_t38_brings_the_leg_back_to_audio() -> None:
+    oa = _leg()
+    oa.t38 = OURS
+    oa.answer(T38_OFFER)
+    assert oa.take_image() is not None
+    oa.answer(T38_OFFER)  # a session refresh of T.38: still T.38
+    assert oa.image is not None
+    media = oa.answer(AUDIO_OFFER.replace(b"40000", b"40004"))
+    assert media.remote_port == 40004 and oa.image is None
+    assert image_stream(parse_sdp(oa.local_sdp)) is None

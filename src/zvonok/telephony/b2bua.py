@@ -1047,6 +1047,8 @@ class CallEngine(LegWiringMixin):
                 await self.fax.switch_to_t38(leg.call, leg, image)  # UDPTL from before the 200 goes
             elif image is not None:
                 await self.t38_relay.connect(leg, image)
+            elif machine.offer_answer.image is not None:
+                pass  # T.38 offered again as agreed (a session refresh): the UDPTL path stays as it is
             else:
                 leg.media = media
                 await self._set_remote(leg, media)  # a failure here answers the request 500 and ends the call

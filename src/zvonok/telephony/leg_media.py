@@ -107,6 +107,7 @@ class OfferAnswer:
             raise LegProtocolError(str(exc), 488 if exc.status == 488 else 400) from exc
         self.local_sdp = answer.to_bytes()
         self.offer = None
+        self.image = None  # (an audio offer after T.38: the call is back on audio)
         return media
 
     def take_answer(self, body: bytes) -> NegotiatedMedia | None:
