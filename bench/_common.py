@@ -234,7 +234,7 @@ async def _seed_pstn_async(database_url: str, tenant_id: int, spec: dict[str, An
                                 number_format=t.get("number_format", "e164"),
                                 buy_tariff_id=ids["tariffs"].get(t.get("buy_tariff", "")),
                                 office_id=ids["offices"].get(t.get("office", "")), from_domain=t.get("from_domain"),
-                                srtp=t.get("srtp"))
+                                srtp=t.get("srtp"), t38=t.get("t38", "accept"))
                 session.add(trunk)
                 await session.flush()
                 ids["trunks"][t["name"]] = trunk.id

@@ -224,6 +224,13 @@ class FakeMedia:
         self.mixes: dict[str, dict[str, dict[str, Any]]] = {}  # bridge id -> endpoint id -> speaks, listens, hears
         self.taps: dict[str, Any] = {}
         self.stopped_recordings: list[Recording] = []
+        self.udptl: dict[str, tuple[str, int, Any]] = {}  # T.38: endpoint id -> remote host, port, sink
+
+    async def set_udptl(self, endpoint: Endpoint, host: str, port: int, sink: Any = None) -> None:
+        self.udptl[endpoint.id] = (host, port, sink)
+
+    def send_datagram(self, endpoint: Endpoint, data: bytes) -> None:
+        pass
 
     async def create_endpoint(self, tenant_id: int, call_id: str, codecs: Sequence[MediaCodec]) -> Endpoint:
         if self.free <= 0 or self.exhausted:

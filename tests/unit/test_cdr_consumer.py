@@ -169,7 +169,7 @@ async def test_answered_internal_call(db: Database) -> None:
         "duration": 67, "billsec": 62, "disposition": "answered", "hangup_side": "caller",
         "cause": "normal_clearing", "sip_status": 200, "recording_path": "1/call.wav",
         "cost": Decimal("0"), "currency": "RUB", **UNRATED, "end_estimated": False, "forwarded_from": None,
-        "ring_group": None, "queue": None, "fax_pages": None, "fax_result": None,
+        "ring_group": None, "queue": None, "fax_pages": None, "fax_result": None, "fax_transport": None,
         "legs": [
             ("L1", "caller", "101", "sip:a@10.0.0.1", "UA-A", None, utc(T0 + 66.6), "normal_clearing"),
             ("L2", "callee", "102", "sip:102@10.0.0.2", "UA-B", utc(T0 + 5.0), utc(T0 + 66.6), "normal_clearing"),

@@ -83,6 +83,7 @@ class Cdr(TenantScoped, Base):
     # a fax call (received on a fax destination or sent): pages transferred and T.30's result (NULL: no fax)
     fax_pages: Mapped[int | None] = mapped_column(Integer)
     fax_result: Mapped[str | None] = mapped_column(String(200))
+    fax_transport: Mapped[str | None] = mapped_column(String(8))  # audio | t38
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     legs: Mapped[list[CdrLeg]] = relationship(

@@ -61,6 +61,7 @@ class CdrOut(BaseModel):
     queue: str | None = Field(default=None, description="The queue whose callback this call carried out")
     fax_pages: int | None = Field(default=None, description="A fax call (received or sent): the pages transferred")
     fax_result: str | None = Field(default=None, description="A fax call: T.30's result (OK, or why it failed)")
+    fax_transport: str | None = Field(default=None, description="A fax call: audio (G.711 pass-through) or t38")
     end_estimated: bool = Field(default=False, description="The call was cut by a server crash: ended_at is "
                                 "its last sign of life (heartbeat), not a hang-up")
     cost: Decimal

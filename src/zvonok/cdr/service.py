@@ -132,6 +132,7 @@ def _cdr_values(call: FinishedCall, tenant: Tenant, caller: Party,
         ring_group=_text(call.ring_group, 8) if call.ring_group else None,
         queue=_text(call.queue, 8) if call.queue else None,
         fax_pages=call.fax_pages, fax_result=_text(call.fax_result, 200) if call.fax_result is not None else None,
+        fax_transport=call.fax_transport,
     )
     legs = [
         dict(

@@ -112,6 +112,7 @@ class FinishedCall:
     queue: str | None = None  # the queue whose callback this call carried out (its number)
     fax_pages: int | None = None  # a fax call: pages received or sent
     fax_result: str | None = None  # and T.30's result
+    fax_transport: str | None = None  # and how: audio | t38
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -167,6 +168,7 @@ class CallRecord:
     route_before_group: dict[str, Any] | None = None
     fax_pages: int | None = None
     fax_result: str | None = None
+    fax_transport: str | None = None
 
     @classmethod
     def started(cls, ev: CallStarted) -> CallRecord:
@@ -218,7 +220,7 @@ class CallRecord:
         elif isinstance(ev, RingGroupRinging | RingGroupNoAnswer):
             self.route = dict(self.route_before_group) if self.route_before_group else None
         elif isinstance(ev, FaxFinished):
-            self.fax_pages, self.fax_result = ev.pages, ev.result
+            self.fax_pages, self.fax_result, self.fax_transport = ev.pages, ev.result, ev.transport
 
     def callee(self) -> Party:
         callee_legs = [leg for leg in self.legs.values() if leg.role is LegRole.CALLEE]
@@ -267,7 +269,7 @@ class CallRecord:
                         whole_seconds(end - self.answered_at) if self.answered_at is not None else 0),
             end_estimated=estimated, forwarded_from=self.forwarded_from,
             ring_group=self.ring_group[0] if self.ring_group else None, queue=self.queue,
-            fax_pages=self.fax_pages, fax_result=self.fax_result,
+            fax_pages=self.fax_pages, fax_result=self.fax_result, fax_transport=self.fax_transport,
         )
 
     def finish_with(self, ev: CallEnded) -> FinishedCall:
@@ -289,7 +291,7 @@ class CallRecord:
             "forwarded_from": self.forwarded_from,
             "ring_group": list(self.ring_group) if self.ring_group else None, "queue": self.queue,
             "route_before_group": dict(self.route_before_group) if self.route_before_group else None,
-            "fax_pages": self.fax_pages, "fax_result": self.fax_result,
+            "fax_pages": self.fax_pages, "fax_result": self.fax_result, "fax_transport": self.fax_transport,
             "legs": [{"leg_id": leg.leg_id, "role": leg.role.value, "party": _party_json(leg.party),
                       "contact": leg.contact, "user_agent": leg.user_agent, "created_at": leg.created_at,
                       "answered_at": leg.answered_at, "ended_at": leg.ended_at, "cause": leg.cause}

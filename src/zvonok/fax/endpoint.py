@@ -38,6 +38,7 @@ class FaxResult:
     remote_ident: str
     bit_rate: int
     ecm: bool
+    transport: str = "audio"  # "audio" (G.711 pass-through) | "t38"
 
     @property
     def ok(self) -> bool:
@@ -53,7 +54,50 @@ def _on_phase_e(_t30: Any, user_data: Any, completion_code: int) -> None:
 _PHASE_E = spandsp.ffi.callback("void(t30_state_t *, void *, int)", _on_phase_e)
 
 
-class FaxEndpoint:
+class T30Terminal:
+    """What every fax terminal shares: T.30's settings (ident, ECM, compressions, the file) and the
+    phase E report. Subclasses own the spandsp state that carries T.30 (audio modems, or T.38)."""
+
+    TRANSPORT = "audio"
+    result: FaxResult | None = None
+    _t30: Any = None
+    _handle: Any = None  # this terminal as spandsp's user_data (ffi.new_handle), set before _setup_t30
+
+    def _setup_t30(self, lib: Any, t30: Any, *, tx_tiff: Path | None, rx_tiff: Path | None, ident: str) -> None:
+        self._t30 = t30
+        # T.30 identities are at most 20 characters of digits, '+' and space (T.30 §5.3.6.2.4)
+        lib.t30_set_tx_ident(t30, ident[:20].encode("ascii", "replace"))
+        lib.t30_set_ecm_capability(t30, 1)
+        lib.t30_set_supported_compressions(t30, spandsp.SUPPORT_T4_T6)
+        if tx_tiff is not None:
+            lib.t30_set_tx_file(t30, str(tx_tiff).encode(), -1, -1)
+        if rx_tiff is not None:
+            lib.t30_set_rx_file(t30, str(rx_tiff).encode(), -1)
+        lib.t30_set_phase_e_handler(t30, _PHASE_E, self._handle)
+
+    @property
+    def done(self) -> bool:
+        return self.result is not None
+
+    def _phase_e(self, code: int) -> None:
+        lib = spandsp.lib()
+        stats = spandsp.ffi.new("t30_stats_t *")
+        lib.t30_get_transfer_statistics(self._t30, stats)
+        ident = lib.t30_get_rx_ident(self._t30)
+        remote = spandsp.ffi.string(ident).decode("ascii", "replace") if ident != spandsp.ffi.NULL else ""
+        self.result = FaxResult(
+            code=code,
+            text=spandsp.completion_text(code),
+            pages_tx=stats.pages_tx,
+            pages_rx=stats.pages_rx,
+            remote_ident=remote.strip(),
+            bit_rate=stats.bit_rate,
+            ecm=bool(stats.error_correcting_mode),
+            transport=self.TRANSPORT,
+        )
+
+
+class FaxEndpoint(T30Terminal):
     """One side of a fax call: ``calling`` sends ``tx_tiff``; the answering side receives into
     ``rx_tiff`` (either side may do either, as T.30 allows, but the engine uses these two shapes)."""
 
@@ -70,7 +114,10 @@ class FaxEndpoint:
             raise ValueError("a fax endpoint sends a file, receives into one, or both")
         lib = spandsp.lib()
         self.codec = codec
-        self.result: FaxResult | None = None
+        self.calling = calling
+        self.files = (tx_tiff, rx_tiff)
+        self.ident = ident
+        self.result = None
         self._lib = lib
         self._state: Any = lib.fax_init(spandsp.ffi.NULL, 1 if calling else 0)
         if self._state == spandsp.ffi.NULL:
@@ -78,22 +125,8 @@ class FaxEndpoint:
         self._handle = spandsp.ffi.new_handle(self)
         # transmit_on_idle: fax_tx fills every frame (silence between signals), as an RTP stream needs
         lib.fax_set_transmit_on_idle(self._state, 1)
-        t30 = lib.fax_get_t30_state(self._state)
-        self._t30 = t30
-        # T.30 identities are at most 20 characters of digits, '+' and space (T.30 §5.3.6.2.4)
-        lib.t30_set_tx_ident(t30, ident[:20].encode("ascii", "replace"))
-        lib.t30_set_ecm_capability(t30, 1)
-        lib.t30_set_supported_compressions(t30, spandsp.SUPPORT_T4_T6)
-        if tx_tiff is not None:
-            lib.t30_set_tx_file(t30, str(tx_tiff).encode(), -1, -1)
-        if rx_tiff is not None:
-            lib.t30_set_rx_file(t30, str(rx_tiff).encode(), -1)
-        lib.t30_set_phase_e_handler(t30, _PHASE_E, self._handle)
+        self._setup_t30(lib, lib.fax_get_t30_state(self._state), tx_tiff=tx_tiff, rx_tiff=rx_tiff, ident=ident)
         self._pcm = spandsp.ffi.new("int16_t[]", g711.FRAME_SAMPLES * 4)
-
-    @property
-    def done(self) -> bool:
-        return self.result is not None
 
     def receive(self, payload: bytes) -> None:
         """Feed one received G.711 payload (any length; normally 160 octets = 20 ms)."""
@@ -139,21 +172,6 @@ class FaxEndpoint:
             self.hangup()
             self._lib.fax_free(self._state)
             self._state = None
-
-    def _phase_e(self, code: int) -> None:
-        stats = spandsp.ffi.new("t30_stats_t *")
-        self._lib.t30_get_transfer_statistics(self._t30, stats)
-        ident = self._lib.t30_get_rx_ident(self._t30)
-        remote = spandsp.ffi.string(ident).decode("ascii", "replace") if ident != spandsp.ffi.NULL else ""
-        self.result = FaxResult(
-            code=code,
-            text=spandsp.completion_text(code),
-            pages_tx=stats.pages_tx,
-            pages_rx=stats.pages_rx,
-            remote_ident=remote.strip(),
-            bit_rate=stats.bit_rate,
-            ecm=bool(stats.error_correcting_mode),
-        )
 
     def __del__(self) -> None:
         if getattr(self, "_state", None) is not None:

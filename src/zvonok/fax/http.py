@@ -53,6 +53,7 @@ def fax_out(row: FaxDocument) -> FaxOut:
         pages=row.pages,
         result=row.result,
         call_id=row.call_id,
+        transport=row.transport or "audio",
         attempts=row.attempts,
         created_at=row.created_at,
         finished_at=row.finished_at,

@@ -39,4 +39,5 @@ class FaxDocument(TenantScoped, Timestamped, Base):
     tiff_path: Mapped[str] = mapped_column(String(255), default="")
     pdf_path: Mapped[str] = mapped_column(String(255), default="")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    transport: Mapped[str] = mapped_column(String(8), default="audio", server_default="audio")  # audio | t38
     finished_at: Mapped[datetime | None] = mapped_column(nullable=True)

@@ -19,6 +19,7 @@ class FaxOut(BaseModel):
     result: str
     call_id: str | None
     attempts: int
+    transport: str  # "audio" (G.711 pass-through) | "t38"
     created_at: datetime
     finished_at: datetime | None
     has_pdf: bool

@@ -192,6 +192,8 @@ class FaxStore:
             row.pages = pages
             row.result = reason[:200]
             row.remote_ident = (result.remote_ident if result is not None else "")[:32]
+            if result is not None:
+                row.transport = result.transport
             row.pdf_path = self.files.relative(pdf) if pages else ""
             row.finished_at = datetime.now(UTC)
             if pages:  # the pages that arrived, even of a fax cut short, go to the destination's addresses
@@ -218,6 +220,7 @@ class FaxStore:
             row.result = reason[:200]
             if result is not None:
                 row.remote_ident = result.remote_ident[:32]
+                row.transport = result.transport
             if ok:
                 row.pages = result.pages_tx if result is not None else row.pages
             row.finished_at = None if retry else datetime.now(UTC)

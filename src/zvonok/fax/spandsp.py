@@ -1,9 +1,10 @@
-"""The few functions of Debian's ``libspandsp2`` (0.0.6) that a G.711 pass-through fax terminal needs.
+"""The few functions of Debian's ``libspandsp2`` (0.0.6) that a fax terminal needs: G.711 pass-through
+(``fax_*``) and T.38 (``t38_terminal_*``, ``t38_core_*``).
 
 Bound with cffi in ABI mode (``dlopen``): no compiler and no ``-dev`` headers are needed at run time,
-only the shared library. The declarations below copy the prototypes of ``spandsp/fax.h`` and
-``spandsp/t30_api.h``; ``fax_state_t`` and ``t30_state_t`` stay opaque (spandsp allocates them when
-``fax_init`` gets NULL), and ``t30_stats_t`` is declared field by field as in ``spandsp/t30.h`` 0.0.6
+only the shared library. The declarations below copy the prototypes of ``spandsp/fax.h``,
+``spandsp/t30_api.h``, ``spandsp/t38_terminal.h`` and ``spandsp/t38_core.h``; the states stay opaque
+(spandsp allocates them when ``fax_init`` / ``t38_terminal_init`` get NULL), and ``t30_stats_t`` is declared field by field as in ``spandsp/t30.h`` 0.0.6
 (the ``rtp_events``/``rtn_events`` fields there are under ``#if 0``).
 """
 
@@ -57,10 +58,31 @@ void t30_set_phase_e_handler(t30_state_t *s, t30_phase_e_handler_t *handler, voi
 void t30_get_transfer_statistics(t30_state_t *s, t30_stats_t *t);
 void t30_terminate(t30_state_t *s);
 const char *t30_completion_code_to_str(int result);
+
+typedef struct t38_terminal_state_s t38_terminal_state_t;
+typedef struct t38_core_state_s t38_core_state_t;
+typedef int (t38_tx_packet_handler_t)(t38_core_state_t *s, void *user_data, const uint8_t *buf, int len, int count);
+
+t38_terminal_state_t *t38_terminal_init(t38_terminal_state_t *s, int calling_party,
+                                        t38_tx_packet_handler_t *tx_packet_handler, void *tx_packet_user_data);
+int t38_terminal_free(t38_terminal_state_t *s);
+int t38_terminal_send_timeout(t38_terminal_state_t *s, int samples);
+void t38_terminal_set_config(t38_terminal_state_t *s, int config);
+void t38_terminal_set_tep_mode(t38_terminal_state_t *s, int use_tep);
+void t38_terminal_set_fill_bit_removal(t38_terminal_state_t *s, int remove);
+t30_state_t *t38_terminal_get_t30_state(t38_terminal_state_t *s);
+t38_core_state_t *t38_terminal_get_t38_core_state(t38_terminal_state_t *s);
+int t38_core_rx_ifp_packet(t38_core_state_t *s, const uint8_t *buf, int len, uint16_t seq_no);
+void t38_set_t38_version(t38_core_state_t *s, int t38_version);
+void t38_set_data_rate_management_method(t38_core_state_t *s, int method);
+void t38_set_max_datagram_size(t38_core_state_t *s, int max_datagram_size);
+void t38_set_fastest_image_data_rate(t38_core_state_t *s, int max_rate);
 """
 
 # spandsp/t30.h: T30_SUPPORT_T4_1D_COMPRESSION | T30_SUPPORT_T4_2D_COMPRESSION | T30_SUPPORT_T6_COMPRESSION
 SUPPORT_T4_T6 = 0x02 | 0x04 | 0x08
+# spandsp/t38_core.h: t38_set_data_rate_management_method: 1 passes TCF across the link (transferredTCF)
+T38_TRANSFERRED_TCF = 1
 # spandsp/t30.h: T30_ERR_OK
 T30_ERR_OK = 0
 

@@ -166,7 +166,7 @@ class _Leg(asyncio.DatagramProtocol):
         "audio_pt", "candidate", "closed", "codec", "dtmf", "endpoint", "event_pt", "inactivity", "inband",
         "inactivity_deadline", "inactivity_reported", "inactivity_since", "deadlines", "loop", "mix", "on_dtmf", "peer", "player",
         "r_audio_pt", "r_event_pt", "r_table", "recorders", "rewriter", "rtcp", "rtcp_transport", "sdp_addr",
-        "send_addr", "src_addr", "srtp", "stats", "transport",
+        "send_addr", "src_addr", "srtp", "stats", "transport", "udptl", "udptl_sink",
     )
 
     def __init__(self, endpoint: Endpoint, loop: asyncio.AbstractEventLoop, deadlines: Deadlines) -> None:
@@ -201,6 +201,10 @@ class _Leg(asyncio.DatagramProtocol):
         self.inactivity_deadline: float | None = None  # when the check is due (its entry in ``deadlines``)
         self.inactivity_since = 0.0
         self.inactivity_reported: float | None = None
+        # T.38: the socket carries UDPTL datagrams instead of RTP (set_udptl); to a terminal's sink, or
+        # relayed as they are to the bridged peer when that is in UDPTL mode too
+        self.udptl = False
+        self.udptl_sink: Callable[[bytes], None] | None = None
 
     # --- socket callbacks ----------------------------------------------------------------------------
 
@@ -211,6 +215,9 @@ class _Leg(asyncio.DatagramProtocol):
         pass  # ICMP port unreachable for an earlier sendto: the peer is not there (yet); keep going
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        if self.udptl:
+            self._udptl_received(data, addr)
+            return
         if len(data) < 12:
             return
         b0, b1, seq, ts, ssrc = _unpack(data)
@@ -239,6 +246,28 @@ class _Leg(asyncio.DatagramProtocol):
                 peer.relay(data, b0, b1, seq, ts, ssrc, now, self.r_event_pt, None)
         else:  # comfort noise (RFC 3389), unnegotiated codecs: not relayed, but the peer is alive
             self.stats.last_received_at = now
+
+    def _udptl_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        # latched to the first source (symmetric UDP, as for RTP); others are dropped: no SSRC to go by here
+        if addr != self.src_addr:
+            if self.src_addr is not None:
+                return
+            self._latch(addr)
+        self.stats.last_received_at = self.loop.time()
+        self.stats.bytes_received += len(data)
+        sink = self.udptl_sink
+        if sink is not None:
+            sink(data)
+            return
+        peer = self.peer
+        if peer is not None and peer.udptl and peer.send_addr is not None:
+            peer.transport.sendto(data, peer.send_addr)
+            peer.stats.sent(len(data))
+
+    def send_datagram(self, data: bytes) -> None:
+        if self.udptl and self.send_addr is not None:
+            self.transport.sendto(data, self.send_addr)
+            self.stats.sent(len(data))
 
     # --- latching (see the module doc) ---------------------------------------------------------------
 
@@ -273,7 +302,7 @@ class _Leg(asyncio.DatagramProtocol):
               out_pt: int | None, table: bytes | None) -> None:
         """Send a packet received on the bridged leg to our peer (called by that leg)."""
         dest = self.send_addr
-        if dest is None or out_pt is None:
+        if dest is None or out_pt is None or self.udptl:
             return
         rewriter = self.rewriter
         out_seq, out_ts = rewriter.rewrite(ssrc, seq, ts, now)
@@ -602,6 +631,28 @@ class InProcessMediaEngine:
         if leg.mix is not None:
             leg.mix.codec_changed(leg)
         leg.arm_inactivity()
+
+    async def set_udptl(self, endpoint: Endpoint, host: str, port: int,
+                        sink: Callable[[bytes], None] | None = None) -> None:
+        """Switch an endpoint's socket to T.38 (UDPTL datagrams, not RTP) towards ``host``/``port``: what
+        arrives goes to ``sink`` (our fax terminal) or, without one, as it is to the bridged endpoint when
+        that is in UDPTL mode too (a relayed fax). Playback stops; SRTP does not apply to UDPTL."""
+        leg = self._leg(endpoint)
+        leg.end_play(stopped=True)
+        leg.set_srtp(None)
+        leg.udptl = True
+        leg.udptl_sink = sink
+        leg.sdp_addr = (host, port)
+        leg.send_addr = (host, port)
+        leg.src_addr = None
+        leg.candidate = None
+        leg.arm_inactivity()
+
+    def send_datagram(self, endpoint: Endpoint, data: bytes) -> None:
+        """Send one UDPTL datagram from an endpoint in UDPTL mode (dropped otherwise)."""
+        leg = self._legs.get(endpoint.id)
+        if leg is not None:
+            leg.send_datagram(data)
 
     async def bridge(self, a: Endpoint, b: Endpoint) -> None:
         leg_a, leg_b = self._leg(a), self._leg(b)

@@ -206,6 +206,7 @@ async def load_snapshot(db: Database, tariff_cache: TariffCache | None = None) -
             tls_verify=t.transport != TLS_UNVERIFIED,
             username=username, password=password, auth_username=auth_username, from_domain=t.from_domain,
             register=t.register, register_expires=t.register_expires, inbound=inbound, max_calls=t.max_calls, srtp=t.srtp,
+            t38=t.t38 or "accept",
             number_format=t.number_format,
             buy_tariff=tariffs.get(t.buy_tariff_id) if t.buy_tariff_id is not None else None,
             office_id=t.office_id, approved=_approved(t))

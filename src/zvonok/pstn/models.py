@@ -83,6 +83,8 @@ class Trunk(Timestamped, Base):
     office_id: Mapped[int | None] = mapped_column(ForeignKey("offices.id", ondelete="SET NULL"), index=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     srtp: Mapped[str | None] = mapped_column(String(8))  # required | optional | off; NULL: the server's default
+    # fax over T.38 (UDPTL) with this trunk: off (G.711 only), accept (its re-INVITE to T.38), offer (ours too)
+    t38: Mapped[str] = mapped_column(String(8), default="accept", server_default="accept")
     # a tenant's trunk known by a host name, without an inbound list: the address its name resolved to when
     # the API checked it; calls are taken unchallenged from there only, whatever the name resolves to later
     approved_address: Mapped[str | None] = mapped_column(String(45))

@@ -48,6 +48,7 @@ class TrunkInfo:
     buy_tariff: Tariff | None = None
     office_id: int | None = None
     srtp: str | None = None  # required | optional | off (None: the server's default)
+    t38: str = "accept"  # fax: off | accept (the carrier's re-INVITE to T.38) | offer (we re-INVITE too)
     tls_verify: bool = True  # TLS: verify the carrier's certificate (off for a self-signed office PBX)
     approved: str | None = None  # the address the API approved for a tenant's host name (Trunk.approved_address)
 

@@ -88,6 +88,7 @@ Transport = Literal["udp", "tcp", "tls"]
 # the API shows transport "tls" and tls_verify false
 TLS_UNVERIFIED = "tls-any"
 SrtpPolicy = Literal["required", "optional", "off"]
+T38Mode = Literal["off", "accept", "offer"]
 NumberFormatName = Literal["e164", "digits", "national"]
 DestinationKindName = Literal["extension", "ring", "voicemail", "queue", "external", "access", "conference", "ivr",
                               "ring_group", "schedule", "fax"]
@@ -125,6 +126,8 @@ class TrunkCreate(_In):
     enabled: bool = True
     srtp: SrtpPolicy | None = Field(default=None, description="SRTP on TLS legs: required (plain offers get 488; out through it only over TLS), optional, off; "
                                           "null: the server's ZVONOK_SRTP_POLICY")
+    t38: T38Mode = Field(default="accept", description="fax over T.38: off (G.711 pass-through only), accept "
+                         "(the carrier's re-INVITE to T.38), offer (we re-INVITE a fax we send to T.38 too)")
     tls_verify: bool = Field(default=True, description="transport tls: verify the carrier's certificate (system CA "
                              "store or ZVONOK_SIP_TLS_CA_FILE, name = host); false for a self-signed office PBX")
 
@@ -149,6 +152,7 @@ class TrunkUpdate(_In):
     enabled: bool | None = None
     srtp: SrtpPolicy | None = Field(default=None, description="SRTP on TLS legs: required (plain offers get 488), optional, off; "
                                           "null: the server's ZVONOK_SRTP_POLICY")
+    t38: T38Mode | None = None
     tls_verify: bool | None = None
 
 
@@ -174,6 +178,7 @@ class TrunkOut(_Out):
     office_id: int | None
     enabled: bool
     srtp: str | None
+    t38: str = "accept"
     approved_address: str | None = Field(
         default=None, description="A host name's address approved when the trunk was saved: calls are taken "
         "unchallenged from there only (send the same host again to approve a new one)")

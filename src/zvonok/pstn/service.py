@@ -100,7 +100,7 @@ async def _check_tariff_ref(session: AsyncSession, tenant_id: int | None, tariff
 
 # --- trunks ----------------------------------------------------------------------------------------
 _TRUNK_NON_NULL = {"name", "kind", "host", "port", "transport", "register", "register_expires",
-                   "inbound_addresses", "number_format", "enabled"}
+                   "inbound_addresses", "number_format", "enabled", "t38"}
 
 
 def stored_transport(transport: str, tls_verify: bool) -> str:

@@ -86,7 +86,9 @@ from .leg_events import (
     Challenged,
     MediaUpdated,
     Progress,
+    ReofferFailed,
     RequestForApplication,
+    T38Agreed,
     Terminated,
     TerminationCause,
 )
@@ -103,6 +105,7 @@ from .pickup import Pickup
 from .pin_guard import PinGuard
 from .queue_call import QueueCalls
 from .ring_group_call import RingGroupCalls
+from .t38_relay import T38Relay
 from .threeway import ThreeWayCalls
 from .throttle import FailureThrottle
 from .transfers import Transfers
@@ -196,6 +199,7 @@ class CallEngine(LegWiringMixin):
         self.queue_calls: QueueCalls | None = None  # set by the composition root (telephony/queue_call.py)
         self.fax: Any = None  # telephony.fax_app.FaxApp, set by the composition root
         self.monitoring: Monitoring | None = None  # *33<ext>: listen / whisper / barge (telephony/monitor.py)
+        self.t38_relay = T38Relay(self)  # a re-INVITE to T.38 passed on through a bridged call (telephony/t38_relay.py)
         self.threeway = ThreeWayCalls(self)  # *3 on a second call joins it with the held one (telephony/threeway.py)
         self.originator: Any = None  # telephony.originate.Originator: calls placed from the PBX (REST, CRM)
 
@@ -1008,6 +1012,11 @@ class CallEngine(LegWiringMixin):
         elif isinstance(event, MediaUpdated):
             # the answer to our re-offer, or to our offer in the 200 to an offerless re-INVITE (in its ACK)
             self.step(leg.call, self._media_updated(leg, event.media))
+        elif isinstance(event, T38Agreed):
+            if not self.t38_relay.answered(leg, event.image) and self.fax is not None:
+                self.step(leg.call, self.fax.switch_to_t38(leg.call, leg, event.image))
+        elif isinstance(event, ReofferFailed):
+            self.t38_relay.answered(leg, None)  # (a hold or resume that failed: nobody waits, nothing to do)
 
     async def _media_updated(self, leg: Leg, media: NegotiatedMedia) -> None:
         leg.media = media
@@ -1022,13 +1031,27 @@ class CallEngine(LegWiringMixin):
             # the leg left the call (a transferor) before this step's turn
             self.sip.respond(txn, make_response(request, 481))
             return
+        other = self.t38_relay.wanted(leg, request)
+        if other is not None:
+            await self.t38_relay.ask_other(leg, other, request)  # T.38 through the bridge, if the other side takes it
+            if leg.call.ended:
+                self.sip.respond(txn, make_response(request, 481))
+                return
         machine.receive_request(request, txn, self.clock())
         answer = self._drive(leg, hold=txn)
         accepted = any(200 <= action.response.status < 300 for action in answer)
         media = machine.media
         if accepted and request.body and media is not None:
-            leg.media = media
-            await self._set_remote(leg, media)  # a failure here answers the request 500 and ends the call
+            image = machine.offer_answer.take_image()
+            if image is not None and leg.call.fax is not None and self.fax is not None:
+                await self.fax.switch_to_t38(leg.call, leg, image)  # UDPTL from before the 200 goes
+            elif image is not None:
+                await self.t38_relay.connect(leg, image)
+            elif machine.offer_answer.image is not None:
+                pass  # T.38 offered again as agreed (a session refresh): the UDPTL path stays as it is
+            else:
+                leg.media = media
+                await self._set_remote(leg, media)  # a failure here answers the request 500 and ends the call
         for action in answer:
             self._execute(leg, action)
         held = machine.remote_held

@@ -405,6 +405,7 @@ class FaxFinished(CallEvent):
     pages: int
     result: str  # T.30's completion text, or why the call never got that far
     remote_number: str = ""
+    transport: str = "audio"  # "audio" (G.711 pass-through) | "t38"
 
 
 @register_event

@@ -255,4 +255,6 @@ class FaxSender:
             return
         await engine._set_remote(leg, leg.media)
         assert leg.endpoint is not None
-        await self.app.attach(call, session, leg.endpoint)
+        await self.app.attach(call, session, leg.endpoint, leg)
+        if self.app.t38_mode(leg) == "offer":
+            self.app.offer_t38(call, leg)

@@ -78,6 +78,7 @@ from .leg_events import (
     SendResponse,
     SendStateless,
     SetUpOver,
+    T38Agreed,
     Terminated,
     TerminationCause,
 )
@@ -592,7 +593,10 @@ class Leg:
         self.session_timer.arm(self.timers, now)  # any re-INVITE refreshes the session (RFC 4028 §10)
         before = self.media
         media = self.offer_answer.take_answer(response.body)
-        if media is not None and media != before:  # a refresh that changed nothing is no news for the Call
+        image = self.offer_answer.take_image()
+        if image is not None:
+            self._events.append(T38Agreed(image=image))
+        elif media is not None and media != before:  # a refresh that changed nothing is no news for the Call
             self._events.append(MediaUpdated(media=media))
 
     def _h_glare(self, _: object, now: float) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from zvonok.sip.message import Request, Response
 from zvonok.sip.sdp_offer_answer import DEFAULT_CODECS, Codec, NegotiatedMedia
+from zvonok.sip.sdp_t38 import NegotiatedT38
 from zvonok.sip.transaction import ServerTransaction
 
 __all__ = [
@@ -191,6 +192,13 @@ class MediaUpdated:
     media: NegotiatedMedia
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class T38Agreed:
+    """The answer to our T.38 re-offer accepted it: the fax goes over UDPTL from now on."""
+
+    image: NegotiatedT38
+
+
 @dataclass(frozen=True, slots=True)
 class Held:
     """The peer put us on hold (its offer stopped receiving, RFC 3264 §8.4)."""
@@ -237,5 +245,5 @@ class Terminated:
 
 LegEvent = (
     Progress | Challenged | Answered | OfferReceived | MediaUpdated | Held | Resumed | ReofferFailed | RequestForApplication
-    | SetUpOver | Terminated
+    | SetUpOver | Terminated | T38Agreed
 )

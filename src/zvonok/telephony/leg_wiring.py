@@ -60,6 +60,7 @@ from .leg_events import (
     SendResponse,
     SendStateless,
     SetUpOver,
+    T38Agreed,
     TerminationCause,
 )
 from .leg_states import LIVE, WAIT_ACK, LegState
@@ -92,7 +93,7 @@ class SipStack(Protocol):
 LegHandler = Callable[[Leg, LegEvent], None]
 # events about an established dialog, handled alike on every leg (CallEngine._on_dialog_event); the others
 # (Progress, Answered, Challenged, Terminated) go to the leg's own handler
-_DIALOG_EVENTS = (RequestForApplication, MediaUpdated, OfferReceived, ReofferFailed, Held, Resumed)
+_DIALOG_EVENTS = (RequestForApplication, MediaUpdated, OfferReceived, ReofferFailed, Held, Resumed, T38Agreed)
 
 
 def _token() -> str:

@@ -80,6 +80,7 @@ def _trunk_messages(request: Request) -> dict[str, str]:
         "register": _("A trunk that registers needs a user name and a password."),
         "register_expires": _("From 60 to 86400 seconds."),
         "kind": _("Invalid value."), "transport": _("Invalid value."), "number_format": _("Invalid value."),
+        "t38": _("Invalid value."),
     }
 
 
@@ -102,8 +103,9 @@ class TrunkForm:
         number_format: Annotated[str, Form(max_length=16)] = "e164",
         enabled: Annotated[str, Form(max_length=8)] = "",
         tls_verify: Annotated[str, Form(max_length=8)] = "",
+        t38: Annotated[str, Form(max_length=8)] = "accept",
     ) -> None:
-        self.values: dict[str, Any] = {"name": name, "kind": kind, "host": host, "port": port, "transport": transport,
+        self.values: dict[str, Any] = {"name": name, "t38": t38, "kind": kind, "host": host, "port": port, "transport": transport,
                        "username": username, "register": bool(register_), "register_expires": register_expires,
                        "inbound_addresses": inbound_addresses, "max_calls": max_calls,
                        "number_format": number_format, "enabled": bool(enabled), "tls_verify": bool(tls_verify)}
@@ -117,7 +119,7 @@ class TrunkForm:
             "transport": v["transport"], "username": v["username"].strip() or None, "register": v["register"],
             "register_expires": v["register_expires"] or 3600, "inbound_addresses": lines(v["inbound_addresses"]),
             "max_calls": v["max_calls"].strip() or None, "number_format": v["number_format"], "enabled": v["enabled"],
-            "tls_verify": v["tls_verify"],
+            "tls_verify": v["tls_verify"], "t38": v["t38"],
         }
         if self.password:
             data["password"] = self.password
@@ -130,11 +132,11 @@ def _form_of(trunk: Trunk) -> dict[str, Any]:
             "tls_verify": trunk.transport != s.TLS_UNVERIFIED, "username": trunk.username or "", "register": trunk.register,
             "register_expires": trunk.register_expires, "inbound_addresses": "\n".join(trunk.inbound_addresses or []),
             "max_calls": trunk.max_calls or "", "number_format": trunk.number_format, "enabled": trunk.enabled,
-            "has_password": bool(trunk.password)}
+            "has_password": bool(trunk.password), "t38": trunk.t38 or "accept"}
 
 
 _NEW_TRUNK = {"kind": "carrier", "port": 5060, "transport": "udp", "register_expires": 3600, "number_format": "e164",
-              "enabled": True, "tls_verify": True}
+              "enabled": True, "tls_verify": True, "t38": "accept"}
 
 
 @router.get("/trunks")
