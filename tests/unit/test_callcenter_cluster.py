@@ -231,3 +231,103 @@ async def test_a_node_that_starts_later_reads_the_logged_in_agents(pg: Database,
     finally:
         await a.runtime.stop()
         await other.dispose()
+
+
+async def test_an_agent_on_an_ordinary_call_on_one_node_is_busy_for_the_other(
+        nodes: tuple[Node, Node], company: tuple[int, int]) -> None:
+    a, b = nodes
+    tenant_id, queue_id = company
+    a.runtime.login(tenant_id, ANNA, [queue_id], {})
+    await presence_written(a)
+    await b.hear()
+    # Anna answers an extension call on node 2 (what the call engine reports there): node 2 marks her
+    b.runtime.feed(lambda c, now: c.set_busy_elsewhere(ANNA, True, now))
+    await b.holds.flush()
+    assert await claims(a.db) == {str(ANNA): "node-2"}
+
+    # node 1's queue call is offered to her before node 1 has read the claims: the claim is refused
+    a.runtime.feed(lambda c, now: c.join("call-a", queue_id, now, number="100"))
+    assert [(o.call_id, o.agent_id) for o in a.offers] == [("call-a", ANNA)]
+    assert await a.runtime.claim(ANNA, "call-a") is False
+    anna = a.runtime.center.agents[ANNA]
+    assert anna.held_elsewhere and anna.status is AgentStatus.AVAILABLE and anna.missed == 0
+    snapshot = a.runtime.snapshot(tenant_id, queue_id)
+    assert snapshot is not None and snapshot.agents == {"busy": 1} and snapshot.waiting == 1
+
+    # her call on node 2 ends: the mark goes, node 1 offers her its caller at its next read
+    b.runtime.feed(lambda c, now: c.set_busy_elsewhere(ANNA, False, now))
+    await b.holds.flush()
+    assert await claims(a.db) == {}
+    await a.runtime.sync_claims()
+    assert a.runtime.center.agents[ANNA].held_elsewhere is False
+    assert (a.offers[-1].call_id, a.offers[-1].agent_id) == ("call-a", ANNA)
+    assert await a.runtime.claim(ANNA, "call-a") is True
+
+
+async def test_the_caller_who_waited_longest_on_any_node_gets_the_next_free_agent(
+        nodes: tuple[Node, Node], company: tuple[int, int]) -> None:
+    a, b = nodes
+    tenant_id, queue_id = company
+    a.runtime.login(tenant_id, ANNA, [queue_id], {})
+    a.runtime.pause(ANNA, "lunch")
+    await presence_written(a)
+    await b.hear()
+    # a caller waits on node 2, then another on node 1; both nodes' lines are in the database
+    b.runtime.feed(lambda c, now: c.join("call-b", queue_id, now, number="200"))
+    a.runtime.feed(lambda c, now: c.join("call-a", queue_id, now, number="100"))
+    await b.holds.flush()
+    await a.holds.flush()
+    assert a.offers == b.offers == []
+
+    # the wallboard of each node counts the other's caller too
+    await a.runtime.sync_claims()
+    await b.runtime.sync_claims()
+    for node in (a, b):
+        snapshot = node.runtime.snapshot(tenant_id, queue_id)
+        assert snapshot is not None and snapshot.waiting == 2 and snapshot.longest_wait > 0
+
+    # Anna is back on node 1: node 1 offers her its own caller, but node 2's waited longer: node 1 lets go
+    a.runtime.unpause(ANNA)
+    assert [(o.call_id, o.agent_id) for o in a.offers] == [("call-a", ANNA)]
+    assert await a.runtime.claim(ANNA, "call-a") is False
+    assert a.runtime.center.agents[ANNA].held_elsewhere and a.runtime.center.agents[ANNA].missed == 0
+    await presence_written(a)
+    await b.hear()  # the unpause, and node 1's word that it let her go
+    assert [(o.call_id, o.agent_id) for o in b.offers] == [("call-b", ANNA)]
+    assert await b.runtime.claim(ANNA, "call-b") is True
+    assert await claims(a.db) == {str(ANNA): "node-2"}
+    assert b.runtime.feed(lambda c, now: c.offer_answered("call-b", ANNA, now)) is True
+    await b.holds.flush()
+
+    # node 1 keeps its caller for her next turn; its wallboard shows node 2's caller gone
+    await a.runtime.sync_claims()
+    anna = a.runtime.center.agents[ANNA]
+    assert anna.held_elsewhere and "call-a" in a.runtime.center.waiting
+    snapshot = a.runtime.snapshot(tenant_id, queue_id)
+    assert snapshot is not None and snapshot.waiting == 1 and snapshot.agents == {"busy": 1}
+    # her call on node 2 ends: node 1's caller is the only one left, she is offered it
+    b.runtime.feed(lambda c, now: c.call_ended("call-b", now, by_agent=False))
+    await b.holds.flush()
+    await a.runtime.sync_claims()
+    assert (a.offers[-1].call_id, a.offers[-1].agent_id) == ("call-a", ANNA)
+    assert await a.runtime.claim(ANNA, "call-a") is True
+
+
+async def test_an_earlier_caller_already_being_offered_elsewhere_does_not_hold_her_back(
+        nodes: tuple[Node, Node], company: tuple[int, int]) -> None:
+    a, b = nodes
+    tenant_id, queue_id = company
+    a.runtime.login(tenant_id, ANNA, [queue_id], {})
+    a.runtime.pause(ANNA, "lunch")
+    await presence_written(a)
+    await b.hear()
+    b.runtime.feed(lambda c, now: c.join("call-b", queue_id, now, number="200"))
+    await b.holds.flush()
+    # node 2's caller is being offered to someone already (an agent row names its call)
+    async with b.db.session() as session:
+        session.add(CallHold(id="x" * 32, node="node-2", kind=AGENT, key="999", call_id="call-b",
+                             updated_at=datetime.now(UTC)))
+        await session.commit()
+    a.runtime.feed(lambda c, now: c.join("call-a", queue_id, now, number="100"))
+    a.runtime.unpause(ANNA)
+    assert await a.runtime.claim(ANNA, "call-a") is True

@@ -50,6 +50,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import delete, insert, select
@@ -59,13 +60,21 @@ from sqlalchemy.exc import IntegrityError
 from zvonok.bus import Bus
 from zvonok.org.events import EntityChanged, TenantDeleted
 from zvonok.org.models import Employee
+from zvonok.pstn.holds import Line
 from zvonok.storage.db import Database, emit
 
 from . import callbacks, service
 from . import log as ql
 from .agents import BUSY, Agent, AgentStatus
 from .center import Action, CallbackChange, CallbackRequest, ContactCenter, QueueSnapshot
-from .events import AgentChanged, AgentPresenceChanged, AgentStateChanged, QueueChanged, QueueStateChanged
+from .events import (
+    AgentChanged,
+    AgentPresenceChanged,
+    AgentStateChanged,
+    AgentYielded,
+    QueueChanged,
+    QueueStateChanged,
+)
 from .log import QueueLogEntry
 from .models import AgentPresence, QueueLogRow
 
@@ -77,17 +86,27 @@ Presence = tuple[tuple[int, ...], str | None]  # the queues logged in to, the no
 
 
 class AgentClaims(Protocol):
-    """Who has an agent across nodes (:class:`zvonok.pstn.holds.SharedHolds`)."""
+    """Who has an agent, and who waits in which queue, across nodes (:class:`zvonok.pstn.holds.SharedHolds`)."""
 
     node: str
 
-    async def claim_agent(self, agent_id: int, call_id: str) -> bool: ...
+    async def claim_agent(self, agent_id: int, call_id: str, *, line: Line | None = None) -> str: ...
+
+    def mark_agent(self, agent_id: int, call_id: str) -> None: ...
 
     def release_agent(self, agent_id: int) -> None: ...
 
     def agents_claimed(self) -> set[int]: ...
 
     async def agents_elsewhere(self) -> set[int] | None: ...
+
+    def hold_caller(self, queue_id: int, call_id: str, *, priority: int, since: float) -> None: ...
+
+    def release_caller(self, call_id: str) -> None: ...
+
+    def callers_held(self) -> set[str]: ...
+
+    async def callers_elsewhere(self) -> list[tuple[int, float]] | None: ...
 
 
 def presence_of(agent: Agent | None) -> Presence:
@@ -111,6 +130,7 @@ class CallCenterRuntime:
         self._presence_wake: asyncio.Event | None = None
         self._mirroring: int | None = None  # the agent whose other node's presence is being applied
         self._claiming: dict[int, int] = {}  # agent -> claims of this node under way
+        self._remote_waiting: dict[int, list[float]] = {}  # queue -> when the other nodes' callers joined
         self._shared_tasks: list[asyncio.Task[None]] = []
         self.clock = clock
         self.wall = wall
@@ -210,7 +230,7 @@ class CallCenterRuntime:
     def on_event(self, event: object) -> None:
         if self._changes is None:
             return
-        if isinstance(event, AgentPresenceChanged):
+        if isinstance(event, (AgentPresenceChanged, AgentYielded)):
             if self.claims is not None and event.node != self.claims.node:
                 self._changes.put_nowait(event)
             return
@@ -236,7 +256,9 @@ class CallCenterRuntime:
             await self._changes.join()
 
     async def apply_change(self, event: object) -> None:
-        if isinstance(event, AgentPresenceChanged):
+        if isinstance(event, AgentYielded):
+            await self.sync_claims()  # another node let an agent go for one of our callers: offer it now
+        elif isinstance(event, AgentPresenceChanged):
             async with self.db.session() as session:
                 row = await session.get(AgentPresence, event.employee_id)
                 presence = (tuple(row.queues), row.reason) if row is not None else ((), None)
@@ -405,36 +427,96 @@ class CallCenterRuntime:
 
     async def claim(self, agent_id: int, call_id: str) -> bool:
         """Take the agent for this node's offer of ``call_id`` before its phone rings: True when the offer is
-        still the agent's and the agent ours; False otherwise (another node has the agent: the offer is
-        withdrawn and the caller offered to someone else)."""
+        still the agent's and the agent ours; False otherwise — another node has the agent, or has a caller of
+        the queue ahead of ours whom nobody is offered (the line's order across the nodes: we let the agent go
+        and tell the others, :class:`~.events.AgentYielded`). The offer is then withdrawn and the caller
+        offered to someone else."""
         if self.claims is None:
             return True
+        line = self._line_of(agent_id, call_id)
         self._claiming[agent_id] = self._claiming.get(agent_id, 0) + 1
         try:
-            won = await self.claims.claim_agent(agent_id, call_id)
+            verdict = await self.claims.claim_agent(agent_id, call_id, line=line)
         finally:
             self._claiming[agent_id] -= 1
             if not self._claiming[agent_id]:
                 del self._claiming[agent_id]
+        won = verdict == "taken"
         agent = self.center.agents.get(agent_id)
         current = agent is not None and agent.status is AgentStatus.RINGING and agent.offer == call_id
         if current and not won:
             self.feed(lambda c, now: c.set_held_elsewhere(agent_id, True, now))
+        if verdict == "ahead":
+            await self._yielded(agent_id)
         self._release_claims()
         return current and won
+
+    def _line_of(self, agent_id: int, call_id: str) -> Line | None:
+        entry = self.center.waiting.get(call_id)
+        if entry is None or entry.callback:
+            return None  # (callback requests are not in the shared line: their own node offers them)
+        center, queue_id = self.center, entry.queue_id
+        wall = self.wall()
+
+        def may_take(since: float) -> bool:
+            return center.qualifies(agent_id, queue_id, wall - since)
+
+        return Line(queue_id=queue_id, priority=entry.priority, since=self.wall_time(entry.joined_at),
+                    may_take=may_take)
+
+    async def _yielded(self, agent_id: int) -> None:
+        """Tell the other nodes at once (the change feed) that we let the agent go: the node whose caller is
+        ahead reads the claims and offers it."""
+        assert self.claims is not None
+        tenant_id = self._agent_tenant.get(agent_id)
+        if tenant_id is None:
+            return
+        try:
+            async with self.db.session() as session:
+                emit(session, AgentYielded(tenant_id=tenant_id, employee_id=agent_id, node=self.claims.node))
+                await session.commit()
+        except Exception:  # noqa: BLE001 - the other nodes see the agent free at their next read of the claims
+            log.exception("call center: telling the other nodes agent %d is free failed", agent_id)
 
     def _release_claims(self) -> None:
         if self.claims is None:
             return
         for agent_id in self.claims.agents_claimed():
             agent = self.center.agents.get(agent_id)
-            if agent_id not in self._claiming and (agent is None or agent.status not in BUSY):
+            if agent_id not in self._claiming and (agent is None or (agent.status not in BUSY
+                                                                     and not agent.busy_elsewhere)):
                 self.claims.release_agent(agent_id)
+
+    def _share(self) -> None:
+        """Several nodes: the agents on a non-queue call here and the callers waiting here, for the others."""
+        assert self.claims is not None
+        claimed = self.claims.agents_claimed()
+        for agent in self.center.agents.values():
+            if agent.busy_elsewhere and agent.id not in claimed:
+                self.claims.mark_agent(agent.id, f"busy:{agent.id}")
+        held = self.claims.callers_held()
+        wall = self.center.wall_offset
+        for call_id, entry in self.center.waiting.items():
+            if not entry.callback and call_id not in held:
+                self.claims.hold_caller(entry.queue_id, call_id, priority=entry.priority,
+                                        since=entry.joined_at + wall)
+        for call_id in held:
+            gone = self.center.waiting.get(call_id)
+            if gone is None or gone.callback:
+                self.claims.release_caller(call_id)
 
     async def sync_claims(self) -> None:
         """Mark the agents other nodes have as ``held_elsewhere``, and clear the others."""
         if self.claims is None:
             return
+        callers = await self.claims.callers_elsewhere()
+        if callers is not None:
+            remote: dict[int, list[float]] = {}
+            for queue_id, since in callers:
+                remote.setdefault(queue_id, []).append(since)
+            if remote != self._remote_waiting:
+                self._remote_waiting = remote
+                self._publish(set(), set(remote) | set(self._remote_waiting))
         elsewhere = await self.claims.agents_elsewhere()
         if elsewhere is None:
             return
@@ -468,7 +550,19 @@ class CallCenterRuntime:
         config = self.center.queues.get(queue_id)
         if config is None or config.tenant_id != tenant_id:
             return None
-        return self.center.snapshot(queue_id, self.clock())
+        return self._snapshot(queue_id)
+
+    def _snapshot(self, queue_id: int) -> QueueSnapshot:
+        """The queue's line and agents; several nodes: the callers waiting on the other nodes too (as of the
+        last read, every ``sync_every`` seconds). The agents are every node's already (an agent another node
+        has counts as busy)."""
+        now = self.clock()
+        snap = self.center.snapshot(queue_id, now)
+        remote = self._remote_waiting.get(queue_id)
+        if not remote:
+            return snap
+        waited = self.wall_time(now) - min(remote)
+        return replace(snap, waiting=snap.waiting + len(remote), longest_wait=max(snap.longest_wait, waited))
 
     def callbacks(self, tenant_id: int, queue_id: int) -> list[CallbackRequest]:
         config = self.center.queues.get(queue_id)
@@ -527,6 +621,7 @@ class CallCenterRuntime:
         if self.claims is not None:
             self._note_presence(agents)
             self._release_claims()
+            self._share()
         self._rearm()
 
     @staticmethod
@@ -558,12 +653,11 @@ class CallCenterRuntime:
                 tenant_id=tenant_id, employee_id=agent_id, status=agent.status.value,
                 reason=agent.reason if agent.status is AgentStatus.NOT_READY else None,
                 queues=tuple(sorted(agent.queues)), at=at))
-        now = self.clock()
         for queue_id in sorted(queues):
             config = self.center.queues.get(queue_id)
             if config is None:
                 continue
-            snap = self.center.snapshot(queue_id, now)
+            snap = self._snapshot(queue_id)
             counts = snap.agents
             self.bus.publish(QueueStateChanged(
                 tenant_id=config.tenant_id, queue_id=queue_id, waiting=snap.waiting, callbacks=snap.callbacks,
