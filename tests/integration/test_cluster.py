@@ -280,9 +280,9 @@ def _invites(node: Any) -> float:
     )
 
 
-def _call(cluster: Cluster, caller: Phone, callee: Phone, dialed: str | None = None) -> int:
+def _call(cluster: Cluster, caller: Phone, callee: Phone, dialed: str | None = None, hold_ms: int = 3000) -> int:
     """``caller`` calls ``callee`` (or ``dialed``, which rings ``callee``'s phone) through the edge and plays
-    7 s of audio; the RTP packets that reach the callee's media socket."""
+    audio for ``hold_ms``; the RTP packets that reach the callee's media socket."""
     dialed = dialed or callee.number
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as media:
         media.bind((harness.LOOPBACK, 0))
@@ -318,7 +318,7 @@ def _call(cluster: Cluster, caller: Phone, callee: Phone, dialed: str | None = N
                 rate=1,
                 timeout=40,
                 auth_uri=f"sip:{dialed}@{cluster.domain}",
-                extra=["-d", "3000"],
+                extra=["-d", str(hold_ms)],
             ).start()
             deadline = time.monotonic() + 40
             while (
@@ -376,26 +376,38 @@ def _callcenter(cluster: Cluster, node: int, path: str, body: Any = None, method
                              body=body)
 
 
+@pytest.fixture(scope="module")
+def agent_queue(cluster: Cluster, phones: tuple[Phone, Phone]) -> tuple[int, int]:
+    """Phone A's employee, a member of queue 7550 (wrap-up 0): their ids."""
+    a, _b = phones
+    ids = harness.seed_pstn(cluster.workdir.parent / "node1", cluster.seeded.tenant_id,
+                            {"employees": [{"name": f"Agent {a.number}", "extension": a.number}]},
+                            database_url=cluster.nodes[0].database_url)
+    agent = int(ids["employees"][f"Agent {a.number}"])
+    queue = _callcenter(cluster, 0, "/queues", {"name": "Cluster queue", "number": "7550", "wrap_up": 0})
+    _callcenter(cluster, 0, f"/queues/{queue['id']}/members", {"employee_ids": [agent]}, method="PUT")
+    return agent, int(queue["id"])
+
+
+def _agent_state(cluster: Cluster, node: int, agent: int) -> dict[str, Any]:
+    try:
+        return dict(_callcenter(cluster, node, f"/agents/{agent}"))
+    except urllib.error.HTTPError:  # not known there yet
+        return {}
+
+
 def test_an_agent_made_available_through_node_1_is_offered_a_queue_call_arriving_on_node_2(
-    cluster: Cluster, phones: tuple[Phone, Phone]
+    cluster: Cluster, phones: tuple[Phone, Phone], agent_queue: tuple[int, int]
 ) -> None:
     """Phone A (registered through node 1) is an agent, logged in through node 1's API; phone B (its calls
     go to node 2) dials the queue: node 2 knows the agent (agent_presence, through the change feed), claims
     it and rings A along its Path; A answers and hears B."""
     a, b = phones
-    ids = harness.seed_pstn(cluster.workdir.parent / "node1", cluster.seeded.tenant_id,
-                            {"employees": [{"name": f"Agent {a.number}", "extension": a.number}]},
-                            database_url=cluster.nodes[0].database_url)
-    agent = ids["employees"][f"Agent {a.number}"]
-    queue = _callcenter(cluster, 0, "/queues", {"name": "Cluster queue", "number": "7550", "wrap_up": 0})
-    _callcenter(cluster, 0, f"/queues/{queue['id']}/members", {"employee_ids": [agent]}, method="PUT")
-    assert _callcenter(cluster, 0, f"/agents/{agent}/login", {"queue_ids": [queue["id"]]})["status"] == "available"
+    agent, queue_id = agent_queue
+    assert _callcenter(cluster, 0, f"/agents/{agent}/login", {"queue_ids": [queue_id]})["status"] == "available"
 
     def state(node: int) -> dict[str, Any]:
-        try:
-            return dict(_callcenter(cluster, node, f"/agents/{agent}"))
-        except urllib.error.HTTPError:  # not known there yet
-            return {}
+        return _agent_state(cluster, node, agent)
 
     assert _wait_for(lambda: state(1).get("status") == "available", 15), (state(1), cluster.logs())
     before = [_invites(node) for node in cluster.nodes]
@@ -517,3 +529,37 @@ def test_with_a_node_killed_calls_go_through_the_other_and_its_registrations_sta
         received = _call(cluster, caller, callee)
         assert _invites(cluster.nodes[1]) > before
         assert received >= 100, (caller.number, callee.number, received)
+
+
+def test_an_agent_on_an_ordinary_call_through_node_1_is_busy_on_node_2(
+    cluster: Cluster, phones: tuple[Phone, Phone], agent_queue: tuple[int, int]
+) -> None:
+    """Phone A's agent, logged in, calls phone B (an extension call, taken by node 1): node 2, which would
+    offer A its queue calls, shows the agent busy on another call (node 1's ``call_holds`` row for the agent,
+    read by node 2 every 5 s) while the call lasts, and available again after it."""
+    a, b = phones
+    agent, queue_id = agent_queue
+    assert _callcenter(cluster, 0, f"/agents/{agent}/login", {"queue_ids": [queue_id]})["status"] == "available"
+    assert _wait_for(lambda: _agent_state(cluster, 1, agent).get("status") == "available", 15), cluster.logs()
+    assert _agent_state(cluster, 1, agent)["busy_elsewhere"] is False
+    seen: list[dict[str, Any]] = []
+    errors: list[BaseException] = []
+
+    def place() -> None:
+        try:
+            _call(cluster, a, b, hold_ms=14_000)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test's thread
+            errors.append(exc)
+
+    caller = threading.Thread(target=place, daemon=True)
+    caller.start()
+    try:
+        assert _wait_for(lambda: bool(seen.append(_agent_state(cluster, 1, agent)) or seen[-1].get("busy_elsewhere")),
+                         13), (seen[-3:], cluster.logs())
+        assert seen[-1]["status"] == "available"  # logged in and free of queue calls, but on a call
+    finally:
+        caller.join(60)
+    assert not errors, errors
+    assert _wait_for(lambda: _agent_state(cluster, 1, agent).get("busy_elsewhere") is False, 15), (
+        _agent_state(cluster, 1, agent), cluster.logs())
+    _callcenter(cluster, 0, f"/agents/{agent}/logout", {})
