@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from zvonok.callcenter import log as ql
 from zvonok.callcenter.agents import AgentStatus
 from zvonok.callcenter.center import Offer
 from zvonok.callcenter.models import AgentPresence, CallQueue, QueueLogRow
-from zvonok.callcenter.queues import QueueConfig
+from zvonok.callcenter.queues import QueueConfig, Strategy
 from zvonok.callcenter.runtime import CallCenterRuntime
 from zvonok.org.models import Employee, Tenant
 from zvonok.pstn.holds import AGENT, SharedHolds, delete_stale
@@ -331,3 +331,35 @@ async def test_an_earlier_caller_already_being_offered_elsewhere_does_not_hold_h
     a.runtime.feed(lambda c, now: c.join("call-a", queue_id, now, number="100"))
     a.runtime.unpause(ANNA)
     assert await a.runtime.claim(ANNA, "call-a") is True
+
+
+async def test_round_robin_and_the_agents_call_counts_go_on_across_nodes(
+        nodes: tuple[Node, Node], company: tuple[int, int]) -> None:
+    a, b = nodes
+    tenant_id, queue_id = company
+    for node in (a, b):
+        config = node.runtime.center.queues[queue_id]
+        node.runtime.center.set_queue(replace(config, strategy=Strategy.ROUND_ROBIN), node.runtime.clock())
+    a.runtime.login(tenant_id, ANNA, [queue_id], {})
+    a.runtime.login(tenant_id, BORIS, [queue_id], {})
+    await presence_written(a)
+    await b.hear()
+    # node 2's caller goes to Anna (round robin starts with the lowest id) and talks to her
+    b.runtime.feed(lambda c, now: c.join("call-b", queue_id, now, number="200"))
+    assert [(o.call_id, o.agent_id) for o in b.offers] == [("call-b", ANNA)]
+    assert await b.runtime.claim(ANNA, "call-b") is True
+    assert b.runtime.feed(lambda c, now: c.offer_answered("call-b", ANNA, now)) is True
+    b.runtime.feed(lambda c, now: c.call_ended("call-b", now, by_agent=False))
+    talked = b.runtime.center.agents[ANNA].talk_time
+    await presence_written(b)
+    await a.hear()
+    await b.holds.flush()
+    await a.runtime.sync_claims()
+    # node 1 knows her call, and its round robin goes on after her: its caller goes to Boris
+    anna = a.runtime.center.agents[ANNA]
+    assert (anna.calls, anna.talk_time) == (1, talked)
+    a.runtime.feed(lambda c, now: c.join("call-a", queue_id, now, number="100"))
+    assert [(o.call_id, o.agent_id) for o in a.offers] == [("call-a", BORIS)]
+    async with a.db.session() as session:
+        row = await session.get(AgentPresence, ANNA)
+        assert row is not None and (row.calls, row.offered_queue) == (1, queue_id)

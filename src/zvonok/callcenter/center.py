@@ -693,6 +693,10 @@ class ContactCenter:
         later = [entry.joined_at + rule.after for rule in config.relaxations if entry.joined_at + rule.after > now]
         return min(later) if later and config.requirements else None
 
+    def note_offered(self, queue_id: int, agent_id: int) -> None:
+        """Several nodes: another node offered the queue's call to this agent last (round robin goes on after it)."""
+        self._last_offered[queue_id] = agent_id
+
     def qualifies(self, agent_id: int, queue_id: int, waited: float) -> bool:
         """Whether the agent is logged in to the queue and skilled enough for a caller who has waited ``waited``
         seconds (whatever its status now): several nodes, a caller of another node's line."""

@@ -51,7 +51,7 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -66,7 +66,7 @@ from zvonok.storage.db import Database, emit
 from . import callbacks, service
 from . import log as ql
 from .agents import BUSY, Agent, AgentStatus
-from .center import Action, CallbackChange, CallbackRequest, ContactCenter, QueueSnapshot
+from .center import Action, CallbackChange, CallbackRequest, ContactCenter, Offer, QueueSnapshot
 from .events import (
     AgentChanged,
     AgentPresenceChanged,
@@ -77,12 +77,25 @@ from .events import (
 )
 from .log import QueueLogEntry
 from .models import AgentPresence, QueueLogRow
+from .queues import Strategy
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _AGENT_EVENTS = frozenset({ql.AGENTSTATUS, ql.ADDMEMBER, ql.REMOVEMEMBER, ql.PAUSE, ql.UNPAUSE})
 _PRESENCE_EVENTS = frozenset({ql.ADDMEMBER, ql.REMOVEMEMBER, ql.PAUSE, ql.UNPAUSE})
-Presence = tuple[tuple[int, ...], str | None]  # the queues logged in to, the not-ready reason (None: ready)
+
+
+class Presence(NamedTuple):
+    """What every node knows of an agent (``agent_presence``)."""
+
+    queues: tuple[int, ...] = ()  # the queues logged in to
+    reason: str | None = None  # the not-ready reason (None: ready)
+    calls: int = 0  # queue calls handled, on any node (fewest-calls)
+    talk_time: float = 0.0  # (least-talk-time)
+    offered: tuple[int, float] | None = None  # the last round-robin offer: (queue, wall-clock time)
+
+
+NOBODY = Presence()
 
 
 class AgentClaims(Protocol):
@@ -109,11 +122,18 @@ class AgentClaims(Protocol):
     async def callers_elsewhere(self) -> list[tuple[int, float]] | None: ...
 
 
-def presence_of(agent: Agent | None) -> Presence:
+def presence_of(agent: Agent | None, offered: tuple[int, float] | None = None) -> Presence:
     if agent is None or not agent.queues:
-        return ((), None)
+        return NOBODY
     reason = agent.reason if agent.status is AgentStatus.NOT_READY else agent.pause_after
-    return (tuple(sorted(agent.queues)), reason)
+    return Presence(tuple(sorted(agent.queues)), reason, agent.calls, agent.talk_time, offered)
+
+
+def _row_presence(row: AgentPresence | None) -> Presence:
+    if row is None:
+        return NOBODY
+    offered = (row.offered_queue, row.offered_at) if row.offered_queue is not None and row.offered_at else None
+    return Presence(tuple(row.queues), row.reason, row.calls, row.talk_time, offered)
 
 
 class CallCenterRuntime:
@@ -126,6 +146,8 @@ class CallCenterRuntime:
         self.claims = claims  # several nodes: presence and claims shared (see the module notes)
         self.sync_every = sync_every
         self._presence: dict[int, Presence] = {}  # what the nodes know of each agent (written or read)
+        self._offered: dict[int, tuple[int, float]] = {}  # agent -> its last round-robin offer (queue, wall)
+        self._rr_at: dict[int, float] = {}  # queue -> when its round robin's last agent was offered (wall)
         self._dirty: dict[int, tuple[int, Presence]] = {}  # agent -> (tenant, presence) to write
         self._presence_wake: asyncio.Event | None = None
         self._mirroring: int | None = None  # the agent whose other node's presence is being applied
@@ -261,7 +283,7 @@ class CallCenterRuntime:
         elif isinstance(event, AgentPresenceChanged):
             async with self.db.session() as session:
                 row = await session.get(AgentPresence, event.employee_id)
-                presence = (tuple(row.queues), row.reason) if row is not None else ((), None)
+                presence = _row_presence(row)
             await self.mirror(event.tenant_id, event.employee_id, presence)
         elif isinstance(event, QueueChanged):
             async with self.db.session() as session:
@@ -340,8 +362,8 @@ class CallCenterRuntime:
     async def mirror(self, tenant_id: int, employee_id: int, presence: Presence) -> None:
         """Apply another node's presence of the agent: log in to / out of queues, pause or unpause — inputs
         like the API's, minus the log entries the other node wrote."""
-        queues = {q for q in presence[0] if q in self.center.queues}
-        reason = presence[1]
+        queues = {q for q in presence.queues if q in self.center.queues}
+        reason = presence.reason
         agent = self.center.agents.get(employee_id)
         current = set(agent.queues) if agent is not None else set()
         skills = None
@@ -361,18 +383,34 @@ class CallCenterRuntime:
                 self.feed(lambda c, now: c.logout(employee_id, gone, now))
             agent = self.center.agents.get(employee_id)
             if agent is not None and agent.queues:
-                if reason is not None and presence_of(agent)[1] != reason:
+                if reason is not None and presence_of(agent).reason != reason:
                     self.feed(lambda c, now: c.pause(employee_id, reason, now))
-                elif reason is None and presence_of(agent)[1] is not None:
+                elif reason is None and presence_of(agent).reason is not None:
                     self.feed(lambda c, now: c.unpause(employee_id, now))
+            self._mirror_memory(employee_id, presence)
         finally:
             self._mirroring = None
-        self._presence[employee_id] = presence_of(self.center.agents.get(employee_id))
+        self._presence[employee_id] = presence_of(self.center.agents.get(employee_id), self._offered.get(employee_id))
+
+    def _mirror_memory(self, employee_id: int, presence: Presence) -> None:
+        """The strategies' memory from another node: the agent's calls and talk time (the larger: a row written
+        by a node that had not heard of the agent's last call yet must not count it out), and the queue's
+        round robin's last agent when that node's offer is the queue's latest."""
+        agent = self.center.agents.get(employee_id)
+        if agent is not None:
+            agent.calls = max(agent.calls, presence.calls)
+            agent.talk_time = max(agent.talk_time, presence.talk_time)
+        if presence.offered is not None:
+            queue_id, at = presence.offered
+            if at > self._rr_at.get(queue_id, 0.0) and queue_id in self.center.queues:
+                self._rr_at[queue_id] = at
+                self._offered[employee_id] = presence.offered
+                self.center.note_offered(queue_id, employee_id)
 
     async def _load_presence(self) -> None:
         async with self.db.session() as session:
             rows = (await session.execute(select(AgentPresence))).scalars().all()
-            loaded = [(row.tenant_id, row.employee_id, (tuple(row.queues), row.reason)) for row in rows]
+            loaded = [(row.tenant_id, row.employee_id, _row_presence(row)) for row in rows]
         for tenant_id, employee_id, presence in loaded:
             await self.mirror(tenant_id, employee_id, presence)
 
@@ -382,8 +420,8 @@ class CallCenterRuntime:
             return
         for agent_id in agent_ids:
             tenant_id = self._agent_tenant.get(agent_id)
-            presence = presence_of(self.center.agents.get(agent_id))
-            if tenant_id is None or self._presence.get(agent_id, ((), None)) == presence:
+            presence = presence_of(self.center.agents.get(agent_id), self._offered.get(agent_id))
+            if tenant_id is None or self._presence.get(agent_id, NOBODY) == presence:
                 continue
             self._presence[agent_id] = presence
             self._dirty[agent_id] = (tenant_id, presence)
@@ -407,8 +445,12 @@ class CallCenterRuntime:
             tenant_id, presence = self._dirty.pop(agent_id)
             try:
                 async with self.db.session() as session:
-                    if presence[0]:  # (several nodes run on PostgreSQL: one upsert, whoever wrote last wins)
-                        values = {"queues": list(presence[0]), "reason": presence[1], "node": self.claims.node}
+                    if presence.queues:  # (several nodes run on PostgreSQL: one upsert, whoever wrote last wins)
+                        offered = presence.offered or (None, None)
+                        values = {"queues": list(presence.queues), "reason": presence.reason,
+                                  "node": self.claims.node, "calls": presence.calls,
+                                  "talk_time": presence.talk_time, "offered_queue": offered[0],
+                                  "offered_at": offered[1]}
                         await session.execute(pg_insert(AgentPresence).values(
                             tenant_id=tenant_id, employee_id=agent_id, **values).on_conflict_do_update(
                             index_elements=[AgentPresence.employee_id], set_=values))
@@ -586,6 +628,8 @@ class CallCenterRuntime:
     # -- outputs -------------------------------------------------------------------------------------
     def _after(self) -> None:
         for action in self.center.take_actions():
+            if self.claims is not None and isinstance(action, Offer):
+                self._note_offer(action)
             for handler in list(self.action_handlers):
                 try:
                     handler(action)
@@ -623,6 +667,14 @@ class CallCenterRuntime:
             self._release_claims()
             self._share()
         self._rearm()
+
+    def _note_offer(self, offer: Offer) -> None:
+        """A round-robin queue's offer: its last agent, for the other nodes (with the agent's presence)."""
+        config = self.center.queues.get(offer.queue_id)
+        if config is not None and config.strategy is Strategy.ROUND_ROBIN:
+            at = self.wall()
+            self._rr_at[offer.queue_id] = at
+            self._offered[offer.agent_id] = (offer.queue_id, at)
 
     @staticmethod
     def _logged_elsewhere(entry: QueueLogEntry) -> bool:

@@ -1,4 +1,5 @@
-"""call_holds: the callers waiting in a queue on each node, in line order across the nodes (issue 14)
+"""call_holds: the callers waiting in a queue on each node, in line order across the nodes; agent_presence:
+the ring strategies' memory across the nodes (issue 14)
 
 Revision ID: 0046
 Revises: 0042
@@ -19,9 +20,17 @@ def upgrade() -> None:
     with op.batch_alter_table("call_holds") as batch:
         batch.add_column(sa.Column("priority", sa.Integer(), nullable=False, server_default="0"))
         batch.add_column(sa.Column("since", sa.Float(), nullable=True))
+    with op.batch_alter_table("agent_presence") as batch:
+        batch.add_column(sa.Column("calls", sa.Integer(), nullable=False, server_default="0"))
+        batch.add_column(sa.Column("talk_time", sa.Float(), nullable=False, server_default="0"))
+        batch.add_column(sa.Column("offered_queue", sa.Integer(), nullable=True))
+        batch.add_column(sa.Column("offered_at", sa.Float(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("agent_presence") as batch:
+        for column in ("offered_at", "offered_queue", "talk_time", "calls"):
+            batch.drop_column(column)
     with op.batch_alter_table("call_holds") as batch:
         batch.drop_column("since")
         batch.drop_column("priority")
