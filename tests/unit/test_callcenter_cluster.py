@@ -25,7 +25,7 @@ from zvonok.callcenter.models import AgentPresence, CallQueue, QueueLogRow
 from zvonok.callcenter.queues import QueueConfig, Strategy
 from zvonok.callcenter.runtime import CallCenterRuntime
 from zvonok.org.models import Employee, Tenant
-from zvonok.pstn.holds import AGENT, SharedHolds, delete_stale
+from zvonok.pstn.holds import AGENT, CALLER, SharedHolds, delete_stale
 from zvonok.pstn.models import CallHold
 from zvonok.storage.changes import ChangeFeed
 from zvonok.storage.db import Database
@@ -313,7 +313,7 @@ async def test_the_caller_who_waited_longest_on_any_node_gets_the_next_free_agen
     assert await a.runtime.claim(ANNA, "call-a") is True
 
 
-async def test_an_earlier_caller_already_being_offered_elsewhere_does_not_hold_her_back(
+async def test_an_earlier_caller_already_offered_or_of_a_dead_node_does_not_hold_her_back(
         nodes: tuple[Node, Node], company: tuple[int, int]) -> None:
     a, b = nodes
     tenant_id, queue_id = company
@@ -323,11 +323,17 @@ async def test_an_earlier_caller_already_being_offered_elsewhere_does_not_hold_h
     await b.hear()
     b.runtime.feed(lambda c, now: c.join("call-b", queue_id, now, number="200"))
     await b.holds.flush()
-    # node 2's caller is being offered to someone already (an agent row names its call)
+    # node 2's caller is being offered to someone already (an agent row names its call); a caller of a node
+    # killed a minute ago (its row not refreshed since, not swept yet) is not waiting any more
     async with b.db.session() as session:
         session.add(CallHold(id="x" * 32, node="node-2", kind=AGENT, key="999", call_id="call-b",
                              updated_at=datetime.now(UTC)))
+        session.add(CallHold(id="y" * 32, node="node-3", kind=CALLER, key=str(queue_id), call_id="call-dead",
+                             since=0.0, updated_at=datetime.now(UTC) - timedelta(minutes=1)))
         await session.commit()
+    await a.runtime.sync_claims()
+    snapshot = a.runtime.snapshot(tenant_id, queue_id)
+    assert snapshot is not None and snapshot.waiting == 1  # node 2's caller, not the dead node's
     a.runtime.feed(lambda c, now: c.join("call-a", queue_id, now, number="100"))
     a.runtime.unpause(ANNA)
     assert await a.runtime.claim(ANNA, "call-a") is True

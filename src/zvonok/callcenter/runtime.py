@@ -557,8 +557,9 @@ class CallCenterRuntime:
             for queue_id, since in callers:
                 remote.setdefault(queue_id, []).append(since)
             if remote != self._remote_waiting:
+                touched = set(remote) | set(self._remote_waiting)
                 self._remote_waiting = remote
-                self._publish(set(), set(remote) | set(self._remote_waiting))
+                self._publish(set(), touched)
         elsewhere = await self.claims.agents_elsewhere()
         if elsewhere is None:
             return

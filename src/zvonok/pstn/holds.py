@@ -37,7 +37,7 @@ import contextlib
 import os
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -340,13 +340,16 @@ class SharedHolds:
 
     async def _ahead(self, session: AsyncSession, line: Line) -> bool:
         """Another node's caller of the queue ahead of ours (a higher priority, or the same and earlier) whom
-        no agent is offered (no agent row names its call) and whom the agent may take."""
+        no agent is offered (no agent row names its call) and whom the agent may take. A row its node has not
+        refreshed for two refresh periods is not counted: its node is gone (the sweep deletes it later), and
+        its callers with it — our caller must not wait for them."""
         offered = select(CallHold.call_id).where(CallHold.kind == AGENT)
         earlier = (CallHold.priority > line.priority) | (
             (CallHold.priority == line.priority) & (CallHold.since < line.since))
+        alive = datetime.now(UTC) - timedelta(seconds=2 * self.refresh)
         rows = await session.execute(select(CallHold.since).where(
             CallHold.kind == CALLER, CallHold.key == str(line.queue_id), CallHold.node != self.node, earlier,
-            CallHold.call_id.not_in(offered)).order_by(CallHold.since))
+            CallHold.updated_at >= alive, CallHold.call_id.not_in(offered)).order_by(CallHold.since))
         return any(line.may_take(since) for since in rows.scalars() if since is not None)
 
     def mark_agent(self, agent_id: int, call_id: str) -> None:
@@ -386,8 +389,9 @@ class SharedHolds:
 
     async def _callers_elsewhere(self) -> list[tuple[int, float]]:
         async with self.db.session() as session:
+            alive = datetime.now(UTC) - timedelta(seconds=2 * self.refresh)  # (as in _ahead)
             rows = await session.execute(select(CallHold.key, CallHold.since).where(
-                CallHold.kind == CALLER, CallHold.node != self.node))
+                CallHold.kind == CALLER, CallHold.node != self.node, CallHold.updated_at >= alive))
             return [(int(key), float(since or 0.0)) for key, since in rows.tuples()]
 
     def _write(self, hold: str, kind: str, key: str, call_id: str, **extra: Any) -> None:
