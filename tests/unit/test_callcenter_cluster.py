@@ -369,3 +369,35 @@ async def test_round_robin_and_the_agents_call_counts_go_on_across_nodes(
     async with a.db.session() as session:
         row = await session.get(AgentPresence, ANNA)
         assert row is not None and (row.calls, row.offered_queue) == (1, queue_id)
+
+
+async def test_an_agent_finishing_a_call_on_one_node_goes_to_the_other_nodes_longer_waiting_caller(
+        nodes: tuple[Node, Node], company: tuple[int, int]) -> None:
+    a, b = nodes
+    tenant_id, queue_id = company
+    a.runtime.login(tenant_id, ANNA, [queue_id], {})
+    await presence_written(a)
+    await b.hear()
+    # Anna talks to node 1's first caller; node 2's caller, then node 1's second, join meanwhile
+    a.runtime.feed(lambda c, now: c.join("call-a1", queue_id, now, number="100"))
+    assert await a.runtime.claim(ANNA, "call-a1") is True
+    assert a.runtime.feed(lambda c, now: c.offer_answered("call-a1", ANNA, now)) is True
+    b.runtime.feed(lambda c, now: c.join("call-b", queue_id, now, number="200"))
+    a.runtime.feed(lambda c, now: c.join("call-a2", queue_id, now, number="300"))
+    await a.holds.flush()
+    await b.holds.flush()
+    await b.runtime.sync_claims()  # (node 2 had offered her its caller: withdrawn, node 1 has her)
+    anna = b.runtime.center.agents[ANNA]
+    assert anna.held_elsewhere and anna.status is AgentStatus.AVAILABLE and anna.offer is None
+    offered = len(b.offers)
+
+    # the call ends: node 1 offers her its own next caller, but node 2's has waited longer
+    a.runtime.feed(lambda c, now: c.call_ended("call-a1", now, by_agent=False))
+    assert (a.offers[-1].call_id, a.offers[-1].agent_id) == ("call-a2", ANNA)
+    assert await a.runtime.claim(ANNA, "call-a2") is False
+    assert await claims(a.db) == {}  # node 1's claim, kept since the first call, is given up
+    assert a.runtime.center.agents[ANNA].held_elsewhere and "call-a2" in a.runtime.center.waiting
+    await b.hear()  # node 1's word that it let her go: node 2 reads the claims at once
+    assert [(o.call_id, o.agent_id) for o in b.offers[offered:]] == [("call-b", ANNA)]
+    assert await b.runtime.claim(ANNA, "call-b") is True
+    assert await claims(a.db) == {str(ANNA): "node-2"}
