@@ -424,6 +424,74 @@ def test_an_agent_made_available_through_node_1_is_offered_a_queue_call_arriving
     assert _wait_for(lambda: state(0).get("status") == "offline", 15), (state(0), cluster.logs())
 
 
+def test_an_agent_on_an_ordinary_call_through_node_1_is_busy_on_node_2(
+    cluster: Cluster, phones: tuple[Phone, Phone], agent_queue: tuple[int, int]
+) -> None:
+    """Phone A's agent, logged in, calls phone B (an extension call, taken by node 1): node 2, which would
+    offer A its queue calls, shows the agent busy on another call (node 1's ``call_holds`` row for the agent,
+    read by node 2 every 5 s) while the call lasts, and available again after it."""
+    a, b = phones
+    agent, queue_id = agent_queue
+    assert _callcenter(cluster, 0, f"/agents/{agent}/login", {"queue_ids": [queue_id]})["status"] == "available"
+    assert _wait_for(lambda: _agent_state(cluster, 1, agent).get("status") == "available", 15), cluster.logs()
+    assert _agent_state(cluster, 1, agent)["busy_elsewhere"] is False
+    seen: list[dict[str, Any]] = []
+    errors: list[BaseException] = []
+
+    def place() -> None:
+        try:
+            _call(cluster, a, b, hold_ms=14_000)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test's thread
+            errors.append(exc)
+
+    caller = threading.Thread(target=place, daemon=True)
+    caller.start()
+    try:
+        assert _wait_for(lambda: bool(seen.append(_agent_state(cluster, 1, agent)) or seen[-1].get("busy_elsewhere")),
+                         13), (seen[-3:], cluster.logs())
+        assert seen[-1]["status"] == "available"  # logged in and free of queue calls, but on a call
+    finally:
+        caller.join(60)
+    assert not errors, errors
+    assert _wait_for(lambda: _agent_state(cluster, 1, agent).get("busy_elsewhere") is False, 15), (
+        _agent_state(cluster, 1, agent), cluster.logs())
+    _callcenter(cluster, 0, f"/agents/{agent}/logout", {})
+
+
+def test_the_wallboard_of_node_1_shows_a_caller_waiting_on_node_2(
+    cluster: Cluster, phones: tuple[Phone, Phone], agent_queue: tuple[int, int]
+) -> None:
+    """The queue's only agent logged in and paused (through node 1): a caller placed through node 2 waits in
+    the queue there; node 1's wallboard and live view count it (node 2's ``call_holds`` caller row, read
+    every 5 s), and stop counting it when the caller has hung up."""
+    agent, queue_id = agent_queue
+    assert _callcenter(cluster, 0, f"/agents/{agent}/login", {"queue_ids": [queue_id]})["status"] == "available"
+    if not any(r["name"] == "Lunch" for r in _callcenter(cluster, 0, "/reasons")):
+        _callcenter(cluster, 0, "/reasons", {"name": "Lunch"})
+    assert _callcenter(cluster, 0, f"/agents/{agent}/pause", {"reason": "Lunch"})["status"] == "not_ready"
+    assert _wait_for(lambda: _agent_state(cluster, 1, agent).get("status") == "not_ready", 15), cluster.logs()
+
+    def waiting(node: int, view: str) -> int:
+        queues = _callcenter(cluster, node, f"/{view}")["queues"]
+        return int(next(q for q in queues if q["queue_id"] == queue_id)["waiting"])
+
+    caller = NUMBERS[-3]
+    sipp = calls.SippProcess(
+        "call_uac.xml", f"{harness.LOOPBACK}:{cluster.nodes[1].sip_port}", workdir=cluster.workdir,
+        name="queue_waiting", rows=[calls.caller_row(caller, harness.password_for(caller), cluster.domain, "7550")],
+        calls=1, rate=1, timeout=60, auth_uri=f"sip:7550@{cluster.domain}", extra=["-d", "14000"]).start()
+    try:
+        assert _wait_for(lambda: waiting(1, "live") == 1, 15), cluster.logs()  # in node 2's line
+        assert _wait_for(lambda: waiting(0, "wallboard") == 1, 13), cluster.logs()
+        assert waiting(0, "live") == 1
+        result = sipp.wait(timeout=60)
+    finally:
+        sipp.kill()
+    assert (result.successful, result.failed) == (1, 0), result.describe() + cluster.logs()
+    assert _wait_for(lambda: waiting(0, "wallboard") == 0 and waiting(1, "live") == 0, 15), cluster.logs()
+    _callcenter(cluster, 0, f"/agents/{agent}/logout", {})
+
+
 def test_a_trunk_limit_counts_the_calls_of_both_nodes(cluster: Cluster) -> None:
     """The carrier's trunk takes one call at a time (max_calls 1): while a call placed through node 1 is up
     on it, a call placed through node 2 finds no trunk with room (503) though node 2 has no call of its
@@ -532,70 +600,3 @@ def test_with_a_node_killed_calls_go_through_the_other_and_its_registrations_sta
         assert _invites(cluster.nodes[1]) > before
         assert received >= 100, (caller.number, callee.number, received)
 
-
-def test_an_agent_on_an_ordinary_call_through_node_1_is_busy_on_node_2(
-    cluster: Cluster, phones: tuple[Phone, Phone], agent_queue: tuple[int, int]
-) -> None:
-    """Phone A's agent, logged in, calls phone B (an extension call, taken by node 1): node 2, which would
-    offer A its queue calls, shows the agent busy on another call (node 1's ``call_holds`` row for the agent,
-    read by node 2 every 5 s) while the call lasts, and available again after it."""
-    a, b = phones
-    agent, queue_id = agent_queue
-    assert _callcenter(cluster, 0, f"/agents/{agent}/login", {"queue_ids": [queue_id]})["status"] == "available"
-    assert _wait_for(lambda: _agent_state(cluster, 1, agent).get("status") == "available", 15), cluster.logs()
-    assert _agent_state(cluster, 1, agent)["busy_elsewhere"] is False
-    seen: list[dict[str, Any]] = []
-    errors: list[BaseException] = []
-
-    def place() -> None:
-        try:
-            _call(cluster, a, b, hold_ms=14_000)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test's thread
-            errors.append(exc)
-
-    caller = threading.Thread(target=place, daemon=True)
-    caller.start()
-    try:
-        assert _wait_for(lambda: bool(seen.append(_agent_state(cluster, 1, agent)) or seen[-1].get("busy_elsewhere")),
-                         13), (seen[-3:], cluster.logs())
-        assert seen[-1]["status"] == "available"  # logged in and free of queue calls, but on a call
-    finally:
-        caller.join(60)
-    assert not errors, errors
-    assert _wait_for(lambda: _agent_state(cluster, 1, agent).get("busy_elsewhere") is False, 15), (
-        _agent_state(cluster, 1, agent), cluster.logs())
-    _callcenter(cluster, 0, f"/agents/{agent}/logout", {})
-
-
-def test_the_wallboard_of_node_1_shows_a_caller_waiting_on_node_2(
-    cluster: Cluster, phones: tuple[Phone, Phone], agent_queue: tuple[int, int]
-) -> None:
-    """The queue's only agent logged in and paused (through node 1): a caller placed through node 2 waits in
-    the queue there; node 1's wallboard and live view count it (node 2's ``call_holds`` caller row, read
-    every 5 s), and stop counting it when the caller has hung up."""
-    agent, queue_id = agent_queue
-    assert _callcenter(cluster, 0, f"/agents/{agent}/login", {"queue_ids": [queue_id]})["status"] == "available"
-    if not any(r["name"] == "Lunch" for r in _callcenter(cluster, 0, "/reasons")):
-        _callcenter(cluster, 0, "/reasons", {"name": "Lunch"})
-    assert _callcenter(cluster, 0, f"/agents/{agent}/pause", {"reason": "Lunch"})["status"] == "not_ready"
-    assert _wait_for(lambda: _agent_state(cluster, 1, agent).get("status") == "not_ready", 15), cluster.logs()
-
-    def waiting(node: int, view: str) -> int:
-        queues = _callcenter(cluster, node, f"/{view}")["queues"]
-        return int(next(q for q in queues if q["queue_id"] == queue_id)["waiting"])
-
-    caller = NUMBERS[-3]
-    sipp = calls.SippProcess(
-        "call_uac.xml", f"{harness.LOOPBACK}:{cluster.nodes[1].sip_port}", workdir=cluster.workdir,
-        name="queue_waiting", rows=[calls.caller_row(caller, harness.password_for(caller), cluster.domain, "7550")],
-        calls=1, rate=1, timeout=60, auth_uri=f"sip:7550@{cluster.domain}", extra=["-d", "14000"]).start()
-    try:
-        assert _wait_for(lambda: waiting(1, "live") == 1, 15), cluster.logs()  # in node 2's line
-        assert _wait_for(lambda: waiting(0, "wallboard") == 1, 13), cluster.logs()
-        assert waiting(0, "live") == 1
-        result = sipp.wait(timeout=60)
-    finally:
-        sipp.kill()
-    assert (result.successful, result.failed) == (1, 0), result.describe() + cluster.logs()
-    assert _wait_for(lambda: waiting(0, "wallboard") == 0 and waiting(1, "live") == 0, 15), cluster.logs()
-    _callcenter(cluster, 0, f"/agents/{agent}/logout", {})

@@ -39,7 +39,15 @@ center, and two things are shared through the database (docs/cluster.md says why
   when the agent is free of this node's calls (:meth:`CallCenterRuntime._release_claims`); every
   ``sync_every`` seconds a node reads the other nodes' claims and sets ``held_elsewhere`` accordingly, so an
   agent busy on one node shows (and is counted) busy on every node, and is offered again once freed —
-  a killed node's claims, too, once the dead-node sweep has deleted them.
+  a killed node's claims, too, once the dead-node sweep has deleted them. An agent on a non-queue call here
+  (``busy_elsewhere``) has this node's row too (:meth:`AgentClaims.mark_agent`): busy for every node.
+- **the line** — each caller waiting in this node's queues is a ``call_holds`` row (its queue, when it joined,
+  its priority); a claim for a caller is refused (``"ahead"``) while another node has an earlier caller of
+  the queue whom nobody is offered and the agent may take: this node lets the agent go and says so
+  (:class:`~.events.AgentYielded`), that node reads the claims at once and offers it. The other nodes'
+  callers are counted in the queue snapshot (wallboard, live view) as of the last read.
+- **the strategies' memory** — the agent's calls and talk time and its last round-robin offer ride with its
+  presence row; a node takes the larger counts and the latest offer (:meth:`CallCenterRuntime.mirror`).
 """
 
 from __future__ import annotations
