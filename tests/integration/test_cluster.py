@@ -492,6 +492,60 @@ def test_the_wallboard_of_node_1_shows_a_caller_waiting_on_node_2(
     _callcenter(cluster, 0, f"/agents/{agent}/logout", {})
 
 
+def test_the_agent_goes_to_the_caller_who_waited_longest_on_either_node(
+    cluster: Cluster, phones: tuple[Phone, Phone], agent_queue: tuple[int, int]
+) -> None:
+    """The queue's only agent (phone A) paused through node 1; a caller waits on node 2, then one on node 1.
+    The agent made available through node 1: node 1 offers it its own caller first, finds node 2's ahead,
+    lets the agent go; node 2 rings phone A for its caller, who waited longer."""
+    a, _b = phones
+    agent, queue_id = agent_queue
+    assert _callcenter(cluster, 0, f"/agents/{agent}/login", {"queue_ids": [queue_id]})["status"] == "available"
+    if not any(r["name"] == "Lunch" for r in _callcenter(cluster, 0, "/reasons")):
+        _callcenter(cluster, 0, "/reasons", {"name": "Lunch"})
+    assert _callcenter(cluster, 0, f"/agents/{agent}/pause", {"reason": "Lunch"})["status"] == "not_ready"
+    assert _wait_for(lambda: _agent_state(cluster, 1, agent).get("status") == "not_ready", 15), cluster.logs()
+
+    def waiting(node: int) -> int:
+        queues = _callcenter(cluster, node, "/live")["queues"]
+        return int(next(q for q in queues if q["queue_id"] == queue_id)["waiting"])
+
+    def place(node: int, caller: str, name: str, hold_ms: int) -> Any:
+        return calls.SippProcess(
+            "call_uac.xml", f"{harness.LOOPBACK}:{cluster.nodes[node].sip_port}", workdir=cluster.workdir,
+            name=name, rows=[calls.caller_row(caller, harness.password_for(caller), cluster.domain, "7550")],
+            calls=1, rate=1, timeout=90, auth_uri=f"sip:7550@{cluster.domain}", extra=["-d", str(hold_ms)]).start()
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as media:
+        media.bind((harness.LOOPBACK, 0))
+        answering = calls.SippProcess(
+            "cluster_callee.xml", None, workdir=cluster.workdir, name="agent_longest", local_port=a.port,
+            timeout=90, keys={"contact_host": a.contact_host, "rtp_host": harness.LOOPBACK,
+                              "rtp_port": str(media.getsockname()[1])}, extra=["-s", a.number]).start()
+        first = place(1, NUMBERS[-3], "longest_node2", 30_000)
+        second = None
+        try:
+            assert _wait_for(lambda: waiting(1) == 1, 15), cluster.logs()
+            second = place(0, NUMBERS[-4], "longest_node1", 14_000)
+            # both nodes' lines are in the database: each node counts both callers
+            assert _wait_for(lambda: waiting(0) == 2 and waiting(1) == 2, 15), cluster.logs()
+            _callcenter(cluster, 0, f"/agents/{agent}/unpause", {})
+            # node 2 has the agent (its caller joined first); node 1 shows it busy elsewhere
+            assert _wait_for(lambda: _agent_state(cluster, 1, agent).get("status") == "on_call", 20), (
+                _agent_state(cluster, 0, agent), _agent_state(cluster, 1, agent), cluster.logs())
+            state = _agent_state(cluster, 0, agent)
+            assert state["status"] == "available" and state["busy_elsewhere"] is True, state
+            assert answering.wait_for("SuccessfulCall(C)", 1, timeout=40), answering.stats()
+            results = [first.wait(timeout=60), second.wait(timeout=60)]
+        finally:
+            for sipp in (first, second, answering):
+                if sipp is not None:
+                    sipp.kill()
+    for result in results:
+        assert (result.successful, result.failed) == (1, 0), result.describe() + cluster.logs()
+    _callcenter(cluster, 0, f"/agents/{agent}/logout", {})
+
+
 def test_a_trunk_limit_counts_the_calls_of_both_nodes(cluster: Cluster) -> None:
     """The carrier's trunk takes one call at a time (max_calls 1): while a call placed through node 1 is up
     on it, a call placed through node 2 finds no trunk with room (503) though node 2 has no call of its
