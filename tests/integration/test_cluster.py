@@ -280,9 +280,9 @@ def _invites(node: Any) -> float:
     )
 
 
-def _call(cluster: Cluster, caller: Phone, callee: Phone, dialed: str | None = None) -> int:
+def _call(cluster: Cluster, caller: Phone, callee: Phone, dialed: str | None = None, hold_ms: int = 3000) -> int:
     """``caller`` calls ``callee`` (or ``dialed``, which rings ``callee``'s phone) through the edge and plays
-    7 s of audio; the RTP packets that reach the callee's media socket."""
+    audio for ``hold_ms``; the RTP packets that reach the callee's media socket."""
     dialed = dialed or callee.number
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as media:
         media.bind((harness.LOOPBACK, 0))
@@ -318,7 +318,7 @@ def _call(cluster: Cluster, caller: Phone, callee: Phone, dialed: str | None = N
                 rate=1,
                 timeout=40,
                 auth_uri=f"sip:{dialed}@{cluster.domain}",
-                extra=["-d", "3000"],
+                extra=["-d", str(hold_ms)],
             ).start()
             deadline = time.monotonic() + 40
             while (
@@ -376,26 +376,38 @@ def _callcenter(cluster: Cluster, node: int, path: str, body: Any = None, method
                              body=body)
 
 
+@pytest.fixture(scope="module")
+def agent_queue(cluster: Cluster, phones: tuple[Phone, Phone]) -> tuple[int, int]:
+    """Phone A's employee, a member of queue 7550 (wrap-up 0): their ids."""
+    a, _b = phones
+    ids = harness.seed_pstn(cluster.workdir.parent / "node1", cluster.seeded.tenant_id,
+                            {"employees": [{"name": f"Agent {a.number}", "extension": a.number}]},
+                            database_url=cluster.nodes[0].database_url)
+    agent = int(ids["employees"][f"Agent {a.number}"])
+    queue = _callcenter(cluster, 0, "/queues", {"name": "Cluster queue", "number": "7550", "wrap_up": 0})
+    _callcenter(cluster, 0, f"/queues/{queue['id']}/members", {"employee_ids": [agent]}, method="PUT")
+    return agent, int(queue["id"])
+
+
+def _agent_state(cluster: Cluster, node: int, agent: int) -> dict[str, Any]:
+    try:
+        return dict(_callcenter(cluster, node, f"/agents/{agent}"))
+    except urllib.error.HTTPError:  # not known there yet
+        return {}
+
+
 def test_an_agent_made_available_through_node_1_is_offered_a_queue_call_arriving_on_node_2(
-    cluster: Cluster, phones: tuple[Phone, Phone]
+    cluster: Cluster, phones: tuple[Phone, Phone], agent_queue: tuple[int, int]
 ) -> None:
     """Phone A (registered through node 1) is an agent, logged in through node 1's API; phone B (its calls
     go to node 2) dials the queue: node 2 knows the agent (agent_presence, through the change feed), claims
     it and rings A along its Path; A answers and hears B."""
     a, b = phones
-    ids = harness.seed_pstn(cluster.workdir.parent / "node1", cluster.seeded.tenant_id,
-                            {"employees": [{"name": f"Agent {a.number}", "extension": a.number}]},
-                            database_url=cluster.nodes[0].database_url)
-    agent = ids["employees"][f"Agent {a.number}"]
-    queue = _callcenter(cluster, 0, "/queues", {"name": "Cluster queue", "number": "7550", "wrap_up": 0})
-    _callcenter(cluster, 0, f"/queues/{queue['id']}/members", {"employee_ids": [agent]}, method="PUT")
-    assert _callcenter(cluster, 0, f"/agents/{agent}/login", {"queue_ids": [queue["id"]]})["status"] == "available"
+    agent, queue_id = agent_queue
+    assert _callcenter(cluster, 0, f"/agents/{agent}/login", {"queue_ids": [queue_id]})["status"] == "available"
 
     def state(node: int) -> dict[str, Any]:
-        try:
-            return dict(_callcenter(cluster, node, f"/agents/{agent}"))
-        except urllib.error.HTTPError:  # not known there yet
-            return {}
+        return _agent_state(cluster, node, agent)
 
     assert _wait_for(lambda: state(1).get("status") == "available", 15), (state(1), cluster.logs())
     before = [_invites(node) for node in cluster.nodes]
@@ -404,10 +416,134 @@ def test_an_agent_made_available_through_node_1_is_offered_a_queue_call_arriving
     assert after[1] > before[1] and after[0] == before[0], (before, after)  # the queue call was node 2's
     assert received >= 50, received  # B's audio reached the agent's phone
     assert _wait_for(lambda: state(1).get("calls") == 1 and state(1).get("status") == "available", 15), state(1)
-    assert state(0)["calls"] == 0  # node 1 offered nothing
+    # node 1 offered nothing (its INVITE counter, above), but counts the agent's call too: the strategies'
+    # memory (fewest calls) is the cluster's
+    assert _wait_for(lambda: state(0).get("calls") == 1, 15), state(0)
     # logged out through node 2: node 1 sees it too
     _callcenter(cluster, 1, f"/agents/{agent}/logout", {})
     assert _wait_for(lambda: state(0).get("status") == "offline", 15), (state(0), cluster.logs())
+
+
+def test_an_agent_on_an_ordinary_call_through_node_1_is_busy_on_node_2(
+    cluster: Cluster, phones: tuple[Phone, Phone], agent_queue: tuple[int, int]
+) -> None:
+    """Phone A's agent, logged in, calls phone B (an extension call, taken by node 1): node 2, which would
+    offer A its queue calls, shows the agent busy on another call (node 1's ``call_holds`` row for the agent,
+    read by node 2 every 5 s) while the call lasts, and available again after it."""
+    a, b = phones
+    agent, queue_id = agent_queue
+    assert _callcenter(cluster, 0, f"/agents/{agent}/login", {"queue_ids": [queue_id]})["status"] == "available"
+    assert _wait_for(lambda: _agent_state(cluster, 1, agent).get("status") == "available", 15), cluster.logs()
+    assert _agent_state(cluster, 1, agent)["busy_elsewhere"] is False
+    seen: list[dict[str, Any]] = []
+    errors: list[BaseException] = []
+
+    def place() -> None:
+        try:
+            _call(cluster, a, b, hold_ms=14_000)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test's thread
+            errors.append(exc)
+
+    caller = threading.Thread(target=place, daemon=True)
+    caller.start()
+    try:
+        assert _wait_for(lambda: bool(seen.append(_agent_state(cluster, 1, agent)) or seen[-1].get("busy_elsewhere")),
+                         13), (seen[-3:], cluster.logs())
+        assert seen[-1]["status"] == "available"  # logged in and free of queue calls, but on a call
+    finally:
+        caller.join(60)
+    assert not errors, errors
+    assert _wait_for(lambda: _agent_state(cluster, 1, agent).get("busy_elsewhere") is False, 15), (
+        _agent_state(cluster, 1, agent), cluster.logs())
+    _callcenter(cluster, 0, f"/agents/{agent}/logout", {})
+
+
+def test_the_wallboard_of_node_1_shows_a_caller_waiting_on_node_2(
+    cluster: Cluster, phones: tuple[Phone, Phone], agent_queue: tuple[int, int]
+) -> None:
+    """The queue's only agent logged in and paused (through node 1): a caller placed through node 2 waits in
+    the queue there; node 1's wallboard and live view count it (node 2's ``call_holds`` caller row, read
+    every 5 s), and stop counting it when the caller has hung up."""
+    agent, queue_id = agent_queue
+    assert _callcenter(cluster, 0, f"/agents/{agent}/login", {"queue_ids": [queue_id]})["status"] == "available"
+    if not any(r["name"] == "Lunch" for r in _callcenter(cluster, 0, "/reasons")):
+        _callcenter(cluster, 0, "/reasons", {"name": "Lunch"})
+    assert _callcenter(cluster, 0, f"/agents/{agent}/pause", {"reason": "Lunch"})["status"] == "not_ready"
+    assert _wait_for(lambda: _agent_state(cluster, 1, agent).get("status") == "not_ready", 15), cluster.logs()
+
+    def waiting(node: int, view: str) -> int:
+        queues = _callcenter(cluster, node, f"/{view}")["queues"]
+        return int(next(q for q in queues if q["queue_id"] == queue_id)["waiting"])
+
+    caller = NUMBERS[-3]
+    sipp = calls.SippProcess(
+        "call_uac.xml", f"{harness.LOOPBACK}:{cluster.nodes[1].sip_port}", workdir=cluster.workdir,
+        name="queue_waiting", rows=[calls.caller_row(caller, harness.password_for(caller), cluster.domain, "7550")],
+        calls=1, rate=1, timeout=60, auth_uri=f"sip:7550@{cluster.domain}", extra=["-d", "14000"]).start()
+    try:
+        assert _wait_for(lambda: waiting(1, "live") == 1, 15), cluster.logs()  # in node 2's line
+        assert _wait_for(lambda: waiting(0, "wallboard") == 1, 13), cluster.logs()
+        assert waiting(0, "live") == 1
+        result = sipp.wait(timeout=60)
+    finally:
+        sipp.kill()
+    assert (result.successful, result.failed) == (1, 0), result.describe() + cluster.logs()
+    assert _wait_for(lambda: waiting(0, "wallboard") == 0 and waiting(1, "live") == 0, 15), cluster.logs()
+    _callcenter(cluster, 0, f"/agents/{agent}/logout", {})
+
+
+def test_the_agent_goes_to_the_caller_who_waited_longest_on_either_node(
+    cluster: Cluster, phones: tuple[Phone, Phone], agent_queue: tuple[int, int]
+) -> None:
+    """The queue's only agent (phone A) paused through node 1; a caller waits on node 2, then one on node 1.
+    The agent made available through node 1: node 1 offers it its own caller first, finds node 2's ahead,
+    lets the agent go; node 2 rings phone A for its caller, who waited longer."""
+    a, _b = phones
+    agent, queue_id = agent_queue
+    assert _callcenter(cluster, 0, f"/agents/{agent}/login", {"queue_ids": [queue_id]})["status"] == "available"
+    if not any(r["name"] == "Lunch" for r in _callcenter(cluster, 0, "/reasons")):
+        _callcenter(cluster, 0, "/reasons", {"name": "Lunch"})
+    assert _callcenter(cluster, 0, f"/agents/{agent}/pause", {"reason": "Lunch"})["status"] == "not_ready"
+    assert _wait_for(lambda: _agent_state(cluster, 1, agent).get("status") == "not_ready", 15), cluster.logs()
+
+    def waiting(node: int) -> int:
+        queues = _callcenter(cluster, node, "/live")["queues"]
+        return int(next(q for q in queues if q["queue_id"] == queue_id)["waiting"])
+
+    def place(node: int, caller: str, name: str, hold_ms: int) -> Any:
+        return calls.SippProcess(
+            "call_uac.xml", f"{harness.LOOPBACK}:{cluster.nodes[node].sip_port}", workdir=cluster.workdir,
+            name=name, rows=[calls.caller_row(caller, harness.password_for(caller), cluster.domain, "7550")],
+            calls=1, rate=1, timeout=90, auth_uri=f"sip:7550@{cluster.domain}", extra=["-d", str(hold_ms)]).start()
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as media:
+        media.bind((harness.LOOPBACK, 0))
+        answering = calls.SippProcess(
+            "cluster_callee.xml", None, workdir=cluster.workdir, name="agent_longest", local_port=a.port,
+            timeout=90, keys={"contact_host": a.contact_host, "rtp_host": harness.LOOPBACK,
+                              "rtp_port": str(media.getsockname()[1])}, extra=["-s", a.number]).start()
+        first = place(1, NUMBERS[-3], "longest_node2", 30_000)
+        second = None
+        try:
+            assert _wait_for(lambda: waiting(1) == 1, 15), cluster.logs()
+            second = place(0, NUMBERS[-4], "longest_node1", 14_000)
+            # both nodes' lines are in the database: each node counts both callers
+            assert _wait_for(lambda: waiting(0) == 2 and waiting(1) == 2, 15), cluster.logs()
+            _callcenter(cluster, 0, f"/agents/{agent}/unpause", {})
+            # node 2 has the agent (its caller joined first); node 1 shows it busy elsewhere
+            assert _wait_for(lambda: _agent_state(cluster, 1, agent).get("status") == "on_call", 20), (
+                _agent_state(cluster, 0, agent), _agent_state(cluster, 1, agent), cluster.logs())
+            state = _agent_state(cluster, 0, agent)
+            assert state["status"] == "available" and state["busy_elsewhere"] is True, state
+            assert answering.wait_for("SuccessfulCall(C)", 1, timeout=40), answering.stats()
+            results = [first.wait(timeout=60), second.wait(timeout=60)]
+        finally:
+            for sipp in (first, second, answering):
+                if sipp is not None:
+                    sipp.kill()
+    for result in results:
+        assert (result.successful, result.failed) == (1, 0), result.describe() + cluster.logs()
+    _callcenter(cluster, 0, f"/agents/{agent}/logout", {})
 
 
 def test_a_trunk_limit_counts_the_calls_of_both_nodes(cluster: Cluster) -> None:
@@ -517,3 +653,4 @@ def test_with_a_node_killed_calls_go_through_the_other_and_its_registrations_sta
         received = _call(cluster, caller, callee)
         assert _invites(cluster.nodes[1]) > before
         assert received >= 100, (caller.number, callee.number, received)
+

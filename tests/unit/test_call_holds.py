@@ -233,7 +233,7 @@ async def test_an_unreachable_store_falls_back_for_trunks_and_refuses_paid_calls
         await node.beat()
         assert node.active(5) == 1
         # a call-center agent: this node's own view decides (the phone rings), nothing is held to release
-        assert await node.claim_agent(7, "c10") is True
+        assert await node.claim_agent(7, "c10") == "taken"
         assert node.agents_claimed() == set() and await node.agents_elsewhere() is None
     finally:
         await down.dispose()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,10 +22,10 @@ from zvonok.callcenter import log as ql
 from zvonok.callcenter.agents import AgentStatus
 from zvonok.callcenter.center import Offer
 from zvonok.callcenter.models import AgentPresence, CallQueue, QueueLogRow
-from zvonok.callcenter.queues import QueueConfig
+from zvonok.callcenter.queues import QueueConfig, Strategy
 from zvonok.callcenter.runtime import CallCenterRuntime
 from zvonok.org.models import Employee, Tenant
-from zvonok.pstn.holds import AGENT, SharedHolds, delete_stale
+from zvonok.pstn.holds import AGENT, CALLER, SharedHolds, delete_stale
 from zvonok.pstn.models import CallHold
 from zvonok.storage.changes import ChangeFeed
 from zvonok.storage.db import Database
@@ -231,3 +231,173 @@ async def test_a_node_that_starts_later_reads_the_logged_in_agents(pg: Database,
     finally:
         await a.runtime.stop()
         await other.dispose()
+
+
+async def test_an_agent_on_an_ordinary_call_on_one_node_is_busy_for_the_other(
+        nodes: tuple[Node, Node], company: tuple[int, int]) -> None:
+    a, b = nodes
+    tenant_id, queue_id = company
+    a.runtime.login(tenant_id, ANNA, [queue_id], {})
+    await presence_written(a)
+    await b.hear()
+    # Anna answers an extension call on node 2 (what the call engine reports there): node 2 marks her
+    b.runtime.feed(lambda c, now: c.set_busy_elsewhere(ANNA, True, now))
+    await b.holds.flush()
+    assert await claims(a.db) == {str(ANNA): "node-2"}
+
+    # node 1's queue call is offered to her before node 1 has read the claims: the claim is refused
+    a.runtime.feed(lambda c, now: c.join("call-a", queue_id, now, number="100"))
+    assert [(o.call_id, o.agent_id) for o in a.offers] == [("call-a", ANNA)]
+    assert await a.runtime.claim(ANNA, "call-a") is False
+    anna = a.runtime.center.agents[ANNA]
+    assert anna.held_elsewhere and anna.status is AgentStatus.AVAILABLE and anna.missed == 0
+    snapshot = a.runtime.snapshot(tenant_id, queue_id)
+    assert snapshot is not None and snapshot.agents == {"busy": 1} and snapshot.waiting == 1
+
+    # her call on node 2 ends: the mark goes, node 1 offers her its caller at its next read
+    b.runtime.feed(lambda c, now: c.set_busy_elsewhere(ANNA, False, now))
+    await b.holds.flush()
+    assert await claims(a.db) == {}
+    await a.runtime.sync_claims()
+    assert a.runtime.center.agents[ANNA].held_elsewhere is False
+    assert (a.offers[-1].call_id, a.offers[-1].agent_id) == ("call-a", ANNA)
+    assert await a.runtime.claim(ANNA, "call-a") is True
+
+
+async def test_the_caller_who_waited_longest_on_any_node_gets_the_next_free_agent(
+        nodes: tuple[Node, Node], company: tuple[int, int]) -> None:
+    a, b = nodes
+    tenant_id, queue_id = company
+    a.runtime.login(tenant_id, ANNA, [queue_id], {})
+    a.runtime.pause(ANNA, "lunch")
+    await presence_written(a)
+    await b.hear()
+    # a caller waits on node 2, then another on node 1; both nodes' lines are in the database
+    b.runtime.feed(lambda c, now: c.join("call-b", queue_id, now, number="200"))
+    a.runtime.feed(lambda c, now: c.join("call-a", queue_id, now, number="100"))
+    await b.holds.flush()
+    await a.holds.flush()
+    assert a.offers == b.offers == []
+
+    # the wallboard of each node counts the other's caller too
+    await a.runtime.sync_claims()
+    await b.runtime.sync_claims()
+    for node in (a, b):
+        snapshot = node.runtime.snapshot(tenant_id, queue_id)
+        assert snapshot is not None and snapshot.waiting == 2 and snapshot.longest_wait > 0
+
+    # Anna is back on node 1: node 1 offers her its own caller, but node 2's waited longer: node 1 lets go
+    a.runtime.unpause(ANNA)
+    assert [(o.call_id, o.agent_id) for o in a.offers] == [("call-a", ANNA)]
+    assert await a.runtime.claim(ANNA, "call-a") is False
+    assert a.runtime.center.agents[ANNA].held_elsewhere and a.runtime.center.agents[ANNA].missed == 0
+    await presence_written(a)
+    await b.hear()  # the unpause, and node 1's word that it let her go
+    assert [(o.call_id, o.agent_id) for o in b.offers] == [("call-b", ANNA)]
+    assert await b.runtime.claim(ANNA, "call-b") is True
+    assert await claims(a.db) == {str(ANNA): "node-2"}
+    assert b.runtime.feed(lambda c, now: c.offer_answered("call-b", ANNA, now)) is True
+    await b.holds.flush()
+
+    # node 1 keeps its caller for her next turn; its wallboard shows node 2's caller gone
+    await a.runtime.sync_claims()
+    anna = a.runtime.center.agents[ANNA]
+    assert anna.held_elsewhere and "call-a" in a.runtime.center.waiting
+    snapshot = a.runtime.snapshot(tenant_id, queue_id)
+    assert snapshot is not None and snapshot.waiting == 1 and snapshot.agents == {"busy": 1}
+    # her call on node 2 ends: node 1's caller is the only one left, she is offered it
+    b.runtime.feed(lambda c, now: c.call_ended("call-b", now, by_agent=False))
+    await b.holds.flush()
+    await a.runtime.sync_claims()
+    assert (a.offers[-1].call_id, a.offers[-1].agent_id) == ("call-a", ANNA)
+    assert await a.runtime.claim(ANNA, "call-a") is True
+
+
+async def test_an_earlier_caller_already_offered_or_of_a_dead_node_does_not_hold_her_back(
+        nodes: tuple[Node, Node], company: tuple[int, int]) -> None:
+    a, b = nodes
+    tenant_id, queue_id = company
+    a.runtime.login(tenant_id, ANNA, [queue_id], {})
+    a.runtime.pause(ANNA, "lunch")
+    await presence_written(a)
+    await b.hear()
+    b.runtime.feed(lambda c, now: c.join("call-b", queue_id, now, number="200"))
+    await b.holds.flush()
+    # node 2's caller is being offered to someone already (an agent row names its call); a caller of a node
+    # killed a minute ago (its row not refreshed since, not swept yet) is not waiting any more
+    async with b.db.session() as session:
+        session.add(CallHold(id="x" * 32, node="node-2", kind=AGENT, key="999", call_id="call-b",
+                             updated_at=datetime.now(UTC)))
+        session.add(CallHold(id="y" * 32, node="node-3", kind=CALLER, key=str(queue_id), call_id="call-dead",
+                             since=0.0, updated_at=datetime.now(UTC) - timedelta(minutes=1)))
+        await session.commit()
+    await a.runtime.sync_claims()
+    snapshot = a.runtime.snapshot(tenant_id, queue_id)
+    assert snapshot is not None and snapshot.waiting == 1  # node 2's caller, not the dead node's
+    a.runtime.feed(lambda c, now: c.join("call-a", queue_id, now, number="100"))
+    a.runtime.unpause(ANNA)
+    assert await a.runtime.claim(ANNA, "call-a") is True
+
+
+async def test_round_robin_and_the_agents_call_counts_go_on_across_nodes(
+        nodes: tuple[Node, Node], company: tuple[int, int]) -> None:
+    a, b = nodes
+    tenant_id, queue_id = company
+    for node in (a, b):
+        config = node.runtime.center.queues[queue_id]
+        node.runtime.center.set_queue(replace(config, strategy=Strategy.ROUND_ROBIN), node.runtime.clock())
+    a.runtime.login(tenant_id, ANNA, [queue_id], {})
+    a.runtime.login(tenant_id, BORIS, [queue_id], {})
+    await presence_written(a)
+    await b.hear()
+    # node 2's caller goes to Anna (round robin starts with the lowest id) and talks to her
+    b.runtime.feed(lambda c, now: c.join("call-b", queue_id, now, number="200"))
+    assert [(o.call_id, o.agent_id) for o in b.offers] == [("call-b", ANNA)]
+    assert await b.runtime.claim(ANNA, "call-b") is True
+    assert b.runtime.feed(lambda c, now: c.offer_answered("call-b", ANNA, now)) is True
+    b.runtime.feed(lambda c, now: c.call_ended("call-b", now, by_agent=False))
+    talked = b.runtime.center.agents[ANNA].talk_time
+    await presence_written(b)
+    await a.hear()
+    await b.holds.flush()
+    await a.runtime.sync_claims()
+    # node 1 knows her call, and its round robin goes on after her: its caller goes to Boris
+    anna = a.runtime.center.agents[ANNA]
+    assert (anna.calls, anna.talk_time) == (1, talked)
+    a.runtime.feed(lambda c, now: c.join("call-a", queue_id, now, number="100"))
+    assert [(o.call_id, o.agent_id) for o in a.offers] == [("call-a", BORIS)]
+    async with a.db.session() as session:
+        row = await session.get(AgentPresence, ANNA)
+        assert row is not None and (row.calls, row.offered_queue) == (1, queue_id)
+
+
+async def test_an_agent_finishing_a_call_on_one_node_goes_to_the_other_nodes_longer_waiting_caller(
+        nodes: tuple[Node, Node], company: tuple[int, int]) -> None:
+    a, b = nodes
+    tenant_id, queue_id = company
+    a.runtime.login(tenant_id, ANNA, [queue_id], {})
+    await presence_written(a)
+    await b.hear()
+    # Anna talks to node 1's first caller; node 2's caller, then node 1's second, join meanwhile
+    a.runtime.feed(lambda c, now: c.join("call-a1", queue_id, now, number="100"))
+    assert await a.runtime.claim(ANNA, "call-a1") is True
+    assert a.runtime.feed(lambda c, now: c.offer_answered("call-a1", ANNA, now)) is True
+    b.runtime.feed(lambda c, now: c.join("call-b", queue_id, now, number="200"))
+    a.runtime.feed(lambda c, now: c.join("call-a2", queue_id, now, number="300"))
+    await a.holds.flush()
+    await b.holds.flush()
+    await b.runtime.sync_claims()  # (node 2 had offered her its caller: withdrawn, node 1 has her)
+    anna = b.runtime.center.agents[ANNA]
+    assert anna.held_elsewhere and anna.status is AgentStatus.AVAILABLE and anna.offer is None
+    offered = len(b.offers)
+
+    # the call ends: node 1 offers her its own next caller, but node 2's has waited longer
+    a.runtime.feed(lambda c, now: c.call_ended("call-a1", now, by_agent=False))
+    assert (a.offers[-1].call_id, a.offers[-1].agent_id) == ("call-a2", ANNA)
+    assert await a.runtime.claim(ANNA, "call-a2") is False
+    assert await claims(a.db) == {}  # node 1's claim, kept since the first call, is given up
+    assert a.runtime.center.agents[ANNA].held_elsewhere and "call-a2" in a.runtime.center.waiting
+    await b.hear()  # node 1's word that it let her go: node 2 reads the claims at once
+    assert [(o.call_id, o.agent_id) for o in b.offers[offered:]] == [("call-b", ANNA)]
+    assert await b.runtime.claim(ANNA, "call-b") is True
+    assert await claims(a.db) == {str(ANNA): "node-2"}

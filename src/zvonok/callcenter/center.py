@@ -693,6 +693,20 @@ class ContactCenter:
         later = [entry.joined_at + rule.after for rule in config.relaxations if entry.joined_at + rule.after > now]
         return min(later) if later and config.requirements else None
 
+    def note_offered(self, queue_id: int, agent_id: int) -> None:
+        """Several nodes: another node offered the queue's call to this agent last (round robin goes on after it)."""
+        self._last_offered[queue_id] = agent_id
+
+    def qualifies(self, agent_id: int, queue_id: int, waited: float) -> bool:
+        """Whether the agent is logged in to the queue and skilled enough for a caller who has waited ``waited``
+        seconds (whatever its status now): several nodes, a caller of another node's line."""
+        agent = self.agents.get(agent_id)
+        config = self.queues.get(queue_id)
+        if agent is None or config is None or queue_id not in agent.queues:
+            return False
+        return all(agent.proficiency(r.skill) >= config.required_level(r, waited) for r in config.requirements
+                   if config.required_level(r, waited) > 0)
+
     def _eligible(self, agent: Agent, config: QueueConfig, waited: float, now: float) -> bool:
         if (agent.status is not _S.AVAILABLE or agent.busy_elsewhere or agent.held_elsewhere
                 or config.id not in agent.queues):

@@ -74,3 +74,15 @@ class AgentPresenceChanged:
     employee_id: int
     node: str
     version: int = 1
+
+
+@register_event
+@dataclass(frozen=True, kw_only=True)
+class AgentYielded:
+    """Several nodes: ``node`` let the agent go because another node's caller of the queue waited longer (a
+    domain event: the other nodes read the claims at once, and the node with that caller offers it)."""
+
+    tenant_id: int
+    employee_id: int
+    node: str
+    version: int = 1

@@ -125,7 +125,8 @@ class AgentPresence(TenantScoped, Base):
     """Several nodes (issue 14): an agent's login and pause as every node must see them — the queues it is
     logged in to and its not-ready reason (None: ready). Written by the node where it changed, announced to
     the others with :class:`~zvonok.callcenter.events.AgentPresenceChanged`, read by a node at its start.
-    Offers, calls and wrap-up are not here: they are the node's that has the agent (``call_holds``)."""
+    Offers, calls and wrap-up are not here: they are the node's that has the agent (``call_holds``); the
+    strategies' counters are (written by the node that completed a call or made a round-robin offer)."""
 
     __tablename__ = "agent_presence"
 
@@ -133,6 +134,12 @@ class AgentPresence(TenantScoped, Base):
     queues: Mapped[list[int]] = mapped_column(JSON, default=list)
     reason: Mapped[str | None] = mapped_column(String(100), nullable=True)
     node: Mapped[str] = mapped_column(String(64))  # who wrote it last
+    # the ring strategies' memory across nodes: queue calls handled and their talk time (fewest-calls,
+    # least-talk-time), the agent's last round-robin offer (its queue and wall-clock time)
+    calls: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    talk_time: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    offered_queue: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    offered_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 CALLBACK_STATES = ("waiting", "dialing", "done", "failed", "cancelled")

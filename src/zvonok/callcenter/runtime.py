@@ -39,7 +39,15 @@ center, and two things are shared through the database (docs/cluster.md says why
   when the agent is free of this node's calls (:meth:`CallCenterRuntime._release_claims`); every
   ``sync_every`` seconds a node reads the other nodes' claims and sets ``held_elsewhere`` accordingly, so an
   agent busy on one node shows (and is counted) busy on every node, and is offered again once freed —
-  a killed node's claims, too, once the dead-node sweep has deleted them.
+  a killed node's claims, too, once the dead-node sweep has deleted them. An agent on a non-queue call here
+  (``busy_elsewhere``) has this node's row too (:meth:`AgentClaims.mark_agent`): busy for every node.
+- **the line** — each caller waiting in this node's queues is a ``call_holds`` row (its queue, when it joined,
+  its priority); a claim for a caller is refused (``"ahead"``) while another node has an earlier caller of
+  the queue whom nobody is offered and the agent may take: this node lets the agent go and says so
+  (:class:`~.events.AgentYielded`), that node reads the claims at once and offers it. The other nodes'
+  callers are counted in the queue snapshot (wallboard, live view) as of the last read.
+- **the strategies' memory** — the agent's calls and talk time and its last round-robin offer ride with its
+  presence row; a node takes the larger counts and the latest offer (:meth:`CallCenterRuntime.mirror`).
 """
 
 from __future__ import annotations
@@ -50,7 +58,8 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol, TypeVar
+from dataclasses import replace
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -59,29 +68,52 @@ from sqlalchemy.exc import IntegrityError
 from zvonok.bus import Bus
 from zvonok.org.events import EntityChanged, TenantDeleted
 from zvonok.org.models import Employee
+from zvonok.pstn.holds import Line
 from zvonok.storage.db import Database, emit
 
 from . import callbacks, service
 from . import log as ql
 from .agents import BUSY, Agent, AgentStatus
-from .center import Action, CallbackChange, CallbackRequest, ContactCenter, QueueSnapshot
-from .events import AgentChanged, AgentPresenceChanged, AgentStateChanged, QueueChanged, QueueStateChanged
+from .center import Action, CallbackChange, CallbackRequest, ContactCenter, Offer, QueueSnapshot
+from .events import (
+    AgentChanged,
+    AgentPresenceChanged,
+    AgentStateChanged,
+    AgentYielded,
+    QueueChanged,
+    QueueStateChanged,
+)
 from .log import QueueLogEntry
 from .models import AgentPresence, QueueLogRow
+from .queues import Strategy
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _AGENT_EVENTS = frozenset({ql.AGENTSTATUS, ql.ADDMEMBER, ql.REMOVEMEMBER, ql.PAUSE, ql.UNPAUSE})
 _PRESENCE_EVENTS = frozenset({ql.ADDMEMBER, ql.REMOVEMEMBER, ql.PAUSE, ql.UNPAUSE})
-Presence = tuple[tuple[int, ...], str | None]  # the queues logged in to, the not-ready reason (None: ready)
+
+
+class Presence(NamedTuple):
+    """What every node knows of an agent (``agent_presence``)."""
+
+    queues: tuple[int, ...] = ()  # the queues logged in to
+    reason: str | None = None  # the not-ready reason (None: ready)
+    calls: int = 0  # queue calls handled, on any node (fewest-calls)
+    talk_time: float = 0.0  # (least-talk-time)
+    offered: tuple[int, float] | None = None  # the last round-robin offer: (queue, wall-clock time)
+
+
+NOBODY = Presence()
 
 
 class AgentClaims(Protocol):
-    """Who has an agent across nodes (:class:`zvonok.pstn.holds.SharedHolds`)."""
+    """Who has an agent, and who waits in which queue, across nodes (:class:`zvonok.pstn.holds.SharedHolds`)."""
 
     node: str
 
-    async def claim_agent(self, agent_id: int, call_id: str) -> bool: ...
+    async def claim_agent(self, agent_id: int, call_id: str, *, line: Line | None = None) -> str: ...
+
+    def mark_agent(self, agent_id: int, call_id: str) -> None: ...
 
     def release_agent(self, agent_id: int) -> None: ...
 
@@ -89,12 +121,27 @@ class AgentClaims(Protocol):
 
     async def agents_elsewhere(self) -> set[int] | None: ...
 
+    def hold_caller(self, queue_id: int, call_id: str, *, priority: int, since: float) -> None: ...
 
-def presence_of(agent: Agent | None) -> Presence:
+    def release_caller(self, call_id: str) -> None: ...
+
+    def callers_held(self) -> set[str]: ...
+
+    async def callers_elsewhere(self) -> list[tuple[int, float]] | None: ...
+
+
+def presence_of(agent: Agent | None, offered: tuple[int, float] | None = None) -> Presence:
     if agent is None or not agent.queues:
-        return ((), None)
+        return NOBODY
     reason = agent.reason if agent.status is AgentStatus.NOT_READY else agent.pause_after
-    return (tuple(sorted(agent.queues)), reason)
+    return Presence(tuple(sorted(agent.queues)), reason, agent.calls, agent.talk_time, offered)
+
+
+def _row_presence(row: AgentPresence | None) -> Presence:
+    if row is None:
+        return NOBODY
+    offered = (row.offered_queue, row.offered_at) if row.offered_queue is not None and row.offered_at else None
+    return Presence(tuple(row.queues), row.reason, row.calls, row.talk_time, offered)
 
 
 class CallCenterRuntime:
@@ -107,10 +154,13 @@ class CallCenterRuntime:
         self.claims = claims  # several nodes: presence and claims shared (see the module notes)
         self.sync_every = sync_every
         self._presence: dict[int, Presence] = {}  # what the nodes know of each agent (written or read)
+        self._offered: dict[int, tuple[int, float]] = {}  # agent -> its last round-robin offer (queue, wall)
+        self._rr_at: dict[int, float] = {}  # queue -> when its round robin's last agent was offered (wall)
         self._dirty: dict[int, tuple[int, Presence]] = {}  # agent -> (tenant, presence) to write
         self._presence_wake: asyncio.Event | None = None
         self._mirroring: int | None = None  # the agent whose other node's presence is being applied
         self._claiming: dict[int, int] = {}  # agent -> claims of this node under way
+        self._remote_waiting: dict[int, list[float]] = {}  # queue -> when the other nodes' callers joined
         self._shared_tasks: list[asyncio.Task[None]] = []
         self.clock = clock
         self.wall = wall
@@ -210,7 +260,7 @@ class CallCenterRuntime:
     def on_event(self, event: object) -> None:
         if self._changes is None:
             return
-        if isinstance(event, AgentPresenceChanged):
+        if isinstance(event, (AgentPresenceChanged, AgentYielded)):
             if self.claims is not None and event.node != self.claims.node:
                 self._changes.put_nowait(event)
             return
@@ -236,10 +286,12 @@ class CallCenterRuntime:
             await self._changes.join()
 
     async def apply_change(self, event: object) -> None:
-        if isinstance(event, AgentPresenceChanged):
+        if isinstance(event, AgentYielded):
+            await self.sync_claims()  # another node let an agent go for one of our callers: offer it now
+        elif isinstance(event, AgentPresenceChanged):
             async with self.db.session() as session:
                 row = await session.get(AgentPresence, event.employee_id)
-                presence = (tuple(row.queues), row.reason) if row is not None else ((), None)
+                presence = _row_presence(row)
             await self.mirror(event.tenant_id, event.employee_id, presence)
         elif isinstance(event, QueueChanged):
             async with self.db.session() as session:
@@ -318,8 +370,8 @@ class CallCenterRuntime:
     async def mirror(self, tenant_id: int, employee_id: int, presence: Presence) -> None:
         """Apply another node's presence of the agent: log in to / out of queues, pause or unpause — inputs
         like the API's, minus the log entries the other node wrote."""
-        queues = {q for q in presence[0] if q in self.center.queues}
-        reason = presence[1]
+        queues = {q for q in presence.queues if q in self.center.queues}
+        reason = presence.reason
         agent = self.center.agents.get(employee_id)
         current = set(agent.queues) if agent is not None else set()
         skills = None
@@ -339,18 +391,34 @@ class CallCenterRuntime:
                 self.feed(lambda c, now: c.logout(employee_id, gone, now))
             agent = self.center.agents.get(employee_id)
             if agent is not None and agent.queues:
-                if reason is not None and presence_of(agent)[1] != reason:
+                if reason is not None and presence_of(agent).reason != reason:
                     self.feed(lambda c, now: c.pause(employee_id, reason, now))
-                elif reason is None and presence_of(agent)[1] is not None:
+                elif reason is None and presence_of(agent).reason is not None:
                     self.feed(lambda c, now: c.unpause(employee_id, now))
+            self._mirror_memory(employee_id, presence)
         finally:
             self._mirroring = None
-        self._presence[employee_id] = presence_of(self.center.agents.get(employee_id))
+        self._presence[employee_id] = presence_of(self.center.agents.get(employee_id), self._offered.get(employee_id))
+
+    def _mirror_memory(self, employee_id: int, presence: Presence) -> None:
+        """The strategies' memory from another node: the agent's calls and talk time (the larger: a row written
+        by a node that had not heard of the agent's last call yet must not count it out), and the queue's
+        round robin's last agent when that node's offer is the queue's latest."""
+        agent = self.center.agents.get(employee_id)
+        if agent is not None:
+            agent.calls = max(agent.calls, presence.calls)
+            agent.talk_time = max(agent.talk_time, presence.talk_time)
+        if presence.offered is not None:
+            queue_id, at = presence.offered
+            if at > self._rr_at.get(queue_id, 0.0) and queue_id in self.center.queues:
+                self._rr_at[queue_id] = at
+                self._offered[employee_id] = presence.offered
+                self.center.note_offered(queue_id, employee_id)
 
     async def _load_presence(self) -> None:
         async with self.db.session() as session:
             rows = (await session.execute(select(AgentPresence))).scalars().all()
-            loaded = [(row.tenant_id, row.employee_id, (tuple(row.queues), row.reason)) for row in rows]
+            loaded = [(row.tenant_id, row.employee_id, _row_presence(row)) for row in rows]
         for tenant_id, employee_id, presence in loaded:
             await self.mirror(tenant_id, employee_id, presence)
 
@@ -360,8 +428,8 @@ class CallCenterRuntime:
             return
         for agent_id in agent_ids:
             tenant_id = self._agent_tenant.get(agent_id)
-            presence = presence_of(self.center.agents.get(agent_id))
-            if tenant_id is None or self._presence.get(agent_id, ((), None)) == presence:
+            presence = presence_of(self.center.agents.get(agent_id), self._offered.get(agent_id))
+            if tenant_id is None or self._presence.get(agent_id, NOBODY) == presence:
                 continue
             self._presence[agent_id] = presence
             self._dirty[agent_id] = (tenant_id, presence)
@@ -385,8 +453,12 @@ class CallCenterRuntime:
             tenant_id, presence = self._dirty.pop(agent_id)
             try:
                 async with self.db.session() as session:
-                    if presence[0]:  # (several nodes run on PostgreSQL: one upsert, whoever wrote last wins)
-                        values = {"queues": list(presence[0]), "reason": presence[1], "node": self.claims.node}
+                    if presence.queues:  # (several nodes run on PostgreSQL: one upsert, whoever wrote last wins)
+                        offered = presence.offered or (None, None)
+                        values = {"queues": list(presence.queues), "reason": presence.reason,
+                                  "node": self.claims.node, "calls": presence.calls,
+                                  "talk_time": presence.talk_time, "offered_queue": offered[0],
+                                  "offered_at": offered[1]}
                         await session.execute(pg_insert(AgentPresence).values(
                             tenant_id=tenant_id, employee_id=agent_id, **values).on_conflict_do_update(
                             index_elements=[AgentPresence.employee_id], set_=values))
@@ -405,36 +477,97 @@ class CallCenterRuntime:
 
     async def claim(self, agent_id: int, call_id: str) -> bool:
         """Take the agent for this node's offer of ``call_id`` before its phone rings: True when the offer is
-        still the agent's and the agent ours; False otherwise (another node has the agent: the offer is
-        withdrawn and the caller offered to someone else)."""
+        still the agent's and the agent ours; False otherwise — another node has the agent, or has a caller of
+        the queue ahead of ours whom nobody is offered (the line's order across the nodes: we let the agent go
+        and tell the others, :class:`~.events.AgentYielded`). The offer is then withdrawn and the caller
+        offered to someone else."""
         if self.claims is None:
             return True
+        line = self._line_of(agent_id, call_id)
         self._claiming[agent_id] = self._claiming.get(agent_id, 0) + 1
         try:
-            won = await self.claims.claim_agent(agent_id, call_id)
+            verdict = await self.claims.claim_agent(agent_id, call_id, line=line)
         finally:
             self._claiming[agent_id] -= 1
             if not self._claiming[agent_id]:
                 del self._claiming[agent_id]
+        won = verdict == "taken"
         agent = self.center.agents.get(agent_id)
         current = agent is not None and agent.status is AgentStatus.RINGING and agent.offer == call_id
         if current and not won:
             self.feed(lambda c, now: c.set_held_elsewhere(agent_id, True, now))
+        if verdict == "ahead":
+            await self._yielded(agent_id)
         self._release_claims()
         return current and won
+
+    def _line_of(self, agent_id: int, call_id: str) -> Line | None:
+        entry = self.center.waiting.get(call_id)
+        if entry is None or entry.callback:
+            return None  # (callback requests are not in the shared line: their own node offers them)
+        center, queue_id = self.center, entry.queue_id
+        wall = self.wall()
+
+        def may_take(since: float) -> bool:
+            return center.qualifies(agent_id, queue_id, wall - since)
+
+        return Line(queue_id=queue_id, priority=entry.priority, since=self.wall_time(entry.joined_at),
+                    may_take=may_take)
+
+    async def _yielded(self, agent_id: int) -> None:
+        """Tell the other nodes at once (the change feed) that we let the agent go: the node whose caller is
+        ahead reads the claims and offers it."""
+        assert self.claims is not None
+        tenant_id = self._agent_tenant.get(agent_id)
+        if tenant_id is None:
+            return
+        try:
+            async with self.db.session() as session:
+                emit(session, AgentYielded(tenant_id=tenant_id, employee_id=agent_id, node=self.claims.node))
+                await session.commit()
+        except Exception:  # noqa: BLE001 - the other nodes see the agent free at their next read of the claims
+            log.exception("call center: telling the other nodes agent %d is free failed", agent_id)
 
     def _release_claims(self) -> None:
         if self.claims is None:
             return
         for agent_id in self.claims.agents_claimed():
             agent = self.center.agents.get(agent_id)
-            if agent_id not in self._claiming and (agent is None or agent.status not in BUSY):
+            if agent_id not in self._claiming and (agent is None or (agent.status not in BUSY
+                                                                     and not agent.busy_elsewhere)):
                 self.claims.release_agent(agent_id)
+
+    def _share(self) -> None:
+        """Several nodes: the agents on a non-queue call here and the callers waiting here, for the others."""
+        assert self.claims is not None
+        claimed = self.claims.agents_claimed()
+        for agent in self.center.agents.values():
+            if agent.busy_elsewhere and agent.id not in claimed:
+                self.claims.mark_agent(agent.id, f"busy:{agent.id}")
+        held = self.claims.callers_held()
+        wall = self.center.wall_offset
+        for call_id, entry in self.center.waiting.items():
+            if not entry.callback and call_id not in held:
+                self.claims.hold_caller(entry.queue_id, call_id, priority=entry.priority,
+                                        since=entry.joined_at + wall)
+        for call_id in held:
+            gone = self.center.waiting.get(call_id)
+            if gone is None or gone.callback:
+                self.claims.release_caller(call_id)
 
     async def sync_claims(self) -> None:
         """Mark the agents other nodes have as ``held_elsewhere``, and clear the others."""
         if self.claims is None:
             return
+        callers = await self.claims.callers_elsewhere()
+        if callers is not None:
+            remote: dict[int, list[float]] = {}
+            for queue_id, since in callers:
+                remote.setdefault(queue_id, []).append(since)
+            if remote != self._remote_waiting:
+                touched = set(remote) | set(self._remote_waiting)
+                self._remote_waiting = remote
+                self._publish(set(), touched)
         elsewhere = await self.claims.agents_elsewhere()
         if elsewhere is None:
             return
@@ -468,7 +601,19 @@ class CallCenterRuntime:
         config = self.center.queues.get(queue_id)
         if config is None or config.tenant_id != tenant_id:
             return None
-        return self.center.snapshot(queue_id, self.clock())
+        return self._snapshot(queue_id)
+
+    def _snapshot(self, queue_id: int) -> QueueSnapshot:
+        """The queue's line and agents; several nodes: the callers waiting on the other nodes too (as of the
+        last read, every ``sync_every`` seconds). The agents are every node's already (an agent another node
+        has counts as busy)."""
+        now = self.clock()
+        snap = self.center.snapshot(queue_id, now)
+        remote = self._remote_waiting.get(queue_id)
+        if not remote:
+            return snap
+        waited = self.wall_time(now) - min(remote)
+        return replace(snap, waiting=snap.waiting + len(remote), longest_wait=max(snap.longest_wait, waited))
 
     def callbacks(self, tenant_id: int, queue_id: int) -> list[CallbackRequest]:
         config = self.center.queues.get(queue_id)
@@ -492,6 +637,8 @@ class CallCenterRuntime:
     # -- outputs -------------------------------------------------------------------------------------
     def _after(self) -> None:
         for action in self.center.take_actions():
+            if self.claims is not None and isinstance(action, Offer):
+                self._note_offer(action)
             for handler in list(self.action_handlers):
                 try:
                     handler(action)
@@ -527,7 +674,16 @@ class CallCenterRuntime:
         if self.claims is not None:
             self._note_presence(agents)
             self._release_claims()
+            self._share()
         self._rearm()
+
+    def _note_offer(self, offer: Offer) -> None:
+        """A round-robin queue's offer: its last agent, for the other nodes (with the agent's presence)."""
+        config = self.center.queues.get(offer.queue_id)
+        if config is not None and config.strategy is Strategy.ROUND_ROBIN:
+            at = self.wall()
+            self._rr_at[offer.queue_id] = at
+            self._offered[offer.agent_id] = (offer.queue_id, at)
 
     @staticmethod
     def _logged_elsewhere(entry: QueueLogEntry) -> bool:
@@ -558,12 +714,11 @@ class CallCenterRuntime:
                 tenant_id=tenant_id, employee_id=agent_id, status=agent.status.value,
                 reason=agent.reason if agent.status is AgentStatus.NOT_READY else None,
                 queues=tuple(sorted(agent.queues)), at=at))
-        now = self.clock()
         for queue_id in sorted(queues):
             config = self.center.queues.get(queue_id)
             if config is None:
                 continue
-            snap = self.center.snapshot(queue_id, now)
+            snap = self._snapshot(queue_id)
             counts = snap.agents
             self.bus.publish(QueueStateChanged(
                 tenant_id=config.tenant_id, queue_id=queue_id, waiting=snap.waiting, callbacks=snap.callbacks,

@@ -16,9 +16,12 @@ remaining budget, and a trunk's ``max_calls`` counts the calls of every node.
   every ``refresh`` seconds, and any node's dead-node sweep deletes rows not refreshed for the
   dead-node interval (:func:`delete_stale`): a killed node's holds go with it, and so does a row whose
   insert committed after the node had given up waiting for it.
-- The call center's agents (:meth:`SharedHolds.claim_agent`): an agent rung for one node's queue call is
-  that node's (a row of ``kind`` "agent") until it is free again; another node's offer of the agent is
-  refused meanwhile. Refreshed and swept like the other holds.
+- The call center's agents (:meth:`SharedHolds.claim_agent`): an agent rung for one node's queue call, or
+  on any other call of the node (:meth:`SharedHolds.mark_agent`), is that node's (a row of ``kind``
+  "agent") until it is free again; another node's offer of the agent is refused meanwhile. The callers
+  waiting in the node's queues are rows too (``kind`` "caller", :meth:`SharedHolds.hold_caller`): a claim
+  for a caller is refused while another node has an earlier caller of the queue whom nobody is offered
+  (the line's order across the nodes). Refreshed and swept like the other holds.
 - Waiting is bounded (``timeout``, 2 s by default) and the failure policy is per limit: a trunk falls back
   to this node's own count (each node enforces the whole limit alone, as before clustering; the carrier's
   own channel limit answers 503 beyond it and the next trunk is tried), a spending decision fails closed
@@ -32,14 +35,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Coroutine, Sequence
-from dataclasses import replace
-from datetime import UTC, datetime
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -61,8 +65,18 @@ T = TypeVar("T")
 DEFAULT_TIMEOUT = 2.0  # seconds a call set-up waits for the shared store at most
 DEFAULT_REFRESH = 5.0  # seconds between refreshes of a node's holds (the CDR heartbeat's pace)
 _LOCK_SPACE = 0x5A56  # first key of pg_advisory_xact_lock(int, int): our locks, apart from others'
-TRUNK, SPEND, AGENT = "trunk", "spend", "agent"
+TRUNK, SPEND, AGENT, CALLER = "trunk", "spend", "agent", "caller"
 _STORE_ERRORS = (TimeoutError, SQLAlchemyError, OSError, ConnectionError)
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """A queue call's place in its queue's line, for :meth:`SharedHolds.claim_agent`."""
+
+    queue_id: int
+    priority: int
+    since: float  # when it joined the line (wall clock, epoch seconds)
+    may_take: Callable[[float], bool]  # whether the agent may take a caller that joined then (its skills)
 
 
 def spend_key(tenant_id: int, level: str, ref_id: int | None) -> str:
@@ -143,6 +157,8 @@ class SharedHolds:
         self._trunks: dict[int, list[str]] = {}  # this node's holds per trunk ("": admitted by the fallback)
         self._spend: dict[str, list[str]] = {}  # call id -> its spending hold rows
         self._agents: dict[int, str] = {}  # call-center agent -> this node's claim row on it
+        self._callers: dict[str, str] = {}  # queue call waiting here -> its caller row
+        self._inserts: list[dict[str, Any]] = []  # rows to write behind the call (agents busy here, callers)
         self._live: set[str] = set()  # the rows this node refreshes (in-flight inserts included)
         self._deletes: list[str] = []
         self._wake = asyncio.Event()
@@ -252,35 +268,137 @@ class SharedHolds:
             return {str(node): int(count) for node, count in rows.tuples()}
 
     # -- agents of the call center (zvonok.callcenter.runtime) ---------------------------------------
-    async def claim_agent(self, agent_id: int, call_id: str) -> bool:
-        """Take the agent for a queue call this node offers: False when another node has it (a row of
-        ``kind`` "agent", ``key`` the agent's id, of another node). The same check-and-insert under the key's
-        advisory lock as a trunk with one channel, except that this node's own row does not count: the agent
-        stays this node's from the offer through the call and its wrap-up (:meth:`release_agent` then),
-        whichever of its calls it is offered next. The store not answering in ``timeout``: this node's own view
-        decides (True, logged and counted), as for a trunk — refusing every queue call while PostgreSQL is away
-        would be the bigger outage, and two offers at once cost a phone that rings for a caller already taken.
+    async def claim_agent(self, agent_id: int, call_id: str, *, line: Line | None = None) -> str:
+        """Take the agent for a queue call this node offers: ``"taken"``; ``"held"`` when another node has it
+        (a row of ``kind`` "agent", ``key`` the agent's id, of another node); ``"ahead"`` when ``line`` (the
+        call's queue, priority and time it joined, and which waits the agent may take) shows another node's
+        caller of that queue ahead of this one whom no agent is offered: this node lets the agent go (its row
+        deleted) for that node to offer it. The check and the insert are one transaction under the key's
+        advisory lock; this node's own row does not count: the agent stays this node's from the offer through
+        the call and its wrap-up (:meth:`release_agent` then), whichever of its calls it is offered next — the
+        row then names the new call, so that the other nodes see the caller offered. The store not answering
+        in ``timeout``: this node's own view decides (``"taken"``, logged and counted), as for a trunk —
+        refusing every queue call while PostgreSQL is away would be the bigger outage, and two offers at once
+        cost a phone that rings for a caller already taken.
         """
-        if agent_id in self._agents:
-            return True
-        hold = os.urandom(16).hex()
-        self._live.add(hold)
+        own = self._agents.get(agent_id)
+        if own is not None and line is None:
+            return "taken"
+        hold = own or os.urandom(16).hex()
+        if own is None:
+            self._live.add(hold)
         try:
-            taken = await self._bounded(self._take(hold, AGENT, str(agent_id), call_id, 1, others_only=True))
+            verdict = await self._bounded(self._claim(hold, agent_id, call_id, line, own is not None))
         except _STORE_ERRORS as exc:
-            self._live.discard(hold)
+            if own is None:
+                self._live.discard(hold)
             metrics.ERRORS.labels("call_holds_agent").inc()
             log.warning("agent claim store unreachable: this node's own view decides", agent=agent_id,
                         call=call_id, error=repr(exc))
-            return True
-        if not taken:
+            return "taken"
+        current = self._agents.get(agent_id)
+        if own is not None:
+            if verdict == "ahead":  # our row was deleted by that transaction
+                self._live.discard(own)
+                if current == own:
+                    del self._agents[agent_id]
+            elif current != own:  # released meanwhile: the row may have been written again
+                self._forget(own)
+            return verdict
+        if verdict != "taken":
             self._live.discard(hold)
-            return False
-        if agent_id in self._agents:  # two claims of this node at once: one row is enough
-            self._forget(hold)
-        else:
+        elif current is None:
             self._agents[agent_id] = hold
-        return True
+        else:  # two claims of this node at once: one row is enough
+            self._forget(hold)
+        return verdict
+
+    async def _claim(self, hold: str, agent_id: int, call_id: str, line: Line | None, own: bool) -> str:
+        key = str(agent_id)
+        async with self.db.session() as session:
+            await self._lock(session, [f"{AGENT}:{key}"])
+            others = (await session.execute(select(func.count()).select_from(CallHold).where(
+                CallHold.kind == AGENT, CallHold.key == key, CallHold.node != self.node))).scalar_one()
+            if others:
+                return "held"
+            if line is not None and await self._ahead(session, line):
+                if own:
+                    await session.execute(delete(CallHold).where(CallHold.id == hold))
+                    await session.commit()
+                return "ahead"
+            if own:
+                await session.execute(pg_insert(CallHold).values(
+                    id=hold, node=self.node, kind=AGENT, key=key, call_id=call_id, amount=ZERO,
+                    updated_at=datetime.now(UTC)).on_conflict_do_update(
+                    index_elements=[CallHold.id], set_={"call_id": call_id}))
+            else:
+                await session.execute(insert(CallHold).values(id=hold, node=self.node, kind=AGENT, key=key,
+                                                              call_id=call_id, amount=ZERO,
+                                                              updated_at=datetime.now(UTC)))
+            await session.commit()
+        return "taken"
+
+    async def _ahead(self, session: AsyncSession, line: Line) -> bool:
+        """Another node's caller of the queue ahead of ours (a higher priority, or the same and earlier) whom
+        no agent is offered (no agent row names its call) and whom the agent may take. A row its node has not
+        refreshed for two refresh periods is not counted: its node is gone (the sweep deletes it later), and
+        its callers with it — our caller must not wait for them."""
+        offered = select(CallHold.call_id).where(CallHold.kind == AGENT)
+        earlier = (CallHold.priority > line.priority) | (
+            (CallHold.priority == line.priority) & (CallHold.since < line.since))
+        alive = datetime.now(UTC) - timedelta(seconds=2 * self.refresh)
+        rows = await session.execute(select(CallHold.since).where(
+            CallHold.kind == CALLER, CallHold.key == str(line.queue_id), CallHold.node != self.node, earlier,
+            CallHold.updated_at >= alive, CallHold.call_id.not_in(offered)).order_by(CallHold.since))
+        return any(line.may_take(since) for since in rows.scalars() if since is not None)
+
+    def mark_agent(self, agent_id: int, call_id: str) -> None:
+        """The agent is on another call of this node (not a queue's): its row says so to the other nodes, which
+        offer it nothing meanwhile (written behind the call, without the check: the agent is busy whatever
+        another node decided; :meth:`release_agent` when the call is over)."""
+        if agent_id in self._agents:
+            return
+        hold = os.urandom(16).hex()
+        self._agents[agent_id] = hold
+        self._write(hold, AGENT, str(agent_id), call_id)
+
+    def hold_caller(self, queue_id: int, call_id: str, *, priority: int, since: float) -> None:
+        """A caller waits in one of this node's queues (``since``: when it joined the line, wall clock)."""
+        if call_id in self._callers:
+            return
+        hold = os.urandom(16).hex()
+        self._callers[call_id] = hold
+        self._write(hold, CALLER, str(queue_id), call_id, priority=priority, since=since)
+
+    def release_caller(self, call_id: str) -> None:
+        hold = self._callers.pop(call_id, None)
+        if hold is not None:
+            self._forget(hold)
+
+    def callers_held(self) -> set[str]:
+        return set(self._callers)
+
+    async def callers_elsewhere(self) -> list[tuple[int, float]] | None:
+        """The callers waiting in the other nodes' queues: (queue id, time joined); None when the store does not
+        answer in ``timeout``."""
+        try:
+            return await self._bounded(self._callers_elsewhere())
+        except _STORE_ERRORS as exc:
+            log.info("queue callers: the shared view is unavailable", error=repr(exc))
+            return None
+
+    async def _callers_elsewhere(self) -> list[tuple[int, float]]:
+        async with self.db.session() as session:
+            alive = datetime.now(UTC) - timedelta(seconds=2 * self.refresh)  # (as in _ahead)
+            rows = await session.execute(select(CallHold.key, CallHold.since).where(
+                CallHold.kind == CALLER, CallHold.node != self.node, CallHold.updated_at >= alive))
+            return [(int(key), float(since or 0.0)) for key, since in rows.tuples()]
+
+    def _write(self, hold: str, kind: str, key: str, call_id: str, **extra: Any) -> None:
+        self._live.add(hold)
+        self._inserts.append({"id": hold, "node": self.node, "kind": kind, "key": key, "call_id": call_id,
+                              "amount": ZERO, **extra})
+        self._wake.set()
 
     def release_agent(self, agent_id: int) -> None:
         """The agent is free of this node's queue calls (no answer, the caller gone, wrap-up over, logged out)."""
@@ -375,6 +493,21 @@ class SharedHolds:
             stopper.cancel()
 
     async def flush(self) -> None:
+        rows, self._inserts = self._inserts, []
+        if rows:
+            try:
+                async with asyncio.timeout(self.timeout * 5):
+                    async with self.db.session() as session:
+                        now = datetime.now(UTC)
+                        await session.execute(pg_insert(CallHold).on_conflict_do_nothing(),
+                                              [{**row, "updated_at": now} for row in rows])
+                        await session.commit()
+            except _STORE_ERRORS as exc:
+                # the other nodes do not see these: an agent busy here may be offered there (its phone
+                # answers busy), a caller here is not counted there; dropped from the refresh
+                metrics.ERRORS.labels("call_holds_write").inc()
+                self._live.difference_update(row["id"] for row in rows)
+                log.warning("writing call holds failed", holds=len(rows), error=repr(exc))
         ids, self._deletes = self._deletes, []
         if not ids:
             return

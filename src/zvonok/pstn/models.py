@@ -20,7 +20,18 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, Numeric, String, UniqueConstraint, text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from zvonok.storage.base import Base, TenantScoped, Timestamped, utcnow
@@ -214,3 +225,5 @@ class CallHold(Base):
     call_id: Mapped[str] = mapped_column(String(128))
     amount: Mapped[Decimal] = mapped_column(Numeric(18, 4), default=Decimal(0))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    since: Mapped[float | None] = mapped_column(Float, nullable=True)
