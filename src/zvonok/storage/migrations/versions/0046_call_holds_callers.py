@@ -2,7 +2,7 @@
 the ring strategies' memory across the nodes (issue 14)
 
 Revision ID: 0046
-Revises: 0042
+Revises: 0045
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0046"
-down_revision = "0042"
+down_revision = "0045"
 branch_labels = None
 depends_on = None
 
