@@ -198,3 +198,25 @@ async def test_ids_out_of_range_in_a_body_are_422(api: Api, make_tenant: Any) ->
     assert r.status_code == 200 and r.json()["office_id"] == office["id"], r.text
     r = await api.client.patch(f"{base}/employees/{emp['id']}", headers=t.headers, json={"office_id": None})
     assert r.status_code == 200 and r.json()["office_id"] is None, r.text
+
+
+async def test_a_nul_character_anywhere_is_422(api: Api, make_tenant: Any) -> None:
+    """PostgreSQL cannot store a NUL in text: an IVR prompt, an office's address or a webhook's URL with one
+    was 201 on SQLite and a 500 on PostgreSQL (found by a hostile tenant admin)."""
+    t = await make_tenant("nul.example")
+    base = f"/api/v1/tenants/{t.id}"
+    for url, body, field in [
+        (f"{base}/ivr-menus", {"name": "Main", "prompt_text": "Hello\x00"}, "prompt_text"),
+        (f"{base}/offices", {"name": "HQ", "address": "Tverskaya 1\x00"}, "address"),
+        (f"{base}/webhooks", {"url": "https://hooks.example.com/a\x00b"}, "url"),
+        (f"{base}/offices", {"name": "HQ", "address\x00": "x"}, "address\x00"),
+    ]:
+        r = await api.client.post(url, headers=t.headers, json=body)
+        assert r.status_code == 422, f"{url} {body}: {r.status_code} {r.text}"
+        assert r.json()["detail"][0]["loc"] == ["body", field], r.text
+    r = await api.client.get(f"{base}/employees", headers=t.headers, params={"q": "An\x00na"})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "q"], r.text
+    assert (await api.client.get(f"{base}/offices", headers=t.headers)).json()["total"] == 0
+    # the same text without it is fine
+    r = await api.client.post(f"{base}/offices", headers=t.headers, json={"name": "HQ", "address": "Tverskaya 1"})
+    assert r.status_code == 201, r.text
