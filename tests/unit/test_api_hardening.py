@@ -132,3 +132,91 @@ async def test_data_directory_and_database_are_private(tmp_path: Path) -> None:
     db = Database(settings.resolved_database_url())
     await db.dispose()
     assert (_mode(old), _mode(old / "zvonok.db")) == (0o700, 0o600)
+
+
+def _id_fields(schema: dict[str, Any], components: dict[str, Any], seen: frozenset[str] = frozenset()) -> list[str]:
+    """The top-level fields of a request body that hold ids (``*_id`` integers, ``*_ids`` lists of them)."""
+    if "$ref" in schema:
+        name = schema["$ref"].split("/")[-1]
+        return [] if name in seen else _id_fields(components[name], components, seen | {name})
+    found = []
+    for field, prop in schema.get("properties", {}).items():
+        kinds = [prop, *prop.get("anyOf", []), *prop.get("allOf", [])]
+        if (field == "id" or field.endswith("_id")) and any(k.get("type") == "integer" for k in kinds):
+            found.append(field)
+        elif field.endswith("_ids") and any(k.get("items", {}).get("type") == "integer" for k in kinds):
+            found.append(field)
+    return found
+
+
+async def test_ids_out_of_range_in_a_body_are_422(api: Api, make_tenant: Any) -> None:
+    """An id beyond the INTEGER columns in a JSON body (an employee's office_id of 2**64) reached the
+    driver as an overflow: a 500 (found by a hostile tenant admin on a live server)."""
+    t = await make_tenant("bodyids.example")
+    base = f"/api/v1/tenants/{t.id}"
+    office = (await api.client.post(f"{base}/offices", headers=t.headers, json={"name": "HQ"})).json()
+    emp = (await api.client.post(f"{base}/employees", headers=t.headers, json={"full_name": "Anna"})).json()
+    ext = (await api.client.post(f"{base}/extensions", headers=t.headers,
+                                 json={"number": "101", "display_name": "Anna"})).json()
+    trunk = (await api.client.post(f"{base}/trunks", headers=t.headers,
+                                   json={"name": "C", "host": "192.0.2.1"})).json()
+    # the objects the fuzzing found, each with a real row behind its URL
+    cases = [
+        ("POST", f"{base}/employees", {"full_name": "B"}, ["office_id", "department_id"]),
+        ("PATCH", f"{base}/employees/{emp['id']}", {}, ["office_id", "department_id"]),
+        ("POST", f"{base}/extensions", {"number": "102", "display_name": "B"}, ["employee_id", "office_id"]),
+        ("PATCH", f"{base}/extensions/{ext['id']}", {}, ["employee_id", "office_id"]),
+        ("POST", f"{base}/trunks", {"name": "D", "host": "192.0.2.2"}, ["buy_tariff_id", "office_id"]),
+        ("PATCH", f"{base}/trunks/{trunk['id']}", {}, ["buy_tariff_id", "office_id"]),
+        ("POST", f"{base}/routes", {"prefix": "7"}, ["trunk_id"]),
+        ("POST", f"{base}/departments", {"name": "Sales", "office_id": office["id"]}, ["parent_id", "office_id"]),
+    ]
+    for method, url, body, fields in cases:
+        for field in fields:
+            for bad in (2**64, -(2**64), 2**40):
+                r = await api.client.request(method, url, headers=t.headers, json={**body, field: bad})
+                assert r.status_code == 422, f"{method} {url} {field}={bad}: {r.status_code} {r.text}"
+                assert field in r.json()["detail"][0]["loc"], r.text
+    # every route whose body names an id: never a 500, whatever the path's ids
+    spec = api.client._transport.app.openapi()
+    components = spec["components"]["schemas"]
+    checked = 0
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            content = op.get("requestBody", {}).get("content", {}).get("application/json")
+            if not content or path.startswith("/api/v1/hooks/"):
+                continue
+            url = re.sub(r"\{\w+\}", "1", path).replace("/tenants/1", f"/tenants/{t.id}", 1)
+            for field in _id_fields(content["schema"], components):
+                value: Any = [2**64] if field.endswith("_ids") else 2**64
+                r = await api.client.request(method.upper(), url, headers=api.admin, json={field: value})
+                assert r.status_code == 422, f"{method.upper()} {url} {field}: {r.status_code} {r.text}"
+                checked += 1
+    assert checked > 20
+    # ordinary ids (and none) still reach the routes
+    r = await api.client.patch(f"{base}/employees/{emp['id']}", headers=t.headers, json={"office_id": office["id"]})
+    assert r.status_code == 200 and r.json()["office_id"] == office["id"], r.text
+    r = await api.client.patch(f"{base}/employees/{emp['id']}", headers=t.headers, json={"office_id": None})
+    assert r.status_code == 200 and r.json()["office_id"] is None, r.text
+
+
+async def test_a_nul_character_anywhere_is_422(api: Api, make_tenant: Any) -> None:
+    """PostgreSQL cannot store a NUL in text: an IVR prompt, an office's address or a webhook's URL with one
+    was 201 on SQLite and a 500 on PostgreSQL (found by a hostile tenant admin)."""
+    t = await make_tenant("nul.example")
+    base = f"/api/v1/tenants/{t.id}"
+    for url, body, field in [
+        (f"{base}/ivr-menus", {"name": "Main", "prompt_text": "Hello\x00"}, "prompt_text"),
+        (f"{base}/offices", {"name": "HQ", "address": "Tverskaya 1\x00"}, "address"),
+        (f"{base}/webhooks", {"url": "https://hooks.example.com/a\x00b"}, "url"),
+        (f"{base}/offices", {"name": "HQ", "address\x00": "x"}, "address\x00"),
+    ]:
+        r = await api.client.post(url, headers=t.headers, json=body)
+        assert r.status_code == 422, f"{url} {body}: {r.status_code} {r.text}"
+        assert r.json()["detail"][0]["loc"] == ["body", field], r.text
+    r = await api.client.get(f"{base}/employees", headers=t.headers, params={"q": "An\x00na"})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "q"], r.text
+    assert (await api.client.get(f"{base}/offices", headers=t.headers)).json()["total"] == 0
+    # the same text without it is fine
+    r = await api.client.post(f"{base}/offices", headers=t.headers, json={"name": "HQ", "address": "Tverskaya 1"})
+    assert r.status_code == 201, r.text

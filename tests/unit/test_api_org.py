@@ -213,6 +213,9 @@ async def test_names_that_become_sip_display_names_refuse_control_characters(api
         assert detail["loc"] == ["body", field] and "control characters" in detail["msg"], detail
     r = await api.client.post(f"{base}/extensions", headers=t.headers, json={"number": "102", "display_name": "B\nX"})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "display_name"]
+    for other in ("Anna\x85X", "Anna\u2028X"):  # a C1 NEL, a Unicode line separator: line breaks elsewhere
+        r = await api.client.patch(f"{base}/employees/{emp['id']}", headers=t.headers, json={"full_name": other})
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "full_name"], r.text
     # quotes and backslashes are fine: they are escaped when written into a message
     r = await api.client.patch(f"{base}/extensions/{ext['id']}", headers=t.headers,
                                json={"display_name": 'Anna "the boss" \\'})

@@ -142,6 +142,14 @@ async def test_login_never_tells_whether_the_account_exists(web: Web, a: Company
     assert "Wrong email or password." in wrong.text and "Wrong email or password." in unknown.text
 
 
+async def test_a_nul_character_in_a_form_is_refused(web: Web, a: Company) -> None:
+    """PostgreSQL cannot hold a NUL in text: a login form's email with one reached the query (a 500 there)."""
+    async with web.client() as client:
+        r = await login(client, a.admin + "\x00", "not the password")
+        assert r.status_code == 422, r.text
+        assert (await login(client, a.admin, PASSWORD)).status_code in (200, 303)
+
+
 async def test_a_next_off_the_site_is_ignored(web: Web, a: Company) -> None:
     async with web.client() as client:
         page = await client.get("/login")

@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 import zvonok
 from zvonok.api import auth
-from zvonok.api.deps import ids_in_range
+from zvonok.api.deps import ids_in_range, no_nul_characters
 from zvonok.api.limits import BodyLimit
 from zvonok.api.login_guard import LoginGuard
 from zvonok.config import Settings
@@ -83,7 +83,7 @@ def create_app(settings: Settings, db: Database, *, routers: Sequence[APIRouter]
         version=zvonok.__version__,
         description="Multi-tenant cloud PBX: companies, offices, departments, employees, extensions.",
         docs_url="/docs",
-        dependencies=[Depends(ids_in_range)],
+        dependencies=[Depends(ids_in_range), Depends(no_nul_characters)],
     )
     app.state.settings = settings
     app.state.db = db

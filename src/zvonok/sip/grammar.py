@@ -18,6 +18,9 @@ TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
 # control characters: CR and LF split a header; the others (NUL, TAB, ESC …) have no place in a name
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+# what configured text may not hold besides: the C1 controls (U+0085 NEL, U+009B CSI …) and the Unicode line
+# and paragraph separators, which logs, terminals, str.splitlines() and JavaScript take for line breaks
+_CONFIGURED_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # what no quoted-string can hold: CR and LF (quoted-pair excludes them, §25.1), NUL (C parsers stop there)
 UNQUOTABLE_RE = re.compile(r"[\x00\r\n]")
 # §25.1 user = 1*( unreserved / escaped / user-unreserved ); unreserved = alphanum / mark
@@ -41,7 +44,7 @@ def is_token(text: str) -> bool:
 
 def check_text(value: str) -> str:
     """Text that becomes a display name (names of people, offices, trunks): no control characters."""
-    if _CONTROL_RE.search(value):
+    if _CONFIGURED_CONTROL_RE.search(value):
         raise ValueError("must not contain control characters (line breaks, tabs, NUL)")
     return value
 
