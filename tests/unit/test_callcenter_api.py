@@ -700,3 +700,29 @@ async def test_callback_requests_listed_and_cancelled_by_supervisors_of_their_qu
     assert r.status_code == 409 and "being called now" in r.text
     await runtime.flush()
     assert [x["state"] for x in (await ok(await api.client.get(url, headers=a.headers)))["items"]] == ["dialing"]
+
+
+async def test_the_desk_keeps_agents_extensions_until_one_of_the_company_changes(
+        api: Api, make_tenant: Any, runtime: CallCenterRuntime) -> None:
+    """Every offer needs the agent's extensions: read once, kept until an extension, employee or the company
+    changes (an event, from this process or another); a change the database never announced is not seen."""
+    from sqlalchemy import update
+
+    from zvonok.callcenter.desk import CenterDesk
+    from zvonok.org.models import Extension
+
+    a = await make_company(api, make_tenant, "desk.example")
+    b = await make_company(api, make_tenant, "desk-b.example")
+    desk = CenterDesk(runtime)
+    assert await desk.agent_extensions(a.id, a.alice) == ["101"]
+    assert await desk.agent_extensions(b.id, b.alice) == ["101"]
+    async with api.db.session() as session:  # behind the API's back: no event, the desk keeps what it read
+        await session.execute(update(Extension).where(Extension.id == a.ext_alice).values(number="109"))
+        await session.commit()
+    assert await desk.agent_extensions(a.id, a.alice) == ["101"]
+    await ok(await api.client.post(f"{a.base}/extensions", headers=a.headers,
+                                   json={"number": "104", "display_name": "Alice 2", "employee_id": a.alice}), 201)
+    assert await desk.agent_extensions(a.id, a.alice) == ["104", "109"]  # read again after the event
+    await ok(await api.client.patch(f"{a.base}/extensions/{a.ext_alice}", headers=a.headers, json={"enabled": False}))
+    assert await desk.agent_extensions(a.id, a.alice) == ["104"]
+    assert await desk.agent_extensions(b.id, b.alice) == ["101"]  # the other company unchanged

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import or_, select
 
+from zvonok.org import events as org_events
 from zvonok.org.models import Extension
 from zvonok.telephony.queue_call import QueueInfo, QueueRef
 
@@ -36,6 +37,18 @@ class CenterDesk:
         self.runtime = runtime
         self.app: QueueCalls | None = None
         self._claims: set[asyncio.Future[None]] = set()  # offers waiting for their agent's claim
+        # each agent's extension numbers, read once and kept until an extension, employee or company of that
+        # tenant changes (in this process or another: the database's listeners get both). Every offer needs
+        # them, and a query queued behind the CDR and queue-log writes on the one database connection was
+        # most of the time from an agent becoming free to its phone ringing.
+        self._extensions: dict[tuple[int, int], list[str]] = {}
+        runtime.db.add_listener(self._on_org_event)
+
+    def _on_org_event(self, event: object) -> None:
+        if isinstance(event, org_events.ExtensionCreated | org_events.ExtensionChanged | org_events.ExtensionDeleted
+                      | org_events.EntityChanged | org_events.TenantChanged | org_events.TenantDeleted):
+            tenant = event.tenant_id
+            self._extensions = {key: numbers for key, numbers in self._extensions.items() if key[0] != tenant}
 
     def attach(self, app: QueueCalls) -> None:
         self.app = app
@@ -99,6 +112,11 @@ class CenterDesk:
         return QueueInfo(config.tenant_id, config.number, config.callback_abroad) if config is not None else None
 
     async def agent_extensions(self, tenant_id: int, agent_id: int) -> list[str]:
+        key = (tenant_id, agent_id)
+        cached = self._extensions.get(key)
+        if cached is not None:
+            return list(cached)
+        generation = self._extensions
         async with self.runtime.db.session() as session:
             rows = await session.execute(
                 select(Extension.number)
@@ -109,7 +127,10 @@ class CenterDesk:
                 )
                 .order_by(Extension.number)
             )
-            return list(rows.scalars())
+            numbers = list(rows.scalars())
+        if self._extensions is generation:  # no change arrived while we read (else the next offer reads again)
+            generation[key] = numbers
+        return list(numbers)
 
     # -- inputs -------------------------------------------------------------------------------------------
     def join(self, call_id: str, queue_id: int, *, number: str) -> bool:
