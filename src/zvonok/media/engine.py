@@ -135,17 +135,29 @@ class _Player:
         self.handle: asyncio.TimerHandle | asyncio.Handle = self.loop.call_soon(self._tick)
 
     def _tick(self) -> None:
-        frame = self.source.read_frame()
-        if frame is None:
-            self.leg.end_play(stopped=False)
-            return
         leg = self.leg
-        if leg.codec is not None and leg.audio_pt is not None:
-            leg.send_own(encode(leg.codec, frame), leg.audio_pt, self.first, self.ssrc, self.seq, self.ts)
+        codec = leg.codec
+        source = self.source
+        payload: bytes | None
+        if codec is not None and isinstance(source, WavSource):  # a file: its payloads are encoded once, shared
+            payload = source.read_payload(codec)
+            if payload is None:
+                leg.end_play(stopped=False)
+                return
+            samples = len(payload)  # G.711: one octet a sample
+        else:
+            frame = source.read_frame()
+            if frame is None:
+                leg.end_play(stopped=False)
+                return
+            samples = frame.size
+            payload = encode(codec, frame) if codec is not None and leg.audio_pt is not None else None
+        if payload is not None and leg.audio_pt is not None:
+            leg.send_own(payload, leg.audio_pt, self.first, self.ssrc, self.seq, self.ts)
             self.first = False
         self.seq = (self.seq + 1) & 0xFFFF
-        self.ts = (self.ts + frame.size) & 0xFFFFFFFF
-        length = frame.size / CLOCK_RATE
+        self.ts = (self.ts + samples) & 0xFFFFFFFF
+        length = samples / CLOCK_RATE
         now = self.loop.time()
         self.stats.frames += 1
         if now - self.deadline > length:

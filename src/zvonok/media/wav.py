@@ -1,4 +1,9 @@
-"""WAV files: 16-bit PCM, written incrementally (recordings) and read whole (prompts, tests).
+"""WAV files: 16-bit PCM, written incrementally (recordings) and read whole (prompts, music, tests).
+
+A file played is read once and shared (:class:`_Track`, by path, size and modification time): every caller
+waiting in a queue plays the same music, each from its own position, and a 10-minute track held once per
+caller was 9.6 MB each. Its G.711 payloads are encoded once per codec too, so a player sends slices of them
+instead of encoding each 20 ms frame (:meth:`WavSource.read_payload`).
 
 The writer batches samples and hands the stdlib :mod:`wave` about a second at a time (each ``writeframes``
 patches the RIFF header, i.e. seeks: doing it per 20 ms frame would mean 50 syscalls a second per
@@ -9,13 +14,15 @@ is complete on disk, directory entry included (the durability rule: a recording 
 from __future__ import annotations
 
 import os
+import threading
 import wave
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from .g711 import CLOCK_RATE, FRAME_SAMPLES, Samples
+from .g711 import CLOCK_RATE, FRAME_SAMPLES, Codec, Samples, encode
 
 _BATCH_SECONDS = 1.0
 
@@ -99,28 +106,83 @@ def read_wav(path: str | os.PathLike[str]) -> tuple[npt.NDArray[np.int16], int]:
     return (data if channels == 1 else data.reshape(-1, channels)), rate
 
 
+class _Track:
+    """One file's samples (8 kHz mono, padded to whole frames) and, once asked for, its payload per codec."""
+
+    __slots__ = ("samples", "_payloads")
+
+    def __init__(self, samples: Samples) -> None:
+        self.samples = samples
+        self._payloads: dict[Codec, bytes] = {}
+
+    def payload(self, codec: Codec) -> bytes:
+        found = self._payloads.get(codec)
+        if found is None:
+            found = self._payloads[codec] = encode(codec, self.samples)
+        return found
+
+
+_TRACKS: OrderedDict[tuple[str, int, int, int], _Track] = OrderedDict()  # (path, size, mtime, frame) -> track
+_TRACKS_LOCK = threading.Lock()  # sources are opened in worker threads
+MAX_TRACKS = 64  # prompts and music files kept decoded (the least recently opened go first)
+
+
+def _load(path: str | os.PathLike[str], frame: int) -> Samples:
+    samples, rate = read_wav(path)
+    if rate != CLOCK_RATE:
+        raise ValueError(f"{path}: {rate} Hz, prompts must be {CLOCK_RATE} Hz (convert them at upload)")
+    if samples.ndim == 2:
+        samples = samples.astype(np.int32).mean(axis=1).astype(np.int16)
+    padded: Samples = np.zeros(-(-samples.size // frame) * frame, dtype=np.int16)
+    padded[: samples.size] = samples
+    padded.flags.writeable = False  # shared by every source of the file
+    return padded
+
+
+def _track(path: str | os.PathLike[str], frame: int) -> _Track:
+    stat = os.stat(path)
+    key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns, frame)
+    with _TRACKS_LOCK:
+        track = _TRACKS.get(key)
+        if track is not None:
+            _TRACKS.move_to_end(key)
+            return track
+    track = _Track(_load(path, frame))  # outside the lock: a long file must not hold up the others
+    with _TRACKS_LOCK:
+        track = _TRACKS.setdefault(key, track)
+        _TRACKS.move_to_end(key)
+        while len(_TRACKS) > MAX_TRACKS:
+            _TRACKS.popitem(last=False)
+    return track
+
+
 class WavSource:
     """A WAV prompt as 20 ms frames for playback: 8 kHz 16-bit, stereo is down-mixed; the last frame is
-    padded with silence; :meth:`read_frame` returns None at the end (or loops when ``loop`` is set)."""
+    padded with silence; :meth:`read_frame` returns None at the end (or loops when ``loop`` is set).
+    Sources of one file share its samples and encoded payloads (module doc); each has its own position."""
 
     def __init__(self, path: str | os.PathLike[str], *, loop: bool = False, frame: int = FRAME_SAMPLES) -> None:
-        samples, rate = read_wav(path)
-        if rate != CLOCK_RATE:
-            raise ValueError(f"{path}: {rate} Hz, prompts must be {CLOCK_RATE} Hz (convert them at upload)")
-        if samples.ndim == 2:
-            samples = samples.astype(np.int32).mean(axis=1).astype(np.int16)
-        padded = -(-samples.size // frame) * frame
-        self._samples: Samples = np.zeros(padded, dtype=np.int16)
-        self._samples[: samples.size] = samples
+        self._track = _track(path, frame)
+        self._samples: Samples = self._track.samples
         self.frame = frame
         self.loop = loop
         self._position = 0
 
-    def read_frame(self) -> Samples | None:
+    def _next(self) -> int | None:
+        """The position of the next frame, advanced past it; None at the end."""
         if self._position >= self._samples.size:
             if not self.loop or self._samples.size == 0:
                 return None
             self._position = 0
-        frame = self._samples[self._position : self._position + self.frame]
+        start = self._position
         self._position += self.frame
-        return frame
+        return start
+
+    def read_frame(self) -> Samples | None:
+        start = self._next()
+        return None if start is None else self._samples[start : start + self.frame]
+
+    def read_payload(self, codec: Codec) -> bytes | None:
+        """The next frame as a G.711 payload (the same bytes as encoding :meth:`read_frame`'s frame)."""
+        start = self._next()
+        return None if start is None else self._track.payload(codec)[start : start + self.frame]
