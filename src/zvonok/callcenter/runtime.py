@@ -42,10 +42,13 @@ center, and two things are shared through the database (docs/cluster.md says why
   a killed node's claims, too, once the dead-node sweep has deleted them. An agent on a non-queue call here
   (``busy_elsewhere``) has this node's row too (:meth:`AgentClaims.mark_agent`): busy for every node.
 - **the line** — each caller waiting in this node's queues is a ``call_holds`` row (its queue, when it joined,
-  its priority); a claim for a caller is refused (``"ahead"``) while another node has an earlier caller of
-  the queue whom nobody is offered and the agent may take: this node lets the agent go and says so
-  (:class:`~.events.AgentYielded`), that node reads the claims at once and offers it. The other nodes'
-  callers are counted in the queue snapshot (wallboard, live view) as of the last read.
+  its priority), and so is each callback request it keeps while the request may be offered (not while it
+  waits for a retry); a claim for a caller or request is refused (``"ahead"``) while another node has one
+  ahead of it in the agent's queues (by queue weight, priority, arrival) whom nobody is offered and the
+  agent may take: this node lets the agent go and says so (:class:`~.events.AgentYielded`), that node
+  reads the claims at once and offers it. The other nodes' callers and requests are counted in the queue
+  snapshot (wallboard, live view) and in the positions announced (``ContactCenter.elsewhere``) as of the
+  last read.
 - **the strategies' memory** — the agent's calls and talk time and its last round-robin offer ride with its
   presence row; a node takes the larger counts and the latest offer (:meth:`CallCenterRuntime.mirror`).
 """

@@ -19,9 +19,11 @@ remaining budget, and a trunk's ``max_calls`` counts the calls of every node.
 - The call center's agents (:meth:`SharedHolds.claim_agent`): an agent rung for one node's queue call, or
   on any other call of the node (:meth:`SharedHolds.mark_agent`), is that node's (a row of ``kind``
   "agent") until it is free again; another node's offer of the agent is refused meanwhile. The callers
-  waiting in the node's queues are rows too (``kind`` "caller", :meth:`SharedHolds.hold_caller`): a claim
-  for a caller is refused while another node has an earlier caller of the queue whom nobody is offered
-  (the line's order across the nodes). Refreshed and swept like the other holds.
+  waiting in the node's queues are rows too (``kind`` "caller", :meth:`SharedHolds.hold_caller`), and so
+  are the callback requests it may offer (``kind`` "callback"): a claim for a caller is refused while
+  another node has a caller ahead of it in the agent's queues (a heavier queue's, or an earlier or higher
+  priority one of a queue as heavy) whom nobody is offered (the line's order across the nodes).
+  Refreshed and swept like the other holds.
 - Waiting is bounded (``timeout``, 2 s by default) and the failure policy is per limit: a trunk falls back
   to this node's own count (each node enforces the whole limit alone, as before clustering; the carrier's
   own channel limit answers 503 beyond it and the next trunk is tried), a spending decision fails closed
