@@ -4,7 +4,8 @@ An agent logged in, paused or unpaused on one node is so on the other (``agent_p
 real change feed); an agent is offered one queue call at a time across the nodes (its ``call_holds`` claim
 taken before its phone rings: one node wins, the other offers its caller to someone else and shows the
 agent busy); the claim is released when the agent is free again, and a dead node's claim is freed by the
-dead-node sweep."""
+dead-node sweep. The line is one across the nodes: live callers and callback requests, by queue weight,
+priority and arrival, and the positions announced count the other node's callers ahead."""
 
 from __future__ import annotations
 
