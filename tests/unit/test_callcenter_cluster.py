@@ -4,7 +4,8 @@ An agent logged in, paused or unpaused on one node is so on the other (``agent_p
 real change feed); an agent is offered one queue call at a time across the nodes (its ``call_holds`` claim
 taken before its phone rings: one node wins, the other offers its caller to someone else and shows the
 agent busy); the claim is released when the agent is free again, and a dead node's claim is freed by the
-dead-node sweep."""
+dead-node sweep. The line is one across the nodes: live callers and callback requests, by queue weight,
+priority and arrival, and the positions announced count the other node's callers ahead."""
 
 from __future__ import annotations
 
@@ -20,12 +21,12 @@ from sqlalchemy import select
 from conftest import FreshDatabase, MigratedTemplates
 from zvonok.callcenter import log as ql
 from zvonok.callcenter.agents import AgentStatus
-from zvonok.callcenter.center import Offer
+from zvonok.callcenter.center import Announce, Offer
 from zvonok.callcenter.models import AgentPresence, CallQueue, QueueLogRow
 from zvonok.callcenter.queues import QueueConfig, Strategy
 from zvonok.callcenter.runtime import CallCenterRuntime
 from zvonok.org.models import Employee, Tenant
-from zvonok.pstn.holds import AGENT, CALLER, SharedHolds, delete_stale
+from zvonok.pstn.holds import AGENT, CALLBACK, CALLER, SharedHolds, delete_stale
 from zvonok.pstn.models import CallHold
 from zvonok.storage.changes import ChangeFeed
 from zvonok.storage.db import Database
@@ -400,4 +401,131 @@ async def test_an_agent_finishing_a_call_on_one_node_goes_to_the_other_nodes_lon
     await b.hear()  # node 1's word that it let her go: node 2 reads the claims at once
     assert [(o.call_id, o.agent_id) for o in b.offers[offered:]] == [("call-b", ANNA)]
     assert await b.runtime.claim(ANNA, "call-b") is True
+    assert await claims(a.db) == {str(ANNA): "node-2"}
+
+
+async def test_the_announced_position_and_wait_count_the_callers_ahead_on_the_other_node(
+        nodes: tuple[Node, Node], company: tuple[int, int]) -> None:
+    a, b = nodes
+    tenant_id, queue_id = company
+    for node in (a, b):
+        config = node.runtime.center.queues[queue_id]
+        node.runtime.center.set_queue(replace(config, announce_every=30), node.runtime.clock())
+    announced: list[Announce] = []
+    a.runtime.action_handlers.append(lambda x: announced.append(x) if isinstance(x, Announce) else None)
+    a.runtime.login(tenant_id, ANNA, [queue_id], {})
+    await presence_written(a)
+    await b.hear()
+    b.runtime.login(tenant_id, BORIS, [queue_id], {})
+    b.runtime.pause(BORIS, "lunch")  # Anna works the queue (but is on another call), Boris does not
+    await presence_written(b)
+    await a.hear()
+    a.runtime.feed(lambda c, now: c.set_busy_elsewhere(ANNA, True, now))
+    await a.holds.flush()
+    await b.runtime.sync_claims()
+    # node 2's caller joins first, then node 1's; then a VIP on node 2
+    b.runtime.feed(lambda c, now: c.join("call-b1", queue_id, now, number="200"))
+    a.runtime.feed(lambda c, now: c.join("call-a", queue_id, now, number="100"))
+    b.runtime.feed(lambda c, now: c.join("call-vip", queue_id, now, number="300", priority=5))
+    assert a.offers == b.offers == []
+    assert a.runtime.center.position("call-a") == 1  # before node 1 has read the other node's line
+    await b.holds.flush()
+    await a.holds.flush()
+    await a.runtime.sync_claims()
+    await b.runtime.sync_claims()
+    assert a.runtime.center.position("call-a") == 3  # the VIP and node 2's earlier caller are ahead
+    assert [b.runtime.center.position(c) for c in ("call-vip", "call-b1")] == [1, 2]  # node 1's is behind
+
+    a.runtime.feed(lambda c, now: c.handle_timer(now + 31))  # the announcement is due
+    # three calls ahead of its turn, the queue's default handle time (120 s), one agent working
+    assert announced == [Announce(call_id="call-a", position=3, wait_estimate=360)]
+
+    # node 2's callers hang up: node 1's caller is first at its next read
+    b.runtime.feed(lambda c, now: c.caller_left("call-b1", now))
+    b.runtime.feed(lambda c, now: c.caller_left("call-vip", now))
+    await b.holds.flush()
+    await a.runtime.sync_claims()
+    assert a.runtime.center.position("call-a") == 1
+
+
+async def test_a_callback_request_kept_by_one_node_is_offered_before_the_other_nodes_later_caller(
+        nodes: tuple[Node, Node], company: tuple[int, int]) -> None:
+    a, b = nodes
+    tenant_id, queue_id = company
+    a.runtime.login(tenant_id, ANNA, [queue_id], {})
+    a.runtime.pause(ANNA, "lunch")
+    await presence_written(a)
+    await b.hear()
+    # a caller on node 1 asks to be called back; later a caller waits on node 2
+    a.runtime.feed(lambda c, now: c.join("call-a", queue_id, now, number="100"))
+    a.runtime.feed(lambda c, now: c.request_callback("call-a", now, number="+74951234567"))
+    a.runtime.feed(lambda c, now: c.caller_left("call-a", now))  # the live call ends, the request stays
+    b.runtime.feed(lambda c, now: c.join("call-b", queue_id, now, number="200"))
+    await a.holds.flush()
+    await b.holds.flush()
+    async with a.db.session() as session:
+        kinds = (await session.execute(select(CallHold.call_id, CallHold.kind).where(
+            CallHold.kind.in_([CALLER, CALLBACK])))).tuples().all()
+    assert sorted(kinds) == [("call-a", CALLBACK), ("call-b", CALLER)]
+    await a.runtime.sync_claims()
+    await b.runtime.sync_claims()
+    for node in (a, b):  # each node's wallboard counts both: one caller, one callback request
+        snapshot = node.runtime.snapshot(tenant_id, queue_id)
+        assert snapshot is not None and (snapshot.waiting, snapshot.callbacks) == (1, 1)
+    assert b.runtime.center.position("call-b") == 2
+    assert [r.position for r in a.runtime.callbacks(tenant_id, queue_id)] == [1]
+
+    # Anna is back on node 2: node 2 offers her its caller, but node 1's request came first: node 2 lets go
+    b.runtime.unpause(ANNA)
+    assert [(o.call_id, o.agent_id) for o in b.offers] == [("call-b", ANNA)]
+    assert await b.runtime.claim(ANNA, "call-b") is False
+    await presence_written(b)
+    await a.hear()  # the unpause, and node 2's word that it let her go
+    assert [(o.call_id, o.agent_id, o.callback) for o in a.offers] == [("call-a", ANNA, True)]
+    assert await a.runtime.claim(ANNA, "call-a") is True
+    assert a.runtime.feed(lambda c, now: c.offer_answered("call-a", ANNA, now)) is True
+
+    # the customer's line is busy: the request waits for its retry, out of the shared line meanwhile;
+    # node 2's caller gets her at node 2's next read
+    a.runtime.feed(lambda c, now: c.callback_failed("call-a", now, reason="busy"))
+    assert "call-a" in a.runtime.center.waiting and a.runtime.center.agents[ANNA].status is AgentStatus.AVAILABLE
+    await a.holds.flush()
+    assert await claims(a.db) == {}
+    await b.runtime.sync_claims()
+    assert (b.offers[-1].call_id, b.offers[-1].agent_id) == ("call-b", ANNA)
+    assert await b.runtime.claim(ANNA, "call-b") is True
+    snapshot = b.runtime.snapshot(tenant_id, queue_id)
+    assert snapshot is not None and (snapshot.waiting, snapshot.callbacks) == (1, 0)  # (retrying: not counted)
+
+
+async def test_a_heavier_queues_caller_on_the_other_node_gets_the_shared_agent_first(
+        nodes: tuple[Node, Node], company: tuple[int, int]) -> None:
+    a, b = nodes
+    tenant_id, queue_id = company
+    async with a.db.session() as session:
+        vip = CallQueue(tenant_id=tenant_id, name="VIP", number="501", requirements=[], relaxations=[], wrap_up=0)
+        session.add(vip)
+        await session.commit()
+        vip_id = vip.id
+    for node in (a, b):
+        config = node.runtime.center.queues[queue_id]
+        node.runtime.center.set_queue(replace(config, id=vip_id, weight=10), node.runtime.clock())
+    a.runtime.login(tenant_id, ANNA, [queue_id, vip_id], {})
+    a.runtime.pause(ANNA, "lunch")
+    await presence_written(a)
+    await b.hear()
+    assert b.runtime.center.agents[ANNA].queues == {queue_id, vip_id}
+    # node 1's caller of the ordinary queue joins first, node 2's of the heavier queue later
+    a.runtime.feed(lambda c, now: c.join("call-a", queue_id, now, number="100"))
+    b.runtime.feed(lambda c, now: c.join("call-b", vip_id, now, number="200"))
+    await a.holds.flush()
+    await b.holds.flush()
+
+    a.runtime.unpause(ANNA)
+    assert [(o.call_id, o.agent_id) for o in a.offers] == [("call-a", ANNA)]
+    assert await a.runtime.claim(ANNA, "call-a") is False  # the heavier queue's caller is ahead
+    await presence_written(a)
+    await b.hear()
+    assert [(o.call_id, o.agent_id) for o in b.offers] == [("call-b", ANNA)]
+    assert await b.runtime.claim(ANNA, "call-b") is True  # the lighter queue's earlier caller holds none back
     assert await claims(a.db) == {str(ANNA): "node-2"}

@@ -176,6 +176,9 @@ class ContactCenter:
         self.rng = rng or random.Random()
         self.wall_offset = wall_offset  # log entries carry wall-clock time: now + wall_offset
         self._seq = itertools.count()
+        # several nodes: queue -> (priority, joined_at on this clock) of the callers and callback requests in
+        # its line on the other nodes (set by the runtime at each read), counted in the positions announced
+        self.elsewhere: dict[int, list[tuple[int, float]]] = {}
         self._last_offered: dict[int, int] = {}  # queue -> agent offered last (round robin's memory)
         self._handled: dict[int, tuple[float, int]] = {}  # queue -> (talk + wrap-up seconds, calls)
         self._actions: list[Action] = []
@@ -593,11 +596,18 @@ class ContactCenter:
 
     # -- views ---------------------------------------------------------------------------------------
     def position(self, call_id: str) -> int:
-        """1-based place of a waiting caller among its queue's line."""
+        """1-based place of a waiting caller among its queue's line (the other nodes' part of it included)."""
         entry = self._waiting(call_id)
         key = self._order(entry)
-        return 1 + sum(1 for other in self.waiting.values()
-                       if other.queue_id == entry.queue_id and other is not entry and self._order(other) < key)
+        return 1 + self._ahead_elsewhere(entry) + sum(
+            1 for other in self.waiting.values()
+            if other.queue_id == entry.queue_id and other is not entry and self._order(other) < key)
+
+    def _ahead_elsewhere(self, entry: Waiting) -> int:
+        """The callers of the entry's queue ahead of it on the other nodes (a higher priority, or the same and
+        earlier; a tie in time goes to this node's)."""
+        return sum(1 for priority, joined in self.elsewhere.get(entry.queue_id, ())
+                   if priority > entry.priority or (priority == entry.priority and joined < entry.joined_at))
 
     def wait_estimate(self, queue_id: int, position: int) -> int:
         """Seconds a caller at ``position`` may still wait: the calls ahead times the queue's average
@@ -622,7 +632,8 @@ class ContactCenter:
 
     def callbacks(self, queue_id: int, now: float) -> list[CallbackRequest]:
         """The queue's callback requests in line order."""
-        return [CallbackRequest(call_id=e.call_id, queue_id=queue_id, number=e.number, position=place,
+        return [CallbackRequest(call_id=e.call_id, queue_id=queue_id, number=e.number,
+                                position=place + self._ahead_elsewhere(e),
                                 waiting=max(0.0, now - e.joined_at), attempts=e.attempts,
                                 retry_in=max(0.0, e.not_before - now), ringing=bool(e.offered))
                 for place, e in enumerate(self._line(queue_id), 1) if e.callback]

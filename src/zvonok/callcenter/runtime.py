@@ -42,10 +42,13 @@ center, and two things are shared through the database (docs/cluster.md says why
   a killed node's claims, too, once the dead-node sweep has deleted them. An agent on a non-queue call here
   (``busy_elsewhere``) has this node's row too (:meth:`AgentClaims.mark_agent`): busy for every node.
 - **the line** — each caller waiting in this node's queues is a ``call_holds`` row (its queue, when it joined,
-  its priority); a claim for a caller is refused (``"ahead"``) while another node has an earlier caller of
-  the queue whom nobody is offered and the agent may take: this node lets the agent go and says so
-  (:class:`~.events.AgentYielded`), that node reads the claims at once and offers it. The other nodes'
-  callers are counted in the queue snapshot (wallboard, live view) as of the last read.
+  its priority), and so is each callback request it keeps while the request may be offered (not while it
+  waits for a retry); a claim for a caller or request is refused (``"ahead"``) while another node has one
+  ahead of it in the agent's queues (by queue weight, priority, arrival) whom nobody is offered and the
+  agent may take: this node lets the agent go and says so (:class:`~.events.AgentYielded`), that node
+  reads the claims at once and offers it. The other nodes' callers and requests are counted in the queue
+  snapshot (wallboard, live view) and in the positions announced (``ContactCenter.elsewhere``) as of the
+  last read.
 - **the strategies' memory** — the agent's calls and talk time and its last round-robin offer ride with its
   presence row; a node takes the larger counts and the latest offer (:meth:`CallCenterRuntime.mirror`).
 """
@@ -68,7 +71,7 @@ from sqlalchemy.exc import IntegrityError
 from zvonok.bus import Bus
 from zvonok.org.events import EntityChanged, TenantDeleted
 from zvonok.org.models import Employee
-from zvonok.pstn.holds import Line
+from zvonok.pstn.holds import Line, Waiter
 from zvonok.storage.db import Database, emit
 
 from . import callbacks, service
@@ -121,13 +124,14 @@ class AgentClaims(Protocol):
 
     async def agents_elsewhere(self) -> set[int] | None: ...
 
-    def hold_caller(self, queue_id: int, call_id: str, *, priority: int, since: float) -> None: ...
+    def hold_caller(self, queue_id: int, call_id: str, *, priority: int, since: float,
+                    callback: bool = False) -> None: ...
 
     def release_caller(self, call_id: str) -> None: ...
 
     def callers_held(self) -> set[str]: ...
 
-    async def callers_elsewhere(self) -> list[tuple[int, float]] | None: ...
+    async def callers_elsewhere(self) -> list[Waiter] | None: ...
 
 
 def presence_of(agent: Agent | None, offered: tuple[int, float] | None = None) -> Presence:
@@ -160,7 +164,8 @@ class CallCenterRuntime:
         self._presence_wake: asyncio.Event | None = None
         self._mirroring: int | None = None  # the agent whose other node's presence is being applied
         self._claiming: dict[int, int] = {}  # agent -> claims of this node under way
-        self._remote_waiting: dict[int, list[float]] = {}  # queue -> when the other nodes' callers joined
+        self._remote_waiting: dict[int, list[Waiter]] = {}  # queue -> the other nodes' callers and callbacks
+        self._held_as: dict[str, bool] = {}  # call -> shared as a callback request (else as a live caller)
         self._shared_tasks: list[asyncio.Task[None]] = []
         self.clock = clock
         self.wall = wall
@@ -503,16 +508,18 @@ class CallCenterRuntime:
 
     def _line_of(self, agent_id: int, call_id: str) -> Line | None:
         entry = self.center.waiting.get(call_id)
-        if entry is None or entry.callback:
-            return None  # (callback requests are not in the shared line: their own node offers them)
-        center, queue_id = self.center, entry.queue_id
+        agent = self.center.agents.get(agent_id)
+        if entry is None or agent is None:
+            return None
+        center = self.center
         wall = self.wall()
 
-        def may_take(since: float) -> bool:
+        def may_take(queue_id: int, since: float) -> bool:
             return center.qualifies(agent_id, queue_id, wall - since)
 
-        return Line(queue_id=queue_id, priority=entry.priority, since=self.wall_time(entry.joined_at),
-                    may_take=may_take)
+        weights = {q: center.queues[q].weight for q in agent.queues | {entry.queue_id} if q in center.queues}
+        return Line(queue_id=entry.queue_id, priority=entry.priority, since=self.wall_time(entry.joined_at),
+                    may_take=may_take, weights=weights)
 
     async def _yielded(self, agent_id: int) -> None:
         """Tell the other nodes at once (the change feed) that we let the agent go: the node whose caller is
@@ -546,14 +553,20 @@ class CallCenterRuntime:
                 self.claims.mark_agent(agent.id, f"busy:{agent.id}")
         held = self.claims.callers_held()
         wall = self.center.wall_offset
-        for call_id, entry in self.center.waiting.items():
-            if not entry.callback and call_id not in held:
-                self.claims.hold_caller(entry.queue_id, call_id, priority=entry.priority,
-                                        since=entry.joined_at + wall)
+        now = self.clock()
+        # a callback request is in the shared line while it may be offered (not while it waits for a retry)
+        line = {call_id: entry.callback for call_id, entry in self.center.waiting.items()
+                if not entry.callback or entry.not_before <= now}
         for call_id in held:
-            gone = self.center.waiting.get(call_id)
-            if gone is None or gone.callback:
+            if self._held_as.get(call_id) != line.get(call_id):  # gone, retrying, or a callback now
                 self.claims.release_caller(call_id)
+                self._held_as.pop(call_id, None)
+        for call_id, callback in line.items():
+            if call_id not in self._held_as:
+                entry = self.center.waiting[call_id]
+                self.claims.hold_caller(entry.queue_id, call_id, priority=entry.priority,
+                                        since=entry.joined_at + wall, callback=callback)
+                self._held_as[call_id] = callback
 
     async def sync_claims(self) -> None:
         """Mark the agents other nodes have as ``held_elsewhere``, and clear the others."""
@@ -561,12 +574,14 @@ class CallCenterRuntime:
             return
         callers = await self.claims.callers_elsewhere()
         if callers is not None:
-            remote: dict[int, list[float]] = {}
-            for queue_id, since in callers:
-                remote.setdefault(queue_id, []).append(since)
+            remote: dict[int, list[Waiter]] = {}
+            for waiter in sorted(callers):
+                remote.setdefault(waiter.queue_id, []).append(waiter)
             if remote != self._remote_waiting:
                 touched = set(remote) | set(self._remote_waiting)
                 self._remote_waiting = remote
+                wall = self.center.wall_offset
+                self.center.elsewhere = {q: [(w.priority, w.since - wall) for w in ws] for q, ws in remote.items()}
                 self._publish(set(), touched)
         elsewhere = await self.claims.agents_elsewhere()
         if elsewhere is None:
@@ -604,16 +619,19 @@ class CallCenterRuntime:
         return self._snapshot(queue_id)
 
     def _snapshot(self, queue_id: int) -> QueueSnapshot:
-        """The queue's line and agents; several nodes: the callers waiting on the other nodes too (as of the
-        last read, every ``sync_every`` seconds). The agents are every node's already (an agent another node
-        has counts as busy)."""
+        """The queue's line and agents; several nodes: the callers waiting and the callback requests kept on
+        the other nodes too (as of the last read, every ``sync_every`` seconds; a callback request waiting
+        for its retry is not counted there). The agents are every node's already (an agent another node has
+        counts as busy)."""
         now = self.clock()
         snap = self.center.snapshot(queue_id, now)
         remote = self._remote_waiting.get(queue_id)
         if not remote:
             return snap
-        waited = self.wall_time(now) - min(remote)
-        return replace(snap, waiting=snap.waiting + len(remote), longest_wait=max(snap.longest_wait, waited))
+        live = [w.since for w in remote if not w.callback]
+        waited = self.wall_time(now) - min(live) if live else 0.0
+        return replace(snap, waiting=snap.waiting + len(live), callbacks=snap.callbacks + len(remote) - len(live),
+                       longest_wait=max(snap.longest_wait, waited))
 
     def callbacks(self, tenant_id: int, queue_id: int) -> list[CallbackRequest]:
         config = self.center.queues.get(queue_id)

@@ -19,9 +19,11 @@ remaining budget, and a trunk's ``max_calls`` counts the calls of every node.
 - The call center's agents (:meth:`SharedHolds.claim_agent`): an agent rung for one node's queue call, or
   on any other call of the node (:meth:`SharedHolds.mark_agent`), is that node's (a row of ``kind``
   "agent") until it is free again; another node's offer of the agent is refused meanwhile. The callers
-  waiting in the node's queues are rows too (``kind`` "caller", :meth:`SharedHolds.hold_caller`): a claim
-  for a caller is refused while another node has an earlier caller of the queue whom nobody is offered
-  (the line's order across the nodes). Refreshed and swept like the other holds.
+  waiting in the node's queues are rows too (``kind`` "caller", :meth:`SharedHolds.hold_caller`), and so
+  are the callback requests it may offer (``kind`` "callback"): a claim for a caller is refused while
+  another node has a caller ahead of it in the agent's queues (a heavier queue's, or an earlier or higher
+  priority one of a queue as heavy) whom nobody is offered (the line's order across the nodes).
+  Refreshed and swept like the other holds.
 - Waiting is bounded (``timeout``, 2 s by default) and the failure policy is per limit: a trunk falls back
   to this node's own count (each node enforces the whole limit alone, as before clustering; the carrier's
   own channel limit answers 503 beyond it and the next trunk is tried), a spending decision fails closed
@@ -35,14 +37,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy import delete, func, insert, or_, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -65,18 +67,37 @@ T = TypeVar("T")
 DEFAULT_TIMEOUT = 2.0  # seconds a call set-up waits for the shared store at most
 DEFAULT_REFRESH = 5.0  # seconds between refreshes of a node's holds (the CDR heartbeat's pace)
 _LOCK_SPACE = 0x5A56  # first key of pg_advisory_xact_lock(int, int): our locks, apart from others'
-TRUNK, SPEND, AGENT, CALLER = "trunk", "spend", "agent", "caller"
+TRUNK, SPEND, AGENT, CALLER, CALLBACK = "trunk", "spend", "agent", "caller", "callback"
+_LINE = (CALLER, CALLBACK)  # a queue's line: its live callers and its callback requests
 _STORE_ERRORS = (TimeoutError, SQLAlchemyError, OSError, ConnectionError)
 
 
 @dataclass(frozen=True, slots=True)
 class Line:
-    """A queue call's place in its queue's line, for :meth:`SharedHolds.claim_agent`."""
+    """A queue call's place in the line of the agent's queues, for :meth:`SharedHolds.claim_agent`."""
 
     queue_id: int
     priority: int
     since: float  # when it joined the line (wall clock, epoch seconds)
-    may_take: Callable[[float], bool]  # whether the agent may take a caller that joined then (its skills)
+    may_take: Callable[[int, float], bool]  # whether the agent may take a caller of that queue who joined then
+    weights: Mapping[int, int] = field(default_factory=dict)  # the agent's queues (queue_id's too) -> weight
+
+    def ahead(self) -> list[tuple[int, bool]]:
+        """The agent's queues whose callers may be ahead of this one: (queue, only the earlier or higher
+        priority ones: same weight) — a heavier queue's every caller is ahead, a lighter one's none."""
+        mine = self.weights.get(self.queue_id, 0)
+        queues = {**self.weights, self.queue_id: mine}
+        return sorted((q, w == mine) for q, w in queues.items() if w >= mine)
+
+
+class Waiter(NamedTuple):
+    """A caller waiting on another node (or a callback request it may offer), as :meth:`SharedHolds.callers_elsewhere`
+    reads it."""
+
+    queue_id: int
+    since: float  # when it joined the line (wall clock)
+    priority: int
+    callback: bool
 
 
 def spend_key(tenant_id: int, level: str, ref_id: int | None) -> str:
@@ -339,18 +360,20 @@ class SharedHolds:
         return "taken"
 
     async def _ahead(self, session: AsyncSession, line: Line) -> bool:
-        """Another node's caller of the queue ahead of ours (a higher priority, or the same and earlier) whom
-        no agent is offered (no agent row names its call) and whom the agent may take. A row its node has not
-        refreshed for two refresh periods is not counted: its node is gone (the sweep deletes it later), and
-        its callers with it — our caller must not wait for them."""
+        """Another node's caller (or callback request) ahead of ours in the line of the agent's queues — of a
+        heavier queue, or of one as heavy with a higher priority, or the same and earlier — whom no agent is
+        offered (no agent row names its call) and whom the agent may take. A row its node has not refreshed
+        for two refresh periods is not counted: its node is gone (the sweep deletes it later), and its callers
+        with it — our caller must not wait for them."""
         offered = select(CallHold.call_id).where(CallHold.kind == AGENT)
         earlier = (CallHold.priority > line.priority) | (
             (CallHold.priority == line.priority) & (CallHold.since < line.since))
+        queues = [(CallHold.key == str(q)) & earlier if same else CallHold.key == str(q) for q, same in line.ahead()]
         alive = datetime.now(UTC) - timedelta(seconds=2 * self.refresh)
-        rows = await session.execute(select(CallHold.since).where(
-            CallHold.kind == CALLER, CallHold.key == str(line.queue_id), CallHold.node != self.node, earlier,
+        rows = await session.execute(select(CallHold.key, CallHold.since).where(
+            CallHold.kind.in_(_LINE), or_(*queues), CallHold.node != self.node,
             CallHold.updated_at >= alive, CallHold.call_id.not_in(offered)).order_by(CallHold.since))
-        return any(line.may_take(since) for since in rows.scalars() if since is not None)
+        return any(line.may_take(int(key), since) for key, since in rows.tuples() if since is not None)
 
     def mark_agent(self, agent_id: int, call_id: str) -> None:
         """The agent is on another call of this node (not a queue's): its row says so to the other nodes, which
@@ -362,13 +385,15 @@ class SharedHolds:
         self._agents[agent_id] = hold
         self._write(hold, AGENT, str(agent_id), call_id)
 
-    def hold_caller(self, queue_id: int, call_id: str, *, priority: int, since: float) -> None:
-        """A caller waits in one of this node's queues (``since``: when it joined the line, wall clock)."""
+    def hold_caller(self, queue_id: int, call_id: str, *, priority: int, since: float,
+                    callback: bool = False) -> None:
+        """A caller waits in one of this node's queues (``since``: when it joined the line, wall clock), or a
+        callback request this node keeps may be offered (``callback``: a row of ``kind`` "callback")."""
         if call_id in self._callers:
             return
         hold = os.urandom(16).hex()
         self._callers[call_id] = hold
-        self._write(hold, CALLER, str(queue_id), call_id, priority=priority, since=since)
+        self._write(hold, CALLBACK if callback else CALLER, str(queue_id), call_id, priority=priority, since=since)
 
     def release_caller(self, call_id: str) -> None:
         hold = self._callers.pop(call_id, None)
@@ -378,21 +403,22 @@ class SharedHolds:
     def callers_held(self) -> set[str]:
         return set(self._callers)
 
-    async def callers_elsewhere(self) -> list[tuple[int, float]] | None:
-        """The callers waiting in the other nodes' queues: (queue id, time joined); None when the store does not
-        answer in ``timeout``."""
+    async def callers_elsewhere(self) -> list[Waiter] | None:
+        """The callers waiting in the other nodes' queues and the callback requests they may offer; None when
+        the store does not answer in ``timeout``."""
         try:
             return await self._bounded(self._callers_elsewhere())
         except _STORE_ERRORS as exc:
             log.info("queue callers: the shared view is unavailable", error=repr(exc))
             return None
 
-    async def _callers_elsewhere(self) -> list[tuple[int, float]]:
+    async def _callers_elsewhere(self) -> list[Waiter]:
         async with self.db.session() as session:
             alive = datetime.now(UTC) - timedelta(seconds=2 * self.refresh)  # (as in _ahead)
-            rows = await session.execute(select(CallHold.key, CallHold.since).where(
-                CallHold.kind == CALLER, CallHold.node != self.node, CallHold.updated_at >= alive))
-            return [(int(key), float(since or 0.0)) for key, since in rows.tuples()]
+            rows = await session.execute(select(CallHold.key, CallHold.since, CallHold.priority, CallHold.kind).where(
+                CallHold.kind.in_(_LINE), CallHold.node != self.node, CallHold.updated_at >= alive))
+            return [Waiter(int(key), float(since or 0.0), int(priority or 0), kind == CALLBACK)
+                    for key, since, priority, kind in rows.tuples()]
 
     def _write(self, hold: str, kind: str, key: str, call_id: str, **extra: Any) -> None:
         self._live.add(hold)

@@ -208,7 +208,9 @@ class CallHold(Base):
     one of a trunk's channels (``kind`` "trunk", ``key`` the trunk id) or the worst-case cost of the call
     against one spending level (``kind`` "spend", ``key`` "<tenant>:<level>:<ref>", ``amount``); or a
     call-center agent taken by one node for its queue calls (``kind`` "agent", ``key`` the employee id: at
-    most one node's row per agent).
+    most one node's row per agent); or a caller waiting in one of a node's queues (``kind`` "caller") or a
+    callback request a node may offer (``kind`` "callback"): ``key`` the queue id, ``since`` and ``priority``
+    its place in line.
 
     The node that took the hold refreshes ``updated_at`` of the holds it still has every few seconds; a hold
     not refreshed for the dead-node interval (its node was killed, or gave up on it) is deleted by any node's
