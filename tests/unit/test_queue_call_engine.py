@@ -36,6 +36,11 @@ T = TypeVar("T")
 MUSIC = Prompt(path=Path("/music.wav"), loop=True)
 
 
+class NoDatabase:
+    def add_listener(self, listener: Callable[[object], None]) -> None:
+        pass
+
+
 class FakeRuntime:
     """The part of :class:`~zvonok.callcenter.runtime.CallCenterRuntime` the desk uses, without a database:
     the center on the harness's clock, its actions to the handlers, its log kept, one timer."""
@@ -47,6 +52,7 @@ class FakeRuntime:
         self.log: list[QueueLogEntry] = []
         self._timer: asyncio.TimerHandle | None = None
         self.claims = None  # one node: offers ring at once
+        self.db = NoDatabase()  # the desk listens for extension changes; the memory desk reads none
 
     def feed(self, step: Callable[[ContactCenter, float], T]) -> T:
         try:

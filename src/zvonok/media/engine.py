@@ -54,7 +54,7 @@ from .dtmf import DtmfReceiver
 from .dtmf_inband import InbandDtmfDetector
 from .errors import MediaUsageError, PacketError, PortsExhausted
 from .events import DtmfReceived, MediaTimeout, PlaybackFinished
-from .g711 import CLOCK_RATE, Codec, decode, encode, transcode_table
+from .g711 import CLOCK_RATE, FRAME_SAMPLES, Codec, decode, encode, transcode_table
 from .interface import (
     Address,
     DtmfCallback,
@@ -117,12 +117,51 @@ class PlaybackStats:
     late: int = 0
 
 
+class _PlayClock:
+    """One 20 ms timer for every player of an engine (absolute deadlines): each tick sends every player the
+    frames now due. A timer of its own per player was a timer-heap push and pop per packet, and with hundreds
+    of callers waiting to music that overhead was a large share of the loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, stats: PlaybackStats) -> None:
+        self.loop = loop
+        self.stats = stats
+        self.players: dict[_Player, None] = {}  # insertion-ordered set
+        self.deadline = 0.0
+        self.handle: asyncio.TimerHandle | None = None
+
+    def add(self, player: _Player) -> None:
+        self.players[player] = None
+        if self.handle is None:
+            self.deadline = self.loop.time() + FRAME_SAMPLES / CLOCK_RATE
+            self.handle = self.loop.call_at(self.deadline, self._tick)
+
+    def remove(self, player: _Player) -> None:
+        self.players.pop(player, None)
+        if not self.players and self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+
+    def _tick(self) -> None:
+        now = self.loop.time()
+        for player in list(self.players):
+            player.due(now)
+        if not self.players:
+            self.handle = None
+            return
+        self.deadline += FRAME_SAMPLES / CLOCK_RATE
+        if self.deadline < now - MAX_PLAY_LAG:
+            self.deadline = now
+        self.handle = self.loop.call_at(self.deadline, self._tick)
+
+
 class _Player:
-    """Sends one source's frames to a leg's peer every 20 ms (absolute deadlines)."""
+    """Sends one source's frames to a leg's peer, each at its deadline (20 ms apart, absolute): the first at
+    once, the rest from the engine's :class:`_PlayClock`."""
 
     def __init__(self, leg: _Leg, source: FrameSource, on_finished: PlaybackCallback | None, ssrc: int,
-                 stats: PlaybackStats) -> None:
-        self.stats = stats
+                 clock: _PlayClock) -> None:
+        self.stats = clock.stats
+        self.clock = clock
         self.leg = leg
         self.source = source
         self.on_finished = on_finished
@@ -132,9 +171,23 @@ class _Player:
         self.first = True
         self.loop = leg.loop
         self.deadline = self.loop.time()
-        self.handle: asyncio.TimerHandle | asyncio.Handle = self.loop.call_soon(self._tick)
+        self.handle: asyncio.Handle | None = self.loop.call_soon(self._start)
 
-    def _tick(self) -> None:
+    def _start(self) -> None:
+        self.handle = None
+        if self._send(self.loop.time()):
+            self.clock.add(self)
+
+    def due(self, now: float) -> None:
+        """The clock's tick: the frames whose deadline has come (one, unless the loop was held up)."""
+        if self.deadline < now - MAX_PLAY_LAG:
+            self.deadline = now  # a long stall: skip ahead rather than burst
+        while self.deadline <= now + 0.001 and self in self.clock.players:
+            if not self._send(now):
+                return
+
+    def _send(self, now: float) -> bool:
+        """Send the next frame; False when the source ended (the leg's playback is over)."""
         leg = self.leg
         codec = leg.codec
         source = self.source
@@ -143,13 +196,13 @@ class _Player:
             payload = source.read_payload(codec)
             if payload is None:
                 leg.end_play(stopped=False)
-                return
+                return False
             samples = len(payload)  # G.711: one octet a sample
         else:
             frame = source.read_frame()
             if frame is None:
                 leg.end_play(stopped=False)
-                return
+                return False
             samples = frame.size
             payload = encode(codec, frame) if codec is not None and leg.audio_pt is not None else None
         if payload is not None and leg.audio_pt is not None:
@@ -158,17 +211,17 @@ class _Player:
         self.seq = (self.seq + 1) & 0xFFFF
         self.ts = (self.ts + samples) & 0xFFFFFFFF
         length = samples / CLOCK_RATE
-        now = self.loop.time()
         self.stats.frames += 1
         if now - self.deadline > length:
             self.stats.late += 1
         self.deadline += length
-        if self.deadline < now - MAX_PLAY_LAG:
-            self.deadline = now
-        self.handle = self.loop.call_at(self.deadline, self._tick)
+        return True
 
     def cancel(self) -> None:
-        self.handle.cancel()
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+        self.clock.remove(self)
 
 
 class _Leg(asyncio.DatagramProtocol):
@@ -545,6 +598,7 @@ class InProcessMediaEngine:
         self._pool = SocketPool(max_idle=socket_pool, quarantine=socket_quarantine)
         self._deadlines = Deadlines(self._inactivity_due)
         self.playback = PlaybackStats()
+        self._play_clock: _PlayClock | None = None  # one timer for every player (made on the first play)
 
     # --- endpoints ---------------------------------------------------------------------------------
 
@@ -751,7 +805,10 @@ class InProcessMediaEngine:
         else:
             frames = source
         leg.end_play(stopped=True)
-        leg.player = _Player(leg, frames, on_finished, self._ssrc(), self.playback)
+        clock = self._play_clock
+        if clock is None or clock.loop is not leg.loop:
+            clock = self._play_clock = _PlayClock(leg.loop, self.playback)
+        leg.player = _Player(leg, frames, on_finished, self._ssrc(), clock)
 
     async def stop_play(self, endpoint: Endpoint) -> None:
         self._leg(endpoint).end_play(stopped=True)
