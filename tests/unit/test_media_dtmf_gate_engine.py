@@ -9,6 +9,7 @@ import contextlib
 from collections.abc import Iterator
 
 import pytest
+import uvloop
 from test_media_engine import FakePeer, Talker, make_engine, wait_until
 
 from zvonok.media.dtmf import DIGITS, parse_event
@@ -43,7 +44,7 @@ def continuous_stream(packets: list[RtpPacket]) -> Iterator[None]:
     assert all(ts_delta(b.timestamp, a.timestamp) >= 0 for a, b in zip(packets, packets[1:], strict=False))
 
 
-async def test_a_feature_code_is_not_relayed_and_keys_that_only_began_one_are_sent_on() -> None:
+async def gate_scenario() -> None:
     engine = make_engine()
     a = await engine.create_endpoint(1, "call-gate", [Codec.PCMU])
     b = await engine.create_endpoint(1, "call-gate", [Codec.PCMA])
@@ -118,6 +119,15 @@ async def test_a_feature_code_is_not_relayed_and_keys_that_only_began_one_are_se
         peer_a.close()
         peer_b.close()
         await engine.close()
+
+
+async def test_a_feature_code_is_not_relayed_and_keys_that_only_began_one_are_sent_on() -> None:
+    await gate_scenario()
+
+
+def test_the_gate_under_uvloop() -> None:
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(gate_scenario())
 
 
 async def test_released_keys_are_dropped_when_the_peer_is_gone_or_a_prompt_plays() -> None:

@@ -480,7 +480,7 @@ class _Leg(asyncio.DatagramProtocol):
         if gate is None or not gate.pending:
             return
         peer = self.peer
-        if peer is None or self.r_event_pt is None or peer.player is not None:
+        if peer is None or self.r_event_pt is None or peer.player is not None or peer.udptl:
             gate.abandon()  # nobody to send them to, or keys would not be relayed now anyway
             return
         peer.player = sender = _KeySender(peer, gate, secrets.randbits(32))
