@@ -4,7 +4,9 @@ A (741) sends 1000 Hz, B (742) 440 Hz, C (743) 620 Hz. A calls B, holds B with t
 offers sendonly and keeps sending its tone on the held call: a phone's own hold music, which the room must
 not pass on), calls C and presses ``*3`` (RFC 4733) on that second call. Then each hears the other two and
 not itself. A hangs up both calls: B and C stay connected and hear each other only. B hangs up: C gets BYE.
-Each call keeps its own CDR (A→B and A→C, both answered).
+Each call keeps its own CDR (A→B and A→C, both answered). C's phone never receives the code's keys (the
+engine withholds a ``*`` on A's leg until it knows that no code follows), while ``*1`` typed by A before
+it reaches C as two key presses.
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ def test_star_three_joins_a_held_call_and_a_second_one(threeway_server: tuple[An
     a.wait_state(a2, "CONFIRMED")
     c.wait_state(c2, "CONFIRMED")
     time.sleep(1.0)
+    a.dtmf(a2, "*1")  # begins the code but is none: sent on to C once the "1" shows it
+    assert [c.wait_event("dtmf", call=c2)["digit"] for _ in range(2)] == ["*", "1"]
     a.dtmf(a2, "*3")
     joined = time.monotonic() + 1.5  # the keys' own length, the merge, B's re-INVITE to sendrecv
     time.sleep(1.5 + PHASE)
@@ -84,6 +88,10 @@ def test_star_three_joins_a_held_call_and_a_second_one(threeway_server: tuple[An
     b.hangup(b1)
     b.wait_ended(b1)
     c.wait_ended(c2)  # B alone is no conversation: C got BYE
+
+    # C's phone got the "*1" and nothing of the code (its keys would have arrived within the phase)
+    assert [e["digit"] for e in c.history if e.get("event") == "dtmf"] == ["*", "1"]
+    assert not [e for e in b.history if e.get("event") == "dtmf"]
 
     rec_a, rec_b, rec_c = a.recording(a2), b.recording(b1), c.recording(c2)
     # all three: from the join to A's hang-up, each counted back from its own recording's end

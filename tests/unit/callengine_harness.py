@@ -218,6 +218,7 @@ class FakeMedia:
         self.on_finished: dict[str, Callable[[PlaybackFinished], None] | None] = {}
         self.dtmf_callbacks: dict[str, Callable[[DtmfReceived], None] | None] = {}
         self.inband: dict[str, bool] = {}  # in-band key detection, by endpoint
+        self.dtmf_gates: dict[str, tuple[tuple[str, ...], float]] = {}  # endpoint id -> feature codes, timeout
         self._in_flight: dict[str, int] = {}
         self.in_flight_plays = 0
         self.recordings: dict[str, tuple[Recording, float, Any]] = {}
@@ -345,6 +346,9 @@ class FakeMedia:
 
     async def on_dtmf(self, endpoint: Endpoint, callback: Callable[[DtmfReceived], None] | None) -> None:
         self.dtmf_callbacks[endpoint.id] = callback
+
+    async def gate_dtmf(self, endpoint: Endpoint, codes: Sequence[str], timeout: float) -> None:
+        self.dtmf_gates[endpoint.id] = (tuple(codes), timeout)
 
     def dtmf(self, endpoint: Endpoint, digit: str) -> None:
         callback = self.dtmf_callbacks.get(endpoint.id)

@@ -144,3 +144,16 @@ def test_rtcp_sender_and_receiver_report_round_trip() -> None:
 def test_malformed_rtcp_is_rejected(data: bytes) -> None:
     with pytest.raises(PacketError):
         parse_rtcp(data)
+
+
+def test_rewriter_closes_the_gap_of_packets_not_sent_on() -> None:
+    rewriter = SsrcRewriter()
+    assert rewriter.rewrite(1, 65534, 0, now=0.0) == (65534, 0)
+    rewriter.skip(1, 65535)  # a withheld key's packets
+    rewriter.skip(1, 0)
+    assert not rewriter.identity
+    assert rewriter.rewrite(1, 1, 160, now=0.02) == (65535, 160)
+    assert rewriter.rewrite(1, 2, 320, now=0.04) == (0, 320)
+    rewriter.skip(1, 5)  # not the next one (3 and 4 are missing): its gap stays
+    rewriter.skip(2, 3)  # not the current source
+    assert rewriter.rewrite(1, 3, 480, now=0.06) == (1, 480)

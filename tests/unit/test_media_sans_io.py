@@ -10,7 +10,7 @@ import pytest
 import zvonok.media
 
 SANS_IO = ["rtp", "g711", "dtmf", "tones", "wav", "jitter", "stats", "recording", "events", "errors", "interface",
-            "mixer"]
+            "mixer", "dtmf_gate"]
 
 
 @pytest.mark.parametrize("module", SANS_IO)

@@ -94,6 +94,10 @@ class Scene:
 def test_star_three_joins_the_held_call_and_the_second_one_in_one_mix() -> None:
     with Harness() as h:
         s = Scene(h)
+        ids = s.endpoints()
+        # A's keys on the second call are listened to and kept from C (the code's keys are not heard); no
+        # other leg is gated
+        assert h.media.dtmf_gates == {ids["a2"]: (("*3",), 3.0)}
         ids = s.star3()
         mix = s.mix()
         assert set(mix) == set(ids.values())
@@ -120,6 +124,7 @@ def test_without_a_held_call_the_keys_do_nothing() -> None:
         engine_call = call.engine_call
         assert engine_call is not None and engine_call.caller is not None and engine_call.caller.endpoint is not None
         assert h.media.dtmf_callbacks.get(engine_call.caller.endpoint.id) is None  # not even listened for
+        assert not h.media.dtmf_gates  # nor kept from C
         call.bye()
         assert not h.media.mixes and h.media.in_use == 0
 

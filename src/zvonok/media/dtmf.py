@@ -115,7 +115,7 @@ class DtmfReceiver:
 
 
 def event_payloads(
-    digit: str, *, duration_ms: int = 100, volume: int = 10, packet_ms: int = 20, clock_rate: int = 8000,
+    digit: str | int, *, duration_ms: int = 100, volume: int = 10, packet_ms: int = 20, clock_rate: int = 8000,
     end_repeats: int = 3,
 ) -> list[tuple[bool, bytes]]:
     """The packets of one key press as ``(marker, payload)``, one every ``packet_ms``.
@@ -123,9 +123,9 @@ def event_payloads(
     All of them carry the same RTP timestamp (the event's start) and consecutive sequence numbers; the
     first has the marker bit (§2.5.1.3); the last is the end packet, repeated ``end_repeats`` times with
     the final duration (§2.5.1.4). Durations longer than 65535 units are not produced (§2.5.1.3 would
-    need segmentation, never useful for a key press).
+    need segmentation, never useful for a key press). ``digit`` may be an event number (§3.2) instead.
     """
-    code = digit_code(digit)
+    code = digit if isinstance(digit, int) else digit_code(digit)
     step = packet_ms * clock_rate // 1000
     total = min(duration_ms * clock_rate // 1000, 0xFFFF)
     packets: list[tuple[bool, bytes]] = []

@@ -27,6 +27,11 @@ has been quiet long enough, else it is bound fresh in the port range (round robi
 SRTP (:mod:`.srtp`) wraps a leg's socket transport and protocol when ``set_remote`` gives it keys; the
 code above never sees it, and plain legs pay nothing for it.
 
+In-call feature codes (``gate_dtmf``, :mod:`.dtmf_gate`): a gated leg does not relay the telephone-event
+packets of keys that may begin a code; the keys its gate releases (no code followed) a :class:`_KeySender`
+sends to the peer as events of our own, in the peer's ``player`` place meanwhile (as a prompt, it stops the
+relay towards that peer). A packet withheld is skipped in the peer's rewriter: its stream shows no loss.
+
 Pacing (play) uses absolute deadlines with ``loop.call_at``; callbacks to the call engine are scheduled
 with ``loop.call_soon``, so a failing callback can never break the socket's protocol.
 """
@@ -50,7 +55,8 @@ import numpy.typing as npt
 
 from .bridge import MixBridge, MixStats
 from .deadlines import Deadlines
-from .dtmf import DtmfReceiver
+from .dtmf import DtmfReceiver, event_payloads, parse_event
+from .dtmf_gate import DtmfGate, Verdict
 from .dtmf_inband import InbandDtmfDetector
 from .errors import MediaUsageError, PacketError, PortsExhausted
 from .events import DtmfReceived, MediaTimeout, PlaybackFinished
@@ -88,6 +94,8 @@ RECORD_FLUSH_INTERVAL = 0.5
 # its modems' timing is counted in samples, so the tap's stream must be continuous, not bursty
 TAP_FLUSH_INTERVAL = 0.020
 MAX_PLAY_LAG = 0.1  # when the loop stalled longer than this, playback skips ahead instead of bursting
+RELEASED_KEY_MS = 100  # a key a DTMF gate withheld and then released is sent this long (a press's usual length)
+RELEASED_KEY_PAUSE = 3  # and followed by this many 20 ms packet times without packets
 
 _unpack = RTP_HEADER.unpack_from
 _pack_into = RTP_HEADER.pack_into
@@ -224,11 +232,74 @@ class _Player:
         self.clock.remove(self)
 
 
+class _KeySender:
+    """Sends the keys a leg's DTMF gate released to that leg's peer as RFC 4733 events of our own.
+
+    One packet every 20 ms on absolute deadlines (as :class:`_Player`): each key is one event of
+    ``RELEASED_KEY_MS`` with its own timestamp (§2.5.1.2: that of its first packet, which has the marker),
+    its end packet sent three times (§2.5.1.4), then a pause. While it runs it is the peer leg's ``player``,
+    so nothing is relayed to that peer meanwhile (audio and events from two sources interleaved would
+    break the one stream's sequence and the events' timestamps); the relay resumes when the gate has
+    nothing more to send. Stopped by a playback (``end_play``): what was released is then dropped.
+    """
+
+    on_finished: PlaybackCallback | None = None  # a leg's player: ``end_play`` reports nothing for this one
+
+    def __init__(self, leg: _Leg, gate: DtmfGate, ssrc: int) -> None:
+        self.leg = leg  # where the keys go (the gated leg's peer)
+        self.gate = gate
+        self.ssrc = ssrc
+        self.seq = secrets.randbits(16)
+        self.ts = secrets.randbits(32)
+        self.event_ts = self.ts
+        self.packets: list[tuple[bool, bytes]] = []
+        self.pause = 0
+        self.loop = leg.loop
+        self.deadline = self.loop.time()
+        self.handle: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        """Send the first packet now: from here on the gate knows that its keys are being sent."""
+        self._tick()
+
+    def _tick(self) -> None:
+        leg = self.leg
+        if self.pause:
+            self.pause -= 1
+        elif not self.packets:
+            event = self.gate.next_event()
+            if event is None:  # all sent: relaying resumes
+                leg.player = None
+                return
+            self.packets = event_payloads(event, duration_ms=RELEASED_KEY_MS)
+            self.packets.reverse()
+            self.event_ts = self.ts
+        if self.packets:
+            marker, payload = self.packets.pop()
+            if leg.event_pt is not None:
+                leg.send_own(payload, leg.event_pt, marker, self.ssrc, self.seq, self.event_ts)
+            self.seq = (self.seq + 1) & 0xFFFF
+            if not self.packets:
+                self.pause = RELEASED_KEY_PAUSE
+        self.ts = (self.ts + 160) & 0xFFFFFFFF
+        now = self.loop.time()
+        self.deadline += 0.020
+        if self.deadline < now - MAX_PLAY_LAG:
+            self.deadline = now
+        self.handle = self.loop.call_at(self.deadline, self._tick)
+
+    def cancel(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+        self.gate.abandon()
+
+
 class _Leg(asyncio.DatagramProtocol):
     """One endpoint: its RTP socket's protocol and all per-leg media state."""
 
     __slots__ = (
-        "audio_pt", "candidate", "closed", "codec", "dtmf", "endpoint", "event_pt", "inactivity", "inband",
+        "audio_pt", "candidate", "closed", "codec", "dtmf", "endpoint", "event_pt", "gate", "gate_timer",
+        "inactivity", "inband",
         "inactivity_deadline", "inactivity_reported", "inactivity_since", "deadlines", "loop", "mix", "on_dtmf", "peer", "player",
         "r_audio_pt", "r_event_pt", "r_table", "recorders", "rewriter", "rtcp", "rtcp_transport", "sdp_addr",
         "send_addr", "src_addr", "srtp", "stats", "transport", "udptl", "udptl_sink",
@@ -260,7 +331,9 @@ class _Leg(asyncio.DatagramProtocol):
         self.r_event_pt: int | None = None
         self.r_table: bytes | None = None
         self.rewriter = SsrcRewriter()  # the stream we send to our peer
-        self.player: _Player | None = None
+        self.player: _Player | _KeySender | None = None  # what we send to our peer instead of the relay
+        self.gate: DtmfGate | None = None  # withholds received keys that may begin a feature code
+        self.gate_timer: tuple[float, asyncio.TimerHandle] | None = None  # the gate's deadline, armed
         self.recorders: list[tuple[SlotRecorder | ArrivalTap, int]] = []
         self.inactivity: tuple[float, InactivityCallback] | None = None
         self.inactivity_deadline: float | None = None  # when the check is due (its entry in ``deadlines``)
@@ -308,7 +381,13 @@ class _Leg(asyncio.DatagramProtocol):
             self._dtmf(data, ts)
             peer = self.peer
             if peer is not None and peer.player is None and self.r_event_pt is not None:
-                peer.relay(data, b0, b1, seq, ts, ssrc, now, self.r_event_pt, None)
+                gate = self.gate
+                if gate is None or self._gated(gate, data, ts, now):
+                    peer.relay(data, b0, b1, seq, ts, ssrc, now, self.r_event_pt, None)
+                else:
+                    peer.rewriter.skip(ssrc, seq)
+            elif self.gate is not None:
+                self._gated(self.gate, data, ts, now)
         else:  # comfort noise (RFC 3389), unnegotiated codecs: not relayed, but the peer is alive
             self.stats.last_received_at = now
 
@@ -429,6 +508,42 @@ class _Leg(asyncio.DatagramProtocol):
             self.loop.call_soon(callback, DtmfReceived(
                 tenant_id=endpoint.tenant_id, call_id=endpoint.call_id, endpoint_id=endpoint.id,
                 digit=event.digit, duration_ms=event.duration_ms))
+
+    def _gated(self, gate: DtmfGate, data: bytes, ts: int, now: float) -> bool:
+        """Ask the gate about a telephone-event packet: True when it is relayed as usual."""
+        try:
+            start, end = rtp_payload_bounds(data)
+            event = parse_event(data[start:end])
+        except PacketError:
+            return False
+        verdict = gate.feed(event.event, ts, now)
+        self.gate_changed()
+        return verdict is Verdict.RELAY
+
+    def gate_changed(self) -> None:
+        """After the gate was fed or its time came: re-arm its timer, start sending what it released."""
+        gate = self.gate
+        deadline = gate.next_deadline() if gate is not None else None
+        armed = self.gate_timer
+        if armed is not None and armed[0] != deadline:
+            armed[1].cancel()
+            self.gate_timer = armed = None
+        if deadline is not None and armed is None:
+            self.gate_timer = (deadline, self.loop.call_at(deadline, self._gate_due, deadline))
+        if gate is None or not gate.pending:
+            return
+        peer = self.peer
+        if peer is None or self.r_event_pt is None or peer.player is not None or peer.udptl:
+            gate.abandon()  # nobody to send them to, or keys would not be relayed now anyway
+            return
+        peer.player = sender = _KeySender(peer, gate, secrets.randbits(32))
+        sender.start()
+
+    def _gate_due(self, when: float) -> None:
+        self.gate_timer = None
+        if self.gate is not None:
+            self.gate.handle_timer(max(self.loop.time(), when))  # a loop timer may run a little early
+        self.gate_changed()
 
     def _inband(self, data: bytes) -> None:
         detector, callback, codec = self.inband, self.on_dtmf, self.codec
@@ -879,6 +994,11 @@ class InProcessMediaEngine:
     async def on_dtmf(self, endpoint: Endpoint, callback: DtmfCallback | None) -> None:
         self._leg(endpoint).on_dtmf = callback
 
+    async def gate_dtmf(self, endpoint: Endpoint, codes: Sequence[str], timeout: float) -> None:
+        leg = self._leg(endpoint)
+        leg.gate = DtmfGate(codes, timeout) if codes else None
+        leg.gate_changed()
+
     async def detect_inband(self, endpoint: Endpoint, on: bool) -> None:
         leg = self._legs.get(endpoint.id)
         if leg is not None:
@@ -912,6 +1032,8 @@ class InProcessMediaEngine:
         self._unbridge(leg)
         self._leave_mix(leg)
         leg.end_play(stopped=True)
+        leg.gate = None
+        leg.gate_changed()
         leg.inactivity = None
         leg.arm_inactivity()
         leg.recorders = []  # a recording that includes this leg goes on with silence for it

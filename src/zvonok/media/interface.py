@@ -156,6 +156,13 @@ class MediaEngine(Protocol):
 
     async def on_dtmf(self, endpoint: Endpoint, callback: DtmfCallback | None) -> None: ...
 
+    async def gate_dtmf(self, endpoint: Endpoint, codes: Sequence[str], timeout: float) -> None:
+        """Keep the endpoint's keys (RFC 4733 events received) that may begin one of ``codes`` (in-call feature
+        codes) from the bridged peer: a code's keys never reach it; withheld keys are sent on, as events of
+        our own, once another key shows no code follows or after ``timeout`` seconds without one
+        (:mod:`zvonok.media.dtmf_gate`). ``on_dtmf`` reports every key as before. Empty ``codes``: no gate."""
+        ...
+
     async def detect_inband(self, endpoint: Endpoint, on: bool) -> None:
         """Listen for key tones in the audio received (Goertzel, :mod:`zvonok.media.dtmf_inband`) and report
         them to ``on_dtmf``: for peers that send neither RFC 4733 events nor SIP INFO. Costs CPU per packet."""

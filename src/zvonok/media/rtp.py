@@ -209,6 +209,14 @@ class SsrcRewriter:
             self.last_time = now
         return out_seq, out_ts
 
+    def skip(self, ssrc: int, seq: int) -> None:
+        """A packet of the current source is not sent on (a withheld key): later ones are numbered as if it
+        had never been, so the receiver counts no loss. Only for the next packet in order; a reordered one
+        leaves its gap (renumbering around it could repeat a sequence number already sent)."""
+        if ssrc == self.in_ssrc and (seq + self.seq_offset) & 0xFFFF == (self.last_seq + 1) & 0xFFFF:
+            self.seq_offset = (self.seq_offset - 1) & 0xFFFF
+            self.identity = False
+
     def _switch(self, ssrc: int, seq: int, ts: int, now: float) -> None:
         self.in_ssrc = ssrc
         if self.last_time is None:  # the first source: pass through (or only replace the SSRC)

@@ -22,9 +22,13 @@ left are the two legs of one call, the room dissolves back into that call's rela
 music on hold work as before: A resumes B on the phone); when fewer than two people remain, the room
 ends and whoever is left gets BYE.
 
-The keys themselves are also relayed to C (the relay forwards RFC 4733 events): a short ``*3`` in C's
-ear, as with most PBXs that pass DTMF through. :class:`KeySequence` is the sans-I/O part (keys and
-``now`` in, "matched" out); the rest talks to the engine through :class:`ThreeWayControl`.
+The code's keys are not heard by C: where the engine listens for the code it also gates the leg's keys
+(:meth:`MediaEngine.gate_dtmf <zvonok.media.interface.MediaEngine.gate_dtmf>`, as Asterisk withholds digits
+that may begin a feature code for ``featuredigittimeout``): a ``*`` is withheld, dropped with the ``3`` that
+completes the code, and sent on to C when another key follows or none within :data:`KEY_GAP` (the same gap
+the code allows between its keys, so a ``*3`` that joins the calls is never heard). Other keys reach C as
+before. :class:`KeySequence` is the sans-I/O part (keys and ``now`` in, "matched" out); the rest talks to
+the engine through :class:`ThreeWayControl`.
 """
 
 from __future__ import annotations
@@ -131,10 +135,12 @@ class ThreeWayCalls:
         return found[0] if found else None
 
     async def connected(self, call: Call) -> None:
-        """A call was just connected: listen for the code on each employee's leg that has a sibling call."""
+        """A call was just connected: listen for the code on each employee's leg that has a sibling call, and
+        keep its keys from the other party."""
         for leg in (call.caller, call.callee):
             if leg is not None and leg.endpoint is not None and self._sibling(call, leg) is not None:
                 await self.engine.media.on_dtmf(leg.endpoint, self._on_key)
+                await self.engine.media.gate_dtmf(leg.endpoint, (FEATURE_CODE,), KEY_GAP)
 
     def _key(self, event: DtmfReceived) -> None:
         leg = self.engine.endpoint_legs.get(event.endpoint_id)
