@@ -41,12 +41,12 @@ cluster-demo: $(VENV)/.installed peers
 	PATH=$(BIN):$$PATH $(BIN)/python tools/cluster_demo.py --data $(DATA)-cluster
 
 # Unit tests on every core (pytest-xdist: each worker has its own temp dirs and databases). The
-# integration and browser tests in three workers, a test module per worker at a time (--dist loadfile: a
+# integration and browser tests in four workers, a test module per worker at a time (--dist loadfile: a
 # module's server, phones and SIPp runs stay together): most of their time is spent waiting (server start,
-# ringing, tones playing), so three overlap well even on two cores; every server, phone and SIPp run
+# ringing, tones playing: 1.2 cores busy on average with three), so four overlap well even on two cores; every server, phone and SIPp run
 # binds its own free loopback ports and (on PostgreSQL) each module has its own database.
 TEST_WORKERS ?= auto
-IT_WORKERS ?= 3
+IT_WORKERS ?= 4
 test: $(VENV)/.installed peers
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy

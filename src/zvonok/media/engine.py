@@ -42,6 +42,7 @@ import asyncio
 import errno
 import itertools
 import logging
+import math
 import os
 import secrets
 import socket
@@ -60,7 +61,7 @@ from .dtmf_gate import DtmfGate, Verdict
 from .dtmf_inband import InbandDtmfDetector
 from .errors import MediaUsageError, PacketError, PortsExhausted
 from .events import DtmfReceived, MediaTimeout, PlaybackFinished
-from .g711 import CLOCK_RATE, FRAME_SAMPLES, Codec, decode, encode, transcode_table
+from .g711 import CLOCK_RATE, Codec, decode, encode, transcode_table
 from .interface import (
     Address,
     DtmfCallback,
@@ -93,6 +94,9 @@ RECORD_FLUSH_INTERVAL = 0.5
 # an audio tap (fax) hands frames on every 20 ms, 60 ms behind arrival: T.30 answers within seconds, but
 # its modems' timing is counted in samples, so the tap's stream must be continuous, not bursty
 TAP_FLUSH_INTERVAL = 0.020
+PLAY_TICK = 0.005  # the players' clock (see _PlayClock)
+PLAY_EARLY = PLAY_TICK / 2  # a frame goes at the tick nearest its deadline: at most half a tick early or late
+_SLACK = 1e-6  # rounding: a deadline exactly half a tick away is the same tick in _PlayClock.add and due
 MAX_PLAY_LAG = 0.1  # when the loop stalled longer than this, playback skips ahead instead of bursting
 RELEASED_KEY_MS = 100  # a key a DTMF gate withheld and then released is sent this long (a press's usual length)
 RELEASED_KEY_PAUSE = 3  # and followed by this many 20 ms packet times without packets
@@ -126,37 +130,56 @@ class PlaybackStats:
 
 
 class _PlayClock:
-    """One 20 ms timer for every player of an engine (absolute deadlines): each tick sends every player the
-    frames now due. A timer of its own per player was a timer-heap push and pop per packet, and with hundreds
-    of callers waiting to music that overhead was a large share of the loop."""
+    """One timer for every player of an engine, every :data:`PLAY_TICK` (absolute deadlines). A timer of its
+    own per player was a timer-heap push and pop per packet, and with hundreds of callers waiting to music
+    that overhead was a large share of the loop. The tick is a quarter of a frame and the players are in
+    four groups by the phase of their deadlines: each tick sends one group its due frames (a player started
+    at any moment joins the group whose ticks fall nearest its deadlines), so a SIP message that arrives
+    meanwhile waits for a quarter of the work, not all of it, and a frame leaves within 2.5 ms of its
+    deadline."""
+
+    PHASES = 4  # PLAY_TICK * PHASES is one 20 ms frame
 
     def __init__(self, loop: asyncio.AbstractEventLoop, stats: PlaybackStats) -> None:
         self.loop = loop
         self.stats = stats
-        self.players: dict[_Player, None] = {}  # insertion-ordered set
-        self.deadline = 0.0
+        self.groups: list[dict[_Player, None]] = [{} for _ in range(self.PHASES)]  # insertion-ordered sets
+        self.count = 0
+        self.tick = 0  # the number of the next tick
+        self.deadline = 0.0  # when the next tick is due
         self.handle: asyncio.TimerHandle | None = None
 
+    def __contains__(self, player: _Player) -> bool:
+        return player in self.groups[player.phase]
+
     def add(self, player: _Player) -> None:
-        self.players[player] = None
         if self.handle is None:
-            self.deadline = self.loop.time() + FRAME_SAMPLES / CLOCK_RATE
+            self.deadline = self.loop.time() + PLAY_TICK
             self.handle = self.loop.call_at(self.deadline, self._tick)
+        # the first tick at or after (deadline - PLAY_EARLY), as due() decides it (the same margin)
+        ahead = max(0, math.ceil((player.deadline - PLAY_EARLY - _SLACK - self.deadline) / PLAY_TICK))
+        player.phase = (self.tick + ahead) % self.PHASES
+        self.groups[player.phase][player] = None
+        self.count += 1
 
     def remove(self, player: _Player) -> None:
-        self.players.pop(player, None)
-        if not self.players and self.handle is not None:
-            self.handle.cancel()
-            self.handle = None
+        if self.groups[player.phase].pop(player, 0) is None:
+            self.count -= 1
+            if not self.count and self.handle is not None:
+                self.handle.cancel()
+                self.handle = None
 
     def _tick(self) -> None:
         now = self.loop.time()
-        for player in list(self.players):
-            player.due(now)
-        if not self.players:
+        at = max(now, self.deadline)  # a timer may fire a little early (uvloop counts milliseconds)
+        group = self.groups[self.tick % self.PHASES]
+        self.tick += 1
+        for player in list(group):
+            player.due(now, at)
+        if not self.count:
             self.handle = None
             return
-        self.deadline += FRAME_SAMPLES / CLOCK_RATE
+        self.deadline += PLAY_TICK
         if self.deadline < now - MAX_PLAY_LAG:
             self.deadline = now
         self.handle = self.loop.call_at(self.deadline, self._tick)
@@ -179,6 +202,7 @@ class _Player:
         self.first = True
         self.loop = leg.loop
         self.deadline = self.loop.time()
+        self.phase = 0  # the clock's group (_PlayClock.add)
         self.handle: asyncio.Handle | None = self.loop.call_soon(self._start)
 
     def _start(self) -> None:
@@ -186,11 +210,12 @@ class _Player:
         if self._send(self.loop.time()):
             self.clock.add(self)
 
-    def due(self, now: float) -> None:
-        """The clock's tick: the frames whose deadline has come (one, unless the loop was held up)."""
+    def due(self, now: float, at: float) -> None:
+        """The clock's tick for ``at`` (``now`` or a moment later): the frames whose deadline has come (one,
+        unless the loop was held up)."""
         if self.deadline < now - MAX_PLAY_LAG:
             self.deadline = now  # a long stall: skip ahead rather than burst
-        while self.deadline <= now + 0.001 and self in self.clock.players:
+        while self.deadline <= at + PLAY_EARLY + _SLACK and self in self.clock:
             if not self._send(now):
                 return
 
