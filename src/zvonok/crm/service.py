@@ -23,7 +23,18 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -460,9 +471,37 @@ def _forms(numbers: Iterable[str]) -> list[str]:
     return out
 
 
+# The screen pop's statements are built once, with bind parameters (an expanding IN for a number's forms):
+# building them for every ringing call was the largest part of the lookup (bench/crm.py).
+@functools.cache
+def _client_numbers_stmt() -> Select[tuple[str]]:
+    return select(CrmPhone.number).where(CrmPhone.tenant_id == bindparam("tenant_id"),
+                                         CrmPhone.client_id == bindparam("client_id")).order_by(CrmPhone.id)
+
+
+@functools.cache
+def _last_calls_stmt() -> Select[tuple[Cdr]]:
+    forms: BindParameter[list[str]] = bindparam("forms", expanding=True)
+    return (select(Cdr).where(Cdr.tenant_id == bindparam("tenant_id"),
+                              or_(Cdr.caller_number.in_(forms), Cdr.callee_number.in_(forms)))
+            .order_by(Cdr.started_at.desc(), Cdr.id.desc()).limit(bindparam("limit")).offset(bindparam("offset")))
+
+
+@functools.cache
+def _card_client_stmt() -> Select[tuple[int, str, str, str, str]]:
+    company = aliased(CrmClient)
+    tenant: BindParameter[int] = bindparam("tenant_id")
+    return (select(CrmClient.id, CrmClient.name, CrmClient.kind, company.name, Employee.full_name)
+            .join(CrmPhone, CrmPhone.client_id == CrmClient.id)
+            .outerjoin(company, and_(company.id == CrmClient.company_id, company.tenant_id == tenant))
+            .outerjoin(Employee, and_(Employee.id == CrmClient.owner_id, Employee.tenant_id == tenant))
+            .where(CrmPhone.tenant_id == tenant, CrmPhone.number.in_(bindparam("numbers", expanding=True)))
+            .limit(1))
+
+
 async def client_numbers(session: AsyncSession, tenant_id: int, client_id: int) -> list[str]:
-    return list((await session.execute(select(CrmPhone.number).where(
-        CrmPhone.tenant_id == tenant_id, CrmPhone.client_id == client_id).order_by(CrmPhone.id))).scalars())
+    return list((await session.execute(_client_numbers_stmt(),
+                                       {"tenant_id": tenant_id, "client_id": client_id})).scalars())
 
 
 def _calls_of(tenant_id: int, numbers: Sequence[str]) -> list[ColumnElement[bool]]:
@@ -475,8 +514,8 @@ async def last_calls(session: AsyncSession, tenant_id: int, numbers: Sequence[st
     """The calls from or to ``numbers``, newest first (no count: the screen pop's query)."""
     if not numbers:
         return []
-    rows = await session.execute(select(Cdr).where(*_calls_of(tenant_id, numbers))
-                                 .order_by(Cdr.started_at.desc(), Cdr.id.desc()).limit(limit).offset(offset))
+    rows = await session.execute(_last_calls_stmt(), {"tenant_id": tenant_id, "forms": _forms(numbers),
+                                                      "limit": limit, "offset": offset})
     return list(rows.scalars().all())
 
 
@@ -550,13 +589,7 @@ async def card_for(session: AsyncSession, tenant_id: int, number: str, *, last: 
     On the ringing path: the client with its company's and owner's names is one query (by the phone's
     unique index), then its numbers, its last calls and their employees' names (bench/crm.py times it)."""
     candidates = _forms([number]) if number.startswith("+") else [number, "+" + number]
-    company = aliased(CrmClient)
-    found = (await session.execute(
-        select(CrmClient.id, CrmClient.name, CrmClient.kind, company.name, Employee.full_name)
-        .join(CrmPhone, CrmPhone.client_id == CrmClient.id)
-        .outerjoin(company, and_(company.id == CrmClient.company_id, company.tenant_id == tenant_id))
-        .outerjoin(Employee, and_(Employee.id == CrmClient.owner_id, Employee.tenant_id == tenant_id))
-        .where(CrmPhone.tenant_id == tenant_id, CrmPhone.number.in_(candidates)).limit(1))).first()
+    found = (await session.execute(_card_client_stmt(), {"tenant_id": tenant_id, "numbers": candidates})).first()
     if found is None:
         return events.Card(number=number)
     client_id, name, kind, company_name, owner_name = found
