@@ -425,23 +425,28 @@ def _read_report(path: Path) -> ExportReport | None:
                         mode=str(info[3]), written={str(name): int(n) for name, _, n in tables})
 
 
-# reports read from files, by path, kept while the file is the same one (inode, mtime, size): a status
-# page polled every second opens no DuckDB file
+async def read_while_same(cache: dict[Path, tuple[tuple[int, int, int], Any]], path: Path,
+                          read: Callable[[Path], Any]) -> Any:
+    """``read(path)`` in a thread, kept in ``cache`` while the file is the same one (inode, mtime, size): a
+    page polled every second opens no DuckDB file. None when there is no file."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        cache.pop(path, None)
+        return None
+    stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+    cached = cache.get(path)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    answer = await asyncio.to_thread(read, path)
+    cache[path] = (stamp, answer)
+    return answer
+
+
 _reports: dict[Path, tuple[tuple[int, int, int], ExportReport | None]] = {}
 
 
 async def last_report(directory: Path, tenant_id: int) -> ExportReport | None:
     """The last export's report, read from the tenant's file (None: never exported, or unreadable)."""
-    path = file_of(directory, tenant_id)
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        _reports.pop(path, None)
-        return None
-    stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
-    cached = _reports.get(path)
-    if cached is not None and cached[0] == stamp:
-        return cached[1]
-    report = await asyncio.to_thread(_read_report, path)
-    _reports[path] = (stamp, report)
+    report: ExportReport | None = await read_while_same(_reports, file_of(directory, tenant_id), _read_report)
     return report

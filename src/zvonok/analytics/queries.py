@@ -6,7 +6,6 @@ size), so a page shown again opens no DuckDB file until the next export replaces
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import duckdb
 
-from .export import file_of
+from .export import file_of, read_while_same
 
 DAYS = 31  # calls per day: the last days up to the last day with a call
 MONTHS = 12  # won deals and payments: the last months up to the last one with any
@@ -106,16 +105,5 @@ _cache: dict[Path, tuple[tuple[int, int, int], Overview | None]] = {}
 
 async def overview(directory: Path, tenant_id: int) -> Overview | None:
     """The ready queries over the tenant's file (None: no file yet, or unreadable)."""
-    path = file_of(directory, tenant_id)
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        _cache.pop(path, None)
-        return None
-    stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
-    cached = _cache.get(path)
-    if cached is not None and cached[0] == stamp:
-        return cached[1]
-    answer = await asyncio.to_thread(_run, path)
-    _cache[path] = (stamp, answer)
+    answer: Overview | None = await read_while_same(_cache, file_of(directory, tenant_id), _run)
     return answer
