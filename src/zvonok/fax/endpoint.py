@@ -96,6 +96,30 @@ class T30Terminal:
             transport=self.TRANSPORT,
         )
 
+    # -- the spandsp state's end of life: each subclass names its own free function ---------------------
+    _lib: Any = None
+    _state: Any = None
+
+    def _free(self, state: Any) -> None:
+        raise NotImplementedError
+
+    def hangup(self) -> None:
+        """The call ended before phase E: let T.30 report how far it got (a failure code)."""
+        if self._state is not None and self.result is None:
+            self._lib.t30_terminate(self._t30)
+
+    def close(self) -> None:
+        """Free the spandsp state (after :meth:`hangup` when the call ended early)."""
+        if self._state is not None:
+            self.hangup()
+            self._free(self._state)
+            self._state = None
+
+    def __del__(self) -> None:
+        if getattr(self, "_state", None) is not None:
+            self._free(self._state)
+            self._state = None
+
 
 class FaxEndpoint(T30Terminal):
     """One side of a fax call: ``calling`` sends ``tx_tiff``; the answering side receives into
@@ -161,19 +185,5 @@ class FaxEndpoint(T30Terminal):
         """The next 20 ms to send (:class:`zvonok.media.tones.FrameSource`; it never ends by itself)."""
         return self.read_samples(g711.FRAME_SAMPLES)
 
-    def hangup(self) -> None:
-        """The call ended before phase E: let T.30 report how far it got (a failure code)."""
-        if self._state is not None and self.result is None:
-            self._lib.t30_terminate(self._t30)
-
-    def close(self) -> None:
-        """Free the spandsp state (after :meth:`hangup` when the call ended early)."""
-        if self._state is not None:
-            self.hangup()
-            self._lib.fax_free(self._state)
-            self._state = None
-
-    def __del__(self) -> None:
-        if getattr(self, "_state", None) is not None:
-            self._lib.fax_free(self._state)
-            self._state = None
+    def _free(self, state: Any) -> None:
+        self._lib.fax_free(state)

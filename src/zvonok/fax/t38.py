@@ -110,17 +110,5 @@ class T38Endpoint(T30Terminal):
             self._out.append(self._sender.send(ifp))
             self.datagrams_sent += 1
 
-    def hangup(self) -> None:
-        if self._state is not None and self.result is None:
-            self._lib.t30_terminate(self._t30)
-
-    def close(self) -> None:
-        if self._state is not None:
-            self.hangup()
-            self._lib.t38_terminal_free(self._state)
-            self._state = None
-
-    def __del__(self) -> None:
-        if getattr(self, "_state", None) is not None:
-            self._lib.t38_terminal_free(self._state)
-            self._state = None
+    def _free(self, state: Any) -> None:
+        self._lib.t38_terminal_free(state)
