@@ -478,6 +478,8 @@ def test_an_agent_on_an_ordinary_call_through_node_1_is_busy_on_node_2(
         assert _wait_for(lambda n=node: _agent_state(cluster, n, agent).get("busy_elsewhere") is False, 15), (
             node, _agent_state(cluster, node, agent), cluster.logs())
     _callcenter(cluster, 1, f"/agents/{agent}/logout", {})
+    # (the next test logs in through node 1: once node 1 has applied this logout)
+    assert _wait_for(lambda: _agent_state(cluster, 0, agent).get("status") == "offline", 15), cluster.logs()
 
 
 def test_the_wallboard_of_node_1_shows_a_caller_waiting_on_node_2(
