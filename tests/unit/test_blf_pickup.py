@@ -135,7 +135,7 @@ def test_replaces_naming_a_ringing_dialog_picks_the_call_up(tmp_path: Path) -> N
         picker.ack()
         call.bye()  # alice hangs up: carol gets our BYE
         assert len(h.sent_requests("BYE", to=carol)) == 1
-        assert not h.engine.calls and h.media.in_use == 0
+        assert not h.engine.calls and not h.engine.extension_legs and h.media.in_use == 0
 
 
 def test_replaces_tags_in_either_order(tmp_path: Path) -> None:

@@ -117,7 +117,7 @@ def test_many_calls_return_every_object_count_to_its_baseline(hangup: str) -> No
                     callee_hangs_up()
                 forget_what_the_fakes_recorded(h)
                 del phone, callee_hangs_up
-            assert not h.engine.calls and not h.engine.dialogs and not h.engine.invites
+            assert not h.engine.calls and not h.engine.dialogs and not h.engine.invites and not h.engine.extension_legs
             assert h.media.in_use == 0
             assert len(Call.live) == live, "a finished call waits for the cycle collector (or is held)"
         finally:

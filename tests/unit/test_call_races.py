@@ -66,7 +66,7 @@ def test_a_200_after_the_cancel_was_handled_is_also_acked_and_byed() -> None:
         assert len(h.sip.acks(bob[0].peer)) == 1
         assert len(h.sent_requests("BYE", to=bob)) == 1
         assert _ended(h).disposition is ev.Disposition.CANCELLED
-        assert not h.engine.calls and h.media.in_use == 0
+        assert not h.engine.calls and not h.engine.extension_legs and h.media.in_use == 0
 
 
 def test_a_no_answer_timeout_crossing_the_200_byes_the_callee() -> None:
@@ -81,7 +81,7 @@ def test_a_no_answer_timeout_crossing_the_200_byes_the_callee() -> None:
         assert call.final_status() == 480
         assert len(h.sent_requests("BYE", to=bob)) == 1
         assert _ended(h).disposition is ev.Disposition.NO_ANSWER
-        assert not h.engine.calls and h.media.in_use == 0
+        assert not h.engine.calls and not h.engine.extension_legs and h.media.in_use == 0
 
 
 # -- 2. a failing step ends its call cleanly ------------------------------------------------------------------

@@ -98,4 +98,4 @@ def test_a_blind_transfer_by_the_callee() -> None:
                                        h.engine.calls[transferred[0].call_id].callee.endpoint.id)  # type: ignore[union-attr]
         call.bye()
         assert len(h.sent_requests("BYE", to=carol)) == 1
-        assert not h.engine.calls and h.media.in_use == 0
+        assert not h.engine.calls and not h.engine.extension_legs and h.media.in_use == 0

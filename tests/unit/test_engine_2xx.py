@@ -54,7 +54,7 @@ def test_no_ack_in_64_t1_ends_the_call() -> None:
         (ended,) = h.events_of(ev.CallEnded)
         assert ended.cause == "no_ack"
         assert len(h.sent_requests("BYE", to=bob)) == 1
-        assert not h.engine.calls and h.media.in_use == 0
+        assert not h.engine.calls and not h.engine.extension_legs and h.media.in_use == 0
 
 
 def test_a_call_hung_up_before_the_ack_sends_its_bye_after_it() -> None:

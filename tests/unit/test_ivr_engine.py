@@ -145,7 +145,7 @@ def test_a_key_to_an_extension_that_is_gone_ends_the_answered_call_with_bye() ->
         assert len(h.sent_requests("BYE", to=call.device)) == 1
         (ended,) = h.events_of(ev.CallEnded)
         assert (ended.disposition, ended.cause) == (ev.Disposition.ANSWERED, "no_route")
-        assert not h.engine.calls and h.media.in_use == 0
+        assert not h.engine.calls and not h.engine.extension_legs and h.media.in_use == 0
 
 
 def test_a_ring_key_rings_every_number_for_its_timeout() -> None:
@@ -167,7 +167,7 @@ def test_a_stored_key_this_version_cannot_read_ends_the_call() -> None:
         call, endpoint = _one_key_menu(h, Target(kind="teleport", payload={"to": "mars"}))
         h.dtmf(endpoint, "5")
         assert len(h.sent_requests("BYE", to=call.device)) == 1
-        assert not h.engine.calls and h.media.in_use == 0
+        assert not h.engine.calls and not h.engine.extension_legs and h.media.in_use == 0
 def test_a_key_to_fax_receives_on_the_menus_answer(tmp_path: Path) -> None:
     from zvonok.fax.endpoint import FaxEndpoint, FaxResult
     from zvonok.telephony.fax_app import FaxApp, IncomingFax

@@ -165,7 +165,7 @@ def test_the_employee_not_answering_fails_with_a_reason_and_nobody_else_rings() 
         assert h.invites_to(bob) == []
         cdr = _cdr(h)
         assert cdr.disposition is ev.Disposition.NO_ANSWER and cdr.caller.number == "101"
-        assert not h.engine.calls and h.media.in_use == 0
+        assert not h.engine.calls and not h.engine.extension_legs and h.media.in_use == 0
         assert originator.status(TENANT, session.call_id) is session
         assert originator.status(TENANT + 1, session.call_id) is None  # another company never sees it
 
@@ -222,7 +222,7 @@ def test_the_employee_hanging_up_while_the_target_rings_cancels_it() -> None:
         h.reply(fork, 487)
         assert session.phase is Phase.FAILED and session.reason == "employee_hung_up"
         assert _cdr(h).disposition is ev.Disposition.CANCELLED
-        assert not h.engine.calls and h.media.in_use == 0
+        assert not h.engine.calls and not h.engine.extension_legs and h.media.in_use == 0
 
 
 def test_bad_requests_are_refused_before_anything_rings() -> None:

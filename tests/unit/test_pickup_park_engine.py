@@ -104,7 +104,7 @@ def test_group_pickup_takes_the_ringing_call(tmp_path: Path) -> None:
         assert cdr.hangup_side is ev.HangupSide.CALLEE
         picker_cdr = _cdr(h, picked_call_id(h, "*8"))
         assert picker_cdr.cause == "picked_up" and picker_cdr.dialed_number == "*8"
-        assert not h.engine.calls and h.media.in_use == 0
+        assert not h.engine.calls and not h.engine.extension_legs and h.media.in_use == 0
 
 
 def picked_call_id(h: Harness, dialed: str) -> str:
@@ -226,7 +226,7 @@ def test_park_and_retrieve(tmp_path: Path) -> None:
         retriever.ack()
         call.bye()  # alice hangs up: carol gets our BYE
         assert len(h.sent_requests("BYE", to=carol)) == 1
-        assert not h.engine.calls and h.media.in_use == 0
+        assert not h.engine.calls and not h.engine.extension_legs and h.media.in_use == 0
 
 
 def test_the_caller_parks_the_callee_and_an_empty_slot_is_404(tmp_path: Path) -> None:
@@ -323,7 +323,7 @@ def test_park_timeout_rings_back_the_parker(tmp_path: Path) -> None:
         assert h.media.bridges[-1] == (alice_endpoint.id, engine_call.callee.endpoint.id)
         call.bye()
         assert len([t for t in h.sent_requests("BYE", to=bob)]) == 2  # the transferor's, then the ring-back's
-        assert not h.engine.calls and h.media.in_use == 0
+        assert not h.engine.calls and not h.engine.extension_legs and h.media.in_use == 0
 
 
 def test_an_unanswered_ring_back_ends_the_call(tmp_path: Path) -> None:
@@ -356,7 +356,7 @@ def test_a_parked_party_hanging_up_frees_the_slot(tmp_path: Path) -> None:
         assert h.call(carol, "701").final_status() == 404
         h.advance(200.0)  # no ring-back for a call that is gone
         assert len(h.invites_to(bob)) == 1
-        assert not h.engine.calls and h.media.in_use == 0
+        assert not h.engine.calls and not h.engine.extension_legs and h.media.in_use == 0
 
 
 def test_the_callee_parked_by_the_caller_rings_the_caller_back(tmp_path: Path) -> None:
@@ -379,7 +379,7 @@ def test_the_callee_parked_by_the_caller_rings_the_caller_back(tmp_path: Path) -
         assert bob_endpoint.id not in h.media.playing
         h.request_from(ring_back, ok, "BYE")  # alice hangs up: bob gets our BYE
         assert len(h.sent_requests("BYE", to=bob)) == 1
-        assert not h.engine.calls and h.media.in_use == 0
+        assert not h.engine.calls and not h.engine.extension_legs and h.media.in_use == 0
 
 
 def test_a_refused_ring_back_ends_the_call_at_once(tmp_path: Path) -> None:
@@ -392,7 +392,7 @@ def test_a_refused_ring_back_ends_the_call_at_once(tmp_path: Path) -> None:
         h.reply(h.invites_to(bob)[-1], 486)
         assert len(h.sent_requests("BYE", to=alice)) == 1
         assert h.events_of(ev.CallEnded)[-1].cause == "park_timeout"
-        assert not h.engine.calls and h.media.in_use == 0
+        assert not h.engine.calls and not h.engine.extension_legs and h.media.in_use == 0
 
 
 def test_a_held_party_parked_is_resumed_when_retrieved(tmp_path: Path) -> None:

@@ -194,7 +194,7 @@ def test_the_room_ends_when_b_and_c_both_hang_up() -> None:
         h.request_from(s.fork_b, s.ok_b, "BYE")
         h.request_from(s.fork_c, s.ok_c, "BYE")
         assert len(h.events_of(ev.CallEnded)) == 2
-        assert not h.engine.calls and h.media.in_use == 0 and not h.media.mixes
+        assert not h.engine.calls and not h.engine.extension_legs and h.media.in_use == 0 and not h.media.mixes
 
 
 def test_star_three_on_a_second_call_that_came_in() -> None:

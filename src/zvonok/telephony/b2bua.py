@@ -173,6 +173,9 @@ class CallEngine(LegWiringMixin):
         self.clock = clock
         self.rng = rng or random.Random()
         self.calls: dict[str, Call] = {}
+        # every leg of an extension, by (tenant, extension id), until its call ends: "is this extension in
+        # another call" (busy, a three-way's sibling) looks at that extension's few legs, not at every call
+        self.extension_legs: dict[tuple[int, int], set[Leg]] = {}
         self.dialogs: dict[DialogKey, Leg] = {}
         # the leg holding each media endpoint: the media engine's callbacks (RTP silence, keys) carry the
         # endpoint's id, so one callback serves every leg instead of a closure kept per leg for the call's life
@@ -446,6 +449,7 @@ class CallEngine(LegWiringMixin):
                      session=_new_session(), invite=request, server_txn=txn, local_tag=_tag(),
                      user_agent=(request.headers.get("user-agent") or "")[:255], srtp_policy=srtp_policy)
         call.caller = caller
+        self._index_leg(caller)
         self.calls[call.id] = call
         self.invites[txn] = caller
         self.sip.respond(txn, make_response(request, 100))
@@ -598,6 +602,7 @@ class CallEngine(LegWiringMixin):
                   local_tag=_tag(), contact=contact, user_agent=user_agent, endpoint=endpoint, trunk_id=trunk_id,
                   srtp_policy=srtp_policy)
         self.endpoint_legs[endpoint.id] = leg
+        self._index_leg(leg)
         machine = self._uac_machine(leg, codecs, request_uri=request_uri, from_header=from_header,
                                     to_header=to_header, extra_headers=[("User-Agent", "Zvonok"), *(extra_headers or [])],
                                     on_event=handler or self._on_fork_event)
@@ -1183,6 +1188,9 @@ class CallEngine(LegWiringMixin):
                 self._cancel_fork(leg, None)  # a transfer's or an access number's attempt still ringing
             self._leg_over(call, leg, cause)
         self.calls.pop(call.id, None)
+        for leg in (*call.indexed, *call.legs()):  # made for it (replaced or not), or moved in (a pickup's)
+            self._unindex_leg(leg, call)
+        call.indexed.clear()
         while call.inbox:
             self._drop_step(call.inbox.pop(0))
         self.outside.publish_crossings(call, time.time())
@@ -1219,13 +1227,42 @@ class CallEngine(LegWiringMixin):
 
     def _extension_busy(self, call: Call, extension_id: int) -> bool:
         """In an answered call (as its caller or its callee)."""
-        for other in self.calls.values():
-            if other is call or other.ended or other.tenant_id != call.tenant_id:
-                continue
-            for leg in (other.caller, other.callee):
-                if leg is not None and leg.party.extension_id == extension_id and leg.state is LegState.ANSWERED:
-                    return True
-        return False
+        return any(leg.state is LegState.ANSWERED for _, leg in self.extension_calls(call, extension_id))
+
+    def _index_leg(self, leg: Leg) -> None:
+        extension = leg.party.extension_id
+        if extension is not None:
+            self.extension_legs.setdefault((leg.call.tenant_id, extension), set()).add(leg)
+            leg.call.indexed.append(leg)
+
+    def _unindex_leg(self, leg: Leg, call: Call) -> None:
+        extension = leg.party.extension_id
+        if extension is None or leg.call is not call:  # moved to another call (pickup, transfer, park): kept
+            return
+        key = (call.tenant_id, extension)
+        legs = self.extension_legs.get(key)
+        if legs is not None:
+            legs.discard(leg)
+            if not legs:
+                del self.extension_legs[key]
+
+    def extension_calls(self, call: Call, extension_id: int) -> list[tuple[Call, Leg]]:
+        """The other calls in progress where the extension is the caller or the callee (the fork that
+        answered), each with that leg, in the order the calls started."""
+        legs = self.extension_legs.get((call.tenant_id, extension_id))
+        if not legs:
+            return []
+        found = []
+        gone = []
+        for leg in legs:
+            other = leg.call
+            if other.ended or self.calls.get(other.id) is not other:
+                gone.append(leg)  # its call ended without it (a leg moved out and dropped): forget it now
+            elif other is not call and (leg is other.caller or leg is other.callee):
+                found.append((other, leg))
+        legs.difference_update(gone)
+        found.sort(key=lambda pair: pair[0].started_at)
+        return found
 
     async def _to_destination(self, call: Call, dest: dst.Destination | None, now: float, *, from_number: str,
                               language: str | None = None, billed_to: CallerProfile | None = None,

@@ -126,6 +126,7 @@ class Call:
     queue: Any = None  # the call-center queue the caller waits in (telephony/queue_call.py: QueueSession)
     threeway: Any = None  # the ad-hoc three-way room the call's legs talk in (telephony/threeway.py)
     originate: Any = None  # a call placed from the PBX (telephony/originate.py: Originate)
+    indexed: list[Leg] = field(default_factory=list)  # its legs in CallEngine.extension_legs (emptied at the end)
 
     # every Call object still in memory, ended or not (weak: the set never keeps one alive). After the calls
     # end this must fall to 0 by reference counting alone; a finished call that lingers is held by a

@@ -83,6 +83,8 @@ class ThreeWayControl(Protocol):
 
     def step(self, call: Call, coro: Coroutine[Any, Any, None]) -> None: ...
 
+    def extension_calls(self, call: Call, extension_id: int) -> list[tuple[Call, Leg]]: ...
+
     def publish(self, event_type: type[ev.CallEvent], call: Call, **fields: Any) -> None: ...
 
     def _hangup(self, call: Call, from_leg: Leg | None, side: ev.HangupSide, cause: str) -> None: ...
@@ -123,14 +125,10 @@ class ThreeWayCalls:
         extension = leg.party.extension_id
         if extension is None:
             return None
-        found: list[tuple[Call, Leg]] = []
-        for other in self.engine.calls.values():
-            if other is call or other.ended or other.tenant_id != call.tenant_id or other.answered_at is None:
-                continue
-            for mine in (other.caller, other.callee):
-                if mine is not None and mine.party.extension_id == extension and mine.state is LegState.ANSWERED \
-                        and mine.endpoint is not None:
-                    found.append((other, mine))
+        found = [
+            (other, mine) for other, mine in self.engine.extension_calls(call, extension)
+            if other.answered_at is not None and mine.state is LegState.ANSWERED and mine.endpoint is not None
+        ]
         found.sort(key=lambda pair: not pair[1].held)
         return found[0] if found else None
 
