@@ -1,7 +1,8 @@
 """The call center on several nodes (issue 14): two runtimes over one PostgreSQL database, as two nodes.
 
 An agent logged in, paused or unpaused on one node is so on the other (``agent_presence``, carried by the
-real change feed); an agent is offered one queue call at a time across the nodes (its ``call_holds`` claim
+real change feed; a login and a logout made at once on two nodes end the same on both: the one written
+last); an agent is offered one queue call at a time across the nodes (its ``call_holds`` claim
 taken before its phone rings: one node wins, the other offers its caller to someone else and shows the
 agent busy); the claim is released when the agent is free again, and a dead node's claim is freed by the
 dead-node sweep. The line is one across the nodes: live callers and callback requests, by queue weight,
@@ -11,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from conftest import FreshDatabase, MigratedTemplates
 from zvonok.callcenter import log as ql
@@ -105,6 +107,37 @@ async def nodes(pg: Database, company: tuple[int, int]) -> AsyncIterator[tuple[N
 
 async def presence_written(node: Node) -> None:
     assert await node.runtime.write_presence()
+
+
+@asynccontextmanager
+async def presence_writes_held(db: Database) -> AsyncIterator[None]:
+    """Hold every write to ``agent_presence`` (reads go on) until the block ends: a node's presence write is
+    made to land exactly after what the block does."""
+    async with db.session() as session:
+        await session.execute(text("LOCK TABLE agent_presence IN EXCLUSIVE MODE"))
+        try:
+            yield
+        finally:
+            await session.rollback()
+
+
+async def second_queue(nodes: tuple[Node, Node], tenant_id: int, queue_id: int) -> int:
+    a, _b = nodes
+    async with a.db.session() as session:
+        vip = CallQueue(tenant_id=tenant_id, name="VIP", number="501", requirements=[], relaxations=[], wrap_up=0)
+        session.add(vip)
+        await session.commit()
+        vip_id = vip.id
+    for node in nodes:
+        config = node.runtime.center.queues[queue_id]
+        node.runtime.center.set_queue(replace(config, id=vip_id), node.runtime.clock())
+    return vip_id
+
+
+async def presence_row(db: Database, employee_id: int) -> set[int] | None:
+    async with db.session() as session:
+        row = await session.get(AgentPresence, employee_id)
+        return None if row is None else set(row.queues)
 
 
 async def claims(db: Database) -> dict[str, str]:
@@ -642,3 +675,55 @@ async def test_a_login_reads_another_nodes_mark_on_the_agent_soon(
     assert a.offers == []
     snapshot = a.runtime.snapshot(tenant_id, queue_id)
     assert snapshot is not None and snapshot.agents == {"busy": 1}
+
+
+async def test_a_login_on_one_node_just_after_a_logout_on_the_other_ends_logged_in_everywhere(
+        nodes: tuple[Node, Node], company: tuple[int, int]) -> None:
+    a, b = nodes
+    tenant_id, queue_id = company
+    vip_id = await second_queue(nodes, tenant_id, queue_id)
+    a.runtime.login(tenant_id, ANNA, [queue_id], {})
+    await presence_written(a)
+    await b.hear()
+    # Anna is logged out on node 2, and within milliseconds logged in to the VIP queue too on node 1, which
+    # has not heard of the logout: node 1 reads the row node 2 deleted before its own login is written
+    b.runtime.logout(ANNA, None)
+    await presence_written(b)
+    async with presence_writes_held(a.db):
+        a.runtime.login(tenant_id, ANNA, [vip_id], {})
+        await a.hear()
+        anna = a.runtime.center.agents[ANNA]
+        assert anna.status is AgentStatus.AVAILABLE and anna.queues == {queue_id, vip_id}  # the last word here
+    await presence_written(a)
+    await a.runtime.settled()
+    await b.hear()
+    # the login, written last, wins on both nodes (node 1 knew nothing of the logout: it kept the first queue)
+    assert await presence_row(a.db, ANNA) == {queue_id, vip_id}
+    for node in (a, b):
+        anna = node.runtime.center.agents[ANNA]
+        assert (anna.status, anna.queues) == (AgentStatus.AVAILABLE, {queue_id, vip_id}), node.holds.node
+
+
+async def test_a_logout_on_one_node_just_after_a_login_on_the_other_ends_logged_out_everywhere(
+        nodes: tuple[Node, Node], company: tuple[int, int]) -> None:
+    a, b = nodes
+    tenant_id, queue_id = company
+    vip_id = await second_queue(nodes, tenant_id, queue_id)
+    a.runtime.login(tenant_id, ANNA, [queue_id], {})
+    await presence_written(a)
+    await b.hear()
+    # Anna is logged in to the VIP queue too on node 2, and within milliseconds logged out on node 1, which
+    # has not heard of the login: node 1 reads node 2's row before its own logout is written
+    b.runtime.login(tenant_id, ANNA, [vip_id], {})
+    await presence_written(b)
+    async with presence_writes_held(a.db):
+        a.runtime.logout(ANNA, None)
+        await a.hear()
+        assert a.runtime.center.agents[ANNA].status is AgentStatus.OFFLINE  # the last word here
+    await presence_written(a)
+    await a.runtime.settled()
+    await b.hear()
+    assert await presence_row(a.db, ANNA) is None
+    for node in (a, b):
+        anna = node.runtime.center.agents[ANNA]
+        assert (anna.status, anna.queues) == (AgentStatus.OFFLINE, set()), node.holds.node

@@ -32,6 +32,12 @@ center, and two things are shared through the database (docs/cluster.md says why
   one background task with an :class:`~.events.AgentPresenceChanged` in the same transaction; the other
   nodes read the row and apply it to their center (:meth:`CallCenterRuntime.mirror`) as inputs whose
   presence entries are not logged again (the writing node logged them). A starting node reads every row.
+  The row written last wins, on every node: a node does not apply a row read while it has a change of its
+  own for that agent not written yet (or made since the read) — applied, the row would undo that change
+  here, which its write then restores for the others only — and reads the row again once its change is
+  written (another node's write may have come after it). Each node thus ends with the row's last word,
+  without a version column: the row is read, not carried by the event, so a read is never older than the
+  last event heard.
 - **who has an agent** — before an agent's phone rings for this node's queue call the desk takes the
   agent's claim (:meth:`CallCenterRuntime.claim`, a ``call_holds`` row: :meth:`AgentClaims.claim_agent`);
   another node's claim makes the agent ``held_elsewhere`` here, the offer is withdrawn without counting as a
@@ -180,6 +186,10 @@ class CallCenterRuntime:
         self._dirty: dict[int, tuple[int, Presence]] = {}  # agent -> (tenant, presence) to write
         self._presence_wake: asyncio.Event | None = None
         self._mirroring: int | None = None  # the agent whose other node's presence is being applied
+        self._edits: dict[int, int] = {}  # agent -> presence changes made here (a read older than one: not applied)
+        self._writing: set[int] = set()  # the agents whose presence write is under way
+        self._behind: dict[int, int] = {}  # agent -> tenant: a row not applied meanwhile, read again once written
+        self._presence_lock = asyncio.Lock()
         self._claiming: dict[int, int] = {}  # agent -> claims of this node under way
         self._remote_waiting: dict[int, list[Waiter]] = {}  # queue -> the other nodes' callers and callbacks
         self._held_as: dict[str, bool] = {}  # call -> shared as a callback request (else as a live caller)
@@ -311,10 +321,11 @@ class CallCenterRuntime:
         if isinstance(event, AgentYielded):
             await self.sync_claims()  # another node let an agent go for one of our callers: offer it now
         elif isinstance(event, AgentPresenceChanged):
+            edits = self._edits.get(event.employee_id, 0)
             async with self.db.session() as session:
                 row = await session.get(AgentPresence, event.employee_id)
                 presence = _row_presence(row)
-            await self.mirror(event.tenant_id, event.employee_id, presence)
+            await self.mirror(event.tenant_id, event.employee_id, presence, edits=edits)
         elif isinstance(event, QueueChanged):
             async with self.db.session() as session:
                 config = await service.platform_queue(session, event.queue_id)
@@ -400,9 +411,13 @@ class CallCenterRuntime:
             self._note_presence({employee_id})
 
     # -- several nodes -------------------------------------------------------------------------------
-    async def mirror(self, tenant_id: int, employee_id: int, presence: Presence) -> None:
+    async def mirror(self, tenant_id: int, employee_id: int, presence: Presence, *, edits: int | None = None) -> None:
         """Apply another node's presence of the agent: log in to / out of queues, pause or unpause — inputs
-        like the API's, minus the log entries the other node wrote."""
+        like the API's, minus the log entries the other node wrote. ``edits``: this node's count of the agent's
+        changes when the row was read; while one is not written, or was made since, the row waits (read again
+        once ours is written: the module notes)."""
+        if edits is None:
+            edits = self._edits.get(employee_id, 0)
         queues = {q for q in presence.queues if q in self.center.queues}
         reason = presence.reason
         agent = self.center.agents.get(employee_id)
@@ -411,6 +426,12 @@ class CallCenterRuntime:
         if queues - current:
             async with self.db.session() as session:
                 skills = await service.skills(session, tenant_id, employee_id)
+        if (employee_id in self._dirty or employee_id in self._writing
+                or self._edits.get(employee_id, 0) != edits):
+            self._behind[employee_id] = tenant_id
+            if employee_id not in self._writing:  # (else when written) written since the read: read again now
+                self._catch_up(employee_id)
+            return
         self._agent_tenant[employee_id] = tenant_id
         self._mirroring = employee_id
         try:
@@ -467,6 +488,7 @@ class CallCenterRuntime:
                 continue
             self._presence[agent_id] = presence
             self._dirty[agent_id] = (tenant_id, presence)
+            self._edits[agent_id] = self._edits.get(agent_id, 0) + 1
         if self._dirty and self._presence_wake is not None:
             self._presence_wake.set()
 
@@ -481,10 +503,17 @@ class CallCenterRuntime:
 
     async def write_presence(self) -> bool:
         """Write the changed presences (one transaction each, with its event); False if one failed (kept)."""
+        # one writer at a time (the background task, stop(), a test): an agent's two changes are written in
+        # the order made, and a caller returns once the write under way is done too
+        async with self._presence_lock:
+            return await self._write_presence_locked()
+
+    async def _write_presence_locked(self) -> bool:
         assert self.claims is not None
         while self._dirty:
             agent_id = next(iter(self._dirty))
             tenant_id, presence = self._dirty.pop(agent_id)
+            self._writing.add(agent_id)
             try:
                 async with self.db.session() as session:
                     if presence.queues:  # (several nodes run on PostgreSQL: one upsert, whoever wrote last wins)
@@ -507,7 +536,20 @@ class CallCenterRuntime:
                 self._dirty.setdefault(agent_id, (tenant_id, presence))
                 log.exception("agent presence: writing agent %d's failed; retrying", agent_id)
                 return False
+            finally:
+                self._writing.discard(agent_id)
+                self._catch_up(agent_id)
         return True
+
+    def _catch_up(self, agent_id: int) -> None:
+        """Our change of the agent is written: the row another node wrote meanwhile is read again (in order with
+        the other nodes' changes, by the task applying them)."""
+        if agent_id in self._dirty or agent_id not in self._behind:
+            return
+        tenant_id = self._behind.pop(agent_id)
+        if self._changes is not None and self.claims is not None:
+            self._changes.put_nowait(AgentPresenceChanged(tenant_id=tenant_id, employee_id=agent_id,
+                                                          node=self.claims.node))
 
     async def claim(self, agent_id: int, call_id: str) -> bool:
         """Take the agent for this node's offer of ``call_id`` before its phone rings: True when the offer is
