@@ -84,22 +84,19 @@ async def take_over(session: AsyncSession, node: str) -> list[QueueCallbackRow]:
     alive = select(CallHold.key).where(CallHold.kind == NODE)
     owners = (await session.execute(select(QueueCallbackRow.owner).distinct().where(
         QueueCallbackRow.state.in_(OPEN_CALLBACK_STATES),
-        or_(QueueCallbackRow.owner.is_(None), QueueCallbackRow.owner.not_in(alive))))).scalars().all()
-    taken: list[int] = []
-    for owner in owners:
+        or_(QueueCallbackRow.owner.is_(None), QueueCallbackRow.owner.not_in(alive)))
+        .order_by(QueueCallbackRow.owner))).scalars().all()
+    taken: list[QueueCallbackRow] = []
+    for owner in owners:  # (each committed alone: no transaction keeps one owner's rows while it waits for more)
         result = await session.execute(
             update(QueueCallbackRow)
             .where(QueueCallbackRow.state.in_(OPEN_CALLBACK_STATES),
                    QueueCallbackRow.owner.is_(None) if owner is None else QueueCallbackRow.owner == owner)
             .values(owner=node, updated_at=utcnow())
-            .returning(QueueCallbackRow.id))
+            .returning(QueueCallbackRow))
         taken += result.scalars().all()
-    await session.commit()
-    if not taken:
-        return []
-    rows = await session.execute(select(QueueCallbackRow).where(QueueCallbackRow.id.in_(taken))
-                                 .order_by(QueueCallbackRow.joined_at, QueueCallbackRow.id))
-    return list(rows.scalars())
+        await session.commit()
+    return sorted(taken, key=lambda row: (row.joined_at, row.id))
 
 
 async def lost(session: AsyncSession, node: str, call_ids: Collection[str]) -> set[str]:

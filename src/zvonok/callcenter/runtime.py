@@ -15,6 +15,9 @@ reach the center through the database's committed events, applied in order by on
 Callback requests are kept in the database (:mod:`.callbacks`): the center's
 changes (:class:`~zvonok.callcenter.center.CallbackChange`) go to a backlog of their own, written in order by the same
 task after the log entries; :meth:`CallCenterRuntime.start` puts the open ones back in their queues' lines.
+Several nodes: a request is its node's (``owner``); a starting node puts back its own and takes over those of
+no live node, and after each dead-node sweep :meth:`CallCenterRuntime.take_over_callbacks` takes over those of
+the nodes gone (:func:`.callbacks.take_over`: each by one node only) and lets go of those another node took.
 
 The backlog is written by one background task in batches (a short delay gathers the entries of a
 burst). A failed write keeps the batch and tries again after ``retry_delay``: the log is the reports'
