@@ -31,8 +31,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from conftest import FreshDatabase
+from zvonok.callcenter.models import QueueCallbackRow
+from zvonok.pstn.holds import NODE
+from zvonok.pstn.models import CallHold
+from zvonok.storage.db import Database
+
+from .dtmf_pcap import write_dtmf_pcap
+from .test_trunks_sipp import ACCESS_CALL, WAIT_FOR_OUR_BYE
 
 # the nodes share a PostgreSQL database of the module's own, on either run of the suite
 pytestmark = [pytest.mark.integration, pytest.mark.fixed_backend]
@@ -613,13 +621,6 @@ def test_a_trunk_limit_counts_the_calls_of_both_nodes(cluster: Cluster) -> None:
 
 def _callback_rows(cluster: Cluster, queue_id: int) -> tuple[list[tuple[str, str | None]], list[str]]:
     """The queue's callback requests (state, owner) and the nodes alive (their ``call_holds`` rows)."""
-    from sqlalchemy import select
-
-    from zvonok.callcenter.models import QueueCallbackRow
-    from zvonok.pstn.holds import NODE
-    from zvonok.pstn.models import CallHold
-    from zvonok.storage.db import Database
-
     async def read() -> tuple[list[tuple[str, str | None]], list[str]]:
         db = Database(cluster.nodes[1].database_url)
         try:
@@ -650,9 +651,6 @@ def test_a_killed_nodes_callback_request_is_taken_over_and_called_back_by_the_ot
     (phone A) logged in through node 2, node 2 rings A and, when A answers, calls the customer back through
     the carrier (the carrier's SIPp logs the number called); A hangs up after 3 s. The request is ``done``
     and node 2's. Node 1 is started again (it takes nothing back) for the tests after this one."""
-    from .dtmf_pcap import write_dtmf_pcap
-    from .test_trunks_sipp import ACCESS_CALL, WAIT_FOR_OUR_BYE
-
     a, _b = phones
     agent, _ = agent_queue
     did, customer = "74731230551", "74731230552"
