@@ -25,6 +25,9 @@ waiting) to the next INVITE it received — the server's BYE handling, the cente
 leg's set-up together (p50 / p99 / max); the queue's throughput (INVITEs to agents per second between
 the first and the last); the server's CPU (``/proc/<pid>/stat``) over the callers' run, per call and as a
 share of one core; the load average before and after (the machine is shared: say so with the figures).
+With ``--ws-clients N`` (default 1) that many admin websockets (``/api/v1/tenants/{id}/events``, as a
+supervisor's wallboard opens) are open through the run: the events each received per second (call,
+leg, CDR, agent and queue state events by type) and any ``EventsDropped`` the server reported to them.
 
 Run: ``PATH=.venv/bin:$PATH PYTHONPATH=src python bench/callcenter.py --sip --callers 200 --agents 50``.
 """
@@ -32,6 +35,7 @@ Run: ``PATH=.venv/bin:$PATH PYTHONPATH=src python bench/callcenter.py --sip --ca
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import random
@@ -39,7 +43,9 @@ import re
 import statistics
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
@@ -68,6 +74,8 @@ def main() -> None:
     parser.add_argument("--talk-spread-ms", type=int, default=0,
                         help="--sip: each call's talk time drawn uniformly from talk ± this (hang-ups not in step, "
                              "as in a real call center); 0: every call talks exactly --talk-ms")
+    parser.add_argument("--ws-clients", type=int, default=1,
+                        help="--sip: admin websockets open on the tenant's events through the run (0: none)")
     args = parser.parse_args()
     if args.sip:
         sip_bench(args)
@@ -207,6 +215,61 @@ def agent_scenario(tmp: Path, talk_ms: int, spread_ms: int) -> str:
     return str(path)
 
 
+class EventWatcher:
+    """``clients`` websockets on a tenant's events, each counting the frames it receives (in threads)."""
+
+    def __init__(self, ws_url: str, token: str, clients: int) -> None:
+        self.url, self.token = ws_url, token
+        self.counts: list[Counter[str]] = [Counter() for _ in range(clients)]
+        self.dropped = [0] * clients
+        self._stop = threading.Event()
+        self._connected = threading.Barrier(clients + 1) if clients else None
+        self._threads = [threading.Thread(target=self._run, args=(n,), daemon=True) for n in range(clients)]
+        self.started = self.stopped = 0.0
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+        if self._connected is not None:
+            self._connected.wait(timeout=30)
+        self.started = time.monotonic()
+
+    def stop(self) -> None:
+        self.stopped = time.monotonic()
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+    def _run(self, n: int) -> None:
+        from websockets.sync.client import connect
+
+        with connect(self.url, additional_headers={"Authorization": f"Bearer {self.token}"},
+                     max_size=2**20) as ws:
+            assert self._connected is not None
+            self._connected.wait(timeout=30)
+            while not self._stop.is_set():
+                try:
+                    frame = ws.recv(timeout=0.2)
+                except TimeoutError:
+                    continue
+                event = json.loads(frame)
+                if event.get("type") == "EventsDropped":
+                    self.dropped[n] = int(event["dropped"])
+                elif not self._stop.is_set():
+                    self.counts[n][str(event.get("type"))] += 1
+
+    def report(self) -> str:
+        if not self.counts:
+            return "websocket: no client"
+        span = max(1e-9, self.stopped - self.started)
+        totals = [sum(c.values()) for c in self.counts]
+        kinds = sum(self.counts, Counter()).most_common(6)
+        return (f"websocket: {len(self.counts)} admin client(s), each received {min(totals):,}–{max(totals):,} events "
+                f"in {span:.1f} s = {statistics.mean(totals) / span:,.0f} events/s each, "
+                f"{sum(totals) / span:,.0f} events/s sent in all; dropped: {sum(self.dropped)}; most frequent: "
+                + ", ".join(f"{kind} {count // len(self.counts):,}" for kind, count in kinds))
+
+
 def sip_bench(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import _calls as c
@@ -256,6 +319,9 @@ def sip_bench(args: argparse.Namespace) -> None:
                                   name="agents", local_port=port, timeout=budget, keys=PCMA,
                                   extra=["-d", str(args.talk_ms), "-trace_msg", "-message_file", str(trace),
                                          "-buff_size", "4194304"]).start()
+        ws_url = server.http_url.replace("http://", "ws://", 1) + f"/api/v1/tenants/{seeded.tenant_id}/events"
+        watcher = EventWatcher(ws_url, seeded.token, args.ws_clients)
+        watcher.start()
         cpu0, wall0 = server.cpu_seconds(), time.monotonic()
         rows = [c.caller_row(callers[i % len(callers)], h.password_for(callers[i % len(callers)]), DOMAIN,
                              QUEUE_NUMBER) for i in range(args.callers)]
@@ -266,6 +332,7 @@ def sip_bench(args: argparse.Namespace) -> None:
                                                    "-buff_size", "4194304", "-trace_msg", "-message_file",
                                                    str(caller_trace)])
         cpu, wall = server.cpu_seconds() - cpu0, time.monotonic() - wall0
+        watcher.stop()
         agent_uas.quit()
         agent_uas.wait(timeout=30)
         agent_events = trace_events(trace)
@@ -300,6 +367,7 @@ def sip_bench(args: argparse.Namespace) -> None:
           f"(the agents' ceiling: {ceiling:.1f}/s)")
     print(f"server CPU: {cpu:.1f} s over {wall:.1f} s = {cpu / wall * 100:.0f}% of a core, "
           f"{cpu / max(1, result.successful) * ms:.1f} ms per call (music to the waiting included)")
+    print(watcher.report())
     print(f"load average after {load_after[0]:.2f} {load_after[1]:.2f}; server exit code {code}; "
           f"SIPp traces and the server's data in {tmp} (delete when done)")
 

@@ -446,7 +446,9 @@ def test_an_agent_on_an_ordinary_call_through_node_1_is_busy_on_node_2(
 ) -> None:
     """Phone A's agent, logged in, calls phone B (an extension call, taken by node 1): node 2, which would
     offer A its queue calls, shows the agent busy on another call (node 1's ``call_holds`` row for the agent,
-    read by node 2 every 5 s) while the call lasts, and available again after it."""
+    read by node 2 every 5 s) while the call lasts, and available again after it. Logged in through node 2
+    during such a call, the agent is busy on both nodes from then on (node 1 marks it when it hears of the
+    login)."""
     a, b = phones
     agent, queue_id = agent_queue
     assert _callcenter(cluster, 0, f"/agents/{agent}/login", {"queue_ids": [queue_id]})["status"] == "available"
@@ -473,6 +475,28 @@ def test_an_agent_on_an_ordinary_call_through_node_1_is_busy_on_node_2(
     assert _wait_for(lambda: _agent_state(cluster, 1, agent).get("busy_elsewhere") is False, 15), (
         _agent_state(cluster, 1, agent), cluster.logs())
     _callcenter(cluster, 0, f"/agents/{agent}/logout", {})
+
+    # the same call with the agent logged out, logged in through node 2 once the call is answered
+    watcher = EventWatcher(cluster.nodes[0], cluster.seeded)
+    caller = threading.Thread(target=place, daemon=True)
+    caller.start()
+    try:
+        assert _wait_for(lambda: any(e["type"] == "CallAnswered" for e in watcher.events), 13), (
+            watcher.events, watcher.error, cluster.logs())
+        assert _callcenter(cluster, 1, f"/agents/{agent}/login", {"queue_ids": [queue_id]})["status"] == "available"
+        for node in (0, 1):
+            assert _wait_for(lambda n=node: _agent_state(cluster, n, agent).get("busy_elsewhere") is True, 10), (
+                node, _agent_state(cluster, node, agent), cluster.logs())
+    finally:
+        caller.join(60)
+        watcher.close()
+    assert not errors, errors
+    for node in (0, 1):
+        assert _wait_for(lambda n=node: _agent_state(cluster, n, agent).get("busy_elsewhere") is False, 15), (
+            node, _agent_state(cluster, node, agent), cluster.logs())
+    _callcenter(cluster, 1, f"/agents/{agent}/logout", {})
+    # (the next test logs in through node 1: once node 1 has applied this logout)
+    assert _wait_for(lambda: _agent_state(cluster, 0, agent).get("status") == "offline", 15), cluster.logs()
 
 
 def test_the_wallboard_of_node_1_shows_a_caller_waiting_on_node_2(

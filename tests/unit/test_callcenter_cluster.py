@@ -26,7 +26,7 @@ from zvonok.callcenter.models import AgentPresence, CallQueue, QueueCallbackRow,
 from zvonok.callcenter.queues import QueueConfig, Strategy
 from zvonok.callcenter.runtime import CallCenterRuntime
 from zvonok.org.models import Employee, Tenant
-from zvonok.pstn.holds import AGENT, CALLBACK, CALLER, SharedHolds, delete_stale
+from zvonok.pstn.holds import AGENT, CALLBACK, CALLER, HANDLED, SharedHolds, delete_stale
 from zvonok.pstn.models import CallHold
 from zvonok.storage.changes import ChangeFeed
 from zvonok.storage.db import Database
@@ -531,6 +531,119 @@ async def test_a_heavier_queues_caller_on_the_other_node_gets_the_shared_agent_f
     assert [(o.call_id, o.agent_id) for o in b.offers] == [("call-b", ANNA)]
     assert await b.runtime.claim(ANNA, "call-b") is True  # the lighter queue's earlier caller holds none back
     assert await claims(a.db) == {str(ANNA): "node-2"}
+
+
+async def test_the_wait_estimate_counts_the_calls_handled_on_the_other_node(
+        nodes: tuple[Node, Node], company: tuple[int, int]) -> None:
+    a, b = nodes
+    tenant_id, queue_id = company
+    a.runtime.login(tenant_id, ANNA, [queue_id], {})
+    await presence_written(a)
+    await b.hear()
+    # Anna talks ten minutes to node 2's caller
+    b.runtime.feed(lambda c, now: c.join("call-b", queue_id, now, number="200"))
+    assert await b.runtime.claim(ANNA, "call-b") is True
+    assert b.runtime.feed(lambda c, now: c.offer_answered("call-b", ANNA, now)) is True
+    b.runtime.feed(lambda c, now: c.call_ended("call-b", now + 600, by_agent=False))
+    await b.holds.flush()
+    async with a.db.session() as session:
+        rows = (await session.execute(select(CallHold.node, CallHold.key, CallHold.priority).where(
+            CallHold.kind == HANDLED))).tuples().all()
+    assert rows == [("node-2", str(queue_id), 1)]  # node 2's handled calls, for the other nodes
+    assert a.runtime.center.wait_estimate(queue_id, 1) == 120  # node 1 has read nothing yet: the default
+    await a.runtime.sync_claims()
+    assert a.runtime.center.wait_estimate(queue_id, 1) == 600  # one agent working, node 2's call
+    # then five minutes to node 1's caller: node 1's estimate averages both nodes' calls, and so does node 2's
+    a.runtime.feed(lambda c, now: c.join("call-a", queue_id, now, number="100"))
+    assert await a.runtime.claim(ANNA, "call-a") is True
+    assert a.runtime.feed(lambda c, now: c.offer_answered("call-a", ANNA, now)) is True
+    a.runtime.feed(lambda c, now: c.call_ended("call-a", now + 300, by_agent=False))
+    await a.holds.flush()
+    await b.runtime.sync_claims()
+    assert a.runtime.center.wait_estimate(queue_id, 1) == b.runtime.center.wait_estimate(queue_id, 1) == 450
+    assert a.runtime.center.wait_estimate(queue_id, 2) == 900
+
+
+async def test_an_agent_let_go_for_a_caller_who_hangs_up_meanwhile_is_offered_again_soon(
+        nodes: tuple[Node, Node], company: tuple[int, int]) -> None:
+    a, b = nodes
+    tenant_id, queue_id = company
+    a.runtime.recheck_after = 0.1  # (1 s in service; the periodic read is an hour away here)
+    a.runtime.login(tenant_id, ANNA, [queue_id], {})
+    a.runtime.pause(ANNA, "lunch")
+    await presence_written(a)
+    await b.hear()
+    b.runtime.feed(lambda c, now: c.join("call-b", queue_id, now, number="200"))
+    a.runtime.feed(lambda c, now: c.join("call-a", queue_id, now, number="100"))
+    await b.holds.flush()
+    await a.holds.flush()
+    # Anna is back on node 1: node 2's caller waited longer, node 1 lets her go ...
+    a.runtime.unpause(ANNA)
+    assert await a.runtime.claim(ANNA, "call-a") is False
+    # ... but node 2's caller hangs up before node 2 hears of it: nobody takes her there
+    b.runtime.feed(lambda c, now: c.caller_left("call-b", now))
+    await b.holds.flush()
+    await presence_written(a)
+    await b.hear()
+    assert b.offers == [] and await claims(a.db) == {}
+    # node 1 reads the claims again shortly after letting her go (not at its next periodic read)
+    async with asyncio.timeout(30):
+        while len(a.offers) < 2:
+            await asyncio.sleep(0.05)
+    assert [(o.call_id, o.agent_id) for o in a.offers] == [("call-a", ANNA), ("call-a", ANNA)]
+    assert await a.runtime.claim(ANNA, "call-a") is True
+
+
+async def test_an_agent_already_on_a_call_when_logging_in_is_busy_on_every_node(
+        nodes: tuple[Node, Node], company: tuple[int, int]) -> None:
+    a, b = nodes
+    tenant_id, queue_id = company
+    on_call = {ANNA: b, BORIS: a}  # (what each node's call engine says)
+    for node in (a, b):
+        node.runtime.on_other_call = lambda employee, node=node: on_call.get(employee) is node
+    a.runtime.feed(lambda c, now: c.join("call-a", queue_id, now, number="100"))
+    # Boris, talking on node 1, logs in there: busy at once, node 1's caller is not offered to him
+    a.runtime.login(tenant_id, BORIS, [queue_id], {})
+    boris = a.runtime.center.agents[BORIS]
+    assert boris.busy_elsewhere and boris.status is AgentStatus.AVAILABLE and a.offers == []
+    await a.holds.flush()
+    assert await claims(a.db) == {str(BORIS): "node-1"}  # busy for node 2 too
+    # Anna, talking on node 2, logs in on node 1: node 2 marks her when it hears of the login
+    a.runtime.login(tenant_id, ANNA, [queue_id], {})
+    assert [(o.call_id, o.agent_id) for o in a.offers] == [("call-a", ANNA)]  # node 1 cannot know yet
+    await presence_written(a)
+    await b.hear()
+    assert b.runtime.center.agents[ANNA].busy_elsewhere
+    await b.holds.flush()
+    assert await claims(a.db) == {str(BORIS): "node-1", str(ANNA): "node-2"}
+    assert await a.runtime.claim(ANNA, "call-a") is False  # found before her phone rings: no offer, no miss
+    anna = a.runtime.center.agents[ANNA]
+    assert anna.held_elsewhere and anna.missed == 0 and "call-a" in a.runtime.center.waiting
+    # her call on node 2 ends: node 1's caller is offered to her at node 1's next read
+    b.runtime.feed(lambda c, now: c.set_busy_elsewhere(ANNA, False, now))
+    await b.holds.flush()
+    await a.runtime.sync_claims()
+    assert (a.offers[-1].call_id, a.offers[-1].agent_id) == ("call-a", ANNA)
+    assert await a.runtime.claim(ANNA, "call-a") is True
+
+
+async def test_a_login_reads_another_nodes_mark_on_the_agent_soon(
+        nodes: tuple[Node, Node], company: tuple[int, int]) -> None:
+    a, _b = nodes
+    tenant_id, queue_id = company
+    a.runtime.recheck_after = 0.1
+    async with a.db.session() as session:  # Anna talks on node 3 (which marked her before she logged in)
+        session.add(CallHold(id="z" * 32, node="node-3", kind=AGENT, key=str(ANNA), call_id="busy",
+                             updated_at=datetime.now(UTC)))
+        await session.commit()
+    a.runtime.login(tenant_id, ANNA, [queue_id], {})
+    async with asyncio.timeout(30):  # read shortly after the login, not at the next periodic read
+        while not a.runtime.center.agents[ANNA].held_elsewhere:
+            await asyncio.sleep(0.05)
+    a.runtime.feed(lambda c, now: c.join("call-a", queue_id, now, number="100"))
+    assert a.offers == []
+    snapshot = a.runtime.snapshot(tenant_id, queue_id)
+    assert snapshot is not None and snapshot.agents == {"busy": 1}
 
 
 async def leave_callbacks(node: Node, queue_id: int, requests: list[tuple[str, int]]) -> None:

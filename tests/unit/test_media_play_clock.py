@@ -71,3 +71,73 @@ def test_every_player_gets_its_frames_on_time_from_one_clock_a_quarter_at_a_tick
     for player in players:
         player.cancel()
     assert clock.count == 0 and clock.handle is None
+
+
+class ReadyLoop:
+    """Timers run by hand; ``call_soon`` queues behind what is ready, as asyncio and uvloop do."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.ready: list[tuple[Any, tuple[Any, ...]]] = []
+        self.timers: list[tuple[float, Any]] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_soon(self, callback: Any, *args: Any) -> Any:
+        self.ready.append((callback, args))
+        return _Cancellable()
+
+    def call_at(self, when: float, callback: Any, *args: Any) -> Any:
+        handle = _Cancellable()
+        self.timers.append((when, lambda: handle.cancelled or callback(*args)))
+        return handle
+
+    def run_ready(self) -> int:
+        """One pass over what was ready when it started (callbacks queued meanwhile wait for the next)."""
+        batch, self.ready = self.ready, []
+        for callback, args in batch:
+            callback(*args)
+        return len(batch)
+
+    def fire_timers(self, until: float) -> None:
+        self.now = until
+        due = [t for t in self.timers if t[0] <= until]
+        self.timers = [t for t in self.timers if t[0] > until]
+        for _, callback in sorted(due, key=lambda t: t[0]):
+            callback()
+
+
+class _Cancellable:
+    cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+def test_a_large_group_is_sent_in_chunks_so_what_arrives_meanwhile_runs_between_them() -> None:
+    loop = ReadyLoop()
+    clock = _PlayClock(loop, PlaybackStats())  # type: ignore[arg-type]
+    sent: list[tuple[int, float]] = []
+    count = 3 * _PlayClock.CHUNK + 5
+    players = [_Player(Leg(loop, sent, n), Source(), None, n, clock) for n in range(count)]  # type: ignore[arg-type]
+    loop.run_ready()  # each sends its first frame at once and joins the clock: all in one phase group
+    assert len(sent) == count and clock.count == count
+    sent.clear()
+    ticks = 0
+    while not sent:  # the tick of that group, 20 ms later
+        ticks += 1
+        loop.fire_timers(ticks * PLAY_TICK)
+    assert len(sent) == _PlayClock.CHUNK  # the timer's own callback: one chunk
+    order: list[str] = []
+    loop.call_soon(order.append, "sip")  # queued after the tick, as a SIP message's step would be
+    players[-1].cancel()  # stopped while its chunk waits: nothing for it
+    passes = []
+    while loop.ready:
+        before = len(sent)
+        loop.run_ready()
+        passes.append(len(sent) - before)
+    assert passes == [_PlayClock.CHUNK, _PlayClock.CHUNK, 4]
+    assert order == ["sip"]  # it ran in the first pass, before the last two chunks
+    assert sorted(n for n, _ in sent) == list(range(count - 1))  # every other player its frame, once
+    assert clock.stats.late == 0 and clock.count == count - 1

@@ -269,6 +269,31 @@ def test_an_agent_in_another_call_is_not_offered_until_it_ends() -> None:
         assert len(h.invites_to(agent)) == 2
 
 
+def test_the_engine_tells_the_call_center_who_talks_in_a_call_not_a_queues() -> None:
+    """What the call center asks when an agent logs in (``on_other_call``, set by the desk): busy from the
+    login when already in such a call; a queue call of the agent's is the center's own and does not count."""
+    c = center()
+    h = c.h
+    with h:
+        caller, friend = h.extension("101"), h.extension("102")
+        queue_id = c.queue("500")
+        agent = c.agent("201", 9, queue_id)
+        on_other_call = c.runtime.on_other_call  # type: ignore[attr-defined]
+        assert on_other_call(9) is False
+        direct = h.call(friend, "201")
+        assert on_other_call(9) is False  # ringing: not in the call yet
+        ok = answer(h, agent)
+        direct.ack()
+        assert on_other_call(9) is True and on_other_call(7) is False
+        h.request_from(h.invites_to(agent)[-1], ok, "BYE")
+        assert on_other_call(9) is False
+        call = h.call(caller, "500")
+        call.ack()
+        h.settle()
+        answer(h, agent)
+        assert c.runtime.center.agents[9].status.value == "on_call" and on_other_call(9) is False
+
+
 def test_a_number_whose_destination_is_a_queue() -> None:
     c = center()
     h = c.h

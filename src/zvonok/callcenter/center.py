@@ -179,8 +179,11 @@ class ContactCenter:
         # several nodes: queue -> (priority, joined_at on this clock) of the callers and callback requests in
         # its line on the other nodes (set by the runtime at each read), counted in the positions announced
         self.elsewhere: dict[int, list[tuple[int, float]]] = {}
+        # several nodes: queue -> (talk + wrap-up seconds, calls) the other nodes completed (the runtime's read)
+        self.handled_elsewhere: dict[int, tuple[float, int]] = {}
         self._last_offered: dict[int, int] = {}  # queue -> agent offered last (round robin's memory)
         self._handled: dict[int, tuple[float, int]] = {}  # queue -> (talk + wrap-up seconds, calls)
+        self._handled_changed: set[int] = set()  # the queues whose totals changed since take_handled
         self._actions: list[Action] = []
         self._log: list[QueueLogEntry] = []
         self._callback_changes: list[CallbackChange] = []
@@ -436,10 +439,14 @@ class ContactCenter:
 
     # -- inputs: agents ------------------------------------------------------------------------------
     def login(self, agent_id: int, queue_ids: Iterable[int], now: float, *,
-              skills: dict[str, int] | None = None) -> None:
+              skills: dict[str, int] | None = None, busy_elsewhere: bool | None = None) -> None:
+        """Log in to queues (``busy_elsewhere``: the agent is on a call that is not a queue's, known before any
+        offer is made)."""
         agent = self._agent(agent_id, create=True)
         if skills is not None:
             agent.skills = dict(skills)
+        if busy_elsewhere is not None:
+            agent.busy_elsewhere = busy_elsewhere
         for queue_id in queue_ids:
             self._queue(queue_id)
             if queue_id not in agent.queues:
@@ -600,6 +607,12 @@ class ContactCenter:
         out, self._log = self._log, []
         return out
 
+    def take_handled(self) -> dict[int, tuple[float, int]]:
+        """Queue -> (talk + wrap-up seconds, calls) completed here, of the queues that changed since the last
+        take (several nodes: shared for the others' wait estimates)."""
+        changed, self._handled_changed = self._handled_changed, set()
+        return {q: self._handled[q] for q in changed if q in self._handled}
+
     def take_callback_changes(self) -> list[CallbackChange]:
         out, self._callback_changes = self._callback_changes, []
         return out
@@ -621,8 +634,11 @@ class ContactCenter:
 
     def wait_estimate(self, queue_id: int, position: int) -> int:
         """Seconds a caller at ``position`` may still wait: the calls ahead times the queue's average
-        handle time (talk + wrap-up), shared among the agents who work it now."""
+        handle time (talk + wrap-up; several nodes: of every node's calls), shared among the agents who work it
+        now."""
         total, count = self._handled.get(queue_id, (0.0, 0))
+        other_total, other_count = self.handled_elsewhere.get(queue_id, (0.0, 0))
+        total, count = total + other_total, count + other_count
         handle = total / count if count else DEFAULT_HANDLE_TIME
         working = sum(1 for a in self.agents.values()
                       if queue_id in a.queues and a.status not in (_S.OFFLINE, _S.NOT_READY))
@@ -852,6 +868,7 @@ class ContactCenter:
         wrap = config.wrap_up if config is not None else 0.0
         total, count = self._handled.get(call.queue_id, (0.0, 0))
         self._handled[call.queue_id] = (total + talk + wrap, count + 1)
+        self._handled_changed.add(call.queue_id)
         self._wrap_up(agent, config, now)
 
     def _wrap_up(self, agent: Agent, config: QueueConfig | None, now: float) -> None:

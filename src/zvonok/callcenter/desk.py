@@ -53,6 +53,7 @@ class CenterDesk:
     def attach(self, app: QueueCalls) -> None:
         self.app = app
         self.runtime.action_handlers.append(self._on_action)
+        self.runtime.on_other_call = app.on_other_call  # an agent logging in during a call is busy at once
 
     # -- the center's actions, for the engine -----------------------------------------------------------
     def _on_action(self, action: Action) -> None:

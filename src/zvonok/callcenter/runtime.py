@@ -43,15 +43,22 @@ center, and two things are shared through the database (docs/cluster.md says why
   ``sync_every`` seconds a node reads the other nodes' claims and sets ``held_elsewhere`` accordingly, so an
   agent busy on one node shows (and is counted) busy on every node, and is offered again once freed —
   a killed node's claims, too, once the dead-node sweep has deleted them. An agent on a non-queue call here
-  (``busy_elsewhere``) has this node's row too (:meth:`AgentClaims.mark_agent`): busy for every node.
+  (``busy_elsewhere``) has this node's row too (:meth:`AgentClaims.mark_agent`): busy for every node. So has
+  one already on such a call when it logs in, here or on another node (a mirrored login): the call engine
+  says so (``on_other_call``, set by the desk). A login here reads the claims ``recheck_after`` seconds
+  later: a node with the agent's call has marked it by then.
 - **the line** — each caller waiting in this node's queues is a ``call_holds`` row (its queue, when it joined,
   its priority), and so is each callback request it keeps while the request may be offered (not while it
   waits for a retry); a claim for a caller or request is refused (``"ahead"``) while another node has one
   ahead of it in the agent's queues (by queue weight, priority, arrival) whom nobody is offered and the
   agent may take: this node lets the agent go and says so (:class:`~.events.AgentYielded`), that node
-  reads the claims at once and offers it. The other nodes' callers and requests are counted in the queue
-  snapshot (wallboard, live view) and in the positions announced (``ContactCenter.elsewhere``) as of the
-  last read.
+  reads the claims at once and offers it; this node reads them again ``recheck_after`` seconds later and
+  offers the agent again if nobody took it (that caller gone meanwhile). The other nodes' callers and
+  requests are counted in the queue snapshot (wallboard, live view) and in the positions announced
+  (``ContactCenter.elsewhere``) as of the last read.
+- **the wait estimate** — the queue calls this node completed (count, talk + wrap-up seconds) are one
+  ``call_holds`` row per queue (:meth:`AgentClaims.share_handled`); each read adds the other nodes' to the
+  average handle time (``ContactCenter.handled_elsewhere``).
 - **the strategies' memory** — the agent's calls and talk time and its last round-robin offer ride with its
   presence row; a node takes the larger counts and the latest offer (:meth:`CallCenterRuntime.mirror`).
 """
@@ -138,6 +145,10 @@ class AgentClaims(Protocol):
 
     async def callers_elsewhere(self) -> list[Waiter] | None: ...
 
+    def share_handled(self, queue_id: int, seconds: float, calls: int) -> None: ...
+
+    async def handled_elsewhere(self) -> dict[int, tuple[float, int]] | None: ...
+
 
 def presence_of(agent: Agent | None, offered: tuple[int, float] | None = None) -> Presence:
     if agent is None or not agent.queues:
@@ -157,11 +168,17 @@ class CallCenterRuntime:
     def __init__(self, db: Database, bus: Bus | None = None, *, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time, rng: random.Random | None = None,
                  batch_size: int = 500, flush_delay: float = 0.2, retry_delay: float = 1.0,
-                 claims: AgentClaims | None = None, sync_every: float = 5.0) -> None:
+                 claims: AgentClaims | None = None, sync_every: float = 5.0, recheck_after: float = 1.0) -> None:
         self.db = db
         self.bus = bus
         self.claims = claims  # several nodes: presence and claims shared (see the module notes)
         self.sync_every = sync_every
+        self.recheck_after = recheck_after  # a read of the claims this long after letting an agent go, or a login
+        # whether the employee is on a call of this node that is not a queue's (the call engine's answer, given
+        # by the desk): an agent logging in meanwhile is busy at once
+        self.on_other_call: Callable[[int], bool] = lambda _employee_id: False
+        self._recheck: asyncio.Task[None] | None = None  # the read of the claims soon (see _recheck_soon)
+        self._recheck_more = False  # asked again while it waited: one more after it
         self._presence: dict[int, Presence] = {}  # what the nodes know of each agent (written or read)
         self._offered: dict[int, tuple[int, float]] = {}  # agent -> its last round-robin offer (queue, wall)
         self._rr_at: dict[int, float] = {}  # queue -> when its round robin's last agent was offered (wall)
@@ -269,7 +286,7 @@ class CallCenterRuntime:
             self._timer.cancel()
             self._timer = None
         self._stopping = True
-        for task in (self._reloader, self._writer, *self._shared_tasks):
+        for task in (self._reloader, self._writer, *self._shared_tasks, self._recheck):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -381,10 +398,21 @@ class CallCenterRuntime:
     def login(self, tenant_id: int, employee_id: int, queue_ids: Iterable[int], skills: dict[str, int]) -> Agent:
         self._agent_tenant[employee_id] = tenant_id
         try:
-            self.feed(lambda c, now: c.login(employee_id, list(queue_ids), now, skills=skills))
+            self.feed(lambda c, now: self._login(c, employee_id, list(queue_ids), now, skills))
         finally:
             self._note_presence({employee_id})
+        # another node's row for the agent (a call there, marked when that node hears of this login): busy here
+        self._recheck_soon()
         return self.center.agents[employee_id]
+
+    def _login(self, center: ContactCenter, employee_id: int, queue_ids: list[int], now: float,
+               skills: dict[str, int] | None) -> None:
+        """Log in; an agent already on a call of this node that is not a queue's is busy from the start (the
+        mark is taken when such a call is answered: one answered before the login had none)."""
+        agent = center.agents.get(employee_id)
+        busy = (agent is None or not agent.busy_elsewhere) and self.on_other_call(employee_id)
+        center.login(employee_id, queue_ids, now, skills=skills, busy_elsewhere=busy or None)
+
 
     def logout(self, employee_id: int, queue_ids: Iterable[int] | None) -> None:
         ids = None if queue_ids is None else list(queue_ids)
@@ -424,7 +452,8 @@ class CallCenterRuntime:
             current = set(agent.queues) if agent is not None else set()
             if queues - current:
                 added = sorted(queues - current)
-                self.feed(lambda c, now: c.login(employee_id, added, now, skills=skills))
+                # (an agent on a call of ours is marked here: busy for the node where it logged in, too)
+                self.feed(lambda c, now: self._login(c, employee_id, added, now, skills))
             if current - queues:
                 gone = sorted(current - queues)
                 self.feed(lambda c, now: c.logout(employee_id, gone, now))
@@ -541,6 +570,7 @@ class CallCenterRuntime:
             self.feed(lambda c, now: c.set_held_elsewhere(agent_id, True, now))
         if verdict == "ahead":
             await self._yielded(agent_id)
+            self._recheck_soon()
         self._release_claims()
         return current and won
 
@@ -583,6 +613,30 @@ class CallCenterRuntime:
                 await session.commit()
         except Exception:  # noqa: BLE001 - the other nodes see the agent free at their next read of the claims
             log.exception("call center: telling the other nodes agent %d is free failed", agent_id)
+
+    def _recheck_soon(self) -> None:
+        """Read the claims ``recheck_after`` seconds from now rather than at the next ``sync_every`` read: after
+        letting an agent go, the node whose caller was ahead has taken it by then, or that caller has gone
+        meanwhile (hung up, or taken by someone else) and the agent is offered here again; after a login, a
+        node where the agent is on a call has marked it (busy here too)."""
+        if self.claims is None or self._changes is None or self._stopping:
+            return
+        if self._recheck is not None and not self._recheck.done():
+            self._recheck_more = True  # asked during the wait: one more read after this one
+            return
+        with contextlib.suppress(RuntimeError):  # no running loop (a test's direct call): the periodic read
+            self._recheck = asyncio.get_running_loop().create_task(self._rechecks(), name="callcenter:recheck")
+
+    async def _rechecks(self) -> None:
+        while True:
+            self._recheck_more = False
+            await asyncio.sleep(self.recheck_after)
+            try:
+                await self.sync_claims()
+            except Exception:  # noqa: BLE001 - the periodic read tries again
+                log.exception("call center: reading the other nodes' agents failed")
+            if not self._recheck_more:
+                return
 
     def _release_claims(self) -> None:
         if self.claims is None:
@@ -632,6 +686,9 @@ class CallCenterRuntime:
                 wall = self.center.wall_offset
                 self.center.elsewhere = {q: [(w.priority, w.since - wall) for w in ws] for q, ws in remote.items()}
                 self._publish(set(), touched)
+        handled = await self.claims.handled_elsewhere()
+        if handled is not None:
+            self.center.handled_elsewhere = handled
         elsewhere = await self.claims.agents_elsewhere()
         if elsewhere is None:
             return
@@ -727,6 +784,10 @@ class CallCenterRuntime:
             self.backlog.append({"at": entry.at, "tenant_id": tenant_id, "queue_id": entry.queue_id,
                                  "call_id": entry.call_id, "agent_id": entry.agent_id, "event": entry.event,
                                  "data": dict(entry.data)})
+        handled = self.center.take_handled()
+        if self.claims is not None:
+            for queue_id, (seconds, calls) in handled.items():
+                self.claims.share_handled(queue_id, seconds, calls)
         for change in self.center.take_callback_changes():
             tenant_id = self._queue_tenant.get(change.queue_id)
             if tenant_id is not None:

@@ -23,7 +23,9 @@ remaining budget, and a trunk's ``max_calls`` counts the calls of every node.
   are the callback requests it may offer (``kind`` "callback"): a claim for a caller is refused while
   another node has a caller ahead of it in the agent's queues (a heavier queue's, or an earlier or higher
   priority one of a queue as heavy) whom nobody is offered (the line's order across the nodes).
-  Refreshed and swept like the other holds.
+  Refreshed and swept like the other holds. So are the node's handled queue calls, one row per queue
+  (``kind`` "handled", :meth:`SharedHolds.share_handled`: their count and total handle time, behind the
+  wait estimates of every node: :meth:`SharedHolds.handled_elsewhere`).
 - The node itself (:meth:`SharedHolds.announce`): a row of ``kind`` "node" (``key`` the node's id), refreshed
   (written again if the sweep took it) with the holds: while it is there the node is alive; once the sweep
   has deleted it, another node takes over the node's callback requests (:func:`zvonok.callcenter.callbacks.take_over`).
@@ -71,6 +73,7 @@ DEFAULT_TIMEOUT = 2.0  # seconds a call set-up waits for the shared store at mos
 DEFAULT_REFRESH = 5.0  # seconds between refreshes of a node's holds (the CDR heartbeat's pace)
 _LOCK_SPACE = 0x5A56  # first key of pg_advisory_xact_lock(int, int): our locks, apart from others'
 TRUNK, SPEND, AGENT, CALLER, CALLBACK, NODE = "trunk", "spend", "agent", "caller", "callback", "node"
+HANDLED = "handled"  # a node's queue calls completed: ``key`` the queue, ``priority`` the count, ``amount`` seconds
 _LINE = (CALLER, CALLBACK)  # a queue's line: its live callers and its callback requests
 _STORE_ERRORS = (TimeoutError, SQLAlchemyError, OSError, ConnectionError)
 
@@ -183,6 +186,8 @@ class SharedHolds:
         self._agents: dict[int, str] = {}  # call-center agent -> this node's claim row on it
         self._callers: dict[str, str] = {}  # queue call waiting here -> its caller row
         self._inserts: list[dict[str, Any]] = []  # rows to write behind the call (agents busy here, callers)
+        self._handled: dict[int, str] = {}  # queue -> this node's row of its handled calls
+        self._upserts: dict[str, dict[str, Any]] = {}  # rows to write again (the handled calls' totals)
         self._live: set[str] = set()  # the rows this node refreshes (in-flight inserts included)
         self._deletes: list[str] = []
         self._wake = asyncio.Event()
@@ -436,6 +441,37 @@ class SharedHolds:
             return [Waiter(int(key), float(since or 0.0), int(priority or 0), kind == CALLBACK)
                     for key, since, priority, kind in rows.tuples()]
 
+    def share_handled(self, queue_id: int, seconds: float, calls: int) -> None:
+        """This node's queue calls completed in the queue (``calls``, with ``seconds`` of talk and wrap-up in
+        all), for the other nodes' wait estimates: one row per queue, written again behind the call."""
+        hold = self._handled.get(queue_id)
+        if hold is None:
+            hold = self._handled[queue_id] = os.urandom(16).hex()
+            self._live.add(hold)
+        self._upserts[hold] = {"id": hold, "node": self.node, "kind": HANDLED, "key": str(queue_id),
+                               "call_id": "", "amount": Decimal(f"{seconds:.4f}"), "priority": calls}
+        self._wake.set()
+
+    async def handled_elsewhere(self) -> dict[int, tuple[float, int]] | None:
+        """Queue -> (seconds, calls) the other nodes (alive ones) have handled; None when the store does not
+        answer in ``timeout``."""
+        try:
+            return await self._bounded(self._handled_elsewhere())
+        except _STORE_ERRORS as exc:
+            log.info("queue handle times: the shared view is unavailable", error=repr(exc))
+            return None
+
+    async def _handled_elsewhere(self) -> dict[int, tuple[float, int]]:
+        async with self.db.session() as session:
+            alive = datetime.now(UTC) - timedelta(seconds=2 * self.refresh)  # (as in _ahead)
+            rows = await session.execute(select(CallHold.key, CallHold.amount, CallHold.priority).where(
+                CallHold.kind == HANDLED, CallHold.node != self.node, CallHold.updated_at >= alive))
+            handled: dict[int, tuple[float, int]] = {}
+            for key, amount, calls in rows.tuples():
+                seconds, count = handled.get(int(key), (0.0, 0))
+                handled[int(key)] = (seconds + float(amount or 0), count + int(calls or 0))
+            return handled
+
     def _write(self, hold: str, kind: str, key: str, call_id: str, **extra: Any) -> None:
         self._live.add(hold)
         self._inserts.append({"id": hold, "node": self.node, "kind": kind, "key": key, "call_id": call_id,
@@ -535,6 +571,7 @@ class SharedHolds:
             stopper.cancel()
 
     async def flush(self) -> None:
+        await self._flush_upserts()
         rows, self._inserts = self._inserts, []
         if rows:
             try:
@@ -562,6 +599,27 @@ class SharedHolds:
             # not refreshed any more: the dead-node sweep deletes them if we never can
             metrics.ERRORS.labels("call_holds_release").inc()
             log.warning("releasing call holds failed: the sweep frees them", holds=len(ids), error=repr(exc))
+
+    async def _flush_upserts(self) -> None:
+        rows = [row for row in self._upserts.values() if row["id"] in self._live]
+        self._upserts = {}
+        if not rows:
+            return
+        try:
+            async with asyncio.timeout(self.timeout * 5):
+                async with self.db.session() as session:
+                    now = datetime.now(UTC)
+                    for row in rows:
+                        await session.execute(pg_insert(CallHold).values(**row, updated_at=now).on_conflict_do_update(
+                            index_elements=[CallHold.id],
+                            set_={"amount": row["amount"], "priority": row["priority"], "updated_at": now}))
+                    await session.commit()
+        except _STORE_ERRORS as exc:
+            # kept for the next flush (unless a newer total came meanwhile): a total is never lost
+            metrics.ERRORS.labels("call_holds_write").inc()
+            for row in rows:
+                self._upserts.setdefault(row["id"], row)
+            log.warning("writing call holds failed", holds=len(rows), error=repr(exc))
 
     async def beat(self) -> None:
         ids = list(self._live)

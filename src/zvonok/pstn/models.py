@@ -210,7 +210,8 @@ class CallHold(Base):
     call-center agent taken by one node for its queue calls (``kind`` "agent", ``key`` the employee id: at
     most one node's row per agent); or a caller waiting in one of a node's queues (``kind`` "caller") or a
     callback request a node may offer (``kind`` "callback"): ``key`` the queue id, ``since`` and ``priority``
-    its place in line.
+    its place in line; or the queue calls a node has completed (``kind`` "handled", ``key`` the queue id,
+    ``priority`` their count, ``amount`` their talk and wrap-up seconds: the wait estimates' handle time).
 
     The node that took the hold refreshes ``updated_at`` of the holds it still has every few seconds; a hold
     not refreshed for the dead-node interval (its node was killed, or gave up on it) is deleted by any node's

@@ -634,6 +634,16 @@ class QueueCalls:
         session = self._session(call)
         return session is not None and session.state in ("waiting", "connected")
 
+    def on_other_call(self, employee: int) -> bool:
+        """The employee talks in a call of this node that is not a queue's (nor a queue callback): an agent
+        logging in meanwhile is busy elsewhere from the start (the call center's ``on_other_call``)."""
+        return any(
+            call.queue is None
+            and (call.originate is None or call.originate.listener is None)
+            and self._in_call(call, employee)
+            for call in self.engine.calls.values()
+        )
+
     @staticmethod
     def _in_call(call: Call, employee: int) -> bool:
         return not call.ended and any(
