@@ -462,7 +462,8 @@ async def build(settings: Settings) -> Runtime:
     runtime.tasks.append(asyncio.create_task(bindings.run(runtime.stopping)))
     runtime.tasks.append(asyncio.create_task(changes.run(runtime.stopping)))
     if stale_after is not None:
-        runtime.tasks.append(asyncio.create_task(_close_dead_nodes_calls(db, bus, stale_after, runtime.stopping)))
+        runtime.tasks.append(asyncio.create_task(_close_dead_nodes_calls(db, bus, stale_after, runtime.stopping,
+                                                                         callcenter)))
     if holds is not None:
         runtime.tasks.append(asyncio.create_task(holds.run(runtime.stopping)))
     runtime.tasks.append(asyncio.create_task(mailer.run(runtime.stopping)))
@@ -477,9 +478,10 @@ async def build(settings: Settings) -> Runtime:
 
 
 async def _close_dead_nodes_calls(db: Database, bus: LocalBus | NatsBus, stale_after: float,
-                                  stopping: asyncio.Event) -> None:
+                                  stopping: asyncio.Event, callcenter: CallCenterRuntime | None = None) -> None:
     """Several nodes: every ``stale_after`` seconds close, as interrupted, the open calls whose node stopped
-    beating (killed): a surviving node writes their CDRs, ended at the last heartbeat."""
+    beating (killed): a surviving node writes their CDRs, ended at the last heartbeat; and take over the
+    callback requests of the nodes gone (their row swept with their holds)."""
     while not stopping.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), stale_after)
@@ -493,6 +495,8 @@ async def _close_dead_nodes_calls(db: Database, bus: LocalBus | NatsBus, stale_a
             freed = await delete_stale(db, now - timedelta(seconds=stale_after))
             if freed:
                 log.warning("freed the call holds of a stopped node", holds=freed)
+            if callcenter is not None:  # its callback requests: called back here (zvonok.callcenter.callbacks)
+                await callcenter.take_over_callbacks()
         except Exception:  # noqa: BLE001 - the database may be away: the next round tries again
             metrics.ERRORS.labels("close_dead_calls").inc()
             log.exception("closing the calls of a stopped node failed")

@@ -31,8 +31,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from conftest import FreshDatabase
+from zvonok.callcenter.models import QueueCallbackRow
+from zvonok.pstn.holds import NODE
+from zvonok.pstn.models import CallHold
+from zvonok.storage.db import Database
+
+from .dtmf_pcap import write_dtmf_pcap
+from .test_trunks_sipp import ACCESS_CALL, WAIT_FOR_OUR_BYE
 
 # the nodes share a PostgreSQL database of the module's own, on either run of the suite
 pytestmark = [pytest.mark.integration, pytest.mark.fixed_backend]
@@ -278,6 +286,15 @@ def _invites(node: Any) -> float:
         and 'method="INVITE"' in line
         and 'kind="request"' in line
     )
+
+
+def _options(node: Any) -> float:
+    """OPTIONS requests a node has received (the edge's probes)."""
+    with urllib.request.urlopen(f"{node.http_url}/metrics", timeout=10) as resp:  # noqa: S310 - loopback
+        text = resp.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("zvonok_sip_messages_in_total{") and 'method="OPTIONS"' in line
+               and 'kind="request"' in line)
 
 
 def _call(cluster: Cluster, caller: Phone, callee: Phone, dialed: str | None = None, hold_ms: int = 3000) -> int:
@@ -624,6 +641,133 @@ def test_a_trunk_limit_counts_the_calls_of_both_nodes(cluster: Cluster) -> None:
         assert (again_result.successful, again_result.failed) == (1, 0), again_result.describe() + cluster.logs()
     finally:
         tiny.kill()
+
+
+def _callback_rows(cluster: Cluster, queue_id: int) -> tuple[list[tuple[str, str | None]], list[str]]:
+    """The queue's callback requests (state, owner) and the nodes alive (their ``call_holds`` rows)."""
+    async def read() -> tuple[list[tuple[str, str | None]], list[str]]:
+        db = Database(cluster.nodes[1].database_url)
+        try:
+            async with db.session() as session:
+                rows = await session.execute(select(QueueCallbackRow.state, QueueCallbackRow.owner).where(
+                    QueueCallbackRow.queue_id == queue_id))
+                nodes = await session.execute(select(CallHold.key).where(CallHold.kind == NODE))
+                return list(rows.tuples()), sorted(nodes.scalars())
+        finally:
+            await db.dispose()
+
+    return asyncio.run(read())
+
+
+def _snapshot_loads(node: Any) -> float:
+    with urllib.request.urlopen(f"{node.http_url}/metrics", timeout=10) as resp:  # noqa: S310 - loopback
+        text = resp.read().decode()
+    return sum(float(line.split()[1]) for line in text.splitlines()
+               if line.startswith("zvonok_routing_snapshot_loads_total "))
+
+
+def test_a_killed_nodes_callback_request_is_taken_over_and_called_back_by_the_other(
+    cluster: Cluster, phones: tuple[Phone, Phone], agent_queue: tuple[int, int]
+) -> None:
+    """A customer calls the callback queue's number from the carrier's trunk through node 1, presses the key
+    (RFC 4733) and is let go; node 1 keeps the request (its owner in ``queue_callbacks``) and is killed
+    (SIGKILL). Once node 2's sweep has found node 1 dead, node 2 takes the request over: with the agent
+    (phone A) logged in through node 2, node 2 rings A and, when A answers, calls the customer back through
+    the carrier (the carrier's SIPp logs the number called); A hangs up after 3 s. The request is ``done``
+    and node 2's. Node 1 is started again (it takes nothing back) for the tests after this one."""
+    a, _b = phones
+    agent, _ = agent_queue
+    did, customer = "74731230551", "74731230552"
+    queue = _callcenter(cluster, 0, "/queues", {"name": "Cluster callbacks", "number": "7551", "callback_key": "1",
+                                                "wrap_up": 0, "ring_timeout": 20})
+    _callcenter(cluster, 0, f"/queues/{queue['id']}/members", {"employee_ids": [agent]}, method="PUT")
+    harness.seed_pstn(cluster.workdir.parent / "node1", cluster.seeded.tenant_id, {"numbers": [
+        {"number": f"+{did}", "kind": "extension", "destination": {"number": a.number}}]},
+        database_url=cluster.nodes[0].database_url)
+    base = f"{cluster.nodes[0].http_url}/api/v1/tenants/{cluster.seeded.tenant_id}/numbers"
+    number = next(n for n in harness.http_json(f"{base}?limit=100", cluster.seeded.token)["items"]
+                  if n["number"] == f"+{did}")
+    loads = _snapshot_loads(cluster.nodes[0])
+    harness.http_json(f"{base}/{number['id']}", cluster.seeded.token, method="PATCH",
+                      body={"destination_kind": "queue", "destination": {"number": "7551"}})
+    assert _wait_for(lambda: _snapshot_loads(cluster.nodes[0]) > loads, 30), cluster.logs()
+
+    cluster.workdir.mkdir(parents=True, exist_ok=True)
+    pcap = write_dtmf_pcap(cluster.workdir / "takeover_key.pcap", "1", start=1.5)
+    request_xml = cluster.workdir / "takeover_request.xml"
+    request_xml.write_text(ACCESS_CALL.format(keys="1", pcap=pcap, then="waits for our BYE", ending=WAIT_FOR_OUR_BYE))
+    request = harness.run_sipp(request_xml, f"{harness.LOOPBACK}:{cluster.nodes[0].sip_port}", workdir=cluster.workdir,
+                               rows=[[did, customer]], rate=1, timeout=40, name="takeover_request",
+                               extra=["-i", CARRIER_HOST, "-mi", CARRIER_HOST])
+    assert (request.successful, request.failed) == (1, 0), request.describe() + cluster.logs()
+    assert _wait_for(lambda: [s for s, _ in _callback_rows(cluster, queue["id"])[0]] == ["waiting"], 15), (
+        cluster.logs())
+    [(_, first_owner)], alive = _callback_rows(cluster, queue["id"])
+    assert first_owner in alive and len(alive) == 2, (first_owner, alive)
+
+    cluster.nodes[0].kill()
+    # the agent's phone answers, then hangs up after 3 s (the BYE along the INVITE's Record-Route: the edge)
+    callee = (harness.SCENARIOS / "cluster_callee.xml").read_text()
+    agent_xml = cluster.workdir / "takeover_agent.xml"
+    agent_xml.write_text(
+        callee.replace('<recv request="INVITE" crlf="true">\n    <action>',
+                       '<recv request="INVITE" crlf="true" rrs="true">\n    <action>\n'
+                       '      <ereg regexp=".*" search_in="hdr" header="From:" check_it="true" assign_to="remote"/>\n'
+                       '      <ereg regexp=".*" search_in="hdr" header="To:" check_it="true" assign_to="local"/>')
+        .split('  <recv request="BYE"/>')[0]
+        + """  <pause milliseconds="3000"/>
+  <send retrans="500">
+    <![CDATA[
+
+      BYE [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      [routes]
+      Max-Forwards: 70
+      From: [$local];tag=[pid]SIPpTag01[call_number]
+      To: [$remote]
+      Call-ID: [call_id]
+      CSeq: 1 BYE
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200" crlf="true"/>
+  <Reference variables="1"/>
+</scenario>
+""")
+    carrier_log = cluster.workdir / "takeover_carrier.log"
+    peers = []
+    try:
+        peers.append(calls.SippProcess(
+            agent_xml, None, workdir=cluster.workdir, name="takeover_agent", local_port=a.port, timeout=150,
+            keys={"contact_host": a.contact_host, "rtp_host": harness.LOOPBACK,
+                  "rtp_port": str(calls.free_media_port())}, extra=["-s", a.number]).start())
+        peers.append(calls.SippProcess(
+            "carrier_answer.xml", None, workdir=cluster.workdir, name="takeover_carrier",
+            local_port=cluster.carrier_port, timeout=150, keys={"codec": "8", "codec_name": "PCMA"},
+            extra=["-i", CARRIER_HOST, "-trace_logs", "-log_file", str(carrier_log)]).start())
+        assert _callcenter(cluster, 1, f"/agents/{agent}/login", {"queue_ids": [queue["id"]]})["status"] == "available"
+        # node 1's row is swept 15 s after its last refresh by node 2's sweep (every 15 s): then the take-over
+        assert peers[1].wait_for("SuccessfulCall(C)", 1, timeout=120), (
+            peers[0].stats(), peers[1].stats(), _callback_rows(cluster, queue["id"]), cluster.logs())
+        results = [peer.wait(timeout=30) for peer in peers]
+    finally:
+        for peer in peers:
+            peer.kill()
+    for result in results:
+        assert (result.successful, result.failed) == (1, 0), result.describe() + cluster.logs()
+    assert f"CALLED +{customer} " in carrier_log.read_text(errors="replace")  # the customer's number, called back
+    assert _wait_for(lambda: [s for s, _ in _callback_rows(cluster, queue["id"])[0]] == ["done"], 15), (
+        _callback_rows(cluster, queue["id"]), cluster.logs())
+    [(_, owner)], alive = _callback_rows(cluster, queue["id"])
+    assert owner != first_owner and alive == [owner], (first_owner, owner, alive)  # node 2's, the one alive
+    _callcenter(cluster, 1, f"/agents/{agent}/logout", {})
+    cluster.nodes[0].start(timeout=300)
+    assert len(_callback_rows(cluster, queue["id"])[1]) == 2  # its row written before it is healthy
+    assert _callback_rows(cluster, queue["id"])[0] == [("done", owner)]  # the restarted node took nothing back
+    # the edge probes node 1 again (OPTIONS every second): it sends it calls again
+    probes = _options(cluster.nodes[0])
+    assert _wait_for(lambda: _options(cluster.nodes[0]) >= probes + 3, 30), cluster.logs()
 
 
 def test_with_a_node_killed_calls_go_through_the_other_and_its_registrations_stay(

@@ -18,13 +18,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from conftest import FreshDatabase, MigratedTemplates
 from zvonok.callcenter import log as ql
 from zvonok.callcenter.agents import AgentStatus
 from zvonok.callcenter.center import Announce, Offer
-from zvonok.callcenter.models import AgentPresence, CallQueue, QueueLogRow
+from zvonok.callcenter.models import AgentPresence, CallQueue, QueueCallbackRow, QueueLogRow
 from zvonok.callcenter.queues import QueueConfig, Strategy
 from zvonok.callcenter.runtime import CallCenterRuntime
 from zvonok.org.models import Employee, Tenant
@@ -236,8 +236,10 @@ async def test_a_dead_nodes_claim_is_freed_by_the_sweep(nodes: tuple[Node, Node]
     assert await b.runtime.claim(ANNA, "call-b") is False
     await b.runtime.sync_claims()
     assert b.runtime.center.agents[ANNA].held_elsewhere is True
+    swept = datetime.now(UTC)
     await b.holds.beat()  # node 2 is alive
-    assert await delete_stale(b.db, datetime.now(UTC) + timedelta(microseconds=1)) == 1  # node 1's claim
+    # node 1's claim and its own row (while it is there node 1 is alive: its callback requests are its own)
+    assert await delete_stale(b.db, swept) == 2
     await b.runtime.sync_claims()
     assert b.runtime.center.agents[ANNA].held_elsewhere is False
     assert (b.offers[-1].call_id, b.offers[-1].agent_id) == ("call-b", ANNA)  # offered again at once
@@ -727,3 +729,106 @@ async def test_a_logout_on_one_node_just_after_a_login_on_the_other_ends_logged_
     for node in (a, b):
         anna = node.runtime.center.agents[ANNA]
         assert (anna.status, anna.queues) == (AgentStatus.OFFLINE, set()), node.holds.node
+
+
+async def leave_callbacks(node: Node, queue_id: int, requests: list[tuple[str, int]]) -> None:
+    """Callers join ``node``'s queue in this order (call id, priority) and press the callback key in the
+    opposite order (the rows' ids are not the line's order), then hang up; the requests are written."""
+    for call_id, priority in requests:
+        node.runtime.feed(lambda c, now, i=call_id, p=priority: c.join(i, queue_id, now, number="100", priority=p))
+    for call_id, _ in reversed(requests):
+        node.runtime.feed(lambda c, now, i=call_id: c.request_callback(i, now, number=f"+7495000{i[-4:]}"))
+        node.runtime.feed(lambda c, now, i=call_id: c.caller_left(i, now))
+    await node.runtime.flush()
+    await node.holds.flush()
+
+
+async def owners(db: Database) -> dict[str, tuple[str | None, str]]:
+    async with db.session() as session:
+        rows = await session.execute(select(QueueCallbackRow.call_id, QueueCallbackRow.owner, QueueCallbackRow.state))
+        return {call_id: (owner, state) for call_id, owner, state in rows.tuples()}
+
+
+async def node_dies(dead: Node, *alive: Node) -> None:
+    """``dead`` is killed (it refreshes nothing from now on); the dead-node sweep deletes its rows."""
+    swept = datetime.now(UTC)
+    for node in alive:
+        await node.holds.beat()
+    async with dead.db.session() as session:
+        mine = (await session.execute(select(func.count()).select_from(CallHold).where(
+            CallHold.node == dead.holds.node))).scalar_one()
+    assert mine >= 1  # its own row at least
+    assert await delete_stale(alive[0].db, swept) == mine
+
+
+async def test_a_dead_nodes_callback_requests_are_taken_over_by_one_survivor_in_their_order(
+        nodes: tuple[Node, Node], pg: Database, company: tuple[int, int]) -> None:
+    a, b = nodes
+    tenant_id, queue_id = company
+    third = Database(pg.url)  # node 3: its own engine, so the two take-overs below really run at once
+    c = await start_node(third, "node-3", b.runtime.center.queues[queue_id])
+    try:
+        await leave_callbacks(a, queue_id, [("cb-0001", 0), ("cb-0002", 0), ("cb-0003", 5)])
+        assert await owners(pg) == {
+            f"cb-000{n}": ("node-1", "waiting") for n in (1, 2, 3)}
+        assert await b.runtime.take_over_callbacks() == 0  # node 1 is alive: its requests are its own
+        await node_dies(a, b, c)
+
+        taken = await asyncio.gather(b.runtime.take_over_callbacks(), c.runtime.take_over_callbacks())
+        assert sorted(taken) == [0, 3]  # one survivor took them all, the other none
+        winner, loser = (b, c) if taken[0] == 3 else (c, b)
+        assert set((await owners(pg)).values()) == {(winner.holds.node, "waiting")}
+        # their places: the higher priority first, then the order they joined (not the order they pressed)
+        lined = winner.runtime.callbacks(tenant_id, queue_id)
+        assert [(r.call_id, r.position, r.number) for r in lined] == [
+            ("cb-0003", 1, "+74950000003"), ("cb-0001", 2, "+74950000001"), ("cb-0002", 3, "+74950000002")]
+        assert loser.runtime.callbacks(tenant_id, queue_id) == []
+        assert await loser.runtime.take_over_callbacks() == 0 and await winner.runtime.take_over_callbacks() == 0
+
+        # the winner offers them as its own: the first one to the agent logged in (on the loser's node)
+        loser.runtime.login(tenant_id, ANNA, [queue_id], {})
+        await presence_written(loser)
+        await winner.hear()
+        assert [(o.call_id, o.agent_id, o.callback) for o in winner.offers] == [("cb-0003", ANNA, True)]
+        assert await winner.runtime.claim(ANNA, "cb-0003") is True
+        assert winner.runtime.feed(lambda c_, now: c_.offer_answered("cb-0003", ANNA, now)) is True
+        winner.runtime.feed(lambda c_, now: c_.callback_answered("cb-0003", now))
+        await winner.runtime.flush()
+        assert (await owners(pg))["cb-0003"] == (winner.holds.node, "done")
+        assert loser.offers == []
+    finally:
+        await c.runtime.stop()
+        await third.dispose()
+
+
+async def test_a_restarted_node_does_not_serve_the_requests_taken_over_from_it(
+        nodes: tuple[Node, Node], pg: Database, company: tuple[int, int]) -> None:
+    a, b = nodes
+    tenant_id, queue_id = company
+    await leave_callbacks(a, queue_id, [("cb-0001", 0)])
+    await node_dies(a, b)
+    assert await b.runtime.take_over_callbacks() == 1
+    # node 1 comes back under its own name: it reads its own requests (none now) and takes over no live node's
+    restarted = await start_node(Database(pg.url), "node-1", b.runtime.center.queues[queue_id])
+    try:
+        assert restarted.runtime.callbacks(tenant_id, queue_id) == []
+        assert await restarted.runtime.take_over_callbacks() == 0
+        assert [r.call_id for r in b.runtime.callbacks(tenant_id, queue_id)] == ["cb-0001"]
+    finally:
+        await restarted.runtime.stop()
+        await restarted.db.dispose()
+    # node 1's first life, taken for dead while it was not (its store away): it still has the request, but
+    # neither offers it to an agent nor changes its row; its next sweep lets it go
+    a.runtime.login(tenant_id, ANNA, [queue_id], {})
+    assert [(o.call_id, o.agent_id) for o in a.offers] == [("cb-0001", ANNA)]
+    assert await a.runtime.claim(ANNA, "cb-0001") is False
+    assert "cb-0001" not in a.runtime.center.waiting
+    assert a.runtime.center.agents[ANNA].status is AgentStatus.AVAILABLE
+    a.runtime.center.restore_callback("cb-0001", queue_id, a.runtime.clock(), number="+74950000001", joined_at=0.0)
+    a.runtime.logout(ANNA, None)
+    a.runtime.feed(lambda c, now: c.cancel_callback("cb-0001", now))  # its write finds the row not its own
+    await a.runtime.flush()
+    assert (await owners(pg))["cb-0001"] == ("node-2", "waiting")
+    a.runtime.center.restore_callback("cb-0001", queue_id, a.runtime.clock(), number="+74950000001", joined_at=0.0)
+    assert await a.runtime.take_over_callbacks() == 0
+    assert "cb-0001" not in a.runtime.center.waiting

@@ -306,6 +306,16 @@ class ContactCenter:
         self._dispatch(now, agents=freed)
         return True
 
+    def drop_callback(self, call_id: str, now: float) -> bool:
+        """A callback request this center may no longer call back (another node has taken it over): it leaves
+        the line without a log entry or a change, which are the new owner's now. False when it is not waiting."""
+        entry = self.waiting.get(call_id)
+        if entry is None or not entry.callback:
+            return False
+        del self.waiting[call_id]
+        self._dispatch(now, agents=self._cancel_offers(entry, now, None))
+        return True
+
     def dialing_callback(self, call_id: str) -> bool:
         """The callback's customer is being called now (the agent answered, the customer not yet)."""
         call = self.in_call.get(call_id)

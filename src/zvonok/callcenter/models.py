@@ -153,7 +153,9 @@ class QueueCallbackRow(TenantScoped, Timestamped, Base):
     and the customer is being called; then ``done`` (the customer answered), ``failed`` (given up after the
     queue's attempts, or a number that cannot be called) or ``cancelled`` (by a supervisor, or its queue went
     away). The place in line is the center's order: the queue's weight, then ``priority``, then ``joined_at``
-    (wall-clock epoch seconds when the caller joined the line), then ``id``."""
+    (wall-clock epoch seconds when the caller joined the line), then ``id``. ``owner``: several nodes, the
+    node that keeps the request in its line (``SharedHolds.node``; another node takes it over when that node is
+    gone); None: one node alone, or nobody's yet (the next node that starts or sweeps takes it)."""
 
     __tablename__ = "queue_callbacks"
     __table_args__ = (
@@ -173,3 +175,4 @@ class QueueCallbackRow(TenantScoped, Timestamped, Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)  # failed calls to the customer
     last_result: Mapped[str | None] = mapped_column(String(40), nullable=True)  # busy, no_answer, cancelled ...
     retry_at: Mapped[float | None] = mapped_column(Float(precision=53), nullable=True)  # not offered before
+    owner: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the node keeping it (several nodes)

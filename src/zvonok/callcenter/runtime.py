@@ -15,6 +15,9 @@ reach the center through the database's committed events, applied in order by on
 Callback requests are kept in the database (:mod:`.callbacks`): the center's
 changes (:class:`~zvonok.callcenter.center.CallbackChange`) go to a backlog of their own, written in order by the same
 task after the log entries; :meth:`CallCenterRuntime.start` puts the open ones back in their queues' lines.
+Several nodes: a request is its node's (``owner``); a starting node puts back its own and takes over those of
+no live node, and after each dead-node sweep :meth:`CallCenterRuntime.take_over_callbacks` takes over those of
+the nodes gone (:func:`.callbacks.take_over`: each by one node only) and lets go of those another node took.
 
 The backlog is written by one background task in batches (a short delay gathers the entries of a
 burst). A failed write keeps the batch and tries again after ``retry_delay``: the log is the reports'
@@ -100,7 +103,7 @@ from .events import (
     QueueStateChanged,
 )
 from .log import QueueLogEntry
-from .models import AgentPresence, QueueLogRow
+from .models import AgentPresence, QueueCallbackRow, QueueLogRow
 from .queues import Strategy
 
 log = logging.getLogger(__name__)
@@ -126,6 +129,8 @@ class AgentClaims(Protocol):
     """Who has an agent, and who waits in which queue, across nodes (:class:`zvonok.pstn.holds.SharedHolds`)."""
 
     node: str
+
+    async def announce(self) -> None: ...
 
     async def claim_agent(self, agent_id: int, call_id: str, *, line: Line | None = None) -> str: ...
 
@@ -236,11 +241,22 @@ class CallCenterRuntime:
         self._after()
 
     async def _restore_callbacks(self) -> None:
-        """The callback requests kept from before the restart go back in line, in the order they joined it."""
+        """The callback requests kept from before the restart go back in line, in the order they joined it;
+        several nodes: this node's own, and those of no live node, taken over (:func:`.callbacks.take_over`)."""
+        if self.claims is not None:
+            await self.claims.announce()  # alive for the others before any request is ours
         async with self.db.session() as session:
             pruned = await callbacks.prune(session)
             await session.commit()
-            rows = await callbacks.open_requests(session)
+            node = self.claims.node if self.claims is not None else None
+            rows = await callbacks.open_requests(session, owner=node)
+            if node is not None:
+                rows = sorted([*rows, *await callbacks.take_over(session, node)], key=lambda r: (r.joined_at, r.id))
+        restored = self._put_back(rows)
+        if restored or pruned:
+            log.info("call center: %d callback requests back in line, %d old ones deleted", restored, pruned)
+
+    def _put_back(self, rows: Iterable[QueueCallbackRow]) -> int:
         wall = self.center.wall_offset
         restored = 0
         for row in rows:
@@ -251,8 +267,26 @@ class CallCenterRuntime:
                 priority=row.priority, attempts=row.attempts,
                 not_before=row.retry_at - wall if row.retry_at is not None else 0.0)
             restored += 1
-        if restored or pruned:
-            log.info("call center: %d callback requests back in line, %d old ones deleted", restored, pruned)
+        return restored
+
+    async def take_over_callbacks(self) -> int:
+        """Several nodes, after each dead-node sweep: the open callback requests of no live node become this
+        node's and go in its lines in their places (how many); the ones this node keeps that it may no longer
+        call back (taken over by another node while this one was taken for dead) leave its lines."""
+        if self.claims is None:
+            return 0
+        node = self.claims.node
+        kept = [call_id for call_id, entry in self.center.waiting.items() if entry.callback]
+        async with self.db.session() as session:
+            gone = await callbacks.lost(session, node, kept)
+            rows = await callbacks.take_over(session, node)
+        for call_id in gone:
+            self.center.drop_callback(call_id, self.clock())
+        taken = self._put_back(rows)
+        self._after()
+        if taken or gone:
+            log.warning("call center: took over %d callback requests of stopped nodes, let %d go", taken, len(gone))
+        return taken
 
     async def stop(self, *, attempts: int = 5) -> None:
         """Stop the timer and the tasks, then write the rest of the log (``attempts`` tries)."""
@@ -559,6 +593,10 @@ class CallCenterRuntime:
         offered to someone else."""
         if self.claims is None:
             return True
+        entry = self.center.waiting.get(call_id)
+        if entry is not None and entry.callback and not await self._still_ours(call_id):
+            self.feed(lambda c, now: c.drop_callback(call_id, now))
+            return False
         line = self._line_of(agent_id, call_id)
         self._claiming[agent_id] = self._claiming.get(agent_id, 0) + 1
         try:
@@ -577,6 +615,17 @@ class CallCenterRuntime:
             self._recheck_soon()
         self._release_claims()
         return current and won
+
+    async def _still_ours(self, call_id: str) -> bool:
+        """A callback request is this node's to call back (not taken over by another node meanwhile); the store
+        not answering: this node's own view decides, as for the agent's claim."""
+        assert self.claims is not None
+        try:
+            async with self.db.session() as session:
+                return not await callbacks.lost(session, self.claims.node, [call_id])
+        except Exception:  # noqa: BLE001 - as the claim itself, when the store is away
+            log.exception("call center: checking callback request %s's owner failed", call_id)
+            return True
 
     def _line_of(self, agent_id: int, call_id: str) -> Line | None:
         entry = self.center.waiting.get(call_id)
@@ -887,10 +936,11 @@ class CallCenterRuntime:
         batch = self.callback_backlog[:size]
         if not batch:
             return True
+        owner = self.claims.node if self.claims is not None else None
         try:
             async with self.db.session() as session:
                 for tenant_id, change in batch:
-                    await callbacks.apply(session, tenant_id, change)
+                    await callbacks.apply(session, tenant_id, change, owner=owner)
                 await session.commit()
                 del self.callback_backlog[:len(batch)]
         except IntegrityError:
@@ -899,7 +949,7 @@ class CallCenterRuntime:
                 tenant_id, change = self.callback_backlog[0]
                 try:
                     async with self.db.session() as session:
-                        await callbacks.apply(session, tenant_id, change)
+                        await callbacks.apply(session, tenant_id, change, owner=owner)
                         await session.commit()
                 except IntegrityError:
                     log.error("callback requests: the database refuses a change for good, dropped: %r", change)

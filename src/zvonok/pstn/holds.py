@@ -26,6 +26,9 @@ remaining budget, and a trunk's ``max_calls`` counts the calls of every node.
   Refreshed and swept like the other holds. So are the node's handled queue calls, one row per queue
   (``kind`` "handled", :meth:`SharedHolds.share_handled`: their count and total handle time, behind the
   wait estimates of every node: :meth:`SharedHolds.handled_elsewhere`).
+- The node itself (:meth:`SharedHolds.announce`): a row of ``kind`` "node" (``key`` the node's id), refreshed
+  (written again if the sweep took it) with the holds: while it is there the node is alive; once the sweep
+  has deleted it, another node takes over the node's callback requests (:func:`zvonok.callcenter.callbacks.take_over`).
 - Waiting is bounded (``timeout``, 2 s by default) and the failure policy is per limit: a trunk falls back
   to this node's own count (each node enforces the whole limit alone, as before clustering; the carrier's
   own channel limit answers 503 beyond it and the next trunk is tried), a spending decision fails closed
@@ -69,7 +72,7 @@ T = TypeVar("T")
 DEFAULT_TIMEOUT = 2.0  # seconds a call set-up waits for the shared store at most
 DEFAULT_REFRESH = 5.0  # seconds between refreshes of a node's holds (the CDR heartbeat's pace)
 _LOCK_SPACE = 0x5A56  # first key of pg_advisory_xact_lock(int, int): our locks, apart from others'
-TRUNK, SPEND, AGENT, CALLER, CALLBACK = "trunk", "spend", "agent", "caller", "callback"
+TRUNK, SPEND, AGENT, CALLER, CALLBACK, NODE = "trunk", "spend", "agent", "caller", "callback", "node"
 HANDLED = "handled"  # a node's queue calls completed: ``key`` the queue, ``priority`` the count, ``amount`` seconds
 _LINE = (CALLER, CALLBACK)  # a queue's line: its live callers and its callback requests
 _STORE_ERRORS = (TimeoutError, SQLAlchemyError, OSError, ConnectionError)
@@ -189,6 +192,19 @@ class SharedHolds:
         self._deletes: list[str] = []
         self._wake = asyncio.Event()
         self._abandoned: set[asyncio.Future[Any]] = set()  # timed-out attempts winding up
+        self._node_row: str | None = None  # this node's own row, once announced
+
+    async def announce(self) -> None:
+        """Write this node's own row (``kind`` "node", ``key`` the node's id) now; :meth:`beat` refreshes it."""
+        self._node_row = self._node_row or os.urandom(16).hex()
+        async with self.db.session() as session:
+            await session.execute(self._node_upsert(datetime.now(UTC)))
+            await session.commit()
+
+    def _node_upsert(self, now: datetime) -> Any:
+        return pg_insert(CallHold).values(id=self._node_row, node=self.node, kind=NODE, key=self.node, call_id="",
+                                          amount=ZERO, updated_at=now).on_conflict_do_update(
+            index_elements=[CallHold.id], set_={"updated_at": now})
 
     # -- trunk channels ------------------------------------------------------------------------------
     async def acquire(self, trunk_id: int, limit: int | None, call_id: str) -> bool:
@@ -607,13 +623,17 @@ class SharedHolds:
 
     async def beat(self) -> None:
         ids = list(self._live)
-        if not ids:
+        if not ids and self._node_row is None:
             return
         try:
             async with asyncio.timeout(self.timeout * 5):
                 async with self.db.session() as session:
-                    await session.execute(text("UPDATE call_holds SET updated_at = :now WHERE id = ANY(:ids)"),
-                                          {"now": datetime.now(UTC), "ids": ids})
+                    now = datetime.now(UTC)
+                    if ids:
+                        await session.execute(text("UPDATE call_holds SET updated_at = :now WHERE id = ANY(:ids)"),
+                                              {"now": now, "ids": ids})
+                    if self._node_row is not None:  # (written again if a store away so long had it swept)
+                        await session.execute(self._node_upsert(now))
                     await session.commit()
         except _STORE_ERRORS as exc:
             metrics.ERRORS.labels("call_holds_refresh").inc()
