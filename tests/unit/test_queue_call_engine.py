@@ -529,6 +529,35 @@ def test_a_callback_the_company_may_not_call_is_given_up_before_anyone_rings() -
         assert c.runtime.center.agents[4].status.value == "available"
 
 
+def test_an_employee_calling_from_an_extension_is_called_back_on_it() -> None:
+    """With trunks configured, the caller's number goes through the dial plan, where a short number is no
+    outside number: an extension of the company's own is still called back (an internal call)."""
+    c, _ = _callback_center()
+    h = c.h
+    with h:
+        queue_id = c.queue("500", callback_key="1", wrap_up=0)
+        bob = h.extension("102")
+        call = h.call(bob, "500")
+        assert call.final_status() == 200
+        call.ack()
+        engine_call = call.engine_call
+        assert engine_call is not None and engine_call.caller is not None and engine_call.caller.endpoint is not None
+        endpoint = engine_call.caller.endpoint
+        h.dtmf(endpoint, "1")
+        assert h.media.playing[endpoint.id] == Prompt(path=prompt_path("queue_callback", "ru"))
+        h.deliver(h.media.finish_playing, h.media.endpoints[endpoint.id])
+        assert engine_call.ended and [e.event for e in c.runtime.log if e.call_id == engine_call.id] == [
+            ql.ENTERQUEUE, ql.CALLBACK]
+        rung_bob = len(h.invites_to(bob))
+        agent = c.agent("201", 4, queue_id)
+        h.settle()
+        answer(h, agent)
+        assert len(h.invites_to(bob)) == rung_bob + 1  # the callback rings the employee's own phone
+        h.reply(h.invites_to(bob)[-1], 200)
+        (connect,) = c.runtime.events(ql.CONNECT)
+        assert (connect.call_id, connect.agent_id, connect.data["callback"]) == (engine_call.id, 4, True)
+
+
 def test_an_anonymous_caller_cannot_ask_for_a_callback() -> None:
     c, carrier = _callback_center()
     h = c.h

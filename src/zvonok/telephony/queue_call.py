@@ -314,7 +314,11 @@ class QueueCalls:
     def _key(self, call: Call, session: QueueSession, key: str, digit: str) -> None:
         if digit != key or call.ended or session.state != "waiting":
             return
-        if not may_call_back(self.engine, call.tenant_id, session.from_number, abroad=session.queue.callback_abroad):
+        caller = call.caller
+        own_extension = caller is not None and caller.party.extension_id is not None \
+            and caller.party.number == session.from_number
+        if not may_call_back(self.engine, call.tenant_id, session.from_number, abroad=session.queue.callback_abroad,
+                             extension=own_extension):
             log.info("queue: no number to call back", call=call.id, caller=session.from_number)
             return  # an anonymous caller (or one from abroad, a premium number…) keeps waiting on the line
         if not self.desk.request_callback(call.id, number=session.from_number):

@@ -59,13 +59,15 @@ def callback_classes(abroad: bool) -> frozenset[DestinationClass]:
     return ABROAD_CLASSES if abroad else CALLBACK_CLASSES
 
 
-def may_call_back(engine: Any, tenant_id: int, number: str, *, abroad: bool = False) -> bool:
+def may_call_back(engine: Any, tenant_id: int, number: str, *, abroad: bool = False,
+                  extension: bool = False) -> bool:
     """Whether a caller from ``number`` may leave a callback request: a number the company could call back
-    (an extension, or an outside number of :data:`CALLBACK_CLASSES`, or abroad too when the queue opted in;
-    the company's calling permissions are checked when the callback is placed)."""
+    (an extension — ``extension``: the caller is the company's own extension of that number —, or an outside
+    number of :data:`CALLBACK_CLASSES`, or abroad too when the queue opted in; the company's calling
+    permissions are checked when the callback is placed)."""
     if not number.removeprefix("+").isdigit():
         return False  # anonymous
-    if engine.trunks is None:
+    if extension or engine.trunks is None:
         return True  # no outside calls here: an extension, checked when placed
     try:
         dest = normalize(number, engine.trunks.snapshot.plan_for(tenant_id, None))
