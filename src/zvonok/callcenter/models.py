@@ -161,6 +161,7 @@ class QueueCallbackRow(TenantScoped, Timestamped, Base):
     __table_args__ = (
         CheckConstraint("state IN ('waiting', 'dialing', 'done', 'failed', 'cancelled')", name="state"),
         Index("ix_queue_callbacks_queue_state", "queue_id", "state"),
+        Index("ix_queue_callbacks_state_owner", "state", "owner"),  # the sweep's takeover look-up
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
