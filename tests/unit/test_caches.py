@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from zvonok.org.service import SipCredentials
 from zvonok.sip import digest
@@ -81,6 +82,20 @@ def test_entries_expire_on_the_clock() -> None:
     clock.now = 10.0
     assert cache.get("a") == (False, None)
     assert len(cache) == 0
+
+
+def test_a_value_past_its_time_may_still_be_had_flagged_stale_but_never_a_miss() -> None:
+    clock = Clock()
+    cache: BoundedCache[str, int] = BoundedCache(ttl=10, negative_ttl=10, max_entries=5, max_misses=5, clock=clock)
+    cache.put("a", 1)
+    cache.put("x", None)
+    assert cache.get_or_stale("a") == (True, 1, False)
+    clock.now = 10.0
+    assert cache.get_or_stale("a") == (True, 1, True)
+    assert cache.get_or_stale("a") == (True, 1, True)  # kept until replaced or pushed out
+    assert cache.get_or_stale("x") == (False, None, False)
+    cache.put("a", 2)
+    assert cache.get_or_stale("a") == (True, 2, False)
 
 
 def test_a_value_replaces_a_miss_and_back() -> None:
@@ -303,3 +318,36 @@ async def test_dialing_made_up_numbers_keeps_the_directory_bounded(api: Any, mak
     sessions = db.sessions
     assert (await directory.extension(t.id, "101")) is not None
     assert db.sessions == sessions  # still cached: the scan pushed out misses only
+
+
+async def test_an_entry_past_its_time_answers_at_once_and_is_read_again_in_the_background(
+        api: Any, make_tenant: Any) -> None:
+    t = await make_tenant("stale.example")
+    r = await api.client.post(f"/api/v1/tenants/{t.id}/extensions", headers=t.headers,
+                              json={"number": "101", "display_name": "Anna"})
+    assert r.status_code == 201, r.text
+    db = CountingDb(api.db)
+    directory = Directory(db, ttl=30)  # type: ignore[arg-type]
+    clock = Clock()
+    directory._extensions._clock = clock
+    directory._tenants._clock = clock
+    first = await directory.extension(t.id, "101")
+    assert first is not None and first.display_name == "Anna" and db.sessions == 1
+    assert (await directory.tenant("stale.example")) is not None and db.sessions == 2
+    async with api.db.session() as session:  # changed behind the directory's back (no event)
+        await session.execute(text("UPDATE extensions SET display_name = 'Anna K.' WHERE number = '101'"))
+        await session.commit()
+    clock.now = 31.0
+    again = await directory.extension(t.id, "101")
+    assert again is first and db.sessions == 2  # answered from memory, no database on the way
+    assert (await directory.extension(t.id, "101")) is first  # one read again at a time
+    assert (await directory.tenant("stale.example")) is not None
+    await asyncio.gather(*directory._refreshing.values())
+    assert db.sessions == 4 and not directory._refreshing
+    fresh = await directory.extension(t.id, "101")
+    assert fresh is not None and fresh.display_name == "Anna K." and db.sessions == 4
+    clock.now = 62.0
+    assert (await directory.extension(t.id, "101")) is fresh
+    directory.invalidate(t.id)  # a change event while the read is under way: its answer is not kept
+    await asyncio.gather(*directory._refreshing.values())
+    assert directory._extensions.get_or_stale((t.id, "101")) == (False, None, False)

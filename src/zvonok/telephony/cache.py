@@ -61,6 +61,17 @@ class BoundedCache(Generic[K, V]):
             del self._misses[key]
         return False, None
 
+    def get_or_stale(self, key: K) -> tuple[bool, V | None, bool]:
+        """As :meth:`get`, but a found value past its ``ttl`` is still returned (and kept), flagged stale:
+        ``(found, value, stale)``. For a caller that answers from the old value at once and has it looked
+        up again meanwhile (a miss is never served stale)."""
+        hit = self._values.get(key)
+        if hit is not None and hit[0] <= self._clock():
+            self._values.move_to_end(key)
+            return True, hit[1], True
+        found, value = self.get(key)
+        return found, value, False
+
     def put(self, key: K, value: V | None, ttl: float | None = None) -> None:
         """Remember ``value`` (None: a miss) for ``ttl`` seconds (the table's own by default)."""
         now = self._clock()

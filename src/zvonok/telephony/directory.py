@@ -1,7 +1,10 @@
 """What the call engine needs to know about tenants and extensions, cached in memory.
 
 Routing a call looks up the dialed extension and the parties' office and department on every INVITE;
-the answers are cached for ``ttl`` seconds and dropped when an org event says the tenant changed. A
+the answers are cached for ``ttl`` seconds and dropped when an org event says the tenant changed. An
+extension or a domain found earlier whose ``ttl`` has passed is answered from the old entry at once while a
+background task reads it again (the events already drop what changed; the ``ttl`` is the safety net): a call
+never waits for the database behind the CDR and queue-log writes because a timer ran out. A
 caller chooses what is dialed, so the caches are bounded LRUs with misses kept apart
 (:class:`~zvonok.telephony.cache.BoundedCache`): dialing made-up numbers neither grows memory nor pushes
 out the extensions everyone calls.
@@ -9,6 +12,8 @@ out the extensions everyone calls.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -49,6 +54,7 @@ class TenantRef:
 
 
 Loader = Callable[[], Awaitable[object]]
+log = logging.getLogger(__name__)
 
 
 class Directory:
@@ -59,11 +65,38 @@ class Directory:
             ttl=ttl, negative_ttl=ttl, max_entries=max_entries, max_misses=max_misses)
         self._tenants: BoundedCache[str, TenantRef] = BoundedCache(
             ttl=ttl, negative_ttl=ttl, max_entries=max_entries, max_misses=max_misses)
+        self._refreshing: dict[tuple[object, ...], asyncio.Task[None]] = {}  # entries being read again
+        self._generation = 0  # counts invalidations: a read again that crossed one is not kept
 
     async def extension(self, tenant_id: int, number: str) -> ExtensionInfo | None:
-        found, cached = self._extensions.get((tenant_id, number))
+        found, cached, stale = self._extensions.get_or_stale((tenant_id, number))
+        if stale:
+            self._refresh(("extension", tenant_id, number), lambda: self._load_extension(tenant_id, number),
+                          lambda: self._extensions.discard((tenant_id, number)))
         if found:
             return cached
+        return await self._load_extension(tenant_id, number)
+
+    def _refresh(self, key: tuple[object, ...], load: Loader, forget: Callable[[], None]) -> None:
+        """Read an entry again in the background (once at a time per entry); an invalidation meanwhile wins:
+        what the task read is forgotten."""
+        if key in self._refreshing:
+            return
+        generation = self._generation
+
+        async def again() -> None:
+            try:
+                await load()
+            except Exception:  # noqa: BLE001 - the old entry keeps answering; the next look-up tries again
+                log.warning("directory: reading %s again failed", key, exc_info=True)
+            finally:
+                self._refreshing.pop(key, None)
+            if self._generation != generation:
+                forget()
+
+        self._refreshing[key] = asyncio.get_running_loop().create_task(again(), name="directory:refresh")
+
+    async def _load_extension(self, tenant_id: int, number: str) -> ExtensionInfo | None:
         async with self.db.session() as session:
             row = (await session.execute(
                 select(Extension, Employee.department_id, Employee.office_id)
@@ -89,9 +122,14 @@ class Directory:
 
     async def tenant(self, domain: str) -> TenantRef | None:
         domain = domain.lower()
-        found, cached = self._tenants.get(domain)
+        found, cached, stale = self._tenants.get_or_stale(domain)
+        if stale:
+            self._refresh(("tenant", domain), lambda: self._load_tenant(domain), lambda: self._tenants.discard(domain))
         if found:
             return cached
+        return await self._load_tenant(domain)
+
+    async def _load_tenant(self, domain: str) -> TenantRef | None:
         async with self.db.session() as session:
             tenant = (await session.execute(select(Tenant).where(Tenant.sip_domain == domain))).scalar_one_or_none()
         ref = TenantRef(tenant.id, tenant.sip_domain, tenant.suspended) if tenant is not None else None
@@ -99,6 +137,7 @@ class Directory:
         return ref
 
     def invalidate(self, tenant_id: int | None = None) -> None:
+        self._generation += 1
         if tenant_id is None:
             self._extensions.clear()
             self._tenants.clear()
