@@ -726,3 +726,29 @@ async def test_the_desk_keeps_agents_extensions_until_one_of_the_company_changes
     await ok(await api.client.patch(f"{a.base}/extensions/{a.ext_alice}", headers=a.headers, json={"enabled": False}))
     assert await desk.agent_extensions(a.id, a.alice) == ["104"]
     assert await desk.agent_extensions(b.id, b.alice) == ["101"]  # the other company unchanged
+
+
+async def test_the_desk_finds_a_companys_queue_by_number_or_name_in_the_centers_copy(
+        api: Api, make_tenant: Any, runtime: CallCenterRuntime) -> None:
+    """A caller entering a queue: found in the center's queues (kept current by the committed events), the
+    number before a name, never another company's; a deleted queue is gone."""
+    from zvonok.callcenter.desk import CenterDesk
+
+    a = await make_company(api, make_tenant, "deskq.example")
+    b = await make_company(api, make_tenant, "deskq-b.example")
+    sales = await new_queue(api, a, name="Sales", number="500", callback_key="1")
+    support = await new_queue(api, a, name="500x", number="501")
+    other = await new_queue(api, b, name="Sales", number="500")
+    await runtime.settled()
+    desk = CenterDesk(runtime)
+    found = await desk.queue(a.id, "500")
+    assert found is not None and (found.id, found.number, found.name, found.callback_key) == (
+        sales["id"], "500", "Sales", "1")
+    found_b = await desk.queue(b.id, "Sales")  # an older destination names the queue
+    assert found_b is not None and found_b.id == other["id"]
+    assert (await desk.queue(a.id, "501")).id == support["id"]  # type: ignore[union-attr]
+    assert await desk.queue(a.id, "502") is None
+    await ok(await api.client.delete(f"{cc(a)}/queues/{sales['id']}", headers=a.headers), 204)
+    await runtime.settled()
+    assert await desk.queue(a.id, "500") is None
+    assert (await desk.queue(b.id, "500")).id == other["id"]  # type: ignore[union-attr]

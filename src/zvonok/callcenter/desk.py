@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 
 from zvonok.org import events as org_events
 from zvonok.org.models import Extension
@@ -25,7 +25,6 @@ from zvonok.telephony.queue_call import QueueInfo, QueueRef
 
 from .agents import AgentStatus
 from .center import Action, Announce, CancelOffer, Offer, Overflow
-from .models import CallQueue
 from .runtime import CallCenterRuntime
 
 if TYPE_CHECKING:
@@ -90,23 +89,22 @@ class CenterDesk:
 
     # -- look-ups -------------------------------------------------------------------------------------------
     async def queue(self, tenant_id: int, key: str) -> QueueRef | None:
-        """A queue of the tenant by its number (or, for older destinations, its name)."""
-        async with self.runtime.db.session() as session:
-            row = (
-                await session.execute(
-                    select(CallQueue.id, CallQueue.number, CallQueue.name)
-                    .where(
-                        CallQueue.tenant_id == tenant_id, or_(CallQueue.number == key, CallQueue.name == key)
-                    )
-                    .order_by(CallQueue.number != key)
-                    .limit(1)
-                )
-            ).first()
-        config = self.runtime.center.queues.get(row.id) if row is not None else None
-        if row is None or config is None:
+        """A queue of the tenant by its number (or, for older destinations, its name). From the center's own
+        copy of the queues (kept current from the database's committed events): a caller joining never waits
+        for the database behind the CDR and queue-log writes."""
+        by_name = None
+        for config in self.runtime.center.queues.values():
+            if config.tenant_id != tenant_id:
+                continue
+            if config.number == key:
+                by_name = config
+                break
+            if by_name is None and config.name == key:
+                by_name = config
+        if by_name is None:
             return None
-        return QueueRef(id=row.id, number=row.number, name=row.name, callback_key=config.callback_key,
-                        callback_abroad=config.callback_abroad)
+        return QueueRef(id=by_name.id, number=by_name.number, name=by_name.name, callback_key=by_name.callback_key,
+                        callback_abroad=by_name.callback_abroad)
 
     def queue_info(self, queue_id: int) -> QueueInfo | None:
         config = self.runtime.center.queues.get(queue_id)
