@@ -184,6 +184,13 @@ def named_cpu_seconds(names: frozenset[str]) -> float:
     return total
 
 
+def machine_busy_seconds() -> tuple[float, float]:
+    """CPU seconds busy and in all, summed over every core, from /proc/stat (everybody's work)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    total = sum(fields)  # user nice system idle iowait irq softirq steal
+    return (total - fields[3] - fields[4]) / h.CLK_TCK, total / h.CLK_TCK
+
+
 POSTGRES = frozenset({"postgres"})
 NATS = frozenset({"nats-server"})
 
@@ -328,14 +335,17 @@ class Run:
 def _measure(run: Run, kind: str, rate: int, calls: int, go: Any, hold: float = 0.0) -> Step:
     nodes0, edge0 = run.cpu()
     pg0, nats0 = run.shared_cpu()
+    busy0, all0 = machine_busy_seconds()
     result: h.SippResult = go()
     time.sleep(0.5)  # the last CDR writes, binding flushes and endpoint releases of this step
     nodes1, edge1 = run.cpu()
     pg1, nats1 = run.shared_cpu()
+    busy1, all1 = machine_busy_seconds()
     return Step(kind=kind, nodes=len(run.nodes), rate=rate, calls=calls, ok=result.successful,
                 seconds=result.traffic_seconds, retrans=result.retransmissions,
                 node_cpu=[b - a for a, b in zip(nodes0, nodes1, strict=True)], edge_cpu=edge1 - edge0,
-                sipp_cpu=result.cpu, rc=result.returncode, hold=hold, pg_cpu=pg1 - pg0, nats_cpu=nats1 - nats0)
+                sipp_cpu=result.cpu, rc=result.returncode, hold=hold, pg_cpu=pg1 - pg0, nats_cpu=nats1 - nats0,
+                machine_busy=(busy1 - busy0) / max(all1 - all0, 1e-9) * (os.cpu_count() or 1))
 
 
 def reg_step(run: Run, users: list[str], rate: int, seconds: float) -> Step:
@@ -383,7 +393,8 @@ def escalate(label: str, rates: list[int], step: Any) -> list[Step]:
         s: Step = step(rate)
         steps.append(s)
         print(f"  {label} {rate}/s: {s.ok}/{s.calls} ok, {s.achieved:,.0f}/s, retrans {s.retrans}, nodes CPU "
-              f"{'+'.join(f'{x:.2f}' for x in s.node_cpu)} s, edge CPU {s.edge_cpu:.2f} s, sipp rc {s.rc}",
+              f"{'+'.join(f'{x:.2f}' for x in s.node_cpu)} s, edge CPU {s.edge_cpu:.2f} s, PostgreSQL {s.pg_cpu:.2f} s, "
+              f"cores busy {s.machine_busy:.2f}, sipp rc {s.rc}",
               flush=True)
         if not s.clean:
             print(f"  {label}: failures or retransmissions at {rate}/s, higher rates skipped", flush=True)
@@ -452,13 +463,13 @@ def table(steps: list[Step], unit: str) -> str:
     scale = 1.0 if unit == "reg" else 1e-3
     rows = [f"| nodes | offered/s | {unit}s | achieved/s | failed | retrans | node CPU s (each) | "
             f"{per} node CPU/{unit} | edge CPU s | µs edge CPU/{unit} | PostgreSQL CPU s | NATS CPU s | "
-            f"SIPp CPU s | clean |",
-            "|" + "---|" * 14]
+            f"SIPp CPU s | cores busy | clean |",
+            "|" + "---|" * 15]
     for s in steps:
         rows.append(f"| {s.nodes} | {s.rate} | {s.calls} | {s.achieved:,.0f} | {s.failed} | {s.retrans} | "
                     f"{' + '.join(f'{x:.2f}' for x in s.node_cpu)} | {s.per_op_us(sum(s.node_cpu)) * scale:,.2f} | "
                     f"{s.edge_cpu:.2f} | {s.per_op_us(s.edge_cpu):,.0f} | {s.pg_cpu:.2f} | {s.nats_cpu:.2f} | "
-                    f"{s.sipp_cpu:.2f} | "
+                    f"{s.sipp_cpu:.2f} | {s.machine_busy:.2f} | "
                     f"{'yes' if s.clean else 'no'} |")
     return "\n".join(rows)
 
