@@ -104,9 +104,10 @@ class Step:
     edge_cpu: float
     sipp_cpu: float
     rc: int
-    hold: float = 0.0
+    hold: float = 0.0  # a call's hold time: not part of the set-up rate
     pg_cpu: float = 0.0  # the whole PostgreSQL server's (its other users' too: the machine's other jobs)
-    nats_cpu: float = 0.0  # a call's hold time: not part of the set-up rate
+    nats_cpu: float = 0.0
+    machine_busy: float = 0.0  # cores busy on average over the step, everybody's work (of os.cpu_count())
 
     @property
     def failed(self) -> int:
