@@ -325,6 +325,9 @@ class Run:
     nodes: list[h.ZvonokServer]
     edge: Edge
     workdir: Path
+    # every registering SIPp runs on this one port: a step's REGISTERs refresh the bindings the warm-up made
+    # (their Contact names the port), as phones do; a new port each step would add a contact per user per step
+    reg_port: int = field(default_factory=h.free_sip_port)
 
     def cpu(self) -> tuple[list[float], float]:
         return [tree_cpu_seconds(n.pid) for n in self.nodes], self.edge.cpu_seconds()
@@ -355,7 +358,7 @@ def reg_step(run: Run, users: list[str], rate: int, seconds: float) -> Step:
     rows = (rows * (calls // len(rows) + 1))[:calls]  # SEQUENTIAL: the same users again past the end
     return _measure(run, "reg", rate, calls, lambda: h.run_sipp(
         "register.xml", run.edge.target, workdir=run.workdir, rows=rows, calls=calls, rate=rate,
-        timeout=seconds * 3 + 20, auth_uri=f"sip:{DOMAIN}", limit=max(rate, 200),
+        timeout=seconds * 3 + 20, auth_uri=f"sip:{DOMAIN}", limit=max(rate, 200), local_port=run.reg_port,
         name=f"reg_{len(run.nodes)}_{rate}", extra=SIPP_TUNING))
 
 
