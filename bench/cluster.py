@@ -493,7 +493,7 @@ def summary(steps: list[Step], kind: str, what: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reg-rates", default="50,100,150,200,250,300,400,500,600,800,1000",
+    parser.add_argument("--reg-rates", default="100,250,500,750,1000,1500,2000,2500,3000,4000,5000",
                         help="offered REGISTERs/s, comma-separated, increasing")
     parser.add_argument("--call-rates", default="50,75,100,125,150,175,200,250,300,350,400",
                         help="offered calls/s, comma-separated, increasing")
