@@ -388,7 +388,9 @@ async def build(settings: Settings) -> Runtime:
         if registered is not None:
             registered(tenant_id, extension_id)
         lamps.registration_changed(tenant_id, extension_id)  # presence open/closed
-        if settings.mwi_unsolicited:  # a phone that just registered learns of its waiting messages
+        # a phone that just registered learns of its waiting messages, from the node it registered through
+        # (another node copying the binding would send the same NOTIFY again, after a mailbox query of its own)
+        if settings.mwi_unsolicited and not location.applying_remote:
             mwi.changed(tenant_id, extension_id)
 
     location.on_change = registration_with_mwi

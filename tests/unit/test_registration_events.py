@@ -33,6 +33,20 @@ def test_location_reports_contacts_that_appear_or_go() -> None:
     assert len(changes) == 4
 
 
+def test_another_nodes_binding_is_reported_as_such() -> None:
+    """Presence and live views follow every node's phones; what only the node a phone registered through
+    does (its unsolicited message-waiting NOTIFY) can tell the copies apart."""
+    location = Location()
+    changes: list[tuple[int, bool]] = []
+    location.on_change = lambda tenant_id, extension_id: changes.append((extension_id, location.applying_remote))
+    location.put(_binding("sip:101@192.0.2.1"))
+    location.apply_remote([_binding("sip:101@192.0.2.2")], [])
+    location.apply_remote([], [(7, 3, "sip:101@192.0.2.2")])
+    location.remove(7, 3, "sip:101@192.0.2.1")
+    assert changes == [(3, False), (3, True), (3, True), (3, False)]
+    assert not location.applying_remote
+
+
 def test_the_websocket_streams_it_to_admins_only() -> None:
     event = RegistrationChanged(tenant_id=7, extension_id=3, devices=1, at=1.0)
     assert isinstance(event, STREAMED_TYPES)

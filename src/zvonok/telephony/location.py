@@ -98,6 +98,9 @@ class Location:
         self.on_waiter: Callable[[], None] | None = None
         # called with (tenant_id, extension_id) when a contact appears or goes (not on a refresh): live views
         self.on_change: Callable[[int, int], None] | None = None
+        # True while on_change reports another node's binding (apply_remote): what only the node that took the
+        # REGISTER does (the unsolicited message-waiting NOTIFY to the new contact) is skipped then
+        self.applying_remote = False
         # bindings another node registered and announced (see the module docstring)
         self._remote: set[tuple[int, int, str]] = set()
 
@@ -184,6 +187,13 @@ class Location:
     # -- other nodes ------------------------------------------------------------------------------
     def apply_remote(self, upserts: Iterable[Binding], deletes: Iterable[tuple[int, int, str]]) -> None:
         """Fold in the binding changes another node committed: cached, never written back."""
+        self.applying_remote = True
+        try:
+            self._apply_remote(upserts, deletes)
+        finally:
+            self.applying_remote = False
+
+    def _apply_remote(self, upserts: Iterable[Binding], deletes: Iterable[tuple[int, int, str]]) -> None:
         for binding in upserts:
             key = (binding.tenant_id, binding.extension_id)
             found = self._bindings.setdefault(key, {})
