@@ -731,6 +731,71 @@ async def test_a_logout_on_one_node_just_after_a_login_on_the_other_ends_logged_
         assert (anna.status, anna.queues) == (AgentStatus.OFFLINE, set()), node.holds.node
 
 
+async def a_queue_call_on(node: Node, call_id: str, queue_id: int) -> None:
+    """Anna answers ``node``'s queue caller (the node claims her first)."""
+    node.runtime.feed(lambda c, now: c.join(call_id, queue_id, now, number="100"))
+    assert (node.offers[-1].call_id, node.offers[-1].agent_id) == (call_id, ANNA)
+    assert await node.runtime.claim(ANNA, call_id) is True
+    assert node.runtime.feed(lambda c, now: c.offer_answered(call_id, ANNA, now)) is True
+
+
+async def test_a_queue_call_ending_on_one_node_as_the_other_logs_the_agent_out_does_not_log_her_in_again(
+        nodes: tuple[Node, Node], company: tuple[int, int]) -> None:
+    a, b = nodes
+    tenant_id, queue_id = company
+    a.runtime.login(tenant_id, ANNA, [queue_id], {})
+    await presence_written(a)
+    await b.hear()
+    await a_queue_call_on(a, "call-a", queue_id)
+    await presence_written(a)
+    # Anna is logged out on node 2 just as her call ends on node 1, which has not heard of the logout yet: its
+    # write of her call count (the strategies' memory) is pending when node 1 reads the row node 2 deleted
+    b.runtime.logout(ANNA, None)
+    await presence_written(b)
+    async with presence_writes_held(a.db):
+        a.runtime.feed(lambda c, now: c.call_ended("call-a", now, by_agent=False))
+        assert a.runtime.center.agents[ANNA].calls == 1
+        await a.hear()
+        anna = a.runtime.center.agents[ANNA]
+        assert anna.queues == {queue_id}  # (the row waits until node 1's own write is done, then is read again)
+    await presence_written(a)
+    await a.runtime.settled()
+    assert await presence_row(a.db, ANNA) is None  # the count alone does not make her row again
+    await b.hear()
+    for node in (a, b):
+        anna = node.runtime.center.agents[ANNA]
+        assert (anna.status, anna.queues) == (AgentStatus.OFFLINE, set()), node.holds.node
+    assert await presence_row(a.db, ANNA) is None
+
+
+async def test_a_call_count_written_on_one_node_reaches_the_other_and_keeps_the_pause_made_there(
+        nodes: tuple[Node, Node], company: tuple[int, int]) -> None:
+    a, b = nodes
+    tenant_id, queue_id = company
+    a.runtime.login(tenant_id, ANNA, [queue_id], {})
+    await presence_written(a)
+    await b.hear()
+    await a_queue_call_on(a, "call-a", queue_id)
+    await presence_written(a)
+    # Anna is paused on node 2 during her call on node 1, which hears of it only after the call
+    b.runtime.pause(ANNA, "lunch")
+    await presence_written(b)
+    a.runtime.feed(lambda c, now: c.call_ended("call-a", now, by_agent=False))
+    talked = a.runtime.center.agents[ANNA].talk_time
+    await presence_written(a)
+    await a.runtime.settled()
+    async with a.db.session() as session:
+        row = await session.get(AgentPresence, ANNA)
+        assert row is not None and (row.queues, row.reason, row.node) == ([queue_id], "lunch", "node-2")
+        assert (row.calls, row.talk_time) == (1, talked)
+    await a.hear()
+    await b.hear()
+    for node in (a, b):
+        anna = node.runtime.center.agents[ANNA]
+        assert (anna.status, anna.reason, anna.calls, anna.talk_time) == (
+            AgentStatus.NOT_READY, "lunch", 1, talked), node.holds.node
+
+
 async def leave_callbacks(node: Node, queue_id: int, requests: list[tuple[str, int]]) -> None:
     """Callers join ``node``'s queue in this order (call id, priority) and press the callback key in the
     opposite order (the rows' ids are not the line's order), then hang up; the requests are written."""

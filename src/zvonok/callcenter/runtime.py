@@ -67,6 +67,9 @@ center, and two things are shared through the database (docs/cluster.md says why
   average handle time (``ContactCenter.handled_elsewhere``).
 - **the strategies' memory** — the agent's calls and talk time and its last round-robin offer ride with its
   presence row; a node takes the larger counts and the latest offer (:meth:`CallCenterRuntime.mirror`).
+  A change of this memory alone is written the same way into those columns only, and only into a row that
+  exists (:meth:`CallCenterRuntime._write_memory`): this node's queues and pause may be older than the row —
+  a call ending here just as another node logs the agent out must not log the agent in again everywhere.
 """
 
 from __future__ import annotations
@@ -80,9 +83,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any, NamedTuple, Protocol, TypeVar
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import case, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok.bus import Bus
 from zvonok.org.events import EntityChanged, TenantDeleted
@@ -188,7 +192,8 @@ class CallCenterRuntime:
         self._presence: dict[int, Presence] = {}  # what the nodes know of each agent (written or read)
         self._offered: dict[int, tuple[int, float]] = {}  # agent -> its last round-robin offer (queue, wall)
         self._rr_at: dict[int, float] = {}  # queue -> when its round robin's last agent was offered (wall)
-        self._dirty: dict[int, tuple[int, Presence]] = {}  # agent -> (tenant, presence) to write
+        # agent -> (tenant, presence, whole) to write; not ``whole``: only the strategies' memory changed
+        self._dirty: dict[int, tuple[int, Presence, bool]] = {}
         self._presence_wake: asyncio.Event | None = None
         self._mirroring: int | None = None  # the agent whose other node's presence is being applied
         self._edits: dict[int, int] = {}  # agent -> presence changes made here (a read older than one: not applied)
@@ -518,10 +523,14 @@ class CallCenterRuntime:
         for agent_id in agent_ids:
             tenant_id = self._agent_tenant.get(agent_id)
             presence = presence_of(self.center.agents.get(agent_id), self._offered.get(agent_id))
-            if tenant_id is None or self._presence.get(agent_id, NOBODY) == presence:
+            known = self._presence.get(agent_id, NOBODY)
+            if tenant_id is None or known == presence:
                 continue
+            pending = self._dirty.get(agent_id)
+            whole = (known.queues, known.reason) != (presence.queues, presence.reason) or (
+                pending is not None and pending[2])
             self._presence[agent_id] = presence
-            self._dirty[agent_id] = (tenant_id, presence)
+            self._dirty[agent_id] = (tenant_id, presence, whole)
             self._edits[agent_id] = self._edits.get(agent_id, 0) + 1
         if self._dirty and self._presence_wake is not None:
             self._presence_wake.set()
@@ -546,11 +555,14 @@ class CallCenterRuntime:
         assert self.claims is not None
         while self._dirty:
             agent_id = next(iter(self._dirty))
-            tenant_id, presence = self._dirty.pop(agent_id)
+            tenant_id, presence, whole = self._dirty.pop(agent_id)
             self._writing.add(agent_id)
             try:
                 async with self.db.session() as session:
-                    if presence.queues:  # (several nodes run on PostgreSQL: one upsert, whoever wrote last wins)
+                    if not whole:
+                        if not await self._write_memory(session, agent_id, presence):
+                            continue  # no row: another node logged the agent out (heard, or soon)
+                    elif presence.queues:  # (several nodes run on PostgreSQL: one upsert, whoever wrote last wins)
                         offered = presence.offered or (None, None)
                         values = {"queues": list(presence.queues), "reason": presence.reason,
                                   "node": self.claims.node, "calls": presence.calls,
@@ -567,13 +579,30 @@ class CallCenterRuntime:
             except IntegrityError:
                 log.warning("agent presence: the database refuses agent %d's (gone?), dropped", agent_id)
             except Exception:  # noqa: BLE001 - kept and written again (unless a newer one came meanwhile)
-                self._dirty.setdefault(agent_id, (tenant_id, presence))
+                self._dirty.setdefault(agent_id, (tenant_id, presence, whole))
                 log.exception("agent presence: writing agent %d's failed; retrying", agent_id)
                 return False
             finally:
                 self._writing.discard(agent_id)
                 self._catch_up(agent_id)
         return True
+
+    @staticmethod
+    async def _write_memory(session: AsyncSession, agent_id: int, presence: Presence) -> bool:
+        """Only the strategies' memory changed here (a call completed, a round-robin offer): update those
+        columns of the agent's row, merged as :meth:`_mirror_memory` does, and nothing else — this node's view
+        of the queues and pause may be older than the row (another node's logout or pause not heard yet), and
+        a row deleted meanwhile is not made again. False: no row."""
+        values: dict[str, Any] = {"calls": func.greatest(AgentPresence.calls, presence.calls),
+                                  "talk_time": func.greatest(AgentPresence.talk_time, presence.talk_time)}
+        if presence.offered is not None:
+            queue_id, at = presence.offered
+            later = or_(AgentPresence.offered_at.is_(None), AgentPresence.offered_at < at)
+            values["offered_queue"] = case((later, queue_id), else_=AgentPresence.offered_queue)
+            values["offered_at"] = case((later, at), else_=AgentPresence.offered_at)
+        result = await session.execute(update(AgentPresence).where(AgentPresence.employee_id == agent_id)
+                                       .values(**values))
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
     def _catch_up(self, agent_id: int) -> None:
         """Our change of the agent is written: the row another node wrote meanwhile is read again (in order with
