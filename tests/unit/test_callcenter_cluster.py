@@ -109,6 +109,13 @@ async def presence_written(node: Node) -> None:
     assert await node.runtime.write_presence()
 
 
+async def logged_in_everywhere(a: Node, b: Node, tenant_id: int, queue_id: int) -> None:
+    """Anna logs in to the queue through node 1, and node 2 has read it."""
+    a.runtime.login(tenant_id, ANNA, [queue_id], {})
+    await presence_written(a)
+    await b.hear()
+
+
 @asynccontextmanager
 async def presence_writes_held(db: Database) -> AsyncIterator[None]:
     """Hold every write to ``agent_presence`` (reads go on) until the block ends: a node's presence write is
@@ -150,9 +157,7 @@ async def test_an_agent_logged_in_on_one_node_is_offered_a_call_arriving_on_the_
         nodes: tuple[Node, Node], company: tuple[int, int]) -> None:
     a, b = nodes
     tenant_id, queue_id = company
-    a.runtime.login(tenant_id, ANNA, [queue_id], {})
-    await presence_written(a)
-    await b.hear()
+    await logged_in_everywhere(a, b, tenant_id, queue_id)
     agent = b.runtime.agent(tenant_id, ANNA)
     assert agent is not None and agent.status is AgentStatus.AVAILABLE and agent.queues == {queue_id}
 
@@ -191,9 +196,7 @@ async def test_only_one_node_wins_an_agent_and_the_other_offers_its_caller_to_so
         nodes: tuple[Node, Node], company: tuple[int, int]) -> None:
     a, b = nodes
     tenant_id, queue_id = company
-    a.runtime.login(tenant_id, ANNA, [queue_id], {})
-    await presence_written(a)
-    await b.hear()
+    await logged_in_everywhere(a, b, tenant_id, queue_id)
     # each node has a caller and offers it the only agent, at once
     a.runtime.feed(lambda c, now: c.join("call-a", queue_id, now, number="100"))
     b.runtime.feed(lambda c, now: c.join("call-b", queue_id, now, number="200"))
@@ -226,9 +229,7 @@ async def test_only_one_node_wins_an_agent_and_the_other_offers_its_caller_to_so
 async def test_a_dead_nodes_claim_is_freed_by_the_sweep(nodes: tuple[Node, Node], company: tuple[int, int]) -> None:
     a, b = nodes
     tenant_id, queue_id = company
-    a.runtime.login(tenant_id, ANNA, [queue_id], {})
-    await presence_written(a)
-    await b.hear()
+    await logged_in_everywhere(a, b, tenant_id, queue_id)
     a.runtime.feed(lambda c, now: c.join("call-a", queue_id, now, number="100"))
     assert await a.runtime.claim(ANNA, "call-a") is True
     # node 1 is killed here: it never refreshes nor releases its claim
@@ -273,9 +274,7 @@ async def test_an_agent_on_an_ordinary_call_on_one_node_is_busy_for_the_other(
         nodes: tuple[Node, Node], company: tuple[int, int]) -> None:
     a, b = nodes
     tenant_id, queue_id = company
-    a.runtime.login(tenant_id, ANNA, [queue_id], {})
-    await presence_written(a)
-    await b.hear()
+    await logged_in_everywhere(a, b, tenant_id, queue_id)
     # Anna answers an extension call on node 2 (what the call engine reports there): node 2 marks her
     b.runtime.feed(lambda c, now: c.set_busy_elsewhere(ANNA, True, now))
     await b.holds.flush()
@@ -411,9 +410,7 @@ async def test_an_agent_finishing_a_call_on_one_node_goes_to_the_other_nodes_lon
         nodes: tuple[Node, Node], company: tuple[int, int]) -> None:
     a, b = nodes
     tenant_id, queue_id = company
-    a.runtime.login(tenant_id, ANNA, [queue_id], {})
-    await presence_written(a)
-    await b.hear()
+    await logged_in_everywhere(a, b, tenant_id, queue_id)
     # Anna talks to node 1's first caller; node 2's caller, then node 1's second, join meanwhile
     a.runtime.feed(lambda c, now: c.join("call-a1", queue_id, now, number="100"))
     assert await a.runtime.claim(ANNA, "call-a1") is True
@@ -448,9 +445,7 @@ async def test_the_announced_position_and_wait_count_the_callers_ahead_on_the_ot
         node.runtime.center.set_queue(replace(config, announce_every=30), node.runtime.clock())
     announced: list[Announce] = []
     a.runtime.action_handlers.append(lambda x: announced.append(x) if isinstance(x, Announce) else None)
-    a.runtime.login(tenant_id, ANNA, [queue_id], {})
-    await presence_written(a)
-    await b.hear()
+    await logged_in_everywhere(a, b, tenant_id, queue_id)
     b.runtime.login(tenant_id, BORIS, [queue_id], {})
     b.runtime.pause(BORIS, "lunch")  # Anna works the queue (but is on another call), Boris does not
     await presence_written(b)
@@ -570,9 +565,7 @@ async def test_the_wait_estimate_counts_the_calls_handled_on_the_other_node(
         nodes: tuple[Node, Node], company: tuple[int, int]) -> None:
     a, b = nodes
     tenant_id, queue_id = company
-    a.runtime.login(tenant_id, ANNA, [queue_id], {})
-    await presence_written(a)
-    await b.hear()
+    await logged_in_everywhere(a, b, tenant_id, queue_id)
     # Anna talks ten minutes to node 2's caller
     b.runtime.feed(lambda c, now: c.join("call-b", queue_id, now, number="200"))
     assert await b.runtime.claim(ANNA, "call-b") is True
@@ -684,9 +677,7 @@ async def test_a_login_on_one_node_just_after_a_logout_on_the_other_ends_logged_
     a, b = nodes
     tenant_id, queue_id = company
     vip_id = await second_queue(nodes, tenant_id, queue_id)
-    a.runtime.login(tenant_id, ANNA, [queue_id], {})
-    await presence_written(a)
-    await b.hear()
+    await logged_in_everywhere(a, b, tenant_id, queue_id)
     # Anna is logged out on node 2, and within milliseconds logged in to the VIP queue too on node 1, which
     # has not heard of the logout: node 1 reads the row node 2 deleted before its own login is written
     b.runtime.logout(ANNA, None)
@@ -711,9 +702,7 @@ async def test_a_logout_on_one_node_just_after_a_login_on_the_other_ends_logged_
     a, b = nodes
     tenant_id, queue_id = company
     vip_id = await second_queue(nodes, tenant_id, queue_id)
-    a.runtime.login(tenant_id, ANNA, [queue_id], {})
-    await presence_written(a)
-    await b.hear()
+    await logged_in_everywhere(a, b, tenant_id, queue_id)
     # Anna is logged in to the VIP queue too on node 2, and within milliseconds logged out on node 1, which
     # has not heard of the login: node 1 reads node 2's row before its own logout is written
     b.runtime.login(tenant_id, ANNA, [vip_id], {})
@@ -743,9 +732,7 @@ async def test_a_queue_call_ending_on_one_node_as_the_other_logs_the_agent_out_d
         nodes: tuple[Node, Node], company: tuple[int, int]) -> None:
     a, b = nodes
     tenant_id, queue_id = company
-    a.runtime.login(tenant_id, ANNA, [queue_id], {})
-    await presence_written(a)
-    await b.hear()
+    await logged_in_everywhere(a, b, tenant_id, queue_id)
     await a_queue_call_on(a, "call-a", queue_id)
     await presence_written(a)
     # Anna is logged out on node 2 just as her call ends on node 1, which has not heard of the logout yet: its
@@ -772,9 +759,7 @@ async def test_a_call_count_written_on_one_node_reaches_the_other_and_keeps_the_
         nodes: tuple[Node, Node], company: tuple[int, int]) -> None:
     a, b = nodes
     tenant_id, queue_id = company
-    a.runtime.login(tenant_id, ANNA, [queue_id], {})
-    await presence_written(a)
-    await b.hear()
+    await logged_in_everywhere(a, b, tenant_id, queue_id)
     await a_queue_call_on(a, "call-a", queue_id)
     await presence_written(a)
     # Anna is paused on node 2 during her call on node 1, which hears of it only after the call
