@@ -24,6 +24,7 @@ import json
 import os
 import random
 import resource
+import secrets
 import shutil
 import signal
 import socket
@@ -660,3 +661,26 @@ def _main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     _main()
+
+
+def options_answered(host: str, port: int, timeout: float) -> bool:
+    """Does an OPTIONS sent to ``host:port`` (a SIP edge) come back 200 (answered by a node behind it)?"""
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        sock.settimeout(0.5)
+        local = sock.getsockname()[1]
+        while time.monotonic() < deadline:
+            branch = "z9hG4bK" + secrets.token_hex(6)
+            sock.sendto((f"OPTIONS sip:{host}:{port} SIP/2.0\r\n"
+                         f"Via: SIP/2.0/UDP {LOOPBACK}:{local};branch={branch};rport\r\n"
+                         "Max-Forwards: 70\r\nFrom: <sip:probe@probe.test>;tag=p\r\nTo: <sip:probe@probe.test>\r\n"
+                         f"Call-ID: {branch}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").encode(), (host, port))
+            try:
+                data, _ = sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            if data.startswith(b"SIP/2.0 200"):
+                return True
+            time.sleep(0.5)
+    return False

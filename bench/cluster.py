@@ -43,7 +43,6 @@ import os
 import platform
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -237,7 +236,7 @@ class Edge:
             [KAMAILIO, "-DD", "-E", "-f", str(cfg), "-Y", str(run), "-P", str(run / "kamailio.pid"),
              "-m", "256", "-M", "16", "-w", str(self.workdir)],
             stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        if not options_answered(EDGE_HOST, self.port, timeout=30):
+        if not h.options_answered(EDGE_HOST, self.port, timeout=30):
             self.stop()
             raise RuntimeError(f"the edge does not answer OPTIONS:\n{self.log_tail()}")
 
@@ -260,29 +259,6 @@ class Edge:
     def log_tail(self, chars: int = 4000) -> str:
         path = self.workdir / "kamailio.log"
         return path.read_text(errors="replace")[-chars:] if path.exists() else ""
-
-
-def options_answered(host: str, port: int, timeout: float) -> bool:
-    """Does an OPTIONS sent to the edge come back 200 (answered by a node behind it)?"""
-    deadline = time.monotonic() + timeout
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((h.LOOPBACK, 0))
-        sock.settimeout(0.5)
-        local = sock.getsockname()[1]
-        while time.monotonic() < deadline:
-            branch = "z9hG4bK" + secrets.token_hex(6)
-            sock.sendto((f"OPTIONS sip:{host}:{port} SIP/2.0\r\n"
-                         f"Via: SIP/2.0/UDP {h.LOOPBACK}:{local};branch={branch};rport\r\n"
-                         "Max-Forwards: 70\r\nFrom: <sip:probe@bench.test>;tag=p\r\nTo: <sip:probe@bench.test>\r\n"
-                         f"Call-ID: {branch}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").encode(), (host, port))
-            try:
-                data, _ = sock.recvfrom(65535)
-            except TimeoutError:
-                continue
-            if data.startswith(b"SIP/2.0 200"):
-                return True
-            time.sleep(0.5)
-    return False
 
 
 # --- PostgreSQL and NATS (through the venv's Python: asyncpg and nats-py are the server's dependencies) ---

@@ -155,7 +155,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         cfg = render.write(config, tmp / "kamailio")
         kamailio = edge_test.Kamailio(cfg, tmp / "kamailio")
         kamailio.start()
-        assert edge_test._options_answered(EDGE_HOST, port, timeout=30), kamailio.log_tail()
+        assert harness.options_answered(EDGE_HOST, port, timeout=30), kamailio.log_tail()
         yield Cluster(nodes=nodes, seeded=seeded, kamailio=kamailio, port=port, workdir=tmp / "sipp",
                       carrier_port=carrier_port)
     finally:

@@ -17,7 +17,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,29 +117,6 @@ class Edge:
         return list(harness.http_json(url, self.seeded.token)["items"])
 
 
-def _options_answered(host: str, port: int, timeout: float) -> bool:
-    """Does an OPTIONS sent to the edge come back answered 200 (by a node behind it)?"""
-    deadline = time.monotonic() + timeout
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((harness.LOOPBACK, 0))
-        sock.settimeout(0.5)
-        local = sock.getsockname()[1]
-        while time.monotonic() < deadline:
-            branch = "z9hG4bK" + secrets.token_hex(6)
-            sock.sendto((f"OPTIONS sip:{host}:{port} SIP/2.0\r\n"
-                         f"Via: SIP/2.0/UDP {harness.LOOPBACK}:{local};branch={branch};rport\r\n"
-                         "Max-Forwards: 70\r\nFrom: <sip:probe@edge.test>;tag=p\r\nTo: <sip:probe@edge.test>\r\n"
-                         f"Call-ID: {branch}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").encode(), (host, port))
-            try:
-                data, _ = sock.recvfrom(65535)
-            except TimeoutError:
-                continue
-            if data.startswith(b"SIP/2.0 200"):
-                return True
-            time.sleep(0.5)
-    return False
-
-
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
     if shutil.which("kamailio") is None and not Path("/usr/sbin/kamailio").exists():
@@ -169,7 +145,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
     kamailio = Kamailio(cfg, tmp / "kamailio")
     kamailio.start()
     try:
-        assert _options_answered(EDGE_HOST, port, timeout=30), kamailio.log_tail()
+        assert harness.options_answered(EDGE_HOST, port, timeout=30), kamailio.log_tail()
         yield Edge(server=server, seeded=seeded, kamailio=kamailio, port=port, workdir=tmp / "sipp")
     finally:
         kamailio.stop()
