@@ -15,6 +15,7 @@ from zvonok.api.ws import CallVisibility
 from zvonok.bus import LocalBus
 from zvonok.cdr import service as cdr_service
 from zvonok.cdr.events import CdrWritten
+from zvonok.cdr.models import Cdr
 from zvonok.cdr.state import CallRecord
 from zvonok.crm import dashboard, tasks
 from zvonok.crm.events import DealChanged, TaskDue, TaskEscalated
@@ -271,6 +272,38 @@ async def test_missed_call_makes_a_call_back_task(api: Api, make_tenant: Any) ->
     assert items[0]["client_name"] == "Known" and items[1]["client_id"] is None
     mine = (await api.client.get(f"{crm}/tasks", headers=ivan_h, params={"assignee_id": ivan})).json()
     assert [i["number"] for i in mine["items"]] == ["+74959998877"]
+
+
+async def test_cdr_written_says_whether_a_call_was_missed_and_only_those_cdrs_are_read(
+        api: Api, make_tenant: Any) -> None:
+    t, crm = await _tenant(api, make_tenant)
+    ivan, _ = await _employee(api, t, "Ivan")
+    at = datetime(2026, 12, 1, 10, 0, tzinfo=UTC).timestamp()
+    missed = await _missed(api, t.id, "+74959998877", ivan, at=at)
+    answered = await _missed(api, t.id, "+74959998877", ivan, at=at, disposition=Disposition.ANSWERED)
+    async with api.db.session() as session:
+        written = [cdr_service.cdr_written(cdr) for cdr in [await session.get(Cdr, i) for i in (missed, answered)]
+                   if cdr is not None]
+    assert [(e.cdr_id, e.missed) for e in written] == [(missed, True), (answered, False)]
+    sessions = 0
+    real = api.db.session
+
+    def counted() -> Any:
+        nonlocal sessions
+        sessions += 1
+        return real()
+
+    api.db.session = counted  # type: ignore[method-assign]
+    try:
+        scheduler = TaskScheduler(api.db, LocalBus())
+        await scheduler.handle(written[1])  # answered: nothing to read
+        assert sessions == 0
+        await scheduler.handle(written[0])
+        assert sessions == 1
+    finally:
+        api.db.session = real  # type: ignore[method-assign]
+    items = (await api.client.get(f"{crm}/tasks", headers=t.headers)).json()["items"]
+    assert [i["number"] for i in items] == ["+74959998877"]
 
 
 async def test_reminders_and_escalation_survive_a_restart(api: Api, make_tenant: Any) -> None:

@@ -34,7 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from zvonok.cdr.events import CdrWritten
+from zvonok.cdr.events import MISSED_DISPOSITIONS, CdrWritten
 from zvonok.cdr.models import Cdr, CdrLeg, OpenCall
 from zvonok.cdr.state import CallRecord, FinishedCall, to_datetime
 from zvonok.org.errors import NotFound
@@ -255,18 +255,24 @@ async def apply_batch(session: AsyncSession, items: list[tuple[str, Any]]) -> li
         for (index, values, _), cdr_id in zip(cdrs, cdr_ids, strict=True):
             results[index] = _written(cast(int, values["tenant_id"]), cast(str, values["call_id"]), cdr_id,
                                       cast(int | None, values["caller_employee_id"]),
-                                      cast(int | None, values["callee_employee_id"]))
+                                      cast(int | None, values["callee_employee_id"]),
+                                      missed=_missed(values["direction"], values["disposition"]))
     return results
 
 
 def cdr_written(cdr: Cdr) -> CdrWritten:
-    return _written(cdr.tenant_id, cdr.call_id, cdr.id, cdr.caller_employee_id, cdr.callee_employee_id)
+    return _written(cdr.tenant_id, cdr.call_id, cdr.id, cdr.caller_employee_id, cdr.callee_employee_id,
+                    missed=_missed(cdr.direction, cdr.disposition))
 
 
-def _written(tenant_id: int, call_id: str, cdr_id: int, *employee_ids: int | None) -> CdrWritten:
+def _missed(direction: object, disposition: object) -> bool:
+    return direction == "inbound" and disposition in MISSED_DISPOSITIONS
+
+
+def _written(tenant_id: int, call_id: str, cdr_id: int, *employee_ids: int | None, missed: bool) -> CdrWritten:
     """The announcement of a CDR on disk, naming the employees whose call it was."""
     return CdrWritten(tenant_id=tenant_id, call_id=call_id, cdr_id=cdr_id,
-                      employee_ids=tuple(sorted({e for e in employee_ids if e is not None})))
+                      employee_ids=tuple(sorted({e for e in employee_ids if e is not None})), missed=missed)
 
 
 async def close_interrupted(db: Any, now: datetime, *, bus: Any = None,

@@ -53,8 +53,8 @@ class TaskScheduler:
             self._loop = None
 
     async def handle(self, event: object) -> None:
-        if not isinstance(event, CdrWritten):
-            return
+        if not isinstance(event, CdrWritten) or event.missed is False:
+            return  # (an answered or outgoing call: its CDR is not read)
         try:
             async with self.db.session() as session:
                 cdr = await session.get(Cdr, event.cdr_id)

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from zvonok.cdr.events import MISSED_DISPOSITIONS
 from zvonok.cdr.models import Cdr
 from zvonok.org.errors import PermissionDenied, ValidationError
 from zvonok.org.models import Account, Employee, Role
@@ -32,7 +33,7 @@ from .deals import Actor, get_deal
 from .models import CrmClient, CrmDeal, CrmSettings, CrmTask
 from .service import client_by_number, get_client
 
-MISSED = frozenset({"no_answer", "busy", "cancelled"})
+MISSED = MISSED_DISPOSITIONS
 DEFAULT_ESCALATE_HOURS = 24
 
 
