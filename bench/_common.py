@@ -502,8 +502,22 @@ def run_sipp(scenario: str | Path, target: str, *, workdir: Path, rows: Sequence
 
     ``rows`` become the ``-inf`` CSV (``SEQUENTIAL``; one row per call); ``calls`` defaults to their
     number. The run is bounded by ``-m`` and by ``-timeout``/``-timeout_error``, and killed if it
-    outlives ``timeout`` by far.
+    outlives ``timeout`` by far. A port picked free can be taken by another process (a softphone's RTP,
+    another worker's test) before SIPp binds it: a run that failed to bind before any call started is
+    run again on newly picked ports (the caller's own ``local_port`` is kept).
     """
+    for _ in range(3):
+        result = _run_sipp_once(scenario, target, workdir=workdir, rows=rows, calls=calls, rate=rate,
+                                transport=transport, timeout=timeout, auth_uri=auth_uri, extra=extra,
+                                local_port=local_port, limit=limit, name=name)
+        if not (result.returncode != 0 and result.created == 0 and "Address already in use" in result.errors):
+            break
+    return result
+
+
+def _run_sipp_once(scenario: str | Path, target: str, *, workdir: Path, rows: Sequence[Sequence[str]] | None,
+                   calls: int | None, rate: float, transport: str, timeout: float, auth_uri: str | None,
+                   extra: Sequence[str], local_port: int | None, limit: int | None, name: str) -> SippResult:
     workdir.mkdir(parents=True, exist_ok=True)
     scenario_path = Path(scenario) if Path(scenario).is_absolute() else SCENARIOS / scenario
     stat_file = workdir / f"{name}_stat.csv"
