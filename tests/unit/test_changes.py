@@ -169,3 +169,37 @@ async def test_closing_the_sqlite_wake_waits_for_a_read_in_flight() -> None:
     assert calls == ["execute", "execute done", "close"]
     wake._read()  # a read after close opens nothing again
     assert calls[-1] == "close" and wake._conn is None
+
+
+async def test_a_cancelled_feed_closes_its_wake_after_the_wait_in_flight(db: Database) -> None:
+    # a fresh CI run failed on an asyncpg connection garbage-collected unclosed: the feed's task was cancelled
+    # (not stopped) while its wake was opening the LISTEN connection; the close ran first, the connect finished
+    # after it, and that connection was never closed
+    from zvonok.storage.changes import _Wake
+
+    connecting, opened = asyncio.Event(), asyncio.Event()
+    calls: list[str] = []
+
+    class SlowWake(_Wake):
+        async def wait(self) -> None:
+            connecting.set()
+            try:
+                await asyncio.sleep(0.3)  # the connect in flight
+            except asyncio.CancelledError:
+                calls.append("wait cancelled")
+                raise
+            calls.append("connection opened")
+            opened.set()
+
+        async def close(self) -> None:
+            calls.append("close")
+
+    feed = ChangeFeed(db)
+    feed._wake = SlowWake()
+    task = asyncio.create_task(feed.run(asyncio.Event()))
+    await asyncio.wait_for(connecting.wait(), 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.5)
+    assert calls == ["wait cancelled", "close"] and not opened.is_set()

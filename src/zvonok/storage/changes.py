@@ -132,14 +132,12 @@ class ChangeFeed:
     async def run(self, stopping: asyncio.Event) -> None:
         """Deliver changes until ``stopping`` is set."""
         stop = asyncio.ensure_future(stopping.wait())
+        woken: asyncio.Future[None] | None = None
         try:
             while not stopping.is_set():
                 woken = asyncio.ensure_future(self._wake.wait())
                 await asyncio.wait({stop, woken}, return_when=asyncio.FIRST_COMPLETED)
                 if stop.done():
-                    woken.cancel()
-                    with contextlib.suppress(BaseException):
-                        await woken
                     return
                 try:
                     woken.result()
@@ -152,7 +150,13 @@ class ChangeFeed:
                     log.exception("change feed failed")
                     await asyncio.wait({stop}, timeout=PG_POLL_INTERVAL)
         finally:
+            # this task may itself be cancelled: the wait in flight (perhaps opening the LISTEN connection)
+            # must end before the close, or the connection it opens afterwards is never closed
             stop.cancel()
+            if woken is not None and not woken.done():
+                woken.cancel()
+                with contextlib.suppress(BaseException):
+                    await woken
             await self._wake.close()
 
 
