@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -83,7 +83,7 @@ class ThreeWayControl(Protocol):
 
     def step(self, call: Call, coro: Coroutine[Any, Any, None]) -> None: ...
 
-    def extension_calls(self, call: Call, extension_id: int) -> list[tuple[Call, Leg]]: ...
+    def other_extension_calls(self, call: Call, extension_id: int) -> Iterator[tuple[Call, Leg]]: ...
 
     def publish(self, event_type: type[ev.CallEvent], call: Call, **fields: Any) -> None: ...
 
@@ -120,23 +120,25 @@ class ThreeWayCalls:
 
     # --- listening for the code -------------------------------------------------------------------------
 
-    def _sibling(self, call: Call, leg: Leg) -> tuple[Call, Leg] | None:
-        """Another answered call of ``leg``'s extension and that extension's leg in it (a held one first)."""
+    def _siblings(self, call: Call, leg: Leg) -> Iterator[tuple[Call, Leg]]:
+        """The other answered calls of ``leg``'s extension, each with that extension's leg in it, in no order."""
         extension = leg.party.extension_id
         if extension is None:
-            return None
-        found = [
-            (other, mine) for other, mine in self.engine.extension_calls(call, extension)
-            if other.answered_at is not None and mine.state is LegState.ANSWERED and mine.endpoint is not None
-        ]
-        found.sort(key=lambda pair: not pair[1].held)
+            return iter(())
+        return ((other, mine) for other, mine in self.engine.other_extension_calls(call, extension)
+                if other.answered_at is not None and mine.state is LegState.ANSWERED and mine.endpoint is not None)
+
+    def _sibling(self, call: Call, leg: Leg) -> tuple[Call, Leg] | None:
+        """Another answered call of ``leg``'s extension and that extension's leg in it (a held one first, then
+        the one that started first)."""
+        found = sorted(self._siblings(call, leg), key=lambda pair: (not pair[1].held, pair[0].started_at))
         return found[0] if found else None
 
     async def connected(self, call: Call) -> None:
         """A call was just connected: listen for the code on each employee's leg that has a sibling call, and
         keep its keys from the other party."""
         for leg in (call.caller, call.callee):
-            if leg is not None and leg.endpoint is not None and self._sibling(call, leg) is not None:
+            if leg is not None and leg.endpoint is not None and next(self._siblings(call, leg), None) is not None:
                 await self.engine.media.on_dtmf(leg.endpoint, self._on_key)
                 await self.engine.media.gate_dtmf(leg.endpoint, (FEATURE_CODE,), KEY_GAP)
 
