@@ -33,6 +33,9 @@ stream are dropped.
 Example::
 
     .venv/bin/python bench/cluster.py --reg-rates 200,300,400,500,600,800 --call-rates 50,100,150,200,250
+
+On a machine with cores to spare, ``--node-cpus '2;3' --other-cpus 0-1`` gives each node a core of its own
+and keeps SIPp and Kamailio off them: that measures what the second node adds, which 2 cores cannot show.
 """
 
 from __future__ import annotations
@@ -74,6 +77,35 @@ def parse_rates(text: str) -> list[int]:
     if any(r <= 0 for r in rates) or rates != sorted(set(rates)):
         raise ValueError(f"rates must be positive and increasing: {text!r}")
     return rates
+
+
+def parse_cpu_sets(text: str, available: set[int]) -> list[set[int]]:
+    """``"2;3"`` -> ``[{2}, {3}]``, ``"0-1;2,3"`` -> ``[{0, 1}, {2, 3}]``: CPU sets separated by ``;``, each a
+    comma list of CPUs or ranges; every CPU must be one this process may run on."""
+    sets: list[set[int]] = []
+    for part in text.split(";"):
+        cpus: set[int] = set()
+        for item in part.split(","):
+            item = item.strip()
+            if not item:
+                continue
+            low, _, high = item.partition("-")
+            first, last = int(low), int(high or low)
+            if first > last:
+                raise ValueError(f"bad CPU range {item!r}")
+            cpus.update(range(first, last + 1))
+        if not cpus:
+            raise ValueError(f"an empty CPU set in {text!r}")
+        if not cpus <= available:
+            raise ValueError(f"CPU(s) {sorted(cpus - available)} not available (this machine: {sorted(available)})")
+        sets.append(cpus)
+    return sets
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of process ``pid`` onto ``cpus`` (threads it starts later inherit it)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(tid), cpus)
 
 
 def descendants(pid: int, parents: Mapping[int, int]) -> set[int]:
@@ -490,13 +522,29 @@ def main(argv: list[str] | None = None) -> int:
                         help="the run's database's synchronous_commit (default on, PostgreSQL's default)")
     parser.add_argument("--nats", default="nats://127.0.0.1:4222", help="NATS server (JetStream on)")
     parser.add_argument("--skip-one", action="store_true", help="only the 2-node phase")
+    parser.add_argument("--node-cpus", default="",
+                        help="give each node CPUs of its own, e.g. '2;3' (node 1 on CPU 2, node 2 on CPU 3) or "
+                             "'2-3;4-5'; with --other-cpus this measures the scaling itself on a machine with "
+                             "cores to spare (PostgreSQL and NATS are services of the machine: not pinned)")
+    parser.add_argument("--other-cpus", default="",
+                        help="CPUs for this script and what it starts besides the nodes (SIPp, Kamailio), "
+                             "e.g. '0-1'")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (and print its path)")
     args = parser.parse_args(argv)
     try:
         parse_rates(args.reg_rates)
         parse_rates(args.call_rates)
+        available = os.sched_getaffinity(0)
+        node_cpus = parse_cpu_sets(args.node_cpus, available) if args.node_cpus else []
+        other_cpus = parse_cpu_sets(args.other_cpus, available) if args.other_cpus else []
     except ValueError as exc:
         parser.error(str(exc))
+    if node_cpus and len(node_cpus) != 2:
+        parser.error("--node-cpus: one CPU set for each of the two nodes")
+    if len(other_cpus) > 1:
+        parser.error("--other-cpus: one CPU set")
+    if other_cpus:
+        os.sched_setaffinity(0, other_cpus[0])  # SIPp and Kamailio, started from here, inherit it
     for tool, package in ((h.SIPP, "sip-tester"), (KAMAILIO, "kamailio")):
         if shutil.which(tool) is None and not Path(tool).exists():
             print(f"{tool} is not installed (apt-get install {package}; see `make peers`)", file=sys.stderr)
@@ -535,7 +583,11 @@ def main(argv: list[str] | None = None) -> int:
                                       env={**env, "ZVONOK_NODE_NAME": name})
                 node.start(timeout=300)
                 nodes.append(node)
-                print(f"{name}: pid {node.pid}, SIP 127.0.0.1:{node.sip_port}", flush=True)
+                where = ""
+                if node_cpus:
+                    pin(node.pid, node_cpus[len(nodes) - 1])
+                    where = f", pinned to CPU(s) {sorted(node_cpus[len(nodes) - 1])}"
+                print(f"{name}: pid {node.pid}, SIP 127.0.0.1:{node.sip_port}{where}", flush=True)
             edge = Edge(workdir=tmp / f"kamailio{count}", port=h.free_sip_port(EDGE_HOST),
                         nodes=[n.sip_port for n in nodes], children=args.edge_children)
             edge.start()

@@ -54,3 +54,11 @@ def test_best_and_ratio_take_the_highest_clean_step() -> None:
     assert cluster.ratio(cluster.best(two), cluster.best(one)) == pytest.approx(1.5)
     assert cluster.best([step(100, 1, calls=500)]) is None
     assert cluster.ratio(None, cluster.best(one)) is None
+
+
+def test_cpu_sets_are_parsed_and_checked_against_the_machine() -> None:
+    assert cluster.parse_cpu_sets("2;3", {0, 1, 2, 3}) == [{2}, {3}]
+    assert cluster.parse_cpu_sets(" 0-1 ; 2,3", {0, 1, 2, 3}) == [{0, 1}, {2, 3}]
+    for bad in ("4", "1-0", "0;;1", "x", ""):
+        with pytest.raises(ValueError):
+            cluster.parse_cpu_sets(bad, {0, 1, 2, 3})
