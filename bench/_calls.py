@@ -99,7 +99,6 @@ class SippProcess:
         if target is not None:
             cmd.append(target)
         cmd += ["-sf", str(scenario_path), "-i", common.LOOPBACK, "-p", str(self.local_port),
-                "-cp", str(common.free_port(socket.SOCK_DGRAM)),
                 "-mi", common.LOOPBACK, "-mp", str(self.media_port), "-t", "u1",
                 "-timeout", f"{int(timeout)}s", "-timeout_error",
                 "-trace_stat", "-stf", str(self.stat_file), "-fd", "1",

@@ -55,10 +55,12 @@ def password_for(number: str) -> str:
 
 # --- ports -----------------------------------------------------------------------------------------
 # Test ports come from below the kernel's ephemeral range and below Zvonok's default RTP range
-# (20000-29999): a test often names a port (a trunk's carrier, a phone, SIPp's control socket) long
+# (20000-29999): a test often names a port (a trunk's carrier, a phone) long
 # before anything binds it, and a port the kernel hands to any unbound socket meanwhile — a DNS
 # lookup, a client connection — or that a server under test takes for RTP made SIPp fail with
-# "Address already in use".
+# "Address already in use". SIPp's control socket is not named (no -cp): a port picked here was free when
+# picked but could be named by another test meanwhile (a phone's, unbound between its REGISTER and its calls),
+# and SIPp then stopped; unnamed, SIPp binds the first free one from 8888 itself, and only warns without one.
 _PORT_LOW, _PORT_HIGH = 10000, 20000
 _RNG = random.SystemRandom()  # not the global one: a seeded test must not make workers pick alike
 
@@ -526,7 +528,7 @@ def _run_sipp_once(scenario: str | Path, target: str, *, workdir: Path, rows: Se
     for p in (stat_file, err_file, screen_file):
         p.unlink(missing_ok=True)
     cmd = [SIPP, target, "-sf", str(scenario_path), "-i", LOOPBACK,
-           "-p", str(local_port or free_sip_port()), "-cp", str(free_port(socket.SOCK_DGRAM)),
+           "-p", str(local_port or free_sip_port()),
            "-t", transport, "-r", str(rate), "-timeout", f"{int(timeout)}s", "-timeout_error",
            "-trace_stat", "-stf", str(stat_file), "-fd", "1",
            "-trace_err", "-error_file", str(err_file),

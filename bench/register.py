@@ -33,7 +33,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -117,7 +116,7 @@ def sipp_ceiling(users: list[str], rates: list[int], workdir: Path, seconds: flo
         uas_log = open(workdir / f"uas_{rate}.out", "wb")  # noqa: SIM115 - closed below
         uas = subprocess.Popen(
             [h.SIPP, "-sf", str(h.SCENARIOS / "uas_register.xml"), "-i", h.LOOPBACK, "-p", str(port),
-             "-cp", str(h.free_port(socket.SOCK_DGRAM)), "-nostdin", *SIPP_TUNING],
+             "-nostdin", *SIPP_TUNING],
             cwd=workdir, stdout=uas_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
             time.sleep(0.5)
