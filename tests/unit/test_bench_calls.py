@@ -1,0 +1,29 @@
+"""The pure part of bench/calls.py: which set-up step is a target's best."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+_PATH = Path(__file__).resolve().parents[2] / "bench" / "calls.py"
+_spec = importlib.util.spec_from_file_location("zvonok_bench_calls_main", _PATH)
+assert _spec is not None and _spec.loader is not None
+calls: Any = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = calls  # dataclasses resolve annotations through sys.modules
+_spec.loader.exec_module(calls)
+
+
+def step(rate: int, ok: int, failed: int = 0, rc: int = 0) -> Any:
+    return calls.CpsStep(target="sippy", rate=rate, calls=ok + failed, ok=ok, failed=failed, seconds=11.0,
+                         hold=1.0, retrans=0, server_cpu=10.0, sipp_cpu=0.5, rc=rc)
+
+
+def test_the_best_step_may_have_a_failed_call_within_the_budget_but_not_a_sipp_error() -> None:
+    # SIPp exits 1 when a call failed: 1 of 2,000 (0.05%) is within the 0.1% budget
+    within = step(200, 1999, failed=1, rc=1)
+    assert calls.best([step(100, 1000), within]) is within
+    assert calls.best([step(100, 1000), step(200, 1990, failed=10, rc=1)]).rate == 100  # 0.5%: over
+    assert calls.best([step(100, 1000), step(200, 2000, rc=255)]).rate == 100  # SIPp itself failed
+    assert calls.best([step(100, 990, failed=10, rc=1)]) is None
