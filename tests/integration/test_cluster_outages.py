@@ -281,7 +281,6 @@ def _health(server: Any) -> dict[str, Any]:
 async def _stream_events(url: str, stream: str, subject: str) -> list[tuple[str, str]]:
     """(type, call id) of every event the JetStream stream holds, oldest first."""
     import nats
-    import nats.errors
 
     nc = await nats.connect(url)
     try:
@@ -290,7 +289,7 @@ async def _stream_events(url: str, stream: str, subject: str) -> list[tuple[str,
         while True:
             try:
                 messages = await sub.fetch(100, timeout=2.0)
-            except nats.errors.TimeoutError:
+            except TimeoutError:  # nats' own, or asyncio's when the wait ran out between its two requests
                 return got
             for msg in messages:
                 event = json.loads(msg.data)
