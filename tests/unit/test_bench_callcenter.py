@@ -3,20 +3,14 @@ sent, per agent, on a synthetic trace in SIPp 3.6's ``-trace_msg`` layout."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from bench_script import load
 
-_PATH = Path(__file__).resolve().parents[2] / "bench" / "callcenter.py"
-_spec = importlib.util.spec_from_file_location("zvonok_bench_callcenter", _PATH)
-assert _spec is not None and _spec.loader is not None
-bench: Any = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = bench
-_spec.loader.exec_module(bench)
+bench: Any = load("callcenter")
 
 
 def _message(at: str, direction: str, first_line: str, call_id: str) -> str:

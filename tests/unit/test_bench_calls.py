@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from typing import Any
 
-_PATH = Path(__file__).resolve().parents[2] / "bench" / "calls.py"
-_spec = importlib.util.spec_from_file_location("zvonok_bench_calls_main", _PATH)
-assert _spec is not None and _spec.loader is not None
-calls: Any = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = calls  # dataclasses resolve annotations through sys.modules
-_spec.loader.exec_module(calls)
+from bench_script import load
+
+calls: Any = load("calls")
 
 
 def step(rate: int, ok: int, failed: int = 0, rc: int = 0) -> Any:

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
+from bench_script import load
 
-_PATH = Path(__file__).resolve().parents[2] / "bench" / "cluster.py"
-_spec = importlib.util.spec_from_file_location("zvonok_bench_cluster", _PATH)
-assert _spec is not None and _spec.loader is not None
-cluster: Any = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = cluster  # dataclasses resolve annotations through sys.modules
-_spec.loader.exec_module(cluster)
+cluster: Any = load("cluster")
 
 
 def step(rate: int, ok: int, *, calls: int | None = None, retrans: int = 0, seconds: float = 5.0,

@@ -4,18 +4,11 @@ into one line — and a 2xx gets rtpengine's answer)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from typing import Any
 
-_BENCH = Path(__file__).resolve().parents[2] / "bench"
-sys.path.insert(0, str(_BENCH))  # _rtpengine imports its sibling _common
-_spec = importlib.util.spec_from_file_location("zvonok_bench_rtpengine", _BENCH / "_rtpengine.py")
-assert _spec is not None and _spec.loader is not None
-rtpe: Any = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = rtpe
-_spec.loader.exec_module(rtpe)
+from bench_script import load
+
+rtpe: Any = load("_rtpengine")
 
 SDP = b"v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 6000 RTP/AVP 8\r\n"
 

@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import math
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
+from bench_script import load
 from prometheus_client import REGISTRY
 
 import zvonok.metrics  # noqa: F401 - registers zvonok_asyncio_tasks
 
-_SOAK_PATH = Path(__file__).resolve().parents[2] / "bench" / "soak.py"
-_spec = importlib.util.spec_from_file_location("zvonok_bench_soak", _SOAK_PATH)
-assert _spec is not None and _spec.loader is not None
-soak: Any = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = soak  # dataclasses resolve annotations through sys.modules
-_spec.loader.exec_module(soak)
+soak: Any = load("soak")
 
 DURATION = 100.0  # seconds of load: samples before 20 s are the warm-up
 
