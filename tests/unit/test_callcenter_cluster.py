@@ -781,6 +781,33 @@ async def test_a_call_count_written_on_one_node_reaches_the_other_and_keeps_the_
             AgentStatus.NOT_READY, "lunch", 1, talked), node.holds.node
 
 
+async def test_a_pause_written_on_a_node_that_has_not_heard_of_a_call_count_keeps_the_count(
+        nodes: tuple[Node, Node], company: tuple[int, int]) -> None:
+    # the pause is a whole-row write of node 2's view: it set the counts (and the round-robin memory) to node
+    # 2's own, and node 1's call (written just before, not heard on node 2 yet) was lost for every node
+    a, b = nodes
+    tenant_id, queue_id = company
+    await logged_in_everywhere(a, b, tenant_id, queue_id)
+    await a_queue_call_on(a, "call-a", queue_id)
+    a.runtime.feed(lambda c, now: c.call_ended("call-a", now, by_agent=False))
+    talked = a.runtime.center.agents[ANNA].talk_time
+    await presence_written(a)
+    await a.runtime.settled()
+    assert b.runtime.center.agents[ANNA].calls == 0  # node 2 has not read it
+    b.runtime.pause(ANNA, "lunch")
+    await presence_written(b)
+    async with b.db.session() as session:
+        row = await session.get(AgentPresence, ANNA)
+        assert row is not None and (row.queues, row.reason, row.node) == ([queue_id], "lunch", "node-2")
+        assert (row.calls, row.talk_time) == (1, talked)
+    await a.hear()
+    await b.hear()
+    for node in (a, b):
+        anna = node.runtime.center.agents[ANNA]
+        assert (anna.status, anna.reason, anna.calls, anna.talk_time) == (
+            AgentStatus.NOT_READY, "lunch", 1, talked), node.holds.node
+
+
 async def leave_callbacks(node: Node, queue_id: int, requests: list[tuple[str, int]]) -> None:
     """Callers join ``node``'s queue in this order (call id, priority) and press the callback key in the
     opposite order (the rows' ids are not the line's order), then hang up; the requests are written."""

@@ -66,8 +66,9 @@ center, and two things are shared through the database (docs/cluster.md says why
   ``call_holds`` row per queue (:meth:`AgentClaims.share_handled`); each read adds the other nodes' to the
   average handle time (``ContactCenter.handled_elsewhere``).
 - **the strategies' memory** — the agent's calls and talk time and its last round-robin offer ride with its
-  presence row; a node takes the larger counts and the latest offer (:meth:`CallCenterRuntime.mirror`).
-  A change of this memory alone is written the same way into those columns only, and only into a row that
+  presence row; a node takes the larger counts and the latest offer (:meth:`CallCenterRuntime.mirror`), and
+  writes them merged the same way, whole-row writes (login, pause) too (``_merged_memory``). A change of
+  this memory alone is written the same way into those columns only, and only into a row that
   exists (:meth:`CallCenterRuntime._write_memory`): this node's queues and pause may be older than the row —
   a call ending here just as another node logs the agent out must not log the agent in again everywhere.
 """
@@ -172,6 +173,21 @@ def _row_presence(row: AgentPresence | None) -> Presence:
         return NOBODY
     offered = (row.offered_queue, row.offered_at) if row.offered_queue is not None and row.offered_at else None
     return Presence(tuple(row.queues), row.reason, row.calls, row.talk_time, offered)
+
+
+def _merged_memory(calls: Any, talk_time: Any, offered: tuple[Any, Any] | None) -> dict[str, Any]:
+    """The strategies' memory columns of an agent's row merged with what this node writes (values, or the
+    upsert's ``excluded`` columns): the larger counts and the later round-robin offer, as
+    :meth:`CallCenterRuntime._mirror_memory` merges them when reading. A node's write of the whole row (a
+    login, a pause) must not put its own older counts back over another node's call just written."""
+    values: dict[str, Any] = {"calls": func.greatest(AgentPresence.calls, calls),
+                              "talk_time": func.greatest(AgentPresence.talk_time, talk_time)}
+    if offered is not None:
+        queue_id, at = offered
+        later = or_(AgentPresence.offered_at.is_(None), AgentPresence.offered_at < at)
+        values["offered_queue"] = case((later, queue_id), else_=AgentPresence.offered_queue)
+        values["offered_at"] = case((later, at), else_=AgentPresence.offered_at)
+    return values
 
 
 class CallCenterRuntime:
@@ -565,12 +581,16 @@ class CallCenterRuntime:
                     elif presence.queues:  # (several nodes run on PostgreSQL: one upsert, whoever wrote last wins)
                         offered = presence.offered or (None, None)
                         values = {"queues": list(presence.queues), "reason": presence.reason,
-                                  "node": self.claims.node, "calls": presence.calls,
-                                  "talk_time": presence.talk_time, "offered_queue": offered[0],
-                                  "offered_at": offered[1]}
-                        await session.execute(pg_insert(AgentPresence).values(
-                            tenant_id=tenant_id, employee_id=agent_id, **values).on_conflict_do_update(
-                            index_elements=[AgentPresence.employee_id], set_=values))
+                                  "node": self.claims.node}
+                        upsert = pg_insert(AgentPresence).values(
+                            tenant_id=tenant_id, employee_id=agent_id, **values, calls=presence.calls,
+                            talk_time=presence.talk_time, offered_queue=offered[0], offered_at=offered[1])
+                        new = upsert.excluded
+                        await session.execute(upsert.on_conflict_do_update(
+                            index_elements=[AgentPresence.employee_id],
+                            set_={**values, **_merged_memory(
+                                new.calls, new.talk_time,
+                                (new.offered_queue, new.offered_at) if presence.offered is not None else None)}))
                     else:
                         await session.execute(delete(AgentPresence).where(AgentPresence.employee_id == agent_id))
                     emit(session, AgentPresenceChanged(tenant_id=tenant_id, employee_id=agent_id,
@@ -593,15 +613,9 @@ class CallCenterRuntime:
         columns of the agent's row, merged as :meth:`_mirror_memory` does, and nothing else — this node's view
         of the queues and pause may be older than the row (another node's logout or pause not heard yet), and
         a row deleted meanwhile is not made again. False: no row."""
-        values: dict[str, Any] = {"calls": func.greatest(AgentPresence.calls, presence.calls),
-                                  "talk_time": func.greatest(AgentPresence.talk_time, presence.talk_time)}
-        if presence.offered is not None:
-            queue_id, at = presence.offered
-            later = or_(AgentPresence.offered_at.is_(None), AgentPresence.offered_at < at)
-            values["offered_queue"] = case((later, queue_id), else_=AgentPresence.offered_queue)
-            values["offered_at"] = case((later, at), else_=AgentPresence.offered_at)
         result = await session.execute(update(AgentPresence).where(AgentPresence.employee_id == agent_id)
-                                       .values(**values))
+                                       .values(**_merged_memory(presence.calls, presence.talk_time,
+                                                                presence.offered)))
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
     def _catch_up(self, agent_id: int) -> None:
