@@ -590,3 +590,23 @@ async def test_only_calls_of_a_node_that_stopped_beating_are_closed_by_another(d
     assert (row["disposition"], row["ended_at"], row["end_estimated"]) == ("interrupted", utc(T0 + 11), True)
     async with db.session() as s:
         assert set((await s.execute(select(OpenCall.call_id))).scalars()) == {kept.call_id}
+
+
+async def test_each_cdr_of_a_batch_is_announced_with_its_own_id(db: Database) -> None:
+    # the CDRs of a batch are inserted in a few multi-row INSERTs whose ids come back in any order (one INSERT
+    # per CDR, to have them in order, was most of a CDR's cost on SQLite): each announcement must still name
+    # the row of its own call
+    w = await make_world(db)
+    scripts = []
+    for n in range(40):
+        caller, callee = (w.alice, w.bob) if n % 2 else (w.bob, w.alice)
+        call = CallScript(w.tenant_id, caller, callee.number, Direction.INTERNAL).callee_leg(callee).answer(after=1)
+        scripts.append(call.end(n + 1, Disposition.ANSWERED, HangupSide.CALLER, "normal_clearing", 200))
+    announced = await run_stream(db, *scripts)
+    assert sorted(e.call_id for e in announced) == sorted(s.call_id for s in scripts)
+    async with db.session() as s:
+        for e in announced:
+            cdr = await s.get(Cdr, e.cdr_id)
+            assert cdr is not None and cdr.call_id == e.call_id
+            script = next(x for x in scripts if x.call_id == e.call_id)
+            assert cdr.billsec == scripts.index(script) + 1  # the row of that call, not of another

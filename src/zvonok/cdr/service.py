@@ -244,10 +244,14 @@ async def apply_batch(session: AsyncSession, items: list[tuple[str, Any]]) -> li
     if inserts:
         await session.execute(insert(opens), list(inserts.values()))
     if cdrs:
+        # the ids come back keyed by call, in any order: asking them in the rows' order made SQLAlchemy send one
+        # INSERT per CDR on SQLite (a thread hand-off each through aiosqlite: most of a CDR's cost); in any
+        # order it sends the batch in a few multi-row INSERTs
         returned = await session.execute(
-            insert(cdr_table).returning(cdr_table.c.id, sort_by_parameter_order=True),
+            insert(cdr_table).returning(cdr_table.c.id, cdr_table.c.tenant_id, cdr_table.c.call_id),
             [values for _, values, _ in cdrs])
-        cdr_ids = [cdr_id for (cdr_id,) in returned.all()]
+        by_call = {(tenant_id, call_id): cdr_id for cdr_id, tenant_id, call_id in returned.all()}
+        cdr_ids = [by_call[(values["tenant_id"], values["call_id"])] for _, values, _ in cdrs]
         leg_rows = [{**leg, "cdr_id": cdr_id} for (_, _, legs), cdr_id in zip(cdrs, cdr_ids, strict=True)
                     for leg in legs]
         if leg_rows:
