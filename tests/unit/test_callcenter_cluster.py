@@ -769,6 +769,11 @@ async def test_a_call_count_written_on_one_node_reaches_the_other_and_keeps_the_
     talked = a.runtime.center.agents[ANNA].talk_time
     await presence_written(a)
     await a.runtime.settled()
+    await paused_by_node_2_with_one_call(a, b, queue_id, talked)
+
+
+async def paused_by_node_2_with_one_call(a: Node, b: Node, queue_id: int, talked: float) -> None:
+    """Anna's row says node 2's pause and node 1's call, and so do both nodes once they have read it."""
     async with a.db.session() as session:
         row = await session.get(AgentPresence, ANNA)
         assert row is not None and (row.queues, row.reason, row.node) == ([queue_id], "lunch", "node-2")
@@ -796,16 +801,7 @@ async def test_a_pause_written_on_a_node_that_has_not_heard_of_a_call_count_keep
     assert b.runtime.center.agents[ANNA].calls == 0  # node 2 has not read it
     b.runtime.pause(ANNA, "lunch")
     await presence_written(b)
-    async with b.db.session() as session:
-        row = await session.get(AgentPresence, ANNA)
-        assert row is not None and (row.queues, row.reason, row.node) == ([queue_id], "lunch", "node-2")
-        assert (row.calls, row.talk_time) == (1, talked)
-    await a.hear()
-    await b.hear()
-    for node in (a, b):
-        anna = node.runtime.center.agents[ANNA]
-        assert (anna.status, anna.reason, anna.calls, anna.talk_time) == (
-            AgentStatus.NOT_READY, "lunch", 1, talked), node.holds.node
+    await paused_by_node_2_with_one_call(a, b, queue_id, talked)
 
 
 async def leave_callbacks(node: Node, queue_id: int, requests: list[tuple[str, int]]) -> None:
