@@ -308,6 +308,8 @@ class NatsBus:
         wanted: tuple[type, ...] | None,
         batch: int,
     ) -> None:
+        import nats.errors
+
         await self._up.wait()  # NATS away at start: the consumer starts with the bus
         while True:
             try:
@@ -319,7 +321,7 @@ class NatsBus:
         while True:
             try:
                 messages = await sub.fetch(batch, timeout=1.0)
-            except TimeoutError:  # nats' own, or asyncio's when the wait ran out between its two requests
+            except nats.errors.TimeoutError:
                 continue
             except Exception:  # noqa: BLE001 - NATS away: the client reconnects, we ask again
                 log.warning("durable consumer %s: fetch failed", durable, exc_info=True)
