@@ -38,6 +38,12 @@ pytestmark = pytest.mark.postgres
 ANNA, BORIS = 501, 502
 
 
+# Callers joining on two nodes one after the other are a second apart here (``now - JOINED_BEFORE``): a node's
+# wall time is its monotonic clock plus an offset read once at its start, and two nodes' offsets may differ by
+# more than the microseconds between two calls in a row (a loaded CI once ordered them the other way)
+JOINED_BEFORE = 1.0
+
+
 @dataclass
 class Node:
     db: Database
@@ -308,7 +314,7 @@ async def test_the_caller_who_waited_longest_on_any_node_gets_the_next_free_agen
     await presence_written(a)
     await b.hear()
     # a caller waits on node 2, then another on node 1; both nodes' lines are in the database
-    b.runtime.feed(lambda c, now: c.join("call-b", queue_id, now, number="200"))
+    b.runtime.feed(lambda c, now: c.join("call-b", queue_id, now - JOINED_BEFORE, number="200"))
     a.runtime.feed(lambda c, now: c.join("call-a", queue_id, now, number="100"))
     await b.holds.flush()
     await a.holds.flush()
@@ -415,7 +421,7 @@ async def test_an_agent_finishing_a_call_on_one_node_goes_to_the_other_nodes_lon
     a.runtime.feed(lambda c, now: c.join("call-a1", queue_id, now, number="100"))
     assert await a.runtime.claim(ANNA, "call-a1") is True
     assert a.runtime.feed(lambda c, now: c.offer_answered("call-a1", ANNA, now)) is True
-    b.runtime.feed(lambda c, now: c.join("call-b", queue_id, now, number="200"))
+    b.runtime.feed(lambda c, now: c.join("call-b", queue_id, now - JOINED_BEFORE, number="200"))
     a.runtime.feed(lambda c, now: c.join("call-a2", queue_id, now, number="300"))
     await a.holds.flush()
     await b.holds.flush()
@@ -453,9 +459,9 @@ async def test_the_announced_position_and_wait_count_the_callers_ahead_on_the_ot
     a.runtime.feed(lambda c, now: c.set_busy_elsewhere(ANNA, True, now))
     await a.holds.flush()
     await b.runtime.sync_claims()
-    # node 2's caller joins first, then node 1's; then a VIP on node 2
-    b.runtime.feed(lambda c, now: c.join("call-b1", queue_id, now, number="200"))
-    a.runtime.feed(lambda c, now: c.join("call-a", queue_id, now, number="100"))
+    # node 2's caller joins first, then node 1's; then a VIP on node 2 (JOINED_BEFORE)
+    b.runtime.feed(lambda c, now: c.join("call-b1", queue_id, now - 2 * JOINED_BEFORE, number="200"))
+    a.runtime.feed(lambda c, now: c.join("call-a", queue_id, now - JOINED_BEFORE, number="100"))
     b.runtime.feed(lambda c, now: c.join("call-vip", queue_id, now, number="300", priority=5))
     assert a.offers == b.offers == []
     assert a.runtime.center.position("call-a") == 1  # before node 1 has read the other node's line
@@ -599,7 +605,7 @@ async def test_an_agent_let_go_for_a_caller_who_hangs_up_meanwhile_is_offered_ag
     a.runtime.pause(ANNA, "lunch")
     await presence_written(a)
     await b.hear()
-    b.runtime.feed(lambda c, now: c.join("call-b", queue_id, now, number="200"))
+    b.runtime.feed(lambda c, now: c.join("call-b", queue_id, now - JOINED_BEFORE, number="200"))
     a.runtime.feed(lambda c, now: c.join("call-a", queue_id, now, number="100"))
     await b.holds.flush()
     await a.holds.flush()
