@@ -21,7 +21,7 @@ from zvonok.callcenter.center import (
 )
 from zvonok.callcenter.kpi import agent_kpis, queue_kpis
 from zvonok.callcenter.log import QueueLogEntry
-from zvonok.callcenter.queues import QueueConfig, Relaxation, SkillRequirement, Strategy
+from zvonok.callcenter.queues import QueueConfig, Relaxation, SkillRequirement, Strategy, VipNumber
 
 S = AgentStatus
 
@@ -157,6 +157,25 @@ def test_a_vip_is_offered_first_and_positions_follow_priority() -> None:
     assert enter.data == {"number": "", "position": 1, "priority": 5}
     login(cc, 1, at=4.0)
     assert offers(cc) == [("vip", 1)]
+
+
+def test_the_queues_vip_list_gives_a_callers_number_its_priority_and_the_higher_counts() -> None:
+    """Matched on the number as E.164 or its digits (a trunk that sent no "+"); the highest matching rule wins;
+    a priority the way in asked (an IVR key's) counts when it is higher."""
+    vip = (VipNumber("+74951234567", 5), VipNumber("+7495", 2, prefix=True), VipNumber("101", 3))
+    config = QueueConfig(id=1, tenant_id=1, vip=vip)
+    assert [config.vip_priority(n) for n in ("+74951234567", "74951234567", "+74959999999", "74959999999",
+                                             "+79161234567", "101", "1011", "", "+749")] == [5, 5, 2, 2, 0, 3, 0, 0, 0]
+    cc = center(vip=vip)
+    cc.join("plain", 1, 1.0, number="+79161234567")
+    cc.join("moscow", 1, 2.0, number="74950000000")
+    cc.join("ivr", 1, 3.0, number="+79160000000", priority=4)
+    cc.join("boss", 1, 4.0, number="+74951234567", priority=1)
+    assert [cc.position(c) for c in ("boss", "ivr", "moscow", "plain")] == [1, 2, 3, 4]
+    entered = {e.call_id: e.data["priority"] for e in events(cc.take_log(), ql.ENTERQUEUE)}
+    assert entered == {"plain": 0, "moscow": 2, "ivr": 4, "boss": 5}
+    login(cc, 1, at=5.0)
+    assert offers(cc) == [("boss", 1)]
 
 
 def test_a_heavier_queue_is_served_first_by_agents_in_both() -> None:

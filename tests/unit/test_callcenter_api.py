@@ -181,6 +181,48 @@ async def test_queue_callback_settings(api: Api, make_tenant: Any, runtime: Call
     assert changed["callback_key"] is None  # no callbacks any more
 
 
+async def test_queue_vip_numbers(api: Api, make_tenant: Any, runtime: CallCenterRuntime) -> None:
+    a = await make_company(api, make_tenant, "vip.example")
+    queue = await new_queue(api, a, vip_numbers=[{"number": "+7 (495) 123-45-67", "priority": 5},
+                                                  {"prefix": "+7 495", "priority": 2}, {"number": "101", "priority": 3}])
+    assert queue["vip_numbers"] == [{"number": "+74951234567", "prefix": None, "priority": 5},
+                                    {"number": None, "prefix": "+7495", "priority": 2},
+                                    {"number": "101", "prefix": None, "priority": 3}]
+    url = f"{cc(a)}/queues/{queue['id']}"
+    for bad, words in (([{"number": "+74951234567", "priority": 0}], "greater than or equal to 1"),
+                       ([{"number": "+74951234567", "priority": 101}], "less than or equal to 100"),
+                       ([{"number": "84951234567", "priority": 1}], "international form"),
+                       ([{"prefix": "7495", "priority": 1}], "'+' and 1 to 14 digits"),
+                       ([{"number": "+74951234567", "prefix": "+7", "priority": 1}], 'either \\"number\\" or'),
+                       ([{"priority": 1}], 'either \\"number\\" or'),
+                       ([{"number": "+74951234567"}], "Field required"),
+                       ([{"number": "+74951234567", "priority": 1, "vip": True}], "Extra inputs"),
+                       ([{"prefix": "+7495", "priority": 1}, {"prefix": "+7495", "priority": 2}], "listed twice"),
+                       (None, "may not be null")):
+        r = await api.client.patch(url, headers=a.headers, json={"vip_numbers": bad})
+        assert r.status_code == 422 and words in r.text, (bad, r.text)
+    async with api.db.session() as session:
+        row = await service.get_queue(session, a.id, queue["id"])
+        assert row.vip_numbers[1] == {"prefix": "+7495", "priority": 2}  # stored without nulls
+        config = service.queue_config(row)
+    assert (config.vip_priority("+74951234567"), config.vip_priority("74950000000"), config.vip_priority("101"),
+            config.vip_priority("+79161234567")) == (5, 2, 3, 0)
+    changed = await ok(await api.client.patch(url, headers=a.headers, json={"vip_numbers": [
+        {"number": "+79161234567", "priority": 9}]}))
+    assert changed["vip_numbers"] == [{"number": "+79161234567", "prefix": None, "priority": 9}]
+    # the center's copy follows the change (the runtime reloads on the commit's event)
+    await runtime.settled()
+    assert runtime.center.queues[queue["id"]].vip_priority("79161234567") == 9
+    # another tenant can neither see nor change the list
+    b = await make_company(api, make_tenant, "vip-b.example")
+    assert (await api.client.get(url, headers=b.headers)).status_code == 404
+    assert (await api.client.get(f"{cc(b)}/queues/{queue['id']}", headers=b.headers)).status_code == 404
+    r = await api.client.patch(f"{cc(b)}/queues/{queue['id']}", headers=b.headers,
+                               json={"vip_numbers": [{"number": "+74990000000", "priority": 1}]})
+    assert r.status_code == 404
+    assert (await ok(await api.client.get(url, headers=a.headers)))["vip_numbers"] == changed["vip_numbers"]
+
+
 async def test_members_skills_reasons_and_agent_state(api: Api, make_tenant: Any, runtime: CallCenterRuntime) -> None:
     a = await make_company(api, make_tenant, "a.example")
     b = await make_company(api, make_tenant, "b.example")

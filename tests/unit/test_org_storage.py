@@ -6,7 +6,7 @@ from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
 from zvonok.storage.db import Database
@@ -120,5 +120,50 @@ async def test_supervisor_role_migration_both_ways(fresh_db: Any) -> None:
             pass
         else:
             raise AssertionError("the downgraded CHECK accepted a supervisor")
+    finally:
+        await db.dispose()
+
+
+async def test_queue_vip_numbers_migration_both_ways(fresh_db: Any) -> None:
+    """0050 gives every existing queue an empty VIP list; its downgrade drops the column and keeps the queue."""
+    from zvonok.storage.db import run_migrations
+
+    db = Database(fresh_db.url)
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(run_migrations, "0049")
+            await conn.execute(text("INSERT INTO tenants (name, sip_domain, timezone, currency, locale, suspended,"
+                                    " created_at, updated_at) VALUES ('T', 't.example', 'UTC', 'RUB', 'ru', false,"
+                                    " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+            await conn.execute(text(
+                "INSERT INTO queues (tenant_id, name, number, strategy, requirements, relaxations, ring_timeout,"
+                " retry, wrap_up, join_empty, leave_empty, service_level, announce_every, max_no_answer, weight,"
+                " created_at, updated_at) SELECT id, 'Sales', '500', 'longest_idle', '[]', '[]', 15, 5, 10, true,"
+                " false, 20, 0, 3, 0, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP FROM tenants"))
+        async with db.engine.begin() as conn:
+            await conn.run_sync(run_migrations, "head")
+            assert await conn.run_sync(_diff) == []
+        from zvonok.callcenter import service
+
+        async with db.session() as session:
+            (config,) = await service.platform_all_queues(session)
+        assert config.vip == () and config.number == "500"
+
+        def down(connection: Connection) -> None:
+            from alembic import command
+            from alembic.config import Config
+
+            from zvonok.storage.db import MIGRATIONS_DIR
+
+            cfg = Config()
+            cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+            cfg.attributes["connection"] = connection
+            command.downgrade(cfg, "0049")
+
+        async with db.engine.begin() as conn:
+            await conn.run_sync(down)
+            assert (await conn.execute(text("SELECT number FROM queues"))).scalar_one() == "500"
+            columns = await conn.run_sync(lambda c: [col["name"] for col in inspect(c).get_columns("queues")])
+            assert "vip_numbers" not in columns
     finally:
         await db.dispose()

@@ -215,8 +215,10 @@ class ContactCenter:
     # -- inputs: callers -----------------------------------------------------------------------------
     def join(self, call_id: str, queue_id: int, now: float, *, number: str = "", priority: int = 0) -> bool:
         """A caller enters the queue: True when in line; False when refused at the door (an
-        :class:`Overflow` action says where it goes)."""
+        :class:`Overflow` action says where it goes). ``priority``: what the way in asked (an IVR key's);
+        the queue's VIP list may give the caller's number a higher one, and the higher counts."""
         config = self._queue(queue_id)
+        priority = max(priority, config.vip_priority(number))
         if call_id in self.waiting or call_id in self.in_call:
             raise CenterError(f"call {call_id} is already in a queue")
         line = self._line(queue_id)

@@ -2,8 +2,8 @@
 not-ready reasons, and the queue log the historic reports are computed from.
 
 A queue's number is dialed like an extension (2-8 digits): unique among the tenant's queues and never an
-extension's or a conference room's number. Skill requirements, relaxations and the overflow destination
-are JSON (checked on write by :mod:`.schemas` / :mod:`.service`).
+extension's or a conference room's number. Skill requirements, relaxations, the VIP callers and the overflow
+destination are JSON (checked on write by :mod:`.schemas` / :mod:`.service`).
 
 ``queue_log`` outlives the queues and agents it names (no foreign keys on ``queue_id`` / ``agent_id``:
 a report over last year must still count a deleted queue's calls); ``at`` is wall-clock epoch seconds, the
@@ -58,6 +58,8 @@ class CallQueue(TenantScoped, Timestamped, Base):
     callback_retry: Mapped[int] = mapped_column(Integer, default=60, server_default="60")  # s between attempts
     # True: callers from abroad may be called back too (never premium-rate or emergency numbers)
     callback_abroad: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # callers offered before others: [{"number": "+74951234567", "priority": 5}, {"prefix": "+7495", ...}]
+    vip_numbers: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list, server_default="[]")
 
 
 class AgentSkill(TenantScoped, Base):

@@ -33,6 +33,30 @@ class Relaxation:
     min_level: int
 
 
+@dataclass(frozen=True, slots=True)
+class VipNumber:
+    """A caller who waits ahead of others: one number (E.164, or an extension's), or every number beginning
+    with ``number`` when ``prefix`` (``+7495``: Moscow). The caller's priority is the highest among the rules
+    that match (Asterisk's ``QUEUE_PRIO``: higher first; 0 is everyone else)."""
+
+    number: str
+    priority: int
+    prefix: bool = False
+
+    def matches(self, forms: tuple[str, ...]) -> bool:
+        if self.prefix:
+            return any(form.startswith(self.number) for form in forms)
+        return self.number in forms
+
+
+def number_forms(number: str) -> tuple[str, ...]:
+    """How a caller's number may be written: E.164, or its digits (a trunk that sent no "+"), as the CRM's
+    screen pop and routing by owner match it."""
+    if not number:
+        return ()
+    return (number, number.lstrip("+")) if number.startswith("+") else (number, "+" + number)
+
+
 @dataclass(frozen=True, kw_only=True)
 class QueueConfig:
     id: int
@@ -58,6 +82,14 @@ class QueueConfig:
     callback_retry: float = 60.0  # seconds between a failed call to the customer and the next attempt
     callback_abroad: bool = False  # callers from abroad may be called back (the queue's owner opted in)
     overflow: Mapping[str, Any] = field(default_factory=dict)  # a destination (the engine's business)
+    vip: tuple[VipNumber, ...] = ()  # callers offered before others (by their number)
+
+    def vip_priority(self, number: str) -> int:
+        """The priority the queue's VIP list gives a caller from ``number`` (0: none)."""
+        if not self.vip or not number:
+            return 0
+        forms = number_forms(number)
+        return max((rule.priority for rule in self.vip if rule.matches(forms)), default=0)
 
     def required_level(self, requirement: SkillRequirement, waited: float) -> int:
         """The level ``requirement`` asks of an agent for a caller who has waited ``waited`` seconds."""

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
+from zvonok.destination.union import to_e164
 from zvonok.org.schemas import ExtensionNumber
 from zvonok.sip.grammar import check_text
 
@@ -19,6 +29,10 @@ ReasonName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=
 Level = Annotated[int, Field(ge=1, le=10)]
 CallbackKey = Annotated[str, StringConstraints(pattern=r"^[0-9*#]$")]
 MAX_SECONDS = 86_400
+MAX_VIP_NUMBERS = 1000
+MAX_PRIORITY = 100
+_EXTENSION = re.compile(r"^[0-9]{2,8}$")
+_PREFIX = re.compile(r"^\+[0-9]{1,14}$")
 
 
 class _In(BaseModel):
@@ -49,6 +63,52 @@ def _sorted_relaxations(value: list[RelaxationIn]) -> list[RelaxationIn]:
     return sorted(value, key=lambda r: r.after)
 
 
+class VipNumberIn(_In):
+    """One VIP rule: a ``number`` (E.164 — written in any usual way, kept normalized — or an extension's) or a
+    ``prefix`` (``+`` and 1-14 digits: every number beginning so), and the ``priority`` its callers get."""
+
+    number: str | None = Field(default=None, description="E.164 (+74951234567) or an extension number")
+    prefix: str | None = Field(default=None, description="'+' and the first digits, e.g. +7495")
+    priority: int = Field(ge=1, le=MAX_PRIORITY, description="Higher is offered first; other callers have 0")
+
+    @field_validator("number")
+    @classmethod
+    def _number(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        text = value.strip()
+        if _EXTENSION.match(text):
+            return text
+        return to_e164(text)  # ValueError saying why
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        text = re.sub(r"[\s()-]", "", value)
+        if not _PREFIX.match(text):
+            raise ValueError(f"{value[:30]!r}: '+' and 1 to 14 digits (the number's beginning in E.164)")
+        return text
+
+    @model_validator(mode="after")
+    def _one(self) -> VipNumberIn:
+        if (self.number is None) == (self.prefix is None):
+            raise ValueError('either "number" or "prefix"')
+        return self
+
+
+def _unique_vip(value: list[VipNumberIn]) -> list[VipNumberIn]:
+    seen: set[tuple[str, bool]] = set()
+    for i, rule in enumerate(value):
+        key = (rule.prefix or rule.number or "", rule.prefix is not None)
+        if key in seen:
+            raise ValueError(f"item {i}: {key[0]} is listed twice")
+        seen.add(key)
+    return value
+
+
+VipNumbers = Annotated[list[VipNumberIn], Field(max_length=MAX_VIP_NUMBERS), AfterValidator(_unique_vip)]
 Requirements = Annotated[list[Requirement], Field(max_length=20), AfterValidator(_unique_skills)]
 Relaxations = Annotated[list[RelaxationIn], Field(max_length=20), AfterValidator(_sorted_relaxations)]
 
@@ -76,6 +136,10 @@ class _QueueFields(_In):
     callback_abroad: bool = Field(
         default=False, description="Call back callers from abroad too (at the company's international rates); "
                                    "premium-rate and emergency numbers are never called back")
+    vip_numbers: VipNumbers = Field(
+        default=[], description="Callers offered before others, by number or prefix: "
+                                '[{"number": "+74951234567", "priority": 5}, {"prefix": "+7495", "priority": 1}]; '
+                                "the higher of this and a priority the way in gave (an IVR key's) counts")
     overflow: dict[str, Any] | None = Field(
         default=None, description='A destination like a number\'s schedule branch: {"kind": "extension", '
                                   '"number": "101"}; where callers go when full, empty or waited too long')
@@ -107,7 +171,14 @@ class QueueUpdate(_In):
     callback_attempts: int | None = Field(default=None, ge=1, le=10)
     callback_retry: int | None = Field(default=None, ge=10, le=MAX_SECONDS)
     callback_abroad: bool | None = None
+    vip_numbers: VipNumbers | None = None
     overflow: dict[str, Any] | None = None
+
+
+class VipNumberOut(BaseModel):
+    number: str | None = None
+    prefix: str | None = None
+    priority: int
 
 
 class QueueOut(BaseModel):
@@ -135,6 +206,7 @@ class QueueOut(BaseModel):
     callback_attempts: int
     callback_retry: int
     callback_abroad: bool
+    vip_numbers: list[VipNumberOut]
     overflow: dict[str, Any] | None
 
 

@@ -27,11 +27,11 @@ from zvonok.storage.db import emit
 
 from . import events, schemas
 from .models import AgentSkill, CallQueue, NotReadyReason, QueueMember, QueueSupervisor
-from .queues import QueueConfig, Relaxation, SkillRequirement, Strategy
+from .queues import QueueConfig, Relaxation, SkillRequirement, Strategy, VipNumber
 
 _NOT_NULL = ("name", "number", "strategy", "requirements", "relaxations", "ring_timeout", "retry", "wrap_up",
              "join_empty", "leave_empty", "service_level", "announce_every", "max_no_answer", "weight", "callback_attempts", "callback_retry",
-             "callback_abroad")
+             "callback_abroad", "vip_numbers")
 
 
 def queue_out(queue: CallQueue) -> schemas.QueueOut:
@@ -50,7 +50,25 @@ def queue_config(queue: CallQueue) -> QueueConfig:
         announce_every=float(queue.announce_every), max_no_answer=queue.max_no_answer, weight=queue.weight,
         overflow=dict(queue.overflow or {}), callback_key=queue.callback_key or None,
         callback_attempts=queue.callback_attempts, callback_retry=float(queue.callback_retry),
-        callback_abroad=queue.callback_abroad)
+        callback_abroad=queue.callback_abroad, vip=vip_rules(queue.vip_numbers or []))
+
+
+def _stored_vip(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``{"number": ..., "priority": ...}`` or ``{"prefix": ..., "priority": ...}`` (no nulls)."""
+    return [{k: v for k, v in rule.items() if v is not None} for rule in rules]
+
+
+def vip_rules(stored: list[dict[str, Any]]) -> tuple[VipNumber, ...]:
+    """A queue's stored VIP list (checked on write) as the center's rules; an entry that no longer reads is
+    skipped (one bad row never keeps a queue from loading)."""
+    rules: list[VipNumber] = []
+    for item in stored:
+        try:
+            prefix = item.get("prefix")
+            rules.append(VipNumber(str(prefix or item["number"]), int(item["priority"]), prefix=bool(prefix)))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
+    return tuple(rules)
 
 
 # -- checks --------------------------------------------------------------------------------------------
@@ -112,6 +130,7 @@ async def create_queue(session: AsyncSession, tenant_id: int, data: schemas.Queu
     await _check_name(session, tenant_id, data.name, None)
     values = data.model_dump(mode="json")
     values["overflow"] = await clean_overflow(session, tenant_id, data.overflow)
+    values["vip_numbers"] = _stored_vip(values["vip_numbers"])
     queue = CallQueue(tenant_id=tenant_id, **values)
     session.add(queue)
     try:
@@ -146,6 +165,8 @@ async def update_queue(session: AsyncSession, tenant_id: int, queue_id: int, dat
         await _check_name(session, tenant_id, changes["name"], queue.id)
     if "overflow" in changes:
         changes["overflow"] = await clean_overflow(session, tenant_id, changes["overflow"])
+    if "vip_numbers" in changes:
+        changes["vip_numbers"] = _stored_vip(changes["vip_numbers"])
     for name, value in changes.items():
         setattr(queue, name, value)
     await session.flush()
