@@ -45,6 +45,7 @@ VALID: list[tuple[dict[str, Any], type, dict[str, Any]]] = [
     ({"kind": "menu", "menu": 3}, Ivr, {"kind": "menu", "menu": 3}),  # as IVR menus store it
     ({"kind": "queue", "number": "500"}, Queue, {"kind": "queue", "number": "500"}),
     ({"kind": "queue", "queue": " sales "}, Queue, {"kind": "queue", "queue": "sales"}),
+    ({"kind": "queue", "number": "500", "priority": 10}, Queue, {"kind": "queue", "number": "500", "priority": 10}),
     (
         {"kind": "external", "number": "+7 (495) 123-45-67"},
         External,
@@ -90,6 +91,10 @@ INVALID: list[tuple[Any, str]] = [
     ({"kind": "queue"}, 'destination: either "number" (the queue\'s number) or "queue" (its name)'),
     ({"kind": "queue", "number": "500", "queue": "sales"}, 'destination: either "number"'),
     ({"kind": "queue", "queue": " "}, "destination.queue: a queue name (1-100 characters)"),
+    ({"kind": "queue", "number": "500", "priority": 0}, "destination.priority: a whole number from 1 to 100"),
+    ({"kind": "queue", "number": "500", "priority": 101}, "destination.priority: a whole number from 1 to 100"),
+    ({"kind": "queue", "number": "500", "priority": "5"}, "destination.priority: a whole number from 1 to 100"),
+    ({"kind": "queue", "number": "500", "priority": True}, "destination.priority: a whole number from 1 to 100"),
     (
         {"kind": "external", "number": "84951234567"},
         "destination.number: '84951234567': write the number in international form, '+' and the country code",

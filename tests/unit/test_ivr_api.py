@@ -143,6 +143,8 @@ async def test_greeting_upload(api: IvrApi, make_tenant: Any) -> None:
 
 MENU_ERRORS: list[tuple[dict[str, Any], str]] = [
     ({"keys": {"1": {"kind": "queue", "number": "5"}}}, "a queue number"),
+    ({"keys": {"9": {"kind": "queue", "number": "500", "priority": 0}}},
+     "keys.9.priority: a whole number from 1 to 100"),
     ({"keys": {"1": {"kind": "voicemail", "number": "101"}}}, "is not available here (one of extension, ring, conference, external, queue, menu, fax, hangup)"),
     ({"keys": {"3": {"kind": "fax", "emails": ["office@example.com", "not mail"]}}},
      "keys.3.emails: item 1: 'not mail' is not an e-mail address"),

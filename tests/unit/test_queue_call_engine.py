@@ -21,7 +21,7 @@ from zvonok.callcenter import log as ql
 from zvonok.callcenter.center import Action, ContactCenter
 from zvonok.callcenter.desk import CenterDesk
 from zvonok.callcenter.log import QueueLogEntry
-from zvonok.callcenter.queues import QueueConfig, Strategy
+from zvonok.callcenter.queues import QueueConfig, Strategy, VipNumber
 from zvonok.cdr.state import CallRecord
 from zvonok.media.interface import Prompt
 from zvonok.media.prompts import prompt_path
@@ -388,6 +388,80 @@ def test_a_ring_group_nobody_answers_sends_the_caller_into_a_queue() -> None:
         (enter,) = c.runtime.events(ql.ENTERQUEUE)
         assert (enter.queue_id, enter.call_id) == (queue_id, engine_call.id)
         assert not h.sent_requests("BYE", to=alice)
+
+
+# -- priority (VIP) ---------------------------------------------------------------------------------
+def _connected_call_id(c: Center, agent: list[Device]) -> str:
+    answer(c.h, agent)
+    (connect,) = c.runtime.events(ql.CONNECT)
+    assert connect.call_id is not None
+    return connect.call_id
+
+
+def test_a_vip_caller_by_number_joining_second_is_offered_first() -> None:
+    c = center()
+    h = c.h
+    with h:
+        _, carrier = h.trunk()
+        queue_id = c.queue("500", vip=(VipNumber("+7495", 5, prefix=True),))
+        h.did("+74951234567", "queue", {"number": "500"})
+        first = h.call_from_trunk(carrier, "+79161234567", "+74951234567")
+        first.ack()
+        second = h.call_from_trunk(carrier, "74950001122", "+74951234567")  # the trunk sent no "+"
+        second.ack()
+        entered = [(e.call_id, e.data["priority"]) for e in c.runtime.events(ql.ENTERQUEUE)]
+        assert first.engine_call is not None and second.engine_call is not None
+        assert entered == [(first.engine_call.id, 0), (second.engine_call.id, 5)]
+        assert c.runtime.center.position(second.engine_call.id) == 1
+        agent = c.agent("201", 4, queue_id)
+        h.settle()
+        assert len(h.invites_to(agent)) == 1
+        assert _connected_call_id(c, agent) == second.engine_call.id
+        assert first.engine_call.id in c.runtime.center.waiting
+
+
+class VipMenu:
+    async def menus(self, tenant_id: int) -> tuple[dict[int, MenuSpec], frozenset[str]]:
+        target = Target(kind="queue", payload={"number": "500", "priority": 7})
+        return {1: MenuSpec(id=1, prompt="/prompts/main.wav", keys={"9": target})}, frozenset()
+
+
+def test_an_ivr_key_with_a_priority_puts_its_caller_ahead_and_the_higher_priority_counts() -> None:
+    c = center()
+    h = c.h
+    with h:
+        h.engine.ivr = Ivr(h.engine, VipMenu())
+        _, carrier = h.trunk()
+        # the queue's own list gives this caller 3: the key's 7 is higher and counts
+        queue_id = c.queue("500", vip=(VipNumber("+79169999999", 3),))
+        h.did("+74951234567", "queue", {"number": "500"})
+        h.did("+74950000009", "ivr", {"menu": 1})
+        first = h.call_from_trunk(carrier, "+79161234567", "+74951234567")
+        first.ack()
+        second = h.call_from_trunk(carrier, "+79169999999", "+74950000009")
+        second.ack()
+        engine_call = second.engine_call
+        assert engine_call is not None and engine_call.caller is not None and engine_call.caller.endpoint is not None
+        h.dtmf(engine_call.caller.endpoint, "9")
+        entered = [(e.call_id, e.data["priority"]) for e in c.runtime.events(ql.ENTERQUEUE)]
+        assert first.engine_call is not None
+        assert entered == [(first.engine_call.id, 0), (engine_call.id, 7)]
+        agent = c.agent("201", 4, queue_id)
+        h.settle()
+        assert _connected_call_id(c, agent) == engine_call.id
+
+
+def test_a_number_whose_queue_destination_has_a_priority() -> None:
+    c = center()
+    h = c.h
+    with h:
+        _, carrier = h.trunk()
+        c.queue("500")
+        h.did("+74951234567", "queue", {"number": "500", "priority": 2})
+        call = h.call_from_trunk(carrier, "+79161234567", "+74951234567")
+        call.ack()
+        (enter,) = c.runtime.events(ql.ENTERQUEUE)
+        assert enter.data["priority"] == 2
 
 
 # -- callbacks -----------------------------------------------------------------------------------------

@@ -132,8 +132,9 @@ class CenterDesk:
         return list(numbers)
 
     # -- inputs -------------------------------------------------------------------------------------------
-    def join(self, call_id: str, queue_id: int, *, number: str) -> bool:
-        return self.runtime.feed(lambda c, now: c.join(call_id, queue_id, now, number=number))
+    def join(self, call_id: str, queue_id: int, *, number: str, priority: int = 0) -> bool:
+        """``priority``: the way in's (a destination's); the center gives the queue's VIP list's if higher."""
+        return self.runtime.feed(lambda c, now: c.join(call_id, queue_id, now, number=number, priority=priority))
 
     def caller_left(self, call_id: str) -> None:
         self.runtime.feed(lambda c, now: c.caller_left(call_id, now))

@@ -96,6 +96,15 @@ def _e164(value: Any) -> str:
     return to_e164(value)
 
 
+MAX_QUEUE_PRIORITY = 100  # the call center's VIP priorities share this range (callcenter.schemas)
+
+
+def _priority(value: Any) -> int:
+    if type(value) is not int or not 1 <= value <= MAX_QUEUE_PRIORITY:
+        raise ValueError(f"a whole number from 1 to {MAX_QUEUE_PRIORITY} (higher waits ahead; others have 0)")
+    return value
+
+
 def _flag(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError("true or false")
@@ -177,11 +186,13 @@ class Ivr(_Destination):
 
 class Queue(_Destination):
     """A call-center queue of the tenant: by its ``number`` (zvonok.callcenter), or by its ``queue``
-    name (the older form)."""
+    name (the older form). ``priority``: callers sent this way wait ahead of those with less (an IVR's
+    "key 9 for VIP customers", a DID given to key accounts); the queue's VIP list may give more."""
 
     kind: Literal["queue"] = "queue"
     number: QueueNumber | None = None
     queue: Annotated[str | None, BeforeValidator(_queue_name)] = None
+    priority: Annotated[int | None, BeforeValidator(_priority)] = None
 
     @model_validator(mode="after")
     def _one_key(self) -> Queue:

@@ -76,7 +76,7 @@ class QueueDesk(Protocol):
 
     async def agent_extensions(self, tenant_id: int, agent_id: int) -> list[str]: ...
 
-    def join(self, call_id: str, queue_id: int, *, number: str) -> bool: ...
+    def join(self, call_id: str, queue_id: int, *, number: str, priority: int = 0) -> bool: ...
 
     def caller_left(self, call_id: str) -> None: ...
 
@@ -193,6 +193,7 @@ class QueueSession:
     agent_id: int | None = None  # the agent connected
     announcing: bool = False
     visited: tuple[int, ...] = ()  # the queues this call has been in (overflow may not loop)
+    priority: int = 0  # what the way in asked (a destination's); the queue's VIP list may give more
 
 
 def position_prompt(position: int, language: str) -> Path:
@@ -260,17 +261,21 @@ class QueueCalls:
         return await self.desk.queue(tenant_id, dialed)
 
     async def to_queue(self, call: Call, destination: Any, *, from_number: str) -> None:
-        """A number's (or a branch's) destination ``{"number": "500"}`` (or the older ``{"queue": name}``)."""
+        """A number's (or a branch's) destination ``{"number": "500"}`` (or the older ``{"queue": name}``),
+        with its ``priority`` if it has one (checked when it was written: :class:`zvonok.destination.Queue`)."""
         key = ""
+        priority = 0
         if isinstance(destination, dict):
             key = str(destination.get("number") or destination.get("queue") or "")
+            given = destination.get("priority")
+            priority = given if type(given) is int else 0
         queue = await self.desk.queue(call.tenant_id, key) if key else None
         if queue is None:
             await self.engine._refuse(call, 404, "no_route")
             return
-        await self.enter(call, queue, from_number=from_number)
+        await self.enter(call, queue, from_number=from_number, priority=priority)
 
-    async def enter(self, call: Call, queue: QueueRef, *, from_number: str) -> None:
+    async def enter(self, call: Call, queue: QueueRef, *, from_number: str, priority: int = 0) -> None:
         engine = self.engine
         before = self._session(call)
         if before is not None and (before.state != "overflow" or queue.id in before.visited):
@@ -285,6 +290,7 @@ class QueueCalls:
             from_number=from_number,
             language=tenant.locale if tenant is not None else engine.prompt_language,
             visited=(*before.visited, queue.id) if before is not None else (queue.id,),
+            priority=priority,
         )
         call.queue = session
         if not call.answered_at:
@@ -309,7 +315,8 @@ class QueueCalls:
         if queue.callback_key and caller.endpoint is not None:
             key = queue.callback_key
             await engine.media.on_dtmf(caller.endpoint, lambda event: self._key(call, session, key, event.digit))
-        self.desk.join(call.id, queue.id, number=from_number)  # refused: an Overflow comes back at once
+        # refused: an Overflow comes back at once
+        self.desk.join(call.id, queue.id, number=from_number, priority=session.priority)
 
     def _key(self, call: Call, session: QueueSession, key: str, digit: str) -> None:
         if digit != key or call.ended or session.state != "waiting":
