@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import pytest
 from callengine_harness import TENANT, Device, Harness
+from test_pickup_park_engine import _refer_from_caller
 from test_ring_group_engine import FakeGroups
 
 from zvonok.callcenter import log as ql
@@ -462,6 +463,121 @@ def test_a_number_whose_queue_destination_has_a_priority() -> None:
         call.ack()
         (enter,) = c.runtime.events(ql.ENTERQUEUE)
         assert enter.data["priority"] == 2
+
+
+# -- transfers into a queue ---------------------------------------------------------------------------
+def _refer(h: Harness, fork: Any, ok: Any, target: str) -> None:
+    refer = h.request_from(fork, ok, "REFER", headers=[("Refer-To", f"<sip:{target}@acme.test>")])
+    assert [r.status for r in refer.responses] == [202]
+
+
+def _notifies(h: Harness, to: list[Device]) -> list[bytes]:
+    return [t.request.body.split(b"\r\n")[0] for t in h.sent_requests("NOTIFY", to=to)]
+
+
+def test_an_agent_transfers_its_caller_into_another_queue() -> None:
+    c = center()
+    h = c.h
+    with h:
+        _, carrier = h.trunk()
+        sales = c.queue("500", wrap_up=30)
+        support = c.queue("600")
+        first = c.agent("201", 7, sales)
+        h.did("+74951234567", "queue", {"number": "500"})
+        call = h.call_from_trunk(carrier, "+79161234567", "+74951234567")
+        call.ack()
+        engine_call = call.engine_call
+        assert engine_call is not None and engine_call.caller is not None
+        endpoint = engine_call.caller.endpoint
+        assert endpoint is not None
+        fork = h.invites_to(first)[-1]
+        h.reply(fork, 180)
+        ok = h.reply(fork, 200, device=first[0])
+        h.advance(40)  # 40 s of talk
+        _refer(h, fork, ok, "600")
+        assert _notifies(h, first) == [b"SIP/2.0 100 Trying", b"SIP/2.0 200 OK"]
+        assert len(h.sent_requests("BYE", to=first)) == 1  # the agent leaves the call
+        (transfer,) = c.runtime.events(ql.TRANSFER)
+        assert (transfer.queue_id, transfer.call_id, transfer.agent_id) == (sales, engine_call.id, 7)
+        assert (transfer.data["target"], transfer.data["talk"]) == ("600", 40)
+        assert c.runtime.center.agents[7].status.value == "wrap_up"
+        # the caller waits in the second queue, with music, as a caller of its number would
+        assert h.media.playing[endpoint.id] == MUSIC
+        enters = [(e.queue_id, e.data["number"]) for e in c.runtime.events(ql.ENTERQUEUE)]
+        assert enters == [(sales, "+79161234567"), (support, "+79161234567")]
+        (moved,) = h.events_of(ev.CallTransferred)
+        assert (moved.kind, moved.to.number) == (ev.TransferKind.BLIND, "600")
+        second = c.agent("202", 8, support)
+        h.settle()
+        answer(h, second)
+        connects = [(e.queue_id, e.agent_id) for e in c.runtime.events(ql.CONNECT)]
+        assert connects == [(sales, 7), (support, 8)]
+        callee = engine_call.callee
+        assert callee is not None and callee.endpoint is not None and callee.party.number == "202"
+        assert h.media.bridges[-1] == (endpoint.id, callee.endpoint.id)
+        call.bye()  # the caller hangs up: the second queue's call completes, no second TRANSFER
+        (complete,) = c.runtime.events(ql.COMPLETEAGENT, ql.COMPLETECALLER)
+        assert (complete.event, complete.queue_id, complete.agent_id) == (ql.COMPLETECALLER, support, 8)
+        assert len(c.runtime.events(ql.TRANSFER)) == 1
+        assert not h.engine.calls and h.media.in_use == 0
+
+
+def test_the_caller_transfers_the_extension_it_called_into_a_queue() -> None:
+    """An extension's REFER to a queue's number (the caller's, here): the transferee takes the caller's place
+    and waits; its hanging up is an abandon. A number that is neither an extension, a park slot nor a queue is
+    still 404."""
+    c = center()
+    h = c.h
+    with h:
+        alice, bob = h.extension("101"), h.extension("102")
+        queue_id = c.queue("500")
+        call = h.call(alice, "102")
+        fork = h.invites_to(bob)[0]
+        ok = h.reply(fork, 200)
+        call.ack()
+        engine_call = call.engine_call
+        assert engine_call is not None
+        nowhere = _refer_from_caller(h, call, "599")
+        assert nowhere.responses[-1].status == 202 and _notifies(h, alice)[-1] == b"SIP/2.0 404 Not Found"
+        assert not engine_call.ended
+        _refer_from_caller(h, call, "500")
+        assert _notifies(h, alice)[-1] == b"SIP/2.0 200 OK"
+        assert len(h.sent_requests("BYE", to=alice)) == 1
+        bob_leg = engine_call.caller
+        assert bob_leg is not None and bob_leg.party.number == "102" and bob_leg.endpoint is not None
+        assert engine_call.callee is None and h.media.playing[bob_leg.endpoint.id] == MUSIC
+        (enter,) = c.runtime.events(ql.ENTERQUEUE)
+        assert (enter.queue_id, enter.call_id, enter.data["number"]) == (queue_id, engine_call.id, "102")
+        assert c.runtime.events(ql.TRANSFER) == []  # no queue call was transferred
+        h.advance(3)
+        h.request_from(fork, ok, "BYE")  # bob hangs up in line
+        (abandon,) = c.runtime.events(ql.ABANDON)
+        assert (abandon.call_id, abandon.data["wait"]) == (engine_call.id, 3)
+        assert not h.engine.calls and h.media.in_use == 0
+
+
+def test_an_agent_transferring_its_caller_to_an_extension_writes_transfer_and_wraps_up() -> None:
+    c = center()
+    h = c.h
+    with h:
+        caller, boss = h.extension("101"), h.extension("301")
+        queue_id = c.queue("500", wrap_up=30)
+        agent = c.agent("201", 7, queue_id)
+        call = h.call(caller, "500")
+        call.ack()
+        h.settle()
+        fork = h.invites_to(agent)[-1]
+        ok = h.reply(fork, 200, device=agent[0])
+        h.advance(10)
+        _refer(h, fork, ok, "301")
+        answer(h, boss)
+        assert _notifies(h, agent)[-1] == b"SIP/2.0 200 OK"
+        (transfer,) = c.runtime.events(ql.TRANSFER)
+        assert (transfer.queue_id, transfer.agent_id, transfer.data["target"], transfer.data["talk"]) == (
+            queue_id, 7, "301", 10)
+        assert c.runtime.center.agents[7].status.value == "wrap_up"  # not on the call it has left
+        call.bye()  # the caller and the boss finish: the queue's part was over already
+        assert c.runtime.events(ql.COMPLETEAGENT, ql.COMPLETECALLER) == []
 
 
 # -- callbacks -----------------------------------------------------------------------------------------

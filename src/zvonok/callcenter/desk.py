@@ -139,6 +139,9 @@ class CenterDesk:
     def caller_left(self, call_id: str) -> None:
         self.runtime.feed(lambda c, now: c.caller_left(call_id, now))
 
+    def transferred(self, call_id: str, *, target: str) -> None:
+        self.runtime.feed(lambda c, now: c.transferred(call_id, now, target=target))
+
     def offer_answered(self, call_id: str, agent_id: int) -> bool:
         return self.runtime.feed(lambda c, now: c.offer_answered(call_id, agent_id, now))
 

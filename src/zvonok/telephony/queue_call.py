@@ -43,6 +43,7 @@ from zvonok.destination import Destination, stored
 from zvonok.logs import get_logger
 from zvonok.media.interface import RINGBACK_RU, Endpoint, MediaEngine, PlaybackFinished, Prompt
 from zvonok.media.prompts import prompt_path
+from zvonok.sip.sdp import Direction as SdpDirection
 
 from . import events as ev
 from .call import Call, Leg, LegState
@@ -80,6 +81,8 @@ class QueueDesk(Protocol):
 
     def caller_left(self, call_id: str) -> None: ...
 
+    def transferred(self, call_id: str, *, target: str) -> None: ...
+
     def offer_answered(self, call_id: str, agent_id: int) -> bool: ...
 
     def offer_failed(self, call_id: str, agent_id: int, reason: str) -> None: ...
@@ -115,6 +118,7 @@ class CallControl(Protocol):
     calls: dict[str, Call]
     dialogs: dict[Any, Leg]
     trunks: Any
+    transfers: Any
     prompt_language: str
     clock: Callable[[], float]
 
@@ -155,6 +159,8 @@ class CallControl(Protocol):
 
     def _leg_hangup(self, leg: Leg) -> None: ...
 
+    def _reinvite(self, leg: Leg, direction: SdpDirection, *, refresh: bool = False) -> None: ...
+
     def _send_bye(self, leg: Leg) -> None: ...
 
     def _release(self, leg: Leg) -> None: ...
@@ -188,7 +194,8 @@ class QueueSession:
     queue: QueueRef
     from_number: str
     language: str
-    state: str = "waiting"  # waiting -> connected | overflow | callback; "left" once the call ended
+    # waiting -> connected | overflow | callback; connected -> transferred; "left" once the call ended
+    state: str = "waiting"
     offers: dict[int, list[Leg]] = field(default_factory=dict)  # agent -> the forks ringing its devices
     agent_id: int | None = None  # the agent connected
     announcing: bool = False
@@ -295,6 +302,12 @@ class QueueCalls:
         call.queue = session
         if not call.answered_at:
             engine._answer_caller(call)
+        await self._line_up(call, session)
+
+    async def _line_up(self, call: Call, session: QueueSession) -> None:
+        """The answered caller hears the music (the key for a callback listened for) and joins the line."""
+        engine = self.engine
+        queue = session.queue
         caller = call.caller
         assert caller is not None
         if (
@@ -310,13 +323,70 @@ class QueueCalls:
             call=call.id,
             tenant=call.tenant_id,
             queue=queue.number,
-            caller=from_number,
+            caller=session.from_number,
         )
         if queue.callback_key and caller.endpoint is not None:
             key = queue.callback_key
             await engine.media.on_dtmf(caller.endpoint, lambda event: self._key(call, session, key, event.digit))
         # refused: an Overflow comes back at once
-        self.desk.join(call.id, queue.id, number=from_number, priority=session.priority)
+        self.desk.join(call.id, queue.id, number=session.from_number, priority=session.priority)
+
+    # -- transfers ------------------------------------------------------------------------------------------
+    async def transfer_in(self, transferor: Leg, transferee: Leg, queue: QueueRef) -> str:
+        """A blind transfer (REFER, :mod:`.transfers`) to a queue's number: the transferee waits in that queue as
+        a caller of a number whose destination is the queue would (music, announcements, its VIP priority), in
+        the call's caller's place; the transferor leaves the call (the caller of this ends its leg on a 200). The
+        agent of a queue call transferring its caller ends the queue's part of that call first (``TRANSFER``,
+        then the agent's wrap-up), as a transfer to an extension does. Returns the sipfrag status line for the
+        transferor's NOTIFY."""
+        engine = self.engine
+        call = transferee.call
+        if call.ended or transferee.endpoint is None or transferee.state is not LegState.ANSWERED:
+            return "SIP/2.0 481 Call/Transaction Does Not Exist"
+        before = self._session(call)
+        self.transferred(call, transferor, queue.number)
+        from_number = (
+            before.from_number if before is not None and transferee is call.caller else transferee.party.number
+        )
+        tenant = engine.trunks.snapshot.tenants.get(call.tenant_id) if engine.trunks is not None else None
+        if before is not None:
+            for leg in (leg for legs in before.offers.values() for leg in legs):
+                engine._cancel_fork(leg, None)
+            before.offers.clear()
+            before.state = "left"  # a stay of its own: an overflow from before does not count as a visit
+        session = QueueSession(
+            queue=queue,
+            from_number=from_number,
+            language=tenant.locale if tenant is not None else engine.prompt_language,
+            visited=(queue.id,),
+        )
+        # the queue's waiting party is the call's caller: the transferee takes that place, the transferor leaves
+        if call.caller is not transferee:
+            transferee.role = ev.LegRole.CALLER  # its BYE is the caller's (an abandon, COMPLETECALLER)
+            call.caller = transferee
+        call.callee = None
+        call.queue = session
+        await engine.media.unbridge(transferee.endpoint)
+        await engine.transfers.restart_recording(call)  # the recorded pair is gone (queue calls are not recorded)
+        if transferee.held_by_us and not transferee.held:
+            engine._reinvite(transferee, SdpDirection.SENDRECV)  # it may press the callback key, then talk
+        log.info("queue: transferred in", call=call.id, tenant=call.tenant_id, queue=queue.number,
+                 by=transferor.party.number)
+        await self._line_up(call, session)
+        return "SIP/2.0 200 OK"
+
+    def transferred(self, call: Call, transferor: Leg, target: str) -> None:
+        """``transferor``, a party of this call (its REFER came in its dialog: the agent, as a rule), transferred
+        the other elsewhere (``target``: the number): the queue's part of the call is over (``TRANSFER`` with
+        hold and talk time; the agent's wrap-up begins). Nothing for a call that is no queue call, or whose
+        caller is not talking to its agent."""
+        session = self._session(call)
+        if session is None or session.state != "connected":
+            return
+        log.info("queue: call transferred", call=call.id, queue=session.queue.number, agent=session.agent_id,
+                 by=transferor.party.number, target=target)
+        session.state = "transferred"
+        self.desk.transferred(call.id, target=target)
 
     def _key(self, call: Call, session: QueueSession, key: str, digit: str) -> None:
         if digit != key or call.ended or session.state != "waiting":

@@ -76,6 +76,16 @@ class Transfers:
             if sipfrag.startswith("SIP/2.0 200"):
                 self._end_leg(transferor, "parked")
             return
+        queues = self.engine.queue_calls
+        queue = await queues.lookup(call.tenant_id, number) if ext is None and queues is not None else None
+        if queue is not None and queues is not None:  # the transferee waits in the queue (telephony/queue_call.py)
+            sipfrag = await queues.transfer_in(transferor, transferee, queue)
+            self._notify_refer(transferor, sipfrag, final=True)
+            if sipfrag.startswith("SIP/2.0 200"):
+                self._end_leg(transferor, "transferred")
+                self.engine.publish(ev.CallTransferred, call, kind=ev.TransferKind.BLIND, from_leg_id=transferor.id,
+                                    to=ev.Party(number=queue.number, display_name=queue.name))
+            return
         now = time.time()
         bindings = self.engine.location.lookup(call.tenant_id, ext.extension_id, now) if ext is not None else []
         if ext is None or not bindings:
@@ -138,6 +148,8 @@ class Transfers:
         else:
             call.callee = target
             call.forks.append(target)
+        if self.engine.queue_calls is not None:  # a queue call's agent transferred its caller: TRANSFER
+            self.engine.queue_calls.transferred(call, transferor, target.party.number)
         self.engine.publish(ev.LegCreated, call, leg_id=target.id, role=target.role, party=target.party,
                      contact=target.contact, user_agent=target.user_agent)
         self.engine.publish(ev.LegAnswered, call, leg_id=target.id)
@@ -247,6 +259,8 @@ class Transfers:
             call.caller = leg
         else:
             call.callee = leg
+        if self.engine.queue_calls is not None:  # a queue call's agent transferred its caller: TRANSFER
+            self.engine.queue_calls.transferred(call, transferor, transfer.target.number)
         self._notify_refer(transferor, "SIP/2.0 200 OK", final=True)
         self._end_leg(transferor, "transferred")
         self.engine.publish(ev.LegAnswered, call, leg_id=leg.id)
