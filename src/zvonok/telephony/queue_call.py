@@ -22,6 +22,11 @@ How it works: the queue's logic (who is next, which agent, timeouts, wrap-up, th
   center keeps the caller's place without a call (``CALLBACK``), the caller hears "we will call you back"
   and the call ends (no ``ABANDON``). When its turn comes, :mod:`.queue_callback` rings the agent, then
   calls the customer;
+- **priority**: a destination's ``priority`` (an IVR key "9 for key accounts", a DID) goes with the caller
+  into the line; the center gives the queue's VIP list's instead when that is higher (``ENTERQUEUE`` says which);
+- **transfer**: a REFER to a queue's number (:mod:`.transfers`) puts the transferee in that queue in the
+  call's caller's place (:meth:`QueueCalls.transfer_in`); a queue call's agent transferring its caller — into a
+  queue, to an extension, attended — ends the queue's part of the call (``TRANSFER``, then the wrap-up);
 - **the end**: the engine's ``_finish`` calls :meth:`QueueCalls.left` before it marks the call ended: a
   caller still waiting abandons (``ABANDON``), a connected call completes (``COMPLETEAGENT`` when the
   agent hung up, ``COMPLETECALLER`` otherwise); the agent's wrap-up is the center's. Any call ending also

@@ -3,7 +3,10 @@
 An application of the call engine (:class:`Transfers`, ``engine.transfers``): it uses the engine's legs,
 forks, media and SIP plumbing. The transferor's device sends REFER in its dialog with us; we accept (202), report progress in
 NOTIFYs with message/sipfrag bodies, and either place a new call to the target (blind) or join the
-transferee with the other party of the transferor's consultation call (attended).
+transferee with the other party of the transferor's consultation call (attended). A blind transfer's target
+may also be the park number or a slot (:mod:`.park`) or a call-center queue's number (:mod:`.queue_call`: the
+transferee waits in line); the agent of a queue call transferring its caller is reported to the queue
+(``TRANSFER`` in the queue log).
 """
 
 from __future__ import annotations
