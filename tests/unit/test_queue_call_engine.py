@@ -466,8 +466,8 @@ def test_a_number_whose_queue_destination_has_a_priority() -> None:
 
 
 # -- transfers into a queue ---------------------------------------------------------------------------
-def _refer(h: Harness, fork: Any, ok: Any, target: str) -> None:
-    refer = h.request_from(fork, ok, "REFER", headers=[("Refer-To", f"<sip:{target}@acme.test>")])
+def _refer(h: Harness, fork: Any, ok: Any, target: str, uri_headers: str = "") -> None:
+    refer = h.request_from(fork, ok, "REFER", headers=[("Refer-To", f"<sip:{target}@acme.test{uri_headers}>")])
     assert [r.status for r in refer.responses] == [202]
 
 
@@ -578,6 +578,33 @@ def test_an_agent_transferring_its_caller_to_an_extension_writes_transfer_and_wr
         assert c.runtime.center.agents[7].status.value == "wrap_up"  # not on the call it has left
         call.bye()  # the caller and the boss finish: the queue's part was over already
         assert c.runtime.events(ql.COMPLETEAGENT, ql.COMPLETECALLER) == []
+
+
+def test_an_agent_completing_an_attended_transfer_writes_transfer() -> None:
+    c = center()
+    h = c.h
+    with h:
+        caller, boss = h.extension("101"), h.extension("301")
+        queue_id = c.queue("500", wrap_up=30)
+        agent = c.agent("201", 7, queue_id)
+        call = h.call(caller, "500")
+        call.ack()
+        h.settle()
+        fork = h.invites_to(agent)[-1]
+        ok = h.reply(fork, 200, device=agent[0])
+        consult = h.call(agent, "301")  # the agent asks the boss first (the caller on hold meanwhile)
+        h.reply(h.invites_to(boss)[0], 200)
+        consult.ack()
+        call_id, agent_tag, our_tag = consult._confirmed().key
+        replaces = f"{call_id}%3Bto-tag%3D{our_tag}%3Bfrom-tag%3D{agent_tag}"
+        _refer(h, fork, ok, "301", f"?Replaces={replaces}")
+        assert _notifies(h, agent)[-1] == b"SIP/2.0 200 OK"
+        (transfer,) = c.runtime.events(ql.TRANSFER)
+        assert (transfer.queue_id, transfer.agent_id, transfer.data["target"]) == (queue_id, 7, "301")
+        assert c.runtime.center.agents[7].status.value == "wrap_up"
+        engine_call = call.engine_call
+        assert engine_call is not None and engine_call.callee is not None
+        assert engine_call.callee.party.number == "301"  # the caller talks to the boss
 
 
 # -- callbacks -----------------------------------------------------------------------------------------
