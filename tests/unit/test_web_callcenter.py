@@ -77,6 +77,16 @@ async def test_queue_and_agent_pages(web: Web, a: Company, b: Company, admin_a: 
     assert 'name="callback_abroad" checked>' in page.text
     r = await _post(admin_a, edit, edit, {**form, "requirements": "english"})
     assert r.status_code == 422 and "name:level pairs" in r.text
+    r = await _post(admin_a, edit, edit, {**form, "number": "700", "vip_numbers": "+7 495 123-45-67:10, +7495*:5, 102:3"})
+    assert r.status_code == 303, r.text
+    async with web.db.session() as session:
+        stored = (await session.execute(select(CallQueue.vip_numbers))).scalar_one()
+    assert stored == [{"number": "+74951234567", "priority": 10}, {"prefix": "+7495", "priority": 5},
+                      {"number": "102", "priority": 3}]
+    assert 'value="+74951234567:10, +7495*:5, 102:3"' in (await admin_a.get(edit)).text
+    for bad in ("+74951234567", "+74951234567:0", "84951234567:5", "7495*:5", "+7495*:5, +7495*:6"):
+        r = await _post(admin_a, edit, edit, {**form, "number": "700", "vip_numbers": bad})
+        assert r.status_code == 422 and "each with :priority from 1 to 100" in r.text, bad
     r = await _post(admin_a, edit, edit, {**form, "number": "701", "max_wait": "120", "requirements": "english:2"})
     assert r.status_code == 303
     r = await _post(admin_a, edit, f"{edit}/members", {"employee_id": str(ivan)})

@@ -16,6 +16,7 @@ the queues they may log in to, read-only (:func:`callback_rows`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -121,11 +122,32 @@ async def _queues(request: Request, session: AsyncSession, tenant_id: int, *, fo
 
 def _form_values(name: str, number: str, strategy: str, ring_timeout: str, wrap_up: str, max_wait: str,
                  service_level: str, requirements: str, callback_key: str = "", callback_attempts: str = "3",
-                 callback_retry: str = "60", callback_abroad: str = "") -> dict[str, str]:
+                 callback_retry: str = "60", callback_abroad: str = "", vip_numbers: str = "") -> dict[str, str]:
     return {"name": name, "number": number, "strategy": strategy, "ring_timeout": ring_timeout,
             "wrap_up": wrap_up, "max_wait": max_wait, "service_level": service_level, "requirements": requirements,
             "callback_key": callback_key, "callback_attempts": callback_attempts, "callback_retry": callback_retry,
-            "callback_abroad": "on" if callback_abroad else ""}
+            "callback_abroad": "on" if callback_abroad else "", "vip_numbers": vip_numbers}
+
+
+def parse_vip(text: str) -> list[dict[str, str]]:
+    """``+74951234567:5, +7495*:2`` (one per line or comma; ``*`` at the end: a prefix) -> the schema's
+    input; what is wrong in an item is the schema's to say (``vip_numbers``), so nothing is refused here."""
+    rules: list[dict[str, str]] = []
+    for item in re.split(r"[,\n]", text):
+        if not item.strip():
+            continue
+        number, sep, priority = item.strip().rpartition(":")
+        if not sep:
+            number, priority = priority, ""
+        number = number.strip()
+        key = "prefix" if number.endswith("*") else "number"
+        rules.append({key: number.removesuffix("*").strip(), "priority": priority.strip()})
+    return rules
+
+
+def vip_text(rules: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{r['prefix']}*:{r['priority']}" if r.get("prefix") else f"{r.get('number')}:{r['priority']}"
+                     for r in rules)
 
 
 def _queue_data(form: dict[str, str]) -> dict[str, Any]:
@@ -135,6 +157,7 @@ def _queue_data(form: dict[str, str]) -> dict[str, Any]:
     data["callback_key"] = form.get("callback_key") or None
     data["callback_abroad"] = bool(form.get("callback_abroad"))
     data["requirements"] = [{"skill": k, "min_level": v} for k, v in parse_skills(form["requirements"]).items()]
+    data["vip_numbers"] = parse_vip(form.get("vip_numbers", ""))
     return data
 
 
@@ -155,6 +178,8 @@ def _errors(request: Request, exc: PydanticValidationError) -> dict[str, str]:
         "callback_attempts": _("From 1 to 10."),
         "callback_retry": _("Seconds, from 10 to 86400."),
         "requirements": _("Skills the queue needs as name:level pairs separated by commas, levels 1 to 10."),
+        "vip_numbers": _("Numbers in international form (+74951234567) or extensions, a * at the end for a "
+                         "prefix, each with :priority from 1 to 100, separated by commas; each number once."),
     }, _("Invalid value."))
 
 
@@ -177,9 +202,10 @@ async def create_queue(request: Request, user: TenantAdminUser, session: Session
                        wrap_up: Field = "10", max_wait: Field = "", service_level: Field = "20",
                        requirements: Annotated[str, Form(max_length=2000)] = "", callback_key: Field = "",
                        callback_attempts: Field = "3", callback_retry: Field = "60",
-                       callback_abroad: Field = "") -> Response:
+                       callback_abroad: Field = "", vip_numbers: Annotated[str, Form(max_length=20000)] = "",
+                       ) -> Response:
     form = _form_values(name, number, strategy, ring_timeout, wrap_up, max_wait, service_level, requirements,
-                        callback_key, callback_attempts, callback_retry, callback_abroad)
+                        callback_key, callback_attempts, callback_retry, callback_abroad, vip_numbers)
     try:
         data = schemas.QueueCreate(**_queue_data(form))
     except PydanticValidationError as exc:
@@ -205,6 +231,7 @@ async def _edit(request: Request, session: AsyncSession, tenant_id: int, queue_i
         form = {k: "" if getattr(queue, k) is None else str(getattr(queue, k)) for k in _FIELDS}
         form["callback_abroad"] = "on" if queue.callback_abroad else ""
         form["requirements"] = _requirements_text(queue.requirements)
+        form["vip_numbers"] = vip_text(queue.vip_numbers or [])
     members = set(await service.queue_members(session, tenant_id, queue_id))
     names = await service.employee_names(session, tenant_id)
     candidates = await supervisor_candidates(session, tenant_id)
@@ -227,10 +254,11 @@ async def update_queue(request: Request, queue_id: int, user: TenantAdminUser, s
                        wrap_up: Field = "10", max_wait: Field = "", service_level: Field = "20",
                        requirements: Annotated[str, Form(max_length=2000)] = "", callback_key: Field = "",
                        callback_attempts: Field = "3", callback_retry: Field = "60",
-                       callback_abroad: Field = "") -> Response:
+                       callback_abroad: Field = "", vip_numbers: Annotated[str, Form(max_length=20000)] = "",
+                       ) -> Response:
     await service.get_queue(session, user.tenant, queue_id)
     form = _form_values(name, number, strategy, ring_timeout, wrap_up, max_wait, service_level, requirements,
-                        callback_key, callback_attempts, callback_retry, callback_abroad)
+                        callback_key, callback_attempts, callback_retry, callback_abroad, vip_numbers)
     try:
         data = schemas.QueueUpdate(**_queue_data(form))
     except PydanticValidationError as exc:
