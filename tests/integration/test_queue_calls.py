@@ -15,7 +15,10 @@
   own samples are found in what it received (normalized cross-correlation, far above the other prompts'),
   one after the other, with the music (its notes, by FFT) before and after them;
 - a baresip caller's 440 Hz reaches the baresip agent who answered (FFT of what the agent heard), and the
-  agent's 1000 Hz the caller; the caller hanging up is COMPLETECALLER.
+  agent's 1000 Hz the caller; the caller hanging up is COMPLETECALLER;
+- a pjsua2 agent's blind transfer (REFER) of its caller to another queue's number: TRANSFER in the first
+  queue's log, the caller waits in the second and its agent (pjsua2) answers; the caller's 440 Hz reaches
+  that agent and the agent's 1500 Hz the caller.
 """
 
 from __future__ import annotations
@@ -38,7 +41,10 @@ from zvonok.media.wav import read_wav
 from zvonok.storage.db import Database
 from zvonok.telephony.queue_call import position_prompt, wait_prompt
 
+from . import pjsua_fixtures
 from .baresip import Baresip
+from .pjsua_fixtures import PhoneFactory
+from .pjsua_phone import PjsuaPhone
 from .test_calls_sipp import Pbx, assert_all_ok, finish_callee, harness, place_calls, start_callee
 from .test_calls_softphone import dominant_frequency, phone
 
@@ -50,8 +56,11 @@ SOFT_AGENT = "7121"  # a baresip agent
 ELSEWHERE = ("7141", "7142")  # SIPp agents: the first is on a direct (non-queue) call
 CALLERS = ("7201", "7202", "7203", "7204", "7205", "7206", "7207", "7208")  # SIPp; baresip; SIPp; baresip
 OVERFLOW = "7131"  # an extension (no agent) that takes a queue's overflow
-AGENTS = (*ROBIN, *CROWD, SOFT_AGENT, *ELSEWHERE)
-NUMBERS = [*AGENTS, *CALLERS, OVERFLOW]
+TRANSFERRING = ("7161", "7162")  # pjsua2 agents: the first transfers its caller into the second's queue
+TRANSFERRED = "7209"  # a pjsua2 caller
+AGENTS = (*ROBIN, *CROWD, SOFT_AGENT, *ELSEWHERE, *TRANSFERRING)
+NUMBERS = [*AGENTS, *CALLERS, OVERFLOW, TRANSFERRED]
+pjsua_phones = pjsua_fixtures.pjsua_phones
 
 
 @pytest.fixture(scope="module")
@@ -394,3 +403,46 @@ def test_a_waiting_caller_hears_music_then_its_position_and_wait(
         rms, peak = _music_notes(segment, rate)
         assert rms > 300, f"music {name} the announcement: silence (RMS {rms:.0f})"
         assert min(abs(peak - note) for note in DEFAULT_NOTES) < 15, f"music {name}: strongest {peak:.0f} Hz"
+
+
+def _pjsua(phones: PhoneFactory, pbx: Pbx, number: str, tone: float, **options: Any) -> PjsuaPhone:
+    phone = phones(number, tone=tone)
+    phone.register(number, harness.password_for(number), pbx.seeded.domain, f"127.0.0.1:{pbx.server.sip_port}",
+                   **options)
+    return phone
+
+
+def test_an_agent_transfers_its_caller_into_another_queue(center: dict[str, Any], pjsua_phones: PhoneFactory) -> None:
+    pbx: Pbx = center["pbx"]
+    first_agent, second_agent = TRANSFERRING
+    sales = make_queue(center, "757", (first_agent,), wrap_up=5)
+    support = make_queue(center, "758", (second_agent,), wrap_up=0)
+    caller = _pjsua(pjsua_phones, pbx, TRANSFERRED, 440)
+    first = _pjsua(pjsua_phones, pbx, first_agent, 1000, auto_answer=True)  # leaves the BYE to the server
+    second = _pjsua(pjsua_phones, pbx, second_agent, 1500, auto_answer=True)
+    outgoing = caller.call(f"sip:757@{pbx.seeded.domain}")
+    caller.wait_state(outgoing, "CONFIRMED")  # we answer: music on hold
+    offered = first.wait_incoming()
+    first.wait_state(offered, "CONFIRMED")
+    time.sleep(1)
+    first.xfer(offered, f"sip:758@{pbx.seeded.domain}")
+    assert first.wait_transfer(offered)["code"] == 200
+    assert first.wait_ended(offered)["last_status"] == 200  # the server's BYE: the agent has left the call
+    transferred = second.wait_incoming()
+    second.wait_state(transferred, "CONFIRMED")
+    time.sleep(3)  # audio both ways
+    caller.hangup(outgoing)
+    caller.wait_ended(outgoing)
+    second.wait_ended(transferred)
+    assert abs(dominant_frequency(second.recording(transferred)) - 440) < 20
+    assert abs(dominant_frequency(caller.recording(outgoing), last=2.0) - 1500) < 20
+    rows = queue_log(center, sales, {"TRANSFER": 1})
+    (transfer,) = events(rows, "TRANSFER")
+    assert transfer.agent_id == center["employees"][first_agent] and transfer.data["target"] == "758"
+    assert transfer.data["talk"] >= 0.5, transfer.data
+    assert events(rows, "COMPLETEAGENT") == events(rows, "COMPLETECALLER") == []
+    rows = queue_log(center, support, {"COMPLETECALLER": 1})
+    assert [r.event for r in rows if r.call_id == transfer.call_id] == ["ENTERQUEUE", "CONNECT", "COMPLETECALLER"]
+    (enter,) = events(rows, "ENTERQUEUE")
+    assert enter.data["number"] == TRANSFERRED
+    assert events(rows, "CONNECT")[0].agent_id == center["employees"][second_agent]
