@@ -556,6 +556,36 @@ def test_the_caller_transfers_the_extension_it_called_into_a_queue() -> None:
         assert not h.engine.calls and h.media.in_use == 0
 
 
+def test_a_caller_the_agent_held_before_transferring_it_into_a_queue_is_resumed() -> None:
+    """Desk phones hold the call before their REFER: the caller's phone, told it is held, is told it is not
+    (it may press the callback key, and the next agent is heard without a re-INVITE of its own)."""
+    from zvonok.sip.sdp import Direction
+
+    c = center()
+    h = c.h
+    with h:
+        caller = h.extension("101")
+        sales, support = c.queue("500"), c.queue("600")
+        agent = c.agent("201", 7, sales)
+        call = h.call(caller, "500")
+        call.ack()
+        h.settle()
+        fork = h.invites_to(agent)[-1]
+        ok = h.reply(fork, 200, device=agent[0])
+        h.request_from(fork, ok, "INVITE", body=h.offer(agent[0], Direction.SENDONLY))  # the agent holds
+        (hold,) = [t for t in h.sent_requests("INVITE", to=caller) if t.request.to.tag]
+        assert b"a=sendonly" in hold.request.body
+        h.reply(hold, 200)
+        _refer(h, fork, ok, "600")
+        offers = [t for t in h.sent_requests("INVITE", to=caller) if t.request.to.tag]
+        assert len(offers) == 2 and b"a=sendrecv" in offers[-1].request.body
+        h.reply(offers[-1], 200)
+        engine_call = call.engine_call
+        assert engine_call is not None and engine_call.caller is not None and engine_call.caller.endpoint is not None
+        assert h.media.playing[engine_call.caller.endpoint.id] == MUSIC  # the queue's music, not the hold's end
+        assert [e.queue_id for e in c.runtime.events(ql.ENTERQUEUE)] == [sales, support]
+
+
 def test_an_agent_transferring_its_caller_to_an_extension_writes_transfer_and_wraps_up() -> None:
     c = center()
     h = c.h
