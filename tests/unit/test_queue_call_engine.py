@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -313,6 +314,35 @@ def test_a_number_whose_destination_is_a_queue() -> None:
         call.bye()  # the caller hangs up
         (complete,) = c.runtime.events(ql.COMPLETEAGENT, ql.COMPLETECALLER)
         assert complete.event == ql.COMPLETECALLER
+
+
+def test_a_numbers_schedule_leads_into_a_queue_in_office_hours_and_elsewhere_after() -> None:
+    c = center()
+    h = c.h
+    with h:
+        _, carrier = h.trunk()
+        queue_id = c.queue("500")
+        agent = c.agent("201", 4, queue_id)
+        desk = h.extension("102")
+        today = time.gmtime().tm_wday  # the harness's clock is the real one
+        for number, days in (("+74951234567", [today]), ("+74951234568", [(today + 3) % 7])):
+            # the whole of one weekday into the queue; any other day to extension 102
+            h.did(number, "schedule", {"timezone": "UTC", "rules": [
+                {"days": days, "from": "00:00", "to": "00:00", "destination": {"kind": "queue", "number": "500"}}],
+                "default": {"kind": "extension", "number": "102"}})
+        call = h.call_from_trunk(carrier, "+79161234567", "+74951234567")  # today: the queue
+        assert call.final_status() == 200
+        call.ack()
+        (enter,) = c.runtime.events(ql.ENTERQUEUE)
+        assert (enter.queue_id, enter.data["number"]) == (queue_id, "+79161234567")
+        answer(h, agent)
+        (connect,) = c.runtime.events(ql.CONNECT)
+        assert connect.agent_id == 4
+        call.bye()
+        other = h.call_from_trunk(carrier, "+79161234567", "+74951234568")  # not that weekday: 102 rings
+        assert h.invites_to(desk)
+        assert len(c.runtime.events(ql.ENTERQUEUE)) == 1
+        other.cancel()
 
 
 def test_the_wait_prompt_covers_the_estimate() -> None:
