@@ -18,6 +18,7 @@ from callengine_harness import TENANT, Device, Harness
 from test_ring_group_engine import FakeGroups
 
 from zvonok.callcenter import log as ql
+from zvonok.callcenter.agents import Agent
 from zvonok.callcenter.center import Action, ContactCenter
 from zvonok.callcenter.desk import CenterDesk
 from zvonok.callcenter.log import QueueLogEntry
@@ -79,6 +80,23 @@ class FakeRuntime:
     def events(self, *names: str) -> list[QueueLogEntry]:
         return [e for e in self.log if e.event in names]
 
+    # the agent inputs the REST API (and the agents' feature codes) make, as the real runtime has them
+    def agent(self, tenant_id: int, employee_id: int) -> Agent | None:
+        return self.center.agents.get(employee_id) if tenant_id == TENANT else None
+
+    def login(self, tenant_id: int, employee_id: int, queue_ids: list[int], skills: dict[str, int]) -> Agent:
+        self.feed(lambda c, now: c.login(employee_id, queue_ids, now, skills=skills))
+        return self.center.agents[employee_id]
+
+    def logout(self, employee_id: int, queue_ids: list[int] | None) -> None:
+        self.feed(lambda c, now: c.logout(employee_id, queue_ids, now))
+
+    def pause(self, employee_id: int, reason: str) -> None:
+        self.feed(lambda c, now: c.pause(employee_id, reason, now))
+
+    def unpause(self, employee_id: int) -> None:
+        self.feed(lambda c, now: c.unpause(employee_id, now))
+
 
 class FakeMusic:
     def source_for(self, tenant_id: int) -> Prompt:
@@ -92,12 +110,17 @@ class MemoryDesk(CenterDesk):
         super().__init__(runtime)
         self.queues: dict[str, QueueRef] = {}
         self.extensions: dict[int, list[str]] = {}
+        self.members: dict[int, list[int]] = {}  # employee -> the queues it is a member of (feature codes)
 
     async def queue(self, tenant_id: int, key: str) -> QueueRef | None:
         return self.queues.get(key) if tenant_id == TENANT else None
 
     async def agent_extensions(self, tenant_id: int, agent_id: int) -> list[str]:
         return self.extensions.get(agent_id, [])
+
+    async def membership(self, tenant_id: int, employee_id: int) -> tuple[list[int], dict[str, int]] | None:
+        queues = self.members.get(employee_id) if tenant_id == TENANT else None
+        return (queues, {}) if queues is not None else None
 
 
 @dataclasses.dataclass

@@ -45,6 +45,7 @@ from zvonok.media.interface import RINGBACK_RU, Endpoint, MediaEngine, PlaybackF
 from zvonok.media.prompts import prompt_path
 
 from . import events as ev
+from .agent_codes import AgentOutcome, AgentRequest
 from .call import Call, Leg, LegState
 from .leg_events import Answered, Challenged, Progress, Terminated
 from .queue_callback import QueueCallbacks, may_call_back
@@ -103,6 +104,10 @@ class QueueDesk(Protocol):
     def is_busy_elsewhere(self, agent_id: int) -> bool: ...
 
     def is_agent(self, agent_id: int) -> bool: ...
+
+    async def agent_code(self, tenant_id: int, employee_id: int, request: AgentRequest) -> AgentOutcome:
+        """An agent's feature code from its phone (:mod:`.agent_codes`)."""
+        ...
 
 
 class CallControl(Protocol):
