@@ -132,6 +132,21 @@ def test_pause_toggles_with_the_reason_phone() -> None:
         call.bye()
 
 
+def test_logging_in_again_while_paused_says_paused() -> None:
+    c = center()
+    h = c.h
+    with h:
+        sales = c.queue("500")
+        support = c.queue("501")
+        agent = employee_phone(c, "201", 7, [sales, support])
+        dial_code(h, agent, "*45500")
+        dial_code(h, agent, "*47")
+        dial_code(h, agent, "*45")  # now in both queues, and still not ready: the low beeps
+        assert last_tone(h) == OFF_TONE
+        state = c.runtime.center.agents[7]
+        assert (state.queues, state.status) == ({sales, support}, AgentStatus.NOT_READY)
+
+
 @pytest.mark.parametrize(("employee", "queues", "dialed"), [
     (7, None, "*45"),  # no member of any queue
     (7, [], "*45"),

@@ -197,8 +197,9 @@ class CenterDesk:
                 wanted = [q for q in queues if q in runtime.center.queues and queue_id in (None, q)]
                 if not wanted:
                     return AgentOutcome.NOT_AGENT
-                runtime.login(tenant_id, employee_id, wanted, skills)
-                return AgentOutcome.LOGGED_IN
+                state = runtime.login(tenant_id, employee_id, wanted, skills)
+                # logged in while paused: still paused (low beeps: no queue calls yet; *47 resumes)
+                return AgentOutcome.PAUSED if state.status is AgentStatus.NOT_READY else AgentOutcome.LOGGED_IN
             logged_in = set(agent.queues) if agent is not None else set()
             if request.code is AgentCode.LOGOUT:
                 if not (logged_in if queue_id is None else logged_in & {queue_id}):

@@ -4,7 +4,7 @@ How it works: the phone's extension names its employee; the call center
 (:meth:`.queue_call.QueueDesk.agent_code`, implemented by :class:`zvonok.callcenter.desk.CenterDesk` with the
 runtime the REST API's login/logout/pause use) carries the request out and says what became of it. We then
 answer, beep and hang up as for ``*72`` (:func:`.call_forward.confirm`): high beeps when the agent now takes
-queue calls (logged in, resumed), low beeps when it does not (logged out, paused). An employee who is no agent
+queue calls (logged in, resumed), low beeps when it does not (logged out, paused, logged in while paused). An employee who is no agent
 of the queue (or of any queue), or who pauses or logs out while logged in nowhere, is refused with 404 as
 ``*72`` refuses a bad number; without a call center in the process the codes get 503.
 
