@@ -4,9 +4,10 @@ How it works: the phone's extension names its employee; the call center
 (:meth:`.queue_call.QueueDesk.agent_code`, implemented by :class:`zvonok.callcenter.desk.CenterDesk` with the
 runtime the REST API's login/logout/pause use) carries the request out and says what became of it. We then
 answer, beep and hang up as for ``*72`` (:func:`.call_forward.confirm`): high beeps when the agent now takes
-queue calls (logged in, resumed), low beeps when it does not (logged out, paused, logged in while paused). An employee who is no agent
-of the queue (or of any queue), or who pauses or logs out while logged in nowhere, is refused with 404 as
-``*72`` refuses a bad number; without a call center in the process the codes get 503.
+queue calls (logged in, resumed), low beeps when it does not (logged out, paused, logged in while paused).
+An employee who is no agent of the queue (or of any queue), or who pauses or logs out while logged in
+nowhere, is refused with 404 as ``*72`` refuses a bad number; without a call center in the process the codes
+get 503.
 
 The codes follow FreePBX's (``*45`` its queue toggle) with a separate code for each way, so that a phone's
 speed-dial key always does the same thing:
@@ -90,8 +91,8 @@ class AgentCodes:
         if wanted is None:
             return False
         engine = self.engine
-        call = engine._open_call(txn, request, peer, tenant_id=tenant_id, party=caller_ext.party(), domain=domain,
-                                 dialed=dialed, session_expires=session_expires, srtp_policy=caller_ext.srtp,
+        call = engine._open_call(txn, request, peer, tenant_id=tenant_id, party=caller_ext.party(),
+                                 domain=domain, dialed=dialed, session_expires=session_expires, srtp_policy=caller_ext.srtp,
                                  direction=ev.Direction.INTERNAL)
         queue_calls = engine.queue_calls  # the call center's desk (.queue_call.QueueDesk)
         if queue_calls is None:
