@@ -92,7 +92,8 @@ class AgentCodes:
             return False
         engine = self.engine
         call = engine._open_call(txn, request, peer, tenant_id=tenant_id, party=caller_ext.party(),
-                                 domain=domain, dialed=dialed, session_expires=session_expires, srtp_policy=caller_ext.srtp,
+                                 domain=domain, dialed=dialed, session_expires=session_expires,
+                                 srtp_policy=caller_ext.srtp,
                                  direction=ev.Direction.INTERNAL)
         queue_calls = engine.queue_calls  # the call center's desk (.queue_call.QueueDesk)
         if queue_calls is None:
