@@ -15,7 +15,10 @@
   own samples are found in what it received (normalized cross-correlation, far above the other prompts'),
   one after the other, with the music (its notes, by FFT) before and after them;
 - a baresip caller's 440 Hz reaches the baresip agent who answered (FFT of what the agent heard), and the
-  agent's 1000 Hz the caller; the caller hanging up is COMPLETECALLER.
+  agent's 1000 Hz the caller; the caller hanging up is COMPLETECALLER;
+- an agent logs in from its phone (``*45``): the next caller is offered to it; after ``*46`` it is not;
+- an agent's phone answering an offer with 503: the caller keeps its place at the head of the line and the
+  next agent to log in gets it before the caller who came second.
 """
 
 from __future__ import annotations
@@ -50,8 +53,11 @@ SOFT_AGENT = "7121"  # a baresip agent
 ELSEWHERE = ("7141", "7142")  # SIPp agents: the first is on a direct (non-queue) call
 CALLERS = ("7201", "7202", "7203", "7204", "7205", "7206", "7207", "7208")  # SIPp; baresip; SIPp; baresip
 OVERFLOW = "7131"  # an extension (no agent) that takes a queue's overflow
-AGENTS = (*ROBIN, *CROWD, SOFT_AGENT, *ELSEWHERE)
-NUMBERS = [*AGENTS, *CALLERS, OVERFLOW]
+BY_PHONE = "7151"  # a SIPp agent that logs in and out with feature codes
+FAILING, HEALTHY = "7161", "7162"  # SIPp agents: the first answers every offer with 503
+MORE_CALLERS = ("7211", "7212", "7213", "7214")
+AGENTS = (*ROBIN, *CROWD, SOFT_AGENT, *ELSEWHERE, BY_PHONE, FAILING, HEALTHY)
+NUMBERS = [*AGENTS, *CALLERS, OVERFLOW, *MORE_CALLERS]
 
 
 @pytest.fixture(scope="module")
@@ -394,3 +400,84 @@ def test_a_waiting_caller_hears_music_then_its_position_and_wait(
         rms, peak = _music_notes(segment, rate)
         assert rms > 300, f"music {name} the announcement: silence (RMS {rms:.0f})"
         assert min(abs(peak - note) for note in DEFAULT_NOTES) < 15, f"music {name}: strongest {peak:.0f} Hz"
+
+
+def agent_state(c: dict[str, Any], number: str) -> dict[str, Any]:
+    return dict(api(c, f"/agents/{c['employees'][number]}"))
+
+
+def test_an_agent_logs_in_and_out_from_its_phone(center: dict[str, Any]) -> None:
+    pbx: Pbx = center["pbx"]
+    queue = api(center, "/queues", {"name": "By phone", "number": "757", "wrap_up": 0, "ring_timeout": 10})
+    api(center, f"/queues/{queue['id']}/members", {"employee_ids": [center["employees"][BY_PHONE]]}, method="PUT")
+    assert agent_state(center, BY_PHONE)["status"] == "offline"
+    agent = start_callee(pbx, BY_PHONE, "call_uas_bye.xml", rtp_echo=True, timeout=90)
+    try:
+        # *45: we answer, beep and hang up (the scenario waits for our BYE)
+        assert_all_ok(place_calls(pbx, BY_PHONE, "*45", "call_uac_callee_bye.xml", 1, rate=1), 1)
+        state = agent_state(center, BY_PHONE)
+        assert (state["status"], state["queue_ids"]) == ("available", [queue["id"]]), state
+        served = place_calls(pbx, MORE_CALLERS[0], "757", "call_uac_callee_bye.xml", 1, rate=1, timeout=30)
+        assert agent.wait_for("SuccessfulCall(C)", 1, timeout=10)
+        assert_all_ok(place_calls(pbx, BY_PHONE, "*46", "call_uac_callee_bye.xml", 1, rate=1), 1)
+        assert agent_state(center, BY_PHONE)["status"] == "offline"
+        # logged out: a caller waits with music (nobody is offered it) and hangs up after four seconds
+        waited = place_calls(pbx, MORE_CALLERS[1], "757", "call_uac.xml", 1, rate=1, timeout=30, hold_ms=4000)
+        agent_result = agent.stop()
+    finally:
+        agent.kill()
+    assert_all_ok(served, 1)  # connected to the agent, who hung up
+    assert_all_ok(waited, 1)
+    assert (agent_result.created, agent_result.successful) == (1, 1), agent_result.describe()
+    rows = queue_log(center, queue["id"], {"ABANDON": 1})
+    seen = [r.event for r in rows if r.event != "AGENTSTATUS"]
+    assert seen == ["ADDMEMBER", "ENTERQUEUE", "CONNECT", "COMPLETEAGENT", "REMOVEMEMBER", "ENTERQUEUE",
+                    "ABANDON"], seen
+    cdrs = pbx.cdrs(BY_PHONE, 2)
+    assert [(c["callee_number"], c["disposition"]) for c in cdrs] == [("*45", "answered"), ("*46", "answered")], cdrs
+
+
+def test_an_offer_answered_503_leaves_the_caller_first_in_line(center: dict[str, Any]) -> None:
+    pbx: Pbx = center["pbx"]
+    queue = api(center, "/queues", {"name": "Failing", "number": "758", "wrap_up": 0, "ring_timeout": 10,
+                                    "retry": 120, "strategy": "longest_idle"})
+    employees = [center["employees"][FAILING], center["employees"][HEALTHY]]
+    api(center, f"/queues/{queue['id']}/members", {"employee_ids": employees}, method="PUT")
+    failing = start_callee(pbx, FAILING, "carrier_503.xml", timeout=90)
+    healthy = start_callee(pbx, HEALTHY, "call_uas_bye.xml", rtp_echo=True, timeout=90)
+    results: dict[str, Any] = {}
+
+    def caller(number: str) -> threading.Thread:
+        thread = threading.Thread(target=lambda: results.update({number: place_calls(
+            pbx, number, "758", "call_uac_callee_bye.xml", 1, rate=1, timeout=60)}))
+        thread.start()
+        return thread
+
+    try:
+        first = caller(MORE_CALLERS[2])  # nobody logged in yet: both callers wait, this one ahead
+        queue_log(center, queue["id"], {"ENTERQUEUE": 1})
+        second = caller(MORE_CALLERS[3])
+        queue_log(center, queue["id"], {"ENTERQUEUE": 2})
+        api(center, f"/agents/{employees[0]}/login", {"queue_ids": [queue["id"]]})
+        assert failing.wait_for("SuccessfulCall(C)", 1, timeout=10)  # its 503 was ACKed
+        queue_log(center, queue["id"], {"RINGNOANSWER": 1})
+        api(center, f"/agents/{employees[1]}/login", {"queue_ids": [queue["id"]]})
+        first.join(timeout=60)
+        second.join(timeout=60)
+        healthy_result = finish_callee(healthy, 2)
+        failing_result = failing.stop()
+    finally:
+        failing.kill()
+        healthy.kill()
+    for number in MORE_CALLERS[2:]:
+        assert_all_ok(results[number], 1)
+    assert_all_ok(healthy_result, 2)
+    assert (failing_result.created, failing_result.failed) == (1, 0), failing_result.describe()
+    rows = queue_log(center, queue["id"], {"COMPLETEAGENT": 2})
+    enter_first, enter_second = events(rows, "ENTERQUEUE")
+    (missed,) = events(rows, "RINGNOANSWER")
+    assert (missed.call_id, missed.agent_id, missed.data["reason"]) == (enter_first.call_id, employees[0],
+                                                                         "unavailable"), missed.data
+    # the first caller, back at the head of the line, is the healthy agent's first call
+    assert [(r.call_id, r.agent_id) for r in events(rows, "CONNECT")] == [
+        (enter_first.call_id, employees[1]), (enter_second.call_id, employees[1])]
