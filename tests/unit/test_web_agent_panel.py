@@ -94,7 +94,7 @@ async def test_an_agent_works_from_the_panel(web: Web, a: Company, b: Company,  
         assert 'data-logged-in="true"' in controls and "<option>Lunch</option>" in controls
 
         r = await _post(employee, f"{PANEL}/pause", {"reason": "Nap"})
-        assert r.status_code == 409 and "not-ready reasons" in r.text
+        assert r.status_code == 409 and "Choose one of the company&#39;s not-ready reasons." in r.text
         assert (await _post(employee, f"{PANEL}/pause", {"reason": "Lunch"})).status_code == 303
         state = (await employee.get(f"{PANEL}/state")).text
         assert 'id="agent-status">Not ready<' in state and "(Lunch)" in state
@@ -146,7 +146,8 @@ async def test_an_agent_works_from_the_panel(web: Web, a: Company, b: Company,  
             page = (await other.get(PANEL)).text
             assert "Support" not in page and "+74951112231" not in page and f'id="agent-queue-{queue_b}"' in page
             r = await _post(other, f"{PANEL}/login", {"queue_id": str(queue_id)})  # a queue of company a
-            assert r.status_code == 409 and live.center.agents[ivan].queues == {queue_id}
+            assert r.status_code == 409 and "Вы не состоите в этой очереди." in r.text  # company b speaks Russian
+            assert live.center.agents[ivan].queues == {queue_id}
             assert ivan_b not in live.center.agents
 
         assert (await _post(employee, f"{PANEL}/logout", {})).status_code == 303

@@ -37,7 +37,7 @@ from zvonok.callcenter.agents import AgentError
 from zvonok.callcenter.center import CenterError
 from zvonok.crm.events import Card
 from zvonok.crm.service import card_for
-from zvonok.org.errors import OrgError
+from zvonok.org.errors import OrgError, ValidationError
 from zvonok.web.auth import TenantUser, WebUser
 from zvonok.web.i18n import N_
 from zvonok.web.render import gettext_for, render
@@ -167,14 +167,21 @@ async def agent_action(request: Request, action: str, user: TenantUser, session:
             if not employee.active:
                 message = _("A deactivated employee cannot log in to queues.")
             else:
-                queue_ids = await service.check_login_queues(session, user.tenant, employee_id, _queue_ids(queue_id))
+                try:
+                    queue_ids = await service.check_login_queues(session, user.tenant, employee_id,
+                                                                 _queue_ids(queue_id))
+                except ValidationError:  # another company's queue, or one of ours they are no member of
+                    raise ValidationError(_("You are not a member of this queue.")) from None
                 runtime.login(user.tenant, employee_id, queue_ids, await service.skills(session, user.tenant, employee_id))
         elif runtime.agent(user.tenant, employee_id) is None:
             message = _("You are not logged in to any queue.")
         elif action == "logout":
             runtime.logout(employee_id, _queue_ids(queue_id))
         elif action == "pause":
-            await service.check_reason(session, user.tenant, reason)
+            try:
+                await service.check_reason(session, user.tenant, reason)
+            except ValidationError:
+                raise ValidationError(_("Choose one of the company's not-ready reasons.")) from None
             runtime.pause(employee_id, reason)
         else:
             runtime.unpause(employee_id)
