@@ -1,7 +1,7 @@
 """Callback requests across a restart of a real server, in Chromium: two requests left in the queue's table
 while the server was down (one waiting, one whose customer was being dialed) are back in the queue's line
 after the start — the wallboard's live list has them in their order, the dialed one waiting again — the agent
-sees them on their own page (/me), and the admin cancels one with its button on the agents page.
+sees them on their agent panel (/me/agent), and the admin cancels one with its button on the agents page.
 """
 
 from __future__ import annotations
@@ -61,10 +61,10 @@ def test_callback_requests_survive_a_restart_and_show_on_the_agents_pages(
     assert [(c["number"], c["state"], c["position"]) for c in listed] == [
         ("+74951230001", "waiting", 1), ("+74951230002", "waiting", 2)]
 
-    # the agent's own page lists them, read-only
+    # the agent's panel lists them, read-only
     employee, password = logins["employee"]
     _log_in(page, console, employee, password)
-    page.goto(console.url + "/me")
+    page.goto(console.url + "/me/agent")
     if page.locator("html").get_attribute("lang") != "en":
         page.click("button[name=lang][value=en]")
         page.wait_for_selector("html[lang=en]")
@@ -75,7 +75,7 @@ def test_callback_requests_survive_a_restart_and_show_on_the_agents_pages(
     assert "+74951230002" in rows.nth(1).inner_text() and "(no answer)" in rows.nth(1).inner_text()
     assert section.locator("button").count() == 0
     section.scroll_into_view_if_needed()
-    page.screenshot(path=str(artifacts / "me-callbacks.png"), full_page=True)
+    page.screenshot(path=str(artifacts / "agent-panel-callbacks.png"), full_page=True)
     page.context.clear_cookies()
 
     # the admin cancels the first one on the agents page

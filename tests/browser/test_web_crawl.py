@@ -168,7 +168,8 @@ def logins(console: Console) -> Users:
 
 @pytest.fixture(scope="module")
 def with_data(console: Console, logins: Users) -> None:
-    """Something in every list: pool numbers (one assigned), a PIN, a registered phone on 101, a voice menu."""
+    """Something in every list: pool numbers (one assigned), a PIN, a registered phone on 101, a voice menu, a
+    queue whose agent (the employee) is logged in."""
     token = console.server.cli("token", "create", "--name", "crawl").strip().split()[-1]
     assert token.startswith("zv_"), token
     pool = f"{console.url}/api/v1/platform/numbers"
@@ -180,6 +181,12 @@ def with_data(console: Console, logins: Users) -> None:
     _json_request(f"{console.url}/api/v1/tenants/{console.tenant_id}/ivr-menus", "POST", logins.api_token,
                   {"name": "Main", "prompt_text": "Здравствуйте!", "keys": {"1": {"kind": "extension", "number": "101"}},
                    "timeout_destination": {"kind": "ring", "numbers": ["101"]}})
+    callcenter = f"{console.url}/api/v1/tenants/{console.tenant_id}/callcenter"
+    queue = _json_request(f"{callcenter}/queues", "POST", logins.api_token, {"name": "Support", "number": "560"})
+    _json_request(f"{callcenter}/queues/{queue['id']}/members", "PUT", logins.api_token,
+                  {"employee_ids": [logins.employee_id]})  # the employee is an agent: the agent panel is crawled
+    _json_request(f"{callcenter}/reasons", "POST", logins.api_token, {"name": "Lunch"})
+    _json_request(f"{callcenter}/agents/{logins.employee_id}/login", "POST", logins.api_token, {})
     result = console.register("101", logins.password_101, local_port=harness.free_sip_port())
     assert result.successful == 1, result.describe()
 
@@ -275,5 +282,7 @@ def test_every_page_is_reachable_labelled_readable_and_fits_a_phone(
         assert not problems, json.dumps(problems, indent=1, ensure_ascii=False)
         expected = {"admin": "/extensions", "employee": "/me", "operator": "/operator/numbers"}[who]
         assert expected in visited, visited
+        if who == "employee":
+            assert "/me/agent" in visited, visited  # an agent has the panel in the menu
     finally:
         context.close()

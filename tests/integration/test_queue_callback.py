@@ -19,6 +19,7 @@ registered SIPp phone that answers, echoes the RTP it gets (``-rtp_echo``) and h
 from __future__ import annotations
 
 import asyncio
+import math
 import secrets
 import sys
 import threading
@@ -26,6 +27,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +98,9 @@ def _served(tmp: Path, carrier: Baresip) -> Iterator[World]:
             "trunks": [{"name": "Carrier", "host": CARRIER, "port": carrier.sip_port, "transport": "udp"}],
             "routes": [{"prefix": "7495", "trunk": "Carrier"}],
             "policies": [{"level": "tenant", "service_class": "long_distance"}],
+            # a callback is rated like any outside call of the company (1.00 a started minute to Moscow)
+            "tariffs": [{"name": "Retail", "plan": True, "rates": [
+                {"prefix": "7495", "destination": "Moscow", "price": "1.00", "increment": "60/60"}]}],
             "numbers": [
                 {"number": DID, "office": "Moscow", "kind": "extension", "destination": {"number": AGENT}}
             ],
@@ -303,3 +308,4 @@ def test_a_callback_keeps_its_place_rings_the_agent_then_calls_the_customer(worl
     assert (
         cdr["direction"] == "outbound" and cdr["caller_employee_id"] == world.agent_id and cdr["billsec"] >= 2
     ), cdr
+    assert Decimal(str(cdr["cost"])) == Decimal("1.00") * math.ceil(cdr["billsec"] / 60), cdr

@@ -16,6 +16,9 @@
   one after the other, with the music (its notes, by FFT) before and after them;
 - a baresip caller's 440 Hz reaches the baresip agent who answered (FFT of what the agent heard), and the
   agent's 1000 Hz the caller; the caller hanging up is COMPLETECALLER;
+- an agent logs in from its phone (``*45``): the next caller is offered to it; after ``*46`` it is not;
+- an agent's phone answering an offer with 503: the caller keeps its place at the head of the line and the
+  next agent to log in gets it before the caller who came second;
 - a pjsua2 agent's blind transfer (REFER) of its caller to another queue's number: TRANSFER in the first
   queue's log, the caller waits in the second and its agent (pjsua2) answers; the caller's 440 Hz reaches
   that agent and the agent's 1500 Hz the caller.
@@ -56,10 +59,13 @@ SOFT_AGENT = "7121"  # a baresip agent
 ELSEWHERE = ("7141", "7142")  # SIPp agents: the first is on a direct (non-queue) call
 CALLERS = ("7201", "7202", "7203", "7204", "7205", "7206", "7207", "7208")  # SIPp; baresip; SIPp; baresip
 OVERFLOW = "7131"  # an extension (no agent) that takes a queue's overflow
-TRANSFERRING = ("7161", "7162")  # pjsua2 agents: the first transfers its caller into the second's queue
-TRANSFERRED = "7209"  # a pjsua2 caller
-AGENTS = (*ROBIN, *CROWD, SOFT_AGENT, *ELSEWHERE, *TRANSFERRING)
-NUMBERS = [*AGENTS, *CALLERS, OVERFLOW, TRANSFERRED]
+BY_PHONE = "7151"  # a SIPp agent that logs in and out with feature codes
+FAILING, HEALTHY = "7161", "7162"  # SIPp agents: the first answers every offer with 503
+MORE_CALLERS = ("7211", "7212", "7213", "7214")
+TRANSFERRING = ("7171", "7172")  # pjsua2 agents: the first transfers its caller into the second's queue
+TRANSFERRED = "7219"  # a pjsua2 caller
+AGENTS = (*ROBIN, *CROWD, SOFT_AGENT, *ELSEWHERE, BY_PHONE, FAILING, HEALTHY, *TRANSFERRING)
+NUMBERS = [*AGENTS, *CALLERS, OVERFLOW, *MORE_CALLERS, TRANSFERRED]
 pjsua_phones = pjsua_fixtures.pjsua_phones
 
 
@@ -405,6 +411,87 @@ def test_a_waiting_caller_hears_music_then_its_position_and_wait(
         assert min(abs(peak - note) for note in DEFAULT_NOTES) < 15, f"music {name}: strongest {peak:.0f} Hz"
 
 
+def agent_state(c: dict[str, Any], number: str) -> dict[str, Any]:
+    return dict(api(c, f"/agents/{c['employees'][number]}"))
+
+
+def test_an_agent_logs_in_and_out_from_its_phone(center: dict[str, Any]) -> None:
+    pbx: Pbx = center["pbx"]
+    queue = api(center, "/queues", {"name": "By phone", "number": "757", "wrap_up": 0, "ring_timeout": 10})
+    api(center, f"/queues/{queue['id']}/members", {"employee_ids": [center["employees"][BY_PHONE]]}, method="PUT")
+    assert agent_state(center, BY_PHONE)["status"] == "offline"
+    agent = start_callee(pbx, BY_PHONE, "call_uas_bye.xml", rtp_echo=True, timeout=90)
+    try:
+        # *45: we answer, beep and hang up (the scenario waits for our BYE)
+        assert_all_ok(place_calls(pbx, BY_PHONE, "*45", "call_uac_callee_bye.xml", 1, rate=1), 1)
+        state = agent_state(center, BY_PHONE)
+        assert (state["status"], state["queue_ids"]) == ("available", [queue["id"]]), state
+        served = place_calls(pbx, MORE_CALLERS[0], "757", "call_uac_callee_bye.xml", 1, rate=1, timeout=30)
+        assert agent.wait_for("SuccessfulCall(C)", 1, timeout=10)
+        assert_all_ok(place_calls(pbx, BY_PHONE, "*46", "call_uac_callee_bye.xml", 1, rate=1), 1)
+        assert agent_state(center, BY_PHONE)["status"] == "offline"
+        # logged out: a caller waits with music (nobody is offered it) and hangs up after four seconds
+        waited = place_calls(pbx, MORE_CALLERS[1], "757", "call_uac.xml", 1, rate=1, timeout=30, hold_ms=4000)
+        agent_result = agent.stop()
+    finally:
+        agent.kill()
+    assert_all_ok(served, 1)  # connected to the agent, who hung up
+    assert_all_ok(waited, 1)
+    assert (agent_result.created, agent_result.successful) == (1, 1), agent_result.describe()
+    rows = queue_log(center, queue["id"], {"ABANDON": 1})
+    seen = [r.event for r in rows if r.event != "AGENTSTATUS"]
+    assert seen == ["ADDMEMBER", "ENTERQUEUE", "CONNECT", "COMPLETEAGENT", "REMOVEMEMBER", "ENTERQUEUE",
+                    "ABANDON"], seen
+    cdrs = pbx.cdrs(BY_PHONE, 2)
+    assert [(c["callee_number"], c["disposition"]) for c in cdrs] == [("*45", "answered"), ("*46", "answered")], cdrs
+
+
+def test_an_offer_answered_503_leaves_the_caller_first_in_line(center: dict[str, Any]) -> None:
+    pbx: Pbx = center["pbx"]
+    queue = api(center, "/queues", {"name": "Failing", "number": "758", "wrap_up": 0, "ring_timeout": 10,
+                                    "retry": 120, "strategy": "longest_idle"})
+    employees = [center["employees"][FAILING], center["employees"][HEALTHY]]
+    api(center, f"/queues/{queue['id']}/members", {"employee_ids": employees}, method="PUT")
+    failing = start_callee(pbx, FAILING, "carrier_503.xml", timeout=90)
+    healthy = start_callee(pbx, HEALTHY, "call_uas_bye.xml", rtp_echo=True, timeout=90)
+    results: dict[str, Any] = {}
+
+    def caller(number: str) -> threading.Thread:
+        thread = threading.Thread(target=lambda: results.update({number: place_calls(
+            pbx, number, "758", "call_uac_callee_bye.xml", 1, rate=1, timeout=60)}))
+        thread.start()
+        return thread
+
+    try:
+        first = caller(MORE_CALLERS[2])  # nobody logged in yet: both callers wait, this one ahead
+        queue_log(center, queue["id"], {"ENTERQUEUE": 1})
+        second = caller(MORE_CALLERS[3])
+        queue_log(center, queue["id"], {"ENTERQUEUE": 2})
+        api(center, f"/agents/{employees[0]}/login", {"queue_ids": [queue["id"]]})
+        assert failing.wait_for("SuccessfulCall(C)", 1, timeout=10)  # its 503 was ACKed
+        queue_log(center, queue["id"], {"RINGNOANSWER": 1})
+        api(center, f"/agents/{employees[1]}/login", {"queue_ids": [queue["id"]]})
+        first.join(timeout=60)
+        second.join(timeout=60)
+        healthy_result = finish_callee(healthy, 2)
+        failing_result = failing.stop()
+    finally:
+        failing.kill()
+        healthy.kill()
+    for number in MORE_CALLERS[2:]:
+        assert_all_ok(results[number], 1)
+    assert_all_ok(healthy_result, 2)
+    assert (failing_result.created, failing_result.failed) == (1, 0), failing_result.describe()
+    rows = queue_log(center, queue["id"], {"COMPLETEAGENT": 2})
+    enter_first, enter_second = events(rows, "ENTERQUEUE")
+    (missed,) = events(rows, "RINGNOANSWER")
+    assert (missed.call_id, missed.agent_id, missed.data["reason"]) == (enter_first.call_id, employees[0],
+                                                                         "unavailable"), missed.data
+    # the first caller, back at the head of the line, is the healthy agent's first call
+    assert [(r.call_id, r.agent_id) for r in events(rows, "CONNECT")] == [
+        (enter_first.call_id, employees[1]), (enter_second.call_id, employees[1])]
+
+
 def _pjsua(phones: PhoneFactory, pbx: Pbx, number: str, tone: float, **options: Any) -> PjsuaPhone:
     phone = phones(number, tone=tone)
     phone.register(number, harness.password_for(number), pbx.seeded.domain, f"127.0.0.1:{pbx.server.sip_port}",
@@ -415,17 +502,17 @@ def _pjsua(phones: PhoneFactory, pbx: Pbx, number: str, tone: float, **options: 
 def test_an_agent_transfers_its_caller_into_another_queue(center: dict[str, Any], pjsua_phones: PhoneFactory) -> None:
     pbx: Pbx = center["pbx"]
     first_agent, second_agent = TRANSFERRING
-    sales = make_queue(center, "757", (first_agent,), wrap_up=5)
-    support = make_queue(center, "758", (second_agent,), wrap_up=0)
+    sales = make_queue(center, "759", (first_agent,), wrap_up=5)
+    support = make_queue(center, "760", (second_agent,), wrap_up=0)
     caller = _pjsua(pjsua_phones, pbx, TRANSFERRED, 440)
     first = _pjsua(pjsua_phones, pbx, first_agent, 1000, auto_answer=True)  # leaves the BYE to the server
     second = _pjsua(pjsua_phones, pbx, second_agent, 1500, auto_answer=True)
-    outgoing = caller.call(f"sip:757@{pbx.seeded.domain}")
+    outgoing = caller.call(f"sip:759@{pbx.seeded.domain}")
     caller.wait_state(outgoing, "CONFIRMED")  # we answer: music on hold
     offered = first.wait_incoming()
     first.wait_state(offered, "CONFIRMED")
     time.sleep(1)
-    first.xfer(offered, f"sip:758@{pbx.seeded.domain}")
+    first.xfer(offered, f"sip:760@{pbx.seeded.domain}")
     assert first.wait_transfer(offered)["code"] == 200
     assert first.wait_ended(offered)["last_status"] == 200  # the server's BYE: the agent has left the call
     transferred = second.wait_incoming()
@@ -438,7 +525,7 @@ def test_an_agent_transfers_its_caller_into_another_queue(center: dict[str, Any]
     assert abs(dominant_frequency(caller.recording(outgoing), last=2.0) - 1500) < 20
     rows = queue_log(center, sales, {"TRANSFER": 1})
     (transfer,) = events(rows, "TRANSFER")
-    assert transfer.agent_id == center["employees"][first_agent] and transfer.data["target"] == "758"
+    assert transfer.agent_id == center["employees"][first_agent] and transfer.data["target"] == "760"
     assert transfer.data["talk"] >= 0.5, transfer.data
     assert events(rows, "COMPLETEAGENT") == events(rows, "COMPLETECALLER") == []
     rows = queue_log(center, support, {"COMPLETECALLER": 1})

@@ -13,6 +13,7 @@ from zvonok.callcenter.agents import AgentError, AgentStatus
 from zvonok.callcenter.center import (
     Announce,
     CallbackRequest,
+    Caller,
     CancelOffer,
     CenterError,
     ContactCenter,
@@ -351,6 +352,28 @@ def test_a_callback_connects_when_the_customer_answers_and_wraps_up_as_a_call() 
     assert cc.agents[1].status is S.WRAP_UP
     done = events(cc.take_log(), ql.COMPLETECALLER)
     assert [(e.data["talk"], e.data["hold"]) for e in done] == [(60.0, 20.0)]
+
+
+def test_the_caller_an_agent_is_offered_then_talks_to() -> None:
+    """The agent's panel: the caller while the phone rings, while they talk, none once the call is over."""
+    cc = center(wrap_up=10)
+    login(cc, 1)
+    assert cc.caller(1) is None and cc.caller(2) is None
+    cc.join("a", 1, 1.0, number="+74951234567")
+    assert cc.caller(1) == Caller(call_id="a", queue_id=1, number="+74951234567", callback=False)
+    assert cc.offer_answered("a", 1, 3.0)
+    assert cc.caller(1) == Caller(call_id="a", queue_id=1, number="+74951234567", callback=False)
+    cc.call_ended("a", 9.0, by_agent=False)
+    assert cc.agents[1].status is S.WRAP_UP and cc.caller(1) is None
+    # a callback: its customer while the agent's phone rings and while the customer is dialed
+    cc.join("b", 1, 10.0, number="+74957654321")
+    cc.request_callback("b", 11.0)
+    cc.handle_timer(19.0)
+    assert cc.caller(1) == Caller(call_id="b", queue_id=1, number="+74957654321", callback=True)
+    assert cc.offer_answered("b", 1, 20.0)
+    assert cc.caller(1) == Caller(call_id="b", queue_id=1, number="+74957654321", callback=True)
+    cc.callback_answered("b", 25.0)
+    assert cc.caller(1) == Caller(call_id="b", queue_id=1, number="+74957654321", callback=False)
 
 
 def test_a_failed_callback_keeps_its_place_and_is_retried_after_the_delay() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import random
 from collections.abc import AsyncIterator
 from typing import Any
@@ -794,3 +795,111 @@ async def test_the_desk_finds_a_companys_queue_by_number_or_name_in_the_centers_
     await runtime.settled()
     assert await desk.queue(a.id, "500") is None
     assert (await desk.queue(b.id, "500")).id == other["id"]  # type: ignore[union-attr]
+
+
+async def test_the_wallboard_every_second_on_the_websocket_to_supervisors_of_their_queues_only(
+        api: Api, make_tenant: Any, runtime: CallCenterRuntime) -> None:
+    import asyncio
+
+    from test_ws import WsClient, mount, secret
+
+    from zvonok.bus import LocalBus
+
+    a = await make_company(api, make_tenant, "wb-a.example")
+    b = await make_company(api, make_tenant, "wb-b.example")
+    sales = await new_queue(api, a, wrap_up=0)
+    support = await new_queue(api, a, name="Support", number="501")
+    await new_queue(api, b)
+    await ok(await api.client.put(f"{cc(a)}/queues/{sales['id']}/members", headers=a.headers,
+                                  json={"employee_ids": [a.alice]}))
+    body = {"full_name": "Sveta", "email": "sveta@wb-a.example", "web_password": "sveta-password",
+            "role": "supervisor"}
+    sveta = (await ok(await api.client.post(f"{a.base}/employees", headers=a.headers, json=body), 201))["id"]
+    await ok(await api.client.put(f"{cc(a)}/queues/{support['id']}/supervisors", headers=a.headers,
+                                  json={"employee_ids": [sveta]}))  # Sveta supervises Support only
+    login = await ok(await api.client.post("/api/v1/auth/login",
+                                           json={"email": "sveta@wb-a.example", "password": "sveta-password"}))
+    await runtime.settled()
+    await ok(await api.client.post(f"{cc(a)}/agents/{a.alice}/login", headers=a.alice_headers, json={}))
+    runtime.feed(lambda c, now: c.join("call-1", sales["id"], now, number="+74950000001"))
+    clock = runtime.clock
+    assert isinstance(clock, Clock)
+    clock.now += 7
+    await runtime.flush()
+    bus = LocalBus(close_timeout=0.1)
+    app = mount(api, bus, wallboard_interval=0.05)
+    path = f"/api/v1/tenants/{a.id}/events"
+    sockets = {who: WsClient(app, path, query_token=token, query="wallboard=1") for who, token in (
+        ("admin", secret(a.headers)), ("admin2", secret(a.headers)), ("sveta", login["access_token"]),
+        ("alice", secret(a.alice_headers)))}
+    other = WsClient(app, f"/api/v1/tenants/{b.id}/events", query_token=secret(b.headers), query="wallboard=1")
+    try:
+        for ws in (*sockets.values(), other):
+            assert await ws.connect() == "websocket.accept"
+
+        async def boards(ws: WsClient, n: int) -> list[dict[str, Any]]:
+            got = []
+            while len(got) < n:
+                event = await ws.event()
+                if event["type"] == "Wallboard":
+                    got.append(event)
+            return got
+
+        # the admin's board is the REST wallboard's, and comes again each interval
+        rest = await ok(await api.client.get(f"{cc(a)}/wallboard", headers=a.headers))
+        first, second = await boards(sockets["admin"], 2)
+        assert first["queues"] == second["queues"] == rest["queues"]
+        assert [(q["name"], q["waiting"], q["longest_wait"]) for q in first["queues"]] == [
+            ("Sales", 1, 7.0), ("Support", 0, 0.0)]
+        assert [(x["employee_id"], x["status"]) for x in first["agents"]] == [(a.alice, "ringing")]
+        clock.now += 5  # the figures move with the live state
+        runtime.feed(lambda c, now: c.caller_left("call-1", now))
+        for _ in range(200):
+            [board] = await boards(sockets["admin2"], 1)
+            if board["queues"][0]["abandoned"] == 1:
+                break
+        assert (board["queues"][0]["waiting"], board["queues"][0]["offered"]) == (0, 1)
+        # a queue supervisor: Support and its agents only; another company: its own queue only
+        [seen] = await boards(sockets["sveta"], 1)
+        assert [q["name"] for q in seen["queues"]] == ["Support"] and seen["agents"] == []
+        [theirs] = await boards(other, 1)
+        assert [(q["queue_id"] != sales["id"], q["offered"]) for q in theirs["queues"]] == [(True, 0)]
+        # an employee asking gets her own agent events, never the board
+        bus.publish(AgentStateChanged(tenant_id=a.id, employee_id=a.alice, status="available", queues=(sales["id"],)))
+        assert (await sockets["alice"].event())["type"] == "AgentStateChanged"
+        await asyncio.sleep(0.3)
+        frames = []
+        while not sockets["alice"].from_app.empty():
+            frames.append(json.loads(sockets["alice"].from_app.get_nowait()["text"]))
+        assert frames == []
+        # two admin sockets every 0.05 s for a while: the board is computed about once per 0.9 s, not per socket
+        feed = app.state.wallboard_feed
+        assert feed.computed < 20
+    finally:
+        for ws in (*sockets.values(), other):
+            await ws.disconnect()
+        await bus.close()
+
+
+async def test_the_wallboard_feed_shares_one_computation_per_tenant_and_scope(
+        api: Api, make_tenant: Any, runtime: CallCenterRuntime, db: Database) -> None:
+    import asyncio
+
+    from zvonok.callcenter.wallboard import WallboardFeed
+
+    a = await make_company(api, make_tenant, "wf-a.example")
+    queue = await new_queue(api, a, wrap_up=0)
+    await runtime.settled()
+    clock = Clock()
+    feed = WallboardFeed(db, runtime, max_age=1.0, forget_after=30.0, clock=clock)
+    boards = await asyncio.gather(*(feed.get(a.id) for _ in range(5)))
+    assert feed.computed == 1 and all(b is boards[0] for b in boards)
+    assert [q.queue_id for q in boards[0].queues] == [queue["id"]]
+    assert [q.queue_id for q in (await feed.get(a.id, frozenset())).queues] == []  # a scope of its own
+    assert feed.computed == 2
+    clock.now += 1.5  # older than max_age: computed again
+    await feed.get(a.id)
+    assert feed.computed == 3
+    clock.now += 31  # nobody asked for a while: forgotten
+    await feed.get(a.id)
+    assert set(feed._boards) == {(a.id, None)} and feed.computed == 4

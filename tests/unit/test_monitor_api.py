@@ -26,7 +26,7 @@ async def test_refusals_are_audited_for_the_tenant_asked_about(api: Any, make_te
     employee = {"Authorization": f"Bearer {r.json()['access_token']}"}
 
     r = await api.client.get(f"{base}/monitor-sessions", headers=a.headers)  # another company's admin
-    assert r.status_code == 404, r.text
+    assert r.status_code == 403, r.text
     r = await api.client.post(f"{base}/monitor-sessions/abc/mode", headers=employee, json={"mode": "barge"})
     assert r.status_code == 403, r.text
     r = await api.client.get(f"{base}/monitor-sessions", headers=b.headers)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from bench_script import load
 
 from zvonok import metrics, natsbus
 from zvonok.natsbus import NatsBus
@@ -21,9 +22,9 @@ from zvonok.telephony.events import CallEnded, CallEvent, Disposition, HangupSid
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """Below the kernel's ephemeral range (bench/_common.py): a port picked here and left unbound while a test
+    waits is not handed to some client socket meanwhile."""
+    return int(load("_common").free_port())
 
 
 class NatsServer:
@@ -47,11 +48,15 @@ class NatsServer:
         for _ in range(200):
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
             except OSError:
                 if self.proc.poll() is not None:
                     break
                 time.sleep(0.05)
+                continue
+            time.sleep(0.1)
+            if self.proc.poll() is None:  # ours answers (not another process that took the port meanwhile)
+                return
+            break
         pytest.fail("nats-server did not start:\n" + (self.workdir / "nats.log").read_text(errors="replace"))
 
     def stop(self) -> None:
@@ -76,10 +81,14 @@ def _ended(call_id: str) -> CallEnded:
                      hangup_side=HangupSide.CALLER, cause="normal")
 
 
-async def _until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.05)
+async def _until(predicate: Callable[[], bool], timeout: float = 30.0, *, state: Callable[[], object] = str) -> None:
+    """Until ``predicate`` holds; after ``timeout`` an AssertionError saying ``state()``."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"not within {timeout} s; {state()}") from None
 
 
 async def test_nats_away_events_are_buffered_then_dropped_and_counted_and_the_bus_reconnects(
@@ -181,7 +190,8 @@ async def test_a_node_starts_without_nats_and_connects_when_it_appears(
 
         other.subscribe(on_cluster, event_types=[CallEnded], cluster=True)  # a websocket on another node
         bus.publish(_ended("after"))
-        await _until(lambda: seen == ["after"])  # events reach the other node
+        await _until(lambda: seen == ["after"], state=lambda: (  # events reach the other node
+            seen, bus.connected, other.connected, bus.published, bus.dropped, other.received, server.proc))
         # what was held while NATS was away went into the stream first, in order; the durable consumer got it
         await _until(lambda: "after" in durable)
         assert durable == [*away[:kept], "after"], (durable, bus.dropped)

@@ -188,9 +188,9 @@ async def test_monitoring_started_over_rest_rings_the_supervisor(api: Api, make_
     assert r.status_code == 422
     r = await api.client.post(url, headers=ids["apetr-headers"], json={"extension": "101"})
     assert r.status_code == 403
-    # another company: 404, and its extensions are not ours
+    # another company's admin: 403 (audited), and its extensions are not ours
     r = await api.client.post(url, headers=b.headers, json={"extension": "101", "supervisor": "102"})
-    assert r.status_code == 404
+    assert r.status_code == 403
     r = await api.client.post(url, headers=a.headers, json={"extension": "101", "supervisor": "109"})
     assert r.status_code == 404
 

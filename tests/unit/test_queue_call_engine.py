@@ -9,16 +9,18 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from callengine_harness import TENANT, Device, Harness
+from callengine_harness import TENANT, Device, Harness, PhoneCall
 from test_pickup_park_engine import _refer_from_caller
 from test_ring_group_engine import FakeGroups
 
 from zvonok.callcenter import log as ql
+from zvonok.callcenter.agents import Agent
 from zvonok.callcenter.center import Action, ContactCenter
 from zvonok.callcenter.desk import CenterDesk
 from zvonok.callcenter.log import QueueLogEntry
@@ -80,6 +82,23 @@ class FakeRuntime:
     def events(self, *names: str) -> list[QueueLogEntry]:
         return [e for e in self.log if e.event in names]
 
+    # the agent inputs the REST API (and the agents' feature codes) make, as the real runtime has them
+    def agent(self, tenant_id: int, employee_id: int) -> Agent | None:
+        return self.center.agents.get(employee_id) if tenant_id == TENANT else None
+
+    def login(self, tenant_id: int, employee_id: int, queue_ids: list[int], skills: dict[str, int]) -> Agent:
+        self.feed(lambda c, now: c.login(employee_id, queue_ids, now, skills=skills))
+        return self.center.agents[employee_id]
+
+    def logout(self, employee_id: int, queue_ids: list[int] | None) -> None:
+        self.feed(lambda c, now: c.logout(employee_id, queue_ids, now))
+
+    def pause(self, employee_id: int, reason: str) -> None:
+        self.feed(lambda c, now: c.pause(employee_id, reason, now))
+
+    def unpause(self, employee_id: int) -> None:
+        self.feed(lambda c, now: c.unpause(employee_id, now))
+
 
 class FakeMusic:
     def source_for(self, tenant_id: int) -> Prompt:
@@ -93,12 +112,17 @@ class MemoryDesk(CenterDesk):
         super().__init__(runtime)
         self.queues: dict[str, QueueRef] = {}
         self.extensions: dict[int, list[str]] = {}
+        self.members: dict[int, list[int]] = {}  # employee -> the queues it is a member of (feature codes)
 
     async def queue(self, tenant_id: int, key: str) -> QueueRef | None:
         return self.queues.get(key) if tenant_id == TENANT else None
 
     async def agent_extensions(self, tenant_id: int, agent_id: int) -> list[str]:
         return self.extensions.get(agent_id, [])
+
+    async def membership(self, tenant_id: int, employee_id: int) -> tuple[list[int], dict[str, int]] | None:
+        queues = self.members.get(employee_id) if tenant_id == TENANT else None
+        return (queues, {}) if queues is not None else None
 
 
 @dataclasses.dataclass
@@ -141,6 +165,10 @@ def center() -> Center:
     desk = MemoryDesk(runtime)
     h.engine.queue_calls = QueueCalls(h.engine, desk)
     desk.attach(h.engine.queue_calls)
+    # as the composition root wires it: a device registering or going is announced on the bus
+    h.location.on_change = lambda tenant, extension: h.bus.publish(ev.RegistrationChanged(
+        tenant_id=tenant, extension_id=extension, devices=len(h.location.lookup(tenant, extension, h.now)),
+        at=h.now))
     return Center(h, runtime, desk)
 
 
@@ -202,6 +230,95 @@ def test_an_unanswered_or_busy_offer_goes_on_to_the_next_agent() -> None:
         answer(h, third)
         (connect,) = c.runtime.events(ql.CONNECT)
         assert connect.agent_id == 3
+
+
+def _two_callers_then_an_agent(c: Center) -> tuple[PhoneCall, PhoneCall, list[Device]]:
+    """Two callers waiting in queue 500 (nobody logged in when they came), then agent 1 logs in: the
+    first caller, at the head of the line, rings agent 1's phone."""
+    h = c.h
+    queue_id = c.queue("500", strategy=Strategy.LONGEST_IDLE, ring_timeout=15, retry=60)
+    first, second = h.call(h.extension("101"), "500"), h.call(h.extension("102"), "500")
+    first.ack()
+    second.ack()
+    agent = c.agent("201", 1, queue_id)
+    h.reply(h.invites_to(agent)[-1], 180)
+    assert first.engine_call is not None and c.runtime.center.waiting[first.engine_call.id].offered == {1}
+    return first, second, agent
+
+
+def _back_at_the_head_and_offered_to_the_next(c: Center, first: PhoneCall, second: PhoneCall, reason: str) -> None:
+    h = c.h
+    assert first.engine_call is not None and second.engine_call is not None
+    (missed,) = c.runtime.events(ql.RINGNOANSWER)
+    assert (missed.agent_id, missed.call_id, missed.data["reason"]) == (1, first.engine_call.id, reason)
+    assert c.runtime.center.position(first.engine_call.id) == 1  # its place kept: still first in line
+    assert c.runtime.center.waiting[first.engine_call.id].offered == set()
+    queue_id = c.runtime.center.waiting[first.engine_call.id].queue_id
+    nxt = c.agent("202", 2, queue_id)  # the next agent gets the first caller, not the second
+    assert c.runtime.center.waiting[first.engine_call.id].offered == {2}
+    answer(h, nxt)
+    (connect,) = c.runtime.events(ql.CONNECT)
+    assert (connect.agent_id, connect.call_id) == (2, first.engine_call.id)
+    assert c.runtime.center.position(second.engine_call.id) == 1
+    first.bye()
+    second.bye()
+
+
+@pytest.mark.parametrize(("failure", "reason"), [(503, "unavailable"), (408, "no_answer")])
+def test_an_agent_phone_failing_mid_offer_returns_the_caller_to_the_head(failure: int, reason: str) -> None:
+    c = center()
+    h = c.h
+    with h:
+        first, second, agent = _two_callers_then_an_agent(c)
+        fork = h.invites_to(agent)[-1]
+        if failure == 408:
+            h.timeout(fork)  # Timer B: the phone went away without a word
+        else:
+            h.reply(fork, 503)
+        _back_at_the_head_and_offered_to_the_next(c, first, second, reason)
+
+
+def test_an_agent_phone_unregistering_while_rung_returns_the_caller_to_the_head_at_once() -> None:
+    c = center()
+    h = c.h
+    with h:
+        first, second, agent = _two_callers_then_an_agent(c)
+        rung_at = h.now
+        fork = h.invites_to(agent)[-1]
+        extension = h.directory.extensions[(TENANT, "201")]
+        (binding,) = h.location.lookup(TENANT, extension.extension_id, h.now)
+        h.deliver(h.location.remove, TENANT, extension.extension_id, binding.contact)  # REGISTER Expires: 0
+        assert fork.cancelled is not None  # its INVITE cancelled, without waiting for the ring timeout
+        _back_at_the_head_and_offered_to_the_next(c, first, second, "unavailable")
+        assert h.now == rung_at  # no timer had to fire
+
+
+def test_one_of_an_agents_two_phones_unregistering_leaves_the_other_ringing() -> None:
+    c = center()
+    h = c.h
+    with h:
+        queue_id = c.queue("500", ring_timeout=15)
+        phones = h.extension("201", devices=2)
+        key = (TENANT, "201")
+        h.directory.extensions[key] = dataclasses.replace(h.directory.extensions[key], employee_id=1)
+        c.desk.extensions[1] = ["201"]
+        h.run(c._login(1, queue_id))
+        call = h.call(h.extension("101"), "500")
+        call.ack()
+        forks = [h.invites_to(phone)[-1] for phone in phones]
+        for fork in forks:
+            h.reply(fork, 180)
+        gone = next(b for b in h.location.lookup(TENANT, h.directory.extensions[key].extension_id, h.now)
+                    if b.contact.endswith(f"{phones[0].peer.host}:{phones[0].peer.port}"))
+        h.deliver(h.location.remove, TENANT, gone.extension_id, gone.contact)
+        assert forks[0].cancelled is not None and forks[1].cancelled is None
+        assert c.runtime.events(ql.RINGNOANSWER) == []  # the offer goes on, on the other phone
+        h.reply(forks[0], 487)  # the CANCEL's answer decides nothing
+        assert c.runtime.events(ql.RINGNOANSWER) == []
+        h.reply(forks[1], 200, device=phones[1])
+        (connect,) = c.runtime.events(ql.CONNECT)
+        assert connect.agent_id == 1
+        call.bye()
 
 
 def test_a_caller_hanging_up_in_line_abandons_and_hears_its_position_meanwhile() -> None:
@@ -314,6 +431,35 @@ def test_a_number_whose_destination_is_a_queue() -> None:
         call.bye()  # the caller hangs up
         (complete,) = c.runtime.events(ql.COMPLETEAGENT, ql.COMPLETECALLER)
         assert complete.event == ql.COMPLETECALLER
+
+
+def test_a_numbers_schedule_leads_into_a_queue_in_office_hours_and_elsewhere_after() -> None:
+    c = center()
+    h = c.h
+    with h:
+        _, carrier = h.trunk()
+        queue_id = c.queue("500")
+        agent = c.agent("201", 4, queue_id)
+        desk = h.extension("102")
+        today = time.gmtime().tm_wday  # the harness's clock is the real one
+        for number, days in (("+74951234567", [today]), ("+74951234568", [(today + 3) % 7])):
+            # the whole of one weekday into the queue; any other day to extension 102
+            h.did(number, "schedule", {"timezone": "UTC", "rules": [
+                {"days": days, "from": "00:00", "to": "00:00", "destination": {"kind": "queue", "number": "500"}}],
+                "default": {"kind": "extension", "number": "102"}})
+        call = h.call_from_trunk(carrier, "+79161234567", "+74951234567")  # today: the queue
+        assert call.final_status() == 200
+        call.ack()
+        (enter,) = c.runtime.events(ql.ENTERQUEUE)
+        assert (enter.queue_id, enter.data["number"]) == (queue_id, "+79161234567")
+        answer(h, agent)
+        (connect,) = c.runtime.events(ql.CONNECT)
+        assert connect.agent_id == 4
+        call.bye()
+        other = h.call_from_trunk(carrier, "+79161234567", "+74951234568")  # not that weekday: 102 rings
+        assert h.invites_to(desk)
+        assert len(c.runtime.events(ql.ENTERQUEUE)) == 1
+        other.cancel()
 
 
 def test_the_wait_prompt_covers_the_estimate() -> None:

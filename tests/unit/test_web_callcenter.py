@@ -216,16 +216,16 @@ async def test_callback_requests_on_the_agents_page_and_the_employees_own(
         ivan = (await session.execute(select(Employee.id).where(Employee.tenant_id == a.id))).scalar_one()
     async with web.client() as employee:
         assert (await login(employee, a.employee)).status_code == 303
-        assert 'id="callbacks"' not in (await employee.get("/me")).text  # in no queue: no such section
+        assert 'id="callbacks"' not in (await employee.get("/me/agent")).text  # in no queue: no such section
         edit = f"/callcenter/queues/{queue.id}"
         assert (await _post(admin_a, edit, f"{edit}/members", {"employee_id": str(ivan)})).status_code == 303
         await live.settled()
-        assert "No callback requests are waiting." in (await employee.get("/me")).text
+        assert "No callback requests are waiting." in (await employee.get("/me/agent")).text
         for n in (1, 2):
             live.feed(lambda c, now, n=n: c.join(f"cb-{n}", queue.id, now, number=f"+7495111223{n}"))
             live.feed(lambda c, now, n=n: c.request_callback(f"cb-{n}", now))
         await live.flush()
-        mine = (await employee.get("/me")).text
+        mine = (await employee.get("/me/agent")).text  # the agent's panel
         assert 'id="callbacks"' in mine and mine.index("+74951112231") < mine.index("+74951112232")
         assert "Support (700)" in mine and "/cancel" not in mine  # read-only for the agent
         page = (await admin_a.get("/callcenter/agents")).text

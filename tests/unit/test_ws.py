@@ -30,7 +30,8 @@ Api = Any
 class WsClient:
     """One websocket connection to an ASGI app, in this event loop."""
 
-    def __init__(self, app: FastAPI, path: str, *, token: str | None = None, query_token: str | None = None) -> None:
+    def __init__(self, app: FastAPI, path: str, *, token: str | None = None, query_token: str | None = None,
+                 query: str = "") -> None:
         headers = [(b"host", b"zvonok.test")]
         if token is not None:
             headers.append((b"authorization", f"Bearer {token}".encode()))
@@ -38,7 +39,7 @@ class WsClient:
             "type": "websocket", "asgi": {"version": "3.0"}, "http_version": "1.1", "scheme": "ws",
             "server": ("zvonok.test", 80), "client": ("127.0.0.1", 40000), "root_path": "",
             "path": path, "raw_path": path.encode(), "headers": headers, "subprotocols": [],
-            "query_string": f"token={query_token}".encode() if query_token else b"",
+            "query_string": "&".join(q for q in (f"token={query_token}" if query_token else "", query) if q).encode(),
         }
         self.app = app
         self.to_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()

@@ -24,6 +24,11 @@ they do. An employee's extensions are looked up when the socket opens and again 
 (an extension given to them or taken away meanwhile counts from then on). Each connection has a
 bounded (lossy) bus subscription: a client that cannot keep up loses events, and is told so by a
 ``{"type": "EventsDropped", "dropped": <total so far>}`` frame before the next event it gets.
+
+With ``?wallboard=1`` an admin or supervisor also gets ``{"type": "Wallboard", ...}`` every second: the call
+center's live state and today's KPIs per queue and agent, the body of ``GET .../callcenter/wallboard`` (a queue
+supervisor's queues and agents only). Anyone else asking gets no such frames. The figures are computed once a
+second per tenant and scope however many sockets watch (:class:`~zvonok.callcenter.wallboard.WallboardFeed`).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from zvonok.api.auth import Principal, require_principal, tenant_access
 from zvonok.bus import Bus, serialize
 from zvonok.callcenter.events import AgentStateChanged, QueueStateChanged
 from zvonok.callcenter.scope import scope_of
+from zvonok.callcenter.wallboard import WallboardFeed
 from zvonok.cdr.events import CdrWritten
 from zvonok.crm.events import DealChanged, InvoiceOverdue, ScreenPop, TaskChanged, TaskDue, TaskEscalated
 from zvonok.org.events import AccessRevoked, ForwardingChanged
@@ -201,6 +207,22 @@ async def _supervised_queues(websocket: WebSocket, tenant_id: int, principal: Pr
                               account_id=principal.owner_id if principal.token_id is not None else None)
 
 
+def _wallboard_feed(websocket: WebSocket) -> WallboardFeed | None:
+    """The app's wallboard feed, made on first use (None: no call center runs in this process)."""
+    state = websocket.app.state
+    runtime = getattr(state, "callcenter", None)
+    if runtime is None:
+        return None
+    feed: WallboardFeed | None = getattr(state, "wallboard_feed", None)
+    if feed is None or feed.runtime is not runtime:
+        feed = state.wallboard_feed = WallboardFeed(state.db, runtime)
+    return feed
+
+
+def _asks_wallboard(websocket: WebSocket) -> bool:
+    return websocket.query_params.get("wallboard", "").lower() in ("1", "true", "yes")
+
+
 async def _until_disconnect(websocket: WebSocket) -> None:
     """Read and ignore client frames until the client goes away."""
     while True:
@@ -209,7 +231,8 @@ async def _until_disconnect(websocket: WebSocket) -> None:
             return
 
 
-def events_router(bus: Bus, *, queue_size: int = 1000, reauth_interval: float = 60.0) -> APIRouter:
+def events_router(bus: Bus, *, queue_size: int = 1000, reauth_interval: float = 60.0,
+                  wallboard_interval: float = 1.0) -> APIRouter:
     """The websocket route, streaming from ``bus``; mount with ``create_app(..., routers=[...])``."""
     router = APIRouter()
 
@@ -225,6 +248,15 @@ def events_router(bus: Bus, *, queue_size: int = 1000, reauth_interval: float = 
                                     queues=await _supervised_queues(websocket, tenant_id, who))
         gone = asyncio.Event()
         reported_drops = 0
+        sending = asyncio.Lock()  # the events and the wallboard's frames come from two tasks
+
+        async def send(texts: list[str]) -> None:
+            try:
+                async with sending:
+                    for text in texts:
+                        await websocket.send_text(text)
+            except (WebSocketDisconnect, RuntimeError, OSError):  # the client is gone
+                gone.set()
 
         async def deliver(event: Any) -> None:
             nonlocal reported_drops
@@ -233,20 +265,29 @@ def events_router(bus: Bus, *, queue_size: int = 1000, reauth_interval: float = 
             frames = visibility.admit(event)
             if not frames:
                 return
-            try:
-                if sub.dropped != reported_drops:
-                    reported_drops = sub.dropped
-                    await websocket.send_text(json.dumps({"type": "EventsDropped", "dropped": reported_drops}))
-                for frame in frames:
-                    await websocket.send_text(json.dumps(serialize(frame)))
-            except (WebSocketDisconnect, RuntimeError, OSError):  # the client is gone
-                gone.set()
+            texts = []
+            if sub.dropped != reported_drops:
+                reported_drops = sub.dropped
+                texts.append(json.dumps({"type": "EventsDropped", "dropped": reported_drops}))
+            await send([*texts, *(json.dumps(serialize(frame)) for frame in frames)])
+
+        async def push_wallboard(feed: WallboardFeed) -> None:
+            while not gone.is_set():
+                try:
+                    board = await feed.get(tenant_id, visibility.queues)
+                except Exception:  # e.g. the database away for a moment: the next second tries again
+                    log.warning("wallboard for tenant %d not computed", tenant_id, exc_info=True)
+                else:
+                    await send([json.dumps({"type": "Wallboard", **board.model_dump(mode="json")})])
+                await asyncio.sleep(wallboard_interval)
 
         sub = bus.subscribe(
             deliver, event_types=STREAMED_TYPES, where=lambda e: e.tenant_id == tenant_id, maxsize=queue_size,
             name=f"ws:tenant{tenant_id}", cluster=True,  # the calls of every node
         )
         receiver = asyncio.create_task(_until_disconnect(websocket))
+        feed = _wallboard_feed(websocket) if visibility.call_center and _asks_wallboard(websocket) else None
+        pusher = asyncio.create_task(push_wallboard(feed)) if feed is not None else None
         gone_wait = asyncio.create_task(gone.wait())
         revoked = asyncio.Event()
 
@@ -282,6 +323,8 @@ def events_router(bus: Bus, *, queue_size: int = 1000, reauth_interval: float = 
             db.remove_listener(on_commit)
             gone.set()
             receiver.cancel()
+            if pusher is not None:
+                pusher.cancel()
             gone_wait.cancel()
             revoked_wait.cancel()
             await sub.close()

@@ -48,7 +48,7 @@ from .log import QueueLogEntry
 from .queues import QueueConfig, Strategy
 from .strategies import rank
 
-__all__ = ["Announce", "CallbackChange", "CancelOffer", "CenterError", "ContactCenter", "Offer", "Overflow",
+__all__ = ["Announce", "CallbackChange", "Caller", "CancelOffer", "CenterError", "ContactCenter", "Offer", "Overflow",
            "QueueSnapshot", "Waiting"]
 
 _S = AgentStatus
@@ -122,6 +122,7 @@ class _InCall:
     original_position: int
     entry: Waiting | None = None  # a callback whose customer the engine is calling (no CONNECT yet)
     ring: float = 0.0  # seconds the agent's phone rang
+    number: str = ""  # the caller's (or the callback's customer's) number: the agent's screen
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -149,6 +150,16 @@ class CallbackChange:
     retry_at: float | None = None  # a retry's earliest offer
     requested_at: float | None = None  # set on the request itself (a new row); None: an update
     position: int = 0  # the place in line when requested
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Caller:
+    """Whom an agent's phone rings for, or whom the agent talks to (the agent's panel)."""
+
+    call_id: str
+    queue_id: int
+    number: str
+    callback: bool  # a callback request not yet connected: the agent's phone rings, or its customer is being called
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,7 +352,7 @@ class ContactCenter:
         self._set_status(agent, _S.ON_CALL, now, queue_id=entry.queue_id)
         self.in_call[call_id] = _InCall(queue_id=entry.queue_id, agent_id=agent_id, joined_at=entry.joined_at,
                                         answered_at=now, original_position=entry.original_position,
-                                        entry=entry if entry.callback else None, ring=ring)
+                                        entry=entry if entry.callback else None, ring=ring, number=entry.number)
         if not entry.callback:  # a callback connects when its customer answers (callback_answered)
             self._entry(now, ql.CONNECT, queue_id=entry.queue_id, call_id=call_id, agent_id=agent_id,
                         hold=now - entry.joined_at, ring=ring, position=entry.original_position)
@@ -665,6 +676,18 @@ class ContactCenter:
                                 waiting=max(0.0, now - e.joined_at), attempts=e.attempts,
                                 retry_in=max(0.0, e.not_before - now), ringing=bool(e.offered))
                 for place, e in enumerate(self._line(queue_id), 1) if e.callback]
+
+    def caller(self, agent_id: int) -> Caller | None:
+        """The caller offered to the agent (RINGING) or talking to them (ON_CALL); None otherwise."""
+        agent = self.agents.get(agent_id)
+        if agent is None:
+            return None
+        if agent.offer is not None and (entry := self.waiting.get(agent.offer)) is not None:
+            return Caller(call_id=entry.call_id, queue_id=entry.queue_id, number=entry.number, callback=entry.callback)
+        if agent.call is not None and (call := self.in_call.get(agent.call)) is not None:
+            return Caller(call_id=agent.call, queue_id=call.queue_id, number=call.number,
+                          callback=call.entry is not None)
+        return None
 
     # -- inside --------------------------------------------------------------------------------------
     def _queue(self, queue_id: int) -> QueueConfig:

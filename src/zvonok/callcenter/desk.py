@@ -9,7 +9,9 @@ fails at once) is a fresh input, not one nested in another. Queue numbers and ag
 from the database here (telephony runs no SQL). A callback's offer goes to the application's
 ``offer_callback`` (:mod:`zvonok.telephony.queue_callback`: the agent's phone first, then the customer), which
 reports back with ``callback_answered`` / ``callback_failed``. Several nodes: an offer rings only once the
-runtime has taken the agent for this node (:meth:`~.runtime.CallCenterRuntime.claim`).
+runtime has taken the agent for this node (:meth:`~.runtime.CallCenterRuntime.claim`). An agent's feature
+code from its phone (:mod:`zvonok.telephony.agent_codes`: ``*45`` log in, ``*46`` log out, ``*47`` pause)
+goes to the same runtime methods as the REST API's login, logout, pause and unpause.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 
 from zvonok.org import events as org_events
-from zvonok.org.models import Extension
+from zvonok.org.models import Employee, Extension
+from zvonok.telephony.agent_codes import PHONE_PAUSE_REASON, AgentCode, AgentOutcome, AgentRequest
 from zvonok.telephony.queue_call import QueueInfo, QueueRef
 
-from .agents import AgentStatus
-from .center import Action, Announce, CancelOffer, Offer, Overflow
+from . import service
+from .agents import AgentError, AgentStatus
+from .center import Action, Announce, CancelOffer, CenterError, Offer, Overflow
 from .runtime import CallCenterRuntime
 
 if TYPE_CHECKING:
@@ -176,3 +180,51 @@ class CenterDesk:
         """Logged in to a queue (or finishing a queue call)."""
         agent = self.runtime.center.agents.get(agent_id)
         return agent is not None and agent.status is not AgentStatus.OFFLINE
+
+    # -- agents' feature codes ----------------------------------------------------------------------------
+    async def agent_code(self, tenant_id: int, employee_id: int, request: AgentRequest) -> AgentOutcome:
+        """``*45`` / ``*46`` (all the employee's queues, or the one numbered) and ``*47`` (pause or resume)."""
+        runtime = self.runtime
+        queue_id = None
+        if request.queue:
+            queue_id = next((q.id for q in runtime.center.queues.values()
+                             if q.tenant_id == tenant_id and q.number == request.queue), None)
+            if queue_id is None:
+                return AgentOutcome.NOT_AGENT
+        agent = runtime.agent(tenant_id, employee_id)
+        try:
+            if request.code is AgentCode.LOGIN:
+                membership = await self.membership(tenant_id, employee_id)
+                if membership is None:
+                    return AgentOutcome.NOT_AGENT
+                queues, skills = membership
+                wanted = [q for q in queues if q in runtime.center.queues and queue_id in (None, q)]
+                if not wanted:
+                    return AgentOutcome.NOT_AGENT
+                state = runtime.login(tenant_id, employee_id, wanted, skills)
+                # logged in while paused: still paused (low beeps: no queue calls yet; *47 resumes)
+                return AgentOutcome.PAUSED if state.status is AgentStatus.NOT_READY else AgentOutcome.LOGGED_IN
+            logged_in = set(agent.queues) if agent is not None else set()
+            if request.code is AgentCode.LOGOUT:
+                if not (logged_in if queue_id is None else logged_in & {queue_id}):
+                    return AgentOutcome.NOT_LOGGED_IN
+                runtime.logout(employee_id, None if queue_id is None else [queue_id])
+                return AgentOutcome.LOGGED_OUT
+            if agent is None or agent.status is AgentStatus.OFFLINE:
+                return AgentOutcome.NOT_LOGGED_IN
+            if agent.status is AgentStatus.NOT_READY or agent.pause_after is not None:
+                runtime.unpause(employee_id)  # (a pause waiting for the call's end is dropped, too)
+                return AgentOutcome.RESUMED
+            runtime.pause(employee_id, PHONE_PAUSE_REASON)
+            return AgentOutcome.PAUSED
+        except (AgentError, CenterError):
+            return AgentOutcome.NOT_LOGGED_IN
+
+    async def membership(self, tenant_id: int, employee_id: int) -> tuple[list[int], dict[str, int]] | None:
+        """The queues an active employee is a member of and its skills (None: no such active employee)."""
+        async with self.runtime.db.session() as session:
+            employee = await session.get(Employee, employee_id)
+            if employee is None or employee.tenant_id != tenant_id or not employee.active:
+                return None
+            return (await service.member_queues(session, tenant_id, employee_id),
+                    await service.skills(session, tenant_id, employee_id))

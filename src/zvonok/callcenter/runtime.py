@@ -98,7 +98,7 @@ from zvonok.storage.db import Database, emit
 from . import callbacks, service
 from . import log as ql
 from .agents import BUSY, Agent, AgentStatus
-from .center import Action, CallbackChange, CallbackRequest, ContactCenter, Offer, QueueSnapshot
+from .center import Action, CallbackChange, CallbackRequest, Caller, ContactCenter, Offer, QueueSnapshot
 from .events import (
     AgentChanged,
     AgentPresenceChanged,
@@ -802,6 +802,14 @@ class CallCenterRuntime:
     def agent(self, tenant_id: int, employee_id: int) -> Agent | None:
         agent = self.center.agents.get(employee_id)
         return agent if agent is not None and self._agent_tenant.get(employee_id) == tenant_id else None
+
+    def caller(self, tenant_id: int, employee_id: int) -> Caller | None:
+        """The caller offered to or talking to the tenant's agent (the agent's panel)."""
+        return self.center.caller(employee_id) if self.agent(tenant_id, employee_id) is not None else None
+
+    def seconds_since(self, monotonic: float) -> float:
+        """Seconds from a time of the center's clock (an agent's ``since``) to now."""
+        return max(0.0, self.clock() - monotonic)
 
     def snapshot(self, tenant_id: int, queue_id: int) -> QueueSnapshot | None:
         config = self.center.queues.get(queue_id)

@@ -7,11 +7,20 @@ local midnight, so the wallboard and the historic day report agree by constructi
 status has not been logged yet (its AGENTSTATUS row is written when it ends): its time so far is added to
 the busy or available seconds, so occupancy moves while an agent talks. A supervisor limited to some
 queues (``scope``, :mod:`.scope`) gets those queues and their agents only.
+
+:class:`WallboardFeed` gives the same answer to the websocket (a ``Wallboard`` frame every second, :mod:`zvonok.api.ws`):
+computed at most once per ``max_age`` for each tenant and scope, however many sockets watch it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
+
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from zvonok.storage.db import Database
 
 from . import reports, service
 from . import schemas as s
@@ -78,3 +87,46 @@ async def wallboard(session: AsyncSession, runtime: CallCenterRuntime, tenant_id
             occupancy=_ratio(queue_busy, queue_busy + sum(a for _, a in members))))
     agents.sort(key=lambda a: (a.full_name, a.employee_id))
     return s.WallboardOut(at=now, day_start=day_start, queues=queues, agents=agents, callbacks=callbacks)
+
+
+class WallboardFeed:
+    """The wallboard of a tenant (and a supervisor's scope) computed at most once per ``max_age`` seconds: the
+    sockets watching the same one share it, and one computation runs at a time per key. Keys nobody asked for
+    in ``forget_after`` seconds are dropped."""
+
+    def __init__(self, db: Database, runtime: CallCenterRuntime, *, max_age: float = 0.9, forget_after: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.db = db
+        self.runtime = runtime
+        self.max_age = max_age
+        self.forget_after = forget_after
+        self.clock = clock
+        self.computed = 0  # how many times a wallboard was computed (for tests and metrics)
+        self._boards: dict[tuple[int, Scope], tuple[float, s.WallboardOut]] = {}
+        self._locks: dict[tuple[int, Scope], asyncio.Lock] = {}
+        self._asked: dict[tuple[int, Scope], float] = {}
+
+    async def get(self, tenant_id: int, scope: Scope = None) -> s.WallboardOut:
+        key = (tenant_id, scope)
+        self._asked[key] = self.clock()
+        self._forget()
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:  # a second socket asking meanwhile gets the board the first one computes
+            kept = self._boards.get(key)
+            if kept is not None and self.clock() - kept[0] < self.max_age:
+                return kept[1]
+            async with self.db.session() as session:
+                board = await wallboard(session, self.runtime, tenant_id, scope=scope)
+            self.computed += 1
+            self._boards[key] = (self.clock(), board)
+            return board
+
+    def _forget(self) -> None:
+        now = self.clock()
+        for key in [k for k, asked in self._asked.items() if now - asked > self.forget_after]:
+            lock = self._locks.get(key)
+            if lock is not None and lock.locked():
+                continue
+            del self._asked[key]
+            self._boards.pop(key, None)
+            self._locks.pop(key, None)

@@ -71,6 +71,7 @@ from zvonok.sip.uri import SipUri
 
 from . import events as ev
 from .access import AccessNumbers
+from .agent_codes import AgentCodes
 from .auth import Authenticator
 from .call import CODECS, Call, CallSnapshot, Leg, LegState
 from .call_forward import Forwarding
@@ -201,6 +202,7 @@ class CallEngine(LegWiringMixin):
         self.voicemail: Voicemail | None = None  # set by the composition root (telephony/voicemail.py)
         self.queue_calls: QueueCalls | None = None  # set by the composition root (telephony/queue_call.py)
         self.fax: Any = None  # telephony.fax_app.FaxApp, set by the composition root
+        self.agent_codes = AgentCodes(self)  # *45 / *46 / *47: queue login, logout, pause (telephony/agent_codes.py)
         self.monitoring: Monitoring | None = None  # *33<ext>: listen / whisper / barge (telephony/monitor.py)
         self.t38_relay = T38Relay(self)  # a re-INVITE to T.38 passed on through a bridged call (telephony/t38_relay.py)
         self.threeway = ThreeWayCalls(self)  # *3 on a second call joins it with the held one (telephony/threeway.py)
@@ -378,6 +380,9 @@ class CallEngine(LegWiringMixin):
         dialed = uri.user_unescaped or ""
         if dialed.startswith("*") and await self.forwards.feature_code(txn, request, peer, creds.tenant_id, creds.realm,
                                                                caller_ext, dialed, session_expires):
+            return
+        if dialed.startswith("*") and await self.agent_codes.on_dial(txn, request, peer, creds.tenant_id, creds.realm,
+                                                                     caller_ext, dialed, session_expires):
             return
         if dialed.startswith("*") and self.monitoring is not None and await self.monitoring.on_dial(
                 txn, request, peer, creds.tenant_id, creds.realm, caller_ext, dialed, session_expires):

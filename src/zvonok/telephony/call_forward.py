@@ -160,12 +160,17 @@ class Forwarding:
             await self.engine._refuse(call, 404, "no_route")
             return True
         log.info("feature code", call=call.id, tenant=tenant_id, extension=caller_ext.number, code=wanted.code.value)
-        if not await self.engine._negotiate_caller(call):
-            return True
-        self.engine._answer_caller(call)
-        caller = call.caller
-        if caller is not None and caller.endpoint is not None:
-            await self.engine.media.play(caller.endpoint, CONFIRM_TONE)
-        call.limit_timers.append(asyncio.get_running_loop().call_later(
-            CONFIRM_SECONDS, self.engine._hangup, call, None, ev.HangupSide.SYSTEM, "feature_code"))
+        await confirm(self.engine, call)
         return True
+
+
+async def confirm(engine: CallEngine, call: Call, tone: Tone = CONFIRM_TONE) -> None:
+    """A feature code done: answer, play ``tone`` for a moment, hang up (also telephony/agent_codes.py)."""
+    if not await engine._negotiate_caller(call):
+        return
+    engine._answer_caller(call)
+    caller = call.caller
+    if caller is not None and caller.endpoint is not None:
+        await engine.media.play(caller.endpoint, tone)
+    call.limit_timers.append(asyncio.get_running_loop().call_later(
+        CONFIRM_SECONDS, engine._hangup, call, None, ev.HangupSide.SYSTEM, "feature_code"))

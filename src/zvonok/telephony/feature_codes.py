@@ -1,10 +1,12 @@
 """Every number a phone dials for a PBX feature rather than a person: the one list the API and the README
-show. The codes themselves are decided where they act (forwarding.py, pickup.py, park_lot.py, monitor.py)."""
+show. The codes themselves are decided where they act (forwarding.py, agent_codes.py, pickup.py, park_lot.py,
+monitor.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .agent_codes import AgentCode
 from .forwarding import FeatureCode
 from .monitor import SPY_CODE
 from .park_lot import ParkingLot
@@ -33,6 +35,17 @@ def feature_codes(lot: ParkingLot[object] | None = None) -> list[FeatureCodeInfo
                         description="Do not disturb: callers get busy"),
         FeatureCodeInfo(code=FeatureCode.DND_OFF.value, feature="dnd_off", how="dial",
                         description="Do not disturb off"),
+        FeatureCodeInfo(code=AgentCode.LOGIN.value, feature="agent_login", how="dial",
+                        description="Call center: log in to every queue you are a member of (high beeps)"),
+        FeatureCodeInfo(code=f"{AgentCode.LOGIN.value}<queue>", feature="agent_login_queue", how="dial",
+                        description="Call center: log in to queue number <queue> only"),
+        FeatureCodeInfo(code=AgentCode.LOGOUT.value, feature="agent_logout", how="dial",
+                        description="Call center: log out of every queue (low beeps)"),
+        FeatureCodeInfo(code=f"{AgentCode.LOGOUT.value}<queue>", feature="agent_logout_queue", how="dial",
+                        description="Call center: log out of queue number <queue> only"),
+        FeatureCodeInfo(code=AgentCode.PAUSE.value, feature="agent_pause", how="dial",
+                        description="Call center: pause (not ready, reason \"phone\": low beeps); dial again to "
+                                    "resume (high beeps)"),
         FeatureCodeInfo(code=GROUP_PICKUP, feature="pickup", how="dial",
                         description="Answer a call ringing any extension of this phone's pickup group (its "
                                     "pickup_group, else its department)"),

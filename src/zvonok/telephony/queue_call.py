@@ -51,6 +51,7 @@ from zvonok.media.prompts import prompt_path
 from zvonok.sip.sdp import Direction as SdpDirection
 
 from . import events as ev
+from .agent_codes import AgentOutcome, AgentRequest
 from .call import Call, Leg, LegState
 from .leg_events import Answered, Challenged, Progress, Terminated
 from .queue_callback import QueueCallbacks, may_call_back
@@ -112,6 +113,10 @@ class QueueDesk(Protocol):
 
     def is_agent(self, agent_id: int) -> bool: ...
 
+    async def agent_code(self, tenant_id: int, employee_id: int, request: AgentRequest) -> AgentOutcome:
+        """An agent's feature code from its phone (:mod:`.agent_codes`)."""
+        ...
+
 
 class CallControl(Protocol):
     """What the queue application needs of the call engine (:class:`zvonok.telephony.b2bua.CallEngine`)."""
@@ -122,6 +127,7 @@ class CallControl(Protocol):
     location: Any
     calls: dict[str, Call]
     dialogs: dict[Any, Leg]
+    extension_legs: dict[tuple[int, int], set[Leg]]
     trunks: Any
     transfers: Any
     prompt_language: str
@@ -245,6 +251,10 @@ class QueueCalls:
         engine.bus.subscribe(
             self._nothing, event_types=[ev.CallAnswered], where=self._answered_elsewhere, name="queue-agents"
         )
+        # a device unregistering (or expiring) while an offer rings it is gone at once, not at the ring timeout
+        engine.bus.subscribe(
+            self._nothing, event_types=[ev.RegistrationChanged], where=self._devices_changed, name="queue-devices"
+        )
 
     def _answered_elsewhere(self, event: object) -> bool:
         call = self.engine.calls.get(event.call_id) if isinstance(event, ev.CallAnswered) else None
@@ -261,6 +271,35 @@ class QueueCalls:
             ):
                 self.desk.busy_elsewhere(employee, True)
         return False
+
+    def _devices_changed(self, event: object) -> bool:
+        """An agent's phone that unregisters while an offer rings it will not answer: its fork is cancelled, and
+        the offer fails as soon as none of the agent's devices rings any more — the caller is back at the head
+        of the line and offered to the next agent now, not after the ring timeout (Timer B, 32 s, for a phone
+        that vanished without unregistering)."""
+        if not isinstance(event, ev.RegistrationChanged):
+            return False
+        legs = self.engine.extension_legs.get((event.tenant_id, event.extension_id))
+        if not legs:
+            return False
+        contacts = {b.contact for b in self.engine.location.lookup(event.tenant_id, event.extension_id, time.time())}
+        for leg in [leg for leg in legs if leg.contact not in contacts and leg.state is not LegState.ENDED]:
+            session = self._session(leg.call)
+            if session is None or session.state != "waiting":
+                continue
+            for agent_id, ringing in list(session.offers.items()):
+                if leg in ringing:
+                    self._device_gone(leg.call, session, agent_id, leg)
+        return False
+
+    def _device_gone(self, call: Call, session: QueueSession, agent_id: int, leg: Leg) -> None:
+        log.info("queue: agent's device gone while rung", call=call.id, agent=agent_id, contact=leg.contact)
+        ringing = session.offers[agent_id]
+        ringing.remove(leg)  # its final response (487, or Timer B) no longer counts for the offer
+        self.engine._cancel_fork(leg, None)
+        if all(other.state is LegState.ENDED for other in ringing):
+            session.offers.pop(agent_id, None)
+            self.desk.offer_failed(call.id, agent_id, "unavailable")
 
     @staticmethod
     async def _nothing(event: object) -> None:

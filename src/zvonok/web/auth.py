@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok.api.deps import get_session, get_settings
+from zvonok.callcenter.models import QueueMember
 from zvonok.config import Settings
 from zvonok.org import accounts
 from zvonok.org.models import Role, Tenant
@@ -43,6 +45,7 @@ class WebUser:
     tenant_timezone: str | None = None
     tenant_currency: str | None = None
     tenant_locale: str | None = None
+    is_agent: bool = False  # the employee is a member of a call-center queue (the menu's agent panel)
 
     @property
     def is_tenant_admin(self) -> bool:
@@ -60,6 +63,14 @@ class WebUser:
         if self.tenant_id is None:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "this page belongs to a company account")
         return self.tenant_id
+
+
+async def _is_agent(session: AsyncSession, tenant_id: int | None, employee_id: int | None) -> bool:
+    if tenant_id is None or employee_id is None:
+        return False
+    found = await session.execute(select(QueueMember.id).where(
+        QueueMember.tenant_id == tenant_id, QueueMember.employee_id == employee_id).limit(1))
+    return found.first() is not None
 
 
 async def optional_user(
@@ -82,6 +93,7 @@ async def optional_user(
                 token_version=account.token_version, employee_id=account.employee_id, tenant_id=account.tenant_id,
                 tenant_name=tenant.name if tenant else None, tenant_timezone=tenant.timezone if tenant else None,
                 tenant_currency=tenant.currency if tenant else None, tenant_locale=tenant.locale if tenant else None,
+                is_agent=await _is_agent(session, account.tenant_id, account.employee_id),
             )
     request.state.user = user
     return user

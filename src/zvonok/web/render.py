@@ -105,7 +105,8 @@ def render(request: Request, template: str, context: Mapping[str, Any] | None = 
     locale = locale_of(request)
     seed, new_seed = _csrf_seed(request)
     path = request.url.path
-    nav = [item for item in all_nav() if user is not None and user.role in item.roles]
+    nav = [item for item in all_nav() if user is not None and user.role in item.roles
+           and (user.is_agent or not item.agents_only)]
     # the most specific entry is the current one (/crm/deals/5 is under Deals, not Clients at /crm)
     matching = [item.href for item in nav
                 if item.href == path or (item.href != "/" and path.startswith(item.href + "/"))]

@@ -47,6 +47,7 @@ class NavItem:
     label: str  # a msgid marked with N_(); translated when the layout is rendered
     roles: frozenset[Role]
     order: int = 100  # place in the menu, smallest first (ties: by href)
+    agents_only: bool = False  # only for an employee who is a member of a call-center queue
 
 
 ADMIN = frozenset({Role.TENANT_ADMIN})

@@ -15,8 +15,8 @@ its one-line state reloads on the extension's ``ForwardingChanged`` (a feature c
 Voicemail: each extension with a mailbox lists its messages with a player and a delete button (the
 routes in :mod:`zvonok.web.pages.voicemail`).
 
-Callback requests: an employee who may log in to queues sees the callers waiting to be called back in
-those queues (number, queue, since when), read-only; supervisors cancel them on the agents page.
+Call center: an employee who may log in to queues gets a link to their agent panel
+(:mod:`zvonok.web.pages.agent`: status, queues, pauses, the caller, and the callback requests).
 
 Secrets: a new SIP password is generated here and shown once (only HA1 values are stored); the PIN is
 never shown back, not even in a refused form.
@@ -47,7 +47,6 @@ from zvonok.web.i18n import N_
 from zvonok.web.render import gettext_for, render
 from zvonok.web.routing import EMPLOYEE, NavItem, page_router
 
-from .callcenter import callback_rows
 from .voicemail import my_voicemail
 
 router = page_router()
@@ -120,8 +119,7 @@ async def _context(request: Request, session: AsyncSession, user: WebUser, *, ne
     return {"phones": phones, "has_pin": pin is not None, "pin_updated": pin.updated_at if pin else None,
             "pin_error": pin_error, "pin_done": pin_done, "refresh": DEVICES_REFRESH,
             "pin_min": PIN_MIN_LENGTH, "pin_max": PIN_MAX_LENGTH, "forwarding_codes": ("*72", "*73", "*78", "*79"),
-            "voicemail_deleted": request.query_params.get("voicemail_deleted") == "1", "in_queues": in_queues,
-            "callbacks": await callback_rows(session, user.tenant, member=_employee(user)) if in_queues else []}
+            "voicemail_deleted": request.query_params.get("voicemail_deleted") == "1", "in_queues": in_queues}
 
 
 @router.get("/me")
