@@ -903,3 +903,30 @@ async def test_the_wallboard_feed_shares_one_computation_per_tenant_and_scope(
     clock.now += 31  # nobody asked for a while: forgotten
     await feed.get(a.id)
     assert set(feed._boards) == {(a.id, None)} and feed.computed == 4
+
+
+async def test_a_queue_rings_back_or_plays_music_as_its_admin_says(
+        api: Api, make_tenant: Any, runtime: CallCenterRuntime) -> None:
+    from zvonok.callcenter.desk import CenterDesk
+
+    a = await make_company(api, make_tenant, "hs-a.example")
+    queue = await new_queue(api, a)
+    assert queue["hold_sound"] == "music"  # the default
+    url = f"{cc(a)}/queues/{queue['id']}"
+    r = await api.client.patch(url, headers=a.headers, json={"hold_sound": "silence"})
+    assert r.status_code == 422 and "hold_sound" in r.text
+    r = await api.client.post(f"{cc(a)}/queues", headers=a.headers, json={"name": "Q2", "number": "502",
+                                                                          "hold_sound": None})
+    assert r.status_code == 422
+    changed = await ok(await api.client.patch(url, headers=a.headers, json={"hold_sound": "ringback"}))
+    assert changed["hold_sound"] == "ringback"
+    await runtime.settled()
+    desk = CenterDesk(runtime)  # what the call engine is told: ring back
+    ref = await desk.queue(a.id, "500")
+    assert ref is not None and ref.ringback
+    await ok(await api.client.patch(url, headers=a.headers, json={"hold_sound": "music"}))
+    await runtime.settled()
+    ref = await desk.queue(a.id, "500")
+    assert ref is not None and not ref.ringback
+    b = await make_company(api, make_tenant, "hs-b.example")  # another company can neither see nor change it
+    assert (await api.client.patch(url, headers=b.headers, json={"hold_sound": "ringback"})).status_code == 404

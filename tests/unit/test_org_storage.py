@@ -125,7 +125,8 @@ async def test_supervisor_role_migration_both_ways(fresh_db: Any) -> None:
 
 
 async def test_queue_vip_numbers_migration_both_ways(fresh_db: Any) -> None:
-    """0050 gives every existing queue an empty VIP list; its downgrade drops the column and keeps the queue."""
+    """0050 gives every existing queue an empty VIP list, 0051 the music on hold; their downgrade drops the columns
+    and keeps the queue."""
     from zvonok.storage.db import run_migrations
 
     db = Database(fresh_db.url)
@@ -147,7 +148,7 @@ async def test_queue_vip_numbers_migration_both_ways(fresh_db: Any) -> None:
 
         async with db.session() as session:
             (config,) = await service.platform_all_queues(session)
-        assert config.vip == () and config.number == "500"
+        assert config.vip == () and config.number == "500" and config.hold_sound == "music"
 
         def down(connection: Connection) -> None:
             from alembic import command
@@ -164,6 +165,6 @@ async def test_queue_vip_numbers_migration_both_ways(fresh_db: Any) -> None:
             await conn.run_sync(down)
             assert (await conn.execute(text("SELECT number FROM queues"))).scalar_one() == "500"
             columns = await conn.run_sync(lambda c: [col["name"] for col in inspect(c).get_columns("queues")])
-            assert "vip_numbers" not in columns
+            assert "vip_numbers" not in columns and "hold_sound" not in columns
     finally:
         await db.dispose()

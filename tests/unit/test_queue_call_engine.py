@@ -24,9 +24,9 @@ from zvonok.callcenter.agents import Agent
 from zvonok.callcenter.center import Action, ContactCenter
 from zvonok.callcenter.desk import CenterDesk
 from zvonok.callcenter.log import QueueLogEntry
-from zvonok.callcenter.queues import QueueConfig, Strategy, VipNumber
+from zvonok.callcenter.queues import HoldSound, QueueConfig, Strategy, VipNumber
 from zvonok.cdr.state import CallRecord
-from zvonok.media.interface import Prompt
+from zvonok.media.interface import RINGBACK_RU, Prompt
 from zvonok.media.prompts import prompt_path
 from zvonok.pstn.routing import PolicyInfo
 from zvonok.telephony import events as ev
@@ -137,6 +137,7 @@ class Center:
         self.desk.queues[number] = QueueRef(
             id=queue_id, number=number, name=f"Q{number}", callback_key=settings.get("callback_key"),
             callback_abroad=settings.get("callback_abroad", False),
+            ringback=settings.get("hold_sound") is HoldSound.RINGBACK,
         )
         return queue_id
 
@@ -410,6 +411,32 @@ def test_the_engine_tells_the_call_center_who_talks_in_a_call_not_a_queues() -> 
         h.settle()
         answer(h, agent)
         assert c.runtime.center.agents[9].status.value == "on_call" and on_other_call(9) is False
+
+
+def test_a_queue_may_ring_back_instead_of_music_and_announce_over_the_tone() -> None:
+    c = center()
+    h = c.h
+    with h:
+        caller = h.extension("101")
+        queue_id = c.queue("500", hold_sound=HoldSound.RINGBACK, announce_every=30)
+        call = h.call(caller, "500")
+        assert call.final_status() == 200
+        call.ack()
+        engine_call = call.engine_call
+        assert engine_call is not None and engine_call.caller is not None
+        endpoint = engine_call.caller.endpoint
+        assert endpoint is not None and h.media.playing[endpoint.id] == RINGBACK_RU  # the tone, not the music
+        h.advance(30)  # the announcement instead of the tone while it plays
+        assert h.media.playing[endpoint.id] == Prompt(path=position_prompt(1, "ru"))
+        h.deliver(h.media.finish_playing, h.media.endpoints[endpoint.id])
+        h.deliver(h.media.finish_playing, h.media.endpoints[endpoint.id])  # (the wait estimate after it)
+        assert h.media.playing[endpoint.id] == RINGBACK_RU  # and back to the tone
+        agent = c.agent("201", 7, queue_id)
+        h.settle()
+        answer(h, agent)
+        assert endpoint.id not in h.media.playing  # the tone stopped
+        (connect,) = c.runtime.events(ql.CONNECT)
+        assert connect.agent_id == 7
 
 
 def test_a_number_whose_destination_is_a_queue() -> None:

@@ -29,6 +29,7 @@ from zvonok.telephony.queue_call import QueueInfo, QueueRef
 from . import service
 from .agents import AgentError, AgentStatus
 from .center import Action, Announce, CancelOffer, CenterError, Offer, Overflow
+from .queues import HoldSound
 from .runtime import CallCenterRuntime
 
 if TYPE_CHECKING:
@@ -108,7 +109,7 @@ class CenterDesk:
         if by_name is None:
             return None
         return QueueRef(id=by_name.id, number=by_name.number, name=by_name.name, callback_key=by_name.callback_key,
-                        callback_abroad=by_name.callback_abroad)
+                        callback_abroad=by_name.callback_abroad, ringback=by_name.hold_sound is HoldSound.RINGBACK)
 
     def queue_info(self, queue_id: int) -> QueueInfo | None:
         config = self.runtime.center.queues.get(queue_id)

@@ -60,6 +60,8 @@ class CallQueue(TenantScoped, Timestamped, Base):
     callback_abroad: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # callers offered before others: [{"number": "+74951234567", "priority": 5}, {"prefix": "+7495", ...}]
     vip_numbers: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list, server_default="[]")
+    # what a waiting caller hears between announcements: "music" (the company's music on hold) or "ringback"
+    hold_sound: Mapped[str] = mapped_column(String(10), default="music", server_default="music")
 
 
 class AgentSkill(TenantScoped, Base):

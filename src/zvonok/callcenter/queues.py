@@ -18,6 +18,13 @@ class Strategy(StrEnum):
     SKILLS = "skills"  # the most proficient in the queue's skills, then the longest idle
 
 
+class HoldSound(StrEnum):
+    """What a waiting caller hears between announcements."""
+
+    MUSIC = "music"  # the company's music on hold
+    RINGBACK = "ringback"  # the ringback tone, as if the line still rang (Asterisk's Queue(,r))
+
+
 @dataclass(frozen=True, slots=True)
 class SkillRequirement:
     skill: str
@@ -81,6 +88,7 @@ class QueueConfig:
     callback_attempts: int = 3  # calls to the customer before a callback is given up
     callback_retry: float = 60.0  # seconds between a failed call to the customer and the next attempt
     callback_abroad: bool = False  # callers from abroad may be called back (the queue's owner opted in)
+    hold_sound: HoldSound = HoldSound.MUSIC  # what a waiting caller hears (the engine's business)
     overflow: Mapping[str, Any] = field(default_factory=dict)  # a destination (the engine's business)
     vip: tuple[VipNumber, ...] = ()  # callers offered before others (by their number)
 

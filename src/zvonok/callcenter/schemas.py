@@ -19,7 +19,7 @@ from zvonok.destination.union import to_e164
 from zvonok.org.schemas import ExtensionNumber
 from zvonok.sip.grammar import check_text
 
-from .queues import Strategy
+from .queues import HoldSound, Strategy
 
 QueueName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
                       AfterValidator(check_text)]
@@ -140,6 +140,9 @@ class _QueueFields(_In):
         default=[], description="Callers offered before others, by number or prefix: "
                                 '[{"number": "+74951234567", "priority": 5}, {"prefix": "+7495", "priority": 1}]; '
                                 "the higher of this and a priority the way in gave (an IVR key's) counts")
+    hold_sound: HoldSound = Field(
+        default=HoldSound.MUSIC, description="What a waiting caller hears between announcements: the company's "
+                                             "music on hold, or the ringback tone (425 Hz, 1 s on / 4 s off)")
     overflow: dict[str, Any] | None = Field(
         default=None, description='A destination like a number\'s schedule branch: {"kind": "extension", '
                                   '"number": "101"}; where callers go when full, empty or waited too long')
@@ -172,6 +175,7 @@ class QueueUpdate(_In):
     callback_retry: int | None = Field(default=None, ge=10, le=MAX_SECONDS)
     callback_abroad: bool | None = None
     vip_numbers: VipNumbers | None = None
+    hold_sound: HoldSound | None = None
     overflow: dict[str, Any] | None = None
 
 
@@ -207,6 +211,7 @@ class QueueOut(BaseModel):
     callback_retry: int
     callback_abroad: bool
     vip_numbers: list[VipNumberOut]
+    hold_sound: HoldSound
     overflow: dict[str, Any] | None
 
 

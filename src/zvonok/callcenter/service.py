@@ -27,11 +27,11 @@ from zvonok.storage.db import emit
 
 from . import events, schemas
 from .models import AgentSkill, CallQueue, NotReadyReason, QueueMember, QueueSupervisor
-from .queues import QueueConfig, Relaxation, SkillRequirement, Strategy, VipNumber
+from .queues import HoldSound, QueueConfig, Relaxation, SkillRequirement, Strategy, VipNumber
 
 _NOT_NULL = ("name", "number", "strategy", "requirements", "relaxations", "ring_timeout", "retry", "wrap_up",
              "join_empty", "leave_empty", "service_level", "announce_every", "max_no_answer", "weight", "callback_attempts", "callback_retry",
-             "callback_abroad", "vip_numbers")
+             "callback_abroad", "vip_numbers", "hold_sound")
 
 
 def queue_out(queue: CallQueue) -> schemas.QueueOut:
@@ -50,7 +50,8 @@ def queue_config(queue: CallQueue) -> QueueConfig:
         announce_every=float(queue.announce_every), max_no_answer=queue.max_no_answer, weight=queue.weight,
         overflow=dict(queue.overflow or {}), callback_key=queue.callback_key or None,
         callback_attempts=queue.callback_attempts, callback_retry=float(queue.callback_retry),
-        callback_abroad=queue.callback_abroad, vip=vip_rules(queue.vip_numbers or []))
+        callback_abroad=queue.callback_abroad, vip=vip_rules(queue.vip_numbers or []),
+        hold_sound=HoldSound(queue.hold_sound))
 
 
 def _stored_vip(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1079,11 +1079,13 @@ class CallEngine(LegWiringMixin):
     async def _music_on_hold(self, leg: Leg, on: bool) -> None:
         """Play the company's music on hold to ``leg``'s device while its party holds the call (the device
         is also told it is held: we offered sendonly, so it plays what we send); stop it on resume."""
-        if self.hold_music is None or leg.endpoint is None or on == leg.hearing_music:
+        if leg.endpoint is None or on == leg.hearing_music:
             return
-        if not on:
+        if not on:  # (also a queue's ringback tone, played in its stead: queue_call.py)
             leg.hearing_music = False
             await self.media.stop_play(leg.endpoint)
+            return
+        if self.hold_music is None:
             return
         try:
             source = self.hold_music.source_for(leg.call.tenant_id)  # a stat: the track is made at start

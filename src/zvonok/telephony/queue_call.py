@@ -68,6 +68,7 @@ class QueueRef:
     name: str
     callback_key: str | None = None  # the key a waiting caller presses to be called back
     callback_abroad: bool = False  # callers from abroad may be called back too
+    ringback: bool = False  # a waiting caller hears the ringback tone, not the music on hold
 
 
 class QueueInfo(NamedTuple):
@@ -359,7 +360,7 @@ class QueueCalls:
         ):  # overflowed from another queue: music, not ringback
             call.ringback = False
             await engine.media.stop_play(caller.endpoint)
-        await engine._music_on_hold(caller, True)
+        await self._hold_sound(caller, session)
         if call.ended:
             return
         log.info(
@@ -693,7 +694,18 @@ class QueueCalls:
     async def _music(self, call: Call, session: QueueSession) -> None:
         caller = call.caller
         if not call.ended and session.state == "waiting" and not session.announcing and caller is not None:
+            await self._hold_sound(caller, session)
+
+    async def _hold_sound(self, caller: Leg, session: QueueSession) -> None:
+        """The queue's sound for a waiting caller: the company's music on hold, or the ringback tone. Either
+        is stopped the same way (``_music_on_hold(caller, False)``: the leg is marked as hearing it)."""
+        if not session.queue.ringback:
             await self.engine._music_on_hold(caller, True)
+            return
+        if caller.endpoint is None or caller.hearing_music:
+            return
+        await self.engine.media.play(caller.endpoint, RINGBACK_RU)
+        caller.hearing_music = True
 
     async def _overflow(self, call: Call, session: QueueSession, reason: str, destination: Any) -> None:
         engine = self.engine

@@ -30,7 +30,7 @@ from zvonok.api.deps import get_session
 from zvonok.callcenter import callbacks, schemas, service
 from zvonok.callcenter.agents import AgentError
 from zvonok.callcenter.center import CenterError
-from zvonok.callcenter.queues import Strategy
+from zvonok.callcenter.queues import HoldSound, Strategy
 from zvonok.callcenter.runtime import CallCenterRuntime
 from zvonok.callcenter.scope import (
     OUTSIDE,
@@ -60,10 +60,11 @@ STRATEGIES = (
     (Strategy.LEAST_TALK_TIME, N_("Least talk time")), (Strategy.RANDOM, N_("Random")),
     (Strategy.SKILLS, N_("Most skilled")),
 )
+HOLD_SOUNDS = ((HoldSound.MUSIC, N_("Music on hold")), (HoldSound.RINGBACK, N_("Ringback tone")))
 STATUSES = {"offline": N_("Offline"), "available": N_("Available"), "not_ready": N_("Not ready"),
             "ringing": N_("Ringing"), "on_call": N_("On a call"), "wrap_up": N_("Wrap-up")}
 _FIELDS = ("name", "number", "strategy", "ring_timeout", "wrap_up", "max_wait", "service_level", "callback_key",
-           "callback_attempts", "callback_retry", "callback_abroad")
+           "callback_attempts", "callback_retry", "callback_abroad", "hold_sound")
 CALLBACK_KEYS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "0", "*", "#")
 # a callback's last attempt (the queue log's CALLBACKFAILED reasons); others are shown as they are
 CALLBACK_RESULTS = {"busy": N_("busy"), "no_answer": N_("no answer"), "failed": N_("failed"),
@@ -113,7 +114,7 @@ async def _queues(request: Request, session: AsyncSession, tenant_id: int, *, fo
     runtime = runtime_of(request)
     live = {q.id: runtime.snapshot(tenant_id, q.id) for q in rows} if runtime is not None else None
     return render(request, "callcenter/queues.html", {
-        "rows": rows, "total": total, "strategies": STRATEGIES, "errors": errors or {}, "live": live,
+        "rows": rows, "total": total, "strategies": STRATEGIES, "hold_sounds": HOLD_SOUNDS, "errors": errors or {}, "live": live,
         "callback_keys": CALLBACK_KEYS,
         "form": form or {"strategy": "longest_idle", "ring_timeout": "15", "wrap_up": "10", "service_level": "20",
                          "requirements": "", "callback_key": "", "callback_attempts": "3", "callback_retry": "60"},
@@ -122,11 +123,13 @@ async def _queues(request: Request, session: AsyncSession, tenant_id: int, *, fo
 
 def _form_values(name: str, number: str, strategy: str, ring_timeout: str, wrap_up: str, max_wait: str,
                  service_level: str, requirements: str, callback_key: str = "", callback_attempts: str = "3",
-                 callback_retry: str = "60", callback_abroad: str = "", vip_numbers: str = "") -> dict[str, str]:
+                 callback_retry: str = "60", callback_abroad: str = "", vip_numbers: str = "",
+                 hold_sound: str = "music") -> dict[str, str]:
     return {"name": name, "number": number, "strategy": strategy, "ring_timeout": ring_timeout,
             "wrap_up": wrap_up, "max_wait": max_wait, "service_level": service_level, "requirements": requirements,
             "callback_key": callback_key, "callback_attempts": callback_attempts, "callback_retry": callback_retry,
-            "callback_abroad": "on" if callback_abroad else "", "vip_numbers": vip_numbers}
+            "callback_abroad": "on" if callback_abroad else "", "vip_numbers": vip_numbers,
+            "hold_sound": hold_sound}
 
 
 def parse_vip(text: str) -> list[dict[str, str]]:
@@ -203,9 +206,10 @@ async def create_queue(request: Request, user: TenantAdminUser, session: Session
                        requirements: Annotated[str, Form(max_length=2000)] = "", callback_key: Field = "",
                        callback_attempts: Field = "3", callback_retry: Field = "60",
                        callback_abroad: Field = "", vip_numbers: Annotated[str, Form(max_length=20000)] = "",
+                       hold_sound: Field = "music",
                        ) -> Response:
     form = _form_values(name, number, strategy, ring_timeout, wrap_up, max_wait, service_level, requirements,
-                        callback_key, callback_attempts, callback_retry, callback_abroad, vip_numbers)
+                        callback_key, callback_attempts, callback_retry, callback_abroad, vip_numbers, hold_sound)
     try:
         data = schemas.QueueCreate(**_queue_data(form))
     except PydanticValidationError as exc:
@@ -236,7 +240,7 @@ async def _edit(request: Request, session: AsyncSession, tenant_id: int, queue_i
     names = await service.employee_names(session, tenant_id)
     candidates = await supervisor_candidates(session, tenant_id)
     return render(request, "callcenter/queue.html", {
-        "queue": queue, "form": form, "errors": errors or {}, "strategies": STRATEGIES, "callback_keys": CALLBACK_KEYS,
+        "queue": queue, "form": form, "errors": errors or {}, "strategies": STRATEGIES, "hold_sounds": HOLD_SOUNDS, "callback_keys": CALLBACK_KEYS,
         "employees": sorted(names.items(), key=lambda kv: kv[1]), "members": members,
         "supervisor_choices": sorted(((e, n) for e, n in names.items() if e in candidates), key=lambda kv: kv[1]),
         "supervisors": set(await queue_supervisors(session, tenant_id, queue_id)),
@@ -255,10 +259,11 @@ async def update_queue(request: Request, queue_id: int, user: TenantAdminUser, s
                        requirements: Annotated[str, Form(max_length=2000)] = "", callback_key: Field = "",
                        callback_attempts: Field = "3", callback_retry: Field = "60",
                        callback_abroad: Field = "", vip_numbers: Annotated[str, Form(max_length=20000)] = "",
+                       hold_sound: Field = "music",
                        ) -> Response:
     await service.get_queue(session, user.tenant, queue_id)
     form = _form_values(name, number, strategy, ring_timeout, wrap_up, max_wait, service_level, requirements,
-                        callback_key, callback_attempts, callback_retry, callback_abroad, vip_numbers)
+                        callback_key, callback_attempts, callback_retry, callback_abroad, vip_numbers, hold_sound)
     try:
         data = schemas.QueueUpdate(**_queue_data(form))
     except PydanticValidationError as exc:
