@@ -64,8 +64,9 @@ FAILING, HEALTHY = "7161", "7162"  # SIPp agents: the first answers every offer 
 MORE_CALLERS = ("7211", "7212", "7213", "7214")
 TRANSFERRING = ("7171", "7172")  # pjsua2 agents: the first transfers its caller into the second's queue
 TRANSFERRED = "7219"  # a pjsua2 caller
+RINGBACK_CALLER = "7215"  # a baresip caller of the queue that rings back instead of playing music
 AGENTS = (*ROBIN, *CROWD, SOFT_AGENT, *ELSEWHERE, BY_PHONE, FAILING, HEALTHY, *TRANSFERRING)
-NUMBERS = [*AGENTS, *CALLERS, OVERFLOW, *MORE_CALLERS, TRANSFERRED]
+NUMBERS = [*AGENTS, *CALLERS, OVERFLOW, *MORE_CALLERS, TRANSFERRED, RINGBACK_CALLER]
 pjsua_phones = pjsua_fixtures.pjsua_phones
 
 
@@ -409,6 +410,29 @@ def test_a_waiting_caller_hears_music_then_its_position_and_wait(
         rms, peak = _music_notes(segment, rate)
         assert rms > 300, f"music {name} the announcement: silence (RMS {rms:.0f})"
         assert min(abs(peak - note) for note in DEFAULT_NOTES) < 15, f"music {name}: strongest {peak:.0f} Hz"
+
+
+def test_a_queue_set_to_ring_back_plays_the_ringback_tone_to_its_waiting_caller(
+    center: dict[str, Any], phones: list[Baresip], tmp_path: Path
+) -> None:
+    pbx: Pbx = center["pbx"]
+    api(center, "/queues", {"name": "Ringing", "number": "761", "hold_sound": "ringback"})
+    caller = phone(phones, tmp_path, (pbx.server, pbx.seeded), RINGBACK_CALLER, frequency=440, record=True)
+    caller.command("dial", f"sip:761@{pbx.seeded.domain}")
+    caller.wait_event({"CALL_ESTABLISHED"})
+    time.sleep(7)  # 425 Hz 1 s on / 4 s off: at least one tone and the silence after it
+    caller.command("hangup")
+    caller.wait_event({"CALL_CLOSED"})
+    caller.stop()
+    received, rate = _mono(caller.received_audio()[-1])
+    assert len(received) >= 5 * rate, f"{len(received) / rate:.1f} s recorded"
+    spectrum = np.abs(np.fft.rfft(received.astype(np.float64) * np.hanning(len(received))))
+    peak = float(np.fft.rfftfreq(len(received), 1 / rate)[spectrum.argmax()])
+    assert abs(peak - 425) < 10, f"strongest {peak:.0f} Hz: not the ringback tone"
+    # the cadence, not a steady tone (nor the music): loud and silent tenths of a second, about 1 to 4
+    tenths = received[: len(received) // (rate // 10) * (rate // 10)].astype(np.float64).reshape(-1, rate // 10)
+    loud = np.sqrt((tenths**2).mean(axis=1)) > 300
+    assert 0.1 < loud.mean() < 0.45, f"{loud.mean():.0%} of the tenths carry the tone"
 
 
 def agent_state(c: dict[str, Any], number: str) -> dict[str, Any]:
