@@ -5,7 +5,8 @@ The customer calls the agent; the supervisor dials ``*33722``. Listen: the super
 nobody hears 1000. Key 5 (RFC 4733) → whisper: the agent hears 1000 + 440, the customer only 620. The REST
 API → barge: everyone hears everyone. The supervisor hangs up: customer and agent hear each other only,
 as before. A plain employee (the agent) dialing ``*33721`` gets 403, and asking the REST API 403 too; every
-step is in the audit.
+step is in the audit. Then the same three phones with the customer's call coming through a call-center
+queue the agent is logged in to, monitored over REST in whisper mode.
 """
 
 from __future__ import annotations
@@ -203,22 +204,36 @@ def test_monitoring_started_over_rest_rings_the_supervisor_first(
 ) -> None:
     """``POST .../monitor-sessions`` (telephony/originate.py): the platform rings the supervisor's phone;
     answered, it joins the agent's call straight in whisper mode: the agent hears the supervisor, the
-    customer does not, the supervisor hears both."""
+    customer does not, the supervisor hears both. The customer's call comes through a call-center queue
+    the agent is logged in to (the test above: a direct call)."""
     srv, seeded = monitor_server
-    (ext,) = [e for e in api(monitor_server, f"/extensions?q={SUPERVISOR}")["items"] if e["number"] == SUPERVISOR]
-    if ext["employee_id"] is None:  # (the test above made Svetlana the supervisor, when it ran)
-        give_extension(monitor_server, SUPERVISOR, "Svetlana", "tenant_admin")
+    owners = {}
+    for number, name, role in ((SUPERVISOR, "Svetlana", "tenant_admin"), (AGENT, "Artem", "employee")):
+        (ext,) = [e for e in api(monitor_server, f"/extensions?q={number}")["items"] if e["number"] == number]
+        if ext["employee_id"] is None:  # (the test above gave them their employees, when it ran)
+            give_extension(monitor_server, number, name, role)
+            (ext,) = [e for e in api(monitor_server, f"/extensions?q={number}")["items"] if e["number"] == number]
+        owners[number] = ext["employee_id"]
+    queue = api(monitor_server, "/callcenter/queues", method="POST",
+                body={"name": "Support", "number": "790", "wrap_up": 0, "ring_timeout": 20})
+    api(monitor_server, f"/callcenter/queues/{queue['id']}/members", method="PUT",
+        body={"employee_ids": [owners[AGENT]]})
+    api(monitor_server, f"/callcenter/agents/{owners[AGENT]}/login", method="POST", body={})
     proxy = f"127.0.0.1:{srv.sip_port}"
     phones = {}
     for number, tone in TONES.items():
         phones[number] = p = pjsua_phones(number, tone=tone)
         p.register(number, harness.password_for(number), seeded.domain, proxy)
     customer, agent, supervisor = phones[CUSTOMER], phones[AGENT], phones[SUPERVISOR]
-    c_call = customer.call(f"sip:{AGENT}@{seeded.domain}")
+    c_call = customer.call(f"sip:790@{seeded.domain}")  # into the queue: the agent is offered the call
     a_call = agent.wait_incoming()
     agent.answer(a_call)
     customer.wait_state(c_call, "CONFIRMED")
     agent.wait_state(a_call, "CONFIRMED")
+    deadline = time.monotonic() + 15
+    while api(monitor_server, f"/callcenter/agents/{owners[AGENT]}")["status"] != "on_call":
+        assert time.monotonic() < deadline, "the agent never got the queue call"
+        time.sleep(0.1)
 
     started = api(monitor_server, "/monitor-sessions", method="POST",
                   body={"extension": AGENT, "supervisor": SUPERVISOR, "mode": "whisper"})
