@@ -30,6 +30,7 @@ import asyncio
 import secrets
 import threading
 import time
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,7 @@ from .baresip import Baresip
 from .pjsua_fixtures import PhoneFactory
 from .pjsua_phone import PjsuaPhone
 from .test_calls_sipp import Pbx, assert_all_ok, finish_callee, harness, place_calls, start_callee
-from .test_calls_softphone import dominant_frequency, phone
+from .test_calls_softphone import dominant_frequency, download_recording, phone
 
 pytestmark = pytest.mark.integration
 
@@ -89,7 +90,7 @@ def center(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     server = harness.ZvonokServer(
         data_dir=data_dir,
         database_url=database_url,
-        env={"ZVONOK_INVITE_RATE_LIMIT": "1000", "ZVONOK_CALL_NO_ANSWER_TIMEOUT": "30"},
+        env={"ZVONOK_INVITE_RATE_LIMIT": "1000", "ZVONOK_CALL_NO_ANSWER_TIMEOUT": "30", "ZVONOK_RECORD_CALLS": "true"},
     )
     server.start()
     try:
@@ -256,6 +257,14 @@ def test_the_agent_hears_the_caller(center: dict[str, Any], phones: list[Baresip
     (complete,) = events(rows, "COMPLETECALLER")
     assert connect.agent_id == complete.agent_id == center["employees"][SOFT_AGENT]
     assert complete.data["talk"] >= 2.5, complete.data
+    # recorded from the agent's answer, as any call: the caller's 440 Hz on the left, the agent's 1000 Hz on the right
+    (cdr,) = pbx.cdrs(CALLERS[3], 1)
+    assert cdr["has_recording"] is True, cdr
+    recording = download_recording(server, cdr, tmp_path / "queue-call.wav")
+    with wave.open(str(recording)) as w:
+        assert (w.getnchannels(), w.getframerate()) == (2, 8000) and w.getnframes() >= 2 * 8000
+    assert abs(dominant_frequency(recording, channel=0) - 440) < 20
+    assert abs(dominant_frequency(recording, channel=1) - 1000) < 20
 
 
 def test_join_empty_sends_the_caller_to_the_overflow_destination(center: dict[str, Any]) -> None:

@@ -159,8 +159,8 @@ class Center:
         self.runtime.feed(lambda c, now: c.login(agent_id, [queue_id], now))
 
 
-def center() -> Center:
-    h = Harness()
+def center(recordings_dir: Path | None = None) -> Center:
+    h = Harness(recordings_dir=recordings_dir)
     h.engine.hold_music = FakeMusic()  # type: ignore[assignment]
     runtime = FakeRuntime(h)
     desk = MemoryDesk(runtime)
@@ -411,6 +411,30 @@ def test_the_engine_tells_the_call_center_who_talks_in_a_call_not_a_queues() -> 
         h.settle()
         answer(h, agent)
         assert c.runtime.center.agents[9].status.value == "on_call" and on_other_call(9) is False
+
+
+def test_a_queue_call_is_recorded_from_the_agents_answer(tmp_path: Path) -> None:
+    c = center(recordings_dir=tmp_path / "rec")
+    h = c.h
+    with h:
+        caller = h.extension("101")
+        queue_id = c.queue("500")
+        call = h.call(caller, "500")
+        call.ack()
+        assert h.media.recordings == {}  # not while the caller waits with music
+        agent = c.agent("201", 7, queue_id)
+        h.settle()
+        answer(h, agent)
+        engine_call = call.engine_call
+        assert engine_call is not None and engine_call.caller is not None and engine_call.callee is not None
+        ((recording, _, _),) = h.media.recordings.values()
+        caller_endpoint, agent_endpoint = engine_call.caller.endpoint, engine_call.callee.endpoint
+        assert caller_endpoint is not None and agent_endpoint is not None
+        assert recording.endpoint_ids == (caller_endpoint.id, agent_endpoint.id)
+        (started,) = h.events_of(ev.RecordingStarted)
+        assert started.call_id == engine_call.id and started.path.endswith(f"{engine_call.id}.wav")
+        call.bye()
+        assert h.media.stopped_recordings == [recording]
 
 
 def test_a_queue_may_ring_back_instead_of_music_and_announce_over_the_tone() -> None:

@@ -133,6 +133,7 @@ class CallControl(Protocol):
     transfers: Any
     prompt_language: str
     clock: Callable[[], float]
+    recordings_dir: Path | None  # None: calls are not recorded
 
     def step(self, call: Call, coro: Coroutine[Any, Any, None]) -> None: ...
 
@@ -147,6 +148,8 @@ class CallControl(Protocol):
     async def _refuse(self, call: Call, status: int, cause: str, reason: str | None = None) -> None: ...
 
     async def _music_on_hold(self, leg: Leg, on: bool) -> None: ...
+
+    async def _start_recording(self, call: Call, caller: Leg, callee: Leg, part: int = 1) -> None: ...
 
     async def _endpoints(self, call: Call, count: int) -> list[Endpoint] | None: ...
 
@@ -412,7 +415,7 @@ class QueueCalls:
         call.callee = None
         call.queue = session
         await engine.media.unbridge(transferee.endpoint)
-        await engine.transfers.restart_recording(call)  # the recorded pair is gone (queue calls are not recorded)
+        await engine.transfers.restart_recording(call)  # the recorded pair is gone: the new one is recorded
         if transferee.held_by_us and not transferee.held:
             engine._reinvite(transferee, SdpDirection.SENDRECV)  # it may press the callback key, then talk
         log.info("queue: transferred in", call=call.id, tenant=call.tenant_id, queue=queue.number,
@@ -657,6 +660,8 @@ class QueueCalls:
             agent=session.agent_id,
         )
         await engine._watch_media(call)
+        if engine.recordings_dir is not None:  # recorded from the agent's answer, as any answered call
+            await engine._start_recording(call, caller, leg)
 
     # -- while waiting --------------------------------------------------------------------------------
     async def _announce(self, call: Call, session: QueueSession, prompts: list[Path]) -> None:
