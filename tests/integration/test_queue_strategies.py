@@ -37,7 +37,7 @@ from zvonok.callcenter.models import QueueLogRow
 from zvonok.storage.db import Database
 
 from .baresip import Baresip
-from .test_calls_sipp import Pbx, assert_all_ok, calls, harness, place_calls
+from .test_calls_sipp import Pbx, assert_all_ok, calls, harness
 from .test_calls_softphone import phone
 
 pytestmark = pytest.mark.integration
@@ -57,10 +57,10 @@ SKILLED = ("8171", "8172", "8173")  # english 8, 4, 2
 WRAPPING = ("8181", "8182")  # a SIPp agent, a baresip agent
 FIRST_LINE, SECOND_LINE = "8191", "8192"  # the agents of the queue that overflows and of its overflow queue
 OVERFLOW_EXT = "8193"  # an extension (no agent) that takes the other queue's overflow
+MAILBOX = "8194"  # an extension whose mailbox takes a third queue's overflow
 CALLER = "8201"  # SIPp callers (many calls each)
-SOFT_CALLER = "8202"
 AGENTS = (*(n for group in STRATEGY_AGENTS.values() for n in group), *SKILLED, *WRAPPING, FIRST_LINE, SECOND_LINE)
-NUMBERS = [*AGENTS, OVERFLOW_EXT, CALLER, SOFT_CALLER]
+NUMBERS = [*AGENTS, OVERFLOW_EXT, MAILBOX, CALLER]
 
 # ring-all: an agent's phone rings, answers after ``delay`` ms unless the call is cancelled first (200 to the
 # CANCEL, 487 to the INVITE), talks ``talk`` ms and hangs up
@@ -198,9 +198,9 @@ def center(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         assert code == 0, f"zvonok serve exited with {code} on SIGTERM:\n{server.log_tail()}"
 
 
-def api(c: dict[str, Any], path: str, body: Any = None, method: str | None = None) -> Any:
+def api(c: dict[str, Any], path: str, body: Any = None, method: str | None = None, *, base: str = "/callcenter") -> Any:
     pbx: Pbx = c["pbx"]
-    url = f"{pbx.server.http_url}/api/v1/tenants/{pbx.seeded.tenant_id}/callcenter{path}"
+    url = f"{pbx.server.http_url}/api/v1/tenants/{pbx.seeded.tenant_id}{base}{path}"
     return harness.http_json(
         url, pbx.seeded.token, method=method or ("POST" if body is not None else "GET"), body=body
     )
@@ -294,12 +294,16 @@ def agent_phone(pbx: Pbx, number: str, *, talk_ms: int, ring_all_delay_ms: int |
 
 
 def callers(pbx: Pbx, queue: str, count: int, *, at_once: int = 1, rate: float = 10, timeout: float = 120,
-            name: str = "callers") -> Any:
-    """``count`` SIPp callers to ``queue``, at most ``at_once`` at a time, each waiting for the agent's BYE."""
+            name: str = "callers", hang_up_ms: int | None = None) -> Any:
+    """``count`` SIPp callers to ``queue``, at most ``at_once`` at a time, each waiting for the agent's BYE
+    (``hang_up_ms``: hanging up that long after we answered instead). ``name`` is the run's files: each run
+    at the same time needs its own."""
     rows = [calls.caller_row(CALLER, harness.password_for(CALLER), pbx.domain, queue)] * count
     extra = ["-mi", harness.LOOPBACK, "-mp", str(calls.free_media_port())]
+    if hang_up_ms is not None:
+        extra += ["-d", str(hang_up_ms)]
     return harness.run_sipp(
-        "call_uac_callee_bye.xml", pbx.target, workdir=pbx.workdir, rows=rows, rate=rate, timeout=timeout,
+        "call_uac_callee_bye.xml" if hang_up_ms is None else "call_uac.xml", pbx.target, workdir=pbx.workdir, rows=rows, rate=rate, timeout=timeout,
         auth_uri=f"sip:{queue}@{pbx.domain}", extra=extra, limit=at_once, name=name,
     )
 
@@ -552,16 +556,20 @@ def test_wrap_up_keeps_an_agent_from_the_next_caller(
     assert kpis["aht"] >= talk / count + wrap, kpis
 
 
-def test_max_wait_overflows_to_a_queue_and_to_an_extension(center: dict[str, Any]) -> None:
+def test_max_wait_overflows_to_a_queue_an_extension_and_a_mailbox(center: dict[str, Any]) -> None:
     """Queue 8195 (one agent, who talks 15 s; max wait 10 s; service level 5 s) overflows to queue 8196;
     queue 8197 (nobody logged in; max wait 10 s) to an extension. Callers: A answered at once in 8195; B
     waits in 8195, leaves at 10 s for 8196, where its agent answers; C hangs up in 8195 after 3 s (an
-    abandon); D waits in 8197 and goes to the extension, which answers."""
+    abandon); D waits in 8197 and goes to the extension, which answers; E waits in 8198 (nobody logged in) and
+    goes to a mailbox, which records what it says after the greeting."""
     pbx: Pbx = center["pbx"]
     to_queue = make_queue(center, "8196", (SECOND_LINE,), wrap_up=0)
     first = make_queue(center, "8195", (FIRST_LINE,), wrap_up=0, max_wait=10, service_level=5,
                        overflow={"kind": "queue", "number": "8196"})
     to_extension = make_queue(center, "8197", (), max_wait=10, overflow={"kind": "extension", "number": OVERFLOW_EXT})
+    to_mailbox = make_queue(center, "8198", (), max_wait=10, overflow={"kind": "voicemail", "number": MAILBOX})
+    (box,) = [e for e in api(center, f"/extensions?q={MAILBOX}", base="")["items"] if e["number"] == MAILBOX]
+    api(center, f"/extensions/{box['id']}/voicemail", {"pin": "4711", "silence_seconds": 0}, method="PUT", base="")
     phones = {FIRST_LINE: agent_phone(pbx, FIRST_LINE, talk_ms=15_000),
               SECOND_LINE: agent_phone(pbx, SECOND_LINE, talk_ms=1000),
               OVERFLOW_EXT: agent_phone(pbx, OVERFLOW_EXT, talk_ms=1000)}
@@ -577,8 +585,10 @@ def test_max_wait_overflows_to_a_queue_and_to_an_extension(center: dict[str, Any
         queue_log(center, first, counted(CONNECT=1))  # A talks to the first line's agent
         threads += [
             run("B", lambda: callers(pbx, "8195", 1, name="ovf_b")),
-            run("C", lambda: place_calls(pbx, CALLER, "8195", "call_uac.xml", 1, rate=1, timeout=30, hold_ms=3000)),
+            run("C", lambda: callers(pbx, "8195", 1, name="ovf_c", hang_up_ms=3000)),
             run("D", lambda: callers(pbx, "8197", 1, name="ovf_d")),
+            # 10 s in line, the greeting, then a few seconds of message before hanging up
+            run("E", lambda: callers(pbx, "8198", 1, name="ovf_e", hang_up_ms=22_000)),
         ]
         for thread in threads:
             thread.join(timeout=90)
@@ -586,7 +596,7 @@ def test_max_wait_overflows_to_a_queue_and_to_an_extension(center: dict[str, Any
     finally:
         for p in phones.values():
             p.kill()
-    for name in "ABCD":
+    for name in "ABCDE":
         assert_all_ok(results[name], 1)  # B and D: answered by the overflow destination, which hung up
     for agent_result in agent_results.values():
         assert_all_ok(agent_result, 1)
@@ -600,6 +610,17 @@ def test_max_wait_overflows_to_a_queue_and_to_an_extension(center: dict[str, Any
     assert second[0].call_id == exit_row.call_id and second[1].agent_id == center["employees"][SECOND_LINE]
     third = callers_rows(queue_log(center, to_extension, counted(EXITWITHTIMEOUT=1)))
     assert [r.event for r in third] == ["ENTERQUEUE", "EXITWITHTIMEOUT"], show(third)
+    fourth = callers_rows(queue_log(center, to_mailbox, counted(EXITWITHTIMEOUT=1)))
+    assert [r.event for r in fourth] == ["ENTERQUEUE", "EXITWITHTIMEOUT"], show(fourth)
+    deadline = time.monotonic() + 15
+    while not (left := api(center, f"/voicemail/messages?extension_id={box['id']}", base="")["items"]):
+        assert time.monotonic() < deadline, "no message in the mailbox the queue overflowed to"
+        time.sleep(0.3)
+    (message,) = left
+    assert (message["number"], message["caller_number"], message["folder"]) == (MAILBOX, CALLER, "inbox"), message
+    assert message["duration"] >= 1, message
+    kpis = report(center, to_mailbox)
+    assert (kpis["offered"], kpis["answered"], kpis["overflowed"], kpis["service_level"]) == (1, 0, 1, 0.0), kpis
     kpis = report(center, first)
     assert (kpis["offered"], kpis["answered"], kpis["abandoned"], kpis["overflowed"]) == (3, 1, 1, 1), kpis
     assert (kpis["answered_in_time"], kpis["service_level"]) == (1, pytest.approx(1 / 3)), kpis
