@@ -13,11 +13,12 @@ one before has ended) where the strategy's choice is exact, and all at once wher
 - least talk time: every call to the agent with the least talk so far (replayed from the log's own talk
   figures), so the agent who talks 0.2 s a call takes the most and the one who talks 3.2 s the fewest;
 - random: twenty callers at once: every agent gets some, and no agent is offered a call while on one;
-- skills: two callers at a time: only the two most proficient agents take calls.
+- skills: two callers at a time: the most proficient agent whenever she is free, the second otherwise, the
+  three others never.
 
 Then: a queue asking "english" >= 5, relaxed to >= 3 after 3 s (agents at 8, 4 and 2); wrap-up of 3 s
-(a SIPp agent and a baresip agent; AHT includes the wrap-up); overflow on max wait to another queue and to an
-extension, with the KPIs of the queues counted exactly.
+(a SIPp agent and a baresip agent; AHT includes the wrap-up); overflow on max wait to another queue, to an
+extension and to a mailbox, with an abandon beside them, the KPIs of the queues counted exactly.
 """
 
 from __future__ import annotations
@@ -323,7 +324,7 @@ def connects_by_agent(c: dict[str, Any], rows: list[Any], agents: tuple[str, ...
     return [by_id[r.agent_id] for r in events(rows, "CONNECT")]
 
 
-# per strategy: (at_once, talk ms per agent); ring-all agents answer after 100 ms (the first) or 1.5 s
+# per strategy: (at_once, talk ms per agent); ring-all agents answer after 100 ms (the first) or 4 s
 PLANS: dict[str, tuple[int, tuple[int, ...]]] = {
     "ring_all": (1, (200,) * 5),
     "longest_idle": (1, (200,) * 5),
@@ -349,7 +350,7 @@ def test_twenty_callers_five_agents(center: dict[str, Any], strategy: str) -> No
     queue_id = make_queue(center, number, agents, **settings)
     phones = {
         n: agent_phone(
-            pbx, n, talk_ms=talk, ring_all_delay_ms=(100 if i == 0 else 1500) if strategy == "ring_all" else None
+            pbx, n, talk_ms=talk, ring_all_delay_ms=(100 if i == 0 else 4000) if strategy == "ring_all" else None
         )
         for i, (n, talk) in enumerate(zip(agents, talks, strict=True))
     }
@@ -442,9 +443,15 @@ def _random(c: dict[str, Any], rows: list[Any], agents: tuple[str, ...], order: 
 
 
 def _skills(c: dict[str, Any], rows: list[Any], agents: tuple[str, ...], order: list[str]) -> None:
-    # two callers at a time: the best (9) and the second (7) take every call, the others none
-    assert set(order) == {agents[1], agents[3]}, order
-    assert order[:2] == [agents[1], agents[3]], order
+    # two callers at a time: the best (9) takes every call she is free for, the second (7) the others
+    best, second = c["employees"][agents[1]], c["employees"][agents[3]]
+    assert set(order) <= {agents[1], agents[3]} and order[0] == agents[1], order
+    best_busy = False
+    for r in rows:
+        if r.event == "CONNECT" and r.agent_id == second:
+            assert best_busy, "the second best was offered a caller while the best was free"
+        elif r.agent_id == best and r.event in ("CONNECT", "COMPLETEAGENT"):
+            best_busy = r.event == "CONNECT"
 
 
 def test_skills_and_relaxation_pick_the_right_agents(center: dict[str, Any]) -> None:
@@ -557,10 +564,10 @@ def test_wrap_up_keeps_an_agent_from_the_next_caller(
 
 
 def test_max_wait_overflows_to_a_queue_an_extension_and_a_mailbox(center: dict[str, Any]) -> None:
-    """Queue 8195 (one agent, who talks 13 s; max wait 10 s; service level 5 s) overflows to queue 8196;
-    queue 8197 (nobody logged in; max wait 10 s) to an extension. Callers: A answered at once in 8195; B
-    waits in 8195, leaves at 10 s for 8196, where its agent answers; C hangs up in 8195 after 3 s (an
-    abandon); D waits in 8197 and goes to the extension, which answers; E waits in 8198 (nobody logged in) and
+    """Queue 8195 (one agent; max wait 10 s; service level 5 s) overflows to queue 8196; queue 8197 (nobody
+    logged in; max wait 10 s) to an extension. Callers: A answered at once in 8195, its agent asking meanwhile
+    to pause once the call is over (so nobody else is offered to her); B waits in 8195, leaves at 10 s for
+    8196, where its agent answers; C hangs up in 8195 after 3 s (an abandon); D waits in 8197 and goes to the extension, which answers; E waits in 8198 (nobody logged in) and
     goes to a mailbox, which records what it says after the greeting."""
     pbx: Pbx = center["pbx"]
     to_queue = make_queue(center, "8196", (SECOND_LINE,), wrap_up=0)
@@ -570,7 +577,8 @@ def test_max_wait_overflows_to_a_queue_an_extension_and_a_mailbox(center: dict[s
     to_mailbox = make_queue(center, "8198", (), max_wait=10, overflow={"kind": "voicemail", "number": MAILBOX})
     (box,) = [e for e in api(center, f"/extensions?q={MAILBOX}", base="")["items"] if e["number"] == MAILBOX]
     api(center, f"/extensions/{box['id']}/voicemail", {"pin": "4711", "silence_seconds": 0}, method="PUT", base="")
-    phones = {FIRST_LINE: agent_phone(pbx, FIRST_LINE, talk_ms=13_000),
+    api(center, "/reasons", {"name": "Lunch"})
+    phones = {FIRST_LINE: agent_phone(pbx, FIRST_LINE, talk_ms=2000),
               SECOND_LINE: agent_phone(pbx, SECOND_LINE, talk_ms=1000),
               OVERFLOW_EXT: agent_phone(pbx, OVERFLOW_EXT, talk_ms=1000)}
     results: dict[str, Any] = {}
@@ -583,6 +591,8 @@ def test_max_wait_overflows_to_a_queue_an_extension_and_a_mailbox(center: dict[s
     try:
         threads = [run("A", lambda: callers(pbx, "8195", 1, name="ovf_a"))]
         queue_log(center, first, counted(CONNECT=1))  # A talks to the first line's agent
+        first_agent = f"/agents/{center['employees'][FIRST_LINE]}"
+        assert api(center, f"{first_agent}/pause", {"reason": "Lunch"})["status"] == "on_call"  # after this call
         threads += [
             run("B", lambda: callers(pbx, "8195", 1, name="ovf_b")),
             run("C", lambda: callers(pbx, "8195", 1, name="ovf_c", hang_up_ms=3000)),
@@ -601,8 +611,10 @@ def test_max_wait_overflows_to_a_queue_an_extension_and_a_mailbox(center: dict[s
     for agent_result in agent_results.values():
         assert_all_ok(agent_result, 1)
     rows = callers_rows(queue_log(center, first, counted(EXITWITHTIMEOUT=1, ABANDON=1, COMPLETEAGENT=1)))
-    assert [r.event for r in rows] == ["ENTERQUEUE", "CONNECT", "ENTERQUEUE", "ENTERQUEUE", "ABANDON",
-                                       "EXITWITHTIMEOUT", "COMPLETEAGENT"], show(rows)
+    assert sorted(r.event for r in rows) == sorted(["ENTERQUEUE", "CONNECT", "COMPLETEAGENT", "ENTERQUEUE",
+                                                    "ABANDON", "ENTERQUEUE", "EXITWITHTIMEOUT"]), show(rows)
+    assert [r.event for r in rows][:2] == ["ENTERQUEUE", "CONNECT"] and rows[-1].event == "EXITWITHTIMEOUT", show(rows)
+    assert api(center, first_agent)["status"] == "not_ready"  # paused after A's call: B was never offered
     (exit_row,) = events(rows, "EXITWITHTIMEOUT")
     assert exit_row.data["wait"] >= 10, exit_row.data
     second = callers_rows(queue_log(center, to_queue, counted(COMPLETEAGENT=1)))
