@@ -11,7 +11,8 @@ registered SIPp phone that answers, echoes the RTP it gets (``-rtp_echo``) and h
   what it hears. It hears its own 1 kHz back: its audio went through our bridge to the agent and the
   agent's echo came back through it, so RTP flowed both ways;
 - the queue log: ``CALLBACK`` for the request, ``CONNECT`` (``callback``: true) when the customer answered,
-  ``COMPLETEAGENT``, then the live caller's ``CONNECT``; no ``ABANDON``;
+  ``COMPLETEAGENT``, then the live caller's ``CONNECT``; no ``ABANDON``; the queue's KPIs count two offered
+  and answered, one callback, and the service level and ASA of those two holds;
 - the callback's CDR: the agent's extension calling the customer's number through the trunk, answered,
   with the queue's number in ``queue``.
 """
@@ -300,6 +301,15 @@ def test_a_callback_keeps_its_place_rings_the_agent_then_calls_the_customer(worl
     events = [r.event for r in rows if r.call_id == request]
     assert events == ["ENTERQUEUE", "CALLBACK", "CONNECT", "COMPLETEAGENT"], events
     assert not [r for r in rows if r.event in ("ABANDON", "CALLBACKFAILED")]
+    # the KPIs: two offered and answered, one of them a callback; in time: the holds within the 20 s default
+    now = time.time()
+    (kpis,) = api(pbx, f"/callcenter/reports/queues?from={int(now - 3600)}&to={int(now + 3600)}&group=day"
+                       f"&queue_id={queue['id']}")
+    counts = ("offered", "answered", "abandoned", "overflowed", "callbacks")
+    assert tuple(kpis[k] for k in counts) == (2, 2, 0, 0, 1), kpis
+    in_time = sum(1 for r in connects if r.data["hold"] <= queue["service_level"])
+    assert (kpis["answered_in_time"], kpis["service_level"]) == (in_time, pytest.approx(in_time / 2)), kpis
+    assert kpis["asa"] == pytest.approx(sum(r.data["hold"] for r in connects) / 2, abs=1e-3), kpis
     # both ways through the bridge: the carrier hears its own 1 kHz, echoed by the agent's phone
     heard = world.carrier.received_audio()[-1]
     assert abs(dominant_frequency(heard) - 1000) < 20

@@ -18,6 +18,7 @@ import pytest
 from callengine_harness import TENANT, Device, Harness, PhoneCall
 from test_pickup_park_engine import _refer_from_caller
 from test_ring_group_engine import FakeGroups
+from test_voicemail_engine import advance, finish, threads, with_voicemail
 
 from zvonok.callcenter import log as ql
 from zvonok.callcenter.agents import Agent
@@ -1115,3 +1116,85 @@ def test_the_agent_hanging_up_before_the_customer_answers_puts_the_callback_back
         (failed,) = c.runtime.events(ql.CALLBACKFAILED)
         assert (failed.data["reason"], failed.data["attempt"]) == ("agent_hung_up", 0)
         assert request in c.runtime.center.waiting  # no attempt spent: still in line
+
+
+def test_max_wait_overflow_to_a_mailbox_takes_a_message(tmp_path: Path) -> None:
+    """The queue answered the caller (music); its overflow to voicemail must not answer it again (it did, and
+    the call failed: a second 200 on a confirmed leg)."""
+    c = center()
+    h = c.h
+    with h:
+        port = with_voicemail(h, tmp_path)
+        caller = h.extension("101")
+        h.extension("301")
+        port.add("301")
+        queue_id = c.queue("500", max_wait=10, overflow={"kind": "voicemail", "number": "301"})
+        call = h.call(caller, "500")
+        assert call.final_status() == 200
+        call.ack()
+        engine_call = call.engine_call
+        assert engine_call is not None and engine_call.caller is not None
+        endpoint = engine_call.caller.endpoint
+        assert endpoint is not None and h.media.playing[endpoint.id] == MUSIC
+        advance(h, 10)
+        (exit_row,) = c.runtime.events(ql.EXITWITHTIMEOUT)
+        assert (exit_row.queue_id, exit_row.call_id) == (queue_id, engine_call.id)
+        assert not engine_call.ended
+        assert h.media.playing[endpoint.id] == Prompt(path=prompt_path("vm_unavailable", "ru"))
+        assert not engine_call.ringback
+        finish(h, h.media.endpoints[endpoint.id])  # the greeting ran out: the beep, then the recording
+        advance(h, 0.5)
+        advance(h, 3.0)
+        call.bye()
+        threads(h)
+        ((box, message),) = port.stored
+        assert (box.number, message.call_id) == ("301", engine_call.id)
+        assert 2.9 <= message.duration <= 3.1
+        (ended,) = h.events_of(ev.CallEnded)
+        assert ended.disposition is ev.Disposition.VOICEMAIL
+
+
+class OverflowMenu:
+    async def menus(self, tenant_id: int) -> tuple[dict[int, MenuSpec], frozenset[str]]:
+        target = Target(kind="extension", payload={"number": "301"})
+        return {1: MenuSpec(id=1, prompt="/prompts/main.wav", keys={"1": target})}, frozenset()
+
+
+def test_max_wait_overflow_to_a_voice_menu_plays_it() -> None:
+    c = center()
+    h = c.h
+    with h:
+        h.engine.ivr = Ivr(h.engine, OverflowMenu())
+        caller, night = h.extension("101"), h.extension("301")
+        c.queue("500", max_wait=10, overflow={"kind": "ivr", "menu": 1})
+        call = h.call(caller, "500")
+        call.ack()
+        engine_call = call.engine_call
+        assert engine_call is not None and engine_call.caller is not None
+        endpoint = engine_call.caller.endpoint
+        assert endpoint is not None
+        h.advance(10)
+        assert [e.event for e in c.runtime.log if e.call_id] == [ql.ENTERQUEUE, ql.EXITWITHTIMEOUT]
+        assert not engine_call.ended
+        assert h.media.playing[endpoint.id] == Prompt(path=Path("/prompts/main.wav"))
+        h.dtmf(endpoint, "1")
+        answer(h, night)
+        assert engine_call.callee is not None and engine_call.callee.party.number == "301"
+
+
+def test_max_wait_overflow_to_the_access_number_service_starts_its_dialogue() -> None:
+    c = center()
+    h = c.h
+    with h:
+        caller = h.extension("101")
+        c.queue("500", max_wait=10, overflow={"kind": "access"})
+        call = h.call(caller, "500")
+        call.ack()
+        engine_call = call.engine_call
+        assert engine_call is not None and engine_call.caller is not None
+        endpoint = engine_call.caller.endpoint
+        assert endpoint is not None
+        h.advance(10)
+        assert not engine_call.ended and engine_call.access is not None
+        assert not engine_call.ringback
+        assert h.media.playing[endpoint.id] != MUSIC  # the service's prompt, not the queue's music

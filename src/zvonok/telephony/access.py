@@ -98,7 +98,9 @@ class AccessNumbers:
                                         source_address=source_address, dialed=dialed)
         session = AccessSession(dialogue=dialogue, language=language)
         call.access = session
-        self.engine._answer_caller(call)
+        if call.answered_at is None:  # else a queue answered it (music) and its overflow sent the caller here
+            self.engine._answer_caller(call)
+        call.ringback = False  # the dialogue's prompts replace the overflow's ringback
         caller = call.caller
         assert caller is not None and caller.endpoint is not None
         endpoint = caller.endpoint

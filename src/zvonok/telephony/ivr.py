@@ -106,7 +106,9 @@ class Ivr:
             return
         session = IvrSession(dialogue=dialogue, language=language, from_number=from_number)
         self.sessions[call.id] = session
-        engine._answer_caller(call)
+        if call.answered_at is None:  # else a queue answered it (music) and its overflow sent the caller here
+            engine._answer_caller(call)
+        call.ringback = False  # the menu's prompt replaces the overflow's ringback
         caller = call.caller
         assert caller is not None and caller.endpoint is not None
         await engine.media.on_dtmf(caller.endpoint, lambda event: self._key(call, event))

@@ -225,7 +225,9 @@ class Voicemail:
         call.voicemail = session
         if not await self.engine._negotiate_caller(call):
             return
-        self.engine._answer_caller(call)
+        if call.answered_at is None:  # else a queue answered it (music) and its overflow sent the caller here
+            self.engine._answer_caller(call)
+        call.ringback = False  # the greeting replaces the overflow's ringback
         caller = call.caller
         assert caller is not None and caller.endpoint is not None
         await self.engine.media.on_dtmf(caller.endpoint, lambda event: self._key(call, event))
