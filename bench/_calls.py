@@ -195,8 +195,14 @@ class SippProcess:
             if pid:
                 break
             if time.monotonic() > limit:
-                self.proc.kill()
-                _, status, rusage = os.wait4(self.proc.pid, 0)
+                # os.kill, not Popen.kill: that polls first, and a poll that reaps the child (just killed by
+                # kill() below) leaves wait4 nothing to wait for (ChildProcessError). Not reaped yet (wait4 said
+                # so above), the pid is still ours.
+                os.kill(self.proc.pid, signal.SIGKILL)
+                try:
+                    _, status, rusage = os.wait4(self.proc.pid, 0)
+                except ChildProcessError:  # reaped meanwhile by a poll of another thread: its returncode is set
+                    status = None
                 break
             time.sleep(0.05)
         if status is not None:

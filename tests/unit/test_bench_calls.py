@@ -21,3 +21,30 @@ def test_the_best_step_may_have_a_failed_call_within_the_budget_but_not_a_sipp_e
     assert calls.best([step(100, 1000), step(200, 1990, failed=10, rc=1)]).rate == 100  # 0.5%: over
     assert calls.best([step(100, 1000), step(200, 2000, rc=255)]).rate == 100  # SIPp itself failed
     assert calls.best([step(100, 990, failed=10, rc=1)]) is None
+
+
+def test_killing_a_sipp_that_dies_between_two_looks_does_not_raise(tmp_path: Any, monkeypatch: Any) -> None:
+    """``kill()`` sends SIGKILL, then ``wait(timeout=0)``: when the first look finds the child still alive and it
+    dies before the second, Popen.kill's poll reaped it and the blocking wait4 found no child (a CI failure in
+    test_crash.py). The look is made to say "alive" once, after the child is gone."""
+    import os
+    import time
+
+    sipp_calls: Any = load("_calls")
+    process = sipp_calls.SippProcess("call_uas.xml", None, workdir=tmp_path, name="dying")
+    process.cmd = ["sleep", "30"]
+    process.start()
+    real_wait4 = os.wait4
+    looked: list[int] = []
+
+    def wait4(pid: int, options: int) -> Any:
+        if options == os.WNOHANG and not looked:
+            looked.append(pid)
+            time.sleep(0.3)  # SIGKILLed meanwhile: dead, not yet reaped
+            return 0, 0, None
+        return real_wait4(pid, options)
+
+    monkeypatch.setattr(sipp_calls.os, "wait4", wait4)
+    process.kill()
+    assert looked == [process.pid] and process.proc.returncode == -9
+    assert process.wait().returncode == -9  # the result is kept
