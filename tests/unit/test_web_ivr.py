@@ -87,3 +87,41 @@ async def test_admin_creates_and_edits_a_menu(web: Web, a: Company, b: Company, 
     page = await admin_a.get(menu_url)
     r = await admin_a.post(f"{menu_url}/delete", data={"csrf_token": csrf_of(page.text)})
     assert r.status_code == 303 and "No menus yet." in (await admin_a.get("/ivr")).text
+
+
+def test_a_queue_destination_may_carry_a_priority_in_its_text() -> None:
+    from zvonok.web.pages.destination_form import payload_of, text_of
+
+    assert payload_of("queue", "500") == {"number": "500"}
+    assert payload_of("queue", " 500 : 7 ") == {"number": "500", "priority": 7}
+    assert payload_of("queue", "Sales:3") == {"queue": "Sales", "priority": 3}
+    assert payload_of("queue", "500:x") == {"queue": "500:x"}  # no priority: the service says no such queue
+    assert text_of({"number": "500", "priority": 7}) == "500:7" and text_of({"number": "500"}) == "500"
+
+
+async def test_an_ivr_key_sends_callers_into_a_queue_with_a_priority(
+        web: Web, a: Company, admin_a: httpx.AsyncClient) -> None:  # noqa: F811
+    from zvonok.callcenter import schemas as cc_schemas
+    from zvonok.callcenter import service as cc_service
+
+    async with web.db.session() as session:
+        await cc_service.create_queue(session, a.id, cc_schemas.QueueCreate(name="Sales", number="500"))
+        await session.commit()
+    page = await admin_a.get("/ivr")
+    r = await admin_a.post("/ivr", data={"csrf_token": csrf_of(page.text), "name": "Main", "prompt_text": "Hello",
+                                         "voice": "en"})
+    menu_url = r.headers["location"].split("?")[0]
+    page = await admin_a.get(r.headers["location"])
+    assert ":priority (500:5)" in page.text
+    r = await admin_a.post(menu_url, data=keys_form(csrf_of(page.text), kind_1="queue", target_1="500:7",
+                                                    kind_2="queue", target_2="500"))
+    assert r.status_code == 303, r.text
+    async with web.db.session() as session:
+        menu = await session.get(IvrMenu, int(menu_url.rsplit("/", 1)[1]))
+        assert menu is not None
+        assert menu.keys == {"1": {"kind": "queue", "number": "500", "priority": 7},
+                             "2": {"kind": "queue", "number": "500"}}
+    page = await admin_a.get(menu_url)
+    assert 'value="500:7"' in page.text  # shown as typed
+    r = await admin_a.post(menu_url, data=keys_form(csrf_of(page.text), kind_1="queue", target_1="500:0"))
+    assert r.status_code == 422  # a priority is 1..100

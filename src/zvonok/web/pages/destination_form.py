@@ -4,7 +4,8 @@ The DID page (and its schedule branches), an IVR menu's keys and a ring group's 
 all show the same two fields (the ``destination_fields`` macro of ``_destination.html``) and read them back
 with :func:`from_form`; each page passes the kinds its place allows (:mod:`zvonok.destination`). The
 service checks what comes back (the typed union and the tenant's references), so this module only
-translates text.
+translates text. A queue's text may end in ``:<priority>`` (``500:5``): the callers sent there wait ahead of
+those with a lower one (a VIP key of a voice menu, a VIP number).
 """
 
 from __future__ import annotations
@@ -46,8 +47,13 @@ def payload_of(kind: str, text: str, *, timeout: str = "", skip_pin: bool = Fals
         if timeout.strip():
             payload["timeout"] = int(timeout) if timeout.strip().isdigit() else timeout
         return payload
-    if kind == "queue":
-        return {"number": text} if text.isdigit() else {"queue": text}
+    if kind == "queue":  # "500", or "500:5": its callers wait ahead of those with a lower priority
+        where, colon, priority = text.rpartition(":")
+        if not (colon and priority.strip().isdigit()):
+            where, priority = text, ""
+        where = where.strip()
+        queue: dict[str, Any] = {"number": where} if where.isdigit() else {"queue": where}
+        return queue | ({"priority": int(priority)} if priority else {})
     if kind == "access":
         return {"skip_pin_for_known_callers": True} if skip_pin else {}
     if kind in ("menu", "ivr"):
@@ -83,7 +89,8 @@ def text_of(payload: Mapping[str, Any] | None) -> str:
         return ", ".join(number + [str(e) for e in payload["emails"]])
     if "menu" in payload:
         return str(payload["menu"])
-    return str(payload.get("number") or payload.get("queue") or "")
+    where = str(payload.get("number") or payload.get("queue") or "")
+    return f"{where}:{payload['priority']}" if payload.get("priority") else where
 
 
 def to_form(dest: Mapping[str, Any] | None) -> tuple[str, str]:
