@@ -86,7 +86,8 @@ class SippProcess:
         self.name = name
         self.timeout = timeout
         self.local_port = local_port or common.free_sip_port()
-        self.media_port = media_port or free_media_port()
+        self.media_port = media_port or free_media_port(avoid=self.local_port)
+        self._picked = (local_port is None, media_port is None)  # ports of ours to pick again (see start)
         self.stat_file = workdir / f"{name}_stat.csv"
         self.err_file = workdir / f"{name}_errors.log"
         self.screen_file = workdir / f"{name}_screen.log"
@@ -127,15 +128,33 @@ class SippProcess:
         self._result: common.SippResult | None = None
 
     def start(self) -> SippProcess:
-        self._out = open(self.out_file, "wb")  # noqa: SIM115 - closed in wait()
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen(self.cmd, cwd=self.workdir, stdout=self._out, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
-        time.sleep(0.3)  # let it bind its ports before anyone sends to them
-        if self.proc.poll() is not None:
+        """Start SIPp. A port picked free here can be taken by another process before SIPp binds it: when
+        SIPp exits at once for a port in use, the ports this object picked itself are picked again (up to
+        three tries; ports the caller named, e.g. a registered phone's SIP port, are kept)."""
+        for attempt in range(3):
+            self._out = open(self.out_file, "wb")  # noqa: SIM115 - closed in wait()
+            self.started = time.monotonic()
+            self.proc = subprocess.Popen(self.cmd, cwd=self.workdir, stdout=self._out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL)
+            time.sleep(0.3)  # let it bind its ports before anyone sends to them
+            if self.proc.poll() is None:
+                return self
             self._out.close()
-            raise RuntimeError(f"sipp {self.name} exited at once:\n{self.out_file.read_text(errors='replace')[-3000:]}")
-        return self
+            out = self.out_file.read_text(errors="replace")
+            if attempt < 2 and "Address already in use" in out and any(self._picked):
+                self._pick_ports_again()
+                continue
+            raise RuntimeError(f"sipp {self.name} exited at once:\n{out[-3000:]}")
+        raise AssertionError("unreachable")
+
+    def _pick_ports_again(self) -> None:
+        own_sip, own_media = self._picked
+        if own_sip:
+            self.local_port = common.free_sip_port()
+            self.cmd[self.cmd.index("-p") + 1] = str(self.local_port)
+        if own_media:
+            self.media_port = free_media_port(avoid=self.local_port)
+            self.cmd[self.cmd.index("-mp") + 1] = str(self.media_port)
 
     @property
     def pid(self) -> int:
@@ -240,11 +259,12 @@ class SippProcess:
             self.wait(timeout=0)
 
 
-def free_media_port() -> int:
-    """An even UDP port with the next one free too (SIPp echoes on -mp and -mp + 2)."""
+def free_media_port(avoid: int | None = None) -> int:
+    """An even UDP port with the next three free too (SIPp echoes on -mp and -mp + 2), none of them ``avoid``
+    (the same SIPp's SIP port, picked free but not bound yet: a CI run once got both the same)."""
     for _ in range(100):
         port = common.free_port(socket.SOCK_DGRAM)
-        if port % 2 or port > 65000:
+        if port % 2 or port > 65000 or (avoid is not None and port <= avoid <= port + 3):
             continue
         ok = True
         for p in (port + 1, port + 2, port + 3):

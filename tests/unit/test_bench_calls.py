@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from bench_script import load
 
 calls: Any = load("calls")
@@ -48,3 +49,41 @@ def test_killing_a_sipp_that_dies_between_two_looks_does_not_raise(tmp_path: Any
     process.kill()
     assert looked == [process.pid] and process.proc.returncode == -9
     assert process.wait().returncode == -9  # the result is kept
+
+
+def test_a_sipps_media_port_is_never_its_own_sip_port(monkeypatch: Any) -> None:
+    """Both are picked free before SIPp binds either: the media range must not hold the SIP port (a CI run
+    got the two equal, and SIPp stopped at once on its RTP socket)."""
+    sipp_calls: Any = load("_calls")
+    offered = iter([10838, 10836, 10840])
+    monkeypatch.setattr(sipp_calls.common, "free_port", lambda kind=None: next(offered))
+    assert sipp_calls.free_media_port(avoid=10838) == 10840  # not 10838 itself, nor 10836 (its range holds 10838)
+
+
+def test_a_sipp_that_finds_its_picked_port_taken_is_started_again_on_another(tmp_path: Any) -> None:
+    import sys
+
+    sipp_calls: Any = load("_calls")
+    process = sipp_calls.SippProcess("call_uas.xml", None, workdir=tmp_path, name="retried", local_port=12000)
+    first = process.media_port
+    # a stand-in for SIPp: the first start finds its media port in use and exits, the next one runs
+    script = ("import pathlib, sys, time\n"
+              f"flag = pathlib.Path({str(tmp_path / 'tried')!r})\n"
+              "if not flag.exists():\n"
+              "    flag.write_text(sys.argv[sys.argv.index('-mp') + 1])\n"
+              "    print('Unable to bind audio RTP socket, errno = 98 (Address already in use)')\n"
+              "    sys.exit(255)\n"
+              "time.sleep(30)\n")
+    process.cmd = [sys.executable, "-c", script, "-p", "12000", "-mp", str(first)]
+    try:
+        process.start()
+        assert process.running() and (tmp_path / "tried").read_text() == str(first)
+        assert process.media_port != first and process.cmd[-1] == str(process.media_port)
+        assert process.local_port == 12000 and process.cmd[process.cmd.index("-p") + 1] == "12000"  # named: kept
+    finally:
+        process.kill()
+    refused = sipp_calls.SippProcess("call_uas.xml", None, workdir=tmp_path, name="refused", local_port=12002,
+                                     media_port=12010)  # every port named: nothing to pick again
+    refused.cmd = [sys.executable, "-c", "print('errno = 98 (Address already in use)'); raise SystemExit(255)"]
+    with pytest.raises(RuntimeError, match="exited at once"):
+        refused.start()
