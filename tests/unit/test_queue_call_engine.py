@@ -174,6 +174,16 @@ def center(recordings_dir: Path | None = None) -> Center:
     return Center(h, runtime, desk)
 
 
+def _agent_answers(h: Harness, caller: list[Device], queue: str, agent: list[Device]) -> tuple[Any, Any, Any]:
+    """The caller dials the queue and waits; the agent's phone, rung, answers: (the caller's call, the agent's
+    fork, its 200)."""
+    call = h.call(caller, queue)
+    call.ack()
+    h.settle()
+    fork = h.invites_to(agent)[-1]
+    return call, fork, h.reply(fork, 200, device=agent[0])
+
+
 def answer(h: Harness, device: list[Device]) -> Any:
     fork = h.invites_to(device)[-1]
     h.reply(fork, 180)
@@ -765,11 +775,7 @@ def test_a_caller_the_agent_held_before_transferring_it_into_a_queue_is_resumed(
         caller = h.extension("101")
         sales, support = c.queue("500"), c.queue("600")
         agent = c.agent("201", 7, sales)
-        call = h.call(caller, "500")
-        call.ack()
-        h.settle()
-        fork = h.invites_to(agent)[-1]
-        ok = h.reply(fork, 200, device=agent[0])
+        call, fork, ok = _agent_answers(h, caller, "500", agent)
         h.request_from(fork, ok, "INVITE", body=h.offer(agent[0], Direction.SENDONLY))  # the agent holds
         (hold,) = [t for t in h.sent_requests("INVITE", to=caller) if t.request.to.tag]
         assert b"a=sendonly" in hold.request.body
@@ -791,11 +797,7 @@ def test_an_agent_transferring_its_caller_to_an_extension_writes_transfer_and_wr
         caller, boss = h.extension("101"), h.extension("301")
         queue_id = c.queue("500", wrap_up=30)
         agent = c.agent("201", 7, queue_id)
-        call = h.call(caller, "500")
-        call.ack()
-        h.settle()
-        fork = h.invites_to(agent)[-1]
-        ok = h.reply(fork, 200, device=agent[0])
+        call, fork, ok = _agent_answers(h, caller, "500", agent)
         h.advance(10)
         _refer(h, fork, ok, "301")
         answer(h, boss)
@@ -815,11 +817,7 @@ def test_an_agent_completing_an_attended_transfer_writes_transfer() -> None:
         caller, boss = h.extension("101"), h.extension("301")
         queue_id = c.queue("500", wrap_up=30)
         agent = c.agent("201", 7, queue_id)
-        call = h.call(caller, "500")
-        call.ack()
-        h.settle()
-        fork = h.invites_to(agent)[-1]
-        ok = h.reply(fork, 200, device=agent[0])
+        call, fork, ok = _agent_answers(h, caller, "500", agent)
         consult = h.call(agent, "301")  # the agent asks the boss first (the caller on hold meanwhile)
         h.reply(h.invites_to(boss)[0], 200)
         consult.ack()
