@@ -321,7 +321,9 @@ class NatsBus:
         while True:
             try:
                 messages = await sub.fetch(batch, timeout=1.0)
-            except nats.errors.TimeoutError:
+            except (nats.errors.TimeoutError, TimeoutError):
+                # nothing to fetch within the second: nats-py raises its own TimeoutError or, on some paths of
+                # its batch fetch, asyncio's (the builtin one) — both mean "ask again", not "NATS away"
                 continue
             except Exception:  # noqa: BLE001 - NATS away: the client reconnects, we ask again
                 log.warning("durable consumer %s: fetch failed", durable, exc_info=True)

@@ -105,3 +105,41 @@ async def test_a_durable_consumer_gets_what_was_published_while_it_was_away(conn
     one.publish(_ended("late"))
     await _until(lambda: len(got) == 4)
     assert got == ["early-0", "early-1", "early-2", "late"]
+
+
+async def test_a_durable_consumers_empty_fetch_is_not_taken_for_nats_being_away(
+    connect: Connect, caplog: pytest.LogCaptureFixture
+) -> None:
+    """nats-py's batch fetch ends an empty wait with asyncio's TimeoutError on some of its paths (its own
+    subclass on others): that is "nothing yet, ask again", not a failure to log and pause a second for."""
+    one, two = await connect(), await connect()
+    got: list[str] = []
+    fetches = 0
+
+    async def writer(event: CallEnded) -> None:
+        got.append(event.call_id)
+
+    real_js = two._js
+
+    class Js:
+        async def pull_subscribe(self, *args: object, **kwargs: object) -> object:
+            sub = await real_js.pull_subscribe(*args, **kwargs)
+            real_fetch = sub.fetch
+
+            async def fetch(*fargs: object, **fkwargs: object) -> object:
+                nonlocal fetches
+                fetches += 1
+                if fetches <= 2:
+                    raise TimeoutError  # what the batch fetch raises when its deadline passes with nothing
+                return await real_fetch(*fargs, **fkwargs)
+
+            sub.fetch = fetch
+            return sub
+
+    two._js = Js()
+    with caplog.at_level("WARNING", logger="zvonok.natsbus"):
+        two.durable_subscribe("stats-timeout", writer, event_types=[CallEnded])
+        one.publish(_ended("after-empty-fetches"))
+        await _until(lambda: got == ["after-empty-fetches"])
+    assert fetches >= 3
+    assert not [r for r in caplog.records if "fetch failed" in r.getMessage()]
