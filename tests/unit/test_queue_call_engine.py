@@ -954,6 +954,84 @@ def test_an_agent_not_answering_a_callback_leaves_it_in_line() -> None:
         assert not c.runtime.events(ql.CALLBACKFAILED)
 
 
+def _callback_ringing_agent(c: Center, carrier: Any) -> tuple[str, int, list[Device]]:
+    """A callback request in line, then agent 4 (extension 201) logs in: its phone rings for the callback
+    (180): (the request, the queue, the phone)."""
+    h = c.h
+    queue_id = c.queue("500", callback_key="1", ring_timeout=15, retry=60, wrap_up=0)
+    request = _request_callback(c, carrier, queue_id)
+    agent = c.agent("201", 4, queue_id)
+    h.settle()
+    h.reply(h.invites_to(agent)[-1], 180)
+    assert c.runtime.center.waiting[request].offered == {4}
+    return request, queue_id, agent
+
+
+def test_an_agent_phone_unregistering_while_a_callback_rings_it_offers_the_callback_on_at_once() -> None:
+    """As for a caller in line: the phone gone will not answer, so the callback offer fails now (the request
+    keeps its place and goes to the next agent), not at the center's ring timeout."""
+    c, carrier = _callback_center()
+    h = c.h
+    with h:
+        request, queue_id, agent = _callback_ringing_agent(c, carrier)
+        rung_at = h.now
+        fork = h.invites_to(agent)[-1]
+        extension = h.directory.extensions[(TENANT, "201")]
+        (binding,) = h.location.lookup(TENANT, extension.extension_id, h.now)
+        h.deliver(h.location.remove, TENANT, extension.extension_id, binding.contact)  # REGISTER Expires: 0
+        assert fork.cancelled is not None  # its INVITE cancelled, without waiting for the ring timeout
+        (missed,) = c.runtime.events(ql.RINGNOANSWER)
+        assert (missed.call_id, missed.agent_id, missed.data["reason"]) == (request, 4, "unavailable")
+        assert c.runtime.center.waiting[request].offered == set() and not c.runtime.events(ql.CALLBACKFAILED)
+        (failed,) = h.events_of(ev.OriginateFailed)
+        assert failed.reason == "employee_unavailable"
+        outgoing = len(h.invites_to(carrier))
+        nxt = c.agent("202", 5, queue_id)  # the next agent gets the callback
+        h.settle()
+        assert c.runtime.center.waiting[request].offered == {5}
+        answer(h, nxt)
+        assert len(h.invites_to(carrier)) == outgoing + 1  # the customer is called for agent 5
+        h.reply(h.invites_to(carrier)[-1], 200)
+        (connect,) = c.runtime.events(ql.CONNECT)
+        assert (connect.call_id, connect.agent_id, connect.data["callback"]) == (request, 5, True)
+        assert h.now == rung_at  # no timer had to fire
+        h.reply(fork, 487)  # the gone phone's late answer to our CANCEL changes nothing
+        assert len(c.runtime.events(ql.RINGNOANSWER)) == 1
+
+
+def test_a_callback_ringing_an_agents_two_phones_fails_only_when_both_are_gone() -> None:
+    c, carrier = _callback_center()
+    h = c.h
+    with h:
+        queue_id = c.queue("500", callback_key="1", ring_timeout=15, retry=60)
+        request = _request_callback(c, carrier, queue_id)
+        phones = h.extension("201", devices=2)
+        key = (TENANT, "201")
+        h.directory.extensions[key] = dataclasses.replace(h.directory.extensions[key], employee_id=4)
+        c.desk.extensions[4] = ["201"]
+        h.run(c._login(4, queue_id))
+        h.settle()
+        forks = [h.invites_to(phone)[-1] for phone in phones]
+        for fork in forks:
+            h.reply(fork, 180)
+        rung_at = h.now
+
+        def unregister(phone: Device) -> None:
+            gone = next(b for b in h.location.lookup(TENANT, h.directory.extensions[key].extension_id, h.now)
+                        if b.contact.endswith(f"{phone.peer.host}:{phone.peer.port}"))
+            h.deliver(h.location.remove, TENANT, gone.extension_id, gone.contact)
+
+        unregister(phones[0])
+        assert forks[0].cancelled is not None and forks[1].cancelled is None
+        assert c.runtime.events(ql.RINGNOANSWER) == []  # the offer goes on, on the other phone
+        unregister(phones[1])  # the first one's CANCEL still unanswered: neither rings any more
+        assert forks[1].cancelled is not None
+        (missed,) = c.runtime.events(ql.RINGNOANSWER)
+        assert (missed.call_id, missed.agent_id, missed.data["reason"]) == (request, 4, "unavailable")
+        assert request in c.runtime.center.waiting and not c.runtime.events(ql.CALLBACKFAILED)
+        assert h.now == rung_at
+
+
 def test_a_callback_the_company_may_not_call_is_given_up_before_anyone_rings() -> None:
     c, carrier = _callback_center()
     h = c.h

@@ -421,6 +421,26 @@ class Originator:
         for leg in session.employee_legs:
             self.engine._cancel_fork(leg, None)
 
+    def device_gone(self, call: Call, leg: Leg) -> None:
+        """One of the employee's ringing devices will not answer (it unregistered, or its registration expired):
+        its fork is cancelled, and the originate fails now (``employee_unavailable``, as a device answering
+        480) when no other device of the employee rings — not after its 487, which a phone that vanished may
+        never send (the CANCEL's 64*T1)."""
+        session: Originate | None = call.originate
+        if (
+            session is None
+            or call.ended
+            or call.caller is not None
+            or leg not in session.employee_legs
+            or leg.cancelled  # cancelled already: the whole ring is ending (our timeout, an offer withdrawn)
+            or leg.state not in (LegState.TRYING, LegState.RINGING)
+        ):
+            return
+        self.engine._cancel_fork(leg, None)
+        # a device gone earlier is cancelled but may not have ended: it rings no more either
+        if all(other is leg or other.cancelled or other.state is LegState.ENDED for other in session.employee_legs):
+            self._fail(call, "employee_unavailable")
+
     def _on_employee_event(self, leg: Leg, event: object) -> None:
         engine = self.engine
         call = leg.call

@@ -280,21 +280,32 @@ class QueueCalls:
         """An agent's phone that unregisters while an offer rings it will not answer: its fork is cancelled, and
         the offer fails as soon as none of the agent's devices rings any more — the caller is back at the head
         of the line and offered to the next agent now, not after the ring timeout (Timer B, 32 s, for a phone
-        that vanished without unregistering)."""
+        that vanished without unregistering). A callback's offer the same (:meth:`QueueCallbacks.device_gone`):
+        the request goes to the next agent."""
         if not isinstance(event, ev.RegistrationChanged):
             return False
-        legs = self.engine.extension_legs.get((event.tenant_id, event.extension_id))
-        if not legs:
-            return False
-        contacts = {b.contact for b in self.engine.location.lookup(event.tenant_id, event.extension_id, time.time())}
-        for leg in [leg for leg in legs if leg.contact not in contacts and leg.state is not LegState.ENDED]:
+        for leg in self._ringing_gone_devices(event.tenant_id, event.extension_id):
             session = self._session(leg.call)
-            if session is None or session.state != "waiting":
+            if session is None:
+                self.callbacks.device_gone(leg)  # (nothing unless it rings for a callback offer)
+                continue
+            if session.state != "waiting":
                 continue
             for agent_id, ringing in list(session.offers.items()):
                 if leg in ringing:
                     self._device_gone(leg.call, session, agent_id, leg)
         return False
+
+    def _ringing_gone_devices(self, tenant_id: int, extension_id: int) -> list[Leg]:
+        """The extension's legs still ringing (or trying) a contact that is no longer registered."""
+        legs = self.engine.extension_legs.get((tenant_id, extension_id))
+        if not legs:
+            return []
+        contacts = {b.contact for b in self.engine.location.lookup(tenant_id, extension_id, time.time())}
+        return [
+            leg for leg in legs
+            if leg.contact not in contacts and leg.state in (LegState.TRYING, LegState.RINGING)
+        ]
 
     def _device_gone(self, call: Call, session: QueueSession, agent_id: int, leg: Leg) -> None:
         log.info("queue: agent's device gone while rung", call=call.id, agent=agent_id, contact=leg.contact)

@@ -185,6 +185,25 @@ class QueueCallbacks:
                     self.engine._cancel_fork(leg, None)
         return True
 
+    def device_gone(self, leg: Leg) -> None:
+        """An agent's phone that unregisters while a callback offer rings it will not answer: its fork is
+        cancelled, and when none of the agent's phones rings any more the originated call fails as on a refusal
+        (``RINGNOANSWER``, the request keeps its place and is offered to the next agent), not at the ring
+        timeout."""
+        call = leg.call
+        session = call.originate
+        offer = session.listener if session is not None else None
+        if not isinstance(offer, CallbackOffer) or offer.state != "ringing" or self.engine.originator is None:
+            return
+        log.info(
+            "queue callback: agent's device gone while rung",
+            call=call.id,
+            request=offer.request_call_id,
+            agent=offer.agent_id,
+            contact=leg.contact,
+        )
+        self.engine.originator.device_gone(call, leg)
+
     async def _start(self, offer: CallbackOffer) -> None:
         try:
             await self._place(offer)
