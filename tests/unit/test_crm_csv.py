@@ -1,7 +1,9 @@
 """Clients' CSV import and export through the REST API: every bad row reported with its line and nothing
 imported, duplicates by phone skipped (in the base) or refused (twice in the file), Windows-1251 and
-UTF-16 files, binary junk refused, 10 000 rows in one import, the export streamed with custom fields and
-formula injection escaped, and an export imported back is all duplicates."""
+UTF-16 files, binary junk refused, 10 000 rows in one import (clients inserted a few statements a batch, not
+one per row), every phone, e-mail, note, search document and company link of a multi-batch import on the row
+it came from, the export streamed with custom fields and formula injection escaped, and an export imported
+back is all duplicates."""
 
 from __future__ import annotations
 
@@ -11,10 +13,13 @@ import uuid
 from typing import Any
 
 import httpx
+from sqlalchemy import event, select
 
 from zvonok.api.app import create_app
 from zvonok.crm import http as crm_http
 from zvonok.crm.clients_csv import safe_cell
+from zvonok.crm.models import CrmClient, CrmEmail, CrmNote, CrmPhone
+from zvonok.crm.transfer import BATCH
 
 Api = Any
 
@@ -196,6 +201,100 @@ async def test_ten_thousand_rows(api: Api, make_tenant: Any) -> None:
     assert [c["name"] for c in r.json()["items"]] == ["Клиент 9999"]
     r = await api.client.get(f"{crm}/clients.csv", headers=t.headers)
     assert r.content.decode("utf-8-sig").count("\r\n") == 10_001
+
+
+async def test_import_inserts_clients_a_few_statements_a_batch(api: Api, make_tenant: Any) -> None:
+    # SQLite cannot order a multi-row INSERT's RETURNING rows: asked to, SQLAlchemy sends an INSERT per row
+    t, crm, _ = await _company(api, make_tenant)
+    count = 1200
+    lines = ["name,phones"] + [f"Клиент {i},+7916{i:07d}" for i in range(count)]
+    inserts: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO CRM_CLIENTS"):
+            inserts.append(statement)
+
+    event.listen(api.db.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        r = await _import(api, crm, t, "\n".join(lines).encode())
+    finally:
+        event.remove(api.db.engine.sync_engine, "before_cursor_execute", seen)
+    assert r.status_code == 200, r.text
+    assert r.json()["created"] == count
+    batches = -(-count // BATCH)
+    assert 0 < len(inserts) <= 3 * batches, len(inserts)
+
+
+async def test_import_links_land_on_their_rows(api: Api, make_tenant: Any) -> None:
+    """Companies and their people over several batches, each with its own phones (none, one or two),
+    e-mails and notes: every one read back on the client of its row (ids are mapped back to rows)."""
+    t, crm, _ = await _company(api, make_tenant)
+    r = await api.client.post(
+        f"{crm}/clients",
+        headers=t.headers,
+        json={"name": "Старая фирма", "kind": "company", "phones": [{"number": "+74950000000"}]},
+    )
+    assert r.status_code == 201, r.text
+    old_firm = r.json()["id"]
+    lines = ["name,kind,company,phones,emails,note"]
+    lines.append("Старая фирма,company,,+7 495 000-00-00,,")  # a duplicate: its people join the existing one
+    phones: dict[str, set[str]] = {}
+    emails: dict[str, set[str]] = {}
+    notes: dict[str, str] = {}
+    company_of: dict[str, str | None] = {}
+    companies = 2 * BATCH + 50
+    for c in range(companies):
+        firm = f"Фирма x{c:04d}"  # not a prefix of its people's numbers: they are searched below
+        own = {f"+7495{c:07d}"} if c % 4 else set()  # every fourth company without a phone
+        phones[firm], emails[firm], company_of[firm] = own, set(), None
+        lines.append(f"{firm},company,,{', '.join(sorted(own))},,")
+        for p in (2 * c, 2 * c + 1):
+            name = f"Клиент {p:04d}"
+            own = {f"+7916{p:07d}", f"+7925{p:07d}"}
+            own = set(sorted(own)[: p % 3])  # none, one or two
+            mails = {f"p{p}@x.ru"} if p % 5 else set()
+            note = f"Звонить клиенту {p:04d}" if p % 2 else ""
+            firm_of = firm if p % 7 else ("Старая фирма" if p % 14 == 0 else None)
+            phones[name], emails[name], company_of[name] = own, mails, firm_of
+            if note:
+                notes[name] = note
+            lines.append(f'{name},person,{(firm_of or "").lower()},"{", ".join(sorted(own))}",'
+                         f'{"".join(mails)},{note}')
+    r = await _import(api, crm, t, "\n".join(lines).encode())
+    assert r.status_code == 200, r.text
+    assert r.json()["created"] == len(phones)
+    assert r.json()["duplicates"] == [{"line": 2, "client_id": old_firm, "value": "+74950000000"}]
+
+    async with api.db.session() as session:
+        ids = dict(
+            (await session.execute(select(CrmClient.name, CrmClient.id).where(CrmClient.tenant_id == t.id)))
+            .tuples()
+            .all()
+        )
+        names = {v: k for k, v in ids.items()}
+        assert len(ids) == len(phones) + 1
+
+        async def read(column: Any, model: Any) -> dict[str, set[str]]:
+            out: dict[str, set[str]] = {name: set() for name in phones}
+            for client_id, value in (
+                (await session.execute(select(model.client_id, column).where(model.tenant_id == t.id)))
+                .tuples()
+                .all()
+            ):
+                if client_id != old_firm:
+                    out[names[client_id]].add(value)
+            return out
+
+        assert await read(CrmPhone.number, CrmPhone) == phones
+        assert await read(CrmEmail.address, CrmEmail) == emails
+        assert await read(CrmNote.text, CrmNote) == {n: {notes[n]} if n in notes else set() for n in phones}
+        links = (
+            await session.execute(select(CrmClient.name, CrmClient.company_id).where(CrmClient.tenant_id == t.id))
+        ).tuples().all()
+        assert {n: names[i] if i else None for n, i in links if n != "Старая фирма"} == company_of
+    for p in (0, 1, BATCH - 1, BATCH, BATCH + 1, 2 * BATCH + 3, 2 * companies - 1):  # the search documents
+        r = await api.client.get(f"{crm}/clients", headers=t.headers, params={"q": f"Клиент {p:04d}"})
+        assert [c["name"] for c in r.json()["items"]] == [f"Клиент {p:04d}"], p
 
 
 def test_safe_cell() -> None:

@@ -4,9 +4,10 @@ An import is all or nothing, in the caller's transaction: the file is read row b
 byte stream (an upload spooled to disk, never the whole body in memory twice), every row is checked,
 then the rows whose phone or e-mail an existing client already has are skipped as duplicates (one query
 per 500 numbers), and the rest are written in bulk: companies first (people may name them), then
-people, their phones, e-mails, first notes and search documents, a statement per kind and batch — ten
-thousand rows are checked in about 2 s on the shared 2-core test machine (reading 1.4 s, phones 0.5 s, stems
-0.2 s); tests/unit/test_crm_csv.py imports, searches and exports 10 000.
+people, their phones, e-mails, first notes and search documents, a statement per kind and batch (the
+clients on SQLite: three, see :func:`_insert_clients`) — ten thousand rows are checked in about 2 s on the
+shared 2-core test machine (reading 1.4 s, phones 0.5 s, stems 0.2 s); tests/unit/test_crm_csv.py imports,
+searches and exports 10 000.
 
 Export streams: pages of :data:`EXPORT_PAGE` clients by id, each turned into CSV text as it is read.
 """
@@ -18,7 +19,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zvonok.billing.rates_csv import RowError
@@ -172,26 +173,20 @@ async def _write(
     out: list[fmt.ClientRow] = []
     for start in range(0, len(rows), BATCH):
         batch = rows[start : start + BATCH]
-        ids = (
-            (
-                await session.execute(
-                    insert(CrmClient).returning(CrmClient.id, sort_by_parameter_order=True),
-                    [
-                        {
-                            "tenant_id": tenant_id,
-                            "kind": r.kind,
-                            "name": r.name,
-                            "company_id": r.company_id,
-                            "owner_id": r.owner_id,
-                            "tags": r.tags,
-                            "fields": r.fields,
-                        }
-                        for r in batch
-                    ],
-                )
-            )
-            .scalars()
-            .all()
+        ids = await _insert_clients(
+            session,
+            [
+                {
+                    "tenant_id": tenant_id,
+                    "kind": r.kind,
+                    "name": r.name,
+                    "company_id": r.company_id,
+                    "owner_id": r.owner_id,
+                    "tags": r.tags,
+                    "fields": r.fields,
+                }
+                for r in batch
+            ],
         )
         phones = [
             {"tenant_id": tenant_id, "client_id": i, "number": n, "digits": n.lstrip("+"), "label": ""}
@@ -229,6 +224,32 @@ async def _write(
                 r.company_id = client_id
             out.append(r)
     return out
+
+
+async def _insert_clients(session: AsyncSession, values: list[dict[str, Any]]) -> list[int]:
+    """Insert a batch of clients; their new ids, in the order of ``values`` (their phones, e-mails, notes,
+    search documents and a company's people are attached by it).
+
+    PostgreSQL: one INSERT ... RETURNING, sorted back into parameter order by SQLAlchemy (its sentinel form).
+    SQLite has no order to trust: RETURNING rows come in an arbitrary order (its documentation says so), and
+    it documents neither that a multi-row VALUES is inserted in order nor that new rowids always ascend
+    (only a "usual" largest + 1), so SQLAlchemy's ``sort_by_parameter_order`` falls back there to an INSERT
+    per row, an aiosqlite thread hand-off each: most of a big import's time. So on SQLite the ids are chosen,
+    under its one-writer lock: the first row is inserted alone (its RETURNING row is its id; the INSERT takes
+    the write lock, kept to the end of the transaction, so no other connection adds a client until commit),
+    then the rest get the ids after the table's largest, in one executemany: three statements a batch. An id
+    taken all the same would fail the primary key: loud, never a client with another row's phones."""
+    bind = session.bind
+    if bind is None or bind.dialect.name != "sqlite":
+        result = await session.execute(insert(CrmClient).returning(CrmClient.id, sort_by_parameter_order=True), values)
+        return list(result.scalars().all())
+    first = (await session.execute(insert(CrmClient).returning(CrmClient.id), values[0])).scalar_one()
+    if len(values) == 1:
+        return [first]
+    top = (await session.execute(select(func.max(CrmClient.id)))).scalar_one()
+    rest = list(range(top + 1, top + len(values)))
+    await session.execute(insert(CrmClient), [{**v, "id": i} for v, i in zip(values[1:], rest, strict=True)])
+    return [first, *rest]
 
 
 async def export_clients(db: Database, tenant_id: int) -> AsyncIterator[str]:
