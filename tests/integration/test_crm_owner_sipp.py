@@ -111,21 +111,27 @@ def call_in(world: World, caller: str, name: str) -> Any:
     )
 
 
-def inbound_cdr(world: World, caller: str) -> dict[str, Any]:
-    url = f"{world.base}/cdrs?limit=100"
+def cdrs_of(world: World, caller: str) -> list[dict[str, Any]]:
+    """The caller's CDRs, newest first."""
+    items = harness.http_json(f"{world.base}/cdrs?limit=100", world.pbx.seeded.token)["items"]
+    return [c for c in items if c["caller_number"] == caller]
+
+
+def inbound_cdr(world: World, caller: str, *, before: int = 0) -> dict[str, Any]:
+    """The caller's newest CDR once it has more than ``before`` (its count before the call): the writer commits
+    a CDR a moment after the call ends, so an earlier test's CDR of the same caller may still be the newest."""
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        found = [
-            c for c in harness.http_json(url, world.pbx.seeded.token)["items"] if c["caller_number"] == caller
-        ]
-        if found:
+        found = cdrs_of(world, caller)
+        if len(found) > before:
             return found[0]
         time.sleep(0.2)
-    raise AssertionError(f"no CDR of {caller}")
+    raise AssertionError(f"no new CDR of {caller}")
 
 
 def test_the_owner_answers_a_clients_call(world: World) -> None:
     owner = start_callee(world.pbx, OWNER, "call_uas.xml")
+    earlier = len(cdrs_of(world, CLIENT))
     try:
         result = call_in(world, CLIENT, "owner_answers")
         owner_result = finish_callee(owner, 1)
@@ -133,13 +139,14 @@ def test_the_owner_answers_a_clients_call(world: World) -> None:
         owner.kill()
     assert_all_ok(result, 1)
     assert_all_ok(owner_result, 1)
-    cdr = inbound_cdr(world, CLIENT)
+    cdr = inbound_cdr(world, CLIENT, before=earlier)
     assert (cdr["callee_number"], cdr["disposition"]) == (OWNER, "answered"), cdr
 
 
 def test_the_desk_takes_it_when_the_owner_does_not_answer(world: World) -> None:
     owner = start_callee(world.pbx, OWNER, "call_uas_ring.xml")
     desk = start_callee(world.pbx, DESK, "call_uas.xml")
+    earlier = len(cdrs_of(world, CLIENT))
     try:
         started = time.monotonic()
         result = call_in(world, CLIENT, "owner_rings")
@@ -153,12 +160,8 @@ def test_the_desk_takes_it_when_the_owner_does_not_answer(world: World) -> None:
     assert_all_ok(owner_result, 1)  # rang, then got our CANCEL (487, ACK)
     assert_all_ok(desk_result, 1)  # then the number's own destination answered
     assert elapsed >= RING_SECONDS, elapsed
-    cdrs = [
-        c
-        for c in harness.http_json(f"{world.base}/cdrs?limit=100", world.pbx.seeded.token)["items"]
-        if c["caller_number"] == CLIENT
-    ]
-    assert (cdrs[0]["callee_number"], cdrs[0]["disposition"]) == (DESK, "answered"), cdrs[0]
+    cdr = inbound_cdr(world, CLIENT, before=earlier)
+    assert (cdr["callee_number"], cdr["disposition"]) == (DESK, "answered"), cdr
 
 
 def test_a_stranger_goes_straight_to_the_desk(world: World) -> None:

