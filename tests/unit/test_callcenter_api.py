@@ -355,6 +355,40 @@ async def test_reasons_have_a_phone_code_unique_in_the_company(api: Api, make_te
         assert await service.reason_by_code(session, a.id, "42") is None  # "0042" is another code
 
 
+async def test_an_agent_pauses_from_the_phone_with_its_companys_reason_of_the_code(
+        api: Api, make_tenant: Any, runtime: CallCenterRuntime) -> None:
+    """``*47<code>`` through the real desk and database: the company's reason of that code (another company's
+    same code names its own), unknown codes refused, a change of reason while paused."""
+    from zvonok.callcenter.desk import CenterDesk
+    from zvonok.telephony.agent_codes import AgentCode, AgentOutcome, AgentRequest
+
+    a = await make_company(api, make_tenant, "pa.example")
+    b = await make_company(api, make_tenant, "pb.example")
+    queue = await new_queue(api, a)
+    await ok(await api.client.put(f"{cc(a)}/queues/{queue['id']}/members", headers=a.headers,
+                                  json={"employee_ids": [a.alice]}))
+    await ok(await api.client.post(f"{cc(a)}/reasons", headers=a.headers, json={"name": "Lunch", "code": "1"}), 201)
+    await ok(await api.client.post(f"{cc(a)}/reasons", headers=a.headers, json={"name": "Training", "code": "2"}), 201)
+    await ok(await api.client.post(f"{cc(b)}/reasons", headers=b.headers, json={"name": "Obed", "code": "3"}), 201)
+    await runtime.settled()
+    await ok(await api.client.post(f"{cc(a)}/agents/{a.alice}/login", headers=a.alice_headers, json={}))
+    desk = CenterDesk(runtime)
+    assert await desk.reason_for_code(b.id, "3") == "Obed"
+
+    def pause(code: str) -> AgentRequest:
+        return AgentRequest(AgentCode.PAUSE, reason_code=code)
+
+    assert await desk.agent_code(a.id, a.alice, pause("3")) is AgentOutcome.UNKNOWN_REASON  # B's code
+    assert runtime.center.agents[a.alice].status.value == "available"
+    assert await desk.agent_code(a.id, a.alice, pause("1")) is AgentOutcome.PAUSED
+    state = await ok(await api.client.get(f"{cc(a)}/agents/{a.alice}", headers=a.alice_headers))
+    assert (state["status"], state["reason"]) == ("not_ready", "Lunch")
+    assert await desk.agent_code(a.id, a.alice, pause("2")) is AgentOutcome.PAUSED
+    assert runtime.center.agents[a.alice].reason == "Training"
+    assert await desk.agent_code(a.id, a.alice, AgentRequest(AgentCode.PAUSE)) is AgentOutcome.RESUMED
+    assert await desk.agent_code(a.id, a.bob, pause("1")) is AgentOutcome.NOT_LOGGED_IN
+
+
 async def test_runtime_offers_calls_and_keeps_the_log_through_write_failures(
         api: Api, make_tenant: Any, runtime: CallCenterRuntime) -> None:
     a = await make_company(api, make_tenant, "a.example")
