@@ -1,7 +1,8 @@
 """The call center's admin forms in Chromium against a real server (the demo company's admin): an agent is
 given skills with proficiencies on the agents page, a queue that needs skills is created through the "New
 queue" form (a malformed requirement is refused on the form first), its requirements and members are
-changed on its own page, and each step is checked as stored through the REST API.
+changed on its own page, and each step is checked as stored through the REST API. A not-ready reason gets the
+code an agent dials after *47.
 """
 
 from __future__ import annotations
@@ -87,3 +88,34 @@ def test_queue_with_skill_requirements_and_agent_skills_through_the_forms(
     members = _json_request(f"{base}/callcenter/queues/{queue['id']}/members", token=token)
     assert sorted(members["employee_ids"]) == sorted([ivan, maria]), members
     assert _json_request(f"{base}/callcenter/agents/{ivan}/skills", token=token)["queue_ids"] == [queue["id"]]
+
+
+def test_a_not_ready_reason_gets_its_phone_code_through_the_forms(page: Any, console: Console, artifacts: Path) -> None:
+    """A reason added with its *47 code on the agents page, a code that is not 1-4 digits refused on the reason's
+    own row (the others untouched), then changed there."""
+    log_in(page, console)
+    page.goto(console.url + "/callcenter/agents")
+    form = page.locator("#new-reason")
+    form.locator("input[name=name]").fill("Coaching")
+    form.locator("input[name=code]").fill("31")
+    form.locator("button[type=submit]").click()
+    page.wait_for_url(f"{console.url}/callcenter/agents#reasons")
+    row = page.locator("form.row-form", has=page.locator("mark", has_text="Coaching"))
+    assert row.locator("input[name=code]").input_value() == "31"
+    row_id = row.get_attribute("id")
+    row.locator("input[name=code]").fill("31x")
+    row.locator("button[type=submit]").click()
+    page.wait_for_selector(f"#{row_id} .field-error")
+    assert "1 to 4 digits" in page.locator(f"#{row_id}").inner_text()
+    assert page.locator(f"#{row_id} input[name=code]").input_value() == "31x"  # as typed
+    assert page.locator("form.row-form .field-error").count() == 1
+    page.locator(f"#{row_id}").scroll_into_view_if_needed()
+    page.screenshot(path=str(artifacts / "callcenter-reason-code-error.png"), full_page=True)
+    page.locator(f"#{row_id} input[name=code]").fill("32")
+    page.locator(f"#{row_id} button[type=submit]").click()
+    page.wait_for_url(f"{console.url}/callcenter/agents#{row_id}")
+    assert page.locator(f"#{row_id} input[name=code]").input_value() == "32"
+    page.screenshot(path=str(artifacts / "callcenter-reason-codes.png"), full_page=True)
+    page.set_viewport_size({"width": 375, "height": 800})
+    page.locator("#new-reason").scroll_into_view_if_needed()
+    page.screenshot(path=str(artifacts / "callcenter-reason-codes-phone.png"), full_page=True)

@@ -1,4 +1,4 @@
-"""Agents' feature codes (``*45`` log in, ``*46`` log out, ``*47`` pause) in the real call engine (fake SIP,
+"""Agents' feature codes (``*45`` log in, ``*46`` log out, ``*47`` pause, ``*47<code>`` pause with a reason) in the real call engine (fake SIP,
 fake media, virtual clock) with the real call center behind the real desk (test_queue_call_engine's stand-ins
 for the runtime and the database)."""
 
@@ -51,8 +51,11 @@ def last_tone(h: Harness) -> object:
     ("*46", AgentRequest(AgentCode.LOGOUT)),
     ("*46501", AgentRequest(AgentCode.LOGOUT, "501")),
     ("*47", AgentRequest(AgentCode.PAUSE)),
-    ("*47500", None),  # pause is for every queue
+    ("*471", AgentRequest(AgentCode.PAUSE, reason_code="1")),  # a not-ready reason's code, not a queue's number
+    ("*47012", AgentRequest(AgentCode.PAUSE, reason_code="012")),
+    ("*47x", None),
     ("*45abc", None),
+    ("*45\u0661", None),  # digits, but not ASCII ones
     ("*4", None),
     ("*72101", None),
 ])
@@ -130,6 +133,66 @@ def test_pause_toggles_with_the_reason_phone() -> None:
         assert [(e.event, e.data["reason"]) for e in c.runtime.events(ql.PAUSE, ql.UNPAUSE)] == [
             (ql.PAUSE, "phone"), (ql.UNPAUSE, "phone")]
         call.bye()
+
+
+def test_pause_with_a_reasons_code_and_change_it_while_paused() -> None:
+    """``*47<code>`` pauses with the company's reason of that code; dialed again (or another code) while paused,
+    the agent stays paused with that reason: a speed-dial key is never a toggle. ``*47`` alone resumes."""
+    c = center()
+    h = c.h
+    with h:
+        sales = c.queue("500")
+        c.desk.reasons.update({"1": "Lunch", "22": "Training"})
+        agent = employee_phone(c, "201", 7, [sales])
+        dial_code(h, agent, "*45")
+        dial_code(h, agent, "*471")
+        assert last_tone(h) == OFF_TONE
+        state = c.runtime.center.agents[7]
+        assert (state.status, state.reason) == (AgentStatus.NOT_READY, "Lunch")
+        customer = h.extension("101")
+        call = h.call(customer, "500")
+        call.ack()
+        assert h.invites_to(agent) == []  # paused: not offered
+        dial_code(h, agent, "*4722")
+        assert last_tone(h) == OFF_TONE
+        assert (state.status, state.reason) == (AgentStatus.NOT_READY, "Training")
+        dial_code(h, agent, "*4722")  # the same key again: still paused
+        assert (state.status, state.reason) == (AgentStatus.NOT_READY, "Training")
+        assert h.invites_to(agent) == []
+        dial_code(h, agent, "*47")
+        assert last_tone(h) == CONFIRM_TONE
+        assert state.status is AgentStatus.RINGING  # resumed: the waiting caller at once
+        assert [(e.event, e.data["reason"]) for e in c.runtime.events(ql.PAUSE, ql.UNPAUSE)] == [
+            (ql.PAUSE, "Lunch"), (ql.PAUSE, "Training"), (ql.PAUSE, "Training"), (ql.UNPAUSE, "Training")]
+        assert [e.cause for e in h.events_of(ev.CallEnded)][:5] == ["feature_code"] * 5
+        call.bye()
+
+
+@pytest.mark.parametrize("logged_in", [True, False])
+def test_a_code_no_reason_has_is_refused_and_changes_nothing(logged_in: bool) -> None:
+    c = center()
+    h = c.h
+    with h:
+        sales = c.queue("500")
+        c.desk.reasons["1"] = "Lunch"
+        agent = employee_phone(c, "201", 7, [sales])
+        if logged_in:
+            dial_code(h, agent, "*45")
+        played = len(h.media.played)
+        call = h.call(agent, "*479")
+        assert call.final_status() == 404
+        assert h.events_of(ev.CallEnded)[-1].cause == "unknown_reason"  # (not a number dialed that is nobody's)
+        assert len(h.media.played) == played
+        state = c.runtime.center.agents.get(7)
+        assert (state.status if state is not None else AgentStatus.OFFLINE) is (
+            AgentStatus.AVAILABLE if logged_in else AgentStatus.OFFLINE)
+        assert c.runtime.events(ql.PAUSE) == []
+        if logged_in:  # the known code
+            dial_code(h, agent, "*471")
+            assert c.runtime.center.agents[7].reason == "Lunch"
+        else:
+            assert h.call(agent, "*471").final_status() == 404
+            assert h.events_of(ev.CallEnded)[-1].cause == "not_logged_in"
 
 
 def test_logging_in_again_while_paused_says_paused() -> None:

@@ -80,6 +80,7 @@ PATCHES: dict[str, dict[str, Any]] = {
     "tasks": {"title": "Owned"},
     "settings": {"callback_minutes": 1},
     "queues": {"name": "Owned"},
+    "reasons": {"name": "Owned", "code": "9"},  # a not-ready reason's name and *47 code
     "members": {"employee_ids": []},
     "supervisors": {"employee_ids": []},  # a queue's supervisors
     "skills": {"skills": {"x": 1}},

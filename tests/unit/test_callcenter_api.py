@@ -297,6 +297,98 @@ async def test_members_skills_reasons_and_agent_state(api: Api, make_tenant: Any
     assert {r[1] for r in rows} == {a.id} and {r[2] for r in rows} == {a.alice}
 
 
+async def test_reasons_have_a_phone_code_unique_in_the_company(api: Api, make_tenant: Any) -> None:
+    """A not-ready reason's optional ``code`` (1-4 ASCII digits, what an agent dials after ``*47``): created,
+    changed, cleared; a malformed one 422 with a message, another reason's in the company 409 (as its name), the
+    same code in another company allowed; another company's admin gets 404, an employee 403."""
+    a = await make_company(api, make_tenant, "ra.example")
+    b = await make_company(api, make_tenant, "rb.example")
+    reasons, reasons_b = f"{cc(a)}/reasons", f"{cc(b)}/reasons"
+    lunch = await ok(await api.client.post(reasons, headers=a.headers, json={"name": "Lunch", "code": "1"}), 201)
+    assert (lunch["name"], lunch["code"]) == ("Lunch", "1")
+    training = await ok(await api.client.post(reasons, headers=a.headers, json={"name": "Training"}), 201)
+    assert training["code"] is None
+    await ok(await api.client.post(reasons, headers=a.headers, json={"name": "Break", "code": None}), 201)
+    for bad in ("", "12345", "1a", "*1", " 1", "\u0661", "1\n"):
+        r = await api.client.post(reasons, headers=a.headers, json={"name": "Nap", "code": bad})
+        assert r.status_code == 422 and "1 to 4 digits" in r.text, bad
+        r = await api.client.patch(f"{reasons}/{training['id']}", headers=a.headers, json={"code": bad})
+        assert r.status_code == 422 and "1 to 4 digits" in r.text, bad
+    r = await api.client.post(reasons, headers=a.headers, json={"name": "Nap", "code": 2})
+    assert r.status_code == 422 and "string" in r.text  # a number loses its leading zeros: a string it is
+    r = await api.client.post(reasons, headers=a.headers, json={"name": "Nap", "code": "1"})
+    assert r.status_code == 409 and "code" in r.json()["detail"] and "Lunch" in r.json()["detail"]
+    other = await ok(await api.client.post(reasons_b, headers=b.headers, json={"name": "Lunch", "code": "1"}), 201)
+
+    changed = await ok(await api.client.patch(f"{reasons}/{training['id']}", headers=a.headers, json={"code": "0042"}))
+    assert (changed["id"], changed["name"], changed["code"]) == (training["id"], "Training", "0042")
+    r = await api.client.patch(f"{reasons}/{training['id']}", headers=a.headers, json={"code": "1"})
+    assert r.status_code == 409 and "code" in r.text
+    r = await api.client.patch(f"{reasons}/{training['id']}", headers=a.headers, json={"name": "Lunch"})
+    assert r.status_code == 409 and "name" in r.text
+    r = await api.client.patch(f"{reasons}/{training['id']}", headers=a.headers, json={"name": None})
+    assert r.status_code == 422
+    r = await api.client.patch(f"{reasons}/{training['id']}", headers=a.headers, json={"color": "red"})
+    assert r.status_code == 422
+    same = await ok(await api.client.patch(f"{reasons}/{lunch['id']}", headers=a.headers, json={"code": "1"}))
+    assert same["code"] == "1"  # its own code again
+    renamed = await ok(await api.client.patch(f"{reasons}/{lunch['id']}", headers=a.headers, json={"name": "Dinner"}))
+    assert (renamed["name"], renamed["code"]) == ("Dinner", "1")  # the code kept
+    listed = await ok(await api.client.get(reasons, headers=a.alice_headers))  # the agents read them
+    assert [(x["name"], x["code"]) for x in listed] == [("Break", None), ("Dinner", "1"), ("Training", "0042")]
+    cleared = await ok(await api.client.patch(f"{reasons}/{training['id']}", headers=a.headers, json={"code": None}))
+    assert cleared["code"] is None
+    # another company's reason is not found; an employee changes none
+    for who in (b.headers, a.alice_headers):
+        r = await api.client.patch(f"{reasons}/{lunch['id']}", headers=who, json={"code": "7"})
+        assert r.status_code == (404 if who is b.headers else 403), r.text
+    r = await api.client.patch(f"{reasons_b}/{lunch['id']}", headers=b.headers, json={"code": "7"})
+    assert r.status_code == 404  # A's reason under B's own address
+    assert (await api.client.patch(f"{reasons}/{lunch['id'] + 1000}", headers=a.headers, json={})).status_code == 404
+    assert (await api.client.delete(f"{reasons}/{lunch['id']}", headers=b.headers)).status_code == 404
+    assert [(x["name"], x["code"]) for x in await ok(await api.client.get(reasons_b, headers=b.headers))] == [
+        ("Lunch", "1")]
+    assert (await ok(await api.client.get(reasons, headers=a.headers)))[1]["code"] == "1"  # A's untouched
+    async with api.db.session() as session:
+        found = await service.reason_by_code(session, b.id, "1")
+        assert found is not None and found.id == other["id"]
+        assert await service.reason_by_code(session, a.id, "42") is None  # "0042" is another code
+
+
+async def test_an_agent_pauses_from_the_phone_with_its_companys_reason_of_the_code(
+        api: Api, make_tenant: Any, runtime: CallCenterRuntime) -> None:
+    """``*47<code>`` through the real desk and database: the company's reason of that code (another company's
+    same code names its own), unknown codes refused, a change of reason while paused."""
+    from zvonok.callcenter.desk import CenterDesk
+    from zvonok.telephony.agent_codes import AgentCode, AgentOutcome, AgentRequest
+
+    a = await make_company(api, make_tenant, "pa.example")
+    b = await make_company(api, make_tenant, "pb.example")
+    queue = await new_queue(api, a)
+    await ok(await api.client.put(f"{cc(a)}/queues/{queue['id']}/members", headers=a.headers,
+                                  json={"employee_ids": [a.alice]}))
+    await ok(await api.client.post(f"{cc(a)}/reasons", headers=a.headers, json={"name": "Lunch", "code": "1"}), 201)
+    await ok(await api.client.post(f"{cc(a)}/reasons", headers=a.headers, json={"name": "Training", "code": "2"}), 201)
+    await ok(await api.client.post(f"{cc(b)}/reasons", headers=b.headers, json={"name": "Obed", "code": "3"}), 201)
+    await runtime.settled()
+    await ok(await api.client.post(f"{cc(a)}/agents/{a.alice}/login", headers=a.alice_headers, json={}))
+    desk = CenterDesk(runtime)
+    assert await desk.reason_for_code(b.id, "3") == "Obed"
+
+    def pause(code: str) -> AgentRequest:
+        return AgentRequest(AgentCode.PAUSE, reason_code=code)
+
+    assert await desk.agent_code(a.id, a.alice, pause("3")) is AgentOutcome.UNKNOWN_REASON  # B's code
+    assert runtime.center.agents[a.alice].status.value == "available"
+    assert await desk.agent_code(a.id, a.alice, pause("1")) is AgentOutcome.PAUSED
+    state = await ok(await api.client.get(f"{cc(a)}/agents/{a.alice}", headers=a.alice_headers))
+    assert (state["status"], state["reason"]) == ("not_ready", "Lunch")
+    assert await desk.agent_code(a.id, a.alice, pause("2")) is AgentOutcome.PAUSED
+    assert runtime.center.agents[a.alice].reason == "Training"
+    assert await desk.agent_code(a.id, a.alice, AgentRequest(AgentCode.PAUSE)) is AgentOutcome.RESUMED
+    assert await desk.agent_code(a.id, a.bob, pause("1")) is AgentOutcome.NOT_LOGGED_IN
+
+
 async def test_runtime_offers_calls_and_keeps_the_log_through_write_failures(
         api: Api, make_tenant: Any, runtime: CallCenterRuntime) -> None:
     a = await make_company(api, make_tenant, "a.example")

@@ -18,7 +18,7 @@ from zvonok.monitoring.service import monitor_policy
 
 # What a supervisor may do with each call-center route (every route must be here).
 CONFIG = {"create_queue", "update_queue", "delete_queue", "put_members", "put_skills", "create_reason",
-          "delete_reason", "put_queue_supervisors"}  # a supervisor changes none of it
+          "update_reason", "delete_reason", "put_queue_supervisors"}  # a supervisor changes none of it
 READ = {"list_queues", "get_queue", "get_members", "get_skills", "list_reasons", "live", "wallboard_state",
         "queue_report", "agent_report", "agent_state", "get_queue_supervisors", "list_callbacks"}
 ACT = {"login", "logout", "pause", "unpause"}  # on any agent of the company
@@ -61,7 +61,8 @@ async def test_each_call_center_route_for_a_supervisor(
               ("PATCH", q, {"name": "Renamed"}), ("DELETE", q, None),
               ("PUT", f"{q}/members", {"employee_ids": []}), ("PUT", f"{q}/supervisors", {"employee_ids": [sveta]}),
               ("PUT", f"{agent}/skills", {"skills": {"english": 9}}),
-              ("POST", f"{base}/reasons", {"name": "Nap"}), ("DELETE", f"{base}/reasons/{reason['id']}", None)]
+              ("POST", f"{base}/reasons", {"name": "Nap"}), ("PATCH", f"{base}/reasons/{reason['id']}", {"code": "1"}),
+              ("DELETE", f"{base}/reasons/{reason['id']}", None)]
     reads = [f"{base}/queues", q, f"{q}/members", f"{q}/supervisors", f"{agent}/skills", f"{base}/reasons", f"{base}/live",
              f"{base}/wallboard", f"{base}/reports/queues", f"{base}/reports/agents", agent, f"{q}/callbacks"]
     assert len(config) == len(CONFIG) and len(reads) == len(READ)
@@ -74,7 +75,8 @@ async def test_each_call_center_route_for_a_supervisor(
     # nothing changed
     assert (await ok(await api.client.get(q, headers=a.headers)))["name"] == "Sales"
     assert (await ok(await api.client.get(f"{q}/members", headers=a.headers)))["employee_ids"] == [a.alice]
-    assert [x["name"] for x in await ok(await api.client.get(f"{base}/reasons", headers=a.headers))] == ["Lunch"]
+    assert [(x["name"], x["code"]) for x in await ok(await api.client.get(f"{base}/reasons", headers=a.headers))] == [
+        ("Lunch", None)]
     assert (await ok(await api.client.get(f"{base}/queues", headers=a.headers)))["total"] == 1
 
     for url in reads:

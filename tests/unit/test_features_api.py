@@ -37,7 +37,8 @@ async def test_feature_codes_and_parked_calls_per_company(api: Any, make_tenant:
                          "dnd_off": "*79", "pickup": "*8", "directed_pickup": "**<ext>", "park": "700",
                          "park_slot": "701-720", "monitor": "*33<ext>", "three_way": "*3",
                          "agent_login": "*45", "agent_login_queue": "*45<queue>", "agent_logout": "*46",
-                         "agent_logout_queue": "*46<queue>", "agent_pause": "*47"}
+                         "agent_logout_queue": "*46<queue>", "agent_pause": "*47",
+                         "agent_pause_reason": "*47<code>"}
         r = await client.get(f"/api/v1/tenants/{a.id}/parked-calls", headers=a.headers)
         assert r.status_code == 200
         assert [(p["slot"], p["number"], p["parked_by"]) for p in r.json()] == [(701, "101", "102"), (702, "103", "102")]

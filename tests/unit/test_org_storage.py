@@ -168,3 +168,60 @@ async def test_queue_vip_numbers_migration_both_ways(fresh_db: Any) -> None:
             assert "vip_numbers" not in columns and "hold_sound" not in columns
     finally:
         await db.dispose()
+
+
+async def test_reason_code_migration_both_ways(fresh_db: Any) -> None:
+    """0052 gives every existing not-ready reason no code (NULL) and makes a code unique in its company (many
+    reasons without one, the same code in two companies); its downgrade drops the code and keeps the reasons."""
+    from sqlalchemy.exc import IntegrityError
+
+    from zvonok.storage.db import run_migrations
+
+    db = Database(fresh_db.url)
+    tenant = text("INSERT INTO tenants (name, sip_domain, timezone, currency, locale, suspended, created_at,"
+                  " updated_at) VALUES (:name, :domain, 'UTC', 'RUB', 'ru', false, CURRENT_TIMESTAMP,"
+                  " CURRENT_TIMESTAMP)")
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(run_migrations, "0051")
+            for name in ("A", "B"):
+                await conn.execute(tenant, {"name": name, "domain": f"{name.lower()}.example"})
+            await conn.execute(text("INSERT INTO not_ready_reasons (tenant_id, name) SELECT id, 'Lunch' FROM tenants"))
+            await conn.execute(text("INSERT INTO not_ready_reasons (tenant_id, name) SELECT id, 'Training' FROM"
+                                    " tenants WHERE name = 'A'"))
+        async with db.engine.begin() as conn:
+            await conn.run_sync(run_migrations, "head")
+            assert await conn.run_sync(_diff) == []
+            rows = (await conn.execute(text("SELECT name, code FROM not_ready_reasons ORDER BY tenant_id, name"))).all()
+            assert [tuple(r) for r in rows] == [("Lunch", None), ("Training", None), ("Lunch", None)]
+            await conn.execute(text("UPDATE not_ready_reasons SET code = '1' WHERE name = 'Lunch'"))  # both companies
+        try:
+            async with db.engine.begin() as conn:
+                await conn.execute(text("UPDATE not_ready_reasons SET code = '1' WHERE name = 'Training'"))
+        except IntegrityError:
+            pass
+        else:
+            raise AssertionError("two reasons of one company got the same code")
+
+        def down(connection: Connection) -> None:
+            from alembic import command
+            from alembic.config import Config
+
+            from zvonok.storage.db import MIGRATIONS_DIR
+
+            cfg = Config()
+            cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+            cfg.attributes["connection"] = connection
+            command.downgrade(cfg, "0051")
+
+        async with db.engine.begin() as conn:
+            await conn.run_sync(down)
+            rows = (await conn.execute(text("SELECT name FROM not_ready_reasons ORDER BY tenant_id, name"))).all()
+            assert [r[0] for r in rows] == ["Lunch", "Training", "Lunch"]
+            columns = await conn.run_sync(lambda c: [col["name"] for col in inspect(c).get_columns("not_ready_reasons")])
+            assert "code" not in columns
+            uniques = await conn.run_sync(lambda c: [u["name"] for u in inspect(c).get_unique_constraints(
+                "not_ready_reasons")])
+            assert uniques == ["uq_not_ready_reasons_tenant_id_name"]
+    finally:
+        await db.dispose()

@@ -114,6 +114,7 @@ class MemoryDesk(CenterDesk):
         self.queues: dict[str, QueueRef] = {}
         self.extensions: dict[int, list[str]] = {}
         self.members: dict[int, list[int]] = {}  # employee -> the queues it is a member of (feature codes)
+        self.reasons: dict[str, str] = {}  # a not-ready reason's *47 code -> its name (feature codes)
 
     async def queue(self, tenant_id: int, key: str) -> QueueRef | None:
         return self.queues.get(key) if tenant_id == TENANT else None
@@ -124,6 +125,9 @@ class MemoryDesk(CenterDesk):
     async def membership(self, tenant_id: int, employee_id: int) -> tuple[list[int], dict[str, int]] | None:
         queues = self.members.get(employee_id) if tenant_id == TENANT else None
         return (queues, {}) if queues is not None else None
+
+    async def reason_for_code(self, tenant_id: int, code: str) -> str | None:
+        return self.reasons.get(code) if tenant_id == TENANT else None
 
 
 @dataclasses.dataclass

@@ -245,3 +245,61 @@ async def test_callback_requests_on_the_agents_page_and_the_employees_own(
     assert f'id="callback-{ids[0]}"' not in page and f'id="callback-{ids[1]}"' in page
     r = await _post(admin_a, "/callcenter/agents", f"/callcenter/callbacks/{ids[0]}/cancel", {})
     assert r.status_code == 409 and "no longer waiting" in r.text
+
+
+async def test_not_ready_reasons_get_a_phone_code_on_the_agents_page(
+        web: Web, a: Company, b: Company, admin_a: httpx.AsyncClient) -> None:  # noqa: F811
+    """A reason's ``*47`` code: given when the reason is added, set, changed or cleared on its row (422 with the
+    message on the form: not 1-4 digits, or another reason's); another company's reason is the 404 page; a
+    supervisor sees the codes and changes none."""
+    from zvonok.callcenter.models import NotReadyReason
+
+    agents = "/callcenter/agents"
+    assert "dials *47 and a reason" in (await admin_a.get(agents)).text
+    assert (await _post(admin_a, agents, "/callcenter/reasons", {"name": "Lunch", "code": " 1 "})).status_code == 303
+    assert (await _post(admin_a, agents, "/callcenter/reasons", {"name": "Training", "code": ""})).status_code == 303
+    for bad in ("12345", "1a", "1"):  # the last one Lunch's
+        r = await _post(admin_a, agents, "/callcenter/reasons", {"name": "Nap", "code": bad})
+        assert r.status_code == 422 and "A code is 1 to 4 digits that no other reason has" in r.text, bad
+        assert 'value="Nap"' in r.text and f'value="{bad}"' in r.text  # the form as typed
+    r = await _post(admin_a, agents, "/callcenter/reasons", {"name": "Lunch", "code": "5"})
+    assert r.status_code == 422 and "A reason needs a new name" in r.text
+    async with web.db.session() as session:
+        rows = {r.name: r for r in (await session.execute(select(NotReadyReason))).scalars()}
+    assert {name: r.code for name, r in rows.items()} == {"Lunch": "1", "Training": None}
+    lunch, training = rows["Lunch"].id, rows["Training"].id
+    page = (await admin_a.get(agents)).text
+    assert f'action="/callcenter/reasons/{lunch}"' in page and 'value="1"' in page and "<mark>Lunch</mark>" in page
+
+    r = await _post(admin_a, agents, f"/callcenter/reasons/{training}", {"code": "22"})
+    assert r.status_code == 303 and r.headers["location"] == f"{agents}#reason-{training}"
+    for bad in ("1", "x"):
+        r = await _post(admin_a, agents, f"/callcenter/reasons/{training}", {"code": bad})
+        assert r.status_code == 422, bad
+        row = r.text[r.text.index(f'id="reason-{training}"'):]
+        assert row.index("A code is 1 to 4 digits") < row.index("</form>"), bad  # on that reason's row
+        assert row.index(f'value="{bad}"') < row.index("</form>"), bad  # as typed
+    assert (await _post(admin_a, agents, f"/callcenter/reasons/{lunch}", {"code": ""})).status_code == 303
+    async with web.db.session() as session:
+        codes = dict((await session.execute(select(NotReadyReason.name, NotReadyReason.code))).tuples().all())
+    assert codes == {"Lunch": None, "Training": "22"}
+
+    async with web.client() as admin_b:
+        assert (await login(admin_b, b.admin)).status_code == 303
+        r = await _post(admin_b, agents, f"/callcenter/reasons/{training}", {"code": "7"})
+        assert r.status_code == 404  # another company's reason
+        assert (await _post(admin_b, agents, "/callcenter/reasons", {"name": "Обед", "code": "22"})).status_code == 303
+        r = await _post(admin_b, agents, "/callcenter/reasons", {"name": "Отдых", "code": "x"})
+        assert r.status_code == 422 and "Код: от 1 до 4 цифр" in r.text
+    async with web.db.session() as session:
+        assert (await session.get(NotReadyReason, training)).code == "22"  # type: ignore[union-attr]
+
+    r = await _post(admin_a, "/org", "/org/employees", {"full_name": "Sveta", "email": "sveta@a.example",
+                                                        "role": "supervisor", "web_password": PASSWORD})
+    assert r.status_code == 303, r.text
+    async with web.client() as sup:
+        assert (await login(sup, "sveta@a.example")).status_code == 303
+        page = (await sup.get(agents)).text
+        assert "<mark>Training</mark> <kbd>*4722</kbd>" in page and "<mark>Lunch</mark> " in page
+        assert 'action="/callcenter/reasons/' not in page
+        assert (await _post(sup, agents, f"/callcenter/reasons/{training}", {"code": "3"})).status_code == 403

@@ -10,8 +10,9 @@ from the database here (telephony runs no SQL). A callback's offer goes to the a
 ``offer_callback`` (:mod:`zvonok.telephony.queue_callback`: the agent's phone first, then the customer), which
 reports back with ``callback_answered`` / ``callback_failed``. Several nodes: an offer rings only once the
 runtime has taken the agent for this node (:meth:`~.runtime.CallCenterRuntime.claim`). An agent's feature
-code from its phone (:mod:`zvonok.telephony.agent_codes`: ``*45`` log in, ``*46`` log out, ``*47`` pause)
-goes to the same runtime methods as the REST API's login, logout, pause and unpause.
+code from its phone (:mod:`zvonok.telephony.agent_codes`: ``*45`` log in, ``*46`` log out, ``*47`` pause,
+``*47<code>`` pause with the company's reason of that code) goes to the same runtime methods as the REST API's
+login, logout, pause and unpause.
 """
 
 from __future__ import annotations
@@ -184,7 +185,8 @@ class CenterDesk:
 
     # -- agents' feature codes ----------------------------------------------------------------------------
     async def agent_code(self, tenant_id: int, employee_id: int, request: AgentRequest) -> AgentOutcome:
-        """``*45`` / ``*46`` (all the employee's queues, or the one numbered) and ``*47`` (pause or resume)."""
+        """``*45`` / ``*46`` (all the employee's queues, or the one numbered), ``*47`` (pause or resume) and
+        ``*47<code>`` (pause with that reason, or change to it when paused)."""
         runtime = self.runtime
         queue_id = None
         if request.queue:
@@ -192,6 +194,11 @@ class CenterDesk:
                              if q.tenant_id == tenant_id and q.number == request.queue), None)
             if queue_id is None:
                 return AgentOutcome.NOT_AGENT
+        reason = None
+        if request.reason_code:  # read before the agent's state: nothing awaited between its check and the pause
+            reason = await self.reason_for_code(tenant_id, request.reason_code)
+            if reason is None:
+                return AgentOutcome.UNKNOWN_REASON
         agent = runtime.agent(tenant_id, employee_id)
         try:
             if request.code is AgentCode.LOGIN:
@@ -213,6 +220,11 @@ class CenterDesk:
                 return AgentOutcome.LOGGED_OUT
             if agent is None or agent.status is AgentStatus.OFFLINE:
                 return AgentOutcome.NOT_LOGGED_IN
+            if reason is not None:
+                # *47<code> is never a toggle: paused already, the reason changes; during a call, the pause
+                # waiting for the call's end takes the new one
+                runtime.pause(employee_id, reason)
+                return AgentOutcome.PAUSED
             if agent.status is AgentStatus.NOT_READY or agent.pause_after is not None:
                 runtime.unpause(employee_id)  # (a pause waiting for the call's end is dropped, too)
                 return AgentOutcome.RESUMED
@@ -220,6 +232,12 @@ class CenterDesk:
             return AgentOutcome.PAUSED
         except (AgentError, CenterError):
             return AgentOutcome.NOT_LOGGED_IN
+
+    async def reason_for_code(self, tenant_id: int, code: str) -> str | None:
+        """The name of the company's not-ready reason with that ``*47`` code (None: no reason has it)."""
+        async with self.runtime.db.session() as session:
+            reason = await service.reason_by_code(session, tenant_id, code)
+            return reason.name if reason is not None else None
 
     async def membership(self, tenant_id: int, employee_id: int) -> tuple[list[int], dict[str, int]] | None:
         """The queues an active employee is a member of and its skills (None: no such active employee)."""

@@ -1,8 +1,9 @@
 """Thin REST routes of the call center under ``/api/v1/tenants/{tenant_id}/callcenter``.
 
 * ``queues`` (CRUD), ``queues/{id}/members`` (GET, PUT), ``agents/{employee_id}/skills`` (GET, PUT) and
-  ``reasons`` (the not-ready reasons: GET for anyone of the tenant, POST, DELETE): changes by the tenant's
-  admin; the queues, members and skills are read by its supervisors too.
+  ``reasons`` (the not-ready reasons: GET for anyone of the tenant, POST, PATCH, DELETE; a reason's optional
+  ``code``, 1-4 digits unique in the tenant, is what an agent dials after ``*47`` to pause with it): changes by
+  the tenant's admin; the queues, members and skills are read by its supervisors too.
 * ``agents/{employee_id}`` (GET: the live state) and ``agents/{employee_id}/login`` / ``logout`` /
   ``pause`` / ``unpause`` (POST): the employee for themself, a supervisor (role ``supervisor``) or tenant
   admin for anyone of the tenant.
@@ -190,7 +191,15 @@ async def list_reasons(tenant_id: int, _: TenantReader, session: Session) -> obj
 
 @router.post("/reasons", response_model=s.ReasonOut, status_code=201)
 async def create_reason(tenant_id: int, body: s.ReasonIn, _: TenantAdmin, session: Session) -> object:
-    reason = await service.create_reason(session, tenant_id, body.name)
+    reason = await service.create_reason(session, tenant_id, body.name, code=body.code)
+    await session.commit()
+    return reason
+
+
+@router.patch("/reasons/{reason_id}", response_model=s.ReasonOut)
+async def update_reason(tenant_id: int, reason_id: int, body: s.ReasonUpdate, _: TenantAdmin,
+                        session: Session) -> object:
+    reason = await service.update_reason(session, tenant_id, reason_id, body)
     await session.commit()
     return reason
 

@@ -99,11 +99,16 @@ class QueueSupervisor(TenantScoped, Base):
 
 
 class NotReadyReason(TenantScoped, Base):
+    """A company's reason an agent is not ready. ``code`` (1-4 digits, or None) is what the agent dials after
+    ``*47`` to pause with this reason from the phone (:mod:`zvonok.telephony.agent_codes`); unique in the
+    company like the name (NULLs are distinct in a UNIQUE constraint on both backends: many reasons have none)."""
+
     __tablename__ = "not_ready_reasons"
-    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+    __table_args__ = (UniqueConstraint("tenant_id", "name"), UniqueConstraint("tenant_id", "code"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(40))
+    code: Mapped[str | None] = mapped_column(String(4), nullable=True)  # a string: "01" and "1" differ
 
 
 class QueueLogRow(Base):

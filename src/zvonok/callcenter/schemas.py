@@ -33,6 +33,7 @@ MAX_VIP_NUMBERS = 1000
 MAX_PRIORITY = 100
 _EXTENSION = re.compile(r"^[0-9]{2,8}$")
 _PREFIX = re.compile(r"^\+[0-9]{1,14}$")
+_REASON_CODE = re.compile(r"[0-9]{1,4}")  # ASCII digits only (str.isdigit takes other scripts' too)
 
 
 class _In(BaseModel):
@@ -239,8 +240,25 @@ class SkillsOut(BaseModel):
     queue_ids: list[int] = Field(description="The queues the employee may log in to")
 
 
+def _reason_code(value: str) -> str:
+    if not _REASON_CODE.fullmatch(value):
+        raise ValueError("a code is 1 to 4 digits (the agent dials *47 and the code)")
+    return value
+
+
+ReasonCode = Annotated[str, AfterValidator(_reason_code)]
+_CODE_HELP = ("1 to 4 digits, unique in the company: an agent dials *47 and the code to pause with this reason "
+              "from the phone; null: none")
+
+
 class ReasonIn(_In):
     name: ReasonName
+    code: ReasonCode | None = Field(default=None, description=_CODE_HELP)
+
+
+class ReasonUpdate(_In):
+    name: ReasonName | None = None
+    code: ReasonCode | None = Field(default=None, description=_CODE_HELP)
 
 
 class ReasonOut(BaseModel):
@@ -248,6 +266,7 @@ class ReasonOut(BaseModel):
 
     id: int
     name: str
+    code: str | None = None
 
 
 class LoginIn(_In):

@@ -253,18 +253,62 @@ async def list_reasons(session: AsyncSession, tenant_id: int) -> list[NotReadyRe
     return list(rows.scalars())
 
 
-async def create_reason(session: AsyncSession, tenant_id: int, name: str) -> NotReadyReason:
+def _check_reason_unique(reasons: list[NotReadyReason], reason_id: int | None, *, name: str | None = None,
+                         code: str | None = None) -> None:
+    """Name and code are each unique in the company (409, as a queue's name or number)."""
+    for other in reasons:
+        if other.id == reason_id:
+            continue
+        if name is not None and other.name == name:
+            raise Conflict(f"name: reason {name!r} exists", field="name")
+        if code is not None and other.code == code:
+            raise Conflict(f"code: reason {other.name!r} has code {code}", field="code")
+
+
+async def create_reason(session: AsyncSession, tenant_id: int, name: str, *, code: str | None = None) -> NotReadyReason:
     await quotas.check(session, tenant_id, "reasons", NotReadyReason)
-    if any(r.name == name for r in await list_reasons(session, tenant_id)):
-        raise Conflict(f"name: reason {name!r} exists", field="name")
-    reason = NotReadyReason(tenant_id=tenant_id, name=name)
+    _check_reason_unique(await list_reasons(session, tenant_id), None, name=name, code=code)
+    reason = NotReadyReason(tenant_id=tenant_id, name=name, code=code)
     session.add(reason)
-    await session.flush()
+    try:
+        await session.flush()
+    except IntegrityError:  # the same name or code added at the same moment
+        raise Conflict(f"name: {name!r} or code: {code} is taken", field="name") from None
     return reason
 
 
+async def get_reason(session: AsyncSession, tenant_id: int, reason_id: int) -> NotReadyReason:
+    return await get_in_tenant(session, NotReadyReason, tenant_id, reason_id, "reason")
+
+
+async def update_reason(session: AsyncSession, tenant_id: int, reason_id: int,
+                        data: schemas.ReasonUpdate) -> NotReadyReason:
+    """A new name or code (``code`` null: none). Agents paused with the old name keep it until they resume, as
+    after a reason is deleted."""
+    reason = await get_reason(session, tenant_id, reason_id)
+    changes: dict[str, Any] = data.model_dump(exclude_unset=True)
+    if "name" in changes and changes["name"] is None:
+        raise ValidationError("name: may not be null", field="name")
+    _check_reason_unique(await list_reasons(session, tenant_id), reason.id, name=changes.get("name"),
+                         code=changes.get("code"))
+    for name, value in changes.items():
+        setattr(reason, name, value)
+    wanted = f"name: {reason.name!r} or code: {reason.code}"  # (read before a failed flush spoils the session)
+    try:
+        await session.flush()
+    except IntegrityError:  # the same name or code given to another reason at the same moment
+        raise Conflict(f"{wanted} is taken", field="name") from None
+    return reason
+
+
+async def reason_by_code(session: AsyncSession, tenant_id: int, code: str) -> NotReadyReason | None:
+    """The company's reason an agent pauses with by dialing ``*47<code>`` (None: no reason has that code)."""
+    return (await session.execute(select(NotReadyReason).where(
+        NotReadyReason.tenant_id == tenant_id, NotReadyReason.code == code))).scalar_one_or_none()
+
+
 async def delete_reason(session: AsyncSession, tenant_id: int, reason_id: int) -> None:
-    reason = await get_in_tenant(session, NotReadyReason, tenant_id, reason_id, "reason")
+    reason = await get_reason(session, tenant_id, reason_id)
     await session.delete(reason)
     await session.flush()
 

@@ -6,15 +6,18 @@ runtime the REST API's login/logout/pause use) carries the request out and says 
 answer, beep and hang up as for ``*72`` (:func:`.call_forward.confirm`): high beeps when the agent now takes
 queue calls (logged in, resumed), low beeps when it does not (logged out, paused, logged in while paused).
 An employee who is no agent of the queue (or of any queue), or who pauses or logs out while logged in
-nowhere, is refused with 404 as ``*72`` refuses a bad number; without a call center in the process the codes
-get 503.
+nowhere, or who dials a reason's code no reason of the company has, is refused with 404 as ``*72`` refuses a
+bad number; without a call center in the process the codes get 503.
 
 The codes follow FreePBX's (``*45`` its queue toggle) with a separate code for each way, so that a phone's
 speed-dial key always does the same thing:
 
 - ``*45`` log in to every queue the employee is a member of; ``*45<queue number>`` to that one only;
 - ``*46`` log out of every queue; ``*46<queue number>`` of that one only;
-- ``*47`` pause (not ready, reason ``phone``) or, when paused, resume.
+- ``*47`` pause (not ready, reason ``phone``) or, when paused, resume;
+- ``*47<code>`` pause with the company's not-ready reason that has that code (1-4 digits, set on the reason:
+  ``lunch`` may be ``*471``); when already paused, the reason changes and the agent stays paused. So a
+  speed-dial key says "lunch", not "toggle": dialed twice it never resumes.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ class AgentCode(enum.StrEnum):
 class AgentRequest:
     code: AgentCode
     queue: str = ""  # a queue's number (*45 / *46 followed by it); "": every queue
+    reason_code: str = ""  # a not-ready reason's code (*47 followed by it); "": *47 alone, the toggle
 
 
 class AgentOutcome(enum.StrEnum):
@@ -61,6 +65,7 @@ class AgentOutcome(enum.StrEnum):
     RESUMED = "resumed"
     NOT_AGENT = "not_agent"  # no member of that queue (or of any), or a deactivated employee
     NOT_LOGGED_IN = "not_logged_in"  # logout or pause while logged in to none of those queues
+    UNKNOWN_REASON = "unknown_reason"  # *47<code>: no not-ready reason of the company has that code
 
 
 TAKES_CALLS = frozenset({AgentOutcome.LOGGED_IN, AgentOutcome.RESUMED})
@@ -68,13 +73,13 @@ DONE = TAKES_CALLS | {AgentOutcome.LOGGED_OUT, AgentOutcome.PAUSED}
 
 
 def agent_code(dialed: str) -> AgentRequest | None:
-    """``*45``, ``*45<queue>``, ``*46``, ``*46<queue>``, ``*47`` (None for anything else)."""
+    """``*45``, ``*45<queue>``, ``*46``, ``*46<queue>``, ``*47``, ``*47<reason code>`` (None for anything else)."""
     for code in AgentCode:
         if dialed.startswith(code.value):
             rest = dialed[len(code.value):]
-            if code is AgentCode.PAUSE:
-                return AgentRequest(code) if not rest else None
-            return AgentRequest(code, rest) if not rest or rest.isdigit() else None
+            if rest and not (rest.isascii() and rest.isdigit()):
+                return None
+            return AgentRequest(code, reason_code=rest) if code is AgentCode.PAUSE else AgentRequest(code, rest)
     return None
 
 
@@ -108,7 +113,7 @@ class AgentCodes:
             await engine._refuse(call, 500, "failed")
             return True
         log.info("agent code", call=call.id, tenant=tenant_id, extension=caller_ext.number, employee=employee,
-                 code=wanted.code.value, queue=wanted.queue, outcome=outcome.value)
+                 code=wanted.code.value, queue=wanted.queue, reason_code=wanted.reason_code, outcome=outcome.value)
         if outcome not in DONE:
             await engine._refuse(call, 404, outcome.value)
             return True

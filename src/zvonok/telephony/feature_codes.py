@@ -46,6 +46,9 @@ def feature_codes(lot: ParkingLot[object] | None = None) -> list[FeatureCodeInfo
         FeatureCodeInfo(code=AgentCode.PAUSE.value, feature="agent_pause", how="dial",
                         description="Call center: pause (not ready, reason \"phone\": low beeps); dial again to "
                                     "resume (high beeps)"),
+        FeatureCodeInfo(code=f"{AgentCode.PAUSE.value}<code>", feature="agent_pause_reason", how="dial",
+                        description="Call center: pause with the company's not-ready reason that has code <code> "
+                                    "(low beeps); when paused already, change to that reason and stay paused"),
         FeatureCodeInfo(code=GROUP_PICKUP, feature="pickup", how="dial",
                         description="Answer a call ringing any extension of this phone's pickup group (its "
                                     "pickup_group, else its department)"),

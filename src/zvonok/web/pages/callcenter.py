@@ -325,7 +325,11 @@ def parse_skills(text: str) -> dict[str, int]:
 
 
 async def _agents(request: Request, session: AsyncSession, tenant_id: int, *, errors: dict[int, str] | None = None,
-                  status_code: int = 200, seen: set[int] | None = None, scope: Scope = None) -> Response:
+                  status_code: int = 200, seen: set[int] | None = None, scope: Scope = None,
+                  reason_errors: dict[int, str] | None = None, typed_codes: dict[int, str] | None = None,
+                  new_reason: dict[str, str] | None = None) -> Response:
+    """``reason_errors`` / ``typed_codes``: a reason's row refused (its message, the code as typed);
+    ``new_reason``: the new-reason form as typed (refused: its message is ``errors[0]``)."""
     names = await service.employee_names(session, tenant_id)
     if seen is not None:  # a supervisor limited to some queues: their agents only
         names = {k: v for k, v in names.items() if k in seen}
@@ -347,6 +351,7 @@ async def _agents(request: Request, session: AsyncSession, tenant_id: int, *, er
     reasons = await service.list_reasons(session, tenant_id)
     return render(request, "callcenter/agents.html", {
         "rows": rows, "reasons": reasons, "statuses": STATUSES, "live": runtime is not None, "errors": errors or {},
+        "reason_errors": reason_errors or {}, "typed_codes": typed_codes or {}, "new_reason": new_reason or {},
         "callbacks": await callback_rows(session, tenant_id, queues=scope),
     }, status_code=status_code)
 
@@ -399,19 +404,49 @@ async def agent_skills(request: Request, employee_id: int, user: TenantAdminUser
     return RedirectResponse(f"/callcenter/agents#agent-{employee_id}", status_code=303)
 
 
+REASON_ERRORS = {"name": N_("A reason needs a new name of up to 40 characters."),
+                 "code": N_("A code is 1 to 4 digits that no other reason has: the agent dials *47 and the code.")}
+
+
+def _reason_error(request: Request, exc: PydanticValidationError | OrgError) -> str:
+    """The message of a reason's form: about its name or its code (malformed or another reason's)."""
+    if isinstance(exc, PydanticValidationError):
+        field = next(iter(schema_errors(exc, {}, "")), "name")
+    else:
+        field = exc.field or "name"
+    _ = gettext_for(request)
+    return str(_(REASON_ERRORS.get(field, REASON_ERRORS["name"])))
+
+
 @router.post("/callcenter/reasons")
 async def add_reason(request: Request, user: TenantAdminUser, session: Session,
-                     name: Annotated[str, Form(max_length=200)] = "") -> Response:
+                     name: Annotated[str, Form(max_length=200)] = "",
+                     code: Annotated[str, Form(max_length=20)] = "") -> Response:
     try:
-        data = schemas.ReasonIn(name=name)
-        await service.create_reason(session, user.tenant, data.name)
-    except (PydanticValidationError, OrgError):
+        data = schemas.ReasonIn(name=name, code=code.strip() or None)
+        await service.create_reason(session, user.tenant, data.name, code=data.code)
+    except (PydanticValidationError, OrgError) as exc:
         await session.rollback()
-        _ = gettext_for(request)
-        return await _agents(request, session, user.tenant, status_code=422,
-                             errors={0: _("A reason needs a new name of up to 40 characters.")})
+        return await _agents(request, session, user.tenant, status_code=422, errors={0: _reason_error(request, exc)},
+                             new_reason={"name": name, "code": code})
     await session.commit()
     return RedirectResponse("/callcenter/agents#reasons", status_code=303)
+
+
+@router.post("/callcenter/reasons/{reason_id}")
+async def set_reason_code(request: Request, reason_id: int, user: TenantAdminUser, session: Session,
+                          code: Annotated[str, Form(max_length=20)] = "") -> Response:
+    """A reason's ``*47`` code set, changed or (empty) cleared; another company's reason: the 404 page."""
+    await service.get_reason(session, user.tenant, reason_id)
+    try:
+        data = schemas.ReasonUpdate(code=code.strip() or None)
+        await service.update_reason(session, user.tenant, reason_id, data)
+    except (PydanticValidationError, OrgError) as exc:
+        await session.rollback()
+        return await _agents(request, session, user.tenant, status_code=422,
+                             reason_errors={reason_id: _reason_error(request, exc)}, typed_codes={reason_id: code})
+    await session.commit()
+    return RedirectResponse(f"/callcenter/agents#reason-{reason_id}", status_code=303)
 
 
 @router.post("/callcenter/agents/{employee_id}/{action}")
