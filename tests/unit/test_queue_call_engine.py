@@ -262,6 +262,13 @@ def _two_callers_then_an_agent(c: Center) -> tuple[PhoneCall, PhoneCall, list[De
     return first, second, agent
 
 
+def _unregister_the_only_phone(h: Harness, number: str) -> None:
+    """The extension's one registered phone sends REGISTER with Expires: 0."""
+    extension = h.directory.extensions[(TENANT, number)]
+    (binding,) = h.location.lookup(TENANT, extension.extension_id, h.now)
+    h.deliver(h.location.remove, TENANT, extension.extension_id, binding.contact)
+
+
 def _back_at_the_head_and_offered_to_the_next(c: Center, first: PhoneCall, second: PhoneCall, reason: str) -> None:
     h = c.h
     assert first.engine_call is not None and second.engine_call is not None
@@ -301,9 +308,7 @@ def test_an_agent_phone_unregistering_while_rung_returns_the_caller_to_the_head_
         first, second, agent = _two_callers_then_an_agent(c)
         rung_at = h.now
         fork = h.invites_to(agent)[-1]
-        extension = h.directory.extensions[(TENANT, "201")]
-        (binding,) = h.location.lookup(TENANT, extension.extension_id, h.now)
-        h.deliver(h.location.remove, TENANT, extension.extension_id, binding.contact)  # REGISTER Expires: 0
+        _unregister_the_only_phone(h, "201")
         assert fork.cancelled is not None  # its INVITE cancelled, without waiting for the ring timeout
         _back_at_the_head_and_offered_to_the_next(c, first, second, "unavailable")
         assert h.now == rung_at  # no timer had to fire
@@ -980,9 +985,7 @@ def test_an_agent_phone_unregistering_while_a_callback_rings_it_offers_the_callb
         request, queue_id, agent = _callback_ringing_agent(c, carrier)
         rung_at = h.now
         fork = h.invites_to(agent)[-1]
-        extension = h.directory.extensions[(TENANT, "201")]
-        (binding,) = h.location.lookup(TENANT, extension.extension_id, h.now)
-        h.deliver(h.location.remove, TENANT, extension.extension_id, binding.contact)  # REGISTER Expires: 0
+        _unregister_the_only_phone(h, "201")
         assert fork.cancelled is not None  # its INVITE cancelled, without waiting for the ring timeout
         (missed,) = c.runtime.events(ql.RINGNOANSWER)
         assert (missed.call_id, missed.agent_id, missed.data["reason"]) == (request, 4, "unavailable")
