@@ -549,17 +549,22 @@ def test_the_wait_prompt_covers_the_estimate() -> None:
     assert all(wait_prompt(s, lang).exists() for s in (0, 601) for lang in ("en", "ru"))
 
 
-class QueueMenu:
+@dataclasses.dataclass
+class OneKeyMenu:
+    """The menu store of a tenant with one voice menu (id 1) whose one ``key`` leads to ``target``."""
+
+    key: str
+    target: Target
+
     async def menus(self, tenant_id: int) -> tuple[dict[int, MenuSpec], frozenset[str]]:
-        target = Target(kind="queue", payload={"number": "500"})
-        return {1: MenuSpec(id=1, prompt="/prompts/main.wav", keys={"3": target})}, frozenset()
+        return {1: MenuSpec(id=1, prompt="/prompts/main.wav", keys={self.key: self.target})}, frozenset()
 
 
 def test_an_ivr_key_leads_into_a_queue() -> None:
     c = center()
     h = c.h
     with h:
-        h.engine.ivr = Ivr(h.engine, QueueMenu())
+        h.engine.ivr = Ivr(h.engine, OneKeyMenu("3", Target(kind="queue", payload={"number": "500"})))
         _, carrier = h.trunk()
         queue_id = c.queue("500")
         h.did("+74950000007", "ivr", {"menu": 1})
@@ -638,17 +643,11 @@ def test_a_vip_caller_by_number_joining_second_is_offered_first() -> None:
         assert first.engine_call.id in c.runtime.center.waiting
 
 
-class VipMenu:
-    async def menus(self, tenant_id: int) -> tuple[dict[int, MenuSpec], frozenset[str]]:
-        target = Target(kind="queue", payload={"number": "500", "priority": 7})
-        return {1: MenuSpec(id=1, prompt="/prompts/main.wav", keys={"9": target})}, frozenset()
-
-
 def test_an_ivr_key_with_a_priority_puts_its_caller_ahead_and_the_higher_priority_counts() -> None:
     c = center()
     h = c.h
     with h:
-        h.engine.ivr = Ivr(h.engine, VipMenu())
+        h.engine.ivr = Ivr(h.engine, OneKeyMenu("9", Target(kind="queue", payload={"number": "500", "priority": 7})))
         _, carrier = h.trunk()
         # the queue's own list gives this caller 3: the key's 7 is higher and counts
         queue_id = c.queue("500", vip=(VipNumber("+79169999999", 3),))
@@ -1237,17 +1236,11 @@ def test_max_wait_overflow_to_a_mailbox_takes_a_message(tmp_path: Path) -> None:
         assert ended.disposition is ev.Disposition.VOICEMAIL
 
 
-class OverflowMenu:
-    async def menus(self, tenant_id: int) -> tuple[dict[int, MenuSpec], frozenset[str]]:
-        target = Target(kind="extension", payload={"number": "301"})
-        return {1: MenuSpec(id=1, prompt="/prompts/main.wav", keys={"1": target})}, frozenset()
-
-
 def test_max_wait_overflow_to_a_voice_menu_plays_it() -> None:
     c = center()
     h = c.h
     with h:
-        h.engine.ivr = Ivr(h.engine, OverflowMenu())
+        h.engine.ivr = Ivr(h.engine, OneKeyMenu("1", Target(kind="extension", payload={"number": "301"})))
         caller, night = h.extension("101"), h.extension("301")
         c.queue("500", max_wait=10, overflow={"kind": "ivr", "menu": 1})
         call = h.call(caller, "500")
