@@ -198,11 +198,13 @@ class SippProcess:
             os.kill(self.pid, signal.SIGUSR1)
 
     def wait(self, timeout: float | None = None) -> common.SippResult:
-        """Wait for the exit (killing it past ``timeout``, default its ``-timeout`` plus 30 s)."""
+        """Wait for the exit, killing it ``timeout`` seconds from now (default: its ``-timeout`` plus 30 s
+        from its start). From now, not from the start: a SIPp started long before (a callee waiting for a
+        take-over) is given the whole ``timeout`` to end the call it has just set up."""
         if self._result is not None:
             return self._result
         assert self.proc is not None
-        limit = self.started + (timeout if timeout is not None else self.timeout + 30)
+        limit = time.monotonic() + timeout if timeout is not None else self.started + self.timeout + 30
         rusage = None
         status: int | None = 0
         while True:
@@ -249,7 +251,7 @@ class SippProcess:
     def stop(self) -> common.SippResult:
         """Quit gracefully, then kill after 10 s."""
         self.quit()
-        return self.wait(timeout=time.monotonic() - self.started + 10)
+        return self.wait(timeout=10)
 
     def kill(self) -> None:
         if self.running():
