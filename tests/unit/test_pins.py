@@ -98,6 +98,15 @@ def test_a_fresh_process_hashes_at_the_production_cost() -> None:
     assert memory >= 65536 and time_cost >= 3 and lanes >= 4, out
 
 
+def test_the_dummy_hash_has_the_production_cost() -> None:
+    # verify_pin(..., None) checks against it: an unknown extension must cost what a known one does
+    from pwdlib import PasswordHash
+
+    from zvonok.org import credentials
+
+    assert not PasswordHash.recommended().hashers[0].check_needs_rehash(credentials._PRODUCTION_DUMMY_HASH)
+
+
 def test_verify_without_a_hash_or_with_garbage_fails() -> None:
     assert verify_pin("4829", None) is False
     hashed = hash_pin("4829")

@@ -17,8 +17,12 @@ from pwdlib.hashers.argon2 import Argon2Hasher
 from zvonok.sip.digest import Algorithm, ha1
 
 _password_hash = PasswordHash.recommended()  # argon2id with pwdlib's recommended cost
-# Verified when the login name is unknown, so both failure paths cost one argon2 verification.
-_DUMMY_HASH = _password_hash.hash(secrets.token_urlsafe(16))
+# Verified when the login name is unknown, so both failure paths cost one argon2 verification. The hash of a
+# random secret nobody kept, at the recommended cost (a unit test checks that its parameters are still the
+# hasher's, so that verifying against it costs the same): hashing one at import took ~0.1 s of CPU in
+# every process, and tests start hundreds of them.
+_PRODUCTION_DUMMY_HASH = "$argon2id$v=19$m=65536,t=3,p=4$6IACipfizMwe/MR/0PpRlA$FpGw1Gy/w5RLKLs6unMbgL1ioFXJKjgLA37iUyHmyOQ"
+_DUMMY_HASH = _PRODUCTION_DUMMY_HASH
 
 
 def slow_hash(secret: str) -> str:
