@@ -666,6 +666,48 @@ async def test_concurrent_flushes_write_each_entry_once(db: Database) -> None:
     assert [r["reason"] for r in reasons] == [str(n) for n in range(50)]
 
 
+async def test_stopping_while_the_writer_commits_waits_for_it_instead_of_cutting_it_short(db: Database) -> None:
+    """stop() while the background writer commits a batch: before, the writer was cancelled there. The commit
+    went through but the batch stayed in the backlog, so stop() wrote it again (a caller entered the queue
+    twice in the log, on both databases); and on SQLite a transaction cut short kept the write lock, so that
+    stop()'s own writes waited SQLite's 5 s busy timeout per try (a unit test took 25 s on a loaded machine)."""
+    import asyncio
+
+    from sqlalchemy import event
+
+    from zvonok.org.models import Tenant
+
+    async with db.session() as session:
+        tenant = Tenant(name="T", sip_domain="t.example", timezone="UTC", currency="RUB", locale="ru")
+        session.add(tenant)
+        await session.flush()
+        queue = CallQueue(tenant_id=tenant.id, name="Q", number="500", requirements=[], relaxations=[])
+        session.add(queue)
+        await session.commit()
+        queue_id = queue.id
+    committing = asyncio.Event()
+
+    def before(_conn: Any) -> None:
+        committing.set()
+
+    event.listen(db.engine.sync_engine, "commit", before)
+    runtime = CallCenterRuntime(db, flush_delay=0.0, retry_delay=0.01)
+    await runtime.start()
+    try:
+        for n in range(3):
+            committing.clear()
+            runtime.feed(lambda c, now, n=n: c.join(f"call-{n}", queue_id, now, number=str(n)))
+            await asyncio.wait_for(committing.wait(), 30)
+    finally:
+        await runtime.stop()  # during the commit of the third caller's entry
+        event.remove(db.engine.sync_engine, "commit", before)
+    assert runtime.write_failures == 0 and runtime.backlog == []
+    async with db.session() as session:
+        calls = list((await session.execute(select(QueueLogRow.call_id).where(QueueLogRow.event == ql.ENTERQUEUE)
+                                            .order_by(QueueLogRow.id))).scalars())
+    assert calls == ["call-0", "call-1", "call-2"]
+
+
 async def test_deleted_tenant_leaves_the_center_and_its_unwritten_log_is_dropped(db: Database) -> None:
     from zvonok.org.events import TenantDeleted
     from zvonok.org.models import Tenant

@@ -220,6 +220,7 @@ class CallCenterRuntime:
         self._remote_waiting: dict[int, list[Waiter]] = {}  # queue -> the other nodes' callers and callbacks
         self._held_as: dict[str, bool] = {}  # call -> shared as a callback request (else as a live caller)
         self._shared_tasks: list[asyncio.Task[None]] = []
+        self._presence_writer: asyncio.Task[None] | None = None  # one of the shared tasks
         self.clock = clock
         self.wall = wall
         self.center = ContactCenter(rng=rng, wall_offset=wall() - clock())
@@ -257,7 +258,8 @@ class CallCenterRuntime:
         if self.claims is not None:
             await self._load_presence()
             self._presence_wake = asyncio.Event()
-            self._shared_tasks = [asyncio.create_task(self._presence_loop(), name="callcenter:presence"),
+            self._presence_writer = asyncio.create_task(self._presence_loop(), name="callcenter:presence")
+            self._shared_tasks = [self._presence_writer,
                                   asyncio.create_task(self._sync_loop(), name="callcenter:claims")]
         self._after()
 
@@ -317,6 +319,12 @@ class CallCenterRuntime:
             self._timer.cancel()
             self._timer = None
         self._stopping = True
+        # The writers are not cancelled in the middle of a write: on SQLite a transaction cut short kept the
+        # write lock for seconds, and the last writes below waited 5 s (SQLite's busy timeout) per try.
+        for writer, lock in ((self._writer, self._write_lock), (self._presence_writer, self._presence_lock)):
+            if writer is not None:
+                async with lock:
+                    writer.cancel()
         for task in (self._reloader, self._writer, *self._shared_tasks, self._recheck):
             if task is not None:
                 task.cancel()
