@@ -103,8 +103,10 @@ class CallScript:
         return self.add(ev.CallEnded, disposition=disposition, hangup_side=side, cause=cause, sip_status=status)
 
 
-async def run_stream(db: Database, *scripts: CallScript, bus: LocalBus | None = None) -> list[CdrWritten]:
-    """Publish the scripts' events (interleaved in time order) to a fresh writer; return CdrWritten seen."""
+async def run_stream(db: Database, *scripts: CallScript, bus: LocalBus | None = None,
+                     writers: list[CdrWriter] | None = None) -> list[CdrWritten]:
+    """Publish the scripts' events (interleaved in time order) to a fresh writer; return CdrWritten seen.
+    On a ``bus`` of the caller's, the caller stops the writer (put in ``writers``), then closes the bus."""
     own = bus is None
     bus = bus or LocalBus()
     announced: list[CdrWritten] = []
@@ -118,10 +120,16 @@ async def run_stream(db: Database, *scripts: CallScript, bus: LocalBus | None = 
         announced.append(e)
 
     bus.subscribe(on_written, event_types=[CdrWritten])
-    CdrWriter(db, bus).start()
+    writer = CdrWriter(db, bus)
+    writer.start()
+    if writers is not None:
+        writers.append(writer)
     for e in sorted((e for s in scripts for e in s.events), key=lambda e: e.at):
         bus.publish(e)
     if own:
+        # the writer first: a commit slower than its patience (1 s, a loaded machine) ends after the bus's
+        # drain, and a CdrWritten published once the bus has stopped is dropped
+        await writer.stop()
         await bus.close()
         assert not_on_disk == [], f"CdrWritten announced before the CDR was committed: {not_on_disk}"
     return announced
@@ -245,9 +253,11 @@ async def test_replay_does_not_duplicate(db: Database) -> None:
     call = CallScript(w.tenant_id, w.alice, "102", Direction.INTERNAL).callee_leg(w.bob).answer(after=1)
     call.end(10, Disposition.ANSWERED, HangupSide.CALLEE, "normal_clearing", 200)
     bus = LocalBus()
-    first = await run_stream(db, call, bus=bus)
+    writers: list[CdrWriter] = []
+    first = await run_stream(db, call, bus=bus, writers=writers)
     for e in call.events:  # the same writer sees the stream again
         bus.publish(e)
+    await writers[0].stop()
     await bus.close()
     again = await run_stream(db, call)  # a fresh writer (after a restart) replays it
     assert len(first) == 1 and again == []
@@ -289,7 +299,8 @@ async def test_tenant_deleted_during_the_call(db: Database) -> None:
     w = await make_world(db)
     call = CallScript(w.tenant_id, w.alice, "102", Direction.INTERNAL).callee_leg(w.bob)
     bus = LocalBus()
-    await run_stream(db, bus=bus)
+    writers: list[CdrWriter] = []
+    await run_stream(db, bus=bus, writers=writers)
     for e in call.events:
         bus.publish(e)
     for sub in bus.subscriptions:
@@ -299,6 +310,7 @@ async def test_tenant_deleted_during_the_call(db: Database) -> None:
         await s.commit()
     call.end(5, Disposition.CANCELLED, HangupSide.CALLER, "originator_cancel")
     bus.publish(call.events[-1])
+    await writers[0].stop()
     await bus.close()
     async with db.session() as s:
         assert (await s.execute(select(func.count()).select_from(Cdr))).scalar_one() == 0
