@@ -563,6 +563,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
         runtime.trunks.stop()  # REGISTER Expires: 0 to the carriers
         await asyncio.sleep(0.2)
         await runtime.sip.stop()
+        await runtime.cdr_writer.settle()  # the last calls' CdrWritten go out before the bus closes
         await runtime.bus.close()  # drains the CDR writer: every finished call is on disk
         await runtime.cdr_writer.stop()
         runtime.stopping.set()

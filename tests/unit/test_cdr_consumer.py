@@ -271,6 +271,30 @@ async def test_replay_does_not_duplicate(db: Database) -> None:
         assert await cdr_service.write_cdr(s, w.tenant_id, finished) is None
 
 
+async def test_a_stopping_server_settles_the_writer_so_the_last_cdrs_are_announced(db: Database) -> None:
+    """The server settles the writer before it closes the bus: a commit slower than the writer's patience
+    (here none at all) still announces its CdrWritten (the CRM makes a missed call's call-back task of it).
+    Closing the bus first dropped it: the bus's drain does not wait for that commit."""
+    w = await make_world(db)
+    missed = CallScript(w.tenant_id, w.alice, "102", Direction.INTERNAL).callee_leg(w.bob)
+    missed.end(20, Disposition.NO_ANSWER, HangupSide.SYSTEM, "no_answer", 480)
+    bus = LocalBus()
+    announced: list[CdrWritten] = []
+
+    async def on_written(e: CdrWritten) -> None:
+        announced.append(e)
+
+    bus.subscribe(on_written, event_types=[CdrWritten], maxsize=100)  # lossy, as the CRM's
+    writer = CdrWriter(db, bus, patience=0.0)
+    writer.start()
+    for e in missed.events:
+        bus.publish(e)
+    await writer.settle()
+    await bus.close()
+    await writer.stop()
+    assert [e.call_id for e in announced] == [missed.call_id]
+
+
 async def test_unknown_directory_ids_are_not_linked(db: Database) -> None:
     """A party naming another tenant's extension (an engine bug) or a deleted employee stores NULL ids."""
     w = await make_world(db)

@@ -149,6 +149,17 @@ class CdrWriter:
             raise RuntimeError("the CDR journal could not be written to the database")
         return len(records)
 
+    async def settle(self) -> None:
+        """Handle the events received so far and wait for their commits, still subscribed: a stopping
+        server calls it before closing the bus, whose drain waits for the handling but not for a commit
+        slower than ``patience``, so that the ``CdrWritten`` of the last calls still reach their
+        subscribers (a missed call's call-back task in the CRM) instead of a stopped bus."""
+        if self.subscription is not None:
+            await self.subscription.drain()
+        await self.flush()
+        if self._writing is not None:
+            await asyncio.gather(self._writing, return_exceptions=True)
+
     async def stop(self) -> None:
         if self._beating is not None:
             self._beating.cancel()
