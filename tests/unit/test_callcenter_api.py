@@ -666,15 +666,8 @@ async def test_concurrent_flushes_write_each_entry_once(db: Database) -> None:
     assert [r["reason"] for r in reasons] == [str(n) for n in range(50)]
 
 
-async def test_stopping_while_the_writer_commits_waits_for_it_instead_of_cutting_it_short(db: Database) -> None:
-    """stop() while the background writer commits a batch: before, the writer was cancelled there. The commit
-    went through but the batch stayed in the backlog, so stop() wrote it again (a caller entered the queue
-    twice in the log, on both databases); and on SQLite a transaction cut short kept the write lock, so that
-    stop()'s own writes waited SQLite's 5 s busy timeout per try (a unit test took 25 s on a loaded machine)."""
-    import asyncio
-
-    from sqlalchemy import event
-
+async def _tenant_and_queue(db: Database) -> tuple[int, int]:
+    """A company with one queue (500): their ids."""
     from zvonok.org.models import Tenant
 
     async with db.session() as session:
@@ -684,7 +677,19 @@ async def test_stopping_while_the_writer_commits_waits_for_it_instead_of_cutting
         queue = CallQueue(tenant_id=tenant.id, name="Q", number="500", requirements=[], relaxations=[])
         session.add(queue)
         await session.commit()
-        queue_id = queue.id
+        return tenant.id, queue.id
+
+
+async def test_stopping_while_the_writer_commits_waits_for_it_instead_of_cutting_it_short(db: Database) -> None:
+    """stop() while the background writer commits a batch: before, the writer was cancelled there. The commit
+    went through but the batch stayed in the backlog, so stop() wrote it again (a caller entered the queue
+    twice in the log, on both databases); and on SQLite a transaction cut short kept the write lock, so that
+    stop()'s own writes waited SQLite's 5 s busy timeout per try (a unit test took 25 s on a loaded machine)."""
+    import asyncio
+
+    from sqlalchemy import event
+
+    _tenant_id, queue_id = await _tenant_and_queue(db)
     committing = asyncio.Event()
 
     def before(_conn: Any) -> None:
@@ -712,14 +717,7 @@ async def test_deleted_tenant_leaves_the_center_and_its_unwritten_log_is_dropped
     from zvonok.org.events import TenantDeleted
     from zvonok.org.models import Tenant
 
-    async with db.session() as session:
-        tenant = Tenant(name="T", sip_domain="t.example", timezone="UTC", currency="RUB", locale="ru")
-        session.add(tenant)
-        await session.flush()
-        queue = CallQueue(tenant_id=tenant.id, name="Q", number="500", requirements=[], relaxations=[])
-        session.add(queue)
-        await session.commit()
-        tenant_id, queue_id = tenant.id, queue.id
+    tenant_id, queue_id = await _tenant_and_queue(db)
     runtime = CallCenterRuntime(db, flush_delay=0.0)
     await runtime.start()
     try:
