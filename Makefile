@@ -44,15 +44,14 @@ demo: $(VENV)/.installed
 cluster-demo: $(VENV)/.installed peers
 	PATH=$(BIN):$$PATH $(BIN)/python tools/cluster_demo.py --data $(DATA)-cluster
 
-# Unit tests on every core (pytest-xdist: each worker has its own temp dirs and databases). The integration
+# Unit tests in four workers (pytest-xdist: each worker has its own temp dirs and databases). The integration
 # and browser tests in six workers, a test module per worker at a time (--dist loadfile: a module's server,
-# phones and SIPp runs stay together): they wait most of their time (servers starting, ringing, tones playing),
-# so more workers than cores overlap well: on a 2-core machine like CI's (2026-12-05) they took 573 s in four
-# workers (62% of the CPU busy) and 484 s in six (80%). Every server, phone and SIPp run binds its own free
-# loopback ports and (on PostgreSQL) each module has its own database. (The unit tests took 219 s in four
-# workers instead of 272 s, but one such run failed on an asyncpg connection some earlier test left to the
-# garbage collector, whose ResourceWarning is an error here: on every core until that leak is found.)
-TEST_WORKERS ?= auto
+# phones and SIPp runs stay together). Both wait much of their time (databases, servers starting, ringing,
+# tones playing), so more workers than cores overlap well: on a 2-core machine like CI's (2026-12-05) the unit
+# tests took 272 s in two workers (56% of the CPU busy) and 219 s in four (98%); the integration tests 573 s in
+# four (62%) and 484 s in six (80%). Every server, phone and SIPp run binds its own free loopback ports and (on
+# PostgreSQL) each module has its own database.
+TEST_WORKERS ?= 4
 IT_WORKERS ?= 6
 test: $(VENV)/.installed peers
 	$(BIN)/ruff check src tests bench
