@@ -48,9 +48,10 @@ cluster-demo: $(VENV)/.installed peers
 # their databases much of their time, so on a 2-core machine like CI's (2026-12-05) they took 272 s in two
 # workers (56% of the CPU busy) and 219 s in four (98%). The integration and browser tests in four workers, a
 # test module per worker at a time (--dist loadfile: a module's server, phones and SIPp runs stay together):
-# 573 s (62% busy); six took 484 s (80%), but the load made a browser test's agent panel miss the answered call
-# (an event that came before the reloaded page's websocket opened), so four until that is mended. Every server,
-# phone and SIPp run binds its own free loopback ports and (on PostgreSQL) each module has its own database.
+# 573 s (62% busy). Six took 484 s (80%), but each of the two runs in six failed a test that has to act within a
+# call's few seconds (a ring-all agent not rung yet when the first answered; the agent panel's browser test still
+# taking screenshots when its 6 s call ended): four until such tests allow for more load. Every server, phone and
+# SIPp run binds its own free loopback ports and (on PostgreSQL) each module has its own database.
 TEST_WORKERS ?= 4
 IT_WORKERS ?= 4
 test: $(VENV)/.installed peers
