@@ -297,6 +297,32 @@ async def test_members_skills_reasons_and_agent_state(api: Api, make_tenant: Any
     assert {r[1] for r in rows} == {a.id} and {r[2] for r in rows} == {a.alice}
 
 
+async def test_an_agent_logs_in_to_a_queue_made_a_moment_ago(api: Api, make_tenant: Any,
+                                                              runtime: CallCenterRuntime) -> None:
+    """The center learns of a new queue from the runtime's reload task, after the commit; a login at once
+    waits for it (it got 409 "no queue" when it came first: seen on a loaded machine, made sure of here by a
+    reload slowed down)."""
+    import asyncio
+
+    reload = runtime.apply_change
+
+    async def slow_reload(event: object) -> None:
+        await asyncio.sleep(0.2)
+        await reload(event)
+
+    runtime.apply_change = slow_reload  # type: ignore[method-assign]
+    a = await make_company(api, make_tenant, "cc-fresh.example")
+    base = f"{a.base}/callcenter"
+    for n in range(3):
+        queue = await ok(await api.client.post(f"{base}/queues", headers=a.headers,
+                                               json={"name": f"Fresh {n}", "number": f"55{n}"}), 201)
+        await ok(await api.client.put(f"{base}/queues/{queue['id']}/members", headers=a.headers,
+                                      json={"employee_ids": [a.alice]}))
+        state = await ok(await api.client.post(f"{base}/agents/{a.alice}/login", headers=a.headers,
+                                               json={"queue_ids": [queue["id"]]}))
+        assert state["status"] == "available" and queue["id"] in state["queue_ids"]
+
+
 async def test_reasons_have_a_phone_code_unique_in_the_company(api: Api, make_tenant: Any) -> None:
     """A not-ready reason's optional ``code`` (1-4 ASCII digits, what an agent dials after ``*47``): created,
     changed, cleared; a malformed one 422 with a message, another reason's in the company 409 (as its name), the

@@ -249,6 +249,9 @@ async def login(tenant_id: int, employee_id: int, body: s.LoginIn, who: TenantRe
     runtime = runtime_of(request)
     queue_ids = await service.check_login_queues(session, tenant_id, employee_id, body.queue_ids)
     skills = await service.skills(session, tenant_id, employee_id)
+    # a queue made a moment ago reaches the center after its commit, by the runtime's reload task: wait for it
+    # (else "no queue": 409 for a login right after the queue was created)
+    await runtime.settled()
     try:
         agent = runtime.login(tenant_id, employee_id, queue_ids, skills)
     except (AgentError, CenterError) as exc:
