@@ -323,6 +323,38 @@ async def test_an_agent_logs_in_to_a_queue_made_a_moment_ago(api: Api, make_tena
         assert state["status"] == "available" and queue["id"] in state["queue_ids"]
 
 
+async def test_a_login_does_not_wait_for_ever_behind_other_changes(api: Api, make_tenant: Any,
+                                                                   runtime: CallCenterRuntime,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The changes a login waits for are every company's: one company editing without end (here a reload
+    that never finishes) must not hold another's logins; past SETTLE_WAIT the login goes on."""
+    import asyncio
+
+    from zvonok.callcenter import http as cc_http
+
+    a = await make_company(api, make_tenant, "cc-jam.example")
+    base = f"{a.base}/callcenter"
+    queue = await ok(await api.client.post(f"{base}/queues", headers=a.headers,
+                                           json={"name": "Jam", "number": "560"}), 201)
+    await ok(await api.client.put(f"{base}/queues/{queue['id']}/members", headers=a.headers,
+                                  json={"employee_ids": [a.alice]}))
+    await runtime.settled()
+    stuck = asyncio.Event()
+
+    async def never(event: object) -> None:
+        await stuck.wait()
+
+    monkeypatch.setattr(runtime, "apply_change", never)
+    monkeypatch.setattr(cc_http, "SETTLE_WAIT", 0.2)
+    await ok(await api.client.patch(f"{base}/queues/{queue['id']}", headers=a.headers, json={"wrap_up": 5}))
+    try:
+        state = await asyncio.wait_for(api.client.post(f"{base}/agents/{a.alice}/login", headers=a.headers,
+                                                       json={"queue_ids": [queue["id"]]}), 30)
+        assert state.status_code == 200 and (await ok(state))["status"] == "available"
+    finally:
+        stuck.set()
+
+
 async def test_reasons_have_a_phone_code_unique_in_the_company(api: Api, make_tenant: Any) -> None:
     """A not-ready reason's optional ``code`` (1-4 ASCII digits, what an agent dials after ``*47``): created,
     changed, cleared; a malformed one 422 with a message, another reason's in the company 409 (as its name), the

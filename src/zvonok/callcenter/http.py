@@ -30,6 +30,8 @@ logged in) answers 409.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import csv
 import io
 from typing import Annotated, Literal
@@ -59,6 +61,7 @@ from .scope import (
 )
 
 router = APIRouter(prefix="/api/v1/tenants/{tenant_id}/callcenter", tags=["callcenter"])
+SETTLE_WAIT = 5.0  # seconds a login waits at most for the configuration changes received before it
 Session = Annotated[AsyncSession, Depends(get_session)]
 PageParams = Annotated[Paging, Depends(paging)]
 MAX_REPORT_SPAN = 366 * 86400
@@ -250,8 +253,10 @@ async def login(tenant_id: int, employee_id: int, body: s.LoginIn, who: TenantRe
     queue_ids = await service.check_login_queues(session, tenant_id, employee_id, body.queue_ids)
     skills = await service.skills(session, tenant_id, employee_id)
     # a queue made a moment ago reaches the center after its commit, by the runtime's reload task: wait for it
-    # (else "no queue": 409 for a login right after the queue was created)
-    await runtime.settled()
+    # (else "no queue": 409 for a login right after the queue was created). Bounded: the changes are all the
+    # companies' and keep coming, so one company's stream of edits cannot hold another's logins.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(runtime.settled(), SETTLE_WAIT)
     try:
         agent = runtime.login(tenant_id, employee_id, queue_ids, skills)
     except (AgentError, CenterError) as exc:
