@@ -169,9 +169,7 @@ class CdrWriter:
         if self.subscription is not None:
             await self.subscription.close(drain=True)
             self.subscription = None
-        await self.flush()
-        if self._writing is not None:
-            await asyncio.gather(self._writing, return_exceptions=True)
+        await self.settle()
         await self._write()  # one last try: what the database still refuses stays in the journal for the next start
         if self._retry is not None:
             self._retry.cancel()
